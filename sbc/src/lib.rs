@@ -1,1 +1,13 @@
-//! SBC runtime.
+//! The SBC runtime: configuration, transports, media relay (XDP and userspace), admin API.
+//!
+//! The protocol logic lives in the sans-I/O crate [`sbc_proto`]; this crate does the I/O.
+
+pub mod admin;
+pub mod config;
+pub mod daemon;
+pub mod logging;
+pub mod media;
+pub mod metrics;
+pub mod transport;
+
+pub use sbc_proto as proto;

@@ -1,0 +1,235 @@
+//! The SBC's configuration: typed sections, defaults, loading with line-accurate errors, and
+//! semantic validation. The documented example is `config/sbc.toml`.
+
+mod load;
+mod validate;
+
+use std::net::{IpAddr, SocketAddr};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+pub use load::{Problem, load_file, parse};
+
+/// The shipped default configuration (`config/sbc.toml`), used by `sbc run` without `--config`
+/// when no `config/sbc.toml` exists in the working directory.
+pub const SHIPPED_DEFAULT: &str = include_str!("../../../config/sbc.toml");
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[general]`: instance identity.
+    #[serde(default)]
+    pub general: General,
+    /// `[log]`: logging.
+    #[serde(default)]
+    pub log: Log,
+    /// `[sip]`: protocol timers and message limits.
+    #[serde(default)]
+    pub sip: Sip,
+    /// `[inside]`: the PBX-facing side.
+    pub inside: Side,
+    /// `[outside]`: the carrier-facing side.
+    pub outside: Side,
+    /// `[pbx]`: the IP-PBX behind the SBC.
+    pub pbx: Pbx,
+    /// `[[trunk]]`: carrier trunks, in order of preference.
+    #[serde(default, rename = "trunk")]
+    pub trunks: Vec<Trunk>,
+    /// `[media]`: the RTP relay.
+    #[serde(default)]
+    pub media: Media,
+    /// `[admin]`: the HTTP admin API.
+    #[serde(default)]
+    pub admin: Admin,
+}
+
+/// `[general]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct General {
+    /// Names this instance: its bpffs pin directory and its metrics `instance` label.
+    pub instance: String,
+    /// Value of the `Server`/`User-Agent` header the SBC sends.
+    pub user_agent: String,
+}
+
+impl Default for General {
+    fn default() -> Self {
+        Self { instance: "sbc".into(), user_agent: format!("sbc/{}", env!("CARGO_PKG_VERSION")) }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// `tracing` env-filter directive used when `SBC_LOG`/`RUST_LOG` are not set.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self { level: "info".into(), format: LogFormat::Text }
+    }
+}
+
+/// `[sip]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sip {
+    /// RFC 3261 T1 (RTT estimate), milliseconds.
+    pub t1_ms: u64,
+    /// RFC 3261 T2 (maximum retransmit interval for non-INVITE), milliseconds.
+    pub t2_ms: u64,
+    /// RFC 3261 T4 (maximum time a message stays in the network), milliseconds.
+    pub t4_ms: u64,
+    /// Timer C: how long an outgoing INVITE may stay unanswered after a provisional, seconds.
+    pub timer_c_s: u64,
+    /// Largest SIP message accepted on any transport, bytes.
+    pub max_message_size: usize,
+    /// Most header fields accepted in one message.
+    pub max_headers: usize,
+}
+
+impl Default for Sip {
+    fn default() -> Self {
+        Self {
+            t1_ms: 500,
+            t2_ms: 4000,
+            t4_ms: 5000,
+            timer_c_s: 180,
+            max_message_size: 65_535,
+            max_headers: 128,
+        }
+    }
+}
+
+/// `[inside]` / `[outside]`: where the SBC listens for SIP and relays media on one side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Side {
+    /// UDP listen addresses for SIP.
+    #[serde(default)]
+    pub udp: Vec<SocketAddr>,
+    /// TCP listen addresses for SIP.
+    #[serde(default)]
+    pub tcp: Vec<SocketAddr>,
+    /// Address the SBC's media relay ports are bound to on this side.
+    pub media_address: IpAddr,
+    /// Address written into SIP/SDP on this side when it differs from the bound one (1:1 NAT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertised_address: Option<IpAddr>,
+}
+
+/// SIP transport protocol toward a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// UDP (RFC 3261 §18).
+    #[default]
+    Udp,
+    /// TCP (RFC 3261 §18).
+    Tcp,
+}
+
+/// `[pbx]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pbx {
+    /// Where calls from the carrier are sent.
+    pub address: SocketAddr,
+    /// Transport toward the PBX.
+    #[serde(default)]
+    pub transport: Transport,
+    /// Source networks accepted as the PBX; requests from anywhere else are dropped silently.
+    pub allow: Vec<IpNet>,
+}
+
+/// `[[trunk]]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trunk {
+    /// Unique name, used in routes, metrics and the admin API.
+    pub name: String,
+    /// The carrier's SIP proxy.
+    pub proxy: SocketAddr,
+    /// Transport toward the proxy.
+    #[serde(default)]
+    pub transport: Transport,
+}
+
+/// XDP attach mode for the media fast path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    /// Native (driver) mode where the driver supports it, generic otherwise; userspace only if
+    /// XDP cannot be loaded at all.
+    #[default]
+    Auto,
+    /// Driver mode only.
+    Native,
+    /// Generic (skb) mode.
+    Generic,
+    /// No XDP: the userspace relay forwards everything.
+    Off,
+}
+
+/// `[media]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Media {
+    /// Lowest relay port (even: RTP on even, RTCP on odd ports).
+    pub port_min: u16,
+    /// Highest relay port.
+    pub port_max: u16,
+    /// XDP fast path mode.
+    pub xdp: XdpMode,
+    /// Interfaces the XDP program is attached to (the ones carrying media).
+    pub interfaces: Vec<String>,
+    /// End a call after this many seconds without media in either direction (0 disables).
+    pub timeout_s: u64,
+    /// The same while the call is on hold (0 disables).
+    pub hold_timeout_s: u64,
+}
+
+impl Default for Media {
+    fn default() -> Self {
+        Self {
+            port_min: 10_000,
+            port_max: 20_000,
+            xdp: XdpMode::Auto,
+            interfaces: Vec::new(),
+            timeout_s: 60,
+            hold_timeout_s: 3600,
+        }
+    }
+}
+
+/// `[admin]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Admin {
+    /// Listen address of the HTTP admin API and `/metrics`.
+    pub listen: SocketAddr,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8080)) }
+    }
+}

@@ -1,0 +1,157 @@
+//! `sbc run`: binds every listener, loads the XDP fast path, serves the admin API, and shuts
+//! down cleanly on SIGTERM or SIGINT.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, atomic::Ordering},
+};
+
+use tokio::task::JoinSet;
+
+use crate::{
+    admin::{self, AdminState, XdpStatus},
+    config::{Config, XdpMode},
+    media::xdp::{self, XdpRelay},
+    metrics::Metrics,
+    transport::{Side, tcp, udp},
+};
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// A listener could not be bound.
+    #[error("cannot bind {what} on {addr}: {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// Address.
+        addr: SocketAddr,
+        /// OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Metrics registration failed (a programming error surfaced as an error, not a panic).
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// The admin server failed.
+    #[error("admin server: {0}")]
+    Admin(#[source] std::io::Error),
+    /// Installing a signal handler failed.
+    #[error("installing signal handlers: {0}")]
+    Signal(#[source] std::io::Error),
+}
+
+/// Runs the SBC until SIGTERM/SIGINT.
+pub async fn run(config: Config) -> Result<(), RunError> {
+    let metrics = Metrics::new()?;
+    let mut shutdown = Shutdown::install()?;
+    let (xdp, xdp_status) = start_xdp(&config);
+    metrics.xdp_attached.set(i64::from(matches!(xdp_status, XdpStatus::Attached { .. })));
+
+    let mut tasks = JoinSet::new();
+    let max = config.sip.max_message_size;
+    for (side, cfg) in [(Side::Inside, &config.inside), (Side::Outside, &config.outside)] {
+        for &addr in &cfg.udp {
+            let socket = udp::bind(addr)
+                .map_err(|source| RunError::Bind { what: "SIP UDP", addr, source })?;
+            tracing::info!(side = side.as_str(), %addr, "SIP UDP listening");
+            tasks.spawn(udp::receive_loop(Arc::new(socket), side, max, metrics.clone()));
+        }
+        for &addr in &cfg.tcp {
+            let listener = tcp::bind(addr)
+                .map_err(|source| RunError::Bind { what: "SIP TCP", addr, source })?;
+            tracing::info!(side = side.as_str(), %addr, "SIP TCP listening");
+            tasks.spawn(tcp::accept_loop(listener, side, max, metrics.clone()));
+        }
+    }
+
+    let addr = config.admin.listen;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| RunError::Bind { what: "admin API", addr, source })?;
+    let state = Arc::new(AdminState {
+        metrics,
+        xdp,
+        xdp_status,
+        ready: std::sync::atomic::AtomicBool::new(false),
+    });
+    let app = admin::router(state.clone());
+    tracing::info!(%addr, "admin API listening");
+    state.ready.store(true, Ordering::Release);
+    tracing::info!(instance = %config.general.instance, "sbc ready");
+
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.wait().await })
+        .await
+        .map_err(RunError::Admin)?;
+
+    tracing::info!("shutting down");
+    tasks.shutdown().await;
+    if let Some(xdp) = &state.xdp {
+        xdp.lock().detach_all();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Loads and attaches the XDP program per `[media]`; never fails the start-up: without XDP the
+/// userspace relay forwards everything, and the reason is logged once and reported.
+fn start_xdp(config: &Config) -> (Option<Arc<parking_lot::Mutex<XdpRelay>>>, XdpStatus) {
+    let media = &config.media;
+    if media.xdp == XdpMode::Off {
+        tracing::info!("XDP fast path off (media.xdp = \"off\"); media relayed in userspace");
+        return (None, XdpStatus::Off { reason: "media.xdp = \"off\"".into() });
+    }
+    if media.interfaces.is_empty() {
+        tracing::info!("XDP fast path not attached: media.interfaces is empty");
+        return (None, XdpStatus::Off { reason: "media.interfaces is empty".into() });
+    }
+    let pin = xdp::pin_dir(&config.general.instance);
+    let relay = XdpRelay::load(Some(&pin)).or_else(|e| {
+        tracing::warn!(error = %e, dir = %pin.display(), "pinned XDP load failed; trying unpinned");
+        XdpRelay::load(None)
+    });
+    let mut relay = match relay {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "XDP unavailable; media relayed in userspace");
+            return (None, XdpStatus::Unavailable { error: e.to_string() });
+        }
+    };
+    for iface in &media.interfaces {
+        match relay.attach(iface, media.xdp) {
+            Ok(mode) => tracing::info!(interface = %iface, %mode, "XDP attached"),
+            Err(e) => {
+                tracing::warn!(error = %e, "XDP unavailable; media relayed in userspace");
+                relay.detach_all();
+                return (None, XdpStatus::Unavailable { error: e.to_string() });
+            }
+        }
+    }
+    let status = XdpStatus::Attached { attachments: relay.attachments().to_vec() };
+    (Some(Arc::new(parking_lot::Mutex::new(relay))), status)
+}
+
+/// SIGTERM / SIGINT, installed before anything is bound so an early signal is not lost.
+struct Shutdown {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Shutdown {
+    fn install() -> Result<Self, RunError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).map_err(RunError::Signal)?,
+            int: signal(SignalKind::interrupt()).map_err(RunError::Signal)?,
+        })
+    }
+
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!("SIGTERM received"),
+            _ = self.int.recv() => tracing::info!("SIGINT received"),
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! Loads the XDP relay program (built from `ebpf/relay` by `build.rs` and embedded here),
+//! attaches it to media interfaces, and reads and writes its maps.
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap},
+    programs::{ProgramError, Xdp, xdp::XdpLinkId},
+};
+use sbc_ebpf_common::{
+    MAP_MAPPING_STATS, MAP_MAPPINGS, MAP_STATS, Mapping, MappingKey, MappingStats, PROGRAM_NAME,
+    Stat,
+};
+
+use crate::config::XdpMode;
+
+/// The compiled XDP program, exactly as `build.rs` produced it for this binary.
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sbc-xdp"));
+
+/// Where the program's maps are pinned for an SBC instance: `<bpffs>/sbc/<instance>`.
+pub fn pin_dir(instance: &str) -> PathBuf {
+    Path::new("/sys/fs/bpf/sbc").join(instance)
+}
+
+/// Errors of the XDP fast path. None is fatal to the SBC: it falls back to userspace.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum XdpError {
+    /// The object could not be loaded (no CAP_BPF, old kernel, verifier rejection, ...).
+    #[error("loading the XDP object: {0}")]
+    Load(#[from] aya::EbpfError),
+    /// The object lacks an expected program or map: a build mismatch.
+    #[error("the XDP object has no {0}")]
+    Missing(&'static str),
+    /// Loading the program into the kernel failed.
+    #[error("loading the XDP program: {0}")]
+    Program(#[source] ProgramError),
+    /// Attaching to an interface failed in every allowed mode.
+    #[error("attaching XDP to {interface} ({mode}): {source}")]
+    Attach {
+        /// Interface name.
+        interface: String,
+        /// Mode(s) tried.
+        mode: &'static str,
+        /// Last error.
+        #[source]
+        source: ProgramError,
+    },
+    /// A map operation failed.
+    #[error("XDP map {map}: {source}")]
+    Map {
+        /// Map name.
+        map: &'static str,
+        /// The error.
+        #[source]
+        source: aya::maps::MapError,
+    },
+    /// The pin directory could not be created.
+    #[error("creating bpffs pin directory {path}: {source}")]
+    PinDir {
+        /// Directory.
+        path: PathBuf,
+        /// OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How the program ended up attached to an interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachMode {
+    /// Driver (native) mode.
+    Native,
+    /// Generic (skb) mode.
+    Generic,
+}
+
+impl fmt::Display for AttachMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AttachMode::Native => "native",
+            AttachMode::Generic => "generic",
+        })
+    }
+}
+
+/// One interface the program is attached to.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Attachment {
+    /// Interface name.
+    pub interface: String,
+    /// Mode it is attached in.
+    pub mode: AttachMode,
+}
+
+/// Global counters of the program, summed over CPUs, indexed like [`Stat::ALL`].
+pub type GlobalStats = [u64; Stat::COUNT as usize];
+
+/// The loaded XDP relay: program, maps, and its attachments. Dropping it detaches the program;
+/// pinned maps (and the mappings in them) outlive it.
+pub struct XdpRelay {
+    ebpf: Ebpf,
+    attachments: Vec<Attachment>,
+    /// Parallel to `attachments`.
+    links: Vec<XdpLinkId>,
+}
+
+impl fmt::Debug for XdpRelay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("XdpRelay").field("attachments", &self.attachments).finish_non_exhaustive()
+    }
+}
+
+impl XdpRelay {
+    /// Loads the embedded program. With `pin_dir`, maps are pinned there, or reused if a
+    /// previous instance pinned them (so established media survives a restart).
+    pub fn load(pin_dir: Option<&Path>) -> Result<Self, XdpError> {
+        let mut loader = EbpfLoader::new();
+        if let Some(dir) = pin_dir {
+            std::fs::create_dir_all(dir)
+                .map_err(|source| XdpError::PinDir { path: dir.to_owned(), source })?;
+            loader.default_map_pin_directory(dir);
+        }
+        let mut ebpf = loader.load(OBJECT)?;
+        let program: &mut Xdp = ebpf
+            .program_mut(PROGRAM_NAME)
+            .ok_or(XdpError::Missing("sbc_relay program"))?
+            .try_into()
+            .map_err(XdpError::Program)?;
+        program.load().map_err(XdpError::Program)?;
+        Ok(Self { ebpf, attachments: Vec::new(), links: Vec::new() })
+    }
+
+    /// Attaches to `interface`. `Auto` tries native mode first, then generic.
+    pub fn attach(&mut self, interface: &str, mode: XdpMode) -> Result<AttachMode, XdpError> {
+        let tries: &[(aya::programs::xdp::XdpMode, AttachMode)] = match mode {
+            XdpMode::Native => &[(aya::programs::xdp::XdpMode::Driver, AttachMode::Native)],
+            XdpMode::Generic => &[(aya::programs::xdp::XdpMode::Skb, AttachMode::Generic)],
+            XdpMode::Auto | XdpMode::Off => &[
+                (aya::programs::xdp::XdpMode::Driver, AttachMode::Native),
+                (aya::programs::xdp::XdpMode::Skb, AttachMode::Generic),
+            ],
+        };
+        let program: &mut Xdp = self
+            .ebpf
+            .program_mut(PROGRAM_NAME)
+            .ok_or(XdpError::Missing("sbc_relay program"))?
+            .try_into()
+            .map_err(XdpError::Program)?;
+        let mut last = None;
+        for (flags, attach_mode) in tries {
+            match program.attach(interface, *flags) {
+                Ok(link) => {
+                    self.attachments
+                        .push(Attachment { interface: interface.to_owned(), mode: *attach_mode });
+                    self.links.push(link);
+                    return Ok(*attach_mode);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        let mode_name = match mode {
+            XdpMode::Native => "native",
+            XdpMode::Generic => "generic",
+            XdpMode::Auto | XdpMode::Off => "native, then generic",
+        };
+        Err(XdpError::Attach {
+            interface: interface.to_owned(),
+            mode: mode_name,
+            source: last.unwrap_or(ProgramError::AlreadyLoaded),
+        })
+    }
+
+    /// Detaches from every interface (the program stays loaded, maps stay pinned).
+    pub fn detach_all(&mut self) {
+        let Some(program) = self.ebpf.program_mut(PROGRAM_NAME) else { return };
+        let Ok(program) = <&mut Xdp>::try_from(program) else { return };
+        for (a, link) in self.attachments.drain(..).zip(self.links.drain(..)) {
+            if let Err(e) = program.detach(link) {
+                tracing::warn!(interface = %a.interface, error = %e, "detaching XDP failed");
+            }
+        }
+    }
+
+    /// The interfaces the program is attached to.
+    pub fn attachments(&self) -> &[Attachment] {
+        &self.attachments
+    }
+
+    /// The program's global counters, summed over CPUs.
+    pub fn stats(&self) -> Result<GlobalStats, XdpError> {
+        let map = self.ebpf.map(MAP_STATS).ok_or(XdpError::Missing("stats map"))?;
+        let array: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(map).map_err(|source| XdpError::Map { map: MAP_STATS, source })?;
+        let mut out = [0u64; Stat::COUNT as usize];
+        for (i, slot) in out.iter_mut().enumerate() {
+            let idx = u32::try_from(i).unwrap_or(u32::MAX);
+            let per_cpu =
+                array.get(&idx, 0).map_err(|source| XdpError::Map { map: MAP_STATS, source })?;
+            *slot = per_cpu.iter().copied().sum();
+        }
+        Ok(out)
+    }
+
+    /// Installs or replaces a mapping.
+    pub fn insert_mapping(&mut self, key: &MappingKey, m: &Mapping) -> Result<(), XdpError> {
+        let map = self.ebpf.map_mut(MAP_MAPPINGS).ok_or(XdpError::Missing("mappings map"))?;
+        let mut hash: HashMap<&mut MapData, MappingKey, Mapping> = HashMap::try_from(map)
+            .map_err(|source| XdpError::Map { map: MAP_MAPPINGS, source })?;
+        hash.insert(key, m, 0).map_err(|source| XdpError::Map { map: MAP_MAPPINGS, source })
+    }
+
+    /// Removes a mapping and its statistics; a missing mapping is not an error.
+    pub fn remove_mapping(&mut self, key: &MappingKey) -> Result<(), XdpError> {
+        for name in [MAP_MAPPINGS, MAP_MAPPING_STATS] {
+            let map = self.ebpf.map_mut(name).ok_or(XdpError::Missing("mapping map"))?;
+            let result = if name == MAP_MAPPINGS {
+                HashMap::<&mut MapData, MappingKey, Mapping>::try_from(map)
+                    .and_then(|mut h| h.remove(key))
+            } else {
+                PerCpuHashMap::<&mut MapData, MappingKey, MappingStats>::try_from(map)
+                    .and_then(|mut h| h.remove(key))
+            };
+            match result {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(source) => return Err(XdpError::Map { map: name, source }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Keys of every installed mapping (e.g. to adopt them after a restart).
+    pub fn mapping_keys(&self) -> Result<Vec<MappingKey>, XdpError> {
+        let map = self.ebpf.map(MAP_MAPPINGS).ok_or(XdpError::Missing("mappings map"))?;
+        let hash: HashMap<&MapData, MappingKey, Mapping> = HashMap::try_from(map)
+            .map_err(|source| XdpError::Map { map: MAP_MAPPINGS, source })?;
+        hash.keys()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| XdpError::Map { map: MAP_MAPPINGS, source })
+    }
+
+    /// Forwarding statistics of one mapping, summed over CPUs (`None` before its first packet).
+    pub fn mapping_stats(&self, key: &MappingKey) -> Result<Option<MappingStats>, XdpError> {
+        let map = self.ebpf.map(MAP_MAPPING_STATS).ok_or(XdpError::Missing("stats map"))?;
+        let hash: PerCpuHashMap<&MapData, MappingKey, MappingStats> =
+            PerCpuHashMap::try_from(map)
+                .map_err(|source| XdpError::Map { map: MAP_MAPPING_STATS, source })?;
+        match hash.get(key, 0) {
+            Ok(per_cpu) => Ok(Some(per_cpu.iter().fold(MappingStats::default(), |acc, s| {
+                MappingStats {
+                    packets: acc.packets + s.packets,
+                    bytes: acc.bytes + s.bytes,
+                    last_seen_ns: acc.last_seen_ns.max(s.last_seen_ns),
+                }
+            }))),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(source) => Err(XdpError::Map { map: MAP_MAPPING_STATS, source }),
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! Prometheus metrics of the SBC. Every metric has HELP text and bounded label values only.
+
+use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use sbc_ebpf_common::Stat;
+
+/// The SBC's metric handles and the registry they are exported from.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// Registry rendered at `/metrics`.
+    pub registry: Registry,
+    /// SIP messages (datagrams or stream reads) received, by side and transport.
+    pub sip_received: IntCounterVec,
+    /// Bytes of SIP received, by side and transport.
+    pub sip_received_bytes: IntCounterVec,
+    /// SIP input dropped, by side and reason.
+    pub sip_dropped: IntCounterVec,
+    /// Open SIP stream connections, by side.
+    pub tcp_connections: IntGaugeVec,
+    /// 1 when the XDP program is attached to at least one interface.
+    pub xdp_attached: IntGauge,
+    /// Packets counted by the XDP program, by outcome (read from its maps at scrape time).
+    pub xdp_packets: IntCounterVec,
+    last_xdp: std::sync::Arc<parking_lot::Mutex<[u64; Stat::COUNT as usize]>>,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let build = IntGaugeVec::new(
+            Opts::new("sbc_build_info", "Build information; the value is always 1."),
+            &["version"],
+        )?;
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        registry.register(Box::new(build))?;
+        let sip_received = IntCounterVec::new(
+            Opts::new("sbc_sip_received_total", "SIP messages received, by side and transport."),
+            &["side", "transport"],
+        )?;
+        let sip_received_bytes = IntCounterVec::new(
+            Opts::new("sbc_sip_received_bytes_total", "Bytes of SIP received."),
+            &["side", "transport"],
+        )?;
+        let sip_dropped = IntCounterVec::new(
+            Opts::new("sbc_sip_dropped_total", "SIP input dropped without a response, by reason."),
+            &["side", "reason"],
+        )?;
+        let tcp_connections = IntGaugeVec::new(
+            Opts::new("sbc_sip_tcp_connections", "Open SIP TCP connections."),
+            &["side"],
+        )?;
+        let xdp_attached =
+            IntGauge::new("sbc_xdp_attached", "1 if the XDP fast path is attached, else 0.")?;
+        let xdp_packets = IntCounterVec::new(
+            Opts::new("sbc_xdp_packets_total", "Packets seen by the XDP program, by outcome."),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(sip_received.clone()))?;
+        registry.register(Box::new(sip_received_bytes.clone()))?;
+        registry.register(Box::new(sip_dropped.clone()))?;
+        registry.register(Box::new(tcp_connections.clone()))?;
+        registry.register(Box::new(xdp_attached.clone()))?;
+        registry.register(Box::new(xdp_packets.clone()))?;
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+        Ok(Self {
+            registry,
+            sip_received,
+            sip_received_bytes,
+            sip_dropped,
+            tcp_connections,
+            xdp_attached,
+            xdp_packets,
+            last_xdp: std::sync::Arc::new(parking_lot::Mutex::new([0; Stat::COUNT as usize])),
+        })
+    }
+
+    /// Folds the XDP program's absolute counters into the exported counters.
+    pub fn observe_xdp(&self, now: &[u64; Stat::COUNT as usize]) {
+        let mut last = self.last_xdp.lock();
+        for (i, stat) in Stat::ALL.iter().enumerate() {
+            // Counters restart from zero if the maps were recreated; never go backwards.
+            let delta = now[i].saturating_sub(last[i]);
+            if delta > 0 {
+                self.xdp_packets.with_label_values(&[stat.name()]).inc_by(delta);
+            }
+        }
+        *last = *now;
+    }
+
+    /// Renders the registry in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let encoder = prometheus::TextEncoder::new();
+        if let Err(e) = encoder.encode_utf8(&self.registry.gather(), &mut out) {
+            tracing::warn!(error = %e, "encoding metrics failed");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_help_and_build_info() {
+        let m = Metrics::new().expect("metrics register");
+        m.sip_received.with_label_values(&["inside", "udp"]).inc();
+        let text = m.render();
+        assert!(text.contains("# HELP sbc_build_info"));
+        assert!(text.contains("sbc_sip_received_total{side=\"inside\",transport=\"udp\"} 1"));
+    }
+
+    #[test]
+    fn xdp_counters_accumulate_deltas() {
+        let m = Metrics::new().expect("metrics register");
+        let mut s = [0u64; Stat::COUNT as usize];
+        s[Stat::Redirected as usize] = 5;
+        m.observe_xdp(&s);
+        s[Stat::Redirected as usize] = 8;
+        m.observe_xdp(&s);
+        assert_eq!(m.xdp_packets.with_label_values(&["redirected"]).get(), 8);
+    }
+}
