@@ -20,19 +20,19 @@ use sbc_ebpf_common::{
     FLAG_IPV4, FLAG_STRICT_SOURCE, MAX_MAPPINGS, Mapping, MappingKey, MappingStats, Stat,
 };
 
-/// (relay address, relay port) → rewrite. Pinned by name so media survives a control-plane
-/// restart and a restarted SBC adopts the mappings.
+/// (relay address, relay port) → rewrite. The loader pins it (by name, in the instance's bpffs
+/// directory) so media survives a control-plane restart and a restarted SBC adopts the mappings.
 #[map(name = "SBC_MAPPINGS")]
-static SBC_MAPPINGS: HashMap<MappingKey, Mapping> = HashMap::pinned(MAX_MAPPINGS, 0);
+static SBC_MAPPINGS: HashMap<MappingKey, Mapping> = HashMap::with_max_entries(MAX_MAPPINGS, 0);
 
 /// Per-mapping packet/byte counters and last-seen time.
 #[map(name = "SBC_MAPPING_STATS")]
 static SBC_MAPPING_STATS: PerCpuHashMap<MappingKey, MappingStats> =
-    PerCpuHashMap::pinned(MAX_MAPPINGS, 0);
+    PerCpuHashMap::with_max_entries(MAX_MAPPINGS, 0);
 
 /// Global counters indexed by `Stat`.
 #[map(name = "SBC_STATS")]
-static SBC_STATS: PerCpuArray<u64> = PerCpuArray::pinned(Stat::COUNT, 0);
+static SBC_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Stat::COUNT, 0);
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;

@@ -124,7 +124,9 @@ impl XdpRelay {
         if let Some(dir) = pin_dir {
             std::fs::create_dir_all(dir)
                 .map_err(|source| XdpError::PinDir { path: dir.to_owned(), source })?;
-            loader.default_map_pin_directory(dir);
+            for name in [MAP_MAPPINGS, MAP_MAPPING_STATS, MAP_STATS] {
+                loader.map_pin_path(name, dir.join(name));
+            }
         }
         let mut ebpf = loader.load(OBJECT)?;
         let program: &mut Xdp = ebpf
