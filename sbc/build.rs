@@ -19,9 +19,18 @@ fn main() {
     let ebpf_dir = root.join("ebpf");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
 
-    println!("cargo:rerun-if-changed={}", ebpf_dir.join("relay/src").display());
-    println!("cargo:rerun-if-changed={}", ebpf_dir.join("relay/Cargo.toml").display());
-    println!("cargo:rerun-if-changed={}", ebpf_dir.join("common/src").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        ebpf_dir.join("relay/src").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        ebpf_dir.join("relay/Cargo.toml").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        ebpf_dir.join("common/src").display()
+    );
     println!("cargo:rerun-if-env-changed=PATH");
 
     check_toolchain();
@@ -40,7 +49,10 @@ fn main() {
         .arg(ebpf_dir.join("relay/Cargo.toml"))
         .arg("--target-dir")
         .arg(&target_dir)
-        .env("CARGO_ENCODED_RUSTFLAGS", "--cfg=bpf_target_arch=\"x86_64\"\x1f-Cdebuginfo=2\x1f-Clink-arg=--btf");
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            "--cfg=bpf_target_arch=\"x86_64\"\x1f-Cdebuginfo=2\x1f-Clink-arg=--btf",
+        );
     // The outer cargo's settings would leak into the nested build and break it (clippy's
     // wrapper, the host rustc, the host toolchain selection).
     for key in [
@@ -60,12 +72,18 @@ fn main() {
         .status()
         .unwrap_or_else(|e| fail(&format!("could not run `rustup run nightly cargo`: {e}")));
     if !status.success() {
-        fail(&format!("building the XDP program failed ({status}); see the errors above"));
+        fail(&format!(
+            "building the XDP program failed ({status}); see the errors above"
+        ));
     }
     let object = target_dir.join("bpfel-unknown-none/release/sbc-xdp");
     let dest = out_dir.join("sbc-xdp");
     std::fs::copy(&object, &dest).unwrap_or_else(|e| {
-        fail(&format!("copying {} to {}: {e}", object.display(), dest.display()))
+        fail(&format!(
+            "copying {} to {}: {e}",
+            object.display(),
+            dest.display()
+        ))
     });
 }
 
@@ -88,7 +106,10 @@ fn check_toolchain() {
         }
         _ => fail("the `nightly` Rust toolchain is not installed"),
     };
-    if !sysroot.join("lib/rustlib/src/rust/library/core/Cargo.toml").exists() {
+    if !sysroot
+        .join("lib/rustlib/src/rust/library/core/Cargo.toml")
+        .exists()
+    {
         fail("the nightly toolchain has no `rust-src` component (needed for -Z build-std=core)");
     }
 }
@@ -96,12 +117,14 @@ fn check_toolchain() {
 fn which(program: &str) -> Option<PathBuf> {
     let path = env::var_os("PATH")?;
     let mut dirs: Vec<PathBuf> = env::split_paths(&path).collect();
-    if let Some(home) = env::var_os("CARGO_HOME").or_else(|| {
-        env::var_os("HOME").map(|h| Path::new(&h).join(".cargo").into_os_string())
-    }) {
+    if let Some(home) = env::var_os("CARGO_HOME")
+        .or_else(|| env::var_os("HOME").map(|h| Path::new(&h).join(".cargo").into_os_string()))
+    {
         dirs.push(Path::new(&home).join("bin"));
     }
-    dirs.into_iter().map(|d| d.join(program)).find(|p| p.is_file())
+    dirs.into_iter()
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
 }
 
 fn fail(why: &str) -> ! {

@@ -47,20 +47,36 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let metrics = Metrics::new()?;
     let mut shutdown = Shutdown::install()?;
     let (xdp, xdp_status) = start_xdp(&config);
-    metrics.xdp_attached.set(i64::from(matches!(xdp_status, XdpStatus::Attached { .. })));
+    metrics
+        .xdp_attached
+        .set(i64::from(matches!(xdp_status, XdpStatus::Attached { .. })));
 
     let mut tasks = JoinSet::new();
     let max = config.sip.max_message_size;
-    for (side, cfg) in [(Side::Inside, &config.inside), (Side::Outside, &config.outside)] {
+    for (side, cfg) in [
+        (Side::Inside, &config.inside),
+        (Side::Outside, &config.outside),
+    ] {
         for &addr in &cfg.udp {
-            let socket = udp::bind(addr)
-                .map_err(|source| RunError::Bind { what: "SIP UDP", addr, source })?;
+            let socket = udp::bind(addr).map_err(|source| RunError::Bind {
+                what: "SIP UDP",
+                addr,
+                source,
+            })?;
             tracing::info!(side = side.as_str(), %addr, "SIP UDP listening");
-            tasks.spawn(udp::receive_loop(Arc::new(socket), side, max, metrics.clone()));
+            tasks.spawn(udp::receive_loop(
+                Arc::new(socket),
+                side,
+                max,
+                metrics.clone(),
+            ));
         }
         for &addr in &cfg.tcp {
-            let listener = tcp::bind(addr)
-                .map_err(|source| RunError::Bind { what: "SIP TCP", addr, source })?;
+            let listener = tcp::bind(addr).map_err(|source| RunError::Bind {
+                what: "SIP TCP",
+                addr,
+                source,
+            })?;
             tracing::info!(side = side.as_str(), %addr, "SIP TCP listening");
             tasks.spawn(tcp::accept_loop(listener, side, max, metrics.clone()));
         }
@@ -69,7 +85,11 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let addr = config.admin.listen;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| RunError::Bind { what: "admin API", addr, source })?;
+        .map_err(|source| RunError::Bind {
+            what: "admin API",
+            addr,
+            source,
+        })?;
     let state = Arc::new(AdminState {
         metrics,
         xdp,
@@ -101,11 +121,21 @@ fn start_xdp(config: &Config) -> (Option<Arc<parking_lot::Mutex<XdpRelay>>>, Xdp
     let media = &config.media;
     if media.xdp == XdpMode::Off {
         tracing::info!("XDP fast path off (media.xdp = \"off\"); media relayed in userspace");
-        return (None, XdpStatus::Off { reason: "media.xdp = \"off\"".into() });
+        return (
+            None,
+            XdpStatus::Off {
+                reason: "media.xdp = \"off\"".into(),
+            },
+        );
     }
     if media.interfaces.is_empty() {
         tracing::info!("XDP fast path not attached: media.interfaces is empty");
-        return (None, XdpStatus::Off { reason: "media.interfaces is empty".into() });
+        return (
+            None,
+            XdpStatus::Off {
+                reason: "media.interfaces is empty".into(),
+            },
+        );
     }
     let pin = xdp::pin_dir(&config.general.instance);
     let relay = XdpRelay::load(Some(&pin)).or_else(|e| {
@@ -116,7 +146,12 @@ fn start_xdp(config: &Config) -> (Option<Arc<parking_lot::Mutex<XdpRelay>>>, Xdp
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "XDP unavailable; media relayed in userspace");
-            return (None, XdpStatus::Unavailable { error: e.to_string() });
+            return (
+                None,
+                XdpStatus::Unavailable {
+                    error: e.to_string(),
+                },
+            );
         }
     };
     for iface in &media.interfaces {
@@ -125,11 +160,18 @@ fn start_xdp(config: &Config) -> (Option<Arc<parking_lot::Mutex<XdpRelay>>>, Xdp
             Err(e) => {
                 tracing::warn!(error = %e, "XDP unavailable; media relayed in userspace");
                 relay.detach_all();
-                return (None, XdpStatus::Unavailable { error: e.to_string() });
+                return (
+                    None,
+                    XdpStatus::Unavailable {
+                        error: e.to_string(),
+                    },
+                );
             }
         }
     }
-    let status = XdpStatus::Attached { attachments: relay.attachments().to_vec() };
+    let status = XdpStatus::Attached {
+        attachments: relay.attachments().to_vec(),
+    };
     (Some(Arc::new(parking_lot::Mutex::new(relay))), status)
 }
 

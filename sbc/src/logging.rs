@@ -17,7 +17,9 @@ pub fn init(default_filter: &str, format: LogFormat) {
     let registry = tracing_subscriber::registry().with(filter);
     // try_init: a second call (tests) keeps the first subscriber instead of panicking.
     let _ = match format {
-        LogFormat::Json => registry.with(fmt::layer().json().with_current_span(false)).try_init(),
+        LogFormat::Json => registry
+            .with(fmt::layer().json().with_current_span(false))
+            .try_init(),
         LogFormat::Text => registry.with(fmt::layer().with_target(true)).try_init(),
     };
 }

@@ -76,11 +76,18 @@ fn run(path: Option<PathBuf>, log_json: bool) -> ExitCode {
             }
         },
     };
-    let format = if log_json { LogFormat::Json } else { config.log.format };
+    let format = if log_json {
+        LogFormat::Json
+    } else {
+        config.log.format
+    };
     sbc::logging::init(&config.log.level, format);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %source, "starting sbc");
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the async runtime");

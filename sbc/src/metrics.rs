@@ -28,13 +28,19 @@ impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let build = IntGaugeVec::new(
-            Opts::new("sbc_build_info", "Build information; the value is always 1."),
+            Opts::new(
+                "sbc_build_info",
+                "Build information; the value is always 1.",
+            ),
             &["version"],
         )?;
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         registry.register(Box::new(build))?;
         let sip_received = IntCounterVec::new(
-            Opts::new("sbc_sip_received_total", "SIP messages received, by side and transport."),
+            Opts::new(
+                "sbc_sip_received_total",
+                "SIP messages received, by side and transport.",
+            ),
             &["side", "transport"],
         )?;
         let sip_received_bytes = IntCounterVec::new(
@@ -42,17 +48,25 @@ impl Metrics {
             &["side", "transport"],
         )?;
         let sip_dropped = IntCounterVec::new(
-            Opts::new("sbc_sip_dropped_total", "SIP input dropped without a response, by reason."),
+            Opts::new(
+                "sbc_sip_dropped_total",
+                "SIP input dropped without a response, by reason.",
+            ),
             &["side", "reason"],
         )?;
         let tcp_connections = IntGaugeVec::new(
             Opts::new("sbc_sip_tcp_connections", "Open SIP TCP connections."),
             &["side"],
         )?;
-        let xdp_attached =
-            IntGauge::new("sbc_xdp_attached", "1 if the XDP fast path is attached, else 0.")?;
+        let xdp_attached = IntGauge::new(
+            "sbc_xdp_attached",
+            "1 if the XDP fast path is attached, else 0.",
+        )?;
         let xdp_packets = IntCounterVec::new(
-            Opts::new("sbc_xdp_packets_total", "Packets seen by the XDP program, by outcome."),
+            Opts::new(
+                "sbc_xdp_packets_total",
+                "Packets seen by the XDP program, by outcome.",
+            ),
             &["outcome"],
         )?;
         registry.register(Box::new(sip_received.clone()))?;
@@ -62,7 +76,9 @@ impl Metrics {
         registry.register(Box::new(xdp_attached.clone()))?;
         registry.register(Box::new(xdp_packets.clone()))?;
         #[cfg(target_os = "linux")]
-        registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         Ok(Self {
             registry,
             sip_received,
@@ -82,7 +98,9 @@ impl Metrics {
             // Counters restart from zero if the maps were recreated; never go backwards.
             let delta = now[i].saturating_sub(last[i]);
             if delta > 0 {
-                self.xdp_packets.with_label_values(&[stat.name()]).inc_by(delta);
+                self.xdp_packets
+                    .with_label_values(&[stat.name()])
+                    .inc_by(delta);
             }
         }
         *last = *now;

@@ -17,3 +17,32 @@ pub fn require_root(test: &str) -> bool {
     eprintln!("SKIPPED {test}: needs root (network namespaces and XDP); run as root to include it");
     false
 }
+
+pub mod http;
+pub mod process;
+
+/// The workspace root.
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| ".".into())
+}
+
+/// Path of the `sbc` binary under test: `$SBC_BIN`, else the workspace's debug build.
+/// `cargo xtask test` builds it before running the tests.
+pub fn sbc_bin() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("SBC_BIN") {
+        return p.into();
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let bin = target.join("debug/sbc");
+    assert!(
+        bin.is_file(),
+        "{} not found: run `cargo build -p sbc` first (cargo xtask test does)",
+        bin.display()
+    );
+    bin
+}

@@ -43,7 +43,10 @@ pub fn unique(prefix: &str) -> String {
 
 /// Runs `ip` with `args`; an error carries its stderr.
 pub fn ip(args: &[&str]) -> Result<Output, NetnsError> {
-    let out = Command::new("ip").args(args).output().map_err(NetnsError::Spawn)?;
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(NetnsError::Spawn)?;
     if !out.status.success() {
         return Err(NetnsError::Ip {
             args: args.join(" "),
@@ -91,7 +94,10 @@ impl Netns {
     /// Moves the calling thread into this namespace until the guard drops. Sockets created
     /// meanwhile stay in this namespace for their whole life.
     pub fn enter(&self) -> Result<EnterGuard, NetnsError> {
-        let err = |source| NetnsError::Enter { name: self.name.clone(), source };
+        let err = |source| NetnsError::Enter {
+            name: self.name.clone(),
+            source,
+        };
         let original = File::open("/proc/thread-self/ns/net").map_err(err)?;
         let target = File::open(format!("/run/netns/{}", self.name)).map_err(err)?;
         setns(&target, CloneFlags::CLONE_NEWNET).map_err(|e| err(e.into()))?;
@@ -134,7 +140,17 @@ pub fn veth_pair(
     let a_if = unique("va");
     let b_if = unique("vb");
     ip(&[
-        "link", "add", &a_if, "netns", a.name(), "type", "veth", "peer", "name", &b_if, "netns",
+        "link",
+        "add",
+        &a_if,
+        "netns",
+        a.name(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &b_if,
+        "netns",
         b.name(),
     ])?;
     a.exec_ip(&["addr", "add", a_cidr, "dev", &a_if])?;

@@ -23,7 +23,9 @@ fn xdp_program_counts_udp_on_veth_and_stops_when_detached() {
     let mut relay = XdpRelay::load(None).expect("load the embedded XDP object");
     {
         let _in_rx = rx.enter().expect("enter rx netns");
-        let mode = relay.attach(&rx_if, XdpMode::Native).expect("attach in native mode");
+        let mode = relay
+            .attach(&rx_if, XdpMode::Native)
+            .expect("attach in native mode");
         eprintln!("attached to {rx_if} in {mode} mode");
     }
     let before = relay.stats().expect("read counters");
@@ -35,8 +37,16 @@ fn xdp_program_counts_udp_on_veth_and_stops_when_detached() {
     send(&socket, PACKETS);
     let after = wait_for(&relay, &before, PACKETS);
     let delta = |s: Stat| after[s as usize] - before[s as usize];
-    assert!(delta(Stat::Rx) >= PACKETS, "rx {} < {PACKETS}", delta(Stat::Rx));
-    assert!(delta(Stat::RxUdp) >= PACKETS, "rx_udp {} < {PACKETS}", delta(Stat::RxUdp));
+    assert!(
+        delta(Stat::Rx) >= PACKETS,
+        "rx {} < {PACKETS}",
+        delta(Stat::Rx)
+    );
+    assert!(
+        delta(Stat::RxUdp) >= PACKETS,
+        "rx_udp {} < {PACKETS}",
+        delta(Stat::RxUdp)
+    );
     // No mapping is installed, so every UDP packet must be handed to the kernel, not forwarded.
     assert!(delta(Stat::PassNoMapping) >= PACKETS);
     assert_eq!(delta(Stat::Redirected), 0);
@@ -48,7 +58,11 @@ fn xdp_program_counts_udp_on_veth_and_stops_when_detached() {
     send(&socket, PACKETS);
     thread::sleep(Duration::from_millis(300));
     let later = relay.stats().expect("read counters");
-    assert_eq!(later[Stat::Rx as usize], detached[Stat::Rx as usize], "counted while detached");
+    assert_eq!(
+        later[Stat::Rx as usize],
+        detached[Stat::Rx as usize],
+        "counted while detached"
+    );
 }
 
 fn send(socket: &UdpSocket, n: u64) {

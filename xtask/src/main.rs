@@ -1,1 +1,102 @@
-fn main() {}
+//! Project automation. `cargo xtask setup` installs the toolchain and test dependencies;
+//! `cargo xtask test` runs the whole test suite the way CI does.
+
+mod setup;
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+/// Project tasks for the SBC workspace.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Install everything the project needs (idempotent: a second run changes nothing).
+    Setup {
+        /// Only report what is missing; change nothing.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Run the full test suite as CI does: setup, format check, clippy, all tests.
+    Test,
+    /// Run the SBC on the shipped default configuration (config/sbc.toml), on loopback.
+    Run,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Setup { check } => setup::run(check),
+        Cmd::Test => test(),
+        Cmd::Run => run_sbc(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| ".".into())
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("xtask: cargo {}", args.join(" "));
+    let status = Command::new(&cargo)
+        .args(args)
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("running {cargo}"))?;
+    if !status.success() {
+        bail!("`cargo {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+fn test() -> Result<()> {
+    setup::run(false)?;
+    let started = std::time::Instant::now();
+    cargo(&["fmt", "--all", "--", "--check"])?;
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    // The end-to-end tests start the real `sbc` binary.
+    cargo(&["build", "--package", "sbc", "--bin", "sbc"])?;
+    cargo(&["test", "--workspace", "--all-targets", "--no-fail-fast"])?;
+    eprintln!("xtask: all checks passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+fn run_sbc() -> Result<()> {
+    setup::run(false)?;
+    cargo(&[
+        "run",
+        "--release",
+        "--package",
+        "sbc",
+        "--bin",
+        "sbc",
+        "--",
+        "run",
+    ])
+}

@@ -82,7 +82,10 @@ fn refresh_xdp(s: &AdminState) {
 async fn metrics(State(s): State<Arc<AdminState>>) -> Response {
     refresh_xdp(&s);
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         s.metrics.render(),
     )
         .into_response()
@@ -95,8 +98,18 @@ struct MediaView {
 }
 
 async fn media(State(s): State<Arc<AdminState>>) -> Json<MediaView> {
-    let counters = s.xdp.as_ref().and_then(|x| x.lock().stats().ok()).map(|stats| {
-        sbc_ebpf_common::Stat::ALL.iter().map(|st| (st.name(), stats[*st as usize])).collect()
-    });
-    Json(MediaView { xdp: s.xdp_status.clone(), xdp_counters: counters })
+    let counters = s
+        .xdp
+        .as_ref()
+        .and_then(|x| x.lock().stats().ok())
+        .map(|stats| {
+            sbc_ebpf_common::Stat::ALL
+                .iter()
+                .map(|st| (st.name(), stats[*st as usize]))
+                .collect()
+        });
+    Json(MediaView {
+        xdp: s.xdp_status.clone(),
+        xdp_counters: counters,
+    })
 }

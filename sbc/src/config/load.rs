@@ -55,16 +55,25 @@ pub enum LoadError {
 }
 
 fn render(problems: &[Problem]) -> String {
-    problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n")
+    problems
+        .iter()
+        .map(|p| format!("  {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Reads and validates a configuration file; returns the config and the text it came from.
 pub fn load_file(path: &Path) -> Result<(Config, String), LoadError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| LoadError::Io { path: path.display().to_string(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
     match parse(&text) {
         Ok(config) => Ok((config, text)),
-        Err(problems) => Err(LoadError::Invalid { path: path.display().to_string(), problems }),
+        Err(problems) => Err(LoadError::Invalid {
+            path: path.display().to_string(),
+            problems,
+        }),
     }
 }
 
@@ -94,8 +103,9 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
     let locate = |path: &[Seg]| locate(text, tree.get_ref(), path);
     let mut problems = Vec::new();
 
-    const SECTIONS: [&str; 9] =
-        ["general", "log", "sip", "inside", "outside", "pbx", "trunk", "media", "admin"];
+    const SECTIONS: [&str; 9] = [
+        "general", "log", "sip", "inside", "outside", "pbx", "trunk", "media", "admin",
+    ];
     for key in table.keys() {
         if !SECTIONS.contains(&key.as_str()) {
             let path = [Seg::Key(key.clone())];
@@ -126,7 +136,9 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         Ok(trunks),
         Ok(media),
         Ok(admin),
-    ) = (general, log, sip, inside, outside, pbx, trunks, media, admin)
+    ) = (
+        general, log, sip, inside, outside, pbx, trunks, media, admin,
+    )
     else {
         return Err(problems);
     };
@@ -152,7 +164,11 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         .into_iter()
         .map(|(path, message)| {
             let segs = parse_path(&path);
-            Problem { line: locate(&segs), path, message }
+            Problem {
+                line: locate(&segs),
+                path,
+                message,
+            }
         })
         .collect())
 }
@@ -190,7 +206,13 @@ fn take<T: DeserializeOwned>(
                 }
             }
             // toml appends "in `key`" on following lines; the path already says where.
-            let message = err.inner().to_string().lines().next().unwrap_or_default().to_owned();
+            let message = err
+                .inner()
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
             // Point at an unknown field itself, whether or not the path already ends with it.
             if message.starts_with("unknown field `")
                 && let Some(field) = message.split('`').nth(1)
@@ -198,7 +220,11 @@ fn take<T: DeserializeOwned>(
             {
                 segs.push(Seg::Key(field.to_owned()));
             }
-            problems.push(Problem { path: render_path(&segs), line: locate(&segs), message });
+            problems.push(Problem {
+                path: render_path(&segs),
+                line: locate(&segs),
+                message,
+            });
             Err(())
         }
     }
@@ -272,7 +298,11 @@ fn locate(text: &str, root: &DeTable<'_>, path: &[Seg]) -> Option<usize> {
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 #[cfg(test)]
@@ -283,14 +313,38 @@ mod tests {
     fn shipped_default_is_valid() {
         let config = parse(super::super::SHIPPED_DEFAULT).unwrap_or_else(|p| panic!("{p:?}"));
         // The documented interface: tests and users rely on these addresses.
-        assert_eq!(config.inside.udp, vec!["127.0.0.1:5060".parse().expect("literal")]);
-        assert_eq!(config.inside.tcp, vec!["127.0.0.1:5060".parse().expect("literal")]);
-        assert_eq!(config.outside.udp, vec!["127.0.0.1:5080".parse().expect("literal")]);
-        assert_eq!(config.trunks[0].proxy, "127.0.0.1:5090".parse().expect("literal"));
-        assert_eq!(config.pbx.address, "127.0.0.1:5070".parse().expect("literal"));
-        assert_eq!(config.pbx.allow, vec!["127.0.0.0/8".parse().expect("literal")]);
-        assert_eq!((config.media.port_min, config.media.port_max), (10_000, 20_000));
-        assert_eq!(config.admin.listen, "127.0.0.1:8080".parse().expect("literal"));
+        assert_eq!(
+            config.inside.udp,
+            vec!["127.0.0.1:5060".parse().expect("literal")]
+        );
+        assert_eq!(
+            config.inside.tcp,
+            vec!["127.0.0.1:5060".parse().expect("literal")]
+        );
+        assert_eq!(
+            config.outside.udp,
+            vec!["127.0.0.1:5080".parse().expect("literal")]
+        );
+        assert_eq!(
+            config.trunks[0].proxy,
+            "127.0.0.1:5090".parse().expect("literal")
+        );
+        assert_eq!(
+            config.pbx.address,
+            "127.0.0.1:5070".parse().expect("literal")
+        );
+        assert_eq!(
+            config.pbx.allow,
+            vec!["127.0.0.0/8".parse().expect("literal")]
+        );
+        assert_eq!(
+            (config.media.port_min, config.media.port_max),
+            (10_000, 20_000)
+        );
+        assert_eq!(
+            config.admin.listen,
+            "127.0.0.1:8080".parse().expect("literal")
+        );
     }
 
     const MINIMAL: &str = r#"
@@ -330,7 +384,10 @@ proxy = "127.0.0.1:5090"
     fn reports_every_type_error_with_path_and_line() {
         let text = MINIMAL
             .replace("udp = [\"127.0.0.1:5080\"]", "udp = [\"not-an-address\"]")
-            .replace("allow = [\"127.0.0.0/8\"]", "allow = [\"127.0.0.0/8\"]\nbogus = 1");
+            .replace(
+                "allow = [\"127.0.0.0/8\"]",
+                "allow = [\"127.0.0.0/8\"]\nbogus = 1",
+            );
         let problems = parse(&text).expect_err("two errors");
         assert_eq!(problems.len(), 2, "{problems:#?}");
         assert_eq!(problems[0].path, "outside.udp[0]");
@@ -344,15 +401,25 @@ proxy = "127.0.0.1:5090"
         let text = format!("{MINIMAL}\n[media]\nport_min = 10001\nport_max = 9000\n");
         let problems = parse(&text).expect_err("bad range");
         let paths: Vec<_> = problems.iter().map(|p| (p.path.as_str(), p.line)).collect();
-        assert!(paths.contains(&("media.port_min", Some(19))), "{problems:#?}");
-        assert!(paths.contains(&("media.port_max", Some(20))), "{problems:#?}");
+        assert!(
+            paths.contains(&("media.port_min", Some(19))),
+            "{problems:#?}"
+        );
+        assert!(
+            paths.contains(&("media.port_max", Some(20))),
+            "{problems:#?}"
+        );
     }
 
     #[test]
     fn missing_and_unknown_sections() {
         let problems = parse("[bogus]\nx = 1\n").expect_err("empty");
         let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
-        assert_eq!(paths, ["bogus", "inside", "outside", "pbx"], "{problems:#?}");
+        assert_eq!(
+            paths,
+            ["bogus", "inside", "outside", "pbx"],
+            "{problems:#?}"
+        );
         assert_eq!(problems[0].line, Some(1));
     }
 

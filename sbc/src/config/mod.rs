@@ -57,7 +57,10 @@ pub struct General {
 
 impl Default for General {
     fn default() -> Self {
-        Self { instance: "sbc".into(), user_agent: format!("sbc/{}", env!("CARGO_PKG_VERSION")) }
+        Self {
+            instance: "sbc".into(),
+            user_agent: format!("sbc/{}", env!("CARGO_PKG_VERSION")),
+        }
     }
 }
 
@@ -84,7 +87,10 @@ pub struct Log {
 
 impl Default for Log {
     fn default() -> Self {
-        Self { level: "info".into(), format: LogFormat::Text }
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
     }
 }
 
@@ -230,6 +236,8 @@ pub struct Admin {
 
 impl Default for Admin {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8080)) }
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
     }
 }

@@ -112,7 +112,9 @@ pub struct XdpRelay {
 
 impl fmt::Debug for XdpRelay {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("XdpRelay").field("attachments", &self.attachments).finish_non_exhaustive()
+        f.debug_struct("XdpRelay")
+            .field("attachments", &self.attachments)
+            .finish_non_exhaustive()
     }
 }
 
@@ -122,8 +124,10 @@ impl XdpRelay {
     pub fn load(pin_dir: Option<&Path>) -> Result<Self, XdpError> {
         let mut loader = EbpfLoader::new();
         if let Some(dir) = pin_dir {
-            std::fs::create_dir_all(dir)
-                .map_err(|source| XdpError::PinDir { path: dir.to_owned(), source })?;
+            std::fs::create_dir_all(dir).map_err(|source| XdpError::PinDir {
+                path: dir.to_owned(),
+                source,
+            })?;
             for name in [MAP_MAPPINGS, MAP_MAPPING_STATS, MAP_STATS] {
                 loader.map_pin_path(name, dir.join(name));
             }
@@ -135,7 +139,11 @@ impl XdpRelay {
             .try_into()
             .map_err(XdpError::Program)?;
         program.load().map_err(XdpError::Program)?;
-        Ok(Self { ebpf, attachments: Vec::new(), links: Vec::new() })
+        Ok(Self {
+            ebpf,
+            attachments: Vec::new(),
+            links: Vec::new(),
+        })
     }
 
     /// Attaches to `interface`. `Auto` tries native mode first, then generic.
@@ -158,8 +166,10 @@ impl XdpRelay {
         for (flags, attach_mode) in tries {
             match program.attach(interface, *flags) {
                 Ok(link) => {
-                    self.attachments
-                        .push(Attachment { interface: interface.to_owned(), mode: *attach_mode });
+                    self.attachments.push(Attachment {
+                        interface: interface.to_owned(),
+                        mode: *attach_mode,
+                    });
                     self.links.push(link);
                     return Ok(*attach_mode);
                 }
@@ -180,8 +190,12 @@ impl XdpRelay {
 
     /// Detaches from every interface (the program stays loaded, maps stay pinned).
     pub fn detach_all(&mut self) {
-        let Some(program) = self.ebpf.program_mut(PROGRAM_NAME) else { return };
-        let Ok(program) = <&mut Xdp>::try_from(program) else { return };
+        let Some(program) = self.ebpf.program_mut(PROGRAM_NAME) else {
+            return;
+        };
+        let Ok(program) = <&mut Xdp>::try_from(program) else {
+            return;
+        };
         for (a, link) in self.attachments.drain(..).zip(self.links.drain(..)) {
             if let Err(e) = program.detach(link) {
                 tracing::warn!(interface = %a.interface, error = %e, "detaching XDP failed");
@@ -196,14 +210,22 @@ impl XdpRelay {
 
     /// The program's global counters, summed over CPUs.
     pub fn stats(&self) -> Result<GlobalStats, XdpError> {
-        let map = self.ebpf.map(MAP_STATS).ok_or(XdpError::Missing("stats map"))?;
+        let map = self
+            .ebpf
+            .map(MAP_STATS)
+            .ok_or(XdpError::Missing("stats map"))?;
         let array: PerCpuArray<&MapData, u64> =
-            PerCpuArray::try_from(map).map_err(|source| XdpError::Map { map: MAP_STATS, source })?;
+            PerCpuArray::try_from(map).map_err(|source| XdpError::Map {
+                map: MAP_STATS,
+                source,
+            })?;
         let mut out = [0u64; Stat::COUNT as usize];
         for (i, slot) in out.iter_mut().enumerate() {
             let idx = u32::try_from(i).unwrap_or(u32::MAX);
-            let per_cpu =
-                array.get(&idx, 0).map_err(|source| XdpError::Map { map: MAP_STATS, source })?;
+            let per_cpu = array.get(&idx, 0).map_err(|source| XdpError::Map {
+                map: MAP_STATS,
+                source,
+            })?;
             *slot = per_cpu.iter().copied().sum();
         }
         Ok(out)
@@ -211,16 +233,28 @@ impl XdpRelay {
 
     /// Installs or replaces a mapping.
     pub fn insert_mapping(&mut self, key: &MappingKey, m: &Mapping) -> Result<(), XdpError> {
-        let map = self.ebpf.map_mut(MAP_MAPPINGS).ok_or(XdpError::Missing("mappings map"))?;
-        let mut hash: HashMap<&mut MapData, MappingKey, Mapping> = HashMap::try_from(map)
-            .map_err(|source| XdpError::Map { map: MAP_MAPPINGS, source })?;
-        hash.insert(key, m, 0).map_err(|source| XdpError::Map { map: MAP_MAPPINGS, source })
+        let map = self
+            .ebpf
+            .map_mut(MAP_MAPPINGS)
+            .ok_or(XdpError::Missing("mappings map"))?;
+        let mut hash: HashMap<&mut MapData, MappingKey, Mapping> =
+            HashMap::try_from(map).map_err(|source| XdpError::Map {
+                map: MAP_MAPPINGS,
+                source,
+            })?;
+        hash.insert(key, m, 0).map_err(|source| XdpError::Map {
+            map: MAP_MAPPINGS,
+            source,
+        })
     }
 
     /// Removes a mapping and its statistics; a missing mapping is not an error.
     pub fn remove_mapping(&mut self, key: &MappingKey) -> Result<(), XdpError> {
         for name in [MAP_MAPPINGS, MAP_MAPPING_STATS] {
-            let map = self.ebpf.map_mut(name).ok_or(XdpError::Missing("mapping map"))?;
+            let map = self
+                .ebpf
+                .map_mut(name)
+                .ok_or(XdpError::Missing("mapping map"))?;
             let result = if name == MAP_MAPPINGS {
                 HashMap::<&mut MapData, MappingKey, Mapping>::try_from(map)
                     .and_then(|mut h| h.remove(key))
@@ -238,30 +272,48 @@ impl XdpRelay {
 
     /// Keys of every installed mapping (e.g. to adopt them after a restart).
     pub fn mapping_keys(&self) -> Result<Vec<MappingKey>, XdpError> {
-        let map = self.ebpf.map(MAP_MAPPINGS).ok_or(XdpError::Missing("mappings map"))?;
-        let hash: HashMap<&MapData, MappingKey, Mapping> = HashMap::try_from(map)
-            .map_err(|source| XdpError::Map { map: MAP_MAPPINGS, source })?;
+        let map = self
+            .ebpf
+            .map(MAP_MAPPINGS)
+            .ok_or(XdpError::Missing("mappings map"))?;
+        let hash: HashMap<&MapData, MappingKey, Mapping> =
+            HashMap::try_from(map).map_err(|source| XdpError::Map {
+                map: MAP_MAPPINGS,
+                source,
+            })?;
         hash.keys()
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|source| XdpError::Map { map: MAP_MAPPINGS, source })
+            .map_err(|source| XdpError::Map {
+                map: MAP_MAPPINGS,
+                source,
+            })
     }
 
     /// Forwarding statistics of one mapping, summed over CPUs (`None` before its first packet).
     pub fn mapping_stats(&self, key: &MappingKey) -> Result<Option<MappingStats>, XdpError> {
-        let map = self.ebpf.map(MAP_MAPPING_STATS).ok_or(XdpError::Missing("stats map"))?;
-        let hash: PerCpuHashMap<&MapData, MappingKey, MappingStats> =
-            PerCpuHashMap::try_from(map)
-                .map_err(|source| XdpError::Map { map: MAP_MAPPING_STATS, source })?;
+        let map = self
+            .ebpf
+            .map(MAP_MAPPING_STATS)
+            .ok_or(XdpError::Missing("stats map"))?;
+        let hash: PerCpuHashMap<&MapData, MappingKey, MappingStats> = PerCpuHashMap::try_from(map)
+            .map_err(|source| XdpError::Map {
+                map: MAP_MAPPING_STATS,
+                source,
+            })?;
         match hash.get(key, 0) {
-            Ok(per_cpu) => Ok(Some(per_cpu.iter().fold(MappingStats::default(), |acc, s| {
-                MappingStats {
+            Ok(per_cpu) => Ok(Some(per_cpu.iter().fold(
+                MappingStats::default(),
+                |acc, s| MappingStats {
                     packets: acc.packets + s.packets,
                     bytes: acc.bytes + s.bytes,
                     last_seen_ns: acc.last_seen_ns.max(s.last_seen_ns),
-                }
-            }))),
+                },
+            ))),
             Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(source) => Err(XdpError::Map { map: MAP_MAPPING_STATS, source }),
+            Err(source) => Err(XdpError::Map {
+                map: MAP_MAPPING_STATS,
+                source,
+            }),
         }
     }
 }

@@ -48,7 +48,10 @@ pub async fn accept_loop(
             }
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            metrics.sip_dropped.with_label_values(&[side.as_str(), "tcp_connection_limit"]).inc();
+            metrics
+                .sip_dropped
+                .with_label_values(&[side.as_str(), "tcp_connection_limit"])
+                .inc();
             drop(stream);
             continue;
         };
@@ -71,8 +74,12 @@ async fn connection(
     metrics: &Metrics,
 ) {
     let mut buf = vec![0u8; max_message_size.min(64 * 1024)];
-    let received = metrics.sip_received.with_label_values(&[side.as_str(), "tcp"]);
-    let bytes = metrics.sip_received_bytes.with_label_values(&[side.as_str(), "tcp"]);
+    let received = metrics
+        .sip_received
+        .with_label_values(&[side.as_str(), "tcp"]);
+    let bytes = metrics
+        .sip_received_bytes
+        .with_label_values(&[side.as_str(), "tcp"]);
     loop {
         match tokio::time::timeout(IDLE_TIMEOUT, stream.read(&mut buf)).await {
             Ok(Ok(0)) => return,
@@ -85,7 +92,10 @@ async fn connection(
                 return;
             }
             Err(_) => {
-                metrics.sip_dropped.with_label_values(&[side.as_str(), "tcp_idle"]).inc();
+                metrics
+                    .sip_dropped
+                    .with_label_values(&[side.as_str(), "tcp_idle"])
+                    .inc();
                 return;
             }
         }

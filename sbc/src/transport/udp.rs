@@ -36,9 +36,15 @@ pub async fn receive_loop(
 ) {
     // One byte more than the limit tells an oversize datagram from one that fits exactly.
     let mut buf = vec![0u8; max_message_size + 1];
-    let received = metrics.sip_received.with_label_values(&[side.as_str(), "udp"]);
-    let bytes = metrics.sip_received_bytes.with_label_values(&[side.as_str(), "udp"]);
-    let oversize = metrics.sip_dropped.with_label_values(&[side.as_str(), "oversize"]);
+    let received = metrics
+        .sip_received
+        .with_label_values(&[side.as_str(), "udp"]);
+    let bytes = metrics
+        .sip_received_bytes
+        .with_label_values(&[side.as_str(), "udp"]);
+    let oversize = metrics
+        .sip_dropped
+        .with_label_values(&[side.as_str(), "oversize"]);
     loop {
         match socket.recv_from(&mut buf).await {
             Ok((n, _peer)) => {
