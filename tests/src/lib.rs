@@ -1,8 +1,8 @@
-//! Helpers for the end-to-end tests: network namespaces with RAII clean-up, and the rule for
-//! privileged tests (they run whenever possible, and never skip in CI).
+//! Helpers for the end-to-end tests: the rule for privileged tests (they run whenever possible,
+//! and never skip in CI) and the binary under test. The lab lives in `sbc-lab`.
 #![forbid(unsafe_code)]
 
-pub mod netns;
+pub use sbc_lab::{http, lab, netns, process};
 
 /// Whether a privileged test can run here. Not root outside CI: skip with a message. Not root
 /// in CI: fail, because CI is root and a skipped XDP test there would hide a regression.
@@ -17,9 +17,6 @@ pub fn require_root(test: &str) -> bool {
     eprintln!("SKIPPED {test}: needs root (network namespaces and XDP); run as root to include it");
     false
 }
-
-pub mod http;
-pub mod process;
 
 /// The workspace root.
 pub fn workspace_root() -> std::path::PathBuf {

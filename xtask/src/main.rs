@@ -1,6 +1,7 @@
 //! Project automation. `cargo xtask setup` installs the toolchain and test dependencies;
 //! `cargo xtask test` runs the whole test suite the way CI does.
 
+mod lab;
 mod setup;
 
 use std::process::{Command, ExitCode};
@@ -28,6 +29,14 @@ enum Cmd {
     Test,
     /// Run the SBC on the shipped default configuration (config/sbc.toml), on loopback.
     Run,
+    /// The network-namespace lab (pbx / sbc / carrier) for people; tests use the same code.
+    Lab {
+        #[command(subcommand)]
+        action: lab::Action,
+        /// Lab id: namespaces are `<id>-pbx`, `<id>-sbc`, `<id>-car`.
+        #[arg(long, default_value = "sbclab", global = true)]
+        id: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -36,6 +45,7 @@ fn main() -> ExitCode {
         Cmd::Setup { check } => setup::run(check),
         Cmd::Test => test(),
         Cmd::Run => run_sbc(),
+        Cmd::Lab { action, id } => lab::run(action, &id),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

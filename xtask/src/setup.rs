@@ -40,6 +40,7 @@ const PACKAGES: &[(&str, &str)] = &[
         "scrapes the SBC in the metrics/dashboard test",
     ),
     ("ethtool", "inspecting lab interfaces"),
+    ("iputils-ping", "reachability checks in the lab test"),
 ];
 
 const NIGHTLY: &str = "nightly";
