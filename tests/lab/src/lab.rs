@@ -187,7 +187,7 @@ impl Lab {
         let mut n = 0;
         for suffix in ["pbx", "sbc", "car"] {
             let name = format!("{id}-{suffix}");
-            if Self::list(&name)?.iter().any(|x| *x == name) {
+            if Self::list(&name)?.contains(&name) {
                 ip(&["netns", "del", &name])?;
                 n += 1;
             }
