@@ -6,10 +6,22 @@
 //! call flow testable deterministically with simulated time (the approach of quinn-proto and
 //! str0m).
 //!
+//! # Modules
+//! - [`sip`]: the SIP message layer: a zero-copy parser with typed header views, URIs,
+//!   an editor/printer that copies untouched bytes verbatim, and a stream framer. Malformed
+//!   input yields a [`sip::ParseError`] whose [`reaction`](sip::ParseError::reaction) says
+//!   whether to answer (and with which status) or to drop. See `docs/sip-parser.md`.
+//! - [`sdp`]: SDP as lines with typed accessors and an editor for offer/answer rewrites.
+//!
 //! # Errors versus bugs
 //! Errors come from bad input and are returned as typed values; a panic means a broken internal
 //! invariant. Input-derived data is never `unwrap`ped.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod sdp;
+pub mod sip;
 pub mod transaction;
+
+#[doc(hidden)]
+pub mod fuzzing;

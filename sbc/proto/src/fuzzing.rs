@@ -1,0 +1,181 @@
+//! Entry points for the `cargo fuzz` targets in `fuzz/` (not part of the API).
+//!
+//! Each function must never panic for any input except through its own assertions, which
+//! state properties the parser promises.
+
+use bytes::Bytes;
+
+use crate::sdp::{Direction, Sdp, SdpEditor, Section};
+use crate::sip::{Editor, Limits, Message, MessageWriter, ParseError, StatusCode, Uri};
+
+/// Parses a message and exercises every typed view; checks that an untouched message prints
+/// back to the same bytes (plus a Content-Length when it had none).
+pub fn message(data: &[u8]) {
+    let limits = Limits::default();
+    match Message::parse(Bytes::copy_from_slice(data), &limits) {
+        Ok(m) => {
+            touch(&m);
+            let mut out = Vec::new();
+            Editor::new(&m).write(&mut out);
+            if m.content_length().is_some() {
+                assert_eq!(
+                    out,
+                    m.as_bytes(),
+                    "untouched message must print identically"
+                );
+            }
+            let again = Message::parse(Bytes::from(out), &limits);
+            assert!(again.is_ok(), "printed message must parse: {again:?}");
+        }
+        Err(e) => {
+            let _ = e.reaction();
+            if let ParseError::Rejected { headers, problem } = e {
+                let mut out = Vec::new();
+                let status = StatusCode::new(problem.status().0).unwrap_or(StatusCode::BAD_REQUEST);
+                let opts = crate::sip::edit::ResponseOptions {
+                    to_tag: Some("t"),
+                    ..Default::default()
+                };
+                MessageWriter::response_to(&mut out, &headers, status, "x", &opts).finish(b"");
+                let _ = Message::parse(Bytes::from(out), &limits);
+            }
+        }
+    }
+}
+
+fn touch(m: &Message) {
+    let h = m.headers();
+    let _ = (
+        m.top_via(),
+        m.from(),
+        m.to(),
+        m.call_id(),
+        m.cseq(),
+        m.request_uri(),
+    );
+    let _ = (
+        m.max_forwards(),
+        m.content_length(),
+        m.body(),
+        m.status(),
+        m.reason_phrase(),
+    );
+    h.via().for_each(|v| {
+        let _ = v.map(|v| (v.branch(), v.received(), v.rport(), v.maddr(), v.ttl()));
+    });
+    h.contacts().for_each(|c| {
+        let _ = c.map(|c| (c.expires(), c.q()));
+    });
+    h.routes().chain(h.record_routes()).for_each(|r| {
+        let _ = r.map(|r| r.tag());
+    });
+    let _ = (
+        h.content_type(),
+        h.rseq(),
+        h.rack(),
+        h.expires(),
+        h.min_expires(),
+        h.min_se(),
+    );
+    let _ = (
+        h.retry_after(),
+        h.session_expires(),
+        h.user_agent(),
+        h.server(),
+    );
+    h.require()
+        .chain(h.supported())
+        .chain(h.allow())
+        .chain(h.proxy_require())
+        .chain(h.unsupported())
+        .for_each(drop);
+    h.authorization().chain(h.www_authenticate()).for_each(|a| {
+        let _ = a.map(|a| a.param("nonce"));
+    });
+    h.reasons().for_each(|r| {
+        let _ = r.map(|r| (r.cause(), r.text()));
+    });
+}
+
+/// Parses a URI; a parsed URI must be equivalent to itself.
+pub fn uri(data: &[u8]) {
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(u) = Uri::parse(s) {
+        assert!(u.equivalent(&u), "URI equivalence must be reflexive");
+        assert_eq!(u.as_str(), s);
+    }
+}
+
+/// Parses SDP; an untouched SDP must print identically and an edited one must parse again.
+pub fn sdp(data: &[u8]) {
+    let Ok(sdp) = Sdp::parse(data) else { return };
+    let _ = (sdp.origin(), sdp.connection(), sdp.direction());
+    for m in sdp.media() {
+        let _ = (
+            m.desc(),
+            m.rtcp(),
+            m.rtcp_mux(),
+            m.effective_direction(),
+            m.fmtp("0"),
+        );
+        m.rtpmaps().for_each(drop);
+    }
+    let mut out = Vec::new();
+    SdpEditor::new(&sdp).write(&mut out);
+    assert_eq!(out, data, "untouched SDP must print identically");
+    let mut e = SdpEditor::new(&sdp);
+    let _ = e.set_connection(Section::Session, "IP4", "192.0.2.1");
+    let _ = e.set_origin("IP4", "192.0.2.1", Some(7));
+    for i in 0..sdp.media_count() {
+        let _ = e.set_port(i, 1234);
+        let _ = e.set_rtcp(i, 1235, None);
+        let _ = e.filter_formats(i, &["0", "8"]);
+        let _ = e.set_direction(Section::Media(i), Direction::SendOnly);
+    }
+    e.write(&mut out);
+    assert!(Sdp::parse(&out).is_ok(), "edited SDP must parse");
+}
+
+/// Parses a message, applies edits, and checks that the result parses with the edits applied
+/// and the other fields unchanged.
+pub fn roundtrip(data: &[u8]) {
+    let limits = Limits::default();
+    let Ok(m) = Message::parse(Bytes::copy_from_slice(data), &limits) else {
+        return;
+    };
+    let mut out = Vec::new();
+    let mut e = Editor::new(&m);
+    e.set_param(0, "x-fuzz", Some("1".into()))
+        .set_body(&b"fuzz"[..]);
+    e.write(&mut out);
+    let Ok(again) = Message::parse(Bytes::from(out), &limits) else {
+        // Setting a parameter on an arbitrary first header may legitimately break its grammar
+        // (e.g. a Call-ID); only the body edit is then checked.
+        let mut out = Vec::new();
+        Editor::new(&m).set_body(&b"fuzz"[..]).write(&mut out);
+        let again = Message::parse(Bytes::from(out), &limits);
+        assert!(
+            again.is_ok(),
+            "body edit must keep the message valid: {again:?}"
+        );
+        return;
+    };
+    assert_eq!(again.body(), b"fuzz");
+    assert_eq!(again.call_id(), m.call_id());
+    assert_eq!(again.cseq(), m.cseq());
+    let lines = |m: &Message| {
+        m.headers()
+            .iter()
+            .skip(1)
+            .filter(|h| h.name != crate::sip::HeaderName::ContentLength)
+            .map(|h| h.line.to_vec())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        lines(&again),
+        lines(&m),
+        "fields other than the edited ones must be unchanged"
+    );
+}

@@ -1,0 +1,183 @@
+//! Message framing on stream transports (TCP, TLS): RFC 3261 §18.3 and RFC 5626 §3.5.1
+//! keep-alives.
+//!
+//! On a stream, Content-Length is the only way to find the end of a message, so it is
+//! mandatory; a missing or malformed one is an error that closes the connection (the stream
+//! cannot be resynchronised).
+
+use crate::sip::Limits;
+
+/// What the bytes at the front of a stream buffer hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frame {
+    /// A keep-alive of `n` bytes (CRLFCRLF ping or CRLF pong): consume and answer a ping.
+    KeepAlive(usize),
+    /// A complete message of this many bytes: hand them to [`Message::parse`](super::Message).
+    Complete(usize),
+    /// Not enough bytes yet.
+    Incomplete,
+}
+
+/// Why a stream must be closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// The header section or the whole message is larger than the limit.
+    #[error("message larger than {max} bytes")]
+    TooLarge {
+        /// The limit.
+        max: usize,
+    },
+    /// No Content-Length header (mandatory on streams, RFC 3261 §18.3).
+    #[error("missing Content-Length on a stream")]
+    MissingContentLength,
+    /// Content-Length is not a number, or there are several.
+    #[error("invalid Content-Length")]
+    BadContentLength,
+}
+
+/// A resumable framer: it remembers how far it has searched for the end of the headers, so
+/// feeding a message byte by byte stays linear.
+#[derive(Debug, Clone, Default)]
+pub struct Framer {
+    searched: usize,
+}
+
+impl Framer {
+    /// A framer at the start of a message.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Examines the buffered bytes. After `KeepAlive(n)` or `Complete(n)` the caller drops
+    /// `n` bytes from the front and calls again.
+    pub fn frame(&mut self, buf: &[u8], limits: &Limits) -> Result<Frame, FrameError> {
+        if buf.starts_with(b"\r\n") {
+            self.searched = 0;
+            return Ok(if buf.starts_with(b"\r\n\r\n") {
+                Frame::KeepAlive(4)
+            } else if buf.len() < 4 && b"\r\n\r\n".starts_with(buf) {
+                // Could still become a CRLFCRLF ping.
+                Frame::Incomplete
+            } else {
+                Frame::KeepAlive(2)
+            });
+        }
+        let from = self.searched.saturating_sub(3);
+        let Some(end) = memchr::memmem::find(&buf[from.min(buf.len())..], b"\r\n\r\n") else {
+            self.searched = buf.len();
+            if buf.len() > limits.max_message {
+                return Err(FrameError::TooLarge {
+                    max: limits.max_message,
+                });
+            }
+            return Ok(Frame::Incomplete);
+        };
+        let head_end = from + end + 4;
+        let length = content_length(&buf[..head_end])?;
+        let total = head_end
+            .checked_add(length)
+            .ok_or(FrameError::BadContentLength)?;
+        if total > limits.max_message {
+            return Err(FrameError::TooLarge {
+                max: limits.max_message,
+            });
+        }
+        if buf.len() < total {
+            // Keep the header search result; only the body is missing.
+            self.searched = head_end.saturating_sub(4);
+            return Ok(Frame::Incomplete);
+        }
+        self.searched = 0;
+        Ok(Frame::Complete(total))
+    }
+}
+
+/// Finds the single Content-Length (or `l`) in a header section.
+fn content_length(head: &[u8]) -> Result<usize, FrameError> {
+    let mut found = None;
+    for line in head.split(|b| *b == b'\n').skip(1) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
+            continue;
+        }
+        let Some(colon) = line.iter().position(|b| *b == b':') else {
+            continue;
+        };
+        let name = line[..colon].trim_ascii();
+        if !(name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l")) {
+            continue;
+        }
+        if found.is_some() {
+            return Err(FrameError::BadContentLength);
+        }
+        let value = line[colon + 1..].trim_ascii();
+        if value.is_empty() || value.len() > 9 || !value.iter().all(u8::is_ascii_digit) {
+            return Err(FrameError::BadContentLength);
+        }
+        found = Some(
+            value
+                .iter()
+                .fold(0usize, |n, d| n * 10 + usize::from(d - b'0')),
+        );
+    }
+    found.ok_or(FrameError::MissingContentLength)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MSG: &[u8] = b"BYE sip:a@b SIP/2.0\r\nl: 3\r\n\r\nabcNEXT";
+
+    #[test]
+    fn keepalives() {
+        let l = Limits::default();
+        let mut f = Framer::new();
+        assert_eq!(f.frame(b"\r\n\r\nBYE", &l), Ok(Frame::KeepAlive(4)));
+        assert_eq!(f.frame(b"\r\nBYE", &l), Ok(Frame::KeepAlive(2)));
+        assert_eq!(f.frame(b"\r\n", &l), Ok(Frame::Incomplete));
+    }
+
+    #[test]
+    fn byte_by_byte() {
+        let l = Limits::default();
+        let mut f = Framer::new();
+        let len = MSG.len() - 4;
+        for i in 1..len {
+            assert_eq!(f.frame(&MSG[..i], &l), Ok(Frame::Incomplete), "at {i}");
+        }
+        assert_eq!(f.frame(&MSG[..len], &l), Ok(Frame::Complete(len)));
+        assert_eq!(f.frame(MSG, &l), Ok(Frame::Complete(len)));
+    }
+
+    #[test]
+    fn errors() {
+        let l = Limits::default();
+        let f = |b: &[u8]| Framer::new().frame(b, &l);
+        assert_eq!(
+            f(b"BYE sip:a@b SIP/2.0\r\nVia: x\r\n\r\n"),
+            Err(FrameError::MissingContentLength)
+        );
+        assert_eq!(
+            f(b"BYE sip:a@b SIP/2.0\r\nl: -1\r\n\r\n"),
+            Err(FrameError::BadContentLength)
+        );
+        assert_eq!(
+            f(b"BYE sip:a@b SIP/2.0\r\nl: 1\r\nl: 1\r\n\r\n"),
+            Err(FrameError::BadContentLength)
+        );
+        assert_eq!(
+            f(b"BYE sip:a@b SIP/2.0\r\nl: 99999999\r\n\r\n"),
+            Err(FrameError::TooLarge { max: 65_535 })
+        );
+        let small = Limits {
+            max_message: 10,
+            ..Limits::default()
+        };
+        assert_eq!(
+            Framer::new().frame(&[b'a'; 11], &small),
+            Err(FrameError::TooLarge { max: 10 })
+        );
+    }
+}

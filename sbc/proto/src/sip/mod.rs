@@ -1,0 +1,40 @@
+//! SIP messages (RFC 3261): parsing, typed header views, URIs, editing and stream framing.
+//!
+//! The parser keeps one buffer per message; header values, URIs and the body are slices of it.
+//! Typed views (`Via`, `NameAddr`, `CSeq`, …) are decoded on demand and borrow from it.
+
+mod addr;
+mod auth;
+mod cseq;
+pub mod edit;
+mod error;
+pub mod framer;
+mod headers;
+mod message;
+mod method;
+mod name;
+mod params;
+mod parse;
+mod scan;
+mod status;
+mod uri;
+mod values;
+mod via;
+
+pub use addr::{Contact, NameAddr};
+pub use auth::Auth;
+pub use cseq::CSeq;
+pub use edit::{Editor, MessageWriter};
+pub use error::{HeaderError, ParseError, Problem, Reaction, UriError};
+pub use framer::{Frame, FrameError, Framer};
+pub use headers::{Header, Headers};
+pub use message::Message;
+pub use method::Method;
+pub use name::HeaderName;
+pub use params::{ParamIter, Params};
+pub use parse::Limits;
+pub use scan::unquote;
+pub use status::{StatusClass, StatusCode};
+pub use uri::{Host, OtherUri, SipUri, TelUri, Uri, unescape};
+pub use values::{MediaType, RAck, Reason, RetryAfter, SessionExpires};
+pub use via::{MAGIC_COOKIE, Via};

@@ -1,0 +1,612 @@
+//! The message parser (RFC 3261 §7, §25) and its limits.
+//!
+//! One pass over the buffer finds the start line, every header field (with folded lines) and
+//! the body; the headers every element relies on are then checked. On error, the parser keeps
+//! going far enough to know whether the headers needed for a response were present, so that the
+//! caller can tell "answer 400" from "drop".
+
+use bytes::Bytes;
+
+use super::cseq::CSeq;
+use super::error::{HeaderError, ParseError, Problem};
+use super::headers::{Entry, Headers, Span};
+use super::message::{Message, StartLine};
+use super::method::Method;
+use super::name::HeaderName;
+use super::scan::{self, Cursor};
+use super::status::StatusCode;
+use super::uri::Uri;
+use super::via::Via;
+
+/// Resource limits applied while parsing. Exceeding one is an error, never a truncation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest message (start line + headers + body), default 65,535 bytes: the largest UDP
+    /// payload, and far above any legitimate trunk message.
+    pub max_message: usize,
+    /// Most header fields, default 128 (a large INVITE carries about 30).
+    pub max_headers: usize,
+    /// Longest header field including its folded lines, and longest start line; default
+    /// 8,192 bytes.
+    pub max_header_len: usize,
+    /// Most Via values, default 70: each hop adds one Via and decrements Max-Forwards, whose
+    /// recommended initial value is 70 (RFC 3261 §8.1.1.6), so more Vias than that cannot come
+    /// from a well-behaved path. (RFC 4475 §3.1.1.7 `longreq` carries 34.)
+    pub max_vias: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message: 65_535,
+            max_headers: 128,
+            max_header_len: 8_192,
+            max_vias: 70,
+        }
+    }
+}
+
+/// Finds the next CRLF at or after `from`; a bare LF counts as a line end too so that the
+/// caller can reject it.
+fn find_lf(data: &[u8], from: usize) -> Option<usize> {
+    memchr::memchr(b'\n', data.get(from..)?).map(|i| from + i)
+}
+
+pub(crate) fn parse(buf: Bytes, limits: &Limits) -> Result<Message, ParseError> {
+    let data: &[u8] = &buf;
+    let max = limits.max_message.min(u32::MAX as usize - 4);
+    // Implementations ignore CRLFs before the start line (RFC 3261 §7.5).
+    let mut pos = 0;
+    while data.get(pos..pos + 2) == Some(b"\r\n") {
+        pos += 2;
+    }
+    let mut problem: Option<Problem> = None;
+    let mut scan_end = data.len();
+    if data.len() - pos > max {
+        problem = Some(Problem::TooLarge {
+            len: data.len() - pos,
+            max,
+        });
+        scan_end = pos + max;
+    }
+    let data = &data[..scan_end];
+
+    // ---- start line ----
+    let Some(lf) = find_lf(data, pos) else {
+        return Err(ParseError::NotSip);
+    };
+    if lf == pos || data[lf - 1] != b'\r' {
+        return Err(ParseError::NotSip);
+    }
+    let sl_end = lf - 1;
+    let line = &data[pos..sl_end];
+    let start = match parse_start_line(line, pos) {
+        Ok(s) => Some(s),
+        Err(StartError::NotSip) => return Err(ParseError::NotSip),
+        Err(StartError::Response(p)) => return Err(ParseError::Unanswerable { problem: p }),
+        Err(StartError::Request(p)) => {
+            problem.get_or_insert(p);
+            None
+        }
+    };
+    if line.len() > limits.max_header_len {
+        problem.get_or_insert(Problem::HeaderTooLong {
+            max: limits.max_header_len,
+        });
+    }
+    let is_request = start
+        .as_ref()
+        .is_none_or(|s| matches!(s, StartLine::Request { .. }));
+
+    // ---- header fields ----
+    let header_start = sl_end + 2;
+    let section_end = memchr::memmem::find(&data[sl_end..], b"\r\n\r\n").map(|i| sl_end + i + 2);
+    let estimate = match section_end {
+        Some(e) => memchr::memchr_iter(b'\n', &data[header_start..e]).count(),
+        None => 16,
+    };
+    let mut entries: Vec<Entry> = Vec::with_capacity(estimate.min(limits.max_headers));
+    let mut p = header_start;
+    let mut body_start = None;
+    let mut headers_end = p;
+    loop {
+        if data.get(p..p + 2) == Some(b"\r\n") {
+            headers_end = p;
+            body_start = Some(p + 2);
+            break;
+        }
+        // The field ends at the first CRLF not followed by SP/HTAB (RFC 3261 §7.3.1).
+        let mut e = match find_lf(data, p) {
+            Some(e) => e,
+            None => break,
+        };
+        loop {
+            if data[e - 1] != b'\r' {
+                problem.get_or_insert(Problem::BadHeaderLine { offset: p });
+                break;
+            }
+            if matches!(data.get(e + 1), Some(b' ' | b'\t')) {
+                match find_lf(data, e + 1) {
+                    Some(n) => e = n,
+                    None => break,
+                }
+            } else {
+                break;
+            }
+        }
+        let line_end = e + 1;
+        if line_end - p > limits.max_header_len {
+            problem.get_or_insert(Problem::HeaderTooLong {
+                max: limits.max_header_len,
+            });
+        }
+        if entries.len() >= limits.max_headers {
+            problem.get_or_insert(Problem::TooManyHeaders {
+                max: limits.max_headers,
+            });
+            break;
+        }
+        match split_field(data, p, line_end - 2) {
+            Some(entry) => entries.push(Entry {
+                line_end: line_end as u32,
+                ..entry
+            }),
+            None => {
+                problem.get_or_insert(Problem::BadHeaderLine { offset: p });
+            }
+        }
+        p = line_end;
+    }
+    if body_start.is_none() {
+        problem.get_or_insert(Problem::Truncated);
+    }
+    if let Err(e) = std::str::from_utf8(&data[pos..headers_end.max(sl_end)]) {
+        problem.get_or_insert(Problem::NotUtf8 {
+            offset: pos + e.valid_up_to(),
+        });
+    }
+    let headers = Headers {
+        buf: buf.clone(),
+        entries,
+    };
+
+    // ---- mandatory headers and body ----
+    let (start, body_start) = match (start, body_start, problem) {
+        (Some(start), Some(body_start), None) => (start, body_start),
+        (_, _, problem) => {
+            return Err(reject(
+                problem.unwrap_or(Problem::Truncated),
+                headers,
+                is_request,
+            ));
+        }
+    };
+    let cseq = match validate(&headers, &start, limits) {
+        Ok(c) => c,
+        Err(p) => return Err(reject(p, headers, is_request)),
+    };
+    let available = data.len() - body_start;
+    let body_end = match headers.content_length() {
+        Ok(Some(n)) if n as usize > available => {
+            let p = Problem::BodyTooShort {
+                declared: n,
+                available,
+            };
+            return Err(reject(p, headers, is_request));
+        }
+        Ok(Some(n)) => body_start + n as usize,
+        _ => data.len(),
+    };
+    Ok(Message {
+        start,
+        start_line: Span::new(pos, sl_end),
+        headers,
+        body: Span::new(body_start, body_end),
+        cseq,
+        buf,
+    })
+}
+
+fn reject(problem: Problem, headers: Headers, is_request: bool) -> ParseError {
+    if is_request && answerable(&headers) {
+        ParseError::Rejected {
+            problem,
+            headers: Box::new(headers),
+        }
+    } else {
+        ParseError::Unanswerable { problem }
+    }
+}
+
+/// Whether a response can be built and routed: the top Via's sent-by (RFC 3261 §18.2.2) and
+/// From, To, Call-ID and CSeq to copy (§8.2.6.2) are present.
+pub(crate) fn answerable(headers: &Headers) -> bool {
+    let via_ok = matches!(headers.values(HeaderName::Via).next(), Some(Ok(v))
+        if Via::parse_sent_by(&mut Cursor::new(v)).is_ok());
+    via_ok
+        && [
+            HeaderName::From,
+            HeaderName::To,
+            HeaderName::CallId,
+            HeaderName::CSeq,
+        ]
+        .iter()
+        .all(|n| headers.first(*n).is_some())
+}
+
+/// Splits `name: value` between `start` and `end` (the CRLF of the field's last line).
+fn split_field(data: &[u8], start: usize, end: usize) -> Option<Entry> {
+    let line = &data[start..end];
+    let name_len = line.iter().position(|b| !scan::is(*b, scan::TOKEN))?;
+    if name_len == 0 {
+        return None;
+    }
+    // HCOLON = *( SP / HTAB ) ":" SWS
+    let mut i = name_len;
+    while matches!(line.get(i), Some(b' ' | b'\t')) {
+        i += 1;
+    }
+    if line.get(i) != Some(&b':') {
+        return None;
+    }
+    i += 1;
+    while line.get(i).is_some_and(|b| scan::is_lws(*b)) {
+        i += 1;
+    }
+    let mut j = line.len();
+    while j > i && scan::is_lws(line[j - 1]) {
+        j -= 1;
+    }
+    Some(Entry {
+        name: HeaderName::from_bytes(&line[..name_len]),
+        name_span: Span::new(start, start + name_len),
+        value: Span::new(start + i, start + j),
+        line_end: 0,
+    })
+}
+
+enum StartError {
+    NotSip,
+    Request(Problem),
+    Response(Problem),
+}
+
+fn parse_start_line(line: &[u8], offset: usize) -> Result<StartLine, StartError> {
+    if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/") {
+        return parse_status_line(line, offset).ok_or(StartError::Response(Problem::BadStatusLine));
+    }
+    // It is a SIP request only if the line ends with a SIP-Version; anything else is not SIP.
+    let trimmed_len = line
+        .iter()
+        .rposition(|b| *b != b' ' && *b != b'\t')
+        .map_or(0, |i| i + 1);
+    let trimmed = &line[..trimmed_len];
+    let version_start = trimmed
+        .iter()
+        .rposition(|b| *b == b' ')
+        .map_or(0, |i| i + 1);
+    let version = &trimmed[version_start..];
+    if version_start == 0 || version.len() < 4 || !version[..4].eq_ignore_ascii_case(b"SIP/") {
+        return Err(StartError::NotSip);
+    }
+    let bad = StartError::Request(Problem::BadRequestLine);
+    // Request-Line = Method SP Request-URI SP SIP-Version CRLF: exactly two single spaces
+    // (RFC 4475 §3.1.2.8–3.1.2.10).
+    if trimmed_len != line.len() {
+        return Err(bad);
+    }
+    let mut parts = line.split(|b| *b == b' ');
+    let (Some(method), Some(uri), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad);
+    };
+    let method = std::str::from_utf8(method)
+        .ok()
+        .and_then(Method::from_token)
+        .ok_or(bad)?;
+    if !version.eq_ignore_ascii_case(b"SIP/2.0") {
+        return Err(StartError::Request(Problem::BadVersion));
+    }
+    let uri_start = offset + method.as_str().len() + 1;
+    let uri_str =
+        std::str::from_utf8(uri).map_err(|_| StartError::Request(Problem::BadRequestUri))?;
+    match Uri::parse(uri_str) {
+        Ok(Uri::Sip(u)) if u.headers.is_some() => {
+            Err(StartError::Request(Problem::RequestUriHeaders))
+        }
+        Ok(Uri::Sip(_) | Uri::Tel(_)) => Ok(StartLine::Request {
+            method,
+            uri: Span::new(uri_start, uri_start + uri.len()),
+        }),
+        Ok(Uri::Other(_)) => Err(StartError::Request(Problem::UnsupportedScheme)),
+        Err(_) => Err(StartError::Request(Problem::BadRequestUri)),
+    }
+}
+
+/// Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF.
+fn parse_status_line(line: &[u8], offset: usize) -> Option<StartLine> {
+    let rest = line.get(8..)?;
+    if !line[..8].eq_ignore_ascii_case(b"SIP/2.0 ") {
+        return None;
+    }
+    let (code, sp) = (rest.get(..3)?, rest.get(3)?);
+    if *sp != b' ' || !code.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = code
+        .iter()
+        .fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'));
+    let status = StatusCode::new(n)?;
+    // Reason-Phrase = *(reserved / unreserved / escaped / UTF8-NONASCII / UTF8-CONT / SP /
+    // HTAB): no control characters.
+    let reason = &rest[4..];
+    if reason.iter().any(|b| b.is_ascii_control() && *b != b'\t') {
+        return None;
+    }
+    Some(StartLine::Response {
+        status,
+        reason: Span::new(offset + 12, offset + line.len()),
+    })
+}
+
+/// Checks the headers every element relies on; returns the decoded CSeq.
+fn validate(headers: &Headers, start: &StartLine, limits: &Limits) -> Result<CSeq, Problem> {
+    let invalid = |name| move |error: HeaderError| Problem::Invalid { name, error };
+    let mut vias = 0;
+    for via in headers.via() {
+        via.map_err(invalid(HeaderName::Via))?;
+        vias += 1;
+        if vias > limits.max_vias {
+            return Err(Problem::TooManyVias {
+                max: limits.max_vias,
+            });
+        }
+    }
+    if vias == 0 {
+        return Err(Problem::Missing(HeaderName::Via));
+    }
+    for name in [
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::CallId,
+        HeaderName::CSeq,
+    ] {
+        match headers.count(name) {
+            0 => return Err(Problem::Missing(name)),
+            1 => {}
+            _ => return Err(Problem::Duplicate(name)),
+        }
+    }
+    for name in [HeaderName::MaxForwards, HeaderName::ContentLength] {
+        if headers.count(name) > 1 {
+            return Err(Problem::Duplicate(name));
+        }
+    }
+    headers.from().map_err(invalid(HeaderName::From))?;
+    headers.to().map_err(invalid(HeaderName::To))?;
+    headers.call_id().map_err(invalid(HeaderName::CallId))?;
+    let cseq = headers.cseq().map_err(invalid(HeaderName::CSeq))?;
+    if let StartLine::Request { method, .. } = start
+        && *method != cseq.method
+    {
+        return Err(Problem::CSeqMethodMismatch);
+    }
+    headers
+        .max_forwards()
+        .map_err(invalid(HeaderName::MaxForwards))?;
+    headers
+        .content_length()
+        .map_err(invalid(HeaderName::ContentLength))?;
+    // The SBC rewrites and routes on these, so a malformed one is rejected up front
+    // (RFC 4475 §3.1.2.1 and §3.1.2.13).
+    for c in headers.contacts() {
+        c.map_err(invalid(HeaderName::Contact))?;
+    }
+    for r in headers.routes() {
+        r.map_err(invalid(HeaderName::Route))?;
+    }
+    for r in headers.record_routes() {
+        r.map_err(invalid(HeaderName::RecordRoute))?;
+    }
+    Ok(cseq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::Reaction;
+
+    const OPTIONS: &str = "OPTIONS sip:bob@example.com SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+        From: <sip:alice@example.com>;tag=1\r\n\
+        To: <sip:bob@example.com>\r\n\
+        Call-ID: abc@192.0.2.1\r\n\
+        CSeq: 1 OPTIONS\r\n\
+        Max-Forwards: 70\r\n\
+        Content-Length: 0\r\n\r\n";
+
+    fn parse_str(s: &str) -> Result<Message, ParseError> {
+        Message::parse(Bytes::copy_from_slice(s.as_bytes()), &Limits::default())
+    }
+
+    fn reaction(s: &str) -> Reaction {
+        match parse_str(s) {
+            Ok(_) => panic!("parsed: {s}"),
+            Err(e) => e.reaction(),
+        }
+    }
+
+    #[test]
+    fn minimal_request() {
+        let m = parse_str(OPTIONS).expect("valid");
+        assert_eq!(m.method(), Some(&Method::Options));
+        assert_eq!(m.request_uri_str(), Some("sip:bob@example.com"));
+        assert_eq!(m.headers().len(), 7);
+        assert_eq!(m.call_id(), "abc@192.0.2.1");
+        assert_eq!(m.as_bytes(), OPTIONS.as_bytes());
+        assert!(m.body().is_empty());
+    }
+
+    #[test]
+    fn leading_crlf_and_trailing_octets() {
+        let s = format!("\r\n\r\n{OPTIONS}garbage");
+        let m = parse_str(&s).expect("valid");
+        assert_eq!(m.as_bytes(), OPTIONS.as_bytes());
+    }
+
+    #[test]
+    fn not_sip_is_dropped() {
+        for s in [
+            "",
+            "\r\n",
+            "GET / HTTP/1.1\r\n\r\n",
+            "hello",
+            "\x16\x03\x01\x02\x00",
+        ] {
+            assert!(matches!(parse_str(s), Err(ParseError::NotSip)), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn limits() {
+        let small = Limits {
+            max_headers: 3,
+            ..Limits::default()
+        };
+        let e = Message::parse(Bytes::from_static(OPTIONS.as_bytes()), &small).err();
+        assert_eq!(
+            e.and_then(|e| e.problem().cloned()),
+            Some(Problem::TooManyHeaders { max: 3 })
+        );
+        let tiny = Limits {
+            max_message: 100,
+            ..Limits::default()
+        };
+        let e = Message::parse(Bytes::from_static(OPTIONS.as_bytes()), &tiny).err();
+        assert!(matches!(
+            e.and_then(|e| e.problem().cloned()),
+            Some(Problem::TooLarge { .. })
+        ));
+        let one_via = Limits {
+            max_vias: 1,
+            ..Limits::default()
+        };
+        let two = OPTIONS.replace(
+            "Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1",
+            "Via: SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/UDP b",
+        );
+        let e = Message::parse(Bytes::from(two), &one_via).err();
+        assert_eq!(
+            e.map(|e| e.reaction()),
+            Some(Reaction::Respond {
+                code: 400,
+                reason: "Too Many Via Headers"
+            })
+        );
+        let long = OPTIONS.replace("Call-ID: abc", &format!("Call-ID: {}", "a".repeat(9000)));
+        assert_eq!(
+            reaction(&long),
+            Reaction::Respond {
+                code: 513,
+                reason: "Message Too Large"
+            }
+        );
+    }
+
+    #[test]
+    fn specific_reasons() {
+        let r = |from: &str, to: &str| reaction(&OPTIONS.replace(from, to));
+        assert_eq!(
+            r("CSeq: 1 OPTIONS", "CSeq: x OPTIONS"),
+            Reaction::Respond {
+                code: 400,
+                reason: "Malformed CSeq Header"
+            }
+        );
+        assert_eq!(
+            r("Content-Length: 0", "Content-Length: 10"),
+            Reaction::Respond {
+                code: 400,
+                reason: "Body Shorter Than Content-Length"
+            }
+        );
+        assert_eq!(
+            r("Max-Forwards: 70", "Max-Forwards: 256"),
+            Reaction::Respond {
+                code: 400,
+                reason: "Malformed Max-Forwards Header"
+            }
+        );
+        assert_eq!(
+            r("sip:bob@example.com SIP", "http://x SIP"),
+            Reaction::Respond {
+                code: 416,
+                reason: "Unsupported URI Scheme"
+            }
+        );
+        assert_eq!(
+            r("SIP/2.0\r\nVia", "SIP/3.0\r\nVia"),
+            Reaction::Respond {
+                code: 505,
+                reason: "Version Not Supported"
+            }
+        );
+        assert_eq!(r("Call-ID: abc@192.0.2.1\r\n", ""), Reaction::Drop);
+        assert_eq!(
+            r("Max-Forwards: 70\r\n", "Max-Forwards: 70\r\nbad header\r\n"),
+            Reaction::Respond {
+                code: 400,
+                reason: "Malformed Header Line"
+            }
+        );
+        assert_eq!(
+            r("Max-Forwards: 70\r\n", "Max-Forwards: 70\n"),
+            Reaction::Respond {
+                code: 400,
+                reason: "Malformed Header Line"
+            }
+        );
+        assert_eq!(
+            r("\r\n\r\n", "\r\n"),
+            Reaction::Respond {
+                code: 400,
+                reason: "Incomplete Header Section"
+            }
+        );
+    }
+
+    #[test]
+    fn non_utf8_header_is_rejected_not_skipped() {
+        let mut raw = OPTIONS
+            .replace("Max-Forwards: 70", "X-Bin: \u{1}\u{1}")
+            .into_bytes();
+        let at = raw.iter().position(|b| *b == 1).expect("marker");
+        raw[at] = 0xff;
+        let e = Message::parse(Bytes::from(raw), &Limits::default()).err();
+        assert!(matches!(
+            e.as_ref().and_then(|e| e.problem()),
+            Some(Problem::NotUtf8 { .. })
+        ));
+        assert_eq!(
+            e.map(|e| e.reaction()),
+            Some(Reaction::Respond {
+                code: 400,
+                reason: "Invalid UTF-8 in Header"
+            })
+        );
+    }
+
+    #[test]
+    fn responses_are_never_answered() {
+        let resp = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 5\r\n\r\nab";
+        assert_eq!(reaction(resp), Reaction::Drop);
+        let ok = resp.replace("Content-Length: 5", "Content-Length: 2");
+        let m = parse_str(&ok).expect("valid");
+        assert_eq!(m.status(), Some(StatusCode::OK));
+        assert_eq!(m.reason_phrase(), Some("OK"));
+        assert_eq!(m.body(), b"ab");
+        assert_eq!(reaction("SIP/2.0 20 OK\r\n\r\n"), Reaction::Drop);
+        assert_eq!(reaction("SIP/2.0 700 OK\r\n\r\n"), Reaction::Drop);
+    }
+}
