@@ -20,6 +20,7 @@
 #![deny(missing_docs)]
 
 pub mod sdp;
+pub mod net;
 pub mod sip;
 pub mod transaction;
 
