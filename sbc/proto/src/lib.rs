@@ -19,8 +19,10 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod sdp;
+pub mod b2bua;
+pub mod media;
 pub mod net;
+pub mod sdp;
 pub mod sip;
 pub mod transaction;
 

@@ -88,6 +88,12 @@ pub struct Peer {
 
 impl fmt::Display for Peer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.side.as_str(), self.transport.as_str(), self.addr)
+        write!(
+            f,
+            "{}:{}:{}",
+            self.side.as_str(),
+            self.transport.as_str(),
+            self.addr
+        )
     }
 }

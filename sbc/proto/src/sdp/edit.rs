@@ -103,6 +103,45 @@ impl<'s, 'a> SdpEditor<'s, 'a> {
         Ok(self)
     }
 
+    /// Replaces the whole `o=` line, so that no field of the peer's origin (user name, session
+    /// id, address) reaches the other leg (topology hiding).
+    pub fn replace_origin(
+        &mut self,
+        username: &str,
+        session_id: u64,
+        version: u64,
+        addrtype: &str,
+        address: &str,
+    ) -> Result<&mut Self, SdpError> {
+        let i = (0..self.sdp.lines.len())
+            .find(|&i| self.sdp.lines[i].kind == b'o')
+            .ok_or(SdpError::BadOrigin)?;
+        self.replace[i] = Some(Some(format!(
+            "o={username} {session_id} {version} IN {addrtype} {address}"
+        )));
+        Ok(self)
+    }
+
+    /// Topology hiding for the session level: `s=` becomes `s=-`, and the free-text and
+    /// contact lines (`i=`, `u=`, `e=`, `p=`; RFC 8866 §5.4-5.6) are dropped, since they can
+    /// name hosts, people and numbers of the other side.
+    pub fn sanitize_session(&mut self) -> &mut Self {
+        let end = self
+            .sdp
+            .media_starts
+            .first()
+            .copied()
+            .unwrap_or(self.sdp.lines.len());
+        for i in 0..end {
+            match self.sdp.lines[i].kind {
+                b's' => self.replace[i] = Some(Some("s=-".to_owned())),
+                b'i' | b'u' | b'e' | b'p' => self.replace[i] = Some(None),
+                _ => {}
+            }
+        }
+        self
+    }
+
     /// Sets the port of media section `index` (keeping a `/count` suffix).
     pub fn set_port(&mut self, index: usize, port: u16) -> Result<&mut Self, SdpError> {
         self.media

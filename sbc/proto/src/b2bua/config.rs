@@ -1,0 +1,75 @@
+//! What the B2BUA needs to know about its surroundings: its own addresses per side, where the
+//! PBX and the trunk are, timers, and which headers may cross.
+
+use std::{net::SocketAddr, time::Duration};
+
+use crate::{net::TransportKind, transaction::TimerConfig};
+
+/// The SBC's own SIP address on one side (written into Via and Contact on that side).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalAddr {
+    /// Address and port advertised on that side.
+    pub addr: SocketAddr,
+    /// Transport used on that side.
+    pub transport: TransportKind,
+}
+
+/// A next hop: the PBX or a trunk's proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target {
+    /// Address and port.
+    pub addr: SocketAddr,
+    /// Transport.
+    pub transport: TransportKind,
+}
+
+/// B2BUA configuration.
+#[derive(Debug, Clone)]
+pub struct B2buaConfig {
+    /// RFC 3261 timers.
+    pub timers: TimerConfig,
+    /// The SBC on the PBX side.
+    pub inside: LocalAddr,
+    /// The SBC on the carrier side.
+    pub outside: LocalAddr,
+    /// Where calls from the carrier go.
+    pub pbx: Target,
+    /// Where calls from the PBX go.
+    pub trunk: Target,
+    /// `User-Agent` / `Server` value.
+    pub user_agent: String,
+    /// Header names (lower case) copied from one leg to the other; everything else is dropped.
+    pub pass_headers: Vec<String>,
+    /// Longest call; ended with BYE on both legs after this (None: unlimited).
+    pub max_call_duration: Option<Duration>,
+}
+
+impl B2buaConfig {
+    /// The default header allowlist: identity, privacy, diversion, reason, capabilities, and
+    /// Retry-After (kept on 503).
+    pub fn default_pass_headers() -> Vec<String> {
+        [
+            "p-asserted-identity",
+            "p-preferred-identity",
+            "privacy",
+            "diversion",
+            "reason",
+            "allow",
+            "supported",
+            "accept",
+            "retry-after",
+            "unsupported",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+    }
+
+    /// The SBC's address on `side`.
+    pub fn local(&self, side: crate::net::Side) -> LocalAddr {
+        match side {
+            crate::net::Side::Inside => self.inside,
+            crate::net::Side::Outside => self.outside,
+        }
+    }
+}

@@ -1,0 +1,2036 @@
+//! The back-to-back user agent: every call is two independent dialogs — the inside leg
+//! (PBX ⇄ SBC) and the outside leg (SBC ⇄ carrier) — each with its own Call-ID, tags, CSeq
+//! space, branches, Contact and route set. Nothing crosses from one leg to the other except what
+//! policy passes (the header allowlist, the called/calling user parts, the SDP with the relay's
+//! addresses).
+//!
+//! Sans-I/O like the rest of the core: feed [`B2bua::handle_message`] with parsed messages and
+//! the time, [`B2bua::handle_timeout`] when [`B2bua::poll_timeout`] is due, then drain
+//! [`B2bua::poll_transmit`] and [`B2bua::poll_event`]. Media goes through the
+//! [`MediaControl`] the caller passes in (allocate on offer, commit on answer, update on
+//! re-offer, release on end).
+//!
+//! Flows handled: INVITE with or without SDP (late offer: the answer travels in the ACK);
+//! 100 Trying hop-by-hop; 18x with and without SDP; 2xx with end-to-end ACK per leg and 2xx
+//! retransmission until the ACK (RFC 3261 §13.3.1.4); non-2xx finals relayed (ACKed hop-by-hop
+//! by the transaction); CANCEL (200 on its leg, 487 for the INVITE, CANCEL on the other leg as
+//! soon as it had a provisional); BYE, re-INVITE, UPDATE, INFO, MESSAGE, NOTIFY, REFER and
+//! in-dialog OPTIONS relayed leg to leg with their responses; 491 on re-INVITE glare; OPTIONS
+//! outside a dialog answered by the SBC; 481/482/483/405/501 where RFC 3261 asks for them;
+//! Timer B/C/F timeouts (408 to the caller, CANCEL to the callee); a missing ACK and media
+//! timeouts end the call with BYE on both legs.
+//!
+//! Not yet: reliable provisionals (PRACK; `100rel` is removed from Supported so peers do not
+//! use it), forking beyond the first early dialog, failover across trunks, 3xx recursion.
+
+mod config;
+mod ids;
+mod msg;
+mod sdp;
+
+#[cfg(test)]
+mod tests;
+
+use std::{
+    collections::{BTreeSet, HashMap, VecDeque},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+pub use config::{B2buaConfig, LocalAddr, Target};
+pub use ids::Rng;
+use msg::{RequestSpec, ResponseSpec};
+pub use sdp::SdpProblem;
+
+use crate::{
+    media::{MediaControl, MediaEvent, SessionId},
+    net::{Peer, Side},
+    sip::{HeaderName, Limits, Message, Method},
+    transaction::{
+        Absorbed, InviteClient, InviteServer, InviteServerState, NonInviteClient, NonInviteServer,
+        Timer, TxEvent,
+    },
+};
+
+/// A message to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where.
+    pub to: Peer,
+    /// The bytes of one SIP message.
+    pub data: Bytes,
+}
+
+/// Why a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// A BYE from either side.
+    Bye,
+    /// The callee (or the SBC) rejected the call with this final status.
+    Rejected(u16),
+    /// The caller cancelled before the answer.
+    Cancelled,
+    /// No final response in time (Timer B or C).
+    Timeout,
+    /// The 2xx was never ACKed.
+    NoAck,
+    /// No media flowed for the configured time.
+    MediaTimeout,
+    /// The maximum call duration was reached.
+    MaxDuration,
+    /// A transport failure.
+    TransportError,
+}
+
+impl EndReason {
+    /// Label for metrics.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Bye => "bye",
+            EndReason::Rejected(_) => "rejected",
+            EndReason::Cancelled => "cancelled",
+            EndReason::Timeout => "timeout",
+            EndReason::NoAck => "no_ack",
+            EndReason::MediaTimeout => "media_timeout",
+            EndReason::MaxDuration => "max_duration",
+            EndReason::TransportError => "transport_error",
+        }
+    }
+}
+
+/// What happened, for metrics and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A new call arrived from `from`.
+    CallStarted {
+        /// Call handle.
+        call: u64,
+        /// Side of the caller.
+        from: Side,
+    },
+    /// The call was answered.
+    CallAnswered {
+        /// Call handle.
+        call: u64,
+    },
+    /// The call is over; both dialogs and its media are released.
+    CallEnded {
+        /// Call handle.
+        call: u64,
+        /// Why.
+        reason: EndReason,
+    },
+    /// A message was dropped without an answer.
+    Dropped {
+        /// Why (bounded set, usable as a metric label).
+        reason: &'static str,
+    },
+}
+
+/// Counts of live state, for leak checks and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// Calls (any state).
+    pub calls: usize,
+    /// Dialog index entries (two per established call).
+    pub dialogs: usize,
+    /// Server transactions.
+    pub server_transactions: usize,
+    /// Client transactions.
+    pub client_transactions: usize,
+}
+
+#[derive(Debug)]
+struct Leg {
+    peer: Peer,
+    call_id: String,
+    local_tag: String,
+    remote_tag: Option<String>,
+    /// Our From (UAC leg) or To (UAS leg) value, with our tag.
+    local_hdr: String,
+    /// The peer's value, with its tag once known.
+    remote_hdr: String,
+    local_cseq: u32,
+    remote_target: String,
+    route_set: Vec<String>,
+    origin: sdp::Origin,
+    /// Client key of an INVITE we have outstanding on this leg (for 491 glare detection).
+    invite_out: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallState {
+    Early,
+    Confirmed,
+}
+
+/// A 2xx we retransmit to `leg` until its ACK (RFC 3261 §13.3.1.4).
+#[derive(Debug)]
+struct Pending2xx {
+    leg: Side,
+    cseq: u32,
+    response: Bytes,
+    next: Instant,
+    interval: Duration,
+    deadline: Instant,
+    /// Late offer: the other leg's 2xx is ACKed (with the answer) only when this ACK arrives.
+    ack_other_cseq: Option<u32>,
+}
+
+#[derive(Debug)]
+struct Call {
+    legs: [Leg; 2],
+    state: CallState,
+    media: Option<SessionId>,
+    initial_server: String,
+    initial_client: String,
+    provisional_seen: bool,
+    cancel_pending: bool,
+    canceled: bool,
+    pending_2xx: Option<Pending2xx>,
+    /// Last 2xx-ACK sent on each leg, resent when that leg retransmits its 2xx.
+    acks: [Option<(u32, Bytes)>; 2],
+    ends_at: Option<Instant>,
+}
+
+impl Call {
+    fn leg(&self, side: Side) -> &Leg {
+        &self.legs[side_index(side)]
+    }
+
+    fn leg_mut(&mut self, side: Side) -> &mut Leg {
+        &mut self.legs[side_index(side)]
+    }
+}
+
+const fn side_index(side: Side) -> usize {
+    match side {
+        Side::Inside => 0,
+        Side::Outside => 1,
+    }
+}
+
+#[derive(Debug)]
+enum STx {
+    Invite(InviteServer),
+    NonInvite(NonInviteServer),
+}
+
+#[derive(Debug)]
+struct ServerEntry {
+    tx: STx,
+    peer: Peer,
+    request: Message,
+    call: Option<u64>,
+    /// Our To tag for responses to this request.
+    to_tag: Option<String>,
+    /// Client key of the request relayed for it on the other leg.
+    relay: Option<String>,
+    /// Key in the merged-request index (RFC 3261 §8.2.2.2).
+    merged: Option<(String, String, u32)>,
+}
+
+#[derive(Debug)]
+enum CTx {
+    Invite(InviteClient),
+    NonInvite(NonInviteClient),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Purpose {
+    /// The INVITE that created the call, on the callee leg.
+    Initial,
+    /// A request relayed for the server transaction `server` on the other leg.
+    Relay { server: String },
+    /// A request of the SBC's own (BYE on teardown, CANCEL): responses are absorbed.
+    Own,
+}
+
+#[derive(Debug)]
+struct ClientEntry {
+    tx: CTx,
+    peer: Peer,
+    request: Message,
+    call: u64,
+    side: Side,
+    purpose: Purpose,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerRef {
+    Server(String),
+    Client(String),
+    Call(u64),
+}
+
+/// The B2BUA. One instance owns a set of calls (a shard); it is not shared between threads.
+#[derive(Debug)]
+pub struct B2bua {
+    cfg: B2buaConfig,
+    rng: Rng,
+    limits: Limits,
+    calls: HashMap<u64, Call>,
+    next_call: u64,
+    dialogs: HashMap<(String, String), (u64, Side)>,
+    sessions: HashMap<SessionId, u64>,
+    server: HashMap<String, ServerEntry>,
+    merged: HashMap<(String, String, u32), String>,
+    client: HashMap<String, ClientEntry>,
+    timers: BTreeSet<(Instant, TimerRef)>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    buf: Vec<u8>,
+    sdp_buf: Vec<u8>,
+}
+
+impl B2bua {
+    /// A B2BUA with `cfg`, drawing tags, branches and Call-IDs from `rng`.
+    pub fn new(cfg: B2buaConfig, rng: Rng) -> Self {
+        Self {
+            cfg,
+            rng,
+            limits: Limits::default(),
+            calls: HashMap::new(),
+            next_call: 1,
+            dialogs: HashMap::new(),
+            sessions: HashMap::new(),
+            server: HashMap::new(),
+            merged: HashMap::new(),
+            client: HashMap::new(),
+            timers: BTreeSet::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            buf: Vec::with_capacity(2048),
+            sdp_buf: Vec::with_capacity(1024),
+        }
+    }
+
+    /// Live state counts.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            calls: self.calls.len(),
+            dialogs: self.dialogs.len(),
+            server_transactions: self.server.len(),
+            client_transactions: self.client.len(),
+        }
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`B2bua::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.first().map(|(at, _)| *at)
+    }
+
+    /// Handles a message received from `peer` (already parsed and accepted by policy).
+    pub fn handle_message(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        msg: Message,
+        media: &mut dyn MediaControl,
+    ) {
+        if msg.is_request() {
+            self.on_request(now, peer, msg, media);
+        } else {
+            self.on_response(now, msg, media);
+        }
+        self.drain_media(now, media);
+    }
+
+    /// Fires every timer due at `now`, and handles media events.
+    pub fn handle_timeout(&mut self, now: Instant, media: &mut dyn MediaControl) {
+        while let Some((at, _)) = self.timers.first() {
+            if *at > now {
+                break;
+            }
+            let Some((_, which)) = self.timers.pop_first() else {
+                break;
+            };
+            match which {
+                TimerRef::Server(k) => {
+                    if let Some(e) = self.server.get_mut(&k) {
+                        match &mut e.tx {
+                            STx::Invite(t) => t.handle_timeout(now),
+                            STx::NonInvite(t) => t.handle_timeout(now),
+                        }
+                        self.after_server(now, &k, media);
+                    }
+                }
+                TimerRef::Client(k) => {
+                    if let Some(e) = self.client.get_mut(&k) {
+                        match &mut e.tx {
+                            CTx::Invite(t) => t.handle_timeout(now),
+                            CTx::NonInvite(t) => t.handle_timeout(now),
+                        }
+                        self.after_client(now, &k, media);
+                    }
+                }
+                TimerRef::Call(id) => self.call_timer(now, id, media),
+            }
+        }
+        self.drain_media(now, media);
+    }
+
+    /// Ends a call from outside (admin API): BYE on both legs once answered, CANCEL/487 before.
+    pub fn end_call(&mut self, now: Instant, call: u64, media: &mut dyn MediaControl) -> bool {
+        if !self.calls.contains_key(&call) {
+            return false;
+        }
+        self.terminate(now, call, EndReason::Bye, media);
+        true
+    }
+
+    // ---- requests ---------------------------------------------------------------------------
+
+    fn on_request(&mut self, now: Instant, peer: Peer, msg: Message, media: &mut dyn MediaControl) {
+        let Some(method) = msg.method().cloned() else {
+            return;
+        };
+        let key = server_key(&msg);
+        if method == Method::Ack {
+            self.on_ack(now, key, msg, media);
+            return;
+        }
+        if let Some(e) = self.server.get_mut(&key) {
+            match &mut e.tx {
+                STx::Invite(t) => {
+                    t.handle_retransmission();
+                }
+                STx::NonInvite(t) => t.handle_retransmission(),
+            }
+            self.after_server(now, &key, media);
+            return;
+        }
+        if method == Method::Cancel {
+            self.on_cancel(now, peer, key, msg, media);
+            return;
+        }
+        // RFC 3261 §16.3 item 2 / §8.2: Max-Forwards 0 cannot go further.
+        if msg.max_forwards() == Some(0) && method != Method::Options {
+            self.reject(now, peer, key, msg, 483, "Too Many Hops", media);
+            return;
+        }
+        let to_tag = msg.to().tag().map(str::to_owned);
+        if let Some(tag) = to_tag {
+            let dialog = (msg.call_id().to_owned(), tag);
+            match self.dialogs.get(&dialog).copied() {
+                Some((call, side)) if side == peer.side => {
+                    self.in_dialog(now, peer, key, msg, call, media);
+                }
+                _ => self.reject(
+                    now,
+                    peer,
+                    key,
+                    msg,
+                    481,
+                    "Call/Transaction Does Not Exist",
+                    media,
+                ),
+            }
+            return;
+        }
+        match method {
+            Method::Invite => {
+                let merged = merged_key(&msg);
+                if let Some(m) = &merged
+                    && self.merged.get(m).is_some_and(|k| *k != key)
+                {
+                    self.reject(now, peer, key, msg, 482, "Loop Detected", media);
+                    return;
+                }
+                self.new_call(now, peer, key, msg, merged, media);
+            }
+            Method::Options => self.answer_options(now, peer, key, msg, media),
+            Method::Bye | Method::Prack | Method::Update | Method::Info | Method::Notify => {
+                self.reject(
+                    now,
+                    peer,
+                    key,
+                    msg,
+                    481,
+                    "Call/Transaction Does Not Exist",
+                    media,
+                );
+            }
+            Method::Register
+            | Method::Subscribe
+            | Method::Publish
+            | Method::Refer
+            | Method::Message => {
+                self.reject(now, peer, key, msg, 405, "Method Not Allowed", media);
+            }
+            _ => self.reject(now, peer, key, msg, 501, "Not Implemented", media),
+        }
+    }
+
+    /// Answers a request with a final response on a new server transaction (so that its
+    /// retransmissions get the same answer).
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "internal helper mirroring RFC fields"
+    )]
+    fn reject(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        key: String,
+        msg: Message,
+        status: u16,
+        reason: &str,
+        media: &mut dyn MediaControl,
+    ) {
+        let tag = self.rng.token();
+        let allow = ALLOW;
+        let extra: &[(&str, &str)] = if status == 405 {
+            &[("Allow", allow)]
+        } else {
+            &[]
+        };
+        let resp = msg::response(
+            &msg,
+            &ResponseSpec {
+                status,
+                reason,
+                to_tag: Some(&tag),
+                contact: None,
+                user_agent: &self.cfg.user_agent,
+                content_type: None,
+                body: b"",
+                extra,
+            },
+            None,
+            &self.cfg.pass_headers,
+            &mut self.buf,
+        );
+        let reliable = peer.transport.is_reliable();
+        let tx = if msg.method() == Some(&Method::Invite) {
+            let trying = self.trying(&msg);
+            let mut t = InviteServer::new(trying, reliable, self.cfg.timers);
+            // The 100 is not needed when the final goes out at once; drop it.
+            t.poll_transmit();
+            t.send_response(now, status, resp);
+            STx::Invite(t)
+        } else {
+            let mut t = NonInviteServer::new(reliable, self.cfg.timers);
+            t.send_response(now, status, resp);
+            STx::NonInvite(t)
+        };
+        self.server.insert(
+            key.clone(),
+            ServerEntry {
+                tx,
+                peer,
+                request: msg,
+                call: None,
+                to_tag: Some(tag),
+                relay: None,
+                merged: None,
+            },
+        );
+        self.after_server(now, &key, media);
+    }
+
+    fn trying(&mut self, msg: &Message) -> Bytes {
+        msg::response(
+            msg,
+            &ResponseSpec {
+                status: 100,
+                reason: "Trying",
+                to_tag: None,
+                contact: None,
+                user_agent: &self.cfg.user_agent,
+                content_type: None,
+                body: b"",
+                extra: &[],
+            },
+            None,
+            &[],
+            &mut self.buf,
+        )
+    }
+
+    fn answer_options(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        key: String,
+        msg: Message,
+        media: &mut dyn MediaControl,
+    ) {
+        let tag = self.rng.token();
+        let resp = msg::response(
+            &msg,
+            &ResponseSpec {
+                status: 200,
+                reason: "OK",
+                to_tag: Some(&tag),
+                contact: None,
+                user_agent: &self.cfg.user_agent,
+                content_type: None,
+                body: b"",
+                extra: &[
+                    ("Allow", ALLOW),
+                    ("Accept", "application/sdp"),
+                    ("Supported", ""),
+                ],
+            },
+            None,
+            &[],
+            &mut self.buf,
+        );
+        let mut t = NonInviteServer::new(peer.transport.is_reliable(), self.cfg.timers);
+        t.send_response(now, 200, resp);
+        self.server.insert(
+            key.clone(),
+            ServerEntry {
+                tx: STx::NonInvite(t),
+                peer,
+                request: msg,
+                call: None,
+                to_tag: Some(tag),
+                relay: None,
+                merged: None,
+            },
+        );
+        self.after_server(now, &key, media);
+    }
+
+    fn new_call(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        key: String,
+        msg: Message,
+        merged: Option<(String, String, u32)>,
+        media: &mut dyn MediaControl,
+    ) {
+        let origin = peer.side;
+        let to = origin.other();
+        let trying = self.trying(&msg);
+        let inv = InviteServer::new(trying, peer.transport.is_reliable(), self.cfg.timers);
+        let caller_tag = self.rng.token();
+        if let Some(m) = &merged {
+            self.merged.insert(m.clone(), key.clone());
+        }
+        self.server.insert(
+            key.clone(),
+            ServerEntry {
+                tx: STx::Invite(inv),
+                peer,
+                request: msg.clone(),
+                call: None,
+                to_tag: Some(caller_tag.clone()),
+                relay: None,
+                merged,
+            },
+        );
+        self.after_server(now, &key, media);
+
+        // The called number: the Request-URI user (the To user if the URI has none).
+        let user = request_user(&msg);
+        let Some(user) = user else {
+            self.final_on_server(now, &key, 404, "Not Found", None, media);
+            return;
+        };
+        let (target, local_to) = match to {
+            Side::Outside => (self.cfg.trunk, self.cfg.outside),
+            Side::Inside => (self.cfg.pbx, self.cfg.inside),
+        };
+        let body = msg.body();
+        let has_sdp = !body.is_empty() && is_sdp(&msg);
+        let mut session = None;
+        let mut relays = Vec::new();
+        if has_sdp {
+            let streams = match sdp::streams(body) {
+                Ok(s) => s,
+                Err(_) => {
+                    self.final_on_server(now, &key, 488, "Not Acceptable Here", None, media);
+                    return;
+                }
+            };
+            match media.allocate(sdp::leg(origin), &streams) {
+                Ok(a) => {
+                    session = Some(a.session);
+                    relays = a.streams;
+                }
+                Err(e) => {
+                    let code = e.status_code();
+                    let reason = if code == 503 {
+                        "Service Unavailable"
+                    } else {
+                        "Not Acceptable Here"
+                    };
+                    self.final_on_server(now, &key, code, reason, None, media);
+                    return;
+                }
+            }
+        }
+
+        let id = self.next_call;
+        self.next_call += 1;
+        let from_user = match msg.from().uri {
+            crate::sip::Uri::Sip(u) => u.user.unwrap_or("anonymous").to_owned(),
+            crate::sip::Uri::Tel(t) => t.raw.trim_start_matches("tel:").to_owned(),
+            crate::sip::Uri::Other(_) => "anonymous".to_owned(),
+        };
+        let display = msg.from().display_name.map(str::to_owned);
+        let target_hp = msg::hostport(target.addr);
+        let ruri = format!("sip:{user}@{target_hp}");
+        let out_call_id = format!("{}@{}", self.rng.token(), msg::host(local_to.addr));
+        let out_tag = self.rng.token();
+        let from_hdr = match &display {
+            Some(d) => format!(
+                "{d} <sip:{from_user}@{}>;tag={out_tag}",
+                msg::host(local_to.addr)
+            ),
+            None => format!(
+                "<sip:{from_user}@{}>;tag={out_tag}",
+                msg::host(local_to.addr)
+            ),
+        };
+        let to_hdr = format!("<sip:{user}@{target_hp}>");
+
+        let caller_leg = Leg {
+            peer,
+            call_id: msg.call_id().to_owned(),
+            local_tag: caller_tag.clone(),
+            remote_tag: msg.from().tag().map(str::to_owned),
+            local_hdr: msg::with_tag(
+                msg::first_value(msg.headers(), HeaderName::To).unwrap_or(""),
+                Some(&caller_tag),
+            ),
+            remote_hdr: msg::first_value(msg.headers(), HeaderName::From)
+                .unwrap_or("")
+                .to_owned(),
+            local_cseq: self.rng.next_u64() as u32 % 10_000 + 1,
+            remote_target: first_contact(&msg).unwrap_or_else(|| msg.from().uri_str.to_owned()),
+            route_set: msg
+                .record_routes()
+                .filter_map(Result::ok)
+                .map(|r| format!("<{}>", r.uri_str))
+                .collect(),
+            origin: sdp::Origin::new(self.rng.next_u64() % 1_000_000_000),
+            invite_out: None,
+        };
+        let callee_peer = Peer {
+            side: to,
+            transport: target.transport,
+            addr: target.addr,
+            conn: None,
+        };
+        let callee_leg = Leg {
+            peer: callee_peer,
+            call_id: out_call_id,
+            local_tag: out_tag,
+            remote_tag: None,
+            local_hdr: from_hdr,
+            remote_hdr: to_hdr,
+            local_cseq: 1,
+            remote_target: ruri.clone(),
+            route_set: Vec::new(),
+            origin: sdp::Origin::new(self.rng.next_u64() % 1_000_000_000),
+            invite_out: None,
+        };
+        let legs = match origin {
+            Side::Inside => [caller_leg, callee_leg],
+            Side::Outside => [callee_leg, caller_leg],
+        };
+        let mut call = Call {
+            legs,
+            state: CallState::Early,
+            media: session,
+            initial_server: key.clone(),
+            initial_client: String::new(),
+            provisional_seen: false,
+            cancel_pending: false,
+            canceled: false,
+            pending_2xx: None,
+            acks: [None, None],
+            ends_at: self.cfg.max_call_duration.map(|d| now + d),
+        };
+        let mut sdp_out = Vec::new();
+        if has_sdp {
+            let leg = call.leg_mut(to);
+            if sdp::rewrite(body, &relays, to, &mut leg.origin, &mut sdp_out).is_err() {
+                if let Some(s) = session {
+                    media.release(s);
+                }
+                self.final_on_server(now, &key, 488, "Not Acceptable Here", None, media);
+                return;
+            }
+        }
+        let branch = self.rng.branch();
+        let mf = msg.max_forwards().unwrap_or(70).saturating_sub(1).max(1);
+        let leg = call.leg(to);
+        let invite = msg::request(
+            &RequestSpec {
+                method: &Method::Invite,
+                ruri: &ruri,
+                local: local_to,
+                branch: &branch,
+                max_forwards: mf,
+                routes: &[],
+                from: &leg.local_hdr,
+                to: &leg.remote_hdr,
+                call_id: &leg.call_id,
+                cseq: leg.local_cseq,
+                contact: true,
+                user_agent: &self.cfg.user_agent,
+                content_type: Some("application/sdp"),
+                body: &sdp_out,
+            },
+            Some(msg.headers()),
+            &self.cfg.pass_headers,
+            &mut self.buf,
+        );
+        let client_key = client_key(&branch, false);
+        call.initial_client = client_key.clone();
+        call.leg_mut(to).invite_out = Some(client_key.clone());
+        self.dialogs
+            .insert((call.leg(origin).call_id.clone(), caller_tag), (id, origin));
+        let callee = call.leg(to);
+        self.dialogs
+            .insert((callee.call_id.clone(), callee.local_tag.clone()), (id, to));
+        if let Some(s) = session {
+            self.sessions.insert(s, id);
+        }
+        if let Some(e) = self.server.get_mut(&key) {
+            e.call = Some(id);
+            e.relay = Some(client_key.clone());
+        }
+        let ends_at = call.ends_at;
+        self.calls.insert(id, call);
+        if let Some(at) = ends_at {
+            self.timers.insert((at, TimerRef::Call(id)));
+        }
+        self.events.push_back(Event::CallStarted {
+            call: id,
+            from: origin,
+        });
+        self.send_client(
+            now,
+            client_key,
+            invite,
+            callee_peer,
+            id,
+            to,
+            Purpose::Initial,
+            true,
+            media,
+        );
+    }
+
+    #[allow(clippy::too_many_arguments, reason = "internal helper")]
+    fn send_client(
+        &mut self,
+        now: Instant,
+        key: String,
+        bytes: Bytes,
+        peer: Peer,
+        call: u64,
+        side: Side,
+        purpose: Purpose,
+        invite: bool,
+        media: &mut dyn MediaControl,
+    ) {
+        let Ok(request) = Message::parse(bytes.clone(), &self.limits) else {
+            // Our own message failed to parse: a bug in a builder. Do not send garbage.
+            self.events.push_back(Event::Dropped {
+                reason: "internal_build_error",
+            });
+            return;
+        };
+        let reliable = peer.transport.is_reliable();
+        let tx = if invite {
+            CTx::Invite(InviteClient::new(now, bytes, reliable, self.cfg.timers))
+        } else {
+            CTx::NonInvite(NonInviteClient::new(now, bytes, reliable, self.cfg.timers))
+        };
+        self.client.insert(
+            key.clone(),
+            ClientEntry {
+                tx,
+                peer,
+                request,
+                call,
+                side,
+                purpose,
+            },
+        );
+        self.after_client(now, &key, media);
+    }
+
+    /// Sends a final response on server transaction `key` (no relayed headers).
+    fn final_on_server(
+        &mut self,
+        now: Instant,
+        key: &str,
+        status: u16,
+        reason: &str,
+        extra_reason_hdr: Option<&str>,
+        media: &mut dyn MediaControl,
+    ) {
+        let Some(e) = self.server.get(key) else {
+            return;
+        };
+        let extra_owned;
+        let extra: &[(&str, &str)] = match extra_reason_hdr {
+            Some(r) => {
+                extra_owned = [("Reason", r)];
+                &extra_owned
+            }
+            None => &[],
+        };
+        let resp = msg::response(
+            &e.request,
+            &ResponseSpec {
+                status,
+                reason,
+                to_tag: e.to_tag.as_deref(),
+                contact: None,
+                user_agent: &self.cfg.user_agent,
+                content_type: None,
+                body: b"",
+                extra,
+            },
+            None,
+            &[],
+            &mut self.buf,
+        );
+        self.send_on_server(now, key, status, resp, media);
+    }
+
+    fn send_on_server(
+        &mut self,
+        now: Instant,
+        key: &str,
+        status: u16,
+        resp: Bytes,
+        media: &mut dyn MediaControl,
+    ) -> bool {
+        let Some(e) = self.server.get_mut(key) else {
+            return false;
+        };
+        let sent = match &mut e.tx {
+            STx::Invite(t) => t.send_response(now, status, resp),
+            STx::NonInvite(t) => t.send_response(now, status, resp),
+        };
+        self.after_server(now, key, media);
+        sent
+    }
+
+    fn on_cancel(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        key: String,
+        msg: Message,
+        media: &mut dyn MediaControl,
+    ) {
+        // The CANCEL matches the INVITE server transaction with the same branch (§9.2).
+        let invite_key = key
+            .rsplit_once('|')
+            .map(|(k, _)| format!("{k}|INVITE"))
+            .unwrap_or_default();
+        let target = self.server.get(&invite_key).and_then(|e| match &e.tx {
+            STx::Invite(t) if t.state() == InviteServerState::Proceeding => Some(e.call),
+            _ => None,
+        });
+        let Some(call) = target else {
+            self.reject(
+                now,
+                peer,
+                key,
+                msg,
+                481,
+                "Call/Transaction Does Not Exist",
+                media,
+            );
+            return;
+        };
+        // 200 for the CANCEL on its own transaction, then 487 for the INVITE (§9.2).
+        let to_tag = self.server.get(&invite_key).and_then(|e| e.to_tag.clone());
+        let ok = msg::response(
+            &msg,
+            &ResponseSpec {
+                status: 200,
+                reason: "OK",
+                to_tag: to_tag.as_deref(),
+                contact: None,
+                user_agent: &self.cfg.user_agent,
+                content_type: None,
+                body: b"",
+                extra: &[],
+            },
+            None,
+            &[],
+            &mut self.buf,
+        );
+        let mut t = NonInviteServer::new(peer.transport.is_reliable(), self.cfg.timers);
+        t.send_response(now, 200, ok);
+        self.server.insert(
+            key.clone(),
+            ServerEntry {
+                tx: STx::NonInvite(t),
+                peer,
+                request: msg,
+                call,
+                to_tag,
+                relay: None,
+                merged: None,
+            },
+        );
+        self.after_server(now, &key, media);
+        self.final_on_server(now, &invite_key, 487, "Request Terminated", None, media);
+        let Some(call_id) = call else { return };
+        let relay = self.server.get(&invite_key).and_then(|e| e.relay.clone());
+        let initial = self
+            .calls
+            .get(&call_id)
+            .is_some_and(|c| c.initial_server == invite_key);
+        if initial {
+            if let Some(c) = self.calls.get_mut(&call_id) {
+                c.canceled = true;
+            }
+            self.release_media(call_id, media);
+            let provisional = self.calls.get(&call_id).is_some_and(|c| c.provisional_seen);
+            if provisional {
+                self.cancel_client(now, call_id, media);
+            } else if let Some(c) = self.calls.get_mut(&call_id) {
+                // A CANCEL may only follow a provisional (§9.1); send it when one arrives.
+                c.cancel_pending = true;
+            }
+        } else if let Some(rk) = relay {
+            // A cancelled re-INVITE: cancel the relayed one too.
+            if let Some(e) = self.client.get(&rk) {
+                let cancel = msg::cancel_for(&e.request, &mut self.buf);
+                let (peer, side) = (e.peer, e.side);
+                let ck = format!("{}|CANCEL", rk.trim_end_matches("|INVITE"));
+                if let Some(CTx::Invite(t)) = self.client.get_mut(&rk).map(|e| &mut e.tx) {
+                    t.cancel_sent(now);
+                }
+                self.send_client(
+                    now,
+                    ck,
+                    cancel,
+                    peer,
+                    call_id,
+                    side,
+                    Purpose::Own,
+                    false,
+                    media,
+                );
+            }
+        }
+    }
+
+    /// Sends CANCEL for the call's initial INVITE on the callee leg.
+    fn cancel_client(&mut self, now: Instant, call: u64, media: &mut dyn MediaControl) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        let key = c.initial_client.clone();
+        let Some(e) = self.client.get_mut(&key) else {
+            return;
+        };
+        let cancel = msg::cancel_for(&e.request, &mut self.buf);
+        if let CTx::Invite(t) = &mut e.tx {
+            t.cancel_sent(now);
+        }
+        let (peer, side) = (e.peer, e.side);
+        let ck = format!("{}|CANCEL", key.trim_end_matches("|INVITE"));
+        self.send_client(
+            now,
+            ck,
+            cancel,
+            peer,
+            call,
+            side,
+            Purpose::Own,
+            false,
+            media,
+        );
+    }
+
+    fn on_ack(&mut self, now: Instant, key: String, msg: Message, media: &mut dyn MediaControl) {
+        if let Some(e) = self.server.get_mut(&key)
+            && let STx::Invite(t) = &mut e.tx
+        {
+            let absorbed = t.handle_ack(now);
+            self.after_server(now, &key, media);
+            if absorbed == Absorbed::Yes {
+                return;
+            }
+        }
+        // An ACK for a 2xx: the dialog's business (§13.3.1.4).
+        let Some(tag) = msg.to().tag() else {
+            self.events.push_back(Event::Dropped {
+                reason: "stray_ack",
+            });
+            return;
+        };
+        let Some(&(call, side)) = self
+            .dialogs
+            .get(&(msg.call_id().to_owned(), tag.to_owned()))
+        else {
+            self.events.push_back(Event::Dropped {
+                reason: "stray_ack",
+            });
+            return;
+        };
+        let cseq = msg.cseq().seq;
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some(p) = c
+            .pending_2xx
+            .as_ref()
+            .filter(|p| p.leg == side && p.cseq == cseq)
+        else {
+            return; // ACK retransmission or late: nothing to do.
+        };
+        let ack_other = p.ack_other_cseq;
+        c.pending_2xx = None;
+        let other = side.other();
+        if let Some(other_cseq) = ack_other {
+            // Late offer: this ACK carries the answer for the other leg's 2xx.
+            let mut body = Vec::new();
+            if !msg.body().is_empty()
+                && is_sdp(&msg)
+                && let Ok(streams) = sdp::streams(msg.body())
+            {
+                let relays = match c.media {
+                    Some(s) => media.commit(s, sdp::leg(side), &streams).ok(),
+                    None => None,
+                };
+                if let Some(relays) = relays {
+                    let leg = c.leg_mut(other);
+                    if sdp::rewrite(
+                        msg.body(),
+                        &relays,
+                        other,
+                        &mut leg.origin,
+                        &mut self.sdp_buf,
+                    )
+                    .is_ok()
+                    {
+                        body.clone_from(&self.sdp_buf);
+                    }
+                }
+            }
+            self.send_ack(call, other, other_cseq, &body);
+        }
+    }
+
+    /// Sends the ACK for the 2xx of INVITE `cseq` on `side` (end-to-end, new branch).
+    fn send_ack(&mut self, call: u64, side: Side, cseq: u32, body: &[u8]) {
+        let branch = self.rng.branch();
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let local = self.cfg.local(side);
+        let leg = c.leg(side);
+        let ack = msg::request(
+            &RequestSpec {
+                method: &Method::Ack,
+                ruri: &leg.remote_target,
+                local,
+                branch: &branch,
+                max_forwards: 70,
+                routes: &leg.route_set,
+                from: &leg.local_hdr,
+                to: &leg.remote_hdr,
+                call_id: &leg.call_id,
+                cseq,
+                contact: false,
+                user_agent: &self.cfg.user_agent,
+                content_type: Some("application/sdp"),
+                body,
+            },
+            None,
+            &[],
+            &mut self.buf,
+        );
+        let peer = leg.peer;
+        c.acks[side_index(side)] = Some((cseq, ack.clone()));
+        self.transmits.push_back(Transmit {
+            to: peer,
+            data: ack,
+        });
+    }
+
+    fn in_dialog(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        key: String,
+        msg: Message,
+        call: u64,
+        media: &mut dyn MediaControl,
+    ) {
+        let Some(method) = msg.method().cloned() else {
+            return;
+        };
+        let from = peer.side;
+        let to = from.other();
+        let is_invite = method == Method::Invite;
+        if method == Method::Prack {
+            // We never send reliable provisionals, so there is nothing to acknowledge.
+            self.reject(
+                now,
+                peer,
+                key,
+                msg,
+                481,
+                "Call/Transaction Does Not Exist",
+                media,
+            );
+            return;
+        }
+        {
+            let Some(c) = self.calls.get(&call) else {
+                return;
+            };
+            // RFC 3261 §14.2: a re-INVITE while our own INVITE on this leg is pending → 491.
+            if is_invite && c.leg(from).invite_out.is_some() {
+                self.reject(now, peer, key, msg, 491, "Request Pending", media);
+                return;
+            }
+            if is_invite && c.state != CallState::Confirmed {
+                self.reject(now, peer, key, msg, 491, "Request Pending", media);
+                return;
+            }
+        }
+        let to_tag = msg.to().tag().map(str::to_owned);
+        let tx = if is_invite {
+            let trying = self.trying(&msg);
+            STx::Invite(InviteServer::new(
+                trying,
+                peer.transport.is_reliable(),
+                self.cfg.timers,
+            ))
+        } else {
+            STx::NonInvite(NonInviteServer::new(
+                peer.transport.is_reliable(),
+                self.cfg.timers,
+            ))
+        };
+        self.server.insert(
+            key.clone(),
+            ServerEntry {
+                tx,
+                peer,
+                request: msg.clone(),
+                call: Some(call),
+                to_tag,
+                relay: None,
+                merged: None,
+            },
+        );
+        self.after_server(now, &key, media);
+
+        // SDP in a re-INVITE or UPDATE is a new offer: update the relay, rewrite for the other leg.
+        let mut body_out = Vec::new();
+        let mut content_type = None;
+        let has_sdp = !msg.body().is_empty() && is_sdp(&msg);
+        let offer = has_sdp && matches!(method, Method::Invite | Method::Update);
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        // Target refresh (§12.2.2): a new Contact becomes the leg's remote target; NAT'd peers
+        // are still reached at their observed address (`peer`).
+        if matches!(method, Method::Invite | Method::Update)
+            && let Some(ct) = first_contact(&msg)
+        {
+            c.leg_mut(from).remote_target = ct;
+        }
+        c.leg_mut(from).peer.addr = peer.addr;
+        c.leg_mut(from).peer.conn = peer.conn;
+        if offer {
+            let relays = match (c.media, sdp::streams(msg.body())) {
+                (Some(s), Ok(streams)) => media
+                    .update(s, sdp::leg(from), &streams)
+                    .map_err(|e| e.status_code()),
+                (None, Ok(streams)) => match media.allocate(sdp::leg(from), &streams) {
+                    Ok(a) => {
+                        c.media = Some(a.session);
+                        self.sessions.insert(a.session, call);
+                        Ok(a.streams)
+                    }
+                    Err(e) => Err(e.status_code()),
+                },
+                (_, Err(_)) => Err(488),
+            };
+            match relays {
+                Ok(relays) => {
+                    let leg = c.leg_mut(to);
+                    if sdp::rewrite(msg.body(), &relays, to, &mut leg.origin, &mut body_out)
+                        .is_err()
+                    {
+                        self.final_on_server(now, &key, 488, "Not Acceptable Here", None, media);
+                        return;
+                    }
+                    content_type = Some("application/sdp");
+                }
+                Err(code) => {
+                    let reason = if code == 503 {
+                        "Service Unavailable"
+                    } else {
+                        "Not Acceptable Here"
+                    };
+                    self.final_on_server(now, &key, code, reason, None, media);
+                    return;
+                }
+            }
+        } else if !msg.body().is_empty() {
+            // Non-SDP bodies (INFO DTMF, MESSAGE text, NOTIFY sipfrag) pass as they are.
+            body_out.extend_from_slice(msg.body());
+            content_type = msg::first_value(msg.headers(), HeaderName::ContentType);
+        }
+        let branch = self.rng.branch();
+        let local = self.cfg.local(to);
+        let leg = c.leg_mut(to);
+        leg.local_cseq += 1;
+        let cseq = leg.local_cseq;
+        let target_refresh = matches!(
+            method,
+            Method::Invite | Method::Update | Method::Refer | Method::Notify
+        );
+        let req = msg::request(
+            &RequestSpec {
+                method: &method,
+                ruri: &leg.remote_target,
+                local,
+                branch: &branch,
+                max_forwards: msg.max_forwards().unwrap_or(70).saturating_sub(1).max(1),
+                routes: &leg.route_set,
+                from: &leg.local_hdr,
+                to: &leg.remote_hdr,
+                call_id: &leg.call_id,
+                cseq,
+                contact: target_refresh,
+                user_agent: &self.cfg.user_agent,
+                content_type,
+                body: &body_out,
+            },
+            Some(msg.headers()),
+            &self.cfg.pass_headers,
+            &mut self.buf,
+        );
+        let peer_to = leg.peer;
+        let ck = client_key(&branch, false);
+        if is_invite {
+            leg.invite_out = Some(ck.clone());
+        }
+        if method == Method::Bye {
+            // The call is over for both sides whatever the other leg answers.
+            self.release_media(call, media);
+        }
+        if let Some(e) = self.server.get_mut(&key) {
+            e.relay = Some(ck.clone());
+        }
+        self.send_client(
+            now,
+            ck,
+            req,
+            peer_to,
+            call,
+            to,
+            Purpose::Relay { server: key },
+            is_invite,
+            media,
+        );
+    }
+
+    // ---- responses --------------------------------------------------------------------------
+
+    fn on_response(&mut self, now: Instant, msg: Message, media: &mut dyn MediaControl) {
+        let Some(status) = msg.status().map(|s| s.as_u16()) else {
+            return;
+        };
+        let via = msg.top_via();
+        let Some(branch) = via.branch() else {
+            self.events.push_back(Event::Dropped {
+                reason: "stray_response",
+            });
+            return;
+        };
+        let key = client_key(branch, msg.cseq().method == Method::Cancel);
+        let Some(e) = self.client.get_mut(&key) else {
+            self.events.push_back(Event::Dropped {
+                reason: "stray_response",
+            });
+            return;
+        };
+        let pass = match &mut e.tx {
+            CTx::Invite(t) => {
+                let invite = &e.request;
+                let buf = &mut self.buf;
+                t.handle_response(now, status, || msg::ack_for_non2xx(invite, &msg, buf))
+            }
+            CTx::NonInvite(t) => t.handle_response(now, status),
+        };
+        let (call, side, purpose, is_invite) = (
+            e.call,
+            e.side,
+            e.purpose.clone(),
+            matches!(e.tx, CTx::Invite(_)),
+        );
+        self.after_client(now, &key, media);
+        if !pass {
+            return;
+        }
+        if is_invite && (200..300).contains(&status) {
+            // A 2xx retransmission after we ACKed: ACK again (§13.2.2.4).
+            if let Some(c) = self.calls.get(&call)
+                && let Some((cseq, ack)) = &c.acks[side_index(side)]
+                && *cseq == msg.cseq().seq
+            {
+                let to = c.leg(side).peer;
+                self.transmits.push_back(Transmit {
+                    to,
+                    data: ack.clone(),
+                });
+                return;
+            }
+        }
+        match purpose {
+            Purpose::Own => {}
+            Purpose::Initial => self.initial_response(now, call, side, status, &msg, media),
+            Purpose::Relay { server } => {
+                self.relay_response(now, call, side, &server, status, &msg, media)
+            }
+        }
+    }
+
+    fn initial_response(
+        &mut self,
+        now: Instant,
+        call: u64,
+        side: Side,
+        status: u16,
+        resp: &Message,
+        media: &mut dyn MediaControl,
+    ) {
+        if status == 100 {
+            return; // hop-by-hop
+        }
+        let caller = side.other();
+        // Update the callee leg's dialog state first, then act with the borrow released.
+        let (server_key, canceled, cancel_pending, late_offer) = {
+            let Some(c) = self.calls.get_mut(&call) else {
+                // The call is already gone (e.g. cancelled and cleaned up).
+                return;
+            };
+            if (101..300).contains(&status) {
+                let leg = c.leg_mut(side);
+                if leg.remote_tag.is_none()
+                    && let Some(tag) = resp.to().tag()
+                {
+                    leg.remote_tag = Some(tag.to_owned());
+                    leg.remote_hdr = msg::first_value(resp.headers(), HeaderName::To)
+                        .unwrap_or("")
+                        .to_owned();
+                }
+                if let Some(ct) = first_contact(resp) {
+                    leg.remote_target = ct;
+                }
+                // UAC route set: Record-Route in reverse (§12.1.2).
+                let rr: Vec<String> = resp
+                    .record_routes()
+                    .filter_map(Result::ok)
+                    .map(|r| format!("<{}>", r.uri_str))
+                    .collect();
+                if !rr.is_empty() {
+                    leg.route_set = rr.into_iter().rev().collect();
+                }
+            }
+            if (101..200).contains(&status) {
+                c.provisional_seen = true;
+            } else {
+                c.leg_mut(side).invite_out = None;
+            }
+            let cancel_pending = std::mem::take(&mut c.cancel_pending) && status < 200;
+            if (200..300).contains(&status) && !c.canceled {
+                c.state = CallState::Confirmed;
+            }
+            let late_offer = self
+                .client
+                .get(&c.initial_client)
+                .is_some_and(|e| e.request.body().is_empty());
+            (
+                c.initial_server.clone(),
+                c.canceled,
+                cancel_pending,
+                late_offer,
+            )
+        };
+        if (101..200).contains(&status) {
+            if cancel_pending {
+                self.cancel_client(now, call, media);
+            } else if !canceled {
+                self.relay_to_caller(now, call, caller, &server_key, status, resp, media);
+            }
+            return;
+        }
+        if (200..300).contains(&status) {
+            let cseq_callee = resp.cseq().seq;
+            if canceled {
+                // CANCEL lost the race with the 2xx: the caller got 487; hang up the callee.
+                self.send_ack(call, side, cseq_callee, b"");
+                self.send_bye(now, call, side, media);
+                self.finish_call(call, EndReason::Cancelled, media);
+                return;
+            }
+            self.events.push_back(Event::CallAnswered { call });
+            let sent = self.relay_to_caller(now, call, caller, &server_key, status, resp, media);
+            if !late_offer {
+                self.send_ack(call, side, cseq_callee, b"");
+            }
+            if let Some(resp_bytes) = sent {
+                let ack_other = late_offer.then_some(cseq_callee);
+                self.start_2xx_retransmit(now, call, caller, &server_key, resp_bytes, ack_other);
+            }
+            return;
+        }
+        // 300-699: the transaction ACKed it; relay the final to the caller (unless cancelled).
+        if !canceled {
+            self.relay_to_caller(now, call, caller, &server_key, status, resp, media);
+        }
+        let reason = if canceled {
+            EndReason::Cancelled
+        } else {
+            EndReason::Rejected(status)
+        };
+        self.finish_call(call, reason, media);
+    }
+
+    /// Relays a response from the callee leg to the caller's server transaction `key`,
+    /// mapping headers and SDP. Returns the bytes sent for a 2xx (for retransmission).
+    #[allow(clippy::too_many_arguments, reason = "internal helper")]
+    fn relay_to_caller(
+        &mut self,
+        now: Instant,
+        call: u64,
+        caller: Side,
+        key: &str,
+        status: u16,
+        resp: &Message,
+        media: &mut dyn MediaControl,
+    ) -> Option<Bytes> {
+        let callee = caller.other();
+        let mut body = Vec::new();
+        let mut content_type = None;
+        if !resp.body().is_empty() && is_sdp(resp) && (101..300).contains(&status) {
+            let c = self.calls.get_mut(&call)?;
+            let streams = sdp::streams(resp.body()).ok();
+            // An answer (or an offer in a 2xx to an offer-less INVITE).
+            let relays = match (c.media, streams) {
+                (Some(s), Some(st)) => media.commit(s, sdp::leg(callee), &st).ok(),
+                (None, Some(st)) => match media.allocate(sdp::leg(callee), &st) {
+                    Ok(a) => {
+                        c.media = Some(a.session);
+                        self.sessions.insert(a.session, call);
+                        Some(a.streams)
+                    }
+                    Err(_) => None,
+                },
+                _ => None,
+            };
+            if let Some(relays) = relays {
+                let leg = c.leg_mut(caller);
+                if sdp::rewrite(resp.body(), &relays, caller, &mut leg.origin, &mut body).is_ok() {
+                    content_type = Some("application/sdp");
+                } else {
+                    body.clear();
+                }
+            }
+        } else if !resp.body().is_empty() && !is_sdp(resp) {
+            body.extend_from_slice(resp.body());
+            content_type = msg::first_value(resp.headers(), HeaderName::ContentType);
+        }
+        let e = self.server.get(key)?;
+        let reason = resp.reason_phrase().unwrap_or("");
+        let local = self.cfg.local(caller);
+        // 3xx: the redirect targets are what the caller needs (policy "relay").
+        let contacts: Vec<String> = if (300..400).contains(&status) {
+            resp.headers()
+                .all(HeaderName::Contact)
+                .filter_map(|h| h.value_str().map(str::to_owned))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let extra: Vec<(&str, &str)> = contacts.iter().map(|c| ("Contact", c.as_str())).collect();
+        let out = msg::response(
+            &e.request,
+            &ResponseSpec {
+                status,
+                reason,
+                to_tag: e.to_tag.as_deref(),
+                contact: ((101..300).contains(&status)).then_some(local),
+                user_agent: &self.cfg.user_agent,
+                content_type,
+                body: &body,
+                extra: &extra,
+            },
+            Some((resp.headers(), local)),
+            &self.cfg.pass_headers,
+            &mut self.buf,
+        );
+        let key = key.to_owned();
+        self.send_on_server(now, &key, status, out.clone(), media);
+        (200..300).contains(&status).then_some(out)
+    }
+
+    fn start_2xx_retransmit(
+        &mut self,
+        now: Instant,
+        call: u64,
+        leg: Side,
+        _server_key: &str,
+        response: Bytes,
+        ack_other_cseq: Option<u32>,
+    ) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let cseq = self
+            .server
+            .get(&c.initial_server)
+            .map_or(0, |e| e.request.cseq().seq);
+        let t1 = self.cfg.timers.t1;
+        let reliable = c.leg(leg).peer.transport.is_reliable();
+        c.pending_2xx = Some(Pending2xx {
+            leg,
+            cseq,
+            response,
+            // On reliable transports the 2xx is not retransmitted, but the ACK is still awaited.
+            next: if reliable {
+                now + self.cfg.timers.timeout()
+            } else {
+                now + t1
+            },
+            interval: t1,
+            deadline: now + self.cfg.timers.timeout(),
+            ack_other_cseq,
+        });
+        self.timers.insert((
+            now + t1.min(self.cfg.timers.timeout()),
+            TimerRef::Call(call),
+        ));
+    }
+
+    #[allow(clippy::too_many_arguments, reason = "internal helper")]
+    fn relay_response(
+        &mut self,
+        now: Instant,
+        call: u64,
+        side: Side,
+        server: &str,
+        status: u16,
+        resp: &Message,
+        media: &mut dyn MediaControl,
+    ) {
+        if status == 100 {
+            return;
+        }
+        let from = side.other();
+        let method = resp.cseq().method.clone();
+        if method == Method::Invite
+            && status >= 200
+            && let Some(c) = self.calls.get_mut(&call)
+        {
+            c.leg_mut(side).invite_out = None;
+        }
+        let sent = self.relay_to_caller(now, call, from, server, status, resp, media);
+        match method {
+            Method::Bye if status >= 200 => self.finish_call(call, EndReason::Bye, media),
+            Method::Invite if (200..300).contains(&status) => {
+                // re-INVITE answered: ACK end-to-end on this leg now unless the offer comes
+                // in the ACK (late offer), and retransmit the 2xx to the other leg until ACKed.
+                let late = self
+                    .server
+                    .get(server)
+                    .is_some_and(|e| e.request.body().is_empty());
+                let cseq_here = resp.cseq().seq;
+                if !late {
+                    self.send_ack(call, side, cseq_here, b"");
+                }
+                if let Some(bytes) = sent {
+                    let cseq_there = self.server.get(server).map_or(0, |e| e.request.cseq().seq);
+                    self.start_2xx_retransmit(
+                        now,
+                        call,
+                        from,
+                        server,
+                        bytes,
+                        late.then_some(cseq_here),
+                    );
+                    if let Some(c) = self.calls.get_mut(&call)
+                        && let Some(p) = c.pending_2xx.as_mut()
+                    {
+                        p.cseq = cseq_there;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // ---- bookkeeping --------------------------------------------------------------------------
+
+    fn after_server(&mut self, now: Instant, key: &str, media: &mut dyn MediaControl) {
+        let Some(e) = self.server.get_mut(key) else {
+            return;
+        };
+        let mut terminated = false;
+        loop {
+            let (data, event) = match &mut e.tx {
+                STx::Invite(t) => (t.poll_transmit(), t.poll_event()),
+                STx::NonInvite(t) => (t.poll_transmit(), t.poll_event()),
+            };
+            if data.is_none() && event.is_none() {
+                break;
+            }
+            if let Some(data) = data {
+                self.transmits.push_back(Transmit { to: e.peer, data });
+            }
+            if event == Some(TxEvent::Terminated) {
+                terminated = true;
+            }
+        }
+        let deadline = match &e.tx {
+            STx::Invite(t) => t.poll_timeout(),
+            STx::NonInvite(t) => t.poll_timeout(),
+        };
+        if let Some(at) = deadline {
+            self.timers.insert((at, TimerRef::Server(key.to_owned())));
+        }
+        if terminated
+            && let Some(e) = self.server.remove(key)
+            && let Some(m) = e.merged
+        {
+            self.merged.remove(&m);
+        }
+        let _ = (now, media);
+    }
+
+    fn after_client(&mut self, now: Instant, key: &str, media: &mut dyn MediaControl) {
+        let Some(e) = self.client.get_mut(key) else {
+            return;
+        };
+        let mut terminated = false;
+        let mut failure = None;
+        loop {
+            let (data, event) = match &mut e.tx {
+                CTx::Invite(t) => (t.poll_transmit(), t.poll_event()),
+                CTx::NonInvite(t) => (t.poll_transmit(), t.poll_event()),
+            };
+            if data.is_none() && event.is_none() {
+                break;
+            }
+            if let Some(data) = data {
+                self.transmits.push_back(Transmit { to: e.peer, data });
+            }
+            match event {
+                Some(TxEvent::Terminated) => terminated = true,
+                Some(TxEvent::TimedOut(t)) => failure = Some(Some(t)),
+                Some(TxEvent::TransportError) => failure = Some(None),
+                None => {}
+            }
+        }
+        let deadline = match &e.tx {
+            CTx::Invite(t) => t.poll_timeout(),
+            CTx::NonInvite(t) => t.poll_timeout(),
+        };
+        let (call, purpose, side) = (e.call, e.purpose.clone(), e.side);
+        if let Some(at) = deadline {
+            self.timers.insert((at, TimerRef::Client(key.to_owned())));
+        }
+        if terminated {
+            self.client.remove(key);
+        }
+        if let Some(timer) = failure {
+            self.client_failed(now, call, side, purpose, timer, media);
+        }
+    }
+
+    /// A client transaction timed out (`Some(timer)`) or hit a transport error (`None`).
+    fn client_failed(
+        &mut self,
+        now: Instant,
+        call: u64,
+        side: Side,
+        purpose: Purpose,
+        timer: Option<Timer>,
+        media: &mut dyn MediaControl,
+    ) {
+        let (status, reason, end) = match timer {
+            Some(_) => (408, "Request Timeout", EndReason::Timeout),
+            None => (503, "Service Unavailable", EndReason::TransportError),
+        };
+        match purpose {
+            Purpose::Own => {}
+            Purpose::Initial => {
+                let Some(c) = self.calls.get_mut(&call) else {
+                    return;
+                };
+                c.leg_mut(side).invite_out = None;
+                let key = c.initial_server.clone();
+                let (provisional, canceled) = (c.provisional_seen, c.canceled);
+                if timer == Some(Timer::C) && provisional && !canceled {
+                    // §16.6 item 11: CANCEL the callee; the caller gets 408 now.
+                    if let Some(c) = self.calls.get_mut(&call) {
+                        c.canceled = true;
+                    }
+                    self.cancel_client(now, call, media);
+                }
+                if !canceled {
+                    self.final_on_server(now, &key, status, reason, None, media);
+                }
+                self.finish_call(
+                    call,
+                    if canceled { EndReason::Cancelled } else { end },
+                    media,
+                );
+            }
+            Purpose::Relay { server } => {
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.leg_mut(side).invite_out = None;
+                }
+                self.final_on_server(now, &server, status, reason, None, media);
+                let is_bye = self
+                    .server
+                    .get(&server)
+                    .is_some_and(|e| e.request.method() == Some(&Method::Bye));
+                if is_bye {
+                    self.finish_call(call, EndReason::Bye, media);
+                }
+            }
+        }
+    }
+
+    fn call_timer(&mut self, now: Instant, call: u64, media: &mut dyn MediaControl) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if let Some(at) = c.ends_at
+            && at <= now
+        {
+            c.ends_at = None;
+            self.terminate(now, call, EndReason::MaxDuration, media);
+            return;
+        }
+        let mut next = c.ends_at;
+        let mut give_up = false;
+        if let Some(p) = c.pending_2xx.as_mut() {
+            if p.deadline <= now {
+                give_up = true;
+            } else {
+                if p.next <= now {
+                    let to = c.legs[side_index(p.leg)].peer;
+                    if !to.transport.is_reliable() {
+                        self.transmits.push_back(Transmit {
+                            to,
+                            data: p.response.clone(),
+                        });
+                    }
+                    p.interval = (p.interval * 2).min(self.cfg.timers.t2);
+                    p.next = now + p.interval;
+                }
+                next = Some(next.map_or(p.next.min(p.deadline), |n| n.min(p.next).min(p.deadline)));
+            }
+        }
+        if give_up {
+            // §13.3.1.4: no ACK within 64·T1 — the session is confirmed and then ended.
+            if let Some(c) = self.calls.get_mut(&call) {
+                c.pending_2xx = None;
+            }
+            self.terminate(now, call, EndReason::NoAck, media);
+            return;
+        }
+        if let Some(at) = next {
+            self.timers.insert((at, TimerRef::Call(call)));
+        }
+    }
+
+    /// Ends a call from the SBC's side: BYE on confirmed legs, CANCEL/487 on an early call.
+    fn terminate(
+        &mut self,
+        now: Instant,
+        call: u64,
+        reason: EndReason,
+        media: &mut dyn MediaControl,
+    ) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if c.state == CallState::Early {
+            let key = c.initial_server.clone();
+            c.canceled = true;
+            let provisional = c.provisional_seen;
+            self.final_on_server(now, &key, 487, "Request Terminated", None, media);
+            if provisional {
+                self.cancel_client(now, call, media);
+            } else if let Some(c) = self.calls.get_mut(&call) {
+                c.cancel_pending = true;
+                return; // wait for a provisional to cancel, or for the 2xx to BYE
+            }
+        } else {
+            for side in [Side::Inside, Side::Outside] {
+                self.send_bye(now, call, side, media);
+            }
+        }
+        self.finish_call(call, reason, media);
+    }
+
+    fn send_bye(&mut self, now: Instant, call: u64, side: Side, media: &mut dyn MediaControl) {
+        let branch = self.rng.branch();
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let local = self.cfg.local(side);
+        let leg = c.leg_mut(side);
+        leg.local_cseq += 1;
+        let bye = msg::request(
+            &RequestSpec {
+                method: &Method::Bye,
+                ruri: &leg.remote_target,
+                local,
+                branch: &branch,
+                max_forwards: 70,
+                routes: &leg.route_set,
+                from: &leg.local_hdr,
+                to: &leg.remote_hdr,
+                call_id: &leg.call_id,
+                cseq: leg.local_cseq,
+                contact: false,
+                user_agent: &self.cfg.user_agent,
+                content_type: None,
+                body: b"",
+            },
+            None,
+            &[],
+            &mut self.buf,
+        );
+        let peer = leg.peer;
+        self.send_client(
+            now,
+            client_key(&branch, false),
+            bye,
+            peer,
+            call,
+            side,
+            Purpose::Own,
+            false,
+            media,
+        );
+    }
+
+    fn release_media(&mut self, call: u64, media: &mut dyn MediaControl) {
+        if let Some(c) = self.calls.get_mut(&call)
+            && let Some(s) = c.media.take()
+        {
+            self.sessions.remove(&s);
+            media.release(s);
+        }
+    }
+
+    /// Forgets a call: media released, dialogs unindexed. Transactions finish on their own.
+    fn finish_call(&mut self, call: u64, reason: EndReason, media: &mut dyn MediaControl) {
+        self.release_media(call, media);
+        if let Some(c) = self.calls.remove(&call) {
+            for leg in &c.legs {
+                self.dialogs
+                    .remove(&(leg.call_id.clone(), leg.local_tag.clone()));
+            }
+            self.events.push_back(Event::CallEnded { call, reason });
+        }
+    }
+
+    fn drain_media(&mut self, now: Instant, media: &mut dyn MediaControl) {
+        while let Some(ev) = media.poll_event() {
+            let MediaEvent::Timeout(s) = ev;
+            if let Some(call) = self.sessions.get(&s).copied() {
+                self.terminate(now, call, EndReason::MediaTimeout, media);
+            }
+        }
+    }
+}
+
+/// Methods the SBC accepts (Allow header).
+const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, MESSAGE, NOTIFY, REFER";
+
+/// The server transaction key (RFC 3261 §17.2.3; ACK maps to its INVITE), with the RFC 2543
+/// fallback for branches without the magic cookie.
+fn server_key(msg: &Message) -> String {
+    let via = msg.top_via();
+    let method = match msg.method() {
+        Some(Method::Ack) | None => "INVITE",
+        Some(m) => m.as_str(),
+    };
+    let port = via.port.unwrap_or(5060);
+    match via.branch().filter(|_| via.has_rfc3261_branch()) {
+        Some(branch) => format!("{branch}|{}:{port}|{method}", via.host),
+        None => format!(
+            "2543|{}|{}|{}|{}|{}:{port}|{method}",
+            msg.request_uri_str().unwrap_or(""),
+            msg.from().tag().unwrap_or(""),
+            msg.call_id(),
+            msg.cseq().seq,
+            via.host
+        ),
+    }
+}
+
+/// The client transaction key: our branch, with CANCEL distinguished (it shares the branch).
+fn client_key(branch: &str, cancel: bool) -> String {
+    if cancel {
+        format!("{branch}|CANCEL")
+    } else {
+        format!("{branch}|INVITE")
+    }
+}
+
+/// (Call-ID, From tag, CSeq number) of an initial request, for merged-request detection.
+fn merged_key(msg: &Message) -> Option<(String, String, u32)> {
+    Some((
+        msg.call_id().to_owned(),
+        msg.from().tag()?.to_owned(),
+        msg.cseq().seq,
+    ))
+}
+
+fn is_sdp(msg: &Message) -> bool {
+    msg::first_value(msg.headers(), HeaderName::ContentType).is_some_and(|ct| {
+        ct.trim()
+            .to_ascii_lowercase()
+            .starts_with("application/sdp")
+    })
+}
+
+fn first_contact(msg: &Message) -> Option<String> {
+    msg.contacts()
+        .find_map(|c| c.ok().and_then(|c| c.addr().map(|a| a.uri_str.to_owned())))
+}
+
+fn request_user(msg: &Message) -> Option<String> {
+    let from_uri = |u: crate::sip::Uri<'_>| match u {
+        crate::sip::Uri::Sip(s) => s.user.map(str::to_owned),
+        crate::sip::Uri::Tel(t) => Some(t.raw.trim_start_matches("tel:").to_owned()),
+        crate::sip::Uri::Other(_) => None,
+    };
+    msg.request_uri()
+        .and_then(from_uri)
+        .or_else(|| from_uri(msg.to().uri))
+}

@@ -1,0 +1,356 @@
+//! Building the messages the B2BUA sends: requests on a leg, responses to a leg's requests,
+//! hop-by-hop ACK and CANCEL, and the header allowlist that keeps one side's topology away from
+//! the other.
+
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+
+use super::config::LocalAddr;
+use crate::sip::{
+    HeaderName, Headers, Message, MessageWriter, Method, NameAddr, StatusCode, Uri,
+    edit::ResponseOptions,
+};
+
+/// Formats `host:port` for a Via/Contact (IPv6 in brackets).
+pub(super) fn hostport(addr: std::net::SocketAddr) -> String {
+    match addr {
+        std::net::SocketAddr::V4(a) => a.to_string(),
+        std::net::SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+    }
+}
+
+/// Formats just the host (IPv6 in brackets).
+pub(super) fn host(addr: std::net::SocketAddr) -> String {
+    match addr {
+        std::net::SocketAddr::V4(a) => a.ip().to_string(),
+        std::net::SocketAddr::V6(a) => format!("[{}]", a.ip()),
+    }
+}
+
+/// Our Via value on a side.
+pub(super) fn via(local: LocalAddr, branch: &str) -> String {
+    format!(
+        "SIP/2.0/{} {};branch={branch};rport",
+        local.transport.via_token(),
+        hostport(local.addr)
+    )
+}
+
+/// Our Contact value on a side.
+pub(super) fn contact(local: LocalAddr) -> String {
+    let transport = match local.transport {
+        crate::net::TransportKind::Udp => "",
+        crate::net::TransportKind::Tcp => ";transport=tcp",
+        crate::net::TransportKind::Tls => ";transport=tls",
+    };
+    format!("<sip:sbc@{}{transport}>", hostport(local.addr))
+}
+
+/// Headers that identify a party by URI: copied, but with the URI host replaced by the SBC's
+/// own, so no inside host name or address crosses (topology hiding).
+const IDENTITY_HEADERS: [&str; 3] = ["p-asserted-identity", "p-preferred-identity", "diversion"];
+
+/// Copies the allowlisted headers of `source` into `w`, sanitised for the other side.
+pub(super) fn copy_allowed(
+    w: &mut MessageWriter<'_>,
+    source: &Headers,
+    pass: &[String],
+    local: LocalAddr,
+) {
+    for h in source.iter() {
+        let name = h.name.as_str();
+        let Some(value) = h.value_str() else { continue };
+        let lname = if name.is_empty() {
+            String::from_utf8_lossy(h.raw_name).to_ascii_lowercase()
+        } else {
+            name.to_ascii_lowercase()
+        };
+        if !pass.contains(&lname) {
+            continue;
+        }
+        if lname == "supported" {
+            // We do not relay reliable provisionals (RFC 3262) yet: never advertise 100rel.
+            let kept: Vec<&str> = value
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.eq_ignore_ascii_case("100rel") && !t.is_empty())
+                .collect();
+            if !kept.is_empty() {
+                w.header("Supported", kept.join(", "));
+            }
+            continue;
+        }
+        if IDENTITY_HEADERS.contains(&lname.as_str()) {
+            let mut rewritten = Vec::new();
+            for part in split_list(value) {
+                match rehost(part, local) {
+                    Some(v) => rewritten.push(v),
+                    None => rewritten.clear(),
+                }
+            }
+            if !rewritten.is_empty() {
+                w.header(canonical(&lname), rewritten.join(", "));
+            }
+            continue;
+        }
+        w.header(canonical(&lname), value);
+    }
+}
+
+fn canonical(lname: &str) -> &str {
+    match lname {
+        "p-asserted-identity" => "P-Asserted-Identity",
+        "p-preferred-identity" => "P-Preferred-Identity",
+        "privacy" => "Privacy",
+        "diversion" => "Diversion",
+        "reason" => "Reason",
+        "allow" => "Allow",
+        "accept" => "Accept",
+        "retry-after" => "Retry-After",
+        "unsupported" => "Unsupported",
+        other => other,
+    }
+}
+
+/// Splits a header list at top-level commas (not inside quotes or angle brackets).
+fn split_list(value: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut depth, mut quoted, mut escaped, mut start) = (0i32, false, false, 0);
+    for (i, c) in value.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '<' if !quoted => depth += 1,
+            '>' if !quoted => depth -= 1,
+            ',' if !quoted && depth == 0 => {
+                parts.push(value[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(value[start..].trim());
+    parts
+}
+
+/// `"Name" <sip:user@inside-host>;p=1` → `"Name" <sip:user@sbc-host>;p=1`. Tel URIs pass as
+/// they are; anything unparseable is dropped (None), never passed through.
+fn rehost(value: &str, local: LocalAddr) -> Option<String> {
+    let na = NameAddr::parse(value).ok()?;
+    let uri = match na.uri {
+        Uri::Sip(u) => {
+            let scheme = if u.secure { "sips" } else { "sip" };
+            match u.user {
+                Some(user) => format!("{scheme}:{user}@{}", host(local.addr)),
+                None => format!("{scheme}:{}", host(local.addr)),
+            }
+        }
+        Uri::Tel(_) => na.uri_str.to_owned(),
+        Uri::Other(_) => return None,
+    };
+    let mut out = String::new();
+    if let Some(d) = na.display_name {
+        out.push_str(d);
+        out.push(' ');
+    }
+    let _ = write!(out, "<{uri}>{}", na.params.as_str());
+    Some(out)
+}
+
+/// Everything needed to write a request on one leg.
+pub(super) struct RequestSpec<'a> {
+    pub method: &'a Method,
+    pub ruri: &'a str,
+    pub local: LocalAddr,
+    pub branch: &'a str,
+    pub max_forwards: u8,
+    pub routes: &'a [String],
+    pub from: &'a str,
+    pub to: &'a str,
+    pub call_id: &'a str,
+    pub cseq: u32,
+    pub contact: bool,
+    pub user_agent: &'a str,
+    pub content_type: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+/// Writes a request, copying the allowlisted headers of `source` (the request being relayed).
+pub(super) fn request(
+    spec: &RequestSpec<'_>,
+    source: Option<&Headers>,
+    pass: &[String],
+    out: &mut Vec<u8>,
+) -> Bytes {
+    let mut w = MessageWriter::request(out, spec.method, spec.ruri);
+    w.header("Via", via(spec.local, spec.branch));
+    w.header("Max-Forwards", spec.max_forwards.to_string());
+    for r in spec.routes {
+        w.header("Route", r);
+    }
+    w.header("From", spec.from);
+    w.header("To", spec.to);
+    w.header("Call-ID", spec.call_id);
+    w.header("CSeq", format!("{} {}", spec.cseq, spec.method));
+    if spec.contact {
+        w.header("Contact", contact(spec.local));
+    }
+    if let Some(src) = source {
+        copy_allowed(&mut w, src, pass, spec.local);
+    }
+    w.header("User-Agent", spec.user_agent);
+    if let Some(ct) = spec.content_type.filter(|_| !spec.body.is_empty()) {
+        w.header("Content-Type", ct);
+    }
+    w.finish(spec.body);
+    Bytes::copy_from_slice(out)
+}
+
+/// What a response to one of a leg's requests carries besides the §8.2.6 copies.
+pub(super) struct ResponseSpec<'a> {
+    pub status: u16,
+    pub reason: &'a str,
+    pub to_tag: Option<&'a str>,
+    pub contact: Option<LocalAddr>,
+    pub user_agent: &'a str,
+    pub content_type: Option<&'a str>,
+    pub body: &'a [u8],
+    /// Extra headers written verbatim (e.g. Allow, Accept on an OPTIONS answer).
+    pub extra: &'a [(&'a str, &'a str)],
+}
+
+/// Writes a response to `request` (Via/From/To/Call-ID/CSeq copied per RFC 3261 §8.2.6.2),
+/// adding the allowlisted headers of `source` (the response being relayed, if any).
+pub(super) fn response(
+    request: &Message,
+    spec: &ResponseSpec<'_>,
+    source: Option<(&Headers, LocalAddr)>,
+    pass: &[String],
+    out: &mut Vec<u8>,
+) -> Bytes {
+    // Every status the B2BUA sends is in 100..=699; an out-of-range one would be a bug, and it
+    // degrades to 500 rather than panicking.
+    let Some(status) = StatusCode::new(spec.status).or(StatusCode::new(500)) else {
+        out.clear();
+        return Bytes::new();
+    };
+    let opts = ResponseOptions {
+        to_tag: spec.to_tag,
+        received: None,
+        rport: None,
+    };
+    let mut w = MessageWriter::response_to(out, request.headers(), status, spec.reason, &opts);
+    if let Some(local) = spec.contact {
+        w.header("Contact", contact(local));
+    }
+    for (n, v) in spec.extra {
+        w.header(n, v);
+    }
+    if let Some((src, local)) = source {
+        copy_allowed(&mut w, src, pass, local);
+    }
+    w.header("Server", spec.user_agent);
+    if let Some(ct) = spec.content_type.filter(|_| !spec.body.is_empty()) {
+        w.header("Content-Type", ct);
+    }
+    w.finish(spec.body);
+    Bytes::copy_from_slice(out)
+}
+
+/// The hop-by-hop ACK for a non-2xx final response (RFC 3261 §17.1.1.3): same Request-URI,
+/// top Via, From, Call-ID, Route as the INVITE; To from the response; CSeq number with ACK.
+pub(super) fn ack_for_non2xx(invite: &Message, resp: &Message, out: &mut Vec<u8>) -> Bytes {
+    let ruri = invite.request_uri_str().unwrap_or("sip:invalid");
+    let mut w = MessageWriter::request(out, &Method::Ack, ruri);
+    if let Some(v) = invite.headers().first(HeaderName::Via) {
+        w.copy(v);
+    }
+    w.header("Max-Forwards", "70");
+    for r in invite.headers().all(HeaderName::Route) {
+        w.copy(r);
+    }
+    if let Some(h) = invite.headers().first(HeaderName::From) {
+        w.copy(h);
+    }
+    if let Some(h) = resp.headers().first(HeaderName::To) {
+        w.copy(h);
+    }
+    w.header("Call-ID", invite.call_id());
+    w.header("CSeq", format!("{} ACK", invite.cseq().seq));
+    w.finish(b"");
+    Bytes::copy_from_slice(out)
+}
+
+/// CANCEL for a pending INVITE (RFC 3261 §9.1): same Request-URI, top Via (same branch),
+/// From, To, Call-ID, Route; CSeq number with CANCEL.
+pub(super) fn cancel_for(invite: &Message, out: &mut Vec<u8>) -> Bytes {
+    let ruri = invite.request_uri_str().unwrap_or("sip:invalid");
+    let mut w = MessageWriter::request(out, &Method::Cancel, ruri);
+    if let Some(v) = invite.headers().first(HeaderName::Via) {
+        w.copy(v);
+    }
+    w.header("Max-Forwards", "70");
+    for r in invite.headers().all(HeaderName::Route) {
+        w.copy(r);
+    }
+    for name in [HeaderName::From, HeaderName::To] {
+        if let Some(h) = invite.headers().first(name) {
+            w.copy(h);
+        }
+    }
+    w.header("Call-ID", invite.call_id());
+    w.header("CSeq", format!("{} CANCEL", invite.cseq().seq));
+    w.header("Reason", "SIP;cause=487;text=\"Request Terminated\"");
+    w.finish(b"");
+    Bytes::copy_from_slice(out)
+}
+
+/// The value of the first header named `name`, as text.
+pub(super) fn first_value(h: &Headers, name: HeaderName) -> Option<&str> {
+    h.first(name).and_then(|h| h.value_str())
+}
+
+/// A From/To value without its `tag` parameter (and with it re-added when `tag` is given).
+pub(super) fn with_tag(value: &str, tag: Option<&str>) -> String {
+    let mut out = Vec::new();
+    crate::sip::edit::edit_param(value.as_bytes(), "tag", tag.map(Some), &mut out);
+    String::from_utf8(out).unwrap_or_else(|_| value.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local() -> LocalAddr {
+        LocalAddr {
+            addr: "203.0.113.5:5080".parse().expect("literal"),
+            transport: crate::net::TransportKind::Udp,
+        }
+    }
+
+    #[test]
+    fn identity_is_rehosted_and_list_split() {
+        let v = rehost("\"Alice\" <sip:+15551234@pbx.lan;user=phone>;x=1", local());
+        assert_eq!(
+            v.as_deref(),
+            Some("\"Alice\" <sip:+15551234@203.0.113.5>;x=1")
+        );
+        assert_eq!(
+            split_list("<sip:a@b>, \"x,y\" <sip:c@d>"),
+            ["<sip:a@b>", "\"x,y\" <sip:c@d>"]
+        );
+        assert_eq!(
+            rehost("<tel:+1555>", local()).as_deref(),
+            Some("<tel:+1555>")
+        );
+    }
+
+    #[test]
+    fn tag_is_replaced_or_removed() {
+        assert_eq!(with_tag("<sip:a@b>;tag=1", Some("x")), "<sip:a@b>;tag=x");
+        assert_eq!(with_tag("<sip:a@b>;tag=1", None), "<sip:a@b>");
+        assert_eq!(with_tag("<sip:a@b>", Some("y")), "<sip:a@b>;tag=y");
+    }
+}
