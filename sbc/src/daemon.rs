@@ -1,5 +1,5 @@
-//! `sbc run`: binds every listener, loads the XDP fast path, serves the admin API, and shuts
-//! down cleanly on SIGTERM or SIGINT.
+//! `sbc run`: starts the SIP transports, loads the XDP fast path, serves the admin API, reloads
+//! TLS certificates on SIGHUP, and shuts down cleanly on SIGTERM or SIGINT.
 
 use std::{
     net::SocketAddr,
@@ -13,7 +13,7 @@ use crate::{
     config::{Config, XdpMode},
     media::xdp::{self, XdpRelay},
     metrics::Metrics,
-    transport::{Side, tcp, udp},
+    transport::{Inbound, StartError, Transport, TransportConfig},
 };
 
 /// Why the daemon could not start or stopped with an error.
@@ -31,6 +31,9 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    /// The SIP transports could not start (bind error, unusable TLS files).
+    #[error("SIP transport: {0}")]
+    Transport(#[from] StartError),
     /// Metrics registration failed (a programming error surfaced as an error, not a panic).
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -52,35 +55,9 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         .set(i64::from(matches!(xdp_status, XdpStatus::Attached { .. })));
 
     let mut tasks = JoinSet::new();
-    let max = config.sip.max_message_size;
-    for (side, cfg) in [
-        (Side::Inside, &config.inside),
-        (Side::Outside, &config.outside),
-    ] {
-        for &addr in &cfg.udp {
-            let socket = udp::bind(addr).map_err(|source| RunError::Bind {
-                what: "SIP UDP",
-                addr,
-                source,
-            })?;
-            tracing::info!(side = side.as_str(), %addr, "SIP UDP listening");
-            tasks.spawn(udp::receive_loop(
-                Arc::new(socket),
-                side,
-                max,
-                metrics.clone(),
-            ));
-        }
-        for &addr in &cfg.tcp {
-            let listener = tcp::bind(addr).map_err(|source| RunError::Bind {
-                what: "SIP TCP",
-                addr,
-                source,
-            })?;
-            tracing::info!(side = side.as_str(), %addr, "SIP TCP listening");
-            tasks.spawn(tcp::accept_loop(listener, side, max, metrics.clone()));
-        }
-    }
+    let (inbound_tx, inbound_rx) = tokio::sync::mpsc::channel(config.sip.inbound_queue);
+    let transport = Transport::start(TransportConfig::from(&config), &metrics, inbound_tx)?;
+    tasks.spawn(placeholder_sip_core(inbound_rx));
 
     let addr = config.admin.listen;
     let listener = tokio::net::TcpListener::bind(addr)
@@ -101,12 +78,21 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     state.ready.store(true, Ordering::Release);
     tracing::info!(instance = %config.general.instance, "sbc ready");
 
+    let reloader = transport.clone();
     axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.wait().await })
+        .with_graceful_shutdown(async move {
+            shutdown
+                .wait(|| {
+                    // Errors are logged and counted by reload_tls; the old certificate stays.
+                    let _ = reloader.reload_tls();
+                })
+                .await;
+        })
         .await
         .map_err(RunError::Admin)?;
 
     tracing::info!("shutting down");
+    transport.shutdown();
     tasks.shutdown().await;
     if let Some(xdp) = &state.xdp {
         xdp.lock().detach_all();
@@ -175,10 +161,20 @@ fn start_xdp(config: &Config) -> (Option<Arc<parking_lot::Mutex<XdpRelay>>>, Xdp
     (Some(Arc::new(parking_lot::Mutex::new(relay))), status)
 }
 
-/// SIGTERM / SIGINT, installed before anything is bound so an early signal is not lost.
+/// Stand-in for the SIP core until it is wired onto the channel: receives and discards every
+/// inbound message (the transport has already counted it), so the channel never fills.
+async fn placeholder_sip_core(mut inbound: tokio::sync::mpsc::Receiver<Inbound>) {
+    while let Some(m) = inbound.recv().await {
+        tracing::trace!(peer = %m.peer, "SIP message received (no SIP core yet)");
+    }
+}
+
+/// SIGTERM / SIGINT (and SIGHUP for reloads), installed before anything is bound so an early
+/// signal is not lost.
 struct Shutdown {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Shutdown {
@@ -187,13 +183,21 @@ impl Shutdown {
         Ok(Self {
             term: signal(SignalKind::terminate()).map_err(RunError::Signal)?,
             int: signal(SignalKind::interrupt()).map_err(RunError::Signal)?,
+            hup: signal(SignalKind::hangup()).map_err(RunError::Signal)?,
         })
     }
 
-    async fn wait(&mut self) {
-        tokio::select! {
-            _ = self.term.recv() => tracing::info!("SIGTERM received"),
-            _ = self.int.recv() => tracing::info!("SIGINT received"),
+    /// Waits for SIGTERM or SIGINT, calling `on_hup` for every SIGHUP meanwhile.
+    async fn wait(&mut self, on_hup: impl Fn()) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return tracing::info!("SIGTERM received"),
+                _ = self.int.recv() => return tracing::info!("SIGINT received"),
+                _ = self.hup.recv() => {
+                    tracing::info!("SIGHUP received: reloading TLS certificates");
+                    on_hup();
+                }
+            }
         }
     }
 }

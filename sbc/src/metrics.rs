@@ -8,14 +8,28 @@ use sbc_ebpf_common::Stat;
 pub struct Metrics {
     /// Registry rendered at `/metrics`.
     pub registry: Registry,
-    /// SIP messages (datagrams or stream reads) received, by side and transport.
+    /// SIP input units received, by side and transport: datagrams on UDP (before parsing, so
+    /// garbage counts too), framed messages on streams.
     pub sip_received: IntCounterVec,
     /// Bytes of SIP received, by side and transport.
     pub sip_received_bytes: IntCounterVec,
-    /// SIP input dropped, by side and reason.
+    /// SIP input dropped or connections closed for bad input, by side, transport and reason
+    /// (a fixed set of reasons, see `transport::DropReason`).
     pub sip_dropped: IntCounterVec,
-    /// Open SIP stream connections, by side.
-    pub tcp_connections: IntGaugeVec,
+    /// Malformed requests answered statelessly by the transport, by side, transport and code.
+    pub sip_rejected: IntCounterVec,
+    /// SIP messages handed to the network, by side and transport.
+    pub sip_sent: IntCounterVec,
+    /// Bytes of SIP handed to the network, by side and transport.
+    pub sip_sent_bytes: IntCounterVec,
+    /// Sends that failed, by side, transport and reason (see `transport::SendError`).
+    pub sip_send_errors: IntCounterVec,
+    /// RFC 5626 CRLF keep-alive pings answered with a pong, by side and transport.
+    pub sip_keepalives: IntCounterVec,
+    /// Open SIP stream connections, by side and transport.
+    pub sip_connections: IntGaugeVec,
+    /// TLS certificate reloads, by result (`ok`, `error`).
+    pub tls_reloads: IntCounterVec,
     /// 1 when the XDP program is attached to at least one interface.
     pub xdp_attached: IntGauge,
     /// Packets counted by the XDP program, by outcome (read from its maps at scrape time).
@@ -50,13 +64,52 @@ impl Metrics {
         let sip_dropped = IntCounterVec::new(
             Opts::new(
                 "sbc_sip_dropped_total",
-                "SIP input dropped without a response, by reason.",
+                "SIP input dropped without a response (or stream closed for it), by reason.",
             ),
-            &["side", "reason"],
+            &["side", "transport", "reason"],
         )?;
-        let tcp_connections = IntGaugeVec::new(
-            Opts::new("sbc_sip_tcp_connections", "Open SIP TCP connections."),
-            &["side"],
+        let sip_rejected = IntCounterVec::new(
+            Opts::new(
+                "sbc_sip_rejected_total",
+                "Malformed SIP requests answered statelessly with an error response.",
+            ),
+            &["side", "transport", "code"],
+        )?;
+        let sip_sent = IntCounterVec::new(
+            Opts::new("sbc_sip_sent_total", "SIP messages sent."),
+            &["side", "transport"],
+        )?;
+        let sip_sent_bytes = IntCounterVec::new(
+            Opts::new("sbc_sip_sent_bytes_total", "Bytes of SIP sent."),
+            &["side", "transport"],
+        )?;
+        let sip_send_errors = IntCounterVec::new(
+            Opts::new(
+                "sbc_sip_send_errors_total",
+                "SIP sends that failed, by reason.",
+            ),
+            &["side", "transport", "reason"],
+        )?;
+        let sip_keepalives = IntCounterVec::new(
+            Opts::new(
+                "sbc_sip_keepalives_total",
+                "CRLF keep-alive pings answered with a pong (RFC 5626).",
+            ),
+            &["side", "transport"],
+        )?;
+        let sip_connections = IntGaugeVec::new(
+            Opts::new(
+                "sbc_sip_connections",
+                "Open SIP stream (TCP/TLS) connections.",
+            ),
+            &["side", "transport"],
+        )?;
+        let tls_reloads = IntCounterVec::new(
+            Opts::new(
+                "sbc_tls_reloads_total",
+                "TLS certificate reloads, by result.",
+            ),
+            &["result"],
         )?;
         let xdp_attached = IntGauge::new(
             "sbc_xdp_attached",
@@ -72,7 +125,13 @@ impl Metrics {
         registry.register(Box::new(sip_received.clone()))?;
         registry.register(Box::new(sip_received_bytes.clone()))?;
         registry.register(Box::new(sip_dropped.clone()))?;
-        registry.register(Box::new(tcp_connections.clone()))?;
+        registry.register(Box::new(sip_rejected.clone()))?;
+        registry.register(Box::new(sip_sent.clone()))?;
+        registry.register(Box::new(sip_sent_bytes.clone()))?;
+        registry.register(Box::new(sip_send_errors.clone()))?;
+        registry.register(Box::new(sip_keepalives.clone()))?;
+        registry.register(Box::new(sip_connections.clone()))?;
+        registry.register(Box::new(tls_reloads.clone()))?;
         registry.register(Box::new(xdp_attached.clone()))?;
         registry.register(Box::new(xdp_packets.clone()))?;
         #[cfg(target_os = "linux")]
@@ -84,7 +143,13 @@ impl Metrics {
             sip_received,
             sip_received_bytes,
             sip_dropped,
-            tcp_connections,
+            sip_rejected,
+            sip_sent,
+            sip_sent_bytes,
+            sip_send_errors,
+            sip_keepalives,
+            sip_connections,
+            tls_reloads,
             xdp_attached,
             xdp_packets,
             last_xdp: std::sync::Arc::new(parking_lot::Mutex::new([0; Stat::COUNT as usize])),

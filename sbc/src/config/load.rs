@@ -9,7 +9,7 @@ use std::{fmt, path::Path};
 use serde::de::DeserializeOwned;
 use toml::de::{DeTable, DeValue};
 
-use super::{Admin, Config, General, Log, Media, Sip, validate};
+use super::{Admin, Config, General, Log, Media, Sip, Tls, validate};
 
 /// One thing wrong with a configuration.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -103,8 +103,8 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
     let locate = |path: &[Seg]| locate(text, tree.get_ref(), path);
     let mut problems = Vec::new();
 
-    const SECTIONS: [&str; 9] = [
-        "general", "log", "sip", "inside", "outside", "pbx", "trunk", "media", "admin",
+    const SECTIONS: [&str; 10] = [
+        "general", "log", "sip", "inside", "outside", "tls", "pbx", "trunk", "media", "admin",
     ];
     for key in table.keys() {
         if !SECTIONS.contains(&key.as_str()) {
@@ -122,6 +122,7 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
     let sip = take::<Sip>(&table, "sip", false, &locate, &mut problems);
     let inside = take(&table, "inside", true, &locate, &mut problems);
     let outside = take(&table, "outside", true, &locate, &mut problems);
+    let tls = take::<Tls>(&table, "tls", false, &locate, &mut problems);
     let pbx = take(&table, "pbx", true, &locate, &mut problems);
     let trunks = take(&table, "trunk", false, &locate, &mut problems);
     let media = take::<Media>(&table, "media", false, &locate, &mut problems);
@@ -132,12 +133,13 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         Ok(sip),
         Ok(Some(inside)),
         Ok(Some(outside)),
+        Ok(tls),
         Ok(Some(pbx)),
         Ok(trunks),
         Ok(media),
         Ok(admin),
     ) = (
-        general, log, sip, inside, outside, pbx, trunks, media, admin,
+        general, log, sip, inside, outside, tls, pbx, trunks, media, admin,
     )
     else {
         return Err(problems);
@@ -151,6 +153,7 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         sip: sip.unwrap_or_default(),
         inside,
         outside,
+        tls: tls.unwrap_or_default(),
         pbx,
         trunks: trunks.unwrap_or_default(),
         media: media.unwrap_or_default(),

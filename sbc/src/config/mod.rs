@@ -4,7 +4,10 @@
 mod load;
 mod validate;
 
-use std::net::{IpAddr, SocketAddr};
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -34,6 +37,9 @@ pub struct Config {
     pub outside: Side,
     /// `[pbx]`: the IP-PBX behind the SBC.
     pub pbx: Pbx,
+    /// `[tls]`: certificates and verification for the TLS transport.
+    #[serde(default)]
+    pub tls: Tls,
     /// `[[trunk]]`: carrier trunks, in order of preference.
     #[serde(default, rename = "trunk")]
     pub trunks: Vec<Trunk>,
@@ -110,6 +116,29 @@ pub struct Sip {
     pub max_message_size: usize,
     /// Most header fields accepted in one message.
     pub max_headers: usize,
+    /// A stream (TCP/TLS) connection with no bytes in either direction for this long is
+    /// closed, seconds.
+    pub idle_timeout_s: u64,
+    /// Once the first byte of a stream message has arrived, the whole message must arrive
+    /// within this many seconds, or the connection is closed (slowloris defence).
+    pub message_timeout_s: u64,
+    /// Outbound TCP connect plus TLS handshake (both directions) must finish within this,
+    /// milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Most open stream connections in total (accepted and outbound).
+    pub max_connections: usize,
+    /// Most connections accepted on one TCP or TLS listener.
+    pub max_connections_per_listener: usize,
+    /// Messages queued for sending on one stream connection; beyond it a send fails.
+    pub send_queue: usize,
+    /// Parsed messages queued toward the SIP core; beyond it UDP input is dropped and
+    /// stream reading pauses.
+    pub inbound_queue: usize,
+    /// UDP sockets (and receive tasks) per UDP listen address, sharing it with
+    /// SO_REUSEPORT; 1 disables SO_REUSEPORT.
+    pub udp_workers: usize,
+    /// Kernel receive and send buffer size asked for each UDP socket, bytes.
+    pub udp_buffer_bytes: usize,
 }
 
 impl Default for Sip {
@@ -121,6 +150,15 @@ impl Default for Sip {
             timer_c_s: 180,
             max_message_size: 65_535,
             max_headers: 128,
+            idle_timeout_s: 120,
+            message_timeout_s: 10,
+            connect_timeout_ms: 5_000,
+            max_connections: 4_096,
+            max_connections_per_listener: 1_024,
+            send_queue: 256,
+            inbound_queue: 4_096,
+            udp_workers: 1,
+            udp_buffer_bytes: 4 << 20,
         }
     }
 }
@@ -135,6 +173,9 @@ pub struct Side {
     /// TCP listen addresses for SIP.
     #[serde(default)]
     pub tcp: Vec<SocketAddr>,
+    /// TLS listen addresses for SIP (certificate from `[tls]`).
+    #[serde(default)]
+    pub tls: Vec<SocketAddr>,
     /// Address the SBC's media relay ports are bound to on this side.
     pub media_address: IpAddr,
     /// Address written into SIP/SDP on this side when it differs from the bound one (1:1 NAT).
@@ -151,6 +192,56 @@ pub enum Transport {
     Udp,
     /// TCP (RFC 3261 §18).
     Tcp,
+    /// TLS over TCP (RFC 3261 §26.2.1, RFC 5246/8446).
+    Tls,
+}
+
+impl Transport {
+    /// The transport's kind in the shared network vocabulary.
+    pub const fn kind(self) -> sbc_proto::net::TransportKind {
+        match self {
+            Self::Udp => sbc_proto::net::TransportKind::Udp,
+            Self::Tcp => sbc_proto::net::TransportKind::Tcp,
+            Self::Tls => sbc_proto::net::TransportKind::Tls,
+        }
+    }
+}
+
+/// `[tls]`: the certificate the TLS listeners present, and how peers are verified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    /// PEM certificate chain (leaf first) presented by TLS listeners, and as client
+    /// certificate toward carriers that ask for one.
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `cert`.
+    pub key: Option<PathBuf>,
+    /// PEM file of CA certificates trusted for carriers' server certificates (and for client
+    /// certificates when `require_client_cert` is on).
+    pub ca: Option<PathBuf>,
+    /// Also trust the operating system's root certificates for carriers.
+    pub system_roots: bool,
+    /// Verify carriers' server certificates and names. Off is for lab use only.
+    pub verify_server: bool,
+    /// Require and verify (against `ca`) a client certificate on TLS listeners.
+    pub require_client_cert: bool,
+    /// Check the files' modification times this often and reload on change, seconds
+    /// (0: only on SIGHUP).
+    pub reload_check_s: u64,
+}
+
+impl Default for Tls {
+    fn default() -> Self {
+        Self {
+            cert: None,
+            key: None,
+            ca: None,
+            system_roots: true,
+            verify_server: true,
+            require_client_cert: false,
+            reload_check_s: 60,
+        }
+    }
 }
 
 /// `[pbx]`
@@ -177,6 +268,10 @@ pub struct Trunk {
     /// Transport toward the proxy.
     #[serde(default)]
     pub transport: Transport,
+    /// Name sent as TLS SNI and verified in the proxy's certificate; default: the proxy's
+    /// IP address (verified against the certificate's IP SANs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_server_name: Option<String>,
 }
 
 /// XDP attach mode for the media fast path.

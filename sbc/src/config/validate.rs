@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use super::{Config, Side, XdpMode};
+use super::{Config, Side, Transport, XdpMode};
 
 /// Every semantic problem in `c`, as `(key path, reason)`, in file order where possible.
 pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
@@ -60,11 +60,48 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
         bad("sip.max_headers", "must be between 16 and 1024".into());
     }
 
+    for (key, value, range) in [
+        ("sip.idle_timeout_s", s.idle_timeout_s, 1..=86_400),
+        ("sip.message_timeout_s", s.message_timeout_s, 1..=3_600),
+        ("sip.connect_timeout_ms", s.connect_timeout_ms, 100..=60_000),
+    ] {
+        if !range.contains(&value) {
+            bad(
+                key,
+                format!("must be between {} and {}", range.start(), range.end()),
+            );
+        }
+    }
+    for (key, value, range) in [
+        ("sip.max_connections", s.max_connections, 1..=1_000_000),
+        (
+            "sip.max_connections_per_listener",
+            s.max_connections_per_listener,
+            1..=1_000_000,
+        ),
+        ("sip.send_queue", s.send_queue, 1..=65_536),
+        ("sip.inbound_queue", s.inbound_queue, 16..=1_048_576),
+        ("sip.udp_workers", s.udp_workers, 1..=64),
+        (
+            "sip.udp_buffer_bytes",
+            s.udp_buffer_bytes,
+            65_536..=(256 << 20),
+        ),
+    ] {
+        if !range.contains(&value) {
+            bad(
+                key,
+                format!("must be between {} and {}", range.start(), range.end()),
+            );
+        }
+    }
+
     side("inside", &c.inside, &mut bad);
     side("outside", &c.outside, &mut bad);
     for (proto, ins, outs) in [
         ("udp", &c.inside.udp, &c.outside.udp),
         ("tcp", &c.inside.tcp, &c.outside.tcp),
+        ("tls", &c.inside.tls, &c.outside.tls),
     ] {
         for (i, a) in outs.iter().enumerate() {
             if ins.contains(a) {
@@ -75,6 +112,8 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
             }
         }
     }
+
+    tls(c, &mut bad);
 
     if c.pbx.allow.is_empty() {
         bad(
@@ -160,14 +199,71 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
     out
 }
 
-fn side(name: &str, s: &Side, bad: &mut impl FnMut(&str, String)) {
-    if s.udp.is_empty() && s.tcp.is_empty() {
+/// `[tls]` against the listeners and peers that use it.
+fn tls(c: &Config, bad: &mut impl FnMut(&str, String)) {
+    let t = &c.tls;
+    let listeners = !c.inside.tls.is_empty() || !c.outside.tls.is_empty();
+    if listeners && t.cert.is_none() {
         bad(
-            &format!("{name}.udp"),
-            "each side needs at least one udp or tcp listener".into(),
+            "tls.cert",
+            "required: inside.tls or outside.tls lists TLS listeners".into(),
         );
     }
-    for (proto, list) in [("udp", &s.udp), ("tcp", &s.tcp)] {
+    if t.cert.is_some() != t.key.is_some() {
+        let (key, other) = if t.key.is_none() {
+            ("tls.key", "cert")
+        } else {
+            ("tls.cert", "key")
+        };
+        bad(key, format!("required because tls.{other} is set"));
+    }
+    if t.reload_check_s > 86_400 {
+        bad("tls.reload_check_s", "must be between 0 and 86400".into());
+    }
+    if t.require_client_cert && t.ca.is_none() {
+        bad(
+            "tls.ca",
+            "required by require_client_cert (client certificates are verified against it)".into(),
+        );
+    }
+    let outbound_tls = c.pbx.transport == Transport::Tls
+        || c.trunks.iter().any(|tr| tr.transport == Transport::Tls);
+    if outbound_tls && t.verify_server && t.ca.is_none() && !t.system_roots {
+        bad(
+            "tls.ca",
+            "a peer uses TLS and verify_server is on, but no roots are trusted: set ca or \
+             system_roots = true"
+                .into(),
+        );
+    }
+    for (i, tr) in c.trunks.iter().enumerate() {
+        if let Some(name) = &tr.tls_server_name
+            && rustls_pki_types::ServerName::try_from(name.as_str()).is_err()
+        {
+            bad(
+                &format!("trunk[{i}].tls_server_name"),
+                format!("`{name}` is not a valid DNS name or IP address"),
+            );
+        }
+    }
+}
+
+fn side(name: &str, s: &Side, bad: &mut impl FnMut(&str, String)) {
+    if s.udp.is_empty() && s.tcp.is_empty() && s.tls.is_empty() {
+        bad(
+            &format!("{name}.udp"),
+            "each side needs at least one udp, tcp or tls listener".into(),
+        );
+    }
+    for (i, a) in s.tls.iter().enumerate() {
+        if s.tcp.contains(a) {
+            bad(
+                &format!("{name}.tls[{i}]"),
+                format!("{a} is also a tcp listener; TCP and TLS need different ports"),
+            );
+        }
+    }
+    for (proto, list) in [("udp", &s.udp), ("tcp", &s.tcp), ("tls", &s.tls)] {
         let mut seen = HashSet::new();
         for (i, a) in list.iter().enumerate() {
             if !seen.insert(a) {

@@ -1,41 +1,37 @@
-//! SIP transports. This first cut binds the configured listeners (so address conflicts are
-//! start-up errors, not silent), receives with bounded buffers and counts what arrives; the
-//! SIP stack that consumes the messages plugs in at [`Inbound`].
+//! SIP transports (RFC 3261 §18): UDP, TCP and TLS on both sides of the SBC.
+//!
+//! The signaling core sees two things:
+//! - inbound: every parsed message arrives as an [`Inbound`] on the `mpsc` channel given to
+//!   [`Transport::start`], with the peer's observed source address and, on streams, the
+//!   connection it came in on;
+//! - outbound: [`Transport::send`] on a cloneable [`Transport`] handle, which never blocks.
+//!
+//! Everything else stays here: sockets and buffers, stream framing and CRLF keep-alives
+//! (RFC 5626), connection reuse (responses on the incoming connection, requests on an open
+//! connection to the peer), bounded queues and connection counts, timeouts against idle and
+//! slowloris peers, TLS with certificate reload, and stateless error responses to malformed
+//! requests (RFC 3261 §8.2.6 with RFC 3581 `received`/`rport`). Bad input is counted in
+//! `sbc_sip_dropped_total` (see [`DropReason`]) and logged at debug level only.
 
-pub mod tcp;
-pub mod udp;
+mod connections;
+mod counters;
+mod drop_reason;
+mod error;
+mod handle;
+mod inbound;
+mod reject;
+mod settings;
+mod stream;
+mod tcp;
+mod tls;
+mod udp;
 
-use std::net::SocketAddr;
+#[cfg(test)]
+mod tests;
 
-/// Which side of the SBC a socket belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Side {
-    /// Toward the PBX.
-    Inside,
-    /// Toward the carrier.
-    Outside,
-}
-
-impl Side {
-    /// Label value used in metrics and logs.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Side::Inside => "inside",
-            Side::Outside => "outside",
-        }
-    }
-}
-
-/// A received SIP message (one datagram, or bytes read from a stream).
-#[derive(Debug)]
-pub struct Inbound<'a> {
-    /// Side it arrived on.
-    pub side: Side,
-    /// Peer address.
-    pub peer: SocketAddr,
-    /// Local address it arrived at.
-    pub local: SocketAddr,
-    /// The bytes.
-    pub data: &'a [u8],
-}
+pub use drop_reason::DropReason;
+pub use error::{SendError, StartError};
+pub use handle::Transport;
+pub use inbound::Inbound;
+pub use settings::{Listeners, StreamLimits, TlsSettings, TransportConfig, UdpSettings};
+pub use tls::TlsError;

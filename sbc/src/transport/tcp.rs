@@ -1,24 +1,23 @@
-//! TCP SIP listeners: bounded connection count, bounded buffers, idle timeout.
+//! TCP listeners and outbound TCP connections (also the layer under TLS): bounded connection
+//! counts, per-connection tasks, and the source address chosen per side.
 
 use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 
-use socket2::{Domain, Protocol, Socket, Type};
+use sbc_proto::net::{Side, TransportKind};
+use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 use tokio::{
-    io::AsyncReadExt,
-    net::{TcpListener, TcpStream},
+    net::{TcpListener, TcpSocket, TcpStream},
     sync::Semaphore,
 };
 
-use super::Side;
-use crate::metrics::Metrics;
+use super::{DropReason, handle::Shared};
 
-/// Most simultaneous TCP connections per listener; more are refused at accept.
-pub const MAX_CONNECTIONS: usize = 4096;
-/// A connection with no bytes for this long is closed (defeats idle and slowloris peers).
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Kernel TCP keep-alive: detects peers that vanished without a FIN (half-open connections)
+/// even when the SIP idle timeout is long.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
 /// Binds a listening TCP socket.
-pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
@@ -30,74 +29,89 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-/// Accepts connections until the task is dropped.
-pub async fn accept_loop(
+/// Socket options for every SIP stream.
+pub(crate) fn tune(stream: &TcpStream) {
+    // SIP messages are written whole; Nagle would only delay them.
+    let _ = stream.set_nodelay(true);
+    let _ = SockRef::from(stream).set_tcp_keepalive(&TcpKeepalive::new().with_time(TCP_KEEPALIVE));
+}
+
+/// Accepts connections (TCP, or TCP under TLS) until the task is aborted.
+pub(crate) async fn accept_loop(
+    shared: Arc<Shared>,
     listener: TcpListener,
     side: Side,
-    max_message_size: usize,
-    metrics: Metrics,
+    kind: TransportKind,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let per_listener = Arc::new(Semaphore::new(shared.config.stream.max_per_listener));
+    let counters = shared.counters(side, kind);
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let (stream, addr) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
-                tracing::debug!(side = side.as_str(), error = %e, "tcp accept error");
+                // EMFILE and friends: back off instead of spinning.
+                tracing::debug!(side = side.as_str(), error = %e, "accept error");
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            metrics
-                .sip_dropped
-                .with_label_values(&[side.as_str(), "tcp_connection_limit"])
-                .inc();
+        let slots = per_listener
+            .clone()
+            .try_acquire_owned()
+            .ok()
+            .zip(shared.connections.try_slot());
+        let Some(permits) = slots else {
+            counters.dropped(DropReason::ConnectionLimit);
             drop(stream);
             continue;
         };
-        let metrics = metrics.clone();
+        tune(&stream);
+        let shared2 = shared.clone();
         tokio::spawn(async move {
-            let gauge = metrics.tcp_connections.with_label_values(&[side.as_str()]);
-            gauge.inc();
-            connection(stream, peer, side, max_message_size, &metrics).await;
-            gauge.dec();
-            drop(permit);
+            let _permits = permits;
+            let local = stream.local_addr().ok();
+            let Some(local) = local else { return };
+            match kind {
+                TransportKind::Tls => {
+                    let Some(acceptor) = shared2.tls.as_ref().and_then(|t| t.acceptor()) else {
+                        return;
+                    };
+                    let timeout = shared2.config.stream.connect_timeout;
+                    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            shared2.run_accepted(tls, side, kind, addr, local).await;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%addr, error = %e, "TLS handshake failed");
+                            shared2
+                                .counters(side, kind)
+                                .dropped(DropReason::TlsHandshake);
+                        }
+                        Err(_) => shared2
+                            .counters(side, kind)
+                            .dropped(DropReason::TlsHandshake),
+                    }
+                }
+                _ => {
+                    shared2.run_accepted(stream, side, kind, addr, local).await;
+                }
+            }
         });
     }
 }
 
-async fn connection(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    side: Side,
-    max_message_size: usize,
-    metrics: &Metrics,
-) {
-    let mut buf = vec![0u8; max_message_size.min(64 * 1024)];
-    let received = metrics
-        .sip_received
-        .with_label_values(&[side.as_str(), "tcp"]);
-    let bytes = metrics
-        .sip_received_bytes
-        .with_label_values(&[side.as_str(), "tcp"]);
-    loop {
-        match tokio::time::timeout(IDLE_TIMEOUT, stream.read(&mut buf)).await {
-            Ok(Ok(0)) => return,
-            Ok(Ok(n)) => {
-                received.inc();
-                bytes.inc_by(n as u64);
-            }
-            Ok(Err(e)) => {
-                tracing::debug!(%peer, error = %e, "tcp read error");
-                return;
-            }
-            Err(_) => {
-                metrics
-                    .sip_dropped
-                    .with_label_values(&[side.as_str(), "tcp_idle"])
-                    .inc();
-                return;
-            }
-        }
+/// Connects to `addr`, from `source` when the side has a concrete address of that family (the
+/// SBC is multi-homed: the inside and outside use different addresses).
+pub(crate) async fn connect(addr: SocketAddr, source: Option<SocketAddr>) -> io::Result<TcpStream> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(src) = source {
+        socket.bind(src)?;
     }
+    let stream = socket.connect(addr).await?;
+    tune(&stream);
+    Ok(stream)
 }

@@ -1,64 +1,115 @@
-//! UDP SIP listeners (socket2 for buffer sizes and address reuse).
+//! UDP SIP sockets (RFC 3261 §18.1/§18.2 over UDP): socket2 for buffer sizes and
+//! SO_REUSEPORT, a receive loop that drains the socket in batches, and stateless answers to
+//! malformed requests.
 
 use std::{io, net::SocketAddr, sync::Arc};
 
+use bytes::Bytes;
+use sbc_proto::net::{Peer, Side, TransportKind};
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::UdpSocket;
+use tokio::{net::UdpSocket, sync::mpsc::error::TrySendError};
 
-use super::Side;
-use crate::metrics::Metrics;
+use super::{
+    DropReason,
+    handle::Shared,
+    inbound::{Verdict, examine},
+};
 
-/// Kernel socket buffer size asked for SIP sockets: absorbs bursts of retransmissions.
-const SOCKET_BUFFER: usize = 4 << 20;
+/// Datagrams handled per wake-up before yielding to other tasks: a burst is drained with one
+/// readiness wait, but one busy socket cannot starve the runtime.
+const BATCH: usize = 64;
 
-/// Binds a non-blocking UDP socket with large buffers.
-pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
+/// Binds a non-blocking UDP socket with large buffers; `reuse_port` lets several sockets
+/// share the address so the kernel spreads datagrams over them (one per worker).
+pub(crate) fn bind(addr: SocketAddr, buffer: usize, reuse_port: bool) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     // Best effort: the kernel caps these at net.core.[rw]mem_max.
-    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
-    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_recv_buffer_size(buffer);
+    let _ = socket.set_send_buffer_size(buffer);
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     UdpSocket::from_std(socket.into())
 }
 
-/// Receives datagrams until the task is dropped, counting them; oversize datagrams are
-/// dropped and counted.
-pub async fn receive_loop(
-    socket: Arc<UdpSocket>,
-    side: Side,
-    max_message_size: usize,
-    metrics: Metrics,
-) {
+/// Receives until the task is aborted.
+pub(crate) async fn receive_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, side: Side) {
+    let local = match socket.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(error = %e, "UDP socket has no local address; not receiving");
+            return;
+        }
+    };
+    let max = shared.config.limits.max_message;
     // One byte more than the limit tells an oversize datagram from one that fits exactly.
-    let mut buf = vec![0u8; max_message_size + 1];
-    let received = metrics
-        .sip_received
-        .with_label_values(&[side.as_str(), "udp"]);
-    let bytes = metrics
-        .sip_received_bytes
-        .with_label_values(&[side.as_str(), "udp"]);
-    let oversize = metrics
-        .sip_dropped
-        .with_label_values(&[side.as_str(), "oversize"]);
+    let mut buf = vec![0u8; max + 1];
+    let counters = shared.counters(side, TransportKind::Udp);
     loop {
-        match socket.recv_from(&mut buf).await {
-            Ok((n, _peer)) => {
-                if n > max_message_size {
-                    oversize.inc();
+        if let Err(e) = socket.readable().await {
+            tracing::warn!(error = %e, %local, "UDP socket failed; not receiving");
+            return;
+        }
+        for _ in 0..BATCH {
+            let (n, source) = match socket.try_recv_from(&mut buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    // ICMP errors surface as ECONNREFUSED on Linux; none is fatal.
+                    tracing::debug!(error = %e, %local, "UDP receive error");
                     continue;
                 }
-                received.inc();
-                bytes.inc_by(n as u64);
+            };
+            counters.received.inc();
+            counters.received_bytes.inc_by(n as u64);
+            let Some(data) = buf.get(..n) else { continue };
+            if n > max {
+                counters.dropped(DropReason::Oversize);
+                continue;
             }
-            Err(e) => {
-                // ICMP errors surface as ECONNREFUSED on Linux; none is fatal to a listener.
-                tracing::debug!(side = side.as_str(), error = %e, "udp receive error");
+            if data
+                .iter()
+                .all(|b| matches!(b, b'\r' | b'\n' | b' ' | b'\t' | 0))
+            {
+                // CRLF (or NUL) keep-alives that UAs send over UDP to keep NAT bindings
+                // open: nothing to answer (RFC 5626 uses STUN on UDP).
+                counters.keepalives.inc();
+                continue;
+            }
+            let peer = Peer {
+                side,
+                transport: TransportKind::Udp,
+                addr: source,
+                conn: None,
+            };
+            match examine(
+                Bytes::copy_from_slice(data),
+                peer,
+                local,
+                &shared.config.limits,
+            ) {
+                Verdict::Deliver(m) => match shared.inbound.try_send(m) {
+                    Ok(()) => {}
+                    // Dropping is right for UDP: the sender's transaction retransmits.
+                    Err(TrySendError::Full(_)) => counters.dropped(DropReason::CoreBusy),
+                    Err(TrySendError::Closed(_)) => return,
+                },
+                Verdict::Reject(r) => {
+                    counters.rejected(r.code);
+                    match socket.try_send_to(&r.bytes, r.to) {
+                        Ok(_) => counters.sent(r.bytes.len()),
+                        Err(_) => counters.send_failure("would_block"),
+                    }
+                }
+                Verdict::Drop(reason) => counters.dropped(reason),
             }
         }
+        tokio::task::yield_now().await;
     }
 }

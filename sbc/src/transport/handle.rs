@@ -1,0 +1,526 @@
+//! The transport layer's handle: starting the listeners, sending (with connection reuse and
+//! outbound connects), TLS reload and shutdown.
+
+use std::{collections::HashMap, net::SocketAddr, sync::Arc};
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use rustls_pki_types::ServerName;
+use sbc_proto::net::{Peer, Side, TransportKind};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::UdpSocket,
+    sync::{mpsc, watch},
+    task::AbortHandle,
+};
+
+use super::{
+    Inbound, SendError, StartError,
+    connections::{Connections, Registration},
+    counters::Counters,
+    settings::TransportConfig,
+    stream::{self, StreamCtx},
+    tcp,
+    tls::{TlsContext, TlsError},
+    udp,
+};
+use crate::metrics::Metrics;
+
+const SIDES: [Side; 2] = [Side::Inside, Side::Outside];
+const KINDS: [TransportKind; 3] = [TransportKind::Udp, TransportKind::Tcp, TransportKind::Tls];
+/// Largest UDP payload over IPv4 (65535 − 8 − 20).
+const MAX_UDP_PAYLOAD: usize = 65_507;
+
+/// A cloneable handle on the running SIP transports. Dropping handles does not stop them;
+/// call [`Transport::shutdown`].
+#[derive(Debug, Clone)]
+pub struct Transport {
+    shared: Arc<Shared>,
+}
+
+/// A bound UDP socket of one side.
+#[derive(Debug)]
+struct UdpEndpoint {
+    side: Side,
+    local: SocketAddr,
+    socket: Arc<UdpSocket>,
+}
+
+/// State shared by the handle and every task.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: TransportConfig,
+    pub(crate) connections: Arc<Connections>,
+    pub(crate) tls: Option<TlsContext>,
+    pub(crate) inbound: mpsc::Sender<Inbound>,
+    metrics: Metrics,
+    counters: [[Counters; 3]; 2],
+    udp: Vec<UdpEndpoint>,
+    /// Bound stream listeners: (side, transport, address).
+    listeners: Vec<(Side, TransportKind, SocketAddr)>,
+    tls_names: RwLock<HashMap<SocketAddr, String>>,
+    tasks: Mutex<Vec<AbortHandle>>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Transport {
+    /// Binds every configured listener and starts receiving; parsed messages go to `inbound`.
+    /// Must be called inside a tokio runtime. Binding errors (address in use, no such
+    /// address) and unusable TLS files are reported here, not later.
+    pub fn start(
+        config: TransportConfig,
+        metrics: &Metrics,
+        inbound: mpsc::Sender<Inbound>,
+    ) -> Result<Self, StartError> {
+        let tls = config.tls.clone().map(TlsContext::load).transpose()?;
+        let wants_tls_listener = !config.inside.tls.is_empty() || !config.outside.tls.is_empty();
+        if wants_tls_listener && !tls.as_ref().is_some_and(TlsContext::has_certificate) {
+            return Err(StartError::TlsNotConfigured);
+        }
+
+        let mut udp_sockets = Vec::new();
+        let mut stream_listeners = Vec::new();
+        for side in SIDES {
+            let l = config.side(side);
+            for &addr in &l.udp {
+                let bind_err = |source| StartError::Bind {
+                    side,
+                    transport: TransportKind::Udp,
+                    addr,
+                    source,
+                };
+                let workers = config.udp.workers.max(1);
+                let reuse = workers > 1;
+                let first = udp::bind(addr, config.udp.buffer_bytes, reuse).map_err(bind_err)?;
+                // With port 0 the later workers must join the port the first one got.
+                let local = first.local_addr().map_err(bind_err)?;
+                udp_sockets.push(UdpEndpoint {
+                    side,
+                    local,
+                    socket: Arc::new(first),
+                });
+                for _ in 1..workers {
+                    let s = udp::bind(local, config.udp.buffer_bytes, true).map_err(bind_err)?;
+                    udp_sockets.push(UdpEndpoint {
+                        side,
+                        local,
+                        socket: Arc::new(s),
+                    });
+                }
+            }
+            for (kind, list) in [(TransportKind::Tcp, &l.tcp), (TransportKind::Tls, &l.tls)] {
+                for &addr in list {
+                    let bind_err = |source| StartError::Bind {
+                        side,
+                        transport: kind,
+                        addr,
+                        source,
+                    };
+                    let listener = tcp::bind(addr).map_err(bind_err)?;
+                    let local = listener.local_addr().map_err(bind_err)?;
+                    stream_listeners.push((side, kind, local, listener));
+                }
+            }
+        }
+
+        let counters = SIDES.map(|side| KINDS.map(|kind| Counters::new(metrics, side, kind)));
+        let shared = Arc::new(Shared {
+            connections: Arc::new(Connections::new(config.stream.max_connections)),
+            tls_names: RwLock::new(config.tls_names.clone()),
+            config,
+            tls,
+            inbound,
+            metrics: metrics.clone(),
+            counters,
+            listeners: stream_listeners
+                .iter()
+                .map(|(s, k, a, _)| (*s, *k, *a))
+                .collect(),
+            udp: udp_sockets,
+            tasks: Mutex::new(Vec::new()),
+            shutdown: watch::Sender::new(false),
+        });
+
+        let mut tasks = Vec::new();
+        for ep in &shared.udp {
+            tracing::info!(side = ep.side.as_str(), addr = %ep.local, "SIP UDP listening");
+            let task = tokio::spawn(udp::receive_loop(
+                shared.clone(),
+                ep.socket.clone(),
+                ep.side,
+            ));
+            tasks.push(task.abort_handle());
+        }
+        for (side, kind, local, listener) in stream_listeners {
+            tracing::info!(
+                side = side.as_str(),
+                transport = kind.as_str(),
+                addr = %local,
+                "SIP stream listening"
+            );
+            let task = tokio::spawn(tcp::accept_loop(shared.clone(), listener, side, kind));
+            tasks.push(task.abort_handle());
+        }
+        if let Some(every) = shared
+            .tls
+            .as_ref()
+            .and_then(|_| shared.config.tls.as_ref()?.reload_check)
+        {
+            let weak = Arc::downgrade(&shared);
+            let task = tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let Some(shared) = weak.upgrade() else { return };
+                    if shared.tls.as_ref().is_some_and(TlsContext::files_changed) {
+                        tracing::info!("TLS files changed; reloading");
+                        let _ = Transport { shared }.reload_tls();
+                    }
+                }
+            });
+            tasks.push(task.abort_handle());
+        }
+        *shared.tasks.lock() = tasks;
+        Ok(Self { shared })
+    }
+
+    /// Sends `data` (one complete SIP message) to `to`, without blocking:
+    /// - UDP: from the socket of `to.side` (so the source address is that side's address);
+    /// - TCP/TLS: on `to.conn` while it is open (responses, RFC 3261 §18.2.2), else on an open
+    ///   connection to `to.addr` on that side (RFC 3261 §18.1.1 reuse), else on a new
+    ///   connection (TLS with SNI from [`Transport::set_tls_server_name`] or the
+    ///   configuration, else the IP address). The message is queued; a full queue is an error.
+    ///
+    /// Every error is also counted in `sbc_sip_send_errors_total`.
+    pub fn send(&self, to: &Peer, data: Bytes) -> Result<(), SendError> {
+        let result = if *self.shared.shutdown.borrow() {
+            Err(SendError::Shutdown)
+        } else if to.transport == TransportKind::Udp {
+            self.send_udp(to, &data)
+        } else {
+            self.send_stream(to, data)
+        };
+        if let Err(e) = &result {
+            self.shared.counters(to.side, to.transport).send_error(e);
+        }
+        result
+    }
+
+    fn send_udp(&self, to: &Peer, data: &[u8]) -> Result<(), SendError> {
+        if data.len() > MAX_UDP_PAYLOAD {
+            return Err(SendError::TooLarge { len: data.len() });
+        }
+        let ep = self
+            .shared
+            .udp
+            .iter()
+            .find(|ep| ep.side == to.side && ep.local.is_ipv4() == to.addr.is_ipv4())
+            .ok_or(SendError::NoSocket {
+                side: to.side,
+                transport: to.transport,
+                addr: to.addr,
+            })?;
+        match ep.socket.try_send_to(data, to.addr) {
+            Ok(_) => {
+                self.shared.counters(to.side, to.transport).sent(data.len());
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                Err(SendError::WouldBlock(to.addr))
+            }
+            Err(source) => Err(SendError::Io {
+                addr: to.addr,
+                source,
+            }),
+        }
+    }
+
+    fn send_stream(&self, to: &Peer, data: Bytes) -> Result<(), SendError> {
+        let conns = &self.shared.connections;
+        let mut data = data;
+        if let Some((_, queue)) = to.conn.and_then(|id| conns.by_id(id)) {
+            match queue.try_send(data) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    return Err(SendError::QueueFull(to.addr));
+                }
+                // Closed since the lookup: fall back to reuse or a new connection.
+                Err(mpsc::error::TrySendError::Closed(d)) => data = d,
+            }
+        }
+        if let Some((_, queue)) = conns.by_peer(to.side, to.transport, to.addr) {
+            match queue.try_send(data) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    return Err(SendError::QueueFull(to.addr));
+                }
+                Err(mpsc::error::TrySendError::Closed(d)) => data = d,
+            }
+        }
+        let queue = self
+            .shared
+            .clone()
+            .connect(to.side, to.transport, to.addr)?;
+        queue
+            .try_send(data)
+            .map_err(|_| SendError::QueueFull(to.addr))
+    }
+
+    /// Sets the TLS server name (SNI, and the name verified in the certificate) used for new
+    /// connections to `addr`. Returns `false` if `name` is not a valid DNS name or IP address.
+    pub fn set_tls_server_name(&self, addr: SocketAddr, name: &str) -> bool {
+        if ServerName::try_from(name).is_err() {
+            return false;
+        }
+        self.shared.tls_names.write().insert(addr, name.to_owned());
+        true
+    }
+
+    /// Re-reads the TLS certificate, key and CA files (call on SIGHUP). On error the running
+    /// configuration is kept, the reason logged and returned. `Ok(false)`: TLS is not
+    /// configured.
+    pub fn reload_tls(&self) -> Result<bool, TlsError> {
+        let Some(tls) = &self.shared.tls else {
+            return Ok(false);
+        };
+        let result = tls.reload();
+        let label = if result.is_ok() { "ok" } else { "error" };
+        self.shared
+            .metrics
+            .tls_reloads
+            .with_label_values(&[label])
+            .inc();
+        match result {
+            Ok(()) => {
+                tracing::info!("TLS certificates reloaded");
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "TLS reload failed; keeping the previous certificates");
+                Err(e)
+            }
+        }
+    }
+
+    /// Local addresses bound on `side` for `transport` (the actual ports when 0 was asked).
+    pub fn local_addrs(&self, side: Side, transport: TransportKind) -> Vec<SocketAddr> {
+        let mut out: Vec<SocketAddr> = match transport {
+            TransportKind::Udp => self
+                .shared
+                .udp
+                .iter()
+                .filter(|ep| ep.side == side)
+                .map(|ep| ep.local)
+                .collect(),
+            _ => self
+                .shared
+                .listeners
+                .iter()
+                .filter(|(s, k, _)| *s == side && *k == transport)
+                .map(|(_, _, a)| *a)
+                .collect(),
+        };
+        out.dedup();
+        out
+    }
+
+    /// Open stream connections (accepted and outbound, including ones still connecting).
+    pub fn connection_count(&self) -> usize {
+        self.shared.connections.len()
+    }
+
+    /// Stops listening, closes every connection and makes further sends fail.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.send_replace(true);
+        for t in self.shared.tasks.lock().drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Shared {
+    /// The counters of one side and transport.
+    pub(crate) fn counters(&self, side: Side, transport: TransportKind) -> &Counters {
+        let s = match side {
+            Side::Inside => 0,
+            Side::Outside => 1,
+        };
+        let k = match transport {
+            TransportKind::Udp => 0,
+            TransportKind::Tcp => 1,
+            TransportKind::Tls => 2,
+        };
+        &self.counters[s][k]
+    }
+
+    /// Registers an accepted connection and drives it.
+    pub(crate) async fn run_accepted<S>(
+        self: &Arc<Self>,
+        io: S,
+        side: Side,
+        kind: TransportKind,
+        addr: SocketAddr,
+        local: SocketAddr,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let (tx, rx) = mpsc::channel(self.config.stream.send_queue.max(1));
+        let peer = Peer {
+            side,
+            transport: kind,
+            addr,
+            conn: None,
+        };
+        let registration = self.connections.register(peer, tx.clone());
+        self.run_connection(io, registration, local, tx, rx).await;
+    }
+
+    /// Drives an established, registered stream until it closes or the transport shuts down;
+    /// the registration is dropped (unregistering it) at the end.
+    async fn run_connection<S>(
+        &self,
+        io: S,
+        registration: Registration,
+        local: SocketAddr,
+        tx: mpsc::Sender<Bytes>,
+        rx: mpsc::Receiver<Bytes>,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let peer = registration.peer();
+        let counters = self.counters(peer.side, peer.transport).clone();
+        counters.connections.inc();
+        let ctx = StreamCtx {
+            peer,
+            local,
+            limits: self.config.limits.clone(),
+            stream: self.config.stream,
+            counters: counters.clone(),
+            inbound: self.inbound.clone(),
+        };
+        let mut shutdown = self.shutdown.subscribe();
+        tokio::select! {
+            () = stream::drive(io, ctx, tx, rx) => {}
+            _ = shutdown.wait_for(|stop| *stop) => {}
+        }
+        counters.connections.dec();
+        drop(registration);
+    }
+
+    /// Opens a connection to `addr` (client side) and returns its write queue at once: the
+    /// connection is registered immediately, so messages sent while it is being established
+    /// queue on it instead of opening more connections.
+    fn connect(
+        self: Arc<Self>,
+        side: Side,
+        kind: TransportKind,
+        addr: SocketAddr,
+    ) -> Result<mpsc::Sender<Bytes>, SendError> {
+        let tls = match kind {
+            TransportKind::Tls => {
+                let ctx = self.tls.as_ref().ok_or(SendError::TlsUnavailable {
+                    addr,
+                    why: "TLS is not configured",
+                })?;
+                let name = match self.tls_names.read().get(&addr) {
+                    Some(n) => {
+                        ServerName::try_from(n.clone()).map_err(|_| SendError::TlsUnavailable {
+                            addr,
+                            why: "invalid TLS server name",
+                        })?
+                    }
+                    None => ServerName::IpAddress(addr.ip().into()),
+                };
+                Some((ctx.connector(), name))
+            }
+            _ => None,
+        };
+        let permit = self
+            .connections
+            .try_slot()
+            .ok_or(SendError::ConnectionLimit(addr))?;
+        let (tx, rx) = mpsc::channel(self.config.stream.send_queue.max(1));
+        let peer = Peer {
+            side,
+            transport: kind,
+            addr,
+            conn: None,
+        };
+        let registration = self.connections.register(peer, tx.clone());
+        let source = self.source_address(side, addr);
+        let timeout = self.config.stream.connect_timeout;
+        let mut shutdown = self.shutdown.subscribe();
+        let queue = tx.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let counters = self.counters(side, kind).clone();
+            let established = async {
+                let tcp = tcp::connect(addr, source).await?;
+                let local = tcp.local_addr()?;
+                Ok::<_, std::io::Error>((tcp, local))
+            };
+            let connecting = async {
+                let (tcp, local) = established.await?;
+                match tls {
+                    Some((connector, name)) => {
+                        let tls = connector.connect(name, tcp).await?;
+                        Ok::<_, std::io::Error>((Conn::Tls(Box::new(tls)), local))
+                    }
+                    None => Ok((Conn::Tcp(tcp), local)),
+                }
+            };
+            let result = tokio::select! {
+                r = tokio::time::timeout(timeout, connecting) => r,
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            };
+            match result {
+                Ok(Ok((Conn::Tcp(s), local))) => {
+                    self.run_connection(s, registration, local, tx, rx).await;
+                }
+                Ok(Ok((Conn::Tls(s), local))) => {
+                    self.run_connection(*s, registration, local, tx, rx).await;
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(%addr, error = %e, "SIP connect failed");
+                    fail_queued(&counters, registration, rx);
+                }
+                Err(_) => {
+                    tracing::debug!(%addr, "SIP connect timed out");
+                    fail_queued(&counters, registration, rx);
+                }
+            }
+        });
+        Ok(queue)
+    }
+
+    /// The local address to connect from: the side's first concrete listen address of the
+    /// destination's family (so inside and outside traffic leave from their own addresses),
+    /// port chosen by the kernel. `None` lets the kernel choose by routing.
+    fn source_address(&self, side: Side, to: SocketAddr) -> Option<SocketAddr> {
+        let l = self.config.side(side);
+        l.tcp
+            .iter()
+            .chain(&l.tls)
+            .chain(&l.udp)
+            .find(|a| a.is_ipv4() == to.is_ipv4() && !a.ip().is_unspecified())
+            .map(|a| SocketAddr::new(a.ip(), 0))
+    }
+}
+
+/// An outbound connection, plain or TLS.
+enum Conn {
+    Tcp(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
+}
+
+/// Unregisters a connection that never came up and counts what was queued on it.
+fn fail_queued(counters: &Counters, registration: Registration, mut rx: mpsc::Receiver<Bytes>) {
+    drop(registration);
+    rx.close();
+    counters.send_failure("connect_failed");
+    while rx.try_recv().is_ok() {
+        counters.send_failure("connect_failed");
+    }
+}

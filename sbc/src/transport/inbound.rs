@@ -1,0 +1,61 @@
+//! What the transport delivers to the SIP core, and the decision taken for every received
+//! datagram or framed stream message: deliver, answer statelessly, or drop.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use sbc_proto::{
+    net::Peer,
+    sip::{Limits, Message, ParseError, Reaction},
+};
+
+use super::{
+    DropReason,
+    reject::{Rejection, rejection},
+};
+
+/// A parsed SIP message received from a peer.
+#[derive(Debug)]
+pub struct Inbound {
+    /// Who sent it: side, transport, the observed source address (what RFC 3581 NAT handling
+    /// trusts) and, on streams, the connection to answer on (RFC 3261 §18.2.2).
+    pub peer: Peer,
+    /// The local address it arrived at (which of the SBC's addresses the peer used).
+    pub local: SocketAddr,
+    /// The message.
+    pub message: Message,
+}
+
+/// The decision for one received unit.
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    /// A valid message for the core.
+    Deliver(Inbound),
+    /// A malformed request, answered with this response.
+    Reject(Rejection),
+    /// Discarded.
+    Drop(DropReason),
+}
+
+/// Parses `data` and decides what happens to it.
+pub(crate) fn examine(data: Bytes, peer: Peer, local: SocketAddr, limits: &Limits) -> Verdict {
+    let error = match Message::parse(data, limits) {
+        Ok(message) => {
+            return Verdict::Deliver(Inbound {
+                peer,
+                local,
+                message,
+            });
+        }
+        Err(e) => e,
+    };
+    // Debug only: attackers control how often this runs.
+    tracing::debug!(%peer, error = %error, "bad SIP input");
+    match (error.reaction(), &error) {
+        (Reaction::Respond { code, reason }, ParseError::Rejected { headers, .. }) => {
+            Verdict::Reject(rejection(headers, code, reason, peer.addr))
+        }
+        (_, ParseError::NotSip) => Verdict::Drop(DropReason::NotSip),
+        _ => Verdict::Drop(DropReason::Unanswerable),
+    }
+}
