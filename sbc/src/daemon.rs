@@ -11,7 +11,10 @@ use tokio::task::JoinSet;
 use crate::{
     admin::{self, AdminState, XdpStatus},
     config::{Config, XdpMode},
-    media::xdp::{self, XdpRelay},
+    media::{
+        MediaManager, MediaSettings,
+        xdp::{self, XdpRelay},
+    },
     metrics::Metrics,
     transport::{Side, tcp, udp},
 };
@@ -50,6 +53,18 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     metrics
         .xdp_attached
         .set(i64::from(matches!(xdp_status, XdpStatus::Attached { .. })));
+    let media = MediaManager::new(
+        MediaSettings::from_config(&config),
+        xdp.clone(),
+        metrics.media.clone(),
+    );
+    let adopted = media.adopt();
+    if !adopted.is_empty() {
+        tracing::info!(
+            sessions = adopted.len(),
+            "adopted established media from pinned XDP maps"
+        );
+    }
 
     let mut tasks = JoinSet::new();
     let max = config.sip.max_message_size;
@@ -94,6 +109,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         metrics,
         xdp,
         xdp_status,
+        media,
         ready: std::sync::atomic::AtomicBool::new(false),
     });
     let app = admin::router(state.clone());

@@ -11,3 +11,5 @@
 //! invariant. Input-derived data is never `unwrap`ped.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod media;

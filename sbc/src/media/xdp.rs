@@ -289,6 +289,25 @@ impl XdpRelay {
             })
     }
 
+    /// Every installed mapping with its value (adoption after a restart).
+    pub fn mappings(&self) -> Result<Vec<(MappingKey, Mapping)>, XdpError> {
+        let map = self
+            .ebpf
+            .map(MAP_MAPPINGS)
+            .ok_or(XdpError::Missing("mappings map"))?;
+        let hash: HashMap<&MapData, MappingKey, Mapping> =
+            HashMap::try_from(map).map_err(|source| XdpError::Map {
+                map: MAP_MAPPINGS,
+                source,
+            })?;
+        hash.iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| XdpError::Map {
+                map: MAP_MAPPINGS,
+                source,
+            })
+    }
+
     /// Forwarding statistics of one mapping, summed over CPUs (`None` before its first packet).
     pub fn mapping_stats(&self, key: &MappingKey) -> Result<Option<MappingStats>, XdpError> {
         let map = self

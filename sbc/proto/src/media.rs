@@ -1,0 +1,524 @@
+//! The contract between the call layer (B2BUA) and the media relay.
+//!
+//! The B2BUA drives media through [`MediaControl`], one session per call, one stream per SDP
+//! `m=` line (in order):
+//!
+//! 1. **Offer** arrives from one leg: [`MediaControl::allocate`] reserves relay ports on both
+//!    sides and returns, per stream, the SBC's relay endpoints. The B2BUA writes the endpoint of
+//!    the *other* leg into the SDP it forwards (an offer from [`Leg::Inside`] goes to the carrier
+//!    with the [`StreamRelay::outside`] address and ports).
+//! 2. **Answer** arrives from the other leg: [`MediaControl::commit`] records the answerer's
+//!    addresses; media flows (and is latched, see below).
+//! 3. **Re-offer** (re-INVITE / UPDATE): [`MediaControl::update`] keeps the allocated ports,
+//!    records the new addresses, and drops a latch when the peer's SDP address changed.
+//!    The answer to a re-offer is committed with [`MediaControl::commit`] again. Extra `m=`
+//!    lines in a re-offer get new ports.
+//! 4. **End** (BYE, CANCEL, failure): [`MediaControl::release`] frees the ports.
+//!
+//! Errors carry the SIP reaction ([`MediaError::status_code`]): the call (or the re-offer) is
+//! rejected with that status, never panicked on.
+//!
+//! **Latching** (symmetric RTP): SDP addresses of NAT'd peers are often private, so the relay
+//! sends to the SDP address only until the peer's first packet arrives; from then on it sends to
+//! the address that packet came from.
+//!
+//! The media layer reports back through [`MediaControl::poll_event`] (drain it after every call
+//! and whenever the runtime signals new events): [`MediaEvent::Timeout`] means no media flowed in
+//! either direction for the configured time, and the B2BUA should end the call (BYE both legs).
+
+use std::{collections::BTreeMap, net::IpAddr};
+
+/// Which side of the SBC a peer is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Leg {
+    /// The PBX side (LAN).
+    Inside,
+    /// The carrier side.
+    Outside,
+}
+
+impl Leg {
+    /// The other leg.
+    pub const fn other(self) -> Self {
+        match self {
+            Leg::Inside => Leg::Outside,
+            Leg::Outside => Leg::Inside,
+        }
+    }
+
+    /// `"inside"` or `"outside"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Leg::Inside => "inside",
+            Leg::Outside => "outside",
+        }
+    }
+}
+
+/// Media direction attribute of a stream (RFC 8866 §6.7), from the sender's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Direction {
+    /// `a=sendrecv` (the default).
+    #[default]
+    SendRecv,
+    /// `a=sendonly`: the peer puts the call on hold (it sends, e.g. music on hold, but does not
+    /// expect media).
+    SendOnly,
+    /// `a=recvonly`.
+    RecvOnly,
+    /// `a=inactive`: nothing flows.
+    Inactive,
+}
+
+impl Direction {
+    /// Whether this direction means "on hold" for media-timeout purposes (RFC 3264 §8.4).
+    pub const fn is_hold(self) -> bool {
+        matches!(self, Direction::SendOnly | Direction::Inactive)
+    }
+}
+
+/// One `m=` line of a peer's SDP, as far as the relay cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StreamDesc {
+    /// Connection address (`c=`, media-level or session-level).
+    pub addr: IpAddr,
+    /// RTP port from `m=`; 0 means the stream is disabled (no ports are allocated for it).
+    pub rtp_port: u16,
+    /// RTCP port from `a=rtcp` if present; otherwise `rtp_port + 1` is implied.
+    pub rtcp_port: Option<u16>,
+    /// `a=rtcp-mux`: RTCP shares the RTP port.
+    pub rtcp_mux: bool,
+    /// Direction attribute.
+    pub direction: Direction,
+}
+
+impl StreamDesc {
+    /// A send-receive stream at `addr:rtp_port` with RTCP on the next port.
+    pub const fn new(addr: IpAddr, rtp_port: u16) -> Self {
+        Self {
+            addr,
+            rtp_port,
+            rtcp_port: None,
+            rtcp_mux: false,
+            direction: Direction::SendRecv,
+        }
+    }
+
+    /// The port the peer receives RTCP on.
+    pub fn rtcp(&self) -> u16 {
+        if self.rtcp_mux {
+            self.rtp_port
+        } else {
+            self.rtcp_port
+                .unwrap_or_else(|| self.rtp_port.saturating_add(1))
+        }
+    }
+}
+
+/// One of the SBC's relay endpoints: what goes into SDP sent to a leg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RelayEndpoint {
+    /// Address to write into `c=`.
+    pub addr: IpAddr,
+    /// Port to write into `m=` (even; 0 for a disabled stream).
+    pub rtp_port: u16,
+    /// RTCP port (`rtp_port + 1`, or `rtp_port` with rtcp-mux). Write `a=rtcp` only if the
+    /// offer had it.
+    pub rtcp_port: u16,
+}
+
+/// The relay endpoints of one stream on both legs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StreamRelay {
+    /// Endpoint facing the PBX (put into SDP sent inside).
+    pub inside: RelayEndpoint,
+    /// Endpoint facing the carrier (put into SDP sent outside).
+    pub outside: RelayEndpoint,
+}
+
+impl StreamRelay {
+    /// The endpoint facing `leg`.
+    pub const fn facing(&self, leg: Leg) -> RelayEndpoint {
+        match leg {
+            Leg::Inside => self.inside,
+            Leg::Outside => self.outside,
+        }
+    }
+}
+
+/// Identifies a media session (one call). Opaque, unique for the life of the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub u64);
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// The result of [`MediaControl::allocate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allocation {
+    /// The new session.
+    pub session: SessionId,
+    /// One entry per offered stream, in `m=` order.
+    pub streams: Vec<StreamRelay>,
+}
+
+/// Why the media layer refused; each maps to the SIP status the call (or re-offer) gets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MediaError {
+    /// No relay ports left on a side: 503 Service Unavailable.
+    #[error("relay ports exhausted on the {} side", .0.as_str())]
+    PortsExhausted(Leg),
+    /// The offer has no streams or more than the relay accepts: 488 Not Acceptable Here.
+    #[error("unacceptable number of streams: {0}")]
+    StreamCount(usize),
+    /// An address family the relay has no address for on the far side: 488.
+    #[error("no {family} relay address on the {} side", leg.as_str())]
+    AddressFamily {
+        /// The side lacking the address.
+        leg: Leg,
+        /// `"IPv4"` or `"IPv6"`.
+        family: &'static str,
+    },
+    /// An answer with a different number of streams than the offer (RFC 3264 §6): 488.
+    #[error("answer has {got} streams, offer had {want}")]
+    StreamMismatch {
+        /// Streams in the offer.
+        want: usize,
+        /// Streams in the answer.
+        got: usize,
+    },
+    /// The session does not exist (already released or never allocated): 481-like; the B2BUA
+    /// answers 500 since the dialog itself exists.
+    #[error("unknown media session {0}")]
+    UnknownSession(SessionId),
+    /// The relay could not open its sockets for another reason: 503.
+    #[error("relay unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl MediaError {
+    /// The SIP status code to reject the offer with.
+    pub const fn status_code(&self) -> u16 {
+        match self {
+            MediaError::PortsExhausted(_) | MediaError::Unavailable(_) => 503,
+            MediaError::StreamCount(_)
+            | MediaError::AddressFamily { .. }
+            | MediaError::StreamMismatch { .. } => 488,
+            MediaError::UnknownSession(_) => 500,
+        }
+    }
+}
+
+/// What the media layer tells the call layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MediaEvent {
+    /// No media in either direction for the configured time (the hold value while on hold):
+    /// end the call (BYE both legs), then [`MediaControl::release`] it.
+    Timeout(SessionId),
+}
+
+/// The four verbs the call layer uses, plus the event drain. See the module docs for the order.
+pub trait MediaControl {
+    /// Offer from `from` with `streams`: reserves relay ports on both sides for each stream.
+    fn allocate(&mut self, from: Leg, streams: &[StreamDesc]) -> Result<Allocation, MediaError>;
+
+    /// Answer from `from`: records the answerer's addresses. Returns the relay endpoints again
+    /// (unchanged) for convenience.
+    fn commit(
+        &mut self,
+        session: SessionId,
+        from: Leg,
+        streams: &[StreamDesc],
+    ) -> Result<Vec<StreamRelay>, MediaError>;
+
+    /// Re-offer from `from`: keeps the ports of existing streams, allocates for new ones,
+    /// records the new addresses and re-latches a peer whose SDP address or port changed.
+    fn update(
+        &mut self,
+        session: SessionId,
+        from: Leg,
+        streams: &[StreamDesc],
+    ) -> Result<Vec<StreamRelay>, MediaError>;
+
+    /// Call ended: frees the ports and removes fast-path mappings. Unknown ids are ignored
+    /// (release is idempotent).
+    fn release(&mut self, session: SessionId);
+
+    /// The next event for the call layer, if any.
+    fn poll_event(&mut self) -> Option<MediaEvent>;
+}
+
+/// An in-memory [`MediaControl`] for deterministic call-flow tests: hands out ports from a
+/// range without sockets, records what it was told, and lets the test inject events.
+#[derive(Debug, Clone)]
+pub struct FakeMedia {
+    /// Relay address used on the inside.
+    pub inside_addr: IpAddr,
+    /// Relay address used on the outside.
+    pub outside_addr: IpAddr,
+    next_port: u16,
+    max_port: u16,
+    free: Vec<u16>,
+    next_id: u64,
+    /// Live sessions: the relays and the last descriptions seen from each leg.
+    pub sessions: BTreeMap<SessionId, FakeSession>,
+    events: std::collections::VecDeque<MediaEvent>,
+}
+
+/// What [`FakeMedia`] remembers about a session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FakeSession {
+    /// Relay endpoints per stream.
+    pub streams: Vec<StreamRelay>,
+    /// Last streams described by the inside leg.
+    pub inside: Vec<StreamDesc>,
+    /// Last streams described by the outside leg.
+    pub outside: Vec<StreamDesc>,
+    /// Whether an answer was committed.
+    pub committed: bool,
+}
+
+impl FakeMedia {
+    /// A fake with ports `port_min..=port_max` (pairs, even RTP) on each side.
+    pub fn new(inside_addr: IpAddr, outside_addr: IpAddr, port_min: u16, port_max: u16) -> Self {
+        Self {
+            inside_addr,
+            outside_addr,
+            next_port: port_min & !1,
+            max_port: port_max,
+            free: Vec::new(),
+            next_id: 1,
+            sessions: BTreeMap::new(),
+            events: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Queues an event as if the relay had reported it (e.g. a media timeout).
+    pub fn inject(&mut self, event: MediaEvent) {
+        self.events.push_back(event);
+    }
+
+    fn take_pair(&mut self) -> Option<u16> {
+        if let Some(p) = self.free.pop() {
+            return Some(p);
+        }
+        let p = self.next_port;
+        if p == 0 || u32::from(p) + 1 > u32::from(self.max_port) {
+            return None;
+        }
+        self.next_port = p.checked_add(2).unwrap_or(0);
+        Some(p)
+    }
+
+    fn relay_for(&mut self, desc: &StreamDesc) -> Result<StreamRelay, MediaError> {
+        let endpoint = |addr, port: u16| RelayEndpoint {
+            addr,
+            rtp_port: port,
+            rtcp_port: if desc.rtcp_mux || port == 0 {
+                port
+            } else {
+                port + 1
+            },
+        };
+        if desc.rtp_port == 0 {
+            return Ok(StreamRelay {
+                inside: endpoint(self.inside_addr, 0),
+                outside: endpoint(self.outside_addr, 0),
+            });
+        }
+        let inside = self
+            .take_pair()
+            .ok_or(MediaError::PortsExhausted(Leg::Inside))?;
+        let Some(outside) = self.take_pair() else {
+            self.free.push(inside);
+            return Err(MediaError::PortsExhausted(Leg::Outside));
+        };
+        Ok(StreamRelay {
+            inside: endpoint(self.inside_addr, inside),
+            outside: endpoint(self.outside_addr, outside),
+        })
+    }
+
+    fn give_back(&mut self, relays: &[StreamRelay]) {
+        for r in relays {
+            for p in [r.inside.rtp_port, r.outside.rtp_port] {
+                if p != 0 {
+                    self.free.push(p);
+                }
+            }
+        }
+    }
+}
+
+impl MediaControl for FakeMedia {
+    fn allocate(&mut self, from: Leg, streams: &[StreamDesc]) -> Result<Allocation, MediaError> {
+        if streams.is_empty() || streams.len() > 16 {
+            return Err(MediaError::StreamCount(streams.len()));
+        }
+        let mut relays = Vec::with_capacity(streams.len());
+        for s in streams {
+            match self.relay_for(s) {
+                Ok(r) => relays.push(r),
+                Err(e) => {
+                    self.give_back(&relays);
+                    return Err(e);
+                }
+            }
+        }
+        let session = SessionId(self.next_id);
+        self.next_id += 1;
+        let mut fs = FakeSession {
+            streams: relays.clone(),
+            ..FakeSession::default()
+        };
+        match from {
+            Leg::Inside => fs.inside = streams.to_vec(),
+            Leg::Outside => fs.outside = streams.to_vec(),
+        }
+        self.sessions.insert(session, fs);
+        Ok(Allocation {
+            session,
+            streams: relays,
+        })
+    }
+
+    fn commit(
+        &mut self,
+        session: SessionId,
+        from: Leg,
+        streams: &[StreamDesc],
+    ) -> Result<Vec<StreamRelay>, MediaError> {
+        let s = self
+            .sessions
+            .get_mut(&session)
+            .ok_or(MediaError::UnknownSession(session))?;
+        if streams.len() != s.streams.len() {
+            return Err(MediaError::StreamMismatch {
+                want: s.streams.len(),
+                got: streams.len(),
+            });
+        }
+        match from {
+            Leg::Inside => s.inside = streams.to_vec(),
+            Leg::Outside => s.outside = streams.to_vec(),
+        }
+        s.committed = true;
+        Ok(s.streams.clone())
+    }
+
+    fn update(
+        &mut self,
+        session: SessionId,
+        from: Leg,
+        streams: &[StreamDesc],
+    ) -> Result<Vec<StreamRelay>, MediaError> {
+        let have = self
+            .sessions
+            .get(&session)
+            .ok_or(MediaError::UnknownSession(session))?
+            .streams
+            .len();
+        let mut extra = Vec::new();
+        for s in streams.iter().skip(have) {
+            match self.relay_for(s) {
+                Ok(r) => extra.push(r),
+                Err(e) => {
+                    self.give_back(&extra);
+                    return Err(e);
+                }
+            }
+        }
+        let s = self
+            .sessions
+            .get_mut(&session)
+            .ok_or(MediaError::UnknownSession(session))?;
+        s.streams.extend(extra);
+        match from {
+            Leg::Inside => s.inside = streams.to_vec(),
+            Leg::Outside => s.outside = streams.to_vec(),
+        }
+        Ok(s.streams.clone())
+    }
+
+    fn release(&mut self, session: SessionId) {
+        if let Some(s) = self.sessions.remove(&session) {
+            self.give_back(&s.streams);
+        }
+    }
+
+    fn poll_event(&mut self) -> Option<MediaEvent> {
+        self.events.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, last))
+    }
+
+    #[test]
+    fn fake_allocates_commits_and_releases() {
+        let mut m = FakeMedia::new(ip(1), ip(2), 10_000, 10_007);
+        let a = m
+            .allocate(Leg::Inside, &[StreamDesc::new(ip(10), 4000)])
+            .expect("ports available");
+        let r = a.streams[0];
+        assert_eq!(r.inside.rtp_port % 2, 0);
+        assert_eq!(r.outside.rtcp_port, r.outside.rtp_port + 1);
+        assert_eq!(r.facing(Leg::Outside).addr, ip(2));
+        m.commit(a.session, Leg::Outside, &[StreamDesc::new(ip(20), 5000)])
+            .expect("commit");
+        assert!(m.sessions[&a.session].committed);
+        // Two pairs left: one more call fits, a third does not (503).
+        let b = m
+            .allocate(Leg::Inside, &[StreamDesc::new(ip(10), 4002)])
+            .expect("second call");
+        let err = m
+            .allocate(Leg::Inside, &[StreamDesc::new(ip(10), 4004)])
+            .expect_err("exhausted");
+        assert_eq!(err.status_code(), 503);
+        m.release(b.session);
+        m.allocate(Leg::Inside, &[StreamDesc::new(ip(10), 4004)])
+            .expect("ports reused after release");
+    }
+
+    #[test]
+    fn errors_map_to_sip_status() {
+        assert_eq!(MediaError::StreamCount(0).status_code(), 488);
+        assert_eq!(
+            MediaError::StreamMismatch { want: 1, got: 2 }.status_code(),
+            488
+        );
+        assert_eq!(MediaError::PortsExhausted(Leg::Outside).status_code(), 503);
+    }
+
+    #[test]
+    fn rtcp_port_rules() {
+        let mut d = StreamDesc::new(ip(1), 4000);
+        assert_eq!(d.rtcp(), 4001);
+        d.rtcp_port = Some(5000);
+        assert_eq!(d.rtcp(), 5000);
+        d.rtcp_mux = true;
+        assert_eq!(d.rtcp(), 4000);
+        assert!(Direction::SendOnly.is_hold());
+        assert!(!Direction::RecvOnly.is_hold());
+    }
+
+    #[test]
+    fn fake_reports_injected_events() {
+        let mut m = FakeMedia::new(ip(1), ip(2), 10_000, 10_100);
+        assert_eq!(m.poll_event(), None);
+        m.inject(MediaEvent::Timeout(SessionId(7)));
+        assert_eq!(m.poll_event(), Some(MediaEvent::Timeout(SessionId(7))));
+    }
+}
