@@ -125,7 +125,14 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     tracing::info!("shutting down");
     tasks.shutdown().await;
     if let Some(xdp) = &state.xdp {
-        xdp.lock().detach_all();
+        let mut xdp = xdp.lock();
+        if xdp.is_pinned() {
+            // Pinned links and maps stay: established media keeps flowing through XDP until a
+            // restarted sbc adopts it, or an operator runs `sbc xdp detach`.
+            tracing::info!("leaving the pinned XDP fast path in place");
+        } else {
+            xdp.detach_all();
+        }
     }
     tracing::info!("stopped");
     Ok(())
@@ -183,6 +190,16 @@ fn start_xdp(config: &Config) -> (Option<Arc<parking_lot::Mutex<XdpRelay>>>, Xdp
                     },
                 );
             }
+        }
+    }
+    for iface in &media.interfaces {
+        // bpf_fib_lookup refuses to resolve a next hop for packets arriving on an interface
+        // without forwarding enabled; every packet would then take the userspace path.
+        let path = format!("/proc/sys/net/ipv4/conf/{iface}/forwarding");
+        if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == "0") {
+            tracing::warn!(interface = %iface, "IPv4 forwarding is off on this media interface: \
+                the XDP fast path cannot resolve next hops and will pass media to userspace \
+                (see docs/media.md)");
         }
     }
     let status = XdpStatus::Attached {

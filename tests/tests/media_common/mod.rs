@@ -111,13 +111,15 @@ listen = "{ADMIN}"
 
     /// Starts (or restarts) the SBC and waits until it is ready.
     pub fn start_sbc(&mut self) {
-        let child = std::process::Command::new("ip")
-            .args(["netns", "exec", &self.lab.sbc])
+        // nsenter, not `ip netns exec`: the latter also makes a private mount namespace with a
+        // fresh /sys, which hides bpffs, and pins made there would die with the process.
+        let child = std::process::Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.lab.sbc))
             .arg(sbc_e2e::sbc_bin())
             .args(["run", "--config"])
             .arg(&self.config)
             .env("SBC_LOG", "info,sbc::media=debug")
-            .stdout(Stdio::null())
+            .stdout(Stdio::inherit())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start sbc");
