@@ -11,7 +11,10 @@ use tokio::task::JoinSet;
 use crate::{
     admin::{self, AdminState, XdpStatus},
     config::{Config, XdpMode},
-    media::xdp::{self, XdpRelay},
+    media::{
+        MediaManager, MediaSettings,
+        xdp::{self, XdpRelay},
+    },
     metrics::Metrics,
     transport::{Inbound, StartError, Transport, TransportConfig},
 };
@@ -53,6 +56,18 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     metrics
         .xdp_attached
         .set(i64::from(matches!(xdp_status, XdpStatus::Attached { .. })));
+    let media = MediaManager::new(
+        MediaSettings::from_config(&config),
+        xdp.clone(),
+        metrics.media.clone(),
+    );
+    let adopted = media.adopt();
+    if !adopted.is_empty() {
+        tracing::info!(
+            sessions = adopted.len(),
+            "adopted established media from pinned XDP maps"
+        );
+    }
 
     let mut tasks = JoinSet::new();
     let (inbound_tx, inbound_rx) = tokio::sync::mpsc::channel(config.sip.inbound_queue);
@@ -71,6 +86,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         metrics,
         xdp,
         xdp_status,
+        media,
         ready: std::sync::atomic::AtomicBool::new(false),
     });
     let app = admin::router(state.clone());
@@ -95,7 +111,14 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     transport.shutdown();
     tasks.shutdown().await;
     if let Some(xdp) = &state.xdp {
-        xdp.lock().detach_all();
+        let mut xdp = xdp.lock();
+        if xdp.is_pinned() {
+            // Pinned links and maps stay: established media keeps flowing through XDP until a
+            // restarted sbc adopts it, or an operator runs `sbc xdp detach`.
+            tracing::info!("leaving the pinned XDP fast path in place");
+        } else {
+            xdp.detach_all();
+        }
     }
     tracing::info!("stopped");
     Ok(())
@@ -153,6 +176,16 @@ fn start_xdp(config: &Config) -> (Option<Arc<parking_lot::Mutex<XdpRelay>>>, Xdp
                     },
                 );
             }
+        }
+    }
+    for iface in &media.interfaces {
+        // bpf_fib_lookup refuses to resolve a next hop for packets arriving on an interface
+        // without forwarding enabled; every packet would then take the userspace path.
+        let path = format!("/proc/sys/net/ipv4/conf/{iface}/forwarding");
+        if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == "0") {
+            tracing::warn!(interface = %iface, "IPv4 forwarding is off on this media interface: \
+                the XDP fast path cannot resolve next hops and will pass media to userspace \
+                (see docs/media.md)");
         }
     }
     let status = XdpStatus::Attached {

@@ -29,6 +29,26 @@ enum Command {
         /// The file to check.
         file: PathBuf,
     },
+    /// Operate on the XDP fast path of an instance (also while no sbc runs).
+    Xdp {
+        #[command(subcommand)]
+        action: XdpAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum XdpAction {
+    /// Remove everything the instance pinned in bpffs: detaches the XDP program from the media
+    /// interfaces and drops every mapping (established media then stops flowing). Run it after
+    /// stopping sbc for good; a running sbc keeps relaying in userspace.
+    Detach {
+        /// Instance name (`general.instance`); default: the one in --config, else "sbc".
+        #[arg(long)]
+        instance: Option<String>,
+        /// Configuration file to take the instance name from.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -45,6 +65,49 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config, log_json } => run(config, log_json),
+        Command::Xdp {
+            action: XdpAction::Detach { instance, config },
+        } => xdp_detach(instance, config),
+    }
+}
+
+fn xdp_detach(instance: Option<String>, config: Option<PathBuf>) -> ExitCode {
+    let instance = match (instance, config) {
+        (Some(i), _) => i,
+        (None, Some(path)) => match config::load_file(&path) {
+            Ok((c, _)) => c.general.instance,
+            Err(e) => {
+                eprintln!("sbc: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        (None, None) => "sbc".to_owned(),
+    };
+    if instance.is_empty()
+        || !instance
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        eprintln!("sbc: invalid instance name {instance:?}");
+        return ExitCode::FAILURE;
+    }
+    let dir = sbc::media::xdp::pin_dir(&instance);
+    match sbc::media::xdp::remove_pins(&dir) {
+        Ok(0) => {
+            println!("{}: nothing pinned", dir.display());
+            ExitCode::SUCCESS
+        }
+        Ok(n) => {
+            println!(
+                "{}: removed {n} pinned objects (XDP detached, mappings dropped)",
+                dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sbc: removing {}: {e}", dir.display());
+            ExitCode::FAILURE
+        }
     }
 }
 

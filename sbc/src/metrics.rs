@@ -1,6 +1,6 @@
 //! Prometheus metrics of the SBC. Every metric has HELP text and bounded label values only.
 
-use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use sbc_ebpf_common::Stat;
 
 /// The SBC's metric handles and the registry they are exported from.
@@ -34,7 +34,82 @@ pub struct Metrics {
     pub xdp_attached: IntGauge,
     /// Packets counted by the XDP program, by outcome (read from its maps at scrape time).
     pub xdp_packets: IntCounterVec,
+    /// Media relay metrics (shared with the media manager).
+    pub media: MediaMetrics,
     last_xdp: std::sync::Arc<parking_lot::Mutex<[u64; Stat::COUNT as usize]>>,
+}
+
+/// Metrics of the media relay. Counters are updated on the userspace hot path (one atomic add
+/// each); the XDP path is counted by the program and read at scrape time.
+#[derive(Debug, Clone)]
+pub struct MediaMetrics {
+    /// Packets forwarded by the userspace relay.
+    pub user_packets: IntCounter,
+    /// Bytes forwarded by the userspace relay.
+    pub user_bytes: IntCounter,
+    /// Packets the userspace relay dropped, by reason.
+    pub user_dropped: IntCounterVec,
+    /// Offers rejected by the media layer, by reason (exhausted, streams, family, unavailable).
+    pub rejected: IntCounterVec,
+    /// Sessions ended by the media timeout.
+    pub timeouts: IntCounter,
+    /// Live media sessions.
+    pub sessions: IntGauge,
+    /// Fast-path mappings installed.
+    pub xdp_mappings: IntGauge,
+    /// Free relay port pairs, by side.
+    pub ports_free: IntGaugeVec,
+}
+
+impl MediaMetrics {
+    fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let m = Self {
+            user_packets: IntCounter::new(
+                "sbc_media_userspace_packets_total",
+                "RTP/RTCP packets forwarded by the userspace relay.",
+            )?,
+            user_bytes: IntCounter::new(
+                "sbc_media_userspace_bytes_total",
+                "Bytes (UDP payload) forwarded by the userspace relay.",
+            )?,
+            user_dropped: IntCounterVec::new(
+                Opts::new(
+                    "sbc_media_userspace_dropped_total",
+                    "Packets dropped by the userspace relay, by reason.",
+                ),
+                &["reason"],
+            )?,
+            rejected: IntCounterVec::new(
+                Opts::new(
+                    "sbc_media_rejected_total",
+                    "Offers rejected by the media layer (the call gets 488/503), by reason.",
+                ),
+                &["reason"],
+            )?,
+            timeouts: IntCounter::new(
+                "sbc_media_timeouts_total",
+                "Media sessions that timed out (no packets in either direction).",
+            )?,
+            sessions: IntGauge::new("sbc_media_sessions", "Live media sessions.")?,
+            xdp_mappings: IntGauge::new(
+                "sbc_media_xdp_mappings",
+                "Mappings installed in the XDP fast path.",
+            )?,
+            ports_free: IntGaugeVec::new(
+                Opts::new("sbc_media_ports_free", "Free relay port pairs, by side."),
+                &["side"],
+            )?,
+        };
+        registry.register(Box::new(m.user_packets.clone()))?;
+        registry.register(Box::new(m.user_bytes.clone()))?;
+        registry.register(Box::new(m.user_dropped.clone()))?;
+        registry.register(Box::new(m.rejected.clone()))?;
+        registry.register(Box::new(m.timeouts.clone()))?;
+        registry.register(Box::new(m.sessions.clone()))?;
+        registry.register(Box::new(m.xdp_mappings.clone()))?;
+        registry.register(Box::new(m.ports_free.clone()))?;
+        Ok(m)
+    }
 }
 
 impl Metrics {
@@ -134,6 +209,7 @@ impl Metrics {
         registry.register(Box::new(tls_reloads.clone()))?;
         registry.register(Box::new(xdp_attached.clone()))?;
         registry.register(Box::new(xdp_packets.clone()))?;
+        let media = MediaMetrics::new(&registry)?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -152,6 +228,7 @@ impl Metrics {
             tls_reloads,
             xdp_attached,
             xdp_packets,
+            media,
             last_xdp: std::sync::Arc::new(parking_lot::Mutex::new([0; Stat::COUNT as usize])),
         })
     }

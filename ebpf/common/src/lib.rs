@@ -17,7 +17,8 @@ pub const PROGRAM_NAME: &str = "sbc_relay";
 /// Maximum number of concurrent mappings (each RTP or RTCP direction of a stream is one).
 pub const MAX_MAPPINGS: u32 = 65_536;
 
-/// Mapping flag: drop packets whose source differs from the latched peer.
+/// Mapping flag: drop packets whose source differs from the latched peer (`expect_*`).
+/// Without it such packets are passed to userspace, never forwarded by XDP.
 pub const FLAG_STRICT_SOURCE: u16 = 1;
 /// Mapping flag: the egress side is IPv4 (addresses are IPv4-mapped).
 pub const FLAG_IPV4: u16 = 2;
@@ -89,11 +90,17 @@ pub enum Stat {
     Redirected = 7,
     /// Passed: truncated or malformed headers.
     PassMalformed = 8,
+    /// Passed: a non-strict mapping, but the source is not the latched peer (userspace decides
+    /// whether the latch moves, e.g. after a NAT rebinding).
+    PassOtherSource = 9,
+    /// Passed: RTCP (RFC 5761 packet types 192-223, e.g. on an rtcp-mux port), so that the
+    /// userspace relay reads receiver reports for loss and jitter.
+    PassRtcp = 10,
 }
 
 impl Stat {
     /// Number of counters in [`MAP_STATS`].
-    pub const COUNT: u32 = 9;
+    pub const COUNT: u32 = 11;
     /// All counters in index order.
     pub const ALL: [Stat; Self::COUNT as usize] = [
         Stat::Rx,
@@ -105,6 +112,8 @@ impl Stat {
         Stat::DropStrictSource,
         Stat::Redirected,
         Stat::PassMalformed,
+        Stat::PassOtherSource,
+        Stat::PassRtcp,
     ];
 
     /// Stable snake_case name used in metrics and logs.
@@ -119,6 +128,8 @@ impl Stat {
             Stat::DropStrictSource => "drop_strict_source",
             Stat::Redirected => "redirected",
             Stat::PassMalformed => "pass_malformed",
+            Stat::PassOtherSource => "pass_other_source",
+            Stat::PassRtcp => "pass_rtcp",
         }
     }
 }

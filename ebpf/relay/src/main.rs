@@ -149,17 +149,15 @@ fn relay_v4(ctx: &XdpContext, eth: *mut u8) -> Result<u32, Stat> {
         return Err(Stat::PassUnsupported);
     }
     let sport = raw16(udp, 0);
-    if m.flags & FLAG_STRICT_SOURCE != 0 {
-        let mut src = [0u8; 4];
-        // SAFETY: source address bytes 12..16 are inside the checked IPv4 header.
-        unsafe { core::ptr::copy_nonoverlapping(ip.add(12), src.as_mut_ptr(), 4) };
-        if src != [m.expect_addr[12], m.expect_addr[13], m.expect_addr[14], m.expect_addr[15]]
-            || sport != m.expect_port
-        {
-            count(Stat::DropStrictSource);
-            return Ok(xdp_action::XDP_DROP);
-        }
+    let mut src = [0u8; 4];
+    // SAFETY: source address bytes 12..16 are inside the checked IPv4 header.
+    unsafe { core::ptr::copy_nonoverlapping(ip.add(12), src.as_mut_ptr(), 4) };
+    if src != [m.expect_addr[12], m.expect_addr[13], m.expect_addr[14], m.expect_addr[15]]
+        || sport != m.expect_port
+    {
+        return other_source(&m);
     }
+    rtcp_check(ctx, ETH_HLEN + IPV4_HLEN + UDP_HLEN)?;
 
     // Resolve the next hop for the rewritten packet before touching it, so a miss leaves the
     // packet intact for the userspace relay.
@@ -228,15 +226,13 @@ fn relay_v6(ctx: &XdpContext, eth: *mut u8) -> Result<u32, Stat> {
         return Err(Stat::PassUnsupported);
     }
     let sport = raw16(udp, 0);
-    if m.flags & FLAG_STRICT_SOURCE != 0 {
-        let mut src = [0u8; 16];
-        // SAFETY: source address bytes 8..24 are inside the checked IPv6 header.
-        unsafe { core::ptr::copy_nonoverlapping(ip.add(8), src.as_mut_ptr(), 16) };
-        if src != m.expect_addr || sport != m.expect_port {
-            count(Stat::DropStrictSource);
-            return Ok(xdp_action::XDP_DROP);
-        }
+    let mut src = [0u8; 16];
+    // SAFETY: source address bytes 8..24 are inside the checked IPv6 header.
+    unsafe { core::ptr::copy_nonoverlapping(ip.add(8), src.as_mut_ptr(), 16) };
+    if src != m.expect_addr || sport != m.expect_port {
+        return other_source(&m);
     }
+    rtcp_check(ctx, ETH_HLEN + IPV6_HLEN + UDP_HLEN)?;
 
     // SAFETY: all-zero is a valid FibParams (plain integers).
     let mut fib: FibParams = unsafe { core::mem::zeroed() };
@@ -293,6 +289,32 @@ fn relay_v6(ctx: &XdpContext, eth: *mut u8) -> Result<u32, Stat> {
     let c = !csum_fold(udp_sum);
     write16(udp, 6, if c == 0 { 0xffff } else { c });
     finish(ctx, eth, &key, &fib, out_ifindex)
+}
+
+/// A packet from someone other than the latched peer: dropped on a strict mapping; otherwise
+/// handed to userspace, which forwards it and decides whether the latch moves (the fast path
+/// never forwards for a source the control plane has not approved).
+#[inline(always)]
+fn other_source(m: &Mapping) -> Result<u32, Stat> {
+    if m.flags & FLAG_STRICT_SOURCE != 0 {
+        count(Stat::DropStrictSource);
+        return Ok(xdp_action::XDP_DROP);
+    }
+    Err(Stat::PassOtherSource)
+}
+
+/// RTCP (RFC 5761 §4: second byte 192..=223) goes to userspace, which reads receiver reports
+/// for loss and jitter; it is a few packets per second, RTP is the volume.
+#[inline(always)]
+fn rtcp_check(ctx: &XdpContext, payload: usize) -> Result<(), Stat> {
+    // Payloads shorter than two bytes are not RTP either: leave them to userspace.
+    let p = bytes_at(ctx, payload, 2)?;
+    // SAFETY: `bytes_at` checked two bytes at `p`.
+    let pt = unsafe { *p.add(1) };
+    if (192..=223).contains(&pt) {
+        return Err(Stat::PassRtcp);
+    }
+    Ok(())
 }
 
 /// Looks the rewritten destination up in the kernel FIB; returns the egress ifindex.

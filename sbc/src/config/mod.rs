@@ -306,6 +306,10 @@ pub struct Media {
     pub timeout_s: u64,
     /// The same while the call is on hold (0 disables).
     pub hold_timeout_s: u64,
+    /// Drop packets on a latched relay port that do not come from the latched peer (in XDP
+    /// and in userspace). Off: such packets are forwarded and may take over the latch after
+    /// the latched peer has been silent for 2 s (NAT rebinding).
+    pub strict_source: bool,
 }
 
 impl Default for Media {
@@ -317,6 +321,7 @@ impl Default for Media {
             interfaces: Vec::new(),
             timeout_s: 60,
             hold_timeout_s: 3600,
+            strict_source: false,
         }
     }
 }

@@ -1,4 +1,12 @@
-//! Media relay: the XDP fast path loader (and, as it grows, port pool, latching and the
-//! userspace relay).
+//! Media relay: port pools, latching, the userspace relay, the media manager that implements
+//! the call layer's [`sbc_proto::media::MediaControl`] contract, and the XDP fast path loader.
+//! See `docs/media.md`.
 
+pub mod latch;
+pub mod manager;
+pub mod pool;
+pub(crate) mod relay;
+pub mod rtp;
 pub mod xdp;
+
+pub use manager::{MediaManager, MediaSettings};

@@ -9,7 +9,11 @@ use std::{
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap},
-    programs::{ProgramError, Xdp, xdp::XdpLinkId},
+    programs::{
+        ProgramError, Xdp,
+        links::{FdLink, PinnedLink},
+        xdp::{XdpLink, XdpLinkId},
+    },
 };
 use sbc_ebpf_common::{
     MAP_MAPPING_STATS, MAP_MAPPINGS, MAP_STATS, Mapping, MappingKey, MappingStats, PROGRAM_NAME,
@@ -59,6 +63,14 @@ pub enum XdpError {
         #[source]
         source: aya::maps::MapError,
     },
+    /// Pinning (or re-opening a pinned) XDP link failed.
+    #[error("pinned XDP link {path}: {reason}")]
+    Link {
+        /// Pin path.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
     /// The pin directory could not be created.
     #[error("creating bpffs pin directory {path}: {source}")]
     PinDir {
@@ -78,6 +90,9 @@ pub enum AttachMode {
     Native,
     /// Generic (skb) mode.
     Generic,
+    /// A link pinned by a previous instance was found and now runs this program (its mode is
+    /// whatever that instance attached with).
+    Reused,
 }
 
 impl fmt::Display for AttachMode {
@@ -85,8 +100,32 @@ impl fmt::Display for AttachMode {
         f.write_str(match self {
             AttachMode::Native => "native",
             AttachMode::Generic => "generic",
+            AttachMode::Reused => "reused",
         })
     }
+}
+
+/// Path of the pinned link of `interface` in a pin directory.
+fn link_pin(dir: &Path, interface: &str) -> PathBuf {
+    dir.join(format!("link_{interface}"))
+}
+
+/// Removes an instance's pin directory: its pinned links (which detaches the program from its
+/// interfaces) and its pinned maps (which drops every mapping). `sbc xdp detach` uses this.
+/// Returns how many pinned objects were removed; a missing directory is not an error.
+pub fn remove_pins(dir: &Path) -> std::io::Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut n = 0;
+    for entry in entries {
+        std::fs::remove_file(entry?.path())?;
+        n += 1;
+    }
+    std::fs::remove_dir(dir)?;
+    Ok(n)
 }
 
 /// One interface the program is attached to.
@@ -106,8 +145,9 @@ pub type GlobalStats = [u64; Stat::COUNT as usize];
 pub struct XdpRelay {
     ebpf: Ebpf,
     attachments: Vec<Attachment>,
-    /// Parallel to `attachments`.
-    links: Vec<XdpLinkId>,
+    /// Parallel to `attachments`: the link and, when pinned, its bpffs path.
+    links: Vec<(XdpLinkId, Option<PathBuf>)>,
+    pin_dir: Option<PathBuf>,
 }
 
 impl fmt::Debug for XdpRelay {
@@ -143,11 +183,89 @@ impl XdpRelay {
             ebpf,
             attachments: Vec::new(),
             links: Vec::new(),
+            pin_dir: pin_dir.map(Path::to_owned),
         })
     }
 
-    /// Attaches to `interface`. `Auto` tries native mode first, then generic.
+    /// Whether maps and links are pinned (they outlive this process).
+    pub fn is_pinned(&self) -> bool {
+        self.pin_dir.is_some()
+    }
+
+    fn program(&mut self) -> Result<&mut Xdp, XdpError> {
+        self.ebpf
+            .program_mut(PROGRAM_NAME)
+            .ok_or(XdpError::Missing("sbc_relay program"))?
+            .try_into()
+            .map_err(XdpError::Program)
+    }
+
+    /// Attaches to `interface`, keeping the attachment alive beyond this process when loaded
+    /// with a pin directory: a link pinned there by a previous instance is reused (atomically
+    /// switched to this program with `bpf_link_update`, so no packet sees a detached interface
+    /// and no second program is attached); otherwise a new link is attached and pinned.
     pub fn attach(&mut self, interface: &str, mode: XdpMode) -> Result<AttachMode, XdpError> {
+        let Some(dir) = self.pin_dir.clone() else {
+            return self.attach_unpinned(interface, mode);
+        };
+        let path = link_pin(&dir, interface);
+        let link_err = |reason: String| XdpError::Link {
+            path: path.clone(),
+            reason,
+        };
+        if path.exists() {
+            match self.reuse_link(&path) {
+                Ok(id) => {
+                    self.attachments.push(Attachment {
+                        interface: interface.to_owned(),
+                        mode: AttachMode::Reused,
+                    });
+                    self.links.push((id, Some(path)));
+                    return Ok(AttachMode::Reused);
+                }
+                Err(e) => {
+                    // E.g. the interface was deleted and re-created: the old link is defunct.
+                    tracing::warn!(error = %e, "stale pinned XDP link; attaching afresh");
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        let attached = self.attach_unpinned(interface, mode)?;
+        let Some((id, _)) = self.links.pop() else {
+            return Err(link_err("attachment vanished".into()));
+        };
+        let program = self.program()?;
+        let link: XdpLink = program.take_link(id).map_err(XdpError::Program)?;
+        // Only bpf_link attachments (Linux >= 5.9) can be pinned; a netlink one would be
+        // detached by dropping it here, so that is reported as an error.
+        let fd_link = FdLink::try_from(link).map_err(|e| link_err(e.to_string()))?;
+        let pinned = fd_link.pin(&path).map_err(|e| link_err(e.to_string()))?;
+        let id = self.adopt_fd_link(FdLink::from(pinned))?;
+        self.links.push((id, Some(path)));
+        Ok(attached)
+    }
+
+    fn reuse_link(&mut self, path: &Path) -> Result<XdpLinkId, XdpError> {
+        let pinned = PinnedLink::from_pin(path).map_err(|e| XdpError::Link {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        self.adopt_fd_link(FdLink::from(pinned))
+    }
+
+    /// Makes the program own `fd_link`, switching the link to this program.
+    fn adopt_fd_link(&mut self, fd_link: FdLink) -> Result<XdpLinkId, XdpError> {
+        let link = XdpLink::try_from(fd_link).map_err(|e| XdpError::Link {
+            path: PathBuf::new(),
+            reason: e.to_string(),
+        })?;
+        self.program()?
+            .attach_to_link(link)
+            .map_err(XdpError::Program)
+    }
+
+    /// Attaches to `interface` for the life of this value. `Auto` tries native, then generic.
+    fn attach_unpinned(&mut self, interface: &str, mode: XdpMode) -> Result<AttachMode, XdpError> {
         let tries: &[(aya::programs::xdp::XdpMode, AttachMode)] = match mode {
             XdpMode::Native => &[(aya::programs::xdp::XdpMode::Driver, AttachMode::Native)],
             XdpMode::Generic => &[(aya::programs::xdp::XdpMode::Skb, AttachMode::Generic)],
@@ -170,7 +288,7 @@ impl XdpRelay {
                         interface: interface.to_owned(),
                         mode: *attach_mode,
                     });
-                    self.links.push(link);
+                    self.links.push((link, None));
                     return Ok(*attach_mode);
                 }
                 Err(e) => last = Some(e),
@@ -188,7 +306,9 @@ impl XdpRelay {
         })
     }
 
-    /// Detaches from every interface (the program stays loaded, maps stay pinned).
+    /// Detaches from every interface, also removing pinned links (the program stays loaded,
+    /// maps stay pinned). Not called on a normal exit: pinned attachments are meant to outlive
+    /// the process.
     pub fn detach_all(&mut self) {
         let Some(program) = self.ebpf.program_mut(PROGRAM_NAME) else {
             return;
@@ -196,7 +316,12 @@ impl XdpRelay {
         let Ok(program) = <&mut Xdp>::try_from(program) else {
             return;
         };
-        for (a, link) in self.attachments.drain(..).zip(self.links.drain(..)) {
+        for (a, (link, pin)) in self.attachments.drain(..).zip(self.links.drain(..)) {
+            if let Some(pin) = pin
+                && let Err(e) = std::fs::remove_file(&pin)
+            {
+                tracing::warn!(path = %pin.display(), error = %e, "unpinning XDP link failed");
+            }
             if let Err(e) = program.detach(link) {
                 tracing::warn!(interface = %a.interface, error = %e, "detaching XDP failed");
             }
@@ -282,6 +407,25 @@ impl XdpRelay {
                 source,
             })?;
         hash.keys()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| XdpError::Map {
+                map: MAP_MAPPINGS,
+                source,
+            })
+    }
+
+    /// Every installed mapping with its value (adoption after a restart).
+    pub fn mappings(&self) -> Result<Vec<(MappingKey, Mapping)>, XdpError> {
+        let map = self
+            .ebpf
+            .map(MAP_MAPPINGS)
+            .ok_or(XdpError::Missing("mappings map"))?;
+        let hash: HashMap<&MapData, MappingKey, Mapping> =
+            HashMap::try_from(map).map_err(|source| XdpError::Map {
+                map: MAP_MAPPINGS,
+                source,
+            })?;
+        hash.iter()
             .collect::<Result<Vec<_>, _>>()
             .map_err(|source| XdpError::Map {
                 map: MAP_MAPPINGS,

@@ -94,14 +94,7 @@ impl Netns {
     /// Moves the calling thread into this namespace until the guard drops. Sockets created
     /// meanwhile stay in this namespace for their whole life.
     pub fn enter(&self) -> Result<EnterGuard, NetnsError> {
-        let err = |source| NetnsError::Enter {
-            name: self.name.clone(),
-            source,
-        };
-        let original = File::open("/proc/thread-self/ns/net").map_err(err)?;
-        let target = File::open(format!("/run/netns/{}", self.name)).map_err(err)?;
-        setns(&target, CloneFlags::CLONE_NEWNET).map_err(|e| err(e.into()))?;
-        Ok(EnterGuard { original })
+        enter(&self.name)
     }
 }
 
@@ -112,6 +105,19 @@ impl Drop for Netns {
             eprintln!("warning: could not delete netns {}: {e}", self.name);
         }
     }
+}
+
+/// Moves the calling thread into the named namespace (e.g. one of a [`crate::lab::Lab`]'s)
+/// until the guard drops; the namespace is not owned.
+pub fn enter(name: &str) -> Result<EnterGuard, NetnsError> {
+    let err = |source| NetnsError::Enter {
+        name: name.to_owned(),
+        source,
+    };
+    let original = File::open("/proc/thread-self/ns/net").map_err(err)?;
+    let target = File::open(format!("/run/netns/{name}")).map_err(err)?;
+    setns(&target, CloneFlags::CLONE_NEWNET).map_err(|e| err(e.into()))?;
+    Ok(EnterGuard { original })
 }
 
 /// Returns the thread to its original namespace on drop.

@@ -1,0 +1,200 @@
+//! The userspace relay: one tokio task per relay socket, draining it in batches and forwarding
+//! through the paired socket on the other side. It is a complete relay on its own; the XDP fast
+//! path only takes over established (latched) RTP and hands everything else up to it.
+
+use std::{
+    io,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Instant,
+};
+
+use parking_lot::Mutex;
+use sbc_proto::media::{Direction, Leg, SessionId, StreamDesc};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::{net::UdpSocket, sync::mpsc};
+
+use super::{
+    latch::{Latch, Verdict},
+    rtp::{self, ReceptionReport, RtpStats},
+};
+use crate::metrics::MediaMetrics;
+
+/// Datagrams drained per wake-up before yielding to other tasks (bounds one stream's share).
+const BATCH: usize = 64;
+/// Largest datagram relayed; larger ones are truncated by the kernel and dropped here.
+const MAX_DATAGRAM: usize = 2048;
+
+/// Index of a leg in per-leg arrays.
+pub(crate) const fn leg_idx(leg: Leg) -> usize {
+    match leg {
+        Leg::Inside => 0,
+        Leg::Outside => 1,
+    }
+}
+
+/// The RTP or the RTCP port of a relay endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Port {
+    Rtp = 0,
+    Rtcp = 1,
+}
+
+/// What the relay knows about the peer on one leg of a stream.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PeerState {
+    /// Latch per relay port (RTP, RTCP).
+    pub latch: [Latch; 2],
+    /// The peer asked for rtcp-mux: send its RTCP to its RTP address.
+    pub mux: bool,
+    /// Direction from the peer's last SDP.
+    pub direction: Direction,
+    /// Packets received from this peer (and forwarded) by userspace.
+    pub packets: u64,
+    /// Bytes of those packets.
+    pub bytes: u64,
+    /// Packets from this peer dropped (strict source, no destination yet, send failure).
+    pub dropped: u64,
+    /// When the last packet from this peer reached userspace.
+    pub last_seen: Option<Instant>,
+    /// RTP sequence/jitter statistics of what this peer sends.
+    pub rtp: RtpStats,
+    /// The last RTCP reception report this peer sent (about the stream it receives).
+    pub report: Option<ReceptionReport>,
+}
+
+impl PeerState {
+    /// Records the peer's SDP; returns whether a latch was dropped (re-latch needed).
+    pub fn set_desc(&mut self, desc: &StreamDesc) -> bool {
+        self.mux = desc.rtcp_mux;
+        self.direction = desc.direction;
+        if desc.rtp_port == 0 {
+            let a = self.latch[0].set_sdp(None);
+            let b = self.latch[1].set_sdp(None);
+            return a || b;
+        }
+        let a = self.latch[0].set_sdp(Some(SocketAddr::new(desc.addr, desc.rtp_port)));
+        let b = self.latch[1].set_sdp(Some(SocketAddr::new(desc.addr, desc.rtcp())));
+        a || b
+    }
+}
+
+/// State of one stream shared by its four socket tasks and the manager.
+#[derive(Debug)]
+pub(crate) struct StreamShared {
+    pub session: SessionId,
+    pub index: usize,
+    pub strict: bool,
+    /// `[leg][port]`.
+    pub sockets: [[Arc<UdpSocket>; 2]; 2],
+    /// `[leg]`, indexed by [`leg_idx`].
+    pub peers: Mutex<[PeerState; 2]>,
+    pub latched_tx: mpsc::UnboundedSender<(SessionId, usize)>,
+    pub metrics: MediaMetrics,
+}
+
+impl StreamShared {
+    /// Handles one datagram from `src` that arrived on `leg`'s `port`, at `now`.
+    fn forward(&self, leg: Leg, port: Port, packet: &[u8], src: SocketAddr, now: Instant) {
+        let is_rtcp = port == Port::Rtcp || rtp::is_rtcp(packet);
+        let from = leg_idx(leg);
+        let to = leg_idx(leg.other());
+        let (verdict, target, out_port) = {
+            let mut peers = self.peers.lock();
+            let verdict = peers[from].latch[port as usize].on_packet(src, now, self.strict);
+            if verdict == Verdict::Drop {
+                peers[from].dropped += 1;
+                drop(peers);
+                self.metrics
+                    .user_dropped
+                    .with_label_values(&["strict_source"])
+                    .inc();
+                return;
+            }
+            let p = &mut peers[from];
+            p.packets += 1;
+            p.bytes += packet.len() as u64;
+            p.last_seen = Some(now);
+            if is_rtcp {
+                if let Some(r) = rtp::parse_report(packet) {
+                    p.report = Some(r);
+                }
+            } else {
+                p.rtp.on_packet(packet, now);
+            }
+            let dst = &peers[to];
+            // RTCP goes to the peer's RTCP port, or its RTP port when it multiplexes.
+            let (target, out_port) = if is_rtcp && !dst.mux {
+                (dst.latch[1].target(), Port::Rtcp)
+            } else {
+                (dst.latch[0].target(), Port::Rtp)
+            };
+            (verdict, target, out_port)
+        };
+        if let Verdict::Latched { previous } = verdict {
+            tracing::debug!(
+                session = %self.session, stream = self.index, side = leg.as_str(),
+                port = ?port, ?previous, latched = %src, "latched peer"
+            );
+            // The manager installs or updates the fast-path mapping; a closed channel means the
+            // manager is shutting down, which needs no mapping.
+            let _ = self.latched_tx.send((self.session, self.index));
+        }
+        let Some(target) = target else {
+            self.drop_packet(leg, "no_destination");
+            return;
+        };
+        let socket = &self.sockets[to][out_port as usize];
+        match socket.try_send_to(packet, target) {
+            Ok(_) => {
+                self.metrics.user_packets.inc();
+                self.metrics.user_bytes.inc_by(packet.len() as u64);
+            }
+            Err(_) => self.drop_packet(leg, "send_failed"),
+        }
+    }
+
+    fn drop_packet(&self, leg: Leg, reason: &'static str) {
+        self.peers.lock()[leg_idx(leg)].dropped += 1;
+        self.metrics.user_dropped.with_label_values(&[reason]).inc();
+    }
+}
+
+/// Receives on `leg`'s `port` socket until the task is aborted (stream released).
+pub(crate) async fn socket_loop(stream: Arc<StreamShared>, leg: Leg, port: Port) {
+    let socket = stream.sockets[leg_idx(leg)][port as usize].clone();
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        if socket.readable().await.is_err() {
+            return;
+        }
+        let now = Instant::now();
+        for _ in 0..BATCH {
+            match socket.try_recv_from(&mut buf) {
+                Ok((n, src)) => stream.forward(leg, port, &buf[..n], src, now),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // ICMP-induced errors on an unconnected socket concern one earlier send only.
+                Err(_) => break,
+            }
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Binds a non-blocking UDP relay socket (for tokio) on `addr:port`.
+pub(crate) fn bind(addr: IpAddr, port: u16) -> io::Result<std::net::UdpSocket> {
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    // Bursts of many streams arrive between wake-ups; a larger queue avoids loss there.
+    let _ = s.set_recv_buffer_size(1 << 20);
+    s.set_nonblocking(true)?;
+    s.bind(&SocketAddr::new(addr, port).into())?;
+    Ok(s.into())
+}
