@@ -16,7 +16,7 @@ use crate::{
         xdp::{self, XdpRelay},
     },
     metrics::Metrics,
-    transport::{Inbound, StartError, Transport, TransportConfig},
+    transport::{StartError, Transport, TransportConfig},
 };
 
 /// Why the daemon could not start or stopped with an error.
@@ -72,7 +72,18 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let mut tasks = JoinSet::new();
     let (inbound_tx, inbound_rx) = tokio::sync::mpsc::channel(config.sip.inbound_queue);
     let transport = Transport::start(TransportConfig::from(&config), &metrics, inbound_tx)?;
-    tasks.spawn(placeholder_sip_core(inbound_rx));
+    let calls = crate::signaling::CallMetrics::register(&metrics.registry)?;
+    let (stop_signaling, stop_rx) = tokio::sync::watch::channel(false);
+    tasks.spawn(crate::signaling::run(
+        crate::signaling::b2bua_config(&config),
+        crate::signaling::Acl::from_config(&config),
+        media.clone(),
+        transport.clone(),
+        inbound_rx,
+        metrics.clone(),
+        calls,
+        stop_rx,
+    ));
 
     let addr = config.admin.listen;
     let listener = tokio::net::TcpListener::bind(addr)
@@ -108,6 +119,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         .map_err(RunError::Admin)?;
 
     tracing::info!("shutting down");
+    let _ = stop_signaling.send(true);
     transport.shutdown();
     tasks.shutdown().await;
     if let Some(xdp) = &state.xdp {
@@ -196,12 +208,6 @@ fn start_xdp(config: &Config) -> (Option<Arc<parking_lot::Mutex<XdpRelay>>>, Xdp
 
 /// Stand-in for the SIP core until it is wired onto the channel: receives and discards every
 /// inbound message (the transport has already counted it), so the channel never fills.
-async fn placeholder_sip_core(mut inbound: tokio::sync::mpsc::Receiver<Inbound>) {
-    while let Some(m) = inbound.recv().await {
-        tracing::trace!(peer = %m.peer, "SIP message received (no SIP core yet)");
-    }
-}
-
 /// SIGTERM / SIGINT (and SIGHUP for reloads), installed before anything is bound so an early
 /// signal is not lost.
 struct Shutdown {

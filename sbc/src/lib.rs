@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod logging;
 pub mod media;
 pub mod metrics;
+pub mod signaling;
 pub mod transport;
 
 pub use sbc_proto as proto;

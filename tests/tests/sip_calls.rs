@@ -1,0 +1,171 @@
+//! Real calls through the real `sbc` in the lab: SIPp as the PBX (pbx namespace) and as the
+//! carrier (carrier namespace), both directions. Every packet on the carrier link is captured
+//! and searched for anything that belongs to the inside.
+
+mod media_common;
+
+use std::{
+    process::{Command, Stdio},
+    thread,
+    time::Duration,
+};
+
+use media_common::MediaLab;
+use nix::sys::signal::Signal;
+use sbc_e2e::process::Owned;
+
+const CALLS: &str = "10";
+
+fn sipp(ns: &str, args: &[&str]) -> Owned {
+    let child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "sipp",
+            "-nostdin",
+            "-timeout",
+            "60",
+            "-timeout_error",
+        ])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start sipp (install sip-tester: cargo xtask setup)");
+    Owned::new("sipp", child)
+}
+
+/// Starts a capture on `ifname` in `ns`; stop it with SIGINT and read the file.
+fn capture(ns: &str, ifname: &str, file: &std::path::Path) -> Owned {
+    let child = Command::new("ip")
+        .args([
+            "netns", "exec", ns, "tshark", "-q", "-i", ifname, "-f", "udp", "-w",
+        ])
+        .arg(file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tshark (cargo xtask setup installs it)");
+    // tshark needs a moment to open the interface.
+    thread::sleep(Duration::from_millis(1500));
+    Owned::new("tshark", child)
+}
+
+fn wait_ok(mut p: Owned, what: &str) {
+    let status = p
+        .wait_timeout(Duration::from_secs(90))
+        .unwrap_or_else(|| panic!("{what} did not finish"));
+    assert!(
+        status.success(),
+        "{what} failed: {status} (SIPp exits non-zero when a call fails)"
+    );
+}
+
+#[test]
+fn sipp_calls_both_directions_with_nothing_from_inside_on_the_carrier_link() {
+    if !sbc_e2e::require_root("sip_calls") {
+        return;
+    }
+    let lab = MediaLab::start("ssc", "xdp = \"off\"");
+    let pcap = std::env::temp_dir().join(format!("{}-carrier.pcap", lab.instance));
+    let tshark = capture(&lab.lab.carrier, "car0", &pcap);
+
+    // PBX → carrier.
+    let uas = sipp(
+        &lab.lab.carrier,
+        &["-sn", "uas", "-i", "198.18.2.2", "-p", "5060", "-m", CALLS],
+    );
+    thread::sleep(Duration::from_millis(300));
+    let uac = sipp(
+        &lab.lab.pbx,
+        &[
+            "-sn",
+            "uac",
+            "-i",
+            "198.18.1.2",
+            "-p",
+            "5060",
+            "-s",
+            "15551234567",
+            "-m",
+            CALLS,
+            "-r",
+            "5",
+            "-d",
+            "300",
+            "198.18.1.1:5060",
+        ],
+    );
+    // SIPp puts its PID into its tags (`<pid>SIPpTag00<n>`) and branches (`z9hG4bK-<pid>-`).
+    let pbx_pid = uac.pid();
+    wait_ok(uac, "outbound SIPp uac (PBX)");
+    wait_ok(uas, "outbound SIPp uas (carrier)");
+
+    // Carrier → PBX.
+    let uas = sipp(
+        &lab.lab.pbx,
+        &["-sn", "uas", "-i", "198.18.1.2", "-p", "5060", "-m", CALLS],
+    );
+    thread::sleep(Duration::from_millis(300));
+    let uac = sipp(
+        &lab.lab.carrier,
+        &[
+            "-sn",
+            "uac",
+            "-i",
+            "198.18.2.2",
+            "-p",
+            "5060",
+            "-s",
+            "4930123456",
+            "-m",
+            CALLS,
+            "-r",
+            "5",
+            "-d",
+            "300",
+            "198.18.2.1:5060",
+        ],
+    );
+    wait_ok(uac, "inbound SIPp uac (carrier)");
+    wait_ok(uas, "inbound SIPp uas (PBX)");
+
+    tshark.signal(Signal::SIGINT);
+    let mut tshark = tshark;
+    let _ = tshark.wait_timeout(Duration::from_secs(10));
+    let bytes = std::fs::read(&pcap).expect("read capture");
+    let _ = std::fs::remove_file(&pcap);
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.contains("INVITE sip:15551234567@198.18.2.2"),
+        "capture holds the outbound INVITEs"
+    );
+    // The PBX's address (in Via, Contact, Call-ID, SDP), its tags and its branches never reach
+    // the carrier link.
+    for secret in [
+        "198.18.1.".to_owned(),
+        format!("{pbx_pid}SIPpTag00"),
+        format!("z9hG4bK-{pbx_pid}-"),
+    ] {
+        let count = text.matches(secret.as_str()).count();
+        assert_eq!(
+            count, 0,
+            "{secret:?} from the inside appears {count} times on the carrier link"
+        );
+    }
+    // And the check can fail: the same capture does contain the carrier's own values.
+    assert!(text.contains("198.18.2.2"));
+    let metrics = lab.request("GET", "/metrics", None).expect("metrics").body;
+    assert!(
+        metrics.contains("sbc_calls_answered_total{direction=\"outbound\"} 10"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sbc_calls_answered_total{direction=\"inbound\"} 10"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("sbc_calls_active{direction=\"outbound\"} 0"));
+}
