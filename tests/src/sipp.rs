@@ -1,0 +1,195 @@
+//! SIPp scenarios built from steps, and a runner that starts SIPp in a namespace. The steps
+//! are the PBX's or the carrier's side of a call flow; the XML follows SIPp's scenario format
+//! (keywords such as `[last_Via:]`, `[next_url]`, `[peer_tag_param]`).
+
+use std::{
+    fmt::Write as _,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use sbc_lab::process::Owned;
+
+/// SDP direction attribute used in offers and answers.
+#[derive(Debug, Clone, Copy)]
+pub enum Dir {
+    /// `a=sendrecv`
+    SendRecv,
+    /// `a=sendonly` (hold)
+    SendOnly,
+    /// `a=recvonly` (answer to hold)
+    RecvOnly,
+}
+
+impl Dir {
+    fn attr(self) -> &'static str {
+        match self {
+            Dir::SendRecv => "sendrecv",
+            Dir::SendOnly => "sendonly",
+            Dir::RecvOnly => "recvonly",
+        }
+    }
+}
+
+/// One step of a scenario.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// UAC: send the INVITE (with an SDP offer when `sdp`).
+    Invite { sdp: bool },
+    /// Expect a response (`optional` for 100/18x that may not come).
+    Recv { code: u16, optional: bool },
+    /// UAC: ACK the 2xx of INVITE `cseq` (end-to-end, [next_url]); `sdp` carries an answer.
+    Ack2xx { sdp: bool, cseq: u32 },
+    /// UAC: ACK a non-2xx final (same branch as the INVITE).
+    AckNon2xx,
+    /// UAC: CANCEL the INVITE.
+    Cancel,
+    /// Send an in-dialog request (re-INVITE, UPDATE, BYE, INFO…) with this CSeq; `sdp` adds
+    /// an offer with direction `dir`. `uac` picks the dialog role for From/To.
+    InDialog { method: &'static str, cseq: u32, sdp: Option<Dir>, uac: bool },
+    /// Expect a request.
+    RecvRequest { method: &'static str },
+    /// Answer the pending initial INVITE after another request (CANCEL) arrived in between:
+    /// CSeq `1 INVITE`, our To tag.
+    RespondToInvite { code: u16, reason: &'static str },
+    /// Answer the last request with `code` (adds our To tag on the first response to INVITE;
+    /// `sdp` adds an SDP body with direction `dir`).
+    Respond { code: u16, reason: &'static str, sdp: Option<Dir> },
+    /// Wait.
+    Pause { ms: u32 },
+}
+
+/// A whole scenario: `uac` decides the tag used for our side (SIPpTag00 vs 01).
+pub fn scenario(name: &str, uac: bool, steps: &[Step]) -> String {
+    let mut x = String::new();
+    let _ = writeln!(x, "<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n<scenario name=\"{name}\">");
+    let our_tag = if uac { "[pid]SIPpTag00[call_number]" } else { "[pid]SIPpTag01[call_number]" };
+    // Only a UAS adds its To tag, on its first response to the initial INVITE.
+    let mut first_invite_response = !uac;
+    for step in steps {
+        match step {
+            Step::Invite { sdp } => {
+                let body = if *sdp { sdp_body(Dir::SendRecv) } else { String::new() };
+                let ct = if *sdp { "Content-Type: application/sdp\n" } else { "" };
+                let _ = write!(x, "<send retrans=\"500\"><![CDATA[\nINVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\nFrom: sipp <sip:sipp@[local_ip]:[local_port]>;tag={our_tag}\nTo: <sip:[service]@[remote_ip]:[remote_port]>\nCall-ID: [call_id]\nCSeq: 1 INVITE\nContact: <sip:sipp@[local_ip]:[local_port]>\nMax-Forwards: 70\nUser-Agent: SIPp-Inside-Agent\n{ct}Content-Length: [len]\n\n{body}]]></send>\n");
+            }
+            Step::Recv { code, optional } => {
+                let rrs = if (200..300).contains(code) || (180..190).contains(code) { " rrs=\"true\"" } else { "" };
+                let _ = writeln!(x, "<recv response=\"{code}\" optional=\"{optional}\"{rrs}/>");
+            }
+            Step::Ack2xx { sdp, cseq } => {
+                let body = if *sdp { sdp_body(Dir::SendRecv) } else { String::new() };
+                let ct = if *sdp { "Content-Type: application/sdp\n" } else { "" };
+                let _ = write!(x, "<send><![CDATA[\nACK [next_url] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\nFrom: sipp <sip:sipp@[local_ip]:[local_port]>;tag={our_tag}\n[last_To:]\nCall-ID: [call_id]\nCSeq: {cseq} ACK\nMax-Forwards: 70\n{ct}Content-Length: [len]\n\n{body}]]></send>\n");
+            }
+            Step::AckNon2xx => {
+                let _ = write!(x, "<send><![CDATA[\nACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0\n[last_Via:]\nFrom: sipp <sip:sipp@[local_ip]:[local_port]>;tag={our_tag}\n[last_To:]\nCall-ID: [call_id]\nCSeq: 1 ACK\nMax-Forwards: 70\nContent-Length: 0\n\n]]></send>\n");
+            }
+            Step::Cancel => {
+                // Same branch as the INVITE: SIPp's [branch] changes per message, so reuse the
+                // Via of the last response (which echoes the INVITE's).
+                let _ = write!(x, "<send><![CDATA[\nCANCEL sip:[service]@[remote_ip]:[remote_port] SIP/2.0\n[last_Via:]\nFrom: sipp <sip:sipp@[local_ip]:[local_port]>;tag={our_tag}\nTo: <sip:[service]@[remote_ip]:[remote_port]>\nCall-ID: [call_id]\nCSeq: 1 CANCEL\nMax-Forwards: 70\nContent-Length: 0\n\n]]></send>\n");
+            }
+            Step::InDialog { method, cseq, sdp, uac: is_uac } => {
+                let body = sdp.map(sdp_body).unwrap_or_default();
+                let ct = if sdp.is_some() { "Content-Type: application/sdp\n" } else { "" };
+                let (from, to) = if *is_uac {
+                    (format!("sipp <sip:sipp@[local_ip]:[local_port]>;tag={our_tag}"), "[last_To:]".to_owned())
+                } else {
+                    // A UAS SIPp knows no remote address: the caller's From (with its tag),
+                    // captured from the INVITE, is the To of our requests.
+                    (
+                        format!("<sip:sipp@[local_ip]:[local_port]>;tag={our_tag}"),
+                        "To: [$remote_from]".to_owned(),
+                    )
+                };
+                let _ = write!(x, "<send retrans=\"500\"><![CDATA[\n{method} [next_url] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\nFrom: {from}\n{to}\nCall-ID: [call_id]\nCSeq: {cseq} {method}\nContact: <sip:sipp@[local_ip]:[local_port]>\nMax-Forwards: 70\n{ct}Content-Length: [len]\n\n{body}]]></send>\n");
+            }
+            Step::RecvRequest { method } if *method == "INVITE" && !uac && first_invite_response => {
+                let _ = writeln!(x, "<recv request=\"INVITE\" rrs=\"true\"><action><ereg regexp=\".*\" search_in=\"hdr\" header=\"From:\" check_it=\"true\" assign_to=\"remote_from\"/></action></recv>");
+            }
+            Step::RecvRequest { method } => {
+                let rrs = if *method == "INVITE" { " rrs=\"true\"" } else { "" };
+                let _ = writeln!(x, "<recv request=\"{method}\"{rrs}/>");
+            }
+            Step::Respond { code, reason, sdp } => {
+                let body = sdp.map(sdp_body).unwrap_or_default();
+                let ct = if sdp.is_some() { "Content-Type: application/sdp\n" } else { "" };
+                // The first response to the initial INVITE adds our To tag; later ones reuse it
+                // ([last_To:] of in-dialog requests already carries it).
+                let to = if first_invite_response && !matches!(code, 100) {
+                    first_invite_response = false;
+                    format!("[last_To:];tag={our_tag}")
+                } else {
+                    "[last_To:]".to_owned()
+                };
+                let _ = write!(x, "<send><![CDATA[\nSIP/2.0 {code} {reason}\n[last_Via:]\n[last_From:]\n{to}\n[last_Call-ID:]\n[last_CSeq:]\nContact: <sip:sipp@[local_ip]:[local_port]>\nServer: SIPp-Server-Agent\n{ct}Content-Length: [len]\n\n{body}]]></send>\n");
+            }
+            Step::RespondToInvite { code, reason } => {
+                let _ = write!(x, "<send><![CDATA[\nSIP/2.0 {code} {reason}\n[last_Via:]\n[last_From:]\n[last_To:];tag={our_tag}\n[last_Call-ID:]\nCSeq: 1 INVITE\nContent-Length: 0\n\n]]></send>\n");
+            }
+            Step::Pause { ms } => {
+                let _ = writeln!(x, "<pause milliseconds=\"{ms}\"/>");
+            }
+        }
+    }
+    x.push_str("<ResponseTimeRepartition value=\"10, 20, 50, 100, 500\"/>\n</scenario>\n");
+    x
+}
+
+fn sdp_body(dir: Dir) -> String {
+    format!(
+        "v=0\no=sipp 53655765 2353687637 IN IP[local_ip_type] [local_ip]\ns=-\nc=IN IP[media_ip_type] [media_ip]\nt=0 0\nm=audio [media_port] RTP/AVP 0\na=rtpmap:0 PCMU/8000\na={}\n",
+        dir.attr()
+    )
+}
+
+/// Writes `xml` to a unique file in the temp dir; removed when the returned guard drops.
+pub fn write_scenario(name: &str, xml: &str) -> TempFile {
+    let path = std::env::temp_dir().join(format!("sbc-{}-{name}.xml", sbc_lab::netns::unique("sc")));
+    std::fs::write(&path, xml).expect("write scenario");
+    TempFile(path)
+}
+
+/// A file removed on drop.
+#[derive(Debug)]
+pub struct TempFile(PathBuf);
+
+impl TempFile {
+    /// The path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Starts SIPp in namespace `ns` with `scenario`, bound to `local` ("ip:port"); `dest` for a
+/// UAC. Bounded: SIPp gives up after 60 s (`-timeout`), and fails then (`-timeout_error`).
+pub fn run(ns: &str, scenario: &Path, local: &str, dest: Option<&str>, extra: &[&str]) -> Owned {
+    let (ip, port) = local.rsplit_once(':').expect("ip:port");
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns, "sipp", "-nostdin", "-timeout", "60", "-timeout_error"])
+        .arg("-sf")
+        .arg(scenario)
+        .args(["-i", ip, "-p", port, "-m", "1"])
+        .args(extra);
+    // SIPP_TRACE_DIR=<dir> keeps SIPp's message logs there (debugging a failing flow).
+    if let Some(dir) = std::env::var_os("SIPP_TRACE_DIR") {
+        cmd.arg("-trace_msg").current_dir(dir);
+    }
+    if let Some(d) = dest {
+        cmd.args(["-s", "15551234567", d]);
+    }
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start sipp (cargo xtask setup installs sip-tester)");
+    Owned::new("sipp", child)
+}
