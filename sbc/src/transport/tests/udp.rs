@@ -171,3 +171,35 @@ async fn send_without_a_socket_for_the_family_is_an_error() {
         1
     );
 }
+
+#[tokio::test]
+async fn ipv6_udp_and_tcp_listeners_work() {
+    let mut config = TransportConfig::new();
+    config.inside.udp = vec![any_port("[::1]")];
+    config.inside.tcp = vec![any_port("[::1]")];
+    config.outside.udp = vec![any_port("127.0.0.2")];
+    let mut h = Harness::start(config);
+    let sbc = h.addr(Side::Inside, TransportKind::Udp);
+    assert!(sbc.is_ipv6());
+    let client = UdpSocket::bind(any_port("[::1]")).await.expect("bind");
+    client
+        .send_to(options("v6").as_bytes(), sbc)
+        .await
+        .expect("send");
+    let m = h.next().await;
+    assert!(m.peer.addr.is_ipv6());
+    h.transport
+        .send(&m.peer, Bytes::from_static(b"SIP/2.0 200 OK\r\n\r\n"))
+        .expect("send");
+    let (_, from) = recv_text(&client).await;
+    assert_eq!(from, sbc);
+
+    let tcp = h.addr(Side::Inside, TransportKind::Tcp);
+    let mut s = tokio::net::TcpStream::connect(tcp).await.expect("connect");
+    tokio::io::AsyncWriteExt::write_all(&mut s, options("v6t").as_bytes())
+        .await
+        .expect("write");
+    let m = h.next().await;
+    assert_eq!(m.peer.transport, TransportKind::Tcp);
+    assert!(m.local.is_ipv6());
+}
