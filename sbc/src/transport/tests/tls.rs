@@ -309,3 +309,46 @@ fn bad_files_at_start_are_a_clear_error() {
         crate::transport::Transport::start(tls_inside(tls), &metrics, tx).expect_err("missing key");
     assert!(err.to_string().contains("missing.key"), "{err}");
 }
+
+#[tokio::test]
+async fn required_client_certificate_is_enforced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new();
+    let leaf = ca.issue(&["sip.test"], "sbc");
+    let mut tls = settings(dir.path(), &ca, &leaf);
+    tls.require_client_cert = true;
+    let mut h = Harness::start(tls_inside(tls));
+    let addr = h.addr(Side::Inside, TLS);
+
+    // Without a client certificate the SBC ends the handshake (TLS 1.3 reports it on the
+    // client's first read).
+    let refused = async {
+        let mut s = client(&ca, addr, "sip.test").await?;
+        s.write_all(options("n").as_bytes()).await?;
+        s.flush().await?;
+        let mut buf = [0u8; 16];
+        s.read(&mut buf).await
+    };
+    let outcome = tokio::time::timeout(Duration::from_secs(5), refused)
+        .await
+        .expect("within 5 s");
+    assert!(matches!(outcome, Err(_) | Ok(0)), "{outcome:?}");
+
+    // With a certificate from the trusted CA it works.
+    let pbx = ca.issue(&["pbx.test"], "pbx");
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(ca.roots())
+        .with_client_auth_cert(vec![pbx.cert_der.clone()], pbx.key_der.clone_key())
+        .expect("client auth");
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let name = ServerName::try_from("sip.test").expect("name");
+    let mut s = TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("handshake");
+    s.write_all(options("y").as_bytes()).await.expect("write");
+    s.flush().await.expect("flush");
+    assert_eq!(h.next().await.message.call_id(), "y@pbx");
+}
