@@ -240,6 +240,12 @@ async fn connections_beyond_the_listener_limit_are_refused() {
     })
     .await;
     assert_eq!(h.transport.connection_count(), 2);
+    let open = h
+        .metrics
+        .sip_connections
+        .with_label_values(&["inside", "tcp"])
+        .get();
+    assert_eq!(open, 2);
     // The first two still work.
     a.write_all(options("a2").as_bytes()).await.expect("write");
     assert_eq!(h.next().await.message.call_id(), "a2@pbx");
@@ -333,6 +339,25 @@ async fn connect_failure_and_full_queue_are_errors_not_memory() {
         h.send_errors(Side::Inside, TCP, "connect_failed") == 2
     })
     .await;
+    h.eventually("unregistered", |h| h.transport.connection_count() == 0)
+        .await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_connections_and_refuses_sends() {
+    let mut h = Harness::start(inside_tcp());
+    let mut s = connect(&h).await;
+    s.write_all(options("s").as_bytes()).await.expect("write");
+    let m = h.next().await;
+    h.transport.shutdown();
+    tokio::time::timeout(Duration::from_secs(5), read_to_close(&mut s))
+        .await
+        .expect("closed by shutdown");
+    let err = h
+        .transport
+        .send(&m.peer, Bytes::from_static(b"x"))
+        .expect_err("shut down");
+    assert_eq!(err.reason(), "shutdown");
     h.eventually("unregistered", |h| h.transport.connection_count() == 0)
         .await;
 }
