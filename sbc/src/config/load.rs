@@ -427,6 +427,54 @@ proxy = "127.0.0.1:5090"
     }
 
     #[test]
+    fn transport_keys_are_validated_with_paths() {
+        let text = MINIMAL
+            .replace(
+                "udp = [\"127.0.0.1:5060\"]",
+                "udp = [\"127.0.0.1:5060\"]\ntcp = [\"127.0.0.1:5061\"]\ntls = [\"127.0.0.1:5061\"]",
+            )
+            .replace(
+                "proxy = \"127.0.0.1:5090\"",
+                "proxy = \"127.0.0.1:5090\"\ntransport = \"tls\"\ntls_server_name = \"bad name\"",
+            )
+            + "\n[sip]\nidle_timeout_s = 0\nudp_workers = 100\n";
+        let problems = parse(&text).expect_err("invalid");
+        let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
+        for want in [
+            "sip.idle_timeout_s",
+            "sip.udp_workers",
+            "inside.tls[0]",
+            "tls.cert",
+            "trunk[0].tls_server_name",
+        ] {
+            assert!(paths.contains(&want), "{want} missing from {problems:#?}");
+        }
+        // Every problem has a line, except a key of the absent [tls] section.
+        assert!(
+            problems
+                .iter()
+                .all(|p| p.line.is_some() || p.path == "tls.cert"),
+            "{problems:#?}"
+        );
+    }
+
+    #[test]
+    fn tls_section_parses() {
+        let text = format!(
+            "{MINIMAL}\n[tls]\ncert = \"/etc/sbc/c.pem\"\nkey = \"/etc/sbc/k.pem\"\n\
+             verify_server = false\nreload_check_s = 0\n"
+        )
+        .replace("udp = [\"127.0.0.1:5080\"]", "tls = [\"127.0.0.1:5081\"]");
+        let c = parse(&text).unwrap_or_else(|p| panic!("{p:?}"));
+        assert_eq!(c.outside.tls.len(), 1);
+        assert!(!c.tls.verify_server);
+        let t = crate::transport::TransportConfig::from(&c);
+        let tls = t.tls.expect("TLS settings");
+        assert_eq!(tls.reload_check, None);
+        assert_eq!(t.outside.tls, c.outside.tls);
+    }
+
+    #[test]
     fn path_round_trip() {
         let segs = parse_path("trunk[1].proxy");
         assert_eq!(render_path(&segs), "trunk[1].proxy");

@@ -515,11 +515,11 @@ enum Conn {
     Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
 }
 
-/// Unregisters a connection that never came up and counts what was queued on it.
+/// Unregisters a connection that never came up and counts every message queued on it as a
+/// failed send (the message that triggered the connect is one of them).
 fn fail_queued(counters: &Counters, registration: Registration, mut rx: mpsc::Receiver<Bytes>) {
     drop(registration);
     rx.close();
-    counters.send_failure("connect_failed");
     while rx.try_recv().is_ok() {
         counters.send_failure("connect_failed");
     }

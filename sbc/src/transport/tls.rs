@@ -75,8 +75,8 @@ pub(crate) struct TlsContext {
     settings: TlsSettings,
     provider: Arc<CryptoProvider>,
     current: RwLock<Arc<Loaded>>,
-    /// Modification times of the files as last loaded, to detect changes.
-    stamps: Mutex<Vec<Option<SystemTime>>>,
+    /// Identity of the files as last loaded, to detect changes.
+    stamps: Mutex<Vec<Option<Stamp>>>,
 }
 
 impl TlsContext {
@@ -105,7 +105,7 @@ impl TlsContext {
         Ok(())
     }
 
-    /// Whether a file's modification time differs from when it was last loaded.
+    /// Whether a file changed (time, inode or size) since it was last loaded.
     pub(crate) fn files_changed(&self) -> bool {
         stamps(&self.settings) != *self.stamps.lock()
     }
@@ -133,9 +133,26 @@ fn paths(s: &TlsSettings) -> impl Iterator<Item = &Path> {
         .map(PathBuf::as_path)
 }
 
-fn stamps(s: &TlsSettings) -> Vec<Option<SystemTime>> {
+/// What identifies a version of a file: modification time, plus inode and size so that a
+/// replacement by rename (or a symlink swap, as secret stores do) is seen even when the
+/// file system's timestamps are coarse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    modified: Option<SystemTime>,
+    inode: u64,
+    len: u64,
+}
+
+fn stamps(s: &TlsSettings) -> Vec<Option<Stamp>> {
+    use std::os::unix::fs::MetadataExt;
     paths(s)
-        .map(|p| fs::metadata(p).and_then(|m| m.modified()).ok())
+        .map(|p| {
+            fs::metadata(p).ok().map(|m| Stamp {
+                modified: m.modified().ok(),
+                inode: m.ino(),
+                len: m.len(),
+            })
+        })
         .collect()
 }
 
