@@ -46,7 +46,12 @@ pub enum Step {
     Cancel,
     /// Send an in-dialog request (re-INVITE, UPDATE, BYE, INFO…) with this CSeq; `sdp` adds
     /// an offer with direction `dir`. `uac` picks the dialog role for From/To.
-    InDialog { method: &'static str, cseq: u32, sdp: Option<Dir>, uac: bool },
+    InDialog {
+        method: &'static str,
+        cseq: u32,
+        sdp: Option<Dir>,
+        uac: bool,
+    },
     /// Expect a request.
     RecvRequest { method: &'static str },
     /// Answer the pending initial INVITE after another request (CANCEL) arrived in between:
@@ -54,7 +59,11 @@ pub enum Step {
     RespondToInvite { code: u16, reason: &'static str },
     /// Answer the last request with `code` (adds our To tag on the first response to INVITE;
     /// `sdp` adds an SDP body with direction `dir`).
-    Respond { code: u16, reason: &'static str, sdp: Option<Dir> },
+    Respond {
+        code: u16,
+        reason: &'static str,
+        sdp: Option<Dir>,
+    },
     /// Wait.
     Pause { ms: u32 },
 }
@@ -62,39 +71,99 @@ pub enum Step {
 /// A whole scenario: `uac` decides the tag used for our side (SIPpTag00 vs 01).
 pub fn scenario(name: &str, uac: bool, steps: &[Step]) -> String {
     let mut x = String::new();
-    let _ = writeln!(x, "<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n<scenario name=\"{name}\">");
-    let our_tag = if uac { "[pid]SIPpTag00[call_number]" } else { "[pid]SIPpTag01[call_number]" };
+    let _ = writeln!(
+        x,
+        "<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n<scenario name=\"{name}\">"
+    );
+    let our_tag = if uac {
+        "[pid]SIPpTag00[call_number]"
+    } else {
+        "[pid]SIPpTag01[call_number]"
+    };
     // Only a UAS adds its To tag, on its first response to the initial INVITE.
     let mut first_invite_response = !uac;
+    // SIPp refuses variables that are set but never read: capture the caller's From only if a
+    // callee-side request will use it.
+    let needs_from = !uac
+        && steps
+            .iter()
+            .any(|s| matches!(s, Step::InDialog { uac: false, .. }));
     for step in steps {
         match step {
             Step::Invite { sdp } => {
-                let body = if *sdp { sdp_body(Dir::SendRecv) } else { String::new() };
-                let ct = if *sdp { "Content-Type: application/sdp\n" } else { "" };
-                let _ = write!(x, "<send retrans=\"500\"><![CDATA[\nINVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\nFrom: sipp <sip:sipp@[local_ip]:[local_port]>;tag={our_tag}\nTo: <sip:[service]@[remote_ip]:[remote_port]>\nCall-ID: [call_id]\nCSeq: 1 INVITE\nContact: <sip:sipp@[local_ip]:[local_port]>\nMax-Forwards: 70\nUser-Agent: SIPp-Inside-Agent\n{ct}Content-Length: [len]\n\n{body}]]></send>\n");
+                let body = if *sdp {
+                    sdp_body(Dir::SendRecv)
+                } else {
+                    String::new()
+                };
+                let ct = if *sdp {
+                    "Content-Type: application/sdp\n"
+                } else {
+                    ""
+                };
+                let _ = write!(
+                    x,
+                    "<send retrans=\"500\"><![CDATA[\nINVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\nFrom: sipp <sip:sipp@[local_ip]:[local_port]>;tag={our_tag}\nTo: <sip:[service]@[remote_ip]:[remote_port]>\nCall-ID: [call_id]\nCSeq: 1 INVITE\nContact: <sip:sipp@[local_ip]:[local_port]>\nMax-Forwards: 70\nUser-Agent: SIPp-UA-[pid]\n{ct}Content-Length: [len]\n\n{body}]]></send>\n"
+                );
             }
             Step::Recv { code, optional } => {
-                let rrs = if (200..300).contains(code) || (180..190).contains(code) { " rrs=\"true\"" } else { "" };
-                let _ = writeln!(x, "<recv response=\"{code}\" optional=\"{optional}\"{rrs}/>");
+                let rrs = if (200..300).contains(code) || (180..190).contains(code) {
+                    " rrs=\"true\""
+                } else {
+                    ""
+                };
+                let _ = writeln!(
+                    x,
+                    "<recv response=\"{code}\" optional=\"{optional}\"{rrs}/>"
+                );
             }
             Step::Ack2xx { sdp, cseq } => {
-                let body = if *sdp { sdp_body(Dir::SendRecv) } else { String::new() };
-                let ct = if *sdp { "Content-Type: application/sdp\n" } else { "" };
-                let _ = write!(x, "<send><![CDATA[\nACK [next_url] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\nFrom: sipp <sip:sipp@[local_ip]:[local_port]>;tag={our_tag}\n[last_To:]\nCall-ID: [call_id]\nCSeq: {cseq} ACK\nMax-Forwards: 70\n{ct}Content-Length: [len]\n\n{body}]]></send>\n");
+                let body = if *sdp {
+                    sdp_body(Dir::SendRecv)
+                } else {
+                    String::new()
+                };
+                let ct = if *sdp {
+                    "Content-Type: application/sdp\n"
+                } else {
+                    ""
+                };
+                let _ = write!(
+                    x,
+                    "<send><![CDATA[\nACK [next_url] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\nFrom: sipp <sip:sipp@[local_ip]:[local_port]>;tag={our_tag}\n[last_To:]\nCall-ID: [call_id]\nCSeq: {cseq} ACK\nMax-Forwards: 70\n{ct}Content-Length: [len]\n\n{body}]]></send>\n"
+                );
             }
             Step::AckNon2xx => {
-                let _ = write!(x, "<send><![CDATA[\nACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0\n[last_Via:]\nFrom: sipp <sip:sipp@[local_ip]:[local_port]>;tag={our_tag}\n[last_To:]\nCall-ID: [call_id]\nCSeq: 1 ACK\nMax-Forwards: 70\nContent-Length: 0\n\n]]></send>\n");
+                let _ = write!(
+                    x,
+                    "<send><![CDATA[\nACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0\n[last_Via:]\nFrom: sipp <sip:sipp@[local_ip]:[local_port]>;tag={our_tag}\n[last_To:]\nCall-ID: [call_id]\nCSeq: 1 ACK\nMax-Forwards: 70\nContent-Length: 0\n\n]]></send>\n"
+                );
             }
             Step::Cancel => {
                 // Same branch as the INVITE: SIPp's [branch] changes per message, so reuse the
                 // Via of the last response (which echoes the INVITE's).
-                let _ = write!(x, "<send><![CDATA[\nCANCEL sip:[service]@[remote_ip]:[remote_port] SIP/2.0\n[last_Via:]\nFrom: sipp <sip:sipp@[local_ip]:[local_port]>;tag={our_tag}\nTo: <sip:[service]@[remote_ip]:[remote_port]>\nCall-ID: [call_id]\nCSeq: 1 CANCEL\nMax-Forwards: 70\nContent-Length: 0\n\n]]></send>\n");
+                let _ = write!(
+                    x,
+                    "<send><![CDATA[\nCANCEL sip:[service]@[remote_ip]:[remote_port] SIP/2.0\n[last_Via:]\nFrom: sipp <sip:sipp@[local_ip]:[local_port]>;tag={our_tag}\nTo: <sip:[service]@[remote_ip]:[remote_port]>\nCall-ID: [call_id]\nCSeq: 1 CANCEL\nMax-Forwards: 70\nContent-Length: 0\n\n]]></send>\n"
+                );
             }
-            Step::InDialog { method, cseq, sdp, uac: is_uac } => {
+            Step::InDialog {
+                method,
+                cseq,
+                sdp,
+                uac: is_uac,
+            } => {
                 let body = sdp.map(sdp_body).unwrap_or_default();
-                let ct = if sdp.is_some() { "Content-Type: application/sdp\n" } else { "" };
+                let ct = if sdp.is_some() {
+                    "Content-Type: application/sdp\n"
+                } else {
+                    ""
+                };
                 let (from, to) = if *is_uac {
-                    (format!("sipp <sip:sipp@[local_ip]:[local_port]>;tag={our_tag}"), "[last_To:]".to_owned())
+                    (
+                        format!("sipp <sip:sipp@[local_ip]:[local_port]>;tag={our_tag}"),
+                        "[last_To:]".to_owned(),
+                    )
                 } else {
                     // A UAS SIPp knows no remote address: the caller's From (with its tag),
                     // captured from the INVITE, is the To of our requests.
@@ -103,18 +172,34 @@ pub fn scenario(name: &str, uac: bool, steps: &[Step]) -> String {
                         "To: [$remote_from]".to_owned(),
                     )
                 };
-                let _ = write!(x, "<send retrans=\"500\"><![CDATA[\n{method} [next_url] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\nFrom: {from}\n{to}\nCall-ID: [call_id]\nCSeq: {cseq} {method}\nContact: <sip:sipp@[local_ip]:[local_port]>\nMax-Forwards: 70\n{ct}Content-Length: [len]\n\n{body}]]></send>\n");
+                let _ = write!(
+                    x,
+                    "<send retrans=\"500\"><![CDATA[\n{method} [next_url] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\nFrom: {from}\n{to}\nCall-ID: [call_id]\nCSeq: {cseq} {method}\nContact: <sip:sipp@[local_ip]:[local_port]>\nMax-Forwards: 70\n{ct}Content-Length: [len]\n\n{body}]]></send>\n"
+                );
             }
-            Step::RecvRequest { method } if *method == "INVITE" && !uac && first_invite_response => {
-                let _ = writeln!(x, "<recv request=\"INVITE\" rrs=\"true\"><action><ereg regexp=\".*\" search_in=\"hdr\" header=\"From:\" check_it=\"true\" assign_to=\"remote_from\"/></action></recv>");
+            Step::RecvRequest { method }
+                if *method == "INVITE" && needs_from && first_invite_response =>
+            {
+                let _ = writeln!(
+                    x,
+                    "<recv request=\"INVITE\" rrs=\"true\"><action><ereg regexp=\".*\" search_in=\"hdr\" header=\"From:\" check_it=\"true\" assign_to=\"remote_from\"/></action></recv>"
+                );
             }
             Step::RecvRequest { method } => {
-                let rrs = if *method == "INVITE" { " rrs=\"true\"" } else { "" };
+                let rrs = if *method == "INVITE" {
+                    " rrs=\"true\""
+                } else {
+                    ""
+                };
                 let _ = writeln!(x, "<recv request=\"{method}\"{rrs}/>");
             }
             Step::Respond { code, reason, sdp } => {
                 let body = sdp.map(sdp_body).unwrap_or_default();
-                let ct = if sdp.is_some() { "Content-Type: application/sdp\n" } else { "" };
+                let ct = if sdp.is_some() {
+                    "Content-Type: application/sdp\n"
+                } else {
+                    ""
+                };
                 // The first response to the initial INVITE adds our To tag; later ones reuse it
                 // ([last_To:] of in-dialog requests already carries it).
                 let to = if first_invite_response && !matches!(code, 100) {
@@ -123,10 +208,16 @@ pub fn scenario(name: &str, uac: bool, steps: &[Step]) -> String {
                 } else {
                     "[last_To:]".to_owned()
                 };
-                let _ = write!(x, "<send><![CDATA[\nSIP/2.0 {code} {reason}\n[last_Via:]\n[last_From:]\n{to}\n[last_Call-ID:]\n[last_CSeq:]\nContact: <sip:sipp@[local_ip]:[local_port]>\nServer: SIPp-Server-Agent\n{ct}Content-Length: [len]\n\n{body}]]></send>\n");
+                let _ = write!(
+                    x,
+                    "<send><![CDATA[\nSIP/2.0 {code} {reason}\n[last_Via:]\n[last_From:]\n{to}\n[last_Call-ID:]\n[last_CSeq:]\nContact: <sip:sipp@[local_ip]:[local_port]>\nServer: SIPp-Server-Agent\n{ct}Content-Length: [len]\n\n{body}]]></send>\n"
+                );
             }
             Step::RespondToInvite { code, reason } => {
-                let _ = write!(x, "<send><![CDATA[\nSIP/2.0 {code} {reason}\n[last_Via:]\n[last_From:]\n[last_To:];tag={our_tag}\n[last_Call-ID:]\nCSeq: 1 INVITE\nContent-Length: 0\n\n]]></send>\n");
+                let _ = write!(
+                    x,
+                    "<send><![CDATA[\nSIP/2.0 {code} {reason}\n[last_Via:]\n[last_From:]\n[last_To:];tag={our_tag}\n[last_Call-ID:]\nCSeq: 1 INVITE\nContent-Length: 0\n\n]]></send>\n"
+                );
             }
             Step::Pause { ms } => {
                 let _ = writeln!(x, "<pause milliseconds=\"{ms}\"/>");
@@ -146,7 +237,8 @@ fn sdp_body(dir: Dir) -> String {
 
 /// Writes `xml` to a unique file in the temp dir; removed when the returned guard drops.
 pub fn write_scenario(name: &str, xml: &str) -> TempFile {
-    let path = std::env::temp_dir().join(format!("sbc-{}-{name}.xml", sbc_lab::netns::unique("sc")));
+    let path =
+        std::env::temp_dir().join(format!("sbc-{}-{name}.xml", sbc_lab::netns::unique("sc")));
     std::fs::write(&path, xml).expect("write scenario");
     TempFile(path)
 }
@@ -173,11 +265,20 @@ impl Drop for TempFile {
 pub fn run(ns: &str, scenario: &Path, local: &str, dest: Option<&str>, extra: &[&str]) -> Owned {
     let (ip, port) = local.rsplit_once(':').expect("ip:port");
     let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", ns, "sipp", "-nostdin", "-timeout", "60", "-timeout_error"])
-        .arg("-sf")
-        .arg(scenario)
-        .args(["-i", ip, "-p", port, "-m", "1"])
-        .args(extra);
+    cmd.args([
+        "netns",
+        "exec",
+        ns,
+        "sipp",
+        "-nostdin",
+        "-timeout",
+        "60",
+        "-timeout_error",
+    ])
+    .arg("-sf")
+    .arg(scenario)
+    .args(["-i", ip, "-p", port, "-m", "1"])
+    .args(extra);
     // SIPP_TRACE_DIR=<dir> keeps SIPp's message logs there (debugging a failing flow).
     if let Some(dir) = std::env::var_os("SIPP_TRACE_DIR") {
         cmd.arg("-trace_msg").current_dir(dir);
