@@ -74,12 +74,14 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let transport = Transport::start(TransportConfig::from(&config), &metrics, inbound_tx)?;
     let calls = crate::signaling::CallMetrics::register(&metrics.registry)?;
     let (stop_signaling, stop_rx) = tokio::sync::watch::channel(false);
+    let (signaling, commands) = crate::signaling::SignalingHandle::channel();
     tasks.spawn(crate::signaling::run(
         crate::signaling::b2bua_config(&config),
         crate::signaling::Acl::from_config(&config),
         media.clone(),
         transport.clone(),
         inbound_rx,
+        commands,
         metrics.clone(),
         calls,
         stop_rx,
@@ -98,6 +100,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         xdp,
         xdp_status,
         media,
+        signaling,
         ready: std::sync::atomic::AtomicBool::new(false),
     });
     let app = admin::router(state.clone());

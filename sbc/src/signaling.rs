@@ -13,11 +13,11 @@ use std::{
 use ipnet::IpNet;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use sbc_proto::{
-    b2bua::{B2bua, B2buaConfig, Event, LocalAddr, Rng, Target},
+    b2bua::{B2bua, B2buaConfig, CallInfo, Event, LocalAddr, Rng, Target},
     net::{Peer, Side, TransportKind},
     transaction::TimerConfig,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
     config::Config,
@@ -161,6 +161,63 @@ impl Acl {
     }
 }
 
+/// A request to the signaling task from the admin API.
+#[derive(Debug)]
+pub enum Command {
+    /// Snapshot of every call.
+    ListCalls(oneshot::Sender<Vec<CallInfo>>),
+    /// End one call (BYE both legs, or CANCEL/487 before the answer); false if unknown.
+    EndCall(u64, oneshot::Sender<bool>),
+    /// Use a new configuration for new calls (calls in progress keep theirs).
+    Reconfigure {
+        /// The B2BUA part.
+        b2bua: Box<B2buaConfig>,
+        /// The source ACL.
+        acl: Acl,
+        /// Answered once applied.
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// Cloneable handle to the signaling task.
+#[derive(Debug, Clone)]
+pub struct SignalingHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+impl SignalingHandle {
+    /// A handle and the receiver to give to [`run`].
+    pub fn channel() -> (Self, mpsc::Receiver<Command>) {
+        let (tx, rx) = mpsc::channel(64);
+        (Self { tx }, rx)
+    }
+
+    /// Every call; `None` if the signaling task is gone.
+    pub async fn calls(&self) -> Option<Vec<CallInfo>> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::ListCalls(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Ends a call; `Some(false)` if there is no such call.
+    pub async fn end_call(&self, id: u64) -> Option<bool> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::EndCall(id, tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Applies `config` to new calls; false if the signaling task is gone.
+    pub async fn reconfigure(&self, config: &Config) -> bool {
+        let (done, rx) = oneshot::channel();
+        let cmd = Command::Reconfigure {
+            b2bua: Box::new(b2bua_config(config)),
+            acl: Acl::from_config(config),
+            done,
+        };
+        self.tx.send(cmd).await.is_ok() && rx.await.is_ok()
+    }
+}
+
 /// Runs the B2BUA until `shutdown` turns true or the inbound channel closes.
 #[allow(
     clippy::too_many_arguments,
@@ -172,10 +229,12 @@ pub async fn run(
     mut media: MediaManager,
     transport: Transport,
     mut inbound: mpsc::Receiver<Inbound>,
+    mut commands: mpsc::Receiver<Command>,
     metrics: Metrics,
     calls: CallMetrics,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut acl = acl;
     let mut engine = B2bua::new(cfg, Rng::new(seed()));
     let mut directions = std::collections::HashMap::new();
     // Media timeouts surface through MediaControl::poll_event; look at least this often.
@@ -199,6 +258,20 @@ pub async fn run(
                 engine.handle_message(std::time::Instant::now(), m.peer, m.message, &mut media);
             }
             () = sleep => engine.handle_timeout(std::time::Instant::now(), &mut media),
+            Some(cmd) = commands.recv() => match cmd {
+                Command::ListCalls(reply) => {
+                    let _ = reply.send(engine.calls());
+                }
+                Command::EndCall(id, reply) => {
+                    let ended = engine.end_call(std::time::Instant::now(), id, &mut media);
+                    let _ = reply.send(ended);
+                }
+                Command::Reconfigure { b2bua, acl: new_acl, done } => {
+                    engine.set_config(*b2bua);
+                    acl = new_acl;
+                    let _ = done.send(());
+                }
+            },
             _ = tick.tick() => engine.handle_timeout(std::time::Instant::now(), &mut media),
             _ = shutdown.changed() => {
                 if *shutdown.borrow() {

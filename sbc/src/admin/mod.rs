@@ -60,6 +60,8 @@ pub struct AdminState {
     pub xdp_status: XdpStatus,
     /// The media manager.
     pub media: MediaManager,
+    /// The signaling task (calls, reconfiguration).
+    pub signaling: crate::signaling::SignalingHandle,
     /// Set once every listener is bound.
     pub ready: AtomicBool,
 }

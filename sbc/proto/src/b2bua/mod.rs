@@ -140,6 +140,40 @@ pub struct Stats {
     pub client_transactions: usize,
 }
 
+/// A read-only view of one call, for the admin API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallInfo {
+    /// Call handle (stable for the call's life; use it to end the call).
+    pub id: u64,
+    /// Side of the caller.
+    pub from: Side,
+    /// Whether the call was answered.
+    pub answered: bool,
+    /// When the INVITE arrived.
+    pub started: Instant,
+    /// When it was answered.
+    pub answered_at: Option<Instant>,
+    /// Media session, if any.
+    pub media: Option<SessionId>,
+    /// The inside leg, then the outside leg.
+    pub legs: [LegInfo; 2],
+}
+
+/// A read-only view of one leg (dialog) of a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegInfo {
+    /// Side.
+    pub side: Side,
+    /// The dialog's Call-ID on this leg.
+    pub call_id: String,
+    /// Our tag.
+    pub local_tag: String,
+    /// The peer's tag, once known.
+    pub remote_tag: Option<String>,
+    /// Where requests on this leg go.
+    pub peer: Peer,
+}
+
 #[derive(Debug)]
 struct Leg {
     peer: Peer,
@@ -179,6 +213,9 @@ struct Pending2xx {
 
 #[derive(Debug)]
 struct Call {
+    origin: Side,
+    started: Instant,
+    answered_at: Option<Instant>,
     legs: [Leg; 2],
     state: CallState,
     media: Option<SessionId>,
@@ -313,6 +350,45 @@ impl B2bua {
             server_transactions: self.server.len(),
             client_transactions: self.client.len(),
         }
+    }
+
+    /// Replaces the configuration. Calls in progress keep the addresses and targets they
+    /// were set up with (they live in each call's legs); new calls use the new values.
+    pub fn set_config(&mut self, cfg: B2buaConfig) {
+        self.cfg = cfg;
+    }
+
+    /// The current configuration.
+    pub fn config(&self) -> &B2buaConfig {
+        &self.cfg
+    }
+
+    /// A view of every call, ordered by handle (oldest first).
+    pub fn calls(&self) -> Vec<CallInfo> {
+        let mut out: Vec<CallInfo> = self
+            .calls
+            .iter()
+            .map(|(id, c)| CallInfo {
+                id: *id,
+                from: c.origin,
+                answered: c.state == CallState::Confirmed,
+                started: c.started,
+                answered_at: c.answered_at,
+                media: c.media,
+                legs: [Side::Inside, Side::Outside].map(|side| {
+                    let l = c.leg(side);
+                    LegInfo {
+                        side,
+                        call_id: l.call_id.clone(),
+                        local_tag: l.local_tag.clone(),
+                        remote_tag: l.remote_tag.clone(),
+                        peer: l.peer,
+                    }
+                }),
+            })
+            .collect();
+        out.sort_by_key(|c| c.id);
+        out
     }
 
     /// The next message to send.
@@ -745,6 +821,9 @@ impl B2bua {
             Side::Outside => [callee_leg, caller_leg],
         };
         let mut call = Call {
+            origin,
+            started: now,
+            answered_at: None,
             legs,
             state: CallState::Early,
             media: session,
@@ -1462,6 +1541,7 @@ impl B2bua {
             let cancel_pending = std::mem::take(&mut c.cancel_pending) && status < 200;
             if (200..300).contains(&status) && !c.canceled {
                 c.state = CallState::Confirmed;
+                c.answered_at.get_or_insert(now);
             }
             let late_offer = self
                 .client

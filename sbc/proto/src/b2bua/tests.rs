@@ -393,6 +393,13 @@ fn outbound_call_connects_and_bye_from_pbx_ends_it_cleanly() {
     let mut sim = Sim::new();
     let invite = establish_outbound(&mut sim);
     assert_eq!(sim.sbc.stats().calls, 1);
+    let info = sim.sbc.calls();
+    assert_eq!(info.len(), 1);
+    assert!(info[0].answered && info[0].answered_at.is_some());
+    assert_eq!(info[0].from, Side::Inside);
+    assert_eq!(info[0].legs[0].call_id, "pbx-call-1");
+    assert_eq!(info[0].legs[1].call_id, invite.call_id());
+    assert_eq!(info[0].legs[1].remote_tag.as_deref(), Some("ctag1"));
     assert_eq!(sim.media.sessions.len(), 1);
     let session = sim.media.sessions.values().next().expect("one session");
     assert!(session.committed, "answer committed to the relay");
@@ -787,6 +794,30 @@ fn missing_ack_ends_the_call_with_bye_on_both_legs() {
         }
     }
     assert_eq!(ended, Some(EndReason::NoAck));
+    sim.assert_clean();
+}
+
+#[test]
+fn end_call_from_the_api_sends_bye_on_both_legs() {
+    let mut sim = Sim::new();
+    establish_outbound(&mut sim);
+    let id = sim.sbc.calls()[0].id;
+    assert!(sim.sbc.end_call(sim.now, id, &mut sim.media));
+    assert!(
+        !sim.sbc.end_call(sim.now, id, &mut sim.media),
+        "already gone"
+    );
+    sim.collect();
+    assert!(
+        sim.take_pbx()
+            .iter()
+            .any(|m| m.method() == Some(&Method::Bye))
+    );
+    assert!(
+        sim.take_carrier()
+            .iter()
+            .any(|m| m.method() == Some(&Method::Bye))
+    );
     sim.assert_clean();
 }
 
