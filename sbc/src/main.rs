@@ -49,6 +49,13 @@ enum XdpAction {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Attach the program, with no mappings (it passes every packet), to an interface until
+    /// SIGTERM/SIGINT. Native XDP redirect into a veth only delivers if the receiving end has a
+    /// program attached; the lab and the demo put this on the peers' veth ends.
+    Pass {
+        /// Interface (in the current network namespace).
+        interface: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -68,7 +75,49 @@ fn main() -> ExitCode {
         Command::Xdp {
             action: XdpAction::Detach { instance, config },
         } => xdp_detach(instance, config),
+        Command::Xdp {
+            action: XdpAction::Pass { interface },
+        } => xdp_pass(&interface),
     }
+}
+
+fn xdp_pass(interface: &str) -> ExitCode {
+    let mut relay = match sbc::media::xdp::XdpRelay::load(None) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sbc: cannot load the XDP program: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = relay.attach(interface, sbc::config::XdpMode::Native) {
+        eprintln!("sbc: {e}");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sbc: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    });
+    relay.detach_all();
+    ExitCode::SUCCESS
 }
 
 fn xdp_detach(instance: Option<String>, config: Option<PathBuf>) -> ExitCode {

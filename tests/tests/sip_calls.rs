@@ -169,3 +169,120 @@ fn sipp_calls_both_directions_with_nothing_from_inside_on_the_carrier_link() {
     );
     assert!(metrics.contains("sbc_calls_active{direction=\"outbound\"} 0"));
 }
+
+/// RFC 3261 §17 retransmissions against a real peer: SIPp drops 10 % of what it sends and
+/// receives on both sides (`-lost 10`), so the SBC's transactions must retransmit (and absorb
+/// retransmissions) for the calls to complete.
+#[test]
+fn sipp_calls_survive_ten_percent_loss_on_udp() {
+    if !sbc_e2e::require_root("sip_calls_loss") {
+        return;
+    }
+    let lab = MediaLab::start("ssl", "xdp = \"off\"");
+    let uas = sipp(
+        &lab.lab.carrier,
+        &[
+            "-sn",
+            "uas",
+            "-i",
+            "198.18.2.2",
+            "-p",
+            "5060",
+            "-m",
+            CALLS,
+            "-lost",
+            "10",
+        ],
+    );
+    thread::sleep(Duration::from_millis(300));
+    let uac = sipp(
+        &lab.lab.pbx,
+        &[
+            "-sn",
+            "uac",
+            "-i",
+            "198.18.1.2",
+            "-p",
+            "5060",
+            "-s",
+            "15551234567",
+            "-m",
+            CALLS,
+            "-r",
+            "5",
+            "-d",
+            "300",
+            "-lost",
+            "10",
+            "198.18.1.1:5060",
+        ],
+    );
+    wait_ok(uac, "SIPp uac with 10 % loss");
+    // The uas may see a lost ACK or BYE as a failed call; the caller's view is authoritative.
+    let mut uas = uas;
+    let _ = uas.wait_timeout(Duration::from_secs(60));
+    let metrics = lab.request("GET", "/metrics", None).expect("metrics").body;
+    assert!(
+        metrics.contains("sbc_calls_answered_total{direction=\"outbound\"} 10"),
+        "{metrics}"
+    );
+}
+
+/// The same call flow over TCP on both sides: framing by Content-Length, responses on the
+/// connection the request came in on, requests to a peer on one connection.
+#[test]
+fn sipp_calls_over_tcp() {
+    if !sbc_e2e::require_root("sip_calls_tcp") {
+        return;
+    }
+    let lab = MediaLab::start_with_transport("sst", "xdp = \"off\"", true);
+    let uas = sipp(
+        &lab.lab.carrier,
+        &[
+            "-sn",
+            "uas",
+            "-t",
+            "t1",
+            "-i",
+            "198.18.2.2",
+            "-p",
+            "5060",
+            "-m",
+            CALLS,
+        ],
+    );
+    thread::sleep(Duration::from_millis(300));
+    let uac = sipp(
+        &lab.lab.pbx,
+        &[
+            "-sn",
+            "uac",
+            "-t",
+            "t1",
+            "-i",
+            "198.18.1.2",
+            "-p",
+            "5060",
+            "-s",
+            "15551234567",
+            "-m",
+            CALLS,
+            "-r",
+            "5",
+            "-d",
+            "300",
+            "198.18.1.1:5060",
+        ],
+    );
+    wait_ok(uac, "SIPp uac over TCP");
+    wait_ok(uas, "SIPp uas over TCP");
+    let metrics = lab.request("GET", "/metrics", None).expect("metrics").body;
+    assert!(
+        metrics.contains("sbc_calls_answered_total{direction=\"outbound\"} 10"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sbc_sip_connections{side=\"inside\",transport=\"tcp\"}"),
+        "{metrics}"
+    );
+}

@@ -1,6 +1,7 @@
 //! Project automation. `cargo xtask setup` installs the toolchain and test dependencies;
 //! `cargo xtask test` runs the whole test suite the way CI does.
 
+mod demo;
 mod lab;
 mod setup;
 
@@ -29,6 +30,25 @@ enum Cmd {
     Test,
     /// Run the SBC on the shipped default configuration (config/sbc.toml), on loopback.
     Run,
+    /// Bring up the lab, run the SBC in it, place calls both ways with RTP, and show a live
+    /// summary until the time is up or Ctrl-C; then tear everything down.
+    Demo {
+        /// Seconds to place calls for.
+        #[arg(long, default_value_t = 60)]
+        duration: u64,
+        /// New calls per second in each direction.
+        #[arg(long, default_value_t = 1.0)]
+        rate: f64,
+        /// Seconds each call lasts.
+        #[arg(long, default_value_t = 8)]
+        call_seconds: u32,
+        /// Relay media in userspace only (media.xdp = "off").
+        #[arg(long)]
+        no_xdp: bool,
+        /// Root-namespace address forwarded to the SBC's admin API and /metrics.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        admin: std::net::SocketAddr,
+    },
     /// The network-namespace lab (pbx / sbc / carrier) for people; tests use the same code.
     Lab {
         #[command(subcommand)]
@@ -46,6 +66,13 @@ fn main() -> ExitCode {
         Cmd::Test => test(),
         Cmd::Run => run_sbc(),
         Cmd::Lab { action, id } => lab::run(action, &id),
+        Cmd::Demo {
+            duration,
+            rate,
+            call_seconds,
+            no_xdp,
+            admin,
+        } => demo::run(duration, rate, call_seconds, !no_xdp, admin),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -57,14 +84,14 @@ fn main() -> ExitCode {
 }
 
 /// The workspace root (xtask lives one level below it).
-fn root() -> std::path::PathBuf {
+pub(crate) fn root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(std::path::Path::to_path_buf)
         .unwrap_or_else(|| ".".into())
 }
 
-fn cargo(args: &[&str]) -> Result<()> {
+pub(crate) fn cargo(args: &[&str]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("xtask: cargo {}", args.join(" "));
     let status = Command::new(&cargo)

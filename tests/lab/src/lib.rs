@@ -3,7 +3,9 @@
 //! the pbx / sbc / carrier topology, processes ended by their own PID, a tiny HTTP client.
 #![forbid(unsafe_code)]
 
+pub mod demo;
 pub mod http;
 pub mod lab;
 pub mod netns;
 pub mod process;
+pub mod sipp;

@@ -39,7 +39,21 @@ pub struct MediaLab {
 impl MediaLab {
     /// Brings up a lab and starts `sbc` with `[media]` set to `media_toml`.
     pub fn start(prefix: &str, media_toml: &str) -> Self {
+        Self::start_with_transport(prefix, media_toml, false)
+    }
+
+    /// The same, with SIP over TCP on both sides (listeners, PBX and trunk) when `tcp`.
+    pub fn start_with_transport(prefix: &str, media_toml: &str, tcp: bool) -> Self {
         let lab = Lab::up(prefix).expect("lab up");
+        let (tcp_in, tcp_out, transport) = if tcp {
+            (
+                "tcp = [\"198.18.1.1:5060\"]",
+                "tcp = [\"198.18.2.1:5060\"]",
+                "transport = \"tcp\"",
+            )
+        } else {
+            ("", "", "")
+        };
         let instance = format!("t{}", lab.id);
         let config = std::env::temp_dir().join(format!("{instance}.toml"));
         let text = format!(
@@ -47,16 +61,20 @@ impl MediaLab {
 instance = "{instance}"
 [inside]
 udp = ["198.18.1.1:5060"]
+{tcp_in}
 media_address = "198.18.1.1"
 [outside]
 udp = ["198.18.2.1:5060"]
+{tcp_out}
 media_address = "198.18.2.1"
 [pbx]
 address = "198.18.1.2:5060"
 allow = ["198.18.1.0/24"]
+{transport}
 [[trunk]]
 name = "carrier"
 proxy = "198.18.2.2:5060"
+{transport}
 [media]
 interfaces = ["in0", "out0"]
 {media_toml}

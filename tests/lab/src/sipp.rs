@@ -8,7 +8,7 @@ use std::{
     process::{Command, Stdio},
 };
 
-use sbc_lab::process::Owned;
+use crate::process::Owned;
 
 /// SDP direction attribute used in offers and answers.
 #[derive(Debug, Clone, Copy)]
@@ -66,6 +66,9 @@ pub enum Step {
     },
     /// Wait.
     Pause { ms: u32 },
+    /// Start sending the RTP of a pcap file to the peer's SDP address (SIPp's
+    /// `play_pcap_audio`; runs alongside the following steps).
+    PlayPcap { path: &'static str },
 }
 
 /// A whole scenario: `uac` decides the tag used for our side (SIPpTag00 vs 01).
@@ -222,6 +225,12 @@ pub fn scenario(name: &str, uac: bool, steps: &[Step]) -> String {
             Step::Pause { ms } => {
                 let _ = writeln!(x, "<pause milliseconds=\"{ms}\"/>");
             }
+            Step::PlayPcap { path } => {
+                let _ = writeln!(
+                    x,
+                    "<nop><action><exec play_pcap_audio=\"{path}\"/></action></nop>"
+                );
+            }
         }
     }
     x.push_str("<ResponseTimeRepartition value=\"10, 20, 50, 100, 500\"/>\n</scenario>\n");
@@ -237,8 +246,7 @@ fn sdp_body(dir: Dir) -> String {
 
 /// Writes `xml` to a unique file in the temp dir; removed when the returned guard drops.
 pub fn write_scenario(name: &str, xml: &str) -> TempFile {
-    let path =
-        std::env::temp_dir().join(format!("sbc-{}-{name}.xml", sbc_lab::netns::unique("sc")));
+    let path = std::env::temp_dir().join(format!("sbc-{}-{name}.xml", crate::netns::unique("sc")));
     std::fs::write(&path, xml).expect("write scenario");
     TempFile(path)
 }
