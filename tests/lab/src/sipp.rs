@@ -133,7 +133,7 @@ pub fn scenario(name: &str, uac: bool, steps: &[Step]) -> String {
                 };
                 let _ = write!(
                     x,
-                    "<send><![CDATA[\nACK [next_url] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\nFrom: sipp <sip:sipp@[local_ip]:[local_port]>;tag={our_tag}\n[last_To:]\nCall-ID: [call_id]\nCSeq: {cseq} ACK\nMax-Forwards: 70\n{ct}Content-Length: [len]\n\n{body}]]></send>\n"
+                    "<send><![CDATA[\nACK [next_url] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n[routes]\nFrom: sipp <sip:sipp@[local_ip]:[local_port]>;tag={our_tag}\n[last_To:]\nCall-ID: [call_id]\nCSeq: {cseq} ACK\nMax-Forwards: 70\n{ct}Content-Length: [len]\n\n{body}]]></send>\n"
                 );
             }
             Step::AckNon2xx => {
@@ -177,7 +177,7 @@ pub fn scenario(name: &str, uac: bool, steps: &[Step]) -> String {
                 };
                 let _ = write!(
                     x,
-                    "<send retrans=\"500\"><![CDATA[\n{method} [next_url] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\nFrom: {from}\n{to}\nCall-ID: [call_id]\nCSeq: {cseq} {method}\nContact: <sip:sipp@[local_ip]:[local_port]>\nMax-Forwards: 70\n{ct}Content-Length: [len]\n\n{body}]]></send>\n"
+                    "<send retrans=\"500\"><![CDATA[\n{method} [next_url] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n[routes]\nFrom: {from}\n{to}\nCall-ID: [call_id]\nCSeq: {cseq} {method}\nContact: <sip:sipp@[local_ip]:[local_port]>\nMax-Forwards: 70\n{ct}Content-Length: [len]\n\n{body}]]></send>\n"
                 );
             }
             Step::RecvRequest { method }
