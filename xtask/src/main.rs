@@ -1,6 +1,7 @@
 //! Project automation. `cargo xtask setup` installs the toolchain and test dependencies;
 //! `cargo xtask test` runs the whole test suite the way CI does.
 
+mod bench;
 mod lab;
 mod setup;
 
@@ -29,6 +30,11 @@ enum Cmd {
     Test,
     /// Run the SBC on the shipped default configuration (config/sbc.toml), on loopback.
     Run,
+    /// Benchmarks (need root); results go to bench/results/.
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+    },
     /// The network-namespace lab (pbx / sbc / carrier) for people; tests use the same code.
     Lab {
         #[command(subcommand)]
@@ -39,6 +45,13 @@ enum Cmd {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum BenchWhat {
+    /// Media relay packets/s and µs/packet: sbc userspace, sbc XDP, rtpengine, bare XDP;
+    /// 1 and 1,000 streams (a few minutes, bounded).
+    Media,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -46,6 +59,9 @@ fn main() -> ExitCode {
         Cmd::Test => test(),
         Cmd::Run => run_sbc(),
         Cmd::Lab { action, id } => lab::run(action, &id),
+        Cmd::Bench {
+            what: BenchWhat::Media,
+        } => bench::media(&root()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
