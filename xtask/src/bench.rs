@@ -7,8 +7,9 @@
 //! - 1 and 1,000 streams (pbx → carrier direction), flat out;
 //! - the generator runs on CPU 0 in the pbx namespace; the whole forwarding path — the relay
 //!   process, the veths' NAPI (threaded, pinned) and the receiving veth's XDP drop counter — on
-//!   CPU 1, whose busy time (from /proc/stat) divided by the packets that reached the carrier is
-//!   the primary figure, µs/packet; pps is secondary (on 2 vCPUs the generator may be the limit);
+//!   CPU 1. The CPU time of those tasks (per-task schedstat, so other load on this shared VM
+//!   does not pollute it) divided by the packets that reached the carrier is the primary
+//!   figure, µs/packet; pps is secondary (on 2 vCPUs the generator may be the limit);
 //! - systems interleaved, 3 repetitions, medians; every trial bounded in time and packets.
 
 use std::{
@@ -56,7 +57,8 @@ SEC("xdp") int bare(struct xdp_md *ctx) {
 char _license[] SEC("license") = "GPL";
 "#;
 
-/// The carrier's sink: drops (and so counts, in veth's `xdp_drops`) the relayed stream packets.
+/// The carrier's sink: drops (and so counts, in veth's `xdp_drops`) the relayed stream packets
+/// (UDP to ports >= 10000; the bare forwarder leaves the relay port as destination).
 const SINK_C: &str = r#"
 #define SEC(n) __attribute__((section(n), used))
 struct xdp_md { unsigned int data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex; };
@@ -65,7 +67,7 @@ SEC("xdp") int sink(struct xdp_md *ctx) {
     if (d + 14 + 20 + 8 > end) return 2;
     if (d[12] != 0x08 || d[13] != 0x00 || d[14 + 9] != 17) return 2;
     unsigned int dport = (d[14 + 20 + 2] << 8) | d[14 + 20 + 3];
-    return dport >= 30000 ? 1 : 2;
+    return dport >= 10000 ? 1 : 2;
 }
 char _license[] SEC("license") = "GPL";
 "#;
@@ -145,7 +147,7 @@ fn run_all(root: &Path, sbc: &Path, work: &Path) -> Result<()> {
         &lab.carrier,
         &format!("ip link set dev car0 xdpdrv obj {} sec xdp", sink.display()),
     )?;
-    pin_napi_threads()?;
+    let napi = pin_napi_threads()?;
     let out0_ifindex = ifindex(&lab.sbc, "out0")?;
     let car_mac = mac(&lab.carrier, "car0")?;
     let out_mac = mac(&lab.sbc, "out0")?;
@@ -170,10 +172,10 @@ fn run_all(root: &Path, sbc: &Path, work: &Path) -> Result<()> {
                     system.name()
                 );
                 let trial = match system {
-                    System::Bare => trial_bare(&lab, &bare, streams),
-                    System::Xdp => trial_sbc(&lab, sbc, work, streams, true),
-                    System::Userspace => trial_sbc(&lab, sbc, work, streams, false),
-                    System::Rtpengine => trial_rtpengine(&lab, streams),
+                    System::Bare => trial_bare(&lab, &napi, &bare, streams),
+                    System::Xdp => trial_sbc(&lab, &napi, sbc, work, streams, true),
+                    System::Userspace => trial_sbc(&lab, &napi, sbc, work, streams, false),
+                    System::Rtpengine => trial_rtpengine(&lab, &napi, streams),
                 }
                 .with_context(|| format!("{} with {streams} streams", system.name()))?;
                 eprintln!(
@@ -221,6 +223,8 @@ fn render(results: &BTreeMap<(usize, System), Vec<Trial>>) -> Result<String> {
         "Machine: {cpu}, {} vCPUs, Linux {}; rtpengine {}. Lab: veth pairs between network \
          namespaces (pbx → sbc → carrier). Generator on CPU {GEN_CPU}; forwarding path (relay \
          process, threaded NAPI of the veths, the carrier's XDP sink) on CPU {FWD_CPU}. \
+         CPU cost: per-task CPU time (schedstat) of the forwarding path's tasks (relay \
+         process, NAPI kthreads), exact even when other work shares the CPU. \
          Offered load: flat out, {}-s trials of 172-byte RTP packets, round-robin over the \
          streams. Medians of {REPS} interleaved repetitions.\n",
         thread::available_parallelism().map_or(0, usize::from),
@@ -230,7 +234,7 @@ fn render(results: &BTreeMap<(usize, System), Vec<Trial>>) -> Result<String> {
     )?;
     writeln!(
         out,
-        "| streams | system | forwarded pps | µs/packet (CPU {FWD_CPU}) | CPU s per 1M packets | loss |"
+        "| streams | system | forwarded pps | µs/packet | CPU s per 1M packets | loss |"
     )?;
     writeln!(out, "| ---: | --- | ---: | ---: | ---: | ---: |")?;
     let mut med: BTreeMap<(usize, System), (f64, f64)> = BTreeMap::new();
@@ -269,7 +273,7 @@ fn render(results: &BTreeMap<(usize, System), Vec<Trial>>) -> Result<String> {
     }
     writeln!(
         out,
-        "\nRaw trials (sent, forwarded, CPU {FWD_CPU} busy seconds):\n"
+        "\nRaw trials (sent / forwarded / forwarding-path CPU seconds):\n"
     )?;
     for ((streams, system), trials) in results {
         let raw: Vec<String> = trials
@@ -308,9 +312,9 @@ fn prepare_lab(lab: &Lab) -> Result<()> {
     Ok(())
 }
 
-/// Pins the lab's NAPI kthreads (named `napi/<if>-<id>`) to the forwarding CPU.
-fn pin_napi_threads() -> Result<()> {
-    let mut n = 0;
+/// Pins the lab's NAPI kthreads (named `napi/<if>-<id>`) to the forwarding CPU; returns them.
+fn pin_napi_threads() -> Result<Vec<u32>> {
+    let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc")? {
         let entry = entry?;
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -323,16 +327,31 @@ fn pin_napi_threads() -> Result<()> {
             .any(|p| comm.starts_with(p))
         {
             run("taskset", &["-pc", &FWD_CPU.to_string(), &pid.to_string()])?;
-            n += 1;
+            pids.push(pid);
         }
     }
-    if n == 0 {
+    if pids.is_empty() {
         bail!("no threaded NAPI kthreads found for the lab's veths");
     }
-    Ok(())
+    Ok(pids)
 }
 
-fn trial_bare(lab: &Lab, obj: &Path, streams: usize) -> Result<Trial> {
+/// CPU nanoseconds consumed so far by every thread of `pid` (`/proc/PID/task/*/schedstat`).
+/// Charged per task, this stays exact while other work shares the CPU (the VM is shared).
+fn task_cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| {
+            let path = t.ok()?.path().join("schedstat");
+            let text = std::fs::read_to_string(path).ok()?;
+            text.split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+fn trial_bare(lab: &Lab, napi: &[u32], obj: &Path, streams: usize) -> Result<Trial> {
     sh_ns(
         &lab.sbc,
         &format!("ip link set dev in0 xdpdrv obj {} sec xdp", obj.display()),
@@ -340,7 +359,7 @@ fn trial_bare(lab: &Lab, obj: &Path, streams: usize) -> Result<Trial> {
     let targets: Vec<SocketAddr> = (0..streams)
         .map(|i| SocketAddr::from(([198, 18, 1, 1], 10_000 + 2 * port_off(i))))
         .collect();
-    let t = measure(lab, &targets);
+    let t = measure(lab, napi, &targets);
     sh_ns(&lab.sbc, "ip link set dev in0 xdpdrv off")?;
     t
 }
@@ -349,7 +368,14 @@ fn port_off(i: usize) -> u16 {
     u16::try_from(i).unwrap_or(u16::MAX)
 }
 
-fn trial_sbc(lab: &Lab, sbc: &Path, work: &Path, streams: usize, xdp: bool) -> Result<Trial> {
+fn trial_sbc(
+    lab: &Lab,
+    napi: &[u32],
+    sbc: &Path,
+    work: &Path,
+    streams: usize,
+    xdp: bool,
+) -> Result<Trial> {
     let instance = format!("bench{}", std::process::id());
     let config = work.join("sbc.toml");
     std::fs::write(
@@ -465,13 +491,15 @@ listen = "127.0.0.1:8080"
             bail!("XDP mappings not installed");
         }
     }
-    let t = measure(lab, &targets);
+    let mut tasks = napi.to_vec();
+    tasks.push(guard.0.id());
+    let t = measure(lab, &tasks, &targets);
     guard.term();
     let _ = std::fs::remove_dir_all(&pins);
     t
 }
 
-fn trial_rtpengine(lab: &Lab, streams: usize) -> Result<Trial> {
+fn trial_rtpengine(lab: &Lab, napi: &[u32], streams: usize) -> Result<Trial> {
     // Restarted before each trial: it drops a stream for good after queue overflows.
     let child = Command::new("taskset")
         .args(["-c", &FWD_CPU.to_string(), "nsenter"])
@@ -550,21 +578,22 @@ fn trial_rtpengine(lab: &Lab, streams: usize) -> Result<Trial> {
             .nth(1)
             .and_then(|r| r.split(' ').next())
             .and_then(|p| p.parse::<u16>().ok())
-            .context("rtpengine answer without m=audio port")?;
+            .with_context(|| format!("rtpengine answer without m=audio port: {answer}"))?;
         targets.push(SocketAddr::from(([198, 18, 1, 1], port)));
     }
-    let t = measure(lab, &targets);
+    let mut tasks = napi.to_vec();
+    tasks.push(guard.0.id());
+    let t = measure(lab, &tasks, &targets);
     guard.term();
     t
 }
 
 /// Sends one ng command (bencode over UDP) and returns the reply text.
 fn ng_call(s: &UdpSocket, command: &str, args: &[(&str, &str)]) -> Result<String> {
-    let mut msg = format!(
-        "cookie{} d7:command{}:{command}",
-        std::process::id(),
-        command.len()
-    );
+    // rtpengine answers a repeated cookie from its cache: every message needs its own.
+    static COOKIE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let cookie = COOKIE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut msg = format!("c{cookie} d7:command{}:{command}", command.len());
     for (k, v) in args {
         write!(msg, "{}:{k}", k.len())?;
         if v.starts_with('l') && v.ends_with('e') && *k == "direction" {
@@ -605,8 +634,9 @@ fn rtp(seq: u16, ssrc: u32) -> [u8; 172] {
 }
 
 /// Sends flat out from the pbx namespace (pinned to the generator CPU) for [`TRIAL`], and
-/// measures what reached the carrier's sink and the forwarding CPU's busy time.
-fn measure(lab: &Lab, targets: &[SocketAddr]) -> Result<Trial> {
+/// measures what reached the carrier's sink and the CPU time of the forwarding path's tasks
+/// (`tasks`: the NAPI kthreads and the relay process).
+fn measure(lab: &Lab, tasks: &[u32], targets: &[SocketAddr]) -> Result<Trial> {
     let sockets: Vec<UdpSocket> = {
         let _in = netns::enter(&lab.pbx)?;
         (0..targets.len())
@@ -616,7 +646,7 @@ fn measure(lab: &Lab, targets: &[SocketAddr]) -> Result<Trial> {
     let targets = targets.to_vec();
     thread::sleep(Duration::from_millis(300));
     let drops0 = sink_drops(&lab.carrier)?;
-    let cpu0 = cpu_times(FWD_CPU)?;
+    let cpu0: u64 = tasks.iter().map(|&p| task_cpu_ns(p)).sum();
     let start = Instant::now();
     let sent = thread::spawn(move || {
         let mut cpus = nix::sched::CpuSet::new();
@@ -644,32 +674,14 @@ fn measure(lab: &Lab, targets: &[SocketAddr]) -> Result<Trial> {
     let secs = start.elapsed().as_secs_f64();
     // Let the queues drain before reading the counters.
     thread::sleep(Duration::from_millis(300));
-    let cpu1 = cpu_times(FWD_CPU)?;
+    let cpu1: u64 = tasks.iter().map(|&p| task_cpu_ns(p)).sum();
     let drops1 = sink_drops(&lab.carrier)?;
     Ok(Trial {
         sent,
         forwarded: drops1 - drops0,
         secs,
-        busy_secs: (cpu1.0 - cpu0.0) / 100.0,
+        busy_secs: cpu1.saturating_sub(cpu0) as f64 / 1e9,
     })
-}
-
-/// (busy, total) jiffies of `cpu` from /proc/stat (busy excludes idle and iowait).
-fn cpu_times(cpu: usize) -> Result<(f64, f64)> {
-    let stat = std::fs::read_to_string("/proc/stat")?;
-    let prefix = format!("cpu{cpu} ");
-    let line = stat
-        .lines()
-        .find(|l| l.starts_with(&prefix))
-        .context("cpu line in /proc/stat")?;
-    let v: Vec<f64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    let total: f64 = v.iter().take(8).sum();
-    let idle = v.get(3).copied().unwrap_or(0.0) + v.get(4).copied().unwrap_or(0.0);
-    Ok((total - idle, total))
 }
 
 /// Packets the carrier's sink dropped (= received relayed packets), from veth's stats.
