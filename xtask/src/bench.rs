@@ -225,7 +225,11 @@ fn render(results: &BTreeMap<(usize, System), Vec<Trial>>) -> Result<String> {
         .unwrap_or("?")
         .trim()
         .to_owned();
-    let rtpengine = cmd_out("rtpengine", &["--version"]).unwrap_or_default();
+    let rtpengine = cmd_out(
+        "dpkg-query",
+        &["-W", "-f", "${Version}", "rtpengine-daemon"],
+    )
+    .unwrap_or_else(|_| "?".into());
     writeln!(out, "# Media relay benchmark (`cargo xtask bench media`)\n")?;
     writeln!(
         out,
@@ -446,7 +450,8 @@ listen = "127.0.0.1:8080"
             if xdp { "native" } else { "off" }
         ),
     )?;
-    let pins = PathBuf::from("/sys/fs/bpf/sbc").join(&instance);
+    // Removed on every exit from this function (pinned links and maps outlive sbc by design).
+    let pins = PinDir(PathBuf::from("/sys/fs/bpf/sbc").join(&instance));
     let child = Command::new("taskset")
         .args(["-c", &FWD_CPU.to_string(), "nsenter"])
         .arg(format!("--net=/run/netns/{}", lab.sbc))
@@ -544,7 +549,7 @@ listen = "127.0.0.1:8080"
         search(|rate| measure(lab, &tasks, &targets, Some(rate)))
     };
     guard.term();
-    let _ = std::fs::remove_dir_all(&pins);
+    drop(pins);
     t
 }
 
@@ -875,6 +880,15 @@ impl Drop for ChildGuard {
         if matches!(self.0.try_wait(), Ok(None)) {
             self.term();
         }
+    }
+}
+
+/// An sbc instance's bpffs pin directory, removed on drop.
+struct PinDir(PathBuf);
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
