@@ -37,8 +37,19 @@ pub struct MediaLab {
 }
 
 impl MediaLab {
-    /// Brings up a lab and starts `sbc` with `[media]` set to `media_toml`.
+    /// Brings up a lab and starts `sbc` with `[media]` set to `media_toml`, relaying on the
+    /// lab's IPv4 addresses.
     pub fn start(prefix: &str, media_toml: &str) -> Self {
+        Self::start_with(prefix, false, media_toml)
+    }
+
+    /// The same, relaying on the lab's IPv6 addresses when `ipv6`.
+    pub fn start_with(prefix: &str, ipv6: bool, media_toml: &str) -> Self {
+        let (inside, outside) = if ipv6 {
+            ("fd00:5bc:1::1", "fd00:5bc:2::1")
+        } else {
+            ("198.18.1.1", "198.18.2.1")
+        };
         let lab = Lab::up(prefix).expect("lab up");
         let instance = format!("t{}", lab.id);
         let config = std::env::temp_dir().join(format!("{instance}.toml"));
@@ -47,10 +58,10 @@ impl MediaLab {
 instance = "{instance}"
 [inside]
 udp = ["198.18.1.1:5060"]
-media_address = "198.18.1.1"
+media_address = "{inside}"
 [outside]
 udp = ["198.18.2.1:5060"]
-media_address = "198.18.2.1"
+media_address = "{outside}"
 [pbx]
 address = "198.18.1.2:5060"
 allow = ["198.18.1.0/24"]
@@ -67,7 +78,12 @@ listen = "{ADMIN}"
         std::fs::write(&config, text).expect("write config");
         // bpf_fib_lookup (the XDP program's next-hop resolution) requires forwarding enabled
         // on the ingress interface; see docs/media.md.
-        for (fam, ifname) in [("ipv4", "in0"), ("ipv4", "out0")] {
+        for (fam, ifname) in [
+            ("ipv4", "in0"),
+            ("ipv4", "out0"),
+            ("ipv6", "in0"),
+            ("ipv6", "out0"),
+        ] {
             let key = format!("net.{fam}.conf.{ifname}.forwarding=1");
             let ok = std::process::Command::new("ip")
                 .args(["netns", "exec", &lab.sbc, "sysctl", "-qw", &key])
