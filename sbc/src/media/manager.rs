@@ -305,6 +305,10 @@ impl MediaManager {
         let mut adopted = Vec::new();
         let mut used: Vec<MappingKey> = Vec::new();
         for (key, m) in &found {
+            // With one address on both sides, the partner key also looks like an inside one.
+            if used.contains(key) {
+                continue;
+            }
             let Some(in_port) = endpoint_port(key, s.inside.bind) else {
                 continue;
             };
