@@ -571,8 +571,7 @@ impl Inner {
         }
     }
 
-    /// Opens one stream: a pair on each side, four sockets, four tasks. `ports` forces the
-    /// pairs (adoption); otherwise they come from the pools.
+    /// Opens one stream: a pair from each side's pool, four sockets, four tasks.
     fn open_stream(
         &self,
         id: SessionId,
