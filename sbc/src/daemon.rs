@@ -143,6 +143,17 @@ pub async fn run(config: Config) -> Result<(), RunError> {
 /// userspace relay forwards everything, and the reason is logged once and reported.
 fn start_xdp(config: &Config) -> (Option<Arc<parking_lot::Mutex<XdpRelay>>>, XdpStatus) {
     let media = &config.media;
+    let pin = xdp::pin_dir(&config.general.instance);
+    if (media.xdp == XdpMode::Off || media.interfaces.is_empty()) && pin.exists() {
+        // A previous run of this instance left its fast path attached; with XDP now off it
+        // would keep forwarding mappings nobody manages.
+        match xdp::remove_pins(&pin) {
+            Ok(n) => tracing::warn!(dir = %pin.display(), objects = n,
+                "XDP is off: removed the pinned fast path of a previous run"),
+            Err(e) => tracing::warn!(dir = %pin.display(), error = %e,
+                "XDP is off but the pinned fast path of a previous run could not be removed"),
+        }
+    }
     if media.xdp == XdpMode::Off {
         tracing::info!("XDP fast path off (media.xdp = \"off\"); media relayed in userspace");
         return (
@@ -161,7 +172,6 @@ fn start_xdp(config: &Config) -> (Option<Arc<parking_lot::Mutex<XdpRelay>>>, Xdp
             },
         );
     }
-    let pin = xdp::pin_dir(&config.general.instance);
     let relay = XdpRelay::load(Some(&pin)).or_else(|e| {
         tracing::warn!(error = %e, dir = %pin.display(), "pinned XDP load failed; trying unpinned");
         XdpRelay::load(None)

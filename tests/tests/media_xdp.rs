@@ -99,6 +99,32 @@ fn xdp_carries_latched_stream_and_drops_strict_source_intruders() {
         "{v}"
     );
 
+    // RTCP on the RTP port (as with rtcp-mux) is handed up by XDP, so userspace reads the
+    // receiver report (fraction lost 25/256, 42 lost, jitter 77) and relays it.
+    let pass_rtcp_before = lab.xdp_counter("pass_rtcp");
+    let mut rr = vec![0x81, 201, 0, 7];
+    rr.extend_from_slice(&0x1111u32.to_be_bytes());
+    rr.extend_from_slice(&0x2222u32.to_be_bytes());
+    rr.extend_from_slice(&[25, 0, 0, 42]);
+    rr.extend_from_slice(&100u32.to_be_bytes());
+    rr.extend_from_slice(&77u32.to_be_bytes());
+    rr.extend_from_slice(&[0; 8]);
+    pbx.send_to(&rr, in_relay).expect("send RTCP");
+    let mut report = serde_json::Value::Null;
+    for _ in 0..20 {
+        report =
+            lab.json("GET", &session, None, 200)["streams"][0]["inside"]["rtcp_report"].clone();
+        if !report.is_null() {
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(report["fraction_lost"], 25, "{report}");
+    assert_eq!(report["cumulative_lost"], 42, "{report}");
+    assert_eq!(report["jitter"], 77, "{report}");
+    assert!(lab.xdp_counter("pass_rtcp") > pass_rtcp_before);
+    let user_before = lab.userspace_packets();
+
     // Strict source: an intruder on the carrier side aims at the outside relay port.
     let intruder = lab.socket(false, "198.18.2.2:6666");
     let dropped_before = lab.xdp_counter("drop_strict_source");

@@ -1,6 +1,7 @@
 //! Project automation. `cargo xtask setup` installs the toolchain and test dependencies;
 //! `cargo xtask test` runs the whole test suite the way CI does.
 
+mod bench;
 mod demo;
 mod lab;
 mod setup;
@@ -49,6 +50,11 @@ enum Cmd {
         #[arg(long, default_value = "127.0.0.1:8080")]
         admin: std::net::SocketAddr,
     },
+    /// Benchmarks (need root); results go to bench/results/.
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+    },
     /// The network-namespace lab (pbx / sbc / carrier) for people; tests use the same code.
     Lab {
         #[command(subcommand)]
@@ -57,6 +63,13 @@ enum Cmd {
         #[arg(long, default_value = "sbclab", global = true)]
         id: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchWhat {
+    /// Media relay packets/s and µs/packet: sbc userspace, sbc XDP, rtpengine, bare XDP;
+    /// 1 and 1,000 streams (a few minutes, bounded).
+    Media,
 }
 
 fn main() -> ExitCode {
@@ -73,6 +86,9 @@ fn main() -> ExitCode {
             no_xdp,
             admin,
         } => demo::run(duration, rate, call_seconds, !no_xdp, admin),
+        Cmd::Bench {
+            what: BenchWhat::Media,
+        } => bench::media(&root()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

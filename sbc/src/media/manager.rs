@@ -148,6 +148,8 @@ struct Inner {
     next_id: AtomicU64,
     xdp: Option<Arc<Mutex<XdpRelay>>>,
     events: Mutex<VecDeque<MediaEvent>>,
+    /// Signalled when an event is queued, so the call layer's driver can wait for events.
+    events_ready: tokio::sync::Notify,
     metrics: MediaMetrics,
     latched_tx: mpsc::UnboundedSender<(SessionId, usize)>,
     runtime: tokio::runtime::Handle,
@@ -197,6 +199,7 @@ impl MediaManager {
             next_id: AtomicU64::new(1),
             xdp,
             events: Mutex::new(VecDeque::new()),
+            events_ready: tokio::sync::Notify::new(),
             metrics,
             latched_tx,
             runtime: tokio::runtime::Handle::current(),
@@ -221,6 +224,12 @@ impl MediaManager {
             }
         });
         Self { inner }
+    }
+
+    /// Completes when an event may be waiting for [`MediaControl::poll_event`] (the call
+    /// layer's driver selects on this, then drains `poll_event`).
+    pub async fn event_ready(&self) {
+        self.inner.events_ready.notified().await;
     }
 
     /// The settings in force.
@@ -296,6 +305,10 @@ impl MediaManager {
         let mut adopted = Vec::new();
         let mut used: Vec<MappingKey> = Vec::new();
         for (key, m) in &found {
+            // With one address on both sides, the partner key also looks like an inside one.
+            if used.contains(key) {
+                continue;
+            }
             let Some(in_port) = endpoint_port(key, s.inside.bind) else {
                 continue;
             };
@@ -558,8 +571,7 @@ impl Inner {
         }
     }
 
-    /// Opens one stream: a pair on each side, four sockets, four tasks. `ports` forces the
-    /// pairs (adoption); otherwise they come from the pools.
+    /// Opens one stream: a pair from each side's pool, four sockets, four tasks.
     fn open_stream(
         &self,
         id: SessionId,
@@ -884,6 +896,8 @@ impl Inner {
                 ev.pop_front();
             }
             ev.push_back(MediaEvent::Timeout(id));
+            drop(ev);
+            self.events_ready.notify_one();
         }
     }
 
@@ -1136,6 +1150,66 @@ mod tests {
     fn manager(min: u16, max: u16) -> MediaManager {
         let m = Metrics::new().expect("metrics");
         MediaManager::new(settings(min, max), None, m.media)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn strict_source_drops_strangers_in_userspace() {
+        let mut s = settings(41_500, 41_599);
+        s.strict_source = true;
+        let metrics = Metrics::new().expect("metrics");
+        let mut m = MediaManager::new(s, None, metrics.media.clone());
+        let pbx = std::net::UdpSocket::bind("127.0.0.1:0").expect("pbx");
+        let stranger = std::net::UdpSocket::bind("127.0.0.1:0").expect("stranger");
+        let carrier = std::net::UdpSocket::bind("127.0.0.1:0").expect("carrier");
+        carrier
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .expect("timeout");
+        let pbx_addr = pbx.local_addr().expect("addr");
+        let a = m
+            .allocate(Leg::Inside, &[StreamDesc::new(LO, pbx_addr.port())])
+            .expect("offer");
+        let carrier_port = carrier.local_addr().expect("addr").port();
+        m.commit(
+            a.session,
+            Leg::Outside,
+            &[StreamDesc::new(LO, carrier_port)],
+        )
+        .expect("answer");
+        let in_relay = SocketAddr::new(LO, a.streams[0].inside.rtp_port);
+        let mut buf = [0u8; 64];
+        pbx.send_to(&[0x80; 20], in_relay).expect("send");
+        carrier.recv_from(&mut buf).expect("latched peer relayed");
+        stranger.send_to(&[0x80; 20], in_relay).expect("send");
+        assert!(carrier.recv_from(&mut buf).is_err(), "stranger relayed");
+        let v = m.session_view(a.session).expect("view");
+        assert_eq!(v.streams[0].inside.dropped, 1);
+        assert_eq!(
+            v.streams[0].inside.latched.as_deref(),
+            Some(pbx_addr.to_string().as_str())
+        );
+        assert_eq!(
+            metrics
+                .media
+                .user_dropped
+                .with_label_values(&["strict_source"])
+                .get(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn event_ready_wakes_on_timeout() {
+        let mut m = manager(41_600, 41_699);
+        let a = m
+            .allocate(Leg::Inside, &[StreamDesc::new(LO, 4000)])
+            .expect("offer");
+        m.commit(a.session, Leg::Outside, &[StreamDesc::new(LO, 6000)])
+            .expect("answer");
+        m.tick(Instant::now() + Duration::from_secs(61));
+        tokio::time::timeout(Duration::from_secs(1), m.event_ready())
+            .await
+            .expect("woken");
+        assert_eq!(m.poll_event(), Some(MediaEvent::Timeout(a.session)));
     }
 
     #[tokio::test]

@@ -169,15 +169,22 @@ pub(crate) async fn socket_loop(stream: Arc<StreamShared>, leg: Leg, port: Port)
             return;
         }
         let now = Instant::now();
+        let mut drained = false;
         for _ in 0..BATCH {
             match socket.try_recv_from(&mut buf) {
                 Ok((n, src)) => stream.forward(leg, port, &buf[..n], src, now),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    drained = true;
+                    break;
+                }
                 // ICMP-induced errors on an unconnected socket concern one earlier send only.
                 Err(_) => break,
             }
         }
-        tokio::task::yield_now().await;
+        if !drained {
+            // A full batch: let the other streams' tasks run before draining more.
+            tokio::task::yield_now().await;
+        }
     }
 }
 

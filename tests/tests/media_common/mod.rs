@@ -37,13 +37,29 @@ pub struct MediaLab {
 }
 
 impl MediaLab {
-    /// Brings up a lab and starts `sbc` with `[media]` set to `media_toml`.
+    /// Brings up a lab and starts `sbc` with `[media]` set to `media_toml`, relaying on the
+    /// lab's IPv4 addresses.
     pub fn start(prefix: &str, media_toml: &str) -> Self {
-        Self::start_with_transport(prefix, media_toml, false)
+        Self::start_full(prefix, false, media_toml, false)
+    }
+
+    /// The same, relaying on the lab's IPv6 addresses when `ipv6`.
+    pub fn start_with(prefix: &str, ipv6: bool, media_toml: &str) -> Self {
+        Self::start_full(prefix, ipv6, media_toml, false)
     }
 
     /// The same, with SIP over TCP on both sides (listeners, PBX and trunk) when `tcp`.
     pub fn start_with_transport(prefix: &str, media_toml: &str, tcp: bool) -> Self {
+        Self::start_full(prefix, false, media_toml, tcp)
+    }
+
+    /// IPv6 media addresses when `ipv6`; SIP over TCP when `tcp`.
+    pub fn start_full(prefix: &str, ipv6: bool, media_toml: &str, tcp: bool) -> Self {
+        let (inside, outside) = if ipv6 {
+            ("fd00:5bc:1::1", "fd00:5bc:2::1")
+        } else {
+            ("198.18.1.1", "198.18.2.1")
+        };
         let lab = Lab::up(prefix).expect("lab up");
         let (tcp_in, tcp_out, transport) = if tcp {
             (
@@ -62,11 +78,11 @@ instance = "{instance}"
 [inside]
 udp = ["198.18.1.1:5060"]
 {tcp_in}
-media_address = "198.18.1.1"
+media_address = "{inside}"
 [outside]
 udp = ["198.18.2.1:5060"]
 {tcp_out}
-media_address = "198.18.2.1"
+media_address = "{outside}"
 [pbx]
 address = "198.18.1.2:5060"
 allow = ["198.18.1.0/24"]
@@ -85,7 +101,12 @@ listen = "{ADMIN}"
         std::fs::write(&config, text).expect("write config");
         // bpf_fib_lookup (the XDP program's next-hop resolution) requires forwarding enabled
         // on the ingress interface; see docs/media.md.
-        for (fam, ifname) in [("ipv4", "in0"), ("ipv4", "out0")] {
+        for (fam, ifname) in [
+            ("ipv4", "in0"),
+            ("ipv4", "out0"),
+            ("ipv6", "in0"),
+            ("ipv6", "out0"),
+        ] {
             let key = format!("net.{fam}.conf.{ifname}.forwarding=1");
             let ok = std::process::Command::new("ip")
                 .args(["netns", "exec", &lab.sbc, "sysctl", "-qw", &key])
