@@ -8,11 +8,7 @@ mod media_common;
 use std::{thread, time::Duration};
 
 use media_common::MediaLab;
-use nix::sys::signal::Signal;
-use sbc_e2e::{
-    process::Owned,
-    sipp::{self, Dir, Step::*},
-};
+use sbc_e2e::sipp::{self, Dir, Step::*};
 
 const PBX: &str = "198.18.1.2:5060";
 const CARRIER: &str = "198.18.2.2:5060";
@@ -396,6 +392,66 @@ fn flows() -> Vec<Flow> {
                 },
             ],
         },
+        Flow {
+            name: "reliable 180 with PRACK (RFC 3262)",
+            outbound: true,
+            caller: vec![
+                InviteRel,
+                Recv {
+                    code: 100,
+                    optional: true,
+                },
+                RecvReliable { code: 180 },
+                Prack { cseq: 2 },
+                Recv {
+                    code: 200,
+                    optional: false,
+                },
+                Recv {
+                    code: 200,
+                    optional: false,
+                },
+                Ack2xx {
+                    sdp: false,
+                    cseq: 1,
+                },
+                InDialog {
+                    method: "BYE",
+                    cseq: 3,
+                    sdp: None,
+                    uac: true,
+                },
+                Recv {
+                    code: 200,
+                    optional: false,
+                },
+            ],
+            callee: vec![
+                RecvRequest { method: "INVITE" },
+                RespondReliable {
+                    code: 180,
+                    reason: "Ringing",
+                },
+                RecvRequest { method: "PRACK" },
+                Respond {
+                    code: 200,
+                    reason: "OK",
+                    sdp: None,
+                },
+                RespondToSavedInvite {
+                    code: 200,
+                    reason: "OK",
+                    sdp: Some(Dir::SendRecv),
+                },
+                RecvRequest { method: "ACK" },
+                RecvRequest { method: "BYE" },
+                Respond {
+                    code: 200,
+                    reason: "OK",
+                    sdp: None,
+                },
+            ],
+        },
         rejected(486, "Busy Here"),
         rejected(503, "Service Unavailable"),
         rejected(603, "Decline"),
@@ -409,28 +465,7 @@ fn call_flows_through_the_sbc() {
         return;
     }
     let lab = MediaLab::start("scf", "xdp = \"off\"");
-    let pcap = std::env::temp_dir().join(format!("{}-flows.pcap", lab.instance));
-    let child = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.lab.carrier,
-            "tshark",
-            "-q",
-            "-i",
-            "car0",
-            "-f",
-            "udp",
-            "-w",
-        ])
-        .arg(&pcap)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start tshark");
-    let mut tshark = Owned::new("tshark", child);
-    thread::sleep(Duration::from_millis(1500));
+    let capture = sbc_e2e::capture::Capture::start(&lab.lab.carrier, "car0").expect("capture");
 
     let mut pbx_pids = Vec::new();
     let mut failures = Vec::new();
@@ -463,10 +498,7 @@ fn call_flows_through_the_sbc() {
             failures.push(format!("{}: caller {a:?}, callee {b:?}", flow.name));
         }
     }
-    tshark.signal(Signal::SIGINT);
-    let _ = tshark.wait_timeout(Duration::from_secs(10));
-    let bytes = std::fs::read(&pcap).expect("read capture");
-    let _ = std::fs::remove_file(&pcap);
+    let bytes = capture.stop();
     assert!(
         failures.is_empty(),
         "flows failed:\n{}",

@@ -11,7 +11,6 @@ use std::{
 };
 
 use media_common::MediaLab;
-use nix::sys::signal::Signal;
 use sbc_e2e::process::Owned;
 
 const CALLS: &str = "10";
@@ -37,23 +36,6 @@ fn sipp(ns: &str, args: &[&str]) -> Owned {
     Owned::new("sipp", child)
 }
 
-/// Starts a capture on `ifname` in `ns`; stop it with SIGINT and read the file.
-fn capture(ns: &str, ifname: &str, file: &std::path::Path) -> Owned {
-    let child = Command::new("ip")
-        .args([
-            "netns", "exec", ns, "tshark", "-q", "-i", ifname, "-f", "udp", "-w",
-        ])
-        .arg(file)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tshark (cargo xtask setup installs it)");
-    // tshark needs a moment to open the interface.
-    thread::sleep(Duration::from_millis(1500));
-    Owned::new("tshark", child)
-}
-
 fn wait_ok(mut p: Owned, what: &str) {
     let status = p
         .wait_timeout(Duration::from_secs(90))
@@ -70,8 +52,7 @@ fn sipp_calls_both_directions_with_nothing_from_inside_on_the_carrier_link() {
         return;
     }
     let lab = MediaLab::start("ssc", "xdp = \"off\"");
-    let pcap = std::env::temp_dir().join(format!("{}-carrier.pcap", lab.instance));
-    let tshark = capture(&lab.lab.carrier, "car0", &pcap);
+    let capture = sbc_e2e::capture::Capture::start(&lab.lab.carrier, "car0").expect("capture");
 
     // PBX → carrier.
     let uas = sipp(
@@ -133,11 +114,7 @@ fn sipp_calls_both_directions_with_nothing_from_inside_on_the_carrier_link() {
     wait_ok(uac, "inbound SIPp uac (carrier)");
     wait_ok(uas, "inbound SIPp uas (PBX)");
 
-    tshark.signal(Signal::SIGINT);
-    let mut tshark = tshark;
-    let _ = tshark.wait_timeout(Duration::from_secs(10));
-    let bytes = std::fs::read(&pcap).expect("read capture");
-    let _ = std::fs::remove_file(&pcap);
+    let bytes = capture.stop();
     let text = String::from_utf8_lossy(&bytes);
     assert!(
         text.contains("INVITE sip:15551234567@198.18.2.2"),

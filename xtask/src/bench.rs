@@ -361,7 +361,7 @@ fn pin_napi_threads() -> Result<Vec<u32>> {
 
 /// CPU nanoseconds consumed so far by every thread of `pid` (`/proc/PID/task/*/schedstat`).
 /// Charged per task, this stays exact while other work shares the CPU (the VM is shared).
-fn task_cpu_ns(pid: u32) -> u64 {
+pub(crate) fn task_cpu_ns(pid: u32) -> u64 {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return 0;
     };

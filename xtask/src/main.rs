@@ -2,6 +2,7 @@
 //! `cargo xtask test` runs the whole test suite the way CI does.
 
 mod bench;
+mod bench_signaling;
 mod demo;
 mod lab;
 mod setup;
@@ -52,8 +53,12 @@ enum Cmd {
     },
     /// Benchmarks (need root); results go to bench/results/.
     Bench {
+        /// Which benchmark (default: all).
         #[command(subcommand)]
-        what: BenchWhat,
+        what: Option<BenchWhat>,
+        /// A shorter run (fewer steps, one repetition) that still writes the report.
+        #[arg(long, global = true)]
+        quick: bool,
     },
     /// The network-namespace lab (pbx / sbc / carrier) for people; tests use the same code.
     Lab {
@@ -70,6 +75,11 @@ enum BenchWhat {
     /// Media relay packets/s and µs/packet: sbc userspace, sbc XDP, rtpengine, bare XDP;
     /// 1 and 1,000 streams (a few minutes, bounded).
     Media,
+    /// Calls per second, CPU per 1,000 calls, memory per call and response time: sbc against
+    /// Kamailio and SIPp direct.
+    Signaling,
+    /// Both.
+    All,
 }
 
 fn main() -> ExitCode {
@@ -86,9 +96,13 @@ fn main() -> ExitCode {
             no_xdp,
             admin,
         } => demo::run(duration, rate, call_seconds, !no_xdp, admin),
-        Cmd::Bench {
-            what: BenchWhat::Media,
-        } => bench::media(&root()),
+        Cmd::Bench { what, quick } => match what.unwrap_or(BenchWhat::All) {
+            BenchWhat::Media => bench::media(&root()),
+            BenchWhat::Signaling => bench_signaling::signaling(&root(), quick),
+            BenchWhat::All => {
+                bench_signaling::signaling(&root(), quick).and_then(|()| bench::media(&root()))
+            }
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

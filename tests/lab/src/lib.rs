@@ -3,6 +3,7 @@
 //! the pbx / sbc / carrier topology, processes ended by their own PID, a tiny HTTP client.
 #![forbid(unsafe_code)]
 
+pub mod capture;
 pub mod demo;
 pub mod http;
 pub mod lab;

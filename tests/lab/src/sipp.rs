@@ -36,6 +36,21 @@ impl Dir {
 pub enum Step {
     /// UAC: send the INVITE (with an SDP offer when `sdp`).
     Invite { sdp: bool },
+    /// UAC: send the INVITE with an SDP offer and `Supported: 100rel` (RFC 3262).
+    InviteRel,
+    /// UAC: expect a reliable provisional and remember its RSeq.
+    RecvReliable { code: u16 },
+    /// UAC: PRACK the last reliable provisional (CSeq `cseq`).
+    Prack { cseq: u32 },
+    /// UAS: send a reliable provisional (`Require: 100rel`, `RSeq: 1`).
+    RespondReliable { code: u16, reason: &'static str },
+    /// UAS: answer the initial INVITE after a PRACK arrived in between: the INVITE's Via
+    /// (saved when it arrived); From, To (tagged) and Call-ID are the PRACK's, which match.
+    RespondToSavedInvite {
+        code: u16,
+        reason: &'static str,
+        sdp: Option<Dir>,
+    },
     /// Expect a response (`optional` for 100/18x that may not come).
     Recv { code: u16, optional: bool },
     /// UAC: ACK the 2xx of INVITE `cseq` (end-to-end, [next_url]); `sdp` carries an answer.
@@ -91,6 +106,10 @@ pub fn scenario(name: &str, uac: bool, steps: &[Step]) -> String {
         && steps
             .iter()
             .any(|s| matches!(s, Step::InDialog { uac: false, .. }));
+    let needs_invite = !uac
+        && steps
+            .iter()
+            .any(|s| matches!(s, Step::RespondToSavedInvite { .. }));
     for step in steps {
         match step {
             Step::Invite { sdp } => {
@@ -181,6 +200,14 @@ pub fn scenario(name: &str, uac: bool, steps: &[Step]) -> String {
                 );
             }
             Step::RecvRequest { method }
+                if *method == "INVITE" && needs_invite && first_invite_response =>
+            {
+                let _ = writeln!(
+                    x,
+                    "<recv request=\"INVITE\" rrs=\"true\"><action><ereg regexp=\".*\" search_in=\"hdr\" header=\"Via:\" check_it=\"true\" assign_to=\"inv_via\"/></action></recv>"
+                );
+            }
+            Step::RecvRequest { method }
                 if *method == "INVITE" && needs_from && first_invite_response =>
             {
                 let _ = writeln!(
@@ -224,6 +251,44 @@ pub fn scenario(name: &str, uac: bool, steps: &[Step]) -> String {
             }
             Step::Pause { ms } => {
                 let _ = writeln!(x, "<pause milliseconds=\"{ms}\"/>");
+            }
+            Step::InviteRel => {
+                let body = sdp_body(Dir::SendRecv);
+                let _ = write!(
+                    x,
+                    "<send retrans=\"500\"><![CDATA[\nINVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\nFrom: sipp <sip:sipp@[local_ip]:[local_port]>;tag={our_tag}\nTo: <sip:[service]@[remote_ip]:[remote_port]>\nCall-ID: [call_id]\nCSeq: 1 INVITE\nContact: <sip:sipp@[local_ip]:[local_port]>\nMax-Forwards: 70\nSupported: 100rel\nUser-Agent: SIPp-UA-[pid]\nContent-Type: application/sdp\nContent-Length: [len]\n\n{body}]]></send>\n"
+                );
+            }
+            Step::RecvReliable { code } => {
+                let _ = writeln!(
+                    x,
+                    "<recv response=\"{code}\" rrs=\"true\"><action><ereg regexp=\"[0-9]+\" search_in=\"hdr\" header=\"RSeq:\" check_it=\"true\" assign_to=\"rseq\"/></action></recv>"
+                );
+            }
+            Step::Prack { cseq } => {
+                let _ = write!(
+                    x,
+                    "<send retrans=\"500\"><![CDATA[\nPRACK [next_url] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n[routes]\nFrom: sipp <sip:sipp@[local_ip]:[local_port]>;tag={our_tag}\n[last_To:]\nCall-ID: [call_id]\nCSeq: {cseq} PRACK\nRAck: [$rseq] 1 INVITE\nMax-Forwards: 70\nContent-Length: 0\n\n]]></send>\n"
+                );
+            }
+            Step::RespondReliable { code, reason } => {
+                first_invite_response = false;
+                let _ = write!(
+                    x,
+                    "<send retrans=\"500\"><![CDATA[\nSIP/2.0 {code} {reason}\n[last_Via:]\n[last_From:]\n[last_To:];tag={our_tag}\n[last_Call-ID:]\n[last_CSeq:]\nContact: <sip:sipp@[local_ip]:[local_port]>\nRequire: 100rel\nRSeq: 1\nContent-Length: 0\n\n]]></send>\n"
+                );
+            }
+            Step::RespondToSavedInvite { code, reason, sdp } => {
+                let body = sdp.map(sdp_body).unwrap_or_default();
+                let ct = if sdp.is_some() {
+                    "Content-Type: application/sdp\n"
+                } else {
+                    ""
+                };
+                let _ = write!(
+                    x,
+                    "<send><![CDATA[\nSIP/2.0 {code} {reason}\nVia: [$inv_via]\n[last_From:]\n[last_To:]\n[last_Call-ID:]\nCSeq: 1 INVITE\nContact: <sip:sipp@[local_ip]:[local_port]>\n{ct}Content-Length: [len]\n\n{body}]]></send>\n"
+                );
             }
             Step::PlayPcap { path } => {
                 let _ = writeln!(
@@ -301,4 +366,38 @@ pub fn run(ns: &str, scenario: &Path, local: &str, dest: Option<&str>, extra: &[
         .spawn()
         .expect("start sipp (cargo xtask setup installs sip-tester)");
     Owned::new("sipp", child)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saved_invite_scenario_uses_what_it_captures() {
+        let x = scenario(
+            "t",
+            false,
+            &[
+                Step::RecvRequest { method: "INVITE" },
+                Step::RespondReliable {
+                    code: 180,
+                    reason: "Ringing",
+                },
+                Step::RecvRequest { method: "PRACK" },
+                Step::Respond {
+                    code: 200,
+                    reason: "OK",
+                    sdp: None,
+                },
+                Step::RespondToSavedInvite {
+                    code: 200,
+                    reason: "OK",
+                    sdp: None,
+                },
+            ],
+        );
+        println!("{x}");
+        assert!(x.contains("assign_to=\"inv_via\""));
+        assert!(x.contains("Via: [$inv_via]"));
+    }
 }

@@ -211,6 +211,16 @@ struct Pending2xx {
     ack_other_cseq: Option<u32>,
 }
 
+/// A reliable provisional retransmitted to the caller until PRACKed (RFC 3262 §3).
+#[derive(Debug)]
+struct PendingRel {
+    rseq: u32,
+    response: Bytes,
+    next: Instant,
+    interval: Duration,
+    deadline: Instant,
+}
+
 #[derive(Debug)]
 struct Call {
     origin: Side,
@@ -225,12 +235,27 @@ struct Call {
     cancel_pending: bool,
     canceled: bool,
     pending_2xx: Option<Pending2xx>,
+    /// The caller's INVITE supports or requires 100rel (RFC 3262).
+    caller_100rel: bool,
+    /// RSeq of the next reliable provisional to the caller.
+    next_rseq: u32,
+    /// A reliable provisional to the caller awaiting its PRACK.
+    pending_rel: Option<PendingRel>,
+    /// Our RSeq → the callee's RSeq, for mapping the caller's RAck.
+    rseq_map: Vec<(u32, u32)>,
+    /// Last callee RSeq seen (its retransmissions are not relayed again).
+    last_callee_rseq: Option<u32>,
     /// Last 2xx-ACK sent on each leg, resent when that leg retransmits its 2xx.
     acks: [Option<(u32, Bytes)>; 2],
     ends_at: Option<Instant>,
 }
 
 impl Call {
+    /// The side the call came from (the caller's leg).
+    fn leg_side_of_caller(&self) -> Side {
+        self.origin
+    }
+
     fn leg(&self, side: Side) -> &Leg {
         &self.legs[side_index(side)]
     }
@@ -751,6 +776,18 @@ impl B2bua {
             }
         }
 
+        let has_token = |it: &mut dyn Iterator<Item = Result<&str, crate::sip::HeaderError>>| {
+            it.filter_map(Result::ok)
+                .any(|t| t.trim().eq_ignore_ascii_case("100rel"))
+        };
+        let requires_100rel = has_token(&mut msg.headers().require());
+        let caller_100rel = requires_100rel || has_token(&mut msg.headers().supported());
+        // The caller insists on reliable provisionals: so must the callee (RFC 3262 §4).
+        let require_extra: Vec<(&str, &str)> = if requires_100rel {
+            vec![("Require", "100rel")]
+        } else {
+            Vec::new()
+        };
         let id = self.next_call;
         self.next_call += 1;
         let from_user = match msg.from().uri {
@@ -833,6 +870,11 @@ impl B2bua {
             cancel_pending: false,
             canceled: false,
             pending_2xx: None,
+            caller_100rel,
+            next_rseq: (self.rng.next_u64() % 1_000_000) as u32 + 1,
+            pending_rel: None,
+            rseq_map: Vec::new(),
+            last_callee_rseq: None,
             acks: [None, None],
             ends_at: self.cfg.max_call_duration.map(|d| now + d),
         };
@@ -866,6 +908,7 @@ impl B2bua {
                 user_agent: &self.cfg.user_agent,
                 content_type: Some("application/sdp"),
                 body: &sdp_out,
+                extra: &require_extra,
             },
             Some(msg.headers()),
             &self.cfg.pass_headers,
@@ -1234,6 +1277,7 @@ impl B2bua {
                 user_agent: &self.cfg.user_agent,
                 content_type: Some("application/sdp"),
                 body,
+                extra: &[],
             },
             None,
             &[],
@@ -1262,18 +1306,35 @@ impl B2bua {
         let from = peer.side;
         let to = from.other();
         let is_invite = method == Method::Invite;
+        // A PRACK acknowledges one of our reliable provisionals: stop retransmitting it and
+        // PRACK the callee's original (RFC 3262 §4), mapping RAck to the callee's numbers.
+        let mut extra_owned: Vec<(&str, String)> = Vec::new();
         if method == Method::Prack {
-            // We never send reliable provisionals, so there is nothing to acknowledge.
-            self.reject(
-                now,
-                peer,
-                key,
-                msg,
-                481,
-                "Call/Transaction Does Not Exist",
-                media,
-            );
-            return;
+            let rack = msg.headers().rack().ok().flatten();
+            let mapped = self.calls.get_mut(&call).and_then(|c| {
+                let rack = rack?;
+                let theirs = c.rseq_map.iter().find(|(ours, _)| *ours == rack.rseq)?.1;
+                if c.pending_rel.as_ref().is_some_and(|p| p.rseq == rack.rseq) {
+                    c.pending_rel = None;
+                }
+                let invite = self.client.get(&c.initial_client)?;
+                Some(format!("{theirs} {} INVITE", invite.request.cseq().seq))
+            });
+            match mapped {
+                Some(v) => extra_owned.push(("RAck", v)),
+                None => {
+                    self.reject(
+                        now,
+                        peer,
+                        key,
+                        msg,
+                        481,
+                        "Call/Transaction Does Not Exist",
+                        media,
+                    );
+                    return;
+                }
+            }
         }
         {
             let Some(c) = self.calls.get(&call) else {
@@ -1400,6 +1461,10 @@ impl B2bua {
                 user_agent: &self.cfg.user_agent,
                 content_type,
                 body: &body_out,
+                extra: &extra_owned
+                    .iter()
+                    .map(|(n, v)| (*n, v.as_str()))
+                    .collect::<Vec<_>>(),
             },
             Some(msg.headers()),
             &self.cfg.pass_headers,
@@ -1537,6 +1602,8 @@ impl B2bua {
                 c.provisional_seen = true;
             } else {
                 c.leg_mut(side).invite_out = None;
+                // A final response ends the early dialog's reliable provisionals.
+                c.pending_rel = None;
             }
             let cancel_pending = std::mem::take(&mut c.cancel_pending) && status < 200;
             if (200..300).contains(&status) && !c.canceled {
@@ -1558,7 +1625,7 @@ impl B2bua {
             if cancel_pending {
                 self.cancel_client(now, call, media);
             } else if !canceled {
-                self.relay_to_caller(now, call, caller, &server_key, status, resp, media);
+                self.provisional_to_caller(now, call, side, &server_key, status, resp, media);
             }
             return;
         }
@@ -1572,7 +1639,8 @@ impl B2bua {
                 return;
             }
             self.events.push_back(Event::CallAnswered { call });
-            let sent = self.relay_to_caller(now, call, caller, &server_key, status, resp, media);
+            let sent =
+                self.relay_to_caller(now, call, caller, &server_key, status, resp, None, media);
             if !late_offer {
                 self.send_ack(call, side, cseq_callee, b"");
             }
@@ -1584,7 +1652,7 @@ impl B2bua {
         }
         // 300-699: the transaction ACKed it; relay the final to the caller (unless cancelled).
         if !canceled {
-            self.relay_to_caller(now, call, caller, &server_key, status, resp, media);
+            self.relay_to_caller(now, call, caller, &server_key, status, resp, None, media);
         }
         let reason = if canceled {
             EndReason::Cancelled
@@ -1594,8 +1662,129 @@ impl B2bua {
         self.finish_call(call, reason, media);
     }
 
+    /// Relays a provisional from the callee. A reliable one (RFC 3262: `Require: 100rel` with
+    /// an RSeq) goes to the caller reliably with our own RSeq if the caller supports 100rel,
+    /// and is retransmitted until its PRACK; otherwise the SBC PRACKs the callee itself and
+    /// relays the provisional as an ordinary one.
+    #[allow(clippy::too_many_arguments, reason = "internal helper")]
+    fn provisional_to_caller(
+        &mut self,
+        now: Instant,
+        call: u64,
+        side: Side,
+        server_key: &str,
+        status: u16,
+        resp: &Message,
+        media: &mut dyn MediaControl,
+    ) {
+        let caller = side.other();
+        let reliable = resp
+            .headers()
+            .require()
+            .filter_map(Result::ok)
+            .any(|t| t.trim().eq_ignore_ascii_case("100rel"));
+        let rseq = resp.headers().rseq().ok().flatten();
+        let (Some(theirs), true) = (rseq, reliable) else {
+            self.relay_to_caller(now, call, caller, server_key, status, resp, None, media);
+            return;
+        };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if c.last_callee_rseq.is_some_and(|last| theirs <= last) {
+            return; // a retransmission: the caller has (or gets) ours already
+        }
+        c.last_callee_rseq = Some(theirs);
+        if !c.caller_100rel {
+            let invite_cseq = resp.cseq().seq;
+            self.send_prack(now, call, side, theirs, invite_cseq, media);
+            self.relay_to_caller(now, call, caller, server_key, status, resp, None, media);
+            return;
+        }
+        let ours = c.next_rseq;
+        c.next_rseq = c.next_rseq.wrapping_add(1);
+        c.rseq_map.push((ours, theirs));
+        let sent = self.relay_to_caller(
+            now,
+            call,
+            caller,
+            server_key,
+            status,
+            resp,
+            Some(ours),
+            media,
+        );
+        if let (Some(bytes), Some(c)) = (sent, self.calls.get_mut(&call)) {
+            let t1 = self.cfg.timers.t1;
+            c.pending_rel = Some(PendingRel {
+                rseq: ours,
+                response: bytes,
+                next: now + t1,
+                interval: t1,
+                deadline: now + self.cfg.timers.timeout(),
+            });
+            self.timers.insert((now + t1, TimerRef::Call(call)));
+        }
+    }
+
+    /// PRACKs a reliable provisional of the callee on the SBC's own behalf.
+    fn send_prack(
+        &mut self,
+        now: Instant,
+        call: u64,
+        side: Side,
+        rseq: u32,
+        invite_cseq: u32,
+        media: &mut dyn MediaControl,
+    ) {
+        let branch = self.rng.branch();
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let local = self.cfg.local(side);
+        let leg = c.leg_mut(side);
+        leg.local_cseq += 1;
+        let rack = format!("{rseq} {invite_cseq} INVITE");
+        let prack = msg::request(
+            &RequestSpec {
+                method: &Method::Prack,
+                ruri: &leg.remote_target,
+                local,
+                branch: &branch,
+                max_forwards: 70,
+                routes: &leg.route_set,
+                from: &leg.local_hdr,
+                to: &leg.remote_hdr,
+                call_id: &leg.call_id,
+                cseq: leg.local_cseq,
+                contact: false,
+                user_agent: &self.cfg.user_agent,
+                content_type: None,
+                body: b"",
+                extra: &[("RAck", rack.as_str())],
+            },
+            None,
+            &[],
+            &mut self.buf,
+        );
+        let peer = leg.peer;
+        let key = client_key(&branch, false);
+        self.send_client(
+            now,
+            key,
+            prack,
+            peer,
+            call,
+            side,
+            Purpose::Own,
+            false,
+            media,
+        );
+    }
+
     /// Relays a response from the callee leg to the caller's server transaction `key`,
-    /// mapping headers and SDP. Returns the bytes sent for a 2xx (for retransmission).
+    /// mapping headers and SDP; with `rseq`, as a reliable provisional with that RSeq.
+    /// Returns the bytes sent for a 2xx or a reliable provisional (for retransmission).
     #[allow(clippy::too_many_arguments, reason = "internal helper")]
     fn relay_to_caller(
         &mut self,
@@ -1605,6 +1794,7 @@ impl B2bua {
         key: &str,
         status: u16,
         resp: &Message,
+        rseq: Option<u32>,
         media: &mut dyn MediaControl,
     ) -> Option<Bytes> {
         let callee = caller.other();
@@ -1650,7 +1840,13 @@ impl B2bua {
         } else {
             Vec::new()
         };
-        let extra: Vec<(&str, &str)> = contacts.iter().map(|c| ("Contact", c.as_str())).collect();
+        let mut extra: Vec<(&str, &str)> =
+            contacts.iter().map(|c| ("Contact", c.as_str())).collect();
+        let rseq_text = rseq.map(|r| r.to_string());
+        if let Some(r) = &rseq_text {
+            extra.push(("Require", "100rel"));
+            extra.push(("RSeq", r.as_str()));
+        }
         let out = msg::response(
             &e.request,
             &ResponseSpec {
@@ -1669,7 +1865,7 @@ impl B2bua {
         );
         let key = key.to_owned();
         self.send_on_server(now, &key, status, out.clone(), media);
-        (200..300).contains(&status).then_some(out)
+        ((200..300).contains(&status) || rseq.is_some()).then_some(out)
     }
 
     fn start_2xx_retransmit(
@@ -1732,7 +1928,7 @@ impl B2bua {
         {
             c.leg_mut(side).invite_out = None;
         }
-        let sent = self.relay_to_caller(now, call, from, server, status, resp, media);
+        let sent = self.relay_to_caller(now, call, from, server, status, resp, None, media);
         match method {
             Method::Bye if status >= 200 => self.finish_call(call, EndReason::Bye, media),
             Method::Invite if (200..300).contains(&status) => {
@@ -1913,6 +2109,36 @@ impl B2bua {
         }
         let mut next = c.ends_at;
         let mut give_up = false;
+        let mut unacked_rel = false;
+        let caller_peer = c.legs[side_index(c.leg_side_of_caller())].peer;
+        if let Some(p) = c.pending_rel.as_mut() {
+            if p.deadline <= now {
+                unacked_rel = true;
+            } else {
+                if p.next <= now {
+                    let to = caller_peer;
+                    if !to.transport.is_reliable() {
+                        self.transmits.push_back(Transmit {
+                            to,
+                            data: p.response.clone(),
+                        });
+                    }
+                    // RFC 3262 §3: T1, doubling, until the PRACK or 64·T1.
+                    p.interval = p.interval.saturating_mul(2);
+                    p.next = now + p.interval;
+                }
+                next = Some(next.map_or(p.next, |n| n.min(p.next)));
+            }
+        }
+        if unacked_rel {
+            // §3: no PRACK for 64·T1 — reject the INVITE and cancel the callee.
+            c.pending_rel = None;
+            self.terminate(now, call, EndReason::Timeout, media);
+            return;
+        }
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
         if let Some(p) = c.pending_2xx.as_mut() {
             if p.deadline <= now {
                 give_up = true;
@@ -1998,6 +2224,7 @@ impl B2bua {
                 user_agent: &self.cfg.user_agent,
                 content_type: None,
                 body: b"",
+                extra: &[],
             },
             None,
             &[],

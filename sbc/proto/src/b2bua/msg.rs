@@ -69,18 +69,6 @@ pub(super) fn copy_allowed(
         if !pass.contains(&lname) {
             continue;
         }
-        if lname == "supported" {
-            // We do not relay reliable provisionals (RFC 3262) yet: never advertise 100rel.
-            let kept: Vec<&str> = value
-                .split(',')
-                .map(str::trim)
-                .filter(|t| !t.eq_ignore_ascii_case("100rel") && !t.is_empty())
-                .collect();
-            if !kept.is_empty() {
-                w.header("Supported", kept.join(", "));
-            }
-            continue;
-        }
         if IDENTITY_HEADERS.contains(&lname.as_str()) {
             let mut rewritten = Vec::new();
             for part in split_list(value) {
@@ -175,6 +163,8 @@ pub(super) struct RequestSpec<'a> {
     pub user_agent: &'a str,
     pub content_type: Option<&'a str>,
     pub body: &'a [u8],
+    /// Headers the B2BUA itself adds (RAck, Require), written verbatim.
+    pub extra: &'a [(&'a str, &'a str)],
 }
 
 /// Writes a request, copying the allowlisted headers of `source` (the request being relayed).
@@ -196,6 +186,9 @@ pub(super) fn request(
     w.header("CSeq", format!("{} {}", spec.cseq, spec.method));
     if spec.contact {
         w.header("Contact", contact(spec.local));
+    }
+    for (n, v) in spec.extra {
+        w.header(n, v);
     }
     if let Some(src) = source {
         copy_allowed(&mut w, src, pass, spec.local);

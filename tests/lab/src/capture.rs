@@ -1,0 +1,70 @@
+//! Packet captures with tshark in a namespace, for tests that check what crossed a link.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use nix::sys::signal::Signal;
+
+use crate::process::Owned;
+
+/// A running capture; [`Capture::stop`] returns the raw pcap bytes.
+#[derive(Debug)]
+pub struct Capture {
+    tshark: Owned,
+    file: PathBuf,
+}
+
+impl Capture {
+    /// Starts capturing UDP and TCP on `ifname` in namespace `ns`, and returns once tshark
+    /// reports that it is capturing (so nothing sent afterwards is missed).
+    pub fn start(ns: &str, ifname: &str) -> Result<Self, String> {
+        let file = std::env::temp_dir().join(format!("{}.pcap", crate::netns::unique("cap")));
+        let mut child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                "tshark",
+                "-i",
+                ifname,
+                "-f",
+                "udp or tcp",
+                "-w",
+            ])
+            .arg(&file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start tshark (cargo xtask setup installs it): {e}"))?;
+        let stderr = child.stderr.take();
+        let tshark = Owned::new("tshark", child);
+        let (tx, rx) = mpsc::channel();
+        if let Some(stderr) = stderr {
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if line.contains("Capturing on") {
+                        let _ = tx.send(());
+                    }
+                }
+            });
+        }
+        rx.recv_timeout(Duration::from_secs(15))
+            .map_err(|_| "tshark did not start capturing within 15 s".to_owned())?;
+        Ok(Self { tshark, file })
+    }
+
+    /// Stops the capture and returns the pcap file's bytes (the file is removed).
+    pub fn stop(mut self) -> Vec<u8> {
+        self.tshark.signal(Signal::SIGINT);
+        let _ = self.tshark.wait_timeout(Duration::from_secs(10));
+        let bytes = std::fs::read(&self.file).unwrap_or_default();
+        let _ = std::fs::remove_file(&self.file);
+        bytes
+    }
+}

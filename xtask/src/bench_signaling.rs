@@ -1,0 +1,831 @@
+//! `cargo xtask bench signaling`: calls per second and CPU per call of the SBC against Kamailio
+//! and against SIPp talking directly (the harness ceiling), side by side in one run on the lab:
+//! SIPp UAC (pbx) → system under test (sbc namespace) → SIPp UAS (carrier). Also the SBC's
+//! memory per concurrent call and the response-time overhead. See shared BENCHMARKING.md for
+//! why CPU per call (from the SUT's own per-thread schedstat) is the comparable figure on a
+//! 2-vCPU machine, and why the systems are interleaved and repeated.
+
+use std::{
+    fmt::Write as _,
+    path::Path,
+    process::{Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use sbc_lab::{
+    lab::Lab,
+    process::Owned,
+    sipp::{self, Step},
+};
+
+/// The systems under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum System {
+    Sbc,
+    Kamailio,
+    /// Kernel IP forwarding between the namespaces: SIPp talking to SIPp.
+    Direct,
+}
+
+impl System {
+    fn name(self) -> &'static str {
+        match self {
+            System::Sbc => "sbc (B2BUA, topology hiding, SDP rewrite, media ports)",
+            System::Kamailio => "Kamailio 5.6 (stateful proxy, dialog, topoh, nathelper)",
+            System::Direct => "SIPp direct (harness ceiling)",
+        }
+    }
+}
+
+/// Sizes of one benchmark run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    ladder: Vec<u64>,
+    trial: Duration,
+    reps: usize,
+    fixed_rate: u64,
+    concurrent: u64,
+}
+
+impl Plan {
+    /// The full run (about 15 minutes) or `--quick` (about 3 minutes).
+    pub fn new(quick: bool) -> Self {
+        if quick {
+            Plan {
+                ladder: vec![500, 1000, 2000],
+                trial: Duration::from_secs(3),
+                reps: 1,
+                fixed_rate: 500,
+                concurrent: 2000,
+            }
+        } else {
+            Plan {
+                ladder: vec![500, 1000, 2000, 3000, 4000, 5000, 6000, 8000],
+                trial: Duration::from_secs(5),
+                reps: 3,
+                fixed_rate: 500,
+                concurrent: 10_000,
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct Trial {
+    rate: u64,
+    calls: u64,
+    ok: u64,
+    failed: u64,
+    retrans: u64,
+    cpu_s: f64,
+    rtt_ms: Vec<f64>,
+}
+
+impl Trial {
+    /// < 0.1 % failed calls and no more than 0.1 % retransmissions.
+    fn clean(&self) -> bool {
+        self.calls > 0
+            && self.failed * 1000 <= self.calls
+            && self.retrans * 1000 <= self.calls.max(1)
+            && self.ok >= self.calls * 999 / 1000
+    }
+
+    fn cpu_per_1000(&self) -> f64 {
+        if self.ok == 0 {
+            f64::NAN
+        } else {
+            self.cpu_s / self.ok as f64 * 1000.0
+        }
+    }
+}
+
+/// Runs the benchmark and writes `bench/results/signaling-<date>.{md,json}`.
+pub fn signaling(root: &Path, quick: bool) -> Result<()> {
+    let plan = Plan::new(quick);
+    crate::cargo(&["build", "--release", "--package", "sbc", "--bin", "sbc"])?;
+    let sbc_bin = root.join("target/release/sbc");
+    let work = std::env::temp_dir().join(format!("sbc-bench-sig-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let result = run_all(&plan, &sbc_bin, &work, root, quick);
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+fn run_all(plan: &Plan, sbc_bin: &Path, work: &Path, root: &Path, quick: bool) -> Result<()> {
+    let lab = Lab::up("bsig").context("lab up (needs root)")?;
+    let caller = sipp::scenario(
+        "bench-uac",
+        true,
+        &[
+            Step::Invite { sdp: true },
+            Step::Recv {
+                code: 100,
+                optional: true,
+            },
+            Step::Recv {
+                code: 180,
+                optional: true,
+            },
+            Step::Recv {
+                code: 200,
+                optional: false,
+            },
+            Step::Ack2xx {
+                sdp: false,
+                cseq: 1,
+            },
+            Step::InDialog {
+                method: "BYE",
+                cseq: 2,
+                sdp: None,
+                uac: true,
+            },
+            Step::Recv {
+                code: 200,
+                optional: false,
+            },
+        ],
+    );
+    let uac = work.join("uac.xml");
+    std::fs::write(
+        &uac,
+        caller
+            .replace(
+                "<recv response=\"200\" optional=\"false\" rrs=\"true\"/>",
+                "<recv response=\"200\" optional=\"false\" rrs=\"true\" rtd=\"true\"/>",
+            )
+            .replacen(
+                "<send retrans=\"500\">",
+                "<send retrans=\"500\" start_rtd=\"true\">",
+                1,
+            ),
+    )?;
+    let kam_cfg = work.join("kamailio.cfg");
+    std::fs::write(&kam_cfg, KAMAILIO_CFG)?;
+    let sbc_cfg = work.join("sbc.toml");
+    std::fs::write(&sbc_cfg, SBC_CFG)?;
+
+    // Step search per system, repetitions interleaved (A B C A B C …) against drift.
+    let systems = [System::Sbc, System::Kamailio, System::Direct];
+    let mut best: Vec<(System, Vec<Trial>)> = systems.iter().map(|s| (*s, Vec::new())).collect();
+    let mut fixed: Vec<(System, Vec<Trial>)> = systems.iter().map(|s| (*s, Vec::new())).collect();
+    for rep in 0..plan.reps {
+        for (i, system) in systems.iter().enumerate() {
+            eprintln!(
+                "bench signaling: repetition {}/{}, {}",
+                rep + 1,
+                plan.reps,
+                system.name()
+            );
+            let mut last_clean = None;
+            for &rate in &plan.ladder {
+                let t = trial(
+                    &lab, *system, rate, plan.trial, &uac, sbc_bin, &sbc_cfg, &kam_cfg, work,
+                )?;
+                eprintln!(
+                    "  {rate:>5}/s: {} ok, {} failed, {} retransmissions, CPU {:.3} s",
+                    t.ok, t.failed, t.retrans, t.cpu_s
+                );
+                if rate == plan.fixed_rate {
+                    fixed[i].1.push(t.clone());
+                }
+                if !t.clean() {
+                    break;
+                }
+                last_clean = Some(t);
+            }
+            best[i].1.push(last_clean.unwrap_or_default());
+        }
+    }
+    eprintln!(
+        "bench signaling: {} concurrent calls held open on the sbc",
+        plan.concurrent
+    );
+    let memory = concurrency(&lab, plan.concurrent, sbc_bin, &sbc_cfg, work)?;
+    let report = render(plan, &best, &fixed, &memory, quick);
+    let dir = root.join("bench/results");
+    std::fs::create_dir_all(&dir)?;
+    let date = date();
+    let suffix = if quick { "-quick" } else { "" };
+    std::fs::write(dir.join(format!("signaling-{date}{suffix}.md")), &report.0)?;
+    std::fs::write(
+        dir.join(format!("signaling-{date}{suffix}.json")),
+        &report.1,
+    )?;
+    println!("{}", report.0);
+    Ok(())
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one trial needs the whole set-up"
+)]
+fn trial(
+    lab: &Lab,
+    system: System,
+    rate: u64,
+    length: Duration,
+    uac: &Path,
+    sbc_bin: &Path,
+    sbc_cfg: &Path,
+    kam_cfg: &Path,
+    work: &Path,
+) -> Result<Trial> {
+    let (sut, dest) = match system {
+        System::Sbc => (Some(start_sbc(lab, sbc_bin, sbc_cfg)?), "198.18.1.1:5060"),
+        System::Kamailio => (Some(start_kamailio(lab, kam_cfg)?), "198.18.1.1:5060"),
+        System::Direct => {
+            sysctl(&lab.sbc, "net.ipv4.ip_forward=1")?;
+            (None, "198.18.2.2:5060")
+        }
+    };
+    let uas = spawn(Command::new("ip").args([
+        "netns",
+        "exec",
+        &lab.carrier,
+        "sipp",
+        "-nostdin",
+        "-sn",
+        "uas",
+        "-i",
+        "198.18.2.2",
+        "-p",
+        "5060",
+        "-timeout",
+        "120",
+    ]))?;
+    thread::sleep(Duration::from_millis(300));
+    let calls = rate * length.as_secs();
+    let stat = work.join(format!("stat-{}.csv", std::process::id()));
+    let _ = std::fs::remove_file(&stat);
+    let cpu0 = sut.as_ref().map_or(0, |s| tree_cpu_ns(s.pid()));
+    let started = Instant::now();
+    let mut uac_p = spawn(
+        Command::new("ip")
+            .args([
+                "netns", "exec", &lab.pbx, "taskset", "-c", "0", "sipp", "-nostdin", "-sf",
+            ])
+            .arg(uac)
+            .args([
+                "-i",
+                "198.18.1.2",
+                "-p",
+                "5060",
+                "-s",
+                "15551234567",
+                "-r",
+                &rate.to_string(),
+                "-m",
+                &calls.to_string(),
+            ])
+            .args([
+                "-l",
+                &(rate * 4).to_string(),
+                "-timeout",
+                &(length.as_secs() + 40).to_string(),
+                "-trace_stat",
+                "-stf",
+            ])
+            .arg(&stat)
+            .args([
+                "-trace_rtt",
+                "-rtt_freq",
+                "1",
+                "-max_recv_loops",
+                "10000",
+                dest,
+            ])
+            .current_dir(work),
+    )?;
+    let _ = uac_p.wait_timeout(length + Duration::from_secs(45));
+    let elapsed = started.elapsed();
+    let cpu1 = sut.as_ref().map_or(0, |s| tree_cpu_ns(s.pid()));
+    drop(uas);
+    drop(sut);
+    if system == System::Direct {
+        sysctl(&lab.sbc, "net.ipv4.ip_forward=0")?;
+    }
+    let (ok, failed, retrans) = parse_stat(&stat)?;
+    let rtt_ms = parse_rtt(work, uac_p.pid());
+    let _ = elapsed;
+    Ok(Trial {
+        rate,
+        calls,
+        ok,
+        failed,
+        retrans,
+        cpu_s: (cpu1.saturating_sub(cpu0)) as f64 / 1e9,
+        rtt_ms,
+    })
+}
+
+/// Holds `n` calls open on the SBC and reads its RSS before and at the peak.
+fn concurrency(
+    lab: &Lab,
+    n: u64,
+    sbc_bin: &Path,
+    sbc_cfg: &Path,
+    work: &Path,
+) -> Result<(u64, u64, u64, f64)> {
+    let sbc = start_sbc(lab, sbc_bin, sbc_cfg)?;
+    let idle = rss_kib(sbc.pid());
+    let uas = spawn(Command::new("ip").args([
+        "netns",
+        "exec",
+        &lab.carrier,
+        "sipp",
+        "-nostdin",
+        "-sn",
+        "uas",
+        "-i",
+        "198.18.2.2",
+        "-p",
+        "5060",
+        "-timeout",
+        "200",
+    ]))?;
+    thread::sleep(Duration::from_millis(300));
+    let hold = sipp::scenario(
+        "bench-hold",
+        true,
+        &[
+            Step::Invite { sdp: true },
+            Step::Recv {
+                code: 100,
+                optional: true,
+            },
+            Step::Recv {
+                code: 180,
+                optional: true,
+            },
+            Step::Recv {
+                code: 200,
+                optional: false,
+            },
+            Step::Ack2xx {
+                sdp: false,
+                cseq: 1,
+            },
+            Step::Pause { ms: 60_000 },
+            Step::InDialog {
+                method: "BYE",
+                cseq: 2,
+                sdp: None,
+                uac: true,
+            },
+            Step::Recv {
+                code: 200,
+                optional: false,
+            },
+        ],
+    );
+    let hold_xml = work.join("hold.xml");
+    std::fs::write(&hold_xml, hold)?;
+    let rate = 500;
+    let cpu0 = tree_cpu_ns(sbc.pid());
+    let mut uac = spawn(
+        Command::new("ip")
+            .args(["netns", "exec", &lab.pbx, "sipp", "-nostdin", "-sf"])
+            .arg(&hold_xml)
+            .args([
+                "-i",
+                "198.18.1.2",
+                "-p",
+                "5060",
+                "-s",
+                "15551234567",
+                "-r",
+                &rate.to_string(),
+                "-m",
+                &n.to_string(),
+            ])
+            .args(["-l", &n.to_string(), "-timeout", "150", "198.18.1.1:5060"])
+            .current_dir(work),
+    )?;
+    // Ramp: n / rate seconds; then the calls are all up for the rest of their 60 s.
+    let ramp = Duration::from_secs(n / rate + 3);
+    thread::sleep(ramp);
+    let peak = rss_kib(sbc.pid());
+    let cpu1 = tree_cpu_ns(sbc.pid());
+    // Steady state: all calls held, nothing new arriving.
+    thread::sleep(Duration::from_secs(5));
+    let cpu2 = tree_cpu_ns(sbc.pid());
+    let steady_cpu = (cpu2.saturating_sub(cpu1)) as f64 / 1e9 / 5.0;
+    let _ = cpu0;
+    let _ = uac.wait_timeout(Duration::from_secs(120));
+    drop(uas);
+    drop(sbc);
+    Ok((n, idle, peak, steady_cpu))
+}
+
+fn start_sbc(lab: &Lab, bin: &Path, cfg: &Path) -> Result<Owned> {
+    let mut p = spawn(
+        Command::new("ip")
+            .args(["netns", "exec", &lab.sbc, "taskset", "-c", "1"])
+            .arg(bin)
+            .args(["run", "--config"])
+            .arg(cfg)
+            .env("SBC_LOG", "error"),
+    )?;
+    wait_port(&lab.sbc, &mut p)?;
+    Ok(p)
+}
+
+fn start_kamailio(lab: &Lab, cfg: &Path) -> Result<Owned> {
+    // At its best per BENCHMARKING.md: tlsf allocator, shared memory pre-faulted, 1 worker.
+    let mut p = spawn(
+        Command::new("ip")
+            .args([
+                "netns", "exec", &lab.sbc, "taskset", "-c", "1", "kamailio", "-f",
+            ])
+            .arg(cfg)
+            .args([
+                "-DD",
+                "-E",
+                "-x",
+                "tlsf",
+                "-X",
+                "tlsf",
+                "-m",
+                "1024",
+                "-M",
+                "16",
+                "--shm-prefault",
+            ])
+            .stderr(Stdio::null()),
+    )?;
+    wait_port(&lab.sbc, &mut p)?;
+    Ok(p)
+}
+
+/// Waits until something listens on UDP 5060 in the SUT's namespace.
+fn wait_port(ns: &str, p: &mut Owned) -> Result<()> {
+    for _ in 0..100 {
+        let out = Command::new("ip")
+            .args(["netns", "exec", ns, "ss", "-Hlun", "sport", "= :5060"])
+            .output()?;
+        if !String::from_utf8_lossy(&out.stdout).trim().is_empty() {
+            thread::sleep(Duration::from_millis(200));
+            return Ok(());
+        }
+        if !p.running() {
+            bail!("the system under test exited during start-up");
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    bail!("the system under test did not listen on 5060 within 10 s")
+}
+
+fn spawn(cmd: &mut Command) -> Result<Owned> {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {cmd:?}"))?;
+    Ok(Owned::new("bench", child))
+}
+
+fn sysctl(ns: &str, kv: &str) -> Result<()> {
+    let ok = Command::new("ip")
+        .args(["netns", "exec", ns, "sysctl", "-qw", kv])
+        .status()?
+        .success();
+    if !ok {
+        bail!("sysctl {kv} failed");
+    }
+    Ok(())
+}
+
+/// CPU time (ns) of a process and all its descendants (Kamailio forks workers), from each
+/// task's schedstat: exact on this VM, where tick sampling under-counts.
+fn tree_cpu_ns(root: u32) -> u64 {
+    let mut pids = vec![root];
+    let mut i = 0;
+    while i < pids.len() {
+        let parent = pids[i];
+        if let Ok(children) =
+            std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
+        {
+            pids.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+        i += 1;
+    }
+    pids.into_iter().map(crate::bench::task_cpu_ns).sum()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// (successful, failed, retransmissions) from the last line of SIPp's statistics CSV.
+fn parse_stat(path: &Path) -> Result<(u64, u64, u64)> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading SIPp statistics {}", path.display()))?;
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<&str> = lines
+        .next()
+        .context("empty statistics")?
+        .split(';')
+        .collect();
+    let last: Vec<&str> = lines
+        .next_back()
+        .context("no statistics line")?
+        .split(';')
+        .collect();
+    let col = |name: &str| -> u64 {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .and_then(|i| last.get(i))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    Ok((
+        col("SuccessfulCall(C)"),
+        col("FailedCall(C)"),
+        col("Retransmissions(C)"),
+    ))
+}
+
+/// Response times (ms) of every call from SIPp's `-trace_rtt` file.
+fn parse_rtt(work: &Path, pid: u32) -> Vec<f64> {
+    let Ok(dir) = std::fs::read_dir(work) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in dir.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.contains(&format!("_{pid}_rtt")) {
+            if let Ok(text) = std::fs::read_to_string(e.path()) {
+                out.extend(
+                    text.lines()
+                        .skip(1)
+                        .filter_map(|l| l.split(';').nth(1)?.trim().parse::<f64>().ok()),
+                );
+            }
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    out
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn percentile(v: &[f64], p: f64) -> f64 {
+    let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let idx = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[idx.min(v.len() - 1)]
+}
+
+fn render(
+    plan: &Plan,
+    best: &[(System, Vec<Trial>)],
+    fixed: &[(System, Vec<Trial>)],
+    memory: &(u64, u64, u64, f64),
+    quick: bool,
+) -> (String, String) {
+    let machine = machine_line();
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "# Signaling benchmark (`cargo xtask bench signaling{}`)\n",
+        if quick { " --quick" } else { "" }
+    );
+    let _ = writeln!(md, "{machine}\n");
+    let _ = writeln!(
+        md,
+        "Harness: SIPp UAC (pbx namespace, CPU 0) → system under test (sbc namespace, CPU 1) → SIPp UAS (carrier namespace); UDP; short calls: INVITE with SDP, 180, 200 with SDP, ACK, BYE, 200. The caller honours Record-Route. Step search over {:?} calls/s, {} s per step; a step is clean with < 0.1 % failed calls and ≤ 0.1 % retransmissions. CPU: the system's own per-task schedstat (all threads, all Kamailio processes) during the step. Medians of {} interleaved repetitions.\n",
+        plan.ladder,
+        plan.trial.as_secs(),
+        plan.reps
+    );
+    let _ = writeln!(
+        md,
+        "| system | highest clean rate (calls/s) | CPU s per 1,000 calls at {} calls/s | CPU s per 1,000 calls at the highest clean rate | response time p50 / p99 at {} calls/s (ms) |",
+        plan.fixed_rate, plan.fixed_rate
+    );
+    let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: |");
+    let mut json = String::from("{\n  \"systems\": [\n");
+    let mut figures = Vec::new();
+    for ((system, b), (_, f)) in best.iter().zip(fixed) {
+        let rate = median(b.iter().map(|t| t.rate as f64).collect());
+        let cpu_fixed = median(f.iter().map(Trial::cpu_per_1000).collect());
+        let cpu_knee = median(b.iter().map(Trial::cpu_per_1000).collect());
+        let rtts: Vec<f64> = f.iter().flat_map(|t| t.rtt_ms.iter().copied()).collect();
+        let (p50, p99) = (percentile(&rtts, 0.5), percentile(&rtts, 0.99));
+        let cpu = |x: f64| {
+            if *system == System::Direct || !x.is_finite() {
+                "n/a".to_owned()
+            } else {
+                format!("{x:.3}")
+            }
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {rate:.0} | {} | {} | {p50:.2} / {p99:.2} |",
+            system.name(),
+            cpu(cpu_fixed),
+            cpu(cpu_knee)
+        );
+        let _ = writeln!(
+            json,
+            "    {{\"system\": {:?}, \"clean_cps\": {rate}, \"cpu_s_per_1000_fixed\": {}, \"cpu_s_per_1000_knee\": {}, \"rtt_p50_ms\": {}, \"rtt_p99_ms\": {}}},",
+            format!("{system:?}"),
+            num(cpu_fixed),
+            num(cpu_knee),
+            num(p50),
+            num(p99)
+        );
+        figures.push((*system, rate, cpu_fixed, cpu_knee));
+    }
+    let get = |s: System| figures.iter().find(|f| f.0 == s).copied();
+    if let (Some(sbc), Some(kam)) = (get(System::Sbc), get(System::Kamailio)) {
+        let _ = writeln!(
+            md,
+            "\nRatios SBC/Kamailio: clean calls/s {:.2}× (target ≥ 1.5×); CPU per call at {} calls/s {:.2}× (target ≤ 0.67×); CPU per call at the knee {:.2}×.",
+            sbc.1 / kam.1,
+            plan.fixed_rate,
+            sbc.2 / kam.2,
+            sbc.3 / kam.3
+        );
+        let _ = writeln!(
+            json,
+            "    {{\"ratio_cps_sbc_over_kamailio\": {}, \"ratio_cpu_fixed_sbc_over_kamailio\": {}}}",
+            num(sbc.1 / kam.1),
+            num(sbc.2 / kam.2)
+        );
+    }
+    json.push_str("  ],\n");
+    let (n, idle, peak, steady) = *memory;
+    let per_call = (peak.saturating_sub(idle)) as f64 * 1024.0 / n as f64;
+    let _ = writeln!(
+        md,
+        "\nConcurrency: {n} calls held open on the sbc (media ports allocated for each): RSS {:.1} MB idle, {:.1} MB with all calls up — {:.0} bytes per call (target: 10,000 calls in < 200 MB); CPU at steady state {:.3} cores.",
+        idle as f64 / 1024.0,
+        peak as f64 / 1024.0,
+        per_call,
+        steady
+    );
+    let _ = writeln!(
+        json,
+        "  \"concurrency\": {{\"calls\": {n}, \"rss_idle_kib\": {idle}, \"rss_peak_kib\": {peak}, \"bytes_per_call\": {}, \"steady_cpu_cores\": {}}},",
+        num(per_call),
+        num(steady)
+    );
+    let _ = writeln!(
+        md,
+        "\nResponse time is SIPp's INVITE → 200 OK per call (`-trace_rtt`), so it includes the callee and both hops; the added delay of a system is its figure minus the direct row's.\n"
+    );
+    let _ = writeln!(json, "  \"machine\": {machine:?}\n}}");
+    (md, json)
+}
+
+fn num(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.4}")
+    } else {
+        "null".into()
+    }
+}
+
+const SBC_CFG: &str = r#"# sbc for the signaling benchmark: the lab's addresses, userspace media (no RTP is sent), a
+# port range large enough for the concurrency run.
+[general]
+instance = "benchsig"
+[log]
+level = "error"
+[inside]
+udp = ["198.18.1.1:5060"]
+media_address = "198.18.1.1"
+[outside]
+udp = ["198.18.2.1:5060"]
+media_address = "198.18.2.1"
+[pbx]
+address = "198.18.1.2:5060"
+allow = ["198.18.1.0/24"]
+[[trunk]]
+name = "carrier"
+proxy = "198.18.2.2:5060"
+[media]
+xdp = "off"
+port_min = 10000
+port_max = 60000
+timeout_s = 300
+[admin]
+listen = "127.0.0.1:8080"
+"#;
+
+const KAMAILIO_CFG: &str = r#"#!KAMAILIO
+# Reference for the signaling benchmark: stateful proxy with dialog tracking (dialog),
+# topology hiding (topoh) and NAT fixing (nathelper) — the closest open-source equivalent of
+# the SBC's B2BUA. One worker per socket was best on this machine kind.
+debug=0
+log_stderror=yes
+fork=yes
+children=1
+auto_aliases=no
+listen=udp:198.18.1.1:5060
+listen=udp:198.18.2.1:5060
+mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+loadmodule "kex.so"
+loadmodule "corex.so"
+loadmodule "tm.so"
+loadmodule "tmx.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "xlog.so"
+loadmodule "nathelper.so"
+loadmodule "dialog.so"
+loadmodule "topoh.so"
+modparam("rr", "enable_full_lr", 1)
+modparam("topoh", "mask_key", "sbc-bench-key")
+modparam("topoh", "mask_ip", "192.0.2.254")
+request_route {
+    if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); exit; }
+    if (is_method("CANCEL")) { if (t_check_trans()) { t_relay(); } exit; }
+    if (has_totag()) {
+        if (loose_route()) { t_relay(); exit; }
+        if (is_method("ACK")) { if (t_check_trans()) { t_relay(); } exit; }
+        sl_send_reply("404", "Not here");
+        exit;
+    }
+    t_check_trans();
+    if (is_method("INVITE")) { dlg_manage(); }
+    record_route();
+    if ($si == "198.18.1.2") {
+        fix_nated_contact();
+        $du = "sip:198.18.2.2:5060";
+        force_send_socket(udp:198.18.2.1:5060);
+    } else {
+        $du = "sip:198.18.1.2:5060";
+        force_send_socket(udp:198.18.1.1:5060);
+    }
+    t_relay();
+}
+"#;
+
+fn date() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|_| "unknown-date".into())
+}
+
+/// Machine, kernel, date and versions of the systems compared.
+fn machine_line() -> String {
+    let out = |p: &str, a: &[&str]| {
+        Command::new(p)
+            .args(a)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    };
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "?".into());
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    format!(
+        "Machine: {cpu}, {cores} vCPUs, Linux {}; date {}; sbc {}; Kamailio {}; SIPp {}.",
+        out("uname", &["-r"]),
+        out("date", &["-u", "+%Y-%m-%dT%H:%MZ"]),
+        env!("CARGO_PKG_VERSION"),
+        out("dpkg-query", &["-W", "-f", "${Version}", "kamailio"]),
+        out("dpkg-query", &["-W", "-f", "${Version}", "sip-tester"]),
+    )
+}
