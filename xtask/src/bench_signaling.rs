@@ -168,7 +168,14 @@ fn run_all(plan: &Plan, sbc_bin: &Path, work: &Path, root: &Path, quick: bool) -
     std::fs::write(&sbc_cfg, SBC_CFG)?;
 
     // Step search per system, repetitions interleaved (A B C A B C …) against drift.
-    let systems = [System::Sbc, System::Kamailio, System::Direct];
+    let systems: Vec<System> = [System::Sbc, System::Kamailio, System::Direct]
+        .into_iter()
+        // SBC_BENCH_ONLY=kamailio (or sbc, direct) runs one system, for diagnosing it.
+        .filter(|s| {
+            std::env::var("SBC_BENCH_ONLY")
+                .map_or(true, |o| format!("{s:?}").eq_ignore_ascii_case(&o))
+        })
+        .collect();
     let mut best: Vec<(System, Vec<Trial>)> = systems.iter().map(|s| (*s, Vec::new())).collect();
     let mut fixed: Vec<(System, Vec<Trial>)> = systems.iter().map(|s| (*s, Vec::new())).collect();
     for rep in 0..plan.reps {
@@ -308,6 +315,7 @@ fn trial(
         sysctl(&lab.sbc, "net.ipv4.ip_forward=0")?;
     }
     let (ok, failed, retrans) = parse_stat(&stat)?;
+    keep_errors(work, uac_p.pid(), failed);
     let rtt_ms = parse_rtt(work, uac_p.pid());
     let _ = elapsed;
     Ok(Trial {
@@ -442,17 +450,7 @@ fn start_kamailio(lab: &Lab, cfg: &Path) -> Result<Owned> {
             ])
             .arg(cfg)
             .args([
-                "-DD",
-                "-E",
-                "-x",
-                "tlsf",
-                "-X",
-                "tlsf",
-                "-m",
-                "1024",
-                "-M",
-                "16",
-                "--shm-prefault",
+                "-DD", "-E", "-x", "tlsf", "-X", "tlsf", "-m", "1024", "-M", "16",
             ])
             .stderr(Stdio::null()),
     )?;
@@ -559,6 +557,25 @@ fn parse_stat(path: &Path) -> Result<(u64, u64, u64)> {
         col("FailedCall(C)"),
         col("Retransmissions(C)"),
     ))
+}
+
+/// Keeps SIPp's error log of a trial with failed calls where a person can read it.
+fn keep_errors(work: &Path, pid: u32, failed: u64) {
+    let Ok(dir) = std::fs::read_dir(work) else {
+        return;
+    };
+    for e in dir.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.contains(&format!("_{pid}_errors")) {
+            if failed > 0 {
+                let keep = std::env::temp_dir().join("sbc-bench-signaling-errors.log");
+                if std::fs::copy(e.path(), &keep).is_ok() {
+                    eprintln!("  failed calls: SIPp's errors are in {}", keep.display());
+                }
+            }
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// Response times (ms) of every call from SIPp's `-trace_rtt` file.
@@ -746,9 +763,12 @@ const KAMAILIO_CFG: &str = r#"#!KAMAILIO
 # the SBC's B2BUA. One worker per socket was best on this machine kind.
 debug=0
 log_stderror=yes
+# Pre-fault shared memory (BENCHMARKING.md: configure the reference at its best).
+shm_force_alloc=yes
 fork=yes
 children=1
 auto_aliases=no
+mhomed=1
 listen=udp:198.18.1.1:5060
 listen=udp:198.18.2.1:5060
 mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
@@ -774,8 +794,10 @@ request_route {
     if (is_method("CANCEL")) { if (t_check_trans()) { t_relay(); } exit; }
     if (has_totag()) {
         if (loose_route()) { t_relay(); exit; }
-        if (is_method("ACK")) { if (t_check_trans()) { t_relay(); } exit; }
-        sl_send_reply("404", "Not here");
+        # topoh folds the route set into the masked Contact and restores the Request-URI
+        # on the way back, so in-dialog requests go to the restored target.
+        if (is_method("ACK") && !t_check_trans()) { forward(); exit; }
+        t_relay();
         exit;
     }
     t_check_trans();
