@@ -146,7 +146,13 @@ pub(crate) fn parse(buf: Bytes, limits: &Limits) -> Result<Message, ParseError> 
             });
             break;
         }
-        match split_field(data, p, line_end - 2) {
+        // Without its CR (a bare LF was recorded as a problem above) the content ends at the LF.
+        let content_end = if e > p && data[e - 1] == b'\r' {
+            e - 1
+        } else {
+            e
+        };
+        match split_field(data, p, content_end) {
             Some(entry) => entries.push(Entry {
                 line_end: line_end as u32,
                 ..entry

@@ -309,7 +309,16 @@ impl<'a> SipUri<'a> {
         }
         // A parameter in both must match; user, ttl, method, maddr and transport must also
         // not appear in only one of them. Other parameters in only one are ignored.
-        for (name, value) in self.params.iter() {
+        for (i, (name, value)) in self.params.iter().enumerate() {
+            // Only the first occurrence of a repeated parameter counts (as for `find_param`).
+            if self
+                .params
+                .iter()
+                .take(i)
+                .any(|(n, _)| escaped_eq(n, name, true))
+            {
+                continue;
+            }
             match find_param(other.params, name) {
                 Some(v) if !opt_escaped_eq(value, v) => return false,
                 None if is_strict_param(name) => return false,
