@@ -182,7 +182,10 @@ fn bytes(g: &Generated) -> Bytes {
     Bytes::from(v)
 }
 
-fn facts(m: &Message) -> (Vec<(HeaderName, Vec<u8>, Vec<u8>)>, Vec<u8>, Option<String>) {
+/// (name, raw name, value) per field.
+type Fields = Vec<(HeaderName, Vec<u8>, Vec<u8>)>;
+
+fn facts(m: &Message) -> (Fields, Vec<u8>, Option<String>) {
     let h = m
         .headers()
         .iter()
