@@ -379,7 +379,10 @@ fn main() {
             "{name} must parse with rsip"
         );
     }
-    summary(&corpus);
+    // Profiling one Criterion group is easier without the A/B summary in the same process.
+    if std::env::var_os("PARSE_BENCH_NO_SUMMARY").is_none() {
+        summary(&corpus);
+    }
 
     let mut c = Criterion::default()
         .configure_from_args()

@@ -196,14 +196,7 @@ impl Headers {
 
     /// Call-ID: `word [ "@" word ]` (RFC 3261 §25.1).
     pub fn call_id(&self) -> Result<&str, HeaderError> {
-        let v = self.required_str(HeaderName::CallId)?;
-        let mut parts = v.splitn(2, '@');
-        let ok = parts.all(|w| !w.is_empty() && w.bytes().all(|b| scan::is(b, scan::WORD)));
-        if ok {
-            Ok(v)
-        } else {
-            Err(HeaderError::BadCallId)
-        }
+        check_call_id(self.required_str(HeaderName::CallId)?)
     }
 
     /// CSeq.
@@ -374,6 +367,21 @@ impl Headers {
     pub fn reasons(&self) -> impl Iterator<Item = Result<Reason<'_>, HeaderError>> + '_ {
         self.values(HeaderName::Reason)
             .map(|v| v.and_then(Reason::parse))
+    }
+}
+
+/// Checks `word [ "@" word ]`.
+pub(crate) fn check_call_id(v: &str) -> Result<&str, HeaderError> {
+    let b = v.as_bytes();
+    let word = |w: &[u8]| !w.is_empty() && w.iter().all(|c| scan::is(*c, scan::WORD));
+    let ok = match memchr::memchr(b'@', b) {
+        Some(i) => word(&b[..i]) && word(&b[i + 1..]),
+        None => word(b),
+    };
+    if ok {
+        Ok(v)
+    } else {
+        Err(HeaderError::BadCallId)
     }
 }
 
