@@ -231,7 +231,7 @@ fn reject(problem: Problem, headers: Headers, is_request: bool) -> ParseError {
 }
 
 /// Whether a response can be built and routed: the top Via's sent-by (RFC 3261 §18.2.2) and
-/// From, To, Call-ID and CSeq to copy (§8.2.6.2) are present.
+/// From, To, Call-ID and CSeq to copy (§8.2.6.2) are present, as UTF-8 text.
 pub(crate) fn answerable(headers: &Headers) -> bool {
     let via_ok = matches!(headers.values(HeaderName::Via).next(), Some(Ok(v))
         if Via::parse_sent_by(&mut Cursor::new(v)).is_ok());
@@ -243,7 +243,7 @@ pub(crate) fn answerable(headers: &Headers) -> bool {
             HeaderName::CSeq,
         ]
         .iter()
-        .all(|n| headers.first(*n).is_some())
+        .all(|n| headers.first(*n).is_some_and(|h| h.value_str().is_some()))
 }
 
 /// Splits `name: value` between `start` and `end` (the CRLF of the field's last line).
@@ -648,6 +648,15 @@ mod tests {
                 reason: "Invalid UTF-8 in Header"
             })
         );
+    }
+
+    #[test]
+    fn non_utf8_in_a_copied_header_is_not_answered() {
+        let mut raw = OPTIONS.replace("tag=1", "tag=\u{1}").into_bytes();
+        let at = raw.iter().position(|b| *b == 1).expect("marker");
+        raw[at] = 0xfe;
+        let e = Message::parse(Bytes::from(raw), &Limits::default()).err();
+        assert_eq!(e.map(|e| e.reaction()), Some(Reaction::Drop));
     }
 
     #[test]
