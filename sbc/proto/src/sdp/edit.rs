@@ -282,7 +282,10 @@ impl<'s, 'a> SdpEditor<'s, 'a> {
                 }
             }
             for (_, text) in self.inserts.iter().filter(|(at, _)| *at == i) {
-                if !out.ends_with(b"\n") {
+                // The last line may lack its line end (or have a lone CR): complete it.
+                if out.ends_with(b"\r") {
+                    out.push(b'\n');
+                } else if !out.ends_with(b"\n") {
                     out.extend_from_slice(b"\r\n");
                 }
                 out.extend_from_slice(text.as_bytes());

@@ -152,6 +152,40 @@ mod tests {
     }
 
     #[test]
+    fn stream_of_pings_and_messages() {
+        use bytes::Bytes;
+
+        use crate::sip::Message;
+        let one = "OPTIONS sip:a@example.com SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\n\
+            From: <sip:b@example.com>;tag=1\r\nTo: <sip:a@example.com>\r\nCall-ID: c\r\n\
+            CSeq: 1 OPTIONS\r\nl: 2\r\n\r\nhi";
+        let mut stream = Vec::new();
+        stream.extend_from_slice(b"\r\n\r\n");
+        stream.extend_from_slice(one.as_bytes());
+        stream.extend_from_slice(b"\r\n");
+        stream.extend_from_slice(one.as_bytes());
+        let l = Limits::default();
+        let mut f = Framer::new();
+        let mut buf = &stream[..];
+        let mut seen = Vec::new();
+        while !buf.is_empty() {
+            match f.frame(buf, &l) {
+                Ok(Frame::KeepAlive(n)) => {
+                    seen.push(format!("ka{n}"));
+                    buf = &buf[n..];
+                }
+                Ok(Frame::Complete(n)) => {
+                    let m = Message::parse(Bytes::copy_from_slice(&buf[..n]), &l).expect("frame");
+                    seen.push(format!("msg{}", m.body().len()));
+                    buf = &buf[n..];
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(seen, ["ka4", "msg2", "ka2", "msg2"]);
+    }
+
+    #[test]
     fn errors() {
         let l = Limits::default();
         let f = |b: &[u8]| Framer::new().frame(b, &l);

@@ -48,7 +48,7 @@ pub(crate) struct Entry {
 }
 
 /// The header fields of a message, in wire order.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Headers {
     pub(crate) buf: Bytes,
     pub(crate) entries: Vec<Entry>,
@@ -77,6 +77,15 @@ impl<'a> Header<'a> {
     /// Whether the raw name equals `name`, ignoring ASCII case.
     pub fn is_named(&self, name: &str) -> bool {
         self.raw_name.eq_ignore_ascii_case(name.as_bytes())
+    }
+}
+
+impl std::fmt::Debug for Headers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Names only: values carry addresses and numbers (STYLE.md, PII).
+        f.debug_list()
+            .entries(self.entries.iter().map(|e| e.name))
+            .finish()
     }
 }
 
@@ -196,14 +205,7 @@ impl Headers {
 
     /// Call-ID: `word [ "@" word ]` (RFC 3261 §25.1).
     pub fn call_id(&self) -> Result<&str, HeaderError> {
-        let v = self.required_str(HeaderName::CallId)?;
-        let mut parts = v.splitn(2, '@');
-        let ok = parts.all(|w| !w.is_empty() && w.bytes().all(|b| scan::is(b, scan::WORD)));
-        if ok {
-            Ok(v)
-        } else {
-            Err(HeaderError::BadCallId)
-        }
+        check_call_id(self.required_str(HeaderName::CallId)?)
     }
 
     /// CSeq.
@@ -374,6 +376,21 @@ impl Headers {
     pub fn reasons(&self) -> impl Iterator<Item = Result<Reason<'_>, HeaderError>> + '_ {
         self.values(HeaderName::Reason)
             .map(|v| v.and_then(Reason::parse))
+    }
+}
+
+/// Checks `word [ "@" word ]`.
+pub(crate) fn check_call_id(v: &str) -> Result<&str, HeaderError> {
+    let b = v.as_bytes();
+    let word = |w: &[u8]| !w.is_empty() && w.iter().all(|c| scan::is(*c, scan::WORD));
+    let ok = match memchr::memchr(b'@', b) {
+        Some(i) => word(&b[..i]) && word(&b[i + 1..]),
+        None => word(b),
+    };
+    if ok {
+        Ok(v)
+    } else {
+        Err(HeaderError::BadCallId)
     }
 }
 

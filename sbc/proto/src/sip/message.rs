@@ -185,12 +185,14 @@ impl Message {
 
 impl fmt::Debug for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Only the start line: header values carry numbers and addresses that must not reach
-        // logs by accident.
-        let line = self.str_at(self.start_line).unwrap_or("");
-        f.debug_struct("Message")
-            .field("start_line", &line)
-            .field("headers", &self.headers.len())
+        // Method or status only: URIs and header values carry numbers and addresses that must
+        // not reach logs by accident (STYLE.md, PII).
+        let mut d = f.debug_struct("Message");
+        match &self.start {
+            StartLine::Request { method, .. } => d.field("method", &method.as_str()),
+            StartLine::Response { status, .. } => d.field("status", &status.as_u16()),
+        };
+        d.field("headers", &self.headers.len())
             .field("body_len", &self.body().len())
             .finish()
     }

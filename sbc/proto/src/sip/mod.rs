@@ -24,7 +24,7 @@ mod via;
 pub use addr::{Contact, NameAddr};
 pub use auth::Auth;
 pub use cseq::CSeq;
-pub use edit::{Editor, MessageWriter};
+pub use edit::{Editor, MessageWriter, ResponseOptions, edit_param};
 pub use error::{HeaderError, ParseError, Problem, Reaction, UriError};
 pub use framer::{Frame, FrameError, Framer};
 pub use headers::{Header, Headers};

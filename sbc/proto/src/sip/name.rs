@@ -108,7 +108,19 @@ impl HeaderName {
         for (d, s) in buf.iter_mut().zip(name) {
             *d = s.to_ascii_lowercase();
         }
-        Self::lookup_lower(&buf[..name.len()])
+        let lower = &buf[..name.len()];
+        // The names on nearly every message first, before the full table.
+        match lower {
+            b"via" | b"v" => Self::Via,
+            b"from" | b"f" => Self::From,
+            b"to" | b"t" => Self::To,
+            b"call-id" | b"i" => Self::CallId,
+            b"cseq" => Self::CSeq,
+            b"contact" | b"m" => Self::Contact,
+            b"max-forwards" => Self::MaxForwards,
+            b"content-length" | b"l" => Self::ContentLength,
+            _ => Self::lookup_lower(lower),
+        }
     }
 
     /// Whether the header's grammar is a comma-separated list (RFC 3261 §7.3.1), so that a

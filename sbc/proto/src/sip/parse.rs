@@ -7,15 +7,17 @@
 
 use bytes::Bytes;
 
+use super::addr::{Contact, NameAddr};
 use super::cseq::CSeq;
 use super::error::{HeaderError, ParseError, Problem};
-use super::headers::{Entry, Headers, Span};
+use super::headers::{Entry, Headers, Span, check_call_id, split_commas};
 use super::message::{Message, StartLine};
 use super::method::Method;
 use super::name::HeaderName;
 use super::scan::{self, Cursor};
 use super::status::StatusCode;
 use super::uri::Uri;
+use super::values;
 use super::via::Via;
 
 /// Resource limits applied while parsing. Exceeding one is an error, never a truncation.
@@ -146,7 +148,13 @@ pub(crate) fn parse(buf: Bytes, limits: &Limits) -> Result<Message, ParseError> 
             });
             break;
         }
-        match split_field(data, p, line_end - 2) {
+        // Without its CR (a bare LF was recorded as a problem above) the content ends at the LF.
+        let content_end = if e > p && data[e - 1] == b'\r' {
+            e - 1
+        } else {
+            e
+        };
+        match split_field(data, p, content_end) {
             Some(entry) => entries.push(Entry {
                 line_end: line_end as u32,
                 ..entry
@@ -160,11 +168,15 @@ pub(crate) fn parse(buf: Bytes, limits: &Limits) -> Result<Message, ParseError> 
     if body_start.is_none() {
         problem.get_or_insert(Problem::Truncated);
     }
-    if let Err(e) = std::str::from_utf8(&data[pos..headers_end.max(sl_end)]) {
-        problem.get_or_insert(Problem::NotUtf8 {
-            offset: pos + e.valid_up_to(),
-        });
-    }
+    let section = match std::str::from_utf8(&data[pos..headers_end.max(sl_end)]) {
+        Ok(s) => s,
+        Err(e) => {
+            problem.get_or_insert(Problem::NotUtf8 {
+                offset: pos + e.valid_up_to(),
+            });
+            ""
+        }
+    };
     let headers = Headers {
         buf: buf.clone(),
         entries,
@@ -181,7 +193,7 @@ pub(crate) fn parse(buf: Bytes, limits: &Limits) -> Result<Message, ParseError> 
             ));
         }
     };
-    let cseq = match validate(&headers, &start, limits) {
+    let cseq = match validate(&headers, section, pos, &start, limits) {
         Ok(c) => c,
         Err(p) => return Err(reject(p, headers, is_request)),
     };
@@ -219,7 +231,7 @@ fn reject(problem: Problem, headers: Headers, is_request: bool) -> ParseError {
 }
 
 /// Whether a response can be built and routed: the top Via's sent-by (RFC 3261 §18.2.2) and
-/// From, To, Call-ID and CSeq to copy (§8.2.6.2) are present.
+/// From, To, Call-ID and CSeq to copy (§8.2.6.2) are present, as UTF-8 text.
 pub(crate) fn answerable(headers: &Headers) -> bool {
     let via_ok = matches!(headers.values(HeaderName::Via).next(), Some(Ok(v))
         if Via::parse_sent_by(&mut Cursor::new(v)).is_ok());
@@ -231,7 +243,7 @@ pub(crate) fn answerable(headers: &Headers) -> bool {
             HeaderName::CSeq,
         ]
         .iter()
-        .all(|n| headers.first(*n).is_some())
+        .all(|n| headers.first(*n).is_some_and(|h| h.value_str().is_some()))
 }
 
 /// Splits `name: value` between `start` and `end` (the CRLF of the field's last line).
@@ -351,63 +363,104 @@ fn parse_status_line(line: &[u8], offset: usize) -> Option<StartLine> {
 }
 
 /// Checks the headers every element relies on; returns the decoded CSeq.
-fn validate(headers: &Headers, start: &StartLine, limits: &Limits) -> Result<CSeq, Problem> {
+///
+/// `section` is the header section already checked to be UTF-8, starting at buffer offset
+/// `base`, so values are sliced from it without decoding each one again.
+fn validate(
+    headers: &Headers,
+    section: &str,
+    base: usize,
+    start: &StartLine,
+    limits: &Limits,
+) -> Result<CSeq, Problem> {
+    const SINGLE: [HeaderName; 6] = [
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::CallId,
+        HeaderName::CSeq,
+        HeaderName::MaxForwards,
+        HeaderName::ContentLength,
+    ];
     let invalid = |name| move |error: HeaderError| Problem::Invalid { name, error };
+    let value = |e: &Entry| {
+        let r = e.value.range();
+        section
+            .get(r.start - base..r.end - base)
+            .unwrap_or_default()
+    };
+    // One pass over the fields: Vias are checked as they come, the single-instance headers are
+    // counted and remembered.
+    let mut found: [Option<&str>; 6] = [None; 6];
+    let mut counts = [0usize; 6];
     let mut vias = 0;
-    for via in headers.via() {
-        via.map_err(invalid(HeaderName::Via))?;
-        vias += 1;
-        if vias > limits.max_vias {
-            return Err(Problem::TooManyVias {
-                max: limits.max_vias,
-            });
+    let mut lists = false;
+    for e in &headers.entries {
+        match e.name {
+            HeaderName::Via => {
+                for v in split_commas(value(e)) {
+                    Via::parse(v).map_err(invalid(HeaderName::Via))?;
+                    vias += 1;
+                    if vias > limits.max_vias {
+                        return Err(Problem::TooManyVias {
+                            max: limits.max_vias,
+                        });
+                    }
+                }
+            }
+            HeaderName::Contact | HeaderName::Route | HeaderName::RecordRoute => lists = true,
+            name => {
+                if let Some(i) = SINGLE.iter().position(|n| *n == name) {
+                    counts[i] += 1;
+                    found[i].get_or_insert_with(|| value(e));
+                }
+            }
         }
     }
     if vias == 0 {
         return Err(Problem::Missing(HeaderName::Via));
     }
-    for name in [
-        HeaderName::From,
-        HeaderName::To,
-        HeaderName::CallId,
-        HeaderName::CSeq,
-    ] {
-        match headers.count(name) {
-            0 => return Err(Problem::Missing(name)),
-            1 => {}
-            _ => return Err(Problem::Duplicate(name)),
+    for (i, name) in SINGLE.iter().enumerate() {
+        match counts[i] {
+            0 if i < 4 => return Err(Problem::Missing(*name)),
+            0 | 1 => {}
+            _ => return Err(Problem::Duplicate(*name)),
         }
     }
-    for name in [HeaderName::MaxForwards, HeaderName::ContentLength] {
-        if headers.count(name) > 1 {
-            return Err(Problem::Duplicate(name));
-        }
-    }
-    headers.from().map_err(invalid(HeaderName::From))?;
-    headers.to().map_err(invalid(HeaderName::To))?;
-    headers.call_id().map_err(invalid(HeaderName::CallId))?;
-    let cseq = headers.cseq().map_err(invalid(HeaderName::CSeq))?;
+    let [from, to, call_id, cseq, max_forwards, content_length] = found;
+    NameAddr::parse(from.unwrap_or_default()).map_err(invalid(HeaderName::From))?;
+    NameAddr::parse(to.unwrap_or_default()).map_err(invalid(HeaderName::To))?;
+    check_call_id(call_id.unwrap_or_default()).map_err(invalid(HeaderName::CallId))?;
+    let cseq = CSeq::parse(cseq.unwrap_or_default()).map_err(invalid(HeaderName::CSeq))?;
     if let StartLine::Request { method, .. } = start
         && *method != cseq.method
     {
         return Err(Problem::CSeqMethodMismatch);
     }
-    headers
-        .max_forwards()
-        .map_err(invalid(HeaderName::MaxForwards))?;
-    headers
-        .content_length()
-        .map_err(invalid(HeaderName::ContentLength))?;
+    if let Some(v) = max_forwards {
+        let n = values::parse_number(v).map_err(invalid(HeaderName::MaxForwards))?;
+        u8::try_from(n).map_err(|_| Problem::Invalid {
+            name: HeaderName::MaxForwards,
+            error: HeaderError::NumberOverflow,
+        })?;
+    }
+    if let Some(v) = content_length {
+        values::parse_number(v).map_err(invalid(HeaderName::ContentLength))?;
+    }
     // The SBC rewrites and routes on these, so a malformed one is rejected up front
     // (RFC 4475 §3.1.2.1 and §3.1.2.13).
-    for c in headers.contacts() {
-        c.map_err(invalid(HeaderName::Contact))?;
-    }
-    for r in headers.routes() {
-        r.map_err(invalid(HeaderName::Route))?;
-    }
-    for r in headers.record_routes() {
-        r.map_err(invalid(HeaderName::RecordRoute))?;
+    if lists {
+        for e in &headers.entries {
+            let ok = match e.name {
+                HeaderName::Contact => {
+                    split_commas(value(e)).try_for_each(|v| Contact::parse(v).map(drop))
+                }
+                HeaderName::Route | HeaderName::RecordRoute => {
+                    split_commas(value(e)).try_for_each(|v| NameAddr::parse(v).map(drop))
+                }
+                _ => Ok(()),
+            };
+            ok.map_err(invalid(e.name))?;
+        }
     }
     Ok(cseq)
 }
@@ -595,6 +648,15 @@ mod tests {
                 reason: "Invalid UTF-8 in Header"
             })
         );
+    }
+
+    #[test]
+    fn non_utf8_in_a_copied_header_is_not_answered() {
+        let mut raw = OPTIONS.replace("tag=1", "tag=\u{1}").into_bytes();
+        let at = raw.iter().position(|b| *b == 1).expect("marker");
+        raw[at] = 0xfe;
+        let e = Message::parse(Bytes::from(raw), &Limits::default()).err();
+        assert_eq!(e.map(|e| e.reaction()), Some(Reaction::Drop));
     }
 
     #[test]

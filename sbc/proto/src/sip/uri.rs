@@ -111,17 +111,25 @@ impl<'a> Host<'a> {
             return name.parse().map(Host::Ipv4).map_err(|_| UriError::BadHost);
         }
         // hostname = *( domainlabel "." ) toplabel [ "." ]: labels are non-empty, do not start
-        // or end with '-', and the top label starts with a letter.
-        let trimmed = name.strip_suffix('.').unwrap_or(name);
-        let ok = trimmed
-            .split('.')
-            .all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'))
-            && trimmed
-                .rsplit('.')
-                .next()
-                .is_some_and(|t| t.starts_with(|ch: char| ch.is_ascii_alphabetic()));
-        if !ok {
-            return Err(UriError::BadHost);
+        // or end with '-', and the top label starts with a letter. One pass over the bytes.
+        let b = name.as_bytes();
+        let end = if b.last() == Some(&b'.') {
+            b.len() - 1
+        } else {
+            b.len()
+        };
+        let mut label_start = 0;
+        for i in 0..=end {
+            if i == end || b[i] == b'.' {
+                let ok = i > label_start && b[label_start] != b'-' && b[i - 1] != b'-';
+                if !ok {
+                    return Err(UriError::BadHost);
+                }
+                if i == end && !b[label_start].is_ascii_alphabetic() {
+                    return Err(UriError::BadHost);
+                }
+                label_start = i + 1;
+            }
         }
         Ok(Host::Domain(name))
     }
@@ -142,24 +150,25 @@ pub(crate) fn parse_port(c: &mut Cursor<'_>) -> Result<Option<u16>, UriError> {
 impl<'a> Uri<'a> {
     /// Parses a complete URI; the whole of `s` must be the URI.
     pub fn parse(s: &'a str) -> Result<Self, UriError> {
-        let colon = s.find(':').ok_or(UriError::BadScheme)?;
-        let scheme = &s[..colon];
-        let rest = &s[colon + 1..];
+        let colon = memchr::memchr(b':', s.as_bytes()).ok_or(UriError::BadScheme)?;
+        let scheme = s.get(..colon).unwrap_or_default();
+        let rest = s.get(colon + 1..).unwrap_or_default();
         if !is_scheme(scheme) {
             return Err(UriError::BadScheme);
         }
-        if s.bytes()
-            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-        {
-            return Err(UriError::BadChar);
-        }
+        // The SIP path checks every component against its character class; the others are
+        // checked here for whitespace and control characters.
         if scheme.eq_ignore_ascii_case("sip") {
             SipUri::parse_rest(false, rest, s).map(Uri::Sip)
         } else if scheme.eq_ignore_ascii_case("sips") {
             SipUri::parse_rest(true, rest, s).map(Uri::Sip)
         } else if scheme.eq_ignore_ascii_case("tel") {
             TelUri::parse_rest(rest, s).map(Uri::Tel)
-        } else if rest.is_empty() || !rest.is_ascii() {
+        } else if rest.is_empty()
+            || rest
+                .bytes()
+                .any(|b| !b.is_ascii() || b.is_ascii_whitespace() || b.is_ascii_control())
+        {
             Err(UriError::BadChar)
         } else {
             Ok(Uri::Other(OtherUri {
@@ -203,10 +212,10 @@ impl<'a> SipUri<'a> {
     fn parse_rest(secure: bool, rest: &'a str, raw: &'a str) -> Result<Self, UriError> {
         // '@' may only appear (unescaped) as the userinfo delimiter: user, password, params
         // and headers all require it to be escaped (RFC 3261 §25.1).
-        let (user, password, hostpart) = match rest.find('@') {
+        let (user, password, hostpart) = match memchr::memchr(b'@', rest.as_bytes()) {
             Some(at) => {
                 let userinfo = &rest[..at];
-                let (user, password) = match userinfo.find(':') {
+                let (user, password) = match memchr::memchr(b':', userinfo.as_bytes()) {
                     Some(i) => (&userinfo[..i], Some(&userinfo[i + 1..])),
                     None => (userinfo, None),
                 };
@@ -309,7 +318,16 @@ impl<'a> SipUri<'a> {
         }
         // A parameter in both must match; user, ttl, method, maddr and transport must also
         // not appear in only one of them. Other parameters in only one are ignored.
-        for (name, value) in self.params.iter() {
+        for (i, (name, value)) in self.params.iter().enumerate() {
+            // Only the first occurrence of a repeated parameter counts (as for `find_param`).
+            if self
+                .params
+                .iter()
+                .take(i)
+                .any(|(n, _)| escaped_eq(n, name, true))
+            {
+                continue;
+            }
             match find_param(other.params, name) {
                 Some(v) if !opt_escaped_eq(value, v) => return false,
                 None if is_strict_param(name) => return false,
@@ -541,7 +559,8 @@ mod tests {
         let cases = [
             ("sip:", UriError::BadHost),
             ("sip:@host", UriError::BadUser),
-            ("sip:a b@host", UriError::BadChar),
+            ("sip:a b@host", UriError::BadUser),
+            ("sip:host x", UriError::BadChar),
             ("sip:host:99999", UriError::BadPort),
             ("sip:host;;", UriError::BadParam),
             ("sip:host?", UriError::BadHeaders),
