@@ -43,13 +43,31 @@ pub enum RunError {
     /// The admin server failed.
     #[error("admin server: {0}")]
     Admin(#[source] std::io::Error),
+    /// The admin API would be reachable from the network without a token.
+    #[error(
+        "admin.listen = {0} is not a loopback address and no admin token is configured \
+             ([admin] token or SBC_ADMIN_TOKEN)"
+    )]
+    OpenAdmin(SocketAddr),
     /// Installing a signal handler failed.
     #[error("installing signal handlers: {0}")]
     Signal(#[source] std::io::Error),
 }
 
 /// Runs the SBC until SIGTERM/SIGINT.
-pub async fn run(config: Config) -> Result<(), RunError> {
+///
+/// `path` is the file `config` came from: live changes are persisted there and SIGHUP re-reads
+/// it (`None`: the built-in default, which cannot be changed while running).
+pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(), RunError> {
+    let env_tokens = admin::auth::EnvTokens::from_env();
+    if !env_tokens.any(&config) {
+        if !config.admin.listen.ip().is_loopback() {
+            return Err(RunError::OpenAdmin(config.admin.listen));
+        }
+        tracing::warn!(listen = %config.admin.listen, "the admin API has no token: anyone who can \
+            reach this loopback address may read and change the SBC (set [admin] token or \
+            SBC_ADMIN_TOKEN)");
+    }
     let metrics = Metrics::new()?;
     let mut shutdown = Shutdown::install()?;
     let (xdp, xdp_status) = start_xdp(&config);
@@ -78,6 +96,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     tasks.spawn(crate::signaling::run(
         crate::signaling::b2bua_config(&config),
         crate::signaling::Acl::from_config(&config),
+        crate::signaling::TrunkNames::from_config(&config),
         media.clone(),
         transport.clone(),
         inbound_rx,
@@ -102,6 +121,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         media,
         signaling,
         ready: std::sync::atomic::AtomicBool::new(false),
+        config: admin::live::LiveConfig::new(config.clone(), path, env_tokens),
     });
     let app = admin::router(state.clone());
     tracing::info!(%addr, "admin API listening");
@@ -109,12 +129,25 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     tracing::info!(instance = %config.general.instance, "sbc ready");
 
     let reloader = transport.clone();
+    let hup_state = state.clone();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown
                 .wait(|| {
                     // Errors are logged and counted by reload_tls; the old certificate stays.
                     let _ = reloader.reload_tls();
+                    let s = hup_state.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = s.config.reload(&s.signaling, "sighup").await {
+                            let problems: Vec<String> = e
+                                .problems
+                                .iter()
+                                .map(|p| format!("{}: {}", p.path, p.message))
+                                .collect();
+                            tracing::warn!(error = %e.error, problems = %problems.join("; "),
+                                "SIGHUP: configuration not reloaded; the running one stays");
+                        }
+                    });
                 })
                 .await;
         })
@@ -236,7 +269,7 @@ impl Shutdown {
                 _ = self.term.recv() => return tracing::info!("SIGTERM received"),
                 _ = self.int.recv() => return tracing::info!("SIGINT received"),
                 _ = self.hup.recv() => {
-                    tracing::info!("SIGHUP received: reloading TLS certificates");
+                    tracing::info!("SIGHUP received: reloading TLS certificates and the configuration");
                     on_hup();
                 }
             }

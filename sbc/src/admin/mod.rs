@@ -1,6 +1,15 @@
 //! The HTTP admin API (axum): health, readiness, Prometheus metrics, the media view, and the
 //! media control plane (`/api/v1/media/sessions`), which drives the same [`MediaControl`]
-//! contract the call layer uses: for operators, test harnesses, and until the B2BUA exists.
+//! contract the call layer uses: for operators, test harnesses, and until the B2BUA exists;
+//! calls, trunks, routes, ACLs, bans and live configuration (`api`, `live`), bearer-token
+//! authentication (`auth`), and the OpenAPI document generated from the route table
+//! (`openapi`), from which the router itself is built.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod live;
+pub mod openapi;
 
 use std::sync::{
     Arc,
@@ -9,10 +18,10 @@ use std::sync::{
 
 use axum::{
     Json, Router,
-    extract::{Path, State},
+    extract::{DefaultBodyLimit, Path, State},
     http::{StatusCode, header},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{MethodFilter, MethodRouter, on},
 };
 use sbc_proto::media::{
     Direction, Leg, MediaControl, MediaError, SessionId, StreamDesc, StreamRelay,
@@ -27,6 +36,7 @@ use crate::{
     },
     metrics::Metrics,
 };
+use error::{ApiError, ApiJson};
 
 /// What the media fast path is doing, as reported by `/api/v1/media`.
 #[derive(Debug, Clone, Serialize)]
@@ -64,23 +74,80 @@ pub struct AdminState {
     pub signaling: crate::signaling::SignalingHandle,
     /// Set once every listener is bound.
     pub ready: AtomicBool,
+    /// The running configuration, its file, and the admin tokens.
+    pub config: live::LiveConfig,
 }
 
-/// Builds the router.
+/// Largest request body accepted (a whole configuration is a few KiB).
+pub const MAX_BODY: usize = 256 * 1024;
+
+type Handler = MethodRouter<Arc<AdminState>>;
+
+/// The handler of one operation of [`openapi::OPS`].
+fn handler(method: &str, path: &str) -> Option<Handler> {
+    let filter = match method {
+        "GET" => MethodFilter::GET,
+        "PUT" => MethodFilter::PUT,
+        "POST" => MethodFilter::POST,
+        "PATCH" => MethodFilter::PATCH,
+        "DELETE" => MethodFilter::DELETE,
+        _ => return None,
+    };
+    let h = match (method, path) {
+        ("GET", "/healthz") => on(filter, || async { "ok\n" }),
+        ("GET", "/readyz") => on(filter, readyz),
+        ("GET", "/metrics") => on(filter, metrics),
+        ("GET", "/api/v1/openapi.json") => on(filter, || async { Json(openapi::document()) }),
+        ("GET", "/api/v1/calls") => on(filter, api::list_calls),
+        ("GET", "/api/v1/calls/{id}") => on(filter, api::get_call),
+        ("DELETE", "/api/v1/calls/{id}") => on(filter, api::end_call),
+        ("GET", "/api/v1/trunks") => on(filter, api::list_trunks),
+        ("GET", "/api/v1/trunks/{name}") => on(filter, api::get_trunk),
+        ("PUT", "/api/v1/trunks/{name}") => on(filter, api::put_trunk),
+        ("DELETE", "/api/v1/trunks/{name}") => on(filter, api::delete_trunk),
+        ("POST", "/api/v1/trunks/{name}/register") => on(filter, api::register_trunk),
+        ("GET", "/api/v1/routes") => on(filter, api::routes),
+        ("GET", "/api/v1/acls") => on(filter, api::acls),
+        ("GET", "/api/v1/bans") => on(filter, api::bans),
+        ("DELETE", "/api/v1/bans/{address}") => on(filter, api::delete_ban),
+        ("GET", "/api/v1/config") => on(filter, api::get_config),
+        ("PUT", "/api/v1/config") => on(filter, api::put_config),
+        ("PATCH", "/api/v1/config") => on(filter, api::patch_config),
+        ("POST", "/api/v1/reload") => on(filter, api::reload),
+        ("GET", "/api/v1/media") => on(filter, media),
+        ("GET", "/api/v1/media/sessions") => on(filter, list_sessions),
+        ("POST", "/api/v1/media/sessions") => on(filter, create_session),
+        ("GET", "/api/v1/media/sessions/{id}") => on(filter, get_session),
+        ("PUT", "/api/v1/media/sessions/{id}") => on(filter, put_session),
+        ("DELETE", "/api/v1/media/sessions/{id}") => on(filter, delete_session),
+        _ => return None,
+    };
+    Some(h)
+}
+
+/// Builds the router from the route table, behind the token check and the body limit.
 pub fn router(state: Arc<AdminState>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/api/v1/media", get(media))
-        .route(
-            "/api/v1/media/sessions",
-            get(list_sessions).post(create_session),
-        )
-        .route(
-            "/api/v1/media/sessions/{id}",
-            get(get_session).put(put_session).delete(delete_session),
-        )
+    let mut by_path: std::collections::BTreeMap<&str, Handler> = std::collections::BTreeMap::new();
+    for o in openapi::OPS {
+        let Some(h) = handler(o.method, o.path) else {
+            // The table and `handler` live side by side; the unit test below keeps them equal.
+            tracing::error!(method = o.method, path = o.path, "route without a handler");
+            continue;
+        };
+        let entry = by_path.remove(o.path);
+        by_path.insert(o.path, entry.map_or(h.clone(), |e| e.merge(h)));
+    }
+    let mut router = Router::new();
+    for (path, h) in by_path {
+        router = router.route(path, h);
+    }
+    router
+        .fallback(error::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::check,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
 
@@ -279,7 +346,7 @@ async fn list_sessions(State(s): State<Arc<AdminState>>) -> Json<Vec<u64>> {
 
 async fn create_session(
     State(s): State<Arc<AdminState>>,
-    Json(body): Json<DescribeJson>,
+    ApiJson(body): ApiJson<DescribeJson>,
 ) -> Response {
     let streams: Vec<StreamDesc> = body.streams.iter().map(StreamDesc::from).collect();
     let mut media = s.media.clone();
@@ -295,10 +362,13 @@ async fn create_session(
 
 async fn put_session(
     State(s): State<Arc<AdminState>>,
-    Path(id): Path<u64>,
-    Json(body): Json<DescribeJson>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<DescribeJson>,
 ) -> Response {
-    let id = SessionId(id);
+    let id = match session_id(&id) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
+    };
     let streams: Vec<StreamDesc> = body.streams.iter().map(StreamDesc::from).collect();
     let mut media = s.media.clone();
     let result = match body.action.unwrap_or(ActionJson::Commit) {
@@ -311,18 +381,49 @@ async fn put_session(
     }
 }
 
-async fn get_session(State(s): State<Arc<AdminState>>, Path(id): Path<u64>) -> Response {
-    match s.media.session_view(SessionId(id)) {
+/// A session id from the path; a 400 with a JSON error when it is not a number.
+fn session_id(raw: &str) -> Result<SessionId, ApiError> {
+    raw.parse()
+        .map(SessionId)
+        .map_err(|_| ApiError::bad_request("a session id is a non-negative integer"))
+}
+
+async fn get_session(State(s): State<Arc<AdminState>>, Path(id): Path<String>) -> Response {
+    let id = match session_id(&id) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
+    };
+    match s.media.session_view(id) {
         Some(v) => Json(v).into_response(),
-        None => media_error(&MediaError::UnknownSession(SessionId(id))),
+        None => media_error(&MediaError::UnknownSession(id)),
     }
 }
 
-async fn delete_session(State(s): State<Arc<AdminState>>, Path(id): Path<u64>) -> Response {
-    let id = SessionId(id);
+async fn delete_session(State(s): State<Arc<AdminState>>, Path(id): Path<String>) -> Response {
+    let id = match session_id(&id) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
+    };
     if s.media.session_view(id).is_none() {
         return media_error(&MediaError::UnknownSession(id));
     }
     s.media.clone().release(id);
     StatusCode::NO_CONTENT.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_documented_operation_has_a_handler() {
+        for o in openapi::OPS {
+            assert!(
+                handler(o.method, o.path).is_some(),
+                "{} {}",
+                o.method,
+                o.path
+            );
+        }
+    }
 }

@@ -108,6 +108,12 @@ pub enum Event {
         /// Side of the caller.
         from: Side,
     },
+    /// The callee sent its first provisional response above 100 (180/183): the end of the
+    /// post-dial delay.
+    CallProgress {
+        /// Call handle.
+        call: u64,
+    },
     /// The call was answered.
     CallAnswered {
         /// Call handle.
@@ -138,6 +144,8 @@ pub struct Stats {
     pub server_transactions: usize,
     /// Client transactions.
     pub client_transactions: usize,
+    /// Request retransmissions received and absorbed by a server transaction, since start.
+    pub retransmissions_received: u64,
 }
 
 /// A read-only view of one call, for the admin API.
@@ -316,6 +324,7 @@ pub struct B2bua {
     timers: BTreeSet<(Instant, TimerRef)>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
+    retransmissions_received: u64,
     buf: Vec<u8>,
     sdp_buf: Vec<u8>,
 }
@@ -337,6 +346,7 @@ impl B2bua {
             timers: BTreeSet::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            retransmissions_received: 0,
             buf: Vec::with_capacity(2048),
             sdp_buf: Vec::with_capacity(1024),
         }
@@ -349,6 +359,7 @@ impl B2bua {
             dialogs: self.dialogs.len(),
             server_transactions: self.server.len(),
             client_transactions: self.client.len(),
+            retransmissions_received: self.retransmissions_received,
         }
     }
 
@@ -477,6 +488,7 @@ impl B2bua {
             return;
         }
         if let Some(e) = self.server.get_mut(&key) {
+            self.retransmissions_received += 1;
             match &mut e.tx {
                 STx::Invite(t) => {
                     t.handle_retransmission();
@@ -1534,6 +1546,9 @@ impl B2bua {
                 }
             }
             if (101..200).contains(&status) {
+                if !c.provisional_seen {
+                    self.events.push_back(Event::CallProgress { call });
+                }
                 c.provisional_seen = true;
             } else {
                 c.leg_mut(side).invite_out = None;
