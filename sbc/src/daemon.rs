@@ -114,6 +114,7 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
             addr,
             source,
         })?;
+    let scrape = admin::ScrapeGauges::register(&metrics.registry)?;
     let state = Arc::new(AdminState {
         metrics,
         xdp,
@@ -122,6 +123,7 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
         signaling,
         ready: std::sync::atomic::AtomicBool::new(false),
         config: admin::live::LiveConfig::new(config.clone(), path, env_tokens),
+        scrape,
     });
     let app = admin::router(state.clone());
     tracing::info!(%addr, "admin API listening");

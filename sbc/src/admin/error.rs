@@ -103,3 +103,11 @@ where
 pub async fn not_found() -> ApiError {
     ApiError::not_found("no such resource; see /api/v1/openapi.json")
 }
+
+/// The answer to a known path with a method it does not have.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this resource; see /api/v1/openapi.json",
+    )
+}

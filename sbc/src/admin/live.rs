@@ -233,7 +233,22 @@ fn no_file() -> ApiError {
 
 fn to_json(c: &Config) -> Value {
     // Config serializes to plain data (strings, numbers, arrays, tables): this cannot fail.
-    serde_json::to_value(c).unwrap_or(Value::Null)
+    let mut v = serde_json::to_value(c).unwrap_or(Value::Null);
+    strip_nulls(&mut v);
+    v
+}
+
+/// Unset optional keys serialize as `null`; TOML has no null, and leaving a key out means
+/// its default, so they are dropped.
+fn strip_nulls(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            o.retain(|_, x| !x.is_null());
+            o.values_mut().for_each(strip_nulls);
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_nulls),
+        _ => {}
+    }
 }
 
 /// Puts the current tokens back where the candidate carries [`REDACTED`].

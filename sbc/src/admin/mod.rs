@@ -76,6 +76,98 @@ pub struct AdminState {
     pub ready: AtomicBool,
     /// The running configuration, its file, and the admin tokens.
     pub config: live::LiveConfig,
+    /// Gauges computed from the live media sessions at scrape time.
+    pub scrape: ScrapeGauges,
+}
+
+/// Media gauges derived at scrape time from the live sessions (cheaper than keeping them
+/// current on the packet path, and exact at the moment Prometheus looks).
+#[derive(Debug, Clone)]
+pub struct ScrapeGauges {
+    streams: prometheus::IntGaugeVec,
+    port_pairs: prometheus::IntGaugeVec,
+    rtp_lost: prometheus::IntGauge,
+    jitter_max: prometheus::Gauge,
+    jitter_avg: prometheus::Gauge,
+}
+
+impl ScrapeGauges {
+    /// Creates and registers the gauges.
+    pub fn register(registry: &prometheus::Registry) -> Result<Self, prometheus::Error> {
+        let g = Self {
+            streams: prometheus::IntGaugeVec::new(
+                prometheus::Opts::new(
+                    "sbc_media_streams",
+                    "Live media streams by forwarding path (xdp: has fast-path mappings).",
+                ),
+                &["path"],
+            )?,
+            port_pairs: prometheus::IntGaugeVec::new(
+                prometheus::Opts::new(
+                    "sbc_media_port_pairs",
+                    "Relay port pairs (RTP+RTCP) in the pool, by side.",
+                ),
+                &["side"],
+            )?,
+            rtp_lost: prometheus::IntGauge::new(
+                "sbc_media_rtp_lost_packets",
+                "RTP packets lost so far in live streams (sequence gaps seen in userspace).",
+            )?,
+            jitter_max: prometheus::Gauge::new(
+                "sbc_media_rtp_jitter_max_seconds",
+                "Highest interarrival jitter (RFC 3550) among live streams seen in userspace.",
+            )?,
+            jitter_avg: prometheus::Gauge::new(
+                "sbc_media_rtp_jitter_avg_seconds",
+                "Mean interarrival jitter (RFC 3550) of live streams seen in userspace.",
+            )?,
+        };
+        registry.register(Box::new(g.streams.clone()))?;
+        registry.register(Box::new(g.port_pairs.clone()))?;
+        registry.register(Box::new(g.rtp_lost.clone()))?;
+        registry.register(Box::new(g.jitter_max.clone()))?;
+        registry.register(Box::new(g.jitter_avg.clone()))?;
+        Ok(g)
+    }
+
+    /// Recomputes the gauges from `media`.
+    fn refresh(&self, media: &MediaManager) {
+        let overview = media.overview();
+        let total = i64::try_from(overview.ports_total).unwrap_or(i64::MAX);
+        self.port_pairs.with_label_values(&["inside"]).set(total);
+        self.port_pairs.with_label_values(&["outside"]).set(total);
+        let (mut xdp, mut user, mut lost) = (0i64, 0i64, 0i64);
+        let (mut jmax, mut jsum, mut jn) = (0f64, 0f64, 0u32);
+        for id in media.session_ids() {
+            let Some(v) = media.session_view(id) else {
+                continue;
+            };
+            for st in &v.streams {
+                if st.xdp_mappings > 0 {
+                    xdp += 1;
+                } else {
+                    user += 1;
+                }
+                for ep in [&st.inside, &st.outside] {
+                    lost += ep.rtp_lost.max(0);
+                    if let Some(j) = ep.rtp_jitter_ms {
+                        jmax = jmax.max(j);
+                        jsum += j;
+                        jn += 1;
+                    }
+                }
+            }
+        }
+        self.streams.with_label_values(&["xdp"]).set(xdp);
+        self.streams.with_label_values(&["userspace"]).set(user);
+        self.rtp_lost.set(lost);
+        self.jitter_max.set(jmax / 1000.0);
+        self.jitter_avg.set(if jn == 0 {
+            0.0
+        } else {
+            jsum / f64::from(jn) / 1000.0
+        });
+    }
 }
 
 /// Largest request body accepted (a whole configuration is a few KiB).
@@ -143,6 +235,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
     }
     router
         .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::check,
@@ -169,6 +262,7 @@ fn refresh_xdp(s: &AdminState) {
 
 async fn metrics(State(s): State<Arc<AdminState>>) -> Response {
     refresh_xdp(&s);
+    s.scrape.refresh(&s.media);
     (
         [(
             header::CONTENT_TYPE,

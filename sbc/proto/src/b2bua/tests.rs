@@ -1151,3 +1151,32 @@ fn ten_thousand_mixed_calls_leave_nothing_behind() {
     sim.to_carrier.clear();
     sim.assert_clean();
 }
+
+#[test]
+fn first_provisional_is_reported_once_between_start_and_answer() {
+    let mut sim = Sim::new();
+    establish_outbound(&mut sim);
+    let events: Vec<_> = std::iter::from_fn(|| sim.sbc.poll_event()).collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| match e {
+            Event::CallStarted { .. } => "started",
+            Event::CallProgress { .. } => "progress",
+            Event::CallAnswered { .. } => "answered",
+            Event::CallEnded { .. } => "ended",
+            Event::Dropped { .. } => "dropped",
+        })
+        .collect();
+    assert_eq!(kinds, ["started", "progress", "answered"]);
+}
+
+#[test]
+fn absorbed_request_retransmissions_are_counted() {
+    let mut sim = Sim::new();
+    let invite = pbx_invite("z9hG4bKretx", Some(SDP_PBX));
+    sim.deliver(pbx(), &invite);
+    assert_eq!(sim.sbc.stats().retransmissions_received, 0);
+    sim.deliver(pbx(), &invite);
+    sim.deliver(pbx(), &invite);
+    assert_eq!(sim.sbc.stats().retransmissions_received, 2);
+}
