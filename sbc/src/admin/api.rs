@@ -4,7 +4,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use axum::{
     Json,
-    extract::{Path, Query, State},
+    extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
 };
@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::{
     AdminState,
-    error::{ApiError, ApiJson},
+    error::{ApiError, ApiJson, ApiPath, ApiQuery},
     live::{Applied, merge_patch},
 };
 
@@ -106,7 +106,7 @@ fn number<T: std::str::FromStr>(q: &HashMap<String, String>, key: &str, default:
 /// `GET /api/v1/calls?direction=&state=&limit=&offset=`
 pub async fn list_calls(
     State(s): State<Arc<AdminState>>,
-    Query(q): Query<HashMap<String, String>>,
+    ApiQuery(q): ApiQuery<HashMap<String, String>>,
 ) -> Result<Json<Value>> {
     query_params(&q, &["direction", "state", "limit", "offset"])?;
     let dir = q.get("direction").map(String::as_str);
@@ -149,7 +149,7 @@ fn call_id(id: &str) -> Result<u64> {
 /// `GET /api/v1/calls/{id}`: both legs and the media session with its per-stream counters.
 pub async fn get_call(
     State(s): State<Arc<AdminState>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>> {
     let id = call_id(&id)?;
     let calls = s.signaling.calls().await.ok_or_else(signaling_gone)?;
@@ -171,7 +171,7 @@ pub async fn get_call(
 /// `DELETE /api/v1/calls/{id}`: BYE on both legs (CANCEL/487 before the answer).
 pub async fn end_call(
     State(s): State<Arc<AdminState>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode> {
     let id = call_id(&id)?;
     match s.signaling.end_call(id).await {
@@ -204,7 +204,7 @@ pub async fn list_trunks(State(s): State<Arc<AdminState>>) -> Json<Value> {
 /// `GET /api/v1/trunks/{name}`
 pub async fn get_trunk(
     State(s): State<Arc<AdminState>>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Value>> {
     let c = s.config.current();
     c.trunks
@@ -222,7 +222,7 @@ fn applied(a: &Applied, status: StatusCode) -> Response {
 /// `name` may be left out). Goes through the validated, persisted reconfiguration.
 pub async fn put_trunk(
     State(s): State<Arc<AdminState>>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response> {
     let mut trunk = body;
@@ -286,7 +286,7 @@ fn trunks_mut(cfg: &mut Value) -> &mut Vec<Value> {
 /// `DELETE /api/v1/trunks/{name}`
 pub async fn delete_trunk(
     State(s): State<Arc<AdminState>>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Response> {
     let result = s
         .config
@@ -307,7 +307,7 @@ pub async fn delete_trunk(
 /// trunk is IP-authenticated and there is nothing to refresh: 409 says so.
 pub async fn register_trunk(
     State(s): State<Arc<AdminState>>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode> {
     if !s.config.current().trunks.iter().any(|t| t.name == name) {
         return Err(ApiError::not_found(format!("no trunk `{name}`")));
@@ -347,7 +347,7 @@ pub async fn bans() -> Json<Value> {
 }
 
 /// `DELETE /api/v1/bans/{address}`
-pub async fn delete_ban(Path(addr): Path<String>) -> Result<StatusCode> {
+pub async fn delete_ban(ApiPath(addr): ApiPath<String>) -> Result<StatusCode> {
     let addr: std::net::IpAddr = addr
         .parse()
         .map_err(|_| ApiError::bad_request("a ban is identified by an IP address"))?;

@@ -18,7 +18,7 @@ use std::sync::{
 
 use axum::{
     Json, Router,
-    extract::{DefaultBodyLimit, Path, State},
+    extract::{DefaultBodyLimit, State},
     http::{StatusCode, header},
     response::{IntoResponse, Response},
     routing::{MethodFilter, MethodRouter, on},
@@ -36,7 +36,7 @@ use crate::{
     },
     metrics::Metrics,
 };
-use error::{ApiError, ApiJson};
+use error::{ApiError, ApiJson, ApiPath};
 
 /// What the media fast path is doing, as reported by `/api/v1/media`.
 #[derive(Debug, Clone, Serialize)]
@@ -456,7 +456,7 @@ async fn create_session(
 
 async fn put_session(
     State(s): State<Arc<AdminState>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<DescribeJson>,
 ) -> Response {
     let id = match session_id(&id) {
@@ -482,7 +482,7 @@ fn session_id(raw: &str) -> Result<SessionId, ApiError> {
         .map_err(|_| ApiError::bad_request("a session id is a non-negative integer"))
 }
 
-async fn get_session(State(s): State<Arc<AdminState>>, Path(id): Path<String>) -> Response {
+async fn get_session(State(s): State<Arc<AdminState>>, ApiPath(id): ApiPath<String>) -> Response {
     let id = match session_id(&id) {
         Ok(id) => id,
         Err(e) => return e.into_response(),
@@ -493,7 +493,10 @@ async fn get_session(State(s): State<Arc<AdminState>>, Path(id): Path<String>) -
     }
 }
 
-async fn delete_session(State(s): State<Arc<AdminState>>, Path(id): Path<String>) -> Response {
+async fn delete_session(
+    State(s): State<Arc<AdminState>>,
+    ApiPath(id): ApiPath<String>,
+) -> Response {
     let id = match session_id(&id) {
         Ok(id) => id,
         Err(e) => return e.into_response(),
