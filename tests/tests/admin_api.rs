@@ -387,7 +387,7 @@ impl Gen {
         // No null (a merge patch would delete an optional section: a valid change) and no
         // valid address: the fuzz run must leave the configuration as it found it.
         match self.next() % if depth == 0 { 5 } else { 7 } {
-            0 | 1 => json!(self.next() % 3 == 0),
+            0 | 1 => json!(self.next().is_multiple_of(3)),
             2 => json!((self.next() as i64) >> (self.next() % 63)),
             3 => {
                 json!(["inside", "x", "198.18.2.9", "", "-1", "1e999"][(self.next() % 6) as usize])
