@@ -49,6 +49,9 @@ pub enum RunError {
              ([admin] token or SBC_ADMIN_TOKEN)"
     )]
     OpenAdmin(SocketAddr),
+    /// The admin API's TLS certificate or key is unusable.
+    #[error("{0}")]
+    AdminTls(#[from] admin::tls::AdminTlsError),
     /// Installing a signal handler failed.
     #[error("installing signal handlers: {0}")]
     Signal(#[source] std::io::Error),
@@ -107,6 +110,10 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
     ));
 
     let addr = config.admin.listen;
+    let admin_tls = match (&config.admin.tls_cert, &config.admin.tls_key) {
+        (Some(cert), Some(key)) => Some(admin::tls::acceptor(cert, key)?),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| RunError::Bind {
@@ -126,35 +133,45 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
         scrape,
     });
     let app = admin::router(state.clone());
-    tracing::info!(%addr, "admin API listening");
+    tracing::info!(%addr, tls = admin_tls.is_some(), "admin API listening");
     state.ready.store(true, Ordering::Release);
     tracing::info!(instance = %config.general.instance, "sbc ready");
 
     let reloader = transport.clone();
     let hup_state = state.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown
-                .wait(|| {
-                    // Errors are logged and counted by reload_tls; the old certificate stays.
-                    let _ = reloader.reload_tls();
-                    let s = hup_state.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = s.config.reload(&s.signaling, "sighup").await {
-                            let problems: Vec<String> = e
-                                .problems
-                                .iter()
-                                .map(|p| format!("{}: {}", p.path, p.message))
-                                .collect();
-                            tracing::warn!(error = %e.error, problems = %problems.join("; "),
+    let stop = async move {
+        shutdown
+            .wait(|| {
+                // Errors are logged and counted by reload_tls; the old certificate stays.
+                let _ = reloader.reload_tls();
+                let s = hup_state.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = s.config.reload(&s.signaling, "sighup").await {
+                        let problems: Vec<String> = e
+                            .problems
+                            .iter()
+                            .map(|p| format!("{}: {}", p.path, p.message))
+                            .collect();
+                        tracing::warn!(error = %e.error, problems = %problems.join("; "),
                                 "SIGHUP: configuration not reloaded; the running one stays");
-                        }
-                    });
-                })
-                .await;
-        })
-        .await
-        .map_err(RunError::Admin)?;
+                    }
+                });
+            })
+            .await;
+    };
+    match admin_tls {
+        Some(acceptor) => {
+            axum::serve(admin::tls::TlsListener::new(listener, acceptor), app)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+    }
+    .map_err(RunError::Admin)?;
 
     tracing::info!("shutting down");
     let _ = stop_signaling.send(true);

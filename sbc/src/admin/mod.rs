@@ -10,6 +10,7 @@ pub mod auth;
 pub mod error;
 pub mod live;
 pub mod openapi;
+pub mod tls;
 
 use std::sync::{
     Arc,

@@ -340,6 +340,13 @@ pub struct Admin {
     /// in the environment is accepted as well.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_token: Option<String>,
+    /// PEM certificate chain for HTTPS on the admin listener (with `tls_key`); plain HTTP
+    /// without.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for Admin {
@@ -348,6 +355,8 @@ impl Default for Admin {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             token: None,
             read_token: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

@@ -210,6 +210,11 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
             );
         }
     }
+    match (&c.admin.tls_cert, &c.admin.tls_key) {
+        (Some(_), None) => bad("admin.tls_key", "needed with admin.tls_cert".into()),
+        (None, Some(_)) => bad("admin.tls_cert", "needed with admin.tls_key".into()),
+        _ => {}
+    }
     if c.admin.token.is_some() && c.admin.token == c.admin.read_token {
         bad("admin.read_token", "must differ from admin.token".into());
     }
