@@ -56,6 +56,8 @@ pub struct CallMetrics {
     pub responses: IntCounterVec,
     /// Request retransmissions received (absorbed by a server transaction).
     pub retransmissions_received: IntCounter,
+    /// Requests and responses the SBC sent again (transaction timers, 2xx until ACK).
+    pub retransmissions_sent: IntCounter,
     /// Live SIP transactions by kind (`server`, `client`).
     pub transactions: IntGaugeVec,
 }
@@ -151,6 +153,10 @@ impl CallMetrics {
             "sbc_sip_retransmissions_received_total",
             "Request retransmissions received and absorbed by a server transaction.",
         )?;
+        let retransmissions_sent = IntCounter::new(
+            "sbc_sip_retransmissions_sent_total",
+            "SIP requests and responses sent again (transaction timers, 2xx until the ACK).",
+        )?;
         let transactions = IntGaugeVec::new(
             Opts::new("sbc_sip_transactions", "Live SIP transactions, by kind."),
             &["kind"],
@@ -167,6 +173,7 @@ impl CallMetrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(responses.clone()))?;
         registry.register(Box::new(retransmissions_received.clone()))?;
+        registry.register(Box::new(retransmissions_sent.clone()))?;
         registry.register(Box::new(transactions.clone()))?;
         // Zero series for the label values the dashboard queries, so panels show 0 instead
         // of "no data" before the first event.
@@ -191,6 +198,7 @@ impl CallMetrics {
             requests,
             responses,
             retransmissions_received,
+            retransmissions_sent,
             transactions,
         })
     }
@@ -493,7 +501,7 @@ pub async fn run(
     let mut trunks = trunks;
     let mut engine = B2bua::new(cfg, Rng::new(seed()));
     let mut live: std::collections::HashMap<u64, CallMeta> = std::collections::HashMap::new();
-    let mut retransmissions_seen = 0u64;
+    let mut retransmissions_seen = (0u64, 0u64);
     // Source of the message being processed: a CallStarted event drained below was caused
     // by it (one input per loop turn), which attributes inbound calls to a trunk.
     let mut last_source: Option<IpAddr> = None;
@@ -614,13 +622,23 @@ pub async fn run(
             }
         }
         let stats = engine.stats();
-        let new = stats
+        let counters = engine.counters();
+        let new = counters
             .retransmissions_received
-            .saturating_sub(retransmissions_seen);
+            .saturating_sub(retransmissions_seen.0);
         if new > 0 {
             calls.retransmissions_received.inc_by(new);
-            retransmissions_seen = stats.retransmissions_received;
         }
+        let new = counters
+            .retransmissions_sent
+            .saturating_sub(retransmissions_seen.1);
+        if new > 0 {
+            calls.retransmissions_sent.inc_by(new);
+        }
+        retransmissions_seen = (
+            counters.retransmissions_received,
+            counters.retransmissions_sent,
+        );
         calls
             .transactions
             .with_label_values(&["server"])

@@ -33,7 +33,7 @@ const CORE_PANELS: [&str; 12] = [
     "PDD (post-dial delay), p50 / p95",
     "Responses by class",
     "Requests by method",
-    "Retransmissions received and transactions",
+    "Retransmissions and transactions",
     "Packets per second by path",
     "Streams by path, sessions",
     "Relay ports free",
