@@ -129,6 +129,7 @@ fn admin_api_end_to_end() {
     }
     let mut lab = start();
     auth(&lab);
+    views(&lab);
     live_reconfiguration_keeps_calls(&lab);
     end_call_sends_bye_both_ways(&lab);
     malformed_input_never_gets_a_server_error(&lab);
@@ -186,6 +187,42 @@ fn auth(lab: &MediaLab) {
     assert_eq!(v["changed"], json!([]), "{v}");
     let (st, _) = status(lab, "GET", "/api/v1/calls", Some(&read), "");
     assert_eq!(st, 200, "tokens unchanged");
+}
+
+/// The read-only views and the honest "not built yet" answers.
+fn views(lab: &MediaLab) {
+    let r = lab.request("GET", "/readyz", None).expect("readyz");
+    assert_eq!(r.status, 200);
+    let routes = lab.json("GET", "/api/v1/routes", None, 200);
+    assert_eq!(routes["outbound"][0]["trunk"], "carrier", "{routes}");
+    assert_eq!(routes["inbound"][0]["pbx"], "198.18.1.2:5060", "{routes}");
+    let acls = lab.json("GET", "/api/v1/acls", None, 200);
+    assert_eq!(acls["inside"]["allow"], json!(["198.18.1.0/24"]), "{acls}");
+    assert_eq!(
+        acls["outside"]["allow"][0]["address"], "198.18.2.2",
+        "{acls}"
+    );
+    let bans = lab.json("GET", "/api/v1/bans", None, 200);
+    assert_eq!(bans, json!({"enabled": false, "bans": []}));
+    lab.json("DELETE", "/api/v1/bans/192.0.2.1", None, 404);
+    lab.json("DELETE", "/api/v1/bans/not-an-address", None, 400);
+    let v = lab.json("POST", "/api/v1/trunks/carrier/register", None, 409);
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not implemented")),
+        "{v}"
+    );
+    lab.json("POST", "/api/v1/trunks/nope/register", None, 404);
+    lab.json("GET", "/api/v1/trunks/nope", None, 404);
+    let media = lab.media();
+    assert_eq!(media["xdp"]["state"], "off", "{media}");
+    let calls = lab.json("GET", "/api/v1/calls", None, 200);
+    assert_eq!(calls["total"], 0);
+    lab.json("GET", "/api/v1/calls/42", None, 404);
+    lab.json("GET", "/api/v1/calls/x", None, 400);
+    lab.json("GET", "/api/v1/nothing-here", None, 404);
+    lab.json("PATCH", "/api/v1/calls", Some("{}"), 405);
 }
 
 fn live_reconfiguration_keeps_calls(lab: &MediaLab) {
