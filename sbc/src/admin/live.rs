@@ -30,7 +30,8 @@ pub const REDACTED: &str = "<redacted>";
 
 /// Keys that take effect on new calls without a restart; any other changed key is written
 /// to the file and reported as needing a restart.
-const LIVE_KEYS: [&str; 10] = [
+/// (`log` is not among them: the log filter is installed once at start.)
+const LIVE_KEYS: [&str; 9] = [
     "pbx",
     "trunk",
     "sip.t1_ms",
@@ -40,7 +41,6 @@ const LIVE_KEYS: [&str; 10] = [
     "general.user_agent",
     "admin.token",
     "admin.read_token",
-    "log",
 ];
 
 /// The running configuration and where it is persisted.
