@@ -43,13 +43,34 @@ pub enum RunError {
     /// The admin server failed.
     #[error("admin server: {0}")]
     Admin(#[source] std::io::Error),
+    /// The admin API would be reachable from the network without a token.
+    #[error(
+        "admin.listen = {0} is not a loopback address and no admin token is configured \
+             ([admin] token or SBC_ADMIN_TOKEN)"
+    )]
+    OpenAdmin(SocketAddr),
+    /// The admin API's TLS certificate or key is unusable.
+    #[error("{0}")]
+    AdminTls(#[from] admin::tls::AdminTlsError),
     /// Installing a signal handler failed.
     #[error("installing signal handlers: {0}")]
     Signal(#[source] std::io::Error),
 }
 
 /// Runs the SBC until SIGTERM/SIGINT.
-pub async fn run(config: Config) -> Result<(), RunError> {
+///
+/// `path` is the file `config` came from: live changes are persisted there and SIGHUP re-reads
+/// it (`None`: the built-in default, which cannot be changed while running).
+pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(), RunError> {
+    let env_tokens = admin::auth::EnvTokens::from_env();
+    if !env_tokens.any(&config) {
+        if !config.admin.listen.ip().is_loopback() {
+            return Err(RunError::OpenAdmin(config.admin.listen));
+        }
+        tracing::warn!(listen = %config.admin.listen, "the admin API has no token: anyone who can \
+            reach this loopback address may read and change the SBC (set [admin] token or \
+            SBC_ADMIN_TOKEN)");
+    }
     let metrics = Metrics::new()?;
     let mut shutdown = Shutdown::install()?;
     let (xdp, xdp_status) = start_xdp(&config);
@@ -78,6 +99,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     tasks.spawn(crate::signaling::run(
         crate::signaling::b2bua_config(&config),
         crate::signaling::Acl::from_config(&config),
+        crate::signaling::TrunkNames::from_config(&config),
         media.clone(),
         transport.clone(),
         inbound_rx,
@@ -88,6 +110,10 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     ));
 
     let addr = config.admin.listen;
+    let admin_tls = match (&config.admin.tls_cert, &config.admin.tls_key) {
+        (Some(cert), Some(key)) => Some(admin::tls::acceptor(cert, key)?),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| RunError::Bind {
@@ -95,6 +121,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             addr,
             source,
         })?;
+    let scrape = admin::ScrapeGauges::register(&metrics.registry)?;
     let state = Arc::new(AdminState {
         metrics,
         xdp,
@@ -102,24 +129,49 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         media,
         signaling,
         ready: std::sync::atomic::AtomicBool::new(false),
+        config: admin::live::LiveConfig::new(config.clone(), path, env_tokens),
+        scrape,
     });
     let app = admin::router(state.clone());
-    tracing::info!(%addr, "admin API listening");
+    tracing::info!(%addr, tls = admin_tls.is_some(), "admin API listening");
     state.ready.store(true, Ordering::Release);
     tracing::info!(instance = %config.general.instance, "sbc ready");
 
     let reloader = transport.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown
-                .wait(|| {
-                    // Errors are logged and counted by reload_tls; the old certificate stays.
-                    let _ = reloader.reload_tls();
-                })
-                .await;
-        })
-        .await
-        .map_err(RunError::Admin)?;
+    let hup_state = state.clone();
+    let stop = async move {
+        shutdown
+            .wait(|| {
+                // Errors are logged and counted by reload_tls; the old certificate stays.
+                let _ = reloader.reload_tls();
+                let s = hup_state.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = s.config.reload(&s.signaling, "sighup").await {
+                        let problems: Vec<String> = e
+                            .problems
+                            .iter()
+                            .map(|p| format!("{}: {}", p.path, p.message))
+                            .collect();
+                        tracing::warn!(error = %e.error, problems = %problems.join("; "),
+                                "SIGHUP: configuration not reloaded; the running one stays");
+                    }
+                });
+            })
+            .await;
+    };
+    match admin_tls {
+        Some(acceptor) => {
+            axum::serve(admin::tls::TlsListener::new(listener, acceptor), app)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+    }
+    .map_err(RunError::Admin)?;
 
     tracing::info!("shutting down");
     let _ = stop_signaling.send(true);
@@ -246,7 +298,7 @@ impl Shutdown {
                 _ = self.term.recv() => return tracing::info!("SIGTERM received"),
                 _ = self.int.recv() => return tracing::info!("SIGINT received"),
                 _ = self.hup.recv() => {
-                    tracing::info!("SIGHUP received: reloading TLS certificates");
+                    tracing::info!("SIGHUP received: reloading TLS certificates and the configuration");
                     on_hup();
                 }
             }

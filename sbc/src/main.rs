@@ -162,16 +162,23 @@ fn xdp_detach(instance: Option<String>, config: Option<PathBuf>) -> ExitCode {
 
 fn run(path: Option<PathBuf>, log_json: bool) -> ExitCode {
     let default_path = PathBuf::from("config/sbc.toml");
+    let mut file = None;
     let (config, source) = match path {
         Some(p) => match config::load_file(&p) {
-            Ok((c, _)) => (c, p.display().to_string()),
+            Ok((c, _)) => {
+                file = Some(p.clone());
+                (c, p.display().to_string())
+            }
             Err(e) => {
                 eprintln!("sbc: {e}");
                 return ExitCode::FAILURE;
             }
         },
         None if default_path.is_file() => match config::load_file(&default_path) {
-            Ok((c, _)) => (c, default_path.display().to_string()),
+            Ok((c, _)) => {
+                file = Some(default_path.clone());
+                (c, default_path.display().to_string())
+            }
             Err(e) => {
                 eprintln!("sbc: {e}");
                 return ExitCode::FAILURE;
@@ -206,7 +213,7 @@ fn run(path: Option<PathBuf>, log_json: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(sbc::daemon::run(config)) {
+    match runtime.block_on(sbc::daemon::run(config, file)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "sbc failed");

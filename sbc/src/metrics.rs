@@ -209,6 +209,11 @@ impl Metrics {
         registry.register(Box::new(tls_reloads.clone()))?;
         registry.register(Box::new(xdp_attached.clone()))?;
         registry.register(Box::new(xdp_packets.clone()))?;
+        // Export every outcome from the start (0 without XDP), so dashboards and alert rules
+        // find the series on hosts without the fast path too.
+        for stat in Stat::ALL {
+            xdp_packets.with_label_values(&[stat.name()]);
+        }
         let media = MediaMetrics::new(&registry)?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(

@@ -11,9 +11,11 @@ use std::{
 };
 
 use ipnet::IpNet;
-use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 use sbc_proto::{
-    b2bua::{B2bua, B2buaConfig, CallInfo, Event, LocalAddr, Rng, Target},
+    b2bua::{B2bua, B2buaConfig, CallInfo, EndReason, Event, LocalAddr, Rng, Target},
     net::{Peer, Side, TransportKind},
     transaction::TimerConfig,
 };
@@ -37,6 +39,27 @@ pub struct CallMetrics {
     pub active: IntGaugeVec,
     /// Calls answered, by direction.
     pub answered: IntCounterVec,
+    /// Calls finished, by trunk, direction and result (`answered`, `busy`, `no_answer`,
+    /// `rejected_4xx`/`5xx`/`6xx`, `cancelled`, `timeout`, `failed`): the ASR denominator.
+    pub total: IntCounterVec,
+    /// Calls in progress, by trunk and direction.
+    pub trunk_active: IntGaugeVec,
+    /// INVITE → first provisional above 100, by direction (post-dial delay).
+    pub post_dial_delay: HistogramVec,
+    /// INVITE → 2xx, by direction.
+    pub answer_delay: HistogramVec,
+    /// Answer → end of answered calls, by direction (ACD).
+    pub duration: HistogramVec,
+    /// SIP requests by side, direction (`in`/`out`) and method.
+    pub requests: IntCounterVec,
+    /// SIP responses by side, direction and status class.
+    pub responses: IntCounterVec,
+    /// Request retransmissions received (absorbed by a server transaction).
+    pub retransmissions_received: IntCounter,
+    /// Requests and responses the SBC sent again (transaction timers, 2xx until ACK).
+    pub retransmissions_sent: IntCounter,
+    /// Live SIP transactions by kind (`server`, `client`).
+    pub transactions: IntGaugeVec,
 }
 
 impl CallMetrics {
@@ -67,16 +90,252 @@ impl CallMetrics {
             ),
             &["direction"],
         )?;
+        let total = IntCounterVec::new(
+            Opts::new(
+                "sbc_calls_total",
+                "Calls finished, by trunk, direction and result.",
+            ),
+            &["trunk", "direction", "result"],
+        )?;
+        let trunk_active = IntGaugeVec::new(
+            Opts::new(
+                "sbc_trunk_calls_active",
+                "Calls in progress, by trunk and direction.",
+            ),
+            &["trunk", "direction"],
+        )?;
+        // Post-dial delay and answer time span tens of milliseconds (lab, auto-answer) to
+        // minutes (a person picking up); Timer C caps them at 180 s by default.
+        let delays = vec![
+            0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 180.0,
+        ];
+        let post_dial_delay = HistogramVec::new(
+            HistogramOpts::new(
+                "sbc_call_post_dial_delay_seconds",
+                "Time from the INVITE to the first provisional response above 100 (PDD).",
+            )
+            .buckets(delays.clone()),
+            &["direction"],
+        )?;
+        let answer_delay = HistogramVec::new(
+            HistogramOpts::new(
+                "sbc_call_answer_delay_seconds",
+                "Time from the INVITE to the answer (2xx).",
+            )
+            .buckets(delays),
+            &["direction"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "sbc_call_duration_seconds",
+                "Duration of answered calls, from the answer to the end (ACD).",
+            )
+            .buckets(vec![
+                1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 14400.0,
+            ]),
+            &["direction"],
+        )?;
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "sbc_sip_requests_total",
+                "SIP requests processed by the call layer, by side, direction and method.",
+            ),
+            &["side", "direction", "method"],
+        )?;
+        let responses = IntCounterVec::new(
+            Opts::new(
+                "sbc_sip_responses_total",
+                "SIP responses processed by the call layer, by side, direction and class.",
+            ),
+            &["side", "direction", "class"],
+        )?;
+        let retransmissions_received = IntCounter::new(
+            "sbc_sip_retransmissions_received_total",
+            "Request retransmissions received and absorbed by a server transaction.",
+        )?;
+        let retransmissions_sent = IntCounter::new(
+            "sbc_sip_retransmissions_sent_total",
+            "SIP requests and responses sent again (transaction timers, 2xx until the ACK).",
+        )?;
+        let transactions = IntGaugeVec::new(
+            Opts::new("sbc_sip_transactions", "Live SIP transactions, by kind."),
+            &["kind"],
+        )?;
         registry.register(Box::new(started.clone()))?;
         registry.register(Box::new(ended.clone()))?;
         registry.register(Box::new(active.clone()))?;
         registry.register(Box::new(answered.clone()))?;
+        registry.register(Box::new(total.clone()))?;
+        registry.register(Box::new(trunk_active.clone()))?;
+        registry.register(Box::new(post_dial_delay.clone()))?;
+        registry.register(Box::new(answer_delay.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(responses.clone()))?;
+        registry.register(Box::new(retransmissions_received.clone()))?;
+        registry.register(Box::new(retransmissions_sent.clone()))?;
+        registry.register(Box::new(transactions.clone()))?;
+        // Zero series for the label values the dashboard queries, so panels show 0 instead
+        // of "no data" before the first event.
+        for d in ["outbound", "inbound"] {
+            active.with_label_values(&[d]);
+            started.with_label_values(&[d]);
+            answered.with_label_values(&[d]);
+        }
+        for k in ["server", "client"] {
+            transactions.with_label_values(&[k]);
+        }
         Ok(Self {
             started,
             ended,
             active,
             answered,
+            total,
+            trunk_active,
+            post_dial_delay,
+            answer_delay,
+            duration,
+            requests,
+            responses,
+            retransmissions_received,
+            retransmissions_sent,
+            transactions,
         })
+    }
+}
+
+/// Metric label of a request method: the standard methods by name, anything else `other`
+/// (extension tokens are unbounded and must not become label values).
+fn method_label(token: &[u8]) -> &'static str {
+    const KNOWN: [&str; 14] = [
+        "INVITE",
+        "ACK",
+        "BYE",
+        "CANCEL",
+        "OPTIONS",
+        "REGISTER",
+        "PRACK",
+        "UPDATE",
+        "INFO",
+        "MESSAGE",
+        "NOTIFY",
+        "SUBSCRIBE",
+        "REFER",
+        "PUBLISH",
+    ];
+    KNOWN
+        .iter()
+        .find(|m| m.as_bytes() == token)
+        .copied()
+        .unwrap_or("other")
+}
+
+/// Metric label of a status code's class.
+fn class_label(code: u16) -> &'static str {
+    match code / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        5 => "5xx",
+        _ => "6xx",
+    }
+}
+
+/// Counts one outgoing message from its start line only (no full parse on the send path):
+/// `SIP/2.0 NNN ...` is a response, anything else starts with the method token.
+fn count_outgoing(calls: &CallMetrics, side: Side, data: &[u8]) {
+    let side = side.as_str();
+    if let Some(rest) = data.strip_prefix(b"SIP/2.0 ") {
+        let code = rest
+            .get(..3)
+            .and_then(|d| std::str::from_utf8(d).ok())
+            .and_then(|d| d.parse::<u16>().ok())
+            .unwrap_or(0);
+        calls
+            .responses
+            .with_label_values(&[side, "out", class_label(code)])
+            .inc();
+    } else {
+        let end = data.iter().position(|b| *b == b' ').unwrap_or(0);
+        calls
+            .requests
+            .with_label_values(&[side, "out", method_label(&data[..end])])
+            .inc();
+    }
+}
+
+/// Counts one received message (already parsed by the transport).
+fn count_incoming(calls: &CallMetrics, side: Side, msg: &sbc_proto::sip::Message) {
+    let side = side.as_str();
+    if let Some(m) = msg.method() {
+        calls
+            .requests
+            .with_label_values(&[side, "in", method_label(m.as_str().as_bytes())])
+            .inc();
+    } else if let Some(st) = msg.status() {
+        calls
+            .responses
+            .with_label_values(&[side, "in", class_label(st.as_u16())])
+            .inc();
+    }
+}
+
+/// Result label of a finished call.
+fn result_label(answered: bool, reason: EndReason) -> &'static str {
+    if answered {
+        return "answered";
+    }
+    match reason {
+        EndReason::Rejected(486 | 600) => "busy",
+        EndReason::Rejected(408 | 480) => "no_answer",
+        EndReason::Rejected(c) if c < 500 => "rejected_4xx",
+        EndReason::Rejected(c) if c < 600 => "rejected_5xx",
+        EndReason::Rejected(_) => "rejected_6xx",
+        EndReason::Cancelled => "cancelled",
+        EndReason::Timeout => "timeout",
+        _ => "failed",
+    }
+}
+
+/// What the driver remembers about a live call for its metrics.
+#[derive(Debug)]
+struct CallMeta {
+    direction: &'static str,
+    trunk: String,
+    started: std::time::Instant,
+    answered: Option<std::time::Instant>,
+}
+
+/// Trunk names with their proxy addresses, to attribute calls to a trunk.
+#[derive(Debug, Clone, Default)]
+pub struct TrunkNames(Vec<(String, IpAddr)>);
+
+impl TrunkNames {
+    /// From the configuration.
+    pub fn from_config(c: &Config) -> Self {
+        Self(
+            c.trunks
+                .iter()
+                .map(|t| (t.name.clone(), t.proxy.ip().to_canonical()))
+                .collect(),
+        )
+    }
+
+    /// The trunk of a call: for calls from the carrier the trunk whose proxy sent the INVITE;
+    /// for calls to the carrier the trunk the B2BUA sends to (the first one, until routing).
+    fn of(&self, from: Side, source: Option<IpAddr>) -> String {
+        let found = match (from, source) {
+            (Side::Outside, Some(ip)) => self
+                .0
+                .iter()
+                .find(|(_, a)| *a == ip.to_canonical())
+                .map(|(n, _)| n.clone()),
+            _ => None,
+        };
+        found
+            .or_else(|| self.0.first().map(|(n, _)| n.clone()))
+            .unwrap_or_else(|| "none".into())
     }
 }
 
@@ -174,6 +433,8 @@ pub enum Command {
         b2bua: Box<B2buaConfig>,
         /// The source ACL.
         acl: Acl,
+        /// Trunk names, for metrics.
+        trunks: TrunkNames,
         /// Answered once applied.
         done: oneshot::Sender<()>,
     },
@@ -212,6 +473,7 @@ impl SignalingHandle {
         let cmd = Command::Reconfigure {
             b2bua: Box::new(b2bua_config(config)),
             acl: Acl::from_config(config),
+            trunks: TrunkNames::from_config(config),
             done,
         };
         self.tx.send(cmd).await.is_ok() && rx.await.is_ok()
@@ -226,6 +488,7 @@ impl SignalingHandle {
 pub async fn run(
     cfg: B2buaConfig,
     acl: Acl,
+    trunks: TrunkNames,
     mut media: MediaManager,
     transport: Transport,
     mut inbound: mpsc::Receiver<Inbound>,
@@ -235,8 +498,13 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut acl = acl;
+    let mut trunks = trunks;
     let mut engine = B2bua::new(cfg, Rng::new(seed()));
-    let mut directions = std::collections::HashMap::new();
+    let mut live: std::collections::HashMap<u64, CallMeta> = std::collections::HashMap::new();
+    let mut retransmissions_seen = (0u64, 0u64);
+    // Source of the message being processed: a CallStarted event drained below was caused
+    // by it (one input per loop turn), which attributes inbound calls to a trunk.
+    let mut last_source: Option<IpAddr> = None;
     // Media timeouts surface through MediaControl::poll_event; look at least this often.
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -252,9 +520,15 @@ pub async fn run(
             received = inbound.recv() => {
                 let Some(m) = received else { break };
                 if !acl.allows(&m.peer) {
-                    metrics.sip_dropped.with_label_values(&[m.peer.side.as_str(), "acl"]).inc();
+                    // Three labels (side, transport, reason): a wrong count would panic in prometheus.
+                    metrics
+                        .sip_dropped
+                        .with_label_values(&[m.peer.side.as_str(), m.peer.transport.as_str(), "acl"])
+                        .inc();
                     continue;
                 }
+                count_incoming(&calls, m.peer.side, &m.message);
+                last_source = Some(m.peer.addr.ip());
                 engine.handle_message(std::time::Instant::now(), m.peer, m.message, &mut media);
             }
             () = sleep => engine.handle_timeout(std::time::Instant::now(), &mut media),
@@ -266,9 +540,10 @@ pub async fn run(
                     let ended = engine.end_call(std::time::Instant::now(), id, &mut media);
                     let _ = reply.send(ended);
                 }
-                Command::Reconfigure { b2bua, acl: new_acl, done } => {
+                Command::Reconfigure { b2bua, acl: new_acl, trunks: new_trunks, done } => {
                     engine.set_config(*b2bua);
                     acl = new_acl;
+                    trunks = new_trunks;
                     let _ = done.send(());
                 }
             },
@@ -280,6 +555,7 @@ pub async fn run(
             }
         }
         while let Some(t) = engine.poll_transmit() {
+            count_outgoing(&calls, t.to.side, &t.data);
             if let Err(e) = transport.send(&t.to, t.data) {
                 tracing::debug!(to = %t.to, error = %e, "sending SIP failed");
             }
@@ -288,27 +564,89 @@ pub async fn run(
             match ev {
                 Event::CallStarted { call, from } => {
                     let d = direction(from);
-                    directions.insert(call, d);
+                    let trunk = trunks.of(from, last_source);
                     calls.started.with_label_values(&[d]).inc();
                     calls.active.with_label_values(&[d]).inc();
+                    calls.trunk_active.with_label_values(&[&trunk, d]).inc();
+                    live.insert(
+                        call,
+                        CallMeta {
+                            direction: d,
+                            trunk,
+                            started: std::time::Instant::now(),
+                            answered: None,
+                        },
+                    );
+                }
+                Event::CallProgress { call } => {
+                    if let Some(c) = live.get(&call) {
+                        calls
+                            .post_dial_delay
+                            .with_label_values(&[c.direction])
+                            .observe(c.started.elapsed().as_secs_f64());
+                    }
                 }
                 Event::CallAnswered { call } => {
-                    let d = directions.get(&call).copied().unwrap_or("outbound");
-                    calls.answered.with_label_values(&[d]).inc();
+                    if let Some(c) = live.get_mut(&call) {
+                        calls.answered.with_label_values(&[c.direction]).inc();
+                        calls
+                            .answer_delay
+                            .with_label_values(&[c.direction])
+                            .observe(c.started.elapsed().as_secs_f64());
+                        c.answered = Some(std::time::Instant::now());
+                    }
                 }
                 Event::CallEnded { call, reason } => {
-                    let d = directions.remove(&call).unwrap_or("outbound");
+                    let Some(c) = live.remove(&call) else {
+                        continue;
+                    };
+                    let d = c.direction;
                     calls.ended.with_label_values(&[d, reason.as_str()]).inc();
                     calls.active.with_label_values(&[d]).dec();
+                    calls.trunk_active.with_label_values(&[&c.trunk, d]).dec();
+                    let result = result_label(c.answered.is_some(), reason);
+                    calls.total.with_label_values(&[&c.trunk, d, result]).inc();
+                    if let Some(at) = c.answered {
+                        calls
+                            .duration
+                            .with_label_values(&[d])
+                            .observe(at.elapsed().as_secs_f64());
+                    }
                 }
                 Event::Dropped { reason } => {
                     metrics
                         .sip_dropped
-                        .with_label_values(&["any", reason])
+                        .with_label_values(&["any", "any", reason])
                         .inc();
                 }
             }
         }
+        let stats = engine.stats();
+        let counters = engine.counters();
+        let new = counters
+            .retransmissions_received
+            .saturating_sub(retransmissions_seen.0);
+        if new > 0 {
+            calls.retransmissions_received.inc_by(new);
+        }
+        let new = counters
+            .retransmissions_sent
+            .saturating_sub(retransmissions_seen.1);
+        if new > 0 {
+            calls.retransmissions_sent.inc_by(new);
+        }
+        retransmissions_seen = (
+            counters.retransmissions_received,
+            counters.retransmissions_sent,
+        );
+        calls
+            .transactions
+            .with_label_values(&["server"])
+            .set(i64::try_from(stats.server_transactions).unwrap_or(i64::MAX));
+        calls
+            .transactions
+            .with_label_values(&["client"])
+            .set(i64::try_from(stats.client_transactions).unwrap_or(i64::MAX));
     }
     tracing::info!(calls = engine.stats().calls, "signaling stopped");
 }

@@ -1,6 +1,16 @@
 //! The HTTP admin API (axum): health, readiness, Prometheus metrics, the media view, and the
 //! media control plane (`/api/v1/media/sessions`), which drives the same [`MediaControl`]
-//! contract the call layer uses: for operators, test harnesses, and until the B2BUA exists.
+//! contract the call layer uses: for operators, test harnesses, and until the B2BUA exists;
+//! calls, trunks, routes, ACLs, bans and live configuration (`api`, `live`), bearer-token
+//! authentication (`auth`), and the OpenAPI document generated from the route table
+//! (`openapi`), from which the router itself is built.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod live;
+pub mod openapi;
+pub mod tls;
 
 use std::sync::{
     Arc,
@@ -9,10 +19,10 @@ use std::sync::{
 
 use axum::{
     Json, Router,
-    extract::{Path, State},
+    extract::{DefaultBodyLimit, State},
     http::{StatusCode, header},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{MethodFilter, MethodRouter, on},
 };
 use sbc_proto::media::{
     Direction, Leg, MediaControl, MediaError, SessionId, StreamDesc, StreamRelay,
@@ -27,6 +37,7 @@ use crate::{
     },
     metrics::Metrics,
 };
+use error::{ApiError, ApiJson, ApiPath};
 
 /// What the media fast path is doing, as reported by `/api/v1/media`.
 #[derive(Debug, Clone, Serialize)]
@@ -64,23 +75,173 @@ pub struct AdminState {
     pub signaling: crate::signaling::SignalingHandle,
     /// Set once every listener is bound.
     pub ready: AtomicBool,
+    /// The running configuration, its file, and the admin tokens.
+    pub config: live::LiveConfig,
+    /// Gauges computed from the live media sessions at scrape time.
+    pub scrape: ScrapeGauges,
 }
 
-/// Builds the router.
+/// Media gauges derived at scrape time from the live sessions (cheaper than keeping them
+/// current on the packet path, and exact at the moment Prometheus looks).
+#[derive(Debug, Clone)]
+pub struct ScrapeGauges {
+    streams: prometheus::IntGaugeVec,
+    port_pairs: prometheus::IntGaugeVec,
+    rtp_lost: prometheus::IntGauge,
+    jitter_max: prometheus::Gauge,
+    jitter_avg: prometheus::Gauge,
+}
+
+impl ScrapeGauges {
+    /// Creates and registers the gauges.
+    pub fn register(registry: &prometheus::Registry) -> Result<Self, prometheus::Error> {
+        let g = Self {
+            streams: prometheus::IntGaugeVec::new(
+                prometheus::Opts::new(
+                    "sbc_media_streams",
+                    "Live media streams by forwarding path (xdp: has fast-path mappings).",
+                ),
+                &["path"],
+            )?,
+            port_pairs: prometheus::IntGaugeVec::new(
+                prometheus::Opts::new(
+                    "sbc_media_port_pairs",
+                    "Relay port pairs (RTP+RTCP) in the pool, by side.",
+                ),
+                &["side"],
+            )?,
+            rtp_lost: prometheus::IntGauge::new(
+                "sbc_media_rtp_lost_packets",
+                "RTP packets lost so far in live streams (sequence gaps seen in userspace).",
+            )?,
+            jitter_max: prometheus::Gauge::new(
+                "sbc_media_rtp_jitter_max_seconds",
+                "Highest interarrival jitter (RFC 3550) among live streams seen in userspace.",
+            )?,
+            jitter_avg: prometheus::Gauge::new(
+                "sbc_media_rtp_jitter_avg_seconds",
+                "Mean interarrival jitter (RFC 3550) of live streams seen in userspace.",
+            )?,
+        };
+        registry.register(Box::new(g.streams.clone()))?;
+        registry.register(Box::new(g.port_pairs.clone()))?;
+        registry.register(Box::new(g.rtp_lost.clone()))?;
+        registry.register(Box::new(g.jitter_max.clone()))?;
+        registry.register(Box::new(g.jitter_avg.clone()))?;
+        Ok(g)
+    }
+
+    /// Recomputes the gauges from `media`.
+    fn refresh(&self, media: &MediaManager) {
+        let overview = media.overview();
+        let total = i64::try_from(overview.ports_total).unwrap_or(i64::MAX);
+        self.port_pairs.with_label_values(&["inside"]).set(total);
+        self.port_pairs.with_label_values(&["outside"]).set(total);
+        let (mut xdp, mut user, mut lost) = (0i64, 0i64, 0i64);
+        let (mut jmax, mut jsum, mut jn) = (0f64, 0f64, 0u32);
+        for id in media.session_ids() {
+            let Some(v) = media.session_view(id) else {
+                continue;
+            };
+            for st in &v.streams {
+                if st.xdp_mappings > 0 {
+                    xdp += 1;
+                } else {
+                    user += 1;
+                }
+                for ep in [&st.inside, &st.outside] {
+                    lost += ep.rtp_lost.max(0);
+                    if let Some(j) = ep.rtp_jitter_ms {
+                        jmax = jmax.max(j);
+                        jsum += j;
+                        jn += 1;
+                    }
+                }
+            }
+        }
+        self.streams.with_label_values(&["xdp"]).set(xdp);
+        self.streams.with_label_values(&["userspace"]).set(user);
+        self.rtp_lost.set(lost);
+        self.jitter_max.set(jmax / 1000.0);
+        self.jitter_avg.set(if jn == 0 {
+            0.0
+        } else {
+            jsum / f64::from(jn) / 1000.0
+        });
+    }
+}
+
+/// Largest request body accepted (a whole configuration is a few KiB).
+pub const MAX_BODY: usize = 256 * 1024;
+
+type Handler = MethodRouter<Arc<AdminState>>;
+
+/// The handler of one operation of [`openapi::OPS`].
+fn handler(method: &str, path: &str) -> Option<Handler> {
+    let filter = match method {
+        "GET" => MethodFilter::GET,
+        "PUT" => MethodFilter::PUT,
+        "POST" => MethodFilter::POST,
+        "PATCH" => MethodFilter::PATCH,
+        "DELETE" => MethodFilter::DELETE,
+        _ => return None,
+    };
+    let h = match (method, path) {
+        ("GET", "/healthz") => on(filter, || async { "ok\n" }),
+        ("GET", "/readyz") => on(filter, readyz),
+        ("GET", "/metrics") => on(filter, metrics),
+        ("GET", "/api/v1/openapi.json") => on(filter, || async { Json(openapi::document()) }),
+        ("GET", "/api/v1/calls") => on(filter, api::list_calls),
+        ("GET", "/api/v1/calls/{id}") => on(filter, api::get_call),
+        ("DELETE", "/api/v1/calls/{id}") => on(filter, api::end_call),
+        ("GET", "/api/v1/trunks") => on(filter, api::list_trunks),
+        ("GET", "/api/v1/trunks/{name}") => on(filter, api::get_trunk),
+        ("PUT", "/api/v1/trunks/{name}") => on(filter, api::put_trunk),
+        ("DELETE", "/api/v1/trunks/{name}") => on(filter, api::delete_trunk),
+        ("POST", "/api/v1/trunks/{name}/register") => on(filter, api::register_trunk),
+        ("GET", "/api/v1/routes") => on(filter, api::routes),
+        ("GET", "/api/v1/acls") => on(filter, api::acls),
+        ("GET", "/api/v1/bans") => on(filter, api::bans),
+        ("DELETE", "/api/v1/bans/{address}") => on(filter, api::delete_ban),
+        ("GET", "/api/v1/config") => on(filter, api::get_config),
+        ("PUT", "/api/v1/config") => on(filter, api::put_config),
+        ("PATCH", "/api/v1/config") => on(filter, api::patch_config),
+        ("POST", "/api/v1/reload") => on(filter, api::reload),
+        ("GET", "/api/v1/media") => on(filter, media),
+        ("GET", "/api/v1/media/sessions") => on(filter, list_sessions),
+        ("POST", "/api/v1/media/sessions") => on(filter, create_session),
+        ("GET", "/api/v1/media/sessions/{id}") => on(filter, get_session),
+        ("PUT", "/api/v1/media/sessions/{id}") => on(filter, put_session),
+        ("DELETE", "/api/v1/media/sessions/{id}") => on(filter, delete_session),
+        _ => return None,
+    };
+    Some(h)
+}
+
+/// Builds the router from the route table, behind the token check and the body limit.
 pub fn router(state: Arc<AdminState>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/api/v1/media", get(media))
-        .route(
-            "/api/v1/media/sessions",
-            get(list_sessions).post(create_session),
-        )
-        .route(
-            "/api/v1/media/sessions/{id}",
-            get(get_session).put(put_session).delete(delete_session),
-        )
+    let mut by_path: std::collections::BTreeMap<&str, Handler> = std::collections::BTreeMap::new();
+    for o in openapi::OPS {
+        let Some(h) = handler(o.method, o.path) else {
+            // The table and `handler` live side by side; the unit test below keeps them equal.
+            tracing::error!(method = o.method, path = o.path, "route without a handler");
+            continue;
+        };
+        let entry = by_path.remove(o.path);
+        by_path.insert(o.path, entry.map_or(h.clone(), |e| e.merge(h)));
+    }
+    let mut router = Router::new();
+    for (path, h) in by_path {
+        router = router.route(path, h);
+    }
+    router
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::check,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
 
@@ -102,6 +263,7 @@ fn refresh_xdp(s: &AdminState) {
 
 async fn metrics(State(s): State<Arc<AdminState>>) -> Response {
     refresh_xdp(&s);
+    s.scrape.refresh(&s.media);
     (
         [(
             header::CONTENT_TYPE,
@@ -279,7 +441,7 @@ async fn list_sessions(State(s): State<Arc<AdminState>>) -> Json<Vec<u64>> {
 
 async fn create_session(
     State(s): State<Arc<AdminState>>,
-    Json(body): Json<DescribeJson>,
+    ApiJson(body): ApiJson<DescribeJson>,
 ) -> Response {
     let streams: Vec<StreamDesc> = body.streams.iter().map(StreamDesc::from).collect();
     let mut media = s.media.clone();
@@ -295,10 +457,13 @@ async fn create_session(
 
 async fn put_session(
     State(s): State<Arc<AdminState>>,
-    Path(id): Path<u64>,
-    Json(body): Json<DescribeJson>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<DescribeJson>,
 ) -> Response {
-    let id = SessionId(id);
+    let id = match session_id(&id) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
+    };
     let streams: Vec<StreamDesc> = body.streams.iter().map(StreamDesc::from).collect();
     let mut media = s.media.clone();
     let result = match body.action.unwrap_or(ActionJson::Commit) {
@@ -311,18 +476,52 @@ async fn put_session(
     }
 }
 
-async fn get_session(State(s): State<Arc<AdminState>>, Path(id): Path<u64>) -> Response {
-    match s.media.session_view(SessionId(id)) {
+/// A session id from the path; a 400 with a JSON error when it is not a number.
+fn session_id(raw: &str) -> Result<SessionId, ApiError> {
+    raw.parse()
+        .map(SessionId)
+        .map_err(|_| ApiError::bad_request("a session id is a non-negative integer"))
+}
+
+async fn get_session(State(s): State<Arc<AdminState>>, ApiPath(id): ApiPath<String>) -> Response {
+    let id = match session_id(&id) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
+    };
+    match s.media.session_view(id) {
         Some(v) => Json(v).into_response(),
-        None => media_error(&MediaError::UnknownSession(SessionId(id))),
+        None => media_error(&MediaError::UnknownSession(id)),
     }
 }
 
-async fn delete_session(State(s): State<Arc<AdminState>>, Path(id): Path<u64>) -> Response {
-    let id = SessionId(id);
+async fn delete_session(
+    State(s): State<Arc<AdminState>>,
+    ApiPath(id): ApiPath<String>,
+) -> Response {
+    let id = match session_id(&id) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
+    };
     if s.media.session_view(id).is_none() {
         return media_error(&MediaError::UnknownSession(id));
     }
     s.media.clone().release(id);
     StatusCode::NO_CONTENT.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_documented_operation_has_a_handler() {
+        for o in openapi::OPS {
+            assert!(
+                handler(o.method, o.path).is_some(),
+                "{} {}",
+                o.method,
+                o.path
+            );
+        }
+    }
 }

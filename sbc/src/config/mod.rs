@@ -12,7 +12,7 @@ use std::{
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-pub use load::{Problem, load_file, parse};
+pub use load::{LoadError, Problem, load_file, parse};
 
 /// The shipped default configuration (`config/sbc.toml`), used by `sbc run` without `--config`
 /// when no `config/sbc.toml` exists in the working directory.
@@ -332,12 +332,31 @@ impl Default for Media {
 pub struct Admin {
     /// Listen address of the HTTP admin API and `/metrics`.
     pub listen: SocketAddr,
+    /// Bearer token with full (read and write) access. `SBC_ADMIN_TOKEN` in the environment
+    /// is accepted as well.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Bearer token with read-only access (GET only; writes get 403). `SBC_ADMIN_READ_TOKEN`
+    /// in the environment is accepted as well.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_token: Option<String>,
+    /// PEM certificate chain for HTTPS on the admin listener (with `tls_key`); plain HTTP
+    /// without.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for Admin {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            token: None,
+            read_token: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

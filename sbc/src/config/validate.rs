@@ -196,6 +196,28 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
     if c.admin.listen.port() == 0 {
         bad("admin.listen", "needs a port".into());
     }
+    for (key, token) in [
+        ("admin.token", &c.admin.token),
+        ("admin.read_token", &c.admin.read_token),
+    ] {
+        // Short or odd tokens are guessable or get mangled in an Authorization header.
+        if let Some(t) = token
+            && (t.len() < 16 || t.len() > 256 || !t.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            bad(
+                key,
+                "must be 16-256 printable ASCII characters without spaces".into(),
+            );
+        }
+    }
+    match (&c.admin.tls_cert, &c.admin.tls_key) {
+        (Some(_), None) => bad("admin.tls_key", "needed with admin.tls_cert".into()),
+        (None, Some(_)) => bad("admin.tls_cert", "needed with admin.tls_key".into()),
+        _ => {}
+    }
+    if c.admin.token.is_some() && c.admin.token == c.admin.read_token {
+        bad("admin.read_token", "must differ from admin.token".into());
+    }
     out
 }
 

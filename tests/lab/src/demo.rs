@@ -346,6 +346,13 @@ pub fn run(
     }
     sbc.signal(Signal::SIGTERM);
     let _ = sbc.wait_timeout(Duration::from_secs(5));
+    // A stopped sbc deliberately leaves its pinned fast path in bpffs (media survives
+    // restarts); the demo is over, so remove it.
+    let _ = Command::new(&opts.sbc_bin)
+        .args(["xdp", "detach", "--instance", &instance])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
     forward_stop.store(true, Ordering::Relaxed);
     if let Some(h) = forwarder {
         let _ = h.join();

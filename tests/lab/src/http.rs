@@ -17,15 +17,37 @@ pub struct Response {
 
 /// Sends `method path` with an optional body; `None` if the server is not reachable.
 pub fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Option<Response> {
+    request_with(
+        addr,
+        method,
+        path,
+        &[("Content-Type", "application/json")],
+        body.map(str::as_bytes),
+    )
+}
+
+/// Sends `method path` with exactly the given extra header fields and raw body bytes (for
+/// authentication and malformed-input tests).
+pub fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Option<Response> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let body = body.unwrap_or("");
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).ok()?;
+    let body = body.unwrap_or(b"");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut raw_req = req.into_bytes();
+    raw_req.extend_from_slice(body);
+    // A server may answer (413, 401) and close before reading a large body: a failed write is
+    // not fatal as long as a response can be read.
+    let _ = s.write_all(&raw_req);
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).ok()?;
     let text = String::from_utf8_lossy(&raw);

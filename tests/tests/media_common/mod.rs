@@ -29,7 +29,9 @@ pub const ADMIN: &str = "127.0.0.1:8080";
 pub struct MediaLab {
     pub lab: Lab,
     pub instance: String,
-    config: PathBuf,
+    pub config: PathBuf,
+    /// Bearer token sent with every admin request, when the config sets one.
+    pub token: Option<String>,
     pub sbc: Option<Owned>,
     /// Pass-through XDP on the pbx and carrier veth ends: native redirect into a veth needs a
     /// program on the receiving end.
@@ -40,21 +42,39 @@ impl MediaLab {
     /// Brings up a lab and starts `sbc` with `[media]` set to `media_toml`, relaying on the
     /// lab's IPv4 addresses.
     pub fn start(prefix: &str, media_toml: &str) -> Self {
-        Self::start_full(prefix, false, media_toml, false)
+        Self::start_full(prefix, false, media_toml, false, "", None)
     }
 
     /// The same, relaying on the lab's IPv6 addresses when `ipv6`.
     pub fn start_with(prefix: &str, ipv6: bool, media_toml: &str) -> Self {
-        Self::start_full(prefix, ipv6, media_toml, false)
+        Self::start_full(prefix, ipv6, media_toml, false, "", None)
     }
 
     /// The same, with SIP over TCP on both sides (listeners, PBX and trunk) when `tcp`.
     pub fn start_with_transport(prefix: &str, media_toml: &str, tcp: bool) -> Self {
-        Self::start_full(prefix, false, media_toml, tcp)
+        Self::start_full(prefix, false, media_toml, tcp, "", None)
     }
 
-    /// IPv6 media addresses when `ipv6`; SIP over TCP when `tcp`.
-    pub fn start_full(prefix: &str, ipv6: bool, media_toml: &str, tcp: bool) -> Self {
+    /// Like [`Self::start`], with extra `[admin]` keys and the token the harness should send.
+    pub fn start_admin(
+        prefix: &str,
+        media_toml: &str,
+        admin_toml: &str,
+        token: Option<&str>,
+    ) -> Self {
+        Self::start_full(prefix, false, media_toml, false, admin_toml, token)
+    }
+
+    /// IPv6 media addresses when `ipv6`; SIP over TCP when `tcp`; extra `[admin]` keys and
+    /// the token the harness sends.
+    pub fn start_full(
+        prefix: &str,
+        ipv6: bool,
+        media_toml: &str,
+        tcp: bool,
+        admin_toml: &str,
+        token: Option<&str>,
+    ) -> Self {
         let (inside, outside) = if ipv6 {
             ("fd00:5bc:1::1", "fd00:5bc:2::1")
         } else {
@@ -96,6 +116,7 @@ interfaces = ["in0", "out0"]
 {media_toml}
 [admin]
 listen = "{ADMIN}"
+{admin_toml}
 "#
         );
         std::fs::write(&config, text).expect("write config");
@@ -129,6 +150,7 @@ listen = "{ADMIN}"
             lab,
             instance,
             config,
+            token: token.map(str::to_owned),
             sbc: None,
             _peers_xdp: None,
         };
@@ -180,8 +202,30 @@ listen = "{ADMIN}"
 
     /// An admin request from inside the sbc namespace.
     pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> Option<http::Response> {
+        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        self.request_as(method, path, auth.as_deref(), body.map(str::as_bytes))
+    }
+
+    /// An admin request with the given `Authorization` value (or none).
+    pub fn request_as(
+        &self,
+        method: &str,
+        path: &str,
+        authorization: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> Option<http::Response> {
         let _in = netns::enter(&self.lab.sbc).expect("enter sbc netns");
-        http::request(ADMIN.parse().expect("literal"), method, path, body)
+        let mut headers = vec![("Content-Type", "application/json")];
+        if let Some(a) = authorization {
+            headers.push(("Authorization", a));
+        }
+        http::request_with(
+            ADMIN.parse().expect("literal"),
+            method,
+            path,
+            &headers,
+            body,
+        )
     }
 
     /// `method path` that must succeed with `want`; returns the JSON body.

@@ -108,6 +108,12 @@ pub enum Event {
         /// Side of the caller.
         from: Side,
     },
+    /// The callee sent its first provisional response above 100 (180/183): the end of the
+    /// post-dial delay.
+    CallProgress {
+        /// Call handle.
+        call: u64,
+    },
     /// The call was answered.
     CallAnswered {
         /// Call handle.
@@ -138,6 +144,17 @@ pub struct Stats {
     pub server_transactions: usize,
     /// Client transactions.
     pub client_transactions: usize,
+}
+
+/// Counters since the B2BUA was created, for metrics (unlike [`Stats`], they never go down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counters {
+    /// Request retransmissions received and absorbed by a server transaction.
+    pub retransmissions_received: u64,
+    /// Messages sent again: requests and responses resent by a transaction's timer (A, E, G),
+    /// responses resent for an absorbed request retransmission, and 2xx resent until the ACK
+    /// (RFC 3261 §13.3.1.4).
+    pub retransmissions_sent: u64,
 }
 
 /// A read-only view of one call, for the admin API.
@@ -341,6 +358,11 @@ pub struct B2bua {
     timers: BTreeSet<(Instant, TimerRef)>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
+    retransmissions_received: u64,
+    retransmissions_sent: u64,
+    /// Key of the transaction whose output is a retransmission (set while its timer fires or
+    /// while it answers an absorbed retransmission), for `retransmissions_sent`.
+    resending: Option<String>,
     buf: Vec<u8>,
     sdp_buf: Vec<u8>,
 }
@@ -362,8 +384,19 @@ impl B2bua {
             timers: BTreeSet::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            retransmissions_received: 0,
+            retransmissions_sent: 0,
+            resending: None,
             buf: Vec::with_capacity(2048),
             sdp_buf: Vec::with_capacity(1024),
+        }
+    }
+
+    /// Counters since creation.
+    pub fn counters(&self) -> Counters {
+        Counters {
+            retransmissions_received: self.retransmissions_received,
+            retransmissions_sent: self.retransmissions_sent,
         }
     }
 
@@ -463,7 +496,9 @@ impl B2bua {
                             STx::Invite(t) => t.handle_timeout(now),
                             STx::NonInvite(t) => t.handle_timeout(now),
                         }
+                        self.resending = Some(k.clone());
                         self.after_server(now, &k, media);
+                        self.resending = None;
                     }
                 }
                 TimerRef::Client(k) => {
@@ -472,7 +507,9 @@ impl B2bua {
                             CTx::Invite(t) => t.handle_timeout(now),
                             CTx::NonInvite(t) => t.handle_timeout(now),
                         }
+                        self.resending = Some(k.clone());
                         self.after_client(now, &k, media);
+                        self.resending = None;
                     }
                 }
                 TimerRef::Call(id) => self.call_timer(now, id, media),
@@ -502,13 +539,16 @@ impl B2bua {
             return;
         }
         if let Some(e) = self.server.get_mut(&key) {
+            self.retransmissions_received += 1;
             match &mut e.tx {
                 STx::Invite(t) => {
                     t.handle_retransmission();
                 }
                 STx::NonInvite(t) => t.handle_retransmission(),
             }
+            self.resending = Some(key.clone());
             self.after_server(now, &key, media);
+            self.resending = None;
             return;
         }
         if method == Method::Cancel {
@@ -1599,6 +1639,9 @@ impl B2bua {
                 }
             }
             if (101..200).contains(&status) {
+                if !c.provisional_seen {
+                    self.events.push_back(Event::CallProgress { call });
+                }
                 c.provisional_seen = true;
             } else {
                 c.leg_mut(side).invite_out = None;
@@ -1979,6 +2022,9 @@ impl B2bua {
                 break;
             }
             if let Some(data) = data {
+                if self.resending.as_deref() == Some(key) {
+                    self.retransmissions_sent += 1;
+                }
                 self.transmits.push_back(Transmit { to: e.peer, data });
             }
             if event == Some(TxEvent::Terminated) {
@@ -2016,6 +2062,9 @@ impl B2bua {
                 break;
             }
             if let Some(data) = data {
+                if self.resending.as_deref() == Some(key) {
+                    self.retransmissions_sent += 1;
+                }
                 self.transmits.push_back(Transmit { to: e.peer, data });
             }
             match event {
@@ -2146,6 +2195,7 @@ impl B2bua {
                 if p.next <= now {
                     let to = c.legs[side_index(p.leg)].peer;
                     if !to.transport.is_reliable() {
+                        self.retransmissions_sent += 1;
                         self.transmits.push_back(Transmit {
                             to,
                             data: p.response.clone(),

@@ -1268,3 +1268,50 @@ Content-Length: 0
     assert_eq!(sim.take_pbx().iter().map(status).collect::<Vec<_>>(), [481]);
     assert!(sim.take_carrier().is_empty());
 }
+
+#[test]
+fn first_provisional_is_reported_once_between_start_and_answer() {
+    let mut sim = Sim::new();
+    establish_outbound(&mut sim);
+    let events: Vec<_> = std::iter::from_fn(|| sim.sbc.poll_event()).collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| match e {
+            Event::CallStarted { .. } => "started",
+            Event::CallProgress { .. } => "progress",
+            Event::CallAnswered { .. } => "answered",
+            Event::CallEnded { .. } => "ended",
+            Event::Dropped { .. } => "dropped",
+        })
+        .collect();
+    assert_eq!(kinds, ["started", "progress", "answered"]);
+}
+
+#[test]
+fn absorbed_request_retransmissions_are_counted() {
+    let mut sim = Sim::new();
+    let invite = pbx_invite("z9hG4bKretx", Some(SDP_PBX));
+    sim.deliver(pbx(), &invite);
+    assert_eq!(sim.sbc.counters().retransmissions_received, 0);
+    let sent = sim.sbc.counters().retransmissions_sent;
+    sim.deliver(pbx(), &invite);
+    sim.deliver(pbx(), &invite);
+    assert_eq!(sim.sbc.counters().retransmissions_received, 2);
+    // Each absorbed INVITE retransmission is answered with the last provisional again.
+    assert_eq!(sim.sbc.counters().retransmissions_sent, sent + 2);
+}
+
+#[test]
+fn timer_a_resends_are_counted_as_retransmissions_sent() {
+    let mut sim = Sim::new();
+    sim.deliver(pbx(), &pbx_invite("z9hG4bKtimera", Some(SDP_PBX)));
+    sim.take_pbx();
+    assert_eq!(sim.take_carrier().len(), 1, "the INVITE to the carrier");
+    let before = sim.sbc.counters().retransmissions_sent;
+    // No answer from the carrier: Timer A (T1 = 500 ms) resends the INVITE over UDP.
+    sim.advance(Duration::from_millis(600));
+    let resent = sim.take_carrier();
+    assert_eq!(resent.len(), 1, "one retransmission after T1");
+    assert_eq!(resent[0].method(), Some(&Method::Invite));
+    assert_eq!(sim.sbc.counters().retransmissions_sent, before + 1);
+}

@@ -1,0 +1,396 @@
+//! The `/api/v1` resources beyond media: calls, trunks, routes, ACLs, bans, configuration.
+
+use std::{collections::HashMap, sync::Arc};
+
+use axum::{
+    Json,
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use sbc_proto::{b2bua::CallInfo, net::Side};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::{
+    AdminState,
+    error::{ApiError, ApiJson, ApiPath, ApiQuery},
+    live::{Applied, merge_patch},
+};
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+fn signaling_gone() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the call layer is stopping",
+    )
+}
+
+/// One leg of a call.
+#[derive(Debug, Serialize)]
+struct LegJson {
+    side: &'static str,
+    call_id: String,
+    local_tag: String,
+    remote_tag: Option<String>,
+    peer: String,
+    transport: &'static str,
+}
+
+/// A call as listed by `GET /api/v1/calls`.
+#[derive(Debug, Serialize)]
+struct CallJson {
+    id: u64,
+    direction: &'static str,
+    state: &'static str,
+    age_s: f64,
+    answer_delay_s: Option<f64>,
+    media_session: Option<u64>,
+    legs: Vec<LegJson>,
+}
+
+const fn direction(from: Side) -> &'static str {
+    match from {
+        Side::Inside => "outbound",
+        Side::Outside => "inbound",
+    }
+}
+
+fn call_json(c: &CallInfo) -> CallJson {
+    CallJson {
+        id: c.id,
+        direction: direction(c.from),
+        state: if c.answered { "answered" } else { "ringing" },
+        age_s: c.started.elapsed().as_secs_f64(),
+        answer_delay_s: c
+            .answered_at
+            .map(|a| a.saturating_duration_since(c.started).as_secs_f64()),
+        media_session: c.media.map(|m| m.0),
+        legs: c
+            .legs
+            .iter()
+            .map(|l| LegJson {
+                side: l.side.as_str(),
+                call_id: l.call_id.clone(),
+                local_tag: l.local_tag.clone(),
+                remote_tag: l.remote_tag.clone(),
+                peer: l.peer.addr.to_string(),
+                transport: l.peer.transport.as_str(),
+            })
+            .collect(),
+    }
+}
+
+/// Parses the query string by hand so an unknown or malformed parameter is a 400 with a
+/// JSON error, not axum's plain-text rejection.
+fn query_params(q: &HashMap<String, String>, allowed: &[&str]) -> Result<()> {
+    for k in q.keys() {
+        if !allowed.contains(&k.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "unknown query parameter `{k}`; allowed: {}",
+                allowed.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn number<T: std::str::FromStr>(q: &HashMap<String, String>, key: &str, default: T) -> Result<T> {
+    q.get(key).map_or(Ok(default), |v| {
+        v.parse()
+            .map_err(|_| ApiError::bad_request(format!("`{key}` must be a non-negative integer")))
+    })
+}
+
+/// `GET /api/v1/calls?direction=&state=&limit=&offset=`
+pub async fn list_calls(
+    State(s): State<Arc<AdminState>>,
+    ApiQuery(q): ApiQuery<HashMap<String, String>>,
+) -> Result<Json<Value>> {
+    query_params(&q, &["direction", "state", "limit", "offset"])?;
+    let dir = q.get("direction").map(String::as_str);
+    if !matches!(dir, None | Some("inbound" | "outbound")) {
+        return Err(ApiError::bad_request(
+            "`direction` must be inbound or outbound",
+        ));
+    }
+    let state = q.get("state").map(String::as_str);
+    if !matches!(state, None | Some("ringing" | "answered")) {
+        return Err(ApiError::bad_request("`state` must be ringing or answered"));
+    }
+    let limit: usize = number(&q, "limit", 100)?;
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("`limit` must be 1-1000"));
+    }
+    let offset: usize = number(&q, "offset", 0)?;
+    let calls = s.signaling.calls().await.ok_or_else(signaling_gone)?;
+    let matching: Vec<CallJson> = calls
+        .iter()
+        .map(call_json)
+        .filter(|c| dir.is_none_or(|d| d == c.direction))
+        .filter(|c| state.is_none_or(|st| st == c.state))
+        .collect();
+    let total = matching.len();
+    let page: Vec<CallJson> = matching.into_iter().skip(offset).take(limit).collect();
+    Ok(Json(json!({
+        "total": total,
+        "offset": offset,
+        "limit": limit,
+        "calls": page,
+    })))
+}
+
+fn call_id(id: &str) -> Result<u64> {
+    id.parse()
+        .map_err(|_| ApiError::bad_request("a call id is a non-negative integer"))
+}
+
+/// `GET /api/v1/calls/{id}`: both legs and the media session with its per-stream counters.
+pub async fn get_call(
+    State(s): State<Arc<AdminState>>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Value>> {
+    let id = call_id(&id)?;
+    let calls = s.signaling.calls().await.ok_or_else(signaling_gone)?;
+    let call = calls
+        .iter()
+        .find(|c| c.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("no call {id}")))?;
+    let media = call
+        .media
+        .and_then(|m| s.media.session_view(m))
+        .map(|v| serde_json::to_value(v).unwrap_or(Value::Null));
+    let mut v = serde_json::to_value(call_json(call)).unwrap_or(Value::Null);
+    if let Some(o) = v.as_object_mut() {
+        o.insert("media".into(), media.unwrap_or(Value::Null));
+    }
+    Ok(Json(v))
+}
+
+/// `DELETE /api/v1/calls/{id}`: BYE on both legs (CANCEL/487 before the answer).
+pub async fn end_call(
+    State(s): State<Arc<AdminState>>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode> {
+    let id = call_id(&id)?;
+    match s.signaling.end_call(id).await {
+        Some(true) => {
+            tracing::info!(call = id, "call ended through the admin API");
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Some(false) => Err(ApiError::not_found(format!("no call {id}"))),
+        None => Err(signaling_gone()),
+    }
+}
+
+fn trunk_view(t: &crate::config::Trunk) -> Value {
+    json!({
+        "name": t.name,
+        "config": t,
+        // Outbound registration and OPTIONS health checks come with the trunking issue; until
+        // then a trunk is IP-authenticated and its health is not monitored.
+        "registration": {"state": "disabled"},
+        "health": {"state": "not_monitored"},
+    })
+}
+
+/// `GET /api/v1/trunks`
+pub async fn list_trunks(State(s): State<Arc<AdminState>>) -> Json<Value> {
+    let c = s.config.current();
+    Json(Value::Array(c.trunks.iter().map(trunk_view).collect()))
+}
+
+/// `GET /api/v1/trunks/{name}`
+pub async fn get_trunk(
+    State(s): State<Arc<AdminState>>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<Value>> {
+    let c = s.config.current();
+    c.trunks
+        .iter()
+        .find(|t| t.name == name)
+        .map(|t| Json(trunk_view(t)))
+        .ok_or_else(|| ApiError::not_found(format!("no trunk `{name}`")))
+}
+
+fn applied(a: &Applied, status: StatusCode) -> Response {
+    (status, Json(a)).into_response()
+}
+
+/// `PUT /api/v1/trunks/{name}`: creates or replaces one trunk (body: the `[[trunk]]` keys;
+/// `name` may be left out). Goes through the validated, persisted reconfiguration.
+pub async fn put_trunk(
+    State(s): State<Arc<AdminState>>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Response> {
+    let mut trunk = body;
+    let Some(obj) = trunk.as_object_mut() else {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "a trunk is a JSON object",
+        ));
+    };
+    match obj.get("name") {
+        None => {
+            obj.insert("name".into(), Value::String(name.clone()));
+        }
+        Some(Value::String(n)) if *n == name => {}
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "`name` in the body must match the trunk name in the path",
+            ));
+        }
+    }
+    let mut created = false;
+    let result = s
+        .config
+        .edit(&s.signaling, "api", |cfg| {
+            let list = trunks_mut(cfg);
+            match list
+                .iter_mut()
+                .find(|t| t["name"] == Value::String(name.clone()))
+            {
+                Some(t) => *t = trunk,
+                None => {
+                    created = true;
+                    list.push(trunk);
+                }
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(applied(
+        &result,
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+    ))
+}
+
+fn trunks_mut(cfg: &mut Value) -> &mut Vec<Value> {
+    if !cfg["trunk"].is_array() {
+        cfg["trunk"] = Value::Array(Vec::new());
+    }
+    match &mut cfg["trunk"] {
+        Value::Array(a) => a,
+        // Made an array just above.
+        _ => unreachable!("trunk is an array"),
+    }
+}
+
+/// `DELETE /api/v1/trunks/{name}`
+pub async fn delete_trunk(
+    State(s): State<Arc<AdminState>>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Response> {
+    let result = s
+        .config
+        .edit(&s.signaling, "api", |cfg| {
+            let list = trunks_mut(cfg);
+            let before = list.len();
+            list.retain(|t| t["name"] != Value::String(name.clone()));
+            if list.len() == before {
+                return Err(ApiError::not_found(format!("no trunk `{name}`")));
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(applied(&result, StatusCode::OK))
+}
+
+/// `POST /api/v1/trunks/{name}/register`: outbound registration is not built yet, so every
+/// trunk is IP-authenticated and there is nothing to refresh: 409 says so.
+pub async fn register_trunk(
+    State(s): State<Arc<AdminState>>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<StatusCode> {
+    if !s.config.current().trunks.iter().any(|t| t.name == name) {
+        return Err(ApiError::not_found(format!("no trunk `{name}`")));
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "registration is disabled for this trunk: outbound REGISTER is not implemented yet \
+         (trunks are IP-authenticated)",
+    ))
+}
+
+/// `GET /api/v1/routes`: how calls are routed today (fixed: PBX → first trunk, carrier → PBX).
+pub async fn routes(State(s): State<Arc<AdminState>>) -> Json<Value> {
+    let c = s.config.current();
+    Json(json!({
+        "rules": "fixed",
+        "outbound": [{"match": "*", "trunk": c.trunks.first().map(|t| t.name.clone())}],
+        "inbound": [{"match": "*", "pbx": c.pbx.address.to_string(),
+                     "transport": c.pbx.transport}],
+    }))
+}
+
+/// `GET /api/v1/acls`: who may send SIP (edit through `PATCH /api/v1/config`).
+pub async fn acls(State(s): State<Arc<AdminState>>) -> Json<Value> {
+    let c = s.config.current();
+    Json(json!({
+        "inside": {"allow": c.pbx.allow.iter().map(ToString::to_string).collect::<Vec<_>>()},
+        "outside": {"allow": c.trunks.iter()
+            .map(|t| json!({"trunk": t.name, "address": t.proxy.ip().to_string()}))
+            .collect::<Vec<_>>()},
+    }))
+}
+
+/// `GET /api/v1/bans`: automatic banning comes with the protection issue; the list is empty.
+pub async fn bans() -> Json<Value> {
+    Json(json!({"enabled": false, "bans": []}))
+}
+
+/// `DELETE /api/v1/bans/{address}`
+pub async fn delete_ban(ApiPath(addr): ApiPath<String>) -> Result<StatusCode> {
+    let addr: std::net::IpAddr = addr
+        .parse()
+        .map_err(|_| ApiError::bad_request("a ban is identified by an IP address"))?;
+    Err(ApiError::not_found(format!("{addr} is not banned")))
+}
+
+/// `GET /api/v1/config` (tokens redacted).
+pub async fn get_config(State(s): State<Arc<AdminState>>) -> Json<Value> {
+    Json(s.config.redacted_json())
+}
+
+/// `PUT /api/v1/config`: full replace.
+pub async fn put_config(
+    State(s): State<Arc<AdminState>>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Response> {
+    let r = s.config.apply_json(&s.signaling, body, "api").await?;
+    Ok(applied(&r, StatusCode::OK))
+}
+
+/// `PATCH /api/v1/config`: RFC 7396 merge patch.
+pub async fn patch_config(
+    State(s): State<Arc<AdminState>>,
+    ApiJson(patch): ApiJson<Value>,
+) -> Result<Response> {
+    if !patch.is_object() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "a merge patch is a JSON object",
+        ));
+    }
+    let r = s
+        .config
+        .edit(&s.signaling, "api", |cfg| {
+            merge_patch(cfg, &patch);
+            Ok(())
+        })
+        .await?;
+    Ok(applied(&r, StatusCode::OK))
+}
+
+/// `POST /api/v1/reload`: re-reads the file.
+pub async fn reload(State(s): State<Arc<AdminState>>) -> Result<Response> {
+    let r = s.config.reload(&s.signaling, "api reload").await?;
+    Ok(applied(&r, StatusCode::OK))
+}

@@ -1,0 +1,474 @@
+//! Live reconfiguration: one path for `PUT`/`PATCH /api/v1/config`, the trunk endpoints,
+//! `POST /api/v1/reload` and SIGHUP.
+//!
+//! A change is a whole candidate configuration. It goes through the same `config::parse` as
+//! the file at start-up (so the API reports the same key paths and reasons as
+//! `sbc check-config`), is refused with every problem if invalid, is written to the config file
+//! atomically (temporary file + fsync + rename) and only then handed to the call layer, which
+//! uses it for new calls while calls in progress keep their own settings. Changes serialize on
+//! one lock, so two writers cannot interleave.
+
+use std::{
+    collections::BTreeMap,
+    io::Write,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use axum::http::StatusCode;
+use serde_json::Value;
+
+use super::{
+    auth::EnvTokens,
+    error::{ApiError, ProblemJson},
+};
+use crate::{config::Config, signaling::SignalingHandle};
+
+/// Placeholder shown instead of a token in `GET /api/v1/config`; sending it back keeps the
+/// current token.
+pub const REDACTED: &str = "<redacted>";
+
+/// Keys that take effect on new calls without a restart; any other changed key is written
+/// to the file and reported as needing a restart.
+/// (`log` is not among them: the log filter is installed once at start.)
+const LIVE_KEYS: [&str; 9] = [
+    "pbx",
+    "trunk",
+    "sip.t1_ms",
+    "sip.t2_ms",
+    "sip.t4_ms",
+    "sip.timer_c_s",
+    "general.user_agent",
+    "admin.token",
+    "admin.read_token",
+];
+
+/// The running configuration and where it is persisted.
+#[derive(Debug)]
+pub struct LiveConfig {
+    current: parking_lot::RwLock<Arc<Config>>,
+    /// Serializes changes (held across the file write and the call layer's answer).
+    write: tokio::sync::Mutex<()>,
+    path: Option<PathBuf>,
+    env: EnvTokens,
+}
+
+/// What a successful change did.
+#[derive(Debug, serde::Serialize)]
+pub struct Applied {
+    /// Key paths whose value changed.
+    pub changed: Vec<String>,
+    /// Of those, the ones that only take effect after a restart (listeners, media, admin
+    /// listen address, TLS files): already persisted.
+    pub restart_required: Vec<String>,
+    /// Whether the file was written.
+    pub persisted: bool,
+}
+
+impl LiveConfig {
+    /// `path` is the file the daemon was started with (`None`: the built-in default, which
+    /// cannot be changed through the API).
+    pub fn new(config: Config, path: Option<PathBuf>, env: EnvTokens) -> Self {
+        Self {
+            current: parking_lot::RwLock::new(Arc::new(config)),
+            write: tokio::sync::Mutex::new(()),
+            path,
+            env,
+        }
+    }
+
+    /// The running configuration.
+    pub fn current(&self) -> Arc<Config> {
+        self.current.read().clone()
+    }
+
+    /// Tokens from the environment.
+    pub fn env_tokens(&self) -> &EnvTokens {
+        &self.env
+    }
+
+    /// The file changes are written to.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The running configuration as JSON, with tokens replaced by [`REDACTED`].
+    pub fn redacted_json(&self) -> Value {
+        let mut v = to_json(&self.current());
+        if let Some(admin) = v.get_mut("admin").and_then(Value::as_object_mut) {
+            for key in ["token", "read_token"] {
+                if let Some(t) = admin.get_mut(key) {
+                    *t = Value::String(REDACTED.into());
+                }
+            }
+        }
+        v
+    }
+
+    /// Validates `candidate` (JSON of a whole configuration) and, if valid, persists and
+    /// applies it. `origin` names the source in the log (`api`, `sighup`, `reload`).
+    pub async fn apply_json(
+        &self,
+        signaling: &SignalingHandle,
+        mut candidate: Value,
+        origin: &str,
+    ) -> Result<Applied, ApiError> {
+        let _guard = self.write.lock().await;
+        let current = self.current();
+        unredact(&mut candidate, &current);
+        let config = validate_json(&candidate)?;
+        self.commit(signaling, &current, config, origin, true).await
+    }
+
+    /// Builds a candidate from the current configuration with `edit`, then applies it like
+    /// [`Self::apply_json`]. The edit runs under the write lock, so it sees the latest state.
+    pub async fn edit(
+        &self,
+        signaling: &SignalingHandle,
+        origin: &str,
+        edit: impl FnOnce(&mut Value) -> Result<(), ApiError>,
+    ) -> Result<Applied, ApiError> {
+        let _guard = self.write.lock().await;
+        let current = self.current();
+        let mut candidate = to_json(&current);
+        edit(&mut candidate)?;
+        let config = validate_json(&candidate)?;
+        self.commit(signaling, &current, config, origin, true).await
+    }
+
+    /// Re-reads the file (SIGHUP, `POST /api/v1/reload`) and applies it; the file is the
+    /// source, so it is not rewritten.
+    pub async fn reload(
+        &self,
+        signaling: &SignalingHandle,
+        origin: &str,
+    ) -> Result<Applied, ApiError> {
+        let _guard = self.write.lock().await;
+        let Some(path) = &self.path else {
+            return Err(no_file());
+        };
+        let config = match crate::config::load_file(path) {
+            Ok((c, _)) => c,
+            Err(crate::config::LoadError::Io { path, source }) => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!("cannot read {path}: {source}"),
+                ));
+            }
+            Err(crate::config::LoadError::Invalid { problems, .. }) => {
+                return Err(ApiError::invalid(problems_json(problems)));
+            }
+        };
+        let current = self.current();
+        self.commit(signaling, &current, config, origin, false)
+            .await
+    }
+
+    async fn commit(
+        &self,
+        signaling: &SignalingHandle,
+        current: &Config,
+        config: Config,
+        origin: &str,
+        persist: bool,
+    ) -> Result<Applied, ApiError> {
+        let changed = diff(&to_json(current), &to_json(&config));
+        if changed.is_empty() {
+            return Ok(Applied {
+                changed,
+                restart_required: Vec::new(),
+                persisted: false,
+            });
+        }
+        if persist {
+            let Some(path) = &self.path else {
+                return Err(no_file());
+            };
+            write_atomically(path, &config).map_err(|e| {
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!("cannot write {}: {e}; nothing was changed", path.display()),
+                )
+            })?;
+        }
+        if !signaling.reconfigure(&config).await {
+            // Only during shutdown; the file already holds the change for the next start.
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the call layer is stopping",
+            ));
+        }
+        *self.current.write() = Arc::new(config);
+        let restart_required: Vec<String> = changed
+            .iter()
+            .filter(|k| {
+                !LIVE_KEYS
+                    .iter()
+                    .any(|l| k == l || k.starts_with(&format!("{l}.")))
+            })
+            .cloned()
+            .collect();
+        tracing::info!(
+            %origin,
+            changed = %changed.join(", "),
+            restart_required = %restart_required.join(", "),
+            persisted = persist,
+            "configuration changed"
+        );
+        Ok(Applied {
+            changed,
+            restart_required,
+            persisted: persist,
+        })
+    }
+}
+
+fn no_file() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "the SBC runs on its built-in default configuration (no --config file and no \
+         ./config/sbc.toml), so there is no file to persist or re-read; start it with --config",
+    )
+}
+
+fn to_json(c: &Config) -> Value {
+    // Config serializes to plain data (strings, numbers, arrays, tables): this cannot fail.
+    let mut v = serde_json::to_value(c).unwrap_or(Value::Null);
+    strip_nulls(&mut v);
+    v
+}
+
+/// Unset optional keys serialize as `null`; TOML has no null, and leaving a key out means
+/// its default, so they are dropped.
+fn strip_nulls(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            o.retain(|_, x| !x.is_null());
+            o.values_mut().for_each(strip_nulls);
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_nulls),
+        _ => {}
+    }
+}
+
+/// Puts the current tokens back where the candidate carries [`REDACTED`].
+fn unredact(candidate: &mut Value, current: &Config) {
+    let Some(admin) = candidate.get_mut("admin").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (key, value) in [
+        ("token", &current.admin.token),
+        ("read_token", &current.admin.read_token),
+    ] {
+        if admin.get(key).and_then(Value::as_str) == Some(REDACTED) {
+            match value {
+                Some(v) => admin.insert(key.into(), Value::String(v.clone())),
+                None => admin.remove(key),
+            };
+        }
+    }
+}
+
+/// Runs a JSON candidate through the same parser and validator as the file.
+pub fn validate_json(candidate: &Value) -> Result<Config, ApiError> {
+    if !candidate.is_object() {
+        return Err(ApiError::invalid(vec![ProblemJson {
+            path: String::new(),
+            message: "the configuration must be a JSON object".into(),
+        }]));
+    }
+    let mut nulls = Vec::new();
+    find_nulls(candidate, String::new(), &mut nulls);
+    if !nulls.is_empty() {
+        return Err(ApiError::invalid(
+            nulls
+                .into_iter()
+                .map(|path| ProblemJson {
+                    path,
+                    message: "null is not a value; leave the key out for its default".into(),
+                })
+                .collect(),
+        ));
+    }
+    let text = toml::Value::try_from(candidate)
+        .map_err(|e| e.to_string())
+        .and_then(|v| toml::to_string(&v).map_err(|e| e.to_string()))
+        .map_err(|e| {
+            ApiError::invalid(vec![ProblemJson {
+                path: String::new(),
+                message: format!("not representable as a configuration: {e}"),
+            }])
+        })?;
+    crate::config::parse(&text).map_err(|p| ApiError::invalid(problems_json(p)))
+}
+
+fn problems_json(problems: Vec<crate::config::Problem>) -> Vec<ProblemJson> {
+    problems
+        .into_iter()
+        .map(|p| ProblemJson {
+            path: p.path,
+            message: p.message,
+        })
+        .collect()
+}
+
+fn find_nulls(v: &Value, path: String, out: &mut Vec<String>) {
+    match v {
+        Value::Null => out.push(path),
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                find_nulls(x, format!("{path}[{i}]"), out);
+            }
+        }
+        Value::Object(o) => {
+            for (k, x) in o {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                find_nulls(x, p, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// RFC 7396 JSON merge patch: objects merge key by key, `null` removes a key, anything else
+/// (arrays included) replaces.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(p) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(serde_json::Map::new());
+    }
+    if let Value::Object(t) = target {
+        for (k, v) in p {
+            if v.is_null() {
+                t.remove(k);
+            } else {
+                merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+    }
+}
+
+/// Changed key paths, two levels deep (`media.port_min`, `trunk`), tokens included by name
+/// only (values are never logged).
+fn diff(old: &Value, new: &Value) -> Vec<String> {
+    let empty = serde_json::Map::new();
+    let (o, n) = (
+        old.as_object().unwrap_or(&empty),
+        new.as_object().unwrap_or(&empty),
+    );
+    let mut keys: BTreeMap<&String, ()> = o.keys().map(|k| (k, ())).collect();
+    keys.extend(n.keys().map(|k| (k, ())));
+    let mut out = Vec::new();
+    for k in keys.into_keys() {
+        match (o.get(k), n.get(k)) {
+            (Some(Value::Object(a)), Some(Value::Object(b))) => {
+                let mut sub: BTreeMap<&String, ()> = a.keys().map(|k| (k, ())).collect();
+                sub.extend(b.keys().map(|k| (k, ())));
+                for s in sub.into_keys() {
+                    if a.get(s) != b.get(s) {
+                        out.push(format!("{k}.{s}"));
+                    }
+                }
+            }
+            (a, b) if a != b => out.push(k.clone()),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Writes `config` next to `path` and renames it over `path`, so a crash leaves either the
+/// old or the new file, never a torn one.
+fn write_atomically(path: &Path, config: &Config) -> std::io::Result<()> {
+    let text = toml::to_string(config).map_err(std::io::Error::other)?;
+    let header = "# Written by the sbc admin API (live reconfiguration); comments of the \
+                  original file are not kept.\n# The documented example is config/sbc.toml.\n\n";
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "sbc.toml".into());
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(header.as_bytes())?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped() -> Config {
+        crate::config::parse(crate::config::SHIPPED_DEFAULT).expect("default")
+    }
+
+    #[test]
+    fn serialized_config_parses_back_identically() {
+        let mut c = shipped();
+        c.admin.token = Some("0123456789abcdefgh".into());
+        let text = toml::to_string(&c).expect("serialize");
+        assert_eq!(crate::config::parse(&text).expect("parse back"), c);
+        assert_eq!(validate_json(&to_json(&c)).expect("json back"), c);
+    }
+
+    #[test]
+    fn bad_candidates_list_every_problem_with_its_path() {
+        let mut v = to_json(&shipped());
+        merge_patch(
+            &mut v,
+            &serde_json::json!({"media": {"port_min": 3}, "sip": {"t1_ms": "fast"}, "bogus": 1}),
+        );
+        let e = validate_json(&v).expect_err("invalid");
+        assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
+        let paths: Vec<&str> = e.problems.iter().map(|p| p.path.as_str()).collect();
+        assert!(paths.contains(&"bogus"), "{paths:?}");
+        assert!(paths.contains(&"sip.t1_ms"), "{paths:?}");
+        let e = validate_json(&serde_json::json!({"pbx": null})).expect_err("null");
+        assert_eq!(e.problems[0].path, "pbx");
+        assert!(validate_json(&serde_json::json!([1])).is_err());
+    }
+
+    #[test]
+    fn merge_patch_follows_rfc7396() {
+        let mut v = serde_json::json!({"a": {"b": 1, "c": 2}, "d": [1, 2]});
+        merge_patch(
+            &mut v,
+            &serde_json::json!({"a": {"b": null, "e": 3}, "d": [3]}),
+        );
+        assert_eq!(v, serde_json::json!({"a": {"c": 2, "e": 3}, "d": [3]}));
+    }
+
+    #[test]
+    fn diff_names_changed_keys() {
+        let a = to_json(&shipped());
+        let mut b = a.clone();
+        merge_patch(
+            &mut b,
+            &serde_json::json!({"media": {"timeout_s": 5}, "trunk": []}),
+        );
+        assert_eq!(diff(&a, &b), ["media.timeout_s", "trunk"]);
+    }
+
+    #[test]
+    fn atomic_write_replaces_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sbc.toml");
+        std::fs::write(&path, "old").expect("write");
+        write_atomically(&path, &shipped()).expect("write atomically");
+        let (c, _) = crate::config::load_file(&path).expect("reload");
+        assert_eq!(c, shipped());
+        assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 1);
+    }
+}
