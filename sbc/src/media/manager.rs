@@ -1500,5 +1500,27 @@ mod tests {
             v.streams[0].inside.latched.as_deref(),
             Some(pbx.local_addr().expect("addr").to_string().as_str())
         );
+
+        // A re-offer with the same SDP address keeps the latch and the ports...
+        let again = m
+            .update(a.session, Leg::Inside, &[StreamDesc::new(LO, 9)])
+            .expect("re-offer");
+        assert_eq!(again, a.streams);
+        let v = m.session_view(a.session).expect("view");
+        assert!(v.streams[0].inside.latched.is_some(), "kept: {v:?}");
+        // ...a changed one drops it: the relay sends to the new SDP address until the peer's
+        // next packet latches again.
+        m.update(a.session, Leg::Inside, &[StreamDesc::new(LO, 4444)])
+            .expect("re-offer");
+        let v = m.session_view(a.session).expect("view");
+        assert_eq!(v.streams[0].inside.latched, None);
+        assert_eq!(
+            v.streams[0].inside.target.as_deref(),
+            Some("127.0.0.1:4444")
+        );
+        pbx.send_to(&pkt(2), in_relay).expect("send");
+        carrier.recv_from(&mut buf).expect("carrier receives");
+        let v = m.session_view(a.session).expect("view");
+        assert!(v.streams[0].inside.latched.is_some(), "re-latched: {v:?}");
     }
 }
