@@ -112,7 +112,10 @@ struct Trial {
     sent: u64,
     forwarded: u64,
     secs: f64,
+    /// CPU seconds of the forwarding path (NAPI kthreads + relay process).
     busy_secs: f64,
+    /// The relay process's share of `busy_secs` (0 for the bare forwarder).
+    relay_secs: f64,
 }
 
 impl Trial {
@@ -293,14 +296,18 @@ fn render(results: &BTreeMap<(usize, System), Vec<Trial>>) -> Result<String> {
     }
     writeln!(
         out,
-        "\nRaw trials (sent / forwarded / forwarding-path CPU seconds):\n"
+        "\nRaw trials (offered pps: sent / forwarded / forwarding-path CPU seconds (of which \
+         the relay process)):\n"
     )?;
     for ((streams, system), trials) in results {
         let raw: Vec<String> = trials
             .iter()
             .map(|t| {
                 let offered = t.offered.map_or("max".to_owned(), |r| r.to_string());
-                format!("{offered}: {}/{}/{:.3}", t.sent, t.forwarded, t.busy_secs)
+                format!(
+                    "{offered}: {}/{}/{:.3} ({:.3})",
+                    t.sent, t.forwarded, t.busy_secs, t.relay_secs
+                )
             })
             .collect();
         writeln!(out, "- {streams} × {}: {}", system.name(), raw.join(", "))?;
@@ -402,7 +409,7 @@ fn trial_bare(lab: &Lab, napi: &[u32], obj: &Path, streams: usize) -> Result<Tri
     let targets: Vec<SocketAddr> = (0..streams)
         .map(|i| SocketAddr::from(([198, 18, 1, 1], 10_000 + 2 * port_off(i))))
         .collect();
-    let t = measure(lab, napi, &targets, None);
+    let t = measure(lab, napi, None, &targets, None);
     sh_ns(&lab.sbc, "ip link set dev in0 xdpdrv off")?;
     t
 }
@@ -541,12 +548,11 @@ listen = "127.0.0.1:8080"
             bail!("XDP mappings not installed");
         }
     }
-    let mut tasks = napi.to_vec();
-    tasks.push(guard.0.id());
+    let relay = Some(guard.0.id());
     let t = if xdp {
-        measure(lab, &tasks, &targets, None)
+        measure(lab, napi, relay, &targets, None)
     } else {
-        search(|rate| measure(lab, &tasks, &targets, Some(rate)))
+        search(|rate| measure(lab, napi, relay, &targets, Some(rate)))
     };
     guard.term();
     drop(pins);
@@ -635,9 +641,7 @@ fn trial_rtpengine(lab: &Lab, napi: &[u32], streams: usize, rate: u64) -> Result
             .with_context(|| format!("rtpengine answer without m=audio port: {answer}"))?;
         targets.push(SocketAddr::from(([198, 18, 1, 1], port)));
     }
-    let mut tasks = napi.to_vec();
-    tasks.push(guard.0.id());
-    let t = measure(lab, &tasks, &targets, Some(rate));
+    let t = measure(lab, napi, Some(guard.0.id()), &targets, Some(rate));
     guard.term();
     t
 }
@@ -694,7 +698,13 @@ fn rtp(seq: u16, ssrc: u32) -> [u8; 172] {
 /// Sends flat out from the pbx namespace (pinned to the generator CPU) for [`TRIAL`], and
 /// measures what reached the carrier's sink and the CPU time of the forwarding path's tasks
 /// (`tasks`: the NAPI kthreads and the relay process).
-fn measure(lab: &Lab, tasks: &[u32], targets: &[SocketAddr], rate: Option<u64>) -> Result<Trial> {
+fn measure(
+    lab: &Lab,
+    napi: &[u32],
+    relay: Option<u32>,
+    targets: &[SocketAddr],
+    rate: Option<u64>,
+) -> Result<Trial> {
     let sockets: Vec<UdpSocket> = {
         let _in = netns::enter(&lab.pbx)?;
         (0..targets.len())
@@ -704,7 +714,8 @@ fn measure(lab: &Lab, tasks: &[u32], targets: &[SocketAddr], rate: Option<u64>) 
     let targets = targets.to_vec();
     thread::sleep(Duration::from_millis(300));
     let drops0 = sink_drops(&lab.carrier)?;
-    let cpu0: u64 = tasks.iter().map(|&p| task_cpu_ns(p)).sum();
+    let napi0: u64 = napi.iter().map(|&p| task_cpu_ns(p)).sum();
+    let relay0 = relay.map_or(0, task_cpu_ns);
     let start = Instant::now();
     let sent = thread::spawn(move || {
         let mut cpus = nix::sched::CpuSet::new();
@@ -738,14 +749,16 @@ fn measure(lab: &Lab, tasks: &[u32], targets: &[SocketAddr], rate: Option<u64>) 
     let secs = start.elapsed().as_secs_f64();
     // Let the queues drain before reading the counters.
     thread::sleep(Duration::from_millis(300));
-    let cpu1: u64 = tasks.iter().map(|&p| task_cpu_ns(p)).sum();
+    let napi1: u64 = napi.iter().map(|&p| task_cpu_ns(p)).sum();
+    let relay1 = relay.map_or(0, task_cpu_ns);
     let drops1 = sink_drops(&lab.carrier)?;
     Ok(Trial {
         offered: rate,
         sent,
         forwarded: drops1 - drops0,
         secs,
-        busy_secs: cpu1.saturating_sub(cpu0) as f64 / 1e9,
+        busy_secs: (napi1.saturating_sub(napi0) + relay1.saturating_sub(relay0)) as f64 / 1e9,
+        relay_secs: relay1.saturating_sub(relay0) as f64 / 1e9,
     })
 }
 

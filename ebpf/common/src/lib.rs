@@ -8,8 +8,10 @@
 
 /// Name of the hash map from [`MappingKey`] to [`Mapping`].
 pub const MAP_MAPPINGS: &str = "SBC_MAPPINGS";
-/// Name of the per-CPU hash map from [`MappingKey`] to [`MappingStats`].
-pub const MAP_MAPPING_STATS: &str = "SBC_MAPPING_STATS";
+/// Name of the per-CPU array of [`MappingStats`], indexed by [`Mapping::slot`]. An array
+/// rather than a hash keyed like the mappings: one computed index instead of a second hash
+/// lookup per packet, and compact slots keep the counters of many streams in few cache lines.
+pub const MAP_MAPPING_STATS: &str = "SBC_SLOT_STATS";
 /// Name of the per-CPU array of global counters, indexed by [`Stat`].
 pub const MAP_STATS: &str = "SBC_STATS";
 /// Name of the XDP program in the object file.
@@ -53,6 +55,9 @@ pub struct Mapping {
     pub expect_port: u16,
     /// `FLAG_*` bits.
     pub flags: u16,
+    /// Index of this mapping's counters in [`MAP_MAPPING_STATS`] (`< MAX_MAPPINGS`), allocated
+    /// by the control plane, which zeroes the slot before installing the mapping.
+    pub slot: u32,
 }
 
 /// Per-CPU counters of one mapping. Userspace sums packets and bytes and takes the maximum
@@ -146,7 +151,7 @@ mod user {
     // SAFETY: MappingKey is repr(C), made only of integers and integer arrays, with an explicit
     // padding field, so every bit pattern is valid and there are no uninitialised bytes.
     unsafe impl aya::Pod for super::MappingKey {}
-    // SAFETY: as above; 3×16 + 4×2 bytes, no implicit padding.
+    // SAFETY: as above; 3×16 + 4×2 + 4 bytes, no implicit padding.
     unsafe impl aya::Pod for super::Mapping {}
     // SAFETY: three u64, no padding, every bit pattern valid.
     unsafe impl aya::Pod for super::MappingStats {}
@@ -159,7 +164,7 @@ mod tests {
     #[test]
     fn layouts_have_no_implicit_padding() {
         assert_eq!(core::mem::size_of::<MappingKey>(), 20);
-        assert_eq!(core::mem::size_of::<Mapping>(), 56);
+        assert_eq!(core::mem::size_of::<Mapping>(), 60);
         assert_eq!(core::mem::size_of::<MappingStats>(), 24);
     }
 

@@ -13,7 +13,7 @@ use aya_ebpf::{
     bindings::{bpf_fib_lookup as FibParams, xdp_action},
     helpers::{bpf_fib_lookup, bpf_ktime_get_ns, bpf_redirect},
     macros::{map, xdp},
-    maps::{HashMap, PerCpuArray, PerCpuHashMap},
+    maps::{HashMap, PerCpuArray},
     programs::XdpContext,
 };
 use sbc_ebpf_common::{
@@ -25,10 +25,9 @@ use sbc_ebpf_common::{
 #[map(name = "SBC_MAPPINGS")]
 static SBC_MAPPINGS: HashMap<MappingKey, Mapping> = HashMap::with_max_entries(MAX_MAPPINGS, 0);
 
-/// Per-mapping packet/byte counters and last-seen time.
-#[map(name = "SBC_MAPPING_STATS")]
-static SBC_MAPPING_STATS: PerCpuHashMap<MappingKey, MappingStats> =
-    PerCpuHashMap::with_max_entries(MAX_MAPPINGS, 0);
+/// Per-mapping packet/byte counters and last-seen time, indexed by `Mapping::slot`.
+#[map(name = "SBC_SLOT_STATS")]
+static SBC_SLOT_STATS: PerCpuArray<MappingStats> = PerCpuArray::with_max_entries(MAX_MAPPINGS, 0);
 
 /// Global counters indexed by `Stat`.
 #[map(name = "SBC_STATS")]
@@ -201,7 +200,7 @@ fn relay_v4(ctx: &XdpContext, eth: *mut u8) -> Result<u32, Stat> {
         let c = !csum_fold(udp_sum);
         write16(udp, 6, if c == 0 { 0xffff } else { c });
     }
-    finish(ctx, eth, &key, &fib, out_ifindex)
+    finish(ctx, eth, m.slot, &fib, out_ifindex)
 }
 
 fn relay_v6(ctx: &XdpContext, eth: *mut u8) -> Result<u32, Stat> {
@@ -288,7 +287,7 @@ fn relay_v6(ctx: &XdpContext, eth: *mut u8) -> Result<u32, Stat> {
     write16(udp, 2, m.dst_port);
     let c = !csum_fold(udp_sum);
     write16(udp, 6, if c == 0 { 0xffff } else { c });
-    finish(ctx, eth, &key, &fib, out_ifindex)
+    finish(ctx, eth, m.slot, &fib, out_ifindex)
 }
 
 /// A packet from someone other than the latched peer: dropped on a strict mapping; otherwise
@@ -341,7 +340,7 @@ fn fib_next_hop(ctx: &XdpContext, fib: &mut FibParams) -> Result<u32, Stat> {
 fn finish(
     ctx: &XdpContext,
     eth: *mut u8,
-    key: &MappingKey,
+    slot: u32,
     fib: &FibParams,
     out_ifindex: u32,
 ) -> Result<u32, Stat> {
@@ -355,27 +354,21 @@ fn finish(
         core::ptr::copy_nonoverlapping(fib.smac.as_ptr(), eth.add(6), 6);
     }
     let len = (ctx.data_end() - ctx.data()) as u64;
-    // SAFETY: reading the monotonic clock has no preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
-    match SBC_MAPPING_STATS.get_ptr_mut(key) {
-        Some(s) => {
-            // SAFETY: per-CPU value pointer from a successful lookup; only this CPU writes it.
-            unsafe {
-                (*s).packets += 1;
-            }
-            // SAFETY: as above.
-            unsafe {
-                (*s).bytes += len;
-            }
-            // SAFETY: as above.
-            unsafe {
-                (*s).last_seen_ns = now;
-            }
+    // An out-of-range slot (a control-plane bug) only loses statistics, never the packet.
+    if let Some(s) = SBC_SLOT_STATS.get_ptr_mut(slot) {
+        // SAFETY: reading the monotonic clock has no preconditions.
+        let now = unsafe { bpf_ktime_get_ns() };
+        // SAFETY: per-CPU value pointer from a successful lookup; only this CPU writes it.
+        unsafe {
+            (*s).packets += 1;
         }
-        None => {
-            let first = MappingStats { packets: 1, bytes: len, last_seen_ns: now };
-            // A full map only loses statistics, never the packet.
-            let _ = SBC_MAPPING_STATS.insert(key, &first, 0);
+        // SAFETY: as above.
+        unsafe {
+            (*s).bytes += len;
+        }
+        // SAFETY: as above.
+        unsafe {
+            (*s).last_seen_ns = now;
         }
     }
     count(Stat::Redirected);

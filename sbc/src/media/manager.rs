@@ -144,6 +144,8 @@ struct Inner {
     settings: MediaSettings,
     /// Shared with the reaper tasks that return ports once their sockets are closed.
     pools: Arc<Mutex<[PortPool; 2]>>,
+    /// Statistics slots of the XDP program, one per installed mapping.
+    slots: Mutex<Slots>,
     sessions: Mutex<HashMap<SessionId, Session>>,
     next_id: AtomicU64,
     xdp: Option<Arc<Mutex<XdpRelay>>>,
@@ -171,7 +173,8 @@ struct Stream {
     /// `None` for a disabled stream (port 0).
     shared: Option<Arc<StreamShared>>,
     tasks: Vec<JoinHandle<()>>,
-    installed: Vec<MappingKey>,
+    /// Installed mappings (key, statistics slot, value).
+    installed: Vec<(MappingKey, u32, Mapping)>,
     /// XDP packets forwarded for this stream at the last tick.
     xdp_packets: u64,
 }
@@ -195,6 +198,7 @@ impl MediaManager {
         let inner = Arc::new(Inner {
             settings,
             pools: Arc::new(Mutex::new(pools)),
+            slots: Mutex::new(Slots::new(sbc_ebpf_common::MAX_MAPPINGS)),
             sessions: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             xdp,
@@ -326,7 +330,21 @@ impl MediaManager {
                 continue;
             }
             let out_port = port_of(m.src_port);
-            match self.inner.adopt_stream(in_port, out_port, pbx, carrier) {
+            {
+                let mut slots = self.inner.slots.lock();
+                if !slots.reserve(m.slot) {
+                    continue;
+                }
+                if !slots.reserve(back.slot) {
+                    slots.give(m.slot);
+                    continue;
+                }
+            }
+            let installed = vec![(*key, m.slot, *m), (back_key, back.slot, *back)];
+            match self
+                .inner
+                .adopt_stream(in_port, out_port, pbx, carrier, installed)
+            {
                 Ok(id) => {
                     used.push(*key);
                     used.push(back_key);
@@ -334,7 +352,12 @@ impl MediaManager {
                     tracing::info!(session = %id, inside_port = in_port, outside_port = out_port,
                         "adopted pinned XDP mappings");
                 }
-                Err(e) => tracing::warn!(error = %e, inside_port = in_port, "cannot adopt mapping"),
+                Err(e) => {
+                    let mut slots = self.inner.slots.lock();
+                    slots.give(m.slot);
+                    slots.give(back.slot);
+                    tracing::warn!(error = %e, inside_port = in_port, "cannot adopt mapping");
+                }
             }
         }
         let mut x = xdp.lock();
@@ -349,6 +372,50 @@ impl MediaManager {
         drop(x);
         self.inner.update_gauges();
         adopted
+    }
+}
+
+/// The XDP program's per-mapping statistics slots (`Mapping::slot`): a free stack, so the
+/// slots in use stay compact (good locality for the program's counters).
+#[derive(Debug)]
+struct Slots {
+    free: Vec<u32>,
+    used: Vec<bool>,
+}
+
+impl Slots {
+    fn new(n: u32) -> Self {
+        Self {
+            free: (0..n).rev().collect(),
+            used: vec![false; n as usize],
+        }
+    }
+
+    fn take(&mut self) -> Option<u32> {
+        let s = self.free.pop()?;
+        self.used[s as usize] = true;
+        Some(s)
+    }
+
+    fn give(&mut self, s: u32) {
+        if let Some(u) = self.used.get_mut(s as usize)
+            && *u
+        {
+            *u = false;
+            self.free.push(s);
+        }
+    }
+
+    /// Takes a specific slot (adoption); false if it is out of range or in use.
+    fn reserve(&mut self, s: u32) -> bool {
+        match self.used.get_mut(s as usize) {
+            Some(u) if !*u => {
+                *u = true;
+                self.free.retain(|&x| x != s);
+                true
+            }
+            _ => false,
+        }
     }
 }
 
@@ -663,10 +730,12 @@ impl Inner {
             && let Some(xdp) = &self.xdp
         {
             let mut x = xdp.lock();
-            for key in stream.installed.drain(..) {
+            let mut slots = self.slots.lock();
+            for (key, slot, _) in stream.installed.drain(..) {
                 if let Err(e) = x.remove_mapping(&key) {
                     tracing::warn!(error = %e, "removing XDP mapping failed");
                 }
+                slots.give(slot);
             }
         }
         // A port goes back to the pool only once its socket is closed, i.e. once the aborted
@@ -707,6 +776,7 @@ impl Inner {
         out_port: u16,
         pbx: SocketAddr,
         carrier: SocketAddr,
+        installed: Vec<(MappingKey, u32, Mapping)>,
     ) -> Result<SessionId, MediaError> {
         {
             let mut pools = self.pools.lock();
@@ -746,10 +816,7 @@ impl Inner {
         peers[1].latch[0].adopt(carrier, now);
         let id = SessionId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let mut stream = self.start_stream(id, 0, in_port, in_socks, out_port, out_socks, peers);
-        stream.installed = vec![
-            mapping_key(SocketAddr::new(self.settings.inside.bind, in_port)),
-            mapping_key(SocketAddr::new(self.settings.outside.bind, out_port)),
-        ];
+        stream.installed = installed;
         self.sessions.lock().insert(
             id,
             Session {
@@ -772,23 +839,52 @@ impl Inner {
         };
         let want = self.desired_mappings(stream);
         let mut x = xdp.lock();
-        for key in &stream.installed {
-            if !want.iter().any(|(k, _)| k == key)
-                && let Err(e) = x.remove_mapping(key)
-            {
-                tracing::warn!(error = %e, "removing XDP mapping failed");
+        let mut slots = self.slots.lock();
+        let old = std::mem::take(&mut stream.installed);
+        let mut changed = false;
+        for (key, slot, _) in &old {
+            if !want.iter().any(|(k, _)| k == key) {
+                if let Err(e) = x.remove_mapping(key) {
+                    tracing::warn!(error = %e, "removing XDP mapping failed");
+                }
+                slots.give(*slot);
+                changed = true;
             }
         }
-        stream.installed.clear();
-        for (key, m) in &want {
-            match x.insert_mapping(key, m) {
-                Ok(()) => stream.installed.push(*key),
+        for (key, m) in want {
+            // An installed mapping keeps its slot (and, if unchanged, its counters).
+            let existing = old.iter().find(|(k, _, _)| *k == key);
+            let slot = match existing.map(|(_, s, _)| *s).or_else(|| slots.take()) {
+                Some(s) => s,
+                None => {
+                    tracing::warn!("XDP statistics slots exhausted; stream stays in userspace");
+                    continue;
+                }
+            };
+            let m = Mapping { slot, ..m };
+            if existing.is_some_and(|(_, _, v)| *v == m) {
+                stream.installed.push((key, slot, m));
+                continue;
+            }
+            match x.insert_mapping(&key, &m) {
+                Ok(()) => {
+                    stream.installed.push((key, slot, m));
+                    changed = true;
+                }
                 // The userspace relay keeps forwarding: a full map costs speed, not calls.
-                Err(e) => tracing::warn!(error = %e, "installing XDP mapping failed"),
+                Err(e) => {
+                    // The kernel still holds the previous value, if any: keep tracking it.
+                    match existing {
+                        Some(prev) => stream.installed.push(*prev),
+                        None => slots.give(slot),
+                    }
+                    tracing::warn!(error = %e, "installing XDP mapping failed");
+                }
             }
         }
+        drop(slots);
         drop(x);
-        if !want.is_empty() {
+        if changed && !stream.installed.is_empty() {
             tracing::info!(session = %id, stream = index, mappings = stream.installed.len(),
                 "stream latched on both sides; XDP fast path installed");
         }
@@ -828,6 +924,8 @@ impl Inner {
             dst_port: port_be(to_peer.port()),
             expect_port: port_be(from_peer.port()),
             flags,
+            // Assigned by `sync_mappings`.
+            slot: 0,
         };
         vec![
             (mapping_key(in_relay), mapping(pbx, out_relay, carrier)),
@@ -842,23 +940,37 @@ impl Inner {
             let mut sessions = self.sessions.lock();
             let xdp = self.xdp.as_ref().map(|x| x.lock());
             for (id, s) in sessions.iter_mut() {
+                if !s.committed || s.timed_out {
+                    continue;
+                }
                 let mut hold = false;
-                for st in &mut s.streams {
+                for st in &s.streams {
                     let Some(shared) = &st.shared else { continue };
-                    {
-                        let peers = shared.peers.lock();
-                        for p in peers.iter() {
-                            hold |= p.direction.is_hold();
-                            if let Some(t) = p.last_seen {
-                                s.activity.observe(t);
-                            }
+                    let peers = shared.peers.lock();
+                    for p in peers.iter() {
+                        hold |= p.direction.is_hold();
+                        if let Some(t) = p.last_seen {
+                            s.activity.observe(t);
                         }
                     }
-                    if let Some(x) = &xdp {
+                }
+                let limit = if hold {
+                    self.settings.hold_timeout
+                } else {
+                    self.settings.timeout
+                };
+                // XDP counters cost a syscall per mapping: read them only for a session idle
+                // for a quarter of its timeout, not for every stream every tick. A stream that
+                // XDP carries therefore times out between 1 and 1.25 timeouts after its last
+                // packet.
+                if let (Some(x), Some(l)) = (&xdp, limit)
+                    && s.activity.idle(now) >= l / 4
+                {
+                    for st in &mut s.streams {
                         let total: u64 = st
                             .installed
                             .iter()
-                            .filter_map(|k| x.mapping_stats(k).ok().flatten())
+                            .filter_map(|(_, slot, _)| x.mapping_stats(*slot).ok())
                             .map(|m| m.packets)
                             .sum();
                         if total != st.xdp_packets {
@@ -867,14 +979,6 @@ impl Inner {
                         }
                     }
                 }
-                if !s.committed || s.timed_out {
-                    continue;
-                }
-                let limit = if hold {
-                    self.settings.hold_timeout
-                } else {
-                    self.settings.timeout
-                };
                 if s.activity.expired(now, limit) {
                     s.timed_out = true;
                     fired.push((*id, s.adopted));
@@ -928,10 +1032,11 @@ impl Inner {
                     let p = &peers[leg_idx(leg)];
                     let key =
                         mapping_key(SocketAddr::new(self.settings.side(leg).bind, r.rtp_port));
+                    let slot = st.installed.iter().find(|(k, _, _)| *k == key).map(|i| i.1);
                     let xs = xdp
                         .as_ref()
-                        .filter(|_| st.installed.contains(&key))
-                        .and_then(|x| x.mapping_stats(&key).ok().flatten())
+                        .zip(slot)
+                        .and_then(|(x, slot)| x.mapping_stats(slot).ok())
                         .unwrap_or_default();
                     EndpointView {
                         relay: r.addr.to_string(),
@@ -1212,6 +1317,20 @@ mod tests {
         assert_eq!(m.poll_event(), Some(MediaEvent::Timeout(a.session)));
     }
 
+    #[test]
+    fn stats_slots_are_compact_and_reserved_on_adoption() {
+        let mut s = Slots::new(8);
+        assert_eq!((s.take(), s.take()), (Some(0), Some(1)));
+        assert!(s.reserve(5));
+        assert!(!s.reserve(5), "in use");
+        assert!(!s.reserve(8), "out of range");
+        s.give(0);
+        s.give(0); // double give is ignored
+        assert_eq!(s.take(), Some(0), "freed slots are reused first");
+        let rest: Vec<u32> = std::iter::from_fn(|| s.take()).collect();
+        assert_eq!(rest, vec![2, 3, 4, 6, 7]);
+    }
+
     #[tokio::test]
     async fn exhaustion_rejects_with_503_and_release_frees() {
         // Both sides share 127.0.0.1 and so one pool: a stream takes two of its four pairs.
@@ -1381,5 +1500,27 @@ mod tests {
             v.streams[0].inside.latched.as_deref(),
             Some(pbx.local_addr().expect("addr").to_string().as_str())
         );
+
+        // A re-offer with the same SDP address keeps the latch and the ports...
+        let again = m
+            .update(a.session, Leg::Inside, &[StreamDesc::new(LO, 9)])
+            .expect("re-offer");
+        assert_eq!(again, a.streams);
+        let v = m.session_view(a.session).expect("view");
+        assert!(v.streams[0].inside.latched.is_some(), "kept: {v:?}");
+        // ...a changed one drops it: the relay sends to the new SDP address until the peer's
+        // next packet latches again.
+        m.update(a.session, Leg::Inside, &[StreamDesc::new(LO, 4444)])
+            .expect("re-offer");
+        let v = m.session_view(a.session).expect("view");
+        assert_eq!(v.streams[0].inside.latched, None);
+        assert_eq!(
+            v.streams[0].inside.target.as_deref(),
+            Some("127.0.0.1:4444")
+        );
+        pbx.send_to(&pkt(2), in_relay).expect("send");
+        carrier.recv_from(&mut buf).expect("carrier receives");
+        let v = m.session_view(a.session).expect("view");
+        assert!(v.streams[0].inside.latched.is_some(), "re-latched: {v:?}");
     }
 }

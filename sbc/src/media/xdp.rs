@@ -8,7 +8,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap},
+    maps::{HashMap, MapData, PerCpuArray, PerCpuValues},
     programs::{
         ProgramError, Xdp,
         links::{FdLink, PinnedLink},
@@ -356,8 +356,10 @@ impl XdpRelay {
         Ok(out)
     }
 
-    /// Installs or replaces a mapping.
+    /// Installs or replaces a mapping, zeroing its statistics slot first (a slot is reused
+    /// after its previous mapping was removed).
     pub fn insert_mapping(&mut self, key: &MappingKey, m: &Mapping) -> Result<(), XdpError> {
+        self.reset_slot(m.slot)?;
         let map = self
             .ebpf
             .map_mut(MAP_MAPPINGS)
@@ -373,26 +375,41 @@ impl XdpRelay {
         })
     }
 
-    /// Removes a mapping and its statistics; a missing mapping is not an error.
+    /// Zeroes one statistics slot on every CPU.
+    fn reset_slot(&mut self, slot: u32) -> Result<(), XdpError> {
+        let map_err = |source| XdpError::Map {
+            map: MAP_MAPPING_STATS,
+            source,
+        };
+        let map = self
+            .ebpf
+            .map_mut(MAP_MAPPING_STATS)
+            .ok_or(XdpError::Missing("stats slots map"))?;
+        let mut array: PerCpuArray<&mut MapData, MappingStats> =
+            PerCpuArray::try_from(map).map_err(map_err)?;
+        let cpus =
+            aya::util::nr_cpus().map_err(|(_, e)| map_err(aya::maps::MapError::IoError(e)))?;
+        let zeros = PerCpuValues::try_from(vec![MappingStats::default(); cpus])
+            .map_err(|e| map_err(aya::maps::MapError::IoError(e)))?;
+        array.set(slot, zeros, 0).map_err(map_err)
+    }
+
+    /// Removes a mapping; a missing mapping is not an error. (Its statistics slot is reset
+    /// when reused.)
     pub fn remove_mapping(&mut self, key: &MappingKey) -> Result<(), XdpError> {
-        for name in [MAP_MAPPINGS, MAP_MAPPING_STATS] {
-            let map = self
-                .ebpf
-                .map_mut(name)
-                .ok_or(XdpError::Missing("mapping map"))?;
-            let result = if name == MAP_MAPPINGS {
-                HashMap::<&mut MapData, MappingKey, Mapping>::try_from(map)
-                    .and_then(|mut h| h.remove(key))
-            } else {
-                PerCpuHashMap::<&mut MapData, MappingKey, MappingStats>::try_from(map)
-                    .and_then(|mut h| h.remove(key))
-            };
-            match result {
-                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-                Err(source) => return Err(XdpError::Map { map: name, source }),
-            }
+        let map = self
+            .ebpf
+            .map_mut(MAP_MAPPINGS)
+            .ok_or(XdpError::Missing("mappings map"))?;
+        let result = HashMap::<&mut MapData, MappingKey, Mapping>::try_from(map)
+            .and_then(|mut h| h.remove(key));
+        match result {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(source) => Err(XdpError::Map {
+                map: MAP_MAPPINGS,
+                source,
+            }),
         }
-        Ok(())
     }
 
     /// Keys of every installed mapping (e.g. to adopt them after a restart).
@@ -433,31 +450,25 @@ impl XdpRelay {
             })
     }
 
-    /// Forwarding statistics of one mapping, summed over CPUs (`None` before its first packet).
-    pub fn mapping_stats(&self, key: &MappingKey) -> Result<Option<MappingStats>, XdpError> {
+    /// Forwarding statistics of one statistics slot, summed over CPUs.
+    pub fn mapping_stats(&self, slot: u32) -> Result<MappingStats, XdpError> {
+        let map_err = |source| XdpError::Map {
+            map: MAP_MAPPING_STATS,
+            source,
+        };
         let map = self
             .ebpf
             .map(MAP_MAPPING_STATS)
-            .ok_or(XdpError::Missing("stats map"))?;
-        let hash: PerCpuHashMap<&MapData, MappingKey, MappingStats> = PerCpuHashMap::try_from(map)
-            .map_err(|source| XdpError::Map {
-                map: MAP_MAPPING_STATS,
-                source,
-            })?;
-        match hash.get(key, 0) {
-            Ok(per_cpu) => Ok(Some(per_cpu.iter().fold(
-                MappingStats::default(),
-                |acc, s| MappingStats {
-                    packets: acc.packets + s.packets,
-                    bytes: acc.bytes + s.bytes,
-                    last_seen_ns: acc.last_seen_ns.max(s.last_seen_ns),
-                },
-            ))),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(source) => Err(XdpError::Map {
-                map: MAP_MAPPING_STATS,
-                source,
-            }),
-        }
+            .ok_or(XdpError::Missing("stats slots map"))?;
+        let array: PerCpuArray<&MapData, MappingStats> =
+            PerCpuArray::try_from(map).map_err(map_err)?;
+        let per_cpu = array.get(&slot, 0).map_err(map_err)?;
+        Ok(per_cpu
+            .iter()
+            .fold(MappingStats::default(), |acc, s| MappingStats {
+                packets: acc.packets + s.packets,
+                bytes: acc.bytes + s.bytes,
+                last_seen_ns: acc.last_seen_ns.max(s.last_seen_ns),
+            }))
     }
 }
