@@ -602,11 +602,8 @@ impl B2bua {
                     media,
                 );
             }
-            Method::Register
-            | Method::Subscribe
-            | Method::Publish
-            | Method::Refer
-            | Method::Message => {
+            Method::Message => self.relay_standalone(now, peer, key, msg, media),
+            Method::Register | Method::Subscribe | Method::Publish | Method::Refer => {
                 self.reject(now, peer, key, msg, 405, "Method Not Allowed", media);
             }
             _ => self.reject(now, peer, key, msg, 501, "Not Implemented", media),
@@ -697,6 +694,102 @@ impl B2bua {
             &[],
             &mut self.buf,
         )
+    }
+
+    /// Relays a request outside any dialog (MESSAGE, RFC 3428) to the other side: a new
+    /// Call-ID and tags there, the body as it is, and the final response mapped back. No call
+    /// or dialog is created; the two transactions are the whole state.
+    fn relay_standalone(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        key: String,
+        msg: Message,
+        media: &mut dyn MediaControl,
+    ) {
+        let Some(method) = msg.method().cloned() else {
+            return;
+        };
+        let Some(user) = request_user(&msg) else {
+            self.reject(now, peer, key, msg, 404, "Not Found", media);
+            return;
+        };
+        let to_side = peer.side.other();
+        let (target, local) = match to_side {
+            Side::Outside => (self.cfg.trunk, self.cfg.outside),
+            Side::Inside => (self.cfg.pbx, self.cfg.inside),
+        };
+        let from_user = match msg.from().uri {
+            crate::sip::Uri::Sip(u) => u.user.unwrap_or("anonymous").to_owned(),
+            crate::sip::Uri::Tel(t) => t.raw.trim_start_matches("tel:").to_owned(),
+            crate::sip::Uri::Other(_) => "anonymous".to_owned(),
+        };
+        let target_hp = msg::hostport(target.addr);
+        let ruri = format!("sip:{user}@{target_hp}");
+        let from = format!(
+            "<sip:{from_user}@{}>;tag={}",
+            msg::host(local.addr),
+            self.rng.token()
+        );
+        let to = format!("<sip:{user}@{target_hp}>");
+        let call_id = format!("{}@{}", self.rng.token(), msg::host(local.addr));
+        let branch = self.rng.branch();
+        let content_type = msg::first_value(msg.headers(), HeaderName::ContentType);
+        let req = msg::request(
+            &RequestSpec {
+                method: &method,
+                ruri: &ruri,
+                local,
+                branch: &branch,
+                max_forwards: msg.max_forwards().unwrap_or(70).saturating_sub(1).max(1),
+                routes: &[],
+                from: &from,
+                to: &to,
+                call_id: &call_id,
+                cseq: 1,
+                contact: false,
+                user_agent: &self.cfg.user_agent,
+                content_type,
+                body: msg.body(),
+                extra: &[],
+            },
+            Some(msg.headers()),
+            &self.cfg.pass_headers,
+            &mut self.buf,
+        );
+        let tag = self.rng.token();
+        let ck = client_key(&branch, false);
+        let tx = NonInviteServer::new(peer.transport.is_reliable(), self.cfg.timers);
+        self.server.insert(
+            key.clone(),
+            ServerEntry {
+                tx: STx::NonInvite(tx),
+                peer,
+                request: msg,
+                call: None,
+                to_tag: Some(tag),
+                relay: Some(ck.clone()),
+                merged: None,
+            },
+        );
+        let to_peer = Peer {
+            side: to_side,
+            transport: target.transport,
+            addr: target.addr,
+            conn: None,
+        };
+        // No call owns this relay: `STANDALONE` is a handle that never names a call.
+        self.send_client(
+            now,
+            ck,
+            req,
+            to_peer,
+            STANDALONE,
+            to_side,
+            Purpose::Relay { server: key },
+            false,
+            media,
+        );
     }
 
     fn answer_options(
@@ -2324,6 +2417,9 @@ impl B2bua {
         }
     }
 }
+
+/// The call handle of standalone relays (MESSAGE outside a dialog); calls start at 1.
+const STANDALONE: u64 = 0;
 
 /// Methods the SBC accepts (Allow header).
 const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, MESSAGE, NOTIFY, REFER";
