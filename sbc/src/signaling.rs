@@ -506,7 +506,9 @@ pub async fn run(
     // by it (one input per loop turn), which attributes inbound calls to a trunk.
     let mut last_source: Option<IpAddr> = None;
     // Media timeouts surface through MediaControl::poll_event; look at least this often.
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    // Media events (timeouts) wake us through `event_ready`; the slow tick is only a backstop.
+    let media_events = media.clone();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let deadline = engine.poll_timeout().map(tokio::time::Instant::from_std);
@@ -547,6 +549,9 @@ pub async fn run(
                     let _ = done.send(());
                 }
             },
+            () = media_events.event_ready() => {
+                engine.handle_timeout(std::time::Instant::now(), &mut media);
+            }
             _ = tick.tick() => engine.handle_timeout(std::time::Instant::now(), &mut media),
             _ = shutdown.changed() => {
                 if *shutdown.borrow() {
