@@ -9,6 +9,7 @@ pub mod logging;
 pub mod media;
 pub mod metrics;
 pub mod signaling;
+pub mod sys;
 pub mod transport;
 
 pub use sbc_proto as proto;

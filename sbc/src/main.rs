@@ -202,6 +202,10 @@ fn run(path: Option<PathBuf>, log_json: bool) -> ExitCode {
     };
     sbc::logging::init(&config.log.level, format);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %source, "starting sbc");
+    match sbc::sys::raise_fd_limit() {
+        Ok(n) => tracing::info!(limit = n, "file descriptor limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the file descriptor limit"),
+    }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
