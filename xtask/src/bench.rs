@@ -30,6 +30,7 @@ use sbc_lab::{http, lab::Lab, netns};
 const TRIAL: Duration = Duration::from_secs(2);
 /// Packets per trial at most (bounds a trial whatever the machine's speed).
 const MAX_PACKETS: u64 = 4_000_000;
+/// Repetitions of the full run (`--quick` runs one).
 const REPS: usize = 3;
 const STREAMS: [usize; 2] = [1, 1000];
 const FWD_CPU: usize = 1;
@@ -137,7 +138,8 @@ impl Trial {
 }
 
 /// Runs the media benchmark and writes `bench/results/media-<date>.md`.
-pub fn media(root: &Path) -> Result<()> {
+pub fn media(root: &Path, quick: bool) -> Result<()> {
+    let reps = if quick { 1 } else { REPS };
     if !nix::unistd::geteuid().is_root() {
         bail!("the media benchmark needs root (namespaces, XDP)");
     }
@@ -145,12 +147,12 @@ pub fn media(root: &Path) -> Result<()> {
     crate::cargo(&["build", "--release", "--package", "sbc", "--bin", "sbc"])?;
     let work = std::env::temp_dir().join(format!("sbc-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
-    let result = run_all(root, &sbc, &work);
+    let result = run_all(root, &sbc, &work, reps, quick);
     let _ = std::fs::remove_dir_all(&work);
     result
 }
 
-fn run_all(root: &Path, sbc: &Path, work: &Path) -> Result<()> {
+fn run_all(root: &Path, sbc: &Path, work: &Path, reps: usize, quick: bool) -> Result<()> {
     let lab = Lab::up("bm").context("lab up")?;
     let _backlog = Sysctl::set("net.core.netdev_max_backlog", "10000")?;
     prepare_lab(&lab)?;
@@ -175,11 +177,11 @@ fn run_all(root: &Path, sbc: &Path, work: &Path) -> Result<()> {
     )?;
 
     let mut results: BTreeMap<(usize, System), Vec<Trial>> = BTreeMap::new();
-    for rep in 0..REPS {
+    for rep in 0..reps {
         for &streams in &STREAMS {
             for system in System::ALL {
                 eprintln!(
-                    "bench: rep {}/{REPS}, {streams} stream(s), {}",
+                    "bench: rep {}/{reps}, {streams} stream(s), {}",
                     rep + 1,
                     system.name()
                 );
@@ -202,12 +204,13 @@ fn run_all(root: &Path, sbc: &Path, work: &Path) -> Result<()> {
             }
         }
     }
-    let report = render(&results)?;
+    let report = render(&results, reps)?;
     println!("{report}");
     let dir = root.join("bench/results");
     std::fs::create_dir_all(&dir)?;
     let date = cmd_out("date", &["-u", "+%Y-%m-%d"])?;
-    let path = dir.join(format!("media-{}.md", date.trim()));
+    let suffix = if quick { "-quick" } else { "" };
+    let path = dir.join(format!("media-{}{suffix}.md", date.trim()));
     std::fs::write(&path, report)?;
     eprintln!("bench: written {}", path.display());
     Ok(())
@@ -218,7 +221,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn render(results: &BTreeMap<(usize, System), Vec<Trial>>) -> Result<String> {
+fn render(results: &BTreeMap<(usize, System), Vec<Trial>>, reps: usize) -> Result<String> {
     let mut out = String::new();
     let kernel = cmd_out("uname", &["-r"])?;
     let cpu = std::fs::read_to_string("/proc/cpuinfo")?
@@ -244,7 +247,7 @@ fn render(results: &BTreeMap<(usize, System), Vec<Trial>>) -> Result<String> {
          Offered load: {}-s trials of 172-byte RTP packets, round-robin over the streams; \
          XDP paths flat out (forwarded rate and cost), userspace relays by a no-loss search \
          (highest rate of {LADDER:?} pps with at most {}% loss, and its cost), since they \
-         collapse under overload. Medians of {REPS} interleaved repetitions.\n",
+         collapse under overload. Medians of {reps} interleaved repetitions.\n",
         thread::available_parallelism().map_or(0, usize::from),
         kernel.trim(),
         rtpengine.trim(),

@@ -97,11 +97,10 @@ fn main() -> ExitCode {
             admin,
         } => demo::run(duration, rate, call_seconds, !no_xdp, admin),
         Cmd::Bench { what, quick } => match what.unwrap_or(BenchWhat::All) {
-            BenchWhat::Media => bench::media(&root()),
+            BenchWhat::Media => bench::media(&root(), quick),
             BenchWhat::Signaling => bench_signaling::signaling(&root(), quick),
-            BenchWhat::All => {
-                bench_signaling::signaling(&root(), quick).and_then(|()| bench::media(&root()))
-            }
+            BenchWhat::All => bench_signaling::signaling(&root(), quick)
+                .and_then(|()| bench::media(&root(), quick)),
         },
     };
     match result {
