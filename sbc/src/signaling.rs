@@ -387,6 +387,7 @@ pub fn b2bua_config(c: &Config) -> B2buaConfig {
             transport: c.pbx.transport.kind(),
         },
         trunk,
+        trunk_credentials: c.trunks.first().and_then(crate::config::Trunk::credentials),
         user_agent: c.general.user_agent.clone(),
         pass_headers: B2buaConfig::default_pass_headers(),
         max_call_duration: None,

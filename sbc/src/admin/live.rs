@@ -102,6 +102,13 @@ impl LiveConfig {
                 }
             }
         }
+        if let Some(trunks) = v.get_mut("trunk").and_then(Value::as_array_mut) {
+            for t in trunks.iter_mut().filter_map(Value::as_object_mut) {
+                if let Some(p) = t.get_mut("password") {
+                    *p = Value::String(REDACTED.into());
+                }
+            }
+        }
         v
     }
 
@@ -253,6 +260,24 @@ fn strip_nulls(v: &mut Value) {
 
 /// Puts the current tokens back where the candidate carries [`REDACTED`].
 fn unredact(candidate: &mut Value, current: &Config) {
+    // Trunk passwords: matched by trunk name, so reordering trunks keeps each one's password.
+    if let Some(trunks) = candidate.get_mut("trunk").and_then(Value::as_array_mut) {
+        for t in trunks.iter_mut().filter_map(Value::as_object_mut) {
+            if t.get("password").and_then(Value::as_str) != Some(REDACTED) {
+                continue;
+            }
+            let name = t.get("name").and_then(Value::as_str).unwrap_or_default();
+            match current
+                .trunks
+                .iter()
+                .find(|c| c.name == name)
+                .and_then(|c| c.password.as_ref())
+            {
+                Some(p) => t.insert("password".into(), Value::String(p.0.clone())),
+                None => t.remove("password"),
+            };
+        }
+    }
     let Some(admin) = candidate.get_mut("admin").and_then(Value::as_object_mut) else {
         return;
     };

@@ -272,6 +272,43 @@ pub struct Trunk {
     /// IP address (verified against the certificate's IP SANs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_server_name: Option<String>,
+    /// Account user name at the carrier (digest `username` unless `auth_username` is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Digest password; with `username`, challenged requests are retried with credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Password>,
+    /// Only answer challenges for this realm (default: any realm the proxy names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realm: Option<String>,
+    /// Digest user name when it differs from `username`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_username: Option<String>,
+}
+
+impl Trunk {
+    /// The digest credentials, when the trunk has a user name and a password.
+    pub fn credentials(&self) -> Option<sbc_proto::auth::Credentials> {
+        let user = self.auth_username.as_ref().or(self.username.as_ref())?;
+        let password = self.password.as_ref()?;
+        Some(sbc_proto::auth::Credentials {
+            username: user.clone(),
+            password: sbc_proto::auth::Secret::new(password.0.clone()),
+            realm: self.realm.clone(),
+        })
+    }
+}
+
+/// A password in the configuration: serialised as is (the file and the admin API's redaction
+/// need it), but never printed by `Debug`, so it cannot reach a log line.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Password(pub String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(***)")
+    }
 }
 
 /// XDP attach mode for the media fast path.

@@ -147,6 +147,31 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
                 format!("duplicate trunk name `{}`", t.name),
             );
         }
+        // Credentials come as a pair; half of them would silently disable authentication.
+        match (&t.username, &t.password) {
+            (Some(_), None) => bad(
+                &format!("trunk[{i}].password"),
+                "required with username".into(),
+            ),
+            (None, Some(_)) => bad(
+                &format!("trunk[{i}].username"),
+                "required with password".into(),
+            ),
+            _ => {}
+        }
+        for (key, v) in [
+            ("username", t.username.as_deref()),
+            ("auth_username", t.auth_username.as_deref()),
+            ("realm", t.realm.as_deref()),
+            ("password", t.password.as_ref().map(|p| p.0.as_str())),
+        ] {
+            if v.is_some_and(|v| v.is_empty() || v.chars().any(char::is_control)) {
+                bad(
+                    &format!("trunk[{i}].{key}"),
+                    "must be non-empty without control characters".into(),
+                );
+            }
+        }
         if t.proxy.port() == 0 || t.proxy.ip().is_unspecified() {
             bad(
                 &format!("trunk[{i}].proxy"),

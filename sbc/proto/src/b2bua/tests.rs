@@ -55,6 +55,7 @@ fn config() -> B2buaConfig {
             addr: addr(CARRIER),
             transport: TransportKind::Udp,
         },
+        trunk_credentials: None,
         user_agent: "sbc-test".into(),
         pass_headers: B2buaConfig::default_pass_headers(),
         max_call_duration: None,
@@ -1315,3 +1316,5 @@ fn timer_a_resends_are_counted_as_retransmissions_sent() {
     assert_eq!(resent[0].method(), Some(&Method::Invite));
     assert_eq!(sim.sbc.counters().retransmissions_sent, before + 1);
 }
+
+mod auth;
