@@ -16,6 +16,7 @@ use prometheus::{
 };
 use sbc_proto::{
     b2bua::{B2bua, B2buaConfig, CallInfo, EndReason, Event, LocalAddr, Rng, Target},
+    limit::CallLimits,
     net::{Peer, Side, TransportKind},
     transaction::TimerConfig,
 };
@@ -60,6 +61,11 @@ pub struct CallMetrics {
     pub retransmissions_sent: IntCounter,
     /// Live SIP transactions by kind (`server`, `client`).
     pub transactions: IntGaugeVec,
+    /// New calls refused with 503 by call admission control, by direction and limit.
+    pub admission_rejected: IntCounterVec,
+    /// Digest authentication toward the trunk, by result (`retry`: a challenged request
+    /// resent with credentials; `failure`: refused or unanswerable, 403 to the caller).
+    pub trunk_auth: IntCounterVec,
 }
 
 impl CallMetrics {
@@ -174,7 +180,23 @@ impl CallMetrics {
         registry.register(Box::new(responses.clone()))?;
         registry.register(Box::new(retransmissions_received.clone()))?;
         registry.register(Box::new(retransmissions_sent.clone()))?;
+        let admission_rejected = IntCounterVec::new(
+            Opts::new(
+                "sbc_calls_admission_rejected_total",
+                "New calls refused with 503 by call admission control, by direction and limit.",
+            ),
+            &["direction", "limit"],
+        )?;
+        let trunk_auth = IntCounterVec::new(
+            Opts::new(
+                "sbc_trunk_auth_total",
+                "Challenges from the trunk answered with credentials (retry) or not (failure).",
+            ),
+            &["result"],
+        )?;
         registry.register(Box::new(transactions.clone()))?;
+        registry.register(Box::new(admission_rejected.clone()))?;
+        registry.register(Box::new(trunk_auth.clone()))?;
         // Zero series for the label values the dashboard queries, so panels show 0 instead
         // of "no data" before the first event.
         for d in ["outbound", "inbound"] {
@@ -184,6 +206,9 @@ impl CallMetrics {
         }
         for k in ["server", "client"] {
             transactions.with_label_values(&[k]);
+        }
+        for r in ["retry", "failure"] {
+            trunk_auth.with_label_values(&[r]);
         }
         Ok(Self {
             started,
@@ -200,6 +225,8 @@ impl CallMetrics {
             retransmissions_received,
             retransmissions_sent,
             transactions,
+            admission_rejected,
+            trunk_auth,
         })
     }
 }
@@ -388,6 +415,18 @@ pub fn b2bua_config(c: &Config) -> B2buaConfig {
         },
         trunk,
         trunk_credentials: c.trunks.first().and_then(crate::config::Trunk::credentials),
+        trunk_limits: c
+            .trunks
+            .first()
+            .map_or_else(CallLimits::default, |t| CallLimits {
+                max_calls: t.max_calls,
+                max_cps: t.max_cps,
+            }),
+        limits: CallLimits {
+            max_calls: c.limits.max_calls,
+            max_cps: c.limits.max_cps,
+        },
+        retry_after_s: c.limits.retry_after_s,
         user_agent: c.general.user_agent.clone(),
         pass_headers: B2buaConfig::default_pass_headers(),
         max_call_duration: None,
@@ -503,6 +542,7 @@ pub async fn run(
     let mut engine = B2bua::new(cfg, Rng::new(seed()));
     let mut live: std::collections::HashMap<u64, CallMeta> = std::collections::HashMap::new();
     let mut retransmissions_seen = (0u64, 0u64);
+    let mut auth_seen = (0u64, 0u64);
     // Source of the message being processed: a CallStarted event drained below was caused
     // by it (one input per loop turn), which attributes inbound calls to a trunk.
     let mut last_source: Option<IpAddr> = None;
@@ -614,6 +654,12 @@ pub async fn run(
                             .observe(at.elapsed().as_secs_f64());
                     }
                 }
+                Event::AdmissionRejected { from, limit } => {
+                    calls
+                        .admission_rejected
+                        .with_label_values(&[direction(from), limit])
+                        .inc();
+                }
                 Event::Dropped { reason } => {
                     metrics
                         .sip_dropped
@@ -640,6 +686,16 @@ pub async fn run(
             counters.retransmissions_received,
             counters.retransmissions_sent,
         );
+        for (label, now, seen) in [
+            ("retry", counters.auth_retries, &mut auth_seen.0),
+            ("failure", counters.auth_failures, &mut auth_seen.1),
+        ] {
+            let new = now.saturating_sub(*seen);
+            if new > 0 {
+                calls.trunk_auth.with_label_values(&[label]).inc_by(new);
+            }
+            *seen = now;
+        }
         calls
             .transactions
             .with_label_values(&["server"])

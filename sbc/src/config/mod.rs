@@ -49,6 +49,33 @@ pub struct Config {
     /// `[admin]`: the HTTP admin API.
     #[serde(default)]
     pub admin: Admin,
+    /// `[limits]`: call admission control and protection limits.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Most concurrent calls through the SBC (absent: unlimited).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_calls: Option<u32>,
+    /// Most new calls per second through the SBC (absent: unlimited).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_cps: Option<u32>,
+    /// `Retry-After` seconds on the 503 of a call refused by a limit.
+    pub retry_after_s: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_calls: None,
+            max_cps: None,
+            retry_after_s: 5,
+        }
+    }
 }
 
 /// `[general]`
@@ -284,6 +311,12 @@ pub struct Trunk {
     /// Digest user name when it differs from `username`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_username: Option<String>,
+    /// Most concurrent calls on this trunk, both directions (absent: unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_calls: Option<u32>,
+    /// Most new calls per second on this trunk (absent: unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cps: Option<u32>,
 }
 
 impl Trunk {

@@ -147,6 +147,12 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
                 format!("duplicate trunk name `{}`", t.name),
             );
         }
+        if t.max_calls == Some(0) || t.max_cps == Some(0) {
+            bad(
+                &format!("trunk[{i}].max_calls"),
+                "max_calls and max_cps must be at least 1 (leave out for unlimited)".into(),
+            );
+        }
         // Credentials come as a pair; half of them would silently disable authentication.
         match (&t.username, &t.password) {
             (Some(_), None) => bad(
@@ -178,6 +184,16 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
                 "must be a concrete address and port".into(),
             );
         }
+    }
+
+    if c.limits.max_calls == Some(0) || c.limits.max_cps == Some(0) {
+        bad(
+            "limits.max_calls",
+            "max_calls and max_cps must be at least 1 (leave out for unlimited)".into(),
+        );
+    }
+    if c.limits.retry_after_s > 86_400 {
+        bad("limits.retry_after_s", "must be 0-86400".into());
     }
 
     let m = &c.media;

@@ -43,6 +43,7 @@ use msg::{RequestSpec, ResponseSpec};
 pub use sdp::SdpProblem;
 
 use crate::{
+    limit::TokenBucket,
     media::{MediaControl, MediaEvent, SessionId},
     net::{Peer, Side},
     sip::{HeaderName, Limits, Message, Method},
@@ -125,6 +126,14 @@ pub enum Event {
         call: u64,
         /// Why.
         reason: EndReason,
+    },
+    /// A new call was refused with 503 by call admission control.
+    AdmissionRejected {
+        /// Side of the caller.
+        from: Side,
+        /// Which limit (bounded set, usable as a metric label): `max_calls`, `max_cps`,
+        /// `trunk_max_calls` or `trunk_max_cps`.
+        limit: &'static str,
     },
     /// A message was dropped without an answer.
     Dropped {
@@ -378,6 +387,8 @@ pub struct B2bua {
     resending: Option<String>,
     auth_retries: u64,
     auth_failures: u64,
+    /// CPS buckets of the global and the trunk limits, rebuilt when a rate changes.
+    cps: [Option<TokenBucket>; 2],
     /// The last nonce answered and its use count, so a carrier reusing a nonce sees nc grow
     /// (RFC 7616 §3.4: the server may reject a repeated nonce count as a replay).
     last_nonce: Option<(String, u32)>,
@@ -388,6 +399,7 @@ pub struct B2bua {
 impl B2bua {
     /// A B2BUA with `cfg`, drawing tags, branches and Call-IDs from `rng`.
     pub fn new(cfg: B2buaConfig, rng: Rng) -> Self {
+        let cps = [cfg.limits.bucket(), cfg.trunk_limits.bucket()];
         Self {
             cfg,
             rng,
@@ -407,6 +419,7 @@ impl B2bua {
             resending: None,
             auth_retries: 0,
             auth_failures: 0,
+            cps,
             last_nonce: None,
             buf: Vec::with_capacity(2048),
             sdp_buf: Vec::with_capacity(1024),
@@ -436,6 +449,12 @@ impl B2bua {
     /// Replaces the configuration. Calls in progress keep the addresses and targets they
     /// were set up with (they live in each call's legs); new calls use the new values.
     pub fn set_config(&mut self, cfg: B2buaConfig) {
+        // Keep a bucket's state while its rate stays, so a reload does not grant a new burst.
+        for (bucket, limits) in self.cps.iter_mut().zip([cfg.limits, cfg.trunk_limits]) {
+            if bucket.as_ref().map(TokenBucket::rate) != limits.max_cps {
+                *bucket = limits.bucket();
+            }
+        }
         self.cfg = cfg;
     }
 
@@ -611,6 +630,26 @@ impl B2bua {
                     self.reject(now, peer, key, msg, 482, "Loop Detected", media);
                     return;
                 }
+                if let Some(limit) = self.admit(now) {
+                    // RFC 3261 §21.5.4: 503 with Retry-After; the caller may try again later
+                    // (a PBX typically fails over to another route meanwhile).
+                    let retry = self.cfg.retry_after_s.to_string();
+                    self.events.push_back(Event::AdmissionRejected {
+                        from: peer.side,
+                        limit,
+                    });
+                    self.reject_with(
+                        now,
+                        peer,
+                        key,
+                        msg,
+                        503,
+                        "Service Unavailable",
+                        &[("Retry-After", &retry)],
+                        media,
+                    );
+                    return;
+                }
                 self.new_call(now, peer, key, msg, merged, media);
             }
             Method::Options => self.answer_options(now, peer, key, msg, media),
@@ -652,13 +691,29 @@ impl B2bua {
         reason: &str,
         media: &mut dyn MediaControl,
     ) {
-        let tag = self.rng.token();
         let allow = ALLOW;
         let extra: &[(&str, &str)] = if status == 405 {
             &[("Allow", allow)]
         } else {
             &[]
         };
+        self.reject_with(now, peer, key, msg, status, reason, extra, media);
+    }
+
+    /// Answers a request outside any call with `status` and `extra` headers.
+    #[allow(clippy::too_many_arguments, reason = "internal helper")]
+    fn reject_with(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        key: String,
+        msg: Message,
+        status: u16,
+        reason: &str,
+        extra: &[(&str, &str)],
+        media: &mut dyn MediaControl,
+    ) {
+        let tag = self.rng.token();
         let resp = msg::response(
             &msg,
             &ResponseSpec {
@@ -701,6 +756,27 @@ impl B2bua {
             },
         );
         self.after_server(now, &key, media);
+    }
+
+    /// Call admission control for a new call: the limit it would exceed, if any. Concurrency
+    /// is checked before rate, so a refused call does not use up a CPS token. Every call uses
+    /// the one configured trunk, so the trunk's concurrent calls are all calls.
+    fn admit(&mut self, now: Instant) -> Option<&'static str> {
+        let active = u32::try_from(self.calls.len()).unwrap_or(u32::MAX);
+        if self.cfg.limits.max_calls.is_some_and(|m| active >= m) {
+            return Some("max_calls");
+        }
+        if self.cfg.trunk_limits.max_calls.is_some_and(|m| active >= m) {
+            return Some("trunk_max_calls");
+        }
+        let [global, trunk] = &mut self.cps;
+        if global.as_mut().is_some_and(|b| !b.try_take(now)) {
+            return Some("max_cps");
+        }
+        if trunk.as_mut().is_some_and(|b| !b.try_take(now)) {
+            return Some("trunk_max_cps");
+        }
+        None
     }
 
     fn trying(&mut self, msg: &Message) -> Bytes {

@@ -56,6 +56,9 @@ fn config() -> B2buaConfig {
             transport: TransportKind::Udp,
         },
         trunk_credentials: None,
+        trunk_limits: crate::limit::CallLimits::default(),
+        limits: crate::limit::CallLimits::default(),
+        retry_after_s: 5,
         user_agent: "sbc-test".into(),
         pass_headers: B2buaConfig::default_pass_headers(),
         max_call_duration: None,
@@ -1282,6 +1285,7 @@ fn first_provisional_is_reported_once_between_start_and_answer() {
             Event::CallProgress { .. } => "progress",
             Event::CallAnswered { .. } => "answered",
             Event::CallEnded { .. } => "ended",
+            Event::AdmissionRejected { .. } => "rejected",
             Event::Dropped { .. } => "dropped",
         })
         .collect();
@@ -1317,4 +1321,5 @@ fn timer_a_resends_are_counted_as_retransmissions_sent() {
     assert_eq!(sim.sbc.counters().retransmissions_sent, before + 1);
 }
 
+mod admission;
 mod auth;
