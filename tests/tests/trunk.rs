@@ -332,3 +332,194 @@ fn trunk_auth_and_call_admission() {
         Some(1.0)
     );
 }
+
+fn options(from: &str, i: u32, user_agent: &str) -> String {
+    format!(
+        "OPTIONS sip:sbc@198.18.1.1 SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bKopt{i};rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:probe@{from}>;tag=o{i}\r\nTo: <sip:sbc@198.18.1.1>\r\n\
+         Call-ID: opt-{i}@{from}\r\nCSeq: 1 OPTIONS\r\nUser-Agent: {user_agent}\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+/// Sends `count` OPTIONS from `sock` to `to`, `gap` apart, and counts the responses that
+/// arrive meanwhile and up to `linger` after. Bounded by `count` and time.
+fn probe(sock: &UdpSocket, to: &str, first: u32, count: u32, gap: Duration, ua: &str) -> usize {
+    let from = sock.local_addr().expect("bound").to_string();
+    sock.set_nonblocking(true).expect("nonblocking");
+    let mut buf = [0u8; 4096];
+    let mut answers = 0;
+    let mut drain = |answers: &mut usize| {
+        while sock.recv(&mut buf).is_ok() {
+            *answers += 1;
+        }
+    };
+    for i in first..first + count {
+        let _ = sock.send_to(options(&from, i, ua).as_bytes(), to);
+        drain(&mut answers);
+        thread::sleep(gap);
+    }
+    let until = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < until {
+        drain(&mut answers);
+        thread::sleep(Duration::from_millis(20));
+    }
+    answers
+}
+
+fn add_address(ns: &str, ifname: &str, cidr: &str) {
+    let ok = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", ns, "ip", "addr", "add", cidr, "dev", ifname,
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "add {cidr} to {ifname} in {ns}");
+}
+
+#[test]
+fn flood_is_banned_while_pbx_calls_complete_and_unknown_sources_get_nothing() {
+    if !sbc_e2e::require_root("trunk") {
+        return;
+    }
+    let lab = MediaLab::start("sfl", "xdp = \"off\"");
+    patch(
+        &lab,
+        r#"{"limits":{"source_rate":20,"source_burst":20,"ban_s":60}}"#,
+    );
+    // A second host in the PBX network (allowed by the ACL, not the configured PBX), and a
+    // host on the carrier link that is not the trunk proxy.
+    add_address(&lab.lab.pbx, "pbx0", "198.18.1.3/24");
+    add_address(&lab.lab.carrier, "car0", "198.18.2.3/24");
+    thread::sleep(Duration::from_millis(300));
+
+    // The flood: 400 OPTIONS at ~1 ms intervals from 198.18.1.3, while the PBX places a call.
+    let caller = vec![
+        Invite { sdp: true },
+        Recv {
+            code: 100,
+            optional: true,
+        },
+        Recv {
+            code: 180,
+            optional: true,
+        },
+        ok(200),
+        Ack2xx {
+            sdp: false,
+            cseq: 1,
+        },
+        Pause { ms: 1000 },
+        InDialog {
+            method: "BYE",
+            cseq: 2,
+            sdp: None,
+            uac: true,
+        },
+        ok(200),
+    ];
+    let callee = vec![
+        RecvRequest { method: "INVITE" },
+        Respond {
+            code: 180,
+            reason: "Ringing",
+            sdp: None,
+        },
+        Respond {
+            code: 200,
+            reason: "OK",
+            sdp: Some(Dir::SendRecv),
+        },
+        RecvRequest { method: "ACK" },
+        RecvRequest { method: "BYE" },
+        Respond {
+            code: 200,
+            reason: "OK",
+            sdp: None,
+        },
+    ];
+    let (answered, call) = thread::scope(|s| {
+        let flood = s.spawn(|| {
+            let _in = netns::enter(&lab.lab.pbx).expect("enter pbx netns");
+            let sock = UdpSocket::bind("198.18.1.3:5070").expect("bind flood source");
+            probe(
+                &sock,
+                SBC_INSIDE,
+                0,
+                400,
+                Duration::from_millis(1),
+                "flooder",
+            )
+        });
+        let call = run_call(&lab, &caller, &callee);
+        (flood.join().expect("flood thread"), call)
+    });
+    call.expect("the PBX call completes during the flood");
+    // rate 20 + burst 20: about 40 answered before the ban, then nothing.
+    assert!((30..=80).contains(&answered), "{answered} of 400 answered");
+    let bans = lab.request("GET", "/api/v1/bans", None).expect("bans").body;
+    assert!(bans.contains("\"address\":\"198.18.1.3\""), "{bans}");
+    assert!(
+        !bans.contains("198.18.1.2"),
+        "the PBX is never banned: {bans}"
+    );
+    assert_eq!(metric(&lab, "sbc_bans_total"), Some(1.0));
+
+    let _in = netns::enter(&lab.lab.pbx).expect("enter pbx netns");
+    let sock = UdpSocket::bind("198.18.1.3:5071").expect("bind");
+    drop(_in);
+    {
+        let _in = netns::enter(&lab.lab.pbx).expect("enter pbx netns");
+        assert_eq!(
+            probe(&sock, SBC_INSIDE, 1000, 1, Duration::ZERO, "x"),
+            0,
+            "banned: no answer"
+        );
+    }
+    let r = lab
+        .request("DELETE", "/api/v1/bans/198.18.1.3", None)
+        .expect("delete");
+    assert_eq!(r.status, 204, "{}", r.body);
+    let r = lab
+        .request("DELETE", "/api/v1/bans/198.18.1.3", None)
+        .expect("delete");
+    assert_eq!(r.status, 404, "already lifted");
+    {
+        let _in = netns::enter(&lab.lab.pbx).expect("enter pbx netns");
+        assert_eq!(
+            probe(&sock, SBC_INSIDE, 1001, 1, Duration::ZERO, "x"),
+            1,
+            "answered again once the ban is lifted"
+        );
+        // A scanner's User-Agent gets nothing.
+        assert_eq!(
+            probe(
+                &sock,
+                SBC_INSIDE,
+                1002,
+                1,
+                Duration::ZERO,
+                "friendly-scanner"
+            ),
+            0,
+            "denied User-Agent"
+        );
+    }
+    // An unknown source on the carrier side gets no response at all.
+    {
+        let _in = netns::enter(&lab.lab.carrier).expect("enter carrier netns");
+        let sock = UdpSocket::bind("198.18.2.3:5060").expect("bind");
+        assert_eq!(
+            probe(
+                &sock,
+                "198.18.2.1:5060",
+                2000,
+                3,
+                Duration::from_millis(50),
+                "x"
+            ),
+            0,
+            "unknown source"
+        );
+    }
+}

@@ -24,6 +24,7 @@ pub mod b2bua;
 pub mod limit;
 pub mod media;
 pub mod net;
+pub mod protect;
 pub mod sdp;
 pub mod sip;
 pub mod transaction;

@@ -66,6 +66,15 @@ pub struct Limits {
     pub max_cps: Option<u32>,
     /// `Retry-After` seconds on the 503 of a call refused by a limit.
     pub retry_after_s: u32,
+    /// SIP messages per second one source may send (0: no per-source limit and no bans).
+    /// The PBX address and the trunk proxies are exempt.
+    pub source_rate: u32,
+    /// Messages a source may send at once above `source_rate`.
+    pub source_burst: u32,
+    /// How long a source over its budget is banned, seconds.
+    pub ban_s: u64,
+    /// Requests whose User-Agent contains one of these (case-insensitive) are dropped.
+    pub user_agent_deny: Vec<String>,
 }
 
 impl Default for Limits {
@@ -74,6 +83,20 @@ impl Default for Limits {
             max_calls: None,
             max_cps: None,
             retry_after_s: 5,
+            source_rate: 50,
+            source_burst: 100,
+            ban_s: 600,
+            user_agent_deny: [
+                "friendly-scanner",
+                "sipvicious",
+                "sipcli",
+                "sip-scan",
+                "sundayddr",
+                "iwar",
+            ]
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
         }
     }
 }

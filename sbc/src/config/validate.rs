@@ -195,6 +195,9 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
     if c.limits.retry_after_s > 86_400 {
         bad("limits.retry_after_s", "must be 0-86400".into());
     }
+    if c.limits.source_rate > 0 && !(1..=86_400).contains(&c.limits.ban_s) {
+        bad("limits.ban_s", "must be 1-86400".into());
+    }
 
     let m = &c.media;
     if m.port_min < 1024 || !m.port_min.is_multiple_of(2) {
