@@ -25,6 +25,7 @@ pub mod limit;
 pub mod media;
 pub mod net;
 pub mod protect;
+pub mod register;
 pub mod sdp;
 pub mod sip;
 pub mod transaction;
