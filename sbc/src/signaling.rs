@@ -12,11 +12,13 @@ use std::{
 
 use ipnet::IpNet;
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 use sbc_proto::{
     b2bua::{B2bua, B2buaConfig, CallInfo, EndReason, Event, LocalAddr, Rng, Target},
+    limit::CallLimits,
     net::{Peer, Side, TransportKind},
+    protect::{GuardConfig, SourceGuard, Verdict, user_agent_denied},
     transaction::TimerConfig,
 };
 use tokio::sync::{mpsc, oneshot, watch};
@@ -60,6 +62,15 @@ pub struct CallMetrics {
     pub retransmissions_sent: IntCounter,
     /// Live SIP transactions by kind (`server`, `client`).
     pub transactions: IntGaugeVec,
+    /// New calls refused with 503 by call admission control, by direction and limit.
+    pub admission_rejected: IntCounterVec,
+    /// Digest authentication toward the trunk, by result (`retry`: a challenged request
+    /// resent with credentials; `failure`: refused or unanswerable, 403 to the caller).
+    pub trunk_auth: IntCounterVec,
+    /// Sources banned for exceeding their message rate.
+    pub bans: IntCounter,
+    /// Sources banned now.
+    pub bans_active: IntGauge,
 }
 
 impl CallMetrics {
@@ -174,7 +185,30 @@ impl CallMetrics {
         registry.register(Box::new(responses.clone()))?;
         registry.register(Box::new(retransmissions_received.clone()))?;
         registry.register(Box::new(retransmissions_sent.clone()))?;
+        let admission_rejected = IntCounterVec::new(
+            Opts::new(
+                "sbc_calls_admission_rejected_total",
+                "New calls refused with 503 by call admission control, by direction and limit.",
+            ),
+            &["direction", "limit"],
+        )?;
+        let trunk_auth = IntCounterVec::new(
+            Opts::new(
+                "sbc_trunk_auth_total",
+                "Challenges from the trunk answered with credentials (retry) or not (failure).",
+            ),
+            &["result"],
+        )?;
+        let bans = IntCounter::new(
+            "sbc_bans_total",
+            "Sources banned for exceeding their SIP message rate.",
+        )?;
+        let bans_active = IntGauge::new("sbc_bans_active", "Sources banned now.")?;
+        registry.register(Box::new(bans.clone()))?;
+        registry.register(Box::new(bans_active.clone()))?;
         registry.register(Box::new(transactions.clone()))?;
+        registry.register(Box::new(admission_rejected.clone()))?;
+        registry.register(Box::new(trunk_auth.clone()))?;
         // Zero series for the label values the dashboard queries, so panels show 0 instead
         // of "no data" before the first event.
         for d in ["outbound", "inbound"] {
@@ -184,6 +218,9 @@ impl CallMetrics {
         }
         for k in ["server", "client"] {
             transactions.with_label_values(&[k]);
+        }
+        for r in ["retry", "failure"] {
+            trunk_auth.with_label_values(&[r]);
         }
         Ok(Self {
             started,
@@ -200,6 +237,10 @@ impl CallMetrics {
             retransmissions_received,
             retransmissions_sent,
             transactions,
+            admission_rejected,
+            trunk_auth,
+            bans,
+            bans_active,
         })
     }
 }
@@ -387,26 +428,65 @@ pub fn b2bua_config(c: &Config) -> B2buaConfig {
             transport: c.pbx.transport.kind(),
         },
         trunk,
+        trunk_credentials: c.trunks.first().and_then(crate::config::Trunk::credentials),
+        trunk_limits: c
+            .trunks
+            .first()
+            .map_or_else(CallLimits::default, |t| CallLimits {
+                max_calls: t.max_calls,
+                max_cps: t.max_cps,
+            }),
+        limits: CallLimits {
+            max_calls: c.limits.max_calls,
+            max_cps: c.limits.max_cps,
+        },
+        retry_after_s: c.limits.retry_after_s,
         user_agent: c.general.user_agent.clone(),
         pass_headers: B2buaConfig::default_pass_headers(),
         max_call_duration: None,
     }
 }
 
-/// Who may send SIP to the SBC: the PBX networks inside, the trunk proxies outside.
+/// Who may send SIP to the SBC: the PBX networks inside, the trunk proxies outside; and the
+/// per-source protection (rate limit and bans, User-Agent denylist).
 #[derive(Debug, Clone)]
 pub struct Acl {
     inside: Vec<IpNet>,
     outside: Vec<IpAddr>,
+    /// Configured peers (the PBX address, the trunk proxies): never rate-limited or banned.
+    peers: Vec<IpAddr>,
+    guard: GuardConfig,
+    user_agent_deny: Vec<String>,
 }
 
 impl Acl {
     /// From the configuration.
     pub fn from_config(c: &Config) -> Self {
+        let outside: Vec<IpAddr> = c.trunks.iter().map(|t| t.proxy.ip()).collect();
+        let mut peers: Vec<IpAddr> = outside.iter().map(|a| a.to_canonical()).collect();
+        peers.push(c.pbx.address.ip().to_canonical());
         Self {
             inside: c.pbx.allow.clone(),
-            outside: c.trunks.iter().map(|t| t.proxy.ip()).collect(),
+            outside,
+            peers,
+            guard: GuardConfig {
+                rate: c.limits.source_rate,
+                burst: c.limits.source_burst,
+                ban: Duration::from_secs(c.limits.ban_s),
+                max_sources: 65_536,
+            },
+            user_agent_deny: c.limits.user_agent_deny.clone(),
         }
+    }
+
+    /// Whether `ip` is a configured peer (exempt from rate limits and bans).
+    pub fn is_configured_peer(&self, ip: IpAddr) -> bool {
+        self.peers.contains(&ip.to_canonical())
+    }
+
+    /// Whether a request with this User-Agent is dropped.
+    pub fn denies_user_agent(&self, ua: &str) -> bool {
+        user_agent_denied(ua, &self.user_agent_deny)
     }
 
     /// Whether `peer` may talk to the SBC. Unknown sources get no answer at all, so scanners
@@ -427,6 +507,10 @@ pub enum Command {
     ListCalls(oneshot::Sender<Vec<CallInfo>>),
     /// End one call (BYE both legs, or CANCEL/487 before the answer); false if unknown.
     EndCall(u64, oneshot::Sender<bool>),
+    /// The banned sources.
+    ListBans(oneshot::Sender<BanList>),
+    /// Lift the ban of one source; false if it was not banned.
+    Unban(IpAddr, oneshot::Sender<bool>),
     /// Use a new configuration for new calls (calls in progress keep theirs).
     Reconfigure {
         /// The B2BUA part.
@@ -440,6 +524,28 @@ pub enum Command {
     },
 }
 
+/// One banned source, as the admin API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BanView {
+    /// The source address.
+    pub address: IpAddr,
+    /// Seconds since the ban started.
+    pub age_s: u64,
+    /// Seconds until it ends.
+    pub remaining_s: u64,
+    /// Messages dropped because of it.
+    pub dropped: u64,
+}
+
+/// The ban list and whether banning is on at all.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BanList {
+    /// `[limits] source_rate` > 0.
+    pub enabled: bool,
+    /// Current bans, oldest first.
+    pub bans: Vec<BanView>,
+}
+
 /// Cloneable handle to the signaling task.
 #[derive(Debug, Clone)]
 pub struct SignalingHandle {
@@ -451,6 +557,20 @@ impl SignalingHandle {
     pub fn channel() -> (Self, mpsc::Receiver<Command>) {
         let (tx, rx) = mpsc::channel(64);
         (Self { tx }, rx)
+    }
+
+    /// The banned sources; `None` if the signaling task is gone.
+    pub async fn bans(&self) -> Option<BanList> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::ListBans(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Lifts a ban; `None` if the signaling task is gone.
+    pub async fn unban(&self, ip: IpAddr) -> Option<bool> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::Unban(ip, tx)).await.ok()?;
+        rx.await.ok()
     }
 
     /// Every call; `None` if the signaling task is gone.
@@ -497,11 +617,13 @@ pub async fn run(
     calls: CallMetrics,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut guard = SourceGuard::new(acl.guard);
     let mut acl = acl;
     let mut trunks = trunks;
     let mut engine = B2bua::new(cfg, Rng::new(seed()));
     let mut live: std::collections::HashMap<u64, CallMeta> = std::collections::HashMap::new();
     let mut retransmissions_seen = (0u64, 0u64);
+    let mut auth_seen = (0u64, 0u64);
     // Source of the message being processed: a CallStarted event drained below was caused
     // by it (one input per loop turn), which attributes inbound calls to a trunk.
     let mut last_source: Option<IpAddr> = None;
@@ -521,11 +643,38 @@ pub async fn run(
         tokio::select! {
             received = inbound.recv() => {
                 let Some(m) = received else { break };
+                // Bans first: a banned flood costs one hash lookup per packet. Unknown sources
+                // count too (they are dropped below anyway, but a scan shows in the ban list).
+                let source = m.peer.addr.ip();
+                match guard.check(std::time::Instant::now(), source, acl.is_configured_peer(source)) {
+                    Verdict::Pass => {}
+                    verdict => {
+                        if verdict == Verdict::NewBan {
+                            calls.bans.inc();
+                            tracing::warn!(side = m.peer.side.as_str(), "source banned: over its message rate");
+                            tracing::debug!(%source, "source banned");
+                        }
+                        metrics
+                            .sip_dropped
+                            .with_label_values(&[m.peer.side.as_str(), m.peer.transport.as_str(), "banned"])
+                            .inc();
+                        continue;
+                    }
+                }
                 if !acl.allows(&m.peer) {
                     // Three labels (side, transport, reason): a wrong count would panic in prometheus.
                     metrics
                         .sip_dropped
                         .with_label_values(&[m.peer.side.as_str(), m.peer.transport.as_str(), "acl"])
+                        .inc();
+                    continue;
+                }
+                if m.message.is_request()
+                    && m.message.headers().user_agent().ok().flatten().is_some_and(|ua| acl.denies_user_agent(ua))
+                {
+                    metrics
+                        .sip_dropped
+                        .with_label_values(&[m.peer.side.as_str(), m.peer.transport.as_str(), "user_agent"])
                         .inc();
                     continue;
                 }
@@ -542,7 +691,25 @@ pub async fn run(
                     let ended = engine.end_call(std::time::Instant::now(), id, &mut media);
                     let _ = reply.send(ended);
                 }
+                Command::ListBans(reply) => {
+                    let now = std::time::Instant::now();
+                    let bans = guard
+                        .bans(now)
+                        .into_iter()
+                        .map(|b| BanView {
+                            address: b.ip,
+                            age_s: now.saturating_duration_since(b.since).as_secs(),
+                            remaining_s: b.until.saturating_duration_since(now).as_secs(),
+                            dropped: b.dropped,
+                        })
+                        .collect();
+                    let _ = reply.send(BanList { enabled: acl.guard.rate > 0, bans });
+                }
+                Command::Unban(ip, reply) => {
+                    let _ = reply.send(guard.unban(ip));
+                }
                 Command::Reconfigure { b2bua, acl: new_acl, trunks: new_trunks, done } => {
+                    guard.set_config(new_acl.guard);
                     engine.set_config(*b2bua);
                     acl = new_acl;
                     trunks = new_trunks;
@@ -552,7 +719,13 @@ pub async fn run(
             () = media_events.event_ready() => {
                 engine.handle_timeout(std::time::Instant::now(), &mut media);
             }
-            _ = tick.tick() => engine.handle_timeout(std::time::Instant::now(), &mut media),
+            _ = tick.tick() => {
+                let now = std::time::Instant::now();
+                engine.handle_timeout(now, &mut media);
+                // Expired bans leave the list (and the gauge) even when nobody asks.
+                let active = guard.bans(now).len();
+                calls.bans_active.set(i64::try_from(active).unwrap_or(i64::MAX));
+            }
             _ = shutdown.changed() => {
                 if *shutdown.borrow() {
                     break;
@@ -618,6 +791,12 @@ pub async fn run(
                             .observe(at.elapsed().as_secs_f64());
                     }
                 }
+                Event::AdmissionRejected { from, limit } => {
+                    calls
+                        .admission_rejected
+                        .with_label_values(&[direction(from), limit])
+                        .inc();
+                }
                 Event::Dropped { reason } => {
                     metrics
                         .sip_dropped
@@ -644,6 +823,16 @@ pub async fn run(
             counters.retransmissions_received,
             counters.retransmissions_sent,
         );
+        for (label, now, seen) in [
+            ("retry", counters.auth_retries, &mut auth_seen.0),
+            ("failure", counters.auth_failures, &mut auth_seen.1),
+        ] {
+            let new = now.saturating_sub(*seen);
+            if new > 0 {
+                calls.trunk_auth.with_label_values(&[label]).inc_by(new);
+            }
+            *seen = now;
+        }
         calls
             .transactions
             .with_label_values(&["server"])

@@ -203,7 +203,7 @@ fn views(lab: &MediaLab) {
         "{acls}"
     );
     let bans = lab.json("GET", "/api/v1/bans", None, 200);
-    assert_eq!(bans, json!({"enabled": false, "bans": []}));
+    assert_eq!(bans, json!({"enabled": true, "bans": []}));
     lab.json("DELETE", "/api/v1/bans/192.0.2.1", None, 404);
     lab.json("DELETE", "/api/v1/bans/not-an-address", None, 400);
     let v = lab.json("POST", "/api/v1/trunks/carrier/register", None, 409);

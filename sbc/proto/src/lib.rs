@@ -19,9 +19,13 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod b2bua;
+pub mod limit;
 pub mod media;
 pub mod net;
+pub mod protect;
+pub mod register;
 pub mod sdp;
 pub mod sip;
 pub mod transaction;

@@ -341,17 +341,25 @@ pub async fn acls(State(s): State<Arc<AdminState>>) -> Json<Value> {
     }))
 }
 
-/// `GET /api/v1/bans`: automatic banning comes with the protection issue; the list is empty.
-pub async fn bans() -> Json<Value> {
-    Json(json!({"enabled": false, "bans": []}))
+/// `GET /api/v1/bans`: sources banned for exceeding `[limits] source_rate`.
+pub async fn bans(State(s): State<Arc<AdminState>>) -> Result<Json<Value>> {
+    let list = s.signaling.bans().await.ok_or_else(signaling_gone)?;
+    Ok(Json(json!(list)))
 }
 
-/// `DELETE /api/v1/bans/{address}`
-pub async fn delete_ban(ApiPath(addr): ApiPath<String>) -> Result<StatusCode> {
+/// `DELETE /api/v1/bans/{address}`: lifts a ban at once.
+pub async fn delete_ban(
+    State(s): State<Arc<AdminState>>,
+    ApiPath(addr): ApiPath<String>,
+) -> Result<StatusCode> {
     let addr: std::net::IpAddr = addr
         .parse()
         .map_err(|_| ApiError::bad_request("a ban is identified by an IP address"))?;
-    Err(ApiError::not_found(format!("{addr} is not banned")))
+    if s.signaling.unban(addr).await.ok_or_else(signaling_gone)? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("{addr} is not banned")))
+    }
 }
 
 /// `GET /api/v1/config` (tokens redacted).

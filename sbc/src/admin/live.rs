@@ -31,7 +31,8 @@ pub const REDACTED: &str = "<redacted>";
 /// Keys that take effect on new calls without a restart; any other changed key is written
 /// to the file and reported as needing a restart.
 /// (`log` is not among them: the log filter is installed once at start.)
-const LIVE_KEYS: [&str; 9] = [
+const LIVE_KEYS: [&str; 10] = [
+    "limits",
     "pbx",
     "trunk",
     "sip.t1_ms",
@@ -99,6 +100,13 @@ impl LiveConfig {
             for key in ["token", "read_token"] {
                 if let Some(t) = admin.get_mut(key) {
                     *t = Value::String(REDACTED.into());
+                }
+            }
+        }
+        if let Some(trunks) = v.get_mut("trunk").and_then(Value::as_array_mut) {
+            for t in trunks.iter_mut().filter_map(Value::as_object_mut) {
+                if let Some(p) = t.get_mut("password") {
+                    *p = Value::String(REDACTED.into());
                 }
             }
         }
@@ -253,6 +261,24 @@ fn strip_nulls(v: &mut Value) {
 
 /// Puts the current tokens back where the candidate carries [`REDACTED`].
 fn unredact(candidate: &mut Value, current: &Config) {
+    // Trunk passwords: matched by trunk name, so reordering trunks keeps each one's password.
+    if let Some(trunks) = candidate.get_mut("trunk").and_then(Value::as_array_mut) {
+        for t in trunks.iter_mut().filter_map(Value::as_object_mut) {
+            if t.get("password").and_then(Value::as_str) != Some(REDACTED) {
+                continue;
+            }
+            let name = t.get("name").and_then(Value::as_str).unwrap_or_default();
+            match current
+                .trunks
+                .iter()
+                .find(|c| c.name == name)
+                .and_then(|c| c.password.as_ref())
+            {
+                Some(p) => t.insert("password".into(), Value::String(p.0.clone())),
+                None => t.remove("password"),
+            };
+        }
+    }
     let Some(admin) = candidate.get_mut("admin").and_then(Value::as_object_mut) else {
         return;
     };

@@ -179,7 +179,7 @@ pub const OPS: &[Op] = &[
     op(
         "GET",
         "/api/v1/bans",
-        "Banned sources (automatic banning is not implemented yet: always empty).",
+        "Sources banned for exceeding [limits] source_rate, with age, remaining time and drops.",
         Access::Read,
         None,
         &[200],
@@ -190,7 +190,7 @@ pub const OPS: &[Op] = &[
         "Lifts a ban.",
         Access::Write,
         None,
-        &[400, 404],
+        &[204, 400, 404],
     ),
     op(
         "GET",

@@ -9,7 +9,7 @@ use std::{fmt, path::Path};
 use serde::de::DeserializeOwned;
 use toml::de::{DeTable, DeValue};
 
-use super::{Admin, Config, General, Log, Media, Sip, Tls, validate};
+use super::{Admin, Config, General, Limits, Log, Media, Sip, Tls, validate};
 
 /// One thing wrong with a configuration.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -103,8 +103,9 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
     let locate = |path: &[Seg]| locate(text, tree.get_ref(), path);
     let mut problems = Vec::new();
 
-    const SECTIONS: [&str; 10] = [
+    const SECTIONS: [&str; 11] = [
         "general", "log", "sip", "inside", "outside", "tls", "pbx", "trunk", "media", "admin",
+        "limits",
     ];
     for key in table.keys() {
         if !SECTIONS.contains(&key.as_str()) {
@@ -127,6 +128,7 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
     let trunks = take(&table, "trunk", false, &locate, &mut problems);
     let media = take::<Media>(&table, "media", false, &locate, &mut problems);
     let admin = take::<Admin>(&table, "admin", false, &locate, &mut problems);
+    let limits = take::<Limits>(&table, "limits", false, &locate, &mut problems);
     let (
         Ok(general),
         Ok(log),
@@ -138,8 +140,9 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         Ok(trunks),
         Ok(media),
         Ok(admin),
+        Ok(limits),
     ) = (
-        general, log, sip, inside, outside, tls, pbx, trunks, media, admin,
+        general, log, sip, inside, outside, tls, pbx, trunks, media, admin, limits,
     )
     else {
         return Err(problems);
@@ -158,6 +161,7 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         trunks: trunks.unwrap_or_default(),
         media: media.unwrap_or_default(),
         admin: admin.unwrap_or_default(),
+        limits: limits.unwrap_or_default(),
     };
     let semantic = validate::validate(&config);
     if semantic.is_empty() {

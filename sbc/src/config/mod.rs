@@ -49,6 +49,56 @@ pub struct Config {
     /// `[admin]`: the HTTP admin API.
     #[serde(default)]
     pub admin: Admin,
+    /// `[limits]`: call admission control and protection limits.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Most concurrent calls through the SBC (absent: unlimited).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_calls: Option<u32>,
+    /// Most new calls per second through the SBC (absent: unlimited).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_cps: Option<u32>,
+    /// `Retry-After` seconds on the 503 of a call refused by a limit.
+    pub retry_after_s: u32,
+    /// SIP messages per second one source may send (0: no per-source limit and no bans).
+    /// The PBX address and the trunk proxies are exempt.
+    pub source_rate: u32,
+    /// Messages a source may send at once above `source_rate`.
+    pub source_burst: u32,
+    /// How long a source over its budget is banned, seconds.
+    pub ban_s: u64,
+    /// Requests whose User-Agent contains one of these (case-insensitive) are dropped.
+    pub user_agent_deny: Vec<String>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_calls: None,
+            max_cps: None,
+            retry_after_s: 5,
+            source_rate: 50,
+            source_burst: 100,
+            ban_s: 600,
+            user_agent_deny: [
+                "friendly-scanner",
+                "sipvicious",
+                "sipcli",
+                "sip-scan",
+                "sundayddr",
+                "iwar",
+            ]
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        }
+    }
 }
 
 /// `[general]`
@@ -272,6 +322,49 @@ pub struct Trunk {
     /// IP address (verified against the certificate's IP SANs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_server_name: Option<String>,
+    /// Account user name at the carrier (digest `username` unless `auth_username` is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Digest password; with `username`, challenged requests are retried with credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Password>,
+    /// Only answer challenges for this realm (default: any realm the proxy names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realm: Option<String>,
+    /// Digest user name when it differs from `username`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_username: Option<String>,
+    /// Most concurrent calls on this trunk, both directions (absent: unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_calls: Option<u32>,
+    /// Most new calls per second on this trunk (absent: unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cps: Option<u32>,
+}
+
+impl Trunk {
+    /// The digest credentials, when the trunk has a user name and a password.
+    pub fn credentials(&self) -> Option<sbc_proto::auth::Credentials> {
+        let user = self.auth_username.as_ref().or(self.username.as_ref())?;
+        let password = self.password.as_ref()?;
+        Some(sbc_proto::auth::Credentials {
+            username: user.clone(),
+            password: sbc_proto::auth::Secret::new(password.0.clone()),
+            realm: self.realm.clone(),
+        })
+    }
+}
+
+/// A password in the configuration: serialised as is (the file and the admin API's redaction
+/// need it), but never printed by `Debug`, so it cannot reach a log line.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Password(pub String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(***)")
+    }
 }
 
 /// XDP attach mode for the media fast path.

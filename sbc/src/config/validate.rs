@@ -147,12 +147,56 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
                 format!("duplicate trunk name `{}`", t.name),
             );
         }
+        if t.max_calls == Some(0) || t.max_cps == Some(0) {
+            bad(
+                &format!("trunk[{i}].max_calls"),
+                "max_calls and max_cps must be at least 1 (leave out for unlimited)".into(),
+            );
+        }
+        // Credentials come as a pair; half of them would silently disable authentication.
+        match (&t.username, &t.password) {
+            (Some(_), None) => bad(
+                &format!("trunk[{i}].password"),
+                "required with username".into(),
+            ),
+            (None, Some(_)) => bad(
+                &format!("trunk[{i}].username"),
+                "required with password".into(),
+            ),
+            _ => {}
+        }
+        for (key, v) in [
+            ("username", t.username.as_deref()),
+            ("auth_username", t.auth_username.as_deref()),
+            ("realm", t.realm.as_deref()),
+            ("password", t.password.as_ref().map(|p| p.0.as_str())),
+        ] {
+            if v.is_some_and(|v| v.is_empty() || v.chars().any(char::is_control)) {
+                bad(
+                    &format!("trunk[{i}].{key}"),
+                    "must be non-empty without control characters".into(),
+                );
+            }
+        }
         if t.proxy.port() == 0 || t.proxy.ip().is_unspecified() {
             bad(
                 &format!("trunk[{i}].proxy"),
                 "must be a concrete address and port".into(),
             );
         }
+    }
+
+    if c.limits.max_calls == Some(0) || c.limits.max_cps == Some(0) {
+        bad(
+            "limits.max_calls",
+            "max_calls and max_cps must be at least 1 (leave out for unlimited)".into(),
+        );
+    }
+    if c.limits.retry_after_s > 86_400 {
+        bad("limits.retry_after_s", "must be 0-86400".into());
+    }
+    if c.limits.source_rate > 0 && !(1..=86_400).contains(&c.limits.ban_s) {
+        bad("limits.ban_s", "must be 1-86400".into());
     }
 
     let m = &c.media;

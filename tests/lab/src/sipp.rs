@@ -79,6 +79,17 @@ pub enum Step {
         reason: &'static str,
         sdp: Option<Dir>,
     },
+    /// UAS: challenge the last request with 401 (`WWW-Authenticate`) or 407
+    /// (`Proxy-Authenticate`), realm `sipp.carrier`, `qop="auth"`. A challenged INVITE gets a
+    /// To tag of its own: the authenticated retry starts over without one.
+    Challenge { code: u16 },
+    /// UAS: expect a request carrying digest credentials in `header` (`Authorization` or
+    /// `Proxy-Authorization`) for user `user`; the call fails if they are missing.
+    RecvAuthorized {
+        method: &'static str,
+        header: &'static str,
+        user: &'static str,
+    },
     /// Wait.
     Pause { ms: u32 },
     /// Start sending the RTP of a pcap file to the peer's SDP address (SIPp's
@@ -247,6 +258,39 @@ pub fn scenario(name: &str, uac: bool, steps: &[Step]) -> String {
                 let _ = write!(
                     x,
                     "<send><![CDATA[\nSIP/2.0 {code} {reason}\n[last_Via:]\n[last_From:]\n[last_To:];tag={our_tag}\n[last_Call-ID:]\nCSeq: 1 INVITE\nContent-Length: 0\n\n]]></send>\n"
+                );
+            }
+            Step::Challenge { code } => {
+                let (reason, name) = if *code == 401 {
+                    ("Unauthorized", "WWW-Authenticate")
+                } else {
+                    ("Proxy Authentication Required", "Proxy-Authenticate")
+                };
+                let to = if first_invite_response {
+                    "[last_To:];tag=[pid]SIPpChal[call_number]"
+                } else {
+                    "[last_To:]"
+                };
+                let _ = write!(
+                    x,
+                    "<send><![CDATA[\nSIP/2.0 {code} {reason}\n[last_Via:]\n[last_From:]\n{to}\n[last_Call-ID:]\n[last_CSeq:]\n{name}: Digest realm=\"sipp.carrier\", nonce=\"[pid]n[call_number]\", qop=\"auth\", algorithm=MD5\nContent-Length: 0\n\n]]></send>\n"
+                );
+            }
+            Step::RecvAuthorized {
+                method,
+                header,
+                user,
+            } => {
+                let rrs = if *method == "INVITE" {
+                    " rrs=\"true\""
+                } else {
+                    ""
+                };
+                // check_it fails the call when the header does not match; the log action
+                // reads the variable (SIPp refuses variables that are never read).
+                let _ = writeln!(
+                    x,
+                    "<recv request=\"{method}\"{rrs}><action><ereg regexp=\"Digest username=.{user}.*response=\" search_in=\"hdr\" header=\"{header}:\" check_it=\"true\" assign_to=\"creds\"/><log message=\"[$creds]\"/></action></recv>"
                 );
             }
             Step::Pause { ms } => {

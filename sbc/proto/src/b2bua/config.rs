@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use crate::{net::TransportKind, transaction::TimerConfig};
+use crate::{auth::Credentials, limit::CallLimits, net::TransportKind, transaction::TimerConfig};
 
 /// The SBC's own SIP address on one side (written into Via and Contact on that side).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +36,15 @@ pub struct B2buaConfig {
     pub pbx: Target,
     /// Where calls from the PBX go.
     pub trunk: Target,
+    /// Digest credentials for the trunk: a 401/407 to a request on the trunk leg is answered
+    /// with them once on the PBX's behalf (RFC 3261 §22.2). None: challenges are relayed.
+    pub trunk_credentials: Option<Credentials>,
+    /// Call admission limits of the trunk (calls in either direction through it).
+    pub trunk_limits: CallLimits,
+    /// Call admission limits of the whole SBC.
+    pub limits: CallLimits,
+    /// `Retry-After` seconds on the 503 of a call refused by admission control.
+    pub retry_after_s: u32,
     /// `User-Agent` / `Server` value.
     pub user_agent: String,
     /// Header names (lower case) copied from one leg to the other; everything else is dropped.

@@ -43,6 +43,7 @@ use msg::{RequestSpec, ResponseSpec};
 pub use sdp::SdpProblem;
 
 use crate::{
+    limit::TokenBucket,
     media::{MediaControl, MediaEvent, SessionId},
     net::{Peer, Side},
     sip::{HeaderName, Limits, Message, Method},
@@ -126,6 +127,14 @@ pub enum Event {
         /// Why.
         reason: EndReason,
     },
+    /// A new call was refused with 503 by call admission control.
+    AdmissionRejected {
+        /// Side of the caller.
+        from: Side,
+        /// Which limit (bounded set, usable as a metric label): `max_calls`, `max_cps`,
+        /// `trunk_max_calls` or `trunk_max_cps`.
+        limit: &'static str,
+    },
     /// A message was dropped without an answer.
     Dropped {
         /// Why (bounded set, usable as a metric label).
@@ -155,6 +164,11 @@ pub struct Counters {
     /// responses resent for an absorbed request retransmission, and 2xx resent until the ACK
     /// (RFC 3261 §13.3.1.4).
     pub retransmissions_sent: u64,
+    /// Requests resent with credentials after a 401/407 from the trunk.
+    pub auth_retries: u64,
+    /// Trunk requests whose challenge could not be answered, or whose authenticated retry was
+    /// challenged again (turned into 403 toward the caller).
+    pub auth_failures: u64,
 }
 
 /// A read-only view of one call, for the admin API.
@@ -333,7 +347,15 @@ struct ClientEntry {
     call: u64,
     side: Side,
     purpose: Purpose,
+    /// How many times this request was already resent with credentials (the retry of a
+    /// challenged request inherits the count + 1).
+    auth_attempts: u8,
 }
+
+/// At most this many authenticated retries per request: one for the first challenge, and one
+/// more only when the second challenge says `stale=true` (RFC 7616 §3.3: the nonce expired,
+/// the credentials were right).
+const MAX_AUTH_ATTEMPTS: u8 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerRef {
@@ -363,6 +385,13 @@ pub struct B2bua {
     /// Key of the transaction whose output is a retransmission (set while its timer fires or
     /// while it answers an absorbed retransmission), for `retransmissions_sent`.
     resending: Option<String>,
+    auth_retries: u64,
+    auth_failures: u64,
+    /// CPS buckets of the global and the trunk limits, rebuilt when a rate changes.
+    cps: [Option<TokenBucket>; 2],
+    /// The last nonce answered and its use count, so a carrier reusing a nonce sees nc grow
+    /// (RFC 7616 §3.4: the server may reject a repeated nonce count as a replay).
+    last_nonce: Option<(String, u32)>,
     buf: Vec<u8>,
     sdp_buf: Vec<u8>,
 }
@@ -370,6 +399,7 @@ pub struct B2bua {
 impl B2bua {
     /// A B2BUA with `cfg`, drawing tags, branches and Call-IDs from `rng`.
     pub fn new(cfg: B2buaConfig, rng: Rng) -> Self {
+        let cps = [cfg.limits.bucket(), cfg.trunk_limits.bucket()];
         Self {
             cfg,
             rng,
@@ -387,6 +417,10 @@ impl B2bua {
             retransmissions_received: 0,
             retransmissions_sent: 0,
             resending: None,
+            auth_retries: 0,
+            auth_failures: 0,
+            cps,
+            last_nonce: None,
             buf: Vec::with_capacity(2048),
             sdp_buf: Vec::with_capacity(1024),
         }
@@ -397,6 +431,8 @@ impl B2bua {
         Counters {
             retransmissions_received: self.retransmissions_received,
             retransmissions_sent: self.retransmissions_sent,
+            auth_retries: self.auth_retries,
+            auth_failures: self.auth_failures,
         }
     }
 
@@ -413,6 +449,12 @@ impl B2bua {
     /// Replaces the configuration. Calls in progress keep the addresses and targets they
     /// were set up with (they live in each call's legs); new calls use the new values.
     pub fn set_config(&mut self, cfg: B2buaConfig) {
+        // Keep a bucket's state while its rate stays, so a reload does not grant a new burst.
+        for (bucket, limits) in self.cps.iter_mut().zip([cfg.limits, cfg.trunk_limits]) {
+            if bucket.as_ref().map(TokenBucket::rate) != limits.max_cps {
+                *bucket = limits.bucket();
+            }
+        }
         self.cfg = cfg;
     }
 
@@ -588,6 +630,26 @@ impl B2bua {
                     self.reject(now, peer, key, msg, 482, "Loop Detected", media);
                     return;
                 }
+                if let Some(limit) = self.admit(now) {
+                    // RFC 3261 §21.5.4: 503 with Retry-After; the caller may try again later
+                    // (a PBX typically fails over to another route meanwhile).
+                    let retry = self.cfg.retry_after_s.to_string();
+                    self.events.push_back(Event::AdmissionRejected {
+                        from: peer.side,
+                        limit,
+                    });
+                    self.reject_with(
+                        now,
+                        peer,
+                        key,
+                        msg,
+                        503,
+                        "Service Unavailable",
+                        &[("Retry-After", &retry)],
+                        media,
+                    );
+                    return;
+                }
                 self.new_call(now, peer, key, msg, merged, media);
             }
             Method::Options => self.answer_options(now, peer, key, msg, media),
@@ -626,13 +688,29 @@ impl B2bua {
         reason: &str,
         media: &mut dyn MediaControl,
     ) {
-        let tag = self.rng.token();
         let allow = ALLOW;
         let extra: &[(&str, &str)] = if status == 405 {
             &[("Allow", allow)]
         } else {
             &[]
         };
+        self.reject_with(now, peer, key, msg, status, reason, extra, media);
+    }
+
+    /// Answers a request outside any call with `status` and `extra` headers.
+    #[allow(clippy::too_many_arguments, reason = "internal helper")]
+    fn reject_with(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        key: String,
+        msg: Message,
+        status: u16,
+        reason: &str,
+        extra: &[(&str, &str)],
+        media: &mut dyn MediaControl,
+    ) {
+        let tag = self.rng.token();
         let resp = msg::response(
             &msg,
             &ResponseSpec {
@@ -675,6 +753,27 @@ impl B2bua {
             },
         );
         self.after_server(now, &key, media);
+    }
+
+    /// Call admission control for a new call: the limit it would exceed, if any. Concurrency
+    /// is checked before rate, so a refused call does not use up a CPS token. Every call uses
+    /// the one configured trunk, so the trunk's concurrent calls are all calls.
+    fn admit(&mut self, now: Instant) -> Option<&'static str> {
+        let active = u32::try_from(self.calls.len()).unwrap_or(u32::MAX);
+        if self.cfg.limits.max_calls.is_some_and(|m| active >= m) {
+            return Some("max_calls");
+        }
+        if self.cfg.trunk_limits.max_calls.is_some_and(|m| active >= m) {
+            return Some("trunk_max_calls");
+        }
+        let [global, trunk] = &mut self.cps;
+        if global.as_mut().is_some_and(|b| !b.try_take(now)) {
+            return Some("max_cps");
+        }
+        if trunk.as_mut().is_some_and(|b| !b.try_take(now)) {
+            return Some("trunk_max_cps");
+        }
+        None
     }
 
     fn trying(&mut self, msg: &Message) -> Bytes {
@@ -1119,6 +1218,7 @@ impl B2bua {
                 call,
                 side,
                 purpose,
+                auth_attempts: 0,
             },
         );
         self.after_client(now, &key, media);
@@ -1662,8 +1762,23 @@ impl B2bua {
             e.purpose.clone(),
             matches!(e.tx, CTx::Invite(_)),
         );
+        // A challenge from the trunk: keep what the retry is built from before the
+        // transaction may be removed.
+        let challenged = (matches!(status, 401 | 407)
+            && side == Side::Outside
+            && self.cfg.trunk_credentials.is_some())
+        .then(|| (e.request.clone(), e.peer, e.auth_attempts));
         self.after_client(now, &key, media);
         if !pass {
+            return;
+        }
+        if let Some((request, peer, attempts)) = challenged {
+            let retried = self.retry_with_credentials(
+                now, call, side, &purpose, &request, peer, attempts, status, &msg, media,
+            );
+            if !retried {
+                self.auth_failed(now, call, side, purpose, media);
+            }
             return;
         }
         if is_invite && (200..300).contains(&status) {
@@ -2040,6 +2155,187 @@ impl B2bua {
             now + t1.min(self.cfg.timers.timeout()),
             TimerRef::Call(call),
         ));
+    }
+
+    /// Resends a challenged trunk request with credentials (RFC 3261 §22.2: same Call-ID,
+    /// tags and Request-URI, CSeq + 1, a new branch). Returns false when the challenge cannot
+    /// or may not be answered (no usable challenge, realm mismatch, retries used up).
+    #[allow(clippy::too_many_arguments, reason = "internal helper")]
+    fn retry_with_credentials(
+        &mut self,
+        now: Instant,
+        call: u64,
+        side: Side,
+        purpose: &Purpose,
+        request: &Message,
+        peer: Peer,
+        attempts: u8,
+        status: u16,
+        resp: &Message,
+        media: &mut dyn MediaControl,
+    ) -> bool {
+        let Some(creds) = self.cfg.trunk_credentials.as_ref() else {
+            return false;
+        };
+        let Some(method) = request.method().cloned() else {
+            return false;
+        };
+        // RFC 3261 §22.1: CANCEL and ACK cannot be challenged; never answer for them.
+        if matches!(method, Method::Cancel | Method::Ack) || attempts >= MAX_AUTH_ATTEMPTS {
+            return false;
+        }
+        // A cancelled call is not revived by answering its challenge.
+        if *purpose == Purpose::Initial && self.calls.get(&call).is_none_or(|c| c.canceled) {
+            return false;
+        }
+        // RFC 3261 §22.2 / §22.3: 401 carries WWW-Authenticate, 407 Proxy-Authenticate.
+        let (name, header) = if status == 401 {
+            (HeaderName::WwwAuthenticate, "Authorization")
+        } else {
+            (HeaderName::ProxyAuthenticate, "Proxy-Authorization")
+        };
+        let challenges: Vec<crate::auth::Challenge> = resp
+            .headers()
+            .all(name)
+            .filter_map(|h| h.value_str())
+            .filter_map(|v| crate::sip::Auth::parse(v).ok())
+            .filter_map(|a| crate::auth::Challenge::from_auth(&a).ok())
+            .collect();
+        // RFC 8760 §2.4: the topmost challenge with a supported algorithm.
+        let Some(challenge) = challenges.into_iter().next() else {
+            return false;
+        };
+        // A second challenge means the credentials were refused, unless it only says the
+        // nonce went stale (RFC 7616 §3.3).
+        if attempts >= 1 && !challenge.stale {
+            return false;
+        }
+        let nc = match &mut self.last_nonce {
+            Some((n, count)) if *n == challenge.nonce => {
+                *count = count.saturating_add(1);
+                *count
+            }
+            _ => {
+                self.last_nonce = Some((challenge.nonce.clone(), 1));
+                1
+            }
+        };
+        let cnonce = self.rng.token();
+        let uri = request.request_uri_str().unwrap_or_default();
+        let Ok(answer) = challenge.respond(creds, method.as_str(), uri, nc, &cnonce) else {
+            return false;
+        };
+        let value = answer.header_value();
+
+        // CSeq + 1 in the leg's sequence space (the call may already be gone for our own BYE).
+        let mut cseq = request.cseq().seq.saturating_add(1);
+        if let Some(c) = self.calls.get_mut(&call) {
+            let leg = c.leg_mut(side);
+            leg.local_cseq = leg.local_cseq.max(cseq);
+            cseq = leg.local_cseq;
+        }
+        let branch = self.rng.branch();
+        let headers = request.headers();
+        let mut ed = crate::sip::Editor::new(request);
+        if let Some(i) = headers.positions(HeaderName::Via).next() {
+            ed.set_param(i, "branch", Some(branch.as_str().into()));
+        }
+        let cseq_value = format!("{cseq} {method}");
+        if let Some(i) = headers.positions(HeaderName::CSeq).next() {
+            ed.replace(i, cseq_value.as_bytes());
+        }
+        ed.remove_all(HeaderName::Authorization);
+        ed.remove_all(HeaderName::ProxyAuthorization);
+        ed.append(header, value.as_bytes());
+        let mut out = Vec::with_capacity(request.as_bytes().len() + value.len() + 32);
+        ed.write(&mut out);
+        let bytes = Bytes::from(out);
+
+        let is_invite = method == Method::Invite;
+        let ck = client_key(&branch, false);
+        match purpose {
+            Purpose::Initial => {
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.initial_client = ck.clone();
+                    c.leg_mut(side).invite_out = Some(ck.clone());
+                    let server = c.initial_server.clone();
+                    if let Some(e) = self.server.get_mut(&server) {
+                        e.relay = Some(ck.clone());
+                    }
+                }
+            }
+            Purpose::Relay { server } => {
+                if is_invite && let Some(c) = self.calls.get_mut(&call) {
+                    c.leg_mut(side).invite_out = Some(ck.clone());
+                }
+                if let Some(e) = self.server.get_mut(server) {
+                    e.relay = Some(ck.clone());
+                }
+            }
+            Purpose::Own => {}
+        }
+        self.auth_retries += 1;
+        self.send_client(
+            now,
+            ck.clone(),
+            bytes,
+            peer,
+            call,
+            side,
+            purpose.clone(),
+            is_invite,
+            media,
+        );
+        if let Some(e) = self.client.get_mut(&ck) {
+            e.auth_attempts = attempts + 1;
+        }
+        true
+    }
+
+    /// The trunk refused our credentials (or sent a challenge we cannot answer): the caller
+    /// gets 403, never the trunk's challenge, which is meaningless to it (the PBX has no
+    /// credentials for the carrier and the challenge headers do not cross).
+    fn auth_failed(
+        &mut self,
+        now: Instant,
+        call: u64,
+        side: Side,
+        purpose: Purpose,
+        media: &mut dyn MediaControl,
+    ) {
+        self.auth_failures += 1;
+        match purpose {
+            Purpose::Own => {}
+            Purpose::Initial => {
+                let Some(c) = self.calls.get_mut(&call) else {
+                    return;
+                };
+                c.leg_mut(side).invite_out = None;
+                let (server, canceled) = (c.initial_server.clone(), c.canceled);
+                if !canceled {
+                    self.final_on_server(now, &server, 403, "Forbidden", None, media);
+                }
+                let reason = if canceled {
+                    EndReason::Cancelled
+                } else {
+                    EndReason::Rejected(403)
+                };
+                self.finish_call(call, reason, media);
+            }
+            Purpose::Relay { server } => {
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.leg_mut(side).invite_out = None;
+                }
+                self.final_on_server(now, &server, 403, "Forbidden", None, media);
+                let is_bye = self
+                    .server
+                    .get(&server)
+                    .is_some_and(|e| e.request.method() == Some(&Method::Bye));
+                if is_bye {
+                    self.finish_call(call, EndReason::Bye, media);
+                }
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments, reason = "internal helper")]

@@ -55,6 +55,10 @@ fn config() -> B2buaConfig {
             addr: addr(CARRIER),
             transport: TransportKind::Udp,
         },
+        trunk_credentials: None,
+        trunk_limits: crate::limit::CallLimits::default(),
+        limits: crate::limit::CallLimits::default(),
+        retry_after_s: 5,
         user_agent: "sbc-test".into(),
         pass_headers: B2buaConfig::default_pass_headers(),
         max_call_duration: None,
@@ -1281,6 +1285,7 @@ fn first_provisional_is_reported_once_between_start_and_answer() {
             Event::CallProgress { .. } => "progress",
             Event::CallAnswered { .. } => "answered",
             Event::CallEnded { .. } => "ended",
+            Event::AdmissionRejected { .. } => "rejected",
             Event::Dropped { .. } => "dropped",
         })
         .collect();
@@ -1355,3 +1360,6 @@ hello",
     assert_eq!(sim.sbc.stats().calls, 0, "no call for a standalone relay");
     sim.assert_clean();
 }
+
+mod admission;
+mod auth;
