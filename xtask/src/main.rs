@@ -2,6 +2,7 @@
 //! `cargo xtask test` runs the whole test suite the way CI does.
 
 mod bench;
+mod bench_latency;
 mod bench_signaling;
 mod demo;
 mod lab;
@@ -78,7 +79,9 @@ enum BenchWhat {
     /// Calls per second, CPU per 1,000 calls, memory per call and response time: sbc against
     /// Kamailio and SIPp direct.
     Signaling,
-    /// Both.
+    /// One-way media latency through the relay: XDP fast path vs userspace.
+    Latency,
+    /// All of the above.
     All,
 }
 
@@ -99,8 +102,10 @@ fn main() -> ExitCode {
         Cmd::Bench { what, quick } => match what.unwrap_or(BenchWhat::All) {
             BenchWhat::Media => bench::media(&root(), quick),
             BenchWhat::Signaling => bench_signaling::signaling(&root(), quick),
+            BenchWhat::Latency => bench_latency::latency(&root()),
             BenchWhat::All => bench_signaling::signaling(&root(), quick)
-                .and_then(|()| bench::media(&root(), quick)),
+                .and_then(|()| bench::media(&root(), quick))
+                .and_then(|()| bench_latency::latency(&root())),
         },
     };
     match result {
