@@ -210,8 +210,45 @@ fn run_all(plan: &Plan, sbc_bin: &Path, work: &Path, root: &Path, quick: bool) -
         "bench signaling: {} concurrent calls held open on the sbc",
         plan.concurrent
     );
+    // Added delay at half the SBC's highest clean rate (the issue's operating point).
+    let sbc_max = best
+        .iter()
+        .find(|(s, _)| *s == System::Sbc)
+        .map_or(0.0, |(_, t)| {
+            median(t.iter().map(|t| t.rate as f64).collect())
+        });
+    let half = ((sbc_max / 2.0 / 100.0).round() * 100.0).max(100.0) as u64;
+    let mut delays = Vec::new();
+    for system in [System::Sbc, System::Kamailio] {
+        if systems.contains(&system) {
+            eprintln!(
+                "bench signaling: INVITE forwarding delay of {} at {half} calls/s",
+                system.name()
+            );
+            delays.push((
+                system,
+                half,
+                forward_delay(
+                    &lab, system, half, plan.trial, &uac, sbc_bin, &sbc_cfg, &kam_cfg, work,
+                )?,
+            ));
+        }
+    }
     let memory = concurrency(&lab, plan.concurrent, sbc_bin, &sbc_cfg, work)?;
-    let report = render(plan, &best, &fixed, &memory, quick);
+    let (mut md, json) = render(plan, &best, &fixed, &memory, quick);
+    let _ = writeln!(
+        md,
+        "\n## Signaling added delay (INVITE in → INVITE out)\n\nBoth interfaces of the system's namespace captured with tshark during a {}-s step; the k-th INVITE (CSeq 1) arriving on the inside pairs with the k-th leaving on the outside (one signaling task keeps the order; the step has no retransmissions). Capture timestamps, so kernel receive and send are included.\n\n| system | rate (calls/s) | INVITEs paired | p50 (µs) | p99 (µs) |\n| --- | ---: | ---: | ---: | ---: |",
+        plan.trial.as_secs()
+    );
+    for (system, rate, (p50, p99, n)) in &delays {
+        let _ = writeln!(
+            md,
+            "| {} | {rate} | {n} | {p50:.0} | {p99:.0} |",
+            system.name()
+        );
+    }
+    let report = (md, json);
     let dir = root.join("bench/results");
     std::fs::create_dir_all(&dir)?;
     let date = date();
@@ -327,6 +364,75 @@ fn trial(
         cpu_s: (cpu1.saturating_sub(cpu0)) as f64 / 1e9,
         rtt_ms,
     })
+}
+
+/// INVITE forwarding delay (µs p50, p99, pairs) of `system` at `rate`, from a capture of both
+/// of its interfaces.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one trial needs the whole set-up"
+)]
+fn forward_delay(
+    lab: &Lab,
+    system: System,
+    rate: u64,
+    length: Duration,
+    uac: &Path,
+    sbc_bin: &Path,
+    sbc_cfg: &Path,
+    kam_cfg: &Path,
+    work: &Path,
+) -> Result<(f64, f64, usize)> {
+    let cap = sbc_lab::capture::Capture::start_on(&lab.sbc, &["in0", "out0"], "udp port 5060")
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let t = trial(
+        lab, system, rate, length, uac, sbc_bin, sbc_cfg, kam_cfg, work,
+    )?;
+    let bytes = cap.stop();
+    let file = work.join("delay.pcap");
+    std::fs::write(&file, bytes)?;
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(&file)
+        .args([
+            "-Y",
+            "sip.Method == \"INVITE\" && sip.CSeq.seq == 1",
+            "-T",
+            "fields",
+            "-e",
+            "frame.interface_id",
+            "-e",
+            "frame.time_epoch",
+        ])
+        .output()
+        .context("reading the capture with tshark")?;
+    let _ = std::fs::remove_file(&file);
+    let (mut inside, mut outside) = (Vec::new(), Vec::new());
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let mut f = line.split_whitespace();
+        let (Some(iface), Some(ts)) = (f.next(), f.next().and_then(|t| t.parse::<f64>().ok()))
+        else {
+            continue;
+        };
+        if iface == "0" {
+            inside.push(ts)
+        } else {
+            outside.push(ts)
+        }
+    }
+    let n = inside.len().min(outside.len());
+    let delays: Vec<f64> = inside
+        .iter()
+        .zip(&outside)
+        .map(|(i, o)| (o - i) * 1e6)
+        .collect();
+    if t.failed > 0 || n == 0 {
+        bail!(
+            "delay step at {rate}/s: {} failed calls, {n} INVITEs paired",
+            t.failed
+        );
+    }
+    Ok((percentile(&delays, 0.5), percentile(&delays, 0.99), n))
 }
 
 /// Holds `n` calls open on the SBC and reads its RSS before and at the peak.

@@ -23,19 +23,20 @@ impl Capture {
     /// Starts capturing UDP and TCP on `ifname` in namespace `ns`, and returns once tshark
     /// reports that it is capturing (so nothing sent afterwards is missed).
     pub fn start(ns: &str, ifname: &str) -> Result<Self, String> {
+        Self::start_on(ns, &[ifname], "udp or tcp")
+    }
+
+    /// Starts capturing on several interfaces of `ns` with a capture `filter`; in the file,
+    /// `frame.interface_id` is the index into `ifnames`.
+    pub fn start_on(ns: &str, ifnames: &[&str], filter: &str) -> Result<Self, String> {
         let file = std::env::temp_dir().join(format!("{}.pcap", crate::netns::unique("cap")));
-        let mut child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                ns,
-                "tshark",
-                "-i",
-                ifname,
-                "-f",
-                "udp or tcp",
-                "-w",
-            ])
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns, "tshark"]);
+        for i in ifnames {
+            cmd.args(["-i", i]);
+        }
+        let mut child = cmd
+            .args(["-f", filter, "-w"])
             .arg(&file)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
