@@ -347,7 +347,9 @@ fn trial(
     let elapsed = started.elapsed();
     let cpu1 = sut.as_ref().map_or(0, |s| tree_cpu_ns(s.pid()));
     drop(uas);
-    drop(sut);
+    if let Some(sut) = sut {
+        stop_tree(sut);
+    }
     if system == System::Direct {
         sysctl(&lab.sbc, "net.ipv4.ip_forward=0")?;
     }
@@ -530,8 +532,58 @@ fn concurrency(
     let _ = cpu0;
     let _ = uac.wait_timeout(Duration::from_secs(120));
     drop(uas);
-    drop(sbc);
+    stop_tree(sbc);
     Ok((n, idle, peak, steady_cpu))
+}
+
+/// Stops a system under test and everything it forked. Kamailio's workers are separate
+/// processes that outlive a SIGKILLed main process (each holding the 1 GB pre-faulted shared
+/// memory), so: SIGTERM (Kamailio then stops its workers), wait, then SIGKILL any descendant
+/// still there, by PID.
+fn stop_tree(mut p: Owned) {
+    let mut tree = vec![p.pid()];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        if let Ok(children) =
+            std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
+        {
+            tree.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+        i += 1;
+    }
+    // (pid, start time): a PID reused after the wait is never signalled.
+    let tree: Vec<(u32, Option<u64>)> = tree
+        .into_iter()
+        .skip(1)
+        .map(|pid| (pid, start_time(pid)))
+        .collect();
+    p.signal(nix::sys::signal::Signal::SIGTERM);
+    let _ = p.wait_timeout(Duration::from_secs(10));
+    for (pid, started) in tree {
+        if started.is_some()
+            && start_time(pid) == started
+            && let Ok(pid) = i32::try_from(pid)
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    drop(p);
+}
+
+/// Start time of a process (clock ticks since boot; field 22 of /proc/PID/stat).
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 fn start_sbc(lab: &Lab, bin: &Path, cfg: &Path) -> Result<Owned> {

@@ -281,6 +281,38 @@ struct Call {
     ends_at: Option<Instant>,
 }
 
+impl Leg {
+    /// An in-dialog request on this leg (RFC 3261 §12.2.1.1): to the remote target through the
+    /// route set, our From and the peer's To, the leg's Call-ID. No body, no Contact, no extra
+    /// headers, Max-Forwards 70; callers override what differs.
+    fn request<'a>(
+        &'a self,
+        method: &'a Method,
+        local: LocalAddr,
+        branch: &'a str,
+        cseq: u32,
+        user_agent: &'a str,
+    ) -> RequestSpec<'a> {
+        RequestSpec {
+            method,
+            ruri: &self.remote_target,
+            local,
+            branch,
+            max_forwards: 70,
+            routes: &self.route_set,
+            from: &self.local_hdr,
+            to: &self.remote_hdr,
+            call_id: &self.call_id,
+            cseq,
+            contact: false,
+            user_agent,
+            content_type: None,
+            body: b"",
+            extra: &[],
+        }
+    }
+}
+
 impl Call {
     /// The side the call came from (the caller's leg).
     fn leg_side_of_caller(&self) -> Side {
@@ -1496,21 +1528,9 @@ impl B2bua {
         let leg = c.leg(side);
         let ack = msg::request(
             &RequestSpec {
-                method: &Method::Ack,
-                ruri: &leg.remote_target,
-                local,
-                branch: &branch,
-                max_forwards: 70,
-                routes: &leg.route_set,
-                from: &leg.local_hdr,
-                to: &leg.remote_hdr,
-                call_id: &leg.call_id,
-                cseq,
-                contact: false,
-                user_agent: &self.cfg.user_agent,
                 content_type: Some("application/sdp"),
                 body,
-                extra: &[],
+                ..leg.request(&Method::Ack, local, &branch, cseq, &self.cfg.user_agent)
             },
             None,
             &[],
@@ -1998,21 +2018,14 @@ impl B2bua {
         let rack = format!("{rseq} {invite_cseq} INVITE");
         let prack = msg::request(
             &RequestSpec {
-                method: &Method::Prack,
-                ruri: &leg.remote_target,
-                local,
-                branch: &branch,
-                max_forwards: 70,
-                routes: &leg.route_set,
-                from: &leg.local_hdr,
-                to: &leg.remote_hdr,
-                call_id: &leg.call_id,
-                cseq: leg.local_cseq,
-                contact: false,
-                user_agent: &self.cfg.user_agent,
-                content_type: None,
-                body: b"",
                 extra: &[("RAck", rack.as_str())],
+                ..leg.request(
+                    &Method::Prack,
+                    local,
+                    &branch,
+                    leg.local_cseq,
+                    &self.cfg.user_agent,
+                )
             },
             None,
             &[],
@@ -2648,23 +2661,13 @@ impl B2bua {
         let leg = c.leg_mut(side);
         leg.local_cseq += 1;
         let bye = msg::request(
-            &RequestSpec {
-                method: &Method::Bye,
-                ruri: &leg.remote_target,
+            &leg.request(
+                &Method::Bye,
                 local,
-                branch: &branch,
-                max_forwards: 70,
-                routes: &leg.route_set,
-                from: &leg.local_hdr,
-                to: &leg.remote_hdr,
-                call_id: &leg.call_id,
-                cseq: leg.local_cseq,
-                contact: false,
-                user_agent: &self.cfg.user_agent,
-                content_type: None,
-                body: b"",
-                extra: &[],
-            },
+                &branch,
+                leg.local_cseq,
+                &self.cfg.user_agent,
+            ),
             None,
             &[],
             &mut self.buf,
