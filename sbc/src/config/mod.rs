@@ -340,6 +340,15 @@ pub struct Trunk {
     /// Most new calls per second on this trunk (absent: unlimited).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_cps: Option<u32>,
+    /// Register with the carrier (outbound REGISTER with `username`, refreshed before expiry).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub register: bool,
+    /// Registration expiry to ask for, seconds (default 3600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub register_expires_s: Option<u32>,
+    /// Domain of the account (REGISTER Request-URI, From/To host); default: the proxy's IP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_domain: Option<String>,
 }
 
 impl Trunk {
