@@ -15,7 +15,9 @@ use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 use sbc_proto::{
-    b2bua::{B2bua, B2buaConfig, CallInfo, EndReason, Event, LocalAddr, Rng, Target},
+    b2bua::{
+        B2bua, B2buaConfig, CallInfo, EndReason, Event, FailoverTrunk, LocalAddr, Rng, Target,
+    },
     limit::CallLimits,
     net::{Peer, Side, TransportKind},
     protect::{GuardConfig, SourceGuard, Verdict, user_agent_denied},
@@ -75,6 +77,8 @@ pub struct CallMetrics {
     pub bans_active: IntGauge,
     /// Outbound registration state per trunk: 1 for the current state, 0 for the others.
     pub registration_state: IntGaugeVec,
+    /// Calls moved away from a trunk after a timeout, 408 or 5xx, by that trunk.
+    pub failovers: IntCounterVec,
 }
 
 impl CallMetrics {
@@ -216,6 +220,14 @@ impl CallMetrics {
             &["trunk", "state"],
         )?;
         registry.register(Box::new(registration_state.clone()))?;
+        let failovers = IntCounterVec::new(
+            Opts::new(
+                "sbc_trunk_failovers_total",
+                "Calls moved to the next trunk after a timeout, 408 or 5xx, by the failed trunk.",
+            ),
+            &["trunk"],
+        )?;
+        registry.register(Box::new(failovers.clone()))?;
         registry.register(Box::new(bans.clone()))?;
         registry.register(Box::new(bans_active.clone()))?;
         registry.register(Box::new(transactions.clone()))?;
@@ -254,6 +266,7 @@ impl CallMetrics {
             bans,
             bans_active,
             registration_state,
+            failovers,
         })
     }
 }
@@ -442,6 +455,19 @@ pub fn b2bua_config(c: &Config) -> B2buaConfig {
         },
         trunk,
         trunk_credentials: c.trunks.first().and_then(crate::config::Trunk::credentials),
+        // Failover follows the configured order of preference.
+        failover: c
+            .trunks
+            .iter()
+            .skip(1)
+            .map(|t| FailoverTrunk {
+                target: Target {
+                    addr: t.proxy,
+                    transport: t.transport.kind(),
+                },
+                credentials: t.credentials(),
+            })
+            .collect(),
         trunk_limits: c
             .trunks
             .first()
@@ -984,6 +1010,25 @@ pub async fn run(
                             .duration
                             .with_label_values(&[d])
                             .observe(at.elapsed().as_secs_f64());
+                    }
+                }
+                Event::Failover { call, from, status } => {
+                    let failed = trunks.0.get(from).map_or("none", |(n, _)| n.as_str());
+                    calls.failovers.with_label_values(&[failed]).inc();
+                    tracing::info!(call, status, "call moved to the next trunk");
+                    if let Some(next) = trunks.0.get(from + 1)
+                        && let Some(c) = live.get_mut(&call)
+                    {
+                        // The call now counts on the trunk that carries it.
+                        calls
+                            .trunk_active
+                            .with_label_values(&[&c.trunk, c.direction])
+                            .dec();
+                        c.trunk = next.0.clone();
+                        calls
+                            .trunk_active
+                            .with_label_values(&[&c.trunk, c.direction])
+                            .inc();
                     }
                 }
                 Event::AdmissionRejected { from, limit } => {
