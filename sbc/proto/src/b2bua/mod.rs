@@ -400,6 +400,8 @@ pub struct B2bua {
     resending: Option<String>,
     auth_retries: u64,
     auth_failures: u64,
+    /// Trunks marked down by their health check (index as in [`B2bua::set_trunk_usable`]).
+    trunk_down: Vec<bool>,
     /// CPS buckets of the global and the trunk limits, rebuilt when a rate changes.
     cps: [Option<TokenBucket>; 2],
     /// The last nonce answered and its use count, so a carrier reusing a nonce sees nc grow
@@ -433,6 +435,7 @@ impl B2bua {
             auth_retries: 0,
             auth_failures: 0,
             cps,
+            trunk_down: Vec::new(),
             last_nonce: None,
             buf: Vec::with_capacity(2048),
             sdp_buf: Vec::with_capacity(1024),
@@ -894,8 +897,15 @@ impl B2bua {
             self.final_on_server(now, &key, 404, "Not Found", None, media);
             return;
         };
+        // Outbound: the first trunk in order of preference that is not down (the first one if
+        // all are: better a try than a certain failure).
+        let trunk_index = if to == Side::Outside {
+            self.next_usable_trunk(None).unwrap_or(0)
+        } else {
+            0
+        };
         let (target, local_to) = match to {
-            Side::Outside => (self.cfg.trunk, self.cfg.outside),
+            Side::Outside => (self.trunk_target(trunk_index), self.cfg.outside),
             Side::Inside => (self.cfg.pbx, self.cfg.inside),
         };
         let body = msg.body();
@@ -1029,7 +1039,7 @@ impl B2bua {
             last_callee_rseq: None,
             acks: [None, None],
             ends_at: self.cfg.max_call_duration.map(|d| now + d),
-            trunk: 0,
+            trunk: trunk_index,
             first_invite: None,
         };
         let mut sdp_out = Vec::new();
@@ -2097,6 +2107,33 @@ impl B2bua {
         credentials_of(&self.cfg, &self.calls, call)
     }
 
+    /// Marks trunk `index` (0: `trunk`, i: `failover[i - 1]`) usable or not (its OPTIONS health):
+    /// new calls and failovers skip trunks that are down.
+    pub fn set_trunk_usable(&mut self, index: usize, usable: bool) {
+        if self.trunk_down.len() <= index {
+            self.trunk_down.resize(index + 1, false);
+        }
+        self.trunk_down[index] = !usable;
+    }
+
+    /// The first trunk after `after` (from the start for None) that is not down.
+    fn next_usable_trunk(&self, after: Option<usize>) -> Option<usize> {
+        let start = after.map_or(0, |a| a + 1);
+        (start..=self.cfg.failover.len())
+            .find(|i| !self.trunk_down.get(*i).copied().unwrap_or(false))
+    }
+
+    fn trunk_target(&self, index: usize) -> Target {
+        match index {
+            0 => self.cfg.trunk,
+            i => self
+                .cfg
+                .failover
+                .get(i - 1)
+                .map_or(self.cfg.trunk, |f| f.target),
+        }
+    }
+
     /// Moves an outbound call whose INVITE failed with `status` to the next trunk: a new
     /// dialog there (Call-ID, From tag, CSeq 1, Request-URI and To on the new proxy) carrying
     /// the same offer. The caller sees nothing but a longer wait. False when no trunk is left.
@@ -2110,7 +2147,10 @@ impl B2bua {
         let Some(c) = self.calls.get(&call) else {
             return false;
         };
-        let Some(next) = self.cfg.failover.get(c.trunk).cloned() else {
+        let Some(index) = self.next_usable_trunk(Some(c.trunk)) else {
+            return false;
+        };
+        let Some(next) = self.cfg.failover.get(index - 1).cloned() else {
             return false;
         };
         let Some(first) = c.first_invite.clone() else {
@@ -2173,7 +2213,7 @@ impl B2bua {
         leg.remote_target = ruri;
         leg.route_set = Vec::new();
         leg.invite_out = Some(ck.clone());
-        c.trunk += 1;
+        c.trunk = index;
         c.first_invite = Some(rebuilt);
         c.initial_client = ck.clone();
         c.acks[side_index(Side::Outside)] = None;

@@ -132,3 +132,82 @@ fn busy_and_decline_do_not_fail_over() {
         sim.assert_clean();
     }
 }
+
+#[test]
+fn trunks_marked_down_by_their_health_check_are_skipped() {
+    let mut sim = Sim::new();
+    let mut cfg = config();
+    cfg.failover = ["198.51.100.8:5090", "198.51.100.9:5090"]
+        .into_iter()
+        .map(|a| FailoverTrunk {
+            target: Target {
+                addr: addr(a),
+                transport: TransportKind::Udp,
+            },
+            credentials: None,
+        })
+        .collect();
+    sim.sbc.set_config(cfg);
+    // The first trunk is down: new calls start on the second.
+    sim.sbc.set_trunk_usable(0, false);
+    sim.deliver(pbx(), &pbx_invite("z9hG4bKpbx1", Some(SDP_PBX)));
+    sim.take_pbx();
+    let inv = sim.take_carrier().remove(0);
+    assert_eq!(
+        inv.request_uri_str(),
+        Some("sip:15551234567@198.51.100.8:5090")
+    );
+    // The second fails with 503 while the third... is fine: it goes there.
+    sim.deliver(
+        carrier(),
+        &carrier_response(&inv, 503, "Service Unavailable", Some("t2"), None),
+    );
+    let out = sim.take_carrier();
+    assert_eq!(
+        out[1].request_uri_str(),
+        Some("sip:15551234567@198.51.100.9:5090")
+    );
+    assert_eq!(failovers(&mut sim), vec![(1, 503)]);
+
+    // Everything down: the first trunk is tried anyway (better a try than a certain failure);
+    // a failure there has no usable trunk left to go to.
+    let mut sim2 = Sim::new();
+    let mut cfg = config();
+    cfg.failover = vec![FailoverTrunk {
+        target: Target {
+            addr: addr(SECOND),
+            transport: TransportKind::Udp,
+        },
+        credentials: None,
+    }];
+    sim2.sbc.set_config(cfg);
+    sim2.sbc.set_trunk_usable(0, false);
+    sim2.sbc.set_trunk_usable(1, false);
+    sim2.deliver(pbx(), &pbx_invite("z9hG4bKpbx1", Some(SDP_PBX)));
+    sim2.take_pbx();
+    let inv = sim2.take_carrier().remove(0);
+    assert_eq!(
+        inv.request_uri_str(),
+        Some("sip:15551234567@198.51.100.7:5090")
+    );
+    sim2.deliver(
+        carrier(),
+        &carrier_response(&inv, 503, "Service Unavailable", Some("t1"), None),
+    );
+    assert_eq!(status(&sim2.take_pbx()[0]), 503);
+    // Back up: the first trunk again.
+    sim2.sbc.set_trunk_usable(0, true);
+    sim2.deliver(
+        pbx(),
+        &pbx_invite("z9hG4bKpbx2", Some(SDP_PBX)).replace("pbx-call-1", "pbx-call-2"),
+    );
+    let inv = sim2
+        .take_carrier()
+        .into_iter()
+        .find(|m| m.method() == Some(&Method::Invite))
+        .expect("INVITE");
+    assert_eq!(
+        inv.request_uri_str(),
+        Some("sip:15551234567@198.51.100.7:5090")
+    );
+}
