@@ -18,6 +18,7 @@ use sbc_proto::{
     b2bua::{
         B2bua, B2buaConfig, CallInfo, EndReason, Event, FailoverTrunk, LocalAddr, Rng, Target,
     },
+    health::{HealthCheck, HealthConfig},
     limit::CallLimits,
     net::{Peer, Side, TransportKind},
     protect::{GuardConfig, SourceGuard, Verdict, user_agent_denied},
@@ -79,6 +80,8 @@ pub struct CallMetrics {
     pub registration_state: IntGaugeVec,
     /// Calls moved away from a trunk after a timeout, 408 or 5xx, by that trunk.
     pub failovers: IntCounterVec,
+    /// OPTIONS health per trunk: 1 for the current state (`unknown`, `up`, `down`).
+    pub health: IntGaugeVec,
 }
 
 impl CallMetrics {
@@ -228,6 +231,14 @@ impl CallMetrics {
             &["trunk"],
         )?;
         registry.register(Box::new(failovers.clone()))?;
+        let health = IntGaugeVec::new(
+            Opts::new(
+                "sbc_trunk_health",
+                "OPTIONS health per trunk (1 = current state: unknown, up, down).",
+            ),
+            &["trunk", "state"],
+        )?;
+        registry.register(Box::new(health.clone()))?;
         registry.register(Box::new(bans.clone()))?;
         registry.register(Box::new(bans_active.clone()))?;
         registry.register(Box::new(transactions.clone()))?;
@@ -267,6 +278,7 @@ impl CallMetrics {
             bans_active,
             registration_state,
             failovers,
+            health,
         })
     }
 }
@@ -533,6 +545,93 @@ pub fn registrations(c: &Config) -> Vec<TrunkRegistration> {
         .collect()
 }
 
+/// One trunk's OPTIONS health check as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrunkHealth {
+    /// The trunk's name.
+    pub trunk: String,
+    /// Its position in the order of preference (the B2BUA's trunk index).
+    pub index: usize,
+    /// Where the pings go.
+    pub peer: Peer,
+    /// The check's parameters.
+    pub cfg: HealthConfig,
+}
+
+/// The health checks of every trunk with `options_interval_s`.
+pub fn health_checks(c: &Config) -> Vec<TrunkHealth> {
+    let b2bua = b2bua_config(c);
+    c.trunks
+        .iter()
+        .enumerate()
+        .filter_map(|(index, t)| {
+            let interval = Duration::from_secs(u64::from(t.options_interval_s?));
+            Some(TrunkHealth {
+                trunk: t.name.clone(),
+                index,
+                peer: Peer {
+                    side: Side::Outside,
+                    transport: t.transport.kind(),
+                    addr: t.proxy,
+                    conn: None,
+                },
+                cfg: HealthConfig {
+                    target: t.proxy,
+                    local: b2bua.outside.addr,
+                    transport: t.transport.kind(),
+                    interval,
+                    timeout: interval.min(Duration::from_secs(5)),
+                    up_after: t.options_up_after.unwrap_or(2),
+                    down_after: t.options_down_after.unwrap_or(3),
+                    timers: b2bua.timers,
+                    user_agent: c.general.user_agent.clone(),
+                },
+            })
+        })
+        .collect()
+}
+
+fn flush_health(
+    checks: &mut [(TrunkHealth, HealthCheck)],
+    transport: &Transport,
+    calls: &CallMetrics,
+) {
+    for (t, h) in checks.iter_mut() {
+        while let Some(data) = h.poll_transmit() {
+            count_outgoing(calls, t.peer.side, &data);
+            if let Err(e) = transport.send(&t.peer, data) {
+                tracing::debug!(trunk = %t.trunk, error = %e, "sending OPTIONS failed");
+            }
+        }
+    }
+}
+
+/// Applies health changes to the engine (trunks that are down are skipped) and the metrics.
+fn apply_health(
+    checks: &mut [(TrunkHealth, HealthCheck)],
+    engine: &mut B2bua,
+    calls: &CallMetrics,
+    force: bool,
+) {
+    for (t, h) in checks.iter_mut() {
+        let changed = h.poll_change();
+        if changed.is_none() && !force {
+            continue;
+        }
+        let state = h.state();
+        if let Some(s) = changed {
+            tracing::info!(trunk = %t.trunk, state = s.as_str(), "trunk health changed");
+        }
+        engine.set_trunk_usable(t.index, state.usable());
+        for s in ["unknown", "up", "down"] {
+            calls
+                .health
+                .with_label_values(&[&t.trunk, s])
+                .set(i64::from(state.as_str() == s));
+        }
+    }
+}
+
 /// A trunk's registration state, as the admin API shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RegView {
@@ -631,6 +730,8 @@ pub enum Command {
     ListBans(oneshot::Sender<BanList>),
     /// Lift the ban of one source; false if it was not banned.
     Unban(IpAddr, oneshot::Sender<bool>),
+    /// OPTIONS health of the checked trunks: (name, state).
+    Health(oneshot::Sender<Vec<(String, &'static str)>>),
     /// Registration states of the registering trunks.
     Registrations(oneshot::Sender<Vec<RegView>>),
     /// Send a REGISTER for this trunk now; false if it does not register.
@@ -645,6 +746,8 @@ pub enum Command {
         trunks: TrunkNames,
         /// Outbound registrations (changed ones restart).
         registrations: Vec<TrunkRegistration>,
+        /// OPTIONS health checks (changed ones restart).
+        health: Vec<TrunkHealth>,
         /// Answered once applied.
         done: oneshot::Sender<()>,
     },
@@ -699,6 +802,13 @@ impl SignalingHandle {
         rx.await.ok()
     }
 
+    /// Trunk health states; `None` if the signaling task is gone.
+    pub async fn health(&self) -> Option<Vec<(String, &'static str)>> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::Health(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
     /// Registration states; `None` if the signaling task is gone.
     pub async fn registrations(&self) -> Option<Vec<RegView>> {
         let (tx, rx) = oneshot::channel();
@@ -738,6 +848,7 @@ impl SignalingHandle {
             acl: Acl::from_config(config),
             trunks: TrunkNames::from_config(config),
             registrations: registrations(config),
+            health: health_checks(config),
             done,
         };
         self.tx.send(cmd).await.is_ok() && rx.await.is_ok()
@@ -754,6 +865,7 @@ pub async fn run(
     acl: Acl,
     trunks: TrunkNames,
     registrations: Vec<TrunkRegistration>,
+    health: Vec<TrunkHealth>,
     mut media: MediaManager,
     transport: Transport,
     mut inbound: mpsc::Receiver<Inbound>,
@@ -771,6 +883,14 @@ pub async fn run(
         })
         .collect();
     flush_registrations(&mut regs, &transport, &calls);
+    let start = std::time::Instant::now();
+    let mut checks: Vec<(TrunkHealth, HealthCheck)> = health
+        .into_iter()
+        .map(|t| {
+            let h = HealthCheck::new(t.cfg.clone(), Rng::new(seed()), start);
+            (t, h)
+        })
+        .collect();
     let mut acl = acl;
     let mut trunks = trunks;
     let mut engine = B2bua::new(cfg, Rng::new(seed()));
@@ -788,6 +908,7 @@ pub async fn run(
             .poll_timeout()
             .into_iter()
             .chain(regs.iter().filter_map(|(_, r)| r.poll_timeout()))
+            .chain(checks.iter().filter_map(|(_, h)| h.poll_timeout()))
             .min()
             .map(tokio::time::Instant::from_std);
         let sleep = async {
@@ -834,6 +955,18 @@ pub async fn run(
                         .inc();
                     continue;
                 }
+                // Answers to our OPTIONS pings belong to the health check.
+                if !m.message.is_request()
+                    && m.message.cseq().method == Method::Options
+                    && checks.iter().any(|(_, h)| h.matches(&m.message))
+                {
+                    let now = std::time::Instant::now();
+                    for (_, h) in &mut checks {
+                        h.handle_response(now, &m.message);
+                    }
+                    apply_health(&mut checks, &mut engine, &calls, false);
+                    continue;
+                }
                 // Responses to our REGISTERs belong to the registration, not to a call.
                 if !m.message.is_request() && m.message.cseq().method == Method::Register {
                     let now = std::time::Instant::now();
@@ -856,6 +989,11 @@ pub async fn run(
                 }
                 flush_registrations(&mut regs, &transport, &calls);
                 update_registration_metrics(&calls, &regs);
+                for (_, h) in &mut checks {
+                    h.handle_timeout(now);
+                }
+                flush_health(&mut checks, &transport, &calls);
+                apply_health(&mut checks, &mut engine, &calls, false);
             }
             Some(cmd) = commands.recv() => match cmd {
                 Command::ListCalls(reply) => {
@@ -882,6 +1020,13 @@ pub async fn run(
                 Command::Unban(ip, reply) => {
                     let _ = reply.send(guard.unban(ip));
                 }
+                Command::Health(reply) => {
+                    let states = checks
+                        .iter()
+                        .map(|(t, h)| (t.trunk.clone(), h.state().as_str()))
+                        .collect();
+                    let _ = reply.send(states);
+                }
                 Command::Registrations(reply) => {
                     let now = std::time::Instant::now();
                     let views = regs
@@ -906,7 +1051,24 @@ pub async fn run(
                     flush_registrations(&mut regs, &transport, &calls);
                     let _ = reply.send(ok);
                 }
-                Command::Reconfigure { b2bua, acl: new_acl, trunks: new_trunks, registrations: new_regs, done } => {
+                Command::Reconfigure { b2bua, acl: new_acl, trunks: new_trunks, registrations: new_regs, health: new_health, done } => {
+                    // Health checks: unchanged ones keep their state; every trunk is usable
+                    // again unless its (kept) check says it is down.
+                    let mut old_checks = std::mem::take(&mut checks);
+                    let now = std::time::Instant::now();
+                    for t in new_health {
+                        match old_checks.iter().position(|(o, _)| *o == t) {
+                            Some(i) => checks.push(old_checks.swap_remove(i)),
+                            None => {
+                                let h = HealthCheck::new(t.cfg.clone(), Rng::new(seed()), now);
+                                checks.push((t, h));
+                            }
+                        }
+                    }
+                    for i in 0..=b2bua.failover.len() {
+                        engine.set_trunk_usable(i, true);
+                    }
+                    calls.health.reset();
                     // Unchanged registrations keep their binding; changed or new ones start over.
                     let mut old = std::mem::take(&mut regs);
                     for t in new_regs {
@@ -930,6 +1092,7 @@ pub async fn run(
                     update_registration_metrics(&calls, &regs);
                     guard.set_config(new_acl.guard);
                     engine.set_config(*b2bua);
+                    apply_health(&mut checks, &mut engine, &calls, true);
                     acl = new_acl;
                     trunks = new_trunks;
                     let _ = done.send(());
@@ -943,6 +1106,11 @@ pub async fn run(
                 }
                 flush_registrations(&mut regs, &transport, &calls);
                 update_registration_metrics(&calls, &regs);
+                for (_, h) in &mut checks {
+                    h.handle_timeout(now);
+                }
+                flush_health(&mut checks, &transport, &calls);
+                apply_health(&mut checks, &mut engine, &calls, false);
                 // Expired bans leave the list (and the gauge) even when nobody asks.
                 let active = guard.bans(now).len();
                 calls.bans_active.set(i64::try_from(active).unwrap_or(i64::MAX));

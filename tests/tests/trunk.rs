@@ -675,3 +675,79 @@ fn failover_from_a_dead_and_a_503_trunk_but_not_on_486_or_603() {
         "no failover on 486 or 603"
     );
 }
+
+fn trunk_health(lab: &MediaLab, name: &str) -> String {
+    let body = lab
+        .request("GET", &format!("/api/v1/trunks/{name}"), None)
+        .expect("admin API")
+        .body;
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    v["health"]["state"].as_str().unwrap_or("").to_owned()
+}
+
+fn wait_health(lab: &MediaLab, name: &str, want: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let s = trunk_health(lab, name);
+        if s == want || Instant::now() >= deadline {
+            return s;
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn options_health_takes_a_dead_trunk_out_of_the_route_and_back() {
+    if !sbc_e2e::require_root("trunk") {
+        return;
+    }
+    let lab = MediaLab::start("shc", "xdp = \"off\"");
+    add_address(&lab.lab.carrier, "car0", "198.18.2.3/24");
+    thread::sleep(Duration::from_millis(300));
+    patch(
+        &lab,
+        r#"{"trunk":[{"name":"first","proxy":"198.18.2.3:5060","options_interval_s":1,
+            "options_down_after":2,"options_up_after":1},
+            {"name":"carrier","proxy":"198.18.2.2:5060"}]}"#,
+    );
+    // Nobody answers on the first trunk: down after two failed pings.
+    assert_eq!(
+        wait_health(&lab, "first", "down", Duration::from_secs(10)),
+        "down"
+    );
+    assert_eq!(
+        metric(&lab, "sbc_trunk_health{state=\"down\",trunk=\"first\"}"),
+        Some(1.0)
+    );
+    assert_eq!(trunk_health(&lab, "carrier"), "not_monitored");
+    // A call goes straight to the second trunk: no failover needed.
+    let (caller, callee) = answered_call();
+    run_call(&lab, &caller, &callee).expect("call on the second trunk");
+    assert_eq!(
+        metric(&lab, "sbc_trunk_failovers_total{trunk=\"first\"}"),
+        None,
+        "the down trunk was skipped, not tried"
+    );
+    // The proxy comes back and answers a ping: up again.
+    let xml = sipp::write_scenario(
+        "options",
+        &sipp::scenario(
+            "options",
+            false,
+            &[
+                RecvRequest { method: "OPTIONS" },
+                Respond {
+                    code: 200,
+                    reason: "OK",
+                    sdp: None,
+                },
+            ],
+        ),
+    );
+    let mut proxy = sipp::run(&lab.lab.carrier, xml.path(), "198.18.2.3:5060", None, &[]);
+    assert_eq!(
+        wait_health(&lab, "first", "up", Duration::from_secs(10)),
+        "up"
+    );
+    let _ = proxy.wait_timeout(Duration::from_secs(5));
+}

@@ -185,7 +185,19 @@ pub async fn end_call(
     }
 }
 
-fn trunk_view(t: &crate::config::Trunk, regs: Option<&[RegView]>) -> Value {
+fn trunk_view(
+    t: &crate::config::Trunk,
+    regs: Option<&[RegView]>,
+    health: Option<&[(String, &'static str)]>,
+) -> Value {
+    let health = if t.options_interval_s.is_some() {
+        let state = health
+            .and_then(|h| h.iter().find(|(n, _)| *n == t.name))
+            .map_or("unknown", |(_, s)| *s);
+        json!({"state": state})
+    } else {
+        json!({"state": "not_monitored"})
+    };
     let registration = if t.register {
         match regs.and_then(|r| r.iter().find(|v| v.trunk == t.name)) {
             Some(v) => json!(v),
@@ -203,8 +215,8 @@ fn trunk_view(t: &crate::config::Trunk, regs: Option<&[RegView]>) -> Value {
         "name": t.name,
         "config": config,
         "registration": registration,
-        // OPTIONS health checks are not built yet: a trunk's health is not monitored.
-        "health": {"state": "not_monitored"},
+        // `not_monitored` without options_interval_s; else unknown/up/down.
+        "health": health,
     })
 }
 
@@ -212,10 +224,11 @@ fn trunk_view(t: &crate::config::Trunk, regs: Option<&[RegView]>) -> Value {
 pub async fn list_trunks(State(s): State<Arc<AdminState>>) -> Json<Value> {
     let c = s.config.current();
     let regs = s.signaling.registrations().await;
+    let health = s.signaling.health().await;
     Json(Value::Array(
         c.trunks
             .iter()
-            .map(|t| trunk_view(t, regs.as_deref()))
+            .map(|t| trunk_view(t, regs.as_deref(), health.as_deref()))
             .collect(),
     ))
 }
@@ -227,10 +240,11 @@ pub async fn get_trunk(
 ) -> Result<Json<Value>> {
     let c = s.config.current();
     let regs = s.signaling.registrations().await;
+    let health = s.signaling.health().await;
     c.trunks
         .iter()
         .find(|t| t.name == name)
-        .map(|t| Json(trunk_view(t, regs.as_deref())))
+        .map(|t| Json(trunk_view(t, regs.as_deref(), health.as_deref())))
         .ok_or_else(|| ApiError::not_found(format!("no trunk `{name}`")))
 }
 

@@ -153,6 +153,22 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
                 "max_calls and max_cps must be at least 1 (leave out for unlimited)".into(),
             );
         }
+        if t.options_interval_s
+            .is_some_and(|v| !(1..=3600).contains(&v))
+        {
+            bad(
+                &format!("trunk[{i}].options_interval_s"),
+                "must be 1-3600".into(),
+            );
+        }
+        for (key, v) in [
+            ("options_down_after", t.options_down_after),
+            ("options_up_after", t.options_up_after),
+        ] {
+            if v.is_some_and(|v| !(1..=100).contains(&v)) {
+                bad(&format!("trunk[{i}].{key}"), "must be 1-100".into());
+            }
+        }
         if t.register && t.username.is_none() {
             bad(
                 &format!("trunk[{i}].username"),
