@@ -100,6 +100,8 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
         crate::signaling::b2bua_config(&config),
         crate::signaling::Acl::from_config(&config),
         crate::signaling::TrunkNames::from_config(&config),
+        crate::signaling::registrations(&config),
+        crate::signaling::health_checks(&config),
         media.clone(),
         transport.clone(),
         inbound_rx,
@@ -175,6 +177,9 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
 
     tracing::info!("shutting down");
     let _ = stop_signaling.send(true);
+    // Let the signaling task (the only one in `tasks`) finish its de-registrations, bounded to
+    // 2 s there, while the transport still runs; then stop everything.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), tasks.join_next()).await;
     transport.shutdown();
     tasks.shutdown().await;
     if let Some(xdp) = &state.xdp {

@@ -15,10 +15,15 @@ use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 use sbc_proto::{
-    b2bua::{B2bua, B2buaConfig, CallInfo, EndReason, Event, LocalAddr, Rng, Target},
+    b2bua::{
+        B2bua, B2buaConfig, CallInfo, EndReason, Event, FailoverTrunk, LocalAddr, Rng, Target,
+    },
+    health::{HealthCheck, HealthConfig},
     limit::CallLimits,
     net::{Peer, Side, TransportKind},
     protect::{GuardConfig, SourceGuard, Verdict, user_agent_denied},
+    register::{RegConfig, RegState, Registration},
+    sip::Method,
     transaction::TimerConfig,
 };
 use tokio::sync::{mpsc, oneshot, watch};
@@ -71,6 +76,12 @@ pub struct CallMetrics {
     pub bans: IntCounter,
     /// Sources banned now.
     pub bans_active: IntGauge,
+    /// Outbound registration state per trunk: 1 for the current state, 0 for the others.
+    pub registration_state: IntGaugeVec,
+    /// Calls moved away from a trunk after a timeout, 408 or 5xx, by that trunk.
+    pub failovers: IntCounterVec,
+    /// OPTIONS health per trunk: 1 for the current state (`unknown`, `up`, `down`).
+    pub health: IntGaugeVec,
 }
 
 impl CallMetrics {
@@ -204,6 +215,30 @@ impl CallMetrics {
             "Sources banned for exceeding their SIP message rate.",
         )?;
         let bans_active = IntGauge::new("sbc_bans_active", "Sources banned now.")?;
+        let registration_state = IntGaugeVec::new(
+            Opts::new(
+                "sbc_trunk_registration_state",
+                "Outbound registration state per trunk (1 = current state).",
+            ),
+            &["trunk", "state"],
+        )?;
+        registry.register(Box::new(registration_state.clone()))?;
+        let failovers = IntCounterVec::new(
+            Opts::new(
+                "sbc_trunk_failovers_total",
+                "Calls moved to the next trunk after a timeout, 408 or 5xx, by the failed trunk.",
+            ),
+            &["trunk"],
+        )?;
+        registry.register(Box::new(failovers.clone()))?;
+        let health = IntGaugeVec::new(
+            Opts::new(
+                "sbc_trunk_health",
+                "OPTIONS health per trunk (1 = current state: unknown, up, down).",
+            ),
+            &["trunk", "state"],
+        )?;
+        registry.register(Box::new(health.clone()))?;
         registry.register(Box::new(bans.clone()))?;
         registry.register(Box::new(bans_active.clone()))?;
         registry.register(Box::new(transactions.clone()))?;
@@ -241,6 +276,9 @@ impl CallMetrics {
             trunk_auth,
             bans,
             bans_active,
+            registration_state,
+            failovers,
+            health,
         })
     }
 }
@@ -429,6 +467,19 @@ pub fn b2bua_config(c: &Config) -> B2buaConfig {
         },
         trunk,
         trunk_credentials: c.trunks.first().and_then(crate::config::Trunk::credentials),
+        // Failover follows the configured order of preference.
+        failover: c
+            .trunks
+            .iter()
+            .skip(1)
+            .map(|t| FailoverTrunk {
+                target: Target {
+                    addr: t.proxy,
+                    transport: t.transport.kind(),
+                },
+                credentials: t.credentials(),
+            })
+            .collect(),
         trunk_limits: c
             .trunks
             .first()
@@ -445,6 +496,174 @@ pub fn b2bua_config(c: &Config) -> B2buaConfig {
         pass_headers: B2buaConfig::default_pass_headers(),
         max_call_duration: None,
     }
+}
+
+/// One trunk's outbound registration as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrunkRegistration {
+    /// The trunk's name.
+    pub trunk: String,
+    /// Where REGISTERs go (the trunk's proxy).
+    pub peer: Peer,
+    /// The registration's parameters.
+    pub cfg: RegConfig,
+}
+
+/// The registrations of every trunk with `register = true`.
+pub fn registrations(c: &Config) -> Vec<TrunkRegistration> {
+    let b2bua = b2bua_config(c);
+    c.trunks
+        .iter()
+        .filter(|t| t.register)
+        .filter_map(|t| {
+            let user = t.username.clone()?;
+            Some(TrunkRegistration {
+                trunk: t.name.clone(),
+                peer: Peer {
+                    side: Side::Outside,
+                    transport: t.transport.kind(),
+                    addr: t.proxy,
+                    conn: None,
+                },
+                cfg: RegConfig {
+                    user,
+                    domain: t
+                        .from_domain
+                        .clone()
+                        .unwrap_or_else(|| t.proxy.ip().to_string()),
+                    local: b2bua.outside.addr,
+                    transport: t.transport.kind(),
+                    expires: t.register_expires_s.unwrap_or(3600),
+                    credentials: t.credentials(),
+                    timers: b2bua.timers,
+                    user_agent: c.general.user_agent.clone(),
+                    backoff_base: Duration::from_secs(30),
+                    backoff_max: Duration::from_secs(1800),
+                },
+            })
+        })
+        .collect()
+}
+
+/// One trunk's OPTIONS health check as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrunkHealth {
+    /// The trunk's name.
+    pub trunk: String,
+    /// Its position in the order of preference (the B2BUA's trunk index).
+    pub index: usize,
+    /// Where the pings go.
+    pub peer: Peer,
+    /// The check's parameters.
+    pub cfg: HealthConfig,
+}
+
+/// The health checks of every trunk with `options_interval_s`.
+pub fn health_checks(c: &Config) -> Vec<TrunkHealth> {
+    let b2bua = b2bua_config(c);
+    c.trunks
+        .iter()
+        .enumerate()
+        .filter_map(|(index, t)| {
+            let interval = Duration::from_secs(u64::from(t.options_interval_s?));
+            Some(TrunkHealth {
+                trunk: t.name.clone(),
+                index,
+                peer: Peer {
+                    side: Side::Outside,
+                    transport: t.transport.kind(),
+                    addr: t.proxy,
+                    conn: None,
+                },
+                cfg: HealthConfig {
+                    target: t.proxy,
+                    local: b2bua.outside.addr,
+                    transport: t.transport.kind(),
+                    interval,
+                    timeout: interval.min(Duration::from_secs(5)),
+                    up_after: t.options_up_after.unwrap_or(2),
+                    down_after: t.options_down_after.unwrap_or(3),
+                    timers: b2bua.timers,
+                    user_agent: c.general.user_agent.clone(),
+                },
+            })
+        })
+        .collect()
+}
+
+fn flush_health(
+    checks: &mut [(TrunkHealth, HealthCheck)],
+    transport: &Transport,
+    calls: &CallMetrics,
+) {
+    for (t, h) in checks.iter_mut() {
+        while let Some(data) = h.poll_transmit() {
+            count_outgoing(calls, t.peer.side, &data);
+            if let Err(e) = transport.send(&t.peer, data) {
+                tracing::debug!(trunk = %t.trunk, error = %e, "sending OPTIONS failed");
+            }
+        }
+    }
+}
+
+/// Applies health changes to the engine (trunks that are down are skipped) and the metrics.
+fn apply_health(
+    checks: &mut [(TrunkHealth, HealthCheck)],
+    engine: &mut B2bua,
+    calls: &CallMetrics,
+    force: bool,
+) {
+    for (t, h) in checks.iter_mut() {
+        let changed = h.poll_change();
+        if changed.is_none() && !force {
+            continue;
+        }
+        let state = h.state();
+        if let Some(s) = changed {
+            tracing::info!(trunk = %t.trunk, state = s.as_str(), "trunk health changed");
+        }
+        engine.set_trunk_usable(t.index, state.usable());
+        for s in ["unknown", "up", "down"] {
+            calls
+                .health
+                .with_label_values(&[&t.trunk, s])
+                .set(i64::from(state.as_str() == s));
+        }
+    }
+}
+
+/// A trunk's registration state, as the admin API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RegView {
+    /// The trunk's name.
+    pub trunk: String,
+    /// `unregistered`, `registering`, `registered`, `failed` or `backing_off`.
+    pub state: &'static str,
+    /// Expiry granted by the registrar, seconds.
+    pub expires_s: Option<u32>,
+    /// Seconds until the next REGISTER (refresh or retry).
+    pub next_register_in_s: Option<u64>,
+}
+
+fn flush_registrations(
+    regs: &mut [(TrunkRegistration, Registration)],
+    transport: &Transport,
+    calls: &CallMetrics,
+) {
+    for (t, reg) in regs.iter_mut() {
+        while let Some(data) = reg.poll_transmit() {
+            count_outgoing(calls, t.peer.side, &data);
+            if let Err(e) = transport.send(&t.peer, data) {
+                tracing::debug!(trunk = %t.trunk, error = %e, "sending REGISTER failed");
+            }
+        }
+    }
+}
+
+fn start_registration(t: &TrunkRegistration) -> Registration {
+    let mut reg = Registration::new(t.cfg.clone(), Rng::new(seed()));
+    reg.start(std::time::Instant::now());
+    reg
 }
 
 /// Who may send SIP to the SBC: the PBX networks inside, the trunk proxies outside; and the
@@ -511,6 +730,12 @@ pub enum Command {
     ListBans(oneshot::Sender<BanList>),
     /// Lift the ban of one source; false if it was not banned.
     Unban(IpAddr, oneshot::Sender<bool>),
+    /// OPTIONS health of the checked trunks: (name, state).
+    Health(oneshot::Sender<Vec<(String, &'static str)>>),
+    /// Registration states of the registering trunks.
+    Registrations(oneshot::Sender<Vec<RegView>>),
+    /// Send a REGISTER for this trunk now; false if it does not register.
+    Register(String, oneshot::Sender<bool>),
     /// Use a new configuration for new calls (calls in progress keep theirs).
     Reconfigure {
         /// The B2BUA part.
@@ -519,6 +744,10 @@ pub enum Command {
         acl: Acl,
         /// Trunk names, for metrics.
         trunks: TrunkNames,
+        /// Outbound registrations (changed ones restart).
+        registrations: Vec<TrunkRegistration>,
+        /// OPTIONS health checks (changed ones restart).
+        health: Vec<TrunkHealth>,
         /// Answered once applied.
         done: oneshot::Sender<()>,
     },
@@ -573,6 +802,30 @@ impl SignalingHandle {
         rx.await.ok()
     }
 
+    /// Trunk health states; `None` if the signaling task is gone.
+    pub async fn health(&self) -> Option<Vec<(String, &'static str)>> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::Health(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Registration states; `None` if the signaling task is gone.
+    pub async fn registrations(&self) -> Option<Vec<RegView>> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::Registrations(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Forces a REGISTER for `trunk`; `Some(false)` if it does not register.
+    pub async fn register(&self, trunk: &str) -> Option<bool> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Register(trunk.to_owned(), tx))
+            .await
+            .ok()?;
+        rx.await.ok()
+    }
+
     /// Every call; `None` if the signaling task is gone.
     pub async fn calls(&self) -> Option<Vec<CallInfo>> {
         let (tx, rx) = oneshot::channel();
@@ -594,6 +847,8 @@ impl SignalingHandle {
             b2bua: Box::new(b2bua_config(config)),
             acl: Acl::from_config(config),
             trunks: TrunkNames::from_config(config),
+            registrations: registrations(config),
+            health: health_checks(config),
             done,
         };
         self.tx.send(cmd).await.is_ok() && rx.await.is_ok()
@@ -609,6 +864,8 @@ pub async fn run(
     cfg: B2buaConfig,
     acl: Acl,
     trunks: TrunkNames,
+    registrations: Vec<TrunkRegistration>,
+    health: Vec<TrunkHealth>,
     mut media: MediaManager,
     transport: Transport,
     mut inbound: mpsc::Receiver<Inbound>,
@@ -618,6 +875,22 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut guard = SourceGuard::new(acl.guard);
+    let mut regs: Vec<(TrunkRegistration, Registration)> = registrations
+        .into_iter()
+        .map(|t| {
+            let reg = start_registration(&t);
+            (t, reg)
+        })
+        .collect();
+    flush_registrations(&mut regs, &transport, &calls);
+    let start = std::time::Instant::now();
+    let mut checks: Vec<(TrunkHealth, HealthCheck)> = health
+        .into_iter()
+        .map(|t| {
+            let h = HealthCheck::new(t.cfg.clone(), Rng::new(seed()), start);
+            (t, h)
+        })
+        .collect();
     let mut acl = acl;
     let mut trunks = trunks;
     let mut engine = B2bua::new(cfg, Rng::new(seed()));
@@ -633,7 +906,13 @@ pub async fn run(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let deadline = engine.poll_timeout().map(tokio::time::Instant::from_std);
+        let deadline = engine
+            .poll_timeout()
+            .into_iter()
+            .chain(regs.iter().filter_map(|(_, r)| r.poll_timeout()))
+            .chain(checks.iter().filter_map(|(_, h)| h.poll_timeout()))
+            .min()
+            .map(tokio::time::Instant::from_std);
         let sleep = async {
             match deadline {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -678,11 +957,46 @@ pub async fn run(
                         .inc();
                     continue;
                 }
+                // Answers to our OPTIONS pings belong to the health check.
+                if !m.message.is_request()
+                    && m.message.cseq().method == Method::Options
+                    && checks.iter().any(|(_, h)| h.matches(&m.message))
+                {
+                    let now = std::time::Instant::now();
+                    for (_, h) in &mut checks {
+                        h.handle_response(now, &m.message);
+                    }
+                    apply_health(&mut checks, &mut engine, &calls, false);
+                    continue;
+                }
+                // Responses to our REGISTERs belong to the registration, not to a call.
+                if !m.message.is_request() && m.message.cseq().method == Method::Register {
+                    let now = std::time::Instant::now();
+                    for (_, reg) in &mut regs {
+                        reg.handle_response(now, &m.message);
+                    }
+                    flush_registrations(&mut regs, &transport, &calls);
+                    update_registration_metrics(&calls, &regs);
+                    continue;
+                }
                 count_incoming(&calls, m.peer.side, &m.message);
                 last_source = Some(m.peer.addr.ip());
                 engine.handle_message(std::time::Instant::now(), m.peer, m.message, &mut media);
             }
-            () = sleep => engine.handle_timeout(std::time::Instant::now(), &mut media),
+            () = sleep => {
+                let now = std::time::Instant::now();
+                engine.handle_timeout(now, &mut media);
+                for (_, reg) in &mut regs {
+                    reg.handle_timeout(now);
+                }
+                flush_registrations(&mut regs, &transport, &calls);
+                update_registration_metrics(&calls, &regs);
+                for (_, h) in &mut checks {
+                    h.handle_timeout(now);
+                }
+                flush_health(&mut checks, &transport, &calls);
+                apply_health(&mut checks, &mut engine, &calls, false);
+            }
             Some(cmd) = commands.recv() => match cmd {
                 Command::ListCalls(reply) => {
                     let _ = reply.send(engine.calls());
@@ -708,9 +1022,79 @@ pub async fn run(
                 Command::Unban(ip, reply) => {
                     let _ = reply.send(guard.unban(ip));
                 }
-                Command::Reconfigure { b2bua, acl: new_acl, trunks: new_trunks, done } => {
+                Command::Health(reply) => {
+                    let states = checks
+                        .iter()
+                        .map(|(t, h)| (t.trunk.clone(), h.state().as_str()))
+                        .collect();
+                    let _ = reply.send(states);
+                }
+                Command::Registrations(reply) => {
+                    let now = std::time::Instant::now();
+                    let views = regs
+                        .iter()
+                        .map(|(t, r)| RegView {
+                            trunk: t.trunk.clone(),
+                            state: r.state().as_str(),
+                            expires_s: r.granted(),
+                            next_register_in_s: r
+                                .next_attempt()
+                                .map(|at| at.saturating_duration_since(now).as_secs()),
+                        })
+                        .collect();
+                    let _ = reply.send(views);
+                }
+                Command::Register(name, reply) => {
+                    let found = regs.iter_mut().find(|(t, _)| t.trunk == name);
+                    let ok = found.is_some();
+                    if let Some((_, reg)) = found {
+                        reg.start(std::time::Instant::now());
+                    }
+                    flush_registrations(&mut regs, &transport, &calls);
+                    let _ = reply.send(ok);
+                }
+                Command::Reconfigure { b2bua, acl: new_acl, trunks: new_trunks, registrations: new_regs, health: new_health, done } => {
+                    // Health checks: unchanged ones keep their state; every trunk is usable
+                    // again unless its (kept) check says it is down.
+                    let mut old_checks = std::mem::take(&mut checks);
+                    let now = std::time::Instant::now();
+                    for t in new_health {
+                        match old_checks.iter().position(|(o, _)| *o == t) {
+                            Some(i) => checks.push(old_checks.swap_remove(i)),
+                            None => {
+                                let h = HealthCheck::new(t.cfg.clone(), Rng::new(seed()), now);
+                                checks.push((t, h));
+                            }
+                        }
+                    }
+                    for i in 0..=b2bua.failover.len() {
+                        engine.set_trunk_usable(i, true);
+                    }
+                    calls.health.reset();
+                    // Unchanged registrations keep their binding; changed or new ones start over.
+                    let mut old = std::mem::take(&mut regs);
+                    for t in new_regs {
+                        match old.iter().position(|(o, _)| *o == t) {
+                            Some(i) => regs.push(old.swap_remove(i)),
+                            None => {
+                                let reg = start_registration(&t);
+                                regs.push((t, reg));
+                            }
+                        }
+                    }
+                    // Removed ones: take the binding away (best effort, responses are ignored).
+                    for (t, mut reg) in old {
+                        if reg.stop(std::time::Instant::now()) {
+                            let mut gone = vec![(t, reg)];
+                            flush_registrations(&mut gone, &transport, &calls);
+                        }
+                    }
+                    flush_registrations(&mut regs, &transport, &calls);
+                    calls.registration_state.reset();
+                    update_registration_metrics(&calls, &regs);
                     guard.set_config(new_acl.guard);
                     engine.set_config(*b2bua);
+                    apply_health(&mut checks, &mut engine, &calls, true);
                     acl = new_acl;
                     trunks = new_trunks;
                     let _ = done.send(());
@@ -722,6 +1106,16 @@ pub async fn run(
             _ = tick.tick() => {
                 let now = std::time::Instant::now();
                 engine.handle_timeout(now, &mut media);
+                for (_, reg) in &mut regs {
+                    reg.handle_timeout(now);
+                }
+                flush_registrations(&mut regs, &transport, &calls);
+                update_registration_metrics(&calls, &regs);
+                for (_, h) in &mut checks {
+                    h.handle_timeout(now);
+                }
+                flush_health(&mut checks, &transport, &calls);
+                apply_health(&mut checks, &mut engine, &calls, false);
                 // Expired bans leave the list (and the gauge) even when nobody asks.
                 let active = guard.bans(now).len();
                 calls.bans_active.set(i64::try_from(active).unwrap_or(i64::MAX));
@@ -791,6 +1185,25 @@ pub async fn run(
                             .observe(at.elapsed().as_secs_f64());
                     }
                 }
+                Event::Failover { call, from, status } => {
+                    let failed = trunks.0.get(from).map_or("none", |(n, _)| n.as_str());
+                    calls.failovers.with_label_values(&[failed]).inc();
+                    tracing::info!(call, status, "call moved to the next trunk");
+                    if let Some(next) = trunks.0.get(from + 1)
+                        && let Some(c) = live.get_mut(&call)
+                    {
+                        // The call now counts on the trunk that carries it.
+                        calls
+                            .trunk_active
+                            .with_label_values(&[&c.trunk, c.direction])
+                            .dec();
+                        c.trunk = next.0.clone();
+                        calls
+                            .trunk_active
+                            .with_label_values(&[&c.trunk, c.direction])
+                            .inc();
+                    }
+                }
                 Event::AdmissionRejected { from, limit } => {
                     calls
                         .admission_rejected
@@ -842,7 +1255,75 @@ pub async fn run(
             .with_label_values(&["client"])
             .set(i64::try_from(stats.client_transactions).unwrap_or(i64::MAX));
     }
+    deregister(&mut regs, &transport, &calls, &mut inbound).await;
     tracing::info!(calls = engine.stats().calls, "signaling stopped");
+}
+
+fn update_registration_metrics(calls: &CallMetrics, regs: &[(TrunkRegistration, Registration)]) {
+    const STATES: [RegState; 5] = [
+        RegState::Unregistered,
+        RegState::Registering,
+        RegState::Registered,
+        RegState::Failed,
+        RegState::BackingOff,
+    ];
+    for (t, reg) in regs {
+        for s in STATES {
+            calls
+                .registration_state
+                .with_label_values(&[&t.trunk, s.as_str()])
+                .set(i64::from(reg.state() == s));
+        }
+    }
+}
+
+/// On shutdown: removes every binding (RFC 3261 §10.2.2, `Expires: 0`) and waits for the
+/// registrars' answers, at most two seconds, so a restart does not leave stale bindings that
+/// attract calls to an address nobody answers.
+async fn deregister(
+    regs: &mut [(TrunkRegistration, Registration)],
+    transport: &Transport,
+    calls: &CallMetrics,
+    inbound: &mut mpsc::Receiver<Inbound>,
+) {
+    let now = std::time::Instant::now();
+    let mut pending = 0;
+    for (_, reg) in regs.iter_mut() {
+        if reg.stop(now) {
+            pending += 1;
+        }
+    }
+    if pending == 0 {
+        return;
+    }
+    flush_registrations(regs, transport, calls);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    // Bounded by the deadline; every branch either handles one message or sleeps.
+    while regs
+        .iter()
+        .any(|(_, r)| r.state() != RegState::Unregistered)
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::select! {
+            received = inbound.recv() => {
+                let Some(m) = received else { break };
+                if !m.message.is_request() && m.message.cseq().method == Method::Register {
+                    let now = std::time::Instant::now();
+                    for (_, reg) in regs.iter_mut() {
+                        reg.handle_response(now, &m.message);
+                    }
+                }
+            }
+            () = tokio::time::sleep(Duration::from_millis(50)) => {
+                let now = std::time::Instant::now();
+                for (_, reg) in regs.iter_mut() {
+                    reg.handle_timeout(now);
+                }
+            }
+        }
+        flush_registrations(regs, transport, calls);
+    }
+    tracing::info!(trunks = pending, "registrations removed");
 }
 
 /// Seed for tags, branches and Call-IDs: unpredictable per process.

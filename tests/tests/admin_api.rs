@@ -210,7 +210,7 @@ fn views(lab: &MediaLab) {
     assert!(
         v["error"]
             .as_str()
-            .is_some_and(|e| e.contains("not implemented")),
+            .is_some_and(|e| e.contains("registration is disabled")),
         "{v}"
     );
     lab.json("POST", "/api/v1/trunks/nope/register", None, 404);

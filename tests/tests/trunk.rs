@@ -523,3 +523,231 @@ fn flood_is_banned_while_pbx_calls_complete_and_unknown_sources_get_nothing() {
         );
     }
 }
+
+/// A callee-side scenario that answers the INVITE with `code` and expects the ACK.
+fn refuse(code: u16, reason: &'static str) -> Vec<sipp::Step> {
+    vec![
+        RecvRequest { method: "INVITE" },
+        Respond {
+            code,
+            reason,
+            sdp: None,
+        },
+        RecvRequest { method: "ACK" },
+    ]
+}
+
+fn answered_call() -> (Vec<sipp::Step>, Vec<sipp::Step>) {
+    let caller = vec![
+        Invite { sdp: true },
+        Recv {
+            code: 100,
+            optional: true,
+        },
+        Recv {
+            code: 180,
+            optional: true,
+        },
+        ok(200),
+        Ack2xx {
+            sdp: false,
+            cseq: 1,
+        },
+        InDialog {
+            method: "BYE",
+            cseq: 2,
+            sdp: None,
+            uac: true,
+        },
+        ok(200),
+    ];
+    let callee = vec![
+        RecvRequest { method: "INVITE" },
+        Respond {
+            code: 180,
+            reason: "Ringing",
+            sdp: None,
+        },
+        Respond {
+            code: 200,
+            reason: "OK",
+            sdp: Some(Dir::SendRecv),
+        },
+        RecvRequest { method: "ACK" },
+        RecvRequest { method: "BYE" },
+        Respond {
+            code: 200,
+            reason: "OK",
+            sdp: None,
+        },
+    ];
+    (caller, callee)
+}
+
+#[test]
+fn failover_from_a_dead_and_a_503_trunk_but_not_on_486_or_603() {
+    if !sbc_e2e::require_root("trunk") {
+        return;
+    }
+    let lab = MediaLab::start("sfo", "xdp = \"off\"");
+    add_address(&lab.lab.carrier, "car0", "198.18.2.3/24");
+    thread::sleep(Duration::from_millis(300));
+    // T1 = 100 ms: Timer B (64·T1) gives up on the dead trunk after 6.4 s.
+    patch(
+        &lab,
+        r#"{"sip":{"t1_ms":100},"trunk":[{"name":"dead","proxy":"198.18.2.9:5060"},
+            {"name":"carrier","proxy":"198.18.2.2:5060"}]}"#,
+    );
+    let (caller, callee) = answered_call();
+    run_call(&lab, &caller, &callee).expect("dead first trunk: the call completes on the second");
+    assert_eq!(
+        metric(&lab, "sbc_trunk_failovers_total{trunk=\"dead\"}"),
+        Some(1.0)
+    );
+
+    // A first trunk answering 503: failover; answering 486 or 603: the PBX gets that answer.
+    patch(
+        &lab,
+        r#"{"trunk":[{"name":"first","proxy":"198.18.2.3:5060"},
+            {"name":"carrier","proxy":"198.18.2.2:5060"}]}"#,
+    );
+    let first_xml = sipp::write_scenario(
+        "first",
+        &sipp::scenario("first", false, &refuse(503, "Service Unavailable")),
+    );
+    let mut first = sipp::run(
+        &lab.lab.carrier,
+        first_xml.path(),
+        "198.18.2.3:5060",
+        None,
+        &[],
+    );
+    run_call(&lab, &caller, &callee).expect("503 on the first trunk: completes on the second");
+    assert!(
+        first
+            .wait_timeout(Duration::from_secs(10))
+            .is_some_and(|s| s.success()),
+        "the first trunk saw the INVITE and the ACK of its 503"
+    );
+    assert_eq!(
+        metric(&lab, "sbc_trunk_failovers_total{trunk=\"first\"}"),
+        Some(1.0)
+    );
+
+    for (code, reason) in [(486, "Busy Here"), (603, "Decline")] {
+        let first_xml = sipp::write_scenario(
+            "first",
+            &sipp::scenario("first", false, &refuse(code, reason)),
+        );
+        let mut first = sipp::run(
+            &lab.lab.carrier,
+            first_xml.path(),
+            "198.18.2.3:5060",
+            None,
+            &[],
+        );
+        thread::sleep(Duration::from_millis(300));
+        let caller = vec![
+            Invite { sdp: true },
+            Recv {
+                code: 100,
+                optional: true,
+            },
+            ok(code),
+            AckNon2xx,
+        ];
+        let caller_xml = sipp::write_scenario("caller", &sipp::scenario("caller", true, &caller));
+        let mut pbx = sipp::run(&lab.lab.pbx, caller_xml.path(), PBX, Some(SBC_INSIDE), &[]);
+        assert!(
+            pbx.wait_timeout(Duration::from_secs(30))
+                .is_some_and(|s| s.success()),
+            "{code} reaches the PBX"
+        );
+        assert!(
+            first
+                .wait_timeout(Duration::from_secs(10))
+                .is_some_and(|s| s.success())
+        );
+    }
+    assert_eq!(
+        metric(&lab, "sbc_trunk_failovers_total{trunk=\"first\"}"),
+        Some(1.0),
+        "no failover on 486 or 603"
+    );
+}
+
+fn trunk_health(lab: &MediaLab, name: &str) -> String {
+    let body = lab
+        .request("GET", &format!("/api/v1/trunks/{name}"), None)
+        .expect("admin API")
+        .body;
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    v["health"]["state"].as_str().unwrap_or("").to_owned()
+}
+
+fn wait_health(lab: &MediaLab, name: &str, want: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let s = trunk_health(lab, name);
+        if s == want || Instant::now() >= deadline {
+            return s;
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn options_health_takes_a_dead_trunk_out_of_the_route_and_back() {
+    if !sbc_e2e::require_root("trunk") {
+        return;
+    }
+    let lab = MediaLab::start("shc", "xdp = \"off\"");
+    add_address(&lab.lab.carrier, "car0", "198.18.2.3/24");
+    thread::sleep(Duration::from_millis(300));
+    patch(
+        &lab,
+        r#"{"trunk":[{"name":"first","proxy":"198.18.2.3:5060","options_interval_s":1,
+            "options_down_after":2,"options_up_after":1},
+            {"name":"carrier","proxy":"198.18.2.2:5060"}]}"#,
+    );
+    // Nobody answers on the first trunk: down after two failed pings.
+    assert_eq!(
+        wait_health(&lab, "first", "down", Duration::from_secs(10)),
+        "down"
+    );
+    assert_eq!(
+        metric(&lab, "sbc_trunk_health{state=\"down\",trunk=\"first\"}"),
+        Some(1.0)
+    );
+    assert_eq!(trunk_health(&lab, "carrier"), "not_monitored");
+    // A call goes straight to the second trunk: no failover needed.
+    let (caller, callee) = answered_call();
+    run_call(&lab, &caller, &callee).expect("call on the second trunk");
+    assert_eq!(
+        metric(&lab, "sbc_trunk_failovers_total{trunk=\"first\"}"),
+        None,
+        "the down trunk was skipped, not tried"
+    );
+    // The proxy comes back and answers a ping: up again.
+    let xml = sipp::write_scenario(
+        "options",
+        &sipp::scenario(
+            "options",
+            false,
+            &[
+                RecvRequest { method: "OPTIONS" },
+                Respond {
+                    code: 200,
+                    reason: "OK",
+                    sdp: None,
+                },
+            ],
+        ),
+    );
+    let mut proxy = sipp::run(&lab.lab.carrier, xml.path(), "198.18.2.3:5060", None, &[]);
+    assert_eq!(
+        wait_health(&lab, "first", "up", Duration::from_secs(10)),
+        "up"
+    );
+    let _ = proxy.wait_timeout(Duration::from_secs(5));
+}

@@ -21,6 +21,7 @@
 
 pub mod auth;
 pub mod b2bua;
+pub mod health;
 pub mod limit;
 pub mod media;
 pub mod net;

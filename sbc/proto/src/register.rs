@@ -61,7 +61,7 @@ impl fmt::Display for RegState {
 }
 
 /// What a registration needs to know.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegConfig {
     /// The account user (From/To user part).
     pub user: String,

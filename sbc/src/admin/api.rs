@@ -17,6 +17,7 @@ use super::{
     error::{ApiError, ApiJson, ApiPath, ApiQuery},
     live::{Applied, merge_patch},
 };
+use crate::signaling::RegView;
 
 type Result<T> = std::result::Result<T, ApiError>;
 
@@ -184,21 +185,52 @@ pub async fn end_call(
     }
 }
 
-fn trunk_view(t: &crate::config::Trunk) -> Value {
+fn trunk_view(
+    t: &crate::config::Trunk,
+    regs: Option<&[RegView]>,
+    health: Option<&[(String, &'static str)]>,
+) -> Value {
+    let health = if t.options_interval_s.is_some() {
+        let state = health
+            .and_then(|h| h.iter().find(|(n, _)| *n == t.name))
+            .map_or("unknown", |(_, s)| *s);
+        json!({"state": state})
+    } else {
+        json!({"state": "not_monitored"})
+    };
+    let registration = if t.register {
+        match regs.and_then(|r| r.iter().find(|v| v.trunk == t.name)) {
+            Some(v) => json!(v),
+            None => json!({"state": "unknown"}),
+        }
+    } else {
+        // IP-authenticated trunk: nothing to register.
+        json!({"state": "disabled"})
+    };
+    let mut config = json!(t);
+    if let Some(p) = config.get_mut("password") {
+        *p = Value::String(super::live::REDACTED.into());
+    }
     json!({
         "name": t.name,
-        "config": t,
-        // Outbound registration and OPTIONS health checks come with the trunking issue; until
-        // then a trunk is IP-authenticated and its health is not monitored.
-        "registration": {"state": "disabled"},
-        "health": {"state": "not_monitored"},
+        "config": config,
+        "registration": registration,
+        // `not_monitored` without options_interval_s; else unknown/up/down.
+        "health": health,
     })
 }
 
 /// `GET /api/v1/trunks`
 pub async fn list_trunks(State(s): State<Arc<AdminState>>) -> Json<Value> {
     let c = s.config.current();
-    Json(Value::Array(c.trunks.iter().map(trunk_view).collect()))
+    let regs = s.signaling.registrations().await;
+    let health = s.signaling.health().await;
+    Json(Value::Array(
+        c.trunks
+            .iter()
+            .map(|t| trunk_view(t, regs.as_deref(), health.as_deref()))
+            .collect(),
+    ))
 }
 
 /// `GET /api/v1/trunks/{name}`
@@ -207,10 +239,12 @@ pub async fn get_trunk(
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Value>> {
     let c = s.config.current();
+    let regs = s.signaling.registrations().await;
+    let health = s.signaling.health().await;
     c.trunks
         .iter()
         .find(|t| t.name == name)
-        .map(|t| Json(trunk_view(t)))
+        .map(|t| Json(trunk_view(t, regs.as_deref(), health.as_deref())))
         .ok_or_else(|| ApiError::not_found(format!("no trunk `{name}`")))
 }
 
@@ -303,20 +337,36 @@ pub async fn delete_trunk(
     Ok(applied(&result, StatusCode::OK))
 }
 
-/// `POST /api/v1/trunks/{name}/register`: outbound registration is not built yet, so every
-/// trunk is IP-authenticated and there is nothing to refresh: 409 says so.
+/// `POST /api/v1/trunks/{name}/register`: sends a REGISTER now (204); 409 for a trunk without
+/// `register = true` (IP-authenticated: nothing to refresh).
 pub async fn register_trunk(
     State(s): State<Arc<AdminState>>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode> {
-    if !s.config.current().trunks.iter().any(|t| t.name == name) {
+    let Some(trunk) = s
+        .config
+        .current()
+        .trunks
+        .iter()
+        .find(|t| t.name == name)
+        .cloned()
+    else {
         return Err(ApiError::not_found(format!("no trunk `{name}`")));
+    };
+    if !trunk.register {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "registration is disabled for this trunk (register = false: IP-authenticated)",
+        ));
     }
-    Err(ApiError::new(
-        StatusCode::CONFLICT,
-        "registration is disabled for this trunk: outbound REGISTER is not implemented yet \
-         (trunks are IP-authenticated)",
-    ))
+    match s.signaling.register(&name).await {
+        Some(true) => Ok(StatusCode::NO_CONTENT),
+        Some(false) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "the trunk's registration is not running",
+        )),
+        None => Err(signaling_gone()),
+    }
 }
 
 /// `GET /api/v1/routes`: how calls are routed today (fixed: PBX → first trunk, carrier → PBX).

@@ -155,10 +155,10 @@ pub const OPS: &[Op] = &[
     op(
         "POST",
         "/api/v1/trunks/{name}/register",
-        "Forces a registration refresh; 409 while registration is not implemented.",
+        "Sends a REGISTER now; 409 for a trunk without register = true.",
         Access::Write,
         None,
-        &[404, 409],
+        &[204, 404, 409],
     ),
     op(
         "GET",

@@ -340,6 +340,24 @@ pub struct Trunk {
     /// Most new calls per second on this trunk (absent: unlimited).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_cps: Option<u32>,
+    /// Register with the carrier (outbound REGISTER with `username`, refreshed before expiry).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub register: bool,
+    /// Registration expiry to ask for, seconds (default 3600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub register_expires_s: Option<u32>,
+    /// Domain of the account (REGISTER Request-URI, From/To host); default: the proxy's IP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_domain: Option<String>,
+    /// OPTIONS health check every this many seconds (absent: no health check, always usable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options_interval_s: Option<u32>,
+    /// Consecutive failed pings that mark the trunk down (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options_down_after: Option<u32>,
+    /// Consecutive answered pings that mark it up again (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options_up_after: Option<u32>,
 }
 
 impl Trunk {

@@ -153,6 +153,47 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
                 "max_calls and max_cps must be at least 1 (leave out for unlimited)".into(),
             );
         }
+        if t.options_interval_s
+            .is_some_and(|v| !(1..=3600).contains(&v))
+        {
+            bad(
+                &format!("trunk[{i}].options_interval_s"),
+                "must be 1-3600".into(),
+            );
+        }
+        for (key, v) in [
+            ("options_down_after", t.options_down_after),
+            ("options_up_after", t.options_up_after),
+        ] {
+            if v.is_some_and(|v| !(1..=100).contains(&v)) {
+                bad(&format!("trunk[{i}].{key}"), "must be 1-100".into());
+            }
+        }
+        if t.register && t.username.is_none() {
+            bad(
+                &format!("trunk[{i}].username"),
+                "required with register = true".into(),
+            );
+        }
+        if t.register_expires_s
+            .is_some_and(|e| !(10..=86_400).contains(&e))
+        {
+            bad(
+                &format!("trunk[{i}].register_expires_s"),
+                "must be 10-86400".into(),
+            );
+        }
+        if t.from_domain.as_deref().is_some_and(|d| {
+            d.is_empty()
+                || !d
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'>' && b != b'<')
+        }) {
+            bad(
+                &format!("trunk[{i}].from_domain"),
+                "must be a host name or address".into(),
+            );
+        }
         // Credentials come as a pair; half of them would silently disable authentication.
         match (&t.username, &t.password) {
             (Some(_), None) => bad(

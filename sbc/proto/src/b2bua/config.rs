@@ -23,6 +23,15 @@ pub struct Target {
     pub transport: TransportKind,
 }
 
+/// A trunk tried when the ones before it failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailoverTrunk {
+    /// Its proxy.
+    pub target: Target,
+    /// Its digest credentials.
+    pub credentials: Option<Credentials>,
+}
+
 /// B2BUA configuration.
 #[derive(Debug, Clone)]
 pub struct B2buaConfig {
@@ -39,6 +48,9 @@ pub struct B2buaConfig {
     /// Digest credentials for the trunk: a 401/407 to a request on the trunk leg is answered
     /// with them once on the PBX's behalf (RFC 3261 §22.2). None: challenges are relayed.
     pub trunk_credentials: Option<Credentials>,
+    /// Trunks tried in order after `trunk` when a call's INVITE toward the carrier times out or
+    /// gets 408 or 5xx (never on other 4xx or 6xx: those are the callee's answer).
+    pub failover: Vec<FailoverTrunk>,
     /// Call admission limits of the trunk (calls in either direction through it).
     pub trunk_limits: CallLimits,
     /// Call admission limits of the whole SBC.

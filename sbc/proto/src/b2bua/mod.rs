@@ -37,7 +37,7 @@ use std::{
 };
 
 use bytes::Bytes;
-pub use config::{B2buaConfig, LocalAddr, Target};
+pub use config::{B2buaConfig, FailoverTrunk, LocalAddr, Target};
 pub use ids::Rng;
 use msg::{RequestSpec, ResponseSpec};
 pub use sdp::SdpProblem;
@@ -126,6 +126,15 @@ pub enum Event {
         call: u64,
         /// Why.
         reason: EndReason,
+    },
+    /// A call's INVITE failed on one trunk (timeout, 408, 5xx) and goes to the next one.
+    Failover {
+        /// Call handle.
+        call: u64,
+        /// Index of the trunk that failed (0: the first).
+        from: usize,
+        /// The status that caused it (408 for a timeout, 503 for a transport error).
+        status: u16,
     },
     /// A new call was refused with 503 by call admission control.
     AdmissionRejected {
@@ -279,6 +288,10 @@ struct Call {
     /// Last 2xx-ACK sent on each leg, resent when that leg retransmits its 2xx.
     acks: [Option<(u32, Bytes)>; 2],
     ends_at: Option<Instant>,
+    /// Which trunk the outside leg uses: 0 = `cfg.trunk`, i = `cfg.failover[i - 1]`.
+    trunk: usize,
+    /// The INVITE first sent on the carrier side of an outbound call, rebuilt for failover.
+    first_invite: Option<Message>,
 }
 
 impl Leg {
@@ -419,6 +432,8 @@ pub struct B2bua {
     resending: Option<String>,
     auth_retries: u64,
     auth_failures: u64,
+    /// Trunks marked down by their health check (index as in [`B2bua::set_trunk_usable`]).
+    trunk_down: Vec<bool>,
     /// CPS buckets of the global and the trunk limits, rebuilt when a rate changes.
     cps: [Option<TokenBucket>; 2],
     /// The last nonce answered and its use count, so a carrier reusing a nonce sees nc grow
@@ -452,6 +467,7 @@ impl B2bua {
             auth_retries: 0,
             auth_failures: 0,
             cps,
+            trunk_down: Vec::new(),
             last_nonce: None,
             buf: Vec::with_capacity(2048),
             sdp_buf: Vec::with_capacity(1024),
@@ -1006,8 +1022,15 @@ impl B2bua {
             self.final_on_server(now, &key, 404, "Not Found", None, media);
             return;
         };
+        // Outbound: the first trunk in order of preference that is not down (the first one if
+        // all are: better a try than a certain failure).
+        let trunk_index = if to == Side::Outside {
+            self.next_usable_trunk(None).unwrap_or(0)
+        } else {
+            0
+        };
         let (target, local_to) = match to {
-            Side::Outside => (self.cfg.trunk, self.cfg.outside),
+            Side::Outside => (self.trunk_target(trunk_index), self.cfg.outside),
             Side::Inside => (self.cfg.pbx, self.cfg.inside),
         };
         let body = msg.body();
@@ -1141,6 +1164,8 @@ impl B2bua {
             last_callee_rseq: None,
             acks: [None, None],
             ends_at: self.cfg.max_call_duration.map(|d| now + d),
+            trunk: trunk_index,
+            first_invite: None,
         };
         let mut sdp_out = Vec::new();
         if has_sdp {
@@ -1178,6 +1203,9 @@ impl B2bua {
             &self.cfg.pass_headers,
             &mut self.buf,
         );
+        if to == Side::Outside {
+            call.first_invite = Message::parse(invite.clone(), &self.limits).ok();
+        }
         let client_key = client_key(&branch, false);
         call.initial_client = client_key.clone();
         call.leg_mut(to).invite_out = Some(client_key.clone());
@@ -1786,7 +1814,7 @@ impl B2bua {
         // transaction may be removed.
         let challenged = (matches!(status, 401 | 407)
             && side == Side::Outside
-            && self.cfg.trunk_credentials.is_some())
+            && credentials_of(&self.cfg, &self.calls, e.call).is_some())
         .then(|| (e.request.clone(), e.peer, e.auth_attempts));
         self.after_client(now, &key, media);
         if !pass {
@@ -1919,6 +1947,16 @@ impl B2bua {
                 let ack_other = late_offer.then_some(cseq_callee);
                 self.start_2xx_retransmit(now, call, caller, &server_key, resp_bytes, ack_other);
             }
+            return;
+        }
+        // RFC 3261 §16.7 item 6 style serial forking across trunks: a timeout or server
+        // error of this carrier says nothing about the callee; 4xx (other than 408) and 6xx
+        // do, and end the call.
+        if !canceled
+            && (status == 408 || (500..600).contains(&status))
+            && side == Side::Outside
+            && self.failover(now, call, status, media)
+        {
             return;
         }
         // 300-699: the transaction ACKed it; relay the final to the caller (unless cancelled).
@@ -2170,6 +2208,143 @@ impl B2bua {
         ));
     }
 
+    /// The credentials of the trunk `call` uses (the first trunk's when the call is gone).
+    fn trunk_credentials(&self, call: u64) -> Option<&crate::auth::Credentials> {
+        credentials_of(&self.cfg, &self.calls, call)
+    }
+
+    /// Marks trunk `index` (0: `trunk`, i: `failover[i - 1]`) usable or not (its OPTIONS health):
+    /// new calls and failovers skip trunks that are down.
+    pub fn set_trunk_usable(&mut self, index: usize, usable: bool) {
+        if self.trunk_down.len() <= index {
+            self.trunk_down.resize(index + 1, false);
+        }
+        self.trunk_down[index] = !usable;
+    }
+
+    /// The first trunk after `after` (from the start for None) that is not down.
+    fn next_usable_trunk(&self, after: Option<usize>) -> Option<usize> {
+        let start = after.map_or(0, |a| a + 1);
+        (start..=self.cfg.failover.len())
+            .find(|i| !self.trunk_down.get(*i).copied().unwrap_or(false))
+    }
+
+    fn trunk_target(&self, index: usize) -> Target {
+        match index {
+            0 => self.cfg.trunk,
+            i => self
+                .cfg
+                .failover
+                .get(i - 1)
+                .map_or(self.cfg.trunk, |f| f.target),
+        }
+    }
+
+    /// Moves an outbound call whose INVITE failed with `status` to the next trunk: a new
+    /// dialog there (Call-ID, From tag, CSeq 1, Request-URI and To on the new proxy) carrying
+    /// the same offer. The caller sees nothing but a longer wait. False when no trunk is left.
+    fn failover(
+        &mut self,
+        now: Instant,
+        call: u64,
+        status: u16,
+        media: &mut dyn MediaControl,
+    ) -> bool {
+        let Some(c) = self.calls.get(&call) else {
+            return false;
+        };
+        let Some(index) = self.next_usable_trunk(Some(c.trunk)) else {
+            return false;
+        };
+        let Some(next) = self.cfg.failover.get(index - 1).cloned() else {
+            return false;
+        };
+        let Some(first) = c.first_invite.clone() else {
+            return false;
+        };
+        let from = c.trunk;
+        let local = self.cfg.outside;
+        let user = request_user(&first).unwrap_or_default();
+        let target_hp = msg::hostport(next.target.addr);
+        let ruri = format!("sip:{user}@{target_hp}");
+        let to_hdr = format!("<sip:{user}@{target_hp}>");
+        let call_id = format!("{}@{}", self.rng.token(), msg::host(local.addr));
+        let tag = self.rng.token();
+        let branch = self.rng.branch();
+        let headers = first.headers();
+        let mut ed = crate::sip::Editor::new(&first);
+        ed.set_request_line(&Method::Invite, &ruri);
+        if let Some(i) = headers.positions(HeaderName::Via).next() {
+            ed.set_param(i, "branch", Some(branch.as_str().into()));
+        }
+        if let Some(i) = headers.positions(HeaderName::From).next() {
+            ed.set_param(i, "tag", Some(tag.as_str().into()));
+        }
+        if let Some(i) = headers.positions(HeaderName::To).next() {
+            ed.replace(i, to_hdr.as_bytes());
+        }
+        if let Some(i) = headers.positions(HeaderName::CallId).next() {
+            ed.replace(i, call_id.as_bytes());
+        }
+        if let Some(i) = headers.positions(HeaderName::CSeq).next() {
+            ed.replace(i, &b"1 INVITE"[..]);
+        }
+        let mut out = Vec::with_capacity(first.as_bytes().len() + 64);
+        ed.write(&mut out);
+        let bytes = Bytes::from(out);
+        let Ok(rebuilt) = Message::parse(bytes.clone(), &self.limits) else {
+            return false;
+        };
+        let peer = Peer {
+            side: Side::Outside,
+            transport: next.target.transport,
+            addr: next.target.addr,
+            conn: None,
+        };
+        let ck = client_key(&branch, false);
+        let Some(c) = self.calls.get_mut(&call) else {
+            return false;
+        };
+        let leg = c.leg_mut(Side::Outside);
+        let old_dialog = (leg.call_id.clone(), leg.local_tag.clone());
+        leg.peer = peer;
+        leg.call_id = call_id.clone();
+        leg.local_tag = tag.clone();
+        leg.local_hdr = msg::first_value(rebuilt.headers(), HeaderName::From)
+            .unwrap_or("")
+            .to_owned();
+        leg.remote_tag = None;
+        leg.remote_hdr = to_hdr;
+        leg.local_cseq = 1;
+        leg.remote_target = ruri;
+        leg.route_set = Vec::new();
+        leg.invite_out = Some(ck.clone());
+        c.trunk = index;
+        c.first_invite = Some(rebuilt);
+        c.initial_client = ck.clone();
+        c.acks[side_index(Side::Outside)] = None;
+        let server = c.initial_server.clone();
+        self.dialogs.remove(&old_dialog);
+        self.dialogs.insert((call_id, tag), (call, Side::Outside));
+        if let Some(e) = self.server.get_mut(&server) {
+            e.relay = Some(ck.clone());
+        }
+        self.events
+            .push_back(Event::Failover { call, from, status });
+        self.send_client(
+            now,
+            ck,
+            bytes,
+            peer,
+            call,
+            Side::Outside,
+            Purpose::Initial,
+            true,
+            media,
+        );
+        true
+    }
+
     /// Resends a challenged trunk request with credentials (RFC 3261 §22.2: same Call-ID,
     /// tags and Request-URI, CSeq + 1, a new branch). Returns false when the challenge cannot
     /// or may not be answered (no usable challenge, realm mismatch, retries used up).
@@ -2187,9 +2362,10 @@ impl B2bua {
         resp: &Message,
         media: &mut dyn MediaControl,
     ) -> bool {
-        let Some(creds) = self.cfg.trunk_credentials.as_ref() else {
+        let Some(creds) = self.trunk_credentials(call).cloned() else {
             return false;
         };
+        let creds = &creds;
         let Some(method) = request.method().cloned() else {
             return false;
         };
@@ -2515,6 +2691,14 @@ impl B2bua {
                 c.leg_mut(side).invite_out = None;
                 let key = c.initial_server.clone();
                 let (provisional, canceled) = (c.provisional_seen, c.canceled);
+                // No response at all (Timer B) or an unreachable trunk: try the next one.
+                if !canceled
+                    && side == Side::Outside
+                    && timer != Some(Timer::C)
+                    && self.failover(now, call, status, media)
+                {
+                    return;
+                }
                 if timer == Some(Timer::C) && provisional && !canceled {
                     // §16.6 item 11: CANCEL the callee; the caller gets 408 now.
                     if let Some(c) = self.calls.get_mut(&call) {
@@ -2725,6 +2909,18 @@ const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, MESSAGE, N
 
 /// The server transaction key (RFC 3261 §17.2.3; ACK maps to its INVITE), with the RFC 2543
 /// fallback for branches without the magic cookie.
+/// The credentials of the trunk `call` uses (the first trunk's when the call is gone).
+fn credentials_of<'a>(
+    cfg: &'a B2buaConfig,
+    calls: &HashMap<u64, Call>,
+    call: u64,
+) -> Option<&'a crate::auth::Credentials> {
+    match calls.get(&call).map_or(0, |c| c.trunk) {
+        0 => cfg.trunk_credentials.as_ref(),
+        i => cfg.failover.get(i - 1)?.credentials.as_ref(),
+    }
+}
+
 fn server_key(msg: &Message) -> String {
     let via = msg.top_via();
     let method = match msg.method() {

@@ -56,6 +56,7 @@ fn config() -> B2buaConfig {
             transport: TransportKind::Udp,
         },
         trunk_credentials: None,
+        failover: Vec::new(),
         trunk_limits: crate::limit::CallLimits::default(),
         limits: crate::limit::CallLimits::default(),
         retry_after_s: 5,
@@ -1286,6 +1287,7 @@ fn first_provisional_is_reported_once_between_start_and_answer() {
             Event::CallAnswered { .. } => "answered",
             Event::CallEnded { .. } => "ended",
             Event::AdmissionRejected { .. } => "rejected",
+            Event::Failover { .. } => "failover",
             Event::Dropped { .. } => "dropped",
         })
         .collect();
@@ -1363,3 +1365,4 @@ hello",
 
 mod admission;
 mod auth;
+mod failover;

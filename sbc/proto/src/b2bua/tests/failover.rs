@@ -1,0 +1,213 @@
+//! Failover across trunks: an outbound INVITE that times out or gets 408/5xx on one trunk is
+//! sent to the next; 4xx and 6xx answers are the callee's and end the call.
+
+use super::*;
+
+const SECOND: &str = "198.51.100.8:5090";
+
+fn sim_with_two_trunks() -> Sim {
+    let mut sim = Sim::new();
+    let mut cfg = config();
+    cfg.failover = vec![FailoverTrunk {
+        target: Target {
+            addr: addr(SECOND),
+            transport: TransportKind::Udp,
+        },
+        credentials: None,
+    }];
+    sim.sbc.set_config(cfg);
+    sim
+}
+
+fn failovers(sim: &mut Sim) -> Vec<(usize, u16)> {
+    std::iter::from_fn(|| sim.sbc.poll_event())
+        .filter_map(|e| match e {
+            Event::Failover { from, status, .. } => Some((from, status)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn server_error_on_the_first_trunk_moves_the_call_to_the_next() {
+    let mut sim = sim_with_two_trunks();
+    sim.deliver(pbx(), &pbx_invite("z9hG4bKpbx1", Some(SDP_PBX)));
+    assert_eq!(status(&sim.take_pbx()[0]), 100);
+    let first = sim.take_carrier().remove(0);
+    assert_eq!(
+        first.request_uri_str(),
+        Some("sip:15551234567@198.51.100.7:5090")
+    );
+    sim.deliver(
+        carrier(),
+        &carrier_response(&first, 503, "Service Unavailable", Some("t1"), None),
+    );
+    let out = sim.take_carrier();
+    assert_eq!(
+        out.len(),
+        2,
+        "ACK to the first trunk, INVITE to the second: {out:?}"
+    );
+    assert_eq!(out[0].method(), Some(&Method::Ack));
+    let second = out[1].clone();
+    assert_eq!(second.method(), Some(&Method::Invite));
+    assert_eq!(
+        second.request_uri_str(),
+        Some("sip:15551234567@198.51.100.8:5090")
+    );
+    assert_eq!(second.to().uri_str, "sip:15551234567@198.51.100.8:5090");
+    assert_ne!(second.call_id(), first.call_id(), "a new dialog");
+    assert_ne!(second.from().tag(), first.from().tag());
+    assert_eq!(second.cseq().seq, 1);
+    assert_eq!(second.body(), first.body(), "the same offer");
+    assert!(
+        sim.take_pbx().is_empty(),
+        "the PBX sees nothing of the failure"
+    );
+    assert_eq!(failovers(&mut sim), vec![(0, 503)]);
+
+    // The second trunk answers; the dialog continues there.
+    sim.deliver(
+        carrier(),
+        &carrier_response(&second, 200, "OK", Some("t2"), Some(SDP_CARRIER)),
+    );
+    let ok = sim.take_pbx();
+    assert_eq!(status(&ok[0]), 200);
+    let ack = sim.take_carrier().remove(0);
+    assert_eq!(ack.method(), Some(&Method::Ack));
+    assert_eq!(ack.call_id(), second.call_id());
+    assert_eq!(ack.to().tag(), Some("t2"));
+    let info = sim.sbc.calls();
+    assert_eq!(info[0].legs[1].call_id, second.call_id());
+    assert_eq!(info[0].legs[1].peer.addr, addr(SECOND));
+    // The old dialog is gone: a BYE for it gets 481.
+    assert_eq!(sim.sbc.stats().dialogs, 2);
+}
+
+#[test]
+fn no_answer_at_all_fails_over_after_timer_b_and_the_last_failure_reaches_the_pbx() {
+    let mut sim = sim_with_two_trunks();
+    sim.deliver(pbx(), &pbx_invite("z9hG4bKpbx1", Some(SDP_PBX)));
+    sim.take_pbx();
+    sim.take_carrier();
+    // Timer B: 64·T1 = 32 s of retransmissions without any answer.
+    sim.advance(Duration::from_secs(33));
+    let out = sim.take_carrier();
+    let second: Vec<&Message> = out
+        .iter()
+        .filter(|m| m.request_uri_str() == Some("sip:15551234567@198.51.100.8:5090"))
+        .collect();
+    assert!(!second.is_empty(), "INVITE to the second trunk: {out:?}");
+    assert_eq!(failovers(&mut sim), vec![(0, 408)]);
+    assert!(
+        sim.take_pbx().iter().all(|m| status(m) < 200),
+        "no final to the PBX yet"
+    );
+    // The second trunk fails too (500): no trunk left, the PBX gets it.
+    let inv = second[0].clone();
+    sim.deliver(
+        carrier(),
+        &carrier_response(&inv, 500, "Server Internal Error", Some("t2"), None),
+    );
+    let finals: Vec<u16> = sim.take_pbx().iter().map(status).collect();
+    assert_eq!(finals, vec![500]);
+    sim.assert_clean();
+}
+
+#[test]
+fn busy_and_decline_do_not_fail_over() {
+    for (code, reason) in [(486, "Busy Here"), (603, "Decline"), (404, "Not Found")] {
+        let mut sim = sim_with_two_trunks();
+        sim.deliver(pbx(), &pbx_invite("z9hG4bKpbx1", Some(SDP_PBX)));
+        sim.take_pbx();
+        let first = sim.take_carrier().remove(0);
+        sim.deliver(
+            carrier(),
+            &carrier_response(&first, code, reason, Some("t1"), None),
+        );
+        let out = sim.take_carrier();
+        assert_eq!(out.len(), 1, "{code}: only the ACK: {out:?}");
+        assert_eq!(status(&sim.take_pbx()[0]), code);
+        assert!(failovers(&mut sim).is_empty());
+        sim.assert_clean();
+    }
+}
+
+#[test]
+fn trunks_marked_down_by_their_health_check_are_skipped() {
+    let mut sim = Sim::new();
+    let mut cfg = config();
+    cfg.failover = ["198.51.100.8:5090", "198.51.100.9:5090"]
+        .into_iter()
+        .map(|a| FailoverTrunk {
+            target: Target {
+                addr: addr(a),
+                transport: TransportKind::Udp,
+            },
+            credentials: None,
+        })
+        .collect();
+    sim.sbc.set_config(cfg);
+    // The first trunk is down: new calls start on the second.
+    sim.sbc.set_trunk_usable(0, false);
+    sim.deliver(pbx(), &pbx_invite("z9hG4bKpbx1", Some(SDP_PBX)));
+    sim.take_pbx();
+    let inv = sim.take_carrier().remove(0);
+    assert_eq!(
+        inv.request_uri_str(),
+        Some("sip:15551234567@198.51.100.8:5090")
+    );
+    // The second fails with 503 while the third... is fine: it goes there.
+    sim.deliver(
+        carrier(),
+        &carrier_response(&inv, 503, "Service Unavailable", Some("t2"), None),
+    );
+    let out = sim.take_carrier();
+    assert_eq!(
+        out[1].request_uri_str(),
+        Some("sip:15551234567@198.51.100.9:5090")
+    );
+    assert_eq!(failovers(&mut sim), vec![(1, 503)]);
+
+    // Everything down: the first trunk is tried anyway (better a try than a certain failure);
+    // a failure there has no usable trunk left to go to.
+    let mut sim2 = Sim::new();
+    let mut cfg = config();
+    cfg.failover = vec![FailoverTrunk {
+        target: Target {
+            addr: addr(SECOND),
+            transport: TransportKind::Udp,
+        },
+        credentials: None,
+    }];
+    sim2.sbc.set_config(cfg);
+    sim2.sbc.set_trunk_usable(0, false);
+    sim2.sbc.set_trunk_usable(1, false);
+    sim2.deliver(pbx(), &pbx_invite("z9hG4bKpbx1", Some(SDP_PBX)));
+    sim2.take_pbx();
+    let inv = sim2.take_carrier().remove(0);
+    assert_eq!(
+        inv.request_uri_str(),
+        Some("sip:15551234567@198.51.100.7:5090")
+    );
+    sim2.deliver(
+        carrier(),
+        &carrier_response(&inv, 503, "Service Unavailable", Some("t1"), None),
+    );
+    assert_eq!(status(&sim2.take_pbx()[0]), 503);
+    // Back up: the first trunk again.
+    sim2.sbc.set_trunk_usable(0, true);
+    sim2.deliver(
+        pbx(),
+        &pbx_invite("z9hG4bKpbx2", Some(SDP_PBX)).replace("pbx-call-1", "pbx-call-2"),
+    );
+    let inv = sim2
+        .take_carrier()
+        .into_iter()
+        .find(|m| m.method() == Some(&Method::Invite))
+        .expect("INVITE");
+    assert_eq!(
+        inv.request_uri_str(),
+        Some("sip:15551234567@198.51.100.7:5090")
+    );
+}
