@@ -2222,6 +2222,20 @@ impl B2bua {
         self.trunk_down[index] = !usable;
     }
 
+    /// Points trunk `index` (as in [`B2bua::set_trunk_usable`]) at a new proxy address, e.g.
+    /// after a DNS lookup gave another one. Calls already on the trunk keep their address
+    /// (their dialogs are bound to the peer they talk to); new calls and failovers use it.
+    pub fn set_trunk_target(&mut self, index: usize, target: Target) {
+        match index {
+            0 => self.cfg.trunk = target,
+            i => {
+                if let Some(f) = self.cfg.failover.get_mut(i - 1) {
+                    f.target = target;
+                }
+            }
+        }
+    }
+
     /// The first trunk after `after` (from the start for None) that is not down.
     fn next_usable_trunk(&self, after: Option<usize>) -> Option<usize> {
         let start = after.map_or(0, |a| a + 1);
