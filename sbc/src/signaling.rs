@@ -15,9 +15,7 @@ use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 use sbc_proto::{
-    b2bua::{
-        B2bua, B2buaConfig, CallInfo, EndReason, Event, FailoverTrunk, LocalAddr, Rng, Target,
-    },
+    b2bua::{B2bua, B2buaConfig, CallInfo, EndReason, Event, LocalAddr, Rng, Target, TrunkConfig},
     health::{HealthCheck, HealthConfig},
     limit::CallLimits,
     net::{Peer, Side, TransportKind},
@@ -80,6 +78,8 @@ pub struct CallMetrics {
     pub registration_state: IntGaugeVec,
     /// Calls moved away from a trunk after a timeout, 408 or 5xx, by that trunk.
     pub failovers: IntCounterVec,
+    /// Calls (and MESSAGEs) from the PBX refused with 404 because no route takes the number.
+    pub no_route: IntCounter,
     /// OPTIONS health per trunk: 1 for the current state (`unknown`, `up`, `down`).
     pub health: IntGaugeVec,
 }
@@ -231,6 +231,11 @@ impl CallMetrics {
             &["trunk"],
         )?;
         registry.register(Box::new(failovers.clone()))?;
+        let no_route = IntCounter::new(
+            "sbc_calls_no_route_total",
+            "Calls from the PBX refused with 404: no [[route]] takes the called number.",
+        )?;
+        registry.register(Box::new(no_route.clone()))?;
         let health = IntGaugeVec::new(
             Opts::new(
                 "sbc_trunk_health",
@@ -278,6 +283,7 @@ impl CallMetrics {
             bans_active,
             registration_state,
             failovers,
+            no_route,
             health,
         })
     }
@@ -401,20 +407,12 @@ impl TrunkNames {
         )
     }
 
-    /// The trunk of a call: for calls from the carrier the trunk whose proxy sent the INVITE;
-    /// for calls to the carrier the trunk the B2BUA sends to (the first one, until routing).
-    fn of(&self, from: Side, source: Option<IpAddr>) -> String {
-        let found = match (from, source) {
-            (Side::Outside, Some(ip)) => self
-                .0
-                .iter()
-                .find(|(_, a)| *a == ip.to_canonical())
-                .map(|(n, _)| n.clone()),
-            _ => None,
-        };
-        found
-            .or_else(|| self.0.first().map(|(n, _)| n.clone()))
-            .unwrap_or_else(|| "none".into())
+    /// The name of trunk `index` as the B2BUA reports it ("none" for a call whose carrier
+    /// side is no configured trunk).
+    fn name(&self, index: Option<usize>) -> String {
+        index
+            .and_then(|i| self.0.get(i))
+            .map_or_else(|| "none".into(), |(n, _)| n.clone())
     }
 }
 
@@ -442,16 +440,30 @@ pub fn b2bua_config(c: &Config) -> B2buaConfig {
             transport,
         }
     };
-    let trunk = c.trunks.first().map_or(
-        Target {
-            addr: SocketAddr::from(([127, 0, 0, 1], 5090)),
-            transport: TransportKind::Udp,
-        },
-        |t| Target {
-            addr: t.proxy,
-            transport: t.transport.kind(),
-        },
-    );
+    let (compiled, _) = crate::config::compile(c);
+    let mut rules = compiled.trunks.into_iter();
+    let trunks = c
+        .trunks
+        .iter()
+        .map(|t| {
+            let (outbound, inbound) = rules.next().unwrap_or_default();
+            TrunkConfig {
+                name: t.name.clone(),
+                target: Target {
+                    addr: t.proxy,
+                    transport: t.transport.kind(),
+                },
+                credentials: t.credentials(),
+                limits: CallLimits {
+                    max_calls: t.max_calls,
+                    max_cps: t.max_cps,
+                },
+                from_domain: t.from_domain.clone(),
+                outbound,
+                inbound,
+            }
+        })
+        .collect();
     B2buaConfig {
         timers: TimerConfig {
             t1: Duration::from_millis(c.sip.t1_ms),
@@ -465,28 +477,9 @@ pub fn b2bua_config(c: &Config) -> B2buaConfig {
             addr: c.pbx.address,
             transport: c.pbx.transport.kind(),
         },
-        trunk,
-        trunk_credentials: c.trunks.first().and_then(crate::config::Trunk::credentials),
-        // Failover follows the configured order of preference.
-        failover: c
-            .trunks
-            .iter()
-            .skip(1)
-            .map(|t| FailoverTrunk {
-                target: Target {
-                    addr: t.proxy,
-                    transport: t.transport.kind(),
-                },
-                credentials: t.credentials(),
-            })
-            .collect(),
-        trunk_limits: c
-            .trunks
-            .first()
-            .map_or_else(CallLimits::default, |t| CallLimits {
-                max_calls: t.max_calls,
-                max_cps: t.max_cps,
-            }),
+        trunks,
+        routes: compiled.routes,
+        inbound: compiled.inbound,
         limits: CallLimits {
             max_calls: c.limits.max_calls,
             max_cps: c.limits.max_cps,
@@ -897,9 +890,6 @@ pub async fn run(
     let mut live: std::collections::HashMap<u64, CallMeta> = std::collections::HashMap::new();
     let mut retransmissions_seen = (0u64, 0u64);
     let mut auth_seen = (0u64, 0u64);
-    // Source of the message being processed: a CallStarted event drained below was caused
-    // by it (one input per loop turn), which attributes inbound calls to a trunk.
-    let mut last_source: Option<IpAddr> = None;
     // Media timeouts surface through MediaControl::poll_event; look at least this often.
     // Media events (timeouts) wake us through `event_ready`; the slow tick is only a backstop.
     let media_events = media.clone();
@@ -980,7 +970,6 @@ pub async fn run(
                     continue;
                 }
                 count_incoming(&calls, m.peer.side, &m.message);
-                last_source = Some(m.peer.addr.ip());
                 engine.handle_message(std::time::Instant::now(), m.peer, m.message, &mut media);
             }
             () = sleep => {
@@ -1067,7 +1056,7 @@ pub async fn run(
                             }
                         }
                     }
-                    for i in 0..=b2bua.failover.len() {
+                    for i in 0..b2bua.trunks.len() {
                         engine.set_trunk_usable(i, true);
                     }
                     calls.health.reset();
@@ -1134,9 +1123,9 @@ pub async fn run(
         }
         while let Some(ev) = engine.poll_event() {
             match ev {
-                Event::CallStarted { call, from } => {
+                Event::CallStarted { call, from, trunk } => {
                     let d = direction(from);
-                    let trunk = trunks.of(from, last_source);
+                    let trunk = trunks.name(trunk);
                     calls.started.with_label_values(&[d]).inc();
                     calls.active.with_label_values(&[d]).inc();
                     calls.trunk_active.with_label_values(&[&trunk, d]).inc();
@@ -1185,11 +1174,16 @@ pub async fn run(
                             .observe(at.elapsed().as_secs_f64());
                     }
                 }
-                Event::Failover { call, from, status } => {
-                    let failed = trunks.0.get(from).map_or("none", |(n, _)| n.as_str());
-                    calls.failovers.with_label_values(&[failed]).inc();
-                    tracing::info!(call, status, "call moved to the next trunk");
-                    if let Some(next) = trunks.0.get(from + 1)
+                Event::Failover {
+                    call,
+                    from,
+                    to,
+                    status,
+                } => {
+                    let failed = trunks.name(Some(from));
+                    calls.failovers.with_label_values(&[&failed]).inc();
+                    tracing::info!(call, status, from = %failed, "call moved to the next trunk");
+                    if let Some(next) = trunks.0.get(to)
                         && let Some(c) = live.get_mut(&call)
                     {
                         // The call now counts on the trunk that carries it.
@@ -1210,6 +1204,7 @@ pub async fn run(
                         .with_label_values(&[direction(from), limit])
                         .inc();
                 }
+                Event::NoRoute => calls.no_route.inc(),
                 Event::Dropped { reason } => {
                     metrics
                         .sip_dropped
@@ -1366,6 +1361,9 @@ mod tests {
         assert_eq!(b.inside.addr, "127.0.0.1:5060".parse().expect("literal"));
         assert_eq!(b.outside.addr, "127.0.0.1:5080".parse().expect("literal"));
         assert_eq!(b.pbx.addr, "127.0.0.1:5070".parse().expect("literal"));
-        assert_eq!(b.trunk.addr, "127.0.0.1:5090".parse().expect("literal"));
+        assert_eq!(
+            b.trunks[0].target.addr,
+            "127.0.0.1:5090".parse().expect("literal")
+        );
     }
 }

@@ -200,6 +200,7 @@ fn handler(method: &str, path: &str) -> Option<Handler> {
         ("DELETE", "/api/v1/trunks/{name}") => on(filter, api::delete_trunk),
         ("POST", "/api/v1/trunks/{name}/register") => on(filter, api::register_trunk),
         ("GET", "/api/v1/routes") => on(filter, api::routes),
+        ("PUT", "/api/v1/routes") => on(filter, api::put_routes),
         ("GET", "/api/v1/acls") => on(filter, api::acls),
         ("GET", "/api/v1/bans") => on(filter, api::bans),
         ("DELETE", "/api/v1/bans/{address}") => on(filter, api::delete_ban),

@@ -103,9 +103,9 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
     let locate = |path: &[Seg]| locate(text, tree.get_ref(), path);
     let mut problems = Vec::new();
 
-    const SECTIONS: [&str; 11] = [
-        "general", "log", "sip", "inside", "outside", "tls", "pbx", "trunk", "media", "admin",
-        "limits",
+    const SECTIONS: [&str; 13] = [
+        "general", "log", "sip", "inside", "outside", "tls", "pbx", "trunk", "route", "inbound",
+        "media", "admin", "limits",
     ];
     for key in table.keys() {
         if !SECTIONS.contains(&key.as_str()) {
@@ -126,6 +126,8 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
     let tls = take::<Tls>(&table, "tls", false, &locate, &mut problems);
     let pbx = take(&table, "pbx", true, &locate, &mut problems);
     let trunks = take(&table, "trunk", false, &locate, &mut problems);
+    let routes = take(&table, "route", false, &locate, &mut problems);
+    let inbound = take(&table, "inbound", false, &locate, &mut problems);
     let media = take::<Media>(&table, "media", false, &locate, &mut problems);
     let admin = take::<Admin>(&table, "admin", false, &locate, &mut problems);
     let limits = take::<Limits>(&table, "limits", false, &locate, &mut problems);
@@ -138,11 +140,13 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         Ok(tls),
         Ok(Some(pbx)),
         Ok(trunks),
+        Ok(routes),
+        Ok(inbound),
         Ok(media),
         Ok(admin),
         Ok(limits),
     ) = (
-        general, log, sip, inside, outside, tls, pbx, trunks, media, admin, limits,
+        general, log, sip, inside, outside, tls, pbx, trunks, routes, inbound, media, admin, limits,
     )
     else {
         return Err(problems);
@@ -159,6 +163,8 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         tls: tls.unwrap_or_default(),
         pbx,
         trunks: trunks.unwrap_or_default(),
+        routes: routes.unwrap_or_default(),
+        inbound: inbound.unwrap_or_default(),
         media: media.unwrap_or_default(),
         admin: admin.unwrap_or_default(),
         limits: limits.unwrap_or_default(),
@@ -482,5 +488,99 @@ proxy = "127.0.0.1:5090"
     fn path_round_trip() {
         let segs = parse_path("trunk[1].proxy");
         assert_eq!(render_path(&segs), "trunk[1].proxy");
+    }
+}
+
+#[cfg(test)]
+mod routing_tests {
+    use super::parse;
+
+    const BASE: &str = r#"
+[inside]
+udp = ["127.0.0.1:5060"]
+media_address = "127.0.0.1"
+
+[outside]
+udp = ["127.0.0.1:5080"]
+media_address = "127.0.0.1"
+
+[pbx]
+address = "127.0.0.1:5070"
+allow = ["127.0.0.0/8"]
+
+[[trunk]]
+name = "a"
+proxy = "127.0.0.1:5090"
+
+[[trunk.number]]
+number = "called"
+prefix = "0"
+strip = 1
+add = "+49"
+
+[[trunk.number]]
+direction = "inbound"
+number = "calling"
+match = "^\\+49(\\d+)$"
+replace = "0$1"
+
+[[trunk.header]]
+action = "add"
+name = "X-Account"
+value = "${calling}"
+
+[[trunk]]
+name = "b"
+proxy = "127.0.0.2:5090"
+"#;
+
+    #[test]
+    fn routing_sections_parse_and_compile() {
+        let text = format!(
+            "{BASE}\n[[route]]\nname = \"intl\"\nprefix = \"00\"\ntrunks = [\"b\", \"a\"]\n\
+             weights = [1, 2]\n\n[[inbound]]\nname = \"sales\"\nmatch = \"^0301\"\n\
+             target = \"127.0.0.1:5072\"\n"
+        );
+        let c = parse(&text).unwrap_or_else(|p| panic!("{p:#?}"));
+        let (compiled, problems) = crate::config::compile(&c);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(compiled.routes[0].trunks, [1, 0]);
+        let (out_a, in_a) = &compiled.trunks[0];
+        assert_eq!(sbc_proto::routing::normalize(&out_a.called, "030"), "+4930");
+        assert_eq!(
+            sbc_proto::routing::normalize(&in_a.calling, "+49301"),
+            "0301"
+        );
+        assert_eq!(out_a.headers.len(), 1);
+        assert_eq!(compiled.inbound[0].target.addr.port(), 5072);
+        // The routes survive a round trip through the admin API's TOML serialisation.
+        let again = toml::to_string(&c).expect("serialises");
+        assert_eq!(parse(&again).expect("reparses"), c);
+    }
+
+    #[test]
+    fn bad_routing_entries_are_reported_with_their_key_paths() {
+        let text = BASE
+            .replace("prefix = \"0\"", "prefix = \"0\"\nmatch = \"^0\"")
+            .replace("^\\\\+49(\\\\d+)$", "^(unclosed")
+            .replace("name = \"X-Account\"", "name = \"Via\"")
+            + "\n[[route]]\nname = \"r\"\ntrunks = [\"a\", \"nope\"]\nweights = [1]\n\
+               \n[[inbound]]\nname = \"i\"\ntarget = \"192.0.2.1:5060\"\n";
+        let problems = parse(&text).expect_err("invalid");
+        let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
+        for want in [
+            "trunk[0].number[0].match",
+            "trunk[0].number[1].match",
+            "trunk[0].header[0].name",
+            "route[0].trunks",
+            "route[0].weights",
+            "inbound[0].target",
+        ] {
+            assert!(paths.contains(&want), "{want} missing: {problems:#?}");
+        }
+        assert!(
+            problems.iter().all(|p| p.line.is_some()),
+            "every problem has a line: {problems:#?}"
+        );
     }
 }

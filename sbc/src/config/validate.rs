@@ -227,6 +227,9 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
         }
     }
 
+    out.extend(super::compile(c).1);
+    let mut bad = |path: &str, msg: String| out.push((path.to_owned(), msg));
+
     if c.limits.max_calls == Some(0) || c.limits.max_cps == Some(0) {
         bad(
             "limits.max_calls",
