@@ -15,7 +15,10 @@ use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 use sbc_proto::{
-    b2bua::{B2bua, B2buaConfig, CallInfo, EndReason, Event, LocalAddr, Rng, Target, TrunkConfig},
+    b2bua::{
+        B2bua, B2buaConfig, CallInfo, EndReason, Event, LocalAddr, Rng, Target, TrunkConfig,
+        TrunkLocal,
+    },
     health::{HealthCheck, HealthConfig},
     limit::CallLimits,
     net::{Peer, Side, TransportKind},
@@ -440,6 +443,26 @@ pub fn b2bua_config(c: &Config) -> B2buaConfig {
             transport,
         }
     };
+    // Every listener, bound address → what is written into messages for peers reaching it.
+    let mut listeners = Vec::new();
+    for s in [&c.inside, &c.outside] {
+        for (list, transport) in [
+            (&s.udp, TransportKind::Udp),
+            (&s.tcp, TransportKind::Tcp),
+            (&s.tls, TransportKind::Tls),
+        ] {
+            for a in list {
+                let ip = s.advertised_address.unwrap_or(a.ip());
+                listeners.push((
+                    *a,
+                    LocalAddr {
+                        addr: SocketAddr::new(ip, a.port()),
+                        transport,
+                    },
+                ));
+            }
+        }
+    }
     let (compiled, _) = crate::config::compile(c);
     let mut rules = compiled.trunks.into_iter();
     let trunks = c
@@ -458,6 +481,15 @@ pub fn b2bua_config(c: &Config) -> B2buaConfig {
                     max_calls: t.max_calls,
                     max_cps: t.max_cps,
                 },
+                local: t.local.and_then(|bound| {
+                    listeners
+                        .iter()
+                        .find(|(b, l)| *b == bound && l.transport == t.transport.kind())
+                        .map(|(_, l)| TrunkLocal {
+                            advertised: *l,
+                            bound,
+                        })
+                }),
                 from_domain: t.from_domain.clone(),
                 outbound,
                 inbound,
@@ -477,6 +509,7 @@ pub fn b2bua_config(c: &Config) -> B2buaConfig {
             addr: c.pbx.address,
             transport: c.pbx.transport.kind(),
         },
+        listeners,
         trunks,
         routes: compiled.routes,
         inbound: compiled.inbound,
@@ -517,6 +550,7 @@ pub fn registrations(c: &Config) -> Vec<TrunkRegistration> {
                     transport: t.transport.kind(),
                     addr: t.proxy,
                     conn: None,
+                    local: None,
                 },
                 cfg: RegConfig {
                     user,
@@ -567,6 +601,7 @@ pub fn health_checks(c: &Config) -> Vec<TrunkHealth> {
                     transport: t.transport.kind(),
                     addr: t.proxy,
                     conn: None,
+                    local: None,
                 },
                 cfg: HealthConfig {
                     target: t.proxy,
@@ -1346,6 +1381,7 @@ mod tests {
             transport: TransportKind::Udp,
             addr: a.parse().expect("literal"),
             conn: None,
+            local: None,
         };
         assert!(acl.allows(&peer(Side::Inside, "127.0.0.1:5070")));
         assert!(acl.allows(&peer(Side::Inside, "127.9.9.9:1234")));

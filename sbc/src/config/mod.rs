@@ -327,6 +327,10 @@ pub struct Trunk {
     /// Transport toward the proxy.
     #[serde(default)]
     pub transport: Transport,
+    /// The SBC's outside listener used toward this trunk (one of `[outside]`'s addresses of
+    /// the trunk's transport); default: the first one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<SocketAddr>,
     /// Name sent as TLS SNI and verified in the proxy's certificate; default: the proxy's
     /// IP address (verified against the certificate's IP SANs).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -219,6 +219,26 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
                 );
             }
         }
+        if let Some(l) = t.local {
+            let listeners = match t.transport {
+                Transport::Udp => &c.outside.udp,
+                Transport::Tcp => &c.outside.tcp,
+                Transport::Tls => &c.outside.tls,
+            };
+            if !listeners.contains(&l) {
+                bad(
+                    &format!("trunk[{i}].local"),
+                    format!(
+                        "{l} is not an [outside] {} listener",
+                        match t.transport {
+                            Transport::Udp => "udp",
+                            Transport::Tcp => "tcp",
+                            Transport::Tls => "tls",
+                        }
+                    ),
+                );
+            }
+        }
         if t.proxy.port() == 0 || t.proxy.ip().is_unspecified() {
             bad(
                 &format!("trunk[{i}].proxy"),

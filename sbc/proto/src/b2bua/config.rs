@@ -41,6 +41,15 @@ pub struct Manipulation {
     pub headers: Vec<HeaderRule>,
 }
 
+/// A trunk's own outside address: written into Via/Contact, and sent from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrunkLocal {
+    /// As written into messages (the advertised address under 1:1 NAT).
+    pub advertised: LocalAddr,
+    /// The listener's bound address, which the transport sends from.
+    pub bound: SocketAddr,
+}
+
 /// A carrier trunk as the B2BUA uses it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrunkConfig {
@@ -53,6 +62,9 @@ pub struct TrunkConfig {
     pub credentials: Option<Credentials>,
     /// Call admission limits (calls in either direction through this trunk).
     pub limits: CallLimits,
+    /// The SBC's outside address used toward this trunk (one of the outside listeners);
+    /// None: the outside side's default.
+    pub local: Option<TrunkLocal>,
     /// Host of the From URI on calls to this trunk (the carrier's account domain); None: the
     /// SBC's outside address.
     pub from_domain: Option<String>,
@@ -70,6 +82,7 @@ impl TrunkConfig {
             target,
             credentials: None,
             limits: CallLimits::default(),
+            local: None,
             from_domain: None,
             outbound: Manipulation::default(),
             inbound: Manipulation::default(),
@@ -86,6 +99,9 @@ pub struct B2buaConfig {
     pub inside: LocalAddr,
     /// The SBC on the carrier side.
     pub outside: LocalAddr,
+    /// Every listener: bound address → the address written into messages for peers that
+    /// reach the SBC there (so a dialog stays on the address its peer used).
+    pub listeners: Vec<(SocketAddr, LocalAddr)>,
     /// Where calls from the carrier go when no inbound route takes their DID.
     pub pbx: Target,
     /// The carrier trunks. Their positions are the trunk indices used by routes, events and

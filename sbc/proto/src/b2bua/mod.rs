@@ -37,7 +37,7 @@ use std::{
 };
 
 use bytes::Bytes;
-pub use config::{B2buaConfig, LocalAddr, Manipulation, Target, TrunkConfig};
+pub use config::{B2buaConfig, LocalAddr, Manipulation, Target, TrunkConfig, TrunkLocal};
 pub use ids::Rng;
 use msg::{RequestSpec, ResponseSpec};
 pub use sdp::SdpProblem;
@@ -226,6 +226,9 @@ pub struct LegInfo {
 #[derive(Debug)]
 struct Leg {
     peer: Peer,
+    /// The SBC's address on this leg (Via, Contact): the listener the caller used, or the
+    /// trunk's configured local address.
+    local: LocalAddr,
     call_id: String,
     local_tag: String,
     remote_tag: Option<String>,
@@ -949,6 +952,38 @@ impl B2bua {
             .position(|t| t.target.addr.ip().to_canonical() == ip)
     }
 
+    /// The SBC's address toward `side` for a leg on `trunk`: the trunk's own local address
+    /// when it has one (carrier side), else the side's default.
+    fn trunk_local(&self, side: Side, trunk: Option<usize>) -> LocalAddr {
+        match (side, trunk.and_then(|t| self.cfg.trunks.get(t)?.local)) {
+            (Side::Outside, Some(l)) => l.advertised,
+            _ => self.cfg.local(side),
+        }
+    }
+
+    /// The bound address to send from toward `side` on `trunk` (None: the transport's
+    /// default socket).
+    fn trunk_bound(&self, side: Side, trunk: Option<usize>) -> Option<std::net::SocketAddr> {
+        match (side, trunk.and_then(|t| self.cfg.trunks.get(t)?.local)) {
+            (Side::Outside, Some(l)) => Some(l.bound),
+            _ => None,
+        }
+    }
+
+    /// The SBC's address as seen by `peer`: the listener its message arrived at (advertised
+    /// form), else the side's default.
+    fn local_of(&self, peer: &Peer) -> LocalAddr {
+        peer.local
+            .and_then(|bound| {
+                self.cfg
+                    .listeners
+                    .iter()
+                    .find(|(b, l)| *b == bound && l.transport == peer.transport)
+                    .map(|(_, l)| *l)
+            })
+            .unwrap_or_else(|| self.cfg.local(peer.side))
+    }
+
     /// Routing and per-trunk admission of a new call. From the PBX: the first route whose
     /// pattern takes the called number gives the trunk order; the first trunk in it that is
     /// not down and admits the call carries it (all down: the first that admits, better a try
@@ -1055,12 +1090,12 @@ impl B2bua {
             return;
         };
         let to_side = peer.side.other();
-        let local = self.cfg.local(to_side);
-        let Some(target) = self.standalone_target(&peer, &user) else {
+        let Some((target, trunk)) = self.standalone_target(&peer, &user) else {
             self.events.push_back(Event::NoRoute);
             self.reject(now, peer, key, msg, 404, "Not Found", media);
             return;
         };
+        let local = self.trunk_local(to_side, trunk);
         let from_user = match msg.from().uri {
             crate::sip::Uri::Sip(u) => u.user.unwrap_or("anonymous").to_owned(),
             crate::sip::Uri::Tel(t) => t.raw.trim_start_matches("tel:").to_owned(),
@@ -1102,6 +1137,7 @@ impl B2bua {
         );
         let tag = self.rng.token();
         let ck = client_key(&branch, false);
+        let bound = self.trunk_bound(to_side, trunk);
         let tx = NonInviteServer::new(peer.transport.is_reliable(), self.cfg.timers);
         self.server.insert(
             key.clone(),
@@ -1120,6 +1156,7 @@ impl B2bua {
             transport: target.transport,
             addr: target.addr,
             conn: None,
+            local: bound,
         };
         // No call owns this relay: `STANDALONE` is a handle that never names a call.
         self.send_client(
@@ -1138,7 +1175,7 @@ impl B2bua {
     /// Where a request outside any call goes: toward the carrier, the first trunk of the
     /// called number's route that is up (the first one if none is); toward the PBX, the
     /// inbound route of the DID. No admission control: these are not calls.
-    fn standalone_target(&mut self, peer: &Peer, user: &str) -> Option<Target> {
+    fn standalone_target(&mut self, peer: &Peer, user: &str) -> Option<(Target, Option<usize>)> {
         let digits = user.split(';').next().unwrap_or_default();
         match peer.side {
             Side::Inside => {
@@ -1153,7 +1190,7 @@ impl B2bua {
                     .copied()
                     .find(|t| self.trunk_usable(*t))
                     .or_else(|| order.first().copied())?;
-                self.cfg.trunks.get(t).map(|t| t.target)
+                self.cfg.trunks.get(t).map(|tr| (tr.target, Some(t)))
             }
             Side::Outside => {
                 let rules = self
@@ -1161,13 +1198,14 @@ impl B2bua {
                     .and_then(|t| self.cfg.trunks.get(t))
                     .map_or(&NO_RULES, |t| &t.inbound);
                 let did = crate::routing::normalize(&rules.called, digits);
-                Some(
+                Some((
                     self.cfg
                         .inbound
                         .iter()
                         .find(|r| r.matcher.matches(&did))
                         .map_or(self.cfg.pbx, |r| r.target),
-                )
+                    None,
+                ))
             }
         }
     }
@@ -1257,7 +1295,7 @@ impl B2bua {
             return;
         }
         let target = plan.target;
-        let local_to = self.cfg.local(to);
+        let local_to = self.trunk_local(to, plan.trunk);
         let body = msg.body();
         let has_sdp = !body.is_empty() && is_sdp(&msg);
         let mut session = None;
@@ -1301,6 +1339,7 @@ impl B2bua {
 
         let caller_leg = Leg {
             peer,
+            local: self.local_of(&peer),
             call_id: msg.call_id().to_owned(),
             local_tag: caller_tag.clone(),
             remote_tag: msg.from().tag().map(str::to_owned),
@@ -1346,9 +1385,11 @@ impl B2bua {
             transport: target.transport,
             addr: target.addr,
             conn: None,
+            local: self.trunk_bound(to, plan.trunk),
         };
         let callee_leg = Leg {
             peer: callee_peer,
+            local: local_to,
             call_id: out_call_id,
             local_tag: out_tag,
             remote_tag: None,
@@ -1464,7 +1505,10 @@ impl B2bua {
         };
         let called = crate::routing::normalize(&rules.called, &user);
         let calling = crate::routing::normalize(&rules.calling, &from_user);
-        let local_to = cfg.local(to);
+        let local_to = match (to, trunk_cfg.and_then(|t| t.local)) {
+            (Side::Outside, Some(l)) => l.advertised,
+            _ => cfg.local(to),
+        };
         let target_hp = msg::hostport(target.addr);
         let from_host = match (to, trunk_cfg.and_then(|t| t.from_domain.as_deref())) {
             (Side::Outside, Some(d)) => d.to_owned(),
@@ -1851,7 +1895,7 @@ impl B2bua {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        let local = self.cfg.local(side);
+        let local = c.leg(side).local;
         let leg = c.leg(side);
         let ack = msg::request(
             &RequestSpec {
@@ -2017,7 +2061,7 @@ impl B2bua {
             content_type = msg::first_value(msg.headers(), HeaderName::ContentType);
         }
         let branch = self.rng.branch();
-        let local = self.cfg.local(to);
+        let local = c.leg(to).local;
         let leg = c.leg_mut(to);
         leg.local_cseq += 1;
         let cseq = leg.local_cseq;
@@ -2353,7 +2397,7 @@ impl B2bua {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        let local = self.cfg.local(side);
+        let local = c.leg(side).local;
         let leg = c.leg_mut(side);
         leg.local_cseq += 1;
         let rack = format!("{rseq} {invite_cseq} INVITE");
@@ -2436,7 +2480,10 @@ impl B2bua {
         }
         let e = self.server.get(key)?;
         let reason = resp.reason_phrase().unwrap_or("");
-        let local = self.cfg.local(caller);
+        let local = self
+            .calls
+            .get(&call)
+            .map_or_else(|| self.cfg.local(caller), |c| c.leg(caller).local);
         // 3xx: the redirect targets are what the caller needs (policy "relay").
         let contacts: Vec<String> = if (300..400).contains(&status) {
             resp.headers()
@@ -2582,7 +2629,7 @@ impl B2bua {
         let Some(target) = self.cfg.trunks.get(index).map(|t| t.target) else {
             return false;
         };
-        let local = self.cfg.outside;
+        let local = self.trunk_local(Side::Outside, Some(index));
         let call_id = format!("{}@{}", self.rng.token(), msg::host(local.addr));
         let tag = self.rng.token();
         let branch = self.rng.branch();
@@ -2601,6 +2648,7 @@ impl B2bua {
             transport: target.transport,
             addr: target.addr,
             conn: None,
+            local: self.trunk_bound(Side::Outside, Some(index)),
         };
         let ck = client_key(&branch, false);
         let Some(c) = self.calls.get_mut(&call) else {
@@ -2609,6 +2657,7 @@ impl B2bua {
         let leg = c.leg_mut(Side::Outside);
         let old_dialog = (leg.call_id.clone(), leg.local_tag.clone());
         leg.peer = peer;
+        leg.local = local;
         leg.call_id = call_id.clone();
         leg.local_tag = tag.clone();
         leg.local_hdr = out.from_hdr;
@@ -3156,7 +3205,7 @@ impl B2bua {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        let local = self.cfg.local(side);
+        let local = c.leg(side).local;
         let leg = c.leg_mut(side);
         leg.local_cseq += 1;
         let bye = msg::request(

@@ -60,6 +60,7 @@ fn config() -> B2buaConfig {
         )],
         routes: Vec::new(),
         inbound: Vec::new(),
+        listeners: Vec::new(),
         limits: crate::limit::CallLimits::default(),
         retry_after_s: 5,
         user_agent: "sbc-test".into(),
@@ -85,6 +86,7 @@ fn pbx() -> Peer {
         transport: TransportKind::Udp,
         addr: addr(PBX),
         conn: None,
+        local: None,
     }
 }
 
@@ -94,6 +96,7 @@ fn carrier() -> Peer {
         transport: TransportKind::Udp,
         addr: addr(CARRIER),
         conn: None,
+        local: None,
     }
 }
 

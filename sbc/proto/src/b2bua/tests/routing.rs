@@ -386,3 +386,95 @@ fn reconfiguration_keeps_trunk_attribution_by_name() {
     assert_eq!(sim.sbc.trunk_calls(), &[0, 0, 1]);
     assert_eq!(sim.sbc.calls()[0].trunk, Some(2));
 }
+
+#[test]
+fn a_trunk_with_its_own_local_address_uses_it_in_via_contact_and_as_source() {
+    const BOUND: &str = "192.168.0.2:5080";
+    let second = LocalAddr {
+        addr: addr("203.0.113.2:5080"),
+        transport: TransportKind::Udp,
+    };
+    let mut cfg = three_trunks();
+    cfg.listeners = vec![(addr(BOUND), second)];
+    cfg.trunks[1].local = Some(crate::b2bua::TrunkLocal {
+        advertised: second,
+        bound: addr(BOUND),
+    });
+    cfg.routes = vec![route("b", NumberMatch::Any, &[1])];
+    let mut sim = sim(cfg);
+    let msg = Message::parse(
+        Bytes::from(invite_to("4930", 1).replace('\n', "\r\n")),
+        &Limits::default(),
+    )
+    .expect("parses");
+    sim.sbc.handle_message(sim.now, pbx(), msg, &mut sim.media);
+    let out: Vec<Transmit> = std::iter::from_fn(|| sim.sbc.poll_transmit()).collect();
+    let invite = out
+        .iter()
+        .find(|t| t.to.side == Side::Outside)
+        .expect("INVITE to the trunk");
+    assert_eq!(
+        invite.to.local,
+        Some(addr(BOUND)),
+        "sent from the trunk's socket"
+    );
+    let text = String::from_utf8_lossy(&invite.data);
+    assert!(
+        text.contains("Via: SIP/2.0/UDP 203.0.113.2:5080;"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Contact: <sip:sbc@203.0.113.2:5080>"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Call-ID: ") && text.contains("@203.0.113.2\r\n"),
+        "{text}"
+    );
+
+    // A call from a carrier reaching the SBC at that listener is answered from it, and the
+    // SBC's Contact toward the carrier names it.
+    let from_b = Peer {
+        addr: addr(B),
+        local: Some(addr(BOUND)),
+        ..carrier()
+    };
+    let msg = Message::parse(
+        Bytes::from(carrier_invite(B, "+15557654321").replace('\n', "\r\n")),
+        &Limits::default(),
+    )
+    .expect("parses");
+    sim.sbc.handle_message(sim.now, from_b, msg, &mut sim.media);
+    let out: Vec<Transmit> = std::iter::from_fn(|| sim.sbc.poll_transmit()).collect();
+    let trying = out
+        .iter()
+        .find(|t| t.to.side == Side::Outside)
+        .expect("100 Trying");
+    assert_eq!(trying.to.local, Some(addr(BOUND)));
+    let to_pbx = out
+        .iter()
+        .find(|t| t.to.side == Side::Inside)
+        .expect("INVITE to the PBX");
+    let inv = Message::parse(to_pbx.data.clone(), &Limits::default()).expect("parses");
+    sim.sbc.handle_message(
+        sim.now,
+        pbx(),
+        Message::parse(
+            Bytes::from(
+                carrier_response(&inv, 200, "OK", Some("p1"), Some(SDP_PBX)).replace('\n', "\r\n"),
+            ),
+            &Limits::default(),
+        )
+        .expect("parses"),
+        &mut sim.media,
+    );
+    let ok = std::iter::from_fn(|| sim.sbc.poll_transmit())
+        .find(|t| t.to.side == Side::Outside)
+        .expect("200 to the carrier");
+    assert_eq!(ok.to.local, Some(addr(BOUND)));
+    let text = String::from_utf8_lossy(&ok.data);
+    assert!(
+        text.contains("Contact: <sip:sbc@203.0.113.2:5080>"),
+        "{text}"
+    );
+}
