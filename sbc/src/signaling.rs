@@ -1098,6 +1098,7 @@ pub async fn run(
                 Command::DnsResolved(r) => {
                     if dns.insert(r) {
                         dns.apply(&mut trunks, &mut acl, &mut regs, &mut checks, &mut engine);
+                        flush_registrations(&mut regs, &transport, &calls);
                         flush_health(&mut checks, &transport, &calls);
                     }
                 }

@@ -148,9 +148,15 @@ impl DnsState {
                 .find(|(t, _)| t.index == index)
                 .is_none_or(|(_, h)| h.state().usable());
             engine.set_trunk_usable(index, health);
-            for (t, _) in regs.iter_mut().filter(|(t, _)| t.trunk == *name) {
-                // The next REGISTER (refresh or retry) goes to the new address.
-                t.peer.addr = primary;
+            for (t, reg) in regs.iter_mut().filter(|(t, _)| t.trunk == *name) {
+                if t.peer.addr == ProxyAddr::UNRESOLVED {
+                    // First answer: register now instead of after the failed attempt's backoff.
+                    t.peer.addr = primary;
+                    reg.start(std::time::Instant::now());
+                } else {
+                    // The next REGISTER (refresh or retry) goes to the new address.
+                    t.peer.addr = primary;
+                }
             }
             for (t, h) in checks.iter_mut().filter(|(t, _)| t.trunk == *name) {
                 if t.cfg.target != primary {
