@@ -30,7 +30,8 @@ use sbc_proto::{
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
-    config::Config,
+    config::{Config, ProxyAddr},
+    dns::{DnsState, DnsTrunks, Resolved, TrunkAddr},
     media::MediaManager,
     metrics::Metrics,
     transport::{Inbound, Transport},
@@ -395,9 +396,10 @@ struct CallMeta {
     answered: Option<std::time::Instant>,
 }
 
-/// Trunk names with their proxy addresses, to attribute calls to a trunk.
+/// Trunk names with their proxy addresses, to attribute calls to a trunk (position = the
+/// B2BUA's trunk index; addresses of names filled in by [`DnsState::apply`]).
 #[derive(Debug, Clone, Default)]
-pub struct TrunkNames(Vec<(String, IpAddr)>);
+pub struct TrunkNames(pub(crate) Vec<(String, TrunkAddr)>);
 
 impl TrunkNames {
     /// From the configuration.
@@ -405,7 +407,7 @@ impl TrunkNames {
         Self(
             c.trunks
                 .iter()
-                .map(|t| (t.name.clone(), t.proxy.ip().to_canonical()))
+                .map(|t| (t.name.clone(), TrunkAddr::from_trunk(t)))
                 .collect(),
         )
     }
@@ -472,8 +474,9 @@ pub fn b2bua_config(c: &Config) -> B2buaConfig {
             let (outbound, inbound) = rules.next().unwrap_or_default();
             TrunkConfig {
                 name: t.name.clone(),
+                sources: Vec::new(),
                 target: Target {
-                    addr: t.proxy,
+                    addr: t.proxy.static_addr().unwrap_or(ProxyAddr::UNRESOLVED),
                     transport: t.transport.kind(),
                 },
                 credentials: t.credentials(),
@@ -548,16 +551,13 @@ pub fn registrations(c: &Config) -> Vec<TrunkRegistration> {
                 peer: Peer {
                     side: Side::Outside,
                     transport: t.transport.kind(),
-                    addr: t.proxy,
+                    addr: t.proxy.static_addr().unwrap_or(ProxyAddr::UNRESOLVED),
                     conn: None,
                     local: None,
                 },
                 cfg: RegConfig {
                     user,
-                    domain: t
-                        .from_domain
-                        .clone()
-                        .unwrap_or_else(|| t.proxy.ip().to_string()),
+                    domain: t.from_domain.clone().unwrap_or_else(|| t.proxy.host()),
                     local: b2bua.outside.addr,
                     transport: t.transport.kind(),
                     expires: t.register_expires_s.unwrap_or(3600),
@@ -599,12 +599,12 @@ pub fn health_checks(c: &Config) -> Vec<TrunkHealth> {
                 peer: Peer {
                     side: Side::Outside,
                     transport: t.transport.kind(),
-                    addr: t.proxy,
+                    addr: t.proxy.static_addr().unwrap_or(ProxyAddr::UNRESOLVED),
                     conn: None,
                     local: None,
                 },
                 cfg: HealthConfig {
-                    target: t.proxy,
+                    target: t.proxy.static_addr().unwrap_or(ProxyAddr::UNRESOLVED),
                     local: b2bua.outside.addr,
                     transport: t.transport.kind(),
                     interval,
@@ -700,6 +700,8 @@ fn start_registration(t: &TrunkRegistration) -> Registration {
 pub struct Acl {
     inside: Vec<IpNet>,
     outside: Vec<IpAddr>,
+    /// What the trunk proxies given by name resolved to (replaced on every update).
+    resolved: Vec<IpAddr>,
     /// Configured peers (the PBX address, the trunk proxies): never rate-limited or banned.
     peers: Vec<IpAddr>,
     guard: GuardConfig,
@@ -709,12 +711,17 @@ pub struct Acl {
 impl Acl {
     /// From the configuration.
     pub fn from_config(c: &Config) -> Self {
-        let outside: Vec<IpAddr> = c.trunks.iter().map(|t| t.proxy.ip()).collect();
+        let outside: Vec<IpAddr> = c
+            .trunks
+            .iter()
+            .filter_map(|t| Some(t.proxy.static_addr()?.ip()))
+            .collect();
         let mut peers: Vec<IpAddr> = outside.iter().map(|a| a.to_canonical()).collect();
         peers.push(c.pbx.address.ip().to_canonical());
         Self {
             inside: c.pbx.allow.clone(),
             outside,
+            resolved: Vec::new(),
             peers,
             guard: GuardConfig {
                 rate: c.limits.source_rate,
@@ -728,7 +735,13 @@ impl Acl {
 
     /// Whether `ip` is a configured peer (exempt from rate limits and bans).
     pub fn is_configured_peer(&self, ip: IpAddr) -> bool {
-        self.peers.contains(&ip.to_canonical())
+        let ip = ip.to_canonical();
+        self.peers.contains(&ip) || self.resolved.contains(&ip)
+    }
+
+    /// Replaces the addresses the trunk proxies given by name resolved to (canonical IPs).
+    pub fn set_resolved(&mut self, ips: Vec<IpAddr>) {
+        self.resolved = ips;
     }
 
     /// Whether a request with this User-Agent is dropped.
@@ -742,7 +755,9 @@ impl Acl {
         let ip = peer.addr.ip().to_canonical();
         match peer.side {
             Side::Inside => self.inside.iter().any(|n| n.contains(&ip)),
-            Side::Outside => self.outside.iter().any(|a| a.to_canonical() == ip),
+            Side::Outside => {
+                self.outside.iter().any(|a| a.to_canonical() == ip) || self.resolved.contains(&ip)
+            }
         }
     }
 }
@@ -764,6 +779,8 @@ pub enum Command {
     Registrations(oneshot::Sender<Vec<RegView>>),
     /// Send a REGISTER for this trunk now; false if it does not register.
     Register(String, oneshot::Sender<bool>),
+    /// New addresses of a trunk proxy given by name (from the resolver task).
+    DnsResolved(Resolved),
     /// Use a new configuration for new calls (calls in progress keep theirs).
     Reconfigure {
         /// The B2BUA part.
@@ -807,13 +824,31 @@ pub struct BanList {
 #[derive(Debug, Clone)]
 pub struct SignalingHandle {
     tx: mpsc::Sender<Command>,
+    /// The trunks the resolver task looks up, updated on every reconfiguration.
+    dns: std::sync::Arc<watch::Sender<DnsTrunks>>,
 }
 
 impl SignalingHandle {
     /// A handle and the receiver to give to [`run`].
     pub fn channel() -> (Self, mpsc::Receiver<Command>) {
         let (tx, rx) = mpsc::channel(64);
-        (Self { tx }, rx)
+        let dns = std::sync::Arc::new(watch::channel(DnsTrunks::default()).0);
+        (Self { tx, dns }, rx)
+    }
+
+    /// Sets the trunks the resolver task looks up (from the configuration at start).
+    pub fn set_dns_trunks(&self, trunks: DnsTrunks) {
+        self.dns.send_replace(trunks);
+    }
+
+    /// The trunks to look up, for the resolver task ([`crate::dns::run`]).
+    pub fn dns_trunks(&self) -> watch::Receiver<DnsTrunks> {
+        self.dns.subscribe()
+    }
+
+    /// Hands new addresses of a trunk proxy to the signaling task; false if it is gone.
+    pub async fn dns_resolved(&self, r: Resolved) -> bool {
+        self.tx.send(Command::DnsResolved(r)).await.is_ok()
     }
 
     /// The banned sources; `None` if the signaling task is gone.
@@ -879,7 +914,12 @@ impl SignalingHandle {
             health: health_checks(config),
             done,
         };
-        self.tx.send(cmd).await.is_ok() && rx.await.is_ok()
+        let applied = self.tx.send(cmd).await.is_ok() && rx.await.is_ok();
+        if applied {
+            // Names added, removed or changed: the resolver task follows.
+            self.set_dns_trunks(DnsTrunks::from_config(config));
+        }
+        applied
     }
 }
 
@@ -930,6 +970,9 @@ pub async fn run(
     let media_events = media.clone();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Trunk proxies given by name: unusable until the resolver task reports addresses.
+    let mut dns = DnsState::default();
+    dns.apply(&mut trunks, &mut acl, &mut regs, &mut checks, &mut engine);
     loop {
         let deadline = engine
             .poll_timeout()
@@ -1077,7 +1120,15 @@ pub async fn run(
                     flush_registrations(&mut regs, &transport, &calls);
                     let _ = reply.send(ok);
                 }
-                Command::Reconfigure { b2bua, acl: new_acl, trunks: new_trunks, registrations: new_regs, health: new_health, done } => {
+                Command::DnsResolved(r) => {
+                    if dns.insert(r) {
+                        dns.apply(&mut trunks, &mut acl, &mut regs, &mut checks, &mut engine);
+                        flush_registrations(&mut regs, &transport, &calls);
+                        flush_health(&mut checks, &transport, &calls);
+                    }
+                }
+                Command::Reconfigure { b2bua, acl: new_acl, trunks: new_trunks, registrations: mut new_regs, health: mut new_health, done } => {
+                    dns.prepare(&new_trunks, &mut new_regs, &mut new_health);
                     // Health checks: unchanged ones keep their state; every trunk is usable
                     // again unless its (kept) check says it is down.
                     let mut old_checks = std::mem::take(&mut checks);
@@ -1121,6 +1172,7 @@ pub async fn run(
                     apply_health(&mut checks, &mut engine, &calls, true);
                     acl = new_acl;
                     trunks = new_trunks;
+                    dns.apply(&mut trunks, &mut acl, &mut regs, &mut checks, &mut engine);
                     let _ = done.send(());
                 }
             },
@@ -1357,7 +1409,7 @@ async fn deregister(
 }
 
 /// Seed for tags, branches and Call-IDs: unpredictable per process.
-fn seed() -> u64 {
+pub(crate) fn seed() -> u64 {
     let mut bytes = [0u8; 8];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
         let _ = std::io::Read::read_exact(&mut f, &mut bytes);

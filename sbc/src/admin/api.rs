@@ -445,7 +445,7 @@ pub async fn acls(State(s): State<Arc<AdminState>>) -> Json<Value> {
     Json(json!({
         "inside": {"allow": c.pbx.allow.iter().map(ToString::to_string).collect::<Vec<_>>()},
         "outside": {"allow": c.trunks.iter()
-            .map(|t| json!({"trunk": t.name, "address": t.proxy.ip().to_string()}))
+            .map(|t| json!({"trunk": t.name, "address": t.proxy.host()}))
             .collect::<Vec<_>>()},
     }))
 }

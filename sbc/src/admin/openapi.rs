@@ -319,7 +319,7 @@ fn schemas() -> Value {
             "required": ["proxy"],
             "properties": {
                 "name": {"type": "string"},
-                "proxy": {"type": "string", "description": "address:port"},
+                "proxy": {"type": "string", "description": "address:port, host:port (A/AAAA) or host (SRV, then A/AAAA)"},
                 "transport": {"type": "string", "enum": ["udp", "tcp", "tls"]},
                 "tls_server_name": {"type": "string"},
                 "number": {"type": "array", "items": {"type": "object"}},

@@ -9,7 +9,7 @@ use std::{fmt, path::Path};
 use serde::de::DeserializeOwned;
 use toml::de::{DeTable, DeValue};
 
-use super::{Admin, Config, General, Limits, Log, Media, Sip, Tls, validate};
+use super::{Admin, Config, Dns, General, Limits, Log, Media, Sip, Tls, validate};
 
 /// One thing wrong with a configuration.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -103,9 +103,9 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
     let locate = |path: &[Seg]| locate(text, tree.get_ref(), path);
     let mut problems = Vec::new();
 
-    const SECTIONS: [&str; 13] = [
+    const SECTIONS: [&str; 14] = [
         "general", "log", "sip", "inside", "outside", "tls", "pbx", "trunk", "route", "inbound",
-        "media", "admin", "limits",
+        "media", "admin", "limits", "dns",
     ];
     for key in table.keys() {
         if !SECTIONS.contains(&key.as_str()) {
@@ -131,6 +131,7 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
     let media = take::<Media>(&table, "media", false, &locate, &mut problems);
     let admin = take::<Admin>(&table, "admin", false, &locate, &mut problems);
     let limits = take::<Limits>(&table, "limits", false, &locate, &mut problems);
+    let dns = take::<Dns>(&table, "dns", false, &locate, &mut problems);
     let (
         Ok(general),
         Ok(log),
@@ -145,8 +146,10 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         Ok(media),
         Ok(admin),
         Ok(limits),
+        Ok(dns),
     ) = (
-        general, log, sip, inside, outside, tls, pbx, trunks, routes, inbound, media, admin, limits,
+        general, log, sip, inside, outside, tls, pbx, trunks, routes, inbound, media, admin,
+        limits, dns,
     )
     else {
         return Err(problems);
@@ -168,6 +171,7 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         media: media.unwrap_or_default(),
         admin: admin.unwrap_or_default(),
         limits: limits.unwrap_or_default(),
+        dns: dns.unwrap_or_default(),
     };
     let semantic = validate::validate(&config);
     if semantic.is_empty() {
@@ -339,8 +343,8 @@ mod tests {
             vec!["127.0.0.1:5080".parse().expect("literal")]
         );
         assert_eq!(
-            config.trunks[0].proxy,
-            "127.0.0.1:5090".parse().expect("literal")
+            config.trunks[0].proxy.static_addr(),
+            Some("127.0.0.1:5090".parse().expect("literal"))
         );
         assert_eq!(
             config.pbx.address,
@@ -482,6 +486,47 @@ proxy = "127.0.0.1:5090"
         let tls = t.tls.expect("TLS settings");
         assert_eq!(tls.reload_check, None);
         assert_eq!(t.outside.tls, c.outside.tls);
+    }
+
+    #[test]
+    fn proxy_names_and_dns_section() {
+        let text = MINIMAL.replace("proxy = \"127.0.0.1:5090\"", "proxy = \"sip.carrier.test\"")
+            + "\n[dns]\nservers = [\"127.0.0.1:5353\"]\nrefresh_s = 5\n";
+        let c = parse(&text).unwrap_or_else(|p| panic!("{p:?}"));
+        assert_eq!(
+            c.trunks[0].proxy,
+            crate::config::ProxyAddr::Host("sip.carrier.test".into())
+        );
+        assert_eq!(
+            c.dns.servers,
+            vec!["127.0.0.1:5353".parse().expect("literal")]
+        );
+        assert_eq!((c.dns.refresh_s, c.dns.timeout_ms), (5, 2_000));
+        // The serialised form stays the string that was written.
+        let back = toml::to_string(&c).expect("serialise");
+        assert!(back.contains("proxy = \"sip.carrier.test\""), "{back}");
+    }
+
+    #[test]
+    fn bad_proxy_and_dns_keys_are_reported_with_paths() {
+        let text = MINIMAL.replace("proxy = \"127.0.0.1:5090\"", "proxy = \"bad name:5060\"");
+        let problems = parse(&text).expect_err("bad proxy");
+        assert_eq!(problems[0].path, "trunk[0].proxy", "{problems:#?}");
+        assert_eq!(problems[0].line, Some(16), "{problems:#?}");
+        assert!(
+            problems[0].message.contains("not a valid host name"),
+            "{problems:#?}"
+        );
+        let text = MINIMAL.replace("proxy = \"127.0.0.1:5090\"", "proxy = \"127.0.0.1\"");
+        let problems = parse(&text).expect_err("no port");
+        assert!(
+            problems[0].message.contains("needs a port"),
+            "{problems:#?}"
+        );
+        let text = format!("{MINIMAL}\n[dns]\nrefresh_s = 0\ntimeout_ms = 5\n");
+        let problems = parse(&text).expect_err("bad dns");
+        let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["dns.refresh_s", "dns.timeout_ms"], "{problems:#?}");
     }
 
     #[test]

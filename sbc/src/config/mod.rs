@@ -1,7 +1,9 @@
 //! The SBC's configuration: typed sections, defaults, loading with line-accurate errors, and
 //! semantic validation. The documented example is `config/sbc.toml`.
 
+mod dns;
 mod load;
+mod proxy;
 mod routing;
 mod validate;
 
@@ -13,7 +15,9 @@ use std::{
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+pub use dns::Dns;
 pub use load::{LoadError, Problem, load_file, parse};
+pub use proxy::{ProxyAddr, ProxyAddrError};
 pub use routing::{Compiled, compile};
 
 /// The shipped default configuration (`config/sbc.toml`), used by `sbc run` without `--config`
@@ -61,6 +65,9 @@ pub struct Config {
     /// `[limits]`: call admission control and protection limits.
     #[serde(default)]
     pub limits: Limits,
+    /// `[dns]`: how trunk proxies given by name are resolved.
+    #[serde(default)]
+    pub dns: Dns,
 }
 
 /// `[limits]`
@@ -322,8 +329,8 @@ pub struct Pbx {
 pub struct Trunk {
     /// Unique name, used in routes, metrics and the admin API.
     pub name: String,
-    /// The carrier's SIP proxy.
-    pub proxy: SocketAddr,
+    /// The carrier's SIP proxy: `ip:port`, `host:port` (A/AAAA) or `host` (SRV, then A/AAAA).
+    pub proxy: ProxyAddr,
     /// Transport toward the proxy.
     #[serde(default)]
     pub transport: Transport,

@@ -57,6 +57,8 @@ pub struct TrunkConfig {
     pub name: String,
     /// Its proxy.
     pub target: Target,
+    /// Other addresses it sends from (all its DNS name's addresses), for attributing calls.
+    pub sources: Vec<std::net::IpAddr>,
     /// Digest credentials: a 401/407 to a request toward this trunk is answered with them
     /// once on the PBX's behalf (RFC 3261 §22.2). None: challenges are refused (403).
     pub credentials: Option<Credentials>,
@@ -80,6 +82,7 @@ impl TrunkConfig {
         Self {
             name: name.into(),
             target,
+            sources: Vec::new(),
             credentials: None,
             limits: CallLimits::default(),
             local: None,

@@ -943,13 +943,15 @@ impl B2bua {
         !self.trunk_down.get(t).copied().unwrap_or(false)
     }
 
-    /// The configured trunk whose proxy has address `ip` (calls from the carrier).
+    /// The configured trunk whose proxy has address `ip` (calls from the carrier): its
+    /// proxy address, else one of its other known sources.
     fn trunk_of(&self, ip: std::net::IpAddr) -> Option<usize> {
         let ip = ip.to_canonical();
-        self.cfg
-            .trunks
+        let trunks = &self.cfg.trunks;
+        trunks
             .iter()
             .position(|t| t.target.addr.ip().to_canonical() == ip)
+            .or_else(|| trunks.iter().position(|t| t.sources.contains(&ip)))
     }
 
     /// The SBC's address toward `side` for a leg on `trunk`: the trunk's own local address
@@ -2579,6 +2581,14 @@ impl B2bua {
     pub fn set_trunk_target(&mut self, index: usize, target: Target) {
         if let Some(t) = self.cfg.trunks.get_mut(index) {
             t.target = target;
+        }
+    }
+
+    /// Sets the addresses trunk `index` sends from besides its proxy address (e.g. every
+    /// address its DNS name resolved to): calls from them count as calls from that trunk.
+    pub fn set_trunk_sources(&mut self, index: usize, sources: Vec<std::net::IpAddr>) {
+        if let Some(t) = self.cfg.trunks.get_mut(index) {
+            t.sources = sources.into_iter().map(|ip| ip.to_canonical()).collect();
         }
     }
 
