@@ -706,6 +706,8 @@ pub struct Acl {
     peers: Vec<IpAddr>,
     guard: GuardConfig,
     user_agent_deny: Vec<String>,
+    /// Sources always dropped, before any other check (`[limits] deny`).
+    deny: Vec<IpNet>,
 }
 
 impl Acl {
@@ -730,7 +732,14 @@ impl Acl {
                 max_sources: 65_536,
             },
             user_agent_deny: c.limits.user_agent_deny.clone(),
+            deny: c.limits.deny.clone(),
         }
+    }
+
+    /// Whether `ip` is on the denylist (dropped before anything else, peers included).
+    pub fn denies(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        !self.deny.is_empty() && self.deny.iter().any(|n| n.contains(&ip))
     }
 
     /// Whether `ip` is a configured peer (exempt from rate limits and bans).
@@ -990,9 +999,17 @@ pub async fn run(
         tokio::select! {
             received = inbound.recv() => {
                 let Some(m) = received else { break };
-                // Bans first: a banned flood costs one hash lookup per packet. Unknown sources
-                // count too (they are dropped below anyway, but a scan shows in the ban list).
                 let source = m.peer.addr.ip();
+                // The operator's denylist before anything else, peers included.
+                if acl.denies(source) {
+                    metrics
+                        .sip_dropped
+                        .with_label_values(&[m.peer.side.as_str(), m.peer.transport.as_str(), "denied"])
+                        .inc();
+                    continue;
+                }
+                // Bans next: a banned flood costs one hash lookup per packet. Unknown sources
+                // count too (they are dropped below anyway, but a scan shows in the ban list).
                 match guard.check(std::time::Instant::now(), source, acl.is_configured_peer(source)) {
                     Verdict::Pass => {}
                     verdict => {

@@ -1,8 +1,8 @@
 //! Routing and manipulation end to end, with the real `sbc` between a SIPp PBX and SIPp
 //! carriers in the namespace lab: outbound routes by prefix to different trunks, number
 //! normalisation and header rules seen on the carrier's wire, 404 for a number no route takes,
-//! an inbound DID route to a second PBX target with inbound normalisation, and a bad route
-//! refused by the admin API with the old routes kept.
+//! an inbound DID route to a second PBX target with inbound normalisation, a bad route
+//! refused by the admin API with the old routes kept, and the source denylist.
 
 mod media_common;
 
@@ -297,4 +297,59 @@ fn routes_normalisation_header_rules_and_did_routing() {
         routes["inbound"][0]["name"], "sales",
         "inbound left as it was"
     );
+
+    denylist(&lab);
+}
+
+/// An OPTIONS from the PBX host; whether the SBC answered it within a second.
+fn options_answered(sock: &std::net::UdpSocket, n: u32) -> bool {
+    let msg = format!(
+        "OPTIONS sip:sbc@198.18.1.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.1.2:5063;branch=z9hG4bKdeny{n}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:probe@198.18.1.2>;tag=d{n}\r\nTo: <sip:sbc@198.18.1.1>\r\n\
+         Call-ID: deny-{n}@198.18.1.2\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    sock.send_to(msg.as_bytes(), SBC_INSIDE)
+        .expect("send OPTIONS");
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    let mut buf = [0u8; 2048];
+    while std::time::Instant::now() < deadline {
+        if let Ok((len, _)) = sock.recv_from(&mut buf)
+            && String::from_utf8_lossy(&buf[..len]).contains(&format!("deny-{n}@"))
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// The denylist drops even a configured peer's messages without an answer, and is lifted
+/// through the API; a malformed entry is refused.
+fn denylist(lab: &MediaLab) {
+    let sock = lab.socket(true, "198.18.1.2:5063");
+    assert!(options_answered(&sock, 1), "answered before the denylist");
+    let r = lab
+        .request("PUT", "/api/v1/acls", Some(r#"{"deny":["198.18.1.2/32"]}"#))
+        .expect("admin API");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        lab.json("GET", "/api/v1/acls", None, 200)["deny"][0],
+        "198.18.1.2/32"
+    );
+    assert!(!options_answered(&sock, 2), "denied: no answer at all");
+    assert!(
+        metric(
+            lab,
+            "sbc_sip_dropped_total{reason=\"denied\",side=\"inside\",transport=\"udp\"}"
+        )
+        .is_some_and(|v| v >= 1.0)
+    );
+    let r = lab
+        .request("PUT", "/api/v1/acls", Some(r#"{"deny":["not-a-network"]}"#))
+        .expect("admin API");
+    assert_eq!(r.status, 422, "{}", r.body);
+    let r = lab
+        .request("PUT", "/api/v1/acls", Some(r#"{"deny":[]}"#))
+        .expect("admin API");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(options_answered(&sock, 3), "answered again once lifted");
 }

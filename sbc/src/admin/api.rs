@@ -447,7 +447,53 @@ pub async fn acls(State(s): State<Arc<AdminState>>) -> Json<Value> {
         "outside": {"allow": c.trunks.iter()
             .map(|t| json!({"trunk": t.name, "address": t.proxy.host()}))
             .collect::<Vec<_>>()},
+        "deny": c.limits.deny.iter().map(ToString::to_string).collect::<Vec<_>>(),
     }))
+}
+
+/// `PUT /api/v1/acls`: replaces the inside allowlist (`[pbx] allow`) and/or the denylist
+/// (`[limits] deny`); body `{"allow": [CIDR...], "deny": [CIDR...]}`, a missing list is left
+/// as it is. Validated and persisted like any configuration change (422 keeps the old lists).
+pub async fn put_acls(
+    State(s): State<Arc<AdminState>>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Response> {
+    let Some(obj) = body.as_object() else {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ACLs are a JSON object with `allow` and/or `deny` arrays",
+        ));
+    };
+    if let Some(k) = obj.keys().find(|k| *k != "allow" && *k != "deny") {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("unknown key `{k}` (expected allow, deny)"),
+        ));
+    }
+    for (key, v) in obj {
+        if !v.is_array() {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("`{key}` must be an array of CIDR strings"),
+            ));
+        }
+    }
+    let result = s
+        .config
+        .edit(&s.signaling, "api", |cfg| {
+            if let Some(allow) = obj.get("allow") {
+                cfg["pbx"]["allow"] = allow.clone();
+            }
+            if let Some(deny) = obj.get("deny") {
+                if !cfg["limits"].is_object() {
+                    cfg["limits"] = json!({});
+                }
+                cfg["limits"]["deny"] = deny.clone();
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(applied(&result, StatusCode::OK))
 }
 
 /// `GET /api/v1/bans`: sources banned for exceeding `[limits] source_rate`.

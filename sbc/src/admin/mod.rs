@@ -202,6 +202,7 @@ fn handler(method: &str, path: &str) -> Option<Handler> {
         ("GET", "/api/v1/routes") => on(filter, api::routes),
         ("PUT", "/api/v1/routes") => on(filter, api::put_routes),
         ("GET", "/api/v1/acls") => on(filter, api::acls),
+        ("PUT", "/api/v1/acls") => on(filter, api::put_acls),
         ("GET", "/api/v1/bans") => on(filter, api::bans),
         ("DELETE", "/api/v1/bans/{address}") => on(filter, api::delete_ban),
         ("GET", "/api/v1/config") => on(filter, api::get_config),

@@ -185,6 +185,14 @@ pub const OPS: &[Op] = &[
         &[200],
     ),
     op(
+        "PUT",
+        "/api/v1/acls",
+        "Replaces the inside allowlist ([pbx] allow) and/or the denylist ([limits] deny) (validated, persisted; 422 keeps the old lists).",
+        Access::Write,
+        Some("Acls"),
+        &[200, 409, 422],
+    ),
+    op(
         "GET",
         "/api/v1/bans",
         "Sources banned for exceeding [limits] source_rate, with age, remaining time and drops.",
@@ -324,6 +332,16 @@ fn schemas() -> Value {
                 "tls_server_name": {"type": "string"},
                 "number": {"type": "array", "items": {"type": "object"}},
                 "header": {"type": "array", "items": {"type": "object"}}
+            }
+        },
+        "Acls": {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "allow": {"type": "array", "items": {"type": "string"},
+                    "description": "CIDRs the PBX may send from ([pbx] allow)"},
+                "deny": {"type": "array", "items": {"type": "string"},
+                    "description": "CIDRs always dropped, both sides ([limits] deny)"}
             }
         },
         "Routes": {

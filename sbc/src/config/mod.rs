@@ -91,6 +91,10 @@ pub struct Limits {
     pub ban_s: u64,
     /// Requests whose User-Agent contains one of these (case-insensitive) are dropped.
     pub user_agent_deny: Vec<String>,
+    /// Source networks whose messages are always dropped without an answer, on both sides,
+    /// before any other check (even for a configured peer).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<IpNet>,
 }
 
 impl Default for Limits {
@@ -113,6 +117,7 @@ impl Default for Limits {
             .into_iter()
             .map(str::to_owned)
             .collect(),
+            deny: Vec::new(),
         }
     }
 }
