@@ -16,7 +16,8 @@ use prometheus::{
 };
 use sbc_proto::{
     b2bua::{
-        B2bua, B2buaConfig, CallInfo, EndReason, Event, FailoverTrunk, LocalAddr, Rng, Target,
+        B2bua, B2buaConfig, CallInfo, EndReason, Event, FailoverTrunk, LocalAddr, PbxAuthConfig,
+        Rng, Target,
     },
     health::{HealthCheck, HealthConfig},
     limit::CallLimits,
@@ -82,6 +83,9 @@ pub struct CallMetrics {
     pub failovers: IntCounterVec,
     /// OPTIONS health per trunk: 1 for the current state (`unknown`, `up`, `down`).
     pub health: IntGaugeVec,
+    /// Digest authentication of the PBX's new requests, by result (`challenged`, `accepted`,
+    /// `failed`, `stale`).
+    pub pbx_auth: IntCounterVec,
 }
 
 impl CallMetrics {
@@ -257,6 +261,17 @@ impl CallMetrics {
         for r in ["retry", "failure"] {
             trunk_auth.with_label_values(&[r]);
         }
+        let pbx_auth = IntCounterVec::new(
+            Opts::new(
+                "sbc_pbx_auth_total",
+                "Digest authentication of the PBX's new requests, by result.",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(pbx_auth.clone()))?;
+        for r in ["challenged", "accepted", "failed", "stale"] {
+            pbx_auth.with_label_values(&[r]);
+        }
         Ok(Self {
             started,
             ended,
@@ -279,6 +294,7 @@ impl CallMetrics {
             registration_state,
             failovers,
             health,
+            pbx_auth,
         })
     }
 }
@@ -452,6 +468,7 @@ pub fn b2bua_config(c: &Config) -> B2buaConfig {
             transport: t.transport.kind(),
         },
     );
+    let inside = local(&c.inside);
     B2buaConfig {
         timers: TimerConfig {
             t1: Duration::from_millis(c.sip.t1_ms),
@@ -459,7 +476,7 @@ pub fn b2bua_config(c: &Config) -> B2buaConfig {
             t4: Duration::from_millis(c.sip.t4_ms),
             timer_c: Duration::from_secs(c.sip.timer_c_s),
         },
-        inside: local(&c.inside),
+        inside,
         outside: local(&c.outside),
         pbx: Target {
             addr: c.pbx.address,
@@ -495,7 +512,25 @@ pub fn b2bua_config(c: &Config) -> B2buaConfig {
         user_agent: c.general.user_agent.clone(),
         pass_headers: B2buaConfig::default_pass_headers(),
         max_call_duration: None,
+        pbx_auth: pbx_auth_config(c, inside.addr),
     }
+}
+
+/// What the PBX must authenticate with, when `[pbx]` has a user name and a password. The
+/// realm defaults to the SBC's inside address (what the PBX has configured as its proxy).
+fn pbx_auth_config(c: &Config, inside: SocketAddr) -> Option<PbxAuthConfig> {
+    let username = c.pbx.username.clone()?;
+    let password = c.pbx.password.as_ref()?;
+    Some(PbxAuthConfig {
+        username,
+        password: sbc_proto::auth::Secret::new(password.0.clone()),
+        realm: c
+            .pbx
+            .realm
+            .clone()
+            .unwrap_or_else(|| inside.ip().to_string()),
+        algorithms: c.pbx.algorithms(),
+    })
 }
 
 /// One trunk's outbound registration as configured.
@@ -1210,6 +1245,9 @@ pub async fn run(
                         .with_label_values(&[direction(from), limit])
                         .inc();
                 }
+                Event::PbxAuth { result } => {
+                    calls.pbx_auth.with_label_values(&[result.as_str()]).inc();
+                }
                 Event::Dropped { reason } => {
                     metrics
                         .sip_dropped
@@ -1367,5 +1405,27 @@ mod tests {
         assert_eq!(b.outside.addr, "127.0.0.1:5080".parse().expect("literal"));
         assert_eq!(b.pbx.addr, "127.0.0.1:5070".parse().expect("literal"));
         assert_eq!(b.trunk.addr, "127.0.0.1:5090".parse().expect("literal"));
+        assert_eq!(b.pbx_auth, None, "the ACL alone by default");
+    }
+
+    #[test]
+    fn pbx_auth_realm_defaults_to_the_inside_address() {
+        let mut cfg = crate::config::parse(crate::config::SHIPPED_DEFAULT).expect("default config");
+        cfg.pbx.username = Some("pbx".into());
+        cfg.pbx.password = Some(crate::config::Password("pw".into()));
+        let a = b2bua_config(&cfg).pbx_auth.expect("configured");
+        assert_eq!(a.realm, "127.0.0.1");
+        assert_eq!(
+            a.algorithms,
+            [
+                sbc_proto::auth::Algorithm::Sha256,
+                sbc_proto::auth::Algorithm::Md5
+            ]
+        );
+        cfg.pbx.realm = Some("pbx.example".into());
+        assert_eq!(
+            b2bua_config(&cfg).pbx_auth.map(|a| a.realm),
+            Some("pbx.example".into())
+        );
     }
 }

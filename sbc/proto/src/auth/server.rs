@@ -349,7 +349,11 @@ impl DigestServer {
     fn expire(&mut self, now: Instant) {
         let lifetime = u64::try_from(NONCE_LIFETIME.as_millis()).unwrap_or(u64::MAX);
         let cutoff = self.millis(now).saturating_sub(lifetime);
-        while self.used.first_key_value().is_some_and(|((t, _), _)| *t < cutoff) {
+        while self
+            .used
+            .first_key_value()
+            .is_some_and(|((t, _), _)| *t < cutoff)
+        {
             self.used.pop_first();
         }
     }
@@ -608,13 +612,13 @@ mod tests {
         let nc3 = answer(&ch, "pbx-secret", URI, 3);
         assert_eq!(s.verify(at, &nc3, "INVITE", URI), Ok(()));
         let nc2 = answer(&ch, "pbx-secret", URI, 2);
-        assert_eq!(
-            s.verify(at, &nc2, "INVITE", URI),
-            Err(AuthError::Replayed)
-        );
+        assert_eq!(s.verify(at, &nc2, "INVITE", URI), Err(AuthError::Replayed));
 
         for (header, err) in [
-            ("Basic dXNlcjpwYXNz", AuthError::Malformed(HeaderError::BadParam)),
+            (
+                "Basic dXNlcjpwYXNz",
+                AuthError::Malformed(HeaderError::BadParam),
+            ),
             ("Basic realm=\"x\"", AuthError::NotDigest),
             (
                 "Digest realm=\"x\", nonce=\"n\"",
@@ -698,9 +702,6 @@ mod tests {
         );
         let c = s.challenges("n", false).remove(0);
         assert!(c.starts_with("Digest realm=\"a\\\"b\""), "{c}");
-        assert_eq!(
-            Challenge::parse(&c).map(|c| c.realm),
-            Ok("a\"b".to_owned())
-        );
+        assert_eq!(Challenge::parse(&c).map(|c| c.realm), Ok("a\"b".to_owned()));
     }
 }

@@ -63,6 +63,7 @@ fn config() -> B2buaConfig {
         user_agent: "sbc-test".into(),
         pass_headers: B2buaConfig::default_pass_headers(),
         max_call_duration: None,
+        pbx_auth: None,
     }
 }
 
@@ -1288,6 +1289,7 @@ fn first_provisional_is_reported_once_between_start_and_answer() {
             Event::CallEnded { .. } => "ended",
             Event::AdmissionRejected { .. } => "rejected",
             Event::Failover { .. } => "failover",
+            Event::PbxAuth { .. } => "pbx_auth",
             Event::Dropped { .. } => "dropped",
         })
         .collect();
@@ -1366,3 +1368,4 @@ hello",
 mod admission;
 mod auth;
 mod failover;
+mod pbx_auth;
