@@ -269,6 +269,11 @@ impl CallMetrics {
             &["result"],
         )?;
         registry.register(Box::new(pbx_auth.clone()))?;
+        for d in ["outbound", "inbound"] {
+            for l in ["max_calls", "max_cps", "trunk_max_calls", "trunk_max_cps"] {
+                admission_rejected.with_label_values(&[d, l]);
+            }
+        }
         for r in ["challenged", "accepted", "failed", "stale"] {
             pbx_auth.with_label_values(&[r]);
         }
@@ -928,6 +933,7 @@ pub async fn run(
         .collect();
     let mut acl = acl;
     let mut trunks = trunks;
+    seed_trunk_series(&calls, &trunks);
     let mut engine = B2bua::new(cfg, Rng::new(seed()));
     let mut live: std::collections::HashMap<u64, CallMeta> = std::collections::HashMap::new();
     let mut retransmissions_seen = (0u64, 0u64);
@@ -1132,6 +1138,7 @@ pub async fn run(
                     apply_health(&mut checks, &mut engine, &calls, true);
                     acl = new_acl;
                     trunks = new_trunks;
+                    seed_trunk_series(&calls, &trunks);
                     let _ = done.send(());
                 }
             },
@@ -1295,6 +1302,14 @@ pub async fn run(
     }
     deregister(&mut regs, &transport, &calls, &mut inbound).await;
     tracing::info!(calls = engine.stats().calls, "signaling stopped");
+}
+
+/// Zero failover series for every configured trunk, so the dashboard and the alert rules find
+/// them before the first failover.
+fn seed_trunk_series(calls: &CallMetrics, trunks: &TrunkNames) {
+    for (name, _) in &trunks.0 {
+        calls.failovers.with_label_values(&[name]);
+    }
 }
 
 fn update_registration_metrics(calls: &CallMetrics, regs: &[(TrunkRegistration, Registration)]) {
