@@ -96,6 +96,15 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
     let calls = crate::signaling::CallMetrics::register(&metrics.registry)?;
     let (stop_signaling, stop_rx) = tokio::sync::watch::channel(false);
     let (signaling, commands) = crate::signaling::SignalingHandle::channel();
+    // Trunk proxies given by name: resolved by their own task, applied by the signaling task.
+    signaling.set_dns_trunks(crate::dns::DnsTrunks::from_config(&config));
+    tokio::spawn(crate::dns::run(
+        signaling.dns_trunks(),
+        signaling.clone(),
+        Some(transport.clone()),
+        crate::dns::DnsMetrics::register(&metrics.registry)?,
+        stop_rx.clone(),
+    ));
     tasks.spawn(crate::signaling::run(
         crate::signaling::b2bua_config(&config),
         crate::signaling::Acl::from_config(&config),

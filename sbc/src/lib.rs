@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod config;
 pub mod daemon;
+pub mod dns;
 pub mod logging;
 pub mod media;
 pub mod metrics;

@@ -16,8 +16,8 @@ use prometheus::{
 };
 use sbc_proto::{
     b2bua::{
-        B2bua, B2buaConfig, CallInfo, EndReason, Event, FailoverTrunk, LocalAddr, PbxAuthConfig,
-        Rng, Target,
+        B2bua, B2buaConfig, CallInfo, EndReason, Event, LocalAddr, PbxAuthConfig, Rng, Target,
+        TrunkConfig, TrunkLocal,
     },
     health::{HealthCheck, HealthConfig},
     limit::CallLimits,
@@ -30,7 +30,8 @@ use sbc_proto::{
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
-    config::Config,
+    config::{Config, ProxyAddr},
+    dns::{DnsState, DnsTrunks, Resolved, TrunkAddr},
     media::MediaManager,
     metrics::Metrics,
     transport::{Inbound, Transport},
@@ -81,6 +82,8 @@ pub struct CallMetrics {
     pub registration_state: IntGaugeVec,
     /// Calls moved away from a trunk after a timeout, 408 or 5xx, by that trunk.
     pub failovers: IntCounterVec,
+    /// Calls (and MESSAGEs) from the PBX refused with 404 because no route takes the number.
+    pub no_route: IntCounter,
     /// OPTIONS health per trunk: 1 for the current state (`unknown`, `up`, `down`).
     pub health: IntGaugeVec,
     /// Digest authentication of the PBX's new requests, by result (`challenged`, `accepted`,
@@ -235,6 +238,11 @@ impl CallMetrics {
             &["trunk"],
         )?;
         registry.register(Box::new(failovers.clone()))?;
+        let no_route = IntCounter::new(
+            "sbc_calls_no_route_total",
+            "Calls from the PBX refused with 404: no [[route]] takes the called number.",
+        )?;
+        registry.register(Box::new(no_route.clone()))?;
         let health = IntGaugeVec::new(
             Opts::new(
                 "sbc_trunk_health",
@@ -298,6 +306,7 @@ impl CallMetrics {
             bans_active,
             registration_state,
             failovers,
+            no_route,
             health,
             pbx_auth,
         })
@@ -407,9 +416,10 @@ struct CallMeta {
     answered: Option<std::time::Instant>,
 }
 
-/// Trunk names with their proxy addresses, to attribute calls to a trunk.
+/// Trunk names with their proxy addresses, to attribute calls to a trunk (position = the
+/// B2BUA's trunk index; addresses of names filled in by [`DnsState::apply`]).
 #[derive(Debug, Clone, Default)]
-pub struct TrunkNames(Vec<(String, IpAddr)>);
+pub struct TrunkNames(pub(crate) Vec<(String, TrunkAddr)>);
 
 impl TrunkNames {
     /// From the configuration.
@@ -417,25 +427,17 @@ impl TrunkNames {
         Self(
             c.trunks
                 .iter()
-                .map(|t| (t.name.clone(), t.proxy.ip().to_canonical()))
+                .map(|t| (t.name.clone(), TrunkAddr::from_trunk(t)))
                 .collect(),
         )
     }
 
-    /// The trunk of a call: for calls from the carrier the trunk whose proxy sent the INVITE;
-    /// for calls to the carrier the trunk the B2BUA sends to (the first one, until routing).
-    fn of(&self, from: Side, source: Option<IpAddr>) -> String {
-        let found = match (from, source) {
-            (Side::Outside, Some(ip)) => self
-                .0
-                .iter()
-                .find(|(_, a)| *a == ip.to_canonical())
-                .map(|(n, _)| n.clone()),
-            _ => None,
-        };
-        found
-            .or_else(|| self.0.first().map(|(n, _)| n.clone()))
-            .unwrap_or_else(|| "none".into())
+    /// The name of trunk `index` as the B2BUA reports it ("none" for a call whose carrier
+    /// side is no configured trunk).
+    fn name(&self, index: Option<usize>) -> String {
+        index
+            .and_then(|i| self.0.get(i))
+            .map_or_else(|| "none".into(), |(n, _)| n.clone())
     }
 }
 
@@ -463,16 +465,60 @@ pub fn b2bua_config(c: &Config) -> B2buaConfig {
             transport,
         }
     };
-    let trunk = c.trunks.first().map_or(
-        Target {
-            addr: SocketAddr::from(([127, 0, 0, 1], 5090)),
-            transport: TransportKind::Udp,
-        },
-        |t| Target {
-            addr: t.proxy,
-            transport: t.transport.kind(),
-        },
-    );
+    // Every listener, bound address → what is written into messages for peers reaching it.
+    let mut listeners = Vec::new();
+    for s in [&c.inside, &c.outside] {
+        for (list, transport) in [
+            (&s.udp, TransportKind::Udp),
+            (&s.tcp, TransportKind::Tcp),
+            (&s.tls, TransportKind::Tls),
+        ] {
+            for a in list {
+                let ip = s.advertised_address.unwrap_or(a.ip());
+                listeners.push((
+                    *a,
+                    LocalAddr {
+                        addr: SocketAddr::new(ip, a.port()),
+                        transport,
+                    },
+                ));
+            }
+        }
+    }
+    let (compiled, _) = crate::config::compile(c);
+    let mut rules = compiled.trunks.into_iter();
+    let trunks = c
+        .trunks
+        .iter()
+        .map(|t| {
+            let (outbound, inbound) = rules.next().unwrap_or_default();
+            TrunkConfig {
+                name: t.name.clone(),
+                sources: Vec::new(),
+                target: Target {
+                    addr: t.proxy.static_addr().unwrap_or(ProxyAddr::UNRESOLVED),
+                    transport: t.transport.kind(),
+                },
+                credentials: t.credentials(),
+                limits: CallLimits {
+                    max_calls: t.max_calls,
+                    max_cps: t.max_cps,
+                },
+                local: t.local.and_then(|bound| {
+                    listeners
+                        .iter()
+                        .find(|(b, l)| *b == bound && l.transport == t.transport.kind())
+                        .map(|(_, l)| TrunkLocal {
+                            advertised: *l,
+                            bound,
+                        })
+                }),
+                from_domain: t.from_domain.clone(),
+                outbound,
+                inbound,
+            }
+        })
+        .collect();
     let inside = local(&c.inside);
     B2buaConfig {
         timers: TimerConfig {
@@ -487,28 +533,10 @@ pub fn b2bua_config(c: &Config) -> B2buaConfig {
             addr: c.pbx.address,
             transport: c.pbx.transport.kind(),
         },
-        trunk,
-        trunk_credentials: c.trunks.first().and_then(crate::config::Trunk::credentials),
-        // Failover follows the configured order of preference.
-        failover: c
-            .trunks
-            .iter()
-            .skip(1)
-            .map(|t| FailoverTrunk {
-                target: Target {
-                    addr: t.proxy,
-                    transport: t.transport.kind(),
-                },
-                credentials: t.credentials(),
-            })
-            .collect(),
-        trunk_limits: c
-            .trunks
-            .first()
-            .map_or_else(CallLimits::default, |t| CallLimits {
-                max_calls: t.max_calls,
-                max_cps: t.max_cps,
-            }),
+        listeners,
+        trunks,
+        routes: compiled.routes,
+        inbound: compiled.inbound,
         limits: CallLimits {
             max_calls: c.limits.max_calls,
             max_cps: c.limits.max_cps,
@@ -562,15 +590,13 @@ pub fn registrations(c: &Config) -> Vec<TrunkRegistration> {
                 peer: Peer {
                     side: Side::Outside,
                     transport: t.transport.kind(),
-                    addr: t.proxy,
+                    addr: t.proxy.static_addr().unwrap_or(ProxyAddr::UNRESOLVED),
                     conn: None,
+                    local: None,
                 },
                 cfg: RegConfig {
                     user,
-                    domain: t
-                        .from_domain
-                        .clone()
-                        .unwrap_or_else(|| t.proxy.ip().to_string()),
+                    domain: t.from_domain.clone().unwrap_or_else(|| t.proxy.host()),
                     local: b2bua.outside.addr,
                     transport: t.transport.kind(),
                     expires: t.register_expires_s.unwrap_or(3600),
@@ -612,11 +638,12 @@ pub fn health_checks(c: &Config) -> Vec<TrunkHealth> {
                 peer: Peer {
                     side: Side::Outside,
                     transport: t.transport.kind(),
-                    addr: t.proxy,
+                    addr: t.proxy.static_addr().unwrap_or(ProxyAddr::UNRESOLVED),
                     conn: None,
+                    local: None,
                 },
                 cfg: HealthConfig {
-                    target: t.proxy,
+                    target: t.proxy.static_addr().unwrap_or(ProxyAddr::UNRESOLVED),
                     local: b2bua.outside.addr,
                     transport: t.transport.kind(),
                     interval,
@@ -712,21 +739,30 @@ fn start_registration(t: &TrunkRegistration) -> Registration {
 pub struct Acl {
     inside: Vec<IpNet>,
     outside: Vec<IpAddr>,
+    /// What the trunk proxies given by name resolved to (replaced on every update).
+    resolved: Vec<IpAddr>,
     /// Configured peers (the PBX address, the trunk proxies): never rate-limited or banned.
     peers: Vec<IpAddr>,
     guard: GuardConfig,
     user_agent_deny: Vec<String>,
+    /// Sources always dropped, before any other check (`[limits] deny`).
+    deny: Vec<IpNet>,
 }
 
 impl Acl {
     /// From the configuration.
     pub fn from_config(c: &Config) -> Self {
-        let outside: Vec<IpAddr> = c.trunks.iter().map(|t| t.proxy.ip()).collect();
+        let outside: Vec<IpAddr> = c
+            .trunks
+            .iter()
+            .filter_map(|t| Some(t.proxy.static_addr()?.ip()))
+            .collect();
         let mut peers: Vec<IpAddr> = outside.iter().map(|a| a.to_canonical()).collect();
         peers.push(c.pbx.address.ip().to_canonical());
         Self {
             inside: c.pbx.allow.clone(),
             outside,
+            resolved: Vec::new(),
             peers,
             guard: GuardConfig {
                 rate: c.limits.source_rate,
@@ -735,12 +771,25 @@ impl Acl {
                 max_sources: 65_536,
             },
             user_agent_deny: c.limits.user_agent_deny.clone(),
+            deny: c.limits.deny.clone(),
         }
+    }
+
+    /// Whether `ip` is on the denylist (dropped before anything else, peers included).
+    pub fn denies(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        !self.deny.is_empty() && self.deny.iter().any(|n| n.contains(&ip))
     }
 
     /// Whether `ip` is a configured peer (exempt from rate limits and bans).
     pub fn is_configured_peer(&self, ip: IpAddr) -> bool {
-        self.peers.contains(&ip.to_canonical())
+        let ip = ip.to_canonical();
+        self.peers.contains(&ip) || self.resolved.contains(&ip)
+    }
+
+    /// Replaces the addresses the trunk proxies given by name resolved to (canonical IPs).
+    pub fn set_resolved(&mut self, ips: Vec<IpAddr>) {
+        self.resolved = ips;
     }
 
     /// Whether a request with this User-Agent is dropped.
@@ -754,7 +803,9 @@ impl Acl {
         let ip = peer.addr.ip().to_canonical();
         match peer.side {
             Side::Inside => self.inside.iter().any(|n| n.contains(&ip)),
-            Side::Outside => self.outside.iter().any(|a| a.to_canonical() == ip),
+            Side::Outside => {
+                self.outside.iter().any(|a| a.to_canonical() == ip) || self.resolved.contains(&ip)
+            }
         }
     }
 }
@@ -776,6 +827,8 @@ pub enum Command {
     Registrations(oneshot::Sender<Vec<RegView>>),
     /// Send a REGISTER for this trunk now; false if it does not register.
     Register(String, oneshot::Sender<bool>),
+    /// New addresses of a trunk proxy given by name (from the resolver task).
+    DnsResolved(Resolved),
     /// Use a new configuration for new calls (calls in progress keep theirs).
     Reconfigure {
         /// The B2BUA part.
@@ -819,13 +872,31 @@ pub struct BanList {
 #[derive(Debug, Clone)]
 pub struct SignalingHandle {
     tx: mpsc::Sender<Command>,
+    /// The trunks the resolver task looks up, updated on every reconfiguration.
+    dns: std::sync::Arc<watch::Sender<DnsTrunks>>,
 }
 
 impl SignalingHandle {
     /// A handle and the receiver to give to [`run`].
     pub fn channel() -> (Self, mpsc::Receiver<Command>) {
         let (tx, rx) = mpsc::channel(64);
-        (Self { tx }, rx)
+        let dns = std::sync::Arc::new(watch::channel(DnsTrunks::default()).0);
+        (Self { tx, dns }, rx)
+    }
+
+    /// Sets the trunks the resolver task looks up (from the configuration at start).
+    pub fn set_dns_trunks(&self, trunks: DnsTrunks) {
+        self.dns.send_replace(trunks);
+    }
+
+    /// The trunks to look up, for the resolver task ([`crate::dns::run`]).
+    pub fn dns_trunks(&self) -> watch::Receiver<DnsTrunks> {
+        self.dns.subscribe()
+    }
+
+    /// Hands new addresses of a trunk proxy to the signaling task; false if it is gone.
+    pub async fn dns_resolved(&self, r: Resolved) -> bool {
+        self.tx.send(Command::DnsResolved(r)).await.is_ok()
     }
 
     /// The banned sources; `None` if the signaling task is gone.
@@ -891,7 +962,12 @@ impl SignalingHandle {
             health: health_checks(config),
             done,
         };
-        self.tx.send(cmd).await.is_ok() && rx.await.is_ok()
+        let applied = self.tx.send(cmd).await.is_ok() && rx.await.is_ok();
+        if applied {
+            // Names added, removed or changed: the resolver task follows.
+            self.set_dns_trunks(DnsTrunks::from_config(config));
+        }
+        applied
     }
 }
 
@@ -938,14 +1014,14 @@ pub async fn run(
     let mut live: std::collections::HashMap<u64, CallMeta> = std::collections::HashMap::new();
     let mut retransmissions_seen = (0u64, 0u64);
     let mut auth_seen = (0u64, 0u64);
-    // Source of the message being processed: a CallStarted event drained below was caused
-    // by it (one input per loop turn), which attributes inbound calls to a trunk.
-    let mut last_source: Option<IpAddr> = None;
     // Media timeouts surface through MediaControl::poll_event; look at least this often.
     // Media events (timeouts) wake us through `event_ready`; the slow tick is only a backstop.
     let media_events = media.clone();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Trunk proxies given by name: unusable until the resolver task reports addresses.
+    let mut dns = DnsState::default();
+    dns.apply(&mut trunks, &mut acl, &mut regs, &mut checks, &mut engine);
     loop {
         let deadline = engine
             .poll_timeout()
@@ -963,9 +1039,17 @@ pub async fn run(
         tokio::select! {
             received = inbound.recv() => {
                 let Some(m) = received else { break };
-                // Bans first: a banned flood costs one hash lookup per packet. Unknown sources
-                // count too (they are dropped below anyway, but a scan shows in the ban list).
                 let source = m.peer.addr.ip();
+                // The operator's denylist before anything else, peers included.
+                if acl.denies(source) {
+                    metrics
+                        .sip_dropped
+                        .with_label_values(&[m.peer.side.as_str(), m.peer.transport.as_str(), "denied"])
+                        .inc();
+                    continue;
+                }
+                // Bans next: a banned flood costs one hash lookup per packet. Unknown sources
+                // count too (they are dropped below anyway, but a scan shows in the ban list).
                 match guard.check(std::time::Instant::now(), source, acl.is_configured_peer(source)) {
                     Verdict::Pass => {}
                     verdict => {
@@ -1021,7 +1105,6 @@ pub async fn run(
                     continue;
                 }
                 count_incoming(&calls, m.peer.side, &m.message);
-                last_source = Some(m.peer.addr.ip());
                 engine.handle_message(std::time::Instant::now(), m.peer, m.message, &mut media);
             }
             () = sleep => {
@@ -1094,7 +1177,15 @@ pub async fn run(
                     flush_registrations(&mut regs, &transport, &calls);
                     let _ = reply.send(ok);
                 }
-                Command::Reconfigure { b2bua, acl: new_acl, trunks: new_trunks, registrations: new_regs, health: new_health, done } => {
+                Command::DnsResolved(r) => {
+                    if dns.insert(r) {
+                        dns.apply(&mut trunks, &mut acl, &mut regs, &mut checks, &mut engine);
+                        flush_registrations(&mut regs, &transport, &calls);
+                        flush_health(&mut checks, &transport, &calls);
+                    }
+                }
+                Command::Reconfigure { b2bua, acl: new_acl, trunks: new_trunks, registrations: mut new_regs, health: mut new_health, done } => {
+                    dns.prepare(&new_trunks, &mut new_regs, &mut new_health);
                     // Health checks: unchanged ones keep their state; every trunk is usable
                     // again unless its (kept) check says it is down.
                     let mut old_checks = std::mem::take(&mut checks);
@@ -1108,7 +1199,7 @@ pub async fn run(
                             }
                         }
                     }
-                    for i in 0..=b2bua.failover.len() {
+                    for i in 0..b2bua.trunks.len() {
                         engine.set_trunk_usable(i, true);
                     }
                     calls.health.reset();
@@ -1139,6 +1230,7 @@ pub async fn run(
                     acl = new_acl;
                     trunks = new_trunks;
                     seed_trunk_series(&calls, &trunks);
+                    dns.apply(&mut trunks, &mut acl, &mut regs, &mut checks, &mut engine);
                     let _ = done.send(());
                 }
             },
@@ -1176,9 +1268,9 @@ pub async fn run(
         }
         while let Some(ev) = engine.poll_event() {
             match ev {
-                Event::CallStarted { call, from } => {
+                Event::CallStarted { call, from, trunk } => {
                     let d = direction(from);
-                    let trunk = trunks.of(from, last_source);
+                    let trunk = trunks.name(trunk);
                     calls.started.with_label_values(&[d]).inc();
                     calls.active.with_label_values(&[d]).inc();
                     calls.trunk_active.with_label_values(&[&trunk, d]).inc();
@@ -1227,11 +1319,16 @@ pub async fn run(
                             .observe(at.elapsed().as_secs_f64());
                     }
                 }
-                Event::Failover { call, from, status } => {
-                    let failed = trunks.0.get(from).map_or("none", |(n, _)| n.as_str());
-                    calls.failovers.with_label_values(&[failed]).inc();
-                    tracing::info!(call, status, "call moved to the next trunk");
-                    if let Some(next) = trunks.0.get(from + 1)
+                Event::Failover {
+                    call,
+                    from,
+                    to,
+                    status,
+                } => {
+                    let failed = trunks.name(Some(from));
+                    calls.failovers.with_label_values(&[&failed]).inc();
+                    tracing::info!(call, status, from = %failed, "call moved to the next trunk");
+                    if let Some(next) = trunks.0.get(to)
                         && let Some(c) = live.get_mut(&call)
                     {
                         // The call now counts on the trunk that carries it.
@@ -1255,6 +1352,7 @@ pub async fn run(
                 Event::PbxAuth { result } => {
                     calls.pbx_auth.with_label_values(&[result.as_str()]).inc();
                 }
+                Event::NoRoute => calls.no_route.inc(),
                 Event::Dropped { reason } => {
                     metrics
                         .sip_dropped
@@ -1380,7 +1478,7 @@ async fn deregister(
 }
 
 /// Seed for tags, branches and Call-IDs: unpredictable per process.
-fn seed() -> u64 {
+pub(crate) fn seed() -> u64 {
     let mut bytes = [0u8; 8];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
         let _ = std::io::Read::read_exact(&mut f, &mut bytes);
@@ -1404,6 +1502,7 @@ mod tests {
             transport: TransportKind::Udp,
             addr: a.parse().expect("literal"),
             conn: None,
+            local: None,
         };
         assert!(acl.allows(&peer(Side::Inside, "127.0.0.1:5070")));
         assert!(acl.allows(&peer(Side::Inside, "127.9.9.9:1234")));
@@ -1419,7 +1518,10 @@ mod tests {
         assert_eq!(b.inside.addr, "127.0.0.1:5060".parse().expect("literal"));
         assert_eq!(b.outside.addr, "127.0.0.1:5080".parse().expect("literal"));
         assert_eq!(b.pbx.addr, "127.0.0.1:5070".parse().expect("literal"));
-        assert_eq!(b.trunk.addr, "127.0.0.1:5090".parse().expect("literal"));
+        assert_eq!(
+            b.trunks[0].target.addr,
+            "127.0.0.1:5090".parse().expect("literal")
+        );
         assert_eq!(b.pbx_auth, None, "the ACL alone by default");
     }
 

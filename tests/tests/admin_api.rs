@@ -194,8 +194,17 @@ fn views(lab: &MediaLab) {
     let r = lab.request("GET", "/readyz", None).expect("readyz");
     assert_eq!(r.status, 200);
     let routes = lab.json("GET", "/api/v1/routes", None, 200);
-    assert_eq!(routes["outbound"][0]["trunk"], "carrier", "{routes}");
-    assert_eq!(routes["inbound"][0]["pbx"], "198.18.1.2:5060", "{routes}");
+    // No [[route]]: every call tries the trunks in order; no [[inbound]]: the PBX.
+    assert_eq!(routes["outbound"], json!([]), "{routes}");
+    assert_eq!(
+        routes["outbound_default"]["trunks"],
+        json!(["carrier"]),
+        "{routes}"
+    );
+    assert_eq!(
+        routes["inbound_default"]["target"], "198.18.1.2:5060",
+        "{routes}"
+    );
     let acls = lab.json("GET", "/api/v1/acls", None, 200);
     assert_eq!(acls["inside"]["allow"], json!(["198.18.1.0/24"]), "{acls}");
     assert_eq!(

@@ -27,6 +27,7 @@ pub mod media;
 pub mod net;
 pub mod protect;
 pub mod register;
+pub mod routing;
 pub mod sdp;
 pub mod sip;
 pub mod transaction;

@@ -84,6 +84,9 @@ pub struct Peer {
     pub addr: SocketAddr,
     /// The connection, for stream transports.
     pub conn: Option<ConnId>,
+    /// The SBC's own (bound) address to send from, or that a received message arrived at;
+    /// None: the side's first listener of the peer's address family.
+    pub local: Option<SocketAddr>,
 }
 
 impl fmt::Display for Peer {

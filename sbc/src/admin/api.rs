@@ -48,6 +48,8 @@ struct CallJson {
     age_s: f64,
     answer_delay_s: Option<f64>,
     media_session: Option<u64>,
+    /// The carrier-side trunk (by name), if the carrier is a configured trunk.
+    trunk: Option<String>,
     legs: Vec<LegJson>,
 }
 
@@ -58,7 +60,7 @@ const fn direction(from: Side) -> &'static str {
     }
 }
 
-fn call_json(c: &CallInfo) -> CallJson {
+fn call_json(c: &CallInfo, trunks: &[crate::config::Trunk]) -> CallJson {
     CallJson {
         id: c.id,
         direction: direction(c.from),
@@ -68,6 +70,7 @@ fn call_json(c: &CallInfo) -> CallJson {
             .answered_at
             .map(|a| a.saturating_duration_since(c.started).as_secs_f64()),
         media_session: c.media.map(|m| m.0),
+        trunk: c.trunk.and_then(|t| trunks.get(t)).map(|t| t.name.clone()),
         legs: c
             .legs
             .iter()
@@ -126,9 +129,10 @@ pub async fn list_calls(
     }
     let offset: usize = number(&q, "offset", 0)?;
     let calls = s.signaling.calls().await.ok_or_else(signaling_gone)?;
+    let cfg = s.config.current();
     let matching: Vec<CallJson> = calls
         .iter()
-        .map(call_json)
+        .map(|c| call_json(c, &cfg.trunks))
         .filter(|c| dir.is_none_or(|d| d == c.direction))
         .filter(|c| state.is_none_or(|st| st == c.state))
         .collect();
@@ -162,7 +166,8 @@ pub async fn get_call(
         .media
         .and_then(|m| s.media.session_view(m))
         .map(|v| serde_json::to_value(v).unwrap_or(Value::Null));
-    let mut v = serde_json::to_value(call_json(call)).unwrap_or(Value::Null);
+    let cfg = s.config.current();
+    let mut v = serde_json::to_value(call_json(call, &cfg.trunks)).unwrap_or(Value::Null);
     if let Some(o) = v.as_object_mut() {
         o.insert("media".into(), media.unwrap_or(Value::Null));
     }
@@ -369,15 +374,69 @@ pub async fn register_trunk(
     }
 }
 
-/// `GET /api/v1/routes`: how calls are routed today (fixed: PBX → first trunk, carrier → PBX).
+/// `GET /api/v1/routes`: the outbound routes (called number → trunks) and inbound routes
+/// (DID → PBX target), in match order, with what happens when none matches.
 pub async fn routes(State(s): State<Arc<AdminState>>) -> Json<Value> {
     let c = s.config.current();
+    let outbound_default = if c.routes.is_empty() {
+        json!({"trunks": c.trunks.iter().map(|t| t.name.clone()).collect::<Vec<_>>()})
+    } else {
+        json!({"reject": 404})
+    };
     Json(json!({
-        "rules": "fixed",
-        "outbound": [{"match": "*", "trunk": c.trunks.first().map(|t| t.name.clone())}],
-        "inbound": [{"match": "*", "pbx": c.pbx.address.to_string(),
-                     "transport": c.pbx.transport}],
+        "outbound": c.routes,
+        "outbound_default": outbound_default,
+        "inbound": c.inbound,
+        "inbound_default": {"target": c.pbx.address.to_string(), "transport": c.pbx.transport},
     }))
+}
+
+/// `PUT /api/v1/routes`: replaces the outbound and inbound routes (body: `{"outbound":
+/// [[[route]] tables], "inbound": [[[inbound]] tables]}`; a missing list is left as it is).
+/// Goes through the validated, persisted reconfiguration: a bad pattern or an unknown trunk
+/// is a 422 with the key path, and the old routes stay.
+pub async fn put_routes(
+    State(s): State<Arc<AdminState>>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Response> {
+    let Some(obj) = body.as_object() else {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "routes are a JSON object with `outbound` and/or `inbound` arrays",
+        ));
+    };
+    if let Some(k) = obj.keys().find(|k| *k != "outbound" && *k != "inbound") {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("unknown key `{k}` (expected outbound, inbound)"),
+        ));
+    }
+    for (key, v) in obj {
+        if !v.is_array() {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("`{key}` must be an array"),
+            ));
+        }
+    }
+    let result = s
+        .config
+        .edit(&s.signaling, "api", |cfg| {
+            for (key, section) in [("outbound", "route"), ("inbound", "inbound")] {
+                if let Some(list) = obj.get(key)
+                    && let Some(map) = cfg.as_object_mut()
+                {
+                    if list.as_array().is_some_and(Vec::is_empty) {
+                        map.remove(section);
+                    } else {
+                        map.insert(section.into(), list.clone());
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(applied(&result, StatusCode::OK))
 }
 
 /// `GET /api/v1/acls`: who may send SIP (edit through `PATCH /api/v1/config`).
@@ -386,9 +445,55 @@ pub async fn acls(State(s): State<Arc<AdminState>>) -> Json<Value> {
     Json(json!({
         "inside": {"allow": c.pbx.allow.iter().map(ToString::to_string).collect::<Vec<_>>()},
         "outside": {"allow": c.trunks.iter()
-            .map(|t| json!({"trunk": t.name, "address": t.proxy.ip().to_string()}))
+            .map(|t| json!({"trunk": t.name, "address": t.proxy.host()}))
             .collect::<Vec<_>>()},
+        "deny": c.limits.deny.iter().map(ToString::to_string).collect::<Vec<_>>(),
     }))
+}
+
+/// `PUT /api/v1/acls`: replaces the inside allowlist (`[pbx] allow`) and/or the denylist
+/// (`[limits] deny`); body `{"allow": [CIDR...], "deny": [CIDR...]}`, a missing list is left
+/// as it is. Validated and persisted like any configuration change (422 keeps the old lists).
+pub async fn put_acls(
+    State(s): State<Arc<AdminState>>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Response> {
+    let Some(obj) = body.as_object() else {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ACLs are a JSON object with `allow` and/or `deny` arrays",
+        ));
+    };
+    if let Some(k) = obj.keys().find(|k| *k != "allow" && *k != "deny") {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("unknown key `{k}` (expected allow, deny)"),
+        ));
+    }
+    for (key, v) in obj {
+        if !v.is_array() {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("`{key}` must be an array of CIDR strings"),
+            ));
+        }
+    }
+    let result = s
+        .config
+        .edit(&s.signaling, "api", |cfg| {
+            if let Some(allow) = obj.get("allow") {
+                cfg["pbx"]["allow"] = allow.clone();
+            }
+            if let Some(deny) = obj.get("deny") {
+                if !cfg["limits"].is_object() {
+                    cfg["limits"] = json!({});
+                }
+                cfg["limits"]["deny"] = deny.clone();
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(applied(&result, StatusCode::OK))
 }
 
 /// `GET /api/v1/bans`: sources banned for exceeding `[limits] source_rate`.

@@ -31,10 +31,14 @@ pub const REDACTED: &str = "<redacted>";
 /// Keys that take effect on new calls without a restart; any other changed key is written
 /// to the file and reported as needing a restart.
 /// (`log` is not among them: the log filter is installed once at start.)
-const LIVE_KEYS: [&str; 10] = [
+const LIVE_KEYS: [&str; 13] = [
     "limits",
+    // The resolver task follows `[dns]` changes (a new resolver, every name asked again).
+    "dns",
     "pbx",
     "trunk",
+    "route",
+    "inbound",
     "sip.t1_ms",
     "sip.t2_ms",
     "sip.t4_ms",

@@ -163,10 +163,18 @@ pub const OPS: &[Op] = &[
     op(
         "GET",
         "/api/v1/routes",
-        "How calls are routed.",
+        "Outbound routes (called number → trunks) and inbound routes (DID → PBX target), in match order.",
         Access::Read,
         None,
         &[200],
+    ),
+    op(
+        "PUT",
+        "/api/v1/routes",
+        "Replaces the outbound and/or inbound routes (validated, persisted; 422 keeps the old ones).",
+        Access::Write,
+        Some("Routes"),
+        &[200, 409, 422],
     ),
     op(
         "GET",
@@ -175,6 +183,14 @@ pub const OPS: &[Op] = &[
         Access::Read,
         None,
         &[200],
+    ),
+    op(
+        "PUT",
+        "/api/v1/acls",
+        "Replaces the inside allowlist ([pbx] allow) and/or the denylist ([limits] deny) (validated, persisted; 422 keeps the old lists).",
+        Access::Write,
+        Some("Acls"),
+        &[200, 409, 422],
     ),
     op(
         "GET",
@@ -299,18 +315,63 @@ fn schemas() -> Value {
         "Config": {
             "type": "object",
             "description": "The configuration file as JSON: the sections of config/sbc.toml \
-                (general, log, sip, inside, outside, tls, pbx, trunk, media, admin). Unknown \
+                (general, log, sip, inside, outside, tls, pbx, trunk, route, inbound, media, admin, \
+                limits). Unknown \
                 keys are refused."
         },
         "Trunk": {
             "type": "object",
+            "description": "The keys of one [[trunk]] table of config/sbc.toml (credentials, \
+                limits, registration, health check, number and header rules); unknown keys \
+                are refused with 422.",
             "required": ["proxy"],
-            "additionalProperties": false,
             "properties": {
                 "name": {"type": "string"},
-                "proxy": {"type": "string", "description": "address:port"},
+                "proxy": {"type": "string", "description": "address:port, host:port (A/AAAA) or host (SRV, then A/AAAA)"},
                 "transport": {"type": "string", "enum": ["udp", "tcp", "tls"]},
-                "tls_server_name": {"type": "string"}
+                "tls_server_name": {"type": "string"},
+                "number": {"type": "array", "items": {"type": "object"}},
+                "header": {"type": "array", "items": {"type": "object"}}
+            }
+        },
+        "Acls": {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "allow": {"type": "array", "items": {"type": "string"},
+                    "description": "CIDRs the PBX may send from ([pbx] allow)"},
+                "deny": {"type": "array", "items": {"type": "string"},
+                    "description": "CIDRs always dropped, both sides ([limits] deny)"}
+            }
+        },
+        "Routes": {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "outbound": {"type": "array", "description": "[[route]] tables in match order: \
+                    name, prefix or match (regex), trunks (names, in order), weights", "items": {
+                    "type": "object",
+                    "required": ["name", "trunks"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "prefix": {"type": "string"},
+                        "match": {"type": "string"},
+                        "trunks": {"type": "array", "items": {"type": "string"}},
+                        "weights": {"type": "array", "items": {"type": "integer", "minimum": 0}}
+                    }
+                }},
+                "inbound": {"type": "array", "description": "[[inbound]] tables in match order: \
+                    name, prefix or match (regex), target (address:port), transport", "items": {
+                    "type": "object",
+                    "required": ["name", "target"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "prefix": {"type": "string"},
+                        "match": {"type": "string"},
+                        "target": {"type": "string"},
+                        "transport": {"type": "string", "enum": ["udp", "tcp", "tls"]}
+                    }
+                }}
             }
         },
         "MediaDescribe": {

@@ -9,7 +9,7 @@ use std::{fmt, path::Path};
 use serde::de::DeserializeOwned;
 use toml::de::{DeTable, DeValue};
 
-use super::{Admin, Config, General, Limits, Log, Media, Sip, Tls, validate};
+use super::{Admin, Config, Dns, General, Limits, Log, Media, Sip, Tls, validate};
 
 /// One thing wrong with a configuration.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -103,9 +103,9 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
     let locate = |path: &[Seg]| locate(text, tree.get_ref(), path);
     let mut problems = Vec::new();
 
-    const SECTIONS: [&str; 11] = [
-        "general", "log", "sip", "inside", "outside", "tls", "pbx", "trunk", "media", "admin",
-        "limits",
+    const SECTIONS: [&str; 14] = [
+        "general", "log", "sip", "inside", "outside", "tls", "pbx", "trunk", "route", "inbound",
+        "media", "admin", "limits", "dns",
     ];
     for key in table.keys() {
         if !SECTIONS.contains(&key.as_str()) {
@@ -126,9 +126,12 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
     let tls = take::<Tls>(&table, "tls", false, &locate, &mut problems);
     let pbx = take(&table, "pbx", true, &locate, &mut problems);
     let trunks = take(&table, "trunk", false, &locate, &mut problems);
+    let routes = take(&table, "route", false, &locate, &mut problems);
+    let inbound = take(&table, "inbound", false, &locate, &mut problems);
     let media = take::<Media>(&table, "media", false, &locate, &mut problems);
     let admin = take::<Admin>(&table, "admin", false, &locate, &mut problems);
     let limits = take::<Limits>(&table, "limits", false, &locate, &mut problems);
+    let dns = take::<Dns>(&table, "dns", false, &locate, &mut problems);
     let (
         Ok(general),
         Ok(log),
@@ -138,11 +141,15 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         Ok(tls),
         Ok(Some(pbx)),
         Ok(trunks),
+        Ok(routes),
+        Ok(inbound),
         Ok(media),
         Ok(admin),
         Ok(limits),
+        Ok(dns),
     ) = (
-        general, log, sip, inside, outside, tls, pbx, trunks, media, admin, limits,
+        general, log, sip, inside, outside, tls, pbx, trunks, routes, inbound, media, admin,
+        limits, dns,
     )
     else {
         return Err(problems);
@@ -159,9 +166,12 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         tls: tls.unwrap_or_default(),
         pbx,
         trunks: trunks.unwrap_or_default(),
+        routes: routes.unwrap_or_default(),
+        inbound: inbound.unwrap_or_default(),
         media: media.unwrap_or_default(),
         admin: admin.unwrap_or_default(),
         limits: limits.unwrap_or_default(),
+        dns: dns.unwrap_or_default(),
     };
     let semantic = validate::validate(&config);
     if semantic.is_empty() {
@@ -333,8 +343,8 @@ mod tests {
             vec!["127.0.0.1:5080".parse().expect("literal")]
         );
         assert_eq!(
-            config.trunks[0].proxy,
-            "127.0.0.1:5090".parse().expect("literal")
+            config.trunks[0].proxy.static_addr(),
+            Some("127.0.0.1:5090".parse().expect("literal"))
         );
         assert_eq!(
             config.pbx.address,
@@ -520,8 +530,143 @@ proxy = "127.0.0.1:5090"
     }
 
     #[test]
+    fn proxy_names_and_dns_section() {
+        let text = MINIMAL.replace("proxy = \"127.0.0.1:5090\"", "proxy = \"sip.carrier.test\"")
+            + "\n[dns]\nservers = [\"127.0.0.1:5353\"]\nrefresh_s = 5\n";
+        let c = parse(&text).unwrap_or_else(|p| panic!("{p:?}"));
+        assert_eq!(
+            c.trunks[0].proxy,
+            crate::config::ProxyAddr::Host("sip.carrier.test".into())
+        );
+        assert_eq!(
+            c.dns.servers,
+            vec!["127.0.0.1:5353".parse().expect("literal")]
+        );
+        assert_eq!((c.dns.refresh_s, c.dns.timeout_ms), (5, 2_000));
+        // The serialised form stays the string that was written.
+        let back = toml::to_string(&c).expect("serialise");
+        assert!(back.contains("proxy = \"sip.carrier.test\""), "{back}");
+    }
+
+    #[test]
+    fn bad_proxy_and_dns_keys_are_reported_with_paths() {
+        let text = MINIMAL.replace("proxy = \"127.0.0.1:5090\"", "proxy = \"bad name:5060\"");
+        let problems = parse(&text).expect_err("bad proxy");
+        assert_eq!(problems[0].path, "trunk[0].proxy", "{problems:#?}");
+        assert_eq!(problems[0].line, Some(16), "{problems:#?}");
+        assert!(
+            problems[0].message.contains("not a valid host name"),
+            "{problems:#?}"
+        );
+        let text = MINIMAL.replace("proxy = \"127.0.0.1:5090\"", "proxy = \"127.0.0.1\"");
+        let problems = parse(&text).expect_err("no port");
+        assert!(
+            problems[0].message.contains("needs a port"),
+            "{problems:#?}"
+        );
+        let text = format!("{MINIMAL}\n[dns]\nrefresh_s = 0\ntimeout_ms = 5\n");
+        let problems = parse(&text).expect_err("bad dns");
+        let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["dns.refresh_s", "dns.timeout_ms"], "{problems:#?}");
+    }
+
+    #[test]
     fn path_round_trip() {
         let segs = parse_path("trunk[1].proxy");
         assert_eq!(render_path(&segs), "trunk[1].proxy");
+    }
+}
+
+#[cfg(test)]
+mod routing_tests {
+    use super::parse;
+
+    const BASE: &str = r#"
+[inside]
+udp = ["127.0.0.1:5060"]
+media_address = "127.0.0.1"
+
+[outside]
+udp = ["127.0.0.1:5080"]
+media_address = "127.0.0.1"
+
+[pbx]
+address = "127.0.0.1:5070"
+allow = ["127.0.0.0/8"]
+
+[[trunk]]
+name = "a"
+proxy = "127.0.0.1:5090"
+
+[[trunk.number]]
+number = "called"
+prefix = "0"
+strip = 1
+add = "+49"
+
+[[trunk.number]]
+direction = "inbound"
+number = "calling"
+match = "^\\+49(\\d+)$"
+replace = "0$1"
+
+[[trunk.header]]
+action = "add"
+name = "X-Account"
+value = "${calling}"
+
+[[trunk]]
+name = "b"
+proxy = "127.0.0.2:5090"
+"#;
+
+    #[test]
+    fn routing_sections_parse_and_compile() {
+        let text = format!(
+            "{BASE}\n[[route]]\nname = \"intl\"\nprefix = \"00\"\ntrunks = [\"b\", \"a\"]\n\
+             weights = [1, 2]\n\n[[inbound]]\nname = \"sales\"\nmatch = \"^0301\"\n\
+             target = \"127.0.0.1:5072\"\n"
+        );
+        let c = parse(&text).unwrap_or_else(|p| panic!("{p:#?}"));
+        let (compiled, problems) = crate::config::compile(&c);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(compiled.routes[0].trunks, [1, 0]);
+        let (out_a, in_a) = &compiled.trunks[0];
+        assert_eq!(sbc_proto::routing::normalize(&out_a.called, "030"), "+4930");
+        assert_eq!(
+            sbc_proto::routing::normalize(&in_a.calling, "+49301"),
+            "0301"
+        );
+        assert_eq!(out_a.headers.len(), 1);
+        assert_eq!(compiled.inbound[0].target.addr.port(), 5072);
+        // The routes survive a round trip through the admin API's TOML serialisation.
+        let again = toml::to_string(&c).expect("serialises");
+        assert_eq!(parse(&again).expect("reparses"), c);
+    }
+
+    #[test]
+    fn bad_routing_entries_are_reported_with_their_key_paths() {
+        let text = BASE
+            .replace("prefix = \"0\"", "prefix = \"0\"\nmatch = \"^0\"")
+            .replace("^\\\\+49(\\\\d+)$", "^(unclosed")
+            .replace("name = \"X-Account\"", "name = \"Via\"")
+            + "\n[[route]]\nname = \"r\"\ntrunks = [\"a\", \"nope\"]\nweights = [1]\n\
+               \n[[inbound]]\nname = \"i\"\ntarget = \"192.0.2.1:5060\"\n";
+        let problems = parse(&text).expect_err("invalid");
+        let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
+        for want in [
+            "trunk[0].number[0].match",
+            "trunk[0].number[1].match",
+            "trunk[0].header[0].name",
+            "route[0].trunks",
+            "route[0].weights",
+            "inbound[0].target",
+        ] {
+            assert!(paths.contains(&want), "{want} missing: {problems:#?}");
+        }
+        assert!(
+            problems.iter().all(|p| p.line.is_some()),
+            "every problem has a line: {problems:#?}"
+        );
     }
 }

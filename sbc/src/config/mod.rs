@@ -1,7 +1,10 @@
 //! The SBC's configuration: typed sections, defaults, loading with line-accurate errors, and
 //! semantic validation. The documented example is `config/sbc.toml`.
 
+mod dns;
 mod load;
+mod proxy;
+mod routing;
 mod validate;
 
 use std::{
@@ -12,7 +15,10 @@ use std::{
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+pub use dns::Dns;
 pub use load::{LoadError, Problem, load_file, parse};
+pub use proxy::{ProxyAddr, ProxyAddrError};
+pub use routing::{Compiled, compile};
 
 /// The shipped default configuration (`config/sbc.toml`), used by `sbc run` without `--config`
 /// when no `config/sbc.toml` exists in the working directory.
@@ -43,6 +49,13 @@ pub struct Config {
     /// `[[trunk]]`: carrier trunks, in order of preference.
     #[serde(default, rename = "trunk")]
     pub trunks: Vec<Trunk>,
+    /// `[[route]]`: outbound routes by called number (none: every call tries all trunks in
+    /// order).
+    #[serde(default, rename = "route", skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<Route>,
+    /// `[[inbound]]`: inbound routes by DID (none, or no match: `[pbx] address`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inbound: Vec<InboundRoute>,
     /// `[media]`: the RTP relay.
     #[serde(default)]
     pub media: Media,
@@ -52,6 +65,9 @@ pub struct Config {
     /// `[limits]`: call admission control and protection limits.
     #[serde(default)]
     pub limits: Limits,
+    /// `[dns]`: how trunk proxies given by name are resolved.
+    #[serde(default)]
+    pub dns: Dns,
 }
 
 /// `[limits]`
@@ -75,6 +91,10 @@ pub struct Limits {
     pub ban_s: u64,
     /// Requests whose User-Agent contains one of these (case-insensitive) are dropped.
     pub user_agent_deny: Vec<String>,
+    /// Source networks whose messages are always dropped without an answer, on both sides,
+    /// before any other check (even for a configured peer).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<IpNet>,
 }
 
 impl Default for Limits {
@@ -97,6 +117,7 @@ impl Default for Limits {
             .into_iter()
             .map(str::to_owned)
             .collect(),
+            deny: Vec::new(),
         }
     }
 }
@@ -343,11 +364,15 @@ impl Pbx {
 pub struct Trunk {
     /// Unique name, used in routes, metrics and the admin API.
     pub name: String,
-    /// The carrier's SIP proxy.
-    pub proxy: SocketAddr,
+    /// The carrier's SIP proxy: `ip:port`, `host:port` (A/AAAA) or `host` (SRV, then A/AAAA).
+    pub proxy: ProxyAddr,
     /// Transport toward the proxy.
     #[serde(default)]
     pub transport: Transport,
+    /// The SBC's outside listener used toward this trunk (one of `[outside]`'s addresses of
+    /// the trunk's transport); default: the first one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<SocketAddr>,
     /// Name sent as TLS SNI and verified in the proxy's certificate; default: the proxy's
     /// IP address (verified against the certificate's IP SANs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -388,6 +413,135 @@ pub struct Trunk {
     /// Consecutive answered pings that mark it up again (default 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub options_up_after: Option<u32>,
+    /// `[[trunk.number]]`: number normalisation rules of this trunk's calls.
+    #[serde(default, rename = "number", skip_serializing_if = "Vec::is_empty")]
+    pub numbers: Vec<NumberRule>,
+    /// `[[trunk.header]]`: header manipulation of this trunk's calls.
+    #[serde(default, rename = "header", skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HeaderRule>,
+}
+
+/// Which way a trunk rule applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Calls from the PBX to this trunk.
+    #[default]
+    Outbound,
+    /// Calls from this trunk to the PBX.
+    Inbound,
+}
+
+/// Which number a rule rewrites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NumberKind {
+    /// The called number: Request-URI and To user.
+    Called,
+    /// The calling number: From, P-Asserted-Identity and P-Preferred-Identity user.
+    Calling,
+}
+
+/// `[[trunk.number]]`: one normalisation rule; per direction and number the first matching
+/// rule wins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NumberRule {
+    /// `outbound` (to the carrier, default) or `inbound` (to the PBX).
+    #[serde(default)]
+    pub direction: Direction,
+    /// `called` or `calling`.
+    pub number: NumberKind,
+    /// Numbers starting with this (absent, and no `match`: every number).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Numbers this regular expression matches.
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// With `match`: replacement of the matched part (`$1` for the first group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replace: Option<String>,
+    /// Leading characters removed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub strip: usize,
+    /// Prefix added.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub add: String,
+}
+
+#[allow(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if signature"
+)]
+fn is_zero(v: &usize) -> bool {
+    *v == 0
+}
+
+/// What a header rule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HeaderAction {
+    /// Add a header.
+    Add,
+    /// Replace any copied header of that name.
+    Set,
+    /// Remove any copied header of that name.
+    Remove,
+}
+
+/// `[[trunk.header]]`: one header rule, applied in order to the INVITE that starts a call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderRule {
+    /// `outbound` (to the carrier, default) or `inbound` (to the PBX).
+    #[serde(default)]
+    pub direction: Direction,
+    /// `add`, `set` or `remove`.
+    pub action: HeaderAction,
+    /// Header name.
+    pub name: String,
+    /// Value for add/set; `${calling}`, `${called}`, `${trunk}` and `${domain}` are replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+/// `[[route]]`: calls from the PBX whose called number matches use these trunks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Unique name (logs, admin API).
+    pub name: String,
+    /// Called numbers starting with this (absent, and no `match`: every number).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Called numbers this regular expression matches.
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// Trunk names, in order of preference.
+    pub trunks: Vec<String>,
+    /// Relative weights, one per trunk: a weighted random order per call instead of the
+    /// configured one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<Vec<u32>>,
+}
+
+/// `[[inbound]]`: calls from a carrier whose DID matches go to this PBX address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboundRoute {
+    /// Unique name (logs, admin API).
+    pub name: String,
+    /// DIDs starting with this (absent, and no `match`: every DID).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// DIDs this regular expression matches.
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// Where the call goes (inside `[pbx] allow`).
+    pub target: SocketAddr,
+    /// Transport toward it (default: `[pbx] transport`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<Transport>,
 }
 
 impl Trunk {

@@ -220,13 +220,54 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
                 );
             }
         }
-        if t.proxy.port() == 0 || t.proxy.ip().is_unspecified() {
+        if let Some(l) = t.local {
+            let listeners = match t.transport {
+                Transport::Udp => &c.outside.udp,
+                Transport::Tcp => &c.outside.tcp,
+                Transport::Tls => &c.outside.tls,
+            };
+            if !listeners.contains(&l) {
+                bad(
+                    &format!("trunk[{i}].local"),
+                    format!(
+                        "{l} is not an [outside] {} listener",
+                        match t.transport {
+                            Transport::Udp => "udp",
+                            Transport::Tcp => "tcp",
+                            Transport::Tls => "tls",
+                        }
+                    ),
+                );
+            }
+        }
+        // Names are checked when parsed; a literal must be an address one can send to.
+        if t.proxy
+            .static_addr()
+            .is_some_and(|a| a.port() == 0 || a.ip().is_unspecified())
+        {
             bad(
                 &format!("trunk[{i}].proxy"),
                 "must be a concrete address and port".into(),
             );
         }
     }
+
+    if !(1..=86_400).contains(&c.dns.refresh_s) {
+        bad("dns.refresh_s", "must be 1-86400".into());
+    }
+    if !(100..=30_000).contains(&c.dns.timeout_ms) {
+        bad("dns.timeout_ms", "must be 100-30000".into());
+    }
+    for (i, s) in c.dns.servers.iter().enumerate() {
+        if s.port() == 0 || s.ip().is_unspecified() {
+            bad(
+                &format!("dns.servers[{i}]"),
+                "must be a concrete address and port".into(),
+            );
+        }
+    }
+    out.extend(super::compile(c).1);
+    let mut bad = |path: &str, msg: String| out.push((path.to_owned(), msg));
 
     if c.limits.max_calls == Some(0) || c.limits.max_cps == Some(0) {
         bad(

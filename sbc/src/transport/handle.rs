@@ -212,11 +212,14 @@ impl Transport {
         if data.len() > MAX_UDP_PAYLOAD {
             return Err(SendError::TooLarge { len: data.len() });
         }
-        let ep = self
-            .shared
-            .udp
-            .iter()
-            .find(|ep| ep.side == to.side && ep.local.is_ipv4() == to.addr.is_ipv4())
+        let eps = &self.shared.udp;
+        let ep = to
+            .local
+            .and_then(|l| eps.iter().find(|ep| ep.side == to.side && ep.local == l))
+            .or_else(|| {
+                eps.iter()
+                    .find(|ep| ep.side == to.side && ep.local.is_ipv4() == to.addr.is_ipv4())
+            })
             .ok_or(SendError::NoSocket {
                 side: to.side,
                 transport: to.transport,
@@ -372,6 +375,7 @@ impl Shared {
             transport: kind,
             addr,
             conn: None,
+            local: None,
         };
         let registration = self.connections.register(peer, tx.clone());
         self.run_connection(io, registration, local, tx, rx).await;
@@ -447,6 +451,7 @@ impl Shared {
             transport: kind,
             addr,
             conn: None,
+            local: None,
         };
         let registration = self.connections.register(peer, tx.clone());
         let source = self.source_address(side, addr);

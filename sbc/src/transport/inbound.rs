@@ -28,6 +28,10 @@ pub struct Inbound {
 
 /// The decision for one received unit.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "returned once per message and consumed at once; boxing the common variant would add an allocation per message"
+)]
 pub(crate) enum Verdict {
     /// A valid message for the core.
     Deliver(Inbound),

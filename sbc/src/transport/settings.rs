@@ -191,7 +191,7 @@ impl From<&Config> for TransportConfig {
             tls_names: c
                 .trunks
                 .iter()
-                .filter_map(|t| Some((t.proxy, t.tls_server_name.clone()?)))
+                .filter_map(|t| Some((t.proxy.static_addr()?, t.tls_server_name.clone()?)))
                 .collect(),
         }
     }

@@ -87,6 +87,9 @@ pub(crate) async fn receive_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, si
                 transport: TransportKind::Udp,
                 addr: source,
                 conn: None,
+                // Answers and requests in the dialogs it starts leave from this same socket
+                // (a multi-homed SBC must not answer from another address).
+                local: Some(local),
             };
             match examine(
                 Bytes::copy_from_slice(data),

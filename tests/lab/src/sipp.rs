@@ -90,11 +90,26 @@ pub enum Step {
         header: &'static str,
         user: &'static str,
     },
+    /// Expect a request and check it: each `(header, regex)` must match, searched in that
+    /// header (e.g. `"X-Account:"`) or, with an empty header, in the whole message (e.g.
+    /// `"^INVITE sip:\\+4930@"` for the request line). A mismatch fails the call.
+    RecvChecked {
+        method: &'static str,
+        checks: &'static [(&'static str, &'static str)],
+    },
     /// Wait.
     Pause { ms: u32 },
     /// Start sending the RTP of a pcap file to the peer's SDP address (SIPp's
     /// `play_pcap_audio`; runs alongside the following steps).
     PlayPcap { path: &'static str },
+}
+
+/// Escapes a value for an XML attribute.
+fn xml_attr(v: &str) -> String {
+    v.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// A whole scenario: `uac` decides the tag used for our side (SIPpTag00 vs 01).
@@ -293,6 +308,33 @@ pub fn scenario(name: &str, uac: bool, steps: &[Step]) -> String {
                     "<recv request=\"{method}\"{rrs}><action><ereg regexp=\"Digest username=.{user}.*response=\" search_in=\"hdr\" header=\"{header}:\" check_it=\"true\" assign_to=\"creds\"/><log message=\"[$creds]\"/></action></recv>"
                 );
             }
+            Step::RecvChecked { method, checks } => {
+                let rrs = if *method == "INVITE" {
+                    " rrs=\"true\""
+                } else {
+                    ""
+                };
+                let _ = write!(x, "<recv request=\"{method}\"{rrs}><action>");
+                let mut vars = Vec::new();
+                for (i, (header, regexp)) in checks.iter().enumerate() {
+                    let var = format!("chk{i}");
+                    let regexp = xml_attr(regexp);
+                    if header.is_empty() {
+                        let _ = write!(
+                            x,
+                            "<ereg regexp=\"{regexp}\" search_in=\"msg\" check_it=\"true\" assign_to=\"{var}\"/>"
+                        );
+                    } else {
+                        let _ = write!(
+                            x,
+                            "<ereg regexp=\"{regexp}\" search_in=\"hdr\" header=\"{header}\" check_it=\"true\" assign_to=\"{var}\"/>"
+                        );
+                    }
+                    vars.push(format!("[${var}]"));
+                }
+                // SIPp refuses variables that are never read: log them all.
+                let _ = writeln!(x, "<log message=\"{}\"/></action></recv>", vars.join(" "));
+            }
             Step::Pause { ms } => {
                 let _ = writeln!(x, "<pause milliseconds=\"{ms}\"/>");
             }
@@ -380,6 +422,18 @@ impl Drop for TempFile {
 /// Starts SIPp in namespace `ns` with `scenario`, bound to `local` ("ip:port"); `dest` for a
 /// UAC. Bounded: SIPp gives up after 60 s (`-timeout`), and fails then (`-timeout_error`).
 pub fn run(ns: &str, scenario: &Path, local: &str, dest: Option<&str>, extra: &[&str]) -> Owned {
+    run_service(ns, scenario, local, dest, "15551234567", extra)
+}
+
+/// Like [`run`], dialling `service` (the Request-URI user of a UAC's INVITE).
+pub fn run_service(
+    ns: &str,
+    scenario: &Path,
+    local: &str,
+    dest: Option<&str>,
+    service: &str,
+    extra: &[&str],
+) -> Owned {
     let (ip, port) = local.rsplit_once(':').expect("ip:port");
     let mut cmd = Command::new("ip");
     cmd.args([
@@ -401,7 +455,7 @@ pub fn run(ns: &str, scenario: &Path, local: &str, dest: Option<&str>, extra: &[
         cmd.arg("-trace_msg").current_dir(dir);
     }
     if let Some(d) = dest {
-        cmd.args(["-s", "15551234567", d]);
+        cmd.args(["-s", service, d]);
     }
     let child = cmd
         .stdin(Stdio::null())

@@ -3,7 +3,13 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use crate::{auth::Credentials, limit::CallLimits, net::TransportKind, transaction::TimerConfig};
+use crate::{
+    auth::Credentials,
+    limit::CallLimits,
+    net::TransportKind,
+    routing::{HeaderRule, InboundRoute, NumberRule, OutboundRoute},
+    transaction::TimerConfig,
+};
 
 /// The SBC's own SIP address on one side (written into Via and Contact on that side).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,13 +29,68 @@ pub struct Target {
     pub transport: TransportKind,
 }
 
-/// A trunk tried when the ones before it failed.
+/// Number and header rules applied in one direction of a trunk's calls.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Manipulation {
+    /// Called-number rules (Request-URI and To user), first match wins.
+    pub called: Vec<NumberRule>,
+    /// Calling-number rules (From, P-Asserted-Identity and P-Preferred-Identity user), first
+    /// match wins.
+    pub calling: Vec<NumberRule>,
+    /// Header rules for the INVITE that starts the call, in order.
+    pub headers: Vec<HeaderRule>,
+}
+
+/// A trunk's own outside address: written into Via/Contact, and sent from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrunkLocal {
+    /// As written into messages (the advertised address under 1:1 NAT).
+    pub advertised: LocalAddr,
+    /// The listener's bound address, which the transport sends from.
+    pub bound: SocketAddr,
+}
+
+/// A carrier trunk as the B2BUA uses it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FailoverTrunk {
+pub struct TrunkConfig {
+    /// Name (metrics, logs, the `${trunk}` variable).
+    pub name: String,
     /// Its proxy.
     pub target: Target,
-    /// Its digest credentials.
+    /// Other addresses it sends from (all its DNS name's addresses), for attributing calls.
+    pub sources: Vec<std::net::IpAddr>,
+    /// Digest credentials: a 401/407 to a request toward this trunk is answered with them
+    /// once on the PBX's behalf (RFC 3261 §22.2). None: challenges are refused (403).
     pub credentials: Option<Credentials>,
+    /// Call admission limits (calls in either direction through this trunk).
+    pub limits: CallLimits,
+    /// The SBC's outside address used toward this trunk (one of the outside listeners);
+    /// None: the outside side's default.
+    pub local: Option<TrunkLocal>,
+    /// Host of the From URI on calls to this trunk (the carrier's account domain); None: the
+    /// SBC's outside address.
+    pub from_domain: Option<String>,
+    /// Applied to calls toward this trunk (numbers as the carrier wants them).
+    pub outbound: Manipulation,
+    /// Applied to calls from this trunk toward the PBX.
+    pub inbound: Manipulation,
+}
+
+impl TrunkConfig {
+    /// A trunk with no credentials, limits or rules.
+    pub fn new(name: impl Into<String>, target: Target) -> Self {
+        Self {
+            name: name.into(),
+            target,
+            sources: Vec::new(),
+            credentials: None,
+            limits: CallLimits::default(),
+            local: None,
+            from_domain: None,
+            outbound: Manipulation::default(),
+            inbound: Manipulation::default(),
+        }
+    }
 }
 
 /// B2BUA configuration.
@@ -41,18 +102,19 @@ pub struct B2buaConfig {
     pub inside: LocalAddr,
     /// The SBC on the carrier side.
     pub outside: LocalAddr,
-    /// Where calls from the carrier go.
+    /// Every listener: bound address → the address written into messages for peers that
+    /// reach the SBC there (so a dialog stays on the address its peer used).
+    pub listeners: Vec<(SocketAddr, LocalAddr)>,
+    /// Where calls from the carrier go when no inbound route takes their DID.
     pub pbx: Target,
-    /// Where calls from the PBX go.
-    pub trunk: Target,
-    /// Digest credentials for the trunk: a 401/407 to a request on the trunk leg is answered
-    /// with them once on the PBX's behalf (RFC 3261 §22.2). None: challenges are relayed.
-    pub trunk_credentials: Option<Credentials>,
-    /// Trunks tried in order after `trunk` when a call's INVITE toward the carrier times out or
-    /// gets 408 or 5xx (never on other 4xx or 6xx: those are the callee's answer).
-    pub failover: Vec<FailoverTrunk>,
-    /// Call admission limits of the trunk (calls in either direction through it).
-    pub trunk_limits: CallLimits,
+    /// The carrier trunks. Their positions are the trunk indices used by routes, events and
+    /// [`super::B2bua::set_trunk_usable`].
+    pub trunks: Vec<TrunkConfig>,
+    /// Outbound routes, first match by called number wins. Empty: every call tries all trunks
+    /// in configured order. A call no route takes is refused with 404.
+    pub routes: Vec<OutboundRoute>,
+    /// Inbound routes, first match by DID wins; no match: `pbx`.
+    pub inbound: Vec<InboundRoute>,
     /// Call admission limits of the whole SBC.
     pub limits: CallLimits,
     /// `Retry-After` seconds on the 503 of a call refused by admission control.

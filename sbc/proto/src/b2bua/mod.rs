@@ -38,7 +38,7 @@ use std::{
 };
 
 use bytes::Bytes;
-pub use config::{B2buaConfig, FailoverTrunk, LocalAddr, Target};
+pub use config::{B2buaConfig, LocalAddr, Manipulation, Target, TrunkConfig, TrunkLocal};
 pub use ids::Rng;
 use msg::{RequestSpec, ResponseSpec};
 pub use pbx_auth::{PbxAuthConfig, PbxAuthResult};
@@ -110,6 +110,8 @@ pub enum Event {
         call: u64,
         /// Side of the caller.
         from: Side,
+        /// The carrier-side trunk (index in the configuration's trunk list), if any.
+        trunk: Option<usize>,
     },
     /// The callee sent its first provisional response above 100 (180/183): the end of the
     /// post-dial delay.
@@ -133,8 +135,10 @@ pub enum Event {
     Failover {
         /// Call handle.
         call: u64,
-        /// Index of the trunk that failed (0: the first).
+        /// Index of the trunk that failed.
         from: usize,
+        /// Index of the trunk tried next.
+        to: usize,
         /// The status that caused it (408 for a timeout, 503 for a transport error).
         status: u16,
     },
@@ -151,6 +155,9 @@ pub enum Event {
         /// What the SBC did with its credentials.
         result: PbxAuthResult,
     },
+    /// A new call (or a MESSAGE) was refused with 404: no outbound route takes its called
+    /// number.
+    NoRoute,
     /// A message was dropped without an answer.
     Dropped {
         /// Why (bounded set, usable as a metric label).
@@ -202,6 +209,8 @@ pub struct CallInfo {
     pub answered_at: Option<Instant>,
     /// Media session, if any.
     pub media: Option<SessionId>,
+    /// The carrier-side trunk (index in the configuration's trunk list), if any.
+    pub trunk: Option<usize>,
     /// The inside leg, then the outside leg.
     pub legs: [LegInfo; 2],
 }
@@ -224,6 +233,9 @@ pub struct LegInfo {
 #[derive(Debug)]
 struct Leg {
     peer: Peer,
+    /// The SBC's address on this leg (Via, Contact): the listener the caller used, or the
+    /// trunk's configured local address.
+    local: LocalAddr,
     call_id: String,
     local_tag: String,
     remote_tag: Option<String>,
@@ -295,11 +307,51 @@ struct Call {
     /// Last 2xx-ACK sent on each leg, resent when that leg retransmits its 2xx.
     acks: [Option<(u32, Bytes)>; 2],
     ends_at: Option<Instant>,
-    /// Which trunk the outside leg uses: 0 = `cfg.trunk`, i = `cfg.failover[i - 1]`.
-    trunk: usize,
-    /// The INVITE first sent on the carrier side of an outbound call, rebuilt for failover.
-    first_invite: Option<Message>,
+    /// The trunk of the carrier leg (index into `cfg.trunks`); None when the carrier is no
+    /// configured trunk.
+    trunk: Option<usize>,
+    /// Outbound calls: the trunks still to try after `trunk`, in the route's order.
+    next_trunks: Vec<usize>,
+    /// Outbound calls with trunks left to try: the offer sent to the carrier, reused on
+    /// failover.
+    offer: Option<Bytes>,
 }
+
+/// Where a new call goes, decided before anything is set up for it.
+#[derive(Debug)]
+struct Plan {
+    /// The carrier-side trunk: the chosen one (outbound) or the sending one (inbound).
+    trunk: Option<usize>,
+    /// Outbound: the trunks to try next, in order.
+    next_trunks: Vec<usize>,
+    /// Where the new leg goes.
+    target: Target,
+}
+
+/// A callee-leg INVITE and the dialog values it set.
+#[derive(Debug)]
+struct OutInvite {
+    bytes: Bytes,
+    ruri: String,
+    from_hdr: String,
+    to_hdr: String,
+}
+
+/// Why a new call is refused before it is set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// No outbound route takes the called number (404).
+    NoRoute,
+    /// A call admission limit (503 + Retry-After); the value is the metric label.
+    Limit(&'static str),
+}
+
+/// No number or header rules (calls whose carrier side is not a configured trunk).
+static NO_RULES: Manipulation = Manipulation {
+    called: Vec::new(),
+    calling: Vec::new(),
+    headers: Vec::new(),
+};
 
 impl Leg {
     /// An in-dialog request on this leg (RFC 3261 §12.2.1.1): to the remote target through the
@@ -329,6 +381,7 @@ impl Leg {
             content_type: None,
             body: b"",
             extra: &[],
+            shaping: None,
         }
     }
 }
@@ -402,6 +455,8 @@ struct ClientEntry {
     /// How many times this request was already resent with credentials (the retry of a
     /// challenged request inherits the count + 1).
     auth_attempts: u8,
+    /// The trunk the request went to (its credentials answer a challenge), on the outside.
+    trunk: Option<usize>,
 }
 
 /// At most this many authenticated retries per request: one for the first challenge, and one
@@ -441,8 +496,12 @@ pub struct B2bua {
     auth_failures: u64,
     /// Trunks marked down by their health check (index as in [`B2bua::set_trunk_usable`]).
     trunk_down: Vec<bool>,
-    /// CPS buckets of the global and the trunk limits, rebuilt when a rate changes.
-    cps: [Option<TokenBucket>; 2],
+    /// CPS bucket of the global limit, rebuilt when the rate changes.
+    cps: Option<TokenBucket>,
+    /// CPS bucket per trunk (index as in `cfg.trunks`).
+    trunk_cps: Vec<Option<TokenBucket>>,
+    /// Calls in progress per trunk (either direction).
+    trunk_active: Vec<u32>,
     /// The last nonce answered and its use count, so a carrier reusing a nonce sees nc grow
     /// (RFC 7616 §3.4: the server may reject a repeated nonce count as a replay).
     last_nonce: Option<(String, u32)>,
@@ -455,7 +514,9 @@ pub struct B2bua {
 impl B2bua {
     /// A B2BUA with `cfg`, drawing tags, branches and Call-IDs from `rng`.
     pub fn new(cfg: B2buaConfig, rng: Rng) -> Self {
-        let cps = [cfg.limits.bucket(), cfg.trunk_limits.bucket()];
+        let cps = cfg.limits.bucket();
+        let trunk_cps = cfg.trunks.iter().map(|t| t.limits.bucket()).collect();
+        let trunk_active = vec![0; cfg.trunks.len()];
         Self {
             cfg,
             rng,
@@ -476,6 +537,8 @@ impl B2bua {
             auth_retries: 0,
             auth_failures: 0,
             cps,
+            trunk_cps,
+            trunk_active,
             trunk_down: Vec::new(),
             last_nonce: None,
             pbx_auth: pbx_auth::PbxAuthState::default(),
@@ -506,13 +569,47 @@ impl B2bua {
 
     /// Replaces the configuration. Calls in progress keep the addresses and targets they
     /// were set up with (they live in each call's legs); new calls use the new values.
+    ///
+    /// Trunks are matched by name across the change: a call on a trunk that is kept stays
+    /// attributed to it (its limits, its credentials for challenges to later requests); a call
+    /// on a removed trunk keeps running without one. Health states start over (unknown =
+    /// usable) and are re-applied by the caller.
     pub fn set_config(&mut self, cfg: B2buaConfig) {
         // Keep a bucket's state while its rate stays, so a reload does not grant a new burst.
-        for (bucket, limits) in self.cps.iter_mut().zip([cfg.limits, cfg.trunk_limits]) {
-            if bucket.as_ref().map(TokenBucket::rate) != limits.max_cps {
-                *bucket = limits.bucket();
+        if self.cps.as_ref().map(TokenBucket::rate) != cfg.limits.max_cps {
+            self.cps = cfg.limits.bucket();
+        }
+        let remap: Vec<Option<usize>> = self
+            .cfg
+            .trunks
+            .iter()
+            .map(|old| cfg.trunks.iter().position(|t| t.name == old.name))
+            .collect();
+        let mut trunk_cps: Vec<Option<TokenBucket>> =
+            cfg.trunks.iter().map(|t| t.limits.bucket()).collect();
+        for (old, new) in remap.iter().enumerate() {
+            if let Some(new) = *new
+                && let Some(Some(b)) = self.trunk_cps.get_mut(old)
+                && Some(b.rate()) == cfg.trunks[new].limits.max_cps
+            {
+                trunk_cps[new] = Some(b.clone());
             }
         }
+        let map = |t: Option<usize>| t.and_then(|t| remap.get(t).copied().flatten());
+        let mut active = vec![0u32; cfg.trunks.len()];
+        for c in self.calls.values_mut() {
+            c.trunk = map(c.trunk);
+            c.next_trunks = c.next_trunks.iter().filter_map(|t| map(Some(*t))).collect();
+            if let Some(t) = c.trunk {
+                active[t] += 1;
+            }
+        }
+        for e in self.client.values_mut() {
+            e.trunk = map(e.trunk);
+        }
+        self.trunk_cps = trunk_cps;
+        self.trunk_active = active;
+        self.trunk_down.clear();
         self.cfg = cfg;
     }
 
@@ -533,6 +630,7 @@ impl B2bua {
                 started: c.started,
                 answered_at: c.answered_at,
                 media: c.media,
+                trunk: c.trunk,
                 legs: [Side::Inside, Side::Outside].map(|side| {
                     let l = c.leg(side);
                     LegInfo {
@@ -692,27 +790,36 @@ impl B2bua {
                     self.reject(now, peer, key, msg, 482, "Loop Detected", media);
                     return;
                 }
-                if let Some(limit) = self.admit(now) {
-                    // RFC 3261 §21.5.4: 503 with Retry-After; the caller may try again later
-                    // (a PBX typically fails over to another route meanwhile).
-                    let retry = self.cfg.retry_after_s.to_string();
-                    self.events.push_back(Event::AdmissionRejected {
-                        from: peer.side,
-                        limit,
-                    });
-                    self.reject_with(
-                        now,
-                        peer,
-                        key,
-                        msg,
-                        503,
-                        "Service Unavailable",
-                        &[("Retry-After", &retry)],
-                        media,
-                    );
-                    return;
+                let plan = match self.admit(now) {
+                    Some(limit) => Err(Refusal::Limit(limit)),
+                    None => self.plan(now, &peer, &msg),
+                };
+                match plan {
+                    Ok(plan) => self.new_call(now, peer, key, msg, merged, plan, media),
+                    Err(Refusal::Limit(limit)) => {
+                        // RFC 3261 §21.5.4: 503 with Retry-After; the caller may try again
+                        // later (a PBX typically fails over to another route meanwhile).
+                        let retry = self.cfg.retry_after_s.to_string();
+                        self.events.push_back(Event::AdmissionRejected {
+                            from: peer.side,
+                            limit,
+                        });
+                        self.reject_with(
+                            now,
+                            peer,
+                            key,
+                            msg,
+                            503,
+                            "Service Unavailable",
+                            &[("Retry-After", &retry)],
+                            media,
+                        );
+                    }
+                    Err(Refusal::NoRoute) => {
+                        self.events.push_back(Event::NoRoute);
+                        self.reject(now, peer, key, msg, 404, "Not Found", media);
+                    }
                 }
-                self.new_call(now, peer, key, msg, merged, media);
             }
             Method::Options => self.answer_options(now, peer, key, msg, media),
             Method::Bye | Method::Prack | Method::Update | Method::Info | Method::Notify => {
@@ -817,25 +924,148 @@ impl B2bua {
         self.after_server(now, &key, media);
     }
 
-    /// Call admission control for a new call: the limit it would exceed, if any. Concurrency
-    /// is checked before rate, so a refused call does not use up a CPS token. Every call uses
-    /// the one configured trunk, so the trunk's concurrent calls are all calls.
+    /// Global call admission control for a new call: the limit it would exceed, if any.
+    /// Concurrency is checked before rate, so a refused call does not use up a CPS token.
     fn admit(&mut self, now: Instant) -> Option<&'static str> {
         let active = u32::try_from(self.calls.len()).unwrap_or(u32::MAX);
         if self.cfg.limits.max_calls.is_some_and(|m| active >= m) {
             return Some("max_calls");
         }
-        if self.cfg.trunk_limits.max_calls.is_some_and(|m| active >= m) {
-            return Some("trunk_max_calls");
-        }
-        let [global, trunk] = &mut self.cps;
-        if global.as_mut().is_some_and(|b| !b.try_take(now)) {
+        if self.cps.as_mut().is_some_and(|b| !b.try_take(now)) {
             return Some("max_cps");
         }
-        if trunk.as_mut().is_some_and(|b| !b.try_take(now)) {
+        None
+    }
+
+    /// Admission on trunk `t`: the limit a new call on it would exceed, if any (a CPS token
+    /// is used when it is admitted).
+    fn admit_trunk(&mut self, now: Instant, t: usize) -> Option<&'static str> {
+        let limits = self.cfg.trunks.get(t)?.limits;
+        let active = self.trunk_active.get(t).copied().unwrap_or(0);
+        if limits.max_calls.is_some_and(|m| active >= m) {
+            return Some("trunk_max_calls");
+        }
+        if let Some(Some(b)) = self.trunk_cps.get_mut(t)
+            && !b.try_take(now)
+        {
             return Some("trunk_max_cps");
         }
         None
+    }
+
+    fn trunk_usable(&self, t: usize) -> bool {
+        !self.trunk_down.get(t).copied().unwrap_or(false)
+    }
+
+    /// The configured trunk whose proxy has address `ip` (calls from the carrier): its
+    /// proxy address, else one of its other known sources.
+    fn trunk_of(&self, ip: std::net::IpAddr) -> Option<usize> {
+        let ip = ip.to_canonical();
+        let trunks = &self.cfg.trunks;
+        trunks
+            .iter()
+            .position(|t| t.target.addr.ip().to_canonical() == ip)
+            .or_else(|| trunks.iter().position(|t| t.sources.contains(&ip)))
+    }
+
+    /// The SBC's address toward `side` for a leg on `trunk`: the trunk's own local address
+    /// when it has one (carrier side), else the side's default.
+    fn trunk_local(&self, side: Side, trunk: Option<usize>) -> LocalAddr {
+        match (side, trunk.and_then(|t| self.cfg.trunks.get(t)?.local)) {
+            (Side::Outside, Some(l)) => l.advertised,
+            _ => self.cfg.local(side),
+        }
+    }
+
+    /// The bound address to send from toward `side` on `trunk` (None: the transport's
+    /// default socket).
+    fn trunk_bound(&self, side: Side, trunk: Option<usize>) -> Option<std::net::SocketAddr> {
+        match (side, trunk.and_then(|t| self.cfg.trunks.get(t)?.local)) {
+            (Side::Outside, Some(l)) => Some(l.bound),
+            _ => None,
+        }
+    }
+
+    /// The SBC's address as seen by `peer`: the listener its message arrived at (advertised
+    /// form), else the side's default.
+    fn local_of(&self, peer: &Peer) -> LocalAddr {
+        peer.local
+            .and_then(|bound| {
+                self.cfg
+                    .listeners
+                    .iter()
+                    .find(|(b, l)| *b == bound && l.transport == peer.transport)
+                    .map(|(_, l)| *l)
+            })
+            .unwrap_or_else(|| self.cfg.local(peer.side))
+    }
+
+    /// Routing and per-trunk admission of a new call. From the PBX: the first route whose
+    /// pattern takes the called number gives the trunk order; the first trunk in it that is
+    /// not down and admits the call carries it (all down: the first that admits, better a try
+    /// than a certain failure). From a carrier: the sending trunk's limits, then the first
+    /// inbound route taking the DID (after the trunk's inbound number rules), else the PBX.
+    fn plan(&mut self, now: Instant, peer: &Peer, msg: &Message) -> Result<Plan, Refusal> {
+        let called = request_user(msg).unwrap_or_default();
+        let digits = called.split(';').next().unwrap_or_default();
+        match peer.side {
+            Side::Inside => {
+                let order = if self.cfg.routes.is_empty() {
+                    (0..self.cfg.trunks.len()).collect()
+                } else {
+                    let route = self
+                        .cfg
+                        .routes
+                        .iter()
+                        .find(|r| r.matcher.matches(digits))
+                        .ok_or(Refusal::NoRoute)?;
+                    route.order(&mut self.rng)
+                };
+                let any_up = order.iter().any(|t| self.trunk_usable(*t));
+                let mut limited = None;
+                for (pos, &t) in order.iter().enumerate() {
+                    if any_up && !self.trunk_usable(t) {
+                        continue;
+                    }
+                    if let Some(l) = self.admit_trunk(now, t) {
+                        limited.get_or_insert(l);
+                        continue;
+                    }
+                    let Some(trunk) = self.cfg.trunks.get(t) else {
+                        continue;
+                    };
+                    return Ok(Plan {
+                        trunk: Some(t),
+                        next_trunks: order[pos + 1..].to_vec(),
+                        target: trunk.target,
+                    });
+                }
+                Err(limited.map_or(Refusal::NoRoute, Refusal::Limit))
+            }
+            Side::Outside => {
+                let trunk = self.trunk_of(peer.addr.ip());
+                if let Some(t) = trunk
+                    && let Some(l) = self.admit_trunk(now, t)
+                {
+                    return Err(Refusal::Limit(l));
+                }
+                let rules = trunk
+                    .and_then(|t| self.cfg.trunks.get(t))
+                    .map_or(&NO_RULES, |t| &t.inbound);
+                let did = crate::routing::normalize(&rules.called, digits);
+                let target = self
+                    .cfg
+                    .inbound
+                    .iter()
+                    .find(|r| r.matcher.matches(&did))
+                    .map_or(self.cfg.pbx, |r| r.target);
+                Ok(Plan {
+                    trunk,
+                    next_trunks: Vec::new(),
+                    target,
+                })
+            }
+        }
     }
 
     fn trying(&mut self, msg: &Message) -> Bytes {
@@ -876,10 +1106,12 @@ impl B2bua {
             return;
         };
         let to_side = peer.side.other();
-        let (target, local) = match to_side {
-            Side::Outside => (self.cfg.trunk, self.cfg.outside),
-            Side::Inside => (self.cfg.pbx, self.cfg.inside),
+        let Some((target, trunk)) = self.standalone_target(&peer, &user) else {
+            self.events.push_back(Event::NoRoute);
+            self.reject(now, peer, key, msg, 404, "Not Found", media);
+            return;
         };
+        let local = self.trunk_local(to_side, trunk);
         let from_user = match msg.from().uri {
             crate::sip::Uri::Sip(u) => u.user.unwrap_or("anonymous").to_owned(),
             crate::sip::Uri::Tel(t) => t.raw.trim_start_matches("tel:").to_owned(),
@@ -913,6 +1145,7 @@ impl B2bua {
                 content_type,
                 body: msg.body(),
                 extra: &[],
+                shaping: None,
             },
             Some(msg.headers()),
             &self.cfg.pass_headers,
@@ -920,6 +1153,7 @@ impl B2bua {
         );
         let tag = self.rng.token();
         let ck = client_key(&branch, false);
+        let bound = self.trunk_bound(to_side, trunk);
         let tx = NonInviteServer::new(peer.transport.is_reliable(), self.cfg.timers);
         self.server.insert(
             key.clone(),
@@ -938,6 +1172,7 @@ impl B2bua {
             transport: target.transport,
             addr: target.addr,
             conn: None,
+            local: bound,
         };
         // No call owns this relay: `STANDALONE` is a handle that never names a call.
         self.send_client(
@@ -951,6 +1186,44 @@ impl B2bua {
             false,
             media,
         );
+    }
+
+    /// Where a request outside any call goes: toward the carrier, the first trunk of the
+    /// called number's route that is up (the first one if none is); toward the PBX, the
+    /// inbound route of the DID. No admission control: these are not calls.
+    fn standalone_target(&mut self, peer: &Peer, user: &str) -> Option<(Target, Option<usize>)> {
+        let digits = user.split(';').next().unwrap_or_default();
+        match peer.side {
+            Side::Inside => {
+                let order = if self.cfg.routes.is_empty() {
+                    (0..self.cfg.trunks.len()).collect()
+                } else {
+                    let route = self.cfg.routes.iter().find(|r| r.matcher.matches(digits))?;
+                    route.order(&mut self.rng)
+                };
+                let t = order
+                    .iter()
+                    .copied()
+                    .find(|t| self.trunk_usable(*t))
+                    .or_else(|| order.first().copied())?;
+                self.cfg.trunks.get(t).map(|tr| (tr.target, Some(t)))
+            }
+            Side::Outside => {
+                let rules = self
+                    .trunk_of(peer.addr.ip())
+                    .and_then(|t| self.cfg.trunks.get(t))
+                    .map_or(&NO_RULES, |t| &t.inbound);
+                let did = crate::routing::normalize(&rules.called, digits);
+                Some((
+                    self.cfg
+                        .inbound
+                        .iter()
+                        .find(|r| r.matcher.matches(&did))
+                        .map_or(self.cfg.pbx, |r| r.target),
+                    None,
+                ))
+            }
+        }
     }
 
     fn answer_options(
@@ -999,6 +1272,7 @@ impl B2bua {
         self.after_server(now, &key, media);
     }
 
+    #[allow(clippy::too_many_arguments, reason = "internal helper")]
     fn new_call(
         &mut self,
         now: Instant,
@@ -1006,6 +1280,7 @@ impl B2bua {
         key: String,
         msg: Message,
         merged: Option<(String, String, u32)>,
+        plan: Plan,
         media: &mut dyn MediaControl,
     ) {
         let origin = peer.side;
@@ -1031,22 +1306,12 @@ impl B2bua {
         self.after_server(now, &key, media);
 
         // The called number: the Request-URI user (the To user if the URI has none).
-        let user = request_user(&msg);
-        let Some(user) = user else {
+        if request_user(&msg).is_none() {
             self.final_on_server(now, &key, 404, "Not Found", None, media);
             return;
-        };
-        // Outbound: the first trunk in order of preference that is not down (the first one if
-        // all are: better a try than a certain failure).
-        let trunk_index = if to == Side::Outside {
-            self.next_usable_trunk(None).unwrap_or(0)
-        } else {
-            0
-        };
-        let (target, local_to) = match to {
-            Side::Outside => (self.trunk_target(trunk_index), self.cfg.outside),
-            Side::Inside => (self.cfg.pbx, self.cfg.inside),
-        };
+        }
+        let target = plan.target;
+        let local_to = self.trunk_local(to, plan.trunk);
         let body = msg.body();
         let has_sdp = !body.is_empty() && is_sdp(&msg);
         let mut session = None;
@@ -1081,40 +1346,16 @@ impl B2bua {
             it.filter_map(Result::ok)
                 .any(|t| t.trim().eq_ignore_ascii_case("100rel"))
         };
-        let requires_100rel = has_token(&mut msg.headers().require());
-        let caller_100rel = requires_100rel || has_token(&mut msg.headers().supported());
-        // The caller insists on reliable provisionals: so must the callee (RFC 3262 §4).
-        let require_extra: Vec<(&str, &str)> = if requires_100rel {
-            vec![("Require", "100rel")]
-        } else {
-            Vec::new()
-        };
+        let caller_100rel =
+            has_token(&mut msg.headers().require()) || has_token(&mut msg.headers().supported());
         let id = self.next_call;
         self.next_call += 1;
-        let from_user = match msg.from().uri {
-            crate::sip::Uri::Sip(u) => u.user.unwrap_or("anonymous").to_owned(),
-            crate::sip::Uri::Tel(t) => t.raw.trim_start_matches("tel:").to_owned(),
-            crate::sip::Uri::Other(_) => "anonymous".to_owned(),
-        };
-        let display = msg.from().display_name.map(str::to_owned);
-        let target_hp = msg::hostport(target.addr);
-        let ruri = format!("sip:{user}@{target_hp}");
         let out_call_id = format!("{}@{}", self.rng.token(), msg::host(local_to.addr));
         let out_tag = self.rng.token();
-        let from_hdr = match &display {
-            Some(d) => format!(
-                "{d} <sip:{from_user}@{}>;tag={out_tag}",
-                msg::host(local_to.addr)
-            ),
-            None => format!(
-                "<sip:{from_user}@{}>;tag={out_tag}",
-                msg::host(local_to.addr)
-            ),
-        };
-        let to_hdr = format!("<sip:{user}@{target_hp}>");
 
         let caller_leg = Leg {
             peer,
+            local: self.local_of(&peer),
             call_id: msg.call_id().to_owned(),
             local_tag: caller_tag.clone(),
             remote_tag: msg.from().tag().map(str::to_owned),
@@ -1135,29 +1376,53 @@ impl B2bua {
             origin: sdp::Origin::new(self.rng.next_u64() % 1_000_000_000),
             invite_out: None,
         };
+        let mut callee_origin = sdp::Origin::new(self.rng.next_u64() % 1_000_000_000);
+        let mut sdp_out = Vec::new();
+        if has_sdp && sdp::rewrite(body, &relays, to, &mut callee_origin, &mut sdp_out).is_err() {
+            if let Some(s) = session {
+                media.release(s);
+            }
+            self.final_on_server(now, &key, 488, "Not Acceptable Here", None, media);
+            return;
+        }
+        let branch = self.rng.branch();
+        let out = self.build_invite(
+            &msg,
+            to,
+            plan.trunk,
+            target,
+            &out_call_id,
+            &out_tag,
+            &branch,
+            &sdp_out,
+        );
         let callee_peer = Peer {
             side: to,
             transport: target.transport,
             addr: target.addr,
             conn: None,
+            local: self.trunk_bound(to, plan.trunk),
         };
         let callee_leg = Leg {
             peer: callee_peer,
+            local: local_to,
             call_id: out_call_id,
             local_tag: out_tag,
             remote_tag: None,
-            local_hdr: from_hdr,
-            remote_hdr: to_hdr,
+            local_hdr: out.from_hdr,
+            remote_hdr: out.to_hdr,
             local_cseq: 1,
-            remote_target: ruri.clone(),
+            remote_target: out.ruri,
             route_set: Vec::new(),
-            origin: sdp::Origin::new(self.rng.next_u64() % 1_000_000_000),
+            origin: callee_origin,
             invite_out: None,
         };
         let legs = match origin {
             Side::Inside => [caller_leg, callee_leg],
             Side::Outside => [callee_leg, caller_leg],
         };
+        let offer =
+            (to == Side::Outside && !plan.next_trunks.is_empty()).then(|| Bytes::from(sdp_out));
         let mut call = Call {
             origin,
             started: now,
@@ -1178,47 +1443,14 @@ impl B2bua {
             last_callee_rseq: None,
             acks: [None, None],
             ends_at: self.cfg.max_call_duration.map(|d| now + d),
-            trunk: trunk_index,
-            first_invite: None,
+            trunk: plan.trunk,
+            next_trunks: plan.next_trunks,
+            offer,
         };
-        let mut sdp_out = Vec::new();
-        if has_sdp {
-            let leg = call.leg_mut(to);
-            if sdp::rewrite(body, &relays, to, &mut leg.origin, &mut sdp_out).is_err() {
-                if let Some(s) = session {
-                    media.release(s);
-                }
-                self.final_on_server(now, &key, 488, "Not Acceptable Here", None, media);
-                return;
-            }
-        }
-        let branch = self.rng.branch();
-        let mf = msg.max_forwards().unwrap_or(70).saturating_sub(1).max(1);
-        let leg = call.leg(to);
-        let invite = msg::request(
-            &RequestSpec {
-                method: &Method::Invite,
-                ruri: &ruri,
-                local: local_to,
-                branch: &branch,
-                max_forwards: mf,
-                routes: &[],
-                from: &leg.local_hdr,
-                to: &leg.remote_hdr,
-                call_id: &leg.call_id,
-                cseq: leg.local_cseq,
-                contact: true,
-                user_agent: &self.cfg.user_agent,
-                content_type: Some("application/sdp"),
-                body: &sdp_out,
-                extra: &require_extra,
-            },
-            Some(msg.headers()),
-            &self.cfg.pass_headers,
-            &mut self.buf,
-        );
-        if to == Side::Outside {
-            call.first_invite = Message::parse(invite.clone(), &self.limits).ok();
+        if let Some(t) = plan.trunk
+            && let Some(n) = self.trunk_active.get_mut(t)
+        {
+            *n += 1;
         }
         let client_key = client_key(&branch, false);
         call.initial_client = client_key.clone();
@@ -1243,11 +1475,12 @@ impl B2bua {
         self.events.push_back(Event::CallStarted {
             call: id,
             from: origin,
+            trunk: plan.trunk,
         });
         self.send_client(
             now,
             client_key,
-            invite,
+            out.bytes,
             callee_peer,
             id,
             to,
@@ -1255,6 +1488,113 @@ impl B2bua {
             true,
             media,
         );
+    }
+
+    /// The INVITE that starts the callee leg of a call (also rebuilt for each failover):
+    /// Request-URI and To on the target with the called number, From with the calling number
+    /// (and the trunk's from_domain toward a carrier), both numbers normalised by the trunk's
+    /// rules for this direction, the allowlisted headers of the caller's INVITE, and the
+    /// trunk's header rules.
+    #[allow(clippy::too_many_arguments, reason = "internal helper")]
+    fn build_invite(
+        &mut self,
+        orig: &Message,
+        to: Side,
+        trunk: Option<usize>,
+        target: Target,
+        call_id: &str,
+        tag: &str,
+        branch: &str,
+        sdp_body: &[u8],
+    ) -> OutInvite {
+        let cfg = &self.cfg;
+        let trunk_cfg = trunk.and_then(|t| cfg.trunks.get(t));
+        let rules = trunk_cfg.map_or(&NO_RULES, |t| match to {
+            Side::Outside => &t.outbound,
+            Side::Inside => &t.inbound,
+        });
+        let user = request_user(orig).unwrap_or_default();
+        let from_user = match orig.from().uri {
+            crate::sip::Uri::Sip(u) => u.user.unwrap_or("anonymous").to_owned(),
+            crate::sip::Uri::Tel(t) => t.raw.trim_start_matches("tel:").to_owned(),
+            crate::sip::Uri::Other(_) => "anonymous".to_owned(),
+        };
+        let called = crate::routing::normalize(&rules.called, &user);
+        let calling = crate::routing::normalize(&rules.calling, &from_user);
+        let local_to = match (to, trunk_cfg.and_then(|t| t.local)) {
+            (Side::Outside, Some(l)) => l.advertised,
+            _ => cfg.local(to),
+        };
+        let target_hp = msg::hostport(target.addr);
+        let from_host = match (to, trunk_cfg.and_then(|t| t.from_domain.as_deref())) {
+            (Side::Outside, Some(d)) => d.to_owned(),
+            _ => msg::host(local_to.addr),
+        };
+        let ruri = format!("sip:{called}@{target_hp}");
+        let from_hdr = match orig.from().display_name {
+            Some(d) => format!("{d} <sip:{calling}@{from_host}>;tag={tag}"),
+            None => format!("<sip:{calling}@{from_host}>;tag={tag}"),
+        };
+        let to_hdr = format!("<sip:{called}@{target_hp}>");
+
+        let requires_100rel = orig
+            .headers()
+            .require()
+            .filter_map(Result::ok)
+            .any(|t| t.trim().eq_ignore_ascii_case("100rel"));
+        // The caller insists on reliable provisionals: so must the callee (RFC 3262 §4).
+        let mut added: Vec<(String, String)> = Vec::new();
+        if requires_100rel {
+            added.push(("Require".into(), "100rel".into()));
+        }
+        let vars = crate::routing::Vars {
+            calling: &calling,
+            called: &called,
+            trunk: trunk_cfg.map_or("", |t| t.name.as_str()),
+            domain: &from_host,
+        };
+        for r in &rules.headers {
+            if r.action != crate::routing::HeaderAction::Remove {
+                added.push((r.name.clone(), r.value.render(&vars)));
+            }
+        }
+        let extra: Vec<(&str, &str)> = added
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let mf = orig.max_forwards().unwrap_or(70).saturating_sub(1).max(1);
+        let bytes = msg::request(
+            &RequestSpec {
+                method: &Method::Invite,
+                ruri: &ruri,
+                local: local_to,
+                branch,
+                max_forwards: mf,
+                routes: &[],
+                from: &from_hdr,
+                to: &to_hdr,
+                call_id,
+                cseq: 1,
+                contact: true,
+                user_agent: &cfg.user_agent,
+                content_type: Some("application/sdp"),
+                body: sdp_body,
+                extra: &extra,
+                shaping: Some(&msg::Shaping {
+                    headers: &rules.headers,
+                    identity: &rules.calling,
+                }),
+            },
+            Some(orig.headers()),
+            &cfg.pass_headers,
+            &mut self.buf,
+        );
+        OutInvite {
+            bytes,
+            ruri,
+            from_hdr,
+            to_hdr,
+        }
     }
 
     #[allow(clippy::too_many_arguments, reason = "internal helper")]
@@ -1283,6 +1623,10 @@ impl B2bua {
         } else {
             CTx::NonInvite(NonInviteClient::new(now, bytes, reliable, self.cfg.timers))
         };
+        let trunk = match side {
+            Side::Outside => self.calls.get(&call).and_then(|c| c.trunk),
+            Side::Inside => None,
+        };
         self.client.insert(
             key.clone(),
             ClientEntry {
@@ -1293,6 +1637,7 @@ impl B2bua {
                 side,
                 purpose,
                 auth_attempts: 0,
+                trunk,
             },
         );
         self.after_client(now, &key, media);
@@ -1566,7 +1911,7 @@ impl B2bua {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        let local = self.cfg.local(side);
+        let local = c.leg(side).local;
         let leg = c.leg(side);
         let ack = msg::request(
             &RequestSpec {
@@ -1732,7 +2077,7 @@ impl B2bua {
             content_type = msg::first_value(msg.headers(), HeaderName::ContentType);
         }
         let branch = self.rng.branch();
-        let local = self.cfg.local(to);
+        let local = c.leg(to).local;
         let leg = c.leg_mut(to);
         leg.local_cseq += 1;
         let cseq = leg.local_cseq;
@@ -1760,6 +2105,7 @@ impl B2bua {
                     .iter()
                     .map(|(n, v)| (*n, v.as_str()))
                     .collect::<Vec<_>>(),
+                shaping: None,
             },
             Some(msg.headers()),
             &self.cfg.pass_headers,
@@ -1826,9 +2172,12 @@ impl B2bua {
         );
         // A challenge from the trunk: keep what the retry is built from before the
         // transaction may be removed.
+        let trunk = e.trunk;
         let challenged = (matches!(status, 401 | 407)
             && side == Side::Outside
-            && credentials_of(&self.cfg, &self.calls, e.call).is_some())
+            && trunk
+                .and_then(|t| self.cfg.trunks.get(t))
+                .is_some_and(|t| t.credentials.is_some()))
         .then(|| (e.request.clone(), e.peer, e.auth_attempts));
         self.after_client(now, &key, media);
         if !pass {
@@ -1836,7 +2185,7 @@ impl B2bua {
         }
         if let Some((request, peer, attempts)) = challenged {
             let retried = self.retry_with_credentials(
-                now, call, side, &purpose, &request, peer, attempts, status, &msg, media,
+                now, call, trunk, side, &purpose, &request, peer, attempts, status, &msg, media,
             );
             if !retried {
                 self.auth_failed(now, call, side, purpose, media);
@@ -2064,13 +2413,14 @@ impl B2bua {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        let local = self.cfg.local(side);
+        let local = c.leg(side).local;
         let leg = c.leg_mut(side);
         leg.local_cseq += 1;
         let rack = format!("{rseq} {invite_cseq} INVITE");
         let prack = msg::request(
             &RequestSpec {
                 extra: &[("RAck", rack.as_str())],
+                shaping: None,
                 ..leg.request(
                     &Method::Prack,
                     local,
@@ -2146,7 +2496,10 @@ impl B2bua {
         }
         let e = self.server.get(key)?;
         let reason = resp.reason_phrase().unwrap_or("");
-        let local = self.cfg.local(caller);
+        let local = self
+            .calls
+            .get(&call)
+            .map_or_else(|| self.cfg.local(caller), |c| c.leg(caller).local);
         // 3xx: the redirect targets are what the caller needs (policy "relay").
         let contacts: Vec<String> = if (300..400).contains(&status) {
             resp.headers()
@@ -2222,12 +2575,12 @@ impl B2bua {
         ));
     }
 
-    /// The credentials of the trunk `call` uses (the first trunk's when the call is gone).
-    fn trunk_credentials(&self, call: u64) -> Option<&crate::auth::Credentials> {
-        credentials_of(&self.cfg, &self.calls, call)
+    /// The credentials of trunk `trunk`.
+    fn trunk_credentials(&self, trunk: Option<usize>) -> Option<&crate::auth::Credentials> {
+        self.cfg.trunks.get(trunk?)?.credentials.as_ref()
     }
 
-    /// Marks trunk `index` (0: `trunk`, i: `failover[i - 1]`) usable or not (its OPTIONS health):
+    /// Marks trunk `index` (its position in `cfg.trunks`) usable or not (its OPTIONS health):
     /// new calls and failovers skip trunks that are down.
     pub fn set_trunk_usable(&mut self, index: usize, usable: bool) {
         if self.trunk_down.len() <= index {
@@ -2240,37 +2593,28 @@ impl B2bua {
     /// after a DNS lookup gave another one. Calls already on the trunk keep their address
     /// (their dialogs are bound to the peer they talk to); new calls and failovers use it.
     pub fn set_trunk_target(&mut self, index: usize, target: Target) {
-        match index {
-            0 => self.cfg.trunk = target,
-            i => {
-                if let Some(f) = self.cfg.failover.get_mut(i - 1) {
-                    f.target = target;
-                }
-            }
+        if let Some(t) = self.cfg.trunks.get_mut(index) {
+            t.target = target;
         }
     }
 
-    /// The first trunk after `after` (from the start for None) that is not down.
-    fn next_usable_trunk(&self, after: Option<usize>) -> Option<usize> {
-        let start = after.map_or(0, |a| a + 1);
-        (start..=self.cfg.failover.len())
-            .find(|i| !self.trunk_down.get(*i).copied().unwrap_or(false))
-    }
-
-    fn trunk_target(&self, index: usize) -> Target {
-        match index {
-            0 => self.cfg.trunk,
-            i => self
-                .cfg
-                .failover
-                .get(i - 1)
-                .map_or(self.cfg.trunk, |f| f.target),
+    /// Sets the addresses trunk `index` sends from besides its proxy address (e.g. every
+    /// address its DNS name resolved to): calls from them count as calls from that trunk.
+    pub fn set_trunk_sources(&mut self, index: usize, sources: Vec<std::net::IpAddr>) {
+        if let Some(t) = self.cfg.trunks.get_mut(index) {
+            t.sources = sources.into_iter().map(|ip| ip.to_canonical()).collect();
         }
     }
 
-    /// Moves an outbound call whose INVITE failed with `status` to the next trunk: a new
-    /// dialog there (Call-ID, From tag, CSeq 1, Request-URI and To on the new proxy) carrying
-    /// the same offer. The caller sees nothing but a longer wait. False when no trunk is left.
+    /// Calls in progress per trunk (index as in `cfg.trunks`).
+    pub fn trunk_calls(&self) -> &[u32] {
+        &self.trunk_active
+    }
+
+    /// Moves an outbound call whose INVITE failed with `status` to the next trunk of its
+    /// route that is up and admits it: a new dialog there (Call-ID, From tag, CSeq 1, numbers
+    /// and headers by that trunk's rules) carrying the same offer. The caller sees nothing but
+    /// a longer wait. False when no trunk is left.
     fn failover(
         &mut self,
         now: Instant,
@@ -2281,53 +2625,54 @@ impl B2bua {
         let Some(c) = self.calls.get(&call) else {
             return false;
         };
-        let Some(index) = self.next_usable_trunk(Some(c.trunk)) else {
+        let (Some(from), Some(offer)) = (c.trunk, c.offer.clone()) else {
             return false;
         };
-        let Some(next) = self.cfg.failover.get(index - 1).cloned() else {
+        let Some(orig) = self
+            .server
+            .get(&c.initial_server)
+            .map(|e| e.request.clone())
+        else {
             return false;
         };
-        let Some(first) = c.first_invite.clone() else {
+        let mut candidates = c.next_trunks.clone();
+        let mut chosen = None;
+        while !candidates.is_empty() {
+            let t = candidates.remove(0);
+            if self.trunk_usable(t) && self.admit_trunk(now, t).is_none() {
+                chosen = Some(t);
+                break;
+            }
+        }
+        let Some(index) = chosen else {
+            if let Some(c) = self.calls.get_mut(&call) {
+                c.next_trunks.clear();
+            }
             return false;
         };
-        let from = c.trunk;
-        let local = self.cfg.outside;
-        let user = request_user(&first).unwrap_or_default();
-        let target_hp = msg::hostport(next.target.addr);
-        let ruri = format!("sip:{user}@{target_hp}");
-        let to_hdr = format!("<sip:{user}@{target_hp}>");
+        let Some(target) = self.cfg.trunks.get(index).map(|t| t.target) else {
+            return false;
+        };
+        let local = self.trunk_local(Side::Outside, Some(index));
         let call_id = format!("{}@{}", self.rng.token(), msg::host(local.addr));
         let tag = self.rng.token();
         let branch = self.rng.branch();
-        let headers = first.headers();
-        let mut ed = crate::sip::Editor::new(&first);
-        ed.set_request_line(&Method::Invite, &ruri);
-        if let Some(i) = headers.positions(HeaderName::Via).next() {
-            ed.set_param(i, "branch", Some(branch.as_str().into()));
-        }
-        if let Some(i) = headers.positions(HeaderName::From).next() {
-            ed.set_param(i, "tag", Some(tag.as_str().into()));
-        }
-        if let Some(i) = headers.positions(HeaderName::To).next() {
-            ed.replace(i, to_hdr.as_bytes());
-        }
-        if let Some(i) = headers.positions(HeaderName::CallId).next() {
-            ed.replace(i, call_id.as_bytes());
-        }
-        if let Some(i) = headers.positions(HeaderName::CSeq).next() {
-            ed.replace(i, &b"1 INVITE"[..]);
-        }
-        let mut out = Vec::with_capacity(first.as_bytes().len() + 64);
-        ed.write(&mut out);
-        let bytes = Bytes::from(out);
-        let Ok(rebuilt) = Message::parse(bytes.clone(), &self.limits) else {
-            return false;
-        };
+        let out = self.build_invite(
+            &orig,
+            Side::Outside,
+            Some(index),
+            target,
+            &call_id,
+            &tag,
+            &branch,
+            &offer,
+        );
         let peer = Peer {
             side: Side::Outside,
-            transport: next.target.transport,
-            addr: next.target.addr,
+            transport: target.transport,
+            addr: target.addr,
             conn: None,
+            local: self.trunk_bound(Side::Outside, Some(index)),
         };
         let ck = client_key(&branch, false);
         let Some(c) = self.calls.get_mut(&call) else {
@@ -2336,33 +2681,45 @@ impl B2bua {
         let leg = c.leg_mut(Side::Outside);
         let old_dialog = (leg.call_id.clone(), leg.local_tag.clone());
         leg.peer = peer;
+        leg.local = local;
         leg.call_id = call_id.clone();
         leg.local_tag = tag.clone();
-        leg.local_hdr = msg::first_value(rebuilt.headers(), HeaderName::From)
-            .unwrap_or("")
-            .to_owned();
+        leg.local_hdr = out.from_hdr;
         leg.remote_tag = None;
-        leg.remote_hdr = to_hdr;
+        leg.remote_hdr = out.to_hdr;
         leg.local_cseq = 1;
-        leg.remote_target = ruri;
+        leg.remote_target = out.ruri;
         leg.route_set = Vec::new();
         leg.invite_out = Some(ck.clone());
-        c.trunk = index;
-        c.first_invite = Some(rebuilt);
+        c.trunk = Some(index);
+        c.next_trunks = candidates;
+        if c.next_trunks.is_empty() {
+            c.offer = None;
+        }
         c.initial_client = ck.clone();
         c.acks[side_index(Side::Outside)] = None;
         let server = c.initial_server.clone();
+        if let Some(n) = self.trunk_active.get_mut(from) {
+            *n = n.saturating_sub(1);
+        }
+        if let Some(n) = self.trunk_active.get_mut(index) {
+            *n += 1;
+        }
         self.dialogs.remove(&old_dialog);
         self.dialogs.insert((call_id, tag), (call, Side::Outside));
         if let Some(e) = self.server.get_mut(&server) {
             e.relay = Some(ck.clone());
         }
-        self.events
-            .push_back(Event::Failover { call, from, status });
+        self.events.push_back(Event::Failover {
+            call,
+            from,
+            to: index,
+            status,
+        });
         self.send_client(
             now,
             ck,
-            bytes,
+            out.bytes,
             peer,
             call,
             Side::Outside,
@@ -2381,6 +2738,7 @@ impl B2bua {
         &mut self,
         now: Instant,
         call: u64,
+        trunk: Option<usize>,
         side: Side,
         purpose: &Purpose,
         request: &Message,
@@ -2390,7 +2748,7 @@ impl B2bua {
         resp: &Message,
         media: &mut dyn MediaControl,
     ) -> bool {
-        let Some(creds) = self.trunk_credentials(call).cloned() else {
+        let Some(creds) = self.trunk_credentials(trunk).cloned() else {
             return false;
         };
         let creds = &creds;
@@ -2505,6 +2863,8 @@ impl B2bua {
         );
         if let Some(e) = self.client.get_mut(&ck) {
             e.auth_attempts = attempts + 1;
+            // Our own BYE may outlive its call: keep answering with this trunk's credentials.
+            e.trunk = trunk;
         }
         true
     }
@@ -2869,7 +3229,7 @@ impl B2bua {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        let local = self.cfg.local(side);
+        let local = c.leg(side).local;
         let leg = c.leg_mut(side);
         leg.local_cseq += 1;
         let bye = msg::request(
@@ -2911,6 +3271,11 @@ impl B2bua {
     fn finish_call(&mut self, call: u64, reason: EndReason, media: &mut dyn MediaControl) {
         self.release_media(call, media);
         if let Some(c) = self.calls.remove(&call) {
+            if let Some(t) = c.trunk
+                && let Some(n) = self.trunk_active.get_mut(t)
+            {
+                *n = n.saturating_sub(1);
+            }
             for leg in &c.legs {
                 self.dialogs
                     .remove(&(leg.call_id.clone(), leg.local_tag.clone()));
@@ -2937,18 +3302,6 @@ const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, MESSAGE, N
 
 /// The server transaction key (RFC 3261 §17.2.3; ACK maps to its INVITE), with the RFC 2543
 /// fallback for branches without the magic cookie.
-/// The credentials of the trunk `call` uses (the first trunk's when the call is gone).
-fn credentials_of<'a>(
-    cfg: &'a B2buaConfig,
-    calls: &HashMap<u64, Call>,
-    call: u64,
-) -> Option<&'a crate::auth::Credentials> {
-    match calls.get(&call).map_or(0, |c| c.trunk) {
-        0 => cfg.trunk_credentials.as_ref(),
-        i => cfg.failover.get(i - 1)?.credentials.as_ref(),
-    }
-}
-
 fn server_key(msg: &Message) -> String {
     let via = msg.top_via();
     let method = match msg.method() {

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use bytes::Bytes;
 
 use super::config::LocalAddr;
+use crate::routing::{HeaderRule, NumberRule};
 use crate::sip::{
     HeaderName, Headers, Message, MessageWriter, Method, NameAddr, StatusCode, Uri,
     edit::ResponseOptions,
@@ -51,12 +52,22 @@ pub(super) fn contact(local: LocalAddr) -> String {
 /// own, so no inside host name or address crosses (topology hiding).
 const IDENTITY_HEADERS: [&str; 3] = ["p-asserted-identity", "p-preferred-identity", "diversion"];
 
+/// A trunk's rules for the copied headers of a call's first INVITE.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Shaping<'a> {
+    /// Header rules: `set` and `remove` suppress copied headers of their name.
+    pub headers: &'a [HeaderRule],
+    /// Calling-number rules, applied to the user of the identity headers.
+    pub identity: &'a [NumberRule],
+}
+
 /// Copies the allowlisted headers of `source` into `w`, sanitised for the other side.
 pub(super) fn copy_allowed(
     w: &mut MessageWriter<'_>,
     source: &Headers,
     pass: &[String],
     local: LocalAddr,
+    shaping: Shaping<'_>,
 ) {
     for h in source.iter() {
         let name = h.name.as_str();
@@ -66,13 +77,19 @@ pub(super) fn copy_allowed(
         } else {
             name.to_ascii_lowercase()
         };
-        if !pass.contains(&lname) {
+        if !pass.contains(&lname) || shaping.headers.iter().any(|r| r.suppresses(&lname)) {
             continue;
         }
         if IDENTITY_HEADERS.contains(&lname.as_str()) {
+            // Diversion names the redirecting party, not the caller: no calling-number rules.
+            let rules = if lname == "diversion" {
+                &[][..]
+            } else {
+                shaping.identity
+            };
             let mut rewritten = Vec::new();
             for part in split_list(value) {
-                match rehost(part, local) {
+                match rehost(part, local, rules) {
                     Some(v) => rewritten.push(v),
                     None => rewritten.clear(),
                 }
@@ -125,13 +142,17 @@ fn split_list(value: &str) -> Vec<&str> {
 
 /// `"Name" <sip:user@inside-host>;p=1` → `"Name" <sip:user@sbc-host>;p=1`. Tel URIs pass as
 /// they are; anything unparseable is dropped (None), never passed through.
-fn rehost(value: &str, local: LocalAddr) -> Option<String> {
+fn rehost(value: &str, local: LocalAddr, rules: &[NumberRule]) -> Option<String> {
     let na = NameAddr::parse(value).ok()?;
     let uri = match na.uri {
         Uri::Sip(u) => {
             let scheme = if u.secure { "sips" } else { "sip" };
             match u.user {
-                Some(user) => format!("{scheme}:{user}@{}", host(local.addr)),
+                Some(user) => format!(
+                    "{scheme}:{}@{}",
+                    crate::routing::normalize(rules, user),
+                    host(local.addr)
+                ),
                 None => format!("{scheme}:{}", host(local.addr)),
             }
         }
@@ -165,6 +186,8 @@ pub(super) struct RequestSpec<'a> {
     pub body: &'a [u8],
     /// Headers the B2BUA itself adds (RAck, Require), written verbatim.
     pub extra: &'a [(&'a str, &'a str)],
+    /// A trunk's rules for the copied headers (the first INVITE of a call).
+    pub shaping: Option<&'a Shaping<'a>>,
 }
 
 /// Writes a request, copying the allowlisted headers of `source` (the request being relayed).
@@ -191,7 +214,13 @@ pub(super) fn request(
         w.header(n, v);
     }
     if let Some(src) = source {
-        copy_allowed(&mut w, src, pass, spec.local);
+        copy_allowed(
+            &mut w,
+            src,
+            pass,
+            spec.local,
+            spec.shaping.copied().unwrap_or_default(),
+        );
     }
     w.header("User-Agent", spec.user_agent);
     if let Some(ct) = spec.content_type.filter(|_| !spec.body.is_empty()) {
@@ -242,7 +271,7 @@ pub(super) fn response(
         w.header(n, v);
     }
     if let Some((src, local)) = source {
-        copy_allowed(&mut w, src, pass, local);
+        copy_allowed(&mut w, src, pass, local, Shaping::default());
     }
     w.header("Server", spec.user_agent);
     if let Some(ct) = spec.content_type.filter(|_| !spec.body.is_empty()) {
@@ -325,7 +354,11 @@ mod tests {
 
     #[test]
     fn identity_is_rehosted_and_list_split() {
-        let v = rehost("\"Alice\" <sip:+15551234@pbx.lan;user=phone>;x=1", local());
+        let v = rehost(
+            "\"Alice\" <sip:+15551234@pbx.lan;user=phone>;x=1",
+            local(),
+            &[],
+        );
         assert_eq!(
             v.as_deref(),
             Some("\"Alice\" <sip:+15551234@203.0.113.5>;x=1")
@@ -335,7 +368,7 @@ mod tests {
             ["<sip:a@b>", "\"x,y\" <sip:c@d>"]
         );
         assert_eq!(
-            rehost("<tel:+1555>", local()).as_deref(),
+            rehost("<tel:+1555>", local(), &[]).as_deref(),
             Some("<tel:+1555>")
         );
     }

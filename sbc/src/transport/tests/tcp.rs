@@ -269,6 +269,7 @@ async fn outbound_requests_reuse_an_open_connection() {
         transport: TCP,
         addr: carrier.local_addr().expect("addr"),
         conn: None,
+        local: None,
     };
     let first = options("1");
     h.transport
@@ -323,6 +324,7 @@ async fn connect_failure_and_full_queue_are_errors_not_memory() {
         transport: TCP,
         addr,
         conn: None,
+        local: None,
     };
     h.transport
         .send(&to, Bytes::from_static(b"x"))

@@ -206,6 +206,7 @@ async fn outbound_tls_sends_sni_and_verifies_the_carrier() {
         transport: TLS,
         addr,
         conn: None,
+        local: None,
     };
     let msg = options("c");
     h.transport

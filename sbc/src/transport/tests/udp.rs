@@ -160,6 +160,7 @@ async fn send_without_a_socket_for_the_family_is_an_error() {
         transport: TransportKind::Udp,
         addr: "[::1]:5060".parse().expect("literal"),
         conn: None,
+        local: None,
     };
     let err = h
         .transport

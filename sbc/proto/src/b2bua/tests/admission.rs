@@ -8,7 +8,7 @@ fn sim_with(limits: CallLimits, trunk_limits: CallLimits) -> Sim {
     let mut sim = Sim::new();
     let mut cfg = config();
     cfg.limits = limits;
-    cfg.trunk_limits = trunk_limits;
+    cfg.trunks[0].limits = trunk_limits;
     sim.sbc.set_config(cfg);
     sim
 }

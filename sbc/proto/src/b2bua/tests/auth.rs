@@ -12,7 +12,7 @@ const REALM: &str = "sip.carrier.example";
 fn sim_with_credentials() -> Sim {
     let mut sim = Sim::new();
     let mut cfg = config();
-    cfg.trunk_credentials = Some(Credentials {
+    cfg.trunks[0].credentials = Some(Credentials {
         username: "4930123".into(),
         password: Secret::new("s3cret"),
         realm: None,
@@ -249,7 +249,7 @@ fn without_credentials_or_with_another_realm_the_challenge_is_not_answered() {
     // Credentials for another realm are not offered to this one.
     let mut sim = Sim::new();
     let mut cfg = config();
-    cfg.trunk_credentials = Some(Credentials {
+    cfg.trunks[0].credentials = Some(Credentials {
         username: "u".into(),
         password: Secret::new("p"),
         realm: Some("other.example".into()),

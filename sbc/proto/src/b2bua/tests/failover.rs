@@ -8,13 +8,13 @@ const SECOND: &str = "198.51.100.8:5090";
 fn sim_with_two_trunks() -> Sim {
     let mut sim = Sim::new();
     let mut cfg = config();
-    cfg.failover = vec![FailoverTrunk {
-        target: Target {
+    cfg.trunks.push(TrunkConfig::new(
+        "second",
+        Target {
             addr: addr(SECOND),
             transport: TransportKind::Udp,
         },
-        credentials: None,
-    }];
+    ));
     sim.sbc.set_config(cfg);
     sim
 }
@@ -137,16 +137,16 @@ fn busy_and_decline_do_not_fail_over() {
 fn trunks_marked_down_by_their_health_check_are_skipped() {
     let mut sim = Sim::new();
     let mut cfg = config();
-    cfg.failover = ["198.51.100.8:5090", "198.51.100.9:5090"]
-        .into_iter()
-        .map(|a| FailoverTrunk {
-            target: Target {
-                addr: addr(a),
-                transport: TransportKind::Udp,
-            },
-            credentials: None,
-        })
-        .collect();
+    cfg.trunks
+        .extend(["198.51.100.8:5090", "198.51.100.9:5090"].map(|a| {
+            TrunkConfig::new(
+                a,
+                Target {
+                    addr: addr(a),
+                    transport: TransportKind::Udp,
+                },
+            )
+        }));
     sim.sbc.set_config(cfg);
     // The first trunk is down: new calls start on the second.
     sim.sbc.set_trunk_usable(0, false);
@@ -173,13 +173,13 @@ fn trunks_marked_down_by_their_health_check_are_skipped() {
     // a failure there has no usable trunk left to go to.
     let mut sim2 = Sim::new();
     let mut cfg = config();
-    cfg.failover = vec![FailoverTrunk {
-        target: Target {
+    cfg.trunks.push(TrunkConfig::new(
+        "second",
+        Target {
             addr: addr(SECOND),
             transport: TransportKind::Udp,
         },
-        credentials: None,
-    }];
+    ));
     sim2.sbc.set_config(cfg);
     sim2.sbc.set_trunk_usable(0, false);
     sim2.sbc.set_trunk_usable(1, false);
