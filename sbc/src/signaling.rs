@@ -16,8 +16,8 @@ use prometheus::{
 };
 use sbc_proto::{
     b2bua::{
-        B2bua, B2buaConfig, CallInfo, EndReason, Event, LocalAddr, Rng, Target, TrunkConfig,
-        TrunkLocal,
+        B2bua, B2buaConfig, CallInfo, EndReason, Event, LocalAddr, PbxAuthConfig, Rng, Target,
+        TrunkConfig, TrunkLocal,
     },
     health::{HealthCheck, HealthConfig},
     limit::CallLimits,
@@ -86,6 +86,9 @@ pub struct CallMetrics {
     pub no_route: IntCounter,
     /// OPTIONS health per trunk: 1 for the current state (`unknown`, `up`, `down`).
     pub health: IntGaugeVec,
+    /// Digest authentication of the PBX's new requests, by result (`challenged`, `accepted`,
+    /// `failed`, `stale`).
+    pub pbx_auth: IntCounterVec,
 }
 
 impl CallMetrics {
@@ -266,6 +269,22 @@ impl CallMetrics {
         for r in ["retry", "failure"] {
             trunk_auth.with_label_values(&[r]);
         }
+        let pbx_auth = IntCounterVec::new(
+            Opts::new(
+                "sbc_pbx_auth_total",
+                "Digest authentication of the PBX's new requests, by result.",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(pbx_auth.clone()))?;
+        for d in ["outbound", "inbound"] {
+            for l in ["max_calls", "max_cps", "trunk_max_calls", "trunk_max_cps"] {
+                admission_rejected.with_label_values(&[d, l]);
+            }
+        }
+        for r in ["challenged", "accepted", "failed", "stale"] {
+            pbx_auth.with_label_values(&[r]);
+        }
         Ok(Self {
             started,
             ended,
@@ -289,6 +308,7 @@ impl CallMetrics {
             failovers,
             no_route,
             health,
+            pbx_auth,
         })
     }
 }
@@ -499,6 +519,7 @@ pub fn b2bua_config(c: &Config) -> B2buaConfig {
             }
         })
         .collect();
+    let inside = local(&c.inside);
     B2buaConfig {
         timers: TimerConfig {
             t1: Duration::from_millis(c.sip.t1_ms),
@@ -506,7 +527,7 @@ pub fn b2bua_config(c: &Config) -> B2buaConfig {
             t4: Duration::from_millis(c.sip.t4_ms),
             timer_c: Duration::from_secs(c.sip.timer_c_s),
         },
-        inside: local(&c.inside),
+        inside,
         outside: local(&c.outside),
         pbx: Target {
             addr: c.pbx.address,
@@ -524,7 +545,25 @@ pub fn b2bua_config(c: &Config) -> B2buaConfig {
         user_agent: c.general.user_agent.clone(),
         pass_headers: B2buaConfig::default_pass_headers(),
         max_call_duration: None,
+        pbx_auth: pbx_auth_config(c, inside.addr),
     }
+}
+
+/// What the PBX must authenticate with, when `[pbx]` has a user name and a password. The
+/// realm defaults to the SBC's inside address (what the PBX has configured as its proxy).
+fn pbx_auth_config(c: &Config, inside: SocketAddr) -> Option<PbxAuthConfig> {
+    let username = c.pbx.username.clone()?;
+    let password = c.pbx.password.as_ref()?;
+    Some(PbxAuthConfig {
+        username,
+        password: sbc_proto::auth::Secret::new(password.0.clone()),
+        realm: c
+            .pbx
+            .realm
+            .clone()
+            .unwrap_or_else(|| inside.ip().to_string()),
+        algorithms: c.pbx.algorithms(),
+    })
 }
 
 /// One trunk's outbound registration as configured.
@@ -970,6 +1009,7 @@ pub async fn run(
         .collect();
     let mut acl = acl;
     let mut trunks = trunks;
+    seed_trunk_series(&calls, &trunks);
     let mut engine = B2bua::new(cfg, Rng::new(seed()));
     let mut live: std::collections::HashMap<u64, CallMeta> = std::collections::HashMap::new();
     let mut retransmissions_seen = (0u64, 0u64);
@@ -1189,6 +1229,7 @@ pub async fn run(
                     apply_health(&mut checks, &mut engine, &calls, true);
                     acl = new_acl;
                     trunks = new_trunks;
+                    seed_trunk_series(&calls, &trunks);
                     dns.apply(&mut trunks, &mut acl, &mut regs, &mut checks, &mut engine);
                     let _ = done.send(());
                 }
@@ -1308,6 +1349,9 @@ pub async fn run(
                         .with_label_values(&[direction(from), limit])
                         .inc();
                 }
+                Event::PbxAuth { result } => {
+                    calls.pbx_auth.with_label_values(&[result.as_str()]).inc();
+                }
                 Event::NoRoute => calls.no_route.inc(),
                 Event::Dropped { reason } => {
                     metrics
@@ -1356,6 +1400,14 @@ pub async fn run(
     }
     deregister(&mut regs, &transport, &calls, &mut inbound).await;
     tracing::info!(calls = engine.stats().calls, "signaling stopped");
+}
+
+/// Zero failover series for every configured trunk, so the dashboard and the alert rules find
+/// them before the first failover.
+fn seed_trunk_series(calls: &CallMetrics, trunks: &TrunkNames) {
+    for (name, _) in &trunks.0 {
+        calls.failovers.with_label_values(&[name]);
+    }
 }
 
 fn update_registration_metrics(calls: &CallMetrics, regs: &[(TrunkRegistration, Registration)]) {
@@ -1469,6 +1521,28 @@ mod tests {
         assert_eq!(
             b.trunks[0].target.addr,
             "127.0.0.1:5090".parse().expect("literal")
+        );
+        assert_eq!(b.pbx_auth, None, "the ACL alone by default");
+    }
+
+    #[test]
+    fn pbx_auth_realm_defaults_to_the_inside_address() {
+        let mut cfg = crate::config::parse(crate::config::SHIPPED_DEFAULT).expect("default config");
+        cfg.pbx.username = Some("pbx".into());
+        cfg.pbx.password = Some(crate::config::Password("pw".into()));
+        let a = b2bua_config(&cfg).pbx_auth.expect("configured");
+        assert_eq!(a.realm, "127.0.0.1");
+        assert_eq!(
+            a.algorithms,
+            [
+                sbc_proto::auth::Algorithm::Sha256,
+                sbc_proto::auth::Algorithm::Md5
+            ]
+        );
+        cfg.pbx.realm = Some("pbx.example".into());
+        assert_eq!(
+            b2bua_config(&cfg).pbx_auth.map(|a| a.realm),
+            Some("pbx.example".into())
         );
     }
 }

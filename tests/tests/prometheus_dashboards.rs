@@ -25,7 +25,7 @@ const PROMETHEUS: &str = "127.0.0.1:9090";
 
 /// Panels that must show data after a few calls (the rest may be legitimately empty, e.g. XDP
 /// share without XDP or rejected requests when none were malformed).
-const CORE_PANELS: [&str; 12] = [
+const CORE_PANELS: [&str; 18] = [
     "Call attempts per second (CPS)",
     "Active calls",
     "ASR per trunk",
@@ -38,6 +38,12 @@ const CORE_PANELS: [&str; 12] = [
     "Streams by path, sessions",
     "Relay ports free",
     "SIP dropped by reason",
+    "Bans",
+    "Admission control rejections",
+    "PBX digest authentication",
+    "Trunk registration state",
+    "Trunk failovers",
+    "Trunk digest authentication",
 ];
 
 fn sipp(ns: &str, args: &[&str]) -> Owned {
@@ -187,6 +193,21 @@ fn dashboard_and_rules_evaluate_against_a_live_sbc() {
         &format!("token = \"{TOKEN}\""),
         Some(TOKEN),
     );
+    // A second trunk whose proxy is an unused address in the lab's carrier network: it
+    // registers (and fails) and is pinged (and goes down), so the registration and health
+    // series the trunk panels and rules query exist. Calls still use the first trunk.
+    let r = lab
+        .request(
+            "PATCH",
+            "/api/v1/config",
+            Some(
+                r#"{"trunk":[{"name":"carrier","proxy":"198.18.2.2:5060"},
+                    {"name":"silent","proxy":"198.18.2.9:5060","username":"u","password":"p",
+                     "register":true,"options_interval_s":1}]}"#,
+            ),
+        )
+        .expect("admin API");
+    assert_eq!(r.status, 200, "PATCH trunks: {}", r.body);
     let dir = TempDir::new(&lab.instance);
     let dir = &dir.0;
     let config = dir.join("prometheus.yml");
@@ -301,7 +322,7 @@ fn dashboard_and_rules_evaluate_against_a_live_sbc() {
     // Every rule: valid, on exported metrics, loaded and evaluated by Prometheus.
     let text_rules = std::fs::read_to_string(&rules).expect("rules");
     let rule_exprs = rule_expressions(&text_rules);
-    assert_eq!(rule_exprs.len(), 5, "{rule_exprs:?}");
+    assert_eq!(rule_exprs.len(), 12, "{rule_exprs:?}");
     for e in &rule_exprs {
         for name in metric_names(e) {
             assert!(

@@ -114,6 +114,9 @@ impl LiveConfig {
                 }
             }
         }
+        if let Some(p) = v.get_mut("pbx").and_then(|p| p.get_mut("password")) {
+            *p = Value::String(REDACTED.into());
+        }
         v
     }
 
@@ -282,6 +285,15 @@ fn unredact(candidate: &mut Value, current: &Config) {
                 None => t.remove("password"),
             };
         }
+    }
+    // The PBX password: there is one PBX, so the redacted value stands for the current one.
+    if let Some(pbx) = candidate.get_mut("pbx").and_then(Value::as_object_mut)
+        && pbx.get("password").and_then(Value::as_str) == Some(REDACTED)
+    {
+        match &current.pbx.password {
+            Some(p) => pbx.insert("password".into(), Value::String(p.0.clone())),
+            None => pbx.remove("password"),
+        };
     }
     let Some(admin) = candidate.get_mut("admin").and_then(Value::as_object_mut) else {
         return;
@@ -489,6 +501,22 @@ mod tests {
             &serde_json::json!({"media": {"timeout_s": 5}, "trunk": []}),
         );
         assert_eq!(diff(&a, &b), ["media.timeout_s", "trunk"]);
+    }
+
+    #[test]
+    fn pbx_password_is_redacted_and_restored() {
+        let mut c = shipped();
+        c.pbx.username = Some("pbx".into());
+        c.pbx.password = Some(crate::config::Password("pbx-s3cret".into()));
+        let live = LiveConfig::new(c.clone(), None, EnvTokens::default());
+        let shown = live.redacted_json();
+        assert_eq!(shown["pbx"]["password"], REDACTED);
+        assert!(!shown.to_string().contains("pbx-s3cret"), "{shown}");
+        assert!(!format!("{c:?}").contains("pbx-s3cret"), "Debug hides it");
+        // Sending the redacted value back keeps the password.
+        let mut candidate = shown;
+        unredact(&mut candidate, &c);
+        assert_eq!(validate_json(&candidate).expect("valid"), c);
     }
 
     #[test]

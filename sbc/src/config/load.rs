@@ -441,6 +441,47 @@ proxy = "127.0.0.1:5090"
     }
 
     #[test]
+    fn pbx_auth_keys_are_validated() {
+        let with = |extra: &str| {
+            MINIMAL.replace(
+                "allow = [\"127.0.0.0/8\"]",
+                &format!("allow = [\"127.0.0.0/8\"]\n{extra}"),
+            )
+        };
+        let ok = parse(&with(
+            "username = \"pbx\"\npassword = \"pw\"\nauth_algorithms = [\"MD5\"]",
+        ))
+        .unwrap_or_else(|p| panic!("{p:?}"));
+        assert_eq!(ok.pbx.algorithms(), [sbc_proto::auth::Algorithm::Md5]);
+        for (extra, path) in [
+            ("username = \"pbx\"", "pbx.password"),
+            ("password = \"pw\"", "pbx.username"),
+            (
+                "username = \"pbx\"\npassword = \"pw\"\nrealm = \"\"",
+                "pbx.realm",
+            ),
+            (
+                "username = \"pbx\"\npassword = \"pw\"\nauth_algorithms = [\"SHA-512\"]",
+                "pbx.auth_algorithms",
+            ),
+            (
+                "username = \"pbx\"\npassword = \"pw\"\nauth_algorithms = [\"MD5\", \"md5\"]",
+                "pbx.auth_algorithms",
+            ),
+            (
+                "username = \"pbx\"\npassword = \"pw\"\nauth_algorithms = []",
+                "pbx.auth_algorithms",
+            ),
+        ] {
+            let problems = parse(&with(extra)).expect_err(extra);
+            assert!(
+                problems.iter().any(|p| p.path == path && p.line.is_some()),
+                "{extra}: {problems:#?}"
+            );
+        }
+    }
+
+    #[test]
     fn transport_keys_are_validated_with_paths() {
         let text = MINIMAL
             .replace(

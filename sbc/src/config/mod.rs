@@ -326,6 +326,36 @@ pub struct Pbx {
     pub transport: Transport,
     /// Source networks accepted as the PBX; requests from anywhere else are dropped silently.
     pub allow: Vec<IpNet>,
+    /// Digest user name the PBX authenticates with; with `password`, the PBX's new INVITEs and
+    /// MESSAGEs are challenged with 407 (absent: the ACL alone admits the PBX).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// The PBX's digest password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Password>,
+    /// Realm of the challenges (default: the SBC's inside address as written in Via).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realm: Option<String>,
+    /// Digest algorithms offered, in order of preference: `SHA-256`, `MD5` (default both,
+    /// SHA-256 first as RFC 8760 §2.4 asks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_algorithms: Option<Vec<String>>,
+}
+
+impl Pbx {
+    /// The algorithms offered to the PBX (configured or default), skipping unknown names
+    /// (validation reports them).
+    pub fn algorithms(&self) -> Vec<sbc_proto::auth::Algorithm> {
+        use sbc_proto::auth::Algorithm;
+        match &self.auth_algorithms {
+            None => vec![Algorithm::Sha256, Algorithm::Md5],
+            Some(names) => names
+                .iter()
+                .filter_map(|n| Algorithm::parse(n))
+                .filter(|a| matches!(a, Algorithm::Sha256 | Algorithm::Md5))
+                .collect(),
+        }
+    }
 }
 
 /// `[[trunk]]`

@@ -124,6 +124,7 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
     if c.pbx.address.port() == 0 || c.pbx.address.ip().is_unspecified() {
         bad("pbx.address", "must be a concrete address and port".into());
     }
+    pbx_auth(&c.pbx, &mut bad);
 
     if c.trunks.is_empty() {
         bad("trunk", "at least one [[trunk]] is required".into());
@@ -348,6 +349,42 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
 }
 
 /// `[tls]` against the listeners and peers that use it.
+/// `[pbx]` digest authentication: credentials as a pair, printable values, known algorithms.
+fn pbx_auth(p: &super::Pbx, bad: &mut impl FnMut(&str, String)) {
+    // Half a pair would silently leave the PBX unauthenticated.
+    match (&p.username, &p.password) {
+        (Some(_), None) => bad("pbx.password", "required with username".into()),
+        (None, Some(_)) => bad("pbx.username", "required with password".into()),
+        _ => {}
+    }
+    for (key, v) in [
+        ("username", p.username.as_deref()),
+        ("realm", p.realm.as_deref()),
+        ("password", p.password.as_ref().map(|p| p.0.as_str())),
+    ] {
+        if v.is_some_and(|v| v.is_empty() || v.chars().any(char::is_control)) {
+            bad(
+                &format!("pbx.{key}"),
+                "must be non-empty without control characters".into(),
+            );
+        }
+    }
+    if let Some(names) = &p.auth_algorithms {
+        let mut seen = HashSet::new();
+        let ok = !names.is_empty()
+            && names.iter().all(|n| {
+                ["SHA-256", "MD5"].iter().any(|k| k.eq_ignore_ascii_case(n))
+                    && seen.insert(n.to_ascii_uppercase())
+            });
+        if !ok {
+            bad(
+                "pbx.auth_algorithms",
+                "must list \"SHA-256\" and/or \"MD5\", each once".into(),
+            );
+        }
+    }
+}
+
 fn tls(c: &Config, bad: &mut impl FnMut(&str, String)) {
     let t = &c.tls;
     let listeners = !c.inside.tls.is_empty() || !c.outside.tls.is_empty();

@@ -49,7 +49,7 @@ impl Algorithm {
     }
 
     /// `H(data)` as lower-case hex (RFC 7616 §3.4.1: "the output is 32 or 64 hex digits").
-    fn hash(self, parts: &[&str]) -> String {
+    pub(crate) fn hash(self, parts: &[&str]) -> String {
         fn feed<D: sha2::Digest>(parts: &[&str]) -> String {
             let mut d = D::new();
             for (i, p) in parts.iter().enumerate() {

@@ -125,6 +125,8 @@ pub struct B2buaConfig {
     pub pass_headers: Vec<String>,
     /// Longest call; ended with BYE on both legs after this (None: unlimited).
     pub max_call_duration: Option<Duration>,
+    /// Digest authentication required of the PBX's new requests (None: the ACL alone).
+    pub pbx_auth: Option<super::PbxAuthConfig>,
 }
 
 impl B2buaConfig {

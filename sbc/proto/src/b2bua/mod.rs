@@ -26,6 +26,7 @@
 mod config;
 mod ids;
 mod msg;
+mod pbx_auth;
 mod sdp;
 
 #[cfg(test)]
@@ -40,6 +41,7 @@ use bytes::Bytes;
 pub use config::{B2buaConfig, LocalAddr, Manipulation, Target, TrunkConfig, TrunkLocal};
 pub use ids::Rng;
 use msg::{RequestSpec, ResponseSpec};
+pub use pbx_auth::{PbxAuthConfig, PbxAuthResult};
 pub use sdp::SdpProblem;
 
 use crate::{
@@ -147,6 +149,11 @@ pub enum Event {
         /// Which limit (bounded set, usable as a metric label): `max_calls`, `max_cps`,
         /// `trunk_max_calls` or `trunk_max_cps`.
         limit: &'static str,
+    },
+    /// A new request from the PBX went through digest authentication (see `pbx_auth.rs`).
+    PbxAuth {
+        /// What the SBC did with its credentials.
+        result: PbxAuthResult,
     },
     /// A new call (or a MESSAGE) was refused with 404: no outbound route takes its called
     /// number.
@@ -498,6 +505,8 @@ pub struct B2bua {
     /// The last nonce answered and its use count, so a carrier reusing a nonce sees nc grow
     /// (RFC 7616 §3.4: the server may reject a repeated nonce count as a replay).
     last_nonce: Option<(String, u32)>,
+    /// Digest authentication of the PBX: nonce key, replay and failure state.
+    pbx_auth: pbx_auth::PbxAuthState,
     buf: Vec<u8>,
     sdp_buf: Vec<u8>,
 }
@@ -532,6 +541,7 @@ impl B2bua {
             trunk_active,
             trunk_down: Vec::new(),
             last_nonce: None,
+            pbx_auth: pbx_auth::PbxAuthState::default(),
             buf: Vec::with_capacity(2048),
             sdp_buf: Vec::with_capacity(1024),
         }
@@ -767,6 +777,10 @@ impl B2bua {
             }
             return;
         }
+        // Digest authentication of the PBX's new requests, before admission control.
+        let Some(msg) = self.authenticate_pbx(now, peer, &key, msg, media) else {
+            return;
+        };
         match method {
             Method::Invite => {
                 let merged = merged_key(&msg);

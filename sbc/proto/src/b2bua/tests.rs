@@ -66,6 +66,7 @@ fn config() -> B2buaConfig {
         user_agent: "sbc-test".into(),
         pass_headers: B2buaConfig::default_pass_headers(),
         max_call_duration: None,
+        pbx_auth: None,
     }
 }
 
@@ -1296,6 +1297,7 @@ fn first_provisional_is_reported_once_between_start_and_answer() {
             Event::CallEnded { .. } => "ended",
             Event::AdmissionRejected { .. } => "rejected",
             Event::Failover { .. } => "failover",
+            Event::PbxAuth { .. } => "pbx_auth",
             Event::NoRoute => "no_route",
             Event::Dropped { .. } => "dropped",
         })
@@ -1375,4 +1377,5 @@ hello",
 mod admission;
 mod auth;
 mod failover;
+mod pbx_auth;
 mod routing;
