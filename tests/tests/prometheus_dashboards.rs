@@ -195,7 +195,10 @@ fn dashboard_and_rules_evaluate_against_a_live_sbc() {
     );
     // A second trunk whose proxy is an unused address in the lab's carrier network: it
     // registers (and fails) and is pinged (and goes down), so the registration and health
-    // series the trunk panels and rules query exist. Calls still use the first trunk.
+    // series the trunk panels and rules query exist. A third one is given by name, resolved
+    // through a name server on the SBC namespace's own loopback where nothing listens: its
+    // lookups fail (never leaving the namespace) and the DNS series exist. Calls still use
+    // the first trunk.
     let r = lab
         .request(
             "PATCH",
@@ -203,7 +206,9 @@ fn dashboard_and_rules_evaluate_against_a_live_sbc() {
             Some(
                 r#"{"trunk":[{"name":"carrier","proxy":"198.18.2.2:5060"},
                     {"name":"silent","proxy":"198.18.2.9:5060","username":"u","password":"p",
-                     "register":true,"options_interval_s":1}]}"#,
+                     "register":true,"options_interval_s":1},
+                    {"name":"byname","proxy":"carrier.lab.invalid:5060"}],
+                    "dns":{"servers":["127.0.0.1:53"],"timeout_ms":200,"refresh_s":1}}"#,
             ),
         )
         .expect("admin API");
