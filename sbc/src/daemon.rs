@@ -6,6 +6,8 @@ use std::{
     sync::{Arc, atomic::Ordering},
 };
 
+use tokio::task::JoinSet;
+
 use crate::{
     admin::{self, AdminState, XdpStatus},
     config::{Config, XdpMode},
@@ -53,9 +55,6 @@ pub enum RunError {
     /// Installing a signal handler failed.
     #[error("installing signal handlers: {0}")]
     Signal(#[source] std::io::Error),
-    /// The SIP thread or its runtime could not be started.
-    #[error("starting the SIP thread: {0}")]
-    SipThread(#[source] std::io::Error),
 }
 
 /// Runs the SBC until SIGTERM/SIGINT.
@@ -91,21 +90,9 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
         );
     }
 
-    // The SIP path — the transports' receive tasks, the signaling task (B2BUA) and its sends —
-    // runs on one thread with a runtime of its own: a message goes from the socket through
-    // the B2BUA and out again without waking another thread. The profile of the multi-thread
-    // set-up showed those cross-thread wake-ups as the largest single cost per call
-    // (bench/results/signaling-profile-2026-11-21.md). Media, the admin API and DNS stay on
-    // the multi-thread runtime.
-    let sip_rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(RunError::SipThread)?;
+    let mut tasks = JoinSet::new();
     let (inbound_tx, inbound_rx) = tokio::sync::mpsc::channel(config.sip.inbound_queue);
-    let transport = {
-        let _on_sip_thread = sip_rt.enter();
-        Transport::start(TransportConfig::from(&config), &metrics, inbound_tx)?
-    };
+    let transport = Transport::start(TransportConfig::from(&config), &metrics, inbound_tx)?;
     let calls = crate::signaling::CallMetrics::register(&metrics.registry)?;
     let (stop_signaling, stop_rx) = tokio::sync::watch::channel(false);
     let (signaling, commands) = crate::signaling::SignalingHandle::channel();
@@ -118,7 +105,7 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
         crate::dns::DnsMetrics::register(&metrics.registry)?,
         stop_rx.clone(),
     ));
-    let signaling_task = crate::signaling::run(
+    tasks.spawn(crate::signaling::run(
         crate::signaling::b2bua_config(&config),
         crate::signaling::Acl::from_config(&config),
         crate::signaling::TrunkNames::from_config(&config),
@@ -131,20 +118,7 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
         metrics.clone(),
         calls,
         stop_rx,
-    );
-    let (signaling_done_tx, signaling_done) = tokio::sync::oneshot::channel::<()>();
-    let (release_tx, release) = tokio::sync::oneshot::channel::<()>();
-    let sip_thread = std::thread::Builder::new()
-        .name("sbc-sip".into())
-        .spawn(move || {
-            sip_rt.block_on(async move {
-                signaling_task.await;
-                let _ = signaling_done_tx.send(());
-                // Keep driving the transports' tasks until the daemon has shut them down.
-                let _ = release.await;
-            });
-        })
-        .map_err(RunError::SipThread)?;
+    ));
 
     let addr = config.admin.listen;
     let admin_tls = match (&config.admin.tls_cert, &config.admin.tls_key) {
@@ -212,18 +186,11 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
 
     tracing::info!("shutting down");
     let _ = stop_signaling.send(true);
-    // Let the signaling task finish its de-registrations, bounded to 2 s there, while the
-    // transport still runs; then stop the transport and let the SIP thread end.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), signaling_done).await;
+    // Let the signaling task (the only one in `tasks`) finish its de-registrations, bounded to
+    // 2 s there, while the transport still runs; then stop everything.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), tasks.join_next()).await;
     transport.shutdown();
-    let _ = release_tx.send(());
-    let joined = tokio::task::spawn_blocking(move || sip_thread.join());
-    if !matches!(
-        tokio::time::timeout(std::time::Duration::from_secs(3), joined).await,
-        Ok(Ok(Ok(())))
-    ) {
-        tracing::warn!("the SIP thread did not end cleanly");
-    }
+    tasks.shutdown().await;
     if let Some(xdp) = &state.xdp {
         let mut xdp = xdp.lock();
         if xdp.is_pinned() {
