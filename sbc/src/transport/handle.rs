@@ -225,7 +225,11 @@ impl Transport {
                 transport: to.transport,
                 addr: to.addr,
             })?;
-        match ep.socket.try_send_to(data, to.addr) {
+        // A plain non-blocking send, not tokio's try_send_to: that one answers WouldBlock
+        // until the reactor has seen the socket writable once, which a send right after start
+        // (or after another thread's send drained the readiness) would hit spuriously. A UDP
+        // send only blocks when the kernel buffer is full, which is then a real WouldBlock.
+        match socket2::SockRef::from(&*ep.socket).send_to(data, &to.addr.into()) {
             Ok(_) => {
                 self.shared.counters(to.side, to.transport).sent(data.len());
                 Ok(())
@@ -265,7 +269,7 @@ impl Transport {
         let queue = self
             .shared
             .clone()
-            .connect(to.side, to.transport, to.addr)?;
+            .connect(to.side, to.transport, to.addr, to.local)?;
         queue
             .try_send(data)
             .map_err(|_| SendError::QueueFull(to.addr))
@@ -416,11 +420,14 @@ impl Shared {
     /// Opens a connection to `addr` (client side) and returns its write queue at once: the
     /// connection is registered immediately, so messages sent while it is being established
     /// queue on it instead of opening more connections.
+    /// `local`, when given, picks the source address (its IP; the port is the kernel's), e.g.
+    /// a trunk's own outside address.
     fn connect(
         self: Arc<Self>,
         side: Side,
         kind: TransportKind,
         addr: SocketAddr,
+        local: Option<SocketAddr>,
     ) -> Result<mpsc::Sender<Bytes>, SendError> {
         let tls = match kind {
             TransportKind::Tls => {
@@ -454,7 +461,10 @@ impl Shared {
             local: None,
         };
         let registration = self.connections.register(peer, tx.clone());
-        let source = self.source_address(side, addr);
+        let source = local
+            .filter(|l| l.is_ipv4() == addr.is_ipv4() && !l.ip().is_unspecified())
+            .map(|l| SocketAddr::new(l.ip(), 0))
+            .or_else(|| self.source_address(side, addr));
         let timeout = self.config.stream.connect_timeout;
         let mut shutdown = self.shutdown.subscribe();
         let queue = tx.clone();

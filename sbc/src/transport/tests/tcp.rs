@@ -363,3 +363,27 @@ async fn shutdown_closes_connections_and_refuses_sends() {
     h.eventually("unregistered", |h| h.transport.connection_count() == 0)
         .await;
 }
+
+#[tokio::test]
+async fn an_outbound_connection_connects_from_the_peers_local_address() {
+    let h = Harness::start(inside_tcp());
+    let carrier = TcpListener::bind(any_port("127.0.0.1"))
+        .await
+        .expect("bind");
+    // A trunk with its own local address (127.0.0.3) instead of the side's default.
+    let to = Peer {
+        side: Side::Outside,
+        transport: TCP,
+        addr: carrier.local_addr().expect("addr"),
+        conn: None,
+        local: Some("127.0.0.3:5080".parse().expect("literal")),
+    };
+    h.transport
+        .send(&to, Bytes::from(options("l")))
+        .expect("send");
+    let (_s, from) = tokio::time::timeout(Duration::from_secs(5), carrier.accept())
+        .await
+        .expect("connect within 5 s")
+        .expect("accept");
+    assert_eq!(from.ip().to_string(), "127.0.0.3");
+}

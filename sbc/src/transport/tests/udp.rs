@@ -204,3 +204,44 @@ async fn ipv6_udp_and_tcp_listeners_work() {
     assert_eq!(m.peer.transport, TransportKind::Tcp);
     assert!(m.local.is_ipv6());
 }
+
+#[tokio::test]
+async fn udp_sends_from_the_listener_the_peer_names_and_inbound_carries_it() {
+    let mut config = TransportConfig::new();
+    config.inside.udp = vec![any_port("127.0.0.1")];
+    config.outside.udp = vec![any_port("127.0.0.2"), any_port("127.0.0.4")];
+    let mut h = Harness::start(config);
+    let second = h
+        .transport
+        .local_addrs(Side::Outside, TransportKind::Udp)
+        .into_iter()
+        .find(|a| a.ip().to_string() == "127.0.0.4")
+        .expect("second outside listener");
+    let carrier = UdpSocket::bind(any_port("127.0.0.1")).await.expect("bind");
+    let to = Peer {
+        side: Side::Outside,
+        transport: TransportKind::Udp,
+        addr: carrier.local_addr().expect("addr"),
+        conn: None,
+        local: Some(second),
+    };
+    h.transport
+        .send(&to, Bytes::from(options("src")))
+        .expect("send");
+    let mut buf = [0u8; 2048];
+    let (_, from) = tokio::time::timeout(Duration::from_secs(5), carrier.recv_from(&mut buf))
+        .await
+        .expect("within 5 s")
+        .expect("recv");
+    assert_eq!(
+        from, second,
+        "sent from the named listener, not the first one"
+    );
+    // What arrives at that listener says so, for the answer to leave from it again.
+    carrier
+        .send_to(options("back").as_bytes(), second)
+        .await
+        .expect("send back");
+    let got = h.next().await;
+    assert_eq!(got.peer.local, Some(second));
+}
