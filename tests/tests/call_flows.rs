@@ -57,26 +57,7 @@ fn basic_caller() -> Vec<sipp::Step> {
 }
 
 fn basic_callee() -> Vec<sipp::Step> {
-    vec![
-        RecvRequest { method: "INVITE" },
-        Respond {
-            code: 180,
-            reason: "Ringing",
-            sdp: None,
-        },
-        Respond {
-            code: 200,
-            reason: "OK",
-            sdp: Some(Dir::SendRecv),
-        },
-        RecvRequest { method: "ACK" },
-        RecvRequest { method: "BYE" },
-        Respond {
-            code: 200,
-            reason: "OK",
-            sdp: None,
-        },
-    ]
+    sipp::answering_callee()
 }
 
 fn rejected(code: u16, reason: &'static str) -> Flow {

@@ -14,10 +14,7 @@ use std::{
 };
 
 use media_common::MediaLab;
-use sbc_e2e::{
-    netns,
-    sipp::{self, Dir, Step::*},
-};
+use sbc_e2e::{netns, sipp};
 
 const PBX: &str = "198.18.1.2:5060";
 const CARRIER: &str = "198.18.2.2:5060";
@@ -217,26 +214,7 @@ fn pbx_must_authenticate_and_a_wrong_password_gets_no_call() {
 
     // SIPp only does MD5 and answers the first challenge: offer MD5 alone.
     patch(&lab, r#"{"pbx":{"auth_algorithms":["MD5"]}}"#);
-    let callee = vec![
-        RecvRequest { method: "INVITE" },
-        Respond {
-            code: 180,
-            reason: "Ringing",
-            sdp: None,
-        },
-        Respond {
-            code: 200,
-            reason: "OK",
-            sdp: Some(Dir::SendRecv),
-        },
-        RecvRequest { method: "ACK" },
-        RecvRequest { method: "BYE" },
-        Respond {
-            code: 200,
-            reason: "OK",
-            sdp: None,
-        },
-    ];
+    let callee = sipp::answering_callee();
     run_pbx(&lab, "pbx-s3cret", Some(&callee)).expect("authenticated call completes");
 
     // A wrong password: a second 407 and no call (no carrier runs: nothing may arrive).

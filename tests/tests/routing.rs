@@ -9,7 +9,7 @@ mod media_common;
 use std::{thread, time::Duration};
 
 use media_common::MediaLab;
-use sbc_e2e::sipp::{self, Dir, Step, Step::*};
+use sbc_e2e::sipp::{self, Step, Step::*};
 
 const PBX: &str = "198.18.1.2:5060";
 /// A second PBX target on the PBX host (an inbound route's target).
@@ -49,33 +49,6 @@ fn caller() -> Vec<Step> {
             uac: true,
         },
         ok(200),
-    ]
-}
-
-/// A callee that checks the INVITE it gets, then answers and takes the BYE.
-fn callee(checks: &'static [(&'static str, &'static str)]) -> Vec<Step> {
-    vec![
-        RecvChecked {
-            method: "INVITE",
-            checks,
-        },
-        Respond {
-            code: 180,
-            reason: "Ringing",
-            sdp: None,
-        },
-        Respond {
-            code: 200,
-            reason: "OK",
-            sdp: Some(Dir::SendRecv),
-        },
-        RecvRequest { method: "ACK" },
-        RecvRequest { method: "BYE" },
-        Respond {
-            code: 200,
-            reason: "OK",
-            sdp: None,
-        },
     ]
 }
 
@@ -176,7 +149,7 @@ fn routes_normalisation_header_rules_and_did_routing() {
     call(
         &lab.lab.carrier,
         NATIONAL,
-        &callee(&[
+        &sipp::answering_callee_checking(&[
             ("", r"^INVITE sip:\+49301234567@198\.18\.2\.2:5060 SIP/2\.0"),
             ("To:", r"<sip:\+49301234567@198\.18\.2\.2:5060>"),
             ("From:", r"<sip:\+4930555sipp@sip\.carrier\.example>"),
@@ -194,7 +167,7 @@ fn routes_normalisation_header_rules_and_did_routing() {
     call(
         &lab.lab.carrier,
         INTL,
-        &callee(&[
+        &sipp::answering_callee_checking(&[
             ("", r"^INVITE sip:0044207946@198\.18\.2\.3:5060 SIP/2\.0"),
             ("From:", r"<sip:sipp@198\.18\.2\.1>"),
         ]),
@@ -251,7 +224,7 @@ fn routes_normalisation_header_rules_and_did_routing() {
     call(
         &lab.lab.pbx,
         PBX_SALES,
-        &callee(&[
+        &sipp::answering_callee_checking(&[
             ("", r"^INVITE sip:030123999@198\.18\.1\.2:5062 SIP/2\.0"),
             ("To:", r"<sip:030123999@198\.18\.1\.2:5062>"),
         ]),

@@ -418,26 +418,7 @@ fn flood_is_banned_while_pbx_calls_complete_and_unknown_sources_get_nothing() {
         },
         ok(200),
     ];
-    let callee = vec![
-        RecvRequest { method: "INVITE" },
-        Respond {
-            code: 180,
-            reason: "Ringing",
-            sdp: None,
-        },
-        Respond {
-            code: 200,
-            reason: "OK",
-            sdp: Some(Dir::SendRecv),
-        },
-        RecvRequest { method: "ACK" },
-        RecvRequest { method: "BYE" },
-        Respond {
-            code: 200,
-            reason: "OK",
-            sdp: None,
-        },
-    ];
+    let callee = sipp::answering_callee();
     let (answered, call) = thread::scope(|s| {
         let flood = s.spawn(|| {
             let _in = netns::enter(&lab.lab.pbx).expect("enter pbx netns");
@@ -561,26 +542,7 @@ fn answered_call() -> (Vec<sipp::Step>, Vec<sipp::Step>) {
         },
         ok(200),
     ];
-    let callee = vec![
-        RecvRequest { method: "INVITE" },
-        Respond {
-            code: 180,
-            reason: "Ringing",
-            sdp: None,
-        },
-        Respond {
-            code: 200,
-            reason: "OK",
-            sdp: Some(Dir::SendRecv),
-        },
-        RecvRequest { method: "ACK" },
-        RecvRequest { method: "BYE" },
-        Respond {
-            code: 200,
-            reason: "OK",
-            sdp: None,
-        },
-    ];
+    let callee = sipp::answering_callee();
     (caller, callee)
 }
 

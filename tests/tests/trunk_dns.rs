@@ -12,7 +12,7 @@ use media_common::MediaLab;
 use sbc::dns::testing::FakeDns;
 use sbc_e2e::{
     netns,
-    sipp::{self, Dir, Step::*},
+    sipp::{self, Step::*},
 };
 
 const PBX: &str = "198.18.1.2:5060";
@@ -126,26 +126,7 @@ fn call_reaches_a_trunk_given_by_srv_name() {
         },
         ok(200),
     ];
-    let callee = vec![
-        RecvRequest { method: "INVITE" },
-        Respond {
-            code: 180,
-            reason: "Ringing",
-            sdp: None,
-        },
-        Respond {
-            code: 200,
-            reason: "OK",
-            sdp: Some(Dir::SendRecv),
-        },
-        RecvRequest { method: "ACK" },
-        RecvRequest { method: "BYE" },
-        Respond {
-            code: 200,
-            reason: "OK",
-            sdp: None,
-        },
-    ];
+    let callee = sipp::answering_callee();
     let callee_xml = sipp::write_scenario("callee", &sipp::scenario("callee", false, &callee));
     let caller_xml = sipp::write_scenario("caller", &sipp::scenario("caller", true, &caller));
     let mut callee_p = sipp::run(&lab.lab.carrier, callee_xml.path(), CARRIER, None, &[]);

@@ -391,6 +391,33 @@ pub async fn routes(State(s): State<Arc<AdminState>>) -> Json<Value> {
     }))
 }
 
+/// A body that must be a JSON object whose keys are among `keys`, each an array: the object,
+/// or a 422 naming what is wrong.
+fn object_of_arrays<'a>(
+    body: &'a Value,
+    keys: &[&str],
+) -> Result<&'a serde_json::Map<String, Value>> {
+    let unprocessable = |msg: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, msg);
+    let obj = body.as_object().ok_or_else(|| {
+        unprocessable(format!(
+            "expected a JSON object with some of: {}",
+            keys.join(", ")
+        ))
+    })?;
+    for (key, v) in obj {
+        if !keys.contains(&key.as_str()) {
+            return Err(unprocessable(format!(
+                "unknown key `{key}` (expected {})",
+                keys.join(", ")
+            )));
+        }
+        if !v.is_array() {
+            return Err(unprocessable(format!("`{key}` must be an array")));
+        }
+    }
+    Ok(obj)
+}
+
 /// `PUT /api/v1/routes`: replaces the outbound and inbound routes (body: `{"outbound":
 /// [[[route]] tables], "inbound": [[[inbound]] tables]}`; a missing list is left as it is).
 /// Goes through the validated, persisted reconfiguration: a bad pattern or an unknown trunk
@@ -399,26 +426,7 @@ pub async fn put_routes(
     State(s): State<Arc<AdminState>>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response> {
-    let Some(obj) = body.as_object() else {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "routes are a JSON object with `outbound` and/or `inbound` arrays",
-        ));
-    };
-    if let Some(k) = obj.keys().find(|k| *k != "outbound" && *k != "inbound") {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("unknown key `{k}` (expected outbound, inbound)"),
-        ));
-    }
-    for (key, v) in obj {
-        if !v.is_array() {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("`{key}` must be an array"),
-            ));
-        }
-    }
+    let obj = object_of_arrays(&body, &["outbound", "inbound"])?;
     let result = s
         .config
         .edit(&s.signaling, "api", |cfg| {
@@ -458,26 +466,7 @@ pub async fn put_acls(
     State(s): State<Arc<AdminState>>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response> {
-    let Some(obj) = body.as_object() else {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "ACLs are a JSON object with `allow` and/or `deny` arrays",
-        ));
-    };
-    if let Some(k) = obj.keys().find(|k| *k != "allow" && *k != "deny") {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("unknown key `{k}` (expected allow, deny)"),
-        ));
-    }
-    for (key, v) in obj {
-        if !v.is_array() {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("`{key}` must be an array of CIDR strings"),
-            ));
-        }
-    }
+    let obj = object_of_arrays(&body, &["allow", "deny"])?;
     let result = s
         .config
         .edit(&s.signaling, "api", |cfg| {

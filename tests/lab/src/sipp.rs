@@ -104,6 +104,44 @@ pub enum Step {
     PlayPcap { path: &'static str },
 }
 
+/// The callee of a plain answered call: INVITE → 180, 200 with an answer; then ACK, and BYE →
+/// 200.
+pub fn answering_callee() -> Vec<Step> {
+    answering_callee_checking(&[])
+}
+
+/// [`answering_callee`] that first checks the INVITE (see [`Step::RecvChecked`]).
+pub fn answering_callee_checking(checks: &'static [(&'static str, &'static str)]) -> Vec<Step> {
+    let first = if checks.is_empty() {
+        Step::RecvRequest { method: "INVITE" }
+    } else {
+        Step::RecvChecked {
+            method: "INVITE",
+            checks,
+        }
+    };
+    vec![
+        first,
+        Step::Respond {
+            code: 180,
+            reason: "Ringing",
+            sdp: None,
+        },
+        Step::Respond {
+            code: 200,
+            reason: "OK",
+            sdp: Some(Dir::SendRecv),
+        },
+        Step::RecvRequest { method: "ACK" },
+        Step::RecvRequest { method: "BYE" },
+        Step::Respond {
+            code: 200,
+            reason: "OK",
+            sdp: None,
+        },
+    ]
+}
+
 /// Escapes a value for an XML attribute.
 fn xml_attr(v: &str) -> String {
     v.replace('&', "&amp;")
