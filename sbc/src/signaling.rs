@@ -495,6 +495,7 @@ pub fn b2bua_config(c: &Config) -> B2buaConfig {
             TrunkConfig {
                 name: t.name.clone(),
                 sources: Vec::new(),
+                alternates: Vec::new(),
                 target: Target {
                     addr: t.proxy.static_addr().unwrap_or(ProxyAddr::UNRESOLVED),
                     transport: t.transport.kind(),

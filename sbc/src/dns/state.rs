@@ -137,12 +137,16 @@ impl DnsState {
                 engine.set_trunk_usable(index, false);
                 continue;
             };
-            engine.set_trunk_target(
+            // Every server in order: the B2BUA fails over between them before the next trunk.
+            engine.set_trunk_targets(
                 index,
-                Target {
-                    addr: primary,
-                    transport: a.transport,
-                },
+                addrs
+                    .iter()
+                    .map(|addr| Target {
+                        addr: *addr,
+                        transport: a.transport,
+                    })
+                    .collect(),
             );
             let health = checks
                 .iter()

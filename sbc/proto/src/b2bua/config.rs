@@ -57,6 +57,9 @@ pub struct TrunkConfig {
     pub name: String,
     /// Its proxy.
     pub target: Target,
+    /// Further servers of the same trunk, tried in order after `target` before the next
+    /// trunk (RFC 3263 §4.3: the other SRV targets / addresses of its DNS name).
+    pub alternates: Vec<Target>,
     /// Other addresses it sends from (all its DNS name's addresses), for attributing calls.
     pub sources: Vec<std::net::IpAddr>,
     /// Digest credentials: a 401/407 to a request toward this trunk is answered with them
@@ -82,6 +85,7 @@ impl TrunkConfig {
         Self {
             name: name.into(),
             target,
+            alternates: Vec::new(),
             sources: Vec::new(),
             credentials: None,
             limits: CallLimits::default(),

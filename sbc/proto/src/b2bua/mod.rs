@@ -312,6 +312,8 @@ struct Call {
     trunk: Option<usize>,
     /// Outbound calls: the trunks still to try after `trunk`, in the route's order.
     next_trunks: Vec<usize>,
+    /// Which of the trunk's servers the carrier leg uses: 0 = its target, i = alternate i-1.
+    server: usize,
     /// Outbound calls with trunks left to try: the offer sent to the carrier, reused on
     /// failover.
     offer: Option<Bytes>,
@@ -1421,8 +1423,12 @@ impl B2bua {
             Side::Inside => [caller_leg, callee_leg],
             Side::Outside => [callee_leg, caller_leg],
         };
-        let offer =
-            (to == Side::Outside && !plan.next_trunks.is_empty()).then(|| Bytes::from(sdp_out));
+        let has_alternates = plan
+            .trunk
+            .and_then(|t| self.cfg.trunks.get(t))
+            .is_some_and(|t| !t.alternates.is_empty());
+        let offer = (to == Side::Outside && (!plan.next_trunks.is_empty() || has_alternates))
+            .then(|| Bytes::from(sdp_out));
         let mut call = Call {
             origin,
             started: now,
@@ -1445,6 +1451,7 @@ impl B2bua {
             ends_at: self.cfg.max_call_duration.map(|d| now + d),
             trunk: plan.trunk,
             next_trunks: plan.next_trunks,
+            server: 0,
             offer,
         };
         if let Some(t) = plan.trunk
@@ -2598,6 +2605,18 @@ impl B2bua {
         }
     }
 
+    /// Points trunk `index` at its servers in order of preference (e.g. its DNS name's SRV
+    /// targets): the first is its target, the others are tried in turn before the next trunk
+    /// when a call's INVITE fails there. An empty list changes nothing.
+    pub fn set_trunk_targets(&mut self, index: usize, targets: Vec<Target>) {
+        if let Some(t) = self.cfg.trunks.get_mut(index)
+            && let Some((first, rest)) = targets.split_first()
+        {
+            t.target = *first;
+            t.alternates = rest.to_vec();
+        }
+    }
+
     /// Sets the addresses trunk `index` sends from besides its proxy address (e.g. every
     /// address its DNS name resolved to): calls from them count as calls from that trunk.
     pub fn set_trunk_sources(&mut self, index: usize, sources: Vec<std::net::IpAddr>) {
@@ -2636,22 +2655,35 @@ impl B2bua {
             return false;
         };
         let mut candidates = c.next_trunks.clone();
-        let mut chosen = None;
-        while !candidates.is_empty() {
-            let t = candidates.remove(0);
-            if self.trunk_usable(t) && self.admit_trunk(now, t).is_none() {
-                chosen = Some(t);
-                break;
+        // RFC 3263 §4.3: the trunk's next server first (same trunk: same limits slot, same
+        // rules), then the next trunk of the route.
+        let next_server = self
+            .cfg
+            .trunks
+            .get(from)
+            .and_then(|t| t.alternates.get(c.server))
+            .copied();
+        let (index, server, target) = if let Some(target) = next_server {
+            (from, c.server + 1, target)
+        } else {
+            let mut chosen = None;
+            while !candidates.is_empty() {
+                let t = candidates.remove(0);
+                if self.trunk_usable(t) && self.admit_trunk(now, t).is_none() {
+                    chosen = Some(t);
+                    break;
+                }
             }
-        }
-        let Some(index) = chosen else {
-            if let Some(c) = self.calls.get_mut(&call) {
-                c.next_trunks.clear();
-            }
-            return false;
-        };
-        let Some(target) = self.cfg.trunks.get(index).map(|t| t.target) else {
-            return false;
+            let Some(index) = chosen else {
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.next_trunks.clear();
+                }
+                return false;
+            };
+            let Some(target) = self.cfg.trunks.get(index).map(|t| t.target) else {
+                return false;
+            };
+            (index, 0, target)
         };
         let local = self.trunk_local(Side::Outside, Some(index));
         let call_id = format!("{}@{}", self.rng.token(), msg::host(local.addr));
@@ -2692,18 +2724,18 @@ impl B2bua {
         leg.route_set = Vec::new();
         leg.invite_out = Some(ck.clone());
         c.trunk = Some(index);
+        c.server = server;
         c.next_trunks = candidates;
-        if c.next_trunks.is_empty() {
-            c.offer = None;
-        }
         c.initial_client = ck.clone();
         c.acks[side_index(Side::Outside)] = None;
         let server = c.initial_server.clone();
-        if let Some(n) = self.trunk_active.get_mut(from) {
-            *n = n.saturating_sub(1);
-        }
-        if let Some(n) = self.trunk_active.get_mut(index) {
-            *n += 1;
+        if index != from {
+            if let Some(n) = self.trunk_active.get_mut(from) {
+                *n = n.saturating_sub(1);
+            }
+            if let Some(n) = self.trunk_active.get_mut(index) {
+                *n += 1;
+            }
         }
         self.dialogs.remove(&old_dialog);
         self.dialogs.insert((call_id, tag), (call, Side::Outside));

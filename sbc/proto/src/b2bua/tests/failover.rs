@@ -211,3 +211,60 @@ fn trunks_marked_down_by_their_health_check_are_skipped() {
         Some("sip:15551234567@198.51.100.7:5090")
     );
 }
+
+#[test]
+fn a_trunks_other_servers_are_tried_before_the_next_trunk() {
+    const ALT: &str = "198.51.100.9:5090";
+    let mut sim = sim_with_two_trunks();
+    // The first trunk's DNS name gave two servers.
+    sim.sbc.set_trunk_targets(
+        0,
+        [CARRIER, ALT]
+            .map(|a| Target {
+                addr: addr(a),
+                transport: TransportKind::Udp,
+            })
+            .to_vec(),
+    );
+    sim.deliver(pbx(), &pbx_invite("z9hG4bKpbx1", Some(SDP_PBX)));
+    sim.take_pbx();
+    let first = sim.take_carrier().remove(0);
+    assert_eq!(
+        first.request_uri_str(),
+        Some("sip:15551234567@198.51.100.7:5090")
+    );
+    sim.deliver(
+        carrier(),
+        &carrier_response(&first, 503, "Service Unavailable", Some("t1"), None),
+    );
+    let out = sim.take_carrier();
+    let second = out.last().expect("INVITE to the trunk's second server");
+    assert_eq!(
+        second.request_uri_str(),
+        Some("sip:15551234567@198.51.100.9:5090")
+    );
+    assert!(!second.body().is_empty(), "the same offer");
+    assert_eq!(sim.sbc.trunk_calls(), &[1, 0], "still on the first trunk");
+    let from_alt = Peer {
+        addr: addr(ALT),
+        ..carrier()
+    };
+    sim.deliver(
+        from_alt,
+        &carrier_response(second, 503, "Service Unavailable", Some("t2"), None),
+    );
+    let out = sim.take_carrier();
+    let third = out.last().expect("INVITE to the next trunk");
+    assert_eq!(
+        third.request_uri_str(),
+        Some("sip:15551234567@198.51.100.8:5090")
+    );
+    assert_eq!(sim.sbc.trunk_calls(), &[0, 1]);
+    let moves: Vec<(usize, usize)> = std::iter::from_fn(|| sim.sbc.poll_event())
+        .filter_map(|e| match e {
+            Event::Failover { from, to, .. } => Some((from, to)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(moves, [(0, 0), (0, 1)]);
+}
