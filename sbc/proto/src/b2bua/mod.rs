@@ -20,8 +20,12 @@
 //! Timer B/C/F timeouts (408 to the caller, CANCEL to the callee); a missing ACK and media
 //! timeouts end the call with BYE on both legs.
 //!
-//! Not yet: reliable provisionals (PRACK; `100rel` is removed from Supported so peers do not
-//! use it), forking beyond the first early dialog, failover across trunks, 3xx recursion.
+//! Reliable provisionals (RFC 3262) are relayed with RSeq/RAck mapped. New calls are routed
+//! (`crate::routing`: routes by called number, inbound DID routes, per-trunk number and header
+//! rules, per-trunk admission) and fail over across a trunk's servers and then the route's
+//! trunks on timeout, 408 or 5xx.
+//!
+//! Not yet: forking beyond the first early dialog, 3xx recursion.
 
 mod config;
 mod ids;
