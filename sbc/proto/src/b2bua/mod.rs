@@ -3015,28 +3015,15 @@ impl B2bua {
             return;
         };
         let mut terminated = false;
-        loop {
-            let (data, event) = match &mut e.tx {
-                STx::Invite(t) => (t.poll_transmit(), t.poll_event()),
-                STx::NonInvite(t) => (t.poll_transmit(), t.poll_event()),
-            };
-            if data.is_none() && event.is_none() {
-                break;
-            }
-            if let Some(data) = data {
-                if self.resending.as_deref() == Some(key) {
-                    self.retransmissions_sent += 1;
-                }
-                self.transmits.push_back(Transmit { to: e.peer, data });
-            }
-            if event == Some(TxEvent::Terminated) {
-                terminated = true;
-            }
-        }
-        let deadline = match &e.tx {
-            STx::Invite(t) => t.poll_timeout(),
-            STx::NonInvite(t) => t.poll_timeout(),
-        };
+        let resend = self.resending.as_deref() == Some(key);
+        let deadline = drain(
+            &mut e.tx,
+            e.peer,
+            resend,
+            &mut self.retransmissions_sent,
+            &mut self.transmits,
+            |event| terminated |= event == TxEvent::Terminated,
+        );
         if let Some(at) = deadline {
             self.timers.insert((at, TimerRef::Server(key.to_owned())));
         }
@@ -3055,31 +3042,19 @@ impl B2bua {
         };
         let mut terminated = false;
         let mut failure = None;
-        loop {
-            let (data, event) = match &mut e.tx {
-                CTx::Invite(t) => (t.poll_transmit(), t.poll_event()),
-                CTx::NonInvite(t) => (t.poll_transmit(), t.poll_event()),
-            };
-            if data.is_none() && event.is_none() {
-                break;
-            }
-            if let Some(data) = data {
-                if self.resending.as_deref() == Some(key) {
-                    self.retransmissions_sent += 1;
-                }
-                self.transmits.push_back(Transmit { to: e.peer, data });
-            }
-            match event {
-                Some(TxEvent::Terminated) => terminated = true,
-                Some(TxEvent::TimedOut(t)) => failure = Some(Some(t)),
-                Some(TxEvent::TransportError) => failure = Some(None),
-                None => {}
-            }
-        }
-        let deadline = match &e.tx {
-            CTx::Invite(t) => t.poll_timeout(),
-            CTx::NonInvite(t) => t.poll_timeout(),
-        };
+        let resend = self.resending.as_deref() == Some(key);
+        let deadline = drain(
+            &mut e.tx,
+            e.peer,
+            resend,
+            &mut self.retransmissions_sent,
+            &mut self.transmits,
+            |event| match event {
+                TxEvent::Terminated => terminated = true,
+                TxEvent::TimedOut(t) => failure = Some(Some(t)),
+                TxEvent::TransportError => failure = Some(None),
+            },
+        );
         let (call, purpose, side) = (e.call, e.purpose.clone(), e.side);
         if let Some(at) = deadline {
             self.timers.insert((at, TimerRef::Client(key.to_owned())));
@@ -3328,6 +3303,69 @@ impl B2bua {
             }
         }
     }
+}
+
+/// The outputs every transaction machine has, whichever of the four it is.
+trait Machine {
+    fn poll_transmit(&mut self) -> Option<Bytes>;
+    fn poll_event(&mut self) -> Option<TxEvent>;
+    fn poll_timeout(&self) -> Option<Instant>;
+}
+
+macro_rules! machine_for {
+    ($ty:ident) => {
+        impl Machine for $ty {
+            fn poll_transmit(&mut self) -> Option<Bytes> {
+                match self {
+                    Self::Invite(t) => t.poll_transmit(),
+                    Self::NonInvite(t) => t.poll_transmit(),
+                }
+            }
+            fn poll_event(&mut self) -> Option<TxEvent> {
+                match self {
+                    Self::Invite(t) => t.poll_event(),
+                    Self::NonInvite(t) => t.poll_event(),
+                }
+            }
+            fn poll_timeout(&self) -> Option<Instant> {
+                match self {
+                    Self::Invite(t) => t.poll_timeout(),
+                    Self::NonInvite(t) => t.poll_timeout(),
+                }
+            }
+        }
+    };
+}
+machine_for!(STx);
+machine_for!(CTx);
+
+/// Moves everything `tx` has to send to `transmits` (toward `peer`; counted as retransmissions
+/// when `resend`), hands each of its events to `on_event`, and returns its next deadline.
+fn drain(
+    tx: &mut impl Machine,
+    peer: Peer,
+    resend: bool,
+    retransmissions_sent: &mut u64,
+    transmits: &mut VecDeque<Transmit>,
+    mut on_event: impl FnMut(TxEvent),
+) -> Option<Instant> {
+    loop {
+        let data = tx.poll_transmit();
+        let event = tx.poll_event();
+        if data.is_none() && event.is_none() {
+            break;
+        }
+        if let Some(data) = data {
+            if resend {
+                *retransmissions_sent += 1;
+            }
+            transmits.push_back(Transmit { to: peer, data });
+        }
+        if let Some(event) = event {
+            on_event(event);
+        }
+    }
+    tx.poll_timeout()
 }
 
 /// The call handle of standalone relays (MESSAGE outside a dialog); calls start at 1.
