@@ -580,8 +580,15 @@ fn trial_rtpengine(lab: &Lab, napi: &[u32], streams: usize, rate: u64) -> Result
             "--num-threads=1",
             "--port-min=10000",
             "--port-max=20000",
-            "--pidfile=none",
         ])
+        // rtpengine writes a pidfile; keep it out of the repository (it used to land at the
+        // root as `none`).
+        .arg(format!(
+            "--pidfile={}",
+            std::env::temp_dir()
+                .join(format!("sbc-bench-rtpengine-{}.pid", std::process::id()))
+                .display()
+        ))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
