@@ -1567,6 +1567,24 @@ mod tests {
     }
 
     #[test]
+    fn call_limits_and_caps_are_finite_by_default() {
+        let cfg = crate::config::parse(crate::config::SHIPPED_DEFAULT).expect("default config");
+        let b = b2bua_config(&cfg);
+        assert_eq!(b.limits.max_calls, Some(Limits::DEFAULT_MAX_CALLS));
+        assert_eq!(b.limits.max_cps, Some(Limits::DEFAULT_MAX_CPS));
+        for t in &b.trunks {
+            assert_eq!(t.limits.max_calls, Some(Limits::DEFAULT_TRUNK_MAX_CALLS));
+            assert_eq!(t.limits.max_cps, Some(Limits::DEFAULT_TRUNK_MAX_CPS));
+        }
+        assert_eq!(b.caps.max_transactions, 20_000);
+        assert_eq!(b.caps.max_stored_bytes, 64 << 20);
+        // Without a [limits] section at all: the same.
+        let mut bare = cfg.clone();
+        bare.limits = crate::config::Limits::default();
+        assert_eq!(b2bua_config(&bare).limits, b.limits);
+    }
+
+    #[test]
     fn pbx_auth_realm_defaults_to_the_inside_address() {
         let mut cfg = crate::config::parse(crate::config::SHIPPED_DEFAULT).expect("default config");
         cfg.pbx.username = Some("pbx".into());

@@ -182,6 +182,9 @@ fn a_finished_calls_timers_are_pruned_at_once() {
     cfg.max_call_duration = Some(Duration::from_secs(3600));
     sim.sbc.set_config(cfg);
     let invite = establish_outbound(&mut sim);
+    // The 2xx retransmission timer has run: the call's next deadline is its end in an hour.
+    sim.advance(Duration::from_secs(2));
+    assert!(sim.sbc.poll_timeout().is_some());
     sim.deliver(
         carrier(),
         &format!(
