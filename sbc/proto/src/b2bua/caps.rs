@@ -7,7 +7,8 @@
 //! allowed peer would otherwise grow both without bound. What happens at the caps:
 //!
 //! - A new call (INVITE without To tag) is refused once either count reaches 7/8 of its cap:
-//!   503 with Retry-After, answered statelessly (nothing is kept for it), counted as
+//!   503 with Retry-After, answered statelessly (nothing is kept for it; calls refused by the
+//!   admission limits are answered the same way), counted as
 //!   [`Event::AdmissionRejected`] with limit `max_transactions` or `max_stored_bytes`. The
 //!   last eighth stays for requests inside calls already up, so a flood of new calls cannot
 //!   keep a BYE from ending a call.
@@ -162,8 +163,14 @@ impl B2bua {
             from: peer.side,
             limit: full.label(),
         });
-        // Stateless (RFC 3261 §8.2.6 allows it; nothing is kept, so a flood of these costs
-        // no memory): a retransmitted INVITE simply gets another 503.
+        self.refuse_statelessly(peer, msg);
+        true
+    }
+
+    /// Answers a new call with 503 + Retry-After without keeping anything (RFC 3261 §8.2.6
+    /// allows a stateless answer): a flood of refused INVITEs costs no memory. A retransmitted
+    /// INVITE (the 503 was lost) is judged again like a new one; its ACK is a stray ACK.
+    pub(super) fn refuse_statelessly(&mut self, peer: Peer, msg: &Message) {
         let tag = self.rng.token();
         let retry = self.cfg.retry_after_s.to_string();
         let data = msg::response(
@@ -183,7 +190,6 @@ impl B2bua {
             &mut self.buf,
         );
         self.transmits.push_back(Transmit { to: peer, data });
-        true
     }
 
     /// Re-counts the bytes call `id` holds outside its transactions.

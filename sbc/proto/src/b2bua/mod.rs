@@ -816,30 +816,26 @@ impl B2bua {
                     self.reject(now, peer, key, msg, 482, "Loop Detected", media);
                     return;
                 }
-                let plan = match self.admit(now) {
+                // The trunk's limits before the global rate: calls a trunk refuses do not use
+                // up the rate every other trunk's calls need.
+                let plan = match self.admit_calls() {
                     Some(limit) => Err(Refusal::Limit(limit)),
-                    None => self.plan(now, &peer, &msg),
+                    None => self.plan(now, &peer, &msg).and_then(|plan| {
+                        self.admit_rate(now)
+                            .map_or(Ok(plan), |l| Err(Refusal::Limit(l)))
+                    }),
                 };
                 match plan {
                     Ok(plan) => self.new_call(now, peer, key, msg, merged, plan, media),
                     Err(Refusal::Limit(limit)) => {
                         // RFC 3261 §21.5.4: 503 with Retry-After; the caller may try again
                         // later (a PBX typically fails over to another route meanwhile).
-                        let retry = self.cfg.retry_after_s.to_string();
+                        // Stateless (`caps.rs`): a flood of refused calls holds nothing.
                         self.events.push_back(Event::AdmissionRejected {
                             from: peer.side,
                             limit,
                         });
-                        self.reject_with(
-                            now,
-                            peer,
-                            key,
-                            msg,
-                            503,
-                            "Service Unavailable",
-                            &[("Retry-After", &retry)],
-                            media,
-                        );
+                        self.refuse_statelessly(peer, &msg);
                     }
                     Err(Refusal::NoRoute) => {
                         self.events.push_back(Event::NoRoute);
@@ -950,17 +946,23 @@ impl B2bua {
         self.after_server(now, &key, media);
     }
 
-    /// Global call admission control for a new call: the limit it would exceed, if any.
-    /// Concurrency is checked before rate, so a refused call does not use up a CPS token.
-    fn admit(&mut self, now: Instant) -> Option<&'static str> {
+    /// Global concurrency limit for a new call, checked first (so a refused call does not
+    /// use up a CPS token).
+    fn admit_calls(&self) -> Option<&'static str> {
         let active = u32::try_from(self.calls.len()).unwrap_or(u32::MAX);
-        if self.cfg.limits.max_calls.is_some_and(|m| active >= m) {
-            return Some("max_calls");
-        }
-        if self.cps.as_mut().is_some_and(|b| !b.try_take(now)) {
-            return Some("max_cps");
-        }
-        None
+        self.cfg
+            .limits
+            .max_calls
+            .is_some_and(|m| active >= m)
+            .then_some("max_calls")
+    }
+
+    /// Global rate limit for a new call, checked last (after the trunk's limits).
+    fn admit_rate(&mut self, now: Instant) -> Option<&'static str> {
+        self.cps
+            .as_mut()
+            .is_some_and(|b| !b.try_take(now))
+            .then_some("max_cps")
     }
 
     /// Admission on trunk `t`: the limit a new call on it would exceed, if any (a CPS token

@@ -222,3 +222,78 @@ Content-Length: 0
     assert_eq!(sim.sbc.stats(), Stats::default(), "nothing armed or held");
     assert_eq!(sim.sbc.poll_timeout(), None);
 }
+
+#[test]
+fn a_flood_its_trunk_refuses_holds_no_state_and_leaves_the_global_rate_to_others() {
+    use crate::{
+        limit::CallLimits,
+        routing::{NumberMatch, OutboundRoute},
+    };
+    const OTHER: &str = "198.51.100.8:5090";
+    let mut sim = Sim::new();
+    let mut cfg = config();
+    cfg.limits = CallLimits {
+        max_calls: Some(1000),
+        max_cps: Some(10),
+    };
+    cfg.trunks[0].limits = CallLimits {
+        max_calls: Some(1000),
+        max_cps: Some(2),
+    };
+    cfg.trunks.push(TrunkConfig::new(
+        "other",
+        Target {
+            addr: addr(OTHER),
+            transport: TransportKind::Udp,
+        },
+    ));
+    cfg.routes = vec![OutboundRoute {
+        name: "all".into(),
+        matcher: NumberMatch::Prefix(String::new()),
+        trunks: vec![0],
+        weights: None,
+    }];
+    sim.sbc.set_config(cfg);
+
+    // 1,000 INVITEs within one second from the PBX: its trunk takes two.
+    let mut refused = 0;
+    for i in 0..1000 {
+        sim.deliver(pbx(), &invite(i, None));
+        refused += sim.take_pbx().iter().filter(|m| status(m) == 503).count();
+    }
+    let _ = sim.take_carrier();
+    assert_eq!(refused, 998);
+    let s = sim.sbc.stats();
+    assert_eq!(s.calls, 2);
+    assert_eq!(
+        (s.server_transactions, s.client_transactions),
+        (2, 2),
+        "refusals keep no transaction"
+    );
+    // Within the same second, the other trunk's calls still find the global rate free.
+    let other = Peer {
+        addr: addr(OTHER),
+        ..carrier()
+    };
+    for i in 0..5 {
+        let inv = with_body(
+            &format!(
+                "INVITE sip:5557654321@203.0.113.1:5080 SIP/2.0
+Via: SIP/2.0/UDP {OTHER};branch=z9hG4bKother{i};rport
+Max-Forwards: 68
+From: <sip:+15550009999@198.51.100.8>;tag=o{i}
+To: <sip:5557654321@203.0.113.1>
+Call-ID: other-{i}
+CSeq: 1 INVITE
+Contact: <sip:gw@198.51.100.8:5090>
+"
+            ),
+            SDP_CARRIER,
+        );
+        sim.deliver(other, &inv);
+        let answers: Vec<u16> = sim.take_carrier().iter().map(status).collect();
+        assert_eq!(answers, vec![100], "call {i} from the other trunk admitted");
+        assert_eq!(sim.take_pbx().len(), 1, "and sent to the PBX");
+    }
+    sim.assert_clean();
+}
