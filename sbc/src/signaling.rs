@@ -89,6 +89,8 @@ pub struct CallMetrics {
     /// Digest authentication of the PBX's new requests, by result (`challenged`, `accepted`,
     /// `failed`, `stale`).
     pub pbx_auth: IntCounterVec,
+    /// Bodies and SDP stopped at the border (415, 488 or dropped), by reason.
+    pub border_refusals: IntCounterVec,
 }
 
 impl CallMetrics {
@@ -285,6 +287,15 @@ impl CallMetrics {
         for r in ["challenged", "accepted", "failed", "stale"] {
             pbx_auth.with_label_values(&[r]);
         }
+        let border_refusals = IntCounterVec::new(
+            Opts::new(
+                "sbc_border_refusals_total",
+                "Bodies and SDP stopped at the border (topology hiding, SDP address checks), \
+                 by reason.",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(border_refusals.clone()))?;
         Ok(Self {
             started,
             ended,
@@ -309,6 +320,7 @@ impl CallMetrics {
             no_route,
             health,
             pbx_auth,
+            border_refusals,
         })
     }
 }
@@ -547,6 +559,29 @@ pub fn b2bua_config(c: &Config) -> B2buaConfig {
         pass_headers: B2buaConfig::default_pass_headers(),
         max_call_duration: None,
         pbx_auth: pbx_auth_config(c, inside.addr),
+        sdp: sdp_policy(c),
+    }
+}
+
+/// The SBC's own addresses (every SIP listener, advertised and media address), which SDP may
+/// not name: media sent there would loop through the relay or hit the SBC's own services.
+fn sdp_policy(c: &Config) -> sbc_proto::sdp::SdpPolicy {
+    let mut own = Vec::new();
+    for s in [&c.inside, &c.outside] {
+        let listeners = s.udp.iter().chain(&s.tcp).chain(&s.tls).map(SocketAddr::ip);
+        for ip in listeners
+            .chain(std::iter::once(s.media_address))
+            .chain(s.advertised_address)
+        {
+            // A wildcard bind names no address of its own; 0.0.0.0 in SDP is a hold anyway.
+            if !ip.is_unspecified() && !own.contains(&ip) {
+                own.push(ip);
+            }
+        }
+    }
+    sbc_proto::sdp::SdpPolicy {
+        own_addresses: own,
+        ..sbc_proto::sdp::SdpPolicy::default()
     }
 }
 
@@ -1354,6 +1389,9 @@ pub async fn run(
                     calls.pbx_auth.with_label_values(&[result.as_str()]).inc();
                 }
                 Event::NoRoute => calls.no_route.inc(),
+                Event::BorderRefusal { reason } => {
+                    calls.border_refusals.with_label_values(&[reason]).inc();
+                }
                 Event::Dropped { reason } => {
                     metrics
                         .sip_dropped

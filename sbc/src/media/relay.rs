@@ -68,7 +68,9 @@ impl PeerState {
     pub fn set_desc(&mut self, desc: &StreamDesc) -> bool {
         self.mux = desc.rtcp_mux;
         self.direction = desc.direction;
-        if desc.rtp_port == 0 {
+        // 0.0.0.0/:: is a hold (RFC 3264 §8.4), not a destination: the kernel would deliver
+        // there to the SBC host itself. Media goes to the peer only once it latches.
+        if desc.rtp_port == 0 || desc.addr.is_unspecified() {
             let a = self.latch[0].set_sdp(None);
             let b = self.latch[1].set_sdp(None);
             return a || b;

@@ -131,6 +131,8 @@ pub struct B2buaConfig {
     pub max_call_duration: Option<Duration>,
     /// Digest authentication required of the PBX's new requests (None: the ACL alone).
     pub pbx_auth: Option<super::PbxAuthConfig>,
+    /// What of SDP crosses, and the SBC's own addresses (refused as SDP targets).
+    pub sdp: crate::sdp::SdpPolicy,
 }
 
 impl B2buaConfig {

@@ -67,6 +67,10 @@ fn config() -> B2buaConfig {
         pass_headers: B2buaConfig::default_pass_headers(),
         max_call_duration: None,
         pbx_auth: None,
+        sdp: crate::sdp::SdpPolicy {
+            own_addresses: vec![addr("10.0.0.1:0").ip(), addr("203.0.113.1:0").ip()],
+            ..crate::sdp::SdpPolicy::default()
+        },
     }
 }
 
@@ -1299,6 +1303,7 @@ fn first_provisional_is_reported_once_between_start_and_answer() {
             Event::Failover { .. } => "failover",
             Event::PbxAuth { .. } => "pbx_auth",
             Event::NoRoute => "no_route",
+            Event::BorderRefusal { .. } => "border",
             Event::Dropped { .. } => "dropped",
         })
         .collect();
@@ -1376,6 +1381,7 @@ hello",
 
 mod admission;
 mod auth;
+mod border;
 mod failover;
 mod pbx_auth;
 mod routing;

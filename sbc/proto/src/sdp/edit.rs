@@ -4,6 +4,7 @@ use std::io::Write as _;
 
 use super::error::SdpError;
 use super::parse::{Direction, Sdp};
+use super::policy::{Level, SdpPolicy};
 
 /// Which part of the SDP an edit applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +138,44 @@ impl<'s, 'a> SdpEditor<'s, 'a> {
                 b's' => self.replace[i] = Some(Some("s=-".to_owned())),
                 b'i' | b'u' | b'e' | b'p' => self.replace[i] = Some(None),
                 _ => {}
+            }
+        }
+        self
+    }
+
+    /// Topology hiding for every line: drops each line `policy` does not allow at its level,
+    /// and a second `c=` of a section or a second `a=rtcp` of a media section (only the first
+    /// of each is rewritten to the relay's address, so another would cross as the peer wrote
+    /// it). Edits made afterwards (addresses, ports, direction) replace the kept lines.
+    pub fn apply_policy(&mut self, policy: &SdpPolicy) -> &mut Self {
+        let first_media = self
+            .sdp
+            .media_starts
+            .first()
+            .copied()
+            .unwrap_or(self.sdp.lines.len());
+        let (mut seen_c, mut seen_rtcp) = (false, false);
+        for (i, line) in self.sdp.lines.iter().enumerate() {
+            if line.kind == b'm' {
+                (seen_c, seen_rtcp) = (false, false);
+            }
+            let level = if i < first_media {
+                Level::Session
+            } else {
+                Level::Media
+            };
+            let duplicate = match line.kind {
+                b'c' => std::mem::replace(&mut seen_c, true),
+                b'a' if line
+                    .attribute()
+                    .is_some_and(|(n, _)| n.eq_ignore_ascii_case("rtcp")) =>
+                {
+                    std::mem::replace(&mut seen_rtcp, true)
+                }
+                _ => false,
+            };
+            if duplicate || !policy.allows(line, level) {
+                self.replace[i] = Some(None);
             }
         }
         self
