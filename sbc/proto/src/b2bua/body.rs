@@ -234,10 +234,7 @@ Content-Length: {}\r\n\r\n{body}",
             "Content-Type: multipart/mixed;boundary=\"b1\"\r\n",
             &body,
         );
-        assert_eq!(
-            classify(&m, &Method::Invite),
-            Ok(Body::Sdp(SDP.as_bytes()))
-        );
+        assert_eq!(classify(&m, &Method::Invite), Ok(Body::Sdp(SDP.as_bytes())));
         let no_sdp = "--b1\r\nContent-Type: application/isup\r\n\r\nx\r\n--b1--\r\n";
         let m = request(
             "INVITE",
@@ -301,6 +298,9 @@ Content-Length: {}\r\n\r\n{body}",
         );
         let m = request("BYE", "Content-Type: text/plain\r\n", "x");
         assert_eq!(classify(&m, &Method::Bye), Err(BodyRefusal::Type));
-        assert_eq!(classify(&request("BYE", "", ""), &Method::Bye), Ok(Body::Empty));
+        assert_eq!(
+            classify(&request("BYE", "", ""), &Method::Bye),
+            Ok(Body::Empty)
+        );
     }
 }

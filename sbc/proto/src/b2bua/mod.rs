@@ -2107,7 +2107,8 @@ impl B2bua {
                     Err(e) => Err(e.status_code()),
                 },
                 (_, Err(p)) => {
-                    self.events.push_back(Event::BorderRefusal { reason: p.as_str() });
+                    self.events
+                        .push_back(Event::BorderRefusal { reason: p.as_str() });
                     Err(488)
                 }
             };
@@ -2586,8 +2587,8 @@ impl B2bua {
         }
         let e = self.server.get(key)?;
         // The standard phrase: the peer's own can name its systems.
-        let reason = crate::sip::StatusCode::new(status)
-            .map_or("", crate::sip::StatusCode::standard_phrase);
+        let reason =
+            crate::sip::StatusCode::new(status).map_or("", crate::sip::StatusCode::standard_phrase);
         let local = self
             .calls
             .get(&call)

@@ -213,8 +213,11 @@ fn dialable(user: &str) -> Option<String> {
         .filter(|c| !matches!(c, '-' | '.' | '(' | ')'))
         .collect();
     let digits = number.strip_prefix('+').unwrap_or(&number);
-    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit() || b == b'*' || b == b'#'))
-        .then_some(number)
+    (!digits.is_empty()
+        && digits
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#'))
+    .then_some(number)
 }
 
 /// Everything needed to write a request on one leg.

@@ -245,7 +245,15 @@ mod tests {
         }];
         let mut origin = Origin::new(99);
         let mut out = Vec::new();
-        rewrite(OFFER, &relays, Side::Outside, &mut origin, &SdpPolicy::default(), &mut out).expect("rewrite");
+        rewrite(
+            OFFER,
+            &relays,
+            Side::Outside,
+            &mut origin,
+            &SdpPolicy::default(),
+            &mut out,
+        )
+        .expect("rewrite");
         let text = String::from_utf8(out.clone()).expect("utf8");
         assert!(
             !text.contains("192.168.1.10") && !text.contains("1234") && !text.contains("pbx"),
@@ -256,7 +264,15 @@ mod tests {
         assert!(text.contains("m=audio 10002 RTP/AVP 0 8\r\n"));
         assert!(text.contains("a=rtcp:10003 IN IP4 203.0.113.5\r\n"));
         // Same source version: same origin version; a new source version bumps ours.
-        rewrite(OFFER, &relays, Side::Outside, &mut origin, &SdpPolicy::default(), &mut out).expect("rewrite");
+        rewrite(
+            OFFER,
+            &relays,
+            Side::Outside,
+            &mut origin,
+            &SdpPolicy::default(),
+            &mut out,
+        )
+        .expect("rewrite");
         assert!(String::from_utf8_lossy(&out).contains("o=sbc 99 1 "));
         let changed = String::from_utf8_lossy(OFFER).replace("1234 7", "1234 8");
         rewrite(

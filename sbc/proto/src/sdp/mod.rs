@@ -12,8 +12,8 @@ mod policy;
 
 pub use edit::{SdpEditor, Section};
 pub use error::SdpError;
+pub use parse::{Connection, Direction, Media, MediaDesc, Origin, Rtcp, RtpMap, Sdp, SdpLine};
 pub use policy::{
     AddressRefusal, AddressUse, BANDWIDTH_TYPES, Level, MEDIA_ATTRIBUTES, SESSION_ATTRIBUTES,
     SdpPolicy,
 };
-pub use parse::{Connection, Direction, Media, MediaDesc, Origin, Rtcp, RtpMap, Sdp, SdpLine};

@@ -148,8 +148,19 @@ fn sdp_topology_probes_never_reach_the_carrier() {
     assert_eq!(hdr(&inv, HeaderName::ContentType), "application/sdp");
     let body = body_text(&inv);
     for gone in [
-        "i=", "u=", "e=", "p=", "k=", "b=X", "a=tool", "a=X-", "a=candidate", "a=ssrc",
-        "a=crypto", "T38VendorInfo", "PBX",
+        "i=",
+        "u=",
+        "e=",
+        "p=",
+        "k=",
+        "b=X",
+        "a=tool",
+        "a=X-",
+        "a=candidate",
+        "a=ssrc",
+        "a=crypto",
+        "T38VendorInfo",
+        "PBX",
     ] {
         assert!(!body.contains(gone), "{gone} crossed:\n{body}");
     }
@@ -179,7 +190,10 @@ fn sdp_topology_probes_never_reach_the_pbx() {
         .replace("pbx.lan", "Carrier-Switch-3");
     let to_pbx = inbound(&mut sim, &carrier_probes);
     let body = body_text(&to_pbx);
-    assert!(!body.contains("a=candidate") && !body.contains("a=tool"), "{body}");
+    assert!(
+        !body.contains("a=candidate") && !body.contains("a=tool"),
+        "{body}"
+    );
     assert!(body.contains("c=IN IP4 10.0.0.1\n"), "{body}");
 }
 
@@ -199,7 +213,10 @@ Content-Disposition: session\r\n\r\n{sdp}\r\n--sep--\r\n"
     let inv = sim.take_carrier().remove(0);
     assert_eq!(hdr(&inv, HeaderName::ContentType), "application/sdp");
     let text = body_text(&inv);
-    assert!(text.starts_with("v=0\n") && text.contains("c=IN IP4 203.0.113.1\n"), "{text}");
+    assert!(
+        text.starts_with("v=0\n") && text.contains("c=IN IP4 203.0.113.1\n"),
+        "{text}"
+    );
     assert!(!text.contains("--sep") && !text.contains("route"), "{text}");
     assert_eq!(sim.media.sessions.len(), 1, "the SDP part was anchored");
 }
@@ -245,16 +262,29 @@ fn in_dialog_bodies_follow_the_method_allowlist() {
         ),
     );
     let info = sim.take_pbx().remove(0);
-    assert_eq!(hdr(&info, HeaderName::ContentType), "application/dtmf-relay");
+    assert_eq!(
+        hdr(&info, HeaderName::ContentType),
+        "application/dtmf-relay"
+    );
     assert_eq!(body_text(&info), "Signal=5\nDuration=160\n");
     // SDP in INFO (no offer/answer there) and unknown types do not.
     for (cseq, ct, body) in [
         (8, "application/sdp", SDP_CARRIER),
-        (9, "application/x-switch-debug", "Carrier-Switch-3 node 198.51.100.9"),
+        (
+            9,
+            "application/x-switch-debug",
+            "Carrier-Switch-3 node 198.51.100.9",
+        ),
     ] {
         sim.deliver(
             carrier(),
-            &carrier_in_dialog(&invite, "INFO", cseq, &format!("Content-Type: {ct}\n"), body),
+            &carrier_in_dialog(
+                &invite,
+                "INFO",
+                cseq,
+                &format!("Content-Type: {ct}\n"),
+                body,
+            ),
         );
         assert!(sim.take_pbx().is_empty(), "{ct} relayed");
         let r = sim.take_carrier();
@@ -282,7 +312,11 @@ fn in_dialog_bodies_follow_the_method_allowlist() {
         ["body_type", "body_type"],
         "each refusal counted"
     );
-    assert_eq!(sim.sbc.stats().calls, 1, "refused bodies do not end the call");
+    assert_eq!(
+        sim.sbc.stats().calls,
+        1,
+        "refused bodies do not end the call"
+    );
 }
 
 #[test]
@@ -391,7 +425,13 @@ fn reoffer_to_a_refused_address_gets_488_and_the_call_stays() {
         .replace("777 1", "777 2");
     sim.deliver(
         carrier(),
-        &carrier_in_dialog(&invite, "INVITE", 5, "Content-Type: application/sdp\n", &sdp),
+        &carrier_in_dialog(
+            &invite,
+            "INVITE",
+            5,
+            "Content-Type: application/sdp\n",
+            &sdp,
+        ),
     );
     assert!(sim.take_pbx().is_empty());
     assert_eq!(
