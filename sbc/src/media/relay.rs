@@ -207,3 +207,21 @@ pub(crate) fn bind(addr: IpAddr, port: u16) -> io::Result<std::net::UdpSocket> {
     s.bind(&SocketAddr::new(addr, port).into())?;
     Ok(s.into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unspecified_sdp_address_is_no_destination() {
+        for held in ["0.0.0.0", "::"] {
+            let mut p = PeerState::default();
+            p.set_desc(&StreamDesc::new(held.parse().expect("literal"), 40_000));
+            assert_eq!(p.latch[0].target(), None, "{held}: never sent to");
+            assert_eq!(p.latch[1].target(), None, "{held}: RTCP neither");
+        }
+        let mut p = PeerState::default();
+        p.set_desc(&StreamDesc::new("192.0.2.1".parse().expect("literal"), 40_000));
+        assert_eq!(p.latch[0].target().map(|a| a.port()), Some(40_000));
+    }
+}
