@@ -221,7 +221,10 @@ mod tests {
             assert_eq!(p.latch[1].target(), None, "{held}: RTCP neither");
         }
         let mut p = PeerState::default();
-        p.set_desc(&StreamDesc::new("192.0.2.1".parse().expect("literal"), 40_000));
+        p.set_desc(&StreamDesc::new(
+            "192.0.2.1".parse().expect("literal"),
+            40_000,
+        ));
         assert_eq!(p.latch[0].target().map(|a| a.port()), Some(40_000));
     }
 }
