@@ -2,7 +2,8 @@
 //! (PBX ⇄ SBC) and the outside leg (SBC ⇄ carrier) — each with its own Call-ID, tags, CSeq
 //! space, branches, Contact and route set. Nothing crosses from one leg to the other except what
 //! policy passes (the header allowlist, the called/calling user parts, the SDP with the relay's
-//! addresses).
+//! addresses and only allowlisted lines, allowlisted body types; `body.rs`, `sdp.rs`,
+//! `border.rs`, docs/design.md "Topology hiding").
 //!
 //! Sans-I/O like the rest of the core: feed [`B2bua::handle_message`] with parsed messages and
 //! the time, [`B2bua::handle_timeout`] when [`B2bua::poll_timeout`] is due, then drain

@@ -391,6 +391,26 @@ m=video 0 RTP/AVP 31\r\n"
     }
 
     #[test]
+    fn policy_drops_disallowed_and_duplicate_lines() {
+        let body = b"v=0\r\no=- 1 1 IN IP4 10.0.0.10\r\ns=-\r\ni=secret\r\nc=IN IP4 10.0.0.10\r\n\
+t=0 0\r\nm=audio 4000 RTP/AVP 0\r\nc=IN IP4 10.0.0.10\r\nc=IN IP4 10.0.0.11\r\n\
+a=rtcp:4001 IN IP4 10.0.0.10\r\na=rtcp:4003 IN IP4 10.0.0.12\r\na=tool:x\r\na=ptime:20\r\n\
+m=audio 4100 RTP/AVP 0\r\nc=IN IP4 10.0.0.13\r\na=rtcp:4101\r\n";
+        let sdp = Sdp::parse(body).expect("valid");
+        let mut out = Vec::new();
+        SdpEditor::new(&sdp)
+            .apply_policy(&crate::sdp::SdpPolicy::default())
+            .write(&mut out);
+        assert_eq!(
+            String::from_utf8(out).expect("utf8"),
+            "v=0\r\no=- 1 1 IN IP4 10.0.0.10\r\ns=-\r\nc=IN IP4 10.0.0.10\r\nt=0 0\r\n\
+m=audio 4000 RTP/AVP 0\r\nc=IN IP4 10.0.0.10\r\na=rtcp:4001 IN IP4 10.0.0.10\r\na=ptime:20\r\n\
+m=audio 4100 RTP/AVP 0\r\nc=IN IP4 10.0.0.13\r\na=rtcp:4101\r\n",
+            "the first c= and a=rtcp of each section stay (to be rewritten), the rest go"
+        );
+    }
+
+    #[test]
     fn media_connection_is_added_and_errors_are_typed() {
         let sdp = Sdp::parse(OFFER).expect("valid");
         let mut e = SdpEditor::new(&sdp);
