@@ -94,6 +94,8 @@ pub struct CallMetrics {
     pub peer_mismatch: IntCounterVec,
     /// Bytes of SIP messages the call layer holds (capped by `[limits] max_stored_mib`).
     pub stored_bytes: IntGauge,
+    /// Bodies and SDP stopped at the border (415, 488 or dropped), by reason.
+    pub border_refusals: IntCounterVec,
 }
 
 impl CallMetrics {
@@ -320,6 +322,15 @@ impl CallMetrics {
             "Bytes of SIP messages held by the call layer (retransmission and matching).",
         )?;
         registry.register(Box::new(stored_bytes.clone()))?;
+        let border_refusals = IntCounterVec::new(
+            Opts::new(
+                "sbc_border_refusals_total",
+                "Bodies and SDP stopped at the border (topology hiding, SDP address checks), \
+                 by reason.",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(border_refusals.clone()))?;
         Ok(Self {
             started,
             ended,
@@ -346,6 +357,7 @@ impl CallMetrics {
             pbx_auth,
             peer_mismatch,
             stored_bytes,
+            border_refusals,
         })
     }
 }
@@ -590,6 +602,29 @@ pub fn b2bua_config(c: &Config) -> B2buaConfig {
                 .unwrap_or(usize::MAX)
                 .saturating_mul(1 << 20),
         },
+        sdp: sdp_policy(c),
+    }
+}
+
+/// The SBC's own addresses (every SIP listener, advertised and media address), which SDP may
+/// not name: media sent there would loop through the relay or hit the SBC's own services.
+fn sdp_policy(c: &Config) -> sbc_proto::sdp::SdpPolicy {
+    let mut own = Vec::new();
+    for s in [&c.inside, &c.outside] {
+        let listeners = s.udp.iter().chain(&s.tcp).chain(&s.tls).map(SocketAddr::ip);
+        for ip in listeners
+            .chain(std::iter::once(s.media_address))
+            .chain(s.advertised_address)
+        {
+            // A wildcard bind names no address of its own; 0.0.0.0 in SDP is a hold anyway.
+            if !ip.is_unspecified() && !own.contains(&ip) {
+                own.push(ip);
+            }
+        }
+    }
+    sbc_proto::sdp::SdpPolicy {
+        own_addresses: own,
+        ..sbc_proto::sdp::SdpPolicy::default()
     }
 }
 
@@ -1402,6 +1437,9 @@ pub async fn run(
                         .peer_mismatch
                         .with_label_values(&[side.as_str(), kind.as_str()])
                         .inc();
+                }
+                Event::BorderRefusal { reason } => {
+                    calls.border_refusals.with_label_values(&[reason]).inc();
                 }
                 Event::Dropped { reason } => {
                     metrics

@@ -68,7 +68,9 @@ impl PeerState {
     pub fn set_desc(&mut self, desc: &StreamDesc) -> bool {
         self.mux = desc.rtcp_mux;
         self.direction = desc.direction;
-        if desc.rtp_port == 0 {
+        // 0.0.0.0/:: is a hold (RFC 3264 §8.4), not a destination: the kernel would deliver
+        // there to the SBC host itself. Media goes to the peer only once it latches.
+        if desc.rtp_port == 0 || desc.addr.is_unspecified() {
             let a = self.latch[0].set_sdp(None);
             let b = self.latch[1].set_sdp(None);
             return a || b;
@@ -204,4 +206,25 @@ pub(crate) fn bind(addr: IpAddr, port: u16) -> io::Result<std::net::UdpSocket> {
     s.set_nonblocking(true)?;
     s.bind(&SocketAddr::new(addr, port).into())?;
     Ok(s.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unspecified_sdp_address_is_no_destination() {
+        for held in ["0.0.0.0", "::"] {
+            let mut p = PeerState::default();
+            p.set_desc(&StreamDesc::new(held.parse().expect("literal"), 40_000));
+            assert_eq!(p.latch[0].target(), None, "{held}: never sent to");
+            assert_eq!(p.latch[1].target(), None, "{held}: RTCP neither");
+        }
+        let mut p = PeerState::default();
+        p.set_desc(&StreamDesc::new(
+            "192.0.2.1".parse().expect("literal"),
+            40_000,
+        ));
+        assert_eq!(p.latch[0].target().map(|a| a.port()), Some(40_000));
+    }
 }

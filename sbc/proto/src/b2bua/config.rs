@@ -133,6 +133,8 @@ pub struct B2buaConfig {
     pub pbx_auth: Option<super::PbxAuthConfig>,
     /// Hard caps on transactions and stored message bytes (`caps.rs`).
     pub caps: super::Caps,
+    /// What of SDP crosses, and the SBC's own addresses (refused as SDP targets).
+    pub sdp: crate::sdp::SdpPolicy,
 }
 
 impl B2buaConfig {

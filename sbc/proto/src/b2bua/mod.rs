@@ -2,7 +2,8 @@
 //! (PBX ⇄ SBC) and the outside leg (SBC ⇄ carrier) — each with its own Call-ID, tags, CSeq
 //! space, branches, Contact and route set. Nothing crosses from one leg to the other except what
 //! policy passes (the header allowlist, the called/calling user parts, the SDP with the relay's
-//! addresses).
+//! addresses and only allowlisted lines, allowlisted body types; `body.rs`, `sdp.rs`,
+//! `border.rs`, docs/design.md "Topology hiding").
 //!
 //! Sans-I/O like the rest of the core: feed [`B2bua::handle_message`] with parsed messages and
 //! the time, [`B2bua::handle_timeout`] when [`B2bua::poll_timeout`] is due, then drain
@@ -28,6 +29,8 @@
 //! Not yet: forking beyond the first early dialog, 3xx recursion.
 
 mod caps;
+mod body;
+mod border;
 mod config;
 mod ids;
 mod msg;
@@ -175,6 +178,12 @@ pub enum Event {
         side: Side,
         /// What did not match.
         kind: PeerMismatch,
+    },
+    /// Something stopped at the border (topology hiding, SDP address validation): a body type
+    /// refused (415) or dropped, or SDP that cannot be anchored (488). See `body.rs`, `sdp.rs`.
+    BorderRefusal {
+        /// Why (bounded set, usable as a metric label): `body_*` or `sdp_*`.
+        reason: &'static str,
     },
     /// A message was dropped without an answer.
     Dropped {
@@ -529,7 +538,6 @@ pub struct B2bua {
     /// Digest authentication of the PBX: nonce key, replay and failure state.
     pbx_auth: pbx_auth::PbxAuthState,
     buf: Vec<u8>,
-    sdp_buf: Vec<u8>,
 }
 
 impl B2bua {
@@ -565,7 +573,6 @@ impl B2bua {
             last_nonce: None,
             pbx_auth: pbx_auth::PbxAuthState::default(),
             buf: Vec::with_capacity(2048),
-            sdp_buf: Vec::with_capacity(1024),
         }
     }
 
@@ -1129,6 +1136,14 @@ impl B2bua {
         let Some(method) = msg.method().cloned() else {
             return;
         };
+        let (content_type, body) = match body::classify(&msg, &method) {
+            Ok(body::Body::Other { content_type, body }) => (Some(content_type), body.into_owned()),
+            Ok(_) => (None, Vec::new()),
+            Err(r) => {
+                self.refuse_new_body(now, peer, key, msg, r, media);
+                return;
+            }
+        };
         let Some(user) = request_user(&msg) else {
             self.reject(now, peer, key, msg, 404, "Not Found", media);
             return;
@@ -1155,7 +1170,6 @@ impl B2bua {
         let to = format!("<sip:{user}@{target_hp}>");
         let call_id = format!("{}@{}", self.rng.token(), msg::host(local.addr));
         let branch = self.rng.branch();
-        let content_type = msg::first_value(msg.headers(), HeaderName::ContentType);
         let req = msg::request(
             &RequestSpec {
                 method: &method,
@@ -1170,8 +1184,8 @@ impl B2bua {
                 cseq: 1,
                 contact: false,
                 user_agent: &self.cfg.user_agent,
-                content_type,
-                body: msg.body(),
+                content_type: content_type.as_deref(),
+                body: &body,
                 extra: &[],
                 shaping: None,
             },
@@ -1340,14 +1354,22 @@ impl B2bua {
         }
         let target = plan.target;
         let local_to = self.trunk_local(to, plan.trunk);
-        let body = msg.body();
-        let has_sdp = !body.is_empty() && is_sdp(&msg);
+        let body = match body::classify(&msg, &Method::Invite) {
+            Ok(body::Body::Sdp(sdp)) => sdp,
+            Ok(_) => b"",
+            Err(r) => {
+                self.refuse_body(now, &key, &Method::Invite, r, media);
+                return;
+            }
+        };
+        let has_sdp = !body.is_empty();
         let mut session = None;
         let mut relays = Vec::new();
         if has_sdp {
-            let streams = match sdp::streams(body) {
+            let streams = match sdp::streams(body, &self.cfg.sdp) {
                 Ok(s) => s,
-                Err(_) => {
+                Err(p) => {
+                    self.border_refusal(p.as_str());
                     self.final_on_server(now, &key, 488, "Not Acceptable Here", None, media);
                     return;
                 }
@@ -1406,7 +1428,17 @@ impl B2bua {
         };
         let mut callee_origin = sdp::Origin::new(self.rng.next_u64() % 1_000_000_000);
         let mut sdp_out = Vec::new();
-        if has_sdp && sdp::rewrite(body, &relays, to, &mut callee_origin, &mut sdp_out).is_err() {
+        if has_sdp
+            && let Err(p) = sdp::rewrite(
+                body,
+                &relays,
+                to,
+                &mut callee_origin,
+                &self.cfg.sdp,
+                &mut sdp_out,
+            )
+        {
+            self.border_refusal(p.as_str());
             if let Some(s) = session {
                 media.release(s);
             }
@@ -1921,32 +1953,38 @@ impl B2bua {
         c.pending_2xx = None;
         let other = side.other();
         if let Some(other_cseq) = ack_other {
-            // Late offer: this ACK carries the answer for the other leg's 2xx.
+            // Late offer: this ACK carries the answer for the other leg's 2xx. An answer that
+            // cannot be anchored ends the call (the ACK itself cannot be refused).
             let mut body = Vec::new();
-            if !msg.body().is_empty()
-                && is_sdp(&msg)
-                && let Ok(streams) = sdp::streams(msg.body())
-            {
+            let answer = match body::classify(&msg, &Method::Ack) {
+                Ok(body::Body::Sdp(sdp)) => Ok(sdp),
+                Ok(_) => Err("sdp_missing_answer"),
+                Err(r) => Err(r.as_str()),
+            };
+            let result = answer.and_then(|sdp| {
+                let streams = sdp::streams(sdp, &self.cfg.sdp).map_err(|p| p.as_str())?;
                 let relays = match c.media {
-                    Some(s) => media.commit(s, sdp::leg(side), &streams).ok(),
-                    None => None,
+                    Some(s) => media
+                        .commit(s, sdp::leg(side), &streams)
+                        .map_err(|_| "sdp_unanchored")?,
+                    None => return Err("sdp_unanchored"),
                 };
-                if let Some(relays) = relays {
-                    let leg = c.leg_mut(other);
-                    if sdp::rewrite(
-                        msg.body(),
-                        &relays,
-                        other,
-                        &mut leg.origin,
-                        &mut self.sdp_buf,
-                    )
-                    .is_ok()
-                    {
-                        body.clone_from(&self.sdp_buf);
-                    }
-                }
-            }
+                let leg = c.leg_mut(other);
+                sdp::rewrite(
+                    sdp,
+                    &relays,
+                    other,
+                    &mut leg.origin,
+                    &self.cfg.sdp,
+                    &mut body,
+                )
+                .map_err(|p| p.as_str())
+            });
             self.send_ack(call, other, other_cseq, &body);
+            if let Err(reason) = result {
+                self.border_refusal(reason);
+                self.terminate(now, call, EndReason::Rejected(488), media);
+            }
         }
         self.account_call(call);
     }
@@ -2066,10 +2104,20 @@ impl B2bua {
         self.after_server(now, &key, media);
 
         // SDP in a re-INVITE or UPDATE is a new offer: update the relay, rewrite for the other leg.
+        // Other bodies cross only if allowlisted for the method (`body.rs`).
         let mut body_out = Vec::new();
         let mut content_type = None;
-        let has_sdp = !msg.body().is_empty() && is_sdp(&msg);
-        let offer = has_sdp && matches!(method, Method::Invite | Method::Update);
+        let classified = match body::classify(&msg, &method) {
+            Ok(b) => b,
+            Err(r) => {
+                self.refuse_body(now, &key, &method, r, media);
+                return;
+            }
+        };
+        let offer = match &classified {
+            body::Body::Sdp(sdp) => Some(*sdp),
+            _ => None,
+        };
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
@@ -2081,8 +2129,8 @@ impl B2bua {
             c.leg_mut(from).remote_target = ct;
         }
         peer_binding::repoint(c.leg_mut(from), &peer);
-        if offer {
-            let relays = match (c.media, sdp::streams(msg.body())) {
+        if let Some(sdp_body) = offer {
+            let relays = match (c.media, sdp::streams(sdp_body, &self.cfg.sdp)) {
                 (Some(s), Ok(streams)) => media
                     .update(s, sdp::leg(from), &streams)
                     .map_err(|e| e.status_code()),
@@ -2094,14 +2142,24 @@ impl B2bua {
                     }
                     Err(e) => Err(e.status_code()),
                 },
-                (_, Err(_)) => Err(488),
+                (_, Err(p)) => {
+                    self.events
+                        .push_back(Event::BorderRefusal { reason: p.as_str() });
+                    Err(488)
+                }
             };
             match relays {
                 Ok(relays) => {
                     let leg = c.leg_mut(to);
-                    if sdp::rewrite(msg.body(), &relays, to, &mut leg.origin, &mut body_out)
-                        .is_err()
-                    {
+                    if let Err(p) = sdp::rewrite(
+                        sdp_body,
+                        &relays,
+                        to,
+                        &mut leg.origin,
+                        &self.cfg.sdp,
+                        &mut body_out,
+                    ) {
+                        self.border_refusal(p.as_str());
                         self.final_on_server(now, &key, 488, "Not Acceptable Here", None, media);
                         return;
                     }
@@ -2117,10 +2175,13 @@ impl B2bua {
                     return;
                 }
             }
-        } else if !msg.body().is_empty() {
-            // Non-SDP bodies (INFO DTMF, MESSAGE text, NOTIFY sipfrag) pass as they are.
-            body_out.extend_from_slice(msg.body());
-            content_type = msg::first_value(msg.headers(), HeaderName::ContentType);
+        } else if let body::Body::Other {
+            content_type: ct,
+            body,
+        } = &classified
+        {
+            body_out.extend_from_slice(body);
+            content_type = Some(ct.as_str());
         }
         let branch = self.rng.branch();
         let local = c.leg(to).local;
@@ -2529,46 +2590,70 @@ impl B2bua {
         let callee = caller.other();
         let mut body = Vec::new();
         let mut content_type = None;
-        if !resp.body().is_empty() && is_sdp(resp) && (101..300).contains(&status) {
+        // Responses carry SDP only (`body.rs`); any other body is dropped.
+        let sdp_body = match body::classify(resp, &resp.cseq().method) {
+            Ok(body::Body::Sdp(sdp)) if (101..300).contains(&status) => Some(sdp),
+            Ok(_) => None,
+            Err(r) => {
+                self.border_refusal(r.as_str());
+                None
+            }
+        };
+        if let Some(sdp_body) = sdp_body {
             let c = self.calls.get_mut(&call)?;
-            let streams = sdp::streams(resp.body()).ok();
             // An answer (or an offer in a 2xx to an offer-less INVITE).
-            let relays = match (c.media, streams) {
-                (Some(s), Some(st)) => media.commit(s, sdp::leg(callee), &st).ok(),
-                (None, Some(st)) => match media.allocate(sdp::leg(callee), &st) {
-                    Ok(a) => {
+            let result = sdp::streams(sdp_body, &self.cfg.sdp).and_then(|st| {
+                let relays = match c.media {
+                    Some(s) => media.commit(s, sdp::leg(callee), &st),
+                    None => media.allocate(sdp::leg(callee), &st).map(|a| {
                         c.media = Some(a.session);
                         self.sessions.insert(a.session, call);
-                        Some(a.streams)
-                    }
-                    Err(_) => None,
-                },
-                _ => None,
-            };
-            if let Some(relays) = relays {
+                        a.streams
+                    }),
+                }
+                .map_err(|_| sdp::SdpProblem::Unanchored {
+                    sections: st.len(),
+                    relays: 0,
+                })?;
                 let leg = c.leg_mut(caller);
-                if sdp::rewrite(resp.body(), &relays, caller, &mut leg.origin, &mut body).is_ok() {
-                    content_type = Some("application/sdp");
-                } else {
+                sdp::rewrite(
+                    sdp_body,
+                    &relays,
+                    caller,
+                    &mut leg.origin,
+                    &self.cfg.sdp,
+                    &mut body,
+                )
+            });
+            match result {
+                Ok(()) => content_type = Some("application/sdp"),
+                Err(p) => {
+                    self.border_refusal(p.as_str());
                     body.clear();
+                    // No 2xx without an anchored answer; a provisional goes on without SDP.
+                    if (200..300).contains(&status) {
+                        self.refuse_answer(now, call, caller, key, resp, media);
+                        return None;
+                    }
                 }
             }
-        } else if !resp.body().is_empty() && !is_sdp(resp) {
-            body.extend_from_slice(resp.body());
-            content_type = msg::first_value(resp.headers(), HeaderName::ContentType);
         }
         let e = self.server.get(key)?;
-        let reason = resp.reason_phrase().unwrap_or("");
+        // The standard phrase: the peer's own can name its systems.
+        let reason =
+            crate::sip::StatusCode::new(status).map_or("", crate::sip::StatusCode::standard_phrase);
         let local = self
             .calls
             .get(&call)
             .map_or_else(|| self.cfg.local(caller), |c| c.leg(caller).local);
-        // 3xx: the redirect targets are what the caller needs (policy "relay").
+        // 3xx: the redirect targets, reduced to their numbers at the SBC (`msg.rs`).
         let contacts: Vec<String> = if (300..400).contains(&status) {
-            resp.headers()
-                .all(HeaderName::Contact)
-                .filter_map(|h| h.value_str().map(str::to_owned))
-                .collect()
+            msg::redirect_contacts(
+                resp.headers()
+                    .all(HeaderName::Contact)
+                    .filter_map(|h| h.value_str()),
+                local,
+            )
         } else {
             Vec::new()
         };
@@ -3489,14 +3574,6 @@ fn merged_key(msg: &Message) -> Option<(String, String, u32)> {
         msg.from().tag()?.to_owned(),
         msg.cseq().seq,
     ))
-}
-
-fn is_sdp(msg: &Message) -> bool {
-    msg::first_value(msg.headers(), HeaderName::ContentType).is_some_and(|ct| {
-        ct.trim()
-            .to_ascii_lowercase()
-            .starts_with("application/sdp")
-    })
 }
 
 fn first_contact(msg: &Message) -> Option<String> {

@@ -168,6 +168,58 @@ fn rehost(value: &str, local: LocalAddr, rules: &[NumberRule]) -> Option<String>
     Some(out)
 }
 
+/// The Contacts of a relayed 3xx, as the other side may see them. A redirect's Contact names
+/// a host, port and URI parameters of the redirecting side; only the number it redirects to
+/// is of use to the other side, and that side reaches it through the SBC anyway. So each
+/// Contact becomes `<sip:NUMBER@SBC>` (the SBC's address on the receiving leg, `q` kept), a
+/// `tel:` URI keeps its number only, and a Contact whose user part is not a dialable number
+/// (`+`, digits, `*`, `#`; visual separators removed) or that does not parse is dropped.
+pub(super) fn redirect_contacts<'a>(
+    values: impl Iterator<Item = &'a str>,
+    local: LocalAddr,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for value in values {
+        for part in split_list(value) {
+            let Ok(na) = NameAddr::parse(part) else {
+                continue;
+            };
+            let number = match na.uri {
+                Uri::Sip(u) => u.user.and_then(dialable),
+                Uri::Tel(t) => dialable(t.number),
+                Uri::Other(_) => None,
+            };
+            let Some(number) = number else { continue };
+            let mut c = match na.uri {
+                Uri::Tel(_) => format!("<tel:{number}>"),
+                _ => format!("<sip:{number}@{}>", hostport(local.addr)),
+            };
+            if let Some(Some(q)) = na.params.get("q")
+                && !q.is_empty()
+                && q.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+            {
+                let _ = write!(c, ";q={q}");
+            }
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A telephone number without visual separators (RFC 3966 §5.1.1), if `user` is nothing else.
+fn dialable(user: &str) -> Option<String> {
+    let number: String = user
+        .chars()
+        .filter(|c| !matches!(c, '-' | '.' | '(' | ')'))
+        .collect();
+    let digits = number.strip_prefix('+').unwrap_or(&number);
+    (!digits.is_empty()
+        && digits
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#'))
+    .then_some(number)
+}
+
 /// Everything needed to write a request on one leg.
 pub(super) struct RequestSpec<'a> {
     pub method: &'a Method,
@@ -370,6 +422,28 @@ mod tests {
         assert_eq!(
             rehost("<tel:+1555>", local(), &[]).as_deref(),
             Some("<tel:+1555>")
+        );
+    }
+
+    #[test]
+    fn redirect_contacts_keep_only_the_number() {
+        let got = redirect_contacts(
+            [
+                "<sip:+1-555-0100@10.0.0.10:5070;transport=tcp;maddr=10.0.0.99>;q=0.7;x=pbx.lan",
+                "\"Ext\" <sip:alice@pbx.lan>, <sip:201:secret@10.0.0.10>",
+                "<tel:+15550101;phone-context=pbx.lan>",
+                "<mailto:ops@pbx.lan>, garbage<",
+            ]
+            .into_iter(),
+            local(),
+        );
+        assert_eq!(
+            got,
+            [
+                "<sip:+15550100@203.0.113.5:5080>;q=0.7",
+                "<sip:201@203.0.113.5:5080>",
+                "<tel:+15550101>",
+            ]
         );
     }
 

@@ -1,12 +1,15 @@
 //! SDP across the B2BUA: what the media layer needs from an offer or answer, and the SDP the
-//! other leg gets — every address, port and origin the peer wrote replaced by the SBC's own.
+//! other leg gets — every address, port and origin the peer wrote replaced by the SBC's own,
+//! and every line the [`SdpPolicy`] does not allow removed. Connection addresses are checked
+//! before the relay sees them: the SBC's own, loopback, multicast, broadcast and link-local
+//! ones are refused (488), and `0.0.0.0`/`::` is a hold, never a target.
 
 use std::net::IpAddr;
 
 use crate::{
     media::{Direction, Leg, StreamDesc, StreamRelay},
     net::Side,
-    sdp::{self, Sdp, SdpEditor, Section},
+    sdp::{self, AddressRefusal, AddressUse, Sdp, SdpEditor, SdpPolicy, Section},
 };
 
 /// The media layer's leg for a signaling side.
@@ -26,19 +29,80 @@ pub enum SdpProblem {
     /// A stream without a usable connection address.
     #[error("media section {0} has no usable connection address")]
     NoAddress(usize),
+    /// A stream whose connection address the relay must not send to.
+    #[error("media section {index} names {reason}")]
+    Address {
+        /// The media section.
+        index: usize,
+        /// What the address is.
+        reason: AddressRefusal,
+    },
+    /// No `m=` line: nothing to anchor, and nothing of the body may cross unrewritten.
+    #[error("no media sections")]
+    NoMedia,
+    /// The relay returned endpoints for a different number of streams than the body has.
+    #[error("{sections} media sections but {relays} relayed streams")]
+    Unanchored {
+        /// `m=` lines in the body.
+        sections: usize,
+        /// Relay endpoints returned by the media layer.
+        relays: usize,
+    },
 }
 
-/// The streams of an SDP body, one per `m=` line, in order.
-pub(super) fn streams(body: &[u8]) -> Result<Vec<StreamDesc>, SdpProblem> {
+impl SdpProblem {
+    /// Metric label (bounded set).
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "sdp_malformed",
+            Self::NoAddress(_) => "sdp_no_address",
+            Self::Address { reason, .. } => reason.as_str(),
+            Self::NoMedia => "sdp_no_media",
+            Self::Unanchored { .. } => "sdp_unanchored",
+        }
+    }
+}
+
+/// The direction a stream whose peer wrote `0.0.0.0` effectively has: that peer receives
+/// nothing (RFC 3264 §8.4), whatever it sends.
+const fn held(d: sdp::Direction) -> sdp::Direction {
+    match d {
+        sdp::Direction::SendRecv | sdp::Direction::SendOnly => sdp::Direction::SendOnly,
+        sdp::Direction::RecvOnly | sdp::Direction::Inactive => sdp::Direction::Inactive,
+    }
+}
+
+/// Whether media section `m` is an enabled stream at `0.0.0.0`/`::`.
+fn is_held(m: &sdp::Media<'_, '_>, policy: &SdpPolicy) -> bool {
+    let port = m.desc().map_or(0, |d| d.port);
+    port != 0 && connection_ip(m).is_some_and(|a| policy.classify(a) == AddressUse::Hold)
+}
+
+fn connection_ip(m: &sdp::Media<'_, '_>) -> Option<IpAddr> {
+    match m.effective_connection() {
+        Some(Ok(c)) => c.address.split('/').next().unwrap_or("").parse().ok(),
+        _ => None,
+    }
+}
+
+/// The streams of an SDP body, one per `m=` line, in order; refused if an enabled stream's
+/// address is one the relay must not send to.
+pub(super) fn streams(body: &[u8], policy: &SdpPolicy) -> Result<Vec<StreamDesc>, SdpProblem> {
     let parsed = Sdp::parse(body)?;
     let mut out = Vec::with_capacity(parsed.media_count());
     for (i, m) in parsed.media().enumerate() {
         let desc = m.desc()?;
-        let addr: IpAddr = match m.effective_connection() {
-            Some(Ok(c)) => c.address.split('/').next().unwrap_or("").parse().ok(),
-            _ => None,
+        let addr = connection_ip(&m).ok_or(SdpProblem::NoAddress(i))?;
+        let mut direction = m.effective_direction();
+        if desc.port != 0 {
+            match policy.classify(addr) {
+                AddressUse::Target => {}
+                AddressUse::Hold => direction = held(direction),
+                AddressUse::Refused(reason) => {
+                    return Err(SdpProblem::Address { index: i, reason });
+                }
+            }
         }
-        .ok_or(SdpProblem::NoAddress(i))?;
         let rtcp_port = match m.rtcp() {
             Some(Ok(r)) => Some(r.port),
             _ => None,
@@ -48,7 +112,7 @@ pub(super) fn streams(body: &[u8]) -> Result<Vec<StreamDesc>, SdpProblem> {
             rtp_port: desc.port,
             rtcp_port,
             rtcp_mux: m.rtcp_mux(),
-            direction: match m.effective_direction() {
+            direction: match direction {
                 sdp::Direction::SendRecv => Direction::SendRecv,
                 sdp::Direction::SendOnly => Direction::SendOnly,
                 sdp::Direction::RecvOnly => Direction::RecvOnly,
@@ -79,16 +143,29 @@ impl Origin {
     }
 }
 
-/// Writes `body` for `to` (the leg receiving it) with the relay endpoints facing that leg.
+/// Writes `body` for `to` (the leg receiving it) with the relay endpoints facing that leg,
+/// keeping only what `policy` allows. Every `m=` line must have its relay endpoints: a body
+/// that cannot be anchored completely is refused, never passed on as it came.
 pub(super) fn rewrite(
     body: &[u8],
     relays: &[StreamRelay],
     to: Side,
     origin: &mut Origin,
+    policy: &SdpPolicy,
     out: &mut Vec<u8>,
 ) -> Result<(), SdpProblem> {
     let parsed = Sdp::parse(body)?;
     let src = parsed.origin()?;
+    let sections = parsed.media_count();
+    if sections == 0 {
+        return Err(SdpProblem::NoMedia);
+    }
+    if relays.len() != sections {
+        return Err(SdpProblem::Unanchored {
+            sections,
+            relays: relays.len(),
+        });
+    }
     let source = (src.session_id.to_owned(), src.session_version);
     match &origin.last_source {
         None => {}
@@ -97,31 +174,39 @@ pub(super) fn rewrite(
     }
     origin.last_source = Some(source);
 
-    let Some(first) = relays.first() else {
-        out.clear();
-        out.extend_from_slice(body);
-        return Ok(());
-    };
     let facing = |r: &StreamRelay| r.facing(leg(to));
     let addr_text = |a: IpAddr| (if a.is_ipv6() { "IP6" } else { "IP4" }, a.to_string());
-    let (family, addr) = addr_text(facing(first).addr);
+    let (family, addr) = addr_text(facing(&relays[0]).addr);
     let mut ed = SdpEditor::new(&parsed);
+    ed.apply_policy(policy);
     ed.replace_origin("sbc", origin.session_id, origin.version, family, &addr)?;
     ed.sanitize_session();
     if parsed.connection().is_some() {
         ed.set_connection(Section::Session, family, &addr)?;
     }
-    for (i, m) in parsed.media().enumerate() {
-        let Some(relay) = relays.get(i) else { break };
+    for (m, relay) in parsed.media().zip(relays) {
+        let i = m.index;
         let ep = facing(relay);
         let (family, addr) = addr_text(ep.addr);
         if m.connection().is_some() || parsed.connection().is_none() {
             ed.set_connection(Section::Media(i), family, &addr)?;
         }
         ed.set_port(i, ep.rtp_port)?;
-        if let Some(Ok(r)) = m.rtcp() {
-            let with_addr = r.connection.is_some().then_some((family, addr.as_str()));
-            ed.set_rtcp(i, ep.rtcp_port, with_addr)?;
+        match m.rtcp() {
+            Some(Ok(r)) => {
+                let with_addr = r.connection.is_some().then_some((family, addr.as_str()));
+                ed.set_rtcp(i, ep.rtcp_port, with_addr)?;
+            }
+            // Unreadable: it cannot be rewritten, so it does not cross.
+            Some(Err(_)) => {
+                ed.remove_rtcp(i)?;
+            }
+            None => {}
+        }
+        // RFC 3264 §8.4: a peer at 0.0.0.0 receives nothing. The other leg gets the relay's
+        // address, so it is told with the direction instead.
+        if is_held(&m, policy) {
+            ed.set_direction(Section::Media(i), held(m.effective_direction()))?;
         }
     }
     out.clear();
@@ -138,7 +223,7 @@ mod tests {
 
     #[test]
     fn streams_read_address_ports_direction() {
-        let s = streams(OFFER).expect("valid");
+        let s = streams(OFFER, &SdpPolicy::default()).expect("valid");
         assert_eq!(s.len(), 1);
         assert_eq!(
             s[0].addr,
@@ -160,7 +245,15 @@ mod tests {
         }];
         let mut origin = Origin::new(99);
         let mut out = Vec::new();
-        rewrite(OFFER, &relays, Side::Outside, &mut origin, &mut out).expect("rewrite");
+        rewrite(
+            OFFER,
+            &relays,
+            Side::Outside,
+            &mut origin,
+            &SdpPolicy::default(),
+            &mut out,
+        )
+        .expect("rewrite");
         let text = String::from_utf8(out.clone()).expect("utf8");
         assert!(
             !text.contains("192.168.1.10") && !text.contains("1234") && !text.contains("pbx"),
@@ -171,7 +264,15 @@ mod tests {
         assert!(text.contains("m=audio 10002 RTP/AVP 0 8\r\n"));
         assert!(text.contains("a=rtcp:10003 IN IP4 203.0.113.5\r\n"));
         // Same source version: same origin version; a new source version bumps ours.
-        rewrite(OFFER, &relays, Side::Outside, &mut origin, &mut out).expect("rewrite");
+        rewrite(
+            OFFER,
+            &relays,
+            Side::Outside,
+            &mut origin,
+            &SdpPolicy::default(),
+            &mut out,
+        )
+        .expect("rewrite");
         assert!(String::from_utf8_lossy(&out).contains("o=sbc 99 1 "));
         let changed = String::from_utf8_lossy(OFFER).replace("1234 7", "1234 8");
         rewrite(
@@ -179,6 +280,7 @@ mod tests {
             &relays,
             Side::Outside,
             &mut origin,
+            &SdpPolicy::default(),
             &mut out,
         )
         .expect("rewrite");

@@ -68,6 +68,10 @@ fn config() -> B2buaConfig {
         max_call_duration: None,
         pbx_auth: None,
         caps: Caps::default(),
+        sdp: crate::sdp::SdpPolicy {
+            own_addresses: vec![addr("10.0.0.1:0").ip(), addr("203.0.113.1:0").ip()],
+            ..crate::sdp::SdpPolicy::default()
+        },
     }
 }
 
@@ -1309,6 +1313,7 @@ fn first_provisional_is_reported_once_between_start_and_answer() {
             Event::PbxAuth { .. } => "pbx_auth",
             Event::NoRoute => "no_route",
             Event::PeerMismatch { .. } => "peer_mismatch",
+            Event::BorderRefusal { .. } => "border",
             Event::Dropped { .. } => "dropped",
         })
         .collect();
@@ -1387,6 +1392,7 @@ hello",
 mod admission;
 mod auth;
 mod caps;
+mod border;
 mod failover;
 mod pbx_auth;
 mod peer_binding;

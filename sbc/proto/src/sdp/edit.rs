@@ -4,6 +4,7 @@ use std::io::Write as _;
 
 use super::error::SdpError;
 use super::parse::{Direction, Sdp};
+use super::policy::{Level, SdpPolicy};
 
 /// Which part of the SDP an edit applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +138,44 @@ impl<'s, 'a> SdpEditor<'s, 'a> {
                 b's' => self.replace[i] = Some(Some("s=-".to_owned())),
                 b'i' | b'u' | b'e' | b'p' => self.replace[i] = Some(None),
                 _ => {}
+            }
+        }
+        self
+    }
+
+    /// Topology hiding for every line: drops each line `policy` does not allow at its level,
+    /// and a second `c=` of a section or a second `a=rtcp` of a media section (only the first
+    /// of each is rewritten to the relay's address, so another would cross as the peer wrote
+    /// it). Edits made afterwards (addresses, ports, direction) replace the kept lines.
+    pub fn apply_policy(&mut self, policy: &SdpPolicy) -> &mut Self {
+        let first_media = self
+            .sdp
+            .media_starts
+            .first()
+            .copied()
+            .unwrap_or(self.sdp.lines.len());
+        let (mut seen_c, mut seen_rtcp) = (false, false);
+        for (i, line) in self.sdp.lines.iter().enumerate() {
+            if line.kind == b'm' {
+                (seen_c, seen_rtcp) = (false, false);
+            }
+            let level = if i < first_media {
+                Level::Session
+            } else {
+                Level::Media
+            };
+            let duplicate = match line.kind {
+                b'c' => std::mem::replace(&mut seen_c, true),
+                b'a' if line
+                    .attribute()
+                    .is_some_and(|(n, _)| n.eq_ignore_ascii_case("rtcp")) =>
+                {
+                    std::mem::replace(&mut seen_rtcp, true)
+                }
+                _ => false,
+            };
+            if duplicate || !policy.allows(line, level) {
+                self.replace[i] = Some(None);
             }
         }
         self
@@ -348,6 +387,26 @@ a=rtcp:10001 IN IP4 203.0.113.1\r\n\
 a=x-unknown: kept  as is \r\n\
 a=sendonly\r\n\
 m=video 0 RTP/AVP 31\r\n"
+        );
+    }
+
+    #[test]
+    fn policy_drops_disallowed_and_duplicate_lines() {
+        let body = b"v=0\r\no=- 1 1 IN IP4 10.0.0.10\r\ns=-\r\ni=secret\r\nc=IN IP4 10.0.0.10\r\n\
+t=0 0\r\nm=audio 4000 RTP/AVP 0\r\nc=IN IP4 10.0.0.10\r\nc=IN IP4 10.0.0.11\r\n\
+a=rtcp:4001 IN IP4 10.0.0.10\r\na=rtcp:4003 IN IP4 10.0.0.12\r\na=tool:x\r\na=ptime:20\r\n\
+m=audio 4100 RTP/AVP 0\r\nc=IN IP4 10.0.0.13\r\na=rtcp:4101\r\n";
+        let sdp = Sdp::parse(body).expect("valid");
+        let mut out = Vec::new();
+        SdpEditor::new(&sdp)
+            .apply_policy(&crate::sdp::SdpPolicy::default())
+            .write(&mut out);
+        assert_eq!(
+            String::from_utf8(out).expect("utf8"),
+            "v=0\r\no=- 1 1 IN IP4 10.0.0.10\r\ns=-\r\nc=IN IP4 10.0.0.10\r\nt=0 0\r\n\
+m=audio 4000 RTP/AVP 0\r\nc=IN IP4 10.0.0.10\r\na=rtcp:4001 IN IP4 10.0.0.10\r\na=ptime:20\r\n\
+m=audio 4100 RTP/AVP 0\r\nc=IN IP4 10.0.0.13\r\na=rtcp:4101\r\n",
+            "the first c= and a=rtcp of each section stay (to be rewritten), the rest go"
         );
     }
 

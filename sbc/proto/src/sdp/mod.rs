@@ -1,5 +1,6 @@
 //! SDP (RFC 8866) as a list of lines with typed accessors, and an editor for the offer/answer
-//! rewrites an SBC does (RFC 3264): addresses, ports, `a=rtcp`, direction and payload types.
+//! rewrites an SBC does (RFC 3264): addresses, ports, `a=rtcp`, direction and payload types,
+//! and the policy of what may cross the border at all (`policy.rs`).
 //!
 //! Unlike a struct-per-field model that re-prints in a fixed order, every line that no edit
 //! touches is written back byte for byte and in its original place.
@@ -7,7 +8,12 @@
 mod edit;
 mod error;
 mod parse;
+mod policy;
 
 pub use edit::{SdpEditor, Section};
 pub use error::SdpError;
 pub use parse::{Connection, Direction, Media, MediaDesc, Origin, Rtcp, RtpMap, Sdp, SdpLine};
+pub use policy::{
+    AddressRefusal, AddressUse, BANDWIDTH_TYPES, Level, MEDIA_ATTRIBUTES, SESSION_ATTRIBUTES,
+    SdpPolicy,
+};

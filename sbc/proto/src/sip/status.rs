@@ -47,8 +47,10 @@ codes! {
     CALL_IS_BEING_FORWARDED = 181, "Call Is Being Forwarded";
     QUEUED = 182, "Queued";
     SESSION_PROGRESS = 183, "Session Progress";
+    EARLY_DIALOG_TERMINATED = 199, "Early Dialog Terminated";
     OK = 200, "OK";
     ACCEPTED = 202, "Accepted";
+    NO_NOTIFICATION = 204, "No Notification";
     MULTIPLE_CHOICES = 300, "Multiple Choices";
     MOVED_PERMANENTLY = 301, "Moved Permanently";
     MOVED_TEMPORARILY = 302, "Moved Temporarily";
@@ -64,14 +66,27 @@ codes! {
     PROXY_AUTHENTICATION_REQUIRED = 407, "Proxy Authentication Required";
     REQUEST_TIMEOUT = 408, "Request Timeout";
     GONE = 410, "Gone";
+    CONDITIONAL_REQUEST_FAILED = 412, "Conditional Request Failed";
     REQUEST_ENTITY_TOO_LARGE = 413, "Request Entity Too Large";
     REQUEST_URI_TOO_LONG = 414, "Request-URI Too Long";
     UNSUPPORTED_MEDIA_TYPE = 415, "Unsupported Media Type";
     UNSUPPORTED_URI_SCHEME = 416, "Unsupported URI Scheme";
+    UNKNOWN_RESOURCE_PRIORITY = 417, "Unknown Resource-Priority";
     BAD_EXTENSION = 420, "Bad Extension";
     EXTENSION_REQUIRED = 421, "Extension Required";
     SESSION_INTERVAL_TOO_SMALL = 422, "Session Interval Too Small";
     INTERVAL_TOO_BRIEF = 423, "Interval Too Brief";
+    USE_IDENTITY_HEADER = 428, "Use Identity Header";
+    PROVIDE_REFERRER_IDENTITY = 429, "Provide Referrer Identity";
+    FLOW_FAILED = 430, "Flow Failed";
+    ANONYMITY_DISALLOWED = 433, "Anonymity Disallowed";
+    BAD_IDENTITY_INFO = 436, "Bad Identity-Info";
+    UNSUPPORTED_CERTIFICATE = 437, "Unsupported Certificate";
+    INVALID_IDENTITY_HEADER = 438, "Invalid Identity Header";
+    FIRST_HOP_LACKS_OUTBOUND_SUPPORT = 439, "First Hop Lacks Outbound Support";
+    MAX_BREADTH_EXCEEDED = 440, "Max-Breadth Exceeded";
+    BAD_INFO_PACKAGE = 469, "Bad Info Package";
+    CONSENT_NEEDED = 470, "Consent Needed";
     TEMPORARILY_UNAVAILABLE = 480, "Temporarily Unavailable";
     CALL_DOES_NOT_EXIST = 481, "Call/Transaction Does Not Exist";
     LOOP_DETECTED = 482, "Loop Detected";
@@ -84,6 +99,7 @@ codes! {
     BAD_EVENT = 489, "Bad Event";
     REQUEST_PENDING = 491, "Request Pending";
     UNDECIPHERABLE = 493, "Undecipherable";
+    SECURITY_AGREEMENT_REQUIRED = 494, "Security Agreement Required";
     SERVER_INTERNAL_ERROR = 500, "Server Internal Error";
     NOT_IMPLEMENTED = 501, "Not Implemented";
     BAD_GATEWAY = 502, "Bad Gateway";
@@ -91,10 +107,14 @@ codes! {
     SERVER_TIMEOUT = 504, "Server Time-out";
     VERSION_NOT_SUPPORTED = 505, "Version Not Supported";
     MESSAGE_TOO_LARGE = 513, "Message Too Large";
+    PUSH_NOTIFICATION_SERVICE_NOT_SUPPORTED = 555, "Push Notification Service Not Supported";
+    PRECONDITION_FAILURE = 580, "Precondition Failure";
     BUSY_EVERYWHERE = 600, "Busy Everywhere";
     DECLINE = 603, "Decline";
     DOES_NOT_EXIST_ANYWHERE = 604, "Does Not Exist Anywhere";
     NOT_ACCEPTABLE_ANYWHERE = 606, "Not Acceptable";
+    UNWANTED = 607, "Unwanted";
+    REJECTED = 608, "Rejected";
 }
 
 impl StatusCode {
@@ -134,6 +154,20 @@ impl StatusCode {
         self.0 >= 200
     }
 
+    /// The reason phrase the SBC writes for this code on a response it relays: the standard
+    /// one, else a generic phrase of its class. The peer's own phrase never crosses (it can
+    /// name internal systems: "503 pbx-b.lan overloaded").
+    pub fn standard_phrase(self) -> &'static str {
+        self.canonical_reason().unwrap_or(match self.class() {
+            StatusClass::Provisional => "Provisional",
+            StatusClass::Success => "Success",
+            StatusClass::Redirection => "Redirection",
+            StatusClass::ClientError => "Client Error",
+            StatusClass::ServerError => "Server Error",
+            StatusClass::GlobalFailure => "Global Failure",
+        })
+    }
+
     /// The x00 code of this code's class: how an unknown code is to be treated
     /// (RFC 3261 §8.1.3.2).
     pub const fn class_default(self) -> Self {
@@ -158,6 +192,12 @@ mod tests {
         assert_eq!(StatusCode::new(183), Some(StatusCode::SESSION_PROGRESS));
         assert_eq!(StatusCode::OK.class(), StatusClass::Success);
         assert_eq!(StatusCode::DECLINE.class(), StatusClass::GlobalFailure);
+        let phrase = |c| StatusCode::new(c).map(StatusCode::standard_phrase);
+        assert_eq!(phrase(486), Some("Busy Here"));
+        assert_eq!(phrase(608), Some("Rejected"));
+        assert_eq!(phrase(499), Some("Client Error"));
+        assert_eq!(phrase(299), Some("Success"));
+        assert_eq!(phrase(188), Some("Provisional"));
         let odd = StatusCode::new(499).map(StatusCode::class_default);
         assert_eq!(odd, Some(StatusCode::BAD_REQUEST));
         assert_eq!(StatusCode::RINGING.canonical_reason(), Some("Ringing"));
