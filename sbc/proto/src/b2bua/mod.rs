@@ -29,6 +29,7 @@
 
 mod config;
 mod ids;
+mod media_peers;
 mod msg;
 mod pbx_auth;
 mod sdp;
@@ -1330,7 +1331,8 @@ impl B2bua {
                     return;
                 }
             };
-            match media.allocate(sdp::leg(origin), &streams) {
+            let peers = self.new_media_peers(origin, peer.addr.ip(), target.addr.ip(), plan.trunk);
+            match media.allocate(sdp::leg(origin), &streams, &peers) {
                 Ok(a) => {
                     session = Some(a.session);
                     relays = a.streams;
@@ -1668,12 +1670,19 @@ impl B2bua {
             return;
         };
         let extra_owned;
-        let extra: &[(&str, &str)] = match extra_reason_hdr {
-            Some(r) => {
+        // RFC 3261 §21.5.4: a 503 (relay ports or a trunk's port quota exhausted) says when
+        // to come back, like the admission limits' 503.
+        let retry = self.cfg.retry_after_s.to_string();
+        let extra: &[(&str, &str)] = match (extra_reason_hdr, status) {
+            (Some(r), _) => {
                 extra_owned = [("Reason", r)];
                 &extra_owned
             }
-            None => &[],
+            (None, 503) => {
+                extra_owned = [("Retry-After", retry.as_str())];
+                &extra_owned
+            }
+            (None, _) => &[],
         };
         let resp = msg::response(
             &e.request,
@@ -2034,6 +2043,7 @@ impl B2bua {
         let mut content_type = None;
         let has_sdp = !msg.body().is_empty() && is_sdp(&msg);
         let offer = has_sdp && matches!(method, Method::Invite | Method::Update);
+        let peers = self.call_media_peers(call);
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
@@ -2051,7 +2061,7 @@ impl B2bua {
                 (Some(s), Ok(streams)) => media
                     .update(s, sdp::leg(from), &streams)
                     .map_err(|e| e.status_code()),
-                (None, Ok(streams)) => match media.allocate(sdp::leg(from), &streams) {
+                (None, Ok(streams)) => match media.allocate(sdp::leg(from), &streams, &peers) {
                     Ok(a) => {
                         c.media = Some(a.session);
                         self.sessions.insert(a.session, call);
@@ -2478,12 +2488,13 @@ impl B2bua {
         let mut body = Vec::new();
         let mut content_type = None;
         if !resp.body().is_empty() && is_sdp(resp) && (101..300).contains(&status) {
+            let peers = self.call_media_peers(call);
             let c = self.calls.get_mut(&call)?;
             let streams = sdp::streams(resp.body()).ok();
             // An answer (or an offer in a 2xx to an offer-less INVITE).
             let relays = match (c.media, streams) {
                 (Some(s), Some(st)) => media.commit(s, sdp::leg(callee), &st).ok(),
-                (None, Some(st)) => match media.allocate(sdp::leg(callee), &st) {
+                (None, Some(st)) => match media.allocate(sdp::leg(callee), &st, &peers) {
                     Ok(a) => {
                         c.media = Some(a.session);
                         self.sessions.insert(a.session, call);
@@ -2752,6 +2763,11 @@ impl B2bua {
             to: index,
             status,
         });
+        // The media layer follows: the new server's address, the new trunk's networks and quota.
+        if let Some(s) = self.calls.get(&call).and_then(|c| c.media) {
+            let peers = self.call_media_peers(call);
+            media.set_peers(s, &peers);
+        }
         self.send_client(
             now,
             ck,
