@@ -347,6 +347,10 @@ pub fn rtp(seq: u16, ssrc: u32) -> [u8; 172] {
 #[derive(Debug, Default, Clone)]
 pub struct Received {
     pub seqs: Vec<u16>,
+    /// RTP SSRC of each packet (whose stream it is).
+    pub ssrcs: Vec<u32>,
+    /// Datagram length of each packet.
+    pub lens: Vec<usize>,
     pub sources: Vec<SocketAddr>,
     /// Arrival times relative to the receiver's start.
     pub at: Vec<Duration>,
@@ -370,6 +374,9 @@ pub fn receiver(socket: UdpSocket, stop: Arc<AtomicBool>, limit: Duration) -> Jo
                 && n >= 12
             {
                 got.seqs.push(u16::from_be_bytes([buf[2], buf[3]]));
+                got.ssrcs
+                    .push(u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]));
+                got.lens.push(n);
                 got.sources.push(src);
                 got.at.push(start.elapsed());
             }
