@@ -905,7 +905,19 @@ impl Inner {
                 stream.installed.push((key, slot, m));
                 continue;
             }
-            match x.insert_mapping(&key, &m) {
+            // Same peers and slot, other flags: keep the stream's counters.
+            let same_peers = existing.is_some_and(|(_, _, v)| {
+                Mapping {
+                    flags: m.flags,
+                    ..*v
+                } == m
+            });
+            let put = if same_peers {
+                x.update_mapping(&key, &m)
+            } else {
+                x.insert_mapping(&key, &m)
+            };
+            match put {
                 Ok(()) => {
                     stream.installed.push((key, slot, m));
                     changed = true;

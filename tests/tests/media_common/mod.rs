@@ -264,8 +264,19 @@ listen = "{ADMIN}"
         pbx_sdp: SocketAddr,
         carrier_sdp: SocketAddr,
     ) -> (u64, SocketAddr, SocketAddr) {
+        self.call_with_peers(pbx_sdp, carrier_sdp, "{}")
+    }
+
+    /// [`Self::call`] with the call's signaling peers as the call layer passes them (JSON
+    /// object `{"inside": ip, "outside": ip, "trunk": name}`, each optional).
+    pub fn call_with_peers(
+        &self,
+        pbx_sdp: SocketAddr,
+        carrier_sdp: SocketAddr,
+        peers: &str,
+    ) -> (u64, SocketAddr, SocketAddr) {
         let offer = format!(
-            r#"{{"from":"inside","streams":[{{"addr":"{}","rtp_port":{}}}]}}"#,
+            r#"{{"from":"inside","streams":[{{"addr":"{}","rtp_port":{}}}],"peers":{peers}}}"#,
             pbx_sdp.ip(),
             pbx_sdp.port()
         );
