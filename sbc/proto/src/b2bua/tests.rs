@@ -1377,5 +1377,6 @@ hello",
 mod admission;
 mod auth;
 mod failover;
+mod media_peers;
 mod pbx_auth;
 mod routing;
