@@ -3,6 +3,9 @@
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use sbc_ebpf_common::Stat;
 
+/// `sbc_media_packets_dropped_total` reason of the XDP program's strict-source drops.
+const XDP_STRICT_SOURCE: &str = "xdp_strict_source";
+
 /// The SBC's metric handles and the registry they are exported from.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -47,8 +50,12 @@ pub struct MediaMetrics {
     pub user_packets: IntCounter,
     /// Bytes forwarded by the userspace relay.
     pub user_bytes: IntCounter,
-    /// Packets the userspace relay dropped, by reason.
-    pub user_dropped: IntCounterVec,
+    /// Media packets dropped, by reason: the userspace relay's (`not_allowed`,
+    /// `strict_source`, `no_destination`, `send_failed`) and the XDP program's
+    /// (`xdp_strict_source`, folded in at scrape time).
+    pub dropped: IntCounterVec,
+    /// Latches that moved to a different source (re-latch window, or loose source).
+    pub relatched: IntCounter,
     /// Offers rejected by the media layer, by reason (exhausted, streams, family, unavailable).
     pub rejected: IntCounterVec,
     /// Sessions ended by the media timeout.
@@ -72,12 +79,16 @@ impl MediaMetrics {
                 "sbc_media_userspace_bytes_total",
                 "Bytes (UDP payload) forwarded by the userspace relay.",
             )?,
-            user_dropped: IntCounterVec::new(
+            dropped: IntCounterVec::new(
                 Opts::new(
-                    "sbc_media_userspace_dropped_total",
-                    "Packets dropped by the userspace relay, by reason.",
+                    "sbc_media_packets_dropped_total",
+                    "Media packets dropped (userspace relay and XDP), by reason.",
                 ),
                 &["reason"],
+            )?,
+            relatched: IntCounter::new(
+                "sbc_media_relatched_total",
+                "Relay port latches that moved to a different allowed source (NAT rebinding).",
             )?,
             rejected: IntCounterVec::new(
                 Opts::new(
@@ -102,7 +113,18 @@ impl MediaMetrics {
         };
         registry.register(Box::new(m.user_packets.clone()))?;
         registry.register(Box::new(m.user_bytes.clone()))?;
-        registry.register(Box::new(m.user_dropped.clone()))?;
+        registry.register(Box::new(m.dropped.clone()))?;
+        registry.register(Box::new(m.relatched.clone()))?;
+        // Every reason from the start, so alert rules find the series before the first drop.
+        for reason in [
+            "not_allowed",
+            "strict_source",
+            "no_destination",
+            "send_failed",
+            XDP_STRICT_SOURCE,
+        ] {
+            m.dropped.with_label_values(&[reason]);
+        }
         registry.register(Box::new(m.rejected.clone()))?;
         registry.register(Box::new(m.timeouts.clone()))?;
         registry.register(Box::new(m.sessions.clone()))?;
@@ -248,6 +270,12 @@ impl Metrics {
                 self.xdp_packets
                     .with_label_values(&[stat.name()])
                     .inc_by(delta);
+                if *stat == Stat::DropStrictSource {
+                    self.media
+                        .dropped
+                        .with_label_values(&[XDP_STRICT_SOURCE])
+                        .inc_by(delta);
+                }
             }
         }
         *last = *now;
@@ -286,5 +314,15 @@ mod tests {
         s[Stat::Redirected as usize] = 8;
         m.observe_xdp(&s);
         assert_eq!(m.xdp_packets.with_label_values(&["redirected"]).get(), 8);
+        s[Stat::DropStrictSource as usize] = 3;
+        m.observe_xdp(&s);
+        assert_eq!(
+            m.media
+                .dropped
+                .with_label_values(&[XDP_STRICT_SOURCE])
+                .get(),
+            3,
+            "XDP drops count in the media drop metric"
+        );
     }
 }

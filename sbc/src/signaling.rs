@@ -920,6 +920,8 @@ pub enum Command {
         registrations: Vec<TrunkRegistration>,
         /// OPTIONS health checks (changed ones restart).
         health: Vec<TrunkHealth>,
+        /// Media networks and trunk port quotas (new calls).
+        media: Box<crate::media::policy::MediaPolicy>,
         /// Answered once applied.
         done: oneshot::Sender<()>,
     },
@@ -1039,6 +1041,7 @@ impl SignalingHandle {
             trunks: TrunkNames::from_config(config),
             registrations: registrations(config),
             health: health_checks(config),
+            media: Box::new(crate::media::policy::MediaPolicy::from_config(config)),
             done,
         };
         let applied = self.tx.send(cmd).await.is_ok() && rx.await.is_ok();
@@ -1263,7 +1266,8 @@ pub async fn run(
                         flush_health(&mut checks, &transport, &calls);
                     }
                 }
-                Command::Reconfigure { b2bua, acl: new_acl, trunks: new_trunks, registrations: mut new_regs, health: mut new_health, done } => {
+                Command::Reconfigure { b2bua, acl: new_acl, trunks: new_trunks, registrations: mut new_regs, health: mut new_health, media: media_policy, done } => {
+                    media.set_policy(*media_policy);
                     dns.prepare(&new_trunks, &mut new_regs, &mut new_health);
                     // Health checks: unchanged ones keep their state; every trunk is usable
                     // again unless its (kept) check says it is down.

@@ -28,9 +28,15 @@ fn userspace_relay_carries_rtp_both_ways_with_latching() {
     );
     let pbx = lab.socket(true, "198.18.1.2:4000");
     let carrier = lab.socket(false, "198.18.2.2:6000");
-    // The PBX is "behind NAT": its SDP address is private and unreachable from the SBC.
+    // The PBX is "behind NAT": its SDP address is private and unreachable from the SBC. Its
+    // media may latch because it comes from the address the PBX signals from (which the call
+    // layer passes as the inside peer); a stranger's would not.
     let private: SocketAddr = "10.255.0.9:4000".parse().expect("literal");
-    let (id, in_relay, out_relay) = lab.call(private, "198.18.2.2:6000".parse().expect("literal"));
+    let (id, in_relay, out_relay) = lab.call_with_peers(
+        private,
+        "198.18.2.2:6000".parse().expect("literal"),
+        r#"{"inside":"198.18.1.2","outside":"198.18.2.2","trunk":"carrier"}"#,
+    );
     assert_eq!(in_relay.ip().to_string(), "198.18.1.1");
     assert_eq!(out_relay.ip().to_string(), "198.18.2.1");
 

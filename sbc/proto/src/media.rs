@@ -20,7 +20,11 @@
 //!
 //! **Latching** (symmetric RTP): SDP addresses of NAT'd peers are often private, so the relay
 //! sends to the SDP address only until the peer's first packet arrives; from then on it sends to
-//! the address that packet came from.
+//! the address that packet came from. Only an *allowed* source may latch a leg: the address the
+//! leg's SDP names, the leg's signaling peer ([`MediaPeers`], e.g. a NAT'd PBX's public
+//! address), or a network the media layer has configured for the side or trunk. The call layer
+//! therefore tells [`MediaControl::allocate`] who the call's peers are, and
+//! [`MediaControl::set_peers`] when that changes (failover to another trunk).
 //!
 //! The media layer reports back through [`MediaControl::poll_event`] (drain it after every call
 //! and whenever the runtime signals new events): [`MediaEvent::Timeout`] means no media flowed in
@@ -156,6 +160,30 @@ impl std::fmt::Display for SessionId {
     }
 }
 
+/// Who a call's legs talk to besides their SDP: the media layer's latching policy allows
+/// media from a leg's signaling peer, and a trunk's calls draw from its port quota and may send
+/// from its configured media networks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MediaPeers {
+    /// The inside leg's signaling peer: where the PBX's request came from, or where the call
+    /// to the PBX goes (a NAT'd PBX sends its media from there).
+    pub inside: Option<IpAddr>,
+    /// The outside leg's signaling peer (the trunk's proxy).
+    pub outside: Option<IpAddr>,
+    /// Name of the carrier-side trunk; None when the carrier is no configured trunk.
+    pub trunk: Option<String>,
+}
+
+impl MediaPeers {
+    /// The signaling peer of `leg`.
+    pub const fn of(&self, leg: Leg) -> Option<IpAddr> {
+        match leg {
+            Leg::Inside => self.inside,
+            Leg::Outside => self.outside,
+        }
+    }
+}
+
 /// The result of [`MediaControl::allocate`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allocation {
@@ -172,6 +200,9 @@ pub enum MediaError {
     /// No relay ports left on a side: 503 Service Unavailable.
     #[error("relay ports exhausted on the {} side", .0.as_str())]
     PortsExhausted(Leg),
+    /// The trunk's calls already hold its relay port quota: 503 Service Unavailable.
+    #[error("relay port quota of trunk {0} exhausted")]
+    QuotaExhausted(String),
     /// The offer has no streams or more than the relay accepts: 488 Not Acceptable Here.
     #[error("unacceptable number of streams: {0}")]
     StreamCount(usize),
@@ -204,7 +235,9 @@ impl MediaError {
     /// The SIP status code to reject the offer with.
     pub const fn status_code(&self) -> u16 {
         match self {
-            MediaError::PortsExhausted(_) | MediaError::Unavailable(_) => 503,
+            MediaError::PortsExhausted(_)
+            | MediaError::QuotaExhausted(_)
+            | MediaError::Unavailable(_) => 503,
             MediaError::StreamCount(_)
             | MediaError::AddressFamily { .. }
             | MediaError::StreamMismatch { .. } => 488,
@@ -225,7 +258,17 @@ pub enum MediaEvent {
 /// The four verbs the call layer uses, plus the event drain. See the module docs for the order.
 pub trait MediaControl {
     /// Offer from `from` with `streams`: reserves relay ports on both sides for each stream.
-    fn allocate(&mut self, from: Leg, streams: &[StreamDesc]) -> Result<Allocation, MediaError>;
+    /// `peers` names the call's signaling peers and trunk (latching policy, port quota).
+    fn allocate(
+        &mut self,
+        from: Leg,
+        streams: &[StreamDesc],
+        peers: &MediaPeers,
+    ) -> Result<Allocation, MediaError>;
+
+    /// The call's peers changed (failover to another trunk or server): later latches follow
+    /// the new peers, and the ports count against the new trunk's quota from now on.
+    fn set_peers(&mut self, session: SessionId, peers: &MediaPeers);
 
     /// Answer from `from`: records the answerer's addresses. Returns the relay endpoints again
     /// (unchanged) for convenience.
@@ -281,6 +324,8 @@ pub struct FakeSession {
     pub outside: Vec<StreamDesc>,
     /// Whether an answer was committed.
     pub committed: bool,
+    /// The call's peers as last told.
+    pub peers: MediaPeers,
 }
 
 impl FakeMedia {
@@ -356,7 +401,12 @@ impl FakeMedia {
 }
 
 impl MediaControl for FakeMedia {
-    fn allocate(&mut self, from: Leg, streams: &[StreamDesc]) -> Result<Allocation, MediaError> {
+    fn allocate(
+        &mut self,
+        from: Leg,
+        streams: &[StreamDesc],
+        peers: &MediaPeers,
+    ) -> Result<Allocation, MediaError> {
         if streams.is_empty() || streams.len() > 16 {
             return Err(MediaError::StreamCount(streams.len()));
         }
@@ -374,6 +424,7 @@ impl MediaControl for FakeMedia {
         self.next_id += 1;
         let mut fs = FakeSession {
             streams: relays.clone(),
+            peers: peers.clone(),
             ..FakeSession::default()
         };
         match from {
@@ -445,6 +496,12 @@ impl MediaControl for FakeMedia {
         Ok(s.streams.clone())
     }
 
+    fn set_peers(&mut self, session: SessionId, peers: &MediaPeers) {
+        if let Some(s) = self.sessions.get_mut(&session) {
+            s.peers = peers.clone();
+        }
+    }
+
     fn release(&mut self, session: SessionId) {
         if let Some(s) = self.sessions.remove(&session) {
             self.give_back(&s.streams);
@@ -470,7 +527,11 @@ mod tests {
     fn fake_allocates_commits_and_releases() {
         let mut m = FakeMedia::new(ip(1), ip(2), 10_000, 10_007);
         let a = m
-            .allocate(Leg::Inside, &[StreamDesc::new(ip(10), 4000)])
+            .allocate(
+                Leg::Inside,
+                &[StreamDesc::new(ip(10), 4000)],
+                &MediaPeers::default(),
+            )
             .expect("ports available");
         let r = a.streams[0];
         assert_eq!(r.inside.rtp_port % 2, 0);
@@ -481,15 +542,27 @@ mod tests {
         assert!(m.sessions[&a.session].committed);
         // Two pairs left: one more call fits, a third does not (503).
         let b = m
-            .allocate(Leg::Inside, &[StreamDesc::new(ip(10), 4002)])
+            .allocate(
+                Leg::Inside,
+                &[StreamDesc::new(ip(10), 4002)],
+                &MediaPeers::default(),
+            )
             .expect("second call");
         let err = m
-            .allocate(Leg::Inside, &[StreamDesc::new(ip(10), 4004)])
+            .allocate(
+                Leg::Inside,
+                &[StreamDesc::new(ip(10), 4004)],
+                &MediaPeers::default(),
+            )
             .expect_err("exhausted");
         assert_eq!(err.status_code(), 503);
         m.release(b.session);
-        m.allocate(Leg::Inside, &[StreamDesc::new(ip(10), 4004)])
-            .expect("ports reused after release");
+        m.allocate(
+            Leg::Inside,
+            &[StreamDesc::new(ip(10), 4004)],
+            &MediaPeers::default(),
+        )
+        .expect("ports reused after release");
     }
 
     #[test]
@@ -500,6 +573,7 @@ mod tests {
             488
         );
         assert_eq!(MediaError::PortsExhausted(Leg::Outside).status_code(), 503);
+        assert_eq!(MediaError::QuotaExhausted("c".into()).status_code(), 503);
     }
 
     #[test]

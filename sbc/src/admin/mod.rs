@@ -376,6 +376,22 @@ struct DescribeJson {
     /// PUT only: `commit` (an answer, the default) or `update` (a re-offer).
     #[serde(default)]
     action: Option<ActionJson>,
+    /// POST only: the call's signaling peers and trunk, as the call layer would pass them
+    /// (media from a leg's signaling peer and the trunk's media networks may latch).
+    #[serde(default)]
+    peers: Option<PeersJson>,
+}
+
+/// [`sbc_proto::media::MediaPeers`] in JSON.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeersJson {
+    #[serde(default)]
+    inside: Option<std::net::IpAddr>,
+    #[serde(default)]
+    outside: Option<std::net::IpAddr>,
+    #[serde(default)]
+    trunk: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -447,7 +463,13 @@ async fn create_session(
 ) -> Response {
     let streams: Vec<StreamDesc> = body.streams.iter().map(StreamDesc::from).collect();
     let mut media = s.media.clone();
-    match media.allocate(body.from.into(), &streams) {
+    let p = body.peers.unwrap_or_default();
+    let peers = sbc_proto::media::MediaPeers {
+        inside: p.inside,
+        outside: p.outside,
+        trunk: p.trunk,
+    };
+    match media.allocate(body.from.into(), &streams, &peers) {
         Ok(a) => (
             StatusCode::CREATED,
             Json(relays_json(a.session, &a.streams)),

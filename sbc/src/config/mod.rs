@@ -358,6 +358,10 @@ pub struct Pbx {
     /// SHA-256 first as RFC 8760 §2.4 asks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_algorithms: Option<Vec<String>>,
+    /// Networks the PBX side's media may come from besides the address its SDP names and the
+    /// address it signals from (phones, media gateways). Default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub media_networks: Vec<IpNet>,
 }
 
 impl Pbx {
@@ -432,6 +436,14 @@ pub struct Trunk {
     /// Consecutive answered pings that mark it up again (default 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub options_up_after: Option<u32>,
+    /// Networks this trunk's media may come from besides the address its SDP names and its
+    /// proxy's address (the carrier's media gateways). Default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub media_networks: Vec<IpNet>,
+    /// Most relay ports this trunk's calls may hold on the outside at once (2 per stream:
+    /// RTP and RTCP); beyond it a call gets 503. Absent: half of the relay port range.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_media_ports: Option<u32>,
     /// `[[trunk.number]]`: number normalisation rules of this trunk's calls.
     #[serde(default, rename = "number", skip_serializing_if = "Vec::is_empty")]
     pub numbers: Vec<NumberRule>,
@@ -621,9 +633,15 @@ pub struct Media {
     /// The same while the call is on hold (0 disables).
     pub hold_timeout_s: u64,
     /// Drop packets on a latched relay port that do not come from the latched peer (in XDP
-    /// and in userspace). Off: such packets are forwarded and may take over the latch after
-    /// the latched peer has been silent for 2 s (NAT rebinding).
+    /// and in userspace), outside the re-latch window. Off: packets from other *allowed*
+    /// sources are forwarded and may take over the latch after the latched peer has been
+    /// silent for 2 s. Sources that are not allowed are dropped either way.
     pub strict_source: bool,
+    /// After an answer or re-offer, a different allowed source may take a relay port's latch
+    /// for this long (NAT rebinding, a media server switch at answer), milliseconds.
+    pub relatch_window_ms: u64,
+    /// Most `m=` lines accepted in one offer; more gets 488.
+    pub max_streams: usize,
 }
 
 impl Default for Media {
@@ -635,7 +653,9 @@ impl Default for Media {
             interfaces: Vec::new(),
             timeout_s: 60,
             hold_timeout_s: 3600,
-            strict_source: false,
+            strict_source: true,
+            relatch_window_ms: 2_000,
+            max_streams: 4,
         }
     }
 }

@@ -154,6 +154,12 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
         if t.max_cps.is_some_and(|v| !(1..=100_000).contains(&v)) {
             bad(&format!("trunk[{i}].max_cps"), "must be 1-100000".into());
         }
+        if t.max_media_ports.is_some_and(|p| p < 2) {
+            bad(
+                &format!("trunk[{i}].max_media_ports"),
+                "must be at least 2 (one stream's RTP and RTCP port)".into(),
+            );
+        }
         if t.options_interval_s
             .is_some_and(|v| !(1..=3600).contains(&v))
         {
@@ -306,6 +312,16 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
             "media.port_max",
             format!("must exceed port_min ({}) by at least 3", m.port_min),
         );
+    }
+    if m.relatch_window_ms > 60_000 {
+        bad(
+            "media.relatch_window_ms",
+            "must be at most 60000 (a long window lets any allowed source take a call's media)"
+                .into(),
+        );
+    }
+    if !(1..=64).contains(&m.max_streams) {
+        bad("media.max_streams", "must be 1-64".into());
     }
     if matches!(m.xdp, XdpMode::Native | XdpMode::Generic) && m.interfaces.is_empty() {
         bad(

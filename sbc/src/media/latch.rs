@@ -1,30 +1,98 @@
 //! Latching (symmetric RTP, RFC 4961 behaviour expected of NAT'd peers): which source a relay
 //! port accepts and where the relay sends to. Plain state with injected time.
 //!
-//! Rules:
+//! An outsider who sprays packets at the relay ports must never win a latch, so a source is
+//! considered at all only when it is **allowed** for the leg ([`Allowed`]): the IP address the
+//! peer's own SDP names, the leg's signaling peer (a NAT'd PBX sends media from the address it
+//! signals from), or a network configured for the side or trunk (`media_networks`). Everything
+//! else is dropped (`not_allowed`). Among allowed sources:
 //! - Before the first packet, the relay sends to the address from the peer's SDP.
-//! - The first packet latches its source: from then on the relay sends there.
-//! - Strict source: once latched, packets from any other source are dropped.
-//! - Not strict: packets from other sources are still forwarded, and the latch moves to a new
-//!   source only when the latched peer has been silent for [`RELATCH_AFTER`] (a NAT rebinding
-//!   or a media server switch, not an interleaving attacker).
+//! - The first allowed packet latches its source: from then on the relay sends there.
+//! - A latch made while the peer's SDP is still unknown is **provisional**: when the SDP
+//!   arrives it is kept only if its address is the SDP's, otherwise it is dropped and the next
+//!   allowed packet latches again. No fast path is installed for a provisional latch.
+//! - A different allowed source takes over the latch only inside the **re-latch window**
+//!   that an answer or re-offer opens (NAT rebinding, a media server switch at answer time).
+//! - Outside the window: strict source drops it (`strict_source`); not strict forwards it and
+//!   lets it take over once the latched peer has been silent for [`RELATCH_AFTER`].
 //! - A re-offer that changes the peer's SDP address or port drops the latch (re-learned from the
-//!   next packet); a re-offer with the same address keeps it.
+//!   next allowed packet); a re-offer with the same address keeps it.
 
 use std::{
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
-/// Silence of the latched peer after which another source may take the latch (not strict).
+use ipnet::IpNet;
+
+/// Silence of the latched peer after which another allowed source may take the latch (not
+/// strict, outside the re-latch window).
 pub const RELATCH_AFTER: Duration = Duration::from_secs(2);
+
+/// The sources a leg's media may come from, besides the peer's SDP address.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Allowed {
+    /// The leg's signaling peer (the PBX's observed source, the trunk's proxy).
+    pub signaling: Option<IpAddr>,
+    /// Networks configured for the side or trunk.
+    pub networks: Arc<[IpNet]>,
+}
+
+impl Allowed {
+    /// Whether `ip` may send on this leg, given the SDP address `sdp` (if known).
+    pub fn permits(&self, ip: IpAddr, sdp: Option<IpAddr>) -> bool {
+        let ip = canonical(ip);
+        sdp.map(canonical) == Some(ip)
+            || self.signaling.map(canonical) == Some(ip)
+            || self.networks.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// IPv4-mapped IPv6 addresses compare as IPv4 (a dual-stack socket may report either).
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V4(_) => ip,
+    }
+}
+
+/// The latching rules in force (from `[media]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    /// Drop other sources once latched (outside the re-latch window).
+    pub strict: bool,
+    /// How long after an answer or re-offer a different allowed source may take the latch.
+    pub relatch_window: Duration,
+}
+
+/// Why a packet was dropped (the `reason` label of `sbc_media_packets_dropped_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The source is not allowed for the leg at all.
+    NotAllowed,
+    /// An allowed source, but another one is latched and strict source is on.
+    StrictSource,
+}
+
+impl DropReason {
+    /// The metric label.
+    pub const fn label(self) -> &'static str {
+        match self {
+            DropReason::NotAllowed => "not_allowed",
+            DropReason::StrictSource => "strict_source",
+        }
+    }
+}
 
 /// Latch state of one relay port (one peer, one of RTP or RTCP).
 #[derive(Debug, Clone, Default)]
 pub struct Latch {
     sdp: Option<SocketAddr>,
     latched: Option<SocketAddr>,
+    provisional: bool,
     last_from_latched: Option<Instant>,
+    window_until: Option<Instant>,
 }
 
 /// What to do with a packet, and whether the latch changed.
@@ -37,8 +105,8 @@ pub enum Verdict {
         /// The previously latched address.
         previous: Option<SocketAddr>,
     },
-    /// Drop: strict source and not from the latched peer.
-    Drop,
+    /// Drop.
+    Drop(DropReason),
 }
 
 impl Latch {
@@ -51,44 +119,81 @@ impl Latch {
     }
 
     /// Decides about a packet from `src` at `now`.
-    pub fn on_packet(&mut self, src: SocketAddr, now: Instant, strict: bool) -> Verdict {
-        match self.latched {
-            None => {
-                self.latched = Some(src);
-                self.last_from_latched = Some(now);
-                Verdict::Latched { previous: None }
+    pub fn on_packet(
+        &mut self,
+        src: SocketAddr,
+        now: Instant,
+        allowed: &Allowed,
+        rules: Rules,
+    ) -> Verdict {
+        if self.latched == Some(src) {
+            self.last_from_latched = Some(now);
+            return Verdict::Forward;
+        }
+        if !allowed.permits(src.ip(), self.sdp.map(|s| s.ip())) {
+            return Verdict::Drop(DropReason::NotAllowed);
+        }
+        let Some(previous) = self.latched else {
+            self.latch(src, now);
+            return Verdict::Latched { previous: None };
+        };
+        if self.window_open(now) {
+            self.latch(src, now);
+            return Verdict::Latched {
+                previous: Some(previous),
+            };
+        }
+        if rules.strict {
+            return Verdict::Drop(DropReason::StrictSource);
+        }
+        let silent = self
+            .last_from_latched
+            .is_none_or(|t| now.saturating_duration_since(t) >= RELATCH_AFTER);
+        if silent {
+            self.latch(src, now);
+            Verdict::Latched {
+                previous: Some(previous),
             }
-            Some(l) if l == src => {
-                self.last_from_latched = Some(now);
-                Verdict::Forward
-            }
-            Some(_) if strict => Verdict::Drop,
-            Some(l) => {
-                let silent = self
-                    .last_from_latched
-                    .is_none_or(|t| now.saturating_duration_since(t) >= RELATCH_AFTER);
-                if silent {
-                    self.latched = Some(src);
-                    self.last_from_latched = Some(now);
-                    Verdict::Latched { previous: Some(l) }
-                } else {
-                    Verdict::Forward
-                }
-            }
+        } else {
+            Verdict::Forward
         }
     }
 
-    /// Records the address from a (re-)offer or answer. A changed address drops the latch;
-    /// returns whether it did.
+    fn latch(&mut self, src: SocketAddr, now: Instant) {
+        self.latched = Some(src);
+        self.last_from_latched = Some(now);
+        // Without the peer's SDP the relay cannot tell its media from another allowed source.
+        self.provisional = self.sdp.is_none();
+    }
+
+    /// Records the address from a (re-)offer or answer; returns whether a latch was dropped.
+    /// A changed address drops the latch; a provisional latch is kept only if it matches the
+    /// new SDP address (then it is confirmed).
     pub fn set_sdp(&mut self, sdp: Option<SocketAddr>) -> bool {
         let changed = self.sdp.is_some() && self.sdp != sdp;
+        let unconfirmed = self.provisional
+            && sdp.is_some()
+            && self.latched.map(|l| canonical(l.ip())) != sdp.map(|s| canonical(s.ip()));
         self.sdp = sdp;
-        if changed && self.latched.is_some() {
+        if sdp.is_some() {
+            self.provisional = false;
+        }
+        if (changed || unconfirmed) && self.latched.is_some() {
             self.latched = None;
             self.last_from_latched = None;
             return true;
         }
         false
+    }
+
+    /// Opens the re-latch window until `until` (an answer or re-offer was just processed).
+    pub fn open_window(&mut self, until: Instant) {
+        self.window_until = Some(until);
+    }
+
+    /// Whether a different allowed source may take the latch at `now`.
+    pub fn window_open(&self, now: Instant) -> bool {
+        self.window_until.is_some_and(|u| now < u)
     }
 
     /// Where packets for this peer go: the latched address, else the SDP address.
@@ -101,10 +206,16 @@ impl Latch {
         self.latched
     }
 
+    /// The latched address, if latched after the peer's SDP was known (fast-path worthy).
+    pub fn confirmed(&self) -> Option<SocketAddr> {
+        self.latched.filter(|_| !self.provisional)
+    }
+
     /// Adopts a latch learned by a previous process (restart), without a packet.
     pub fn adopt(&mut self, addr: SocketAddr, now: Instant) {
         self.latched = Some(addr);
         self.last_from_latched = Some(now);
+        self.provisional = false;
     }
 }
 
@@ -116,50 +227,186 @@ mod tests {
         s.parse().expect("literal")
     }
 
+    const STRICT: Rules = Rules {
+        strict: true,
+        relatch_window: Duration::from_secs(2),
+    };
+
+    fn none() -> Allowed {
+        Allowed::default()
+    }
+
     #[test]
-    fn first_packet_latches_over_private_sdp_address() {
+    fn outsider_before_sdp_is_dropped_and_does_not_latch() {
         let t0 = Instant::now();
-        let mut l = Latch::new(Some(a("10.0.0.5:4000")));
-        assert_eq!(l.target(), Some(a("10.0.0.5:4000")));
-        // The NAT'd peer's packets come from its public mapping.
-        let v = l.on_packet(a("203.0.113.9:61000"), t0, false);
-        assert_eq!(v, Verdict::Latched { previous: None });
-        assert_eq!(l.target(), Some(a("203.0.113.9:61000")));
+        // The carrier's answer is not there yet: only its trunk network may latch.
+        let allowed = Allowed {
+            signaling: None,
+            networks: vec!["198.51.100.0/24".parse().expect("net")].into(),
+        };
+        let mut l = Latch::new(None);
         assert_eq!(
-            l.on_packet(a("203.0.113.9:61000"), t0, false),
-            Verdict::Forward
+            l.on_packet(a("203.0.113.66:40000"), t0, &allowed, STRICT),
+            Verdict::Drop(DropReason::NotAllowed)
+        );
+        assert_eq!(l.latched(), None);
+        assert_eq!(l.target(), None, "nothing to send the PBX's audio to");
+        // And with no network configured, nobody latches before the SDP.
+        let mut l = Latch::new(None);
+        assert_eq!(
+            l.on_packet(a("198.51.100.7:4000"), t0, &none(), STRICT),
+            Verdict::Drop(DropReason::NotAllowed)
         );
     }
 
     #[test]
-    fn strict_source_drops_other_sources() {
+    fn provisional_latch_is_replaced_when_the_sdp_names_another_address() {
         let t0 = Instant::now();
+        let allowed = Allowed {
+            signaling: None,
+            networks: vec!["198.51.100.0/24".parse().expect("net")].into(),
+        };
         let mut l = Latch::new(None);
-        l.on_packet(a("198.51.100.1:5000"), t0, true);
+        let v = l.on_packet(a("198.51.100.7:4000"), t0, &allowed, STRICT);
+        assert_eq!(v, Verdict::Latched { previous: None });
+        assert_eq!(l.confirmed(), None, "provisional: no fast path");
+        // The answer names another media server of the trunk: the provisional latch goes.
+        assert!(l.set_sdp(Some(a("198.51.100.9:5000"))));
+        assert_eq!(l.latched(), None);
+        assert_eq!(l.target(), Some(a("198.51.100.9:5000")));
+        let v = l.on_packet(a("198.51.100.9:5000"), t0, &allowed, STRICT);
+        assert_eq!(v, Verdict::Latched { previous: None });
+        assert_eq!(l.confirmed(), Some(a("198.51.100.9:5000")));
+        // A provisional latch from the SDP's own address is confirmed instead.
+        let mut l = Latch::new(None);
+        l.on_packet(a("198.51.100.7:4000"), t0, &allowed, STRICT);
+        assert!(!l.set_sdp(Some(a("198.51.100.7:4000"))));
+        assert_eq!(l.confirmed(), Some(a("198.51.100.7:4000")));
+    }
+
+    #[test]
+    fn outsider_after_latch_is_dropped_as_not_allowed() {
+        let t0 = Instant::now();
+        let mut l = Latch::new(Some(a("198.51.100.1:5000")));
         assert_eq!(
-            l.on_packet(a("198.51.100.66:5000"), t0 + Duration::from_secs(60), true),
-            Verdict::Drop
+            l.on_packet(a("198.51.100.1:5000"), t0, &none(), STRICT),
+            Verdict::Latched { previous: None }
+        );
+        // Even inside the re-latch window and even when not strict, an outsider never wins.
+        l.open_window(t0 + Duration::from_secs(2));
+        let loose = Rules {
+            strict: false,
+            ..STRICT
+        };
+        for rules in [STRICT, loose] {
+            assert_eq!(
+                l.on_packet(a("203.0.113.66:5000"), t0, &none(), rules),
+                Verdict::Drop(DropReason::NotAllowed)
+            );
+        }
+        assert_eq!(
+            l.on_packet(
+                a("203.0.113.66:5000"),
+                t0 + Duration::from_secs(60),
+                &none(),
+                loose
+            ),
+            Verdict::Drop(DropReason::NotAllowed)
         );
         assert_eq!(l.latched(), Some(a("198.51.100.1:5000")));
+    }
+
+    #[test]
+    fn nat_rebinding_relatches_inside_the_window_only() {
+        let t0 = Instant::now();
+        // A NAT'd PBX: private SDP, media from its public (signaling) address.
+        let allowed = Allowed {
+            signaling: Some("203.0.113.9".parse().expect("ip")),
+            networks: Arc::from([]),
+        };
+        let mut l = Latch::new(Some(a("10.0.0.5:4000")));
+        assert_eq!(
+            l.on_packet(a("203.0.113.9:61000"), t0, &allowed, STRICT),
+            Verdict::Latched { previous: None }
+        );
+        assert_eq!(l.target(), Some(a("203.0.113.9:61000")));
+        // A re-INVITE opens the window: the rebound NAT port takes the latch.
+        let t1 = t0 + Duration::from_secs(30);
+        l.open_window(t1 + STRICT.relatch_window);
+        let v = l.on_packet(
+            a("203.0.113.9:62000"),
+            t1 + Duration::from_millis(500),
+            &allowed,
+            STRICT,
+        );
+        assert_eq!(
+            v,
+            Verdict::Latched {
+                previous: Some(a("203.0.113.9:61000"))
+            }
+        );
+        // After the window, another port of the same address is refused (strict).
+        let late = t1 + Duration::from_secs(3);
+        assert_eq!(
+            l.on_packet(a("203.0.113.9:63000"), late, &allowed, STRICT),
+            Verdict::Drop(DropReason::StrictSource)
+        );
+        assert_eq!(l.latched(), Some(a("203.0.113.9:62000")));
+    }
+
+    #[test]
+    fn configured_network_is_allowed() {
+        let t0 = Instant::now();
+        let allowed = Allowed {
+            signaling: None,
+            networks: vec!["192.0.2.0/28".parse().expect("net")].into(),
+        };
+        // The SDP names the carrier's SBC; its media gateway in the trunk network sends.
+        let mut l = Latch::new(Some(a("198.51.100.1:5000")));
+        assert_eq!(
+            l.on_packet(a("192.0.2.14:30000"), t0, &allowed, STRICT),
+            Verdict::Latched { previous: None }
+        );
+        assert_eq!(l.confirmed(), Some(a("192.0.2.14:30000")));
+        let mut l = Latch::new(Some(a("198.51.100.1:5000")));
+        assert_eq!(
+            l.on_packet(a("192.0.2.16:30000"), t0, &allowed, STRICT),
+            Verdict::Drop(DropReason::NotAllowed),
+            "just outside the /28"
+        );
+        assert!(allowed.permits("::ffff:192.0.2.3".parse().expect("ip"), None));
     }
 
     #[test]
     fn loose_source_relatches_only_after_silence() {
         let t0 = Instant::now();
-        let mut l = Latch::new(None);
-        l.on_packet(a("198.51.100.1:5000"), t0, false);
-        // An interleaved stranger is forwarded but does not steal the latch.
+        let loose = Rules {
+            strict: false,
+            relatch_window: Duration::ZERO,
+        };
+        let allowed = Allowed {
+            signaling: None,
+            networks: vec!["198.51.100.0/24".parse().expect("net")].into(),
+        };
+        let mut l = Latch::new(Some(a("198.51.100.1:5000")));
+        l.on_packet(a("198.51.100.1:5000"), t0, &allowed, loose);
+        // An interleaved allowed source is forwarded but does not steal the latch.
         assert_eq!(
             l.on_packet(
                 a("198.51.100.2:5000"),
                 t0 + Duration::from_millis(20),
-                false
+                &allowed,
+                loose
             ),
             Verdict::Forward
         );
         assert_eq!(l.latched(), Some(a("198.51.100.1:5000")));
-        // After the latched peer went silent (NAT rebinding), the new source takes over.
-        let v = l.on_packet(a("198.51.100.2:5002"), t0 + Duration::from_secs(3), false);
+        let v = l.on_packet(
+            a("198.51.100.2:5002"),
+            t0 + Duration::from_secs(3),
+            &allowed,
+            loose,
+        );
         assert_eq!(
             v,
             Verdict::Latched {
@@ -171,14 +418,18 @@ mod tests {
     #[test]
     fn reoffer_with_new_address_unlatches_same_address_keeps() {
         let t0 = Instant::now();
+        let allowed = Allowed {
+            signaling: Some("203.0.113.9".parse().expect("ip")),
+            networks: Arc::from([]),
+        };
         let mut l = Latch::new(Some(a("10.0.0.5:4000")));
-        l.on_packet(a("203.0.113.9:61000"), t0, true);
+        l.on_packet(a("203.0.113.9:61000"), t0, &allowed, STRICT);
         assert!(!l.set_sdp(Some(a("10.0.0.5:4000"))));
         assert_eq!(l.latched(), Some(a("203.0.113.9:61000")));
         assert!(l.set_sdp(Some(a("10.0.0.7:4000"))));
         assert_eq!(l.target(), Some(a("10.0.0.7:4000")));
         assert_eq!(
-            l.on_packet(a("203.0.113.9:62000"), t0, true),
+            l.on_packet(a("203.0.113.9:62000"), t0, &allowed, STRICT),
             Verdict::Latched { previous: None }
         );
     }

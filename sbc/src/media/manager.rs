@@ -17,20 +17,20 @@ use std::{
 use parking_lot::Mutex;
 use sbc_ebpf_common::{FLAG_IPV4, FLAG_STRICT_SOURCE, Mapping, MappingKey, ipv4_mapped};
 use sbc_proto::media::{
-    Allocation, Leg, MediaControl, MediaError, MediaEvent, RelayEndpoint, SessionId, StreamDesc,
-    StreamRelay,
+    Allocation, Leg, MediaControl, MediaError, MediaEvent, MediaPeers, RelayEndpoint, SessionId,
+    StreamDesc, StreamRelay,
 };
 use tokio::{net::UdpSocket, sync::mpsc, task::JoinHandle};
 
 use super::{
+    latch::{Allowed, Rules},
+    policy::{MediaPolicy, Quotas},
     pool::PortPool,
     relay::{self, PeerState, Port, StreamShared, leg_idx},
     xdp::XdpRelay,
 };
 use crate::{config::Config, metrics::MediaMetrics};
 
-/// Most `m=` lines accepted in one session.
-pub const MAX_STREAMS: usize = 16;
 /// Events kept for the call layer before the oldest are dropped (it should drain them).
 const MAX_EVENTS: usize = 4096;
 /// How often activity and timeouts are checked.
@@ -60,6 +60,13 @@ pub struct MediaSettings {
     pub port_max: u16,
     /// Strict-source latching.
     pub strict_source: bool,
+    /// How long after an answer or re-offer another allowed source may take a latch.
+    pub relatch_window: Duration,
+    /// Most `m=` lines in one offer (488 beyond).
+    pub max_streams: usize,
+    /// Networks and trunk quotas at start (a live change replaces them, see
+    /// [`MediaManager::set_policy`]).
+    pub policy: MediaPolicy,
     /// Media timeout; `None` disables it.
     pub timeout: Option<Duration>,
     /// Media timeout while on hold; `None` disables it.
@@ -80,8 +87,18 @@ impl MediaSettings {
             port_min: c.media.port_min,
             port_max: c.media.port_max,
             strict_source: c.media.strict_source,
+            relatch_window: Duration::from_millis(c.media.relatch_window_ms),
+            max_streams: c.media.max_streams,
+            policy: MediaPolicy::from_config(c),
             timeout: secs(c.media.timeout_s),
             hold_timeout: secs(c.media.hold_timeout_s),
+        }
+    }
+
+    fn rules(&self) -> Rules {
+        Rules {
+            strict: self.strict_source,
+            relatch_window: self.relatch_window,
         }
     }
 
@@ -147,6 +164,10 @@ struct Inner {
     /// Statistics slots of the XDP program, one per installed mapping.
     slots: Mutex<Slots>,
     sessions: Mutex<HashMap<SessionId, Session>>,
+    /// Networks and quotas for new calls (replaced by a live configuration change).
+    policy: Mutex<Arc<MediaPolicy>>,
+    /// Relay ports held per trunk.
+    quotas: Mutex<Quotas>,
     next_id: AtomicU64,
     xdp: Option<Arc<Mutex<XdpRelay>>>,
     events: Mutex<VecDeque<MediaEvent>>,
@@ -165,6 +186,10 @@ struct Session {
     timed_out: bool,
     /// Recreated from pinned XDP mappings after a restart.
     adopted: bool,
+    /// Signaling peers and trunk, as the call layer last said.
+    peers: MediaPeers,
+    /// Outside relay ports counted against `peers.trunk`'s quota.
+    quota_ports: usize,
 }
 
 #[derive(Debug)]
@@ -195,8 +220,11 @@ impl MediaManager {
             PortPool::new(settings.port_min, settings.port_max),
             PortPool::new(settings.port_min, settings.port_max),
         ];
+        let policy = Mutex::new(Arc::new(settings.policy.clone()));
         let inner = Arc::new(Inner {
             settings,
+            policy,
+            quotas: Mutex::new(Quotas::default()),
             pools: Arc::new(Mutex::new(pools)),
             slots: Mutex::new(Slots::new(sbc_ebpf_common::MAX_MAPPINGS)),
             sessions: Mutex::new(HashMap::new()),
@@ -239,6 +267,11 @@ impl MediaManager {
     /// The settings in force.
     pub fn settings(&self) -> &MediaSettings {
         &self.inner.settings
+    }
+
+    /// Replaces the media networks and trunk quotas for new calls (live configuration).
+    pub fn set_policy(&self, policy: MediaPolicy) {
+        *self.inner.policy.lock() = Arc::new(policy);
     }
 
     /// Runs the activity/timeout check for `now` (the background task does this every
@@ -580,6 +613,7 @@ impl Inner {
     fn reject(&self, e: MediaError) -> MediaError {
         let reason = match &e {
             MediaError::PortsExhausted(_) => "ports_exhausted",
+            MediaError::QuotaExhausted(_) => "trunk_quota",
             MediaError::StreamCount(_) => "stream_count",
             MediaError::AddressFamily { .. } => "address_family",
             MediaError::StreamMismatch { .. } => "stream_mismatch",
@@ -645,6 +679,7 @@ impl Inner {
         index: usize,
         from: Leg,
         desc: &StreamDesc,
+        allowed: &[Allowed; 2],
     ) -> Result<Stream, MediaError> {
         if desc.rtp_port == 0 {
             return Ok(Stream {
@@ -675,6 +710,8 @@ impl Inner {
             }
         };
         let mut peers: [PeerState; 2] = Default::default();
+        peers[0].allowed = allowed[0].clone();
+        peers[1].allowed = allowed[1].clone();
         peers[leg_idx(from)].set_desc(desc);
         Ok(self.start_stream(id, index, in_port, in_socks, out_port, out_socks, peers))
     }
@@ -695,7 +732,7 @@ impl Inner {
         let shared = Arc::new(StreamShared {
             session: id,
             index,
-            strict: self.settings.strict_source,
+            rules: self.settings.rules(),
             sockets: [in_socks, out_socks],
             peers: Mutex::new(peers),
             latched_tx: self.latched_tx.clone(),
@@ -825,6 +862,8 @@ impl Inner {
                 activity: Activity::new(now),
                 timed_out: false,
                 adopted: true,
+                peers: MediaPeers::default(),
+                quota_ports: 0,
             },
         );
         Ok(id)
@@ -866,7 +905,19 @@ impl Inner {
                 stream.installed.push((key, slot, m));
                 continue;
             }
-            match x.insert_mapping(&key, &m) {
+            // Same peers and slot, other flags: keep the stream's counters.
+            let same_peers = existing.is_some_and(|(_, _, v)| {
+                Mapping {
+                    flags: m.flags,
+                    ..*v
+                } == m
+            });
+            let put = if same_peers {
+                x.update_mapping(&key, &m)
+            } else {
+                x.insert_mapping(&key, &m)
+            };
+            match put {
                 Ok(()) => {
                     stream.installed.push((key, slot, m));
                     changed = true;
@@ -898,9 +949,15 @@ impl Inner {
         let Some(shared) = &stream.shared else {
             return Vec::new();
         };
-        let (pbx, carrier) = {
+        // Provisional latches (made before the peer's SDP was known) stay in userspace.
+        let now = Instant::now();
+        let (pbx, carrier, open) = {
             let peers = shared.peers.lock();
-            (peers[0].latch[0].latched(), peers[1].latch[0].latched())
+            (
+                peers[0].latch[0].confirmed(),
+                peers[1].latch[0].confirmed(),
+                [0, 1].map(|i| peers[i].latch[0].window_open(now)),
+            )
         };
         let (Some(pbx), Some(carrier)) = (pbx, carrier) else {
             return Vec::new();
@@ -910,36 +967,64 @@ impl Inner {
         if s.outside.bind.is_ipv4() != v4 || pbx.is_ipv4() != v4 || carrier.is_ipv4() != v4 {
             return Vec::new();
         }
-        let mut flags = if v4 { FLAG_IPV4 } else { 0 };
-        if s.strict_source {
-            flags |= FLAG_STRICT_SOURCE;
-        }
+        // Inside the re-latch window other sources go up to userspace, which may re-latch
+        // (the tick sets the strict flag once the window has closed).
+        let flags = |ingress: usize| {
+            let mut f = if v4 { FLAG_IPV4 } else { 0 };
+            if s.strict_source && !open[ingress] {
+                f |= FLAG_STRICT_SOURCE;
+            }
+            f
+        };
         let in_relay = SocketAddr::new(s.inside.bind, stream.relay.inside.rtp_port);
         let out_relay = SocketAddr::new(s.outside.bind, stream.relay.outside.rtp_port);
-        let mapping = |from_peer: SocketAddr, via: SocketAddr, to_peer: SocketAddr| Mapping {
-            src_addr: addr16(via.ip()),
-            dst_addr: addr16(to_peer.ip()),
-            expect_addr: addr16(from_peer.ip()),
-            src_port: port_be(via.port()),
-            dst_port: port_be(to_peer.port()),
-            expect_port: port_be(from_peer.port()),
-            flags,
-            // Assigned by `sync_mappings`.
-            slot: 0,
-        };
+        let mapping =
+            |from_peer: SocketAddr, via: SocketAddr, to_peer: SocketAddr, flags| Mapping {
+                src_addr: addr16(via.ip()),
+                dst_addr: addr16(to_peer.ip()),
+                expect_addr: addr16(from_peer.ip()),
+                src_port: port_be(via.port()),
+                dst_port: port_be(to_peer.port()),
+                expect_port: port_be(from_peer.port()),
+                flags,
+                // Assigned by `sync_mappings`.
+                slot: 0,
+            };
         vec![
-            (mapping_key(in_relay), mapping(pbx, out_relay, carrier)),
-            (mapping_key(out_relay), mapping(carrier, in_relay, pbx)),
+            (
+                mapping_key(in_relay),
+                mapping(pbx, out_relay, carrier, flags(0)),
+            ),
+            (
+                mapping_key(out_relay),
+                mapping(carrier, in_relay, pbx, flags(1)),
+            ),
         ]
     }
 
     fn tick(&self, now: Instant) {
         self.update_gauges();
         let mut fired = Vec::new();
+        let mut resync = Vec::new();
         {
             let mut sessions = self.sessions.lock();
             let xdp = self.xdp.as_ref().map(|x| x.lock());
             for (id, s) in sessions.iter_mut() {
+                // A re-latch window closed on a fast-path stream: make its mappings strict.
+                if self.settings.strict_source {
+                    for (i, st) in s.streams.iter().enumerate() {
+                        let lax = st
+                            .installed
+                            .iter()
+                            .any(|(_, _, m)| m.flags & FLAG_STRICT_SOURCE == 0);
+                        let open = st.shared.as_ref().is_some_and(|sh| {
+                            sh.peers.lock().iter().any(|p| p.latch[0].window_open(now))
+                        });
+                        if lax && !open {
+                            resync.push((*id, i));
+                        }
+                    }
+                }
                 if !s.committed || s.timed_out {
                     continue;
                 }
@@ -985,6 +1070,9 @@ impl Inner {
                 }
             }
         }
+        for (id, i) in resync {
+            self.sync_mappings(id, i);
+        }
         for (id, adopted) in fired {
             self.metrics.timeouts.inc();
             if adopted {
@@ -1009,6 +1097,9 @@ impl Inner {
         let Some(mut s) = self.sessions.lock().remove(&id) else {
             return;
         };
+        if let Some(t) = &s.peers.trunk {
+            self.quotas.lock().give(t, s.quota_ports);
+        }
         for st in &mut s.streams {
             self.close_stream(st);
         }
@@ -1075,6 +1166,62 @@ impl Inner {
         }
     }
 
+    /// The sources allowed on each leg of a call with `peers`, under the current policy.
+    fn allowed(&self, peers: &MediaPeers) -> [Allowed; 2] {
+        let policy = self.policy.lock().clone();
+        [Leg::Inside, Leg::Outside].map(|leg| policy.allowed(leg, peers))
+    }
+
+    /// Counts the outside relay ports of `streams` against the call's trunk quota; returns the
+    /// ports taken (0 without a trunk), or the refusal.
+    fn take_quota(&self, peers: &MediaPeers, streams: &[StreamDesc]) -> Result<usize, MediaError> {
+        let Some(trunk) = &peers.trunk else {
+            return Ok(0);
+        };
+        // RTP and RTCP port of each enabled stream.
+        let ports = 2 * streams.iter().filter(|d| d.rtp_port != 0).count();
+        // Default: half the range's ports, so one trunk cannot starve the others.
+        let default = self.pools.lock()[self.settings.pool(Leg::Outside)].capacity();
+        let limit = self.policy.lock().quota(trunk, default);
+        if self.quotas.lock().take(trunk, ports, limit) {
+            Ok(ports)
+        } else {
+            Err(self.reject(MediaError::QuotaExhausted(trunk.clone())))
+        }
+    }
+
+    fn give_quota(&self, peers: &MediaPeers, ports: usize) {
+        if let Some(trunk) = &peers.trunk {
+            self.quotas.lock().give(trunk, ports);
+        }
+    }
+
+    /// The call's peers changed (failover): new allowed sources, the quota moves along.
+    fn set_peers(&self, id: SessionId, peers: &MediaPeers) {
+        let allowed = self.allowed(peers);
+        let mut sessions = self.sessions.lock();
+        let Some(s) = sessions.get_mut(&id) else {
+            return;
+        };
+        {
+            let mut q = self.quotas.lock();
+            if let Some(t) = &s.peers.trunk {
+                q.give(t, s.quota_ports);
+            }
+            if let Some(t) = &peers.trunk {
+                q.force(t, s.quota_ports);
+            }
+        }
+        for st in &s.streams {
+            if let Some(shared) = &st.shared {
+                let mut p = shared.peers.lock();
+                p[0].allowed = allowed[0].clone();
+                p[1].allowed = allowed[1].clone();
+            }
+        }
+        s.peers = peers.clone();
+    }
+
     /// Records `streams` from `from` on an existing session; opens new streams for extra
     /// `m=` lines when `grow`.
     fn describe(
@@ -1084,7 +1231,7 @@ impl Inner {
         streams: &[StreamDesc],
         answer: bool,
     ) -> Result<Vec<StreamRelay>, MediaError> {
-        let (have, relatch) = {
+        let (have, relatch, call_peers) = {
             let mut sessions = self.sessions.lock();
             let s = sessions
                 .get_mut(&id)
@@ -1096,9 +1243,18 @@ impl Inner {
                 });
             }
             let mut relatch = Vec::new();
+            // An answer or re-offer opens the re-latch window on both legs (NAT rebinding, a
+            // media server switch at answer time); the fast path relaxes meanwhile.
+            let until = Instant::now() + self.settings.relatch_window;
             for (i, (st, desc)) in s.streams.iter_mut().zip(streams).enumerate() {
                 let Some(shared) = &st.shared else { continue };
                 let mut peers = shared.peers.lock();
+                for p in peers.iter_mut() {
+                    p.open_window(until);
+                }
+                if !self.settings.relatch_window.is_zero() {
+                    relatch.push(i);
+                }
                 let p = &mut peers[leg_idx(from)];
                 if desc.rtp_port != 0 && p.latch[0].target().is_none() {
                     // First description from this leg: check its family like an offer.
@@ -1111,8 +1267,11 @@ impl Inner {
                 }
                 if p.set_desc(desc) {
                     tracing::info!(session = %id, stream = i, side = from.as_str(),
-                        "peer's SDP address changed; re-latching on its next packet");
-                    relatch.push(i);
+                        "peer's SDP address changed (or a provisional latch was not confirmed); \
+                        re-latching on its next allowed packet");
+                    if !relatch.contains(&i) {
+                        relatch.push(i);
+                    }
                 }
                 let mux = p.mux;
                 drop(peers);
@@ -1129,32 +1288,42 @@ impl Inner {
                 s.committed = true;
                 s.activity = Activity::new(Instant::now());
             }
-            (s.streams.len(), relatch)
+            (s.streams.len(), relatch, s.peers.clone())
         };
         for i in relatch {
             self.sync_mappings(id, i);
         }
         if streams.len() > have {
-            if streams.len() > MAX_STREAMS {
+            if streams.len() > self.settings.max_streams {
                 return Err(self.reject(MediaError::StreamCount(streams.len())));
             }
+            let extra = &streams[have..];
+            let quota = self.take_quota(&call_peers, extra)?;
+            let allowed = self.allowed(&call_peers);
             let mut opened = Vec::new();
             for (i, desc) in streams.iter().enumerate().skip(have) {
-                match self.open_stream(id, i, from, desc) {
+                match self.open_stream(id, i, from, desc, &allowed) {
                     Ok(st) => opened.push(st),
                     Err(e) => {
                         for mut st in opened {
                             self.close_stream(&mut st);
                         }
+                        self.give_quota(&call_peers, quota);
                         return Err(self.reject(e));
                     }
                 }
             }
             let mut sessions = self.sessions.lock();
-            let s = sessions
-                .get_mut(&id)
-                .ok_or(MediaError::UnknownSession(id))?;
+            let Some(s) = sessions.get_mut(&id) else {
+                drop(sessions);
+                for mut st in opened {
+                    self.close_stream(&mut st);
+                }
+                self.give_quota(&call_peers, quota);
+                return Err(MediaError::UnknownSession(id));
+            };
             s.streams.extend(opened);
+            s.quota_ports += quota;
         }
         let sessions = self.sessions.lock();
         let s = sessions.get(&id).ok_or(MediaError::UnknownSession(id))?;
@@ -1163,20 +1332,28 @@ impl Inner {
 }
 
 impl MediaControl for MediaManager {
-    fn allocate(&mut self, from: Leg, streams: &[StreamDesc]) -> Result<Allocation, MediaError> {
+    fn allocate(
+        &mut self,
+        from: Leg,
+        streams: &[StreamDesc],
+        peers: &MediaPeers,
+    ) -> Result<Allocation, MediaError> {
         let inner = &self.inner;
-        if streams.is_empty() || streams.len() > MAX_STREAMS {
+        if streams.is_empty() || streams.len() > inner.settings.max_streams {
             return Err(inner.reject(MediaError::StreamCount(streams.len())));
         }
+        let quota = inner.take_quota(peers, streams)?;
+        let allowed = inner.allowed(peers);
         let id = SessionId(inner.next_id.fetch_add(1, Ordering::Relaxed));
         let mut opened: Vec<Stream> = Vec::with_capacity(streams.len());
         for (i, desc) in streams.iter().enumerate() {
-            match inner.open_stream(id, i, from, desc) {
+            match inner.open_stream(id, i, from, desc, &allowed) {
                 Ok(st) => opened.push(st),
                 Err(e) => {
                     for mut st in opened {
                         inner.close_stream(&mut st);
                     }
+                    inner.give_quota(peers, quota);
                     return Err(inner.reject(e));
                 }
             }
@@ -1190,6 +1367,8 @@ impl MediaControl for MediaManager {
                 activity: Activity::new(Instant::now()),
                 timed_out: false,
                 adopted: false,
+                peers: peers.clone(),
+                quota_ports: quota,
             },
         );
         inner.update_gauges();
@@ -1216,6 +1395,10 @@ impl MediaControl for MediaManager {
         streams: &[StreamDesc],
     ) -> Result<Vec<StreamRelay>, MediaError> {
         self.inner.describe(session, from, streams, false)
+    }
+
+    fn set_peers(&mut self, session: SessionId, peers: &MediaPeers) {
+        self.inner.set_peers(session, peers);
     }
 
     fn release(&mut self, session: SessionId) {
@@ -1247,6 +1430,9 @@ mod tests {
             port_min: min,
             port_max: max,
             strict_source: false,
+            relatch_window: Duration::from_secs(2),
+            max_streams: 4,
+            policy: MediaPolicy::default(),
             timeout: Some(Duration::from_secs(60)),
             hold_timeout: Some(Duration::from_secs(3600)),
         }
@@ -1261,6 +1447,9 @@ mod tests {
     async fn strict_source_drops_strangers_in_userspace() {
         let mut s = settings(41_500, 41_599);
         s.strict_source = true;
+        // No re-latch window: the stranger (same address as the SDP, so allowed) comes right
+        // after the answer, when a window would let it take the latch.
+        s.relatch_window = Duration::ZERO;
         let metrics = Metrics::new().expect("metrics");
         let mut m = MediaManager::new(s, None, metrics.media.clone());
         let pbx = std::net::UdpSocket::bind("127.0.0.1:0").expect("pbx");
@@ -1271,7 +1460,11 @@ mod tests {
             .expect("timeout");
         let pbx_addr = pbx.local_addr().expect("addr");
         let a = m
-            .allocate(Leg::Inside, &[StreamDesc::new(LO, pbx_addr.port())])
+            .allocate(
+                Leg::Inside,
+                &[StreamDesc::new(LO, pbx_addr.port())],
+                &MediaPeers::default(),
+            )
             .expect("offer");
         let carrier_port = carrier.local_addr().expect("addr").port();
         m.commit(
@@ -1295,18 +1488,142 @@ mod tests {
         assert_eq!(
             metrics
                 .media
-                .user_dropped
+                .dropped
                 .with_label_values(&["strict_source"])
                 .get(),
             1
         );
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn outsider_never_latches_before_or_after_the_peers() {
+        let mut s = settings(41_700, 41_799);
+        s.strict_source = true;
+        let metrics = Metrics::new().expect("metrics");
+        let mut m = MediaManager::new(s, None, metrics.media.clone());
+        let pbx = std::net::UdpSocket::bind("127.0.0.1:0").expect("pbx");
+        let carrier = std::net::UdpSocket::bind("127.0.0.1:0").expect("carrier");
+        // Another loopback address: neither SDP names it nor is it a signaling peer.
+        let outsider = std::net::UdpSocket::bind("127.0.0.2:0").expect("outsider");
+        for sock in [&pbx, &carrier, &outsider] {
+            sock.set_read_timeout(Some(Duration::from_millis(300)))
+                .expect("timeout");
+        }
+        let pbx_addr = pbx.local_addr().expect("addr");
+        let a = m
+            .allocate(
+                Leg::Inside,
+                &[StreamDesc::new(LO, pbx_addr.port())],
+                &MediaPeers::default(),
+            )
+            .expect("offer");
+        let in_relay = SocketAddr::new(LO, a.streams[0].inside.rtp_port);
+        let out_relay = SocketAddr::new(LO, a.streams[0].outside.rtp_port);
+        let mut buf = [0u8; 64];
+        // Before the carrier's answer: the outsider sprays the outside port, then the PBX
+        // talks. Nothing reaches the outsider, and it did not latch the carrier leg.
+        outsider.send_to(&[0x80; 12], out_relay).expect("send");
+        outsider.send_to(&[0x80; 12], in_relay).expect("send");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        pbx.send_to(&[0x80; 20], in_relay).expect("send");
+        assert!(outsider.recv_from(&mut buf).is_err(), "outsider got media");
+        let v = m.session_view(a.session).expect("view");
+        assert_eq!(v.streams[0].outside.latched, None, "{v:?}");
+        assert_eq!(
+            v.streams[0].inside.latched.as_deref(),
+            Some(pbx_addr.to_string().as_str())
+        );
+        // After the answer: the carrier is reached, the outsider still is not.
+        let carrier_port = carrier.local_addr().expect("addr").port();
+        m.commit(
+            a.session,
+            Leg::Outside,
+            &[StreamDesc::new(LO, carrier_port)],
+        )
+        .expect("answer");
+        pbx.send_to(&[0x80; 20], in_relay).expect("send");
+        carrier.recv_from(&mut buf).expect("carrier receives");
+        carrier.send_to(&[0x80; 20], out_relay).expect("send");
+        pbx.recv_from(&mut buf).expect("pbx receives");
+        outsider.send_to(&[0x80; 12], out_relay).expect("send");
+        assert!(pbx.recv_from(&mut buf).is_err(), "outsider relayed");
+        assert!(outsider.recv_from(&mut buf).is_err(), "outsider got media");
+        assert_eq!(
+            metrics
+                .media
+                .dropped
+                .with_label_values(&["not_allowed"])
+                .get(),
+            3
+        );
+    }
+
+    #[tokio::test]
+    async fn trunk_port_quota_refuses_with_503_and_frees_on_release() {
+        let mut s = settings(41_800, 41_899);
+        s.policy.trunks.insert(
+            "carrier".into(),
+            super::super::policy::TrunkMedia {
+                networks: Arc::from([]),
+                max_ports: Some(4),
+            },
+        );
+        let metrics = Metrics::new().expect("metrics");
+        let mut m = MediaManager::new(s, None, metrics.media.clone());
+        let peers = MediaPeers {
+            trunk: Some("carrier".into()),
+            ..MediaPeers::default()
+        };
+        let one = [StreamDesc::new(LO, 4000)];
+        let a = m.allocate(Leg::Inside, &one, &peers).expect("2 of 4 ports");
+        m.allocate(Leg::Inside, &one, &peers).expect("4 of 4 ports");
+        let err = m.allocate(Leg::Inside, &one, &peers).expect_err("quota");
+        assert_eq!(err, MediaError::QuotaExhausted("carrier".into()));
+        assert_eq!(err.status_code(), 503);
+        assert_eq!(
+            metrics
+                .media
+                .rejected
+                .with_label_values(&["trunk_quota"])
+                .get(),
+            1
+        );
+        // Other calls are not affected; a released call gives its ports back.
+        m.allocate(Leg::Inside, &one, &MediaPeers::default())
+            .expect("no trunk, no quota");
+        m.release(a.session);
+        m.allocate(Leg::Inside, &one, &peers).expect("freed");
+    }
+
+    #[tokio::test]
+    async fn more_m_lines_than_max_streams_get_488() {
+        let mut m = manager(41_900, 41_999);
+        let five = [StreamDesc::new(LO, 4000); 5];
+        let err = m
+            .allocate(Leg::Inside, &five, &MediaPeers::default())
+            .expect_err("five streams");
+        assert_eq!(err.status_code(), 488);
+        assert_eq!(
+            m.inner
+                .metrics
+                .rejected
+                .with_label_values(&["stream_count"])
+                .get(),
+            1
+        );
+        m.allocate(Leg::Inside, &five[..4], &MediaPeers::default())
+            .expect("four streams");
+    }
+
     #[tokio::test]
     async fn event_ready_wakes_on_timeout() {
         let mut m = manager(41_600, 41_699);
         let a = m
-            .allocate(Leg::Inside, &[StreamDesc::new(LO, 4000)])
+            .allocate(
+                Leg::Inside,
+                &[StreamDesc::new(LO, 4000)],
+                &MediaPeers::default(),
+            )
             .expect("offer");
         m.commit(a.session, Leg::Outside, &[StreamDesc::new(LO, 6000)])
             .expect("answer");
@@ -1336,9 +1653,15 @@ mod tests {
         // Both sides share 127.0.0.1 and so one pool: a stream takes two of its four pairs.
         let mut m = manager(41_000, 41_007);
         let peer = StreamDesc::new(LO, 4000);
-        let a = m.allocate(Leg::Inside, &[peer]).expect("first call");
-        let b = m.allocate(Leg::Inside, &[peer]).expect("second call");
-        let err = m.allocate(Leg::Inside, &[peer]).expect_err("no ports left");
+        let a = m
+            .allocate(Leg::Inside, &[peer], &MediaPeers::default())
+            .expect("first call");
+        let b = m
+            .allocate(Leg::Inside, &[peer], &MediaPeers::default())
+            .expect("second call");
+        let err = m
+            .allocate(Leg::Inside, &[peer], &MediaPeers::default())
+            .expect_err("no ports left");
         assert_eq!(err.status_code(), 503);
         assert_eq!(
             m.inner
@@ -1354,7 +1677,7 @@ mod tests {
         // Ports return once the sockets are closed (the aborted tasks are reaped).
         tokio::time::sleep(Duration::from_millis(50)).await;
         let c = m
-            .allocate(Leg::Inside, &[peer])
+            .allocate(Leg::Inside, &[peer], &MediaPeers::default())
             .expect("ports reused after release");
         assert_eq!(c.streams.len(), 1);
         assert_eq!(m.overview().sessions, 1);
@@ -1364,20 +1687,24 @@ mod tests {
     async fn bad_offers_get_488() {
         let mut m = manager(41_100, 41_199);
         assert_eq!(
-            m.allocate(Leg::Inside, &[])
+            m.allocate(Leg::Inside, &[], &MediaPeers::default())
                 .expect_err("empty")
                 .status_code(),
             488
         );
         let v6 = StreamDesc::new("2001:db8::1".parse().expect("literal"), 4000);
         assert_eq!(
-            m.allocate(Leg::Inside, &[v6])
+            m.allocate(Leg::Inside, &[v6], &MediaPeers::default())
                 .expect_err("family")
                 .status_code(),
             488
         );
         let a = m
-            .allocate(Leg::Inside, &[StreamDesc::new(LO, 4000)])
+            .allocate(
+                Leg::Inside,
+                &[StreamDesc::new(LO, 4000)],
+                &MediaPeers::default(),
+            )
             .expect("offer");
         let two = [StreamDesc::new(LO, 5000), StreamDesc::new(LO, 5002)];
         assert_eq!(
@@ -1397,6 +1724,7 @@ mod tests {
             .allocate(
                 Leg::Inside,
                 &[StreamDesc::new(LO, 4000), StreamDesc::new(LO, 0)],
+                &MediaPeers::default(),
             )
             .expect("offer");
         assert_eq!(a.streams[1].outside.rtp_port, 0);
@@ -1427,7 +1755,11 @@ mod tests {
     async fn media_timeout_fires_once_and_uses_hold_value() {
         let mut m = manager(41_300, 41_399);
         let a = m
-            .allocate(Leg::Inside, &[StreamDesc::new(LO, 4000)])
+            .allocate(
+                Leg::Inside,
+                &[StreamDesc::new(LO, 4000)],
+                &MediaPeers::default(),
+            )
             .expect("offer");
         let t0 = Instant::now();
         // Not committed yet: no timeout however long it rings.
@@ -1445,7 +1777,11 @@ mod tests {
 
         // On hold (sendonly), the hold timeout applies instead.
         let b = m
-            .allocate(Leg::Inside, &[StreamDesc::new(LO, 4002)])
+            .allocate(
+                Leg::Inside,
+                &[StreamDesc::new(LO, 4002)],
+                &MediaPeers::default(),
+            )
             .expect("offer");
         let mut held = StreamDesc::new(LO, 6002);
         held.direction = sbc_proto::media::Direction::SendOnly;
@@ -1468,7 +1804,11 @@ mod tests {
         }
         // The PBX's SDP names a private address the relay cannot reach: only latching helps.
         let a = m
-            .allocate(Leg::Inside, &[StreamDesc::new(LO, 9)])
+            .allocate(
+                Leg::Inside,
+                &[StreamDesc::new(LO, 9)],
+                &MediaPeers::default(),
+            )
             .expect("offer");
         let carrier_port = carrier.local_addr().expect("addr").port();
         m.commit(

@@ -4,6 +4,7 @@
 
 pub mod latch;
 pub mod manager;
+pub mod policy;
 pub mod pool;
 pub(crate) mod relay;
 pub mod rtp;

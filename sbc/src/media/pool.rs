@@ -1,10 +1,15 @@
 //! The relay port pool of one side: RTP on even ports, RTCP on the odd port above, O(1)
 //! allocate and free.
 //!
-//! Freed pairs go to the back of a FIFO, so a port is reused as late as possible: stray packets
-//! of a finished call (retransmissions, a slow peer) do not land in the next call that gets it.
+//! A pair is drawn at random (OS-seeded CSPRNG) from the older half of the free pairs: the
+//! next call's ports cannot be predicted from the last ones (an outsider who could would aim at
+//! them before the call is set up), and freed pairs, which go to the back, are still reused
+//! late, so stray packets of a finished call (retransmissions, a slow peer) rarely land in the
+//! next call that gets them.
 
 use std::collections::VecDeque;
+
+use rand::RngExt as _;
 
 /// A pool of even/odd port pairs in `[min, max]`.
 #[derive(Debug, Clone)]
@@ -47,6 +52,18 @@ impl PortPool {
 
     /// Takes a free pair; returns its (even) RTP port, or `None` when exhausted.
     pub fn allocate(&mut self) -> Option<u16> {
+        self.allocate_with(&mut rand::rng())
+    }
+
+    /// [`Self::allocate`] drawing from `rng` (tests pass a seeded one).
+    pub fn allocate_with(&mut self, rng: &mut impl rand::Rng) -> Option<u16> {
+        // Uniform over the older half (at least one pair), then O(1): swap it to the front.
+        let window = self.free.len().div_ceil(2);
+        if window == 0 {
+            return None;
+        }
+        let pick = rng.random_range(0..window);
+        self.free.swap(0, pick);
         let p = self.free.pop_front()?;
         if let Some(slot) = self.slot(p) {
             self.in_use[slot] = true;
@@ -107,7 +124,8 @@ mod tests {
     fn pairs_are_even_and_within_range() {
         let mut p = PortPool::new(10_000, 10_005);
         assert_eq!(p.capacity(), 3);
-        let got: Vec<u16> = std::iter::from_fn(|| p.allocate()).collect();
+        let mut got: Vec<u16> = std::iter::from_fn(|| p.allocate()).collect();
+        got.sort_unstable();
         assert_eq!(got, vec![10_000, 10_002, 10_004]);
         // An odd minimum starts at the next even port; the max must leave room for RTCP.
         let p = PortPool::new(10_001, 10_004);
@@ -128,14 +146,27 @@ mod tests {
     }
 
     #[test]
-    fn freed_ports_are_reused_last() {
-        let mut p = PortPool::new(30_000, 30_009);
+    fn freed_ports_are_not_reused_at_once() {
+        let mut p = PortPool::new(30_000, 30_019);
         let a = p.allocate().expect("a");
         p.free(a).expect("free");
-        // Every other pair comes before `a` again.
+        // `a` sits in the younger half: the next few allocations never return it.
         let next: Vec<u16> = (0..4).filter_map(|_| p.allocate()).collect();
-        assert_eq!(next, vec![30_002, 30_004, 30_006, 30_008]);
-        assert_eq!(p.allocate(), Some(a));
+        assert!(!next.contains(&a), "{next:?}");
+    }
+
+    #[test]
+    fn allocation_order_is_unpredictable() {
+        // Two pools draw different sequences (FIFO order would give 10000, 10002, ... twice),
+        // and the ports spread over the range instead of counting up.
+        let draw = || {
+            let mut p = PortPool::new(10_000, 20_000);
+            (0..16).filter_map(|_| p.allocate()).collect::<Vec<u16>>()
+        };
+        let (a, b) = (draw(), draw());
+        assert_ne!(a, b);
+        let sequential = a.windows(2).filter(|w| w[1] == w[0] + 2).count();
+        assert!(sequential < 4, "{a:?}");
     }
 
     #[test]

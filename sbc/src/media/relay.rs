@@ -15,7 +15,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::{net::UdpSocket, sync::mpsc};
 
 use super::{
-    latch::{Latch, Verdict},
+    latch::{Allowed, Latch, Rules, Verdict},
     rtp::{self, ReceptionReport, RtpStats},
 };
 use crate::metrics::MediaMetrics;
@@ -45,6 +45,8 @@ pub(crate) enum Port {
 pub(crate) struct PeerState {
     /// Latch per relay port (RTP, RTCP).
     pub latch: [Latch; 2],
+    /// Who besides the SDP address may send on this leg.
+    pub allowed: Allowed,
     /// The peer asked for rtcp-mux: send its RTCP to its RTP address.
     pub mux: bool,
     /// Direction from the peer's last SDP.
@@ -79,6 +81,13 @@ impl PeerState {
         let b = self.latch[1].set_sdp(Some(SocketAddr::new(desc.addr, desc.rtcp())));
         a || b
     }
+
+    /// Opens the re-latch window of both ports until `until`.
+    pub fn open_window(&mut self, until: Instant) {
+        for l in &mut self.latch {
+            l.open_window(until);
+        }
+    }
 }
 
 /// State of one stream shared by its four socket tasks and the manager.
@@ -86,7 +95,7 @@ impl PeerState {
 pub(crate) struct StreamShared {
     pub session: SessionId,
     pub index: usize,
-    pub strict: bool,
+    pub rules: Rules,
     /// `[leg][port]`.
     pub sockets: [[Arc<UdpSocket>; 2]; 2],
     /// `[leg]`, indexed by [`leg_idx`].
@@ -103,13 +112,14 @@ impl StreamShared {
         let to = leg_idx(leg.other());
         let (verdict, target, out_port) = {
             let mut peers = self.peers.lock();
-            let verdict = peers[from].latch[port as usize].on_packet(src, now, self.strict);
-            if verdict == Verdict::Drop {
-                peers[from].dropped += 1;
+            let p = &mut peers[from];
+            let verdict = p.latch[port as usize].on_packet(src, now, &p.allowed, self.rules);
+            if let Verdict::Drop(reason) = verdict {
+                p.dropped += 1;
                 drop(peers);
                 self.metrics
-                    .user_dropped
-                    .with_label_values(&["strict_source"])
+                    .dropped
+                    .with_label_values(&[reason.label()])
                     .inc();
                 return;
             }
@@ -134,6 +144,9 @@ impl StreamShared {
             (verdict, target, out_port)
         };
         if let Verdict::Latched { previous } = verdict {
+            if previous.is_some() {
+                self.metrics.relatched.inc();
+            }
             tracing::debug!(
                 session = %self.session, stream = self.index, side = leg.as_str(),
                 port = ?port, ?previous, latched = %src, "latched peer"
@@ -158,7 +171,7 @@ impl StreamShared {
 
     fn drop_packet(&self, leg: Leg, reason: &'static str) {
         self.peers.lock()[leg_idx(leg)].dropped += 1;
-        self.metrics.user_dropped.with_label_values(&[reason]).inc();
+        self.metrics.dropped.with_label_values(&[reason]).inc();
     }
 }
 

@@ -360,6 +360,12 @@ impl XdpRelay {
     /// after its previous mapping was removed).
     pub fn insert_mapping(&mut self, key: &MappingKey, m: &Mapping) -> Result<(), XdpError> {
         self.reset_slot(m.slot)?;
+        self.update_mapping(key, m)
+    }
+
+    /// Replaces an installed mapping's value without zeroing its statistics slot (the same
+    /// peers, only its flags change, e.g. strict once a re-latch window has closed).
+    pub fn update_mapping(&mut self, key: &MappingKey, m: &Mapping) -> Result<(), XdpError> {
         let map = self
             .ebpf
             .map_mut(MAP_MAPPINGS)

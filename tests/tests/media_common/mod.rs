@@ -264,8 +264,19 @@ listen = "{ADMIN}"
         pbx_sdp: SocketAddr,
         carrier_sdp: SocketAddr,
     ) -> (u64, SocketAddr, SocketAddr) {
+        self.call_with_peers(pbx_sdp, carrier_sdp, "{}")
+    }
+
+    /// [`Self::call`] with the call's signaling peers as the call layer passes them (JSON
+    /// object `{"inside": ip, "outside": ip, "trunk": name}`, each optional).
+    pub fn call_with_peers(
+        &self,
+        pbx_sdp: SocketAddr,
+        carrier_sdp: SocketAddr,
+        peers: &str,
+    ) -> (u64, SocketAddr, SocketAddr) {
         let offer = format!(
-            r#"{{"from":"inside","streams":[{{"addr":"{}","rtp_port":{}}}]}}"#,
+            r#"{{"from":"inside","streams":[{{"addr":"{}","rtp_port":{}}}],"peers":{peers}}}"#,
             pbx_sdp.ip(),
             pbx_sdp.port()
         );
@@ -347,6 +358,10 @@ pub fn rtp(seq: u16, ssrc: u32) -> [u8; 172] {
 #[derive(Debug, Default, Clone)]
 pub struct Received {
     pub seqs: Vec<u16>,
+    /// RTP SSRC of each packet (whose stream it is).
+    pub ssrcs: Vec<u32>,
+    /// Datagram length of each packet.
+    pub lens: Vec<usize>,
     pub sources: Vec<SocketAddr>,
     /// Arrival times relative to the receiver's start.
     pub at: Vec<Duration>,
@@ -370,6 +385,9 @@ pub fn receiver(socket: UdpSocket, stop: Arc<AtomicBool>, limit: Duration) -> Jo
                 && n >= 12
             {
                 got.seqs.push(u16::from_be_bytes([buf[2], buf[3]]));
+                got.ssrcs
+                    .push(u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]));
+                got.lens.push(n);
                 got.sources.push(src);
                 got.at.push(start.elapsed());
             }

@@ -33,6 +33,7 @@ mod body;
 mod border;
 mod config;
 mod ids;
+mod media_peers;
 mod msg;
 mod pbx_auth;
 mod peer_binding;
@@ -1374,7 +1375,8 @@ impl B2bua {
                     return;
                 }
             };
-            match media.allocate(sdp::leg(origin), &streams) {
+            let peers = self.new_media_peers(origin, peer.addr.ip(), target.addr.ip(), plan.trunk);
+            match media.allocate(sdp::leg(origin), &streams, &peers) {
                 Ok(a) => {
                     session = Some(a.session);
                     relays = a.streams;
@@ -1723,12 +1725,19 @@ impl B2bua {
             return;
         };
         let extra_owned;
-        let extra: &[(&str, &str)] = match extra_reason_hdr {
-            Some(r) => {
+        // RFC 3261 §21.5.4: a 503 (relay ports or a trunk's port quota exhausted) says when
+        // to come back, like the admission limits' 503.
+        let retry = self.cfg.retry_after_s.to_string();
+        let extra: &[(&str, &str)] = match (extra_reason_hdr, status) {
+            (Some(r), _) => {
                 extra_owned = [("Reason", r)];
                 &extra_owned
             }
-            None => &[],
+            (None, 503) => {
+                extra_owned = [("Retry-After", retry.as_str())];
+                &extra_owned
+            }
+            (None, _) => &[],
         };
         let resp = msg::response(
             &e.request,
@@ -2118,6 +2127,7 @@ impl B2bua {
             body::Body::Sdp(sdp) => Some(*sdp),
             _ => None,
         };
+        let peers = self.call_media_peers(call);
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
@@ -2134,7 +2144,7 @@ impl B2bua {
                 (Some(s), Ok(streams)) => media
                     .update(s, sdp::leg(from), &streams)
                     .map_err(|e| e.status_code()),
-                (None, Ok(streams)) => match media.allocate(sdp::leg(from), &streams) {
+                (None, Ok(streams)) => match media.allocate(sdp::leg(from), &streams, &peers) {
                     Ok(a) => {
                         c.media = Some(a.session);
                         self.sessions.insert(a.session, call);
@@ -2600,12 +2610,13 @@ impl B2bua {
             }
         };
         if let Some(sdp_body) = sdp_body {
+            let peers = self.call_media_peers(call);
             let c = self.calls.get_mut(&call)?;
             // An answer (or an offer in a 2xx to an offer-less INVITE).
             let result = sdp::streams(sdp_body, &self.cfg.sdp).and_then(|st| {
                 let relays = match c.media {
                     Some(s) => media.commit(s, sdp::leg(callee), &st),
-                    None => media.allocate(sdp::leg(callee), &st).map(|a| {
+                    None => media.allocate(sdp::leg(callee), &st, &peers).map(|a| {
                         c.media = Some(a.session);
                         self.sessions.insert(a.session, call);
                         a.streams
@@ -2890,6 +2901,11 @@ impl B2bua {
             to: index,
             status,
         });
+        // The media layer follows: the new server's address, the new trunk's networks and quota.
+        if let Some(s) = self.calls.get(&call).and_then(|c| c.media) {
+            let peers = self.call_media_peers(call);
+            media.set_peers(s, &peers);
+        }
         self.send_client(
             now,
             ck,

@@ -1394,6 +1394,7 @@ mod auth;
 mod caps;
 mod border;
 mod failover;
+mod media_peers;
 mod pbx_auth;
 mod peer_binding;
 mod routing;
