@@ -33,7 +33,17 @@ fn attacker(lab: &MediaLab, prefix: &str) -> Netns {
     let a_if = netns::unique("ba");
     let s_if = netns::unique("bs");
     ip(&[
-        "link", "add", &a_if, "netns", ns.name(), "type", "veth", "peer", "name", &s_if, "netns",
+        "link",
+        "add",
+        &a_if,
+        "netns",
+        ns.name(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &s_if,
+        "netns",
         &lab.lab.sbc,
     ])
     .expect("veth");
@@ -50,7 +60,16 @@ fn attacker(lab: &MediaLab, prefix: &str) -> Netns {
 
 fn sipp(ns: &str, args: &[&str]) -> Owned {
     let child = Command::new("ip")
-        .args(["netns", "exec", ns, "sipp", "-nostdin", "-timeout", "60", "-timeout_error"])
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "sipp",
+            "-nostdin",
+            "-timeout",
+            "60",
+            "-timeout_error",
+        ])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -180,14 +199,40 @@ fn idle_connections_from_an_unknown_host_are_refused_and_tcp_calls_complete() {
     // PBX → carrier and carrier → PBX over TCP, while the flood runs.
     let out_uas = sipp(
         &lab.lab.carrier,
-        &["-sn", "uas", "-t", "t1", "-i", "198.18.2.2", "-p", "5060", "-m", "5"],
+        &[
+            "-sn",
+            "uas",
+            "-t",
+            "t1",
+            "-i",
+            "198.18.2.2",
+            "-p",
+            "5060",
+            "-m",
+            "5",
+        ],
     );
     thread::sleep(Duration::from_millis(300));
     let out_uac = sipp(
         &lab.lab.pbx,
         &[
-            "-sn", "uac", "-t", "t1", "-i", "198.18.1.2", "-p", "5060", "-s", "15551234567",
-            "-m", "5", "-r", "5", "-d", "200", INSIDE_SIP,
+            "-sn",
+            "uac",
+            "-t",
+            "t1",
+            "-i",
+            "198.18.1.2",
+            "-p",
+            "5060",
+            "-s",
+            "15551234567",
+            "-m",
+            "5",
+            "-r",
+            "5",
+            "-d",
+            "200",
+            INSIDE_SIP,
         ],
     );
     wait_ok(out_uac, "PBX's TCP calls during the flood");
@@ -204,7 +249,11 @@ fn idle_connections_from_an_unknown_host_are_refused_and_tcp_calls_complete() {
         flood.opened
     );
     assert_eq!(flood.still_open, 0, "connections still open after 5 s");
-    assert!(flood.longest <= Duration::from_secs(5), "{:?}", flood.longest);
+    assert!(
+        flood.longest <= Duration::from_secs(5),
+        "{:?}",
+        flood.longest
+    );
     // Every one of them was refused at accept for the ACL, on both sides.
     let refused = dropped(&lab, "inside", "tcp", "acl") + dropped(&lab, "outside", "tcp", "acl");
     let refused = usize::try_from(refused).unwrap_or(usize::MAX);
@@ -238,14 +287,40 @@ fn the_carriers_tcp_calls_complete_while_an_unknown_host_floods_the_outside() {
     thread::sleep(Duration::from_millis(1500));
     let uas = sipp(
         &lab.lab.pbx,
-        &["-sn", "uas", "-t", "t1", "-i", "198.18.1.2", "-p", "5060", "-m", "5"],
+        &[
+            "-sn",
+            "uas",
+            "-t",
+            "t1",
+            "-i",
+            "198.18.1.2",
+            "-p",
+            "5060",
+            "-m",
+            "5",
+        ],
     );
     thread::sleep(Duration::from_millis(300));
     let uac = sipp(
         &lab.lab.carrier,
         &[
-            "-sn", "uac", "-t", "t1", "-i", "198.18.2.2", "-p", "5060", "-s", "4930123456",
-            "-m", "5", "-r", "5", "-d", "200", OUTSIDE_SIP,
+            "-sn",
+            "uac",
+            "-t",
+            "t1",
+            "-i",
+            "198.18.2.2",
+            "-p",
+            "5060",
+            "-s",
+            "4930123456",
+            "-m",
+            "5",
+            "-r",
+            "5",
+            "-d",
+            "200",
+            OUTSIDE_SIP,
         ],
     );
     wait_ok(uac, "carrier's TCP calls during the flood");
@@ -309,7 +384,10 @@ fn udp_flood(ns: &str, from: &str, to: &str, n: usize) {
     let local = s.local_addr().expect("local");
     let host = to.split(':').next().unwrap_or(to);
     for i in 0..n {
-        let _ = s.send_to(options(local, host, "UDP", &format!("fl{i}")).as_bytes(), to);
+        let _ = s.send_to(
+            options(local, host, "UDP", &format!("fl{i}")).as_bytes(),
+            to,
+        );
     }
 }
 
@@ -339,13 +417,25 @@ fn spoofing_inside_addresses_on_the_outside_bans_them_on_the_outside_only() {
     let lab = MediaLab::start_with_transport("bbp", "xdp = \"off\"", true);
     // 198.18.1.3: an inside host (inside [pbx] allow, not the configured PBX address), e.g.
     // a second PBX node the PBX routes calls to.
-    ip(&["-n", &lab.lab.pbx, "addr", "add", "198.18.1.3/24", "dev", "pbx0"]).expect("addr");
+    ip(&[
+        "-n",
+        &lab.lab.pbx,
+        "addr",
+        "add",
+        "198.18.1.3/24",
+        "dev",
+        "pbx0",
+    ])
+    .expect("addr");
     // The outsider on the carrier link uses the PBX's and that host's addresses as sources.
     for a in ["198.18.1.2/32", "198.18.1.3/32"] {
         ip(&["-n", &lab.lab.carrier, "addr", "add", a, "dev", "car0"]).expect("addr");
     }
     // Spoofed sources arrive on out0 although they route via in0: no reverse-path filter.
-    for key in ["net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.out0.rp_filter=0"] {
+    for key in [
+        "net.ipv4.conf.all.rp_filter=0",
+        "net.ipv4.conf.out0.rp_filter=0",
+    ] {
         let ok = Command::new("ip")
             .args(["netns", "exec", &lab.lab.sbc, "sysctl", "-qw", key])
             .status()
@@ -381,7 +471,16 @@ fn a_ban_closes_the_banned_sources_open_tcp_connection() {
         return;
     }
     let lab = MediaLab::start_with_transport("bbc", "xdp = \"off\"", true);
-    ip(&["-n", &lab.lab.pbx, "addr", "add", "198.18.1.3/24", "dev", "pbx0"]).expect("addr");
+    ip(&[
+        "-n",
+        &lab.lab.pbx,
+        "addr",
+        "add",
+        "198.18.1.3/24",
+        "dev",
+        "pbx0",
+    ])
+    .expect("addr");
     // An established connection from 198.18.1.3: an OPTIONS answered on it.
     let mut conn = {
         let _in = netns::enter(&lab.lab.pbx).expect("enter pbx netns");
@@ -444,16 +543,21 @@ fn stateless_replies_go_to_allowed_sources_only_and_are_rate_limited() {
     let atk = attacker(&lab, "bsa");
     // Two Call-ID headers: malformed, answerable (400 Multiple Call-ID Headers).
     let malformed = |from: SocketAddr, to: &str, tag: &str| {
-        options(from, to, "UDP", tag)
-            .replace("Max-Forwards: 70\r\n", "Max-Forwards: 70\r\nCall-ID: two\r\n")
+        options(from, to, "UDP", tag).replace(
+            "Max-Forwards: 70\r\n",
+            "Max-Forwards: 70\r\nCall-ID: two\r\n",
+        )
     };
     // The unknown outside source hears nothing.
     let s = udp_in(atk.name(), "198.18.3.2:0");
     let local = s.local_addr().expect("local");
     let mut buf = [0u8; 4096];
     for i in 0..3 {
-        s.send_to(malformed(local, "198.18.2.1", &format!("u{i}")).as_bytes(), OUTSIDE_SIP)
-            .expect("send");
+        s.send_to(
+            malformed(local, "198.18.2.1", &format!("u{i}")).as_bytes(),
+            OUTSIDE_SIP,
+        )
+        .expect("send");
     }
     assert!(s.recv(&mut buf).is_err(), "the outsider got an answer");
     assert_eq!(dropped(&lab, "outside", "udp", "reply_acl"), 3);
@@ -466,7 +570,10 @@ fn stateless_replies_go_to_allowed_sources_only_and_are_rate_limited() {
     assert!(buf[..n].starts_with(b"SIP/2.0 400"), "{:?}", &buf[..n]);
     // 200 at once: the default budget is 20/s with a burst of 40; the rest is suppressed.
     for i in 0..200 {
-        let _ = pbx.send_to(malformed(local, "198.18.1.1", &format!("b{i}")).as_bytes(), INSIDE_SIP);
+        let _ = pbx.send_to(
+            malformed(local, "198.18.1.1", &format!("b{i}")).as_bytes(),
+            INSIDE_SIP,
+        );
     }
     let mut answered = 0;
     while pbx.recv(&mut buf).is_ok() {

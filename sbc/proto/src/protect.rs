@@ -393,7 +393,11 @@ mod tests {
         let steady = ip("192.0.2.10");
         for i in 0..1000u64 {
             let at = t0 + Duration::from_millis(i * 100);
-            assert_eq!(g.check(at, OUT, steady, false), Verdict::Pass, "message {i}");
+            assert_eq!(
+                g.check(at, OUT, steady, false),
+                Verdict::Pass,
+                "message {i}"
+            );
         }
     }
 

@@ -64,7 +64,11 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
         ("sip.idle_timeout_s", s.idle_timeout_s, 1..=86_400),
         ("sip.message_timeout_s", s.message_timeout_s, 1..=3_600),
         ("sip.connect_timeout_ms", s.connect_timeout_ms, 100..=60_000),
-        ("sip.first_message_timeout_s", s.first_message_timeout_s, 1..=60),
+        (
+            "sip.first_message_timeout_s",
+            s.first_message_timeout_s,
+            1..=60,
+        ),
     ] {
         if !range.contains(&value) {
             bad(
@@ -294,7 +298,10 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
         ("limits.peer_rate", c.limits.peer_rate),
         ("limits.peer_burst", c.limits.peer_burst),
         ("limits.stateless_reply_rate", c.limits.stateless_reply_rate),
-        ("limits.stateless_reply_burst", c.limits.stateless_reply_burst),
+        (
+            "limits.stateless_reply_burst",
+            c.limits.stateless_reply_burst,
+        ),
     ] {
         if value > 1_000_000 {
             bad(key, "must be 0-1000000".into());

@@ -150,7 +150,10 @@ impl Admission {
             bans.retain(|_, until| now < *until);
         }
         if bans.len() >= self.max_bans
-            && let Some(first) = bans.iter().min_by_key(|(_, until)| **until).map(|(k, _)| *k)
+            && let Some(first) = bans
+                .iter()
+                .min_by_key(|(_, until)| **until)
+                .map(|(k, _)| *k)
         {
             bans.remove(&first);
         }
@@ -216,7 +219,12 @@ mod tests {
         a.ban(Side::Inside, ip("198.18.1.2"), now, Duration::from_secs(60));
         assert_eq!(r(Side::Inside, "198.18.1.2"), Some(DropReason::Banned));
         // Keyed by side.
-        a.ban(Side::Outside, ip("198.18.2.2"), now, Duration::from_secs(60));
+        a.ban(
+            Side::Outside,
+            ip("198.18.2.2"),
+            now,
+            Duration::from_secs(60),
+        );
         a.unban(Side::Outside, ip("198.18.2.2"));
         assert_eq!(r(Side::Outside, "198.18.2.2"), None);
         // A ban ends by itself.

@@ -131,7 +131,6 @@ impl Connections {
         closed
     }
 
-
     /// The write queue of connection `id`, if it is still open.
     pub(crate) fn by_id(&self, id: ConnId) -> Option<(Peer, mpsc::Sender<Bytes>)> {
         let inner = self.inner.lock();

@@ -155,7 +155,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
                                 // The ACL may have changed since accept.
                                 let now = std::time::Instant::now();
                                 if let Some(r) =
-                                    ctx.admission.refusal(ctx.peer.side, ctx.peer.addr.ip(), now)
+                                    ctx.admission
+                                        .refusal(ctx.peer.side, ctx.peer.addr.ip(), now)
                                 {
                                     return Some(r);
                                 }
@@ -170,7 +171,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
                         }
                         Verdict::Reject(r) => {
                             let now = std::time::Instant::now();
-                            match ctx.admission.may_reply(ctx.peer.side, ctx.peer.addr.ip(), now)
+                            match ctx
+                                .admission
+                                .may_reply(ctx.peer.side, ctx.peer.addr.ip(), now)
                             {
                                 Ok(()) => {
                                     // RFC 3261 §18.2.2: the response goes back on this

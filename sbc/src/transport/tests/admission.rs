@@ -79,8 +79,7 @@ async fn unknown_denied_and_banned_sources_are_refused_at_accept() {
     // A ban closes its open connection and refuses new ones; keyed by side.
     let ip = "127.0.0.1".parse().expect("literal");
     assert_eq!(
-        h.transport
-            .ban(Side::Outside, ip, Duration::from_secs(60)),
+        h.transport.ban(Side::Outside, ip, Duration::from_secs(60)),
         0
     );
     assert_eq!(
@@ -99,7 +98,9 @@ async fn unknown_denied_and_banned_sources_are_refused_at_accept() {
     // Lifted: welcome again.
     h.transport.unban(Side::Inside, ip);
     let mut back = connect_from(&h, "127.0.0.1").await;
-    back.write_all(options("b").as_bytes()).await.expect("write");
+    back.write_all(options("b").as_bytes())
+        .await
+        .expect("write");
     assert_eq!(h.next().await.message.call_id(), "b@pbx");
 
     // A live ACL change closes the connections it no longer admits.
@@ -110,7 +111,10 @@ async fn unknown_denied_and_banned_sources_are_refused_at_accept() {
     })
     .await;
     let mut newly = connect_from(&h, "127.0.0.2").await;
-    newly.write_all(options("c").as_bytes()).await.expect("write");
+    newly
+        .write_all(options("c").as_bytes())
+        .await
+        .expect("write");
     assert_eq!(h.next().await.message.call_id(), "c@pbx");
 }
 
@@ -134,7 +138,10 @@ async fn connections_per_source_are_capped() {
     .await;
     // Another source is not affected.
     let mut other = connect_from(&h, "127.0.0.5").await;
-    other.write_all(options("o").as_bytes()).await.expect("write");
+    other
+        .write_all(options("o").as_bytes())
+        .await
+        .expect("write");
     assert_eq!(h.next().await.message.call_id(), "o@pbx");
     // A closed connection gives its slot back.
     drop(a);
@@ -151,7 +158,10 @@ async fn keep_alives_alone_do_not_hold_a_connection_but_do_after_a_valid_message
     let start = tokio::time::Instant::now();
     let mut idle = connect_from(&h, "127.0.0.1").await;
     let mut proven = connect_from(&h, "127.0.0.1").await;
-    proven.write_all(options("p").as_bytes()).await.expect("write");
+    proven
+        .write_all(options("p").as_bytes())
+        .await
+        .expect("write");
     assert_eq!(h.next().await.message.call_id(), "p@pbx");
     // Both send a CRLF ping every second for 20 s.
     let mut idle_open = true;
@@ -160,12 +170,18 @@ async fn keep_alives_alone_do_not_hold_a_connection_but_do_after_a_valid_message
         if idle_open && idle.write_all(b"\r\n\r\n").await.is_err() {
             idle_open = false;
         }
-        proven.write_all(b"\r\n\r\n").await.expect("proven stays open");
+        proven
+            .write_all(b"\r\n\r\n")
+            .await
+            .expect("proven stays open");
     }
     assert!(closed_within(&mut idle, Duration::from_secs(1)).await);
     assert_eq!(h.dropped(Side::Inside, TCP, "first_message_timeout"), 1);
     // The proven connection is still usable after 20 s of keep-alives.
-    proven.write_all(options("q").as_bytes()).await.expect("write");
+    proven
+        .write_all(options("q").as_bytes())
+        .await
+        .expect("write");
     assert_eq!(h.next().await.message.call_id(), "q@pbx");
     assert!(start.elapsed() >= Duration::from_secs(20));
     assert_eq!(h.dropped(Side::Inside, TCP, "idle_timeout"), 0);
@@ -173,11 +189,17 @@ async fn keep_alives_alone_do_not_hold_a_connection_but_do_after_a_valid_message
     // A malformed request does not prove anything either: closed at the deadline.
     let mut bad = connect_from(&h, "127.0.0.1").await;
     let t = tokio::time::Instant::now();
-    let malformed = options("m").replace("Max-Forwards: 70\r\n", "Max-Forwards: 70\r\nCall-ID: two\r\n");
+    let malformed = options("m").replace(
+        "Max-Forwards: 70\r\n",
+        "Max-Forwards: 70\r\nCall-ID: two\r\n",
+    );
     bad.write_all(malformed.as_bytes()).await.expect("write");
     assert!(closed_within(&mut bad, Duration::from_secs(6)).await);
     let waited = t.elapsed();
-    assert!(waited >= Duration::from_secs(5) && waited < Duration::from_secs(6), "{waited:?}");
+    assert!(
+        waited >= Duration::from_secs(5) && waited < Duration::from_secs(6),
+        "{waited:?}"
+    );
     assert_eq!(h.dropped(Side::Inside, TCP, "first_message_timeout"), 2);
 }
 
@@ -196,11 +218,17 @@ async fn stateless_replies_only_to_admitted_sources_and_rate_limited() {
     let h = Harness::start(c);
     let to: SocketAddr = h.addr(Side::Inside, TransportKind::Udp);
     let bad = |tag: &str| {
-        options(tag).replace("Max-Forwards: 70\r\n", "Max-Forwards: 70\r\nCall-ID: two\r\n")
+        options(tag).replace(
+            "Max-Forwards: 70\r\n",
+            "Max-Forwards: 70\r\nCall-ID: two\r\n",
+        )
     };
     // An unknown source on the inside: no answer at all.
     let stranger = UdpSocket::bind(any_port("127.0.0.2")).await.expect("bind");
-    stranger.send_to(bad("s").as_bytes(), to).await.expect("send");
+    stranger
+        .send_to(bad("s").as_bytes(), to)
+        .await
+        .expect("send");
     assert_eq!(recv(&stranger, Duration::from_millis(300)).await, None);
     assert_eq!(h.dropped(Side::Inside, TransportKind::Udp, "reply_acl"), 1);
     // The PBX gets its 400.

@@ -199,7 +199,9 @@ async fn idle_connection_is_closed_after_the_idle_timeout() {
 async fn slowloris_message_is_cut_at_the_message_deadline() {
     let mut h = Harness::start(inside_tcp());
     let mut s = connect(&h).await;
-    s.write_all(options("first").as_bytes()).await.expect("write");
+    s.write_all(options("first").as_bytes())
+        .await
+        .expect("write");
     h.next().await;
     let start = tokio::time::Instant::now();
     // The first bytes of a message, then a byte every 5 s: never idle, never complete.
