@@ -131,6 +131,8 @@ pub struct B2buaConfig {
     pub max_call_duration: Option<Duration>,
     /// Digest authentication required of the PBX's new requests (None: the ACL alone).
     pub pbx_auth: Option<super::PbxAuthConfig>,
+    /// Hard caps on transactions and stored message bytes (`caps.rs`).
+    pub caps: super::Caps,
 }
 
 impl B2buaConfig {

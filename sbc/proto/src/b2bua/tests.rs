@@ -67,6 +67,7 @@ fn config() -> B2buaConfig {
         pass_headers: B2buaConfig::default_pass_headers(),
         max_call_duration: None,
         pbx_auth: None,
+        caps: Caps::default(),
     }
 }
 
@@ -109,7 +110,7 @@ impl Sim {
         )]
         let t0 = Instant::now();
         Self {
-            sbc: B2bua::new(config(), Rng::new(7)),
+            sbc: B2bua::new(config(), Rng::from_test_seed(7)),
             media: FakeMedia::new(
                 addr("10.0.0.1:0").ip(),
                 addr("203.0.113.1:0").ip(),
@@ -1102,6 +1103,14 @@ Content-Length: 0
 #[test]
 fn ten_thousand_mixed_calls_leave_nothing_behind() {
     let mut sim = Sim::new();
+    // 10,000 calls in two seconds: far above the default transaction cap (`caps.rs`).
+    sim.sbc.set_config(B2buaConfig {
+        caps: Caps {
+            max_transactions: 1_000_000,
+            ..Caps::default()
+        },
+        ..config()
+    });
     for i in 0..10_000u32 {
         let call_id = format!("pbx-call-1-{i}");
         let text =
@@ -1299,6 +1308,7 @@ fn first_provisional_is_reported_once_between_start_and_answer() {
             Event::Failover { .. } => "failover",
             Event::PbxAuth { .. } => "pbx_auth",
             Event::NoRoute => "no_route",
+            Event::PeerMismatch { .. } => "peer_mismatch",
             Event::Dropped { .. } => "dropped",
         })
         .collect();
@@ -1376,6 +1386,9 @@ hello",
 
 mod admission;
 mod auth;
+mod caps;
 mod failover;
 mod pbx_auth;
+mod peer_binding;
 mod routing;
+mod tokens;
