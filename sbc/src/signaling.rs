@@ -34,7 +34,7 @@ use crate::{
     dns::{DnsState, DnsTrunks, Resolved, TrunkAddr},
     media::MediaManager,
     metrics::Metrics,
-    transport::{Inbound, Transport},
+    transport::{AdmissionPolicy, Inbound, Transport},
 };
 
 /// Call metrics (bounded labels: direction, reason).
@@ -78,6 +78,8 @@ pub struct CallMetrics {
     pub bans: IntCounter,
     /// Sources banned now.
     pub bans_active: IntGauge,
+    /// Bans lifted early because the ban table was full (`[limits] max_bans`).
+    pub bans_evicted: IntCounter,
     /// Outbound registration state per trunk: 1 for the current state, 0 for the others.
     pub registration_state: IntGaugeVec,
     /// Calls moved away from a trunk after a timeout, 408 or 5xx, by that trunk.
@@ -229,6 +231,10 @@ impl CallMetrics {
             "Sources banned for exceeding their SIP message rate.",
         )?;
         let bans_active = IntGauge::new("sbc_bans_active", "Sources banned now.")?;
+        let bans_evicted = IntCounter::new(
+            "sbc_bans_evicted_total",
+            "Bans lifted early because the ban table was full ([limits] max_bans).",
+        )?;
         let registration_state = IntGaugeVec::new(
             Opts::new(
                 "sbc_trunk_registration_state",
@@ -260,6 +266,7 @@ impl CallMetrics {
         registry.register(Box::new(health.clone()))?;
         registry.register(Box::new(bans.clone()))?;
         registry.register(Box::new(bans_active.clone()))?;
+        registry.register(Box::new(bans_evicted.clone()))?;
         registry.register(Box::new(transactions.clone()))?;
         registry.register(Box::new(admission_rejected.clone()))?;
         registry.register(Box::new(trunk_auth.clone()))?;
@@ -350,6 +357,7 @@ impl CallMetrics {
             trunk_auth,
             bans,
             bans_active,
+            bans_evicted,
             registration_state,
             failovers,
             no_route,
@@ -820,7 +828,8 @@ pub struct Acl {
     outside: Vec<IpAddr>,
     /// What the trunk proxies given by name resolved to (replaced on every update).
     resolved: Vec<IpAddr>,
-    /// Configured peers (the PBX address, the trunk proxies): never rate-limited or banned.
+    /// Configured peers of the inside (the PBX address): their own, higher budget; never
+    /// banned.
     peers: Vec<IpAddr>,
     guard: GuardConfig,
     user_agent_deny: Vec<String>,
@@ -836,8 +845,8 @@ impl Acl {
             .iter()
             .filter_map(|t| Some(t.proxy.static_addr()?.ip()))
             .collect();
-        let mut peers: Vec<IpAddr> = outside.iter().map(|a| a.to_canonical()).collect();
-        peers.push(c.pbx.address.ip().to_canonical());
+        // The trunk proxies are the outside's peers (`outside` + `resolved`).
+        let peers = vec![c.pbx.address.ip().to_canonical()];
         Self {
             inside: c.pbx.allow.clone(),
             outside,
@@ -848,6 +857,9 @@ impl Acl {
                 burst: c.limits.source_burst,
                 ban: Duration::from_secs(c.limits.ban_s),
                 max_sources: 65_536,
+                peer_rate: c.limits.peer_rate,
+                peer_burst: c.limits.peer_burst,
+                max_bans: c.limits.max_bans,
             },
             user_agent_deny: c.limits.user_agent_deny.clone(),
             deny: c.limits.deny.clone(),
@@ -860,10 +872,29 @@ impl Acl {
         !self.deny.is_empty() && self.deny.iter().any(|n| n.contains(&ip))
     }
 
-    /// Whether `ip` is a configured peer (exempt from rate limits and bans).
-    pub fn is_configured_peer(&self, ip: IpAddr) -> bool {
+    /// Whether `ip` is a configured peer on `side` (the PBX inside, a trunk proxy outside):
+    /// limited by the peer budget, never banned. Per side, so that an outsider spoofing the
+    /// PBX's address on the outside is an unknown source there.
+    pub fn is_configured_peer(&self, side: Side, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
-        self.peers.contains(&ip) || self.resolved.contains(&ip)
+        match side {
+            Side::Inside => self.peers.contains(&ip),
+            Side::Outside => {
+                self.outside.iter().any(|a| a.to_canonical() == ip) || self.resolved.contains(&ip)
+            }
+        }
+    }
+
+    /// What the transport checks at accept and before a stateless reply: the same allowlists
+    /// and denylist as [`Acl::allows`] and [`Acl::denies`].
+    pub fn admission(&self) -> AdmissionPolicy {
+        let mut outside: Vec<IpAddr> = self.outside.iter().map(|a| a.to_canonical()).collect();
+        outside.extend(self.resolved.iter().map(|a| a.to_canonical()));
+        AdmissionPolicy {
+            inside: Some(self.inside.clone()),
+            outside: Some(outside),
+            deny: self.deny.clone(),
+        }
     }
 
     /// Replaces the addresses the trunk proxies given by name resolved to (canonical IPs).
@@ -930,6 +961,8 @@ pub enum Command {
 /// One banned source, as the admin API shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BanView {
+    /// The side it is banned on (`inside`, `outside`).
+    pub side: &'static str,
     /// The source address.
     pub address: IpAddr,
     /// Seconds since the ban started.
@@ -1104,6 +1137,7 @@ pub async fn run(
     // Trunk proxies given by name: unusable until the resolver task reports addresses.
     let mut dns = DnsState::default();
     dns.apply(&mut trunks, &mut acl, &mut regs, &mut checks, &mut engine);
+    transport.set_admission(acl.admission());
     loop {
         let deadline = engine
             .poll_timeout()
@@ -1132,17 +1166,31 @@ pub async fn run(
                 }
                 // Bans next: a banned flood costs one hash lookup per packet. Unknown sources
                 // count too (they are dropped below anyway, but a scan shows in the ban list).
-                match guard.check(std::time::Instant::now(), source, acl.is_configured_peer(source)) {
+                // Keyed by side: a ban on the outside never silences the same address inside.
+                let side = m.peer.side;
+                let now = std::time::Instant::now();
+                match guard.check(now, side, source, acl.is_configured_peer(side, source)) {
                     Verdict::Pass => {}
                     verdict => {
+                        let reason = match verdict {
+                            Verdict::OverBudget => "peer_over_budget",
+                            _ => "banned",
+                        };
                         if verdict == Verdict::NewBan {
                             calls.bans.inc();
-                            tracing::warn!(side = m.peer.side.as_str(), "source banned: over its message rate");
+                            tracing::warn!(side = side.as_str(), "source banned: over its message rate");
                             tracing::debug!(%source, "source banned");
+                            // The transport refuses its connections from now on and closes
+                            // the open ones.
+                            transport.ban(side, source, acl.guard.ban);
+                            for (s, ip) in guard.drain_evicted() {
+                                calls.bans_evicted.inc();
+                                transport.unban(s, ip);
+                            }
                         }
                         metrics
                             .sip_dropped
-                            .with_label_values(&[m.peer.side.as_str(), m.peer.transport.as_str(), "banned"])
+                            .with_label_values(&[side.as_str(), m.peer.transport.as_str(), reason])
                             .inc();
                         continue;
                     }
@@ -1217,6 +1265,7 @@ pub async fn run(
                         .bans(now)
                         .into_iter()
                         .map(|b| BanView {
+                            side: b.side.as_str(),
                             address: b.ip,
                             age_s: now.saturating_duration_since(b.since).as_secs(),
                             remaining_s: b.until.saturating_duration_since(now).as_secs(),
@@ -1226,7 +1275,11 @@ pub async fn run(
                     let _ = reply.send(BanList { enabled: acl.guard.rate > 0, bans });
                 }
                 Command::Unban(ip, reply) => {
-                    let _ = reply.send(guard.unban(ip));
+                    let sides = guard.unban(ip);
+                    for side in &sides {
+                        transport.unban(*side, ip);
+                    }
+                    let _ = reply.send(!sides.is_empty());
                 }
                 Command::Health(reply) => {
                     let states = checks
@@ -1262,6 +1315,7 @@ pub async fn run(
                 Command::DnsResolved(r) => {
                     if dns.insert(r) {
                         dns.apply(&mut trunks, &mut acl, &mut regs, &mut checks, &mut engine);
+                        transport.set_admission(acl.admission());
                         flush_registrations(&mut regs, &transport, &calls);
                         flush_health(&mut checks, &transport, &calls);
                     }
@@ -1314,6 +1368,8 @@ pub async fn run(
                     trunks = new_trunks;
                     seed_trunk_series(&calls, &trunks);
                     dns.apply(&mut trunks, &mut acl, &mut regs, &mut checks, &mut engine);
+                    // Live ACL and denylist changes reach accept (and close what they refuse).
+                    transport.set_admission(acl.admission());
                     let _ = done.send(());
                 }
             },
@@ -1333,8 +1389,9 @@ pub async fn run(
                 }
                 flush_health(&mut checks, &transport, &calls);
                 apply_health(&mut checks, &mut engine, &calls, false);
-                // Expired bans leave the list (and the gauge) even when nobody asks.
-                let active = guard.bans(now).len();
+                // Expired bans leave the table (and the gauge) even when nobody asks; the cost
+                // is the expired ones only, no copy of the table.
+                let active = guard.active_bans(now);
                 calls.bans_active.set(i64::try_from(active).unwrap_or(i64::MAX));
             }
             _ = shutdown.changed() => {

@@ -1,22 +1,32 @@
-//! Protection against floods from one source: a request budget per source IP (token bucket)
-//! and temporary bans for sources that exceed it, plus the User-Agent denylist check.
+//! Protection against floods from one source: a request budget per (side, source IP) (token
+//! bucket), temporary bans for unknown sources that exceed it, a separate and higher budget for
+//! configured peers, plus the User-Agent denylist check.
 //!
-//! Configured peers (the PBX, the trunk proxies) are exempt: the caller says so per message, so
-//! a misbehaving PBX is never cut off by its own SBC — overload toward the carrier is what call
-//! admission control is for. Time comes from the caller; state is bounded (`max_sources`).
+//! Configured peers (the PBX on the inside, the trunk proxies on the outside; the caller says so
+//! per message) get their own budget (`peer_rate`/`peer_burst`). Over it their messages are
+//! dropped but the peer is never banned: a misbehaving PBX is bounded without being cut off
+//! from its own SBC for `ban` seconds.
+//!
+//! Everything is keyed by (side, address). A source spoofing the PBX's address on the outside
+//! is banned on the outside only; the PBX keeps talking on the inside (ban poisoning).
+//!
+//! State is bounded: at most `max_sources` budgets (idle ones forgotten first) and at most
+//! `max_bans` bans (the least recently hit evicted first, counted). Expired bans are removed
+//! in time order without scanning the table. Time comes from the caller.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     net::IpAddr,
     time::{Duration, Instant},
 };
 
-use crate::limit::TokenBucket;
+use crate::{limit::TokenBucket, net::Side};
 
 /// Limits of the source guard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GuardConfig {
-    /// Sustained messages per second allowed from one source (0: no rate limit, no bans).
+    /// Sustained messages per second allowed from one unknown source (0: no rate limit and no
+    /// bans for unknown sources).
     pub rate: u32,
     /// Messages a source may send at once above the rate.
     pub burst: u32,
@@ -25,22 +35,50 @@ pub struct GuardConfig {
     /// Most sources tracked at once; beyond, idle ones are forgotten first (a spoofed-source
     /// flood cannot exhaust memory).
     pub max_sources: usize,
+    /// Sustained messages per second allowed from one configured peer (0: unlimited). Over
+    /// it messages are dropped, never banned.
+    pub peer_rate: u32,
+    /// Messages a configured peer may send at once above `peer_rate`.
+    pub peer_burst: u32,
+    /// Most bans held at once; beyond, the least recently hit ban is lifted early (at least 1).
+    pub max_bans: usize,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        Self {
+            rate: 50,
+            burst: 100,
+            ban: Duration::from_secs(600),
+            max_sources: 65_536,
+            peer_rate: 2_000,
+            peer_burst: 4_000,
+            max_bans: 10_000,
+        }
+    }
 }
 
 /// What to do with a message from a source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// Within its budget (or exempt): process it.
+    /// Within its budget: process it.
     Pass,
     /// The source is banned: drop the message without an answer.
     Banned,
     /// The source just exceeded its budget and is banned from now on: drop the message.
     NewBan,
+    /// A configured peer over its budget: drop the message (no ban).
+    OverBudget,
 }
+
+/// Where a message came from: the side it arrived on and the source IP (canonical).
+pub type SourceKey = (Side, IpAddr);
 
 /// One banned source, for the admin API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BanInfo {
+    /// The side the source was banned on.
+    pub side: Side,
     /// The source address.
     pub ip: IpAddr,
     /// When the ban started.
@@ -57,13 +95,31 @@ struct Source {
     last_seen: Instant,
 }
 
+#[derive(Debug, Clone)]
+struct Ban {
+    info: BanInfo,
+    /// Position in `by_use` (larger = more recently hit).
+    used: u64,
+    /// Unique id, second half of the `by_expiry` key.
+    id: u64,
+}
+
 /// Per-source rate limits and bans.
 #[derive(Debug, Clone)]
 pub struct SourceGuard {
     cfg: GuardConfig,
-    sources: HashMap<IpAddr, Source>,
-    bans: HashMap<IpAddr, BanInfo>,
+    sources: HashMap<SourceKey, Source>,
+    peers: HashMap<SourceKey, TokenBucket>,
+    bans: HashMap<SourceKey, Ban>,
+    /// Bans by last hit, oldest first (LRU eviction).
+    by_use: BTreeMap<u64, SourceKey>,
+    /// Bans by end time (expiry without a scan).
+    by_expiry: BTreeMap<(Instant, u64), SourceKey>,
+    clock: u64,
     bans_total: u64,
+    evicted_total: u64,
+    /// Bans lifted early by eviction since the last [`SourceGuard::drain_evicted`].
+    evicted: Vec<SourceKey>,
 }
 
 impl SourceGuard {
@@ -72,17 +128,28 @@ impl SourceGuard {
         Self {
             cfg,
             sources: HashMap::new(),
+            peers: HashMap::new(),
             bans: HashMap::new(),
+            by_use: BTreeMap::new(),
+            by_expiry: BTreeMap::new(),
+            clock: 0,
             bans_total: 0,
+            evicted_total: 0,
+            evicted: Vec::new(),
         }
     }
 
-    /// Replaces the limits; current bans stay until they expire, budgets restart.
+    /// Replaces the limits; current bans stay until they expire (or are evicted if the new cap
+    /// is lower), budgets restart.
     pub fn set_config(&mut self, cfg: GuardConfig) {
         if cfg != self.cfg {
             self.sources.clear();
+            self.peers.clear();
         }
         self.cfg = cfg;
+        while self.bans.len() > self.cfg.max_bans.max(1) {
+            self.evict_one();
+        }
     }
 
     /// Bans ever imposed.
@@ -90,24 +157,60 @@ impl SourceGuard {
         self.bans_total
     }
 
-    /// Judges one message from `ip` at `now`; `exempt` for configured peers.
-    pub fn check(&mut self, now: Instant, ip: IpAddr, exempt: bool) -> Verdict {
-        let ip = ip.to_canonical();
-        if let Some(b) = self.bans.get_mut(&ip) {
-            if now < b.until {
-                b.dropped += 1;
+    /// Bans lifted early because the table was full.
+    pub fn evicted_total(&self) -> u64 {
+        self.evicted_total
+    }
+
+    /// The bans lifted early by eviction since the last call (so a mirror of the ban table,
+    /// e.g. the transport's admission view, can follow).
+    pub fn drain_evicted(&mut self) -> Vec<SourceKey> {
+        std::mem::take(&mut self.evicted)
+    }
+
+    /// Judges one message from `ip` on `side` at `now`; `peer` for configured peers of that
+    /// side (their own budget, never banned).
+    pub fn check(&mut self, now: Instant, side: Side, ip: IpAddr, peer: bool) -> Verdict {
+        let key = (side, ip.to_canonical());
+        if let Some(b) = self.bans.get_mut(&key) {
+            if now < b.info.until {
+                b.info.dropped += 1;
+                // Mark it recently used: a ban still being hit is the last one to evict.
+                self.clock += 1;
+                self.by_use.remove(&b.used);
+                b.used = self.clock;
+                self.by_use.insert(self.clock, key);
                 return Verdict::Banned;
             }
-            self.bans.remove(&ip);
+            self.remove_ban(&key);
         }
-        if exempt || self.cfg.rate == 0 {
+        if peer {
+            if self.cfg.peer_rate == 0 {
+                return Verdict::Pass;
+            }
+            let (rate, burst) = (
+                self.cfg.peer_rate,
+                self.cfg.peer_rate.saturating_add(self.cfg.peer_burst),
+            );
+            // Bounded: only configured peers (a handful of addresses) are ever `peer`.
+            let bucket = self
+                .peers
+                .entry(key)
+                .or_insert_with(|| TokenBucket::new(rate, burst));
+            return if bucket.try_take(now) {
+                Verdict::Pass
+            } else {
+                Verdict::OverBudget
+            };
+        }
+        if self.cfg.rate == 0 {
             return Verdict::Pass;
         }
-        if !self.sources.contains_key(&ip) && self.sources.len() >= self.cfg.max_sources {
-            self.evict(now);
+        if !self.sources.contains_key(&key) && self.sources.len() >= self.cfg.max_sources {
+            self.evict_sources(now);
         }
         let (rate, burst) = (self.cfg.rate, self.cfg.rate.saturating_add(self.cfg.burst));
-        let src = self.sources.entry(ip).or_insert_with(|| Source {
+        let src = self.sources.entry(key).or_insert_with(|| Source {
             bucket: TokenBucket::new(rate, burst),
             last_seen: now,
         });
@@ -115,23 +218,80 @@ impl SourceGuard {
         if src.bucket.try_take(now) {
             return Verdict::Pass;
         }
-        self.sources.remove(&ip);
-        self.bans.insert(
-            ip,
-            BanInfo {
-                ip,
+        self.sources.remove(&key);
+        self.insert_ban(now, key);
+        Verdict::NewBan
+    }
+
+    fn insert_ban(&mut self, now: Instant, key: SourceKey) {
+        if self.bans.len() >= self.cfg.max_bans.max(1) {
+            self.expire(now);
+        }
+        while self.bans.len() >= self.cfg.max_bans.max(1) {
+            self.evict_one();
+        }
+        self.clock += 1;
+        let until = now + self.cfg.ban;
+        let ban = Ban {
+            info: BanInfo {
+                side: key.0,
+                ip: key.1,
                 since: now,
-                until: now + self.cfg.ban,
+                until,
                 dropped: 1,
             },
-        );
+            used: self.clock,
+            id: self.clock,
+        };
+        self.by_use.insert(self.clock, key);
+        self.by_expiry.insert((until, self.clock), key);
+        self.bans.insert(key, ban);
         self.bans_total += 1;
-        Verdict::NewBan
+    }
+
+    /// Lifts the least recently hit ban.
+    fn evict_one(&mut self) {
+        let Some((_, key)) = self.by_use.pop_first() else {
+            return;
+        };
+        if let Some(b) = self.bans.remove(&key) {
+            self.by_expiry.remove(&(b.info.until, b.id));
+        }
+        self.evicted_total += 1;
+        self.evicted.push(key);
+    }
+
+    fn remove_ban(&mut self, key: &SourceKey) -> bool {
+        let Some(b) = self.bans.remove(key) else {
+            return false;
+        };
+        self.by_use.remove(&b.used);
+        self.by_expiry.remove(&(b.info.until, b.id));
+        true
+    }
+
+    /// Removes the bans that ended by `now`, in end-time order (cost: the expired ones only).
+    pub fn expire(&mut self, now: Instant) {
+        while let Some(entry) = self.by_expiry.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let key = entry.remove();
+            if let Some(b) = self.bans.remove(&key) {
+                self.by_use.remove(&b.used);
+            }
+        }
+    }
+
+    /// Bans in force (after [`SourceGuard::expire`]), without copying the table.
+    pub fn active_bans(&mut self, now: Instant) -> usize {
+        self.expire(now);
+        self.bans.len()
     }
 
     /// Forgets sources idle long enough to have a full bucket again (they lose nothing), and
     /// if that is not enough, the least recently seen half.
-    fn evict(&mut self, now: Instant) {
+    fn evict_sources(&mut self, now: Instant) {
         let refill = Duration::from_secs(
             u64::from(self.cfg.rate.saturating_add(self.cfg.burst))
                 / u64::from(self.cfg.rate.max(1))
@@ -148,17 +308,22 @@ impl SourceGuard {
         }
     }
 
-    /// Current bans (expired ones are removed first), oldest first.
+    /// Current bans (expired ones are removed first), oldest first. Built on request (the
+    /// admin API); nothing periodic copies the table.
     pub fn bans(&mut self, now: Instant) -> Vec<BanInfo> {
-        self.bans.retain(|_, b| now < b.until);
-        let mut v: Vec<BanInfo> = self.bans.values().cloned().collect();
+        self.expire(now);
+        let mut v: Vec<BanInfo> = self.bans.values().map(|b| b.info.clone()).collect();
         v.sort_by_key(|b| (b.since, b.ip));
         v
     }
 
-    /// Lifts the ban of `ip`; false if it was not banned.
-    pub fn unban(&mut self, ip: IpAddr) -> bool {
-        self.bans.remove(&ip.to_canonical()).is_some()
+    /// Lifts the bans of `ip` on both sides; returns the sides it was banned on.
+    pub fn unban(&mut self, ip: IpAddr) -> Vec<Side> {
+        let ip = ip.to_canonical();
+        [Side::Inside, Side::Outside]
+            .into_iter()
+            .filter(|&side| self.remove_ban(&(side, ip)))
+            .collect()
     }
 }
 
@@ -174,12 +339,18 @@ pub fn user_agent_denied(user_agent: &str, deny: &[String]) -> bool {
 mod tests {
     use super::*;
 
+    const IN: Side = Side::Inside;
+    const OUT: Side = Side::Outside;
+
     fn cfg() -> GuardConfig {
         GuardConfig {
             rate: 10,
             burst: 20,
             ban: Duration::from_secs(60),
             max_sources: 4,
+            peer_rate: 100,
+            peer_burst: 100,
+            max_bans: 8,
         }
     }
 
@@ -196,38 +367,130 @@ mod tests {
     }
 
     #[test]
-    fn flood_is_banned_for_the_ban_time_and_exempt_peers_never() {
+    fn flood_is_banned_for_the_ban_time() {
         let t0 = t0();
         let mut g = SourceGuard::new(cfg());
         let flood = ip("192.0.2.9");
         // rate + burst at once pass; the next one bans.
         let passed = (0..30)
-            .filter(|_| g.check(t0, flood, false) == Verdict::Pass)
+            .filter(|_| g.check(t0, OUT, flood, false) == Verdict::Pass)
             .count();
         assert_eq!(passed, 30);
-        assert_eq!(g.check(t0, flood, false), Verdict::NewBan);
-        assert_eq!(g.check(t0, flood, false), Verdict::Banned);
+        assert_eq!(g.check(t0, OUT, flood, false), Verdict::NewBan);
+        assert_eq!(g.check(t0, OUT, flood, false), Verdict::Banned);
         let later = t0 + Duration::from_secs(59);
-        assert_eq!(g.check(later, flood, false), Verdict::Banned);
+        assert_eq!(g.check(later, OUT, flood, false), Verdict::Banned);
         let bans = g.bans(later);
         assert_eq!(bans.len(), 1);
-        assert_eq!((bans[0].ip, bans[0].dropped), (flood, 3));
+        assert_eq!((bans[0].side, bans[0].ip, bans[0].dropped), (OUT, flood, 3));
         assert_eq!(g.bans_total(), 1);
         // The ban expires; the source starts over with a full budget.
         let after = t0 + Duration::from_secs(60);
-        assert_eq!(g.check(after, flood, false), Verdict::Pass);
-        assert!(g.bans(after).is_empty());
-
-        // An exempt peer (the PBX) sending far more is never limited.
-        let pbx = ip("10.0.0.10");
-        assert!((0..10_000).all(|_| g.check(t0, pbx, true) == Verdict::Pass));
+        assert_eq!(g.active_bans(after), 0);
+        assert_eq!(g.check(after, OUT, flood, false), Verdict::Pass);
 
         // A sustained rate within the limit is never banned.
         let steady = ip("192.0.2.10");
         for i in 0..1000u64 {
             let at = t0 + Duration::from_millis(i * 100);
-            assert_eq!(g.check(at, steady, false), Verdict::Pass, "message {i}");
+            assert_eq!(
+                g.check(at, OUT, steady, false),
+                Verdict::Pass,
+                "message {i}"
+            );
         }
+    }
+
+    #[test]
+    fn a_configured_peer_has_a_bounded_budget_but_is_never_banned() {
+        let t0 = t0();
+        let mut g = SourceGuard::new(cfg());
+        let pbx = ip("10.0.0.10");
+        // peer_rate + peer_burst = 200 at once; the rest of a 10k flood is dropped.
+        let verdicts: Vec<Verdict> = (0..10_000).map(|_| g.check(t0, IN, pbx, true)).collect();
+        let passed = verdicts.iter().filter(|v| **v == Verdict::Pass).count();
+        assert_eq!(passed, 200);
+        assert!(
+            verdicts
+                .iter()
+                .all(|v| matches!(v, Verdict::Pass | Verdict::OverBudget))
+        );
+        assert_eq!(g.bans_total(), 0, "a configured peer is never banned");
+        // One second later it has a second's worth of budget again.
+        let later = t0 + Duration::from_secs(1);
+        let passed = (0..1000)
+            .filter(|_| g.check(later, IN, pbx, true) == Verdict::Pass)
+            .count();
+        assert_eq!(passed, 100);
+        // peer_rate 0: unlimited.
+        let mut open = SourceGuard::new(GuardConfig {
+            peer_rate: 0,
+            ..cfg()
+        });
+        assert!((0..10_000).all(|_| open.check(t0, IN, pbx, true) == Verdict::Pass));
+    }
+
+    #[test]
+    fn bans_are_per_side_so_spoofing_the_pbx_outside_does_not_ban_it_inside() {
+        let t0 = t0();
+        let mut g = SourceGuard::new(cfg());
+        // An inside host the PBX routes calls to (allowed inside, not a configured peer), and
+        // the PBX itself: an outsider floods with both addresses as source on the outside.
+        for victim in [ip("198.18.1.3"), ip("198.18.1.2")] {
+            for _ in 0..40 {
+                g.check(t0, OUT, victim, false);
+            }
+            assert_eq!(g.check(t0, OUT, victim, false), Verdict::Banned);
+            assert_eq!(g.check(t0, IN, victim, false), Verdict::Pass);
+            assert_eq!(g.check(t0, IN, victim, true), Verdict::Pass);
+        }
+        assert!(g.bans(t0).iter().all(|b| b.side == OUT));
+        // Unban lifts it wherever it is.
+        assert_eq!(g.unban(ip("198.18.1.3")), vec![OUT]);
+        assert!(g.unban(ip("198.18.1.3")).is_empty());
+    }
+
+    #[test]
+    fn ban_table_is_capped_and_evicts_the_least_recently_hit() {
+        let t0 = t0();
+        let mut g = SourceGuard::new(GuardConfig { burst: 0, ..cfg() });
+        let addr = |i: u32| IpAddr::from(u32::to_be_bytes(0xc000_0200 + i));
+        let ban = |g: &mut SourceGuard, a: IpAddr, at: Instant| {
+            for _ in 0..10 {
+                g.check(at, OUT, a, false);
+            }
+            assert_eq!(g.check(at, OUT, a, false), Verdict::NewBan);
+        };
+        for i in 0..8 {
+            ban(&mut g, addr(i), t0 + Duration::from_millis(u64::from(i)));
+        }
+        // Source 0 keeps hitting its ban: it is the most recently used.
+        assert_eq!(g.check(t0, OUT, addr(0), false), Verdict::Banned);
+        for i in 8..1000 {
+            ban(&mut g, addr(i), t0 + Duration::from_millis(u64::from(i)));
+            assert!(g.active_bans(t0) <= 8);
+            assert_eq!(
+                g.check(t0, OUT, addr(0), false),
+                Verdict::Banned,
+                "the active flood stays banned"
+            );
+        }
+        assert_eq!(g.evicted_total(), 992);
+        let evicted = g.drain_evicted();
+        assert_eq!(evicted.len(), 992);
+        assert_eq!(evicted[0], (OUT, addr(1)), "least recently hit first");
+        assert!(g.drain_evicted().is_empty());
+        assert_eq!(g.bans_total(), 1000);
+        // Lowering the cap evicts at once.
+        g.set_config(GuardConfig {
+            max_bans: 2,
+            burst: 0,
+            ..cfg()
+        });
+        assert_eq!(g.active_bans(t0), 2);
+        // Expiry removes everything in time order.
+        assert_eq!(g.active_bans(t0 + Duration::from_secs(3600)), 0);
+        assert!(g.by_use.is_empty() && g.by_expiry.is_empty());
     }
 
     #[test]
@@ -237,17 +500,17 @@ mod tests {
         let v4 = ip("192.0.2.9");
         let mapped = ip("::ffff:192.0.2.9");
         for _ in 0..10 {
-            g.check(t0, mapped, false);
+            g.check(t0, OUT, mapped, false);
         }
         assert_eq!(
-            g.check(t0, v4, false),
+            g.check(t0, OUT, v4, false),
             Verdict::NewBan,
             "one source, two spellings"
         );
-        assert!(g.unban(mapped));
-        assert!(!g.unban(v4));
+        assert_eq!(g.unban(mapped), vec![OUT]);
+        assert!(g.unban(v4).is_empty());
         assert_eq!(
-            g.check(t0, v4, false),
+            g.check(t0, OUT, v4, false),
             Verdict::Pass,
             "a lifted ban starts afresh"
         );
@@ -260,13 +523,13 @@ mod tests {
         for i in 0..1000u32 {
             let a = IpAddr::from(u32::to_be_bytes(0xc000_0200 + i));
             assert_eq!(
-                g.check(t0 + Duration::from_millis(u64::from(i)), a, false),
+                g.check(t0 + Duration::from_millis(u64::from(i)), OUT, a, false),
                 Verdict::Pass
             );
             assert!(g.sources.len() <= 4);
         }
         let mut off = SourceGuard::new(GuardConfig { rate: 0, ..cfg() });
-        assert!((0..1000).all(|_| off.check(t0, ip("192.0.2.1"), false) == Verdict::Pass));
+        assert!((0..1000).all(|_| off.check(t0, OUT, ip("192.0.2.1"), false) == Verdict::Pass));
     }
 
     #[test]

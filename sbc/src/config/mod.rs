@@ -100,6 +100,19 @@ pub struct Limits {
     /// before any other check (even for a configured peer).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub deny: Vec<IpNet>,
+    /// SIP messages per second a configured peer (the PBX inside, a trunk proxy outside) may
+    /// send (0: unlimited); over it messages are dropped, the peer is never banned.
+    pub peer_rate: u32,
+    /// Messages a configured peer may send at once above `peer_rate`.
+    pub peer_burst: u32,
+    /// Most bans held at once (keyed by side and address); the least recently hit is
+    /// lifted early beyond it.
+    pub max_bans: usize,
+    /// Stateless replies (e.g. 400 to a malformed request) per second per side, to admitted
+    /// sources only (0: none).
+    pub stateless_reply_rate: u32,
+    /// Stateless replies at once above `stateless_reply_rate`.
+    pub stateless_reply_burst: u32,
 }
 
 impl Limits {
@@ -136,6 +149,11 @@ impl Default for Limits {
             .map(str::to_owned)
             .collect(),
             deny: Vec::new(),
+            peer_rate: 2_000,
+            peer_burst: 4_000,
+            max_bans: 10_000,
+            stateless_reply_rate: 20,
+            stateless_reply_burst: 40,
         }
     }
 }
@@ -218,6 +236,11 @@ pub struct Sip {
     pub max_connections: usize,
     /// Most connections accepted on one TCP or TLS listener.
     pub max_connections_per_listener: usize,
+    /// Most connections accepted from one source address on one side.
+    pub max_connections_per_source: usize,
+    /// An accepted stream connection must deliver a valid SIP message within this many
+    /// seconds (keep-alives do not count), or it is closed.
+    pub first_message_timeout_s: u64,
     /// Messages queued for sending on one stream connection; beyond it a send fails.
     pub send_queue: usize,
     /// Parsed messages queued toward the SIP core; beyond it UDP input is dropped and
@@ -244,6 +267,8 @@ impl Default for Sip {
             connect_timeout_ms: 5_000,
             max_connections: 4_096,
             max_connections_per_listener: 1_024,
+            max_connections_per_source: 32,
+            first_message_timeout_s: 5,
             send_queue: 256,
             inbound_queue: 4_096,
             udp_workers: 1,

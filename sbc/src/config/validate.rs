@@ -64,6 +64,11 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
         ("sip.idle_timeout_s", s.idle_timeout_s, 1..=86_400),
         ("sip.message_timeout_s", s.message_timeout_s, 1..=3_600),
         ("sip.connect_timeout_ms", s.connect_timeout_ms, 100..=60_000),
+        (
+            "sip.first_message_timeout_s",
+            s.first_message_timeout_s,
+            1..=60,
+        ),
     ] {
         if !range.contains(&value) {
             bad(
@@ -77,6 +82,11 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
         (
             "sip.max_connections_per_listener",
             s.max_connections_per_listener,
+            1..=1_000_000,
+        ),
+        (
+            "sip.max_connections_per_source",
+            s.max_connections_per_source,
             1..=1_000_000,
         ),
         ("sip.send_queue", s.send_queue, 1..=65_536),
@@ -298,6 +308,22 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
     }
     if c.limits.source_rate > 0 && !(1..=86_400).contains(&c.limits.ban_s) {
         bad("limits.ban_s", "must be 1-86400".into());
+    }
+    if !(1..=1_000_000).contains(&c.limits.max_bans) {
+        bad("limits.max_bans", "must be 1-1000000".into());
+    }
+    for (key, value) in [
+        ("limits.peer_rate", c.limits.peer_rate),
+        ("limits.peer_burst", c.limits.peer_burst),
+        ("limits.stateless_reply_rate", c.limits.stateless_reply_rate),
+        (
+            "limits.stateless_reply_burst",
+            c.limits.stateless_reply_burst,
+        ),
+    ] {
+        if value > 1_000_000 {
+            bad(key, "must be 0-1000000".into());
+        }
     }
 
     let m = &c.media;

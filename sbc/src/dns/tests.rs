@@ -289,7 +289,8 @@ fn resolved_names_open_the_acl_and_attribute_calls_until_replaced() {
     // Every SRV target may send, not only the first.
     assert!(acl.allows(&peer("127.0.0.2:5070")));
     assert!(acl.allows(&peer("127.0.0.3:9999")));
-    assert!(acl.is_configured_peer(ip("127.0.0.3")));
+    assert!(acl.is_configured_peer(sbc_proto::net::Side::Outside, ip("127.0.0.3")));
+    assert!(!acl.is_configured_peer(sbc_proto::net::Side::Inside, ip("127.0.0.3")));
     assert!(!acl.allows(&peer("127.0.0.4:5060")));
     assert_eq!(trunks.0[0].1.ips, [ip("127.0.0.2"), ip("127.0.0.3")]);
 

@@ -29,6 +29,22 @@ pub enum DropReason {
     TlsHandshake,
     /// A read error (reset, TLS alert) on a stream.
     ReadError,
+    /// A connection from a source on `[limits] deny`: refused at accept.
+    Denied,
+    /// A connection from a source outside the side's allowlist: refused at accept (or closed
+    /// when a live ACL change removes it).
+    NotAllowed,
+    /// A connection from a banned source: refused at accept, or closed when the ban starts.
+    Banned,
+    /// An accept beyond `sip.max_connections_per_source`: refused.
+    SourceConnectionLimit,
+    /// An accepted connection that did not deliver a valid SIP message within
+    /// `sip.first_message_timeout_s` (keep-alives do not count): closed.
+    FirstMessageTimeout,
+    /// A stateless reply not sent: the source is not admitted on that side.
+    ReplyNotAllowed,
+    /// A stateless reply not sent: over `[limits] stateless_reply_rate`.
+    ReplyRateLimited,
 }
 
 impl DropReason {
@@ -47,6 +63,13 @@ impl DropReason {
             Self::ConnectionLimit => "connection_limit",
             Self::TlsHandshake => "tls_handshake",
             Self::ReadError => "read_error",
+            Self::Denied => "denied",
+            Self::NotAllowed => "acl",
+            Self::Banned => "banned",
+            Self::SourceConnectionLimit => "source_connection_limit",
+            Self::FirstMessageTimeout => "first_message_timeout",
+            Self::ReplyNotAllowed => "reply_acl",
+            Self::ReplyRateLimited => "reply_rate",
         }
     }
 }

@@ -15,7 +15,8 @@ use tokio::{
 };
 
 use super::{
-    Inbound, SendError, StartError,
+    AdmissionPolicy, DropReason, Inbound, SendError, StartError,
+    admission::Admission,
     connections::{Connections, Registration},
     counters::Counters,
     settings::TransportConfig,
@@ -51,6 +52,8 @@ struct UdpEndpoint {
 pub(crate) struct Shared {
     pub(crate) config: TransportConfig,
     pub(crate) connections: Arc<Connections>,
+    /// Who may connect and get stateless replies (updated by the signaling side).
+    pub(crate) admission: Arc<Admission>,
     pub(crate) tls: Option<TlsContext>,
     pub(crate) inbound: mpsc::Sender<Inbound>,
     metrics: Metrics,
@@ -126,6 +129,11 @@ impl Transport {
         let counters = SIDES.map(|side| KINDS.map(|kind| Counters::new(metrics, side, kind)));
         let shared = Arc::new(Shared {
             connections: Arc::new(Connections::new(config.stream.max_connections)),
+            admission: Arc::new(Admission::new(
+                config.admission.clone(),
+                config.max_bans,
+                config.replies,
+            )),
             tls_names: RwLock::new(config.tls_names.clone()),
             config,
             tls,
@@ -333,6 +341,50 @@ impl Transport {
         out
     }
 
+    /// Replaces who may connect (the signaling ACL after a live change or a DNS update).
+    /// Accepted connections from sources the new policy refuses are closed at once (counted
+    /// under that reason). Consulted at accept only; nothing per message reads it.
+    pub fn set_admission(&self, policy: AdmissionPolicy) {
+        if *self.shared.admission.policy() == policy {
+            return;
+        }
+        self.shared.admission.set_policy(policy);
+        let policy = self.shared.admission.policy();
+        let closed = self
+            .shared
+            .connections
+            .close_accepted(|p| policy.refusal(p.side, p.addr.ip()).is_some());
+        for p in closed {
+            if let Some(reason) = policy.refusal(p.side, p.addr.ip()) {
+                self.shared.counters(p.side, p.transport).dropped(reason);
+            }
+        }
+    }
+
+    /// Bans `ip` on `side` for `length` at the transport: new connections from it are
+    /// refused at accept and its open accepted connections are closed now. Returns how many
+    /// were closed.
+    pub fn ban(&self, side: Side, ip: std::net::IpAddr, length: std::time::Duration) -> usize {
+        let now = std::time::Instant::now();
+        self.shared.admission.ban(side, ip, now, length);
+        let ip = ip.to_canonical();
+        let closed = self
+            .shared
+            .connections
+            .close_accepted(|p| p.side == side && p.addr.ip().to_canonical() == ip);
+        for p in &closed {
+            self.shared
+                .counters(p.side, p.transport)
+                .dropped(DropReason::Banned);
+        }
+        closed.len()
+    }
+
+    /// Lifts a ban at the transport.
+    pub fn unban(&self, side: Side, ip: std::net::IpAddr) {
+        self.shared.admission.unban(side, ip);
+    }
+
     /// Open stream connections (accepted and outbound, including ones still connecting).
     pub fn connection_count(&self) -> usize {
         self.shared.connections.len()
@@ -381,7 +433,7 @@ impl Shared {
             conn: None,
             local: None,
         };
-        let registration = self.connections.register(peer, tx.clone());
+        let registration = self.connections.register(peer, tx.clone(), true);
         self.run_connection(io, registration, local, tx, rx).await;
     }
 
@@ -400,6 +452,7 @@ impl Shared {
         let peer = registration.peer();
         let counters = self.counters(peer.side, peer.transport).clone();
         counters.connections.inc();
+        let accepted = registration.close_signal();
         let ctx = StreamCtx {
             peer,
             local,
@@ -407,11 +460,19 @@ impl Shared {
             stream: self.config.stream,
             counters: counters.clone(),
             inbound: self.inbound.clone(),
+            // Outbound connections go to peers the SBC chose; only accepted ones must prove
+            // themselves with a first message.
+            first_message: registration
+                .accepted()
+                .then_some(self.config.stream.first_message_timeout),
+            admission: self.admission.clone(),
         };
         let mut shutdown = self.shutdown.subscribe();
         tokio::select! {
             () = stream::drive(io, ctx, tx, rx) => {}
             _ = shutdown.wait_for(|stop| *stop) => {}
+            // A ban or an ACL change (counted by whoever closed it).
+            () = accepted.notified() => {}
         }
         counters.connections.dec();
         drop(registration);
@@ -460,7 +521,7 @@ impl Shared {
             conn: None,
             local: None,
         };
-        let registration = self.connections.register(peer, tx.clone());
+        let registration = self.connections.register(peer, tx.clone(), false);
         let source = local
             .filter(|l| l.is_ipv4() == addr.is_ipv4() && !l.ip().is_unspecified())
             .map(|l| SocketAddr::new(l.ip(), 0))

@@ -13,6 +13,7 @@
 //! requests (RFC 3261 §8.2.6 with RFC 3581 `received`/`rport`). Bad input is counted in
 //! `sbc_sip_dropped_total` (see [`DropReason`]) and logged at debug level only.
 
+mod admission;
 mod connections;
 mod counters;
 mod drop_reason;
@@ -29,6 +30,7 @@ mod udp;
 #[cfg(test)]
 mod tests;
 
+pub use admission::{AdmissionPolicy, ReplyLimits};
 pub use drop_reason::DropReason;
 pub use error::{SendError, StartError};
 pub use handle::Transport;

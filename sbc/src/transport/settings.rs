@@ -5,6 +5,7 @@ use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
 
 use sbc_proto::{net::Side, sip::Limits};
 
+use super::{AdmissionPolicy, ReplyLimits};
 use crate::config::{self, Config};
 
 /// Everything the transport layer needs to start.
@@ -25,6 +26,13 @@ pub struct TransportConfig {
     /// Names for TLS SNI and certificate verification by peer address (from
     /// `trunk.tls_server_name`); peers not listed are verified by IP address.
     pub tls_names: HashMap<SocketAddr, String>,
+    /// Who may connect and get stateless replies, until the signaling side publishes an
+    /// update ([`super::Transport::set_admission`]).
+    pub admission: AdmissionPolicy,
+    /// Budget of stateless replies per side.
+    pub replies: ReplyLimits,
+    /// Most bans mirrored for admission (`[limits] max_bans`).
+    pub max_bans: usize,
 }
 
 /// The listen addresses of one side.
@@ -54,6 +62,11 @@ pub struct StreamLimits {
     pub max_per_listener: usize,
     /// Messages queued per connection for writing.
     pub send_queue: usize,
+    /// An accepted connection must deliver a valid SIP message within this, or it is closed
+    /// (CRLF keep-alives do not count).
+    pub first_message_timeout: Duration,
+    /// Most accepted connections from one source address per side.
+    pub max_per_source: usize,
 }
 
 impl Default for StreamLimits {
@@ -65,6 +78,8 @@ impl Default for StreamLimits {
             max_connections: 4096,
             max_per_listener: 1024,
             send_queue: 256,
+            first_message_timeout: Duration::from_secs(5),
+            max_per_source: 32,
         }
     }
 }
@@ -117,6 +132,9 @@ impl TransportConfig {
             udp: UdpSettings::default(),
             tls: None,
             tls_names: HashMap::new(),
+            admission: AdmissionPolicy::allow_all(),
+            replies: ReplyLimits::default(),
+            max_bans: 10_000,
         }
     }
 
@@ -182,6 +200,8 @@ impl From<&Config> for TransportConfig {
                 max_connections: sip.max_connections,
                 max_per_listener: sip.max_connections_per_listener,
                 send_queue: sip.send_queue,
+                first_message_timeout: Duration::from_secs(sip.first_message_timeout_s),
+                max_per_source: sip.max_connections_per_source,
             },
             udp: UdpSettings {
                 workers: sip.udp_workers,
@@ -193,6 +213,14 @@ impl From<&Config> for TransportConfig {
                 .iter()
                 .filter_map(|t| Some((t.proxy.static_addr()?, t.tls_server_name.clone()?)))
                 .collect(),
+            // The signaling ACL is the one source of truth; names resolved later are added
+            // when the signaling task publishes its view.
+            admission: crate::signaling::Acl::from_config(c).admission(),
+            replies: ReplyLimits {
+                rate: c.limits.stateless_reply_rate,
+                burst: c.limits.stateless_reply_burst,
+            },
+            max_bans: c.limits.max_bans,
         }
     }
 }

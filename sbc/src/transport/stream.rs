@@ -4,7 +4,10 @@
 
 use std::{
     net::SocketAddr,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -21,6 +24,7 @@ use tokio::{
 
 use super::{
     DropReason, Inbound,
+    admission::Admission,
     counters::Counters,
     inbound::{Verdict, examine},
     settings::StreamLimits,
@@ -48,6 +52,11 @@ pub(crate) struct StreamCtx {
     pub(crate) counters: Counters,
     /// Toward the SIP core.
     pub(crate) inbound: mpsc::Sender<Inbound>,
+    /// For accepted connections: the time from accept within which a valid SIP message must
+    /// arrive (keep-alives do not count). `None` for connections the SBC opened.
+    pub(crate) first_message: Option<Duration>,
+    /// Who may get stateless replies; re-checked when the first message arrives.
+    pub(crate) admission: Arc<Admission>,
 }
 
 /// Time of the last successful write, as milliseconds since the connection started; shared
@@ -115,6 +124,11 @@ async fn read_loop<R: AsyncRead + Unpin>(
     // When the first byte of the message now in the buffer arrived (slowloris deadline).
     let mut message_start: Option<Instant> = None;
     let mut last_read = Instant::now();
+    // Until an accepted connection has delivered one valid SIP message from an admitted
+    // source, it is "unproven": its deadline is fixed at accept, and neither keep-alives nor
+    // partial or malformed messages move it.
+    let first_deadline = ctx.first_message.map(|d| last_read + d);
+    let mut proven = first_deadline.is_none();
     loop {
         loop {
             match framer.frame(&buf, &ctx.limits) {
@@ -137,6 +151,17 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     ctx.counters.received_bytes.inc_by(n as u64);
                     match examine(data, ctx.peer, ctx.local, &ctx.limits) {
                         Verdict::Deliver(m) => {
+                            if !proven {
+                                // The ACL may have changed since accept.
+                                let now = std::time::Instant::now();
+                                if let Some(r) =
+                                    ctx.admission
+                                        .refusal(ctx.peer.side, ctx.peer.addr.ip(), now)
+                                {
+                                    return Some(r);
+                                }
+                                proven = true;
+                            }
                             // A reliable transport must not lose messages (no retransmission
                             // would repair it), so wait for room: that stops reading and lets
                             // TCP flow control push back on the peer.
@@ -145,10 +170,20 @@ async fn read_loop<R: AsyncRead + Unpin>(
                             }
                         }
                         Verdict::Reject(r) => {
-                            // RFC 3261 §18.2.2: the response goes back on this connection.
-                            ctx.counters.rejected(r.code);
-                            if to_writer.try_send(r.bytes).is_err() {
-                                ctx.counters.send_failure("queue_full");
+                            let now = std::time::Instant::now();
+                            match ctx
+                                .admission
+                                .may_reply(ctx.peer.side, ctx.peer.addr.ip(), now)
+                            {
+                                Ok(()) => {
+                                    // RFC 3261 §18.2.2: the response goes back on this
+                                    // connection.
+                                    ctx.counters.rejected(r.code);
+                                    if to_writer.try_send(r.bytes).is_err() {
+                                        ctx.counters.send_failure("queue_full");
+                                    }
+                                }
+                                Err(reason) => ctx.counters.dropped(reason),
                             }
                         }
                         Verdict::Drop(reason) => ctx.counters.dropped(reason),
@@ -173,10 +208,13 @@ async fn read_loop<R: AsyncRead + Unpin>(
             message_start = Some(last_read);
         }
         let idle_deadline = last_read.max(activity.last_write()) + ctx.stream.idle_timeout;
-        let deadline = match message_start {
+        let mut deadline = match message_start {
             Some(t) => idle_deadline.min(t + ctx.stream.message_timeout),
             None => idle_deadline,
         };
+        if let Some(first) = first_deadline.filter(|_| !proven) {
+            deadline = deadline.min(first);
+        }
         buf.reserve(READ_CHUNK);
         match tokio::time::timeout_at(deadline, reader.read_buf(&mut buf)).await {
             Ok(Ok(0)) => return None,
@@ -187,6 +225,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
             }
             Err(_elapsed) => {
                 let now = Instant::now();
+                if !proven && first_deadline.is_some_and(|t| now >= t) {
+                    return Some(DropReason::FirstMessageTimeout);
+                }
                 if message_start.is_some_and(|t| now >= t + ctx.stream.message_timeout) {
                     return Some(DropReason::MessageTimeout);
                 }

@@ -36,7 +36,10 @@ pub(crate) fn tune(stream: &TcpStream) {
     let _ = SockRef::from(stream).set_tcp_keepalive(&TcpKeepalive::new().with_time(TCP_KEEPALIVE));
 }
 
-/// Accepts connections (TCP, or TCP under TLS) until the task is aborted.
+/// Accepts connections (TCP, or TCP under TLS) until the task is aborted. Admission comes
+/// first, before any byte is read and before any TLS handshake: the denylist, the side's ACL,
+/// bans, then the per-source and the global connection limits. A refused connection is reset
+/// at once (no TIME_WAIT kept for it) and counted under its reason.
 pub(crate) async fn accept_loop(
     shared: Arc<Shared>,
     listener: TcpListener,
@@ -55,6 +58,23 @@ pub(crate) async fn accept_loop(
                 continue;
             }
         };
+        if let Some(reason) = shared
+            .admission
+            .refusal(side, addr.ip(), std::time::Instant::now())
+        {
+            counters.dropped(reason);
+            refuse(stream);
+            continue;
+        }
+        let Some(source_slot) = shared.connections.try_source_slot(
+            side,
+            addr.ip(),
+            shared.config.stream.max_per_source,
+        ) else {
+            counters.dropped(DropReason::SourceConnectionLimit);
+            refuse(stream);
+            continue;
+        };
         let slots = per_listener
             .clone()
             .try_acquire_owned()
@@ -62,13 +82,13 @@ pub(crate) async fn accept_loop(
             .zip(shared.connections.try_slot());
         let Some(permits) = slots else {
             counters.dropped(DropReason::ConnectionLimit);
-            drop(stream);
+            refuse(stream);
             continue;
         };
         tune(&stream);
         let shared2 = shared.clone();
         tokio::spawn(async move {
-            let _permits = permits;
+            let _permits = (permits, source_slot);
             let local = stream.local_addr().ok();
             let Some(local) = local else { return };
             match kind {
@@ -98,6 +118,14 @@ pub(crate) async fn accept_loop(
             }
         });
     }
+}
+
+/// Closes a refused connection with a reset: nothing is sent but the RST, and the socket is
+/// gone at once instead of lingering in TIME_WAIT (a flood of refused connections must not
+/// hold kernel state).
+fn refuse(stream: TcpStream) {
+    let _ = SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+    drop(stream);
 }
 
 /// Connects to `addr`, from `source` when the side has a concrete address of that family (the

@@ -104,6 +104,14 @@ pub(crate) async fn receive_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, si
                     Err(TrySendError::Closed(_)) => return,
                 },
                 Verdict::Reject(r) => {
+                    // Only admitted sources get an answer, and only so many per second: an
+                    // unknown source learns nothing, and spoofed sources cannot turn the SBC
+                    // into a reflector.
+                    let now = std::time::Instant::now();
+                    if let Err(reason) = shared.admission.may_reply(side, source.ip(), now) {
+                        counters.dropped(reason);
+                        continue;
+                    }
                     counters.rejected(r.code);
                     match socket.try_send_to(&r.bytes, r.to) {
                         Ok(_) => counters.sent(r.bytes.len()),

@@ -182,8 +182,11 @@ async fn oversize_message_closes_the_connection_and_is_counted() {
 
 #[tokio::test(start_paused = true)]
 async fn idle_connection_is_closed_after_the_idle_timeout() {
-    let h = Harness::start(inside_tcp());
+    let mut h = Harness::start(inside_tcp());
     let mut s = connect(&h).await;
+    // A valid first message: from then on only the idle timeout applies.
+    s.write_all(options("i").as_bytes()).await.expect("write");
+    h.next().await;
     let start = tokio::time::Instant::now();
     read_to_close(&mut s).await;
     let waited = start.elapsed();
@@ -194,8 +197,12 @@ async fn idle_connection_is_closed_after_the_idle_timeout() {
 
 #[tokio::test(start_paused = true)]
 async fn slowloris_message_is_cut_at_the_message_deadline() {
-    let h = Harness::start(inside_tcp());
+    let mut h = Harness::start(inside_tcp());
     let mut s = connect(&h).await;
+    s.write_all(options("first").as_bytes())
+        .await
+        .expect("write");
+    h.next().await;
     let start = tokio::time::Instant::now();
     // The first bytes of a message, then a byte every 5 s: never idle, never complete.
     s.write_all(b"OPTIONS sip:x SIP/2.0\r\n")

@@ -353,3 +353,39 @@ async fn required_client_certificate_is_enforced() {
     s.flush().await.expect("flush");
     assert_eq!(h.next().await.message.call_id(), "y@pbx");
 }
+
+/// Admission comes before the handshake: a source outside the allowlist gets a reset, never a
+/// ServerHello (no certificate, no TLS work for it), and it is counted as `acl`.
+#[tokio::test]
+async fn a_source_outside_the_allowlist_is_refused_before_the_tls_handshake() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new();
+    let leaf = ca.issue(&["sip.test", "127.0.0.1"], "sbc");
+    let mut config = tls_inside(settings(dir.path(), &ca, &leaf));
+    config.admission = crate::transport::AdmissionPolicy {
+        inside: Some(vec!["127.0.0.1/32".parse().expect("literal")]),
+        outside: Some(Vec::new()),
+        deny: Vec::new(),
+    };
+    let h = Harness::start(config);
+    let addr = h.addr(Side::Inside, TLS);
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind(any_port("127.0.0.2")).expect("bind");
+    let mut tcp = socket.connect(addr).await.expect("connect");
+    // A ClientHello's worth of bytes: nothing comes back but the close.
+    let _ = tcp
+        .write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 1, 0, 0, 1, 0])
+        .await;
+    let mut buf = [0u8; 1024];
+    let got = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
+        .await
+        .expect("closed within 5 s");
+    assert!(matches!(got, Ok(0) | Err(_)), "the SBC answered: {got:?}");
+    h.eventually("refusal counted", |h| {
+        h.dropped(Side::Inside, TLS, "acl") == 1
+    })
+    .await;
+    assert_eq!(h.dropped(Side::Inside, TLS, "tls_handshake"), 0);
+    // The allowed source still completes its handshake.
+    presented(&ca, addr).await;
+}
