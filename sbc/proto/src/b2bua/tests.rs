@@ -67,6 +67,8 @@ fn config() -> B2buaConfig {
         pass_headers: B2buaConfig::default_pass_headers(),
         max_call_duration: None,
         pbx_auth: None,
+        pbx_register: RegisterPolicy::Reject,
+        max_pending_challenges: 1000,
     }
 }
 
@@ -1376,6 +1378,8 @@ hello",
 
 mod admission;
 mod auth;
+mod auth_passthrough;
 mod failover;
 mod pbx_auth;
+mod register_relay;
 mod routing;

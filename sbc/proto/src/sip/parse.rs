@@ -230,20 +230,17 @@ fn reject(problem: Problem, headers: Headers, is_request: bool) -> ParseError {
     }
 }
 
-/// Whether a response can be built and routed: the top Via's sent-by (RFC 3261 §18.2.2) and
-/// From, To, Call-ID and CSeq to copy (§8.2.6.2) are present, as UTF-8 text.
+/// Whether a response can be built and routed: the top Via's sent-by (where it goes, RFC 3261
+/// §18.2.2) and CSeq (with the Via branch, what the client matches it by, §17.1.3) are present
+/// as UTF-8 text. From, To and Call-ID are copied when present (§8.2.6.2); a request missing
+/// them still gets its 400 (RFC 4475 `insuf`: "ideally, it will respond with a 400").
 pub(crate) fn answerable(headers: &Headers) -> bool {
     let via_ok = matches!(headers.values(HeaderName::Via).next(), Some(Ok(v))
         if Via::parse_sent_by(&mut Cursor::new(v)).is_ok());
     via_ok
-        && [
-            HeaderName::From,
-            HeaderName::To,
-            HeaderName::CallId,
-            HeaderName::CSeq,
-        ]
-        .iter()
-        .all(|n| headers.first(*n).is_some_and(|h| h.value_str().is_some()))
+        && headers
+            .first(HeaderName::CSeq)
+            .is_some_and(|h| h.value_str().is_some())
 }
 
 /// Splits `name: value` between `start` and `end` (the CRLF of the field's last line).
