@@ -237,10 +237,13 @@ fn reject(problem: Problem, headers: Headers, is_request: bool) -> ParseError {
 pub(crate) fn answerable(headers: &Headers) -> bool {
     let via_ok = matches!(headers.values(HeaderName::Via).next(), Some(Ok(v))
         if Via::parse_sent_by(&mut Cursor::new(v)).is_ok());
+    // What is copied must be text: a response must not carry invalid UTF-8 back.
+    let text = |n: HeaderName| headers.first(n).map(|h| h.value_str().is_some());
     via_ok
-        && headers
-            .first(HeaderName::CSeq)
-            .is_some_and(|h| h.value_str().is_some())
+        && text(HeaderName::CSeq) == Some(true)
+        && [HeaderName::From, HeaderName::To, HeaderName::CallId]
+            .iter()
+            .all(|n| text(*n) != Some(false))
 }
 
 /// Splits `name: value` between `start` and `end` (the CRLF of the field's last line).
@@ -602,7 +605,15 @@ mod tests {
                 reason: "Version Not Supported"
             }
         );
-        assert_eq!(r("Call-ID: abc@192.0.2.1\r\n", ""), Reaction::Drop);
+        // RFC 4475 `insuf`: the Via routes the answer, CSeq lets the client match it.
+        assert_eq!(
+            r("Call-ID: abc@192.0.2.1\r\n", ""),
+            Reaction::Respond {
+                code: 400,
+                reason: "Missing Call-ID Header"
+            }
+        );
+        assert_eq!(r("CSeq: 1 OPTIONS\r\n", ""), Reaction::Drop);
         assert_eq!(
             r("Max-Forwards: 70\r\n", "Max-Forwards: 70\r\nbad header\r\n"),
             Reaction::Respond {
