@@ -287,7 +287,7 @@ fn max_forwards_is_decremented_to_zero_and_the_next_b2bua_answers_483() {
 }
 
 #[test]
-fn in_dialog_request_with_max_forwards_zero_gets_483() {
+fn in_dialog_options_with_max_forwards_zero_gets_483_not_relayed() {
     let mut sim = Sim::new();
     let _ = establish_outbound(&mut sim);
     let our_tag = sim
@@ -300,13 +300,13 @@ fn in_dialog_request_with_max_forwards_zero_gets_483() {
     sim.deliver(
         pbx(),
         &format!(
-            "INFO sip:sbc@10.0.0.1:5060 SIP/2.0
-Via: SIP/2.0/UDP 10.0.0.10:5070;branch=z9hG4bKpbxinfo;rport
+            "OPTIONS sip:sbc@10.0.0.1:5060 SIP/2.0
+Via: SIP/2.0/UDP 10.0.0.10:5070;branch=z9hG4bKpbxopt;rport
 Max-Forwards: 0
 From: \"Alice\" <sip:100@pbx.lan>;tag=ptag1
 To: <sip:15551234567@10.0.0.1>;tag={our_tag}
 Call-ID: pbx-call-1
-CSeq: 11 INFO
+CSeq: 11 OPTIONS
 Content-Length: 0
 
 "
