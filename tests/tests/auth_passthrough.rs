@@ -149,7 +149,9 @@ fn digest_passes_through_both_ways_and_the_challenger_verifies_it() {
         .request(
             "PATCH",
             "/api/v1/config",
-            Some(r#"{"trunk":[{"name":"carrier","proxy":"198.18.2.2:5060","auth":"passthrough"}]}"#),
+            Some(
+                r#"{"trunk":[{"name":"carrier","proxy":"198.18.2.2:5060","auth":"passthrough"}]}"#,
+            ),
         )
         .expect("admin API");
     assert_eq!(r.status, 200, "PATCH: {}", r.body);

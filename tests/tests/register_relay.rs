@@ -156,7 +156,10 @@ fn pbx_registers_through_the_sbc_and_a_call_for_the_aor_reaches_it() {
         log.contains("REGAUTHOK aor=sip:100@sip.carrier.example contact=<sip:100@198.18.2.1:5060>"),
         "the registrar holds the SBC's Contact: {log}"
     );
-    assert!(!log.contains("198.18.1."), "the PBX's Contact never reached the carrier: {log}");
+    assert!(
+        !log.contains("198.18.1."),
+        "the PBX's Contact never reached the carrier: {log}"
+    );
 
     // A carrier call for 100, routed by the registrar to the SBC and by the SBC to the PBX's
     // registered address.
@@ -196,10 +199,7 @@ fn pbx_registers_through_the_sbc_and_a_call_for_the_aor_reaches_it() {
             optional: false,
         },
     ];
-    let caller_xml = sipp::write_scenario(
-        "caller",
-        &sipp::scenario("caller", true, &caller_steps),
-    );
+    let caller_xml = sipp::write_scenario("caller", &sipp::scenario("caller", true, &caller_steps));
     let mut caller = sipp::run_service(
         &lab.lab.carrier,
         caller_xml.path(),

@@ -515,16 +515,17 @@ proxy = "127.0.0.1:5090"
 
     #[test]
     fn passthrough_refuses_called_number_rules_and_register_keys_are_checked() {
-        let text = MINIMAL.replace(
-            "proxy = \"127.0.0.1:5090\"",
-            "proxy = \"127.0.0.1:5090\"\nauth = \"passthrough\"\n\
+        let text = MINIMAL
+            .replace(
+                "proxy = \"127.0.0.1:5090\"",
+                "proxy = \"127.0.0.1:5090\"\nauth = \"passthrough\"\n\
              [[trunk.number]]\nnumber = \"calling\"\nadd = \"+\"\n\
              [[trunk.number]]\nnumber = \"called\"\nadd = \"+\"",
-        )
-        .replace(
-            "allow = [\"127.0.0.0/8\"]",
-            "allow = [\"127.0.0.0/8\"]\nregister = \"relay\"\nregister_trunk = \"nope\"",
-        );
+            )
+            .replace(
+                "allow = [\"127.0.0.0/8\"]",
+                "allow = [\"127.0.0.0/8\"]\nregister = \"relay\"\nregister_trunk = \"nope\"",
+            );
         let problems = parse(&text).expect_err("invalid");
         let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(

@@ -269,7 +269,10 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
     if let Some(name) = &c.pbx.register_trunk
         && !c.trunks.iter().any(|t| &t.name == name)
     {
-        bad("pbx.register_trunk", format!("no [[trunk]] is named `{name}`"));
+        bad(
+            "pbx.register_trunk",
+            format!("no [[trunk]] is named `{name}`"),
+        );
     }
     if c.pbx
         .register_max_bindings

@@ -197,8 +197,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 let now = Instant::now();
                 if message_start.is_some_and(|t| now >= t + ctx.stream.message_timeout) {
                     let partial = Bytes::copy_from_slice(&buf);
-                    if let Verdict::Reject(r) = examine(partial, ctx.peer, ctx.local, &ctx.limits)
-                    {
+                    if let Verdict::Reject(r) = examine(partial, ctx.peer, ctx.local, &ctx.limits) {
                         ctx.counters.rejected(r.code);
                         *last_words = Some(r.bytes);
                     }

@@ -19,7 +19,7 @@
 use std::{collections::HashMap, time::Instant};
 
 use super::{
-    B2bua, Purpose, RegisterPolicy, STANDALONE, ServerEntry, STx, Target, TrunkAuth,
+    B2bua, Purpose, RegisterPolicy, STANDALONE, STx, ServerEntry, Target, TrunkAuth,
     auth_passthrough, client_key, forwarded_max_forwards,
     msg::{self, RequestSpec, ResponseSpec},
 };
@@ -119,7 +119,12 @@ impl B2bua {
             return;
         };
         // Only the PBX registers through the SBC; a carrier has nothing to register here.
-        let Some(tcfg) = self.cfg.trunks.get(trunk).filter(|_| peer.side == Side::Inside) else {
+        let Some(tcfg) = self
+            .cfg
+            .trunks
+            .get(trunk)
+            .filter(|_| peer.side == Side::Inside)
+        else {
             self.registers_refused += 1;
             self.reject(now, peer, key, msg, 405, "Method Not Allowed", media);
             return;

@@ -426,6 +426,9 @@ async fn rfc4475_baddn_on_tcp_gets_400_before_the_close() {
         text.starts_with("SIP/2.0 400 Incomplete Header Section\r\n"),
         "{text}"
     );
-    assert!(text.contains("Call-ID: baddn.31415@c.example.com\r\n"), "{text}");
+    assert!(
+        text.contains("Call-ID: baddn.31415@c.example.com\r\n"),
+        "{text}"
+    );
     assert_eq!(h.dropped(Side::Inside, TCP, "message_timeout"), 1);
 }

@@ -6,8 +6,7 @@ use super::*;
 
 /// The carrier's domain: in pass-through the PBX addresses it (the Request-URI crosses as is).
 const CARRIER_URI: &str = "sip:15551234567@sip.carrier.example";
-const CHALLENGE: &str =
-    "Digest realm=\"sip.carrier.example\", nonce=\"n0nce-1\", opaque=\"op-9\", qop=\"auth\", \
+const CHALLENGE: &str = "Digest realm=\"sip.carrier.example\", nonce=\"n0nce-1\", opaque=\"op-9\", qop=\"auth\", \
      algorithm=MD5";
 const CREDENTIALS: &str = "Digest username=\"4930123\", realm=\"sip.carrier.example\", \
      nonce=\"n0nce-1\", uri=\"sip:15551234567@sip.carrier.example\", \
@@ -33,7 +32,10 @@ fn invite_to_carrier(branch: &str, cseq: u32, extra: &str) -> String {
             "To: <sip:15551234567@10.0.0.1>",
             &format!("To: <{CARRIER_URI}>"),
         )
-        .replace("CSeq: 10 INVITE\n", &format!("CSeq: {cseq} INVITE\n{extra}"))
+        .replace(
+            "CSeq: 10 INVITE\n",
+            &format!("CSeq: {cseq} INVITE\n{extra}"),
+        )
 }
 
 fn challenge_response(req: &Message, code: u16) -> String {
@@ -73,7 +75,11 @@ fn outbound_challenge_is_relayed_and_the_retry_continues_the_dialog(code: u16) {
 
     sim.deliver(carrier(), &challenge_response(&first, code));
     let to_carrier = sim.take_carrier();
-    assert_eq!(to_carrier.len(), 1, "only the hop-by-hop ACK: {to_carrier:?}");
+    assert_eq!(
+        to_carrier.len(),
+        1,
+        "only the hop-by-hop ACK: {to_carrier:?}"
+    );
     assert_eq!(to_carrier[0].method(), Some(&Method::Ack));
     let to_pbx = sim.take_pbx();
     assert_eq!(to_pbx.len(), 1);
@@ -102,7 +108,11 @@ fn outbound_challenge_is_relayed_and_the_retry_continues_the_dialog(code: u16) {
     assert_eq!(status(&sim.take_pbx()[0]), 100);
     let second = sim.take_carrier().remove(0);
     assert_eq!(second.method(), Some(&Method::Invite));
-    assert_eq!(second.call_id(), first.call_id(), "same Call-ID on the outside");
+    assert_eq!(
+        second.call_id(),
+        first.call_id(),
+        "same Call-ID on the outside"
+    );
     assert_eq!(second.from().tag(), first.from().tag(), "same From tag");
     assert_eq!(second.to().tag(), None);
     assert_eq!(second.cseq().seq, first.cseq().seq + 1, "CSeq + 1 there");
@@ -159,7 +169,11 @@ fn a_retry_after_64_t1_starts_a_new_outside_dialog() {
         ),
     );
     let second = sim.take_carrier().remove(0);
-    assert_ne!(second.call_id(), first.call_id(), "the challenge was forgotten");
+    assert_ne!(
+        second.call_id(),
+        first.call_id(),
+        "the challenge was forgotten"
+    );
     assert_eq!(second.cseq().seq, 1);
     assert!(values(&second, "Authorization").is_empty());
 }
@@ -239,11 +253,7 @@ Content-Length: 0
                  uri=\"sip:+15557654321@203.0.113.1:5080\", response=\"ab\"";
     sim.deliver(
         carrier(),
-        &carrier_invite(
-            "z9hG4bKcar2",
-            2,
-            &format!("Proxy-Authorization: {creds}\n"),
-        ),
+        &carrier_invite("z9hG4bKcar2", 2, &format!("Proxy-Authorization: {creds}\n")),
     );
     assert_eq!(status(&sim.take_carrier()[0]), 100);
     let second = sim.take_pbx().remove(0);

@@ -84,7 +84,10 @@ fn register_is_rejected_with_405_and_allow_by_default() {
 fn relayed_register_binds_the_aor_and_inbound_calls_reach_the_pbx_contact() {
     let mut sim = relay_sim(TrunkAuth::Sbc);
     sim.deliver(pbx_reg(), &register("100", "z9hG4bKr1", 1, 600, ""));
-    assert!(sim.take_pbx().is_empty(), "nothing until the registrar answers");
+    assert!(
+        sim.take_pbx().is_empty(),
+        "nothing until the registrar answers"
+    );
     let out = sim.take_carrier().remove(0);
     assert_eq!(out.method(), Some(&Method::Register));
     assert_eq!(out.request_uri_str(), Some("sip:sip.carrier.example"));
