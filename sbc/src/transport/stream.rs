@@ -164,6 +164,17 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 }
                 Ok(Frame::Incomplete) => break,
                 Err(e) => {
+                    // A request that cannot be framed (Content-Length invalid or repeated)
+                    // still gets its 400 before the close, when the parser can answer it.
+                    let head = buf
+                        .windows(4)
+                        .position(|w| w == b"\r\n\r\n")
+                        .map_or(buf.len(), |i| i + 4);
+                    let partial = Bytes::copy_from_slice(&buf[..head]);
+                    if let Verdict::Reject(r) = examine(partial, ctx.peer, ctx.local, &ctx.limits) {
+                        ctx.counters.rejected(r.code);
+                        *last_words = Some(r.bytes);
+                    }
                     return Some(match e {
                         FrameError::MissingContentLength => DropReason::MissingContentLength,
                         FrameError::BadContentLength => DropReason::BadContentLength,

@@ -1,6 +1,7 @@
 //! Transport tests on real loopback sockets. Every wait is bounded; timeout behaviour runs on
 //! paused (virtual) time.
 
+mod rfc4475;
 mod tcp;
 mod tls;
 mod udp;
