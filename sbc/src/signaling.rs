@@ -222,7 +222,10 @@ impl CallMetrics {
         let trunk_auth = IntCounterVec::new(
             Opts::new(
                 "sbc_trunk_auth_total",
-                "Challenges from the trunk answered with credentials (retry) or not (failure).",
+                "Digest challenges: from the trunk answered with credentials (retry) or not \
+                 (failure); relayed to the other side with their challenge (relayed), retries \
+                 mapped onto the challenged dialog (relayed_retry); REGISTERs from the PBX \
+                 relayed to the trunk (register_relayed) or answered by the SBC (register_refused).",
             ),
             &["result"],
         )?;
@@ -280,7 +283,14 @@ impl CallMetrics {
         for k in ["server", "client"] {
             transactions.with_label_values(&[k]);
         }
-        for r in ["retry", "failure"] {
+        for r in [
+            "retry",
+            "failure",
+            "relayed",
+            "relayed_retry",
+            "register_relayed",
+            "register_refused",
+        ] {
             trunk_auth.with_label_values(&[r]);
         }
         let pbx_auth = IntCounterVec::new(
@@ -574,6 +584,7 @@ pub fn b2bua_config(c: &Config) -> B2buaConfig {
                 from_domain: t.from_domain.clone(),
                 outbound,
                 inbound,
+                auth: t.auth_mode(),
             }
         })
         .collect();
@@ -611,6 +622,8 @@ pub fn b2bua_config(c: &Config) -> B2buaConfig {
                 .saturating_mul(1 << 20),
         },
         sdp: sdp_policy(c),
+        pbx_register: c.pbx.register_policy(&c.trunks),
+        max_pending_challenges: c.limits.max_pending_challenges,
     }
 }
 
@@ -1128,7 +1141,7 @@ pub async fn run(
     let mut engine = B2bua::new(cfg, crate::entropy::rng());
     let mut live: std::collections::HashMap<u64, CallMeta> = std::collections::HashMap::new();
     let mut retransmissions_seen = (0u64, 0u64);
-    let mut auth_seen = (0u64, 0u64);
+    let mut auth_seen = [0u64; 6];
     // Media timeouts surface through MediaControl::poll_event; look at least this often.
     // Media events (timeouts) wake us through `event_ready`; the slow tick is only a backstop.
     let media_events = media.clone();
@@ -1224,8 +1237,12 @@ pub async fn run(
                     apply_health(&mut checks, &mut engine, &calls, false);
                     continue;
                 }
-                // Responses to our REGISTERs belong to the registration, not to a call.
-                if !m.message.is_request() && m.message.cseq().method == Method::Register {
+                // Responses to our REGISTERs belong to the registration, not to a call (those
+                // to the PBX's relayed REGISTERs go to the B2BUA).
+                if !m.message.is_request()
+                    && m.message.cseq().method == Method::Register
+                    && regs.iter().any(|(_, r)| r.matches(&m.message))
+                {
                     let now = std::time::Instant::now();
                     for (_, reg) in &mut regs {
                         reg.handle_response(now, &m.message);
@@ -1528,9 +1545,14 @@ pub async fn run(
             counters.retransmissions_received,
             counters.retransmissions_sent,
         );
+        let [s0, s1, s2, s3, s4, s5] = &mut auth_seen;
         for (label, now, seen) in [
-            ("retry", counters.auth_retries, &mut auth_seen.0),
-            ("failure", counters.auth_failures, &mut auth_seen.1),
+            ("retry", counters.auth_retries, s0),
+            ("failure", counters.auth_failures, s1),
+            ("relayed", counters.challenges_relayed, s2),
+            ("relayed_retry", counters.auth_relayed_retries, s3),
+            ("register_relayed", counters.registers_relayed, s4),
+            ("register_refused", counters.registers_refused, s5),
         ] {
             let new = now.saturating_sub(*seen);
             if new > 0 {

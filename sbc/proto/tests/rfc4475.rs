@@ -457,9 +457,9 @@ fn invalid_messages_get_the_reaction_the_rfc_asks_for() {
         ),
         // §3.1.2.19: a response code of 4294967301: dropped.
         ("bigcode", data!("bigcode"), Reaction::Drop),
-        // §3.3.1: no Call-ID, From or To. RFC 4475 would ideally answer 400; without those
-        // headers no valid response can be built, so the SBC drops it (see docs/sip-parser.md).
-        ("insuf", data!("insuf"), Reaction::Drop),
+        // §3.3.1: no Call-ID, From or To. "Ideally, it will respond with a 400": the top Via
+        // routes the answer and CSeq (with the branch) lets the client match it.
+        ("insuf", data!("insuf"), respond(400, "Missing From Header")),
         // §3.3.2 and §3.3.3: Request-URI schemes the element does not support.
         (
             "unkscm",
@@ -498,10 +498,11 @@ fn rejected_requests_carry_what_is_needed_to_answer() {
     assert_eq!(problem, Problem::BadVersion);
     assert_eq!(headers.call_id().ok(), Some("badvers.31417@c.example.com"));
     assert!(headers.top_via().is_ok());
-    let ParseError::Unanswerable { problem } = err(data!("insuf")) else {
-        panic!("insuf must be unanswerable")
+    let ParseError::Rejected { problem, headers } = err(data!("insuf")) else {
+        panic!("insuf must be answerable from its Via and CSeq")
     };
     assert_eq!(problem, Problem::Missing(HeaderName::From));
+    assert!(headers.top_via().is_ok() && headers.cseq().is_ok());
 }
 
 #[test]

@@ -547,6 +547,51 @@ proxy = "127.0.0.1:5090"
     }
 
     #[test]
+    fn passthrough_refuses_called_number_rules_and_register_keys_are_checked() {
+        let text = MINIMAL
+            .replace(
+                "proxy = \"127.0.0.1:5090\"",
+                "proxy = \"127.0.0.1:5090\"\nauth = \"passthrough\"\n\
+             [[trunk.number]]\nnumber = \"calling\"\nadd = \"+\"\n\
+             [[trunk.number]]\nnumber = \"called\"\nadd = \"+\"",
+            )
+            .replace(
+                "allow = [\"127.0.0.0/8\"]",
+                "allow = [\"127.0.0.0/8\"]\nregister = \"relay\"\nregister_trunk = \"nope\"",
+            );
+        let problems = parse(&text).expect_err("invalid");
+        let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["trunk[0].number[1]", "pbx.register_trunk"],
+            "{problems:#?}"
+        );
+        assert!(problems[0].message.contains("passthrough"), "{problems:#?}");
+        // Calling-number rules and a known trunk are fine; the modes reach the B2BUA.
+        let ok = MINIMAL
+            .replace(
+                "proxy = \"127.0.0.1:5090\"",
+                "proxy = \"127.0.0.1:5090\"\nauth = \"passthrough\"",
+            )
+            .replace(
+                "allow = [\"127.0.0.0/8\"]",
+                "allow = [\"127.0.0.0/8\"]\nregister = \"relay\"\nregister_trunk = \"carrier\"",
+            );
+        let c = parse(&ok).unwrap_or_else(|p| panic!("{p:?}"));
+        assert_eq!(
+            c.trunks[0].auth_mode(),
+            sbc_proto::b2bua::TrunkAuth::Passthrough
+        );
+        assert_eq!(
+            c.pbx.register_policy(&c.trunks),
+            sbc_proto::b2bua::RegisterPolicy::Relay {
+                trunk: 0,
+                max_bindings: 100
+            }
+        );
+    }
+
+    #[test]
     fn tls_section_parses() {
         let text = format!(
             "{MINIMAL}\n[tls]\ncert = \"/etc/sbc/c.pem\"\nkey = \"/etc/sbc/k.pem\"\n\

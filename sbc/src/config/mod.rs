@@ -113,6 +113,9 @@ pub struct Limits {
     pub stateless_reply_rate: u32,
     /// Stateless replies at once above `stateless_reply_rate`.
     pub stateless_reply_burst: u32,
+    /// Most relayed digest challenges remembered at once while the challenged side's retry is
+    /// awaited (each for 64·T1); beyond it the oldest is forgotten.
+    pub max_pending_challenges: usize,
 }
 
 impl Limits {
@@ -154,6 +157,7 @@ impl Default for Limits {
             max_bans: 10_000,
             stateless_reply_rate: 20,
             stateless_reply_burst: 40,
+            max_pending_challenges: 10_000,
         }
     }
 }
@@ -387,9 +391,62 @@ pub struct Pbx {
     /// address it signals from (phones, media gateways). Default: none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub media_networks: Vec<IpNet>,
+    /// What a REGISTER from the PBX gets: `reject` (405) or `relay` (registered at a trunk on
+    /// the PBX's behalf).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub register: PbxRegister,
+    /// With `register = "relay"`: the trunk registered at (default: the first trunk).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub register_trunk: Option<String>,
+    /// With `register = "relay"`: most AORs registered at once (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub register_max_bindings: Option<u32>,
+}
+
+/// `[pbx] register`: what a REGISTER from the PBX gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PbxRegister {
+    /// 405 Method Not Allowed with `Allow`.
+    #[default]
+    Reject,
+    /// Registered at a trunk on the PBX's behalf, Contact rewritten to the SBC.
+    Relay,
+}
+
+/// `[[trunk]] auth`: who answers the trunk's digest challenges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrunkAuthMode {
+    /// The SBC, with the trunk's credentials (403 toward the PBX without them).
+    #[default]
+    Sbc,
+    /// The PBX (or the carrier, inbound): challenges and credentials cross; the Request-URI
+    /// crosses unchanged.
+    Passthrough,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 impl Pbx {
+    /// The B2BUA's policy for the PBX's REGISTERs (an unknown `register_trunk` is reported by
+    /// validation; here it falls back to the first trunk).
+    pub fn register_policy(&self, trunks: &[Trunk]) -> sbc_proto::b2bua::RegisterPolicy {
+        match self.register {
+            PbxRegister::Reject => sbc_proto::b2bua::RegisterPolicy::Reject,
+            PbxRegister::Relay => sbc_proto::b2bua::RegisterPolicy::Relay {
+                trunk: self
+                    .register_trunk
+                    .as_ref()
+                    .and_then(|n| trunks.iter().position(|t| &t.name == n))
+                    .unwrap_or(0),
+                max_bindings: self.register_max_bindings.unwrap_or(100) as usize,
+            },
+        }
+    }
+
     /// The algorithms offered to the PBX (configured or default), skipping unknown names
     /// (validation reports them).
     pub fn algorithms(&self) -> Vec<sbc_proto::auth::Algorithm> {
@@ -443,6 +500,9 @@ pub struct Trunk {
     /// Most new calls per second on this trunk (absent: [`Limits::DEFAULT_TRUNK_MAX_CPS`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_cps: Option<u32>,
+    /// Who answers the trunk's digest challenges: `sbc` (default) or `passthrough`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub auth: TrunkAuthMode,
     /// Register with the carrier (outbound REGISTER with `username`, refreshed before expiry).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub register: bool,
@@ -601,6 +661,14 @@ pub struct InboundRoute {
 }
 
 impl Trunk {
+    /// The B2BUA's digest mode for this trunk.
+    pub fn auth_mode(&self) -> sbc_proto::b2bua::TrunkAuth {
+        match self.auth {
+            TrunkAuthMode::Sbc => sbc_proto::b2bua::TrunkAuth::Sbc,
+            TrunkAuthMode::Passthrough => sbc_proto::b2bua::TrunkAuth::Passthrough,
+        }
+    }
+
     /// The digest credentials, when the trunk has a user name and a password.
     pub fn credentials(&self) -> Option<sbc_proto::auth::Credentials> {
         let user = self.auth_username.as_ref().or(self.username.as_ref())?;

@@ -256,6 +256,20 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
                 );
             }
         }
+        // Pass-through credentials are computed over the Request-URI the challenger sees: a
+        // rewritten called number would make every relayed digest wrong.
+        if t.auth == super::TrunkAuthMode::Passthrough {
+            for (j, r) in t.numbers.iter().enumerate() {
+                if r.number == super::NumberKind::Called {
+                    bad(
+                        &format!("trunk[{i}].number[{j}]"),
+                        "called-number rules are refused with auth = \"passthrough\" (the \
+                         digest covers the Request-URI; use auth = \"sbc\" to rewrite numbers)"
+                            .into(),
+                    );
+                }
+            }
+        }
         // Names are checked when parsed; a literal must be an address one can send to.
         if t.proxy
             .static_addr()
@@ -268,6 +282,23 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
         }
     }
 
+    if let Some(name) = &c.pbx.register_trunk
+        && !c.trunks.iter().any(|t| &t.name == name)
+    {
+        bad(
+            "pbx.register_trunk",
+            format!("no [[trunk]] is named `{name}`"),
+        );
+    }
+    if c.pbx
+        .register_max_bindings
+        .is_some_and(|n| !(1..=100_000).contains(&n))
+    {
+        bad("pbx.register_max_bindings", "must be 1-100000".into());
+    }
+    if !(1..=1_000_000).contains(&c.limits.max_pending_challenges) {
+        bad("limits.max_pending_challenges", "must be 1-1000000".into());
+    }
     if !(1..=86_400).contains(&c.dns.refresh_s) {
         bad("dns.refresh_s", "must be 1-86400".into());
     }

@@ -94,13 +94,18 @@ pub(crate) async fn drive<S>(
         start: Instant::now(),
         last_write_ms: AtomicU64::new(0),
     };
+    let mut last_words = None;
     let outcome = tokio::select! {
-        r = read_loop(&mut reader, &ctx, &to_writer, &activity) => r,
+        r = read_loop(&mut reader, &ctx, &to_writer, &activity, &mut last_words) => r,
         w = write_loop(&mut writer, &mut queue, &ctx, &activity) => w,
     };
     if let Some(reason) = outcome {
         ctx.counters.dropped(reason);
         tracing::debug!(peer = %ctx.peer, reason = reason.as_str(), "closing SIP stream");
+    }
+    // The answer to an unfinished request, written before the close (see read_loop).
+    if let Some(bytes) = last_words {
+        let _ = tokio::time::timeout(CLOSE_GRACE, writer.write_all(&bytes)).await;
     }
     // Best effort: a peer that stopped reading must not hold the task.
     let _ = tokio::time::timeout(CLOSE_GRACE, writer.shutdown()).await;
@@ -112,12 +117,15 @@ pub(crate) async fn drive<S>(
 }
 
 /// Reads, frames and dispatches messages. `Some(reason)` when the connection is closed for
-/// bad input or a timeout; `None` on an orderly close.
+/// bad input or a timeout; `None` on an orderly close. A request whose header section never
+/// ended (RFC 4475 `baddn` on a stream) leaves its stateless 400 in `last_words`, to be sent
+/// before the connection closes.
 async fn read_loop<R: AsyncRead + Unpin>(
     reader: &mut R,
     ctx: &StreamCtx,
     to_writer: &mpsc::Sender<Bytes>,
     activity: &Activity,
+    last_words: &mut Option<Bytes>,
 ) -> Option<DropReason> {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut framer = Framer::new();
@@ -191,6 +199,17 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 }
                 Ok(Frame::Incomplete) => break,
                 Err(e) => {
+                    // A request that cannot be framed (Content-Length invalid or repeated)
+                    // still gets its 400 before the close, when the parser can answer it.
+                    let head = buf
+                        .windows(4)
+                        .position(|w| w == b"\r\n\r\n")
+                        .map_or(buf.len(), |i| i + 4);
+                    let partial = Bytes::copy_from_slice(&buf[..head]);
+                    if let Verdict::Reject(r) = examine(partial, ctx.peer, ctx.local, &ctx.limits) {
+                        ctx.counters.rejected(r.code);
+                        *last_words = Some(r.bytes);
+                    }
                     return Some(match e {
                         FrameError::MissingContentLength => DropReason::MissingContentLength,
                         FrameError::BadContentLength => DropReason::BadContentLength,
@@ -229,6 +248,11 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     return Some(DropReason::FirstMessageTimeout);
                 }
                 if message_start.is_some_and(|t| now >= t + ctx.stream.message_timeout) {
+                    let partial = Bytes::copy_from_slice(&buf);
+                    if let Verdict::Reject(r) = examine(partial, ctx.peer, ctx.local, &ctx.limits) {
+                        ctx.counters.rejected(r.code);
+                        *last_words = Some(r.bytes);
+                    }
                     return Some(DropReason::MessageTimeout);
                 }
                 // Writes since the deadline was computed keep the connection alive.

@@ -102,6 +102,23 @@ pub enum Step {
     /// Start sending the RTP of a pcap file to the peer's SDP address (SIPp's
     /// `play_pcap_audio`; runs alongside the following steps).
     PlayPcap { path: &'static str },
+    /// UAC: expect a 401/407 whose challenge the next [`Step::InviteAuthenticated`] answers.
+    RecvChallenge { code: u16 },
+    /// UAC: the INVITE again after a challenge (RFC 3261 §22.2: same Call-ID and From tag,
+    /// CSeq 2), with SIPp's digest answer computed for `user`/`password` over its
+    /// Request-URI.
+    InviteAuthenticated {
+        user: &'static str,
+        password: &'static str,
+    },
+    /// UAS: expect a request and verify its digest credentials in `Authorization` (SIPp
+    /// `verifyauth`: the response recomputed with `user`/`password`; SIPp reads only
+    /// `Authorization`, so this verifies answers to a 401); the call fails if they are wrong.
+    RecvVerified {
+        method: &'static str,
+        user: &'static str,
+        password: &'static str,
+    },
 }
 
 /// The callee of a plain answered call: INVITE → 180, 200 with an answer; then ACK, and BYE →
@@ -412,6 +429,33 @@ pub fn scenario(name: &str, uac: bool, steps: &[Step]) -> String {
                 let _ = write!(
                     x,
                     "<send><![CDATA[\nSIP/2.0 {code} {reason}\nVia: [$inv_via]\n[last_From:]\n[last_To:]\n[last_Call-ID:]\nCSeq: 1 INVITE\nContact: <sip:sipp@[local_ip]:[local_port]>\n{ct}Content-Length: [len]\n\n{body}]]></send>\n"
+                );
+            }
+            Step::RecvChallenge { code } => {
+                let _ = writeln!(x, "<recv response=\"{code}\" auth=\"true\"/>");
+            }
+            Step::InviteAuthenticated { user, password } => {
+                let body = sdp_body(Dir::SendRecv);
+                let _ = write!(
+                    x,
+                    "<send retrans=\"500\"><![CDATA[\nINVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\nFrom: sipp <sip:sipp@[local_ip]:[local_port]>;tag={our_tag}\nTo: <sip:[service]@[remote_ip]:[remote_port]>\nCall-ID: [call_id]\nCSeq: 2 INVITE\nContact: <sip:sipp@[local_ip]:[local_port]>\n[authentication username={user} password={password}]\nMax-Forwards: 70\nUser-Agent: SIPp-UA-[pid]\nContent-Type: application/sdp\nContent-Length: [len]\n\n{body}]]></send>\n"
+                );
+            }
+            Step::RecvVerified {
+                method,
+                user,
+                password,
+            } => {
+                let rrs = if *method == "INVITE" {
+                    " rrs=\"true\""
+                } else {
+                    ""
+                };
+                // A wrong digest jumps to a wait that times out, which fails the call.
+                let n = x.len();
+                let _ = writeln!(
+                    x,
+                    "<recv request=\"{method}\"{rrs}><action><verifyauth assign_to=\"authok{n}\" username=\"{user}\" password=\"{password}\"/></action></recv>\n<nop hide=\"true\" test=\"authok{n}\" next=\"good{n}\"/>\n<recv request=\"NEVER\" timeout=\"200\"/>\n<label id=\"good{n}\"/>"
                 );
             }
             Step::PlayPcap { path } => {

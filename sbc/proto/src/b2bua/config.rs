@@ -77,6 +77,37 @@ pub struct TrunkConfig {
     pub outbound: Manipulation,
     /// Applied to calls from this trunk toward the PBX.
     pub inbound: Manipulation,
+    /// Who answers the trunk's digest challenges (see `auth_passthrough.rs`).
+    pub auth: TrunkAuth,
+}
+
+/// Who answers a trunk's digest challenges (RFC 3261 §22).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TrunkAuth {
+    /// The SBC answers with the trunk's credentials; without credentials a challenge becomes
+    /// 403 toward the PBX (a 401/407 without its challenge would be invalid).
+    #[default]
+    Sbc,
+    /// Challenges and credentials cross: the 401/407 reaches the other side with its
+    /// `WWW-Authenticate`/`Proxy-Authenticate` intact and the retry is relayed with its
+    /// `Authorization`/`Proxy-Authorization`. The Request-URI crosses unchanged, because the
+    /// digest `uri=` is computed over the Request-URI the challenger sees.
+    Passthrough,
+}
+
+/// What the SBC does with a REGISTER from the PBX.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RegisterPolicy {
+    /// 405 Method Not Allowed with `Allow`.
+    #[default]
+    Reject,
+    /// Registered at a trunk on the PBX's behalf (see `register_relay.rs`).
+    Relay {
+        /// The trunk registered at (index into `trunks`).
+        trunk: usize,
+        /// Most bindings kept at once; REGISTERs for new AORs beyond it get 503.
+        max_bindings: usize,
+    },
 }
 
 impl TrunkConfig {
@@ -93,6 +124,7 @@ impl TrunkConfig {
             from_domain: None,
             outbound: Manipulation::default(),
             inbound: Manipulation::default(),
+            auth: TrunkAuth::Sbc,
         }
     }
 }
@@ -135,6 +167,12 @@ pub struct B2buaConfig {
     pub caps: super::Caps,
     /// What of SDP crosses, and the SBC's own addresses (refused as SDP targets).
     pub sdp: crate::sdp::SdpPolicy,
+    /// REGISTER from the PBX: rejected or relayed to a trunk.
+    pub pbx_register: RegisterPolicy,
+    /// Most relayed challenges remembered at once while the challenged side's retry is
+    /// awaited (each for 64·T1); beyond it the oldest is forgotten (its retry starts a new
+    /// outside dialog and is challenged again).
+    pub max_pending_challenges: usize,
 }
 
 impl B2buaConfig {

@@ -31,12 +31,14 @@
 mod caps;
 mod body;
 mod border;
+mod auth_passthrough;
 mod config;
 mod ids;
 mod media_peers;
 mod msg;
 mod pbx_auth;
 mod peer_binding;
+mod register_relay;
 mod sdp;
 mod timers;
 
@@ -50,7 +52,10 @@ use std::{
 
 use bytes::Bytes;
 pub use caps::Caps;
-pub use config::{B2buaConfig, LocalAddr, Manipulation, Target, TrunkConfig, TrunkLocal};
+pub use config::{
+    B2buaConfig, LocalAddr, Manipulation, RegisterPolicy, Target, TrunkAuth, TrunkConfig,
+    TrunkLocal,
+};
 pub use ids::Rng;
 use msg::{RequestSpec, ResponseSpec};
 pub use pbx_auth::{PbxAuthConfig, PbxAuthResult};
@@ -226,6 +231,15 @@ pub struct Counters {
     /// Trunk requests whose challenge could not be answered, or whose authenticated retry was
     /// challenged again (turned into 403 toward the caller).
     pub auth_failures: u64,
+    /// 401/407 relayed with their challenge to the other side (digest pass-through).
+    pub challenges_relayed: u64,
+    /// Retries of a challenged INVITE mapped onto the challenged callee dialog.
+    pub auth_relayed_retries: u64,
+    /// REGISTERs from the PBX relayed to a trunk.
+    pub registers_relayed: u64,
+    /// REGISTERs from the PBX answered by the SBC itself (405 when rejected by policy, 503
+    /// when the bindings are full, 400 without an AOR).
+    pub registers_refused: u64,
 }
 
 /// A read-only view of one call, for the admin API.
@@ -362,6 +376,8 @@ struct Plan {
     next_trunks: Vec<usize>,
     /// Where the new leg goes.
     target: Target,
+    /// A retry of a challenged INVITE: the callee dialog it continues.
+    resume: Option<auth_passthrough::Resume>,
 }
 
 /// A callee-leg INVITE and the dialog values it set.
@@ -538,6 +554,14 @@ pub struct B2bua {
     last_nonce: Option<(String, u32)>,
     /// Digest authentication of the PBX: nonce key, replay and failure state.
     pbx_auth: pbx_auth::PbxAuthState,
+    /// Relayed challenges awaiting the challenged side's retry (digest pass-through).
+    challenges: auth_passthrough::PendingChallenges,
+    challenges_relayed: u64,
+    auth_relayed_retries: u64,
+    /// The PBX's registrations relayed to a trunk.
+    registrations: register_relay::Registrations,
+    registers_relayed: u64,
+    registers_refused: u64,
     buf: Vec<u8>,
 }
 
@@ -573,6 +597,12 @@ impl B2bua {
             trunk_down: Vec::new(),
             last_nonce: None,
             pbx_auth: pbx_auth::PbxAuthState::default(),
+            challenges: auth_passthrough::PendingChallenges::default(),
+            challenges_relayed: 0,
+            auth_relayed_retries: 0,
+            registrations: register_relay::Registrations::default(),
+            registers_relayed: 0,
+            registers_refused: 0,
             buf: Vec::with_capacity(2048),
         }
     }
@@ -584,6 +614,10 @@ impl B2bua {
             retransmissions_sent: self.retransmissions_sent,
             auth_retries: self.auth_retries,
             auth_failures: self.auth_failures,
+            challenges_relayed: self.challenges_relayed,
+            auth_relayed_retries: self.auth_relayed_retries,
+            registers_relayed: self.registers_relayed,
+            registers_refused: self.registers_refused,
         }
     }
 
@@ -784,8 +818,10 @@ impl B2bua {
             self.on_cancel(now, peer, key, msg, media);
             return;
         }
-        // RFC 3261 §16.3 item 2 / §8.2: Max-Forwards 0 cannot go further.
-        if msg.max_forwards() == Some(0) && method != Method::Options {
+        // RFC 3261 §16.3 item 2 / §8.2: Max-Forwards 0 cannot go further. Only an OPTIONS
+        // outside a dialog stops here anyway (the SBC answers it itself, §11).
+        let answered_here = method == Method::Options && msg.to().tag().is_none();
+        if msg.max_forwards() == Some(0) && !answered_here {
             self.reject(now, peer, key, msg, 483, "Too Many Hops", media);
             return;
         }
@@ -828,10 +864,14 @@ impl B2bua {
                 // up the rate every other trunk's calls need.
                 let plan = match self.admit_calls() {
                     Some(limit) => Err(Refusal::Limit(limit)),
-                    None => self.plan(now, &peer, &msg).and_then(|plan| {
-                        self.admit_rate(now)
-                            .map_or(Ok(plan), |l| Err(Refusal::Limit(l)))
-                    }),
+                    None => match self.resume_plan(now, &peer, &msg) {
+                        // An auth retry continues an attempt already admitted.
+                        Some(resumed) => Ok(resumed),
+                        None => self.plan(now, &peer, &msg).and_then(|plan| {
+                            self.admit_rate(now)
+                                .map_or(Ok(plan), |l| Err(Refusal::Limit(l)))
+                        }),
+                    },
                 };
                 match plan {
                     Ok(plan) => self.new_call(now, peer, key, msg, merged, plan, media),
@@ -864,7 +904,8 @@ impl B2bua {
                 );
             }
             Method::Message => self.relay_standalone(now, peer, key, msg, media),
-            Method::Register | Method::Subscribe | Method::Publish | Method::Refer => {
+            Method::Register => self.on_register(now, peer, key, msg, media),
+            Method::Subscribe | Method::Publish | Method::Refer => {
                 self.reject(now, peer, key, msg, 405, "Method Not Allowed", media);
             }
             _ => self.reject(now, peer, key, msg, 501, "Not Implemented", media),
@@ -1074,6 +1115,7 @@ impl B2bua {
                         trunk: Some(t),
                         next_trunks: order[pos + 1..].to_vec(),
                         target: trunk.target,
+                        resume: None,
                     });
                 }
                 Err(limited.map_or(Refusal::NoRoute, Refusal::Limit))
@@ -1089,16 +1131,21 @@ impl B2bua {
                     .and_then(|t| self.cfg.trunks.get(t))
                     .map_or(&NO_RULES, |t| &t.inbound);
                 let did = crate::routing::normalize(&rules.called, digits);
+                // A DID route first, then an AOR the PBX registered through the SBC
+                // (register_relay.rs), then the PBX.
                 let target = self
                     .cfg
                     .inbound
                     .iter()
                     .find(|r| r.matcher.matches(&did))
-                    .map_or(self.cfg.pbx, |r| r.target);
+                    .map(|r| r.target)
+                    .or_else(|| self.registered_target(now, digits))
+                    .unwrap_or(self.cfg.pbx);
                 Ok(Plan {
                     trunk,
                     next_trunks: Vec::new(),
                     target,
+                    resume: None,
                 })
             }
         }
@@ -1177,7 +1224,7 @@ impl B2bua {
                 ruri: &ruri,
                 local,
                 branch: &branch,
-                max_forwards: msg.max_forwards().unwrap_or(70).saturating_sub(1).max(1),
+                max_forwards: msg.max_forwards().map_or(70, forwarded_max_forwards),
                 routes: &[],
                 from: &from,
                 to: &to,
@@ -1402,8 +1449,13 @@ impl B2bua {
             has_token(&mut msg.headers().require()) || has_token(&mut msg.headers().supported());
         let id = self.next_call;
         self.next_call += 1;
-        let out_call_id = format!("{}@{}", self.rng.token(), msg::host(local_to.addr));
-        let out_tag = self.rng.token();
+        let (out_call_id, out_tag) = match &plan.resume {
+            Some(r) => (r.call_id.clone(), r.tag.clone()),
+            None => (
+                format!("{}@{}", self.rng.token(), msg::host(local_to.addr)),
+                self.rng.token(),
+            ),
+        };
 
         let caller_leg = Leg {
             peer,
@@ -1448,7 +1500,7 @@ impl B2bua {
             return;
         }
         let branch = self.rng.branch();
-        let out = self.build_invite(
+        let mut out = self.build_invite(
             &msg,
             to,
             plan.trunk,
@@ -1458,6 +1510,18 @@ impl B2bua {
             &branch,
             &sdp_out,
         );
+        // A retry of a challenged INVITE continues the challenged dialog: its next CSeq and
+        // the caller's credentials for the challenged realms (auth_passthrough.rs).
+        let mut out_cseq = 1;
+        if let Some(r) = &plan.resume {
+            out_cseq = r.cseq.saturating_add(1);
+            let creds = auth_passthrough::credential_headers(&msg, Some(&r.realms));
+            if let Some(b) =
+                auth_passthrough::resumed_invite(&out.bytes, out_cseq, &creds, &self.limits)
+            {
+                out.bytes = b;
+            }
+        }
         let callee_peer = Peer {
             side: to,
             transport: target.transport,
@@ -1473,7 +1537,7 @@ impl B2bua {
             remote_tag: None,
             local_hdr: out.from_hdr,
             remote_hdr: out.to_hdr,
-            local_cseq: 1,
+            local_cseq: out_cseq,
             remote_target: out.ruri,
             route_set: Vec::new(),
             origin: callee_origin,
@@ -1598,12 +1662,22 @@ impl B2bua {
             (Side::Outside, Some(d)) => d.to_owned(),
             _ => msg::host(local_to.addr),
         };
-        let ruri = format!("sip:{called}@{target_hp}");
+        // Digest pass-through: the challenger computes `uri=` over the Request-URI it sees, which
+        // must be the one the authenticating side signed (auth_passthrough.rs).
+        let passthrough = trunk_cfg.is_some_and(|t| t.auth == TrunkAuth::Passthrough);
+        let ruri = match orig.request_uri_str() {
+            Some(r) if passthrough => r.to_owned(),
+            _ => format!("sip:{called}@{target_hp}"),
+        };
         let from_hdr = match orig.from().display_name {
             Some(d) => format!("{d} <sip:{calling}@{from_host}>;tag={tag}"),
             None => format!("<sip:{calling}@{from_host}>;tag={tag}"),
         };
-        let to_hdr = format!("<sip:{called}@{target_hp}>");
+        let to_hdr = if passthrough {
+            format!("<{ruri}>")
+        } else {
+            format!("<sip:{called}@{target_hp}>")
+        };
 
         let requires_100rel = orig
             .headers()
@@ -1630,7 +1704,7 @@ impl B2bua {
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
-        let mf = orig.max_forwards().unwrap_or(70).saturating_sub(1).max(1);
+        let mf = orig.max_forwards().map_or(70, forwarded_max_forwards);
         let bytes = msg::request(
             &RequestSpec {
                 method: &Method::Invite,
@@ -2193,6 +2267,15 @@ impl B2bua {
             body_out.extend_from_slice(body);
             content_type = Some(ct.as_str());
         }
+        // Credentials answering a relayed challenge cross with the request (in-dialog, the
+        // Request-URI differs per leg: only for challengers that check the digest alone).
+        let passthrough = c
+            .trunk
+            .and_then(|t| self.cfg.trunks.get(t))
+            .is_some_and(|t| t.auth == TrunkAuth::Passthrough);
+        if to == Side::Inside || passthrough {
+            extra_owned.extend(auth_passthrough::credential_headers(&msg, None));
+        }
         let branch = self.rng.branch();
         let local = c.leg(to).local;
         let leg = c.leg_mut(to);
@@ -2208,7 +2291,7 @@ impl B2bua {
                 ruri: &leg.remote_target,
                 local,
                 branch: &branch,
-                max_forwards: msg.max_forwards().unwrap_or(70).saturating_sub(1).max(1),
+                max_forwards: msg.max_forwards().map_or(70, forwarded_max_forwards),
                 routes: &leg.route_set,
                 from: &leg.local_hdr,
                 to: &leg.remote_hdr,
@@ -2306,12 +2389,13 @@ impl B2bua {
         // A challenge from the trunk: keep what the retry is built from before the
         // transaction may be removed.
         let trunk = e.trunk;
-        let challenged = (matches!(status, 401 | 407)
-            && side == Side::Outside
-            && trunk
-                .and_then(|t| self.cfg.trunks.get(t))
-                .is_some_and(|t| t.credentials.is_some()))
-        .then(|| (e.request.clone(), e.peer, e.auth_attempts));
+        // Challenges of an `auth = sbc` trunk are the SBC's to answer (403 without
+        // credentials); the others cross (auth_passthrough.rs).
+        let sbc_answers = trunk
+            .and_then(|t| self.cfg.trunks.get(t))
+            .is_none_or(|t| t.auth == TrunkAuth::Sbc);
+        let challenged = (matches!(status, 401 | 407) && side == Side::Outside && sbc_answers)
+            .then(|| (e.request.clone(), e.peer, e.auth_attempts));
         self.after_client(now, &key, media);
         if !pass {
             return;
@@ -2457,6 +2541,9 @@ impl B2bua {
         }
         // 300-699: the transaction ACKed it; relay the final to the caller (unless cancelled).
         if !canceled {
+            if matches!(status, 401 | 407) {
+                self.remember_challenge(now, call, side, resp);
+            }
             self.relay_to_caller(now, call, caller, &server_key, status, resp, None, media);
         }
         let reason = if canceled {
@@ -2668,8 +2755,16 @@ impl B2bua {
         } else {
             Vec::new()
         };
+        let trunk = self.calls.get(&call).and_then(|c| c.trunk);
+        let challenge = if matches!(status, 401 | 407) && self.challenge_crosses(trunk, callee) {
+            self.challenges_relayed += 1;
+            auth_passthrough::challenge_headers(resp)
+        } else {
+            Vec::new()
+        };
         let mut extra: Vec<(&str, &str)> =
             contacts.iter().map(|c| ("Contact", c.as_str())).collect();
+        extra.extend(challenge.iter().map(|(n, v)| (*n, v.as_str())));
         let rseq_text = rseq.map(|r| r.to_string());
         if let Some(r) = &rseq_text {
             extra.push(("Require", "100rel"));
@@ -3121,6 +3216,10 @@ impl B2bua {
         }
         let from = side.other();
         let method = resp.cseq().method.clone();
+        if method == Method::Register && call == STANDALONE {
+            self.register_response(now, server, status, resp, media);
+            return;
+        }
         if method == Method::Invite
             && status >= 200
             && let Some(c) = self.calls.get_mut(&call)
@@ -3544,6 +3643,13 @@ fn drain(
         }
     }
     tx.poll_timeout()
+}
+
+/// Max-Forwards of a request relayed for one that arrived with `received` (RFC 3261 §16.6
+/// item 3: decremented, never reset, so a loop through B2BUAs ends with 483 where it reaches
+/// 0; requests arriving with 0 are refused before they get here).
+const fn forwarded_max_forwards(received: u8) -> u8 {
+    received.saturating_sub(1)
 }
 
 /// The call handle of standalone relays (MESSAGE outside a dialog); calls start at 1.

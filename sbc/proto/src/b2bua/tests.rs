@@ -72,6 +72,8 @@ fn config() -> B2buaConfig {
             own_addresses: vec![addr("10.0.0.1:0").ip(), addr("203.0.113.1:0").ip()],
             ..crate::sdp::SdpPolicy::default()
         },
+        pbx_register: RegisterPolicy::Reject,
+        max_pending_challenges: 1000,
     }
 }
 
@@ -1393,9 +1395,11 @@ mod admission;
 mod auth;
 mod caps;
 mod border;
+mod auth_passthrough;
 mod failover;
 mod media_peers;
 mod pbx_auth;
 mod peer_binding;
+mod register_relay;
 mod routing;
 mod tokens;

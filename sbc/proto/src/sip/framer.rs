@@ -74,7 +74,14 @@ impl Framer {
             return Ok(Frame::Incomplete);
         };
         let head_end = from + end + 4;
-        let length = content_length(&buf[..head_end])?;
+        let length = match content_length(&buf[..head_end]) {
+            // Bytes up to an empty line that do not even start like SIP (e.g. stray octets
+            // after a message, RFC 4475 `dblreq`) are framed on their own and left to the
+            // parser, which drops them as not SIP: the stream stays in sync and open. A SIP
+            // message without Content-Length cannot be framed (RFC 3261 §18.3).
+            Err(FrameError::MissingContentLength) if !starts_like_sip(&buf[..head_end]) => 0,
+            r => r?,
+        };
         let total = head_end
             .checked_add(length)
             .ok_or(FrameError::BadContentLength)?;
@@ -91,6 +98,13 @@ impl Framer {
         self.searched = 0;
         Ok(Frame::Complete(total))
     }
+}
+
+/// Whether the first line of `head` could be a SIP start line: a Status-Line (`SIP/`) or a
+/// Request-Line (ending in a `SIP/` version).
+fn starts_like_sip(head: &[u8]) -> bool {
+    let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
+    memchr::memmem::find(line, b"SIP/").is_some()
 }
 
 /// Finds the single Content-Length (or `l`) in a header section.
@@ -193,6 +207,8 @@ mod tests {
             f(b"BYE sip:a@b SIP/2.0\r\nVia: x\r\n\r\n"),
             Err(FrameError::MissingContentLength)
         );
+        // Not SIP at all: framed up to the empty line (the parser drops it), no error.
+        assert_eq!(f(b"C\r\n\r\nOPTIONS"), Ok(Frame::Complete(5)));
         assert_eq!(
             f(b"BYE sip:a@b SIP/2.0\r\nl: -1\r\n\r\n"),
             Err(FrameError::BadContentLength)

@@ -230,20 +230,20 @@ fn reject(problem: Problem, headers: Headers, is_request: bool) -> ParseError {
     }
 }
 
-/// Whether a response can be built and routed: the top Via's sent-by (RFC 3261 §18.2.2) and
-/// From, To, Call-ID and CSeq to copy (§8.2.6.2) are present, as UTF-8 text.
+/// Whether a response can be built and routed: the top Via's sent-by (where it goes, RFC 3261
+/// §18.2.2) and CSeq (with the Via branch, what the client matches it by, §17.1.3) are present
+/// as UTF-8 text. From, To and Call-ID are copied when present (§8.2.6.2); a request missing
+/// them still gets its 400 (RFC 4475 `insuf`: "ideally, it will respond with a 400").
 pub(crate) fn answerable(headers: &Headers) -> bool {
     let via_ok = matches!(headers.values(HeaderName::Via).next(), Some(Ok(v))
         if Via::parse_sent_by(&mut Cursor::new(v)).is_ok());
+    // What is copied must be text: a response must not carry invalid UTF-8 back.
+    let text = |n: HeaderName| headers.first(n).map(|h| h.value_str().is_some());
     via_ok
-        && [
-            HeaderName::From,
-            HeaderName::To,
-            HeaderName::CallId,
-            HeaderName::CSeq,
-        ]
-        .iter()
-        .all(|n| headers.first(*n).is_some_and(|h| h.value_str().is_some()))
+        && text(HeaderName::CSeq) == Some(true)
+        && [HeaderName::From, HeaderName::To, HeaderName::CallId]
+            .iter()
+            .all(|n| text(*n) != Some(false))
 }
 
 /// Splits `name: value` between `start` and `end` (the CRLF of the field's last line).
@@ -605,7 +605,15 @@ mod tests {
                 reason: "Version Not Supported"
             }
         );
-        assert_eq!(r("Call-ID: abc@192.0.2.1\r\n", ""), Reaction::Drop);
+        // RFC 4475 `insuf`: the Via routes the answer, CSeq lets the client match it.
+        assert_eq!(
+            r("Call-ID: abc@192.0.2.1\r\n", ""),
+            Reaction::Respond {
+                code: 400,
+                reason: "Missing Call-ID Header"
+            }
+        );
+        assert_eq!(r("CSeq: 1 OPTIONS\r\n", ""), Reaction::Drop);
         assert_eq!(
             r("Max-Forwards: 70\r\n", "Max-Forwards: 70\r\nbad header\r\n"),
             Reaction::Respond {

@@ -2,6 +2,7 @@
 //! paused (virtual) time.
 
 mod admission;
+mod rfc4475;
 mod tcp;
 mod tls;
 mod udp;

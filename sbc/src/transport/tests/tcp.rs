@@ -394,3 +394,48 @@ async fn an_outbound_connection_connects_from_the_peers_local_address() {
         .expect("accept");
     assert_eq!(from.ip().to_string(), "127.0.0.3");
 }
+
+/// RFC 4475 `dblreq` on a stream: a REGISTER, then an INVITE, then stray octets up
+/// to an empty line. Both requests reach the core, the stray octets are dropped as not SIP,
+/// and the connection stays open for the answers.
+#[tokio::test]
+async fn rfc4475_dblreq_on_tcp_is_delivered_and_the_connection_stays_open() {
+    let mut h = Harness::start(inside_tcp());
+    let mut s = connect(&h).await;
+    let dblreq = include_bytes!("../../../proto/testdata/rfc4475/dblreq.dat");
+    s.write_all(dblreq).await.expect("write");
+    let first = h.next().await.message;
+    assert_eq!(first.method(), Some(&sbc_proto::sip::Method::Register));
+    let second = h.next().await.message;
+    assert_eq!(second.method(), Some(&sbc_proto::sip::Method::Invite));
+    h.eventually("stray octets dropped", |h| {
+        h.dropped(Side::Inside, TCP, "not_sip") == 1
+    })
+    .await;
+    s.write_all(options("after").as_bytes())
+        .await
+        .expect("write");
+    assert_eq!(h.next().await.message.call_id(), "after@pbx");
+    assert_eq!(h.dropped(Side::Inside, TCP, "missing_content_length"), 0);
+}
+
+/// RFC 4475 `baddn` on a stream: its header section never ends. At the message deadline the
+/// request is answered 400 on the connection before it closes (never silence).
+#[tokio::test(start_paused = true)]
+async fn rfc4475_baddn_on_tcp_gets_400_before_the_close() {
+    let h = Harness::start(inside_tcp());
+    let mut s = connect(&h).await;
+    let baddn = include_bytes!("../../../proto/testdata/rfc4475/baddn.dat");
+    s.write_all(baddn).await.expect("write");
+    let got = read_to_close(&mut s).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with("SIP/2.0 400 Incomplete Header Section\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Call-ID: baddn.31415@c.example.com\r\n"),
+        "{text}"
+    );
+    assert_eq!(h.dropped(Side::Inside, TCP, "message_timeout"), 1);
+}

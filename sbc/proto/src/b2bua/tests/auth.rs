@@ -236,14 +236,15 @@ fn refused_credentials_give_403_and_a_stale_nonce_one_more_try() {
 
 #[test]
 fn without_credentials_or_with_another_realm_the_challenge_is_not_answered() {
-    // No credentials configured: the 407 is relayed as a final, as before.
+    // No credentials configured (auth = sbc): 403 to the PBX, not a 407 stripped of its
+    // challenge (invalid, RFC 3261 §20.28); pass-through is auth_passthrough.rs.
     let mut sim = Sim::new();
     sim.deliver(pbx(), &pbx_invite("z9hG4bKpbx1", Some(SDP_PBX)));
     sim.take_pbx();
     let first = sim.take_carrier().remove(0);
     sim.deliver(carrier(), &challenge(&first, 407, "n-1", ""));
     assert_eq!(sim.take_carrier().len(), 1, "ACK only");
-    assert_eq!(status(&sim.take_pbx()[0]), 407);
+    assert_eq!(status(&sim.take_pbx()[0]), 403);
     sim.assert_clean();
 
     // Credentials for another realm are not offered to this one.
