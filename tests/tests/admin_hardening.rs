@@ -39,7 +39,13 @@ impl Dir {
     fn tmpfs(prefix: &str, size: &str) -> Self {
         let mut d = Self::new(prefix);
         let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
             .arg(&d.path)
             .status()
             .is_ok_and(|s| s.success());
@@ -123,7 +129,10 @@ impl Sbc {
             proc: Owned::new("sbc", child),
             ns,
             // A listener on 0.0.0.0 is reached through loopback.
-            admin: admin.replace("0.0.0.0", "127.0.0.1").parse().expect("admin"),
+            admin: admin
+                .replace("0.0.0.0", "127.0.0.1")
+                .parse()
+                .expect("admin"),
             token,
         };
         for _ in 0..100 {
@@ -248,13 +257,21 @@ fn a_full_file_system_refuses_the_change_and_leaves_everything_as_it_was() {
         error.contains("No space left on device") && error.contains("nothing was changed"),
         "the reason is given: {v}"
     );
-    assert_eq!(std::fs::read(&path).expect("read"), before, "old file intact");
+    assert_eq!(
+        std::fs::read(&path).expect("read"),
+        before,
+        "old file intact"
+    );
     assert_eq!(
         dir.entries(),
         ["filler", "sbc.toml"],
         "no temporary file left"
     );
-    assert_eq!(sbc.user_agent(), before_ua, "running configuration unchanged");
+    assert_eq!(
+        sbc.user_agent(),
+        before_ua,
+        "running configuration unchanged"
+    );
     // With space again, the same change goes through.
     std::fs::remove_file(&filler).expect("remove filler");
     let (status, v) = sbc.put_user_agent("no-space/1");
@@ -286,7 +303,11 @@ fn a_change_that_would_open_a_non_loopback_admin_api_is_refused() {
             .is_some_and(|m| m.contains("0.0.0.0:8080")),
         "{v}"
     );
-    assert_eq!(std::fs::read(&path).expect("read"), before, "file unchanged");
+    assert_eq!(
+        std::fs::read(&path).expect("read"),
+        before,
+        "file unchanged"
+    );
     // The token still applies: a request without it is refused.
     sbc.token = None;
     assert_eq!(sbc.json("GET", "/api/v1/config", "").0, 401);
@@ -311,7 +332,11 @@ fn a_change_that_would_move_a_tokenless_admin_api_off_loopback_is_refused() {
     );
     assert_eq!(status, 422, "{v}");
     assert_eq!(v["problems"][0]["path"], "admin.token", "{v}");
-    assert_eq!(std::fs::read(&path).expect("read"), before, "file unchanged");
+    assert_eq!(
+        std::fs::read(&path).expect("read"),
+        before,
+        "file unchanged"
+    );
 }
 
 #[test]
@@ -363,7 +388,8 @@ fn requests_naming_another_host_are_refused() {
     );
     assert_eq!(status, 200, "{v}");
     assert_eq!(
-        sbc.raw("GET", "/healthz", "rebind.attacker.test:8080", "").0,
+        sbc.raw("GET", "/healthz", "rebind.attacker.test:8080", "")
+            .0,
         200
     );
     // Shown to http::request's users: the lab client's Host (the address) passes.

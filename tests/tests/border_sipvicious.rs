@@ -39,15 +39,33 @@ impl Outsider {
         let ns = netns::Netns::new("svo").expect("outsider netns");
         let (o_if, s_if) = (netns::unique("svo"), netns::unique("svs"));
         netns::ip(&[
-            "link", "add", &o_if, "netns", ns.name(), "type", "veth", "peer", "name", &s_if,
-            "netns", &lab.lab.sbc,
+            "link",
+            "add",
+            &o_if,
+            "netns",
+            ns.name(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &s_if,
+            "netns",
+            &lab.lab.sbc,
         ])
         .expect("veth to the SBC");
         ns.exec_ip(&["addr", "add", &format!("{OUTSIDER}/24"), "dev", &o_if])
             .expect("outsider address");
         ns.exec_ip(&["link", "set", &o_if, "up"]).expect("up");
-        netns::ip(&["-n", &lab.lab.sbc, "addr", "add", "198.18.3.1/24", "dev", &s_if])
-            .expect("sbc address");
+        netns::ip(&[
+            "-n",
+            &lab.lab.sbc,
+            "addr",
+            "add",
+            "198.18.3.1/24",
+            "dev",
+            &s_if,
+        ])
+        .expect("sbc address");
         netns::ip(&["-n", &lab.lab.sbc, "link", "set", &s_if, "up"]).expect("up");
         ns.exec_ip(&["route", "add", "default", "via", "198.18.3.1"])
             .expect("route");
@@ -73,7 +91,9 @@ impl Outsider {
             .stdout(file.try_clone().expect("dup"))
             .stderr(file)
             .spawn()
-            .unwrap_or_else(|e| panic!("start {tool} (install sipvicious: cargo xtask setup): {e}"));
+            .unwrap_or_else(|e| {
+                panic!("start {tool} (install sipvicious: cargo xtask setup): {e}")
+            });
         let mut p = Owned::new(tool, child);
         if p.wait_timeout(TOOL_LIMIT).is_none() {
             eprintln!("{tool} ran past {TOOL_LIMIT:?}; ended");
@@ -101,7 +121,10 @@ fn found(output: &str, header: &str) -> bool {
 /// SIP datagrams the SBC received on `side` so far.
 fn received(lab: &MediaLab, side: &str) -> f64 {
     let series = format!("sbc_sip_received_total{{side=\"{side}\",transport=\"udp\"}}");
-    let body = lab.request("GET", "/metrics", None).map(|r| r.body).unwrap_or_default();
+    let body = lab
+        .request("GET", "/metrics", None)
+        .map(|r| r.body)
+        .unwrap_or_default();
     body.lines()
         .find_map(|l| l.strip_prefix(&series)?.trim().parse().ok())
         .unwrap_or(0.0)
@@ -153,7 +176,9 @@ fn sipvicious_learns_nothing_from_either_side() {
                 ],
             );
             if found(&out, "Extension") {
-                failures.push(format!("svwar ({method}) found extensions on the {side}:\n{out}"));
+                failures.push(format!(
+                    "svwar ({method}) found extensions on the {side}:\n{out}"
+                ));
             }
         }
         let out = outsider.run(
@@ -183,7 +208,17 @@ fn sipvicious_learns_nothing_from_either_side() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     // Control: the same svmap from the PBX (an allowed source) does find the SBC, so the
     // tool works and the silence above is the SBC's doing.
-    let control = outsider.run_in(&lab.lab.pbx, "svmap", &["-p5060", "-t", "0.05", INSIDE_LISTENER]);
-    assert!(found(&control, "SIP Device"), "svmap from the PBX found nothing:\n{control}");
-    assert_eq!(lab.request("GET", "/readyz", None).map(|r| r.status), Some(200));
+    let control = outsider.run_in(
+        &lab.lab.pbx,
+        "svmap",
+        &["-p5060", "-t", "0.05", INSIDE_LISTENER],
+    );
+    assert!(
+        found(&control, "SIP Device"),
+        "svmap from the PBX found nothing:\n{control}"
+    );
+    assert_eq!(
+        lab.request("GET", "/readyz", None).map(|r| r.status),
+        Some(200)
+    );
 }

@@ -209,7 +209,10 @@ pub fn framer(data: &[u8]) {
         rest = tail;
     }
     let chunked = frames(&chunks, &limits);
-    assert_eq!(whole, chunked, "framing must not depend on how the stream was cut");
+    assert_eq!(
+        whole, chunked,
+        "framing must not depend on how the stream was cut"
+    );
 }
 
 /// What a framer finds in a stream that arrives as `chunks`: the frames in order, and whether

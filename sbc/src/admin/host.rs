@@ -170,7 +170,15 @@ mod tests {
                 "{name}"
             );
         }
-        for bad in ["", ":8080", "[::1", "[::1]x", "[nothost]:80", "a:b:c", "h:99999999"] {
+        for bad in [
+            "",
+            ":8080",
+            "[::1",
+            "[::1]x",
+            "[nothost]:80",
+            "a:b:c",
+            "h:99999999",
+        ] {
             assert_eq!(check(bad, &names), Err(Refusal::Malformed), "{bad}");
         }
     }
@@ -182,7 +190,10 @@ mod tests {
         )
         .expect_err("invalid names");
         let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
-        assert_eq!(paths, ["admin.hosts[1]", "admin.hosts[2]", "admin.hosts[3]"]);
+        assert_eq!(
+            paths,
+            ["admin.hosts[1]", "admin.hosts[2]", "admin.hosts[3]"]
+        );
         let c = crate::config::parse("[admin]\nhosts = [\"SBC.example.net\"]\n").expect("valid");
         assert_eq!(check("sbc.example.net:8080", &c.admin.hosts), Ok(()));
     }

@@ -211,7 +211,11 @@ mod tests {
         std::fs::write(&real, "old").expect("write");
         std::os::unix::fs::symlink(&real, &link).expect("symlink");
         replace(&link, b"new").expect("replace");
-        assert!(std::fs::symlink_metadata(&link).expect("lstat").is_symlink());
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .expect("lstat")
+                .is_symlink()
+        );
         assert_eq!(std::fs::read(&real).expect("read"), b"new");
         assert_eq!(entries(dir.path()), ["real.toml", "sbc.toml"]);
     }

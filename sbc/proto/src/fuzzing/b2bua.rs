@@ -261,13 +261,21 @@ fn run(data: &[u8]) -> Outcome {
         h.advance(Duration::from_millis(ms));
     }
     h.advance(DRAIN);
-    assert_eq!(h.sbc.stats(), Stats::default(), "state left after every timer ran out");
+    assert_eq!(
+        h.sbc.stats(),
+        Stats::default(),
+        "state left after every timer ran out"
+    );
     assert!(
         h.media.sessions.is_empty(),
         "media sessions left: {:?}",
         h.media.sessions.keys()
     );
-    assert_eq!(h.sbc.poll_timeout(), None, "timers left after every call ended");
+    assert_eq!(
+        h.sbc.poll_timeout(),
+        None,
+        "timers left after every call ended"
+    );
     h.outcome
 }
 
@@ -319,7 +327,11 @@ mod tests {
     fn a_call_left_up_is_ended_by_the_drain() {
         // The outbound call without its BYE: the one-hour limit ends it during the drain.
         let data = seed("outbound_call");
-        let mut ends = data.iter().enumerate().filter(|(_, b)| **b == 0).map(|(i, _)| i);
+        let mut ends = data
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == 0)
+            .map(|(i, _)| i);
         let after_ack = ends.nth(4).expect("five operations");
         let o = run(&data[..=after_ack]);
         assert_eq!(o.max_calls, 1);

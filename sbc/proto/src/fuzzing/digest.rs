@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::auth::{Algorithm, AuthError, Challenge, Credentials, DigestCredentials, DigestServer, Secret};
+use crate::auth::{
+    Algorithm, AuthError, Challenge, Credentials, DigestCredentials, DigestServer, Secret,
+};
 
 const USER: &str = "pbx";
 const PASSWORD: &str = "fuzz-secret";
@@ -68,8 +70,20 @@ pub fn digest(data: &[u8]) {
         let back = DigestCredentials::parse(&header)
             .unwrap_or_else(|e| panic!("our credentials do not parse back ({e}): {header}"));
         assert_eq!(
-            (&back.username, &back.realm, &back.nonce, &back.uri, &back.response),
-            (&resp.username, &resp.realm, &resp.nonce, &resp.uri, &resp.response),
+            (
+                &back.username,
+                &back.realm,
+                &back.nonce,
+                &back.uri,
+                &back.response
+            ),
+            (
+                &resp.username,
+                &resp.realm,
+                &resp.nonce,
+                &resp.uri,
+                &resp.response
+            ),
             "credentials changed in writing: {header}"
         );
     }
@@ -90,18 +104,23 @@ pub fn digest(data: &[u8]) {
             let resp = challenge
                 .respond(&account, method, uri, nc, cnonce)
                 .expect("no realm restriction");
-            let creds = DigestCredentials::parse(&resp.header_value())
-                .expect("our own credentials parse");
+            let creds =
+                DigestCredentials::parse(&resp.header_value()).expect("our own credentials parse");
             server.verify(at(base + now), &creds, method, uri)
         };
         assert_eq!(verify(1, 1), Ok(()), "right credentials refused: {offered}");
         assert_eq!(verify(1, 2), Err(AuthError::Replayed), "replay accepted");
         assert_eq!(verify(2, 3), Ok(()), "next nonce count refused");
-        assert_eq!(verify(3, 301), Err(AuthError::NonceExpired), "old nonce accepted");
+        assert_eq!(
+            verify(3, 301),
+            Err(AuthError::NonceExpired),
+            "old nonce accepted"
+        );
     }
 }
 
 /// Printable ASCII other than the quote and the backslash (which a quoted-string escapes).
 fn printable(s: &str) -> bool {
-    s.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
 }
