@@ -2130,6 +2130,14 @@ impl B2bua {
         if method == Method::Bye {
             // The call is over for both sides whatever the other leg answers.
             self.release_media(call, media);
+            // RFC 3261 §15.1.2: a BYE on an early dialog leaves the INVITE pending; it gets
+            // 487, else its server transaction (no timer in Proceeding) would stay forever.
+            if let Some(c) = self.calls.get(&call)
+                && c.state != CallState::Confirmed
+            {
+                let key = c.initial_server.clone();
+                self.final_on_server(now, &key, 487, "Request Terminated", None, media);
+            }
         }
         if let Some(e) = self.server.get_mut(&key) {
             e.relay = Some(ck.clone());

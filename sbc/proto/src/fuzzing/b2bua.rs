@@ -293,6 +293,9 @@ mod tests {
             "outbound_cancel" => include_bytes!("../../../../fuzz/corpus/b2bua/outbound_cancel"),
             "outbound_busy" => include_bytes!("../../../../fuzz/corpus/b2bua/outbound_busy"),
             "inbound_call" => include_bytes!("../../../../fuzz/corpus/b2bua/inbound_call"),
+            "regression_bye_before_answer" => {
+                include_bytes!("../../../../fuzz/corpus/b2bua/regression_bye_before_answer")
+            }
             _ => panic!("no seed {name}"),
         }
     }
@@ -341,5 +344,10 @@ mod tests {
     fn garbage_is_no_operation() {
         assert_eq!(run(b"").delivered, 0);
         assert_eq!(run(b"o09not sip\0i1").delivered, 0);
+    }
+
+    #[test]
+    fn regression_bye_before_answer() {
+        run(seed("regression_bye_before_answer"));
     }
 }
