@@ -3430,9 +3430,15 @@ fn is_sdp(msg: &Message) -> bool {
     })
 }
 
+/// The first Contact that can be a remote target: a SIP or SIPS URI (RFC 3261 §8.1.1.8,
+/// §12.1.1). Any other scheme is ignored, so a peer cannot make the SBC address in-dialog
+/// requests to a URI it would itself refuse (416).
 fn first_contact(msg: &Message) -> Option<String> {
-    msg.contacts()
-        .find_map(|c| c.ok().and_then(|c| c.addr().map(|a| a.uri_str.to_owned())))
+    msg.contacts().find_map(|c| {
+        let c = c.ok()?;
+        let a = c.addr()?;
+        matches!(a.uri, crate::sip::Uri::Sip(_)).then(|| a.uri_str.to_owned())
+    })
 }
 
 fn request_user(msg: &Message) -> Option<String> {

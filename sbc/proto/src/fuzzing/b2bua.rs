@@ -296,6 +296,9 @@ mod tests {
             "regression_bye_before_answer" => {
                 include_bytes!("../../../../fuzz/corpus/b2bua/regression_bye_before_answer")
             }
+            "regression_contact_scheme" => {
+                include_bytes!("../../../../fuzz/corpus/b2bua/regression_contact_scheme")
+            }
             _ => panic!("no seed {name}"),
         }
     }
@@ -349,5 +352,11 @@ mod tests {
     #[test]
     fn regression_bye_before_answer() {
         run(seed("regression_bye_before_answer"));
+    }
+
+    #[test]
+    fn regression_contact_scheme() {
+        // A 2xx whose Contact is not a SIP URI: the ACK and BYE must still parse.
+        run(seed("regression_contact_scheme"));
     }
 }
