@@ -138,6 +138,7 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
             source,
         })?;
     let scrape = admin::ScrapeGauges::register(&metrics.registry)?;
+    let admin_metrics = admin::host::AdminMetrics::register(&metrics.registry)?;
     let state = Arc::new(AdminState {
         metrics,
         xdp,
@@ -147,6 +148,7 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
         ready: std::sync::atomic::AtomicBool::new(false),
         config: admin::live::LiveConfig::new(config.clone(), path, env_tokens),
         scrape,
+        admin_metrics,
     });
     let app = admin::router(state.clone());
     tracing::info!(%addr, tls = admin_tls.is_some(), "admin API listening");

@@ -41,6 +41,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ),
     ("ethtool", "inspecting lab interfaces"),
     ("iputils-ping", "reachability checks in the lab test"),
+    (
+        "sipvicious",
+        "svmap/svwar/svcrack against both sides in the border test",
+    ),
 ];
 
 const NIGHTLY: &str = "nightly";

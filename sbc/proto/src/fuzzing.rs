@@ -3,7 +3,13 @@
 //! Each function must never panic for any input except through its own assertions, which
 //! state properties the parser promises.
 
+mod b2bua;
+mod digest;
+
 use bytes::Bytes;
+
+pub use b2bua::b2bua;
+pub use digest::digest;
 
 use crate::sdp::{Direction, Sdp, SdpEditor, Section};
 use crate::sip::{Editor, Limits, Message, MessageWriter, ParseError, StatusCode, Uri};
@@ -178,4 +184,69 @@ pub fn roundtrip(data: &[u8]) {
         lines(&m),
         "fields other than the edited ones must be unchanged"
     );
+}
+
+/// Feeds a byte stream to the stream framer in chunks whose sizes come from the first bytes of
+/// the input, and checks that framing does not depend on how the stream was cut: the frames
+/// found must be those found with the whole stream at once, and an error must be reached in
+/// both or neither.
+pub fn framer(data: &[u8]) {
+    // A small limit, so TooLarge is reachable with short inputs.
+    let limits = Limits {
+        max_message: 1024,
+        ..Limits::default()
+    };
+    let (plan, stream) = data.split_at(data.len().min(4));
+    let whole = frames(&[stream], &limits);
+    let mut chunks = Vec::new();
+    let mut rest = stream;
+    for size in plan.iter().cycle().map(|b| usize::from(*b % 32) + 1) {
+        if rest.is_empty() {
+            break;
+        }
+        let (chunk, tail) = rest.split_at(size.min(rest.len()));
+        chunks.push(chunk);
+        rest = tail;
+    }
+    let chunked = frames(&chunks, &limits);
+    assert_eq!(
+        whole, chunked,
+        "framing must not depend on how the stream was cut"
+    );
+}
+
+/// What a framer finds in a stream that arrives as `chunks`: the frames in order, and whether
+/// it ended in an error (the kind may depend on how much was buffered when it was noticed).
+fn frames(chunks: &[&[u8]], limits: &Limits) -> (Vec<crate::sip::Frame>, bool) {
+    use crate::sip::{Frame, Framer};
+    let mut framer = Framer::new();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut found = Vec::new();
+    for chunk in chunks {
+        buf.extend_from_slice(chunk);
+        loop {
+            match framer.frame(&buf, limits) {
+                Ok(Frame::Incomplete) => break,
+                Ok(f @ (Frame::KeepAlive(n) | Frame::Complete(n))) => {
+                    assert!(n > 0 && n <= buf.len(), "{f:?} with {} bytes", buf.len());
+                    found.push(f);
+                    buf.drain(..n);
+                }
+                Err(_) => return (found, true),
+            }
+        }
+    }
+    (found, false)
+}
+
+/// Reads the first report block of arbitrary RTCP; a report's loss count must be a 24-bit
+/// signed value.
+pub fn rtcp(data: &[u8]) {
+    let _ = crate::rtcp::is_rtcp(data);
+    if let Some(r) = crate::rtcp::first_report(data) {
+        assert!(
+            (-(1 << 23)..(1 << 23)).contains(&r.cumulative_lost),
+            "cumulative loss out of the 24-bit range: {r:?}"
+        );
+    }
 }

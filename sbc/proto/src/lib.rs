@@ -28,6 +28,7 @@ pub mod net;
 pub mod protect;
 pub mod register;
 pub mod routing;
+pub mod rtcp;
 pub mod sdp;
 pub mod sip;
 pub mod transaction;

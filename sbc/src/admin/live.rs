@@ -10,7 +10,7 @@
 
 use std::{
     collections::BTreeMap,
-    io::Write,
+    net::SocketAddr,
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -21,6 +21,7 @@ use serde_json::Value;
 use super::{
     auth::EnvTokens,
     error::{ApiError, ProblemJson},
+    persist,
 };
 use crate::{config::Config, signaling::SignalingHandle};
 
@@ -31,7 +32,7 @@ pub const REDACTED: &str = "<redacted>";
 /// Keys that take effect on new calls without a restart; any other changed key is written
 /// to the file and reported as needing a restart.
 /// (`log` is not among them: the log filter is installed once at start.)
-const LIVE_KEYS: [&str; 13] = [
+const LIVE_KEYS: [&str; 14] = [
     "limits",
     // The resolver task follows `[dns]` changes (a new resolver, every name asked again).
     "dns",
@@ -46,6 +47,8 @@ const LIVE_KEYS: [&str; 13] = [
     "general.user_agent",
     "admin.token",
     "admin.read_token",
+    // Read by the Host check on every request.
+    "admin.hosts",
 ];
 
 /// The running configuration and where it is persisted.
@@ -56,6 +59,8 @@ pub struct LiveConfig {
     write: tokio::sync::Mutex<()>,
     path: Option<PathBuf>,
     env: EnvTokens,
+    /// The admin API's bound address: `admin.listen` at start, until a restart.
+    listening: SocketAddr,
 }
 
 /// What a successful change did.
@@ -75,6 +80,7 @@ impl LiveConfig {
     /// cannot be changed through the API).
     pub fn new(config: Config, path: Option<PathBuf>, env: EnvTokens) -> Self {
         Self {
+            listening: config.admin.listen,
             current: parking_lot::RwLock::new(Arc::new(config)),
             write: tokio::sync::Mutex::new(()),
             path,
@@ -195,15 +201,14 @@ impl LiveConfig {
                 persisted: false,
             });
         }
+        self.keeps_admin_closed(&config)?;
         if persist {
             let Some(path) = &self.path else {
                 return Err(no_file());
             };
-            write_atomically(path, &config).map_err(|e| {
-                ApiError::new(
-                    StatusCode::CONFLICT,
-                    format!("cannot write {}: {e}; nothing was changed", path.display()),
-                )
+            write_config(path, &config).map_err(|e| {
+                tracing::warn!(%origin, error = %e, "configuration change refused: the file could not be written");
+                ApiError::new(e.status(), format!("{e}; nothing was changed"))
             })?;
         }
         if !signaling.reconfigure(&config).await {
@@ -235,6 +240,36 @@ impl LiveConfig {
             restart_required,
             persisted: persist,
         })
+    }
+}
+
+impl LiveConfig {
+    /// Refuses (422) a configuration that would leave the admin API reachable from the
+    /// network without a token: on the address it is bound to now, or on the one it would
+    /// bind after a restart (which the daemon would refuse to start with). Environment tokens
+    /// count, as at start.
+    fn keeps_admin_closed(&self, config: &Config) -> Result<(), ApiError> {
+        if self.env.any(config) {
+            return Ok(());
+        }
+        let exposed: Vec<SocketAddr> = [self.listening, config.admin.listen]
+            .into_iter()
+            .filter(|a| !a.ip().is_loopback())
+            .collect();
+        let Some(addr) = exposed.first() else {
+            return Ok(());
+        };
+        let mut e = ApiError::invalid(vec![ProblemJson {
+            path: "admin.token".into(),
+            message: format!(
+                "the admin API listens on {addr}, which is not a loopback address: it needs a \
+                 token (admin.token or SBC_ADMIN_TOKEN)"
+            ),
+        }]);
+        e.error = "configuration refused: the admin API would be reachable from the network \
+                   without a token; nothing was changed"
+            .into();
+        Err(e)
     }
 }
 
@@ -426,26 +461,19 @@ fn diff(old: &Value, new: &Value) -> Vec<String> {
     out
 }
 
-/// Writes `config` next to `path` and renames it over `path`, so a crash leaves either the
-/// old or the new file, never a torn one.
-fn write_atomically(path: &Path, config: &Config) -> std::io::Result<()> {
-    let text = toml::to_string(config).map_err(std::io::Error::other)?;
+/// Writes `config` to `path` through [`persist::replace`] (mode and owner kept, the old file
+/// intact on any error).
+fn write_config(path: &Path, config: &Config) -> Result<(), persist::PersistError> {
+    // Config serializes to plain data; an error here would be a bug, reported like a write
+    // failure rather than a panic.
+    let text = toml::to_string(config).map_err(|e| persist::PersistError::Io {
+        path: path.to_path_buf(),
+        step: "serializing the configuration",
+        source: std::io::Error::other(e),
+    })?;
     let header = "# Written by the sbc admin API (live reconfiguration); comments of the \
                   original file are not kept.\n# The documented example is config/sbc.toml.\n\n";
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "sbc.toml".into());
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(header.as_bytes())?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
+    persist::replace(path, format!("{header}{text}").as_bytes())
 }
 
 #[cfg(test)]
@@ -524,9 +552,38 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("sbc.toml");
         std::fs::write(&path, "old").expect("write");
-        write_atomically(&path, &shipped()).expect("write atomically");
+        write_config(&path, &shipped()).expect("write atomically");
         let (c, _) = crate::config::load_file(&path).expect("reload");
         assert_eq!(c, shipped());
         assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 1);
+    }
+
+    #[test]
+    fn a_change_may_not_open_a_non_loopback_admin_api() {
+        let mut exposed = shipped();
+        exposed.admin.listen = "192.0.2.1:8080".parse().expect("literal");
+        exposed.admin.token = Some("admin-token-0123456789".into());
+        let live = LiveConfig::new(exposed.clone(), None, EnvTokens::default());
+        // Removing the token while bound to a non-loopback address: 422 on admin.token.
+        let mut open = exposed.clone();
+        open.admin.token = None;
+        let e = live.keeps_admin_closed(&open).expect_err("refused");
+        assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(e.problems[0].path, "admin.token");
+        assert!(e.problems[0].message.contains("192.0.2.1:8080"), "{e:?}");
+        // Even when the change also moves the listener to loopback: that needs a restart.
+        open.admin.listen = "127.0.0.1:8080".parse().expect("literal");
+        assert!(live.keeps_admin_closed(&open).is_err());
+        // A read token alone keeps it closed (every request needs a token), as at start.
+        open.admin.read_token = Some("read-token-0123456789".into());
+        assert!(live.keeps_admin_closed(&open).is_ok());
+        assert!(live.keeps_admin_closed(&exposed).is_ok());
+
+        // Bound to loopback: dropping the token is fine, moving off loopback without one not.
+        let live = LiveConfig::new(shipped(), None, EnvTokens::default());
+        assert!(live.keeps_admin_closed(&shipped()).is_ok());
+        let mut moved = shipped();
+        moved.admin.listen = "0.0.0.0:8080".parse().expect("literal");
+        assert!(live.keeps_admin_closed(&moved).is_err());
     }
 }

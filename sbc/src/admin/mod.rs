@@ -8,8 +8,10 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod host;
 pub mod live;
 pub mod openapi;
+pub mod persist;
 pub mod tls;
 
 use std::sync::{
@@ -79,6 +81,8 @@ pub struct AdminState {
     pub config: live::LiveConfig,
     /// Gauges computed from the live media sessions at scrape time.
     pub scrape: ScrapeGauges,
+    /// Refusals before any handler (the Host check).
+    pub admin_metrics: host::AdminMetrics,
 }
 
 /// Media gauges derived at scrape time from the live sessions (cheaper than keeping them
@@ -220,7 +224,8 @@ fn handler(method: &str, path: &str) -> Option<Handler> {
     Some(h)
 }
 
-/// Builds the router from the route table, behind the token check and the body limit.
+/// Builds the router from the route table, behind the Host check, the token check and the
+/// body limit.
 pub fn router(state: Arc<AdminState>) -> Router {
     let mut by_path: std::collections::BTreeMap<&str, Handler> = std::collections::BTreeMap::new();
     for o in openapi::OPS {
@@ -242,6 +247,11 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::check,
+        ))
+        // Outside the token check: a rebound name is refused whatever it carries.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            host::guard,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)

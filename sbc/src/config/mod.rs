@@ -774,6 +774,10 @@ pub struct Admin {
     /// PEM private key of `tls_cert`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
+    /// Names accepted in a request's `Host` besides IP literals and `localhost` (DNS
+    /// rebinding guard, `admin::host`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
 }
 
 impl Default for Admin {
@@ -784,6 +788,7 @@ impl Default for Admin {
             read_token: None,
             tls_cert: None,
             tls_key: None,
+            hosts: Vec::new(),
         }
     }
 }

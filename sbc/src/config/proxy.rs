@@ -117,7 +117,7 @@ impl FromStr for ProxyAddr {
 
 /// The host name in canonical form (lower case, no trailing dot), if it is valid: RFC 1123
 /// labels, and a last label that is not all digits (so `10.0.0.300` is not taken for a name).
-fn valid_host(host: &str) -> Option<String> {
+pub(super) fn valid_host(host: &str) -> Option<String> {
     let host = host.strip_suffix('.').unwrap_or(host);
     if host.is_empty() || host.len() > 253 {
         return None;

@@ -427,6 +427,17 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
         (None, Some(_)) => bad("admin.tls_cert", "needed with admin.tls_key".into()),
         _ => {}
     }
+    for (i, name) in c.admin.hosts.iter().enumerate() {
+        // Compared with the Host header's host part: a DNS name, not an address (addresses
+        // always pass) and not a pattern.
+        if name.ends_with('.') || super::proxy::valid_host(name).is_none() {
+            bad(
+                &format!("admin.hosts[{i}]"),
+                "must be a DNS name (letters, digits, '-' and '.'; addresses are always accepted)"
+                    .into(),
+            );
+        }
+    }
     if c.admin.token.is_some() && c.admin.token == c.admin.read_token {
         bad("admin.read_token", "must differ from admin.token".into());
     }

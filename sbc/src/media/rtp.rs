@@ -1,13 +1,11 @@
-//! Cheap per-direction RTP statistics (RFC 3550 §6.4.1 / A.3 / A.8) and RTCP receiver-report
-//! parsing. Plain functions and state with injected time; nothing here allocates per packet.
+//! Cheap per-direction RTP statistics (RFC 3550 §6.4.1 / A.3 / A.8) and the RTCP receiver
+//! report as the call view shows it (the parser is `sbc_proto::rtcp`). Plain functions and
+//! state with injected time; nothing here allocates per packet.
 
 use std::time::Instant;
 
-/// RTCP packet types are 192..=223 in the second byte (RFC 5761 §4), which RTP payload types
-/// (with the marker bit) avoid in practice; this is how rtcp-mux demultiplexes.
-pub fn is_rtcp(packet: &[u8]) -> bool {
-    packet.len() >= 8 && packet[0] >> 6 == 2 && (192..=223).contains(&packet[1])
-}
+/// Whether a datagram on a multiplexed port is RTCP (the parser lives in `sbc_proto::rtcp`).
+pub use sbc_proto::rtcp::is_rtcp;
 
 /// Clock rate of static payload types we can compute jitter for (RFC 3551 table 4).
 fn clock_rate(pt: u8) -> Option<u32> {
@@ -116,38 +114,14 @@ pub struct ReceptionReport {
     pub jitter: u32,
 }
 
-/// Finds the first reception report block in a compound RTCP packet.
-pub fn parse_report(mut packet: &[u8]) -> Option<ReceptionReport> {
-    while packet.len() >= 8 {
-        if packet[0] >> 6 != 2 {
-            return None;
-        }
-        let count = usize::from(packet[0] & 0x1f);
-        let pt = packet[1];
-        let len = (usize::from(u16::from_be_bytes([packet[2], packet[3]])) + 1) * 4;
-        let body = packet.get(..len)?;
-        // Report blocks follow the SSRC (RR) or the SSRC and 20 bytes of sender info (SR).
-        let start = match pt {
-            200 => 28,
-            201 => 8,
-            _ => {
-                packet = &packet[len..];
-                continue;
-            }
-        };
-        if count == 0 {
-            packet = &packet[len..];
-            continue;
-        }
-        let b = body.get(start..start + 24)?;
-        let lost = i32::from_be_bytes([b[5], b[6], b[7], 0]) >> 8;
-        return Some(ReceptionReport {
-            fraction_lost: b[4],
-            cumulative_lost: lost,
-            jitter: u32::from_be_bytes([b[12], b[13], b[14], b[15]]),
-        });
-    }
-    None
+/// Finds the first reception report block in a compound RTCP packet (parsed by
+/// [`sbc_proto::rtcp::first_report`], which the `rtcp` fuzz target exercises).
+pub fn parse_report(packet: &[u8]) -> Option<ReceptionReport> {
+    sbc_proto::rtcp::first_report(packet).map(|b| ReceptionReport {
+        fraction_lost: b.fraction_lost,
+        cumulative_lost: b.cumulative_lost,
+        jitter: b.jitter,
+    })
 }
 
 #[cfg(test)]

@@ -2319,6 +2319,14 @@ impl B2bua {
         if method == Method::Bye {
             // The call is over for both sides whatever the other leg answers.
             self.release_media(call, media);
+            // RFC 3261 §15.1.2: a BYE on an early dialog leaves the INVITE pending; it gets
+            // 487, else its server transaction (no timer in Proceeding) would stay forever.
+            if let Some(c) = self.calls.get(&call)
+                && c.state != CallState::Confirmed
+            {
+                let key = c.initial_server.clone();
+                self.final_on_server(now, &key, 487, "Request Terminated", None, media);
+            }
         }
         if let Some(e) = self.server.get_mut(&key) {
             e.relay = Some(ck.clone());
@@ -3698,9 +3706,15 @@ fn merged_key(msg: &Message) -> Option<(String, String, u32)> {
     ))
 }
 
+/// The first Contact that can be a remote target: a SIP or SIPS URI (RFC 3261 §8.1.1.8,
+/// §12.1.1). Any other scheme is ignored, so a peer cannot make the SBC address in-dialog
+/// requests to a URI it would itself refuse (416).
 fn first_contact(msg: &Message) -> Option<String> {
-    msg.contacts()
-        .find_map(|c| c.ok().and_then(|c| c.addr().map(|a| a.uri_str.to_owned())))
+    msg.contacts().find_map(|c| {
+        let c = c.ok()?;
+        let a = c.addr()?;
+        matches!(a.uri, crate::sip::Uri::Sip(_)).then(|| a.uri_str.to_owned())
+    })
 }
 
 fn request_user(msg: &Message) -> Option<String> {
