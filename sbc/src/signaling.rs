@@ -16,8 +16,8 @@ use prometheus::{
 };
 use sbc_proto::{
     b2bua::{
-        B2bua, B2buaConfig, CallInfo, EndReason, Event, LocalAddr, PbxAuthConfig, Rng, Target,
-        TrunkConfig, TrunkLocal,
+        B2bua, B2buaConfig, CallInfo, EndReason, Event, LocalAddr, PbxAuthConfig, Redirect, Rng,
+        SessionTimerConfig, Target, TrunkConfig, TrunkLocal,
     },
     health::{HealthCheck, HealthConfig},
     limit::CallLimits,
@@ -82,6 +82,8 @@ pub struct CallMetrics {
     pub registration_state: IntGaugeVec,
     /// Calls moved away from a trunk after a timeout, 408 or 5xx, by that trunk.
     pub failovers: IntCounterVec,
+    /// Carrier 3xx on trunks that recurse, by outcome (`followed`, `limit`, `no_target`).
+    pub redirects: IntCounterVec,
     /// Calls (and MESSAGEs) from the PBX refused with 404 because no route takes the number.
     pub no_route: IntCounter,
     /// OPTIONS health per trunk: 1 for the current state (`unknown`, `up`, `down`).
@@ -238,6 +240,16 @@ impl CallMetrics {
             &["trunk"],
         )?;
         registry.register(Box::new(failovers.clone()))?;
+        let redirects = IntCounterVec::new(
+            Opts::new(
+                "sbc_calls_redirects_total",
+                "Carrier 3xx on trunks with redirect = \"recurse\", by outcome: followed (the \
+                 INVITE went to a Contact), limit ([sip] max_redirects reached) or no_target \
+                 (no usable Contact left); in the last two the 3xx reaches the PBX.",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(redirects.clone()))?;
         let no_route = IntCounter::new(
             "sbc_calls_no_route_total",
             "Calls from the PBX refused with 404: no [[route]] takes the called number.",
@@ -306,6 +318,7 @@ impl CallMetrics {
             bans_active,
             registration_state,
             failovers,
+            redirects,
             no_route,
             health,
             pbx_auth,
@@ -517,6 +530,11 @@ pub fn b2bua_config(c: &Config) -> B2buaConfig {
                 from_domain: t.from_domain.clone(),
                 outbound,
                 inbound,
+                redirect: match t.redirect {
+                    crate::config::RedirectMode::Recurse => Redirect::Recurse,
+                    crate::config::RedirectMode::Relay => Redirect::Relay,
+                },
+                hide_redirect_contacts: t.hide_redirect_contacts,
             }
         })
         .collect();
@@ -547,6 +565,12 @@ pub fn b2bua_config(c: &Config) -> B2buaConfig {
         pass_headers: B2buaConfig::default_pass_headers(),
         max_call_duration: None,
         pbx_auth: pbx_auth_config(c, inside.addr),
+        session_timer: SessionTimerConfig {
+            enabled: c.sip.session_timer,
+            session_expires: Duration::from_secs(c.sip.session_expires),
+            min_se: Duration::from_secs(c.sip.min_se),
+        },
+        max_redirects: c.sip.max_redirects,
     }
 }
 
@@ -1319,6 +1343,10 @@ pub async fn run(
                             .with_label_values(&[d])
                             .observe(at.elapsed().as_secs_f64());
                     }
+                }
+                Event::Redirect { call, outcome } => {
+                    calls.redirects.with_label_values(&[outcome]).inc();
+                    tracing::info!(call, outcome, "carrier redirect");
                 }
                 Event::Failover {
                     call,

@@ -77,6 +77,10 @@ pub struct TrunkConfig {
     pub outbound: Manipulation,
     /// Applied to calls from this trunk toward the PBX.
     pub inbound: Manipulation,
+    /// What a 3xx from this trunk does: recursion by the SBC, or relayed to the PBX.
+    pub redirect: super::Redirect,
+    /// A 3xx relayed to the PBX has its Contacts rewritten to the SBC's address.
+    pub hide_redirect_contacts: bool,
 }
 
 impl TrunkConfig {
@@ -93,6 +97,8 @@ impl TrunkConfig {
             from_domain: None,
             outbound: Manipulation::default(),
             inbound: Manipulation::default(),
+            redirect: super::Redirect::default(),
+            hide_redirect_contacts: false,
         }
     }
 }
@@ -131,11 +137,16 @@ pub struct B2buaConfig {
     pub max_call_duration: Option<Duration>,
     /// Digest authentication required of the PBX's new requests (None: the ACL alone).
     pub pbx_auth: Option<super::PbxAuthConfig>,
+    /// Session timers (RFC 4028), negotiated and run per leg.
+    pub session_timer: super::SessionTimerConfig,
+    /// Most redirects (3xx) one call follows.
+    pub max_redirects: u8,
 }
 
 impl B2buaConfig {
-    /// The default header allowlist: identity, privacy, diversion, reason, capabilities, and
-    /// Retry-After (kept on 503).
+    /// The default header allowlist: identity, privacy, diversion, reason, capabilities,
+    /// Retry-After (kept on 503) and Min-Expires (mandatory on 423). `Supported`, `Require` and
+    /// the session timer headers are the SBC's own on each leg (`extensions.rs`), never copied.
     pub fn default_pass_headers() -> Vec<String> {
         [
             "p-asserted-identity",
@@ -144,10 +155,10 @@ impl B2buaConfig {
             "diversion",
             "reason",
             "allow",
-            "supported",
             "accept",
             "retry-after",
             "unsupported",
+            "min-expires",
         ]
         .into_iter()
         .map(str::to_owned)

@@ -67,6 +67,8 @@ fn config() -> B2buaConfig {
         pass_headers: B2buaConfig::default_pass_headers(),
         max_call_duration: None,
         pbx_auth: None,
+        session_timer: SessionTimerConfig::default(),
+        max_redirects: 5,
     }
 }
 
@@ -383,8 +385,8 @@ fn outbound_call_rewrites_everything_and_hides_the_inside() {
     );
     assert_eq!(
         hdr(&inv, HeaderName::Supported),
-        "replaces, 100rel, timer",
-        "Supported passes (100rel included: reliable provisionals are relayed)"
+        "100rel, timer",
+        "the SBC's own options on this leg, not the PBX's list (replaces is not mapped)"
     );
     assert!(
         inv.headers()
@@ -1297,6 +1299,7 @@ fn first_provisional_is_reported_once_between_start_and_answer() {
             Event::CallEnded { .. } => "ended",
             Event::AdmissionRejected { .. } => "rejected",
             Event::Failover { .. } => "failover",
+            Event::Redirect { .. } => "redirect",
             Event::PbxAuth { .. } => "pbx_auth",
             Event::NoRoute => "no_route",
             Event::Dropped { .. } => "dropped",
@@ -1376,6 +1379,8 @@ hello",
 
 mod admission;
 mod auth;
+mod extensions;
 mod failover;
 mod pbx_auth;
 mod routing;
+mod session_timer;
