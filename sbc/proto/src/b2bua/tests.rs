@@ -1381,6 +1381,8 @@ mod admission;
 mod auth;
 mod extensions;
 mod failover;
+mod fork;
 mod pbx_auth;
+mod redirect;
 mod routing;
 mod session_timer;
