@@ -80,7 +80,7 @@ fn candidates(resp: &Message) -> Vec<Candidate> {
             })
         })
         .collect();
-    out.sort_by(|a, b| b.q.cmp(&a.q));
+    out.sort_by_key(|c| std::cmp::Reverse(c.q));
     out
 }
 

@@ -456,49 +456,4 @@ mod tests {
         };
         assert_eq!(off.too_brief(&invite("Session-Expires: 30\r\n")), None);
     }
-
-    #[test]
-    fn answer_honours_the_callers_choice_and_lowers_long_intervals() {
-        let t0 = Instant::now();
-        let req = invite("Supported: timer\r\nSession-Expires: 300;refresher=uas\r\n");
-        let (t, h) = cfg().answer(t0, &req).expect("enabled");
-        assert_eq!(t.interval, Duration::from_secs(300));
-        assert_eq!(t.refresher, Refresher::Sbc);
-        assert_eq!(h[0], ("Session-Expires", "300;refresher=uas".to_owned()));
-        assert_eq!(h[1], ("Require", "timer".to_owned()));
-        // Longer than the SBC grants: lowered. Caller supports timers: it refreshes.
-        let req = invite("Supported: timer\r\nSession-Expires: 7200\r\n");
-        let (t, _) = cfg().answer(t0, &req).expect("enabled");
-        assert_eq!(t.interval, Duration::from_secs(600));
-        assert_eq!(t.refresher, Refresher::Peer);
-        // A caller without timer support: the SBC refreshes, no Require.
-        let (t, h) = cfg().answer(t0, &invite("")).expect("enabled");
-        assert_eq!(t.refresher, Refresher::Sbc);
-        assert_eq!(h.len(), 1);
-        // The peer's Min-SE is respected.
-        let req = invite("Session-Expires: 200\r\nMin-SE: 400\r\n");
-        let (t, _) = cfg().answer(t0, &req).expect("enabled");
-        assert_eq!(t.interval, Duration::from_secs(400));
-    }
-
-    #[test]
-    fn refresh_at_half_and_expiry_before_the_end() {
-        let t0 = Instant::now();
-        let t = LegTimer {
-            interval: Duration::from_secs(90),
-            refresher: Refresher::Sbc,
-            last: t0,
-            refreshing: false,
-        };
-        assert_eq!(t.refresh_at(), Some(t0 + Duration::from_secs(45)));
-        assert_eq!(t.expires_at(), t0 + Duration::from_secs(60));
-        let long = LegTimer {
-            interval: Duration::from_secs(1800),
-            refresher: Refresher::Peer,
-            ..t
-        };
-        assert_eq!(long.refresh_at(), None);
-        assert_eq!(long.expires_at(), t0 + Duration::from_secs(1768));
-        assert_eq!(long.request_value(), "1800;refresher=uas");
-    }
 }

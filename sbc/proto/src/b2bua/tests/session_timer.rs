@@ -2,6 +2,7 @@
 //! where it is the refresher, peers' refreshes answered, and expiry ending both legs with BYE.
 
 use super::*;
+use crate::b2bua::session_timer::{LegTimer, Refresher};
 
 /// Session timers with a 300 s interval and a 120 s Min-SE.
 fn sim_with_timers() -> Sim {
@@ -153,15 +154,9 @@ fn each_leg_negotiates_its_own_interval_and_refresher() {
     let inside = c.leg(Side::Inside).session.expect("PBX leg timer");
     let outside = c.leg(Side::Outside).session.expect("carrier leg timer");
     assert_eq!(inside.interval, Duration::from_secs(300));
-    assert_eq!(
-        inside.refresher,
-        crate::b2bua::session_timer::Refresher::Peer
-    );
+    assert_eq!(inside.refresher, Refresher::Peer);
     assert_eq!(outside.interval, Duration::from_secs(150));
-    assert_eq!(
-        outside.refresher,
-        crate::b2bua::session_timer::Refresher::Sbc
-    );
+    assert_eq!(outside.refresher, Refresher::Sbc);
 }
 
 #[test]
@@ -293,4 +288,66 @@ fn timers_off_means_no_session_headers_and_no_supervision() {
     sim.advance(Duration::from_secs(600));
     assert!(sim.take_carrier().is_empty() && sim.take_pbx().is_empty());
     assert_eq!(sim.sbc.stats().calls, 1, "nothing ends the call");
+}
+
+fn unit_cfg() -> SessionTimerConfig {
+    SessionTimerConfig {
+        enabled: true,
+        session_expires: Duration::from_secs(600),
+        min_se: Duration::from_secs(120),
+    }
+}
+
+fn parse_invite(extra: &str) -> Message {
+    let text = format!(
+        "INVITE sip:a@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.2;branch=z9hG4bKx\r\n\
+         From: <sip:b@192.0.2.2>;tag=1\r\nTo: <sip:a@192.0.2.1>\r\nCall-ID: c\r\n\
+         CSeq: 1 INVITE\r\nMax-Forwards: 70\r\n{extra}Content-Length: 0\r\n\r\n"
+    );
+    Message::parse(Bytes::from(text), &Limits::default()).expect("valid test message")
+}
+
+#[test]
+fn answer_honours_the_callers_choice_and_lowers_long_intervals() {
+    let t0 = Sim::new().now;
+    let req = parse_invite("Supported: timer\r\nSession-Expires: 300;refresher=uas\r\n");
+    let (t, h) = unit_cfg().answer(t0, &req).expect("enabled");
+    assert_eq!(t.interval, Duration::from_secs(300));
+    assert_eq!(t.refresher, Refresher::Sbc);
+    assert_eq!(h[0], ("Session-Expires", "300;refresher=uas".to_owned()));
+    assert_eq!(h[1], ("Require", "timer".to_owned()));
+    // Longer than the SBC grants: lowered. Caller supports timers: it refreshes.
+    let req = parse_invite("Supported: timer\r\nSession-Expires: 7200\r\n");
+    let (t, _) = unit_cfg().answer(t0, &req).expect("enabled");
+    assert_eq!(t.interval, Duration::from_secs(600));
+    assert_eq!(t.refresher, Refresher::Peer);
+    // A caller without timer support: the SBC refreshes, no Require.
+    let (t, h) = unit_cfg().answer(t0, &parse_invite("")).expect("enabled");
+    assert_eq!(t.refresher, Refresher::Sbc);
+    assert_eq!(h.len(), 1);
+    // The peer's Min-SE is respected.
+    let req = parse_invite("Session-Expires: 200\r\nMin-SE: 400\r\n");
+    let (t, _) = unit_cfg().answer(t0, &req).expect("enabled");
+    assert_eq!(t.interval, Duration::from_secs(400));
+}
+
+#[test]
+fn refresh_at_half_and_expiry_before_the_end() {
+    let t0 = Sim::new().now;
+    let t = LegTimer {
+        interval: Duration::from_secs(90),
+        refresher: Refresher::Sbc,
+        last: t0,
+        refreshing: false,
+    };
+    assert_eq!(t.refresh_at(), Some(t0 + Duration::from_secs(45)));
+    assert_eq!(t.expires_at(), t0 + Duration::from_secs(60));
+    let long = LegTimer {
+        interval: Duration::from_secs(1800),
+        refresher: Refresher::Peer,
+        ..t
+    };
+    assert_eq!(long.refresh_at(), None);
+    assert_eq!(long.expires_at(), t0 + Duration::from_secs(1768));
+    assert_eq!(long.request_value(), "1800;refresher=uas");
 }
