@@ -52,7 +52,8 @@ fn recv_checked(kind: &str, what: &str, checks: &[(&str, &str)]) -> String {
     if checks.is_empty() {
         return format!("<recv {kind}=\"{what}\"/>\n");
     }
-    let mut x = format!("<recv {kind}=\"{what}\"><action>");
+    // rrs: a 2xx's Contact and Record-Route make SIPp's [next_url] and [routes].
+    let mut x = format!("<recv {kind}=\"{what}\" rrs=\"true\"><action>");
     let mut vars = Vec::new();
     for (i, (h, re)) in checks.iter().enumerate() {
         x.push_str(&format!(
