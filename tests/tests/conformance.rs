@@ -49,11 +49,16 @@ fn respond(code: u16, reason: &str, tag: Option<&str>, extra: &str, sdp: bool) -
 
 /// Expects a response (or request, with `request`), checking each `(header, regex)`.
 fn recv_checked(kind: &str, what: &str, checks: &[(&str, &str)]) -> String {
-    if checks.is_empty() {
-        return format!("<recv {kind}=\"{what}\"/>\n");
-    }
     // rrs: a 2xx's Contact and Record-Route make SIPp's [next_url] and [routes].
-    let mut x = format!("<recv {kind}=\"{what}\" rrs=\"true\"><action>");
+    let rrs = if kind == "response" && what.starts_with('2') {
+        " rrs=\"true\""
+    } else {
+        ""
+    };
+    if checks.is_empty() {
+        return format!("<recv {kind}=\"{what}\"{rrs}/>\n");
+    }
+    let mut x = format!("<recv {kind}=\"{what}\"{rrs}><action>");
     let mut vars = Vec::new();
     for (i, (h, re)) in checks.iter().enumerate() {
         x.push_str(&format!(
@@ -452,4 +457,146 @@ fn session_timer_expiry_ends_both_legs_with_bye() {
             .contains("sbc_calls_ended_total{direction=\"outbound\",reason=\"session_expired\"} 1"),
         "{metrics}"
     );
+}
+
+/// Every response code of the issue's list (RFC 3261 §21; 100 is hop-by-hop and answered by
+/// the SBC itself, so it is not in it), plus unknown codes of each class.
+const SWEEP: [u16; 50] = [
+    200, 202, 300, 301, 302, 305, 380, 399, 400, 401, 402, 403, 404, 405, 406, 407, 408, 410, 413,
+    414, 415, 416, 420, 421, 423, 480, 481, 482, 483, 484, 485, 486, 487, 488, 491, 493, 499, 500,
+    501, 502, 503, 504, 505, 513, 599, 600, 603, 604, 606, 699,
+];
+
+/// 401/407 reach the caller with their challenge only with digest pass-through (issue 14,
+/// item 1, another branch): the lead turns this on once that is merged.
+const CHALLENGE_PASSTHROUGH: bool = false;
+
+/// The header a relayed `code` must carry, as (header, regex), and the line the callee adds.
+fn mandatory(code: u16) -> Option<(&'static str, &'static str, &'static str)> {
+    match code {
+        503 => Some(("Retry-After:", "^ *30", "Retry-After: 30\n")),
+        423 => Some(("Min-Expires:", "^ *3600", "Min-Expires: 3600\n")),
+        420 => Some(("Unsupported:", "x-sweep", "Unsupported: x-sweep\n")),
+        405 => Some(("Allow:", "INVITE", "Allow: INVITE, ACK, BYE, CANCEL\n")),
+        401 => Some((
+            "WWW-Authenticate:",
+            "Digest realm",
+            "WWW-Authenticate: Digest realm=\"sweep\", nonce=\"n1\", algorithm=MD5\n",
+        )),
+        407 => Some((
+            "Proxy-Authenticate:",
+            "Digest realm",
+            "Proxy-Authenticate: Digest realm=\"sweep\", nonce=\"n1\", algorithm=MD5\n",
+        )),
+        _ => None,
+    }
+}
+
+/// The callee answering `code` (after the provisional `early`, if any); a 2xx call is then
+/// ACKed and ended by the caller.
+fn sweep_callee(code: u16, early: Option<u16>) -> String {
+    let tag = Some("[pid]w[call_number]");
+    let extra = mandatory(code).map_or("", |(_, _, line)| line);
+    let mut parts = vec!["<recv request=\"INVITE\"/>\n".to_owned()];
+    if let Some(p) = early {
+        parts.push(respond(p, "Early", tag, "", false));
+    }
+    // A 3xx without Contact: nothing to recurse to, so the SBC relays it.
+    let final_tag = if early.is_some() { None } else { tag };
+    let reason = format!("Sweep {code}");
+    if (200..300).contains(&code) {
+        parts.push(respond(code, &reason, final_tag, "", true));
+        parts.push("<recv request=\"ACK\"/>\n<recv request=\"BYE\"/>\n".to_owned());
+        parts.push(respond(200, "OK", None, "", false));
+    } else {
+        // Without Contact (respond() adds one; a 3xx here must have none to be relayed as is).
+        let to = final_tag.map_or_else(
+            || "[last_To:]".to_owned(),
+            |t| format!("[last_To:];tag={t}"),
+        );
+        parts.push(format!(
+            "<send><![CDATA[\nSIP/2.0 {code} {reason}\n[last_Via:]\n[last_From:]\n{to}\n[last_Call-ID:]\n[last_CSeq:]\n{extra}Content-Length: 0\n\n]]></send>\n"
+        ));
+        parts.push("<recv request=\"ACK\"/>\n".to_owned());
+    }
+    scenario(&parts)
+}
+
+/// The caller expecting `code` (after `early`), with its mandatory header.
+fn sweep_caller(code: u16, early: Option<u16>) -> String {
+    let mut parts = vec![invite(""), recv(100, true)];
+    if let Some(p) = early {
+        parts.push(recv(p, false));
+    }
+    let check: Vec<(&str, &str)> = mandatory(code)
+        .filter(|_| CHALLENGE_PASSTHROUGH || !matches!(code, 401 | 407))
+        .map(|(h, re, _)| vec![(h, re)])
+        .unwrap_or_default();
+    parts.push(recv_checked("response", &code.to_string(), &check));
+    let end: Vec<Step> = if (200..300).contains(&code) {
+        vec![
+            Step::Ack2xx {
+                sdp: false,
+                cseq: 1,
+            },
+            Step::InDialog {
+                method: "BYE",
+                cseq: 2,
+                sdp: None,
+                uac: true,
+            },
+            Step::Recv {
+                code: 200,
+                optional: false,
+            },
+        ]
+    } else {
+        vec![Step::AckNon2xx]
+    };
+    parts.push(inner(&sipp::scenario("end", true, &end)));
+    scenario(&parts)
+}
+
+#[test]
+fn every_response_code_is_relayed_both_ways_with_its_mandatory_headers() {
+    if !sbc_e2e::require_root("conformance") {
+        return;
+    }
+    let lab = MediaLab::start("scw", "xdp = \"off\"");
+    let (pbx, car) = (lab.lab.pbx.as_str(), lab.lab.carrier.as_str());
+    let mut cases: Vec<(u16, Option<u16>)> = SWEEP.iter().map(|c| (*c, None)).collect();
+    // 180-183 before a final answer.
+    cases.extend((180..=183).map(|p| (486, Some(p))));
+    let mut failures = Vec::new();
+    for outbound in [true, false] {
+        let (caller_ns, callee_ns, caller_addr, callee_addr, dest) = if outbound {
+            (pbx, car, PBX, CARRIER, SBC_INSIDE)
+        } else {
+            (car, pbx, CARRIER, PBX, SBC_OUTSIDE)
+        };
+        for (code, early) in &cases {
+            let name = format!(
+                "{} {code} after {early:?}",
+                if outbound { "outbound" } else { "inbound" }
+            );
+            failures.extend(run_flow(
+                &name,
+                (caller_ns, caller_addr, dest, sweep_caller(*code, *early)),
+                &[(callee_ns, callee_addr, sweep_callee(*code, *early))],
+                &[],
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "codes failed:\n{}",
+        failures.join("\n")
+    );
+    let metrics = lab.request("GET", "/metrics", None).expect("metrics").body;
+    for d in ["outbound", "inbound"] {
+        assert!(
+            metrics.contains(&format!("sbc_calls_active{{direction=\"{d}\"}} 0")),
+            "{metrics}"
+        );
+    }
 }

@@ -127,6 +127,7 @@ fn canonical(lname: &str) -> &str {
         "accept" => "Accept",
         "retry-after" => "Retry-After",
         "unsupported" => "Unsupported",
+        "min-expires" => "Min-Expires",
         other => other,
     }
 }
