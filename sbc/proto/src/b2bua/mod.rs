@@ -25,7 +25,9 @@
 //! rules, per-trunk admission) and fail over across a trunk's servers and then the route's
 //! trunks on timeout, 408 or 5xx.
 //!
-//! Not yet: forking beyond the first early dialog, 3xx recursion.
+//! Per leg, the SBC negotiates its own extensions (`extensions.rs`: 420 for what it lacks) and
+//! session timers (`session_timer.rs`, RFC 4028); a carrier's 3xx is followed or relayed per
+//! trunk (`redirect.rs`) and forked early dialogs reach the caller as one (`fork.rs`).
 
 mod config;
 mod extensions;
