@@ -52,6 +52,9 @@ pub enum RunError {
     /// The admin API's TLS certificate or key is unusable.
     #[error("{0}")]
     AdminTls(#[from] admin::tls::AdminTlsError),
+    /// The OS has no secure randomness for identifiers and keys.
+    #[error("{0}")]
+    Entropy(#[from] crate::entropy::EntropyError),
     /// Installing a signal handler failed.
     #[error("installing signal handlers: {0}")]
     Signal(#[source] std::io::Error),
@@ -62,6 +65,8 @@ pub enum RunError {
 /// `path` is the file `config` came from: live changes are persisted there and SIGHUP re-reads
 /// it (`None`: the built-in default, which cannot be changed while running).
 pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(), RunError> {
+    // Before anything can make a tag, branch, Call-ID or key.
+    crate::entropy::init()?;
     let env_tokens = admin::auth::EnvTokens::from_env();
     if !env_tokens.any(&config) {
         if !config.admin.listen.ip().is_loopback() {

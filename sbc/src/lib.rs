@@ -6,6 +6,7 @@ pub mod admin;
 pub mod config;
 pub mod daemon;
 pub mod dns;
+pub mod entropy;
 pub mod logging;
 pub mod media;
 pub mod metrics;

@@ -16,8 +16,8 @@ use prometheus::{
 };
 use sbc_proto::{
     b2bua::{
-        B2bua, B2buaConfig, CallInfo, EndReason, Event, LocalAddr, PbxAuthConfig, Redirect, Rng,
-        SessionTimerConfig, Target, TrunkConfig, TrunkLocal,
+        B2bua, B2buaConfig, CallInfo, Caps, EndReason, Event, LocalAddr, PbxAuthConfig,
+        PeerMismatch, Redirect, SessionTimerConfig, Target, TrunkConfig, TrunkLocal,
     },
     health::{HealthCheck, HealthConfig},
     limit::CallLimits,
@@ -30,7 +30,7 @@ use sbc_proto::{
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
-    config::{Config, ProxyAddr},
+    config::{Config, Limits, ProxyAddr},
     dns::{DnsState, DnsTrunks, Resolved, TrunkAddr},
     media::MediaManager,
     metrics::Metrics,
@@ -91,6 +91,11 @@ pub struct CallMetrics {
     /// Digest authentication of the PBX's new requests, by result (`challenged`, `accepted`,
     /// `failed`, `stale`).
     pub pbx_auth: IntCounterVec,
+    /// In-dialog requests (481) and responses (dropped) not from their dialog's or
+    /// transaction's peer, by side and kind (`request_source`, `request_tag`, `response`).
+    pub peer_mismatch: IntCounterVec,
+    /// Bytes of SIP messages the call layer holds (capped by `[limits] max_stored_mib`).
+    pub stored_bytes: IntGauge,
 }
 
 impl CallMetrics {
@@ -290,13 +295,43 @@ impl CallMetrics {
         )?;
         registry.register(Box::new(pbx_auth.clone()))?;
         for d in ["outbound", "inbound"] {
-            for l in ["max_calls", "max_cps", "trunk_max_calls", "trunk_max_cps"] {
+            for l in [
+                "max_calls",
+                "max_cps",
+                "trunk_max_calls",
+                "trunk_max_cps",
+                "max_transactions",
+                "max_stored_bytes",
+            ] {
                 admission_rejected.with_label_values(&[d, l]);
             }
         }
         for r in ["challenged", "accepted", "failed", "stale"] {
             pbx_auth.with_label_values(&[r]);
         }
+        let peer_mismatch = IntCounterVec::new(
+            Opts::new(
+                "sbc_sip_peer_mismatch_total",
+                "In-dialog requests (answered 481) and responses (dropped) that did not come \
+                 from their dialog's or transaction's peer, by side and kind.",
+            ),
+            &["side", "kind"],
+        )?;
+        registry.register(Box::new(peer_mismatch.clone()))?;
+        for side in [Side::Inside, Side::Outside] {
+            for k in [
+                PeerMismatch::RequestSource,
+                PeerMismatch::RequestTag,
+                PeerMismatch::Response,
+            ] {
+                peer_mismatch.with_label_values(&[side.as_str(), k.as_str()]);
+            }
+        }
+        let stored_bytes = IntGauge::new(
+            "sbc_sip_stored_bytes",
+            "Bytes of SIP messages held by the call layer (retransmission and matching).",
+        )?;
+        registry.register(Box::new(stored_bytes.clone()))?;
         Ok(Self {
             started,
             ended,
@@ -322,6 +357,8 @@ impl CallMetrics {
             no_route,
             health,
             pbx_auth,
+            peer_mismatch,
+            stored_bytes,
         })
     }
 }
@@ -515,8 +552,8 @@ pub fn b2bua_config(c: &Config) -> B2buaConfig {
                 },
                 credentials: t.credentials(),
                 limits: CallLimits {
-                    max_calls: t.max_calls,
-                    max_cps: t.max_cps,
+                    max_calls: t.max_calls.or(Some(Limits::DEFAULT_TRUNK_MAX_CALLS)),
+                    max_cps: t.max_cps.or(Some(Limits::DEFAULT_TRUNK_MAX_CPS)),
                 },
                 local: t.local.and_then(|bound| {
                     listeners
@@ -557,8 +594,8 @@ pub fn b2bua_config(c: &Config) -> B2buaConfig {
         routes: compiled.routes,
         inbound: compiled.inbound,
         limits: CallLimits {
-            max_calls: c.limits.max_calls,
-            max_cps: c.limits.max_cps,
+            max_calls: c.limits.max_calls.or(Some(Limits::DEFAULT_MAX_CALLS)),
+            max_cps: c.limits.max_cps.or(Some(Limits::DEFAULT_MAX_CPS)),
         },
         retry_after_s: c.limits.retry_after_s,
         user_agent: c.general.user_agent.clone(),
@@ -571,6 +608,12 @@ pub fn b2bua_config(c: &Config) -> B2buaConfig {
             min_se: Duration::from_secs(c.sip.min_se),
         },
         max_redirects: c.sip.max_redirects,
+        caps: Caps {
+            max_transactions: usize::try_from(c.limits.max_transactions).unwrap_or(usize::MAX),
+            max_stored_bytes: usize::try_from(c.limits.max_stored_mib)
+                .unwrap_or(usize::MAX)
+                .saturating_mul(1 << 20),
+        },
     }
 }
 
@@ -753,7 +796,7 @@ fn flush_registrations(
 }
 
 fn start_registration(t: &TrunkRegistration) -> Registration {
-    let mut reg = Registration::new(t.cfg.clone(), Rng::new(seed()));
+    let mut reg = Registration::new(t.cfg.clone(), crate::entropy::rng());
     reg.start(std::time::Instant::now());
     reg
 }
@@ -1028,14 +1071,14 @@ pub async fn run(
     let mut checks: Vec<(TrunkHealth, HealthCheck)> = health
         .into_iter()
         .map(|t| {
-            let h = HealthCheck::new(t.cfg.clone(), Rng::new(seed()), start);
+            let h = HealthCheck::new(t.cfg.clone(), crate::entropy::rng(), start);
             (t, h)
         })
         .collect();
     let mut acl = acl;
     let mut trunks = trunks;
     seed_trunk_series(&calls, &trunks);
-    let mut engine = B2bua::new(cfg, Rng::new(seed()));
+    let mut engine = B2bua::new(cfg, crate::entropy::rng());
     let mut live: std::collections::HashMap<u64, CallMeta> = std::collections::HashMap::new();
     let mut retransmissions_seen = (0u64, 0u64);
     let mut auth_seen = (0u64, 0u64);
@@ -1219,7 +1262,7 @@ pub async fn run(
                         match old_checks.iter().position(|(o, _)| *o == t) {
                             Some(i) => checks.push(old_checks.swap_remove(i)),
                             None => {
-                                let h = HealthCheck::new(t.cfg.clone(), Rng::new(seed()), now);
+                                let h = HealthCheck::new(t.cfg.clone(), crate::entropy::rng(), now);
                                 checks.push((t, h));
                             }
                         }
@@ -1382,6 +1425,12 @@ pub async fn run(
                     calls.pbx_auth.with_label_values(&[result.as_str()]).inc();
                 }
                 Event::NoRoute => calls.no_route.inc(),
+                Event::PeerMismatch { side, kind } => {
+                    calls
+                        .peer_mismatch
+                        .with_label_values(&[side.as_str(), kind.as_str()])
+                        .inc();
+                }
                 Event::Dropped { reason } => {
                     metrics
                         .sip_dropped
@@ -1426,6 +1475,9 @@ pub async fn run(
             .transactions
             .with_label_values(&["client"])
             .set(i64::try_from(stats.client_transactions).unwrap_or(i64::MAX));
+        calls
+            .stored_bytes
+            .set(i64::try_from(stats.stored_bytes).unwrap_or(i64::MAX));
     }
     deregister(&mut regs, &transport, &calls, &mut inbound).await;
     tracing::info!(calls = engine.stats().calls, "signaling stopped");
@@ -1506,18 +1558,6 @@ async fn deregister(
     tracing::info!(trunks = pending, "registrations removed");
 }
 
-/// Seed for tags, branches and Call-IDs: unpredictable per process.
-pub(crate) fn seed() -> u64 {
-    let mut bytes = [0u8; 8];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = std::io::Read::read_exact(&mut f, &mut bytes);
-    }
-    let time = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    u64::from_le_bytes(bytes) ^ time ^ u64::from(std::process::id())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1552,6 +1592,24 @@ mod tests {
             "127.0.0.1:5090".parse().expect("literal")
         );
         assert_eq!(b.pbx_auth, None, "the ACL alone by default");
+    }
+
+    #[test]
+    fn call_limits_and_caps_are_finite_by_default() {
+        let cfg = crate::config::parse(crate::config::SHIPPED_DEFAULT).expect("default config");
+        let b = b2bua_config(&cfg);
+        assert_eq!(b.limits.max_calls, Some(Limits::DEFAULT_MAX_CALLS));
+        assert_eq!(b.limits.max_cps, Some(Limits::DEFAULT_MAX_CPS));
+        for t in &b.trunks {
+            assert_eq!(t.limits.max_calls, Some(Limits::DEFAULT_TRUNK_MAX_CALLS));
+            assert_eq!(t.limits.max_cps, Some(Limits::DEFAULT_TRUNK_MAX_CPS));
+        }
+        assert_eq!(b.caps.max_transactions, 20_000);
+        assert_eq!(b.caps.max_stored_bytes, 64 << 20);
+        // Without a [limits] section at all: the same.
+        let mut bare = cfg.clone();
+        bare.limits = crate::config::Limits::default();
+        assert_eq!(b2bua_config(&bare).limits, b.limits);
     }
 
     #[test]

@@ -906,6 +906,14 @@ allow = ["198.18.1.0/24"]
 [[trunk]]
 name = "carrier"
 proxy = "198.18.2.2:5060"
+# The benchmark measures the SBC, not its admission defaults (500 calls, 50/s per trunk).
+max_calls = 1000000
+max_cps = 100000
+[limits]
+max_calls = 1000000
+max_cps = 100000
+max_transactions = 10000000
+max_stored_mib = 4096
 [media]
 xdp = "off"
 port_min = 10000

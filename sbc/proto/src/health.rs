@@ -260,7 +260,7 @@ mod tests {
                 timers: TimerConfig::default(),
                 user_agent: "sbc-test".into(),
             },
-            Rng::new(5),
+            Rng::from_test_seed(5),
             now,
         )
     }

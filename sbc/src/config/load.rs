@@ -509,6 +509,39 @@ proxy = "127.0.0.1:5090"
     }
 
     #[test]
+    fn limits_and_caps_are_validated_with_paths() {
+        for (section, path) in [
+            ("[limits]\nmax_transactions = 10", "limits.max_transactions"),
+            ("[limits]\nmax_stored_mib = 0", "limits.max_stored_mib"),
+            ("[limits]\nmax_calls = 0", "limits.max_calls"),
+            ("[limits]\nmax_cps = 0", "limits.max_cps"),
+        ] {
+            let problems = parse(&format!("{MINIMAL}\n{section}\n")).expect_err(section);
+            assert!(
+                problems.iter().any(|p| p.path == path && p.line.is_some()),
+                "{section}: {problems:#?}"
+            );
+        }
+        let text = MINIMAL.replace(
+            "proxy = \"127.0.0.1:5090\"",
+            "proxy = \"127.0.0.1:5090\"\nmax_cps = 0",
+        );
+        let problems = parse(&text).expect_err("trunk max_cps 0");
+        assert!(
+            problems.iter().any(|p| p.path == "trunk[0].max_cps"),
+            "{problems:#?}"
+        );
+        let ok = parse(&format!(
+            "{MINIMAL}\n[limits]\nmax_transactions = 500\nmax_stored_mib = 8\n"
+        ))
+        .unwrap_or_else(|p| panic!("{p:?}"));
+        assert_eq!(
+            (ok.limits.max_transactions, ok.limits.max_stored_mib),
+            (500, 8)
+        );
+    }
+
+    #[test]
     fn transport_keys_are_validated_with_paths() {
         let text = MINIMAL
             .replace(

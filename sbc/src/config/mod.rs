@@ -74,12 +74,17 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
-    /// Most concurrent calls through the SBC (absent: unlimited).
+    /// Most concurrent calls through the SBC (default [`Limits::DEFAULT_MAX_CALLS`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_calls: Option<u32>,
-    /// Most new calls per second through the SBC (absent: unlimited).
+    /// Most new calls per second through the SBC (default [`Limits::DEFAULT_MAX_CPS`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_cps: Option<u32>,
+    /// Most live SIP transactions (hard cap: new calls beyond 7/8 of it get 503, other new
+    /// requests beyond it are dropped).
+    pub max_transactions: u32,
+    /// Most MiB of SIP messages held for retransmission and matching (hard cap, as above).
+    pub max_stored_mib: u32,
     /// `Retry-After` seconds on the 503 of a call refused by a limit.
     pub retry_after_s: u32,
     /// SIP messages per second one source may send (0: no per-source limit and no bans).
@@ -97,11 +102,24 @@ pub struct Limits {
     pub deny: Vec<IpNet>,
 }
 
+impl Limits {
+    /// Concurrent calls of the whole SBC when `max_calls` is not set.
+    pub const DEFAULT_MAX_CALLS: u32 = 1000;
+    /// New calls per second of the whole SBC when `max_cps` is not set.
+    pub const DEFAULT_MAX_CPS: u32 = 100;
+    /// Concurrent calls of a trunk when its `max_calls` is not set.
+    pub const DEFAULT_TRUNK_MAX_CALLS: u32 = 500;
+    /// New calls per second of a trunk when its `max_cps` is not set.
+    pub const DEFAULT_TRUNK_MAX_CPS: u32 = 50;
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_calls: None,
-            max_cps: None,
+            max_calls: Some(Self::DEFAULT_MAX_CALLS),
+            max_cps: Some(Self::DEFAULT_MAX_CPS),
+            max_transactions: 20_000,
+            max_stored_mib: 64,
             retry_after_s: 5,
             source_rate: 50,
             source_burst: 100,
@@ -401,10 +419,11 @@ pub struct Trunk {
     /// Digest user name when it differs from `username`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_username: Option<String>,
-    /// Most concurrent calls on this trunk, both directions (absent: unlimited).
+    /// Most concurrent calls on this trunk, both directions (absent:
+    /// [`Limits::DEFAULT_TRUNK_MAX_CALLS`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_calls: Option<u32>,
-    /// Most new calls per second on this trunk (absent: unlimited).
+    /// Most new calls per second on this trunk (absent: [`Limits::DEFAULT_TRUNK_MAX_CPS`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_cps: Option<u32>,
     /// Register with the carrier (outbound REGISTER with `username`, refreshed before expiry).

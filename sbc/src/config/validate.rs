@@ -161,11 +161,11 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
                 format!("duplicate trunk name `{}`", t.name),
             );
         }
-        if t.max_calls == Some(0) || t.max_cps == Some(0) {
-            bad(
-                &format!("trunk[{i}].max_calls"),
-                "max_calls and max_cps must be at least 1 (leave out for unlimited)".into(),
-            );
+        if t.max_calls.is_some_and(|v| !(1..=1_000_000).contains(&v)) {
+            bad(&format!("trunk[{i}].max_calls"), "must be 1-1000000".into());
+        }
+        if t.max_cps.is_some_and(|v| !(1..=100_000).contains(&v)) {
+            bad(&format!("trunk[{i}].max_cps"), "must be 1-100000".into());
         }
         if t.options_interval_s
             .is_some_and(|v| !(1..=3600).contains(&v))
@@ -282,11 +282,23 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
     out.extend(super::compile(c).1);
     let mut bad = |path: &str, msg: String| out.push((path.to_owned(), msg));
 
-    if c.limits.max_calls == Some(0) || c.limits.max_cps == Some(0) {
-        bad(
-            "limits.max_calls",
-            "max_calls and max_cps must be at least 1 (leave out for unlimited)".into(),
-        );
+    if c.limits
+        .max_calls
+        .is_some_and(|v| !(1..=1_000_000).contains(&v))
+    {
+        bad("limits.max_calls", "must be 1-1000000".into());
+    }
+    if c.limits
+        .max_cps
+        .is_some_and(|v| !(1..=100_000).contains(&v))
+    {
+        bad("limits.max_cps", "must be 1-100000".into());
+    }
+    if !(100..=10_000_000).contains(&c.limits.max_transactions) {
+        bad("limits.max_transactions", "must be 100-10000000".into());
+    }
+    if !(1..=65_536).contains(&c.limits.max_stored_mib) {
+        bad("limits.max_stored_mib", "must be 1-65536".into());
     }
     if c.limits.retry_after_s > 86_400 {
         bad("limits.retry_after_s", "must be 0-86400".into());

@@ -41,7 +41,7 @@ pub struct Resolver {
 
 impl Resolver {
     /// A resolver asking `dns.servers`, or the system's name servers when there are none.
-    pub fn new(dns: &Dns, seed: u64) -> Result<Self, SetupError> {
+    pub fn new(dns: &Dns, rng: Rng) -> Result<Self, SetupError> {
         let provider = TokioRuntimeProvider::default();
         let mut builder = if dns.servers.is_empty() {
             TokioResolver::builder(provider).map_err(|e| SetupError(e.to_string()))?
@@ -67,10 +67,7 @@ impl Resolver {
         // IPv4 first: carrier trunks are mostly IPv4, and both families are asked at once.
         opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
         let inner = builder.build().map_err(|e| SetupError(e.to_string()))?;
-        Ok(Self {
-            inner,
-            rng: Rng::new(seed),
-        })
+        Ok(Self { inner, rng })
     }
 
     /// Resolves `proxy` for `transport` (RFC 3263 §4.2). IP literals need no lookup.

@@ -10,7 +10,7 @@ use std::{
 };
 
 use sbc_proto::{
-    b2bua::{B2bua, Rng, Target},
+    b2bua::{B2bua, Target},
     health::HealthCheck,
     net::TransportKind,
     register::Registration,
@@ -170,7 +170,7 @@ impl DnsState {
                     t.cfg.target = primary;
                     *h = HealthCheck::new(
                         t.cfg.clone(),
-                        Rng::new(crate::signaling::seed()),
+                        crate::entropy::rng(),
                         std::time::Instant::now(),
                     );
                 }

@@ -107,7 +107,7 @@ pub async fn run(
         let Some(dns) = settings.clone() else { return };
         let refresh = Duration::from_secs(dns.refresh_s.max(1));
         if resolver.is_none() && entries.iter().any(|e| e.next_at <= Instant::now()) {
-            match Resolver::new(&dns, crate::signaling::seed()) {
+            match Resolver::new(&dns, crate::entropy::rng()) {
                 Ok(r) => resolver = Some(r),
                 Err(e) => {
                     tracing::error!(error = %e, "trunk proxies given by name stay unresolved");

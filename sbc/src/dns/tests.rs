@@ -64,7 +64,8 @@ fn host(h: &str) -> ProxyAddr {
 async fn srv_gives_targets_in_priority_order_with_their_ports() {
     let dns = FakeDns::bind_loopback().expect("fake DNS");
     carrier_zone(&dns, 300);
-    let mut r = Resolver::new(&settings(&dns), 1).expect("resolver");
+    let mut r =
+        Resolver::new(&settings(&dns), sbc_proto::b2bua::Rng::from_test_seed(1)).expect("resolver");
     let res = r
         .resolve(&host("carrier.test"), Transport::Udp)
         .await
@@ -102,7 +103,8 @@ async fn a_records_on_the_default_port_without_srv() {
     let dns = FakeDns::bind_loopback().expect("fake DNS");
     dns.set_addrs("plain.test", &[ip("127.0.0.5"), ip("127.0.0.6")], 300)
         .expect("zone");
-    let mut r = Resolver::new(&settings(&dns), 1).expect("resolver");
+    let mut r =
+        Resolver::new(&settings(&dns), sbc_proto::b2bua::Rng::from_test_seed(1)).expect("resolver");
     let res = r
         .resolve(&host("plain.test"), Transport::Udp)
         .await
@@ -119,7 +121,8 @@ async fn a_records_on_the_default_port_without_srv() {
 async fn an_explicit_port_skips_srv() {
     let dns = FakeDns::bind_loopback().expect("fake DNS");
     carrier_zone(&dns, 300);
-    let mut r = Resolver::new(&settings(&dns), 1).expect("resolver");
+    let mut r =
+        Resolver::new(&settings(&dns), sbc_proto::b2bua::Rng::from_test_seed(1)).expect("resolver");
     let proxy = ProxyAddr::HostPort {
         host: "carrier.test".into(),
         port: 5099,
@@ -138,7 +141,8 @@ async fn failures_are_typed() {
     let dns = FakeDns::bind_loopback().expect("fake DNS");
     dns.set_srv("_sip._udp.gone.test", &[(0, 0, 0, ".")], 300)
         .expect("zone");
-    let mut r = Resolver::new(&settings(&dns), 1).expect("resolver");
+    let mut r =
+        Resolver::new(&settings(&dns), sbc_proto::b2bua::Rng::from_test_seed(1)).expect("resolver");
     let e = r
         .resolve(&host("nowhere.test"), Transport::Udp)
         .await
@@ -262,7 +266,7 @@ fn resolved_names_open_the_acl_and_attribute_calls_until_replaced() {
     let mut trunks = TrunkNames::from_config(&cfg);
     let mut engine = sbc_proto::b2bua::B2bua::new(
         crate::signaling::b2bua_config(&cfg),
-        sbc_proto::b2bua::Rng::new(1),
+        sbc_proto::b2bua::Rng::from_test_seed(1),
     );
     let peer = |a: &str| sbc_proto::net::Peer {
         side: sbc_proto::net::Side::Outside,

@@ -141,6 +141,8 @@ pub struct B2buaConfig {
     pub session_timer: super::SessionTimerConfig,
     /// Most redirects (3xx) one call follows.
     pub max_redirects: u8,
+    /// Hard caps on transactions and stored message bytes (`caps.rs`).
+    pub caps: super::Caps,
 }
 
 impl B2buaConfig {

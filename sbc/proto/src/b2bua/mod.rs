@@ -29,32 +29,38 @@
 //! session timers (`session_timer.rs`, RFC 4028); a carrier's 3xx is followed or relayed per
 //! trunk (`redirect.rs`) and forked early dialogs reach the caller as one (`fork.rs`).
 
+mod caps;
 mod config;
 mod extensions;
 mod fork;
 mod ids;
 mod msg;
 mod pbx_auth;
+mod peer_binding;
 mod redirect;
 mod sdp;
 mod session_timer;
+mod timers;
 
 #[cfg(test)]
 mod tests;
 
 use std::{
-    collections::{BTreeSet, HashMap, VecDeque},
+    collections::{HashMap, VecDeque},
     time::{Duration, Instant},
 };
 
 use bytes::Bytes;
+pub use caps::Caps;
 pub use config::{B2buaConfig, LocalAddr, Manipulation, Target, TrunkConfig, TrunkLocal};
 pub use ids::Rng;
 use msg::{RequestSpec, ResponseSpec};
 pub use pbx_auth::{PbxAuthConfig, PbxAuthResult};
+pub use peer_binding::PeerMismatch;
 pub use redirect::Redirect;
 pub use sdp::SdpProblem;
 pub use session_timer::SessionTimerConfig;
+use timers::{TimerQueue, TimerRef};
 
 use crate::{
     limit::TokenBucket,
@@ -182,6 +188,14 @@ pub enum Event {
         /// reached) or `no_target` (no usable Contact left); in the last two the 3xx is relayed.
         outcome: &'static str,
     },
+    /// A message in a dialog or transaction did not come from its peer (481 or dropped; see
+    /// `peer_binding.rs`).
+    PeerMismatch {
+        /// Side it arrived on (the leg's side).
+        side: Side,
+        /// What did not match.
+        kind: PeerMismatch,
+    },
     /// A message was dropped without an answer.
     Dropped {
         /// Why (bounded set, usable as a metric label).
@@ -200,6 +214,12 @@ pub struct Stats {
     pub server_transactions: usize,
     /// Client transactions.
     pub client_transactions: usize,
+    /// Armed timers (one per transaction or call at most).
+    pub timers: usize,
+    /// Bytes of SIP messages held (see [`Caps::max_stored_bytes`]).
+    pub stored_bytes: usize,
+    /// Owners in the stored-bytes ledger (transactions and calls holding messages).
+    pub stored_entries: usize,
 }
 
 /// Counters since the B2BUA was created, for metrics (unlike [`Stats`], they never go down).
@@ -495,13 +515,6 @@ struct ClientEntry {
 /// the credentials were right).
 const MAX_AUTH_ATTEMPTS: u8 = 2;
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum TimerRef {
-    Server(String),
-    Client(String),
-    Call(u64),
-}
-
 /// The B2BUA. One instance owns a set of calls (a shard); it is not shared between threads.
 #[derive(Debug)]
 pub struct B2bua {
@@ -515,7 +528,9 @@ pub struct B2bua {
     server: HashMap<String, ServerEntry>,
     merged: HashMap<(String, String, u32), String>,
     client: HashMap<String, ClientEntry>,
-    timers: BTreeSet<(Instant, TimerRef)>,
+    timers: TimerQueue,
+    /// Bytes held per transaction and call.
+    ledger: caps::Ledger,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     retransmissions_received: u64,
@@ -559,7 +574,8 @@ impl B2bua {
             server: HashMap::new(),
             merged: HashMap::new(),
             client: HashMap::new(),
-            timers: BTreeSet::new(),
+            timers: TimerQueue::default(),
+            ledger: caps::Ledger::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             retransmissions_received: 0,
@@ -595,6 +611,9 @@ impl B2bua {
             dialogs: self.dialogs.len(),
             server_transactions: self.server.len(),
             client_transactions: self.client.len(),
+            timers: self.timers.len(),
+            stored_bytes: self.ledger.total(),
+            stored_entries: self.ledger.entries(),
         }
     }
 
@@ -690,7 +709,7 @@ impl B2bua {
 
     /// When [`B2bua::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.first().map(|(at, _)| *at)
+        self.timers.first()
     }
 
     /// Handles a message received from `peer` (already parsed and accepted by policy).
@@ -704,20 +723,14 @@ impl B2bua {
         if msg.is_request() {
             self.on_request(now, peer, msg, media);
         } else {
-            self.on_response(now, msg, media);
+            self.on_response(now, peer, msg, media);
         }
         self.drain_media(now, media);
     }
 
     /// Fires every timer due at `now`, and handles media events.
     pub fn handle_timeout(&mut self, now: Instant, media: &mut dyn MediaControl) {
-        while let Some((at, _)) = self.timers.first() {
-            if *at > now {
-                break;
-            }
-            let Some((_, which)) = self.timers.pop_first() else {
-                break;
-            };
+        while let Some(which) = self.timers.pop_due(now) {
             match which {
                 TimerRef::Server(k) => {
                     if let Some(e) = self.server.get_mut(&k) {
@@ -764,7 +777,7 @@ impl B2bua {
         };
         let key = server_key(&msg);
         if method == Method::Ack {
-            self.on_ack(now, key, msg, media);
+            self.on_ack(now, peer, key, msg, media);
             return;
         }
         if let Some(e) = self.server.get_mut(&key) {
@@ -778,6 +791,10 @@ impl B2bua {
             self.resending = Some(key.clone());
             self.after_server(now, &key, media);
             self.resending = None;
+            return;
+        }
+        // Everything below opens a transaction: not above the hard caps.
+        if self.refuse_over_caps(peer, &msg) {
             return;
         }
         if method == Method::Cancel {
@@ -809,7 +826,10 @@ impl B2bua {
         if let Some(tag) = to_tag {
             let dialog = (msg.call_id().to_owned(), tag);
             match self.dialogs.get(&dialog).copied() {
-                Some((call, side)) if side == peer.side => {
+                Some((call, side))
+                    if side == peer.side
+                        && self.check_in_dialog(&peer, &msg, call, side).is_ok() =>
+                {
                     self.in_dialog(now, peer, key, msg, call, media);
                 }
                 _ => self.reject(
@@ -852,30 +872,26 @@ impl B2bua {
                     self.reject(now, peer, key, msg, 482, "Loop Detected", media);
                     return;
                 }
-                let plan = match self.admit(now) {
+                // The trunk's limits before the global rate: calls a trunk refuses do not use
+                // up the rate every other trunk's calls need.
+                let plan = match self.admit_calls() {
                     Some(limit) => Err(Refusal::Limit(limit)),
-                    None => self.plan(now, &peer, &msg),
+                    None => self.plan(now, &peer, &msg).and_then(|plan| {
+                        self.admit_rate(now)
+                            .map_or(Ok(plan), |l| Err(Refusal::Limit(l)))
+                    }),
                 };
                 match plan {
                     Ok(plan) => self.new_call(now, peer, key, msg, merged, plan, media),
                     Err(Refusal::Limit(limit)) => {
                         // RFC 3261 §21.5.4: 503 with Retry-After; the caller may try again
                         // later (a PBX typically fails over to another route meanwhile).
-                        let retry = self.cfg.retry_after_s.to_string();
+                        // Stateless (`caps.rs`): a flood of refused calls holds nothing.
                         self.events.push_back(Event::AdmissionRejected {
                             from: peer.side,
                             limit,
                         });
-                        self.reject_with(
-                            now,
-                            peer,
-                            key,
-                            msg,
-                            503,
-                            "Service Unavailable",
-                            &[("Retry-After", &retry)],
-                            media,
-                        );
+                        self.refuse_statelessly(peer, &msg);
                     }
                     Err(Refusal::NoRoute) => {
                         self.events.push_back(Event::NoRoute);
@@ -986,17 +1002,23 @@ impl B2bua {
         self.after_server(now, &key, media);
     }
 
-    /// Global call admission control for a new call: the limit it would exceed, if any.
-    /// Concurrency is checked before rate, so a refused call does not use up a CPS token.
-    fn admit(&mut self, now: Instant) -> Option<&'static str> {
+    /// Global concurrency limit for a new call, checked first (so a refused call does not
+    /// use up a CPS token).
+    fn admit_calls(&self) -> Option<&'static str> {
         let active = u32::try_from(self.calls.len()).unwrap_or(u32::MAX);
-        if self.cfg.limits.max_calls.is_some_and(|m| active >= m) {
-            return Some("max_calls");
-        }
-        if self.cps.as_mut().is_some_and(|b| !b.try_take(now)) {
-            return Some("max_cps");
-        }
-        None
+        self.cfg
+            .limits
+            .max_calls
+            .is_some_and(|m| active >= m)
+            .then_some("max_calls")
+    }
+
+    /// Global rate limit for a new call, checked last (after the trunk's limits).
+    fn admit_rate(&mut self, now: Instant) -> Option<&'static str> {
+        self.cps
+            .as_mut()
+            .is_some_and(|b| !b.try_take(now))
+            .then_some("max_cps")
     }
 
     /// Admission on trunk `t`: the limit a new call on it would exceed, if any (a CPS token
@@ -1534,8 +1556,9 @@ impl B2bua {
         let ends_at = call.ends_at;
         self.calls.insert(id, call);
         if let Some(at) = ends_at {
-            self.timers.insert((at, TimerRef::Call(id)));
+            self.timers.set_earliest(TimerRef::Call(id), at);
         }
+        self.account_call(id);
         self.events.push_back(Event::CallStarted {
             call: id,
             from: origin,
@@ -1904,7 +1927,14 @@ impl B2bua {
         );
     }
 
-    fn on_ack(&mut self, now: Instant, key: String, msg: Message, media: &mut dyn MediaControl) {
+    fn on_ack(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        key: String,
+        msg: Message,
+        media: &mut dyn MediaControl,
+    ) {
         if let Some(e) = self.server.get_mut(&key)
             && let STx::Invite(t) = &mut e.tx
         {
@@ -1930,6 +1960,10 @@ impl B2bua {
             });
             return;
         };
+        // The late-offer answer in an ACK commits media: only from the leg's peer.
+        if side != peer.side || self.check_in_dialog(&peer, &msg, call, side).is_err() {
+            return;
+        }
         let cseq = msg.cseq().seq;
         let Some(c) = self.calls.get_mut(&call) else {
             return;
@@ -1972,6 +2006,7 @@ impl B2bua {
             }
             self.send_ack(call, other, other_cseq, &body);
         }
+        self.account_call(call);
     }
 
     /// Sends the ACK for the 2xx of INVITE `cseq` on `side` (end-to-end, new branch).
@@ -1998,6 +2033,7 @@ impl B2bua {
             to: peer,
             data: ack,
         });
+        self.account_call(call);
     }
 
     fn in_dialog(
@@ -2123,8 +2159,7 @@ impl B2bua {
         {
             c.leg_mut(from).remote_target = ct;
         }
-        c.leg_mut(from).peer.addr = peer.addr;
-        c.leg_mut(from).peer.conn = peer.conn;
+        peer_binding::repoint(c.leg_mut(from), &peer);
         if offer {
             let relays = match (c.media, sdp::streams(msg.body())) {
                 (Some(s), Ok(streams)) => media
@@ -2235,7 +2270,13 @@ impl B2bua {
 
     // ---- responses --------------------------------------------------------------------------
 
-    fn on_response(&mut self, now: Instant, msg: Message, media: &mut dyn MediaControl) {
+    fn on_response(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        msg: Message,
+        media: &mut dyn MediaControl,
+    ) {
         let Some(status) = msg.status().map(|s| s.as_u16()) else {
             return;
         };
@@ -2247,10 +2288,20 @@ impl B2bua {
             return;
         };
         let key = client_key(branch, msg.cseq().method == Method::Cancel);
-        let Some(e) = self.client.get_mut(&key) else {
+        let Some(e) = self.client.get(&key) else {
             self.events.push_back(Event::Dropped {
                 reason: "stray_response",
             });
+            return;
+        };
+        if !self.response_from_peer(e, &peer) {
+            self.events.push_back(Event::PeerMismatch {
+                side: e.side,
+                kind: PeerMismatch::Response,
+            });
+            return;
+        }
+        let Some(e) = self.client.get_mut(&key) else {
             return;
         };
         let pass = match &mut e.tx {
@@ -2492,7 +2543,8 @@ impl B2bua {
                 interval: t1,
                 deadline: now + self.cfg.timers.timeout(),
             });
-            self.timers.insert((now + t1, TimerRef::Call(call)));
+            self.timers.set_earliest(TimerRef::Call(call), now + t1);
+            self.account_call(call);
         }
     }
 
@@ -2668,10 +2720,11 @@ impl B2bua {
             deadline: now + self.cfg.timers.timeout(),
             ack_other_cseq,
         });
-        self.timers.insert((
-            now + t1.min(self.cfg.timers.timeout()),
+        self.timers.set_earliest(
             TimerRef::Call(call),
-        ));
+            now + t1.min(self.cfg.timers.timeout()),
+        );
+        self.account_call(call);
     }
 
     /// The credentials of trunk `trunk`.
@@ -3149,14 +3202,21 @@ impl B2bua {
             &mut self.transmits,
             |event| terminated |= event == TxEvent::Terminated,
         );
-        if let Some(at) = deadline {
-            self.timers.insert((at, TimerRef::Server(key.to_owned())));
+        let owner = TimerRef::Server(key.to_owned());
+        match deadline {
+            Some(at) if !terminated => self.timers.set(owner, at),
+            _ => self.timers.cancel(&owner),
         }
-        if terminated
-            && let Some(e) = self.server.remove(key)
-            && let Some(m) = e.merged
-        {
-            self.merged.remove(&m);
+        if terminated {
+            self.ledger.remove_server(key);
+            if let Some(e) = self.server.remove(key)
+                && let Some(m) = e.merged
+            {
+                self.merged.remove(&m);
+            }
+        } else {
+            self.ledger
+                .set_server(key, e.request.as_bytes().len() + e.tx.held_bytes());
         }
         let _ = (now, media);
     }
@@ -3182,11 +3242,18 @@ impl B2bua {
         );
         let (call, purpose, side) = (e.call, e.purpose.clone(), e.side);
         let own_refresh = purpose == Purpose::Own && e.request.method() == Some(&Method::Update);
-        if let Some(at) = deadline {
-            self.timers.insert((at, TimerRef::Client(key.to_owned())));
+        // The request is shared between the entry and the machine: counted once.
+        let held = e.tx.held_bytes();
+        let owner = TimerRef::Client(key.to_owned());
+        match deadline {
+            Some(at) if !terminated => self.timers.set(owner, at),
+            _ => self.timers.cancel(&owner),
         }
         if terminated {
             self.client.remove(key);
+            self.ledger.remove_client(key);
+        } else {
+            self.ledger.set_client(key, held);
         }
         if own_refresh && failure.is_some() {
             // RFC 4028 §10: a refresh that times out ends the session.
@@ -3341,8 +3408,9 @@ impl B2bua {
             return;
         }
         if let Some(at) = next {
-            self.timers.insert((at, TimerRef::Call(call)));
+            self.timers.set_earliest(TimerRef::Call(call), at);
         }
+        self.account_call(call);
     }
 
     /// Ends a call from the SBC's side: BYE on confirmed legs, CANCEL/487 on an early call.
@@ -3431,6 +3499,8 @@ impl B2bua {
                 self.dialogs
                     .remove(&(leg.call_id.clone(), leg.local_tag.clone()));
             }
+            self.timers.cancel(&TimerRef::Call(call));
+            self.ledger.remove_call(call);
             self.events.push_back(Event::CallEnded { call, reason });
         }
     }
@@ -3447,6 +3517,7 @@ impl B2bua {
 
 /// The outputs every transaction machine has, whichever of the four it is.
 trait Machine {
+    fn held_bytes(&self) -> usize;
     fn poll_transmit(&mut self) -> Option<Bytes>;
     fn poll_event(&mut self) -> Option<TxEvent>;
     fn poll_timeout(&self) -> Option<Instant>;
@@ -3455,6 +3526,12 @@ trait Machine {
 macro_rules! machine_for {
     ($ty:ident) => {
         impl Machine for $ty {
+            fn held_bytes(&self) -> usize {
+                match self {
+                    Self::Invite(t) => t.held_bytes(),
+                    Self::NonInvite(t) => t.held_bytes(),
+                }
+            }
             fn poll_transmit(&mut self) -> Option<Bytes> {
                 match self {
                     Self::Invite(t) => t.poll_transmit(),

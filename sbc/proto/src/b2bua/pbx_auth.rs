@@ -104,9 +104,7 @@ impl PbxAuthState {
             .filter(|s| s.same_account(&cfg.username, &cfg.password, &cfg.realm, &cfg.algorithms));
         self.server.insert(current.unwrap_or_else(|| {
             let mut key = [0u8; 32];
-            for chunk in key.chunks_exact_mut(8) {
-                chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
-            }
+            rng.fill_bytes(&mut key);
             DigestServer::new(
                 cfg.username.clone(),
                 cfg.password.clone(),

@@ -228,7 +228,7 @@ impl B2bua {
         };
         c.leg_mut(side).session = timer;
         if let Some(t) = timer {
-            self.timers.insert((t.next(), TimerRef::Call(call)));
+            self.timers.set_earliest(TimerRef::Call(call), t.next());
         }
     }
 

@@ -69,6 +69,7 @@ fn config() -> B2buaConfig {
         pbx_auth: None,
         session_timer: SessionTimerConfig::default(),
         max_redirects: 5,
+        caps: Caps::default(),
     }
 }
 
@@ -111,7 +112,7 @@ impl Sim {
         )]
         let t0 = Instant::now();
         Self {
-            sbc: B2bua::new(config(), Rng::new(7)),
+            sbc: B2bua::new(config(), Rng::from_test_seed(7)),
             media: FakeMedia::new(
                 addr("10.0.0.1:0").ip(),
                 addr("203.0.113.1:0").ip(),
@@ -1104,6 +1105,14 @@ Content-Length: 0
 #[test]
 fn ten_thousand_mixed_calls_leave_nothing_behind() {
     let mut sim = Sim::new();
+    // 10,000 calls in two seconds: far above the default transaction cap (`caps.rs`).
+    sim.sbc.set_config(B2buaConfig {
+        caps: Caps {
+            max_transactions: 1_000_000,
+            ..Caps::default()
+        },
+        ..config()
+    });
     for i in 0..10_000u32 {
         let call_id = format!("pbx-call-1-{i}");
         let text =
@@ -1302,6 +1311,7 @@ fn first_provisional_is_reported_once_between_start_and_answer() {
             Event::Redirect { .. } => "redirect",
             Event::PbxAuth { .. } => "pbx_auth",
             Event::NoRoute => "no_route",
+            Event::PeerMismatch { .. } => "peer_mismatch",
             Event::Dropped { .. } => "dropped",
         })
         .collect();
@@ -1379,10 +1389,13 @@ hello",
 
 mod admission;
 mod auth;
+mod caps;
 mod extensions;
 mod failover;
 mod fork;
 mod pbx_auth;
+mod peer_binding;
 mod redirect;
 mod routing;
 mod session_timer;
+mod tokens;

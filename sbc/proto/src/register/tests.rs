@@ -41,7 +41,7 @@ impl Sim {
         )]
         let now = Instant::now();
         Self {
-            reg: Registration::new(cfg(credentials), Rng::new(3)),
+            reg: Registration::new(cfg(credentials), Rng::from_test_seed(3)),
             now,
             sent: Vec::new(),
         }

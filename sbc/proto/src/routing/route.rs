@@ -80,7 +80,7 @@ mod tests {
 
     #[test]
     fn weighted_order_follows_the_weights() {
-        let mut rng = Rng::new(7);
+        let mut rng = Rng::from_test_seed(7);
         let mut first = [0u32; 3];
         for _ in 0..10_000 {
             let o = weighted_order(&[0, 1, 2], &[70, 30, 0], &mut rng);
@@ -101,13 +101,13 @@ mod tests {
             trunks: vec![2, 0, 1],
             weights: None,
         };
-        assert_eq!(r.order(&mut Rng::new(1)), vec![2, 0, 1]);
+        assert_eq!(r.order(&mut Rng::from_test_seed(1)), vec![2, 0, 1]);
     }
 
     #[test]
     fn all_zero_weights_keep_the_given_order() {
         assert_eq!(
-            weighted_order(&[4, 5], &[0, 0], &mut Rng::new(3)),
+            weighted_order(&[4, 5], &[0, 0], &mut Rng::from_test_seed(3)),
             vec![4, 5]
         );
     }

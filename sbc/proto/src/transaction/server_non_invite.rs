@@ -101,6 +101,12 @@ impl NonInviteServer {
         }
     }
 
+    /// Bytes of SIP messages this machine keeps (to retransmit or to answer
+    /// retransmissions with), for the B2BUA's memory cap.
+    pub fn held_bytes(&self) -> usize {
+        self.last_response.as_ref().map_or(0, Bytes::len)
+    }
+
     /// The next deadline to call `handle_timeout` at.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.next_timeout()

@@ -19,6 +19,14 @@ fn sim_with_two_trunks() -> Sim {
     sim
 }
 
+/// The second trunk (it answers from its own address).
+fn second_trunk() -> Peer {
+    Peer {
+        addr: addr(SECOND),
+        ..carrier()
+    }
+}
+
 fn failovers(sim: &mut Sim) -> Vec<(usize, u16)> {
     std::iter::from_fn(|| sim.sbc.poll_event())
         .filter_map(|e| match e {
@@ -68,7 +76,7 @@ fn server_error_on_the_first_trunk_moves_the_call_to_the_next() {
 
     // The second trunk answers; the dialog continues there.
     sim.deliver(
-        carrier(),
+        second_trunk(),
         &carrier_response(&second, 200, "OK", Some("t2"), Some(SDP_CARRIER)),
     );
     let ok = sim.take_pbx();
@@ -106,7 +114,7 @@ fn no_answer_at_all_fails_over_after_timer_b_and_the_last_failure_reaches_the_pb
     // The second trunk fails too (500): no trunk left, the PBX gets it.
     let inv = second[0].clone();
     sim.deliver(
-        carrier(),
+        second_trunk(),
         &carrier_response(&inv, 500, "Server Internal Error", Some("t2"), None),
     );
     let finals: Vec<u16> = sim.take_pbx().iter().map(status).collect();
@@ -159,7 +167,7 @@ fn trunks_marked_down_by_their_health_check_are_skipped() {
     );
     // The second fails with 503 while the third... is fine: it goes there.
     sim.deliver(
-        carrier(),
+        second_trunk(),
         &carrier_response(&inv, 503, "Service Unavailable", Some("t2"), None),
     );
     let out = sim.take_carrier();

@@ -1,0 +1,212 @@
+//! Hard caps on the state a B2BUA holds: live transactions and the bytes of SIP messages kept
+//! for retransmission and matching. Concurrent calls are capped by the admission limits
+//! (`CallLimits::max_calls`, which the runtime always sets).
+//!
+//! Every new request costs a server transaction (its request and its last response kept for
+//! 32 s on UDP) and usually a client transaction; a flood of distinct new requests from an
+//! allowed peer would otherwise grow both without bound. What happens at the caps:
+//!
+//! - A new call (INVITE without To tag) is refused once either count reaches 7/8 of its cap:
+//!   503 with Retry-After, answered statelessly (nothing is kept for it; calls refused by the
+//!   admission limits are answered the same way), counted as
+//!   [`Event::AdmissionRejected`] with limit `max_transactions` or `max_stored_bytes`. The
+//!   last eighth stays for requests inside calls already up, so a flood of new calls cannot
+//!   keep a BYE from ending a call.
+//! - Any other request that would open a transaction is dropped at the full cap, counted as
+//!   [`Event::Dropped`] with the same reason (UDP peers retransmit; it gets through once load
+//!   drains).
+//! - Requests the SBC makes itself to end calls (BYE, CANCEL) are never refused: ending calls
+//!   is how state drains.
+
+use std::collections::HashMap;
+
+use super::{B2bua, Event, ResponseSpec, Transmit, msg};
+use crate::{
+    net::Peer,
+    sip::{Message, Method},
+};
+
+/// Hard caps of one B2BUA instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    /// Most live transactions, server and client together.
+    pub max_transactions: usize,
+    /// Most bytes of SIP messages held: requests and last responses of transactions,
+    /// 2xx and reliable provisionals awaiting ACK/PRACK, ACKs kept for 2xx retransmissions
+    /// and offers kept for failover.
+    pub max_stored_bytes: usize,
+}
+
+impl Default for Caps {
+    /// 20,000 transactions and 64 MiB: a few thousand concurrent calls with room for their
+    /// re-INVITEs and BYEs, and a worst case of a few hundred MB of process memory.
+    fn default() -> Self {
+        Self {
+            max_transactions: 20_000,
+            max_stored_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Which cap a request ran into (the metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Full {
+    Transactions,
+    StoredBytes,
+}
+
+impl Full {
+    const fn label(self) -> &'static str {
+        match self {
+            Full::Transactions => "max_transactions",
+            Full::StoredBytes => "max_stored_bytes",
+        }
+    }
+}
+
+/// Bytes held per transaction and per call, and their sum. Entries are replaced whenever their
+/// owner is drained, and removed with it, so the sum cannot drift.
+#[derive(Debug, Default)]
+pub(super) struct Ledger {
+    server: HashMap<String, usize>,
+    client: HashMap<String, usize>,
+    calls: HashMap<u64, usize>,
+    total: usize,
+}
+
+impl Ledger {
+    fn put<K: std::hash::Hash + Eq>(
+        map: &mut HashMap<K, usize>,
+        total: &mut usize,
+        key: K,
+        bytes: usize,
+    ) {
+        let old = map.insert(key, bytes).unwrap_or(0);
+        *total = total.saturating_sub(old).saturating_add(bytes);
+    }
+
+    fn take<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, total: &mut usize, key: &K) {
+        if let Some(old) = map.remove(key) {
+            *total = total.saturating_sub(old);
+        }
+    }
+
+    /// Server transaction `key` now holds `bytes`.
+    pub(super) fn set_server(&mut self, key: &str, bytes: usize) {
+        Self::put(&mut self.server, &mut self.total, key.to_owned(), bytes);
+    }
+
+    /// Client transaction `key` now holds `bytes`.
+    pub(super) fn set_client(&mut self, key: &str, bytes: usize) {
+        Self::put(&mut self.client, &mut self.total, key.to_owned(), bytes);
+    }
+
+    /// Call `id` now holds `bytes`.
+    pub(super) fn set_call(&mut self, id: u64, bytes: usize) {
+        Self::put(&mut self.calls, &mut self.total, id, bytes);
+    }
+
+    /// Server transaction `key` is gone.
+    pub(super) fn remove_server(&mut self, key: &str) {
+        Self::take(&mut self.server, &mut self.total, &key.to_owned());
+    }
+
+    /// Client transaction `key` is gone.
+    pub(super) fn remove_client(&mut self, key: &str) {
+        Self::take(&mut self.client, &mut self.total, &key.to_owned());
+    }
+
+    /// Call `id` is gone.
+    pub(super) fn remove_call(&mut self, id: u64) {
+        Self::take(&mut self.calls, &mut self.total, &id);
+    }
+
+    /// Bytes held in all.
+    pub(super) fn total(&self) -> usize {
+        self.total
+    }
+
+    /// Owners with an entry (for leak checks: zero when nothing is live).
+    pub(super) fn entries(&self) -> usize {
+        self.server.len() + self.client.len() + self.calls.len()
+    }
+}
+
+impl B2bua {
+    /// The cap a new request would exceed: `eighths` eighths of each cap are usable (7 for
+    /// new calls, 8 for everything else).
+    fn cap_reached(&self, eighths: usize) -> Option<Full> {
+        let share = |cap: usize| cap / 8 * eighths + cap % 8 * eighths / 8;
+        if self.server.len() + self.client.len() >= share(self.cfg.caps.max_transactions) {
+            return Some(Full::Transactions);
+        }
+        if self.ledger.total() >= share(self.cfg.caps.max_stored_bytes) {
+            return Some(Full::StoredBytes);
+        }
+        None
+    }
+
+    /// Refuses a request that would open a transaction above the caps: a new call gets a
+    /// stateless 503 + Retry-After, anything else is dropped. True when it was refused.
+    pub(super) fn refuse_over_caps(&mut self, peer: Peer, msg: &Message) -> bool {
+        let new_call = msg.method() == Some(&Method::Invite) && msg.to().tag().is_none();
+        let Some(full) = self.cap_reached(if new_call { 7 } else { 8 }) else {
+            return false;
+        };
+        if !new_call {
+            self.events.push_back(Event::Dropped {
+                reason: full.label(),
+            });
+            return true;
+        }
+        self.events.push_back(Event::AdmissionRejected {
+            from: peer.side,
+            limit: full.label(),
+        });
+        self.refuse_statelessly(peer, msg);
+        true
+    }
+
+    /// Answers a new call with 503 + Retry-After without keeping anything (RFC 3261 §8.2.6
+    /// allows a stateless answer): a flood of refused INVITEs costs no memory. A retransmitted
+    /// INVITE (the 503 was lost) is judged again like a new one; its ACK is a stray ACK.
+    pub(super) fn refuse_statelessly(&mut self, peer: Peer, msg: &Message) {
+        let tag = self.rng.token();
+        let retry = self.cfg.retry_after_s.to_string();
+        let data = msg::response(
+            msg,
+            &ResponseSpec {
+                status: 503,
+                reason: "Service Unavailable",
+                to_tag: Some(&tag),
+                contact: None,
+                user_agent: &self.cfg.user_agent,
+                content_type: None,
+                body: b"",
+                extra: &[("Retry-After", &retry)],
+            },
+            None,
+            &[],
+            &mut self.buf,
+        );
+        self.transmits.push_back(Transmit { to: peer, data });
+    }
+
+    /// Re-counts the bytes call `id` holds outside its transactions.
+    pub(super) fn account_call(&mut self, id: u64) {
+        let Some(c) = self.calls.get(&id) else {
+            self.ledger.remove_call(id);
+            return;
+        };
+        let held = c.pending_2xx.as_ref().map_or(0, |p| p.response.len())
+            + c.pending_rel.as_ref().map_or(0, |p| p.response.len())
+            + c.acks.iter().flatten().map(|(_, b)| b.len()).sum::<usize>()
+            + c.offer.as_ref().map_or(0, bytes::Bytes::len);
+        self.ledger.set_call(id, held);
+    }
+
+    /// Bytes of SIP messages held now.
+    pub fn stored_bytes(&self) -> usize {
+        self.ledger.total()
+    }
+}
