@@ -17,7 +17,7 @@ use prometheus::{
 use sbc_proto::{
     b2bua::{
         B2bua, B2buaConfig, CallInfo, Caps, EndReason, Event, LocalAddr, PbxAuthConfig,
-        PeerMismatch, Target, TrunkConfig, TrunkLocal,
+        PeerMismatch, Redirect, SessionTimerConfig, Target, TrunkConfig, TrunkLocal,
     },
     health::{HealthCheck, HealthConfig},
     limit::CallLimits,
@@ -84,6 +84,8 @@ pub struct CallMetrics {
     pub registration_state: IntGaugeVec,
     /// Calls moved away from a trunk after a timeout, 408 or 5xx, by that trunk.
     pub failovers: IntCounterVec,
+    /// Carrier 3xx on trunks that recurse, by outcome (`followed`, `limit`, `no_target`).
+    pub redirects: IntCounterVec,
     /// Calls (and MESSAGEs) from the PBX refused with 404 because no route takes the number.
     pub no_route: IntCounter,
     /// OPTIONS health per trunk: 1 for the current state (`unknown`, `up`, `down`).
@@ -254,6 +256,16 @@ impl CallMetrics {
             &["trunk"],
         )?;
         registry.register(Box::new(failovers.clone()))?;
+        let redirects = IntCounterVec::new(
+            Opts::new(
+                "sbc_calls_redirects_total",
+                "Carrier 3xx on trunks with redirect = \"recurse\", by outcome: followed (the \
+                 INVITE went to a Contact), limit ([sip] max_redirects reached) or no_target \
+                 (no usable Contact left); in the last two the 3xx reaches the PBX.",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(redirects.clone()))?;
         let no_route = IntCounter::new(
             "sbc_calls_no_route_total",
             "Calls from the PBX refused with 404: no [[route]] takes the called number.",
@@ -370,6 +382,7 @@ impl CallMetrics {
             bans_evicted,
             registration_state,
             failovers,
+            redirects,
             no_route,
             health,
             pbx_auth,
@@ -585,6 +598,11 @@ pub fn b2bua_config(c: &Config) -> B2buaConfig {
                 outbound,
                 inbound,
                 auth: t.auth_mode(),
+                redirect: match t.redirect {
+                    crate::config::RedirectMode::Recurse => Redirect::Recurse,
+                    crate::config::RedirectMode::Relay => Redirect::Relay,
+                },
+                hide_redirect_contacts: t.hide_redirect_contacts,
             }
         })
         .collect();
@@ -615,6 +633,12 @@ pub fn b2bua_config(c: &Config) -> B2buaConfig {
         pass_headers: B2buaConfig::default_pass_headers(),
         max_call_duration: None,
         pbx_auth: pbx_auth_config(c, inside.addr),
+        session_timer: SessionTimerConfig {
+            enabled: c.sip.session_timer,
+            session_expires: Duration::from_secs(c.sip.session_expires),
+            min_se: Duration::from_secs(c.sip.min_se),
+        },
+        max_redirects: c.sip.max_redirects,
         caps: Caps {
             max_transactions: usize::try_from(c.limits.max_transactions).unwrap_or(usize::MAX),
             max_stored_bytes: usize::try_from(c.limits.max_stored_mib)
@@ -1475,6 +1499,10 @@ pub async fn run(
                             .with_label_values(&[d])
                             .observe(at.elapsed().as_secs_f64());
                     }
+                }
+                Event::Redirect { call, outcome } => {
+                    calls.redirects.with_label_values(&[outcome]).inc();
+                    tracing::info!(call, outcome, "carrier redirect");
                 }
                 Event::Failover {
                     call,

@@ -441,6 +441,33 @@ proxy = "127.0.0.1:5090"
     }
 
     #[test]
+    fn session_timer_and_redirect_keys_are_validated() {
+        let c = parse(MINIMAL).unwrap_or_else(|p| panic!("{p:?}"));
+        assert!(c.sip.session_timer);
+        assert_eq!((c.sip.session_expires, c.sip.min_se), (1800, 90));
+        assert_eq!(c.sip.max_redirects, 5);
+        assert_eq!(c.trunks[0].redirect, super::super::RedirectMode::Recurse);
+        let text = MINIMAL.replace(
+            "[inside]",
+            "[sip]\nmin_se = 60\nsession_expires = 30\nmax_redirects = 0\n\n[inside]",
+        );
+        let problems = parse(&text).expect_err("out of range");
+        let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["sip.min_se", "sip.session_expires", "sip.max_redirects"],
+            "{problems:#?}"
+        );
+        let text = format!("{MINIMAL}redirect = \"relay\"\nhide_redirect_contacts = true\n");
+        let c = parse(&text).unwrap_or_else(|p| panic!("{p:?}"));
+        assert_eq!(c.trunks[0].redirect, super::super::RedirectMode::Relay);
+        assert!(c.trunks[0].hide_redirect_contacts);
+        let text = format!("{MINIMAL}redirect = \"bounce\"\n");
+        let problems = parse(&text).expect_err("unknown mode");
+        assert_eq!(problems[0].path, "trunk[0].redirect", "{problems:#?}");
+    }
+
+    #[test]
     fn pbx_auth_keys_are_validated() {
         let with = |extra: &str| {
             MINIMAL.replace(

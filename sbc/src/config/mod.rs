@@ -255,6 +255,14 @@ pub struct Sip {
     pub udp_workers: usize,
     /// Kernel receive and send buffer size asked for each UDP socket, bytes.
     pub udp_buffer_bytes: usize,
+    /// Session timers (RFC 4028) on each leg.
+    pub session_timer: bool,
+    /// Session interval the SBC asks for and the longest it grants, seconds.
+    pub session_expires: u64,
+    /// Shortest session interval accepted (Min-SE), seconds.
+    pub min_se: u64,
+    /// Most carrier redirects (3xx) one call follows.
+    pub max_redirects: u8,
 }
 
 impl Default for Sip {
@@ -277,6 +285,10 @@ impl Default for Sip {
             inbound_queue: 4_096,
             udp_workers: 1,
             udp_buffer_bytes: 4 << 20,
+            session_timer: true,
+            session_expires: 1800,
+            min_se: 90,
+            max_redirects: 5,
         }
     }
 }
@@ -529,12 +541,29 @@ pub struct Trunk {
     /// RTP and RTCP); beyond it a call gets 503. Absent: half of the relay port range.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_media_ports: Option<u32>,
+    /// What a 3xx from this carrier does: `recurse` (default) or `relay`.
+    #[serde(default)]
+    pub redirect: RedirectMode,
+    /// A relayed 3xx has its Contacts rewritten to the SBC's inside address.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hide_redirect_contacts: bool,
     /// `[[trunk.number]]`: number normalisation rules of this trunk's calls.
     #[serde(default, rename = "number", skip_serializing_if = "Vec::is_empty")]
     pub numbers: Vec<NumberRule>,
     /// `[[trunk.header]]`: header manipulation of this trunk's calls.
     #[serde(default, rename = "header", skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<HeaderRule>,
+}
+
+/// What a trunk's 3xx responses do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RedirectMode {
+    /// The SBC follows the Contacts itself.
+    #[default]
+    Recurse,
+    /// The 3xx goes to the PBX.
+    Relay,
 }
 
 /// Which way a trunk rule applies.

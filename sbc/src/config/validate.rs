@@ -60,6 +60,19 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
         bad("sip.max_headers", "must be between 16 and 1024".into());
     }
 
+    // RFC 4028 §4: Min-SE is never below 90 s; a session may not be shorter than its Min-SE.
+    if !(90..=86_400).contains(&s.min_se) {
+        bad("sip.min_se", "must be between 90 and 86400".into());
+    }
+    if !(s.min_se..=86_400).contains(&s.session_expires) {
+        bad(
+            "sip.session_expires",
+            format!("must be between min_se ({}) and 86400", s.min_se),
+        );
+    }
+    if !(1..=20).contains(&s.max_redirects) {
+        bad("sip.max_redirects", "must be between 1 and 20".into());
+    }
     for (key, value, range) in [
         ("sip.idle_timeout_s", s.idle_timeout_s, 1..=86_400),
         ("sip.message_timeout_s", s.message_timeout_s, 1..=3_600),

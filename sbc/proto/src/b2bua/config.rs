@@ -79,6 +79,10 @@ pub struct TrunkConfig {
     pub inbound: Manipulation,
     /// Who answers the trunk's digest challenges (see `auth_passthrough.rs`).
     pub auth: TrunkAuth,
+    /// What a 3xx from this trunk does: recursion by the SBC, or relayed to the PBX.
+    pub redirect: super::Redirect,
+    /// A 3xx relayed to the PBX has its Contacts rewritten to the SBC's address.
+    pub hide_redirect_contacts: bool,
 }
 
 /// Who answers a trunk's digest challenges (RFC 3261 §22).
@@ -125,6 +129,8 @@ impl TrunkConfig {
             outbound: Manipulation::default(),
             inbound: Manipulation::default(),
             auth: TrunkAuth::Sbc,
+            redirect: super::Redirect::default(),
+            hide_redirect_contacts: false,
         }
     }
 }
@@ -163,6 +169,10 @@ pub struct B2buaConfig {
     pub max_call_duration: Option<Duration>,
     /// Digest authentication required of the PBX's new requests (None: the ACL alone).
     pub pbx_auth: Option<super::PbxAuthConfig>,
+    /// Session timers (RFC 4028), negotiated and run per leg.
+    pub session_timer: super::SessionTimerConfig,
+    /// Most redirects (3xx) one call follows.
+    pub max_redirects: u8,
     /// Hard caps on transactions and stored message bytes (`caps.rs`).
     pub caps: super::Caps,
     /// What of SDP crosses, and the SBC's own addresses (refused as SDP targets).
@@ -176,8 +186,9 @@ pub struct B2buaConfig {
 }
 
 impl B2buaConfig {
-    /// The default header allowlist: identity, privacy, diversion, reason, capabilities, and
-    /// Retry-After (kept on 503).
+    /// The default header allowlist: identity, privacy, diversion, reason, capabilities,
+    /// Retry-After (kept on 503) and Min-Expires (mandatory on 423). `Supported`, `Require` and
+    /// the session timer headers are the SBC's own on each leg (`extensions.rs`), never copied.
     pub fn default_pass_headers() -> Vec<String> {
         [
             "p-asserted-identity",
@@ -186,10 +197,10 @@ impl B2buaConfig {
             "diversion",
             "reason",
             "allow",
-            "supported",
             "accept",
             "retry-after",
             "unsupported",
+            "min-expires",
         ]
         .into_iter()
         .map(str::to_owned)

@@ -26,20 +26,26 @@
 //! rules, per-trunk admission) and fail over across a trunk's servers and then the route's
 //! trunks on timeout, 408 or 5xx.
 //!
-//! Not yet: forking beyond the first early dialog, 3xx recursion.
+//! Per leg, the SBC negotiates its own extensions (`extensions.rs`: 420 for what it lacks) and
+//! session timers (`session_timer.rs`, RFC 4028); a carrier's 3xx is followed or relayed per
+//! trunk (`redirect.rs`) and forked early dialogs reach the caller as one (`fork.rs`).
 
 mod caps;
 mod body;
 mod border;
 mod auth_passthrough;
 mod config;
+mod extensions;
+mod fork;
 mod ids;
 mod media_peers;
 mod msg;
 mod pbx_auth;
 mod peer_binding;
 mod register_relay;
+mod redirect;
 mod sdp;
+mod session_timer;
 mod timers;
 
 #[cfg(test)]
@@ -60,7 +66,9 @@ pub use ids::Rng;
 use msg::{RequestSpec, ResponseSpec};
 pub use pbx_auth::{PbxAuthConfig, PbxAuthResult};
 pub use peer_binding::PeerMismatch;
+pub use redirect::Redirect;
 pub use sdp::SdpProblem;
+pub use session_timer::SessionTimerConfig;
 use timers::{TimerQueue, TimerRef};
 
 use crate::{
@@ -102,6 +110,9 @@ pub enum EndReason {
     MaxDuration,
     /// A transport failure.
     TransportError,
+    /// A leg's session timer ran out without a refresh (RFC 4028 §10), or a refresh of ours
+    /// was answered 408/481 or timed out.
+    SessionExpired,
 }
 
 impl EndReason {
@@ -116,6 +127,7 @@ impl EndReason {
             EndReason::MediaTimeout => "media_timeout",
             EndReason::MaxDuration => "max_duration",
             EndReason::TransportError => "transport_error",
+            EndReason::SessionExpired => "session_expired",
         }
     }
 }
@@ -177,6 +189,14 @@ pub enum Event {
     /// A new call (or a MESSAGE) was refused with 404: no outbound route takes its called
     /// number.
     NoRoute,
+    /// A carrier's 3xx to a call's INVITE on a trunk that recurses (`redirect.rs`).
+    Redirect {
+        /// Call handle.
+        call: u64,
+        /// `followed` (the INVITE went to one of its Contacts), `limit` (`max_redirects`
+        /// reached) or `no_target` (no usable Contact left); in the last two the 3xx is relayed.
+        outcome: &'static str,
+    },
     /// A message in a dialog or transaction did not come from its peer (481 or dropped; see
     /// `peer_binding.rs`).
     PeerMismatch {
@@ -297,6 +317,8 @@ struct Leg {
     origin: sdp::Origin,
     /// Client key of an INVITE we have outstanding on this leg (for 491 glare detection).
     invite_out: Option<String>,
+    /// This leg's session timer (RFC 4028), once negotiated.
+    session: Option<session_timer::LegTimer>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -362,9 +384,12 @@ struct Call {
     next_trunks: Vec<usize>,
     /// Which of the trunk's servers the carrier leg uses: 0 = its target, i = alternate i-1.
     server: usize,
-    /// Outbound calls with trunks left to try: the offer sent to the carrier, reused on
-    /// failover.
+    /// Outbound calls: the offer sent to the carrier, reused on failover and redirects.
     offer: Option<Bytes>,
+    /// Redirect targets already tried (3xx recursion, `redirect.rs`).
+    redirects: redirect::Tried,
+    /// The carrier's early dialogs (forking, `fork.rs`).
+    forks: fork::Forks,
 }
 
 /// Where a new call goes, decided before anything is set up for it.
@@ -825,6 +850,22 @@ impl B2bua {
             self.reject(now, peer, key, msg, 483, "Too Many Hops", media);
             return;
         }
+        // §8.2.2.3: an extension the SBC does not implement on this leg cannot be required.
+        let unsupported = extensions::unsupported(&msg, self.cfg.session_timer.enabled);
+        if !unsupported.is_empty() {
+            let list = unsupported.join(", ");
+            self.reject_with(
+                now,
+                peer,
+                key,
+                msg,
+                420,
+                "Bad Extension",
+                &[("Unsupported", &list)],
+                media,
+            );
+            return;
+        }
         let to_tag = msg.to().tag().map(str::to_owned);
         if let Some(tag) = to_tag {
             let dialog = (msg.call_id().to_owned(), tag);
@@ -853,6 +894,21 @@ impl B2bua {
         };
         match method {
             Method::Invite => {
+                if let Some(min) = self.cfg.session_timer.too_brief(&msg) {
+                    // RFC 4028 §8.1 (as UAS): too short a session interval.
+                    let min = min.to_string();
+                    self.reject_with(
+                        now,
+                        peer,
+                        key,
+                        msg,
+                        422,
+                        "Session Interval Too Small",
+                        &[("Min-SE", &min)],
+                        media,
+                    );
+                    return;
+                }
                 let merged = merged_key(&msg);
                 if let Some(m) = &merged
                     && self.merged.get(m).is_some_and(|k| *k != key)
@@ -1325,6 +1381,7 @@ impl B2bua {
         media: &mut dyn MediaControl,
     ) {
         let tag = self.rng.token();
+        let supported = extensions::supported_value(self.cfg.session_timer.enabled);
         let resp = msg::response(
             &msg,
             &ResponseSpec {
@@ -1338,7 +1395,7 @@ impl B2bua {
                 extra: &[
                     ("Allow", ALLOW),
                     ("Accept", "application/sdp"),
-                    ("Supported", ""),
+                    ("Supported", &supported),
                 ],
             },
             None,
@@ -1441,12 +1498,7 @@ impl B2bua {
             }
         }
 
-        let has_token = |it: &mut dyn Iterator<Item = Result<&str, crate::sip::HeaderError>>| {
-            it.filter_map(Result::ok)
-                .any(|t| t.trim().eq_ignore_ascii_case("100rel"))
-        };
-        let caller_100rel =
-            has_token(&mut msg.headers().require()) || has_token(&mut msg.headers().supported());
+        let caller_100rel = extensions::offers(&msg, "100rel");
         let id = self.next_call;
         self.next_call += 1;
         let (out_call_id, out_tag) = match &plan.resume {
@@ -1479,6 +1531,7 @@ impl B2bua {
                 .collect(),
             origin: sdp::Origin::new(self.rng.next_u64() % 1_000_000_000),
             invite_out: None,
+            session: None,
         };
         let mut callee_origin = sdp::Origin::new(self.rng.next_u64() % 1_000_000_000);
         let mut sdp_out = Vec::new();
@@ -1505,6 +1558,7 @@ impl B2bua {
             to,
             plan.trunk,
             target,
+            None,
             &out_call_id,
             &out_tag,
             &branch,
@@ -1542,17 +1596,14 @@ impl B2bua {
             route_set: Vec::new(),
             origin: callee_origin,
             invite_out: None,
+            session: None,
         };
         let legs = match origin {
             Side::Inside => [caller_leg, callee_leg],
             Side::Outside => [callee_leg, caller_leg],
         };
-        let has_alternates = plan
-            .trunk
-            .and_then(|t| self.cfg.trunks.get(t))
-            .is_some_and(|t| !t.alternates.is_empty());
-        let offer = (to == Side::Outside && (!plan.next_trunks.is_empty() || has_alternates))
-            .then(|| Bytes::from(sdp_out));
+        // Kept for failover and redirect recursion (`redirect.rs`).
+        let offer = (to == Side::Outside).then(|| Bytes::from(sdp_out));
         let mut call = Call {
             origin,
             started: now,
@@ -1577,6 +1628,8 @@ impl B2bua {
             next_trunks: plan.next_trunks,
             server: 0,
             offer,
+            redirects: redirect::Tried::default(),
+            forks: fork::Forks::default(),
         };
         if let Some(t) = plan.trunk
             && let Some(n) = self.trunk_active.get_mut(t)
@@ -1634,6 +1687,7 @@ impl B2bua {
         to: Side,
         trunk: Option<usize>,
         target: Target,
+        called: Option<&str>,
         call_id: &str,
         tag: &str,
         branch: &str,
@@ -1645,7 +1699,7 @@ impl B2bua {
             Side::Outside => &t.outbound,
             Side::Inside => &t.inbound,
         });
-        let user = request_user(orig).unwrap_or_default();
+        let user = called.map_or_else(|| request_user(orig).unwrap_or_default(), str::to_owned);
         let from_user = match orig.from().uri {
             crate::sip::Uri::Sip(u) => u.user.unwrap_or("anonymous").to_owned(),
             crate::sip::Uri::Tel(t) => t.raw.trim_start_matches("tel:").to_owned(),
@@ -1679,15 +1733,19 @@ impl B2bua {
             format!("<sip:{called}@{target_hp}>")
         };
 
-        let requires_100rel = orig
-            .headers()
-            .require()
-            .filter_map(Result::ok)
-            .any(|t| t.trim().eq_ignore_ascii_case("100rel"));
+        let requires_100rel = extensions::requires(orig, "100rel");
         // The caller insists on reliable provisionals: so must the callee (RFC 3262 §4).
         let mut added: Vec<(String, String)> = Vec::new();
         if requires_100rel {
             added.push(("Require".into(), "100rel".into()));
+        }
+        // The SBC's own extensions on this leg (a header rule may still remove Supported).
+        if !rules.headers.iter().any(|r| r.suppresses("supported")) {
+            let timer = cfg.session_timer.enabled;
+            added.push(("Supported".into(), extensions::supported_value(timer)));
+        }
+        for (n, v) in cfg.session_timer.request_headers(None) {
+            added.push((n.into(), v));
         }
         let vars = crate::routing::Vars {
             calling: &calling,
@@ -2158,6 +2216,27 @@ impl B2bua {
                 return;
             }
         }
+        if matches!(method, Method::Invite | Method::Update)
+            && let Some(min) = self.cfg.session_timer.too_brief(&msg)
+        {
+            let min = min.to_string();
+            self.reject_with(
+                now,
+                peer,
+                key,
+                msg,
+                422,
+                "Session Interval Too Small",
+                &[("Min-SE", &min)],
+                media,
+            );
+            return;
+        }
+        if method == Method::Update && msg.body().is_empty() {
+            // A session refresh (or target refresh) concerns this leg only: answered here.
+            self.answer_refresh(now, peer, key, msg, call, media);
+            return;
+        }
         let to_tag = msg.to().tag().map(str::to_owned);
         let tx = if is_invite {
             let trying = self.trying(&msg);
@@ -2285,6 +2364,13 @@ impl B2bua {
             method,
             Method::Invite | Method::Update | Method::Refer | Method::Notify
         );
+        if matches!(method, Method::Invite | Method::Update) {
+            // The SBC's own extensions and session interval on this leg, not the peer's.
+            let timer = self.cfg.session_timer.enabled;
+            extra_owned.push(("Supported", extensions::supported_value(timer)));
+            let current = leg.session.as_ref();
+            extra_owned.extend(self.cfg.session_timer.request_headers(current));
+        }
         let req = msg::request(
             &RequestSpec {
                 method: &method,
@@ -2417,6 +2503,13 @@ impl B2bua {
             }
             return;
         }
+        if is_invite
+            && (200..300).contains(&status)
+            && purpose == Purpose::Initial
+            && self.late_fork_2xx(now, call, side, &msg, media)
+        {
+            return;
+        }
         if is_invite && (200..300).contains(&status) {
             // A 2xx retransmission after we ACKed: ACK again (§13.2.2.4).
             if let Some(c) = self.calls.get(&call)
@@ -2432,6 +2525,9 @@ impl B2bua {
             }
         }
         match purpose {
+            Purpose::Own if msg.cseq().method == Method::Update => {
+                self.refresh_answered(now, call, side, status, &msg, media);
+            }
             Purpose::Own => {}
             Purpose::Initial => self.initial_response(now, call, side, status, &msg, media),
             Purpose::Relay { server } => {
@@ -2460,27 +2556,8 @@ impl B2bua {
                 return;
             };
             if (101..300).contains(&status) {
-                let leg = c.leg_mut(side);
-                if leg.remote_tag.is_none()
-                    && let Some(tag) = resp.to().tag()
-                {
-                    leg.remote_tag = Some(tag.to_owned());
-                    leg.remote_hdr = msg::first_value(resp.headers(), HeaderName::To)
-                        .unwrap_or("")
-                        .to_owned();
-                }
-                if let Some(ct) = first_contact(resp) {
-                    leg.remote_target = ct;
-                }
-                // UAC route set: Record-Route in reverse (§12.1.2).
-                let rr: Vec<String> = resp
-                    .record_routes()
-                    .filter_map(Result::ok)
-                    .map(|r| format!("<{}>", r.uri_str))
-                    .collect();
-                if !rr.is_empty() {
-                    leg.route_set = rr.into_iter().rev().collect();
-                }
+                // The newest early dialog (forking, `fork.rs`) is the one the caller sees.
+                c.follow_dialog(side, resp);
             }
             if (101..200).contains(&status) {
                 if !c.provisional_seen {
@@ -2526,6 +2603,8 @@ impl B2bua {
                 return;
             }
             self.events.push_back(Event::CallAnswered { call });
+            let timer = self.cfg.session_timer.answered(now, resp);
+            self.set_leg_timer(call, side, timer);
             let sent =
                 self.relay_to_caller(now, call, caller, &server_key, status, resp, None, media);
             if !late_offer {
@@ -2535,6 +2614,13 @@ impl B2bua {
                 let ack_other = late_offer.then_some(cseq_callee);
                 self.start_2xx_retransmit(now, call, caller, &server_key, resp_bytes, ack_other);
             }
+            return;
+        }
+        if !canceled
+            && (300..400).contains(&status)
+            && side == Side::Outside
+            && self.recurse(now, call, resp, media)
+        {
             return;
         }
         // RFC 3261 §16.7 item 6 style serial forking across trunks: a timeout or server
@@ -2754,12 +2840,7 @@ impl B2bua {
             .map_or_else(|| self.cfg.local(caller), |c| c.leg(caller).local);
         // 3xx: the redirect targets, reduced to their numbers at the SBC (`msg.rs`).
         let contacts: Vec<String> = if (300..400).contains(&status) {
-            msg::redirect_contacts(
-                resp.headers()
-                    .all(HeaderName::Contact)
-                    .filter_map(|h| h.value_str()),
-                local,
-            )
+            self.relayed_contacts(call, caller, resp, local)
         } else {
             Vec::new()
         };
@@ -2778,6 +2859,8 @@ impl B2bua {
             extra.push(("Require", "100rel"));
             extra.push(("RSeq", r.as_str()));
         }
+        let (own, leg_timer) = self.answer_extensions(now, &e.request, status, resp);
+        extra.extend(own.iter().map(|(n, v)| (*n, v.as_str())));
         let out = msg::response(
             &e.request,
             &ResponseSpec {
@@ -2796,6 +2879,9 @@ impl B2bua {
         );
         let key = key.to_owned();
         self.send_on_server(now, &key, status, out.clone(), media);
+        if let Some(t) = leg_timer {
+            self.set_leg_timer(call, caller, Some(t));
+        }
         ((200..300).contains(&status) || rseq.is_some()).then_some(out)
     }
 
@@ -2941,19 +3027,50 @@ impl B2bua {
             };
             (index, 0, target)
         };
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.server = server;
+            c.next_trunks = candidates;
+        }
+        self.events.push_back(Event::Failover {
+            call,
+            from,
+            to: index,
+            status,
+        });
+        self.restart_outside(now, call, index, target, None, &orig, &offer, media)
+    }
+
+    /// Starts the call's carrier leg afresh toward `target` on trunk `index` (failover,
+    /// redirect): a new dialog there (Call-ID, From tag, CSeq 1) whose INVITE is built by that
+    /// trunk's rules from the caller's `orig` (with `called` as the called number when given)
+    /// and carries `offer`.
+    #[allow(clippy::too_many_arguments, reason = "internal helper")]
+    fn restart_outside(
+        &mut self,
+        now: Instant,
+        call: u64,
+        index: usize,
+        target: Target,
+        called: Option<&str>,
+        orig: &Message,
+        offer: &[u8],
+        media: &mut dyn MediaControl,
+    ) -> bool {
+        let from = self.calls.get(&call).and_then(|c| c.trunk);
         let local = self.trunk_local(Side::Outside, Some(index));
         let call_id = format!("{}@{}", self.rng.token(), msg::host(local.addr));
         let tag = self.rng.token();
         let branch = self.rng.branch();
         let out = self.build_invite(
-            &orig,
+            orig,
             Side::Outside,
             Some(index),
             target,
+            called,
             &call_id,
             &tag,
             &branch,
-            &offer,
+            offer,
         );
         let peer = Peer {
             side: Side::Outside,
@@ -2980,13 +3097,11 @@ impl B2bua {
         leg.route_set = Vec::new();
         leg.invite_out = Some(ck.clone());
         c.trunk = Some(index);
-        c.server = server;
-        c.next_trunks = candidates;
         c.initial_client = ck.clone();
         c.acks[side_index(Side::Outside)] = None;
         let server = c.initial_server.clone();
-        if index != from {
-            if let Some(n) = self.trunk_active.get_mut(from) {
+        if from != Some(index) {
+            if let Some(n) = from.and_then(|f| self.trunk_active.get_mut(f)) {
                 *n = n.saturating_sub(1);
             }
             if let Some(n) = self.trunk_active.get_mut(index) {
@@ -2998,12 +3113,6 @@ impl B2bua {
         if let Some(e) = self.server.get_mut(&server) {
             e.relay = Some(ck.clone());
         }
-        self.events.push_back(Event::Failover {
-            call,
-            from,
-            to: index,
-            status,
-        });
         // The media layer follows: the new server's address, the new trunk's networks and quota.
         if let Some(s) = self.calls.get(&call).and_then(|c| c.media) {
             let peers = self.call_media_peers(call);
@@ -3235,6 +3344,20 @@ impl B2bua {
             c.leg_mut(side).invite_out = None;
         }
         let sent = self.relay_to_caller(now, call, from, server, status, resp, None, media);
+        if matches!(method, Method::Invite | Method::Update) && (200..300).contains(&status) {
+            // The peer answered a request relayed on its leg: its session interval from now.
+            let current = self.calls.get(&call).and_then(|c| c.leg(side).session);
+            let timer = self
+                .cfg
+                .session_timer
+                .answered(now, resp)
+                .or(current.map(|t| session_timer::LegTimer {
+                    last: now,
+                    refreshing: false,
+                    ..t
+                }));
+            self.set_leg_timer(call, side, timer);
+        }
         match method {
             Method::Bye if status >= 200 => self.finish_call(call, EndReason::Bye, media),
             Method::Invite if (200..300).contains(&status) => {
@@ -3324,6 +3447,7 @@ impl B2bua {
             },
         );
         let (call, purpose, side) = (e.call, e.purpose.clone(), e.side);
+        let own_refresh = purpose == Purpose::Own && e.request.method() == Some(&Method::Update);
         // The request is shared between the entry and the machine: counted once.
         let held = e.tx.held_bytes();
         let owner = TimerRef::Client(key.to_owned());
@@ -3336,6 +3460,11 @@ impl B2bua {
             self.ledger.remove_client(key);
         } else {
             self.ledger.set_client(key, held);
+        }
+        if own_refresh && failure.is_some() {
+            // RFC 4028 §10: a refresh that times out ends the session.
+            self.terminate(now, call, EndReason::SessionExpired, media);
+            return;
         }
         if let Some(timer) = failure {
             self.client_failed(now, call, side, purpose, timer, media);
@@ -3416,7 +3545,16 @@ impl B2bua {
             self.terminate(now, call, EndReason::MaxDuration, media);
             return;
         }
-        let mut next = c.ends_at;
+        let Ok(session_next) = self.session_timers(now, call, media) else {
+            return; // a session expired: the call is over
+        };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let mut next = match (c.ends_at, session_next) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let mut give_up = false;
         let mut unacked_rel = false;
         let caller_peer = c.legs[side_index(c.leg_side_of_caller())].peer;

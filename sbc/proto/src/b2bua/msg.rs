@@ -52,6 +52,16 @@ pub(super) fn contact(local: LocalAddr) -> String {
 /// own, so no inside host name or address crosses (topology hiding).
 const IDENTITY_HEADERS: [&str; 3] = ["p-asserted-identity", "p-preferred-identity", "diversion"];
 
+/// Headers negotiated by the SBC on each leg (`extensions.rs`, `session_timer.rs`): never
+/// copied from the other leg, whatever the allowlist says.
+const PER_LEG: [&str; 5] = [
+    "supported",
+    "require",
+    "proxy-require",
+    "session-expires",
+    "min-se",
+];
+
 /// A trunk's rules for the copied headers of a call's first INVITE.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Shaping<'a> {
@@ -77,7 +87,10 @@ pub(super) fn copy_allowed(
         } else {
             name.to_ascii_lowercase()
         };
-        if !pass.contains(&lname) || shaping.headers.iter().any(|r| r.suppresses(&lname)) {
+        if !pass.contains(&lname)
+            || PER_LEG.contains(&lname.as_str())
+            || shaping.headers.iter().any(|r| r.suppresses(&lname))
+        {
             continue;
         }
         if IDENTITY_HEADERS.contains(&lname.as_str()) {
@@ -114,6 +127,7 @@ fn canonical(lname: &str) -> &str {
         "accept" => "Accept",
         "retry-after" => "Retry-After",
         "unsupported" => "Unsupported",
+        "min-expires" => "Min-Expires",
         other => other,
     }
 }

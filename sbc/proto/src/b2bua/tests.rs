@@ -67,6 +67,8 @@ fn config() -> B2buaConfig {
         pass_headers: B2buaConfig::default_pass_headers(),
         max_call_duration: None,
         pbx_auth: None,
+        session_timer: SessionTimerConfig::default(),
+        max_redirects: 5,
         caps: Caps::default(),
         sdp: crate::sdp::SdpPolicy {
             own_addresses: vec![addr("10.0.0.1:0").ip(), addr("203.0.113.1:0").ip()],
@@ -390,8 +392,8 @@ fn outbound_call_rewrites_everything_and_hides_the_inside() {
     );
     assert_eq!(
         hdr(&inv, HeaderName::Supported),
-        "replaces, 100rel, timer",
-        "Supported passes (100rel included: reliable provisionals are relayed)"
+        "100rel, timer",
+        "the SBC's own options on this leg, not the PBX's list (replaces is not mapped)"
     );
     assert!(
         inv.headers()
@@ -1312,6 +1314,7 @@ fn first_provisional_is_reported_once_between_start_and_answer() {
             Event::CallEnded { .. } => "ended",
             Event::AdmissionRejected { .. } => "rejected",
             Event::Failover { .. } => "failover",
+            Event::Redirect { .. } => "redirect",
             Event::PbxAuth { .. } => "pbx_auth",
             Event::NoRoute => "no_route",
             Event::PeerMismatch { .. } => "peer_mismatch",
@@ -1394,12 +1397,16 @@ hello",
 mod admission;
 mod auth;
 mod caps;
-mod border;
 mod auth_passthrough;
+mod border;
+mod extensions;
 mod failover;
+mod fork;
 mod media_peers;
 mod pbx_auth;
 mod peer_binding;
+mod redirect;
 mod register_relay;
 mod routing;
+mod session_timer;
 mod tokens;
