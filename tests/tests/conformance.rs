@@ -467,9 +467,9 @@ const SWEEP: [u16; 50] = [
     501, 502, 503, 504, 505, 513, 599, 600, 603, 604, 606, 699,
 ];
 
-/// 401/407 reach the caller with their challenge only with digest pass-through (issue 14,
-/// item 1, another branch): the lead turns this on once that is merged.
-const CHALLENGE_PASSTHROUGH: bool = false;
+/// 401/407 reach the caller with their challenge: the sweep's trunk uses digest pass-through
+/// (`auth = "passthrough"`), and a challenge from the PBX is always relayed.
+const CHALLENGE_PASSTHROUGH: bool = true;
 
 /// The header a relayed `code` must carry, as (header, regex), and the line the callee adds.
 fn mandatory(code: u16) -> Option<(&'static str, &'static str, &'static str)> {
@@ -563,6 +563,13 @@ fn every_response_code_is_relayed_both_ways_with_its_mandatory_headers() {
         return;
     }
     let lab = MediaLab::start("scw", "xdp = \"off\"");
+    // The carrier's 401/407 must reach the PBX with its challenge: pass-through on the trunk.
+    lab.json(
+        "PUT",
+        "/api/v1/trunks/carrier",
+        Some(r#"{"proxy":"198.18.2.2:5060","auth":"passthrough"}"#),
+        200,
+    );
     let (pbx, car) = (lab.lab.pbx.as_str(), lab.lab.carrier.as_str());
     let mut cases: Vec<(u16, Option<u16>)> = SWEEP.iter().map(|c| (*c, None)).collect();
     // 180-183 before a final answer.

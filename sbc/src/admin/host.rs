@@ -185,16 +185,24 @@ mod tests {
 
     #[test]
     fn configured_names_are_validated_with_their_key_paths() {
-        let problems = crate::config::parse(
-            "[admin]\nhosts = [\"sbc.example.net\", \"bad name\", \"10.0.0.1\", \"x.example.\"]\n",
-        )
+        // The shipped config with `hosts` added to its [admin] table.
+        let with_hosts = |hosts: &str| {
+            crate::config::SHIPPED_DEFAULT.replacen(
+                "[admin]\n",
+                &format!("[admin]\nhosts = {hosts}\n"),
+                1,
+            )
+        };
+        let problems = crate::config::parse(&with_hosts(
+            r#"["sbc.example.net", "bad name", "10.0.0.1", "x.example."]"#,
+        ))
         .expect_err("invalid names");
         let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(
             paths,
             ["admin.hosts[1]", "admin.hosts[2]", "admin.hosts[3]"]
         );
-        let c = crate::config::parse("[admin]\nhosts = [\"SBC.example.net\"]\n").expect("valid");
+        let c = crate::config::parse(&with_hosts(r#"["SBC.example.net"]"#)).expect("valid");
         assert_eq!(check("sbc.example.net:8080", &c.admin.hosts), Ok(()));
     }
 }

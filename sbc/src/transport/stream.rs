@@ -205,11 +205,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                         .windows(4)
                         .position(|w| w == b"\r\n\r\n")
                         .map_or(buf.len(), |i| i + 4);
-                    let partial = Bytes::copy_from_slice(&buf[..head]);
-                    if let Verdict::Reject(r) = examine(partial, ctx.peer, ctx.local, &ctx.limits) {
-                        ctx.counters.rejected(r.code);
-                        *last_words = Some(r.bytes);
-                    }
+                    *last_words = answer_unfinished(ctx, &buf[..head]);
                     return Some(match e {
                         FrameError::MissingContentLength => DropReason::MissingContentLength,
                         FrameError::BadContentLength => DropReason::BadContentLength,
@@ -245,14 +241,14 @@ async fn read_loop<R: AsyncRead + Unpin>(
             Err(_elapsed) => {
                 let now = Instant::now();
                 if !proven && first_deadline.is_some_and(|t| now >= t) {
+                    // An unfinished first request (RFC 4475 `baddn`) still gets its 400.
+                    if message_start.is_some() {
+                        *last_words = answer_unfinished(ctx, &buf);
+                    }
                     return Some(DropReason::FirstMessageTimeout);
                 }
                 if message_start.is_some_and(|t| now >= t + ctx.stream.message_timeout) {
-                    let partial = Bytes::copy_from_slice(&buf);
-                    if let Verdict::Reject(r) = examine(partial, ctx.peer, ctx.local, &ctx.limits) {
-                        ctx.counters.rejected(r.code);
-                        *last_words = Some(r.bytes);
-                    }
+                    *last_words = answer_unfinished(ctx, &buf);
                     return Some(DropReason::MessageTimeout);
                 }
                 // Writes since the deadline was computed keep the connection alive.
@@ -260,6 +256,33 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     return Some(DropReason::IdleTimeout);
                 }
             }
+        }
+    }
+}
+
+/// The stateless answer to a request the connection will never finish (cut by a deadline or
+/// unframeable), when the parser can answer it and the source may be answered (admitted and
+/// within the stateless-reply budget, like every stateless reply). Counted either way.
+fn answer_unfinished(ctx: &StreamCtx, partial: &[u8]) -> Option<Bytes> {
+    let Verdict::Reject(r) = examine(
+        Bytes::copy_from_slice(partial),
+        ctx.peer,
+        ctx.local,
+        &ctx.limits,
+    ) else {
+        return None;
+    };
+    match ctx
+        .admission
+        .may_reply(ctx.peer.side, ctx.peer.addr.ip(), std::time::Instant::now())
+    {
+        Ok(()) => {
+            ctx.counters.rejected(r.code);
+            Some(r.bytes)
+        }
+        Err(reason) => {
+            ctx.counters.dropped(reason);
+            None
         }
     }
 }

@@ -30,10 +30,10 @@
 //! session timers (`session_timer.rs`, RFC 4028); a carrier's 3xx is followed or relayed per
 //! trunk (`redirect.rs`) and forked early dialogs reach the caller as one (`fork.rs`).
 
-mod caps;
+mod auth_passthrough;
 mod body;
 mod border;
-mod auth_passthrough;
+mod caps;
 mod config;
 mod extensions;
 mod fork;
@@ -42,8 +42,8 @@ mod media_peers;
 mod msg;
 mod pbx_auth;
 mod peer_binding;
-mod register_relay;
 mod redirect;
+mod register_relay;
 mod sdp;
 mod session_timer;
 mod timers;

@@ -184,8 +184,8 @@ impl B2bua {
         )
     }
 
-    /// The Contacts of a 3xx relayed to `caller`: as the callee sent them, or, from a trunk
-    /// that hides them, rewritten to the SBC's address on the caller's side (user and `q`
+    /// The Contacts of a 3xx relayed to `caller`. Toward the carrier: numbers at the SBC only,
+    /// always. Toward the PBX: as the carrier sent them, or, from a trunk that hides them, rewritten to the SBC's address on the caller's side (user and `q`
     /// kept, anything else dropped).
     pub(super) fn relayed_contacts(
         &self,
@@ -194,6 +194,16 @@ impl B2bua {
         resp: &Message,
         local: LocalAddr,
     ) -> Vec<String> {
+        // Toward the carrier a redirect never carries inside URIs (topology hiding fails
+        // closed): only the numbers, at the SBC (`msg::redirect_contacts`).
+        if caller == Side::Outside {
+            return msg::redirect_contacts(
+                resp.headers()
+                    .all(crate::sip::HeaderName::Contact)
+                    .filter_map(|h| h.value_str()),
+                local,
+            );
+        }
         let hide = caller == Side::Inside
             && self
                 .calls

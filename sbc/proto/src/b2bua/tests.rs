@@ -1396,9 +1396,9 @@ hello",
 
 mod admission;
 mod auth;
-mod caps;
 mod auth_passthrough;
 mod border;
+mod caps;
 mod extensions;
 mod failover;
 mod fork;
