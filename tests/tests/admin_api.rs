@@ -6,8 +6,8 @@
 
 mod media_common;
 
+use sbc_lab::sipp::{run_args as sipp, wait_ok};
 use std::{
-    process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
@@ -19,37 +19,6 @@ use serde_json::{Value, json};
 
 const ADMIN_TOKEN: &str = "admin-token-for-tests-0123";
 const READ_TOKEN: &str = "read-token-for-tests-45678";
-
-fn sipp(ns: &str, args: &[&str]) -> Owned {
-    let child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            "sipp",
-            "-nostdin",
-            "-timeout",
-            "90",
-            "-timeout_error",
-        ])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start sipp (install sip-tester: cargo xtask setup)");
-    Owned::new("sipp", child)
-}
-
-fn wait_ok(mut p: Owned, what: &str) {
-    let status = p
-        .wait_timeout(Duration::from_secs(120))
-        .unwrap_or_else(|| panic!("{what} did not finish"));
-    assert!(
-        status.success(),
-        "{what} failed: {status} (SIPp exits non-zero when a call fails)"
-    );
-}
 
 /// Outbound calls PBX → carrier: (uas, uac).
 fn outbound_calls(lab: &MediaLab, calls: &str, hold_ms: &str) -> (Owned, Owned) {

@@ -4,15 +4,11 @@
 
 mod media_common;
 
-use std::{
-    net::UdpSocket,
-    process::{Command, Stdio},
-    thread,
-    time::Duration,
-};
+use sbc_lab::sipp::run_args as sipp;
+use std::{net::UdpSocket, process::Command, thread, time::Duration};
 
 use media_common::MediaLab;
-use sbc_e2e::{netns, process::Owned};
+use sbc_e2e::netns;
 
 /// A second trunk, added to the carrier namespace by the test.
 const EXTRA: &str = r#"
@@ -23,27 +19,6 @@ proxy = "198.18.2.3:5060"
 name = "all"
 trunks = ["carrier"]
 "#;
-
-fn sipp(ns: &str, args: &[&str]) -> Owned {
-    let child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            "sipp",
-            "-nostdin",
-            "-timeout",
-            "60",
-            "-timeout_error",
-        ])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start sipp");
-    Owned::new("sipp", child)
-}
 
 fn metric(lab: &MediaLab, series: &str) -> Option<f64> {
     let body = lab.request("GET", "/metrics", None)?.body;

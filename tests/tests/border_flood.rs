@@ -5,9 +5,10 @@
 
 mod media_common;
 
+use sbc_lab::sipp::run_args as sipp;
 use std::{
     net::UdpSocket,
-    process::{Command, Stdio},
+    process::Command,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -83,27 +84,6 @@ fn metric(lab: &MediaLab, series: &str) -> f64 {
                 .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
         })
         .unwrap_or_else(|| panic!("metric {series} missing"))
-}
-
-fn sipp(ns: &str, args: &[&str]) -> Owned {
-    let child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            "sipp",
-            "-nostdin",
-            "-timeout",
-            "90",
-            "-timeout_error",
-        ])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start sipp");
-    Owned::new("sipp", child)
 }
 
 #[test]

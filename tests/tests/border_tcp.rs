@@ -6,19 +6,17 @@
 
 mod media_common;
 
+use sbc_lab::sipp::{run_args as sipp, wait_ok};
 use std::{
     io::{ErrorKind, Read, Write},
     net::{IpAddr, SocketAddr, TcpStream, UdpSocket},
-    process::{Command, Stdio},
+    process::Command,
     thread,
     time::{Duration, Instant},
 };
 
 use media_common::MediaLab;
-use sbc_e2e::{
-    netns::{self, Netns, ip},
-    process::Owned,
-};
+use sbc_e2e::netns::{self, Netns, ip};
 
 /// Connections the unknown host opens to each listener.
 const IDLE_CONNECTIONS: usize = 2_000;
@@ -56,34 +54,6 @@ fn attacker(lab: &MediaLab, prefix: &str) -> Netns {
     ns.exec_ip(&["route", "add", "default", "via", "198.18.3.1"])
         .expect("route");
     ns
-}
-
-fn sipp(ns: &str, args: &[&str]) -> Owned {
-    let child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            "sipp",
-            "-nostdin",
-            "-timeout",
-            "60",
-            "-timeout_error",
-        ])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start sipp (install sip-tester: cargo xtask setup)");
-    Owned::new("sipp", child)
-}
-
-fn wait_ok(mut p: Owned, what: &str) {
-    let status = p
-        .wait_timeout(Duration::from_secs(90))
-        .unwrap_or_else(|| panic!("{what} did not finish"));
-    assert!(status.success(), "{what} failed: {status}");
 }
 
 /// The value of one `sbc_sip_dropped_total` series (0 when absent).

@@ -7,6 +7,7 @@
 
 mod media_common;
 
+use sbc_lab::sipp::run_args as sipp;
 use std::{
     collections::BTreeSet,
     io::Write,
@@ -45,27 +46,6 @@ const CORE_PANELS: [&str; 18] = [
     "Trunk failovers",
     "Trunk digest authentication",
 ];
-
-fn sipp(ns: &str, args: &[&str]) -> Owned {
-    let child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            "sipp",
-            "-nostdin",
-            "-timeout",
-            "60",
-            "-timeout_error",
-        ])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start sipp (install sip-tester: cargo xtask setup)");
-    Owned::new("sipp", child)
-}
 
 fn calls(lab: &MediaLab, inbound: bool, count: &str, hold_ms: &str) {
     let (uas_ns, uas_ip, uac_ns, uac_ip, sbc) = if inbound {

@@ -4,47 +4,12 @@
 
 mod media_common;
 
-use std::{
-    process::{Command, Stdio},
-    thread,
-    time::Duration,
-};
+use sbc_lab::sipp::{run_args as sipp, wait_ok};
+use std::{thread, time::Duration};
 
 use media_common::MediaLab;
-use sbc_e2e::process::Owned;
 
 const CALLS: &str = "10";
-
-fn sipp(ns: &str, args: &[&str]) -> Owned {
-    let child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            "sipp",
-            "-nostdin",
-            "-timeout",
-            "60",
-            "-timeout_error",
-        ])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start sipp (install sip-tester: cargo xtask setup)");
-    Owned::new("sipp", child)
-}
-
-fn wait_ok(mut p: Owned, what: &str) {
-    let status = p
-        .wait_timeout(Duration::from_secs(90))
-        .unwrap_or_else(|| panic!("{what} did not finish"));
-    assert!(
-        status.success(),
-        "{what} failed: {status} (SIPp exits non-zero when a call fails)"
-    );
-}
 
 #[test]
 fn sipp_calls_both_directions_with_nothing_from_inside_on_the_carrier_link() {

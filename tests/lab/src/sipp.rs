@@ -548,6 +548,41 @@ pub fn run_service(
     Owned::new("sipp", child)
 }
 
+/// Starts SIPp in namespace `ns` with the given arguments (built-in scenarios such as `-sn
+/// uac`, rates, counts). Bounded like [`run`]: SIPp gives up after 60 s and fails then.
+pub fn run_args(ns: &str, args: &[&str]) -> Owned {
+    let child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "sipp",
+            "-nostdin",
+            "-timeout",
+            "60",
+            "-timeout_error",
+        ])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start sipp (cargo xtask setup installs sip-tester)");
+    Owned::new("sipp", child)
+}
+
+/// Waits (at most 90 s) for a SIPp run to end and asserts that it succeeded: SIPp exits
+/// non-zero when a call failed.
+pub fn wait_ok(mut p: Owned, what: &str) {
+    let status = p
+        .wait_timeout(std::time::Duration::from_secs(90))
+        .unwrap_or_else(|| panic!("{what} did not finish"));
+    assert!(
+        status.success(),
+        "{what} failed: {status} (SIPp exits non-zero when a call fails)"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
