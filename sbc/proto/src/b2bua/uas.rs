@@ -1,0 +1,452 @@
+//! The UAS side: answers the SBC sends on a server transaction, by itself or relayed from the
+//! other leg, and the 2xx / reliable-provisional retransmission they start.
+
+use super::*;
+
+/// Methods the SBC accepts (Allow header).
+pub(super) const ALLOW: &str =
+    "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, MESSAGE, NOTIFY, REFER";
+
+impl B2bua {
+    /// Answers a request with a final response on a new server transaction (so that its
+    /// retransmissions get the same answer).
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "internal helper mirroring RFC fields"
+    )]
+    pub(super) fn reject(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        key: String,
+        msg: Message,
+        status: u16,
+        reason: &str,
+        media: &mut dyn MediaControl,
+    ) {
+        let allow = ALLOW;
+        let extra: &[(&str, &str)] = if status == 405 {
+            &[("Allow", allow)]
+        } else {
+            &[]
+        };
+        self.reject_with(now, peer, key, msg, status, reason, extra, media);
+    }
+
+    /// Answers a request outside any call with `status` and `extra` headers.
+    #[allow(clippy::too_many_arguments, reason = "internal helper")]
+    pub(super) fn reject_with(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        key: String,
+        msg: Message,
+        status: u16,
+        reason: &str,
+        extra: &[(&str, &str)],
+        media: &mut dyn MediaControl,
+    ) {
+        let tag = self.rng.token();
+        let resp = msg::response(
+            &msg,
+            &ResponseSpec {
+                status,
+                reason,
+                to_tag: Some(&tag),
+                contact: None,
+                user_agent: &self.cfg.user_agent,
+                content_type: None,
+                body: b"",
+                extra,
+            },
+            None,
+            &self.cfg.pass_headers,
+            &mut self.buf,
+        );
+        let reliable = peer.transport.is_reliable();
+        let tx = if msg.method() == Some(&Method::Invite) {
+            let trying = self.trying(&msg);
+            let mut t = InviteServer::new(trying, reliable, self.cfg.timers);
+            // The 100 is not needed when the final goes out at once; drop it.
+            t.poll_transmit();
+            t.send_response(now, status, resp);
+            STx::Invite(t)
+        } else {
+            let mut t = NonInviteServer::new(reliable, self.cfg.timers);
+            t.send_response(now, status, resp);
+            STx::NonInvite(t)
+        };
+        self.server.insert(
+            key.clone(),
+            ServerEntry {
+                tx,
+                peer,
+                request: msg,
+                call: None,
+                to_tag: Some(tag),
+                relay: None,
+                merged: None,
+            },
+        );
+        self.after_server(now, &key, media);
+    }
+
+    pub(super) fn trying(&mut self, msg: &Message) -> Bytes {
+        msg::response(
+            msg,
+            &ResponseSpec {
+                status: 100,
+                reason: "Trying",
+                to_tag: None,
+                contact: None,
+                user_agent: &self.cfg.user_agent,
+                content_type: None,
+                body: b"",
+                extra: &[],
+            },
+            None,
+            &[],
+            &mut self.buf,
+        )
+    }
+
+    pub(super) fn answer_options(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        key: String,
+        msg: Message,
+        media: &mut dyn MediaControl,
+    ) {
+        let tag = self.rng.token();
+        let supported = extensions::supported_value(self.cfg.session_timer.enabled);
+        let resp = msg::response(
+            &msg,
+            &ResponseSpec {
+                status: 200,
+                reason: "OK",
+                to_tag: Some(&tag),
+                contact: None,
+                user_agent: &self.cfg.user_agent,
+                content_type: None,
+                body: b"",
+                extra: &[
+                    ("Allow", ALLOW),
+                    ("Accept", "application/sdp"),
+                    ("Supported", &supported),
+                ],
+            },
+            None,
+            &[],
+            &mut self.buf,
+        );
+        let mut t = NonInviteServer::new(peer.transport.is_reliable(), self.cfg.timers);
+        t.send_response(now, 200, resp);
+        self.server.insert(
+            key.clone(),
+            ServerEntry {
+                tx: STx::NonInvite(t),
+                peer,
+                request: msg,
+                call: None,
+                to_tag: Some(tag),
+                relay: None,
+                merged: None,
+            },
+        );
+        self.after_server(now, &key, media);
+    }
+
+    /// Sends a final response on server transaction `key` (no relayed headers).
+    pub(super) fn final_on_server(
+        &mut self,
+        now: Instant,
+        key: &str,
+        status: u16,
+        reason: &str,
+        extra_reason_hdr: Option<&str>,
+        media: &mut dyn MediaControl,
+    ) {
+        let Some(e) = self.server.get(key) else {
+            return;
+        };
+        let extra_owned;
+        // RFC 3261 §21.5.4: a 503 (relay ports or a trunk's port quota exhausted) says when
+        // to come back, like the admission limits' 503.
+        let retry = self.cfg.retry_after_s.to_string();
+        let extra: &[(&str, &str)] = match (extra_reason_hdr, status) {
+            (Some(r), _) => {
+                extra_owned = [("Reason", r)];
+                &extra_owned
+            }
+            (None, 503) => {
+                extra_owned = [("Retry-After", retry.as_str())];
+                &extra_owned
+            }
+            (None, _) => &[],
+        };
+        let resp = msg::response(
+            &e.request,
+            &ResponseSpec {
+                status,
+                reason,
+                to_tag: e.to_tag.as_deref(),
+                contact: None,
+                user_agent: &self.cfg.user_agent,
+                content_type: None,
+                body: b"",
+                extra,
+            },
+            None,
+            &[],
+            &mut self.buf,
+        );
+        self.send_on_server(now, key, status, resp, media);
+    }
+
+    pub(super) fn send_on_server(
+        &mut self,
+        now: Instant,
+        key: &str,
+        status: u16,
+        resp: Bytes,
+        media: &mut dyn MediaControl,
+    ) -> bool {
+        let Some(e) = self.server.get_mut(key) else {
+            return false;
+        };
+        let sent = match &mut e.tx {
+            STx::Invite(t) => t.send_response(now, status, resp),
+            STx::NonInvite(t) => t.send_response(now, status, resp),
+        };
+        self.after_server(now, key, media);
+        sent
+    }
+
+    /// Relays a provisional from the callee. A reliable one (RFC 3262: `Require: 100rel` with
+    /// an RSeq) goes to the caller reliably with our own RSeq if the caller supports 100rel,
+    /// and is retransmitted until its PRACK; otherwise the SBC PRACKs the callee itself and
+    /// relays the provisional as an ordinary one.
+    #[allow(clippy::too_many_arguments, reason = "internal helper")]
+    pub(super) fn provisional_to_caller(
+        &mut self,
+        now: Instant,
+        call: u64,
+        side: Side,
+        server_key: &str,
+        status: u16,
+        resp: &Message,
+        media: &mut dyn MediaControl,
+    ) {
+        let caller = side.other();
+        let reliable = resp
+            .headers()
+            .require()
+            .filter_map(Result::ok)
+            .any(|t| t.trim().eq_ignore_ascii_case("100rel"));
+        let rseq = resp.headers().rseq().ok().flatten();
+        let (Some(theirs), true) = (rseq, reliable) else {
+            self.relay_to_caller(now, call, caller, server_key, status, resp, None, media);
+            return;
+        };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if c.last_callee_rseq.is_some_and(|last| theirs <= last) {
+            return; // a retransmission: the caller has (or gets) ours already
+        }
+        c.last_callee_rseq = Some(theirs);
+        if !c.caller_100rel {
+            let invite_cseq = resp.cseq().seq;
+            self.send_prack(now, call, side, theirs, invite_cseq, media);
+            self.relay_to_caller(now, call, caller, server_key, status, resp, None, media);
+            return;
+        }
+        let ours = c.next_rseq;
+        c.next_rseq = c.next_rseq.wrapping_add(1);
+        c.rseq_map.push((ours, theirs));
+        let sent = self.relay_to_caller(
+            now,
+            call,
+            caller,
+            server_key,
+            status,
+            resp,
+            Some(ours),
+            media,
+        );
+        if let (Some(bytes), Some(c)) = (sent, self.calls.get_mut(&call)) {
+            let t1 = self.cfg.timers.t1;
+            c.pending_rel = Some(PendingRel {
+                rseq: ours,
+                response: bytes,
+                next: now + t1,
+                interval: t1,
+                deadline: now + self.cfg.timers.timeout(),
+            });
+            self.timers.set_earliest(TimerRef::Call(call), now + t1);
+            self.account_call(call);
+        }
+    }
+
+    /// Relays a response from the callee leg to the caller's server transaction `key`,
+    /// mapping headers and SDP; with `rseq`, as a reliable provisional with that RSeq.
+    /// Returns the bytes sent for a 2xx or a reliable provisional (for retransmission).
+    #[allow(clippy::too_many_arguments, reason = "internal helper")]
+    pub(super) fn relay_to_caller(
+        &mut self,
+        now: Instant,
+        call: u64,
+        caller: Side,
+        key: &str,
+        status: u16,
+        resp: &Message,
+        rseq: Option<u32>,
+        media: &mut dyn MediaControl,
+    ) -> Option<Bytes> {
+        let callee = caller.other();
+        let mut body = Vec::new();
+        let mut content_type = None;
+        // Responses carry SDP only (`body.rs`); any other body is dropped.
+        let sdp_body = match body::classify(resp, &resp.cseq().method) {
+            Ok(body::Body::Sdp(sdp)) if (101..300).contains(&status) => Some(sdp),
+            Ok(_) => None,
+            Err(r) => {
+                self.border_refusal(r.as_str());
+                None
+            }
+        };
+        if let Some(sdp_body) = sdp_body {
+            let peers = self.call_media_peers(call);
+            let c = self.calls.get_mut(&call)?;
+            // An answer (or an offer in a 2xx to an offer-less INVITE).
+            let result = sdp::streams(sdp_body, &self.cfg.sdp).and_then(|st| {
+                let relays = match c.media {
+                    Some(s) => media.commit(s, sdp::leg(callee), &st),
+                    None => media.allocate(sdp::leg(callee), &st, &peers).map(|a| {
+                        c.media = Some(a.session);
+                        self.sessions.insert(a.session, call);
+                        a.streams
+                    }),
+                }
+                .map_err(|_| sdp::SdpProblem::Unanchored {
+                    sections: st.len(),
+                    relays: 0,
+                })?;
+                let leg = c.leg_mut(caller);
+                sdp::rewrite(
+                    sdp_body,
+                    &relays,
+                    caller,
+                    &mut leg.origin,
+                    &self.cfg.sdp,
+                    &mut body,
+                )
+            });
+            match result {
+                Ok(()) => content_type = Some("application/sdp"),
+                Err(p) => {
+                    self.border_refusal(p.as_str());
+                    body.clear();
+                    // No 2xx without an anchored answer; a provisional goes on without SDP.
+                    if (200..300).contains(&status) {
+                        self.refuse_answer(now, call, caller, key, resp, media);
+                        return None;
+                    }
+                }
+            }
+        }
+        let e = self.server.get(key)?;
+        // The standard phrase: the peer's own can name its systems.
+        let reason =
+            crate::sip::StatusCode::new(status).map_or("", crate::sip::StatusCode::standard_phrase);
+        let local = self
+            .calls
+            .get(&call)
+            .map_or_else(|| self.cfg.local(caller), |c| c.leg(caller).local);
+        // 3xx: the redirect targets, reduced to their numbers at the SBC (`msg.rs`).
+        let contacts: Vec<String> = if (300..400).contains(&status) {
+            self.relayed_contacts(call, caller, resp, local)
+        } else {
+            Vec::new()
+        };
+        let trunk = self.calls.get(&call).and_then(|c| c.trunk);
+        let challenge = if matches!(status, 401 | 407) && self.challenge_crosses(trunk, callee) {
+            self.challenges_relayed += 1;
+            auth_passthrough::challenge_headers(resp)
+        } else {
+            Vec::new()
+        };
+        let mut extra: Vec<(&str, &str)> =
+            contacts.iter().map(|c| ("Contact", c.as_str())).collect();
+        extra.extend(challenge.iter().map(|(n, v)| (*n, v.as_str())));
+        let rseq_text = rseq.map(|r| r.to_string());
+        if let Some(r) = &rseq_text {
+            extra.push(("Require", "100rel"));
+            extra.push(("RSeq", r.as_str()));
+        }
+        let (own, leg_timer) = self.answer_extensions(now, &e.request, status, resp);
+        extra.extend(own.iter().map(|(n, v)| (*n, v.as_str())));
+        let out = msg::response(
+            &e.request,
+            &ResponseSpec {
+                status,
+                reason,
+                to_tag: e.to_tag.as_deref(),
+                contact: ((101..300).contains(&status)).then_some(local),
+                user_agent: &self.cfg.user_agent,
+                content_type,
+                body: &body,
+                extra: &extra,
+            },
+            Some((resp.headers(), local)),
+            &self.cfg.pass_headers,
+            &mut self.buf,
+        );
+        let key = key.to_owned();
+        self.send_on_server(now, &key, status, out.clone(), media);
+        if let Some(t) = leg_timer {
+            self.set_leg_timer(call, caller, Some(t));
+        }
+        ((200..300).contains(&status) || rseq.is_some()).then_some(out)
+    }
+
+    pub(super) fn start_2xx_retransmit(
+        &mut self,
+        now: Instant,
+        call: u64,
+        leg: Side,
+        _server_key: &str,
+        response: Bytes,
+        ack_other_cseq: Option<u32>,
+    ) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let cseq = self
+            .server
+            .get(&c.initial_server)
+            .map_or(0, |e| e.request.cseq().seq);
+        let t1 = self.cfg.timers.t1;
+        let reliable = c.leg(leg).peer.transport.is_reliable();
+        c.pending_2xx = Some(Pending2xx {
+            leg,
+            cseq,
+            response,
+            // On reliable transports the 2xx is not retransmitted, but the ACK is still awaited.
+            next: if reliable {
+                now + self.cfg.timers.timeout()
+            } else {
+                now + t1
+            },
+            interval: t1,
+            deadline: now + self.cfg.timers.timeout(),
+            ack_other_cseq,
+        });
+        self.timers.set_earliest(
+            TimerRef::Call(call),
+            now + t1.min(self.cfg.timers.timeout()),
+        );
+        self.account_call(call);
+    }
+}
