@@ -57,8 +57,8 @@ pub(super) struct Leg {
     pub(super) remote_target: String,
     pub(super) route_set: Vec<String>,
     pub(super) origin: sdp::Origin,
-    /// Client key of an INVITE we have outstanding on this leg (for 491 glare detection).
-    pub(super) invite_out: Option<String>,
+    /// An INVITE we have outstanding on this leg (for 491 glare detection).
+    pub(super) invite_out: Option<TxId>,
     /// This leg's session timer (RFC 4028), once negotiated.
     pub(super) session: Option<session_timer::LegTimer>,
 }
@@ -100,8 +100,10 @@ pub(super) struct Call {
     pub(super) legs: [Leg; 2],
     pub(super) state: CallState,
     pub(super) media: Option<SessionId>,
-    pub(super) initial_server: String,
-    pub(super) initial_client: String,
+    /// The caller's INVITE server transaction.
+    pub(super) initial_server: TxId,
+    /// Our INVITE toward the callee (None only while it is being replaced).
+    pub(super) initial_client: Option<TxId>,
     pub(super) provisional_seen: bool,
     pub(super) cancel_pending: bool,
     pub(super) canceled: bool,

@@ -13,12 +13,14 @@ impl B2bua {
         let Some(method) = msg.method().cloned() else {
             return;
         };
-        let key = server_key(&msg);
+        let found = self.tx.find_server(&msg);
         if method == Method::Ack {
-            self.on_ack(now, peer, key, msg, media);
+            self.on_ack(now, peer, found, msg, media);
             return;
         }
-        if let Some(e) = self.server.get_mut(&key) {
+        if let Some(id) = found
+            && let Some(e) = self.tx.server_mut(id)
+        {
             self.retransmissions_received += 1;
             match &mut e.tx {
                 STx::Invite(t) => {
@@ -26,11 +28,12 @@ impl B2bua {
                 }
                 STx::NonInvite(t) => t.handle_retransmission(),
             }
-            self.resending = Some(key.clone());
-            self.after_server(now, &key, media);
-            self.resending = None;
+            self.tx.resending(TimerRef::Server(id));
+            self.after_server(id);
+            self.tx.resent();
             return;
         }
+        let key = ServerKey::of(&msg);
         // Everything below opens a transaction: not above the hard caps.
         if self.refuse_over_caps(peer, &msg) {
             return;
@@ -43,7 +46,7 @@ impl B2bua {
         // outside a dialog stops here anyway (the SBC answers it itself, §11).
         let answered_here = method == Method::Options && msg.to().tag().is_none();
         if msg.max_forwards() == Some(0) && !answered_here {
-            self.reject(now, peer, key, msg, 483, "Too Many Hops", media);
+            self.reject(now, peer, key, msg, 483, "Too Many Hops");
             return;
         }
         // §8.2.2.3: an extension the SBC does not implement on this leg cannot be required.
@@ -58,7 +61,6 @@ impl B2bua {
                 420,
                 "Bad Extension",
                 &[("Unsupported", &list)],
-                media,
             );
             return;
         }
@@ -72,20 +74,12 @@ impl B2bua {
                 {
                     self.in_dialog(now, peer, key, msg, call, media);
                 }
-                _ => self.reject(
-                    now,
-                    peer,
-                    key,
-                    msg,
-                    481,
-                    "Call/Transaction Does Not Exist",
-                    media,
-                ),
+                _ => self.reject(now, peer, key, msg, 481, "Call/Transaction Does Not Exist"),
             }
             return;
         }
         // Digest authentication of the PBX's new requests, before admission control.
-        let Some(msg) = self.authenticate_pbx(now, peer, &key, msg, media) else {
+        let Some(msg) = self.authenticate_pbx(now, peer, &key, msg) else {
             return;
         };
         match method {
@@ -101,15 +95,13 @@ impl B2bua {
                         422,
                         "Session Interval Too Small",
                         &[("Min-SE", &min)],
-                        media,
                     );
                     return;
                 }
-                let merged = merged_key(&msg);
-                if let Some(m) = &merged
-                    && self.merged.get(m).is_some_and(|k| *k != key)
+                if let Some(m) = merged_key(&msg)
+                    && self.tx.merged_with(&m).is_some()
                 {
-                    self.reject(now, peer, key, msg, 482, "Loop Detected", media);
+                    self.reject(now, peer, key, msg, 482, "Loop Detected");
                     return;
                 }
                 // The trunk's limits before the global rate: calls a trunk refuses do not use
@@ -126,7 +118,7 @@ impl B2bua {
                     },
                 };
                 match plan {
-                    Ok(plan) => self.new_call(now, peer, key, msg, merged, plan, media),
+                    Ok(plan) => self.new_call(now, peer, key, msg, plan, media),
                     Err(Refusal::Limit(limit)) => {
                         // RFC 3261 §21.5.4: 503 with Retry-After; the caller may try again
                         // later (a PBX typically fails over to another route meanwhile).
@@ -139,28 +131,20 @@ impl B2bua {
                     }
                     Err(Refusal::NoRoute) => {
                         self.events.push_back(Event::NoRoute);
-                        self.reject(now, peer, key, msg, 404, "Not Found", media);
+                        self.reject(now, peer, key, msg, 404, "Not Found");
                     }
                 }
             }
-            Method::Options => self.answer_options(now, peer, key, msg, media),
+            Method::Options => self.answer_options(now, peer, key, msg),
             Method::Bye | Method::Prack | Method::Update | Method::Info | Method::Notify => {
-                self.reject(
-                    now,
-                    peer,
-                    key,
-                    msg,
-                    481,
-                    "Call/Transaction Does Not Exist",
-                    media,
-                );
+                self.reject(now, peer, key, msg, 481, "Call/Transaction Does Not Exist");
             }
             Method::Message => self.relay_standalone(now, peer, key, msg, media),
             Method::Register => self.on_register(now, peer, key, msg, media),
             Method::Subscribe | Method::Publish | Method::Refer => {
-                self.reject(now, peer, key, msg, 405, "Method Not Allowed", media);
+                self.reject(now, peer, key, msg, 405, "Method Not Allowed");
             }
-            _ => self.reject(now, peer, key, msg, 501, "Not Implemented", media),
+            _ => self.reject(now, peer, key, msg, 501, "Not Implemented"),
         }
     }
 
@@ -181,8 +165,10 @@ impl B2bua {
             });
             return;
         };
-        let key = client_key(branch, msg.cseq().method == Method::Cancel);
-        let Some(e) = self.client.get(&key) else {
+        let found = self
+            .tx
+            .find_client(branch, msg.cseq().method == Method::Cancel);
+        let Some((key, e)) = found.and_then(|id| Some((id, self.tx.client(id)?))) else {
             self.events.push_back(Event::Dropped {
                 reason: "stray_response",
             });
@@ -195,7 +181,7 @@ impl B2bua {
             });
             return;
         }
-        let Some(e) = self.client.get_mut(&key) else {
+        let Some(e) = self.tx.client_mut(key) else {
             return;
         };
         let pass = match &mut e.tx {
@@ -206,12 +192,8 @@ impl B2bua {
             }
             CTx::NonInvite(t) => t.handle_response(now, status),
         };
-        let (call, side, purpose, is_invite) = (
-            e.call,
-            e.side,
-            e.purpose.clone(),
-            matches!(e.tx, CTx::Invite(_)),
-        );
+        let (call, side, purpose, is_invite) =
+            (e.call, e.side, e.purpose, matches!(e.tx, CTx::Invite(_)));
         // A challenge from the trunk: keep what the retry is built from before the
         // transaction may be removed.
         let trunk = e.trunk;
@@ -221,20 +203,32 @@ impl B2bua {
             .and_then(|t| self.cfg.trunks.get(t))
             .is_none_or(|t| t.auth == TrunkAuth::Sbc);
         let challenged = (matches!(status, 401 | 407) && side == Side::Outside && sbc_answers)
-            .then(|| (e.request.clone(), e.peer, e.auth_attempts));
-        self.after_client(now, &key, media);
+            .then(|| Challenged {
+                request: e.request.clone(),
+                peer: e.peer,
+                attempts: e.auth_attempts,
+                trunk,
+                call,
+                side,
+                purpose,
+            });
+        self.after_client(now, key, media);
         if !pass {
             return;
         }
-        if let Some((request, peer, attempts)) = challenged {
-            let retried = self.retry_with_credentials(
-                now, call, trunk, side, &purpose, &request, peer, attempts, status, &msg, media,
-            );
-            if !retried {
+        if let Some(challenged) = challenged {
+            if !self.retry_with_credentials(now, &challenged, status, &msg, media) {
                 self.auth_failed(now, call, side, purpose, media);
             }
             return;
         }
+        let Some(call) = call else {
+            // Outside any call: a relayed MESSAGE or REGISTER.
+            if let Purpose::Relay { server } = purpose {
+                self.relay_response(now, None, side, server, &msg, media);
+            }
+            return;
+        };
         if is_invite
             && (200..300).contains(&status)
             && purpose == Purpose::Initial
@@ -263,7 +257,7 @@ impl B2bua {
             Purpose::Own => {}
             Purpose::Initial => self.initial_response(now, call, side, status, &msg, media),
             Purpose::Relay { server } => {
-                self.relay_response(now, call, side, &server, status, &msg, media)
+                self.relay_response(now, Some(call), side, server, &msg, media)
             }
         }
     }

@@ -8,6 +8,21 @@ use super::*;
 /// the credentials were right).
 pub(super) const MAX_AUTH_ATTEMPTS: u8 = 2;
 
+/// A trunk request challenged with 401/407, with what its authenticated retry is built from
+/// (kept before its transaction may be removed).
+#[derive(Debug)]
+pub(super) struct Challenged {
+    pub(super) request: Message,
+    pub(super) peer: Peer,
+    /// Authenticated retries already made for it.
+    pub(super) attempts: u8,
+    /// The trunk whose credentials answer the challenge.
+    pub(super) trunk: Option<usize>,
+    pub(super) call: Option<u64>,
+    pub(super) side: Side,
+    pub(super) purpose: Purpose,
+}
+
 impl B2bua {
     /// Moves an outbound call whose INVITE failed with `status` to the next trunk of its
     /// route that is up and admits it: a new dialog there (Call-ID, From tag, CSeq 1, numbers
@@ -26,11 +41,7 @@ impl B2bua {
         let (Some(from), Some(offer)) = (c.trunk, c.offer.clone()) else {
             return false;
         };
-        let Some(orig) = self
-            .server
-            .get(&c.initial_server)
-            .map(|e| e.request.clone())
-        else {
+        let Some(orig) = self.tx.server(c.initial_server).map(|e| e.request.clone()) else {
             return false;
         };
         let mut candidates = c.next_trunks.clone();
@@ -116,7 +127,6 @@ impl B2bua {
             conn: None,
             local: self.trunk_bound(Side::Outside, Some(index)),
         };
-        let ck = client_key(&branch, false);
         let Some(c) = self.calls.get_mut(&call) else {
             return false;
         };
@@ -132,11 +142,10 @@ impl B2bua {
         leg.local_cseq = 1;
         leg.remote_target = out.ruri;
         leg.route_set = Vec::new();
-        leg.invite_out = Some(ck.clone());
+        leg.invite_out = None;
         c.trunk = Some(index);
-        c.initial_client = ck.clone();
+        c.initial_client = None;
         c.acks[side_index(Side::Outside)] = None;
-        let server = c.initial_server.clone();
         if from != Some(index) {
             if let Some(n) = from.and_then(|f| self.trunk_active.get_mut(f)) {
                 *n = n.saturating_sub(1);
@@ -147,46 +156,48 @@ impl B2bua {
         }
         self.dialogs.remove(&old_dialog);
         self.dialogs.insert((call_id, tag), (call, Side::Outside));
-        if let Some(e) = self.server.get_mut(&server) {
-            e.relay = Some(ck.clone());
-        }
         // The media layer follows: the new server's address, the new trunk's networks and quota.
         if let Some(s) = self.calls.get(&call).and_then(|c| c.media) {
             let peers = self.call_media_peers(call);
             media.set_peers(s, &peers);
         }
-        self.send_client(
+        let sent = self.send_client(
             now,
-            ck,
-            out.bytes,
-            peer,
-            call,
-            Side::Outside,
-            Purpose::Initial,
-            true,
+            Outgoing {
+                bytes: out.bytes,
+                peer,
+                call: Some(call),
+                side: Side::Outside,
+                purpose: Purpose::Initial,
+            },
             media,
         );
+        if let Some(ck) = sent {
+            self.bind_initial(call, Side::Outside, ck);
+        }
         true
     }
 
     /// Resends a challenged trunk request with credentials (RFC 3261 §22.2: same Call-ID,
     /// tags and Request-URI, CSeq + 1, a new branch). Returns false when the challenge cannot
     /// or may not be answered (no usable challenge, realm mismatch, retries used up).
-    #[allow(clippy::too_many_arguments, reason = "internal helper")]
     pub(super) fn retry_with_credentials(
         &mut self,
         now: Instant,
-        call: u64,
-        trunk: Option<usize>,
-        side: Side,
-        purpose: &Purpose,
-        request: &Message,
-        peer: Peer,
-        attempts: u8,
+        challenged: &Challenged,
         status: u16,
         resp: &Message,
         media: &mut dyn MediaControl,
     ) -> bool {
+        let Challenged {
+            ref request,
+            peer,
+            attempts,
+            trunk,
+            call,
+            side,
+            purpose,
+        } = *challenged;
         let Some(creds) = self.trunk_credentials(trunk).cloned() else {
             return false;
         };
@@ -199,7 +210,11 @@ impl B2bua {
             return false;
         }
         // A cancelled call is not revived by answering its challenge.
-        if *purpose == Purpose::Initial && self.calls.get(&call).is_none_or(|c| c.canceled) {
+        if purpose == Purpose::Initial
+            && call
+                .and_then(|c| self.calls.get(&c))
+                .is_none_or(|c| c.canceled)
+        {
             return false;
         }
         // RFC 3261 §22.2 / §22.3: 401 carries WWW-Authenticate, 407 Proxy-Authenticate.
@@ -243,7 +258,7 @@ impl B2bua {
 
         // CSeq + 1 in the leg's sequence space (the call may already be gone for our own BYE).
         let mut cseq = request.cseq().seq.saturating_add(1);
-        if let Some(c) = self.calls.get_mut(&call) {
+        if let Some(c) = call.and_then(|c| self.calls.get_mut(&c)) {
             let leg = c.leg_mut(side);
             leg.local_cseq = leg.local_cseq.max(cseq);
             cseq = leg.local_cseq;
@@ -266,44 +281,41 @@ impl B2bua {
         let bytes = Bytes::from(out);
 
         let is_invite = method == Method::Invite;
-        let ck = client_key(&branch, false);
-        match purpose {
-            Purpose::Initial => {
-                if let Some(c) = self.calls.get_mut(&call) {
-                    c.initial_client = ck.clone();
-                    c.leg_mut(side).invite_out = Some(ck.clone());
-                    let server = c.initial_server.clone();
-                    if let Some(e) = self.server.get_mut(&server) {
-                        e.relay = Some(ck.clone());
-                    }
-                }
-            }
-            Purpose::Relay { server } => {
-                if is_invite && let Some(c) = self.calls.get_mut(&call) {
-                    c.leg_mut(side).invite_out = Some(ck.clone());
-                }
-                if let Some(e) = self.server.get_mut(server) {
-                    e.relay = Some(ck.clone());
-                }
-            }
-            Purpose::Own => {}
-        }
         self.auth_retries += 1;
-        self.send_client(
+        let sent = self.send_client(
             now,
-            ck.clone(),
-            bytes,
-            peer,
-            call,
-            side,
-            purpose.clone(),
-            is_invite,
+            Outgoing {
+                bytes,
+                peer,
+                call,
+                side,
+                purpose,
+            },
             media,
         );
-        if let Some(e) = self.client.get_mut(&ck) {
+        let Some(ck) = sent else {
+            return true;
+        };
+        if let Some(e) = self.tx.client_mut(ck) {
             e.auth_attempts = attempts + 1;
             // Our own BYE may outlive its call: keep answering with this trunk's credentials.
             e.trunk = trunk;
+        }
+        match purpose {
+            Purpose::Initial => {
+                if let Some(call) = call {
+                    self.bind_initial(call, side, ck);
+                }
+            }
+            Purpose::Relay { server } => {
+                if is_invite && let Some(c) = call.and_then(|c| self.calls.get_mut(&c)) {
+                    c.leg_mut(side).invite_out = Some(ck);
+                }
+                if let Some(e) = self.tx.server_mut(server) {
+                    e.relay = Some(ck);
+                }
+            }
+            Purpose::Own => {}
         }
         true
     }
@@ -314,7 +326,7 @@ impl B2bua {
     pub(super) fn auth_failed(
         &mut self,
         now: Instant,
-        call: u64,
+        call: Option<u64>,
         side: Side,
         purpose: Purpose,
         media: &mut dyn MediaControl,
@@ -323,13 +335,14 @@ impl B2bua {
         match purpose {
             Purpose::Own => {}
             Purpose::Initial => {
-                let Some(c) = self.calls.get_mut(&call) else {
+                let Some((call, c)) = call.and_then(|id| Some((id, self.calls.get_mut(&id)?)))
+                else {
                     return;
                 };
                 c.leg_mut(side).invite_out = None;
-                let (server, canceled) = (c.initial_server.clone(), c.canceled);
+                let (server, canceled) = (c.initial_server, c.canceled);
                 if !canceled {
-                    self.final_on_server(now, &server, 403, "Forbidden", None, media);
+                    self.final_on_server(now, server, 403, "Forbidden", None);
                 }
                 let reason = if canceled {
                     EndReason::Cancelled
@@ -339,15 +352,15 @@ impl B2bua {
                 self.finish_call(call, reason, media);
             }
             Purpose::Relay { server } => {
-                if let Some(c) = self.calls.get_mut(&call) {
+                if let Some(c) = call.and_then(|c| self.calls.get_mut(&c)) {
                     c.leg_mut(side).invite_out = None;
                 }
-                self.final_on_server(now, &server, 403, "Forbidden", None, media);
+                self.final_on_server(now, server, 403, "Forbidden", None);
                 let is_bye = self
-                    .server
-                    .get(&server)
+                    .tx
+                    .server(server)
                     .is_some_and(|e| e.request.method() == Some(&Method::Bye));
-                if is_bye {
+                if is_bye && let Some(call) = call {
                     self.finish_call(call, EndReason::Bye, media);
                 }
             }
@@ -358,12 +371,23 @@ impl B2bua {
     pub(super) fn client_failed(
         &mut self,
         now: Instant,
-        call: u64,
-        side: Side,
-        purpose: Purpose,
-        timer: Option<Timer>,
+        failure: ClientFailure,
         media: &mut dyn MediaControl,
     ) {
+        let ClientFailure {
+            call,
+            side,
+            purpose,
+            timer,
+            own_refresh,
+        } = failure;
+        if own_refresh {
+            // RFC 4028 §10: a refresh that times out ends the session.
+            if let Some(call) = call {
+                self.terminate(now, call, EndReason::SessionExpired, media);
+            }
+            return;
+        }
         let (status, reason, end) = match timer {
             Some(_) => (408, "Request Timeout", EndReason::Timeout),
             None => (503, "Service Unavailable", EndReason::TransportError),
@@ -371,11 +395,12 @@ impl B2bua {
         match purpose {
             Purpose::Own => {}
             Purpose::Initial => {
-                let Some(c) = self.calls.get_mut(&call) else {
+                let Some((call, c)) = call.and_then(|id| Some((id, self.calls.get_mut(&id)?)))
+                else {
                     return;
                 };
                 c.leg_mut(side).invite_out = None;
-                let key = c.initial_server.clone();
+                let key = c.initial_server;
                 let (provisional, canceled) = (c.provisional_seen, c.canceled);
                 // No response at all (Timer B) or an unreachable trunk: try the next one.
                 if !canceled
@@ -393,7 +418,7 @@ impl B2bua {
                     self.cancel_client(now, call, media);
                 }
                 if !canceled {
-                    self.final_on_server(now, &key, status, reason, None, media);
+                    self.final_on_server(now, key, status, reason, None);
                 }
                 self.finish_call(
                     call,
@@ -402,15 +427,15 @@ impl B2bua {
                 );
             }
             Purpose::Relay { server } => {
-                if let Some(c) = self.calls.get_mut(&call) {
+                if let Some(c) = call.and_then(|c| self.calls.get_mut(&c)) {
                     c.leg_mut(side).invite_out = None;
                 }
-                self.final_on_server(now, &server, status, reason, None, media);
+                self.final_on_server(now, server, status, reason, None);
                 let is_bye = self
-                    .server
-                    .get(&server)
+                    .tx
+                    .server(server)
                     .is_some_and(|e| e.request.method() == Some(&Method::Bye));
-                if is_bye {
+                if is_bye && let Some(call) = call {
                     self.finish_call(call, EndReason::Bye, media);
                 }
             }

@@ -7,33 +7,24 @@ impl B2bua {
         &mut self,
         now: Instant,
         peer: Peer,
-        key: String,
+        key: ServerKey,
         msg: Message,
         media: &mut dyn MediaControl,
     ) {
         // The CANCEL matches the INVITE server transaction with the same branch (§9.2).
-        let invite_key = key
-            .rsplit_once('|')
-            .map(|(k, _)| format!("{k}|INVITE"))
-            .unwrap_or_default();
-        let target = self.server.get(&invite_key).and_then(|e| match &e.tx {
-            STx::Invite(t) if t.state() == InviteServerState::Proceeding => Some(e.call),
-            _ => None,
+        let target = self.tx.find_invite_of(&key).and_then(|id| {
+            let e = self.tx.server(id)?;
+            match &e.tx {
+                STx::Invite(t) if t.state() == InviteServerState::Proceeding => Some((id, e.call)),
+                _ => None,
+            }
         });
-        let Some(call) = target else {
-            self.reject(
-                now,
-                peer,
-                key,
-                msg,
-                481,
-                "Call/Transaction Does Not Exist",
-                media,
-            );
+        let Some((invite_key, call)) = target else {
+            self.reject(now, peer, key, msg, 481, "Call/Transaction Does Not Exist");
             return;
         };
         // 200 for the CANCEL on its own transaction, then 487 for the INVITE (§9.2).
-        let to_tag = self.server.get(&invite_key).and_then(|e| e.to_tag.clone());
+        let to_tag = self.tx.server(invite_key).and_then(|e| e.to_tag.clone());
         let ok = msg::response(
             &msg,
             &ResponseSpec {
@@ -52,22 +43,20 @@ impl B2bua {
         );
         let mut t = NonInviteServer::new(peer.transport.is_reliable(), self.cfg.timers);
         t.send_response(now, 200, ok);
-        self.server.insert(
-            key.clone(),
-            ServerEntry {
-                tx: STx::NonInvite(t),
-                peer,
-                request: msg,
-                call,
-                to_tag,
-                relay: None,
-                merged: None,
-            },
-        );
-        self.after_server(now, &key, media);
-        self.final_on_server(now, &invite_key, 487, "Request Terminated", None, media);
+        let key = self.tx.insert_server(ServerEntry {
+            key,
+            tx: STx::NonInvite(t),
+            peer,
+            request: msg,
+            call,
+            to_tag,
+            relay: None,
+            merged: None,
+        });
+        self.after_server(key);
+        self.final_on_server(now, invite_key, 487, "Request Terminated", None);
         let Some(call_id) = call else { return };
-        let relay = self.server.get(&invite_key).and_then(|e| e.relay.clone());
+        let relay = self.tx.server(invite_key).and_then(|e| e.relay);
         let initial = self
             .calls
             .get(&call_id)
@@ -86,22 +75,21 @@ impl B2bua {
             }
         } else if let Some(rk) = relay {
             // A cancelled re-INVITE: cancel the relayed one too.
-            if let Some(e) = self.client.get(&rk) {
+            if let Some(e) = self.tx.client(rk) {
                 let cancel = msg::cancel_for(&e.request, &mut self.buf);
                 let (peer, side) = (e.peer, e.side);
-                let ck = format!("{}|CANCEL", rk.trim_end_matches("|INVITE"));
-                if let Some(CTx::Invite(t)) = self.client.get_mut(&rk).map(|e| &mut e.tx) {
+                if let Some(CTx::Invite(t)) = self.tx.client_mut(rk).map(|e| &mut e.tx) {
                     t.cancel_sent(now);
                 }
                 self.send_client(
                     now,
-                    ck,
-                    cancel,
-                    peer,
-                    call_id,
-                    side,
-                    Purpose::Own,
-                    false,
+                    Outgoing {
+                        bytes: cancel,
+                        peer,
+                        call: Some(call_id),
+                        side,
+                        purpose: Purpose::Own,
+                    },
                     media,
                 );
             }
@@ -112,15 +100,16 @@ impl B2bua {
         &mut self,
         now: Instant,
         peer: Peer,
-        key: String,
+        invite: Option<TxId>,
         msg: Message,
         media: &mut dyn MediaControl,
     ) {
-        if let Some(e) = self.server.get_mut(&key)
+        if let Some(key) = invite
+            && let Some(e) = self.tx.server_mut(key)
             && let STx::Invite(t) = &mut e.tx
         {
             let absorbed = t.handle_ack(now);
-            self.after_server(now, &key, media);
+            self.after_server(key);
             if absorbed == Absorbed::Yes {
                 return;
             }
@@ -200,7 +189,7 @@ impl B2bua {
         &mut self,
         now: Instant,
         peer: Peer,
-        key: String,
+        key: ServerKey,
         msg: Message,
         call: u64,
         media: &mut dyn MediaControl,
@@ -222,21 +211,13 @@ impl B2bua {
                 if c.pending_rel.as_ref().is_some_and(|p| p.rseq == rack.rseq) {
                     c.pending_rel = None;
                 }
-                let invite = self.client.get(&c.initial_client)?;
+                let invite = self.tx.client(c.initial_client?)?;
                 Some(format!("{theirs} {} INVITE", invite.request.cseq().seq))
             });
             match mapped {
                 Some(v) => extra_owned.push(("RAck", v)),
                 None => {
-                    self.reject(
-                        now,
-                        peer,
-                        key,
-                        msg,
-                        481,
-                        "Call/Transaction Does Not Exist",
-                        media,
-                    );
+                    self.reject(now, peer, key, msg, 481, "Call/Transaction Does Not Exist");
                     return;
                 }
             }
@@ -247,11 +228,11 @@ impl B2bua {
             };
             // RFC 3261 §14.2: a re-INVITE while our own INVITE on this leg is pending → 491.
             if is_invite && c.leg(from).invite_out.is_some() {
-                self.reject(now, peer, key, msg, 491, "Request Pending", media);
+                self.reject(now, peer, key, msg, 491, "Request Pending");
                 return;
             }
             if is_invite && c.state != CallState::Confirmed {
-                self.reject(now, peer, key, msg, 491, "Request Pending", media);
+                self.reject(now, peer, key, msg, 491, "Request Pending");
                 return;
             }
         }
@@ -267,13 +248,12 @@ impl B2bua {
                 422,
                 "Session Interval Too Small",
                 &[("Min-SE", &min)],
-                media,
             );
             return;
         }
         if method == Method::Update && msg.body().is_empty() {
             // A session refresh (or target refresh) concerns this leg only: answered here.
-            self.answer_refresh(now, peer, key, msg, call, media);
+            self.answer_refresh(now, peer, key, msg, call);
             return;
         }
         let to_tag = msg.to().tag().map(str::to_owned);
@@ -290,19 +270,17 @@ impl B2bua {
                 self.cfg.timers,
             ))
         };
-        self.server.insert(
-            key.clone(),
-            ServerEntry {
-                tx,
-                peer,
-                request: msg.clone(),
-                call: Some(call),
-                to_tag,
-                relay: None,
-                merged: None,
-            },
-        );
-        self.after_server(now, &key, media);
+        let key = self.tx.insert_server(ServerEntry {
+            key,
+            tx,
+            peer,
+            request: msg.clone(),
+            call: Some(call),
+            to_tag,
+            relay: None,
+            merged: None,
+        });
+        self.after_server(key);
 
         // SDP in a re-INVITE or UPDATE is a new offer: update the relay, rewrite for the other leg.
         // Other bodies cross only if allowlisted for the method (`body.rs`).
@@ -311,7 +289,7 @@ impl B2bua {
         let classified = match body::classify(&msg, &method) {
             Ok(b) => b,
             Err(r) => {
-                self.refuse_body(now, &key, &method, r, media);
+                self.refuse_body(now, key, &method, r);
                 return;
             }
         };
@@ -362,7 +340,7 @@ impl B2bua {
                         &mut body_out,
                     ) {
                         self.border_refusal(p.as_str());
-                        self.final_on_server(now, &key, 488, "Not Acceptable Here", None, media);
+                        self.final_on_server(now, key, 488, "Not Acceptable Here", None);
                         return;
                     }
                     content_type = Some("application/sdp");
@@ -373,7 +351,7 @@ impl B2bua {
                     } else {
                         "Not Acceptable Here"
                     };
-                    self.final_on_server(now, &key, code, reason, None, media);
+                    self.final_on_server(now, key, code, reason, None);
                     return;
                 }
             }
@@ -437,10 +415,6 @@ impl B2bua {
             &mut self.buf,
         );
         let peer_to = leg.peer;
-        let ck = client_key(&branch, false);
-        if is_invite {
-            leg.invite_out = Some(ck.clone());
-        }
         if method == Method::Bye {
             // The call is over for both sides whatever the other leg answers.
             self.release_media(call, media);
@@ -449,23 +423,29 @@ impl B2bua {
             if let Some(c) = self.calls.get(&call)
                 && c.state != CallState::Confirmed
             {
-                let key = c.initial_server.clone();
-                self.final_on_server(now, &key, 487, "Request Terminated", None, media);
+                let key = c.initial_server;
+                self.final_on_server(now, key, 487, "Request Terminated", None);
             }
         }
-        if let Some(e) = self.server.get_mut(&key) {
-            e.relay = Some(ck.clone());
-        }
-        self.send_client(
+        let sent = self.send_client(
             now,
-            ck,
-            req,
-            peer_to,
-            call,
-            to,
-            Purpose::Relay { server: key },
-            is_invite,
+            Outgoing {
+                bytes: req,
+                peer: peer_to,
+                call: Some(call),
+                side: to,
+                purpose: Purpose::Relay { server: key },
+            },
             media,
         );
+        let Some(ck) = sent else {
+            return;
+        };
+        if is_invite && let Some(c) = self.calls.get_mut(&call) {
+            c.leg_mut(to).invite_out = Some(ck);
+        }
+        if let Some(e) = self.tx.server_mut(key) {
+            e.relay = Some(ck);
+        }
     }
 }

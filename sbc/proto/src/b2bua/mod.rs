@@ -53,6 +53,7 @@ mod redirect;
 mod register_relay;
 mod sdp;
 mod session_timer;
+mod slab;
 mod standalone;
 mod teardown;
 mod timers;
@@ -78,6 +79,7 @@ pub use config::{
     TrunkLocal,
 };
 pub use events::{Counters, EndReason, Event, Stats};
+use failover::Challenged;
 pub use ids::Rng;
 use msg::{RequestSpec, ResponseSpec};
 pub use pbx_auth::{PbxAuthConfig, PbxAuthResult};
@@ -87,8 +89,11 @@ pub use sdp::SdpProblem;
 pub use session_timer::SessionTimerConfig;
 use timers::{TimerQueue, TimerRef};
 use transactions::{
-    CTx, ClientEntry, Purpose, STx, ServerEntry, client_key, merged_key, server_key,
+    CTx, ClientEntry, ClientFailure, Purpose, STx, ServerEntry, ServerKey, Sink, Transactions,
+    TxId, merged_key,
 };
+use uac::Outgoing;
+use uas::ToCaller;
 
 use crate::{
     limit::TokenBucket,
@@ -97,7 +102,7 @@ use crate::{
     sip::{HeaderName, Limits, Message, Method},
     transaction::{
         Absorbed, InviteClient, InviteServer, InviteServerState, NonInviteClient, NonInviteServer,
-        Timer, TxEvent,
+        Timer,
     },
 };
 
@@ -120,9 +125,8 @@ pub struct B2bua {
     next_call: u64,
     dialogs: HashMap<(String, String), (u64, Side)>,
     sessions: HashMap<SessionId, u64>,
-    server: HashMap<String, ServerEntry>,
-    merged: HashMap<(String, String, u32), String>,
-    client: HashMap<String, ClientEntry>,
+    /// Server and client transactions.
+    tx: Transactions,
     timers: TimerQueue,
     /// Bytes held per transaction and call.
     ledger: caps::Ledger,
@@ -130,9 +134,6 @@ pub struct B2bua {
     events: VecDeque<Event>,
     retransmissions_received: u64,
     retransmissions_sent: u64,
-    /// Key of the transaction whose output is a retransmission (set while its timer fires or
-    /// while it answers an absorbed retransmission), for `retransmissions_sent`.
-    resending: Option<String>,
     auth_retries: u64,
     auth_failures: u64,
     /// Trunks marked down by their health check (index as in [`B2bua::set_trunk_usable`]).
@@ -173,16 +174,13 @@ impl B2bua {
             next_call: 1,
             dialogs: HashMap::new(),
             sessions: HashMap::new(),
-            server: HashMap::new(),
-            merged: HashMap::new(),
-            client: HashMap::new(),
+            tx: Transactions::default(),
             timers: TimerQueue::default(),
             ledger: caps::Ledger::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             retransmissions_received: 0,
             retransmissions_sent: 0,
-            resending: None,
             auth_retries: 0,
             auth_failures: 0,
             cps,
@@ -220,8 +218,8 @@ impl B2bua {
         Stats {
             calls: self.calls.len(),
             dialogs: self.dialogs.len(),
-            server_transactions: self.server.len(),
-            client_transactions: self.client.len(),
+            server_transactions: self.tx.len().0,
+            client_transactions: self.tx.len().1,
             timers: self.timers.len(),
             stored_bytes: self.ledger.total(),
             stored_entries: self.ledger.entries(),
@@ -265,7 +263,7 @@ impl B2bua {
                 active[t] += 1;
             }
         }
-        for e in self.client.values_mut() {
+        for e in self.tx.clients_mut() {
             e.trunk = map(e.trunk);
         }
         self.trunk_cps = trunk_cps;
@@ -343,26 +341,26 @@ impl B2bua {
     pub fn handle_timeout(&mut self, now: Instant, media: &mut dyn MediaControl) {
         while let Some(which) = self.timers.pop_due(now) {
             match which {
-                TimerRef::Server(k) => {
-                    if let Some(e) = self.server.get_mut(&k) {
+                TimerRef::Server(id) => {
+                    if let Some(e) = self.tx.server_mut(id) {
                         match &mut e.tx {
                             STx::Invite(t) => t.handle_timeout(now),
                             STx::NonInvite(t) => t.handle_timeout(now),
                         }
-                        self.resending = Some(k.clone());
-                        self.after_server(now, &k, media);
-                        self.resending = None;
+                        self.tx.resending(which);
+                        self.after_server(id);
+                        self.tx.resent();
                     }
                 }
-                TimerRef::Client(k) => {
-                    if let Some(e) = self.client.get_mut(&k) {
+                TimerRef::Client(id) => {
+                    if let Some(e) = self.tx.client_mut(id) {
                         match &mut e.tx {
                             CTx::Invite(t) => t.handle_timeout(now),
                             CTx::NonInvite(t) => t.handle_timeout(now),
                         }
-                        self.resending = Some(k.clone());
-                        self.after_client(now, &k, media);
-                        self.resending = None;
+                        self.tx.resending(which);
+                        self.after_client(now, id, media);
+                        self.tx.resent();
                     }
                 }
                 TimerRef::Call(id) => self.call_timer(now, id, media),
@@ -387,9 +385,6 @@ impl B2bua {
 const fn forwarded_max_forwards(received: u8) -> u8 {
     received.saturating_sub(1)
 }
-
-/// The call handle of standalone relays (MESSAGE outside a dialog); calls start at 1.
-const STANDALONE: u64 = 0;
 
 /// The first Contact that can be a remote target: a SIP or SIPS URI (RFC 3261 §8.1.1.8,
 /// §12.1.1). Any other scheme is ignored, so a peer cannot make the SBC address in-dialog

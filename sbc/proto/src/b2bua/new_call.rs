@@ -13,14 +13,14 @@ pub(super) struct OutInvite {
 }
 
 impl B2bua {
-    #[allow(clippy::too_many_arguments, reason = "internal helper")]
+    /// Sets up a call for the caller's INVITE `msg` (already admitted and routed by `plan`)
+    /// and sends the callee leg's INVITE.
     pub(super) fn new_call(
         &mut self,
         now: Instant,
         peer: Peer,
-        key: String,
+        key: ServerKey,
         msg: Message,
-        merged: Option<(String, String, u32)>,
         plan: Plan,
         media: &mut dyn MediaControl,
     ) {
@@ -29,26 +29,22 @@ impl B2bua {
         let trying = self.trying(&msg);
         let inv = InviteServer::new(trying, peer.transport.is_reliable(), self.cfg.timers);
         let caller_tag = self.rng.token();
-        if let Some(m) = &merged {
-            self.merged.insert(m.clone(), key.clone());
-        }
-        self.server.insert(
-            key.clone(),
-            ServerEntry {
-                tx: STx::Invite(inv),
-                peer,
-                request: msg.clone(),
-                call: None,
-                to_tag: Some(caller_tag.clone()),
-                relay: None,
-                merged,
-            },
-        );
-        self.after_server(now, &key, media);
+        let merged = merged_key(&msg);
+        let key = self.tx.insert_server(ServerEntry {
+            key,
+            tx: STx::Invite(inv),
+            peer,
+            request: msg.clone(),
+            call: None,
+            to_tag: Some(caller_tag.clone()),
+            relay: None,
+            merged,
+        });
+        self.after_server(key);
 
         // The called number: the Request-URI user (the To user if the URI has none).
         if request_user(&msg).is_none() {
-            self.final_on_server(now, &key, 404, "Not Found", None, media);
+            self.final_on_server(now, key, 404, "Not Found", None);
             return;
         }
         let target = plan.target;
@@ -57,7 +53,7 @@ impl B2bua {
             Ok(body::Body::Sdp(sdp)) => sdp,
             Ok(_) => b"",
             Err(r) => {
-                self.refuse_body(now, &key, &Method::Invite, r, media);
+                self.refuse_body(now, key, &Method::Invite, r);
                 return;
             }
         };
@@ -69,7 +65,7 @@ impl B2bua {
                 Ok(s) => s,
                 Err(p) => {
                     self.border_refusal(p.as_str());
-                    self.final_on_server(now, &key, 488, "Not Acceptable Here", None, media);
+                    self.final_on_server(now, key, 488, "Not Acceptable Here", None);
                     return;
                 }
             };
@@ -86,7 +82,7 @@ impl B2bua {
                     } else {
                         "Not Acceptable Here"
                     };
-                    self.final_on_server(now, &key, code, reason, None, media);
+                    self.final_on_server(now, key, code, reason, None);
                     return;
                 }
             }
@@ -143,7 +139,7 @@ impl B2bua {
             if let Some(s) = session {
                 media.release(s);
             }
-            self.final_on_server(now, &key, 488, "Not Acceptable Here", None, media);
+            self.final_on_server(now, key, 488, "Not Acceptable Here", None);
             return;
         }
         let branch = self.rng.branch();
@@ -198,15 +194,15 @@ impl B2bua {
         };
         // Kept for failover and redirect recursion (`redirect.rs`).
         let offer = (to == Side::Outside).then(|| Bytes::from(sdp_out));
-        let mut call = Call {
+        let call = Call {
             origin,
             started: now,
             answered_at: None,
             legs,
             state: CallState::Early,
             media: session,
-            initial_server: key.clone(),
-            initial_client: String::new(),
+            initial_server: key,
+            initial_client: None,
             provisional_seen: false,
             cancel_pending: false,
             canceled: false,
@@ -230,9 +226,6 @@ impl B2bua {
         {
             *n += 1;
         }
-        let client_key = client_key(&branch, false);
-        call.initial_client = client_key.clone();
-        call.leg_mut(to).invite_out = Some(client_key.clone());
         self.dialogs
             .insert((call.leg(origin).call_id.clone(), caller_tag), (id, origin));
         let callee = call.leg(to);
@@ -241,9 +234,8 @@ impl B2bua {
         if let Some(s) = session {
             self.sessions.insert(s, id);
         }
-        if let Some(e) = self.server.get_mut(&key) {
+        if let Some(e) = self.tx.server_mut(key) {
             e.call = Some(id);
-            e.relay = Some(client_key.clone());
         }
         let ends_at = call.ends_at;
         self.calls.insert(id, call);
@@ -256,17 +248,20 @@ impl B2bua {
             from: origin,
             trunk: plan.trunk,
         });
-        self.send_client(
+        let sent = self.send_client(
             now,
-            client_key,
-            out.bytes,
-            callee_peer,
-            id,
-            to,
-            Purpose::Initial,
-            true,
+            Outgoing {
+                bytes: out.bytes,
+                peer: callee_peer,
+                call: Some(id),
+                side: to,
+                purpose: Purpose::Initial,
+            },
             media,
         );
+        if let Some(ck) = sent {
+            self.bind_initial(id, to, ck);
+        }
     }
 
     /// The INVITE that starts the callee leg of a call (also rebuilt for each failover):

@@ -30,10 +30,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{B2bua, Event, Rng};
+use super::{B2bua, Event, Rng, ServerKey};
 use crate::{
     auth::{Algorithm, DigestCredentials, DigestServer, Secret},
-    media::MediaControl,
     net::{Peer, Side},
     sip::{Message, Method},
 };
@@ -155,9 +154,8 @@ impl B2bua {
         &mut self,
         now: Instant,
         peer: Peer,
-        key: &str,
+        key: &ServerKey,
         msg: Message,
-        media: &mut dyn MediaControl,
     ) -> Option<Message> {
         let Some(cfg) = self.cfg.pbx_auth.as_ref() else {
             return Some(msg);
@@ -199,17 +197,16 @@ impl B2bua {
                 self.reject_with(
                     now,
                     peer,
-                    key.to_owned(),
+                    key.clone(),
                     msg,
                     407,
                     "Proxy Authentication Required",
                     &extra,
-                    media,
                 );
                 None
             }
             Verdict::Reject(status, reason) => {
-                self.reject_with(now, peer, key.to_owned(), msg, status, reason, &[], media);
+                self.reject_with(now, peer, key.clone(), msg, status, reason, &[]);
                 None
             }
         }

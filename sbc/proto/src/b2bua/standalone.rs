@@ -10,7 +10,7 @@ impl B2bua {
         &mut self,
         now: Instant,
         peer: Peer,
-        key: String,
+        key: ServerKey,
         msg: Message,
         media: &mut dyn MediaControl,
     ) {
@@ -21,18 +21,18 @@ impl B2bua {
             Ok(body::Body::Other { content_type, body }) => (Some(content_type), body.into_owned()),
             Ok(_) => (None, Vec::new()),
             Err(r) => {
-                self.refuse_new_body(now, peer, key, msg, r, media);
+                self.refuse_new_body(now, peer, key, msg, r);
                 return;
             }
         };
         let Some(user) = request_user(&msg) else {
-            self.reject(now, peer, key, msg, 404, "Not Found", media);
+            self.reject(now, peer, key, msg, 404, "Not Found");
             return;
         };
         let to_side = peer.side.other();
         let Some((target, trunk)) = self.standalone_target(&peer, &user) else {
             self.events.push_back(Event::NoRoute);
-            self.reject(now, peer, key, msg, 404, "Not Found", media);
+            self.reject(now, peer, key, msg, 404, "Not Found");
             return;
         };
         let local = self.trunk_local(to_side, trunk);
@@ -75,21 +75,18 @@ impl B2bua {
             &mut self.buf,
         );
         let tag = self.rng.token();
-        let ck = client_key(&branch, false);
         let bound = self.trunk_bound(to_side, trunk);
         let tx = NonInviteServer::new(peer.transport.is_reliable(), self.cfg.timers);
-        self.server.insert(
-            key.clone(),
-            ServerEntry {
-                tx: STx::NonInvite(tx),
-                peer,
-                request: msg,
-                call: None,
-                to_tag: Some(tag),
-                relay: Some(ck.clone()),
-                merged: None,
-            },
-        );
+        let key = self.tx.insert_server(ServerEntry {
+            key,
+            tx: STx::NonInvite(tx),
+            peer,
+            request: msg,
+            call: None,
+            to_tag: Some(tag),
+            relay: None,
+            merged: None,
+        });
         let to_peer = Peer {
             side: to_side,
             transport: target.transport,
@@ -97,17 +94,22 @@ impl B2bua {
             conn: None,
             local: bound,
         };
-        // No call owns this relay: `STANDALONE` is a handle that never names a call.
-        self.send_client(
+        // No call owns this relay: the two transactions are the whole state.
+        let sent = self.send_client(
             now,
-            ck,
-            req,
-            to_peer,
-            STANDALONE,
-            to_side,
-            Purpose::Relay { server: key },
-            false,
+            Outgoing {
+                bytes: req,
+                peer: to_peer,
+                call: None,
+                side: to_side,
+                purpose: Purpose::Relay { server: key },
+            },
             media,
         );
+        if let Some(ck) = sent
+            && let Some(e) = self.tx.server_mut(key)
+        {
+            e.relay = Some(ck);
+        }
     }
 }

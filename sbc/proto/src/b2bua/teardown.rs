@@ -101,10 +101,10 @@ impl B2bua {
             return;
         };
         if c.state == CallState::Early {
-            let key = c.initial_server.clone();
+            let key = c.initial_server;
             c.canceled = true;
             let provisional = c.provisional_seen;
-            self.final_on_server(now, &key, 487, "Request Terminated", None, media);
+            self.final_on_server(now, key, 487, "Request Terminated", None);
             if provisional {
                 self.cancel_client(now, call, media);
             } else if let Some(c) = self.calls.get_mut(&call) {

@@ -3,51 +3,103 @@
 
 use super::*;
 
+/// A request to send on a new client transaction.
+#[derive(Debug)]
+pub(super) struct Outgoing {
+    /// The request (an INVITE gets an INVITE client transaction, RFC 3261 §17.1.1).
+    pub(super) bytes: Bytes,
+    pub(super) peer: Peer,
+    /// The call it belongs to; None for relays outside any call.
+    pub(super) call: Option<u64>,
+    /// The leg it goes out on.
+    pub(super) side: Side,
+    pub(super) purpose: Purpose,
+}
+
 impl B2bua {
-    #[allow(clippy::too_many_arguments, reason = "internal helper")]
+    /// Drains client transaction `id` into the outputs; a failure it reports goes to call
+    /// policy (`failover.rs`).
+    pub(super) fn after_client(&mut self, now: Instant, id: TxId, media: &mut dyn MediaControl) {
+        let failure = self.tx.drain_client(
+            id,
+            Sink {
+                transmits: &mut self.transmits,
+                timers: &mut self.timers,
+                ledger: &mut self.ledger,
+                retransmissions_sent: &mut self.retransmissions_sent,
+            },
+        );
+        if let Some(failure) = failure {
+            self.client_failed(now, failure, media);
+        }
+    }
+
+    /// Makes client transaction `ck` the call's INVITE on its callee leg `side` (a new call, a
+    /// failover, a redirect or an authenticated retry): what CANCEL, glare and the caller's
+    /// server transaction refer to.
+    pub(super) fn bind_initial(&mut self, call: u64, side: Side, ck: TxId) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        c.initial_client = Some(ck);
+        c.leg_mut(side).invite_out = Some(ck);
+        if let Some(e) = self.tx.server_mut(c.initial_server) {
+            e.relay = Some(ck);
+        }
+    }
+
+    /// Starts a client transaction for `out` and sends its request. Returns its handle (None
+    /// only if our own message does not parse: a builder bug, counted, nothing sent).
     pub(super) fn send_client(
         &mut self,
         now: Instant,
-        key: String,
-        bytes: Bytes,
-        peer: Peer,
-        call: u64,
-        side: Side,
-        purpose: Purpose,
-        invite: bool,
+        out: Outgoing,
         media: &mut dyn MediaControl,
-    ) {
-        let Ok(request) = Message::parse(bytes.clone(), &self.limits) else {
+    ) -> Option<TxId> {
+        let Outgoing {
+            bytes,
+            peer,
+            call,
+            side,
+            purpose,
+        } = out;
+        let parsed = Message::parse(bytes.clone(), &self.limits);
+        let Some((request, branch)) = parsed.ok().and_then(|m| {
+            let branch: Box<str> = m.top_via().branch()?.into();
+            Some((m, branch))
+        }) else {
             // Our own message failed to parse: a bug in a builder. Do not send garbage.
             self.events.push_back(Event::Dropped {
                 reason: "internal_build_error",
             });
-            return;
+            return None;
         };
         let reliable = peer.transport.is_reliable();
-        let tx = if invite {
+        let method = request.method();
+        let cancel = method == Some(&Method::Cancel);
+        let tx = if method == Some(&Method::Invite) {
             CTx::Invite(InviteClient::new(now, bytes, reliable, self.cfg.timers))
         } else {
             CTx::NonInvite(NonInviteClient::new(now, bytes, reliable, self.cfg.timers))
         };
         let trunk = match side {
-            Side::Outside => self.calls.get(&call).and_then(|c| c.trunk),
+            Side::Outside => call.and_then(|c| self.calls.get(&c)?.trunk),
             Side::Inside => None,
         };
-        self.client.insert(
-            key.clone(),
-            ClientEntry {
-                tx,
-                peer,
-                request,
-                call,
-                side,
-                purpose,
-                auth_attempts: 0,
-                trunk,
-            },
-        );
-        self.after_client(now, &key, media);
+        let id = self.tx.insert_client(ClientEntry {
+            branch,
+            cancel,
+            tx,
+            peer,
+            request,
+            call,
+            side,
+            purpose,
+            auth_attempts: 0,
+            trunk,
+        });
+        self.after_client(now, id, media);
+        Some(id)
     }
 
     /// Sends CANCEL for the call's initial INVITE on the callee leg.
@@ -55,8 +107,7 @@ impl B2bua {
         let Some(c) = self.calls.get(&call) else {
             return;
         };
-        let key = c.initial_client.clone();
-        let Some(e) = self.client.get_mut(&key) else {
+        let Some(e) = c.initial_client.and_then(|k| self.tx.client_mut(k)) else {
             return;
         };
         let cancel = msg::cancel_for(&e.request, &mut self.buf);
@@ -64,16 +115,15 @@ impl B2bua {
             t.cancel_sent(now);
         }
         let (peer, side) = (e.peer, e.side);
-        let ck = format!("{}|CANCEL", key.trim_end_matches("|INVITE"));
         self.send_client(
             now,
-            ck,
-            cancel,
-            peer,
-            call,
-            side,
-            Purpose::Own,
-            false,
+            Outgoing {
+                bytes: cancel,
+                peer,
+                call: Some(call),
+                side,
+                purpose: Purpose::Own,
+            },
             media,
         );
     }
@@ -143,22 +193,17 @@ impl B2bua {
                 c.state = CallState::Confirmed;
                 c.answered_at.get_or_insert(now);
             }
-            let late_offer = self
-                .client
-                .get(&c.initial_client)
+            let late_offer = c
+                .initial_client
+                .and_then(|k| self.tx.client(k))
                 .is_some_and(|e| e.request.body().is_empty());
-            (
-                c.initial_server.clone(),
-                c.canceled,
-                cancel_pending,
-                late_offer,
-            )
+            (c.initial_server, c.canceled, cancel_pending, late_offer)
         };
         if (101..200).contains(&status) {
             if cancel_pending {
                 self.cancel_client(now, call, media);
             } else if !canceled {
-                self.provisional_to_caller(now, call, side, &server_key, status, resp, media);
+                self.provisional_to_caller(now, call, side, server_key, resp, media);
             }
             return;
         }
@@ -174,14 +219,23 @@ impl B2bua {
             self.events.push_back(Event::CallAnswered { call });
             let timer = self.cfg.session_timer.answered(now, resp);
             self.set_leg_timer(call, side, timer);
-            let sent =
-                self.relay_to_caller(now, call, caller, &server_key, status, resp, None, media);
+            let sent = self.relay_to_caller(
+                now,
+                ToCaller {
+                    call: Some(call),
+                    side: caller,
+                    server: server_key,
+                },
+                resp,
+                None,
+                media,
+            );
             if !late_offer {
                 self.send_ack(call, side, cseq_callee, b"");
             }
             if let Some(resp_bytes) = sent {
                 let ack_other = late_offer.then_some(cseq_callee);
-                self.start_2xx_retransmit(now, call, caller, &server_key, resp_bytes, ack_other);
+                self.start_2xx_retransmit(now, call, caller, server_key, resp_bytes, ack_other);
             }
             return;
         }
@@ -207,7 +261,17 @@ impl B2bua {
             if matches!(status, 401 | 407) {
                 self.remember_challenge(now, call, side, resp);
             }
-            self.relay_to_caller(now, call, caller, &server_key, status, resp, None, media);
+            self.relay_to_caller(
+                now,
+                ToCaller {
+                    call: Some(call),
+                    side: caller,
+                    server: server_key,
+                },
+                resp,
+                None,
+                media,
+            );
         }
         let reason = if canceled {
             EndReason::Cancelled
@@ -252,47 +316,71 @@ impl B2bua {
             &mut self.buf,
         );
         let peer = leg.peer;
-        let key = client_key(&branch, false);
         self.send_client(
             now,
-            key,
-            prack,
-            peer,
-            call,
-            side,
-            Purpose::Own,
-            false,
+            Outgoing {
+                bytes: prack,
+                peer,
+                call: Some(call),
+                side,
+                purpose: Purpose::Own,
+            },
             media,
         );
     }
 
-    #[allow(clippy::too_many_arguments, reason = "internal helper")]
+    /// Relays the answer to a request relayed for server transaction `server` back to it; for
+    /// a call (`call`), with what the answer means for the dialog.
     pub(super) fn relay_response(
         &mut self,
         now: Instant,
-        call: u64,
+        call: Option<u64>,
         side: Side,
-        server: &str,
-        status: u16,
+        server: TxId,
         resp: &Message,
         media: &mut dyn MediaControl,
     ) {
+        let status = resp.status().map_or(0, |s| s.as_u16());
         if status == 100 {
             return;
         }
         let from = side.other();
         let method = resp.cseq().method.clone();
-        if method == Method::Register && call == STANDALONE {
-            self.register_response(now, server, status, resp, media);
+        let Some(call) = call else {
+            if method == Method::Register {
+                self.register_response(now, server, status, resp);
+            } else {
+                self.relay_to_caller(
+                    now,
+                    ToCaller {
+                        call: None,
+                        side: from,
+                        server,
+                    },
+                    resp,
+                    None,
+                    media,
+                );
+            }
             return;
-        }
+        };
         if method == Method::Invite
             && status >= 200
             && let Some(c) = self.calls.get_mut(&call)
         {
             c.leg_mut(side).invite_out = None;
         }
-        let sent = self.relay_to_caller(now, call, from, server, status, resp, None, media);
+        let sent = self.relay_to_caller(
+            now,
+            ToCaller {
+                call: Some(call),
+                side: from,
+                server,
+            },
+            resp,
+            None,
+            media,
+        );
         if matches!(method, Method::Invite | Method::Update) && (200..300).contains(&status) {
             // The peer answered a request relayed on its leg: its session interval from now.
             let current = self.calls.get(&call).and_then(|c| c.leg(side).session);
@@ -313,15 +401,15 @@ impl B2bua {
                 // re-INVITE answered: ACK end-to-end on this leg now unless the offer comes
                 // in the ACK (late offer), and retransmit the 2xx to the other leg until ACKed.
                 let late = self
-                    .server
-                    .get(server)
+                    .tx
+                    .server(server)
                     .is_some_and(|e| e.request.body().is_empty());
                 let cseq_here = resp.cseq().seq;
                 if !late {
                     self.send_ack(call, side, cseq_here, b"");
                 }
                 if let Some(bytes) = sent {
-                    let cseq_there = self.server.get(server).map_or(0, |e| e.request.cseq().seq);
+                    let cseq_there = self.tx.server(server).map_or(0, |e| e.request.cseq().seq);
                     self.start_2xx_retransmit(
                         now,
                         call,
@@ -370,13 +458,13 @@ impl B2bua {
         let peer = leg.peer;
         self.send_client(
             now,
-            client_key(&branch, false),
-            bye,
-            peer,
-            call,
-            side,
-            Purpose::Own,
-            false,
+            Outgoing {
+                bytes: bye,
+                peer,
+                call: Some(call),
+                side,
+                purpose: Purpose::Own,
+            },
             media,
         );
     }

@@ -7,7 +7,30 @@ use super::*;
 pub(super) const ALLOW: &str =
     "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, MESSAGE, NOTIFY, REFER";
 
+/// Where a response from one leg is relayed: the caller's server transaction.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ToCaller {
+    /// The call, if the request was part of one.
+    pub(super) call: Option<u64>,
+    /// The side the request came from.
+    pub(super) side: Side,
+    pub(super) server: TxId,
+}
+
 impl B2bua {
+    /// Drains server transaction `id` into the outputs (see `transactions.rs`).
+    pub(super) fn after_server(&mut self, id: TxId) {
+        self.tx.drain_server(
+            id,
+            Sink {
+                transmits: &mut self.transmits,
+                timers: &mut self.timers,
+                ledger: &mut self.ledger,
+                retransmissions_sent: &mut self.retransmissions_sent,
+            },
+        );
+    }
+
     /// Answers a request with a final response on a new server transaction (so that its
     /// retransmissions get the same answer).
     #[allow(
@@ -18,11 +41,10 @@ impl B2bua {
         &mut self,
         now: Instant,
         peer: Peer,
-        key: String,
+        key: ServerKey,
         msg: Message,
         status: u16,
         reason: &str,
-        media: &mut dyn MediaControl,
     ) {
         let allow = ALLOW;
         let extra: &[(&str, &str)] = if status == 405 {
@@ -30,7 +52,7 @@ impl B2bua {
         } else {
             &[]
         };
-        self.reject_with(now, peer, key, msg, status, reason, extra, media);
+        self.reject_with(now, peer, key, msg, status, reason, extra);
     }
 
     /// Answers a request outside any call with `status` and `extra` headers.
@@ -39,12 +61,11 @@ impl B2bua {
         &mut self,
         now: Instant,
         peer: Peer,
-        key: String,
+        key: ServerKey,
         msg: Message,
         status: u16,
         reason: &str,
         extra: &[(&str, &str)],
-        media: &mut dyn MediaControl,
     ) {
         let tag = self.rng.token();
         let resp = msg::response(
@@ -76,19 +97,17 @@ impl B2bua {
             t.send_response(now, status, resp);
             STx::NonInvite(t)
         };
-        self.server.insert(
-            key.clone(),
-            ServerEntry {
-                tx,
-                peer,
-                request: msg,
-                call: None,
-                to_tag: Some(tag),
-                relay: None,
-                merged: None,
-            },
-        );
-        self.after_server(now, &key, media);
+        let key = self.tx.insert_server(ServerEntry {
+            key,
+            tx,
+            peer,
+            request: msg,
+            call: None,
+            to_tag: Some(tag),
+            relay: None,
+            merged: None,
+        });
+        self.after_server(key);
     }
 
     pub(super) fn trying(&mut self, msg: &Message) -> Bytes {
@@ -114,9 +133,8 @@ impl B2bua {
         &mut self,
         now: Instant,
         peer: Peer,
-        key: String,
+        key: ServerKey,
         msg: Message,
-        media: &mut dyn MediaControl,
     ) {
         let tag = self.rng.token();
         let supported = extensions::supported_value(self.cfg.session_timer.enabled);
@@ -142,32 +160,29 @@ impl B2bua {
         );
         let mut t = NonInviteServer::new(peer.transport.is_reliable(), self.cfg.timers);
         t.send_response(now, 200, resp);
-        self.server.insert(
-            key.clone(),
-            ServerEntry {
-                tx: STx::NonInvite(t),
-                peer,
-                request: msg,
-                call: None,
-                to_tag: Some(tag),
-                relay: None,
-                merged: None,
-            },
-        );
-        self.after_server(now, &key, media);
+        let key = self.tx.insert_server(ServerEntry {
+            key,
+            tx: STx::NonInvite(t),
+            peer,
+            request: msg,
+            call: None,
+            to_tag: Some(tag),
+            relay: None,
+            merged: None,
+        });
+        self.after_server(key);
     }
 
     /// Sends a final response on server transaction `key` (no relayed headers).
     pub(super) fn final_on_server(
         &mut self,
         now: Instant,
-        key: &str,
+        key: TxId,
         status: u16,
         reason: &str,
         extra_reason_hdr: Option<&str>,
-        media: &mut dyn MediaControl,
     ) {
-        let Some(e) = self.server.get(key) else {
+        let Some(e) = self.tx.server(key) else {
             return;
         };
         let extra_owned;
@@ -201,25 +216,24 @@ impl B2bua {
             &[],
             &mut self.buf,
         );
-        self.send_on_server(now, key, status, resp, media);
+        self.send_on_server(now, key, status, resp);
     }
 
     pub(super) fn send_on_server(
         &mut self,
         now: Instant,
-        key: &str,
+        key: TxId,
         status: u16,
         resp: Bytes,
-        media: &mut dyn MediaControl,
     ) -> bool {
-        let Some(e) = self.server.get_mut(key) else {
+        let Some(e) = self.tx.server_mut(key) else {
             return false;
         };
         let sent = match &mut e.tx {
             STx::Invite(t) => t.send_response(now, status, resp),
             STx::NonInvite(t) => t.send_response(now, status, resp),
         };
-        self.after_server(now, key, media);
+        self.after_server(key);
         sent
     }
 
@@ -227,14 +241,12 @@ impl B2bua {
     /// an RSeq) goes to the caller reliably with our own RSeq if the caller supports 100rel,
     /// and is retransmitted until its PRACK; otherwise the SBC PRACKs the callee itself and
     /// relays the provisional as an ordinary one.
-    #[allow(clippy::too_many_arguments, reason = "internal helper")]
     pub(super) fn provisional_to_caller(
         &mut self,
         now: Instant,
         call: u64,
         side: Side,
-        server_key: &str,
-        status: u16,
+        server_key: TxId,
         resp: &Message,
         media: &mut dyn MediaControl,
     ) {
@@ -246,7 +258,17 @@ impl B2bua {
             .any(|t| t.trim().eq_ignore_ascii_case("100rel"));
         let rseq = resp.headers().rseq().ok().flatten();
         let (Some(theirs), true) = (rseq, reliable) else {
-            self.relay_to_caller(now, call, caller, server_key, status, resp, None, media);
+            self.relay_to_caller(
+                now,
+                ToCaller {
+                    call: Some(call),
+                    side: caller,
+                    server: server_key,
+                },
+                resp,
+                None,
+                media,
+            );
             return;
         };
         let Some(c) = self.calls.get_mut(&call) else {
@@ -259,7 +281,17 @@ impl B2bua {
         if !c.caller_100rel {
             let invite_cseq = resp.cseq().seq;
             self.send_prack(now, call, side, theirs, invite_cseq, media);
-            self.relay_to_caller(now, call, caller, server_key, status, resp, None, media);
+            self.relay_to_caller(
+                now,
+                ToCaller {
+                    call: Some(call),
+                    side: caller,
+                    server: server_key,
+                },
+                resp,
+                None,
+                media,
+            );
             return;
         }
         let ours = c.next_rseq;
@@ -267,10 +299,11 @@ impl B2bua {
         c.rseq_map.push((ours, theirs));
         let sent = self.relay_to_caller(
             now,
-            call,
-            caller,
-            server_key,
-            status,
+            ToCaller {
+                call: Some(call),
+                side: caller,
+                server: server_key,
+            },
             resp,
             Some(ours),
             media,
@@ -292,18 +325,20 @@ impl B2bua {
     /// Relays a response from the callee leg to the caller's server transaction `key`,
     /// mapping headers and SDP; with `rseq`, as a reliable provisional with that RSeq.
     /// Returns the bytes sent for a 2xx or a reliable provisional (for retransmission).
-    #[allow(clippy::too_many_arguments, reason = "internal helper")]
     pub(super) fn relay_to_caller(
         &mut self,
         now: Instant,
-        call: u64,
-        caller: Side,
-        key: &str,
-        status: u16,
+        to: ToCaller,
         resp: &Message,
         rseq: Option<u32>,
         media: &mut dyn MediaControl,
     ) -> Option<Bytes> {
+        let ToCaller {
+            call,
+            side: caller,
+            server: key,
+        } = to;
+        let status = resp.status().map_or(0, |s| s.as_u16());
         let callee = caller.other();
         let mut body = Vec::new();
         let mut content_type = None;
@@ -317,6 +352,8 @@ impl B2bua {
             }
         };
         if let Some(sdp_body) = sdp_body {
+            // Outside any call (a relayed MESSAGE) there is no media to anchor an SDP in.
+            let call = call?;
             let peers = self.call_media_peers(call);
             let c = self.calls.get_mut(&call)?;
             // An answer (or an offer in a 2xx to an offer-less INVITE).
@@ -356,13 +393,12 @@ impl B2bua {
                 }
             }
         }
-        let e = self.server.get(key)?;
+        let e = self.tx.server(key)?;
         // The standard phrase: the peer's own can name its systems.
         let reason =
             crate::sip::StatusCode::new(status).map_or("", crate::sip::StatusCode::standard_phrase);
-        let local = self
-            .calls
-            .get(&call)
+        let local = call
+            .and_then(|c| self.calls.get(&c))
             .map_or_else(|| self.cfg.local(caller), |c| c.leg(caller).local);
         // 3xx: the redirect targets, reduced to their numbers at the SBC (`msg.rs`).
         let contacts: Vec<String> = if (300..400).contains(&status) {
@@ -370,7 +406,7 @@ impl B2bua {
         } else {
             Vec::new()
         };
-        let trunk = self.calls.get(&call).and_then(|c| c.trunk);
+        let trunk = call.and_then(|c| self.calls.get(&c)?.trunk);
         let challenge = if matches!(status, 401 | 407) && self.challenge_crosses(trunk, callee) {
             self.challenges_relayed += 1;
             auth_passthrough::challenge_headers(resp)
@@ -403,9 +439,8 @@ impl B2bua {
             &self.cfg.pass_headers,
             &mut self.buf,
         );
-        let key = key.to_owned();
-        self.send_on_server(now, &key, status, out.clone(), media);
-        if let Some(t) = leg_timer {
+        self.send_on_server(now, key, status, out.clone());
+        if let (Some(t), Some(call)) = (leg_timer, call) {
             self.set_leg_timer(call, caller, Some(t));
         }
         ((200..300).contains(&status) || rseq.is_some()).then_some(out)
@@ -416,7 +451,7 @@ impl B2bua {
         now: Instant,
         call: u64,
         leg: Side,
-        _server_key: &str,
+        _server_key: TxId,
         response: Bytes,
         ack_other_cseq: Option<u32>,
     ) {
@@ -424,8 +459,8 @@ impl B2bua {
             return;
         };
         let cseq = self
-            .server
-            .get(&c.initial_server)
+            .tx
+            .server(c.initial_server)
             .map_or(0, |e| e.request.cseq().seq);
         let t1 = self.cfg.timers.t1;
         let reliable = c.leg(leg).peer.transport.is_reliable();
