@@ -18,7 +18,7 @@ pub(super) struct Plan {
 
 /// Why a new call is refused before it is set up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Refusal {
+pub(super) enum NotAdmitted {
     /// No outbound route takes the called number (404).
     NoRoute,
     /// A call admission limit (503 + Retry-After); the value is the metric label.
@@ -129,7 +129,7 @@ impl B2bua {
         now: Instant,
         peer: &Peer,
         msg: &Message,
-    ) -> Result<Plan, Refusal> {
+    ) -> Result<Plan, NotAdmitted> {
         let called = request_user(msg).unwrap_or_default();
         let digits = called.split(';').next().unwrap_or_default();
         match peer.side {
@@ -142,7 +142,7 @@ impl B2bua {
                         .routes
                         .iter()
                         .find(|r| r.matcher.matches(digits))
-                        .ok_or(Refusal::NoRoute)?;
+                        .ok_or(NotAdmitted::NoRoute)?;
                     route.order(&mut self.rng)
                 };
                 let any_up = order.iter().any(|t| self.trunk_usable(*t));
@@ -165,14 +165,14 @@ impl B2bua {
                         resume: None,
                     });
                 }
-                Err(limited.map_or(Refusal::NoRoute, Refusal::Limit))
+                Err(limited.map_or(NotAdmitted::NoRoute, NotAdmitted::Limit))
             }
             Side::Outside => {
                 let trunk = self.trunk_of(peer.addr.ip());
                 if let Some(t) = trunk
                     && let Some(l) = self.admit_trunk(now, t)
                 {
-                    return Err(Refusal::Limit(l));
+                    return Err(NotAdmitted::Limit(l));
                 }
                 let rules = trunk
                     .and_then(|t| self.cfg.trunks.get(t))

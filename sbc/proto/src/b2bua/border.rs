@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::{
-    B2bua, EndReason, Event, ResponseSpec, body, msg,
+    B2bua, EndReason, Event, Refusal, ResponseSpec, body, msg,
     transactions::{ServerKey, TxId},
 };
 use crate::{
@@ -35,8 +35,8 @@ impl B2bua {
         let resp = msg::response(
             &e.request,
             &ResponseSpec {
-                status: 415,
-                reason: "Unsupported Media Type",
+                status: Refusal::UnsupportedMediaType.code(),
+                reason: Refusal::UnsupportedMediaType.reason(),
                 to_tag: e.to_tag.as_deref(),
                 contact: None,
                 user_agent: &self.cfg.user_agent,
@@ -67,8 +67,7 @@ impl B2bua {
             peer,
             key,
             msg,
-            415,
-            "Unsupported Media Type",
+            Refusal::UnsupportedMediaType,
             &[("Accept", accept)],
         );
     }
@@ -92,7 +91,7 @@ impl B2bua {
         let initial = c.initial_server == key;
         let callee = caller.other();
         self.send_ack(call, callee, resp.cseq().seq, b"");
-        self.final_on_server(now, key, 488, "Not Acceptable Here", None);
+        self.final_on_server(now, key, Refusal::NotAcceptableHere);
         if initial {
             self.send_bye(now, call, callee, media);
             self.finish_call(call, EndReason::Rejected(488), media);

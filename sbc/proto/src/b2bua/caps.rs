@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 
-use super::{B2bua, Event, ResponseSpec, Transmit, msg, transactions::TxId};
+use super::{B2bua, Event, Refusal, ResponseSpec, Transmit, msg, transactions::TxId};
 use crate::{
     net::Peer,
     sip::{Message, Method},
@@ -177,8 +177,8 @@ impl B2bua {
         let data = msg::response(
             msg,
             &ResponseSpec {
-                status: 503,
-                reason: "Service Unavailable",
+                status: Refusal::ServiceUnavailable.code(),
+                reason: Refusal::ServiceUnavailable.reason(),
                 to_tag: Some(&tag),
                 contact: None,
                 user_agent: &self.cfg.user_agent,

@@ -46,7 +46,7 @@ impl B2bua {
         // outside a dialog stops here anyway (the SBC answers it itself, §11).
         let answered_here = method == Method::Options && msg.to().tag().is_none();
         if msg.max_forwards() == Some(0) && !answered_here {
-            self.reject(now, peer, key, msg, 483, "Too Many Hops");
+            self.reject(now, peer, key, msg, Refusal::TooManyHops);
             return;
         }
         // §8.2.2.3: an extension the SBC does not implement on this leg cannot be required.
@@ -58,8 +58,7 @@ impl B2bua {
                 peer,
                 key,
                 msg,
-                420,
-                "Bad Extension",
+                Refusal::BadExtension,
                 &[("Unsupported", &list)],
             );
             return;
@@ -74,7 +73,7 @@ impl B2bua {
                 {
                     self.in_dialog(now, peer, key, msg, call, media);
                 }
-                _ => self.reject(now, peer, key, msg, 481, "Call/Transaction Does Not Exist"),
+                _ => self.reject(now, peer, key, msg, Refusal::CallDoesNotExist),
             }
             return;
         }
@@ -92,8 +91,7 @@ impl B2bua {
                         peer,
                         key,
                         msg,
-                        422,
-                        "Session Interval Too Small",
+                        Refusal::SessionIntervalTooSmall,
                         &[("Min-SE", &min)],
                     );
                     return;
@@ -101,25 +99,25 @@ impl B2bua {
                 if let Some(m) = merged_key(&msg)
                     && self.tx.merged_with(&m).is_some()
                 {
-                    self.reject(now, peer, key, msg, 482, "Loop Detected");
+                    self.reject(now, peer, key, msg, Refusal::LoopDetected);
                     return;
                 }
                 // The trunk's limits before the global rate: calls a trunk refuses do not use
                 // up the rate every other trunk's calls need.
                 let plan = match self.admit_calls() {
-                    Some(limit) => Err(Refusal::Limit(limit)),
+                    Some(limit) => Err(NotAdmitted::Limit(limit)),
                     None => match self.resume_plan(now, &peer, &msg) {
                         // An auth retry continues an attempt already admitted.
                         Some(resumed) => Ok(resumed),
                         None => self.plan(now, &peer, &msg).and_then(|plan| {
                             self.admit_rate(now)
-                                .map_or(Ok(plan), |l| Err(Refusal::Limit(l)))
+                                .map_or(Ok(plan), |l| Err(NotAdmitted::Limit(l)))
                         }),
                     },
                 };
                 match plan {
                     Ok(plan) => self.new_call(now, peer, key, msg, plan, media),
-                    Err(Refusal::Limit(limit)) => {
+                    Err(NotAdmitted::Limit(limit)) => {
                         // RFC 3261 §21.5.4: 503 with Retry-After; the caller may try again
                         // later (a PBX typically fails over to another route meanwhile).
                         // Stateless (`caps.rs`): a flood of refused calls holds nothing.
@@ -129,22 +127,22 @@ impl B2bua {
                         });
                         self.refuse_statelessly(peer, &msg);
                     }
-                    Err(Refusal::NoRoute) => {
+                    Err(NotAdmitted::NoRoute) => {
                         self.events.push_back(Event::NoRoute);
-                        self.reject(now, peer, key, msg, 404, "Not Found");
+                        self.reject(now, peer, key, msg, Refusal::NotFound);
                     }
                 }
             }
             Method::Options => self.answer_options(now, peer, key, msg),
             Method::Bye | Method::Prack | Method::Update | Method::Info | Method::Notify => {
-                self.reject(now, peer, key, msg, 481, "Call/Transaction Does Not Exist");
+                self.reject(now, peer, key, msg, Refusal::CallDoesNotExist);
             }
             Method::Message => self.relay_standalone(now, peer, key, msg, media),
             Method::Register => self.on_register(now, peer, key, msg, media),
             Method::Subscribe | Method::Publish | Method::Refer => {
-                self.reject(now, peer, key, msg, 405, "Method Not Allowed");
+                self.reject(now, peer, key, msg, Refusal::MethodNotAllowed);
             }
-            _ => self.reject(now, peer, key, msg, 501, "Not Implemented"),
+            _ => self.reject(now, peer, key, msg, Refusal::NotImplemented),
         }
     }
 

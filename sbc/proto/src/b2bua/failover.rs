@@ -342,7 +342,7 @@ impl B2bua {
                 c.leg_mut(side).invite_out = None;
                 let (server, canceled) = (c.initial_server, c.canceled);
                 if !canceled {
-                    self.final_on_server(now, server, 403, "Forbidden", None);
+                    self.final_on_server(now, server, Refusal::Forbidden);
                 }
                 let reason = if canceled {
                     EndReason::Cancelled
@@ -355,7 +355,7 @@ impl B2bua {
                 if let Some(c) = call.and_then(|c| self.calls.get_mut(&c)) {
                     c.leg_mut(side).invite_out = None;
                 }
-                self.final_on_server(now, server, 403, "Forbidden", None);
+                self.final_on_server(now, server, Refusal::Forbidden);
                 let is_bye = self
                     .tx
                     .server(server)
@@ -388,10 +388,11 @@ impl B2bua {
             }
             return;
         }
-        let (status, reason, end) = match timer {
-            Some(_) => (408, "Request Timeout", EndReason::Timeout),
-            None => (503, "Service Unavailable", EndReason::TransportError),
+        let (refusal, end) = match timer {
+            Some(_) => (Refusal::RequestTimeout, EndReason::Timeout),
+            None => (Refusal::ServiceUnavailable, EndReason::TransportError),
         };
+        let status = refusal.code();
         match purpose {
             Purpose::Own => {}
             Purpose::Initial => {
@@ -418,7 +419,7 @@ impl B2bua {
                     self.cancel_client(now, call, media);
                 }
                 if !canceled {
-                    self.final_on_server(now, key, status, reason, None);
+                    self.final_on_server(now, key, refusal);
                 }
                 self.finish_call(
                     call,
@@ -430,7 +431,7 @@ impl B2bua {
                 if let Some(c) = call.and_then(|c| self.calls.get_mut(&c)) {
                     c.leg_mut(side).invite_out = None;
                 }
-                self.final_on_server(now, server, status, reason, None);
+                self.final_on_server(now, server, refusal);
                 let is_bye = self
                     .tx
                     .server(server)

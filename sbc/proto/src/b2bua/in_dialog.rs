@@ -20,7 +20,7 @@ impl B2bua {
             }
         });
         let Some((invite_key, call)) = target else {
-            self.reject(now, peer, key, msg, 481, "Call/Transaction Does Not Exist");
+            self.reject(now, peer, key, msg, Refusal::CallDoesNotExist);
             return;
         };
         // 200 for the CANCEL on its own transaction, then 487 for the INVITE (§9.2).
@@ -28,8 +28,8 @@ impl B2bua {
         let ok = msg::response(
             &msg,
             &ResponseSpec {
-                status: 200,
-                reason: "OK",
+                status: StatusCode::OK.as_u16(),
+                reason: StatusCode::OK.standard_phrase(),
                 to_tag: to_tag.as_deref(),
                 contact: None,
                 user_agent: &self.cfg.user_agent,
@@ -42,7 +42,7 @@ impl B2bua {
             &mut self.buf,
         );
         let mut t = NonInviteServer::new(peer.transport.is_reliable(), self.cfg.timers);
-        t.send_response(now, 200, ok);
+        t.send_response(now, StatusCode::OK.as_u16(), ok);
         let key = self.tx.insert_server(ServerEntry {
             key,
             tx: STx::NonInvite(t),
@@ -54,7 +54,7 @@ impl B2bua {
             merged: None,
         });
         self.after_server(key);
-        self.final_on_server(now, invite_key, 487, "Request Terminated", None);
+        self.final_on_server(now, invite_key, Refusal::RequestTerminated);
         let Some(call_id) = call else { return };
         let relay = self.tx.server(invite_key).and_then(|e| e.relay);
         let initial = self
@@ -217,7 +217,7 @@ impl B2bua {
             match mapped {
                 Some(v) => extra_owned.push(("RAck", v)),
                 None => {
-                    self.reject(now, peer, key, msg, 481, "Call/Transaction Does Not Exist");
+                    self.reject(now, peer, key, msg, Refusal::CallDoesNotExist);
                     return;
                 }
             }
@@ -228,11 +228,11 @@ impl B2bua {
             };
             // RFC 3261 §14.2: a re-INVITE while our own INVITE on this leg is pending → 491.
             if is_invite && c.leg(from).invite_out.is_some() {
-                self.reject(now, peer, key, msg, 491, "Request Pending");
+                self.reject(now, peer, key, msg, Refusal::RequestPending);
                 return;
             }
             if is_invite && c.state != CallState::Confirmed {
-                self.reject(now, peer, key, msg, 491, "Request Pending");
+                self.reject(now, peer, key, msg, Refusal::RequestPending);
                 return;
             }
         }
@@ -245,8 +245,7 @@ impl B2bua {
                 peer,
                 key,
                 msg,
-                422,
-                "Session Interval Too Small",
+                Refusal::SessionIntervalTooSmall,
                 &[("Min-SE", &min)],
             );
             return;
@@ -313,19 +312,19 @@ impl B2bua {
             let relays = match (c.media, sdp::streams(sdp_body, &self.cfg.sdp)) {
                 (Some(s), Ok(streams)) => media
                     .update(s, sdp::leg(from), &streams)
-                    .map_err(|e| e.status_code()),
+                    .map_err(|e| Refusal::from(&e)),
                 (None, Ok(streams)) => match media.allocate(sdp::leg(from), &streams, &peers) {
                     Ok(a) => {
                         c.media = Some(a.session);
                         self.sessions.insert(a.session, call);
                         Ok(a.streams)
                     }
-                    Err(e) => Err(e.status_code()),
+                    Err(e) => Err(Refusal::from(&e)),
                 },
                 (_, Err(p)) => {
                     self.events
                         .push_back(Event::BorderRefusal { reason: p.as_str() });
-                    Err(488)
+                    Err(Refusal::NotAcceptableHere)
                 }
             };
             match relays {
@@ -340,18 +339,13 @@ impl B2bua {
                         &mut body_out,
                     ) {
                         self.border_refusal(p.as_str());
-                        self.final_on_server(now, key, 488, "Not Acceptable Here", None);
+                        self.final_on_server(now, key, Refusal::NotAcceptableHere);
                         return;
                     }
                     content_type = Some("application/sdp");
                 }
-                Err(code) => {
-                    let reason = if code == 503 {
-                        "Service Unavailable"
-                    } else {
-                        "Not Acceptable Here"
-                    };
-                    self.final_on_server(now, key, code, reason, None);
+                Err(refusal) => {
+                    self.final_on_server(now, key, refusal);
                     return;
                 }
             }
@@ -424,7 +418,7 @@ impl B2bua {
                 && c.state != CallState::Confirmed
             {
                 let key = c.initial_server;
-                self.final_on_server(now, key, 487, "Request Terminated", None);
+                self.final_on_server(now, key, Refusal::RequestTerminated);
             }
         }
         let sent = self.send_client(

@@ -50,6 +50,7 @@ mod new_call;
 mod pbx_auth;
 mod peer_binding;
 mod redirect;
+mod refusal;
 mod register_relay;
 mod sdp;
 mod session_timer;
@@ -69,7 +70,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use admission::{NO_RULES, Plan, Refusal};
+use admission::{NO_RULES, NotAdmitted, Plan};
 use bytes::Bytes;
 use call::{Call, CallState, Leg, Pending2xx, PendingRel, side_index};
 pub use call::{CallInfo, LegInfo};
@@ -85,6 +86,7 @@ use msg::{RequestSpec, ResponseSpec};
 pub use pbx_auth::{PbxAuthConfig, PbxAuthResult};
 pub use peer_binding::PeerMismatch;
 pub use redirect::Redirect;
+pub use refusal::Refusal;
 pub use sdp::SdpProblem;
 pub use session_timer::SessionTimerConfig;
 use timers::{TimerQueue, TimerRef};
@@ -99,7 +101,7 @@ use crate::{
     limit::TokenBucket,
     media::{MediaControl, MediaEvent, SessionId},
     net::{Peer, Side},
-    sip::{HeaderName, Limits, Message, Method},
+    sip::{HeaderName, Limits, Message, Method, StatusCode},
     transaction::{
         Absorbed, InviteClient, InviteServer, InviteServerState, NonInviteClient, NonInviteServer,
         Timer,

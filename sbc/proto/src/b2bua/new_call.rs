@@ -44,7 +44,7 @@ impl B2bua {
 
         // The called number: the Request-URI user (the To user if the URI has none).
         if request_user(&msg).is_none() {
-            self.final_on_server(now, key, 404, "Not Found", None);
+            self.final_on_server(now, key, Refusal::NotFound);
             return;
         }
         let target = plan.target;
@@ -65,7 +65,7 @@ impl B2bua {
                 Ok(s) => s,
                 Err(p) => {
                     self.border_refusal(p.as_str());
-                    self.final_on_server(now, key, 488, "Not Acceptable Here", None);
+                    self.final_on_server(now, key, Refusal::NotAcceptableHere);
                     return;
                 }
             };
@@ -76,13 +76,7 @@ impl B2bua {
                     relays = a.streams;
                 }
                 Err(e) => {
-                    let code = e.status_code();
-                    let reason = if code == 503 {
-                        "Service Unavailable"
-                    } else {
-                        "Not Acceptable Here"
-                    };
-                    self.final_on_server(now, key, code, reason, None);
+                    self.final_on_server(now, key, Refusal::from(&e));
                     return;
                 }
             }
@@ -139,7 +133,7 @@ impl B2bua {
             if let Some(s) = session {
                 media.release(s);
             }
-            self.final_on_server(now, key, 488, "Not Acceptable Here", None);
+            self.final_on_server(now, key, Refusal::NotAcceptableHere);
             return;
         }
         let branch = self.rng.branch();

@@ -19,8 +19,8 @@
 use std::{collections::HashMap, time::Instant};
 
 use super::{
-    B2bua, Outgoing, Purpose, RegisterPolicy, STx, ServerEntry, ServerKey, Target, TrunkAuth, TxId,
-    auth_passthrough, forwarded_max_forwards,
+    B2bua, Outgoing, Purpose, Refusal, RegisterPolicy, STx, ServerEntry, ServerKey, Target,
+    TrunkAuth, TxId, auth_passthrough, forwarded_max_forwards,
     msg::{self, RequestSpec, ResponseSpec},
 };
 use crate::{
@@ -115,7 +115,7 @@ impl B2bua {
         } = self.cfg.pbx_register
         else {
             self.registers_refused += 1;
-            self.reject(now, peer, key, msg, 405, "Method Not Allowed");
+            self.reject(now, peer, key, msg, Refusal::MethodNotAllowed);
             return;
         };
         // Only the PBX registers through the SBC; a carrier has nothing to register here.
@@ -126,7 +126,7 @@ impl B2bua {
             .filter(|_| peer.side == Side::Inside)
         else {
             self.registers_refused += 1;
-            self.reject(now, peer, key, msg, 405, "Method Not Allowed");
+            self.reject(now, peer, key, msg, Refusal::MethodNotAllowed);
             return;
         };
         let user = match msg.to().uri {
@@ -135,7 +135,7 @@ impl B2bua {
         };
         let Some(user) = user.filter(|u| !u.is_empty()) else {
             self.registers_refused += 1;
-            self.reject(now, peer, key, msg, 400, "Bad Request");
+            self.reject(now, peer, key, msg, Refusal::BadRequest);
             return;
         };
         let passthrough = tcfg.auth == TrunkAuth::Passthrough;
@@ -155,8 +155,7 @@ impl B2bua {
                 peer,
                 key,
                 msg,
-                503,
-                "Service Unavailable",
+                Refusal::ServiceUnavailable,
                 &[("Retry-After", &retry)],
             );
             return;

@@ -26,7 +26,7 @@ use super::{
 use crate::{
     media::MediaControl,
     net::{Peer, Side},
-    sip::{Message, Method},
+    sip::{Message, Method, StatusCode},
     transaction::NonInviteServer,
 };
 
@@ -383,8 +383,8 @@ impl B2bua {
         let resp = msg::response(
             &msg,
             &ResponseSpec {
-                status: 200,
-                reason: "OK",
+                status: StatusCode::OK.as_u16(),
+                reason: StatusCode::OK.standard_phrase(),
                 to_tag: None,
                 contact: Some(local),
                 user_agent: &self.cfg.user_agent,
@@ -397,7 +397,7 @@ impl B2bua {
             &mut self.buf,
         );
         let mut t = NonInviteServer::new(peer.transport.is_reliable(), self.cfg.timers);
-        t.send_response(now, 200, resp);
+        t.send_response(now, StatusCode::OK.as_u16(), resp);
         let key = self.tx.insert_server(ServerEntry {
             key,
             tx: STx::NonInvite(t),

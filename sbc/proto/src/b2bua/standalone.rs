@@ -26,13 +26,13 @@ impl B2bua {
             }
         };
         let Some(user) = request_user(&msg) else {
-            self.reject(now, peer, key, msg, 404, "Not Found");
+            self.reject(now, peer, key, msg, Refusal::NotFound);
             return;
         };
         let to_side = peer.side.other();
         let Some((target, trunk)) = self.standalone_target(&peer, &user) else {
             self.events.push_back(Event::NoRoute);
-            self.reject(now, peer, key, msg, 404, "Not Found");
+            self.reject(now, peer, key, msg, Refusal::NotFound);
             return;
         };
         let local = self.trunk_local(to_side, trunk);

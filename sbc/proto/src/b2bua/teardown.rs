@@ -104,7 +104,7 @@ impl B2bua {
             let key = c.initial_server;
             c.canceled = true;
             let provisional = c.provisional_seen;
-            self.final_on_server(now, key, 487, "Request Terminated", None);
+            self.final_on_server(now, key, Refusal::RequestTerminated);
             if provisional {
                 self.cancel_client(now, call, media);
             } else if let Some(c) = self.calls.get_mut(&call) {

@@ -33,40 +33,33 @@ impl B2bua {
 
     /// Answers a request with a final response on a new server transaction (so that its
     /// retransmissions get the same answer).
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "internal helper mirroring RFC fields"
-    )]
     pub(super) fn reject(
         &mut self,
         now: Instant,
         peer: Peer,
         key: ServerKey,
         msg: Message,
-        status: u16,
-        reason: &str,
+        refusal: Refusal,
     ) {
-        let allow = ALLOW;
-        let extra: &[(&str, &str)] = if status == 405 {
-            &[("Allow", allow)]
+        let extra: &[(&str, &str)] = if refusal == Refusal::MethodNotAllowed {
+            &[("Allow", ALLOW)]
         } else {
             &[]
         };
-        self.reject_with(now, peer, key, msg, status, reason, extra);
+        self.reject_with(now, peer, key, msg, refusal, extra);
     }
 
-    /// Answers a request outside any call with `status` and `extra` headers.
-    #[allow(clippy::too_many_arguments, reason = "internal helper")]
+    /// Answers a request outside any call with `refusal` and `extra` headers.
     pub(super) fn reject_with(
         &mut self,
         now: Instant,
         peer: Peer,
         key: ServerKey,
         msg: Message,
-        status: u16,
-        reason: &str,
+        refusal: Refusal,
         extra: &[(&str, &str)],
     ) {
+        let (status, reason) = (refusal.code(), refusal.reason());
         let tag = self.rng.token();
         let resp = msg::response(
             &msg,
@@ -114,8 +107,8 @@ impl B2bua {
         msg::response(
             msg,
             &ResponseSpec {
-                status: 100,
-                reason: "Trying",
+                status: StatusCode::TRYING.as_u16(),
+                reason: StatusCode::TRYING.standard_phrase(),
                 to_tag: None,
                 contact: None,
                 user_agent: &self.cfg.user_agent,
@@ -141,8 +134,8 @@ impl B2bua {
         let resp = msg::response(
             &msg,
             &ResponseSpec {
-                status: 200,
-                reason: "OK",
+                status: StatusCode::OK.as_u16(),
+                reason: StatusCode::OK.standard_phrase(),
                 to_tag: Some(&tag),
                 contact: None,
                 user_agent: &self.cfg.user_agent,
@@ -159,7 +152,7 @@ impl B2bua {
             &mut self.buf,
         );
         let mut t = NonInviteServer::new(peer.transport.is_reliable(), self.cfg.timers);
-        t.send_response(now, 200, resp);
+        t.send_response(now, StatusCode::OK.as_u16(), resp);
         let key = self.tx.insert_server(ServerEntry {
             key,
             tx: STx::NonInvite(t),
@@ -174,31 +167,19 @@ impl B2bua {
     }
 
     /// Sends a final response on server transaction `key` (no relayed headers).
-    pub(super) fn final_on_server(
-        &mut self,
-        now: Instant,
-        key: TxId,
-        status: u16,
-        reason: &str,
-        extra_reason_hdr: Option<&str>,
-    ) {
+    pub(super) fn final_on_server(&mut self, now: Instant, key: TxId, refusal: Refusal) {
         let Some(e) = self.tx.server(key) else {
             return;
         };
-        let extra_owned;
+        let (status, reason) = (refusal.code(), refusal.reason());
         // RFC 3261 §21.5.4: a 503 (relay ports or a trunk's port quota exhausted) says when
         // to come back, like the admission limits' 503.
         let retry = self.cfg.retry_after_s.to_string();
-        let extra: &[(&str, &str)] = match (extra_reason_hdr, status) {
-            (Some(r), _) => {
-                extra_owned = [("Reason", r)];
-                &extra_owned
-            }
-            (None, 503) => {
-                extra_owned = [("Retry-After", retry.as_str())];
-                &extra_owned
-            }
-            (None, _) => &[],
+        let retry_after = [("Retry-After", retry.as_str())];
+        let extra: &[(&str, &str)] = if refusal == Refusal::ServiceUnavailable {
+            &retry_after
+        } else {
+            &[]
         };
         let resp = msg::response(
             &e.request,
