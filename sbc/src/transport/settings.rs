@@ -215,7 +215,9 @@ impl From<&Config> for TransportConfig {
                 .collect(),
             // The signaling ACL is the one source of truth; names resolved later are added
             // when the signaling task publishes its view.
-            admission: crate::signaling::Acl::from_config(c).admission(),
+            admission: crate::config::admission(&sbc_proto::sbc::Acl::new(
+                crate::config::acl_config(c),
+            )),
             replies: ReplyLimits {
                 rate: c.limits.stateless_reply_rate,
                 burst: c.limits.stateless_reply_burst,
