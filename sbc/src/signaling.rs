@@ -58,6 +58,7 @@ pub async fn run(config: SbcConfig, mut w: Wiring) {
     let mut tracker = CallTracker::default();
     w.calls.seed_trunks(sbc.trunk_names());
     drain(&mut sbc, &w, &mut tracker, Instant::now());
+    observe(&sbc, &w, &mut tracker);
     let media_events = w.media.clone();
     // Media events (timeouts) wake us through `event_ready`; expired bans leave the table on
     // the tick even when nobody asks.
@@ -88,8 +89,11 @@ pub async fn run(config: SbcConfig, mut w: Wiring) {
             }
         };
         let now = Instant::now();
+        // A message the policy dropped changed nothing in the call layer: its counters and
+        // gauges need no update (a flood of drops stays one hash lookup and a counter each).
+        let mut calls_touched = true;
         match input {
-            Input::Message(m) => receive(&mut sbc, &mut w, now, m),
+            Input::Message(m) => calls_touched = receive(&mut sbc, &mut w, now, m),
             Input::Timeout => {
                 sbc.handle_timeout(now, &mut w.media);
                 let active = sbc.active_bans();
@@ -100,13 +104,17 @@ pub async fn run(config: SbcConfig, mut w: Wiring) {
             Input::Command(cmd) => command(&mut sbc, &mut w, now, cmd),
         }
         drain(&mut sbc, &w, &mut tracker, now);
+        if calls_touched {
+            observe(&sbc, &w, &mut tracker);
+        }
     }
     deregister(&mut sbc, &mut w, &mut tracker).await;
     tracing::info!(calls = sbc.b2bua().stats().calls, "signaling stopped");
 }
 
-/// One received message through the core; counted by where it went.
-fn receive(sbc: &mut Sbc, w: &mut Wiring, now: Instant, m: Inbound) {
+/// One received message through the core; counted by where it went. False when the
+/// receive-path policy dropped it.
+fn receive(sbc: &mut Sbc, w: &mut Wiring, now: Instant, m: Inbound) -> bool {
     let (side, transport) = (m.peer.side, m.peer.transport);
     let incoming = Incoming::of(&m.message);
     match sbc.handle_datagram(now, m.peer, m.message, &mut w.media) {
@@ -114,6 +122,7 @@ fn receive(sbc: &mut Sbc, w: &mut Wiring, now: Instant, m: Inbound) {
             if let Some(i) = incoming {
                 w.calls.received(side, i);
             }
+            true
         }
         Received::Dropped(why) => {
             // Three labels (side, transport, reason): a wrong count would panic in prometheus.
@@ -121,8 +130,9 @@ fn receive(sbc: &mut Sbc, w: &mut Wiring, now: Instant, m: Inbound) {
                 .sip_dropped
                 .with_label_values(&[side.as_str(), transport.as_str(), why.as_str()])
                 .inc();
+            false
         }
-        Received::HealthAnswer | Received::RegistrationAnswer | Received::ShuttingDown => {}
+        Received::HealthAnswer | Received::RegistrationAnswer | Received::ShuttingDown => true,
     }
 }
 
@@ -225,6 +235,10 @@ fn drain(sbc: &mut Sbc, w: &Wiring, tracker: &mut CallTracker, now: Instant) {
             Event::Registration { trunk, state } => w.calls.registration(&trunk, state),
         }
     }
+}
+
+/// The call layer's counters and live state into the metrics.
+fn observe(sbc: &Sbc, w: &Wiring, tracker: &mut CallTracker) {
     let b2bua = sbc.b2bua();
     w.calls.observe(tracker, &b2bua.counters(), &b2bua.stats());
 }
