@@ -19,10 +19,9 @@ use tokio::sync::{mpsc, watch};
 pub use handle::{BanList, BanView, Command, RegView, SignalingHandle};
 
 use crate::{
-    config::admission,
     media::MediaManager,
     metrics::{CallMetrics, CallTracker, Incoming, Metrics},
-    transport::{Inbound, Transport},
+    transport::{AdmissionPolicy, Inbound, Transport},
 };
 
 /// What the signaling task is wired to.
@@ -54,10 +53,11 @@ enum Input {
 /// Runs the core until `shutdown` turns true or the inbound channel closes; then removes the
 /// trunks' registrations.
 pub async fn run(config: SbcConfig, mut w: Wiring) {
-    let mut sbc = Sbc::new(config, crate::entropy::rng(), Instant::now());
+    let start = Instant::now();
+    let mut sbc = Sbc::new(config, crate::entropy::rng(), start);
     let mut tracker = CallTracker::default();
     w.calls.seed_trunks(sbc.trunk_names());
-    drain(&mut sbc, &w, &mut tracker, Instant::now());
+    drain(&mut sbc, &w, &mut tracker, start);
     observe(&sbc, &w, &mut tracker);
     let media_events = w.media.clone();
     // Media events (timeouts) wake us through `event_ready`; expired bans leave the table on
@@ -226,7 +226,7 @@ fn drain(sbc: &mut Sbc, w: &Wiring, tracker: &mut CallTracker, now: Instant) {
                 w.transport.unban(side, ip);
             }
             // Live ACL and denylist changes reach accept (and close what they refuse).
-            Event::AclChanged => w.transport.set_admission(admission(sbc.acl())),
+            Event::AclChanged => w.transport.set_admission(AdmissionPolicy::from(sbc.acl())),
             Event::Health {
                 trunk,
                 state,

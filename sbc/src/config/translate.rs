@@ -1,6 +1,6 @@
 //! The sans-I/O core's configuration ([`SbcConfig`]) from the configuration file: the B2BUA's
 //! addresses, trunks, routes and limits; the source ACL and guard; the trunks' proxies,
-//! registrations and OPTIONS checks; and the transport's admission view of the ACL.
+//! registrations and OPTIONS checks.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -14,12 +14,11 @@ use sbc_proto::{
     net::{Peer, Side, TransportKind},
     protect::GuardConfig,
     register::RegConfig,
-    sbc::{Acl, AclConfig, SbcConfig, TrunkHealth, TrunkProxy, TrunkRegistration},
+    sbc::{AclConfig, SbcConfig, TrunkHealth, TrunkProxy, TrunkRegistration},
     transaction::TimerConfig,
 };
 
 use super::{Config, Limits, ProxyAddr};
-use crate::transport::AdmissionPolicy;
 
 /// Everything the core gets from `c`.
 pub fn sbc_config(c: &Config) -> SbcConfig {
@@ -70,16 +69,6 @@ pub fn guard_config(c: &Config) -> GuardConfig {
         peer_rate: c.limits.peer_rate,
         peer_burst: c.limits.peer_burst,
         max_bans: c.limits.max_bans,
-    }
-}
-
-/// What the transport checks at accept and before a stateless reply: the same allowlists and
-/// denylist as the core's receive path ([`Acl::allows`], [`Acl::denies`]).
-pub fn admission(acl: &Acl) -> AdmissionPolicy {
-    AdmissionPolicy {
-        inside: Some(acl.inside().to_vec()),
-        outside: Some(acl.outside().collect()),
-        deny: acl.deny().to_vec(),
     }
 }
 
@@ -314,6 +303,7 @@ fn health_checks(c: &Config, b2bua: &B2buaConfig) -> Vec<TrunkHealth> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sbc_proto::sbc::Acl;
 
     #[test]
     fn acl_admits_pbx_networks_inside_and_trunk_proxies_outside() {

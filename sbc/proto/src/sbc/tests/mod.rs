@@ -6,6 +6,7 @@ mod acl;
 mod answers;
 mod denylist;
 mod flood;
+mod reconfigure;
 mod user_agent;
 
 use std::{
