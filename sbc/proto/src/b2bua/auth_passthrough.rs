@@ -25,7 +25,7 @@ use std::{
 
 use bytes::Bytes;
 
-use super::{B2bua, Plan, Target, TrunkAuth};
+use super::{B2bua, Plan, Target, TrunkAuth, call::CallId};
 use crate::{
     net::{Peer, Side},
     sip::{Auth, HeaderName, Message},
@@ -122,7 +122,7 @@ impl B2bua {
     pub(super) fn remember_challenge(
         &mut self,
         now: Instant,
-        call: u64,
+        call: CallId,
         callee: Side,
         resp: &Message,
     ) {

@@ -191,7 +191,7 @@ impl B2bua {
         peer: Peer,
         key: ServerKey,
         msg: Message,
-        call: u64,
+        call: CallId,
         media: &mut dyn MediaControl,
     ) {
         let Some(method) = msg.method().cloned() else {

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use super::{B2bua, side_index};
+use super::{B2bua, call::CallId, side_index};
 use crate::{media::MediaPeers, net::Side};
 
 impl B2bua {
@@ -27,7 +27,7 @@ impl B2bua {
     }
 
     /// The peers of an existing call, as its legs and trunk are now.
-    pub(super) fn call_media_peers(&self, call: u64) -> MediaPeers {
+    pub(super) fn call_media_peers(&self, call: CallId) -> MediaPeers {
         let Some(c) = self.calls.get(&call) else {
             return MediaPeers::default();
         };

@@ -72,7 +72,7 @@ use std::{
 
 use admission::{NO_RULES, NotAdmitted, Plan};
 use bytes::Bytes;
-use call::{Call, CallState, Leg, Pending2xx, PendingRel, side_index};
+use call::{Call, CallId, CallState, Leg, Pending2xx, PendingRel, side_index};
 pub use call::{CallInfo, LegInfo};
 pub use caps::Caps;
 pub use config::{
@@ -80,9 +80,10 @@ pub use config::{
     TrunkLocal,
 };
 pub use events::{Counters, EndReason, Event, Stats};
-use failover::Challenged;
+use failover::{Challenged, Restart};
 pub use ids::Rng;
 use msg::{RequestSpec, ResponseSpec};
+use new_call::CalleeInvite;
 pub use pbx_auth::{PbxAuthConfig, PbxAuthResult};
 pub use peer_binding::PeerMismatch;
 pub use redirect::Redirect;
@@ -123,10 +124,10 @@ pub struct B2bua {
     cfg: B2buaConfig,
     rng: Rng,
     limits: Limits,
-    calls: HashMap<u64, Call>,
-    next_call: u64,
-    dialogs: HashMap<(String, String), (u64, Side)>,
-    sessions: HashMap<SessionId, u64>,
+    calls: HashMap<CallId, Call>,
+    next_call: CallId,
+    dialogs: HashMap<(String, String), (CallId, Side)>,
+    sessions: HashMap<SessionId, CallId>,
     /// Server and client transactions.
     tx: Transactions,
     timers: TimerQueue,
@@ -173,7 +174,7 @@ impl B2bua {
             rng,
             limits: Limits::default(),
             calls: HashMap::new(),
-            next_call: 1,
+            next_call: CallId::from_raw(1),
             dialogs: HashMap::new(),
             sessions: HashMap::new(),
             tx: Transactions::default(),
@@ -285,7 +286,7 @@ impl B2bua {
             .calls
             .iter()
             .map(|(id, c)| CallInfo {
-                id: *id,
+                id: id.raw(),
                 from: c.origin,
                 answered: c.state == CallState::Confirmed,
                 started: c.started,
@@ -373,6 +374,7 @@ impl B2bua {
 
     /// Ends a call from outside (admin API): BYE on both legs once answered, CANCEL/487 before.
     pub fn end_call(&mut self, now: Instant, call: u64, media: &mut dyn MediaControl) -> bool {
+        let call = CallId::from_raw(call);
         if !self.calls.contains_key(&call) {
             return false;
         }

@@ -18,7 +18,7 @@
 
 use std::net::IpAddr;
 
-use super::{B2bua, Call, ClientEntry, Event, Leg};
+use super::{B2bua, Call, ClientEntry, Event, Leg, call::CallId};
 use crate::{
     net::{Peer, Side},
     sip::Message,
@@ -71,7 +71,7 @@ impl B2bua {
         &mut self,
         peer: &Peer,
         msg: &Message,
-        call: u64,
+        call: CallId,
         side: Side,
     ) -> Result<(), PeerMismatch> {
         let verdict = match self.calls.get(&call) {

@@ -11,7 +11,7 @@ pub(super) const ALLOW: &str =
 #[derive(Debug, Clone, Copy)]
 pub(super) struct ToCaller {
     /// The call, if the request was part of one.
-    pub(super) call: Option<u64>,
+    pub(super) call: Option<CallId>,
     /// The side the request came from.
     pub(super) side: Side,
     pub(super) server: TxId,
@@ -225,7 +225,7 @@ impl B2bua {
     pub(super) fn provisional_to_caller(
         &mut self,
         now: Instant,
-        call: u64,
+        call: CallId,
         side: Side,
         server_key: TxId,
         resp: &Message,
@@ -430,7 +430,7 @@ impl B2bua {
     pub(super) fn start_2xx_retransmit(
         &mut self,
         now: Instant,
-        call: u64,
+        call: CallId,
         leg: Side,
         _server_key: TxId,
         response: Bytes,
