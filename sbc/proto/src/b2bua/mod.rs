@@ -47,6 +47,7 @@ mod in_dialog;
 mod media_peers;
 mod msg;
 mod new_call;
+mod offer_answer;
 mod pbx_auth;
 mod peer_binding;
 mod redirect;

@@ -78,23 +78,17 @@ impl B2bua {
         let has_sdp = !body.is_empty();
         let mut session = None;
         let mut relays = Vec::new();
+        let mut described = None;
         if has_sdp {
-            let streams = match sdp::streams(body, &self.cfg.sdp) {
-                Ok(s) => s,
-                Err(p) => {
-                    self.border_refusal(p.as_str());
-                    self.final_on_server(now, key, Refusal::NotAcceptableHere);
-                    return;
-                }
-            };
             let peers = self.new_media_peers(origin, peer.addr.ip(), target.addr.ip(), plan.trunk);
-            match media.allocate(sdp::leg(origin), &streams, &peers) {
-                Ok(a) => {
+            match self.anchor_offer(body, origin, &peers, media) {
+                Ok((desc, a)) => {
                     session = Some(a.session);
                     relays = a.streams;
+                    described = Some(desc);
                 }
-                Err(e) => {
-                    self.final_on_server(now, key, Refusal::from(&e));
+                Err(refusal) => {
+                    self.final_on_server(now, key, refusal);
                     return;
                 }
             }
@@ -137,15 +131,9 @@ impl B2bua {
         };
         let mut callee_origin = sdp::Origin::new(self.rng.next_u64() % 1_000_000_000);
         let mut sdp_out = Vec::new();
-        if has_sdp
-            && let Err(p) = sdp::rewrite(
-                body,
-                &relays,
-                to,
-                &mut callee_origin,
-                &self.cfg.sdp,
-                &mut sdp_out,
-            )
+        if let Some(desc) = &described
+            && let Err(p) =
+                desc.rewrite(&relays, to, &mut callee_origin, &self.cfg.sdp, &mut sdp_out)
         {
             self.border_refusal(p.as_str());
             if let Some(s) = session {

@@ -334,33 +334,9 @@ impl B2bua {
         };
         if let Some(sdp_body) = sdp_body {
             // Outside any call (a relayed MESSAGE) there is no media to anchor an SDP in.
-            let call = call?;
-            let peers = self.call_media_peers(call);
-            let c = self.calls.get_mut(&call)?;
+            let call = call.filter(|c| self.calls.contains_key(c))?;
             // An answer (or an offer in a 2xx to an offer-less INVITE).
-            let result = sdp::streams(sdp_body, &self.cfg.sdp).and_then(|st| {
-                let relays = match c.media {
-                    Some(s) => media.commit(s, sdp::leg(callee), &st),
-                    None => media.allocate(sdp::leg(callee), &st, &peers).map(|a| {
-                        c.media = Some(a.session);
-                        self.sessions.insert(a.session, call);
-                        a.streams
-                    }),
-                }
-                .map_err(|_| sdp::SdpProblem::Unanchored {
-                    sections: st.len(),
-                    relays: 0,
-                })?;
-                let leg = c.leg_mut(caller);
-                sdp::rewrite(
-                    sdp_body,
-                    &relays,
-                    caller,
-                    &mut leg.origin,
-                    &self.cfg.sdp,
-                    &mut body,
-                )
-            });
+            let result = self.answer(call, callee, sdp_body, media, &mut body);
             match result {
                 Ok(()) => content_type = Some("application/sdp"),
                 Err(p) => {
