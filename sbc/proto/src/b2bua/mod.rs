@@ -124,7 +124,8 @@ pub struct Transmit {
 pub struct B2bua {
     cfg: B2buaConfig,
     rng: Rng,
-    limits: Limits,
+    /// Parse limits for the messages the SBC builds itself (not the call admission limits).
+    parse_limits: Limits,
     calls: HashMap<CallId, Call>,
     next_call: CallId,
     dialogs: HashMap<(String, String), (CallId, Side)>,
@@ -173,7 +174,7 @@ impl B2bua {
         Self {
             cfg,
             rng,
-            limits: Limits::default(),
+            parse_limits: Limits::default(),
             calls: HashMap::new(),
             next_call: CallId::from_raw(1),
             dialogs: HashMap::new(),

@@ -163,7 +163,7 @@ impl B2bua {
             out_cseq = r.cseq.saturating_add(1);
             let creds = auth_passthrough::credential_headers(&msg, Some(&r.realms));
             if let Some(b) =
-                auth_passthrough::resumed_invite(&out.bytes, out_cseq, &creds, &self.limits)
+                auth_passthrough::resumed_invite(&out.bytes, out_cseq, &creds, &self.parse_limits)
             {
                 out.bytes = b;
             }

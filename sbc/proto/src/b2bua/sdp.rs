@@ -12,7 +12,8 @@ use crate::{
     sdp::{self, AddressRefusal, AddressUse, Sdp, SdpEditor, SdpPolicy, Section},
 };
 
-/// The media layer's leg for a signaling side.
+/// The media layer's name for a signaling side: the one place where the B2BUA's [`Side`]
+/// crosses into the media boundary's `Leg` (the `MediaControl` trait speaks of legs).
 pub(super) const fn leg(side: Side) -> Leg {
     match side {
         Side::Inside => Leg::Inside,

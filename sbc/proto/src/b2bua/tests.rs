@@ -9,6 +9,7 @@ use bytes::Bytes;
 use super::*;
 use crate::{media::FakeMedia, net::TransportKind, transaction::TimerConfig};
 
+mod agents;
 mod net;
 mod sim;
 

@@ -63,7 +63,7 @@ impl B2bua {
             side,
             purpose,
         } = out;
-        let parsed = Message::parse(bytes.clone(), &self.limits);
+        let parsed = Message::parse(bytes.clone(), &self.parse_limits);
         let Some((request, branch)) = parsed.ok().and_then(|m| {
             let branch: Box<str> = m.top_via().branch()?.into();
             Some((m, branch))

@@ -4,7 +4,8 @@
 //! and nothing is left behind once the timers run out.
 
 use super::{
-    net::{Impairment, Net, Outcome},
+    agents::Outcome,
+    net::{Impairment, Net},
     *,
 };
 
