@@ -145,9 +145,9 @@ pub(super) struct Call {
     pub(super) ends_at: Option<Instant>,
     /// The trunk of the carrier leg (index into `cfg.trunks`); None when the carrier is no
     /// configured trunk.
-    pub(super) trunk: Option<usize>,
+    pub(super) trunk: Option<TrunkId>,
     /// Outbound calls: the trunks still to try after `trunk`, in the route's order.
-    pub(super) next_trunks: Vec<usize>,
+    pub(super) next_trunks: Vec<TrunkId>,
     /// Which of the trunk's servers the carrier leg uses: 0 = its target, i = alternate i-1.
     pub(super) server: usize,
     /// Outbound calls: the offer sent to the carrier, reused on failover and redirects.

@@ -17,7 +17,7 @@ pub(super) struct Challenged {
     /// Authenticated retries already made for it.
     pub(super) attempts: u8,
     /// The trunk whose credentials answer the challenge.
-    pub(super) trunk: Option<usize>,
+    pub(super) trunk: Option<TrunkId>,
     pub(super) call: Option<CallId>,
     pub(super) side: Side,
     pub(super) purpose: Purpose,
@@ -27,7 +27,7 @@ pub(super) struct Challenged {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Restart<'a> {
     /// The trunk (index into the configuration's trunks).
-    pub(super) index: usize,
+    pub(super) index: TrunkId,
     pub(super) target: Target,
     /// The called number when it is not the caller's (a redirect's target).
     pub(super) called: Option<&'a str>,
@@ -64,7 +64,7 @@ impl B2bua {
         let next_server = self
             .cfg
             .trunks
-            .get(from)
+            .get(from.index())
             .and_then(|t| t.alternates.get(c.server))
             .copied();
         let (index, server, target) = if let Some(target) = next_server {
@@ -84,7 +84,7 @@ impl B2bua {
                 }
                 return false;
             };
-            let Some(target) = self.cfg.trunks.get(index).map(|t| t.target) else {
+            let Some(target) = self.cfg.trunks.get(index.index()).map(|t| t.target) else {
                 return false;
             };
             (index, 0, target)
@@ -95,8 +95,8 @@ impl B2bua {
         }
         self.events.push_back(Event::Failover {
             call: call.raw(),
-            from,
-            to: index,
+            from: from.index(),
+            to: index.index(),
             status,
         });
         let restart = Restart {
@@ -172,10 +172,10 @@ impl B2bua {
         c.initial_client = None;
         c.acks[side_index(Side::Outside)] = None;
         if from != Some(index) {
-            if let Some(n) = from.and_then(|f| self.trunk_active.get_mut(f)) {
+            if let Some(n) = from.and_then(|f| self.trunk_active.get_mut(f.index())) {
                 *n = n.saturating_sub(1);
             }
-            if let Some(n) = self.trunk_active.get_mut(index) {
+            if let Some(n) = self.trunk_active.get_mut(index.index()) {
                 *n += 1;
             }
         }

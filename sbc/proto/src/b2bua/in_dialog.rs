@@ -310,7 +310,7 @@ impl B2bua {
         // Request-URI differs per leg: only for challengers that check the digest alone).
         let passthrough = c
             .trunk
-            .and_then(|t| self.cfg.trunks.get(t))
+            .and_then(|t| self.cfg.trunks.get(t.index()))
             .is_some_and(|t| t.auth == TrunkAuth::Passthrough);
         if to == Side::Inside || passthrough {
             extra_owned.extend(auth_passthrough::credential_headers(&msg, None));

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use super::{B2bua, call::CallId, side_index};
+use super::{B2bua, admission::TrunkId, call::CallId, side_index};
 use crate::{media::MediaPeers, net::Side};
 
 impl B2bua {
@@ -14,7 +14,7 @@ impl B2bua {
         origin: Side,
         from: IpAddr,
         to: IpAddr,
-        trunk: Option<usize>,
+        trunk: Option<TrunkId>,
     ) -> MediaPeers {
         let mut ips = [None, None];
         ips[side_index(origin)] = Some(from);
@@ -38,9 +38,9 @@ impl B2bua {
         }
     }
 
-    fn trunk_name(&self, trunk: Option<usize>) -> Option<String> {
+    fn trunk_name(&self, trunk: Option<TrunkId>) -> Option<String> {
         trunk
-            .and_then(|t| self.cfg.trunks.get(t))
+            .and_then(|t| self.cfg.trunks.get(t.index()))
             .map(|t| t.name.clone())
     }
 }

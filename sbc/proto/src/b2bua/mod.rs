@@ -71,7 +71,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use admission::{NO_RULES, NotAdmitted, Plan};
+use admission::{NO_RULES, NotAdmitted, Plan, TrunkId};
 use bytes::Bytes;
 use call::{Call, CallId, CallState, Leg, Pending2xx, PendingRel, side_index};
 pub use call::{CallInfo, LegInfo};
@@ -243,29 +243,34 @@ impl B2bua {
         if self.cps.as_ref().map(TokenBucket::rate) != cfg.limits.max_cps {
             self.cps = cfg.limits.bucket();
         }
-        let remap: Vec<Option<usize>> = self
+        let remap: Vec<Option<TrunkId>> = self
             .cfg
             .trunks
             .iter()
-            .map(|old| cfg.trunks.iter().position(|t| t.name == old.name))
+            .map(|old| {
+                cfg.trunks
+                    .iter()
+                    .position(|t| t.name == old.name)
+                    .map(TrunkId::new)
+            })
             .collect();
         let mut trunk_cps: Vec<Option<TokenBucket>> =
             cfg.trunks.iter().map(|t| t.limits.bucket()).collect();
         for (old, new) in remap.iter().enumerate() {
-            if let Some(new) = *new
+            if let Some(new) = new.map(TrunkId::index)
                 && let Some(Some(b)) = self.trunk_cps.get_mut(old)
                 && Some(b.rate()) == cfg.trunks[new].limits.max_cps
             {
                 trunk_cps[new] = Some(b.clone());
             }
         }
-        let map = |t: Option<usize>| t.and_then(|t| remap.get(t).copied().flatten());
+        let map = |t: Option<TrunkId>| t.and_then(|t| remap.get(t.index()).copied().flatten());
         let mut active = vec![0u32; cfg.trunks.len()];
         for c in self.calls.values_mut() {
             c.trunk = map(c.trunk);
             c.next_trunks = c.next_trunks.iter().filter_map(|t| map(Some(*t))).collect();
             if let Some(t) = c.trunk {
-                active[t] += 1;
+                active[t.index()] += 1;
             }
         }
         for e in self.tx.clients_mut() {
@@ -294,7 +299,7 @@ impl B2bua {
                 started: c.started,
                 answered_at: c.answered_at,
                 media: c.media,
-                trunk: c.trunk,
+                trunk: c.trunk.map(TrunkId::index),
                 legs: [Side::Inside, Side::Outside].map(|side| {
                     let l = c.leg(side);
                     LegInfo {

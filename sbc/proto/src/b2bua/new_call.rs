@@ -18,7 +18,7 @@ pub(super) struct CalleeInvite<'a> {
     /// The side of the callee leg.
     pub(super) to: Side,
     /// The carrier-side trunk whose rules apply.
-    pub(super) trunk: Option<usize>,
+    pub(super) trunk: Option<TrunkId>,
     pub(super) target: Target,
     /// The called number when it is not the caller's (a redirect's target).
     pub(super) called: Option<&'a str>,
@@ -224,7 +224,7 @@ impl B2bua {
             forks: fork::Forks::default(),
         };
         if let Some(t) = plan.trunk
-            && let Some(n) = self.trunk_active.get_mut(t)
+            && let Some(n) = self.trunk_active.get_mut(t.index())
         {
             *n += 1;
         }
@@ -248,7 +248,7 @@ impl B2bua {
         self.events.push_back(Event::CallStarted {
             call: id.raw(),
             from: origin,
-            trunk: plan.trunk,
+            trunk: plan.trunk.map(TrunkId::index),
         });
         let sent = self.send_client(
             now,
@@ -283,7 +283,7 @@ impl B2bua {
             sdp: sdp_body,
         } = *spec;
         let cfg = &self.cfg;
-        let trunk_cfg = trunk.and_then(|t| cfg.trunks.get(t));
+        let trunk_cfg = trunk.and_then(|t| cfg.trunks.get(t.index()));
         let rules = trunk_cfg.map_or(&NO_RULES, |t| match to {
             Side::Outside => &t.outbound,
             Side::Inside => &t.inbound,

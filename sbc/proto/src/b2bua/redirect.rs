@@ -122,7 +122,7 @@ impl B2bua {
         let recurse = self
             .cfg
             .trunks
-            .get(index)
+            .get(index.index())
             .is_some_and(|t| t.redirect == Redirect::Recurse);
         if !recurse || c.canceled {
             return false;
@@ -203,7 +203,7 @@ impl B2bua {
         let hide = caller == Side::Inside
             && call
                 .and_then(|c| self.calls.get(&c))
-                .and_then(|c| self.cfg.trunks.get(c.trunk?))
+                .and_then(|c| self.cfg.trunks.get(c.trunk?.index()))
                 .is_some_and(|t| t.hide_redirect_contacts);
         if !hide {
             return resp

@@ -138,7 +138,7 @@ impl B2bua {
         self.release_media(call, media);
         if let Some(c) = self.calls.remove(&call) {
             if let Some(t) = c.trunk
-                && let Some(n) = self.trunk_active.get_mut(t)
+                && let Some(n) = self.trunk_active.get_mut(t.index())
             {
                 *n = n.saturating_sub(1);
             }

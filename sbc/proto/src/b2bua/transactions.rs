@@ -17,6 +17,7 @@ use bytes::Bytes;
 
 use super::{
     Transmit,
+    admission::TrunkId,
     call::CallId,
     caps::Ledger,
     slab::{Key, Slab},
@@ -166,7 +167,7 @@ pub(super) struct ClientEntry {
     /// challenged request inherits the count + 1).
     pub(super) auth_attempts: u8,
     /// The trunk the request went to (its credentials answer a challenge), on the outside.
-    pub(super) trunk: Option<usize>,
+    pub(super) trunk: Option<TrunkId>,
 }
 
 /// A client transaction that ended without a final response.
