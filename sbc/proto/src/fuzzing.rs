@@ -13,7 +13,7 @@ use bytes::Bytes;
 pub use b2bua::b2bua;
 pub use digest::digest;
 
-use crate::sdp::{Direction, Sdp, SdpEditor, Section};
+use crate::sdp::{CodecPolicy, Direction, PayloadMap, Sdp, SdpEditor, Section};
 use crate::sip::{Editor, Limits, Message, MessageWriter, ParseError, StatusCode, Uri};
 
 /// Parses a message and exercises every typed view; checks that an untouched message prints
@@ -129,6 +129,16 @@ pub fn sdp(data: &[u8]) {
             m.fmtp("0"),
         );
         m.rtpmaps().for_each(drop);
+        // Codec policy and payload-type mapping over whatever the section names.
+        let policy = CodecPolicy {
+            allow: vec!["PCMA".into(), "telephone-event".into()],
+            deny: Vec::new(),
+        };
+        if let Ok(kept) = policy.select(&m) {
+            assert!(kept.iter().all(|pt| *pt < 128));
+        }
+        let map = PayloadMap::between(&m, &m);
+        assert!(map.is_identity(), "a section maps onto itself unchanged");
     }
     let mut out = Vec::new();
     SdpEditor::new(&sdp).write(&mut out);
