@@ -353,3 +353,37 @@ fn run(calls: u64) -> Result<u64, String> {
     }
     Ok(sim.handled)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_call_completes_and_nothing_is_left() {
+        assert_eq!(run(20), Ok(20 * 7));
+    }
+
+    #[test]
+    fn a_message_the_sbc_did_not_send_is_an_error() {
+        // The workload checks every step: a flow the SBC stops answering must fail the run,
+        // not pass as a cheaper call.
+        let mut sim = Sim {
+            sbc: B2bua::new(config(), Rng::from_test_seed(1)),
+            media: FakeMedia::new(
+                addr(SBC_INSIDE).ip(),
+                addr(SBC_OUTSIDE).ip(),
+                10_000,
+                60_000,
+            ),
+            now: Instant::now(),
+            last_request: [None, None],
+            last_response: [None, None],
+            handled: 0,
+            sent: Vec::new(),
+        };
+        assert!(sim.take_response(Side::Inside, 200).is_err());
+        assert!(call(&mut sim, 0).is_ok());
+        // Each message is taken once: the BYE of the finished call is gone.
+        assert!(sim.take_request(Side::Outside, "BYE").is_err());
+    }
+}
