@@ -12,6 +12,7 @@
 //!   input yields a [`sip::ParseError`] whose [`reaction`](sip::ParseError::reaction) says
 //!   whether to answer (and with which status) or to drop. See `docs/sip-parser.md`.
 //! - [`sdp`]: SDP as lines with typed accessors and an editor for offer/answer rewrites.
+//! - [`dtmf`]: RFC 4733 telephone events and DTMF in SIP INFO, for interworking the two.
 //!
 //! # Errors versus bugs
 //! Errors come from bad input and are returned as typed values; a panic means a broken internal
@@ -21,6 +22,7 @@
 
 pub mod auth;
 pub mod b2bua;
+pub mod dtmf;
 pub mod health;
 pub mod limit;
 pub mod media;
