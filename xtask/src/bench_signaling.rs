@@ -122,8 +122,15 @@ impl Trial {
 /// Runs the benchmark and writes `bench/results/signaling-<date>.{md,json}`.
 pub fn signaling(root: &Path, quick: bool) -> Result<()> {
     let plan = Plan::new(quick);
-    crate::cargo(&["build", "--release", "--package", "sbc", "--bin", "sbc"])?;
-    let sbc_bin = root.join("target/release/sbc");
+    // SBC_BENCH_SBC_BIN=<path> measures a prebuilt binary instead (an A/B against an older
+    // build: run once with each, SBC_BENCH_ONLY=sbc, alternating).
+    let sbc_bin = match std::env::var_os("SBC_BENCH_SBC_BIN") {
+        Some(bin) => std::path::PathBuf::from(bin),
+        None => {
+            crate::cargo(&["build", "--release", "--package", "sbc", "--bin", "sbc"])?;
+            root.join("target/release/sbc")
+        }
+    };
     let work = std::env::temp_dir().join(format!("sbc-bench-sig-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     // Every file a system under test writes (pidfiles, SIPp's logs) belongs in `work`; a file
