@@ -12,6 +12,7 @@
 //!   input yields a [`sip::ParseError`] whose [`reaction`](sip::ParseError::reaction) says
 //!   whether to answer (and with which status) or to drop. See `docs/sip-parser.md`.
 //! - [`sdp`]: SDP as lines with typed accessors and an editor for offer/answer rewrites.
+//! - [`srtp`]: SRTP/SRTCP crypto contexts (RFC 3711, RFC 7714) for per-leg media encryption.
 //!
 //! # Errors versus bugs
 //! Errors come from bad input and are returned as typed values; a panic means a broken internal
@@ -31,6 +32,7 @@ pub mod routing;
 pub mod rtcp;
 pub mod sdp;
 pub mod sip;
+pub mod srtp;
 pub mod transaction;
 
 #[doc(hidden)]
