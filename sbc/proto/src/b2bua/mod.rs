@@ -46,6 +46,7 @@ mod redirect;
 mod register_relay;
 mod sdp;
 mod session_timer;
+mod srtp_policy;
 mod timers;
 
 #[cfg(test)]
@@ -390,6 +391,8 @@ struct Call {
     redirects: redirect::Tried,
     /// The carrier's early dialogs (forking, `fork.rs`).
     forks: fork::Forks,
+    /// SRTP keys and negotiation per leg (`srtp_policy.rs`).
+    srtp: srtp_policy::CallSrtp,
 }
 
 /// Where a new call goes, decided before anything is set up for it.
@@ -1552,6 +1555,28 @@ impl B2bua {
             self.final_on_server(now, &key, 488, "Not Acceptable Here", None, media);
             return;
         }
+        let mut srtp = srtp_policy::CallSrtp::default();
+        let role = srtp_policy::SdpRole::Offer;
+        if has_sdp
+            && let Err(p) = srtp_policy::negotiate(
+                &self.cfg,
+                &mut self.rng,
+                &mut srtp,
+                role,
+                (origin, to),
+                plan.trunk,
+                body,
+                &mut sdp_out,
+                None,
+            )
+        {
+            self.border_refusal(p.as_str());
+            if let Some(s) = session {
+                media.release(s);
+            }
+            self.final_on_server(now, &key, 488, "Not Acceptable Here", None, media);
+            return;
+        }
         let branch = self.rng.branch();
         let mut out = self.build_invite(
             &msg,
@@ -1630,6 +1655,7 @@ impl B2bua {
             offer,
             redirects: redirect::Tried::default(),
             forks: fork::Forks::default(),
+            srtp,
         };
         if let Some(t) = plan.trunk
             && let Some(n) = self.trunk_active.get_mut(t)
@@ -2119,6 +2145,20 @@ impl B2bua {
                     &self.cfg.sdp,
                     &mut body,
                 )
+                .and_then(|()| {
+                    let role = srtp_policy::SdpRole::Answer;
+                    srtp_policy::negotiate(
+                        &self.cfg,
+                        &mut self.rng,
+                        &mut c.srtp,
+                        role,
+                        (side, other),
+                        c.trunk,
+                        sdp,
+                        &mut body,
+                        Some((&mut *media, c.media)),
+                    )
+                })
                 .map_err(|p| p.as_str())
             });
             self.send_ack(call, other, other_cseq, &body);
@@ -2321,7 +2361,21 @@ impl B2bua {
                         &mut leg.origin,
                         &self.cfg.sdp,
                         &mut body_out,
-                    ) {
+                    )
+                    .and_then(|()| {
+                        let role = srtp_policy::SdpRole::Offer;
+                        srtp_policy::negotiate(
+                            &self.cfg,
+                            &mut self.rng,
+                            &mut c.srtp,
+                            role,
+                            (from, to),
+                            c.trunk,
+                            sdp_body,
+                            &mut body_out,
+                            None,
+                        )
+                    }) {
                         self.border_refusal(p.as_str());
                         self.final_on_server(now, &key, 488, "Not Acceptable Here", None, media);
                         return;
@@ -2815,6 +2869,18 @@ impl B2bua {
                     &mut leg.origin,
                     &self.cfg.sdp,
                     &mut body,
+                )?;
+                let role = srtp_policy::response_role(&c.srtp, callee);
+                srtp_policy::negotiate(
+                    &self.cfg,
+                    &mut self.rng,
+                    &mut c.srtp,
+                    role,
+                    (callee, caller),
+                    c.trunk,
+                    sdp_body,
+                    &mut body,
+                    Some((&mut *media, c.media)),
                 )
             });
             match result {

@@ -76,6 +76,7 @@ fn config() -> B2buaConfig {
         },
         pbx_register: RegisterPolicy::Reject,
         max_pending_challenges: 1000,
+        pbx_srtp: crate::srtp::SrtpPolicy::default(),
     }
 }
 
@@ -1409,4 +1410,5 @@ mod redirect;
 mod register_relay;
 mod routing;
 mod session_timer;
+mod srtp;
 mod tokens;

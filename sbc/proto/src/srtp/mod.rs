@@ -11,6 +11,8 @@
 //! - [`index`]: rollover counter and sequence estimation (RFC 3711 §3.3.1);
 //! - [`replay`]: the replay list (RFC 3711 §3.3.2);
 //! - [`cipher`]: one direction's session keys and the per-packet transforms;
+//! - [`policy`] and [`keys`]: what a side's configuration asks for, and what a negotiated
+//!   stream hands to the relay;
 //! - [`context`]: the per-SSRC state around them and the public protect/unprotect calls.
 //!
 //! Unprotect authenticates before anything else: a packet whose tag does not verify changes no
@@ -22,12 +24,16 @@ pub mod error;
 pub mod index;
 pub mod kdf;
 pub mod key;
+pub mod keys;
+pub mod policy;
 pub mod replay;
 pub mod suite;
 
 pub use context::{MAX_SSRCS, SrtpContext};
 pub use error::SrtpError;
 pub use key::MasterKey;
+pub use keys::{KeySpec, StreamKeys};
+pub use policy::{SrtpMode, SrtpPolicy};
 pub use suite::Suite;
 
 #[cfg(test)]
