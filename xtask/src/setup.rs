@@ -36,6 +36,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ),
     ("rtpengine", "reference media relay for benchmarks"),
     (
+        "baresip-core",
+        "SIP phones with SRTP, tone generation and recording in the SRTP end-to-end tests",
+    ),
+    (
         "prometheus",
         "scrapes the SBC in the metrics/dashboard test",
     ),

@@ -5,11 +5,13 @@
 
 mod b2bua;
 mod digest;
+mod srtp;
 
 use bytes::Bytes;
 
 pub use b2bua::b2bua;
 pub use digest::digest;
+pub use srtp::srtp;
 
 use crate::sdp::{Direction, Sdp, SdpEditor, Section};
 use crate::sip::{Editor, Limits, Message, MessageWriter, ParseError, StatusCode, Uri};

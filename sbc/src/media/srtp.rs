@@ -89,7 +89,9 @@ impl StreamSrtp {
 
     /// The suite of `leg`, if encrypted (admin API; never the keys).
     pub fn suite(&self, leg: Leg) -> Option<&'static str> {
-        self.legs[leg_idx(leg)].as_ref().map(|l| l.keys.tx.suite.name())
+        self.legs[leg_idx(leg)]
+            .as_ref()
+            .map(|l| l.keys.tx.suite.name())
     }
 
     /// Unprotects a packet that arrived from `leg` (`buf[..len]`, in place) if that leg is
@@ -177,7 +179,9 @@ mod tests {
         let mut carrier_tx = context(&carrier.rx);
         let (mut b, n) = rtp(1);
         let n = carrier_tx.protect_rtp(&mut b, n).expect("protect");
-        let n = s.inbound(Leg::Outside, false, &mut b, n).expect("authentic");
+        let n = s
+            .inbound(Leg::Outside, false, &mut b, n)
+            .expect("authentic");
         assert_eq!(b[12..n], [0x55; 20]);
         let n = s.outbound(Leg::Inside, false, &mut b, n).expect("protect");
         // The PBX unprotects with our inside tx key; the carrier's key fails.
@@ -186,7 +190,9 @@ mod tests {
             context(&carrier.rx).unprotect_rtp(&mut copy[..n]),
             Err(SrtpError::AuthFailed)
         );
-        let m = context(&pbx.tx).unprotect_rtp(&mut b[..n]).expect("pbx key");
+        let m = context(&pbx.tx)
+            .unprotect_rtp(&mut b[..n])
+            .expect("pbx key");
         assert_eq!(b[12..m], [0x55; 20]);
     }
 
@@ -203,9 +209,7 @@ mod tests {
         use sbc_proto::media::{MediaControl as _, MediaPeers, StreamDesc};
 
         use crate::media::{
-            MediaManager, MediaSettings,
-            manager::SideAddress,
-            policy::MediaPolicy,
+            MediaManager, MediaSettings, manager::SideAddress, policy::MediaPolicy,
         };
         const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let side = SideAddress {
@@ -241,8 +245,12 @@ mod tests {
                 &MediaPeers::default(),
             )
             .expect("offer");
-        m.commit(a.session, Leg::Outside, &[StreamDesc::new(LO, carrier_port)])
-            .expect("answer");
+        m.commit(
+            a.session,
+            Leg::Outside,
+            &[StreamDesc::new(LO, carrier_port)],
+        )
+        .expect("answer");
         let outside = keys(11, Suite::AesCm128HmacSha1_80);
         m.set_crypto(a.session, Leg::Outside, &[Some(outside.clone())])
             .expect("keys");
@@ -255,7 +263,11 @@ mod tests {
         pbx.send_to(&plain[..n], in_relay).expect("send");
         let (got, _) = carrier.recv_from(&mut buf).expect("carrier receives");
         assert_eq!(got, n + 10, "80-bit tag appended");
-        assert_ne!(buf[12..n], plain[12..n], "no clear payload toward the carrier");
+        assert_ne!(
+            buf[12..n],
+            plain[12..n],
+            "no clear payload toward the carrier"
+        );
         let len = context(&outside.tx)
             .unprotect_rtp(&mut buf[..got])
             .expect("SBC's key");
@@ -274,7 +286,10 @@ mod tests {
         let sn = carrier_ctx.protect_rtp(&mut p, n).expect("protect");
         p[sn - 1] ^= 0xff;
         carrier.send_to(&p[..sn], out_relay).expect("send");
-        assert!(pbx.recv_from(&mut buf).is_err(), "forged packet not forwarded");
+        assert!(
+            pbx.recv_from(&mut buf).is_err(),
+            "forged packet not forwarded"
+        );
         assert_eq!(metrics.media.srtp_auth_failures.get(), 1);
         let v = m.session_view(a.session).expect("view");
         assert_eq!(v.streams[0].srtp.outside, Some("AES_CM_128_HMAC_SHA1_80"));
