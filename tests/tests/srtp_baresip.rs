@@ -9,7 +9,9 @@
 //! 3. packets with a corrupted authentication tag sent to the relay during the call are dropped
 //!    and counted in `sbc_media_srtp_auth_failures_total`, and the admin API names the suite;
 //!
-//! and a carrier INVITE offering only suites the SBC does not implement gets 488.
+//! The same call with both legs SRTP (`srtp_to_srtp_with_different_keys_per_leg`) shows the
+//! SBC re-encrypting with its own key per leg; and a carrier INVITE offering only suites the SBC
+//! does not implement gets 488.
 
 mod media_common;
 
@@ -194,13 +196,20 @@ fn metric(lab: &MediaLab, series: &str) -> u64 {
         .map_or(0, |v| v as u64)
 }
 
-/// Restarts the lab's SBC with `srtp = "mandatory"` on its trunk.
-fn mandatory_trunk(lab: &mut MediaLab) {
+/// Restarts the lab's SBC with `srtp = "mandatory"` on its trunk (and toward the PBX when
+/// `pbx`).
+fn mandatory_trunk(lab: &mut MediaLab, pbx: bool) {
     let text = std::fs::read_to_string(&lab.config).expect("config");
-    let text = text.replace(
+    let mut text = text.replace(
         "name = \"carrier\"\n",
         "name = \"carrier\"\nsrtp = \"mandatory\"\n",
     );
+    if pbx {
+        text = text.replace(
+            "allow = [\"198.18.1.0/24\"]\n",
+            "allow = [\"198.18.1.0/24\"]\nsrtp = \"mandatory\"\n",
+        );
+    }
     std::fs::write(&lab.config, text).expect("config");
     drop(lab.sbc.take());
     lab.start_sbc();
@@ -211,8 +220,24 @@ fn plain_pbx_and_srtp_mandatory_carrier_hear_each_other_and_forgeries_are_droppe
     if !sbc_e2e::require_root("srtp_baresip") {
         return;
     }
-    let mut lab = MediaLab::start("ssb", "xdp = \"off\"\ntimeout_s = 30");
-    mandatory_trunk(&mut lab);
+    call("ssb", false);
+}
+
+/// Both legs SRTP: the SBC decrypts with the PBX's key and encrypts with its own carrier key,
+/// so the same packet looks different on the two links.
+#[test]
+fn srtp_to_srtp_with_different_keys_per_leg() {
+    if !sbc_e2e::require_root("srtp_baresip") {
+        return;
+    }
+    call("ssd", true);
+}
+
+/// One call from the PBX's phone to the carrier's; the PBX's phone and leg use SRTP when
+/// `pbx_srtp`.
+fn call(prefix: &str, pbx_srtp: bool) {
+    let mut lab = MediaLab::start(prefix, "xdp = \"off\"\ntimeout_s = 30");
+    mandatory_trunk(&mut lab, pbx_srtp);
     let car_cap = Capture::start(&lab.lab.carrier, "car0").expect("capture carrier link");
     let pbx_cap = Capture::start(&lab.lab.pbx, "pbx0").expect("capture pbx link");
 
@@ -228,7 +253,11 @@ fn plain_pbx_and_srtp_mandatory_carrier_hear_each_other_and_forgeries_are_droppe
     let mut pbx = Phone::new(
         "bspbx",
         "198.18.1.2:5060",
-        "<sip:100@198.18.1.2>;regint=0;audio_codecs=PCMU",
+        if pbx_srtp {
+            "<sip:100@198.18.1.2>;regint=0;mediaenc=srtp-mand;audio_codecs=PCMU"
+        } else {
+            "<sip:100@198.18.1.2>;regint=0;audio_codecs=PCMU"
+        },
         440,
     );
     pbx.run(&lab.lab.pbx, 12, Some("/dial sip:15551234567@198.18.1.1"));
@@ -259,9 +288,10 @@ fn plain_pbx_and_srtp_mandatory_carrier_hear_each_other_and_forgeries_are_droppe
         thread::sleep(Duration::from_millis(200));
     };
     let v = lab.json("GET", &format!("/api/v1/media/sessions/{id}"), None, 200);
-    assert!(
-        v["streams"][0]["srtp"]["inside"].is_null(),
-        "PBX leg plain: {v}"
+    assert_eq!(
+        v["streams"][0]["srtp"]["inside"].is_string(),
+        pbx_srtp,
+        "PBX leg encrypted only when asked: {v}"
     );
     let suite = v["streams"][0]["srtp"]["outside"]
         .as_str()
@@ -293,20 +323,21 @@ fn plain_pbx_and_srtp_mandatory_carrier_hear_each_other_and_forgeries_are_droppe
     let failures = metric(&lab, "sbc_media_srtp_auth_failures_total") - before;
     assert!(failures >= 20, "forged packets counted: {failures}");
 
-    // No RTP payload of the PBX's leg appears on the carrier link.
-    let clear: Vec<String> = udp_payloads(&pbx_pcap)
+    // No RTP payload of the PBX's leg appears on the carrier link: in clear when the PBX leg
+    // is plain, as the same ciphertext when it is SRTP (its key is not the carrier leg's).
+    let pbx_wire: Vec<String> = udp_payloads(&pbx_pcap)
         .into_iter()
-        .filter(|p| p.len() == 2 * 172 && p.starts_with("80"))
-        .map(|p| p[24..].to_owned())
+        .filter(|p| p.starts_with("80") && p.len() >= 2 * 172)
+        .map(|p| p[24..2 * 172].to_owned())
         .collect();
-    assert!(clear.len() > 100, "PBX sent RTP: {}", clear.len());
+    assert!(pbx_wire.len() > 100, "PBX leg RTP: {}", pbx_wire.len());
     let wire = udp_payloads(&car_pcap);
     let srtp: Vec<&String> = wire.iter().filter(|p| p.starts_with("80")).collect();
     assert!(srtp.len() > 100, "SRTP on the carrier link: {}", srtp.len());
-    for p in &clear {
+    for p in &pbx_wire {
         assert!(
             !wire.iter().any(|w| w.contains(p.as_str())),
-            "a clear PBX payload crossed the carrier link ({suite})"
+            "a PBX-leg payload crossed the carrier link unchanged ({suite})"
         );
     }
     // Every RTP packet the SBC sends the carrier carries the suite's tag.
@@ -327,7 +358,7 @@ fn carrier_offering_only_unsupported_suites_gets_488() {
         return;
     }
     let mut lab = MediaLab::start("ssu", "xdp = \"off\"");
-    mandatory_trunk(&mut lab);
+    mandatory_trunk(&mut lab, false);
     let sock = lab.socket(false, "198.18.2.2:5060");
     let sdp = "v=0\r\no=- 1 1 IN IP4 198.18.2.2\r\ns=-\r\nc=IN IP4 198.18.2.2\r\nt=0 0\r\n\
 m=audio 30000 RTP/SAVP 0\r\n\
