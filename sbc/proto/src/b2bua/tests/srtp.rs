@@ -222,3 +222,102 @@ fn optional_offers_avp_with_crypto_and_accepts_a_plain_answer() {
     let s = sim.media.sessions.values().next().expect("session");
     assert_eq!(s.crypto, [vec![None], vec![None]], "plain RTP both ways");
 }
+
+/// A carrier re-INVITE with a new key re-keys only what the carrier sends (the relay's `rx`
+/// context for that leg); the SBC keeps its own key (and so its context and ROC) toward the
+/// carrier, and answers the re-offer with it.
+#[test]
+fn reinvite_with_a_new_key_rekeys_that_direction_only() {
+    let mut sim = sim_with(SrtpMode::Off, SrtpMode::Mandatory);
+    sim.deliver(pbx(), &pbx_invite("z9hG4bKpbx1", Some(SDP_PBX)));
+    sim.take_pbx();
+    let invite = sim.take_carrier().remove(0);
+    let offered = crypto_lines(&body_of(&invite));
+    let suite = Suite::AesCm128HmacSha1_80;
+    let first = MasterKey::generate(suite, &mut Rng::from_test_seed(21));
+    let answer = carrier_srtp_sdp(offered[1].tag, suite, &first);
+    sim.deliver(
+        carrier(),
+        &carrier_response(&invite, 200, "OK", Some("ctag1"), Some(&answer)),
+    );
+    let ok = sim.take_pbx().remove(0);
+    let ack = format!(
+        "ACK sip:15551234567@10.0.0.1:5060 SIP/2.0
+Via: SIP/2.0/UDP 10.0.0.10:5070;branch=z9hG4bKpbxack1;rport
+Max-Forwards: 70
+From: {}
+To: {}
+Call-ID: pbx-call-1
+CSeq: 10 ACK
+Content-Length: 0
+
+",
+        hdr(&ok, HeaderName::From),
+        hdr(&ok, HeaderName::To)
+    );
+    sim.deliver(pbx(), &ack);
+    sim.take_carrier();
+    let session = *sim.media.sessions.keys().next().expect("session");
+    let before = sim.media.sessions[&session].crypto[1][0]
+        .clone()
+        .expect("outside keys");
+
+    let second = MasterKey::generate(suite, &mut Rng::from_test_seed(22));
+    let reoffer = carrier_srtp_sdp(5, suite, &second).replace("777 1", "777 2");
+    let our_out_tag = invite.from().tag().unwrap_or("").to_owned();
+    sim.deliver(
+        carrier(),
+        &with_body(
+            &format!(
+                "INVITE sip:sbc@203.0.113.1:5080 SIP/2.0
+Via: SIP/2.0/UDP 198.51.100.7:5090;branch=z9hG4bKcarre1;rport
+Max-Forwards: 70
+From: <sip:15551234567@198.51.100.7:5090>;tag=ctag1
+To: <sip:100@203.0.113.1>;tag={our_out_tag}
+Call-ID: {}
+CSeq: 5 INVITE
+Contact: <sip:gw@198.51.100.20:5060>
+",
+                invite.call_id()
+            ),
+            &reoffer,
+        ),
+    );
+    sim.take_carrier();
+    let to_pbx = sim.take_pbx().remove(0);
+    let pbx_body = body_of(&to_pbx);
+    assert!(
+        !pbx_body.contains("crypto") && pbx_body.contains(" RTP/AVP "),
+        "{pbx_body}"
+    );
+    let ok = format!(
+        "SIP/2.0 200 OK
+Via: {}
+From: {}
+To: {}
+Call-ID: pbx-call-1
+CSeq: {}
+Contact: <sip:100@10.0.0.10:5070>
+",
+        hdr(&to_pbx, HeaderName::Via),
+        hdr(&to_pbx, HeaderName::From),
+        hdr(&to_pbx, HeaderName::To),
+        hdr(&to_pbx, HeaderName::CSeq)
+    );
+    sim.deliver(pbx(), &with_body(&ok, SDP_PBX));
+    let to_carrier = sim.take_carrier();
+    let ok = to_carrier
+        .iter()
+        .find(|m| status(m) == 200)
+        .expect("200 to the re-INVITE");
+    let answered = crypto_lines(&body_of(ok));
+    assert_eq!(answered.len(), 1);
+    assert_eq!(answered[0].tag, 5, "answers the re-offer's tag");
+    assert_eq!(answered[0].key, before.tx.key, "the SBC's own key is kept");
+    let after = sim.media.sessions[&session].crypto[1][0]
+        .clone()
+        .expect("outside keys");
+    assert_eq!(after.rx.key, second, "the carrier's new key is used");
+    assert_ne!(after.rx.key, before.rx.key);
+    assert_eq!(after.tx, before.tx, "the SBC's direction keeps its context");
+}
