@@ -12,6 +12,7 @@
 //!   input yields a [`sip::ParseError`] whose [`reaction`](sip::ParseError::reaction) says
 //!   whether to answer (and with which status) or to drop. See `docs/sip-parser.md`.
 //! - [`sdp`]: SDP as lines with typed accessors and an editor for offer/answer rewrites.
+//! - [`dtmf`]: RFC 4733 telephone events and DTMF in SIP INFO, for interworking the two.
 //! - [`srtp`]: SRTP/SRTCP crypto contexts (RFC 3711, RFC 7714) for per-leg media encryption.
 //!
 //! # Errors versus bugs
@@ -22,6 +23,7 @@
 
 pub mod auth;
 pub mod b2bua;
+pub mod dtmf;
 pub mod health;
 pub mod limit;
 pub mod media;
