@@ -60,6 +60,8 @@ pub struct MediaMetrics {
     pub dropped: IntCounterVec,
     /// Latches that moved to a different source (re-latch window, or loose source).
     pub relatched: IntCounter,
+    /// SRTP/SRTCP packets whose authentication tag did not verify (dropped).
+    pub srtp_auth_failures: IntCounter,
     /// Offers rejected by the media layer, by reason (exhausted, streams, family, unavailable).
     pub rejected: IntCounterVec,
     /// Sessions ended by the media timeout.
@@ -94,6 +96,10 @@ impl MediaMetrics {
                 "sbc_media_relatched_total",
                 "Relay port latches that moved to a different allowed source (NAT rebinding).",
             )?,
+            srtp_auth_failures: IntCounter::new(
+                "sbc_media_srtp_auth_failures_total",
+                "SRTP/SRTCP packets dropped because their authentication tag did not verify.",
+            )?,
             rejected: IntCounterVec::new(
                 Opts::new(
                     "sbc_media_rejected_total",
@@ -119,6 +125,7 @@ impl MediaMetrics {
         registry.register(Box::new(m.user_bytes.clone()))?;
         registry.register(Box::new(m.dropped.clone()))?;
         registry.register(Box::new(m.relatched.clone()))?;
+        registry.register(Box::new(m.srtp_auth_failures.clone()))?;
         // Every reason from the start, so alert rules find the series before the first drop.
         for reason in [
             "not_allowed",
@@ -126,7 +133,10 @@ impl MediaMetrics {
             "no_destination",
             "send_failed",
             XDP_STRICT_SOURCE,
-        ] {
+        ]
+        .into_iter()
+        .chain(crate::media::srtp::DROP_REASONS)
+        {
             m.dropped.with_label_values(&[reason]);
         }
         registry.register(Box::new(m.rejected.clone()))?;

@@ -40,6 +40,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "callgrind instruction and allocation counts per call in the CI regression check",
     ),
     (
+        "baresip-core",
+        "SIP phones with SRTP, tone generation and recording in the SRTP end-to-end tests",
+    ),
+    (
         "prometheus",
         "scrapes the SBC in the metrics/dashboard test",
     ),

@@ -111,6 +111,7 @@ fn config() -> B2buaConfig {
         },
         pbx_register: sbc_proto::b2bua::RegisterPolicy::Reject,
         max_pending_challenges: 1000,
+        pbx_srtp: sbc_proto::srtp::SrtpPolicy::default(),
         session_timer: sbc_proto::b2bua::SessionTimerConfig::default(),
         max_redirects: 5,
     }

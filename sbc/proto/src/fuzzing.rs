@@ -6,12 +6,14 @@
 #[cfg(any(test, feature = "fake-media"))]
 mod b2bua;
 mod digest;
+mod srtp;
 
 use bytes::Bytes;
 
 #[cfg(any(test, feature = "fake-media"))]
 pub use b2bua::b2bua;
 pub use digest::digest;
+pub use srtp::srtp;
 
 use crate::sdp::{CodecPolicy, Direction, PayloadMap, Sdp, SdpEditor, Section};
 use crate::sip::{Editor, Limits, Message, MessageWriter, ParseError, StatusCode, Uri};

@@ -17,6 +17,7 @@
 //!   (denylist, bans, ACL, User-Agent), the B2BUA, registrations and health checks behind one
 //!   `handle_*` / `poll_*` surface. Its module doc states the drive loop. See
 //!   `docs/architecture.md`.
+//! - [`srtp`]: SRTP/SRTCP crypto contexts (RFC 3711, RFC 7714) for per-leg media encryption.
 //!
 //! # Errors versus bugs
 //! Errors come from bad input and are returned as typed values; a panic means a broken internal
@@ -38,6 +39,7 @@ pub mod rtcp;
 pub mod sbc;
 pub mod sdp;
 pub mod sip;
+pub mod srtp;
 pub mod transaction;
 
 #[doc(hidden)]

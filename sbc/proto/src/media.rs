@@ -294,6 +294,24 @@ pub trait MediaControl {
 
     /// The next event for the call layer, if any.
     fn poll_event(&mut self) -> Option<MediaEvent>;
+
+    /// The SRTP keys of `leg`'s streams (by `m=` index; `None`: plain RTP on that leg), set
+    /// once an answer settled them and again after every re-negotiation: a key that differs
+    /// from the current one gets a new crypto context (re-key), an equal one keeps it (and its
+    /// ROC). A relay without SRTP accepts only `None`s.
+    fn set_crypto(
+        &mut self,
+        session: SessionId,
+        leg: Leg,
+        keys: &[Option<crate::srtp::StreamKeys>],
+    ) -> Result<(), MediaError> {
+        let _ = (session, leg);
+        if keys.iter().all(Option::is_none) {
+            Ok(())
+        } else {
+            Err(MediaError::Unavailable("no SRTP in this relay".into()))
+        }
+    }
 }
 
 #[cfg(any(test, feature = "fake-media"))]
@@ -328,6 +346,8 @@ pub struct FakeSession {
     pub committed: bool,
     /// The call's peers as last told.
     pub peers: MediaPeers,
+    /// SRTP keys per leg (`[inside, outside]`) as last set, per stream.
+    pub crypto: [Vec<Option<crate::srtp::StreamKeys>>; 2],
 }
 
 #[cfg(any(test, feature = "fake-media"))]
@@ -405,6 +425,20 @@ impl FakeMedia {
 
 #[cfg(any(test, feature = "fake-media"))]
 impl MediaControl for FakeMedia {
+    fn set_crypto(
+        &mut self,
+        session: SessionId,
+        leg: Leg,
+        keys: &[Option<crate::srtp::StreamKeys>],
+    ) -> Result<(), MediaError> {
+        let s = self
+            .sessions
+            .get_mut(&session)
+            .ok_or(MediaError::UnknownSession(session))?;
+        s.crypto[usize::from(leg == Leg::Outside)] = keys.to_vec();
+        Ok(())
+    }
+
     fn allocate(
         &mut self,
         from: Leg,

@@ -509,6 +509,58 @@ proxy = "127.0.0.1:5090"
     }
 
     #[test]
+    fn srtp_keys_are_validated_with_paths() {
+        let with = |pbx: &str, trunk: &str| {
+            MINIMAL
+                .replace(
+                    "allow = [\"127.0.0.0/8\"]",
+                    &format!("allow = [\"127.0.0.0/8\"]\n{pbx}"),
+                )
+                .replace(
+                    "proxy = \"127.0.0.1:5090\"",
+                    &format!("proxy = \"127.0.0.1:5090\"\n{trunk}"),
+                )
+        };
+        let ok = parse(&with(
+            "srtp = \"optional\"",
+            "srtp = \"mandatory\"\nsrtp_suites = [\"AES_CM_128_HMAC_SHA1_32\"]",
+        ))
+        .unwrap_or_else(|p| panic!("{p:?}"));
+        use sbc_proto::srtp::{SrtpMode, Suite};
+        assert_eq!(ok.pbx.srtp_policy().mode, SrtpMode::Optional);
+        assert_eq!(ok.pbx.srtp_policy().suites, Suite::ALL.to_vec());
+        let t = ok.trunks[0].srtp_policy();
+        assert_eq!(
+            (t.mode, t.suites),
+            (SrtpMode::Mandatory, vec![Suite::AesCm128HmacSha1_32])
+        );
+        for (pbx, trunk, path) in [
+            ("srtp = \"always\"", "", "pbx.srtp"),
+            (
+                "",
+                "srtp_suites = [\"AES_256_CM_HMAC_SHA1_80\"]",
+                "trunk[0].srtp_suites",
+            ),
+            (
+                "srtp = \"mandatory\"\nsrtp_suites = []",
+                "",
+                "pbx.srtp_suites",
+            ),
+            (
+                "",
+                "srtp_suites = [\"AEAD_AES_128_GCM\", \"AEAD_AES_128_GCM\"]",
+                "trunk[0].srtp_suites",
+            ),
+        ] {
+            let problems = parse(&with(pbx, trunk)).expect_err(path);
+            assert!(
+                problems.iter().any(|p| p.path == path),
+                "{pbx} {trunk}: {problems:#?}"
+            );
+        }
+    }
+
+    #[test]
     fn limits_and_caps_are_validated_with_paths() {
         for (section, path) in [
             ("[limits]\nmax_transactions = 10", "limits.max_transactions"),

@@ -5,6 +5,7 @@ mod dns;
 mod load;
 mod proxy;
 mod routing;
+mod srtp;
 mod translate;
 mod validate;
 
@@ -20,6 +21,7 @@ pub use dns::Dns;
 pub use load::{LoadError, Problem, load_file, parse};
 pub use proxy::{ProxyAddr, ProxyAddrError};
 pub use routing::{Compiled, compile};
+pub use srtp::SrtpSetting;
 pub use translate::{acl_config, b2bua_config, guard_config, sbc_config};
 
 /// The shipped default configuration (`config/sbc.toml`), used by `sbc run` without `--config`
@@ -415,6 +417,13 @@ pub struct Pbx {
     /// With `register = "relay"`: most AORs registered at once (default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub register_max_bindings: Option<u32>,
+    /// Media encryption on this side: `off` (default), `optional` or `mandatory`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub srtp: SrtpSetting,
+    /// SRTP suites allowed, in order of preference (default: `AEAD_AES_128_GCM`,
+    /// `AES_CM_128_HMAC_SHA1_80`, `AES_CM_128_HMAC_SHA1_32`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub srtp_suites: Option<Vec<String>>,
 }
 
 /// `[pbx] register`: what a REGISTER from the PBX gets.
@@ -445,6 +454,11 @@ fn is_default<T: Default + PartialEq>(v: &T) -> bool {
 }
 
 impl Pbx {
+    /// The B2BUA's SRTP policy toward the PBX.
+    pub fn srtp_policy(&self) -> sbc_proto::srtp::SrtpPolicy {
+        srtp::policy(self.srtp, self.srtp_suites.as_deref())
+    }
+
     /// The B2BUA's policy for the PBX's REGISTERs (an unknown `register_trunk` is reported by
     /// validation; here it falls back to the first trunk).
     pub fn register_policy(&self, trunks: &[Trunk]) -> sbc_proto::b2bua::RegisterPolicy {
@@ -549,12 +563,26 @@ pub struct Trunk {
     /// A relayed 3xx has its Contacts rewritten to the SBC's inside address.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub hide_redirect_contacts: bool,
+    /// Media encryption on this side: `off` (default), `optional` or `mandatory`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub srtp: SrtpSetting,
+    /// SRTP suites allowed, in order of preference (default: `AEAD_AES_128_GCM`,
+    /// `AES_CM_128_HMAC_SHA1_80`, `AES_CM_128_HMAC_SHA1_32`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub srtp_suites: Option<Vec<String>>,
     /// `[[trunk.number]]`: number normalisation rules of this trunk's calls.
     #[serde(default, rename = "number", skip_serializing_if = "Vec::is_empty")]
     pub numbers: Vec<NumberRule>,
     /// `[[trunk.header]]`: header manipulation of this trunk's calls.
     #[serde(default, rename = "header", skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<HeaderRule>,
+}
+
+impl Trunk {
+    /// The B2BUA's SRTP policy toward this trunk.
+    pub fn srtp_policy(&self) -> sbc_proto::srtp::SrtpPolicy {
+        srtp::policy(self.srtp, self.srtp_suites.as_deref())
+    }
 }
 
 /// What a trunk's 3xx responses do.

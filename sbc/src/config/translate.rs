@@ -147,6 +147,7 @@ pub fn b2bua_config(c: &Config) -> B2buaConfig {
                     super::RedirectMode::Relay => Redirect::Relay,
                 },
                 hide_redirect_contacts: t.hide_redirect_contacts,
+                srtp: t.srtp_policy(),
             }
         })
         .collect();
@@ -192,6 +193,7 @@ pub fn b2bua_config(c: &Config) -> B2buaConfig {
         sdp: sdp_policy(c),
         pbx_register: c.pbx.register_policy(&c.trunks),
         max_pending_challenges: c.limits.max_pending_challenges,
+        pbx_srtp: c.pbx.srtp_policy(),
     }
 }
 

@@ -148,12 +148,15 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
         bad("pbx.address", "must be a concrete address and port".into());
     }
     pbx_auth(&c.pbx, &mut bad);
+    super::srtp::validate("pbx", c.pbx.srtp, c.pbx.srtp_suites.as_deref(), &mut bad);
 
     if c.trunks.is_empty() {
         bad("trunk", "at least one [[trunk]] is required".into());
     }
     let mut names = HashSet::new();
     for (i, t) in c.trunks.iter().enumerate() {
+        let prefix = format!("trunk[{i}]");
+        super::srtp::validate(&prefix, t.srtp, t.srtp_suites.as_deref(), &mut bad);
         if t.name.is_empty()
             || t.name.len() > 64
             || !t

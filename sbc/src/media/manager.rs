@@ -501,6 +501,17 @@ pub struct StreamView {
     pub outside: EndpointView,
     /// XDP mappings installed for the stream.
     pub xdp_mappings: usize,
+    /// SRTP suite per leg (`null`: plain RTP). Keys are never shown.
+    pub srtp: SrtpView,
+}
+
+/// The SRTP suite of each leg of a stream.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SrtpView {
+    /// Suite toward the PBX.
+    pub inside: Option<&'static str>,
+    /// Suite toward the carrier.
+    pub outside: Option<&'static str>,
 }
 
 /// One leg of a [`StreamView`]: the relay endpoint and the peer behind it.
@@ -737,6 +748,7 @@ impl Inner {
             peers: Mutex::new(peers),
             latched_tx: self.latched_tx.clone(),
             metrics: self.metrics.clone(),
+            srtp: Mutex::new(super::srtp::StreamSrtp::default()),
         });
         let mut tasks = Vec::with_capacity(4);
         for leg in [Leg::Inside, Leg::Outside] {
@@ -949,6 +961,10 @@ impl Inner {
         let Some(shared) = &stream.shared else {
             return Vec::new();
         };
+        // XDP cannot run AES: encrypted streams stay in userspace.
+        if shared.srtp.lock().active() {
+            return Vec::new();
+        }
         // Provisional latches (made before the peer's SDP was known) stay in userspace.
         let now = Instant::now();
         let (pbx, carrier, open) = {
@@ -1149,10 +1165,16 @@ impl Inner {
                         rtcp_report: p.report,
                     }
                 };
+                let srtp = st.shared.as_ref().map(|sh| {
+                    let s = sh.srtp.lock();
+                    (s.suite(Leg::Inside), s.suite(Leg::Outside))
+                });
+                let (inside, outside) = srtp.unwrap_or_default();
                 StreamView {
                     inside: ep(Leg::Inside),
                     outside: ep(Leg::Outside),
                     xdp_mappings: st.installed.len(),
+                    srtp: SrtpView { inside, outside },
                 }
             })
             .collect();
@@ -1386,6 +1408,34 @@ impl MediaControl for MediaManager {
         streams: &[StreamDesc],
     ) -> Result<Vec<StreamRelay>, MediaError> {
         self.inner.describe(session, from, streams, true)
+    }
+
+    fn set_crypto(
+        &mut self,
+        session: SessionId,
+        leg: Leg,
+        keys: &[Option<sbc_proto::srtp::StreamKeys>],
+    ) -> Result<(), MediaError> {
+        let count = {
+            let sessions = self.inner.sessions.lock();
+            let s = sessions
+                .get(&session)
+                .ok_or(MediaError::UnknownSession(session))?;
+            for (i, st) in s.streams.iter().enumerate() {
+                if let Some(shared) = &st.shared {
+                    shared
+                        .srtp
+                        .lock()
+                        .set(leg, keys.get(i).and_then(Option::as_ref));
+                }
+            }
+            s.streams.len()
+        };
+        // A stream that became encrypted leaves the fast path (and a plain one may use it).
+        for i in 0..count {
+            self.inner.sync_mappings(session, i);
+        }
+        Ok(())
     }
 
     fn update(

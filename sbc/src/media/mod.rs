@@ -1,5 +1,6 @@
 //! Media relay: port pools, latching, the userspace relay, the media manager that implements
-//! the call layer's [`sbc_proto::media::MediaControl`] contract, and the XDP fast path loader.
+//! the call layer's [`sbc_proto::media::MediaControl`] contract, per-leg SRTP termination
+//! (`srtp.rs`), and the XDP fast path loader.
 //! See `docs/media.md`.
 
 pub mod latch;
@@ -8,6 +9,7 @@ pub mod policy;
 pub mod pool;
 pub(crate) mod relay;
 pub mod rtp;
+pub(crate) mod srtp;
 pub mod xdp;
 
 pub use manager::{MediaManager, MediaSettings};

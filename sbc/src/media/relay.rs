@@ -102,12 +102,28 @@ pub(crate) struct StreamShared {
     pub peers: Mutex<[PeerState; 2]>,
     pub latched_tx: mpsc::UnboundedSender<(SessionId, usize)>,
     pub metrics: MediaMetrics,
+    /// Per-leg SRTP contexts (`srtp.rs`); plain RTP when none is set.
+    pub srtp: Mutex<super::srtp::StreamSrtp>,
 }
 
 impl StreamShared {
-    /// Handles one datagram from `src` that arrived on `leg`'s `port`, at `now`.
-    fn forward(&self, leg: Leg, port: Port, packet: &[u8], src: SocketAddr, now: Instant) {
-        let is_rtcp = port == Port::Rtcp || rtp::is_rtcp(packet);
+    /// Handles one datagram `buf[..len]` from `src` that arrived on `leg`'s `port`, at `now`;
+    /// `buf` has SRTP headroom behind the datagram.
+    fn forward(
+        &self,
+        leg: Leg,
+        port: Port,
+        buf: &mut [u8],
+        len: usize,
+        src: SocketAddr,
+        now: Instant,
+    ) {
+        let is_rtcp = port == Port::Rtcp || rtp::is_rtcp(&buf[..len]);
+        // SRTP is authenticated before anything else, latching included.
+        let Some(len) = self.srtp_step(leg, true, is_rtcp, buf, len) else {
+            return;
+        };
+        let packet = &buf[..len];
         let from = leg_idx(leg);
         let to = leg_idx(leg.other());
         let (verdict, target, out_port) = {
@@ -159,6 +175,10 @@ impl StreamShared {
             self.drop_packet(leg, "no_destination");
             return;
         };
+        let Some(len) = self.srtp_step(leg.other(), false, is_rtcp, buf, len) else {
+            return;
+        };
+        let packet = &buf[..len];
         let socket = &self.sockets[to][out_port as usize];
         match socket.try_send_to(packet, target) {
             Ok(_) => {
@@ -166,6 +186,37 @@ impl StreamShared {
                 self.metrics.user_bytes.inc_by(packet.len() as u64);
             }
             Err(_) => self.drop_packet(leg, "send_failed"),
+        }
+    }
+
+    /// Unprotects (`inbound`, packet from `leg`) or protects (packet to `leg`) in place when
+    /// that leg is encrypted; a failure drops the packet and counts it against the leg it came
+    /// from. Returns the new length.
+    fn srtp_step(
+        &self,
+        leg: Leg,
+        inbound: bool,
+        rtcp: bool,
+        buf: &mut [u8],
+        len: usize,
+    ) -> Option<usize> {
+        let mut srtp = self.srtp.lock();
+        let result = if inbound {
+            srtp.inbound(leg, rtcp, buf, len)
+        } else {
+            srtp.outbound(leg, rtcp, buf, len)
+        };
+        drop(srtp);
+        match result {
+            Ok(n) => Some(n),
+            Err(e) => {
+                if e == sbc_proto::srtp::SrtpError::AuthFailed {
+                    self.metrics.srtp_auth_failures.inc();
+                }
+                let from = if inbound { leg } else { leg.other() };
+                self.drop_packet(from, super::srtp::drop_reason(e));
+                None
+            }
         }
     }
 
@@ -178,7 +229,8 @@ impl StreamShared {
 /// Receives on `leg`'s `port` socket until the task is aborted (stream released).
 pub(crate) async fn socket_loop(stream: Arc<StreamShared>, leg: Leg, port: Port) {
     let socket = stream.sockets[leg_idx(leg)][port as usize].clone();
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+    // Room behind the largest datagram for the SRTP trailer protect appends.
+    let mut buf = vec![0u8; MAX_DATAGRAM + super::srtp::HEADROOM];
     loop {
         if socket.readable().await.is_err() {
             return;
@@ -186,8 +238,8 @@ pub(crate) async fn socket_loop(stream: Arc<StreamShared>, leg: Leg, port: Port)
         let now = Instant::now();
         let mut drained = false;
         for _ in 0..BATCH {
-            match socket.try_recv_from(&mut buf) {
-                Ok((n, src)) => stream.forward(leg, port, &buf[..n], src, now),
+            match socket.try_recv_from(&mut buf[..MAX_DATAGRAM]) {
+                Ok((n, src)) => stream.forward(leg, port, &mut buf, n, src, now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     drained = true;
                     break;

@@ -156,6 +156,8 @@ pub(super) struct Call {
     pub(super) redirects: redirect::Tried,
     /// The carrier's early dialogs (forking, `fork.rs`).
     pub(super) forks: fork::Forks,
+    /// SRTP keys and negotiation per leg (`srtp_policy.rs`).
+    pub(super) srtp: super::srtp_policy::CallSrtp,
 }
 
 impl Leg {

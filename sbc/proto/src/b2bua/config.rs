@@ -83,6 +83,8 @@ pub struct TrunkConfig {
     pub redirect: super::Redirect,
     /// A 3xx relayed to the PBX has its Contacts rewritten to the SBC's address.
     pub hide_redirect_contacts: bool,
+    /// Media encryption toward this trunk (`srtp_policy.rs`).
+    pub srtp: crate::srtp::SrtpPolicy,
 }
 
 /// Who answers a trunk's digest challenges (RFC 3261 §22).
@@ -131,6 +133,7 @@ impl TrunkConfig {
             auth: TrunkAuth::Sbc,
             redirect: super::Redirect::default(),
             hide_redirect_contacts: false,
+            srtp: crate::srtp::SrtpPolicy::default(),
         }
     }
 }
@@ -183,6 +186,8 @@ pub struct B2buaConfig {
     /// awaited (each for 64·T1); beyond it the oldest is forgotten (its retry starts a new
     /// outside dialog and is challenged again).
     pub max_pending_challenges: usize,
+    /// Media encryption toward the PBX (`srtp_policy.rs`).
+    pub pbx_srtp: crate::srtp::SrtpPolicy,
 }
 
 impl B2buaConfig {

@@ -56,6 +56,7 @@ mod register_relay;
 mod sdp;
 mod session_timer;
 mod slab;
+mod srtp_policy;
 mod standalone;
 mod teardown;
 mod timers;

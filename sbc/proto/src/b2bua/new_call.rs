@@ -142,6 +142,31 @@ impl B2bua {
             self.final_on_server(now, key, Refusal::NotAcceptableHere);
             return;
         }
+        let mut srtp = srtp_policy::CallSrtp::default();
+        let crossing = srtp_policy::Crossing {
+            role: srtp_policy::SdpRole::Offer,
+            from: origin,
+            to,
+            body,
+        };
+        if has_sdp
+            && let Err(p) = srtp_policy::negotiate(
+                &self.cfg,
+                &mut self.rng,
+                &mut srtp,
+                plan.trunk,
+                crossing,
+                &mut sdp_out,
+                None,
+            )
+        {
+            self.border_refusal(p.as_str());
+            if let Some(s) = session {
+                media.release(s);
+            }
+            self.final_on_server(now, key, Refusal::NotAcceptableHere);
+            return;
+        }
         let branch = self.rng.branch();
         let mut out = self.build_invite(
             &msg,
@@ -222,6 +247,7 @@ impl B2bua {
             offer,
             redirects: redirect::Tried::default(),
             forks: fork::Forks::default(),
+            srtp,
         };
         if let Some(t) = plan.trunk
             && let Some(n) = self.trunk_active.get_mut(t.index())

@@ -1,7 +1,7 @@
 //! Offer/answer across the B2BUA (RFC 3264), all four paths an SDP body takes, each over one
 //! parse of the body ([`Description`]): the media layer gets the streams of that parse and
 //! the other leg gets that parse rewritten (relay addresses, the leg's own origin, only what
-//! the SDP policy allows).
+//! the SDP policy allows, and the SBC's own `a=crypto` for that leg: `srtp_policy.rs`).
 //!
 //! 1. [`B2bua::anchor_offer`]: the offer in a new call's INVITE (allocate).
 //! 2. [`B2bua::reoffer`]: an offer in a re-INVITE or UPDATE (update, or allocate when the call
@@ -105,7 +105,26 @@ impl B2bua {
             }
         };
         let leg = c.leg_mut(to);
-        if let Err(p) = desc.rewrite(&relays, to, &mut leg.origin, &self.cfg.sdp, out) {
+        let crossing = srtp_policy::Crossing {
+            role: srtp_policy::SdpRole::Offer,
+            from,
+            to,
+            body,
+        };
+        let written = desc
+            .rewrite(&relays, to, &mut leg.origin, &self.cfg.sdp, out)
+            .and_then(|()| {
+                srtp_policy::negotiate(
+                    &self.cfg,
+                    &mut self.rng,
+                    &mut c.srtp,
+                    c.trunk,
+                    crossing,
+                    out,
+                    None,
+                )
+            });
+        if let Err(p) = written {
             self.border_refusal(p.as_str());
             return Err(Refusal::NotAcceptableHere);
         }
@@ -144,7 +163,22 @@ impl B2bua {
             relays: 0,
         })?;
         let leg = c.leg_mut(caller);
-        desc.rewrite(&relays, caller, &mut leg.origin, &self.cfg.sdp, out)
+        desc.rewrite(&relays, caller, &mut leg.origin, &self.cfg.sdp, out)?;
+        let crossing = srtp_policy::Crossing {
+            role: srtp_policy::response_role(&c.srtp, callee),
+            from: callee,
+            to: caller,
+            body,
+        };
+        srtp_policy::negotiate(
+            &self.cfg,
+            &mut self.rng,
+            &mut c.srtp,
+            c.trunk,
+            crossing,
+            out,
+            Some((media, c.media)),
+        )
     }
 
     /// Path 4: the answer in the ACK from `side` of a late-offer call, committed to the call's
@@ -170,7 +204,24 @@ impl B2bua {
             None => return Err("sdp_unanchored"),
         };
         let leg = c.leg_mut(other);
+        let crossing = srtp_policy::Crossing {
+            role: srtp_policy::SdpRole::Answer,
+            from: side,
+            to: other,
+            body,
+        };
         desc.rewrite(&relays, other, &mut leg.origin, &self.cfg.sdp, out)
+            .and_then(|()| {
+                srtp_policy::negotiate(
+                    &self.cfg,
+                    &mut self.rng,
+                    &mut c.srtp,
+                    c.trunk,
+                    crossing,
+                    out,
+                    Some((media, c.media)),
+                )
+            })
             .map_err(|p| p.as_str())
     }
 }

@@ -41,6 +41,9 @@ pub enum SdpProblem {
     /// No `m=` line: nothing to anchor, and nothing of the body may cross unrewritten.
     #[error("no media sections")]
     NoMedia,
+    /// SRTP negotiation refused the body (`srtp_policy.rs`); the label says why.
+    #[error("SRTP: {0}")]
+    Srtp(&'static str),
     /// The relay returned endpoints for a different number of streams than the body has.
     #[error("{sections} media sections but {relays} relayed streams")]
     Unanchored {
@@ -59,6 +62,7 @@ impl SdpProblem {
             Self::NoAddress(_) => "sdp_no_address",
             Self::Address { reason, .. } => reason.as_str(),
             Self::NoMedia => "sdp_no_media",
+            Self::Srtp(reason) => reason,
             Self::Unanchored { .. } => "sdp_unanchored",
         }
     }

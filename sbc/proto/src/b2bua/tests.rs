@@ -41,5 +41,6 @@ mod reliable_provisional;
 mod retransmission;
 mod routing;
 mod session_timer;
+mod srtp;
 mod teardown;
 mod tokens;

@@ -18,6 +18,7 @@ pub enum Section {
 #[derive(Debug, Clone, Default)]
 struct MediaEdit {
     port: Option<u16>,
+    proto: Option<String>,
     formats: Option<Vec<String>>,
 }
 
@@ -266,6 +267,37 @@ impl<'s, 'a> SdpEditor<'s, 'a> {
         Ok(self)
     }
 
+    /// Sets the transport protocol of media section `index` (`RTP/AVP` ⇄ `RTP/SAVP` when the
+    /// SBC terminates SRTP on a leg).
+    pub fn set_proto(&mut self, index: usize, proto: &str) -> Result<&mut Self, SdpError> {
+        self.media
+            .get_mut(index)
+            .ok_or(SdpError::NoSuchMedia(index))?
+            .proto = Some(proto.to_owned());
+        Ok(self)
+    }
+
+    /// Removes every `a=<name>` line of media section `index`.
+    pub fn remove_attributes(&mut self, index: usize, name: &str) -> Result<&mut Self, SdpError> {
+        let (start, end) = self.range(Section::Media(index))?;
+        for i in start..end {
+            if self.sdp.lines[i]
+                .attribute()
+                .is_some_and(|(n, _)| n == name)
+            {
+                self.replace[i] = Some(None);
+            }
+        }
+        Ok(self)
+    }
+
+    /// Adds `a=<value>` at the end of media section `index` (after earlier additions).
+    pub fn add_attribute(&mut self, index: usize, value: &str) -> Result<&mut Self, SdpError> {
+        let (_, end) = self.range(Section::Media(index))?;
+        self.inserts.push((end - 1, format!("a={value}")));
+        Ok(self)
+    }
+
     fn find_attr(&self, start: usize, end: usize, f: impl Fn(&str) -> bool) -> Option<usize> {
         (start..end).find(|&i| self.sdp.lines[i].attribute().is_some_and(|(n, _)| f(n)))
     }
@@ -290,13 +322,17 @@ impl<'s, 'a> SdpEditor<'s, 'a> {
                     .media_at(media_index - 1)
                     .and_then(|m| m.desc().ok());
                 match desc {
-                    Some(d) if edit.port.is_some() || edit.formats.is_some() => {
+                    Some(d)
+                        if edit.port.is_some()
+                            || edit.formats.is_some()
+                            || edit.proto.is_some() =>
+                    {
                         let port = edit.port.unwrap_or(d.port);
                         let _ = write!(out, "m={} {port}", d.media);
                         if let Some(n) = d.port_count {
                             let _ = write!(out, "/{n}");
                         }
-                        let _ = write!(out, " {}", d.proto);
+                        let _ = write!(out, " {}", edit.proto.as_deref().unwrap_or(d.proto));
                         match &edit.formats {
                             Some(f) => f.iter().for_each(|f| {
                                 let _ = write!(out, " {f}");

@@ -83,6 +83,7 @@ fn b2bua_config() -> B2buaConfig {
         sdp: crate::sdp::SdpPolicy::default(),
         pbx_register: RegisterPolicy::Reject,
         max_pending_challenges: 1000,
+        pbx_srtp: crate::srtp::SrtpPolicy::default(),
     }
 }
 

@@ -1,0 +1,413 @@
+//! SRTP termination with real phones: baresip (`baresip-core`) as the PBX's phone in the pbx
+//! namespace (plain RTP) and as the carrier's phone in the carrier namespace (`srtp-mand`),
+//! each sending a tone (`ausine`) and recording what it decodes (`sndfile`), no sound card.
+//!
+//! One call, with the trunk at `srtp = "mandatory"`, proves:
+//! 1. each phone records the other's tone (dominant frequency: 440 Hz from the PBX, 1000 Hz
+//!    from the carrier), so the relay decrypted and encrypted correctly both ways;
+//! 2. on the carrier link no RTP payload the PBX sent in clear appears (tshark on both links);
+//! 3. packets with a corrupted authentication tag sent to the relay during the call are dropped
+//!    and counted in `sbc_media_srtp_auth_failures_total`, and the admin API names the suite;
+//!
+//! The same call with both legs SRTP (`srtp_to_srtp_with_different_keys_per_leg`) shows the
+//! SBC re-encrypting with its own key per leg; and a carrier INVITE offering only suites the SBC
+//! does not implement gets 488.
+
+mod media_common;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use media_common::MediaLab;
+
+/// The tests of this file run one at a time: concurrent labs on the shared 2-core machine made
+/// the admin API and the phones' timing flaky (the other media test files have one test each).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+use sbc_e2e::{capture::Capture, process::Owned};
+
+/// A baresip instance's configuration directory, removed on drop.
+struct Phone {
+    dir: PathBuf,
+    proc: Option<Owned>,
+}
+
+impl Phone {
+    /// Writes the config for a phone listening on `listen` with `account` (an accounts line)
+    /// that sends a `freq` Hz tone and records what it receives.
+    fn new(tag: &str, listen: &str, account: &str, freq: u32) -> Self {
+        let dir = std::env::temp_dir().join(sbc_e2e::netns::unique(tag));
+        std::fs::create_dir_all(dir.join("rec")).expect("phone dir");
+        // ausine produces 48 kHz stereo only; baresip resamples to PCMU's 8 kHz mono.
+        let config = format!(
+            "poll_method epoll
+sip_listen {listen}
+audio_player aubridge,play
+audio_source ausine,{freq}
+audio_alert aubridge,alert
+ausrc_srate 48000
+auplay_srate 48000
+ausrc_channels 2
+auplay_channels 2
+module_path /usr/lib/baresip/modules
+module g711.so
+module srtp.so
+module ausine.so
+module aubridge.so
+module sndfile.so
+module account.so
+module menu.so
+snd_path {}
+",
+            dir.join("rec").display()
+        );
+        std::fs::write(dir.join("config"), config).expect("config");
+        std::fs::write(dir.join("accounts"), format!("{account}\n")).expect("accounts");
+        Self { dir, proc: None }
+    }
+
+    /// Runs baresip in namespace `ns` for `secs`, executing `command` once ready.
+    fn run(&mut self, ns: &str, secs: u32, command: Option<&str>) {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns, "baresip", "-f"])
+            .arg(&self.dir)
+            .args(["-t", &secs.to_string()]);
+        if let Some(c) = command {
+            cmd.args(["-e", c]);
+        }
+        let log = std::fs::File::create(self.dir.join("log")).expect("log");
+        let child = cmd
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start baresip (cargo xtask setup installs baresip-core)");
+        self.proc = Some(Owned::new("baresip", child));
+    }
+
+    fn wait(&mut self, limit: Duration) {
+        if let Some(p) = &mut self.proc {
+            let _ = p.wait_timeout(limit);
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+
+    /// The recording of decoded (received) audio.
+    fn received(&self) -> PathBuf {
+        std::fs::read_dir(self.dir.join("rec"))
+            .expect("rec dir")
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+            .unwrap_or_else(|| panic!("no recording; log:\n{}", self.log()))
+    }
+}
+
+impl Drop for Phone {
+    fn drop(&mut self) {
+        drop(self.proc.take());
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Samples (first channel) and sample rate of a 16-bit PCM WAV file.
+fn wav(path: &Path) -> (Vec<f64>, f64) {
+    let b = std::fs::read(path).expect("wav");
+    let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+    let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let (mut channels, mut rate, mut at) = (1usize, 8000.0, 12);
+    while at + 8 <= b.len() {
+        let (id, len) = (&b[at..at + 4], u32_at(at + 4) as usize);
+        let body = at + 8;
+        if id == b"fmt " {
+            channels = usize::from(u16_at(body + 2));
+            rate = f64::from(u32_at(body + 4));
+        } else if id == b"data" {
+            let end = (body + len).min(b.len());
+            let samples = b[body..end]
+                .chunks_exact(2 * channels)
+                .map(|f| f64::from(i16::from_le_bytes([f[0], f[1]])))
+                .collect();
+            return (samples, rate);
+        }
+        at = body + len + (len & 1);
+    }
+    panic!("no data chunk in {}", path.display());
+}
+
+/// Power at `freq` (Goertzel) over the middle of the recording (skipping call set-up).
+fn power(samples: &[f64], rate: f64, freq: f64) -> f64 {
+    let n = samples.len();
+    let s = &samples[n / 4..n * 3 / 4];
+    let w = 2.0 * std::f64::consts::PI * freq / rate;
+    let (mut a, mut b) = (0.0, 0.0);
+    for x in s {
+        let c = x + 2.0 * w.cos() * a - b;
+        b = a;
+        a = c;
+    }
+    a * a + b * b - 2.0 * w.cos() * a * b
+}
+
+/// Checks that the recording's dominant tone is `want` Hz, not `other` Hz nor in between.
+fn assert_tone(path: &Path, want: f64, other: f64, who: &str) {
+    let (samples, rate) = wav(path);
+    assert!(
+        samples.len() as f64 > 3.0 * rate,
+        "{who}: under 3 s of audio ({} samples)",
+        samples.len()
+    );
+    let p = power(&samples, rate, want);
+    for f in [other, 300.0, 700.0, 1500.0, 2000.0] {
+        let q = power(&samples, rate, f);
+        assert!(
+            p > 20.0 * q,
+            "{who}: {want} Hz ({p:e}) not dominant over {f} Hz ({q:e})"
+        );
+    }
+}
+
+/// UDP payloads (hex) of non-SIP packets in a capture.
+fn udp_payloads(pcap: &[u8]) -> Vec<String> {
+    let file = std::env::temp_dir().join(format!("{}.pcap", sbc_e2e::netns::unique("srtpcap")));
+    std::fs::write(&file, pcap).expect("pcap");
+    let out = Command::new("tshark")
+        .args(["-r"])
+        .arg(&file)
+        .args(["-Y", "udp && !sip", "-T", "fields", "-e", "udp.payload"])
+        .output()
+        .expect("tshark -r");
+    let _ = std::fs::remove_file(&file);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.replace(':', ""))
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+fn metric(lab: &MediaLab, series: &str) -> u64 {
+    let text = lab.request("GET", "/metrics", None).expect("metrics").body;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// Restarts the lab's SBC with `srtp = "mandatory"` on its trunk (and toward the PBX when
+/// `pbx`).
+fn mandatory_trunk(lab: &mut MediaLab, pbx: bool) {
+    let text = std::fs::read_to_string(&lab.config).expect("config");
+    let mut text = text.replace(
+        "name = \"carrier\"\n",
+        "name = \"carrier\"\nsrtp = \"mandatory\"\n",
+    );
+    if pbx {
+        text = text.replace(
+            "allow = [\"198.18.1.0/24\"]\n",
+            "allow = [\"198.18.1.0/24\"]\nsrtp = \"mandatory\"\n",
+        );
+    }
+    std::fs::write(&lab.config, text).expect("config");
+    drop(lab.sbc.take());
+    lab.start_sbc();
+}
+
+#[test]
+fn plain_pbx_and_srtp_mandatory_carrier_hear_each_other_and_forgeries_are_dropped() {
+    if !sbc_e2e::require_root("srtp_baresip") {
+        return;
+    }
+    let _one_at_a_time = serial();
+    call("ssb", false);
+}
+
+/// Both legs SRTP: the SBC decrypts with the PBX's key and encrypts with its own carrier key,
+/// so the same packet looks different on the two links.
+#[test]
+fn srtp_to_srtp_with_different_keys_per_leg() {
+    if !sbc_e2e::require_root("srtp_baresip") {
+        return;
+    }
+    let _one_at_a_time = serial();
+    call("ssd", true);
+}
+
+/// One call from the PBX's phone to the carrier's; the PBX's phone and leg use SRTP when
+/// `pbx_srtp`.
+fn call(prefix: &str, pbx_srtp: bool) {
+    let mut lab = MediaLab::start(prefix, "xdp = \"off\"\ntimeout_s = 30");
+    mandatory_trunk(&mut lab, pbx_srtp);
+    let car_cap = Capture::start(&lab.lab.carrier, "car0").expect("capture carrier link");
+    let pbx_cap = Capture::start(&lab.lab.pbx, "pbx0").expect("capture pbx link");
+
+    let mut carrier = Phone::new(
+        "bscar",
+        "198.18.2.2:5060",
+        "<sip:15551234567@198.18.2.2>;regint=0;answermode=auto;mediaenc=srtp-mand;\
+         audio_codecs=PCMU",
+        1000,
+    );
+    carrier.run(&lab.lab.carrier, 16, None);
+    thread::sleep(Duration::from_millis(700));
+    let mut pbx = Phone::new(
+        "bspbx",
+        "198.18.1.2:5060",
+        if pbx_srtp {
+            "<sip:100@198.18.1.2>;regint=0;mediaenc=srtp-mand;audio_codecs=PCMU"
+        } else {
+            "<sip:100@198.18.1.2>;regint=0;audio_codecs=PCMU"
+        },
+        440,
+    );
+    pbx.run(&lab.lab.pbx, 12, Some("/dial sip:15551234567@198.18.1.1"));
+
+    // Once the call is up: the relay's outside port, from the admin API.
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let (id, out_port) = loop {
+        let list = lab.json("GET", "/api/v1/media/sessions", None, 200);
+        if let Some(id) = list
+            .as_array()
+            .and_then(|a| a.first())
+            .and_then(|v| v.as_u64())
+        {
+            let v = lab.json("GET", &format!("/api/v1/media/sessions/{id}"), None, 200);
+            if v["streams"][0]["srtp"]["outside"].is_string() {
+                let port = v["streams"][0]["outside"]["rtp_port"]
+                    .as_u64()
+                    .expect("port");
+                break (id, u16::try_from(port).expect("port"));
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no SRTP call; pbx log:\n{}\ncarrier log:\n{}",
+            pbx.log(),
+            carrier.log()
+        );
+        thread::sleep(Duration::from_millis(200));
+    };
+    let v = lab.json("GET", &format!("/api/v1/media/sessions/{id}"), None, 200);
+    assert_eq!(
+        v["streams"][0]["srtp"]["inside"].is_string(),
+        pbx_srtp,
+        "PBX leg encrypted only when asked: {v}"
+    );
+    let suite = v["streams"][0]["srtp"]["outside"]
+        .as_str()
+        .expect("suite")
+        .to_owned();
+    assert!(
+        !v.to_string().contains("inline"),
+        "no key material in the API: {v}"
+    );
+
+    // Forged SRTP from the carrier's address: valid RTP header, random tag.
+    let before = metric(&lab, "sbc_media_srtp_auth_failures_total");
+    let forger = lab.socket(false, "198.18.2.2:0");
+    let relay: std::net::SocketAddr = format!("198.18.2.1:{out_port}").parse().expect("addr");
+    for seq in 0..20u16 {
+        let mut p = media_common::rtp(30_000 + seq, 0x0bad_cafe).to_vec();
+        p.extend_from_slice(&[0x5a; 16]);
+        forger.send_to(&p, relay).expect("send forged");
+    }
+
+    pbx.wait(Duration::from_secs(20));
+    carrier.wait(Duration::from_secs(10));
+    let car_pcap = car_cap.stop();
+    let pbx_pcap = pbx_cap.stop();
+
+    assert_tone(&pbx.received(), 1000.0, 440.0, "PBX hears the carrier");
+    assert_tone(&carrier.received(), 440.0, 1000.0, "carrier hears the PBX");
+
+    let failures = metric(&lab, "sbc_media_srtp_auth_failures_total") - before;
+    assert!(failures >= 20, "forged packets counted: {failures}");
+
+    // No RTP payload of the PBX's leg appears on the carrier link: in clear when the PBX leg
+    // is plain, as the same ciphertext when it is SRTP (its key is not the carrier leg's).
+    let pbx_wire: Vec<String> = udp_payloads(&pbx_pcap)
+        .into_iter()
+        .filter(|p| p.starts_with("80") && p.len() >= 2 * 172)
+        .map(|p| p[24..2 * 172].to_owned())
+        .collect();
+    assert!(pbx_wire.len() > 100, "PBX leg RTP: {}", pbx_wire.len());
+    let wire = udp_payloads(&car_pcap);
+    let srtp: Vec<&String> = wire.iter().filter(|p| p.starts_with("80")).collect();
+    assert!(srtp.len() > 100, "SRTP on the carrier link: {}", srtp.len());
+    for p in &pbx_wire {
+        assert!(
+            !wire.iter().any(|w| w.contains(p.as_str())),
+            "a PBX-leg payload crossed the carrier link unchanged ({suite})"
+        );
+    }
+    // Every RTP packet the SBC sends the carrier carries the suite's tag.
+    let tag = match suite.as_str() {
+        "AEAD_AES_128_GCM" => 16,
+        "AES_CM_128_HMAC_SHA1_32" => 4,
+        _ => 10,
+    };
+    assert!(
+        srtp.iter().any(|p| p.len() == 2 * (172 + tag)),
+        "{suite} packets of 172 + {tag} bytes"
+    );
+}
+
+#[test]
+fn carrier_offering_only_unsupported_suites_gets_488() {
+    if !sbc_e2e::require_root("srtp_baresip") {
+        return;
+    }
+    let _one_at_a_time = serial();
+    let mut lab = MediaLab::start("ssu", "xdp = \"off\"");
+    mandatory_trunk(&mut lab, false);
+    let sock = lab.socket(false, "198.18.2.2:5060");
+    let sdp = "v=0\r\no=- 1 1 IN IP4 198.18.2.2\r\ns=-\r\nc=IN IP4 198.18.2.2\r\nt=0 0\r\n\
+m=audio 30000 RTP/SAVP 0\r\n\
+a=crypto:1 AES_256_CM_HMAC_SHA1_80 \
+inline:8AbZePWwsKhLGX3GlXA+yHYPQ3cgraer/9DkFJYCOPZZy3o9wC0NIbIFYZfyHw==\r\n\
+a=crypto:2 F8_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n";
+    let invite = format!(
+        "INVITE sip:100@198.18.2.1 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 198.18.2.2:5060;branch=z9hG4bKsrtp488;rport\r\n\
+Max-Forwards: 70\r\nFrom: <sip:+15550009999@198.18.2.2>;tag=c1\r\n\
+To: <sip:100@198.18.2.1>\r\nCall-ID: srtp-488@198.18.2.2\r\nCSeq: 1 INVITE\r\n\
+Contact: <sip:gw@198.18.2.2:5060>\r\nContent-Type: application/sdp\r\n\
+Content-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    sock.send_to(invite.as_bytes(), "198.18.2.1:5060")
+        .expect("send INVITE");
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut statuses = Vec::new();
+    while Instant::now() < deadline && !statuses.iter().any(|s: &String| !s.contains(" 100 ")) {
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]).to_string();
+            statuses.push(text.lines().next().unwrap_or("").to_owned());
+        }
+    }
+    assert!(
+        statuses.iter().any(|s| s.starts_with("SIP/2.0 488")),
+        "{statuses:?}"
+    );
+    // The counter is updated when the runtime drains the call layer's events, which may be
+    // just after the 488 left.
+    let series = "sbc_border_refusals_total{reason=\"crypto_suite\"}";
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while metric(&lab, series) == 0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert!(metric(&lab, series) >= 1, "refusal counted");
+}
