@@ -22,6 +22,7 @@
 pub mod auth;
 pub mod b2bua;
 pub mod health;
+pub mod hep;
 pub mod limit;
 pub mod media;
 pub mod net;
