@@ -1448,6 +1448,7 @@ pub async fn run(
             }
         }
         while let Some(ev) = engine.poll_event() {
+            crate::trace::observe(&transport, &engine, &ev);
             match ev {
                 Event::CallStarted { call, from, trunk } => {
                     let d = direction(from);

@@ -304,9 +304,15 @@ mod tests {
             Some(&123_456u32.to_be_bytes()[..])
         );
         assert_eq!(value(&c, chunk::PROTO_TYPE), Some(&[1u8][..]));
-        assert_eq!(value(&c, chunk::CAPTURE_ID), Some(&2001u32.to_be_bytes()[..]));
+        assert_eq!(
+            value(&c, chunk::CAPTURE_ID),
+            Some(&2001u32.to_be_bytes()[..])
+        );
         assert_eq!(value(&c, chunk::AUTH_KEY), Some(&b"s3cret"[..]));
-        assert_eq!(value(&c, chunk::CORRELATION_ID), Some(&b"other-leg@sbc"[..]));
+        assert_eq!(
+            value(&c, chunk::CORRELATION_ID),
+            Some(&b"other-leg@sbc"[..])
+        );
         assert_eq!(value(&c, chunk::PAYLOAD), Some(&payload[..]));
     }
 
@@ -334,7 +340,10 @@ mod tests {
         encode(&sip_capture("192.0.2.1:1", "192.0.2.2:2", b"y"), &mut out).expect("encodes");
         assert_eq!(&out[..4], b"HEP3", "cleared before encoding");
         assert_eq!(
-            encode(&sip_capture("192.0.2.1:1", "[2001:db8::2]:2", b"y"), &mut out),
+            encode(
+                &sip_capture("192.0.2.1:1", "[2001:db8::2]:2", b"y"),
+                &mut out
+            ),
             Err(HepError::MixedFamilies)
         );
         let big = vec![b'a'; 65_500];

@@ -13,6 +13,7 @@ pub mod live;
 pub mod openapi;
 pub mod persist;
 pub mod tls;
+pub mod trace;
 
 use std::sync::{
     Arc,
@@ -83,6 +84,8 @@ pub struct AdminState {
     pub scrape: ScrapeGauges,
     /// Refusals before any handler (the Host check).
     pub admin_metrics: host::AdminMetrics,
+    /// Per-call SIP traces, when traces or HEP are on.
+    pub tracer: Option<crate::trace::Tracer>,
 }
 
 /// Media gauges derived at scrape time from the live sessions (cheaper than keeping them
@@ -198,6 +201,8 @@ fn handler(method: &str, path: &str) -> Option<Handler> {
         ("GET", "/api/v1/calls") => on(filter, api::list_calls),
         ("GET", "/api/v1/calls/{id}") => on(filter, api::get_call),
         ("DELETE", "/api/v1/calls/{id}") => on(filter, api::end_call),
+        ("GET", "/api/v1/calls/{id}/trace") => on(filter, trace::call_trace),
+        ("GET", "/api/v1/calls/{id}/media") => on(filter, trace::call_media),
         ("GET", "/api/v1/trunks") => on(filter, api::list_trunks),
         ("GET", "/api/v1/trunks/{name}") => on(filter, api::get_trunk),
         ("PUT", "/api/v1/trunks/{name}") => on(filter, api::put_trunk),

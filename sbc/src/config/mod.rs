@@ -5,6 +5,7 @@ mod dns;
 mod load;
 mod proxy;
 mod routing;
+mod trace;
 mod validate;
 
 use std::{
@@ -19,6 +20,7 @@ pub use dns::Dns;
 pub use load::{LoadError, Problem, load_file, parse};
 pub use proxy::{ProxyAddr, ProxyAddrError};
 pub use routing::{Compiled, compile};
+pub use trace::{Hep, HepTransport, Trace};
 
 /// The shipped default configuration (`config/sbc.toml`), used by `sbc run` without `--config`
 /// when no `config/sbc.toml` exists in the working directory.
@@ -68,6 +70,12 @@ pub struct Config {
     /// `[dns]`: how trunk proxies given by name are resolved.
     #[serde(default)]
     pub dns: Dns,
+    /// `[hep]`: HEP v3 export of every SIP message to a capture server.
+    #[serde(default)]
+    pub hep: Hep,
+    /// `[trace]`: per-call SIP traces for the admin API.
+    #[serde(default)]
+    pub trace: Trace,
 }
 
 /// `[limits]`

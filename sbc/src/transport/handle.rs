@@ -64,6 +64,8 @@ pub(crate) struct Shared {
     tls_names: RwLock<HashMap<SocketAddr, String>>,
     tasks: Mutex<Vec<AbortHandle>>,
     shutdown: watch::Sender<bool>,
+    /// Where every message in and out is offered (traces, HEP), once set.
+    pub(crate) tracer: std::sync::OnceLock<crate::trace::Tracer>,
 }
 
 impl Transport {
@@ -147,6 +149,7 @@ impl Transport {
             udp: udp_sockets,
             tasks: Mutex::new(Vec::new()),
             shutdown: watch::Sender::new(false),
+            tracer: std::sync::OnceLock::new(),
         });
 
         let mut tasks = Vec::new();
@@ -203,20 +206,48 @@ impl Transport {
     ///
     /// Every error is also counted in `sbc_sip_send_errors_total`.
     pub fn send(&self, to: &Peer, data: Bytes) -> Result<(), SendError> {
+        let traced = self.shared.tracer.get().map(|t| (t, data.clone()));
         let result = if *self.shared.shutdown.borrow() {
             Err(SendError::Shutdown)
         } else if to.transport == TransportKind::Udp {
             self.send_udp(to, &data)
         } else {
-            self.send_stream(to, data)
+            let from = self.shared.stream_source(to);
+            self.send_stream(to, data).map(|()| from)
         };
-        if let Err(e) = &result {
-            self.shared.counters(to.side, to.transport).send_error(e);
+        match result {
+            Ok(from) => {
+                if let Some((tracer, data)) = traced {
+                    tracer.capture(
+                        crate::trace::Direction::Out,
+                        to.side,
+                        to.transport,
+                        from,
+                        to.addr,
+                        data,
+                    );
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.shared.counters(to.side, to.transport).send_error(&e);
+                Err(e)
+            }
         }
-        result
     }
 
-    fn send_udp(&self, to: &Peer, data: &[u8]) -> Result<(), SendError> {
+    /// Offers every message from now on to `tracer` (per-call traces, HEP export). Set once.
+    pub fn set_tracer(&self, tracer: crate::trace::Tracer) {
+        let _ = self.shared.tracer.set(tracer);
+    }
+
+    /// The tracer messages are offered to, if any.
+    pub fn tracer(&self) -> Option<&crate::trace::Tracer> {
+        self.shared.tracer.get()
+    }
+
+    /// Sends from the side's socket; returns the local address used.
+    fn send_udp(&self, to: &Peer, data: &[u8]) -> Result<SocketAddr, SendError> {
         if data.len() > MAX_UDP_PAYLOAD {
             return Err(SendError::TooLarge { len: data.len() });
         }
@@ -240,7 +271,7 @@ impl Transport {
         match socket2::SockRef::from(&*ep.socket).send_to(data, &to.addr.into()) {
             Ok(_) => {
                 self.shared.counters(to.side, to.transport).sent(data.len());
-                Ok(())
+                Ok(ep.local)
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 Err(SendError::WouldBlock(to.addr))
@@ -400,6 +431,37 @@ impl Transport {
 }
 
 impl Shared {
+    /// The local address a stream message to `to` is taken to leave from, for traces: the
+    /// address the peer reached (`to.local`), else the side's listener of that transport and
+    /// family (an outbound connection's ephemeral port is not known here).
+    fn stream_source(&self, to: &Peer) -> SocketAddr {
+        to.local
+            .or_else(|| {
+                self.listeners
+                    .iter()
+                    .find(|(s, k, a)| {
+                        *s == to.side && *k == to.transport && a.is_ipv4() == to.addr.is_ipv4()
+                    })
+                    .map(|(_, _, a)| *a)
+            })
+            .or_else(|| self.source_address(to.side, to.addr))
+            .unwrap_or_else(|| SocketAddr::new(to.addr.ip(), 0))
+    }
+
+    /// Offers a received message to the tracer, if one is set.
+    pub(crate) fn trace_in(&self, m: &super::Inbound, data: &Bytes) {
+        if let Some(t) = self.tracer.get() {
+            t.capture(
+                crate::trace::Direction::In,
+                m.peer.side,
+                m.peer.transport,
+                m.peer.addr,
+                m.local,
+                data.clone(),
+            );
+        }
+    }
+
     /// The counters of one side and transport.
     pub(crate) fn counters(&self, side: Side, transport: TransportKind) -> &Counters {
         let s = match side {
@@ -466,6 +528,7 @@ impl Shared {
                 .accepted()
                 .then_some(self.config.stream.first_message_timeout),
             admission: self.admission.clone(),
+            tracer: self.tracer.get().cloned(),
         };
         let mut shutdown = self.shutdown.subscribe();
         tokio::select! {
