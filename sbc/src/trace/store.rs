@@ -158,11 +158,21 @@ pub enum Correlation<'a> {
     Other(&'a str),
 }
 
+/// A call's link as the signaling task gave it, by leg Call-ID. Kept apart from the legs: the
+/// signaling task may link a call before the capture task has seen its messages.
+#[derive(Debug, Clone)]
+struct Link {
+    call: u64,
+    other: String,
+    ended: Option<Instant>,
+}
+
 /// The traces.
 #[derive(Debug)]
 pub struct TraceStore {
     limits: TraceLimits,
     legs: HashMap<String, Leg>,
+    links: HashMap<String, Link>,
     bytes: usize,
     /// Drops since the last [`TraceStore::take_drops`], by reason.
     drops: Vec<Dropped>,
@@ -174,6 +184,7 @@ impl TraceStore {
         Self {
             limits,
             legs: HashMap::new(),
+            links: HashMap::new(),
             bytes: 0,
             drops: Vec::new(),
         }
@@ -207,20 +218,21 @@ impl TraceStore {
                 return;
             }
             let (calling, called) = numbers(msg);
+            let link = self.links.get(call_id);
             self.legs.insert(
                 call_id.to_owned(),
                 Leg {
                     call_id: call_id.to_owned(),
                     side,
-                    call: None,
-                    other: None,
+                    call: link.map(|l| l.call),
+                    other: link.map(|l| l.other.clone()),
                     calling,
                     called,
                     final_status: None,
                     started: at,
                     messages: VecDeque::new(),
                     dropped: 0,
-                    done: None,
+                    done: link.and_then(|l| l.ended),
                     last: now,
                     bytes: 0,
                 },
@@ -275,9 +287,25 @@ impl TraceStore {
         leg.messages.push_back(entry);
     }
 
-    /// Links the legs of `call` (Call-IDs on the inside and the outside).
+    /// Links the legs of `call` (Call-IDs on the inside and the outside), also before their
+    /// messages are recorded.
     pub fn link(&mut self, call: u64, inside: &str, outside: &str) {
+        // Links of ended calls go with their legs; live ones are bounded by the call layer's
+        // own call limit. This keeps a flood of short calls from growing the table.
+        if self.links.len() >= self.limits.legs.saturating_mul(2) {
+            let legs = &self.legs;
+            self.links
+                .retain(|id, l| l.ended.is_none() || legs.contains_key(id));
+        }
         for (mine, other) in [(inside, outside), (outside, inside)] {
+            self.links.insert(
+                mine.to_owned(),
+                Link {
+                    call,
+                    other: other.to_owned(),
+                    ended: None,
+                },
+            );
             if let Some(leg) = self.legs.get_mut(mine) {
                 leg.call = Some(call);
                 leg.other = Some(other.to_owned());
@@ -290,6 +318,9 @@ impl TraceStore {
 
     /// The call ended at `now`: its legs are kept for `keep` from now.
     pub fn call_ended(&mut self, now: Instant, call: u64) {
+        for link in self.links.values_mut().filter(|l| l.call == call) {
+            link.ended.get_or_insert(now);
+        }
         for leg in self.legs.values_mut().filter(|l| l.call == Some(call)) {
             leg.done.get_or_insert(now);
         }
@@ -297,6 +328,9 @@ impl TraceStore {
 
     /// The correlation id for a message of `call_id`: the other leg's Call-ID once linked.
     pub fn correlation(&self, call_id: &str) -> Correlation<'_> {
+        if let Some(l) = self.links.get(call_id) {
+            return Correlation::Other(&l.other);
+        }
         match self.legs.get(call_id) {
             None => Correlation::None,
             Some(l) => match &l.other {
@@ -378,6 +412,11 @@ impl TraceStore {
             !gone
         });
         self.bytes -= freed;
+        let legs = &self.legs;
+        self.links.retain(|id, l| {
+            l.ended
+                .is_none_or(|e| now.saturating_duration_since(e) < keep || legs.contains_key(id))
+        });
     }
 
     /// Forgets the leg done the longest; `false` if none is done.
@@ -546,6 +585,25 @@ mod tests {
         s.call_ended(t0 + Duration::from_secs(3600), 7);
         s.expire(t0 + Duration::from_secs(3660));
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn a_link_given_before_the_messages_applies_to_them() {
+        let t0 = Instant::now();
+        let mut s = TraceStore::new(limits());
+        s.link(9, "in-9", "out-9");
+        assert_eq!(s.correlation("in-9"), Correlation::Other("out-9"));
+        rec(&mut s, t0, Direction::In, &invite("in-9"));
+        rec(&mut s, t0, Direction::Out, &invite("out-9"));
+        assert_eq!(s.by_call(9).len(), 2);
+        s.call_ended(t0, 9);
+        s.expire(t0 + Duration::from_secs(60));
+        assert!(s.is_empty());
+        assert_eq!(
+            s.correlation("in-9"),
+            Correlation::None,
+            "the link went with its legs"
+        );
     }
 
     #[test]

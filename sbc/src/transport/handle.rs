@@ -206,33 +206,33 @@ impl Transport {
     ///
     /// Every error is also counted in `sbc_sip_send_errors_total`.
     pub fn send(&self, to: &Peer, data: Bytes) -> Result<(), SendError> {
-        let traced = self.shared.tracer.get().map(|t| (t, data.clone()));
         let result = if *self.shared.shutdown.borrow() {
             Err(SendError::Shutdown)
         } else if to.transport == TransportKind::Udp {
             self.send_udp(to, &data)
         } else {
-            let from = self.shared.stream_source(to);
-            self.send_stream(to, data).map(|()| from)
+            self.trace_out(to, self.shared.stream_source(to), &data);
+            self.send_stream(to, data)
         };
-        match result {
-            Ok(from) => {
-                if let Some((tracer, data)) = traced {
-                    tracer.capture(
-                        crate::trace::Direction::Out,
-                        to.side,
-                        to.transport,
-                        from,
-                        to.addr,
-                        data,
-                    );
-                }
-                Ok(())
-            }
-            Err(e) => {
-                self.shared.counters(to.side, to.transport).send_error(&e);
-                Err(e)
-            }
+        if let Err(e) = &result {
+            self.shared.counters(to.side, to.transport).send_error(e);
+        }
+        result
+    }
+
+    /// Offers an outgoing message to the tracer. Called just before the message goes out: an
+    /// answer to it may be received (and offered) before the send call even returns, and the
+    /// trace must see the request first.
+    fn trace_out(&self, to: &Peer, from: SocketAddr, data: &Bytes) {
+        if let Some(t) = self.shared.tracer.get() {
+            t.capture(
+                crate::trace::Direction::Out,
+                to.side,
+                to.transport,
+                from,
+                to.addr,
+                data.clone(),
+            );
         }
     }
 
@@ -246,8 +246,7 @@ impl Transport {
         self.shared.tracer.get()
     }
 
-    /// Sends from the side's socket; returns the local address used.
-    fn send_udp(&self, to: &Peer, data: &[u8]) -> Result<SocketAddr, SendError> {
+    fn send_udp(&self, to: &Peer, data: &Bytes) -> Result<(), SendError> {
         if data.len() > MAX_UDP_PAYLOAD {
             return Err(SendError::TooLarge { len: data.len() });
         }
@@ -264,6 +263,7 @@ impl Transport {
                 transport: to.transport,
                 addr: to.addr,
             })?;
+        self.trace_out(to, ep.local, data);
         // A plain non-blocking send, not tokio's try_send_to: that one answers WouldBlock
         // until the reactor has seen the socket writable once, which a send right after start
         // (or after another thread's send drained the readiness) would hit spuriously. A UDP
@@ -271,7 +271,7 @@ impl Transport {
         match socket2::SockRef::from(&*ep.socket).send_to(data, &to.addr.into()) {
             Ok(_) => {
                 self.shared.counters(to.side, to.transport).sent(data.len());
-                Ok(ep.local)
+                Ok(())
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 Err(SendError::WouldBlock(to.addr))
