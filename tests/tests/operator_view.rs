@@ -444,6 +444,18 @@ fn one_way_audio_is_diagnosed_with_the_silent_side_and_the_refused_source() {
         "{media}"
     );
 
+    // The dashboard's gauge counts the stream under the silent side.
+    let metrics = lab.request("GET", "/metrics", None).expect("metrics").body;
+    assert_eq!(
+        metric(&metrics, "sbc_media_silent_streams{silent=\"carrier\"}"),
+        1,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "sbc_media_silent_streams{silent=\"pbx\"}"),
+        0
+    );
+
     // The carrier's media now comes from another address: refused by the latch, and named.
     let other = lab.socket(false, &format!("{CARRIER_OTHER}:6000"));
     let out_relay: SocketAddr = st["outside"]["relay"]

@@ -97,6 +97,8 @@ pub struct ScrapeGauges {
     rtp_lost: prometheus::IntGauge,
     jitter_max: prometheus::Gauge,
     jitter_avg: prometheus::Gauge,
+    /// Answered streams by which direction is silent (one-way-audio diagnosis).
+    silent: prometheus::IntGaugeVec,
 }
 
 impl ScrapeGauges {
@@ -129,7 +131,16 @@ impl ScrapeGauges {
                 "sbc_media_rtp_jitter_avg_seconds",
                 "Mean interarrival jitter (RFC 3550) of live streams seen in userspace.",
             )?,
+            silent: prometheus::IntGaugeVec::new(
+                prometheus::Opts::new(
+                    "sbc_media_silent_streams",
+                    "Answered media streams with a silent direction (no packet for 3 s), by who \
+                     is silent (pbx, carrier, both); see GET /api/v1/calls/{id}/media.",
+                ),
+                &["silent"],
+            )?,
         };
+        registry.register(Box::new(g.silent.clone()))?;
         registry.register(Box::new(g.streams.clone()))?;
         registry.register(Box::new(g.port_pairs.clone()))?;
         registry.register(Box::new(g.rtp_lost.clone()))?;
@@ -146,10 +157,14 @@ impl ScrapeGauges {
         self.port_pairs.with_label_values(&["outside"]).set(total);
         let (mut xdp, mut user, mut lost) = (0i64, 0i64, 0i64);
         let (mut jmax, mut jsum, mut jn) = (0f64, 0f64, 0u32);
+        let mut silent = [0i64; 3];
         for id in media.session_ids() {
             let Some(v) = media.session_view(id) else {
                 continue;
             };
+            if v.committed {
+                crate::media::diagnosis::count_silent(&v, &mut silent);
+            }
             for st in &v.streams {
                 if st.xdp_mappings > 0 {
                     xdp += 1;
@@ -169,6 +184,9 @@ impl ScrapeGauges {
         self.streams.with_label_values(&["xdp"]).set(xdp);
         self.streams.with_label_values(&["userspace"]).set(user);
         self.rtp_lost.set(lost);
+        for (label, n) in ["pbx", "carrier", "both"].iter().zip(silent) {
+            self.silent.with_label_values(&[label]).set(n);
+        }
         self.jitter_max.set(jmax / 1000.0);
         self.jitter_avg.set(if jn == 0 {
             0.0

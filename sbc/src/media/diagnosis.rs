@@ -312,6 +312,21 @@ pub fn diagnose(view: &SessionView, signaling: [Option<SocketAddr>; 2]) -> Diagn
     }
 }
 
+/// Adds the streams of `view` whose PBX side, carrier side or both sides are silent to
+/// `counts` (in that order), for the `sbc_media_silent_streams` gauge. Streams held by their
+/// SDP are not counted.
+pub fn count_silent(view: &SessionView, counts: &mut [i64; 3]) {
+    for s in diagnose(view, [None, None]).streams {
+        let slot = match (s.inside.sending, s.outside.sending, s.verdict) {
+            (_, _, Verdict::Held) | (true, true, _) => continue,
+            (false, true, _) => 0,
+            (true, false, _) => 1,
+            (false, false, _) => 2,
+        };
+        counts[slot] += 1;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,6 +424,9 @@ mod tests {
             "{}",
             d.summary
         );
+        let mut counts = [0; 3];
+        count_silent(&v, &mut counts);
+        assert_eq!(counts, [0, 1, 0], "the carrier is the silent side");
         assert!(!d.streams[0].outside.sending);
         assert!(d.streams[0].outside.findings[0].contains("no RTP at all"));
     }
