@@ -234,3 +234,138 @@ async fn send_tcp(
         tokio::time::sleep(RECONNECT).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant, SystemTime};
+
+    use sbc_proto::{hep::chunk, net::Side};
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+    use crate::trace::Direction;
+
+    fn metrics() -> TraceMetrics {
+        TraceMetrics::register(&prometheus::Registry::new()).expect("metrics")
+    }
+
+    fn cfg(transport: HepTransport, queue: usize) -> Hep {
+        Hep {
+            transport,
+            capture_id: 77,
+            password: Some("pw".into()),
+            queue,
+            ..Hep::default()
+        }
+    }
+
+    fn captured() -> Captured {
+        Captured {
+            at: SystemTime::now(),
+            now: Instant::now(),
+            dir: Direction::In,
+            side: Side::Inside,
+            transport: TransportKind::Udp,
+            src: "192.0.2.10:5060".parse().expect("literal"),
+            dst: "192.0.2.1:5060".parse().expect("literal"),
+            data: Bytes::from_static(b"OPTIONS sip:x SIP/2.0\r\n\r\n"),
+        }
+    }
+
+    fn chunk_of<'a>(chunks: &'a [hep::Chunk<'a>], type_id: u16) -> Option<&'a [u8]> {
+        chunks
+            .iter()
+            .find(|c| c.type_id == type_id)
+            .map(|c| c.value)
+    }
+
+    #[tokio::test]
+    async fn udp_collector_receives_decodable_packets() {
+        let collector = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = collector.local_addr().expect("addr");
+        let m = metrics();
+        let mut s = Sender::start(addr, &cfg(HepTransport::Udp, 16), m.clone());
+        s.send_sip(&captured(), Some("other-leg"));
+        let mut buf = vec![0u8; 65_535];
+        let (n, _) = tokio::time::timeout(Duration::from_secs(5), collector.recv_from(&mut buf))
+            .await
+            .expect("a packet within 5 s")
+            .expect("recv");
+        let chunks = hep::decode(&buf[..n]).expect("valid HEP3");
+        assert_eq!(
+            chunk_of(&chunks, chunk::CORRELATION_ID),
+            Some(&b"other-leg"[..])
+        );
+        assert_eq!(chunk_of(&chunks, chunk::AUTH_KEY), Some(&b"pw"[..]));
+        assert_eq!(
+            chunk_of(&chunks, chunk::CAPTURE_ID),
+            Some(&77u32.to_be_bytes()[..])
+        );
+        assert_eq!(
+            chunk_of(&chunks, chunk::PAYLOAD),
+            Some(&b"OPTIONS sip:x SIP/2.0\r\n\r\n"[..])
+        );
+        assert_eq!(m.hep_sent.with_label_values(&["sip"]).get(), 1);
+    }
+
+    #[tokio::test]
+    async fn tcp_collector_gets_a_stream_of_framed_packets_and_reconnects() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let m = metrics();
+        let mut s = Sender::start(addr, &cfg(HepTransport::Tcp, 16), m.clone());
+        let (mut conn, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+            .await
+            .expect("connected within 5 s")
+            .expect("accept");
+        s.send_sip(&captured(), None);
+        s.send_sip(&captured(), Some("c2"));
+        // Two packets back to back on the stream, each framed by its own length field.
+        for want in [None, Some(&b"c2"[..])] {
+            let mut head = [0u8; 6];
+            conn.read_exact(&mut head).await.expect("header");
+            let len = usize::from(u16::from_be_bytes([head[4], head[5]]));
+            let mut packet = head.to_vec();
+            packet.resize(len, 0);
+            conn.read_exact(&mut packet[6..]).await.expect("rest");
+            let chunks = hep::decode(&packet).expect("valid HEP3");
+            assert_eq!(chunk_of(&chunks, chunk::CORRELATION_ID), want);
+            assert_eq!(chunk_of(&chunks, chunk::IP_PROTO), Some(&[17u8][..]));
+        }
+        // The collector goes away; the sender connects again.
+        drop(conn);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let again = loop {
+            s.send_sip(&captured(), None);
+            if let Ok(Ok((c, _))) =
+                tokio::time::timeout(Duration::from_millis(200), listener.accept()).await
+            {
+                break c;
+            }
+            assert!(Instant::now() < deadline, "no reconnect within 10 s");
+        };
+        drop(again);
+        assert!(m.hep_sent.with_label_values(&["sip"]).get() >= 2);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_instead_of_waiting() {
+        let m = metrics();
+        let (tx, _rx) = mpsc::channel(2);
+        let mut s = Sender {
+            tx,
+            buf: Vec::new(),
+            capture_id: 1,
+            password: None,
+            metrics: m.clone(),
+        };
+        for _ in 0..5 {
+            s.send_sip(&captured(), None);
+        }
+        assert_eq!(m.hep_dropped.with_label_values(&["queue_full"]).get(), 3);
+    }
+}

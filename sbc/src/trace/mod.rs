@@ -420,3 +420,37 @@ impl Task {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_capture_queue_drops_and_counts_without_blocking() {
+        let metrics = TraceMetrics::register(&Registry::new()).expect("metrics");
+        let (tx, _rx) = mpsc::channel(1);
+        let limits = TraceLimits::from_config(&crate::config::Trace::default());
+        let tracer = Tracer {
+            inner: Arc::new(Inner {
+                tx,
+                store: Mutex::new(TraceStore::new(limits)),
+                live: Mutex::new(HashMap::new()),
+                metrics: metrics.clone(),
+                api: true,
+            }),
+        };
+        let a: SocketAddr = "192.0.2.1:5060".parse().expect("literal");
+        for _ in 0..3 {
+            tracer.capture(
+                Direction::Out,
+                Side::Outside,
+                TransportKind::Udp,
+                a,
+                a,
+                Bytes::from_static(b"x"),
+            );
+        }
+        assert_eq!(metrics.captured.with_label_values(&["out"]).get(), 3);
+        assert_eq!(metrics.dropped.with_label_values(&["queue_full"]).get(), 2);
+    }
+}
