@@ -175,13 +175,15 @@ fn hep_export_is_decoded_by_kamailio_sipcapture_for_both_legs() {
     thread::sleep(Duration::from_millis(700));
     assert!(kamailio.running(), "kamailio runs: {}", read());
 
+    // Fixed media ports in the PBX's SDP: the test's own sockets send its RTP and RTCP.
+    const PBX_RTP: &str = "198.18.1.2:4000";
     let callee = sipp::write_scenario(
         "hep-callee",
         &sipp::scenario("callee", false, &sipp::answering_callee()),
     );
     let caller = sipp::write_scenario(
         "hep-caller",
-        &sipp::scenario("caller", true, &basic_caller(300)),
+        &sipp::scenario("caller", true, &basic_caller(2_500)).replace("[media_port]", "4000"),
     );
     let callee = sipp::run(&lab.lab.carrier, callee.path(), CARRIER_SIP, None, &[]);
     thread::sleep(Duration::from_millis(300));
@@ -190,8 +192,23 @@ fn hep_export_is_decoded_by_kamailio_sipcapture_for_both_legs() {
         caller.path(),
         PBX_SIP,
         Some(SBC_INSIDE_SIP),
-        &[],
+        &["-mp", "30000"],
     );
+    // The PBX talks and sends one RTCP receiver report (fraction lost 64/256, 5 lost, jitter
+    // 80): the SBC exports it as a HEP type 5 report correlated with the PBX leg's Call-ID.
+    let (_, in_relay) = answered_call(&lab);
+    let pbx = lab.socket(true, PBX_RTP);
+    send_rtp(&pbx, in_relay, 0, 10, 0x1111_1111);
+    let rtcp = lab.socket(true, "198.18.1.2:4001");
+    let mut rr = vec![0x81, 201, 0, 7];
+    rr.extend_from_slice(&0x1111_1111u32.to_be_bytes());
+    rr.extend_from_slice(&0x2222_2222u32.to_be_bytes());
+    rr.extend_from_slice(&[64, 0, 0, 5]);
+    rr.extend_from_slice(&100u32.to_be_bytes());
+    rr.extend_from_slice(&80u32.to_be_bytes());
+    rr.extend_from_slice(&[0; 8]);
+    let rtcp_relay = SocketAddr::new(in_relay.ip(), in_relay.port() + 1);
+    rtcp.send_to(&rr, rtcp_relay).expect("send RTCP");
     sipp::wait_ok(caller, "caller");
     sipp::wait_ok(callee, "callee");
 
@@ -255,6 +272,18 @@ fn hep_export_is_decoded_by_kamailio_sipcapture_for_both_legs() {
         missing.is_empty(),
         "not decoded by sipcapture: {missing:#?}\nkamailio log:\n{}",
         read()
+    );
+    let log = read();
+    let report = log
+        .lines()
+        .find(|l| l.contains("HEPREPORT type=5 ") && l.contains(&format!("corr=[{inside}]")))
+        .unwrap_or_else(|| panic!("no RTCP report for the PBX leg:\n{log}"));
+    assert!(report.contains(&format!(" src={PBX_RTP} ")), "{report}");
+    assert!(
+        report.contains(r#""fraction_lost":64"#)
+            && report.contains(r#""packets_lost":5"#)
+            && report.contains(r#""ia_jitter":80"#),
+        "{report}"
     );
     let metrics = lab.request("GET", "/metrics", None).expect("metrics").body;
     let sent = metric(&metrics, "sbc_hep_sent_total{type=\"sip\"}");
