@@ -290,35 +290,7 @@ impl B2bua {
     pub fn call(&self, id: u64) -> Option<CallInfo> {
         self.calls.get(&id).map(|c| c.info(id))
     }
-}
 
-impl Call {
-    /// The read-only view of this call.
-    fn info(&self, id: u64) -> CallInfo {
-        let c = self;
-        CallInfo {
-            id,
-            from: c.origin,
-            answered: c.state == CallState::Confirmed,
-            started: c.started,
-            answered_at: c.answered_at,
-            media: c.media,
-            trunk: c.trunk,
-            legs: [Side::Inside, Side::Outside].map(|side| {
-                let l = c.leg(side);
-                LegInfo {
-                    side,
-                    call_id: l.call_id.clone(),
-                    local_tag: l.local_tag.clone(),
-                    remote_tag: l.remote_tag.clone(),
-                    peer: l.peer,
-                }
-            }),
-        }
-    }
-}
-
-impl B2bua {
     /// The next message to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
