@@ -99,6 +99,11 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
     let (inbound_tx, inbound_rx) = tokio::sync::mpsc::channel(config.sip.inbound_queue);
     let transport = Transport::start(TransportConfig::from(&config), &metrics, inbound_tx)?;
     let calls = crate::metrics::CallMetrics::register(&metrics.registry)?;
+    let trace_metrics = crate::trace::TraceMetrics::register(&metrics.registry)?;
+    let tracer = crate::trace::Tracer::start(&config, media.clone(), trace_metrics);
+    if let Some(t) = &tracer {
+        transport.set_tracer(t.clone());
+    }
     let (stop_signaling, stop_rx) = tokio::sync::watch::channel(false);
     let (signaling, commands) = crate::signaling::SignalingHandle::channel();
     // Trunk proxies given by name: resolved by their own task, applied by the signaling task.
@@ -147,6 +152,7 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
         config: admin::live::LiveConfig::new(config.clone(), path, env_tokens),
         scrape,
         admin_metrics,
+        tracer,
     });
     let app = admin::router(state.clone());
     tracing::info!(%addr, tls = admin_tls.is_some(), "admin API listening");

@@ -12,6 +12,7 @@ pub mod media;
 pub mod metrics;
 pub mod signaling;
 pub mod sys;
+pub mod trace;
 pub mod transport;
 
 pub use sbc_proto as proto;

@@ -211,6 +211,7 @@ fn drain(sbc: &mut Sbc, w: &Wiring, tracker: &mut CallTracker, now: Instant) {
     while let Some(ev) = sbc.poll_event() {
         match ev {
             Event::Call(ev) => {
+                crate::trace::observe(&w.transport, sbc.b2bua(), &ev);
                 w.calls
                     .on_event(tracker, sbc, ev, now, &w.metrics.sip_dropped);
             }

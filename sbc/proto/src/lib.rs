@@ -29,6 +29,7 @@ pub mod auth;
 pub mod b2bua;
 pub mod dtmf;
 pub mod health;
+pub mod hep;
 pub mod limit;
 pub mod media;
 pub mod net;

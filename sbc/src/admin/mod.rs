@@ -13,6 +13,7 @@ pub mod live;
 pub mod openapi;
 pub mod persist;
 pub mod tls;
+pub mod trace;
 
 use std::sync::{
     Arc,
@@ -83,6 +84,8 @@ pub struct AdminState {
     pub scrape: ScrapeGauges,
     /// Refusals before any handler (the Host check).
     pub admin_metrics: host::AdminMetrics,
+    /// Per-call SIP traces, when traces or HEP are on.
+    pub tracer: Option<crate::trace::Tracer>,
 }
 
 /// Media gauges derived at scrape time from the live sessions (cheaper than keeping them
@@ -94,6 +97,8 @@ pub struct ScrapeGauges {
     rtp_lost: prometheus::IntGauge,
     jitter_max: prometheus::Gauge,
     jitter_avg: prometheus::Gauge,
+    /// Answered streams by which direction is silent (one-way-audio diagnosis).
+    silent: prometheus::IntGaugeVec,
 }
 
 impl ScrapeGauges {
@@ -126,7 +131,16 @@ impl ScrapeGauges {
                 "sbc_media_rtp_jitter_avg_seconds",
                 "Mean interarrival jitter (RFC 3550) of live streams seen in userspace.",
             )?,
+            silent: prometheus::IntGaugeVec::new(
+                prometheus::Opts::new(
+                    "sbc_media_silent_streams",
+                    "Answered media streams with a silent direction (no packet for 3 s), by who \
+                     is silent (pbx, carrier, both); see GET /api/v1/calls/{id}/media.",
+                ),
+                &["silent"],
+            )?,
         };
+        registry.register(Box::new(g.silent.clone()))?;
         registry.register(Box::new(g.streams.clone()))?;
         registry.register(Box::new(g.port_pairs.clone()))?;
         registry.register(Box::new(g.rtp_lost.clone()))?;
@@ -143,10 +157,14 @@ impl ScrapeGauges {
         self.port_pairs.with_label_values(&["outside"]).set(total);
         let (mut xdp, mut user, mut lost) = (0i64, 0i64, 0i64);
         let (mut jmax, mut jsum, mut jn) = (0f64, 0f64, 0u32);
+        let mut silent = [0i64; 3];
         for id in media.session_ids() {
             let Some(v) = media.session_view(id) else {
                 continue;
             };
+            if v.committed {
+                crate::media::diagnosis::count_silent(&v, &mut silent);
+            }
             for st in &v.streams {
                 if st.xdp_mappings > 0 {
                     xdp += 1;
@@ -166,6 +184,9 @@ impl ScrapeGauges {
         self.streams.with_label_values(&["xdp"]).set(xdp);
         self.streams.with_label_values(&["userspace"]).set(user);
         self.rtp_lost.set(lost);
+        for (label, n) in ["pbx", "carrier", "both"].iter().zip(silent) {
+            self.silent.with_label_values(&[label]).set(n);
+        }
         self.jitter_max.set(jmax / 1000.0);
         self.jitter_avg.set(if jn == 0 {
             0.0
@@ -198,6 +219,8 @@ fn handler(method: &str, path: &str) -> Option<Handler> {
         ("GET", "/api/v1/calls") => on(filter, api::list_calls),
         ("GET", "/api/v1/calls/{id}") => on(filter, api::get_call),
         ("DELETE", "/api/v1/calls/{id}") => on(filter, api::end_call),
+        ("GET", "/api/v1/calls/{id}/trace") => on(filter, trace::call_trace),
+        ("GET", "/api/v1/calls/{id}/media") => on(filter, trace::call_media),
         ("GET", "/api/v1/trunks") => on(filter, api::list_trunks),
         ("GET", "/api/v1/trunks/{name}") => on(filter, api::get_trunk),
         ("PUT", "/api/v1/trunks/{name}") => on(filter, api::put_trunk),

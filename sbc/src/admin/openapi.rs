@@ -113,6 +113,22 @@ pub const OPS: &[Op] = &[
         &[200, 400, 404],
     ),
     op(
+        "GET",
+        "/api/v1/calls/{id}/trace",
+        "SIP messages of both legs of a call (live, ended or failed within [trace] keep_s): `{id}` is the call handle, else a Call-ID; `by` (call|call_id|number) says which; `format` json (default) or text (a ladder diagram).",
+        Access::Read,
+        None,
+        &[200, 400, 404],
+    ),
+    op(
+        "GET",
+        "/api/v1/calls/{id}/media",
+        "One-way-audio diagnosis of a live call: per stream, who sends, latch refusals and their source, SDP address versus observed source, NAT suspicion, XDP or userspace, last packet.",
+        Access::Read,
+        None,
+        &[200, 400, 404],
+    ),
+    op(
         "DELETE",
         "/api/v1/calls/{id}",
         "Ends a call: BYE on both legs (CANCEL/487 before the answer).",

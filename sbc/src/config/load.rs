@@ -9,7 +9,7 @@ use std::{fmt, path::Path};
 use serde::de::DeserializeOwned;
 use toml::de::{DeTable, DeValue};
 
-use super::{Admin, Config, Dns, General, Limits, Log, Media, Sip, Tls, validate};
+use super::{Admin, Config, Dns, General, Hep, Limits, Log, Media, Sip, Tls, Trace, validate};
 
 /// One thing wrong with a configuration.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -103,9 +103,9 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
     let locate = |path: &[Seg]| locate(text, tree.get_ref(), path);
     let mut problems = Vec::new();
 
-    const SECTIONS: [&str; 14] = [
+    const SECTIONS: [&str; 16] = [
         "general", "log", "sip", "inside", "outside", "tls", "pbx", "trunk", "route", "inbound",
-        "media", "admin", "limits", "dns",
+        "media", "admin", "limits", "dns", "hep", "trace",
     ];
     for key in table.keys() {
         if !SECTIONS.contains(&key.as_str()) {
@@ -132,6 +132,8 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
     let admin = take::<Admin>(&table, "admin", false, &locate, &mut problems);
     let limits = take::<Limits>(&table, "limits", false, &locate, &mut problems);
     let dns = take::<Dns>(&table, "dns", false, &locate, &mut problems);
+    let hep = take::<Hep>(&table, "hep", false, &locate, &mut problems);
+    let trace = take::<Trace>(&table, "trace", false, &locate, &mut problems);
     let (
         Ok(general),
         Ok(log),
@@ -147,9 +149,11 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         Ok(admin),
         Ok(limits),
         Ok(dns),
+        Ok(hep),
+        Ok(trace),
     ) = (
         general, log, sip, inside, outside, tls, pbx, trunks, routes, inbound, media, admin,
-        limits, dns,
+        limits, dns, hep, trace,
     )
     else {
         return Err(problems);
@@ -172,6 +176,8 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         admin: admin.unwrap_or_default(),
         limits: limits.unwrap_or_default(),
         dns: dns.unwrap_or_default(),
+        hep: hep.unwrap_or_default(),
+        trace: trace.unwrap_or_default(),
     };
     let semantic = validate::validate(&config);
     if semantic.is_empty() {

@@ -6,6 +6,7 @@ mod load;
 mod proxy;
 mod routing;
 mod srtp;
+mod trace;
 mod translate;
 mod validate;
 
@@ -22,6 +23,7 @@ pub use load::{LoadError, Problem, load_file, parse};
 pub use proxy::{ProxyAddr, ProxyAddrError};
 pub use routing::{Compiled, compile};
 pub use srtp::SrtpSetting;
+pub use trace::{Hep, HepTransport, Trace};
 pub use translate::{acl_config, b2bua_config, guard_config, sbc_config};
 
 /// The shipped default configuration (`config/sbc.toml`), used by `sbc run` without `--config`
@@ -72,6 +74,12 @@ pub struct Config {
     /// `[dns]`: how trunk proxies given by name are resolved.
     #[serde(default)]
     pub dns: Dns,
+    /// `[hep]`: HEP v3 export of every SIP message to a capture server.
+    #[serde(default)]
+    pub hep: Hep,
+    /// `[trace]`: per-call SIP traces for the admin API.
+    #[serde(default)]
+    pub trace: Trace,
 }
 
 /// `[limits]`

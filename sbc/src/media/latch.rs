@@ -201,6 +201,11 @@ impl Latch {
         self.latched.or(self.sdp)
     }
 
+    /// The address from the peer's SDP, if known.
+    pub fn sdp(&self) -> Option<SocketAddr> {
+        self.sdp
+    }
+
     /// The latched address, if any.
     pub fn latched(&self) -> Option<SocketAddr> {
         self.latched

@@ -545,6 +545,16 @@ pub struct EndpointView {
     pub rtp_jitter_ms: Option<f64>,
     /// The last RTCP reception report from this peer (about what it receives from us).
     pub rtcp_report: Option<super::rtp::ReceptionReport>,
+    /// The peer's RTP address from its SDP.
+    pub sdp: Option<String>,
+    /// The direction attribute of the peer's SDP.
+    pub sdp_direction: &'static str,
+    /// Source of the last packet the latch refused, and why (`not_allowed`, `strict_source`).
+    pub refused_from: Option<String>,
+    /// See `refused_from`.
+    pub refused_reason: Option<&'static str>,
+    /// Milliseconds since the fast path last forwarded a packet from this peer.
+    pub xdp_idle_ms: Option<u64>,
 }
 
 fn family(a: IpAddr) -> &'static str {
@@ -1163,6 +1173,11 @@ impl Inner {
                         rtp_lost: p.rtp.lost(),
                         rtp_jitter_ms: p.rtp.jitter_ms(),
                         rtcp_report: p.report,
+                        sdp: p.latch[0].sdp().map(|a| a.to_string()),
+                        sdp_direction: super::diagnosis::direction_str(p.direction),
+                        refused_from: p.refused.map(|(a, _)| a.to_string()),
+                        refused_reason: p.refused.map(|(_, r)| r.label()),
+                        xdp_idle_ms: super::diagnosis::since_monotonic_ns(xs.last_seen_ns),
                     }
                 };
                 let srtp = st.shared.as_ref().map(|sh| {

@@ -3,6 +3,7 @@
 //! (`srtp.rs`), and the XDP fast path loader.
 //! See `docs/media.md`.
 
+pub mod diagnosis;
 pub mod latch;
 pub mod manager;
 pub mod policy;

@@ -63,6 +63,8 @@ pub(crate) struct PeerState {
     pub rtp: RtpStats,
     /// The last RTCP reception report this peer sent (about the stream it receives).
     pub report: Option<ReceptionReport>,
+    /// The last packet refused by the latch: its source and why (one-way-audio diagnosis).
+    pub refused: Option<(SocketAddr, super::latch::DropReason)>,
 }
 
 impl PeerState {
@@ -132,6 +134,7 @@ impl StreamShared {
             let verdict = p.latch[port as usize].on_packet(src, now, &p.allowed, self.rules);
             if let Verdict::Drop(reason) = verdict {
                 p.dropped += 1;
+                p.refused = Some((src, reason));
                 drop(peers);
                 self.metrics
                     .dropped

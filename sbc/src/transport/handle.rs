@@ -115,6 +115,7 @@ impl Transport {
             udp: udp_sockets,
             tasks: Mutex::new(Vec::new()),
             shutdown: watch::Sender::new(false),
+            tracer: std::sync::OnceLock::new(),
         });
 
         let mut tasks = Vec::new();
@@ -176,6 +177,7 @@ impl Transport {
         } else if to.transport == TransportKind::Udp {
             self.send_udp(to, &data)
         } else {
+            self.trace_out(to, self.shared.stream_source(to), &data);
             self.send_stream(to, data)
         };
         if let Err(e) = &result {
@@ -184,7 +186,33 @@ impl Transport {
         result
     }
 
-    fn send_udp(&self, to: &Peer, data: &[u8]) -> Result<(), SendError> {
+    /// Offers an outgoing message to the tracer. Called just before the message goes out: an
+    /// answer to it may be received (and offered) before the send call even returns, and the
+    /// trace must see the request first.
+    fn trace_out(&self, to: &Peer, from: SocketAddr, data: &Bytes) {
+        if let Some(t) = self.shared.tracer.get() {
+            t.capture(
+                crate::trace::Direction::Out,
+                to.side,
+                to.transport,
+                from,
+                to.addr,
+                data.clone(),
+            );
+        }
+    }
+
+    /// Offers every message from now on to `tracer` (per-call traces, HEP export). Set once.
+    pub fn set_tracer(&self, tracer: crate::trace::Tracer) {
+        let _ = self.shared.tracer.set(tracer);
+    }
+
+    /// The tracer messages are offered to, if any.
+    pub fn tracer(&self) -> Option<&crate::trace::Tracer> {
+        self.shared.tracer.get()
+    }
+
+    fn send_udp(&self, to: &Peer, data: &Bytes) -> Result<(), SendError> {
         if data.len() > MAX_UDP_PAYLOAD {
             return Err(SendError::TooLarge { len: data.len() });
         }
@@ -201,6 +229,7 @@ impl Transport {
                 transport: to.transport,
                 addr: to.addr,
             })?;
+        self.trace_out(to, ep.local, data);
         // A plain non-blocking send, not tokio's try_send_to: that one answers WouldBlock
         // until the reactor has seen the socket writable once, which a send right after start
         // (or after another thread's send drained the readiness) would hit spuriously. A UDP
@@ -464,7 +493,7 @@ impl Shared {
     /// The local address to connect from: the side's first concrete listen address of the
     /// destination's family (so inside and outside traffic leave from their own addresses),
     /// port chosen by the kernel. `None` lets the kernel choose by routing.
-    fn source_address(&self, side: Side, to: SocketAddr) -> Option<SocketAddr> {
+    pub(super) fn source_address(&self, side: Side, to: SocketAddr) -> Option<SocketAddr> {
         let l = self.config.side(side);
         l.tcp
             .iter()

@@ -51,9 +51,42 @@ pub(crate) struct Shared {
     pub(super) tls_names: RwLock<HashMap<SocketAddr, String>>,
     pub(super) tasks: Mutex<Vec<AbortHandle>>,
     pub(super) shutdown: watch::Sender<bool>,
+    /// Where every message in and out is offered (traces, HEP), once set.
+    pub(crate) tracer: std::sync::OnceLock<crate::trace::Tracer>,
 }
 
 impl Shared {
+    /// The local address a stream message to `to` is taken to leave from, for traces: the
+    /// address the peer reached (`to.local`), else the side's listener of that transport and
+    /// family (an outbound connection's ephemeral port is not known here).
+    pub(super) fn stream_source(&self, to: &Peer) -> SocketAddr {
+        to.local
+            .or_else(|| {
+                self.listeners
+                    .iter()
+                    .find(|(s, k, a)| {
+                        *s == to.side && *k == to.transport && a.is_ipv4() == to.addr.is_ipv4()
+                    })
+                    .map(|(_, _, a)| *a)
+            })
+            .or_else(|| self.source_address(to.side, to.addr))
+            .unwrap_or_else(|| SocketAddr::new(to.addr.ip(), 0))
+    }
+
+    /// Offers a received message to the tracer, if one is set.
+    pub(crate) fn trace_in(&self, m: &super::Inbound, data: &Bytes) {
+        if let Some(t) = self.tracer.get() {
+            t.capture(
+                crate::trace::Direction::In,
+                m.peer.side,
+                m.peer.transport,
+                m.peer.addr,
+                m.local,
+                data.clone(),
+            );
+        }
+    }
+
     /// The counters of one side and transport.
     pub(crate) fn counters(&self, side: Side, transport: TransportKind) -> &Counters {
         let s = match side {
@@ -120,6 +153,7 @@ impl Shared {
                 .accepted()
                 .then_some(self.config.stream.first_message_timeout),
             admission: self.admission.clone(),
+            tracer: self.tracer.get().cloned(),
         };
         let mut shutdown = self.shutdown.subscribe();
         tokio::select! {

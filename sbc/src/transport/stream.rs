@@ -57,6 +57,8 @@ pub(crate) struct StreamCtx {
     pub(crate) first_message: Option<Duration>,
     /// Who may get stateless replies; re-checked when the first message arrives.
     pub(crate) admission: Arc<Admission>,
+    /// Where received messages are offered (traces, HEP), if anywhere.
+    pub(crate) tracer: Option<crate::trace::Tracer>,
 }
 
 /// Time of the last successful write, as milliseconds since the connection started; shared
@@ -157,7 +159,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     buf.advance(n);
                     ctx.counters.received.inc();
                     ctx.counters.received_bytes.inc_by(n as u64);
-                    match examine(data, ctx.peer, ctx.local, &ctx.limits) {
+                    match examine(data.clone(), ctx.peer, ctx.local, &ctx.limits) {
                         Verdict::Deliver(m) => {
                             if !proven {
                                 // The ACL may have changed since accept.
@@ -173,6 +175,16 @@ async fn read_loop<R: AsyncRead + Unpin>(
                             // A reliable transport must not lose messages (no retransmission
                             // would repair it), so wait for room: that stops reading and lets
                             // TCP flow control push back on the peer.
+                            if let Some(t) = &ctx.tracer {
+                                t.capture(
+                                    crate::trace::Direction::In,
+                                    m.peer.side,
+                                    m.peer.transport,
+                                    m.peer.addr,
+                                    m.local,
+                                    data,
+                                );
+                            }
                             if ctx.inbound.send(m).await.is_err() {
                                 return None;
                             }

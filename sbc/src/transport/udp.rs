@@ -91,18 +91,17 @@ pub(crate) async fn receive_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, si
                 // (a multi-homed SBC must not answer from another address).
                 local: Some(local),
             };
-            match examine(
-                Bytes::copy_from_slice(data),
-                peer,
-                local,
-                &shared.config.limits,
-            ) {
-                Verdict::Deliver(m) => match shared.inbound.try_send(m) {
-                    Ok(()) => {}
-                    // Dropping is right for UDP: the sender's transaction retransmits.
-                    Err(TrySendError::Full(_)) => counters.dropped(DropReason::CoreBusy),
-                    Err(TrySendError::Closed(_)) => return,
-                },
+            let data = Bytes::copy_from_slice(data);
+            match examine(data.clone(), peer, local, &shared.config.limits) {
+                Verdict::Deliver(m) => {
+                    shared.trace_in(&m, &data);
+                    match shared.inbound.try_send(m) {
+                        Ok(()) => {}
+                        // Dropping is right for UDP: the sender's transaction retransmits.
+                        Err(TrySendError::Full(_)) => counters.dropped(DropReason::CoreBusy),
+                        Err(TrySendError::Closed(_)) => return,
+                    }
+                }
                 Verdict::Reject(r) => {
                     // Only admitted sources get an answer, and only so many per second: an
                     // unknown source learns nothing, and spoofed sources cannot turn the SBC

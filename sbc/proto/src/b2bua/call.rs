@@ -214,3 +214,29 @@ pub(super) const fn side_index(side: Side) -> usize {
         Side::Outside => 1,
     }
 }
+
+impl Call {
+    /// The read-only view of this call.
+    pub(super) fn info(&self, id: u64) -> CallInfo {
+        let c = self;
+        CallInfo {
+            id,
+            from: c.origin,
+            answered: c.state == CallState::Confirmed,
+            started: c.started,
+            answered_at: c.answered_at,
+            media: c.media,
+            trunk: c.trunk.map(TrunkId::index),
+            legs: [Side::Inside, Side::Outside].map(|side| {
+                let l = c.leg(side);
+                LegInfo {
+                    side,
+                    call_id: l.call_id.clone(),
+                    local_tag: l.local_tag.clone(),
+                    remote_tag: l.remote_tag.clone(),
+                    peer: l.peer,
+                }
+            }),
+        }
+    }
+}

@@ -290,31 +290,14 @@ impl B2bua {
 
     /// A view of every call, ordered by handle (oldest first).
     pub fn calls(&self) -> Vec<CallInfo> {
-        let mut out: Vec<CallInfo> = self
-            .calls
-            .iter()
-            .map(|(id, c)| CallInfo {
-                id: id.raw(),
-                from: c.origin,
-                answered: c.state == CallState::Confirmed,
-                started: c.started,
-                answered_at: c.answered_at,
-                media: c.media,
-                trunk: c.trunk.map(TrunkId::index),
-                legs: [Side::Inside, Side::Outside].map(|side| {
-                    let l = c.leg(side);
-                    LegInfo {
-                        side,
-                        call_id: l.call_id.clone(),
-                        local_tag: l.local_tag.clone(),
-                        remote_tag: l.remote_tag.clone(),
-                        peer: l.peer,
-                    }
-                }),
-            })
-            .collect();
+        let mut out: Vec<CallInfo> = self.calls.iter().map(|(id, c)| c.info(id.raw())).collect();
         out.sort_by_key(|c| c.id);
         out
+    }
+
+    /// A view of one call.
+    pub fn call(&self, id: u64) -> Option<CallInfo> {
+        self.calls.get(&CallId::from_raw(id)).map(|c| c.info(id))
     }
 
     /// The next message to send.

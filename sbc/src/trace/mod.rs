@@ -1,0 +1,456 @@
+//! What the operator sees of SIP without a packet capture: every message the transports send
+//! or receive is offered to a [`Tracer`] (a bounded, non-blocking queue: a full queue drops
+//! and counts, SIP never waits), whose task
+//! - keeps the messages of each call in the [`TraceStore`] for `GET /api/v1/calls/{id}/trace`;
+//! - exports them as HEP v3 to a collector (`[hep]`), with the other leg's Call-ID as the
+//!   correlation id, plus RTCP-derived quality reports per stream (HEP type 5, JSON).
+//!
+//! The capture points are in `transport/` (every datagram and framed message in and out); the
+//! signaling task only says which two Call-IDs form a call and when it ended ([`observe`]).
+
+pub mod hep;
+pub mod ladder;
+pub mod store;
+
+use std::{
+    collections::{HashMap, VecDeque},
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use sbc_proto::{
+    b2bua::{B2bua, Event},
+    media::SessionId,
+    net::{Side, TransportKind},
+    sip::{Limits, Message},
+};
+use tokio::sync::mpsc;
+
+pub use store::{Correlation, Direction, Leg, TraceLimits, TraceStore};
+
+use crate::{config::Config, media::MediaManager};
+
+/// How often the trace task looks at waiting HEP packets and expired traces.
+const TICK: Duration = Duration::from_millis(50);
+
+/// One captured SIP message.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    /// Wall-clock capture time (HEP timestamps, the ladder).
+    pub at: SystemTime,
+    /// Monotonic capture time (retention, correlation wait).
+    pub now: Instant,
+    /// Received or sent.
+    pub dir: Direction,
+    /// The peer's side.
+    pub side: Side,
+    /// Transport.
+    pub transport: TransportKind,
+    /// Source.
+    pub src: SocketAddr,
+    /// Destination.
+    pub dst: SocketAddr,
+    /// The message as on the wire.
+    pub data: Bytes,
+}
+
+/// Metrics of the trace and the HEP export.
+#[derive(Debug, Clone)]
+pub struct TraceMetrics {
+    /// Messages captured, by direction.
+    pub captured: IntCounterVec,
+    /// Messages not traced or dropped from traces, by reason.
+    pub dropped: IntCounterVec,
+    /// Call legs traced now.
+    pub legs: IntGauge,
+    /// Bytes of traced messages held.
+    pub stored_bytes: IntGauge,
+    /// HEP packets handed to the network, by type (`sip`, `rtcp`).
+    pub hep_sent: IntCounterVec,
+    /// HEP packets dropped, by reason.
+    pub hep_dropped: IntCounterVec,
+    /// 1 while the HEP sender can send (UDP socket bound, TCP connected).
+    pub hep_up: IntGauge,
+}
+
+impl TraceMetrics {
+    /// Creates and registers the metrics.
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let m = Self {
+            captured: IntCounterVec::new(
+                Opts::new(
+                    "sbc_trace_captured_total",
+                    "SIP messages captured at the transports for traces and HEP, by direction.",
+                ),
+                &["direction"],
+            )?,
+            dropped: IntCounterVec::new(
+                Opts::new(
+                    "sbc_trace_dropped_total",
+                    "SIP messages not traced or dropped from per-call traces, by reason \
+                     (queue_full, leg_full, total_bytes, max_legs, evicted).",
+                ),
+                &["reason"],
+            )?,
+            legs: IntGauge::new("sbc_trace_legs", "Call legs with a SIP trace held.")?,
+            stored_bytes: IntGauge::new(
+                "sbc_trace_stored_bytes",
+                "Bytes of SIP messages held in per-call traces.",
+            )?,
+            hep_sent: IntCounterVec::new(
+                Opts::new(
+                    "sbc_hep_sent_total",
+                    "HEP packets sent to the collector, by type (sip, rtcp).",
+                ),
+                &["type"],
+            )?,
+            hep_dropped: IntCounterVec::new(
+                Opts::new(
+                    "sbc_hep_dropped_total",
+                    "HEP packets dropped, by reason (queue_full, send_failed, not_connected, \
+                     encode).",
+                ),
+                &["reason"],
+            )?,
+            hep_up: IntGauge::new(
+                "sbc_hep_up",
+                "1 while the HEP sender can reach its collector (UDP bound, TCP connected).",
+            )?,
+        };
+        registry.register(Box::new(m.captured.clone()))?;
+        registry.register(Box::new(m.dropped.clone()))?;
+        registry.register(Box::new(m.legs.clone()))?;
+        registry.register(Box::new(m.stored_bytes.clone()))?;
+        registry.register(Box::new(m.hep_sent.clone()))?;
+        registry.register(Box::new(m.hep_dropped.clone()))?;
+        registry.register(Box::new(m.hep_up.clone()))?;
+        for r in [
+            "queue_full",
+            "leg_full",
+            "total_bytes",
+            "max_legs",
+            "evicted",
+        ] {
+            m.dropped.with_label_values(&[r]).inc_by(0);
+        }
+        for r in ["queue_full", "send_failed", "not_connected", "encode"] {
+            m.hep_dropped.with_label_values(&[r]).inc_by(0);
+        }
+        Ok(m)
+    }
+}
+
+/// A live call's media session and Call-IDs (for the RTCP reports).
+#[derive(Debug, Clone)]
+struct LiveCall {
+    media: SessionId,
+    inside: String,
+    outside: String,
+}
+
+/// The capture handle: cheap to clone; the transports offer messages, the signaling task links
+/// calls, the admin API reads traces.
+#[derive(Debug, Clone)]
+pub struct Tracer {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    tx: mpsc::Sender<Captured>,
+    store: Mutex<TraceStore>,
+    live: Mutex<HashMap<u64, LiveCall>>,
+    metrics: TraceMetrics,
+    /// Whether `GET …/trace` answers (`[trace] enabled`); the store also serves HEP
+    /// correlation when only `[hep]` is on.
+    api: bool,
+}
+
+impl Tracer {
+    /// Starts the trace task (and the HEP sender when `[hep] collector` is set) on the current
+    /// runtime. `None` when neither traces nor HEP are wanted: then nothing is captured.
+    pub fn start(config: &Config, media: MediaManager, metrics: TraceMetrics) -> Option<Self> {
+        if !config.trace.enabled && config.hep.collector.is_none() {
+            return None;
+        }
+        let (tx, rx) = mpsc::channel(config.trace.queue.max(1));
+        let inner = Arc::new(Inner {
+            tx,
+            store: Mutex::new(TraceStore::new(TraceLimits::from_config(&config.trace))),
+            live: Mutex::new(HashMap::new()),
+            metrics: metrics.clone(),
+            api: config.trace.enabled,
+        });
+        let hep = config
+            .hep
+            .collector
+            .map(|c| hep::Sender::start(c, &config.hep, metrics.clone()));
+        let task = Task {
+            inner: Arc::downgrade(&inner),
+            hep,
+            pending: VecDeque::new(),
+            wait: Duration::from_millis(config.hep.correlation_wait_ms),
+            pending_max: config.hep.queue.max(1),
+            rtcp_every: Duration::from_secs(config.hep.rtcp_report_s),
+            media,
+        };
+        tokio::spawn(task.run(rx));
+        Some(Self { inner })
+    }
+
+    /// Offers one message (never blocks; a full queue drops it, counted).
+    pub fn capture(
+        &self,
+        dir: Direction,
+        side: Side,
+        transport: TransportKind,
+        src: SocketAddr,
+        dst: SocketAddr,
+        data: Bytes,
+    ) {
+        let m = &self.inner.metrics;
+        m.captured.with_label_values(&[dir_label(dir)]).inc();
+        let c = Captured {
+            at: SystemTime::now(),
+            now: Instant::now(),
+            dir,
+            side,
+            transport,
+            src,
+            dst,
+            data,
+        };
+        if self.inner.tx.try_send(c).is_err() {
+            m.dropped.with_label_values(&["queue_full"]).inc();
+        }
+    }
+
+    /// Links calls and marks their end from a B2BUA event (called by the signaling task for
+    /// every event, before it handles it).
+    pub fn observe(&self, engine: &B2bua, event: &Event) {
+        match *event {
+            Event::CallStarted { call, .. }
+            | Event::Failover { call, .. }
+            | Event::Redirect { call, .. } => {
+                let Some(info) = engine.call(call) else {
+                    return;
+                };
+                let [inside, outside] = &info.legs;
+                self.inner
+                    .store
+                    .lock()
+                    .link(call, &inside.call_id, &outside.call_id);
+                if let Some(media) = info.media {
+                    self.inner.live.lock().insert(
+                        call,
+                        LiveCall {
+                            media,
+                            inside: inside.call_id.clone(),
+                            outside: outside.call_id.clone(),
+                        },
+                    );
+                }
+            }
+            Event::CallEnded { call, .. } => {
+                self.inner.store.lock().call_ended(Instant::now(), call);
+                self.inner.live.lock().remove(&call);
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether traces are served (`[trace] enabled`).
+    pub fn serves_traces(&self) -> bool {
+        self.inner.api
+    }
+
+    /// Runs `f` on the store (the admin API reads traces through this).
+    pub fn with_store<T>(&self, f: impl FnOnce(&TraceStore) -> T) -> T {
+        f(&self.inner.store.lock())
+    }
+}
+
+/// Forwards a B2BUA event to the tracer the transport carries, if any (one call in the
+/// signaling driver's event loop).
+pub fn observe(transport: &crate::transport::Transport, engine: &B2bua, event: &Event) {
+    if let Some(t) = transport.tracer() {
+        t.observe(engine, event);
+    }
+}
+
+const fn dir_label(d: Direction) -> &'static str {
+    match d {
+        Direction::In => "in",
+        Direction::Out => "out",
+    }
+}
+
+/// A HEP packet waiting for its call's other leg.
+#[derive(Debug)]
+struct Pending {
+    captured: Captured,
+    call_id: Option<String>,
+}
+
+/// The trace task's state.
+struct Task {
+    inner: std::sync::Weak<Inner>,
+    hep: Option<hep::Sender>,
+    pending: VecDeque<Pending>,
+    wait: Duration,
+    pending_max: usize,
+    rtcp_every: Duration,
+    media: MediaManager,
+}
+
+impl Task {
+    async fn run(mut self, mut rx: mpsc::Receiver<Captured>) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_rtcp = Instant::now();
+        loop {
+            tokio::select! {
+                c = rx.recv() => {
+                    let Some(c) = c else { return };
+                    let Some(inner) = self.inner.upgrade() else { return };
+                    self.handle(&inner, c);
+                    // Drain what queued meanwhile without another wake-up each.
+                    for _ in 0..256 {
+                        let Ok(c) = rx.try_recv() else { break };
+                        self.handle(&inner, c);
+                    }
+                    self.flush(&inner, Instant::now());
+                }
+                _ = tick.tick() => {
+                    let Some(inner) = self.inner.upgrade() else { return };
+                    let now = Instant::now();
+                    self.flush(&inner, now);
+                    let (legs, bytes, drops) = {
+                        let mut s = inner.store.lock();
+                        s.expire(now);
+                        (s.len(), s.bytes(), s.take_drops())
+                    };
+                    for d in drops {
+                        inner.metrics.dropped.with_label_values(&[d.label()]).inc();
+                    }
+                    inner.metrics.legs.set(i64::try_from(legs).unwrap_or(i64::MAX));
+                    inner.metrics.stored_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+                    if !self.rtcp_every.is_zero() && now.duration_since(last_rtcp) >= self.rtcp_every {
+                        last_rtcp = now;
+                        self.rtcp_reports(&inner);
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, inner: &Inner, c: Captured) {
+        // Our own messages and ones the transport already parsed: a failure here is rare
+        // (a message cut by a limit); it is still exported, just not traced.
+        let parsed = Message::parse(c.data.clone(), &Limits::default()).ok();
+        let call_id = parsed.as_ref().map(|m| m.call_id().to_owned());
+        if let Some(m) = &parsed {
+            inner
+                .store
+                .lock()
+                .record(c.now, c.at, c.dir, c.side, c.transport, c.src, c.dst, m);
+        }
+        if self.hep.is_none() {
+            return;
+        }
+        if self.pending.len() >= self.pending_max {
+            inner
+                .metrics
+                .hep_dropped
+                .with_label_values(&["queue_full"])
+                .inc();
+            return;
+        }
+        self.pending.push_back(Pending {
+            captured: c,
+            call_id,
+        });
+    }
+
+    /// Sends waiting packets in capture order: each once its correlation is known, or once it
+    /// waited `wait` (then without one).
+    fn flush(&mut self, inner: &Inner, now: Instant) {
+        let Some(hep) = &mut self.hep else { return };
+        while let Some(p) = self.pending.front() {
+            let store = inner.store.lock();
+            let correlation = match p.call_id.as_deref().map(|id| store.correlation(id)) {
+                None | Some(Correlation::None) => None,
+                Some(Correlation::Other(other)) => Some(other.to_owned()),
+                Some(Correlation::Pending)
+                    if now.saturating_duration_since(p.captured.now) >= self.wait =>
+                {
+                    None
+                }
+                Some(Correlation::Pending) => break,
+            };
+            drop(store);
+            let Some(p) = self.pending.pop_front() else {
+                break;
+            };
+            let c = &p.captured;
+            hep.send_sip(c, correlation.as_deref());
+        }
+    }
+
+    /// One RTCP-derived report per stream endpoint that has one, correlated with the leg's
+    /// Call-ID.
+    fn rtcp_reports(&mut self, inner: &Inner) {
+        let Some(hep) = &mut self.hep else { return };
+        let live: Vec<LiveCall> = inner.live.lock().values().cloned().collect();
+        for call in live {
+            let Some(view) = self.media.session_view(call.media) else {
+                continue;
+            };
+            for (i, st) in view.streams.iter().enumerate() {
+                for (ep, call_id) in [(&st.inside, &call.inside), (&st.outside, &call.outside)] {
+                    if let Some(r) = hep::RtcpReport::from_endpoint(i, ep) {
+                        hep.send_rtcp(&r, call_id);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_capture_queue_drops_and_counts_without_blocking() {
+        let metrics = TraceMetrics::register(&Registry::new()).expect("metrics");
+        let (tx, _rx) = mpsc::channel(1);
+        let limits = TraceLimits::from_config(&crate::config::Trace::default());
+        let tracer = Tracer {
+            inner: Arc::new(Inner {
+                tx,
+                store: Mutex::new(TraceStore::new(limits)),
+                live: Mutex::new(HashMap::new()),
+                metrics: metrics.clone(),
+                api: true,
+            }),
+        };
+        let a: SocketAddr = "192.0.2.1:5060".parse().expect("literal");
+        for _ in 0..3 {
+            tracer.capture(
+                Direction::Out,
+                Side::Outside,
+                TransportKind::Udp,
+                a,
+                a,
+                Bytes::from_static(b"x"),
+            );
+        }
+        assert_eq!(metrics.captured.with_label_values(&["out"]).get(), 3);
+        assert_eq!(metrics.dropped.with_label_values(&["queue_full"]).get(), 2);
+    }
+}

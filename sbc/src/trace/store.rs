@@ -1,0 +1,648 @@
+//! The per-call SIP trace: the messages of every INVITE dialog leg, linked into calls, kept for
+//! a while after the call ends, every size bounded. Plain state with injected time, so the
+//! bounds are tested without sockets or sleeps.
+//!
+//! A leg (one Call-ID) starts with an INVITE request; later messages with its Call-ID are
+//! appended to its ring. The signaling task links a call's two legs ([`TraceStore::link`]) and
+//! says when the call ended ([`TraceStore::call_ended`]). A leg that never became a call (a
+//! 404 for an unrouted number, a 503 from admission, a challenge) is done at its final error
+//! response. Done legs stay for `keep` and then go; when a bound is reached, the leg done the
+//! longest goes first, and with none done the new message or leg is dropped (counted).
+
+use std::{
+    collections::{HashMap, VecDeque},
+    net::SocketAddr,
+    time::{Duration, Instant, SystemTime},
+};
+
+use bytes::Bytes;
+use sbc_proto::{
+    net::{Side, TransportKind},
+    sip::{Message, Method, Uri},
+};
+
+/// Which way a message went, seen from the SBC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Received from a peer.
+    In,
+    /// Sent to a peer.
+    Out,
+}
+
+/// Limits of the store (from `[trace]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceLimits {
+    /// Messages kept per leg.
+    pub per_leg: usize,
+    /// Bytes kept of one message.
+    pub message_bytes: usize,
+    /// Legs held at once.
+    pub legs: usize,
+    /// Bytes of messages held in total.
+    pub total_bytes: usize,
+    /// How long a done leg stays.
+    pub keep: Duration,
+}
+
+impl TraceLimits {
+    /// The limits of `[trace]`.
+    pub fn from_config(t: &crate::config::Trace) -> Self {
+        Self {
+            per_leg: t.max_messages_per_leg,
+            message_bytes: t.max_message_bytes,
+            legs: t.max_legs,
+            total_bytes: t.max_total_mib.saturating_mul(1024 * 1024),
+            keep: Duration::from_secs(t.keep_s),
+        }
+    }
+}
+
+/// Why a message was not kept, or a kept one was dropped (the `reason` label of
+/// `sbc_trace_dropped_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    /// The oldest message of a full leg ring made room for a new one.
+    LegFull,
+    /// No room under the total bytes bound and no done leg to forget.
+    TotalBytes,
+    /// A new leg and no room under the leg bound.
+    MaxLegs,
+    /// A done leg forgotten early to make room (before `keep` ran out).
+    Evicted,
+}
+
+impl Dropped {
+    /// The metric label.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::LegFull => "leg_full",
+            Self::TotalBytes => "total_bytes",
+            Self::MaxLegs => "max_legs",
+            Self::Evicted => "evicted",
+        }
+    }
+}
+
+/// One message as kept.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Wall-clock capture time.
+    pub at: SystemTime,
+    /// Received or sent.
+    pub dir: Direction,
+    /// The side of the peer.
+    pub side: Side,
+    /// Transport.
+    pub transport: TransportKind,
+    /// Source address.
+    pub src: SocketAddr,
+    /// Destination address.
+    pub dst: SocketAddr,
+    /// The start line's summary: `INVITE`, `180 Ringing`, …
+    pub summary: String,
+    /// The CSeq (`1 INVITE`).
+    pub cseq: String,
+    /// The message (cut at `max_message_bytes`).
+    pub data: Bytes,
+    /// Whether `data` was cut.
+    pub truncated: bool,
+}
+
+/// One traced leg (one Call-ID).
+#[derive(Debug, Clone)]
+pub struct Leg {
+    /// The Call-ID.
+    pub call_id: String,
+    /// Side the leg is on.
+    pub side: Side,
+    /// The call it belongs to, once linked.
+    pub call: Option<u64>,
+    /// The other leg's Call-ID, once linked.
+    pub other: Option<String>,
+    /// Calling number (From user) of the INVITE.
+    pub calling: Option<String>,
+    /// Called number (Request-URI user) of the INVITE.
+    pub called: Option<String>,
+    /// The final response to the INVITE, once seen.
+    pub final_status: Option<u16>,
+    /// When the leg began (wall clock).
+    pub started: SystemTime,
+    /// Kept messages, oldest first.
+    pub messages: VecDeque<Entry>,
+    /// Messages dropped from this leg's ring.
+    pub dropped: u64,
+    /// When the leg became done (its call ended or it failed).
+    done: Option<Instant>,
+    /// Last message, for legs that never finish (kept `keep` after going quiet).
+    last: Instant,
+    bytes: usize,
+}
+
+impl Leg {
+    /// Whether the call ended or failed.
+    pub fn ended(&self) -> bool {
+        self.done.is_some()
+    }
+}
+
+/// What the HEP export can say about a message's call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Correlation<'a> {
+    /// No call: send without a correlation id.
+    None,
+    /// A call's leg whose other leg is not known yet: worth waiting for.
+    Pending,
+    /// The other leg's Call-ID.
+    Other(&'a str),
+}
+
+/// A call's link as the signaling task gave it, by leg Call-ID. Kept apart from the legs: the
+/// signaling task may link a call before the capture task has seen its messages.
+#[derive(Debug, Clone)]
+struct Link {
+    call: u64,
+    other: String,
+    ended: Option<Instant>,
+}
+
+/// The traces.
+#[derive(Debug)]
+pub struct TraceStore {
+    limits: TraceLimits,
+    legs: HashMap<String, Leg>,
+    links: HashMap<String, Link>,
+    bytes: usize,
+    /// Drops since the last [`TraceStore::take_drops`], by reason.
+    drops: Vec<Dropped>,
+}
+
+impl TraceStore {
+    /// An empty store.
+    pub fn new(limits: TraceLimits) -> Self {
+        Self {
+            limits,
+            legs: HashMap::new(),
+            links: HashMap::new(),
+            bytes: 0,
+            drops: Vec::new(),
+        }
+    }
+
+    /// Records one message captured at `now` (`at` on the wall clock).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one captured message's facts, passed once from the capture task"
+    )]
+    pub fn record(
+        &mut self,
+        now: Instant,
+        at: SystemTime,
+        dir: Direction,
+        side: Side,
+        transport: TransportKind,
+        src: SocketAddr,
+        dst: SocketAddr,
+        msg: &Message,
+    ) {
+        self.expire(now);
+        let call_id = msg.call_id();
+        let starts = msg.is_request() && msg.method() == Some(&Method::Invite);
+        if !self.legs.contains_key(call_id) {
+            if !starts {
+                return;
+            }
+            if self.legs.len() >= self.limits.legs && !self.evict_one() {
+                self.drops.push(Dropped::MaxLegs);
+                return;
+            }
+            let (calling, called) = numbers(msg);
+            let link = self.links.get(call_id);
+            self.legs.insert(
+                call_id.to_owned(),
+                Leg {
+                    call_id: call_id.to_owned(),
+                    side,
+                    call: link.map(|l| l.call),
+                    other: link.map(|l| l.other.clone()),
+                    calling,
+                    called,
+                    final_status: None,
+                    started: at,
+                    messages: VecDeque::new(),
+                    dropped: 0,
+                    done: link.and_then(|l| l.ended),
+                    last: now,
+                    bytes: 0,
+                },
+            );
+        }
+        let raw = msg.as_bytes();
+        let keep = raw.len().min(self.limits.message_bytes);
+        while self.bytes + keep > self.limits.total_bytes {
+            if !self.evict_one() {
+                self.drops.push(Dropped::TotalBytes);
+                return;
+            }
+        }
+        let entry = Entry {
+            at,
+            dir,
+            side,
+            transport,
+            src,
+            dst,
+            summary: summary(msg),
+            cseq: format!("{} {}", msg.cseq().seq, msg.cseq().method),
+            data: Bytes::copy_from_slice(raw.get(..keep).unwrap_or(raw)),
+            truncated: keep < raw.len(),
+        };
+        let Some(leg) = self.legs.get_mut(call_id) else {
+            // Evicting made room by removing done legs; a leg just touched may be one of them.
+            return;
+        };
+        leg.last = now;
+        if !msg.is_request()
+            && msg.cseq().method == Method::Invite
+            && let Some(code) = msg.status().map(|s| s.as_u16())
+            && code >= 200
+        {
+            leg.final_status = Some(code);
+            // A failed leg that is no call is done now; a call's end comes from signaling.
+            if code >= 300 && leg.call.is_none() {
+                leg.done.get_or_insert(now);
+            }
+        }
+        if leg.messages.len() >= self.limits.per_leg
+            && let Some(old) = leg.messages.pop_front()
+        {
+            leg.bytes -= old.data.len();
+            self.bytes -= old.data.len();
+            leg.dropped += 1;
+            self.drops.push(Dropped::LegFull);
+        }
+        leg.bytes += entry.data.len();
+        self.bytes += entry.data.len();
+        leg.messages.push_back(entry);
+    }
+
+    /// Links the legs of `call` (Call-IDs on the inside and the outside), also before their
+    /// messages are recorded.
+    pub fn link(&mut self, call: u64, inside: &str, outside: &str) {
+        // Links of ended calls go with their legs; live ones are bounded by the call layer's
+        // own call limit. This keeps a flood of short calls from growing the table.
+        if self.links.len() >= self.limits.legs.saturating_mul(2) {
+            let legs = &self.legs;
+            self.links
+                .retain(|id, l| l.ended.is_none() || legs.contains_key(id));
+        }
+        for (mine, other) in [(inside, outside), (outside, inside)] {
+            self.links.insert(
+                mine.to_owned(),
+                Link {
+                    call,
+                    other: other.to_owned(),
+                    ended: None,
+                },
+            );
+            if let Some(leg) = self.legs.get_mut(mine) {
+                leg.call = Some(call);
+                leg.other = Some(other.to_owned());
+                // A leg that failed (e.g. a failover's first trunk) but belongs to a live call
+                // stays until the call ends.
+                leg.done = None;
+            }
+        }
+    }
+
+    /// The call ended at `now`: its legs are kept for `keep` from now.
+    pub fn call_ended(&mut self, now: Instant, call: u64) {
+        for link in self.links.values_mut().filter(|l| l.call == call) {
+            link.ended.get_or_insert(now);
+        }
+        for leg in self.legs.values_mut().filter(|l| l.call == Some(call)) {
+            leg.done.get_or_insert(now);
+        }
+    }
+
+    /// The correlation id for a message of `call_id`: the other leg's Call-ID once linked.
+    pub fn correlation(&self, call_id: &str) -> Correlation<'_> {
+        if let Some(l) = self.links.get(call_id) {
+            return Correlation::Other(&l.other);
+        }
+        match self.legs.get(call_id) {
+            None => Correlation::None,
+            Some(l) => match &l.other {
+                Some(o) => Correlation::Other(o),
+                None if l.done.is_some() => Correlation::None,
+                None => Correlation::Pending,
+            },
+        }
+    }
+
+    /// The legs of `call`, inside first.
+    pub fn by_call(&self, call: u64) -> Vec<&Leg> {
+        let mut v: Vec<&Leg> = self
+            .legs
+            .values()
+            .filter(|l| l.call == Some(call))
+            .collect();
+        v.sort_by_key(|l| (l.side != Side::Inside, l.started));
+        v
+    }
+
+    /// The leg with `call_id` and the legs linked to it.
+    pub fn by_call_id(&self, call_id: &str) -> Vec<&Leg> {
+        let Some(leg) = self.legs.get(call_id) else {
+            return Vec::new();
+        };
+        match leg.call {
+            Some(call) => self.by_call(call),
+            None => vec![leg],
+        }
+    }
+
+    /// The most recent leg whose calling or called number is `number` (exact), with the legs
+    /// linked to it.
+    pub fn by_number(&self, number: &str) -> Vec<&Leg> {
+        let found = self
+            .legs
+            .values()
+            .filter(|l| l.calling.as_deref() == Some(number) || l.called.as_deref() == Some(number))
+            .max_by_key(|l| l.started);
+        match found {
+            Some(l) => self.by_call_id(&l.call_id.clone()),
+            None => Vec::new(),
+        }
+    }
+
+    /// Legs held now.
+    pub fn len(&self) -> usize {
+        self.legs.len()
+    }
+
+    /// Whether no leg is held.
+    pub fn is_empty(&self) -> bool {
+        self.legs.is_empty()
+    }
+
+    /// Bytes of messages held now.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Drops since the last call, for the metrics.
+    pub fn take_drops(&mut self) -> Vec<Dropped> {
+        std::mem::take(&mut self.drops)
+    }
+
+    /// Forgets done legs older than `keep`, and legs quiet for longer than `keep` that never
+    /// became a call (a lost final response, an INVITE nobody answered).
+    pub fn expire(&mut self, now: Instant) {
+        let keep = self.limits.keep;
+        let mut freed = 0;
+        self.legs.retain(|_, l| {
+            let since_done = l.done.map(|d| now.saturating_duration_since(d));
+            let quiet = now.saturating_duration_since(l.last);
+            let gone = since_done.is_some_and(|d| d >= keep) || (l.call.is_none() && quiet >= keep);
+            if gone {
+                freed += l.bytes;
+            }
+            !gone
+        });
+        self.bytes -= freed;
+        let legs = &self.legs;
+        self.links.retain(|id, l| {
+            l.ended
+                .is_none_or(|e| now.saturating_duration_since(e) < keep || legs.contains_key(id))
+        });
+    }
+
+    /// Forgets the leg done the longest; `false` if none is done.
+    fn evict_one(&mut self) -> bool {
+        let Some(key) = self
+            .legs
+            .iter()
+            .filter_map(|(k, l)| l.done.map(|d| (d, k)))
+            .min()
+            .map(|(_, k)| k.clone())
+        else {
+            return false;
+        };
+        if let Some(l) = self.legs.remove(&key) {
+            self.bytes -= l.bytes;
+            self.drops.push(Dropped::Evicted);
+        }
+        true
+    }
+}
+
+/// The user part of a SIP URI or the number of a tel URI.
+fn user(uri: &Uri<'_>) -> Option<String> {
+    match uri {
+        Uri::Sip(u) => u.user.map(str::to_owned),
+        Uri::Tel(t) => Some(t.number.to_owned()),
+        Uri::Other(_) => None,
+    }
+}
+
+/// Calling (From) and called (Request-URI) numbers of an INVITE.
+fn numbers(msg: &Message) -> (Option<String>, Option<String>) {
+    let calling = user(&msg.from().uri);
+    let called = msg.request_uri().as_ref().and_then(user);
+    (calling, called)
+}
+
+/// `INVITE` for requests, `486 Busy Here` for responses.
+fn summary(msg: &Message) -> String {
+    if let Some(m) = msg.method() {
+        return m.to_string();
+    }
+    let code = msg.status().map_or(0, |s| s.as_u16());
+    let reason = msg.reason_phrase().unwrap_or_default();
+    format!("{code} {reason}").trim_end().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use sbc_proto::sip::Limits;
+
+    use super::*;
+
+    const PBX: &str = "192.0.2.10:5060";
+    const SBC_IN: &str = "192.0.2.1:5060";
+
+    fn a(s: &str) -> SocketAddr {
+        s.parse().expect("literal")
+    }
+
+    fn invite(call_id: &str) -> Message {
+        let text = format!(
+            "INVITE sip:4930111@sbc SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK1\r\n\
+             From: <sip:100@pbx>;tag=a\r\nTo: <sip:4930111@sbc>\r\nCall-ID: {call_id}\r\n\
+             CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        Message::parse(Bytes::from(text), &Limits::default()).expect("valid")
+    }
+
+    fn response(call_id: &str, code: u16, reason: &str, method: &str) -> Message {
+        let text = format!(
+            "SIP/2.0 {code} {reason}\r\nVia: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK1\r\n\
+             From: <sip:100@pbx>;tag=a\r\nTo: <sip:4930111@sbc>;tag=b\r\nCall-ID: {call_id}\r\n\
+             CSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
+        );
+        Message::parse(Bytes::from(text), &Limits::default()).expect("valid")
+    }
+
+    fn limits() -> TraceLimits {
+        TraceLimits {
+            per_leg: 4,
+            message_bytes: 100,
+            legs: 3,
+            total_bytes: 10_000,
+            keep: Duration::from_secs(60),
+        }
+    }
+
+    fn rec(s: &mut TraceStore, now: Instant, dir: Direction, m: &Message) {
+        s.record(
+            now,
+            SystemTime::UNIX_EPOCH,
+            dir,
+            Side::Inside,
+            TransportKind::Udp,
+            a(PBX),
+            a(SBC_IN),
+            m,
+        );
+    }
+
+    #[test]
+    fn failed_call_is_kept_for_keep_then_forgotten() {
+        let t0 = Instant::now();
+        let mut s = TraceStore::new(limits());
+        rec(&mut s, t0, Direction::In, &invite("c1"));
+        rec(
+            &mut s,
+            t0,
+            Direction::Out,
+            &response("c1", 486, "Busy Here", "INVITE"),
+        );
+        // An OPTIONS with another Call-ID is no call and is not traced.
+        rec(
+            &mut s,
+            t0,
+            Direction::In,
+            &response("o1", 200, "OK", "OPTIONS"),
+        );
+        assert_eq!(s.len(), 1);
+        let legs = s.by_number("4930111");
+        assert_eq!(legs.len(), 1);
+        assert_eq!(legs[0].final_status, Some(486));
+        assert_eq!(legs[0].calling.as_deref(), Some("100"));
+        let summaries: Vec<&str> = legs[0]
+            .messages
+            .iter()
+            .map(|m| m.summary.as_str())
+            .collect();
+        assert_eq!(summaries, ["INVITE", "486 Busy Here"]);
+        assert!(legs[0].ended());
+        assert!(legs[0].messages[0].truncated, "cut at 100 bytes");
+        assert_eq!(legs[0].messages[0].data.len(), 100);
+        s.expire(t0 + Duration::from_secs(59));
+        assert_eq!(s.len(), 1, "kept for keep_s");
+        s.expire(t0 + Duration::from_secs(60));
+        assert!(s.is_empty());
+        assert_eq!(s.bytes(), 0);
+    }
+
+    #[test]
+    fn linked_legs_correlate_and_live_until_the_call_ends() {
+        let t0 = Instant::now();
+        let mut s = TraceStore::new(limits());
+        rec(&mut s, t0, Direction::In, &invite("in-1"));
+        assert_eq!(
+            s.correlation("in-1"),
+            Correlation::Pending,
+            "wait for the link"
+        );
+        assert_eq!(
+            s.correlation("unknown"),
+            Correlation::None,
+            "no call: do not wait"
+        );
+        rec(&mut s, t0, Direction::Out, &invite("out-1"));
+        s.link(7, "in-1", "out-1");
+        assert_eq!(s.correlation("in-1"), Correlation::Other("out-1"));
+        assert_eq!(s.correlation("out-1"), Correlation::Other("in-1"));
+        assert_eq!(s.by_call(7).len(), 2);
+        assert_eq!(s.by_call_id("out-1").len(), 2);
+        // A live call outlives keep_s of silence.
+        s.expire(t0 + Duration::from_secs(3600));
+        assert_eq!(s.len(), 2);
+        s.call_ended(t0 + Duration::from_secs(3600), 7);
+        s.expire(t0 + Duration::from_secs(3660));
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn a_link_given_before_the_messages_applies_to_them() {
+        let t0 = Instant::now();
+        let mut s = TraceStore::new(limits());
+        s.link(9, "in-9", "out-9");
+        assert_eq!(s.correlation("in-9"), Correlation::Other("out-9"));
+        rec(&mut s, t0, Direction::In, &invite("in-9"));
+        rec(&mut s, t0, Direction::Out, &invite("out-9"));
+        assert_eq!(s.by_call(9).len(), 2);
+        s.call_ended(t0, 9);
+        s.expire(t0 + Duration::from_secs(60));
+        assert!(s.is_empty());
+        assert_eq!(
+            s.correlation("in-9"),
+            Correlation::None,
+            "the link went with its legs"
+        );
+    }
+
+    #[test]
+    fn every_bound_holds_and_is_counted() {
+        let t0 = Instant::now();
+        let mut s = TraceStore::new(limits());
+        // Per leg: 4 messages, the oldest dropped.
+        for _ in 0..6 {
+            rec(&mut s, t0, Direction::In, &invite("a"));
+        }
+        assert_eq!(s.by_call_id("a")[0].messages.len(), 4);
+        assert_eq!(s.by_call_id("a")[0].dropped, 2);
+        // Legs: 3; a 4th is refused while none is done, then the done one is evicted.
+        rec(&mut s, t0, Direction::In, &invite("b"));
+        rec(&mut s, t0, Direction::In, &invite("c"));
+        rec(&mut s, t0, Direction::In, &invite("d"));
+        assert_eq!(s.len(), 3);
+        assert!(s.by_call_id("d").is_empty());
+        rec(
+            &mut s,
+            t0,
+            Direction::Out,
+            &response("b", 404, "Not Found", "INVITE"),
+        );
+        rec(&mut s, t0, Direction::In, &invite("d"));
+        assert!(s.by_call_id("b").is_empty(), "the done leg made room");
+        assert_eq!(s.by_call_id("d").len(), 1);
+        let drops: Vec<&str> = s.take_drops().iter().map(|d| d.label()).collect();
+        assert_eq!(drops, ["leg_full", "leg_full", "max_legs", "evicted"]);
+        // Total bytes: with room for two messages only, the third is refused.
+        let mut s = TraceStore::new(TraceLimits {
+            total_bytes: 200,
+            ..limits()
+        });
+        rec(&mut s, t0, Direction::In, &invite("x"));
+        rec(&mut s, t0, Direction::In, &invite("x"));
+        rec(&mut s, t0, Direction::In, &invite("x"));
+        assert_eq!(s.bytes(), 200);
+        let drops: Vec<&str> = s.take_drops().iter().map(|d| d.label()).collect();
+        assert_eq!(drops, ["total_bytes"]);
+    }
+}
