@@ -42,6 +42,7 @@ mod media_peers;
 mod msg;
 mod pbx_auth;
 mod peer_binding;
+mod record;
 mod redirect;
 mod register_relay;
 mod sdp;
@@ -66,6 +67,7 @@ pub use ids::Rng;
 use msg::{RequestSpec, ResponseSpec};
 pub use pbx_auth::{PbxAuthConfig, PbxAuthResult};
 pub use peer_binding::PeerMismatch;
+pub use record::{CallRecord, Hangup, LegRecord};
 pub use redirect::Redirect;
 pub use sdp::SdpProblem;
 pub use session_timer::SessionTimerConfig;
@@ -216,6 +218,8 @@ pub enum Event {
         /// Why (bounded set, usable as a metric label).
         reason: &'static str,
     },
+    /// One call attempt is over: the facts for its detail record (`record.rs`).
+    CallRecord(Box<CallRecord>),
 }
 
 /// Counts of live state, for leak checks and metrics.
@@ -390,6 +394,8 @@ struct Call {
     redirects: redirect::Tried,
     /// The carrier's early dialogs (forking, `fork.rs`).
     forks: fork::Forks,
+    /// What the call's detail record needs beyond the dialogs (`record.rs`).
+    facts: record::Facts,
 }
 
 /// Where a new call goes, decided before anything is set up for it.
@@ -939,10 +945,12 @@ impl B2bua {
                             from: peer.side,
                             limit,
                         });
+                        self.record_refusal(&msg, peer.side, 503);
                         self.refuse_statelessly(peer, &msg);
                     }
                     Err(Refusal::NoRoute) => {
                         self.events.push_back(Event::NoRoute);
+                        self.record_refusal(&msg, peer.side, 404);
                         self.reject(now, peer, key, msg, 404, "Not Found", media);
                     }
                 }
@@ -1630,6 +1638,7 @@ impl B2bua {
             offer,
             redirects: redirect::Tried::default(),
             forks: fork::Forks::default(),
+            facts: record::Facts::new(&msg, session),
         };
         if let Some(t) = plan.trunk
             && let Some(n) = self.trunk_active.get_mut(t)
@@ -1938,6 +1947,9 @@ impl B2bua {
             );
             return;
         };
+        if let Some(call) = call {
+            self.note_hangup(call, peer.side);
+        }
         // 200 for the CANCEL on its own transaction, then 487 for the INVITE (§9.2).
         let to_tag = self.server.get(&invite_key).and_then(|e| e.to_tag.clone());
         let ok = msg::response(
@@ -2403,6 +2415,7 @@ impl B2bua {
             leg.invite_out = Some(ck.clone());
         }
         if method == Method::Bye {
+            self.note_hangup(call, from);
             // The call is over for both sides whatever the other leg answers.
             self.release_media(call, media);
             // RFC 3261 §15.1.2: a BYE on an early dialog leaves the INVITE pending; it gets
@@ -2643,6 +2656,7 @@ impl B2bua {
         let reason = if canceled {
             EndReason::Cancelled
         } else {
+            self.note_hangup(call, side);
             EndReason::Rejected(status)
         };
         self.finish_call(call, reason, media);
@@ -3694,6 +3708,7 @@ impl B2bua {
 
     /// Forgets a call: media released, dialogs unindexed. Transactions finish on their own.
     fn finish_call(&mut self, call: u64, reason: EndReason, media: &mut dyn MediaControl) {
+        self.record_call(call, reason);
         self.release_media(call, media);
         if let Some(c) = self.calls.remove(&call) {
             if let Some(t) = c.trunk

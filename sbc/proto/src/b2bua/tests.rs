@@ -1320,6 +1320,7 @@ fn first_provisional_is_reported_once_between_start_and_answer() {
             Event::PeerMismatch { .. } => "peer_mismatch",
             Event::BorderRefusal { .. } => "border",
             Event::Dropped { .. } => "dropped",
+            Event::CallRecord(_) => "record",
         })
         .collect();
     assert_eq!(kinds, ["started", "progress", "answered"]);
@@ -1405,6 +1406,7 @@ mod fork;
 mod media_peers;
 mod pbx_auth;
 mod peer_binding;
+mod record;
 mod redirect;
 mod register_relay;
 mod routing;
