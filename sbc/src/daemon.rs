@@ -101,6 +101,7 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
     let calls = crate::signaling::CallMetrics::register(&metrics.registry)?;
     let (stop_signaling, stop_rx) = tokio::sync::watch::channel(false);
     let (signaling, commands) = crate::signaling::SignalingHandle::channel();
+    let (cdr, cdr_writer) = crate::cdr::CdrSink::start(&config, &metrics.registry, media.clone())?;
     // Trunk proxies given by name: resolved by their own task, applied by the signaling task.
     signaling.set_dns_trunks(crate::dns::DnsTrunks::from_config(&config));
     tokio::spawn(crate::dns::run(
@@ -123,6 +124,7 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
         metrics.clone(),
         calls,
         stop_rx,
+        cdr,
     ));
 
     let addr = config.admin.listen;
@@ -149,6 +151,7 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
         config: admin::live::LiveConfig::new(config.clone(), path, env_tokens),
         scrape,
         admin_metrics,
+        cdr: config.cdr.clone(),
     });
     let app = admin::router(state.clone());
     tracing::info!(%addr, tls = admin_tls.is_some(), "admin API listening");
@@ -198,6 +201,8 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
     let _ = tokio::time::timeout(std::time::Duration::from_secs(3), tasks.join_next()).await;
     transport.shutdown();
     tasks.shutdown().await;
+    // The signaling task held the last CDR sink: the writer flushes and syncs, then ends.
+    cdr_writer.finish(std::time::Duration::from_secs(2)).await;
     if let Some(xdp) = &state.xdp {
         let mut xdp = xdp.lock();
         if xdp.is_pinned() {

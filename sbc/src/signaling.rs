@@ -1141,6 +1141,7 @@ pub async fn run(
     metrics: Metrics,
     calls: CallMetrics,
     mut shutdown: watch::Receiver<bool>,
+    cdr: crate::cdr::CdrSink,
 ) {
     let mut guard = SourceGuard::new(acl.guard);
     let mut regs: Vec<(TrunkRegistration, Registration)> = registrations
@@ -1552,6 +1553,9 @@ pub async fn run(
                         .sip_dropped
                         .with_label_values(&["any", "any", reason])
                         .inc();
+                }
+                Event::CallRecord(r) => {
+                    cdr.record(&r, r.trunk.map(|t| trunks.name(Some(t))));
                 }
             }
         }

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod cdrs;
 pub mod error;
 pub mod host;
 pub mod live;
@@ -83,6 +84,8 @@ pub struct AdminState {
     pub scrape: ScrapeGauges,
     /// Refusals before any handler (the Host check).
     pub admin_metrics: host::AdminMetrics,
+    /// `[cdr]` as started (where `GET /api/v1/cdrs` reads).
+    pub cdr: crate::config::Cdr,
 }
 
 /// Media gauges derived at scrape time from the live sessions (cheaper than keeping them
@@ -208,6 +211,7 @@ fn handler(method: &str, path: &str) -> Option<Handler> {
         ("GET", "/api/v1/acls") => on(filter, api::acls),
         ("PUT", "/api/v1/acls") => on(filter, api::put_acls),
         ("GET", "/api/v1/bans") => on(filter, api::bans),
+        ("GET", "/api/v1/cdrs") => on(filter, cdrs::list_cdrs),
         ("DELETE", "/api/v1/bans/{address}") => on(filter, api::delete_ban),
         ("GET", "/api/v1/config") => on(filter, api::get_config),
         ("PUT", "/api/v1/config") => on(filter, api::put_config),

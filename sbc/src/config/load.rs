@@ -103,9 +103,9 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
     let locate = |path: &[Seg]| locate(text, tree.get_ref(), path);
     let mut problems = Vec::new();
 
-    const SECTIONS: [&str; 14] = [
+    const SECTIONS: [&str; 15] = [
         "general", "log", "sip", "inside", "outside", "tls", "pbx", "trunk", "route", "inbound",
-        "media", "admin", "limits", "dns",
+        "media", "admin", "limits", "dns", "cdr",
     ];
     for key in table.keys() {
         if !SECTIONS.contains(&key.as_str()) {
@@ -132,6 +132,7 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
     let admin = take::<Admin>(&table, "admin", false, &locate, &mut problems);
     let limits = take::<Limits>(&table, "limits", false, &locate, &mut problems);
     let dns = take::<Dns>(&table, "dns", false, &locate, &mut problems);
+    let cdr = take::<super::Cdr>(&table, "cdr", false, &locate, &mut problems);
     let (
         Ok(general),
         Ok(log),
@@ -147,9 +148,10 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         Ok(admin),
         Ok(limits),
         Ok(dns),
+        Ok(cdr),
     ) = (
         general, log, sip, inside, outside, tls, pbx, trunks, routes, inbound, media, admin,
-        limits, dns,
+        limits, dns, cdr,
     )
     else {
         return Err(problems);
@@ -172,6 +174,7 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         admin: admin.unwrap_or_default(),
         limits: limits.unwrap_or_default(),
         dns: dns.unwrap_or_default(),
+        cdr: cdr.unwrap_or_default(),
     };
     let semantic = validate::validate(&config);
     if semantic.is_empty() {

@@ -2,6 +2,7 @@
 //! the call layer's [`sbc_proto::media::MediaControl`] contract, and the XDP fast path loader.
 //! See `docs/media.md`.
 
+pub mod finals;
 pub mod latch;
 pub mod manager;
 pub mod policy;
