@@ -77,7 +77,9 @@ async fn connect(url: &str) -> Result<Client, PgError> {
             tracing::debug!(error = %e, "CDR database connection ended");
         }
     });
-    client.batch_execute("SET TIME ZONE 'UTC';").await?;
+    client
+        .batch_execute("SET TIME ZONE 'UTC'; SET client_min_messages TO warning;")
+        .await?;
     client.batch_execute(SCHEMA).await?;
     Ok(client)
 }
