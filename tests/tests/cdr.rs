@@ -210,14 +210,19 @@ postgres = "postgresql://sbc@127.0.0.1:{PG_PORT}/postgres"
             (&lab.lab.pbx, &lab.lab.carrier, PBX, CARRIER, SBC_INSIDE)
         };
         let (caller_steps, callee_steps) = steps(kind);
-        let caller_xml = sipp::write_scenario("caller", &sipp::scenario("caller", true, &caller_steps));
+        let caller_xml =
+            sipp::write_scenario("caller", &sipp::scenario("caller", true, &caller_steps));
         let callee_xml = callee_steps
             .map(|s| sipp::write_scenario("callee", &sipp::scenario("callee", false, &s)));
         let mut callee = callee_xml
             .as_ref()
             .map(|x| sipp::run(callee_ns, x.path(), callee_addr, None, &[]));
         thread::sleep(Duration::from_millis(300));
-        let service = if kind == Kind::Refused { "9990" } else { "15551234567" };
+        let service = if kind == Kind::Refused {
+            "9990"
+        } else {
+            "15551234567"
+        };
         let mut caller = sipp::run_service(
             caller_ns,
             caller_xml.path(),
@@ -283,7 +288,10 @@ postgres = "postgresql://sbc@127.0.0.1:{PG_PORT}/postgres"
         let duration = r["duration_s"].as_f64().unwrap_or(-1.0);
         if answered {
             assert!((0.2..60.0).contains(&duration), "{what}");
-            assert!(r["answer_time"].as_str() >= r["start_time"].as_str(), "{what}");
+            assert!(
+                r["answer_time"].as_str() >= r["start_time"].as_str(),
+                "{what}"
+            );
         } else {
             assert_eq!(duration, 0.0, "{what}");
         }
@@ -303,7 +311,10 @@ postgres = "postgresql://sbc@127.0.0.1:{PG_PORT}/postgres"
         assert_eq!(r["inside_calling"], "sipp", "{what}");
         if e.kind == Kind::Refused {
             assert_eq!(r["inside_called"], "9990", "{what}");
-            assert!(r["outside_call_id"].is_null(), "never reached a carrier: {what}");
+            assert!(
+                r["outside_call_id"].is_null(),
+                "never reached a carrier: {what}"
+            );
             assert!(r["trunk"].is_null(), "{what}");
             continue;
         }
@@ -329,7 +340,10 @@ postgres = "postgresql://sbc@127.0.0.1:{PG_PORT}/postgres"
                 assert_eq!(from_pbx["bytes"], PCAP_PACKETS * PCAP_PAYLOAD, "{what}");
                 assert_eq!(from_pbx["lost"], 0, "{what}");
                 assert!(from_pbx["jitter_ms"].is_number(), "{what}");
-                assert_eq!(media[0]["outside"]["packets"], 0, "the carrier sent none: {what}");
+                assert_eq!(
+                    media[0]["outside"]["packets"], 0,
+                    "the carrier sent none: {what}"
+                );
             }
             Kind::Answered => {
                 assert_eq!(r["media_path"], "none", "no RTP in this call: {what}");
@@ -359,7 +373,10 @@ postgres = "postgresql://sbc@127.0.0.1:{PG_PORT}/postgres"
     let rows = page["cdrs"].as_array().cloned().unwrap_or_default();
     assert_eq!(rows.len(), 20);
     for (row, line) in rows.iter().zip(&file) {
-        assert_eq!(row, line, "the database row equals the file line, in the same order");
+        assert_eq!(
+            row, line,
+            "the database row equals the file line, in the same order"
+        );
     }
     // Filters and paging.
     let refused = lab.json("GET", "/api/v1/cdrs?number=9990", None, 200);
@@ -371,13 +388,26 @@ postgres = "postgresql://sbc@127.0.0.1:{PG_PORT}/postgres"
     assert_eq!(first["cdrs"].as_array().map(Vec::len), Some(8));
     assert!(first["next_offset"].is_null(), "exactly 8 answered calls");
     let since = file[10]["start_time"].as_str().unwrap_or_default();
-    let later = lab.json("GET", &format!("/api/v1/cdrs?since={since}&limit=3"), None, 200);
+    let later = lab.json(
+        "GET",
+        &format!("/api/v1/cdrs?since={since}&limit=3"),
+        None,
+        200,
+    );
     assert_eq!(later["cdrs"].as_array().map(Vec::len), Some(3));
     assert_eq!(later["next_offset"], 3);
-    let bad = lab.request("GET", "/api/v1/cdrs?since=yesterday", None).expect("api");
+    let bad = lab
+        .request("GET", "/api/v1/cdrs?since=yesterday", None)
+        .expect("api");
     assert_eq!(bad.status, 400, "{}", bad.body);
     let metrics = lab.request("GET", "/metrics", None).expect("metrics").body;
-    assert!(metrics.contains("sbc_cdr_written_total{sink=\"file\"} 20"), "{metrics}");
-    assert!(metrics.contains("sbc_cdr_written_total{sink=\"postgres\"} 20"), "{metrics}");
+    assert!(
+        metrics.contains("sbc_cdr_written_total{sink=\"file\"} 20"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sbc_cdr_written_total{sink=\"postgres\"} 20"),
+        "{metrics}"
+    );
     drop(pg);
 }

@@ -110,7 +110,12 @@ listen = "127.0.0.1:8080"
     // nsenter, not `ip netns exec`: the latter remounts /sys, hiding bpffs.
     let child = Command::new("nsenter")
         .arg(format!("--net=/run/netns/{}", ns.name()))
-        .args(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .args([
+            "setpriv",
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+        ])
         .arg(format!("--inh-caps={set}"))
         .arg(format!("--ambient-caps={set}"))
         .arg(format!("--bounding-set={set}"))
@@ -144,11 +149,14 @@ listen = "127.0.0.1:8080"
         }
         thread::sleep(Duration::from_millis(100));
     }
-    let attached = ready
-        && get("/metrics").is_some_and(|r| r.body.lines().any(|l| l == "sbc_xdp_attached 1"));
+    let attached =
+        ready && get("/metrics").is_some_and(|r| r.body.lines().any(|l| l == "sbc_xdp_attached 1"));
     sbc.signal(nix::sys::signal::Signal::SIGTERM);
     let stopped = sbc.wait_timeout(Duration::from_secs(10));
-    assert!(stopped.is_some_and(|s| s.success()), "clean exit: {stopped:?}");
+    assert!(
+        stopped.is_some_and(|s| s.success()),
+        "clean exit: {stopped:?}"
+    );
     // The pinned fast path stays after a stop by design; remove it (as root).
     run(Command::new("nsenter")
         .arg(format!("--net=/run/netns/{}", ns.name()))
@@ -170,7 +178,17 @@ fn the_package_installs_and_runs_unprivileged_with_only_its_capabilities() {
 
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = run(Command::new(cargo)
-        .args(["run", "-q", "-p", "xtask", "--", "package", "--profile", "dev", "--out"])
+        .args([
+            "run",
+            "-q",
+            "-p",
+            "xtask",
+            "--",
+            "package",
+            "--profile",
+            "dev",
+            "--out",
+        ])
         .arg(work.0.join("out"))
         .current_dir(sbc_e2e::workspace_root()));
     // The path is the last line (dpkg-deb reports on stdout too).
@@ -193,13 +211,19 @@ fn the_package_installs_and_runs_unprivileged_with_only_its_capabilities() {
             "{path} missing:\n{contents}"
         );
     }
-    let conffiles = text(&run(Command::new("dpkg-deb").arg("--info").arg(&deb).arg("conffiles")));
+    let conffiles = text(&run(Command::new("dpkg-deb")
+        .arg("--info")
+        .arg(&deb)
+        .arg("conffiles")));
     assert_eq!(
         conffiles.lines().collect::<Vec<_>>(),
         ["/etc/sbc/sbc.toml", "/etc/logrotate.d/sbc"]
     );
     let control = text(&run(Command::new("dpkg-deb").arg("--field").arg(&deb)));
-    assert!(control.contains("Package: sbc") && control.contains("Depends: libc6"), "{control}");
+    assert!(
+        control.contains("Package: sbc") && control.contains("Depends: libc6"),
+        "{control}"
+    );
 
     // A fresh dpkg root: an empty database, then the package unpacked into it.
     let root = work.0.join("root");
@@ -271,7 +295,14 @@ fn the_package_installs_and_runs_unprivileged_with_only_its_capabilities() {
 
     // --help documents how to run it without the README.
     let help = text(&run(Command::new(&usr_bin_sbc).arg("--help")));
-    for word in ["run", "check-config", "xdp", "/etc/sbc/sbc.toml", "SIGHUP", "SBC_LOG"] {
+    for word in [
+        "run",
+        "check-config",
+        "xdp",
+        "/etc/sbc/sbc.toml",
+        "SIGHUP",
+        "SBC_LOG",
+    ] {
         assert!(help.contains(word), "--help lacks {word}:\n{help}");
     }
 

@@ -16,7 +16,11 @@ use anyhow::{Context, Result, bail};
 /// Files copied into the package: (source in the workspace, destination, mode).
 const FILES: &[(&str, &str, u32)] = &[
     ("config/sbc.toml", "etc/sbc/sbc.toml", 0o640),
-    ("packaging/sbc.service", "lib/systemd/system/sbc.service", 0o644),
+    (
+        "packaging/sbc.service",
+        "lib/systemd/system/sbc.service",
+        0o644,
+    ),
     ("packaging/sbc.logrotate", "etc/logrotate.d/sbc", 0o644),
     ("README.md", "usr/share/doc/sbc/README.md", 0o644),
     ("docs/cdr.md", "usr/share/doc/sbc/cdr.md", 0o644),
@@ -78,9 +82,17 @@ exit 0
 /// path.
 pub fn run(profile: &str, out: Option<PathBuf>) -> Result<PathBuf> {
     let root = crate::root();
-    crate::cargo(&["build", "--profile", profile, "--package", "sbc", "--bin", "sbc"])?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| root.join("target"), PathBuf::from);
+    crate::cargo(&[
+        "build",
+        "--profile",
+        profile,
+        "--package",
+        "sbc",
+        "--bin",
+        "sbc",
+    ])?;
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let dir = if profile == "dev" { "debug" } else { profile };
     let binary = target.join(dir).join("sbc");
     let version = env!("CARGO_PKG_VERSION");
@@ -105,12 +117,20 @@ pub fn run(profile: &str, out: Option<PathBuf>) -> Result<PathBuf> {
          Upstream-Name: sbc\nFiles: *\nLicense: {}\n",
         env!("CARGO_PKG_LICENSE")
     );
-    write(&stage.join("usr/share/doc/sbc/copyright"), &copyright, 0o644)?;
+    write(
+        &stage.join("usr/share/doc/sbc/copyright"),
+        &copyright,
+        0o644,
+    )?;
     let debian = stage.join("DEBIAN");
     write(&debian.join("postinst"), POSTINST, 0o755)?;
     write(&debian.join("prerm"), PRERM, 0o755)?;
     write(&debian.join("postrm"), POSTRM, 0o755)?;
-    write(&debian.join("conffiles"), &(CONFFILES.join("\n") + "\n"), 0o644)?;
+    write(
+        &debian.join("conffiles"),
+        &(CONFFILES.join("\n") + "\n"),
+        0o644,
+    )?;
     let size_kib = output("du", &["-sk", &stage.to_string_lossy()])?
         .split_whitespace()
         .next()

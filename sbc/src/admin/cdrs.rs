@@ -24,7 +24,10 @@ pub async fn list_cdrs(
         crate::cdr::LookupError::Disabled => ApiError::not_found(e.to_string()),
         crate::cdr::LookupError::Postgres(p) => {
             tracing::warn!(error = %p, "CDR query failed");
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the CDR database is unavailable")
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the CDR database is unavailable",
+            )
         }
     })
 }

@@ -237,12 +237,19 @@ mod tests {
             f.write(&[Arc::new(sample(i))], now);
         }
         let names = files(dir.path());
-        assert_eq!(names.len(), 3, "two rotated files and the current one: {names:?}");
+        assert_eq!(
+            names.len(),
+            3,
+            "two rotated files and the current one: {names:?}"
+        );
         assert_eq!(lines(&path), 1);
         let total: usize = names.iter().map(|n| lines(&dir.path().join(n))).sum();
         assert_eq!(total, 7, "every record once");
         for n in &names {
-            for l in std::fs::read_to_string(dir.path().join(n)).expect("read").lines() {
+            for l in std::fs::read_to_string(dir.path().join(n))
+                .expect("read")
+                .lines()
+            {
                 serde_json::from_str::<Cdr>(l).expect("whole records only");
             }
         }
@@ -272,7 +279,11 @@ mod tests {
         f.write(&[Arc::new(sample(1))], now);
         std::fs::rename(&path, dir.path().join("cdr.jsonl.1")).expect("rename");
         f.write(&[Arc::new(sample(2))], now);
-        assert_eq!(lines(&path), 1, "the second record went to a new file at the path");
+        assert_eq!(
+            lines(&path),
+            1,
+            "the second record went to a new file at the path"
+        );
         assert_eq!(lines(&dir.path().join("cdr.jsonl.1")), 1);
     }
 

@@ -44,7 +44,10 @@ impl CdrMetrics {
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
         let m = Self {
             written: IntCounterVec::new(
-                Opts::new("sbc_cdr_written_total", "Call detail records written, by sink."),
+                Opts::new(
+                    "sbc_cdr_written_total",
+                    "Call detail records written, by sink.",
+                ),
                 &["sink"],
             )?,
             dropped: IntCounterVec::new(
@@ -235,6 +238,7 @@ pub(crate) mod tests {
 
     /// Record `i`: started at 2026-12-03T22:10:0i.000Z, outbound, odd ones busy (486).
     pub(crate) fn sample(i: u64) -> Cdr {
+        let even = i.is_multiple_of(2);
         let stats = DirectionStats {
             packets: 50 * i,
             bytes: 8_600 * i,
@@ -247,9 +251,9 @@ pub(crate) mod tests {
             instance: "sbc".into(),
             call_handle: Some(i),
             start_time: format!("2026-12-03T22:10:{i:02}.000Z"),
-            answer_time: (i % 2 == 0).then(|| format!("2026-12-03T22:10:{i:02}.500Z")),
+            answer_time: even.then(|| format!("2026-12-03T22:10:{i:02}.500Z")),
             end_time: format!("2026-12-03T22:11:{i:02}.000Z"),
-            duration_s: if i % 2 == 0 { 59.5 } else { 0.0 },
+            duration_s: if even { 59.5 } else { 0.0 },
             direction: "outbound".into(),
             trunk: Some("carrier".into()),
             inside_call_id: Some(format!("in-{i}")),
@@ -258,9 +262,9 @@ pub(crate) mod tests {
             outside_call_id: Some(format!("out-{i}")),
             outside_calling: Some("+4930100".into()),
             outside_called: Some(format!("4930100{i:02}")),
-            status: if i % 2 == 0 { 200 } else { 486 },
-            reason: if i % 2 == 0 { "bye" } else { "rejected" }.into(),
-            hangup: if i % 2 == 0 { "caller" } else { "callee" }.into(),
+            status: if even { 200 } else { 486 },
+            reason: if even { "bye" } else { "rejected" }.into(),
+            hangup: if even { "caller" } else { "callee" }.into(),
             media_path: "xdp".into(),
             media: vec![StreamStats {
                 inside: stats.clone(),

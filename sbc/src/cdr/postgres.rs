@@ -173,7 +173,10 @@ pub async fn query(url: &str, f: &Filter) -> Result<Page, PgError> {
         );
     }
     if let Some(id) = &f.call_id {
-        param("$::text IN (inside_call_id, outside_call_id)", Box::new(id.clone()));
+        param(
+            "$::text IN (inside_call_id, outside_call_id)",
+            Box::new(id.clone()),
+        );
     }
     if let Some(d) = &f.direction {
         param("direction = $::text", Box::new(d.clone()));

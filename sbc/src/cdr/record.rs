@@ -93,7 +93,10 @@ impl Cdr {
         now: Instant,
         wall: SystemTime,
     ) -> Self {
-        let at = |i: Instant| wall.checked_sub(now.saturating_duration_since(i)).unwrap_or(wall);
+        let at = |i: Instant| {
+            wall.checked_sub(now.saturating_duration_since(i))
+                .unwrap_or(wall)
+        };
         let start = r.started.map_or(wall, at);
         let answer = r.answered_at.map(at);
         let duration = answer.map_or(Duration::ZERO, |a| {
@@ -114,7 +117,10 @@ impl Cdr {
             .iter()
             .map(|s| s.inside.xdp_packets + s.outside.xdp_packets)
             .sum();
-        let all: u64 = media.iter().map(|s| s.inside.packets + s.outside.packets).sum();
+        let all: u64 = media
+            .iter()
+            .map(|s| s.inside.packets + s.outside.packets)
+            .sum();
         let media_path = match (xdp, all) {
             (0, 0) => "none",
             (0, _) => "userspace",

@@ -41,12 +41,7 @@ pub fn bin_dir() -> Option<PathBuf> {
 }
 
 fn as_nobody(cmd: &mut Command) -> &mut Command {
-    cmd.args([
-        "--reuid=nobody",
-        "--regid=nogroup",
-        "--clear-groups",
-        "--",
-    ])
+    cmd.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
 }
 
 impl Postgres {
@@ -83,10 +78,7 @@ impl Postgres {
             .output()
             .map_err(|e| format!("initdb: {e}"))?;
         if !out.status.success() {
-            return Err(format!(
-                "initdb: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
+            return Err(format!("initdb: {}", String::from_utf8_lossy(&out.stderr)));
         }
         let mut server = Command::new("ip");
         server.args(["netns", "exec", ns, "setpriv"]);
@@ -128,7 +120,16 @@ impl Postgres {
         let out = Command::new("ip")
             .args(["netns", "exec", &self.ns])
             .arg(self.bin.join("psql"))
-            .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "sbc"])
+            .args([
+                "-X",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "sbc",
+            ])
             .args(["-p", &self.port.to_string(), "-d", "postgres", "-c", sql])
             .stdin(Stdio::null())
             .output()

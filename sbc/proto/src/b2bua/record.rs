@@ -122,18 +122,19 @@ impl B2bua {
         };
         let mut legs = [None, None];
         legs[side_index(from)] = Some(leg);
-        self.events.push_back(Event::CallRecord(Box::new(CallRecord {
-            call: None,
-            from,
-            trunk: None,
-            started: None,
-            answered_at: None,
-            status,
-            reason: EndReason::Rejected(status),
-            hangup: Hangup::Sbc,
-            media: None,
-            legs,
-        })));
+        self.events
+            .push_back(Event::CallRecord(Box::new(CallRecord {
+                call: None,
+                from,
+                trunk: None,
+                started: None,
+                answered_at: None,
+                status,
+                reason: EndReason::Rejected(status),
+                hangup: Hangup::Sbc,
+                media: None,
+                legs,
+            })));
     }
 }
 

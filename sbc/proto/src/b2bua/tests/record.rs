@@ -47,7 +47,10 @@ fn answered_call_ended_by_the_caller_has_both_legs_and_normalised_numbers() {
     });
     sim.sbc.set_config(cfg);
     let invite = establish_outbound(&mut sim);
-    assert!(records(&mut sim).is_empty(), "no record while the call runs");
+    assert!(
+        records(&mut sim).is_empty(),
+        "no record while the call runs"
+    );
     let tag = sim.sbc.calls()[0].legs[0].local_tag.clone();
     sim.advance(Duration::from_secs(5));
     sim.deliver(pbx(), &pbx_in_dialog("BYE", 11, &tag));
@@ -61,12 +64,21 @@ fn answered_call_ended_by_the_caller_has_both_legs_and_normalised_numbers() {
     assert_eq!(r.hangup, Hangup::Caller);
     assert_eq!(r.from, Side::Inside);
     assert_eq!(r.trunk, Some(0));
-    assert!(r.media.is_some(), "the media session is named after its release");
-    let (started, answered) = (r.started.expect("started"), r.answered_at.expect("answered"));
+    assert!(
+        r.media.is_some(),
+        "the media session is named after its release"
+    );
+    let (started, answered) = (
+        r.started.expect("started"),
+        r.answered_at.expect("answered"),
+    );
     assert!(answered >= started);
     let inside = leg(r, Side::Inside);
     assert_eq!(inside.call_id, "pbx-call-1");
-    assert_eq!((inside.calling.as_str(), inside.called.as_str()), ("100", "15551234567"));
+    assert_eq!(
+        (inside.calling.as_str(), inside.called.as_str()),
+        ("100", "15551234567")
+    );
     let outside = leg(r, Side::Outside);
     assert_eq!(outside.call_id, invite.call_id());
     assert_eq!(outside.called, "+15551234567", "after the trunk's rule");
@@ -107,7 +119,10 @@ fn unanswered_attempts_record_status_and_who_ended_them() {
             .replace("CSeq: 10 INVITE", "CSeq: 10 CANCEL"),
     );
     let cancel = sim.take_carrier().pop().expect("CANCEL");
-    sim.deliver(carrier(), &carrier_response(&cancel, 200, "OK", Some("ctag1"), None));
+    sim.deliver(
+        carrier(),
+        &carrier_response(&cancel, 200, "OK", Some("ctag1"), None),
+    );
     sim.deliver(
         carrier(),
         &carrier_response(&invite, 487, "Request Terminated", Some("ctag1"), None),
@@ -146,7 +161,11 @@ fn a_refused_invite_gets_a_record_with_the_callers_leg_only() {
     assert!(r.legs[1].is_none(), "no carrier leg");
     let inside = leg(r, Side::Inside);
     assert_eq!(
-        (inside.call_id.as_str(), inside.calling.as_str(), inside.called.as_str()),
+        (
+            inside.call_id.as_str(),
+            inside.calling.as_str(),
+            inside.called.as_str()
+        ),
         ("pbx-call-1", "100", "15551234567")
     );
 }
