@@ -3,11 +3,13 @@
 //! Each function must never panic for any input except through its own assertions, which
 //! state properties the parser promises.
 
+#[cfg(any(test, feature = "fake-media"))]
 mod b2bua;
 mod digest;
 
 use bytes::Bytes;
 
+#[cfg(any(test, feature = "fake-media"))]
 pub use b2bua::b2bua;
 pub use digest::digest;
 

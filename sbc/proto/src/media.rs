@@ -30,7 +30,7 @@
 //! and whenever the runtime signals new events): [`MediaEvent::Timeout`] means no media flowed in
 //! either direction for the configured time, and the B2BUA should end the call (BYE both legs).
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::net::IpAddr;
 
 /// Which side of the SBC a peer is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -296,6 +296,7 @@ pub trait MediaControl {
     fn poll_event(&mut self) -> Option<MediaEvent>;
 }
 
+#[cfg(any(test, feature = "fake-media"))]
 /// An in-memory [`MediaControl`] for deterministic call-flow tests: hands out ports from a
 /// range without sockets, records what it was told, and lets the test inject events.
 #[derive(Debug, Clone)]
@@ -309,10 +310,11 @@ pub struct FakeMedia {
     free: Vec<u16>,
     next_id: u64,
     /// Live sessions: the relays and the last descriptions seen from each leg.
-    pub sessions: BTreeMap<SessionId, FakeSession>,
+    pub sessions: std::collections::BTreeMap<SessionId, FakeSession>,
     events: std::collections::VecDeque<MediaEvent>,
 }
 
+#[cfg(any(test, feature = "fake-media"))]
 /// What [`FakeMedia`] remembers about a session.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FakeSession {
@@ -328,6 +330,7 @@ pub struct FakeSession {
     pub peers: MediaPeers,
 }
 
+#[cfg(any(test, feature = "fake-media"))]
 impl FakeMedia {
     /// A fake with ports `port_min..=port_max` (pairs, even RTP) on each side.
     pub fn new(inside_addr: IpAddr, outside_addr: IpAddr, port_min: u16, port_max: u16) -> Self {
@@ -338,7 +341,7 @@ impl FakeMedia {
             max_port: port_max,
             free: Vec::new(),
             next_id: 1,
-            sessions: BTreeMap::new(),
+            sessions: std::collections::BTreeMap::new(),
             events: std::collections::VecDeque::new(),
         }
     }
@@ -400,6 +403,7 @@ impl FakeMedia {
     }
 }
 
+#[cfg(any(test, feature = "fake-media"))]
 impl MediaControl for FakeMedia {
     fn allocate(
         &mut self,

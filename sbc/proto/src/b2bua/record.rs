@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use super::{B2bua, Call, EndReason, Event, side_index};
+use super::{B2bua, Call, CallId, EndReason, Event, side_index};
 use crate::{
     media::SessionId,
     net::Side,
@@ -98,18 +98,18 @@ impl Facts {
 
 impl B2bua {
     /// Notes that `side` ended `call` (its BYE, CANCEL or final answer); the first one counts.
-    pub(super) fn note_hangup(&mut self, call: u64, side: Side) {
+    pub(super) fn note_hangup(&mut self, call: CallId, side: Side) {
         if let Some(c) = self.calls.get_mut(&call) {
             c.facts.ended_by.get_or_insert(side);
         }
     }
 
     /// Reports a call being forgotten (called by `finish_call` while the call still exists).
-    pub(super) fn record_call(&mut self, call: u64, reason: EndReason) {
+    pub(super) fn record_call(&mut self, call: CallId, reason: EndReason) {
         let Some(c) = self.calls.get(&call) else {
             return;
         };
-        let record = call_record(call, c, reason);
+        let record = call_record(call.raw(), c, reason);
         self.events.push_back(Event::CallRecord(Box::new(record)));
     }
 
@@ -172,7 +172,7 @@ fn call_record(id: u64, c: &Call, reason: EndReason) -> CallRecord {
     CallRecord {
         call: Some(id),
         from: c.origin,
-        trunk: c.trunk,
+        trunk: c.trunk.map(super::TrunkId::index),
         started: Some(c.started),
         answered_at: c.answered_at,
         status,
