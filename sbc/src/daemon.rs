@@ -106,6 +106,7 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
     }
     let (stop_signaling, stop_rx) = tokio::sync::watch::channel(false);
     let (signaling, commands) = crate::signaling::SignalingHandle::channel();
+    let (cdr, cdr_writer) = crate::cdr::CdrSink::start(&config, &metrics.registry, media.clone())?;
     // Trunk proxies given by name: resolved by their own task, applied by the signaling task.
     signaling.set_dns_trunks(crate::dns::DnsTrunks::from_config(&config));
     tokio::spawn(crate::dns::run(
@@ -125,6 +126,7 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
             metrics: metrics.clone(),
             calls,
             shutdown: stop_rx,
+            cdr,
         },
     ));
 
@@ -153,6 +155,7 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
         scrape,
         admin_metrics,
         tracer,
+        cdr: config.cdr.clone(),
     });
     let app = admin::router(state.clone());
     tracing::info!(%addr, tls = admin_tls.is_some(), "admin API listening");
@@ -202,6 +205,8 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
     let _ = tokio::time::timeout(std::time::Duration::from_secs(3), tasks.join_next()).await;
     transport.shutdown();
     tasks.shutdown().await;
+    // The signaling task held the last CDR sink: the writer flushes and syncs, then ends.
+    cdr_writer.finish(std::time::Duration::from_secs(2)).await;
     if let Some(xdp) = &state.xdp {
         let mut xdp = xdp.lock();
         if xdp.is_pinned() {

@@ -3,6 +3,7 @@
 //! The protocol logic lives in the sans-I/O crate [`sbc_proto`]; this crate does the I/O.
 
 pub mod admin;
+pub mod cdr;
 pub mod config;
 pub mod daemon;
 pub mod dns;

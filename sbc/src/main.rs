@@ -5,9 +5,36 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 use sbc::config::{self, LogFormat};
 
+/// What `sbc --help` adds after the commands: enough to run it without the README.
+const AFTER_HELP: &str = "\
+Quick start:
+  sbc check-config /etc/sbc/sbc.toml     validate (every problem with key path and line)
+  sbc run --config /etc/sbc/sbc.toml     run in the foreground until SIGTERM/SIGINT
+  systemctl start sbc                     the same under systemd (Debian package)
+
+Files:
+  /etc/sbc/sbc.toml     configuration; every key is documented inline. Live changes from the
+                        admin API are validated and written back to it.
+  /var/log/sbc/         CDR files when [cdr] path points there (JSON lines, rotated)
+  /sys/fs/bpf/sbc/<instance>/  pinned XDP links and maps (media keeps flowing while sbc is
+                        down; `sbc xdp detach` removes them)
+
+Signals:
+  SIGHUP           re-read the configuration (validated; calls kept) and TLS certificates
+  SIGTERM, SIGINT  stop cleanly
+
+Environment:
+  SBC_LOG (or RUST_LOG)  log filter, e.g. SBC_LOG=debug,sbc::media=trace
+  SBC_ADMIN_TOKEN        admin API bearer token (instead of [admin] token)
+
+Admin API (default 127.0.0.1:8080): /healthz, /readyz, /metrics, /api/v1/... (calls, trunks,
+routes, ACLs, bans, config, media, cdrs); the operations are listed at /api/v1/openapi.json.
+Privileges: CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON for the XDP fast path (without them media
+is relayed in userspace); CAP_NET_BIND_SERVICE only for ports below 1024.";
+
 /// SIP trunk Session Border Controller.
 #[derive(Debug, Parser)]
-#[command(name = "sbc", version, about)]
+#[command(name = "sbc", version, about, after_help = AFTER_HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

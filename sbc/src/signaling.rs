@@ -41,6 +41,8 @@ pub struct Wiring {
     pub calls: CallMetrics,
     /// Turns true to stop.
     pub shutdown: watch::Receiver<bool>,
+    /// Where finished call attempts go (call detail records).
+    pub cdr: crate::cdr::CdrSink,
 }
 
 /// One input of a loop turn.
@@ -210,6 +212,10 @@ fn drain(sbc: &mut Sbc, w: &Wiring, tracker: &mut CallTracker, now: Instant) {
     }
     while let Some(ev) = sbc.poll_event() {
         match ev {
+            Event::Call(sbc_proto::b2bua::Event::CallRecord(r)) => {
+                w.cdr
+                    .record(&r, r.trunk.map(|t| sbc.trunk_name(Some(t)).to_owned()));
+            }
             Event::Call(ev) => {
                 crate::trace::observe(&w.transport, sbc.b2bua(), &ev);
                 w.calls

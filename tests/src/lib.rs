@@ -2,7 +2,7 @@
 //! and never skip in CI) and the binary under test. The lab lives in `sbc-lab`.
 #![forbid(unsafe_code)]
 
-pub use sbc_lab::{capture, http, lab, netns, process, sipp};
+pub use sbc_lab::{capture, http, lab, netns, postgres, process, sipp};
 
 /// Whether a privileged test can run here. Not root outside CI: skip with a message. Not root
 /// in CI: fail, because CI is root and a skipped XDP test there would hide a regression.

@@ -7,6 +7,7 @@ mod bench_latency;
 mod bench_signaling;
 mod demo;
 mod lab;
+mod package;
 mod setup;
 
 use std::process::{Command, ExitCode};
@@ -53,6 +54,16 @@ enum Cmd {
         /// Root-namespace address forwarded to the SBC's admin API and /metrics.
         #[arg(long, default_value = "127.0.0.1:8080")]
         admin: std::net::SocketAddr,
+    },
+    /// Build the Debian package (binary, /etc/sbc/sbc.toml conffile, systemd unit, logrotate
+    /// rule, dashboards) with dpkg-deb; prints its path.
+    Package {
+        /// Cargo profile of the binary (`release`; `dev` for a quick test build).
+        #[arg(long, default_value = "release")]
+        profile: String,
+        /// Directory for the .deb (default: target/package).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
     },
     /// Benchmarks (need root); results go to bench/results/.
     Bench {
@@ -101,6 +112,9 @@ fn main() -> ExitCode {
         Cmd::Setup { check } => setup::run(check),
         Cmd::Test => test(),
         Cmd::Run => run_sbc(),
+        Cmd::Package { profile, out } => package::run(&profile, out).map(|deb| {
+            println!("{}", deb.display());
+        }),
         Cmd::Lab { action, id } => lab::run(action, &id),
         Cmd::Demo {
             duration,

@@ -53,6 +53,18 @@ const PACKAGES: &[(&str, &str)] = &[
         "sipvicious",
         "svmap/svwar/svcrack against both sides in the border test",
     ),
+    (
+        "postgresql",
+        "the CDR test's own PostgreSQL server (initdb/postgres as nobody, in a namespace)",
+    ),
+    (
+        "systemd",
+        "systemd-analyze verify on the packaged unit in the package test",
+    ),
+    (
+        "logrotate",
+        "checks the packaged logrotate rule for CDR files in the package test",
+    ),
 ];
 
 const NIGHTLY: &str = "nightly";

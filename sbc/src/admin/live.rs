@@ -123,6 +123,10 @@ impl LiveConfig {
         if let Some(p) = v.get_mut("pbx").and_then(|p| p.get_mut("password")) {
             *p = Value::String(REDACTED.into());
         }
+        // The CDR database URL carries its password.
+        if let Some(p) = v.get_mut("cdr").and_then(|p| p.get_mut("postgres")) {
+            *p = Value::String(REDACTED.into());
+        }
         v
     }
 
@@ -328,6 +332,14 @@ fn unredact(candidate: &mut Value, current: &Config) {
         match &current.pbx.password {
             Some(p) => pbx.insert("password".into(), Value::String(p.0.clone())),
             None => pbx.remove("password"),
+        };
+    }
+    if let Some(cdr) = candidate.get_mut("cdr").and_then(Value::as_object_mut)
+        && cdr.get("postgres").and_then(Value::as_str) == Some(REDACTED)
+    {
+        match &current.cdr.postgres {
+            Some(p) => cdr.insert("postgres".into(), Value::String(p.0.clone())),
+            None => cdr.remove("postgres"),
         };
     }
     let Some(admin) = candidate.get_mut("admin").and_then(Value::as_object_mut) else {

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod cdrs;
 pub mod error;
 pub mod host;
 pub mod live;
@@ -86,6 +87,8 @@ pub struct AdminState {
     pub admin_metrics: host::AdminMetrics,
     /// Per-call SIP traces, when traces or HEP are on.
     pub tracer: Option<crate::trace::Tracer>,
+    /// `[cdr]` as started (where `GET /api/v1/cdrs` reads).
+    pub cdr: crate::config::Cdr,
 }
 
 /// Media gauges derived at scrape time from the live sessions (cheaper than keeping them
@@ -231,6 +234,7 @@ fn handler(method: &str, path: &str) -> Option<Handler> {
         ("GET", "/api/v1/acls") => on(filter, api::acls),
         ("PUT", "/api/v1/acls") => on(filter, api::put_acls),
         ("GET", "/api/v1/bans") => on(filter, api::bans),
+        ("GET", "/api/v1/cdrs") => on(filter, cdrs::list_cdrs),
         ("DELETE", "/api/v1/bans/{address}") => on(filter, api::delete_ban),
         ("GET", "/api/v1/config") => on(filter, api::get_config),
         ("PUT", "/api/v1/config") => on(filter, api::put_config),

@@ -217,6 +217,14 @@ pub const OPS: &[Op] = &[
         &[200],
     ),
     op(
+        "GET",
+        "/api/v1/cdrs",
+        "Call detail records (one per call attempt), oldest end first, from PostgreSQL when [cdr] postgres is set, else from the [cdr] path files; filters `since`/`until` (RFC 3339, on the start time), `number` (calling or called on either leg), `call_id` (either leg), `direction`, `status`; paging `limit` (1-[cdr] max_page, default 100), `offset` (the reply's `next_offset`).",
+        Access::Read,
+        None,
+        &[200, 400, 404, 503],
+    ),
+    op(
         "DELETE",
         "/api/v1/bans/{address}",
         "Lifts a ban.",

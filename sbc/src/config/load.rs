@@ -103,9 +103,9 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
     let locate = |path: &[Seg]| locate(text, tree.get_ref(), path);
     let mut problems = Vec::new();
 
-    const SECTIONS: [&str; 16] = [
+    const SECTIONS: [&str; 17] = [
         "general", "log", "sip", "inside", "outside", "tls", "pbx", "trunk", "route", "inbound",
-        "media", "admin", "limits", "dns", "hep", "trace",
+        "media", "admin", "limits", "dns", "hep", "trace", "cdr",
     ];
     for key in table.keys() {
         if !SECTIONS.contains(&key.as_str()) {
@@ -134,6 +134,7 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
     let dns = take::<Dns>(&table, "dns", false, &locate, &mut problems);
     let hep = take::<Hep>(&table, "hep", false, &locate, &mut problems);
     let trace = take::<Trace>(&table, "trace", false, &locate, &mut problems);
+    let cdr = take::<super::Cdr>(&table, "cdr", false, &locate, &mut problems);
     let (
         Ok(general),
         Ok(log),
@@ -151,9 +152,10 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         Ok(dns),
         Ok(hep),
         Ok(trace),
+        Ok(cdr),
     ) = (
         general, log, sip, inside, outside, tls, pbx, trunks, routes, inbound, media, admin,
-        limits, dns, hep, trace,
+        limits, dns, hep, trace, cdr,
     )
     else {
         return Err(problems);
@@ -178,6 +180,7 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         dns: dns.unwrap_or_default(),
         hep: hep.unwrap_or_default(),
         trace: trace.unwrap_or_default(),
+        cdr: cdr.unwrap_or_default(),
     };
     let semantic = validate::validate(&config);
     if semantic.is_empty() {

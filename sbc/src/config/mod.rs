@@ -1,6 +1,7 @@
 //! The SBC's configuration: typed sections, defaults, loading with line-accurate errors, and
 //! semantic validation. The documented example is `config/sbc.toml`.
 
+mod cdr;
 mod dns;
 mod load;
 mod proxy;
@@ -18,6 +19,7 @@ use std::{
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+pub use cdr::{Cdr, Fsync};
 pub use dns::Dns;
 pub use load::{LoadError, Problem, load_file, parse};
 pub use proxy::{ProxyAddr, ProxyAddrError};
@@ -80,6 +82,9 @@ pub struct Config {
     /// `[trace]`: per-call SIP traces for the admin API.
     #[serde(default)]
     pub trace: Trace,
+    /// `[cdr]`: call detail records.
+    #[serde(default)]
+    pub cdr: Cdr,
 }
 
 /// `[limits]`

@@ -171,6 +171,8 @@ struct Inner {
     next_id: AtomicU64,
     xdp: Option<Arc<Mutex<XdpRelay>>>,
     events: Mutex<VecDeque<MediaEvent>>,
+    /// Last views of released sessions, for the call detail records.
+    finals: Mutex<super::finals::Finals>,
     /// Signalled when an event is queued, so the call layer's driver can wait for events.
     events_ready: tokio::sync::Notify,
     metrics: MediaMetrics,
@@ -231,6 +233,7 @@ impl MediaManager {
             next_id: AtomicU64::new(1),
             xdp,
             events: Mutex::new(VecDeque::new()),
+            finals: Mutex::new(super::finals::Finals::default()),
             events_ready: tokio::sync::Notify::new(),
             metrics,
             latched_tx,
@@ -285,6 +288,11 @@ impl MediaManager {
         let sessions = self.inner.sessions.lock();
         let s = sessions.get(&id)?;
         Some(self.inner.view(id, s, Instant::now()))
+    }
+
+    /// The last view of a released session (once; see `finals.rs`).
+    pub fn take_final(&self, id: SessionId) -> Option<SessionView> {
+        self.inner.finals.lock().take(id)
     }
 
     /// Ids of every live session.
@@ -1126,6 +1134,8 @@ impl Inner {
         if let Some(t) = &s.peers.trunk {
             self.quotas.lock().give(t, s.quota_ports);
         }
+        let last = self.view(id, &s, Instant::now());
+        self.finals.lock().put(id, last);
         for st in &mut s.streams {
             self.close_stream(st);
         }

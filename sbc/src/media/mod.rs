@@ -4,6 +4,7 @@
 //! See `docs/media.md`.
 
 pub mod diagnosis;
+pub mod finals;
 pub mod latch;
 pub mod manager;
 pub mod policy;

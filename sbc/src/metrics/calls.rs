@@ -661,6 +661,8 @@ impl CallMetrics {
             Event::Dropped { reason } => {
                 sip_dropped.with_label_values(&["any", "any", reason]).inc();
             }
+            // The CDR sink's (`signaling.rs`); its metrics are `sbc_cdr_*`.
+            Event::CallRecord(_) => {}
         }
     }
 

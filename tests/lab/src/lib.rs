@@ -8,5 +8,6 @@ pub mod demo;
 pub mod http;
 pub mod lab;
 pub mod netns;
+pub mod postgres;
 pub mod process;
 pub mod sipp;

@@ -158,6 +158,8 @@ pub(super) struct Call {
     pub(super) forks: fork::Forks,
     /// SRTP keys and negotiation per leg (`srtp_policy.rs`).
     pub(super) srtp: super::srtp_policy::CallSrtp,
+    /// What the call's detail record needs beyond the dialogs (`record.rs`).
+    pub(super) facts: super::record::Facts,
 }
 
 impl Leg {

@@ -125,10 +125,12 @@ impl B2bua {
                             from: peer.side,
                             limit,
                         });
+                        self.record_refusal(&msg, peer.side, 503);
                         self.refuse_statelessly(peer, &msg);
                     }
                     Err(NotAdmitted::NoRoute) => {
                         self.events.push_back(Event::NoRoute);
+                        self.record_refusal(&msg, peer.side, 404);
                         self.reject(now, peer, key, msg, Refusal::NotFound);
                     }
                 }

@@ -128,6 +128,8 @@ pub enum Event {
         /// Why (bounded set, usable as a metric label).
         reason: &'static str,
     },
+    /// One call attempt is over: the facts for its detail record (`record.rs`).
+    CallRecord(Box<super::CallRecord>),
 }
 
 /// Counts of live state, for leak checks and metrics.

@@ -56,6 +56,7 @@ impl B2bua {
         self.after_server(key);
         self.final_on_server(now, invite_key, Refusal::RequestTerminated);
         let Some(call_id) = call else { return };
+        self.note_hangup(call_id, peer.side);
         let relay = self.tx.server(invite_key).and_then(|e| e.relay);
         let initial = self
             .calls
@@ -359,6 +360,7 @@ impl B2bua {
         );
         let peer_to = leg.peer;
         if method == Method::Bye {
+            self.note_hangup(call, from);
             // The call is over for both sides whatever the other leg answers.
             self.release_media(call, media);
             // RFC 3261 §15.1.2: a BYE on an early dialog leaves the INVITE pending; it gets

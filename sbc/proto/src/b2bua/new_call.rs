@@ -248,6 +248,7 @@ impl B2bua {
             redirects: redirect::Tried::default(),
             forks: fork::Forks::default(),
             srtp,
+            facts: super::record::Facts::new(&msg, session),
         };
         if let Some(t) = plan.trunk
             && let Some(n) = self.trunk_active.get_mut(t.index())

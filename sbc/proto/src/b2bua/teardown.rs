@@ -135,6 +135,7 @@ impl B2bua {
         reason: EndReason,
         media: &mut dyn MediaControl,
     ) {
+        self.record_call(call, reason);
         self.release_media(call, media);
         if let Some(c) = self.calls.remove(&call) {
             if let Some(t) = c.trunk

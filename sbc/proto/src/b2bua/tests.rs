@@ -32,6 +32,7 @@ mod message;
 mod outbound_call;
 mod pbx_auth;
 mod peer_binding;
+mod record;
 mod redirect;
 mod refusals;
 mod register_relay;

@@ -283,6 +283,7 @@ impl B2bua {
         let reason = if canceled {
             EndReason::Cancelled
         } else {
+            self.note_hangup(call, side);
             EndReason::Rejected(status)
         };
         self.finish_call(call, reason, media);

@@ -66,12 +66,18 @@ fn concurrency_limit_gives_503_with_retry_after_and_frees_on_hangup() {
             r[0].to().tag().is_some(),
             "a final response carries a To tag"
         );
+        let events = drain_events(&mut sim);
         assert_eq!(
-            drain_events(&mut sim),
-            vec![Event::AdmissionRejected {
+            events[0],
+            Event::AdmissionRejected {
                 from: Side::Inside,
                 limit: label,
-            }]
+            }
+        );
+        // The refused attempt gets its detail record (`record.rs`).
+        assert!(
+            matches!(&events[1..], [Event::CallRecord(r)] if r.status == 503 && r.call.is_none()),
+            "{events:?}"
         );
         assert_eq!(sim.sbc.stats().calls, 2);
 

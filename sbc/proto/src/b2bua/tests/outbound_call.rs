@@ -137,6 +137,7 @@ fn first_provisional_is_reported_once_between_start_and_answer() {
             Event::PeerMismatch { .. } => "peer_mismatch",
             Event::BorderRefusal { .. } => "border",
             Event::Dropped { .. } => "dropped",
+            Event::CallRecord(_) => "record",
         })
         .collect();
     assert_eq!(kinds, ["started", "progress", "answered"]);
