@@ -374,6 +374,16 @@ pub(super) fn negotiate(
         policy(cfg, crossing.from, trunk),
         policy(cfg, crossing.to, trunk),
     );
+    // Neither side does SRTP and the body asks for none: nothing to negotiate, and no second
+    // parse of the body on the per-call path (`cargo xtask bench check` counts it).
+    let plain = |p: &SrtpPolicy| p.mode == SrtpMode::Off;
+    if plain(policies.0)
+        && plain(policies.1)
+        && memchr::memmem::find(crossing.body, b"SAVP").is_none()
+        && memchr::memmem::find(crossing.body, b"a=crypto").is_none()
+    {
+        return Ok(());
+    }
     srtp.on_sdp(crossing, out, policies, rng)
         .map_err(|r| super::SdpProblem::Srtp(r.as_str()))?;
     if crossing.role == SdpRole::Answer
