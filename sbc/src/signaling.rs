@@ -1111,7 +1111,7 @@ impl SignalingHandle {
             trunks: TrunkNames::from_config(config),
             registrations: registrations(config),
             health: health_checks(config),
-            media: Box::new(crate::media::policy::MediaPolicy::from_config(config)),
+            media: Box::new(crate::media::policy::from_config(config)),
             done,
         };
         let applied = self.tx.send(cmd).await.is_ok() && rx.await.is_ok();
