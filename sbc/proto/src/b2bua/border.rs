@@ -3,7 +3,10 @@
 
 use std::time::Instant;
 
-use super::{B2bua, EndReason, Event, ResponseSpec, body, msg};
+use super::{
+    B2bua, EndReason, Event, Refusal, ResponseSpec, body, msg,
+    transactions::{ServerKey, TxId},
+};
 use crate::{
     media::MediaControl,
     net::{Peer, Side},
@@ -21,20 +24,19 @@ impl B2bua {
     pub(super) fn refuse_body(
         &mut self,
         now: Instant,
-        key: &str,
+        key: TxId,
         method: &Method,
         refusal: body::BodyRefusal,
-        media: &mut dyn MediaControl,
     ) {
         self.border_refusal(refusal.as_str());
-        let Some(e) = self.server.get(key) else {
+        let Some(e) = self.tx.server(key) else {
             return;
         };
         let resp = msg::response(
             &e.request,
             &ResponseSpec {
-                status: 415,
-                reason: "Unsupported Media Type",
+                status: Refusal::UnsupportedMediaType.code(),
+                reason: Refusal::UnsupportedMediaType.reason(),
                 to_tag: e.to_tag.as_deref(),
                 contact: None,
                 user_agent: &self.cfg.user_agent,
@@ -46,7 +48,7 @@ impl B2bua {
             &[],
             &mut self.buf,
         );
-        self.send_on_server(now, key, 415, resp, media);
+        self.send_on_server(now, key, 415, resp);
     }
 
     /// The same for a request that has no server transaction yet (outside a dialog).
@@ -54,10 +56,9 @@ impl B2bua {
         &mut self,
         now: Instant,
         peer: Peer,
-        key: String,
+        key: ServerKey,
         msg: Message,
         refusal: body::BodyRefusal,
-        media: &mut dyn MediaControl,
     ) {
         self.border_refusal(refusal.as_str());
         let accept = msg.method().map_or("", body::accept);
@@ -66,10 +67,8 @@ impl B2bua {
             peer,
             key,
             msg,
-            415,
-            "Unsupported Media Type",
+            Refusal::UnsupportedMediaType,
             &[("Accept", accept)],
-            media,
         );
     }
 
@@ -82,7 +81,7 @@ impl B2bua {
         now: Instant,
         call: u64,
         caller: Side,
-        key: &str,
+        key: TxId,
         resp: &Message,
         media: &mut dyn MediaControl,
     ) {
@@ -92,7 +91,7 @@ impl B2bua {
         let initial = c.initial_server == key;
         let callee = caller.other();
         self.send_ack(call, callee, resp.cseq().seq, b"");
-        self.final_on_server(now, key, 488, "Not Acceptable Here", None, media);
+        self.final_on_server(now, key, Refusal::NotAcceptableHere);
         if initial {
             self.send_bye(now, call, callee, media);
             self.finish_call(call, EndReason::Rejected(488), media);

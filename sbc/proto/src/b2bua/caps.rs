@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 
-use super::{B2bua, Event, ResponseSpec, Transmit, msg};
+use super::{B2bua, Event, Refusal, ResponseSpec, Transmit, msg, transactions::TxId};
 use crate::{
     net::Peer,
     sip::{Message, Method},
@@ -68,8 +68,8 @@ impl Full {
 /// owner is drained, and removed with it, so the sum cannot drift.
 #[derive(Debug, Default)]
 pub(super) struct Ledger {
-    server: HashMap<String, usize>,
-    client: HashMap<String, usize>,
+    server: HashMap<TxId, usize>,
+    client: HashMap<TxId, usize>,
     calls: HashMap<u64, usize>,
     total: usize,
 }
@@ -91,14 +91,14 @@ impl Ledger {
         }
     }
 
-    /// Server transaction `key` now holds `bytes`.
-    pub(super) fn set_server(&mut self, key: &str, bytes: usize) {
-        Self::put(&mut self.server, &mut self.total, key.to_owned(), bytes);
+    /// Server transaction `id` now holds `bytes`.
+    pub(super) fn set_server(&mut self, id: TxId, bytes: usize) {
+        Self::put(&mut self.server, &mut self.total, id, bytes);
     }
 
-    /// Client transaction `key` now holds `bytes`.
-    pub(super) fn set_client(&mut self, key: &str, bytes: usize) {
-        Self::put(&mut self.client, &mut self.total, key.to_owned(), bytes);
+    /// Client transaction `id` now holds `bytes`.
+    pub(super) fn set_client(&mut self, id: TxId, bytes: usize) {
+        Self::put(&mut self.client, &mut self.total, id, bytes);
     }
 
     /// Call `id` now holds `bytes`.
@@ -106,14 +106,14 @@ impl Ledger {
         Self::put(&mut self.calls, &mut self.total, id, bytes);
     }
 
-    /// Server transaction `key` is gone.
-    pub(super) fn remove_server(&mut self, key: &str) {
-        Self::take(&mut self.server, &mut self.total, &key.to_owned());
+    /// Server transaction `id` is gone.
+    pub(super) fn remove_server(&mut self, id: TxId) {
+        Self::take(&mut self.server, &mut self.total, &id);
     }
 
-    /// Client transaction `key` is gone.
-    pub(super) fn remove_client(&mut self, key: &str) {
-        Self::take(&mut self.client, &mut self.total, &key.to_owned());
+    /// Client transaction `id` is gone.
+    pub(super) fn remove_client(&mut self, id: TxId) {
+        Self::take(&mut self.client, &mut self.total, &id);
     }
 
     /// Call `id` is gone.
@@ -137,7 +137,8 @@ impl B2bua {
     /// new calls, 8 for everything else).
     fn cap_reached(&self, eighths: usize) -> Option<Full> {
         let share = |cap: usize| cap / 8 * eighths + cap % 8 * eighths / 8;
-        if self.server.len() + self.client.len() >= share(self.cfg.caps.max_transactions) {
+        let (server, client) = self.tx.len();
+        if server + client >= share(self.cfg.caps.max_transactions) {
             return Some(Full::Transactions);
         }
         if self.ledger.total() >= share(self.cfg.caps.max_stored_bytes) {
@@ -176,8 +177,8 @@ impl B2bua {
         let data = msg::response(
             msg,
             &ResponseSpec {
-                status: 503,
-                reason: "Service Unavailable",
+                status: Refusal::ServiceUnavailable.code(),
+                reason: Refusal::ServiceUnavailable.reason(),
                 to_tag: Some(&tag),
                 contact: None,
                 user_agent: &self.cfg.user_agent,

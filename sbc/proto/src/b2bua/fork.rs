@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::{B2bua, Call, Purpose, Transmit, client_key, first_contact, msg, msg::RequestSpec};
+use super::{B2bua, Call, Outgoing, Purpose, Transmit, first_contact, msg, msg::RequestSpec};
 use crate::{
     media::MediaControl,
     net::Side,
@@ -148,13 +148,13 @@ impl B2bua {
         });
         self.send_client(
             now,
-            client_key(&bye_branch, false),
-            bye,
-            peer,
-            call,
-            side,
-            Purpose::Own,
-            false,
+            Outgoing {
+                bytes: bye,
+                peer,
+                call: Some(call),
+                side,
+                purpose: Purpose::Own,
+            },
             media,
         );
         true

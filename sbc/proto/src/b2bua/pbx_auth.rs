@@ -30,10 +30,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{B2bua, Event, Rng};
+use super::{B2bua, Event, Refusal, Rng, ServerKey};
 use crate::{
     auth::{Algorithm, DigestCredentials, DigestServer, Secret},
-    media::MediaControl,
     net::{Peer, Side},
     sip::{Message, Method},
 };
@@ -143,7 +142,7 @@ impl PbxAuthState {
 enum Verdict {
     Pass,
     Challenge { stale: bool },
-    Reject(u16, &'static str),
+    Reject(Refusal),
 }
 
 impl B2bua {
@@ -155,9 +154,8 @@ impl B2bua {
         &mut self,
         now: Instant,
         peer: Peer,
-        key: &str,
+        key: &ServerKey,
         msg: Message,
-        media: &mut dyn MediaControl,
     ) -> Option<Message> {
         let Some(cfg) = self.cfg.pbx_auth.as_ref() else {
             return Some(msg);
@@ -169,7 +167,7 @@ impl B2bua {
         }
         let ip = peer.addr.ip();
         let (verdict, result) = if self.pbx_auth.locked_out(ip, now) {
-            (Verdict::Reject(403, "Forbidden"), PbxAuthResult::Failed)
+            (Verdict::Reject(Refusal::Forbidden), PbxAuthResult::Failed)
         } else {
             let server = self.pbx_auth.server(cfg, now, &mut self.rng);
             judge(server, now, &msg)
@@ -199,17 +197,15 @@ impl B2bua {
                 self.reject_with(
                     now,
                     peer,
-                    key.to_owned(),
+                    key.clone(),
                     msg,
-                    407,
-                    "Proxy Authentication Required",
+                    Refusal::ProxyAuthenticationRequired,
                     &extra,
-                    media,
                 );
                 None
             }
-            Verdict::Reject(status, reason) => {
-                self.reject_with(now, peer, key.to_owned(), msg, status, reason, &[], media);
+            Verdict::Reject(refusal) => {
+                self.reject_with(now, peer, key.clone(), msg, refusal, &[]);
                 None
             }
         }
@@ -225,7 +221,7 @@ fn judge(server: &mut DigestServer, now: Instant, msg: &Message) -> (Verdict, Pb
     for auth in msg.headers().proxy_authorization() {
         let Ok(auth) = auth else {
             return (
-                Verdict::Reject(400, "Malformed Proxy-Authorization"),
+                Verdict::Reject(Refusal::MalformedCredentials),
                 PbxAuthResult::Failed,
             );
         };

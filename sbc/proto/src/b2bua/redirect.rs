@@ -129,9 +129,7 @@ impl B2bua {
         }
         let (Some(offer), Some(orig)) = (
             c.offer.clone(),
-            self.server
-                .get(&c.initial_server)
-                .map(|e| e.request.clone()),
+            self.tx.server(c.initial_server).map(|e| e.request.clone()),
         ) else {
             return false;
         };
@@ -189,7 +187,7 @@ impl B2bua {
     /// kept, anything else dropped).
     pub(super) fn relayed_contacts(
         &self,
-        call: u64,
+        call: Option<u64>,
         caller: Side,
         resp: &Message,
         local: LocalAddr,
@@ -205,9 +203,8 @@ impl B2bua {
             );
         }
         let hide = caller == Side::Inside
-            && self
-                .calls
-                .get(&call)
+            && call
+                .and_then(|c| self.calls.get(&c))
                 .and_then(|c| self.cfg.trunks.get(c.trunk?))
                 .is_some_and(|t| t.hide_redirect_contacts);
         if !hide {

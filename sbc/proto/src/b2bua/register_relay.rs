@@ -19,8 +19,8 @@
 use std::{collections::HashMap, time::Instant};
 
 use super::{
-    B2bua, Purpose, RegisterPolicy, STANDALONE, STx, ServerEntry, Target, TrunkAuth,
-    auth_passthrough, client_key, forwarded_max_forwards,
+    B2bua, Outgoing, Purpose, Refusal, RegisterPolicy, STx, ServerEntry, ServerKey, Target,
+    TrunkAuth, TxId, auth_passthrough, forwarded_max_forwards,
     msg::{self, RequestSpec, ResponseSpec},
 };
 use crate::{
@@ -51,8 +51,8 @@ struct Binding {
 /// A REGISTER from the PBX awaiting the registrar's answer.
 #[derive(Debug)]
 struct Pending {
-    /// Its server transaction.
-    server: String,
+    /// Its server transaction (set once it exists, right after this entry).
+    server: Option<TxId>,
     /// The PBX's Contact URIs, echoed in the 2xx.
     contacts: Vec<String>,
     /// The expiry asked for (0: remove).
@@ -105,7 +105,7 @@ impl B2bua {
         &mut self,
         now: Instant,
         peer: Peer,
-        key: String,
+        key: ServerKey,
         msg: Message,
         media: &mut dyn MediaControl,
     ) {
@@ -115,7 +115,7 @@ impl B2bua {
         } = self.cfg.pbx_register
         else {
             self.registers_refused += 1;
-            self.reject(now, peer, key, msg, 405, "Method Not Allowed", media);
+            self.reject(now, peer, key, msg, Refusal::MethodNotAllowed);
             return;
         };
         // Only the PBX registers through the SBC; a carrier has nothing to register here.
@@ -126,7 +126,7 @@ impl B2bua {
             .filter(|_| peer.side == Side::Inside)
         else {
             self.registers_refused += 1;
-            self.reject(now, peer, key, msg, 405, "Method Not Allowed", media);
+            self.reject(now, peer, key, msg, Refusal::MethodNotAllowed);
             return;
         };
         let user = match msg.to().uri {
@@ -135,7 +135,7 @@ impl B2bua {
         };
         let Some(user) = user.filter(|u| !u.is_empty()) else {
             self.registers_refused += 1;
-            self.reject(now, peer, key, msg, 400, "Bad Request", media);
+            self.reject(now, peer, key, msg, Refusal::BadRequest);
             return;
         };
         let passthrough = tcfg.auth == TrunkAuth::Passthrough;
@@ -155,10 +155,8 @@ impl B2bua {
                 peer,
                 key,
                 msg,
-                503,
-                "Service Unavailable",
+                Refusal::ServiceUnavailable,
                 &[("Retry-After", &retry)],
-                media,
             );
             return;
         }
@@ -195,7 +193,7 @@ impl B2bua {
         b.cseq += 1;
         b.touched = now;
         b.pending = Some(Pending {
-            server: key.clone(),
+            server: None,
             contacts: contacts.clone(),
             asked,
             target: Target {
@@ -256,21 +254,26 @@ impl B2bua {
             &[],
             &mut self.buf,
         );
-        let ck = client_key(&branch, false);
         let tx = NonInviteServer::new(peer.transport.is_reliable(), self.cfg.timers);
         let to_tag = self.rng.token();
-        self.server.insert(
-            key.clone(),
-            ServerEntry {
-                tx: STx::NonInvite(tx),
-                peer,
-                request: msg,
-                call: None,
-                to_tag: Some(to_tag),
-                relay: Some(ck.clone()),
-                merged: None,
-            },
-        );
+        let key = self.tx.insert_server(ServerEntry {
+            key,
+            tx: STx::NonInvite(tx),
+            peer,
+            request: msg,
+            call: None,
+            to_tag: Some(to_tag),
+            relay: None,
+            merged: None,
+        });
+        if let Some(p) = self
+            .registrations
+            .by_user
+            .get_mut(&user)
+            .and_then(|b| b.pending.as_mut())
+        {
+            p.server = Some(key);
+        }
         let to_peer = Peer {
             side: Side::Outside,
             transport: target.transport,
@@ -279,19 +282,25 @@ impl B2bua {
             local: bound,
         };
         self.registers_relayed += 1;
-        self.send_client(
+        let sent = self.send_client(
             now,
-            ck.clone(),
-            req,
-            to_peer,
-            STANDALONE,
-            Side::Outside,
-            Purpose::Relay { server: key },
-            false,
+            Outgoing {
+                bytes: req,
+                peer: to_peer,
+                call: None,
+                side: Side::Outside,
+                purpose: Purpose::Relay { server: key },
+            },
             media,
         );
+        let Some(ck) = sent else {
+            return;
+        };
+        if let Some(e) = self.tx.server_mut(key) {
+            e.relay = Some(ck);
+        }
         // With `auth = sbc` the trunk's credentials answer its challenges.
-        if let Some(e) = self.client.get_mut(&ck) {
+        if let Some(e) = self.tx.client_mut(ck) {
             e.trunk = Some(trunk);
         }
     }
@@ -301,10 +310,9 @@ impl B2bua {
     pub(super) fn register_response(
         &mut self,
         now: Instant,
-        server: &str,
+        server: TxId,
         status: u16,
         resp: &Message,
-        media: &mut dyn MediaControl,
     ) {
         if status < 200 {
             return; // hop-by-hop for a non-INVITE: the PBX's own Timer E keeps it waiting
@@ -313,7 +321,7 @@ impl B2bua {
             .registrations
             .by_user
             .iter_mut()
-            .find(|(_, b)| b.pending.as_ref().is_some_and(|p| p.server == server));
+            .find(|(_, b)| b.pending.as_ref().is_some_and(|p| p.server == Some(server)));
         let Some((user, b)) = found else {
             return;
         };
@@ -362,7 +370,7 @@ impl B2bua {
             }
             _ => {}
         }
-        let Some(e) = self.server.get(server) else {
+        let Some(e) = self.tx.server(server) else {
             return;
         };
         let extra: Vec<(&str, &str)> = extra_owned.iter().map(|(n, v)| (*n, v.as_str())).collect();
@@ -383,7 +391,7 @@ impl B2bua {
             &self.cfg.pass_headers,
             &mut self.buf,
         );
-        self.send_on_server(now, server, status, out, media);
+        self.send_on_server(now, server, status, out);
     }
 }
 

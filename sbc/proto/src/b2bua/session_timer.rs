@@ -19,14 +19,14 @@
 use std::time::{Duration, Instant};
 
 use super::{
-    B2bua, CallState, EndReason, Purpose, STx, ServerEntry, TimerRef, client_key, extensions,
-    first_contact,
+    B2bua, CallState, EndReason, Outgoing, Purpose, STx, ServerEntry, ServerKey, TimerRef,
+    extensions, first_contact,
     msg::{self, RequestSpec, ResponseSpec},
 };
 use crate::{
     media::MediaControl,
     net::{Peer, Side},
-    sip::{Message, Method},
+    sip::{Message, Method, StatusCode},
     transaction::NonInviteServer,
 };
 
@@ -308,13 +308,13 @@ impl B2bua {
         let peer = leg.peer;
         self.send_client(
             now,
-            client_key(&branch, false),
-            update,
-            peer,
-            call,
-            side,
-            Purpose::Own,
-            false,
+            Outgoing {
+                bytes: update,
+                peer,
+                call: Some(call),
+                side,
+                purpose: Purpose::Own,
+            },
             media,
         );
     }
@@ -363,10 +363,9 @@ impl B2bua {
         &mut self,
         now: Instant,
         peer: Peer,
-        key: String,
+        key: ServerKey,
         msg: Message,
         call: u64,
-        media: &mut dyn MediaControl,
     ) {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
@@ -384,8 +383,8 @@ impl B2bua {
         let resp = msg::response(
             &msg,
             &ResponseSpec {
-                status: 200,
-                reason: "OK",
+                status: StatusCode::OK.as_u16(),
+                reason: StatusCode::OK.standard_phrase(),
                 to_tag: None,
                 contact: Some(local),
                 user_agent: &self.cfg.user_agent,
@@ -398,20 +397,18 @@ impl B2bua {
             &mut self.buf,
         );
         let mut t = NonInviteServer::new(peer.transport.is_reliable(), self.cfg.timers);
-        t.send_response(now, 200, resp);
-        self.server.insert(
-            key.clone(),
-            ServerEntry {
-                tx: STx::NonInvite(t),
-                peer,
-                request: msg,
-                call: Some(call),
-                to_tag: None,
-                relay: None,
-                merged: None,
-            },
-        );
-        self.after_server(now, &key, media);
+        t.send_response(now, StatusCode::OK.as_u16(), resp);
+        let key = self.tx.insert_server(ServerEntry {
+            key,
+            tx: STx::NonInvite(t),
+            peer,
+            request: msg,
+            call: Some(call),
+            to_tag: None,
+            relay: None,
+            merged: None,
+        });
+        self.after_server(key);
         if confirmed && timer.is_some() {
             self.set_leg_timer(call, peer.side, timer);
         }

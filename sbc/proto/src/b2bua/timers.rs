@@ -11,13 +11,15 @@ use std::{
     time::Instant,
 };
 
+use super::transactions::TxId;
+
 /// What a deadline belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(super) enum TimerRef {
-    /// A server transaction (its key).
-    Server(String),
-    /// A client transaction (its key).
-    Client(String),
+    /// A server transaction.
+    Server(TxId),
+    /// A client transaction.
+    Client(TxId),
     /// A call's own timers (2xx and reliable-provisional retransmission, max duration).
     Call(u64),
 }
@@ -33,8 +35,8 @@ impl TimerQueue {
     /// Arms `owner` for `at`, replacing its previous deadline (a transaction machine's
     /// `poll_timeout` is the whole truth about when it next needs a kick).
     pub(super) fn set(&mut self, owner: TimerRef, at: Instant) {
-        if let Some(old) = self.by_owner.insert(owner.clone(), at) {
-            self.by_time.remove(&(old, owner.clone()));
+        if let Some(old) = self.by_owner.insert(owner, at) {
+            self.by_time.remove(&(old, owner));
         }
         self.by_time.insert((at, owner));
     }
@@ -51,7 +53,7 @@ impl TimerQueue {
     /// Disarms `owner` (its transaction or call is gone, or it has nothing left to time).
     pub(super) fn cancel(&mut self, owner: &TimerRef) {
         if let Some(at) = self.by_owner.remove(owner) {
-            self.by_time.remove(&(at, owner.clone()));
+            self.by_time.remove(&(at, *owner));
         }
     }
 
@@ -91,8 +93,8 @@ mod tests {
         let t0 = Instant::now();
         let s = |i: u64| t0 + Duration::from_secs(i);
         let mut q = TimerQueue::default();
-        q.set(TimerRef::Server("a".into()), s(5));
-        q.set(TimerRef::Server("a".into()), s(9));
+        q.set(TimerRef::Call(2), s(5));
+        q.set(TimerRef::Call(2), s(9));
         q.set_earliest(TimerRef::Call(1), s(7));
         q.set_earliest(TimerRef::Call(1), s(8));
         q.set_earliest(TimerRef::Call(1), s(3));
@@ -105,7 +107,7 @@ mod tests {
             None,
             "the replaced deadline of 5 s is gone"
         );
-        q.cancel(&TimerRef::Server("a".into()));
+        q.cancel(&TimerRef::Call(2));
         assert_eq!((q.len(), q.first()), (0, None));
     }
 }

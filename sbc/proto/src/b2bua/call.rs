@@ -1,0 +1,192 @@
+//! A call and its two legs: each leg is one dialog (Call-ID, tags, CSeq space, route set,
+//! target) and the call holds what spans both (state, media session, pending 2xx and reliable
+//! provisionals, trunk and failover plan).
+
+use super::*;
+
+/// A read-only view of one call, for the admin API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallInfo {
+    /// Call handle (stable for the call's life; use it to end the call).
+    pub id: u64,
+    /// Side of the caller.
+    pub from: Side,
+    /// Whether the call was answered.
+    pub answered: bool,
+    /// When the INVITE arrived.
+    pub started: Instant,
+    /// When it was answered.
+    pub answered_at: Option<Instant>,
+    /// Media session, if any.
+    pub media: Option<SessionId>,
+    /// The carrier-side trunk (index in the configuration's trunk list), if any.
+    pub trunk: Option<usize>,
+    /// The inside leg, then the outside leg.
+    pub legs: [LegInfo; 2],
+}
+
+/// A read-only view of one leg (dialog) of a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegInfo {
+    /// Side.
+    pub side: Side,
+    /// The dialog's Call-ID on this leg.
+    pub call_id: String,
+    /// Our tag.
+    pub local_tag: String,
+    /// The peer's tag, once known.
+    pub remote_tag: Option<String>,
+    /// Where requests on this leg go.
+    pub peer: Peer,
+}
+
+#[derive(Debug)]
+pub(super) struct Leg {
+    pub(super) peer: Peer,
+    /// The SBC's address on this leg (Via, Contact): the listener the caller used, or the
+    /// trunk's configured local address.
+    pub(super) local: LocalAddr,
+    pub(super) call_id: String,
+    pub(super) local_tag: String,
+    pub(super) remote_tag: Option<String>,
+    /// Our From (UAC leg) or To (UAS leg) value, with our tag.
+    pub(super) local_hdr: String,
+    /// The peer's value, with its tag once known.
+    pub(super) remote_hdr: String,
+    pub(super) local_cseq: u32,
+    pub(super) remote_target: String,
+    pub(super) route_set: Vec<String>,
+    pub(super) origin: sdp::Origin,
+    /// An INVITE we have outstanding on this leg (for 491 glare detection).
+    pub(super) invite_out: Option<TxId>,
+    /// This leg's session timer (RFC 4028), once negotiated.
+    pub(super) session: Option<session_timer::LegTimer>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CallState {
+    Early,
+    Confirmed,
+}
+
+/// A 2xx we retransmit to `leg` until its ACK (RFC 3261 §13.3.1.4).
+#[derive(Debug)]
+pub(super) struct Pending2xx {
+    pub(super) leg: Side,
+    pub(super) cseq: u32,
+    pub(super) response: Bytes,
+    pub(super) next: Instant,
+    pub(super) interval: Duration,
+    pub(super) deadline: Instant,
+    /// Late offer: the other leg's 2xx is ACKed (with the answer) only when this ACK arrives.
+    pub(super) ack_other_cseq: Option<u32>,
+}
+
+/// A reliable provisional retransmitted to the caller until PRACKed (RFC 3262 §3).
+#[derive(Debug)]
+pub(super) struct PendingRel {
+    pub(super) rseq: u32,
+    pub(super) response: Bytes,
+    pub(super) next: Instant,
+    pub(super) interval: Duration,
+    pub(super) deadline: Instant,
+}
+
+#[derive(Debug)]
+pub(super) struct Call {
+    pub(super) origin: Side,
+    pub(super) started: Instant,
+    pub(super) answered_at: Option<Instant>,
+    pub(super) legs: [Leg; 2],
+    pub(super) state: CallState,
+    pub(super) media: Option<SessionId>,
+    /// The caller's INVITE server transaction.
+    pub(super) initial_server: TxId,
+    /// Our INVITE toward the callee (None only while it is being replaced).
+    pub(super) initial_client: Option<TxId>,
+    pub(super) provisional_seen: bool,
+    pub(super) cancel_pending: bool,
+    pub(super) canceled: bool,
+    pub(super) pending_2xx: Option<Pending2xx>,
+    /// The caller's INVITE supports or requires 100rel (RFC 3262).
+    pub(super) caller_100rel: bool,
+    /// RSeq of the next reliable provisional to the caller.
+    pub(super) next_rseq: u32,
+    /// A reliable provisional to the caller awaiting its PRACK.
+    pub(super) pending_rel: Option<PendingRel>,
+    /// Our RSeq → the callee's RSeq, for mapping the caller's RAck.
+    pub(super) rseq_map: Vec<(u32, u32)>,
+    /// Last callee RSeq seen (its retransmissions are not relayed again).
+    pub(super) last_callee_rseq: Option<u32>,
+    /// Last 2xx-ACK sent on each leg, resent when that leg retransmits its 2xx.
+    pub(super) acks: [Option<(u32, Bytes)>; 2],
+    pub(super) ends_at: Option<Instant>,
+    /// The trunk of the carrier leg (index into `cfg.trunks`); None when the carrier is no
+    /// configured trunk.
+    pub(super) trunk: Option<usize>,
+    /// Outbound calls: the trunks still to try after `trunk`, in the route's order.
+    pub(super) next_trunks: Vec<usize>,
+    /// Which of the trunk's servers the carrier leg uses: 0 = its target, i = alternate i-1.
+    pub(super) server: usize,
+    /// Outbound calls: the offer sent to the carrier, reused on failover and redirects.
+    pub(super) offer: Option<Bytes>,
+    /// Redirect targets already tried (3xx recursion, `redirect.rs`).
+    pub(super) redirects: redirect::Tried,
+    /// The carrier's early dialogs (forking, `fork.rs`).
+    pub(super) forks: fork::Forks,
+}
+
+impl Leg {
+    /// An in-dialog request on this leg (RFC 3261 §12.2.1.1): to the remote target through the
+    /// route set, our From and the peer's To, the leg's Call-ID. No body, no Contact, no extra
+    /// headers, Max-Forwards 70; callers override what differs.
+    pub(super) fn request<'a>(
+        &'a self,
+        method: &'a Method,
+        local: LocalAddr,
+        branch: &'a str,
+        cseq: u32,
+        user_agent: &'a str,
+    ) -> RequestSpec<'a> {
+        RequestSpec {
+            method,
+            ruri: &self.remote_target,
+            local,
+            branch,
+            max_forwards: 70,
+            routes: &self.route_set,
+            from: &self.local_hdr,
+            to: &self.remote_hdr,
+            call_id: &self.call_id,
+            cseq,
+            contact: false,
+            user_agent,
+            content_type: None,
+            body: b"",
+            extra: &[],
+            shaping: None,
+        }
+    }
+}
+
+impl Call {
+    /// The side the call came from (the caller's leg).
+    pub(super) fn leg_side_of_caller(&self) -> Side {
+        self.origin
+    }
+
+    pub(super) fn leg(&self, side: Side) -> &Leg {
+        &self.legs[side_index(side)]
+    }
+
+    pub(super) fn leg_mut(&mut self, side: Side) -> &mut Leg {
+        &mut self.legs[side_index(side)]
+    }
+}
+
+pub(super) const fn side_index(side: Side) -> usize {
+    match side {
+        Side::Inside => 0,
+        Side::Outside => 1,
+    }
+}

@@ -1,0 +1,490 @@
+//! The transaction table: the server and client transactions of one B2BUA in slabs behind
+//! `Copy` handles ([`TxId`]), matched by borrowed keys (RFC 3261 §17.1.3, §17.2.3) without
+//! building a string per message.
+//!
+//! The table is bookkeeping only: it drains a transaction's output into the transmit queue,
+//! arms or cancels its timer, accounts its bytes and removes it when it terminates. What a
+//! failed client transaction means for its call is not decided here: [`Transactions::drain_client`]
+//! returns a [`ClientFailure`] and the caller applies policy (`failover.rs`), so nothing in this
+//! module calls back into call handling.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    time::Instant,
+};
+
+use bytes::Bytes;
+
+use super::{
+    Transmit,
+    caps::Ledger,
+    slab::{Key, Slab},
+    timers::{TimerQueue, TimerRef},
+};
+use crate::{
+    net::{Peer, Side},
+    sip::{Host, Message, Method},
+    transaction::{InviteClient, InviteServer, NonInviteClient, NonInviteServer, Timer, TxEvent},
+};
+
+/// A transaction in the table (server and client transactions live in separate slabs; a
+/// handle is only ever looked up in the one it came from).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) struct TxId(Key);
+
+#[derive(Debug)]
+pub(super) enum STx {
+    Invite(InviteServer),
+    NonInvite(NonInviteServer),
+}
+
+/// What a server transaction is matched by (RFC 3261 §17.2.3): the top Via's branch (or, for
+/// RFC 2543 peers without the magic cookie, Request-URI, From tag, Call-ID and CSeq), its
+/// sent-by, and the method, with ACK matching its INVITE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ServerKey {
+    id: Box<str>,
+    host: SentBy,
+    port: u16,
+    method: Method,
+}
+
+impl ServerKey {
+    /// The key of request `msg`.
+    pub(super) fn of(msg: &Message) -> Self {
+        let via = msg.top_via();
+        Self {
+            id: match_id(msg).into(),
+            host: SentBy::of(&via.host),
+            port: via.port.unwrap_or(5060),
+            method: match_method(msg),
+        }
+    }
+}
+
+/// The host of a Via sent-by, owned (compared exactly, as received).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SentBy {
+    Domain(Box<str>),
+    Ipv4(std::net::Ipv4Addr),
+    Ipv6(std::net::Ipv6Addr),
+}
+
+impl SentBy {
+    fn of(host: &Host<'_>) -> Self {
+        match host {
+            Host::Domain(d) => Self::Domain((*d).into()),
+            Host::Ipv4(a) => Self::Ipv4(*a),
+            Host::Ipv6(a) => Self::Ipv6(*a),
+        }
+    }
+
+    fn is(&self, host: &Host<'_>) -> bool {
+        match (self, host) {
+            (Self::Domain(a), Host::Domain(b)) => **a == **b,
+            (Self::Ipv4(a), Host::Ipv4(b)) => a == b,
+            (Self::Ipv6(a), Host::Ipv6(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// The branch, or the RFC 2543 fallback key (rare: allocated only for such peers).
+fn match_id(msg: &Message) -> std::borrow::Cow<'_, str> {
+    let via = msg.top_via();
+    if let Some(branch) = via.branch().filter(|_| via.has_rfc3261_branch()) {
+        return branch.into();
+    }
+    let mut id = String::from("2543|");
+    for part in [
+        msg.request_uri_str().unwrap_or(""),
+        msg.from().tag().unwrap_or(""),
+        msg.call_id(),
+    ] {
+        id.push_str(part);
+        id.push('|');
+    }
+    id.push_str(&msg.cseq().seq.to_string());
+    id.into()
+}
+
+fn match_method(msg: &Message) -> Method {
+    match msg.method() {
+        Some(Method::Ack) | None => Method::Invite,
+        Some(m) => m.clone(),
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct ServerEntry {
+    pub(super) key: ServerKey,
+    pub(super) tx: STx,
+    pub(super) peer: Peer,
+    pub(super) request: Message,
+    pub(super) call: Option<u64>,
+    /// Our To tag for responses to this request.
+    pub(super) to_tag: Option<String>,
+    /// The request relayed for it on the other leg.
+    pub(super) relay: Option<TxId>,
+    /// Key in the merged-request index (RFC 3261 §8.2.2.2).
+    pub(super) merged: Option<MergedKey>,
+}
+
+/// (Call-ID, From tag, CSeq number) of an initial request, for merged-request detection.
+pub(super) type MergedKey = (String, String, u32);
+
+#[derive(Debug)]
+pub(super) enum CTx {
+    Invite(InviteClient),
+    NonInvite(NonInviteClient),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Purpose {
+    /// The INVITE that created the call, on the callee leg.
+    Initial,
+    /// A request relayed for the server transaction `server` on the other leg.
+    Relay { server: TxId },
+    /// A request of the SBC's own (BYE on teardown, CANCEL): responses are absorbed.
+    Own,
+}
+
+#[derive(Debug)]
+pub(super) struct ClientEntry {
+    /// Our branch (a CANCEL shares its INVITE's).
+    pub(super) branch: Box<str>,
+    pub(super) cancel: bool,
+    pub(super) tx: CTx,
+    pub(super) peer: Peer,
+    pub(super) request: Message,
+    /// The call it belongs to; None for relays outside any call (MESSAGE, REGISTER).
+    pub(super) call: Option<u64>,
+    pub(super) side: Side,
+    pub(super) purpose: Purpose,
+    /// How many times this request was already resent with credentials (the retry of a
+    /// challenged request inherits the count + 1).
+    pub(super) auth_attempts: u8,
+    /// The trunk the request went to (its credentials answer a challenge), on the outside.
+    pub(super) trunk: Option<usize>,
+}
+
+/// A client transaction that ended without a final response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ClientFailure {
+    pub(super) call: Option<u64>,
+    pub(super) side: Side,
+    pub(super) purpose: Purpose,
+    /// The timer that ran out (B, F or C), or None for a transport error.
+    pub(super) timer: Option<Timer>,
+    /// It was the SBC's own session refresh (RFC 4028 §10: its failure ends the session).
+    pub(super) own_refresh: bool,
+}
+
+/// Where a drained transaction's output goes.
+#[derive(Debug)]
+pub(super) struct Sink<'a> {
+    pub(super) transmits: &'a mut VecDeque<Transmit>,
+    pub(super) timers: &'a mut TimerQueue,
+    pub(super) ledger: &'a mut Ledger,
+    pub(super) retransmissions_sent: &'a mut u64,
+}
+
+/// Every live transaction of one B2BUA.
+#[derive(Debug, Default)]
+pub(super) struct Transactions {
+    server: Slab<ServerEntry>,
+    /// Server transactions by branch (or RFC 2543 key); the rest of the key is compared on
+    /// the few entries found.
+    server_index: HashMap<Box<str>, Vec<TxId>>,
+    merged: HashMap<MergedKey, TxId>,
+    client: Slab<ClientEntry>,
+    /// Client transactions by our branch: the request's, then its CANCEL's.
+    client_index: HashMap<Box<str>, [Option<TxId>; 2]>,
+    /// The transaction whose output is a retransmission (set while its timer fires or while
+    /// it answers an absorbed retransmission), for `retransmissions_sent`.
+    resending: Option<TimerRef>,
+}
+
+impl Transactions {
+    /// The server transaction request `msg` belongs to (a retransmission, or the INVITE of
+    /// an ACK).
+    pub(super) fn find_server(&self, msg: &Message) -> Option<TxId> {
+        let via = msg.top_via();
+        let method = match msg.method() {
+            Some(Method::Ack) | None => &Method::Invite,
+            Some(m) => m,
+        };
+        self.find(
+            &match_id(msg),
+            |h| h.is(&via.host),
+            via.port.unwrap_or(5060),
+            method,
+        )
+    }
+
+    /// The INVITE server transaction a CANCEL with `key` cancels (same branch, §9.2).
+    pub(super) fn find_invite_of(&self, key: &ServerKey) -> Option<TxId> {
+        self.find(&key.id, |h| *h == key.host, key.port, &Method::Invite)
+    }
+
+    fn find(
+        &self,
+        id: &str,
+        host: impl Fn(&SentBy) -> bool,
+        port: u16,
+        method: &Method,
+    ) -> Option<TxId> {
+        self.server_index.get(id)?.iter().copied().find(|t| {
+            self.server
+                .get(t.0)
+                .is_some_and(|e| host(&e.key.host) && e.key.port == port && e.key.method == *method)
+        })
+    }
+
+    /// Adds a server transaction (and its merged-request entry).
+    pub(super) fn insert_server(&mut self, entry: ServerEntry) -> TxId {
+        let index = entry.key.id.clone();
+        let merged = entry.merged.clone();
+        let id = TxId(self.server.insert(entry));
+        self.server_index.entry(index).or_default().push(id);
+        if let Some(m) = merged {
+            self.merged.insert(m, id);
+        }
+        id
+    }
+
+    /// The server transaction of an earlier request merged with `key` (same Call-ID, From
+    /// tag and CSeq, another branch: RFC 3261 §8.2.2.2).
+    pub(super) fn merged_with(&self, key: &MergedKey) -> Option<TxId> {
+        self.merged.get(key).copied()
+    }
+
+    pub(super) fn server(&self, id: TxId) -> Option<&ServerEntry> {
+        self.server.get(id.0)
+    }
+
+    pub(super) fn server_mut(&mut self, id: TxId) -> Option<&mut ServerEntry> {
+        self.server.get_mut(id.0)
+    }
+
+    /// The client transaction a response with top-Via `branch` answers.
+    pub(super) fn find_client(&self, branch: &str, cancel: bool) -> Option<TxId> {
+        self.client_index.get(branch)?[usize::from(cancel)]
+    }
+
+    /// Adds a client transaction.
+    pub(super) fn insert_client(&mut self, entry: ClientEntry) -> TxId {
+        let (branch, cancel) = (entry.branch.clone(), entry.cancel);
+        let id = TxId(self.client.insert(entry));
+        self.client_index.entry(branch).or_default()[usize::from(cancel)] = Some(id);
+        id
+    }
+
+    pub(super) fn client(&self, id: TxId) -> Option<&ClientEntry> {
+        self.client.get(id.0)
+    }
+
+    pub(super) fn client_mut(&mut self, id: TxId) -> Option<&mut ClientEntry> {
+        self.client.get_mut(id.0)
+    }
+
+    /// Every client transaction (configuration reload remaps their trunks).
+    pub(super) fn clients_mut(&mut self) -> impl Iterator<Item = &mut ClientEntry> {
+        self.client.values_mut()
+    }
+
+    /// Live server and client transactions.
+    pub(super) fn len(&self) -> (usize, usize) {
+        (self.server.len(), self.client.len())
+    }
+
+    /// Marks `owner`'s output, until [`Transactions::resent`], as retransmissions.
+    pub(super) fn resending(&mut self, owner: TimerRef) {
+        self.resending = Some(owner);
+    }
+
+    /// Ends [`Transactions::resending`].
+    pub(super) fn resent(&mut self) {
+        self.resending = None;
+    }
+
+    /// Moves server transaction `id`'s output out, re-arms its timer, re-counts its bytes,
+    /// and removes it once it terminated.
+    pub(super) fn drain_server(&mut self, id: TxId, sink: Sink<'_>) {
+        let owner = TimerRef::Server(id);
+        let resend = self.resending == Some(owner);
+        let Some(e) = self.server.get_mut(id.0) else {
+            return;
+        };
+        let mut terminated = false;
+        let deadline = drain(
+            &mut e.tx,
+            e.peer,
+            resend,
+            sink.retransmissions_sent,
+            sink.transmits,
+            |event| terminated |= event == TxEvent::Terminated,
+        );
+        match deadline {
+            Some(at) if !terminated => sink.timers.set(owner, at),
+            _ => sink.timers.cancel(&owner),
+        }
+        if !terminated {
+            sink.ledger
+                .set_server(id, e.request.as_bytes().len() + e.tx.held_bytes());
+            return;
+        }
+        sink.ledger.remove_server(id);
+        if let Some(e) = self.server.remove(id.0) {
+            unindex(&mut self.server_index, &e.key.id, |t| *t != id);
+            if let Some(m) = e.merged
+                && self.merged.get(&m) == Some(&id)
+            {
+                self.merged.remove(&m);
+            }
+        }
+    }
+
+    /// Moves client transaction `id`'s output out, re-arms its timer, re-counts its bytes,
+    /// and removes it once it terminated. Returns how it failed, if it did: the caller decides
+    /// what that means for the call.
+    pub(super) fn drain_client(&mut self, id: TxId, sink: Sink<'_>) -> Option<ClientFailure> {
+        let owner = TimerRef::Client(id);
+        let resend = self.resending == Some(owner);
+        let e = self.client.get_mut(id.0)?;
+        let mut terminated = false;
+        let mut failure = None;
+        let deadline = drain(
+            &mut e.tx,
+            e.peer,
+            resend,
+            sink.retransmissions_sent,
+            sink.transmits,
+            |event| match event {
+                TxEvent::Terminated => terminated = true,
+                TxEvent::TimedOut(t) => failure = Some(Some(t)),
+                TxEvent::TransportError => failure = Some(None),
+            },
+        );
+        let failure = failure.map(|timer| ClientFailure {
+            call: e.call,
+            side: e.side,
+            purpose: e.purpose,
+            timer,
+            own_refresh: e.purpose == Purpose::Own && e.request.method() == Some(&Method::Update),
+        });
+        match deadline {
+            Some(at) if !terminated => sink.timers.set(owner, at),
+            _ => sink.timers.cancel(&owner),
+        }
+        if terminated {
+            sink.ledger.remove_client(id);
+            if let Some(e) = self.client.remove(id.0)
+                && let Some(slots) = self.client_index.get_mut(&e.branch)
+            {
+                let slot = &mut slots[usize::from(e.cancel)];
+                if *slot == Some(id) {
+                    *slot = None;
+                }
+                if *slots == [None, None] {
+                    self.client_index.remove(&e.branch);
+                }
+            }
+        } else {
+            // The request is shared between the entry and the machine: counted once.
+            sink.ledger.set_client(id, e.tx.held_bytes());
+        }
+        failure
+    }
+}
+
+/// Drops `key`'s entries that `keep` refuses, and the key once none is left.
+fn unindex(index: &mut HashMap<Box<str>, Vec<TxId>>, key: &str, keep: impl Fn(&TxId) -> bool) {
+    if let Some(ids) = index.get_mut(key) {
+        ids.retain(keep);
+        if ids.is_empty() {
+            index.remove(key);
+        }
+    }
+}
+
+/// The outputs every transaction machine has, whichever of the four it is.
+trait Machine {
+    fn held_bytes(&self) -> usize;
+    fn poll_transmit(&mut self) -> Option<Bytes>;
+    fn poll_event(&mut self) -> Option<TxEvent>;
+    fn poll_timeout(&self) -> Option<Instant>;
+}
+
+macro_rules! machine_for {
+    ($ty:ident) => {
+        impl Machine for $ty {
+            fn held_bytes(&self) -> usize {
+                match self {
+                    Self::Invite(t) => t.held_bytes(),
+                    Self::NonInvite(t) => t.held_bytes(),
+                }
+            }
+            fn poll_transmit(&mut self) -> Option<Bytes> {
+                match self {
+                    Self::Invite(t) => t.poll_transmit(),
+                    Self::NonInvite(t) => t.poll_transmit(),
+                }
+            }
+            fn poll_event(&mut self) -> Option<TxEvent> {
+                match self {
+                    Self::Invite(t) => t.poll_event(),
+                    Self::NonInvite(t) => t.poll_event(),
+                }
+            }
+            fn poll_timeout(&self) -> Option<Instant> {
+                match self {
+                    Self::Invite(t) => t.poll_timeout(),
+                    Self::NonInvite(t) => t.poll_timeout(),
+                }
+            }
+        }
+    };
+}
+
+machine_for!(STx);
+
+machine_for!(CTx);
+
+/// Moves everything `tx` has to send to `transmits` (toward `peer`; counted as retransmissions
+/// when `resend`), hands each of its events to `on_event`, and returns its next deadline.
+fn drain(
+    tx: &mut impl Machine,
+    peer: Peer,
+    resend: bool,
+    retransmissions_sent: &mut u64,
+    transmits: &mut VecDeque<Transmit>,
+    mut on_event: impl FnMut(TxEvent),
+) -> Option<Instant> {
+    loop {
+        let data = tx.poll_transmit();
+        let event = tx.poll_event();
+        if data.is_none() && event.is_none() {
+            break;
+        }
+        if let Some(data) = data {
+            if resend {
+                *retransmissions_sent += 1;
+            }
+            transmits.push_back(Transmit { to: peer, data });
+        }
+        if let Some(event) = event {
+            on_event(event);
+        }
+    }
+    tx.poll_timeout()
+}
+
+/// (Call-ID, From tag, CSeq number) of an initial request, for merged-request detection.
+pub(super) fn merged_key(msg: &Message) -> Option<MergedKey> {
+    Some((
+        msg.call_id().to_owned(),
+        msg.from().tag()?.to_owned(),
+        msg.cseq().seq,
+    ))
+}
