@@ -38,7 +38,7 @@ mod tests {
 
     #[test]
     fn expires_after_the_limit_and_ignores_older_observations() {
-        let t0 = Instant::now();
+        let t0 = crate::media::test_origin();
         let mut a = Activity::new(t0);
         let s = Duration::from_secs;
         assert!(!a.expired(t0 + s(59), Some(s(60))));

@@ -52,6 +52,16 @@ pub mod table;
 
 use std::{collections::BTreeMap, net::IpAddr};
 
+/// The origin of simulated time in this module's tests (an `Instant` cannot be made otherwise).
+#[cfg(test)]
+pub(crate) fn test_origin() -> std::time::Instant {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "test origin only; time is simulated"
+    )]
+    std::time::Instant::now()
+}
+
 pub use command::MediaCommand;
 pub use fast_path::FastPath;
 pub use settings::{RelaySettings, SideAddress};

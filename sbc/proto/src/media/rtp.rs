@@ -141,7 +141,7 @@ mod tests {
 
     #[test]
     fn counts_loss_across_sequence_wrap() {
-        let t0 = Instant::now();
+        let t0 = crate::media::test_origin();
         let mut s = RtpStats::default();
         let mut seq = 65_530u16;
         for i in 0..20u32 {
@@ -161,7 +161,7 @@ mod tests {
 
     #[test]
     fn steady_stream_has_no_jitter_and_late_packets_add_some() {
-        let t0 = Instant::now();
+        let t0 = crate::media::test_origin();
         let mut s = RtpStats::default();
         for i in 0..50u32 {
             s.on_packet(

@@ -113,7 +113,7 @@ fn installs(cmds: &[MediaCommand]) -> Vec<FastPath> {
 
 #[test]
 fn allocation_binds_both_sides_and_release_leaves_nothing() {
-    let t0 = Instant::now();
+    let t0 = crate::media::test_origin();
     let mut t = table(true);
     let a = call(&mut t, t0, Some("198.51.100.7:5000"));
     let cmds = drain(&mut t);
@@ -158,7 +158,7 @@ fn allocation_binds_both_sides_and_release_leaves_nothing() {
 
 #[test]
 fn provisional_latch_before_the_answer_gets_no_fast_path_until_confirmed() {
-    let t0 = Instant::now();
+    let t0 = crate::media::test_origin();
     let mut t = table(true);
     let a = call(&mut t, t0, None);
     let k = key(&a);
@@ -202,7 +202,7 @@ fn provisional_latch_before_the_answer_gets_no_fast_path_until_confirmed() {
 
 #[test]
 fn provisional_latch_of_another_address_is_dropped_by_the_answer() {
-    let t0 = Instant::now();
+    let t0 = crate::media::test_origin();
     let mut t = table(true);
     let a = call(&mut t, t0, None);
     let k = key(&a);
@@ -229,7 +229,7 @@ fn provisional_latch_of_another_address_is_dropped_by_the_answer() {
 
 #[test]
 fn outsider_never_latches_and_gets_nothing() {
-    let t0 = Instant::now();
+    let t0 = crate::media::test_origin();
     let mut t = table(true);
     let a = call(&mut t, t0, None);
     let k = key(&a);
@@ -248,7 +248,7 @@ fn outsider_never_latches_and_gets_nothing() {
 
 #[test]
 fn relatch_window_lets_a_new_source_in_then_closes_and_the_fast_path_turns_strict() {
-    let t0 = Instant::now();
+    let t0 = crate::media::test_origin();
     let mut t = table(true);
     let a = call(&mut t, t0, Some("198.51.100.7:5000"));
     let k = key(&a);
@@ -296,7 +296,7 @@ fn relatch_window_lets_a_new_source_in_then_closes_and_the_fast_path_turns_stric
 
 #[test]
 fn media_timeout_fires_once_uses_the_hold_value_and_counts_fast_path_packets() {
-    let t0 = Instant::now();
+    let t0 = crate::media::test_origin();
     let s = Duration::from_secs;
     let mut t = table(true);
     let a = call(&mut t, t0, None);
@@ -368,7 +368,7 @@ fn media_timeout_fires_once_uses_the_hold_value_and_counts_fast_path_packets() {
 
 #[test]
 fn busy_ports_are_replaced_a_few_times_then_the_offer_fails() {
-    let t0 = Instant::now();
+    let t0 = crate::media::test_origin();
     let mut t = table(false);
     let a = call(&mut t, t0, None);
     let k = key(&a);
@@ -398,7 +398,7 @@ fn busy_ports_are_replaced_a_few_times_then_the_offer_fails() {
 
 #[test]
 fn refusals_leak_nothing() {
-    let t0 = Instant::now();
+    let t0 = crate::media::test_origin();
     let mut t = table(false);
     let five = [StreamDesc::new(ip("10.0.0.5"), 4000); 5];
     assert_eq!(
@@ -460,7 +460,7 @@ fn refusals_leak_nothing() {
 
 #[test]
 fn adoption_pairs_mappings_and_removes_the_rest() {
-    let t0 = Instant::now();
+    let t0 = crate::media::test_origin();
     let mut t = table(true);
     let fwd = FastPath {
         ingress: SocketAddr::new(IN, 20_010),
@@ -513,7 +513,7 @@ fn key_of(session: SessionId) -> StreamKey {
 
 #[test]
 fn failover_moves_quota_and_allowed_sources() {
-    let t0 = Instant::now();
+    let t0 = crate::media::test_origin();
     let mut t = table(false);
     let a = call(&mut t, t0, None);
     let k = key(&a);
@@ -538,7 +538,7 @@ fn failover_moves_quota_and_allowed_sources() {
 
 #[test]
 fn packets_of_a_released_stream_are_dropped() {
-    let t0 = Instant::now();
+    let t0 = crate::media::test_origin();
     let mut t = table(false);
     let a = call(&mut t, t0, Some("198.51.100.7:5000"));
     t.release(a.session);
