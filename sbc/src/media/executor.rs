@@ -4,6 +4,7 @@
 
 use std::{
     collections::HashMap,
+    mem::MaybeUninit,
     net::{IpAddr, SocketAddr},
     sync::{Arc, Weak},
     time::Instant,
@@ -98,10 +99,12 @@ impl Executor {
     fn sockets(&mut self, addr: SocketAddr) -> std::io::Result<[UdpSocket; 2]> {
         if let Some(pair) = self.idle.remove(&addr) {
             // Datagrams queued for the previous stream are not the new call's: discard them.
-            // (Later strays meet the latching policy, as on a freshly bound port.)
-            let mut scratch = [0u8; 64];
+            // (Later strays meet the latching policy, as on a freshly bound port.) Read the
+            // socket directly: tokio's readiness may not have seen them yet.
+            let mut scratch = [MaybeUninit::<u8>::uninit(); 64];
             for s in &pair {
-                while s.try_recv_from(&mut scratch).is_ok() {}
+                let s = socket2::SockRef::from(s);
+                while s.recv(&mut scratch).is_ok() {}
             }
             return Ok(pair);
         }

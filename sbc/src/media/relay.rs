@@ -84,8 +84,8 @@ pub(crate) async fn run(
     metrics: MediaMetrics,
 ) {
     loop {
+        // Unbiased: a busy socket must not starve the stream's other three.
         let (leg, port) = tokio::select! {
-            biased;
             _ = &mut stop => break,
             r = sockets[0][0].readable() => (r.map(|()| Leg::Inside), RelayPort::Rtp),
             r = sockets[0][1].readable() => (r.map(|()| Leg::Inside), RelayPort::Rtcp),
@@ -154,11 +154,9 @@ fn relay_batch(
             if want == 0 {
                 continue;
             }
-            let sent = socket
-                .try_io(Interest::WRITABLE, || {
-                    udp_batch::send(socket.as_raw_fd(), packets())
-                })
-                .unwrap_or(0);
+            // Straight to the non-blocking socket: a full send buffer (EAGAIN) drops the rest
+            // of the batch, as it would drop a single datagram; nothing waits for writability.
+            let sent = udp_batch::send(socket.as_raw_fd(), packets()).unwrap_or(0);
             forwarded += sent;
             bytes += packets()
                 .filter(|p| p.dst.is_some())

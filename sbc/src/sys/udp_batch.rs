@@ -93,15 +93,15 @@ pub fn recv(fd: RawFd, batch: &mut Batch) -> io::Result<usize> {
     }
     let n = usize::try_from(n).unwrap_or(0);
     let mut kept = 0;
-    for i in 0..n {
-        let truncated = msgs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-        let Some(src) = socket_addr(&names[i]) else {
+    for (i, (msg, name)) in msgs.iter().zip(&names).enumerate().take(n) {
+        let truncated = msg.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+        let Some(src) = socket_addr(name) else {
             continue;
         };
         if truncated {
             continue;
         }
-        let len = msgs[i].msg_len as usize;
+        let len = msg.msg_len as usize;
         if kept != i {
             // Compact: a skipped datagram leaves a gap (rare; copies one buffer).
             let (head, tail) = batch.packets.split_at_mut(i);
@@ -143,11 +143,11 @@ pub fn send<'a>(fd: RawFd, packets: impl Iterator<Item = &'a Datagram>) -> io::R
         }
         // SAFETY: mmsghdr is plain old data; zero is a valid initial value for every field.
         let mut msgs: [libc::mmsghdr; BATCH] = unsafe { MaybeUninit::zeroed().assume_init() };
-        for i in 0..n {
-            msgs[i].msg_hdr.msg_name = (&raw mut names[i]).cast();
-            msgs[i].msg_hdr.msg_namelen = lens[i];
-            msgs[i].msg_hdr.msg_iov = &raw mut iovs[i];
-            msgs[i].msg_hdr.msg_iovlen = 1;
+        for (i, msg) in msgs.iter_mut().enumerate().take(n) {
+            msg.msg_hdr.msg_name = (&raw mut names[i]).cast();
+            msg.msg_hdr.msg_namelen = lens[i];
+            msg.msg_hdr.msg_iov = &raw mut iovs[i];
+            msg.msg_hdr.msg_iovlen = 1;
         }
         // SAFETY: the first `n` msghdrs point at live iovecs over live packet buffers and at
         // initialised addresses of `lens[i]` bytes, all outliving the call.
