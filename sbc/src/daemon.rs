@@ -98,7 +98,7 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
     let mut tasks = JoinSet::new();
     let (inbound_tx, inbound_rx) = tokio::sync::mpsc::channel(config.sip.inbound_queue);
     let transport = Transport::start(TransportConfig::from(&config), &metrics, inbound_tx)?;
-    let calls = crate::signaling::CallMetrics::register(&metrics.registry)?;
+    let calls = crate::metrics::CallMetrics::register(&metrics.registry)?;
     let (stop_signaling, stop_rx) = tokio::sync::watch::channel(false);
     let (signaling, commands) = crate::signaling::SignalingHandle::channel();
     // Trunk proxies given by name: resolved by their own task, applied by the signaling task.
@@ -111,18 +111,16 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
         stop_rx.clone(),
     ));
     tasks.spawn(crate::signaling::run(
-        crate::signaling::b2bua_config(&config),
-        crate::signaling::Acl::from_config(&config),
-        crate::signaling::TrunkNames::from_config(&config),
-        crate::signaling::registrations(&config),
-        crate::signaling::health_checks(&config),
-        media.clone(),
-        transport.clone(),
-        inbound_rx,
-        commands,
-        metrics.clone(),
-        calls,
-        stop_rx,
+        crate::config::sbc_config(&config),
+        crate::signaling::Wiring {
+            media: media.clone(),
+            transport: transport.clone(),
+            inbound: inbound_rx,
+            commands,
+            metrics: metrics.clone(),
+            calls,
+            shutdown: stop_rx,
+        },
     ));
 
     let addr = config.admin.listen;

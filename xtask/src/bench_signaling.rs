@@ -1,5 +1,7 @@
 //! `cargo xtask bench signaling`: calls per second and CPU per call of the SBC against Kamailio
-//! and against SIPp talking directly (the harness ceiling), side by side in one run on the lab:
+//! (a stateful proxy), against Kamailio + rtpengine (the same job as the SBC: media anchored,
+//! SDP rewritten) and against SIPp talking directly (the harness ceiling), side by side in one
+//! run on the lab:
 //! SIPp UAC (pbx) → system under test (sbc namespace) → SIPp UAS (carrier). Also the SBC's
 //! memory per concurrent call and the response-time overhead. See shared BENCHMARKING.md for
 //! why CPU per call (from the SUT's own per-thread schedstat) is the comparable figure on a
@@ -7,10 +9,10 @@
 
 use std::{
     fmt::Write as _,
-    path::Path,
+    path::{Path, PathBuf},
     process::{Command, Stdio},
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context, Result, bail};
@@ -25,6 +27,9 @@ use sbc_lab::{
 enum System {
     Sbc,
     Kamailio,
+    /// Kamailio driving rtpengine (`rtpengine_offer`/`_answer`/`_delete`): media anchoring with
+    /// SDP rewrite, the job the SBC does. Its CPU is both process trees together.
+    KamailioRtpengine,
     /// Kernel IP forwarding between the namespaces: SIPp talking to SIPp.
     Direct,
 }
@@ -34,7 +39,20 @@ impl System {
         match self {
             System::Sbc => "sbc (B2BUA, topology hiding, SDP rewrite, media ports)",
             System::Kamailio => "Kamailio 5.6 (stateful proxy, dialog, topoh, nathelper)",
+            System::KamailioRtpengine => {
+                "Kamailio 5.6 + rtpengine (as above, media anchored, SDP rewritten)"
+            }
             System::Direct => "SIPp direct (harness ceiling)",
+        }
+    }
+
+    /// Its key in the JSON report.
+    fn key(self) -> &'static str {
+        match self {
+            System::Sbc => "sbc",
+            System::Kamailio => "kamailio",
+            System::KamailioRtpengine => "kamailio_rtpengine",
+            System::Direct => "direct",
         }
     }
 }
@@ -104,16 +122,119 @@ impl Trial {
 /// Runs the benchmark and writes `bench/results/signaling-<date>.{md,json}`.
 pub fn signaling(root: &Path, quick: bool) -> Result<()> {
     let plan = Plan::new(quick);
-    crate::cargo(&["build", "--release", "--package", "sbc", "--bin", "sbc"])?;
-    let sbc_bin = root.join("target/release/sbc");
+    // SBC_BENCH_SBC_BIN=<path> measures a prebuilt binary instead (an A/B against an older
+    // build: run once with each, SBC_BENCH_ONLY=sbc, alternating).
+    let sbc_bin = match std::env::var_os("SBC_BENCH_SBC_BIN") {
+        Some(bin) => std::path::PathBuf::from(bin),
+        None => {
+            crate::cargo(&["build", "--release", "--package", "sbc", "--bin", "sbc"])?;
+            root.join("target/release/sbc")
+        }
+    };
     let work = std::env::temp_dir().join(format!("sbc-bench-sig-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
-    let result = run_all(&plan, &sbc_bin, &work, root, quick);
+    // Every file a system under test writes (pidfiles, SIPp's logs) belongs in `work`; a file
+    // that appears in the repository during the run is a bug in this benchmark.
+    let before = repo_files(root);
+    let result = run_all(&plan, &sbc_bin, &work, quick);
     let _ = std::fs::remove_dir_all(&work);
-    result
+    let (md, json) = result?;
+    let left: Vec<String> = repo_files(root)
+        .into_iter()
+        .filter(|f| !before.contains(f))
+        .collect();
+    if !left.is_empty() {
+        bail!("the benchmark left files in the repository: {left:?}");
+    }
+    let dir = root.join("bench/results");
+    std::fs::create_dir_all(&dir)?;
+    let suffix = if quick { "-quick" } else { "" };
+    let date = date();
+    std::fs::write(dir.join(format!("signaling-{date}{suffix}.md")), &md)?;
+    std::fs::write(dir.join(format!("signaling-{date}{suffix}.json")), &json)?;
+    println!("{md}");
+    Ok(())
 }
 
-fn run_all(plan: &Plan, sbc_bin: &Path, work: &Path, root: &Path, quick: bool) -> Result<()> {
+/// Untracked and ignored files of the repository (`git status`), to catch leftovers.
+fn repo_files(root: &Path) -> Vec<String> {
+    Command::new("git")
+        .args([
+            "status",
+            "--porcelain",
+            "--ignored",
+            "--untracked-files=all",
+        ])
+        .arg("--")
+        .arg(".")
+        .arg(":(exclude)target")
+        .current_dir(root)
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| l.starts_with("??") || l.starts_with("!!"))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// How rtpengine forwards media in this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Forwarding {
+    /// In the kernel (its `xt_RTPENGINE` module loaded, table [`RTPENGINE_TABLE`]).
+    Kernel,
+    /// In its own threads.
+    Userspace,
+}
+
+impl Forwarding {
+    /// Kernel forwarding where rtpengine's kernel module loads, else userspace.
+    fn detect() -> Self {
+        let _ = Command::new("modprobe")
+            .arg("xt_RTPENGINE")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if Path::new("/proc/rtpengine/control").exists() {
+            Forwarding::Kernel
+        } else {
+            Forwarding::Userspace
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Forwarding::Kernel => "kernel forwarding (xt_RTPENGINE loaded)",
+            Forwarding::Userspace => {
+                "userspace forwarding (its kernel module xt_RTPENGINE does not load on this kernel)"
+            }
+        }
+    }
+}
+
+/// rtpengine's kernel table when it forwards in the kernel (not the default 0, so a system
+/// rtpengine is left alone).
+const RTPENGINE_TABLE: u32 = 42;
+/// rtpengine's ng control socket, on the loopback of the system-under-test namespace.
+const RTPENGINE_NG_PORT: u16 = 22_223;
+
+/// Everything a trial needs: the lab, the files in the work directory, the binaries.
+struct Setup<'a> {
+    lab: Lab,
+    work: &'a Path,
+    uac: PathBuf,
+    sbc_bin: &'a Path,
+    sbc_cfg: PathBuf,
+    kam_cfg: PathBuf,
+    rtpengine: Forwarding,
+}
+
+/// INVITE forwarding delay of one system: rate, (p50 µs, p99 µs, INVITEs paired).
+type Delay = (System, u64, (f64, f64, usize));
+
+fn run_all(plan: &Plan, sbc_bin: &Path, work: &Path, quick: bool) -> Result<(String, String)> {
     let lab = Lab::up("bsig").context("lab up (needs root)")?;
     let caller = sipp::scenario(
         "bench-uac",
@@ -166,16 +287,30 @@ fn run_all(plan: &Plan, sbc_bin: &Path, work: &Path, root: &Path, quick: bool) -
     std::fs::write(&kam_cfg, KAMAILIO_CFG)?;
     let sbc_cfg = work.join("sbc.toml");
     std::fs::write(&sbc_cfg, SBC_CFG)?;
+    let setup = Setup {
+        lab,
+        work,
+        uac,
+        sbc_bin,
+        sbc_cfg,
+        kam_cfg,
+        rtpengine: Forwarding::detect(),
+    };
+    eprintln!("bench signaling: rtpengine: {}", setup.rtpengine.describe());
+    let _table = (setup.rtpengine == Forwarding::Kernel).then(|| KernelTable(RTPENGINE_TABLE));
 
-    // Step search per system, repetitions interleaved (A B C A B C …) against drift.
-    let systems: Vec<System> = [System::Sbc, System::Kamailio, System::Direct]
-        .into_iter()
-        // SBC_BENCH_ONLY=kamailio (or sbc, direct) runs one system, for diagnosing it.
-        .filter(|s| {
-            std::env::var("SBC_BENCH_ONLY")
-                .map_or(true, |o| format!("{s:?}").eq_ignore_ascii_case(&o))
-        })
-        .collect();
+    // Step search per system, repetitions interleaved (A B C D A B C D …) against drift.
+    let systems: Vec<System> = [
+        System::Sbc,
+        System::Kamailio,
+        System::KamailioRtpengine,
+        System::Direct,
+    ]
+    .into_iter()
+    // SBC_BENCH_ONLY=kamailio (or sbc, kamailio_rtpengine, direct) runs one system, for
+    // diagnosing it.
+    .filter(|s| std::env::var("SBC_BENCH_ONLY").map_or(true, |o| s.key() == o))
+    .collect();
     let mut best: Vec<(System, Vec<Trial>)> = systems.iter().map(|s| (*s, Vec::new())).collect();
     let mut fixed: Vec<(System, Vec<Trial>)> = systems.iter().map(|s| (*s, Vec::new())).collect();
     for rep in 0..plan.reps {
@@ -188,9 +323,7 @@ fn run_all(plan: &Plan, sbc_bin: &Path, work: &Path, root: &Path, quick: bool) -
             );
             let mut last_clean = None;
             for &rate in &plan.ladder {
-                let t = trial(
-                    &lab, *system, rate, plan.trial, &uac, sbc_bin, &sbc_cfg, &kam_cfg, work,
-                )?;
+                let t = trial(&setup, *system, rate, plan.trial)?;
                 eprintln!(
                     "  {rate:>5}/s: {} ok, {} failed, {} retransmissions, CPU {:.3} s",
                     t.ok, t.failed, t.retrans, t.cpu_s
@@ -206,10 +339,6 @@ fn run_all(plan: &Plan, sbc_bin: &Path, work: &Path, root: &Path, quick: bool) -
             best[i].1.push(last_clean.unwrap_or_default());
         }
     }
-    eprintln!(
-        "bench signaling: {} concurrent calls held open on the sbc",
-        plan.concurrent
-    );
     // Added delay at half the SBC's highest clean rate (the issue's operating point).
     let sbc_max = best
         .iter()
@@ -218,8 +347,8 @@ fn run_all(plan: &Plan, sbc_bin: &Path, work: &Path, root: &Path, quick: bool) -
             median(t.iter().map(|t| t.rate as f64).collect())
         });
     let half = ((sbc_max / 2.0 / 100.0).round() * 100.0).max(100.0) as u64;
-    let mut delays = Vec::new();
-    for system in [System::Sbc, System::Kamailio] {
+    let mut delays: Vec<Delay> = Vec::new();
+    for system in [System::Sbc, System::Kamailio, System::KamailioRtpengine] {
         if systems.contains(&system) {
             eprintln!(
                 "bench signaling: INVITE forwarding delay of {} at {half} calls/s",
@@ -228,17 +357,27 @@ fn run_all(plan: &Plan, sbc_bin: &Path, work: &Path, root: &Path, quick: bool) -
             delays.push((
                 system,
                 half,
-                forward_delay(
-                    &lab, system, half, plan.trial, &uac, sbc_bin, &sbc_cfg, &kam_cfg, work,
-                )?,
+                forward_delay(&setup, system, half, plan.trial)?,
             ));
         }
     }
-    let memory = concurrency(&lab, plan.concurrent, sbc_bin, &sbc_cfg, work)?;
-    let (mut md, json) = render(plan, &best, &fixed, &memory, quick);
+    eprintln!(
+        "bench signaling: {} concurrent calls held open on the sbc",
+        plan.concurrent
+    );
+    let memory = concurrency(&setup.lab, plan.concurrent, sbc_bin, &setup.sbc_cfg, work)?;
+    let (mut md, json) = render(
+        plan,
+        &best,
+        &fixed,
+        &delays,
+        &memory,
+        setup.rtpengine,
+        quick,
+    );
     let _ = writeln!(
         md,
-        "\n## Signaling added delay (INVITE in → INVITE out)\n\nBoth interfaces of the system's namespace captured with tshark during a {}-s step; the k-th INVITE (CSeq 1) arriving on the inside pairs with the k-th leaving on the outside (one signaling task keeps the order; the step has no retransmissions). Capture timestamps, so kernel receive and send are included.\n\n| system | rate (calls/s) | INVITEs paired | p50 (µs) | p99 (µs) |\n| --- | ---: | ---: | ---: | ---: |",
+        "\n## Signaling added delay (INVITE in → INVITE out)\n\nBoth interfaces of the system's namespace captured with tshark during a {}-s step; the k-th INVITE (CSeq 1) arriving on the inside pairs with the k-th leaving on the outside (one signaling task keeps the order; the step has no retransmissions). Capture timestamps, so kernel receive and send are included. With rtpengine the delay includes Kamailio's round trip to it (the offer).\n\n| system | rate (calls/s) | INVITEs paired | p50 (µs) | p99 (µs) |\n| --- | ---: | ---: | ---: | ---: |",
         plan.trial.as_secs()
     );
     for (system, rate, (p50, p99, n)) in &delays {
@@ -248,43 +387,43 @@ fn run_all(plan: &Plan, sbc_bin: &Path, work: &Path, root: &Path, quick: bool) -
             system.name()
         );
     }
-    let report = (md, json);
-    let dir = root.join("bench/results");
-    std::fs::create_dir_all(&dir)?;
-    let date = date();
-    let suffix = if quick { "-quick" } else { "" };
-    std::fs::write(dir.join(format!("signaling-{date}{suffix}.md")), &report.0)?;
-    std::fs::write(
-        dir.join(format!("signaling-{date}{suffix}.json")),
-        &report.1,
-    )?;
-    println!("{}", report.0);
-    Ok(())
+    Ok((md, json))
 }
 
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one trial needs the whole set-up"
-)]
-fn trial(
-    lab: &Lab,
-    system: System,
-    rate: u64,
-    length: Duration,
-    uac: &Path,
-    sbc_bin: &Path,
-    sbc_cfg: &Path,
-    kam_cfg: &Path,
-    work: &Path,
-) -> Result<Trial> {
-    let (sut, dest) = match system {
-        System::Sbc => (Some(start_sbc(lab, sbc_bin, sbc_cfg)?), "198.18.1.1:5060"),
-        System::Kamailio => (Some(start_kamailio(lab, kam_cfg)?), "198.18.1.1:5060"),
+/// rtpengine's kernel forwarding table, deleted on drop (rtpengine leaves it behind).
+struct KernelTable(u32);
+
+impl Drop for KernelTable {
+    fn drop(&mut self) {
+        let _ = std::fs::write("/proc/rtpengine/control", format!("del {}\n", self.0));
+    }
+}
+
+fn trial(s: &Setup<'_>, system: System, rate: u64, length: Duration) -> Result<Trial> {
+    let lab = &s.lab;
+    // The processes of the system under test; its CPU is theirs and their descendants'.
+    let (suts, dest) = match system {
+        System::Sbc => (
+            vec![start_sbc(lab, s.sbc_bin, &s.sbc_cfg)?],
+            "198.18.1.1:5060",
+        ),
+        System::Kamailio => (
+            vec![start_kamailio(lab, &s.kam_cfg, false)?],
+            "198.18.1.1:5060",
+        ),
+        System::KamailioRtpengine => {
+            // rtpengine first: Kamailio's module takes an engine that does not answer at start
+            // out of service for a minute.
+            let rtpengine = start_rtpengine(s)?;
+            let kamailio = start_kamailio(lab, &s.kam_cfg, true)?;
+            (vec![kamailio, rtpengine], "198.18.1.1:5060")
+        }
         System::Direct => {
             sysctl(&lab.sbc, "net.ipv4.ip_forward=1")?;
-            (None, "198.18.2.2:5060")
+            (Vec::new(), "198.18.2.2:5060")
         }
     };
+    let cpu = |suts: &[Owned]| suts.iter().map(|p| tree_cpu_ns(p.pid())).sum::<u64>();
     let uas = spawn(Command::new("ip").args([
         "netns",
         "exec",
@@ -302,16 +441,15 @@ fn trial(
     ]))?;
     thread::sleep(Duration::from_millis(300));
     let calls = rate * length.as_secs();
-    let stat = work.join(format!("stat-{}.csv", std::process::id()));
+    let stat = s.work.join(format!("stat-{}.csv", std::process::id()));
     let _ = std::fs::remove_file(&stat);
-    let cpu0 = sut.as_ref().map_or(0, |s| tree_cpu_ns(s.pid()));
-    let started = Instant::now();
+    let cpu0 = cpu(&suts);
     let mut uac_p = spawn(
         Command::new("ip")
             .args([
                 "netns", "exec", &lab.pbx, "taskset", "-c", "0", "sipp", "-nostdin", "-sf",
             ])
-            .arg(uac)
+            .arg(&s.uac)
             .args([
                 "-i",
                 "198.18.1.2",
@@ -341,22 +479,20 @@ fn trial(
                 "10000",
                 dest,
             ])
-            .current_dir(work),
+            .current_dir(s.work),
     )?;
     let _ = uac_p.wait_timeout(length + Duration::from_secs(45));
-    let elapsed = started.elapsed();
-    let cpu1 = sut.as_ref().map_or(0, |s| tree_cpu_ns(s.pid()));
+    let cpu1 = cpu(&suts);
     drop(uas);
-    if let Some(sut) = sut {
+    for sut in suts {
         stop_tree(sut);
     }
     if system == System::Direct {
         sysctl(&lab.sbc, "net.ipv4.ip_forward=0")?;
     }
     let (ok, failed, retrans) = parse_stat(&stat)?;
-    keep_errors(work, uac_p.pid(), failed);
-    let rtt_ms = parse_rtt(work, uac_p.pid());
-    let _ = elapsed;
+    keep_errors(s.work, uac_p.pid(), failed);
+    let rtt_ms = parse_rtt(s.work, uac_p.pid());
     Ok(Trial {
         rate,
         calls,
@@ -370,28 +506,17 @@ fn trial(
 
 /// INVITE forwarding delay (µs p50, p99, pairs) of `system` at `rate`, from a capture of both
 /// of its interfaces.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one trial needs the whole set-up"
-)]
 fn forward_delay(
-    lab: &Lab,
+    s: &Setup<'_>,
     system: System,
     rate: u64,
     length: Duration,
-    uac: &Path,
-    sbc_bin: &Path,
-    sbc_cfg: &Path,
-    kam_cfg: &Path,
-    work: &Path,
 ) -> Result<(f64, f64, usize)> {
-    let cap = sbc_lab::capture::Capture::start_on(&lab.sbc, &["in0", "out0"], "udp port 5060")
+    let cap = sbc_lab::capture::Capture::start_on(&s.lab.sbc, &["in0", "out0"], "udp port 5060")
         .map_err(|e| anyhow::anyhow!(e))?;
-    let t = trial(
-        lab, system, rate, length, uac, sbc_bin, sbc_cfg, kam_cfg, work,
-    )?;
+    let t = trial(s, system, rate, length)?;
     let bytes = cap.stop();
-    let file = work.join("delay.pcap");
+    let file = s.work.join("delay.pcap");
     std::fs::write(&file, bytes)?;
     let out = Command::new("tshark")
         .arg("-r")
@@ -595,32 +720,82 @@ fn start_sbc(lab: &Lab, bin: &Path, cfg: &Path) -> Result<Owned> {
             .arg(cfg)
             .env("SBC_LOG", "error"),
     )?;
-    wait_port(&lab.sbc, &mut p)?;
+    wait_port(&lab.sbc, 5060, &mut p)?;
     Ok(p)
 }
 
-fn start_kamailio(lab: &Lab, cfg: &Path) -> Result<Owned> {
+fn start_kamailio(lab: &Lab, cfg: &Path, rtpengine: bool) -> Result<Owned> {
     // At its best per BENCHMARKING.md: tlsf allocator, shared memory pre-faulted, 1 worker.
+    let mut cmd = Command::new("ip");
+    cmd.args([
+        "netns", "exec", &lab.sbc, "taskset", "-c", "1", "kamailio", "-f",
+    ])
+    .arg(cfg)
+    .args([
+        "-DD", "-E", "-x", "tlsf", "-X", "tlsf", "-m", "1024", "-M", "16",
+    ])
+    .stderr(Stdio::null());
+    if rtpengine {
+        cmd.args(["-A", "WITH_RTPENGINE"]);
+    }
+    let mut p = spawn(&mut cmd)?;
+    wait_port(&lab.sbc, 5060, &mut p)?;
+    Ok(p)
+}
+
+/// rtpengine in the SUT namespace on the SUT's CPU, anchoring media between the inside
+/// (`internal`) and outside (`external`) addresses, controlled over ng on loopback. Its files
+/// (pidfile) go to the work directory, which is also its working directory.
+fn start_rtpengine(s: &Setup<'_>) -> Result<Owned> {
+    let table = match s.rtpengine {
+        Forwarding::Kernel => i64::from(RTPENGINE_TABLE),
+        Forwarding::Userspace => -1,
+    };
     let mut p = spawn(
         Command::new("ip")
             .args([
-                "netns", "exec", &lab.sbc, "taskset", "-c", "1", "kamailio", "-f",
+                "netns",
+                "exec",
+                &s.lab.sbc,
+                "taskset",
+                "-c",
+                "1",
+                "rtpengine",
             ])
-            .arg(cfg)
             .args([
-                "-DD", "-E", "-x", "tlsf", "-X", "tlsf", "-m", "1024", "-M", "16",
+                "--config-file=none",
+                "--foreground",
+                "--log-stderr",
+                "--log-level=3",
+                "--interface=internal/198.18.1.1",
+                "--interface=external/198.18.2.1",
+                // One worker on one CPU: the configuration BENCHMARKING.md found best.
+                "--num-threads=1",
+                "--port-min=10000",
+                "--port-max=60000",
+                // Release ports at the delete (the default keeps a call 30 s): the step search
+                // runs thousands of calls a second.
+                "--delete-delay=0",
             ])
+            .arg(format!("--table={table}"))
+            .arg(format!("--listen-ng=127.0.0.1:{RTPENGINE_NG_PORT}"))
+            .arg(format!(
+                "--pidfile={}",
+                s.work.join("rtpengine.pid").display()
+            ))
+            .current_dir(s.work)
             .stderr(Stdio::null()),
     )?;
-    wait_port(&lab.sbc, &mut p)?;
+    wait_port(&s.lab.sbc, RTPENGINE_NG_PORT, &mut p)?;
     Ok(p)
 }
 
-/// Waits until something listens on UDP 5060 in the SUT's namespace.
-fn wait_port(ns: &str, p: &mut Owned) -> Result<()> {
+/// Waits until something listens on UDP `port` in the SUT's namespace.
+fn wait_port(ns: &str, port: u16, p: &mut Owned) -> Result<()> {
     for _ in 0..100 {
         let out = Command::new("ip")
-            .args(["netns", "exec", ns, "ss", "-Hlun", "sport", "= :5060"])
+            .args(["netns", "exec", ns, "ss", "-Hlun", "sport", "="])
+            .arg(format!(":{port}"))
             .output()?;
         if !String::from_utf8_lossy(&out.stdout).trim().is_empty() {
             thread::sleep(Duration::from_millis(200));
@@ -631,7 +806,7 @@ fn wait_port(ns: &str, p: &mut Owned) -> Result<()> {
         }
         thread::sleep(Duration::from_millis(100));
     }
-    bail!("the system under test did not listen on 5060 within 10 s")
+    bail!("the system under test did not listen on UDP {port} within 10 s")
 }
 
 fn spawn(cmd: &mut Command) -> Result<Owned> {
@@ -777,11 +952,14 @@ fn percentile(v: &[f64], p: f64) -> f64 {
     v[idx.min(v.len() - 1)]
 }
 
+/// The Markdown report (without the delay section) and the JSON next to it.
 fn render(
     plan: &Plan,
     best: &[(System, Vec<Trial>)],
     fixed: &[(System, Vec<Trial>)],
+    delays: &[Delay],
     memory: &(u64, u64, u64, f64),
+    rtpengine: Forwarding,
     quick: bool,
 ) -> (String, String) {
     let machine = machine_line();
@@ -794,9 +972,10 @@ fn render(
     let _ = writeln!(md, "{machine}\n");
     let _ = writeln!(
         md,
-        "Harness: SIPp UAC (pbx namespace, CPU 0) → system under test (sbc namespace, CPU 1) → SIPp UAS (carrier namespace); UDP; short calls: INVITE with SDP, 180, 200 with SDP, ACK, BYE, 200. The caller honours Record-Route. Step search over {:?} calls/s, {} s per step; a step is clean with < 0.1 % failed calls and ≤ 0.1 % retransmissions. CPU: the system's own per-task schedstat (all threads, all Kamailio processes) during the step. Medians of {} interleaved repetitions.\n",
+        "Harness: SIPp UAC (pbx namespace, CPU 0) → system under test (sbc namespace, CPU 1) → SIPp UAS (carrier namespace); UDP; short calls: INVITE with SDP, 180, 200 with SDP, ACK, BYE, 200. The caller honours Record-Route. Step search over {:?} calls/s, {} s per step; a step is clean with < 0.1 % failed calls and ≤ 0.1 % retransmissions. CPU: the system's own per-task schedstat (all threads, all Kamailio processes, and for Kamailio + rtpengine both process trees summed) during the step. rtpengine 1 worker thread, {}; no RTP is sent, so the figure is the media set-up and tear-down cost (offer, answer, delete, ports) on top of Kamailio's. Medians of {} interleaved repetitions.\n",
         plan.ladder,
         plan.trial.as_secs(),
+        rtpengine.describe(),
         plan.reps
     );
     let _ = writeln!(
@@ -805,7 +984,8 @@ fn render(
         plan.fixed_rate, plan.fixed_rate
     );
     let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: |");
-    let mut json = String::from("{\n  \"systems\": [\n");
+    let mut rows = Vec::new();
+    // (system, clean calls/s, CPU per 1,000 calls at the fixed rate, at the knee)
     let mut figures = Vec::new();
     for ((system, b), (_, f)) in best.iter().zip(fixed) {
         let rate = median(b.iter().map(|t| t.rate as f64).collect());
@@ -827,35 +1007,118 @@ fn render(
             cpu(cpu_fixed),
             cpu(cpu_knee)
         );
-        let _ = writeln!(
-            json,
-            "    {{\"system\": {:?}, \"clean_cps\": {rate}, \"cpu_s_per_1000_fixed\": {}, \"cpu_s_per_1000_knee\": {}, \"rtt_p50_ms\": {}, \"rtt_p99_ms\": {}}},",
-            format!("{system:?}"),
+        let delay = delays.iter().find(|d| d.0 == *system);
+        rows.push(format!(
+            "    {{\"system\": {:?}, \"clean_cps\": {rate}, \"cpu_s_per_1000_fixed\": {}, \"cpu_s_per_1000_knee\": {}, \"invite_delay_p50_us\": {}, \"invite_delay_p99_us\": {}, \"rtt_p50_ms\": {}, \"rtt_p99_ms\": {}}}",
+            system.key(),
             num(cpu_fixed),
             num(cpu_knee),
+            num(delay.map_or(f64::NAN, |d| d.2.0)),
+            num(delay.map_or(f64::NAN, |d| d.2.1)),
             num(p50),
             num(p99)
-        );
+        ));
         figures.push((*system, rate, cpu_fixed, cpu_knee));
     }
     let get = |s: System| figures.iter().find(|f| f.0 == s).copied();
-    if let (Some(sbc), Some(kam)) = (get(System::Sbc), get(System::Kamailio)) {
-        let _ = writeln!(
-            md,
-            "\nRatios SBC/Kamailio: clean calls/s {:.2}× (target ≥ 1.5×); CPU per call at {} calls/s {:.2}× (target ≤ 0.67×); CPU per call at the knee {:.2}×.",
-            sbc.1 / kam.1,
-            plan.fixed_rate,
-            sbc.2 / kam.2,
-            sbc.3 / kam.3
-        );
-        let _ = writeln!(
-            json,
-            "    {{\"ratio_cps_sbc_over_kamailio\": {}, \"ratio_cpu_fixed_sbc_over_kamailio\": {}}}",
-            num(sbc.1 / kam.1),
-            num(sbc.2 / kam.2)
-        );
+    let (sbc, kam, pair) = (
+        get(System::Sbc),
+        get(System::Kamailio),
+        get(System::KamailioRtpengine),
+    );
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => a / b,
+        _ => f64::NAN,
+    };
+    let ratios = [
+        (
+            "ratio_cps_sbc_over_kamailio",
+            ratio(sbc.map(|f| f.1), kam.map(|f| f.1)),
+        ),
+        (
+            "ratio_cpu_fixed_sbc_over_kamailio",
+            ratio(sbc.map(|f| f.2), kam.map(|f| f.2)),
+        ),
+        (
+            "ratio_cpu_knee_sbc_over_kamailio",
+            ratio(sbc.map(|f| f.3), kam.map(|f| f.3)),
+        ),
+        // The issue's "against the same job" figure, at the fixed rate.
+        (
+            "ratio_cpu_sbc_over_kamailio_rtpengine",
+            ratio(sbc.map(|f| f.2), pair.map(|f| f.2)),
+        ),
+        (
+            "ratio_cpu_knee_sbc_over_kamailio_rtpengine",
+            ratio(sbc.map(|f| f.3), pair.map(|f| f.3)),
+        ),
+        (
+            "ratio_cps_sbc_over_kamailio_rtpengine",
+            ratio(sbc.map(|f| f.1), pair.map(|f| f.1)),
+        ),
+    ];
+    let r = |key: &str| {
+        ratios
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map_or(f64::NAN, |(_, v)| *v)
+    };
+    let _ = writeln!(
+        md,
+        "\nRatios SBC/Kamailio: clean calls/s {:.2}× (target ≥ 1.5×); CPU per call at {} calls/s {:.2}× (target ≤ 0.67×); CPU per call at the knee {:.2}×.",
+        r("ratio_cps_sbc_over_kamailio"),
+        plan.fixed_rate,
+        r("ratio_cpu_fixed_sbc_over_kamailio"),
+        r("ratio_cpu_knee_sbc_over_kamailio"),
+    );
+    let _ = writeln!(
+        md,
+        "\nRatios SBC/(Kamailio + rtpengine), the same job: CPU per call at {} calls/s {:.2}× (target ≤ 0.5×); at the knee {:.2}×; clean calls/s {:.2}×.",
+        plan.fixed_rate,
+        r("ratio_cpu_sbc_over_kamailio_rtpengine"),
+        r("ratio_cpu_knee_sbc_over_kamailio_rtpengine"),
+        r("ratio_cps_sbc_over_kamailio_rtpengine"),
+    );
+    let mut json = String::from("{\n");
+    let _ = writeln!(json, "  \"machine\": {machine:?},");
+    let _ = writeln!(json, "  \"date\": {:?},", date());
+    let _ = writeln!(json, "  \"quick\": {quick},");
+    let _ = writeln!(json, "  \"repetitions\": {},", plan.reps);
+    let _ = writeln!(json, "  \"fixed_rate_cps\": {},", plan.fixed_rate);
+    let _ = writeln!(
+        json,
+        "  \"rtpengine_forwarding\": {:?},",
+        match rtpengine {
+            Forwarding::Kernel => "kernel",
+            Forwarding::Userspace => "userspace",
+        }
+    );
+    for (k, v) in ratios {
+        let _ = writeln!(json, "  {k:?}: {},", num(v));
     }
-    json.push_str("  ],\n");
+    // Per-system maps of the figures other tools read most.
+    let map = |f: &dyn Fn(System) -> f64| {
+        figures
+            .iter()
+            .map(|x| format!("{:?}: {}", x.0.key(), num(f(x.0))))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let _ = writeln!(
+        json,
+        "  \"clean_cps\": {{{}}},",
+        map(&|s| get(s).map_or(f64::NAN, |f| f.1))
+    );
+    let _ = writeln!(
+        json,
+        "  \"invite_delay_p99_us\": {{{}}},",
+        delays
+            .iter()
+            .map(|d| format!("{:?}: {}", d.0.key(), num(d.2.1)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(json, "  \"systems\": [\n{}\n  ],", rows.join(",\n"));
     let (n, idle, peak, steady) = *memory;
     let per_call = (peak.saturating_sub(idle)) as f64 * 1024.0 / n as f64;
     let _ = writeln!(
@@ -868,15 +1131,14 @@ fn render(
     );
     let _ = writeln!(
         json,
-        "  \"concurrency\": {{\"calls\": {n}, \"rss_idle_kib\": {idle}, \"rss_peak_kib\": {peak}, \"bytes_per_call\": {}, \"steady_cpu_cores\": {}}},",
+        "  \"concurrency\": {{\"calls\": {n}, \"rss_idle_kib\": {idle}, \"rss_peak_kib\": {peak}, \"bytes_per_call\": {}, \"steady_cpu_cores\": {}}}\n}}",
         num(per_call),
         num(steady)
     );
     let _ = writeln!(
         md,
-        "\nResponse time is SIPp's INVITE → 200 OK per call (`-trace_rtt`), so it includes the callee and both hops; the added delay of a system is its figure minus the direct row's.\n"
+        "\nResponse time is SIPp's INVITE → 200 OK per call (`-trace_rtt`, millisecond resolution), so it includes the callee and both hops; the added delay of a system is its figure minus the direct row's.\n"
     );
-    let _ = writeln!(json, "  \"machine\": {machine:?}\n}}");
     (md, json)
 }
 
@@ -927,6 +1189,9 @@ const KAMAILIO_CFG: &str = r#"#!KAMAILIO
 # Reference for the signaling benchmark: stateful proxy with dialog tracking (dialog),
 # topology hiding (topoh) and NAT fixing (nathelper) — the closest open-source equivalent of
 # the SBC's B2BUA. One worker per socket was best on this machine kind.
+# With `-A WITH_RTPENGINE` it also anchors media in rtpengine and rewrites the SDP, the job the
+# SBC does: a call whose offer, answer or delete fails, fails (503 / reply dropped / 500), so a
+# clean step proves every call went through rtpengine.
 debug=0
 log_stderror=yes
 # Pre-fault shared memory (BENCHMARKING.md: configure the reference at its best).
@@ -952,6 +1217,10 @@ loadmodule "xlog.so"
 loadmodule "nathelper.so"
 loadmodule "dialog.so"
 loadmodule "topoh.so"
+#!ifdef WITH_RTPENGINE
+loadmodule "rtpengine.so"
+modparam("rtpengine", "rtpengine_sock", "udp:127.0.0.1:22223")
+#!endif
 modparam("rr", "enable_full_lr", 1)
 modparam("topoh", "mask_key", "sbc-bench-key")
 modparam("topoh", "mask_ip", "192.0.2.254")
@@ -959,6 +1228,12 @@ request_route {
     if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); exit; }
     if (is_method("CANCEL")) { if (t_check_trans()) { t_relay(); } exit; }
     if (has_totag()) {
+#!ifdef WITH_RTPENGINE
+        if (is_method("BYE") && !rtpengine_delete()) {
+            sl_send_reply("500", "Media Release Failed");
+            exit;
+        }
+#!endif
         if (loose_route()) { t_relay(); exit; }
         # topoh folds the route set into the masked Contact and restores the Request-URI
         # on the way back, so in-dialog requests go to the restored target.
@@ -973,12 +1248,43 @@ request_route {
         fix_nated_contact();
         $du = "sip:198.18.2.2:5060";
         force_send_socket(udp:198.18.2.1:5060);
+#!ifdef WITH_RTPENGINE
+        if (is_method("INVITE") && has_body("application/sdp")
+                && !rtpengine_offer("direction=internal direction=external replace-origin replace-session-connection")) {
+            sl_send_reply("503", "Media Unavailable");
+            exit;
+        }
+#!endif
     } else {
         $du = "sip:198.18.1.2:5060";
         force_send_socket(udp:198.18.1.1:5060);
+#!ifdef WITH_RTPENGINE
+        if (is_method("INVITE") && has_body("application/sdp")
+                && !rtpengine_offer("direction=external direction=internal replace-origin replace-session-connection")) {
+            sl_send_reply("503", "Media Unavailable");
+            exit;
+        }
+#!endif
     }
+#!ifdef WITH_RTPENGINE
+    if (is_method("INVITE")) {
+        t_on_reply("MEDIA_ANSWER");
+        t_on_failure("MEDIA_FAILED");
+    }
+#!endif
     t_relay();
 }
+#!ifdef WITH_RTPENGINE
+onreply_route[MEDIA_ANSWER] {
+    if (has_body("application/sdp")
+            && !rtpengine_answer("replace-origin replace-session-connection")) {
+        drop;
+    }
+}
+failure_route[MEDIA_FAILED] {
+    rtpengine_delete();
+}
+#!endif
 "#;
 
 fn date() -> String {
@@ -1009,11 +1315,15 @@ fn machine_line() -> String {
         .unwrap_or_else(|| "?".into());
     let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
     format!(
-        "Machine: {cpu}, {cores} vCPUs, Linux {}; date {}; sbc {}; Kamailio {}; SIPp {}.",
+        "Machine: {cpu}, {cores} vCPUs, Linux {}; date {}; sbc {}; Kamailio {}; rtpengine {}; SIPp {}.",
         out("uname", &["-r"]),
         out("date", &["-u", "+%Y-%m-%dT%H:%MZ"]),
         env!("CARGO_PKG_VERSION"),
         out("dpkg-query", &["-W", "-f", "${Version}", "kamailio"]),
+        out(
+            "dpkg-query",
+            &["-W", "-f", "${Version}", "rtpengine-daemon"]
+        ),
         out("dpkg-query", &["-W", "-f", "${Version}", "sip-tester"]),
     )
 }

@@ -2,6 +2,7 @@
 //! `cargo xtask test` runs the whole test suite the way CI does.
 
 mod bench;
+mod bench_check;
 mod bench_latency;
 mod bench_signaling;
 mod demo;
@@ -29,7 +30,8 @@ enum Cmd {
         #[arg(long)]
         check: bool,
     },
-    /// Run the full test suite as CI does: setup, format check, clippy, all tests.
+    /// Run the full test suite as CI does: setup, format check, clippy, the per-call cost
+    /// check (`bench check`), all tests.
     Test,
     /// Run the SBC on the shipped default configuration (config/sbc.toml), on loopback.
     Run,
@@ -77,12 +79,20 @@ enum BenchWhat {
     /// 1 and 1,000 streams (a few minutes, bounded).
     Media,
     /// Calls per second, CPU per 1,000 calls, memory per call and response time: sbc against
-    /// Kamailio and SIPp direct.
+    /// Kamailio, Kamailio + rtpengine (the same job) and SIPp direct.
     Signaling,
     /// One-way media latency through the relay: XDP fast path vs userspace.
     Latency,
     /// All of the above.
     All,
+    /// CPU regression check (runs in `cargo xtask test`): instructions and allocations per
+    /// call of a fixed workload through the B2BUA under callgrind, against the committed
+    /// baseline (bench/baseline/b2bua-calls.json) with its tolerance. Not root, not timed.
+    Check {
+        /// Rewrite the baseline with the counts measured now (after an intended change).
+        #[arg(long)]
+        rebaseline: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -103,6 +113,7 @@ fn main() -> ExitCode {
             BenchWhat::Media => bench::media(&root(), quick),
             BenchWhat::Signaling => bench_signaling::signaling(&root(), quick),
             BenchWhat::Latency => bench_latency::latency(&root()),
+            BenchWhat::Check { rebaseline } => bench_check::check(&root(), rebaseline),
             BenchWhat::All => bench_signaling::signaling(&root(), quick)
                 .and_then(|()| bench::media(&root(), quick))
                 .and_then(|()| bench_latency::latency(&root())),
@@ -151,6 +162,8 @@ fn test() -> Result<()> {
         "-D",
         "warnings",
     ])?;
+    // Per-call CPU cost against the committed baseline (instruction counts, not timings).
+    bench_check::check(&root(), false)?;
     // The end-to-end tests start the real `sbc` binary.
     cargo(&["build", "--package", "sbc", "--bin", "sbc"])?;
     cargo(&["test", "--workspace", "--all-targets", "--no-fail-fast"])?;

@@ -36,6 +36,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ),
     ("rtpengine", "reference media relay for benchmarks"),
     (
+        "valgrind",
+        "callgrind instruction and allocation counts per call in the CI regression check",
+    ),
+    (
         "prometheus",
         "scrapes the SBC in the metrics/dashboard test",
     ),

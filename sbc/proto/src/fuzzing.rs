@@ -3,15 +3,17 @@
 //! Each function must never panic for any input except through its own assertions, which
 //! state properties the parser promises.
 
+#[cfg(any(test, feature = "fake-media"))]
 mod b2bua;
 mod digest;
 
 use bytes::Bytes;
 
+#[cfg(any(test, feature = "fake-media"))]
 pub use b2bua::b2bua;
 pub use digest::digest;
 
-use crate::sdp::{Direction, Sdp, SdpEditor, Section};
+use crate::sdp::{CodecPolicy, Direction, PayloadMap, Sdp, SdpEditor, Section};
 use crate::sip::{Editor, Limits, Message, MessageWriter, ParseError, StatusCode, Uri};
 
 /// Parses a message and exercises every typed view; checks that an untouched message prints
@@ -127,6 +129,16 @@ pub fn sdp(data: &[u8]) {
             m.fmtp("0"),
         );
         m.rtpmaps().for_each(drop);
+        // Codec policy and payload-type mapping over whatever the section names.
+        let policy = CodecPolicy {
+            allow: vec!["PCMA".into(), "telephone-event".into()],
+            deny: Vec::new(),
+        };
+        if let Ok(kept) = policy.select(&m) {
+            assert!(kept.iter().all(|pt| *pt < 128));
+        }
+        let map = PayloadMap::between(&m, &m);
+        assert!(map.is_identity(), "a section maps onto itself unchanged");
     }
     let mut out = Vec::new();
     SdpEditor::new(&sdp).write(&mut out);
@@ -249,4 +261,37 @@ pub fn rtcp(data: &[u8]) {
             "cumulative loss out of the 24-bit range: {r:?}"
         );
     }
+}
+
+/// DTMF interworking over untrusted bytes: INFO bodies in both formats, telephone-event
+/// payloads, and a detector fed the input as a packet stream. Properties: a parsed INFO digit
+/// writes back to a body that parses to the same digit; an event payload survives a write and
+/// read; the detector never reports more than one digit per event end.
+pub fn dtmf(data: &[u8]) {
+    use crate::dtmf::{Detector, Event, InfoFormat, MAX_DURATION_MS, parse_info, write_info};
+    let mut out = Vec::new();
+    for format in [InfoFormat::DtmfRelay, InfoFormat::Dtmf] {
+        if let Some(d) = parse_info(format, data) {
+            assert!(d.duration_ms.is_none_or(|ms| ms <= MAX_DURATION_MS));
+            write_info(format, d.digit, d.duration_ms.unwrap_or(100), &mut out);
+            assert_eq!(
+                parse_info(format, &out).map(|again| again.digit),
+                Some(d.digit)
+            );
+        }
+    }
+    if let Some(e) = Event::parse(data) {
+        let again = Event::parse(&e.to_bytes());
+        assert_eq!(
+            again.map(|a| (a.code, a.end, a.duration)),
+            Some((e.code, e.end, e.duration))
+        );
+    }
+    // The input as a stream of 8-byte records: 4 bytes timestamp, 4 bytes payload.
+    let mut detector = Detector::new();
+    for chunk in data.chunks_exact(8) {
+        let ts = u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        assert!(detector.observe(ts, &chunk[4..], 8000).count() <= 2);
+    }
+    let _ = detector.flush(8000);
 }

@@ -12,6 +12,11 @@
 //!   input yields a [`sip::ParseError`] whose [`reaction`](sip::ParseError::reaction) says
 //!   whether to answer (and with which status) or to drop. See `docs/sip-parser.md`.
 //! - [`sdp`]: SDP as lines with typed accessors and an editor for offer/answer rewrites.
+//! - [`dtmf`]: RFC 4733 telephone events and DTMF in SIP INFO, for interworking the two.
+//! - [`sbc`]: the whole SBC as one state machine ([`sbc::Sbc`]): the receive-path policy
+//!   (denylist, bans, ACL, User-Agent), the B2BUA, registrations and health checks behind one
+//!   `handle_*` / `poll_*` surface. Its module doc states the drive loop. See
+//!   `docs/architecture.md`.
 //!
 //! # Errors versus bugs
 //! Errors come from bad input and are returned as typed values; a panic means a broken internal
@@ -21,6 +26,7 @@
 
 pub mod auth;
 pub mod b2bua;
+pub mod dtmf;
 pub mod health;
 pub mod limit;
 pub mod media;
@@ -29,9 +35,21 @@ pub mod protect;
 pub mod register;
 pub mod routing;
 pub mod rtcp;
+pub mod sbc;
 pub mod sdp;
 pub mod sip;
 pub mod transaction;
 
 #[doc(hidden)]
 pub mod fuzzing;
+
+/// The origin of simulated time in unit tests: the one clock read, so that `now` values are
+/// real `Instant`s; everything after it is simulated.
+#[cfg(test)]
+pub(crate) fn test_origin() -> std::time::Instant {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "test origin only; time is simulated"
+    )]
+    std::time::Instant::now()
+}

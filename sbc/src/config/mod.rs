@@ -5,6 +5,7 @@ mod dns;
 mod load;
 mod proxy;
 mod routing;
+mod translate;
 mod validate;
 
 use std::{
@@ -19,6 +20,7 @@ pub use dns::Dns;
 pub use load::{LoadError, Problem, load_file, parse};
 pub use proxy::{ProxyAddr, ProxyAddrError};
 pub use routing::{Compiled, compile};
+pub use translate::{acl_config, b2bua_config, guard_config, sbc_config};
 
 /// The shipped default configuration (`config/sbc.toml`), used by `sbc run` without `--config`
 /// when no `config/sbc.toml` exists in the working directory.

@@ -1,11 +1,13 @@
 //! Trunk proxies given by DNS name (RFC 3263 §4.2): SRV by transport with RFC 2782 ordering,
 //! A/AAAA fallback, re-resolution by TTL, and the hand-over of the addresses to the signaling
-//! task. Only the runtime does DNS; the sans-I/O B2BUA just gets `set_trunk_target`.
+//! task. Only the runtime does DNS; the sans-I/O core gets the answers
+//! (`Sbc::handle_dns`). This module does not know the signaling driver: the task hands its
+//! answers to any [`ResolvedSink`].
 
 mod error;
 mod resolve;
+mod resolved;
 pub mod srv;
-mod state;
 mod task;
 #[doc(hidden)]
 pub mod testing;
@@ -16,8 +18,8 @@ use prometheus::{IntCounterVec, Opts, Registry};
 
 pub use error::{LookupError, SetupError};
 pub use resolve::{Resolution, Resolver, default_port, srv_prefix};
-pub use state::{DnsState, Resolved, TrunkAddr};
-pub use task::{DnsTrunk, DnsTrunks, run};
+pub use resolved::Resolved;
+pub use task::{DnsTrunk, DnsTrunks, ResolvedSink, run};
 
 /// DNS metrics (labels bounded by the configured trunk names and a fixed result set).
 #[derive(Debug, Clone)]

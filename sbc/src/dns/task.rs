@@ -10,9 +10,14 @@ use tokio::{sync::watch, time::Instant};
 use super::{DnsMetrics, Resolved, resolve::Resolver};
 use crate::{
     config::{Config, Dns, ProxyAddr, Transport},
-    signaling::SignalingHandle,
     transport::Transport as SipTransport,
 };
+
+/// Where the task hands changed address sets (the signaling driver's handle).
+pub trait ResolvedSink: Send + Sync + 'static {
+    /// Delivers one update; false when the receiver is gone (the task then ends).
+    fn deliver(&self, r: Resolved) -> impl Future<Output = bool> + Send;
+}
 
 /// What the resolver task works on: the `[dns]` settings and the trunks whose proxy is a name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -67,11 +72,11 @@ struct Entry {
     last: Option<Vec<SocketAddr>>,
 }
 
-/// Runs until `shutdown` turns true or the signaling task is gone. `trunks` is the handle's
-/// watch ([`SignalingHandle::dns_trunks`]); TLS server names go to `transport` when given.
+/// Runs until `shutdown` turns true or `signaling` is gone. `trunks` is the signaling handle's
+/// watch of the trunks to look up; TLS server names go to `transport` when given.
 pub async fn run(
     mut trunks: watch::Receiver<DnsTrunks>,
-    signaling: SignalingHandle,
+    signaling: impl ResolvedSink,
     transport: Option<SipTransport>,
     metrics: DnsMetrics,
     mut shutdown: watch::Receiver<bool>,
@@ -153,7 +158,7 @@ pub async fn run(
                             proxy: e.trunk.proxy.clone(),
                             addrs: res.addrs,
                         };
-                        if !signaling.dns_resolved(update).await {
+                        if !signaling.deliver(update).await {
                             return;
                         }
                     }

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch};
 use super::{testing::FakeDns, *};
 use crate::{
     config::{Dns, ProxyAddr, Transport},
-    signaling::{Acl, Command, SignalingHandle, TrunkNames},
+    signaling::{Command, SignalingHandle},
 };
 
 fn sa(s: &str) -> SocketAddr {
@@ -262,11 +262,11 @@ fn resolved_names_open_the_acl_and_attribute_calls_until_replaced() {
     let text = crate::config::SHIPPED_DEFAULT
         .replace("proxy = \"127.0.0.1:5090\"", "proxy = \"carrier.test\"");
     let cfg = crate::config::parse(&text).unwrap_or_else(|p| panic!("{p:?}"));
-    let mut acl = Acl::from_config(&cfg);
-    let mut trunks = TrunkNames::from_config(&cfg);
-    let mut engine = sbc_proto::b2bua::B2bua::new(
-        crate::signaling::b2bua_config(&cfg),
+    let now = std::time::Instant::now();
+    let mut sbc = sbc_proto::sbc::Sbc::new(
+        crate::config::sbc_config(&cfg),
         sbc_proto::b2bua::Rng::from_test_seed(1),
+        now,
     );
     let peer = |a: &str| sbc_proto::net::Peer {
         side: sbc_proto::net::Side::Outside,
@@ -275,47 +275,68 @@ fn resolved_names_open_the_acl_and_attribute_calls_until_replaced() {
         conn: None,
         local: None,
     };
-    let mut state = DnsState::default();
-    state.apply(&mut trunks, &mut acl, &mut [], &mut [], &mut engine);
-    assert!(!acl.allows(&peer("127.0.0.1:5090")), "nothing resolved yet");
+    assert!(
+        !sbc.acl().allows(&peer("127.0.0.1:5090")),
+        "nothing resolved yet"
+    );
 
     let proxy = host("carrier.test");
-    assert!(state.insert(Resolved {
-        trunk: "default".into(),
-        proxy: proxy.clone(),
-        addrs: vec![sa("127.0.0.2:5070"), sa("127.0.0.3:5080")],
-    }));
-    state.apply(&mut trunks, &mut acl, &mut [], &mut [], &mut engine);
+    sbc.handle_dns(
+        now,
+        Resolved {
+            trunk: "default".into(),
+            proxy: proxy.clone(),
+            addrs: vec![sa("127.0.0.2:5070"), sa("127.0.0.3:5080")],
+        }
+        .into(),
+    );
     // Every SRV target may send, not only the first.
-    assert!(acl.allows(&peer("127.0.0.2:5070")));
-    assert!(acl.allows(&peer("127.0.0.3:9999")));
-    assert!(acl.is_configured_peer(sbc_proto::net::Side::Outside, ip("127.0.0.3")));
-    assert!(!acl.is_configured_peer(sbc_proto::net::Side::Inside, ip("127.0.0.3")));
-    assert!(!acl.allows(&peer("127.0.0.4:5060")));
-    assert_eq!(trunks.0[0].1.ips, [ip("127.0.0.2"), ip("127.0.0.3")]);
+    assert!(sbc.acl().allows(&peer("127.0.0.2:5070")));
+    assert!(sbc.acl().allows(&peer("127.0.0.3:9999")));
+    assert!(
+        sbc.acl()
+            .is_configured_peer(sbc_proto::net::Side::Outside, ip("127.0.0.3"))
+    );
+    assert!(
+        !sbc.acl()
+            .is_configured_peer(sbc_proto::net::Side::Inside, ip("127.0.0.3"))
+    );
+    assert!(!sbc.acl().allows(&peer("127.0.0.4:5060")));
+    assert_eq!(sbc.trunk_ips(0), [ip("127.0.0.2"), ip("127.0.0.3")]);
 
     // An empty answer never replaces good addresses.
-    assert!(!state.insert(Resolved {
-        trunk: "default".into(),
-        proxy: proxy.clone(),
-        addrs: Vec::new(),
-    }));
+    sbc.handle_dns(
+        now,
+        Resolved {
+            trunk: "default".into(),
+            proxy: proxy.clone(),
+            addrs: Vec::new(),
+        }
+        .into(),
+    );
+    assert_eq!(sbc.trunk_ips(0), [ip("127.0.0.2"), ip("127.0.0.3")]);
     // A new answer replaces the old one entirely.
-    assert!(state.insert(Resolved {
-        trunk: "default".into(),
-        proxy,
-        addrs: vec![sa("127.0.0.5:5060")],
-    }));
-    state.apply(&mut trunks, &mut acl, &mut [], &mut [], &mut engine);
-    assert!(acl.allows(&peer("127.0.0.5:5060")));
-    assert!(!acl.allows(&peer("127.0.0.2:5070")));
+    sbc.handle_dns(
+        now,
+        Resolved {
+            trunk: "default".into(),
+            proxy,
+            addrs: vec![sa("127.0.0.5:5060")],
+        }
+        .into(),
+    );
+    assert!(sbc.acl().allows(&peer("127.0.0.5:5060")));
+    assert!(!sbc.acl().allows(&peer("127.0.0.2:5070")));
 
     // An answer for a proxy the trunk no longer has is ignored.
-    assert!(state.insert(Resolved {
-        trunk: "default".into(),
-        proxy: host("old.test"),
-        addrs: vec![sa("127.0.0.6:5060")],
-    }));
-    state.apply(&mut trunks, &mut acl, &mut [], &mut [], &mut engine);
-    assert!(!acl.allows(&peer("127.0.0.6:5060")));
+    sbc.handle_dns(
+        now,
+        Resolved {
+            trunk: "default".into(),
+            proxy: host("old.test"),
+            addrs: vec![sa("127.0.0.6:5060")],
+        }
+        .into(),
+    );
+    assert!(!sbc.acl().allows(&peer("127.0.0.6:5060")));
 }

@@ -17,7 +17,7 @@ use std::{
 use arc_swap::ArcSwap;
 use ipnet::IpNet;
 use parking_lot::Mutex;
-use sbc_proto::{limit::TokenBucket, net::Side};
+use sbc_proto::{limit::TokenBucket, net::Side, sbc::Acl};
 
 use super::DropReason;
 
@@ -31,6 +31,18 @@ pub struct AdmissionPolicy {
     pub outside: Option<Vec<IpAddr>>,
     /// `[limits] deny`: refused on both sides, before anything else.
     pub deny: Vec<IpNet>,
+}
+
+impl From<&Acl> for AdmissionPolicy {
+    /// The core's ACL as the transport checks it at accept and before a stateless reply: the
+    /// same allowlists and denylist as the receive path.
+    fn from(acl: &Acl) -> Self {
+        Self {
+            inside: Some(acl.inside().to_vec()),
+            outside: Some(acl.outside().collect()),
+            deny: acl.deny().to_vec(),
+        }
+    }
 }
 
 impl AdmissionPolicy {

@@ -1,18 +1,13 @@
 //! The transport layer's handle: starting the listeners, sending (with connection reuse and
 //! outbound connects), TLS reload and shutdown.
 
-use std::{collections::HashMap, net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc};
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use rustls_pki_types::ServerName;
 use sbc_proto::net::{Peer, Side, TransportKind};
-use tokio::{
-    io::{AsyncRead, AsyncWrite},
-    net::UdpSocket,
-    sync::{mpsc, watch},
-    task::AbortHandle,
-};
+use tokio::sync::{mpsc, watch};
 
 use super::{
     AdmissionPolicy, DropReason, Inbound, SendError, StartError,
@@ -20,7 +15,7 @@ use super::{
     connections::{Connections, Registration},
     counters::Counters,
     settings::TransportConfig,
-    stream::{self, StreamCtx},
+    shared::{Shared, UdpEndpoint},
     tcp,
     tls::{TlsContext, TlsError},
     udp,
@@ -37,33 +32,6 @@ const MAX_UDP_PAYLOAD: usize = 65_507;
 #[derive(Debug, Clone)]
 pub struct Transport {
     shared: Arc<Shared>,
-}
-
-/// A bound UDP socket of one side.
-#[derive(Debug)]
-struct UdpEndpoint {
-    side: Side,
-    local: SocketAddr,
-    socket: Arc<UdpSocket>,
-}
-
-/// State shared by the handle and every task.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) config: TransportConfig,
-    pub(crate) connections: Arc<Connections>,
-    /// Who may connect and get stateless replies (updated by the signaling side).
-    pub(crate) admission: Arc<Admission>,
-    pub(crate) tls: Option<TlsContext>,
-    pub(crate) inbound: mpsc::Sender<Inbound>,
-    metrics: Metrics,
-    counters: [[Counters; 3]; 2],
-    udp: Vec<UdpEndpoint>,
-    /// Bound stream listeners: (side, transport, address).
-    listeners: Vec<(Side, TransportKind, SocketAddr)>,
-    tls_names: RwLock<HashMap<SocketAddr, String>>,
-    tasks: Mutex<Vec<AbortHandle>>,
-    shutdown: watch::Sender<bool>,
 }
 
 impl Transport {
@@ -400,84 +368,6 @@ impl Transport {
 }
 
 impl Shared {
-    /// The counters of one side and transport.
-    pub(crate) fn counters(&self, side: Side, transport: TransportKind) -> &Counters {
-        let s = match side {
-            Side::Inside => 0,
-            Side::Outside => 1,
-        };
-        let k = match transport {
-            TransportKind::Udp => 0,
-            TransportKind::Tcp => 1,
-            TransportKind::Tls => 2,
-        };
-        &self.counters[s][k]
-    }
-
-    /// Registers an accepted connection and drives it.
-    pub(crate) async fn run_accepted<S>(
-        self: &Arc<Self>,
-        io: S,
-        side: Side,
-        kind: TransportKind,
-        addr: SocketAddr,
-        local: SocketAddr,
-    ) where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
-        let (tx, rx) = mpsc::channel(self.config.stream.send_queue.max(1));
-        let peer = Peer {
-            side,
-            transport: kind,
-            addr,
-            conn: None,
-            local: None,
-        };
-        let registration = self.connections.register(peer, tx.clone(), true);
-        self.run_connection(io, registration, local, tx, rx).await;
-    }
-
-    /// Drives an established, registered stream until it closes or the transport shuts down;
-    /// the registration is dropped (unregistering it) at the end.
-    async fn run_connection<S>(
-        &self,
-        io: S,
-        registration: Registration,
-        local: SocketAddr,
-        tx: mpsc::Sender<Bytes>,
-        rx: mpsc::Receiver<Bytes>,
-    ) where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
-        let peer = registration.peer();
-        let counters = self.counters(peer.side, peer.transport).clone();
-        counters.connections.inc();
-        let accepted = registration.close_signal();
-        let ctx = StreamCtx {
-            peer,
-            local,
-            limits: self.config.limits.clone(),
-            stream: self.config.stream,
-            counters: counters.clone(),
-            inbound: self.inbound.clone(),
-            // Outbound connections go to peers the SBC chose; only accepted ones must prove
-            // themselves with a first message.
-            first_message: registration
-                .accepted()
-                .then_some(self.config.stream.first_message_timeout),
-            admission: self.admission.clone(),
-        };
-        let mut shutdown = self.shutdown.subscribe();
-        tokio::select! {
-            () = stream::drive(io, ctx, tx, rx) => {}
-            _ = shutdown.wait_for(|stop| *stop) => {}
-            // A ban or an ACL change (counted by whoever closed it).
-            () = accepted.notified() => {}
-        }
-        counters.connections.dec();
-        drop(registration);
-    }
-
     /// Opens a connection to `addr` (client side) and returns its write queue at once: the
     /// connection is registered immediately, so messages sent while it is being established
     /// queue on it instead of opening more connections.

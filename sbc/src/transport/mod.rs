@@ -22,6 +22,7 @@ mod handle;
 mod inbound;
 mod reject;
 mod settings;
+mod shared;
 mod stream;
 mod tcp;
 mod tls;

@@ -213,9 +213,9 @@ impl From<&Config> for TransportConfig {
                 .iter()
                 .filter_map(|t| Some((t.proxy.static_addr()?, t.tls_server_name.clone()?)))
                 .collect(),
-            // The signaling ACL is the one source of truth; names resolved later are added
+            // The core's ACL is the one source of truth; names resolved later are added
             // when the signaling task publishes its view.
-            admission: crate::signaling::Acl::from_config(c).admission(),
+            admission: AdmissionPolicy::from(&sbc_proto::sbc::Acl::new(config::acl_config(c))),
             replies: ReplyLimits {
                 rate: c.limits.stateless_reply_rate,
                 burst: c.limits.stateless_reply_burst,

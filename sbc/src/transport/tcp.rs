@@ -10,7 +10,7 @@ use tokio::{
     sync::Semaphore,
 };
 
-use super::{DropReason, handle::Shared};
+use super::{DropReason, shared::Shared};
 
 /// Kernel TCP keep-alive: detects peers that vanished without a FIN (half-open connections)
 /// even when the SIP idle timeout is long.

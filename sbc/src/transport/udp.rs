@@ -11,8 +11,8 @@ use tokio::{net::UdpSocket, sync::mpsc::error::TrySendError};
 
 use super::{
     DropReason,
-    handle::Shared,
     inbound::{Verdict, examine},
+    shared::Shared,
 };
 
 /// Datagrams handled per wake-up before yielding to other tasks: a burst is drained with one

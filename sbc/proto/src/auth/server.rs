@@ -432,11 +432,7 @@ mod tests {
     const REALM: &str = "sbc.example";
 
     fn t0() -> Instant {
-        #[allow(
-            clippy::disallowed_methods,
-            reason = "test origin only; time is simulated"
-        )]
-        Instant::now()
+        crate::test_origin()
     }
 
     fn server(epoch: Instant) -> DigestServer {

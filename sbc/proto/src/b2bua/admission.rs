@@ -3,13 +3,30 @@
 
 use super::*;
 
+/// A configured trunk: its position in the configuration's trunk list (stable until the
+/// configuration is replaced; `B2bua::set_config` remaps the calls' trunks by name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) struct TrunkId(usize);
+
+impl TrunkId {
+    /// The trunk at `index` in the configuration's list.
+    pub(super) const fn new(index: usize) -> Self {
+        Self(index)
+    }
+
+    /// Its position in the configuration's list (also the number the public API uses).
+    pub(super) const fn index(self) -> usize {
+        self.0
+    }
+}
+
 /// Where a new call goes, decided before anything is set up for it.
 #[derive(Debug)]
 pub(super) struct Plan {
     /// The carrier-side trunk: the chosen one (outbound) or the sending one (inbound).
-    pub(super) trunk: Option<usize>,
+    pub(super) trunk: Option<TrunkId>,
     /// Outbound: the trunks to try next, in order.
-    pub(super) next_trunks: Vec<usize>,
+    pub(super) next_trunks: Vec<TrunkId>,
     /// Where the new leg goes.
     pub(super) target: Target,
     /// A retry of a challenged INVITE: the callee dialog it continues.
@@ -54,13 +71,13 @@ impl B2bua {
 
     /// Admission on trunk `t`: the limit a new call on it would exceed, if any (a CPS token
     /// is used when it is admitted).
-    pub(super) fn admit_trunk(&mut self, now: Instant, t: usize) -> Option<&'static str> {
-        let limits = self.cfg.trunks.get(t)?.limits;
-        let active = self.trunk_active.get(t).copied().unwrap_or(0);
+    pub(super) fn admit_trunk(&mut self, now: Instant, t: TrunkId) -> Option<&'static str> {
+        let limits = self.cfg.trunks.get(t.index())?.limits;
+        let active = self.trunk_active.get(t.index()).copied().unwrap_or(0);
         if limits.max_calls.is_some_and(|m| active >= m) {
             return Some("trunk_max_calls");
         }
-        if let Some(Some(b)) = self.trunk_cps.get_mut(t)
+        if let Some(Some(b)) = self.trunk_cps.get_mut(t.index())
             && !b.try_take(now)
         {
             return Some("trunk_max_cps");
@@ -68,25 +85,29 @@ impl B2bua {
         None
     }
 
-    pub(super) fn trunk_usable(&self, t: usize) -> bool {
-        !self.trunk_down.get(t).copied().unwrap_or(false)
+    pub(super) fn trunk_usable(&self, t: TrunkId) -> bool {
+        !self.trunk_down.get(t.index()).copied().unwrap_or(false)
     }
 
     /// The configured trunk whose proxy has address `ip` (calls from the carrier): its
     /// proxy address, else one of its other known sources.
-    pub(super) fn trunk_of(&self, ip: std::net::IpAddr) -> Option<usize> {
+    pub(super) fn trunk_of(&self, ip: std::net::IpAddr) -> Option<TrunkId> {
         let ip = ip.to_canonical();
         let trunks = &self.cfg.trunks;
         trunks
             .iter()
             .position(|t| t.target.addr.ip().to_canonical() == ip)
             .or_else(|| trunks.iter().position(|t| t.sources.contains(&ip)))
+            .map(TrunkId::new)
     }
 
     /// The SBC's address toward `side` for a leg on `trunk`: the trunk's own local address
     /// when it has one (carrier side), else the side's default.
-    pub(super) fn trunk_local(&self, side: Side, trunk: Option<usize>) -> LocalAddr {
-        match (side, trunk.and_then(|t| self.cfg.trunks.get(t)?.local)) {
+    pub(super) fn trunk_local(&self, side: Side, trunk: Option<TrunkId>) -> LocalAddr {
+        match (
+            side,
+            trunk.and_then(|t| self.cfg.trunks.get(t.index())?.local),
+        ) {
             (Side::Outside, Some(l)) => l.advertised,
             _ => self.cfg.local(side),
         }
@@ -97,9 +118,12 @@ impl B2bua {
     pub(super) fn trunk_bound(
         &self,
         side: Side,
-        trunk: Option<usize>,
+        trunk: Option<TrunkId>,
     ) -> Option<std::net::SocketAddr> {
-        match (side, trunk.and_then(|t| self.cfg.trunks.get(t)?.local)) {
+        match (
+            side,
+            trunk.and_then(|t| self.cfg.trunks.get(t.index())?.local),
+        ) {
             (Side::Outside, Some(l)) => Some(l.bound),
             _ => None,
         }
@@ -134,8 +158,8 @@ impl B2bua {
         let digits = called.split(';').next().unwrap_or_default();
         match peer.side {
             Side::Inside => {
-                let order = if self.cfg.routes.is_empty() {
-                    (0..self.cfg.trunks.len()).collect()
+                let order: Vec<TrunkId> = if self.cfg.routes.is_empty() {
+                    (0..self.cfg.trunks.len()).map(TrunkId::new).collect()
                 } else {
                     let route = self
                         .cfg
@@ -143,7 +167,11 @@ impl B2bua {
                         .iter()
                         .find(|r| r.matcher.matches(digits))
                         .ok_or(NotAdmitted::NoRoute)?;
-                    route.order(&mut self.rng)
+                    route
+                        .order(&mut self.rng)
+                        .into_iter()
+                        .map(TrunkId::new)
+                        .collect()
                 };
                 let any_up = order.iter().any(|t| self.trunk_usable(*t));
                 let mut limited = None;
@@ -155,7 +183,7 @@ impl B2bua {
                         limited.get_or_insert(l);
                         continue;
                     }
-                    let Some(trunk) = self.cfg.trunks.get(t) else {
+                    let Some(trunk) = self.cfg.trunks.get(t.index()) else {
                         continue;
                     };
                     return Ok(Plan {
@@ -175,7 +203,7 @@ impl B2bua {
                     return Err(NotAdmitted::Limit(l));
                 }
                 let rules = trunk
-                    .and_then(|t| self.cfg.trunks.get(t))
+                    .and_then(|t| self.cfg.trunks.get(t.index()))
                     .map_or(&NO_RULES, |t| &t.inbound);
                 let did = crate::routing::normalize(&rules.called, digits);
                 // A DID route first, then an AOR the PBX registered through the SBC
@@ -205,27 +233,34 @@ impl B2bua {
         &mut self,
         peer: &Peer,
         user: &str,
-    ) -> Option<(Target, Option<usize>)> {
+    ) -> Option<(Target, Option<TrunkId>)> {
         let digits = user.split(';').next().unwrap_or_default();
         match peer.side {
             Side::Inside => {
-                let order = if self.cfg.routes.is_empty() {
-                    (0..self.cfg.trunks.len()).collect()
+                let order: Vec<TrunkId> = if self.cfg.routes.is_empty() {
+                    (0..self.cfg.trunks.len()).map(TrunkId::new).collect()
                 } else {
                     let route = self.cfg.routes.iter().find(|r| r.matcher.matches(digits))?;
-                    route.order(&mut self.rng)
+                    route
+                        .order(&mut self.rng)
+                        .into_iter()
+                        .map(TrunkId::new)
+                        .collect()
                 };
                 let t = order
                     .iter()
                     .copied()
                     .find(|t| self.trunk_usable(*t))
                     .or_else(|| order.first().copied())?;
-                self.cfg.trunks.get(t).map(|tr| (tr.target, Some(t)))
+                self.cfg
+                    .trunks
+                    .get(t.index())
+                    .map(|tr| (tr.target, Some(t)))
             }
             Side::Outside => {
                 let rules = self
                     .trunk_of(peer.addr.ip())
-                    .and_then(|t| self.cfg.trunks.get(t))
+                    .and_then(|t| self.cfg.trunks.get(t.index()))
                     .map_or(&NO_RULES, |t| &t.inbound);
                 let did = crate::routing::normalize(&rules.called, digits);
                 Some((
@@ -243,9 +278,9 @@ impl B2bua {
     /// The credentials of trunk `trunk`.
     pub(super) fn trunk_credentials(
         &self,
-        trunk: Option<usize>,
+        trunk: Option<TrunkId>,
     ) -> Option<&crate::auth::Credentials> {
-        self.cfg.trunks.get(trunk?)?.credentials.as_ref()
+        self.cfg.trunks.get(trunk?.index())?.credentials.as_ref()
     }
 
     /// Marks trunk `index` (its position in `cfg.trunks`) usable or not (its OPTIONS health):

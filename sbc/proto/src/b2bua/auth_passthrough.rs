@@ -25,7 +25,7 @@ use std::{
 
 use bytes::Bytes;
 
-use super::{B2bua, Plan, Target, TrunkAuth};
+use super::{B2bua, Plan, Target, TrunkAuth, admission::TrunkId, call::CallId};
 use crate::{
     net::{Peer, Side},
     sip::{Auth, HeaderName, Message},
@@ -41,7 +41,7 @@ pub(super) struct Resume {
     /// CSeq of the challenged INVITE on the callee leg; the retry gets the next one.
     pub cseq: u32,
     /// The trunk of the call's carrier side.
-    pub trunk: Option<usize>,
+    pub trunk: Option<TrunkId>,
     /// The server the challenged INVITE went to (the retry goes there too).
     pub target: Target,
     /// Realms of the relayed challenges: only credentials for these cross.
@@ -106,14 +106,14 @@ impl PendingChallenges {
 
 impl B2bua {
     /// How trunk `trunk` answers challenges (no trunk: as `sbc`, i.e. not relayed).
-    pub(super) fn trunk_auth(&self, trunk: Option<usize>) -> TrunkAuth {
+    pub(super) fn trunk_auth(&self, trunk: Option<TrunkId>) -> TrunkAuth {
         trunk
-            .and_then(|t| self.cfg.trunks.get(t))
+            .and_then(|t| self.cfg.trunks.get(t.index()))
             .map_or(TrunkAuth::Sbc, |t| t.auth)
     }
 
     /// Whether a 401/407 from `from` on a call of `trunk` is relayed with its challenge.
-    pub(super) fn challenge_crosses(&self, trunk: Option<usize>, from: Side) -> bool {
+    pub(super) fn challenge_crosses(&self, trunk: Option<TrunkId>, from: Side) -> bool {
         from == Side::Inside || self.trunk_auth(trunk) == TrunkAuth::Passthrough
     }
 
@@ -122,7 +122,7 @@ impl B2bua {
     pub(super) fn remember_challenge(
         &mut self,
         now: Instant,
-        call: u64,
+        call: CallId,
         callee: Side,
         resp: &Message,
     ) {
@@ -264,7 +264,7 @@ mod tests {
             call_id: "c".into(),
             tag: "t".into(),
             cseq: 1,
-            trunk: Some(0),
+            trunk: Some(TrunkId::new(0)),
             target: target(),
             realms: Vec::new(),
             expires,

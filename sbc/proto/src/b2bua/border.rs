@@ -4,7 +4,9 @@
 use std::time::Instant;
 
 use super::{
-    B2bua, EndReason, Event, Refusal, ResponseSpec, body, msg,
+    B2bua, EndReason, Event, Refusal, ResponseSpec, body,
+    call::CallId,
+    msg,
     transactions::{ServerKey, TxId},
 };
 use crate::{
@@ -79,7 +81,7 @@ impl B2bua {
     pub(super) fn refuse_answer(
         &mut self,
         now: Instant,
-        call: u64,
+        call: CallId,
         caller: Side,
         key: TxId,
         resp: &Message,

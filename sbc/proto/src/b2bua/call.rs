@@ -4,6 +4,28 @@
 
 use super::*;
 
+/// A call in one B2BUA: its key in the call table. The public API speaks of it as the number
+/// [`CallId::raw`] (events, the admin API); handles are never reused while the B2BUA lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) struct CallId(u64);
+
+impl CallId {
+    /// The handle after `self`.
+    pub(super) const fn next(self) -> Self {
+        Self(self.0 + 1)
+    }
+
+    /// The number the public API uses.
+    pub(super) const fn raw(self) -> u64 {
+        self.0
+    }
+
+    /// The call of a number the public API gave back (e.g. the admin API ending a call).
+    pub(super) const fn from_raw(raw: u64) -> Self {
+        Self(raw)
+    }
+}
+
 /// A read-only view of one call, for the admin API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallInfo {
@@ -123,9 +145,9 @@ pub(super) struct Call {
     pub(super) ends_at: Option<Instant>,
     /// The trunk of the carrier leg (index into `cfg.trunks`); None when the carrier is no
     /// configured trunk.
-    pub(super) trunk: Option<usize>,
+    pub(super) trunk: Option<TrunkId>,
     /// Outbound calls: the trunks still to try after `trunk`, in the route's order.
-    pub(super) next_trunks: Vec<usize>,
+    pub(super) next_trunks: Vec<TrunkId>,
     /// Which of the trunk's servers the carrier leg uses: 0 = its target, i = alternate i-1.
     pub(super) server: usize,
     /// Outbound calls: the offer sent to the carrier, reused on failover and redirects.

@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 
-use super::{B2bua, Event, Refusal, ResponseSpec, Transmit, msg, transactions::TxId};
+use super::{B2bua, Event, Refusal, ResponseSpec, Transmit, call::CallId, msg, transactions::TxId};
 use crate::{
     net::Peer,
     sip::{Message, Method},
@@ -70,7 +70,7 @@ impl Full {
 pub(super) struct Ledger {
     server: HashMap<TxId, usize>,
     client: HashMap<TxId, usize>,
-    calls: HashMap<u64, usize>,
+    calls: HashMap<CallId, usize>,
     total: usize,
 }
 
@@ -102,7 +102,7 @@ impl Ledger {
     }
 
     /// Call `id` now holds `bytes`.
-    pub(super) fn set_call(&mut self, id: u64, bytes: usize) {
+    pub(super) fn set_call(&mut self, id: CallId, bytes: usize) {
         Self::put(&mut self.calls, &mut self.total, id, bytes);
     }
 
@@ -117,7 +117,7 @@ impl Ledger {
     }
 
     /// Call `id` is gone.
-    pub(super) fn remove_call(&mut self, id: u64) {
+    pub(super) fn remove_call(&mut self, id: CallId) {
         Self::take(&mut self.calls, &mut self.total, &id);
     }
 
@@ -194,7 +194,7 @@ impl B2bua {
     }
 
     /// Re-counts the bytes call `id` holds outside its transactions.
-    pub(super) fn account_call(&mut self, id: u64) {
+    pub(super) fn account_call(&mut self, id: CallId) {
         let Some(c) = self.calls.get(&id) else {
             self.ledger.remove_call(id);
             return;

@@ -198,7 +198,7 @@ impl B2bua {
         // Challenges of an `auth = sbc` trunk are the SBC's to answer (403 without
         // credentials); the others cross (auth_passthrough.rs).
         let sbc_answers = trunk
-            .and_then(|t| self.cfg.trunks.get(t))
+            .and_then(|t| self.cfg.trunks.get(t.index()))
             .is_none_or(|t| t.auth == TrunkAuth::Sbc);
         let challenged = (matches!(status, 401 | 407) && side == Side::Outside && sbc_answers)
             .then(|| Challenged {

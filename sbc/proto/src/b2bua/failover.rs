@@ -17,10 +17,24 @@ pub(super) struct Challenged {
     /// Authenticated retries already made for it.
     pub(super) attempts: u8,
     /// The trunk whose credentials answer the challenge.
-    pub(super) trunk: Option<usize>,
-    pub(super) call: Option<u64>,
+    pub(super) trunk: Option<TrunkId>,
+    pub(super) call: Option<CallId>,
     pub(super) side: Side,
     pub(super) purpose: Purpose,
+}
+
+/// Where a call's carrier leg starts afresh (failover, redirect).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Restart<'a> {
+    /// The trunk (index into the configuration's trunks).
+    pub(super) index: TrunkId,
+    pub(super) target: Target,
+    /// The called number when it is not the caller's (a redirect's target).
+    pub(super) called: Option<&'a str>,
+    /// The caller's INVITE.
+    pub(super) orig: &'a Message,
+    /// The offer sent to the carrier.
+    pub(super) offer: &'a [u8],
 }
 
 impl B2bua {
@@ -31,7 +45,7 @@ impl B2bua {
     pub(super) fn failover(
         &mut self,
         now: Instant,
-        call: u64,
+        call: CallId,
         status: u16,
         media: &mut dyn MediaControl,
     ) -> bool {
@@ -50,7 +64,7 @@ impl B2bua {
         let next_server = self
             .cfg
             .trunks
-            .get(from)
+            .get(from.index())
             .and_then(|t| t.alternates.get(c.server))
             .copied();
         let (index, server, target) = if let Some(target) = next_server {
@@ -70,7 +84,7 @@ impl B2bua {
                 }
                 return false;
             };
-            let Some(target) = self.cfg.trunks.get(index).map(|t| t.target) else {
+            let Some(target) = self.cfg.trunks.get(index.index()).map(|t| t.target) else {
                 return false;
             };
             (index, 0, target)
@@ -80,30 +94,39 @@ impl B2bua {
             c.next_trunks = candidates;
         }
         self.events.push_back(Event::Failover {
-            call,
-            from,
-            to: index,
+            call: call.raw(),
+            from: from.index(),
+            to: index.index(),
             status,
         });
-        self.restart_outside(now, call, index, target, None, &orig, &offer, media)
+        let restart = Restart {
+            index,
+            target,
+            called: None,
+            orig: &orig,
+            offer: &offer,
+        };
+        self.restart_outside(now, call, &restart, media)
     }
 
     /// Starts the call's carrier leg afresh toward `target` on trunk `index` (failover,
     /// redirect): a new dialog there (Call-ID, From tag, CSeq 1) whose INVITE is built by that
     /// trunk's rules from the caller's `orig` (with `called` as the called number when given)
     /// and carries `offer`.
-    #[allow(clippy::too_many_arguments, reason = "internal helper")]
     pub(super) fn restart_outside(
         &mut self,
         now: Instant,
-        call: u64,
-        index: usize,
-        target: Target,
-        called: Option<&str>,
-        orig: &Message,
-        offer: &[u8],
+        call: CallId,
+        restart: &Restart<'_>,
         media: &mut dyn MediaControl,
     ) -> bool {
+        let Restart {
+            index,
+            target,
+            called,
+            orig,
+            offer,
+        } = *restart;
         let from = self.calls.get(&call).and_then(|c| c.trunk);
         let local = self.trunk_local(Side::Outside, Some(index));
         let call_id = format!("{}@{}", self.rng.token(), msg::host(local.addr));
@@ -111,14 +134,16 @@ impl B2bua {
         let branch = self.rng.branch();
         let out = self.build_invite(
             orig,
-            Side::Outside,
-            Some(index),
-            target,
-            called,
-            &call_id,
-            &tag,
-            &branch,
-            offer,
+            &CalleeInvite {
+                to: Side::Outside,
+                trunk: Some(index),
+                target,
+                called,
+                call_id: &call_id,
+                tag: &tag,
+                branch: &branch,
+                sdp: offer,
+            },
         );
         let peer = Peer {
             side: Side::Outside,
@@ -147,10 +172,10 @@ impl B2bua {
         c.initial_client = None;
         c.acks[side_index(Side::Outside)] = None;
         if from != Some(index) {
-            if let Some(n) = from.and_then(|f| self.trunk_active.get_mut(f)) {
+            if let Some(n) = from.and_then(|f| self.trunk_active.get_mut(f.index())) {
                 *n = n.saturating_sub(1);
             }
-            if let Some(n) = self.trunk_active.get_mut(index) {
+            if let Some(n) = self.trunk_active.get_mut(index.index()) {
                 *n += 1;
             }
         }
@@ -326,7 +351,7 @@ impl B2bua {
     pub(super) fn auth_failed(
         &mut self,
         now: Instant,
-        call: Option<u64>,
+        call: Option<CallId>,
         side: Side,
         purpose: Purpose,
         media: &mut dyn MediaControl,

@@ -12,7 +12,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::{B2bua, Call, Outgoing, Purpose, Transmit, first_contact, msg, msg::RequestSpec};
+use super::{
+    B2bua, Call, Outgoing, Purpose, Transmit, call::CallId, first_contact, msg, msg::RequestSpec,
+};
 use crate::{
     media::MediaControl,
     net::Side,
@@ -74,7 +76,7 @@ impl B2bua {
     pub(super) fn late_fork_2xx(
         &mut self,
         now: Instant,
-        call: u64,
+        call: CallId,
         side: Side,
         resp: &Message,
         media: &mut dyn MediaControl,

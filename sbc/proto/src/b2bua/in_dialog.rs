@@ -157,25 +157,7 @@ impl B2bua {
                 Ok(_) => Err("sdp_missing_answer"),
                 Err(r) => Err(r.as_str()),
             };
-            let result = answer.and_then(|sdp| {
-                let streams = sdp::streams(sdp, &self.cfg.sdp).map_err(|p| p.as_str())?;
-                let relays = match c.media {
-                    Some(s) => media
-                        .commit(s, sdp::leg(side), &streams)
-                        .map_err(|_| "sdp_unanchored")?,
-                    None => return Err("sdp_unanchored"),
-                };
-                let leg = c.leg_mut(other);
-                sdp::rewrite(
-                    sdp,
-                    &relays,
-                    other,
-                    &mut leg.origin,
-                    &self.cfg.sdp,
-                    &mut body,
-                )
-                .map_err(|p| p.as_str())
-            });
+            let result = answer.and_then(|sdp| self.late_answer(call, side, sdp, media, &mut body));
             self.send_ack(call, other, other_cseq, &body);
             if let Err(reason) = result {
                 self.border_refusal(reason);
@@ -191,7 +173,7 @@ impl B2bua {
         peer: Peer,
         key: ServerKey,
         msg: Message,
-        call: u64,
+        call: CallId,
         media: &mut dyn MediaControl,
     ) {
         let Some(method) = msg.method().cloned() else {
@@ -296,7 +278,6 @@ impl B2bua {
             body::Body::Sdp(sdp) => Some(*sdp),
             _ => None,
         };
-        let peers = self.call_media_peers(call);
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
@@ -309,46 +290,11 @@ impl B2bua {
         }
         peer_binding::repoint(c.leg_mut(from), &peer);
         if let Some(sdp_body) = offer {
-            let relays = match (c.media, sdp::streams(sdp_body, &self.cfg.sdp)) {
-                (Some(s), Ok(streams)) => media
-                    .update(s, sdp::leg(from), &streams)
-                    .map_err(|e| Refusal::from(&e)),
-                (None, Ok(streams)) => match media.allocate(sdp::leg(from), &streams, &peers) {
-                    Ok(a) => {
-                        c.media = Some(a.session);
-                        self.sessions.insert(a.session, call);
-                        Ok(a.streams)
-                    }
-                    Err(e) => Err(Refusal::from(&e)),
-                },
-                (_, Err(p)) => {
-                    self.events
-                        .push_back(Event::BorderRefusal { reason: p.as_str() });
-                    Err(Refusal::NotAcceptableHere)
-                }
-            };
-            match relays {
-                Ok(relays) => {
-                    let leg = c.leg_mut(to);
-                    if let Err(p) = sdp::rewrite(
-                        sdp_body,
-                        &relays,
-                        to,
-                        &mut leg.origin,
-                        &self.cfg.sdp,
-                        &mut body_out,
-                    ) {
-                        self.border_refusal(p.as_str());
-                        self.final_on_server(now, key, Refusal::NotAcceptableHere);
-                        return;
-                    }
-                    content_type = Some("application/sdp");
-                }
-                Err(refusal) => {
-                    self.final_on_server(now, key, refusal);
-                    return;
-                }
+            if let Err(refusal) = self.reoffer(call, from, sdp_body, media, &mut body_out) {
+                self.final_on_server(now, key, refusal);
+                return;
             }
+            content_type = Some("application/sdp");
         } else if let body::Body::Other {
             content_type: ct,
             body,
@@ -357,11 +303,14 @@ impl B2bua {
             body_out.extend_from_slice(body);
             content_type = Some(ct.as_str());
         }
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
         // Credentials answering a relayed challenge cross with the request (in-dialog, the
         // Request-URI differs per leg: only for challengers that check the digest alone).
         let passthrough = c
             .trunk
-            .and_then(|t| self.cfg.trunks.get(t))
+            .and_then(|t| self.cfg.trunks.get(t.index()))
             .is_some_and(|t| t.auth == TrunkAuth::Passthrough);
         if to == Side::Inside || passthrough {
             extra_owned.extend(auth_passthrough::credential_headers(&msg, None));

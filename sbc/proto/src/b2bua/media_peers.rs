@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use super::{B2bua, side_index};
+use super::{B2bua, admission::TrunkId, call::CallId, side_index};
 use crate::{media::MediaPeers, net::Side};
 
 impl B2bua {
@@ -14,7 +14,7 @@ impl B2bua {
         origin: Side,
         from: IpAddr,
         to: IpAddr,
-        trunk: Option<usize>,
+        trunk: Option<TrunkId>,
     ) -> MediaPeers {
         let mut ips = [None, None];
         ips[side_index(origin)] = Some(from);
@@ -27,7 +27,7 @@ impl B2bua {
     }
 
     /// The peers of an existing call, as its legs and trunk are now.
-    pub(super) fn call_media_peers(&self, call: u64) -> MediaPeers {
+    pub(super) fn call_media_peers(&self, call: CallId) -> MediaPeers {
         let Some(c) = self.calls.get(&call) else {
             return MediaPeers::default();
         };
@@ -38,9 +38,9 @@ impl B2bua {
         }
     }
 
-    fn trunk_name(&self, trunk: Option<usize>) -> Option<String> {
+    fn trunk_name(&self, trunk: Option<TrunkId>) -> Option<String> {
         trunk
-            .and_then(|t| self.cfg.trunks.get(t))
+            .and_then(|t| self.cfg.trunks.get(t.index()))
             .map(|t| t.name.clone())
     }
 }

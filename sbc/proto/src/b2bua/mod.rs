@@ -47,6 +47,7 @@ mod in_dialog;
 mod media_peers;
 mod msg;
 mod new_call;
+mod offer_answer;
 mod pbx_auth;
 mod peer_binding;
 mod redirect;
@@ -70,9 +71,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use admission::{NO_RULES, NotAdmitted, Plan};
+use admission::{NO_RULES, NotAdmitted, Plan, TrunkId};
 use bytes::Bytes;
-use call::{Call, CallState, Leg, Pending2xx, PendingRel, side_index};
+use call::{Call, CallId, CallState, Leg, Pending2xx, PendingRel, side_index};
 pub use call::{CallInfo, LegInfo};
 pub use caps::Caps;
 pub use config::{
@@ -80,9 +81,10 @@ pub use config::{
     TrunkLocal,
 };
 pub use events::{Counters, EndReason, Event, Stats};
-use failover::Challenged;
+use failover::{Challenged, Restart};
 pub use ids::Rng;
 use msg::{RequestSpec, ResponseSpec};
+use new_call::CalleeInvite;
 pub use pbx_auth::{PbxAuthConfig, PbxAuthResult};
 pub use peer_binding::PeerMismatch;
 pub use redirect::Redirect;
@@ -122,11 +124,12 @@ pub struct Transmit {
 pub struct B2bua {
     cfg: B2buaConfig,
     rng: Rng,
-    limits: Limits,
-    calls: HashMap<u64, Call>,
-    next_call: u64,
-    dialogs: HashMap<(String, String), (u64, Side)>,
-    sessions: HashMap<SessionId, u64>,
+    /// Parse limits for the messages the SBC builds itself (not the call admission limits).
+    parse_limits: Limits,
+    calls: HashMap<CallId, Call>,
+    next_call: CallId,
+    dialogs: HashMap<(String, String), (CallId, Side)>,
+    sessions: HashMap<SessionId, CallId>,
     /// Server and client transactions.
     tx: Transactions,
     timers: TimerQueue,
@@ -171,9 +174,9 @@ impl B2bua {
         Self {
             cfg,
             rng,
-            limits: Limits::default(),
+            parse_limits: Limits::default(),
             calls: HashMap::new(),
-            next_call: 1,
+            next_call: CallId::from_raw(1),
             dialogs: HashMap::new(),
             sessions: HashMap::new(),
             tx: Transactions::default(),
@@ -240,29 +243,34 @@ impl B2bua {
         if self.cps.as_ref().map(TokenBucket::rate) != cfg.limits.max_cps {
             self.cps = cfg.limits.bucket();
         }
-        let remap: Vec<Option<usize>> = self
+        let remap: Vec<Option<TrunkId>> = self
             .cfg
             .trunks
             .iter()
-            .map(|old| cfg.trunks.iter().position(|t| t.name == old.name))
+            .map(|old| {
+                cfg.trunks
+                    .iter()
+                    .position(|t| t.name == old.name)
+                    .map(TrunkId::new)
+            })
             .collect();
         let mut trunk_cps: Vec<Option<TokenBucket>> =
             cfg.trunks.iter().map(|t| t.limits.bucket()).collect();
         for (old, new) in remap.iter().enumerate() {
-            if let Some(new) = *new
+            if let Some(new) = new.map(TrunkId::index)
                 && let Some(Some(b)) = self.trunk_cps.get_mut(old)
                 && Some(b.rate()) == cfg.trunks[new].limits.max_cps
             {
                 trunk_cps[new] = Some(b.clone());
             }
         }
-        let map = |t: Option<usize>| t.and_then(|t| remap.get(t).copied().flatten());
+        let map = |t: Option<TrunkId>| t.and_then(|t| remap.get(t.index()).copied().flatten());
         let mut active = vec![0u32; cfg.trunks.len()];
         for c in self.calls.values_mut() {
             c.trunk = map(c.trunk);
             c.next_trunks = c.next_trunks.iter().filter_map(|t| map(Some(*t))).collect();
             if let Some(t) = c.trunk {
-                active[t] += 1;
+                active[t.index()] += 1;
             }
         }
         for e in self.tx.clients_mut() {
@@ -285,13 +293,13 @@ impl B2bua {
             .calls
             .iter()
             .map(|(id, c)| CallInfo {
-                id: *id,
+                id: id.raw(),
                 from: c.origin,
                 answered: c.state == CallState::Confirmed,
                 started: c.started,
                 answered_at: c.answered_at,
                 media: c.media,
-                trunk: c.trunk,
+                trunk: c.trunk.map(TrunkId::index),
                 legs: [Side::Inside, Side::Outside].map(|side| {
                     let l = c.leg(side);
                     LegInfo {
@@ -373,6 +381,7 @@ impl B2bua {
 
     /// Ends a call from outside (admin API): BYE on both legs once answered, CANCEL/487 before.
     pub fn end_call(&mut self, now: Instant, call: u64, media: &mut dyn MediaControl) -> bool {
+        let call = CallId::from_raw(call);
         if !self.calls.contains_key(&call) {
             return false;
         }

@@ -12,6 +12,24 @@ pub(super) struct OutInvite {
     pub(super) to_hdr: String,
 }
 
+/// What a callee-leg INVITE is built for: where it goes and the new dialog's identifiers.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CalleeInvite<'a> {
+    /// The side of the callee leg.
+    pub(super) to: Side,
+    /// The carrier-side trunk whose rules apply.
+    pub(super) trunk: Option<TrunkId>,
+    pub(super) target: Target,
+    /// The called number when it is not the caller's (a redirect's target).
+    pub(super) called: Option<&'a str>,
+    pub(super) call_id: &'a str,
+    /// Our From tag.
+    pub(super) tag: &'a str,
+    pub(super) branch: &'a str,
+    /// The offer, rewritten for this leg (empty: late offer).
+    pub(super) sdp: &'a [u8],
+}
+
 impl B2bua {
     /// Sets up a call for the caller's INVITE `msg` (already admitted and routed by `plan`)
     /// and sends the callee leg's INVITE.
@@ -60,23 +78,17 @@ impl B2bua {
         let has_sdp = !body.is_empty();
         let mut session = None;
         let mut relays = Vec::new();
+        let mut described = None;
         if has_sdp {
-            let streams = match sdp::streams(body, &self.cfg.sdp) {
-                Ok(s) => s,
-                Err(p) => {
-                    self.border_refusal(p.as_str());
-                    self.final_on_server(now, key, Refusal::NotAcceptableHere);
-                    return;
-                }
-            };
             let peers = self.new_media_peers(origin, peer.addr.ip(), target.addr.ip(), plan.trunk);
-            match media.allocate(sdp::leg(origin), &streams, &peers) {
-                Ok(a) => {
+            match self.anchor_offer(body, origin, &peers, media) {
+                Ok((desc, a)) => {
                     session = Some(a.session);
                     relays = a.streams;
+                    described = Some(desc);
                 }
-                Err(e) => {
-                    self.final_on_server(now, key, Refusal::from(&e));
+                Err(refusal) => {
+                    self.final_on_server(now, key, refusal);
                     return;
                 }
             }
@@ -84,7 +96,7 @@ impl B2bua {
 
         let caller_100rel = extensions::offers(&msg, "100rel");
         let id = self.next_call;
-        self.next_call += 1;
+        self.next_call = id.next();
         let (out_call_id, out_tag) = match &plan.resume {
             Some(r) => (r.call_id.clone(), r.tag.clone()),
             None => (
@@ -119,15 +131,9 @@ impl B2bua {
         };
         let mut callee_origin = sdp::Origin::new(self.rng.next_u64() % 1_000_000_000);
         let mut sdp_out = Vec::new();
-        if has_sdp
-            && let Err(p) = sdp::rewrite(
-                body,
-                &relays,
-                to,
-                &mut callee_origin,
-                &self.cfg.sdp,
-                &mut sdp_out,
-            )
+        if let Some(desc) = &described
+            && let Err(p) =
+                desc.rewrite(&relays, to, &mut callee_origin, &self.cfg.sdp, &mut sdp_out)
         {
             self.border_refusal(p.as_str());
             if let Some(s) = session {
@@ -139,14 +145,16 @@ impl B2bua {
         let branch = self.rng.branch();
         let mut out = self.build_invite(
             &msg,
-            to,
-            plan.trunk,
-            target,
-            None,
-            &out_call_id,
-            &out_tag,
-            &branch,
-            &sdp_out,
+            &CalleeInvite {
+                to,
+                trunk: plan.trunk,
+                target,
+                called: None,
+                call_id: &out_call_id,
+                tag: &out_tag,
+                branch: &branch,
+                sdp: &sdp_out,
+            },
         );
         // A retry of a challenged INVITE continues the challenged dialog: its next CSeq and
         // the caller's credentials for the challenged realms (auth_passthrough.rs).
@@ -155,7 +163,7 @@ impl B2bua {
             out_cseq = r.cseq.saturating_add(1);
             let creds = auth_passthrough::credential_headers(&msg, Some(&r.realms));
             if let Some(b) =
-                auth_passthrough::resumed_invite(&out.bytes, out_cseq, &creds, &self.limits)
+                auth_passthrough::resumed_invite(&out.bytes, out_cseq, &creds, &self.parse_limits)
             {
                 out.bytes = b;
             }
@@ -216,7 +224,7 @@ impl B2bua {
             forks: fork::Forks::default(),
         };
         if let Some(t) = plan.trunk
-            && let Some(n) = self.trunk_active.get_mut(t)
+            && let Some(n) = self.trunk_active.get_mut(t.index())
         {
             *n += 1;
         }
@@ -238,9 +246,9 @@ impl B2bua {
         }
         self.account_call(id);
         self.events.push_back(Event::CallStarted {
-            call: id,
+            call: id.raw(),
             from: origin,
-            trunk: plan.trunk,
+            trunk: plan.trunk.map(TrunkId::index),
         });
         let sent = self.send_client(
             now,
@@ -263,21 +271,19 @@ impl B2bua {
     /// (and the trunk's from_domain toward a carrier), both numbers normalised by the trunk's
     /// rules for this direction, the allowlisted headers of the caller's INVITE, and the
     /// trunk's header rules.
-    #[allow(clippy::too_many_arguments, reason = "internal helper")]
-    pub(super) fn build_invite(
-        &mut self,
-        orig: &Message,
-        to: Side,
-        trunk: Option<usize>,
-        target: Target,
-        called: Option<&str>,
-        call_id: &str,
-        tag: &str,
-        branch: &str,
-        sdp_body: &[u8],
-    ) -> OutInvite {
+    pub(super) fn build_invite(&mut self, orig: &Message, spec: &CalleeInvite<'_>) -> OutInvite {
+        let CalleeInvite {
+            to,
+            trunk,
+            target,
+            called,
+            call_id,
+            tag,
+            branch,
+            sdp: sdp_body,
+        } = *spec;
         let cfg = &self.cfg;
-        let trunk_cfg = trunk.and_then(|t| cfg.trunks.get(t));
+        let trunk_cfg = trunk.and_then(|t| cfg.trunks.get(t.index()));
         let rules = trunk_cfg.map_or(&NO_RULES, |t| match to {
             Side::Outside => &t.outbound,
             Side::Inside => &t.inbound,

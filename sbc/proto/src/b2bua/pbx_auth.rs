@@ -139,7 +139,7 @@ impl PbxAuthState {
 }
 
 /// The reaction to a request's credentials.
-enum Verdict {
+enum Judgement {
     Pass,
     Challenge { stale: bool },
     Reject(Refusal),
@@ -167,7 +167,7 @@ impl B2bua {
         }
         let ip = peer.addr.ip();
         let (verdict, result) = if self.pbx_auth.locked_out(ip, now) {
-            (Verdict::Reject(Refusal::Forbidden), PbxAuthResult::Failed)
+            (Judgement::Reject(Refusal::Forbidden), PbxAuthResult::Failed)
         } else {
             let server = self.pbx_auth.server(cfg, now, &mut self.rng);
             judge(server, now, &msg)
@@ -181,8 +181,8 @@ impl B2bua {
         }
         self.events.push_back(Event::PbxAuth { result });
         match verdict {
-            Verdict::Pass => Some(msg),
-            Verdict::Challenge { stale } => {
+            Judgement::Pass => Some(msg),
+            Judgement::Challenge { stale } => {
                 let salt = self.rng.next_u64();
                 let challenges = self
                     .pbx_auth
@@ -204,7 +204,7 @@ impl B2bua {
                 );
                 None
             }
-            Verdict::Reject(refusal) => {
+            Judgement::Reject(refusal) => {
                 self.reject_with(now, peer, key.clone(), msg, refusal, &[]);
                 None
             }
@@ -214,14 +214,14 @@ impl B2bua {
 
 /// Judges the request's credentials for our realm. Credentials for other realms are for
 /// proxies further on (RFC 3261 §22.3) and are ignored.
-fn judge(server: &mut DigestServer, now: Instant, msg: &Message) -> (Verdict, PbxAuthResult) {
+fn judge(server: &mut DigestServer, now: Instant, msg: &Message) -> (Judgement, PbxAuthResult) {
     let method = msg.method().map_or("", Method::as_str);
     let uri = msg.request_uri_str().unwrap_or_default();
     let mut ours = None;
     for auth in msg.headers().proxy_authorization() {
         let Ok(auth) = auth else {
             return (
-                Verdict::Reject(Refusal::MalformedCredentials),
+                Judgement::Reject(Refusal::MalformedCredentials),
                 PbxAuthResult::Failed,
             );
         };
@@ -233,13 +233,13 @@ fn judge(server: &mut DigestServer, now: Instant, msg: &Message) -> (Verdict, Pb
     }
     let Some(creds) = ours else {
         return (
-            Verdict::Challenge { stale: false },
+            Judgement::Challenge { stale: false },
             PbxAuthResult::Challenged,
         );
     };
     match creds.and_then(|c| server.verify(now, &c, method, uri)) {
-        Ok(()) => (Verdict::Pass, PbxAuthResult::Accepted),
-        Err(e) if e.is_stale() => (Verdict::Challenge { stale: true }, PbxAuthResult::Stale),
-        Err(_) => (Verdict::Challenge { stale: false }, PbxAuthResult::Failed),
+        Ok(()) => (Judgement::Pass, PbxAuthResult::Accepted),
+        Err(e) if e.is_stale() => (Judgement::Challenge { stale: true }, PbxAuthResult::Stale),
+        Err(_) => (Judgement::Challenge { stale: false }, PbxAuthResult::Failed),
     }
 }

@@ -18,7 +18,7 @@
 
 use std::net::IpAddr;
 
-use super::{B2bua, Call, ClientEntry, Event, Leg};
+use super::{B2bua, Call, ClientEntry, Event, Leg, admission::TrunkId, call::CallId};
 use crate::{
     net::{Peer, Side},
     sip::Message,
@@ -48,8 +48,8 @@ impl PeerMismatch {
 
 impl B2bua {
     /// Whether trunk `t` has address `ip` (proxy, other servers, other sources).
-    fn trunk_has(&self, t: Option<usize>, ip: IpAddr) -> bool {
-        let Some(trunk) = t.and_then(|t| self.cfg.trunks.get(t)) else {
+    fn trunk_has(&self, t: Option<TrunkId>, ip: IpAddr) -> bool {
+        let Some(trunk) = t.and_then(|t| self.cfg.trunks.get(t.index())) else {
             return false;
         };
         std::iter::once(&trunk.target)
@@ -71,7 +71,7 @@ impl B2bua {
         &mut self,
         peer: &Peer,
         msg: &Message,
-        call: u64,
+        call: CallId,
         side: Side,
     ) -> Result<(), PeerMismatch> {
         let verdict = match self.calls.get(&call) {

@@ -10,7 +10,7 @@
 
 use std::net::SocketAddr;
 
-use super::{B2bua, Event, LocalAddr, Target, msg};
+use super::{B2bua, Event, LocalAddr, Restart, Target, call::CallId, msg};
 use crate::{
     media::MediaControl,
     net::{Side, TransportKind},
@@ -109,7 +109,7 @@ impl B2bua {
     pub(super) fn recurse(
         &mut self,
         now: std::time::Instant,
-        call: u64,
+        call: CallId,
         resp: &Message,
         media: &mut dyn MediaControl,
     ) -> bool {
@@ -122,7 +122,7 @@ impl B2bua {
         let recurse = self
             .cfg
             .trunks
-            .get(index)
+            .get(index.index())
             .is_some_and(|t| t.redirect == Redirect::Recurse);
         if !recurse || c.canceled {
             return false;
@@ -138,7 +138,7 @@ impl B2bua {
         let count = c.redirects.count;
         if count >= self.cfg.max_redirects {
             self.events.push_back(Event::Redirect {
-                call,
+                call: call.raw(),
                 outcome: "limit",
             });
             return false;
@@ -150,7 +150,7 @@ impl B2bua {
         });
         let Some(next) = next else {
             self.events.push_back(Event::Redirect {
-                call,
+                call: call.raw(),
                 outcome: "no_target",
             });
             return false;
@@ -167,19 +167,17 @@ impl B2bua {
             c.provisional_seen = false;
         }
         self.events.push_back(Event::Redirect {
-            call,
+            call: call.raw(),
             outcome: "followed",
         });
-        self.restart_outside(
-            now,
-            call,
+        let restart = Restart {
             index,
-            next.target,
-            next.user.as_deref(),
-            &orig,
-            &offer,
-            media,
-        )
+            target: next.target,
+            called: next.user.as_deref(),
+            orig: &orig,
+            offer: &offer,
+        };
+        self.restart_outside(now, call, &restart, media)
     }
 
     /// The Contacts of a 3xx relayed to `caller`. Toward the carrier: numbers at the SBC only,
@@ -187,7 +185,7 @@ impl B2bua {
     /// kept, anything else dropped).
     pub(super) fn relayed_contacts(
         &self,
-        call: Option<u64>,
+        call: Option<CallId>,
         caller: Side,
         resp: &Message,
         local: LocalAddr,
@@ -205,7 +203,7 @@ impl B2bua {
         let hide = caller == Side::Inside
             && call
                 .and_then(|c| self.calls.get(&c))
-                .and_then(|c| self.cfg.trunks.get(c.trunk?))
+                .and_then(|c| self.cfg.trunks.get(c.trunk?.index()))
                 .is_some_and(|t| t.hide_redirect_contacts);
         if !hide {
             return resp

@@ -20,7 +20,9 @@ use std::{collections::HashMap, time::Instant};
 
 use super::{
     B2bua, Outgoing, Purpose, Refusal, RegisterPolicy, STx, ServerEntry, ServerKey, Target,
-    TrunkAuth, TxId, auth_passthrough, forwarded_max_forwards,
+    TrunkAuth, TxId,
+    admission::TrunkId,
+    auth_passthrough, forwarded_max_forwards,
     msg::{self, RequestSpec, ResponseSpec},
 };
 use crate::{
@@ -110,7 +112,7 @@ impl B2bua {
         media: &mut dyn MediaControl,
     ) {
         let RegisterPolicy::Relay {
-            trunk,
+            trunk: index,
             max_bindings,
         } = self.cfg.pbx_register
         else {
@@ -122,7 +124,7 @@ impl B2bua {
         let Some(tcfg) = self
             .cfg
             .trunks
-            .get(trunk)
+            .get(index)
             .filter(|_| peer.side == Side::Inside)
         else {
             self.registers_refused += 1;
@@ -174,6 +176,7 @@ impl B2bua {
                 .or_else(|| msg.headers().expires().ok().flatten())
                 .unwrap_or(DEFAULT_EXPIRES_S)
         };
+        let trunk = TrunkId::new(index);
         let local = self.trunk_local(Side::Outside, Some(trunk));
         let bound = self.trunk_bound(Side::Outside, Some(trunk));
         let call_id = format!("{}@{}", self.rng.token(), msg::host(local.addr));

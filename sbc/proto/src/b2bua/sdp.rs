@@ -12,7 +12,8 @@ use crate::{
     sdp::{self, AddressRefusal, AddressUse, Sdp, SdpEditor, SdpPolicy, Section},
 };
 
-/// The media layer's leg for a signaling side.
+/// The media layer's name for a signaling side: the one place where the B2BUA's [`Side`]
+/// crosses into the media boundary's `Leg` (the `MediaControl` trait speaks of legs).
 pub(super) const fn leg(side: Side) -> Leg {
     match side {
         Side::Inside => Leg::Inside,
@@ -85,10 +86,9 @@ fn connection_ip(m: &sdp::Media<'_, '_>) -> Option<IpAddr> {
     }
 }
 
-/// The streams of an SDP body, one per `m=` line, in order; refused if an enabled stream's
-/// address is one the relay must not send to.
-pub(super) fn streams(body: &[u8], policy: &SdpPolicy) -> Result<Vec<StreamDesc>, SdpProblem> {
-    let parsed = Sdp::parse(body)?;
+/// The streams of a parsed SDP body, one per `m=` line, in order; refused if an enabled
+/// stream's address is one the relay must not send to.
+pub(super) fn streams(parsed: &Sdp<'_>, policy: &SdpPolicy) -> Result<Vec<StreamDesc>, SdpProblem> {
     let mut out = Vec::with_capacity(parsed.media_count());
     for (i, m) in parsed.media().enumerate() {
         let desc = m.desc()?;
@@ -143,18 +143,17 @@ impl Origin {
     }
 }
 
-/// Writes `body` for `to` (the leg receiving it) with the relay endpoints facing that leg,
-/// keeping only what `policy` allows. Every `m=` line must have its relay endpoints: a body
-/// that cannot be anchored completely is refused, never passed on as it came.
+/// Writes the parsed body for `to` (the leg receiving it) with the relay endpoints facing that
+/// leg, keeping only what `policy` allows. Every `m=` line must have its relay endpoints: a
+/// body that cannot be anchored completely is refused, never passed on as it came.
 pub(super) fn rewrite(
-    body: &[u8],
+    parsed: &Sdp<'_>,
     relays: &[StreamRelay],
     to: Side,
     origin: &mut Origin,
     policy: &SdpPolicy,
     out: &mut Vec<u8>,
 ) -> Result<(), SdpProblem> {
-    let parsed = Sdp::parse(body)?;
     let src = parsed.origin()?;
     let sections = parsed.media_count();
     if sections == 0 {
@@ -177,7 +176,7 @@ pub(super) fn rewrite(
     let facing = |r: &StreamRelay| r.facing(leg(to));
     let addr_text = |a: IpAddr| (if a.is_ipv6() { "IP6" } else { "IP4" }, a.to_string());
     let (family, addr) = addr_text(facing(&relays[0]).addr);
-    let mut ed = SdpEditor::new(&parsed);
+    let mut ed = SdpEditor::new(parsed);
     ed.apply_policy(policy);
     ed.replace_origin("sbc", origin.session_id, origin.version, family, &addr)?;
     ed.sanitize_session();
@@ -223,7 +222,7 @@ mod tests {
 
     #[test]
     fn streams_read_address_ports_direction() {
-        let s = streams(OFFER, &SdpPolicy::default()).expect("valid");
+        let s = streams(&Sdp::parse(OFFER).expect("parses"), &SdpPolicy::default()).expect("valid");
         assert_eq!(s.len(), 1);
         assert_eq!(
             s[0].addr,
@@ -246,7 +245,7 @@ mod tests {
         let mut origin = Origin::new(99);
         let mut out = Vec::new();
         rewrite(
-            OFFER,
+            &Sdp::parse(OFFER).expect("parses"),
             &relays,
             Side::Outside,
             &mut origin,
@@ -265,7 +264,7 @@ mod tests {
         assert!(text.contains("a=rtcp:10003 IN IP4 203.0.113.5\r\n"));
         // Same source version: same origin version; a new source version bumps ours.
         rewrite(
-            OFFER,
+            &Sdp::parse(OFFER).expect("parses"),
             &relays,
             Side::Outside,
             &mut origin,
@@ -276,7 +275,7 @@ mod tests {
         assert!(String::from_utf8_lossy(&out).contains("o=sbc 99 1 "));
         let changed = String::from_utf8_lossy(OFFER).replace("1234 7", "1234 8");
         rewrite(
-            changed.as_bytes(),
+            &Sdp::parse(changed.as_bytes()).expect("parses"),
             &relays,
             Side::Outside,
             &mut origin,

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use super::{
     B2bua, CallState, EndReason, Outgoing, Purpose, STx, ServerEntry, ServerKey, TimerRef,
+    call::CallId,
     extensions, first_contact,
     msg::{self, RequestSpec, ResponseSpec},
 };
@@ -222,7 +223,7 @@ pub(super) struct Expired;
 
 impl B2bua {
     /// Sets (or clears) the session timer of `side` on `call` and wakes the call for it.
-    pub(super) fn set_leg_timer(&mut self, call: u64, side: Side, timer: Option<LegTimer>) {
+    pub(super) fn set_leg_timer(&mut self, call: CallId, side: Side, timer: Option<LegTimer>) {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
@@ -238,7 +239,7 @@ impl B2bua {
     pub(super) fn session_timers(
         &mut self,
         now: Instant,
-        call: u64,
+        call: CallId,
         media: &mut dyn MediaControl,
     ) -> Result<Option<Instant>, Expired> {
         let Some(c) = self.calls.get(&call) else {
@@ -272,7 +273,13 @@ impl B2bua {
     /// Refreshes the session on `side` (the SBC is its refresher): a body-less UPDATE (RFC
     /// 4028 §7.4 recommends UPDATE: no offer/answer, so no media change), keeping the SBC the
     /// refresher.
-    fn send_refresh(&mut self, now: Instant, call: u64, side: Side, media: &mut dyn MediaControl) {
+    fn send_refresh(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        side: Side,
+        media: &mut dyn MediaControl,
+    ) {
         let branch = self.rng.branch();
         let st = self.cfg.session_timer;
         let Some(c) = self.calls.get_mut(&call) else {
@@ -325,7 +332,7 @@ impl B2bua {
     pub(super) fn refresh_answered(
         &mut self,
         now: Instant,
-        call: u64,
+        call: CallId,
         side: Side,
         status: u16,
         resp: &Message,
@@ -365,7 +372,7 @@ impl B2bua {
         peer: Peer,
         key: ServerKey,
         msg: Message,
-        call: u64,
+        call: CallId,
     ) {
         let Some(c) = self.calls.get_mut(&call) else {
             return;

@@ -4,7 +4,7 @@
 use super::*;
 
 impl B2bua {
-    pub(super) fn call_timer(&mut self, now: Instant, call: u64, media: &mut dyn MediaControl) {
+    pub(super) fn call_timer(&mut self, now: Instant, call: CallId, media: &mut dyn MediaControl) {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
@@ -93,7 +93,7 @@ impl B2bua {
     pub(super) fn terminate(
         &mut self,
         now: Instant,
-        call: u64,
+        call: CallId,
         reason: EndReason,
         media: &mut dyn MediaControl,
     ) {
@@ -119,7 +119,7 @@ impl B2bua {
         self.finish_call(call, reason, media);
     }
 
-    pub(super) fn release_media(&mut self, call: u64, media: &mut dyn MediaControl) {
+    pub(super) fn release_media(&mut self, call: CallId, media: &mut dyn MediaControl) {
         if let Some(c) = self.calls.get_mut(&call)
             && let Some(s) = c.media.take()
         {
@@ -131,14 +131,14 @@ impl B2bua {
     /// Forgets a call: media released, dialogs unindexed. Transactions finish on their own.
     pub(super) fn finish_call(
         &mut self,
-        call: u64,
+        call: CallId,
         reason: EndReason,
         media: &mut dyn MediaControl,
     ) {
         self.release_media(call, media);
         if let Some(c) = self.calls.remove(&call) {
             if let Some(t) = c.trunk
-                && let Some(n) = self.trunk_active.get_mut(t)
+                && let Some(n) = self.trunk_active.get_mut(t.index())
             {
                 *n = n.saturating_sub(1);
             }
@@ -148,7 +148,10 @@ impl B2bua {
             }
             self.timers.cancel(&TimerRef::Call(call));
             self.ledger.remove_call(call);
-            self.events.push_back(Event::CallEnded { call, reason });
+            self.events.push_back(Event::CallEnded {
+                call: call.raw(),
+                reason,
+            });
         }
     }
 

@@ -11,7 +11,7 @@ use std::{
     time::Instant,
 };
 
-use super::transactions::TxId;
+use super::{call::CallId, transactions::TxId};
 
 /// What a deadline belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -21,7 +21,7 @@ pub(super) enum TimerRef {
     /// A client transaction.
     Client(TxId),
     /// A call's own timers (2xx and reliable-provisional retransmission, max duration).
-    Call(u64),
+    Call(CallId),
 }
 
 /// Deadlines in time order, one per owner.
@@ -93,21 +93,21 @@ mod tests {
         let t0 = Instant::now();
         let s = |i: u64| t0 + Duration::from_secs(i);
         let mut q = TimerQueue::default();
-        q.set(TimerRef::Call(2), s(5));
-        q.set(TimerRef::Call(2), s(9));
-        q.set_earliest(TimerRef::Call(1), s(7));
-        q.set_earliest(TimerRef::Call(1), s(8));
-        q.set_earliest(TimerRef::Call(1), s(3));
+        q.set(TimerRef::Call(CallId::from_raw(2)), s(5));
+        q.set(TimerRef::Call(CallId::from_raw(2)), s(9));
+        q.set_earliest(TimerRef::Call(CallId::from_raw(1)), s(7));
+        q.set_earliest(TimerRef::Call(CallId::from_raw(1)), s(8));
+        q.set_earliest(TimerRef::Call(CallId::from_raw(1)), s(3));
         assert_eq!(q.len(), 2);
         assert_eq!(q.first(), Some(s(3)));
         assert_eq!(q.pop_due(s(2)), None);
-        assert_eq!(q.pop_due(s(4)), Some(TimerRef::Call(1)));
+        assert_eq!(q.pop_due(s(4)), Some(TimerRef::Call(CallId::from_raw(1))));
         assert_eq!(
             q.pop_due(s(8)),
             None,
             "the replaced deadline of 5 s is gone"
         );
-        q.cancel(&TimerRef::Call(2));
+        q.cancel(&TimerRef::Call(CallId::from_raw(2)));
         assert_eq!((q.len(), q.first()), (0, None));
     }
 }

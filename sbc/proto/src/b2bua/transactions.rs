@@ -17,6 +17,8 @@ use bytes::Bytes;
 
 use super::{
     Transmit,
+    admission::TrunkId,
+    call::CallId,
     caps::Ledger,
     slab::{Key, Slab},
     timers::{TimerQueue, TimerRef},
@@ -121,7 +123,7 @@ pub(super) struct ServerEntry {
     pub(super) tx: STx,
     pub(super) peer: Peer,
     pub(super) request: Message,
-    pub(super) call: Option<u64>,
+    pub(super) call: Option<CallId>,
     /// Our To tag for responses to this request.
     pub(super) to_tag: Option<String>,
     /// The request relayed for it on the other leg.
@@ -158,20 +160,20 @@ pub(super) struct ClientEntry {
     pub(super) peer: Peer,
     pub(super) request: Message,
     /// The call it belongs to; None for relays outside any call (MESSAGE, REGISTER).
-    pub(super) call: Option<u64>,
+    pub(super) call: Option<CallId>,
     pub(super) side: Side,
     pub(super) purpose: Purpose,
     /// How many times this request was already resent with credentials (the retry of a
     /// challenged request inherits the count + 1).
     pub(super) auth_attempts: u8,
     /// The trunk the request went to (its credentials answer a challenge), on the outside.
-    pub(super) trunk: Option<usize>,
+    pub(super) trunk: Option<TrunkId>,
 }
 
 /// A client transaction that ended without a final response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct ClientFailure {
-    pub(super) call: Option<u64>,
+    pub(super) call: Option<CallId>,
     pub(super) side: Side,
     pub(super) purpose: Purpose,
     /// The timer that ran out (B, F or C), or None for a transport error.

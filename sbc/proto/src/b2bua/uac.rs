@@ -10,7 +10,7 @@ pub(super) struct Outgoing {
     pub(super) bytes: Bytes,
     pub(super) peer: Peer,
     /// The call it belongs to; None for relays outside any call.
-    pub(super) call: Option<u64>,
+    pub(super) call: Option<CallId>,
     /// The leg it goes out on.
     pub(super) side: Side,
     pub(super) purpose: Purpose,
@@ -37,7 +37,7 @@ impl B2bua {
     /// Makes client transaction `ck` the call's INVITE on its callee leg `side` (a new call, a
     /// failover, a redirect or an authenticated retry): what CANCEL, glare and the caller's
     /// server transaction refer to.
-    pub(super) fn bind_initial(&mut self, call: u64, side: Side, ck: TxId) {
+    pub(super) fn bind_initial(&mut self, call: CallId, side: Side, ck: TxId) {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
@@ -63,7 +63,7 @@ impl B2bua {
             side,
             purpose,
         } = out;
-        let parsed = Message::parse(bytes.clone(), &self.limits);
+        let parsed = Message::parse(bytes.clone(), &self.parse_limits);
         let Some((request, branch)) = parsed.ok().and_then(|m| {
             let branch: Box<str> = m.top_via().branch()?.into();
             Some((m, branch))
@@ -103,7 +103,12 @@ impl B2bua {
     }
 
     /// Sends CANCEL for the call's initial INVITE on the callee leg.
-    pub(super) fn cancel_client(&mut self, now: Instant, call: u64, media: &mut dyn MediaControl) {
+    pub(super) fn cancel_client(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        media: &mut dyn MediaControl,
+    ) {
         let Some(c) = self.calls.get(&call) else {
             return;
         };
@@ -129,7 +134,7 @@ impl B2bua {
     }
 
     /// Sends the ACK for the 2xx of INVITE `cseq` on `side` (end-to-end, new branch).
-    pub(super) fn send_ack(&mut self, call: u64, side: Side, cseq: u32, body: &[u8]) {
+    pub(super) fn send_ack(&mut self, call: CallId, side: Side, cseq: u32, body: &[u8]) {
         let branch = self.rng.branch();
         let Some(c) = self.calls.get_mut(&call) else {
             return;
@@ -158,7 +163,7 @@ impl B2bua {
     pub(super) fn initial_response(
         &mut self,
         now: Instant,
-        call: u64,
+        call: CallId,
         side: Side,
         status: u16,
         resp: &Message,
@@ -180,7 +185,8 @@ impl B2bua {
             }
             if (101..200).contains(&status) {
                 if !c.provisional_seen {
-                    self.events.push_back(Event::CallProgress { call });
+                    self.events
+                        .push_back(Event::CallProgress { call: call.raw() });
                 }
                 c.provisional_seen = true;
             } else {
@@ -216,7 +222,8 @@ impl B2bua {
                 self.finish_call(call, EndReason::Cancelled, media);
                 return;
             }
-            self.events.push_back(Event::CallAnswered { call });
+            self.events
+                .push_back(Event::CallAnswered { call: call.raw() });
             let timer = self.cfg.session_timer.answered(now, resp);
             self.set_leg_timer(call, side, timer);
             let sent = self.relay_to_caller(
@@ -285,7 +292,7 @@ impl B2bua {
     pub(super) fn send_prack(
         &mut self,
         now: Instant,
-        call: u64,
+        call: CallId,
         side: Side,
         rseq: u32,
         invite_cseq: u32,
@@ -334,7 +341,7 @@ impl B2bua {
     pub(super) fn relay_response(
         &mut self,
         now: Instant,
-        call: Option<u64>,
+        call: Option<CallId>,
         side: Side,
         server: TxId,
         resp: &Message,
@@ -432,7 +439,7 @@ impl B2bua {
     pub(super) fn send_bye(
         &mut self,
         now: Instant,
-        call: u64,
+        call: CallId,
         side: Side,
         media: &mut dyn MediaControl,
     ) {

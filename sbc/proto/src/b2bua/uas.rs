@@ -11,7 +11,7 @@ pub(super) const ALLOW: &str =
 #[derive(Debug, Clone, Copy)]
 pub(super) struct ToCaller {
     /// The call, if the request was part of one.
-    pub(super) call: Option<u64>,
+    pub(super) call: Option<CallId>,
     /// The side the request came from.
     pub(super) side: Side,
     pub(super) server: TxId,
@@ -225,7 +225,7 @@ impl B2bua {
     pub(super) fn provisional_to_caller(
         &mut self,
         now: Instant,
-        call: u64,
+        call: CallId,
         side: Side,
         server_key: TxId,
         resp: &Message,
@@ -334,33 +334,9 @@ impl B2bua {
         };
         if let Some(sdp_body) = sdp_body {
             // Outside any call (a relayed MESSAGE) there is no media to anchor an SDP in.
-            let call = call?;
-            let peers = self.call_media_peers(call);
-            let c = self.calls.get_mut(&call)?;
+            let call = call.filter(|c| self.calls.contains_key(c))?;
             // An answer (or an offer in a 2xx to an offer-less INVITE).
-            let result = sdp::streams(sdp_body, &self.cfg.sdp).and_then(|st| {
-                let relays = match c.media {
-                    Some(s) => media.commit(s, sdp::leg(callee), &st),
-                    None => media.allocate(sdp::leg(callee), &st, &peers).map(|a| {
-                        c.media = Some(a.session);
-                        self.sessions.insert(a.session, call);
-                        a.streams
-                    }),
-                }
-                .map_err(|_| sdp::SdpProblem::Unanchored {
-                    sections: st.len(),
-                    relays: 0,
-                })?;
-                let leg = c.leg_mut(caller);
-                sdp::rewrite(
-                    sdp_body,
-                    &relays,
-                    caller,
-                    &mut leg.origin,
-                    &self.cfg.sdp,
-                    &mut body,
-                )
-            });
+            let result = self.answer(call, callee, sdp_body, media, &mut body);
             match result {
                 Ok(()) => content_type = Some("application/sdp"),
                 Err(p) => {
@@ -430,7 +406,7 @@ impl B2bua {
     pub(super) fn start_2xx_retransmit(
         &mut self,
         now: Instant,
-        call: u64,
+        call: CallId,
         leg: Side,
         _server_key: TxId,
         response: Bytes,

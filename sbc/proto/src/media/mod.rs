@@ -50,7 +50,7 @@ pub mod settings;
 pub mod slots;
 pub mod table;
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::net::IpAddr;
 
 /// The origin of simulated time in this module's tests (an `Instant` cannot be made otherwise).
 #[cfg(test)]
@@ -331,6 +331,7 @@ pub trait MediaControl {
     fn poll_event(&mut self) -> Option<MediaEvent>;
 }
 
+#[cfg(any(test, feature = "fake-media"))]
 /// An in-memory [`MediaControl`] for deterministic call-flow tests: hands out ports from a
 /// range without sockets, records what it was told, and lets the test inject events.
 #[derive(Debug, Clone)]
@@ -344,10 +345,11 @@ pub struct FakeMedia {
     free: Vec<u16>,
     next_id: u64,
     /// Live sessions: the relays and the last descriptions seen from each leg.
-    pub sessions: BTreeMap<SessionId, FakeSession>,
+    pub sessions: std::collections::BTreeMap<SessionId, FakeSession>,
     events: std::collections::VecDeque<MediaEvent>,
 }
 
+#[cfg(any(test, feature = "fake-media"))]
 /// What [`FakeMedia`] remembers about a session.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FakeSession {
@@ -363,6 +365,7 @@ pub struct FakeSession {
     pub peers: MediaPeers,
 }
 
+#[cfg(any(test, feature = "fake-media"))]
 impl FakeMedia {
     /// A fake with ports `port_min..=port_max` (pairs, even RTP) on each side.
     pub fn new(inside_addr: IpAddr, outside_addr: IpAddr, port_min: u16, port_max: u16) -> Self {
@@ -373,7 +376,7 @@ impl FakeMedia {
             max_port: port_max,
             free: Vec::new(),
             next_id: 1,
-            sessions: BTreeMap::new(),
+            sessions: std::collections::BTreeMap::new(),
             events: std::collections::VecDeque::new(),
         }
     }
@@ -435,6 +438,7 @@ impl FakeMedia {
     }
 }
 
+#[cfg(any(test, feature = "fake-media"))]
 impl MediaControl for FakeMedia {
     fn allocate(
         &mut self,

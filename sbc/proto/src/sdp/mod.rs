@@ -1,15 +1,18 @@
 //! SDP (RFC 8866) as a list of lines with typed accessors, and an editor for the offer/answer
 //! rewrites an SBC does (RFC 3264): addresses, ports, `a=rtcp`, direction and payload types,
-//! and the policy of what may cross the border at all (`policy.rs`).
+//! the policy of what may cross the border at all (`policy.rs`), and codec filtering and
+//! payload-type mapping (`codec.rs`).
 //!
 //! Unlike a struct-per-field model that re-prints in a fixed order, every line that no edit
 //! touches is written back byte for byte and in its original place.
 
+mod codec;
 mod edit;
 mod error;
 mod parse;
 mod policy;
 
+pub use codec::{Codec, CodecPolicy, CodecRefusal, PayloadMap, codecs};
 pub use edit::{SdpEditor, Section};
 pub use error::SdpError;
 pub use parse::{Connection, Direction, Media, MediaDesc, Origin, Rtcp, RtpMap, Sdp, SdpLine};

@@ -1,0 +1,389 @@
+//! A fixed call workload through the sans-I/O B2BUA, for `cargo xtask bench check`.
+//!
+//! `sbc-bench-workload N` places N outbound calls PBX → carrier, one after the other at
+//! 500 calls/s of simulated time, each with the whole flow a short call has on the wire: INVITE
+//! with SDP, 100, 180, 200 with SDP, ACK, BYE, 200, on both legs. Then simulated time runs on
+//! until every transaction and timer is gone. Every call must complete and nothing may be left,
+//! else it exits with an error: a broken flow must not pass as a cheap one.
+//!
+//! Everything is deterministic (seeded RNG, simulated time, no I/O in the loop), so callgrind
+//! counts the same instructions and allocations on every run of the same binary. What the SBC
+//! itself does per message — copy the datagram, parse it, handle it, hand out what it sends —
+//! happens in the functions of [`measured`]; the check counts only inside them
+//! (`--toggle-collect`), so the workload's own work (building the peers' messages, checking what
+//! the SBC sent) does not dilute the figure.
+//!
+//! It uses as little of the B2BUA's API as it can (construction, `handle_message`,
+//! `handle_timeout`, `poll_*`, `stats`), so that it keeps working as the core is restructured.
+
+use std::{
+    net::SocketAddr,
+    process::ExitCode,
+    time::{Duration, Instant},
+};
+
+use sbc_proto::{
+    b2bua::{B2bua, B2buaConfig, LocalAddr, Rng, Stats, Target, Transmit, TrunkConfig},
+    limit::CallLimits,
+    media::FakeMedia,
+    net::{Peer, Side, TransportKind},
+    sip::{HeaderName, Limits, Message, StatusCode},
+    transaction::TimerConfig,
+};
+
+/// Calls the check runs (`cargo xtask bench check`): enough that per-call figures do not move
+/// with the constant costs, few enough to run in seconds under callgrind.
+const CALLS: u64 = 1000;
+/// Simulated time between two calls (500 calls/s, the benchmark's fixed rate).
+const CALL_GAP: Duration = Duration::from_millis(2);
+/// Simulated time the drain runs past the last call: every RFC 3261 timer (64·T1 = 32 s at
+/// most) has run out by then.
+const DRAIN: Duration = Duration::from_secs(120);
+
+const SBC_INSIDE: &str = "10.0.0.1:5060";
+const SBC_OUTSIDE: &str = "203.0.113.1:5060";
+const PBX: &str = "10.0.0.10:5070";
+const CARRIER: &str = "198.51.100.7:5090";
+
+fn main() -> ExitCode {
+    let calls = match std::env::args().nth(1).map(|a| a.parse::<u64>()) {
+        None => CALLS,
+        Some(Ok(n)) => n,
+        Some(Err(e)) => {
+            eprintln!("usage: sbc-bench-workload [CALLS]: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(calls) {
+        Ok(messages) => {
+            println!("{calls} calls, {messages} messages handled");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sbc-bench-workload: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("literal address")
+}
+
+fn udp(side: Side, a: &str) -> Peer {
+    Peer {
+        side,
+        transport: TransportKind::Udp,
+        addr: addr(a),
+        conn: None,
+        local: None,
+    }
+}
+
+fn config() -> B2buaConfig {
+    let target = |a: &str| Target {
+        addr: addr(a),
+        transport: TransportKind::Udp,
+    };
+    let local = |a: &str| LocalAddr {
+        addr: addr(a),
+        transport: TransportKind::Udp,
+    };
+    B2buaConfig {
+        timers: TimerConfig::default(),
+        inside: local(SBC_INSIDE),
+        outside: local(SBC_OUTSIDE),
+        listeners: Vec::new(),
+        pbx: target(PBX),
+        trunks: vec![TrunkConfig::new("carrier", target(CARRIER))],
+        routes: Vec::new(),
+        inbound: Vec::new(),
+        limits: CallLimits::default(),
+        retry_after_s: 5,
+        user_agent: "sbc-bench".into(),
+        pass_headers: B2buaConfig::default_pass_headers(),
+        max_call_duration: None,
+        pbx_auth: None,
+        caps: sbc_proto::b2bua::Caps::default(),
+        sdp: sbc_proto::sdp::SdpPolicy {
+            own_addresses: vec![addr(SBC_INSIDE).ip(), addr(SBC_OUTSIDE).ip()],
+            ..sbc_proto::sdp::SdpPolicy::default()
+        },
+        pbx_register: sbc_proto::b2bua::RegisterPolicy::Reject,
+        max_pending_challenges: 1000,
+        session_timer: sbc_proto::b2bua::SessionTimerConfig::default(),
+        max_redirects: 5,
+    }
+}
+
+/// The SBC's own work, the only code callgrind counts (`cargo xtask bench check` collects
+/// inside `sbc_bench_workload::measured::*`): out of line so that it keeps its name.
+mod measured {
+    use std::time::Instant;
+
+    use bytes::Bytes;
+    use sbc_proto::{
+        b2bua::{B2bua, Transmit},
+        media::FakeMedia,
+        net::Peer,
+        sip::{Limits, Message, ParseError},
+    };
+
+    /// A datagram from `from`: copied out of the receive buffer as the driver does, parsed and
+    /// handled.
+    #[inline(never)]
+    pub fn receive(
+        sbc: &mut B2bua,
+        media: &mut FakeMedia,
+        now: Instant,
+        from: Peer,
+        datagram: &[u8],
+    ) -> Result<(), ParseError> {
+        let msg = Message::parse(Bytes::copy_from_slice(datagram), &Limits::default())?;
+        sbc.handle_message(now, from, msg, media);
+        Ok(())
+    }
+
+    /// The timers due at `now`.
+    #[inline(never)]
+    pub fn timeout(sbc: &mut B2bua, media: &mut FakeMedia, now: Instant) {
+        sbc.handle_timeout(now, media);
+    }
+
+    /// When the next timer is due (the driver asks after every message).
+    #[inline(never)]
+    pub fn next_timer(sbc: &B2bua) -> Option<Instant> {
+        sbc.poll_timeout()
+    }
+
+    /// Everything the SBC has to send, into `out`; its events are dropped.
+    #[inline(never)]
+    pub fn transmits(sbc: &mut B2bua, out: &mut Vec<Transmit>) {
+        while let Some(t) = sbc.poll_transmit() {
+            out.push(t);
+        }
+        while sbc.poll_event().is_some() {}
+    }
+}
+
+/// The B2BUA, its media stand-in, simulated time and what it last sent to each side.
+struct Sim {
+    sbc: B2bua,
+    media: FakeMedia,
+    now: Instant,
+    /// Last request and last response sent to [inside, outside].
+    last_request: [Option<Message>; 2],
+    last_response: [Option<Message>; 2],
+    handled: u64,
+    /// What the SBC sent since the last collect (reused).
+    sent: Vec<Transmit>,
+}
+
+impl Sim {
+    fn deliver(&mut self, from: Peer, text: &str) -> Result<(), String> {
+        measured::receive(
+            &mut self.sbc,
+            &mut self.media,
+            self.now,
+            from,
+            text.as_bytes(),
+        )
+        .map_err(|e| format!("workload message does not parse ({e}):\n{text}"))?;
+        self.handled += 1;
+        self.collect()
+    }
+
+    fn collect(&mut self) -> Result<(), String> {
+        measured::transmits(&mut self.sbc, &mut self.sent);
+        for t in self.sent.drain(..) {
+            let side = usize::from(t.to.side == Side::Outside);
+            let msg = Message::parse(t.data, &Limits::default())
+                .map_err(|e| format!("the SBC sent an unparseable message: {e}"))?;
+            if msg.is_request() {
+                self.last_request[side] = Some(msg);
+            } else {
+                self.last_response[side] = Some(msg);
+            }
+        }
+        Ok(())
+    }
+
+    fn advance(&mut self, by: Duration) -> Result<(), String> {
+        let until = self.now + by;
+        while let Some(at) = measured::next_timer(&self.sbc) {
+            if at > until {
+                break;
+            }
+            self.now = self.now.max(at);
+            measured::timeout(&mut self.sbc, &mut self.media, self.now);
+            self.collect()?;
+        }
+        self.now = until;
+        Ok(())
+    }
+
+    /// Takes the last request the SBC sent to `side`, which must be `method`.
+    fn take_request(&mut self, side: Side, method: &str) -> Result<Message, String> {
+        let m = self.last_request[usize::from(side == Side::Outside)]
+            .take()
+            .ok_or_else(|| format!("no {method} sent to the {side:?}"))?;
+        if m.as_bytes().starts_with(method.as_bytes()) {
+            Ok(m)
+        } else {
+            Err(format!("expected {method} to the {side:?}, got {m:?}"))
+        }
+    }
+
+    /// Takes the last response the SBC sent to `side`, which must have `code`.
+    fn take_response(&mut self, side: Side, code: u16) -> Result<Message, String> {
+        let m = self.last_response[usize::from(side == Side::Outside)]
+            .take()
+            .ok_or_else(|| format!("no {code} sent to the {side:?}"))?;
+        if m.status().map(StatusCode::as_u16) == Some(code) {
+            Ok(m)
+        } else {
+            Err(format!("expected {code} to the {side:?}, got {m:?}"))
+        }
+    }
+}
+
+fn header(m: &Message, name: HeaderName) -> &str {
+    m.headers()
+        .first(name)
+        .and_then(|h| h.value_str())
+        .unwrap_or_default()
+}
+
+/// The carrier's response `status` to `request` (its To tag added, an SDP answer if given).
+fn carrier_response(request: &Message, status: &str, sdp: Option<&str>) -> String {
+    let to = header(request, HeaderName::To);
+    let to = if status.starts_with("100") || to.contains("tag=") {
+        to.to_owned()
+    } else {
+        format!("{to};tag=ctag")
+    };
+    let (content_type, body) = match sdp {
+        Some(b) => ("Content-Type: application/sdp\r\n", b),
+        None => ("", ""),
+    };
+    format!(
+        "SIP/2.0 {status}\r\nVia: {}\r\nFrom: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\nContact: <sip:gw@198.51.100.7:5090>\r\n{content_type}Content-Length: {}\r\n\r\n{body}",
+        header(request, HeaderName::Via),
+        header(request, HeaderName::From),
+        header(request, HeaderName::CallId),
+        header(request, HeaderName::CSeq),
+        body.len()
+    )
+}
+
+const PBX_SDP: &str = "v=0\r\no=pbx 1234 1 IN IP4 10.0.0.10\r\ns=-\r\nc=IN IP4 10.0.0.10\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n";
+const CARRIER_SDP: &str = "v=0\r\no=switch 777 1 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 198.51.100.7\r\nt=0 0\r\nm=audio 30000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n";
+
+/// One call from the PBX through the SBC to the carrier and back, checked at every step.
+fn call(sim: &mut Sim, i: u64) -> Result<(), String> {
+    let pbx = udp(Side::Inside, PBX);
+    let carrier = udp(Side::Outside, CARRIER);
+    let dialog = format!(
+        "Max-Forwards: 70\r\nFrom: \"Alice\" <sip:100@pbx.lan>;tag=ptag{i}\r\nCall-ID: pbx-call-{i}\r\n"
+    );
+    sim.deliver(
+        pbx,
+        &format!(
+            "INVITE sip:15551234567@10.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.10:5070;branch=z9hG4bKpbx{i}a;rport\r\n{dialog}To: <sip:15551234567@10.0.0.1>\r\nCSeq: 10 INVITE\r\nContact: <sip:100@10.0.0.10:5070>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{PBX_SDP}",
+            PBX_SDP.len()
+        ),
+    )?;
+    let invite = sim.take_request(Side::Outside, "INVITE")?;
+    sim.deliver(carrier, &carrier_response(&invite, "100 Trying", None))?;
+    sim.deliver(carrier, &carrier_response(&invite, "180 Ringing", None))?;
+    sim.deliver(
+        carrier,
+        &carrier_response(&invite, "200 OK", Some(CARRIER_SDP)),
+    )?;
+    let ok = sim.take_response(Side::Inside, 200)?;
+    let to = header(&ok, HeaderName::To).to_owned();
+    sim.deliver(
+        pbx,
+        &format!(
+            "ACK sip:15551234567@10.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.10:5070;branch=z9hG4bKpbx{i}b;rport\r\n{dialog}To: {to}\r\nCSeq: 10 ACK\r\nContent-Length: 0\r\n\r\n"
+        ),
+    )?;
+    sim.take_request(Side::Outside, "ACK")?;
+    sim.deliver(
+        pbx,
+        &format!(
+            "BYE sip:15551234567@10.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.10:5070;branch=z9hG4bKpbx{i}c;rport\r\n{dialog}To: {to}\r\nCSeq: 11 BYE\r\nContent-Length: 0\r\n\r\n"
+        ),
+    )?;
+    let bye = sim.take_request(Side::Outside, "BYE")?;
+    sim.deliver(carrier, &carrier_response(&bye, "200 OK", None))?;
+    sim.take_response(Side::Inside, 200)?;
+    Ok(())
+}
+
+/// Runs `calls` calls and the drain; returns the messages handled.
+fn run(calls: u64) -> Result<u64, String> {
+    // An origin for simulated time; nothing reads the clock afterwards.
+    let now = Instant::now();
+    let mut sim = Sim {
+        sbc: B2bua::new(config(), Rng::from_test_seed(0x5eed)),
+        media: FakeMedia::new(
+            addr(SBC_INSIDE).ip(),
+            addr(SBC_OUTSIDE).ip(),
+            10_000,
+            60_000,
+        ),
+        now,
+        last_request: [None, None],
+        last_response: [None, None],
+        handled: 0,
+        sent: Vec::new(),
+    };
+    for i in 0..calls {
+        call(&mut sim, i).map_err(|e| format!("call {i}: {e}"))?;
+        sim.advance(CALL_GAP)?;
+    }
+    sim.advance(DRAIN)?;
+    if sim.sbc.stats() != Stats::default() || !sim.media.sessions.is_empty() {
+        return Err(format!(
+            "state left after the drain: {:?}, {} media sessions",
+            sim.sbc.stats(),
+            sim.media.sessions.len()
+        ));
+    }
+    Ok(sim.handled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_call_completes_and_nothing_is_left() {
+        assert_eq!(run(20), Ok(20 * 7));
+    }
+
+    #[test]
+    fn a_message_the_sbc_did_not_send_is_an_error() {
+        // The workload checks every step: a flow the SBC stops answering must fail the run,
+        // not pass as a cheaper call.
+        let mut sim = Sim {
+            sbc: B2bua::new(config(), Rng::from_test_seed(1)),
+            media: FakeMedia::new(
+                addr(SBC_INSIDE).ip(),
+                addr(SBC_OUTSIDE).ip(),
+                10_000,
+                60_000,
+            ),
+            now: Instant::now(),
+            last_request: [None, None],
+            last_response: [None, None],
+            handled: 0,
+            sent: Vec::new(),
+        };
+        assert!(sim.take_response(Side::Inside, 200).is_err());
+        assert!(call(&mut sim, 0).is_ok());
+        // Each message is taken once: the BYE of the finished call is gone.
+        assert!(sim.take_request(Side::Outside, "BYE").is_err());
+    }
+}

@@ -1,0 +1,87 @@
+//! Calls ended by the SBC: a missing ACK, the admin API, a media timeout.
+
+use super::*;
+
+#[test]
+fn missing_ack_ends_the_call_with_bye_on_both_legs() {
+    let mut sim = Sim::new();
+    sim.deliver(pbx(), &pbx_invite("z9hG4bKpbx1", Some(SDP_PBX)));
+    sim.take_pbx();
+    let invite = sim.take_carrier().remove(0);
+    sim.deliver(
+        carrier(),
+        &carrier_response(&invite, 200, "OK", Some("ctag1"), Some(SDP_CARRIER)),
+    );
+    assert_eq!(status(&sim.take_pbx()[0]), 200);
+    sim.take_carrier();
+    sim.advance(Duration::from_secs(40));
+    let pbx_msgs = sim.take_pbx();
+    assert!(
+        pbx_msgs.iter().filter(|m| status(m) == 200).count() >= 6,
+        "2xx retransmitted"
+    );
+    assert!(
+        pbx_msgs.iter().any(|m| m.method() == Some(&Method::Bye)),
+        "BYE to the PBX"
+    );
+    assert!(
+        sim.take_carrier()
+            .iter()
+            .any(|m| m.method() == Some(&Method::Bye)),
+        "BYE to the carrier"
+    );
+    let mut ended = None;
+    while let Some(e) = sim.sbc.poll_event() {
+        if let Event::CallEnded { reason, .. } = e {
+            ended = Some(reason);
+        }
+    }
+    assert_eq!(ended, Some(EndReason::NoAck));
+    sim.assert_clean();
+}
+
+#[test]
+fn end_call_from_the_api_sends_bye_on_both_legs() {
+    let mut sim = Sim::new();
+    establish_outbound(&mut sim);
+    let id = sim.sbc.calls()[0].id;
+    assert!(sim.sbc.end_call(sim.now, id, &mut sim.media));
+    assert!(
+        !sim.sbc.end_call(sim.now, id, &mut sim.media),
+        "already gone"
+    );
+    sim.collect();
+    assert!(
+        sim.take_pbx()
+            .iter()
+            .any(|m| m.method() == Some(&Method::Bye))
+    );
+    assert!(
+        sim.take_carrier()
+            .iter()
+            .any(|m| m.method() == Some(&Method::Bye))
+    );
+    sim.assert_clean();
+}
+
+#[test]
+fn media_timeout_sends_bye_both_ways() {
+    let mut sim = Sim::new();
+    establish_outbound(&mut sim);
+    let session = *sim.media.sessions.keys().next().expect("session");
+    sim.media.inject(MediaEvent::Timeout(session));
+    sim.advance(Duration::from_millis(1));
+    sim.sbc.handle_timeout(sim.now, &mut sim.media);
+    sim.collect();
+    assert!(
+        sim.take_pbx()
+            .iter()
+            .any(|m| m.method() == Some(&Method::Bye))
+    );
+    assert!(
+        sim.take_carrier()
+            .iter()
+            .any(|m| m.method() == Some(&Method::Bye))
+    );
+    sim.assert_clean();
+}

@@ -1,0 +1,396 @@
+//! The SBC as one sans-I/O state machine: the B2BUA, the trunks' registrations and health
+//! checks, the source guard, the ACL and the trunk addresses behind one `handle_*` / `poll_*`
+//! surface. The runtime's signaling driver only moves bytes and time in and out.
+//!
+//! # Inputs
+//! - [`Sbc::handle_datagram`]: one SIP message the transport received and parsed. It runs the
+//!   receive-path policy in this order: the operator's denylist, the per-source rate limit and
+//!   bans, the ACL of the side it arrived on, the User-Agent denylist (requests); answers to
+//!   our own OPTIONS pings go to the health checks and answers to our own REGISTERs to the
+//!   registrations; everything else to the B2BUA. The return value says which ([`Received`]).
+//! - [`Sbc::handle_timeout`]: time passed (at least at [`Sbc::poll_timeout`]).
+//! - [`Sbc::handle_dns`]: a trunk proxy name resolved.
+//! - Admin commands: [`Sbc::reconfigure`], [`Sbc::end_call`], [`Sbc::unban`],
+//!   [`Sbc::register_now`], [`Sbc::shutdown`]; and getters for the admin API.
+//!
+//! # Outputs
+//! [`Sbc::poll_transmit`] (messages to send), [`Sbc::poll_event`] (for metrics, logs and the
+//! transport's ban and admission mirrors), [`Sbc::poll_timeout`] (the next deadline).
+//!
+//! # Drive loop
+//! Read the clock once per turn, feed one input with that `now`, then drain `poll_transmit`
+//! and `poll_event` until both are empty, and sleep until `poll_timeout` or the next input.
+//! Time never goes backwards. Nothing here reads a clock, opens a socket or spawns a task.
+
+mod acl;
+mod config;
+mod event;
+mod health_checks;
+mod registrations;
+mod trunks;
+
+#[cfg(test)]
+mod tests;
+
+use std::{collections::VecDeque, net::IpAddr, time::Instant};
+
+pub use acl::{Acl, AclConfig};
+pub use config::{SbcConfig, TrunkHealth, TrunkProxy, TrunkRegistration, UNRESOLVED};
+pub use event::{Event, PolicyDrop, Received};
+pub use trunks::DnsAnswer;
+
+use crate::{
+    b2bua::{B2bua, CallInfo, Rng, Transmit},
+    health::Health,
+    media::MediaControl,
+    net::Peer,
+    protect::{BanInfo, GuardConfig, SourceGuard, Verdict},
+    register::Registration,
+    sip::{Message, Method},
+};
+use health_checks::HealthChecks;
+use registrations::Registrations;
+use trunks::Trunks;
+
+/// The sans-I/O SBC core. See the [module documentation](self) for the drive loop.
+#[derive(Debug)]
+pub struct Sbc {
+    b2bua: B2bua,
+    acl: Acl,
+    guard: SourceGuard,
+    guard_cfg: GuardConfig,
+    trunks: Trunks,
+    regs: Registrations,
+    checks: HealthChecks,
+    /// Generators for new registrations and checks are forked from it.
+    rng: Rng,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    /// Bans in force at the last [`Sbc::handle_timeout`].
+    active_bans: usize,
+    /// After [`Sbc::shutdown`]: only answers to the final REGISTERs are handled.
+    stopping: bool,
+}
+
+impl Sbc {
+    /// A core with `cfg`, starting its registrations and health checks at `now`. Trunk proxies
+    /// given by name stay unusable until [`Sbc::handle_dns`] brings their addresses.
+    pub fn new(cfg: SbcConfig, mut rng: Rng, now: Instant) -> Self {
+        let b2bua = B2bua::new(cfg.b2bua, rng.fork());
+        let regs = Registrations::start(cfg.registrations, &mut rng, now);
+        let checks = HealthChecks::start(cfg.health, &mut rng, now);
+        let mut sbc = Self {
+            b2bua,
+            acl: Acl::new(cfg.acl),
+            guard: SourceGuard::new(cfg.guard),
+            guard_cfg: cfg.guard,
+            trunks: Trunks::new(cfg.trunks),
+            regs,
+            checks,
+            rng,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            active_bans: 0,
+            stopping: false,
+        };
+        sbc.apply_trunks(now);
+        sbc.flush();
+        sbc
+    }
+
+    // ---- getters ----
+
+    /// The call layer (read-only: statistics, counters, configuration).
+    pub fn b2bua(&self) -> &B2bua {
+        &self.b2bua
+    }
+
+    /// The source ACL in force (with the resolved trunk addresses).
+    pub fn acl(&self) -> &Acl {
+        &self.acl
+    }
+
+    /// Every call.
+    pub fn calls(&self) -> Vec<CallInfo> {
+        self.b2bua.calls()
+    }
+
+    /// The name of trunk `index` (as the B2BUA reports it; "none" for no trunk).
+    pub fn trunk_name(&self, index: Option<usize>) -> &str {
+        self.trunks.name(index)
+    }
+
+    /// Every trunk's name, in order of preference.
+    pub fn trunk_names(&self) -> impl Iterator<Item = &str> {
+        self.trunks.names()
+    }
+
+    /// The addresses trunk `index` stands for now (its IP literal, or what its name resolved
+    /// to; canonical).
+    pub fn trunk_ips(&self, index: usize) -> &[IpAddr] {
+        self.trunks.ips(index)
+    }
+
+    /// Whether banning is on at all (`[limits] source_rate` > 0).
+    pub fn bans_enabled(&self) -> bool {
+        self.guard_cfg.rate > 0
+    }
+
+    /// Current bans, oldest first (expired ones are removed first).
+    pub fn bans(&mut self, now: Instant) -> Vec<BanInfo> {
+        self.guard.bans(now)
+    }
+
+    /// Bans in force at the last [`Sbc::handle_timeout`].
+    pub fn active_bans(&self) -> usize {
+        self.active_bans
+    }
+
+    /// The OPTIONS health of every checked trunk.
+    pub fn health(&self) -> impl Iterator<Item = (&str, Health)> {
+        self.checks
+            .entries
+            .iter()
+            .map(|e| (e.cfg.trunk.as_str(), e.check.state()))
+    }
+
+    /// The registration of every registering trunk.
+    pub fn registrations(&self) -> impl Iterator<Item = (&str, &Registration)> {
+        self.regs
+            .entries
+            .iter()
+            .map(|e| (e.cfg.trunk.as_str(), &e.reg))
+    }
+
+    // ---- inputs ----
+
+    /// Handles one received SIP message from `peer` (parsed by the transport): the receive-path
+    /// policy, then the health checks, the registrations or the B2BUA.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        msg: Message,
+        media: &mut dyn MediaControl,
+    ) -> Received {
+        let received = self.receive(now, peer, msg, media);
+        self.flush();
+        received
+    }
+
+    fn receive(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        msg: Message,
+        media: &mut dyn MediaControl,
+    ) -> Received {
+        if self.stopping {
+            if !msg.is_request() && msg.cseq().method == Method::Register {
+                self.regs.handle_response(now, &msg);
+            }
+            return Received::ShuttingDown;
+        }
+        if let Err(drop) = self.admit(now, &peer, &msg) {
+            return Received::Dropped(drop);
+        }
+        if !msg.is_request() {
+            let method = &msg.cseq().method;
+            // Answers to our OPTIONS pings belong to the health check.
+            if *method == Method::Options && self.checks.matches(&msg) {
+                self.checks.handle_response(now, &msg);
+                return Received::HealthAnswer;
+            }
+            // Answers to our REGISTERs belong to the registration, not to a call (those to the
+            // PBX's relayed REGISTERs go to the B2BUA).
+            if *method == Method::Register && self.regs.matches(&msg) {
+                self.regs.handle_response(now, &msg);
+                return Received::RegistrationAnswer;
+            }
+        }
+        self.b2bua.handle_message(now, peer, msg, media);
+        Received::Call
+    }
+
+    /// The source checks, cheapest and most decisive first.
+    fn admit(&mut self, now: Instant, peer: &Peer, msg: &Message) -> Result<(), PolicyDrop> {
+        let source = peer.addr.ip();
+        // The operator's denylist before anything else, peers included.
+        if self.acl.denies(source) {
+            return Err(PolicyDrop::Denied);
+        }
+        // Bans next: a banned flood costs one hash lookup per packet. Unknown sources count
+        // too (they are dropped below anyway, but a scan shows in the ban list). Keyed by
+        // side: a ban on the outside never silences the same address inside.
+        let side = peer.side;
+        let known = self.acl.is_configured_peer(side, source);
+        match self.guard.check(now, side, source, known) {
+            Verdict::Pass => {}
+            Verdict::OverBudget => return Err(PolicyDrop::PeerOverBudget),
+            Verdict::Banned => return Err(PolicyDrop::Banned),
+            Verdict::NewBan => {
+                self.events.push_back(Event::Banned {
+                    side,
+                    ip: source,
+                    duration: self.guard_cfg.ban,
+                });
+                for (side, ip) in self.guard.drain_evicted() {
+                    self.events.push_back(Event::Unbanned {
+                        side,
+                        ip,
+                        evicted: true,
+                    });
+                }
+                return Err(PolicyDrop::Banned);
+            }
+        }
+        if !self.acl.allows(peer) {
+            return Err(PolicyDrop::Acl);
+        }
+        let ua_denied = || {
+            msg.headers()
+                .user_agent()
+                .ok()
+                .flatten()
+                .is_some_and(|ua| self.acl.denies_user_agent(ua))
+        };
+        if msg.is_request() && ua_denied() {
+            return Err(PolicyDrop::UserAgent);
+        }
+        Ok(())
+    }
+
+    /// Fires everything due at `now`: transaction and call timers, media events,
+    /// registration refreshes, health pings; expired bans leave the table.
+    pub fn handle_timeout(&mut self, now: Instant, media: &mut dyn MediaControl) {
+        if !self.stopping {
+            self.b2bua.handle_timeout(now, media);
+            self.checks.handle_timeout(now);
+        }
+        self.regs.handle_timeout(now);
+        // The cost is the expired bans only, no copy of the table.
+        self.active_bans = self.guard.active_bans(now);
+        self.flush();
+    }
+
+    /// New addresses for a trunk proxy given by name (from the runtime's resolver).
+    pub fn handle_dns(&mut self, now: Instant, answer: DnsAnswer) {
+        if self.trunks.insert(answer) {
+            self.apply_trunks(now);
+            self.flush();
+        }
+    }
+
+    // ---- admin commands ----
+
+    /// Uses `cfg` for new calls (calls in progress keep theirs). Unchanged registrations and
+    /// health checks keep their state; every trunk's health and registration is reported
+    /// again (the driver may reset its gauges before).
+    pub fn reconfigure(&mut self, now: Instant, mut cfg: SbcConfig) {
+        self.trunks
+            .replace(cfg.trunks, &mut cfg.registrations, &mut cfg.health);
+        // Every trunk is usable again unless its (kept) check says it is down.
+        self.checks.reconfigure(cfg.health, &mut self.rng, now);
+        for i in 0..cfg.b2bua.trunks.len() {
+            self.b2bua.set_trunk_usable(i, true);
+        }
+        self.regs
+            .reconfigure(cfg.registrations, &mut self.rng, now, &mut self.transmits);
+        self.guard.set_config(cfg.guard);
+        self.guard_cfg = cfg.guard;
+        self.b2bua.set_config(cfg.b2bua);
+        self.checks.apply(&mut self.b2bua, &mut self.events, true);
+        self.acl = Acl::new(cfg.acl);
+        self.apply_trunks(now);
+        self.flush();
+    }
+
+    /// Ends a call (BYE both legs, or CANCEL/487 before the answer); false if unknown.
+    pub fn end_call(&mut self, now: Instant, call: u64, media: &mut dyn MediaControl) -> bool {
+        let ended = self.b2bua.end_call(now, call, media);
+        self.flush();
+        ended
+    }
+
+    /// Lifts the bans of `ip` on both sides; false if it was not banned.
+    pub fn unban(&mut self, ip: IpAddr) -> bool {
+        let sides = self.guard.unban(ip);
+        for &side in &sides {
+            self.events.push_back(Event::Unbanned {
+                side,
+                ip,
+                evicted: false,
+            });
+        }
+        !sides.is_empty()
+    }
+
+    /// Sends a REGISTER for `trunk` now; false if it does not register.
+    pub fn register_now(&mut self, now: Instant, trunk: &str) -> bool {
+        let ok = self.regs.register_now(now, trunk);
+        self.flush();
+        ok
+    }
+
+    /// Starts the shutdown: removes every binding (RFC 3261 §10.2.2, `Expires: 0`) and from
+    /// now on handles only the registrars' answers. Returns how many bindings wait for one.
+    pub fn shutdown(&mut self, now: Instant) -> usize {
+        self.stopping = true;
+        let pending = self.regs.stop(now);
+        self.flush();
+        pending
+    }
+
+    /// Whether every binding is gone (after [`Sbc::shutdown`]).
+    pub fn deregistered(&self) -> bool {
+        self.regs.all_unregistered()
+    }
+
+    // ---- outputs ----
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits
+            .pop_front()
+            .or_else(|| self.b2bua.poll_transmit())
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events
+            .pop_front()
+            .or_else(|| self.b2bua.poll_event().map(Event::Call))
+    }
+
+    /// When [`Sbc::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let regs = self.regs.poll_timeout();
+        if self.stopping {
+            return regs;
+        }
+        [self.b2bua.poll_timeout(), regs, self.checks.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn apply_trunks(&mut self, now: Instant) {
+        self.trunks.apply(
+            now,
+            &mut self.rng,
+            &mut self.acl,
+            &mut self.regs,
+            &mut self.checks,
+            &mut self.b2bua,
+        );
+        self.events.push_back(Event::AclChanged);
+    }
+
+    /// Moves what the registrations and checks queued to the outputs, and applies health
+    /// changes.
+    fn flush(&mut self) {
+        self.regs.flush(&mut self.transmits, &mut self.events);
+        self.checks.flush(&mut self.transmits);
+        self.checks.apply(&mut self.b2bua, &mut self.events, false);
+    }
+}

@@ -1,0 +1,706 @@
+//! Call metrics: calls by direction, trunk and result, their delays and durations, SIP
+//! messages through the call layer, transactions, admission, authentication, bans,
+//! registrations and trunk health. The signaling driver feeds them from the core's events
+//! ([`CallMetrics::on_event`]) and counters ([`CallMetrics::observe`]); labels are bounded.
+
+use std::{collections::HashMap, net::IpAddr, time::Instant};
+
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+use sbc_proto::{
+    b2bua::{Counters, EndReason, Event, PeerMismatch, Stats},
+    health::Health,
+    net::Side,
+    register::RegState,
+    sbc::Sbc,
+    sip::Message,
+};
+
+/// Call metrics (bounded labels: direction, reason).
+#[derive(Debug, Clone)]
+pub struct CallMetrics {
+    /// Calls started, by direction (`outbound`: PBX → carrier; `inbound`: carrier → PBX).
+    pub started: IntCounterVec,
+    /// Calls ended, by direction and reason.
+    pub ended: IntCounterVec,
+    /// Calls in progress, by direction.
+    pub active: IntGaugeVec,
+    /// Calls answered, by direction.
+    pub answered: IntCounterVec,
+    /// Calls finished, by trunk, direction and result (`answered`, `busy`, `no_answer`,
+    /// `rejected_4xx`/`5xx`/`6xx`, `cancelled`, `timeout`, `failed`): the ASR denominator.
+    pub total: IntCounterVec,
+    /// Calls in progress, by trunk and direction.
+    pub trunk_active: IntGaugeVec,
+    /// INVITE → first provisional above 100, by direction (post-dial delay).
+    pub post_dial_delay: HistogramVec,
+    /// INVITE → 2xx, by direction.
+    pub answer_delay: HistogramVec,
+    /// Answer → end of answered calls, by direction (ACD).
+    pub duration: HistogramVec,
+    /// SIP requests by side, direction (`in`/`out`) and method.
+    pub requests: IntCounterVec,
+    /// SIP responses by side, direction and status class.
+    pub responses: IntCounterVec,
+    /// Request retransmissions received (absorbed by a server transaction).
+    pub retransmissions_received: IntCounter,
+    /// Requests and responses the SBC sent again (transaction timers, 2xx until ACK).
+    pub retransmissions_sent: IntCounter,
+    /// Live SIP transactions by kind (`server`, `client`).
+    pub transactions: IntGaugeVec,
+    /// New calls refused with 503 by call admission control, by direction and limit.
+    pub admission_rejected: IntCounterVec,
+    /// Digest authentication toward the trunk, by result (`retry`: a challenged request
+    /// resent with credentials; `failure`: refused or unanswerable, 403 to the caller).
+    pub trunk_auth: IntCounterVec,
+    /// Sources banned for exceeding their message rate.
+    pub bans: IntCounter,
+    /// Sources banned now.
+    pub bans_active: IntGauge,
+    /// Bans lifted early because the ban table was full (`[limits] max_bans`).
+    pub bans_evicted: IntCounter,
+    /// Outbound registration state per trunk: 1 for the current state, 0 for the others.
+    pub registration_state: IntGaugeVec,
+    /// Calls moved away from a trunk after a timeout, 408 or 5xx, by that trunk.
+    pub failovers: IntCounterVec,
+    /// Carrier 3xx on trunks that recurse, by outcome (`followed`, `limit`, `no_target`).
+    pub redirects: IntCounterVec,
+    /// Calls (and MESSAGEs) from the PBX refused with 404 because no route takes the number.
+    pub no_route: IntCounter,
+    /// OPTIONS health per trunk: 1 for the current state (`unknown`, `up`, `down`).
+    pub health: IntGaugeVec,
+    /// Digest authentication of the PBX's new requests, by result (`challenged`, `accepted`,
+    /// `failed`, `stale`).
+    pub pbx_auth: IntCounterVec,
+    /// In-dialog requests (481) and responses (dropped) not from their dialog's or
+    /// transaction's peer, by side and kind (`request_source`, `request_tag`, `response`).
+    pub peer_mismatch: IntCounterVec,
+    /// Bytes of SIP messages the call layer holds (capped by `[limits] max_stored_mib`).
+    pub stored_bytes: IntGauge,
+    /// Bodies and SDP stopped at the border (415, 488 or dropped), by reason.
+    pub border_refusals: IntCounterVec,
+}
+
+impl CallMetrics {
+    /// Creates and registers the call metrics.
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let started = IntCounterVec::new(
+            Opts::new("sbc_calls_started_total", "Calls started, by direction."),
+            &["direction"],
+        )?;
+        let ended = IntCounterVec::new(
+            Opts::new(
+                "sbc_calls_ended_total",
+                "Calls ended, by direction and reason.",
+            ),
+            &["direction", "reason"],
+        )?;
+        let active = IntGaugeVec::new(
+            Opts::new(
+                "sbc_calls_active",
+                "Calls in progress (ringing or answered).",
+            ),
+            &["direction"],
+        )?;
+        let answered = IntCounterVec::new(
+            Opts::new(
+                "sbc_calls_answered_total",
+                "Calls answered (2xx), by direction.",
+            ),
+            &["direction"],
+        )?;
+        let total = IntCounterVec::new(
+            Opts::new(
+                "sbc_calls_total",
+                "Calls finished, by trunk, direction and result.",
+            ),
+            &["trunk", "direction", "result"],
+        )?;
+        let trunk_active = IntGaugeVec::new(
+            Opts::new(
+                "sbc_trunk_calls_active",
+                "Calls in progress, by trunk and direction.",
+            ),
+            &["trunk", "direction"],
+        )?;
+        // Post-dial delay and answer time span tens of milliseconds (lab, auto-answer) to
+        // minutes (a person picking up); Timer C caps them at 180 s by default.
+        let delays = vec![
+            0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 180.0,
+        ];
+        let post_dial_delay = HistogramVec::new(
+            HistogramOpts::new(
+                "sbc_call_post_dial_delay_seconds",
+                "Time from the INVITE to the first provisional response above 100 (PDD).",
+            )
+            .buckets(delays.clone()),
+            &["direction"],
+        )?;
+        let answer_delay = HistogramVec::new(
+            HistogramOpts::new(
+                "sbc_call_answer_delay_seconds",
+                "Time from the INVITE to the answer (2xx).",
+            )
+            .buckets(delays),
+            &["direction"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "sbc_call_duration_seconds",
+                "Duration of answered calls, from the answer to the end (ACD).",
+            )
+            .buckets(vec![
+                1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 14400.0,
+            ]),
+            &["direction"],
+        )?;
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "sbc_sip_requests_total",
+                "SIP requests processed by the call layer, by side, direction and method.",
+            ),
+            &["side", "direction", "method"],
+        )?;
+        let responses = IntCounterVec::new(
+            Opts::new(
+                "sbc_sip_responses_total",
+                "SIP responses processed by the call layer, by side, direction and class.",
+            ),
+            &["side", "direction", "class"],
+        )?;
+        let retransmissions_received = IntCounter::new(
+            "sbc_sip_retransmissions_received_total",
+            "Request retransmissions received and absorbed by a server transaction.",
+        )?;
+        let retransmissions_sent = IntCounter::new(
+            "sbc_sip_retransmissions_sent_total",
+            "SIP requests and responses sent again (transaction timers, 2xx until the ACK).",
+        )?;
+        let transactions = IntGaugeVec::new(
+            Opts::new("sbc_sip_transactions", "Live SIP transactions, by kind."),
+            &["kind"],
+        )?;
+        registry.register(Box::new(started.clone()))?;
+        registry.register(Box::new(ended.clone()))?;
+        registry.register(Box::new(active.clone()))?;
+        registry.register(Box::new(answered.clone()))?;
+        registry.register(Box::new(total.clone()))?;
+        registry.register(Box::new(trunk_active.clone()))?;
+        registry.register(Box::new(post_dial_delay.clone()))?;
+        registry.register(Box::new(answer_delay.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(responses.clone()))?;
+        registry.register(Box::new(retransmissions_received.clone()))?;
+        registry.register(Box::new(retransmissions_sent.clone()))?;
+        let admission_rejected = IntCounterVec::new(
+            Opts::new(
+                "sbc_calls_admission_rejected_total",
+                "New calls refused with 503 by call admission control, by direction and limit.",
+            ),
+            &["direction", "limit"],
+        )?;
+        let trunk_auth = IntCounterVec::new(
+            Opts::new(
+                "sbc_trunk_auth_total",
+                "Digest challenges: from the trunk answered with credentials (retry) or not \
+                 (failure); relayed to the other side with their challenge (relayed), retries \
+                 mapped onto the challenged dialog (relayed_retry); REGISTERs from the PBX \
+                 relayed to the trunk (register_relayed) or answered by the SBC (register_refused).",
+            ),
+            &["result"],
+        )?;
+        let bans = IntCounter::new(
+            "sbc_bans_total",
+            "Sources banned for exceeding their SIP message rate.",
+        )?;
+        let bans_active = IntGauge::new("sbc_bans_active", "Sources banned now.")?;
+        let bans_evicted = IntCounter::new(
+            "sbc_bans_evicted_total",
+            "Bans lifted early because the ban table was full ([limits] max_bans).",
+        )?;
+        let registration_state = IntGaugeVec::new(
+            Opts::new(
+                "sbc_trunk_registration_state",
+                "Outbound registration state per trunk (1 = current state).",
+            ),
+            &["trunk", "state"],
+        )?;
+        registry.register(Box::new(registration_state.clone()))?;
+        let failovers = IntCounterVec::new(
+            Opts::new(
+                "sbc_trunk_failovers_total",
+                "Calls moved to the next trunk after a timeout, 408 or 5xx, by the failed trunk.",
+            ),
+            &["trunk"],
+        )?;
+        registry.register(Box::new(failovers.clone()))?;
+        let redirects = IntCounterVec::new(
+            Opts::new(
+                "sbc_calls_redirects_total",
+                "Carrier 3xx on trunks with redirect = \"recurse\", by outcome: followed (the \
+                 INVITE went to a Contact), limit ([sip] max_redirects reached) or no_target \
+                 (no usable Contact left); in the last two the 3xx reaches the PBX.",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(redirects.clone()))?;
+        let no_route = IntCounter::new(
+            "sbc_calls_no_route_total",
+            "Calls from the PBX refused with 404: no [[route]] takes the called number.",
+        )?;
+        registry.register(Box::new(no_route.clone()))?;
+        let health = IntGaugeVec::new(
+            Opts::new(
+                "sbc_trunk_health",
+                "OPTIONS health per trunk (1 = current state: unknown, up, down).",
+            ),
+            &["trunk", "state"],
+        )?;
+        registry.register(Box::new(health.clone()))?;
+        registry.register(Box::new(bans.clone()))?;
+        registry.register(Box::new(bans_active.clone()))?;
+        registry.register(Box::new(bans_evicted.clone()))?;
+        registry.register(Box::new(transactions.clone()))?;
+        registry.register(Box::new(admission_rejected.clone()))?;
+        registry.register(Box::new(trunk_auth.clone()))?;
+        // Zero series for the label values the dashboard queries, so panels show 0 instead
+        // of "no data" before the first event.
+        for d in ["outbound", "inbound"] {
+            active.with_label_values(&[d]);
+            started.with_label_values(&[d]);
+            answered.with_label_values(&[d]);
+        }
+        for k in ["server", "client"] {
+            transactions.with_label_values(&[k]);
+        }
+        for r in [
+            "retry",
+            "failure",
+            "relayed",
+            "relayed_retry",
+            "register_relayed",
+            "register_refused",
+        ] {
+            trunk_auth.with_label_values(&[r]);
+        }
+        let pbx_auth = IntCounterVec::new(
+            Opts::new(
+                "sbc_pbx_auth_total",
+                "Digest authentication of the PBX's new requests, by result.",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(pbx_auth.clone()))?;
+        for d in ["outbound", "inbound"] {
+            for l in [
+                "max_calls",
+                "max_cps",
+                "trunk_max_calls",
+                "trunk_max_cps",
+                "max_transactions",
+                "max_stored_bytes",
+            ] {
+                admission_rejected.with_label_values(&[d, l]);
+            }
+        }
+        for r in ["challenged", "accepted", "failed", "stale"] {
+            pbx_auth.with_label_values(&[r]);
+        }
+        let peer_mismatch = IntCounterVec::new(
+            Opts::new(
+                "sbc_sip_peer_mismatch_total",
+                "In-dialog requests (answered 481) and responses (dropped) that did not come \
+                 from their dialog's or transaction's peer, by side and kind.",
+            ),
+            &["side", "kind"],
+        )?;
+        registry.register(Box::new(peer_mismatch.clone()))?;
+        for side in [Side::Inside, Side::Outside] {
+            for k in [
+                PeerMismatch::RequestSource,
+                PeerMismatch::RequestTag,
+                PeerMismatch::Response,
+            ] {
+                peer_mismatch.with_label_values(&[side.as_str(), k.as_str()]);
+            }
+        }
+        let stored_bytes = IntGauge::new(
+            "sbc_sip_stored_bytes",
+            "Bytes of SIP messages held by the call layer (retransmission and matching).",
+        )?;
+        registry.register(Box::new(stored_bytes.clone()))?;
+        let border_refusals = IntCounterVec::new(
+            Opts::new(
+                "sbc_border_refusals_total",
+                "Bodies and SDP stopped at the border (topology hiding, SDP address checks), \
+                 by reason.",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(border_refusals.clone()))?;
+        Ok(Self {
+            started,
+            ended,
+            active,
+            answered,
+            total,
+            trunk_active,
+            post_dial_delay,
+            answer_delay,
+            duration,
+            requests,
+            responses,
+            retransmissions_received,
+            retransmissions_sent,
+            transactions,
+            admission_rejected,
+            trunk_auth,
+            bans,
+            bans_active,
+            bans_evicted,
+            registration_state,
+            failovers,
+            redirects,
+            no_route,
+            health,
+            pbx_auth,
+            peer_mismatch,
+            stored_bytes,
+            border_refusals,
+        })
+    }
+}
+
+/// Metric label of a request method: the standard methods by name, anything else `other`
+/// (extension tokens are unbounded and must not become label values).
+fn method_label(token: &[u8]) -> &'static str {
+    const KNOWN: [&str; 14] = [
+        "INVITE",
+        "ACK",
+        "BYE",
+        "CANCEL",
+        "OPTIONS",
+        "REGISTER",
+        "PRACK",
+        "UPDATE",
+        "INFO",
+        "MESSAGE",
+        "NOTIFY",
+        "SUBSCRIBE",
+        "REFER",
+        "PUBLISH",
+    ];
+    KNOWN
+        .iter()
+        .find(|m| m.as_bytes() == token)
+        .copied()
+        .unwrap_or("other")
+}
+
+/// Metric label of a status code's class.
+fn class_label(code: u16) -> &'static str {
+    match code / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        5 => "5xx",
+        _ => "6xx",
+    }
+}
+
+/// Counts one outgoing message from its start line only (no full parse on the send path):
+/// `SIP/2.0 NNN ...` is a response, anything else starts with the method token.
+fn count_outgoing(calls: &CallMetrics, side: Side, data: &[u8]) {
+    let side = side.as_str();
+    if let Some(rest) = data.strip_prefix(b"SIP/2.0 ") {
+        let code = rest
+            .get(..3)
+            .and_then(|d| std::str::from_utf8(d).ok())
+            .and_then(|d| d.parse::<u16>().ok())
+            .unwrap_or(0);
+        calls
+            .responses
+            .with_label_values(&[side, "out", class_label(code)])
+            .inc();
+    } else {
+        let end = data.iter().position(|b| *b == b' ').unwrap_or(0);
+        calls
+            .requests
+            .with_label_values(&[side, "out", method_label(&data[..end])])
+            .inc();
+    }
+}
+
+/// The metric labels of a received message, taken before the core consumes it: a request's
+/// method or a response's status class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Incoming {
+    /// A request, by method label.
+    Request(&'static str),
+    /// A response, by class label.
+    Response(&'static str),
+}
+
+impl Incoming {
+    /// The labels of `msg`.
+    pub fn of(msg: &Message) -> Option<Self> {
+        if let Some(m) = msg.method() {
+            return Some(Self::Request(method_label(m.as_str().as_bytes())));
+        }
+        msg.status()
+            .map(|st| Self::Response(class_label(st.as_u16())))
+    }
+}
+
+/// Result label of a finished call.
+fn result_label(answered: bool, reason: EndReason) -> &'static str {
+    if answered {
+        return "answered";
+    }
+    match reason {
+        EndReason::Rejected(486 | 600) => "busy",
+        EndReason::Rejected(408 | 480) => "no_answer",
+        EndReason::Rejected(c) if c < 500 => "rejected_4xx",
+        EndReason::Rejected(c) if c < 600 => "rejected_5xx",
+        EndReason::Rejected(_) => "rejected_6xx",
+        EndReason::Cancelled => "cancelled",
+        EndReason::Timeout => "timeout",
+        _ => "failed",
+    }
+}
+
+/// What the driver remembers about a live call for its metrics.
+#[derive(Debug)]
+struct CallMeta {
+    direction: &'static str,
+    trunk: String,
+    started: Instant,
+    answered: Option<Instant>,
+}
+
+/// The metrics' memory of the core: live calls (for delays, durations and per-trunk gauges)
+/// and the core's counters as last seen (Prometheus counters only go up by the difference).
+#[derive(Debug, Default)]
+pub struct CallTracker {
+    live: HashMap<u64, CallMeta>,
+    retransmissions_seen: (u64, u64),
+    auth_seen: [u64; 6],
+}
+
+const fn direction(from: Side) -> &'static str {
+    match from {
+        Side::Inside => "outbound",
+        Side::Outside => "inbound",
+    }
+}
+
+impl CallMetrics {
+    /// Counts one message the call layer sends (from its start line).
+    pub fn sent(&self, side: Side, data: &[u8]) {
+        count_outgoing(self, side, data);
+    }
+
+    /// Counts one message the call layer received.
+    pub fn received(&self, side: Side, incoming: Incoming) {
+        let side = side.as_str();
+        match incoming {
+            Incoming::Request(method) => self.requests.with_label_values(&[side, "in", method]),
+            Incoming::Response(class) => self.responses.with_label_values(&[side, "in", class]),
+        }
+        .inc();
+    }
+
+    /// Zero failover series for every configured trunk, so the dashboard and the alert rules
+    /// find them before the first failover.
+    pub fn seed_trunks<'a>(&self, names: impl Iterator<Item = &'a str>) {
+        for name in names {
+            self.failovers.with_label_values(&[name]);
+        }
+    }
+
+    /// A source was banned on `side`.
+    pub fn banned(&self, side: Side, source: IpAddr) {
+        self.bans.inc();
+        tracing::warn!(side = side.as_str(), "source banned: over its message rate");
+        tracing::debug!(%source, "source banned");
+    }
+
+    /// A trunk's registration state (1 for it, 0 for the others).
+    pub fn registration(&self, trunk: &str, state: RegState) {
+        const STATES: [RegState; 5] = [
+            RegState::Unregistered,
+            RegState::Registering,
+            RegState::Registered,
+            RegState::Failed,
+            RegState::BackingOff,
+        ];
+        for s in STATES {
+            self.registration_state
+                .with_label_values(&[trunk, s.as_str()])
+                .set(i64::from(state == s));
+        }
+    }
+
+    /// A trunk's OPTIONS health (1 for it, 0 for the others).
+    pub fn health(&self, trunk: &str, state: Health, changed: bool) {
+        if changed {
+            tracing::info!(trunk = %trunk, state = state.as_str(), "trunk health changed");
+        }
+        for s in ["unknown", "up", "down"] {
+            self.health
+                .with_label_values(&[trunk, s])
+                .set(i64::from(state.as_str() == s));
+        }
+    }
+
+    /// One event of the call layer at `now`; `sip_dropped` is the transport's drop counter
+    /// (messages the call layer dropped count there too).
+    pub fn on_event(
+        &self,
+        tracker: &mut CallTracker,
+        sbc: &Sbc,
+        ev: Event,
+        now: Instant,
+        sip_dropped: &IntCounterVec,
+    ) {
+        match ev {
+            Event::CallStarted { call, from, trunk } => {
+                let d = direction(from);
+                let trunk = sbc.trunk_name(trunk).to_owned();
+                self.started.with_label_values(&[d]).inc();
+                self.active.with_label_values(&[d]).inc();
+                self.trunk_active.with_label_values(&[&trunk, d]).inc();
+                tracker.live.insert(
+                    call,
+                    CallMeta {
+                        direction: d,
+                        trunk,
+                        started: now,
+                        answered: None,
+                    },
+                );
+            }
+            Event::CallProgress { call } => {
+                if let Some(c) = tracker.live.get(&call) {
+                    self.post_dial_delay
+                        .with_label_values(&[c.direction])
+                        .observe(now.saturating_duration_since(c.started).as_secs_f64());
+                }
+            }
+            Event::CallAnswered { call } => {
+                if let Some(c) = tracker.live.get_mut(&call) {
+                    self.answered.with_label_values(&[c.direction]).inc();
+                    self.answer_delay
+                        .with_label_values(&[c.direction])
+                        .observe(now.saturating_duration_since(c.started).as_secs_f64());
+                    c.answered = Some(now);
+                }
+            }
+            Event::CallEnded { call, reason } => {
+                let Some(c) = tracker.live.remove(&call) else {
+                    return;
+                };
+                let d = c.direction;
+                self.ended.with_label_values(&[d, reason.as_str()]).inc();
+                self.active.with_label_values(&[d]).dec();
+                self.trunk_active.with_label_values(&[&c.trunk, d]).dec();
+                let result = result_label(c.answered.is_some(), reason);
+                self.total.with_label_values(&[&c.trunk, d, result]).inc();
+                if let Some(at) = c.answered {
+                    self.duration
+                        .with_label_values(&[d])
+                        .observe(now.saturating_duration_since(at).as_secs_f64());
+                }
+            }
+            Event::Redirect { call, outcome } => {
+                self.redirects.with_label_values(&[outcome]).inc();
+                tracing::info!(call, outcome, "carrier redirect");
+            }
+            Event::Failover {
+                call,
+                from,
+                to,
+                status,
+            } => {
+                let failed = sbc.trunk_name(Some(from));
+                self.failovers.with_label_values(&[failed]).inc();
+                tracing::info!(call, status, from = %failed, "call moved to the next trunk");
+                if let Some(next) = sbc.trunk_names().nth(to)
+                    && let Some(c) = tracker.live.get_mut(&call)
+                {
+                    // The call now counts on the trunk that carries it.
+                    self.trunk_active
+                        .with_label_values(&[&c.trunk, c.direction])
+                        .dec();
+                    next.clone_into(&mut c.trunk);
+                    self.trunk_active
+                        .with_label_values(&[&c.trunk, c.direction])
+                        .inc();
+                }
+            }
+            Event::AdmissionRejected { from, limit } => {
+                self.admission_rejected
+                    .with_label_values(&[direction(from), limit])
+                    .inc();
+            }
+            Event::PbxAuth { result } => {
+                self.pbx_auth.with_label_values(&[result.as_str()]).inc();
+            }
+            Event::NoRoute => self.no_route.inc(),
+            Event::PeerMismatch { side, kind } => {
+                self.peer_mismatch
+                    .with_label_values(&[side.as_str(), kind.as_str()])
+                    .inc();
+            }
+            Event::BorderRefusal { reason } => {
+                self.border_refusals.with_label_values(&[reason]).inc();
+            }
+            Event::Dropped { reason } => {
+                sip_dropped.with_label_values(&["any", "any", reason]).inc();
+            }
+        }
+    }
+
+    /// The call layer's counters and live state after a turn.
+    pub fn observe(&self, tracker: &mut CallTracker, counters: &Counters, stats: &Stats) {
+        let seen = &mut tracker.retransmissions_seen;
+        let new = counters.retransmissions_received.saturating_sub(seen.0);
+        if new > 0 {
+            self.retransmissions_received.inc_by(new);
+        }
+        let new = counters.retransmissions_sent.saturating_sub(seen.1);
+        if new > 0 {
+            self.retransmissions_sent.inc_by(new);
+        }
+        *seen = (
+            counters.retransmissions_received,
+            counters.retransmissions_sent,
+        );
+        let [s0, s1, s2, s3, s4, s5] = &mut tracker.auth_seen;
+        for (label, now, seen) in [
+            ("retry", counters.auth_retries, s0),
+            ("failure", counters.auth_failures, s1),
+            ("relayed", counters.challenges_relayed, s2),
+            ("relayed_retry", counters.auth_relayed_retries, s3),
+            ("register_relayed", counters.registers_relayed, s4),
+            ("register_refused", counters.registers_refused, s5),
+        ] {
+            let new = now.saturating_sub(*seen);
+            if new > 0 {
+                self.trunk_auth.with_label_values(&[label]).inc_by(new);
+            }
+            *seen = now;
+        }
+        self.transactions
+            .with_label_values(&["server"])
+            .set(i64::try_from(stats.server_transactions).unwrap_or(i64::MAX));
+        self.transactions
+            .with_label_values(&["client"])
+            .set(i64::try_from(stats.client_transactions).unwrap_or(i64::MAX));
+        self.stored_bytes
+            .set(i64::try_from(stats.stored_bytes).unwrap_or(i64::MAX));
+    }
+}
