@@ -312,6 +312,26 @@ pub trait MediaControl {
             Err(MediaError::Unavailable("no SRTP in this relay".into()))
         }
     }
+
+    /// The session as it would be restored after a restart (`media_snapshot.rs`); `None`: this
+    /// relay cannot restore sessions (the call is then not restorable).
+    fn snapshot(&self, session: SessionId) -> Option<crate::media_snapshot::MediaSnapshot> {
+        let _ = session;
+        None
+    }
+
+    /// Re-installs a session from its snapshot under the same id and ports (after a restart,
+    /// before any new allocation). Refused when this relay cannot restore, when the id is in
+    /// use or a port is taken: the call is then ended on both legs.
+    fn restore(
+        &mut self,
+        snapshot: &crate::media_snapshot::MediaSnapshot,
+    ) -> Result<(), MediaError> {
+        let _ = snapshot;
+        Err(MediaError::Unavailable(
+            "this relay restores no sessions".into(),
+        ))
+    }
 }
 
 #[cfg(any(test, feature = "fake-media"))]
@@ -425,6 +445,41 @@ impl FakeMedia {
 
 #[cfg(any(test, feature = "fake-media"))]
 impl MediaControl for FakeMedia {
+    fn snapshot(&self, session: SessionId) -> Option<crate::media_snapshot::MediaSnapshot> {
+        use crate::media_snapshot::{MediaSnapshot, StreamSnapshot};
+        let s = self.sessions.get(&session)?;
+        let streams = s
+            .streams
+            .iter()
+            .enumerate()
+            .map(|(i, r)| StreamSnapshot::new(r, s.inside.get(i), s.outside.get(i)))
+            .collect();
+        Some(MediaSnapshot::new(session, streams, &s.peers))
+    }
+
+    fn restore(&mut self, snap: &crate::media_snapshot::MediaSnapshot) -> Result<(), MediaError> {
+        let id = snap.id();
+        if self.sessions.contains_key(&id) {
+            return Err(MediaError::Unavailable(format!("session {id} exists")));
+        }
+        let streams: Vec<StreamRelay> = snap.streams.iter().map(|s| s.relay()).collect();
+        let descs = |leg| snap.streams.iter().filter_map(|s| s.sdp(leg)).collect();
+        self.sessions.insert(
+            id,
+            FakeSession {
+                streams,
+                inside: descs(Leg::Inside),
+                outside: descs(Leg::Outside),
+                committed: true,
+                peers: snap.peers(),
+                crypto: [Vec::new(), Vec::new()],
+            },
+        );
+        // New sessions after the restart never reuse a restored id.
+        self.next_id = self.next_id.max(snap.session.saturating_add(1));
+        Ok(())
+    }
+
     fn set_crypto(
         &mut self,
         session: SessionId,

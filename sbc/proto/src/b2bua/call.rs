@@ -160,6 +160,9 @@ pub(super) struct Call {
     pub(super) srtp: super::srtp_policy::CallSrtp,
     /// What the call's detail record needs beyond the dialogs (`record.rs`).
     pub(super) facts: super::record::Facts,
+    /// Digest of the state last reported for persistence (`snapshot.rs`); `None`: never
+    /// reported, so its end needs no delete either.
+    pub(super) persisted: Option<u64>,
 }
 
 impl Leg {

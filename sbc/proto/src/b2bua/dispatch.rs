@@ -222,6 +222,9 @@ impl B2bua {
             }
             return;
         }
+        if let Some(call) = call {
+            self.touch(call);
+        }
         let Some(call) = call else {
             // Outside any call: a relayed MESSAGE or REGISTER.
             if let Purpose::Relay { server } = purpose {

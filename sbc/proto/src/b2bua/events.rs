@@ -130,6 +130,14 @@ pub enum Event {
     },
     /// One call attempt is over: the facts for its detail record (`record.rs`).
     CallRecord(Box<super::CallRecord>),
+    /// An answered call's restorable state changed (answered, re-INVITE or UPDATE done, a
+    /// refresh, a CSeq step): the driver persists it (`snapshot.rs`).
+    CallState(Box<super::CallSnapshot>),
+    /// A call whose state was reported is over: the driver deletes its record.
+    CallStateEnded {
+        /// The record's key.
+        key: super::StateKey,
+    },
 }
 
 /// Counts of live state, for leak checks and metrics.

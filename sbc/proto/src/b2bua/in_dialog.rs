@@ -148,6 +148,8 @@ impl B2bua {
         };
         let ack_other = p.ack_other_cseq;
         c.pending_2xx = None;
+        // A late-offer answer in the ACK changes the media state.
+        self.touch(call);
         let other = side.other();
         if let Some(other_cseq) = ack_other {
             // Late offer: this ACK carries the answer for the other leg's 2xx. An answer that
@@ -180,6 +182,7 @@ impl B2bua {
         let Some(method) = msg.method().cloned() else {
             return;
         };
+        self.touch(call);
         let from = peer.side;
         let to = from.other();
         let is_invite = method == Method::Invite;

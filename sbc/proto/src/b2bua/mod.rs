@@ -54,9 +54,11 @@ mod record;
 mod redirect;
 mod refusal;
 mod register_relay;
+mod restore;
 mod sdp;
 mod session_timer;
 mod slab;
+mod snapshot;
 mod srtp_policy;
 mod standalone;
 mod teardown;
@@ -92,8 +94,12 @@ pub use peer_binding::PeerMismatch;
 pub use record::{CallRecord, Hangup, LegRecord};
 pub use redirect::Redirect;
 pub use refusal::Refusal;
+pub use restore::RestoreError;
 pub use sdp::SdpProblem;
 pub use session_timer::SessionTimerConfig;
+pub use snapshot::{
+    CallSnapshot, DialogSnapshot, SideName, SnapshotError, StateKey, TimerSnapshot, TransportName,
+};
 use timers::{TimerQueue, TimerRef};
 use transactions::{
     CTx, ClientEntry, ClientFailure, Purpose, STx, ServerEntry, ServerKey, Sink, Transactions,
@@ -165,6 +171,8 @@ pub struct B2bua {
     registrations: register_relay::Registrations,
     registers_relayed: u64,
     registers_refused: u64,
+    /// Calls a message or timer concerned since the last state flush (`snapshot.rs`).
+    touched: Vec<CallId>,
     buf: Vec<u8>,
 }
 
@@ -203,6 +211,7 @@ impl B2bua {
             registrations: register_relay::Registrations::default(),
             registers_relayed: 0,
             registers_refused: 0,
+            touched: Vec::new(),
             buf: Vec::with_capacity(2048),
         }
     }
@@ -331,6 +340,7 @@ impl B2bua {
             self.on_response(now, peer, msg, media);
         }
         self.drain_media(now, media);
+        self.flush_state(now, media);
     }
 
     /// Fires every timer due at `now`, and handles media events.
@@ -350,6 +360,10 @@ impl B2bua {
                 }
                 TimerRef::Client(id) => {
                     if let Some(e) = self.tx.client_mut(id) {
+                        if let Some(call) = e.call {
+                            // A refresh or BYE timing out changes the call.
+                            self.touched.push(call);
+                        }
                         match &mut e.tx {
                             CTx::Invite(t) => t.handle_timeout(now),
                             CTx::NonInvite(t) => t.handle_timeout(now),
@@ -359,10 +373,14 @@ impl B2bua {
                         self.tx.resent();
                     }
                 }
-                TimerRef::Call(id) => self.call_timer(now, id, media),
+                TimerRef::Call(id) => {
+                    self.touch(id);
+                    self.call_timer(now, id, media);
+                }
             }
         }
         self.drain_media(now, media);
+        self.flush_state(now, media);
     }
 
     /// Ends a call from outside (admin API): BYE on both legs once answered, CANCEL/487 before.
@@ -372,6 +390,7 @@ impl B2bua {
             return false;
         }
         self.terminate(now, call, EndReason::Bye, media);
+        self.flush_state(now, media);
         true
     }
 }

@@ -249,6 +249,7 @@ impl B2bua {
             forks: fork::Forks::default(),
             srtp,
             facts: super::record::Facts::new(&msg, session),
+            persisted: None,
         };
         if let Some(t) = plan.trunk
             && let Some(n) = self.trunk_active.get_mut(t.index())

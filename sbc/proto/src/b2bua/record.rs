@@ -86,6 +86,20 @@ pub(super) struct Facts {
 }
 
 impl Facts {
+    /// The facts of a call restored after a restart (`restore.rs`).
+    pub(super) fn restored(called_in: String, session: Option<SessionId>) -> Self {
+        Self {
+            called_in,
+            media: session,
+            ended_by: None,
+        }
+    }
+
+    /// The called number of the caller's INVITE.
+    pub(super) fn called(&self) -> &str {
+        &self.called_in
+    }
+
     /// The facts of a call created by `invite` with media `session`.
     pub(super) fn new(invite: &Message, session: Option<SessionId>) -> Self {
         Self {

@@ -145,6 +145,24 @@ impl Origin {
             last_source: None,
         }
     }
+
+    /// Session id, version and last source, for persistence (`snapshot.rs`).
+    pub(super) fn parts(&self) -> (u64, u64, Option<(String, u64)>) {
+        (self.session_id, self.version, self.last_source.clone())
+    }
+
+    /// The origin of persisted parts (`restore.rs`).
+    pub(super) fn from_parts(
+        session_id: u64,
+        version: u64,
+        last_source: Option<(String, u64)>,
+    ) -> Self {
+        Self {
+            session_id,
+            version,
+            last_source,
+        }
+    }
 }
 
 /// Writes the parsed body for `to` (the leg receiving it) with the relay endpoints facing that

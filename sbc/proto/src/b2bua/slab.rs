@@ -10,6 +10,15 @@ pub(super) struct Key {
     generation: u32,
 }
 
+impl Key {
+    /// A handle that finds nothing in any slab: the last slot of the last generation, which
+    /// the caps keep any slab far from reaching.
+    pub(super) const NONE: Self = Self {
+        index: u32::MAX,
+        generation: u32::MAX,
+    };
+}
+
 #[derive(Debug)]
 struct Slot<T> {
     generation: u32,

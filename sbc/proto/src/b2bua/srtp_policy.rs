@@ -121,6 +121,15 @@ fn proto(secure: bool, feedback: bool) -> &'static str {
 }
 
 impl CallSrtp {
+    /// Whether any stream of the call has SRTP keys the SBC holds (such a call's state is not
+    /// restorable: keys are never persisted).
+    pub(super) fn keyed(&self) -> bool {
+        self.legs
+            .iter()
+            .flatten()
+            .any(|s| s.rx.is_some() || s.tx.is_some() || !s.offered.is_empty())
+    }
+
     /// Whether the SBC's last offer to `side` awaits its answer.
     pub(super) fn awaits_answer_from(&self, side: Side) -> bool {
         self.awaiting[idx(side)]

@@ -138,6 +138,7 @@ impl B2bua {
         self.record_call(call, reason);
         self.release_media(call, media);
         if let Some(c) = self.calls.remove(&call) {
+            self.state_ended(&c);
             if let Some(t) = c.trunk
                 && let Some(n) = self.trunk_active.get_mut(t.index())
             {

@@ -39,6 +39,7 @@ mod register_relay;
 mod reinvite;
 mod rejected_call;
 mod reliable_provisional;
+mod restore;
 mod retransmission;
 mod routing;
 mod session_timer;

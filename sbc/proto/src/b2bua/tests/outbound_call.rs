@@ -138,7 +138,9 @@ fn first_provisional_is_reported_once_between_start_and_answer() {
             Event::BorderRefusal { .. } => "border",
             Event::Dropped { .. } => "dropped",
             Event::CallRecord(_) => "record",
+            Event::CallState(_) => "state",
+            Event::CallStateEnded { .. } => "state_ended",
         })
         .collect();
-    assert_eq!(kinds, ["started", "progress", "answered"]);
+    assert_eq!(kinds, ["started", "progress", "answered", "state"]);
 }
