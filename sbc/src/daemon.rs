@@ -107,6 +107,7 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
     let (stop_signaling, stop_rx) = tokio::sync::watch::channel(false);
     let (signaling, commands) = crate::signaling::SignalingHandle::channel();
     let (cdr, cdr_writer) = crate::cdr::CdrSink::start(&config, &metrics.registry, media.clone())?;
+    let (state, restore) = crate::state::start_from_config(&config, &metrics.registry).await?;
     // Trunk proxies given by name: resolved by their own task, applied by the signaling task.
     signaling.set_dns_trunks(crate::dns::DnsTrunks::from_config(&config));
     tokio::spawn(crate::dns::run(
@@ -127,6 +128,8 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
             calls,
             shutdown: stop_rx,
             cdr,
+            state,
+            restore,
         },
     ));
 

@@ -12,6 +12,7 @@ pub mod logging;
 pub mod media;
 pub mod metrics;
 pub mod signaling;
+pub mod state;
 pub mod sys;
 pub mod trace;
 pub mod transport;

@@ -43,6 +43,10 @@ pub struct Wiring {
     pub shutdown: watch::Receiver<bool>,
     /// Where finished call attempts go (call detail records).
     pub cdr: crate::cdr::CdrSink,
+    /// Where answered calls' state goes (`[state]`; `None`: not persisted).
+    pub state: Option<crate::state::StateSink>,
+    /// Calls persisted by the previous process, restored before the first message.
+    pub restore: crate::state::Loaded,
 }
 
 /// One input of a loop turn.
@@ -59,6 +63,7 @@ pub async fn run(config: SbcConfig, mut w: Wiring) {
     let mut sbc = Sbc::new(config, crate::entropy::rng(), start);
     let mut tracker = CallTracker::default();
     w.calls.seed_trunks(sbc.trunk_names());
+    restore(&mut sbc, &mut w, start);
     drain(&mut sbc, &w, &mut tracker, start);
     observe(&sbc, &w, &mut tracker);
     let media_events = w.media.clone();
@@ -98,6 +103,14 @@ pub async fn run(config: SbcConfig, mut w: Wiring) {
             Input::Message(m) => calls_touched = receive(&mut sbc, &mut w, now, m),
             Input::Timeout => {
                 sbc.handle_timeout(now, &mut w.media);
+                if let Some(state) = &w.state
+                    && state.take_resync()
+                {
+                    // Writes were dropped: the writer gets every call's state again.
+                    state.offer(crate::state::Write::Resync(
+                        sbc.call_snapshots(now, &w.media),
+                    ));
+                }
                 let active = sbc.active_bans();
                 w.calls
                     .bans_active
@@ -212,6 +225,16 @@ fn drain(sbc: &mut Sbc, w: &Wiring, tracker: &mut CallTracker, now: Instant) {
     }
     while let Some(ev) = sbc.poll_event() {
         match ev {
+            Event::Call(sbc_proto::b2bua::Event::CallState(s)) => {
+                if let Some(state) = &w.state {
+                    state.offer(crate::state::Write::Put(s));
+                }
+            }
+            Event::Call(sbc_proto::b2bua::Event::CallStateEnded { key }) => {
+                if let Some(state) = &w.state {
+                    state.offer(crate::state::Write::Delete(key));
+                }
+            }
             Event::Call(sbc_proto::b2bua::Event::CallRecord(r)) => {
                 w.cdr
                     .record(&r, r.trunk.map(|t| sbc.trunk_name(Some(t)).to_owned()));
@@ -242,6 +265,53 @@ fn drain(sbc: &mut Sbc, w: &Wiring, tracker: &mut CallTracker, now: Instant) {
             Event::Registration { trunk, state } => w.calls.registration(&trunk, state),
         }
     }
+}
+
+/// Restores the calls the previous process persisted; what cannot be restored is hung up
+/// (BYE on both legs) so neither side keeps a call the SBC forgot.
+fn restore(sbc: &mut Sbc, w: &mut Wiring, now: Instant) {
+    let loaded = std::mem::take(&mut w.restore);
+    let Some(state) = &w.state else {
+        return;
+    };
+    let metrics = state.metrics().clone();
+    let started = Instant::now();
+    let count = |outcome: &str, n: usize| {
+        metrics
+            .restored
+            .with_label_values(&[outcome])
+            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+    };
+    count("unreadable", loaded.unreadable.len());
+    let (mut restored, mut hung_up) = (0, 0);
+    for snap in &loaded.calls {
+        match sbc.restore_call(now, snap, &mut w.media) {
+            Ok(_) => restored += 1,
+            Err(e) => {
+                tracing::warn!(key = %snap.key, error = %e, "call not restorable; hanging up both legs");
+                if !sbc.hang_up_call(now, snap, &mut w.media) {
+                    // Not even its dialogs are usable: only the record can go.
+                    state.offer(crate::state::Write::Delete(snap.key.clone()));
+                }
+                hung_up += 1;
+            }
+        }
+    }
+    count("restored", restored);
+    count("hung_up", hung_up);
+    if !loaded.calls.is_empty() || !loaded.unreadable.is_empty() {
+        tracing::info!(
+            restored,
+            hung_up,
+            unreadable = loaded.unreadable.len(),
+            took_ms = started.elapsed().as_millis(),
+            "persisted calls restored"
+        );
+    }
+    // The restored calls are the writer's to keep from now on.
+    state.offer(crate::state::Write::Resync(
+        sbc.call_snapshots(now, &w.media),
+    ));
 }
 
 /// The call layer's counters and live state into the metrics.

@@ -65,6 +65,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "logrotate",
         "checks the packaged logrotate rule for CDR files in the package test",
     ),
+    (
+        "redis-server",
+        "the call state store of the restart-recovery tests (each test runs its own server)",
+    ),
 ];
 
 const NIGHTLY: &str = "nightly";

@@ -127,6 +127,10 @@ impl LiveConfig {
         if let Some(p) = v.get_mut("cdr").and_then(|p| p.get_mut("postgres")) {
             *p = Value::String(REDACTED.into());
         }
+        // So does the call state store's URL.
+        if let Some(p) = v.get_mut("state").and_then(|p| p.get_mut("redis")) {
+            *p = Value::String(REDACTED.into());
+        }
         v
     }
 
@@ -342,6 +346,12 @@ fn unredact(candidate: &mut Value, current: &Config) {
             None => cdr.remove("postgres"),
         };
     }
+    if let Some(state) = candidate.get_mut("state").and_then(Value::as_object_mut)
+        && state.get("redis").and_then(Value::as_str) == Some(REDACTED)
+        && let Some(current) = &current.state
+    {
+        state.insert("redis".into(), Value::String(current.redis.0.clone()));
+    }
     let Some(admin) = candidate.get_mut("admin").and_then(Value::as_object_mut) else {
         return;
     };
@@ -554,6 +564,27 @@ mod tests {
         assert!(!shown.to_string().contains("pbx-s3cret"), "{shown}");
         assert!(!format!("{c:?}").contains("pbx-s3cret"), "Debug hides it");
         // Sending the redacted value back keeps the password.
+        let mut candidate = shown;
+        unredact(&mut candidate, &c);
+        assert_eq!(validate_json(&candidate).expect("valid"), c);
+    }
+
+    #[test]
+    fn state_store_url_is_redacted_and_restored() {
+        let mut c = shipped();
+        c.state = Some(crate::config::State {
+            redis: crate::config::Password("redis://:st4te-s3cret@127.0.0.1:6379/0".into()),
+            node: "sbc-a".into(),
+            ttl_s: 300,
+            queue: 100,
+            timeout_ms: 500,
+            load_timeout_s: 5,
+        });
+        let live = LiveConfig::new(c.clone(), None, EnvTokens::default());
+        let shown = live.redacted_json();
+        assert_eq!(shown["state"]["redis"], REDACTED);
+        assert!(!shown.to_string().contains("st4te-s3cret"), "{shown}");
+        assert!(!format!("{c:?}").contains("st4te-s3cret"), "Debug hides it");
         let mut candidate = shown;
         unredact(&mut candidate, &c);
         assert_eq!(validate_json(&candidate).expect("valid"), c);

@@ -103,9 +103,9 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
     let locate = |path: &[Seg]| locate(text, tree.get_ref(), path);
     let mut problems = Vec::new();
 
-    const SECTIONS: [&str; 17] = [
+    const SECTIONS: [&str; 18] = [
         "general", "log", "sip", "inside", "outside", "tls", "pbx", "trunk", "route", "inbound",
-        "media", "admin", "limits", "dns", "hep", "trace", "cdr",
+        "media", "admin", "limits", "dns", "hep", "trace", "cdr", "state",
     ];
     for key in table.keys() {
         if !SECTIONS.contains(&key.as_str()) {
@@ -135,6 +135,7 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
     let hep = take::<Hep>(&table, "hep", false, &locate, &mut problems);
     let trace = take::<Trace>(&table, "trace", false, &locate, &mut problems);
     let cdr = take::<super::Cdr>(&table, "cdr", false, &locate, &mut problems);
+    let state = take::<super::State>(&table, "state", false, &locate, &mut problems);
     let (
         Ok(general),
         Ok(log),
@@ -153,9 +154,10 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         Ok(hep),
         Ok(trace),
         Ok(cdr),
+        Ok(state),
     ) = (
         general, log, sip, inside, outside, tls, pbx, trunks, routes, inbound, media, admin,
-        limits, dns, hep, trace, cdr,
+        limits, dns, hep, trace, cdr, state,
     )
     else {
         return Err(problems);
@@ -181,6 +183,7 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         hep: hep.unwrap_or_default(),
         trace: trace.unwrap_or_default(),
         cdr: cdr.unwrap_or_default(),
+        state,
     };
     let semantic = validate::validate(&config);
     if semantic.is_empty() {
@@ -397,6 +400,36 @@ proxy = "127.0.0.1:5090"
         assert_eq!(c.sip.t1_ms, 500);
         assert_eq!(c.media.port_min, 10_000);
         assert_eq!(c.admin.listen.port(), 8080);
+    }
+
+    #[test]
+    fn state_section_is_optional_and_checked_with_key_paths() {
+        assert_eq!(
+            parse(MINIMAL).expect("minimal").state,
+            None,
+            "absent: no persistence"
+        );
+        let ok =
+            format!("{MINIMAL}\n[state]\nredis = \"redis://127.0.0.1:6390/2\"\nnode = \"sbc-a\"\n");
+        let c = parse(&ok).unwrap_or_else(|p| panic!("{p:?}"));
+        let st = c.state.expect("[state]");
+        assert_eq!(
+            (st.node.as_str(), st.ttl_s, st.queue),
+            ("sbc-a", 300, 10_000)
+        );
+        let bad = format!(
+            "{MINIMAL}\n[state]\nredis = \"http://x\"\nnode = \"a b\"\nttl_s = 5\nqueue = 0\n"
+        );
+        let problems = parse(&bad).expect_err("bad values");
+        let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["state.redis", "state.node", "state.ttl_s", "state.queue"]
+        );
+        assert!(problems.iter().all(|p| p.line.is_some()), "{problems:?}");
+        let missing = format!("{MINIMAL}\n[state]\nnode = \"a\"\n");
+        let problems = parse(&missing).expect_err("redis required");
+        assert_eq!(problems[0].path, "state", "{problems:?}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod load;
 mod proxy;
 mod routing;
 mod srtp;
+mod state;
 mod trace;
 mod translate;
 mod validate;
@@ -25,6 +26,7 @@ pub use load::{LoadError, Problem, load_file, parse};
 pub use proxy::{ProxyAddr, ProxyAddrError};
 pub use routing::{Compiled, compile};
 pub use srtp::SrtpSetting;
+pub use state::State;
 pub use trace::{Hep, HepTransport, Trace};
 pub use translate::{acl_config, b2bua_config, guard_config, sbc_config};
 
@@ -85,6 +87,9 @@ pub struct Config {
     /// `[cdr]`: call detail records.
     #[serde(default)]
     pub cdr: Cdr,
+    /// `[state]`: calls persisted in Redis for restart recovery; `None`: no persistence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<State>,
 }
 
 /// `[limits]`

@@ -330,6 +330,9 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
         }
     }
     out.extend(c.cdr.problems());
+    if let Some(s) = &c.state {
+        out.extend(s.problems());
+    }
     out.extend(super::compile(c).1);
     out.extend(super::trace::validate(&c.hep, &c.trace));
     let mut bad = |path: &str, msg: String| out.push((path.to_owned(), msg));

@@ -661,8 +661,9 @@ impl CallMetrics {
             Event::Dropped { reason } => {
                 sip_dropped.with_label_values(&["any", "any", reason]).inc();
             }
-            // The CDR sink's (`signaling.rs`); its metrics are `sbc_cdr_*`.
-            Event::CallRecord(_) => {}
+            // The CDR sink's and the state writer's (`signaling.rs`); their metrics are
+            // `sbc_cdr_*` and `sbc_state_*`.
+            Event::CallRecord(_) | Event::CallState(_) | Event::CallStateEnded { .. } => {}
         }
     }
 

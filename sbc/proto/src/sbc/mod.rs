@@ -312,6 +312,35 @@ impl Sbc {
         ended
     }
 
+    /// Restores an answered call a previous process persisted (`b2bua/restore.rs`).
+    pub fn restore_call(
+        &mut self,
+        now: Instant,
+        snap: &crate::b2bua::CallSnapshot,
+        media: &mut dyn MediaControl,
+    ) -> Result<u64, crate::b2bua::RestoreError> {
+        self.b2bua.restore(now, snap, media)
+    }
+
+    /// Hangs up (BYE on both legs) a persisted call that could not be restored.
+    pub fn hang_up_call(
+        &mut self,
+        now: Instant,
+        snap: &crate::b2bua::CallSnapshot,
+        media: &mut dyn MediaControl,
+    ) -> bool {
+        self.b2bua.hang_up(now, snap, media)
+    }
+
+    /// The restorable state of every answered call (a full rewrite of the store).
+    pub fn call_snapshots(
+        &self,
+        now: Instant,
+        media: &dyn MediaControl,
+    ) -> Vec<crate::b2bua::CallSnapshot> {
+        self.b2bua.snapshots(now, media)
+    }
+
     /// Lifts the bans of `ip` on both sides; false if it was not banned.
     pub fn unban(&mut self, ip: IpAddr) -> bool {
         let sides = self.guard.unban(ip);

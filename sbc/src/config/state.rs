@@ -1,0 +1,78 @@
+//! `[state]`: answered calls persisted in Redis so a restarted SBC continues them (issue 19,
+//! `sbc/src/state/`, docs/scaling.md). Absent: no persistence.
+
+use serde::{Deserialize, Serialize};
+
+use super::Password;
+
+/// `[state]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    /// `redis://[user:password@]HOST:PORT/DB` or `unix:///path/redis.sock?db=N`.
+    pub redis: Password,
+    /// This node's name: its records live under `sbc:<node>:call:<key>`. Two SBCs must never
+    /// share a name (each would restore, and hang up, the other's calls).
+    pub node: String,
+    /// Seconds a record outlives its last write or refresh (live records are refreshed every
+    /// third of it; a node that never comes back leaves nothing behind for longer).
+    #[serde(default = "State::default_ttl_s")]
+    pub ttl_s: u64,
+    /// Writes waiting for Redis; when full, new writes are dropped and counted
+    /// (`sbc_state_writes_dropped_total`) and a full rewrite follows — signaling never waits.
+    #[serde(default = "State::default_queue")]
+    pub queue: usize,
+    /// Most milliseconds one Redis command may take before it counts as failed.
+    #[serde(default = "State::default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Most seconds the start-up may spend loading this node's records before it gives up
+    /// (the calls are then not restored).
+    #[serde(default = "State::default_load_timeout_s")]
+    pub load_timeout_s: u64,
+}
+
+impl State {
+    const fn default_ttl_s() -> u64 {
+        300
+    }
+    const fn default_queue() -> usize {
+        10_000
+    }
+    const fn default_timeout_ms() -> u64 {
+        500
+    }
+    const fn default_load_timeout_s() -> u64 {
+        5
+    }
+
+    /// `(key path, reason)` for every value out of range.
+    pub(super) fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut bad = |k: &str, m: &str| out.push((format!("state.{k}"), m.to_owned()));
+        if redis::Client::open(self.redis.0.as_str()).is_err() {
+            bad("redis", "not a redis:// or unix:// URL");
+        }
+        if self.node.is_empty()
+            || self.node.len() > 64
+            || !self
+                .node
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        {
+            bad("node", "must be 1-64 characters of A-Z a-z 0-9 - _ .");
+        }
+        if !(30..=86_400).contains(&self.ttl_s) {
+            bad("ttl_s", "must be 30-86400");
+        }
+        if !(1..=1_000_000).contains(&self.queue) {
+            bad("queue", "must be 1-1000000");
+        }
+        if !(10..=60_000).contains(&self.timeout_ms) {
+            bad("timeout_ms", "must be 10-60000");
+        }
+        if !(1..=300).contains(&self.load_timeout_s) {
+            bad("load_timeout_s", "must be 1-300");
+        }
+        out
+    }
+}
