@@ -258,3 +258,6 @@ pub async fn start_from_config(
     metrics.restore_seconds.set(started.elapsed().as_secs_f64());
     Ok((Some(start(settings, metrics)), loaded))
 }
+
+#[cfg(test)]
+mod tests;
