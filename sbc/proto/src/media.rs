@@ -320,13 +320,14 @@ pub trait MediaControl {
         None
     }
 
-    /// Re-installs a session from its snapshot under the same id and ports (after a restart,
-    /// before any new allocation). Refused when this relay cannot restore, when the id is in
-    /// use or a port is taken: the call is then ended on both legs.
+    /// Re-installs a session from its snapshot with the same relay ports (after a restart);
+    /// returns its id now (a relay may give it another, e.g. that of the session it adopted
+    /// from the fast path). Refused when this relay cannot restore or a port is taken: the
+    /// call is then ended on both legs.
     fn restore(
         &mut self,
         snapshot: &crate::media_snapshot::MediaSnapshot,
-    ) -> Result<(), MediaError> {
+    ) -> Result<SessionId, MediaError> {
         let _ = snapshot;
         Err(MediaError::Unavailable(
             "this relay restores no sessions".into(),
@@ -457,7 +458,10 @@ impl MediaControl for FakeMedia {
         Some(MediaSnapshot::new(session, streams, &s.peers))
     }
 
-    fn restore(&mut self, snap: &crate::media_snapshot::MediaSnapshot) -> Result<(), MediaError> {
+    fn restore(
+        &mut self,
+        snap: &crate::media_snapshot::MediaSnapshot,
+    ) -> Result<SessionId, MediaError> {
         let id = snap.id();
         if self.sessions.contains_key(&id) {
             return Err(MediaError::Unavailable(format!("session {id} exists")));
@@ -477,7 +481,7 @@ impl MediaControl for FakeMedia {
         );
         // New sessions after the restart never reuse a restored id.
         self.next_id = self.next_id.max(snap.session.saturating_add(1));
-        Ok(())
+        Ok(id)
     }
 
     fn set_crypto(

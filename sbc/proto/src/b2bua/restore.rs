@@ -15,6 +15,12 @@ use snapshot::{CallSnapshot, DialogSnapshot, key_of};
 
 use crate::media::MediaError;
 
+/// How far a restored leg's CSeq jumps ahead of its record. Records are written
+/// asynchronously, so the process may have sent requests after the last one that reached the
+/// store; the peer refuses a CSeq at or below one it saw (RFC 3261 §12.2.2: 500), never a
+/// higher one.
+pub(super) const CSEQ_GAP: u32 = 100;
+
 /// Why a snapshot was not restored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RestoreError {
@@ -86,7 +92,7 @@ fn leg(d: &DialogSnapshot, side: Side, now: Instant) -> Leg {
         remote_tag: d.remote_tag.clone(),
         local_hdr: d.local_hdr.clone(),
         remote_hdr: d.remote_hdr.clone(),
-        local_cseq: d.local_cseq,
+        local_cseq: d.local_cseq.saturating_add(CSEQ_GAP),
         remote_target: d.remote_target.clone(),
         route_set: d.route_set.clone(),
         origin: sdp::Origin::from_parts(d.sdp_session, d.sdp_version, d.sdp_source.clone()),
@@ -120,10 +126,7 @@ impl B2bua {
         let session = match (&snap.media_session, &snap.media) {
             (None, _) => None,
             (Some(_), None) => return Err(RestoreError::MediaMissing),
-            (Some(_), Some(m)) => {
-                media.restore(m)?;
-                Some(m.id())
-            }
+            (Some(_), Some(m)) => Some(media.restore(m)?),
         };
         Ok(self.install(now, snap, session).raw())
     }
