@@ -115,7 +115,7 @@ fn restored_call_bye_from_the_pbx_ends_the_carrier_leg() {
     assert_eq!(bye.from().tag(), Some(leg.local_tag.as_str()));
     assert_eq!(bye.to().tag(), leg.remote_tag.as_deref());
     assert!(
-        bye.cseq().seq > leg.local_cseq + restore::CSEQ_GAP,
+        bye.cseq().seq > leg.local_cseq + crate::b2bua::restore::CSEQ_GAP,
         "the carrier leg's CSeq continues past what may have been lost with the process"
     );
     assert_eq!(bye.request_uri_str(), Some("sip:gw@198.51.100.20:5060"));
