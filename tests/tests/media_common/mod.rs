@@ -65,6 +65,13 @@ impl MediaLab {
         Self::start_full(prefix, false, media_toml, false, admin_toml, token)
     }
 
+    /// Like [`Self::start`], with whole extra sections (e.g. `[state]`) at the end of the
+    /// configuration.
+    pub fn start_with_sections(prefix: &str, media_toml: &str, sections: &str) -> Self {
+        // The `[admin]` keys come last in the file: sections after them are their own.
+        Self::start_full(prefix, false, media_toml, false, sections, None)
+    }
+
     /// IPv6 media addresses when `ipv6`; SIP over TCP when `tcp`; extra `[admin]` keys and
     /// the token the harness sends.
     pub fn start_full(
