@@ -354,10 +354,7 @@ impl Task {
         let parsed = Message::parse(c.data.clone(), &Limits::default()).ok();
         let call_id = parsed.as_ref().map(|m| m.call_id().to_owned());
         if let Some(m) = &parsed {
-            inner
-                .store
-                .lock()
-                .record(c.now, c.at, c.dir, c.side, c.transport, c.src, c.dst, m);
+            inner.store.lock().record(&c, m);
         }
         if self.hep.is_none() {
             return;

@@ -21,6 +21,8 @@ use sbc_proto::{
     sip::{Message, Method, Uri},
 };
 
+use super::Captured;
+
 /// Which way a message went, seen from the SBC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -190,22 +192,10 @@ impl TraceStore {
         }
     }
 
-    /// Records one message captured at `now` (`at` on the wall clock).
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one captured message's facts, passed once from the capture task"
-    )]
-    pub fn record(
-        &mut self,
-        now: Instant,
-        at: SystemTime,
-        dir: Direction,
-        side: Side,
-        transport: TransportKind,
-        src: SocketAddr,
-        dst: SocketAddr,
-        msg: &Message,
-    ) {
+    /// Records one captured message, parsed as `msg` (retention runs on `c.now`, the ladder
+    /// shows `c.at`).
+    pub fn record(&mut self, c: &Captured, msg: &Message) {
+        let (now, at, side) = (c.now, c.at, c.side);
         self.expire(now);
         let call_id = msg.call_id();
         let starts = msg.is_request() && msg.method() == Some(&Method::Invite);
@@ -248,11 +238,11 @@ impl TraceStore {
         }
         let entry = Entry {
             at,
-            dir,
+            dir: c.dir,
             side,
-            transport,
-            src,
-            dst,
+            transport: c.transport,
+            src: c.src,
+            dst: c.dst,
             summary: summary(msg),
             cseq: format!("{} {}", msg.cseq().seq, msg.cseq().method),
             data: Bytes::copy_from_slice(raw.get(..keep).unwrap_or(raw)),
@@ -507,16 +497,17 @@ mod tests {
     }
 
     fn rec(s: &mut TraceStore, now: Instant, dir: Direction, m: &Message) {
-        s.record(
+        let c = Captured {
+            at: SystemTime::UNIX_EPOCH,
             now,
-            SystemTime::UNIX_EPOCH,
             dir,
-            Side::Inside,
-            TransportKind::Udp,
-            a(PBX),
-            a(SBC_IN),
-            m,
-        );
+            side: Side::Inside,
+            transport: TransportKind::Udp,
+            src: a(PBX),
+            dst: a(SBC_IN),
+            data: Bytes::new(),
+        };
+        s.record(&c, m);
     }
 
     #[test]
