@@ -228,7 +228,8 @@ impl TraceStore {
                 },
             );
         }
-        let raw = msg.as_bytes();
+        let redacted = super::redact::credentials(msg.as_bytes());
+        let raw: &[u8] = &redacted;
         let keep = raw.len().min(self.limits.message_bytes);
         while self.bytes + keep > self.limits.total_bytes {
             if !self.evict_one() {
@@ -508,6 +509,28 @@ mod tests {
             data: Bytes::new(),
         };
         s.record(&c, m);
+    }
+
+    #[test]
+    fn a_stored_credential_has_no_digest_response() {
+        let text = "INVITE sip:4930111@sbc SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK1\r\n\
+             From: <sip:100@pbx>;tag=a\r\nTo: <sip:4930111@sbc>\r\nCall-ID: cr\r\n\
+             CSeq: 2 INVITE\r\nMax-Forwards: 70\r\n\
+             Proxy-Authorization: Digest username=\"t\", response=\"5ec2e7\"\r\n\
+             Content-Length: 0\r\n\r\n";
+        let m = Message::parse(Bytes::from(text), &Limits::default()).expect("valid");
+        let mut s = TraceStore::new(TraceLimits {
+            message_bytes: 4096,
+            ..limits()
+        });
+        rec(&mut s, Instant::now(), Direction::Out, &m);
+        let data = &s.by_call_id("cr")[0].messages[0].data;
+        let stored = String::from_utf8_lossy(data);
+        assert!(!stored.contains("5ec2e7"), "{stored}");
+        assert!(
+            stored.contains("username=\"t\", response=\"redacted\""),
+            "{stored}"
+        );
     }
 
     #[test]
