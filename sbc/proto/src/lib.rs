@@ -32,7 +32,6 @@ pub mod health;
 pub mod hep;
 pub mod limit;
 pub mod media;
-pub mod media_snapshot;
 pub mod net;
 pub mod protect;
 pub mod register;

@@ -406,6 +406,37 @@ impl MediaControl for MediaManager {
     fn poll_event(&mut self) -> Option<MediaEvent> {
         self.inner.core.lock().table.poll_event()
     }
+
+    fn snapshot(&self, session: SessionId) -> Option<sbc_proto::media::snapshot::MediaSnapshot> {
+        self.inner.core.lock().table.snapshot(session)
+    }
+
+    fn restore(
+        &mut self,
+        snap: &sbc_proto::media::snapshot::MediaSnapshot,
+    ) -> Result<SessionId, MediaError> {
+        let inner = &self.inner;
+        let now = Instant::now();
+        let mut core = inner.core.lock();
+        let mut result = core.table.restore(now, snap);
+        // A recorded port that cannot be bound fails the restore (the peers send there).
+        if let Ok(id) = result
+            && let Some((_, e)) = inner
+                .run(&mut core, now)
+                .into_iter()
+                .find(|(s, _)| s.session == id)
+        {
+            core.table.release(id);
+            inner.run(&mut core, now);
+            result = Err(e);
+        }
+        inner.update_gauges(&core);
+        drop(core);
+        if let Ok(id) = result {
+            tracing::debug!(session = %id, streams = snap.streams.len(), "media session restored");
+        }
+        result
+    }
 }
 
 #[cfg(test)]

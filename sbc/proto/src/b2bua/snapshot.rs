@@ -28,7 +28,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use super::*;
-use crate::media_snapshot::MediaSnapshot;
+use crate::media::snapshot::MediaSnapshot;
 
 /// The persistent name of a call, stable across restarts (unlike the call handle): the SBC's
 /// own tags on the inside and outside legs, which it drew at random.

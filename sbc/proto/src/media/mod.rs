@@ -49,6 +49,7 @@ pub mod pool;
 pub mod rtp;
 pub mod settings;
 pub mod slots;
+pub mod snapshot;
 pub mod table;
 
 use std::net::IpAddr;
@@ -350,9 +351,9 @@ pub trait MediaControl {
         }
     }
 
-    /// The session as it would be restored after a restart (`media_snapshot.rs`); `None`: this
+    /// The session as it would be restored after a restart (`media/snapshot.rs`); `None`: this
     /// relay cannot restore sessions (the call is then not restorable).
-    fn snapshot(&self, session: SessionId) -> Option<crate::media_snapshot::MediaSnapshot> {
+    fn snapshot(&self, session: SessionId) -> Option<crate::media::snapshot::MediaSnapshot> {
         let _ = session;
         None
     }
@@ -363,7 +364,7 @@ pub trait MediaControl {
     /// call is then ended on both legs.
     fn restore(
         &mut self,
-        snapshot: &crate::media_snapshot::MediaSnapshot,
+        snapshot: &crate::media::snapshot::MediaSnapshot,
     ) -> Result<SessionId, MediaError> {
         let _ = snapshot;
         Err(MediaError::Unavailable(
@@ -483,8 +484,8 @@ impl FakeMedia {
 
 #[cfg(any(test, feature = "fake-media"))]
 impl MediaControl for FakeMedia {
-    fn snapshot(&self, session: SessionId) -> Option<crate::media_snapshot::MediaSnapshot> {
-        use crate::media_snapshot::{MediaSnapshot, StreamSnapshot};
+    fn snapshot(&self, session: SessionId) -> Option<crate::media::snapshot::MediaSnapshot> {
+        use crate::media::snapshot::{MediaSnapshot, StreamSnapshot};
         let s = self.sessions.get(&session)?;
         let streams = s
             .streams
@@ -497,7 +498,7 @@ impl MediaControl for FakeMedia {
 
     fn restore(
         &mut self,
-        snap: &crate::media_snapshot::MediaSnapshot,
+        snap: &crate::media::snapshot::MediaSnapshot,
     ) -> Result<SessionId, MediaError> {
         let id = snap.id();
         if self.sessions.contains_key(&id) {

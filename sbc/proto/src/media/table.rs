@@ -41,6 +41,7 @@ use crate::b2bua::Rng;
 mod adopt;
 mod feedback;
 mod packet;
+mod restore;
 mod session;
 mod timers;
 

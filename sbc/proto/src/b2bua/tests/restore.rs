@@ -197,7 +197,7 @@ fn restored_call_reinvite_keeps_the_relay_ports_and_is_persisted_again() {
     let media = changed.media.expect("media");
     assert_eq!(
         media.streams[0].sdp_inside.map(|d| d.dir),
-        Some(crate::media_snapshot::DirSnapshot::RecvOnly),
+        Some(crate::media::snapshot::DirSnapshot::RecvOnly),
         "the PBX's answer is in the record"
     );
     // And the call still ends cleanly.

@@ -689,3 +689,92 @@ fn srtp_is_authenticated_before_the_latch_and_transformed_in_place() {
     t.release(a.session);
     assert!(t.holds_nothing());
 }
+
+#[test]
+fn restored_session_rebinds_its_recorded_ports_and_keeps_latches() {
+    let t0 = crate::media::test_origin();
+    let mut old = table(false);
+    let a = call(&mut old, t0, Some("198.51.100.7:5000"));
+    packet(&mut old, t0, key(&a), Leg::Inside, "10.0.0.5:4000");
+    packet(&mut old, t0, key(&a), Leg::Outside, "198.51.100.9:5002");
+    let snap = old.snapshot(a.session).expect("snapshot");
+    assert_eq!(
+        snap.streams[0].latched_outside,
+        Some(sa("198.51.100.9:5002")),
+        "the NAT'd latch is recorded"
+    );
+    // A new process: an empty table.
+    let mut t = table(false);
+    let id = t.restore(t0, &snap).expect("restore");
+    let r = a.streams[0];
+    assert_eq!(
+        drain(&mut t),
+        [
+            MediaCommand::Bind {
+                stream: key_of(id),
+                leg: Leg::Inside,
+                addr: SocketAddr::new(IN, r.inside.rtp_port),
+            },
+            MediaCommand::Bind {
+                stream: key_of(id),
+                leg: Leg::Outside,
+                addr: SocketAddr::new(OUT, r.outside.rtp_port),
+            },
+        ],
+        "the ports the peers' SDP names"
+    );
+    let s = t.session(id).expect("restored");
+    assert!(s.committed && !s.adopted);
+    assert_eq!(s.streams[0].relay, r);
+    assert_eq!(
+        s.streams[0].peers[1].latch[0].target(),
+        Some(sa("198.51.100.9:5002")),
+        "media goes where it went before"
+    );
+    // Recorded ports cannot move: the peers would send elsewhere.
+    assert!(t.handle_bind_failed(key_of(id), Leg::Inside).is_err());
+    // A second restore of the same ports is refused without holding anything more.
+    assert!(matches!(
+        t.restore(t0, &snap),
+        Err(MediaError::Unavailable(_))
+    ));
+    t.release(id);
+    drain(&mut t);
+    assert!(t.holds_nothing(), "ports and quota returned");
+}
+
+#[test]
+fn restore_takes_over_the_session_adopted_from_the_fast_path() {
+    let t0 = crate::media::test_origin();
+    let mut old = table(true);
+    let a = call(&mut old, t0, Some("198.51.100.7:5000"));
+    packet(&mut old, t0, key(&a), Leg::Inside, "10.0.0.5:4000");
+    packet(&mut old, t0, key(&a), Leg::Outside, "198.51.100.7:5000");
+    let found = installs(&drain(&mut old));
+    assert_eq!(found.len(), 2);
+    let snap = old.snapshot(a.session).expect("snapshot");
+    let mut t = table(true);
+    let adopted = t.adopt(t0, &found);
+    drain(&mut t);
+    let id = t.restore(t0, &snap).expect("restore");
+    assert_eq!(id, adopted[0], "the adopted session becomes the call's");
+    let cmds = drain(&mut t);
+    assert!(
+        !cmds
+            .iter()
+            .any(|c| matches!(c, MediaCommand::Bind { .. } | MediaCommand::Remove { .. })),
+        "sockets and mappings stay as adopted: {cmds:?}"
+    );
+    let s = t.session(id).expect("session");
+    assert!(
+        !s.adopted,
+        "a call owns it now: its timeout is the call's to act on"
+    );
+    assert_eq!(s.peers, peers());
+    assert_eq!(s.streams[0].installed.len(), 2);
+    t.handle_timeout(t0 + Duration::from_secs(61));
+    assert_eq!(t.poll_event(), Some(MediaEvent::Timeout(id)));
+    t.release(id);
+    drain(&mut t);
+    assert!(t.holds_nothing());
+}

@@ -1,0 +1,175 @@
+//! Restart recovery: the restorable state of a session ([`MediaSnapshot`], persisted with its
+//! call) and its re-installation in a new process. A stream whose pair the fast path still
+//! holds is taken over from the session [`MediaTable::adopt`] made of its mappings (same id,
+//! mappings kept, no packet lost); any other stream gets its recorded ports bound again.
+
+use super::*;
+use crate::media::snapshot::{MediaSnapshot, StreamSnapshot};
+
+impl MediaTable {
+    /// The restorable state of session `id`.
+    pub fn snapshot(&self, id: SessionId) -> Option<MediaSnapshot> {
+        let s = self.sessions.get(&id)?;
+        let streams = s
+            .streams
+            .iter()
+            .map(|st| {
+                let desc = |leg: Leg| {
+                    let p = &st.peers[leg_idx(leg)];
+                    let rtp = p.latch[0].sdp()?;
+                    Some(StreamDesc {
+                        addr: rtp.ip(),
+                        rtp_port: rtp.port(),
+                        rtcp_port: p.latch[1].sdp().map(|a| a.port()),
+                        rtcp_mux: p.mux,
+                        direction: p.direction,
+                    })
+                };
+                let (i, o) = (desc(Leg::Inside), desc(Leg::Outside));
+                let mut snap = StreamSnapshot::new(&st.relay, i.as_ref(), o.as_ref());
+                snap.latched_inside = st.peers[0].latch[0].latched();
+                snap.latched_outside = st.peers[1].latch[0].latched();
+                snap
+            })
+            .collect();
+        Some(MediaSnapshot::new(id, streams, &s.peers))
+    }
+
+    /// Re-installs a session from `snap` at `now` with its recorded ports; returns its id
+    /// (that of the adopted session it took over, or a new one). Refused (nothing held) when
+    /// a recorded port is taken or the stream count is out of bounds.
+    pub fn restore(&mut self, now: Instant, snap: &MediaSnapshot) -> Result<SessionId, MediaError> {
+        if snap.streams.is_empty() || snap.streams.len() > self.settings.max_streams {
+            return Err(MediaError::StreamCount(snap.streams.len()));
+        }
+        let peers = snap.peers();
+        let first = snap.streams[0].relay();
+        let ports = [first.inside.rtp_port, first.outside.rtp_port];
+        let adopted = self
+            .sessions
+            .iter()
+            .find(|(_, s)| s.adopted && s.streams.len() == 1 && s.streams[0].ports() == ports)
+            .map(|(id, _)| *id);
+        let allowed = [Leg::Inside, Leg::Outside].map(|leg| self.policy.allowed(leg, &peers));
+        let mut opened: Vec<Stream> = Vec::with_capacity(snap.streams.len());
+        let taken_over = adopted.and_then(|id| self.sessions.remove(&id).map(|s| (id, s)));
+        let skip = usize::from(taken_over.is_some());
+        for ss in &snap.streams[skip..] {
+            match self.reopen(now, ss, &allowed) {
+                Ok(st) => opened.push(st),
+                Err(e) => {
+                    for st in &opened {
+                        self.free_ports(st);
+                    }
+                    if let Some((id, s)) = taken_over {
+                        self.sessions.insert(id, s);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let (id, mut streams) = match taken_over {
+            Some((id, mut s)) => {
+                // The mappings' latches are the truth; the SDP and the policy come back.
+                let mut st = s.streams.remove(0);
+                for leg in [Leg::Inside, Leg::Outside] {
+                    let p = &mut st.peers[leg_idx(leg)];
+                    let latched = p.latch[0].latched();
+                    if let Some(d) = snap.streams[0].sdp(leg) {
+                        p.set_desc(&d);
+                    }
+                    if let Some(l) = latched {
+                        p.latch[0].adopt(l, now);
+                    }
+                    p.allowed = allowed[leg_idx(leg)].clone();
+                }
+                (id, vec![st])
+            }
+            None => {
+                let id = SessionId(self.next_id);
+                self.next_id += 1;
+                (id, Vec::new())
+            }
+        };
+        let from = streams.len();
+        self.bind_streams(id, from, &opened);
+        streams.extend(opened);
+        let quota: usize = 2 * streams.iter().filter(|st| st.enabled()).count();
+        if let Some(t) = &peers.trunk {
+            // Counted as it was before the restart, even beyond a lowered quota.
+            self.quotas.force(t, quota);
+        }
+        let count = streams.len();
+        let quota_ports = if peers.trunk.is_some() { quota } else { 0 };
+        self.sessions.insert(
+            id,
+            Session {
+                streams,
+                committed: true,
+                activity: Activity::new(now),
+                timed_out: false,
+                adopted: false,
+                peers,
+                quota_ports,
+            },
+        );
+        for index in 0..count {
+            self.sync_fast_path(now, StreamKey { session: id, index });
+        }
+        Ok(id)
+    }
+
+    /// A stream of a snapshot on its recorded ports (reserved, bind asked by the caller).
+    fn reopen(
+        &mut self,
+        now: Instant,
+        ss: &StreamSnapshot,
+        allowed: &[crate::media::latch::Allowed; 2],
+    ) -> Result<Stream, MediaError> {
+        let relay = ss.relay();
+        let mut peers: [PeerState; 2] = Default::default();
+        for leg in [Leg::Inside, Leg::Outside] {
+            let p = &mut peers[leg_idx(leg)];
+            p.allowed = allowed[leg_idx(leg)].clone();
+            if let Some(d) = ss.sdp(leg) {
+                p.set_desc(&d);
+            }
+            if let Some(l) = ss.latched(leg) {
+                p.latch[0].adopt(l, now);
+            }
+        }
+        let st = Stream {
+            relay: StreamRelay {
+                inside: self.endpoint(Leg::Inside, relay.inside.rtp_port, peers[0].mux),
+                outside: self.endpoint(Leg::Outside, relay.outside.rtp_port, peers[1].mux),
+            },
+            peers,
+            installed: Vec::new(),
+            xdp_packets: 0,
+            srtp: StreamSrtp::default(),
+            // The peers' SDP names these ports: a restored stream cannot move to another pair,
+            // so its first bind failure is final.
+            bind_attempts: [BIND_ATTEMPTS - 1; 2],
+        };
+        if !st.enabled() {
+            return Ok(st);
+        }
+        let (pi, po) = (
+            self.settings.pool(Leg::Inside),
+            self.settings.pool(Leg::Outside),
+        );
+        let [in_port, out_port] = st.ports();
+        if !self.pools[pi].reserve(in_port) {
+            return Err(MediaError::Unavailable(format!(
+                "relay port {in_port} taken"
+            )));
+        }
+        if !self.pools[po].reserve(out_port) {
+            let _ = self.pools[pi].free(in_port);
+            return Err(MediaError::Unavailable(format!(
+                "relay port {out_port} taken"
+            )));
+        }
+        Ok(st)
+    }
+}
