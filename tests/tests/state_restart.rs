@@ -380,3 +380,102 @@ fn calls_go_on_when_redis_is_gone_and_failures_are_counted() {
     assert!(failed >= 1.0, "lost writes counted: {failed}");
     assert_eq!(metric(&lab, "sbc_state_redis_up"), 0.0);
 }
+
+/// Media through a crash on the XDP path: the PBX (SIPp with `-rtp_echo`) echoes what the
+/// carrier side sends, so every packet crosses the relay twice; the gap in the echoes around
+/// `kill -9` and the restart is measured from their arrival times.
+#[test]
+fn media_gap_through_kill9_on_the_xdp_path() {
+    if !sbc_e2e::require_root("state_media_gap") {
+        return;
+    }
+    let dir = temp_dir("sbc-state-e2e-media");
+    let redis = Redis::start(&dir.0);
+    let mut lab = MediaLab::start_with_sections(
+        "srm",
+        "xdp = \"auto\"\ntimeout_s = 30",
+        &redis.state_toml("srm"),
+    );
+    let carrier_xml = sipp::write_scenario(
+        "srm-carrier",
+        &sipp::scenario("carrier", false, &sipp::answering_callee()),
+    );
+    let pbx_xml = sipp::write_scenario(
+        "srm-pbx",
+        &sipp::scenario(
+            "pbx",
+            true,
+            &answered_caller(&[
+                Step::Pause { ms: 12_000 },
+                Step::InDialog {
+                    method: "BYE",
+                    cseq: 2,
+                    sdp: None,
+                    uac: true,
+                },
+                Step::Recv {
+                    code: 200,
+                    optional: false,
+                },
+            ]),
+        ),
+    );
+    let carrier = sipp::run(
+        &lab.lab.carrier,
+        carrier_xml.path(),
+        "198.18.2.2:5060",
+        None,
+        &[],
+    );
+    thread::sleep(Duration::from_millis(300));
+    let pbx = sipp::run(
+        &lab.lab.pbx,
+        pbx_xml.path(),
+        "198.18.1.2:5070",
+        Some("198.18.1.1:5060"),
+        &["-rtp_echo"],
+    );
+    wait_calls(&lab, 1);
+    let ids = lab.json("GET", "/api/v1/media/sessions", None, 200);
+    let id = ids[0].as_u64().expect("session id");
+    let s = lab.json("GET", &format!("/api/v1/media/sessions/{id}"), None, 200);
+    let port = u16::try_from(
+        s["streams"][0]["outside"]["rtp_port"]
+            .as_u64()
+            .expect("port"),
+    )
+    .expect("port");
+    let relay: std::net::SocketAddr = format!("198.18.2.1:{port}").parse().expect("relay");
+    let sock = lab.socket(false, "198.18.2.2:7100");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let echoes = media_common::receiver(
+        sock.try_clone().expect("clone"),
+        stop.clone(),
+        Duration::from_secs(20),
+    );
+    let sender = {
+        let sock = sock.try_clone().expect("clone");
+        thread::spawn(move || media_common::send_rtp(&sock, relay, 0, 350, 7))
+    };
+    thread::sleep(Duration::from_secs(2));
+    lab.kill9();
+    lab.start_sbc();
+    sender.join().expect("sender");
+    thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let got = echoes.join().expect("receiver");
+    let gap = got
+        .at
+        .windows(2)
+        .map(|w| w[1].saturating_sub(w[0]))
+        .max()
+        .unwrap_or_default();
+    eprintln!(
+        "media gap across kill -9 and restart (XDP path): {gap:?}; {} of 350 echoed",
+        got.seqs.len()
+    );
+    assert!(got.seqs.len() >= 300, "only {} echoes", got.seqs.len());
+    assert!(gap <= Duration::from_secs(1), "media gap {gap:?}");
+    sipp::wait_ok(pbx, "PBX: BYE after the restart");
+    sipp::wait_ok(carrier, "carrier: BYE relayed after the restart");
+}
