@@ -605,7 +605,10 @@ proxy = "127.0.0.1:5090"
     #[test]
     fn drain_keys_are_validated_with_paths() {
         for (section, path) in [
-            ("[general]\ndrain_timeout_s = 3601", "general.drain_timeout_s"),
+            (
+                "[general]\ndrain_timeout_s = 3601",
+                "general.drain_timeout_s",
+            ),
             (
                 "[general]\ndrain_retry_after_s = 86401",
                 "general.drain_retry_after_s",
