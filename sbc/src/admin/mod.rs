@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     media::{
         MediaManager,
-        manager::Overview,
+        view::Overview,
         xdp::{Attachment, XdpRelay},
     },
     metrics::Metrics,
