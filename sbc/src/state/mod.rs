@@ -220,11 +220,28 @@ impl Settings {
     }
 }
 
-/// Starts the writer task; returns the sink for the signaling task.
-pub fn start(settings: Settings, metrics: StateMetrics) -> StateSink {
+/// Starts the writer task; returns the sink for the signaling task and the writer's handle.
+pub fn start(settings: Settings, metrics: StateMetrics) -> (StateSink, StateWriter) {
     let (sink, rx) = StateSink::channel(settings.queue, metrics.clone());
-    tokio::spawn(writer::run(settings, rx, metrics));
-    sink
+    let task = tokio::spawn(writer::run(settings, rx, metrics));
+    (sink, StateWriter(Some(task)))
+}
+
+/// The writer task, to wait for at shutdown: once the signaling task (the last sink) is gone
+/// it writes what is queued — the deletes of calls a drain ended above all, which a restart
+/// would otherwise restore — and ends.
+#[derive(Debug, Default)]
+pub struct StateWriter(Option<tokio::task::JoinHandle<()>>);
+
+impl StateWriter {
+    /// Waits at most `limit` for the queued writes.
+    pub async fn finish(self, limit: Duration) {
+        if let Some(task) = self.0
+            && tokio::time::timeout(limit, task).await.is_err()
+        {
+            tracing::warn!("call state writes still queued at exit are lost");
+        }
+    }
 }
 
 /// At start: the metrics, and with `[state]` the writer task and this node's records (a load
@@ -232,17 +249,17 @@ pub fn start(settings: Settings, metrics: StateMetrics) -> StateSink {
 pub async fn start_from_config(
     config: &crate::config::Config,
     registry: &Registry,
-) -> Result<(Option<StateSink>, Loaded), prometheus::Error> {
+) -> Result<(Option<StateSink>, StateWriter, Loaded), prometheus::Error> {
     let metrics = StateMetrics::register(registry)?;
     let Some(cfg) = &config.state else {
-        return Ok((None, Loaded::default()));
+        return Ok((None, StateWriter::default(), Loaded::default()));
     };
     let settings = match Settings::from_config(cfg) {
         Ok(s) => s,
         Err(e) => {
             // The loader validated the URL; this is not reachable with a checked config.
             tracing::error!(error = %e, "[state] redis URL unusable; calls are not persisted");
-            return Ok((None, Loaded::default()));
+            return Ok((None, StateWriter::default(), Loaded::default()));
         }
     };
     let started = std::time::Instant::now();
@@ -256,7 +273,8 @@ pub async fn start_from_config(
         }
     };
     metrics.restore_seconds.set(started.elapsed().as_secs_f64());
-    Ok((Some(start(settings, metrics)), loaded))
+    let (sink, writer) = start(settings, metrics);
+    Ok((Some(sink), writer, loaded))
 }
 
 #[cfg(test)]

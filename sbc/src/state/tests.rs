@@ -108,7 +108,7 @@ async fn writer_puts_and_deletes_and_load_ages_the_records() {
     let redis = RedisServer::start(dir.path());
     let st = settings(&redis.url(), "wr1");
     let metrics = StateMetrics::register(&Registry::new()).expect("metrics");
-    let sink = start(st.clone(), metrics.clone());
+    let (sink, _writer) = start(st.clone(), metrics.clone());
     let (a, b) = (record(1), record(2));
     sink.offer(Write::Put(Box::new(a.clone())));
     sink.offer(Write::Put(Box::new(b.clone())));
@@ -141,7 +141,7 @@ async fn writer_puts_and_deletes_and_load_ages_the_records() {
     assert_eq!(metrics.up.get(), 1);
     // Another node's records and garbage under this node's pattern.
     let other = settings(&redis.url(), "other");
-    let other_sink = start(
+    let (other_sink, _other_writer) = start(
         other.clone(),
         StateMetrics::register(&Registry::new()).expect("m"),
     );
@@ -195,7 +195,7 @@ async fn redis_down_counts_failures_and_everything_is_rewritten_when_back() {
     let url = redis.url();
     let st = settings(&url, "wr2");
     let metrics = StateMetrics::register(&Registry::new()).expect("metrics");
-    let sink = start(st.clone(), metrics.clone());
+    let (sink, _writer) = start(st.clone(), metrics.clone());
     let (a, b, c) = (record(1), record(2), record(3));
     sink.offer(Write::Put(Box::new(a.clone())));
     let w = metrics.writes.clone();

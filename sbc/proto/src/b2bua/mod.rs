@@ -38,6 +38,7 @@ mod call;
 mod caps;
 mod config;
 mod dispatch;
+mod drain;
 mod events;
 mod extensions;
 mod failover;
@@ -173,6 +174,8 @@ pub struct B2bua {
     registers_refused: u64,
     /// Calls a message or timer concerned since the last state flush (`snapshot.rs`).
     touched: Vec<CallId>,
+    /// While draining: the Retry-After of the 503 to new calls and OPTIONS (`drain.rs`).
+    draining: Option<u32>,
     buf: Vec<u8>,
 }
 
@@ -212,6 +215,7 @@ impl B2bua {
             registers_relayed: 0,
             registers_refused: 0,
             touched: Vec::new(),
+            draining: None,
             buf: Vec::with_capacity(2048),
         }
     }

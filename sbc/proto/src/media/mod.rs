@@ -333,6 +333,23 @@ pub trait MediaControl {
     /// The next event for the call layer, if any.
     fn poll_event(&mut self) -> Option<MediaEvent>;
 
+    /// `leg`'s streams (by `m=` index) for which SRTP was just offered or accepted: they relay
+    /// nothing until [`set_crypto`](Self::set_crypto) settles their keys (a plain packet must
+    /// not reach an SRTP link in clear). A relay without SRTP accepts only `false`s.
+    fn expect_crypto(
+        &mut self,
+        session: SessionId,
+        leg: Leg,
+        secure: &[bool],
+    ) -> Result<(), MediaError> {
+        let _ = (session, leg);
+        if secure.iter().any(|s| *s) {
+            Err(MediaError::Unavailable("no SRTP in this relay".into()))
+        } else {
+            Ok(())
+        }
+    }
+
     /// The SRTP keys of `leg`'s streams (by `m=` index; `None`: plain RTP on that leg), set
     /// once an answer settled them and again after every re-negotiation: a key that differs
     /// from the current one gets a new crypto context (re-key), an equal one keeps it (and its
@@ -407,6 +424,8 @@ pub struct FakeSession {
     pub peers: MediaPeers,
     /// SRTP keys per leg (`[inside, outside]`) as last set, per stream.
     pub crypto: [Vec<Option<crate::srtp::StreamKeys>>; 2],
+    /// Streams per leg (`[inside, outside]`) last marked as awaiting SRTP keys.
+    pub expected: [Vec<bool>; 2],
 }
 
 #[cfg(any(test, feature = "fake-media"))]
@@ -515,11 +534,26 @@ impl MediaControl for FakeMedia {
                 committed: true,
                 peers: snap.peers(),
                 crypto: [Vec::new(), Vec::new()],
+                expected: [Vec::new(), Vec::new()],
             },
         );
         // New sessions after the restart never reuse a restored id.
         self.next_id = self.next_id.max(snap.session.saturating_add(1));
         Ok(id)
+    }
+
+    fn expect_crypto(
+        &mut self,
+        session: SessionId,
+        leg: Leg,
+        secure: &[bool],
+    ) -> Result<(), MediaError> {
+        let s = self
+            .sessions
+            .get_mut(&session)
+            .ok_or(MediaError::UnknownSession(session))?;
+        s.expected[usize::from(leg == Leg::Outside)] = secure.to_vec();
+        Ok(())
     }
 
     fn set_crypto(
