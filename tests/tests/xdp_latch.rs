@@ -8,19 +8,14 @@
 //! mapping's destination. An outsider spraying the relay port is dropped before and after the
 //! latch; a relay port without a mapping is dropped; anything else is passed.
 
-use std::net::Ipv4Addr;
-
-use aya::{
-    Ebpf,
-    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{TestRun, TestRunOptions, Xdp},
+use sbc_e2e::{
+    frame::{endpoints as addresses, udp_v4 as udp},
+    xdp_run::{FibLab, TestRelay},
 };
-use sbc_e2e::netns::{Netns, veth_pair};
 use sbc_ebpf_common::{
     AllowedSource, FLAG_AWAITING_LATCH, FLAG_FORWARD_RTCP, FLAG_IPV4, FLAG_PASS,
-    FLAG_STRICT_SOURCE, LATCH_HAS_REVERSE, LatchEvent, LatchPolicy, MAP_LATCH_EVENTS,
-    MAP_LATCH_POLICIES, MAP_MAPPINGS, MAP_RELAY_RANGES, MAP_STATS, Mapping, MappingKey,
-    PROGRAM_NAME, RelayRange, Stat, ipv4_mapped,
+    FLAG_STRICT_SOURCE, LATCH_HAS_REVERSE, LatchEvent, LatchPolicy, Mapping, MappingKey, Stat,
+    ipv4_mapped,
 };
 
 const XDP_DROP: u32 = 1;
@@ -46,8 +41,8 @@ fn awaiting_stream_latches_in_kernel_only_from_allowed_sources() {
     if !sbc_e2e::require_root("xdp_latch") {
         return;
     }
-    let lab = Lab::new("sxl");
-    let mut x = Xdp1::load();
+    let lab = lab("sxl");
+    let mut x = TestRelay::load();
     let in_key = key(RELAY, IN_PORT);
     let out_key = key(RELAY, OUT_PORT);
     // PBX → relay:IN → (from relay:OUT) → carrier's SDP address; carrier → relay:OUT → PBX's
@@ -98,7 +93,10 @@ fn awaiting_stream_latches_in_kernel_only_from_allowed_sources() {
         x.changed(&before)
     );
     assert_eq!(addresses(&out), ((RELAY, OUT_PORT), CARRIER));
-    assert_checksums_valid(&out);
+    assert!(
+        sbc_e2e::frame::checksums_valid(&out),
+        "checksums after the rewrite"
+    );
     assert_eq!(x.delta(&before, Stat::Latched), 1);
     assert_eq!(x.delta(&before, Stat::Redirected), 1);
     let latched = x.mapping(in_key);
@@ -133,7 +131,10 @@ fn awaiting_stream_latches_in_kernel_only_from_allowed_sources() {
     let (verdict, out) = x.run(&udp(CARRIER, (RELAY, OUT_PORT), 0));
     assert_eq!(verdict, XDP_REDIRECT);
     assert_eq!(addresses(&out), ((RELAY, IN_PORT), PBX_NAT));
-    assert_checksums_valid(&out);
+    assert!(
+        sbc_e2e::frame::checksums_valid(&out),
+        "checksums after the rewrite"
+    );
     assert_eq!(x.mapping(in_key).dst_port, CARRIER.1.to_be());
     assert_eq!(x.events().len(), 1);
 
@@ -155,8 +156,8 @@ fn pass_flag_rtcp_and_unknown_destination() {
     if !sbc_e2e::require_root("xdp_latch") {
         return;
     }
-    let _lab = Lab::new("sxm");
-    let mut x = Xdp1::load();
+    let _lab = lab("sxm");
+    let mut x = TestRelay::load();
     x.put_range(0, RELAY, 30_000, 30_099);
 
     // A stream userspace must handle (SRTP, diagnosis) keeps its port allocated but passed.
@@ -216,165 +217,15 @@ fn pass_flag_rtcp_and_unknown_destination() {
     );
 }
 
-/// Two namespaces joined by a veth, the test thread inside the SBC's one: `BPF_PROG_TEST_RUN`
-/// runs the program as if the frame arrived on that namespace's loopback, so its FIB lookups
-/// resolve there. The peers' next hops are permanent neighbour entries (no ARP in a test run).
-struct Lab {
-    _enter: sbc_e2e::netns::EnterGuard,
-    _peer: Netns,
-    _sbc: Netns,
-}
-
-impl Lab {
-    fn new(prefix: &str) -> Self {
-        let sbc = Netns::new(&format!("{prefix}s")).expect("create sbc netns");
-        let peer = Netns::new(&format!("{prefix}p")).expect("create peer netns");
-        // 198.18.0.0/15 (benchmarking range) exists only inside these namespaces.
-        let (sbc_if, _) =
-            veth_pair(&sbc, "198.18.9.1/24", &peer, "198.18.9.2/24").expect("create veth pair");
-        for (i, host) in [PBX_SDP.0, PBX_NAT.0, CARRIER.0].iter().enumerate() {
-            let addr = Ipv4Addr::from(*host).to_string();
-            let mac = format!("02:00:00:00:00:{:02x}", i + 2);
-            let out = sbc
-                .exec_ip(&[
-                    "neigh",
-                    "replace",
-                    &addr,
-                    "lladdr",
-                    &mac,
-                    "dev",
-                    &sbc_if,
-                    "nud",
-                    "permanent",
-                ])
-                .expect("add neighbour");
-            assert!(out.status.success(), "ip neigh: {out:?}");
-        }
-        // A test run's frame arrives on the namespace's loopback, and bpf_fib_lookup needs
-        // forwarding on the ingress interface (see docs/media.md).
-        let up = sbc.exec_ip(&["link", "set", "lo", "up"]).expect("lo up");
-        assert!(up.status.success(), "ip link set lo up: {up:?}");
-        let ok = sbc
-            .command("sysctl")
-            .args(["-qw", "net.ipv4.conf.lo.forwarding=1"])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "sysctl forwarding");
-        let enter = sbc.enter().expect("enter sbc netns");
-        Self {
-            _enter: enter,
-            _peer: peer,
-            _sbc: sbc,
-        }
-    }
-}
-
-/// The embedded XDP object, loaded (not attached), with typed access to its maps.
-struct Xdp1 {
-    ebpf: Ebpf,
-}
-
-impl Xdp1 {
-    fn load() -> Self {
-        let mut ebpf = Ebpf::load(sbc::media::xdp::OBJECT).expect("load the embedded XDP object");
-        let program: &mut Xdp = ebpf
-            .program_mut(PROGRAM_NAME)
-            .expect("program")
-            .try_into()
-            .expect("an XDP program");
-        program.load().expect("the verifier accepts the program");
-        Self { ebpf }
-    }
-
-    /// Runs the program once on `frame`; returns the verdict and the frame as it left.
-    fn run(&self, frame: &[u8]) -> (u32, Vec<u8>) {
-        let program: &Xdp = self
-            .ebpf
-            .program(PROGRAM_NAME)
-            .expect("program")
-            .try_into()
-            .expect("an XDP program");
-        let mut out = vec![0u8; frame.len() + 256];
-        let mut opts = TestRunOptions::new();
-        opts.data_in = Some(frame);
-        opts.data_out = Some(&mut out);
-        let result = program.test_run(opts).expect("BPF_PROG_TEST_RUN");
-        out.truncate(result.data_size_out as usize);
-        (result.return_value, out)
-    }
-
-    fn mappings(&mut self) -> HashMap<&mut MapData, MappingKey, Mapping> {
-        HashMap::try_from(self.ebpf.map_mut(MAP_MAPPINGS).expect("mappings map")).expect("hash")
-    }
-
-    fn put_mapping(&mut self, k: MappingKey, m: Mapping) {
-        self.mappings().insert(k, m, 0).expect("insert mapping");
-    }
-
-    fn mapping(&mut self, k: MappingKey) -> Mapping {
-        self.mappings().get(&k, 0).expect("mapping present")
-    }
-
-    fn put_policy(&mut self, k: MappingKey, p: LatchPolicy) {
-        let map = self.ebpf.map_mut(MAP_LATCH_POLICIES).expect("policies map");
-        let mut h: HashMap<&mut MapData, MappingKey, LatchPolicy> =
-            HashMap::try_from(map).expect("hash");
-        h.insert(k, p, 0).expect("insert policy");
-    }
-
-    fn put_range(&mut self, index: u32, addr: [u8; 4], min: u16, max: u16) {
-        let map = self.ebpf.map_mut(MAP_RELAY_RANGES).expect("ranges map");
-        let mut a: Array<&mut MapData, RelayRange> = Array::try_from(map).expect("array");
-        let range = RelayRange {
-            addr: ipv4_mapped(addr),
-            port_min: min,
-            port_max: max,
-        };
-        a.set(index, range, 0).expect("set range");
-    }
-
-    /// Drains the latch events reported since the last call.
-    fn events(&mut self) -> Vec<LatchEvent> {
-        let map = self.ebpf.map_mut(MAP_LATCH_EVENTS).expect("events map");
-        let mut ring = RingBuf::try_from(map).expect("ring buffer");
-        let mut out = Vec::new();
-        while let Some(item) = ring.next() {
-            assert_eq!(item.len(), size_of::<LatchEvent>());
-            let mut e = LatchEvent::default();
-            // Field by field from the wire layout the ABI fixes (see the layout test).
-            e.key.addr.copy_from_slice(&item[0..16]);
-            e.key.port = u16::from_ne_bytes([item[16], item[17]]);
-            e.key.pad = u16::from_ne_bytes([item[18], item[19]]);
-            e.peer_addr.copy_from_slice(&item[20..36]);
-            e.peer_port = u16::from_ne_bytes([item[36], item[37]]);
-            e.pad = u16::from_ne_bytes([item[38], item[39]]);
-            out.push(e);
-        }
-        out
-    }
-
-    fn stats(&self) -> Vec<u64> {
-        let map = self.ebpf.map(MAP_STATS).expect("stats map");
-        let a: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map).expect("per-cpu array");
-        Stat::ALL
-            .iter()
-            .map(|s| a.get(&(*s as u32), 0).expect("counter").iter().sum::<u64>())
-            .collect()
-    }
-
-    /// The counters that moved since `before`, for failure messages.
-    fn changed(&self, before: &[u64]) -> String {
-        let now = self.stats();
-        Stat::ALL
-            .iter()
-            .filter(|s| now[**s as usize] != before[**s as usize])
-            .map(|s| format!("{}+{} ", s.name(), now[*s as usize] - before[*s as usize]))
-            .collect()
-    }
-
-    fn delta(&self, before: &[u64], s: Stat) -> u64 {
-        self.stats()[s as usize] - before[s as usize]
-    }
+/// The SBC's namespace, with next hops for the PBX and carrier addresses. 198.18.0.0/15
+/// (benchmarking range) exists only inside the namespaces this creates.
+fn lab(prefix: &str) -> FibLab {
+    FibLab::new(
+        prefix,
+        "198.18.9.1/24",
+        "198.18.9.2/24",
+        &[PBX_SDP.0, PBX_NAT.0, CARRIER.0],
+    )
 }
 
 fn key(addr: [u8; 4], port: u16) -> MappingKey {
@@ -440,77 +291,4 @@ fn address(addr: [u8; 4]) -> AllowedSource {
 
 fn unused() -> AllowedSource {
     AllowedSource::default()
-}
-
-/// An Ethernet/IPv4/UDP frame with valid checksums and a 160-byte RTP (or, with `rtcp_pt`,
-/// RTCP) payload.
-fn udp(src: ([u8; 4], u16), dst: ([u8; 4], u16), rtcp_pt: u8) -> Vec<u8> {
-    let payload_len = 160usize;
-    let udp_len = 8 + payload_len;
-    let mut f = vec![0u8; 14 + 20 + udp_len];
-    f[0..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x01]);
-    f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x02]);
-    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    let ip = &mut f[14..34];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&((20 + udp_len) as u16).to_be_bytes());
-    ip[8] = 64;
-    ip[9] = 17;
-    ip[12..16].copy_from_slice(&src.0);
-    ip[16..20].copy_from_slice(&dst.0);
-    let c = checksum(&[&f[14..34]]);
-    f[24..26].copy_from_slice(&c.to_be_bytes());
-    f[34..36].copy_from_slice(&src.1.to_be_bytes());
-    f[36..38].copy_from_slice(&dst.1.to_be_bytes());
-    f[38..40].copy_from_slice(&(udp_len as u16).to_be_bytes());
-    f[42] = 0x80;
-    f[43] = if rtcp_pt != 0 { rtcp_pt } else { 0 };
-    let c = udp_checksum(&f);
-    f[40..42].copy_from_slice(&c.to_be_bytes());
-    f
-}
-
-/// ((source address, port), (destination address, port)) of a frame.
-fn addresses(f: &[u8]) -> (([u8; 4], u16), ([u8; 4], u16)) {
-    let a = |o: usize| [f[o], f[o + 1], f[o + 2], f[o + 3]];
-    let p = |o: usize| u16::from_be_bytes([f[o], f[o + 1]]);
-    ((a(26), p(34)), (a(30), p(36)))
-}
-
-fn assert_checksums_valid(f: &[u8]) {
-    assert_eq!(checksum(&[&f[14..34]]), 0, "IPv4 header checksum");
-    let mut zeroed = f.to_vec();
-    zeroed[40..42].copy_from_slice(&[0, 0]);
-    let c = udp_checksum(&zeroed);
-    assert_eq!(u16::from_be_bytes([f[40], f[41]]), c, "UDP checksum");
-}
-
-/// The UDP checksum of an Ethernet/IPv4/UDP frame whose checksum field is zero.
-fn udp_checksum(f: &[u8]) -> u16 {
-    let udp = &f[34..];
-    let mut pseudo = Vec::with_capacity(12);
-    pseudo.extend_from_slice(&f[26..34]);
-    pseudo.extend_from_slice(&[0, 17]);
-    pseudo.extend_from_slice(&(udp.len() as u16).to_be_bytes());
-    match checksum(&[&pseudo, udp]) {
-        0 => 0xffff,
-        c => c,
-    }
-}
-
-/// RFC 1071 Internet checksum over the concatenation of `parts` (each of even length but the
-/// last).
-fn checksum(parts: &[&[u8]]) -> u16 {
-    let mut sum = 0u32;
-    for part in parts {
-        for w in part.chunks(2) {
-            let hi = u32::from(w[0]) << 8;
-            let lo = w.get(1).map_or(0, |b| u32::from(*b));
-            sum += hi | lo;
-        }
-    }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
