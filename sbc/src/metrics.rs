@@ -144,7 +144,7 @@ impl MediaMetrics {
         ]
         .into_iter()
         .chain(XDP_DROP_REASONS.map(|(_, reason)| reason))
-        .chain(crate::media::srtp::DROP_REASONS)
+        .chain(sbc_proto::media::table::SRTP_DROP_LABELS)
         {
             m.dropped.with_label_values(&[reason]);
         }
