@@ -1,11 +1,13 @@
 //! Prometheus metrics of the SBC. Every metric has HELP text and bounded label values only.
 
 mod calls;
+mod drain;
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use sbc_ebpf_common::Stat;
 
 pub use calls::{CallMetrics, CallTracker, Incoming};
+pub use drain::DrainMetrics;
 
 /// `sbc_media_packets_dropped_total` reason of the XDP program's strict-source drops.
 const XDP_STRICT_SOURCE: &str = "xdp_strict_source";
