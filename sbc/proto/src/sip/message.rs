@@ -36,6 +36,14 @@ pub struct Message {
     pub(crate) headers: Headers,
     pub(crate) body: Span,
     pub(crate) cseq: CSeq,
+    /// The values of From, To and Call-ID, found and checked by the parser (each occurs once).
+    pub(crate) from: Span,
+    pub(crate) to: Span,
+    pub(crate) call_id: Span,
+    /// The From tag, the To tag and the top Via branch, found while checking those headers.
+    pub(crate) from_tag: Option<Span>,
+    pub(crate) to_tag: Option<Span>,
+    pub(crate) top_branch: Option<Span>,
 }
 
 impl Message {
@@ -135,21 +143,37 @@ impl Message {
     /// From (validated by the parser).
     pub fn from(&self) -> NameAddr<'_> {
         // Invariant: `parse::validate` rejected the message unless From parses.
-        self.headers.from().expect("Message::parse validated From")
+        NameAddr::parse(self.str_at(self.from).unwrap_or_default())
+            .expect("Message::parse validated From")
     }
 
     /// To (validated by the parser).
     pub fn to(&self) -> NameAddr<'_> {
         // Invariant: `parse::validate` rejected the message unless To parses.
-        self.headers.to().expect("Message::parse validated To")
+        NameAddr::parse(self.str_at(self.to).unwrap_or_default())
+            .expect("Message::parse validated To")
+    }
+
+    /// The From `tag` (RFC 3261 §19.3), as `from().tag()` but without decoding From again:
+    /// the parser kept where it is.
+    pub fn from_tag(&self) -> Option<&str> {
+        self.from_tag.and_then(|s| self.str_at(s))
+    }
+
+    /// The To `tag`, as `to().tag()` without decoding To again.
+    pub fn to_tag(&self) -> Option<&str> {
+        self.to_tag.and_then(|s| self.str_at(s))
+    }
+
+    /// The top Via's `branch`, as `top_via().branch()` without decoding the Via again.
+    pub fn top_branch(&self) -> Option<&str> {
+        self.top_branch.and_then(|s| self.str_at(s))
     }
 
     /// Call-ID (validated by the parser).
     pub fn call_id(&self) -> &str {
-        // Invariant: `parse::validate` rejected the message unless Call-ID parses.
-        self.headers
-            .call_id()
-            .expect("Message::parse validated Call-ID")
+        // `parse::validate` checked its grammar (`word [ "@" word ]`, all ASCII).
+        self.str_at(self.call_id).unwrap_or_default()
     }
 
     /// CSeq (validated by the parser).
