@@ -267,7 +267,7 @@ impl B2bua {
             e.call = Some(id);
         }
         let ends_at = call.ends_at;
-        self.calls.insert(id, call);
+        self.calls.insert(id, Box::new(call));
         if let Some(at) = ends_at {
             self.timers.set_earliest(TimerRef::Call(id), at);
         }
