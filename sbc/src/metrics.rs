@@ -1,11 +1,13 @@
 //! Prometheus metrics of the SBC. Every metric has HELP text and bounded label values only.
 
 mod calls;
+mod drain;
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use sbc_ebpf_common::Stat;
 
 pub use calls::{CallMetrics, CallTracker, Incoming};
+pub use drain::DrainMetrics;
 
 /// `sbc_media_packets_dropped_total` reason of the XDP program's strict-source drops.
 const XDP_STRICT_SOURCE: &str = "xdp_strict_source";
@@ -135,7 +137,7 @@ impl MediaMetrics {
             XDP_STRICT_SOURCE,
         ]
         .into_iter()
-        .chain(crate::media::srtp::DROP_REASONS)
+        .chain(sbc_proto::media::table::SRTP_DROP_LABELS)
         {
             m.dropped.with_label_values(&[reason]);
         }

@@ -29,8 +29,45 @@
 //! The media layer reports back through [`MediaControl::poll_event`] (drain it after every call
 //! and whenever the runtime signals new events): [`MediaEvent::Timeout`] means no media flowed in
 //! either direction for the configured time, and the B2BUA should end the call (BYE both legs).
+//!
+//! **The relay's state** lives here too, without I/O: [`MediaTable`] (in [`table`]) holds the
+//! sessions, the port pools ([`pool`]), the latching policy ([`latch`], [`policy`]), the fast-path
+//! statistics slots ([`slots`]), the media timeout ([`activity`]), the XDP mappings each stream
+//! should have ([`fast_path`]) and each stream's SRTP contexts ([`crypto`]). It takes `now` as an argument everywhere and emits
+//! [`MediaCommand`]s that the runtime (`sbc::media::manager`) executes: bind or close relay
+//! sockets, install, update or remove mappings, read counters. The runtime's `MediaManager`
+//! implements [`MediaControl`] over it, so the call layer is unchanged.
+
+pub mod activity;
+pub mod command;
+pub mod crypto;
+pub mod fast_path;
+pub mod latch;
+pub mod peer;
+pub mod policy;
+pub mod pool;
+pub mod rtp;
+pub mod settings;
+pub mod slots;
+pub mod table;
 
 use std::net::IpAddr;
+
+/// The origin of simulated time in this module's tests (an `Instant` cannot be made otherwise).
+#[cfg(test)]
+pub(crate) fn test_origin() -> std::time::Instant {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "test origin only; time is simulated"
+    )]
+    std::time::Instant::now()
+}
+
+pub use command::MediaCommand;
+pub use crypto::StreamSrtp;
+pub use fast_path::FastPath;
+pub use settings::{RelaySettings, SideAddress};
+pub use table::{Arrival, MediaTable, PacketAction, PacketDrop, RelayPort, StreamKey};
 
 /// Which side of the SBC a peer is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -295,6 +332,23 @@ pub trait MediaControl {
     /// The next event for the call layer, if any.
     fn poll_event(&mut self) -> Option<MediaEvent>;
 
+    /// `leg`'s streams (by `m=` index) for which SRTP was just offered or accepted: they relay
+    /// nothing until [`set_crypto`](Self::set_crypto) settles their keys (a plain packet must
+    /// not reach an SRTP link in clear). A relay without SRTP accepts only `false`s.
+    fn expect_crypto(
+        &mut self,
+        session: SessionId,
+        leg: Leg,
+        secure: &[bool],
+    ) -> Result<(), MediaError> {
+        let _ = (session, leg);
+        if secure.iter().any(|s| *s) {
+            Err(MediaError::Unavailable("no SRTP in this relay".into()))
+        } else {
+            Ok(())
+        }
+    }
+
     /// The SRTP keys of `leg`'s streams (by `m=` index; `None`: plain RTP on that leg), set
     /// once an answer settled them and again after every re-negotiation: a key that differs
     /// from the current one gets a new crypto context (re-key), an equal one keeps it (and its
@@ -348,6 +402,8 @@ pub struct FakeSession {
     pub peers: MediaPeers,
     /// SRTP keys per leg (`[inside, outside]`) as last set, per stream.
     pub crypto: [Vec<Option<crate::srtp::StreamKeys>>; 2],
+    /// Streams per leg (`[inside, outside]`) last marked as awaiting SRTP keys.
+    pub expected: [Vec<bool>; 2],
 }
 
 #[cfg(any(test, feature = "fake-media"))]
@@ -425,6 +481,20 @@ impl FakeMedia {
 
 #[cfg(any(test, feature = "fake-media"))]
 impl MediaControl for FakeMedia {
+    fn expect_crypto(
+        &mut self,
+        session: SessionId,
+        leg: Leg,
+        secure: &[bool],
+    ) -> Result<(), MediaError> {
+        let s = self
+            .sessions
+            .get_mut(&session)
+            .ok_or(MediaError::UnknownSession(session))?;
+        s.expected[usize::from(leg == Leg::Outside)] = secure.to_vec();
+        Ok(())
+    }
+
     fn set_crypto(
         &mut self,
         session: SessionId,

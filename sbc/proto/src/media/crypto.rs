@@ -1,0 +1,229 @@
+//! Per-stream SRTP termination state: for each leg whose SDP negotiated SDES keys (`b2bua`
+//! `srtp_policy.rs`), a context that unprotects what the peer sends and one that protects what
+//! the relay sends it. RTP⇄SRTP and SRTP⇄SRTP (with different keys per leg) are the same two
+//! steps: unprotect on the way in if the ingress leg is encrypted, protect on the way out if the
+//! egress leg is.
+//!
+//! The table applies them in its packet path ([`MediaTable::handle_packet`]), in place in the
+//! runtime's receive buffer, which has [`HEADROOM`] spare bytes behind the datagram for the
+//! trailer: nothing is allocated per packet. A packet from an encrypted leg is authenticated
+//! before the latch sees it (a forged packet from an allowed address cannot move the latch),
+//! and a stream with any encrypted leg never gets a fast-path mapping (XDP cannot run AES).
+//!
+//! [`MediaTable::handle_packet`]: super::table::MediaTable::handle_packet
+
+use super::{Leg, table::leg_idx};
+use crate::srtp::{KeySpec, SrtpContext, SrtpError, StreamKeys};
+
+/// Bytes the largest protect adds: SRTCP with GCM (16-byte tag + 4-byte index).
+pub const HEADROOM: usize = 20;
+
+/// One encrypted leg.
+#[derive(Debug)]
+struct LegCrypto {
+    keys: StreamKeys,
+    rx: SrtpContext,
+    tx: SrtpContext,
+}
+
+fn context(spec: &KeySpec) -> SrtpContext {
+    SrtpContext::new(spec.suite, &spec.key, spec.lifetime)
+}
+
+/// The SRTP state of one stream: per leg, `None` for plain RTP; a leg may also await its keys
+/// (SRTP offered or accepted, answer not yet through), during which the stream relays nothing.
+#[derive(Debug, Default)]
+pub struct StreamSrtp {
+    legs: [Option<LegCrypto>; 2],
+    pending: [bool; 2],
+}
+
+impl StreamSrtp {
+    /// Sets `leg`'s keys. The same keys keep their contexts (ROC, replay list, SRTCP index);
+    /// a new key in either direction gets a new context for that direction (re-key).
+    pub fn set(&mut self, leg: Leg, keys: Option<&StreamKeys>) {
+        self.pending[leg_idx(leg)] = false;
+        let slot = &mut self.legs[leg_idx(leg)];
+        match (slot.as_mut(), keys) {
+            (_, None) => *slot = None,
+            (Some(cur), Some(k)) => {
+                if cur.keys.rx != k.rx {
+                    cur.rx = context(&k.rx);
+                }
+                if cur.keys.tx != k.tx {
+                    cur.tx = context(&k.tx);
+                }
+                cur.keys = k.clone();
+            }
+            (None, Some(k)) => {
+                *slot = Some(LegCrypto {
+                    keys: k.clone(),
+                    rx: context(&k.rx),
+                    tx: context(&k.tx),
+                });
+            }
+        }
+    }
+
+    /// Marks `leg` as awaiting keys when it is plain now: SRTP was offered or accepted on it
+    /// and the answer that settles the keys is not through yet. Until [`set`](Self::set), the
+    /// stream relays nothing: a plain packet forwarded to that leg would cross its link in
+    /// clear, and an encrypted one from it cannot be authenticated. A leg that has keys keeps
+    /// them (a re-offer does not interrupt the media it protects).
+    pub fn expect(&mut self, leg: Leg) {
+        let i = leg_idx(leg);
+        if self.legs[i].is_none() {
+            self.pending[i] = true;
+        }
+    }
+
+    /// Whether a leg awaits its keys (the stream then relays nothing).
+    pub fn awaiting_keys(&self) -> bool {
+        self.pending.iter().any(|p| *p)
+    }
+
+    /// Whether any leg is encrypted or awaits keys (the stream then stays in userspace).
+    pub fn active(&self) -> bool {
+        self.legs.iter().any(Option::is_some) || self.awaiting_keys()
+    }
+
+    /// The suite of `leg`, if encrypted (admin API; never the keys).
+    pub fn suite(&self, leg: Leg) -> Option<&'static str> {
+        self.legs[leg_idx(leg)]
+            .as_ref()
+            .map(|l| l.keys.tx.suite.name())
+    }
+
+    /// Unprotects a packet that arrived from `leg` (`buf[..len]`, in place) if that leg is
+    /// encrypted. Returns the plain length.
+    pub fn inbound(
+        &mut self,
+        leg: Leg,
+        rtcp: bool,
+        buf: &mut [u8],
+        len: usize,
+    ) -> Result<usize, SrtpError> {
+        let Some(l) = &mut self.legs[leg_idx(leg)] else {
+            return Ok(len);
+        };
+        let packet = buf.get_mut(..len).ok_or(SrtpError::Malformed)?;
+        if rtcp {
+            l.rx.unprotect_rtcp(packet)
+        } else {
+            l.rx.unprotect_rtp(packet)
+        }
+    }
+
+    /// Protects a plain packet (`buf[..len]`) for `leg` in place if that leg is encrypted;
+    /// `buf` should have [`HEADROOM`] spare bytes. Returns the length to send.
+    pub fn outbound(
+        &mut self,
+        leg: Leg,
+        rtcp: bool,
+        buf: &mut [u8],
+        len: usize,
+    ) -> Result<usize, SrtpError> {
+        let Some(l) = &mut self.legs[leg_idx(leg)] else {
+            return Ok(len);
+        };
+        if rtcp {
+            l.tx.protect_rtcp(buf, len)
+        } else {
+            l.tx.protect_rtp(buf, len)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        b2bua::Rng,
+        srtp::{MasterKey, Suite},
+    };
+
+    fn keys(seed: u64, suite: Suite) -> StreamKeys {
+        let mut rng = Rng::from_test_seed(seed);
+        let spec = |rng: &mut Rng| KeySpec {
+            suite,
+            key: MasterKey::generate(suite, rng),
+            lifetime: None,
+        };
+        StreamKeys {
+            rx: spec(&mut rng),
+            tx: spec(&mut rng),
+        }
+    }
+
+    fn rtp(seq: u16) -> ([u8; 64], usize) {
+        let mut b = [0u8; 64];
+        b[0] = 0x80;
+        b[2..4].copy_from_slice(&seq.to_be_bytes());
+        b[8..12].copy_from_slice(&7u32.to_be_bytes());
+        b[12..32].copy_from_slice(&[0x55; 20]);
+        (b, 32)
+    }
+
+    /// SRTP from the carrier (its key) becomes SRTP to the PBX (another key): the PBX's own
+    /// context decrypts it, the carrier's key does not.
+    #[test]
+    fn srtp_to_srtp_re_encrypts_with_the_other_legs_key() {
+        let suite = Suite::AesCm128HmacSha1_80;
+        let (pbx, carrier) = (keys(1, suite), keys(2, suite));
+        let mut s = StreamSrtp::default();
+        s.set(Leg::Inside, Some(&pbx));
+        s.set(Leg::Outside, Some(&carrier));
+        assert!(s.active());
+        // The carrier protects with its key (our rx on the outside leg).
+        let mut carrier_tx = context(&carrier.rx);
+        let (mut b, n) = rtp(1);
+        let n = carrier_tx.protect_rtp(&mut b, n).expect("protect");
+        let n = s
+            .inbound(Leg::Outside, false, &mut b, n)
+            .expect("authentic");
+        assert_eq!(b[12..n], [0x55; 20]);
+        let n = s.outbound(Leg::Inside, false, &mut b, n).expect("protect");
+        // The PBX unprotects with our inside tx key; the carrier's key fails.
+        let mut copy = b;
+        assert_eq!(
+            context(&carrier.rx).unprotect_rtp(&mut copy[..n]),
+            Err(SrtpError::AuthFailed)
+        );
+        let m = context(&pbx.tx)
+            .unprotect_rtp(&mut b[..n])
+            .expect("pbx key");
+        assert_eq!(b[12..m], [0x55; 20]);
+    }
+
+    /// A new key replaces the context (a packet under the old key no longer authenticates);
+    /// the same key keeps it (the replay list still knows the packet).
+    #[test]
+    fn rekey_replaces_the_context_and_same_key_keeps_it() {
+        let suite = Suite::AeadAes128Gcm;
+        let old = keys(3, suite);
+        let mut s = StreamSrtp::default();
+        s.set(Leg::Outside, Some(&old));
+        let mut peer = context(&old.rx);
+        let (mut b, n) = rtp(10);
+        let n = peer.protect_rtp(&mut b, n).expect("protect");
+        let packet = b;
+        s.inbound(Leg::Outside, false, &mut b, n).expect("first");
+        s.set(Leg::Outside, Some(&old));
+        let mut again = packet;
+        assert_eq!(
+            s.inbound(Leg::Outside, false, &mut again, n),
+            Err(SrtpError::Replayed),
+            "same key: same context"
+        );
+        let new = keys(4, suite);
+        s.set(Leg::Outside, Some(&new));
+        let mut again = packet;
+        assert_eq!(
+            s.inbound(Leg::Outside, false, &mut again, n),
+            Err(SrtpError::AuthFailed),
+            "new key: the old one no longer decrypts"
+        );
+        s.set(Leg::Outside, None);
+        assert!(!s.active());
+    }
+}
