@@ -98,7 +98,7 @@ impl<T> Slab<T> {
 
     /// Every live value.
     pub(super) fn values(&self) -> impl Iterator<Item = &T> {
-        self.slots.iter().filter_map(|s| s.value.as_ref())
+        self.slots.iter().filter_map(|s| s.value.as_deref())
     }
 
     /// Every live value, mutably.

@@ -215,13 +215,10 @@ pub(crate) fn parse(buf: Bytes, limits: &Limits) -> Result<Message, ParseError> 
         headers,
         body: Span::new(body_start, body_end),
         cseq: checked.cseq,
-        from: checked.from,
-        to: checked.to,
         call_id: checked.call_id,
-        from_tag: checked.from_tag,
-        to_tag: checked.to_tag,
-        top_branch: checked.top_branch,
-        buf,
+        from_tag: checked.from_tag.unwrap_or_default(),
+        to_tag: checked.to_tag.unwrap_or_default(),
+        top_branch: checked.top_branch.unwrap_or_default(),
     })
 }
 
@@ -372,9 +369,7 @@ fn parse_status_line(line: &[u8], offset: usize) -> Option<StartLine> {
 struct Checked {
     cseq: CSeq,
     content_length: Option<u32>,
-    /// Values of From, To and Call-ID (each occurs exactly once in a valid message).
-    from: Span,
-    to: Span,
+    /// The Call-ID value (it occurs exactly once in a valid message).
     call_id: Span,
     /// The `tag` parameters of From and To and the top Via's `branch`, which the transaction
     /// and dialog layers look up on every message.
@@ -508,8 +503,6 @@ fn validate(
     Ok(Checked {
         cseq,
         content_length,
-        from: from.unwrap_or_default(),
-        to: to.unwrap_or_default(),
         call_id: call_id.unwrap_or_default(),
         from_tag,
         to_tag,
