@@ -46,6 +46,9 @@ const PBX: &str = "10.0.0.10:5070";
 const CARRIER: &str = "198.51.100.7:5090";
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("--hold") {
+        return hold_main();
+    }
     let calls = match std::env::args().nth(1).map(|a| a.parse::<u64>()) {
         None => CALLS,
         Some(Ok(n)) => n,
@@ -63,6 +66,57 @@ fn main() -> ExitCode {
             eprintln!("sbc-bench-workload: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `sbc-bench-workload --hold N`: sets up N calls (INVITE to ACK, no BYE) at 500 calls/s of
+/// simulated time, lets 3 s more pass (where `cargo xtask bench signaling` reads the daemon's
+/// RSS) and exits with them all up: run under `heaptrack`, its "leaked" figure is the B2BUA's
+/// heap with N established calls (issue 16, memory per concurrent call).
+fn hold_main() -> ExitCode {
+    let calls = match std::env::args().nth(2).map(|a| a.parse::<u64>()) {
+        Some(Ok(n)) => n,
+        _ => {
+            eprintln!("usage: sbc-bench-workload --hold CALLS");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut sim = new_sim(Rng::from_test_seed(0x5eed));
+    // Room for every call's transactions: the default cap (20,000) is what a deployment
+    // configures, not what this measurement is about.
+    let mut cfg = config();
+    cfg.caps.max_transactions = usize::try_from(calls * 4).unwrap_or(usize::MAX);
+    sim.sbc = B2bua::new(cfg, Rng::from_test_seed(0x5eed));
+    for i in 0..calls {
+        if let Err(e) = establish(&mut sim, i).and_then(|_| sim.advance(CALL_GAP)) {
+            eprintln!("sbc-bench-workload: call {i}: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if let Err(e) = sim.advance(Duration::from_secs(3)) {
+        eprintln!("sbc-bench-workload: {e}");
+        return ExitCode::FAILURE;
+    }
+    let stats = sim.sbc.stats();
+    println!("{calls} calls held: {stats:?}");
+    // Exit with the calls up: what is still allocated is what the calls hold.
+    std::process::exit(0)
+}
+
+fn new_sim(rng: Rng) -> Sim {
+    Sim {
+        sbc: B2bua::new(config(), rng),
+        media: FakeMedia::new(
+            addr(SBC_INSIDE).ip(),
+            addr(SBC_OUTSIDE).ip(),
+            10_000,
+            60_000,
+        ),
+        now: Instant::now(),
+        last_request: [None, None],
+        last_response: [None, None],
+        handled: 0,
+        sent: Vec::new(),
     }
 }
 
@@ -282,11 +336,33 @@ const CARRIER_SDP: &str = "v=0\r\no=switch 777 1 IN IP4 198.51.100.7\r\ns=-\r\nc
 
 /// One call from the PBX through the SBC to the carrier and back, checked at every step.
 fn call(sim: &mut Sim, i: u64) -> Result<(), String> {
+    let to = establish(sim, i)?;
     let pbx = udp(Side::Inside, PBX);
     let carrier = udp(Side::Outside, CARRIER);
-    let dialog = format!(
+    let dialog = dialog(i);
+    sim.deliver(
+        pbx,
+        &format!(
+            "BYE sip:15551234567@10.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.10:5070;branch=z9hG4bKpbx{i}c;rport\r\n{dialog}To: {to}\r\nCSeq: 11 BYE\r\nContent-Length: 0\r\n\r\n"
+        ),
+    )?;
+    let bye = sim.take_request(Side::Outside, "BYE")?;
+    sim.deliver(carrier, &carrier_response(&bye, "200 OK", None))?;
+    sim.take_response(Side::Inside, 200)?;
+    Ok(())
+}
+
+fn dialog(i: u64) -> String {
+    format!(
         "Max-Forwards: 70\r\nFrom: \"Alice\" <sip:100@pbx.lan>;tag=ptag{i}\r\nCall-ID: pbx-call-{i}\r\n"
-    );
+    )
+}
+
+/// The call's set-up, INVITE to ACK; returns the caller-side To (with the SBC's tag).
+fn establish(sim: &mut Sim, i: u64) -> Result<String, String> {
+    let pbx = udp(Side::Inside, PBX);
+    let carrier = udp(Side::Outside, CARRIER);
+    let dialog = dialog(i);
     sim.deliver(
         pbx,
         &format!(
@@ -310,16 +386,7 @@ fn call(sim: &mut Sim, i: u64) -> Result<(), String> {
         ),
     )?;
     sim.take_request(Side::Outside, "ACK")?;
-    sim.deliver(
-        pbx,
-        &format!(
-            "BYE sip:15551234567@10.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.10:5070;branch=z9hG4bKpbx{i}c;rport\r\n{dialog}To: {to}\r\nCSeq: 11 BYE\r\nContent-Length: 0\r\n\r\n"
-        ),
-    )?;
-    let bye = sim.take_request(Side::Outside, "BYE")?;
-    sim.deliver(carrier, &carrier_response(&bye, "200 OK", None))?;
-    sim.take_response(Side::Inside, 200)?;
-    Ok(())
+    Ok(to)
 }
 
 /// Runs `calls` calls and the drain; returns the messages handled.

@@ -55,6 +55,11 @@ pub fn message(data: &[u8]) {
 
 fn touch(m: &Message) {
     let h = m.headers();
+    // What the parser kept while checking equals what is decoded on demand.
+    assert_eq!(m.from_tag(), m.from().tag());
+    assert_eq!(m.to_tag(), m.to().tag());
+    assert_eq!(m.top_branch(), m.top_via().branch());
+    assert_eq!(Ok(m.call_id()), h.call_id());
     let _ = (
         m.top_via(),
         m.from(),

@@ -136,7 +136,7 @@ impl HealthCheck {
     pub fn matches(&self, resp: &Message) -> bool {
         self.tx.is_some()
             && resp.call_id() == self.call_id
-            && resp.top_via().branch() == Some(self.branch.as_str())
+            && resp.top_branch() == Some(self.branch.as_str())
     }
 
     /// Handles a response to a ping (others are ignored).

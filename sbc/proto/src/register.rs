@@ -197,7 +197,7 @@ impl Registration {
 
     /// Whether `resp` answers our outstanding REGISTER (top Via branch and Call-ID).
     pub fn matches(&self, resp: &Message) -> bool {
-        resp.call_id() == self.call_id && resp.top_via().branch() == Some(self.branch.as_str())
+        resp.call_id() == self.call_id && resp.top_branch() == Some(self.branch.as_str())
     }
 
     /// Fires due timers: transaction retransmissions and timeouts, refreshes and retries.

@@ -39,8 +39,13 @@ fn respond(code: u16, reason: &'static str) -> Reaction {
     Reaction::Respond { code, reason }
 }
 
-/// Every valid message prints back byte for byte when untouched, and reparses.
+/// Every valid message prints back byte for byte when untouched, and reparses; the values the
+/// parser kept while checking (tags, top branch, Call-ID) equal those decoded on demand.
 fn round_trips(m: &Message) {
+    assert_eq!(m.from_tag(), m.from().tag());
+    assert_eq!(m.to_tag(), m.to().tag());
+    assert_eq!(m.top_branch(), m.top_via().branch());
+    assert_eq!(Ok(m.call_id()), m.headers().call_id());
     let mut out = Vec::new();
     Editor::new(m).write(&mut out);
     if m.content_length().is_some() {

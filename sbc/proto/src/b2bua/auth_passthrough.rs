@@ -158,7 +158,7 @@ impl B2bua {
     /// The plan of a new INVITE that retries a challenged one (same Call-ID and From tag as a
     /// relayed challenge's INVITE): the same trunk and server, resuming the callee dialog.
     pub(super) fn resume_plan(&mut self, now: Instant, peer: &Peer, msg: &Message) -> Option<Plan> {
-        let tag = msg.from().tag()?;
+        let tag = msg.from_tag()?;
         let key = (peer.side, msg.call_id().to_owned(), tag.to_owned());
         let resume = self.challenges.take(now, &key)?;
         self.auth_relayed_retries += 1;

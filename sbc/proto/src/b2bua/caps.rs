@@ -150,7 +150,7 @@ impl B2bua {
     /// Refuses a request that would open a transaction above the caps: a new call gets a
     /// stateless 503 + Retry-After, anything else is dropped. True when it was refused.
     pub(super) fn refuse_over_caps(&mut self, peer: Peer, msg: &Message) -> bool {
-        let new_call = msg.method() == Some(&Method::Invite) && msg.to().tag().is_none();
+        let new_call = msg.method() == Some(&Method::Invite) && msg.to_tag().is_none();
         let Some(full) = self.cap_reached(if new_call { 7 } else { 8 }) else {
             return false;
         };

@@ -44,7 +44,7 @@ impl B2bua {
         }
         // RFC 3261 §16.3 item 2 / §8.2: Max-Forwards 0 cannot go further. Only an OPTIONS
         // outside a dialog stops here anyway (the SBC answers it itself, §11).
-        let answered_here = method == Method::Options && msg.to().tag().is_none();
+        let answered_here = method == Method::Options && msg.to_tag().is_none();
         if msg.max_forwards() == Some(0) && !answered_here {
             self.reject(now, peer, key, msg, Refusal::TooManyHops);
             return;
@@ -63,7 +63,7 @@ impl B2bua {
             );
             return;
         }
-        let to_tag = msg.to().tag().map(str::to_owned);
+        let to_tag = msg.to_tag().map(str::to_owned);
         if let Some(tag) = to_tag {
             let dialog = (msg.call_id().to_owned(), tag);
             match self.dialogs.get(&dialog).copied() {

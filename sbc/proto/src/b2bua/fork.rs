@@ -35,7 +35,7 @@ impl Call {
     /// Moves the callee leg on `side` to the dialog of `resp` (a 101–299 to the initial
     /// INVITE): the newest early dialog is the one the caller sees. Returns whether it changed.
     pub(super) fn follow_dialog(&mut self, side: Side, resp: &Message) -> bool {
-        let Some(tag) = resp.to().tag() else {
+        let Some(tag) = resp.to_tag() else {
             return false;
         };
         let known = self.forks.tags.iter().any(|t| t == tag);
@@ -81,7 +81,7 @@ impl B2bua {
         resp: &Message,
         media: &mut dyn MediaControl,
     ) -> bool {
-        let Some(tag) = resp.to().tag() else {
+        let Some(tag) = resp.to_tag() else {
             return false;
         };
         let Some(c) = self.calls.get(&call) else {

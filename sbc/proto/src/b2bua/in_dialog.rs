@@ -116,7 +116,7 @@ impl B2bua {
             }
         }
         // An ACK for a 2xx: the dialog's business (§13.3.1.4).
-        let Some(tag) = msg.to().tag() else {
+        let Some(tag) = msg.to_tag() else {
             self.events.push_back(Event::Dropped {
                 reason: "stray_ack",
             });
@@ -241,7 +241,7 @@ impl B2bua {
             self.answer_refresh(now, peer, key, msg, call);
             return;
         }
-        let to_tag = msg.to().tag().map(str::to_owned);
+        let to_tag = msg.to_tag().map(str::to_owned);
         let tx = if is_invite {
             let trying = self.trying(&msg);
             STx::Invite(InviteServer::new(

@@ -136,7 +136,9 @@ pub struct B2bua {
     rng: Rng,
     /// Parse limits for the messages the SBC builds itself (not the call admission limits).
     parse_limits: Limits,
-    calls: HashMap<CallId, Call>,
+    /// Calls boxed: a `Call` is about a kilobyte, and the table keeps up to twice its entries'
+    /// worth of empty buckets (and a copy during each resize), which inline calls would fill.
+    calls: HashMap<CallId, Box<Call>>,
     next_call: CallId,
     dialogs: HashMap<(String, String), (CallId, Side)>,
     sessions: HashMap<SessionId, CallId>,

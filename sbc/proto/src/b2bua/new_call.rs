@@ -110,7 +110,7 @@ impl B2bua {
             local: self.local_of(&peer),
             call_id: msg.call_id().to_owned(),
             local_tag: caller_tag.clone(),
-            remote_tag: msg.from().tag().map(str::to_owned),
+            remote_tag: msg.from_tag().map(str::to_owned),
             local_hdr: msg::with_tag(
                 msg::first_value(msg.headers(), HeaderName::To).unwrap_or(""),
                 Some(&caller_tag),
@@ -268,7 +268,7 @@ impl B2bua {
             e.call = Some(id);
         }
         let ends_at = call.ends_at;
-        self.calls.insert(id, call);
+        self.calls.insert(id, Box::new(call));
         if let Some(at) = ends_at {
             self.timers.set_earliest(TimerRef::Call(id), at);
         }

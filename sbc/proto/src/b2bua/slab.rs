@@ -19,10 +19,13 @@ impl Key {
     };
 }
 
+/// A slot holds its value boxed: a transaction is several hundred bytes, and the slot vector
+/// keeps the capacity of its largest burst (doubling), so inline values would keep up to twice
+/// the peak's transactions' worth of memory resident. Boxed, an idle slot costs 16 bytes.
 #[derive(Debug)]
 struct Slot<T> {
     generation: u32,
-    value: Option<T>,
+    value: Option<Box<T>>,
 }
 
 /// Values addressed by [`Key`].
@@ -49,7 +52,7 @@ impl<T> Slab<T> {
         self.len += 1;
         if let Some(index) = self.free.pop() {
             let slot = &mut self.slots[index as usize];
-            slot.value = Some(value);
+            slot.value = Some(Box::new(value));
             return Key {
                 index,
                 generation: slot.generation,
@@ -59,7 +62,7 @@ impl<T> Slab<T> {
         let index = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
         self.slots.push(Slot {
             generation: 0,
-            value: Some(value),
+            value: Some(Box::new(value)),
         });
         Key {
             index,
@@ -71,7 +74,7 @@ impl<T> Slab<T> {
     pub(super) fn get(&self, key: Key) -> Option<&T> {
         let slot = self.slots.get(key.index as usize)?;
         (slot.generation == key.generation)
-            .then_some(slot.value.as_ref())
+            .then_some(slot.value.as_deref())
             .flatten()
     }
 
@@ -81,7 +84,7 @@ impl<T> Slab<T> {
         if slot.generation != key.generation {
             return None;
         }
-        slot.value.as_mut()
+        slot.value.as_deref_mut()
     }
 
     /// Takes the value of `key` out; the slot's next value gets a new generation.
@@ -94,7 +97,7 @@ impl<T> Slab<T> {
         slot.generation = slot.generation.wrapping_add(1);
         self.free.push(key.index);
         self.len -= 1;
-        Some(value)
+        Some(*value)
     }
 
     /// Live values.
@@ -104,12 +107,12 @@ impl<T> Slab<T> {
 
     /// Every live value.
     pub(super) fn values(&self) -> impl Iterator<Item = &T> {
-        self.slots.iter().filter_map(|s| s.value.as_ref())
+        self.slots.iter().filter_map(|s| s.value.as_deref())
     }
 
     /// Every live value, mutably.
     pub(super) fn values_mut(&mut self) -> impl Iterator<Item = &mut T> {
-        self.slots.iter_mut().filter_map(|s| s.value.as_mut())
+        self.slots.iter_mut().filter_map(|s| s.value.as_deref_mut())
     }
 }
 

@@ -106,7 +106,7 @@ fn match_id(msg: &Message) -> std::borrow::Cow<'_, str> {
     let mut id = String::from("2543|");
     for part in [
         msg.request_uri_str().unwrap_or(""),
-        msg.from().tag().unwrap_or(""),
+        msg.from_tag().unwrap_or(""),
         msg.call_id(),
     ] {
         id.push_str(part);
@@ -504,7 +504,7 @@ fn drain(
 pub(super) fn merged_key(msg: &Message) -> Option<MergedKey> {
     Some((
         msg.call_id().to_owned(),
-        msg.from().tag()?.to_owned(),
+        msg.from_tag()?.to_owned(),
         msg.cseq().seq,
     ))
 }

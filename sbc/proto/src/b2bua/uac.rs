@@ -65,7 +65,7 @@ impl B2bua {
         } = out;
         let parsed = Message::parse(bytes.clone(), &self.parse_limits);
         let Some((request, branch)) = parsed.ok().and_then(|m| {
-            let branch: Box<str> = m.top_via().branch()?.into();
+            let branch: Box<str> = m.top_branch()?.into();
             Some((m, branch))
         }) else {
             // Our own message failed to parse: a bug in a builder. Do not send garbage.

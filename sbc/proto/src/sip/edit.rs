@@ -133,7 +133,7 @@ impl<'m> Editor<'m> {
     pub fn write(&self, out: &mut Vec<u8>) {
         out.clear();
         let msg = self.msg;
-        let buf = &msg.buf[..];
+        let buf = &msg.headers.buf[..];
         match &self.start_line {
             Some(l) => out.extend_from_slice(l),
             None => out.extend_from_slice(&buf[msg.start_line.range()]),

@@ -399,11 +399,18 @@ pub(crate) fn split_commas(s: &str) -> impl Iterator<Item = &str> + '_ {
     let bytes = s.as_bytes();
     let all_blank = s.bytes().all(scan::is_lws);
     let mut pos = if all_blank { bytes.len() + 1 } else { 0 };
+    // Most values hold one element: without a comma there is nothing to split, and the
+    // quote/bracket state machine below need not run.
+    let single = memchr::memchr(b',', bytes).is_none();
     std::iter::from_fn(move || {
         if pos > bytes.len() {
             return None;
         }
         let start = pos;
+        if single {
+            pos = bytes.len() + 1;
+            return Some(scan::trim_lws(s));
+        }
         let mut i = pos;
         let mut in_quote = false;
         let mut in_angle = false;

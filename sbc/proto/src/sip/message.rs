@@ -29,13 +29,21 @@ pub(crate) enum StartLine {
 /// accessors here cannot fail. Other headers are decoded on demand through [`Message::headers`].
 #[derive(Clone)]
 pub struct Message {
-    pub(crate) buf: Bytes,
     pub(crate) start: StartLine,
     /// The start line without its CRLF.
     pub(crate) start_line: Span,
     pub(crate) headers: Headers,
     pub(crate) body: Span,
     pub(crate) cseq: CSeq,
+    /// The Call-ID value, found and checked by the parser (it occurs once).
+    pub(crate) call_id: Span,
+    /// The From tag, the To tag and the top Via branch, found while checking those headers;
+    /// an empty span when absent (a present one is never empty: a gen-value has at least one
+    /// character). Spans, not `Option`s, and the buffer only in `headers`: a `Message` is moved
+    /// through channels and stored in transactions, so its size counts.
+    pub(crate) from_tag: Span,
+    pub(crate) to_tag: Span,
+    pub(crate) top_branch: Span,
 }
 
 impl Message {
@@ -92,7 +100,8 @@ impl Message {
     }
 
     fn str_at(&self, span: Span) -> Option<&str> {
-        self.buf
+        self.headers
+            .buf
             .get(span.range())
             .and_then(|b| std::str::from_utf8(b).ok())
     }
@@ -104,17 +113,18 @@ impl Message {
 
     /// The body (possibly empty).
     pub fn body(&self) -> &[u8] {
-        self.buf.get(self.body.range()).unwrap_or_default()
+        self.headers.buf.get(self.body.range()).unwrap_or_default()
     }
 
     /// The body as a zero-copy slice of the receive buffer.
     pub fn body_bytes(&self) -> Bytes {
-        self.buf.slice(self.body.range())
+        self.headers.buf.slice(self.body.range())
     }
 
     /// The message exactly as received (without leading CRLFs or octets after the body).
     pub fn as_bytes(&self) -> &[u8] {
-        self.buf
+        self.headers
+            .buf
             .get(self.start_line.start as usize..self.body.end as usize)
             .unwrap_or_default()
     }
@@ -144,12 +154,26 @@ impl Message {
         self.headers.to().expect("Message::parse validated To")
     }
 
+    /// The From `tag` (RFC 3261 §19.3), as `from().tag()` but without decoding From again:
+    /// the parser kept where it is.
+    pub fn from_tag(&self) -> Option<&str> {
+        self.str_at(self.from_tag).filter(|t| !t.is_empty())
+    }
+
+    /// The To `tag`, as `to().tag()` without decoding To again.
+    pub fn to_tag(&self) -> Option<&str> {
+        self.str_at(self.to_tag).filter(|t| !t.is_empty())
+    }
+
+    /// The top Via's `branch`, as `top_via().branch()` without decoding the Via again.
+    pub fn top_branch(&self) -> Option<&str> {
+        self.str_at(self.top_branch).filter(|t| !t.is_empty())
+    }
+
     /// Call-ID (validated by the parser).
     pub fn call_id(&self) -> &str {
-        // Invariant: `parse::validate` rejected the message unless Call-ID parses.
-        self.headers
-            .call_id()
-            .expect("Message::parse validated Call-ID")
+        // `parse::validate` checked its grammar (`word [ "@" word ]`, all ASCII).
+        self.str_at(self.call_id).unwrap_or_default()
     }
 
     /// CSeq (validated by the parser).

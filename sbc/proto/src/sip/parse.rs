@@ -193,29 +193,32 @@ pub(crate) fn parse(buf: Bytes, limits: &Limits) -> Result<Message, ParseError> 
             ));
         }
     };
-    let cseq = match validate(&headers, section, pos, &start, limits) {
+    let checked = match validate(&headers, section, pos, &start, limits) {
         Ok(c) => c,
         Err(p) => return Err(reject(p, headers, is_request)),
     };
     let available = data.len() - body_start;
-    let body_end = match headers.content_length() {
-        Ok(Some(n)) if n as usize > available => {
+    let body_end = match checked.content_length {
+        Some(n) if n as usize > available => {
             let p = Problem::BodyTooShort {
                 declared: n,
                 available,
             };
             return Err(reject(p, headers, is_request));
         }
-        Ok(Some(n)) => body_start + n as usize,
-        _ => data.len(),
+        Some(n) => body_start + n as usize,
+        None => data.len(),
     };
     Ok(Message {
         start,
         start_line: Span::new(pos, sl_end),
         headers,
         body: Span::new(body_start, body_end),
-        cseq,
-        buf,
+        cseq: checked.cseq,
+        call_id: checked.call_id,
+        from_tag: checked.from_tag.unwrap_or_default(),
+        to_tag: checked.to_tag.unwrap_or_default(),
+        top_branch: checked.top_branch.unwrap_or_default(),
     })
 }
 
@@ -362,7 +365,20 @@ fn parse_status_line(line: &[u8], offset: usize) -> Option<StartLine> {
     })
 }
 
-/// Checks the headers every element relies on; returns the decoded CSeq.
+/// What [`validate`] learnt on the way, so that the message's accessors need not look again.
+struct Checked {
+    cseq: CSeq,
+    content_length: Option<u32>,
+    /// The Call-ID value (it occurs exactly once in a valid message).
+    call_id: Span,
+    /// The `tag` parameters of From and To and the top Via's `branch`, which the transaction
+    /// and dialog layers look up on every message.
+    from_tag: Option<Span>,
+    to_tag: Option<Span>,
+    top_branch: Option<Span>,
+}
+
+/// Checks the headers every element relies on; returns what it decoded.
 ///
 /// `section` is the header section already checked to be UTF-8, starting at buffer offset
 /// `base`, so values are sliced from it without decoding each one again.
@@ -372,7 +388,7 @@ fn validate(
     base: usize,
     start: &StartLine,
     limits: &Limits,
-) -> Result<CSeq, Problem> {
+) -> Result<Checked, Problem> {
     const SINGLE: [HeaderName; 6] = [
         HeaderName::From,
         HeaderName::To,
@@ -382,6 +398,12 @@ fn validate(
         HeaderName::ContentLength,
     ];
     let invalid = |name| move |error: HeaderError| Problem::Invalid { name, error };
+    // Where a slice of `section` lies in the buffer (values are sub-slices of `section`, so the
+    // address difference is their offset in it).
+    let span_of = |sub: &str| {
+        let at = base + (sub.as_ptr() as usize - section.as_ptr() as usize);
+        Span::new(at, at + sub.len())
+    };
     let value = |e: &Entry| {
         let r = e.value.range();
         section
@@ -390,15 +412,19 @@ fn validate(
     };
     // One pass over the fields: Vias are checked as they come, the single-instance headers are
     // counted and remembered.
-    let mut found: [Option<&str>; 6] = [None; 6];
+    let mut found: [Option<Span>; 6] = [None; 6];
     let mut counts = [0usize; 6];
     let mut vias = 0;
     let mut lists = false;
+    let mut top_branch = None;
     for e in &headers.entries {
         match e.name {
             HeaderName::Via => {
                 for v in split_commas(value(e)) {
-                    Via::parse(v).map_err(invalid(HeaderName::Via))?;
+                    let via = Via::parse(v).map_err(invalid(HeaderName::Via))?;
+                    if vias == 0 {
+                        top_branch = via.branch().map(&span_of);
+                    }
                     vias += 1;
                     if vias > limits.max_vias {
                         return Err(Problem::TooManyVias {
@@ -411,7 +437,7 @@ fn validate(
             name => {
                 if let Some(i) = SINGLE.iter().position(|n| *n == name) {
                     counts[i] += 1;
-                    found[i].get_or_insert_with(|| value(e));
+                    found[i].get_or_insert(e.value);
                 }
             }
         }
@@ -426,26 +452,37 @@ fn validate(
             _ => return Err(Problem::Duplicate(*name)),
         }
     }
+    let text = |span: Option<Span>| {
+        span.and_then(|r| section.get(r.start as usize - base..r.end as usize - base))
+            .unwrap_or_default()
+    };
     let [from, to, call_id, cseq, max_forwards, content_length] = found;
-    NameAddr::parse(from.unwrap_or_default()).map_err(invalid(HeaderName::From))?;
-    NameAddr::parse(to.unwrap_or_default()).map_err(invalid(HeaderName::To))?;
-    check_call_id(call_id.unwrap_or_default()).map_err(invalid(HeaderName::CallId))?;
-    let cseq = CSeq::parse(cseq.unwrap_or_default()).map_err(invalid(HeaderName::CSeq))?;
+    let from_tag = NameAddr::parse(text(from))
+        .map_err(invalid(HeaderName::From))?
+        .tag()
+        .map(span_of);
+    let to_tag = NameAddr::parse(text(to))
+        .map_err(invalid(HeaderName::To))?
+        .tag()
+        .map(span_of);
+    check_call_id(text(call_id)).map_err(invalid(HeaderName::CallId))?;
+    let cseq = CSeq::parse(text(cseq)).map_err(invalid(HeaderName::CSeq))?;
     if let StartLine::Request { method, .. } = start
         && *method != cseq.method
     {
         return Err(Problem::CSeqMethodMismatch);
     }
     if let Some(v) = max_forwards {
-        let n = values::parse_number(v).map_err(invalid(HeaderName::MaxForwards))?;
+        let n = values::parse_number(text(Some(v))).map_err(invalid(HeaderName::MaxForwards))?;
         u8::try_from(n).map_err(|_| Problem::Invalid {
             name: HeaderName::MaxForwards,
             error: HeaderError::NumberOverflow,
         })?;
     }
-    if let Some(v) = content_length {
-        values::parse_number(v).map_err(invalid(HeaderName::ContentLength))?;
-    }
+    let content_length = content_length
+        .map(|v| values::parse_number(text(Some(v))))
+        .transpose()
+        .map_err(invalid(HeaderName::ContentLength))?;
     // The SBC rewrites and routes on these, so a malformed one is rejected up front
     // (RFC 4475 §3.1.2.1 and §3.1.2.13).
     if lists {
@@ -462,7 +499,15 @@ fn validate(
             ok.map_err(invalid(e.name))?;
         }
     }
-    Ok(cseq)
+    // Invariant: the counts above are 1 for From, To and Call-ID, so each was found.
+    Ok(Checked {
+        cseq,
+        content_length,
+        call_id: call_id.unwrap_or_default(),
+        from_tag,
+        to_tag,
+        top_branch,
+    })
 }
 
 #[cfg(test)]

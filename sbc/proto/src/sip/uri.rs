@@ -103,36 +103,75 @@ impl<'a> Host<'a> {
             c.expect(b']').map_err(|_| UriError::BadHost)?;
             return inner.parse().map(Host::Ipv6).map_err(|_| UriError::BadHost);
         }
-        let name = c.take_while(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        // One pass finds the end of the host, whether it is all digits and dots (IPv4), and
+        // checks hostname = *( domainlabel "." ) toplabel [ "." ]: labels are non-empty, do
+        // not start or end with '-', and the top label starts with a letter.
+        let rest = c.rest();
+        let b = rest.as_bytes();
+        let mut len = 0;
+        let mut numeric = true;
+        let mut bad_label = false;
+        let mut label_start = 0;
+        // First byte of the label before the last dot (the top label if a dot ends the name).
+        let mut prev_label_first = 0u8;
+        while let Some(&ch) = b.get(len) {
+            if ch == b'.' {
+                bad_label |= len == label_start || b[len - 1] == b'-';
+                prev_label_first = b[label_start];
+                label_start = len + 1;
+            } else if ch.is_ascii_alphabetic() || ch == b'-' {
+                numeric = false;
+                bad_label |= ch == b'-' && len == label_start;
+            } else if !ch.is_ascii_digit() {
+                break;
+            }
+            len += 1;
+        }
+        // Every byte counted is ASCII, so `len` is a character boundary.
+        let name = rest.get(..len).unwrap_or_default();
+        c.reset(c.pos() + len);
         if name.is_empty() {
             return Err(UriError::BadHost);
         }
-        if name.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-            return name.parse().map(Host::Ipv4).map_err(|_| UriError::BadHost);
+        if numeric {
+            return parse_ipv4(name.as_bytes())
+                .map(Host::Ipv4)
+                .ok_or(UriError::BadHost);
         }
-        // hostname = *( domainlabel "." ) toplabel [ "." ]: labels are non-empty, do not start
-        // or end with '-', and the top label starts with a letter. One pass over the bytes.
-        let b = name.as_bytes();
-        let end = if b.last() == Some(&b'.') {
-            b.len() - 1
+        let top_first = if label_start < len {
+            bad_label |= b[len - 1] == b'-';
+            b[label_start]
         } else {
-            b.len()
+            prev_label_first
         };
-        let mut label_start = 0;
-        for i in 0..=end {
-            if i == end || b[i] == b'.' {
-                let ok = i > label_start && b[label_start] != b'-' && b[i - 1] != b'-';
-                if !ok {
-                    return Err(UriError::BadHost);
-                }
-                if i == end && !b[label_start].is_ascii_alphabetic() {
-                    return Err(UriError::BadHost);
-                }
-                label_start = i + 1;
-            }
+        if bad_label || !top_first.is_ascii_alphabetic() {
+            return Err(UriError::BadHost);
         }
         Ok(Host::Domain(name))
     }
+}
+
+/// Parses a dotted-quad IPv4 address with the rules of `Ipv4Addr::from_str` (four decimal
+/// octets of one to three digits, at most 255, no leading zero), without its generic parser
+/// machinery: hosts are on every Via, Contact and Route, so this is on the per-message path.
+fn parse_ipv4(b: &[u8]) -> Option<std::net::Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = b.split(|c| *c == b'.');
+    for o in &mut octets {
+        let part = parts.next()?;
+        let ok_len = matches!(part.len(), 1..=3) && (part.len() == 1 || part[0] != b'0');
+        if !ok_len || !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let n = part
+            .iter()
+            .fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'));
+        *o = u8::try_from(n).ok()?;
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(std::net::Ipv4Addr::from(octets))
 }
 
 /// Parses `[":" port]` after a host.
@@ -583,6 +622,111 @@ mod tests {
             panic!("opaque")
         };
         assert_eq!((o.scheme, o.rest), ("soap.beep", "//192.0.2.103:3002"));
+    }
+
+    #[test]
+    fn ipv4_agrees_with_std() {
+        let cases = [
+            "192.0.2.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.1.1.1",
+            "1.2.3",
+            "1.2.3.4.5",
+            "01.2.3.4",
+            "1..2.3",
+            ".1.2.3",
+            "1.2.3.",
+            "1234.1.1.1",
+            "",
+            "1.2.3.04",
+            "10.0.0.255",
+            "999.999.999.999",
+            "0.00.0.0",
+            "1.2.3.4 ",
+        ];
+        for s in cases {
+            assert_eq!(
+                parse_ipv4(s.as_bytes()),
+                s.parse::<std::net::Ipv4Addr>().ok(),
+                "{s:?}"
+            );
+        }
+        // Every dotted string of up to four short numbers, against the standard parser.
+        let parts = ["0", "00", "1", "9", "10", "099", "255", "256", "300", ""];
+        for a in parts {
+            for b in parts {
+                for c in parts {
+                    for d in parts {
+                        let s = format!("{a}.{b}.{c}.{d}");
+                        assert_eq!(parse_ipv4(s.as_bytes()), s.parse().ok(), "{s:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The two-pass hostname check the one-pass scanner replaced, kept as the reference.
+    fn reference_host(s: &str) -> Result<(Host<'_>, usize), UriError> {
+        let len = s
+            .bytes()
+            .take_while(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'.')
+            .count();
+        let name = &s[..len];
+        if name.is_empty() {
+            return Err(UriError::BadHost);
+        }
+        if name.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            return name
+                .parse()
+                .map(|a| (Host::Ipv4(a), len))
+                .map_err(|_| UriError::BadHost);
+        }
+        let b = name.as_bytes();
+        let end = if b.last() == Some(&b'.') {
+            b.len() - 1
+        } else {
+            b.len()
+        };
+        let mut label_start = 0;
+        for i in 0..=end {
+            if i == end || b[i] == b'.' {
+                if !(i > label_start && b[label_start] != b'-' && b[i - 1] != b'-') {
+                    return Err(UriError::BadHost);
+                }
+                if i == end && !b[label_start].is_ascii_alphabetic() {
+                    return Err(UriError::BadHost);
+                }
+                label_start = i + 1;
+            }
+        }
+        Ok((Host::Domain(name), len))
+    }
+
+    #[test]
+    fn host_scanner_agrees_with_reference() {
+        let alphabet = ["a", "1", "-", ".", ":", "Z", "0"];
+        let mut cases = vec![String::new()];
+        for _ in 0..6 {
+            let mut next = Vec::new();
+            for c in &cases {
+                for a in alphabet {
+                    next.push(format!("{c}{a}"));
+                }
+            }
+            cases.extend(next);
+            cases.dedup();
+        }
+        cases.extend([
+            "192.0.2.1".into(),
+            "10.0.0.1.".into(),
+            "example.com.".into(),
+        ]);
+        for s in &cases {
+            let mut c = Cursor::new(s);
+            let got = Host::parse(&mut c).map(|h| (h, c.pos()));
+            assert_eq!(got, reference_host(s), "{s:?}");
+        }
     }
 
     #[test]
