@@ -6,6 +6,7 @@ mod dns;
 mod load;
 mod proxy;
 mod routing;
+mod media_policy;
 mod srtp;
 mod trace;
 mod translate;
@@ -24,6 +25,7 @@ pub use dns::Dns;
 pub use load::{LoadError, Problem, load_file, parse};
 pub use proxy::{ProxyAddr, ProxyAddrError};
 pub use routing::{Compiled, compile};
+pub use media_policy::T38Setting;
 pub use srtp::SrtpSetting;
 pub use trace::{Hep, HepTransport, Trace};
 pub use translate::{acl_config, b2bua_config, guard_config, sbc_config};
@@ -437,6 +439,16 @@ pub struct Pbx {
     /// `AES_CM_128_HMAC_SHA1_80`, `AES_CM_128_HMAC_SHA1_32`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub srtp_suites: Option<Vec<String>>,
+    /// Codecs this side takes, by encoding name, in order of preference (e.g. `["PCMA",
+    /// "PCMU", "telephone-event"]`). Absent: all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codecs: Option<Vec<String>>,
+    /// Codecs this side never gets (instead of `codecs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codecs_deny: Option<Vec<String>>,
+    /// A re-INVITE to T.38 fax: `passthrough` (default) or `reject` (488 by the SBC).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub t38: T38Setting,
 }
 
 /// `[pbx] register`: what a REGISTER from the PBX gets.
@@ -470,6 +482,11 @@ impl Pbx {
     /// The B2BUA's SRTP policy toward the PBX.
     pub fn srtp_policy(&self) -> sbc_proto::srtp::SrtpPolicy {
         srtp::policy(self.srtp, self.srtp_suites.as_deref())
+    }
+
+    /// The B2BUA's codec and T.38 policy on this side.
+    pub fn media_policy(&self) -> sbc_proto::b2bua::MediaPolicy {
+        media_policy::policy(self.codecs.as_deref(), self.codecs_deny.as_deref(), self.t38)
     }
 
     /// The B2BUA's policy for the PBX's REGISTERs (an unknown `register_trunk` is reported by
@@ -583,6 +600,16 @@ pub struct Trunk {
     /// `AES_CM_128_HMAC_SHA1_80`, `AES_CM_128_HMAC_SHA1_32`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub srtp_suites: Option<Vec<String>>,
+    /// Codecs this side takes, by encoding name, in order of preference (e.g. `["PCMA",
+    /// "PCMU", "telephone-event"]`). Absent: all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codecs: Option<Vec<String>>,
+    /// Codecs this side never gets (instead of `codecs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codecs_deny: Option<Vec<String>>,
+    /// A re-INVITE to T.38 fax: `passthrough` (default) or `reject` (488 by the SBC).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub t38: T38Setting,
     /// `[[trunk.number]]`: number normalisation rules of this trunk's calls.
     #[serde(default, rename = "number", skip_serializing_if = "Vec::is_empty")]
     pub numbers: Vec<NumberRule>,
@@ -595,6 +622,11 @@ impl Trunk {
     /// The B2BUA's SRTP policy toward this trunk.
     pub fn srtp_policy(&self) -> sbc_proto::srtp::SrtpPolicy {
         srtp::policy(self.srtp, self.srtp_suites.as_deref())
+    }
+
+    /// The B2BUA's codec and T.38 policy on this side.
+    pub fn media_policy(&self) -> sbc_proto::b2bua::MediaPolicy {
+        media_policy::policy(self.codecs.as_deref(), self.codecs_deny.as_deref(), self.t38)
     }
 }
 

@@ -656,6 +656,11 @@ impl CallMetrics {
                     .inc();
             }
             Event::BorderRefusal { reason } => {
+                // Refusals by the operator's media policy are worth a line (a codec list that
+                // matches nobody shows up at once); the others can come in floods.
+                if matches!(reason, "sdp_no_common_codec" | "t38_rejected") {
+                    tracing::info!(reason, "offer refused with 488 by the media policy");
+                }
                 self.border_refusals.with_label_values(&[reason]).inc();
             }
             Event::Dropped { reason } => {

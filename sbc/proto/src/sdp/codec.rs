@@ -73,8 +73,46 @@ impl Codec<'_> {
             && self.params.unwrap_or("1") == other.params.unwrap_or("1")
     }
 
-    fn is_auxiliary(&self) -> bool {
+    /// Whether it carries no audio or video of its own (DTMF events, comfort noise,
+    /// redundancy, FEC, retransmission).
+    pub fn is_auxiliary(&self) -> bool {
         AUXILIARY.iter().any(|a| self.name.eq_ignore_ascii_case(a))
+    }
+
+    /// An owned copy, kept past the SDP body it was read from (a call's negotiated codecs).
+    pub fn to_spec(&self) -> CodecSpec {
+        CodecSpec {
+            payload_type: self.payload_type,
+            name: self.name.to_owned(),
+            clock_rate: self.clock_rate,
+            params: self.params.map(str::to_owned),
+        }
+    }
+}
+
+/// An owned [`Codec`]: what one side declared for one payload type, remembered between its
+/// offer and the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodecSpec {
+    /// The payload type number.
+    pub payload_type: u8,
+    /// The encoding name.
+    pub name: String,
+    /// The RTP clock rate.
+    pub clock_rate: u32,
+    /// Encoding parameters, if given.
+    pub params: Option<String>,
+}
+
+impl CodecSpec {
+    /// The borrowed view.
+    pub fn as_codec(&self) -> Codec<'_> {
+        Codec {
+            payload_type: self.payload_type,
+            name: &self.name,
+            clock_rate: self.clock_rate,
+            params: self.params.as_deref(),
+        }
     }
 }
 
@@ -183,9 +221,14 @@ impl PayloadMap {
     /// numbering back to it — declared, so the sender's description gives the numbers that
     /// arrive.
     pub fn between(sender: &Media<'_, '_>, receiver: &Media<'_, '_>) -> Self {
-        let theirs = codecs(receiver);
+        Self::between_codecs(&codecs(sender), &codecs(receiver))
+    }
+
+    /// [`between`](Self::between) over codec lists already read (or remembered as
+    /// [`CodecSpec`]s).
+    pub fn between_codecs(sender: &[Codec<'_>], theirs: &[Codec<'_>]) -> Self {
         let mut entries = Vec::new();
-        for ours in codecs(sender) {
+        for &ours in sender {
             // The receiver's own number for this codec, preferring the sender's number when
             // the receiver lists the codec under it too (a codec may appear twice).
             let same = || theirs.iter().filter(|t| t.same_as(&ours));

@@ -1,0 +1,271 @@
+//! Codec policy on the way through the B2BUA (RFC 3264 §5.1, §6.1), one step of offer/answer
+//! like `srtp_policy.rs`: which payload types of each RTP section cross, in which order, and
+//! with which numbers, plus the payload-type rewrites the relay makes per direction.
+//!
+//! - An offer crosses with the codecs both sides' policies allow (`[pbx]` and the call's
+//!   trunk, `media_policy.rs`), in the receiving side's order of preference (else the
+//!   sender's, else as offered). A section left with no real codec refuses the offer (488).
+//! - An answer crosses with the same filter, and with each codec renumbered to the number the
+//!   offerer gave it: every leg sees its own numbering mirrored, and the relay rewrites the RTP
+//!   payload type between the numbers each side declared (`PayloadMap`), e.g. DTMF as
+//!   `telephone-event` 101 inside and 96 outside.
+//!
+//! Only RTP sections with a port are touched: T.38 (`udptl`) and disabled sections cross as
+//! they are. `a=rtpmap`, `a=fmtp` and `a=rtcp-fb` go with their payload type; session and media
+//! attributes such as `a=ptime` are kept.
+
+use crate::{
+    net::Side,
+    sdp::{CodecPolicy, CodecRefusal, CodecSpec, Media, PayloadMap, Sdp, codecs},
+};
+
+use super::{B2buaConfig, media_policy};
+
+/// What the codec policy changes in one media section of a body.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct FormatEdit {
+    /// Payload types kept, in order (None: the section's format list is left as it is).
+    pub(super) keep: Option<Vec<String>>,
+    /// Payload types renumbered after filtering, `(received, written)`.
+    pub(super) renumber: Vec<(u8, u8)>,
+}
+
+/// The relay's payload-type rewrites for one stream, per direction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamPayloadMaps {
+    /// RTP from the PBX side toward the carrier side.
+    pub inside_to_outside: PayloadMap,
+    /// RTP from the carrier side toward the PBX side.
+    pub outside_to_inside: PayloadMap,
+}
+
+impl StreamPayloadMaps {
+    /// Whether no payload type changes in either direction.
+    pub fn is_identity(&self) -> bool {
+        self.inside_to_outside.is_identity() && self.outside_to_inside.is_identity()
+    }
+}
+
+/// Why the codec policy refused a body: the section that was left without a codec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct NoCommonCodec {
+    /// The `m=` line, 0-based.
+    pub(super) index: usize,
+}
+
+/// The codec state of one call.
+#[derive(Debug, Clone, Default)]
+pub(super) struct CallCodecs {
+    /// Per side (`[inside, outside]`), per `m=` line: the codecs its last SDP declared that
+    /// crossed, in its own numbering.
+    declared: [Vec<Vec<CodecSpec>>; 2],
+    /// The side the SBC sent the last offer to, while its answer is awaited.
+    awaiting: Option<Side>,
+    /// The side whose answer was last seen (an answer repeated in the 2xx after an 18x).
+    answered: Option<Side>,
+    /// Per `m=` line, the rewrites in force since the last answer.
+    maps: Vec<StreamPayloadMaps>,
+}
+
+const fn idx(side: Side) -> usize {
+    match side {
+        Side::Inside => 0,
+        Side::Outside => 1,
+    }
+}
+
+/// Whether the codec policy applies to a section: RTP (any profile) with a port.
+fn is_rtp(m: &Media<'_, '_>) -> bool {
+    m.desc()
+        .is_ok_and(|d| d.port != 0 && d.proto.to_ascii_uppercase().contains("RTP/"))
+}
+
+/// The payload types of `m` that both policies allow, in the first allow list's order of
+/// `[receiver, sender]` (else as received); None when neither policy restricts anything.
+fn combined(
+    sender: &CodecPolicy,
+    receiver: &CodecPolicy,
+    m: &Media<'_, '_>,
+) -> Result<Option<Vec<u8>>, CodecRefusal> {
+    let pick = |p: &CodecPolicy| (!p.is_open()).then(|| p.select(m)).transpose();
+    let kept = match (pick(sender)?, pick(receiver)?) {
+        (None, None) => return Ok(None),
+        (Some(k), None) | (None, Some(k)) => k,
+        (Some(s), Some(r)) => {
+            let (order, other) = if !receiver.allow.is_empty() || sender.allow.is_empty() {
+                (r, s)
+            } else {
+                (s, r)
+            };
+            order.into_iter().filter(|pt| other.contains(pt)).collect()
+        }
+    };
+    let all = codecs(m);
+    let real = kept.iter().any(|pt| {
+        all.iter()
+            .any(|c| c.payload_type == *pt && !c.is_auxiliary())
+    });
+    if real {
+        Ok(Some(kept))
+    } else {
+        Err(CodecRefusal::NoCommonCodec)
+    }
+}
+
+impl CallCodecs {
+    /// Whether a body in a response from `callee` answers the SBC's last offer (else it is an
+    /// offer of its own: a 2xx to an offer-less INVITE).
+    pub(super) fn is_answer_from(&self, callee: Side) -> bool {
+        self.awaiting == Some(callee) || (self.awaiting.is_none() && self.answered == Some(callee))
+    }
+
+    /// An offer from `from` (parsed): the format edits of the body for the other leg. The
+    /// offerer's codecs are remembered for the answer.
+    pub(super) fn offer(
+        &mut self,
+        cfg: &B2buaConfig,
+        trunk: Option<usize>,
+        from: Side,
+        parsed: &Sdp<'_>,
+    ) -> Result<Vec<FormatEdit>, NoCommonCodec> {
+        let (sender, receiver) = policies(cfg, trunk, from);
+        let mut edits = Vec::with_capacity(parsed.media_count());
+        let mut declared = Vec::with_capacity(parsed.media_count());
+        for (index, m) in parsed.media().enumerate() {
+            if !is_rtp(&m) {
+                edits.push(FormatEdit::default());
+                declared.push(Vec::new());
+                continue;
+            }
+            let all = codecs(&m);
+            let keep = combined(sender, receiver, &m).map_err(|_| NoCommonCodec { index })?;
+            let crossing: Vec<CodecSpec> = match &keep {
+                Some(k) => k
+                    .iter()
+                    .filter_map(|pt| all.iter().find(|c| c.payload_type == *pt))
+                    .map(|c| c.to_spec())
+                    .collect(),
+                None => all.iter().map(|c| c.to_spec()).collect(),
+            };
+            edits.push(FormatEdit {
+                keep: keep.map(|k| k.iter().map(u8::to_string).collect()),
+                renumber: Vec::new(),
+            });
+            declared.push(crossing);
+        }
+        self.declared[idx(from)] = declared;
+        self.awaiting = Some(from.other());
+        Ok(edits)
+    }
+
+    /// The answer from `from` (parsed) to the offer of the other side: filtered like an offer,
+    /// renumbered to the offerer's numbers, and the relay's rewrites recomputed.
+    pub(super) fn answer(
+        &mut self,
+        cfg: &B2buaConfig,
+        trunk: Option<usize>,
+        from: Side,
+        parsed: &Sdp<'_>,
+    ) -> Result<Vec<FormatEdit>, NoCommonCodec> {
+        let offerer = from.other();
+        let (sender, receiver) = policies(cfg, trunk, from);
+        let mut edits = Vec::with_capacity(parsed.media_count());
+        let mut declared = Vec::with_capacity(parsed.media_count());
+        for (index, m) in parsed.media().enumerate() {
+            if !is_rtp(&m) {
+                edits.push(FormatEdit::default());
+                declared.push(Vec::new());
+                continue;
+            }
+            let all = codecs(&m);
+            let keep = combined(sender, receiver, &m).map_err(|_| NoCommonCodec { index })?;
+            let kept: Vec<CodecSpec> = match &keep {
+                Some(k) => k
+                    .iter()
+                    .filter_map(|pt| all.iter().find(|c| c.payload_type == *pt))
+                    .map(|c| c.to_spec())
+                    .collect(),
+                None => all.iter().map(|c| c.to_spec()).collect(),
+            };
+            let offered = self.declared[idx(offerer)]
+                .get(index)
+                .map_or(&[][..], Vec::as_slice);
+            edits.push(FormatEdit {
+                keep: keep.map(|k| k.iter().map(u8::to_string).collect()),
+                renumber: renumbering(&kept, offered),
+            });
+            declared.push(kept);
+        }
+        self.declared[idx(from)] = declared;
+        self.awaiting = None;
+        self.answered = Some(from);
+        self.maps = self.mappings();
+        Ok(edits)
+    }
+
+    /// The rewrites of every stream, from what both sides declared.
+    fn mappings(&self) -> Vec<StreamPayloadMaps> {
+        let [inside, outside] = &self.declared;
+        inside
+            .iter()
+            .zip(outside)
+            .map(|(i, o)| {
+                let (i, o) = (view(i), view(o));
+                StreamPayloadMaps {
+                    inside_to_outside: PayloadMap::between_codecs(&i, &o),
+                    outside_to_inside: PayloadMap::between_codecs(&o, &i),
+                }
+            })
+            .collect()
+    }
+
+    /// The relay's rewrites per `m=` line (empty before the first answer).
+    pub(super) fn maps(&self) -> &[StreamPayloadMaps] {
+        &self.maps
+    }
+}
+
+fn view(v: &[CodecSpec]) -> Vec<crate::sdp::Codec<'_>> {
+    v.iter().map(CodecSpec::as_codec).collect()
+}
+
+/// The sender's and the receiver's codec policy for a body from `from`.
+fn policies(
+    cfg: &B2buaConfig,
+    trunk: Option<usize>,
+    from: Side,
+) -> (&CodecPolicy, &CodecPolicy) {
+    (
+        &media_policy::of(cfg, from, trunk).codecs,
+        &media_policy::of(cfg, from.other(), trunk).codecs,
+    )
+}
+
+/// For each answered codec the offer numbered differently, `(answer's, offer's)` — unless the
+/// offer's number is taken by another payload type of the answer (an answer that reuses
+/// numbers for other codecs keeps its own numbering; the relay maps it either way).
+fn renumbering(answer: &[CodecSpec], offer: &[CodecSpec]) -> Vec<(u8, u8)> {
+    let mut out: Vec<(u8, u8)> = Vec::new();
+    for a in answer {
+        let ours = a.as_codec();
+        let Some(o) = offer.iter().find(|o| o.as_codec().same_as(&ours)) else {
+            continue;
+        };
+        let target = o.payload_type;
+        let taken = answer.iter().any(|x| x.payload_type == target)
+            || out.iter().any(|(_, t)| *t == target);
+        if target != a.payload_type && !taken {
+            out.push((a.payload_type, target));
+        }
+    }
+    out
+}
+
+impl super::B2bua {
+    /// The payload-type rewrites the relay makes on `session`'s streams, per `m=` line (empty
+    /// before the first answer; None for an unknown session).
+    pub fn payload_maps(&self, session: crate::media::SessionId) -> Option<&[StreamPayloadMaps]> {
+        let call = self.sessions.get(&session)?;
+        Some(self.calls.get(call)?.codecs.maps())
+    }
+}
