@@ -51,8 +51,7 @@ pub fn validate(
         for n in names {
             let token = !n.is_empty()
                 && n.len() <= 32
-                && n
-                    .bytes()
+                && n.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'+'));
             if !token {
                 bad(&path, format!("{n:?} is not an encoding name"));

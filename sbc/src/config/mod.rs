@@ -4,9 +4,9 @@
 mod cdr;
 mod dns;
 mod load;
+mod media_policy;
 mod proxy;
 mod routing;
-mod media_policy;
 mod srtp;
 mod trace;
 mod translate;
@@ -23,9 +23,9 @@ use serde::{Deserialize, Serialize};
 pub use cdr::{Cdr, Fsync};
 pub use dns::Dns;
 pub use load::{LoadError, Problem, load_file, parse};
+pub use media_policy::T38Setting;
 pub use proxy::{ProxyAddr, ProxyAddrError};
 pub use routing::{Compiled, compile};
-pub use media_policy::T38Setting;
 pub use srtp::SrtpSetting;
 pub use trace::{Hep, HepTransport, Trace};
 pub use translate::{acl_config, b2bua_config, guard_config, sbc_config};
@@ -486,7 +486,11 @@ impl Pbx {
 
     /// The B2BUA's codec and T.38 policy on this side.
     pub fn media_policy(&self) -> sbc_proto::b2bua::MediaPolicy {
-        media_policy::policy(self.codecs.as_deref(), self.codecs_deny.as_deref(), self.t38)
+        media_policy::policy(
+            self.codecs.as_deref(),
+            self.codecs_deny.as_deref(),
+            self.t38,
+        )
     }
 
     /// The B2BUA's policy for the PBX's REGISTERs (an unknown `register_trunk` is reported by
@@ -626,7 +630,11 @@ impl Trunk {
 
     /// The B2BUA's codec and T.38 policy on this side.
     pub fn media_policy(&self) -> sbc_proto::b2bua::MediaPolicy {
-        media_policy::policy(self.codecs.as_deref(), self.codecs_deny.as_deref(), self.t38)
+        media_policy::policy(
+            self.codecs.as_deref(),
+            self.codecs_deny.as_deref(),
+            self.t38,
+        )
     }
 }
 

@@ -230,11 +230,7 @@ fn view(v: &[CodecSpec]) -> Vec<crate::sdp::Codec<'_>> {
 }
 
 /// The sender's and the receiver's codec policy for a body from `from`.
-fn policies(
-    cfg: &B2buaConfig,
-    trunk: Option<usize>,
-    from: Side,
-) -> (&CodecPolicy, &CodecPolicy) {
+fn policies(cfg: &B2buaConfig, trunk: Option<usize>, from: Side) -> (&CodecPolicy, &CodecPolicy) {
     (
         &media_policy::of(cfg, from, trunk).codecs,
         &media_policy::of(cfg, from.other(), trunk).codecs,

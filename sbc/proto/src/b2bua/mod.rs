@@ -36,6 +36,7 @@ mod body;
 mod border;
 mod call;
 mod caps;
+mod codec_policy;
 mod config;
 mod dispatch;
 mod events;
@@ -44,7 +45,6 @@ mod failover;
 mod fork;
 mod ids;
 mod in_dialog;
-mod codec_policy;
 mod media_peers;
 mod media_policy;
 mod msg;
@@ -81,6 +81,7 @@ use bytes::Bytes;
 use call::{Call, CallId, CallState, Leg, Pending2xx, PendingRel, side_index};
 pub use call::{CallInfo, LegInfo};
 pub use caps::Caps;
+pub use codec_policy::StreamPayloadMaps;
 pub use config::{
     B2buaConfig, LocalAddr, Manipulation, RegisterPolicy, Target, TrunkAuth, TrunkConfig,
     TrunkLocal,
@@ -88,14 +89,13 @@ pub use config::{
 pub use events::{Counters, EndReason, Event, Stats};
 use failover::{Challenged, Restart};
 pub use ids::Rng;
+pub use media_policy::{MediaPolicy, T38Mode};
 use msg::{RequestSpec, ResponseSpec};
 use new_call::CalleeInvite;
 pub use pbx_auth::{PbxAuthConfig, PbxAuthResult};
 pub use peer_binding::PeerMismatch;
 pub use record::{CallRecord, Hangup, LegRecord};
 pub use redirect::Redirect;
-pub use codec_policy::StreamPayloadMaps;
-pub use media_policy::{MediaPolicy, T38Mode};
 pub use refusal::Refusal;
 pub use sdp::SdpProblem;
 pub use session_timer::SessionTimerConfig;

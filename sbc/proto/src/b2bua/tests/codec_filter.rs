@@ -51,9 +51,18 @@ fn trunk_allow_list_strips_g722_and_puts_pcma_first() {
     let invite = sim.take_carrier().remove(0);
     let offer = body_of(&invite);
     assert!(offer.contains(" RTP/AVP 8 0 101\n"), "{offer}");
-    assert!(!offer.contains("G722") && !offer.contains("G729"), "{offer}");
-    assert!(!offer.contains("annexb"), "G.729's fmtp goes with it: {offer}");
-    assert!(offer.contains("a=rtpmap:101 telephone-event/8000\n"), "{offer}");
+    assert!(
+        !offer.contains("G722") && !offer.contains("G729"),
+        "{offer}"
+    );
+    assert!(
+        !offer.contains("annexb"),
+        "G.729's fmtp goes with it: {offer}"
+    );
+    assert!(
+        offer.contains("a=rtpmap:101 telephone-event/8000\n"),
+        "{offer}"
+    );
     assert!(offer.contains("a=fmtp:101 0-16\n"), "{offer}");
     assert!(offer.contains("a=ptime:20\n"), "{offer}");
     // The carrier answers PCMA: relayed to the PBX as it is.
@@ -64,7 +73,11 @@ fn trunk_allow_list_strips_g722_and_puts_pcma_first() {
     );
     let ok = sim.take_pbx().remove(0);
     assert_eq!(status(&ok), 200);
-    assert!(body_of(&ok).contains(" RTP/AVP 8 101\n"), "{}", body_of(&ok));
+    assert!(
+        body_of(&ok).contains(" RTP/AVP 8 101\n"),
+        "{}",
+        body_of(&ok)
+    );
 }
 
 #[test]
@@ -85,7 +98,10 @@ fn pbx_deny_list_applies_to_offers_from_the_carrier() {
     let invite = sim.take_pbx().remove(0);
     let to_pbx = body_of(&invite);
     assert!(to_pbx.contains(" RTP/AVP 0 101\n"), "{to_pbx}");
-    assert!(!to_pbx.contains("G729") && !to_pbx.contains("annexb"), "{to_pbx}");
+    assert!(
+        !to_pbx.contains("G729") && !to_pbx.contains("annexb"),
+        "{to_pbx}"
+    );
 }
 
 /// An INVITE from the carrier to a DID with `sdp` as its offer.

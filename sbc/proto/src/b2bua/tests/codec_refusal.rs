@@ -27,7 +27,10 @@ fn offer_without_a_common_codec_gets_488_and_never_reaches_the_carrier() {
     sim.deliver(pbx(), &pbx_invite("z9hG4bKpbx1", Some(SDP_PBX)));
     let to_pbx = sim.take_pbx();
     assert_eq!(to_pbx.iter().map(status).collect::<Vec<_>>(), [100, 488]);
-    assert!(sim.take_carrier().is_empty(), "no INVITE with an empty m= line");
+    assert!(
+        sim.take_carrier().is_empty(),
+        "no INVITE with an empty m= line"
+    );
     assert_eq!(refusals(&mut sim), ["sdp_no_common_codec"]);
     assert!(sim.media.sessions.is_empty(), "no relay ports taken");
     sim.assert_clean();
@@ -88,4 +91,19 @@ Contact: <sip:gw@198.51.100.20:5060>
     assert!(sim.take_pbx().is_empty(), "not relayed");
     assert_eq!(refusals(&mut sim), ["sdp_no_common_codec"]);
     assert_eq!(sim.sbc.stats().calls, 1, "the call goes on");
+}
+
+#[test]
+fn policies_that_each_match_but_share_nothing_refuse_the_offer() {
+    // The PBX side takes PCMU only, the trunk PCMA only: each alone matches the offer.
+    let mut sim = sim_with(
+        allow(&["PCMU", "telephone-event"]),
+        allow(&["PCMA", "telephone-event"]),
+    );
+    sim.deliver(pbx(), &pbx_invite("z9hG4bKpbx1", Some(SDP_PBX)));
+    let to_pbx = sim.take_pbx();
+    assert_eq!(to_pbx.iter().map(status).collect::<Vec<_>>(), [100, 488]);
+    assert!(sim.take_carrier().is_empty());
+    assert_eq!(refusals(&mut sim), ["sdp_no_common_codec"]);
+    sim.assert_clean();
 }

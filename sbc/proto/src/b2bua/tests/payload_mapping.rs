@@ -13,7 +13,10 @@ fn telephone_event_101_inside_96_outside_is_mapped_both_ways() {
     let invite = sim.take_carrier().remove(0);
     let answer = SDP_CARRIER
         .replace("RTP/AVP 0 101", "RTP/AVP 0 96")
-        .replace("a=rtpmap:101 telephone-event/8000", "a=rtpmap:96 telephone-event/8000\na=fmtp:96 0-15");
+        .replace(
+            "a=rtpmap:101 telephone-event/8000",
+            "a=rtpmap:96 telephone-event/8000\na=fmtp:96 0-15",
+        );
     sim.deliver(
         carrier(),
         &carrier_response(&invite, 200, "OK", Some("ctag1"), Some(&answer)),
@@ -22,7 +25,10 @@ fn telephone_event_101_inside_96_outside_is_mapped_both_ways() {
     assert_eq!(status(&ok), 200);
     let to_pbx = String::from_utf8_lossy(ok.body()).replace("\r\n", "\n");
     assert!(to_pbx.contains(" RTP/AVP 0 101\n"), "{to_pbx}");
-    assert!(to_pbx.contains("a=rtpmap:101 telephone-event/8000\n"), "{to_pbx}");
+    assert!(
+        to_pbx.contains("a=rtpmap:101 telephone-event/8000\n"),
+        "{to_pbx}"
+    );
     assert!(to_pbx.contains("a=fmtp:101 0-15\n"), "{to_pbx}");
     assert!(!to_pbx.contains(" 96"), "{to_pbx}");
 
@@ -31,7 +37,11 @@ fn telephone_event_101_inside_96_outside_is_mapped_both_ways() {
     assert_eq!(maps.len(), 1);
     assert_eq!(maps[0].inside_to_outside.entries(), &[(101, 96)]);
     assert_eq!(maps[0].outside_to_inside.entries(), &[(96, 101)]);
-    assert_eq!(maps[0].inside_to_outside.map(0), 0, "PCMU is the same on both legs");
+    assert_eq!(
+        maps[0].inside_to_outside.map(0),
+        0,
+        "PCMU is the same on both legs"
+    );
 }
 
 #[test]

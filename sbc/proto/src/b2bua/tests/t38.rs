@@ -108,7 +108,10 @@ fn t38_reinvite_crosses_with_its_attributes_and_udptl_is_anchored() {
     for a in T38_ATTRS {
         assert!(offer.contains(&format!("{a}\n")), "{a} missing: {offer}");
     }
-    assert_eq!(session.outside[0].rtp_port, 30010, "the relay sends UDPTL there");
+    assert_eq!(
+        session.outside[0].rtp_port, 30010,
+        "the relay sends UDPTL there"
+    );
     sim.deliver(
         pbx(),
         &pbx_response(&to_pbx, 200, "OK", Some(&pbx_t38(40010))),
@@ -132,12 +135,21 @@ fn t38_reject_answers_488_at_the_sbc_and_keeps_the_call() {
     cfg.trunks[0].media.t38 = T38Mode::Reject;
     sim.sbc.set_config(cfg);
     let invite = establish_outbound(&mut sim);
-    let before = sim.media.sessions.values().next().cloned().expect("session");
+    let before = sim
+        .media
+        .sessions
+        .values()
+        .next()
+        .cloned()
+        .expect("session");
     while sim.sbc.poll_event().is_some() {}
     sim.deliver(carrier(), &carrier_reinvite(&invite, &carrier_t38(30010)));
     let r = sim.take_carrier();
     assert_eq!(r.iter().map(status).collect::<Vec<_>>(), [100, 488]);
-    assert!(sim.take_pbx().is_empty(), "the PBX never sees the fax offer");
+    assert!(
+        sim.take_pbx().is_empty(),
+        "the PBX never sees the fax offer"
+    );
     let reasons: Vec<_> = std::iter::from_fn(|| sim.sbc.poll_event())
         .filter_map(|e| match e {
             Event::BorderRefusal { reason } => Some(reason),
@@ -157,7 +169,13 @@ fn t38_reject_answers_488_at_the_sbc_and_keeps_the_call() {
 fn t38_refused_by_the_far_side_falls_back_to_the_audio_streams() {
     let mut sim = Sim::new();
     establish_outbound(&mut sim);
-    let before = sim.media.sessions.values().next().cloned().expect("session");
+    let before = sim
+        .media
+        .sessions
+        .values()
+        .next()
+        .cloned()
+        .expect("session");
     assert_eq!(before.inside[0].rtp_port, 40000);
     let our_in_tag = sim
         .sbc
@@ -187,15 +205,30 @@ Contact: <sip:100@10.0.0.10:5070>
     sim.take_pbx();
     let reinvite = sim.take_carrier().remove(0);
     assert!(body_of(&reinvite).contains(" udptl t38\n"));
-    let during = sim.media.sessions.values().next().cloned().expect("session");
-    assert_eq!(during.inside[0].rtp_port, 40010, "the offer reached the relay");
+    let during = sim
+        .media
+        .sessions
+        .values()
+        .next()
+        .cloned()
+        .expect("session");
+    assert_eq!(
+        during.inside[0].rtp_port, 40010,
+        "the offer reached the relay"
+    );
     sim.deliver(
         carrier(),
         &carrier_response(&reinvite, 488, "Not Acceptable Here", None, None),
     );
     let r = sim.take_pbx();
     assert_eq!(r.iter().map(status).collect::<Vec<_>>(), [488]);
-    let after = sim.media.sessions.values().next().cloned().expect("session");
+    let after = sim
+        .media
+        .sessions
+        .values()
+        .next()
+        .cloned()
+        .expect("session");
     assert_eq!(
         after.inside, before.inside,
         "the relay is back on the PBX's G.711 stream"
