@@ -531,18 +531,21 @@ proxy = "127.0.0.1:5090"
                 )
         };
         let ok = parse(&with(
-            "codecs_deny = [\"G729\"]",
-            "codecs = [\"PCMA\", \"PCMU\", \"telephone-event\"]\nt38 = \"reject\"",
+            "codecs_deny = [\"G729\"]\ndtmf = \"info\"",
+            "codecs = [\"PCMA\", \"PCMU\", \"telephone-event\"]\nt38 = \"reject\"\ndtmf = \"inband-passthrough\"",
         ))
         .unwrap_or_else(|p| panic!("{p:?}"));
         let pbx = ok.pbx.media_policy();
         assert_eq!(pbx.codecs.deny, ["G729"]);
         assert_eq!(pbx.t38, sbc_proto::b2bua::T38Mode::Passthrough);
+        assert_eq!(pbx.dtmf, sbc_proto::b2bua::DtmfMode::Info);
         let t = ok.trunks[0].media_policy();
         assert_eq!(t.codecs.allow, ["PCMA", "PCMU", "telephone-event"]);
         assert_eq!(t.t38, sbc_proto::b2bua::T38Mode::Reject);
+        assert_eq!(t.dtmf, sbc_proto::b2bua::DtmfMode::InbandPassthrough);
         for (pbx, trunk, path) in [
             ("t38 = \"maybe\"", "", "pbx.t38"),
+            ("", "dtmf = \"2833\"", "trunk[0].dtmf"),
             ("", "codecs = [\"PCMA\", \"pcma\"]", "trunk[0].codecs"),
             ("", "codecs = [\"PC MA\"]", "trunk[0].codecs"),
             ("codecs = [\"telephone-event\"]", "", "pbx.codecs"),

@@ -2,7 +2,7 @@
 //! (`sbc_proto::b2bua::MediaPolicy`).
 
 use sbc_proto::{
-    b2bua::{MediaPolicy, T38Mode},
+    b2bua::{DtmfMode, MediaPolicy, T38Mode},
     sdp::CodecPolicy,
 };
 use serde::{Deserialize, Serialize};
@@ -18,12 +18,30 @@ pub enum T38Setting {
     Reject,
 }
 
+/// `dtmf = "rfc4733" | "info" | "inband-passthrough"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DtmfSetting {
+    /// RFC 4733 telephone-events in RTP.
+    #[default]
+    Rfc4733,
+    /// SIP INFO (`application/dtmf-relay`).
+    Info,
+    /// In-band tones; nothing converted.
+    InbandPassthrough,
+}
+
 /// Encodings that carry no media of their own (an allow list of only these refuses every
 /// call).
 const AUXILIARY: [&str; 5] = ["telephone-event", "cn", "red", "ulpfec", "rtx"];
 
 /// The B2BUA's policy from a side's settings.
-pub fn policy(codecs: Option<&[String]>, deny: Option<&[String]>, t38: T38Setting) -> MediaPolicy {
+pub fn policy(
+    codecs: Option<&[String]>,
+    deny: Option<&[String]>,
+    t38: T38Setting,
+    dtmf: DtmfSetting,
+) -> MediaPolicy {
     MediaPolicy {
         codecs: CodecPolicy {
             allow: codecs.map(<[String]>::to_vec).unwrap_or_default(),
@@ -32,6 +50,11 @@ pub fn policy(codecs: Option<&[String]>, deny: Option<&[String]>, t38: T38Settin
         t38: match t38 {
             T38Setting::Passthrough => T38Mode::Passthrough,
             T38Setting::Reject => T38Mode::Reject,
+        },
+        dtmf: match dtmf {
+            DtmfSetting::Rfc4733 => DtmfMode::Rfc4733,
+            DtmfSetting::Info => DtmfMode::Info,
+            DtmfSetting::InbandPassthrough => DtmfMode::InbandPassthrough,
         },
     }
 }

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 pub use cdr::{Cdr, Fsync};
 pub use dns::Dns;
 pub use load::{LoadError, Problem, load_file, parse};
-pub use media_policy::T38Setting;
+pub use media_policy::{DtmfSetting, T38Setting};
 pub use proxy::{ProxyAddr, ProxyAddrError};
 pub use routing::{Compiled, compile};
 pub use srtp::SrtpSetting;
@@ -449,6 +449,9 @@ pub struct Pbx {
     /// A re-INVITE to T.38 fax: `passthrough` (default) or `reject` (488 by the SBC).
     #[serde(default, skip_serializing_if = "is_default")]
     pub t38: T38Setting,
+    /// DTMF method of this side: `rfc4733` (default), `info` or `inband-passthrough`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub dtmf: DtmfSetting,
 }
 
 /// `[pbx] register`: what a REGISTER from the PBX gets.
@@ -490,6 +493,7 @@ impl Pbx {
             self.codecs.as_deref(),
             self.codecs_deny.as_deref(),
             self.t38,
+            self.dtmf,
         )
     }
 
@@ -614,6 +618,9 @@ pub struct Trunk {
     /// A re-INVITE to T.38 fax: `passthrough` (default) or `reject` (488 by the SBC).
     #[serde(default, skip_serializing_if = "is_default")]
     pub t38: T38Setting,
+    /// DTMF method of this side: `rfc4733` (default), `info` or `inband-passthrough`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub dtmf: DtmfSetting,
     /// `[[trunk.number]]`: number normalisation rules of this trunk's calls.
     #[serde(default, rename = "number", skip_serializing_if = "Vec::is_empty")]
     pub numbers: Vec<NumberRule>,
@@ -634,6 +641,7 @@ impl Trunk {
             self.codecs.as_deref(),
             self.codecs_deny.as_deref(),
             self.t38,
+            self.dtmf,
         )
     }
 }

@@ -1,5 +1,6 @@
 //! What one side takes in its media, as configured per trunk and for the PBX: codecs (allow or
-//! deny list, preference order; `codec_policy.rs`) and T.38 fax (`t38.rs`).
+//! deny list, preference order; `codec_policy.rs`), T.38 fax (`t38.rs`) and the DTMF method
+//! (`dtmf_interwork.rs`).
 
 use super::B2buaConfig;
 use crate::{net::Side, sdp::CodecPolicy};
@@ -21,6 +22,8 @@ pub struct MediaPolicy {
     pub codecs: CodecPolicy,
     /// T.38 fax toward or from this side.
     pub t38: T38Mode,
+    /// How this side sends and receives DTMF.
+    pub dtmf: super::DtmfMode,
 }
 
 /// The policy of `side` on a call through `trunk` (index): `[pbx]` inside, the trunk's outside
@@ -32,6 +35,7 @@ pub(super) fn of(cfg: &B2buaConfig, side: Side, trunk: Option<usize>) -> &MediaP
             deny: Vec::new(),
         },
         t38: T38Mode::Passthrough,
+        dtmf: super::DtmfMode::Rfc4733,
     };
     match side {
         Side::Inside => &cfg.pbx_media,

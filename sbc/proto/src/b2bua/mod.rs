@@ -39,6 +39,7 @@ mod caps;
 mod codec_policy;
 mod config;
 mod dispatch;
+mod dtmf_interwork;
 mod events;
 mod extensions;
 mod failover;
@@ -86,6 +87,7 @@ pub use config::{
     B2buaConfig, LocalAddr, Manipulation, RegisterPolicy, Target, TrunkAuth, TrunkConfig,
     TrunkLocal,
 };
+pub use dtmf_interwork::{DtmfMethod, DtmfMode};
 pub use events::{Counters, EndReason, Event, Stats};
 use failover::{Challenged, Restart};
 pub use ids::Rng;
