@@ -10,6 +10,11 @@
 //!   payload type between the numbers each side declared (`PayloadMap`), e.g. DTMF as
 //!   `telephone-event` 101 inside and 96 outside.
 //!
+//! - DTMF between a side configured `rfc4733` and one configured `info`
+//!   (`dtmf_interwork.rs`): `telephone-event` is removed from what the `info` side gets, and
+//!   added (when missing) to what the `rfc4733` side gets, so that the relay can generate and
+//!   detect the events the `info` side signals as INFO.
+//!
 //! Only RTP sections with a port are touched: T.38 (`udptl`) and disabled sections cross as
 //! they are. `a=rtpmap`, `a=fmtp` and `a=rtcp-fb` go with their payload type; session and media
 //! attributes such as `a=ptime` are kept.
@@ -28,6 +33,55 @@ pub(super) struct FormatEdit {
     pub(super) keep: Option<Vec<String>>,
     /// Payload types renumbered after filtering, `(received, written)`.
     pub(super) renumber: Vec<(u8, u8)>,
+    /// A `telephone-event/8000` payload type the SBC adds (it terminates DTMF for that leg).
+    pub(super) add_event: Option<u8>,
+}
+
+/// What crossing from one DTMF method to another does to `telephone-event`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DtmfStep {
+    /// Nothing.
+    Keep,
+    /// Removed: the receiving side takes INFO.
+    Strip,
+    /// Added if missing: the receiving side takes RFC 4733 from the SBC.
+    Add,
+}
+
+fn dtmf_step(cfg: &B2buaConfig, trunk: Option<usize>, from: Side) -> DtmfStep {
+    use super::DtmfMode::{Info, Rfc4733};
+    let sender = media_policy::of(cfg, from, trunk).dtmf;
+    let receiver = media_policy::of(cfg, from.other(), trunk).dtmf;
+    match (sender, receiver) {
+        (Rfc4733, Info) => DtmfStep::Strip,
+        (Info, Rfc4733) => DtmfStep::Add,
+        _ => DtmfStep::Keep,
+    }
+}
+
+fn is_event(c: &crate::sdp::Codec<'_>) -> bool {
+    c.name.eq_ignore_ascii_case("telephone-event") && c.clock_rate == 8000
+}
+
+/// `keep` (None: every codec of `all`) without `telephone-event`.
+fn strip_events(keep: Option<Vec<u8>>, all: &[crate::sdp::Codec<'_>]) -> Option<Vec<u8>> {
+    let keep = keep.unwrap_or_else(|| all.iter().map(|c| c.payload_type).collect());
+    Some(
+        keep.into_iter()
+            .filter(|pt| !all.iter().any(|c| c.payload_type == *pt && is_event(c)))
+            .collect(),
+    )
+}
+
+/// A dynamic payload type free in `m` for an added `telephone-event` (101 when free).
+fn free_dynamic(m: &Media<'_, '_>) -> Option<u8> {
+    let used: Vec<u8> = m
+        .desc()
+        .map(|d| d.format_list().filter_map(|f| f.parse().ok()).collect())
+        .unwrap_or_default();
+    std::iter::once(101)
+        .chain(96..=127)
+        .find(|pt| !used.contains(pt))
 }
 
 /// The relay's payload-type rewrites for one stream, per direction.
@@ -129,6 +183,7 @@ impl CallCodecs {
         parsed: &Sdp<'_>,
     ) -> Result<Vec<FormatEdit>, NoCommonCodec> {
         let (sender, receiver) = policies(cfg, trunk, from);
+        let step = dtmf_step(cfg, trunk, from);
         let mut edits = Vec::with_capacity(parsed.media_count());
         let mut declared = Vec::with_capacity(parsed.media_count());
         for (index, m) in parsed.media().enumerate() {
@@ -139,6 +194,25 @@ impl CallCodecs {
             }
             let all = codecs(&m);
             let keep = combined(sender, receiver, &m).map_err(|_| NoCommonCodec { index })?;
+            // What the offerer declared stays recorded (the relay detects its events); only
+            // the body toward an INFO side loses them.
+            let mut written = keep.clone();
+            let mut add_event = None;
+            match step {
+                DtmfStep::Keep => {}
+                DtmfStep::Strip => written = strip_events(written, &all),
+                DtmfStep::Add => {
+                    let has = match &keep {
+                        Some(k) => all
+                            .iter()
+                            .any(|c| is_event(c) && k.contains(&c.payload_type)),
+                        None => all.iter().any(is_event),
+                    };
+                    if !has {
+                        add_event = free_dynamic(&m);
+                    }
+                }
+            }
             let crossing: Vec<CodecSpec> = match &keep {
                 Some(k) => k
                     .iter()
@@ -148,8 +222,9 @@ impl CallCodecs {
                 None => all.iter().map(|c| c.to_spec()).collect(),
             };
             edits.push(FormatEdit {
-                keep: keep.map(|k| k.iter().map(u8::to_string).collect()),
+                keep: written.map(|k| k.iter().map(u8::to_string).collect()),
                 renumber: Vec::new(),
+                add_event,
             });
             declared.push(crossing);
         }
@@ -169,6 +244,7 @@ impl CallCodecs {
     ) -> Result<Vec<FormatEdit>, NoCommonCodec> {
         let offerer = from.other();
         let (sender, receiver) = policies(cfg, trunk, from);
+        let step = dtmf_step(cfg, trunk, from);
         let mut edits = Vec::with_capacity(parsed.media_count());
         let mut declared = Vec::with_capacity(parsed.media_count());
         for (index, m) in parsed.media().enumerate() {
@@ -179,6 +255,12 @@ impl CallCodecs {
             }
             let all = codecs(&m);
             let keep = combined(sender, receiver, &m).map_err(|_| NoCommonCodec { index })?;
+            // As for offers: recorded as declared, removed only from the body.
+            let written = if step == DtmfStep::Strip {
+                strip_events(keep.clone(), &all)
+            } else {
+                keep.clone()
+            };
             let kept: Vec<CodecSpec> = match &keep {
                 Some(k) => k
                     .iter()
@@ -190,9 +272,17 @@ impl CallCodecs {
             let offered = self.declared[idx(offerer)]
                 .get(index)
                 .map_or(&[][..], Vec::as_slice);
+            // The offerer takes RFC 4733 from the SBC: its telephone-event stays in the answer.
+            let add_event = (step == DtmfStep::Add
+                && !kept.iter().any(|c| is_event(&c.as_codec())))
+            .then(|| offered.iter().find(|c| is_event(&c.as_codec())))
+            .flatten()
+            .map(|c| c.payload_type)
+            .filter(|pt| !kept.iter().any(|c| c.payload_type == *pt));
             edits.push(FormatEdit {
-                keep: keep.map(|k| k.iter().map(u8::to_string).collect()),
+                keep: written.map(|k| k.iter().map(u8::to_string).collect()),
                 renumber: renumbering(&kept, offered),
+                add_event,
             });
             declared.push(kept);
         }
@@ -217,6 +307,19 @@ impl CallCodecs {
                 }
             })
             .collect()
+    }
+
+    /// The `telephone-event/8000` payload type `side` declared, and its stream: where the
+    /// relay sends generated events toward that side (None: it negotiated none).
+    pub(super) fn event_payload(&self, side: Side) -> Option<(usize, u8)> {
+        self.declared[idx(side)]
+            .iter()
+            .enumerate()
+            .find_map(|(i, s)| {
+                s.iter()
+                    .find(|c| is_event(&c.as_codec()))
+                    .map(|c| (i, c.payload_type))
+            })
     }
 
     /// The relay's rewrites per `m=` line (empty before the first answer).

@@ -4,7 +4,8 @@
 //! - INFO (`application/dtmf-relay` or `application/dtmf`) from a side configured `info`,
 //!   toward a side configured `rfc4733`: the SBC answers the INFO 200 itself (it is not
 //!   relayed) and emits [`Event::GenerateDtmf`], the media command for the relay to send the
-//!   digit as telephone-events on the other leg (`dtmf::schedule`: timestamps, volume,
+//!   digit as telephone-events on the other leg (with the payload type that leg negotiated;
+//!   the offer/answer step adds `telephone-event` toward it when the `info` side offered none) (`dtmf::schedule`: timestamps, volume,
 //!   duration, three end packets).
 //! - A digit the relay detected in the telephone-events of a side configured `rfc4733`
 //!   (`dtmf::Detector`), toward a side configured `info`: [`B2bua::dtmf_detected`] sends it
@@ -95,14 +96,22 @@ impl B2bua {
         let to = from.other();
         let convert = self.dtmf_mode(call, from) == DtmfMode::Info
             && self.dtmf_mode(call, to) == DtmfMode::Rfc4733;
-        let Some(session) = self.calls.get(&call).and_then(|c| c.media) else {
-            return false;
-        };
         if !convert {
             return false;
         }
+        // Events go on the stream and payload type the RFC 4733 side negotiated; without one
+        // the INFO crosses as it came.
+        let Some((session, (stream, payload_type))) = self
+            .calls
+            .get(&call)
+            .and_then(|c| Some((c.media?, c.codecs.event_payload(to)?)))
+        else {
+            return false;
+        };
         self.events.push_back(Event::GenerateDtmf {
             session,
+            stream,
+            payload_type,
             toward: to,
             digit: info.digit,
             duration_ms: info

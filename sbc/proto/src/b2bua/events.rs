@@ -132,11 +132,15 @@ pub enum Event {
         method: super::DtmfMethod,
     },
     /// Media command: the relay is to send `digit` as RFC 4733 telephone-events toward
-    /// `toward` on `session`'s first audio stream (an INFO digit converted,
-    /// `dtmf_interwork.rs`). `Digit`'s `Debug` hides the value.
+    /// `toward` on stream `stream` of `session` with payload type `payload_type` (8000 Hz; an
+    /// INFO digit converted, `dtmf_interwork.rs`). `Digit`'s `Debug` hides the value.
     GenerateDtmf {
         /// The call's media session.
         session: crate::media::SessionId,
+        /// The stream (`m=` line index).
+        stream: usize,
+        /// The `telephone-event` payload type the receiving leg negotiated.
+        payload_type: u8,
         /// The leg the events go to.
         toward: Side,
         /// The digit.

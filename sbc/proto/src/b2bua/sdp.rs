@@ -211,6 +211,9 @@ pub(super) fn rewrite(
             if !edit.renumber.is_empty() {
                 ed.renumber_formats(i, &edit.renumber)?;
             }
+            if let Some(pt) = edit.add_event {
+                ed.append_format(i, pt, "telephone-event/8000", Some("0-16"))?;
+            }
         }
         match m.rtcp() {
             Some(Ok(r)) => {

@@ -315,6 +315,34 @@ impl<'s, 'a> SdpEditor<'s, 'a> {
         Ok(self)
     }
 
+    /// Appends payload type `pt` to media section `index`'s format list with its `a=rtpmap`
+    /// (`encoding`, e.g. `telephone-event/8000`) and, if given, `a=fmtp` line (the SBC adding
+    /// a format it terminates itself).
+    pub fn append_format(
+        &mut self,
+        index: usize,
+        pt: u8,
+        encoding: &str,
+        fmtp: Option<&str>,
+    ) -> Result<&mut Self, SdpError> {
+        let m = self
+            .sdp
+            .media_at(index)
+            .ok_or(SdpError::NoSuchMedia(index))?;
+        let desc = m.desc()?;
+        let mut formats: Vec<String> = match &self.media[index].formats {
+            Some(f) => f.clone(),
+            None => desc.format_list().map(str::to_owned).collect(),
+        };
+        formats.push(pt.to_string());
+        self.media[index].formats = Some(formats);
+        self.add_attribute(index, &format!("rtpmap:{pt} {encoding}"))?;
+        if let Some(f) = fmtp {
+            self.add_attribute(index, &format!("fmtp:{pt} {f}"))?;
+        }
+        Ok(self)
+    }
+
     /// Sets the transport protocol of media section `index` (`RTP/AVP` ⇄ `RTP/SAVP` when the
     /// SBC terminates SRTP on a leg).
     pub fn set_proto(&mut self, index: usize, proto: &str) -> Result<&mut Self, SdpError> {

@@ -75,11 +75,18 @@ fn info_from_an_info_pbx_becomes_a_media_command_toward_an_rfc4733_carrier() {
     match &events[1] {
         Event::GenerateDtmf {
             session: s,
+            stream,
+            payload_type,
             toward,
             digit,
             duration_ms,
         } => {
             assert_eq!(*s, session);
+            assert_eq!(
+                (*stream, *payload_type),
+                (0, 101),
+                "the carrier's telephone-event"
+            );
             assert_eq!(*toward, Side::Outside);
             assert_eq!(digit.to_char(), '5');
             assert_eq!(*duration_ms, 160);
@@ -151,4 +158,91 @@ fn a_detected_digit_toward_an_rfc4733_side_is_only_counted() {
     sim.collect();
     assert!(sim.take_pbx().is_empty() && sim.take_carrier().is_empty());
     assert_eq!(drain(&mut sim).len(), 1);
+}
+
+fn body_of(m: &Message) -> String {
+    String::from_utf8_lossy(m.body()).replace("\r\n", "\n")
+}
+
+#[test]
+fn telephone_event_is_added_toward_rfc4733_and_removed_toward_info() {
+    let mut sim = sim_with(DtmfMode::Info, DtmfMode::Rfc4733);
+    // The INFO-only PBX offers no telephone-event: the carrier gets one from the SBC.
+    let offer = SDP_PBX
+        .replace("RTP/AVP 0 8 101", "RTP/AVP 0 8")
+        .replace("a=rtpmap:101 telephone-event/8000\n", "");
+    sim.deliver(pbx(), &pbx_invite("z9hG4bKpbx1", Some(&offer)));
+    sim.take_pbx();
+    let invite = sim.take_carrier().remove(0);
+    let to_carrier = body_of(&invite);
+    assert!(to_carrier.contains(" RTP/AVP 0 8 101\n"), "{to_carrier}");
+    assert!(
+        to_carrier.contains("a=rtpmap:101 telephone-event/8000\n"),
+        "{to_carrier}"
+    );
+    assert!(to_carrier.contains("a=fmtp:101 0-16\n"), "{to_carrier}");
+    // The carrier answers it as 96: the PBX's answer has no telephone-event at all.
+    let answer = SDP_CARRIER
+        .replace("RTP/AVP 0 101", "RTP/AVP 0 96")
+        .replace("rtpmap:101", "rtpmap:96");
+    sim.deliver(
+        carrier(),
+        &carrier_response(&invite, 200, "OK", Some("ctag1"), Some(&answer)),
+    );
+    let ok = sim.take_pbx().remove(0);
+    let to_pbx = body_of(&ok);
+    assert!(to_pbx.contains(" RTP/AVP 0\n"), "{to_pbx}");
+    assert!(!to_pbx.contains("telephone-event"), "{to_pbx}");
+    // Its INFO digits go out as events with the carrier's 96.
+    let our_tag = ok.to().tag().unwrap_or("").to_owned();
+    let _ = drain(&mut sim);
+    sim.deliver(
+        pbx(),
+        &format!(
+            "ACK sip:sbc@10.0.0.1:5060 SIP/2.0
+Via: SIP/2.0/UDP 10.0.0.10:5070;branch=z9hG4bKpbxack;rport
+Max-Forwards: 70
+From: \"Alice\" <sip:100@pbx.lan>;tag=ptag1
+To: <sip:15551234567@10.0.0.1>;tag={our_tag}
+Call-ID: pbx-call-1
+CSeq: 10 ACK
+Content-Length: 0
+
+"
+        ),
+    );
+    sim.deliver(pbx(), &pbx_info(&sim, "application/dtmf", "9"));
+    assert_eq!(sim.take_pbx().iter().map(status).collect::<Vec<_>>(), [200]);
+    let generated = drain(&mut sim).into_iter().find_map(|e| match e {
+        Event::GenerateDtmf { payload_type, .. } => Some(payload_type),
+        _ => None,
+    });
+    assert_eq!(generated, Some(96));
+}
+
+#[test]
+fn telephone_event_is_removed_toward_an_info_carrier_and_added_back_in_its_answer() {
+    let mut sim = sim_with(DtmfMode::Rfc4733, DtmfMode::Info);
+    sim.deliver(pbx(), &pbx_invite("z9hG4bKpbx1", Some(SDP_PBX)));
+    sim.take_pbx();
+    let invite = sim.take_carrier().remove(0);
+    let to_carrier = body_of(&invite);
+    assert!(to_carrier.contains(" RTP/AVP 0 8\n"), "{to_carrier}");
+    assert!(!to_carrier.contains("telephone-event"), "{to_carrier}");
+    let answer = SDP_CARRIER
+        .replace("RTP/AVP 0 101", "RTP/AVP 0")
+        .replace("a=rtpmap:101 telephone-event/8000\n", "");
+    sim.deliver(
+        carrier(),
+        &carrier_response(&invite, 200, "OK", Some("ctag1"), Some(&answer)),
+    );
+    let to_pbx = body_of(&sim.take_pbx().remove(0));
+    assert!(
+        to_pbx.contains(" RTP/AVP 0 101\n"),
+        "the PBX keeps sending events: {to_pbx}"
+    );
+    assert!(
+        to_pbx.contains("a=rtpmap:101 telephone-event/8000\n"),
+        "{to_pbx}"
+    );
 }
