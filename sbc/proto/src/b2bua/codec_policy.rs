@@ -20,6 +20,7 @@
 //! attributes such as `a=ptime` are kept.
 
 use crate::{
+    media::StreamPayloadMaps,
     net::Side,
     sdp::{CodecPolicy, CodecRefusal, CodecSpec, Media, PayloadMap, Sdp, codecs},
 };
@@ -82,22 +83,6 @@ fn free_dynamic(m: &Media<'_, '_>) -> Option<u8> {
     std::iter::once(101)
         .chain(96..=127)
         .find(|pt| !used.contains(pt))
-}
-
-/// The relay's payload-type rewrites for one stream, per direction.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StreamPayloadMaps {
-    /// RTP from the PBX side toward the carrier side.
-    pub inside_to_outside: PayloadMap,
-    /// RTP from the carrier side toward the PBX side.
-    pub outside_to_inside: PayloadMap,
-}
-
-impl StreamPayloadMaps {
-    /// Whether no payload type changes in either direction.
-    pub fn is_identity(&self) -> bool {
-        self.inside_to_outside.is_identity() && self.outside_to_inside.is_identity()
-    }
 }
 
 /// Why the codec policy refused a body: the section that was left without a codec.
@@ -367,4 +352,18 @@ impl super::B2bua {
         let call = self.sessions.get(&session)?;
         Some(self.calls.get(call)?.codecs.maps())
     }
+}
+
+/// Hands the relay the payload-type rewrites settled by an answer.
+pub(super) fn relay_maps(
+    codecs: &CallCodecs,
+    media: &mut dyn crate::media::MediaControl,
+    session: Option<crate::media::SessionId>,
+) -> Result<(), super::SdpProblem> {
+    let Some(session) = session else {
+        return Ok(());
+    };
+    media
+        .set_payload_maps(session, codecs.maps())
+        .map_err(|_| super::SdpProblem::PayloadMaps)
 }

@@ -77,12 +77,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub use crate::media::StreamPayloadMaps;
 use admission::{NO_RULES, NotAdmitted, Plan, TrunkId};
 use bytes::Bytes;
 use call::{Call, CallId, CallState, Leg, Pending2xx, PendingRel, side_index};
 pub use call::{CallInfo, LegInfo};
 pub use caps::Caps;
-pub use codec_policy::StreamPayloadMaps;
 pub use config::{
     B2buaConfig, LocalAddr, Manipulation, RegisterPolicy, Target, TrunkAuth, TrunkConfig,
     TrunkLocal,

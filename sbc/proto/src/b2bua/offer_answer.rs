@@ -220,6 +220,7 @@ impl B2bua {
         c.offers.described(callee, &desc.streams);
         if is_answer {
             c.offers.answered();
+            codec_policy::relay_maps(&c.codecs, media, c.media)?;
         }
         let leg = c.leg_mut(caller);
         desc.rewrite(&relays, caller, &mut leg.origin, &self.cfg.sdp, out)?;
@@ -266,6 +267,7 @@ impl B2bua {
         };
         c.offers.described(side, &desc.streams);
         c.offers.answered();
+        codec_policy::relay_maps(&c.codecs, media, c.media).map_err(|p| p.as_str())?;
         let leg = c.leg_mut(other);
         let crossing = srtp_policy::Crossing {
             role: srtp_policy::SdpRole::Answer,

@@ -45,6 +45,9 @@ pub enum SdpProblem {
     /// The codec policy left a section without a real codec (`codec_policy.rs`).
     #[error("media section {0} has no codec in common with the policy")]
     NoCommonCodec(usize),
+    /// The relay cannot rewrite the payload types the two legs numbered differently.
+    #[error("the relay cannot map payload types")]
+    PayloadMaps,
     /// SRTP negotiation refused the body (`srtp_policy.rs`); the label says why.
     #[error("SRTP: {0}")]
     Srtp(&'static str),
@@ -67,6 +70,7 @@ impl SdpProblem {
             Self::Address { reason, .. } => reason.as_str(),
             Self::NoMedia => "sdp_no_media",
             Self::NoCommonCodec(_) => "sdp_no_common_codec",
+            Self::PayloadMaps => "sdp_pt_map_relay",
             Self::Srtp(reason) => reason,
             Self::Unanchored { .. } => "sdp_unanchored",
         }

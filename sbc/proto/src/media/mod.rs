@@ -43,6 +43,7 @@ pub mod command;
 pub mod crypto;
 pub mod fast_path;
 pub mod latch;
+pub mod payload;
 pub mod peer;
 pub mod policy;
 pub mod pool;
@@ -66,6 +67,7 @@ pub(crate) fn test_origin() -> std::time::Instant {
 pub use command::MediaCommand;
 pub use crypto::StreamSrtp;
 pub use fast_path::FastPath;
+pub use payload::StreamPayloadMaps;
 pub use settings::{RelaySettings, SideAddress};
 pub use table::{Arrival, MediaTable, PacketAction, PacketDrop, RelayPort, StreamKey};
 
@@ -349,6 +351,23 @@ pub trait MediaControl {
             Err(MediaError::Unavailable("no SRTP in this relay".into()))
         }
     }
+
+    /// The payload-type rewrites of the session's streams (by `m=` index), set after every
+    /// answer (`payload.rs`). A relay that cannot rewrite accepts only identity maps.
+    fn set_payload_maps(
+        &mut self,
+        session: SessionId,
+        maps: &[StreamPayloadMaps],
+    ) -> Result<(), MediaError> {
+        let _ = session;
+        if maps.iter().all(StreamPayloadMaps::is_identity) {
+            Ok(())
+        } else {
+            Err(MediaError::Unavailable(
+                "no payload-type rewriting in this relay".into(),
+            ))
+        }
+    }
 }
 
 #[cfg(any(test, feature = "fake-media"))]
@@ -385,6 +404,8 @@ pub struct FakeSession {
     pub peers: MediaPeers,
     /// SRTP keys per leg (`[inside, outside]`) as last set, per stream.
     pub crypto: [Vec<Option<crate::srtp::StreamKeys>>; 2],
+    /// Payload-type rewrites as last set, per stream.
+    pub payload_maps: Vec<StreamPayloadMaps>,
 }
 
 #[cfg(any(test, feature = "fake-media"))]
@@ -462,6 +483,19 @@ impl FakeMedia {
 
 #[cfg(any(test, feature = "fake-media"))]
 impl MediaControl for FakeMedia {
+    fn set_payload_maps(
+        &mut self,
+        session: SessionId,
+        maps: &[StreamPayloadMaps],
+    ) -> Result<(), MediaError> {
+        let s = self
+            .sessions
+            .get_mut(&session)
+            .ok_or(MediaError::UnknownSession(session))?;
+        s.payload_maps = maps.to_vec();
+        Ok(())
+    }
+
     fn set_crypto(
         &mut self,
         session: SessionId,
