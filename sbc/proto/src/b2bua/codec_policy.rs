@@ -284,12 +284,9 @@ impl CallCodecs {
         inside
             .iter()
             .zip(outside)
-            .map(|(i, o)| {
-                let (i, o) = (view(i), view(o));
-                StreamPayloadMaps {
-                    inside_to_outside: PayloadMap::between_codecs(&i, &o),
-                    outside_to_inside: PayloadMap::between_codecs(&o, &i),
-                }
+            .map(|(i, o)| StreamPayloadMaps {
+                inside_to_outside: PayloadMap::between_specs(i, o),
+                outside_to_inside: PayloadMap::between_specs(o, i),
             })
             .collect()
     }
@@ -311,10 +308,6 @@ impl CallCodecs {
     pub(super) fn maps(&self) -> &[StreamPayloadMaps] {
         &self.maps
     }
-}
-
-fn view(v: &[CodecSpec]) -> Vec<crate::sdp::Codec<'_>> {
-    v.iter().map(CodecSpec::as_codec).collect()
 }
 
 /// The sender's and the receiver's codec policy for a body from `from`.
