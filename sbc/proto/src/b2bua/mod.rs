@@ -39,6 +39,7 @@ mod caps;
 mod codec_policy;
 mod config;
 mod dispatch;
+mod drain;
 mod dtmf_interwork;
 mod events;
 mod extensions;
@@ -172,6 +173,8 @@ pub struct B2bua {
     registrations: register_relay::Registrations,
     registers_relayed: u64,
     registers_refused: u64,
+    /// While draining: the Retry-After of the 503 to new calls and OPTIONS (`drain.rs`).
+    draining: Option<u32>,
     buf: Vec<u8>,
 }
 
@@ -210,6 +213,7 @@ impl B2bua {
             registrations: register_relay::Registrations::default(),
             registers_relayed: 0,
             registers_refused: 0,
+            draining: None,
             buf: Vec::with_capacity(2048),
         }
     }

@@ -23,6 +23,7 @@ mod cancel;
 mod caps;
 mod codec_filter;
 mod codec_refusal;
+mod drain;
 mod dtmf;
 mod extensions;
 mod failover;

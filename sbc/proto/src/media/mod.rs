@@ -334,6 +334,23 @@ pub trait MediaControl {
     /// The next event for the call layer, if any.
     fn poll_event(&mut self) -> Option<MediaEvent>;
 
+    /// `leg`'s streams (by `m=` index) for which SRTP was just offered or accepted: they relay
+    /// nothing until [`set_crypto`](Self::set_crypto) settles their keys (a plain packet must
+    /// not reach an SRTP link in clear). A relay without SRTP accepts only `false`s.
+    fn expect_crypto(
+        &mut self,
+        session: SessionId,
+        leg: Leg,
+        secure: &[bool],
+    ) -> Result<(), MediaError> {
+        let _ = (session, leg);
+        if secure.iter().any(|s| *s) {
+            Err(MediaError::Unavailable("no SRTP in this relay".into()))
+        } else {
+            Ok(())
+        }
+    }
+
     /// The SRTP keys of `leg`'s streams (by `m=` index; `None`: plain RTP on that leg), set
     /// once an answer settled them and again after every re-negotiation: a key that differs
     /// from the current one gets a new crypto context (re-key), an equal one keeps it (and its
@@ -406,6 +423,8 @@ pub struct FakeSession {
     pub crypto: [Vec<Option<crate::srtp::StreamKeys>>; 2],
     /// Payload-type rewrites as last set, per stream.
     pub payload_maps: Vec<StreamPayloadMaps>,
+    /// Streams per leg (`[inside, outside]`) last marked as awaiting SRTP keys.
+    pub expected: [Vec<bool>; 2],
 }
 
 #[cfg(any(test, feature = "fake-media"))]
@@ -493,6 +512,20 @@ impl MediaControl for FakeMedia {
             .get_mut(&session)
             .ok_or(MediaError::UnknownSession(session))?;
         s.payload_maps = maps.to_vec();
+        Ok(())
+    }
+
+    fn expect_crypto(
+        &mut self,
+        session: SessionId,
+        leg: Leg,
+        secure: &[bool],
+    ) -> Result<(), MediaError> {
+        let s = self
+            .sessions
+            .get_mut(&session)
+            .ok_or(MediaError::UnknownSession(session))?;
+        s.expected[usize::from(leg == Leg::Outside)] = secure.to_vec();
         Ok(())
     }
 
