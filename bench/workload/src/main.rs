@@ -166,6 +166,7 @@ fn config() -> B2buaConfig {
         pbx_register: sbc_proto::b2bua::RegisterPolicy::Reject,
         max_pending_challenges: 1000,
         pbx_srtp: sbc_proto::srtp::SrtpPolicy::default(),
+        pbx_media: sbc_proto::b2bua::MediaPolicy::default(),
         session_timer: sbc_proto::b2bua::SessionTimerConfig::default(),
         max_redirects: 5,
     }

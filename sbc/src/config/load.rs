@@ -551,6 +551,52 @@ proxy = "127.0.0.1:5090"
     }
 
     #[test]
+    fn codec_and_t38_keys_are_translated_and_validated_with_paths() {
+        let with = |pbx: &str, trunk: &str| {
+            MINIMAL
+                .replace(
+                    "allow = [\"127.0.0.0/8\"]",
+                    &format!("allow = [\"127.0.0.0/8\"]\n{pbx}"),
+                )
+                .replace(
+                    "proxy = \"127.0.0.1:5090\"",
+                    &format!("proxy = \"127.0.0.1:5090\"\n{trunk}"),
+                )
+        };
+        let ok = parse(&with(
+            "codecs_deny = [\"G729\"]\ndtmf = \"info\"",
+            "codecs = [\"PCMA\", \"PCMU\", \"telephone-event\"]\nt38 = \"reject\"\ndtmf = \"inband-passthrough\"",
+        ))
+        .unwrap_or_else(|p| panic!("{p:?}"));
+        let pbx = ok.pbx.media_policy();
+        assert_eq!(pbx.codecs.deny, ["G729"]);
+        assert_eq!(pbx.t38, sbc_proto::b2bua::T38Mode::Passthrough);
+        assert_eq!(pbx.dtmf, sbc_proto::b2bua::DtmfMode::Info);
+        let t = ok.trunks[0].media_policy();
+        assert_eq!(t.codecs.allow, ["PCMA", "PCMU", "telephone-event"]);
+        assert_eq!(t.t38, sbc_proto::b2bua::T38Mode::Reject);
+        assert_eq!(t.dtmf, sbc_proto::b2bua::DtmfMode::InbandPassthrough);
+        for (pbx, trunk, path) in [
+            ("t38 = \"maybe\"", "", "pbx.t38"),
+            ("", "dtmf = \"2833\"", "trunk[0].dtmf"),
+            ("", "codecs = [\"PCMA\", \"pcma\"]", "trunk[0].codecs"),
+            ("", "codecs = [\"PC MA\"]", "trunk[0].codecs"),
+            ("codecs = [\"telephone-event\"]", "", "pbx.codecs"),
+            (
+                "",
+                "codecs = [\"PCMA\"]\ncodecs_deny = [\"G722\"]",
+                "trunk[0].codecs_deny",
+            ),
+        ] {
+            let problems = parse(&with(pbx, trunk)).expect_err(path);
+            assert!(
+                problems.iter().any(|p| p.path == path),
+                "{pbx} {trunk}: {problems:#?}"
+            );
+        }
+    }
+
+    #[test]
     fn srtp_keys_are_validated_with_paths() {
         let with = |pbx: &str, trunk: &str| {
             MINIMAL

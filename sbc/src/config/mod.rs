@@ -4,6 +4,7 @@
 mod cdr;
 mod dns;
 mod load;
+mod media_policy;
 mod proxy;
 mod routing;
 mod srtp;
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 pub use cdr::{Cdr, Fsync};
 pub use dns::Dns;
 pub use load::{LoadError, Problem, load_file, parse};
+pub use media_policy::{DtmfSetting, T38Setting};
 pub use proxy::{ProxyAddr, ProxyAddrError};
 pub use routing::{Compiled, compile};
 pub use srtp::SrtpSetting;
@@ -452,6 +454,19 @@ pub struct Pbx {
     /// `AES_CM_128_HMAC_SHA1_80`, `AES_CM_128_HMAC_SHA1_32`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub srtp_suites: Option<Vec<String>>,
+    /// Codecs this side takes, by encoding name, in order of preference (e.g. `["PCMA",
+    /// "PCMU", "telephone-event"]`). Absent: all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codecs: Option<Vec<String>>,
+    /// Codecs this side never gets (instead of `codecs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codecs_deny: Option<Vec<String>>,
+    /// A re-INVITE to T.38 fax: `passthrough` (default) or `reject` (488 by the SBC).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub t38: T38Setting,
+    /// DTMF method of this side: `rfc4733` (default), `info` or `inband-passthrough`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub dtmf: DtmfSetting,
 }
 
 /// `[pbx] register`: what a REGISTER from the PBX gets.
@@ -485,6 +500,16 @@ impl Pbx {
     /// The B2BUA's SRTP policy toward the PBX.
     pub fn srtp_policy(&self) -> sbc_proto::srtp::SrtpPolicy {
         srtp::policy(self.srtp, self.srtp_suites.as_deref())
+    }
+
+    /// The B2BUA's codec and T.38 policy on this side.
+    pub fn media_policy(&self) -> sbc_proto::b2bua::MediaPolicy {
+        media_policy::policy(
+            self.codecs.as_deref(),
+            self.codecs_deny.as_deref(),
+            self.t38,
+            self.dtmf,
+        )
     }
 
     /// The B2BUA's policy for the PBX's REGISTERs (an unknown `register_trunk` is reported by
@@ -598,6 +623,19 @@ pub struct Trunk {
     /// `AES_CM_128_HMAC_SHA1_80`, `AES_CM_128_HMAC_SHA1_32`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub srtp_suites: Option<Vec<String>>,
+    /// Codecs this side takes, by encoding name, in order of preference (e.g. `["PCMA",
+    /// "PCMU", "telephone-event"]`). Absent: all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codecs: Option<Vec<String>>,
+    /// Codecs this side never gets (instead of `codecs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codecs_deny: Option<Vec<String>>,
+    /// A re-INVITE to T.38 fax: `passthrough` (default) or `reject` (488 by the SBC).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub t38: T38Setting,
+    /// DTMF method of this side: `rfc4733` (default), `info` or `inband-passthrough`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub dtmf: DtmfSetting,
     /// `[[trunk.number]]`: number normalisation rules of this trunk's calls.
     #[serde(default, rename = "number", skip_serializing_if = "Vec::is_empty")]
     pub numbers: Vec<NumberRule>,
@@ -610,6 +648,16 @@ impl Trunk {
     /// The B2BUA's SRTP policy toward this trunk.
     pub fn srtp_policy(&self) -> sbc_proto::srtp::SrtpPolicy {
         srtp::policy(self.srtp, self.srtp_suites.as_deref())
+    }
+
+    /// The B2BUA's codec and T.38 policy on this side.
+    pub fn media_policy(&self) -> sbc_proto::b2bua::MediaPolicy {
+        media_policy::policy(
+            self.codecs.as_deref(),
+            self.codecs_deny.as_deref(),
+            self.t38,
+            self.dtmf,
+        )
     }
 }
 

@@ -157,6 +157,7 @@ pub fn b2bua_config(c: &Config) -> B2buaConfig {
                 },
                 hide_redirect_contacts: t.hide_redirect_contacts,
                 srtp: t.srtp_policy(),
+                media: t.media_policy(),
             }
         })
         .collect();
@@ -203,6 +204,7 @@ pub fn b2bua_config(c: &Config) -> B2buaConfig {
         pbx_register: c.pbx.register_policy(&c.trunks),
         max_pending_challenges: c.limits.max_pending_challenges,
         pbx_srtp: c.pbx.srtp_policy(),
+        pbx_media: c.pbx.media_policy(),
     }
 }
 

@@ -165,6 +165,8 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
     }
     pbx_auth(&c.pbx, &mut bad);
     super::srtp::validate("pbx", c.pbx.srtp, c.pbx.srtp_suites.as_deref(), &mut bad);
+    let (codecs, deny) = (c.pbx.codecs.as_deref(), c.pbx.codecs_deny.as_deref());
+    super::media_policy::validate("pbx", codecs, deny, &mut bad);
 
     if c.trunks.is_empty() {
         bad("trunk", "at least one [[trunk]] is required".into());
@@ -173,6 +175,8 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
     for (i, t) in c.trunks.iter().enumerate() {
         let prefix = format!("trunk[{i}]");
         super::srtp::validate(&prefix, t.srtp, t.srtp_suites.as_deref(), &mut bad);
+        let (codecs, deny) = (t.codecs.as_deref(), t.codecs_deny.as_deref());
+        super::media_policy::validate(&prefix, codecs, deny, &mut bad);
         if t.name.is_empty()
             || t.name.len() > 64
             || !t

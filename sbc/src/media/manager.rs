@@ -405,6 +405,20 @@ impl MediaControl for MediaManager {
         result
     }
 
+    fn set_payload_maps(
+        &mut self,
+        session: SessionId,
+        maps: &[sbc_proto::media::StreamPayloadMaps],
+    ) -> Result<(), MediaError> {
+        let now = Instant::now();
+        let mut core = self.inner.core.lock();
+        let result = core.table.set_payload_maps(now, session, maps);
+        // A stream that rewrites payload types leaves the fast path.
+        self.inner.run(&mut core, now);
+        self.inner.update_gauges(&core);
+        result
+    }
+
     fn release(&mut self, session: SessionId) {
         let now = Instant::now();
         let mut core = self.inner.core.lock();

@@ -80,6 +80,8 @@ pub struct CallMetrics {
     pub stored_bytes: IntGauge,
     /// Bodies and SDP stopped at the border (415, 488 or dropped), by reason.
     pub border_refusals: IntCounterVec,
+    /// DTMF digits seen, by side they came from and method (values never recorded).
+    pub dtmf_events: IntCounterVec,
 }
 
 impl CallMetrics {
@@ -340,6 +342,14 @@ impl CallMetrics {
             &["reason"],
         )?;
         registry.register(Box::new(border_refusals.clone()))?;
+        let dtmf_events = IntCounterVec::new(
+            Opts::new(
+                "sbc_dtmf_events_total",
+                "DTMF digits seen, by the side they came from and how (info, rfc4733).",
+            ),
+            &["side", "method"],
+        )?;
+        registry.register(Box::new(dtmf_events.clone()))?;
         Ok(Self {
             started,
             ended,
@@ -369,6 +379,7 @@ impl CallMetrics {
             peer_mismatch,
             stored_bytes,
             border_refusals,
+            dtmf_events,
         })
     }
 }
@@ -656,8 +667,20 @@ impl CallMetrics {
                     .inc();
             }
             Event::BorderRefusal { reason } => {
+                // Refusals by the operator's media policy are worth a line (a codec list that
+                // matches nobody shows up at once); the others can come in floods.
+                if matches!(reason, "sdp_no_common_codec" | "t38_rejected") {
+                    tracing::info!(reason, "offer refused with 488 by the media policy");
+                }
                 self.border_refusals.with_label_values(&[reason]).inc();
             }
+            Event::Dtmf { side, method } => {
+                self.dtmf_events
+                    .with_label_values(&[side.as_str(), method.as_str()])
+                    .inc();
+            }
+            // The media command is the relay's (`signaling.rs`).
+            Event::GenerateDtmf { .. } => {}
             Event::Dropped { reason } => {
                 sip_dropped.with_label_values(&["any", "any", reason]).inc();
             }

@@ -158,6 +158,11 @@ pub(super) struct Call {
     pub(super) forks: fork::Forks,
     /// SRTP keys and negotiation per leg (`srtp_policy.rs`).
     pub(super) srtp: super::srtp_policy::CallSrtp,
+    /// Codecs each side declared and the relay's payload-type rewrites (`codec_policy.rs`).
+    pub(super) codecs: super::codec_policy::CallCodecs,
+    /// The streams each side last described, and those to fall back to while a re-offer is
+    /// unanswered (`t38.rs`).
+    pub(super) offers: super::t38::Offers,
     /// What the call's detail record needs beyond the dialogs (`record.rs`).
     pub(super) facts: super::record::Facts,
     /// Digest of the state last reported for persistence (`snapshot.rs`); `None`: never

@@ -85,6 +85,8 @@ pub struct TrunkConfig {
     pub hide_redirect_contacts: bool,
     /// Media encryption toward this trunk (`srtp_policy.rs`).
     pub srtp: crate::srtp::SrtpPolicy,
+    /// Codecs and T.38 toward this trunk (`media_policy.rs`).
+    pub media: super::MediaPolicy,
 }
 
 /// Who answers a trunk's digest challenges (RFC 3261 §22).
@@ -134,6 +136,7 @@ impl TrunkConfig {
             redirect: super::Redirect::default(),
             hide_redirect_contacts: false,
             srtp: crate::srtp::SrtpPolicy::default(),
+            media: super::MediaPolicy::default(),
         }
     }
 }
@@ -188,6 +191,8 @@ pub struct B2buaConfig {
     pub max_pending_challenges: usize,
     /// Media encryption toward the PBX (`srtp_policy.rs`).
     pub pbx_srtp: crate::srtp::SrtpPolicy,
+    /// Codecs and T.38 toward the PBX (`media_policy.rs`).
+    pub pbx_media: super::MediaPolicy,
 }
 
 impl B2buaConfig {

@@ -126,6 +126,31 @@ pub enum Event {
         /// Why (bounded set, usable as a metric label): `body_*` or `sdp_*`.
         reason: &'static str,
     },
+    /// A DTMF digit arrived from `side` (`dtmf_interwork.rs`); its value is not part of the
+    /// event.
+    Dtmf {
+        /// Side it came from.
+        side: Side,
+        /// How it came.
+        method: super::DtmfMethod,
+    },
+    /// Media command: the relay is to send `digit` as RFC 4733 telephone-events toward
+    /// `toward` on stream `stream` of `session` with payload type `payload_type` (8000 Hz; an
+    /// INFO digit converted, `dtmf_interwork.rs`). `Digit`'s `Debug` hides the value.
+    GenerateDtmf {
+        /// The call's media session.
+        session: crate::media::SessionId,
+        /// The stream (`m=` line index).
+        stream: usize,
+        /// The `telephone-event` payload type the receiving leg negotiated.
+        payload_type: u8,
+        /// The leg the events go to.
+        toward: Side,
+        /// The digit.
+        digit: crate::dtmf::Digit,
+        /// How long (ms).
+        duration_ms: u32,
+    },
     /// A message was dropped without an answer.
     Dropped {
         /// Why (bounded set, usable as a metric label).

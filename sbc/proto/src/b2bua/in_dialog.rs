@@ -282,6 +282,14 @@ impl B2bua {
             body::Body::Sdp(sdp) => Some(*sdp),
             _ => None,
         };
+        // DTMF in INFO from a side that signals it so, toward one that takes RFC 4733: answered
+        // here, the digit handed to the relay (`dtmf_interwork.rs`).
+        if method == Method::Info
+            && let body::Body::Other { content_type, body } = &classified
+            && self.info_dtmf(now, key, call, from, content_type, body)
+        {
+            return;
+        }
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };

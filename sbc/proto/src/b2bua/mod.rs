@@ -36,9 +36,11 @@ mod body;
 mod border;
 mod call;
 mod caps;
+mod codec_policy;
 mod config;
 mod dispatch;
 mod drain;
+mod dtmf_interwork;
 mod events;
 mod extensions;
 mod failover;
@@ -46,6 +48,7 @@ mod fork;
 mod ids;
 mod in_dialog;
 mod media_peers;
+mod media_policy;
 mod msg;
 mod new_call;
 mod offer_answer;
@@ -62,6 +65,7 @@ mod slab;
 mod snapshot;
 mod srtp_policy;
 mod standalone;
+mod t38;
 mod teardown;
 mod timers;
 mod transactions;
@@ -76,6 +80,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub use crate::media::StreamPayloadMaps;
 use admission::{NO_RULES, NotAdmitted, Plan, TrunkId};
 use bytes::Bytes;
 use call::{Call, CallId, CallState, Leg, Pending2xx, PendingRel, side_index};
@@ -85,9 +90,11 @@ pub use config::{
     B2buaConfig, LocalAddr, Manipulation, RegisterPolicy, Target, TrunkAuth, TrunkConfig,
     TrunkLocal,
 };
+pub use dtmf_interwork::{DtmfMethod, DtmfMode};
 pub use events::{Counters, EndReason, Event, Stats};
 use failover::{Challenged, Restart};
 pub use ids::Rng;
+pub use media_policy::{MediaPolicy, T38Mode};
 use msg::{RequestSpec, ResponseSpec};
 use new_call::CalleeInvite;
 pub use pbx_auth::{PbxAuthConfig, PbxAuthResult};

@@ -76,13 +76,16 @@ impl B2bua {
             }
         };
         let has_sdp = !body.is_empty();
+        let mut codecs = codec_policy::CallCodecs::default();
+        let mut offers = t38::Offers::default();
         let mut session = None;
         let mut relays = Vec::new();
         let mut described = None;
         if has_sdp {
             let peers = self.new_media_peers(origin, peer.addr.ip(), target.addr.ip(), plan.trunk);
-            match self.anchor_offer(body, origin, &peers, media) {
+            match self.anchor_offer(body, origin, plan.trunk, &mut codecs, &peers, media) {
                 Ok((desc, a)) => {
+                    offers.described(origin, desc.streams());
                     session = Some(a.session);
                     relays = a.streams;
                     described = Some(desc);
@@ -248,6 +251,8 @@ impl B2bua {
             redirects: redirect::Tried::default(),
             forks: fork::Forks::default(),
             srtp,
+            codecs,
+            offers,
             facts: super::record::Facts::new(&msg, session),
             persisted: None,
         };

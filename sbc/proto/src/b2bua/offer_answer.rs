@@ -16,11 +16,15 @@ use crate::{
     sdp::Sdp,
 };
 
+use super::{admission::TrunkId, codec_policy, t38};
+
 /// An SDP body parsed once, with the streams the media layer needs from it.
 #[derive(Debug)]
 pub(super) struct Description<'a> {
     parsed: Sdp<'a>,
     streams: Vec<crate::media::StreamDesc>,
+    /// The codec policy's edits per `m=` line (`codec_policy.rs`).
+    formats: Vec<codec_policy::FormatEdit>,
 }
 
 impl<'a> Description<'a> {
@@ -31,7 +35,41 @@ impl<'a> Description<'a> {
     ) -> Result<Self, SdpProblem> {
         let parsed = Sdp::parse(body)?;
         let streams = sdp::streams(&parsed, policy)?;
-        Ok(Self { parsed, streams })
+        Ok(Self {
+            parsed,
+            streams,
+            formats: Vec::new(),
+        })
+    }
+
+    /// Runs the codec policy over the body as an offer (`answer` false) or an answer from
+    /// `from`, remembering the edits for [`rewrite`](Self::rewrite).
+    pub(super) fn apply_codecs(
+        &mut self,
+        codecs: &mut codec_policy::CallCodecs,
+        cfg: &B2buaConfig,
+        trunk: Option<TrunkId>,
+        from: Side,
+        answer: bool,
+    ) -> Result<(), SdpProblem> {
+        let trunk = trunk.map(TrunkId::index);
+        let edits = if answer {
+            codecs.answer(cfg, trunk, from, &self.parsed)
+        } else {
+            codecs.offer(cfg, trunk, from, &self.parsed)
+        };
+        self.formats = edits.map_err(|e| SdpProblem::NoCommonCodec(e.index))?;
+        Ok(())
+    }
+
+    /// The parsed body.
+    pub(super) fn parsed(&self) -> &Sdp<'a> {
+        &self.parsed
+    }
+
+    /// The streams the relay gets from it.
+    pub(super) fn streams(&self) -> &[crate::media::StreamDesc] {
+        &self.streams
     }
 
     /// Writes the body for leg `to`, with `relays` facing it and `origin` as its `o=` line.
@@ -43,7 +81,7 @@ impl<'a> Description<'a> {
         policy: &crate::sdp::SdpPolicy,
         out: &mut Vec<u8>,
     ) -> Result<(), SdpProblem> {
-        sdp::rewrite(&self.parsed, relays, to, origin, policy, out)
+        sdp::rewrite(&self.parsed, relays, to, origin, policy, &self.formats, out)
     }
 }
 
@@ -55,10 +93,16 @@ impl B2bua {
         &mut self,
         body: &'a [u8],
         from: Side,
+        trunk: Option<TrunkId>,
+        codecs: &mut codec_policy::CallCodecs,
         peers: &MediaPeers,
         media: &mut dyn MediaControl,
     ) -> Result<(Description<'a>, Allocation), Refusal> {
-        let desc = Description::parse(body, &self.cfg.sdp).map_err(|p| {
+        let desc = Description::parse(body, &self.cfg.sdp).and_then(|mut d| {
+            d.apply_codecs(codecs, &self.cfg, trunk, from, false)?;
+            Ok(d)
+        });
+        let desc = desc.map_err(|p| {
             self.border_refusal(p.as_str());
             Refusal::NotAcceptableHere
         })?;
@@ -81,7 +125,7 @@ impl B2bua {
     ) -> Result<(), Refusal> {
         let to = from.other();
         let peers = self.call_media_peers(call);
-        let desc = match Description::parse(body, &self.cfg.sdp) {
+        let mut desc = match Description::parse(body, &self.cfg.sdp) {
             Ok(d) => d,
             Err(p) => {
                 self.border_refusal(p.as_str());
@@ -91,6 +135,15 @@ impl B2bua {
         let Some(c) = self.calls.get_mut(&call) else {
             return Err(Refusal::CallDoesNotExist);
         };
+        if t38::refused(&self.cfg, c.trunk, desc.parsed()) {
+            self.border_refusal("t38_rejected");
+            return Err(Refusal::NotAcceptableHere);
+        }
+        if let Err(p) = desc.apply_codecs(&mut c.codecs, &self.cfg, c.trunk, from, false) {
+            self.border_refusal(p.as_str());
+            return Err(Refusal::NotAcceptableHere);
+        }
+        c.offers.reoffer(from, &desc.streams);
         let relays = match c.media {
             Some(s) => media
                 .update(s, sdp::leg(from), &desc.streams)
@@ -144,10 +197,12 @@ impl B2bua {
     ) -> Result<(), SdpProblem> {
         let caller = callee.other();
         let peers = self.call_media_peers(call);
-        let desc = Description::parse(body, &self.cfg.sdp)?;
+        let mut desc = Description::parse(body, &self.cfg.sdp)?;
         let Some(c) = self.calls.get_mut(&call) else {
             return Ok(());
         };
+        let is_answer = c.codecs.is_answer_from(callee);
+        desc.apply_codecs(&mut c.codecs, &self.cfg, c.trunk, callee, is_answer)?;
         let relays = match c.media {
             Some(s) => media.commit(s, sdp::leg(callee), &desc.streams),
             None => media
@@ -162,6 +217,11 @@ impl B2bua {
             sections: desc.streams.len(),
             relays: 0,
         })?;
+        c.offers.described(callee, &desc.streams);
+        if is_answer {
+            c.offers.answered();
+            codec_policy::relay_maps(&c.codecs, media, c.media)?;
+        }
         let leg = c.leg_mut(caller);
         desc.rewrite(&relays, caller, &mut leg.origin, &self.cfg.sdp, out)?;
         let crossing = srtp_policy::Crossing {
@@ -193,16 +253,21 @@ impl B2bua {
         out: &mut Vec<u8>,
     ) -> Result<(), &'static str> {
         let other = side.other();
-        let desc = Description::parse(body, &self.cfg.sdp).map_err(|p| p.as_str())?;
+        let mut desc = Description::parse(body, &self.cfg.sdp).map_err(|p| p.as_str())?;
         let Some(c) = self.calls.get_mut(&call) else {
             return Err("sdp_unanchored");
         };
+        desc.apply_codecs(&mut c.codecs, &self.cfg, c.trunk, side, true)
+            .map_err(|p| p.as_str())?;
         let relays = match c.media {
             Some(s) => media
                 .commit(s, sdp::leg(side), &desc.streams)
                 .map_err(|_| "sdp_unanchored")?,
             None => return Err("sdp_unanchored"),
         };
+        c.offers.described(side, &desc.streams);
+        c.offers.answered();
+        codec_policy::relay_maps(&c.codecs, media, c.media).map_err(|p| p.as_str())?;
         let leg = c.leg_mut(other);
         let crossing = srtp_policy::Crossing {
             role: srtp_policy::SdpRole::Answer,

@@ -201,6 +201,10 @@ impl B2bua {
             redirects: redirect::Tried::default(),
             forks: fork::Forks::default(),
             srtp: srtp_policy::CallSrtp::default(),
+            // Not in the record (schema v2): a restored call relays payload types unmapped and
+            // negotiates its next offer afresh (docs/scaling.md, "What is not restored").
+            codecs: super::codec_policy::CallCodecs::default(),
+            offers: super::t38::Offers::default(),
             facts: record::Facts::restored(snap.called.clone(), session),
             persisted: None,
         };
@@ -227,7 +231,7 @@ impl B2bua {
             .min();
         // Written already: the first change after the restore is reported again.
         call.persisted = Some(0);
-        self.calls.insert(id, call);
+        self.calls.insert(id, Box::new(call));
         if let Some(at) = next {
             self.timers.set_earliest(TimerRef::Call(id), at);
         }

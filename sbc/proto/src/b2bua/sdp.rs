@@ -6,6 +6,7 @@
 
 use std::net::IpAddr;
 
+use super::codec_policy::FormatEdit;
 use crate::{
     media::{Direction, Leg, StreamDesc, StreamRelay},
     net::Side,
@@ -41,6 +42,12 @@ pub enum SdpProblem {
     /// No `m=` line: nothing to anchor, and nothing of the body may cross unrewritten.
     #[error("no media sections")]
     NoMedia,
+    /// The codec policy left a section without a real codec (`codec_policy.rs`).
+    #[error("media section {0} has no codec in common with the policy")]
+    NoCommonCodec(usize),
+    /// The relay cannot rewrite the payload types the two legs numbered differently.
+    #[error("the relay cannot map payload types")]
+    PayloadMaps,
     /// SRTP negotiation refused the body (`srtp_policy.rs`); the label says why.
     #[error("SRTP: {0}")]
     Srtp(&'static str),
@@ -62,6 +69,8 @@ impl SdpProblem {
             Self::NoAddress(_) => "sdp_no_address",
             Self::Address { reason, .. } => reason.as_str(),
             Self::NoMedia => "sdp_no_media",
+            Self::NoCommonCodec(_) => "sdp_no_common_codec",
+            Self::PayloadMaps => "sdp_pt_map_relay",
             Self::Srtp(reason) => reason,
             Self::Unanchored { .. } => "sdp_unanchored",
         }
@@ -166,14 +175,17 @@ impl Origin {
 }
 
 /// Writes the parsed body for `to` (the leg receiving it) with the relay endpoints facing that
-/// leg, keeping only what `policy` allows. Every `m=` line must have its relay endpoints: a
-/// body that cannot be anchored completely is refused, never passed on as it came.
+/// leg, keeping only what `policy` allows and the payload types the codec policy's `formats`
+/// keep (per `m=` line; missing entries change nothing). Every `m=` line must have its relay
+/// endpoints: a body that cannot be anchored completely is refused, never passed on as it
+/// came.
 pub(super) fn rewrite(
     parsed: &Sdp<'_>,
     relays: &[StreamRelay],
     to: Side,
     origin: &mut Origin,
     policy: &SdpPolicy,
+    formats: &[FormatEdit],
     out: &mut Vec<u8>,
 ) -> Result<(), SdpProblem> {
     let src = parsed.origin()?;
@@ -213,6 +225,18 @@ pub(super) fn rewrite(
             ed.set_connection(Section::Media(i), family, &addr)?;
         }
         ed.set_port(i, ep.rtp_port)?;
+        if let Some(edit) = formats.get(i) {
+            if let Some(keep) = &edit.keep {
+                let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
+                ed.filter_formats(i, &keep)?;
+            }
+            if !edit.renumber.is_empty() {
+                ed.renumber_formats(i, &edit.renumber)?;
+            }
+            if let Some(pt) = edit.add_event {
+                ed.append_format(i, pt, "telephone-event/8000", Some("0-16"))?;
+            }
+        }
         match m.rtcp() {
             Some(Ok(r)) => {
                 let with_addr = r.connection.is_some().then_some((family, addr.as_str()));
@@ -272,6 +296,7 @@ mod tests {
             Side::Outside,
             &mut origin,
             &SdpPolicy::default(),
+            &[],
             &mut out,
         )
         .expect("rewrite");
@@ -291,6 +316,7 @@ mod tests {
             Side::Outside,
             &mut origin,
             &SdpPolicy::default(),
+            &[],
             &mut out,
         )
         .expect("rewrite");
@@ -302,6 +328,7 @@ mod tests {
             Side::Outside,
             &mut origin,
             &SdpPolicy::default(),
+            &[],
             &mut out,
         )
         .expect("rewrite");

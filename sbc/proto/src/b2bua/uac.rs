@@ -389,6 +389,10 @@ impl B2bua {
             None,
             media,
         );
+        // A refused re-offer (a T.38 switch answered 488/606): the previous session stays.
+        if matches!(method, Method::Invite | Method::Update) && status >= 300 {
+            self.fall_back(call, from, media);
+        }
         if matches!(method, Method::Invite | Method::Update) && (200..300).contains(&status) {
             // The peer answered a request relayed on its leg: its session interval from now.
             let current = self.calls.get(&call).and_then(|c| c.leg(side).session);

@@ -1,8 +1,15 @@
 //! The RFC 4733 telephone-event payload (§2.3) and the DTMF digits it names (§3.2).
 
-/// A DTMF digit: events 0–15 of RFC 4733 §3.2 (`0`–`9`, `*`, `#`, `A`–`D`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A DTMF digit: events 0–15 of RFC 4733 §3.2 (`0`–`9`, `*`, `#`, `A`–`D`). Its `Debug`
+/// output hides the value: digits are PINs and must not reach a log.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Digit(u8);
+
+impl std::fmt::Debug for Digit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Digit(<redacted>)")
+    }
+}
 
 impl Digit {
     /// The digit for an event code, if it is one of the 16 DTMF events.

@@ -92,6 +92,7 @@ fn config() -> B2buaConfig {
         pbx_register: crate::b2bua::RegisterPolicy::Reject,
         max_pending_challenges: 1000,
         pbx_srtp: crate::srtp::SrtpPolicy::default(),
+        pbx_media: crate::b2bua::MediaPolicy::default(),
         session_timer: crate::b2bua::SessionTimerConfig::default(),
         max_redirects: 5,
     }

@@ -43,6 +43,7 @@ pub mod command;
 pub mod crypto;
 pub mod fast_path;
 pub mod latch;
+pub mod payload;
 pub mod peer;
 pub mod policy;
 pub mod pool;
@@ -67,6 +68,7 @@ pub(crate) fn test_origin() -> std::time::Instant {
 pub use command::MediaCommand;
 pub use crypto::StreamSrtp;
 pub use fast_path::FastPath;
+pub use payload::StreamPayloadMaps;
 pub use settings::{RelaySettings, SideAddress};
 pub use table::{Arrival, MediaTable, PacketAction, PacketDrop, RelayPort, StreamKey};
 
@@ -388,6 +390,23 @@ pub trait MediaControl {
             "this relay restores no sessions".into(),
         ))
     }
+
+    /// The payload-type rewrites of the session's streams (by `m=` index), set after every
+    /// answer (`payload.rs`). A relay that cannot rewrite accepts only identity maps.
+    fn set_payload_maps(
+        &mut self,
+        session: SessionId,
+        maps: &[StreamPayloadMaps],
+    ) -> Result<(), MediaError> {
+        let _ = session;
+        if maps.iter().all(StreamPayloadMaps::is_identity) {
+            Ok(())
+        } else {
+            Err(MediaError::Unavailable(
+                "no payload-type rewriting in this relay".into(),
+            ))
+        }
+    }
 }
 
 #[cfg(any(test, feature = "fake-media"))]
@@ -424,6 +443,8 @@ pub struct FakeSession {
     pub peers: MediaPeers,
     /// SRTP keys per leg (`[inside, outside]`) as last set, per stream.
     pub crypto: [Vec<Option<crate::srtp::StreamKeys>>; 2],
+    /// Payload-type rewrites as last set, per stream.
+    pub payload_maps: Vec<StreamPayloadMaps>,
     /// Streams per leg (`[inside, outside]`) last marked as awaiting SRTP keys.
     pub expected: [Vec<bool>; 2],
 }
@@ -535,11 +556,25 @@ impl MediaControl for FakeMedia {
                 peers: snap.peers(),
                 crypto: [Vec::new(), Vec::new()],
                 expected: [Vec::new(), Vec::new()],
+                payload_maps: Vec::new(),
             },
         );
         // New sessions after the restart never reuse a restored id.
         self.next_id = self.next_id.max(snap.session.saturating_add(1));
         Ok(id)
+    }
+
+    fn set_payload_maps(
+        &mut self,
+        session: SessionId,
+        maps: &[StreamPayloadMaps],
+    ) -> Result<(), MediaError> {
+        let s = self
+            .sessions
+            .get_mut(&session)
+            .ok_or(MediaError::UnknownSession(session))?;
+        s.payload_maps = maps.to_vec();
+        Ok(())
     }
 
     fn expect_crypto(

@@ -304,6 +304,28 @@ impl MediaTable {
         Ok(())
     }
 
+    /// The payload-type rewrites of the session's streams (by `m=` index; missing entries are
+    /// identity). A stream that rewrites leaves the fast path (the XDP program forwards bytes
+    /// unchanged); one back to identity may take it again.
+    pub fn set_payload_maps(
+        &mut self,
+        now: Instant,
+        id: SessionId,
+        maps: &[crate::media::StreamPayloadMaps],
+    ) -> Result<(), MediaError> {
+        let s = self
+            .sessions
+            .get_mut(&id)
+            .ok_or(MediaError::UnknownSession(id))?;
+        for (i, st) in s.streams.iter_mut().enumerate() {
+            st.payload = maps.get(i).cloned().unwrap_or_default();
+        }
+        for index in 0..s.streams.len() {
+            self.sync_fast_path(now, StreamKey { session: id, index });
+        }
+        Ok(())
+    }
+
     /// `leg`'s streams (by `m=` index) whose SDP just offered or accepted SRTP: until
     /// [`set_crypto`](Self::set_crypto) settles their keys, such a stream relays nothing and
     /// stays off the fast path (see [`StreamSrtp::expect`]).
@@ -370,6 +392,7 @@ impl MediaTable {
                 installed: Vec::new(),
                 xdp_packets: 0,
                 srtp: StreamSrtp::default(),
+                payload: crate::media::StreamPayloadMaps::default(),
                 bind_attempts: [0; 2],
             });
         }
@@ -401,6 +424,7 @@ impl MediaTable {
             installed: Vec::new(),
             xdp_packets: 0,
             srtp: StreamSrtp::default(),
+            payload: crate::media::StreamPayloadMaps::default(),
             bind_attempts: [0; 2],
         })
     }
@@ -594,8 +618,9 @@ impl MediaTable {
         else {
             return;
         };
-        // Encrypted streams stay in userspace: XDP cannot run AES.
-        let want = if st.srtp.active() {
+        // Encrypted streams stay in userspace: XDP cannot run AES; nor can it rewrite payload
+        // types (no per-mapping table in the program).
+        let want = if st.srtp.active() || !st.payload.is_identity() {
             None
         } else {
             fast_path::desired(&self.settings, st.ports(), &st.peers, now)

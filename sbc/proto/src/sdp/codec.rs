@@ -14,6 +14,8 @@
 //! [`PayloadMap::between`] finds, for each codec both descriptions share, the number the
 //! receiving side expects.
 
+use std::borrow::Cow;
+
 use super::parse::Media;
 
 /// Encodings that carry no audio or video of their own: a section with only these left has
@@ -73,8 +75,67 @@ impl Codec<'_> {
             && self.params.unwrap_or("1") == other.params.unwrap_or("1")
     }
 
-    fn is_auxiliary(&self) -> bool {
+    /// Whether it carries no audio or video of its own (DTMF events, comfort noise,
+    /// redundancy, FEC, retransmission).
+    pub fn is_auxiliary(&self) -> bool {
         AUXILIARY.iter().any(|a| self.name.eq_ignore_ascii_case(a))
+    }
+
+    /// An owned copy, kept past the SDP body it was read from (a call's negotiated codecs).
+    pub fn to_spec(&self) -> CodecSpec {
+        // The common names need no allocation per call.
+        let name = COMMON_NAMES
+            .iter()
+            .find(|n| **n == self.name)
+            .map_or_else(|| Cow::Owned(self.name.to_owned()), |n| Cow::Borrowed(*n));
+        CodecSpec {
+            payload_type: self.payload_type,
+            name,
+            clock_rate: self.clock_rate,
+            params: self.params.map(str::to_owned),
+        }
+    }
+}
+
+/// An owned [`Codec`]: what one side declared for one payload type, remembered between its
+/// offer and the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodecSpec {
+    /// The payload type number.
+    pub payload_type: u8,
+    /// The encoding name.
+    pub name: Cow<'static, str>,
+    /// The RTP clock rate.
+    pub clock_rate: u32,
+    /// Encoding parameters, if given.
+    pub params: Option<String>,
+}
+
+/// Encoding names kept without an allocation in a [`CodecSpec`] (as commonly written).
+const COMMON_NAMES: &[&str] = &[
+    "PCMU",
+    "PCMA",
+    "G722",
+    "G729",
+    "GSM",
+    "CN",
+    "telephone-event",
+    "opus",
+    "iLBC",
+    "AMR",
+    "AMR-WB",
+    "red",
+];
+
+impl CodecSpec {
+    /// The borrowed view.
+    pub fn as_codec(&self) -> Codec<'_> {
+        Codec {
+            payload_type: self.payload_type,
+            name: &self.name,
+            clock_rate: self.clock_rate,
+            params: self.params.as_deref(),
+        }
     }
 }
 
@@ -85,11 +146,12 @@ pub fn codecs<'a>(media: &Media<'_, 'a>) -> Vec<Codec<'a>> {
     let Ok(desc) = media.desc() else {
         return Vec::new();
     };
-    let maps: Vec<_> = media.rtpmaps().collect();
+    // A section has a handful of formats: a scan of its rtpmaps per format costs less than
+    // collecting them (this runs on every offer and answer).
     desc.format_list()
         .filter_map(|f| {
             let payload_type = f.parse::<u8>().ok().filter(|pt| *pt < 128)?;
-            if let Some(map) = maps.iter().find(|m| m.payload_type == f) {
+            if let Some(map) = media.rtpmaps().find(|m| m.payload_type == f) {
                 let mut parts = map.encoding.split('/');
                 let name = parts.next().filter(|n| !n.is_empty())?;
                 let clock_rate = parts.next()?.trim().parse().ok()?;
@@ -183,12 +245,30 @@ impl PayloadMap {
     /// numbering back to it — declared, so the sender's description gives the numbers that
     /// arrive.
     pub fn between(sender: &Media<'_, '_>, receiver: &Media<'_, '_>) -> Self {
-        let theirs = codecs(receiver);
-        let mut entries = Vec::new();
-        for ours in codecs(sender) {
+        Self::between_codecs(&codecs(sender), &codecs(receiver))
+    }
+
+    /// [`between`](Self::between) over codec lists already read.
+    pub fn between_codecs(sender: &[Codec<'_>], theirs: &[Codec<'_>]) -> Self {
+        Self::build(sender.iter().copied(), || theirs.iter().copied())
+    }
+
+    /// [`between`](Self::between) over remembered [`CodecSpec`]s (no copy of the lists).
+    pub fn between_specs(sender: &[CodecSpec], theirs: &[CodecSpec]) -> Self {
+        Self::build(sender.iter().map(CodecSpec::as_codec), || {
+            theirs.iter().map(CodecSpec::as_codec)
+        })
+    }
+
+    fn build<'s, 'r, I>(sender: impl Iterator<Item = Codec<'s>>, theirs: impl Fn() -> I) -> Self
+    where
+        I: Iterator<Item = Codec<'r>>,
+    {
+        let mut entries: Vec<(u8, u8)> = Vec::new();
+        for ours in sender {
             // The receiver's own number for this codec, preferring the sender's number when
             // the receiver lists the codec under it too (a codec may appear twice).
-            let same = || theirs.iter().filter(|t| t.same_as(&ours));
+            let same = || theirs().filter(|t| t.same_as(&ours));
             let target = same()
                 .find(|t| t.payload_type == ours.payload_type)
                 .or_else(|| same().next());

@@ -267,6 +267,82 @@ impl<'s, 'a> SdpEditor<'s, 'a> {
         Ok(self)
     }
 
+    /// Renumbers payload types of media section `index` (`(from, to)` pairs) on the `m=` line
+    /// and in its `a=rtpmap`, `a=fmtp` and `a=rtcp-fb` lines, after any
+    /// [`filter_formats`](Self::filter_formats). The caller keeps the result free of duplicate
+    /// numbers.
+    pub fn renumber_formats(
+        &mut self,
+        index: usize,
+        map: &[(u8, u8)],
+    ) -> Result<&mut Self, SdpError> {
+        let m = self
+            .sdp
+            .media_at(index)
+            .ok_or(SdpError::NoSuchMedia(index))?;
+        let desc = m.desc()?;
+        let target = |f: &str| {
+            let pt = f.parse::<u8>().ok()?;
+            map.iter().find(|(from, _)| *from == pt).map(|(_, to)| *to)
+        };
+        let current: Vec<String> = match &self.media[index].formats {
+            Some(f) => f.clone(),
+            None => desc.format_list().map(str::to_owned).collect(),
+        };
+        self.media[index].formats = Some(
+            current
+                .iter()
+                .map(|f| target(f).map_or_else(|| f.clone(), |t| t.to_string()))
+                .collect(),
+        );
+        let (start, end) = (m.line_index(), m.line_index() + m.lines().len());
+        for i in start..end {
+            if matches!(self.replace[i], Some(None)) {
+                continue;
+            }
+            let Some((name, Some(value))) = self.sdp.lines[i].attribute() else {
+                continue;
+            };
+            if !matches!(name, "rtpmap" | "fmtp" | "rtcp-fb") {
+                continue;
+            }
+            let (pt, rest) = value.split_once(' ').unwrap_or((value, ""));
+            if let Some(t) = target(pt) {
+                let sep = if rest.is_empty() { "" } else { " " };
+                self.replace[i] = Some(Some(format!("a={name}:{t}{sep}{rest}")));
+            }
+        }
+        Ok(self)
+    }
+
+    /// Appends payload type `pt` to media section `index`'s format list with its `a=rtpmap`
+    /// (`encoding`, e.g. `telephone-event/8000`) and, if given, `a=fmtp` line (the SBC adding
+    /// a format it terminates itself).
+    pub fn append_format(
+        &mut self,
+        index: usize,
+        pt: u8,
+        encoding: &str,
+        fmtp: Option<&str>,
+    ) -> Result<&mut Self, SdpError> {
+        let m = self
+            .sdp
+            .media_at(index)
+            .ok_or(SdpError::NoSuchMedia(index))?;
+        let desc = m.desc()?;
+        let mut formats: Vec<String> = match &self.media[index].formats {
+            Some(f) => f.clone(),
+            None => desc.format_list().map(str::to_owned).collect(),
+        };
+        formats.push(pt.to_string());
+        self.media[index].formats = Some(formats);
+        self.add_attribute(index, &format!("rtpmap:{pt} {encoding}"))?;
+        if let Some(f) = fmtp {
+            self.add_attribute(index, &format!("fmtp:{pt} {f}"))?;
+        }
+        Ok(self)
+    }
+
     /// Sets the transport protocol of media section `index` (`RTP/AVP` ⇄ `RTP/SAVP` when the
     /// SBC terminates SRTP on a leg).
     pub fn set_proto(&mut self, index: usize, proto: &str) -> Result<&mut Self, SdpError> {

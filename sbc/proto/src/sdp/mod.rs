@@ -13,7 +13,7 @@ mod error;
 mod parse;
 mod policy;
 
-pub use codec::{Codec, CodecPolicy, CodecRefusal, PayloadMap, codecs};
+pub use codec::{Codec, CodecPolicy, CodecRefusal, CodecSpec, PayloadMap, codecs};
 pub use crypto::{Crypto, CryptoRefusal};
 pub use edit::{SdpEditor, Section};
 pub use error::SdpError;

@@ -136,6 +136,8 @@ fn first_provisional_is_reported_once_between_start_and_answer() {
             Event::NoRoute => "no_route",
             Event::PeerMismatch { .. } => "peer_mismatch",
             Event::BorderRefusal { .. } => "border",
+            Event::Dtmf { .. } => "dtmf",
+            Event::GenerateDtmf { .. } => "generate_dtmf",
             Event::Dropped { .. } => "dropped",
             Event::CallRecord(_) => "record",
             Event::CallState(_) => "state",

@@ -77,6 +77,7 @@ pub(super) fn config() -> B2buaConfig {
         pbx_register: RegisterPolicy::Reject,
         max_pending_challenges: 1000,
         pbx_srtp: crate::srtp::SrtpPolicy::default(),
+        pbx_media: crate::b2bua::MediaPolicy::default(),
     }
 }
 

@@ -80,6 +80,7 @@ impl MediaTable {
             installed: vec![f, back],
             xdp_packets: 0,
             srtp: StreamSrtp::default(),
+            payload: crate::media::StreamPayloadMaps::default(),
             bind_attempts: [0; 2],
         };
         let id = SessionId(self.next_id);

@@ -1,7 +1,7 @@
 //! The packet path: what the table decides about each datagram a relay socket receives.
 
 use super::*;
-use crate::srtp::SrtpError;
+use crate::{media::payload, srtp::SrtpError};
 
 /// The RTP or the RTCP socket of a relay endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,6 +155,10 @@ impl MediaTable {
             (dst.latch[0].target(), RelayPort::Rtp)
         };
         let relatched = matches!(verdict, Verdict::Latched { previous: Some(_) });
+        // The receiving leg's payload-type numbers (before SRTP protects the header).
+        if !is_rtcp && target.is_some() {
+            payload::rewrite(st.payload.from_leg(from), &mut buf[..len]);
+        }
         let action = match target {
             Some(to) => match st.srtp.outbound(leg.other(), is_rtcp, buf, len) {
                 Ok(len) => PacketAction::Forward {

@@ -147,6 +147,8 @@ impl MediaTable {
             installed: Vec::new(),
             xdp_packets: 0,
             srtp: StreamSrtp::default(),
+            // Not in the record: a restored stream relays payload types as they come.
+            payload: crate::media::StreamPayloadMaps::default(),
             // The peers' SDP names these ports: a restored stream cannot move to another pair,
             // so its first bind failure is final.
             bind_attempts: [BIND_ATTEMPTS - 1; 2],

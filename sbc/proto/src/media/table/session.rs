@@ -34,6 +34,8 @@ pub struct Stream {
     pub xdp_packets: u64,
     /// SRTP contexts per leg (plain RTP when none is set, see [`MediaTable::set_crypto`]).
     pub srtp: StreamSrtp,
+    /// Payload-type rewrites per direction (`payload.rs`, [`MediaTable::set_payload_maps`]).
+    pub payload: crate::media::StreamPayloadMaps,
     pub(super) bind_attempts: [u8; 2],
 }
 

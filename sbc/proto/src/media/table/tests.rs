@@ -831,3 +831,76 @@ fn a_leg_awaiting_srtp_keys_gets_no_plain_packet_and_no_fast_path() {
     t.release(a.session);
     assert!(t.holds_nothing());
 }
+
+/// `telephone-event` 101 inside, 96 outside (as `b2bua/codec_policy.rs` computes it).
+fn event_maps() -> crate::media::StreamPayloadMaps {
+    let sdp = |pt: u8| {
+        format!(
+            "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nt=0 0\r\nm=audio 1 RTP/AVP 0 {pt}\r\na=rtpmap:{pt} telephone-event/8000\r\n"
+        )
+    };
+    let (inside, outside) = (sdp(101), sdp(96));
+    let (i, o) = (
+        crate::sdp::Sdp::parse(inside.as_bytes()).expect("SDP"),
+        crate::sdp::Sdp::parse(outside.as_bytes()).expect("SDP"),
+    );
+    let (i, o) = (i.media_at(0).expect("m="), o.media_at(0).expect("m="));
+    crate::media::StreamPayloadMaps {
+        inside_to_outside: crate::sdp::PayloadMap::between(&i, &o),
+        outside_to_inside: crate::sdp::PayloadMap::between(&o, &i),
+    }
+}
+
+fn forward_pt(t: &mut MediaTable, now: Instant, k: StreamKey, leg: Leg, src: &str, pt: u8) -> u8 {
+    let mut buf = [0u8; 64];
+    buf[..RTP.len()].copy_from_slice(&RTP);
+    buf[1] = 0x80 | pt;
+    let arrival = Arrival {
+        stream: k,
+        leg,
+        port: RelayPort::Rtp,
+        src: sa(src),
+    };
+    match t.handle_packet(now, arrival, &mut buf, RTP.len()) {
+        PacketAction::Forward { .. } => buf[1],
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn payload_types_are_rewritten_per_direction_and_keep_the_stream_off_the_fast_path() {
+    let t0 = crate::media::test_origin();
+    let mut t = table(true);
+    let a = call(&mut t, t0, Some("198.51.100.7:5000"));
+    let k = key(&a);
+    t.set_payload_maps(t0, a.session, &[event_maps()])
+        .expect("maps");
+    assert_eq!(
+        forward_pt(&mut t, t0, k, Leg::Inside, "10.0.0.5:4000", 101),
+        0x80 | 96,
+        "the carrier gets its 96, marker kept"
+    );
+    assert_eq!(
+        forward_pt(&mut t, t0, k, Leg::Outside, "198.51.100.7:5000", 96),
+        0x80 | 101
+    );
+    assert_eq!(
+        forward_pt(&mut t, t0, k, Leg::Inside, "10.0.0.5:4000", 0),
+        0x80,
+        "PCMU is the same on both legs"
+    );
+    assert!(
+        installs(&drain(&mut t)).is_empty(),
+        "XDP would forward 101 unchanged: the stream stays in userspace"
+    );
+    assert_eq!(t.mappings(), 0);
+    // Back to the same numbers (a re-INVITE): the fast path may take it.
+    t.set_payload_maps(t0, a.session, &[]).expect("identity");
+    assert_eq!(installs(&drain(&mut t)).len(), 2);
+    assert_eq!(
+        t.set_payload_maps(t0, SessionId(999), &[]),
+        Err(MediaError::UnknownSession(SessionId(999)))
+    );
+    t.release(a.session);
+    assert!(t.holds_nothing());
+}

@@ -85,6 +85,7 @@ fn b2bua_config() -> B2buaConfig {
         pbx_register: RegisterPolicy::Reject,
         max_pending_challenges: 1000,
         pbx_srtp: crate::srtp::SrtpPolicy::default(),
+        pbx_media: crate::b2bua::MediaPolicy::default(),
     }
 }
 

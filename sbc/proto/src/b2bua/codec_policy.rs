@@ -1,0 +1,362 @@
+//! Codec policy on the way through the B2BUA (RFC 3264 §5.1, §6.1), one step of offer/answer
+//! like `srtp_policy.rs`: which payload types of each RTP section cross, in which order, and
+//! with which numbers, plus the payload-type rewrites the relay makes per direction.
+//!
+//! - An offer crosses with the codecs both sides' policies allow (`[pbx]` and the call's
+//!   trunk, `media_policy.rs`), in the receiving side's order of preference (else the
+//!   sender's, else as offered). A section left with no real codec refuses the offer (488).
+//! - An answer crosses with the same filter, and with each codec renumbered to the number the
+//!   offerer gave it: every leg sees its own numbering mirrored, and the relay rewrites the RTP
+//!   payload type between the numbers each side declared (`PayloadMap`), e.g. DTMF as
+//!   `telephone-event` 101 inside and 96 outside.
+//!
+//! - DTMF between a side configured `rfc4733` and one configured `info`
+//!   (`dtmf_interwork.rs`): `telephone-event` is removed from what the `info` side gets, and
+//!   added (when missing) to what the `rfc4733` side gets, so that the relay can generate and
+//!   detect the events the `info` side signals as INFO.
+//!
+//! Only RTP sections with a port are touched: T.38 (`udptl`) and disabled sections cross as
+//! they are. `a=rtpmap`, `a=fmtp` and `a=rtcp-fb` go with their payload type; session and media
+//! attributes such as `a=ptime` are kept.
+
+use crate::{
+    media::StreamPayloadMaps,
+    net::Side,
+    sdp::{CodecPolicy, CodecRefusal, CodecSpec, Media, PayloadMap, Sdp, codecs},
+};
+
+use super::{B2buaConfig, media_policy};
+
+/// What the codec policy changes in one media section of a body.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct FormatEdit {
+    /// Payload types kept, in order (None: the section's format list is left as it is).
+    pub(super) keep: Option<Vec<String>>,
+    /// Payload types renumbered after filtering, `(received, written)`.
+    pub(super) renumber: Vec<(u8, u8)>,
+    /// A `telephone-event/8000` payload type the SBC adds (it terminates DTMF for that leg).
+    pub(super) add_event: Option<u8>,
+}
+
+/// What crossing from one DTMF method to another does to `telephone-event`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DtmfStep {
+    /// Nothing.
+    Keep,
+    /// Removed: the receiving side takes INFO.
+    Strip,
+    /// Added if missing: the receiving side takes RFC 4733 from the SBC.
+    Add,
+}
+
+fn dtmf_step(cfg: &B2buaConfig, trunk: Option<usize>, from: Side) -> DtmfStep {
+    use super::DtmfMode::{Info, Rfc4733};
+    let sender = media_policy::of(cfg, from, trunk).dtmf;
+    let receiver = media_policy::of(cfg, from.other(), trunk).dtmf;
+    match (sender, receiver) {
+        (Rfc4733, Info) => DtmfStep::Strip,
+        (Info, Rfc4733) => DtmfStep::Add,
+        _ => DtmfStep::Keep,
+    }
+}
+
+fn is_event(c: &crate::sdp::Codec<'_>) -> bool {
+    c.name.eq_ignore_ascii_case("telephone-event") && c.clock_rate == 8000
+}
+
+/// `keep` (None: every codec of `all`) without `telephone-event`.
+fn strip_events(keep: Option<Vec<u8>>, all: &[crate::sdp::Codec<'_>]) -> Option<Vec<u8>> {
+    let keep = keep.unwrap_or_else(|| all.iter().map(|c| c.payload_type).collect());
+    Some(
+        keep.into_iter()
+            .filter(|pt| !all.iter().any(|c| c.payload_type == *pt && is_event(c)))
+            .collect(),
+    )
+}
+
+/// A dynamic payload type free in `m` for an added `telephone-event` (101 when free).
+fn free_dynamic(m: &Media<'_, '_>) -> Option<u8> {
+    let used: Vec<u8> = m
+        .desc()
+        .map(|d| d.format_list().filter_map(|f| f.parse().ok()).collect())
+        .unwrap_or_default();
+    std::iter::once(101)
+        .chain(96..=127)
+        .find(|pt| !used.contains(pt))
+}
+
+/// Why the codec policy refused a body: the section that was left without a codec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct NoCommonCodec {
+    /// The `m=` line, 0-based.
+    pub(super) index: usize,
+}
+
+/// The codec state of one call.
+#[derive(Debug, Clone, Default)]
+pub(super) struct CallCodecs {
+    /// Per side (`[inside, outside]`), per `m=` line: the codecs its last SDP declared that
+    /// crossed, in its own numbering.
+    declared: [Vec<Vec<CodecSpec>>; 2],
+    /// The side the SBC sent the last offer to, while its answer is awaited.
+    awaiting: Option<Side>,
+    /// The side whose answer was last seen (an answer repeated in the 2xx after an 18x).
+    answered: Option<Side>,
+    /// Per `m=` line, the rewrites in force since the last answer.
+    maps: Vec<StreamPayloadMaps>,
+}
+
+const fn idx(side: Side) -> usize {
+    match side {
+        Side::Inside => 0,
+        Side::Outside => 1,
+    }
+}
+
+/// Whether the codec policy applies to a section: RTP (any profile) with a port.
+fn is_rtp(m: &Media<'_, '_>) -> bool {
+    m.desc()
+        .is_ok_and(|d| d.port != 0 && d.proto.to_ascii_uppercase().contains("RTP/"))
+}
+
+/// The payload types of `m` that both policies allow, in the first allow list's order of
+/// `[receiver, sender]` (else as received); None when neither policy restricts anything.
+fn combined(
+    sender: &CodecPolicy,
+    receiver: &CodecPolicy,
+    m: &Media<'_, '_>,
+) -> Result<Option<Vec<u8>>, CodecRefusal> {
+    let pick = |p: &CodecPolicy| (!p.is_open()).then(|| p.select(m)).transpose();
+    let kept = match (pick(sender)?, pick(receiver)?) {
+        (None, None) => return Ok(None),
+        (Some(k), None) | (None, Some(k)) => k,
+        (Some(s), Some(r)) => {
+            let (order, other) = if !receiver.allow.is_empty() || sender.allow.is_empty() {
+                (r, s)
+            } else {
+                (s, r)
+            };
+            order.into_iter().filter(|pt| other.contains(pt)).collect()
+        }
+    };
+    let all = codecs(m);
+    let real = kept.iter().any(|pt| {
+        all.iter()
+            .any(|c| c.payload_type == *pt && !c.is_auxiliary())
+    });
+    if real {
+        Ok(Some(kept))
+    } else {
+        Err(CodecRefusal::NoCommonCodec)
+    }
+}
+
+impl CallCodecs {
+    /// Whether a body in a response from `callee` answers the SBC's last offer (else it is an
+    /// offer of its own: a 2xx to an offer-less INVITE).
+    pub(super) fn is_answer_from(&self, callee: Side) -> bool {
+        self.awaiting == Some(callee) || (self.awaiting.is_none() && self.answered == Some(callee))
+    }
+
+    /// An offer from `from` (parsed): the format edits of the body for the other leg. The
+    /// offerer's codecs are remembered for the answer.
+    pub(super) fn offer(
+        &mut self,
+        cfg: &B2buaConfig,
+        trunk: Option<usize>,
+        from: Side,
+        parsed: &Sdp<'_>,
+    ) -> Result<Vec<FormatEdit>, NoCommonCodec> {
+        let (sender, receiver) = policies(cfg, trunk, from);
+        let step = dtmf_step(cfg, trunk, from);
+        let mut edits = Vec::with_capacity(parsed.media_count());
+        let mut declared = Vec::with_capacity(parsed.media_count());
+        for (index, m) in parsed.media().enumerate() {
+            if !is_rtp(&m) {
+                edits.push(FormatEdit::default());
+                declared.push(Vec::new());
+                continue;
+            }
+            let all = codecs(&m);
+            let keep = combined(sender, receiver, &m).map_err(|_| NoCommonCodec { index })?;
+            // What the offerer declared stays recorded (the relay detects its events); only
+            // the body toward an INFO side loses them.
+            let mut written = keep.clone();
+            let mut add_event = None;
+            match step {
+                DtmfStep::Keep => {}
+                DtmfStep::Strip => written = strip_events(written, &all),
+                DtmfStep::Add => {
+                    let has = match &keep {
+                        Some(k) => all
+                            .iter()
+                            .any(|c| is_event(c) && k.contains(&c.payload_type)),
+                        None => all.iter().any(is_event),
+                    };
+                    if !has {
+                        add_event = free_dynamic(&m);
+                    }
+                }
+            }
+            let crossing: Vec<CodecSpec> = match &keep {
+                Some(k) => k
+                    .iter()
+                    .filter_map(|pt| all.iter().find(|c| c.payload_type == *pt))
+                    .map(|c| c.to_spec())
+                    .collect(),
+                None => all.iter().map(|c| c.to_spec()).collect(),
+            };
+            edits.push(FormatEdit {
+                keep: written.map(|k| k.iter().map(u8::to_string).collect()),
+                renumber: Vec::new(),
+                add_event,
+            });
+            declared.push(crossing);
+        }
+        self.declared[idx(from)] = declared;
+        self.awaiting = Some(from.other());
+        Ok(edits)
+    }
+
+    /// The answer from `from` (parsed) to the offer of the other side: filtered like an offer,
+    /// renumbered to the offerer's numbers, and the relay's rewrites recomputed.
+    pub(super) fn answer(
+        &mut self,
+        cfg: &B2buaConfig,
+        trunk: Option<usize>,
+        from: Side,
+        parsed: &Sdp<'_>,
+    ) -> Result<Vec<FormatEdit>, NoCommonCodec> {
+        let offerer = from.other();
+        let (sender, receiver) = policies(cfg, trunk, from);
+        let step = dtmf_step(cfg, trunk, from);
+        let mut edits = Vec::with_capacity(parsed.media_count());
+        let mut declared = Vec::with_capacity(parsed.media_count());
+        for (index, m) in parsed.media().enumerate() {
+            if !is_rtp(&m) {
+                edits.push(FormatEdit::default());
+                declared.push(Vec::new());
+                continue;
+            }
+            let all = codecs(&m);
+            let keep = combined(sender, receiver, &m).map_err(|_| NoCommonCodec { index })?;
+            // As for offers: recorded as declared, removed only from the body.
+            let written = if step == DtmfStep::Strip {
+                strip_events(keep.clone(), &all)
+            } else {
+                keep.clone()
+            };
+            let kept: Vec<CodecSpec> = match &keep {
+                Some(k) => k
+                    .iter()
+                    .filter_map(|pt| all.iter().find(|c| c.payload_type == *pt))
+                    .map(|c| c.to_spec())
+                    .collect(),
+                None => all.iter().map(|c| c.to_spec()).collect(),
+            };
+            let offered = self.declared[idx(offerer)]
+                .get(index)
+                .map_or(&[][..], Vec::as_slice);
+            // The offerer takes RFC 4733 from the SBC: its telephone-event stays in the answer.
+            let add_event = (step == DtmfStep::Add
+                && !kept.iter().any(|c| is_event(&c.as_codec())))
+            .then(|| offered.iter().find(|c| is_event(&c.as_codec())))
+            .flatten()
+            .map(|c| c.payload_type)
+            .filter(|pt| !kept.iter().any(|c| c.payload_type == *pt));
+            edits.push(FormatEdit {
+                keep: written.map(|k| k.iter().map(u8::to_string).collect()),
+                renumber: renumbering(&kept, offered),
+                add_event,
+            });
+            declared.push(kept);
+        }
+        self.declared[idx(from)] = declared;
+        self.awaiting = None;
+        self.answered = Some(from);
+        self.maps = self.mappings();
+        Ok(edits)
+    }
+
+    /// The rewrites of every stream, from what both sides declared.
+    fn mappings(&self) -> Vec<StreamPayloadMaps> {
+        let [inside, outside] = &self.declared;
+        inside
+            .iter()
+            .zip(outside)
+            .map(|(i, o)| StreamPayloadMaps {
+                inside_to_outside: PayloadMap::between_specs(i, o),
+                outside_to_inside: PayloadMap::between_specs(o, i),
+            })
+            .collect()
+    }
+
+    /// The `telephone-event/8000` payload type `side` declared, and its stream: where the
+    /// relay sends generated events toward that side (None: it negotiated none).
+    pub(super) fn event_payload(&self, side: Side) -> Option<(usize, u8)> {
+        self.declared[idx(side)]
+            .iter()
+            .enumerate()
+            .find_map(|(i, s)| {
+                s.iter()
+                    .find(|c| is_event(&c.as_codec()))
+                    .map(|c| (i, c.payload_type))
+            })
+    }
+
+    /// The relay's rewrites per `m=` line (empty before the first answer).
+    pub(super) fn maps(&self) -> &[StreamPayloadMaps] {
+        &self.maps
+    }
+}
+
+/// The sender's and the receiver's codec policy for a body from `from`.
+fn policies(cfg: &B2buaConfig, trunk: Option<usize>, from: Side) -> (&CodecPolicy, &CodecPolicy) {
+    (
+        &media_policy::of(cfg, from, trunk).codecs,
+        &media_policy::of(cfg, from.other(), trunk).codecs,
+    )
+}
+
+/// For each answered codec the offer numbered differently, `(answer's, offer's)` — unless the
+/// offer's number is taken by another payload type of the answer (an answer that reuses
+/// numbers for other codecs keeps its own numbering; the relay maps it either way).
+fn renumbering(answer: &[CodecSpec], offer: &[CodecSpec]) -> Vec<(u8, u8)> {
+    let mut out: Vec<(u8, u8)> = Vec::new();
+    for a in answer {
+        let ours = a.as_codec();
+        let Some(o) = offer.iter().find(|o| o.as_codec().same_as(&ours)) else {
+            continue;
+        };
+        let target = o.payload_type;
+        let taken = answer.iter().any(|x| x.payload_type == target)
+            || out.iter().any(|(_, t)| *t == target);
+        if target != a.payload_type && !taken {
+            out.push((a.payload_type, target));
+        }
+    }
+    out
+}
+
+impl super::B2bua {
+    /// The payload-type rewrites the relay makes on `session`'s streams, per `m=` line (empty
+    /// before the first answer; None for an unknown session).
+    pub fn payload_maps(&self, session: crate::media::SessionId) -> Option<&[StreamPayloadMaps]> {
+        let call = self.sessions.get(&session)?;
+        Some(self.calls.get(call)?.codecs.maps())
+    }
+}
+
+/// Hands the relay the payload-type rewrites settled by an answer.
+pub(super) fn relay_maps(
+    codecs: &CallCodecs,
+    media: &mut dyn crate::media::MediaControl,
+    session: Option<crate::media::SessionId>,
+) -> Result<(), super::SdpProblem> {
+    let Some(session) = session else {
+        return Ok(());
+    };
+    media
+        .set_payload_maps(session, codecs.maps())
+        .map_err(|_| super::SdpProblem::PayloadMaps)
+}
