@@ -9,6 +9,10 @@
 //! 3. packets with a corrupted authentication tag sent to the relay during the call are dropped
 //!    and counted in `sbc_media_srtp_auth_failures_total`, and the admin API names the suite;
 //!
+//! With the trunk over TLS on 5061 (`plain_pbx_and_tls_srtp_carrier_call_both_ways`, the
+//! issue's scenario 1) a call each way hears both tones, and the carrier link carries neither
+//! a clear RTP payload nor any SIP in clear (so no `a=crypto` key line) for the whole dialog.
+//!
 //! The same call with both legs SRTP (`srtp_to_srtp_with_different_keys_per_leg`) shows the
 //! SBC re-encrypting with its own key per leg; and a carrier INVITE offering only suites the SBC
 //! does not implement gets 488.
@@ -73,6 +77,16 @@ snd_path {}
         std::fs::write(dir.join("config"), config).expect("config");
         std::fs::write(dir.join("accounts"), format!("{account}\n")).expect("accounts");
         Self { dir, proc: None }
+    }
+
+    /// Adds `line` to the phone's config (before it runs).
+    fn configure(&self, line: &str) {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.join("config"))
+            .expect("config");
+        writeln!(f, "{line}").expect("config line");
     }
 
     /// Runs baresip in namespace `ns` for `secs`, executing `command` once ready.
@@ -274,31 +288,7 @@ fn call(prefix: &str, pbx_srtp: bool) {
     );
     pbx.run(&lab.lab.pbx, 12, Some("/dial sip:15551234567@198.18.1.1"));
 
-    // Once the call is up: the relay's outside port, from the admin API.
-    let deadline = Instant::now() + Duration::from_secs(8);
-    let (id, out_port) = loop {
-        let list = lab.json("GET", "/api/v1/media/sessions", None, 200);
-        if let Some(id) = list
-            .as_array()
-            .and_then(|a| a.first())
-            .and_then(|v| v.as_u64())
-        {
-            let v = lab.json("GET", &format!("/api/v1/media/sessions/{id}"), None, 200);
-            if v["streams"][0]["srtp"]["outside"].is_string() {
-                let port = v["streams"][0]["outside"]["rtp_port"]
-                    .as_u64()
-                    .expect("port");
-                break (id, u16::try_from(port).expect("port"));
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no SRTP call; pbx log:\n{}\ncarrier log:\n{}",
-            pbx.log(),
-            carrier.log()
-        );
-        thread::sleep(Duration::from_millis(200));
-    };
+    let (id, out_port) = srtp_session(&lab, &pbx, &carrier, None);
     let v = lab.json("GET", &format!("/api/v1/media/sessions/{id}"), None, 200);
     assert_eq!(
         v["streams"][0]["srtp"]["inside"].is_string(),
@@ -329,21 +319,60 @@ fn call(prefix: &str, pbx_srtp: bool) {
     let car_pcap = car_cap.stop();
     let pbx_pcap = pbx_cap.stop();
 
-    assert_tone(&pbx.received(), 1000.0, 440.0, "PBX hears the carrier");
-    assert_tone(&carrier.received(), 440.0, 1000.0, "carrier hears the PBX");
-
     let failures = metric(&lab, "sbc_media_srtp_auth_failures_total") - before;
     assert!(failures >= 20, "forged packets counted: {failures}");
+    assert_heard_and_encrypted(&pbx, &carrier, &pbx_pcap, &car_pcap, &suite);
+}
 
-    // No RTP payload of the PBX's leg appears on the carrier link: in clear when the PBX leg
-    // is plain, as the same ciphertext when it is SRTP (its key is not the carrier leg's).
-    let pbx_wire: Vec<String> = udp_payloads(&pbx_pcap)
+/// The id and outside RTP port of the call's media session once its carrier leg is SRTP
+/// (a session other than `skip`, the lab's previous call).
+fn srtp_session(lab: &MediaLab, pbx: &Phone, carrier: &Phone, skip: Option<u64>) -> (u64, u16) {
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let list = lab.json("GET", "/api/v1/media/sessions", None, 200);
+        let ids: Vec<u64> = list
+            .as_array()
+            .map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect())
+            .unwrap_or_default();
+        for id in ids.into_iter().filter(|id| Some(*id) != skip) {
+            let v = lab.json("GET", &format!("/api/v1/media/sessions/{id}"), None, 200);
+            if v["streams"][0]["srtp"]["outside"].is_string() {
+                let port = v["streams"][0]["outside"]["rtp_port"]
+                    .as_u64()
+                    .expect("port");
+                return (id, u16::try_from(port).expect("port"));
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no SRTP call; pbx log:\n{}\ncarrier log:\n{}",
+            pbx.log(),
+            carrier.log()
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// After a call: each phone recorded the other's tone (440 Hz from the PBX, 1000 Hz from the
+/// carrier), and no RTP payload of the PBX's leg appears on the carrier link — in clear when
+/// the PBX leg is plain, as the same ciphertext when it is SRTP (its key is not the carrier
+/// leg's) — while the carrier link carries `suite`'s SRTP.
+fn assert_heard_and_encrypted(
+    pbx: &Phone,
+    carrier: &Phone,
+    pbx_pcap: &[u8],
+    car_pcap: &[u8],
+    suite: &str,
+) {
+    assert_tone(&pbx.received(), 1000.0, 440.0, "PBX hears the carrier");
+    assert_tone(&carrier.received(), 440.0, 1000.0, "carrier hears the PBX");
+    let pbx_wire: Vec<String> = udp_payloads(pbx_pcap)
         .into_iter()
         .filter(|p| p.starts_with("80") && p.len() >= 2 * 172)
         .map(|p| p[24..2 * 172].to_owned())
         .collect();
     assert!(pbx_wire.len() > 100, "PBX leg RTP: {}", pbx_wire.len());
-    let wire = udp_payloads(&car_pcap);
+    let wire = udp_payloads(car_pcap);
     let srtp: Vec<&String> = wire.iter().filter(|p| p.starts_with("80")).collect();
     assert!(srtp.len() > 100, "SRTP on the carrier link: {}", srtp.len());
     for p in &pbx_wire {
@@ -353,7 +382,7 @@ fn call(prefix: &str, pbx_srtp: bool) {
         );
     }
     // Every RTP packet the SBC sends the carrier carries the suite's tag.
-    let tag = match suite.as_str() {
+    let tag = match suite {
         "AEAD_AES_128_GCM" => 16,
         "AES_CM_128_HMAC_SHA1_32" => 4,
         _ => 10,
@@ -362,6 +391,177 @@ fn call(prefix: &str, pbx_srtp: bool) {
         srtp.iter().any(|p| p.len() == 2 * (172 + tag)),
         "{suite} packets of 172 + {tag} bytes"
     );
+}
+
+/// The lab's test CA and the certificates it issued, removed on drop: the SBC's (IP SAN of
+/// its outside address, for the carrier phone to verify) and the carrier phone's (IP SAN of
+/// the trunk's address, which the SBC verifies: `verify_server` stays on).
+struct TlsFiles {
+    dir: PathBuf,
+}
+
+impl TlsFiles {
+    fn new() -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let dir = std::env::temp_dir().join(sbc_e2e::netns::unique("srtptls"));
+        std::fs::create_dir_all(&dir).expect("tls dir");
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "SRTP lab CA");
+        let ca_key = KeyPair::generate().expect("CA key");
+        let ca_cert = ca.self_signed(&ca_key).expect("CA cert");
+        std::fs::write(dir.join("ca.pem"), ca_cert.pem()).expect("ca.pem");
+        for (name, ip) in [("sbc", "198.18.2.1"), ("carrier", "198.18.2.2")] {
+            let mut params = CertificateParams::new(vec![ip.to_owned()]).expect("params");
+            params.distinguished_name.push(DnType::CommonName, name);
+            let key = KeyPair::generate().expect("key");
+            let cert = params
+                .signed_by(&key, &ca_cert, &ca_key)
+                .expect("leaf cert");
+            std::fs::write(dir.join(format!("{name}.crt")), cert.pem()).expect("crt");
+            std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).expect("key");
+            // baresip reads certificate and key from one file.
+            std::fs::write(
+                dir.join(format!("{name}.pem")),
+                format!("{}{}", cert.pem(), key.serialize_pem()),
+            )
+            .expect("pem");
+        }
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+}
+
+impl Drop for TlsFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Restarts the lab's SBC with the carrier trunk over TLS on 5061 (an `[outside]` TLS
+/// listener, the trunk's proxy on the carrier phone's TLS port, certificates from `tls`) and
+/// `srtp = "mandatory"`: the profile of `config/sbc.toml` for such carriers.
+fn tls_mandatory_trunk(lab: &mut MediaLab, tls: &TlsFiles) {
+    let text = std::fs::read_to_string(&lab.config).expect("config");
+    let text = text
+        .replace(
+            "udp = [\"198.18.2.1:5060\"]\n",
+            "udp = [\"198.18.2.1:5060\"]\ntls = [\"198.18.2.1:5061\"]\n",
+        )
+        .replace(
+            "proxy = \"198.18.2.2:5060\"\n",
+            "proxy = \"198.18.2.2:5061\"\ntransport = \"tls\"\n",
+        );
+    let text = format!(
+        "{text}[tls]\ncert = \"{}\"\nkey = \"{}\"\nca = \"{}\"\nsystem_roots = false\n",
+        tls.path("sbc.crt"),
+        tls.path("sbc.key"),
+        tls.path("ca.pem")
+    );
+    std::fs::write(&lab.config, text).expect("config");
+    mandatory_trunk(lab, false);
+}
+
+/// Issue scenario 1: the PBX speaks plain RTP over UDP, the carrier requires TLS on 5061 and
+/// SRTP. A call each way: each phone records the other's tone, the carrier link carries only
+/// SRTP (no PBX payload in clear) and no SIP in clear (no `a=crypto` key line on the wire).
+#[test]
+fn plain_pbx_and_tls_srtp_carrier_call_both_ways() {
+    if !sbc_e2e::require_root("srtp_baresip") {
+        return;
+    }
+    let _one_at_a_time = serial();
+    let tls = TlsFiles::new();
+    let mut lab = MediaLab::start("sst", "xdp = \"off\"\ntimeout_s = 30");
+    tls_mandatory_trunk(&mut lab, &tls);
+    let carrier_phone = |answer: bool| {
+        let phone = Phone::new(
+            "btcar",
+            "198.18.2.2:5060",
+            &format!(
+                "<sip:15551234567@198.18.2.2;transport=tls>;regint=0;{}mediaenc=srtp-mand;\
+                 audio_codecs=PCMU",
+                if answer { "answermode=auto;" } else { "" }
+            ),
+            1000,
+        );
+        phone.configure(&format!("sip_certificate {}", tls.path("carrier.pem")));
+        phone.configure(&format!("sip_cafile {}", tls.path("ca.pem")));
+        phone
+    };
+    let pbx_phone = |answer: bool| {
+        Phone::new(
+            "btpbx",
+            "198.18.1.2:5060",
+            &format!(
+                "<sip:100@198.18.1.2>;regint=0;{}audio_codecs=PCMU",
+                if answer { "answermode=auto;" } else { "" }
+            ),
+            440,
+        )
+    };
+
+    let mut previous = None;
+    for outbound in [true, false] {
+        let car_cap = Capture::start(&lab.lab.carrier, "car0").expect("capture carrier link");
+        let pbx_cap = Capture::start(&lab.lab.pbx, "pbx0").expect("capture pbx link");
+        let (mut pbx, mut carrier) = (pbx_phone(!outbound), carrier_phone(outbound));
+        if outbound {
+            carrier.run(&lab.lab.carrier, 16, None);
+            thread::sleep(Duration::from_millis(700));
+            pbx.run(&lab.lab.pbx, 12, Some("/dial sip:15551234567@198.18.1.1"));
+        } else {
+            pbx.run(&lab.lab.pbx, 16, None);
+            thread::sleep(Duration::from_millis(700));
+            carrier.run(
+                &lab.lab.carrier,
+                12,
+                Some("/dial sip:100@198.18.2.1:5061;transport=tls"),
+            );
+        }
+        let (id, _) = srtp_session(&lab, &pbx, &carrier, previous);
+        previous = Some(id);
+        let v = lab.json("GET", &format!("/api/v1/media/sessions/{id}"), None, 200);
+        assert!(
+            v["streams"][0]["srtp"]["inside"].is_null(),
+            "PBX leg plain: {v}"
+        );
+        let suite = v["streams"][0]["srtp"]["outside"]
+            .as_str()
+            .expect("suite")
+            .to_owned();
+        pbx.wait(Duration::from_secs(20));
+        carrier.wait(Duration::from_secs(20));
+        let car_pcap = car_cap.stop();
+        let pbx_pcap = pbx_cap.stop();
+        let way = if outbound {
+            "PBX → carrier"
+        } else {
+            "carrier → PBX"
+        };
+        assert!(
+            !contains(&car_pcap, b"SIP/2.0"),
+            "{way}: SIP in clear on the carrier link"
+        );
+        assert!(
+            !contains(&car_pcap, b"a=crypto") && !contains(&car_pcap, b"inline:"),
+            "{way}: SDES key lines in clear on the carrier link"
+        );
+        assert!(
+            contains(&pbx_pcap, b"SIP/2.0"),
+            "{way}: the capture sees the PBX's plain SIP"
+        );
+        assert_heard_and_encrypted(&pbx, &carrier, &pbx_pcap, &car_pcap, &suite);
+    }
+}
+
+/// Whether `needle` occurs in `hay`.
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 #[test]
