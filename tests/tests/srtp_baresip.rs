@@ -670,7 +670,7 @@ Call-ID: {}\r\nCSeq: {cseq} {method}\r\nContact: <sip:gw@198.18.2.2:5060>\r\n\
                 let _ = self.sip.send_to(reply.as_bytes(), from);
                 continue;
             }
-            let status: u16 = text[8..11].parse().unwrap_or(0);
+            let status: u16 = text.get(8..11).and_then(|c| c.parse().ok()).unwrap_or(0);
             if status >= 200 && text.contains(&format!("CSeq: {cseq} {method}")) {
                 return text;
             }
