@@ -135,7 +135,7 @@ impl MediaMetrics {
             XDP_STRICT_SOURCE,
         ]
         .into_iter()
-        .chain(crate::media::srtp::DROP_REASONS)
+        .chain(sbc_proto::media::table::SRTP_DROP_LABELS)
         {
             m.dropped.with_label_values(&[reason]);
         }

@@ -52,27 +52,24 @@ fn caller() -> Vec<Step> {
     ]
 }
 
-/// One call: the callee scenario at `callee_at` in `callee_ns`, then the caller dialling
-/// `number` from `caller_at` in `caller_ns` toward `sbc`; both must succeed.
-#[allow(clippy::too_many_arguments, reason = "test helper naming both ends")]
-fn call(
-    callee_ns: &str,
-    callee_at: &str,
-    callee_steps: &[Step],
-    caller_ns: &str,
-    caller_at: &str,
-    sbc: &str,
-    number: &str,
-    caller_steps: &[Step],
-) -> Result<(), String> {
-    let callee_xml = sipp::write_scenario("callee", &sipp::scenario("callee", false, callee_steps));
-    let caller_xml = sipp::write_scenario("caller", &sipp::scenario("caller", true, caller_steps));
-    let mut callee = sipp::run(callee_ns, callee_xml.path(), callee_at, None, &[]);
+/// One end of a test call: the SIPp instance's namespace, address and scenario.
+struct Party<'a> {
+    ns: &'a str,
+    at: &'a str,
+    steps: &'a [Step],
+}
+
+/// One call: the callee scenario, then the caller dialling `number` toward `sbc`; both must
+/// succeed.
+fn call(callee: Party<'_>, caller: Party<'_>, sbc: &str, number: &str) -> Result<(), String> {
+    let callee_xml = sipp::write_scenario("callee", &sipp::scenario("callee", false, callee.steps));
+    let caller_xml = sipp::write_scenario("caller", &sipp::scenario("caller", true, caller.steps));
+    let mut callee = sipp::run(callee.ns, callee_xml.path(), callee.at, None, &[]);
     thread::sleep(Duration::from_millis(300));
     let mut caller = sipp::run_service(
-        caller_ns,
+        caller.ns,
         caller_xml.path(),
-        caller_at,
+        caller.at,
         Some(sbc),
         number,
         &[],
@@ -147,35 +144,43 @@ fn routes_normalisation_header_rules_and_did_routing() {
     // header, and not the removed one (the PBX's INVITE has none, SIPp's answer path checks
     // the rest).
     call(
-        &lab.lab.carrier,
-        NATIONAL,
-        &sipp::answering_callee_checking(&[
-            ("", r"^INVITE sip:\+49301234567@198\.18\.2\.2:5060 SIP/2\.0"),
-            ("To:", r"<sip:\+49301234567@198\.18\.2\.2:5060>"),
-            ("From:", r"<sip:\+4930555sipp@sip\.carrier\.example>"),
-            ("X-Account:", r"^ *acct-\+4930555sipp$"),
-        ]),
-        &lab.lab.pbx,
-        PBX,
+        Party {
+            ns: &lab.lab.carrier,
+            at: NATIONAL,
+            steps: &sipp::answering_callee_checking(&[
+                ("", r"^INVITE sip:\+49301234567@198\.18\.2\.2:5060 SIP/2\.0"),
+                ("To:", r"<sip:\+49301234567@198\.18\.2\.2:5060>"),
+                ("From:", r"<sip:\+4930555sipp@sip\.carrier\.example>"),
+                ("X-Account:", r"^ *acct-\+4930555sipp$"),
+            ]),
+        },
+        Party {
+            ns: &lab.lab.pbx,
+            at: PBX,
+            steps: &caller(),
+        },
         SBC_INSIDE,
         "0301234567",
-        &caller(),
     )
     .expect("national call via the national trunk with its rules");
 
     // International: the other trunk, numbers as dialled, no X-Account.
     call(
-        &lab.lab.carrier,
-        INTL,
-        &sipp::answering_callee_checking(&[
-            ("", r"^INVITE sip:0044207946@198\.18\.2\.3:5060 SIP/2\.0"),
-            ("From:", r"<sip:sipp@198\.18\.2\.1>"),
-        ]),
-        &lab.lab.pbx,
-        PBX,
+        Party {
+            ns: &lab.lab.carrier,
+            at: INTL,
+            steps: &sipp::answering_callee_checking(&[
+                ("", r"^INVITE sip:0044207946@198\.18\.2\.3:5060 SIP/2\.0"),
+                ("From:", r"<sip:sipp@198\.18\.2\.1>"),
+            ]),
+        },
+        Party {
+            ns: &lab.lab.pbx,
+            at: PBX,
+            steps: &caller(),
+        },
         SBC_INSIDE,
         "0044207946",
-        &caller(),
     )
     .expect("international call via the intl trunk");
     assert_eq!(
@@ -222,17 +227,21 @@ fn routes_normalisation_header_rules_and_did_routing() {
     // Inbound: +4930123999 from the national trunk becomes 030123999, which the sales route
     // sends to the second PBX target.
     call(
-        &lab.lab.pbx,
-        PBX_SALES,
-        &sipp::answering_callee_checking(&[
-            ("", r"^INVITE sip:030123999@198\.18\.1\.2:5062 SIP/2\.0"),
-            ("To:", r"<sip:030123999@198\.18\.1\.2:5062>"),
-        ]),
-        &lab.lab.carrier,
-        NATIONAL,
+        Party {
+            ns: &lab.lab.pbx,
+            at: PBX_SALES,
+            steps: &sipp::answering_callee_checking(&[
+                ("", r"^INVITE sip:030123999@198\.18\.1\.2:5062 SIP/2\.0"),
+                ("To:", r"<sip:030123999@198\.18\.1\.2:5062>"),
+            ]),
+        },
+        Party {
+            ns: &lab.lab.carrier,
+            at: NATIONAL,
+            steps: &caller(),
+        },
         SBC_OUTSIDE,
         "+4930123999",
-        &caller(),
     )
     .expect("inbound DID routed to the sales target");
     assert_eq!(

@@ -137,7 +137,8 @@ impl Trial {
     }
 }
 
-/// Runs the media benchmark and writes `bench/results/media-<date>.md`.
+/// Runs the media benchmark and writes `bench/results/media-<date>.{md,json}`, then the SRTP
+/// rows (`media-srtp-<date>.{md,json}`); only the latter with `srtp_only`.
 pub fn media(root: &Path, quick: bool, srtp_only: bool) -> Result<()> {
     let reps = if quick { 1 } else { REPS };
     if !nix::unistd::geteuid().is_root() {
@@ -223,7 +224,102 @@ fn run_all(
     let path = dir.join(format!("media-{}{suffix}.md", date.trim()));
     std::fs::write(&path, report)?;
     eprintln!("bench: written {}", path.display());
+    let json = render_json(&results, reps, quick)?;
+    let path = path.with_extension("json");
+    std::fs::write(&path, json)?;
+    eprintln!("bench: written {}", path.display());
     crate::bench_srtp::run(root, &lab, &napi, sbc, work, reps, quick)
+}
+
+impl System {
+    /// The system's key in the JSON report.
+    fn key(self) -> &'static str {
+        match self {
+            System::Bare => "bare_xdp",
+            System::Xdp => "sbc_xdp",
+            System::Userspace => "sbc_userspace",
+            System::Rtpengine => "rtpengine",
+        }
+    }
+}
+
+/// A JSON number, or `null` for a figure that could not be measured (nothing forwarded).
+fn json_num(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.4}")
+    } else {
+        "null".to_owned()
+    }
+}
+
+/// The machine-readable report next to the Markdown one: medians of µs/packet and pps per
+/// system and stream count, and the userspace relay's cost relative to rtpengine's measured in
+/// the same run (below 1: the SBC is cheaper per packet).
+fn render_json(
+    results: &BTreeMap<(usize, System), Vec<Trial>>,
+    reps: usize,
+    quick: bool,
+) -> Result<String> {
+    let med = |streams: usize, system: System, f: fn(&Trial) -> f64| {
+        results
+            .get(&(streams, system))
+            .map_or(f64::NAN, |t| median(t.iter().map(f).collect()))
+    };
+    let table = |f: fn(&Trial) -> f64| {
+        let rows: Vec<String> = System::ALL
+            .iter()
+            .map(|&system| {
+                let cells: Vec<String> = STREAMS
+                    .iter()
+                    .map(|&n| format!("\"{n}\": {}", json_num(med(n, system, f))))
+                    .collect();
+                format!("    \"{}\": {{{}}}", system.key(), cells.join(", "))
+            })
+            .collect();
+        format!("{{\n{}\n  }}", rows.join(",\n"))
+    };
+    let ratio: Vec<String> = STREAMS
+        .iter()
+        .map(|&n| {
+            let user = med(n, System::Userspace, Trial::us_per_packet);
+            let rtpe = med(n, System::Rtpengine, Trial::us_per_packet);
+            format!("\"{n}\": {}", json_num(user / rtpe))
+        })
+        .collect();
+    let date = cmd_out("date", &["-u", "+%Y-%m-%dT%H:%MZ"])?;
+    Ok(format!(
+        "{{\n  \"benchmark\": \"media\",\n  \"date\": {:?},\n  \"quick\": {quick},\n  \
+         \"repetitions\": {reps},\n  \"machine\": {:?},\n  \"us_per_packet\": {},\n  \
+         \"pps\": {},\n  \"ratio_us_per_packet_sbc_userspace_over_rtpengine\": {{{}}}\n}}\n",
+        date.trim(),
+        machine()?,
+        table(Trial::us_per_packet),
+        table(Trial::pps),
+        ratio.join(", ")
+    ))
+}
+
+/// CPU, vCPUs, kernel and rtpengine version of this machine.
+fn machine() -> Result<String> {
+    let kernel = cmd_out("uname", &["-r"])?;
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")?
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("?")
+        .trim()
+        .to_owned();
+    let rtpengine = cmd_out(
+        "dpkg-query",
+        &["-W", "-f", "${Version}", "rtpengine-daemon"],
+    )
+    .unwrap_or_else(|_| "?".into());
+    Ok(format!(
+        "{cpu}, {} vCPUs, Linux {}; rtpengine {}",
+        thread::available_parallelism().map_or(0, usize::from),
+        kernel.trim(),
+        rtpengine.trim()
+    ))
 }
 
 pub(crate) fn median(mut v: Vec<f64>) -> f64 {

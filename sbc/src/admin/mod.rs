@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     media::{
         MediaManager,
-        manager::Overview,
+        view::Overview,
         xdp::{Attachment, XdpRelay},
     },
     metrics::Metrics,

@@ -10,7 +10,7 @@ use sbc_proto::{
 use serde::{Deserialize, Serialize};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-use crate::media::manager::{EndpointView, SessionView};
+use crate::media::view::{EndpointView, SessionView};
 
 /// A call detail record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use sbc_proto::media::Direction;
 use serde::Serialize;
 
-use super::manager::{EndpointView, SessionView};
+use super::view::{EndpointView, SessionView};
 
 /// A peer that sent nothing for this long counts as silent now, milliseconds (RTP voice sends
 /// every 20 ms; comfort noise at least every few hundred).
@@ -330,7 +330,7 @@ pub fn count_silent(view: &SessionView, counts: &mut [i64; 3]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::manager::StreamView;
+    use crate::media::view::StreamView;
 
     fn ep(
         sdp: Option<&str>,
@@ -372,7 +372,7 @@ mod tests {
                 inside,
                 outside,
                 xdp_mappings: 0,
-                srtp: crate::media::manager::SrtpView {
+                srtp: crate::media::view::SrtpView {
                     inside: None,
                     outside: None,
                 },

@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 
 use sbc_proto::media::SessionId;
 
-use super::manager::SessionView;
+use super::view::SessionView;
 
 /// How many released sessions are remembered (a BYE's answer comes within seconds, long
 /// before this many more calls end).

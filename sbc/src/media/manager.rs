@@ -1,76 +1,37 @@
-//! The media manager: implements [`MediaControl`] for the call layer (and the admin API). It
-//! owns the port pools, opens the relay sockets of each stream, installs XDP mappings once a
-//! stream is latched on both sides, and runs the media-timeout bookkeeping.
+//! The media manager: the runtime adapter between the call layer (and the admin API) and the
+//! sans-I/O [`MediaTable`]. It implements [`MediaControl`] by reading the clock once per call,
+//! passing `now` to the table and executing the commands the table emits
+//! ([`super::executor`]); a background task ticks the table's timers.
 //!
-//! Locking order: `sessions` → a stream's `peers` → `xdp`. Socket tasks only take `peers`.
+//! Locking order: the core (table + executor) → the XDP relay.
 
 use std::{
-    collections::{HashMap, VecDeque},
-    net::{IpAddr, SocketAddr},
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use parking_lot::Mutex;
-use sbc_ebpf_common::{FLAG_IPV4, FLAG_STRICT_SOURCE, Mapping, MappingKey, ipv4_mapped};
 use sbc_proto::media::{
-    Allocation, Leg, MediaControl, MediaError, MediaEvent, MediaPeers, RelayEndpoint, SessionId,
-    StreamDesc, StreamRelay,
+    Allocation, Leg, MediaControl, MediaError, MediaEvent, MediaPeers, MediaTable, RelaySettings,
+    SessionId, SideAddress, StreamDesc, StreamRelay, table::TICK,
 };
-use tokio::{net::UdpSocket, sync::mpsc, task::JoinHandle};
 
 use super::{
-    latch::{Allowed, Rules},
-    policy::{MediaPolicy, Quotas},
-    pool::PortPool,
-    relay::{self, PeerState, Port, StreamShared, leg_idx},
+    executor::{self, Core, Executor},
+    policy::{self, MediaPolicy},
+    view::{Overview, SessionView},
     xdp::XdpRelay,
 };
 use crate::{config::Config, metrics::MediaMetrics};
 
-/// Events kept for the call layer before the oldest are dropped (it should drain them).
-const MAX_EVENTS: usize = 4096;
-/// How often activity and timeouts are checked.
-pub const TICK: Duration = Duration::from_millis(500);
-/// Attempts to find a pair whose ports can be bound before giving up on a stream.
-const BIND_ATTEMPTS: usize = 8;
-
-/// One side's relay address: bound locally, and written into SDP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SideAddress {
-    /// Address the relay sockets bind to (and XDP rewrites to).
-    pub bind: IpAddr,
-    /// Address put into SDP (differs from `bind` behind 1:1 NAT).
-    pub advertised: IpAddr,
-}
-
 /// What the manager needs from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaSettings {
-    /// Inside relay address.
-    pub inside: SideAddress,
-    /// Outside relay address.
-    pub outside: SideAddress,
-    /// Lowest relay port.
-    pub port_min: u16,
-    /// Highest relay port.
-    pub port_max: u16,
-    /// Strict-source latching.
-    pub strict_source: bool,
-    /// How long after an answer or re-offer another allowed source may take a latch.
-    pub relatch_window: Duration,
-    /// Most `m=` lines in one offer (488 beyond).
-    pub max_streams: usize,
+    /// Addresses, ports, latching rules, limits and timeouts.
+    pub relay: RelaySettings,
     /// Networks and trunk quotas at start (a live change replaces them, see
     /// [`MediaManager::set_policy`]).
     pub policy: MediaPolicy,
-    /// Media timeout; `None` disables it.
-    pub timeout: Option<Duration>,
-    /// Media timeout while on hold; `None` disables it.
-    pub hold_timeout: Option<Duration>,
 }
 
 impl MediaSettings {
@@ -82,71 +43,19 @@ impl MediaSettings {
         };
         let secs = |s: u64| (s > 0).then(|| Duration::from_secs(s));
         Self {
-            inside: side(&c.inside),
-            outside: side(&c.outside),
-            port_min: c.media.port_min,
-            port_max: c.media.port_max,
-            strict_source: c.media.strict_source,
-            relatch_window: Duration::from_millis(c.media.relatch_window_ms),
-            max_streams: c.media.max_streams,
-            policy: MediaPolicy::from_config(c),
-            timeout: secs(c.media.timeout_s),
-            hold_timeout: secs(c.media.hold_timeout_s),
+            relay: RelaySettings {
+                inside: side(&c.inside),
+                outside: side(&c.outside),
+                port_min: c.media.port_min,
+                port_max: c.media.port_max,
+                strict_source: c.media.strict_source,
+                relatch_window: Duration::from_millis(c.media.relatch_window_ms),
+                max_streams: c.media.max_streams,
+                timeout: secs(c.media.timeout_s),
+                hold_timeout: secs(c.media.hold_timeout_s),
+            },
+            policy: policy::from_config(c),
         }
-    }
-
-    fn rules(&self) -> Rules {
-        Rules {
-            strict: self.strict_source,
-            relatch_window: self.relatch_window,
-        }
-    }
-
-    fn side(&self, leg: Leg) -> SideAddress {
-        match leg {
-            Leg::Inside => self.inside,
-            Leg::Outside => self.outside,
-        }
-    }
-
-    /// Index of `leg`'s pool: both sides share one when they bind the same address (as on the
-    /// loopback default), since a port can only be bound once per address.
-    fn pool(&self, leg: Leg) -> usize {
-        if leg == Leg::Outside && self.outside.bind != self.inside.bind {
-            1
-        } else {
-            0
-        }
-    }
-}
-
-/// Last activity of a session, for the media timeout. Plain state with injected time.
-#[derive(Debug, Clone, Copy)]
-pub struct Activity {
-    last: Instant,
-}
-
-impl Activity {
-    /// Activity starting at `now` (a fresh call gets the full timeout).
-    pub fn new(now: Instant) -> Self {
-        Self { last: now }
-    }
-
-    /// Records a packet seen at `at` (ignores older times).
-    pub fn observe(&mut self, at: Instant) {
-        if at > self.last {
-            self.last = at;
-        }
-    }
-
-    /// Whether `limit` has passed without activity at `now`.
-    pub fn expired(&self, now: Instant, limit: Option<Duration>) -> bool {
-        limit.is_some_and(|l| now.saturating_duration_since(self.last) >= l)
-    }
-
-    /// Time since the last activity.
-    pub fn idle(&self, now: Instant) -> Duration {
-        now.saturating_duration_since(self.last)
     }
 }
 
@@ -158,57 +67,17 @@ pub struct MediaManager {
 
 #[derive(Debug)]
 struct Inner {
-    settings: MediaSettings,
-    /// Shared with the reaper tasks that return ports once their sockets are closed.
-    pools: Arc<Mutex<[PortPool; 2]>>,
-    /// Statistics slots of the XDP program, one per installed mapping.
-    slots: Mutex<Slots>,
-    sessions: Mutex<HashMap<SessionId, Session>>,
-    /// Networks and quotas for new calls (replaced by a live configuration change).
-    policy: Mutex<Arc<MediaPolicy>>,
-    /// Relay ports held per trunk.
-    quotas: Mutex<Quotas>,
-    next_id: AtomicU64,
+    core: Arc<Mutex<Core>>,
     xdp: Option<Arc<Mutex<XdpRelay>>>,
-    events: Mutex<VecDeque<MediaEvent>>,
     /// Last views of released sessions, for the call detail records.
     finals: Mutex<super::finals::Finals>,
     /// Signalled when an event is queued, so the call layer's driver can wait for events.
     events_ready: tokio::sync::Notify,
     metrics: MediaMetrics,
-    latched_tx: mpsc::UnboundedSender<(SessionId, usize)>,
-    runtime: tokio::runtime::Handle,
-}
-
-#[derive(Debug)]
-struct Session {
-    streams: Vec<Stream>,
-    committed: bool,
-    activity: Activity,
-    timed_out: bool,
-    /// Recreated from pinned XDP mappings after a restart.
-    adopted: bool,
-    /// Signaling peers and trunk, as the call layer last said.
-    peers: MediaPeers,
-    /// Outside relay ports counted against `peers.trunk`'s quota.
-    quota_ports: usize,
-}
-
-#[derive(Debug)]
-struct Stream {
-    relay: StreamRelay,
-    /// `None` for a disabled stream (port 0).
-    shared: Option<Arc<StreamShared>>,
-    tasks: Vec<JoinHandle<()>>,
-    /// Installed mappings (key, statistics slot, value).
-    installed: Vec<(MappingKey, u32, Mapping)>,
-    /// XDP packets forwarded for this stream at the last tick.
-    xdp_packets: u64,
 }
 
 impl MediaManager {
-    /// Creates the manager and spawns its background task (latch notifications and the
-    /// timeout tick) on the current tokio runtime.
+    /// Creates the manager and spawns its timer task on the current tokio runtime.
     ///
     /// # Panics
     /// Outside a tokio runtime.
@@ -217,45 +86,35 @@ impl MediaManager {
         xdp: Option<Arc<Mutex<XdpRelay>>>,
         metrics: MediaMetrics,
     ) -> Self {
-        let (latched_tx, mut latched_rx) = mpsc::unbounded_channel();
-        let pools = [
-            PortPool::new(settings.port_min, settings.port_max),
-            PortPool::new(settings.port_min, settings.port_max),
-        ];
-        let policy = Mutex::new(Arc::new(settings.policy.clone()));
+        let runtime = tokio::runtime::Handle::current();
+        let core = Arc::new_cyclic(|weak| {
+            Mutex::new(Core {
+                table: MediaTable::new(
+                    settings.relay,
+                    settings.policy,
+                    xdp.is_some(),
+                    sbc_ebpf_common::MAX_MAPPINGS,
+                    crate::entropy::rng(),
+                ),
+                exec: Executor::new(xdp.clone(), weak.clone(), runtime.clone(), metrics.clone()),
+            })
+        });
         let inner = Arc::new(Inner {
-            settings,
-            policy,
-            quotas: Mutex::new(Quotas::default()),
-            pools: Arc::new(Mutex::new(pools)),
-            slots: Mutex::new(Slots::new(sbc_ebpf_common::MAX_MAPPINGS)),
-            sessions: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(1),
+            core,
             xdp,
-            events: Mutex::new(VecDeque::new()),
             finals: Mutex::new(super::finals::Finals::default()),
             events_ready: tokio::sync::Notify::new(),
             metrics,
-            latched_tx,
-            runtime: tokio::runtime::Handle::current(),
         });
-        inner.update_gauges();
+        inner.update_gauges(&inner.core.lock());
         let weak = Arc::downgrade(&inner);
-        inner.runtime.spawn(async move {
+        runtime.spawn(async move {
             let mut tick = tokio::time::interval(TICK);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tokio::select! {
-                    msg = latched_rx.recv() => {
-                        let Some((id, idx)) = msg else { return };
-                        let Some(inner) = weak.upgrade() else { return };
-                        inner.sync_mappings(id, idx);
-                    }
-                    _ = tick.tick() => {
-                        let Some(inner) = weak.upgrade() else { return };
-                        inner.tick(Instant::now());
-                    }
-                }
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                inner.tick(Instant::now());
             }
         });
         Self { inner }
@@ -267,27 +126,26 @@ impl MediaManager {
         self.inner.events_ready.notified().await;
     }
 
-    /// The settings in force.
-    pub fn settings(&self) -> &MediaSettings {
-        &self.inner.settings
+    /// The relay settings in force.
+    pub fn settings(&self) -> RelaySettings {
+        self.inner.core.lock().table.settings().clone()
     }
 
     /// Replaces the media networks and trunk quotas for new calls (live configuration).
     pub fn set_policy(&self, policy: MediaPolicy) {
-        *self.inner.policy.lock() = Arc::new(policy);
+        self.inner.core.lock().table.set_policy(policy);
     }
 
-    /// Runs the activity/timeout check for `now` (the background task does this every
-    /// [`TICK`]; tests call it with a simulated time).
+    /// Runs the table's timers for `now` (the background task does this every [`TICK`];
+    /// tests call it with a simulated time).
     pub fn tick(&self, now: Instant) {
         self.inner.tick(now);
     }
 
     /// A snapshot of one session for the admin API.
     pub fn session_view(&self, id: SessionId) -> Option<SessionView> {
-        let sessions = self.inner.sessions.lock();
-        let s = sessions.get(&id)?;
-        Some(self.inner.view(id, s, Instant::now()))
+        let core = self.inner.core.lock();
+        self.inner.view(&core, id, Instant::now())
     }
 
     /// The last view of a released session (once; see `finals.rs`).
@@ -297,32 +155,27 @@ impl MediaManager {
 
     /// Ids of every live session.
     pub fn session_ids(&self) -> Vec<SessionId> {
-        let mut ids: Vec<SessionId> = self.inner.sessions.lock().keys().copied().collect();
-        ids.sort();
-        ids
+        self.inner
+            .core
+            .lock()
+            .table
+            .sessions()
+            .map(|(id, _)| id)
+            .collect()
     }
 
     /// Totals for `/api/v1/media`.
     pub fn overview(&self) -> Overview {
-        let (sessions, streams, mappings) = {
-            let s = self.inner.sessions.lock();
-            (
-                s.len(),
-                s.values().map(|x| x.streams.len()).sum(),
-                s.values()
-                    .flat_map(|x| &x.streams)
-                    .map(|st| st.installed.len())
-                    .sum(),
-            )
-        };
-        let pools = self.inner.pools.lock();
+        let core = self.inner.core.lock();
+        let t = &core.table;
         Overview {
-            sessions,
-            streams,
-            xdp_mappings: mappings,
-            ports_free_inside: pools[self.inner.settings.pool(Leg::Inside)].available(),
-            ports_free_outside: pools[self.inner.settings.pool(Leg::Outside)].available(),
-            ports_total: pools[0].capacity(),
+            sessions: t.len(),
+            streams: t.sessions().map(|(_, s)| s.streams.len()).sum(),
+            xdp_mappings: t.mappings(),
+            ports_free_inside: t.ports_free(Leg::Inside),
+            ports_free_outside: t.ports_free(Leg::Outside),
+            ports_total: t.ports_total(),
+            idle_sockets: core.exec.idle_sockets(),
             userspace_packets: self.inner.metrics.user_packets.get(),
             userspace_bytes: self.inner.metrics.user_bytes.get(),
             timeouts: self.inner.metrics.timeouts.get(),
@@ -330,10 +183,8 @@ impl MediaManager {
     }
 
     /// Recreates sessions from mappings a previous process left in the pinned XDP maps, so
-    /// established media keeps its ports and its fast path. Each pair of mappings (inside →
-    /// outside and back) becomes a one-stream session marked `adopted`; it ends like any other
-    /// (release, or the media timeout once its packets stop). Mappings without a partner are
-    /// removed. Returns the adopted session ids.
+    /// established media keeps its ports and its fast path (see
+    /// [`MediaTable::adopt`]). Returns the adopted session ids.
     pub fn adopt(&self) -> Vec<SessionId> {
         let Some(xdp) = &self.inner.xdp else {
             return Vec::new();
@@ -345,297 +196,59 @@ impl MediaManager {
                 return Vec::new();
             }
         };
-        let s = &self.inner.settings;
-        let by_key: HashMap<MappingKey, Mapping> = found.iter().copied().collect();
-        let mut adopted = Vec::new();
-        let mut used: Vec<MappingKey> = Vec::new();
-        for (key, m) in &found {
-            // With one address on both sides, the partner key also looks like an inside one.
-            if used.contains(key) {
-                continue;
-            }
-            let Some(in_port) = endpoint_port(key, s.inside.bind) else {
-                continue;
-            };
-            let back_key = mapping_key(SocketAddr::new(s.outside.bind, port_of(m.src_port)));
-            let Some(back) = by_key.get(&back_key) else {
-                continue;
-            };
-            let (Some(pbx), Some(carrier)) = (
-                sock_of(&m.expect_addr, m.expect_port),
-                sock_of(&m.dst_addr, m.dst_port),
-            ) else {
-                continue;
-            };
-            if back.expect_addr != m.dst_addr || back.expect_port != m.dst_port {
-                continue;
-            }
-            let out_port = port_of(m.src_port);
-            {
-                let mut slots = self.inner.slots.lock();
-                if !slots.reserve(m.slot) {
-                    continue;
-                }
-                if !slots.reserve(back.slot) {
-                    slots.give(m.slot);
-                    continue;
-                }
-            }
-            let installed = vec![(*key, m.slot, *m), (back_key, back.slot, *back)];
-            match self
-                .inner
-                .adopt_stream(in_port, out_port, pbx, carrier, installed)
-            {
-                Ok(id) => {
-                    used.push(*key);
-                    used.push(back_key);
-                    adopted.push(id);
-                    tracing::info!(session = %id, inside_port = in_port, outside_port = out_port,
-                        "adopted pinned XDP mappings");
-                }
-                Err(e) => {
-                    let mut slots = self.inner.slots.lock();
-                    slots.give(m.slot);
-                    slots.give(back.slot);
-                    tracing::warn!(error = %e, inside_port = in_port, "cannot adopt mapping");
-                }
-            }
+        let found: Vec<_> = found
+            .iter()
+            .map(|(k, m)| executor::fast_path(k, m))
+            .collect();
+        let now = Instant::now();
+        let mut core = self.inner.core.lock();
+        let mut ids = core.table.adopt(now, &found);
+        let failed = self.inner.run(&mut core, now);
+        for (stream, e) in failed {
+            tracing::warn!(error = %e, session = %stream.session, "cannot adopt mapping");
+            core.table.release(stream.session);
+            ids.retain(|id| *id != stream.session);
         }
-        let mut x = xdp.lock();
-        for (key, _) in &found {
-            if !used.contains(key) {
-                tracing::info!(port = port_of(key.port), "removing unpaired pinned mapping");
-                if let Err(e) = x.remove_mapping(key) {
-                    tracing::warn!(error = %e, "removing stale mapping failed");
-                }
-            }
+        self.inner.run(&mut core, now);
+        for id in &ids {
+            tracing::info!(session = %id, "adopted pinned XDP mappings");
         }
-        drop(x);
-        self.inner.update_gauges();
-        adopted
+        self.inner.update_gauges(&core);
+        ids
     }
-}
-
-/// The XDP program's per-mapping statistics slots (`Mapping::slot`): a free stack, so the
-/// slots in use stay compact (good locality for the program's counters).
-#[derive(Debug)]
-struct Slots {
-    free: Vec<u32>,
-    used: Vec<bool>,
-}
-
-impl Slots {
-    fn new(n: u32) -> Self {
-        Self {
-            free: (0..n).rev().collect(),
-            used: vec![false; n as usize],
-        }
-    }
-
-    fn take(&mut self) -> Option<u32> {
-        let s = self.free.pop()?;
-        self.used[s as usize] = true;
-        Some(s)
-    }
-
-    fn give(&mut self, s: u32) {
-        if let Some(u) = self.used.get_mut(s as usize)
-            && *u
-        {
-            *u = false;
-            self.free.push(s);
-        }
-    }
-
-    /// Takes a specific slot (adoption); false if it is out of range or in use.
-    fn reserve(&mut self, s: u32) -> bool {
-        match self.used.get_mut(s as usize) {
-            Some(u) if !*u => {
-                *u = true;
-                self.free.retain(|&x| x != s);
-                true
-            }
-            _ => false,
-        }
-    }
-}
-
-/// Totals shown at `/api/v1/media`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Overview {
-    /// Live sessions.
-    pub sessions: usize,
-    /// Streams in them.
-    pub streams: usize,
-    /// XDP mappings installed.
-    pub xdp_mappings: usize,
-    /// Free port pairs inside.
-    pub ports_free_inside: usize,
-    /// Free port pairs outside.
-    pub ports_free_outside: usize,
-    /// Pairs per side.
-    pub ports_total: usize,
-    /// Packets forwarded by the userspace relay.
-    pub userspace_packets: u64,
-    /// Bytes forwarded by the userspace relay.
-    pub userspace_bytes: u64,
-    /// Sessions timed out.
-    pub timeouts: u64,
-}
-
-/// A session as shown by `GET /api/v1/media/sessions/{id}`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct SessionView {
-    /// Id.
-    pub id: u64,
-    /// An answer was committed.
-    pub committed: bool,
-    /// The media timeout fired (the call layer was told).
-    pub timed_out: bool,
-    /// Recreated from pinned mappings after a restart.
-    pub adopted: bool,
-    /// Milliseconds since the last packet in either direction (userspace or XDP).
-    pub idle_ms: u64,
-    /// Streams in `m=` order.
-    pub streams: Vec<StreamView>,
-}
-
-/// One stream of a [`SessionView`].
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct StreamView {
-    /// Relay endpoint facing the PBX.
-    pub inside: EndpointView,
-    /// Relay endpoint facing the carrier.
-    pub outside: EndpointView,
-    /// XDP mappings installed for the stream.
-    pub xdp_mappings: usize,
-    /// SRTP suite per leg (`null`: plain RTP). Keys are never shown.
-    pub srtp: SrtpView,
-}
-
-/// The SRTP suite of each leg of a stream.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct SrtpView {
-    /// Suite toward the PBX.
-    pub inside: Option<&'static str>,
-    /// Suite toward the carrier.
-    pub outside: Option<&'static str>,
-}
-
-/// One leg of a [`StreamView`]: the relay endpoint and the peer behind it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct EndpointView {
-    /// Relay address (as advertised) and ports.
-    pub relay: String,
-    /// RTP port.
-    pub rtp_port: u16,
-    /// RTCP port.
-    pub rtcp_port: u16,
-    /// Latched peer RTP address, once a packet came.
-    pub latched: Option<String>,
-    /// Where the relay sends RTP to this peer (latched, else SDP).
-    pub target: Option<String>,
-    /// Packets from this peer forwarded by userspace.
-    pub userspace_packets: u64,
-    /// Bytes of those.
-    pub userspace_bytes: u64,
-    /// Packets from this peer forwarded by XDP.
-    pub xdp_packets: u64,
-    /// Bytes of those.
-    pub xdp_bytes: u64,
-    /// Packets from this peer dropped.
-    pub dropped: u64,
-    /// Milliseconds since this peer's last packet reached userspace.
-    pub last_seen_ms: Option<u64>,
-    /// RTP packets lost (from sequence numbers seen in userspace).
-    pub rtp_lost: i64,
-    /// Interarrival jitter in ms (userspace-seen RTP, static payload types only).
-    pub rtp_jitter_ms: Option<f64>,
-    /// The last RTCP reception report from this peer (about what it receives from us).
-    pub rtcp_report: Option<super::rtp::ReceptionReport>,
-    /// The peer's RTP address from its SDP.
-    pub sdp: Option<String>,
-    /// The direction attribute of the peer's SDP.
-    pub sdp_direction: &'static str,
-    /// Source of the last packet the latch refused, and why (`not_allowed`, `strict_source`).
-    pub refused_from: Option<String>,
-    /// See `refused_from`.
-    pub refused_reason: Option<&'static str>,
-    /// Milliseconds since the fast path last forwarded a packet from this peer.
-    pub xdp_idle_ms: Option<u64>,
-}
-
-fn family(a: IpAddr) -> &'static str {
-    if a.is_ipv4() { "IPv4" } else { "IPv6" }
-}
-
-fn addr16(a: IpAddr) -> [u8; 16] {
-    match a {
-        IpAddr::V4(v4) => ipv4_mapped(v4.octets()),
-        IpAddr::V6(v6) => v6.octets(),
-    }
-}
-
-/// A port in the maps' network byte order.
-fn port_be(p: u16) -> u16 {
-    u16::from_ne_bytes(p.to_be_bytes())
-}
-
-fn port_of(be: u16) -> u16 {
-    u16::from_be_bytes(be.to_ne_bytes())
-}
-
-fn ip_of(a: &[u8; 16]) -> IpAddr {
-    let v6 = std::net::Ipv6Addr::from(*a);
-    match v6.to_ipv4_mapped() {
-        Some(v4) => IpAddr::V4(v4),
-        None => IpAddr::V6(v6),
-    }
-}
-
-fn sock_of(a: &[u8; 16], port: u16) -> Option<SocketAddr> {
-    let p = port_of(port);
-    (p != 0).then(|| SocketAddr::new(ip_of(a), p))
-}
-
-/// The key of packets arriving at `relay`.
-pub fn mapping_key(relay: SocketAddr) -> MappingKey {
-    MappingKey {
-        addr: addr16(relay.ip()),
-        port: port_be(relay.port()),
-        pad: 0,
-    }
-}
-
-fn endpoint_port(key: &MappingKey, bind: IpAddr) -> Option<u16> {
-    (key.addr == addr16(bind)).then(|| port_of(key.port))
 }
 
 impl Inner {
-    fn update_gauges(&self) {
-        let (n, maps) = {
-            let s = self.sessions.lock();
-            (
-                s.len(),
-                s.values()
-                    .flat_map(|x| &x.streams)
-                    .map(|st| st.installed.len())
-                    .sum::<usize>(),
-            )
-        };
-        self.metrics
-            .sessions
-            .set(i64::try_from(n).unwrap_or(i64::MAX));
-        self.metrics
-            .xdp_mappings
-            .set(i64::try_from(maps).unwrap_or(i64::MAX));
-        let pools = self.pools.lock();
+    /// The view of session `id` at `now` (locks the XDP relay for its counters).
+    fn view(&self, core: &Core, id: SessionId, now: Instant) -> Option<SessionView> {
+        let s = core.table.session(id)?;
+        let settings = core.table.settings();
+        let xdp = self.xdp.as_ref().map(|x| x.lock());
+        Some(super::view::session_view(
+            id,
+            s,
+            |leg| settings.side(leg).bind,
+            xdp.as_deref(),
+            now,
+        ))
+    }
+
+    /// Executes the table's commands; returns the bind failures it could not repair.
+    fn run(&self, core: &mut Core, now: Instant) -> Vec<(sbc_proto::media::StreamKey, MediaError)> {
+        executor::execute(core, now);
+        core.exec.take_failures()
+    }
+
+    fn update_gauges(&self, core: &Core) {
+        let t = &core.table;
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.metrics.sessions.set(gauge(t.len()));
+        self.metrics.xdp_mappings.set(gauge(t.mappings()));
         for leg in [Leg::Inside, Leg::Outside] {
-            let pool = &pools[self.settings.pool(leg)];
             self.metrics
                 .ports_free
                 .with_label_values(&[leg.as_str()])
-                .set(i64::try_from(pool.available()).unwrap_or(i64::MAX));
+                .set(gauge(t.ports_free(leg)));
         }
     }
 
@@ -654,623 +267,26 @@ impl Inner {
         e
     }
 
-    /// Takes a pair on `leg` and binds its RTP and RTCP sockets, skipping pairs something else
-    /// on the host holds.
-    fn take_bound_pair(&self, leg: Leg) -> Result<(u16, [Arc<UdpSocket>; 2]), MediaError> {
-        let addr = self.settings.side(leg).bind;
-        for _ in 0..BIND_ATTEMPTS {
-            let Some(port) = self.pools.lock()[self.settings.pool(leg)].allocate() else {
-                return Err(MediaError::PortsExhausted(leg));
-            };
-            match self.bind_pair(addr, port) {
-                Ok(s) => return Ok((port, s)),
-                Err(e) => {
-                    tracing::debug!(%addr, port, error = %e, "relay port busy; trying another");
-                    // Back to the end of the queue: it may be free again later.
-                    let _ = self.pools.lock()[self.settings.pool(leg)].free(port);
-                }
-            }
-        }
-        Err(MediaError::Unavailable(format!(
-            "no bindable relay port pair on {addr} after {BIND_ATTEMPTS} attempts"
-        )))
-    }
-
-    fn bind_pair(&self, addr: IpAddr, port: u16) -> std::io::Result<[Arc<UdpSocket>; 2]> {
-        let _rt = self.runtime.enter();
-        let rtp = UdpSocket::from_std(relay::bind(addr, port)?)?;
-        let rtcp = UdpSocket::from_std(relay::bind(addr, port + 1)?)?;
-        Ok([Arc::new(rtp), Arc::new(rtcp)])
-    }
-
-    fn free_port(&self, leg: Leg, port: u16) {
-        if port == 0 {
-            return;
-        }
-        if let Err(e) = self.pools.lock()[self.settings.pool(leg)].free(port) {
-            // A bookkeeping bug, never input-driven: log it rather than take the SBC down.
-            tracing::error!(error = %e, side = leg.as_str(), "port pool inconsistency");
-        }
-    }
-
-    fn endpoint(&self, leg: Leg, port: u16, mux: bool) -> RelayEndpoint {
-        RelayEndpoint {
-            addr: self.settings.side(leg).advertised,
-            rtp_port: port,
-            rtcp_port: if mux || port == 0 { port } else { port + 1 },
-        }
-    }
-
-    /// Opens one stream: a pair from each side's pool, four sockets, four tasks.
-    fn open_stream(
-        &self,
-        id: SessionId,
-        index: usize,
-        from: Leg,
-        desc: &StreamDesc,
-        allowed: &[Allowed; 2],
-    ) -> Result<Stream, MediaError> {
-        if desc.rtp_port == 0 {
-            return Ok(Stream {
-                relay: StreamRelay {
-                    inside: self.endpoint(Leg::Inside, 0, false),
-                    outside: self.endpoint(Leg::Outside, 0, false),
-                },
-                shared: None,
-                tasks: Vec::new(),
-                installed: Vec::new(),
-                xdp_packets: 0,
-            });
-        }
-        let side = self.settings.side(from);
-        if side.bind.is_ipv4() != desc.addr.is_ipv4() {
-            return Err(MediaError::AddressFamily {
-                leg: from,
-                family: family(desc.addr),
-            });
-        }
-        let (in_port, in_socks) = self.take_bound_pair(Leg::Inside)?;
-        let (out_port, out_socks) = match self.take_bound_pair(Leg::Outside) {
-            Ok(x) => x,
-            Err(e) => {
-                drop(in_socks);
-                self.free_port(Leg::Inside, in_port);
-                return Err(e);
-            }
-        };
-        let mut peers: [PeerState; 2] = Default::default();
-        peers[0].allowed = allowed[0].clone();
-        peers[1].allowed = allowed[1].clone();
-        peers[leg_idx(from)].set_desc(desc);
-        Ok(self.start_stream(id, index, in_port, in_socks, out_port, out_socks, peers))
-    }
-
-    #[expect(clippy::too_many_arguments, reason = "both sides' ports and sockets")]
-    fn start_stream(
-        &self,
-        id: SessionId,
-        index: usize,
-        in_port: u16,
-        in_socks: [Arc<UdpSocket>; 2],
-        out_port: u16,
-        out_socks: [Arc<UdpSocket>; 2],
-        peers: [PeerState; 2],
-    ) -> Stream {
-        let mux_in = peers[0].mux;
-        let mux_out = peers[1].mux;
-        let shared = Arc::new(StreamShared {
-            session: id,
-            index,
-            rules: self.settings.rules(),
-            sockets: [in_socks, out_socks],
-            peers: Mutex::new(peers),
-            latched_tx: self.latched_tx.clone(),
-            metrics: self.metrics.clone(),
-            srtp: Mutex::new(super::srtp::StreamSrtp::default()),
-        });
-        let mut tasks = Vec::with_capacity(4);
-        for leg in [Leg::Inside, Leg::Outside] {
-            for port in [Port::Rtp, Port::Rtcp] {
-                tasks.push(
-                    self.runtime
-                        .spawn(relay::socket_loop(shared.clone(), leg, port)),
-                );
-            }
-        }
-        Stream {
-            relay: StreamRelay {
-                inside: self.endpoint(Leg::Inside, in_port, mux_in),
-                outside: self.endpoint(Leg::Outside, out_port, mux_out),
-            },
-            shared: Some(shared),
-            tasks,
-            installed: Vec::new(),
-            xdp_packets: 0,
-        }
-    }
-
-    fn close_stream(&self, stream: &mut Stream) {
-        for t in &stream.tasks {
-            t.abort();
-        }
-        if !stream.installed.is_empty()
-            && let Some(xdp) = &self.xdp
-        {
-            let mut x = xdp.lock();
-            let mut slots = self.slots.lock();
-            for (key, slot, _) in stream.installed.drain(..) {
-                if let Err(e) = x.remove_mapping(&key) {
-                    tracing::warn!(error = %e, "removing XDP mapping failed");
-                }
-                slots.give(slot);
-            }
-        }
-        // A port goes back to the pool only once its socket is closed, i.e. once the aborted
-        // tasks (which hold the sockets) are gone; otherwise the next call could fail to bind.
-        let tasks = std::mem::take(&mut stream.tasks);
-        let shared = stream.shared.take();
-        let pools = self.pools.clone();
-        let ports = [
-            (
-                self.settings.pool(Leg::Inside),
-                stream.relay.inside.rtp_port,
-            ),
-            (
-                self.settings.pool(Leg::Outside),
-                stream.relay.outside.rtp_port,
-            ),
-        ];
-        self.runtime.spawn(async move {
-            for t in tasks {
-                let _ = t.await;
-            }
-            drop(shared);
-            let mut pools = pools.lock();
-            for (pool, port) in ports {
-                if port != 0
-                    && let Err(e) = pools[pool].free(port)
-                {
-                    // A bookkeeping bug, never input-driven: log it, do not take the SBC down.
-                    tracing::error!(error = %e, "port pool inconsistency");
-                }
-            }
-        });
-    }
-
-    fn adopt_stream(
-        &self,
-        in_port: u16,
-        out_port: u16,
-        pbx: SocketAddr,
-        carrier: SocketAddr,
-        installed: Vec<(MappingKey, u32, Mapping)>,
-    ) -> Result<SessionId, MediaError> {
-        {
-            let mut pools = self.pools.lock();
-            let (pi, po) = (
-                self.settings.pool(Leg::Inside),
-                self.settings.pool(Leg::Outside),
-            );
-            if !pools[pi].reserve(in_port) {
-                return Err(MediaError::Unavailable(format!(
-                    "inside port {in_port} not free"
-                )));
-            }
-            if !pools[po].reserve(out_port) {
-                let _ = pools[pi].free(in_port);
-                return Err(MediaError::Unavailable(format!(
-                    "outside port {out_port} not free"
-                )));
-            }
-        }
-        let socks = self
-            .bind_pair(self.settings.inside.bind, in_port)
-            .and_then(|i| Ok((i, self.bind_pair(self.settings.outside.bind, out_port)?)));
-        let (in_socks, out_socks) = match socks {
-            Ok(s) => s,
-            Err(e) => {
-                self.free_port(Leg::Inside, in_port);
-                self.free_port(Leg::Outside, out_port);
-                return Err(MediaError::Unavailable(e.to_string()));
-            }
-        };
-        let now = Instant::now();
-        let mut peers: [PeerState; 2] = Default::default();
-        // The SDP is gone with the old process: what the mappings say is the latched truth.
-        peers[0].set_desc(&StreamDesc::new(pbx.ip(), pbx.port()));
-        peers[0].latch[0].adopt(pbx, now);
-        peers[1].set_desc(&StreamDesc::new(carrier.ip(), carrier.port()));
-        peers[1].latch[0].adopt(carrier, now);
-        let id = SessionId(self.next_id.fetch_add(1, Ordering::Relaxed));
-        let mut stream = self.start_stream(id, 0, in_port, in_socks, out_port, out_socks, peers);
-        stream.installed = installed;
-        self.sessions.lock().insert(
-            id,
-            Session {
-                streams: vec![stream],
-                committed: true,
-                activity: Activity::new(now),
-                timed_out: false,
-                adopted: true,
-                peers: MediaPeers::default(),
-                quota_ports: 0,
-            },
-        );
-        Ok(id)
-    }
-
-    /// Installs, updates or removes the XDP mappings of a stream to match its latches.
-    fn sync_mappings(&self, id: SessionId, index: usize) {
-        let Some(xdp) = &self.xdp else { return };
-        let mut sessions = self.sessions.lock();
-        let Some(stream) = sessions.get_mut(&id).and_then(|s| s.streams.get_mut(index)) else {
-            return;
-        };
-        let want = self.desired_mappings(stream);
-        let mut x = xdp.lock();
-        let mut slots = self.slots.lock();
-        let old = std::mem::take(&mut stream.installed);
-        let mut changed = false;
-        for (key, slot, _) in &old {
-            if !want.iter().any(|(k, _)| k == key) {
-                if let Err(e) = x.remove_mapping(key) {
-                    tracing::warn!(error = %e, "removing XDP mapping failed");
-                }
-                slots.give(*slot);
-                changed = true;
-            }
-        }
-        for (key, m) in want {
-            // An installed mapping keeps its slot (and, if unchanged, its counters).
-            let existing = old.iter().find(|(k, _, _)| *k == key);
-            let slot = match existing.map(|(_, s, _)| *s).or_else(|| slots.take()) {
-                Some(s) => s,
-                None => {
-                    tracing::warn!("XDP statistics slots exhausted; stream stays in userspace");
-                    continue;
-                }
-            };
-            let m = Mapping { slot, ..m };
-            if existing.is_some_and(|(_, _, v)| *v == m) {
-                stream.installed.push((key, slot, m));
-                continue;
-            }
-            // Same peers and slot, other flags: keep the stream's counters.
-            let same_peers = existing.is_some_and(|(_, _, v)| {
-                Mapping {
-                    flags: m.flags,
-                    ..*v
-                } == m
-            });
-            let put = if same_peers {
-                x.update_mapping(&key, &m)
-            } else {
-                x.insert_mapping(&key, &m)
-            };
-            match put {
-                Ok(()) => {
-                    stream.installed.push((key, slot, m));
-                    changed = true;
-                }
-                // The userspace relay keeps forwarding: a full map costs speed, not calls.
-                Err(e) => {
-                    // The kernel still holds the previous value, if any: keep tracking it.
-                    match existing {
-                        Some(prev) => stream.installed.push(*prev),
-                        None => slots.give(slot),
-                    }
-                    tracing::warn!(error = %e, "installing XDP mapping failed");
-                }
-            }
-        }
-        drop(slots);
-        drop(x);
-        if changed && !stream.installed.is_empty() {
-            tracing::info!(session = %id, stream = index, mappings = stream.installed.len(),
-                "stream latched on both sides; XDP fast path installed");
-        }
-        drop(sessions);
-        self.update_gauges();
-    }
-
-    /// The RTP mappings for a stream latched on both sides (RTCP stays in userspace for its
-    /// reports). Different address families on the two sides stay in userspace too.
-    fn desired_mappings(&self, stream: &Stream) -> Vec<(MappingKey, Mapping)> {
-        let Some(shared) = &stream.shared else {
-            return Vec::new();
-        };
-        // XDP cannot run AES: encrypted streams stay in userspace.
-        if shared.srtp.lock().active() {
-            return Vec::new();
-        }
-        // Provisional latches (made before the peer's SDP was known) stay in userspace.
-        let now = Instant::now();
-        let (pbx, carrier, open) = {
-            let peers = shared.peers.lock();
-            (
-                peers[0].latch[0].confirmed(),
-                peers[1].latch[0].confirmed(),
-                [0, 1].map(|i| peers[i].latch[0].window_open(now)),
-            )
-        };
-        let (Some(pbx), Some(carrier)) = (pbx, carrier) else {
-            return Vec::new();
-        };
-        let s = &self.settings;
-        let v4 = s.inside.bind.is_ipv4();
-        if s.outside.bind.is_ipv4() != v4 || pbx.is_ipv4() != v4 || carrier.is_ipv4() != v4 {
-            return Vec::new();
-        }
-        // Inside the re-latch window other sources go up to userspace, which may re-latch
-        // (the tick sets the strict flag once the window has closed).
-        let flags = |ingress: usize| {
-            let mut f = if v4 { FLAG_IPV4 } else { 0 };
-            if s.strict_source && !open[ingress] {
-                f |= FLAG_STRICT_SOURCE;
-            }
-            f
-        };
-        let in_relay = SocketAddr::new(s.inside.bind, stream.relay.inside.rtp_port);
-        let out_relay = SocketAddr::new(s.outside.bind, stream.relay.outside.rtp_port);
-        let mapping =
-            |from_peer: SocketAddr, via: SocketAddr, to_peer: SocketAddr, flags| Mapping {
-                src_addr: addr16(via.ip()),
-                dst_addr: addr16(to_peer.ip()),
-                expect_addr: addr16(from_peer.ip()),
-                src_port: port_be(via.port()),
-                dst_port: port_be(to_peer.port()),
-                expect_port: port_be(from_peer.port()),
-                flags,
-                // Assigned by `sync_mappings`.
-                slot: 0,
-            };
-        vec![
-            (
-                mapping_key(in_relay),
-                mapping(pbx, out_relay, carrier, flags(0)),
-            ),
-            (
-                mapping_key(out_relay),
-                mapping(carrier, in_relay, pbx, flags(1)),
-            ),
-        ]
-    }
-
     fn tick(&self, now: Instant) {
-        self.update_gauges();
-        let mut fired = Vec::new();
-        let mut resync = Vec::new();
-        {
-            let mut sessions = self.sessions.lock();
-            let xdp = self.xdp.as_ref().map(|x| x.lock());
-            for (id, s) in sessions.iter_mut() {
-                // A re-latch window closed on a fast-path stream: make its mappings strict.
-                if self.settings.strict_source {
-                    for (i, st) in s.streams.iter().enumerate() {
-                        let lax = st
-                            .installed
-                            .iter()
-                            .any(|(_, _, m)| m.flags & FLAG_STRICT_SOURCE == 0);
-                        let open = st.shared.as_ref().is_some_and(|sh| {
-                            sh.peers.lock().iter().any(|p| p.latch[0].window_open(now))
-                        });
-                        if lax && !open {
-                            resync.push((*id, i));
-                        }
-                    }
-                }
-                if !s.committed || s.timed_out {
-                    continue;
-                }
-                let mut hold = false;
-                for st in &s.streams {
-                    let Some(shared) = &st.shared else { continue };
-                    let peers = shared.peers.lock();
-                    for p in peers.iter() {
-                        hold |= p.direction.is_hold();
-                        if let Some(t) = p.last_seen {
-                            s.activity.observe(t);
-                        }
-                    }
-                }
-                let limit = if hold {
-                    self.settings.hold_timeout
-                } else {
-                    self.settings.timeout
-                };
-                // XDP counters cost a syscall per mapping: read them only for a session idle
-                // for a quarter of its timeout, not for every stream every tick. A stream that
-                // XDP carries therefore times out between 1 and 1.25 timeouts after its last
-                // packet.
-                if let (Some(x), Some(l)) = (&xdp, limit)
-                    && s.activity.idle(now) >= l / 4
-                {
-                    for st in &mut s.streams {
-                        let total: u64 = st
-                            .installed
-                            .iter()
-                            .filter_map(|(_, slot, _)| x.mapping_stats(*slot).ok())
-                            .map(|m| m.packets)
-                            .sum();
-                        if total != st.xdp_packets {
-                            st.xdp_packets = total;
-                            s.activity.observe(now);
-                        }
-                    }
-                }
-                if s.activity.expired(now, limit) {
-                    s.timed_out = true;
-                    fired.push((*id, s.adopted));
-                }
-            }
+        let mut core = self.core.lock();
+        let fired = core.table.handle_timeout(now);
+        for (stream, e) in self.run(&mut core, now) {
+            tracing::warn!(error = %e, session = %stream.session, "relay socket failure");
         }
-        for (id, i) in resync {
-            self.sync_mappings(id, i);
-        }
-        for (id, adopted) in fired {
-            self.metrics.timeouts.inc();
-            if adopted {
-                // No call layer knows an adopted session (its dialog died with the old
-                // process): the media layer ends it itself.
-                tracing::info!(session = %id, "media timeout of an adopted session; releasing");
-                self.release(id);
-                continue;
-            }
-            tracing::info!(session = %id, "media timeout; asking the call layer to end the call");
-            let mut ev = self.events.lock();
-            if ev.len() >= MAX_EVENTS {
-                ev.pop_front();
-            }
-            ev.push_back(MediaEvent::Timeout(id));
-            drop(ev);
+        self.update_gauges(&core);
+        drop(core);
+        if fired > 0 {
+            self.metrics.timeouts.inc_by(fired as u64);
+            tracing::info!(
+                sessions = fired,
+                "media timeout; asking the call layer to end the calls"
+            );
             self.events_ready.notify_one();
         }
     }
 
-    fn release(&self, id: SessionId) {
-        let Some(mut s) = self.sessions.lock().remove(&id) else {
-            return;
-        };
-        if let Some(t) = &s.peers.trunk {
-            self.quotas.lock().give(t, s.quota_ports);
-        }
-        let last = self.view(id, &s, Instant::now());
-        self.finals.lock().put(id, last);
-        for st in &mut s.streams {
-            self.close_stream(st);
-        }
-        tracing::debug!(session = %id, "media session released");
-        self.update_gauges();
-    }
-
-    fn view(&self, id: SessionId, s: &Session, now: Instant) -> SessionView {
-        let xdp = self.xdp.as_ref().map(|x| x.lock());
-        let streams = s
-            .streams
-            .iter()
-            .map(|st| {
-                let peers = st
-                    .shared
-                    .as_ref()
-                    .map(|sh| sh.peers.lock().clone())
-                    .unwrap_or_default();
-                let ep = |leg: Leg| {
-                    let r = st.relay.facing(leg);
-                    let p = &peers[leg_idx(leg)];
-                    let key =
-                        mapping_key(SocketAddr::new(self.settings.side(leg).bind, r.rtp_port));
-                    let slot = st.installed.iter().find(|(k, _, _)| *k == key).map(|i| i.1);
-                    let xs = xdp
-                        .as_ref()
-                        .zip(slot)
-                        .and_then(|(x, slot)| x.mapping_stats(slot).ok())
-                        .unwrap_or_default();
-                    EndpointView {
-                        relay: r.addr.to_string(),
-                        rtp_port: r.rtp_port,
-                        rtcp_port: r.rtcp_port,
-                        latched: p.latch[0].latched().map(|a| a.to_string()),
-                        target: p.latch[0].target().map(|a| a.to_string()),
-                        userspace_packets: p.packets,
-                        userspace_bytes: p.bytes,
-                        xdp_packets: xs.packets,
-                        xdp_bytes: xs.bytes,
-                        dropped: p.dropped,
-                        last_seen_ms: p.last_seen.map(|t| {
-                            u64::try_from(now.saturating_duration_since(t).as_millis())
-                                .unwrap_or(u64::MAX)
-                        }),
-                        rtp_lost: p.rtp.lost(),
-                        rtp_jitter_ms: p.rtp.jitter_ms(),
-                        rtcp_report: p.report,
-                        sdp: p.latch[0].sdp().map(|a| a.to_string()),
-                        sdp_direction: super::diagnosis::direction_str(p.direction),
-                        refused_from: p.refused.map(|(a, _)| a.to_string()),
-                        refused_reason: p.refused.map(|(_, r)| r.label()),
-                        xdp_idle_ms: super::diagnosis::since_monotonic_ns(xs.last_seen_ns),
-                    }
-                };
-                let srtp = st.shared.as_ref().map(|sh| {
-                    let s = sh.srtp.lock();
-                    (s.suite(Leg::Inside), s.suite(Leg::Outside))
-                });
-                let (inside, outside) = srtp.unwrap_or_default();
-                StreamView {
-                    inside: ep(Leg::Inside),
-                    outside: ep(Leg::Outside),
-                    xdp_mappings: st.installed.len(),
-                    srtp: SrtpView { inside, outside },
-                }
-            })
-            .collect();
-        SessionView {
-            id: id.0,
-            committed: s.committed,
-            timed_out: s.timed_out,
-            adopted: s.adopted,
-            idle_ms: u64::try_from(s.activity.idle(now).as_millis()).unwrap_or(u64::MAX),
-            streams,
-        }
-    }
-
-    /// The sources allowed on each leg of a call with `peers`, under the current policy.
-    fn allowed(&self, peers: &MediaPeers) -> [Allowed; 2] {
-        let policy = self.policy.lock().clone();
-        [Leg::Inside, Leg::Outside].map(|leg| policy.allowed(leg, peers))
-    }
-
-    /// Counts the outside relay ports of `streams` against the call's trunk quota; returns the
-    /// ports taken (0 without a trunk), or the refusal.
-    fn take_quota(&self, peers: &MediaPeers, streams: &[StreamDesc]) -> Result<usize, MediaError> {
-        let Some(trunk) = &peers.trunk else {
-            return Ok(0);
-        };
-        // RTP and RTCP port of each enabled stream.
-        let ports = 2 * streams.iter().filter(|d| d.rtp_port != 0).count();
-        // Default: half the range's ports, so one trunk cannot starve the others.
-        let default = self.pools.lock()[self.settings.pool(Leg::Outside)].capacity();
-        let limit = self.policy.lock().quota(trunk, default);
-        if self.quotas.lock().take(trunk, ports, limit) {
-            Ok(ports)
-        } else {
-            Err(self.reject(MediaError::QuotaExhausted(trunk.clone())))
-        }
-    }
-
-    fn give_quota(&self, peers: &MediaPeers, ports: usize) {
-        if let Some(trunk) = &peers.trunk {
-            self.quotas.lock().give(trunk, ports);
-        }
-    }
-
-    /// The call's peers changed (failover): new allowed sources, the quota moves along.
-    fn set_peers(&self, id: SessionId, peers: &MediaPeers) {
-        let allowed = self.allowed(peers);
-        let mut sessions = self.sessions.lock();
-        let Some(s) = sessions.get_mut(&id) else {
-            return;
-        };
-        {
-            let mut q = self.quotas.lock();
-            if let Some(t) = &s.peers.trunk {
-                q.give(t, s.quota_ports);
-            }
-            if let Some(t) = &peers.trunk {
-                q.force(t, s.quota_ports);
-            }
-        }
-        for st in &s.streams {
-            if let Some(shared) = &st.shared {
-                let mut p = shared.peers.lock();
-                p[0].allowed = allowed[0].clone();
-                p[1].allowed = allowed[1].clone();
-            }
-        }
-        s.peers = peers.clone();
-    }
-
-    /// Records `streams` from `from` on an existing session; opens new streams for extra
-    /// `m=` lines when `grow`.
+    /// Records descriptions on an existing session (answer or re-offer); new streams of a
+    /// re-offer that cannot be bound are dropped again.
     fn describe(
         &self,
         id: SessionId,
@@ -1278,103 +294,28 @@ impl Inner {
         streams: &[StreamDesc],
         answer: bool,
     ) -> Result<Vec<StreamRelay>, MediaError> {
-        let (have, relatch, call_peers) = {
-            let mut sessions = self.sessions.lock();
-            let s = sessions
-                .get_mut(&id)
-                .ok_or(MediaError::UnknownSession(id))?;
-            if answer && streams.len() != s.streams.len() {
-                return Err(MediaError::StreamMismatch {
-                    want: s.streams.len(),
-                    got: streams.len(),
-                });
-            }
-            let mut relatch = Vec::new();
-            // An answer or re-offer opens the re-latch window on both legs (NAT rebinding, a
-            // media server switch at answer time); the fast path relaxes meanwhile.
-            let until = Instant::now() + self.settings.relatch_window;
-            for (i, (st, desc)) in s.streams.iter_mut().zip(streams).enumerate() {
-                let Some(shared) = &st.shared else { continue };
-                let mut peers = shared.peers.lock();
-                for p in peers.iter_mut() {
-                    p.open_window(until);
-                }
-                if !self.settings.relatch_window.is_zero() {
-                    relatch.push(i);
-                }
-                let p = &mut peers[leg_idx(from)];
-                if desc.rtp_port != 0 && p.latch[0].target().is_none() {
-                    // First description from this leg: check its family like an offer.
-                    if self.settings.side(from).bind.is_ipv4() != desc.addr.is_ipv4() {
-                        return Err(MediaError::AddressFamily {
-                            leg: from,
-                            family: family(desc.addr),
-                        });
-                    }
-                }
-                if p.set_desc(desc) {
-                    tracing::info!(session = %id, stream = i, side = from.as_str(),
-                        "peer's SDP address changed (or a provisional latch was not confirmed); \
-                        re-latching on its next allowed packet");
-                    if !relatch.contains(&i) {
-                        relatch.push(i);
-                    }
-                }
-                let mux = p.mux;
-                drop(peers);
-                let r = if from == Leg::Inside {
-                    &mut st.relay.inside
-                } else {
-                    &mut st.relay.outside
-                };
-                if r.rtp_port != 0 {
-                    r.rtcp_port = if mux { r.rtp_port } else { r.rtp_port + 1 };
-                }
-            }
-            if answer && !s.committed {
-                s.committed = true;
-                s.activity = Activity::new(Instant::now());
-            }
-            (s.streams.len(), relatch, s.peers.clone())
+        let now = Instant::now();
+        let mut core = self.core.lock();
+        let have = core.table.session(id).map_or(0, |s| s.streams.len());
+        let result = if answer {
+            core.table.commit(now, id, from, streams)
+        } else {
+            core.table.update(now, id, from, streams)
         };
-        for i in relatch {
-            self.sync_mappings(id, i);
-        }
-        if streams.len() > have {
-            if streams.len() > self.settings.max_streams {
-                return Err(self.reject(MediaError::StreamCount(streams.len())));
+        let failed = self.run(&mut core, now);
+        let result = match failed.into_iter().next() {
+            Some((_, e)) => {
+                core.table.drop_streams_from(id, have);
+                self.run(&mut core, now);
+                Err(e)
             }
-            let extra = &streams[have..];
-            let quota = self.take_quota(&call_peers, extra)?;
-            let allowed = self.allowed(&call_peers);
-            let mut opened = Vec::new();
-            for (i, desc) in streams.iter().enumerate().skip(have) {
-                match self.open_stream(id, i, from, desc, &allowed) {
-                    Ok(st) => opened.push(st),
-                    Err(e) => {
-                        for mut st in opened {
-                            self.close_stream(&mut st);
-                        }
-                        self.give_quota(&call_peers, quota);
-                        return Err(self.reject(e));
-                    }
-                }
-            }
-            let mut sessions = self.sessions.lock();
-            let Some(s) = sessions.get_mut(&id) else {
-                drop(sessions);
-                for mut st in opened {
-                    self.close_stream(&mut st);
-                }
-                self.give_quota(&call_peers, quota);
-                return Err(MediaError::UnknownSession(id));
-            };
-            s.streams.extend(opened);
-            s.quota_ports += quota;
-        }
-        let sessions = self.sessions.lock();
-        let s = sessions.get(&id).ok_or(MediaError::UnknownSession(id))?;
-        Ok(s.streams.iter().map(|st| st.relay).collect())
+            None => result,
+        };
+        self.update_gauges(&core);
+        result.map_err(|e| match e {
+            MediaError::UnknownSession(_) => e,
+            e => self.reject(e),
+        })
     }
 }
 
@@ -1386,44 +327,30 @@ impl MediaControl for MediaManager {
         peers: &MediaPeers,
     ) -> Result<Allocation, MediaError> {
         let inner = &self.inner;
-        if streams.is_empty() || streams.len() > inner.settings.max_streams {
-            return Err(inner.reject(MediaError::StreamCount(streams.len())));
+        let now = Instant::now();
+        let mut core = inner.core.lock();
+        let mut result = core.table.allocate(now, from, streams, peers);
+        if let Some((stream, e)) = inner.run(&mut core, now).into_iter().next() {
+            core.table.release(stream.session);
+            inner.run(&mut core, now);
+            result = Err(e);
         }
-        let quota = inner.take_quota(peers, streams)?;
-        let allowed = inner.allowed(peers);
-        let id = SessionId(inner.next_id.fetch_add(1, Ordering::Relaxed));
-        let mut opened: Vec<Stream> = Vec::with_capacity(streams.len());
-        for (i, desc) in streams.iter().enumerate() {
-            match inner.open_stream(id, i, from, desc, &allowed) {
-                Ok(st) => opened.push(st),
-                Err(e) => {
-                    for mut st in opened {
-                        inner.close_stream(&mut st);
-                    }
-                    inner.give_quota(peers, quota);
-                    return Err(inner.reject(e));
-                }
+        // A replaced port changed the relay endpoints the call layer gets.
+        if let Ok(a) = &mut result
+            && let Some(s) = core.table.session(a.session)
+        {
+            a.streams = s.streams.iter().map(|st| st.relay).collect();
+        }
+        inner.update_gauges(&core);
+        drop(core);
+        match result {
+            Ok(a) => {
+                tracing::debug!(session = %a.session, side = from.as_str(),
+                    streams = a.streams.len(), "media allocated");
+                Ok(a)
             }
+            Err(e) => Err(inner.reject(e)),
         }
-        let relays: Vec<StreamRelay> = opened.iter().map(|s| s.relay).collect();
-        inner.sessions.lock().insert(
-            id,
-            Session {
-                streams: opened,
-                committed: false,
-                activity: Activity::new(Instant::now()),
-                timed_out: false,
-                adopted: false,
-                peers: peers.clone(),
-                quota_ports: quota,
-            },
-        );
-        inner.update_gauges();
-        tracing::debug!(session = %id, side = from.as_str(), streams = relays.len(), "media allocated");
-        Ok(Allocation {
-            session: id,
-            streams: relays,
-        })
     }
 
     fn commit(
@@ -1433,34 +360,6 @@ impl MediaControl for MediaManager {
         streams: &[StreamDesc],
     ) -> Result<Vec<StreamRelay>, MediaError> {
         self.inner.describe(session, from, streams, true)
-    }
-
-    fn set_crypto(
-        &mut self,
-        session: SessionId,
-        leg: Leg,
-        keys: &[Option<sbc_proto::srtp::StreamKeys>],
-    ) -> Result<(), MediaError> {
-        let count = {
-            let sessions = self.inner.sessions.lock();
-            let s = sessions
-                .get(&session)
-                .ok_or(MediaError::UnknownSession(session))?;
-            for (i, st) in s.streams.iter().enumerate() {
-                if let Some(shared) = &st.shared {
-                    shared
-                        .srtp
-                        .lock()
-                        .set(leg, keys.get(i).and_then(Option::as_ref));
-                }
-            }
-            s.streams.len()
-        };
-        // A stream that became encrypted leaves the fast path (and a plain one may use it).
-        for i in 0..count {
-            self.inner.sync_mappings(session, i);
-        }
-        Ok(())
     }
 
     fn update(
@@ -1473,21 +372,45 @@ impl MediaControl for MediaManager {
     }
 
     fn set_peers(&mut self, session: SessionId, peers: &MediaPeers) {
-        self.inner.set_peers(session, peers);
+        self.inner.core.lock().table.set_peers(session, peers);
+    }
+
+    fn set_crypto(
+        &mut self,
+        session: SessionId,
+        leg: Leg,
+        keys: &[Option<sbc_proto::srtp::StreamKeys>],
+    ) -> Result<(), MediaError> {
+        let now = Instant::now();
+        let mut core = self.inner.core.lock();
+        let result = core.table.set_crypto(now, session, leg, keys);
+        // A stream that became encrypted leaves the fast path (and a plain one may take it).
+        self.inner.run(&mut core, now);
+        self.inner.update_gauges(&core);
+        result
     }
 
     fn release(&mut self, session: SessionId) {
-        self.inner.release(session);
+        let now = Instant::now();
+        let mut core = self.inner.core.lock();
+        // Its last statistics, before the mappings (and their counters) go.
+        if let Some(last) = self.inner.view(&core, session, now) {
+            self.inner.finals.lock().put(session, last);
+        }
+        core.table.release(session);
+        self.inner.run(&mut core, now);
+        self.inner.update_gauges(&core);
+        tracing::debug!(session = %session, "media session released");
     }
 
     fn poll_event(&mut self) -> Option<MediaEvent> {
-        self.inner.events.lock().pop_front()
+        self.inner.core.lock().table.poll_event()
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::net::Ipv4Addr;
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
     use super::*;
     use crate::metrics::Metrics;
@@ -1500,16 +423,18 @@ mod tests {
             advertised: LO,
         };
         MediaSettings {
-            inside: side,
-            outside: side,
-            port_min: min,
-            port_max: max,
-            strict_source: false,
-            relatch_window: Duration::from_secs(2),
-            max_streams: 4,
+            relay: RelaySettings {
+                inside: side,
+                outside: side,
+                port_min: min,
+                port_max: max,
+                strict_source: false,
+                relatch_window: Duration::from_secs(2),
+                max_streams: 4,
+                timeout: Some(Duration::from_secs(60)),
+                hold_timeout: Some(Duration::from_secs(3600)),
+            },
             policy: MediaPolicy::default(),
-            timeout: Some(Duration::from_secs(60)),
-            hold_timeout: Some(Duration::from_secs(3600)),
         }
     }
 
@@ -1521,10 +446,10 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn strict_source_drops_strangers_in_userspace() {
         let mut s = settings(41_500, 41_599);
-        s.strict_source = true;
+        s.relay.strict_source = true;
         // No re-latch window: the stranger (same address as the SDP, so allowed) comes right
         // after the answer, when a window would let it take the latch.
-        s.relatch_window = Duration::ZERO;
+        s.relay.relatch_window = Duration::ZERO;
         let metrics = Metrics::new().expect("metrics");
         let mut m = MediaManager::new(s, None, metrics.media.clone());
         let pbx = std::net::UdpSocket::bind("127.0.0.1:0").expect("pbx");
@@ -1556,6 +481,18 @@ mod tests {
         assert!(carrier.recv_from(&mut buf).is_err(), "stranger relayed");
         let v = m.session_view(a.session).expect("view");
         assert_eq!(v.streams[0].inside.dropped, 1);
+        // The one-way-audio diagnosis sees who was refused and why, and the SDP address.
+        let stranger_addr = stranger.local_addr().expect("addr").to_string();
+        assert_eq!(
+            v.streams[0].inside.refused_from.as_deref(),
+            Some(stranger_addr.as_str())
+        );
+        assert_eq!(v.streams[0].inside.refused_reason, Some("strict_source"));
+        assert_eq!(
+            v.streams[0].inside.sdp.as_deref(),
+            Some(pbx_addr.to_string().as_str())
+        );
+        assert_eq!(v.streams[0].inside.sdp_direction, "sendrecv");
         assert_eq!(
             v.streams[0].inside.latched.as_deref(),
             Some(pbx_addr.to_string().as_str())
@@ -1570,10 +507,124 @@ mod tests {
         );
     }
 
+    /// Through the real relay on loopback: plain RTP from the PBX leaves toward the carrier
+    /// encrypted with the SBC's outside key, the carrier's SRTP reaches the PBX plain, and
+    /// packets with a corrupted tag are dropped and counted, not forwarded.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn relay_terminates_srtp_and_drops_forged_packets() {
+        use sbc_proto::{
+            b2bua::Rng,
+            srtp::{KeySpec, MasterKey, SrtpContext, StreamKeys, Suite},
+        };
+        let keys = |seed: u64, suite: Suite| {
+            let mut rng = Rng::from_test_seed(seed);
+            let mut spec = || KeySpec {
+                suite,
+                key: MasterKey::generate(suite, &mut rng),
+                lifetime: None,
+            };
+            StreamKeys {
+                rx: spec(),
+                tx: spec(),
+            }
+        };
+        let context = |spec: &KeySpec| SrtpContext::new(spec.suite, &spec.key, spec.lifetime);
+        let rtp = |seq: u16| {
+            let mut b = [0u8; 64];
+            b[0] = 0x80;
+            b[2..4].copy_from_slice(&seq.to_be_bytes());
+            b[8..12].copy_from_slice(&7u32.to_be_bytes());
+            b[12..32].copy_from_slice(&[0x55; 20]);
+            (b, 32)
+        };
+        let metrics = Metrics::new().expect("metrics");
+        let mut m = MediaManager::new(settings(42_000, 42_099), None, metrics.media.clone());
+        let pbx = std::net::UdpSocket::bind("127.0.0.1:0").expect("pbx");
+        let carrier = std::net::UdpSocket::bind("127.0.0.1:0").expect("carrier");
+        for s in [&pbx, &carrier] {
+            s.set_read_timeout(Some(Duration::from_millis(500)))
+                .expect("timeout");
+        }
+        let pbx_port = pbx.local_addr().expect("addr").port();
+        let carrier_port = carrier.local_addr().expect("addr").port();
+        let a = m
+            .allocate(
+                Leg::Inside,
+                &[StreamDesc::new(LO, pbx_port)],
+                &MediaPeers::default(),
+            )
+            .expect("offer");
+        m.commit(
+            a.session,
+            Leg::Outside,
+            &[StreamDesc::new(LO, carrier_port)],
+        )
+        .expect("answer");
+        let outside = keys(11, Suite::AesCm128HmacSha1_80);
+        m.set_crypto(a.session, Leg::Outside, &[Some(outside.clone())])
+            .expect("keys");
+        let in_relay = SocketAddr::new(LO, a.streams[0].inside.rtp_port);
+        let out_relay = SocketAddr::new(LO, a.streams[0].outside.rtp_port);
+        let mut buf = [0u8; 256];
+
+        // PBX → carrier: encrypted on the wire, decrypts with the SBC's outside tx key.
+        let (plain, n) = rtp(1);
+        pbx.send_to(&plain[..n], in_relay).expect("send");
+        let (got, _) = carrier.recv_from(&mut buf).expect("carrier receives");
+        assert_eq!(got, n + 10, "80-bit tag appended");
+        assert_ne!(
+            buf[12..n],
+            plain[12..n],
+            "no clear payload toward the carrier"
+        );
+        let len = context(&outside.tx)
+            .unprotect_rtp(&mut buf[..got])
+            .expect("SBC's key");
+        assert_eq!(buf[..len], plain[..n]);
+
+        // Carrier → PBX: its SRTP arrives plain.
+        let mut carrier_ctx = context(&outside.rx);
+        let (mut p, n) = rtp(500);
+        let sn = carrier_ctx.protect_rtp(&mut p, n).expect("protect");
+        carrier.send_to(&p[..sn], out_relay).expect("send");
+        let (got, _) = pbx.recv_from(&mut buf).expect("pbx receives");
+        assert_eq!(buf[..got], rtp(500).0[..n]);
+
+        // A corrupted tag: dropped, counted, nothing reaches the PBX.
+        let (mut p, n) = rtp(501);
+        let sn = carrier_ctx.protect_rtp(&mut p, n).expect("protect");
+        p[sn - 1] ^= 0xff;
+        carrier.send_to(&p[..sn], out_relay).expect("send");
+        assert!(
+            pbx.recv_from(&mut buf).is_err(),
+            "forged packet not forwarded"
+        );
+        assert_eq!(metrics.media.srtp_auth_failures.get(), 1);
+        assert_eq!(
+            metrics
+                .media
+                .dropped
+                .with_label_values(&["srtp_auth_failed"])
+                .get(),
+            1
+        );
+        let v = m.session_view(a.session).expect("view");
+        assert_eq!(v.streams[0].srtp.outside, Some("AES_CM_128_HMAC_SHA1_80"));
+        assert_eq!(v.streams[0].srtp.inside, None);
+        assert_eq!(v.streams[0].outside.dropped, 1);
+        assert!(!format!("{v:?}").contains(&outside.tx.key.to_inline()));
+        m.release(a.session);
+        // The released session's last view is kept once for its call detail record.
+        let last = m.take_final(a.session).expect("final view");
+        assert_eq!(last.streams[0].inside.userspace_packets, 1);
+        assert_eq!(last.streams[0].outside.userspace_packets, 1);
+        assert!(m.take_final(a.session).is_none(), "taken once");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn outsider_never_latches_before_or_after_the_peers() {
         let mut s = settings(41_700, 41_799);
-        s.strict_source = true;
+        s.relay.strict_source = true;
         let metrics = Metrics::new().expect("metrics");
         let mut m = MediaManager::new(s, None, metrics.media.clone());
         let pbx = std::net::UdpSocket::bind("127.0.0.1:0").expect("pbx");
@@ -1707,20 +758,6 @@ mod tests {
             .await
             .expect("woken");
         assert_eq!(m.poll_event(), Some(MediaEvent::Timeout(a.session)));
-    }
-
-    #[test]
-    fn stats_slots_are_compact_and_reserved_on_adoption() {
-        let mut s = Slots::new(8);
-        assert_eq!((s.take(), s.take()), (Some(0), Some(1)));
-        assert!(s.reserve(5));
-        assert!(!s.reserve(5), "in use");
-        assert!(!s.reserve(8), "out of range");
-        s.give(0);
-        s.give(0); // double give is ignored
-        assert_eq!(s.take(), Some(0), "freed slots are reused first");
-        let rest: Vec<u32> = std::iter::from_fn(|| s.take()).collect();
-        assert_eq!(rest, vec![2, 3, 4, 6, 7]);
     }
 
     #[tokio::test]
@@ -1937,5 +974,57 @@ mod tests {
         carrier.recv_from(&mut buf).expect("carrier receives");
         let v = m.session_view(a.session).expect("view");
         assert!(v.streams[0].inside.latched.is_some(), "re-latched: {v:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_task_per_stream_and_sockets_reused_without_stale_packets() {
+        // Two pairs in the shared loopback pool: every call gets the same two pairs back.
+        let mut m = manager(41_010, 41_013);
+        let pbx = std::net::UdpSocket::bind("127.0.0.1:0").expect("pbx");
+        let carrier = std::net::UdpSocket::bind("127.0.0.1:0").expect("carrier");
+        carrier
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .expect("timeout");
+        let offer = [StreamDesc::new(LO, pbx.local_addr().expect("addr").port())];
+        let answer = [StreamDesc::new(
+            LO,
+            carrier.local_addr().expect("addr").port(),
+        )];
+        let a = m
+            .allocate(Leg::Inside, &offer, &MediaPeers::default())
+            .expect("offer");
+        assert_eq!(m.inner.core.lock().exec.running(), 1, "one task, not four");
+        m.release(a.session);
+        // The task parks its four sockets for reuse.
+        for _ in 0..100 {
+            if m.overview().idle_sockets == 4 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(m.overview().idle_sockets, 4);
+        assert_eq!(m.inner.core.lock().exec.running(), 0);
+        // A stray packet of the ended call waits in a parked socket...
+        let in_relay = SocketAddr::new(LO, a.streams[0].inside.rtp_port);
+        pbx.send_to(&[0x80, 0, 0, 1], in_relay).expect("send");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let b = m
+            .allocate(Leg::Inside, &offer, &MediaPeers::default())
+            .expect("offer");
+        assert_eq!(m.overview().idle_sockets, 0, "parked sockets reused");
+        let mut ports = [b.streams[0].inside.rtp_port, b.streams[0].outside.rtp_port];
+        let mut old = [a.streams[0].inside.rtp_port, a.streams[0].outside.rtp_port];
+        ports.sort_unstable();
+        old.sort_unstable();
+        assert_eq!(ports, old);
+        m.commit(b.session, Leg::Outside, &answer).expect("answer");
+        // ...and is not relayed to the next call's peer; the next call's own media is.
+        let in_relay = SocketAddr::new(LO, b.streams[0].inside.rtp_port);
+        let mut buf = [0u8; 64];
+        let stale = carrier.recv_from(&mut buf);
+        assert!(stale.is_err(), "stale packet relayed: {stale:?}");
+        pbx.send_to(&[0x80, 0, 0, 2], in_relay).expect("send");
+        let (n, _) = carrier.recv_from(&mut buf).expect("relayed");
+        assert_eq!(&buf[..n], &[0x80, 0, 0, 2]);
     }
 }

@@ -1,17 +1,17 @@
-//! Media relay: port pools, latching, the userspace relay, the media manager that implements
-//! the call layer's [`sbc_proto::media::MediaControl`] contract, per-leg SRTP termination
-//! (`srtp.rs`), and the XDP fast path loader.
-//! See `docs/media.md`.
+//! Media relay runtime: the media manager that implements the call layer's
+//! [`sbc_proto::media::MediaControl`] contract over the sans-I/O
+//! [`sbc_proto::media::MediaTable`] (which also holds each stream's SRTP contexts), the
+//! executor of the table's commands, the userspace relay, the XDP fast path loader, the
+//! one-way-audio diagnosis and the last views kept for call detail records. See
+//! `docs/media.md`.
 
 pub mod diagnosis;
+pub(crate) mod executor;
 pub mod finals;
-pub mod latch;
 pub mod manager;
 pub mod policy;
-pub mod pool;
 pub(crate) mod relay;
-pub mod rtp;
-pub(crate) mod srtp;
+pub mod view;
 pub mod xdp;
 
 pub use manager::{MediaManager, MediaSettings};

@@ -1,157 +1,26 @@
-//! The media border policy from the configuration: which networks may send a side's or a
-//! trunk's media (see [`super::latch`]) and how many relay ports a trunk's calls may hold.
+//! The media border policy from the configuration (the policy itself is
+//! [`sbc_proto::media::policy`]).
 
-use std::{collections::HashMap, sync::Arc};
+pub use sbc_proto::media::policy::{MediaPolicy, TrunkMedia};
 
-use ipnet::IpNet;
-use sbc_proto::media::{Leg, MediaPeers};
-
-use super::latch::Allowed;
 use crate::config::Config;
 
-/// A trunk's media settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TrunkMedia {
-    /// `[[trunk]] media_networks`.
-    pub networks: Arc<[IpNet]>,
-    /// `[[trunk]] max_media_ports`; None: the default quota.
-    pub max_ports: Option<usize>,
-}
-
-/// Who may send media on each side, and the trunks' port quotas. Applies to new calls; a live
-/// configuration change replaces it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MediaPolicy {
-    /// `[pbx] media_networks`.
-    pub pbx_networks: Arc<[IpNet]>,
-    /// By trunk name.
-    pub trunks: HashMap<String, TrunkMedia>,
-}
-
-impl MediaPolicy {
-    /// The policy of `[pbx]` and `[[trunk]]`.
-    pub fn from_config(c: &Config) -> Self {
-        Self {
-            pbx_networks: c.pbx.media_networks.clone().into(),
-            trunks: c
-                .trunks
-                .iter()
-                .map(|t| {
-                    let media = TrunkMedia {
-                        networks: t.media_networks.clone().into(),
-                        max_ports: t
-                            .max_media_ports
-                            .map(|p| usize::try_from(p).unwrap_or(usize::MAX)),
-                    };
-                    (t.name.clone(), media)
-                })
-                .collect(),
-        }
-    }
-
-    /// The sources allowed on `leg` of a call with `peers` (besides the leg's SDP address).
-    pub fn allowed(&self, leg: Leg, peers: &MediaPeers) -> Allowed {
-        let networks = match leg {
-            Leg::Inside => self.pbx_networks.clone(),
-            Leg::Outside => peers
-                .trunk
-                .as_ref()
-                .and_then(|t| self.trunks.get(t))
-                .map_or_else(|| Arc::from([]), |t| t.networks.clone()),
-        };
-        Allowed {
-            signaling: peers.of(leg),
-            networks,
-        }
-    }
-
-    /// The relay ports `trunk`'s calls may hold on the outside; `default` unless configured.
-    pub fn quota(&self, trunk: &str, default: usize) -> usize {
-        self.trunks
-            .get(trunk)
-            .and_then(|t| t.max_ports)
-            .unwrap_or(default)
-    }
-}
-
-/// Relay ports held per trunk.
-#[derive(Debug, Default)]
-pub struct Quotas {
-    held: HashMap<String, usize>,
-}
-
-impl Quotas {
-    /// Takes `ports` for `trunk` if that keeps it within `limit`; returns whether it did.
-    pub fn take(&mut self, trunk: &str, ports: usize, limit: usize) -> bool {
-        let held = self.held.get(trunk).copied().unwrap_or(0);
-        if held.saturating_add(ports) > limit {
-            return false;
-        }
-        self.held.insert(trunk.to_owned(), held + ports);
-        true
-    }
-
-    /// Takes `ports` for `trunk` whatever its limit (a failover moving an existing call).
-    pub fn force(&mut self, trunk: &str, ports: usize) {
-        *self.held.entry(trunk.to_owned()).or_default() += ports;
-    }
-
-    /// Gives `ports` of `trunk` back.
-    pub fn give(&mut self, trunk: &str, ports: usize) {
-        if let Some(h) = self.held.get_mut(trunk) {
-            *h = h.saturating_sub(ports);
-            if *h == 0 {
-                self.held.remove(trunk);
-            }
-        }
-    }
-
-    /// Ports `trunk`'s calls hold.
-    pub fn held(&self, trunk: &str) -> usize {
-        self.held.get(trunk).copied().unwrap_or(0)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quota_holds_and_frees() {
-        let mut q = Quotas::default();
-        assert!(q.take("c", 4, 6));
-        assert!(!q.take("c", 4, 6), "8 > 6");
-        assert!(q.take("other", 4, 6), "per trunk");
-        q.give("c", 4);
-        assert!(q.take("c", 6, 6));
-        assert_eq!(q.held("c"), 6);
-    }
-
-    #[test]
-    fn networks_follow_side_and_trunk() {
-        let mut p = MediaPolicy {
-            pbx_networks: vec!["10.0.0.0/8".parse().expect("net")].into(),
-            trunks: HashMap::new(),
-        };
-        p.trunks.insert(
-            "c".into(),
-            TrunkMedia {
-                networks: vec!["192.0.2.0/24".parse().expect("net")].into(),
-                max_ports: Some(8),
-            },
-        );
-        let peers = MediaPeers {
-            inside: Some("10.1.1.1".parse().expect("ip")),
-            outside: Some("198.51.100.1".parse().expect("ip")),
-            trunk: Some("c".into()),
-        };
-        let out = p.allowed(Leg::Outside, &peers);
-        assert!(out.permits("192.0.2.9".parse().expect("ip"), None));
-        assert!(out.permits("198.51.100.1".parse().expect("ip"), None));
-        assert!(!out.permits("10.1.1.1".parse().expect("ip"), None));
-        let inside = p.allowed(Leg::Inside, &peers);
-        assert!(inside.permits("10.200.0.1".parse().expect("ip"), None));
-        assert_eq!(p.quota("c", 100), 8);
-        assert_eq!(p.quota("unknown", 100), 100);
+/// The policy of `[pbx]` and `[[trunk]]`.
+pub fn from_config(c: &Config) -> MediaPolicy {
+    MediaPolicy {
+        pbx_networks: c.pbx.media_networks.clone().into(),
+        trunks: c
+            .trunks
+            .iter()
+            .map(|t| {
+                let media = TrunkMedia {
+                    networks: t.media_networks.clone().into(),
+                    max_ports: t
+                        .max_media_ports
+                        .map(|p| usize::try_from(p).unwrap_or(usize::MAX)),
+                };
+                (t.name.clone(), media)
+            })
+            .collect(),
     }
 }

@@ -162,7 +162,7 @@ impl SignalingHandle {
         let (done, rx) = oneshot::channel();
         let cmd = Command::Reconfigure {
             core: Box::new(crate::config::sbc_config(config)),
-            media: Box::new(crate::media::policy::MediaPolicy::from_config(config)),
+            media: Box::new(crate::media::policy::from_config(config)),
             done,
         };
         let applied = self.tx.send(cmd).await.is_ok() && rx.await.is_ok();

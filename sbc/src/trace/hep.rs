@@ -15,7 +15,7 @@ use tokio::{io::AsyncWriteExt, sync::mpsc};
 use super::{Captured, TraceMetrics};
 use crate::{
     config::{Hep, HepTransport},
-    media::manager::EndpointView,
+    media::view::EndpointView,
 };
 
 /// Wait before reconnecting to a TCP collector after a failure.

@@ -1,7 +1,8 @@
 //! What the operator sees of SIP without a packet capture: every message the transports send
 //! or receive is offered to a [`Tracer`] (a bounded, non-blocking queue: a full queue drops
 //! and counts, SIP never waits), whose task
-//! - keeps the messages of each call in the [`TraceStore`] for `GET /api/v1/calls/{id}/trace`;
+//! - keeps the messages of each call in the [`TraceStore`] for `GET /api/v1/calls/{id}/trace`
+//!   (digest responses redacted: [`redact`]);
 //! - exports them as HEP v3 to a collector (`[hep]`), with the other leg's Call-ID as the
 //!   correlation id, plus RTCP-derived quality reports per stream (HEP type 5, JSON).
 //!
@@ -10,6 +11,7 @@
 
 pub mod hep;
 pub mod ladder;
+pub mod redact;
 pub mod store;
 
 use std::{
@@ -354,10 +356,7 @@ impl Task {
         let parsed = Message::parse(c.data.clone(), &Limits::default()).ok();
         let call_id = parsed.as_ref().map(|m| m.call_id().to_owned());
         if let Some(m) = &parsed {
-            inner
-                .store
-                .lock()
-                .record(c.now, c.at, c.dir, c.side, c.transport, c.src, c.dst, m);
+            inner.store.lock().record(&c, m);
         }
         if self.hep.is_none() {
             return;

@@ -21,6 +21,8 @@ use sbc_proto::{
     sip::{Message, Method, Uri},
 };
 
+use super::Captured;
+
 /// Which way a message went, seen from the SBC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -190,22 +192,10 @@ impl TraceStore {
         }
     }
 
-    /// Records one message captured at `now` (`at` on the wall clock).
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one captured message's facts, passed once from the capture task"
-    )]
-    pub fn record(
-        &mut self,
-        now: Instant,
-        at: SystemTime,
-        dir: Direction,
-        side: Side,
-        transport: TransportKind,
-        src: SocketAddr,
-        dst: SocketAddr,
-        msg: &Message,
-    ) {
+    /// Records one captured message, parsed as `msg` (retention runs on `c.now`, the ladder
+    /// shows `c.at`).
+    pub fn record(&mut self, c: &Captured, msg: &Message) {
+        let (now, at, side) = (c.now, c.at, c.side);
         self.expire(now);
         let call_id = msg.call_id();
         let starts = msg.is_request() && msg.method() == Some(&Method::Invite);
@@ -238,7 +228,8 @@ impl TraceStore {
                 },
             );
         }
-        let raw = msg.as_bytes();
+        let redacted = super::redact::credentials(msg.as_bytes());
+        let raw: &[u8] = &redacted;
         let keep = raw.len().min(self.limits.message_bytes);
         while self.bytes + keep > self.limits.total_bytes {
             if !self.evict_one() {
@@ -248,11 +239,11 @@ impl TraceStore {
         }
         let entry = Entry {
             at,
-            dir,
+            dir: c.dir,
             side,
-            transport,
-            src,
-            dst,
+            transport: c.transport,
+            src: c.src,
+            dst: c.dst,
             summary: summary(msg),
             cseq: format!("{} {}", msg.cseq().seq, msg.cseq().method),
             data: Bytes::copy_from_slice(raw.get(..keep).unwrap_or(raw)),
@@ -507,15 +498,38 @@ mod tests {
     }
 
     fn rec(s: &mut TraceStore, now: Instant, dir: Direction, m: &Message) {
-        s.record(
+        let c = Captured {
+            at: SystemTime::UNIX_EPOCH,
             now,
-            SystemTime::UNIX_EPOCH,
             dir,
-            Side::Inside,
-            TransportKind::Udp,
-            a(PBX),
-            a(SBC_IN),
-            m,
+            side: Side::Inside,
+            transport: TransportKind::Udp,
+            src: a(PBX),
+            dst: a(SBC_IN),
+            data: Bytes::new(),
+        };
+        s.record(&c, m);
+    }
+
+    #[test]
+    fn a_stored_credential_has_no_digest_response() {
+        let text = "INVITE sip:4930111@sbc SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK1\r\n\
+             From: <sip:100@pbx>;tag=a\r\nTo: <sip:4930111@sbc>\r\nCall-ID: cr\r\n\
+             CSeq: 2 INVITE\r\nMax-Forwards: 70\r\n\
+             Proxy-Authorization: Digest username=\"t\", response=\"5ec2e7\"\r\n\
+             Content-Length: 0\r\n\r\n";
+        let m = Message::parse(Bytes::from(text), &Limits::default()).expect("valid");
+        let mut s = TraceStore::new(TraceLimits {
+            message_bytes: 4096,
+            ..limits()
+        });
+        rec(&mut s, Instant::now(), Direction::Out, &m);
+        let data = &s.by_call_id("cr")[0].messages[0].data;
+        let stored = String::from_utf8_lossy(data);
+        assert!(!stored.contains("5ec2e7"), "{stored}");
+        assert!(
+            stored.contains("username=\"t\", response=\"redacted\""),
+            "{stored}"
         );
     }
 

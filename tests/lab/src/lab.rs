@@ -78,22 +78,32 @@ impl Lab {
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
         }
         lab.link(
-            &lab.pbx,
-            iface::PBX,
-            "198.18.1.2/24",
-            "fd00:5bc:1::2/64",
-            iface::SBC_INSIDE,
-            "198.18.1.1/24",
-            "fd00:5bc:1::1/64",
+            End {
+                ns: &lab.pbx,
+                ifname: iface::PBX,
+                v4: "198.18.1.2/24",
+                v6: "fd00:5bc:1::2/64",
+            },
+            End {
+                ns: &lab.sbc,
+                ifname: iface::SBC_INSIDE,
+                v4: "198.18.1.1/24",
+                v6: "fd00:5bc:1::1/64",
+            },
         )?;
         lab.link(
-            &lab.carrier,
-            iface::CARRIER,
-            "198.18.2.2/24",
-            "fd00:5bc:2::2/64",
-            iface::SBC_OUTSIDE,
-            "198.18.2.1/24",
-            "fd00:5bc:2::1/64",
+            End {
+                ns: &lab.carrier,
+                ifname: iface::CARRIER,
+                v4: "198.18.2.2/24",
+                v6: "fd00:5bc:2::2/64",
+            },
+            End {
+                ns: &lab.sbc,
+                ifname: iface::SBC_OUTSIDE,
+                v4: "198.18.2.1/24",
+                v6: "fd00:5bc:2::1/64",
+            },
         )?;
         ip(&[
             "-n",
@@ -136,32 +146,29 @@ impl Lab {
         Ok(lab)
     }
 
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "one veth link: two ends, two families each"
-    )]
-    fn link(
-        &self,
-        peer_ns: &str,
-        peer_if: &str,
-        peer_v4: &str,
-        peer_v6: &str,
-        sbc_if: &str,
-        sbc_v4: &str,
-        sbc_v6: &str,
-    ) -> Result<(), NetnsError> {
+    /// One veth pair from `peer` to the SBC namespace, both ends addressed in both families.
+    fn link(&self, peer: End<'_>, sbc: End<'_>) -> Result<(), NetnsError> {
         ip(&[
-            "link", "add", peer_if, "netns", peer_ns, "type", "veth", "peer", "name", sbc_if,
-            "netns", &self.sbc,
+            "link",
+            "add",
+            peer.ifname,
+            "netns",
+            peer.ns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            sbc.ifname,
+            "netns",
+            sbc.ns,
         ])?;
-        for (ns, ifname, v4, v6) in [
-            (peer_ns, peer_if, peer_v4, peer_v6),
-            (&self.sbc, sbc_if, sbc_v4, sbc_v6),
-        ] {
-            ip(&["-n", ns, "addr", "add", v4, "dev", ifname])?;
+        for end in [peer, sbc] {
+            ip(&["-n", end.ns, "addr", "add", end.v4, "dev", end.ifname])?;
             // nodad: the address is usable at once instead of after duplicate detection.
-            ip(&["-n", ns, "addr", "add", v6, "dev", ifname, "nodad"])?;
-            ip(&["-n", ns, "link", "set", ifname, "up"])?;
+            ip(&[
+                "-n", end.ns, "addr", "add", end.v6, "dev", end.ifname, "nodad",
+            ])?;
+            ip(&["-n", end.ns, "link", "set", end.ifname, "up"])?;
         }
         Ok(())
     }
@@ -194,6 +201,15 @@ impl Lab {
         }
         Ok(n)
     }
+}
+
+/// One end of a veth link: its namespace, interface name and addresses (with prefix length).
+#[derive(Clone, Copy)]
+struct End<'a> {
+    ns: &'a str,
+    ifname: &'a str,
+    v4: &'a str,
+    v6: &'a str,
 }
 
 impl Drop for Lab {

@@ -1,7 +1,7 @@
 //! The relay port pool of one side: RTP on even ports, RTCP on the odd port above, O(1)
 //! allocate and free.
 //!
-//! A pair is drawn at random (OS-seeded CSPRNG) from the older half of the free pairs: the
+//! A pair is drawn at random (the caller's CSPRNG, keyed from the OS by the runtime) from the older half of the free pairs: the
 //! next call's ports cannot be predicted from the last ones (an outsider who could would aim at
 //! them before the call is set up), and freed pairs, which go to the back, are still reused
 //! late, so stray packets of a finished call (retransmissions, a slow peer) rarely land in the
@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 
-use rand::RngExt as _;
+use crate::b2bua::Rng;
 
 /// A pool of even/odd port pairs in `[min, max]`.
 #[derive(Debug, Clone)]
@@ -50,19 +50,16 @@ impl PortPool {
         }
     }
 
-    /// Takes a free pair; returns its (even) RTP port, or `None` when exhausted.
-    pub fn allocate(&mut self) -> Option<u16> {
-        self.allocate_with(&mut rand::rng())
-    }
-
-    /// [`Self::allocate`] drawing from `rng` (tests pass a seeded one).
-    pub fn allocate_with(&mut self, rng: &mut impl rand::Rng) -> Option<u16> {
+    /// Takes a free pair drawn with `rng`; returns its (even) RTP port, or `None` when
+    /// exhausted.
+    pub fn allocate(&mut self, rng: &mut Rng) -> Option<u16> {
         // Uniform over the older half (at least one pair), then O(1): swap it to the front.
         let window = self.free.len().div_ceil(2);
         if window == 0 {
             return None;
         }
-        let pick = rng.random_range(0..window);
+        // The window holds at most 32,768 pairs: the modulo bias over 64 bits is < 2^-48.
+        let pick = usize::try_from(rng.next_u64() % window as u64).unwrap_or(0);
         self.free.swap(0, pick);
         let p = self.free.pop_front()?;
         if let Some(slot) = self.slot(p) {
@@ -120,11 +117,16 @@ impl PortPool {
 mod tests {
     use super::*;
 
+    fn rng() -> Rng {
+        Rng::from_test_seed(7)
+    }
+
     #[test]
     fn pairs_are_even_and_within_range() {
+        let mut r = rng();
         let mut p = PortPool::new(10_000, 10_005);
         assert_eq!(p.capacity(), 3);
-        let mut got: Vec<u16> = std::iter::from_fn(|| p.allocate()).collect();
+        let mut got: Vec<u16> = std::iter::from_fn(|| p.allocate(&mut r)).collect();
         got.sort_unstable();
         assert_eq!(got, vec![10_000, 10_002, 10_004]);
         // An odd minimum starts at the next even port; the max must leave room for RTCP.
@@ -134,24 +136,26 @@ mod tests {
 
     #[test]
     fn exhaustion_returns_none_and_free_makes_room() {
+        let mut r = rng();
         let mut p = PortPool::new(20_000, 20_003);
-        let a = p.allocate().expect("first");
-        let b = p.allocate().expect("second");
-        assert_eq!(p.allocate(), None);
+        let a = p.allocate(&mut r).expect("first");
+        let b = p.allocate(&mut r).expect("second");
+        assert_eq!(p.allocate(&mut r), None);
         assert_eq!(p.available(), 0);
         p.free(a).expect("free a");
-        assert_eq!(p.allocate(), Some(a));
+        assert_eq!(p.allocate(&mut r), Some(a));
         p.free(b).expect("free b");
         assert_eq!(p.available(), 1);
     }
 
     #[test]
     fn freed_ports_are_not_reused_at_once() {
+        let mut r = rng();
         let mut p = PortPool::new(30_000, 30_019);
-        let a = p.allocate().expect("a");
+        let a = p.allocate(&mut r).expect("a");
         p.free(a).expect("free");
         // `a` sits in the younger half: the next few allocations never return it.
-        let next: Vec<u16> = (0..4).filter_map(|_| p.allocate()).collect();
+        let next: Vec<u16> = (0..4).filter_map(|_| p.allocate(&mut r)).collect();
         assert!(!next.contains(&a), "{next:?}");
     }
 
@@ -159,11 +163,14 @@ mod tests {
     fn allocation_order_is_unpredictable() {
         // Two pools draw different sequences (FIFO order would give 10000, 10002, ... twice),
         // and the ports spread over the range instead of counting up.
-        let draw = || {
+        let draw = |seed| {
+            let mut r = Rng::from_test_seed(seed);
             let mut p = PortPool::new(10_000, 20_000);
-            (0..16).filter_map(|_| p.allocate()).collect::<Vec<u16>>()
+            (0..16)
+                .filter_map(|_| p.allocate(&mut r))
+                .collect::<Vec<u16>>()
         };
-        let (a, b) = (draw(), draw());
+        let (a, b) = (draw(1), draw(2));
         assert_ne!(a, b);
         let sequential = a.windows(2).filter(|w| w[1] == w[0] + 2).count();
         assert!(sequential < 4, "{a:?}");
@@ -171,8 +178,9 @@ mod tests {
 
     #[test]
     fn double_and_foreign_frees_are_refused() {
+        let mut r = rng();
         let mut p = PortPool::new(40_000, 40_010);
-        let a = p.allocate().expect("a");
+        let a = p.allocate(&mut r).expect("a");
         p.free(a).expect("free");
         assert_eq!(p.free(a), Err(PoolError::DoubleFree(a)));
         assert_eq!(p.free(40_001), Err(PoolError::Foreign(40_001)));
@@ -182,20 +190,22 @@ mod tests {
 
     #[test]
     fn reserve_takes_a_specific_pair() {
+        let mut r = rng();
         let mut p = PortPool::new(10_000, 10_009);
         assert!(p.reserve(10_004));
         assert!(!p.reserve(10_004));
-        let all: Vec<u16> = std::iter::from_fn(|| p.allocate()).collect();
+        let all: Vec<u16> = std::iter::from_fn(|| p.allocate(&mut r)).collect();
         assert!(!all.contains(&10_004));
         assert_eq!(all.len(), 4);
     }
 
     #[test]
     fn full_default_range() {
+        let mut r = rng();
         let mut p = PortPool::new(10_000, 20_000);
         assert_eq!(p.capacity(), 5_000);
         let mut n = 0;
-        while p.allocate().is_some() {
+        while p.allocate(&mut r).is_some() {
             n += 1;
         }
         assert_eq!(n, 5_000);

@@ -29,8 +29,45 @@
 //! The media layer reports back through [`MediaControl::poll_event`] (drain it after every call
 //! and whenever the runtime signals new events): [`MediaEvent::Timeout`] means no media flowed in
 //! either direction for the configured time, and the B2BUA should end the call (BYE both legs).
+//!
+//! **The relay's state** lives here too, without I/O: [`MediaTable`] (in [`table`]) holds the
+//! sessions, the port pools ([`pool`]), the latching policy ([`latch`], [`policy`]), the fast-path
+//! statistics slots ([`slots`]), the media timeout ([`activity`]), the XDP mappings each stream
+//! should have ([`fast_path`]) and each stream's SRTP contexts ([`crypto`]). It takes `now` as an argument everywhere and emits
+//! [`MediaCommand`]s that the runtime (`sbc::media::manager`) executes: bind or close relay
+//! sockets, install, update or remove mappings, read counters. The runtime's `MediaManager`
+//! implements [`MediaControl`] over it, so the call layer is unchanged.
+
+pub mod activity;
+pub mod command;
+pub mod crypto;
+pub mod fast_path;
+pub mod latch;
+pub mod peer;
+pub mod policy;
+pub mod pool;
+pub mod rtp;
+pub mod settings;
+pub mod slots;
+pub mod table;
 
 use std::net::IpAddr;
+
+/// The origin of simulated time in this module's tests (an `Instant` cannot be made otherwise).
+#[cfg(test)]
+pub(crate) fn test_origin() -> std::time::Instant {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "test origin only; time is simulated"
+    )]
+    std::time::Instant::now()
+}
+
+pub use command::MediaCommand;
+pub use crypto::StreamSrtp;
+pub use fast_path::FastPath;
+pub use settings::{RelaySettings, SideAddress};
+pub use table::{Arrival, MediaTable, PacketAction, PacketDrop, RelayPort, StreamKey};
 
 /// Which side of the SBC a peer is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

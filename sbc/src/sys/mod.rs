@@ -1,4 +1,7 @@
-//! Process-level set-up that talks to the OS.
+//! Process-level set-up that talks to the OS, and the batched UDP system calls of the media
+//! relay ([`udp_batch`]).
+
+pub mod udp_batch;
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 

@@ -1,11 +1,11 @@
 //! Cheap per-direction RTP statistics (RFC 3550 §6.4.1 / A.3 / A.8) and the RTCP receiver
-//! report as the call view shows it (the parser is `sbc_proto::rtcp`). Plain functions and
+//! report as the call view shows it (the parser is [`crate::rtcp`]). Plain functions and
 //! state with injected time; nothing here allocates per packet.
 
 use std::time::Instant;
 
-/// Whether a datagram on a multiplexed port is RTCP (the parser lives in `sbc_proto::rtcp`).
-pub use sbc_proto::rtcp::is_rtcp;
+/// Whether a datagram on a multiplexed port is RTCP (the parser lives in [`crate::rtcp`]).
+pub use crate::rtcp::is_rtcp;
 
 /// Clock rate of static payload types we can compute jitter for (RFC 3551 table 4).
 fn clock_rate(pt: u8) -> Option<u32> {
@@ -104,7 +104,7 @@ impl RtpStats {
 }
 
 /// The first report block of an RTCP SR or RR (RFC 3550 §6.4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReceptionReport {
     /// Fraction lost since the previous report, out of 256.
     pub fraction_lost: u8,
@@ -115,9 +115,9 @@ pub struct ReceptionReport {
 }
 
 /// Finds the first reception report block in a compound RTCP packet (parsed by
-/// [`sbc_proto::rtcp::first_report`], which the `rtcp` fuzz target exercises).
+/// [`crate::rtcp::first_report`], which the `rtcp` fuzz target exercises).
 pub fn parse_report(packet: &[u8]) -> Option<ReceptionReport> {
-    sbc_proto::rtcp::first_report(packet).map(|b| ReceptionReport {
+    crate::rtcp::first_report(packet).map(|b| ReceptionReport {
         fraction_lost: b.fraction_lost,
         cumulative_lost: b.cumulative_lost,
         jitter: b.jitter,
@@ -141,7 +141,7 @@ mod tests {
 
     #[test]
     fn counts_loss_across_sequence_wrap() {
-        let t0 = Instant::now();
+        let t0 = crate::media::test_origin();
         let mut s = RtpStats::default();
         let mut seq = 65_530u16;
         for i in 0..20u32 {
@@ -161,7 +161,7 @@ mod tests {
 
     #[test]
     fn steady_stream_has_no_jitter_and_late_packets_add_some() {
-        let t0 = Instant::now();
+        let t0 = crate::media::test_origin();
         let mut s = RtpStats::default();
         for i in 0..50u32 {
             s.on_packet(

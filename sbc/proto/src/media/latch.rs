@@ -243,7 +243,7 @@ mod tests {
 
     #[test]
     fn outsider_before_sdp_is_dropped_and_does_not_latch() {
-        let t0 = Instant::now();
+        let t0 = crate::media::test_origin();
         // The carrier's answer is not there yet: only its trunk network may latch.
         let allowed = Allowed {
             signaling: None,
@@ -266,7 +266,7 @@ mod tests {
 
     #[test]
     fn provisional_latch_is_replaced_when_the_sdp_names_another_address() {
-        let t0 = Instant::now();
+        let t0 = crate::media::test_origin();
         let allowed = Allowed {
             signaling: None,
             networks: vec!["198.51.100.0/24".parse().expect("net")].into(),
@@ -291,7 +291,7 @@ mod tests {
 
     #[test]
     fn outsider_after_latch_is_dropped_as_not_allowed() {
-        let t0 = Instant::now();
+        let t0 = crate::media::test_origin();
         let mut l = Latch::new(Some(a("198.51.100.1:5000")));
         assert_eq!(
             l.on_packet(a("198.51.100.1:5000"), t0, &none(), STRICT),
@@ -323,7 +323,7 @@ mod tests {
 
     #[test]
     fn nat_rebinding_relatches_inside_the_window_only() {
-        let t0 = Instant::now();
+        let t0 = crate::media::test_origin();
         // A NAT'd PBX: private SDP, media from its public (signaling) address.
         let allowed = Allowed {
             signaling: Some("203.0.113.9".parse().expect("ip")),
@@ -361,7 +361,7 @@ mod tests {
 
     #[test]
     fn configured_network_is_allowed() {
-        let t0 = Instant::now();
+        let t0 = crate::media::test_origin();
         let allowed = Allowed {
             signaling: None,
             networks: vec!["192.0.2.0/28".parse().expect("net")].into(),
@@ -384,7 +384,7 @@ mod tests {
 
     #[test]
     fn loose_source_relatches_only_after_silence() {
-        let t0 = Instant::now();
+        let t0 = crate::media::test_origin();
         let loose = Rules {
             strict: false,
             relatch_window: Duration::ZERO,
@@ -422,7 +422,7 @@ mod tests {
 
     #[test]
     fn reoffer_with_new_address_unlatches_same_address_keeps() {
-        let t0 = Instant::now();
+        let t0 = crate::media::test_origin();
         let allowed = Allowed {
             signaling: Some("203.0.113.9".parse().expect("ip")),
             networks: Arc::from([]),

@@ -1,0 +1,49 @@
+//! What the media table asks the runtime to do. The runtime drains
+//! [`MediaTable::poll_command`](super::table::MediaTable::poll_command) after every call into
+//! the table and executes each command, reporting failures back through the table's
+//! `handle_*` methods.
+
+use std::net::SocketAddr;
+
+use super::{Leg, fast_path::FastPath, table::StreamKey};
+
+/// One action for the runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaCommand {
+    /// Bind (or reuse) the sockets of `addr`'s port (RTP) and the port above (RTCP) for
+    /// `stream`'s `leg`; once both legs are bound, relay the stream in userspace. On failure
+    /// call [`MediaTable::handle_bind_failed`](super::table::MediaTable::handle_bind_failed).
+    Bind {
+        /// The stream.
+        stream: StreamKey,
+        /// Its side.
+        leg: Leg,
+        /// Bind address and RTP port.
+        addr: SocketAddr,
+    },
+    /// Stop relaying `stream` in userspace and give its sockets up (they may be kept bound for
+    /// reuse: their ports are back in the pool).
+    Close {
+        /// The stream.
+        stream: StreamKey,
+    },
+    /// Insert (or replace) a fast-path mapping; its counters start from zero. On failure call
+    /// [`MediaTable::handle_install_failed`](super::table::MediaTable::handle_install_failed).
+    Install(FastPath),
+    /// Change an installed mapping's flags in place, keeping its counters.
+    Update(FastPath),
+    /// Remove the mapping of packets arriving at `ingress`.
+    Remove {
+        /// The relay endpoint of the mapping.
+        ingress: SocketAddr,
+    },
+    /// Read the packet counters of `stream`'s mappings (statistics `slots`) and report their
+    /// sum with
+    /// [`MediaTable::handle_fast_path_packets`](super::table::MediaTable::handle_fast_path_packets).
+    ReadCounters {
+        /// The stream.
+        stream: StreamKey,
+        /// Its mappings' statistics slots.
+        slots: [Option<u32>; 2],
+    },
+}

@@ -1,0 +1,66 @@
+//! What the media table needs from the configuration: the relay addresses, the port range, the
+//! latching rules, the stream limit and the media timeouts.
+
+use std::{net::IpAddr, time::Duration};
+
+use super::{Leg, latch::Rules};
+
+/// One side's relay address: bound locally, and written into SDP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SideAddress {
+    /// Address the relay sockets bind to (and XDP rewrites to).
+    pub bind: IpAddr,
+    /// Address put into SDP (differs from `bind` behind 1:1 NAT).
+    pub advertised: IpAddr,
+}
+
+/// The relay's settings (`[inside]`, `[outside]`, `[media]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelaySettings {
+    /// Inside relay address.
+    pub inside: SideAddress,
+    /// Outside relay address.
+    pub outside: SideAddress,
+    /// Lowest relay port.
+    pub port_min: u16,
+    /// Highest relay port.
+    pub port_max: u16,
+    /// Strict-source latching.
+    pub strict_source: bool,
+    /// How long after an answer or re-offer another allowed source may take a latch.
+    pub relatch_window: Duration,
+    /// Most `m=` lines in one offer (488 beyond).
+    pub max_streams: usize,
+    /// Media timeout; `None` disables it.
+    pub timeout: Option<Duration>,
+    /// Media timeout while on hold; `None` disables it.
+    pub hold_timeout: Option<Duration>,
+}
+
+impl RelaySettings {
+    /// The latching rules in force.
+    pub fn rules(&self) -> Rules {
+        Rules {
+            strict: self.strict_source,
+            relatch_window: self.relatch_window,
+        }
+    }
+
+    /// The relay address of `leg`'s side.
+    pub fn side(&self, leg: Leg) -> SideAddress {
+        match leg {
+            Leg::Inside => self.inside,
+            Leg::Outside => self.outside,
+        }
+    }
+
+    /// Index of `leg`'s port pool: both sides share one when they bind the same address (as on
+    /// the loopback default), since a port can only be bound once per address.
+    pub fn pool(&self, leg: Leg) -> usize {
+        if leg == Leg::Outside && self.outside.bind != self.inside.bind {
+            1
+        } else {
+            0
+        }
+    }
+}

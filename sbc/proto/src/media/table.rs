@@ -1,0 +1,609 @@
+//! The media session table: every call's relay ports, latches, fast-path mappings and media
+//! timeout, as plain state with time passed in. It performs no I/O: it emits
+//! [`MediaCommand`]s (bind sockets, close them, install or remove XDP mappings, read counters)
+//! that the runtime executes, and [`MediaEvent`]s for the call layer.
+//!
+//! # Drive loop
+//! - call layer verbs: [`MediaTable::allocate`], [`MediaTable::commit`],
+//!   [`MediaTable::update`], [`MediaTable::set_crypto`], [`MediaTable::set_peers`],
+//!   [`MediaTable::release`];
+//! - packet path: [`MediaTable::handle_packet`] decides per datagram received on a relay
+//!   socket (forward where, or drop why) and updates latches and statistics;
+//! - time: [`MediaTable::handle_timeout`] about every [`TICK`];
+//! - feedback from executed commands: `handle_bind_failed`, `handle_install_failed`,
+//!   `handle_fast_path_packets`.
+//!
+//! After every call, drain [`MediaTable::poll_command`] (and [`MediaTable::poll_event`]).
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use super::{
+    Allocation, Leg, MediaError, MediaEvent, MediaPeers, RelayEndpoint, SessionId, StreamDesc,
+    StreamRelay,
+    activity::Activity,
+    command::MediaCommand,
+    crypto::StreamSrtp,
+    fast_path::{self, FastPath},
+    latch::{DropReason, Verdict},
+    peer::PeerState,
+    policy::{MediaPolicy, Quotas},
+    pool::PortPool,
+    rtp,
+    settings::RelaySettings,
+    slots::Slots,
+};
+use crate::b2bua::Rng;
+
+mod adopt;
+mod feedback;
+mod packet;
+mod session;
+mod timers;
+
+pub use packet::{Arrival, PacketAction, PacketDrop, RelayPort, SRTP_DROP_LABELS};
+pub use session::{Session, Stream};
+
+/// How often the runtime should call [`MediaTable::handle_timeout`].
+pub const TICK: Duration = Duration::from_millis(500);
+/// Events kept for the call layer before the oldest are dropped (it should drain them).
+const MAX_EVENTS: usize = 4096;
+/// Pairs tried per stream side when ports turn out to be held by another program.
+const BIND_ATTEMPTS: u8 = 8;
+
+/// One stream of one session (the `index`-th `m=` line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamKey {
+    /// The session.
+    pub session: SessionId,
+    /// The stream's `m=` index.
+    pub index: usize,
+}
+
+/// Index of a leg in per-leg arrays.
+pub const fn leg_idx(leg: Leg) -> usize {
+    match leg {
+        Leg::Inside => 0,
+        Leg::Outside => 1,
+    }
+}
+
+/// The table. See the module docs for the drive loop.
+#[derive(Debug)]
+pub struct MediaTable {
+    settings: RelaySettings,
+    policy: MediaPolicy,
+    /// Whether fast-path mappings are wanted (XDP attached).
+    fast_path: bool,
+    pools: [PortPool; 2],
+    slots: Slots,
+    quotas: Quotas,
+    sessions: BTreeMap<SessionId, Session>,
+    next_id: u64,
+    rng: Rng,
+    commands: VecDeque<MediaCommand>,
+    events: VecDeque<MediaEvent>,
+}
+
+impl MediaTable {
+    /// An empty table. `fast_path`: XDP is attached and has `slots` statistics slots; `rng`
+    /// draws the relay ports (keyed from the OS by the runtime: ports must be unpredictable).
+    pub fn new(
+        settings: RelaySettings,
+        policy: MediaPolicy,
+        fast_path: bool,
+        slots: u32,
+        rng: Rng,
+    ) -> Self {
+        let pool = || PortPool::new(settings.port_min, settings.port_max);
+        Self {
+            pools: [pool(), pool()],
+            settings,
+            policy,
+            fast_path,
+            slots: Slots::new(slots),
+            quotas: Quotas::default(),
+            sessions: BTreeMap::new(),
+            next_id: 1,
+            rng,
+            commands: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &RelaySettings {
+        &self.settings
+    }
+
+    /// Replaces the media networks and trunk quotas for new calls (live configuration).
+    pub fn set_policy(&mut self, policy: MediaPolicy) {
+        self.policy = policy;
+    }
+
+    /// The next command for the runtime.
+    pub fn poll_command(&mut self) -> Option<MediaCommand> {
+        self.commands.pop_front()
+    }
+
+    /// Whether commands are waiting.
+    pub fn has_commands(&self) -> bool {
+        !self.commands.is_empty()
+    }
+
+    /// The next event for the call layer.
+    pub fn poll_event(&mut self) -> Option<MediaEvent> {
+        self.events.pop_front()
+    }
+
+    /// A session, for views.
+    pub fn session(&self, id: SessionId) -> Option<&Session> {
+        self.sessions.get(&id)
+    }
+
+    /// Every session, in id order.
+    pub fn sessions(&self) -> impl Iterator<Item = (SessionId, &Session)> {
+        self.sessions.iter().map(|(id, s)| (*id, s))
+    }
+
+    /// Live sessions.
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Whether no session is live.
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    /// Fast-path mappings asked of the kernel, over all streams.
+    pub fn mappings(&self) -> usize {
+        self.sessions
+            .values()
+            .flat_map(|s| &s.streams)
+            .map(|st| st.installed.len())
+            .sum()
+    }
+
+    /// Free port pairs on `leg`'s side.
+    pub fn ports_free(&self, leg: Leg) -> usize {
+        self.pools[self.settings.pool(leg)].available()
+    }
+
+    /// Port pairs per side.
+    pub fn ports_total(&self) -> usize {
+        self.pools[0].capacity()
+    }
+
+    /// Whether nothing is held: no session, every port pair and statistics slot free, no trunk
+    /// quota used (a leak check for tests).
+    pub fn holds_nothing(&self) -> bool {
+        self.sessions.is_empty()
+            && self.pools.iter().all(|p| p.available() == p.capacity())
+            && self.slots.in_use() == 0
+            && self.quotas.is_empty()
+    }
+
+    /// Offer from `from` with `streams` at `now`: reserves a port pair per enabled stream on
+    /// both sides and asks the runtime to bind them.
+    pub fn allocate(
+        &mut self,
+        now: Instant,
+        from: Leg,
+        streams: &[StreamDesc],
+        peers: &MediaPeers,
+    ) -> Result<Allocation, MediaError> {
+        if streams.is_empty() || streams.len() > self.settings.max_streams {
+            return Err(MediaError::StreamCount(streams.len()));
+        }
+        let quota = self.take_quota(peers, streams)?;
+        let mut opened: Vec<Stream> = Vec::with_capacity(streams.len());
+        for desc in streams {
+            match self.open_stream(from, desc, peers) {
+                Ok(st) => opened.push(st),
+                Err(e) => {
+                    for st in &opened {
+                        self.free_ports(st);
+                    }
+                    self.give_quota(peers, quota);
+                    return Err(e);
+                }
+            }
+        }
+        let id = SessionId(self.next_id);
+        self.next_id += 1;
+        let relays: Vec<StreamRelay> = opened.iter().map(|s| s.relay).collect();
+        self.bind_streams(id, 0, &opened);
+        self.sessions.insert(
+            id,
+            Session {
+                streams: opened,
+                committed: false,
+                activity: Activity::new(now),
+                timed_out: false,
+                adopted: false,
+                peers: peers.clone(),
+                quota_ports: quota,
+            },
+        );
+        Ok(Allocation {
+            session: id,
+            streams: relays,
+        })
+    }
+
+    /// Answer from `from`: records the answerer's addresses, opens the re-latch window and
+    /// starts the media timeout.
+    pub fn commit(
+        &mut self,
+        now: Instant,
+        id: SessionId,
+        from: Leg,
+        streams: &[StreamDesc],
+    ) -> Result<Vec<StreamRelay>, MediaError> {
+        self.describe(now, id, from, streams, true)
+    }
+
+    /// Re-offer from `from`: keeps existing ports, re-latches peers whose SDP address changed,
+    /// and opens streams for extra `m=` lines.
+    pub fn update(
+        &mut self,
+        now: Instant,
+        id: SessionId,
+        from: Leg,
+        streams: &[StreamDesc],
+    ) -> Result<Vec<StreamRelay>, MediaError> {
+        self.describe(now, id, from, streams, false)
+    }
+
+    /// The call's peers changed (failover): new allowed sources; the quota moves along.
+    pub fn set_peers(&mut self, id: SessionId, peers: &MediaPeers) {
+        let allowed = [Leg::Inside, Leg::Outside].map(|leg| self.policy.allowed(leg, peers));
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        if let Some(t) = &s.peers.trunk {
+            self.quotas.give(t, s.quota_ports);
+        }
+        if let Some(t) = &peers.trunk {
+            self.quotas.force(t, s.quota_ports);
+        }
+        for st in &mut s.streams {
+            st.peers[0].allowed = allowed[0].clone();
+            st.peers[1].allowed = allowed[1].clone();
+        }
+        s.peers = peers.clone();
+    }
+
+    /// The SRTP keys of `leg`'s streams (by `m=` index; `None`: plain RTP on that leg), set
+    /// once an answer settled them and again after every re-negotiation: a key that differs
+    /// from the current one gets a new context (re-key), an equal one keeps it (and its ROC).
+    /// A stream that became encrypted leaves the fast path (XDP cannot run AES); one that
+    /// became plain may take it again.
+    pub fn set_crypto(
+        &mut self,
+        now: Instant,
+        id: SessionId,
+        leg: Leg,
+        keys: &[Option<crate::srtp::StreamKeys>],
+    ) -> Result<(), MediaError> {
+        let s = self
+            .sessions
+            .get_mut(&id)
+            .ok_or(MediaError::UnknownSession(id))?;
+        for (i, st) in s.streams.iter_mut().enumerate() {
+            st.srtp.set(leg, keys.get(i).and_then(Option::as_ref));
+        }
+        for index in 0..s.streams.len() {
+            self.sync_fast_path(now, StreamKey { session: id, index });
+        }
+        Ok(())
+    }
+
+    /// Call ended: frees the ports and quota, asks to close the sockets and remove the
+    /// mappings. Unknown ids are ignored (idempotent).
+    pub fn release(&mut self, id: SessionId) {
+        let Some(s) = self.sessions.remove(&id) else {
+            return;
+        };
+        self.give_quota(&s.peers, s.quota_ports);
+        for (index, st) in s.streams.iter().enumerate() {
+            self.close_stream(StreamKey { session: id, index }, st);
+        }
+    }
+
+    fn endpoint(&self, leg: Leg, port: u16, mux: bool) -> RelayEndpoint {
+        RelayEndpoint {
+            addr: self.settings.side(leg).advertised,
+            rtp_port: port,
+            rtcp_port: if mux || port == 0 { port } else { port + 1 },
+        }
+    }
+
+    /// Reserves ports for one offered stream (no commands yet: see [`Self::bind_streams`]).
+    fn open_stream(
+        &mut self,
+        from: Leg,
+        desc: &StreamDesc,
+        call: &MediaPeers,
+    ) -> Result<Stream, MediaError> {
+        let mut peers: [PeerState; 2] = Default::default();
+        for leg in [Leg::Inside, Leg::Outside] {
+            peers[leg_idx(leg)].allowed = self.policy.allowed(leg, call);
+        }
+        if desc.rtp_port == 0 {
+            return Ok(Stream {
+                relay: StreamRelay {
+                    inside: self.endpoint(Leg::Inside, 0, false),
+                    outside: self.endpoint(Leg::Outside, 0, false),
+                },
+                peers,
+                installed: Vec::new(),
+                xdp_packets: 0,
+                srtp: StreamSrtp::default(),
+                bind_attempts: [0; 2],
+            });
+        }
+        if self.settings.side(from).bind.is_ipv4() != desc.addr.is_ipv4() {
+            return Err(MediaError::AddressFamily {
+                leg: from,
+                family: family(desc),
+            });
+        }
+        let (pi, po) = (
+            self.settings.pool(Leg::Inside),
+            self.settings.pool(Leg::Outside),
+        );
+        let in_port = self.pools[pi]
+            .allocate(&mut self.rng)
+            .ok_or(MediaError::PortsExhausted(Leg::Inside))?;
+        let Some(out_port) = self.pools[po].allocate(&mut self.rng) else {
+            let _ = self.pools[pi].free(in_port);
+            return Err(MediaError::PortsExhausted(Leg::Outside));
+        };
+        peers[leg_idx(from)].set_desc(desc);
+        let mux = |leg: Leg| peers[leg_idx(leg)].mux;
+        Ok(Stream {
+            relay: StreamRelay {
+                inside: self.endpoint(Leg::Inside, in_port, mux(Leg::Inside)),
+                outside: self.endpoint(Leg::Outside, out_port, mux(Leg::Outside)),
+            },
+            peers,
+            installed: Vec::new(),
+            xdp_packets: 0,
+            srtp: StreamSrtp::default(),
+            bind_attempts: [0; 2],
+        })
+    }
+
+    /// Asks the runtime to bind the sockets of `streams` (the streams of `id` from `first`).
+    fn bind_streams(&mut self, id: SessionId, first: usize, streams: &[Stream]) {
+        for (i, st) in streams.iter().enumerate() {
+            if !st.enabled() {
+                continue;
+            }
+            let stream = StreamKey {
+                session: id,
+                index: first + i,
+            };
+            for (leg, port) in [Leg::Inside, Leg::Outside].into_iter().zip(st.ports()) {
+                self.commands.push_back(MediaCommand::Bind {
+                    stream,
+                    leg,
+                    addr: SocketAddr::new(self.settings.side(leg).bind, port),
+                });
+            }
+        }
+    }
+
+    /// Returns an unbound stream's ports to the pools.
+    fn free_ports(&mut self, st: &Stream) {
+        if !st.enabled() {
+            return;
+        }
+        for (leg, port) in [Leg::Inside, Leg::Outside].into_iter().zip(st.ports()) {
+            // Only ports this table handed out reach here; an error would be a bookkeeping bug
+            // (a double free), and the pool refuses it rather than hand a pair out twice.
+            let _ = self.pools[self.settings.pool(leg)].free(port);
+        }
+    }
+
+    /// Asks to remove the stream's mappings and close its sockets; frees slots and ports.
+    fn close_stream(&mut self, key: StreamKey, st: &Stream) {
+        for m in &st.installed {
+            self.commands
+                .push_back(MediaCommand::Remove { ingress: m.ingress });
+            self.slots.give(m.slot);
+        }
+        if st.enabled() {
+            self.commands.push_back(MediaCommand::Close { stream: key });
+        }
+        // The runtime keeps a closed socket for reuse or closes it; either way no one else
+        // can take the port meanwhile, and a bind that finds it busy tries another pair.
+        self.free_ports(st);
+    }
+
+    fn take_quota(
+        &mut self,
+        peers: &MediaPeers,
+        streams: &[StreamDesc],
+    ) -> Result<usize, MediaError> {
+        let Some(trunk) = &peers.trunk else {
+            return Ok(0);
+        };
+        // RTP and RTCP port of each enabled stream.
+        let ports = 2 * streams.iter().filter(|d| d.rtp_port != 0).count();
+        // Default: half the range's ports, so one trunk cannot starve the others.
+        let default = self.pools[self.settings.pool(Leg::Outside)].capacity();
+        let limit = self.policy.quota(trunk, default);
+        if self.quotas.take(trunk, ports, limit) {
+            Ok(ports)
+        } else {
+            Err(MediaError::QuotaExhausted(trunk.clone()))
+        }
+    }
+
+    fn give_quota(&mut self, peers: &MediaPeers, ports: usize) {
+        if let Some(trunk) = &peers.trunk {
+            self.quotas.give(trunk, ports);
+        }
+    }
+
+    /// Records `streams` from `from` on an existing session; opens new streams for extra
+    /// `m=` lines of a re-offer.
+    fn describe(
+        &mut self,
+        now: Instant,
+        id: SessionId,
+        from: Leg,
+        streams: &[StreamDesc],
+        answer: bool,
+    ) -> Result<Vec<StreamRelay>, MediaError> {
+        let s = self
+            .sessions
+            .get_mut(&id)
+            .ok_or(MediaError::UnknownSession(id))?;
+        if answer && streams.len() != s.streams.len() {
+            return Err(MediaError::StreamMismatch {
+                want: s.streams.len(),
+                got: streams.len(),
+            });
+        }
+        let mut resync = Vec::new();
+        // An answer or re-offer opens the re-latch window on both legs (NAT rebinding, a media
+        // server switch at answer time); the fast path relaxes meanwhile.
+        let until = now + self.settings.relatch_window;
+        let bind = self.settings.side(from).bind;
+        let mut result = Ok(());
+        for (index, (st, desc)) in s.streams.iter_mut().zip(streams).enumerate() {
+            if !st.enabled() {
+                continue;
+            }
+            for p in &mut st.peers {
+                p.open_window(until);
+            }
+            let key = StreamKey { session: id, index };
+            if !self.settings.relatch_window.is_zero() {
+                resync.push(key);
+            }
+            let p = &mut st.peers[leg_idx(from)];
+            // First description from this leg: check its family like an offer.
+            if desc.rtp_port != 0
+                && p.latch[0].target().is_none()
+                && bind.is_ipv4() != desc.addr.is_ipv4()
+            {
+                result = Err(MediaError::AddressFamily {
+                    leg: from,
+                    family: family(desc),
+                });
+                break;
+            }
+            if p.set_desc(desc) && !resync.contains(&key) {
+                resync.push(key);
+            }
+            let mux = p.mux;
+            let r = match from {
+                Leg::Inside => &mut st.relay.inside,
+                Leg::Outside => &mut st.relay.outside,
+            };
+            r.rtcp_port = if mux { r.rtp_port } else { r.rtp_port + 1 };
+        }
+        if result.is_ok() && answer && !s.committed {
+            s.committed = true;
+            s.activity = Activity::new(now);
+        }
+        let have = s.streams.len();
+        let call_peers = s.peers.clone();
+        for key in resync {
+            self.sync_fast_path(now, key);
+        }
+        result?;
+        if streams.len() > have {
+            if streams.len() > self.settings.max_streams {
+                return Err(MediaError::StreamCount(streams.len()));
+            }
+            let extra = &streams[have..];
+            let quota = self.take_quota(&call_peers, extra)?;
+            let mut opened = Vec::new();
+            for desc in extra {
+                match self.open_stream(from, desc, &call_peers) {
+                    Ok(st) => opened.push(st),
+                    Err(e) => {
+                        for st in &opened {
+                            self.free_ports(st);
+                        }
+                        self.give_quota(&call_peers, quota);
+                        return Err(e);
+                    }
+                }
+            }
+            self.bind_streams(id, have, &opened);
+            let s = self
+                .sessions
+                .get_mut(&id)
+                .ok_or(MediaError::UnknownSession(id))?;
+            s.streams.extend(opened);
+            s.quota_ports += quota;
+        }
+        let s = self
+            .sessions
+            .get(&id)
+            .ok_or(MediaError::UnknownSession(id))?;
+        Ok(s.streams.iter().map(|st| st.relay).collect())
+    }
+
+    /// Brings `key`'s fast-path mappings in line with its latches: removes stale ones, installs
+    /// new ones, and updates flags in place.
+    fn sync_fast_path(&mut self, now: Instant, key: StreamKey) {
+        if !self.fast_path {
+            return;
+        }
+        let Some(st) = self
+            .sessions
+            .get_mut(&key.session)
+            .and_then(|s| s.streams.get_mut(key.index))
+        else {
+            return;
+        };
+        // Encrypted streams stay in userspace: XDP cannot run AES.
+        let want = if st.srtp.active() {
+            None
+        } else {
+            fast_path::desired(&self.settings, st.ports(), &st.peers, now)
+        };
+        let want: &[FastPath] = want.as_ref().map_or(&[], |w| w.as_slice());
+        let old = std::mem::take(&mut st.installed);
+        for o in &old {
+            if !want.iter().any(|w| w.ingress == o.ingress) {
+                self.commands
+                    .push_back(MediaCommand::Remove { ingress: o.ingress });
+                self.slots.give(o.slot);
+            }
+        }
+        for w in want {
+            // An installed mapping keeps its slot (and, if only its flags change, its counters).
+            let existing = old.iter().find(|o| o.ingress == w.ingress);
+            let Some(slot) = existing.map(|o| o.slot).or_else(|| self.slots.take()) else {
+                // Out of statistics slots: this direction stays in userspace.
+                continue;
+            };
+            let m = FastPath { slot, ..*w };
+            match existing {
+                Some(o) if *o == m => {}
+                Some(o) if o.same_route(&m) => self.commands.push_back(MediaCommand::Update(m)),
+                _ => self.commands.push_back(MediaCommand::Install(m)),
+            }
+            st.installed.push(m);
+        }
+    }
+}
+
+fn family(desc: &StreamDesc) -> &'static str {
+    if desc.addr.is_ipv4() { "IPv4" } else { "IPv6" }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,91 @@
+//! Feedback from executed commands: busy ports, full maps, and new streams that could not be
+//! opened.
+
+use super::*;
+
+impl MediaTable {
+    /// A mapping could not be installed (map full): the stream stays in userspace. Forgets the
+    /// mapping and asks to remove whatever the kernel may hold under its key.
+    pub fn handle_install_failed(&mut self, ingress: SocketAddr) {
+        for st in self.sessions.values_mut().flat_map(|s| &mut s.streams) {
+            if let Some(i) = st.installed.iter().position(|m| m.ingress == ingress) {
+                let m = st.installed.remove(i);
+                self.slots.give(m.slot);
+                self.commands.push_back(MediaCommand::Remove { ingress });
+                return;
+            }
+        }
+    }
+
+    /// `stream`'s `leg` ports could not be bound (another program holds one): tries another
+    /// pair (the failed one goes to the back of the pool). Gives up after a few pairs, and for
+    /// adopted streams, whose ports are fixed by their mappings; the caller then releases the
+    /// session (or drops the new streams of a re-offer, [`MediaTable::drop_streams_from`]).
+    pub fn handle_bind_failed(&mut self, stream: StreamKey, leg: Leg) -> Result<(), MediaError> {
+        let pool = self.settings.pool(leg);
+        let addr = self.settings.side(leg).bind;
+        let Some(s) = self.sessions.get_mut(&stream.session) else {
+            return Ok(());
+        };
+        let Some(st) = s.streams.get_mut(stream.index) else {
+            return Ok(());
+        };
+        let i = leg_idx(leg);
+        if s.adopted {
+            return Err(MediaError::Unavailable(format!(
+                "adopted relay port {} cannot be bound",
+                st.ports()[i]
+            )));
+        }
+        st.bind_attempts[i] += 1;
+        if st.bind_attempts[i] >= BIND_ATTEMPTS {
+            return Err(MediaError::Unavailable(format!(
+                "no bindable relay port pair on {addr} after {BIND_ATTEMPTS} attempts"
+            )));
+        }
+        let Some(port) = self.pools[pool].allocate(&mut self.rng) else {
+            return Err(MediaError::PortsExhausted(leg));
+        };
+        let endpoint = match leg {
+            Leg::Inside => &mut st.relay.inside,
+            Leg::Outside => &mut st.relay.outside,
+        };
+        let old = endpoint.rtp_port;
+        let mux = endpoint.rtcp_port == old;
+        endpoint.rtp_port = port;
+        endpoint.rtcp_port = if mux { port } else { port + 1 };
+        // Back of the queue: it may be free again later. Not ours otherwise: a bug, ignored.
+        let _ = self.pools[pool].free(old);
+        self.commands.push_back(MediaCommand::Bind {
+            stream,
+            leg,
+            addr: SocketAddr::new(addr, port),
+        });
+        Ok(())
+    }
+
+    /// Drops the streams of `id` from `index` on (new streams of a re-offer that could not be
+    /// opened): frees their ports and asks to close them.
+    pub fn drop_streams_from(&mut self, id: SessionId, index: usize) {
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        if index >= s.streams.len() {
+            return;
+        }
+        let gone: Vec<Stream> = s.streams.drain(index..).collect();
+        let ports = 2 * gone.iter().filter(|st| st.enabled()).count();
+        s.quota_ports = s.quota_ports.saturating_sub(ports);
+        let peers = s.peers.clone();
+        self.give_quota(&peers, ports);
+        for (i, st) in gone.iter().enumerate() {
+            self.close_stream(
+                StreamKey {
+                    session: id,
+                    index: index + i,
+                },
+                st,
+            );
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! The packet path: what the table decides about each datagram a relay socket receives.
+
+use super::*;
+use crate::srtp::SrtpError;
+
+/// The RTP or the RTCP socket of a relay endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayPort {
+    /// The even port.
+    Rtp = 0,
+    /// The odd port above (unused with rtcp-mux).
+    Rtcp = 1,
+}
+
+/// Where a datagram arrived: from `src` on `stream`'s `leg` relay socket `port`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    /// The stream the socket belongs to.
+    pub stream: StreamKey,
+    /// The side the socket faces.
+    pub leg: Leg,
+    /// RTP or RTCP socket.
+    pub port: RelayPort,
+    /// The sender.
+    pub src: SocketAddr,
+}
+
+/// What to do with one datagram received on a relay socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PacketAction {
+    /// Send the first `len` bytes of the (possibly transformed) buffer from the other leg's
+    /// `port` socket to `to`.
+    Forward {
+        /// The socket of the other leg to send from.
+        port: RelayPort,
+        /// The peer on the other leg.
+        to: SocketAddr,
+        /// The packet moved the latch from another source (NAT rebinding, loose source).
+        relatched: bool,
+        /// Bytes to send (SRTP unprotect shortens a packet, protect lengthens it).
+        len: usize,
+    },
+    /// Drop it.
+    Drop(PacketDrop),
+}
+
+/// Why a packet was dropped (the `reason` label of `sbc_media_packets_dropped_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PacketDrop {
+    /// The latching policy refused the source.
+    Refused(DropReason),
+    /// The other leg has no address yet (no SDP, no latch).
+    NoDestination,
+    /// The stream is gone (released while the packet was in flight).
+    UnknownStream,
+    /// SRTP unprotect (from an encrypted leg) or protect (toward one) failed.
+    Srtp(SrtpError),
+}
+
+/// Every SRTP drop label (registered at start so the series exist before the first drop).
+pub const SRTP_DROP_LABELS: [&str; 4] = [
+    "srtp_auth_failed",
+    "srtp_replayed",
+    "srtp_key_exhausted",
+    "srtp_malformed",
+];
+
+impl PacketDrop {
+    /// The metric label.
+    pub const fn label(self) -> &'static str {
+        match self {
+            PacketDrop::Refused(r) => r.label(),
+            PacketDrop::NoDestination => "no_destination",
+            // Counted with the packets no peer can receive.
+            PacketDrop::UnknownStream => "no_destination",
+            PacketDrop::Srtp(SrtpError::AuthFailed) => SRTP_DROP_LABELS[0],
+            PacketDrop::Srtp(SrtpError::Replayed) => SRTP_DROP_LABELS[1],
+            PacketDrop::Srtp(SrtpError::KeyExhausted) => SRTP_DROP_LABELS[2],
+            PacketDrop::Srtp(_) => SRTP_DROP_LABELS[3],
+        }
+    }
+}
+
+impl MediaTable {
+    /// One datagram `buf[..len]` arrived (see [`Arrival`]) at `now`: unprotects it if `leg` is encrypted (before the latch sees it), applies the
+    /// latching policy, counts it, protects it if the other leg is encrypted, and says where it
+    /// goes. The transforms work in place; `buf` should have [`HEADROOM`] bytes behind the
+    /// datagram for the SRTP trailer.
+    ///
+    /// [`HEADROOM`]: crate::media::crypto::HEADROOM
+    pub fn handle_packet(
+        &mut self,
+        now: Instant,
+        arrival: Arrival,
+        buf: &mut [u8],
+        len: usize,
+    ) -> PacketAction {
+        let Arrival {
+            stream,
+            leg,
+            port,
+            src,
+        } = arrival;
+        let rules = self.settings.rules();
+        let Some(st) = self
+            .sessions
+            .get_mut(&stream.session)
+            .and_then(|s| s.streams.get_mut(stream.index))
+        else {
+            return PacketAction::Drop(PacketDrop::UnknownStream);
+        };
+        let len = len.min(buf.len());
+        let is_rtcp = port == RelayPort::Rtcp || rtp::is_rtcp(&buf[..len]);
+        let (from, to) = (leg_idx(leg), leg_idx(leg.other()));
+        // SRTP is authenticated before anything else, latching included.
+        let len = match st.srtp.inbound(leg, is_rtcp, buf, len) {
+            Ok(n) => n,
+            Err(e) => {
+                st.peers[from].dropped += 1;
+                return PacketAction::Drop(PacketDrop::Srtp(e));
+            }
+        };
+        let p = &mut st.peers[from];
+        let verdict = p.latch[port as usize].on_packet(src, now, &p.allowed, rules);
+        if let Verdict::Drop(reason) = verdict {
+            p.dropped += 1;
+            p.refused = Some((src, reason));
+            return PacketAction::Drop(PacketDrop::Refused(reason));
+        }
+        let packet = &buf[..len];
+        p.packets += 1;
+        p.bytes += len as u64;
+        p.last_seen = Some(now);
+        if is_rtcp {
+            if let Some(r) = rtp::parse_report(packet) {
+                p.report = Some(r);
+            }
+        } else {
+            p.rtp.on_packet(packet, now);
+        }
+        let dst = &st.peers[to];
+        // RTCP goes to the peer's RTCP port, or its RTP port when it multiplexes.
+        let (target, out) = if is_rtcp && !dst.mux {
+            (dst.latch[1].target(), RelayPort::Rtcp)
+        } else {
+            (dst.latch[0].target(), RelayPort::Rtp)
+        };
+        let relatched = matches!(verdict, Verdict::Latched { previous: Some(_) });
+        let action = match target {
+            Some(to) => match st.srtp.outbound(leg.other(), is_rtcp, buf, len) {
+                Ok(len) => PacketAction::Forward {
+                    port: out,
+                    to,
+                    relatched,
+                    len,
+                },
+                Err(e) => {
+                    // Counted against the peer it came from, like every drop on the way.
+                    st.peers[from].dropped += 1;
+                    PacketAction::Drop(PacketDrop::Srtp(e))
+                }
+            },
+            None => {
+                st.peers[from].dropped += 1;
+                PacketAction::Drop(PacketDrop::NoDestination)
+            }
+        };
+        if matches!(verdict, Verdict::Latched { .. }) && port == RelayPort::Rtp {
+            self.sync_fast_path(now, stream);
+        }
+        action
+    }
+
+    /// A packet from `stream`'s `leg` could not be sent on (counted against that peer).
+    pub fn count_drop(&mut self, stream: StreamKey, leg: Leg) {
+        if let Some(st) = self
+            .sessions
+            .get_mut(&stream.session)
+            .and_then(|s| s.streams.get_mut(stream.index))
+        {
+            st.peers[leg_idx(leg)].dropped += 1;
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! A session (one call) and its streams, as the table keeps them.
+
+use super::*;
+
+/// A session (one call).
+#[derive(Debug)]
+pub struct Session {
+    /// Streams in `m=` order.
+    pub streams: Vec<Stream>,
+    /// An answer was committed (the media timeout runs from then on).
+    pub committed: bool,
+    /// Last media activity.
+    pub activity: Activity,
+    /// The media timeout fired.
+    pub timed_out: bool,
+    /// Recreated from pinned fast-path mappings after a restart.
+    pub adopted: bool,
+    /// Signaling peers and trunk, as the call layer last said.
+    pub peers: MediaPeers,
+    /// Outside relay ports counted against `peers.trunk`'s quota.
+    pub quota_ports: usize,
+}
+
+/// One stream of a [`Session`].
+#[derive(Debug)]
+pub struct Stream {
+    /// The relay endpoints (advertised address); port 0 for a disabled stream.
+    pub relay: StreamRelay,
+    /// The peers, indexed by [`leg_idx`].
+    pub peers: [PeerState; 2],
+    /// Fast-path mappings asked of the kernel.
+    pub installed: Vec<FastPath>,
+    /// Fast-path packets of this stream at the last counter read.
+    pub xdp_packets: u64,
+    /// SRTP contexts per leg (plain RTP when none is set, see [`MediaTable::set_crypto`]).
+    pub srtp: StreamSrtp,
+    pub(super) bind_attempts: [u8; 2],
+}
+
+impl Stream {
+    /// Whether the stream has relay ports (an `m=` line with port 0 has none).
+    pub fn enabled(&self) -> bool {
+        self.relay.inside.rtp_port != 0
+    }
+
+    pub(super) fn ports(&self) -> [u16; 2] {
+        [self.relay.inside.rtp_port, self.relay.outside.rtp_port]
+    }
+}

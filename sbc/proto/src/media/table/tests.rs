@@ -1,0 +1,691 @@
+//! Simulated-time tests of the media table: latching through the table, the fast path it asks
+//! for, timeouts, bind failures, adoption, and a leak check after every scenario.
+
+use std::net::IpAddr;
+
+use super::*;
+use crate::media::{Direction, latch::DropReason, policy::TrunkMedia};
+
+const IN: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 1, 1));
+const OUT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 2, 1));
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("literal")
+}
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().expect("literal")
+}
+
+fn settings() -> RelaySettings {
+    RelaySettings {
+        inside: crate::media::SideAddress {
+            bind: IN,
+            advertised: IN,
+        },
+        outside: crate::media::SideAddress {
+            bind: OUT,
+            advertised: OUT,
+        },
+        port_min: 20_000,
+        port_max: 20_099,
+        strict_source: true,
+        relatch_window: Duration::from_secs(2),
+        max_streams: 4,
+        timeout: Some(Duration::from_secs(60)),
+        hold_timeout: Some(Duration::from_secs(3600)),
+    }
+}
+
+/// A trunk "carrier" whose media may come from 198.51.100.0/24.
+fn policy() -> MediaPolicy {
+    let mut p = MediaPolicy::default();
+    p.trunks.insert(
+        "carrier".into(),
+        TrunkMedia {
+            networks: vec!["198.51.100.0/24".parse().expect("net")].into(),
+            max_ports: Some(8),
+        },
+    );
+    p
+}
+
+fn table(fast_path: bool) -> MediaTable {
+    MediaTable::new(settings(), policy(), fast_path, 64, Rng::from_test_seed(1))
+}
+
+fn peers() -> MediaPeers {
+    MediaPeers {
+        inside: Some(ip("10.0.0.5")),
+        outside: Some(ip("198.51.100.1")),
+        trunk: Some("carrier".into()),
+    }
+}
+
+fn drain(t: &mut MediaTable) -> Vec<MediaCommand> {
+    std::iter::from_fn(|| t.poll_command()).collect()
+}
+
+const RTP: [u8; 12] = [0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1];
+
+fn key(a: &Allocation) -> StreamKey {
+    StreamKey {
+        session: a.session,
+        index: 0,
+    }
+}
+
+/// An offer from the PBX at 10.0.0.5:4000, answered by the carrier at `answer`.
+fn call(t: &mut MediaTable, now: Instant, answer: Option<&str>) -> Allocation {
+    let a = t
+        .allocate(
+            now,
+            Leg::Inside,
+            &[StreamDesc::new(ip("10.0.0.5"), 4000)],
+            &peers(),
+        )
+        .expect("offer");
+    if let Some(answer) = answer {
+        let s = sa(answer);
+        t.commit(
+            now,
+            a.session,
+            Leg::Outside,
+            &[StreamDesc::new(s.ip(), s.port())],
+        )
+        .expect("answer");
+    }
+    a
+}
+
+fn packet(t: &mut MediaTable, now: Instant, k: StreamKey, leg: Leg, src: &str) -> PacketAction {
+    let mut buf = [0u8; 64];
+    buf[..RTP.len()].copy_from_slice(&RTP);
+    let arrival = Arrival {
+        stream: k,
+        leg,
+        port: RelayPort::Rtp,
+        src: sa(src),
+    };
+    t.handle_packet(now, arrival, &mut buf, RTP.len())
+}
+
+fn installs(cmds: &[MediaCommand]) -> Vec<FastPath> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            MediaCommand::Install(m) | MediaCommand::Update(m) => Some(*m),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn allocation_binds_both_sides_and_release_leaves_nothing() {
+    let t0 = crate::media::test_origin();
+    let mut t = table(true);
+    let a = call(&mut t, t0, Some("198.51.100.7:5000"));
+    let cmds = drain(&mut t);
+    let r = a.streams[0];
+    assert_eq!(
+        cmds[..2],
+        [
+            MediaCommand::Bind {
+                stream: key(&a),
+                leg: Leg::Inside,
+                addr: SocketAddr::new(IN, r.inside.rtp_port),
+            },
+            MediaCommand::Bind {
+                stream: key(&a),
+                leg: Leg::Outside,
+                addr: SocketAddr::new(OUT, r.outside.rtp_port),
+            },
+        ]
+    );
+    // Both peers latch: the fast path is asked for, with slots taken.
+    packet(&mut t, t0, key(&a), Leg::Inside, "10.0.0.5:4000");
+    packet(&mut t, t0, key(&a), Leg::Outside, "198.51.100.7:5000");
+    assert_eq!(installs(&drain(&mut t)).len(), 2);
+    assert_eq!(t.mappings(), 2);
+    assert!(!t.holds_nothing());
+    t.release(a.session);
+    let cmds = drain(&mut t);
+    assert_eq!(
+        cmds.iter()
+            .filter(|c| matches!(c, MediaCommand::Remove { .. }))
+            .count(),
+        2
+    );
+    assert!(cmds.contains(&MediaCommand::Close { stream: key(&a) }));
+    assert!(
+        t.holds_nothing(),
+        "ports, slots, quota and session all returned"
+    );
+    t.release(a.session);
+    assert_eq!(drain(&mut t), [], "release is idempotent");
+}
+
+#[test]
+fn provisional_latch_before_the_answer_gets_no_fast_path_until_confirmed() {
+    let t0 = crate::media::test_origin();
+    let mut t = table(true);
+    let a = call(&mut t, t0, None);
+    let k = key(&a);
+    drain(&mut t);
+    assert!(matches!(
+        packet(&mut t, t0, k, Leg::Inside, "10.0.0.5:4000"),
+        PacketAction::Forward { .. } | PacketAction::Drop(PacketDrop::NoDestination)
+    ));
+    // The carrier's media server (in its trunk network) sends before its answer: provisional.
+    let early = packet(&mut t, t0, k, Leg::Outside, "198.51.100.7:5000");
+    assert!(matches!(early, PacketAction::Forward { to, .. } if to == sa("10.0.0.5:4000")));
+    assert_eq!(
+        installs(&drain(&mut t)),
+        [],
+        "provisional: stays in userspace"
+    );
+    let st = &t.session(a.session).expect("session").streams[0];
+    assert_eq!(
+        st.peers[1].latch[0].latched(),
+        Some(sa("198.51.100.7:5000"))
+    );
+    assert_eq!(st.peers[1].latch[0].confirmed(), None);
+    // The answer names the same address: confirmed, and the fast path follows at once.
+    t.commit(
+        t0,
+        a.session,
+        Leg::Outside,
+        &[StreamDesc::new(ip("198.51.100.7"), 5000)],
+    )
+    .expect("answer");
+    let fast = installs(&drain(&mut t));
+    assert_eq!(fast.len(), 2);
+    assert!(
+        fast.iter().all(|m| !m.strict),
+        "re-latch window open: not strict yet"
+    );
+    assert_eq!(fast[0].dst, sa("198.51.100.7:5000"));
+    t.release(a.session);
+    assert!(t.holds_nothing());
+}
+
+#[test]
+fn provisional_latch_of_another_address_is_dropped_by_the_answer() {
+    let t0 = crate::media::test_origin();
+    let mut t = table(true);
+    let a = call(&mut t, t0, None);
+    let k = key(&a);
+    packet(&mut t, t0, k, Leg::Inside, "10.0.0.5:4000");
+    packet(&mut t, t0, k, Leg::Outside, "198.51.100.7:5000");
+    t.commit(
+        t0,
+        a.session,
+        Leg::Outside,
+        &[StreamDesc::new(ip("198.51.100.9"), 6000)],
+    )
+    .expect("answer");
+    let st = &t.session(a.session).expect("session").streams[0];
+    assert_eq!(
+        st.peers[1].latch[0].latched(),
+        None,
+        "unconfirmed latch dropped"
+    );
+    assert_eq!(st.peers[1].latch[0].target(), Some(sa("198.51.100.9:6000")));
+    assert_eq!(installs(&drain(&mut t)), []);
+    t.release(a.session);
+    assert!(t.holds_nothing());
+}
+
+#[test]
+fn outsider_never_latches_and_gets_nothing() {
+    let t0 = crate::media::test_origin();
+    let mut t = table(true);
+    let a = call(&mut t, t0, None);
+    let k = key(&a);
+    for leg in [Leg::Inside, Leg::Outside] {
+        assert_eq!(
+            packet(&mut t, t0, k, leg, "203.0.113.66:4000"),
+            PacketAction::Drop(PacketDrop::Refused(DropReason::NotAllowed))
+        );
+    }
+    let st = &t.session(a.session).expect("session").streams[0];
+    assert_eq!(st.peers[1].latch[0].latched(), None);
+    assert_eq!(st.peers[1].dropped, 1);
+    // The last refusal is kept for the one-way-audio diagnosis.
+    assert_eq!(
+        st.peers[1].refused,
+        Some((sa("203.0.113.66:4000"), DropReason::NotAllowed))
+    );
+    t.release(a.session);
+    assert!(t.holds_nothing());
+}
+
+#[test]
+fn relatch_window_lets_a_new_source_in_then_closes_and_the_fast_path_turns_strict() {
+    let t0 = crate::media::test_origin();
+    let mut t = table(true);
+    let a = call(&mut t, t0, Some("198.51.100.7:5000"));
+    let k = key(&a);
+    packet(&mut t, t0, k, Leg::Inside, "10.0.0.5:4000");
+    packet(&mut t, t0, k, Leg::Outside, "198.51.100.7:5000");
+    drain(&mut t);
+    // Inside the window (2 s from the answer) the carrier's other media server takes over.
+    let t1 = t0 + Duration::from_millis(500);
+    let moved = packet(&mut t, t1, k, Leg::Outside, "198.51.100.8:5000");
+    assert!(matches!(
+        moved,
+        PacketAction::Forward {
+            relatched: true,
+            ..
+        }
+    ));
+    let fast = installs(&drain(&mut t));
+    assert!(
+        fast.iter().any(|m| m.expect == sa("198.51.100.8:5000")),
+        "{fast:?}"
+    );
+    // After the window: strict source drops another allowed source.
+    let t2 = t0 + Duration::from_secs(3);
+    assert_eq!(
+        packet(&mut t, t2, k, Leg::Outside, "198.51.100.7:5000"),
+        PacketAction::Drop(PacketDrop::Refused(DropReason::StrictSource))
+    );
+    // The tick makes the installed mappings strict, in place (counters kept).
+    t.handle_timeout(t2);
+    let cmds = drain(&mut t);
+    let updates: Vec<&FastPath> = cmds
+        .iter()
+        .filter_map(|c| match c {
+            MediaCommand::Update(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(updates.len(), 2, "{cmds:?}");
+    assert!(updates.iter().all(|m| m.strict));
+    t.handle_timeout(t2 + TICK);
+    assert_eq!(installs(&drain(&mut t)), [], "strict once, then quiet");
+    t.release(a.session);
+    assert!(t.holds_nothing());
+}
+
+#[test]
+fn media_timeout_fires_once_uses_the_hold_value_and_counts_fast_path_packets() {
+    let t0 = crate::media::test_origin();
+    let s = Duration::from_secs;
+    let mut t = table(true);
+    let a = call(&mut t, t0, None);
+    // Not committed: no timeout however long it rings.
+    t.handle_timeout(t0 + s(120));
+    assert_eq!(t.poll_event(), None);
+    t.commit(
+        t0 + s(120),
+        a.session,
+        Leg::Outside,
+        &[StreamDesc::new(ip("198.51.100.7"), 5000)],
+    )
+    .expect("answer");
+    let t1 = t0 + s(120);
+    assert_eq!(t.handle_timeout(t1 + s(59)), 0);
+    assert_eq!(t.handle_timeout(t1 + s(60)), 1);
+    assert_eq!(t.poll_event(), Some(MediaEvent::Timeout(a.session)));
+    t.handle_timeout(t1 + s(61));
+    assert_eq!(t.poll_event(), None, "reported once");
+
+    // On hold (sendonly), the hold timeout applies instead.
+    let b = call(&mut t, t1, None);
+    let mut held = StreamDesc::new(ip("198.51.100.7"), 5002);
+    held.direction = Direction::SendOnly;
+    t.commit(t1, b.session, Leg::Outside, &[held])
+        .expect("answer");
+    t.handle_timeout(t1 + s(61));
+    assert_eq!(t.poll_event(), None);
+    t.handle_timeout(t1 + s(3601));
+    assert_eq!(t.poll_event(), Some(MediaEvent::Timeout(b.session)));
+
+    // A stream that XDP carries: counters are asked for once idle for a quarter of the
+    // timeout, and packets counted there keep the call up.
+    let c = call(&mut t, t1, Some("198.51.100.7:5004"));
+    let k = key(&c);
+    packet(&mut t, t1, k, Leg::Inside, "10.0.0.5:4000");
+    packet(&mut t, t1, k, Leg::Outside, "198.51.100.7:5004");
+    drain(&mut t);
+    let mut now = t1;
+    for round in 1..=10u64 {
+        now = t1 + s(15 * round);
+        t.handle_timeout(now);
+        let reads: Vec<StreamKey> = drain(&mut t)
+            .into_iter()
+            .filter_map(|c| match c {
+                MediaCommand::ReadCounters { stream, slots } => {
+                    assert!(slots.iter().all(Option::is_some));
+                    Some(stream)
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(reads, [k], "round {round}");
+        t.handle_fast_path_packets(now, k, 750 * round);
+    }
+    assert_eq!(t.poll_event(), None, "XDP packets are activity");
+    // The counters stop: the timeout follows.
+    for _ in 0..5 {
+        now += s(15);
+        t.handle_timeout(now);
+        t.handle_fast_path_packets(now, k, 7500);
+    }
+    assert_eq!(t.poll_event(), Some(MediaEvent::Timeout(c.session)));
+    for id in [a.session, b.session, c.session] {
+        t.release(id);
+    }
+    assert!(t.holds_nothing());
+}
+
+#[test]
+fn busy_ports_are_replaced_a_few_times_then_the_offer_fails() {
+    let t0 = crate::media::test_origin();
+    let mut t = table(false);
+    let a = call(&mut t, t0, None);
+    let k = key(&a);
+    drain(&mut t);
+    let first = a.streams[0].outside.rtp_port;
+    t.handle_bind_failed(k, Leg::Outside).expect("another pair");
+    let cmds = drain(&mut t);
+    let [MediaCommand::Bind { leg, addr, .. }] = cmds.as_slice() else {
+        panic!("one new bind: {cmds:?}");
+    };
+    assert_eq!(*leg, Leg::Outside);
+    assert_ne!(addr.port(), first);
+    let st = &t.session(a.session).expect("session").streams[0];
+    assert_eq!(st.relay.outside.rtp_port, addr.port());
+    assert_eq!(st.relay.outside.rtcp_port, addr.port() + 1);
+    let mut err = None;
+    for _ in 0..BIND_ATTEMPTS {
+        if let Err(e) = t.handle_bind_failed(k, Leg::Outside) {
+            err = Some(e);
+            break;
+        }
+    }
+    assert_eq!(err.map(|e| e.status_code()), Some(503));
+    t.release(a.session);
+    assert!(t.holds_nothing());
+}
+
+#[test]
+fn refusals_leak_nothing() {
+    let t0 = crate::media::test_origin();
+    let mut t = table(false);
+    let five = [StreamDesc::new(ip("10.0.0.5"), 4000); 5];
+    assert_eq!(
+        t.allocate(t0, Leg::Inside, &five, &peers())
+            .map_err(|e| e.status_code()),
+        Err(488)
+    );
+    let v6 = [StreamDesc::new(ip("2001:db8::1"), 4000)];
+    assert_eq!(
+        t.allocate(t0, Leg::Inside, &v6, &peers())
+            .map_err(|e| e.status_code()),
+        Err(488)
+    );
+    // The trunk's quota is 8 ports: two two-stream calls fit, a third is refused.
+    let two = [StreamDesc::new(ip("10.0.0.5"), 4000); 2];
+    let a = t
+        .allocate(t0, Leg::Inside, &two, &peers())
+        .expect("4 ports");
+    let b = t
+        .allocate(t0, Leg::Inside, &two, &peers())
+        .expect("8 ports");
+    assert_eq!(
+        t.allocate(t0, Leg::Inside, &two, &peers()),
+        Err(MediaError::QuotaExhausted("carrier".into()))
+    );
+    // A re-offer with a third stream is over the quota as well; an answer must match.
+    assert_eq!(
+        t.update(
+            t0,
+            a.session,
+            Leg::Inside,
+            &[StreamDesc::new(ip("10.0.0.5"), 4000); 3]
+        )
+        .map_err(|e| e.status_code()),
+        Err(503)
+    );
+    assert_eq!(
+        t.commit(
+            t0,
+            b.session,
+            Leg::Outside,
+            &[StreamDesc::new(ip("198.51.100.7"), 1)]
+        )
+        .map_err(|e| e.status_code()),
+        Err(488)
+    );
+    // Re-offer streams that cannot be bound are dropped again.
+    t.set_peers(b.session, &MediaPeers::default());
+    let three = [StreamDesc::new(ip("10.0.0.5"), 4000); 3];
+    t.update(t0, b.session, Leg::Inside, &three)
+        .expect("no trunk, no quota");
+    t.drop_streams_from(b.session, 2);
+    assert_eq!(t.session(b.session).expect("b").streams.len(), 2);
+    drain(&mut t);
+    t.release(a.session);
+    t.release(b.session);
+    assert!(t.holds_nothing());
+}
+
+#[test]
+fn adoption_pairs_mappings_and_removes_the_rest() {
+    let t0 = crate::media::test_origin();
+    let mut t = table(true);
+    let fwd = FastPath {
+        ingress: SocketAddr::new(IN, 20_010),
+        expect: sa("10.0.0.5:4000"),
+        egress: SocketAddr::new(OUT, 20_020),
+        dst: sa("198.51.100.7:5000"),
+        strict: true,
+        slot: 3,
+    };
+    let back = FastPath {
+        ingress: fwd.egress,
+        expect: fwd.dst,
+        egress: fwd.ingress,
+        dst: fwd.expect,
+        strict: true,
+        slot: 4,
+    };
+    let stray = FastPath {
+        ingress: SocketAddr::new(IN, 20_030),
+        slot: 5,
+        ..fwd
+    };
+    let ids = t.adopt(t0, &[fwd, back, stray]);
+    assert_eq!(ids.len(), 1);
+    let cmds = drain(&mut t);
+    assert!(cmds.contains(&MediaCommand::Remove {
+        ingress: stray.ingress
+    }));
+    assert_eq!(
+        cmds.iter()
+            .filter(|c| matches!(c, MediaCommand::Bind { .. }))
+            .count(),
+        2
+    );
+    let s = t.session(ids[0]).expect("adopted");
+    assert!(s.adopted && s.committed);
+    assert_eq!(s.streams[0].installed, [fwd, back]);
+    // Its ports cannot be bound any more: no other pair will do.
+    assert!(t.handle_bind_failed(key_of(ids[0]), Leg::Inside).is_err());
+    // Its media stops: the table releases it itself, no event for a call layer.
+    t.handle_timeout(t0 + Duration::from_secs(61));
+    assert_eq!(t.poll_event(), None);
+    assert!(t.session(ids[0]).is_none());
+    assert!(t.holds_nothing());
+}
+
+fn key_of(session: SessionId) -> StreamKey {
+    StreamKey { session, index: 0 }
+}
+
+#[test]
+fn failover_moves_quota_and_allowed_sources() {
+    let t0 = crate::media::test_origin();
+    let mut t = table(false);
+    let a = call(&mut t, t0, None);
+    let k = key(&a);
+    let other = MediaPeers {
+        outside: Some(ip("192.0.2.50")),
+        trunk: None,
+        ..peers()
+    };
+    t.set_peers(a.session, &other);
+    // The old trunk's network is no longer allowed; the new signaling peer is.
+    assert_eq!(
+        packet(&mut t, t0, k, Leg::Outside, "198.51.100.7:5000"),
+        PacketAction::Drop(PacketDrop::Refused(DropReason::NotAllowed))
+    );
+    assert!(matches!(
+        packet(&mut t, t0, k, Leg::Outside, "192.0.2.50:5000"),
+        PacketAction::Forward { .. }
+    ));
+    t.release(a.session);
+    assert!(t.holds_nothing());
+}
+
+#[test]
+fn packets_of_a_released_stream_are_dropped() {
+    let t0 = crate::media::test_origin();
+    let mut t = table(false);
+    let a = call(&mut t, t0, Some("198.51.100.7:5000"));
+    t.release(a.session);
+    assert_eq!(
+        packet(&mut t, t0, key(&a), Leg::Inside, "10.0.0.5:4000"),
+        PacketAction::Drop(PacketDrop::UnknownStream)
+    );
+}
+
+fn srtp_keys(seed: u64) -> crate::srtp::StreamKeys {
+    use crate::srtp::{KeySpec, MasterKey, Suite};
+    let suite = Suite::AesCm128HmacSha1_80;
+    let mut rng = Rng::from_test_seed(seed);
+    let mut spec = || KeySpec {
+        suite,
+        key: MasterKey::generate(suite, &mut rng),
+        lifetime: None,
+    };
+    crate::srtp::StreamKeys {
+        rx: spec(),
+        tx: spec(),
+    }
+}
+
+#[test]
+fn encrypted_stream_leaves_the_fast_path_and_plain_again_takes_it() {
+    let t0 = crate::media::test_origin();
+    let mut t = table(true);
+    let a = call(&mut t, t0, Some("198.51.100.7:5000"));
+    let k = key(&a);
+    packet(&mut t, t0, k, Leg::Inside, "10.0.0.5:4000");
+    packet(&mut t, t0, k, Leg::Outside, "198.51.100.7:5000");
+    assert_eq!(installs(&drain(&mut t)).len(), 2);
+    // Keys on the carrier leg: both mappings go (XDP cannot run AES).
+    t.set_crypto(t0, a.session, Leg::Outside, &[Some(srtp_keys(1))])
+        .expect("keys");
+    let cmds = drain(&mut t);
+    assert_eq!(
+        cmds.iter()
+            .filter(|c| matches!(c, MediaCommand::Remove { .. }))
+            .count(),
+        2,
+        "{cmds:?}"
+    );
+    assert_eq!(t.mappings(), 0);
+    // Re-latching an encrypted stream asks for no fast path either.
+    let t1 = t0 + Duration::from_millis(100);
+    t.update(
+        t1,
+        a.session,
+        Leg::Inside,
+        &[StreamDesc::new(ip("10.0.0.6"), 4002)],
+    )
+    .expect("re-offer");
+    drain(&mut t);
+    assert_eq!(t.mappings(), 0);
+    // Plain again (a re-INVITE without crypto): the fast path comes back.
+    t.set_crypto(t1, a.session, Leg::Outside, &[None])
+        .expect("plain");
+    packet(&mut t, t1, k, Leg::Inside, "10.0.0.6:4002");
+    assert_eq!(installs(&drain(&mut t)).len(), 2);
+    assert_eq!(
+        t.set_crypto(t1, SessionId(999), Leg::Inside, &[None]),
+        Err(MediaError::UnknownSession(SessionId(999)))
+    );
+    t.release(a.session);
+    assert!(t.holds_nothing());
+}
+
+#[test]
+fn srtp_is_authenticated_before_the_latch_and_transformed_in_place() {
+    use crate::srtp::{SrtpContext, SrtpError};
+    let t0 = crate::media::test_origin();
+    let mut t = table(false);
+    let a = call(&mut t, t0, Some("198.51.100.7:5000"));
+    let k = key(&a);
+    let keys = srtp_keys(2);
+    t.set_crypto(t0, a.session, Leg::Outside, &[Some(keys.clone())])
+        .expect("keys");
+    let mut carrier = SrtpContext::new(keys.rx.suite, &keys.rx.key, None);
+    let from_carrier = |src: &str| Arrival {
+        stream: k,
+        leg: Leg::Outside,
+        port: RelayPort::Rtp,
+        src: sa(src),
+    };
+    // A forged packet from another allowed source (the trunk's network): dropped as an
+    // authentication failure, and the latch does not move to it.
+    let mut buf = [0u8; 64];
+    buf[..RTP.len()].copy_from_slice(&RTP);
+    let n = carrier.protect_rtp(&mut buf, RTP.len()).expect("protect");
+    let mut forged = buf;
+    forged[n - 1] ^= 1;
+    assert_eq!(
+        t.handle_packet(t0, from_carrier("198.51.100.9:5000"), &mut forged, n),
+        PacketAction::Drop(PacketDrop::Srtp(SrtpError::AuthFailed))
+    );
+    let st = &t.session(a.session).expect("session").streams[0];
+    assert_eq!(
+        st.peers[1].latch[0].latched(),
+        None,
+        "forgery did not latch"
+    );
+    assert_eq!(st.peers[1].dropped, 1);
+    assert_eq!(
+        PacketDrop::Srtp(SrtpError::AuthFailed).label(),
+        "srtp_auth_failed"
+    );
+    // The authentic packet is unprotected in place toward the plain PBX leg.
+    assert_eq!(
+        t.handle_packet(t0, from_carrier("198.51.100.7:5000"), &mut buf, n),
+        PacketAction::Forward {
+            port: RelayPort::Rtp,
+            to: sa("10.0.0.5:4000"),
+            relatched: false,
+            len: RTP.len(),
+        }
+    );
+    assert_eq!(buf[..RTP.len()], RTP);
+    // PBX → carrier: protected in place, the tag appended in the headroom.
+    let mut out = [0u8; 64];
+    out[..RTP.len()].copy_from_slice(&RTP);
+    let pbx = Arrival {
+        stream: k,
+        leg: Leg::Inside,
+        port: RelayPort::Rtp,
+        src: sa("10.0.0.5:4000"),
+    };
+    let PacketAction::Forward { len, .. } = t.handle_packet(t0, pbx, &mut out, RTP.len()) else {
+        panic!("not forwarded");
+    };
+    assert_eq!(len, RTP.len() + 10, "80-bit tag");
+    let mut rx = SrtpContext::new(keys.tx.suite, &keys.tx.key, None);
+    assert_eq!(rx.unprotect_rtp(&mut out[..len]), Ok(RTP.len()));
+    t.release(a.session);
+    assert!(t.holds_nothing());
+}

@@ -1,0 +1,99 @@
+//! Time: the media timeout, strict fast paths once re-latch windows close, and the fast
+//! path's counters as activity.
+
+use super::*;
+
+impl MediaTable {
+    /// Time passed: makes fast paths strict once their re-latch window has closed, asks for the
+    /// counters of idle fast-path sessions, fires media timeouts (events for the call layer;
+    /// adopted sessions, which no call layer knows, are released here). Returns the number of
+    /// sessions that timed out.
+    pub fn handle_timeout(&mut self, now: Instant) -> usize {
+        let mut fired = Vec::new();
+        let mut resync = Vec::new();
+        for (id, s) in &mut self.sessions {
+            if self.settings.strict_source {
+                for (index, st) in s.streams.iter().enumerate() {
+                    let lax = st.installed.iter().any(|m| !m.strict);
+                    let open = st.peers.iter().any(|p| p.latch[0].window_open(now));
+                    if lax && !open {
+                        resync.push(StreamKey {
+                            session: *id,
+                            index,
+                        });
+                    }
+                }
+            }
+            if !s.committed || s.timed_out {
+                continue;
+            }
+            let mut hold = false;
+            for p in s.streams.iter().flat_map(|st| &st.peers) {
+                hold |= p.direction.is_hold();
+                if let Some(t) = p.last_seen {
+                    s.activity.observe(t);
+                }
+            }
+            let limit = if hold {
+                self.settings.hold_timeout
+            } else {
+                self.settings.timeout
+            };
+            if s.activity.expired(now, limit) {
+                s.timed_out = true;
+                fired.push((*id, s.adopted));
+                continue;
+            }
+            // Counters cost a syscall per mapping: read them only for a session idle for a
+            // quarter of its timeout. Their answer counts at the next tick, so a stream that XDP
+            // carries times out between 1 and 1.25 timeouts (plus a tick) after its last packet.
+            if let Some(l) = limit
+                && s.activity.idle(now) >= l / 4
+            {
+                for (index, st) in s.streams.iter().enumerate() {
+                    if st.installed.is_empty() {
+                        continue;
+                    }
+                    let slot = |i: usize| st.installed.get(i).map(|m| m.slot);
+                    self.commands.push_back(MediaCommand::ReadCounters {
+                        stream: StreamKey {
+                            session: *id,
+                            index,
+                        },
+                        slots: [slot(0), slot(1)],
+                    });
+                }
+            }
+        }
+        for key in resync {
+            self.sync_fast_path(now, key);
+        }
+        let n = fired.len();
+        for (id, adopted) in fired {
+            if adopted {
+                self.release(id);
+                continue;
+            }
+            if self.events.len() >= MAX_EVENTS {
+                self.events.pop_front();
+            }
+            self.events.push_back(MediaEvent::Timeout(id));
+        }
+        n
+    }
+
+    /// The fast-path counters of `stream` summed to `packets` at `now`: media forwarded by
+    /// XDP counts as activity.
+    pub fn handle_fast_path_packets(&mut self, now: Instant, stream: StreamKey, packets: u64) {
+        let Some(s) = self.sessions.get_mut(&stream.session) else {
+            return;
+        };
+        let Some(st) = s.streams.get_mut(stream.index) else {
+            return;
+        };
+        if packets != st.xdp_packets {
+            st.xdp_packets = packets;
+            s.activity.observe(now);
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! Executes the media table's commands: binds relay sockets (reusing those of ended streams),
+//! starts and stops the per-stream relay tasks, and applies fast-path mappings to the XDP maps.
+//! Failures go back to the table through its `handle_*` methods.
+
+use std::{
+    collections::HashMap,
+    mem::MaybeUninit,
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, Weak},
+    time::Instant,
+};
+
+use parking_lot::Mutex;
+use sbc_ebpf_common::{FLAG_IPV4, FLAG_STRICT_SOURCE, Mapping, MappingKey, ipv4_mapped};
+use sbc_proto::media::{
+    FastPath, Leg, MediaCommand, MediaError, MediaTable, StreamKey, table::leg_idx,
+};
+use tokio::{net::UdpSocket, sync::oneshot};
+
+use super::{
+    relay::{self, Sockets},
+    xdp::XdpRelay,
+};
+use crate::metrics::MediaMetrics;
+
+/// The table and its executor, behind one lock shared by the call layer's adapter, the tick
+/// task and the relay tasks.
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub table: MediaTable,
+    pub exec: Executor,
+}
+
+/// The runtime side of the media table: sockets, tasks, XDP maps.
+#[derive(Debug)]
+pub(crate) struct Executor {
+    xdp: Option<Arc<Mutex<XdpRelay>>>,
+    /// Sockets (RTP, RTCP) of ended streams, by the RTP socket's local address, kept bound for
+    /// the next stream that draws the port (their ports are free in the table's pool). At most
+    /// one entry per pair of the port range.
+    idle: HashMap<SocketAddr, [UdpSocket; 2]>,
+    /// Streams with one side bound so far.
+    pending: HashMap<StreamKey, (Leg, [UdpSocket; 2])>,
+    /// Relaying streams: the stop signal of their task.
+    running: HashMap<StreamKey, oneshot::Sender<()>>,
+    /// Bind failures the caller must act on (release the session or drop new streams).
+    failed: Vec<(StreamKey, MediaError)>,
+    /// The core itself, for the tasks this executor spawns.
+    core: Weak<Mutex<Core>>,
+    runtime: tokio::runtime::Handle,
+    metrics: MediaMetrics,
+}
+
+impl Executor {
+    pub fn new(
+        xdp: Option<Arc<Mutex<XdpRelay>>>,
+        core: Weak<Mutex<Core>>,
+        runtime: tokio::runtime::Handle,
+        metrics: MediaMetrics,
+    ) -> Self {
+        Self {
+            xdp,
+            idle: HashMap::new(),
+            pending: HashMap::new(),
+            running: HashMap::new(),
+            failed: Vec::new(),
+            core,
+            runtime,
+            metrics,
+        }
+    }
+
+    /// Takes the bind failures collected since the last call.
+    pub fn take_failures(&mut self) -> Vec<(StreamKey, MediaError)> {
+        std::mem::take(&mut self.failed)
+    }
+
+    /// Sockets kept bound for reuse.
+    pub fn idle_sockets(&self) -> usize {
+        2 * self.idle.len()
+    }
+
+    /// Streams relayed by a task.
+    #[cfg(test)]
+    pub fn running(&self) -> usize {
+        self.running.len()
+    }
+
+    /// A stream's task ended: its sockets become reusable.
+    pub fn park(&mut self, sockets: Sockets) {
+        for pair in sockets {
+            if let Ok(addr) = pair[0].local_addr() {
+                self.idle.insert(addr, pair);
+            }
+        }
+    }
+
+    /// The RTP and RTCP sockets of `addr` (RTP port): a parked pair, else freshly bound.
+    fn sockets(&mut self, addr: SocketAddr) -> std::io::Result<[UdpSocket; 2]> {
+        if let Some(pair) = self.idle.remove(&addr) {
+            // Datagrams queued for the previous stream are not the new call's: discard them.
+            // (Later strays meet the latching policy, as on a freshly bound port.) Read the
+            // socket directly: tokio's readiness may not have seen them yet.
+            let mut scratch = [MaybeUninit::<u8>::uninit(); 64];
+            for s in &pair {
+                let s = socket2::SockRef::from(s);
+                while s.recv(&mut scratch).is_ok() {}
+            }
+            return Ok(pair);
+        }
+        let _rt = self.runtime.enter();
+        let rtp = UdpSocket::from_std(relay::bind(addr.ip(), addr.port())?)?;
+        let rtcp = UdpSocket::from_std(relay::bind(addr.ip(), addr.port() + 1)?)?;
+        Ok([rtp, rtcp])
+    }
+
+    fn bound(&mut self, stream: StreamKey, leg: Leg, pair: [UdpSocket; 2]) {
+        let Some((other_leg, other)) = self.pending.remove(&stream) else {
+            self.pending.insert(stream, (leg, pair));
+            return;
+        };
+        if other_leg == leg {
+            // A re-bind of the same side (cannot happen: a failed bind leaves nothing behind).
+            self.pending.insert(stream, (leg, pair));
+            return;
+        }
+        let sockets = if leg_idx(leg) == 0 {
+            [pair, other]
+        } else {
+            [other, pair]
+        };
+        let Some(core) = self.core.upgrade() else {
+            return;
+        };
+        let (tx, rx) = oneshot::channel();
+        self.runtime
+            .spawn(relay::run(core, stream, sockets, rx, self.metrics.clone()));
+        self.running.insert(stream, tx);
+    }
+
+    fn close(&mut self, stream: StreamKey) {
+        if let Some((_, pair)) = self.pending.remove(&stream)
+            && let Ok(addr) = pair[0].local_addr()
+        {
+            self.idle.insert(addr, pair);
+        }
+        if let Some(stop) = self.running.remove(&stream) {
+            // The task parks its sockets when it ends; a task already gone has done so.
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Drains `core`'s table of commands and executes them, at `now`. Bind failures the table
+/// cannot repair are collected in [`Executor::take_failures`].
+pub(crate) fn execute(core: &mut Core, now: Instant) {
+    while let Some(cmd) = core.table.poll_command() {
+        match cmd {
+            MediaCommand::Bind { stream, leg, addr } => match core.exec.sockets(addr) {
+                Ok(pair) => core.exec.bound(stream, leg, pair),
+                Err(e) => {
+                    tracing::debug!(%addr, error = %e, "relay port busy; trying another");
+                    if let Err(e) = core.table.handle_bind_failed(stream, leg) {
+                        core.exec.failed.push((stream, e));
+                    }
+                }
+            },
+            MediaCommand::Close { stream } => core.exec.close(stream),
+            MediaCommand::Install(m) => {
+                let Some(xdp) = &core.exec.xdp else { continue };
+                if let Err(e) = xdp
+                    .lock()
+                    .insert_mapping(&mapping_key(m.ingress), &mapping(&m))
+                {
+                    // The userspace relay keeps forwarding: a full map costs speed, not calls.
+                    tracing::warn!(error = %e, "installing XDP mapping failed; stream stays in userspace");
+                    core.table.handle_install_failed(m.ingress);
+                } else {
+                    tracing::info!(relay = %m.ingress, peer = %m.expect,
+                        "stream latched on both sides; XDP fast path installed");
+                }
+            }
+            MediaCommand::Update(m) => {
+                let Some(xdp) = &core.exec.xdp else { continue };
+                if let Err(e) = xdp
+                    .lock()
+                    .update_mapping(&mapping_key(m.ingress), &mapping(&m))
+                {
+                    tracing::warn!(error = %e, "updating XDP mapping failed");
+                }
+            }
+            MediaCommand::Remove { ingress } => {
+                let Some(xdp) = &core.exec.xdp else { continue };
+                if let Err(e) = xdp.lock().remove_mapping(&mapping_key(ingress)) {
+                    tracing::warn!(error = %e, "removing XDP mapping failed");
+                }
+            }
+            MediaCommand::ReadCounters { stream, slots } => {
+                let Some(xdp) = &core.exec.xdp else { continue };
+                let x = xdp.lock();
+                let total: u64 = slots
+                    .iter()
+                    .flatten()
+                    .filter_map(|s| x.mapping_stats(*s).ok())
+                    .map(|m| m.packets)
+                    .sum();
+                drop(x);
+                core.table.handle_fast_path_packets(now, stream, total);
+            }
+        }
+    }
+}
+
+fn addr16(a: IpAddr) -> [u8; 16] {
+    match a {
+        IpAddr::V4(v4) => ipv4_mapped(v4.octets()),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// A port in the maps' network byte order.
+fn port_be(p: u16) -> u16 {
+    u16::from_ne_bytes(p.to_be_bytes())
+}
+
+fn port_of(be: u16) -> u16 {
+    u16::from_be_bytes(be.to_ne_bytes())
+}
+
+fn ip_of(a: &[u8; 16]) -> IpAddr {
+    let v6 = std::net::Ipv6Addr::from(*a);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    }
+}
+
+/// The key of packets arriving at `relay`.
+pub fn mapping_key(relay: SocketAddr) -> MappingKey {
+    MappingKey {
+        addr: addr16(relay.ip()),
+        port: port_be(relay.port()),
+        pad: 0,
+    }
+}
+
+/// The XDP map value of a fast path.
+pub(crate) fn mapping(m: &FastPath) -> Mapping {
+    let mut flags = if m.ingress.is_ipv4() { FLAG_IPV4 } else { 0 };
+    if m.strict {
+        flags |= FLAG_STRICT_SOURCE;
+    }
+    Mapping {
+        src_addr: addr16(m.egress.ip()),
+        dst_addr: addr16(m.dst.ip()),
+        expect_addr: addr16(m.expect.ip()),
+        src_port: port_be(m.egress.port()),
+        dst_port: port_be(m.dst.port()),
+        expect_port: port_be(m.expect.port()),
+        flags,
+        slot: m.slot,
+    }
+}
+
+/// The fast path a pinned map entry describes (adoption after a restart).
+pub(crate) fn fast_path(key: &MappingKey, m: &Mapping) -> FastPath {
+    let sock = |a: &[u8; 16], p: u16| SocketAddr::new(ip_of(a), port_of(p));
+    FastPath {
+        ingress: sock(&key.addr, key.port),
+        expect: sock(&m.expect_addr, m.expect_port),
+        egress: sock(&m.src_addr, m.src_port),
+        dst: sock(&m.dst_addr, m.dst_port),
+        strict: m.flags & FLAG_STRICT_SOURCE != 0,
+        slot: m.slot,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_entries_round_trip_through_fast_paths() {
+        let f = FastPath {
+            ingress: "198.18.1.1:20000".parse().expect("literal"),
+            expect: "198.18.1.2:4000".parse().expect("literal"),
+            egress: "198.18.2.1:20002".parse().expect("literal"),
+            dst: "198.18.2.2:5000".parse().expect("literal"),
+            strict: true,
+            slot: 9,
+        };
+        let m = mapping(&f);
+        assert_eq!(m.flags, FLAG_IPV4 | FLAG_STRICT_SOURCE);
+        assert_eq!(fast_path(&mapping_key(f.ingress), &m), f);
+    }
+}
