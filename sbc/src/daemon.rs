@@ -1,5 +1,7 @@
 //! `sbc run`: starts the SIP transports, loads the XDP fast path, serves the admin API, reloads
-//! TLS certificates on SIGHUP, and shuts down cleanly on SIGTERM or SIGINT.
+//! TLS certificates on SIGHUP, and on SIGTERM or SIGINT drains (new calls refused, calls in
+//! progress given `[general] drain_timeout_s`, then BYE) and shuts down cleanly; a second
+//! signal ends the drain's wait at once.
 
 use std::{
     net::SocketAddr,
@@ -116,19 +118,25 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
         crate::dns::DnsMetrics::register(&metrics.registry)?,
         stop_rx.clone(),
     ));
-    tasks.spawn(crate::signaling::run(
-        crate::config::sbc_config(&config),
-        crate::signaling::Wiring {
-            media: media.clone(),
-            transport: transport.clone(),
-            inbound: inbound_rx,
-            commands,
-            metrics: metrics.clone(),
-            calls,
-            shutdown: stop_rx,
-            cdr,
-        },
-    ));
+    let wiring = crate::signaling::Wiring {
+        media: media.clone(),
+        transport: transport.clone(),
+        inbound: inbound_rx,
+        commands,
+        metrics: metrics.clone(),
+        calls,
+        drain: crate::metrics::DrainMetrics::register(&metrics.registry)?,
+        shutdown: stop_rx,
+        cdr,
+    };
+    // Turns true when the signaling task is over: a drain finished (from a signal or the admin
+    // API), or it stopped for another reason; either way the process stops.
+    let (signaling_done, signaling_over) = tokio::sync::watch::channel(false);
+    let core = crate::config::sbc_config(&config);
+    tasks.spawn(async move {
+        crate::signaling::run(core, wiring).await;
+        let _ = signaling_done.send(true);
+    });
 
     let addr = config.admin.listen;
     let admin_tls = match (&config.admin.tls_cert, &config.admin.tls_key) {
@@ -164,25 +172,50 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
 
     let reloader = transport.clone();
     let hup_state = state.clone();
+    let on_hup = move || {
+        // Errors are logged and counted by reload_tls; the old certificate stays.
+        let _ = reloader.reload_tls();
+        let s = hup_state.clone();
+        tokio::spawn(async move {
+            if let Err(e) = s.config.reload(&s.signaling, "sighup").await {
+                let problems: Vec<String> = e
+                    .problems
+                    .iter()
+                    .map(|p| format!("{}: {}", p.path, p.message))
+                    .collect();
+                tracing::warn!(error = %e.error, problems = %problems.join("; "),
+                        "SIGHUP: configuration not reloaded; the running one stays");
+            }
+        });
+    };
+    let drain_state = state.clone();
+    // The admin API keeps serving during the drain (status, metrics, calls); it stops when the
+    // signaling task is over.
     let stop = async move {
-        shutdown
-            .wait(|| {
-                // Errors are logged and counted by reload_tls; the old certificate stays.
-                let _ = reloader.reload_tls();
-                let s = hup_state.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = s.config.reload(&s.signaling, "sighup").await {
-                        let problems: Vec<String> = e
-                            .problems
-                            .iter()
-                            .map(|p| format!("{}: {}", p.path, p.message))
-                            .collect();
-                        tracing::warn!(error = %e.error, problems = %problems.join("; "),
-                                "SIGHUP: configuration not reloaded; the running one stays");
-                    }
-                });
-            })
-            .await;
+        let over = |rx: &tokio::sync::watch::Receiver<bool>| {
+            let mut rx = rx.clone();
+            async move {
+                let _ = rx.wait_for(|done| *done).await;
+            }
+        };
+        tokio::select! {
+            () = shutdown.wait(&on_hup) => {
+                let cfg = crate::config::drain_config(&drain_state.config.current());
+                tracing::info!(timeout_s = cfg.timeout.as_secs(), "draining before stopping \
+                    (a second SIGTERM or SIGINT ends the calls left at once)");
+                drain_state.signaling.drain(cfg).await;
+            }
+            () = over(&signaling_over) => return,
+        }
+        loop {
+            tokio::select! {
+                () = shutdown.wait(&on_hup) => {
+                    tracing::info!("second stop signal: ending the calls left now");
+                    drain_state.signaling.end_now().await;
+                }
+                () = over(&signaling_over) => return,
+            }
+        }
     };
     match admin_tls {
         Some(acceptor) => {
@@ -199,6 +232,8 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
     .map_err(RunError::Admin)?;
 
     tracing::info!("shutting down");
+    // Normally the signaling task is over already (drained, registrations removed); this
+    // stops it if the admin server ended for another reason.
     let _ = stop_signaling.send(true);
     // Let the signaling task (the only one in `tasks`) finish its de-registrations, bounded to
     // 2 s there, while the transport still runs; then stop everything.

@@ -21,7 +21,9 @@ Files:
 
 Signals:
   SIGHUP           re-read the configuration (validated; calls kept) and TLS certificates
-  SIGTERM, SIGINT  stop cleanly
+  SIGTERM, SIGINT  drain: new calls get 503, calls in progress get [general]
+                   drain_timeout_s, then BYE; registrations removed; exit 0.
+                   A second signal ends the calls left at once.
 
 Environment:
   SBC_LOG (or RUST_LOG)  log filter, e.g. SBC_LOG=debug,sbc::media=trace

@@ -1,14 +1,24 @@
 //! Prometheus metrics of the SBC. Every metric has HELP text and bounded label values only.
 
 mod calls;
+mod drain;
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use sbc_ebpf_common::Stat;
 
 pub use calls::{CallMetrics, CallTracker, Incoming};
+pub use drain::DrainMetrics;
 
 /// `sbc_media_packets_dropped_total` reason of the XDP program's strict-source drops.
 const XDP_STRICT_SOURCE: &str = "xdp_strict_source";
+
+/// The XDP program's drop counters and their `sbc_media_packets_dropped_total` reasons.
+const XDP_DROP_REASONS: [(Stat, &str); 4] = [
+    (Stat::DropStrictSource, XDP_STRICT_SOURCE),
+    (Stat::DropNotAllowed, "xdp_not_allowed"),
+    (Stat::DropUnallocated, "xdp_unallocated"),
+    (Stat::DropNoDestination, "xdp_no_destination"),
+];
 
 /// The SBC's metric handles and the registry they are exported from.
 #[derive(Debug, Clone)]
@@ -56,7 +66,8 @@ pub struct MediaMetrics {
     pub user_bytes: IntCounter,
     /// Media packets dropped, by reason: the userspace relay's (`not_allowed`,
     /// `strict_source`, `no_destination`, `send_failed`) and the XDP program's
-    /// (`xdp_strict_source`, folded in at scrape time).
+    /// (`xdp_strict_source`, `xdp_not_allowed`, `xdp_unallocated`, `xdp_no_destination`,
+    /// folded in at scrape time).
     pub dropped: IntCounterVec,
     /// Latches that moved to a different source (re-latch window, or loose source).
     pub relatched: IntCounter,
@@ -132,9 +143,9 @@ impl MediaMetrics {
             "strict_source",
             "no_destination",
             "send_failed",
-            XDP_STRICT_SOURCE,
         ]
         .into_iter()
+        .chain(XDP_DROP_REASONS.map(|(_, reason)| reason))
         .chain(sbc_proto::media::table::SRTP_DROP_LABELS)
         {
             m.dropped.with_label_values(&[reason]);
@@ -284,10 +295,10 @@ impl Metrics {
                 self.xdp_packets
                     .with_label_values(&[stat.name()])
                     .inc_by(delta);
-                if *stat == Stat::DropStrictSource {
+                if let Some((_, reason)) = XDP_DROP_REASONS.iter().find(|(s, _)| s == stat) {
                     self.media
                         .dropped
-                        .with_label_values(&[XDP_STRICT_SOURCE])
+                        .with_label_values(&[reason])
                         .inc_by(delta);
                 }
             }
@@ -338,5 +349,12 @@ mod tests {
             3,
             "XDP drops count in the media drop metric"
         );
+        s[Stat::DropNotAllowed as usize] = 7;
+        s[Stat::DropUnallocated as usize] = 2;
+        m.observe_xdp(&s);
+        let dropped = |reason| m.media.dropped.with_label_values(&[reason]).get();
+        assert_eq!(dropped("xdp_not_allowed"), 7, "in-kernel latch refusals");
+        assert_eq!(dropped("xdp_unallocated"), 2, "unallocated relay ports");
+        assert_eq!(dropped(XDP_STRICT_SOURCE), 3);
     }
 }

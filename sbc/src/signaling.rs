@@ -6,6 +6,10 @@
 //! No policy lives here; the receive path (denylist, bans, ACL, User-Agent, answers to our own
 //! OPTIONS and REGISTERs) is in `sbc_proto::sbc` and tested there with simulated time.
 //!
+//! Stopping: [`Command::Drain`] (SIGTERM, `POST /api/v1/drain`) hands the drain to the core
+//! (`sbc_proto::sbc` `drain.rs`: new calls refused, BYE at the timeout, the answers awaited);
+//! once the core says drained, the task removes the registrations and returns.
+//!
 //! One task owns all calls today (no lock on the per-message path; the core is `!Sync` by
 //! design). Sharding by Call-ID across several such tasks is the planned scale-out path.
 
@@ -13,14 +17,17 @@ mod handle;
 
 use std::time::{Duration, Instant};
 
-use sbc_proto::sbc::{Event, Received, Sbc, SbcConfig};
+use sbc_proto::{
+    b2bua::EndReason,
+    sbc::{DrainState, Event, Received, Sbc, SbcConfig},
+};
 use tokio::sync::{mpsc, watch};
 
-pub use handle::{BanList, BanView, Command, RegView, SignalingHandle};
+pub use handle::{BanList, BanView, Command, RegView, SignalingHandle, StatusView};
 
 use crate::{
     media::MediaManager,
-    metrics::{CallMetrics, CallTracker, Incoming, Metrics},
+    metrics::{CallMetrics, CallTracker, DrainMetrics, Incoming, Metrics},
     transport::{AdmissionPolicy, Inbound, Transport},
 };
 
@@ -39,6 +46,8 @@ pub struct Wiring {
     pub metrics: Metrics,
     /// Call metrics.
     pub calls: CallMetrics,
+    /// Drain metrics.
+    pub drain: DrainMetrics,
     /// Turns true to stop.
     pub shutdown: watch::Receiver<bool>,
     /// Where finished call attempts go (call detail records).
@@ -52,14 +61,14 @@ enum Input {
     Command(Command),
 }
 
-/// Runs the core until `shutdown` turns true or the inbound channel closes; then removes the
-/// trunks' registrations.
+/// Runs the core until a drain is over ([`Command::Drain`]), `shutdown` turns true (at once,
+/// no drain) or the inbound channel closes; then removes the trunks' registrations.
 pub async fn run(config: SbcConfig, mut w: Wiring) {
     let start = Instant::now();
     let mut sbc = Sbc::new(config, crate::entropy::rng(), start);
     let mut tracker = CallTracker::default();
     w.calls.seed_trunks(sbc.trunk_names());
-    drain(&mut sbc, &w, &mut tracker, start);
+    flush(&mut sbc, &w, &mut tracker, start);
     observe(&sbc, &w, &mut tracker);
     let media_events = w.media.clone();
     // Media events (timeouts) wake us through `event_ready`; expired bans leave the table on
@@ -105,9 +114,13 @@ pub async fn run(config: SbcConfig, mut w: Wiring) {
             }
             Input::Command(cmd) => command(&mut sbc, &mut w, now, cmd),
         }
-        drain(&mut sbc, &w, &mut tracker, now);
+        flush(&mut sbc, &w, &mut tracker, now);
         if calls_touched {
             observe(&sbc, &w, &mut tracker);
+        }
+        if sbc.drain_state() == DrainState::Drained {
+            tracing::info!("drain complete");
+            break;
         }
     }
     deregister(&mut sbc, &mut w, &mut tracker).await;
@@ -190,6 +203,37 @@ fn command(sbc: &mut Sbc, w: &mut Wiring, now: Instant, cmd: Command) {
             let _ = reply.send(sbc.register_now(now, &name));
         }
         Command::DnsResolved(r) => sbc.handle_dns(now, r.into()),
+        Command::Drain(cfg, reply) => {
+            let started = sbc.drain(now, cfg);
+            if started {
+                w.drain.draining.set(1);
+                tracing::info!(
+                    calls = sbc.b2bua().stats().calls,
+                    timeout_s = cfg.timeout.as_secs(),
+                    "draining: new calls refused with 503, calls in progress go on"
+                );
+            }
+            let _ = reply.send(started);
+        }
+        Command::EndNow(reply) => {
+            let calls = sbc.b2bua().stats().calls;
+            let ended = sbc.end_now(now, &mut w.media);
+            if ended {
+                tracing::info!(calls, "drain: ending the calls left now");
+            }
+            let _ = reply.send(ended);
+        }
+        Command::Status(reply) => {
+            let state = sbc.drain_state();
+            let _ = reply.send(StatusView {
+                state: state.as_str(),
+                draining: state.is_draining(),
+                calls: sbc.b2bua().stats().calls,
+                drain_deadline_in_s: state
+                    .deadline()
+                    .map(|at| at.saturating_duration_since(now).as_secs()),
+            });
+        }
         Command::Reconfigure { core, media, done } => {
             w.media.set_policy(*media);
             // The core reports every trunk's health and registration again.
@@ -203,7 +247,7 @@ fn command(sbc: &mut Sbc, w: &mut Wiring, now: Instant, cmd: Command) {
 }
 
 /// Executes everything the core produced: sends, metrics, logs, the transport's mirrors.
-fn drain(sbc: &mut Sbc, w: &Wiring, tracker: &mut CallTracker, now: Instant) {
+fn flush(sbc: &mut Sbc, w: &Wiring, tracker: &mut CallTracker, now: Instant) {
     while let Some(t) = sbc.poll_transmit() {
         w.calls.sent(t.to.side, &t.data);
         if let Err(e) = w.transport.send(&t.to, t.data) {
@@ -217,6 +261,15 @@ fn drain(sbc: &mut Sbc, w: &Wiring, tracker: &mut CallTracker, now: Instant) {
                     .record(&r, r.trunk.map(|t| sbc.trunk_name(Some(t)).to_owned()));
             }
             Event::Call(ev) => {
+                if matches!(
+                    ev,
+                    sbc_proto::b2bua::Event::CallEnded {
+                        reason: EndReason::Drain,
+                        ..
+                    }
+                ) {
+                    w.drain.calls_ended.inc();
+                }
                 crate::trace::observe(&w.transport, sbc.b2bua(), &ev);
                 w.calls
                     .on_event(tracker, sbc, ev, now, &w.metrics.sip_dropped);
@@ -256,7 +309,7 @@ fn observe(sbc: &Sbc, w: &Wiring, tracker: &mut CallTracker) {
 async fn deregister(sbc: &mut Sbc, w: &mut Wiring, tracker: &mut CallTracker) {
     let now = Instant::now();
     let pending = sbc.shutdown(now);
-    drain(sbc, w, tracker, now);
+    flush(sbc, w, tracker, now);
     if pending == 0 {
         return;
     }
@@ -277,7 +330,7 @@ async fn deregister(sbc: &mut Sbc, w: &mut Wiring, tracker: &mut CallTracker) {
             }
             _ => sbc.handle_timeout(now, &mut w.media),
         }
-        drain(sbc, w, tracker, now);
+        flush(sbc, w, tracker, now);
     }
     tracing::info!(trunks = pending, "registrations removed");
 }

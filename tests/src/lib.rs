@@ -4,6 +4,9 @@
 
 pub use sbc_lab::{capture, http, lab, netns, postgres, process, sipp};
 
+pub mod frame;
+pub mod xdp_run;
+
 /// Whether a privileged test can run here. Not root outside CI: skip with a message. Not root
 /// in CI: fail, because CI is root and a skipped XDP test there would hide a regression.
 pub fn require_root(test: &str) -> bool {

@@ -142,6 +142,7 @@ fn auth(lab: &MediaLab) {
         ("PUT", "/api/v1/trunks/x", r#"{"proxy":"198.18.2.3:5060"}"#),
         ("DELETE", "/api/v1/calls/1", ""),
         ("POST", "/api/v1/reload", ""),
+        ("POST", "/api/v1/drain", ""),
     ] {
         let (st, v) = status(lab, method, path, Some(&read), body);
         assert_eq!(st, 403, "{method} {path} with the read token: {v}");
@@ -479,6 +480,10 @@ fn malformed_input_never_gets_a_server_error(lab: &MediaLab) {
     let auth = format!("Bearer {ADMIN_TOKEN}");
     let mut count = 0;
     for o in sbc::admin::openapi::OPS {
+        // Draining stops the process once the calls are gone; tests/tests/drain.rs covers it.
+        if o.path == "/api/v1/drain" {
+            continue;
+        }
         let has_param = o.path.contains('{');
         let paths: Vec<String> = if has_param {
             params

@@ -14,6 +14,17 @@ pub const MAP_MAPPINGS: &str = "SBC_MAPPINGS";
 pub const MAP_MAPPING_STATS: &str = "SBC_SLOT_STATS";
 /// Name of the per-CPU array of global counters, indexed by [`Stat`].
 pub const MAP_STATS: &str = "SBC_STATS";
+/// Name of the hash map from [`MappingKey`] to [`LatchPolicy`]: who may latch a mapping that
+/// awaits its latch ([`FLAG_AWAITING_LATCH`]), and which mapping learns the latched peer.
+pub const MAP_LATCH_POLICIES: &str = "SBC_LATCH_POLICIES";
+/// Name of the ring buffer of [`LatchEvent`]s: one per latch made in the kernel. A ring buffer
+/// rather than a scan of [`MAP_MAPPINGS`]: latches are rare (one per direction per call), so the
+/// control plane wakes once per latch instead of walking up to [`MAX_MAPPINGS`] entries on a
+/// timer, and learns the latch within one wake-up instead of one scan period.
+pub const MAP_LATCH_EVENTS: &str = "SBC_LATCH_EVENTS";
+/// Name of the array of [`RelayRange`]s: the relay addresses and port ranges the SBC owns.
+/// A UDP packet to one of them with no mapping is dropped in XDP instead of passed.
+pub const MAP_RELAY_RANGES: &str = "SBC_RELAY_RANGES";
 /// Name of the XDP program in the object file.
 pub const PROGRAM_NAME: &str = "sbc_relay";
 /// Maximum number of concurrent mappings (each RTP or RTCP direction of a stream is one).
@@ -24,6 +35,31 @@ pub const MAX_MAPPINGS: u32 = 65_536;
 pub const FLAG_STRICT_SOURCE: u16 = 1;
 /// Mapping flag: the egress side is IPv4 (addresses are IPv4-mapped).
 pub const FLAG_IPV4: u16 = 2;
+/// Mapping flag: the ingress peer is not latched yet. The first packet from a source that the
+/// mapping's [`LatchPolicy`] allows latches it in the kernel (sets `expect_*`, clears this flag,
+/// sets [`FLAG_STRICT_SOURCE`], writes the peer into the reverse mapping's destination, emits a
+/// [`LatchEvent`]) and is forwarded; packets from any other source are dropped. A mapping with
+/// this flag and no policy drops everything (fails closed).
+pub const FLAG_AWAITING_LATCH: u16 = 4;
+/// Mapping flag: every packet goes to userspace (`XDP_PASS`), e.g. SRTP or a stream under
+/// diagnosis whose relay port has a socket. It keeps the port "allocated" so that the
+/// [`RelayRange`] drop does not apply.
+pub const FLAG_PASS: u16 = 8;
+/// Mapping flag: RTCP (packet types 192-223) is forwarded in XDP like RTP. Without it RTCP is
+/// passed to userspace, which reads the reports (the behaviour before in-kernel latching); a
+/// stream whose relay port has no socket sets it, or its RTCP would be lost.
+pub const FLAG_FORWARD_RTCP: u16 = 16;
+
+/// Number of [`AllowedSource`] entries in a [`LatchPolicy`]: the peer's SDP address and port,
+/// the leg's signaling peer, and one configured media network (issue 13's latching policy).
+pub const LATCH_SOURCES: usize = 3;
+/// [`LatchPolicy::flags`] bit: `reverse` names the mapping that sends towards this peer.
+pub const LATCH_HAS_REVERSE: u32 = 1;
+/// Maximum number of [`RelayRange`] entries (inside and outside, IPv4 and IPv6).
+pub const MAX_RELAY_RANGES: u32 = 4;
+/// Size in bytes of the [`MAP_LATCH_EVENTS`] ring buffer (a power of two and a multiple of the
+/// page size): about 1,300 latches between two reads by the control plane.
+pub const LATCH_EVENTS_BYTES: u32 = 64 * 1024;
 
 /// Where a relayed packet arrives: the SBC's relay address and port.
 #[repr(C)]
@@ -60,6 +96,62 @@ pub struct Mapping {
     pub slot: u32,
 }
 
+/// One source allowed to latch an awaiting mapping: an address prefix and an optional port.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct AllowedSource {
+    /// Address, network byte order, IPv4-mapped for IPv4. Bits past `prefix_len` are ignored.
+    pub addr: [u8; 16],
+    /// Required source port, network byte order; 0 means any port (a signaling peer or a
+    /// network: the RTP port is not known in advance).
+    pub port: u16,
+    /// Number of leading bits of `addr` that must match, host byte order: 128 for one IPv6
+    /// address, 96 + n for an IPv4 /n (IPv4-mapped). 0 marks an unused entry (a /0 would let
+    /// anyone latch, which the policy never allows); values above 128 are unused entries too.
+    pub prefix_len: u16,
+}
+
+/// Who may latch an awaiting mapping, and which mapping learns the latched peer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct LatchPolicy {
+    /// Allowed sources; a packet latches if it matches any used entry.
+    pub sources: [AllowedSource; LATCH_SOURCES],
+    /// The reverse-direction mapping (the other side's relay address and port, whose packets
+    /// go to this peer): the latch writes the peer into its `dst_*`. Valid with
+    /// [`LATCH_HAS_REVERSE`].
+    pub reverse: MappingKey,
+    /// `LATCH_*` bits.
+    pub flags: u32,
+}
+
+/// Reported on [`MAP_LATCH_EVENTS`] for each latch made in the kernel.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct LatchEvent {
+    /// The mapping that latched (relay address and port the packet arrived on).
+    pub key: MappingKey,
+    /// The latched peer's address, network byte order, IPv4-mapped for IPv4.
+    pub peer_addr: [u8; 16],
+    /// The latched peer's port, network byte order.
+    pub peer_port: u16,
+    /// Always zero; keeps the event free of implicit padding.
+    pub pad: u16,
+}
+
+/// Relay ports the SBC owns on one relay address: a packet to them that matches no mapping is
+/// dropped in XDP (nobody else listens there once relay ports have no sockets).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct RelayRange {
+    /// Relay address, network byte order, IPv4-mapped for IPv4.
+    pub addr: [u8; 16],
+    /// First port of the range, host byte order (compared numerically).
+    pub port_min: u16,
+    /// Last port of the range (inclusive), host byte order; 0 marks an unused entry.
+    pub port_max: u16,
+}
+
 /// Per-CPU counters of one mapping. Userspace sums packets and bytes and takes the maximum
 /// `last_seen_ns` over CPUs.
 #[repr(C)]
@@ -79,7 +171,8 @@ pub struct MappingStats {
 pub enum Stat {
     /// Every frame the program saw.
     Rx = 0,
-    /// UDP datagrams (IPv4 or IPv6) that were looked up.
+    /// UDP datagrams (IPv4 or IPv6) that were looked up (a packet that latches a mapping is
+    /// looked up twice: before and after its latch).
     RxUdp = 1,
     /// Passed: not IPv4/IPv6 or not UDP.
     PassNotUdp = 2,
@@ -101,11 +194,26 @@ pub enum Stat {
     /// Passed: RTCP (RFC 5761 packet types 192-223, e.g. on an rtcp-mux port), so that the
     /// userspace relay reads receiver reports for loss and jitter.
     PassRtcp = 10,
+    /// An awaiting mapping latched in the kernel (a [`LatchEvent`] was emitted or lost).
+    Latched = 11,
+    /// Dropped: a packet to an awaiting mapping from a source its policy does not allow (an
+    /// outsider spraying relay ports), or to an awaiting mapping without a policy.
+    DropNotAllowed = 12,
+    /// Dropped: a packet to a relay port in a [`RelayRange`] with no mapping.
+    DropUnallocated = 13,
+    /// Passed: the mapping has [`FLAG_PASS`] (userspace handles the stream).
+    PassFlagged = 14,
+    /// The ring buffer was full: a latch happened in the map but its event was lost (the
+    /// control plane finds it by reading the mapping).
+    LatchEventLost = 15,
+    /// Dropped: the packet latched (or matched) a mapping whose destination is not known yet
+    /// (the other side has neither SDP nor a latch).
+    DropNoDestination = 16,
 }
 
 impl Stat {
     /// Number of counters in [`MAP_STATS`].
-    pub const COUNT: u32 = 11;
+    pub const COUNT: u32 = 17;
     /// All counters in index order.
     pub const ALL: [Stat; Self::COUNT as usize] = [
         Stat::Rx,
@@ -119,6 +227,12 @@ impl Stat {
         Stat::PassMalformed,
         Stat::PassOtherSource,
         Stat::PassRtcp,
+        Stat::Latched,
+        Stat::DropNotAllowed,
+        Stat::DropUnallocated,
+        Stat::PassFlagged,
+        Stat::LatchEventLost,
+        Stat::DropNoDestination,
     ];
 
     /// Stable snake_case name used in metrics and logs.
@@ -135,6 +249,12 @@ impl Stat {
             Stat::PassMalformed => "pass_malformed",
             Stat::PassOtherSource => "pass_other_source",
             Stat::PassRtcp => "pass_rtcp",
+            Stat::Latched => "latched",
+            Stat::DropNotAllowed => "drop_not_allowed",
+            Stat::DropUnallocated => "drop_unallocated",
+            Stat::PassFlagged => "pass_flagged",
+            Stat::LatchEventLost => "latch_event_lost",
+            Stat::DropNoDestination => "drop_no_destination",
         }
     }
 }
@@ -155,6 +275,15 @@ mod user {
     unsafe impl aya::Pod for super::Mapping {}
     // SAFETY: three u64, no padding, every bit pattern valid.
     unsafe impl aya::Pod for super::MappingStats {}
+    // SAFETY: 16 + 2 + 2 bytes of integers, alignment 2, no implicit padding.
+    unsafe impl aya::Pod for super::AllowedSource {}
+    // SAFETY: 3 × 20 + 20 + 4 bytes of integers; the u32 sits at offset 80 (aligned), no
+    // implicit padding.
+    unsafe impl aya::Pod for super::LatchPolicy {}
+    // SAFETY: 20 + 16 + 2 + 2 bytes of integers with an explicit padding field.
+    unsafe impl aya::Pod for super::LatchEvent {}
+    // SAFETY: 16 + 2 + 2 bytes of integers, no implicit padding.
+    unsafe impl aya::Pod for super::RelayRange {}
 }
 
 #[cfg(test)]
@@ -166,6 +295,29 @@ mod tests {
         assert_eq!(core::mem::size_of::<MappingKey>(), 20);
         assert_eq!(core::mem::size_of::<Mapping>(), 60);
         assert_eq!(core::mem::size_of::<MappingStats>(), 24);
+        assert_eq!(core::mem::size_of::<AllowedSource>(), 20);
+        assert_eq!(core::mem::size_of::<LatchPolicy>(), 84);
+        assert_eq!(core::mem::offset_of!(LatchPolicy, reverse), 60);
+        assert_eq!(core::mem::offset_of!(LatchPolicy, flags), 80);
+        assert_eq!(core::mem::size_of::<LatchEvent>(), 40);
+        assert_eq!(core::mem::size_of::<RelayRange>(), 20);
+    }
+
+    #[test]
+    fn flags_are_distinct_bits() {
+        let all = [
+            FLAG_STRICT_SOURCE,
+            FLAG_IPV4,
+            FLAG_AWAITING_LATCH,
+            FLAG_PASS,
+            FLAG_FORWARD_RTCP,
+        ];
+        for (i, f) in all.iter().enumerate() {
+            assert_eq!(f.count_ones(), 1);
+            for g in &all[i + 1..] {
+                assert_eq!(f & g, 0);
+            }
+        }
     }
 
     #[test]

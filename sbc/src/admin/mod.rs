@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod cdrs;
+pub mod drain;
 pub mod error;
 pub mod host;
 pub mod live;
@@ -240,6 +241,8 @@ fn handler(method: &str, path: &str) -> Option<Handler> {
         ("PUT", "/api/v1/config") => on(filter, api::put_config),
         ("PATCH", "/api/v1/config") => on(filter, api::patch_config),
         ("POST", "/api/v1/reload") => on(filter, api::reload),
+        ("POST", "/api/v1/drain") => on(filter, drain::drain),
+        ("GET", "/api/v1/status") => on(filter, drain::status),
         ("GET", "/api/v1/media") => on(filter, media),
         ("GET", "/api/v1/media/sessions") => on(filter, list_sessions),
         ("POST", "/api/v1/media/sessions") => on(filter, create_session),
@@ -285,7 +288,10 @@ pub fn router(state: Arc<AdminState>) -> Router {
 }
 
 async fn readyz(State(s): State<Arc<AdminState>>) -> Response {
-    if s.ready.load(Ordering::Acquire) {
+    if s.signaling.is_draining() {
+        // A load balancer or orchestrator stops sending here while the calls drain.
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    } else if s.ready.load(Ordering::Acquire) {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()

@@ -71,7 +71,7 @@ pub const OPS: &[Op] = &[
         ..op(
             "GET",
             "/readyz",
-            "Readiness: 200 once every listener is bound, else 503.",
+            "Readiness: 200 once every listener is bound, 503 while starting or draining.",
             Access::Read,
             None,
             &[200, 503],
@@ -263,6 +263,22 @@ pub const OPS: &[Op] = &[
         Access::Write,
         None,
         &[200, 409, 422],
+    ),
+    op(
+        "POST",
+        "/api/v1/drain",
+        "Graceful drain (as SIGTERM): new calls and OPTIONS get 503 + Retry-After, calls in progress go on for [general] drain_timeout_s, then BYE on both legs; registrations removed; the process exits 0. Answers 202 with the status (`started` false if already draining).",
+        Access::Write,
+        None,
+        &[202, 503],
+    ),
+    op(
+        "GET",
+        "/api/v1/status",
+        "State of the SBC: `running`, `draining`, `ending_calls` or `drained`; calls in progress; seconds to the drain's next deadline.",
+        Access::Read,
+        None,
+        &[200, 503],
     ),
     op(
         "GET",

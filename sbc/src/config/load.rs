@@ -603,6 +603,60 @@ proxy = "127.0.0.1:5090"
     }
 
     #[test]
+    fn drain_keys_are_validated_with_paths() {
+        for (section, path) in [
+            (
+                "[general]\ndrain_timeout_s = 3601",
+                "general.drain_timeout_s",
+            ),
+            (
+                "[general]\ndrain_retry_after_s = 86401",
+                "general.drain_retry_after_s",
+            ),
+            // 64 * T1 (500 ms) = 32 s is the longest a BYE can wait for its answer.
+            (
+                "[general]\ndrain_bye_wait_ms = 32001",
+                "general.drain_bye_wait_ms",
+            ),
+        ] {
+            let problems = parse(&format!("{MINIMAL}\n{section}\n")).expect_err(section);
+            assert!(
+                problems.iter().any(|p| p.path == path && p.line.is_some()),
+                "{section}: {problems:#?}"
+            );
+        }
+        let ok = parse(&format!(
+            "{MINIMAL}\n[general]\ndrain_timeout_s = 5\ndrain_retry_after_s = 9\n\
+             drain_bye_wait_ms = 32000\n"
+        ))
+        .unwrap_or_else(|p| panic!("{p:?}"));
+        let d = crate::config::drain_config(&ok);
+        assert_eq!(
+            (d.timeout.as_secs(), d.retry_after_s, d.bye_wait.as_millis()),
+            (5, 9, 32_000)
+        );
+    }
+
+    /// systemd kills what outlasts TimeoutStopSec: the shipped unit must leave the default
+    /// drain (timeout, BYE wait, 2 s of de-registration) time to finish.
+    #[test]
+    fn the_systemd_unit_waits_longer_than_the_default_drain() {
+        let unit = include_str!("../../../packaging/sbc.service");
+        let stop: u64 = unit
+            .lines()
+            .find_map(|l| l.strip_prefix("TimeoutStopSec="))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("TimeoutStopSec in seconds");
+        let c = parse(super::super::SHIPPED_DEFAULT).unwrap_or_else(|p| panic!("{p:?}"));
+        let drain = crate::config::drain_config(&c);
+        let needed = drain.timeout + drain.bye_wait + std::time::Duration::from_secs(2 + 5);
+        assert!(
+            std::time::Duration::from_secs(stop) > needed,
+            "TimeoutStopSec={stop} must exceed {needed:?}"
+        );
+    }
+
+    #[test]
     fn transport_keys_are_validated_with_paths() {
         let text = MINIMAL
             .replace(

@@ -26,7 +26,7 @@ pub use proxy::{ProxyAddr, ProxyAddrError};
 pub use routing::{Compiled, compile};
 pub use srtp::SrtpSetting;
 pub use trace::{Hep, HepTransport, Trace};
-pub use translate::{acl_config, b2bua_config, guard_config, sbc_config};
+pub use translate::{acl_config, b2bua_config, drain_config, guard_config, sbc_config};
 
 /// The shipped default configuration (`config/sbc.toml`), used by `sbc run` without `--config`
 /// when no `config/sbc.toml` exists in the working directory.
@@ -187,6 +187,13 @@ pub struct General {
     pub instance: String,
     /// Value of the `Server`/`User-Agent` header the SBC sends.
     pub user_agent: String,
+    /// Graceful drain (SIGTERM, `POST /api/v1/drain`): how long calls may go on before they
+    /// are ended with BYE, seconds.
+    pub drain_timeout_s: u32,
+    /// `Retry-After` of the 503 to new calls and OPTIONS while draining, seconds.
+    pub drain_retry_after_s: u32,
+    /// How long the drain waits for the answers to its BYEs, milliseconds.
+    pub drain_bye_wait_ms: u32,
 }
 
 impl Default for General {
@@ -194,6 +201,9 @@ impl Default for General {
         Self {
             instance: "sbc".into(),
             user_agent: format!("sbc/{}", env!("CARGO_PKG_VERSION")),
+            drain_timeout_s: 30,
+            drain_retry_after_s: 30,
+            drain_bye_wait_ms: 2000,
         }
     }
 }

@@ -14,7 +14,7 @@ use sbc_proto::{
     net::{Peer, Side, TransportKind},
     protect::GuardConfig,
     register::RegConfig,
-    sbc::{AclConfig, SbcConfig, TrunkHealth, TrunkProxy, TrunkRegistration},
+    sbc::{AclConfig, DrainConfig, SbcConfig, TrunkHealth, TrunkProxy, TrunkRegistration},
     transaction::TimerConfig,
 };
 
@@ -39,6 +39,15 @@ pub fn sbc_config(c: &Config) -> SbcConfig {
                 transport: t.transport.kind(),
             })
             .collect(),
+    }
+}
+
+/// How a graceful drain runs (`[general] drain_*`).
+pub fn drain_config(c: &Config) -> DrainConfig {
+    DrainConfig {
+        timeout: Duration::from_secs(u64::from(c.general.drain_timeout_s)),
+        retry_after_s: c.general.drain_retry_after_s,
+        bye_wait: Duration::from_millis(u64::from(c.general.drain_bye_wait_ms)),
     }
 }
 

@@ -28,6 +28,22 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
             "must not contain control characters".into(),
         );
     }
+    // The systemd unit's TimeoutStopSec (packaging/sbc.service) must stay above the drain
+    // timeout plus the BYE wait and the de-registration.
+    if c.general.drain_timeout_s > 3600 {
+        bad("general.drain_timeout_s", "must be 0-3600".into());
+    }
+    if c.general.drain_retry_after_s > 86_400 {
+        bad("general.drain_retry_after_s", "must be 0-86400".into());
+    }
+    // 64*T1 is the longest a BYE's transaction lives (Timer F); waiting longer gains nothing.
+    let timer_f = c.sip.t1_ms.saturating_mul(64);
+    if u64::from(c.general.drain_bye_wait_ms) > timer_f {
+        bad(
+            "general.drain_bye_wait_ms",
+            format!("must be 0-{timer_f} (64 * sip.t1_ms, the BYE's Timer F)"),
+        );
+    }
     if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&c.log.level) {
         bad("log.level", format!("not a valid log filter: {e}"));
     }

@@ -375,6 +375,21 @@ impl MediaControl for MediaManager {
         self.inner.core.lock().table.set_peers(session, peers);
     }
 
+    fn expect_crypto(
+        &mut self,
+        session: SessionId,
+        leg: Leg,
+        secure: &[bool],
+    ) -> Result<(), MediaError> {
+        let now = Instant::now();
+        let mut core = self.inner.core.lock();
+        let result = core.table.expect_crypto(now, session, leg, secure);
+        // A stream awaiting keys leaves the fast path (the kernel would forward it in clear).
+        self.inner.run(&mut core, now);
+        self.inner.update_gauges(&core);
+        result
+    }
+
     fn set_crypto(
         &mut self,
         session: SessionId,

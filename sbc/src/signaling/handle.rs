@@ -1,9 +1,18 @@
 //! The signaling task's handle: the admin API's commands and their answers, and the trunks
 //! the DNS resolver task looks up.
 
-use std::net::IpAddr;
+use std::{
+    net::IpAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
-use sbc_proto::{b2bua::CallInfo, sbc::SbcConfig};
+use sbc_proto::{
+    b2bua::CallInfo,
+    sbc::{DrainConfig, SbcConfig},
+};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
@@ -43,6 +52,12 @@ pub enum Command {
     Register(String, oneshot::Sender<bool>),
     /// New addresses of a trunk proxy given by name (from the resolver task).
     DnsResolved(Resolved),
+    /// Start a graceful drain; false if one is already under way.
+    Drain(DrainConfig, oneshot::Sender<bool>),
+    /// End the drain's wait now: BYE to every call left; false if not draining.
+    EndNow(oneshot::Sender<bool>),
+    /// Whether the SBC drains, and how many calls it has.
+    Status(oneshot::Sender<StatusView>),
     /// Use a new configuration for new calls (calls in progress keep theirs).
     Reconfigure {
         /// The core's part: B2BUA, ACL, guard, trunks, registrations (changed ones restart),
@@ -53,6 +68,20 @@ pub enum Command {
         /// Answered once applied.
         done: oneshot::Sender<()>,
     },
+}
+
+/// The SBC's state, as `GET /api/v1/status` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StatusView {
+    /// `running`, `draining` (new calls refused, calls in progress go on), `ending_calls`
+    /// (the rest got BYE, waiting for the answers) or `drained` (stopping).
+    pub state: &'static str,
+    /// Whether new calls are refused because the SBC drains.
+    pub draining: bool,
+    /// Calls in progress.
+    pub calls: usize,
+    /// Seconds until the drain ends the calls left (or gives up waiting for the answers).
+    pub drain_deadline_in_s: Option<u64>,
 }
 
 /// One banned source, as the admin API shows it.
@@ -85,6 +114,8 @@ pub struct SignalingHandle {
     tx: mpsc::Sender<Command>,
     /// The trunks the resolver task looks up, updated on every reconfiguration.
     dns: std::sync::Arc<watch::Sender<DnsTrunks>>,
+    /// Set once a drain was asked for (readiness answers 503 from then on).
+    draining: Arc<AtomicBool>,
 }
 
 impl SignalingHandle {
@@ -92,7 +123,8 @@ impl SignalingHandle {
     pub fn channel() -> (Self, mpsc::Receiver<Command>) {
         let (tx, rx) = mpsc::channel(64);
         let dns = std::sync::Arc::new(watch::channel(DnsTrunks::default()).0);
-        (Self { tx, dns }, rx)
+        let draining = Arc::new(AtomicBool::new(false));
+        (Self { tx, dns, draining }, rx)
     }
 
     /// Sets the trunks the resolver task looks up (from the configuration at start).
@@ -154,6 +186,34 @@ impl SignalingHandle {
     pub async fn end_call(&self, id: u64) -> Option<bool> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Command::EndCall(id, tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Starts a graceful drain with `cfg`; `Some(false)` if one is under way already, `None`
+    /// if the signaling task is gone.
+    pub async fn drain(&self, cfg: DrainConfig) -> Option<bool> {
+        self.draining.store(true, Ordering::Release);
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::Drain(cfg, tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Ends the drain's wait: BYE to every call left now; `Some(false)` if not draining.
+    pub async fn end_now(&self) -> Option<bool> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::EndNow(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Whether a drain was asked for (cheap: no round trip to the signaling task).
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// The SBC's state; `None` if the signaling task is gone.
+    pub async fn status(&self) -> Option<StatusView> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::Status(tx)).await.ok()?;
         rx.await.ok()
     }
 

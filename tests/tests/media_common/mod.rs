@@ -75,6 +75,19 @@ impl MediaLab {
         admin_toml: &str,
         token: Option<&str>,
     ) -> Self {
+        Self::start_general(prefix, "", media_toml, admin_toml, token, ipv6, tcp)
+    }
+
+    /// [`Self::start_full`] with extra `[general]` keys (`general_toml`).
+    pub fn start_general(
+        prefix: &str,
+        general_toml: &str,
+        media_toml: &str,
+        admin_toml: &str,
+        token: Option<&str>,
+        ipv6: bool,
+        tcp: bool,
+    ) -> Self {
         let (inside, outside) = if ipv6 {
             ("fd00:5bc:1::1", "fd00:5bc:2::1")
         } else {
@@ -95,6 +108,7 @@ impl MediaLab {
         let text = format!(
             r#"[general]
 instance = "{instance}"
+{general_toml}
 [inside]
 udp = ["198.18.1.1:5060"]
 {tcp_in}

@@ -172,8 +172,13 @@ impl B2bua {
     /// allows a stateless answer): a flood of refused INVITEs costs no memory. A retransmitted
     /// INVITE (the 503 was lost) is judged again like a new one; its ACK is a stray ACK.
     pub(super) fn refuse_statelessly(&mut self, peer: Peer, msg: &Message) {
+        self.stateless_503(peer, msg, self.cfg.retry_after_s);
+    }
+
+    /// A stateless 503 to `msg` with `Retry-After: retry_after_s`.
+    pub(super) fn stateless_503(&mut self, peer: Peer, msg: &Message, retry_after_s: u32) {
         let tag = self.rng.token();
-        let retry = self.cfg.retry_after_s.to_string();
+        let retry = retry_after_s.to_string();
         let data = msg::response(
             msg,
             &ResponseSpec {

@@ -82,6 +82,8 @@ impl B2bua {
             return;
         };
         match method {
+            // Draining: no new call from either side, before any other check holds state.
+            Method::Invite if self.refuse_new_call_draining(peer, &msg) => {}
             Method::Invite => {
                 if let Some(min) = self.cfg.session_timer.too_brief(&msg) {
                     // RFC 4028 §8.1 (as UAS): too short a session interval.

@@ -25,6 +25,8 @@ pub enum EndReason {
     /// A leg's session timer ran out without a refresh (RFC 4028 §10), or a refresh of ours
     /// was answered 408/481 or timed out.
     SessionExpired,
+    /// The SBC was draining and its drain timeout ran out (or it was told to end now).
+    Drain,
 }
 
 impl EndReason {
@@ -40,6 +42,7 @@ impl EndReason {
             EndReason::MaxDuration => "max_duration",
             EndReason::TransportError => "transport_error",
             EndReason::SessionExpired => "session_expired",
+            EndReason::Drain => "drain",
         }
     }
 }

@@ -38,6 +38,7 @@ mod call;
 mod caps;
 mod config;
 mod dispatch;
+mod drain;
 mod events;
 mod extensions;
 mod failover;
@@ -165,6 +166,8 @@ pub struct B2bua {
     registrations: register_relay::Registrations,
     registers_relayed: u64,
     registers_refused: u64,
+    /// While draining: the Retry-After of the 503 to new calls and OPTIONS (`drain.rs`).
+    draining: Option<u32>,
     buf: Vec<u8>,
 }
 
@@ -203,6 +206,7 @@ impl B2bua {
             registrations: register_relay::Registrations::default(),
             registers_relayed: 0,
             registers_refused: 0,
+            draining: None,
             buf: Vec::with_capacity(2048),
         }
     }

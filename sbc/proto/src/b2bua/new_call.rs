@@ -157,7 +157,7 @@ impl B2bua {
                 plan.trunk,
                 crossing,
                 &mut sdp_out,
-                None,
+                Some((&mut *media, session)),
             )
         {
             self.border_refusal(p.as_str());

@@ -121,7 +121,7 @@ impl B2bua {
                     c.trunk,
                     crossing,
                     out,
-                    None,
+                    Some((&mut *media, c.media)),
                 )
             });
         if let Err(p) = written {

@@ -244,6 +244,15 @@ impl CallSrtp {
         Ok(())
     }
 
+    /// Which of `side`'s streams negotiate SRTP (the SBC offered or accepted a key on them):
+    /// the relay holds their media until the answer settles the keys.
+    pub(super) fn secure(&self, side: Side) -> Vec<bool> {
+        self.legs[idx(side)]
+            .iter()
+            .map(|st| st.rx.is_some() || st.tx.is_some() || !st.offered.is_empty())
+            .collect()
+    }
+
     /// The keys of `side`'s streams for the relay.
     pub(super) fn keys(&self, side: Side) -> Vec<Option<StreamKeys>> {
         let spec = |c: &Crypto| KeySpec {
@@ -358,7 +367,8 @@ pub(super) struct Crossing<'b> {
 }
 
 /// The call-site entry point: runs [`CallSrtp::on_sdp`] with both sides' policies (`trunk` is
-/// the call's trunk) and, when the body is an answer, hands both legs' keys to the relay.
+/// the call's trunk); when the body is an offer, tells the relay which streams await keys (it
+/// holds their media meanwhile), and when it is an answer, hands both legs' keys to it.
 pub(super) fn negotiate(
     cfg: &B2buaConfig,
     rng: &mut super::Rng,
@@ -388,14 +398,16 @@ pub(super) fn negotiate(
     }
     srtp.on_sdp(crossing, out, policies, rng)
         .map_err(|r| super::SdpProblem::Srtp(r.as_str()))?;
-    if crossing.role == SdpRole::Answer
-        && let Some((media, Some(session))) = media
-    {
-        for side in [Side::Inside, Side::Outside] {
-            media
-                .set_crypto(session, super::sdp::leg(side), &srtp.keys(side))
-                .map_err(|_| super::SdpProblem::Srtp("srtp_relay"))?;
-        }
+    let Some((media, Some(session))) = media else {
+        return Ok(());
+    };
+    for side in [Side::Inside, Side::Outside] {
+        let leg = super::sdp::leg(side);
+        let done = match crossing.role {
+            SdpRole::Offer => media.expect_crypto(session, leg, &srtp.secure(side)),
+            SdpRole::Answer => media.set_crypto(session, leg, &srtp.keys(side)),
+        };
+        done.map_err(|_| super::SdpProblem::Srtp("srtp_relay"))?;
     }
     Ok(())
 }

@@ -21,6 +21,7 @@ mod auth_passthrough;
 mod border;
 mod cancel;
 mod caps;
+mod drain;
 mod extensions;
 mod failover;
 mod fork;

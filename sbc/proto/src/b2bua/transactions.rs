@@ -300,6 +300,18 @@ impl Transactions {
         (self.server.len(), self.client.len())
     }
 
+    /// Client transactions still waiting for a final response (the drain waits for them).
+    pub(super) fn awaiting_final(&self) -> usize {
+        use crate::transaction::{InviteClientState as Inv, NonInviteClientState as Non};
+        self.client
+            .values()
+            .filter(|e| match &e.tx {
+                CTx::Invite(t) => matches!(t.state(), Inv::Calling | Inv::Proceeding),
+                CTx::NonInvite(t) => matches!(t.state(), Non::Trying | Non::Proceeding),
+            })
+            .count()
+    }
+
     /// Marks `owner`'s output, until [`Transactions::resent`], as retransmissions.
     pub(super) fn resending(&mut self, owner: TimerRef) {
         self.resending = Some(owner);

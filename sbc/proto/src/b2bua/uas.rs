@@ -131,28 +131,38 @@ impl B2bua {
     ) {
         let tag = self.rng.token();
         let supported = extensions::supported_value(self.cfg.session_timer.enabled);
+        let capabilities = [
+            ("Allow", ALLOW),
+            ("Accept", "application/sdp"),
+            ("Supported", supported.as_str()),
+        ];
+        // Draining (`drain.rs`): a peer pinging us must see us as down and fail over.
+        let retry = self.draining.map(|s| s.to_string());
+        let (status, extra) = match &retry {
+            Some(r) => (
+                Refusal::ServiceUnavailable.status(),
+                vec![("Retry-After", r.as_str())],
+            ),
+            None => (StatusCode::OK, capabilities.to_vec()),
+        };
         let resp = msg::response(
             &msg,
             &ResponseSpec {
-                status: StatusCode::OK.as_u16(),
-                reason: StatusCode::OK.standard_phrase(),
+                status: status.as_u16(),
+                reason: status.standard_phrase(),
                 to_tag: Some(&tag),
                 contact: None,
                 user_agent: &self.cfg.user_agent,
                 content_type: None,
                 body: b"",
-                extra: &[
-                    ("Allow", ALLOW),
-                    ("Accept", "application/sdp"),
-                    ("Supported", &supported),
-                ],
+                extra: &extra,
             },
             None,
             &[],
             &mut self.buf,
         );
         let mut t = NonInviteServer::new(peer.transport.is_reliable(), self.cfg.timers);
-        t.send_response(now, StatusCode::OK.as_u16(), resp);
+        t.send_response(now, status.as_u16(), resp);
         let key = self.tx.insert_server(ServerEntry {
             key,
             tx: STx::NonInvite(t),

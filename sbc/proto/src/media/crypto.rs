@@ -30,16 +30,19 @@ fn context(spec: &KeySpec) -> SrtpContext {
     SrtpContext::new(spec.suite, &spec.key, spec.lifetime)
 }
 
-/// The SRTP state of one stream: per leg, `None` for plain RTP.
+/// The SRTP state of one stream: per leg, `None` for plain RTP; a leg may also await its keys
+/// (SRTP offered or accepted, answer not yet through), during which the stream relays nothing.
 #[derive(Debug, Default)]
 pub struct StreamSrtp {
     legs: [Option<LegCrypto>; 2],
+    pending: [bool; 2],
 }
 
 impl StreamSrtp {
     /// Sets `leg`'s keys. The same keys keep their contexts (ROC, replay list, SRTCP index);
     /// a new key in either direction gets a new context for that direction (re-key).
     pub fn set(&mut self, leg: Leg, keys: Option<&StreamKeys>) {
+        self.pending[leg_idx(leg)] = false;
         let slot = &mut self.legs[leg_idx(leg)];
         match (slot.as_mut(), keys) {
             (_, None) => *slot = None,
@@ -62,9 +65,26 @@ impl StreamSrtp {
         }
     }
 
-    /// Whether any leg is encrypted (the stream then stays in userspace).
+    /// Marks `leg` as awaiting keys when it is plain now: SRTP was offered or accepted on it
+    /// and the answer that settles the keys is not through yet. Until [`set`](Self::set), the
+    /// stream relays nothing: a plain packet forwarded to that leg would cross its link in
+    /// clear, and an encrypted one from it cannot be authenticated. A leg that has keys keeps
+    /// them (a re-offer does not interrupt the media it protects).
+    pub fn expect(&mut self, leg: Leg) {
+        let i = leg_idx(leg);
+        if self.legs[i].is_none() {
+            self.pending[i] = true;
+        }
+    }
+
+    /// Whether a leg awaits its keys (the stream then relays nothing).
+    pub fn awaiting_keys(&self) -> bool {
+        self.pending.iter().any(|p| *p)
+    }
+
+    /// Whether any leg is encrypted or awaits keys (the stream then stays in userspace).
     pub fn active(&self) -> bool {
-        self.legs.iter().any(Option::is_some)
+        self.legs.iter().any(Option::is_some) || self.awaiting_keys()
     }
 
     /// The suite of `leg`, if encrypted (admin API; never the keys).

@@ -332,6 +332,23 @@ pub trait MediaControl {
     /// The next event for the call layer, if any.
     fn poll_event(&mut self) -> Option<MediaEvent>;
 
+    /// `leg`'s streams (by `m=` index) for which SRTP was just offered or accepted: they relay
+    /// nothing until [`set_crypto`](Self::set_crypto) settles their keys (a plain packet must
+    /// not reach an SRTP link in clear). A relay without SRTP accepts only `false`s.
+    fn expect_crypto(
+        &mut self,
+        session: SessionId,
+        leg: Leg,
+        secure: &[bool],
+    ) -> Result<(), MediaError> {
+        let _ = (session, leg);
+        if secure.iter().any(|s| *s) {
+            Err(MediaError::Unavailable("no SRTP in this relay".into()))
+        } else {
+            Ok(())
+        }
+    }
+
     /// The SRTP keys of `leg`'s streams (by `m=` index; `None`: plain RTP on that leg), set
     /// once an answer settled them and again after every re-negotiation: a key that differs
     /// from the current one gets a new crypto context (re-key), an equal one keeps it (and its
@@ -385,6 +402,8 @@ pub struct FakeSession {
     pub peers: MediaPeers,
     /// SRTP keys per leg (`[inside, outside]`) as last set, per stream.
     pub crypto: [Vec<Option<crate::srtp::StreamKeys>>; 2],
+    /// Streams per leg (`[inside, outside]`) last marked as awaiting SRTP keys.
+    pub expected: [Vec<bool>; 2],
 }
 
 #[cfg(any(test, feature = "fake-media"))]
@@ -462,6 +481,20 @@ impl FakeMedia {
 
 #[cfg(any(test, feature = "fake-media"))]
 impl MediaControl for FakeMedia {
+    fn expect_crypto(
+        &mut self,
+        session: SessionId,
+        leg: Leg,
+        secure: &[bool],
+    ) -> Result<(), MediaError> {
+        let s = self
+            .sessions
+            .get_mut(&session)
+            .ok_or(MediaError::UnknownSession(session))?;
+        s.expected[usize::from(leg == Leg::Outside)] = secure.to_vec();
+        Ok(())
+    }
+
     fn set_crypto(
         &mut self,
         session: SessionId,

@@ -303,6 +303,31 @@ impl MediaTable {
         Ok(())
     }
 
+    /// `leg`'s streams (by `m=` index) whose SDP just offered or accepted SRTP: until
+    /// [`set_crypto`](Self::set_crypto) settles their keys, such a stream relays nothing and
+    /// stays off the fast path (see [`StreamSrtp::expect`]).
+    ///
+    /// [`StreamSrtp::expect`]: crate::media::crypto::StreamSrtp::expect
+    pub fn expect_crypto(
+        &mut self,
+        now: Instant,
+        id: SessionId,
+        leg: Leg,
+        secure: &[bool],
+    ) -> Result<(), MediaError> {
+        let s = self
+            .sessions
+            .get_mut(&id)
+            .ok_or(MediaError::UnknownSession(id))?;
+        for (st, _) in s.streams.iter_mut().zip(secure).filter(|(_, s)| **s) {
+            st.srtp.expect(leg);
+        }
+        for index in 0..s.streams.len() {
+            self.sync_fast_path(now, StreamKey { session: id, index });
+        }
+        Ok(())
+    }
+
     /// Call ended: frees the ports and quota, asks to close the sockets and remove the
     /// mappings. Unknown ids are ignored (idempotent).
     pub fn release(&mut self, id: SessionId) {

@@ -11,7 +11,13 @@
 //! - [`Sbc::handle_timeout`]: time passed (at least at [`Sbc::poll_timeout`]).
 //! - [`Sbc::handle_dns`]: a trunk proxy name resolved.
 //! - Admin commands: [`Sbc::reconfigure`], [`Sbc::end_call`], [`Sbc::unban`],
-//!   [`Sbc::register_now`], [`Sbc::shutdown`]; and getters for the admin API.
+//!   [`Sbc::register_now`], [`Sbc::drain`], [`Sbc::end_now`], [`Sbc::shutdown`]; and getters
+//!   for the admin API.
+//!
+//! # Stopping
+//! [`Sbc::drain`] refuses new calls, lets the calls in progress end, BYEs the rest at the
+//! timeout and waits for the answers (`drain.rs`); once [`Sbc::drain_state`] is
+//! [`DrainState::Drained`], [`Sbc::shutdown`] removes the registrations.
 //!
 //! # Outputs
 //! [`Sbc::poll_transmit`] (messages to send), [`Sbc::poll_event`] (for metrics, logs and the
@@ -24,6 +30,7 @@
 
 mod acl;
 mod config;
+mod drain;
 mod event;
 mod health_checks;
 mod registrations;
@@ -36,6 +43,7 @@ use std::{collections::VecDeque, net::IpAddr, time::Instant};
 
 pub use acl::{Acl, AclConfig};
 pub use config::{SbcConfig, TrunkHealth, TrunkProxy, TrunkRegistration, UNRESOLVED};
+pub use drain::{DrainConfig, DrainState};
 pub use event::{Event, PolicyDrop, Received};
 pub use trunks::DnsAnswer;
 
@@ -70,6 +78,8 @@ pub struct Sbc {
     active_bans: usize,
     /// After [`Sbc::shutdown`]: only answers to the final REGISTERs are handled.
     stopping: bool,
+    /// Graceful drain ([`Sbc::drain`]).
+    drain: drain::Drain,
 }
 
 impl Sbc {
@@ -92,6 +102,7 @@ impl Sbc {
             events: VecDeque::new(),
             active_bans: 0,
             stopping: false,
+            drain: drain::Drain::default(),
         };
         sbc.apply_trunks(now);
         sbc.flush();
@@ -174,6 +185,7 @@ impl Sbc {
         media: &mut dyn MediaControl,
     ) -> Received {
         let received = self.receive(now, peer, msg, media);
+        self.advance_drain(now);
         self.flush();
         received
     }
@@ -266,6 +278,12 @@ impl Sbc {
         if !self.stopping {
             self.b2bua.handle_timeout(now, media);
             self.checks.handle_timeout(now);
+            if let DrainState::Waiting { deadline } = self.drain.state
+                && deadline <= now
+            {
+                self.end_remaining(now, media);
+            }
+            self.advance_drain(now);
         }
         self.regs.handle_timeout(now);
         // The cost is the expired bans only, no copy of the table.
@@ -332,6 +350,61 @@ impl Sbc {
         ok
     }
 
+    /// Starts a graceful drain (see `drain.rs`): new calls and OPTIONS are refused with 503
+    /// and `cfg.retry_after_s`, the calls in progress may go on for `cfg.timeout`. False if a
+    /// drain is already under way (its timeout stays).
+    pub fn drain(&mut self, now: Instant, cfg: DrainConfig) -> bool {
+        if self.drain.state.is_draining() {
+            return false;
+        }
+        self.b2bua.set_draining(Some(cfg.retry_after_s));
+        self.drain.bye_wait = cfg.bye_wait;
+        self.drain.state = DrainState::Waiting {
+            deadline: now + cfg.timeout,
+        };
+        self.advance_drain(now);
+        self.flush();
+        true
+    }
+
+    /// Ends the drain's wait now (a second SIGTERM): every call left gets its BYE at once.
+    /// False if no drain is waiting for calls.
+    pub fn end_now(&mut self, now: Instant, media: &mut dyn MediaControl) -> bool {
+        if !matches!(self.drain.state, DrainState::Waiting { .. }) {
+            return false;
+        }
+        self.end_remaining(now, media);
+        self.advance_drain(now);
+        self.flush();
+        true
+    }
+
+    /// Where the drain is.
+    pub fn drain_state(&self) -> DrainState {
+        self.drain.state
+    }
+
+    /// Ends every call left with BYE and starts the wait for the answers.
+    fn end_remaining(&mut self, now: Instant, media: &mut dyn MediaControl) {
+        self.b2bua.end_all(now, media);
+        self.drain.state = DrainState::Ending {
+            deadline: now + self.drain.bye_wait,
+        };
+    }
+
+    /// Moves the drain on: to [`DrainState::Drained`] once no call and no request of ours is
+    /// left, or when the BYE wait is over.
+    fn advance_drain(&mut self, now: Instant) {
+        let idle = self.b2bua.stats().calls == 0 && self.b2bua.requests_in_flight() == 0;
+        match self.drain.state {
+            DrainState::Waiting { .. } if idle => self.drain.state = DrainState::Drained,
+            DrainState::Ending { deadline } if idle || deadline <= now => {
+                self.drain.state = DrainState::Drained;
+            }
+            _ => {}
+        }
+    }
+
     /// Starts the shutdown: removes every binding (RFC 3261 §10.2.2, `Expires: 0`) and from
     /// now on handles only the registrars' answers. Returns how many bindings wait for one.
     pub fn shutdown(&mut self, now: Instant) -> usize {
@@ -368,10 +441,15 @@ impl Sbc {
         if self.stopping {
             return regs;
         }
-        [self.b2bua.poll_timeout(), regs, self.checks.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.b2bua.poll_timeout(),
+            regs,
+            self.checks.poll_timeout(),
+            self.drain.state.deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn apply_trunks(&mut self, now: Instant) {

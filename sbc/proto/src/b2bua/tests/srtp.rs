@@ -52,6 +52,11 @@ fn plain_pbx_to_mandatory_carrier_gets_its_own_keys_per_leg() {
         offered[1].key.key(),
         "one key per line"
     );
+    // Until the carrier answers, the relay is told the carrier leg will be SRTP (it holds
+    // the PBX's plain RTP instead of sending it to the carrier in clear).
+    let pending = sim.media.sessions.values().next().expect("a media session");
+    assert_eq!(pending.expected[1], vec![true], "carrier leg awaits keys");
+    assert_eq!(pending.expected[0], vec![false], "the PBX leg stays plain");
 
     let carrier_key = MasterKey::generate(Suite::AesCm128HmacSha1_80, &mut Rng::from_test_seed(99));
     let answer = carrier_srtp_sdp(offered[1].tag, Suite::AesCm128HmacSha1_80, &carrier_key);

@@ -55,14 +55,18 @@ pub enum PacketDrop {
     UnknownStream,
     /// SRTP unprotect (from an encrypted leg) or protect (toward one) failed.
     Srtp(SrtpError),
+    /// A leg of the stream negotiates SRTP and its keys are not settled yet: nothing crosses
+    /// (a plain packet would reach an SRTP link in clear).
+    SrtpPending,
 }
 
 /// Every SRTP drop label (registered at start so the series exist before the first drop).
-pub const SRTP_DROP_LABELS: [&str; 4] = [
+pub const SRTP_DROP_LABELS: [&str; 5] = [
     "srtp_auth_failed",
     "srtp_replayed",
     "srtp_key_exhausted",
     "srtp_malformed",
+    "srtp_pending",
 ];
 
 impl PacketDrop {
@@ -77,6 +81,7 @@ impl PacketDrop {
             PacketDrop::Srtp(SrtpError::Replayed) => SRTP_DROP_LABELS[1],
             PacketDrop::Srtp(SrtpError::KeyExhausted) => SRTP_DROP_LABELS[2],
             PacketDrop::Srtp(_) => SRTP_DROP_LABELS[3],
+            PacketDrop::SrtpPending => SRTP_DROP_LABELS[4],
         }
     }
 }
@@ -112,6 +117,10 @@ impl MediaTable {
         let len = len.min(buf.len());
         let is_rtcp = port == RelayPort::Rtcp || rtp::is_rtcp(&buf[..len]);
         let (from, to) = (leg_idx(leg), leg_idx(leg.other()));
+        if st.srtp.awaiting_keys() {
+            st.peers[from].dropped += 1;
+            return PacketAction::Drop(PacketDrop::SrtpPending);
+        }
         // SRTP is authenticated before anything else, latching included.
         let len = match st.srtp.inbound(leg, is_rtcp, buf, len) {
             Ok(n) => n,

@@ -689,3 +689,56 @@ fn srtp_is_authenticated_before_the_latch_and_transformed_in_place() {
     t.release(a.session);
     assert!(t.holds_nothing());
 }
+
+#[test]
+fn a_leg_awaiting_srtp_keys_gets_no_plain_packet_and_no_fast_path() {
+    use crate::srtp::SrtpContext;
+    let t0 = crate::media::test_origin();
+    let mut t = table(true);
+    let a = call(&mut t, t0, Some("198.51.100.7:5000"));
+    let k = key(&a);
+    // Both peers known and latched: a plain stream on the fast path.
+    packet(&mut t, t0, k, Leg::Inside, "10.0.0.5:4000");
+    packet(&mut t, t0, k, Leg::Outside, "198.51.100.7:5000");
+    assert_eq!(installs(&drain(&mut t)).len(), 2);
+    // The SBC offers SRTP to the carrier: until the answer settles the keys, the PBX's plain
+    // RTP must not reach the carrier link, in userspace or in the kernel.
+    t.expect_crypto(t0, a.session, Leg::Outside, &[true])
+        .expect("expect");
+    assert_eq!(t.mappings(), 0, "the kernel would forward it in clear");
+    let mut buf = [0u8; 64];
+    buf[..RTP.len()].copy_from_slice(&RTP);
+    let pbx = Arrival {
+        stream: k,
+        leg: Leg::Inside,
+        port: RelayPort::Rtp,
+        src: sa("10.0.0.5:4000"),
+    };
+    assert_eq!(
+        t.handle_packet(t0, pbx, &mut buf, RTP.len()),
+        PacketAction::Drop(PacketDrop::SrtpPending)
+    );
+    assert_eq!(PacketDrop::SrtpPending.label(), "srtp_pending");
+    // The answer's keys: protected from then on.
+    let keys = srtp_keys(3);
+    t.set_crypto(t0, a.session, Leg::Inside, &[None])
+        .expect("plain inside");
+    t.set_crypto(t0, a.session, Leg::Outside, &[Some(keys.clone())])
+        .expect("keys");
+    let PacketAction::Forward { len, .. } = t.handle_packet(t0, pbx, &mut buf, RTP.len()) else {
+        panic!("not forwarded once keyed");
+    };
+    let mut carrier = SrtpContext::new(keys.tx.suite, &keys.tx.key, None);
+    assert_eq!(carrier.unprotect_rtp(&mut buf[..len]), Ok(RTP.len()));
+    // A re-offer of SRTP on a keyed leg keeps its media flowing (no gap for a re-key).
+    t.expect_crypto(t0, a.session, Leg::Outside, &[true])
+        .expect("re-offer");
+    buf[..RTP.len()].copy_from_slice(&RTP);
+    buf[3] = 2; // next sequence number
+    assert!(matches!(
+        t.handle_packet(t0, pbx, &mut buf, RTP.len()),
+        PacketAction::Forward { .. }
+    ));
+    t.release(a.session);
+    assert!(t.holds_nothing());
+}

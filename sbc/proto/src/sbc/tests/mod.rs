@@ -5,6 +5,7 @@
 mod acl;
 mod answers;
 mod denylist;
+mod drain;
 mod flood;
 mod reconfigure;
 mod user_agent;
