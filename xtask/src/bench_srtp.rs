@@ -40,6 +40,8 @@ const STREAMS: [usize; 2] = [1, 100];
 /// Offered rates of the SRTP rows' no-loss search (the plain userspace rows top out at 20,000
 /// pps on this machine; the generator precomputes each trial's SRTP packets).
 const LADDER: [u64; 3] = [10_000, 20_000, 40_000];
+/// Loss above which a row's cost is not compared (the system did not forward the stream).
+const COMPARABLE_LOSS: f64 = 0.1;
 /// The one suite both systems use.
 const SUITE: Suite = Suite::AesCm128HmacSha1_80;
 
@@ -276,7 +278,7 @@ fn render(
     )?;
     writeln!(md, "| --- | ---: | --- | ---: | ---: | ---: | ---: |")?;
     let mut rows = Vec::new();
-    let mut med: BTreeMap<(Mode, usize, System), f64> = BTreeMap::new();
+    let mut med: BTreeMap<(Mode, usize, System), (f64, f64)> = BTreeMap::new();
     for ((mode, streams, system), trials) in results {
         let pps = median(trials.iter().map(Trial::pps).collect());
         let us = median(trials.iter().map(Trial::us_per_packet).collect());
@@ -287,7 +289,7 @@ fn render(
                 .map(|t| t.offered.map_or(0.0, |r| r as f64))
                 .collect(),
         );
-        med.insert((*mode, *streams, *system), us);
+        med.insert((*mode, *streams, *system), (us, loss));
         writeln!(
             md,
             "| {} | {streams} | {} | {offered:.0} | {pps:.0} | {us:.2} | {:.1}% |",
@@ -307,16 +309,39 @@ fn render(
     let mut ratios = Vec::new();
     for mode in Mode::ALL {
         for &streams in &STREAMS {
-            let get = |s| med.get(&(mode, streams, s)).copied().unwrap_or(f64::NAN);
-            let ratio = get(System::Sbc) / get(System::Rtpengine);
-            writeln!(
-                md,
-                "- {} × {streams} stream(s): {ratio:.2} ({})",
-                mode.name(),
-                if ratio <= 0.7 { "meets" } else { "misses" }
-            )?;
+            let get = |s| {
+                med.get(&(mode, streams, s))
+                    .copied()
+                    .unwrap_or((f64::NAN, f64::NAN))
+            };
+            let ((sbc_us, sbc_loss), (rtpe_us, rtpe_loss)) =
+                (get(System::Sbc), get(System::Rtpengine));
+            // A system that lost most of the offered packets at the lowest rate did not do
+            // the job: its cost per forwarded packet compares nothing.
+            let ratio = if sbc_loss.max(rtpe_loss) > COMPARABLE_LOSS {
+                f64::NAN
+            } else {
+                sbc_us / rtpe_us
+            };
+            let verdict = if ratio.is_nan() {
+                format!(
+                    "not comparable: loss {:.0}% (sbc) / {:.0}% (rtpengine) at the lowest rate",
+                    sbc_loss * 100.0,
+                    rtpe_loss * 100.0
+                )
+            } else if ratio <= 0.7 {
+                format!("{ratio:.2}, meets")
+            } else {
+                format!("{ratio:.2}, misses")
+            };
+            writeln!(md, "- {} × {streams} stream(s): {verdict}", mode.name())?;
+            let value = if ratio.is_nan() {
+                "null".to_owned()
+            } else {
+                format!("{ratio:.3}")
+            };
             ratios.push(format!(
-                "    {{\"mode\": \"{}\", \"streams\": {streams}, \"sbc_over_rtpengine\": {ratio:.3}}}",
+                "    {{\"mode\": \"{}\", \"streams\": {streams}, \"sbc_over_rtpengine\": {value}}}",
                 mode.key()
             ));
         }
