@@ -27,16 +27,16 @@ use anyhow::{Context, Result, bail};
 use sbc_lab::{http, lab::Lab, netns};
 
 /// Seconds of traffic per trial.
-const TRIAL: Duration = Duration::from_secs(2);
+pub(crate) const TRIAL: Duration = Duration::from_secs(2);
 /// Packets per trial at most (bounds a trial whatever the machine's speed).
 const MAX_PACKETS: u64 = 4_000_000;
 /// Repetitions of the full run (`--quick` runs one).
 const REPS: usize = 3;
 const STREAMS: [usize; 2] = [1, 1000];
-const FWD_CPU: usize = 1;
-const GEN_CPU: usize = 0;
+pub(crate) const FWD_CPU: usize = 1;
+pub(crate) const GEN_CPU: usize = 0;
 /// First UDP port of the pbx's and the carrier's stream sockets.
-const PEER_PORT: u16 = 30_000;
+pub(crate) const PEER_PORT: u16 = 30_000;
 
 /// Bare forwarder: every IPv4 UDP datagram to a port >= 10000 gets the next hop's MACs and is
 /// redirected to the egress interface. No lookup, no rewrite of IP/UDP: the cheapest possible
@@ -104,32 +104,32 @@ impl System {
 /// [`MAX_LOSS`] loss, and its cost.
 const LADDER: [u64; 6] = [10_000, 20_000, 40_000, 60_000, 80_000, 120_000];
 /// Loss accepted as "no loss" in the search (veth rings are small and bursty).
-const MAX_LOSS: f64 = 0.005;
+pub(crate) const MAX_LOSS: f64 = 0.005;
 
 #[derive(Debug, Clone, Copy)]
-struct Trial {
+pub(crate) struct Trial {
     /// Offered rate; `None` is flat out.
-    offered: Option<u64>,
-    sent: u64,
-    forwarded: u64,
-    secs: f64,
+    pub(crate) offered: Option<u64>,
+    pub(crate) sent: u64,
+    pub(crate) forwarded: u64,
+    pub(crate) secs: f64,
     /// CPU seconds of the forwarding path (NAPI kthreads + relay process).
-    busy_secs: f64,
+    pub(crate) busy_secs: f64,
     /// The relay process's share of `busy_secs` (0 for the bare forwarder).
-    relay_secs: f64,
+    pub(crate) relay_secs: f64,
 }
 
 impl Trial {
-    fn pps(&self) -> f64 {
+    pub(crate) fn pps(&self) -> f64 {
         self.forwarded as f64 / self.secs
     }
-    fn us_per_packet(&self) -> f64 {
+    pub(crate) fn us_per_packet(&self) -> f64 {
         if self.forwarded == 0 {
             return f64::INFINITY;
         }
         self.busy_secs * 1e6 / self.forwarded as f64
     }
-    fn loss(&self) -> f64 {
+    pub(crate) fn loss(&self) -> f64 {
         if self.sent == 0 {
             return 0.0;
         }
@@ -137,8 +137,9 @@ impl Trial {
     }
 }
 
-/// Runs the media benchmark and writes `bench/results/media-<date>.{md,json}`.
-pub fn media(root: &Path, quick: bool) -> Result<()> {
+/// Runs the media benchmark and writes `bench/results/media-<date>.{md,json}`, then the SRTP
+/// rows (`media-srtp-<date>.{md,json}`); only the latter with `srtp_only`.
+pub fn media(root: &Path, quick: bool, srtp_only: bool) -> Result<()> {
     let reps = if quick { 1 } else { REPS };
     if !nix::unistd::geteuid().is_root() {
         bail!("the media benchmark needs root (namespaces, XDP)");
@@ -147,12 +148,19 @@ pub fn media(root: &Path, quick: bool) -> Result<()> {
     crate::cargo(&["build", "--release", "--package", "sbc", "--bin", "sbc"])?;
     let work = std::env::temp_dir().join(format!("sbc-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
-    let result = run_all(root, &sbc, &work, reps, quick);
+    let result = run_all(root, &sbc, &work, reps, quick, srtp_only);
     let _ = std::fs::remove_dir_all(&work);
     result
 }
 
-fn run_all(root: &Path, sbc: &Path, work: &Path, reps: usize, quick: bool) -> Result<()> {
+fn run_all(
+    root: &Path,
+    sbc: &Path,
+    work: &Path,
+    reps: usize,
+    quick: bool,
+    srtp_only: bool,
+) -> Result<()> {
     let lab = Lab::up("bm").context("lab up")?;
     let _backlog = Sysctl::set("net.core.netdev_max_backlog", "10000")?;
     prepare_lab(&lab)?;
@@ -176,6 +184,9 @@ fn run_all(root: &Path, sbc: &Path, work: &Path, reps: usize, quick: bool) -> Re
         ],
     )?;
 
+    if srtp_only {
+        return crate::bench_srtp::run(root, &lab, &napi, sbc, work, reps, quick);
+    }
     let mut results: BTreeMap<(usize, System), Vec<Trial>> = BTreeMap::new();
     for rep in 0..reps {
         for &streams in &STREAMS {
@@ -217,7 +228,7 @@ fn run_all(root: &Path, sbc: &Path, work: &Path, reps: usize, quick: bool) -> Re
     let path = path.with_extension("json");
     std::fs::write(&path, json)?;
     eprintln!("bench: written {}", path.display());
-    Ok(())
+    crate::bench_srtp::run(root, &lab, &napi, sbc, work, reps, quick)
 }
 
 impl System {
@@ -311,7 +322,7 @@ fn machine() -> Result<String> {
     ))
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
@@ -512,7 +523,7 @@ fn trial_bare(lab: &Lab, napi: &[u32], obj: &Path, streams: usize) -> Result<Tri
     t
 }
 
-fn port_off(i: usize) -> u16 {
+pub(crate) fn port_off(i: usize) -> u16 {
     u16::try_from(i).unwrap_or(u16::MAX)
 }
 
@@ -752,7 +763,7 @@ fn trial_rtpengine(lab: &Lab, napi: &[u32], streams: usize, rate: u64) -> Result
 }
 
 /// Sends one ng command (bencode over UDP) and returns the reply text.
-fn ng_call(s: &UdpSocket, command: &str, args: &[(&str, &str)]) -> Result<String> {
+pub(crate) fn ng_call(s: &UdpSocket, command: &str, args: &[(&str, &str)]) -> Result<String> {
     // rtpengine answers a repeated cookie from its cache: every message needs its own.
     static COOKIE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let cookie = COOKIE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -791,7 +802,7 @@ fn send_once(ns: &str, ip: [u8; 4], targets: &[SocketAddr]) -> Result<()> {
     Ok(())
 }
 
-fn rtp(seq: u16, ssrc: u32) -> [u8; 172] {
+pub(crate) fn rtp(seq: u16, ssrc: u32) -> [u8; 172] {
     let mut p = [0u8; 172];
     p[0] = 0x80;
     p[2..4].copy_from_slice(&seq.to_be_bytes());
@@ -809,6 +820,19 @@ fn measure(
     relay: Option<u32>,
     targets: &[SocketAddr],
     rate: Option<u64>,
+) -> Result<Trial> {
+    measure_with(lab, napi, relay, targets, rate, None)
+}
+
+/// [`measure`] sending `packets` (one per round, to every stream; the trial ends when they
+/// run out) instead of generated plain RTP.
+pub(crate) fn measure_with(
+    lab: &Lab,
+    napi: &[u32],
+    relay: Option<u32>,
+    targets: &[SocketAddr],
+    rate: Option<u64>,
+    packets: Option<std::sync::Arc<Vec<Vec<u8>>>>,
 ) -> Result<Trial> {
     let sockets: Vec<UdpSocket> = {
         let _in = netns::enter(&lab.pbx)?;
@@ -828,11 +852,20 @@ fn measure(
         let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpus);
         let mut sent = 0u64;
         let mut seq = 0u16;
+        let mut round = 0usize;
         'outer: while start.elapsed() < TRIAL && sent < MAX_PACKETS {
-            let pkt = rtp(seq, 7);
+            let generated = rtp(seq, 7);
+            let pkt: &[u8] = match &packets {
+                Some(p) => match p.get(round) {
+                    Some(p) => p,
+                    None => break,
+                },
+                None => &generated,
+            };
+            round += 1;
             for (s, t) in sockets.iter().zip(&targets) {
                 // A full socket buffer is the generator's limit, not an error.
-                if s.send_to(&pkt, t).is_ok() {
+                if s.send_to(pkt, t).is_ok() {
                     sent += 1;
                 }
                 if sent >= MAX_PACKETS {
@@ -960,7 +993,7 @@ fn run(program: &str, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn cmd_out(program: &str, args: &[&str]) -> Result<String> {
+pub(crate) fn cmd_out(program: &str, args: &[&str]) -> Result<String> {
     let out = Command::new(program)
         .args(args)
         .output()
@@ -972,10 +1005,10 @@ fn cmd_out(program: &str, args: &[&str]) -> Result<String> {
 }
 
 /// A child ended by its own PID on drop (SIGTERM, then SIGKILL).
-struct ChildGuard(Child);
+pub(crate) struct ChildGuard(pub(crate) Child);
 
 impl ChildGuard {
-    fn term(&mut self) {
+    pub(crate) fn term(&mut self) {
         if let Ok(pid) = i32::try_from(self.0.id()) {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
@@ -1002,7 +1035,7 @@ impl Drop for ChildGuard {
 }
 
 /// An sbc instance's bpffs pin directory, removed on drop.
-struct PinDir(PathBuf);
+pub(crate) struct PinDir(pub(crate) PathBuf);
 
 impl Drop for PinDir {
     fn drop(&mut self) {

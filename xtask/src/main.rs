@@ -5,6 +5,7 @@ mod bench;
 mod bench_check;
 mod bench_latency;
 mod bench_signaling;
+mod bench_srtp;
 mod demo;
 mod lab;
 mod package;
@@ -87,8 +88,13 @@ enum Cmd {
 #[derive(Debug, Subcommand)]
 enum BenchWhat {
     /// Media relay packets/s and µs/packet: sbc userspace, sbc XDP, rtpengine, bare XDP;
-    /// 1 and 1,000 streams (a few minutes, bounded).
-    Media,
+    /// 1 and 1,000 streams; then the SRTP rows (RTP→SRTP, SRTP→SRTP: sbc userspace against
+    /// rtpengine with SDES) (a few minutes, bounded).
+    Media {
+        /// Only the SRTP rows.
+        #[arg(long)]
+        srtp: bool,
+    },
     /// Calls per second, CPU per 1,000 calls, memory per call and response time: sbc against
     /// Kamailio, Kamailio + rtpengine (the same job) and SIPp direct.
     Signaling,
@@ -124,12 +130,12 @@ fn main() -> ExitCode {
             admin,
         } => demo::run(duration, rate, call_seconds, !no_xdp, admin),
         Cmd::Bench { what, quick } => match what.unwrap_or(BenchWhat::All) {
-            BenchWhat::Media => bench::media(&root(), quick),
+            BenchWhat::Media { srtp } => bench::media(&root(), quick, srtp),
             BenchWhat::Signaling => bench_signaling::signaling(&root(), quick),
             BenchWhat::Latency => bench_latency::latency(&root()),
             BenchWhat::Check { rebaseline } => bench_check::check(&root(), rebaseline),
             BenchWhat::All => bench_signaling::signaling(&root(), quick)
-                .and_then(|()| bench::media(&root(), quick))
+                .and_then(|()| bench::media(&root(), quick, false))
                 .and_then(|()| bench_latency::latency(&root())),
         },
     };

@@ -101,24 +101,30 @@ impl Shared {
         &self.counters[s][k]
     }
 
-    /// Registers an accepted connection and drives it.
+    /// Registers an accepted connection and drives it. `local` is the connection's own
+    /// address and the address of the listener that accepted it.
     pub(crate) async fn run_accepted<S>(
         self: &Arc<Self>,
         io: S,
         side: Side,
         kind: TransportKind,
         addr: SocketAddr,
-        local: SocketAddr,
+        local: (SocketAddr, SocketAddr),
     ) where
         S: AsyncRead + AsyncWrite + Unpin,
     {
+        let (local, listener) = local;
         let (tx, rx) = mpsc::channel(self.config.stream.send_queue.max(1));
+        // The peer names the listener it reached, as a UDP peer names its socket: the core
+        // then answers with that listener's Contact (`;transport=tls` on 5061), not the side's
+        // default (UDP), which would move the dialog's ACK, BYE and re-INVITEs (with their
+        // SDES keys) to cleartext UDP.
         let peer = Peer {
             side,
             transport: kind,
             addr,
             conn: None,
-            local: None,
+            local: Some(listener),
         };
         let registration = self.connections.register(peer, tx.clone(), true);
         self.run_connection(io, registration, local, tx, rx).await;

@@ -48,6 +48,9 @@ pub(crate) async fn accept_loop(
 ) {
     let per_listener = Arc::new(Semaphore::new(shared.config.stream.max_per_listener));
     let counters = shared.counters(side, kind);
+    // The listener's own address names the listener the core answers from (its Contact),
+    // also when it is a wildcard the accepted socket's address would not match.
+    let listening = listener.local_addr().ok();
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(c) => c,
@@ -91,6 +94,7 @@ pub(crate) async fn accept_loop(
             let _permits = (permits, source_slot);
             let local = stream.local_addr().ok();
             let Some(local) = local else { return };
+            let local = (local, listening.unwrap_or(local));
             match kind {
                 TransportKind::Tls => {
                     let Some(acceptor) = shared2.tls.as_ref().and_then(|t| t.acceptor()) else {

@@ -217,18 +217,20 @@ impl CallSrtp {
                     let previous = std::mem::take(&mut st.offered);
                     if pol_to.mode != SrtpMode::Off && desc.port != 0 {
                         for (n, suite) in pol_to.suites.iter().enumerate() {
-                            // A re-offer keeps the key of a suite already offered, so that a
-                            // peer answering with the same line keeps its context (and ROC).
-                            let line = previous
-                                .iter()
-                                .find(|c| c.suite == *suite)
-                                .cloned()
-                                .unwrap_or_else(|| Crypto {
-                                    tag: n as u32 + 1,
-                                    suite: *suite,
-                                    key: MasterKey::generate(*suite, rng),
-                                    lifetime: None,
-                                });
+                            // A re-offer keeps the key of a suite already offered, or the
+                            // one the SBC sends with (it answered the peer's offer), so that
+                            // a peer answering with that suite keeps its context (and ROC).
+                            let kept = previous.iter().find(|c| c.suite == *suite).cloned();
+                            let sending = st.tx.as_ref().filter(|c| c.suite == *suite);
+                            let line = kept.unwrap_or_else(|| Crypto {
+                                tag: n as u32 + 1,
+                                suite: *suite,
+                                key: sending.map_or_else(
+                                    || MasterKey::generate(*suite, rng),
+                                    |c| c.key.clone(),
+                                ),
+                                lifetime: None,
+                            });
                             ed.add_attribute(i, &format!("crypto:{}", line.to_value()))?;
                             st.offered.push(line);
                         }

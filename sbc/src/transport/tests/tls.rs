@@ -154,6 +154,8 @@ async fn tls_listener_handshake_exchange_and_ping() {
     let m = h.next().await;
     assert_eq!(m.peer.transport, TLS);
     assert!(m.peer.conn.is_some());
+    // The listener it reached: the core answers with that listener's Contact.
+    assert_eq!(m.peer.local, Some(addr));
     let resp = ok_response("t");
     h.transport
         .send(&m.peer, Bytes::from(resp.clone()))

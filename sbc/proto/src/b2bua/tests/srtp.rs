@@ -326,3 +326,102 @@ Contact: <sip:100@10.0.0.10:5070>
     assert_ne!(after.rx.key, before.rx.key);
     assert_eq!(after.tx, before.tx, "the SBC's direction keeps its context");
 }
+
+/// A call the carrier offered (the SBC answered it with a key of its own), then re-offered by
+/// the PBX: the SBC's re-offer toward the carrier carries the key it answered with, so the
+/// carrier's accepting answer keeps the SBC's context toward it (no needless re-key, the ROC
+/// goes on) while the carrier's own line still re-keys what it sends.
+#[test]
+fn reoffer_after_answering_keeps_the_sbcs_key_toward_the_carrier() {
+    let mut sim = sim_with(SrtpMode::Off, SrtpMode::Mandatory);
+    let suite = Suite::AesCm128HmacSha1_80;
+    let first = MasterKey::generate(suite, &mut Rng::from_test_seed(31));
+    sim.deliver(
+        carrier(),
+        &carrier_invite(&carrier_srtp_sdp(1, suite, &first)),
+    );
+    sim.take_carrier();
+    let to_pbx = sim.take_pbx().remove(0);
+    let ok = format!(
+        "SIP/2.0 200 OK
+Via: {}
+From: {}
+To: {};tag=pbxtag9
+Call-ID: {}
+CSeq: {}
+Contact: <sip:100@10.0.0.10:5070>
+",
+        hdr(&to_pbx, HeaderName::Via),
+        hdr(&to_pbx, HeaderName::From),
+        hdr(&to_pbx, HeaderName::To),
+        to_pbx.call_id(),
+        hdr(&to_pbx, HeaderName::CSeq)
+    );
+    sim.deliver(pbx(), &with_body(&ok, SDP_PBX));
+    let answered = sim
+        .take_carrier()
+        .into_iter()
+        .find(|m| status(m) == 200)
+        .expect("200 to the carrier");
+    let ours = crypto_lines(&body_of(&answered)).remove(0);
+    let session = *sim.media.sessions.keys().next().expect("session");
+    let before = sim.media.sessions[&session].crypto[1][0]
+        .clone()
+        .expect("outside keys");
+    assert_eq!(before.tx.key, ours.key);
+
+    // The PBX re-offers (hold) in its dialog with the SBC.
+    let reinvite = format!(
+        "INVITE {} SIP/2.0
+Via: SIP/2.0/UDP 10.0.0.10:5070;branch=z9hG4bKpbxre1;rport
+Max-Forwards: 70
+From: {};tag=pbxtag9
+To: {}
+Call-ID: {}
+CSeq: 2 INVITE
+Contact: <sip:100@10.0.0.10:5070>
+",
+        hdr(&to_pbx, HeaderName::Contact)
+            .trim_start_matches('<')
+            .trim_end_matches('>'),
+        hdr(&to_pbx, HeaderName::To),
+        hdr(&to_pbx, HeaderName::From),
+        to_pbx.call_id(),
+    );
+    let hold = SDP_PBX
+        .replace("a=sendrecv", "a=sendonly")
+        .replace("1234 1", "1234 2");
+    sim.deliver(pbx(), &with_body(&reinvite, &hold));
+    sim.take_pbx();
+    let reoffer = sim
+        .take_carrier()
+        .into_iter()
+        .find(|m| m.method() == Some(&Method::Invite))
+        .expect("re-INVITE to the carrier");
+    let lines = crypto_lines(&body_of(&reoffer));
+    let same_suite = lines
+        .iter()
+        .find(|c| c.suite == suite)
+        .expect("the suite in use is offered again");
+    assert_eq!(
+        same_suite.key, ours.key,
+        "the re-offer keeps the key the SBC answered with"
+    );
+
+    let second = MasterKey::generate(suite, &mut Rng::from_test_seed(32));
+    sim.deliver(
+        carrier(),
+        &carrier_response(
+            &reoffer,
+            200,
+            "OK",
+            None,
+            Some(&carrier_srtp_sdp(same_suite.tag, suite, &second).replace("777 1", "777 2")),
+        ),
+    );
+    let after = sim.media.sessions[&session].crypto[1][0]
+        .clone()
+        .expect("outside keys");
+    assert_eq!(after.tx, before.tx, "the SBC's direction keeps its context");
+    assert_eq!(after.rx.key, second, "the carrier's new key is used");
+}
