@@ -327,6 +327,7 @@ fn restore(sbc: &mut Sbc, w: &mut Wiring, now: Instant) {
     let Some(state) = &w.state else {
         return;
     };
+    sbc.report_call_state(true);
     let metrics = state.metrics().clone();
     let started = Instant::now();
     let count = |outcome: &str, n: usize| {

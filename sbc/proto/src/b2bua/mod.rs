@@ -183,6 +183,9 @@ pub struct B2bua {
     registers_refused: u64,
     /// Calls a message or timer concerned since the last state flush (`snapshot.rs`).
     touched: Vec<CallId>,
+    /// Whether call state is reported at all (`Event::CallState`; off unless a store is
+    /// configured: the snapshot and its digest cost ~10 % of a call's instructions).
+    report_state: bool,
     /// While draining: the Retry-After of the 503 to new calls and OPTIONS (`drain.rs`).
     draining: Option<u32>,
     buf: Vec<u8>,
@@ -224,6 +227,7 @@ impl B2bua {
             registers_relayed: 0,
             registers_refused: 0,
             touched: Vec::new(),
+            report_state: false,
             draining: None,
             buf: Vec::with_capacity(2048),
         }
@@ -373,7 +377,9 @@ impl B2bua {
                 }
                 TimerRef::Client(id) => {
                     if let Some(e) = self.tx.client_mut(id) {
-                        if let Some(call) = e.call {
+                        if let Some(call) = e.call
+                            && self.report_state
+                        {
                             // A refresh or BYE timing out changes the call.
                             self.touched.push(call);
                         }

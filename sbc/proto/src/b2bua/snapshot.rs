@@ -322,7 +322,7 @@ impl B2bua {
     /// Notes that a message or timer concerned `call`: its snapshot is compared (and reported
     /// when changed) once the B2BUA is done with the input.
     pub(super) fn touch(&mut self, call: CallId) {
-        if !self.touched.contains(&call) {
+        if self.report_state && !self.touched.contains(&call) {
             self.touched.push(call);
         }
     }
@@ -374,6 +374,15 @@ impl B2bua {
             }
         }
         h.finish()
+    }
+
+    /// Turns the reporting of call state (`Event::CallState`/`CallStateEnded`) on or off; off
+    /// by default, on when the runtime has a store for it (`[state]`).
+    pub fn report_call_state(&mut self, on: bool) {
+        self.report_state = on;
+        if !on {
+            self.touched.clear();
+        }
     }
 
     /// Reports the snapshot of every touched call whose state changed.

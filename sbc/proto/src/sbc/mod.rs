@@ -350,6 +350,12 @@ impl Sbc {
         self.b2bua.hang_up(now, snap, media)
     }
 
+    /// Turns call-state reporting on (a store is configured) or off; see
+    /// [`B2bua::report_call_state`](crate::b2bua::B2bua::report_call_state).
+    pub fn report_call_state(&mut self, on: bool) {
+        self.b2bua.report_call_state(on);
+    }
+
     /// The restorable state of every answered call (a full rewrite of the store).
     pub fn call_snapshots(
         &self,

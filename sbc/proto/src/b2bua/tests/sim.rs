@@ -119,8 +119,11 @@ impl Sim {
             reason = "test origin only; time is simulated"
         )]
         let t0 = Instant::now();
+        let mut sbc = B2bua::new(config(), Rng::from_test_seed(7));
+        // The simulations check the state reports too (`restore.rs` tests).
+        sbc.report_call_state(true);
         Self {
-            sbc: B2bua::new(config(), Rng::from_test_seed(7)),
+            sbc,
             media: FakeMedia::new(
                 addr("10.0.0.1:0").ip(),
                 addr("203.0.113.1:0").ip(),
