@@ -368,3 +368,19 @@ fn a_relay_that_cannot_restore_media_refuses_the_call() {
         Err(RestoreError::MediaMissing)
     );
 }
+
+/// Without a store asking for it (`report_call_state(false)`, the default of a new B2BUA) no
+/// call state is computed or reported: the snapshot and its digest are not paid per message.
+#[test]
+fn no_state_reports_unless_asked() {
+    let mut quiet = Sim::new();
+    quiet.sbc.report_call_state(false);
+    establish_outbound(&mut quiet);
+    let (snap, ended) = state_events(&mut quiet);
+    assert!(snap.is_none(), "reported without a store");
+    assert!(ended.is_empty());
+    // The same call with a store: reported.
+    let mut asked = Sim::new();
+    establish_outbound(&mut asked);
+    assert!(state_events(&mut asked).0.is_some(), "reported when asked");
+}
