@@ -668,8 +668,9 @@ listen = "127.0.0.1:8080"
     t
 }
 
-fn trial_rtpengine(lab: &Lab, napi: &[u32], streams: usize, rate: u64) -> Result<Trial> {
-    // Restarted before each trial: it drops a stream for good after queue overflows.
+/// Starts rtpengine (userspace, one thread, pinned to the forwarding CPU) in the lab's SBC
+/// namespace and waits until it answers ng pings; the guard stops it, the socket talks ng.
+pub(crate) fn start_rtpengine(lab: &Lab) -> Result<(ChildGuard, UdpSocket)> {
     let child = Command::new("taskset")
         .args(["-c", &FWD_CPU.to_string(), "nsenter"])
         .arg(format!("--net=/run/netns/{}", lab.sbc))
@@ -711,15 +712,18 @@ fn trial_rtpengine(lab: &Lab, napi: &[u32], streams: usize, rate: u64) -> Result
         s
     };
     let started = Instant::now();
-    loop {
-        if ng_call(&ng, "ping", &[]).is_ok() {
-            break;
-        }
+    while ng_call(&ng, "ping", &[]).is_err() {
         if started.elapsed() > Duration::from_secs(10) {
             bail!("rtpengine not answering ng pings");
         }
         thread::sleep(Duration::from_millis(100));
     }
+    Ok((guard, ng))
+}
+
+fn trial_rtpengine(lab: &Lab, napi: &[u32], streams: usize, rate: u64) -> Result<Trial> {
+    // Restarted before each trial: it drops a stream for good after queue overflows.
+    let (mut guard, ng) = start_rtpengine(lab)?;
     let mut targets = Vec::with_capacity(streams);
     for i in 0..streams {
         let port = PEER_PORT + port_off(i);

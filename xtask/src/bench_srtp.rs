@@ -14,7 +14,6 @@
 use std::{
     collections::BTreeMap,
     fmt::Write as _,
-    io::{BufRead as _, BufReader},
     net::{SocketAddr, UdpSocket},
     path::Path,
     process::{Command, Stdio},
@@ -602,50 +601,7 @@ fn trial_rtpengine(lab: &Lab, napi: &[u32], streams: usize, mode: Mode) -> Resul
     search(|rate| {
         // Restarted before each trial, as in the plain rows (it drops a stream for good after
         // queue overflows).
-        let child = Command::new("taskset")
-            .args(["-c", &FWD_CPU.to_string(), "nsenter"])
-            .arg(format!("--net=/run/netns/{}", lab.sbc))
-            .args([
-                "rtpengine",
-                "--config-file=none",
-                "-f",
-                "-E",
-                "--log-level=3",
-                "--table=-1",
-                "--interface=in/198.18.1.1",
-                "--interface=out/198.18.2.1",
-                "--listen-ng=127.0.0.1:22222",
-                "--num-threads=1",
-                "--port-min=10000",
-                "--port-max=20000",
-            ])
-            .arg(format!(
-                "--pidfile={}",
-                std::env::temp_dir()
-                    .join(format!("sbc-bench-rtpengine-{}.pid", std::process::id()))
-                    .display()
-            ))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("starting rtpengine")?;
-        let mut guard = ChildGuard(child);
-        if let Some(err) = guard.0.stderr.take() {
-            thread::spawn(move || for _ in BufReader::new(err).lines() {});
-        }
-        let ng = {
-            let _in = netns::enter(&lab.sbc)?;
-            let s = UdpSocket::bind("127.0.0.1:0")?;
-            s.set_read_timeout(Some(Duration::from_secs(2)))?;
-            s
-        };
-        let started = Instant::now();
-        while ng_call(&ng, "ping", &[]).is_err() {
-            if started.elapsed() > Duration::from_secs(10) {
-                bail!("rtpengine not answering ng pings");
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
+        let (mut guard, ng) = super::bench::start_rtpengine(lab)?;
         // A fresh rtpengine has fresh contexts: the packets start again at index 0.
         packets = Packets::new(mode)?;
         let mut targets = Vec::with_capacity(streams);
