@@ -72,7 +72,7 @@ pub async fn run(config: SbcConfig, mut w: Wiring) {
     let mut sbc = Sbc::new(config, crate::entropy::rng(), start);
     let mut tracker = CallTracker::default();
     w.calls.seed_trunks(sbc.trunk_names());
-    restore(&mut sbc, &mut w, start);
+    let _ = restore(&mut sbc, &mut w, start);
     flush(&mut sbc, &w, &mut tracker, start);
     observe(&sbc, &w, &mut tracker);
     let media_events = w.media.clone();
@@ -236,6 +236,14 @@ fn command(sbc: &mut Sbc, w: &mut Wiring, now: Instant, cmd: Command) {
             }
             let _ = reply.send(ended);
         }
+        Command::Restore(loaded, reply) => {
+            w.restore = *loaded;
+            let _ = reply.send(restore(sbc, w, now));
+        }
+        Command::SetRegistering(on, reply) => {
+            sbc.set_registering(now, on);
+            let _ = reply.send(());
+        }
         Command::Status(reply) => {
             let state = sbc.drain_state();
             let _ = reply.send(StatusView {
@@ -320,12 +328,13 @@ fn flush(sbc: &mut Sbc, w: &Wiring, tracker: &mut CallTracker, now: Instant) {
     }
 }
 
-/// Restores the calls the previous process persisted; what cannot be restored is hung up
-/// (BYE on both legs) so neither side keeps a call the SBC forgot.
-fn restore(sbc: &mut Sbc, w: &mut Wiring, now: Instant) {
+/// Restores the calls the previous process (or, on a takeover, the peer) persisted; what
+/// cannot be restored is hung up (BYE on both legs) so neither side keeps a call the SBC
+/// forgot. Returns (restored, hung up).
+fn restore(sbc: &mut Sbc, w: &mut Wiring, now: Instant) -> (usize, usize) {
     let loaded = std::mem::take(&mut w.restore);
     let Some(state) = &w.state else {
-        return;
+        return (0, 0);
     };
     sbc.report_call_state(true);
     let metrics = state.metrics().clone();
@@ -366,6 +375,7 @@ fn restore(sbc: &mut Sbc, w: &mut Wiring, now: Instant) {
     state.offer(crate::state::Write::Resync(
         sbc.call_snapshots(now, &w.media),
     ));
+    (restored, hung_up)
 }
 
 /// The call layer's counters and live state into the metrics.

@@ -427,6 +427,11 @@ proxy = "127.0.0.1:5090"
             ["state.redis", "state.node", "state.ttl_s", "state.queue"]
         );
         assert!(problems.iter().all(|p| p.line.is_some()), "{problems:?}");
+        let own = format!(
+            "{MINIMAL}\n[state]\nredis = \"redis://127.0.0.1/0\"\nnode = \"a\"\npeer = \"a\"\n"
+        );
+        let problems = parse(&own).expect_err("a node is not its own peer");
+        assert_eq!(problems[0].path, "state.peer", "{problems:?}");
         let missing = format!("{MINIMAL}\n[state]\nnode = \"a\"\n");
         let problems = parse(&missing).expect_err("redis required");
         assert_eq!(problems[0].path, "state", "{problems:?}");
