@@ -293,6 +293,9 @@ pub enum MediaEvent {
     /// No media in either direction for the configured time (the hold value while on hold):
     /// end the call (BYE both legs), then [`MediaControl::release`] it.
     Timeout(SessionId),
+    /// A leg's RTP latch moved (its first packet, or a re-latch): where the relay sends is
+    /// part of the call's persisted state, which changed without a SIP message.
+    Latched(SessionId),
 }
 
 /// The four verbs the call layer uses, plus the event drain. See the module docs for the order.
@@ -447,6 +450,8 @@ pub struct FakeSession {
     pub payload_maps: Vec<StreamPayloadMaps>,
     /// Streams per leg (`[inside, outside]`) last marked as awaiting SRTP keys.
     pub expected: [Vec<bool>; 2],
+    /// Where each leg (`[inside, outside]`) of the first stream was latched.
+    pub latched: [Option<std::net::SocketAddr>; 2],
 }
 
 #[cfg(any(test, feature = "fake-media"))]
@@ -468,6 +473,15 @@ impl FakeMedia {
     /// Queues an event as if the relay had reported it (e.g. a media timeout).
     pub fn inject(&mut self, event: MediaEvent) {
         self.events.push_back(event);
+    }
+
+    /// `leg` of the first stream latches to `src`, as a relay would on a packet (reported
+    /// with [`MediaEvent::Latched`]).
+    pub fn latch(&mut self, session: SessionId, leg: Leg, src: std::net::SocketAddr) {
+        if let Some(s) = self.sessions.get_mut(&session) {
+            s.latched[usize::from(leg == Leg::Outside)] = Some(src);
+            self.events.push_back(MediaEvent::Latched(session));
+        }
     }
 
     fn take_pair(&mut self) -> Option<u16> {
@@ -531,7 +545,13 @@ impl MediaControl for FakeMedia {
             .streams
             .iter()
             .enumerate()
-            .map(|(i, r)| StreamSnapshot::new(r, s.inside.get(i), s.outside.get(i)))
+            .map(|(i, r)| {
+                let mut st = StreamSnapshot::new(r, s.inside.get(i), s.outside.get(i));
+                if i == 0 {
+                    [st.latched_inside, st.latched_outside] = s.latched;
+                }
+                st
+            })
             .collect();
         Some(MediaSnapshot::new(session, streams, &s.peers))
     }
@@ -557,6 +577,10 @@ impl MediaControl for FakeMedia {
                 crypto: [Vec::new(), Vec::new()],
                 expected: [Vec::new(), Vec::new()],
                 payload_maps: Vec::new(),
+                latched: snap
+                    .streams
+                    .first()
+                    .map_or([None, None], |s| [s.latched_inside, s.latched_outside]),
             },
         );
         // New sessions after the restart never reuse a restored id.

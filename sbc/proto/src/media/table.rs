@@ -87,6 +87,10 @@ pub struct MediaTable {
     rng: Rng,
     commands: VecDeque<MediaCommand>,
     events: VecDeque<MediaEvent>,
+    /// Sessions whose RTP latch moved since the call layer last polled: reported as
+    /// [`MediaEvent::Latched`] once each, after the timeouts (a set, so a source that keeps
+    /// re-latching costs one event and can never crowd a timeout out of `events`).
+    latched: std::collections::BTreeSet<SessionId>,
 }
 
 impl MediaTable {
@@ -112,6 +116,7 @@ impl MediaTable {
             rng,
             commands: VecDeque::new(),
             events: VecDeque::new(),
+            latched: std::collections::BTreeSet::new(),
         }
     }
 
@@ -137,7 +142,9 @@ impl MediaTable {
 
     /// The next event for the call layer.
     pub fn poll_event(&mut self) -> Option<MediaEvent> {
-        self.events.pop_front()
+        self.events
+            .pop_front()
+            .or_else(|| self.latched.pop_first().map(MediaEvent::Latched))
     }
 
     /// A session, for views.
@@ -357,6 +364,7 @@ impl MediaTable {
         let Some(s) = self.sessions.remove(&id) else {
             return;
         };
+        self.latched.remove(&id);
         self.give_quota(&s.peers, s.quota_ports);
         for (index, st) in s.streams.iter().enumerate() {
             self.close_stream(StreamKey { session: id, index }, st);

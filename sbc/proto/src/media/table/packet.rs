@@ -180,6 +180,7 @@ impl MediaTable {
         };
         if matches!(verdict, Verdict::Latched { .. }) && port == RelayPort::Rtp {
             self.sync_fast_path(now, stream);
+            self.latched.insert(stream.session);
         }
         action
     }

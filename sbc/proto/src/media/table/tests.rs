@@ -348,6 +348,7 @@ fn media_timeout_fires_once_uses_the_hold_value_and_counts_fast_path_packets() {
     packet(&mut t, t1, k, Leg::Inside, "10.0.0.5:4000");
     packet(&mut t, t1, k, Leg::Outside, "198.51.100.7:5004");
     drain(&mut t);
+    assert_eq!(t.poll_event(), Some(MediaEvent::Latched(c.session)));
     let mut now = t1;
     for round in 1..=10u64 {
         now = t1 + s(15 * round);
@@ -903,4 +904,30 @@ fn payload_types_are_rewritten_per_direction_and_keep_the_stream_off_the_fast_pa
     );
     t.release(a.session);
     assert!(t.holds_nothing());
+}
+
+#[test]
+fn a_latch_is_reported_once_to_the_call_layer_and_a_steady_source_is_not() {
+    let t0 = crate::media::test_origin();
+    let mut t = table(false);
+    let a = call(&mut t, t0, Some("198.51.100.7:5000"));
+    let k = key(&a);
+    assert_eq!(t.poll_event(), None);
+    packet(&mut t, t0, k, Leg::Inside, "10.0.0.5:4000");
+    packet(&mut t, t0, k, Leg::Outside, "198.51.100.7:5000");
+    // Both legs latched: one event for the session (the record holds both latches).
+    assert_eq!(t.poll_event(), Some(MediaEvent::Latched(a.session)));
+    assert_eq!(t.poll_event(), None);
+    for _ in 0..10 {
+        packet(&mut t, t0, k, Leg::Outside, "198.51.100.7:5000");
+    }
+    assert_eq!(t.poll_event(), None, "the same source does not move the latch");
+    // A re-latch inside the window moves it: reported again.
+    let t1 = t0 + Duration::from_millis(500);
+    packet(&mut t, t1, k, Leg::Outside, "198.51.100.8:5000");
+    assert_eq!(t.poll_event(), Some(MediaEvent::Latched(a.session)));
+    // A latch of a released session is not reported.
+    packet(&mut t, t1, k, Leg::Outside, "198.51.100.7:5000");
+    t.release(a.session);
+    assert_eq!(t.poll_event(), None);
 }
