@@ -101,7 +101,10 @@ impl Node {
             .expect("start sbc");
         let mut owned = Owned::new("sbc", child);
         for _ in 0..100 {
-            if self.request("GET", "/readyz").is_some_and(|r| r.status == 200) {
+            if self
+                .request("GET", "/readyz")
+                .is_some_and(|r| r.status == 200)
+            {
                 self.sbc = Some(owned);
                 return;
             }
@@ -161,7 +164,16 @@ vrrp_instance {name} {{
         let log = std::fs::File::create(dir.join(format!("{}-keepalived.log", self.name)))
             .expect("keepalived log");
         let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns, "keepalived", "-n", "-l", "-P", "-G"])
+            .args([
+                "netns",
+                "exec",
+                &self.ns,
+                "keepalived",
+                "-n",
+                "-l",
+                "-P",
+                "-G",
+            ])
             .arg("-f")
             .arg(&conf)
             .arg("-p")
@@ -255,8 +267,24 @@ fn pair_topology(lab: &Lab, b: &Netns) {
         ip(&["-n", peer, "link", "set", "tob", "up"]);
         ip(&["-n", b_ns, "link", "set", side, "up"]);
         ip(&["-n", &lab.sbc, "addr", "flush", "dev", side]);
-        ip(&["-n", &lab.sbc, "addr", "add", &format!("{net}.11/24"), "dev", side]);
-        ip(&["-n", b_ns, "addr", "add", &format!("{net}.12/24"), "dev", side]);
+        ip(&[
+            "-n",
+            &lab.sbc,
+            "addr",
+            "add",
+            &format!("{net}.11/24"),
+            "dev",
+            side,
+        ]);
+        ip(&[
+            "-n",
+            b_ns,
+            "addr",
+            "add",
+            &format!("{net}.12/24"),
+            "dev",
+            side,
+        ]);
     }
     for ns in [lab.sbc.as_str(), b_ns] {
         run(
@@ -488,9 +516,11 @@ fn failover(
         Some(&format!("{VIP_IN}:5060")),
         &["-m", &n, "-r", "20", "-rtp_echo"],
     );
-    wait_until("calls up on the active node", Duration::from_secs(15), || {
-        active.calls_up() >= CALLS
-    });
+    wait_until(
+        "calls up on the active node",
+        Duration::from_secs(15),
+        || active.calls_up() >= CALLS,
+    );
     let ports = active.outside_ports();
     assert_eq!(ports.len(), CALLS, "one media session per call");
 
@@ -522,32 +552,42 @@ fn failover(
         .metric("sbc_state_takeovers_total{outcome=\"ok\"}")
         .unwrap_or(0.0);
     let sum = active.metric("sbc_state_write_seconds_sum").unwrap_or(0.0);
-    let count = active.metric("sbc_state_write_seconds_count").unwrap_or(0.0);
+    let count = active
+        .metric("sbc_state_write_seconds_count")
+        .unwrap_or(0.0);
     let write_latency = Duration::from_secs_f64(if count > 0.0 { sum / count } else { 0.0 });
     let records = redis_cli(redis, &["--scan", "--pattern", "sbc:*:call:*"]);
-    assert_eq!(records.lines().count(), CALLS, "one record per call: {records}");
+    assert_eq!(
+        records.lines().count(),
+        CALLS,
+        "one record per call: {records}"
+    );
     let record_bytes = redis_cli(
         redis,
-        &["MEMORY", "USAGE", records.lines().next().unwrap_or_default()],
+        &[
+            "MEMORY",
+            "USAGE",
+            records.lines().next().unwrap_or_default(),
+        ],
     );
     let crashed = Instant::now();
     active.kill9();
-    let takeover = wait_until(
-        "the standby took over",
-        Duration::from_secs(10),
-        || {
-            standby
-                .metric("sbc_state_takeovers_total{outcome=\"ok\"}")
-                .is_some_and(|v| v > takeovers_before)
-        },
-    );
+    let takeover = wait_until("the standby took over", Duration::from_secs(10), || {
+        standby
+            .metric("sbc_state_takeovers_total{outcome=\"ok\"}")
+            .is_some_and(|v| v > takeovers_before)
+    });
     let lease_after_takeover = redis_cli(redis, &["GET", "sbc:lease:register"]);
     assert!(standby.holds_vip(), "keepalived moved the address");
     assert!(!active.holds_vip(), "the failed node gave it up");
     let takeover_s = standby
         .metric("sbc_state_takeover_seconds")
         .expect("takeover seconds");
-    assert_eq!(standby.calls_up(), CALLS, "every call continues on the standby");
+    assert_eq!(
+        standby.calls_up(),
+        CALLS,
+        "every call continues on the standby"
+    );
     let mut gap = Duration::ZERO;
     for (sender, echoes) in flows {
         sender.join().expect("sender");
@@ -572,11 +612,17 @@ fn failover(
         );
         // Echoes go on after the takeover, not only up to the crash.
         let resumed = crashed.duration_since(flows_started) + takeover;
-        assert!(last > resumed, "no echo after the takeover ({last:?} <= {resumed:?})");
+        assert!(
+            last > resumed,
+            "no echo after the takeover ({last:?} <= {resumed:?})"
+        );
         gap = gap.max(call_gap);
     }
     let by = if carrier_hangs_up { "carrier" } else { "PBX" };
-    sipp::wait_ok(pbx, &format!("{tag} PBX: calls continued, BYE from the {by}"));
+    sipp::wait_ok(
+        pbx,
+        &format!("{tag} PBX: calls continued, BYE from the {by}"),
+    );
     sipp::wait_ok(
         carrier,
         &format!("{tag} carrier: calls continued, BYE from the {by}"),

@@ -71,7 +71,10 @@ impl State {
             if !node_name_ok(peer) {
                 bad("peer", "must be 1-64 characters of A-Z a-z 0-9 - _ .");
             } else if *peer == self.node {
-                bad("peer", "must differ from node (a node cannot take over its own calls)");
+                bad(
+                    "peer",
+                    "must differ from node (a node cannot take over its own calls)",
+                );
             }
         }
         if !(30..=86_400).contains(&self.ttl_s) {

@@ -87,12 +87,7 @@ impl Sbc {
     /// given by name stay unusable until [`Sbc::handle_dns`] brings their addresses.
     pub fn new(cfg: SbcConfig, mut rng: Rng, now: Instant) -> Self {
         let b2bua = B2bua::new(cfg.b2bua, rng.fork());
-        let regs = Registrations::start(
-            cfg.registrations,
-            &mut rng,
-            now,
-            cfg.registrations_held,
-        );
+        let regs = Registrations::start(cfg.registrations, &mut rng, now, cfg.registrations_held);
         let checks = HealthChecks::start(cfg.health, &mut rng, now);
         let mut sbc = Self {
             b2bua,

@@ -236,16 +236,24 @@ fn a_latch_without_a_sip_message_is_reported() {
     let carrier_media: std::net::SocketAddr = "198.51.100.77:40000".parse().expect("literal");
     // The carrier's first RTP packet latches the outside leg: no SIP message, only the
     // relay's event, taken in on the next timer or tick.
-    sim.media.latch(session, crate::media::Leg::Outside, carrier_media);
+    sim.media
+        .latch(session, crate::media::Leg::Outside, carrier_media);
     sim.sbc.handle_timeout(sim.now, &mut sim.media);
     let (changed, _) = state_events(&mut sim);
     let changed = changed.expect("the latch is written");
     let media = changed.media.expect("media");
-    assert_eq!(media.streams[0].latched(crate::media::Leg::Outside), Some(carrier_media));
+    assert_eq!(
+        media.streams[0].latched(crate::media::Leg::Outside),
+        Some(carrier_media)
+    );
     // The same latch again changes nothing: nothing written.
-    sim.media.latch(session, crate::media::Leg::Outside, carrier_media);
+    sim.media
+        .latch(session, crate::media::Leg::Outside, carrier_media);
     sim.sbc.handle_timeout(sim.now, &mut sim.media);
-    assert!(state_events(&mut sim).0.is_none(), "unchanged: not re-written");
+    assert!(
+        state_events(&mut sim).0.is_none(),
+        "unchanged: not re-written"
+    );
 }
 
 /// A record written by schema version 1 (no `called`), committed as it was written.

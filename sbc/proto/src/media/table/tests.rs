@@ -921,7 +921,11 @@ fn a_latch_is_reported_once_to_the_call_layer_and_a_steady_source_is_not() {
     for _ in 0..10 {
         packet(&mut t, t0, k, Leg::Outside, "198.51.100.7:5000");
     }
-    assert_eq!(t.poll_event(), None, "the same source does not move the latch");
+    assert_eq!(
+        t.poll_event(),
+        None,
+        "the same source does not move the latch"
+    );
     // A re-latch inside the window moves it: reported again.
     let t1 = t0 + Duration::from_millis(500);
     packet(&mut t, t1, k, Leg::Outside, "198.51.100.8:5000");
