@@ -436,6 +436,10 @@ impl MediaControl for MediaManager {
         self.inner.core.lock().table.poll_event()
     }
 
+    fn state_version(&self, session: SessionId) -> Option<u64> {
+        self.inner.core.lock().table.state_version(session)
+    }
+
     fn snapshot(&self, session: SessionId) -> Option<sbc_proto::media::snapshot::MediaSnapshot> {
         self.inner.core.lock().table.snapshot(session)
     }

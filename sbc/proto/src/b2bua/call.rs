@@ -169,6 +169,9 @@ pub(super) struct Call {
     /// Digest of the state last reported for persistence (`snapshot.rs`); `None`: never
     /// reported, so its end needs no delete either.
     pub(super) persisted: Option<u64>,
+    /// The call's fingerprint when its record was last built (`snapshot.rs`): a check that
+    /// finds it unchanged skips building the record (the dirty test of a touched call).
+    pub(super) state_fp: Option<u64>,
 }
 
 impl Leg {

@@ -255,6 +255,7 @@ impl B2bua {
             offers,
             facts: super::record::Facts::new(&msg, session),
             persisted: None,
+            state_fp: None,
         };
         if let Some(t) = plan.trunk
             && let Some(n) = self.trunk_active.get_mut(t.index())

@@ -207,6 +207,7 @@ impl B2bua {
             offers: super::t38::Offers::default(),
             facts: record::Facts::restored(snap.called.clone(), session),
             persisted: None,
+            state_fp: None,
         };
         debug_assert_eq!(key_of(&call), snap.key, "the key is derived from the tags");
         if let Some(t) = trunk

@@ -138,7 +138,7 @@ pub(super) fn streams(parsed: &Sdp<'_>, policy: &SdpPolicy) -> Result<Vec<Stream
 
 /// The `o=` line the SBC writes on one leg (RFC 3264 §5: one session id per endpoint, version
 /// incremented whenever the description changes).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Hash)]
 pub(super) struct Origin {
     session_id: u64,
     version: u64,

@@ -373,6 +373,14 @@ pub trait MediaControl {
         }
     }
 
+    /// A number that changes whenever [`snapshot`](Self::snapshot) of `session` would: the
+    /// call layer skips building the snapshot of a call whose state did not change. `None`:
+    /// not tracked (the snapshot is built and compared every time).
+    fn state_version(&self, session: SessionId) -> Option<u64> {
+        let _ = session;
+        None
+    }
+
     /// The session as it would be restored after a restart (`media/snapshot.rs`); `None`: this
     /// relay cannot restore sessions (the call is then not restorable).
     fn snapshot(&self, session: SessionId) -> Option<crate::media::snapshot::MediaSnapshot> {
@@ -428,6 +436,11 @@ pub struct FakeMedia {
     /// Live sessions: the relays and the last descriptions seen from each leg.
     pub sessions: std::collections::BTreeMap<SessionId, FakeSession>,
     events: std::collections::VecDeque<MediaEvent>,
+    /// Bumped by every change a snapshot shows (any session: coarser than the real relay,
+    /// which counts per session, and still correct).
+    version: u64,
+    /// Snapshots taken so far (how often the call layer built a call's record).
+    pub snapshots: std::cell::Cell<u64>,
 }
 
 #[cfg(any(test, feature = "fake-media"))]
@@ -467,6 +480,8 @@ impl FakeMedia {
             next_id: 1,
             sessions: std::collections::BTreeMap::new(),
             events: std::collections::VecDeque::new(),
+            version: 0,
+            snapshots: std::cell::Cell::new(0),
         }
     }
 
@@ -480,6 +495,7 @@ impl FakeMedia {
     pub fn latch(&mut self, session: SessionId, leg: Leg, src: std::net::SocketAddr) {
         if let Some(s) = self.sessions.get_mut(&session) {
             s.latched[usize::from(leg == Leg::Outside)] = Some(src);
+            self.version += 1;
             self.events.push_back(MediaEvent::Latched(session));
         }
     }
@@ -538,8 +554,13 @@ impl FakeMedia {
 
 #[cfg(any(test, feature = "fake-media"))]
 impl MediaControl for FakeMedia {
+    fn state_version(&self, session: SessionId) -> Option<u64> {
+        self.sessions.contains_key(&session).then_some(self.version)
+    }
+
     fn snapshot(&self, session: SessionId) -> Option<crate::media::snapshot::MediaSnapshot> {
         use crate::media::snapshot::{MediaSnapshot, StreamSnapshot};
+        self.snapshots.set(self.snapshots.get() + 1);
         let s = self.sessions.get(&session)?;
         let streams = s
             .streams
@@ -560,6 +581,7 @@ impl MediaControl for FakeMedia {
         &mut self,
         snap: &crate::media::snapshot::MediaSnapshot,
     ) -> Result<SessionId, MediaError> {
+        self.version += 1;
         let id = snap.id();
         if self.sessions.contains_key(&id) {
             return Err(MediaError::Unavailable(format!("session {id} exists")));
@@ -635,6 +657,7 @@ impl MediaControl for FakeMedia {
         streams: &[StreamDesc],
         peers: &MediaPeers,
     ) -> Result<Allocation, MediaError> {
+        self.version += 1;
         if streams.is_empty() || streams.len() > 16 {
             return Err(MediaError::StreamCount(streams.len()));
         }
@@ -672,6 +695,7 @@ impl MediaControl for FakeMedia {
         from: Leg,
         streams: &[StreamDesc],
     ) -> Result<Vec<StreamRelay>, MediaError> {
+        self.version += 1;
         let s = self
             .sessions
             .get_mut(&session)
@@ -696,6 +720,7 @@ impl MediaControl for FakeMedia {
         from: Leg,
         streams: &[StreamDesc],
     ) -> Result<Vec<StreamRelay>, MediaError> {
+        self.version += 1;
         let have = self
             .sessions
             .get(&session)
@@ -725,6 +750,7 @@ impl MediaControl for FakeMedia {
     }
 
     fn set_peers(&mut self, session: SessionId, peers: &MediaPeers) {
+        self.version += 1;
         if let Some(s) = self.sessions.get_mut(&session) {
             s.peers = peers.clone();
         }

@@ -147,6 +147,12 @@ impl MediaTable {
             .or_else(|| self.latched.pop_first().map(MediaEvent::Latched))
     }
 
+    /// A number that changes whenever [`Self::snapshot`] of `id` would (see
+    /// [`crate::media::MediaControl::state_version`]).
+    pub fn state_version(&self, id: SessionId) -> Option<u64> {
+        self.sessions.get(&id).map(|s| s.version)
+    }
+
     /// A session, for views.
     pub fn session(&self, id: SessionId) -> Option<&Session> {
         self.sessions.get(&id)
@@ -229,6 +235,7 @@ impl MediaTable {
             id,
             Session {
                 streams: opened,
+                version: 0,
                 committed: false,
                 activity: Activity::new(now),
                 timed_out: false,
@@ -284,6 +291,7 @@ impl MediaTable {
             st.peers[1].allowed = allowed[1].clone();
         }
         s.peers = peers.clone();
+        s.version += 1;
     }
 
     /// The SRTP keys of `leg`'s streams (by `m=` index; `None`: plain RTP on that leg), set
@@ -530,6 +538,7 @@ impl MediaTable {
                 got: streams.len(),
             });
         }
+        s.version += 1;
         let mut resync = Vec::new();
         // An answer or re-offer opens the re-latch window on both legs (NAT rebinding, a media
         // server switch at answer time); the fast path relaxes meanwhile.

@@ -256,6 +256,43 @@ fn a_latch_without_a_sip_message_is_reported() {
     );
 }
 
+#[test]
+fn a_message_that_changes_nothing_builds_no_record() {
+    let mut sim = Sim::new();
+    establish_outbound(&mut sim);
+    let snap = state_events(&mut sim).0.expect("the answer's record");
+    sim.take_pbx();
+    sim.take_carrier();
+    let built = sim.media.snapshots.get();
+    // The PBX's INFO is relayed: the SBC's CSeq on the carrier leg moves, the record is
+    // written once.
+    let info = pbx_bye(&snap, 20).replace("BYE", "INFO");
+    sim.deliver(pbx(), &info);
+    let relayed = sim.take_carrier().remove(0);
+    assert_eq!(
+        sim.media.snapshots.get(),
+        built + 1,
+        "changed: one record built"
+    );
+    assert!(state_events(&mut sim).0.is_some(), "and written");
+    // The carrier's 200 goes back to the PBX: the call is touched but nothing of its record
+    // changed — no record built, nothing written.
+    sim.deliver(
+        carrier(),
+        &carrier_response(&relayed, 200, "OK", None, None),
+    );
+    assert_eq!(sim.take_pbx().len(), 1, "the 200 relayed");
+    assert_eq!(
+        sim.media.snapshots.get(),
+        built + 1,
+        "unchanged: no record built"
+    );
+    assert!(
+        state_events(&mut sim).0.is_none(),
+        "unchanged: not re-written"
+    );
+}
+
 /// A record written by schema version 1 (no `called`), committed as it was written.
 const V1_RECORD: &str = include_str!("fixtures/call_state_v1.json");
 

@@ -90,6 +90,7 @@ impl MediaTable {
             id,
             Session {
                 streams: vec![st],
+                version: 0,
                 committed: true,
                 activity: Activity::new(now),
                 timed_out: false,

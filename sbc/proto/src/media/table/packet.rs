@@ -181,6 +181,9 @@ impl MediaTable {
         if matches!(verdict, Verdict::Latched { .. }) && port == RelayPort::Rtp {
             self.sync_fast_path(now, stream);
             self.latched.insert(stream.session);
+            if let Some(s) = self.sessions.get_mut(&stream.session) {
+                s.version += 1;
+            }
         }
         action
     }

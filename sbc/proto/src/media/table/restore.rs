@@ -105,6 +105,7 @@ impl MediaTable {
             id,
             Session {
                 streams,
+                version: 0,
                 committed: true,
                 activity: Activity::new(now),
                 timed_out: false,

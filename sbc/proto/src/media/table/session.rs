@@ -19,6 +19,9 @@ pub struct Session {
     pub peers: MediaPeers,
     /// Outside relay ports counted against `peers.trunk`'s quota.
     pub quota_ports: usize,
+    /// Bumped whenever the session's snapshot would change (descriptions, peers, RTP
+    /// latches): [`MediaTable::state_version`].
+    pub version: u64,
 }
 
 /// One stream of a [`Session`].
