@@ -562,6 +562,18 @@ fn failover(
         CALLS,
         "one record per call: {records}"
     );
+    eprintln!(
+        "{tag}: record writes before the crash: {:?} for {CALLS} calls",
+        active.metric("sbc_state_writes_total{op=\"put\"}")
+    );
+    // The latches to the test's RTP sockets came without any SIP message: written too.
+    for key in records.lines() {
+        let rec = redis_cli(redis, &["HGET", key, "rec"]);
+        assert!(
+            rec.contains("\"198.18.2.2:710"),
+            "the record holds the carrier side's latch: {rec}"
+        );
+    }
     let record_bytes = redis_cli(
         redis,
         &[
