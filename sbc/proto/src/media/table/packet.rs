@@ -1,7 +1,10 @@
 //! The packet path: what the table decides about each datagram a relay socket receives.
 
 use super::*;
-use crate::{media::payload, srtp::SrtpError};
+use crate::{
+    media::{dtmf::Received, payload},
+    srtp::SrtpError,
+};
 
 /// The RTP or the RTCP socket of a relay endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +45,9 @@ pub enum PacketAction {
     },
     /// Drop it.
     Drop(PacketDrop),
+    /// The relay took it: a telephone-event whose digit goes on as SIP INFO, or audio held
+    /// back while a generated event plays (`media/dtmf.rs`). Not a drop: nothing was lost.
+    Consumed,
 }
 
 /// Why a packet was dropped (the `reason` label of `sbc_media_packets_dropped_total`).
@@ -159,7 +165,30 @@ impl MediaTable {
         if !is_rtcp && target.is_some() {
             payload::rewrite(st.payload.from_leg(from), &mut buf[..len]);
         }
+        // DTMF the relay terminates: a telephone-event of a leg that takes RFC 4733 toward an
+        // INFO side is read and consumed; audio toward a leg that gets generated events waits
+        // while one plays, and has its sequence numbers shifted past them.
+        let mut consumed = false;
+        if !is_rtcp && st.dtmf.active() {
+            if let Received::Consumed(found) = st.dtmf.receive(now, from, &buf[..len]) {
+                consumed = true;
+                for d in found.into_iter().flatten() {
+                    push_event(
+                        &mut self.events,
+                        MediaEvent::Dtmf {
+                            session: stream.session,
+                            leg,
+                            digit: d.digit,
+                            duration_ms: d.duration_ms,
+                        },
+                    );
+                }
+            } else if target.is_some() {
+                consumed = !st.dtmf.forward(now, to, &mut buf[..len]);
+            }
+        }
         let action = match target {
+            _ if consumed => PacketAction::Consumed,
             Some(to) => match st.srtp.outbound(leg.other(), is_rtcp, buf, len) {
                 Ok(len) => PacketAction::Forward {
                     port: out,
