@@ -132,6 +132,11 @@ impl MediaTable {
         self.commands.pop_front()
     }
 
+    /// Whether events are waiting for the call layer.
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// Whether commands are waiting.
     pub fn has_commands(&self) -> bool {
         !self.commands.is_empty()
