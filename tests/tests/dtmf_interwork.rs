@@ -87,7 +87,10 @@ fn carrier_call(checks: &[&str], sdp: &str) -> String {
         ));
         vars.push(format!("[$c{i}]"));
     }
-    recv.push_str(&format!("<log message=\"{}\"/></action></recv>\n", vars.join(" ")));
+    recv.push_str(&format!(
+        "<log message=\"{}\"/></action></recv>\n",
+        vars.join(" ")
+    ));
     let respond = |code: &str, to: &str, ct: &str, body: &str| {
         format!(
             "<send><![CDATA[\nSIP/2.0 {code}\n[last_Via:]\n[last_From:]\n{to}\n[last_Call-ID:]\n[last_CSeq:]\nContact: <sip:peer@[local_ip]:[local_port]>\n{ct}Content-Length: [len]\n\n{body}]]></send>\n"
@@ -266,7 +269,11 @@ fn info_digits_from_the_pbx_arrive_as_generated_rfc4733_events() {
     }
     let lab = MediaLab::start("sdti", "xdp = \"off\"");
     let r = lab
-        .request("PATCH", "/api/v1/config", Some(r#"{"pbx":{"dtmf":"info"}}"#))
+        .request(
+            "PATCH",
+            "/api/v1/config",
+            Some(r#"{"pbx":{"dtmf":"info"}}"#),
+        )
         .expect("admin API");
     assert_eq!(r.status, 200, "{}", r.body);
     let cap = Capture::start_on(&lab.lab.carrier, &["car0"], "udp").expect("capture");
@@ -323,7 +330,10 @@ fn info_digits_from_the_pbx_arrive_as_generated_rfc4733_events() {
             ends.iter().all(|e| e.3 == final_duration),
             "event {code}: final duration {final_duration}: {p:?}"
         );
-        assert!(p[0].0 && p.iter().skip(1).all(|e| !e.0), "event {code}: marker first only");
+        assert!(
+            p[0].0 && p.iter().skip(1).all(|e| !e.0),
+            "event {code}: marker first only"
+        );
         assert!(p.iter().all(|e| e.2 == 10), "event {code}: volume 10");
         let durations: Vec<u16> = p.iter().map(|e| e.3).collect();
         assert!(
@@ -335,8 +345,7 @@ fn info_digits_from_the_pbx_arrive_as_generated_rfc4733_events() {
     // duplicate across audio and events.
     let audio = packets.iter().filter(|p| p.pt == 8).count();
     assert!(audio > 50, "the PBX's audio reached the carrier ({audio})");
-    let ssrcs: std::collections::BTreeSet<&str> =
-        packets.iter().map(|p| p.ssrc.as_str()).collect();
+    let ssrcs: std::collections::BTreeSet<&str> = packets.iter().map(|p| p.ssrc.as_str()).collect();
     assert_eq!(ssrcs.len(), 1, "one source: {ssrcs:?}");
     let seqs: Vec<u16> = packets.iter().map(|p| p.seq).collect();
     let breaks: Vec<_> = seqs

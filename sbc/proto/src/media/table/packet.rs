@@ -121,8 +121,11 @@ impl MediaTable {
             return PacketAction::Drop(PacketDrop::UnknownStream);
         };
         let len = len.min(buf.len());
-        let is_rtcp = port == RelayPort::Rtcp || rtp::is_rtcp(&buf[..len]);
         let (from, to) = (leg_idx(leg), leg_idx(leg.other()));
+        // The port tells RTCP from RTP; the bytes only when the sender multiplexes both on one
+        // port (RFC 5761 §4). Without rtcp-mux a datagram on the RTP port is the stream's own,
+        // whatever it looks like: a UDPTL sequence number of 0x80C8 reads as an RTCP header.
+        let is_rtcp = port == RelayPort::Rtcp || (st.peers[from].mux && rtp::is_rtcp(&buf[..len]));
         if st.srtp.awaiting_keys() {
             st.peers[from].dropped += 1;
             return PacketAction::Drop(PacketDrop::SrtpPending);

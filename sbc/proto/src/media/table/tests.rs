@@ -1005,3 +1005,57 @@ fn terminated_dtmf_is_generated_toward_and_detected_from_a_leg_in_userspace() {
     t.release(a.session);
     assert!(t.holds_nothing());
 }
+
+/// A T.38 stream (`m=image … udptl t38`, no rtcp-mux): a UDPTL datagram whose sequence number
+/// happens to look like an RTCP header (0x80C8: version 2, "packet type" 200) arriving on the
+/// RTP port is the stream's payload, and goes to the peer's RTP port, not its RTCP port. Only
+/// a sender that multiplexes (rtcp-mux) sends RTCP on the RTP port.
+#[test]
+fn udptl_that_looks_like_rtcp_is_not_sent_to_the_rtcp_port_without_rtcp_mux() {
+    let t0 = crate::media::test_origin();
+    let mut t = table(false);
+    let a = call(&mut t, t0, Some("198.51.100.7:5000"));
+    let k = key(&a);
+    let udptl = |seq: u16| {
+        let [hi, lo] = seq.to_be_bytes();
+        [hi, lo, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0, 0, 0, 0]
+    };
+    let send = |t: &mut MediaTable, leg, src: &str, bytes: &[u8]| {
+        let mut buf = [0u8; 64];
+        buf[..bytes.len()].copy_from_slice(bytes);
+        let arrival = Arrival {
+            stream: k,
+            leg,
+            port: RelayPort::Rtp,
+            src: sa(src),
+        };
+        t.handle_packet(t0, arrival, &mut buf, bytes.len())
+    };
+    for seq in [0x80c8, 0x80c9, 0x0001] {
+        match send(&mut t, Leg::Inside, "10.0.0.5:4000", &udptl(seq)) {
+            PacketAction::Forward { port, to, .. } => {
+                assert_eq!(
+                    (port, to),
+                    (RelayPort::Rtp, sa("198.51.100.7:5000")),
+                    "UDPTL seq {seq:#x}"
+                );
+            }
+            other => panic!("UDPTL seq {seq:#x}: {other:?}"),
+        }
+    }
+    // A PBX that multiplexes RTCP: its RTCP on the RTP port goes to the carrier's RTCP port.
+    let mut mux = StreamDesc::new(ip("10.0.0.5"), 4000);
+    mux.rtcp_mux = true;
+    t.update(t0, a.session, Leg::Inside, &[mux])
+        .expect("re-offer");
+    let mut rr = [0u8; 32];
+    rr[..4].copy_from_slice(&[0x81, 201, 0, 7]);
+    match send(&mut t, Leg::Inside, "10.0.0.5:4000", &rr) {
+        PacketAction::Forward { port, to, .. } => {
+            assert_eq!((port, to), (RelayPort::Rtcp, sa("198.51.100.7:5001")));
+        }
+        other => panic!("muxed RTCP: {other:?}"),
+    }
+    t.release(a.session);
+    assert!(t.holds_nothing());
+}
