@@ -200,10 +200,13 @@ fn rtp_to_carrier(pcap: &[u8], event_pt: u8) -> Vec<Rtp> {
         .collect()
 }
 
+/// One telephone-event packet: (marker, end, volume, duration).
+type EventPacket = (bool, bool, u8, u16);
+
 /// The telephone-events in `packets` grouped by event timestamp, in order: per event its
-/// code, and its packets' (marker, end, volume, duration).
-fn events(packets: &[Rtp], pt: u8) -> Vec<(u8, Vec<(bool, bool, u8, u16)>)> {
-    let mut out: Vec<(u32, u8, Vec<(bool, bool, u8, u16)>)> = Vec::new();
+/// code and its packets.
+fn events(packets: &[Rtp], pt: u8) -> Vec<(u8, Vec<EventPacket>)> {
+    let mut out: Vec<(u32, u8, Vec<EventPacket>)> = Vec::new();
     for p in packets.iter().filter(|p| p.pt == pt) {
         let Some((code, end, volume, duration)) = p.event else {
             continue;
