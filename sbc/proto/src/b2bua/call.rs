@@ -153,6 +153,9 @@ pub(super) struct Call {
     pub(super) server: usize,
     /// Outbound calls: the offer sent to the carrier, reused on failover and redirects.
     pub(super) offer: Option<Bytes>,
+    /// The relay endpoints of the caller's offer (failover writes that offer again for
+    /// another trunk's codec policy).
+    pub(super) relays: Vec<crate::media::StreamRelay>,
     /// Redirect targets already tried (3xx recursion, `redirect.rs`).
     pub(super) redirects: redirect::Tried,
     /// The carrier's early dialogs (forking, `fork.rs`).

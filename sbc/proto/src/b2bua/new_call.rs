@@ -248,6 +248,7 @@ impl B2bua {
             next_trunks: plan.next_trunks,
             server: 0,
             offer,
+            relays,
             redirects: redirect::Tried::default(),
             forks: fork::Forks::default(),
             srtp,

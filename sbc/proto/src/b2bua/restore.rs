@@ -198,6 +198,7 @@ impl B2bua {
             next_trunks: Vec::new(),
             server: if trunk.is_some() { snap.server } else { 0 },
             offer: None,
+            relays: Vec::new(),
             redirects: redirect::Tried::default(),
             forks: fork::Forks::default(),
             srtp: srtp_policy::CallSrtp::default(),

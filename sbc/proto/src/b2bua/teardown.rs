@@ -174,6 +174,15 @@ impl B2bua {
                         self.touch(call);
                     }
                 }
+                MediaEvent::Dtmf {
+                    session,
+                    leg,
+                    digit,
+                    duration_ms,
+                } => {
+                    let from = super::sdp::side(leg);
+                    self.dtmf_detected(now, session, from, digit, duration_ms, media);
+                }
             }
         }
     }

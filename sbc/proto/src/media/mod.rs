@@ -41,6 +41,7 @@
 pub mod activity;
 pub mod command;
 pub mod crypto;
+pub mod dtmf;
 pub mod fast_path;
 pub mod latch;
 pub mod payload;
@@ -296,6 +297,19 @@ pub enum MediaEvent {
     /// A leg's RTP latch moved (its first packet, or a re-latch): where the relay sends is
     /// part of the call's persisted state, which changed without a SIP message.
     Latched(SessionId),
+    /// A DTMF digit ended in the telephone-events `leg` sent on a stream whose DTMF the relay
+    /// terminates (`dtmf.rs`): the call layer sends it as SIP INFO to the other side
+    /// (`B2bua::dtmf_detected`). `Digit`'s `Debug` hides the value.
+    Dtmf {
+        /// The session.
+        session: SessionId,
+        /// The leg the events came from.
+        leg: Leg,
+        /// The digit.
+        digit: crate::dtmf::Digit,
+        /// Its duration in milliseconds.
+        duration_ms: u32,
+    },
 }
 
 /// The four verbs the call layer uses, plus the event drain. See the module docs for the order.
@@ -402,6 +416,24 @@ pub trait MediaControl {
         ))
     }
 
+    /// The legs whose DTMF the relay terminates, per stream (by `m=` index), set after every
+    /// answer (`dtmf.rs`: generated toward them, detected from them). A relay that cannot
+    /// accepts only streams that terminate none.
+    fn set_dtmf(
+        &mut self,
+        session: SessionId,
+        dtmf: &[dtmf::StreamDtmf],
+    ) -> Result<(), MediaError> {
+        let _ = session;
+        if dtmf.iter().all(dtmf::StreamDtmf::is_none) {
+            Ok(())
+        } else {
+            Err(MediaError::Unavailable(
+                "no DTMF interworking in this relay".into(),
+            ))
+        }
+    }
+
     /// The payload-type rewrites of the session's streams (by `m=` index), set after every
     /// answer (`payload.rs`). A relay that cannot rewrite accepts only identity maps.
     fn set_payload_maps(
@@ -461,6 +493,8 @@ pub struct FakeSession {
     pub crypto: [Vec<Option<crate::srtp::StreamKeys>>; 2],
     /// Payload-type rewrites as last set, per stream.
     pub payload_maps: Vec<StreamPayloadMaps>,
+    /// DTMF termination as last set, per stream.
+    pub dtmf: Vec<dtmf::StreamDtmf>,
     /// Streams per leg (`[inside, outside]`) last marked as awaiting SRTP keys.
     pub expected: [Vec<bool>; 2],
     /// Where each leg (`[inside, outside]`) of the first stream was latched.
@@ -603,6 +637,7 @@ impl MediaControl for FakeMedia {
                     .streams
                     .first()
                     .map_or([None, None], |s| [s.latched_inside, s.latched_outside]),
+                dtmf: Vec::new(),
             },
         );
         // New sessions after the restart never reuse a restored id.
@@ -620,6 +655,19 @@ impl MediaControl for FakeMedia {
             .get_mut(&session)
             .ok_or(MediaError::UnknownSession(session))?;
         s.payload_maps = maps.to_vec();
+        Ok(())
+    }
+
+    fn set_dtmf(
+        &mut self,
+        session: SessionId,
+        dtmf: &[dtmf::StreamDtmf],
+    ) -> Result<(), MediaError> {
+        let s = self
+            .sessions
+            .get_mut(&session)
+            .ok_or(MediaError::UnknownSession(session))?;
+        s.dtmf = dtmf.to_vec();
         Ok(())
     }
 
