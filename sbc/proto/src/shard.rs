@@ -25,6 +25,15 @@ use crate::sip::Message;
 /// Most signaling shards (`[general] signaling_shards`).
 pub const MAX_SHARDS: u16 = 64;
 
+/// A shard's call handles (admin API) carry its index from this bit up.
+pub const CALL_HANDLE_SHIFT: u32 = 48;
+
+/// The shard whose B2BUA made call handle `id`, among `count` shards.
+pub fn of_call_handle(id: u64, count: u16) -> ShardId {
+    let k = id >> CALL_HANDLE_SHIFT;
+    ShardId(u16::try_from(k % u64::from(count.max(1))).unwrap_or(0))
+}
+
 /// One signaling shard: `0..count`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ShardId(u16);

@@ -52,13 +52,10 @@ pub(super) static NO_RULES: Manipulation = Manipulation {
 impl B2bua {
     /// Global concurrency limit for a new call, checked first (so a refused call does not
     /// use up a CPS token).
-    pub(super) fn admit_calls(&self) -> Option<&'static str> {
-        let active = u32::try_from(self.calls.len()).unwrap_or(u32::MAX);
-        self.cfg
-            .limits
-            .max_calls
-            .is_some_and(|m| active >= m)
-            .then_some("max_calls")
+    /// Counted across shards (`shared_calls.rs`); the place is held until the message is
+    /// handled.
+    pub(super) fn admit_calls(&mut self) -> Option<&'static str> {
+        (!self.take_call_place()).then_some("max_calls")
     }
 
     /// Global rate limit for a new call, checked last (after the trunk's limits).
@@ -70,16 +67,17 @@ impl B2bua {
     }
 
     /// Admission on trunk `t`: the limit a new call on it would exceed, if any (a CPS token
-    /// is used when it is admitted).
+    /// is used when it is admitted). Calls are counted across shards; the place is held
+    /// until the message is handled.
     pub(super) fn admit_trunk(&mut self, now: Instant, t: TrunkId) -> Option<&'static str> {
         let limits = self.cfg.trunks.get(t.index())?.limits;
-        let active = self.trunk_active.get(t.index()).copied().unwrap_or(0);
-        if limits.max_calls.is_some_and(|m| active >= m) {
+        if !self.take_trunk_place(t, limits.max_calls) {
             return Some("trunk_max_calls");
         }
         if let Some(Some(b)) = self.trunk_cps.get_mut(t.index())
             && !b.try_take(now)
         {
+            self.release_trunk_place(t);
             return Some("trunk_max_cps");
         }
         None
