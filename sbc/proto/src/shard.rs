@@ -8,10 +8,13 @@
 //! - a request with a To tag (in-dialog requests, the ACK of a final answer): the To tag is
 //!   ours on both legs (the caller leg's To tag, and the callee leg's From tag, which the
 //!   callee puts in To when it sends requests) → shard `k`;
-//! - anything else (a new INVITE, OPTIONS, REGISTER, MESSAGE; CANCEL, whose To has no tag;
-//!   identifiers we did not mint): a hash of Call-ID and From tag. CANCEL and the
-//!   retransmissions of a request, and the retry of a challenged INVITE (same Call-ID and
-//!   From tag, new CSeq and branch), land on the shard of the first request.
+//! - a request without a To tag (a new INVITE, OPTIONS, REGISTER, MESSAGE; CANCEL, whose To
+//!   has no tag): a hash of Call-ID and From tag. CANCEL and the retransmissions of a request,
+//!   and the retry of a challenged INVITE (same Call-ID and From tag, new CSeq and branch),
+//!   land on the shard of the first request;
+//! - a response or a tagged request without a label: shard 0. With several shards every
+//!   identifier we mint has one, so these are calls restored from a process that ran one
+//!   shard (restored on shard 0) or not ours at all (481 there).
 //!
 //! A label naming a shard the process does not have (forged, or minted before a restart with
 //! more shards) is taken modulo the shard count; the shard it lands on answers 481 as for any
@@ -64,16 +67,18 @@ pub fn route(msg: &Message, count: u16) -> ShardId {
     let minted = if msg.is_request() {
         msg.to_tag()
     } else {
-        msg.top_branch().and_then(|b| b.strip_prefix(BRANCH_COOKIE))
+        Some(msg.top_branch().unwrap_or_default())
     };
-    if let Some(k) = minted.and_then(label_of) {
-        return ShardId(k % count);
+    match minted {
+        None => ShardId(spread(
+            msg.call_id(),
+            msg.from_tag().unwrap_or_default(),
+            count,
+        )),
+        Some(id) => {
+            ShardId(label_of(id.strip_prefix(BRANCH_COOKIE).unwrap_or(id)).map_or(0, |k| k % count))
+        }
     }
-    ShardId(spread(
-        msg.call_id(),
-        msg.from_tag().unwrap_or_default(),
-        count,
-    ))
 }
 
 /// The shard an identifier of ours names (a tag, a Call-ID or a branch without its cookie),
@@ -94,6 +99,28 @@ fn label_of(token: &str) -> Option<u16> {
         return None;
     }
     digits.parse().ok()
+}
+
+/// The shard a persisted call is restored on, from its key (its legs' tags): the one its
+/// messages will be routed to.
+pub fn of_state_key(key: &str, count: u16) -> ShardId {
+    of_token(key, count).unwrap_or(ShardId(0))
+}
+
+/// The guard's budgets for one of `count` shards: new requests spread evenly over the shards,
+/// so each gets its share of a source's rate and burst (rounded up), and a source over its
+/// budget is banned on every shard (the driver mirrors the ban). Ban length and table sizes
+/// are the same.
+pub fn guard_share(cfg: crate::protect::GuardConfig, count: u16) -> crate::protect::GuardConfig {
+    let n = u32::from(count.max(1));
+    let share = |v: u32| v.div_ceil(n);
+    crate::protect::GuardConfig {
+        rate: share(cfg.rate),
+        burst: share(cfg.burst),
+        peer_rate: share(cfg.peer_rate),
+        peer_burst: share(cfg.peer_burst),
+        ..cfg
+    }
 }
 
 /// FNV-1a over Call-ID and From tag, reduced to `0..count`. Not keyed: a sender choosing its

@@ -119,7 +119,7 @@ fn foreign_or_forged_labels_stay_in_range() {
     assert_eq!(route(&m, n), ShardId::new(1));
     let huge = request("BYE", "c", "t", Some("s99999-0"));
     assert!(route(&huge, n).index() < 3);
-    // Not a label: hashed like a new request.
+    // Not a label: shard 0 (a call restored from a one-shard process, or not ours).
     for tag in [
         "s-1",
         "sx-1",
@@ -129,10 +129,13 @@ fn foreign_or_forged_labels_stay_in_range() {
         "S1-abc",
         "as1-x",
     ] {
-        let m = request("BYE", "c", "t", Some(tag));
-        let hashed = route(&request("BYE", "c", "t", None), n);
-        assert_eq!(route(&m, n), hashed, "{tag}");
+        for i in 0..20 {
+            let m = request("BYE", &format!("c{i}"), "t", Some(tag));
+            assert_eq!(route(&m, n), ShardId::new(0), "{tag}");
+        }
     }
+    let foreign = response("z9hG4bKcarrier-1", "c");
+    assert_eq!(route(&foreign, n), ShardId::new(0));
     assert_eq!(of_token("s2-abc", 0), Some(ShardId::new(0)));
     assert_eq!(of_token("abc", 4), None);
 }
@@ -154,4 +157,36 @@ fn a_labelled_generator_keeps_all_64_random_bits() {
     // Forks keep the label (registrations and checks fork their generators).
     assert!(labelled.fork().token().starts_with("s5-"));
     assert!(plain.fork().token().len() == 16);
+}
+
+#[test]
+fn a_persisted_call_is_restored_where_its_messages_go() {
+    assert_eq!(
+        of_state_key("s3-0123456789abcdef.s3-fedcba9876543210", 4),
+        ShardId::new(3)
+    );
+    assert_eq!(
+        of_state_key("0123456789abcdef.fedcba9876543210", 4),
+        ShardId::new(0)
+    );
+}
+
+#[test]
+fn each_shard_gets_its_share_of_the_source_budgets() {
+    let cfg = crate::protect::GuardConfig::default();
+    let half = guard_share(cfg, 2);
+    assert_eq!((half.rate, half.burst), (25, 50));
+    assert_eq!((half.peer_rate, half.peer_burst), (1_000, 2_000));
+    assert_eq!(half.ban, cfg.ban);
+    assert_eq!(guard_share(cfg, 1), cfg);
+    // Rounded up, and off stays off.
+    let odd = crate::protect::GuardConfig {
+        rate: 5,
+        peer_rate: 0,
+        ..cfg
+    };
+    assert_eq!(
+        (guard_share(odd, 4).rate, guard_share(odd, 4).peer_rate),
+        (2, 0)
+    );
 }
