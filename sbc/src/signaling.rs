@@ -206,7 +206,10 @@ async fn run_shard(
 ) -> mpsc::Receiver<Inbound> {
     let start = Instant::now();
     let mut sbc = Sbc::new(config, rng, start);
-    sbc.share_calls(shared);
+    // One shard keeps its own counts and buckets, exactly as before there were shards.
+    if w.count > 1 {
+        sbc.share_calls(shared);
+    }
     let mut tracker = CallTracker::default();
     w.calls.seed_trunks(sbc.trunk_names());
     restore(&mut sbc, &mut w, start);

@@ -123,11 +123,10 @@ pub fn guard_share(cfg: crate::protect::GuardConfig, count: u16) -> crate::prote
     }
 }
 
-/// The core configuration of `shard` among `count`: the guard's budgets and the CPS limits
-/// split evenly (new calls spread evenly; rounded up, so the SBC may admit up to `count - 1`
-/// calls per second more than a limit), and the trunks' registrations and OPTIONS checks on
-/// shard 0 only (one binding per trunk at the registrar; the other shards follow its health
-/// verdicts through `Sbc::apply_health`). Concurrency limits are not split: the shards count
+/// The core configuration of `shard` among `count`: the guard's budgets split evenly
+/// ([`guard_share`]), and the trunks' registrations and OPTIONS checks on shard 0 only (one
+/// binding per trunk at the registrar; the other shards follow its health verdicts through
+/// `Sbc::apply_health`). Call and CPS limits are not split: the shards count and rate-limit
 /// their calls together (`b2bua::SharedCalls`).
 pub fn config_for(
     mut cfg: crate::sbc::SbcConfig,
@@ -137,13 +136,7 @@ pub fn config_for(
     if count <= 1 {
         return cfg;
     }
-    let n = u32::from(count);
     cfg.guard = guard_share(cfg.guard, count);
-    let share = |cps: &mut Option<u32>| *cps = cps.map(|r| r.div_ceil(n));
-    share(&mut cfg.b2bua.limits.max_cps);
-    for t in &mut cfg.b2bua.trunks {
-        share(&mut t.limits.max_cps);
-    }
     if shard.0 != 0 {
         cfg.registrations.clear();
         cfg.health.clear();

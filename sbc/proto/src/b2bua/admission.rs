@@ -60,10 +60,11 @@ impl B2bua {
 
     /// Global rate limit for a new call, checked last (after the trunk's limits).
     pub(super) fn admit_rate(&mut self, now: Instant) -> Option<&'static str> {
-        self.cps
-            .as_mut()
-            .is_some_and(|b| !b.try_take(now))
-            .then_some("max_cps")
+        let ok = match self.take_shared_rate(now) {
+            Some(ok) => ok,
+            None => self.cps.as_mut().is_none_or(|b| b.try_take(now)),
+        };
+        (!ok).then_some("max_cps")
     }
 
     /// Admission on trunk `t`: the limit a new call on it would exceed, if any (a CPS token
@@ -74,9 +75,14 @@ impl B2bua {
         if !self.take_trunk_place(t, limits.max_calls) {
             return Some("trunk_max_calls");
         }
-        if let Some(Some(b)) = self.trunk_cps.get_mut(t.index())
-            && !b.try_take(now)
-        {
+        let ok = match self.take_shared_trunk_rate(now, t, limits.max_cps) {
+            Some(ok) => ok,
+            None => match self.trunk_cps.get_mut(t.index()) {
+                Some(Some(b)) => b.try_take(now),
+                _ => true,
+            },
+        };
+        if !ok {
             self.release_trunk_place(t);
             return Some("trunk_max_cps");
         }

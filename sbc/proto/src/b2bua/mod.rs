@@ -173,9 +173,12 @@ pub struct B2bua {
     /// Call counts shared with the other shards' B2BUAs (`shared_calls.rs`).
     shared: SharedCalls,
     /// Each configured trunk's shared count (index as in `cfg.trunks`).
-    trunk_slots: Vec<std::sync::Arc<std::sync::atomic::AtomicU32>>,
+    trunk_slots: Vec<std::sync::Arc<shared_calls::Scope>>,
     /// Admission places taken for the message being handled, given back after it.
-    held: Vec<std::sync::Arc<std::sync::atomic::AtomicU32>>,
+    held: Vec<std::sync::Arc<shared_calls::Scope>>,
+    /// CPS limits from the shared counts (after [`B2bua::share_calls`]), not `cps` and
+    /// `trunk_cps`.
+    shared_rates: bool,
     /// The last nonce answered and its use count, so a carrier reusing a nonce sees nc grow
     /// (RFC 7616 §3.4: the server may reject a repeated nonce count as a replay).
     last_nonce: Option<(String, u32)>,
@@ -235,6 +238,7 @@ impl B2bua {
             shared,
             trunk_slots,
             held: Vec::new(),
+            shared_rates: false,
             trunk_down: Vec::new(),
             last_nonce: None,
             pbx_auth: pbx_auth::PbxAuthState::default(),

@@ -10,14 +10,20 @@
 //! configuration (behind a mutex, off the per-message path): shards that apply a reload at
 //! slightly different times still count a kept trunk's calls in the same place.
 //!
+//! The CPS limits too, once shared: each is one atomic "theoretical arrival time" (the
+//! generic cell rate algorithm, equivalent to the token bucket of `limit.rs` with a burst of
+//! one second's worth) that every shard's admission advances with a compare-and-swap. A B2BUA
+//! alone keeps its own token buckets, as before shards.
+//!
 //! One B2BUA alone gets a private `SharedCalls`; then the counts equal its own.
 
 use std::{
     collections::HashMap,
     sync::{
-        Arc, Mutex,
-        atomic::{AtomicU32, Ordering},
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicU32, AtomicU64, Ordering},
     },
+    time::Instant,
 };
 
 use super::{B2bua, TrunkId};
@@ -28,24 +34,65 @@ pub struct SharedCalls(Arc<Inner>);
 
 #[derive(Debug, Default)]
 struct Inner {
-    total: Arc<AtomicU32>,
+    /// Every call, and the global CPS limit.
+    total: Arc<Scope>,
     /// Trunk name → its count. Entries are never removed (a handful of trunk names).
-    trunks: Mutex<HashMap<String, Arc<AtomicU32>>>,
+    trunks: Mutex<HashMap<String, Arc<Scope>>>,
+    /// The origin of the rate limits' clock: the first `now` any shard admitted a call at.
+    epoch: OnceLock<Instant>,
+}
+
+/// The shared state of one admission scope (a trunk, or the whole SBC).
+#[derive(Debug, Default)]
+pub(super) struct Scope {
+    calls: AtomicU32,
+    /// The calls-per-second limit the arrival time below is for.
+    rate: AtomicU32,
+    /// When the next call conforms at the earliest, ns after the epoch, plus one interval
+    /// per call taken since (GCRA's theoretical arrival time).
+    tat: AtomicU64,
+}
+
+impl Scope {
+    /// Takes a CPS token at `at` (ns after the epoch) under `rate` calls per second with a
+    /// burst of `rate` (`limit::CallLimits::bucket`); false when over the rate.
+    fn try_rate(&self, at: u64, rate: u32) -> bool {
+        // A changed limit starts afresh, as the B2BUA's own bucket does.
+        if self.rate.swap(rate, Ordering::AcqRel) != rate {
+            self.tat.store(0, Ordering::Release);
+        }
+        // Rate 0: one call, then never again (the token bucket's "never refills").
+        let interval = 1_000_000_000u64
+            .checked_div(u64::from(rate))
+            .unwrap_or(u64::MAX / 4);
+        let tolerance = interval.saturating_mul(u64::from(rate.saturating_sub(1)));
+        self.tat
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
+                (tat.saturating_sub(tolerance) <= at).then(|| tat.max(at).saturating_add(interval))
+            })
+            .is_ok()
+    }
 }
 
 impl SharedCalls {
     /// Calls in progress in every B2BUA sharing these counts.
     pub fn total(&self) -> u32 {
-        self.0.total.load(Ordering::Acquire)
+        self.0.total.calls.load(Ordering::Acquire)
     }
 
     /// Calls in progress on the trunk named `name`, in every B2BUA sharing these counts.
     pub fn trunk(&self, name: &str) -> u32 {
-        self.slot(name).load(Ordering::Acquire)
+        self.slot(name).calls.load(Ordering::Acquire)
     }
 
-    /// The count of trunk `name` (configuration time only: it takes the mutex).
-    fn slot(&self, name: &str) -> Arc<AtomicU32> {
+    /// `now` on the rate limits' clock.
+    fn at(&self, now: Instant) -> u64 {
+        let epoch = *self.0.epoch.get_or_init(|| now);
+        u64::try_from(now.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The scope of trunk `name` (configuration time only: it takes the mutex).
+    fn slot(&self, name: &str) -> Arc<Scope> {
         // A poisoned mutex only means another shard panicked mid-insert; the map is still whole.
         let mut trunks = self
             .0
@@ -56,7 +103,7 @@ impl SharedCalls {
     }
 
     /// Every configured trunk's count, in configuration order.
-    pub(super) fn slots<'a>(&self, names: impl Iterator<Item = &'a str>) -> Vec<Arc<AtomicU32>> {
+    pub(super) fn slots<'a>(&self, names: impl Iterator<Item = &'a str>) -> Vec<Arc<Scope>> {
         names.map(|n| self.slot(n)).collect()
     }
 }
@@ -89,6 +136,7 @@ impl B2bua {
         }
         self.trunk_slots = shared.slots(self.cfg.trunks.iter().map(|t| t.name.as_str()));
         self.shared = shared;
+        self.shared_rates = true;
         for &t in &calls {
             self.count_shared(t);
         }
@@ -109,6 +157,33 @@ impl B2bua {
         self.take_held(total, max)
     }
 
+    /// Global CPS admission once shared; `None` while this B2BUA uses its own bucket.
+    pub(super) fn take_shared_rate(&self, now: Instant) -> Option<bool> {
+        if !self.shared_rates {
+            return None;
+        }
+        Some(self.cfg.limits.max_cps.is_none_or(|rate| {
+            let at = self.shared.at(now);
+            self.shared.0.total.try_rate(at, rate)
+        }))
+    }
+
+    /// Trunk CPS admission once shared; `None` while this B2BUA uses its own buckets.
+    pub(super) fn take_shared_trunk_rate(
+        &self,
+        now: Instant,
+        t: TrunkId,
+        max_cps: Option<u32>,
+    ) -> Option<bool> {
+        if !self.shared_rates {
+            return None;
+        }
+        let (Some(rate), Some(slot)) = (max_cps, self.trunk_slots.get(t.index())) else {
+            return Some(true);
+        };
+        Some(slot.try_rate(self.shared.at(now), rate))
+    }
+
     /// Trunk concurrency admission: takes a place under the trunk's `max_calls`.
     pub(super) fn take_trunk_place(&mut self, t: TrunkId, max: Option<u32>) -> bool {
         let (Some(max), Some(slot)) = (max, self.trunk_slots.get(t.index())) else {
@@ -118,11 +193,11 @@ impl B2bua {
         self.take_held(slot, max)
     }
 
-    fn take_held(&mut self, count: Arc<AtomicU32>, max: u32) -> bool {
-        if !try_take(&count, max) {
+    fn take_held(&mut self, scope: Arc<Scope>, max: u32) -> bool {
+        if !try_take(&scope.calls, max) {
             return false;
         }
-        self.held.push(count);
+        self.held.push(scope);
         true
     }
 
@@ -131,14 +206,14 @@ impl B2bua {
         if let Some(slot) = self.trunk_slots.get(t.index())
             && let Some(pos) = self.held.iter().rposition(|h| Arc::ptr_eq(h, slot))
         {
-            sub(&self.held.swap_remove(pos));
+            sub(&self.held.swap_remove(pos).calls);
         }
     }
 
     /// Gives back every place admission held (the call, if set up, counts itself by now).
     pub(super) fn release_held(&mut self) {
         for h in self.held.drain(..) {
-            sub(&h);
+            sub(&h.calls);
         }
     }
 
@@ -170,24 +245,24 @@ impl B2bua {
             *n += 1;
         }
         if let Some(slot) = from.and_then(|f| self.trunk_slots.get(f.index())) {
-            sub(slot);
+            sub(&slot.calls);
         }
         if let Some(slot) = self.trunk_slots.get(to.index()) {
-            add(slot);
+            add(&slot.calls);
         }
     }
 
     fn count_shared(&self, trunk: Option<TrunkId>) {
-        add(&self.shared.0.total);
+        add(&self.shared.0.total.calls);
         if let Some(slot) = trunk.and_then(|t| self.trunk_slots.get(t.index())) {
-            add(slot);
+            add(&slot.calls);
         }
     }
 
     fn uncount_shared(&self, trunk: Option<TrunkId>) {
-        sub(&self.shared.0.total);
+        sub(&self.shared.0.total.calls);
         if let Some(slot) = trunk.and_then(|t| self.trunk_slots.get(t.index())) {
-            sub(slot);
+            sub(&slot.calls);
         }
     }
 
@@ -196,7 +271,7 @@ impl B2bua {
     pub(super) fn uncount_shared_trunks(&self) {
         for c in self.calls.values() {
             if let Some(slot) = c.trunk.and_then(|t| self.trunk_slots.get(t.index())) {
-                sub(slot);
+                sub(&slot.calls);
             }
         }
     }
@@ -208,7 +283,7 @@ impl B2bua {
             .slots(self.cfg.trunks.iter().map(|t| t.name.as_str()));
         for c in self.calls.values() {
             if let Some(slot) = c.trunk.and_then(|t| self.trunk_slots.get(t.index())) {
-                add(slot);
+                add(&slot.calls);
             }
         }
     }

@@ -111,3 +111,42 @@ fn a_reload_keeps_the_shared_counts_by_trunk_name() {
     a.deliver(pbx(), &invite(2));
     assert_eq!(answered(&mut a), [503]);
 }
+
+#[test]
+fn two_shards_share_the_calls_per_second_of_a_trunk_and_of_the_sbc() {
+    let two_per_s = CallLimits {
+        max_calls: None,
+        max_cps: Some(2),
+    };
+    for (global, trunk, label) in [
+        (CallLimits::default(), two_per_s, "trunk_max_cps"),
+        (two_per_s, CallLimits::default(), "max_cps"),
+    ] {
+        let (mut a, mut b, _) = two_shards(global, trunk);
+        b.now = a.now;
+        // A burst of one second's worth over both shards, then refusals on either.
+        a.deliver(pbx(), &invite(0));
+        b.deliver(pbx(), &invite(1));
+        assert_eq!((answered(&mut a), answered(&mut b)), (vec![100], vec![100]));
+        for (n, sim) in [(2, &mut a), (3, &mut b)] {
+            sim.deliver(pbx(), &invite(n));
+            assert_eq!(answered(sim), [503], "{label}: over the shared rate");
+            let refused: Vec<_> = std::iter::from_fn(|| sim.sbc.poll_event())
+                .filter_map(|e| match e {
+                    Event::AdmissionRejected { limit, .. } => Some(limit),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(refused, [label]);
+        }
+        // Half a second later one token is back, for whichever shard asks first.
+        a.advance(Duration::from_millis(500));
+        b.advance(Duration::from_millis(500));
+        a.take_pbx();
+        b.take_pbx();
+        b.deliver(pbx(), &invite(4));
+        assert_eq!(answered(&mut b), [100], "{label}");
+        a.deliver(pbx(), &invite(5));
+        assert_eq!(answered(&mut a), [503], "{label}");
+    }
+}
