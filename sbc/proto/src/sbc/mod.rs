@@ -388,6 +388,10 @@ impl Sbc {
             Some(entry) => entry.1 = state,
             None => self.remote_health.push((trunk.to_owned(), state)),
         }
+        // Up again: usable (trunks given by name are re-checked for addresses below).
+        if let Some(i) = self.trunks.names().position(|n| n == trunk) {
+            self.b2bua.set_trunk_usable(i, state.usable());
+        }
         self.apply_trunks(now);
         self.flush();
     }

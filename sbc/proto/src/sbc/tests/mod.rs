@@ -8,6 +8,7 @@ mod denylist;
 mod drain;
 mod flood;
 mod reconfigure;
+mod shards;
 mod user_agent;
 
 use std::{
