@@ -214,7 +214,7 @@ impl Default for General {
             drain_timeout_s: 30,
             drain_retry_after_s: 30,
             drain_bye_wait_ms: 2000,
-            // Not yet one per core: two e2e tests fail with two shards (docs/sharding.md).
+            // Not yet one per core: border_flood failed once with two shards (docs/sharding.md).
             signaling_shards: 1,
         }
     }
