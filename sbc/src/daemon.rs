@@ -98,7 +98,10 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
     }
 
     let mut tasks = JoinSet::new();
-    let (inbound_tx, inbound_rx) = tokio::sync::mpsc::channel(config.sip.inbound_queue);
+    let (inbound_tx, inbound_rx) = crate::signaling::Router::channels(
+        crate::signaling::shard_count(&config),
+        config.sip.inbound_queue,
+    );
     let transport = Transport::start(TransportConfig::from(&config), &metrics, inbound_tx)?;
     let calls = crate::metrics::CallMetrics::register(&metrics.registry)?;
     let trace_metrics = crate::trace::TraceMetrics::register(&metrics.registry)?;

@@ -10,20 +10,36 @@
 //! (`sbc_proto::sbc` `drain.rs`: new calls refused, BYE at the timeout, the answers awaited);
 //! once the core says drained, the task removes the registrations and returns.
 //!
-//! One task owns all calls today (no lock on the per-message path; the core is `!Sync` by
-//! design). Sharding by Call-ID across several such tasks is the planned scale-out path.
+//! # Shards
+//! `[general] signaling_shards` such tasks run side by side, each owning its own core and so
+//! its calls, dialogs, transactions and timers; nothing is locked on the per-message path (the
+//! core is `!Sync` by design). The transports send each message straight to its shard's
+//! channel ([`Router`], by the shard label in the identifiers the SBC minted). What must hold
+//! for the whole SBC is kept so (docs/sharding.md): call counts are shared atomics
+//! (`SharedCalls`), a ban one shard decides is mirrored to the others, shard 0 runs the
+//! registrations and OPTIONS checks and its health verdicts are applied by the others, and
+//! admin commands fan out (`coordinator.rs`): a drain is over when every shard has drained.
 
+mod coordinator;
 mod handle;
+mod router;
 
-use std::time::{Duration, Instant};
+use std::{
+    net::IpAddr,
+    time::{Duration, Instant},
+};
 
 use sbc_proto::{
-    b2bua::EndReason,
+    b2bua::{EndReason, SharedCalls},
+    health::Health,
+    net::Side,
     sbc::{DrainState, Event, Received, Sbc, SbcConfig},
+    shard::{self, ShardId},
 };
 use tokio::sync::{mpsc, watch};
 
 pub use handle::{BanList, BanView, Command, RegView, SignalingHandle, StatusView};
+pub use router::{Router, shard_count};
 
 use crate::{
     media::MediaManager,
@@ -38,8 +54,9 @@ pub struct Wiring {
     pub media: MediaManager,
     /// SIP transports (sending, the ban and admission mirrors).
     pub transport: Transport,
-    /// Received messages, parsed by the transports.
-    pub inbound: mpsc::Receiver<Inbound>,
+    /// Received messages, parsed by the transports: one channel per signaling shard, in shard
+    /// order ([`Router::channels`]).
+    pub inbound: Vec<mpsc::Receiver<Inbound>>,
     /// Admin commands ([`SignalingHandle`]).
     pub commands: mpsc::Receiver<Command>,
     /// Transport-level metrics (`sbc_sip_dropped_total`).
@@ -58,18 +75,141 @@ pub struct Wiring {
     pub restore: crate::state::Loaded,
 }
 
+/// What one shard's task is wired to.
+#[derive(Debug)]
+struct Lane {
+    shard: ShardId,
+    /// Shards in all.
+    count: u16,
+    media: MediaManager,
+    transport: Transport,
+    /// This shard's received messages.
+    inbound: mpsc::Receiver<Inbound>,
+    /// From the coordinator.
+    commands: mpsc::Receiver<ToShard>,
+    /// To the coordinator.
+    reports: mpsc::UnboundedSender<Report>,
+    metrics: Metrics,
+    calls: CallMetrics,
+    drain: DrainMetrics,
+    shutdown: watch::Receiver<bool>,
+    cdr: crate::cdr::CdrSink,
+    state: Option<crate::state::StateSink>,
+    restore: crate::state::Loaded,
+}
+
+impl Lane {
+    /// Shard 0 reports what is the SBC's as a whole (registrations, health, ban gauge).
+    fn first(&self) -> bool {
+        self.shard.index() == 0
+    }
+}
+
+/// From the coordinator to one shard.
+#[derive(Debug)]
+enum ToShard {
+    Admin(Command),
+    /// Another shard banned this source.
+    Ban(Side, IpAddr),
+    /// Shard 0's health check of this trunk changed.
+    Health(String, Health),
+    /// Every shard has drained: stop.
+    Stop,
+}
+
+/// From one shard to the coordinator.
+#[derive(Debug)]
+enum Report {
+    Drained(ShardId),
+    Banned(ShardId, Side, IpAddr),
+    Health(String, Health),
+}
+
 /// One input of a loop turn.
 enum Input {
     Message(Inbound),
     Timeout,
     Command(Command),
+    Ban(Side, IpAddr),
+    Health(String, Health),
 }
 
-/// Runs the core until a drain is over ([`Command::Drain`]), `shutdown` turns true (at once,
-/// no drain) or the inbound channel closes; then removes the trunks' registrations.
-pub async fn run(config: SbcConfig, mut w: Wiring) {
+/// Runs the shards until a drain is over on all of them ([`Command::Drain`]), `shutdown` turns
+/// true (at once, no drain) or the inbound channels close; then shard 0 removes the trunks'
+/// registrations.
+pub async fn run(config: SbcConfig, w: Wiring) {
+    let count = u16::try_from(w.inbound.len())
+        .unwrap_or(shard::MAX_SHARDS)
+        .max(1);
+    let shared = SharedCalls::default();
+    let mut root = crate::entropy::rng();
+    let (report_tx, reports) = mpsc::unbounded_channel();
+    // Each persisted call is restored on the shard its messages will be routed to.
+    let mut restores: Vec<crate::state::Loaded> = (0..count)
+        .map(|_| crate::state::Loaded::default())
+        .collect();
+    for snap in w.restore.calls {
+        let k = shard::of_state_key(snap.key.as_str(), count).index();
+        if let Some(r) = restores.get_mut(k) {
+            r.calls.push(snap);
+        }
+    }
+    if let Some(first) = restores.first_mut() {
+        first.unreadable = w.restore.unreadable;
+    }
+    let mut senders = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for ((k, inbound), restore) in (0..count).zip(w.inbound).zip(restores) {
+        let id = ShardId::new(k);
+        let (tx, commands) = mpsc::channel(64);
+        senders.push(tx);
+        // One shard mints unlabelled identifiers, as before there were shards.
+        let rng = if count == 1 {
+            root.fork()
+        } else {
+            root.for_shard(id)
+        };
+        let lane = Lane {
+            shard: id,
+            count,
+            media: w.media.clone(),
+            transport: w.transport.clone(),
+            inbound,
+            commands,
+            reports: report_tx.clone(),
+            metrics: w.metrics.clone(),
+            calls: w.calls.clone(),
+            drain: w.drain.clone(),
+            shutdown: w.shutdown.clone(),
+            cdr: w.cdr.clone(),
+            state: w.state.clone(),
+            restore,
+        };
+        let cfg = shard::config_for(config.clone(), id, count);
+        tasks.spawn(run_shard(cfg, rng, shared.clone(), lane));
+    }
+    drop(report_tx);
+    if count > 1 {
+        tracing::info!(shards = count, "signaling shards started");
+    }
+    coordinator::run(w.commands, reports, senders, tasks).await;
+}
+
+/// One shard: its core until the coordinator stops it, `shutdown` turns true or its inbound
+/// channel closes. Gives its inbound channel back, so messages routed to it while the others
+/// finish are dropped as "busy", not refused as closed (which ends a receive task).
+async fn run_shard(
+    config: SbcConfig,
+    rng: sbc_proto::b2bua::Rng,
+    shared: SharedCalls,
+    mut w: Lane,
+) -> mpsc::Receiver<Inbound> {
     let start = Instant::now();
-    let mut sbc = Sbc::new(config, crate::entropy::rng(), start);
+    let mut sbc = Sbc::new(config, rng, start);
+    // One shard keeps its own counts and buckets, exactly as before there were shards.
+    if w.count > 1 {
+        sbc.share_calls(shared);
+    }
     let mut tracker = CallTracker::default();
     w.calls.seed_trunks(sbc.trunk_names());
     let _ = restore(&mut sbc, &mut w, start);
@@ -80,6 +220,7 @@ pub async fn run(config: SbcConfig, mut w: Wiring) {
     // the tick even when nobody asks.
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut drained = false;
     loop {
         let deadline = sbc.poll_timeout().map(tokio::time::Instant::from_std);
         let sleep = async {
@@ -94,7 +235,12 @@ pub async fn run(config: SbcConfig, mut w: Wiring) {
                 None => break,
             },
             () = sleep => Input::Timeout,
-            Some(cmd) = w.commands.recv() => Input::Command(cmd),
+            Some(cmd) = w.commands.recv() => match cmd {
+                ToShard::Admin(cmd) => Input::Command(cmd),
+                ToShard::Ban(side, ip) => Input::Ban(side, ip),
+                ToShard::Health(trunk, state) => Input::Health(trunk, state),
+                ToShard::Stop => break,
+            },
             () = media_events.event_ready() => Input::Timeout,
             _ = tick.tick() => Input::Timeout,
             _ = w.shutdown.changed() => {
@@ -120,29 +266,48 @@ pub async fn run(config: SbcConfig, mut w: Wiring) {
                         sbc.call_snapshots(now, &w.media),
                     ));
                 }
-                let active = sbc.active_bans();
-                w.calls
-                    .bans_active
-                    .set(i64::try_from(active).unwrap_or(i64::MAX));
+                // Every shard holds every ban (mirrored): one reports the gauge.
+                if w.first() {
+                    let active = sbc.active_bans();
+                    w.calls
+                        .bans_active
+                        .set(i64::try_from(active).unwrap_or(i64::MAX));
+                }
             }
             Input::Command(cmd) => command(&mut sbc, &mut w, now, cmd),
+            Input::Ban(side, ip) => {
+                sbc.ban(now, side, ip);
+                calls_touched = false;
+            }
+            Input::Health(trunk, state) => sbc.apply_health(now, &trunk, state),
         }
         flush(&mut sbc, &w, &mut tracker, now);
         if calls_touched {
             observe(&sbc, &w, &mut tracker);
         }
-        if sbc.drain_state() == DrainState::Drained {
-            tracing::info!("drain complete");
-            break;
+        if !drained && sbc.drain_state() == DrainState::Drained {
+            drained = true;
+            if w.count == 1 {
+                tracing::info!("drain complete");
+                break;
+            }
+            tracing::info!(shard = w.shard.index(), "drain complete on this shard");
+            // The others may still have calls: stop when the coordinator says all are done.
+            let _ = w.reports.send(Report::Drained(w.shard));
         }
     }
     deregister(&mut sbc, &mut w, &mut tracker).await;
-    tracing::info!(calls = sbc.b2bua().stats().calls, "signaling stopped");
+    tracing::info!(
+        shard = w.shard.index(),
+        calls = sbc.b2bua().stats().calls,
+        "signaling stopped"
+    );
+    w.inbound
 }
 
 /// One received message through the core; counted by where it went. False when the
 /// receive-path policy dropped it.
-fn receive(sbc: &mut Sbc, w: &mut Wiring, now: Instant, m: Inbound) -> bool {
+fn receive(sbc: &mut Sbc, w: &mut Lane, now: Instant, m: Inbound) -> bool {
     let (side, transport) = (m.peer.side, m.peer.transport);
     let incoming = Incoming::of(&m.message);
     match sbc.handle_datagram(now, m.peer, m.message, &mut w.media) {
@@ -165,7 +330,7 @@ fn receive(sbc: &mut Sbc, w: &mut Wiring, now: Instant, m: Inbound) -> bool {
 }
 
 /// One admin command (or DNS answer) through the core.
-fn command(sbc: &mut Sbc, w: &mut Wiring, now: Instant, cmd: Command) {
+fn command(sbc: &mut Sbc, w: &mut Lane, now: Instant, cmd: Command) {
     match cmd {
         Command::ListCalls(reply) => {
             let _ = reply.send(sbc.calls());
@@ -218,7 +383,7 @@ fn command(sbc: &mut Sbc, w: &mut Wiring, now: Instant, cmd: Command) {
         Command::DnsResolved(r) => sbc.handle_dns(now, r.into()),
         Command::Drain(cfg, reply) => {
             let started = sbc.drain(now, cfg);
-            if started {
+            if started && w.first() {
                 w.drain.draining.set(1);
                 tracing::info!(
                     calls = sbc.b2bua().stats().calls,
@@ -231,7 +396,7 @@ fn command(sbc: &mut Sbc, w: &mut Wiring, now: Instant, cmd: Command) {
         Command::EndNow(reply) => {
             let calls = sbc.b2bua().stats().calls;
             let ended = sbc.end_now(now, &mut w.media);
-            if ended {
+            if ended && w.first() {
                 tracing::info!(calls, "drain: ending the calls left now");
             }
             let _ = reply.send(ended);
@@ -257,10 +422,13 @@ fn command(sbc: &mut Sbc, w: &mut Wiring, now: Instant, cmd: Command) {
         }
         Command::Reconfigure { core, media, done } => {
             w.media.set_policy(*media);
-            // The core reports every trunk's health and registration again.
-            w.calls.health.reset();
-            w.calls.registration_state.reset();
-            sbc.reconfigure(now, *core);
+            if w.first() {
+                // The core reports every trunk's health and registration again (only shard 0
+                // runs them).
+                w.calls.health.reset();
+                w.calls.registration_state.reset();
+            }
+            sbc.reconfigure(now, shard::config_for(*core, w.shard, w.count));
             w.calls.seed_trunks(sbc.trunk_names());
             let _ = done.send(());
         }
@@ -268,7 +436,7 @@ fn command(sbc: &mut Sbc, w: &mut Wiring, now: Instant, cmd: Command) {
 }
 
 /// Executes everything the core produced: sends, metrics, logs, the transport's mirrors.
-fn flush(sbc: &mut Sbc, w: &Wiring, tracker: &mut CallTracker, now: Instant) {
+fn flush(sbc: &mut Sbc, w: &Lane, tracker: &mut CallTracker, now: Instant) {
     while let Some(t) = sbc.poll_transmit() {
         w.calls.sent(t.to.side, &t.data);
         if let Err(e) = w.transport.send(&t.to, t.data) {
@@ -322,6 +490,9 @@ fn flush(sbc: &mut Sbc, w: &Wiring, tracker: &mut CallTracker, now: Instant) {
                     .on_event(tracker, sbc, ev, now, &w.metrics.sip_dropped);
             }
             Event::Banned { side, ip, duration } => {
+                if w.count > 1 {
+                    let _ = w.reports.send(Report::Banned(w.shard, side, ip));
+                }
                 w.calls.banned(side, ip);
                 // The transport refuses its connections from now on and closes the open ones.
                 w.transport.ban(side, ip, duration);
@@ -338,7 +509,12 @@ fn flush(sbc: &mut Sbc, w: &Wiring, tracker: &mut CallTracker, now: Instant) {
                 trunk,
                 state,
                 changed,
-            } => w.calls.health(&trunk, state, changed),
+            } => {
+                if w.count > 1 {
+                    let _ = w.reports.send(Report::Health(trunk.clone(), state));
+                }
+                w.calls.health(&trunk, state, changed);
+            }
             Event::Registration { trunk, state } => w.calls.registration(&trunk, state),
         }
     }
@@ -347,7 +523,7 @@ fn flush(sbc: &mut Sbc, w: &Wiring, tracker: &mut CallTracker, now: Instant) {
 /// Restores the calls the previous process (or, on a takeover, the peer) persisted; what
 /// cannot be restored is hung up (BYE on both legs) so neither side keeps a call the SBC
 /// forgot. Returns (restored, hung up).
-fn restore(sbc: &mut Sbc, w: &mut Wiring, now: Instant) -> (usize, usize) {
+fn restore(sbc: &mut Sbc, w: &mut Lane, now: Instant) -> (usize, usize) {
     let loaded = std::mem::take(&mut w.restore);
     let Some(state) = &w.state else {
         return (0, 0);
@@ -395,7 +571,7 @@ fn restore(sbc: &mut Sbc, w: &mut Wiring, now: Instant) -> (usize, usize) {
 }
 
 /// The call layer's counters and live state into the metrics.
-fn observe(sbc: &Sbc, w: &Wiring, tracker: &mut CallTracker) {
+fn observe(sbc: &Sbc, w: &Lane, tracker: &mut CallTracker) {
     let b2bua = sbc.b2bua();
     w.calls.observe(tracker, &b2bua.counters(), &b2bua.stats());
 }
@@ -403,7 +579,7 @@ fn observe(sbc: &Sbc, w: &Wiring, tracker: &mut CallTracker) {
 /// On shutdown: removes every binding and waits for the registrars' answers, at most two
 /// seconds, so a restart does not leave stale bindings that attract calls to an address
 /// nobody answers.
-async fn deregister(sbc: &mut Sbc, w: &mut Wiring, tracker: &mut CallTracker) {
+async fn deregister(sbc: &mut Sbc, w: &mut Lane, tracker: &mut CallTracker) {
     let now = Instant::now();
     let pending = sbc.shutdown(now);
     flush(sbc, w, tracker, now);

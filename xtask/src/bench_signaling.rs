@@ -148,7 +148,11 @@ pub fn signaling(root: &Path, quick: bool) -> Result<()> {
     }
     let dir = root.join("bench/results");
     std::fs::create_dir_all(&dir)?;
-    let suffix = if quick { "-quick" } else { "" };
+    let shards = match sbc_shards() {
+        (1, cpus) if cpus == "1" => String::new(),
+        (n, cpus) => format!("-shards{n}-cpus{}", cpus.replace(',', "_")),
+    };
+    let suffix = format!("{shards}{}", if quick { "-quick" } else { "" });
     let date = date();
     std::fs::write(dir.join(format!("signaling-{date}{suffix}.md")), &md)?;
     std::fs::write(dir.join(format!("signaling-{date}{suffix}.json")), &json)?;
@@ -286,7 +290,17 @@ fn run_all(plan: &Plan, sbc_bin: &Path, work: &Path, quick: bool) -> Result<(Str
     let kam_cfg = work.join("kamailio.cfg");
     std::fs::write(&kam_cfg, KAMAILIO_CFG)?;
     let sbc_cfg = work.join("sbc.toml");
-    std::fs::write(&sbc_cfg, SBC_CFG)?;
+    // SBC_BENCH_SHARDS=<n> runs the SBC with n signaling shards (default: 1, the SBC's CPU
+    // set is one CPU); SBC_BENCH_SBC_CPUS=<list> is the SBC's CPU set (taskset -c; default 1).
+    let (shards, sbc_cpus) = sbc_shards();
+    std::fs::write(
+        &sbc_cfg,
+        SBC_CFG.replace(
+            "instance = \"benchsig\"",
+            &format!("instance = \"benchsig\"\nsignaling_shards = {shards}"),
+        ),
+    )?;
+    eprintln!("bench signaling: sbc with {shards} signaling shard(s) on CPU(s) {sbc_cpus}");
     let setup = Setup {
         lab,
         work,
@@ -711,10 +725,22 @@ fn start_time(pid: u32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// The SBC's signaling shards and CPU set for this run (`SBC_BENCH_SHARDS`,
+/// `SBC_BENCH_SBC_CPUS`).
+fn sbc_shards() -> (u16, String) {
+    let shards = std::env::var("SBC_BENCH_SHARDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let cpus = std::env::var("SBC_BENCH_SBC_CPUS").unwrap_or_else(|_| "1".into());
+    (shards, cpus)
+}
+
 fn start_sbc(lab: &Lab, bin: &Path, cfg: &Path) -> Result<Owned> {
+    let cpus = sbc_shards().1;
     let mut p = spawn(
         Command::new("ip")
-            .args(["netns", "exec", &lab.sbc, "taskset", "-c", "1"])
+            .args(["netns", "exec", &lab.sbc, "taskset", "-c", &cpus])
             .arg(bin)
             .args(["run", "--config"])
             .arg(cfg)
@@ -972,7 +998,12 @@ fn render(
     let _ = writeln!(md, "{machine}\n");
     let _ = writeln!(
         md,
-        "Harness: SIPp UAC (pbx namespace, CPU 0) → system under test (sbc namespace, CPU 1) → SIPp UAS (carrier namespace); UDP; short calls: INVITE with SDP, 180, 200 with SDP, ACK, BYE, 200. The caller honours Record-Route. Step search over {:?} calls/s, {} s per step; a step is clean with < 0.1 % failed calls and ≤ 0.1 % retransmissions. CPU: the system's own per-task schedstat (all threads, all Kamailio processes, and for Kamailio + rtpengine both process trees summed) during the step. rtpengine 1 worker thread, {}; no RTP is sent, so the figure is the media set-up and tear-down cost (offer, answer, delete, ports) on top of Kamailio's. Medians of {} interleaved repetitions.\n",
+        "SBC signaling shards: {}; SBC CPU set: {}; load average at the end: {}.\n\nHarness: SIPp UAC (pbx namespace, CPU 0) → system under test (sbc namespace, CPU 1 unless the SBC CPU set says otherwise) → SIPp UAS (carrier namespace); UDP; short calls: INVITE with SDP, 180, 200 with SDP, ACK, BYE, 200. The caller honours Record-Route. Step search over {:?} calls/s, {} s per step; a step is clean with < 0.1 % failed calls and ≤ 0.1 % retransmissions. CPU: the system's own per-task schedstat (all threads, all Kamailio processes, and for Kamailio + rtpengine both process trees summed) during the step. rtpengine 1 worker thread, {}; no RTP is sent, so the figure is the media set-up and tear-down cost (offer, answer, delete, ports) on top of Kamailio's. Medians of {} interleaved repetitions.\n",
+        sbc_shards().0,
+        sbc_shards().1,
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim(),
         plan.ladder,
         plan.trial.as_secs(),
         rtpengine.describe(),
@@ -1083,6 +1114,16 @@ fn render(
     let _ = writeln!(json, "  \"machine\": {machine:?},");
     let _ = writeln!(json, "  \"date\": {:?},", date());
     let _ = writeln!(json, "  \"quick\": {quick},");
+    let (shards, sbc_cpus) = sbc_shards();
+    let _ = writeln!(json, "  \"sbc_signaling_shards\": {shards},");
+    let _ = writeln!(json, "  \"sbc_cpus\": {sbc_cpus:?},");
+    let _ = writeln!(
+        json,
+        "  \"load_average\": {:?},",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
     let _ = writeln!(json, "  \"repetitions\": {},", plan.reps);
     let _ = writeln!(json, "  \"fixed_rate_cps\": {},", plan.fixed_rate);
     let _ = writeln!(

@@ -123,6 +123,41 @@ pub fn uri(data: &[u8]) {
     }
 }
 
+/// Routes a message to a signaling shard: the first byte is the shard count, the rest the
+/// message. The shard is always in range, one shard takes everything, and a message carrying
+/// a shard's label in its To tag (requests) or branch (responses) goes to that shard.
+pub fn shard(data: &[u8]) {
+    use crate::shard::{MAX_SHARDS, ShardId, of_token, route};
+    let Some((&first, rest)) = data.split_first() else {
+        return;
+    };
+    let count = u16::from(first) % (MAX_SHARDS + 1);
+    let Ok(m) = Message::parse(Bytes::copy_from_slice(rest), &Limits::default()) else {
+        return;
+    };
+    let shard = route(&m, count);
+    assert!(
+        shard.index() < usize::from(count.max(1)),
+        "shard out of range"
+    );
+    assert_eq!(route(&m, 1), ShardId::new(0), "one shard takes everything");
+    assert_eq!(
+        route(&m, count),
+        shard,
+        "routing is a function of the message"
+    );
+    let minted = if m.is_request() {
+        m.to_tag()
+    } else {
+        m.top_branch().and_then(|b| b.strip_prefix("z9hG4bK"))
+    };
+    if count > 1
+        && let Some(k) = minted.and_then(|t| of_token(t, count))
+    {
+        assert_eq!(shard, k, "a labelled identifier names its shard");
+    }
+}
+
 /// Parses SDP; an untouched SDP must print identically and an edited one must parse again.
 pub fn sdp(data: &[u8]) {
     let Ok(sdp) = Sdp::parse(data) else { return };

@@ -39,6 +39,7 @@ pub mod routing;
 pub mod rtcp;
 pub mod sbc;
 pub mod sdp;
+pub mod shard;
 pub mod sip;
 pub mod srtp;
 pub mod transaction;

@@ -223,6 +223,21 @@ impl SourceGuard {
         Verdict::NewBan
     }
 
+    /// Bans `ip` on `side` from `now` for the configured time because another signaling
+    /// shard banned it (`crate::shard`): its messages are dropped here too. No verdict, so the
+    /// ban is reported once, by the shard that decided it.
+    pub fn ban(&mut self, now: Instant, side: Side, ip: IpAddr) {
+        let key = (side, ip.to_canonical());
+        if self.bans.get(&key).is_some_and(|b| now < b.info.until) {
+            return;
+        }
+        self.remove_ban(&key);
+        self.sources.remove(&key);
+        self.insert_ban(now, key);
+        // Evicted to make room: the deciding shard reports its own evictions.
+        self.evicted.clear();
+    }
+
     fn insert_ban(&mut self, now: Instant, key: SourceKey) {
         if self.bans.len() >= self.cfg.max_bans.max(1) {
             self.expire(now);

@@ -709,6 +709,10 @@ proxy = "127.0.0.1:5090"
                 "[general]\ndrain_retry_after_s = 86401",
                 "general.drain_retry_after_s",
             ),
+            (
+                "[general]\nsignaling_shards = 65",
+                "general.signaling_shards",
+            ),
             // 64 * T1 (500 ms) = 32 s is the longest a BYE can wait for its answer.
             (
                 "[general]\ndrain_bye_wait_ms = 32001",

@@ -33,6 +33,22 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
     if c.general.drain_timeout_s > 3600 {
         bad("general.drain_timeout_s", "must be 0-3600".into());
     }
+    if c.general.signaling_shards > sbc_proto::shard::MAX_SHARDS {
+        bad(
+            "general.signaling_shards",
+            format!(
+                "must be 0 (one per core) or 1-{}",
+                sbc_proto::shard::MAX_SHARDS
+            ),
+        );
+    }
+    // The call-state store's full rewrite is one core's calls: sharding it is not built.
+    if c.general.signaling_shards > 1 && c.state.is_some() {
+        bad(
+            "general.signaling_shards",
+            "must be 0 or 1 while [state] is configured".into(),
+        );
+    }
     if c.general.drain_retry_after_s > 86_400 {
         bad("general.drain_retry_after_s", "must be 0-86400".into());
     }

@@ -499,6 +499,8 @@ pub struct CallTracker {
     live: HashMap<u64, CallMeta>,
     retransmissions_seen: (u64, u64),
     auth_seen: [u64; 6],
+    /// This shard's share of the transaction and stored-bytes gauges last reported.
+    gauges_seen: [i64; 3],
 }
 
 const fn direction(from: Side) -> &'static str {
@@ -720,13 +722,24 @@ impl CallMetrics {
             }
             *seen = now;
         }
-        self.transactions
-            .with_label_values(&["server"])
-            .set(i64::try_from(stats.server_transactions).unwrap_or(i64::MAX));
-        self.transactions
-            .with_label_values(&["client"])
-            .set(i64::try_from(stats.client_transactions).unwrap_or(i64::MAX));
-        self.stored_bytes
-            .set(i64::try_from(stats.stored_bytes).unwrap_or(i64::MAX));
+        // Each signaling shard adds what changed in its own counts: the gauges are the sum.
+        let [g0, g1, g2] = &mut tracker.gauges_seen;
+        for (gauge, now, seen) in [
+            (
+                self.transactions.with_label_values(&["server"]),
+                stats.server_transactions,
+                g0,
+            ),
+            (
+                self.transactions.with_label_values(&["client"]),
+                stats.client_transactions,
+                g1,
+            ),
+            (self.stored_bytes.clone(), stats.stored_bytes, g2),
+        ] {
+            let now = i64::try_from(now).unwrap_or(i64::MAX);
+            gauge.add(now.saturating_sub(*seen));
+            *seen = now;
+        }
     }
 }

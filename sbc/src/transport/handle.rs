@@ -10,7 +10,7 @@ use sbc_proto::net::{Peer, Side, TransportKind};
 use tokio::sync::{mpsc, watch};
 
 use super::{
-    AdmissionPolicy, DropReason, Inbound, SendError, StartError,
+    AdmissionPolicy, DropReason, SendError, StartError,
     admission::Admission,
     connections::{Connections, Registration},
     counters::Counters,
@@ -41,8 +41,9 @@ impl Transport {
     pub fn start(
         config: TransportConfig,
         metrics: &Metrics,
-        inbound: mpsc::Sender<Inbound>,
+        inbound: impl Into<crate::signaling::Router>,
     ) -> Result<Self, StartError> {
+        let inbound = inbound.into();
         let tls = config.tls.clone().map(TlsContext::load).transpose()?;
         let wants_tls_listener = !config.inside.tls.is_empty() || !config.outside.tls.is_empty();
         if wants_tls_listener && !tls.as_ref().is_some_and(TlsContext::has_certificate) {

@@ -14,7 +14,6 @@ use tokio::{
 };
 
 use super::{
-    Inbound,
     admission::Admission,
     connections::{Connections, Registration},
     counters::Counters,
@@ -42,7 +41,8 @@ pub(crate) struct Shared {
     /// Who may connect and get stateless replies (updated by the signaling side).
     pub(crate) admission: Arc<Admission>,
     pub(crate) tls: Option<TlsContext>,
-    pub(crate) inbound: mpsc::Sender<Inbound>,
+    /// Every signaling shard's inbound channel (a message goes to its shard's).
+    pub(crate) inbound: crate::signaling::Router,
     pub(super) metrics: Metrics,
     pub(super) counters: [[Counters; 3]; 2],
     pub(super) udp: Vec<UdpEndpoint>,

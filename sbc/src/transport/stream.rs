@@ -23,7 +23,7 @@ use tokio::{
 };
 
 use super::{
-    DropReason, Inbound,
+    DropReason,
     admission::Admission,
     counters::Counters,
     inbound::{Verdict, examine},
@@ -51,7 +51,7 @@ pub(crate) struct StreamCtx {
     /// Metrics of this side and transport.
     pub(crate) counters: Counters,
     /// Toward the SIP core.
-    pub(crate) inbound: mpsc::Sender<Inbound>,
+    pub(crate) inbound: crate::signaling::Router,
     /// For accepted connections: the time from accept within which a valid SIP message must
     /// arrive (keep-alives do not count). `None` for connections the SBC opened.
     pub(crate) first_message: Option<Duration>,

@@ -52,34 +52,38 @@ pub(super) static NO_RULES: Manipulation = Manipulation {
 impl B2bua {
     /// Global concurrency limit for a new call, checked first (so a refused call does not
     /// use up a CPS token).
-    pub(super) fn admit_calls(&self) -> Option<&'static str> {
-        let active = u32::try_from(self.calls.len()).unwrap_or(u32::MAX);
-        self.cfg
-            .limits
-            .max_calls
-            .is_some_and(|m| active >= m)
-            .then_some("max_calls")
+    /// Counted across shards (`shared_calls.rs`); the place is held until the message is
+    /// handled.
+    pub(super) fn admit_calls(&mut self) -> Option<&'static str> {
+        (!self.take_call_place()).then_some("max_calls")
     }
 
     /// Global rate limit for a new call, checked last (after the trunk's limits).
     pub(super) fn admit_rate(&mut self, now: Instant) -> Option<&'static str> {
-        self.cps
-            .as_mut()
-            .is_some_and(|b| !b.try_take(now))
-            .then_some("max_cps")
+        let ok = match self.take_shared_rate(now) {
+            Some(ok) => ok,
+            None => self.cps.as_mut().is_none_or(|b| b.try_take(now)),
+        };
+        (!ok).then_some("max_cps")
     }
 
     /// Admission on trunk `t`: the limit a new call on it would exceed, if any (a CPS token
-    /// is used when it is admitted).
+    /// is used when it is admitted). Calls are counted across shards; the place is held
+    /// until the message is handled.
     pub(super) fn admit_trunk(&mut self, now: Instant, t: TrunkId) -> Option<&'static str> {
         let limits = self.cfg.trunks.get(t.index())?.limits;
-        let active = self.trunk_active.get(t.index()).copied().unwrap_or(0);
-        if limits.max_calls.is_some_and(|m| active >= m) {
+        if !self.take_trunk_place(t, limits.max_calls) {
             return Some("trunk_max_calls");
         }
-        if let Some(Some(b)) = self.trunk_cps.get_mut(t.index())
-            && !b.try_take(now)
-        {
+        let ok = match self.take_shared_trunk_rate(now, t, limits.max_cps) {
+            Some(ok) => ok,
+            None => match self.trunk_cps.get_mut(t.index()) {
+                Some(Some(b)) => b.try_take(now),
+                _ => true,
+            },
+        };
+        if !ok {
+            self.release_trunk_place(t);
             return Some("trunk_max_cps");
         }
         None

@@ -136,6 +136,9 @@ impl B2bua {
                         self.reject(now, peer, key, msg, Refusal::NotFound);
                     }
                 }
+                // The call counts itself now (or was not set up): the places admission held
+                // go back.
+                self.release_held();
             }
             Method::Options => self.answer_options(now, peer, key, msg),
             Method::Bye | Method::Prack | Method::Update | Method::Info | Method::Notify => {

@@ -225,14 +225,7 @@ impl B2bua {
         c.trunk = Some(index);
         c.initial_client = None;
         c.acks[side_index(Side::Outside)] = None;
-        if from != Some(index) {
-            if let Some(n) = from.and_then(|f| self.trunk_active.get_mut(f.index())) {
-                *n = n.saturating_sub(1);
-            }
-            if let Some(n) = self.trunk_active.get_mut(index.index()) {
-                *n += 1;
-            }
-        }
+        self.move_call(from, index);
         self.dialogs.remove(&old_dialog);
         self.dialogs.insert((call_id, tag), (call, Side::Outside));
         // The media layer follows: the new server's address, the new trunk's networks and quota.

@@ -10,6 +10,11 @@
 //! runtime seeds one generator with 32 bytes from the OS (`getrandom`; refusing to start when
 //! the OS has none, with no fallback to time or PID) and derives every other one from it with
 //! [`Rng::fork`]; tests seed with [`Rng::from_test_seed`] and get the same tokens every run.
+//!
+//! With several signaling shards each shard's generator carries its shard's label
+//! ([`Rng::for_shard`]): every token it makes starts with `s<k>-` and then has the same 64
+//! random bits as without one, so a message can be routed back to its shard
+//! (`crate::shard`) without making any identifier easier to guess.
 
 use std::fmt::Write as _;
 
@@ -18,13 +23,19 @@ use chacha20::{
     rand_core::{Rng as _, SeedableRng as _},
 };
 
+use crate::shard::ShardId;
+
 /// A cryptographically secure generator (ChaCha20) for tokens, keys and random choices.
-pub struct Rng(ChaCha20Rng);
+pub struct Rng {
+    inner: ChaCha20Rng,
+    /// The shard whose label starts every token (None: one shard, no label).
+    shard: Option<ShardId>,
+}
 
 impl std::fmt::Debug for Rng {
     // The state is the key to every future token: never print it.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Rng(ChaCha20, state hidden)")
+        write!(f, "Rng(ChaCha20, state hidden, shard {:?})", self.shard)
     }
 }
 
@@ -32,42 +43,76 @@ impl Rng {
     /// A generator keyed with `seed`, which must be 32 bytes from the OS's secure source
     /// (or from another `Rng`).
     pub fn from_seed(seed: [u8; 32]) -> Self {
-        Self(ChaCha20Rng::from_seed(seed))
+        Self {
+            inner: ChaCha20Rng::from_seed(seed),
+            shard: None,
+        }
     }
 
     /// A reproducible generator for tests and simulations: the key is spread from `seed`
     /// alone, so anyone knowing the 64-bit seed knows every token. Never for the wire.
     pub fn from_test_seed(seed: u64) -> Self {
-        Self(ChaCha20Rng::seed_from_u64(seed))
+        Self {
+            inner: ChaCha20Rng::seed_from_u64(seed),
+            shard: None,
+        }
     }
 
     /// An independent generator keyed from this one's output (per-task generators in the
-    /// runtime, so no task's tokens say anything about another's).
+    /// runtime, so no task's tokens say anything about another's). It keeps this one's shard
+    /// label.
     pub fn fork(&mut self) -> Self {
         let mut seed = [0u8; 32];
         self.fill_bytes(&mut seed);
-        Self::from_seed(seed)
+        Self {
+            shard: self.shard,
+            ..Self::from_seed(seed)
+        }
+    }
+
+    /// An independent generator (as [`Rng::fork`]) whose tokens carry `shard`'s label.
+    pub fn for_shard(&mut self, shard: ShardId) -> Self {
+        Self {
+            shard: Some(shard),
+            ..self.fork()
+        }
+    }
+
+    /// The shard whose label this generator's tokens carry.
+    pub fn shard(&self) -> Option<ShardId> {
+        self.shard
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0.next_u64()
+        self.inner.next_u64()
     }
 
     /// Fills `out` with random bytes (keys).
     pub fn fill_bytes(&mut self, out: &mut [u8]) {
-        self.0.fill_bytes(out);
+        self.inner.fill_bytes(out);
     }
 
-    /// 16 hex digits (64 random bits): tags and the random part of Call-IDs.
+    /// 16 hex digits (64 random bits), after the shard label if there is one: tags and the
+    /// random part of Call-IDs.
     pub fn token(&mut self) -> String {
-        let mut s = String::with_capacity(16);
-        let _ = write!(s, "{:016x}", self.next_u64());
+        let mut s = String::with_capacity(24);
+        self.write_token(&mut s);
         s
     }
 
     /// An RFC 3261 branch (magic cookie + token).
     pub fn branch(&mut self) -> String {
-        format!("z9hG4bK{}", self.token())
+        let mut s = String::with_capacity(31);
+        s.push_str("z9hG4bK");
+        self.write_token(&mut s);
+        s
+    }
+
+    fn write_token(&mut self, out: &mut String) {
+        if let Some(shard) = self.shard {
+            shard.write_label(out);
+        }
+        let _ = write!(out, "{:016x}", self.next_u64());
     }
 }

@@ -61,6 +61,7 @@ mod register_relay;
 mod restore;
 mod sdp;
 mod session_timer;
+mod shared_calls;
 mod slab;
 mod snapshot;
 mod srtp_policy;
@@ -105,6 +106,7 @@ pub use refusal::Refusal;
 pub use restore::RestoreError;
 pub use sdp::SdpProblem;
 pub use session_timer::SessionTimerConfig;
+pub use shared_calls::SharedCalls;
 pub use snapshot::{
     CallSnapshot, DialogSnapshot, SideName, SnapshotError, StateKey, TimerSnapshot, TransportName,
 };
@@ -168,6 +170,15 @@ pub struct B2bua {
     trunk_cps: Vec<Option<TokenBucket>>,
     /// Calls in progress per trunk (either direction).
     trunk_active: Vec<u32>,
+    /// Call counts shared with the other shards' B2BUAs (`shared_calls.rs`).
+    shared: SharedCalls,
+    /// Each configured trunk's shared count (index as in `cfg.trunks`).
+    trunk_slots: Vec<std::sync::Arc<shared_calls::Scope>>,
+    /// Admission places taken for the message being handled, given back after it.
+    held: Vec<std::sync::Arc<shared_calls::Scope>>,
+    /// CPS limits from the shared counts (after [`B2bua::share_calls`]), not `cps` and
+    /// `trunk_cps`.
+    shared_rates: bool,
     /// The last nonce answered and its use count, so a carrier reusing a nonce sees nc grow
     /// (RFC 7616 §3.4: the server may reject a repeated nonce count as a replay).
     last_nonce: Option<(String, u32)>,
@@ -197,12 +208,19 @@ impl B2bua {
         let cps = cfg.limits.bucket();
         let trunk_cps = cfg.trunks.iter().map(|t| t.limits.bucket()).collect();
         let trunk_active = vec![0; cfg.trunks.len()];
+        let shared = SharedCalls::default();
+        let trunk_slots = shared.slots(cfg.trunks.iter().map(|t| t.name.as_str()));
+        let next_call = rng
+            .shard()
+            .map_or(0, |s| (s.index() as u64) << crate::shard::CALL_HANDLE_SHIFT);
         Self {
             cfg,
             rng,
             parse_limits: Limits::default(),
             calls: HashMap::new(),
-            next_call: CallId::from_raw(1),
+            // A shard's call handles carry its index in the high bits (the admin API finds
+            // the shard of a handle without asking every shard).
+            next_call: CallId::from_raw(next_call + 1),
             dialogs: HashMap::new(),
             sessions: HashMap::new(),
             tx: Transactions::default(),
@@ -217,6 +235,10 @@ impl B2bua {
             cps,
             trunk_cps,
             trunk_active,
+            shared,
+            trunk_slots,
+            held: Vec::new(),
+            shared_rates: false,
             trunk_down: Vec::new(),
             last_nonce: None,
             pbx_auth: pbx_auth::PbxAuthState::default(),
@@ -293,6 +315,7 @@ impl B2bua {
                 trunk_cps[new] = Some(b.clone());
             }
         }
+        self.uncount_shared_trunks();
         let map = |t: Option<TrunkId>| t.and_then(|t| remap.get(t.index()).copied().flatten());
         let mut active = vec![0u32; cfg.trunks.len()];
         for c in self.calls.values_mut() {
@@ -309,6 +332,7 @@ impl B2bua {
         self.trunk_active = active;
         self.trunk_down.clear();
         self.cfg = cfg;
+        self.recount_shared_trunks();
     }
 
     /// The current configuration.

@@ -258,11 +258,7 @@ impl B2bua {
             persisted: None,
             state_fp: None,
         };
-        if let Some(t) = plan.trunk
-            && let Some(n) = self.trunk_active.get_mut(t.index())
-        {
-            *n += 1;
-        }
+        self.count_call(plan.trunk);
         self.dialogs
             .insert((call.leg(origin).call_id.clone(), caller_tag), (id, origin));
         let callee = call.leg(to);

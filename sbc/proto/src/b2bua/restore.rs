@@ -211,11 +211,7 @@ impl B2bua {
             state_fp: None,
         };
         debug_assert_eq!(key_of(&call), snap.key, "the key is derived from the tags");
-        if let Some(t) = trunk
-            && let Some(n) = self.trunk_active.get_mut(t.index())
-        {
-            *n += 1;
-        }
+        self.count_call(trunk);
         for side in [Side::Inside, Side::Outside] {
             let l = call.leg(side);
             self.dialogs

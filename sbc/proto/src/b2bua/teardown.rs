@@ -141,11 +141,7 @@ impl B2bua {
         self.release_media(call, media);
         if let Some(c) = self.calls.remove(&call) {
             self.state_ended(&c);
-            if let Some(t) = c.trunk
-                && let Some(n) = self.trunk_active.get_mut(t.index())
-            {
-                *n = n.saturating_sub(1);
-            }
+            self.uncount_call(c.trunk);
             for leg in &c.legs {
                 self.dialogs
                     .remove(&(leg.call_id.clone(), leg.local_tag.clone()));

@@ -48,6 +48,7 @@ mod restore;
 mod retransmission;
 mod routing;
 mod session_timer;
+mod shared_limits;
 mod srtp;
 mod t38;
 mod teardown;

@@ -80,6 +80,8 @@ pub struct Sbc {
     stopping: bool,
     /// Graceful drain ([`Sbc::drain`]).
     drain: drain::Drain,
+    /// Trunk health as the shard running the checks reported it ([`Sbc::apply_health`]).
+    remote_health: Vec<(String, Health)>,
 }
 
 impl Sbc {
@@ -103,6 +105,7 @@ impl Sbc {
             active_bans: 0,
             stopping: false,
             drain: drain::Drain::default(),
+            remote_health: Vec::new(),
         };
         sbc.apply_trunks(now);
         sbc.flush();
@@ -365,6 +368,34 @@ impl Sbc {
         self.b2bua.snapshots(now, media)
     }
 
+    /// Counts calls together with the other signaling shards' cores given the same `shared`
+    /// (a trunk's and the SBC's `max_calls` hold for all of them).
+    pub fn share_calls(&mut self, shared: crate::b2bua::SharedCalls) {
+        self.b2bua.share_calls(shared);
+    }
+
+    /// Bans `ip` on `side` because another signaling shard did (see
+    /// [`SourceGuard::ban`](crate::protect::SourceGuard::ban)); no event.
+    pub fn ban(&mut self, now: Instant, side: crate::net::Side, ip: IpAddr) {
+        self.guard.ban(now, side, ip);
+    }
+
+    /// The OPTIONS health of `trunk` as the shard that runs the checks saw it (a core
+    /// configured without health checks of its own): new calls skip the trunk while it is
+    /// down, here too.
+    pub fn apply_health(&mut self, now: Instant, trunk: &str, state: Health) {
+        match self.remote_health.iter_mut().find(|(t, _)| t == trunk) {
+            Some(entry) => entry.1 = state,
+            None => self.remote_health.push((trunk.to_owned(), state)),
+        }
+        // Up again: usable (trunks given by name are re-checked for addresses below).
+        if let Some(i) = self.trunks.names().position(|n| n == trunk) {
+            self.b2bua.set_trunk_usable(i, state.usable());
+        }
+        self.apply_trunks(now);
+        self.flush();
+    }
+
     /// Lifts the bans of `ip` on both sides; false if it was not banned.
     pub fn unban(&mut self, ip: IpAddr) -> bool {
         let sides = self.guard.unban(ip);
@@ -504,6 +535,14 @@ impl Sbc {
             &mut self.checks,
             &mut self.b2bua,
         );
+        // Unresolved trunks stay unusable; a remote verdict can only take a trunk down.
+        for (trunk, state) in &self.remote_health {
+            if !state.usable()
+                && let Some(i) = self.trunks.names().position(|n| n == trunk)
+            {
+                self.b2bua.set_trunk_usable(i, false);
+            }
+        }
         self.events.push_back(Event::AclChanged);
     }
 

@@ -91,12 +91,17 @@ pub(super) fn carrier() -> Peer {
 
 impl Sim {
     pub(super) fn new() -> Self {
+        Self::with_rng(Rng::from_test_seed(7))
+    }
+
+    /// A simulation whose B2BUA draws its identifiers from `rng` (a shard's generator).
+    pub(super) fn with_rng(rng: Rng) -> Self {
         #[allow(
             clippy::disallowed_methods,
             reason = "test origin only; time is simulated"
         )]
         let t0 = Instant::now();
-        let mut sbc = B2bua::new(config(), Rng::from_test_seed(7));
+        let mut sbc = B2bua::new(config(), rng);
         // The simulations check the state reports too (`restore.rs` tests).
         sbc.report_call_state(true);
         Self {

@@ -170,3 +170,49 @@ fn a_seeded_generator_is_reproducible_and_forks_are_independent() {
     let mut k2 = Rng::from_seed([8; 32]);
     assert_ne!(k1.next_u64(), k2.next_u64());
 }
+
+#[test]
+fn every_message_of_a_sharded_call_routes_back_to_its_shard() {
+    use crate::shard::{ShardId, route};
+    let shard = ShardId::new(5);
+    let mut sim = Sim::with_rng(Rng::from_test_seed(7).for_shard(shard));
+    let invite = establish_outbound(&mut sim);
+    // What the carrier sees carries the label in front of 16 random hex digits.
+    for t in tokens(&invite) {
+        let random = t
+            .strip_prefix("s5-")
+            .unwrap_or_else(|| panic!("unlabelled {t}"));
+        parse_token(random);
+    }
+    // The carrier's answers (our branch) and its in-dialog requests (our tag in To).
+    let ok = carrier_response(&invite, 200, "OK", Some("ctag1"), None);
+    let ok =
+        Message::parse(Bytes::from(ok.replace('\n', "\r\n")), &Limits::default()).expect("parses");
+    assert_eq!(route(&ok, 8), shard);
+    let our_outside_tag = invite.from().tag().unwrap_or_default().to_owned();
+    let bye = format!(
+        "BYE sip:sbc@203.0.113.1:5080 SIP/2.0
+Via: SIP/2.0/UDP 198.51.100.20:5060;branch=z9hG4bKcarbye
+Max-Forwards: 70
+From: <sip:15551234567@198.51.100.7>;tag=ctag1
+To: <sip:100@203.0.113.1>;tag={our_outside_tag}
+Call-ID: {}
+CSeq: 5 BYE
+Content-Length: 0
+
+",
+        invite.call_id()
+    );
+    let bye =
+        Message::parse(Bytes::from(bye.replace('\n', "\r\n")), &Limits::default()).expect("parses");
+    assert_eq!(route(&bye, 8), shard);
+    // The PBX's in-dialog requests carry the caller leg's tag, minted by the shard too.
+    let inside_tag = sim
+        .sbc
+        .calls
+        .values()
+        .next()
+        .map(|c| c.leg(Side::Inside).local_tag.clone())
+        .unwrap_or_default();
+    assert!(inside_tag.starts_with("s5-"), "{inside_tag}");
+}

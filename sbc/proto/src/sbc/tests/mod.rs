@@ -9,6 +9,7 @@ mod drain;
 mod flood;
 mod reconfigure;
 mod registration_lease;
+mod shards;
 mod user_agent;
 
 use std::{
