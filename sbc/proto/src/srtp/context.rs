@@ -71,6 +71,29 @@ impl SrtpContext {
         }
     }
 
+    /// The context of a new master key (a re-key by a later offer/answer) that goes on from
+    /// this one's packet indices. RFC 3711 §3.3.1: after a re-keying "the rollover counter
+    /// always maintains its sequence of values, i.e., it MUST NOT be reset to zero"; the
+    /// sender keeps counting its sequence numbers, so a receiver that started again at ROC 0
+    /// would reject every packet once the stream had wrapped (and a sender that did would
+    /// be rejected by such a receiver). So every known SSRC keeps its ROC and highest
+    /// sequence number, and the SRTCP index also goes on. An SSRC first seen under the new
+    /// key still starts at ROC 0 (a new SSRC is a new stream, §3.3.1). The replay lists
+    /// start empty: they record indices authenticated under the old key, whose packets no
+    /// longer authenticate anyway.
+    pub fn rekeyed(&self, suite: Suite, master: &MasterKey, lifetime: Option<u64>) -> Self {
+        let mut next = Self::new(suite, master, lifetime);
+        next.clock = self.clock;
+        for (to, from) in next.ssrcs.iter_mut().zip(&self.ssrcs) {
+            *to = from.map(|s| SsrcState {
+                rtp_replay: ReplayWindow::default(),
+                rtcp_replay: ReplayWindow::default(),
+                ..s
+            });
+        }
+        next
+    }
+
     /// A context from session keys directly (RFC test vectors).
     #[cfg(test)]
     pub(crate) fn from_transforms(suite: Suite, rtp: Transform, rtcp: Transform) -> Self {
