@@ -289,4 +289,36 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{suite}: new SSRC at ROC 0: {e}"));
         }
     }
+
+    /// A sender that restarts its index with its new key (ROC 0 while its sequence numbers
+    /// go on past a wrap) is still heard after the re-key, and its restarted index then
+    /// sticks (its next packets and its own later wrap); a replay of its packet is refused.
+    #[test]
+    fn rekey_hears_a_sender_that_restarts_its_index() {
+        let suite = Suite::AesCm128HmacSha1_80;
+        let (old, new) = (keys(7, suite), keys(8, suite));
+        let mut s = StreamSrtp::default();
+        s.set(Leg::Outside, Some(&old));
+        let mut peer = context(&old.rx);
+        for seq in [65_535, 0, 1] {
+            let (mut b, n) = rtp(seq);
+            let n = peer.protect_rtp(&mut b, n).expect("protect");
+            s.inbound(Leg::Outside, false, &mut b, n).expect("old key");
+        }
+        s.set(Leg::Outside, Some(&new));
+        // The peer's new context: ROC 0 from sequence 2 on, wrapping again later.
+        let mut peer = context(&new.rx);
+        for seq in [2, 3, 65_535, 0] {
+            let (mut b, n) = rtp(seq);
+            let n = peer.protect_rtp(&mut b, n).expect("protect");
+            let packet = b;
+            s.inbound(Leg::Outside, false, &mut b, n)
+                .unwrap_or_else(|e| panic!("restarted sender, seq {seq}: {e}"));
+            let mut again = packet;
+            assert_eq!(
+                s.inbound(Leg::Outside, false, &mut again, n),
+                Err(SrtpError::Replayed)
+            );
+        }
+    }
 }
