@@ -279,6 +279,22 @@ fn flush(sbc: &mut Sbc, w: &Wiring, tracker: &mut CallTracker, now: Instant) {
                     state.offer(crate::state::Write::Delete(key));
                 }
             }
+            // The relay sends the digit (converted SIP INFO); counted by the relay.
+            Event::Call(sbc_proto::b2bua::Event::GenerateDtmf {
+                session,
+                stream,
+                payload_type,
+                toward,
+                digit,
+                duration_ms,
+            }) => {
+                let leg = match toward {
+                    sbc_proto::net::Side::Inside => sbc_proto::media::Leg::Inside,
+                    sbc_proto::net::Side::Outside => sbc_proto::media::Leg::Outside,
+                };
+                w.media
+                    .generate_dtmf(session, stream, leg, payload_type, digit, duration_ms);
+            }
             Event::Call(sbc_proto::b2bua::Event::CallRecord(r)) => {
                 w.cdr
                     .record(&r, r.trunk.map(|t| sbc.trunk_name(Some(t)).to_owned()));

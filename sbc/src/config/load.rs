@@ -471,6 +471,18 @@ proxy = "127.0.0.1:5090"
     }
 
     #[test]
+    fn dtmf_queue_is_read_and_bounded() {
+        let ok = parse(&format!("{MINIMAL}\n[media]\ndtmf_queue = 3\n")).expect("valid");
+        assert_eq!(ok.media.dtmf_queue, 3);
+        for bad in ["0", "257"] {
+            let text = format!("{MINIMAL}\n[media]\ndtmf_queue = {bad}\n");
+            let problems = parse(&text).expect_err("out of range");
+            let paths: Vec<_> = problems.iter().map(|p| (p.path.as_str(), p.line)).collect();
+            assert_eq!(paths, [("media.dtmf_queue", Some(19))], "{problems:#?}");
+        }
+    }
+
+    #[test]
     fn missing_and_unknown_sections() {
         let problems = parse("[bogus]\nx = 1\n").expect_err("empty");
         let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();

@@ -870,6 +870,9 @@ pub struct Media {
     pub relatch_window_ms: u64,
     /// Most `m=` lines accepted in one offer; more gets 488.
     pub max_streams: usize,
+    /// Most DTMF digits waiting per stream and leg for the relay to generate them as RFC
+    /// 4733 events (SIP INFO converted); more are refused and counted.
+    pub dtmf_queue: usize,
 }
 
 impl Default for Media {
@@ -884,6 +887,7 @@ impl Default for Media {
             strict_source: true,
             relatch_window_ms: 2_000,
             max_streams: 4,
+            dtmf_queue: 16,
         }
     }
 }

@@ -181,7 +181,7 @@ impl B2bua {
             state: CallState::Confirmed,
             media: session,
             // The INVITE transactions ended with the previous process.
-            initial_server: TxId::DETACHED,
+            initial_server: None,
             initial_client: None,
             provisional_seen: true,
             cancel_pending: false,
@@ -198,6 +198,7 @@ impl B2bua {
             next_trunks: Vec::new(),
             server: if trunk.is_some() { snap.server } else { 0 },
             offer: None,
+            relays: Vec::new(),
             redirects: redirect::Tried::default(),
             forks: fork::Forks::default(),
             srtp: srtp_policy::CallSrtp::default(),

@@ -104,7 +104,9 @@ impl B2bua {
             let key = c.initial_server;
             c.canceled = true;
             let provisional = c.provisional_seen;
-            self.final_on_server(now, key, Refusal::RequestTerminated);
+            if let Some(key) = key {
+                self.final_on_server(now, key, Refusal::RequestTerminated);
+            }
             if provisional {
                 self.cancel_client(now, call, media);
             } else if let Some(c) = self.calls.get_mut(&call) {
@@ -159,9 +161,21 @@ impl B2bua {
 
     pub(super) fn drain_media(&mut self, now: Instant, media: &mut dyn MediaControl) {
         while let Some(ev) = media.poll_event() {
-            let MediaEvent::Timeout(s) = ev;
-            if let Some(call) = self.sessions.get(&s).copied() {
-                self.terminate(now, call, EndReason::MediaTimeout, media);
+            match ev {
+                MediaEvent::Timeout(s) => {
+                    if let Some(call) = self.sessions.get(&s).copied() {
+                        self.terminate(now, call, EndReason::MediaTimeout, media);
+                    }
+                }
+                MediaEvent::Dtmf {
+                    session,
+                    leg,
+                    digit,
+                    duration_ms,
+                } => {
+                    let from = super::sdp::side(leg);
+                    self.dtmf_detected(now, session, from, digit, duration_ms, media);
+                }
             }
         }
     }

@@ -41,6 +41,7 @@
 pub mod activity;
 pub mod command;
 pub mod crypto;
+pub mod dtmf;
 pub mod fast_path;
 pub mod latch;
 pub mod payload;
@@ -293,6 +294,19 @@ pub enum MediaEvent {
     /// No media in either direction for the configured time (the hold value while on hold):
     /// end the call (BYE both legs), then [`MediaControl::release`] it.
     Timeout(SessionId),
+    /// A DTMF digit ended in the telephone-events `leg` sent on a stream whose DTMF the relay
+    /// terminates (`dtmf.rs`): the call layer sends it as SIP INFO to the other side
+    /// (`B2bua::dtmf_detected`). `Digit`'s `Debug` hides the value.
+    Dtmf {
+        /// The session.
+        session: SessionId,
+        /// The leg the events came from.
+        leg: Leg,
+        /// The digit.
+        digit: crate::dtmf::Digit,
+        /// Its duration in milliseconds.
+        duration_ms: u32,
+    },
 }
 
 /// The four verbs the call layer uses, plus the event drain. See the module docs for the order.
@@ -391,6 +405,24 @@ pub trait MediaControl {
         ))
     }
 
+    /// The legs whose DTMF the relay terminates, per stream (by `m=` index), set after every
+    /// answer (`dtmf.rs`: generated toward them, detected from them). A relay that cannot
+    /// accepts only streams that terminate none.
+    fn set_dtmf(
+        &mut self,
+        session: SessionId,
+        dtmf: &[dtmf::StreamDtmf],
+    ) -> Result<(), MediaError> {
+        let _ = session;
+        if dtmf.iter().all(dtmf::StreamDtmf::is_none) {
+            Ok(())
+        } else {
+            Err(MediaError::Unavailable(
+                "no DTMF interworking in this relay".into(),
+            ))
+        }
+    }
+
     /// The payload-type rewrites of the session's streams (by `m=` index), set after every
     /// answer (`payload.rs`). A relay that cannot rewrite accepts only identity maps.
     fn set_payload_maps(
@@ -445,6 +477,8 @@ pub struct FakeSession {
     pub crypto: [Vec<Option<crate::srtp::StreamKeys>>; 2],
     /// Payload-type rewrites as last set, per stream.
     pub payload_maps: Vec<StreamPayloadMaps>,
+    /// DTMF termination as last set, per stream.
+    pub dtmf: Vec<dtmf::StreamDtmf>,
     /// Streams per leg (`[inside, outside]`) last marked as awaiting SRTP keys.
     pub expected: [Vec<bool>; 2],
 }
@@ -557,6 +591,7 @@ impl MediaControl for FakeMedia {
                 crypto: [Vec::new(), Vec::new()],
                 expected: [Vec::new(), Vec::new()],
                 payload_maps: Vec::new(),
+                dtmf: Vec::new(),
             },
         );
         // New sessions after the restart never reuse a restored id.
@@ -574,6 +609,19 @@ impl MediaControl for FakeMedia {
             .get_mut(&session)
             .ok_or(MediaError::UnknownSession(session))?;
         s.payload_maps = maps.to_vec();
+        Ok(())
+    }
+
+    fn set_dtmf(
+        &mut self,
+        session: SessionId,
+        dtmf: &[dtmf::StreamDtmf],
+    ) -> Result<(), MediaError> {
+        let s = self
+            .sessions
+            .get_mut(&session)
+            .ok_or(MediaError::UnknownSession(session))?;
+        s.dtmf = dtmf.to_vec();
         Ok(())
     }
 

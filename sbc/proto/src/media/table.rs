@@ -39,12 +39,14 @@ use super::{
 use crate::b2bua::Rng;
 
 mod adopt;
+mod dtmf;
 mod feedback;
 mod packet;
 mod restore;
 mod session;
 mod timers;
 
+pub use dtmf::Generated;
 pub use packet::{Arrival, PacketAction, PacketDrop, RelayPort, SRTP_DROP_LABELS};
 pub use session::{Session, Stream};
 
@@ -128,6 +130,11 @@ impl MediaTable {
     /// The next command for the runtime.
     pub fn poll_command(&mut self) -> Option<MediaCommand> {
         self.commands.pop_front()
+    }
+
+    /// Whether events are waiting for the call layer.
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
     }
 
     /// Whether commands are waiting.
@@ -393,6 +400,7 @@ impl MediaTable {
                 xdp_packets: 0,
                 srtp: StreamSrtp::default(),
                 payload: crate::media::StreamPayloadMaps::default(),
+                dtmf: Default::default(),
                 bind_attempts: [0; 2],
             });
         }
@@ -425,6 +433,7 @@ impl MediaTable {
             xdp_packets: 0,
             srtp: StreamSrtp::default(),
             payload: crate::media::StreamPayloadMaps::default(),
+            dtmf: Default::default(),
             bind_attempts: [0; 2],
         })
     }
@@ -619,8 +628,8 @@ impl MediaTable {
             return;
         };
         // Encrypted streams stay in userspace: XDP cannot run AES; nor can it rewrite payload
-        // types (no per-mapping table in the program).
-        let want = if st.srtp.active() || !st.payload.is_identity() {
+        // types (no per-mapping table in the program), nor inject or consume DTMF events.
+        let want = if st.srtp.active() || !st.payload.is_identity() || st.dtmf.active() {
             None
         } else {
             fast_path::desired(&self.settings, st.ports(), &st.peers, now)
@@ -650,6 +659,14 @@ impl MediaTable {
             st.installed.push(m);
         }
     }
+}
+
+/// Queues an event for the call layer; the oldest goes when it does not drain them.
+fn push_event(events: &mut VecDeque<MediaEvent>, event: MediaEvent) {
+    if events.len() >= MAX_EVENTS {
+        events.pop_front();
+    }
+    events.push_back(event);
 }
 
 fn family(desc: &StreamDesc) -> &'static str {

@@ -81,6 +81,7 @@ impl MediaTable {
             xdp_packets: 0,
             srtp: StreamSrtp::default(),
             payload: crate::media::StreamPayloadMaps::default(),
+            dtmf: Default::default(),
             bind_attempts: [0; 2],
         };
         let id = SessionId(self.next_id);

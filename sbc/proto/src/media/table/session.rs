@@ -36,6 +36,8 @@ pub struct Stream {
     pub srtp: StreamSrtp,
     /// Payload-type rewrites per direction (`payload.rs`, [`MediaTable::set_payload_maps`]).
     pub payload: crate::media::StreamPayloadMaps,
+    /// DTMF the relay generates and detects on this stream (`media/dtmf.rs`).
+    pub dtmf: crate::media::dtmf::StreamDtmfState,
     pub(super) bind_attempts: [u8; 2],
 }
 
