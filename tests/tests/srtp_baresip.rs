@@ -704,7 +704,8 @@ fn answer_crypto(msg: &str) -> (Crypto, u16) {
 
 /// Issue scenario 5: the carrier re-INVITEs with a new key after its sequence numbers have
 /// wrapped (ROC 1 under the old key). The SBC makes a new context for what the carrier sends
-/// (the new key's index starts afresh, as the carrier's new context does), keeps its own key
+/// (it continues the ROC, RFC 3711 §3.3.1, and hears this carrier, whose new context restarts
+/// its index, through the ROC 0 retry of `SrtpContext::rekeyed`), keeps its own key
 /// and context toward the carrier (answered again in the 200), and the PBX's phone keeps
 /// hearing the carrier's tone after the re-key; no packet fails authentication but the few
 /// sent at the switch.

@@ -150,6 +150,7 @@ pub fn media(root: &Path, quick: bool, srtp_only: bool) -> Result<()> {
     std::fs::create_dir_all(&work)?;
     let result = run_all(root, &sbc, &work, reps, quick, srtp_only);
     let _ = std::fs::remove_dir_all(&work);
+    let _ = std::fs::remove_file(rtpengine_pidfile());
     result
 }
 
@@ -668,6 +669,11 @@ listen = "127.0.0.1:8080"
     t
 }
 
+/// Where rtpengine writes its pidfile (one per benchmark run; `media` removes it at the end).
+fn rtpengine_pidfile() -> PathBuf {
+    std::env::temp_dir().join(format!("sbc-bench-rtpengine-{}.pid", std::process::id()))
+}
+
 /// Starts rtpengine (userspace, one thread, pinned to the forwarding CPU) in the lab's SBC
 /// namespace and waits until it answers ng pings; the guard stops it, the socket talks ng.
 pub(crate) fn start_rtpengine(lab: &Lab) -> Result<(ChildGuard, UdpSocket)> {
@@ -690,12 +696,7 @@ pub(crate) fn start_rtpengine(lab: &Lab) -> Result<(ChildGuard, UdpSocket)> {
         ])
         // rtpengine writes a pidfile; keep it out of the repository (it used to land at the
         // root as `none`).
-        .arg(format!(
-            "--pidfile={}",
-            std::env::temp_dir()
-                .join(format!("sbc-bench-rtpengine-{}.pid", std::process::id()))
-                .display()
-        ))
+        .arg(format!("--pidfile={}", rtpengine_pidfile().display()))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

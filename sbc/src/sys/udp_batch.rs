@@ -40,6 +40,10 @@ pub struct Datagram {
 pub struct Batch {
     /// The datagrams; the first `n` of the last [`recv`] are valid.
     pub packets: Box<[Datagram; BATCH]>,
+    /// Whether the last [`recv`] emptied the socket's queue (it returned fewer datagrams
+    /// than asked for, truncated ones included): the caller need not ask again until the
+    /// socket is readable anew.
+    pub drained: bool,
 }
 
 impl Default for Batch {
@@ -53,6 +57,7 @@ impl Default for Batch {
         };
         Self {
             packets: Box::new([blank; BATCH]),
+            drained: false,
         }
     }
 }
@@ -63,8 +68,8 @@ fn zeroed_storage() -> libc::sockaddr_storage {
 }
 
 /// Receives up to [`BATCH`] datagrams from the non-blocking socket `fd` into `batch`; returns
-/// how many (an error of kind `WouldBlock` when none is queued). Truncated datagrams are
-/// skipped.
+/// how many (an error of kind `WouldBlock` when none is queued) and sets
+/// [`Batch::drained`]. Truncated datagrams are skipped.
 pub fn recv(fd: RawFd, batch: &mut Batch) -> io::Result<usize> {
     let mut names = [zeroed_storage(); BATCH];
     let mut iovs: [libc::iovec; BATCH] = std::array::from_fn(|_| libc::iovec {
@@ -96,6 +101,8 @@ pub fn recv(fd: RawFd, batch: &mut Batch) -> io::Result<usize> {
         return Err(io::Error::last_os_error());
     }
     let n = usize::try_from(n).unwrap_or(0);
+    // Non-blocking, recvmmsg returns what is queued, up to the batch.
+    batch.drained = n < BATCH;
     let mut kept = 0;
     for (i, (msg, name)) in msgs.iter().zip(&names).enumerate().take(n) {
         let truncated = msg.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
@@ -256,6 +263,11 @@ mod tests {
             assert_eq!(sent, BATCH);
             let n = recv(rx.as_raw_fd(), &mut batch).expect("recv");
             assert_eq!(n, BATCH);
+            assert!(!batch.drained, "a full batch may leave more queued");
+            let sent = send(tx.as_raw_fd(), out.packets.iter().take(3)).expect("send");
+            assert_eq!(sent, 3);
+            assert_eq!(recv(rx.as_raw_fd(), &mut batch).expect("recv"), 3);
+            assert!(batch.drained, "a short batch emptied the queue");
             for (i, p) in batch.packets.iter().enumerate() {
                 assert_eq!((p.len, usize::from(p.buf[0])), (100 + i, i));
                 assert_eq!(p.src, tx.local_addr().expect("addr"));

@@ -30,6 +30,10 @@ fn context(spec: &KeySpec) -> SrtpContext {
     SrtpContext::new(spec.suite, &spec.key, spec.lifetime)
 }
 
+fn rekeyed(old: &SrtpContext, spec: &KeySpec) -> SrtpContext {
+    old.rekeyed(spec.suite, &spec.key, spec.lifetime)
+}
+
 /// The SRTP state of one stream: per leg, `None` for plain RTP; a leg may also await its keys
 /// (SRTP offered or accepted, answer not yet through), during which the stream relays nothing.
 #[derive(Debug, Default)]
@@ -40,7 +44,9 @@ pub struct StreamSrtp {
 
 impl StreamSrtp {
     /// Sets `leg`'s keys. The same keys keep their contexts (ROC, replay list, SRTCP index);
-    /// a new key in either direction gets a new context for that direction (re-key).
+    /// a new key in either direction gets a new context for that direction (re-key), which
+    /// keeps each SSRC's rollover counter and sequence (RFC 3711 §3.3.1: never reset by a
+    /// re-key; [`SrtpContext::rekeyed`]).
     pub fn set(&mut self, leg: Leg, keys: Option<&StreamKeys>) {
         self.pending[leg_idx(leg)] = false;
         let slot = &mut self.legs[leg_idx(leg)];
@@ -48,10 +54,10 @@ impl StreamSrtp {
             (_, None) => *slot = None,
             (Some(cur), Some(k)) => {
                 if cur.keys.rx != k.rx {
-                    cur.rx = context(&k.rx);
+                    cur.rx = rekeyed(&cur.rx, &k.rx);
                 }
                 if cur.keys.tx != k.tx {
-                    cur.tx = context(&k.tx);
+                    cur.tx = rekeyed(&cur.tx, &k.tx);
                 }
                 cur.keys = k.clone();
             }
@@ -139,7 +145,10 @@ mod tests {
     use super::*;
     use crate::{
         b2bua::Rng,
-        srtp::{MasterKey, Suite},
+        srtp::{
+            MasterKey, Suite,
+            cipher::{Kind, Transform},
+        },
     };
 
     fn keys(seed: u64, suite: Suite) -> StreamKeys {
@@ -225,5 +234,91 @@ mod tests {
         );
         s.set(Leg::Outside, None);
         assert!(!s.active());
+    }
+
+    fn rtp_from(ssrc: u32, seq: u16) -> ([u8; 64], usize) {
+        let (mut b, n) = rtp(seq);
+        b[8..12].copy_from_slice(&ssrc.to_be_bytes());
+        (b, n)
+    }
+
+    /// A re-key while the SSRC goes on keeps the rollover counter in both directions (RFC
+    /// 3711 §3.3.1: never reset by a re-key): after the sequence wrapped under the old key,
+    /// the first packets under the new one carry ROC 1. The expected packets are built with
+    /// the bare transforms at an explicit ROC, so the check does not depend on the context
+    /// code under test. A new SSRC after the re-key still starts at ROC 0.
+    #[test]
+    fn rekey_keeps_the_rollover_counter_of_a_continuing_ssrc() {
+        for suite in [Suite::AesCm128HmacSha1_80, Suite::AeadAes128Gcm] {
+            let (old, new) = (keys(5, suite), keys(6, suite));
+            let mut s = StreamSrtp::default();
+            s.set(Leg::Outside, Some(&old));
+            let (mut peer_tx, mut peer_rx) = (context(&old.rx), context(&old.tx));
+            // Both directions wrap from 65,534 to 1 under the old key (ROC 0 → 1).
+            for seq in [65_534, 65_535, 0, 1] {
+                let (mut b, n) = rtp(seq);
+                let n = peer_tx.protect_rtp(&mut b, n).expect("protect");
+                let n = s.inbound(Leg::Outside, false, &mut b, n).expect("old key");
+                let n = s.outbound(Leg::Outside, false, &mut b, n).expect("protect");
+                peer_rx
+                    .unprotect_rtp(&mut b[..n])
+                    .expect("old key, our side");
+            }
+            s.set(Leg::Outside, Some(&new));
+            let to_us = Transform::derive(suite, &new.rx.key, Kind::Rtp);
+            let to_peer = Transform::derive(suite, &new.tx.key, Kind::Rtp);
+            // The peer goes on with sequence 2 at ROC 1 under its new key.
+            let (mut b, n) = rtp(2);
+            let n = to_us.protect_rtp(&mut b, 12, n, 7, 1, 2).expect("protect");
+            let n = s
+                .inbound(Leg::Outside, false, &mut b, n)
+                .unwrap_or_else(|e| panic!("{suite}: ROC 1 after the re-key: {e}"));
+            assert_eq!(b[12..n], [0x55; 20]);
+            // What we send it under our new key carries ROC 1 as well.
+            let n = s.outbound(Leg::Outside, false, &mut b, n).expect("protect");
+            let m = to_peer
+                .unprotect_rtp(&mut b[..n], 12, 7, 1, 2)
+                .unwrap_or_else(|e| panic!("{suite}: we sent ROC 1 after the re-key: {e}"));
+            assert_eq!(b[12..m], [0x55; 20]);
+            // A new SSRC under the new key is a new stream: ROC 0.
+            let (mut b, n) = rtp_from(9, 100);
+            let n = to_us
+                .protect_rtp(&mut b, 12, n, 9, 0, 100)
+                .expect("protect");
+            s.inbound(Leg::Outside, false, &mut b, n)
+                .unwrap_or_else(|e| panic!("{suite}: new SSRC at ROC 0: {e}"));
+        }
+    }
+
+    /// A sender that restarts its index with its new key (ROC 0 while its sequence numbers
+    /// go on past a wrap) is still heard after the re-key, and its restarted index then
+    /// sticks (its next packets and its own later wrap); a replay of its packet is refused.
+    #[test]
+    fn rekey_hears_a_sender_that_restarts_its_index() {
+        let suite = Suite::AesCm128HmacSha1_80;
+        let (old, new) = (keys(7, suite), keys(8, suite));
+        let mut s = StreamSrtp::default();
+        s.set(Leg::Outside, Some(&old));
+        let mut peer = context(&old.rx);
+        for seq in [65_535, 0, 1] {
+            let (mut b, n) = rtp(seq);
+            let n = peer.protect_rtp(&mut b, n).expect("protect");
+            s.inbound(Leg::Outside, false, &mut b, n).expect("old key");
+        }
+        s.set(Leg::Outside, Some(&new));
+        // The peer's new context: ROC 0 from sequence 2 on, wrapping again later.
+        let mut peer = context(&new.rx);
+        for seq in [2, 3, 65_535, 0] {
+            let (mut b, n) = rtp(seq);
+            let n = peer.protect_rtp(&mut b, n).expect("protect");
+            let packet = b;
+            s.inbound(Leg::Outside, false, &mut b, n)
+                .unwrap_or_else(|e| panic!("restarted sender, seq {seq}: {e}"));
+            let mut again = packet;
+            assert_eq!(
+                s.inbound(Leg::Outside, false, &mut again, n),
+                Err(SrtpError::Replayed)
+            );
+        }
     }
 }

@@ -30,6 +30,9 @@ struct SsrcState {
     /// SRTCP: the next index to send.
     rtcp_next: u32,
     rtcp_replay: ReplayWindow,
+    /// The RTP state came from the previous key ([`SrtpContext::rekeyed`]) and no packet has
+    /// authenticated under this key yet.
+    inherited: bool,
 }
 
 impl SsrcState {
@@ -41,6 +44,7 @@ impl SsrcState {
             rtp_replay: ReplayWindow::default(),
             rtcp_next: 0,
             rtcp_replay: ReplayWindow::default(),
+            inherited: false,
         }
     }
 }
@@ -69,6 +73,35 @@ impl SrtpContext {
             clock: 0,
             remaining: lifetime.unwrap_or(u64::MAX).min(suite.max_lifetime()),
         }
+    }
+
+    /// The context of a new master key (a re-key by a later offer/answer) that goes on from
+    /// this one's packet indices. RFC 3711 §3.3.1: after a re-keying "the rollover counter
+    /// always maintains its sequence of values, i.e., it MUST NOT be reset to zero"; the
+    /// sender keeps counting its sequence numbers, so a receiver that started again at ROC 0
+    /// would reject every packet once the stream had wrapped (and a sender that did would
+    /// be rejected by such a receiver). So every known SSRC keeps its ROC and highest
+    /// sequence number, and the SRTCP index also goes on. An SSRC first seen under the new
+    /// key still starts at ROC 0 (a new SSRC is a new stream, §3.3.1). The replay lists
+    /// start empty: they record indices authenticated under the old key, whose packets no
+    /// longer authenticate anyway.
+    ///
+    /// Some senders do restart their index with a new key (a new context per key, ROC 0
+    /// while the sequence numbers go on). Until the first packet of an SSRC authenticates
+    /// under the new key, unprotect also tries ROC 0 when the continued ROC fails, and keeps
+    /// whichever authenticated: the RFC's sender and such a sender both keep being heard.
+    pub fn rekeyed(&self, suite: Suite, master: &MasterKey, lifetime: Option<u64>) -> Self {
+        let mut next = Self::new(suite, master, lifetime);
+        next.clock = self.clock;
+        for (to, from) in next.ssrcs.iter_mut().zip(&self.ssrcs) {
+            *to = from.map(|s| SsrcState {
+                rtp_replay: ReplayWindow::default(),
+                rtcp_replay: ReplayWindow::default(),
+                inherited: s.rtp.is_some(),
+                ..s
+            });
+        }
+        next
     }
 
     /// A context from session keys directly (RFC test vectors).
@@ -135,10 +168,7 @@ impl SrtpContext {
         let body = buf.len().checked_sub(tag).ok_or(SrtpError::Malformed)?;
         let hdr = RtpHeader::parse(&buf[..body])?;
         let known = self.find(hdr.ssrc).copied();
-        let (roc, state) = match known.and_then(|s| s.rtp) {
-            Some(s) => (s.estimate(hdr.seq), s),
-            None => (0, RolloverState::first(hdr.seq)),
-        };
+        let roc = known.and_then(|s| s.rtp).map_or(0, |s| s.estimate(hdr.seq));
         let i = index(roc, hdr.seq);
         if let Some(k) = known {
             k.rtp_replay.check(i)?;
@@ -146,16 +176,29 @@ impl SrtpContext {
         if self.remaining == 0 {
             return Err(SrtpError::KeyExhausted);
         }
-        let len = self
-            .rtp
-            .unprotect_rtp(buf, hdr.len, hdr.ssrc, roc, hdr.seq)?;
+        let (len, roc, restarted) =
+            match self.rtp.unprotect_rtp(buf, hdr.len, hdr.ssrc, roc, hdr.seq) {
+                Ok(len) => (len, roc, false),
+                // A sender that restarted its index with the new key (see `rekeyed`). A failed
+                // check leaves the buffer as it was, so the second one sees the same packet.
+                Err(SrtpError::AuthFailed) if roc != 0 && known.is_some_and(|k| k.inherited) => {
+                    let len = self.rtp.unprotect_rtp(buf, hdr.len, hdr.ssrc, 0, hdr.seq)?;
+                    (len, 0, true)
+                }
+                Err(e) => return Err(e),
+            };
         // Authenticated: now the packet may change state.
         self.remaining -= 1;
         let slot = self.slot(hdr.ssrc);
-        let mut state = slot.rtp.unwrap_or(state);
+        let mut state = match slot.rtp {
+            Some(s) if !restarted => s,
+            // New, or the restarted index replaces the inherited one.
+            _ => RolloverState::first(hdr.seq),
+        };
+        slot.inherited = false;
         state.accept(roc, hdr.seq);
         slot.rtp = Some(state);
-        slot.rtp_replay.accept(i);
+        slot.rtp_replay.accept(index(roc, hdr.seq));
         Ok(len)
     }
 
