@@ -870,6 +870,9 @@ pub struct Media {
     pub relatch_window_ms: u64,
     /// Most `m=` lines accepted in one offer; more gets 488.
     pub max_streams: usize,
+    /// With XDP attached, plain streams bind no socket: the XDP program latches them (by the
+    /// same policy) and relays RTP and RTCP (`docs/media.md`, "Socketless streams").
+    pub xdp_latch: bool,
 }
 
 impl Default for Media {
@@ -884,6 +887,7 @@ impl Default for Media {
             strict_source: true,
             relatch_window_ms: 2_000,
             max_streams: 4,
+            xdp_latch: true,
         }
     }
 }

@@ -82,6 +82,7 @@ impl MediaTable {
             srtp: StreamSrtp::default(),
             payload: crate::media::StreamPayloadMaps::default(),
             bind_attempts: [0; 2],
+            kernel: false,
         };
         let id = SessionId(self.next_id);
         self.next_id += 1;
