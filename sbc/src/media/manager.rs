@@ -293,6 +293,7 @@ impl Inner {
         let mut core = self.core.lock();
         for (ingress, peer) in latches {
             if core.table.handle_kernel_latch(now, *ingress, *peer) {
+                self.metrics.xdp_latches.inc();
                 tracing::debug!(relay = %ingress, %peer, "latched in XDP");
             } else {
                 // A stream released meanwhile: its mapping is gone or going.
