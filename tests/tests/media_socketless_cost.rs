@@ -45,14 +45,24 @@ fn measure(prefix: &str, socketless: bool) {
     let calls = env("SOCKETLESS_CALLS", 200);
     let rate = env("SOCKETLESS_RATE", 100);
     let hold = env("SOCKETLESS_HOLD_MS", 10_000);
-    let lab = MediaLab::start_with_sections(
+    let mut lab = MediaLab::start_with_sections(
         prefix,
         &format!(
             "xdp = \"auto\"\nxdp_latch = {socketless}\nport_min = 10000\nport_max = 59998\n\
              timeout_s = 0"
         ),
-        "[limits]\nmax_transactions = 100000\n",
+        "[limits]\nmax_transactions = 100000\nmax_calls = 60000\nmax_cps = 2000\n",
     );
+    // The lab's trunk has the default call limits (500 calls, 50/s): lift them and restart.
+    lab.kill9();
+    let text = std::fs::read_to_string(&lab.config).expect("config");
+    let text = text.replacen(
+        "proxy = \"198.18.2.2:5060\"",
+        "proxy = \"198.18.2.2:5060\"\nmax_calls = 60000\nmax_cps = 2000",
+        1,
+    );
+    std::fs::write(&lab.config, text).expect("config");
+    lab.start_sbc();
     let pid = lab.sbc.as_ref().expect("sbc").pid();
     let fds_idle = fds(pid);
     let strace_out =
