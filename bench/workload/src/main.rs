@@ -24,11 +24,9 @@ use std::{
 
 use sbc_proto::{
     b2bua::{B2bua, B2buaConfig, LocalAddr, Rng, Stats, Target, Transmit, TrunkConfig},
-    limit::CallLimits,
     media::FakeMedia,
     net::{Peer, Side, TransportKind},
     sip::{HeaderName, Limits, Message, StatusCode},
-    transaction::TimerConfig,
 };
 
 /// Calls the check runs (`cargo xtask bench check`): enough that per-call figures do not move
@@ -144,31 +142,13 @@ fn config() -> B2buaConfig {
         transport: TransportKind::Udp,
     };
     B2buaConfig {
-        timers: TimerConfig::default(),
-        inside: local(SBC_INSIDE),
-        outside: local(SBC_OUTSIDE),
-        listeners: Vec::new(),
-        pbx: target(PBX),
-        trunks: vec![TrunkConfig::new("carrier", target(CARRIER))],
-        routes: Vec::new(),
-        inbound: Vec::new(),
-        limits: CallLimits::default(),
-        retry_after_s: 5,
         user_agent: "sbc-bench".into(),
-        pass_headers: B2buaConfig::default_pass_headers(),
-        max_call_duration: None,
-        pbx_auth: None,
-        caps: sbc_proto::b2bua::Caps::default(),
-        sdp: sbc_proto::sdp::SdpPolicy {
-            own_addresses: vec![addr(SBC_INSIDE).ip(), addr(SBC_OUTSIDE).ip()],
-            ..sbc_proto::sdp::SdpPolicy::default()
-        },
-        pbx_register: sbc_proto::b2bua::RegisterPolicy::Reject,
-        max_pending_challenges: 1000,
-        pbx_srtp: sbc_proto::srtp::SrtpPolicy::default(),
-        pbx_media: sbc_proto::b2bua::MediaPolicy::default(),
-        session_timer: sbc_proto::b2bua::SessionTimerConfig::default(),
-        max_redirects: 5,
+        ..B2buaConfig::new(
+            local(SBC_INSIDE),
+            local(SBC_OUTSIDE),
+            target(PBX),
+            vec![TrunkConfig::new("carrier", target(CARRIER))],
+        )
     }
 }
 

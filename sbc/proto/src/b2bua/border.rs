@@ -90,7 +90,7 @@ impl B2bua {
         let Some(c) = self.calls.get(&call) else {
             return;
         };
-        let initial = c.initial_server == key;
+        let initial = c.initial_server == Some(key);
         let callee = caller.other();
         self.send_ack(call, callee, resp.cseq().seq, b"");
         self.final_on_server(now, key, Refusal::NotAcceptableHere);

@@ -122,8 +122,9 @@ pub(super) struct Call {
     pub(super) legs: [Leg; 2],
     pub(super) state: CallState,
     pub(super) media: Option<SessionId>,
-    /// The caller's INVITE server transaction.
-    pub(super) initial_server: TxId,
+    /// The caller's INVITE server transaction; `None` for a call restored from a snapshot,
+    /// whose INVITE transactions ended with the previous process.
+    pub(super) initial_server: Option<TxId>,
     /// Our INVITE toward the callee (None only while it is being replaced).
     pub(super) initial_client: Option<TxId>,
     pub(super) provisional_seen: bool,

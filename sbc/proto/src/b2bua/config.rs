@@ -196,6 +196,47 @@ pub struct B2buaConfig {
 }
 
 impl B2buaConfig {
+    /// A configuration with the core's defaults around the four things every deployment
+    /// names: the SBC's address on each side, the PBX and the trunks. The SBC's own addresses
+    /// are refused as SDP targets; no routes (every call tries the trunks in order), no
+    /// admission limits, no PBX authentication, REGISTER from the PBX rejected. The daemon
+    /// fills every field from its config file instead; tests, fuzzing and benchmarks start
+    /// here and change what they are about.
+    pub fn new(
+        inside: LocalAddr,
+        outside: LocalAddr,
+        pbx: Target,
+        trunks: Vec<TrunkConfig>,
+    ) -> Self {
+        Self {
+            timers: TimerConfig::default(),
+            sdp: crate::sdp::SdpPolicy {
+                own_addresses: vec![inside.addr.ip(), outside.addr.ip()],
+                ..crate::sdp::SdpPolicy::default()
+            },
+            inside,
+            outside,
+            listeners: Vec::new(),
+            pbx,
+            trunks,
+            routes: Vec::new(),
+            inbound: Vec::new(),
+            limits: CallLimits::default(),
+            retry_after_s: 5,
+            user_agent: "sbc".into(),
+            pass_headers: Self::default_pass_headers(),
+            max_call_duration: None,
+            pbx_auth: None,
+            session_timer: super::SessionTimerConfig::default(),
+            max_redirects: 5,
+            caps: super::Caps::default(),
+            pbx_register: RegisterPolicy::Reject,
+            max_pending_challenges: 1000,
+            pbx_srtp: crate::srtp::SrtpPolicy::default(),
+            pbx_media: super::MediaPolicy::default(),
+        }
+    }
+
     /// The default header allowlist: identity, privacy, diversion, reason, capabilities,
     /// Retry-After (kept on 503) and Min-Expires (mandatory on 423). `Supported`, `Require` and
     /// the session timer headers are the SBC's own on each leg (`extensions.rs`), never copied.

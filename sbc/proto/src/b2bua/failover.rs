@@ -55,7 +55,11 @@ impl B2bua {
         let (Some(from), Some(offer)) = (c.trunk, c.offer.clone()) else {
             return false;
         };
-        let Some(orig) = self.tx.server(c.initial_server).map(|e| e.request.clone()) else {
+        let Some(orig) = c
+            .initial_server
+            .and_then(|k| self.tx.server(k))
+            .map(|e| e.request.clone())
+        else {
             return false;
         };
         let mut candidates = c.next_trunks.clone();
@@ -366,7 +370,7 @@ impl B2bua {
                 };
                 c.leg_mut(side).invite_out = None;
                 let (server, canceled) = (c.initial_server, c.canceled);
-                if !canceled {
+                if !canceled && let Some(server) = server {
                     self.final_on_server(now, server, Refusal::Forbidden);
                 }
                 let reason = if canceled {
@@ -443,7 +447,7 @@ impl B2bua {
                     }
                     self.cancel_client(now, call, media);
                 }
-                if !canceled {
+                if !canceled && let Some(key) = key {
                     self.final_on_server(now, key, refusal);
                 }
                 self.finish_call(

@@ -61,7 +61,7 @@ impl B2bua {
         let initial = self
             .calls
             .get(&call_id)
-            .is_some_and(|c| c.initial_server == invite_key);
+            .is_some_and(|c| c.initial_server == Some(invite_key));
         if initial {
             if let Some(c) = self.calls.get_mut(&call_id) {
                 c.canceled = true;
@@ -378,8 +378,8 @@ impl B2bua {
             // 487, else its server transaction (no timer in Proceeding) would stay forever.
             if let Some(c) = self.calls.get(&call)
                 && c.state != CallState::Confirmed
+                && let Some(key) = c.initial_server
             {
-                let key = c.initial_server;
                 self.final_on_server(now, key, Refusal::RequestTerminated);
             }
         }

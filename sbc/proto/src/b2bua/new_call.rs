@@ -231,7 +231,7 @@ impl B2bua {
             legs,
             state: CallState::Early,
             media: session,
-            initial_server: key,
+            initial_server: Some(key),
             initial_client: None,
             provisional_seen: false,
             cancel_pending: false,

@@ -129,7 +129,9 @@ impl B2bua {
         }
         let (Some(offer), Some(orig)) = (
             c.offer.clone(),
-            self.tx.server(c.initial_server).map(|e| e.request.clone()),
+            c.initial_server
+                .and_then(|k| self.tx.server(k))
+                .map(|e| e.request.clone()),
         ) else {
             return false;
         };

@@ -181,7 +181,7 @@ impl B2bua {
             state: CallState::Confirmed,
             media: session,
             // The INVITE transactions ended with the previous process.
-            initial_server: TxId::DETACHED,
+            initial_server: None,
             initial_client: None,
             provisional_seen: true,
             cancel_pending: false,

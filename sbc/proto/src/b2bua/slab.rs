@@ -10,15 +10,6 @@ pub(super) struct Key {
     generation: u32,
 }
 
-impl Key {
-    /// A handle that finds nothing in any slab: the last slot of the last generation, which
-    /// the caps keep any slab far from reaching.
-    pub(super) const NONE: Self = Self {
-        index: u32::MAX,
-        generation: u32::MAX,
-    };
-}
-
 /// A slot holds its value boxed: a transaction is several hundred bytes, and the slot vector
 /// keeps the capacity of its largest burst (doubling), so inline values would keep up to twice
 /// the peak's transactions' worth of memory resident. Boxed, an idle slot costs 16 bytes.

@@ -104,7 +104,9 @@ impl B2bua {
             let key = c.initial_server;
             c.canceled = true;
             let provisional = c.provisional_seen;
-            self.final_on_server(now, key, Refusal::RequestTerminated);
+            if let Some(key) = key {
+                self.final_on_server(now, key, Refusal::RequestTerminated);
+            }
             if provisional {
                 self.cancel_client(now, call, media);
             } else if let Some(c) = self.calls.get_mut(&call) {

@@ -34,12 +34,6 @@ use crate::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(super) struct TxId(Key);
 
-impl TxId {
-    /// A transaction handle that refers to none (a restored call's INVITE transactions ended
-    /// with the previous process).
-    pub(super) const DETACHED: Self = Self(Key::NONE);
-}
-
 #[derive(Debug)]
 pub(super) enum STx {
     Invite(InviteServer),

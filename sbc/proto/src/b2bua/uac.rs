@@ -43,7 +43,7 @@ impl B2bua {
         };
         c.initial_client = Some(ck);
         c.leg_mut(side).invite_out = Some(ck);
-        if let Some(e) = self.tx.server_mut(c.initial_server) {
+        if let Some(e) = c.initial_server.and_then(|k| self.tx.server_mut(k)) {
             e.relay = Some(ck);
         }
     }
@@ -179,6 +179,10 @@ impl B2bua {
                 // The call is already gone (e.g. cancelled and cleaned up).
                 return;
             };
+            // A restored call has no INVITE transactions, so no response of one reaches here.
+            let Some(server_key) = c.initial_server else {
+                return;
+            };
             if (101..300).contains(&status) {
                 // The newest early dialog (forking, `fork.rs`) is the one the caller sees.
                 c.follow_dialog(side, resp);
@@ -203,7 +207,7 @@ impl B2bua {
                 .initial_client
                 .and_then(|k| self.tx.client(k))
                 .is_some_and(|e| e.request.body().is_empty());
-            (c.initial_server, c.canceled, cancel_pending, late_offer)
+            (server_key, c.canceled, cancel_pending, late_offer)
         };
         if (101..200).contains(&status) {
             if cancel_pending {

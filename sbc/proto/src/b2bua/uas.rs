@@ -425,9 +425,9 @@ impl B2bua {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        let cseq = self
-            .tx
-            .server(c.initial_server)
+        let cseq = c
+            .initial_server
+            .and_then(|k| self.tx.server(k))
             .map_or(0, |e| e.request.cseq().seq);
         let t1 = self.cfg.timers.t1;
         let reliable = c.leg(leg).peer.transport.is_reliable();

@@ -29,11 +29,9 @@ use bytes::Bytes;
 
 use crate::{
     b2bua::{B2bua, B2buaConfig, LocalAddr, Rng, Stats, Target, TrunkConfig},
-    limit::CallLimits,
     media::FakeMedia,
     net::{ConnId, Peer, Side, TransportKind},
     sip::{HeaderName, Limits, Message},
-    transaction::TimerConfig,
 };
 
 /// Most operations taken from one input (bounds the time one input can take).
@@ -60,41 +58,22 @@ fn config() -> B2buaConfig {
         addr: addr(a),
         transport: TransportKind::Udp,
     };
+    let local = |a: &str| LocalAddr {
+        addr: addr(a),
+        transport: TransportKind::Udp,
+    };
     B2buaConfig {
-        timers: TimerConfig::default(),
-        inside: LocalAddr {
-            addr: addr("10.0.0.1:5060"),
-            transport: TransportKind::Udp,
-        },
-        outside: LocalAddr {
-            addr: addr("203.0.113.1:5060"),
-            transport: TransportKind::Udp,
-        },
-        listeners: Vec::new(),
-        pbx: udp(PBX),
-        trunks: vec![
-            TrunkConfig::new("carrier", udp(CARRIER)),
-            TrunkConfig::new("carrier2", udp(CARRIER2)),
-        ],
-        routes: Vec::new(),
-        inbound: Vec::new(),
-        limits: CallLimits::default(),
-        retry_after_s: 5,
         user_agent: "sbc-fuzz".into(),
-        pass_headers: B2buaConfig::default_pass_headers(),
         max_call_duration: Some(MAX_CALL),
-        pbx_auth: None,
-        caps: crate::b2bua::Caps::default(),
-        sdp: crate::sdp::SdpPolicy {
-            own_addresses: vec![addr("10.0.0.1:0").ip(), addr("203.0.113.1:0").ip()],
-            ..crate::sdp::SdpPolicy::default()
-        },
-        pbx_register: crate::b2bua::RegisterPolicy::Reject,
-        max_pending_challenges: 1000,
-        pbx_srtp: crate::srtp::SrtpPolicy::default(),
-        pbx_media: crate::b2bua::MediaPolicy::default(),
-        session_timer: crate::b2bua::SessionTimerConfig::default(),
-        max_redirects: 5,
+        ..B2buaConfig::new(
+            local("10.0.0.1:5060"),
+            local("203.0.113.1:5060"),
+            udp(PBX),
+            vec![
+                TrunkConfig::new("carrier", udp(CARRIER)),
+                TrunkConfig::new("carrier2", udp(CARRIER2)),
+            ],
+        )
     }
 }
 

@@ -10,7 +10,7 @@ use std::{
 use bytes::Bytes;
 
 use super::*;
-use crate::{media::FakeMedia, net::TransportKind, transaction::TimerConfig};
+use crate::{media::FakeMedia, net::TransportKind};
 
 pub(super) const PBX: &str = "10.0.0.10:5070";
 pub(super) const CARRIER: &str = "198.51.100.7:5090";
@@ -37,47 +37,24 @@ pub(super) fn addr(s: &str) -> SocketAddr {
 }
 
 pub(super) fn config() -> B2buaConfig {
+    let udp = |a: &str| Target {
+        addr: addr(a),
+        transport: TransportKind::Udp,
+    };
     B2buaConfig {
-        timers: TimerConfig::default(),
-        inside: LocalAddr {
-            addr: addr("10.0.0.1:5060"),
-            transport: TransportKind::Udp,
-        },
-        outside: LocalAddr {
-            addr: addr("203.0.113.1:5080"),
-            transport: TransportKind::Udp,
-        },
-        pbx: Target {
-            addr: addr(PBX),
-            transport: TransportKind::Udp,
-        },
-        trunks: vec![TrunkConfig::new(
-            "carrier",
-            Target {
-                addr: addr(CARRIER),
+        user_agent: "sbc-test".into(),
+        ..B2buaConfig::new(
+            LocalAddr {
+                addr: addr("10.0.0.1:5060"),
                 transport: TransportKind::Udp,
             },
-        )],
-        routes: Vec::new(),
-        inbound: Vec::new(),
-        listeners: Vec::new(),
-        limits: crate::limit::CallLimits::default(),
-        retry_after_s: 5,
-        user_agent: "sbc-test".into(),
-        pass_headers: B2buaConfig::default_pass_headers(),
-        max_call_duration: None,
-        pbx_auth: None,
-        session_timer: SessionTimerConfig::default(),
-        max_redirects: 5,
-        caps: Caps::default(),
-        sdp: crate::sdp::SdpPolicy {
-            own_addresses: vec![addr("10.0.0.1:0").ip(), addr("203.0.113.1:0").ip()],
-            ..crate::sdp::SdpPolicy::default()
-        },
-        pbx_register: RegisterPolicy::Reject,
-        max_pending_challenges: 1000,
-        pbx_srtp: crate::srtp::SrtpPolicy::default(),
-        pbx_media: crate::b2bua::MediaPolicy::default(),
+            LocalAddr {
+                addr: addr("203.0.113.1:5080"),
+                transport: TransportKind::Udp,
+            },
+            udp(PBX),
+            vec![TrunkConfig::new("carrier", udp(CARRIER))],
+        )
     }
 }
 
