@@ -111,6 +111,8 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
     let (cdr, cdr_writer) = crate::cdr::CdrSink::start(&config, &metrics.registry, media.clone())?;
     let (state, state_writer, restore) =
         crate::state::start_from_config(&config, &metrics.registry).await?;
+    let pair =
+        crate::state::pair::Pair::start(&config, state.as_ref(), &signaling, &metrics.registry)?;
     // Trunk proxies given by name: resolved by their own task, applied by the signaling task.
     signaling.set_dns_trunks(crate::dns::DnsTrunks::from_config(&config));
     tokio::spawn(crate::dns::run(
@@ -168,6 +170,7 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
         admin_metrics,
         tracer,
         cdr: config.cdr.clone(),
+        pair,
     });
     let app = admin::router(state.clone());
     tracing::info!(%addr, tls = admin_tls.is_some(), "admin API listening");

@@ -85,6 +85,14 @@ pub struct MediaMetrics {
     pub xdp_mappings: IntGauge,
     /// Free relay port pairs, by side.
     pub ports_free: IntGaugeVec,
+    /// Digits handed to the relay for RFC 4733 generation (SIP INFO converted), by result:
+    /// `queued`, `queue_full` (`[media] dtmf_queue`), `not_terminated` (no telephone-event
+    /// negotiated on that stream).
+    pub dtmf_generated: IntCounterVec,
+    /// Telephone-event packets the relay terminated, by `kind`: `generated` (sent) and
+    /// `consumed` (received from an RFC 4733 leg whose digits leave as INFO, and audio held
+    /// back while a generated event plays).
+    pub dtmf_packets: IntCounterVec,
 }
 
 impl MediaMetrics {
@@ -137,6 +145,20 @@ impl MediaMetrics {
                 Opts::new("sbc_media_ports_free", "Free relay port pairs, by side."),
                 &["side"],
             )?,
+            dtmf_generated: IntCounterVec::new(
+                Opts::new(
+                    "sbc_media_dtmf_generated_total",
+                    "DTMF digits handed to the relay to send as RFC 4733 events, by result.",
+                ),
+                &["result"],
+            )?,
+            dtmf_packets: IntCounterVec::new(
+                Opts::new(
+                    "sbc_media_dtmf_packets_total",
+                    "Packets of DTMF the relay terminates: generated events sent, and packets consumed.",
+                ),
+                &["kind"],
+            )?,
         };
         registry.register(Box::new(m.user_packets.clone()))?;
         registry.register(Box::new(m.user_bytes.clone()))?;
@@ -162,6 +184,14 @@ impl MediaMetrics {
         registry.register(Box::new(m.sessions.clone()))?;
         registry.register(Box::new(m.xdp_mappings.clone()))?;
         registry.register(Box::new(m.ports_free.clone()))?;
+        registry.register(Box::new(m.dtmf_generated.clone()))?;
+        registry.register(Box::new(m.dtmf_packets.clone()))?;
+        for result in ["queued", "queue_full", "not_terminated"] {
+            m.dtmf_generated.with_label_values(&[result]);
+        }
+        for kind in ["generated", "consumed"] {
+            m.dtmf_packets.with_label_values(&[kind]);
+        }
         Ok(m)
     }
 }

@@ -72,7 +72,7 @@ pub async fn run(config: SbcConfig, mut w: Wiring) {
     let mut sbc = Sbc::new(config, crate::entropy::rng(), start);
     let mut tracker = CallTracker::default();
     w.calls.seed_trunks(sbc.trunk_names());
-    restore(&mut sbc, &mut w, start);
+    let _ = restore(&mut sbc, &mut w, start);
     flush(&mut sbc, &w, &mut tracker, start);
     observe(&sbc, &w, &mut tracker);
     let media_events = w.media.clone();
@@ -236,6 +236,14 @@ fn command(sbc: &mut Sbc, w: &mut Wiring, now: Instant, cmd: Command) {
             }
             let _ = reply.send(ended);
         }
+        Command::Restore(loaded, reply) => {
+            w.restore = *loaded;
+            let _ = reply.send(restore(sbc, w, now));
+        }
+        Command::SetRegistering(on, reply) => {
+            sbc.set_registering(now, on);
+            let _ = reply.send(());
+        }
         Command::Status(reply) => {
             let state = sbc.drain_state();
             let _ = reply.send(StatusView {
@@ -279,6 +287,22 @@ fn flush(sbc: &mut Sbc, w: &Wiring, tracker: &mut CallTracker, now: Instant) {
                     state.offer(crate::state::Write::Delete(key));
                 }
             }
+            // The relay sends the digit (converted SIP INFO); counted by the relay.
+            Event::Call(sbc_proto::b2bua::Event::GenerateDtmf {
+                session,
+                stream,
+                payload_type,
+                toward,
+                digit,
+                duration_ms,
+            }) => {
+                let leg = match toward {
+                    sbc_proto::net::Side::Inside => sbc_proto::media::Leg::Inside,
+                    sbc_proto::net::Side::Outside => sbc_proto::media::Leg::Outside,
+                };
+                w.media
+                    .generate_dtmf(session, stream, leg, payload_type, digit, duration_ms);
+            }
             Event::Call(sbc_proto::b2bua::Event::CallRecord(r)) => {
                 w.cdr
                     .record(&r, r.trunk.map(|t| sbc.trunk_name(Some(t)).to_owned()));
@@ -320,12 +344,13 @@ fn flush(sbc: &mut Sbc, w: &Wiring, tracker: &mut CallTracker, now: Instant) {
     }
 }
 
-/// Restores the calls the previous process persisted; what cannot be restored is hung up
-/// (BYE on both legs) so neither side keeps a call the SBC forgot.
-fn restore(sbc: &mut Sbc, w: &mut Wiring, now: Instant) {
+/// Restores the calls the previous process (or, on a takeover, the peer) persisted; what
+/// cannot be restored is hung up (BYE on both legs) so neither side keeps a call the SBC
+/// forgot. Returns (restored, hung up).
+fn restore(sbc: &mut Sbc, w: &mut Wiring, now: Instant) -> (usize, usize) {
     let loaded = std::mem::take(&mut w.restore);
     let Some(state) = &w.state else {
-        return;
+        return (0, 0);
     };
     sbc.report_call_state(true);
     let metrics = state.metrics().clone();
@@ -366,6 +391,7 @@ fn restore(sbc: &mut Sbc, w: &mut Wiring, now: Instant) {
     state.offer(crate::state::Write::Resync(
         sbc.call_snapshots(now, &w.media),
     ));
+    (restored, hung_up)
 }
 
 /// The call layer's counters and live state into the metrics.

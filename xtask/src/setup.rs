@@ -69,6 +69,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "redis-server",
         "the call state store of the restart-recovery tests (each test runs its own server)",
     ),
+    (
+        "keepalived",
+        "moves the virtual address of the active/standby pair (VRRP) in the failover test",
+    ),
 ];
 
 const NIGHTLY: &str = "nightly";

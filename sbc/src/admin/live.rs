@@ -579,6 +579,8 @@ mod tests {
             queue: 100,
             timeout_ms: 500,
             load_timeout_s: 5,
+            peer: None,
+            lease_s: 15,
         });
         let live = LiveConfig::new(c.clone(), None, EnvTokens::default());
         let shown = live.redacted_json();

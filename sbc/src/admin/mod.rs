@@ -14,6 +14,7 @@ pub mod host;
 pub mod live;
 pub mod openapi;
 pub mod persist;
+pub mod takeover;
 pub mod tls;
 pub mod trace;
 
@@ -90,6 +91,8 @@ pub struct AdminState {
     pub tracer: Option<crate::trace::Tracer>,
     /// `[cdr]` as started (where `GET /api/v1/cdrs` reads).
     pub cdr: crate::config::Cdr,
+    /// This node's side of an active/standby pair (`[state] peer`).
+    pub pair: Option<crate::state::pair::Pair>,
 }
 
 /// Media gauges derived at scrape time from the live sessions (cheaper than keeping them
@@ -243,6 +246,7 @@ fn handler(method: &str, path: &str) -> Option<Handler> {
         ("POST", "/api/v1/reload") => on(filter, api::reload),
         ("POST", "/api/v1/drain") => on(filter, drain::drain),
         ("GET", "/api/v1/status") => on(filter, drain::status),
+        ("POST", "/api/v1/state/takeover") => on(filter, takeover::takeover),
         ("GET", "/api/v1/media") => on(filter, media),
         ("GET", "/api/v1/media/sessions") => on(filter, list_sessions),
         ("POST", "/api/v1/media/sessions") => on(filter, create_session),

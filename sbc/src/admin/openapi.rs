@@ -281,6 +281,14 @@ pub const OPS: &[Op] = &[
         &[200, 503],
     ),
     op(
+        "POST",
+        "/api/v1/state/takeover",
+        "Active/standby takeover (keepalived notify_master): the peer's call records ([state] peer) move to this node and its calls are restored here; this node then tries for the registration lease. 409 without [state] peer.",
+        Access::Write,
+        None,
+        &[200, 409, 503],
+    ),
+    op(
         "GET",
         "/api/v1/media",
         "Media relay: XDP state, fast-path counters, relay overview.",

@@ -427,6 +427,11 @@ proxy = "127.0.0.1:5090"
             ["state.redis", "state.node", "state.ttl_s", "state.queue"]
         );
         assert!(problems.iter().all(|p| p.line.is_some()), "{problems:?}");
+        let own = format!(
+            "{MINIMAL}\n[state]\nredis = \"redis://127.0.0.1/0\"\nnode = \"a\"\npeer = \"a\"\n"
+        );
+        let problems = parse(&own).expect_err("a node is not its own peer");
+        assert_eq!(problems[0].path, "state.peer", "{problems:?}");
         let missing = format!("{MINIMAL}\n[state]\nnode = \"a\"\n");
         let problems = parse(&missing).expect_err("redis required");
         assert_eq!(problems[0].path, "state", "{problems:?}");
@@ -468,6 +473,18 @@ proxy = "127.0.0.1:5090"
             paths.contains(&("media.port_max", Some(20))),
             "{problems:#?}"
         );
+    }
+
+    #[test]
+    fn dtmf_queue_is_read_and_bounded() {
+        let ok = parse(&format!("{MINIMAL}\n[media]\ndtmf_queue = 3\n")).expect("valid");
+        assert_eq!(ok.media.dtmf_queue, 3);
+        for bad in ["0", "257"] {
+            let text = format!("{MINIMAL}\n[media]\ndtmf_queue = {bad}\n");
+            let problems = parse(&text).expect_err("out of range");
+            let paths: Vec<_> = problems.iter().map(|p| (p.path.as_str(), p.line)).collect();
+            assert_eq!(paths, [("media.dtmf_queue", Some(19))], "{problems:#?}");
+        }
     }
 
     #[test]

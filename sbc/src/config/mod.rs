@@ -873,6 +873,9 @@ pub struct Media {
     /// With XDP attached, plain streams bind no socket: the XDP program latches them (by the
     /// same policy) and relays RTP and RTCP (`docs/media.md`, "Socketless streams").
     pub xdp_latch: bool,
+    /// Most DTMF digits waiting per stream and leg for the relay to generate them as RFC
+    /// 4733 events (SIP INFO converted); more are refused and counted.
+    pub dtmf_queue: usize,
 }
 
 impl Default for Media {
@@ -888,6 +891,7 @@ impl Default for Media {
             relatch_window_ms: 2_000,
             max_streams: 4,
             xdp_latch: true,
+            dtmf_queue: 16,
         }
     }
 }

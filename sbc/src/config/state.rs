@@ -29,6 +29,15 @@ pub struct State {
     /// (the calls are then not restored).
     #[serde(default = "State::default_load_timeout_s")]
     pub load_timeout_s: u64,
+    /// The other node of an active/standby pair: on takeover (`POST /api/v1/state/takeover`,
+    /// called by keepalived when this node gets the virtual address) its records move to this
+    /// node and its calls are restored here. `None`: no pair.
+    #[serde(default)]
+    pub peer: Option<String>,
+    /// Seconds the registration lease of a pair lasts without renewal (renewed every third
+    /// of it): after a crash of the registering node, the other registers at most this late.
+    #[serde(default = "State::default_lease_s")]
+    pub lease_s: u64,
 }
 
 impl State {
@@ -44,6 +53,9 @@ impl State {
     const fn default_load_timeout_s() -> u64 {
         5
     }
+    const fn default_lease_s() -> u64 {
+        15
+    }
 
     /// `(key path, reason)` for every value out of range.
     pub(super) fn problems(&self) -> Vec<(String, String)> {
@@ -52,14 +64,18 @@ impl State {
         if redis::Client::open(self.redis.0.as_str()).is_err() {
             bad("redis", "not a redis:// or unix:// URL");
         }
-        if self.node.is_empty()
-            || self.node.len() > 64
-            || !self
-                .node
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-        {
+        if !node_name_ok(&self.node) {
             bad("node", "must be 1-64 characters of A-Z a-z 0-9 - _ .");
+        }
+        if let Some(peer) = &self.peer {
+            if !node_name_ok(peer) {
+                bad("peer", "must be 1-64 characters of A-Z a-z 0-9 - _ .");
+            } else if *peer == self.node {
+                bad(
+                    "peer",
+                    "must differ from node (a node cannot take over its own calls)",
+                );
+            }
         }
         if !(30..=86_400).contains(&self.ttl_s) {
             bad("ttl_s", "must be 30-86400");
@@ -73,6 +89,18 @@ impl State {
         if !(1..=300).contains(&self.load_timeout_s) {
             bad("load_timeout_s", "must be 1-300");
         }
+        if !(3..=3600).contains(&self.lease_s) {
+            bad("lease_s", "must be 3-3600");
+        }
         out
     }
+}
+
+/// A node name fits a Redis key segment and a log line.
+fn node_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }

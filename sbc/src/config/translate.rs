@@ -25,6 +25,8 @@ pub fn sbc_config(c: &Config) -> SbcConfig {
     let b2bua = b2bua_config(c);
     SbcConfig {
         registrations: registrations(c, &b2bua),
+        // An active/standby node registers once it holds the lease (`state::lease`).
+        registrations_held: c.state.as_ref().is_some_and(|s| s.peer.is_some()),
         health: health_checks(c, &b2bua),
         b2bua,
         acl: acl_config(c),

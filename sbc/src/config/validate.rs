@@ -421,6 +421,9 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
     if !(1..=64).contains(&m.max_streams) {
         bad("media.max_streams", "must be 1-64".into());
     }
+    if !(1..=256).contains(&m.dtmf_queue) {
+        bad("media.dtmf_queue", "must be 1-256".into());
+    }
     if matches!(m.xdp, XdpMode::Native | XdpMode::Generic) && m.interfaces.is_empty() {
         bad(
             "media.interfaces",

@@ -21,7 +21,10 @@ use sbc_proto::media::{
     fast_path::{KernelLatch, PathMode},
     table::leg_idx,
 };
-use tokio::{net::UdpSocket, sync::oneshot};
+use tokio::{
+    net::UdpSocket,
+    sync::{Notify, oneshot},
+};
 
 use super::{
     relay::{self, Sockets},
@@ -47,8 +50,11 @@ pub(crate) struct Executor {
     idle: HashMap<SocketAddr, [UdpSocket; 2]>,
     /// Streams with one side bound so far.
     pending: HashMap<StreamKey, (Leg, [UdpSocket; 2])>,
-    /// Relaying streams: the stop signal of their task.
-    running: HashMap<StreamKey, oneshot::Sender<()>>,
+    /// Relaying streams: the stop signal of their task, and its wake-up for packets of its
+    /// own (generated DTMF).
+    running: HashMap<StreamKey, (oneshot::Sender<()>, Arc<Notify>)>,
+    /// Signalled when the table has events for the call layer (digits a relay task detected).
+    pub events: Arc<Notify>,
     /// Bind failures the caller must act on (release the session or drop new streams).
     failed: Vec<(StreamKey, MediaError)>,
     /// The core itself, for the tasks this executor spawns.
@@ -63,8 +69,10 @@ impl Executor {
         core: Weak<Mutex<Core>>,
         runtime: tokio::runtime::Handle,
         metrics: MediaMetrics,
+        events: Arc<Notify>,
     ) -> Self {
         Self {
+            events,
             xdp,
             idle: HashMap::new(),
             pending: HashMap::new(),
@@ -139,9 +147,16 @@ impl Executor {
             return;
         };
         let (tx, rx) = oneshot::channel();
-        self.runtime
-            .spawn(relay::run(core, stream, sockets, rx, self.metrics.clone()));
-        self.running.insert(stream, tx);
+        let wake = Arc::new(Notify::new());
+        let task = relay::Task {
+            core,
+            stream,
+            stop: rx,
+            wake: wake.clone(),
+            metrics: self.metrics.clone(),
+        };
+        self.runtime.spawn(relay::run(task, sockets));
+        self.running.insert(stream, (tx, wake));
     }
 
     fn close(&mut self, stream: StreamKey) {
@@ -150,7 +165,7 @@ impl Executor {
         {
             self.idle.insert(addr, pair);
         }
-        if let Some(stop) = self.running.remove(&stream) {
+        if let Some((stop, _)) = self.running.remove(&stream) {
             // The task parks its sockets when it ends; a task already gone has done so.
             let _ = stop.send(());
         }
@@ -172,6 +187,12 @@ pub(crate) fn execute(core: &mut Core, now: Instant) {
                 }
             },
             MediaCommand::Close { stream } => core.exec.close(stream),
+            MediaCommand::Wake { stream } => {
+                // A stream still binding has no task yet: it reads its deadline when it starts.
+                if let Some((_, wake)) = core.exec.running.get(&stream) {
+                    wake.notify_one();
+                }
+            }
             MediaCommand::Install(m) => {
                 let Some(xdp) = &core.exec.xdp else { continue };
                 let key = mapping_key(m.ingress);

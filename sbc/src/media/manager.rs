@@ -24,6 +24,8 @@ use super::{
 };
 use crate::{config::Config, metrics::MediaMetrics};
 
+mod dtmf;
+
 /// What the manager needs from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaSettings {
@@ -53,6 +55,7 @@ impl MediaSettings {
                 strict_source: c.media.strict_source,
                 relatch_window: Duration::from_millis(c.media.relatch_window_ms),
                 max_streams: c.media.max_streams,
+                dtmf_queue: c.media.dtmf_queue,
                 timeout: secs(c.media.timeout_s),
                 hold_timeout: secs(c.media.hold_timeout_s),
             },
@@ -74,8 +77,9 @@ struct Inner {
     xdp: Option<Arc<Mutex<XdpRelay>>>,
     /// Last views of released sessions, for the call detail records.
     finals: Mutex<super::finals::Finals>,
-    /// Signalled when an event is queued, so the call layer's driver can wait for events.
-    events_ready: tokio::sync::Notify,
+    /// Signalled when an event is queued, so the call layer's driver can wait for events
+    /// (shared with the relay tasks, which queue detected digits).
+    events_ready: Arc<tokio::sync::Notify>,
     metrics: MediaMetrics,
 }
 
@@ -94,6 +98,7 @@ impl MediaManager {
             (Some(x), true) => super::latch_events::prepare(&mut x.lock(), &settings.relay),
             _ => None,
         };
+        let events_ready = Arc::new(tokio::sync::Notify::new());
         let core = Arc::new_cyclic(|weak| {
             Mutex::new(Core {
                 table: MediaTable::new(
@@ -103,14 +108,20 @@ impl MediaManager {
                     sbc_ebpf_common::MAX_MAPPINGS,
                     crate::entropy::rng(),
                 ),
-                exec: Executor::new(xdp.clone(), weak.clone(), runtime.clone(), metrics.clone()),
+                exec: Executor::new(
+                    xdp.clone(),
+                    weak.clone(),
+                    runtime.clone(),
+                    metrics.clone(),
+                    events_ready.clone(),
+                ),
             })
         });
         let inner = Arc::new(Inner {
             core,
             xdp,
             finals: Mutex::new(super::finals::Finals::default()),
-            events_ready: tokio::sync::Notify::new(),
+            events_ready,
             metrics,
         });
         if let Some(ring) = events {
@@ -303,6 +314,9 @@ impl Inner {
         for (stream, e) in self.run(&mut core, now) {
             tracing::warn!(error = %e, session = %stream.session, "relay socket failure");
         }
+        drop(core);
+        // The call layer persists latches (`MediaEvent::Latched`).
+        self.events_ready.notify_one();
     }
 
     fn tick(&self, now: Instant) {
@@ -312,7 +326,12 @@ impl Inner {
             tracing::warn!(error = %e, session = %stream.session, "relay socket failure");
         }
         self.update_gauges(&core);
+        // Timeouts, and digits of events whose end never came (`flush_dtmf`).
+        let events = core.table.has_events();
         drop(core);
+        if events && fired == 0 {
+            self.events_ready.notify_one();
+        }
         if fired > 0 {
             self.metrics.timeouts.inc_by(fired as u64);
             tracing::info!(
@@ -457,6 +476,14 @@ impl MediaControl for MediaManager {
         result
     }
 
+    fn set_dtmf(
+        &mut self,
+        session: SessionId,
+        dtmf: &[sbc_proto::media::dtmf::StreamDtmf],
+    ) -> Result<(), MediaError> {
+        self.set_dtmf_now(session, dtmf)
+    }
+
     fn release(&mut self, session: SessionId) {
         let now = Instant::now();
         let mut core = self.inner.core.lock();
@@ -472,6 +499,10 @@ impl MediaControl for MediaManager {
 
     fn poll_event(&mut self) -> Option<MediaEvent> {
         self.inner.core.lock().table.poll_event()
+    }
+
+    fn state_version(&self, session: SessionId) -> Option<u64> {
+        self.inner.core.lock().table.state_version(session)
     }
 
     fn snapshot(&self, session: SessionId) -> Option<sbc_proto::media::snapshot::MediaSnapshot> {
@@ -529,6 +560,7 @@ mod tests {
                 strict_source: false,
                 relatch_window: Duration::from_secs(2),
                 max_streams: 4,
+                dtmf_queue: 16,
                 timeout: Some(Duration::from_secs(60)),
                 hold_timeout: Some(Duration::from_secs(3600)),
             },

@@ -18,12 +18,17 @@ use std::{
 use parking_lot::Mutex;
 use sbc_proto::{
     media::{
-        Arrival, Leg, MediaTable, PacketAction, PacketDrop, RelayPort, StreamKey, table::leg_idx,
+        Arrival, Leg, MediaTable, PacketAction, PacketDrop, RelayPort, StreamKey, crypto::HEADROOM,
+        dtmf, table::leg_idx,
     },
     srtp::SrtpError,
 };
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::{io::Interest, net::UdpSocket, sync::oneshot};
+use tokio::{
+    io::Interest,
+    net::UdpSocket,
+    sync::{Notify, oneshot},
+};
 
 use super::executor::{Core, execute};
 use crate::{
@@ -74,6 +79,9 @@ pub(crate) fn forward(
             pkt.dst = Some(to);
             pkt.out = out as usize;
         }
+        PacketAction::Consumed => {
+            metrics.dtmf_packets.with_label_values(&["consumed"]).inc();
+        }
         PacketAction::Drop(why) => {
             if why == PacketDrop::Srtp(SrtpError::AuthFailed) {
                 metrics.srtp_auth_failures.inc();
@@ -83,19 +91,55 @@ pub(crate) fn forward(
     }
 }
 
-/// Relays `stream` until `stop` fires (or its sender is dropped), then hands the sockets back
-/// to the executor for reuse.
-pub(crate) async fn run(
-    core: Arc<Mutex<Core>>,
-    stream: StreamKey,
-    sockets: Sockets,
-    mut stop: oneshot::Receiver<()>,
-    metrics: MediaMetrics,
-) {
+/// What a stream's relay task runs with.
+pub(crate) struct Task {
+    /// The table and executor.
+    pub core: Arc<Mutex<Core>>,
+    /// The stream relayed.
+    pub stream: StreamKey,
+    /// Fires (or is dropped) when the stream ends.
+    pub stop: oneshot::Receiver<()>,
+    /// Notified when the stream has packets of its own to send ([`MediaCommand::Wake`]).
+    ///
+    /// [`MediaCommand::Wake`]: sbc_proto::media::MediaCommand::Wake
+    pub wake: Arc<Notify>,
+    /// Relay metrics.
+    pub metrics: MediaMetrics,
+}
+
+/// Relays the task's stream until `stop` fires (or its sender is dropped), then hands the
+/// sockets back to the executor for reuse. Between packets it sends the stream's generated
+/// DTMF when due.
+pub(crate) async fn run(task: Task, sockets: Sockets) {
+    let Task {
+        core,
+        stream,
+        mut stop,
+        wake,
+        metrics,
+    } = task;
+    // When the next generated packet is due: read at start (a digit may have been queued
+    // while the sockets were bound), after a wake-up and after each send — nothing else
+    // changes it, so the packet path takes no extra lock.
+    let mut due = core.lock().table.generated_deadline(stream);
     loop {
+        let timer = async move {
+            match due {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         // Unbiased: a busy socket must not starve the stream's other three.
         let (leg, port) = tokio::select! {
             _ = &mut stop => break,
+            () = wake.notified() => {
+                due = core.lock().table.generated_deadline(stream);
+                continue;
+            }
+            () = timer => {
+                due = send_generated(&core, &metrics, stream, &sockets);
+                continue;
+            }
             r = sockets[0][0].readable() => (r.map(|()| Leg::Inside), RelayPort::Rtp),
             r = sockets[0][1].readable() => (r.map(|()| Leg::Inside), RelayPort::Rtcp),
             r = sockets[1][0].readable() => (r.map(|()| Leg::Outside), RelayPort::Rtp),
@@ -115,6 +159,31 @@ pub(crate) async fn run(
         }
     }
     core.lock().exec.park(sockets);
+}
+
+/// Sends `stream`'s generated packets that are due; returns when the next one is.
+fn send_generated(
+    core: &Arc<Mutex<Core>>,
+    metrics: &MediaMetrics,
+    stream: StreamKey,
+    sockets: &Sockets,
+) -> Option<Instant> {
+    let now = Instant::now();
+    let mut core = core.lock();
+    let mut buf = [0u8; dtmf::PACKET_LEN + HEADROOM];
+    // Bounded: a stream has at most two events playing, each a handful of packets due.
+    while let Some(g) = core.table.poll_generated(now, stream, &mut buf) {
+        let socket = &sockets[leg_idx(g.toward)][RelayPort::Rtp as usize];
+        // Non-blocking, like the relayed packets: a full send buffer drops it.
+        match socket.try_send_to(&buf[..g.len], g.to) {
+            Ok(_) => metrics.dtmf_packets.with_label_values(&["generated"]).inc(),
+            Err(_) => {
+                metrics.dropped.with_label_values(&["send_failed"]).inc();
+                core.table.count_drop(stream, g.toward.other());
+            }
+        }
+    }
+    core.table.generated_deadline(stream)
 }
 
 /// Receives one batch on `leg`'s `port` socket, forwards it; returns whether a full batch came
@@ -157,6 +226,10 @@ fn relay_batch(
             // A latch may have changed the fast path the stream should have.
             if core.table.has_commands() {
                 execute(core, now);
+            }
+            // A detected DTMF digit waits for the call layer.
+            if core.table.has_events() {
+                core.exec.events.notify_one();
             }
         }
         let out = &sockets[leg_idx(leg.other())];

@@ -56,6 +56,10 @@ pub enum Command {
     Drain(DrainConfig, oneshot::Sender<bool>),
     /// End the drain's wait now: BYE to every call left; false if not draining.
     EndNow(oneshot::Sender<bool>),
+    /// Restore calls another node persisted (a takeover): (restored, hung up).
+    Restore(Box<crate::state::Loaded>, oneshot::Sender<(usize, usize)>),
+    /// Register to the trunks (this node holds the registration lease) or hold off.
+    SetRegistering(bool, oneshot::Sender<()>),
     /// Whether the SBC drains, and how many calls it has.
     Status(oneshot::Sender<StatusView>),
     /// Use a new configuration for new calls (calls in progress keep theirs).
@@ -202,6 +206,24 @@ impl SignalingHandle {
     pub async fn end_now(&self) -> Option<bool> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Command::EndNow(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Restores calls another node persisted: (restored, hung up); `None` if the signaling
+    /// task is gone.
+    pub async fn restore(&self, loaded: crate::state::Loaded) -> Option<(usize, usize)> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Restore(Box::new(loaded), tx))
+            .await
+            .ok()?;
+        rx.await.ok()
+    }
+
+    /// Lets the core register to the trunks or holds it off; `None` if the task is gone.
+    pub async fn set_registering(&self, on: bool) -> Option<()> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::SetRegistering(on, tx)).await.ok()?;
         rx.await.ok()
     }
 

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use redis::aio::MultiplexedConnection;
 use sbc_proto::b2bua::CallSnapshot;
 
 use super::{Settings, node_pattern, writer::unix_ms};
@@ -40,17 +41,25 @@ pub async fn load(settings: &Settings) -> Result<Loaded, LoadError> {
 
 async fn load_all(settings: &Settings) -> Result<Loaded, LoadError> {
     let mut conn = settings.connect().await?;
-    let pattern = node_pattern(&settings.node);
+    let keys = scan(&mut conn, &node_pattern(&settings.node)).await?;
+    read_records(&mut conn, &keys).await
+}
+
+/// Every key matching `pattern`, sorted, without duplicates (SCAN may repeat one).
+pub(super) async fn scan(
+    conn: &mut MultiplexedConnection,
+    pattern: &str,
+) -> Result<Vec<String>, LoadError> {
     let mut keys: Vec<String> = Vec::new();
     let mut cursor: u64 = 0;
     loop {
         let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
             .arg(cursor)
             .arg("MATCH")
-            .arg(&pattern)
+            .arg(pattern)
             .arg("COUNT")
             .arg(BATCH)
-            .query_async(&mut conn)
+            .query_async(conn)
             .await?;
         keys.extend(batch);
         if next == 0 {
@@ -60,6 +69,15 @@ async fn load_all(settings: &Settings) -> Result<Loaded, LoadError> {
     }
     keys.sort();
     keys.dedup();
+    Ok(keys)
+}
+
+/// Reads and ages the records at `keys`; unreadable ones are deleted. A key that vanished
+/// meanwhile (its TTL ran out) counts as unreadable.
+pub(super) async fn read_records(
+    conn: &mut MultiplexedConnection,
+    keys: &[String],
+) -> Result<Loaded, LoadError> {
     let now = unix_ms();
     let mut out = Loaded::default();
     for chunk in keys.chunks(BATCH) {
@@ -67,7 +85,7 @@ async fn load_all(settings: &Settings) -> Result<Loaded, LoadError> {
         for k in chunk {
             pipe.cmd("HMGET").arg(k).arg("at").arg("rec");
         }
-        let rows: Vec<(Option<u64>, Option<Vec<u8>>)> = pipe.query_async(&mut conn).await?;
+        let rows: Vec<(Option<u64>, Option<Vec<u8>>)> = pipe.query_async(conn).await?;
         for (k, (at, rec)) in chunk.iter().zip(rows) {
             let decoded = rec
                 .ok_or_else(|| "no record".to_owned())
@@ -89,7 +107,7 @@ async fn load_all(settings: &Settings) -> Result<Loaded, LoadError> {
         for k in &out.unreadable {
             pipe.cmd("DEL").arg(k).ignore();
         }
-        pipe.query_async::<()>(&mut conn).await?;
+        pipe.query_async::<()>(conn).await?;
     }
     Ok(out)
 }

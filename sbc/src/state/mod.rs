@@ -13,6 +13,7 @@
 //!   takes its first message, and hangs up (BYE on both legs) what cannot be restored.
 
 pub mod load;
+pub mod pair;
 pub mod writer;
 
 use std::{

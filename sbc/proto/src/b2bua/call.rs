@@ -153,6 +153,9 @@ pub(super) struct Call {
     pub(super) server: usize,
     /// Outbound calls: the offer sent to the carrier, reused on failover and redirects.
     pub(super) offer: Option<Bytes>,
+    /// The relay endpoints of the caller's offer (failover writes that offer again for
+    /// another trunk's codec policy).
+    pub(super) relays: Vec<crate::media::StreamRelay>,
     /// Redirect targets already tried (3xx recursion, `redirect.rs`).
     pub(super) redirects: redirect::Tried,
     /// The carrier's early dialogs (forking, `fork.rs`).
@@ -169,6 +172,9 @@ pub(super) struct Call {
     /// Digest of the state last reported for persistence (`snapshot.rs`); `None`: never
     /// reported, so its end needs no delete either.
     pub(super) persisted: Option<u64>,
+    /// The call's fingerprint when its record was last built (`snapshot.rs`): a check that
+    /// finds it unchanged skips building the record (the dirty test of a touched call).
+    pub(super) state_fp: Option<u64>,
 }
 
 impl Leg {

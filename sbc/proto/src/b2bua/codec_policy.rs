@@ -20,7 +20,7 @@
 //! attributes such as `a=ptime` are kept.
 
 use crate::{
-    media::StreamPayloadMaps,
+    media::{StreamPayloadMaps, dtmf::StreamDtmf},
     net::Side,
     sdp::{CodecPolicy, CodecRefusal, CodecSpec, Media, PayloadMap, Sdp, codecs},
 };
@@ -104,6 +104,8 @@ pub(super) struct CallCodecs {
     answered: Option<Side>,
     /// Per `m=` line, the rewrites in force since the last answer.
     maps: Vec<StreamPayloadMaps>,
+    /// Per `m=` line, the legs whose DTMF the relay terminates since the last answer.
+    dtmf: Vec<StreamDtmf>,
 }
 
 const fn idx(side: Side) -> usize {
@@ -275,6 +277,7 @@ impl CallCodecs {
         self.awaiting = None;
         self.answered = Some(from);
         self.maps = self.mappings();
+        self.dtmf = self.terminations(cfg, trunk);
         Ok(edits)
     }
 
@@ -289,6 +292,34 @@ impl CallCodecs {
                 outside_to_inside: PayloadMap::between_specs(o, i),
             })
             .collect()
+    }
+
+    /// Per stream, the `telephone-event` of each side that takes RFC 4733 while the other
+    /// takes INFO (`dtmf_interwork.rs`): the relay generates and detects events there.
+    fn terminations(&self, cfg: &B2buaConfig, trunk: Option<usize>) -> Vec<StreamDtmf> {
+        use super::DtmfMode::{Info, Rfc4733};
+        let mode = |side: Side| media_policy::of(cfg, side, trunk).dtmf;
+        let streams = self.declared[0].len().max(self.declared[1].len());
+        (0..streams)
+            .map(|i| {
+                let mut d = StreamDtmf::default();
+                for side in [Side::Inside, Side::Outside] {
+                    if mode(side) == Rfc4733 && mode(side.other()) == Info {
+                        d.terminated[idx(side)] = self.declared[idx(side)]
+                            .get(i)
+                            .and_then(|s| s.iter().find(|c| is_event(&c.as_codec())))
+                            .map(|c| c.payload_type);
+                    }
+                }
+                d
+            })
+            .collect()
+    }
+
+    /// The legs whose DTMF the relay terminates, per `m=` line (empty before the first
+    /// answer).
+    pub(super) fn dtmf(&self) -> &[StreamDtmf] {
+        &self.dtmf
     }
 
     /// The `telephone-event/8000` payload type `side` declared, and its stream: where the
@@ -358,5 +389,8 @@ pub(super) fn relay_maps(
     };
     media
         .set_payload_maps(session, codecs.maps())
+        .map_err(|_| super::SdpProblem::PayloadMaps)?;
+    media
+        .set_dtmf(session, codecs.dtmf())
         .map_err(|_| super::SdpProblem::PayloadMaps)
 }

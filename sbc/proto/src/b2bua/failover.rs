@@ -71,18 +71,30 @@ impl B2bua {
             .get(from.index())
             .and_then(|t| t.alternates.get(c.server))
             .copied();
-        let (index, server, target) = if let Some(target) = next_server {
-            (from, c.server + 1, target)
+        let (index, server, target, offer) = if let Some(target) = next_server {
+            (from, c.server + 1, target, offer)
         } else {
             let mut chosen = None;
             while !candidates.is_empty() {
                 let t = candidates.remove(0);
-                if self.trunk_usable(t) && self.admit_trunk(now, t).is_none() {
-                    chosen = Some(t);
+                if !self.trunk_usable(t) {
+                    continue;
+                }
+                // Another trunk, another codec policy: the caller's offer filtered for it; a
+                // trunk that takes none of its codecs is skipped.
+                let rebuilt = match self.offer_for_trunk(call, t, &orig) {
+                    Ok(o) => o.unwrap_or_else(|| offer.clone()),
+                    Err(p) => {
+                        self.border_refusal(p.as_str());
+                        continue;
+                    }
+                };
+                if self.admit_trunk(now, t).is_none() {
+                    chosen = Some((t, rebuilt));
                     break;
                 }
             }
-            let Some(index) = chosen else {
+            let Some((index, offer)) = chosen else {
                 if let Some(c) = self.calls.get_mut(&call) {
                     c.next_trunks.clear();
                 }
@@ -91,12 +103,17 @@ impl B2bua {
             let Some(target) = self.cfg.trunks.get(index.index()).map(|t| t.target) else {
                 return false;
             };
-            (index, 0, target)
+            (index, 0, target, offer)
         };
         if let Some(c) = self.calls.get_mut(&call) {
             c.server = server;
             c.next_trunks = candidates;
         }
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.offer = Some(offer.clone());
+        }
+        // The offer kept may have another size now.
+        self.account_call(call);
         self.events.push_back(Event::Failover {
             call: call.raw(),
             from: from.index(),
@@ -111,6 +128,39 @@ impl B2bua {
             offer: &offer,
         };
         self.restart_outside(now, call, &restart, media)
+    }
+
+    /// The caller's offer (in `orig`) written for trunk `index`: its codec policy applied, the
+    /// call's relay endpoints and the carrier leg's origin. None when it cannot be rebuilt
+    /// that way (no body, or SRTP toward the carrier, whose keys belong to the offer already
+    /// sent): the offer sent before is reused.
+    fn offer_for_trunk(
+        &mut self,
+        call: CallId,
+        index: TrunkId,
+        orig: &Message,
+    ) -> Result<Option<Bytes>, SdpProblem> {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return Ok(None);
+        };
+        let sent = c.offer.as_deref().unwrap_or_default();
+        let has_crypto = sent.windows(9).any(|w| w == b"a=crypto:");
+        if orig.body().is_empty() || c.relays.is_empty() || has_crypto {
+            return Ok(None);
+        }
+        let mut desc = super::offer_answer::Description::parse(orig.body(), &self.cfg.sdp)?;
+        desc.apply_codecs(&mut c.codecs, &self.cfg, Some(index), c.origin, false)?;
+        let mut origin = c.leg(Side::Outside).origin.clone();
+        let mut out = Vec::new();
+        desc.rewrite(
+            &c.relays,
+            Side::Outside,
+            &mut origin,
+            &self.cfg.sdp,
+            &mut out,
+        )?;
+        c.leg_mut(Side::Outside).origin = origin;
+        Ok(Some(Bytes::from(out)))
     }
 
     /// Starts the call's carrier leg afresh toward `target` on trunk `index` (failover,

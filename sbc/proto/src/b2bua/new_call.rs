@@ -248,6 +248,7 @@ impl B2bua {
             next_trunks: plan.next_trunks,
             server: 0,
             offer,
+            relays,
             redirects: redirect::Tried::default(),
             forks: fork::Forks::default(),
             srtp,
@@ -255,6 +256,7 @@ impl B2bua {
             offers,
             facts: super::record::Facts::new(&msg, session),
             persisted: None,
+            state_fp: None,
         };
         if let Some(t) = plan.trunk
             && let Some(n) = self.trunk_active.get_mut(t.index())

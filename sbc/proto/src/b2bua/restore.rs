@@ -198,6 +198,7 @@ impl B2bua {
             next_trunks: Vec::new(),
             server: if trunk.is_some() { snap.server } else { 0 },
             offer: None,
+            relays: Vec::new(),
             redirects: redirect::Tried::default(),
             forks: fork::Forks::default(),
             srtp: srtp_policy::CallSrtp::default(),
@@ -207,6 +208,7 @@ impl B2bua {
             offers: super::t38::Offers::default(),
             facts: record::Facts::restored(snap.called.clone(), session),
             persisted: None,
+            state_fp: None,
         };
         debug_assert_eq!(key_of(&call), snap.key, "the key is derived from the tags");
         if let Some(t) = trunk

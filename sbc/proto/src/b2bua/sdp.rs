@@ -22,6 +22,14 @@ pub(super) const fn leg(side: Side) -> Leg {
     }
 }
 
+/// The signaling side of a media leg (the inverse of [`leg`]).
+pub(super) const fn side(leg: Leg) -> Side {
+    match leg {
+        Leg::Inside => Side::Inside,
+        Leg::Outside => Side::Outside,
+    }
+}
+
 /// Why an SDP body could not be used (the call gets 488).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SdpProblem {
@@ -45,7 +53,8 @@ pub enum SdpProblem {
     /// The codec policy left a section without a real codec (`codec_policy.rs`).
     #[error("media section {0} has no codec in common with the policy")]
     NoCommonCodec(usize),
-    /// The relay cannot rewrite the payload types the two legs numbered differently.
+    /// The relay cannot rewrite the payload types the two legs numbered differently, or
+    /// cannot terminate the DTMF the sides convert.
     #[error("the relay cannot map payload types")]
     PayloadMaps,
     /// SRTP negotiation refused the body (`srtp_policy.rs`); the label says why.
@@ -138,7 +147,7 @@ pub(super) fn streams(parsed: &Sdp<'_>, policy: &SdpPolicy) -> Result<Vec<Stream
 
 /// The `o=` line the SBC writes on one leg (RFC 3264 §5: one session id per endpoint, version
 /// incremented whenever the description changes).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Hash)]
 pub(super) struct Origin {
     session_id: u64,
     version: u64,

@@ -291,6 +291,52 @@ pub(super) fn key_of(c: &Call) -> StateKey {
     StateKey(format!("{}.{}", i.local_tag, o.local_tag))
 }
 
+/// Everything `c`'s record is built from, hashed where it lies (no snapshot, no allocation):
+/// the call's and its legs' fields, and the relay's version of its media session. `None` when
+/// the relay keeps no versions (the record is then built and compared every time).
+fn fingerprint(c: &Call, media: &dyn MediaControl) -> Option<u64> {
+    let media_version = match c.media {
+        Some(s) => Some(media.state_version(s)?),
+        None => None,
+    };
+    let mut h = DefaultHasher::new();
+    media_version.hash(&mut h);
+    std::mem::discriminant(&c.state).hash(&mut h);
+    std::mem::discriminant(&c.origin).hash(&mut h);
+    c.trunk.map(|t| t.index()).hash(&mut h);
+    c.server.hash(&mut h);
+    c.started.hash(&mut h);
+    c.answered_at.hash(&mut h);
+    c.ends_at.hash(&mut h);
+    c.media.map(|s| s.0).hash(&mut h);
+    c.srtp.keyed().hash(&mut h);
+    c.facts.called().hash(&mut h);
+    for l in &c.legs {
+        l.peer.hash(&mut h);
+        l.local.addr.hash(&mut h);
+        l.local.transport.hash(&mut h);
+        l.call_id.hash(&mut h);
+        l.local_tag.hash(&mut h);
+        l.remote_tag.hash(&mut h);
+        l.local_hdr.hash(&mut h);
+        l.remote_hdr.hash(&mut h);
+        l.local_cseq.hash(&mut h);
+        l.remote_target.hash(&mut h);
+        l.route_set.hash(&mut h);
+        l.origin.hash(&mut h);
+        l.session
+            .map(|t| {
+                (
+                    t.interval,
+                    t.refresher == session_timer::Refresher::Sbc,
+                    t.last,
+                )
+            })
+            .hash(&mut h);
+    }
+    Some(h.finish())
+}
+
 fn dialog(l: &Leg, now: Instant) -> DialogSnapshot {
     let (sdp_session, sdp_version, sdp_source) = l.origin.parts();
     DialogSnapshot {
@@ -385,9 +431,18 @@ impl B2bua {
         }
     }
 
-    /// Reports the snapshot of every touched call whose state changed.
+    /// Reports the snapshot of every touched call whose state changed. A call whose
+    /// fingerprint is what it was when its record was last built is not dirty: no snapshot
+    /// is built for it (most messages of a call — provisional answers, answers to relayed
+    /// requests, retransmitted timers — change nothing the record holds).
     pub(super) fn flush_state(&mut self, now: Instant, media: &dyn MediaControl) {
         for call in std::mem::take(&mut self.touched) {
+            let Some(fp) = self.calls.get(&call).map(|c| fingerprint(c, media)) else {
+                continue;
+            };
+            if fp.is_some() && self.calls.get(&call).is_some_and(|c| c.state_fp == fp) {
+                continue;
+            }
             let Some(snap) = self.snapshot_of(call, now, media) else {
                 continue;
             };
@@ -395,6 +450,7 @@ impl B2bua {
             let Some(c) = self.calls.get_mut(&call) else {
                 continue;
             };
+            c.state_fp = fp;
             if c.persisted != Some(digest) {
                 c.persisted = Some(digest);
                 self.events.push_back(Event::CallState(Box::new(snap)));

@@ -161,9 +161,28 @@ impl B2bua {
 
     pub(super) fn drain_media(&mut self, now: Instant, media: &mut dyn MediaControl) {
         while let Some(ev) = media.poll_event() {
-            let MediaEvent::Timeout(s) = ev;
-            if let Some(call) = self.sessions.get(&s).copied() {
-                self.terminate(now, call, EndReason::MediaTimeout, media);
+            match ev {
+                MediaEvent::Timeout(s) => {
+                    if let Some(call) = self.sessions.get(&s).copied() {
+                        self.terminate(now, call, EndReason::MediaTimeout, media);
+                    }
+                }
+                // The record holds the latches: compared (and written if changed) at the
+                // end of this input.
+                MediaEvent::Latched(s) => {
+                    if let Some(call) = self.sessions.get(&s).copied() {
+                        self.touch(call);
+                    }
+                }
+                MediaEvent::Dtmf {
+                    session,
+                    leg,
+                    digit,
+                    duration_ms,
+                } => {
+                    let from = super::sdp::side(leg);
+                    self.dtmf_detected(now, session, from, digit, duration_ms, media);
+                }
             }
         }
     }

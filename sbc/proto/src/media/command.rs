@@ -37,6 +37,14 @@ pub enum MediaCommand {
         /// The relay endpoint of the mapping.
         ingress: SocketAddr,
     },
+    /// `stream`'s relay has packets of its own to send (generated DTMF): wake its task, which
+    /// then sends what [`MediaTable::poll_generated`](super::table::MediaTable::poll_generated)
+    /// gives and sleeps until
+    /// [`MediaTable::generated_deadline`](super::table::MediaTable::generated_deadline).
+    Wake {
+        /// The stream.
+        stream: StreamKey,
+    },
     /// Read the packet counters of `stream`'s mappings (statistics `slots`) and report their
     /// sum with
     /// [`MediaTable::handle_fast_path_packets`](super::table::MediaTable::handle_fast_path_packets).

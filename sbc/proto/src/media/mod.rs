@@ -41,6 +41,7 @@
 pub mod activity;
 pub mod command;
 pub mod crypto;
+pub mod dtmf;
 pub mod fast_path;
 pub mod latch;
 pub mod payload;
@@ -293,6 +294,22 @@ pub enum MediaEvent {
     /// No media in either direction for the configured time (the hold value while on hold):
     /// end the call (BYE both legs), then [`MediaControl::release`] it.
     Timeout(SessionId),
+    /// A leg's RTP latch moved (its first packet, or a re-latch): where the relay sends is
+    /// part of the call's persisted state, which changed without a SIP message.
+    Latched(SessionId),
+    /// A DTMF digit ended in the telephone-events `leg` sent on a stream whose DTMF the relay
+    /// terminates (`dtmf.rs`): the call layer sends it as SIP INFO to the other side
+    /// (`B2bua::dtmf_detected`). `Digit`'s `Debug` hides the value.
+    Dtmf {
+        /// The session.
+        session: SessionId,
+        /// The leg the events came from.
+        leg: Leg,
+        /// The digit.
+        digit: crate::dtmf::Digit,
+        /// Its duration in milliseconds.
+        duration_ms: u32,
+    },
 }
 
 /// The four verbs the call layer uses, plus the event drain. See the module docs for the order.
@@ -370,6 +387,14 @@ pub trait MediaControl {
         }
     }
 
+    /// A number that changes whenever [`snapshot`](Self::snapshot) of `session` would: the
+    /// call layer skips building the snapshot of a call whose state did not change. `None`:
+    /// not tracked (the snapshot is built and compared every time).
+    fn state_version(&self, session: SessionId) -> Option<u64> {
+        let _ = session;
+        None
+    }
+
     /// The session as it would be restored after a restart (`media/snapshot.rs`); `None`: this
     /// relay cannot restore sessions (the call is then not restorable).
     fn snapshot(&self, session: SessionId) -> Option<crate::media::snapshot::MediaSnapshot> {
@@ -389,6 +414,24 @@ pub trait MediaControl {
         Err(MediaError::Unavailable(
             "this relay restores no sessions".into(),
         ))
+    }
+
+    /// The legs whose DTMF the relay terminates, per stream (by `m=` index), set after every
+    /// answer (`dtmf.rs`: generated toward them, detected from them). A relay that cannot
+    /// accepts only streams that terminate none.
+    fn set_dtmf(
+        &mut self,
+        session: SessionId,
+        dtmf: &[dtmf::StreamDtmf],
+    ) -> Result<(), MediaError> {
+        let _ = session;
+        if dtmf.iter().all(dtmf::StreamDtmf::is_none) {
+            Ok(())
+        } else {
+            Err(MediaError::Unavailable(
+                "no DTMF interworking in this relay".into(),
+            ))
+        }
     }
 
     /// The payload-type rewrites of the session's streams (by `m=` index), set after every
@@ -425,6 +468,11 @@ pub struct FakeMedia {
     /// Live sessions: the relays and the last descriptions seen from each leg.
     pub sessions: std::collections::BTreeMap<SessionId, FakeSession>,
     events: std::collections::VecDeque<MediaEvent>,
+    /// Bumped by every change a snapshot shows (any session: coarser than the real relay,
+    /// which counts per session, and still correct).
+    version: u64,
+    /// Snapshots taken so far (how often the call layer built a call's record).
+    pub snapshots: std::cell::Cell<u64>,
 }
 
 #[cfg(any(test, feature = "fake-media"))]
@@ -445,8 +493,12 @@ pub struct FakeSession {
     pub crypto: [Vec<Option<crate::srtp::StreamKeys>>; 2],
     /// Payload-type rewrites as last set, per stream.
     pub payload_maps: Vec<StreamPayloadMaps>,
+    /// DTMF termination as last set, per stream.
+    pub dtmf: Vec<dtmf::StreamDtmf>,
     /// Streams per leg (`[inside, outside]`) last marked as awaiting SRTP keys.
     pub expected: [Vec<bool>; 2],
+    /// Where each leg (`[inside, outside]`) of the first stream was latched.
+    pub latched: [Option<std::net::SocketAddr>; 2],
 }
 
 #[cfg(any(test, feature = "fake-media"))]
@@ -462,12 +514,24 @@ impl FakeMedia {
             next_id: 1,
             sessions: std::collections::BTreeMap::new(),
             events: std::collections::VecDeque::new(),
+            version: 0,
+            snapshots: std::cell::Cell::new(0),
         }
     }
 
     /// Queues an event as if the relay had reported it (e.g. a media timeout).
     pub fn inject(&mut self, event: MediaEvent) {
         self.events.push_back(event);
+    }
+
+    /// `leg` of the first stream latches to `src`, as a relay would on a packet (reported
+    /// with [`MediaEvent::Latched`]).
+    pub fn latch(&mut self, session: SessionId, leg: Leg, src: std::net::SocketAddr) {
+        if let Some(s) = self.sessions.get_mut(&session) {
+            s.latched[usize::from(leg == Leg::Outside)] = Some(src);
+            self.version += 1;
+            self.events.push_back(MediaEvent::Latched(session));
+        }
     }
 
     fn take_pair(&mut self) -> Option<u16> {
@@ -524,14 +588,25 @@ impl FakeMedia {
 
 #[cfg(any(test, feature = "fake-media"))]
 impl MediaControl for FakeMedia {
+    fn state_version(&self, session: SessionId) -> Option<u64> {
+        self.sessions.contains_key(&session).then_some(self.version)
+    }
+
     fn snapshot(&self, session: SessionId) -> Option<crate::media::snapshot::MediaSnapshot> {
         use crate::media::snapshot::{MediaSnapshot, StreamSnapshot};
+        self.snapshots.set(self.snapshots.get() + 1);
         let s = self.sessions.get(&session)?;
         let streams = s
             .streams
             .iter()
             .enumerate()
-            .map(|(i, r)| StreamSnapshot::new(r, s.inside.get(i), s.outside.get(i)))
+            .map(|(i, r)| {
+                let mut st = StreamSnapshot::new(r, s.inside.get(i), s.outside.get(i));
+                if i == 0 {
+                    [st.latched_inside, st.latched_outside] = s.latched;
+                }
+                st
+            })
             .collect();
         Some(MediaSnapshot::new(session, streams, &s.peers))
     }
@@ -540,6 +615,7 @@ impl MediaControl for FakeMedia {
         &mut self,
         snap: &crate::media::snapshot::MediaSnapshot,
     ) -> Result<SessionId, MediaError> {
+        self.version += 1;
         let id = snap.id();
         if self.sessions.contains_key(&id) {
             return Err(MediaError::Unavailable(format!("session {id} exists")));
@@ -557,6 +633,11 @@ impl MediaControl for FakeMedia {
                 crypto: [Vec::new(), Vec::new()],
                 expected: [Vec::new(), Vec::new()],
                 payload_maps: Vec::new(),
+                latched: snap
+                    .streams
+                    .first()
+                    .map_or([None, None], |s| [s.latched_inside, s.latched_outside]),
+                dtmf: Vec::new(),
             },
         );
         // New sessions after the restart never reuse a restored id.
@@ -574,6 +655,19 @@ impl MediaControl for FakeMedia {
             .get_mut(&session)
             .ok_or(MediaError::UnknownSession(session))?;
         s.payload_maps = maps.to_vec();
+        Ok(())
+    }
+
+    fn set_dtmf(
+        &mut self,
+        session: SessionId,
+        dtmf: &[dtmf::StreamDtmf],
+    ) -> Result<(), MediaError> {
+        let s = self
+            .sessions
+            .get_mut(&session)
+            .ok_or(MediaError::UnknownSession(session))?;
+        s.dtmf = dtmf.to_vec();
         Ok(())
     }
 
@@ -611,6 +705,7 @@ impl MediaControl for FakeMedia {
         streams: &[StreamDesc],
         peers: &MediaPeers,
     ) -> Result<Allocation, MediaError> {
+        self.version += 1;
         if streams.is_empty() || streams.len() > 16 {
             return Err(MediaError::StreamCount(streams.len()));
         }
@@ -648,6 +743,7 @@ impl MediaControl for FakeMedia {
         from: Leg,
         streams: &[StreamDesc],
     ) -> Result<Vec<StreamRelay>, MediaError> {
+        self.version += 1;
         let s = self
             .sessions
             .get_mut(&session)
@@ -672,6 +768,7 @@ impl MediaControl for FakeMedia {
         from: Leg,
         streams: &[StreamDesc],
     ) -> Result<Vec<StreamRelay>, MediaError> {
+        self.version += 1;
         let have = self
             .sessions
             .get(&session)
@@ -701,6 +798,7 @@ impl MediaControl for FakeMedia {
     }
 
     fn set_peers(&mut self, session: SessionId, peers: &MediaPeers) {
+        self.version += 1;
         if let Some(s) = self.sessions.get_mut(&session) {
             s.peers = peers.clone();
         }

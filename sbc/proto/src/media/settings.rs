@@ -35,6 +35,8 @@ pub struct RelaySettings {
     pub timeout: Option<Duration>,
     /// Media timeout while on hold; `None` disables it.
     pub hold_timeout: Option<Duration>,
+    /// Most DTMF digits waiting per stream and leg for generation (`[media] dtmf_queue`).
+    pub dtmf_queue: usize,
 }
 
 impl RelaySettings {

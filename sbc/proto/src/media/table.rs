@@ -39,6 +39,7 @@ use super::{
 use crate::b2bua::Rng;
 
 mod adopt;
+mod dtmf;
 mod feedback;
 mod kernel;
 mod packet;
@@ -46,6 +47,7 @@ mod restore;
 mod session;
 mod timers;
 
+pub use dtmf::Generated;
 pub use packet::{Arrival, PacketAction, PacketDrop, RelayPort, SRTP_DROP_LABELS};
 pub use session::{Session, Stream};
 
@@ -93,6 +95,10 @@ pub struct MediaTable {
     rng: Rng,
     commands: VecDeque<MediaCommand>,
     events: VecDeque<MediaEvent>,
+    /// Sessions whose RTP latch moved since the call layer last polled: reported as
+    /// [`MediaEvent::Latched`] once each, after the timeouts (a set, so a source that keeps
+    /// re-latching costs one event and can never crowd a timeout out of `events`).
+    latched: std::collections::BTreeSet<SessionId>,
 }
 
 impl MediaTable {
@@ -120,6 +126,7 @@ impl MediaTable {
             rng,
             commands: VecDeque::new(),
             events: VecDeque::new(),
+            latched: std::collections::BTreeSet::new(),
         }
     }
 
@@ -154,6 +161,11 @@ impl MediaTable {
         self.commands.pop_front()
     }
 
+    /// Whether events are waiting for the call layer.
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// Whether commands are waiting.
     pub fn has_commands(&self) -> bool {
         !self.commands.is_empty()
@@ -161,7 +173,15 @@ impl MediaTable {
 
     /// The next event for the call layer.
     pub fn poll_event(&mut self) -> Option<MediaEvent> {
-        self.events.pop_front()
+        self.events
+            .pop_front()
+            .or_else(|| self.latched.pop_first().map(MediaEvent::Latched))
+    }
+
+    /// A number that changes whenever [`Self::snapshot`] of `id` would (see
+    /// [`crate::media::MediaControl::state_version`]).
+    pub fn state_version(&self, id: SessionId) -> Option<u64> {
+        self.sessions.get(&id).map(|s| s.version)
     }
 
     /// A session, for views.
@@ -246,6 +266,7 @@ impl MediaTable {
             id,
             Session {
                 streams: opened,
+                version: 0,
                 committed: false,
                 activity: Activity::new(now),
                 timed_out: false,
@@ -304,6 +325,7 @@ impl MediaTable {
             st.peers[1].allowed = allowed[1].clone();
         }
         s.peers = peers.clone();
+        s.version += 1;
     }
 
     /// The SRTP keys of `leg`'s streams (by `m=` index; `None`: plain RTP on that leg), set
@@ -384,6 +406,7 @@ impl MediaTable {
         let Some(s) = self.sessions.remove(&id) else {
             return;
         };
+        self.latched.remove(&id);
         self.give_quota(&s.peers, s.quota_ports);
         for (index, st) in s.streams.iter().enumerate() {
             self.close_stream(StreamKey { session: id, index }, st);
@@ -420,6 +443,7 @@ impl MediaTable {
                 xdp_packets: 0,
                 srtp: StreamSrtp::default(),
                 payload: crate::media::StreamPayloadMaps::default(),
+                dtmf: Default::default(),
                 bind_attempts: [0; 2],
                 kernel: false,
             });
@@ -456,6 +480,7 @@ impl MediaTable {
             xdp_packets: 0,
             srtp: StreamSrtp::default(),
             payload: crate::media::StreamPayloadMaps::default(),
+            dtmf: Default::default(),
             bind_attempts: [0; 2],
             kernel,
         })
@@ -556,6 +581,7 @@ impl MediaTable {
                 got: streams.len(),
             });
         }
+        s.version += 1;
         let mut resync = Vec::new();
         // An answer or re-offer opens the re-latch window on both legs (NAT rebinding, a media
         // server switch at answer time); the fast path relaxes meanwhile.
@@ -660,8 +686,8 @@ impl MediaTable {
             return;
         }
         // Encrypted streams stay in userspace: XDP cannot run AES; nor can it rewrite payload
-        // types (no per-mapping table in the program).
-        let plain = !st.srtp.active() && st.payload.is_identity();
+        // types (no per-mapping table in the program), nor inject or consume DTMF events.
+        let plain = !st.srtp.active() && st.payload.is_identity() && !st.dtmf.active();
         if st.kernel && !(plain && fast_path::kernel_capable(&self.settings, &st.peers)) {
             // No longer something the program can carry alone: bind the stream's ports (the
             // latches learned in the kernel carry over) and relay it in userspace.
@@ -731,6 +757,14 @@ impl MediaTable {
             st.installed.push(m);
         }
     }
+}
+
+/// Queues an event for the call layer; the oldest goes when it does not drain them.
+fn push_event(events: &mut VecDeque<MediaEvent>, event: MediaEvent) {
+    if events.len() >= MAX_EVENTS {
+        events.pop_front();
+    }
+    events.push_back(event);
 }
 
 fn family(desc: &StreamDesc) -> &'static str {

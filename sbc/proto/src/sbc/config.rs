@@ -33,6 +33,10 @@ pub struct SbcConfig {
     pub registrations: Vec<TrunkRegistration>,
     /// OPTIONS health checks (trunks with `options_interval_s`).
     pub health: Vec<TrunkHealth>,
+    /// Start with the registrations held ([`super::Sbc::set_registering`]): a node of an
+    /// active/standby pair registers only once it holds the registration lease. Read at
+    /// start only; a reconfiguration keeps the current hold.
+    pub registrations_held: bool,
 }
 
 /// A trunk's proxy as configured.

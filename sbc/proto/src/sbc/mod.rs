@@ -87,7 +87,7 @@ impl Sbc {
     /// given by name stay unusable until [`Sbc::handle_dns`] brings their addresses.
     pub fn new(cfg: SbcConfig, mut rng: Rng, now: Instant) -> Self {
         let b2bua = B2bua::new(cfg.b2bua, rng.fork());
-        let regs = Registrations::start(cfg.registrations, &mut rng, now);
+        let regs = Registrations::start(cfg.registrations, &mut rng, now, cfg.registrations_held);
         let checks = HealthChecks::start(cfg.health, &mut rng, now);
         let mut sbc = Self {
             b2bua,
@@ -378,7 +378,15 @@ impl Sbc {
         !sides.is_empty()
     }
 
-    /// Sends a REGISTER for `trunk` now; false if it does not register.
+    /// Lets this node register (`true`: every REGISTER goes out now) or holds its
+    /// registrations (`false`: bindings forgotten without `Expires: 0`, no refresh) — an
+    /// active/standby node registers only while it holds the registration lease.
+    pub fn set_registering(&mut self, now: Instant, on: bool) {
+        self.regs.set_held(!on, &mut self.rng, now);
+        self.flush();
+    }
+
+    /// Sends a REGISTER for `trunk` now; false if it does not register (or is held).
     pub fn register_now(&mut self, now: Instant, trunk: &str) -> bool {
         let ok = self.regs.register_now(now, trunk);
         self.flush();

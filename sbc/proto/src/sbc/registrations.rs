@@ -23,13 +23,42 @@ pub(super) struct RegEntry {
 #[derive(Debug, Default)]
 pub(super) struct Registrations {
     pub(super) entries: Vec<RegEntry>,
+    /// Another node registers (active/standby: this one does not hold the registration
+    /// lease): no REGISTER goes out, bindings are forgotten without being removed.
+    held: bool,
 }
 
 impl Registrations {
     /// Starts every registration at `now` (each with its own generator).
-    pub(super) fn start(cfgs: Vec<TrunkRegistration>, rng: &mut Rng, now: Instant) -> Self {
+    pub(super) fn start(
+        cfgs: Vec<TrunkRegistration>,
+        rng: &mut Rng,
+        now: Instant,
+        held: bool,
+    ) -> Self {
         Self {
-            entries: cfgs.into_iter().map(|c| started(c, rng, now)).collect(),
+            entries: cfgs
+                .into_iter()
+                .map(|c| started(c, rng, now, held))
+                .collect(),
+            held,
+        }
+    }
+
+    /// Holds (`true`) or releases the registrations. Holding forgets every binding and its
+    /// transaction without an `Expires: 0`: the binding's contact is the shared address, and
+    /// the node that registers now refreshes it. Releasing sends every REGISTER at once.
+    pub(super) fn set_held(&mut self, held: bool, rng: &mut Rng, now: Instant) {
+        if self.held == held {
+            return;
+        }
+        self.held = held;
+        for e in &mut self.entries {
+            if held {
+                e.reg = Registration::new(e.cfg.cfg.clone(), rng.fork());
+            } else {
+                e.reg.start(now);
+            }
         }
     }
 
@@ -58,6 +87,9 @@ impl Registrations {
 
     /// Sends a REGISTER for `trunk` now; false if it does not register.
     pub(super) fn register_now(&mut self, now: Instant, trunk: &str) -> bool {
+        if self.held {
+            return false;
+        }
         let found = self.entries.iter_mut().find(|e| e.cfg.trunk == trunk);
         let ok = found.is_some();
         if let Some(e) = found {
@@ -80,7 +112,7 @@ impl Registrations {
         for c in cfgs {
             match old.iter().position(|o| o.cfg == c) {
                 Some(i) => self.entries.push(old.swap_remove(i)),
-                None => self.entries.push(started(c, rng, now)),
+                None => self.entries.push(started(c, rng, now, self.held)),
             }
         }
         for mut gone in old {
@@ -128,9 +160,11 @@ impl Registrations {
     }
 }
 
-fn started(cfg: TrunkRegistration, rng: &mut Rng, now: Instant) -> RegEntry {
+fn started(cfg: TrunkRegistration, rng: &mut Rng, now: Instant, held: bool) -> RegEntry {
     let mut reg = Registration::new(cfg.cfg.clone(), rng.fork());
-    reg.start(now);
+    if !held {
+        reg.start(now);
+    }
     RegEntry {
         cfg,
         reg,

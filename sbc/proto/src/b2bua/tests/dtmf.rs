@@ -246,3 +246,56 @@ fn telephone_event_is_removed_toward_an_info_carrier_and_added_back_in_its_answe
         "{to_pbx}"
     );
 }
+
+#[test]
+fn the_relay_is_told_which_legs_dtmf_it_terminates() {
+    use crate::media::dtmf::StreamDtmf;
+    // PBX on INFO, carrier on RFC 4733 (101 in both SDPs of the outbound call).
+    let mut sim = sim_with(DtmfMode::Info, DtmfMode::Rfc4733);
+    establish_outbound(&mut sim);
+    let s = sim.media.sessions.values().next().expect("session");
+    assert_eq!(
+        s.dtmf,
+        [StreamDtmf {
+            terminated: [None, Some(101)]
+        }],
+        "events generated toward and detected from the carrier only"
+    );
+    // Without conversion the relay terminates nothing (streams may take the fast path).
+    let mut sim = sim_with(DtmfMode::Rfc4733, DtmfMode::Rfc4733);
+    establish_outbound(&mut sim);
+    let s = sim.media.sessions.values().next().expect("session");
+    assert!(s.dtmf.iter().all(StreamDtmf::is_none), "{:?}", s.dtmf);
+}
+
+#[test]
+fn a_digit_the_relay_reports_goes_out_as_info() {
+    let mut sim = sim_with(DtmfMode::Rfc4733, DtmfMode::Info);
+    establish_outbound(&mut sim);
+    let _ = drain(&mut sim);
+    let session = *sim.media.sessions.keys().next().expect("session");
+    sim.media.inject(crate::media::MediaEvent::Dtmf {
+        session,
+        leg: crate::media::Leg::Inside,
+        digit: Digit::from_char('7').expect("a digit"),
+        duration_ms: 90,
+    });
+    sim.advance(Duration::from_millis(1));
+    sim.sbc.handle_timeout(sim.now, &mut sim.media);
+    sim.collect();
+    let to_carrier = sim.take_carrier();
+    assert_eq!(to_carrier.len(), 1, "one INFO");
+    assert_eq!(to_carrier[0].method(), Some(&Method::Info));
+    let body = String::from_utf8_lossy(to_carrier[0].body()).to_string();
+    assert!(
+        body.contains("Signal=7") && body.contains("Duration=90"),
+        "{body}"
+    );
+    assert!(matches!(
+        drain(&mut sim)[..],
+        [Event::Dtmf {
+            side: Side::Inside,
+            method: crate::b2bua::DtmfMethod::Rfc4733
+        }]
+    ));
+}

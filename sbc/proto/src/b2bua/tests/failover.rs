@@ -276,3 +276,119 @@ fn a_trunks_other_servers_are_tried_before_the_next_trunk() {
         .collect();
     assert_eq!(moves, [(0, 0), (0, 1)]);
 }
+
+/// Each trunk's codec policy applies to the caller's offer: after failover the second trunk
+/// gets the PBX's offer filtered by its own list, not the first trunk's filtered offer.
+#[test]
+fn failover_applies_the_next_trunks_codec_policy_to_the_callers_offer() {
+    use crate::sdp::CodecPolicy;
+    let mut sim = Sim::new();
+    let mut cfg = config();
+    let names = |n: &[&str]| n.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    cfg.trunks[0].media.codecs = CodecPolicy {
+        allow: names(&["PCMU", "telephone-event"]),
+        deny: Vec::new(),
+    };
+    let mut second = TrunkConfig::new(
+        "second",
+        Target {
+            addr: addr(SECOND),
+            transport: TransportKind::Udp,
+        },
+    );
+    second.media.codecs = CodecPolicy {
+        allow: names(&["PCMA", "PCMU", "telephone-event"]),
+        deny: Vec::new(),
+    };
+    cfg.trunks.push(second);
+    sim.sbc.set_config(cfg);
+    sim.deliver(pbx(), &pbx_invite("z9hG4bKpbx1", Some(SDP_PBX)));
+    sim.take_pbx();
+    let first = sim.take_carrier().remove(0);
+    let body = |m: &Message| String::from_utf8_lossy(m.body()).replace("\r\n", "\n");
+    assert!(
+        body(&first).contains(" RTP/AVP 0 101\n"),
+        "{}",
+        body(&first)
+    );
+    sim.deliver(
+        carrier(),
+        &carrier_response(&first, 503, "Service Unavailable", Some("t1"), None),
+    );
+    let second = sim.take_carrier().remove(1);
+    let offer = body(&second);
+    assert!(
+        offer.contains(" RTP/AVP 8 0 101\n"),
+        "the second trunk's order over the PBX's codecs: {offer}"
+    );
+    // Same relay endpoints as the first offer (the media session is the call's).
+    let port = |b: &str| {
+        b.lines()
+            .find(|l| l.starts_with("m=audio "))
+            .map(|l| l.split(' ').nth(1).unwrap_or("").to_owned())
+    };
+    assert_eq!(port(&offer), port(&body(&first)));
+    assert!(offer.contains("c=IN IP4 203.0.113.1\n"), "{offer}");
+    // Its answer (PCMA) crosses to the PBX.
+    let answer = SDP_CARRIER.replace("RTP/AVP 0 101", "RTP/AVP 8 101");
+    sim.deliver(
+        second_trunk(),
+        &carrier_response(&second, 200, "OK", Some("t2"), Some(&answer)),
+    );
+    let ok = sim.take_pbx().remove(0);
+    assert_eq!(status(&ok), 200);
+    assert!(body(&ok).contains(" RTP/AVP 8 101\n"), "{}", body(&ok));
+}
+
+/// A trunk whose codec list takes none of the caller's codecs is skipped on failover (counted
+/// as a border refusal); the call goes to the trunk after it.
+#[test]
+fn failover_skips_a_trunk_with_no_codec_in_common() {
+    use crate::sdp::CodecPolicy;
+    const THIRD: &str = "198.51.100.9:5090";
+    let mut sim = Sim::new();
+    let mut cfg = config();
+    let trunk = |name: &str, at: &str, allow: &[&str]| {
+        let mut t = TrunkConfig::new(
+            name,
+            Target {
+                addr: addr(at),
+                transport: TransportKind::Udp,
+            },
+        );
+        t.media.codecs = CodecPolicy {
+            allow: allow.iter().map(|s| (*s).to_owned()).collect(),
+            deny: Vec::new(),
+        };
+        t
+    };
+    cfg.trunks.push(trunk("g729-only", SECOND, &["G729"]));
+    cfg.trunks.push(trunk("third", THIRD, &[]));
+    sim.sbc.set_config(cfg);
+    sim.deliver(pbx(), &pbx_invite("z9hG4bKpbx1", Some(SDP_PBX)));
+    sim.take_pbx();
+    let first = sim.take_carrier().remove(0);
+    let _ = std::iter::from_fn(|| sim.sbc.poll_event()).count();
+    sim.deliver(
+        carrier(),
+        &carrier_response(&first, 503, "Service Unavailable", Some("t1"), None),
+    );
+    let out = sim.take_carrier();
+    let invites: Vec<_> = out
+        .iter()
+        .filter(|m| m.method() == Some(&Method::Invite))
+        .collect();
+    assert_eq!(invites.len(), 1, "{out:?}");
+    assert_eq!(
+        invites[0].request_uri_str(),
+        Some("sip:15551234567@198.51.100.9:5090"),
+        "the G.729-only trunk is skipped"
+    );
+    let refusals: Vec<_> = std::iter::from_fn(|| sim.sbc.poll_event())
+        .filter_map(|e| match e {
+            Event::BorderRefusal { reason } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refusals, ["sdp_no_common_codec"]);
+}

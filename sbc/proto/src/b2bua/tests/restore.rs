@@ -226,6 +226,73 @@ fn snapshot_is_reported_once_per_change() {
     assert_eq!(count(&mut sim), 0);
 }
 
+#[test]
+fn a_latch_without_a_sip_message_is_reported() {
+    let mut sim = Sim::new();
+    establish_outbound(&mut sim);
+    let (snap, _) = state_events(&mut sim);
+    let snap = snap.expect("the answer's record");
+    let session = crate::media::SessionId(snap.media_session.expect("media"));
+    let carrier_media: std::net::SocketAddr = "198.51.100.77:40000".parse().expect("literal");
+    // The carrier's first RTP packet latches the outside leg: no SIP message, only the
+    // relay's event, taken in on the next timer or tick.
+    sim.media
+        .latch(session, crate::media::Leg::Outside, carrier_media);
+    sim.sbc.handle_timeout(sim.now, &mut sim.media);
+    let (changed, _) = state_events(&mut sim);
+    let changed = changed.expect("the latch is written");
+    let media = changed.media.expect("media");
+    assert_eq!(
+        media.streams[0].latched(crate::media::Leg::Outside),
+        Some(carrier_media)
+    );
+    // The same latch again changes nothing: nothing written.
+    sim.media
+        .latch(session, crate::media::Leg::Outside, carrier_media);
+    sim.sbc.handle_timeout(sim.now, &mut sim.media);
+    assert!(
+        state_events(&mut sim).0.is_none(),
+        "unchanged: not re-written"
+    );
+}
+
+#[test]
+fn a_message_that_changes_nothing_builds_no_record() {
+    let mut sim = Sim::new();
+    establish_outbound(&mut sim);
+    let snap = state_events(&mut sim).0.expect("the answer's record");
+    sim.take_pbx();
+    sim.take_carrier();
+    let built = sim.media.snapshots.get();
+    // The PBX's INFO is relayed: the SBC's CSeq on the carrier leg moves, the record is
+    // written once.
+    let info = pbx_bye(&snap, 20).replace("BYE", "INFO");
+    sim.deliver(pbx(), &info);
+    let relayed = sim.take_carrier().remove(0);
+    assert_eq!(
+        sim.media.snapshots.get(),
+        built + 1,
+        "changed: one record built"
+    );
+    assert!(state_events(&mut sim).0.is_some(), "and written");
+    // The carrier's 200 goes back to the PBX: the call is touched but nothing of its record
+    // changed — no record built, nothing written.
+    sim.deliver(
+        carrier(),
+        &carrier_response(&relayed, 200, "OK", None, None),
+    );
+    assert_eq!(sim.take_pbx().len(), 1, "the 200 relayed");
+    assert_eq!(
+        sim.media.snapshots.get(),
+        built + 1,
+        "unchanged: no record built"
+    );
+    assert!(
+        state_events(&mut sim).0.is_none(),
+        "unchanged: not re-written"
+    );
+}
+
 /// A record written by schema version 1 (no `called`), committed as it was written.
 const V1_RECORD: &str = include_str!("fixtures/call_state_v1.json");
 

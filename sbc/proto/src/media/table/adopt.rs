@@ -81,6 +81,7 @@ impl MediaTable {
             xdp_packets: 0,
             srtp: StreamSrtp::default(),
             payload: crate::media::StreamPayloadMaps::default(),
+            dtmf: Default::default(),
             bind_attempts: [0; 2],
             kernel: false,
         };
@@ -91,6 +92,7 @@ impl MediaTable {
             id,
             Session {
                 streams: vec![st],
+                version: 0,
                 committed: true,
                 activity: Activity::new(now),
                 timed_out: false,

@@ -10,7 +10,9 @@ impl MediaTable {
     /// it as media activity, and records what the kernel already changed (the mapping is
     /// strict, the reverse mapping sends to `peer`) so that no command rewrites it. A latch
     /// the table no longer wants (the stream left the kernel, or its policy changed since)
-    /// is corrected by the commands that follow. Returns whether a stream knew `ingress`.
+    /// is corrected by the commands that follow. An RTP latch is reported as
+    /// [`MediaEvent::Latched`] like one made in userspace. Returns whether a stream knew
+    /// `ingress`.
     pub fn handle_kernel_latch(
         &mut self,
         now: Instant,
@@ -36,6 +38,10 @@ impl MediaTable {
         let kind = usize::from(ingress.port() != ports[leg_idx(leg)]);
         let p = &mut st.peers[leg_idx(leg)];
         p.latch[kind].learn(peer, now);
+        if kind == 0 {
+            // Where the relay sends is part of the call's persisted state.
+            self.latched.insert(key.session);
+        }
         p.last_seen = Some(now);
         s.activity.observe(now);
         for m in &mut st.installed {

@@ -132,6 +132,11 @@ fn kernel_latches_reach_the_table_without_rewriting_the_kernel() {
         .find(|m| m.ingress == relay(&a, Leg::Outside, false))
         .expect("reverse");
     assert_eq!(back.dst, sa("10.0.0.5:4010"), "the reverse mapping follows");
+    assert_eq!(
+        t.poll_event(),
+        Some(MediaEvent::Latched(a.session)),
+        "reported for the call's persisted state"
+    );
     assert!(!t.handle_kernel_latch(t1, sa("198.18.1.1:9"), sa("10.0.0.5:4010")));
     t.release(a.session);
     drain(&mut t);

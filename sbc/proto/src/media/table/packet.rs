@@ -1,7 +1,10 @@
 //! The packet path: what the table decides about each datagram a relay socket receives.
 
 use super::*;
-use crate::{media::payload, srtp::SrtpError};
+use crate::{
+    media::{dtmf::Received, payload},
+    srtp::SrtpError,
+};
 
 /// The RTP or the RTCP socket of a relay endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +45,9 @@ pub enum PacketAction {
     },
     /// Drop it.
     Drop(PacketDrop),
+    /// The relay took it: a telephone-event whose digit goes on as SIP INFO, or audio held
+    /// back while a generated event plays (`media/dtmf.rs`). Not a drop: nothing was lost.
+    Consumed,
 }
 
 /// Why a packet was dropped (the `reason` label of `sbc_media_packets_dropped_total`).
@@ -115,8 +121,11 @@ impl MediaTable {
             return PacketAction::Drop(PacketDrop::UnknownStream);
         };
         let len = len.min(buf.len());
-        let is_rtcp = port == RelayPort::Rtcp || rtp::is_rtcp(&buf[..len]);
         let (from, to) = (leg_idx(leg), leg_idx(leg.other()));
+        // The port tells RTCP from RTP; the bytes only when the sender multiplexes both on one
+        // port (RFC 5761 §4). Without rtcp-mux a datagram on the RTP port is the stream's own,
+        // whatever it looks like: a UDPTL sequence number of 0x80C8 reads as an RTCP header.
+        let is_rtcp = port == RelayPort::Rtcp || (st.peers[from].mux && rtp::is_rtcp(&buf[..len]));
         if st.srtp.awaiting_keys() {
             st.peers[from].dropped += 1;
             return PacketAction::Drop(PacketDrop::SrtpPending);
@@ -159,7 +168,30 @@ impl MediaTable {
         if !is_rtcp && target.is_some() {
             payload::rewrite(st.payload.from_leg(from), &mut buf[..len]);
         }
+        // DTMF the relay terminates: a telephone-event of a leg that takes RFC 4733 toward an
+        // INFO side is read and consumed; audio toward a leg that gets generated events waits
+        // while one plays, and has its sequence numbers shifted past them.
+        let mut consumed = false;
+        if !is_rtcp && st.dtmf.active() {
+            if let Received::Consumed(found) = st.dtmf.receive(now, from, &buf[..len]) {
+                consumed = true;
+                for d in found.into_iter().flatten() {
+                    push_event(
+                        &mut self.events,
+                        MediaEvent::Dtmf {
+                            session: stream.session,
+                            leg,
+                            digit: d.digit,
+                            duration_ms: d.duration_ms,
+                        },
+                    );
+                }
+            } else if target.is_some() {
+                consumed = !st.dtmf.forward(now, to, &mut buf[..len]);
+            }
+        }
         let action = match target {
+            _ if consumed => PacketAction::Consumed,
             Some(to) => match st.srtp.outbound(leg.other(), is_rtcp, buf, len) {
                 Ok(len) => PacketAction::Forward {
                     port: out,
@@ -180,6 +212,10 @@ impl MediaTable {
         };
         if matches!(verdict, Verdict::Latched { .. }) && port == RelayPort::Rtp {
             self.sync_fast_path(now, stream);
+            self.latched.insert(stream.session);
+            if let Some(s) = self.sessions.get_mut(&stream.session) {
+                s.version += 1;
+            }
         }
         action
     }

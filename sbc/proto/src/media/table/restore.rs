@@ -105,6 +105,7 @@ impl MediaTable {
             id,
             Session {
                 streams,
+                version: 0,
                 committed: true,
                 activity: Activity::new(now),
                 timed_out: false,
@@ -149,6 +150,8 @@ impl MediaTable {
             srtp: StreamSrtp::default(),
             // Not in the record: a restored stream relays payload types as they come.
             payload: crate::media::StreamPayloadMaps::default(),
+            // Nor DTMF termination: restored calls relay telephone-events as they come.
+            dtmf: Default::default(),
             // The peers' SDP names these ports: a restored stream cannot move to another pair,
             // so its first bind failure is final.
             bind_attempts: [BIND_ATTEMPTS - 1; 2],

@@ -19,6 +19,9 @@ pub struct Session {
     pub peers: MediaPeers,
     /// Outside relay ports counted against `peers.trunk`'s quota.
     pub quota_ports: usize,
+    /// Bumped whenever the session's snapshot would change (descriptions, peers, RTP
+    /// latches): [`MediaTable::state_version`].
+    pub version: u64,
 }
 
 /// One stream of a [`Session`].
@@ -36,6 +39,8 @@ pub struct Stream {
     pub srtp: StreamSrtp,
     /// Payload-type rewrites per direction (`payload.rs`, [`MediaTable::set_payload_maps`]).
     pub payload: crate::media::StreamPayloadMaps,
+    /// DTMF the relay generates and detects on this stream (`media/dtmf.rs`).
+    pub dtmf: crate::media::dtmf::StreamDtmfState,
     pub(super) bind_attempts: [u8; 2],
     /// Socketless: no relay socket is bound, the XDP program latches and relays the stream
     /// ([`MediaTable::set_kernel_latch`]).

@@ -19,6 +19,7 @@ pub(super) fn sa(s: &str) -> SocketAddr {
 
 pub(super) fn settings() -> RelaySettings {
     RelaySettings {
+        dtmf_queue: 4,
         inside: crate::media::SideAddress {
             bind: IN,
             advertised: IN,
@@ -348,6 +349,7 @@ fn media_timeout_fires_once_uses_the_hold_value_and_counts_fast_path_packets() {
     packet(&mut t, t1, k, Leg::Inside, "10.0.0.5:4000");
     packet(&mut t, t1, k, Leg::Outside, "198.51.100.7:5004");
     drain(&mut t);
+    assert_eq!(t.poll_event(), Some(MediaEvent::Latched(c.session)));
     let mut now = t1;
     for round in 1..=10u64 {
         now = t1 + s(15 * round);
@@ -905,4 +907,188 @@ fn payload_types_are_rewritten_per_direction_and_keep_the_stream_off_the_fast_pa
     );
     t.release(a.session);
     assert!(t.holds_nothing());
+}
+
+/// `payload` after an RTP header with `pt` and `seq` from `src` on `leg`.
+fn rtp_from(
+    t: &mut MediaTable,
+    now: Instant,
+    k: StreamKey,
+    leg: Leg,
+    src: &str,
+    (pt, seq, payload): (u8, u16, &[u8]),
+) -> (PacketAction, Vec<u8>) {
+    let mut buf = [0u8; 256];
+    buf[..RTP.len()].copy_from_slice(&RTP);
+    buf[1] = pt;
+    buf[2..4].copy_from_slice(&seq.to_be_bytes());
+    let len = RTP.len() + payload.len();
+    buf[RTP.len()..len].copy_from_slice(payload);
+    let arrival = Arrival {
+        stream: k,
+        leg,
+        port: RelayPort::Rtp,
+        src: sa(src),
+    };
+    let action = t.handle_packet(now, arrival, &mut buf, len);
+    (action, buf[..len].to_vec())
+}
+
+#[test]
+fn terminated_dtmf_is_generated_toward_and_detected_from_a_leg_in_userspace() {
+    use crate::{dtmf::Digit, media::dtmf::StreamDtmf};
+    let t0 = crate::media::test_origin();
+    let mut t = table(true);
+    let a = call(&mut t, t0, Some("198.51.100.7:5000"));
+    let k = key(&a);
+    let (pbx, carrier) = ("10.0.0.5:4000", "198.51.100.7:5000");
+    rtp_from(&mut t, t0, k, Leg::Inside, pbx, (0, 1, &[0; 160]));
+    rtp_from(&mut t, t0, k, Leg::Outside, carrier, (0, 1, &[0; 160]));
+    assert_eq!(installs(&drain(&mut t)).len(), 2, "both latched: XDP");
+    // The carrier takes RFC 4733 (96), the PBX INFO.
+    let dtmf = StreamDtmf {
+        terminated: [None, Some(96)],
+    };
+    t.set_dtmf(t0, a.session, &[dtmf]).expect("set");
+    let cmds = drain(&mut t);
+    assert_eq!(
+        cmds.iter()
+            .filter(|c| matches!(c, MediaCommand::Remove { .. }))
+            .count(),
+        2,
+        "the stream leaves the fast path: {cmds:?}"
+    );
+    // Audio both ways: the PBX's is the stream the events join.
+    for (leg, src) in [(Leg::Inside, pbx), (Leg::Outside, carrier)] {
+        let (action, _) = rtp_from(&mut t, t0, k, leg, src, (0, 2, &[0; 160]));
+        assert!(matches!(action, PacketAction::Forward { .. }), "{action:?}");
+    }
+    // A digit from an INFO: the relay's task is woken and sends the first event at once.
+    let digit = Digit::from_char('3').expect("digit");
+    t.generate_dtmf(t0, k, Leg::Outside, 96, digit, 100)
+        .expect("queued");
+    assert_eq!(drain(&mut t), [MediaCommand::Wake { stream: k }]);
+    assert_eq!(t.generated_deadline(k), Some(t0));
+    let mut buf = [0u8; 256];
+    let g = t.poll_generated(t0, k, &mut buf).expect("first packet");
+    assert_eq!((g.toward, g.to, g.len), (Leg::Outside, sa(carrier), 16));
+    assert_eq!(buf[1], 0x80 | 96, "marker and the carrier's payload type");
+    assert_eq!(&buf[2..4], &3u16.to_be_bytes(), "after the PBX's seq 2");
+    assert_eq!(&buf[8..12], &RTP[8..12], "the PBX's SSRC");
+    assert_eq!(&buf[12..16], &[3, 10, 1, 144]);
+    assert_eq!(t.poll_generated(t0, k, &mut buf), None, "next one in 50 ms");
+    // The PBX's audio waits while the event plays.
+    let (action, _) = rtp_from(&mut t, t0, k, Leg::Inside, pbx, (0, 3, &[0; 160]));
+    assert_eq!(action, PacketAction::Consumed);
+    // The carrier's own digit: consumed, reported for an INFO toward the PBX.
+    let end = [8, 0x8a, 3, 32];
+    let (action, _) = rtp_from(&mut t, t0, k, Leg::Outside, carrier, (96, 3, &end));
+    assert_eq!(action, PacketAction::Consumed);
+    assert_eq!(
+        t.poll_event(),
+        Some(MediaEvent::Dtmf {
+            session: a.session,
+            leg: Leg::Outside,
+            digit: Digit::from_char('8').expect("digit"),
+            duration_ms: 100,
+        })
+    );
+    // Its audio still crosses, one sequence number lower (the gap is hidden).
+    let (action, out) = rtp_from(&mut t, t0, k, Leg::Outside, carrier, (0, 4, &[0; 160]));
+    assert!(matches!(action, PacketAction::Forward { .. }), "{action:?}");
+    assert_eq!(&out[2..4], &3u16.to_be_bytes());
+    // Nothing terminated any more (a re-INVITE): the fast path may take it again.
+    t.set_dtmf(t0, a.session, &[]).expect("set");
+    assert_eq!(installs(&drain(&mut t)).len(), 2);
+    assert_eq!(t.generated_deadline(k), None, "queued digits dropped");
+    assert_eq!(
+        t.generate_dtmf(t0, k, Leg::Outside, 96, digit, 100),
+        Err(crate::media::dtmf::GenerateRefusal::NotTerminated)
+    );
+    t.release(a.session);
+    assert!(t.holds_nothing());
+}
+
+/// A T.38 stream (`m=image … udptl t38`, no rtcp-mux): a UDPTL datagram whose sequence number
+/// happens to look like an RTCP header (0x80C8: version 2, "packet type" 200) arriving on the
+/// RTP port is the stream's payload, and goes to the peer's RTP port, not its RTCP port. Only
+/// a sender that multiplexes (rtcp-mux) sends RTCP on the RTP port.
+#[test]
+fn udptl_that_looks_like_rtcp_is_not_sent_to_the_rtcp_port_without_rtcp_mux() {
+    let t0 = crate::media::test_origin();
+    let mut t = table(false);
+    let a = call(&mut t, t0, Some("198.51.100.7:5000"));
+    let k = key(&a);
+    let udptl = |seq: u16| {
+        let [hi, lo] = seq.to_be_bytes();
+        [hi, lo, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0, 0, 0, 0]
+    };
+    let send = |t: &mut MediaTable, leg, src: &str, bytes: &[u8]| {
+        let mut buf = [0u8; 64];
+        buf[..bytes.len()].copy_from_slice(bytes);
+        let arrival = Arrival {
+            stream: k,
+            leg,
+            port: RelayPort::Rtp,
+            src: sa(src),
+        };
+        t.handle_packet(t0, arrival, &mut buf, bytes.len())
+    };
+    for seq in [0x80c8, 0x80c9, 0x0001] {
+        match send(&mut t, Leg::Inside, "10.0.0.5:4000", &udptl(seq)) {
+            PacketAction::Forward { port, to, .. } => {
+                assert_eq!(
+                    (port, to),
+                    (RelayPort::Rtp, sa("198.51.100.7:5000")),
+                    "UDPTL seq {seq:#x}"
+                );
+            }
+            other => panic!("UDPTL seq {seq:#x}: {other:?}"),
+        }
+    }
+    // A PBX that multiplexes RTCP: its RTCP on the RTP port goes to the carrier's RTCP port.
+    let mut mux = StreamDesc::new(ip("10.0.0.5"), 4000);
+    mux.rtcp_mux = true;
+    t.update(t0, a.session, Leg::Inside, &[mux])
+        .expect("re-offer");
+    let mut rr = [0u8; 32];
+    rr[..4].copy_from_slice(&[0x81, 201, 0, 7]);
+    match send(&mut t, Leg::Inside, "10.0.0.5:4000", &rr) {
+        PacketAction::Forward { port, to, .. } => {
+            assert_eq!((port, to), (RelayPort::Rtcp, sa("198.51.100.7:5001")));
+        }
+        other => panic!("muxed RTCP: {other:?}"),
+    }
+    t.release(a.session);
+    assert!(t.holds_nothing());
+}
+
+#[test]
+fn a_latch_is_reported_once_to_the_call_layer_and_a_steady_source_is_not() {
+    let t0 = crate::media::test_origin();
+    let mut t = table(false);
+    let a = call(&mut t, t0, Some("198.51.100.7:5000"));
+    let k = key(&a);
+    assert_eq!(t.poll_event(), None);
+    packet(&mut t, t0, k, Leg::Inside, "10.0.0.5:4000");
+    packet(&mut t, t0, k, Leg::Outside, "198.51.100.7:5000");
+    // Both legs latched: one event for the session (the record holds both latches).
+    assert_eq!(t.poll_event(), Some(MediaEvent::Latched(a.session)));
+    assert_eq!(t.poll_event(), None);
+    for _ in 0..10 {
+        packet(&mut t, t0, k, Leg::Outside, "198.51.100.7:5000");
+    }
+    assert_eq!(
+        t.poll_event(),
+        None,
+        "the same source does not move the latch"
+    );
+    // A re-latch inside the window moves it: reported again.
+    let t1 = t0 + Duration::from_millis(500);
+    packet(&mut t, t1, k, Leg::Outside, "198.51.100.8:5000");
+    assert_eq!(t.poll_event(), Some(MediaEvent::Latched(a.session)));
+    // A latch of a released session is not reported.
+    packet(&mut t, t1, k, Leg::Outside, "198.51.100.7:5000");
+    t.release(a.session);
+    assert_eq!(t.poll_event(), None);
 }

@@ -84,11 +84,9 @@ impl MediaTable {
                 self.release(id);
                 continue;
             }
-            if self.events.len() >= MAX_EVENTS {
-                self.events.pop_front();
-            }
-            self.events.push_back(MediaEvent::Timeout(id));
+            push_event(&mut self.events, MediaEvent::Timeout(id));
         }
+        self.flush_dtmf(now);
         n
     }
 

@@ -8,6 +8,7 @@ mod denylist;
 mod drain;
 mod flood;
 mod reconfigure;
+mod registration_lease;
 mod user_agent;
 
 use std::{
@@ -115,6 +116,7 @@ fn config() -> SbcConfig {
         }],
         registrations: Vec::new(),
         health: Vec::new(),
+        registrations_held: false,
     }
 }
 

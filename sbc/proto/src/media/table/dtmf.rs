@@ -1,0 +1,133 @@
+//! DTMF the relay terminates (`media/dtmf.rs`): the call layer's settings per stream, digits
+//! to generate, the generated packets, and digits detected as [`MediaEvent::Dtmf`].
+
+use super::*;
+use crate::{
+    dtmf::Digit,
+    media::dtmf::{GenerateRefusal, StreamDtmf},
+};
+
+/// A generated packet, in the caller's buffer: send its first `len` bytes from the RTP socket
+/// facing `toward` to `to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Generated {
+    /// The leg it goes to (its relay socket sends it).
+    pub toward: Leg,
+    /// The peer.
+    pub to: SocketAddr,
+    /// Bytes (SRTP-protected when the leg is encrypted).
+    pub len: usize,
+}
+
+impl MediaTable {
+    /// The legs whose DTMF the relay terminates, per stream (by `m=` index; missing entries
+    /// terminate none), set after every answer. Such streams stay off the fast path.
+    pub fn set_dtmf(
+        &mut self,
+        now: Instant,
+        id: SessionId,
+        dtmf: &[StreamDtmf],
+    ) -> Result<(), MediaError> {
+        let s = self
+            .sessions
+            .get_mut(&id)
+            .ok_or(MediaError::UnknownSession(id))?;
+        for (i, st) in s.streams.iter_mut().enumerate() {
+            st.dtmf.set(dtmf.get(i).copied().unwrap_or_default());
+        }
+        for index in 0..s.streams.len() {
+            self.sync_fast_path(now, StreamKey { session: id, index });
+        }
+        Ok(())
+    }
+
+    /// Queues `digit` (held `duration_ms`) to be sent as telephone-events with `payload_type`
+    /// toward `toward` on `stream`, and asks the runtime to wake the stream's relay
+    /// ([`MediaCommand::Wake`]).
+    pub fn generate_dtmf(
+        &mut self,
+        now: Instant,
+        stream: StreamKey,
+        toward: Leg,
+        payload_type: u8,
+        digit: Digit,
+        duration_ms: u32,
+    ) -> Result<(), GenerateRefusal> {
+        let limit = self.settings.dtmf_queue;
+        let st = self
+            .sessions
+            .get_mut(&stream.session)
+            .and_then(|s| s.streams.get_mut(stream.index))
+            .ok_or(GenerateRefusal::NotTerminated)?;
+        st.dtmf.generate(
+            now,
+            leg_idx(toward),
+            payload_type,
+            digit,
+            duration_ms,
+            limit,
+        )?;
+        self.commands.push_back(MediaCommand::Wake { stream });
+        Ok(())
+    }
+
+    /// When `stream` has its next generated packet due (None: nothing to send).
+    pub fn generated_deadline(&self, stream: StreamKey) -> Option<Instant> {
+        self.sessions
+            .get(&stream.session)?
+            .streams
+            .get(stream.index)?
+            .dtmf
+            .deadline()
+    }
+
+    /// The next generated packet of `stream` due at `now`, written to `buf` (with
+    /// [`HEADROOM`](crate::media::crypto::HEADROOM) for an SRTP trailer). Packets toward a
+    /// leg with no address yet, or that SRTP cannot protect, are skipped (counted as that
+    /// leg's drops). Call until None.
+    pub fn poll_generated(
+        &mut self,
+        now: Instant,
+        stream: StreamKey,
+        buf: &mut [u8],
+    ) -> Option<Generated> {
+        let rng = &mut self.rng;
+        let st = self
+            .sessions
+            .get_mut(&stream.session)?
+            .streams
+            .get_mut(stream.index)?;
+        let mut draw = || rng.next_u64() as u32;
+        loop {
+            let (i, len) = st.dtmf.poll(now, &mut draw, buf)?;
+            let toward = if i == 0 { Leg::Inside } else { Leg::Outside };
+            let Some(to) = st.peers[i].latch[0].target() else {
+                st.peers[i].dropped += 1;
+                continue;
+            };
+            match st.srtp.outbound(toward, false, buf, len) {
+                Ok(len) => return Some(Generated { toward, to, len }),
+                Err(_) => st.peers[i].dropped += 1,
+            }
+        }
+    }
+
+    /// Digits of events whose end packets never came, once their leg is quiet.
+    pub(super) fn flush_dtmf(&mut self, now: Instant) {
+        for (id, s) in &mut self.sessions {
+            for st in &mut s.streams {
+                for (i, d) in st.dtmf.flush(now) {
+                    push_event(
+                        &mut self.events,
+                        MediaEvent::Dtmf {
+                            session: *id,
+                            leg: if i == 0 { Leg::Inside } else { Leg::Outside },
+                            digit: d.digit,
+                            duration_ms: d.duration_ms,
+                        },
+                    );
+                }
+            }
+        }
+    }
+}
