@@ -71,6 +71,8 @@ pub struct MediaMetrics {
     pub dropped: IntCounterVec,
     /// Latches that moved to a different source (re-latch window, or loose source).
     pub relatched: IntCounter,
+    /// Latches the XDP program made for socketless streams, as the control plane learned them.
+    pub xdp_latches: IntCounter,
     /// SRTP/SRTCP packets whose authentication tag did not verify (dropped).
     pub srtp_auth_failures: IntCounter,
     /// Offers rejected by the media layer, by reason (exhausted, streams, family, unavailable).
@@ -115,6 +117,10 @@ impl MediaMetrics {
                 "sbc_media_relatched_total",
                 "Relay port latches that moved to a different allowed source (NAT rebinding).",
             )?,
+            xdp_latches: IntCounter::new(
+                "sbc_media_xdp_latches_total",
+                "Latches made in XDP for socketless streams (from the latch event ring buffer).",
+            )?,
             srtp_auth_failures: IntCounter::new(
                 "sbc_media_srtp_auth_failures_total",
                 "SRTP/SRTCP packets dropped because their authentication tag did not verify.",
@@ -158,6 +164,7 @@ impl MediaMetrics {
         registry.register(Box::new(m.user_bytes.clone()))?;
         registry.register(Box::new(m.dropped.clone()))?;
         registry.register(Box::new(m.relatched.clone()))?;
+        registry.register(Box::new(m.xdp_latches.clone()))?;
         registry.register(Box::new(m.srtp_auth_failures.clone()))?;
         // Every reason from the start, so alert rules find the series before the first drop.
         for reason in [

@@ -7,8 +7,11 @@
 //! The outsider must receive nothing, each party must get every packet of the other and only
 //! those (sequence, SSRC and length are the sender's), and the SBC must count the outsider's
 //! packets in `sbc_media_packets_dropped_total`. Run once with the XDP fast path and once with
-//! the userspace relay only. On the first-packet-latches code both fail: the outsider latches
-//! the relay ports before the parties' first packets and receives the PBX's audio.
+//! the userspace relay only, and once with XDP behind sockets (`xdp_latch = false`: the first
+//! packets latch in userspace). With socketless streams (the XDP default) the program drops
+//! the spray itself: not allowed before the latch, strict source after it. On the
+//! first-packet-latches code all fail: the outsider latches the relay ports before the parties'
+//! first packets and receives the PBX's audio.
 
 mod media_common;
 
@@ -50,6 +53,15 @@ fn rtp_spray_from_outsider_is_dropped_with_xdp() {
     spray_during_call("brx", "xdp = \"auto\"", true);
 }
 
+/// XDP with sockets: the first packets latch in userspace, then the mappings follow.
+#[test]
+fn rtp_spray_from_outsider_is_dropped_with_xdp_after_userspace_latch() {
+    if !sbc_e2e::require_root("border_rtp_spray") {
+        return;
+    }
+    spray_during_call("brs", "xdp = \"auto\"\nxdp_latch = false", true);
+}
+
 #[test]
 fn rtp_spray_from_outsider_is_dropped_in_userspace() {
     if !sbc_e2e::require_root("border_rtp_spray") {
@@ -64,6 +76,8 @@ fn spray_during_call(prefix: &str, xdp: &str, fast_path: bool) {
         &format!("{xdp}\nport_min = {PORT_MIN}\nport_max = {PORT_MAX}\ntimeout_s = 30"),
     );
     let want_state = if fast_path { "attached" } else { "off" };
+    // Socketless streams (`media.xdp_latch`, on by default) latch in XDP.
+    let socketless = fast_path && !xdp.contains("xdp_latch = false");
     assert_eq!(lab.media()["xdp"]["state"], want_state, "{}", lab.media());
     // Declared after the lab: dropped (namespace and veth deleted) before it.
     let outsider_ns = outsider_host(&lab);
@@ -166,8 +180,11 @@ fn spray_during_call(prefix: &str, xdp: &str, fast_path: bool) {
     assert_eq!(stream["inside"]["latched"], PBX_RTP, "{view}");
     assert_eq!(stream["outside"]["latched"], CARRIER_RTP, "{view}");
     if fast_path {
+        // Socketless: latched and relayed in XDP, RTP and RTCP both ways; else RTP only.
+        assert_eq!(stream["socketless"], socketless, "{view}");
         assert_eq!(
-            stream["xdp_mappings"], 2,
+            stream["xdp_mappings"],
+            if socketless { 4 } else { 2 },
             "fast path carried the call: {view}"
         );
     }
@@ -215,19 +232,26 @@ fn spray_during_call(prefix: &str, xdp: &str, fast_path: bool) {
         &metrics,
         "sbc_media_packets_dropped_total{reason=\"xdp_strict_source\"}",
     );
+    let xdp_not_allowed = metric(
+        &metrics,
+        "sbc_media_packets_dropped_total{reason=\"xdp_not_allowed\"}",
+    );
     eprintln!(
         "outsider sent {sent} packets; dropped: not_allowed {not_allowed}, \
-         xdp_strict_source {xdp_strict} (program counter {xdp_dropped})"
+         xdp_strict_source {xdp_strict} (program counter {xdp_dropped}), \
+         xdp_not_allowed {xdp_not_allowed}"
     );
     // The call's four relay ports were hit every spray pass while they existed.
     assert!(
-        not_allowed + xdp_strict >= 40,
-        "outsider's packets not counted as drops: {not_allowed} + {xdp_strict}"
+        not_allowed + xdp_strict + xdp_not_allowed >= 40,
+        "outsider's packets not counted as drops: {not_allowed} + {xdp_strict} + \
+         {xdp_not_allowed}"
     );
     if fast_path {
         assert!(
-            xdp_dropped > 0 && xdp_strict > 0,
-            "once the re-latch window closed, XDP dropped the spray at the mapped ports"
+            xdp_dropped > 0 && xdp_strict > 0 && (xdp_not_allowed > 0 || !socketless),
+            "XDP dropped the spray at the call's ports before (not allowed) and after the \
+             latch (strict source)"
         );
     }
     assert_eq!(

@@ -46,7 +46,11 @@ fn xdp_relays_ipv6_rtp_both_ways() {
     send_rtp(&carrier, out_relay, 0, 1, 2);
     let session = format!("/api/v1/media/sessions/{id}");
     let installed = (0..50).any(|_| {
-        if lab.json("GET", &session, None, 200)["streams"][0]["xdp_mappings"] == 2 {
+        // Socketless (the XDP default): RTP and RTCP both ways, latched in the kernel.
+        let v = lab.json("GET", &session, None, 200);
+        let latched = v["streams"][0]["inside"]["latched"].is_string()
+            && v["streams"][0]["outside"]["latched"].is_string();
+        if v["streams"][0]["xdp_mappings"] == 4 && latched {
             return true;
         }
         thread::sleep(Duration::from_millis(50));
@@ -77,9 +81,13 @@ fn xdp_relays_ipv6_rtp_both_ways() {
         lab.xdp_counter("redirected") - redirected_before >= 2 * u64::from(N),
         "{media}"
     );
-    let want = usize::from(N) + 1;
-    assert_eq!(got_carrier.seqs.len(), want, "carrier got every packet");
-    assert_eq!(got_pbx.seqs.len(), want, "pbx got every packet");
+    // The latching packets (seq 0) may meet an unresolved IPv6 neighbour: the program passes
+    // such a packet up, where no socket takes it (docs/media.md, socketless streams). Every
+    // packet after them arrives.
+    for (who, got) in [("carrier", &got_carrier), ("pbx", &got_pbx)] {
+        let after: Vec<u16> = got.seqs.iter().copied().filter(|s| *s > 0).collect();
+        assert_eq!(after, (1..=N).collect::<Vec<_>>(), "{who} got every packet");
+    }
     assert!(got_carrier.in_order() && got_pbx.in_order());
     assert!(got_carrier.sources.iter().all(|s| *s == out_relay));
     assert!(got_pbx.sources.iter().all(|s| *s == in_relay));

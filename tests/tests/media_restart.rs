@@ -1,6 +1,8 @@
 //! The XDP fast path survives the control plane: RTP keeps arriving while `sbc` is dead
 //! (`kill -9`), a restarted `sbc` reuses the pinned link and maps and adopts the stream, and
-//! ending the adopted call removes its mappings. `sbc xdp detach` then removes the pins.
+//! ending the adopted call removes its mappings. `sbc xdp detach` then removes the pins. The
+//! stream is socketless before the restart; its latched RTP pair is adopted (with sockets, as
+//! adoption does), its RTCP mappings that never latched are removed.
 
 mod media_common;
 
@@ -21,6 +23,26 @@ fn media_flows_through_kill9_and_restart_adopts_mappings() {
         return;
     }
     let mut lab = MediaLab::start("smr", "xdp = \"auto\"\ntimeout_s = 30");
+    // No SIP in this test: resolve the peers' neighbour entries as signaling would, so the
+    // latching packets do not meet a FIB miss (socketless streams have no socket to pass it
+    // to; docs/media.md).
+    for peer in ["198.18.1.2", "198.18.2.2"] {
+        let ok = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &lab.lab.sbc,
+                "ping",
+                "-c1",
+                "-W1",
+                "-q",
+                peer,
+            ])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "ping {peer}");
+    }
     let pbx = lab.socket(true, "198.18.1.2:4000");
     let carrier = lab.socket(false, "198.18.2.2:6000");
     let (id, in_relay, out_relay) = lab.call(
@@ -32,7 +54,10 @@ fn media_flows_through_kill9_and_restart_adopts_mappings() {
     let session = format!("/api/v1/media/sessions/{id}");
     let mut installed = false;
     for _ in 0..50 {
-        if lab.json("GET", &session, None, 200)["streams"][0]["xdp_mappings"] == 2 {
+        // Socketless (the XDP default): RTP and RTCP both ways, latched in the kernel.
+        let v = lab.json("GET", &session, None, 200);
+        if v["streams"][0]["xdp_mappings"] == 4 && v["streams"][0]["outside"]["latched"].is_string()
+        {
             installed = true;
             break;
         }

@@ -1,4 +1,5 @@
-//! With XDP attached, a stream's first packets latch in userspace, then the control plane
+//! With XDP attached behind sockets (`xdp_latch = false`; socketless streams, the default, are
+//! `media_socketless.rs`), a stream's first packets latch in userspace, then the control plane
 //! installs the mappings and the XDP program carries the stream: the receivers get every packet
 //! in order with rewritten addresses, the program's counters move, the userspace relay's stay
 //! flat. With strict source, packets from an intruder are dropped in XDP.
@@ -25,7 +26,7 @@ fn xdp_carries_latched_stream_and_drops_strict_source_intruders() {
     }
     let lab = MediaLab::start(
         "smx",
-        "xdp = \"auto\"\nstrict_source = true\ntimeout_s = 30",
+        "xdp = \"auto\"\nxdp_latch = false\nstrict_source = true\ntimeout_s = 30",
     );
     let media = lab.media();
     assert_eq!(media["xdp"]["state"], "attached", "{media}");

@@ -875,6 +875,9 @@ pub struct Media {
     pub relatch_window_ms: u64,
     /// Most `m=` lines accepted in one offer; more gets 488.
     pub max_streams: usize,
+    /// With XDP attached, plain streams bind no socket: the XDP program latches them (by the
+    /// same policy) and relays RTP and RTCP (`docs/media.md`, "Socketless streams").
+    pub xdp_latch: bool,
     /// Most DTMF digits waiting per stream and leg for the relay to generate them as RFC
     /// 4733 events (SIP INFO converted); more are refused and counted.
     pub dtmf_queue: usize,
@@ -892,6 +895,7 @@ impl Default for Media {
             strict_source: true,
             relatch_window_ms: 2_000,
             max_streams: 4,
+            xdp_latch: true,
             dtmf_queue: 16,
         }
     }

@@ -372,6 +372,7 @@ mod tests {
                 inside,
                 outside,
                 xdp_mappings: 0,
+                socketless: false,
                 srtp: crate::media::view::SrtpView {
                     inside: None,
                     outside: None,

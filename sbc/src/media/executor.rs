@@ -11,9 +11,15 @@ use std::{
 };
 
 use parking_lot::Mutex;
-use sbc_ebpf_common::{FLAG_IPV4, FLAG_STRICT_SOURCE, Mapping, MappingKey, ipv4_mapped};
+use sbc_ebpf_common::{
+    AllowedSource, FLAG_AWAITING_LATCH, FLAG_FORWARD_RTCP, FLAG_IPV4, FLAG_PASS,
+    FLAG_STRICT_SOURCE, LATCH_HAS_REVERSE, LATCH_SOURCES, LatchPolicy, Mapping, MappingKey,
+    ipv4_mapped,
+};
 use sbc_proto::media::{
-    FastPath, Leg, MediaCommand, MediaError, MediaTable, StreamKey, table::leg_idx,
+    FastPath, Leg, MediaCommand, MediaError, MediaTable, StreamKey,
+    fast_path::{KernelLatch, PathMode},
+    table::leg_idx,
 };
 use tokio::{
     net::UdpSocket,
@@ -189,14 +195,23 @@ pub(crate) fn execute(core: &mut Core, now: Instant) {
             }
             MediaCommand::Install(m) => {
                 let Some(xdp) = &core.exec.xdp else { continue };
-                if let Err(e) = xdp
-                    .lock()
-                    .insert_mapping(&mapping_key(m.ingress), &mapping(&m))
-                {
+                let key = mapping_key(m.ingress);
+                let mut x = xdp.lock();
+                let result = match &m.mode {
+                    // Nothing to count: its slot is not one.
+                    PathMode::Pass => x.update_mapping(&key, &mapping(&m)),
+                    // The policy first: an awaiting mapping without one drops everything.
+                    PathMode::Kernel(k) => x
+                        .insert_policy(&key, &latch_policy(k))
+                        .and_then(|()| x.insert_mapping(&key, &mapping(&m))),
+                    PathMode::Relay => x.insert_mapping(&key, &mapping(&m)),
+                };
+                drop(x);
+                if let Err(e) = result {
                     // The userspace relay keeps forwarding: a full map costs speed, not calls.
                     tracing::warn!(error = %e, "installing XDP mapping failed; stream stays in userspace");
                     core.table.handle_install_failed(m.ingress);
-                } else {
+                } else if m.mode == PathMode::Relay {
                     tracing::info!(relay = %m.ingress, peer = %m.expect,
                         "stream latched on both sides; XDP fast path installed");
                 }
@@ -212,7 +227,9 @@ pub(crate) fn execute(core: &mut Core, now: Instant) {
             }
             MediaCommand::Remove { ingress } => {
                 let Some(xdp) = &core.exec.xdp else { continue };
-                if let Err(e) = xdp.lock().remove_mapping(&mapping_key(ingress)) {
+                let key = mapping_key(ingress);
+                let mut x = xdp.lock();
+                if let Err(e) = x.remove_mapping(&key).and_then(|()| x.remove_policy(&key)) {
                     tracing::warn!(error = %e, "removing XDP mapping failed");
                 }
             }
@@ -244,11 +261,11 @@ fn port_be(p: u16) -> u16 {
     u16::from_ne_bytes(p.to_be_bytes())
 }
 
-fn port_of(be: u16) -> u16 {
+pub(crate) fn port_of(be: u16) -> u16 {
     u16::from_be_bytes(be.to_ne_bytes())
 }
 
-fn ip_of(a: &[u8; 16]) -> IpAddr {
+pub(crate) fn ip_of(a: &[u8; 16]) -> IpAddr {
     let v6 = std::net::Ipv6Addr::from(*a);
     match v6.to_ipv4_mapped() {
         Some(v4) => IpAddr::V4(v4),
@@ -270,6 +287,16 @@ pub(crate) fn mapping(m: &FastPath) -> Mapping {
     let mut flags = if m.ingress.is_ipv4() { FLAG_IPV4 } else { 0 };
     if m.strict {
         flags |= FLAG_STRICT_SOURCE;
+    }
+    match &m.mode {
+        PathMode::Relay => {}
+        PathMode::Pass => flags |= FLAG_PASS,
+        PathMode::Kernel(k) => {
+            flags |= FLAG_FORWARD_RTCP;
+            if k.awaiting {
+                flags |= FLAG_AWAITING_LATCH;
+            }
+        }
     }
     Mapping {
         src_addr: addr16(m.egress.ip()),
@@ -293,7 +320,37 @@ pub(crate) fn fast_path(key: &MappingKey, m: &Mapping) -> FastPath {
         dst: sock(&m.dst_addr, m.dst_port),
         strict: m.flags & FLAG_STRICT_SOURCE != 0,
         slot: m.slot,
+        mode: PathMode::Relay,
     }
+}
+
+/// The program's form of a socketless mapping's latching policy.
+pub(crate) fn latch_policy(k: &KernelLatch) -> LatchPolicy {
+    let mut p = LatchPolicy {
+        reverse: mapping_key(k.reverse),
+        flags: LATCH_HAS_REVERSE,
+        ..LatchPolicy::default()
+    };
+    for (entry, (ip, len)) in p
+        .sources
+        .iter_mut()
+        .zip(k.sources.iter().flatten())
+        .take(LATCH_SOURCES)
+    {
+        // IPv4 prefixes are matched on the IPv4-mapped form: 96 bits of mapping first.
+        let bits = if ip.is_ipv4() {
+            96 + u16::from(*len)
+        } else {
+            u16::from(*len)
+        };
+        *entry = AllowedSource {
+            addr: addr16(*ip),
+            port: 0,
+            // A /0 would let anyone latch; the program treats 0 as unused, so keep it so.
+            prefix_len: if *len == 0 { 0 } else { bits },
+        };
+    }
+    p
 }
 
 #[cfg(test)]
@@ -309,6 +366,7 @@ mod tests {
             dst: "198.18.2.2:5000".parse().expect("literal"),
             strict: true,
             slot: 9,
+            mode: PathMode::Relay,
         };
         let m = mapping(&f);
         assert_eq!(m.flags, FLAG_IPV4 | FLAG_STRICT_SOURCE);

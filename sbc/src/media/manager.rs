@@ -34,6 +34,8 @@ pub struct MediaSettings {
     /// Networks and trunk quotas at start (a live change replaces them, see
     /// [`MediaManager::set_policy`]).
     pub policy: MediaPolicy,
+    /// Socketless streams where XDP is attached (`media.xdp_latch`).
+    pub kernel_latch: bool,
 }
 
 impl MediaSettings {
@@ -58,6 +60,7 @@ impl MediaSettings {
                 hold_timeout: secs(c.media.hold_timeout_s),
             },
             policy: policy::from_config(c),
+            kernel_latch: c.media.xdp_latch,
         }
     }
 }
@@ -91,6 +94,10 @@ impl MediaManager {
         metrics: MediaMetrics,
     ) -> Self {
         let runtime = tokio::runtime::Handle::current();
+        let events = match (&xdp, settings.kernel_latch) {
+            (Some(x), true) => super::latch_events::prepare(&mut x.lock(), &settings.relay),
+            _ => None,
+        };
         let events_ready = Arc::new(tokio::sync::Notify::new());
         let core = Arc::new_cyclic(|weak| {
             Mutex::new(Core {
@@ -117,6 +124,18 @@ impl MediaManager {
             events_ready,
             metrics,
         });
+        if let Some(ring) = events {
+            inner.core.lock().table.set_kernel_latch(true);
+            let weak = Arc::downgrade(&inner);
+            let spawned = runtime.spawn(super::latch_events::run(ring, move |latches| {
+                let Some(inner) = weak.upgrade() else {
+                    return false;
+                };
+                inner.kernel_latches(latches);
+                true
+            }));
+            drop(spawned);
+        }
         inner.update_gauges(&inner.core.lock());
         let weak = Arc::downgrade(&inner);
         runtime.spawn(async move {
@@ -276,6 +295,28 @@ impl Inner {
         self.metrics.rejected.with_label_values(&[reason]).inc();
         tracing::info!(error = %e, sip_status = e.status_code(), "media offer rejected");
         e
+    }
+
+    /// Latches the XDP program made (from the ring buffer reader): into the table, and the
+    /// commands that follow executed.
+    fn kernel_latches(&self, latches: &[(std::net::SocketAddr, std::net::SocketAddr)]) {
+        let now = Instant::now();
+        let mut core = self.core.lock();
+        for (ingress, peer) in latches {
+            if core.table.handle_kernel_latch(now, *ingress, *peer) {
+                self.metrics.xdp_latches.inc();
+                tracing::debug!(relay = %ingress, %peer, "latched in XDP");
+            } else {
+                // A stream released meanwhile: its mapping is gone or going.
+                tracing::debug!(relay = %ingress, %peer, "XDP latch for no stream");
+            }
+        }
+        for (stream, e) in self.run(&mut core, now) {
+            tracing::warn!(error = %e, session = %stream.session, "relay socket failure");
+        }
+        drop(core);
+        // The call layer persists latches (`MediaEvent::Latched`).
+        self.events_ready.notify_one();
     }
 
     fn tick(&self, now: Instant) {
@@ -524,6 +565,7 @@ mod tests {
                 hold_timeout: Some(Duration::from_secs(3600)),
             },
             policy: MediaPolicy::default(),
+            kernel_latch: false,
         }
     }
 

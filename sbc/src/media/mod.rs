@@ -8,6 +8,7 @@
 pub mod diagnosis;
 pub(crate) mod executor;
 pub mod finals;
+pub(crate) mod latch_events;
 pub mod manager;
 pub mod policy;
 pub(crate) mod relay;

@@ -62,6 +62,8 @@ pub struct StreamView {
     pub outside: EndpointView,
     /// XDP mappings installed for the stream.
     pub xdp_mappings: usize,
+    /// No relay socket: the XDP program latches and relays the stream.
+    pub socketless: bool,
     /// SRTP suite per leg (`null`: plain RTP). Keys are never shown.
     pub srtp: SrtpView,
 }
@@ -196,7 +198,8 @@ pub(crate) fn session_view(
             StreamView {
                 inside: ep(Leg::Inside),
                 outside: ep(Leg::Outside),
-                xdp_mappings: st.installed.len(),
+                xdp_mappings: st.fast_paths(),
+                socketless: st.kernel,
                 srtp: SrtpView {
                     inside: st.srtp.suite(Leg::Inside),
                     outside: st.srtp.suite(Leg::Outside),

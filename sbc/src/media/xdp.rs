@@ -8,7 +8,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, PerCpuValues},
+    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues, RingBuf},
     programs::{
         ProgramError, Xdp,
         links::{FdLink, PinnedLink},
@@ -16,8 +16,9 @@ use aya::{
     },
 };
 use sbc_ebpf_common::{
-    MAP_MAPPING_STATS, MAP_MAPPINGS, MAP_STATS, Mapping, MappingKey, MappingStats, PROGRAM_NAME,
-    Stat,
+    LatchPolicy, MAP_LATCH_EVENTS, MAP_LATCH_POLICIES, MAP_MAPPING_STATS, MAP_MAPPINGS,
+    MAP_RELAY_RANGES, MAP_STATS, MAX_RELAY_RANGES, Mapping, MappingKey, MappingStats, PROGRAM_NAME,
+    RelayRange, Stat,
 };
 
 use crate::config::XdpMode;
@@ -454,6 +455,71 @@ impl XdpRelay {
                 map: MAP_MAPPINGS,
                 source,
             })
+    }
+
+    /// Sets who may latch the awaiting mapping `key` in the kernel.
+    pub fn insert_policy(&mut self, key: &MappingKey, p: &LatchPolicy) -> Result<(), XdpError> {
+        let map_err = |source| XdpError::Map {
+            map: MAP_LATCH_POLICIES,
+            source,
+        };
+        let map = self
+            .ebpf
+            .map_mut(MAP_LATCH_POLICIES)
+            .ok_or(XdpError::Missing("latch policies map"))?;
+        let mut hash: HashMap<&mut MapData, MappingKey, LatchPolicy> =
+            HashMap::try_from(map).map_err(map_err)?;
+        hash.insert(key, p, 0).map_err(map_err)
+    }
+
+    /// Removes a latch policy; a missing one is not an error.
+    pub fn remove_policy(&mut self, key: &MappingKey) -> Result<(), XdpError> {
+        let map = self
+            .ebpf
+            .map_mut(MAP_LATCH_POLICIES)
+            .ok_or(XdpError::Missing("latch policies map"))?;
+        let result = HashMap::<&mut MapData, MappingKey, LatchPolicy>::try_from(map)
+            .and_then(|mut h| h.remove(key));
+        match result {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(source) => Err(XdpError::Map {
+                map: MAP_LATCH_POLICIES,
+                source,
+            }),
+        }
+    }
+
+    /// Declares the relay port ranges the SBC owns (at most [`MAX_RELAY_RANGES`]; the rest
+    /// of the entries are cleared): the program drops packets to their ports that match no
+    /// mapping. An empty slice turns the drop off.
+    pub fn set_relay_ranges(&mut self, ranges: &[RelayRange]) -> Result<(), XdpError> {
+        let map_err = |source| XdpError::Map {
+            map: MAP_RELAY_RANGES,
+            source,
+        };
+        let map = self
+            .ebpf
+            .map_mut(MAP_RELAY_RANGES)
+            .ok_or(XdpError::Missing("relay ranges map"))?;
+        let mut array: Array<&mut MapData, RelayRange> = Array::try_from(map).map_err(map_err)?;
+        for i in 0..MAX_RELAY_RANGES {
+            let r = ranges.get(i as usize).copied().unwrap_or_default();
+            array.set(i, r, 0).map_err(map_err)?;
+        }
+        Ok(())
+    }
+
+    /// Takes the ring buffer of latch events out of the object, for the one task that reads
+    /// it (`latch_events.rs`).
+    pub fn take_latch_events(&mut self) -> Result<RingBuf<aya::maps::MapData>, XdpError> {
+        let map = self
+            .ebpf
+            .take_map(MAP_LATCH_EVENTS)
+            .ok_or(XdpError::Missing("latch events ring buffer"))?;
+        RingBuf::try_from(map).map_err(|source| XdpError::Map {
+            map: MAP_LATCH_EVENTS,
+            source,
+        })
     }
 
     /// Forwarding statistics of one statistics slot, summed over CPUs.

@@ -1,9 +1,44 @@
 //! The fast-path (XDP) mappings a stream *should* have, computed from its latches: the table
 //! keeps what it asked the kernel for and emits the difference as commands.
 
-use std::{net::SocketAddr, time::Instant};
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::Instant,
+};
 
 use super::{peer::PeerState, settings::RelaySettings};
+
+/// Statistics slot of a mapping that counts nothing ([`PathMode::Pass`]): it never forwards.
+pub const NO_SLOT: u32 = u32::MAX;
+
+/// What the kernel does with a mapping's packets besides forwarding a latched peer's RTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathMode {
+    /// A stream relayed by a userspace task that latched both peers: RTP from the latched peer
+    /// is forwarded, RTCP goes up for its reports, other sources go up or are dropped.
+    Relay,
+    /// A socketless stream (no relay socket, no task): RTP and RTCP are forwarded in the
+    /// kernel, and a mapping whose peer is not latched yet latches in the kernel from a source
+    /// its [`KernelLatch`] allows (everything else is dropped there).
+    Kernel(KernelLatch),
+    /// A port of a socket-bound stream in a relay range the program owns: every packet goes up
+    /// to its socket (without a mapping the program would drop it as unallocated).
+    Pass,
+}
+
+/// Who may latch a socketless stream's mapping in the kernel: the latching policy of the
+/// userspace relay (`latch.rs`) in the program's fixed form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelLatch {
+    /// The peer is not latched yet: the first allowed packet latches it.
+    pub awaiting: bool,
+    /// Allowed source prefixes (address, prefix length in bits of its own family), any port:
+    /// the peer's SDP address, the leg's signaling peer, one configured media network.
+    pub sources: [Option<(IpAddr, u8)>; 3],
+    /// The other side's relay endpoint of the same kind: its mapping sends to this peer and
+    /// learns the latch in the kernel.
+    pub reverse: SocketAddr,
+}
 
 /// One mapping: packets arriving at the relay endpoint `ingress` from `expect` leave from the
 /// other side's relay endpoint `egress` to `dst`.
@@ -20,8 +55,10 @@ pub struct FastPath {
     /// Drop other sources in the kernel (strict source, re-latch window closed); otherwise
     /// they go up to userspace, which applies the latching policy.
     pub strict: bool,
-    /// The program's statistics slot of this mapping.
+    /// The program's statistics slot of this mapping ([`NO_SLOT`] for [`PathMode::Pass`]).
     pub slot: u32,
+    /// Forward-only, latching in the kernel, or pass-through.
+    pub mode: PathMode,
 }
 
 impl FastPath {
@@ -65,6 +102,7 @@ pub fn desired(
             dst: carrier,
             strict: strict(0),
             slot: 0,
+            mode: PathMode::Relay,
         },
         FastPath {
             ingress: outside,
@@ -73,6 +111,90 @@ pub fn desired(
             dst: pbx,
             strict: strict(1),
             slot: 0,
+            mode: PathMode::Relay,
         },
     ])
+}
+
+/// Whether a socketless stream's mappings can express its peers: one address family throughout
+/// (XDP cannot change header sizes), RTCP on the same kind of port on both legs (the program
+/// cannot split rtcp-mux from separate RTCP), and at most one configured media network per leg
+/// (the program's policy has one entry for it).
+pub fn kernel_capable(settings: &RelaySettings, peers: &[PeerState; 2]) -> bool {
+    let v4 = settings.inside.bind.is_ipv4();
+    let described = |p: &PeerState| p.latch[0].sdp().is_some();
+    settings.outside.bind.is_ipv4() == v4
+        && (!described(&peers[0]) || !described(&peers[1]) || peers[0].mux == peers[1].mux)
+        && peers.iter().all(|p| p.allowed.networks.len() <= 1)
+        && peers
+            .iter()
+            .flat_map(|p| &p.latch)
+            .filter_map(|l| l.latched().or(l.sdp()))
+            .all(|a| a.is_ipv4() == v4 || a.port() == 0)
+}
+
+/// The mappings of a socketless stream whose relay RTP ports are `ports` (inside, outside):
+/// RTP both ways, and RTCP both ways on the port above unless both peers use rtcp-mux. A peer
+/// not latched yet gets an awaiting mapping with its allowed sources; a latched one a strict
+/// mapping to its latch (the kernel makes every latch strict). A peer with neither latch nor
+/// SDP is a destination of port 0 (the program drops towards it).
+pub fn kernel(settings: &RelaySettings, ports: [u16; 2], peers: &[PeerState; 2]) -> Vec<FastPath> {
+    let binds = [settings.inside.bind, settings.outside.bind];
+    let unspecified = SocketAddr::new(
+        if binds[0].is_ipv4() {
+            IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+        },
+        0,
+    );
+    let kinds = if peers[0].mux && peers[1].mux { 1 } else { 2 };
+    let mut out = Vec::with_capacity(2 * kinds);
+    for kind in 0..kinds {
+        for i in 0..2 {
+            let j = 1 - i;
+            let relay = |leg: usize| SocketAddr::new(binds[leg], ports[leg] + kind as u16);
+            let latch = &peers[i].latch[kind];
+            let full = |ip: IpAddr| if ip.is_ipv4() { 32 } else { 128 };
+            let allowed = &peers[i].allowed;
+            let sources = [
+                latch.sdp().map(|a| (a.ip(), full(a.ip()))),
+                allowed.signaling.map(|ip| (ip, full(ip))),
+                allowed.networks.first().map(|n| (n.addr(), n.prefix_len())),
+            ];
+            out.push(FastPath {
+                ingress: relay(i),
+                expect: latch.latched().unwrap_or(unspecified),
+                egress: relay(j),
+                dst: peers[j].latch[kind].target().unwrap_or(unspecified),
+                strict: true,
+                slot: 0,
+                mode: PathMode::Kernel(KernelLatch {
+                    awaiting: latch.latched().is_none(),
+                    sources,
+                    reverse: relay(j),
+                }),
+            });
+        }
+    }
+    out
+}
+
+/// Pass-through mappings for every relay port (RTP and the port above, both sides) of a
+/// socket-bound stream, so that the program's relay-range drop spares them.
+pub fn pass(settings: &RelaySettings, ports: [u16; 2]) -> [FastPath; 4] {
+    let binds = [settings.inside.bind, settings.outside.bind];
+    let at = |leg: usize, k: u16| {
+        let a = SocketAddr::new(binds[leg], ports[leg] + k);
+        FastPath {
+            ingress: a,
+            expect: a,
+            egress: a,
+            dst: a,
+            strict: false,
+            slot: NO_SLOT,
+            mode: PathMode::Pass,
+        }
+    };
+    [at(0, 0), at(1, 0), at(0, 1), at(1, 1)]
 }

@@ -216,6 +216,12 @@ impl Latch {
         self.latched.filter(|_| !self.provisional)
     }
 
+    /// Records a latch made elsewhere (by the XDP program, which applied the same policy) at
+    /// `now`: like a latch by a packet, provisional while the peer's SDP is unknown.
+    pub fn learn(&mut self, addr: SocketAddr, now: Instant) {
+        self.latch(addr, now);
+    }
+
     /// Adopts a latch learned by a previous process (restart), without a packet.
     pub fn adopt(&mut self, addr: SocketAddr, now: Instant) {
         self.latched = Some(addr);

@@ -16,7 +16,7 @@
 //! After every call, drain [`MediaTable::poll_command`] (and [`MediaTable::poll_event`]).
 
 use std::{
-    collections::{BTreeMap, VecDeque},
+    collections::{BTreeMap, HashMap, VecDeque},
     net::SocketAddr,
     time::{Duration, Instant},
 };
@@ -27,7 +27,7 @@ use super::{
     activity::Activity,
     command::MediaCommand,
     crypto::StreamSrtp,
-    fast_path::{self, FastPath},
+    fast_path::{self, FastPath, NO_SLOT, PathMode},
     latch::{DropReason, Verdict},
     peer::PeerState,
     policy::{MediaPolicy, Quotas},
@@ -41,6 +41,7 @@ use crate::b2bua::Rng;
 mod adopt;
 mod dtmf;
 mod feedback;
+mod kernel;
 mod packet;
 mod restore;
 mod session;
@@ -81,6 +82,11 @@ pub struct MediaTable {
     policy: MediaPolicy,
     /// Whether fast-path mappings are wanted (XDP attached).
     fast_path: bool,
+    /// Whether plain streams go socketless: latched and relayed in the kernel, no relay socket
+    /// (XDP attached with in-kernel latching; see [`MediaTable::set_kernel_latch`]).
+    kernel_latch: bool,
+    /// Socketless streams by the relay endpoints of their mappings (latch events name those).
+    kernel_ports: HashMap<SocketAddr, StreamKey>,
     pools: [PortPool; 2],
     slots: Slots,
     quotas: Quotas,
@@ -111,6 +117,8 @@ impl MediaTable {
             settings,
             policy,
             fast_path,
+            kernel_latch: false,
+            kernel_ports: HashMap::new(),
             slots: Slots::new(slots),
             quotas: Quotas::default(),
             sessions: BTreeMap::new(),
@@ -120,6 +128,22 @@ impl MediaTable {
             events: VecDeque::new(),
             latched: std::collections::BTreeSet::new(),
         }
+    }
+
+    /// Turns socketless streams on (the runtime attached XDP with in-kernel latching and owns
+    /// the relay port ranges there): a new stream that the program can carry on its own (plain
+    /// RTP, no payload-type rewrite, strict source, one address family) gets awaiting-latch
+    /// mappings instead of sockets; one that stops qualifying (SRTP, a rewrite, rtcp-mux on one
+    /// leg only) is bound then and relayed in userspace. Every socket-bound stream's ports get
+    /// pass-through mappings, since the program drops unallocated relay ports. Call before the
+    /// first allocation.
+    pub fn set_kernel_latch(&mut self, on: bool) {
+        self.kernel_latch = on && self.fast_path;
+    }
+
+    /// Whether socketless streams are on.
+    pub fn kernel_latch(&self) -> bool {
+        self.kernel_latch
     }
 
     /// The settings in force.
@@ -185,7 +209,7 @@ impl MediaTable {
         self.sessions
             .values()
             .flat_map(|s| &s.streams)
-            .map(|st| st.installed.len())
+            .map(Stream::fast_paths)
             .sum()
     }
 
@@ -251,6 +275,9 @@ impl MediaTable {
                 quota_ports: quota,
             },
         );
+        for index in 0..relays.len() {
+            self.sync_fast_path(now, StreamKey { session: id, index });
+        }
         Ok(Allocation {
             session: id,
             streams: relays,
@@ -418,6 +445,7 @@ impl MediaTable {
                 payload: crate::media::StreamPayloadMaps::default(),
                 dtmf: Default::default(),
                 bind_attempts: [0; 2],
+                kernel: false,
             });
         }
         if self.settings.side(from).bind.is_ipv4() != desc.addr.is_ipv4() {
@@ -439,6 +467,9 @@ impl MediaTable {
         };
         peers[leg_idx(from)].set_desc(desc);
         let mux = |leg: Leg| peers[leg_idx(leg)].mux;
+        let kernel = self.kernel_latch
+            && self.settings.strict_source
+            && fast_path::kernel_capable(&self.settings, &peers);
         Ok(Stream {
             relay: StreamRelay {
                 inside: self.endpoint(Leg::Inside, in_port, mux(Leg::Inside)),
@@ -451,13 +482,15 @@ impl MediaTable {
             payload: crate::media::StreamPayloadMaps::default(),
             dtmf: Default::default(),
             bind_attempts: [0; 2],
+            kernel,
         })
     }
 
     /// Asks the runtime to bind the sockets of `streams` (the streams of `id` from `first`).
     fn bind_streams(&mut self, id: SessionId, first: usize, streams: &[Stream]) {
         for (i, st) in streams.iter().enumerate() {
-            if !st.enabled() {
+            // A socketless stream has no sockets; its mappings come with `sync_fast_path`.
+            if !st.enabled() || st.kernel {
                 continue;
             }
             let stream = StreamKey {
@@ -492,8 +525,9 @@ impl MediaTable {
             self.commands
                 .push_back(MediaCommand::Remove { ingress: m.ingress });
             self.slots.give(m.slot);
+            self.kernel_ports.remove(&m.ingress);
         }
-        if st.enabled() {
+        if st.enabled() && !st.kernel {
             self.commands.push_back(MediaCommand::Close { stream: key });
         }
         // The runtime keeps a closed socket for reuse or closes it; either way no one else
@@ -617,12 +651,16 @@ impl MediaTable {
                 }
             }
             self.bind_streams(id, have, &opened);
+            let added = opened.len();
             let s = self
                 .sessions
                 .get_mut(&id)
                 .ok_or(MediaError::UnknownSession(id))?;
             s.streams.extend(opened);
             s.quota_ports += quota;
+            for index in have..have + added {
+                self.sync_fast_path(now, StreamKey { session: id, index });
+            }
         }
         let s = self
             .sessions
@@ -644,26 +682,64 @@ impl MediaTable {
         else {
             return;
         };
+        if !st.enabled() {
+            return;
+        }
         // Encrypted streams stay in userspace: XDP cannot run AES; nor can it rewrite payload
         // types (no per-mapping table in the program), nor inject or consume DTMF events.
-        let want = if st.srtp.active() || !st.payload.is_identity() || st.dtmf.active() {
-            None
-        } else {
+        let plain = !st.srtp.active() && st.payload.is_identity() && !st.dtmf.active();
+        if st.kernel && !(plain && fast_path::kernel_capable(&self.settings, &st.peers)) {
+            // No longer something the program can carry alone: bind the stream's ports (the
+            // latches learned in the kernel carry over) and relay it in userspace.
+            st.kernel = false;
+            for (leg, port) in [Leg::Inside, Leg::Outside].into_iter().zip(st.ports()) {
+                self.commands.push_back(MediaCommand::Bind {
+                    stream: key,
+                    leg,
+                    addr: SocketAddr::new(self.settings.side(leg).bind, port),
+                });
+            }
+        }
+        let mut want: Vec<FastPath> = if st.kernel {
+            fast_path::kernel(&self.settings, st.ports(), &st.peers)
+        } else if plain {
             fast_path::desired(&self.settings, st.ports(), &st.peers, now)
+                .map_or_else(Vec::new, Vec::from)
+        } else {
+            Vec::new()
         };
-        let want: &[FastPath] = want.as_ref().map_or(&[], |w| w.as_slice());
+        if self.kernel_latch && !st.kernel {
+            for p in fast_path::pass(&self.settings, st.ports()) {
+                if !want.iter().any(|w| w.ingress == p.ingress) {
+                    want.push(p);
+                }
+            }
+        }
         let old = std::mem::take(&mut st.installed);
         for o in &old {
             if !want.iter().any(|w| w.ingress == o.ingress) {
                 self.commands
                     .push_back(MediaCommand::Remove { ingress: o.ingress });
                 self.slots.give(o.slot);
+                self.kernel_ports.remove(&o.ingress);
             }
         }
-        for w in want {
+        for w in &want {
             // An installed mapping keeps its slot (and, if only its flags change, its counters).
-            let existing = old.iter().find(|o| o.ingress == w.ingress);
-            let Some(slot) = existing.map(|o| o.slot).or_else(|| self.slots.take()) else {
+            let existing = old
+                .iter()
+                .find(|o| o.ingress == w.ingress && (o.slot == NO_SLOT) == (w.slot == NO_SLOT));
+            if let Some(o) = old.iter().find(|o| o.ingress == w.ingress)
+                && (o.slot == NO_SLOT) != (w.slot == NO_SLOT)
+            {
+                self.slots.give(o.slot);
+            }
+            let slot = if w.slot == NO_SLOT {
+                Some(NO_SLOT)
+            } else {
+                existing.map(|o| o.slot).or_else(|| self.slots.take())
+            };
+            let Some(slot) = slot else {
                 // Out of statistics slots: this direction stays in userspace.
                 continue;
             };
@@ -672,6 +748,11 @@ impl MediaTable {
                 Some(o) if *o == m => {}
                 Some(o) if o.same_route(&m) => self.commands.push_back(MediaCommand::Update(m)),
                 _ => self.commands.push_back(MediaCommand::Install(m)),
+            }
+            if matches!(m.mode, PathMode::Kernel(_)) {
+                self.kernel_ports.insert(m.ingress, key);
+            } else {
+                self.kernel_ports.remove(&m.ingress);
             }
             st.installed.push(m);
         }
@@ -690,5 +771,7 @@ fn family(desc: &StreamDesc) -> &'static str {
     if desc.addr.is_ipv4() { "IPv4" } else { "IPv6" }
 }
 
+#[cfg(test)]
+mod kernel_tests;
 #[cfg(test)]
 mod tests;

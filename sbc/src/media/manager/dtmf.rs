@@ -130,6 +130,7 @@ mod tests {
                 hold_timeout: Some(Duration::from_secs(3600)),
             },
             policy: MediaPolicy::default(),
+            kernel_latch: false,
         };
         let metrics = Metrics::new().expect("metrics");
         let mut m = MediaManager::new(settings, None, metrics.media.clone());

@@ -83,6 +83,7 @@ impl MediaTable {
             payload: crate::media::StreamPayloadMaps::default(),
             dtmf: Default::default(),
             bind_attempts: [0; 2],
+            kernel: false,
         };
         let id = SessionId(self.next_id);
         self.next_id += 1;

@@ -6,12 +6,32 @@ use super::*;
 impl MediaTable {
     /// A mapping could not be installed (map full): the stream stays in userspace. Forgets the
     /// mapping and asks to remove whatever the kernel may hold under its key.
+    /// A socketless stream cannot do without its mappings: it is bound and relayed in
+    /// userspace from then on.
     pub fn handle_install_failed(&mut self, ingress: SocketAddr) {
-        for st in self.sessions.values_mut().flat_map(|s| &mut s.streams) {
-            if let Some(i) = st.installed.iter().position(|m| m.ingress == ingress) {
+        for (id, s) in &mut self.sessions {
+            for (index, st) in s.streams.iter_mut().enumerate() {
+                let Some(i) = st.installed.iter().position(|m| m.ingress == ingress) else {
+                    continue;
+                };
                 let m = st.installed.remove(i);
                 self.slots.give(m.slot);
+                self.kernel_ports.remove(&ingress);
                 self.commands.push_back(MediaCommand::Remove { ingress });
+                if st.kernel {
+                    st.kernel = false;
+                    let stream = StreamKey {
+                        session: *id,
+                        index,
+                    };
+                    for (leg, port) in [Leg::Inside, Leg::Outside].into_iter().zip(st.ports()) {
+                        self.commands.push_back(MediaCommand::Bind {
+                            stream,
+                            leg,
+                            addr: SocketAddr::new(self.settings.side(leg).bind, port),
+                        });
+                    }
+                }
                 return;
             }
         }

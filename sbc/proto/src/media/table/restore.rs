@@ -155,6 +155,7 @@ impl MediaTable {
             // The peers' SDP names these ports: a restored stream cannot move to another pair,
             // so its first bind failure is final.
             bind_attempts: [BIND_ATTEMPTS - 1; 2],
+            kernel: false,
         };
         if !st.enabled() {
             return Ok(st);

@@ -42,12 +42,24 @@ pub struct Stream {
     /// DTMF the relay generates and detects on this stream (`media/dtmf.rs`).
     pub dtmf: crate::media::dtmf::StreamDtmfState,
     pub(super) bind_attempts: [u8; 2],
+    /// Socketless: no relay socket is bound, the XDP program latches and relays the stream
+    /// ([`MediaTable::set_kernel_latch`]).
+    pub kernel: bool,
 }
 
 impl Stream {
     /// Whether the stream has relay ports (an `m=` line with port 0 has none).
     pub fn enabled(&self) -> bool {
         self.relay.inside.rtp_port != 0
+    }
+
+    /// Fast-path mappings that forward (pass-through mappings of a socket-bound stream do not
+    /// count).
+    pub fn fast_paths(&self) -> usize {
+        self.installed
+            .iter()
+            .filter(|m| m.mode != crate::media::fast_path::PathMode::Pass)
+            .count()
     }
 
     pub(super) fn ports(&self) -> [u16; 2] {

@@ -9,15 +9,15 @@ use crate::media::{Direction, latch::DropReason, policy::TrunkMedia};
 const IN: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 1, 1));
 const OUT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 2, 1));
 
-fn ip(s: &str) -> IpAddr {
+pub(super) fn ip(s: &str) -> IpAddr {
     s.parse().expect("literal")
 }
 
-fn sa(s: &str) -> SocketAddr {
+pub(super) fn sa(s: &str) -> SocketAddr {
     s.parse().expect("literal")
 }
 
-fn settings() -> RelaySettings {
+pub(super) fn settings() -> RelaySettings {
     RelaySettings {
         dtmf_queue: 4,
         inside: crate::media::SideAddress {
@@ -39,7 +39,7 @@ fn settings() -> RelaySettings {
 }
 
 /// A trunk "carrier" whose media may come from 198.51.100.0/24.
-fn policy() -> MediaPolicy {
+pub(super) fn policy() -> MediaPolicy {
     let mut p = MediaPolicy::default();
     p.trunks.insert(
         "carrier".into(),
@@ -51,11 +51,11 @@ fn policy() -> MediaPolicy {
     p
 }
 
-fn table(fast_path: bool) -> MediaTable {
+pub(super) fn table(fast_path: bool) -> MediaTable {
     MediaTable::new(settings(), policy(), fast_path, 64, Rng::from_test_seed(1))
 }
 
-fn peers() -> MediaPeers {
+pub(super) fn peers() -> MediaPeers {
     MediaPeers {
         inside: Some(ip("10.0.0.5")),
         outside: Some(ip("198.51.100.1")),
@@ -63,13 +63,13 @@ fn peers() -> MediaPeers {
     }
 }
 
-fn drain(t: &mut MediaTable) -> Vec<MediaCommand> {
+pub(super) fn drain(t: &mut MediaTable) -> Vec<MediaCommand> {
     std::iter::from_fn(|| t.poll_command()).collect()
 }
 
 const RTP: [u8; 12] = [0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1];
 
-fn key(a: &Allocation) -> StreamKey {
+pub(super) fn key(a: &Allocation) -> StreamKey {
     StreamKey {
         session: a.session,
         index: 0,
@@ -77,7 +77,7 @@ fn key(a: &Allocation) -> StreamKey {
 }
 
 /// An offer from the PBX at 10.0.0.5:4000, answered by the carrier at `answer`.
-fn call(t: &mut MediaTable, now: Instant, answer: Option<&str>) -> Allocation {
+pub(super) fn call(t: &mut MediaTable, now: Instant, answer: Option<&str>) -> Allocation {
     let a = t
         .allocate(
             now,
@@ -111,7 +111,7 @@ fn packet(t: &mut MediaTable, now: Instant, k: StreamKey, leg: Leg, src: &str) -
     t.handle_packet(now, arrival, &mut buf, RTP.len())
 }
 
-fn installs(cmds: &[MediaCommand]) -> Vec<FastPath> {
+pub(super) fn installs(cmds: &[MediaCommand]) -> Vec<FastPath> {
     cmds.iter()
         .filter_map(|c| match c {
             MediaCommand::Install(m) | MediaCommand::Update(m) => Some(*m),
@@ -484,6 +484,7 @@ fn adoption_pairs_mappings_and_removes_the_rest() {
         dst: sa("198.51.100.7:5000"),
         strict: true,
         slot: 3,
+        mode: PathMode::Relay,
     };
     let back = FastPath {
         ingress: fwd.egress,
@@ -492,6 +493,7 @@ fn adoption_pairs_mappings_and_removes_the_rest() {
         dst: fwd.expect,
         strict: true,
         slot: 4,
+        mode: PathMode::Relay,
     };
     let stray = FastPath {
         ingress: SocketAddr::new(IN, 20_030),
@@ -563,7 +565,7 @@ fn packets_of_a_released_stream_are_dropped() {
     );
 }
 
-fn srtp_keys(seed: u64) -> crate::srtp::StreamKeys {
+pub(super) fn srtp_keys(seed: u64) -> crate::srtp::StreamKeys {
     use crate::srtp::{KeySpec, MasterKey, Suite};
     let suite = Suite::AesCm128HmacSha1_80;
     let mut rng = Rng::from_test_seed(seed);

@@ -14,7 +14,10 @@ impl MediaTable {
         for (id, s) in &mut self.sessions {
             if self.settings.strict_source {
                 for (index, st) in s.streams.iter().enumerate() {
-                    let lax = st.installed.iter().any(|m| !m.strict);
+                    let lax = st
+                        .installed
+                        .iter()
+                        .any(|m| !m.strict && m.mode == PathMode::Relay);
                     let open = st.peers.iter().any(|p| p.latch[0].window_open(now));
                     if lax && !open {
                         resync.push(StreamKey {
@@ -51,10 +54,17 @@ impl MediaTable {
                 && s.activity.idle(now) >= l / 4
             {
                 for (index, st) in s.streams.iter().enumerate() {
-                    if st.installed.is_empty() {
+                    // RTP first: `fast_path::desired` and `fast_path::kernel` put the RTP
+                    // mappings at 0 and 1 (RTCP follows).
+                    let slot = |i: usize| {
+                        st.installed
+                            .get(i)
+                            .map(|m| m.slot)
+                            .filter(|s| *s != NO_SLOT)
+                    };
+                    if slot(0).is_none() && slot(1).is_none() {
                         continue;
                     }
-                    let slot = |i: usize| st.installed.get(i).map(|m| m.slot);
                     self.commands.push_back(MediaCommand::ReadCounters {
                         stream: StreamKey {
                             session: *id,

@@ -1,0 +1,62 @@
+//! Latches made by the XDP program for socketless streams: the table learns them so that its
+//! view of the stream (latched addresses, activity, mappings) stays the kernel's.
+
+use super::*;
+
+impl MediaTable {
+    /// The program latched the mapping of relay endpoint `ingress` to `peer` at `now` (a latch
+    /// event from the kernel). Records the latch like one made by the userspace relay (a
+    /// latch before the peer's SDP is provisional and is checked when the SDP arrives), counts
+    /// it as media activity, and records what the kernel already changed (the mapping is
+    /// strict, the reverse mapping sends to `peer`) so that no command rewrites it. A latch
+    /// the table no longer wants (the stream left the kernel, or its policy changed since)
+    /// is corrected by the commands that follow. An RTP latch is reported as
+    /// [`MediaEvent::Latched`] like one made in userspace. Returns whether a stream knew
+    /// `ingress`.
+    pub fn handle_kernel_latch(
+        &mut self,
+        now: Instant,
+        ingress: SocketAddr,
+        peer: SocketAddr,
+    ) -> bool {
+        let Some(key) = self.kernel_ports.get(&ingress).copied() else {
+            return false;
+        };
+        let Some(s) = self.sessions.get_mut(&key.session) else {
+            return false;
+        };
+        let Some(st) = s.streams.get_mut(key.index) else {
+            return false;
+        };
+        let ports = st.ports();
+        let Some(leg) = [Leg::Inside, Leg::Outside].into_iter().find(|l| {
+            self.settings.side(*l).bind == ingress.ip()
+                && (ingress.port() & !1) == ports[leg_idx(*l)]
+        }) else {
+            return false;
+        };
+        let kind = usize::from(ingress.port() != ports[leg_idx(leg)]);
+        let p = &mut st.peers[leg_idx(leg)];
+        p.latch[kind].learn(peer, now);
+        if kind == 0 {
+            // Where the relay sends is part of the call's persisted state.
+            self.latched.insert(key.session);
+        }
+        p.last_seen = Some(now);
+        s.activity.observe(now);
+        for m in &mut st.installed {
+            let PathMode::Kernel(k) = &mut m.mode else {
+                continue;
+            };
+            if m.ingress == ingress {
+                k.awaiting = false;
+                m.expect = peer;
+                m.strict = true;
+            } else if k.reverse == ingress {
+                m.dst = peer;
+            }
+        }
+        self.sync_fast_path(now, key);
+        true
+    }
+}

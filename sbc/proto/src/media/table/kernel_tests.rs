@@ -1,0 +1,239 @@
+//! Simulated-time tests of socketless streams: with in-kernel latching on, a plain stream binds
+//! nothing and asks for awaiting mappings carrying the latching policy; the kernel's latches
+//! come back into the table; a stream the program cannot carry alone is bound and relayed in
+//! userspace, and every socket-bound port gets a pass-through mapping.
+
+use super::tests::{call, drain, installs, ip, key, peers, policy, sa, settings, srtp_keys};
+use super::*;
+use crate::media::fast_path::KernelLatch;
+use std::net::IpAddr;
+
+fn kernel_table(strict: bool) -> MediaTable {
+    let mut s = settings();
+    s.strict_source = strict;
+    let mut t = MediaTable::new(s, policy(), true, 64, Rng::from_test_seed(1));
+    t.set_kernel_latch(true);
+    t
+}
+
+fn binds(cmds: &[MediaCommand]) -> usize {
+    cmds.iter()
+        .filter(|c| matches!(c, MediaCommand::Bind { .. }))
+        .count()
+}
+
+fn kernel_of(m: &FastPath) -> KernelLatch {
+    match m.mode {
+        PathMode::Kernel(k) => k,
+        other => panic!("not a kernel mapping: {other:?}"),
+    }
+}
+
+fn relay(a: &Allocation, leg: Leg, rtcp: bool) -> SocketAddr {
+    let (bind, port) = match leg {
+        Leg::Inside => (IN_ADDR, a.streams[0].inside.rtp_port),
+        Leg::Outside => (OUT_ADDR, a.streams[0].outside.rtp_port),
+    };
+    SocketAddr::new(bind, port + u16::from(rtcp))
+}
+
+const IN_ADDR: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 1, 1));
+const OUT_ADDR: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 2, 1));
+
+#[test]
+fn plain_stream_binds_nothing_and_awaits_its_latch_in_the_kernel() {
+    let t0 = crate::media::test_origin();
+    let mut t = kernel_table(true);
+    let a = call(&mut t, t0, Some("198.51.100.7:5000"));
+    let cmds = drain(&mut t);
+    assert_eq!(
+        binds(&cmds),
+        0,
+        "no socket for a socketless stream: {cmds:?}"
+    );
+    let m = installs(&cmds);
+    let last = |ingress: SocketAddr| {
+        *m.iter()
+            .rev()
+            .find(|f| f.ingress == ingress)
+            .expect("mapping")
+    };
+    // RTP and RTCP, both ways.
+    let mut ingresses: Vec<_> = m.iter().map(|f| f.ingress).collect();
+    ingresses.sort();
+    ingresses.dedup();
+    assert_eq!(ingresses.len(), 4, "{m:?}");
+    let pbx_rtp = last(relay(&a, Leg::Inside, false));
+    let k = kernel_of(&pbx_rtp);
+    assert!(k.awaiting);
+    assert_eq!(
+        pbx_rtp.dst,
+        sa("198.51.100.7:5000"),
+        "towards the answer's SDP"
+    );
+    assert_eq!(k.reverse, relay(&a, Leg::Outside, false));
+    // The PBX: its SDP address and its signaling address; no inside media network.
+    assert_eq!(
+        k.sources,
+        [Some((ip("10.0.0.5"), 32)), Some((ip("10.0.0.5"), 32)), None]
+    );
+    let carrier_rtcp = last(relay(&a, Leg::Outside, true));
+    let k = kernel_of(&carrier_rtcp);
+    assert!(k.awaiting);
+    assert_eq!(
+        carrier_rtcp.dst,
+        sa("10.0.0.5:4001"),
+        "RTCP to the PBX's RTCP port"
+    );
+    assert_eq!(
+        k.sources,
+        [
+            Some((ip("198.51.100.7"), 32)),
+            Some((ip("198.51.100.1"), 32)),
+            Some((ip("198.51.100.0"), 24))
+        ]
+    );
+    assert_eq!(
+        t.session(a.session).map(|s| s.streams[0].kernel),
+        Some(true)
+    );
+    t.release(a.session);
+    let cmds = drain(&mut t);
+    assert_eq!(
+        cmds.iter()
+            .filter(|c| matches!(c, MediaCommand::Remove { .. }))
+            .count(),
+        4
+    );
+    assert!(
+        !cmds.iter().any(|c| matches!(c, MediaCommand::Close { .. })),
+        "nothing to close: {cmds:?}"
+    );
+    assert!(t.holds_nothing());
+}
+
+#[test]
+fn kernel_latches_reach_the_table_without_rewriting_the_kernel() {
+    let t0 = crate::media::test_origin();
+    let mut t = kernel_table(true);
+    let a = call(&mut t, t0, Some("198.51.100.7:5000"));
+    drain(&mut t);
+    let t1 = t0 + Duration::from_secs(5);
+    // A NAT'd PBX latched from its public port.
+    assert!(t.handle_kernel_latch(t1, relay(&a, Leg::Inside, false), sa("10.0.0.5:4010")));
+    let cmds = drain(&mut t);
+    assert!(cmds.is_empty(), "the kernel already holds this: {cmds:?}");
+    let st = &t.session(a.session).expect("session").streams[0];
+    assert_eq!(st.peers[0].latch[0].latched(), Some(sa("10.0.0.5:4010")));
+    assert_eq!(st.peers[0].last_seen, Some(t1), "a latch is activity");
+    let back = st
+        .installed
+        .iter()
+        .find(|m| m.ingress == relay(&a, Leg::Outside, false))
+        .expect("reverse");
+    assert_eq!(back.dst, sa("10.0.0.5:4010"), "the reverse mapping follows");
+    assert_eq!(
+        t.poll_event(),
+        Some(MediaEvent::Latched(a.session)),
+        "reported for the call's persisted state"
+    );
+    assert!(!t.handle_kernel_latch(t1, sa("198.18.1.1:9"), sa("10.0.0.5:4010")));
+    t.release(a.session);
+    drain(&mut t);
+    assert!(t.holds_nothing());
+}
+
+#[test]
+fn provisional_kernel_latch_is_rearmed_when_the_sdp_names_another_address() {
+    let t0 = crate::media::test_origin();
+    let mut t = kernel_table(true);
+    let a = call(&mut t, t0, None);
+    drain(&mut t);
+    let out = relay(&a, Leg::Outside, false);
+    // Early media from the trunk's proxy before the answer: latched, provisionally.
+    assert!(t.handle_kernel_latch(t0, out, sa("198.51.100.1:6000")));
+    assert!(drain(&mut t).is_empty());
+    // The answer names another media server: the latch goes, the mapping awaits again.
+    t.commit(
+        t0,
+        a.session,
+        Leg::Outside,
+        &[StreamDesc::new(ip("198.51.100.7"), 5000)],
+    )
+    .expect("answer");
+    let m = installs(&drain(&mut t));
+    let rearmed = m.iter().find(|f| f.ingress == out).expect("re-armed");
+    assert!(kernel_of(rearmed).awaiting, "{m:?}");
+    let towards = m
+        .iter()
+        .find(|f| f.ingress == relay(&a, Leg::Inside, false))
+        .expect("reverse");
+    assert_eq!(towards.dst, sa("198.51.100.7:5000"));
+    t.release(a.session);
+    drain(&mut t);
+    assert!(t.holds_nothing());
+}
+
+#[test]
+fn stream_that_turns_encrypted_is_bound_and_passed_up() {
+    let t0 = crate::media::test_origin();
+    let mut t = kernel_table(true);
+    let a = call(&mut t, t0, Some("198.51.100.7:5000"));
+    drain(&mut t);
+    assert!(t.handle_kernel_latch(t0, relay(&a, Leg::Inside, false), sa("10.0.0.5:4000")));
+    t.set_crypto(t0, a.session, Leg::Outside, &[Some(srtp_keys(1))])
+        .expect("keys");
+    let cmds = drain(&mut t);
+    assert_eq!(binds(&cmds), 2, "{cmds:?}");
+    let m = installs(&cmds);
+    assert_eq!(m.len(), 4);
+    assert!(m.iter().all(|f| f.mode == PathMode::Pass), "{m:?}");
+    let st = &t.session(a.session).expect("session").streams[0];
+    assert!(!st.kernel);
+    assert_eq!(
+        st.peers[0].latch[0].latched(),
+        Some(sa("10.0.0.5:4000")),
+        "the kernel's latch carries over to userspace"
+    );
+    t.release(a.session);
+    let cmds = drain(&mut t);
+    assert!(cmds.contains(&MediaCommand::Close { stream: key(&a) }));
+    assert!(t.holds_nothing());
+}
+
+#[test]
+fn socket_bound_streams_get_pass_mappings_in_the_kernel_range() {
+    let t0 = crate::media::test_origin();
+    // Loose source is a userspace-only rule: such streams keep their sockets.
+    let mut t = kernel_table(false);
+    let a = t
+        .allocate(
+            t0,
+            Leg::Inside,
+            &[StreamDesc::new(ip("10.0.0.5"), 4000)],
+            &peers(),
+        )
+        .expect("offer");
+    let cmds = drain(&mut t);
+    assert_eq!(binds(&cmds), 2);
+    let m = installs(&cmds);
+    assert_eq!(m.len(), 4, "RTP and RTCP ports of both sides: {m:?}");
+    assert!(m.iter().all(|f| f.mode == PathMode::Pass));
+    assert_eq!(t.mappings(), 0, "pass-through mappings forward nothing");
+    t.release(a.session);
+    drain(&mut t);
+    assert!(t.holds_nothing());
+}
+
+#[test]
+fn without_kernel_latch_streams_bind_as_before() {
+    let t0 = crate::media::test_origin();
+    let mut t = MediaTable::new(settings(), policy(), true, 64, Rng::from_test_seed(1));
+    let a = call(&mut t, t0, Some("198.51.100.7:5000"));
+    let cmds = drain(&mut t);
+    assert_eq!(binds(&cmds), 2);
+    assert!(installs(&cmds).is_empty(), "{cmds:?}");
+    t.release(a.session);
+    drain(&mut t);
+    assert!(t.holds_nothing());
+}
