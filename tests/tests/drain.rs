@@ -15,7 +15,7 @@ use std::{
 
 use media_common::MediaLab;
 use nix::sys::signal::Signal;
-use sbc_e2e::sipp::{self, Step, wait_ok};
+use sbc_e2e::sipp::{self, wait_ok};
 
 /// An admin token, so `POST /api/v1/drain` is checked against the write role.
 const TOKEN: &str = "drain-admin-token-0123456789";
@@ -23,48 +23,8 @@ const TOKEN: &str = "drain-admin-token-0123456789";
 /// The caller of an answered call that the SBC ends: INVITE, 200, ACK, then it expects the
 /// SBC's BYE and answers it. `hangs_up_after_ms`: the caller hangs up by itself instead.
 fn caller(hangs_up_after_ms: Option<u32>) -> String {
-    let mut steps = vec![
-        Step::Invite { sdp: true },
-        Step::Recv {
-            code: 100,
-            optional: true,
-        },
-        Step::Recv {
-            code: 180,
-            optional: true,
-        },
-        Step::Recv {
-            code: 200,
-            optional: false,
-        },
-        Step::Ack2xx {
-            sdp: false,
-            cseq: 1,
-        },
-    ];
-    match hangs_up_after_ms {
-        Some(ms) => steps.extend([
-            Step::Pause { ms },
-            Step::InDialog {
-                method: "BYE",
-                cseq: 2,
-                sdp: None,
-                uac: true,
-            },
-            Step::Recv {
-                code: 200,
-                optional: false,
-            },
-        ]),
-        None => steps.extend([
-            Step::RecvRequest { method: "BYE" },
-            Step::Respond {
-                code: 200,
-                reason: "OK",
-                sdp: None,
-            },
-        ]),
-    }
+    let mut steps = sipp::answered_caller();
+    steps.extend(sipp::ending(true, hangs_up_after_ms));
     sipp::scenario("drain-caller", true, &steps)
 }
 

@@ -31,7 +31,7 @@ use sbc_e2e::{
     lab::Lab,
     netns::{self, Netns},
     process::Owned,
-    sipp::{self, Dir, Step},
+    sipp::{self, Step},
 };
 use serde_json::Value;
 
@@ -367,90 +367,15 @@ fn redis_cli(socket: &Path, args: &[&str]) -> String {
 /// The callee of the carrier side: answers; hangs up itself after `bye_after_ms` when set,
 /// else expects the BYE.
 fn carrier_scenario(bye_after_ms: Option<u32>) -> Vec<Step> {
-    let mut s = vec![
-        Step::RecvRequest { method: "INVITE" },
-        Step::Respond {
-            code: 180,
-            reason: "Ringing",
-            sdp: None,
-        },
-        Step::Respond {
-            code: 200,
-            reason: "OK",
-            sdp: Some(Dir::SendRecv),
-        },
-        Step::RecvRequest { method: "ACK" },
-    ];
-    match bye_after_ms {
-        Some(ms) => s.extend([
-            Step::Pause { ms },
-            Step::InDialog {
-                method: "BYE",
-                cseq: 1,
-                sdp: None,
-                uac: false,
-            },
-            Step::Recv {
-                code: 200,
-                optional: false,
-            },
-        ]),
-        None => s.extend([
-            Step::RecvRequest { method: "BYE" },
-            Step::Respond {
-                code: 200,
-                reason: "OK",
-                sdp: None,
-            },
-        ]),
-    }
+    let mut s = sipp::answered_callee();
+    s.extend(sipp::ending(false, bye_after_ms));
     s
 }
 
 /// The PBX calling: hangs up itself after `bye_after_ms` when set, else expects the BYE.
 fn pbx_scenario(bye_after_ms: Option<u32>) -> Vec<Step> {
-    let mut s = vec![
-        Step::Invite { sdp: true },
-        Step::Recv {
-            code: 100,
-            optional: true,
-        },
-        Step::Recv {
-            code: 180,
-            optional: true,
-        },
-        Step::Recv {
-            code: 200,
-            optional: false,
-        },
-        Step::Ack2xx {
-            sdp: false,
-            cseq: 1,
-        },
-    ];
-    match bye_after_ms {
-        Some(ms) => s.extend([
-            Step::Pause { ms },
-            Step::InDialog {
-                method: "BYE",
-                cseq: 2,
-                sdp: None,
-                uac: true,
-            },
-            Step::Recv {
-                code: 200,
-                optional: false,
-            },
-        ]),
-        None => s.extend([
-            Step::RecvRequest { method: "BYE" },
-            Step::Respond {
-                code: 200,
-                reason: "OK",
-                sdp: None,
-            },
-        ]),
-    }
+    let mut s = sipp::answered_caller();
+    s.extend(sipp::ending(true, bye_after_ms));
     s
 }
 

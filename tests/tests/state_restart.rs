@@ -83,44 +83,13 @@ fn metric(lab: &MediaLab, series: &str) -> f64 {
 }
 
 fn answered_callee(then: &[Step]) -> Vec<Step> {
-    let mut s = vec![
-        Step::RecvRequest { method: "INVITE" },
-        Step::Respond {
-            code: 180,
-            reason: "Ringing",
-            sdp: None,
-        },
-        Step::Respond {
-            code: 200,
-            reason: "OK",
-            sdp: Some(Dir::SendRecv),
-        },
-        Step::RecvRequest { method: "ACK" },
-    ];
+    let mut s = sipp::answered_callee();
     s.extend_from_slice(then);
     s
 }
 
 fn answered_caller(then: &[Step]) -> Vec<Step> {
-    let mut s = vec![
-        Step::Invite { sdp: true },
-        Step::Recv {
-            code: 100,
-            optional: true,
-        },
-        Step::Recv {
-            code: 180,
-            optional: true,
-        },
-        Step::Recv {
-            code: 200,
-            optional: false,
-        },
-        Step::Ack2xx {
-            sdp: false,
-            cseq: 1,
-        },
-    ];
+    let mut s = sipp::answered_caller();
     s.extend_from_slice(then);
     s
 }

@@ -243,35 +243,7 @@ fn run_all(plan: &Plan, sbc_bin: &Path, work: &Path, quick: bool) -> Result<(Str
     let caller = sipp::scenario(
         "bench-uac",
         true,
-        &[
-            Step::Invite { sdp: true },
-            Step::Recv {
-                code: 100,
-                optional: true,
-            },
-            Step::Recv {
-                code: 180,
-                optional: true,
-            },
-            Step::Recv {
-                code: 200,
-                optional: false,
-            },
-            Step::Ack2xx {
-                sdp: false,
-                cseq: 1,
-            },
-            Step::InDialog {
-                method: "BYE",
-                cseq: 2,
-                sdp: None,
-                uac: true,
-            },
-            Step::Recv {
-                code: 200,
-                optional: false,
-            },
-        ],
+        &[sipp::answered_caller(), sipp::hang_up(true).to_vec()].concat(),
     );
     let uac = work.join("uac.xml");
     std::fs::write(
@@ -606,35 +578,11 @@ fn concurrency(
         "bench-hold",
         true,
         &[
-            Step::Invite { sdp: true },
-            Step::Recv {
-                code: 100,
-                optional: true,
-            },
-            Step::Recv {
-                code: 180,
-                optional: true,
-            },
-            Step::Recv {
-                code: 200,
-                optional: false,
-            },
-            Step::Ack2xx {
-                sdp: false,
-                cseq: 1,
-            },
-            Step::Pause { ms: 60_000 },
-            Step::InDialog {
-                method: "BYE",
-                cseq: 2,
-                sdp: None,
-                uac: true,
-            },
-            Step::Recv {
-                code: 200,
-                optional: false,
-            },
-        ],
+            sipp::answered_caller(),
+            vec![Step::Pause { ms: 60_000 }],
+            sipp::hang_up(true).to_vec(),
+        ]
+        .concat(),
     );
     let hold_xml = work.join("hold.xml");
     std::fs::write(&hold_xml, hold)?;

@@ -203,38 +203,16 @@ pub fn run(
         "demo-caller",
         true,
         &[
-            Step::Invite { sdp: true },
-            Step::Recv {
-                code: 100,
-                optional: true,
-            },
-            Step::Recv {
-                code: 180,
-                optional: true,
-            },
-            Step::Recv {
-                code: 200,
-                optional: false,
-            },
-            Step::Ack2xx {
-                sdp: false,
-                cseq: 1,
-            },
-            Step::PlayPcap { path: PCAP },
-            Step::Pause {
-                ms: opts.call_seconds * 1000,
-            },
-            Step::InDialog {
-                method: "BYE",
-                cseq: 2,
-                sdp: None,
-                uac: true,
-            },
-            Step::Recv {
-                code: 200,
-                optional: false,
-            },
-        ],
+            sipp::answered_caller(),
+            vec![
+                Step::PlayPcap { path: PCAP },
+                Step::Pause {
+                    ms: opts.call_seconds * 1000,
+                },
+            ],
+            sipp::hang_up(true).to_vec(),
+        ]
+        .concat(),
     );
     let caller_xml = sipp::write_scenario("demo-caller", &caller);
     let sipp_cmd = |ns: &str, args: &[&str]| {

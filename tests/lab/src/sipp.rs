@@ -137,8 +137,17 @@ pub fn answering_callee_checking(checks: &'static [(&'static str, &'static str)]
             checks,
         }
     };
+    let mut s = vec![first];
+    s.extend(answered_callee().into_iter().skip(1));
+    s.extend(answer_bye());
+    s
+}
+
+/// The callee of an answered call up to the ACK: INVITE → 180, 200 with an answer, ACK.
+/// Append what the call does next ([`ending`]).
+pub fn answered_callee() -> Vec<Step> {
     vec![
-        first,
+        Step::RecvRequest { method: "INVITE" },
         Step::Respond {
             code: 180,
             reason: "Ringing",
@@ -150,6 +159,53 @@ pub fn answering_callee_checking(checks: &'static [(&'static str, &'static str)]
             sdp: Some(Dir::SendRecv),
         },
         Step::RecvRequest { method: "ACK" },
+    ]
+}
+
+/// The caller of an answered call up to its ACK: INVITE with an offer, 100 and 180 when they
+/// come, the 200, ACK. Append what the call does next ([`ending`]).
+pub fn answered_caller() -> Vec<Step> {
+    vec![
+        Step::Invite { sdp: true },
+        Step::Recv {
+            code: 100,
+            optional: true,
+        },
+        Step::Recv {
+            code: 180,
+            optional: true,
+        },
+        Step::Recv {
+            code: 200,
+            optional: false,
+        },
+        Step::Ack2xx {
+            sdp: false,
+            cseq: 1,
+        },
+    ]
+}
+
+/// Hangs up an answered call: BYE (the caller's second request, the callee's first; `uac`
+/// says which side this is), then its 200.
+pub fn hang_up(uac: bool) -> [Step; 2] {
+    [
+        Step::InDialog {
+            method: "BYE",
+            cseq: if uac { 2 } else { 1 },
+            sdp: None,
+            uac,
+        },
+        Step::Recv {
+            code: 200,
+            optional: false,
+        },
+    ]
+}
+
+/// Waits for the other side's (or the SBC's) BYE and answers it 200.
+pub fn answer_bye() -> [Step; 2] {
+    [
         Step::RecvRequest { method: "BYE" },
         Step::Respond {
             code: 200,
@@ -157,6 +213,19 @@ pub fn answering_callee_checking(checks: &'static [(&'static str, &'static str)]
             sdp: None,
         },
     ]
+}
+
+/// The end of an answered call: hang up after `hang_up_after_ms` when given, else wait for
+/// the BYE.
+pub fn ending(uac: bool, hang_up_after_ms: Option<u32>) -> Vec<Step> {
+    match hang_up_after_ms {
+        Some(ms) => {
+            let mut s = vec![Step::Pause { ms }];
+            s.extend(hang_up(uac));
+            s
+        }
+        None => answer_bye().to_vec(),
+    }
 }
 
 /// Escapes a value for an XML attribute.
