@@ -464,12 +464,8 @@ fn flush(sbc: &mut Sbc, w: &Lane, tracker: &mut CallTracker, now: Instant) {
                 digit,
                 duration_ms,
             }) => {
-                let leg = match toward {
-                    sbc_proto::net::Side::Inside => sbc_proto::media::Leg::Inside,
-                    sbc_proto::net::Side::Outside => sbc_proto::media::Leg::Outside,
-                };
                 w.media
-                    .generate_dtmf(session, stream, leg, payload_type, digit, duration_ms);
+                    .generate_dtmf(session, stream, toward, payload_type, digit, duration_ms);
             }
             Event::Call(sbc_proto::b2bua::Event::CallRecord(r)) => {
                 w.cdr

@@ -30,9 +30,8 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{MethodFilter, MethodRouter, on},
 };
-use sbc_proto::media::{
-    Direction, Leg, MediaControl, MediaError, SessionId, StreamDesc, StreamRelay,
-};
+use sbc_proto::media::{Direction, MediaControl, MediaError, SessionId, StreamDesc, StreamRelay};
+use sbc_proto::net::Side;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -387,11 +386,11 @@ enum LegJson {
     Outside,
 }
 
-impl From<LegJson> for Leg {
+impl From<LegJson> for Side {
     fn from(l: LegJson) -> Self {
         match l {
-            LegJson::Inside => Leg::Inside,
-            LegJson::Outside => Leg::Outside,
+            LegJson::Inside => Side::Inside,
+            LegJson::Outside => Side::Outside,
         }
     }
 }

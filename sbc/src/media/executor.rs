@@ -17,10 +17,11 @@ use sbc_ebpf_common::{
     ipv4_mapped,
 };
 use sbc_proto::media::{
-    FastPath, Leg, MediaCommand, MediaError, MediaTable, StreamKey,
+    FastPath, MediaCommand, MediaError, MediaTable, StreamKey,
     fast_path::{KernelLatch, PathMode},
     table::leg_idx,
 };
+use sbc_proto::net::Side;
 use tokio::{
     net::UdpSocket,
     sync::{Notify, oneshot},
@@ -49,7 +50,7 @@ pub(crate) struct Executor {
     /// one entry per pair of the port range.
     idle: HashMap<SocketAddr, [UdpSocket; 2]>,
     /// Streams with one side bound so far.
-    pending: HashMap<StreamKey, (Leg, [UdpSocket; 2])>,
+    pending: HashMap<StreamKey, (Side, [UdpSocket; 2])>,
     /// Relaying streams: the stop signal of their task, and its wake-up for packets of its
     /// own (generated DTMF).
     running: HashMap<StreamKey, (oneshot::Sender<()>, Arc<Notify>)>,
@@ -128,7 +129,7 @@ impl Executor {
         Ok([rtp, rtcp])
     }
 
-    fn bound(&mut self, stream: StreamKey, leg: Leg, pair: [UdpSocket; 2]) {
+    fn bound(&mut self, stream: StreamKey, leg: Side, pair: [UdpSocket; 2]) {
         let Some((other_leg, other)) = self.pending.remove(&stream) else {
             self.pending.insert(stream, (leg, pair));
             return;

@@ -12,9 +12,10 @@ use std::{
 
 use parking_lot::Mutex;
 use sbc_proto::media::{
-    Allocation, Leg, MediaControl, MediaError, MediaEvent, MediaPeers, MediaTable, RelaySettings,
+    Allocation, MediaControl, MediaError, MediaEvent, MediaPeers, MediaTable, RelaySettings,
     SessionId, SideAddress, StreamDesc, StreamRelay, table::TICK,
 };
+use sbc_proto::net::Side;
 
 use super::{
     executor::{self, Core, Executor},
@@ -202,8 +203,8 @@ impl MediaManager {
             sessions: t.len(),
             streams: t.sessions().map(|(_, s)| s.streams.len()).sum(),
             xdp_mappings: t.mappings(),
-            ports_free_inside: t.ports_free(Leg::Inside),
-            ports_free_outside: t.ports_free(Leg::Outside),
+            ports_free_inside: t.ports_free(Side::Inside),
+            ports_free_outside: t.ports_free(Side::Outside),
             ports_total: t.ports_total(),
             idle_sockets: core.exec.idle_sockets(),
             userspace_packets: self.inner.metrics.user_packets.get(),
@@ -274,7 +275,7 @@ impl Inner {
         let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         self.metrics.sessions.set(gauge(t.len()));
         self.metrics.xdp_mappings.set(gauge(t.mappings()));
-        for leg in [Leg::Inside, Leg::Outside] {
+        for leg in [Side::Inside, Side::Outside] {
             self.metrics
                 .ports_free
                 .with_label_values(&[leg.as_str()])
@@ -347,7 +348,7 @@ impl Inner {
     fn describe(
         &self,
         id: SessionId,
-        from: Leg,
+        from: Side,
         streams: &[StreamDesc],
         answer: bool,
     ) -> Result<Vec<StreamRelay>, MediaError> {
@@ -379,7 +380,7 @@ impl Inner {
 impl MediaControl for MediaManager {
     fn allocate(
         &mut self,
-        from: Leg,
+        from: Side,
         streams: &[StreamDesc],
         peers: &MediaPeers,
     ) -> Result<Allocation, MediaError> {
@@ -413,7 +414,7 @@ impl MediaControl for MediaManager {
     fn commit(
         &mut self,
         session: SessionId,
-        from: Leg,
+        from: Side,
         streams: &[StreamDesc],
     ) -> Result<Vec<StreamRelay>, MediaError> {
         self.inner.describe(session, from, streams, true)
@@ -422,7 +423,7 @@ impl MediaControl for MediaManager {
     fn update(
         &mut self,
         session: SessionId,
-        from: Leg,
+        from: Side,
         streams: &[StreamDesc],
     ) -> Result<Vec<StreamRelay>, MediaError> {
         self.inner.describe(session, from, streams, false)
@@ -435,7 +436,7 @@ impl MediaControl for MediaManager {
     fn expect_crypto(
         &mut self,
         session: SessionId,
-        leg: Leg,
+        leg: Side,
         secure: &[bool],
     ) -> Result<(), MediaError> {
         let now = Instant::now();
@@ -450,7 +451,7 @@ impl MediaControl for MediaManager {
     fn set_crypto(
         &mut self,
         session: SessionId,
-        leg: Leg,
+        leg: Side,
         keys: &[Option<sbc_proto::srtp::StreamKeys>],
     ) -> Result<(), MediaError> {
         let now = Instant::now();
@@ -592,7 +593,7 @@ mod tests {
         let pbx_addr = pbx.local_addr().expect("addr");
         let a = m
             .allocate(
-                Leg::Inside,
+                Side::Inside,
                 &[StreamDesc::new(LO, pbx_addr.port())],
                 &MediaPeers::default(),
             )
@@ -600,7 +601,7 @@ mod tests {
         let carrier_port = carrier.local_addr().expect("addr").port();
         m.commit(
             a.session,
-            Leg::Outside,
+            Side::Outside,
             &[StreamDesc::new(LO, carrier_port)],
         )
         .expect("answer");
@@ -680,19 +681,19 @@ mod tests {
         let carrier_port = carrier.local_addr().expect("addr").port();
         let a = m
             .allocate(
-                Leg::Inside,
+                Side::Inside,
                 &[StreamDesc::new(LO, pbx_port)],
                 &MediaPeers::default(),
             )
             .expect("offer");
         m.commit(
             a.session,
-            Leg::Outside,
+            Side::Outside,
             &[StreamDesc::new(LO, carrier_port)],
         )
         .expect("answer");
         let outside = keys(11, Suite::AesCm128HmacSha1_80);
-        m.set_crypto(a.session, Leg::Outside, &[Some(outside.clone())])
+        m.set_crypto(a.session, Side::Outside, &[Some(outside.clone())])
             .expect("keys");
         let in_relay = SocketAddr::new(LO, a.streams[0].inside.rtp_port);
         let out_relay = SocketAddr::new(LO, a.streams[0].outside.rtp_port);
@@ -769,7 +770,7 @@ mod tests {
         let pbx_addr = pbx.local_addr().expect("addr");
         let a = m
             .allocate(
-                Leg::Inside,
+                Side::Inside,
                 &[StreamDesc::new(LO, pbx_addr.port())],
                 &MediaPeers::default(),
             )
@@ -794,7 +795,7 @@ mod tests {
         let carrier_port = carrier.local_addr().expect("addr").port();
         m.commit(
             a.session,
-            Leg::Outside,
+            Side::Outside,
             &[StreamDesc::new(LO, carrier_port)],
         )
         .expect("answer");
@@ -832,9 +833,12 @@ mod tests {
             ..MediaPeers::default()
         };
         let one = [StreamDesc::new(LO, 4000)];
-        let a = m.allocate(Leg::Inside, &one, &peers).expect("2 of 4 ports");
-        m.allocate(Leg::Inside, &one, &peers).expect("4 of 4 ports");
-        let err = m.allocate(Leg::Inside, &one, &peers).expect_err("quota");
+        let a = m
+            .allocate(Side::Inside, &one, &peers)
+            .expect("2 of 4 ports");
+        m.allocate(Side::Inside, &one, &peers)
+            .expect("4 of 4 ports");
+        let err = m.allocate(Side::Inside, &one, &peers).expect_err("quota");
         assert_eq!(err, MediaError::QuotaExhausted("carrier".into()));
         assert_eq!(err.status_code(), 503);
         assert_eq!(
@@ -846,10 +850,10 @@ mod tests {
             1
         );
         // Other calls are not affected; a released call gives its ports back.
-        m.allocate(Leg::Inside, &one, &MediaPeers::default())
+        m.allocate(Side::Inside, &one, &MediaPeers::default())
             .expect("no trunk, no quota");
         m.release(a.session);
-        m.allocate(Leg::Inside, &one, &peers).expect("freed");
+        m.allocate(Side::Inside, &one, &peers).expect("freed");
     }
 
     #[tokio::test]
@@ -857,7 +861,7 @@ mod tests {
         let mut m = manager(41_900, 41_999);
         let five = [StreamDesc::new(LO, 4000); 5];
         let err = m
-            .allocate(Leg::Inside, &five, &MediaPeers::default())
+            .allocate(Side::Inside, &five, &MediaPeers::default())
             .expect_err("five streams");
         assert_eq!(err.status_code(), 488);
         assert_eq!(
@@ -868,7 +872,7 @@ mod tests {
                 .get(),
             1
         );
-        m.allocate(Leg::Inside, &five[..4], &MediaPeers::default())
+        m.allocate(Side::Inside, &five[..4], &MediaPeers::default())
             .expect("four streams");
     }
 
@@ -877,12 +881,12 @@ mod tests {
         let mut m = manager(41_600, 41_699);
         let a = m
             .allocate(
-                Leg::Inside,
+                Side::Inside,
                 &[StreamDesc::new(LO, 4000)],
                 &MediaPeers::default(),
             )
             .expect("offer");
-        m.commit(a.session, Leg::Outside, &[StreamDesc::new(LO, 6000)])
+        m.commit(a.session, Side::Outside, &[StreamDesc::new(LO, 6000)])
             .expect("answer");
         m.tick(Instant::now() + Duration::from_secs(61));
         tokio::time::timeout(Duration::from_secs(1), m.event_ready())
@@ -897,13 +901,13 @@ mod tests {
         let mut m = manager(41_000, 41_007);
         let peer = StreamDesc::new(LO, 4000);
         let a = m
-            .allocate(Leg::Inside, &[peer], &MediaPeers::default())
+            .allocate(Side::Inside, &[peer], &MediaPeers::default())
             .expect("first call");
         let b = m
-            .allocate(Leg::Inside, &[peer], &MediaPeers::default())
+            .allocate(Side::Inside, &[peer], &MediaPeers::default())
             .expect("second call");
         let err = m
-            .allocate(Leg::Inside, &[peer], &MediaPeers::default())
+            .allocate(Side::Inside, &[peer], &MediaPeers::default())
             .expect_err("no ports left");
         assert_eq!(err.status_code(), 503);
         assert_eq!(
@@ -920,7 +924,7 @@ mod tests {
         // Ports return once the sockets are closed (the aborted tasks are reaped).
         tokio::time::sleep(Duration::from_millis(50)).await;
         let c = m
-            .allocate(Leg::Inside, &[peer], &MediaPeers::default())
+            .allocate(Side::Inside, &[peer], &MediaPeers::default())
             .expect("ports reused after release");
         assert_eq!(c.streams.len(), 1);
         assert_eq!(m.overview().sessions, 1);
@@ -930,28 +934,28 @@ mod tests {
     async fn bad_offers_get_488() {
         let mut m = manager(41_100, 41_199);
         assert_eq!(
-            m.allocate(Leg::Inside, &[], &MediaPeers::default())
+            m.allocate(Side::Inside, &[], &MediaPeers::default())
                 .expect_err("empty")
                 .status_code(),
             488
         );
         let v6 = StreamDesc::new("2001:db8::1".parse().expect("literal"), 4000);
         assert_eq!(
-            m.allocate(Leg::Inside, &[v6], &MediaPeers::default())
+            m.allocate(Side::Inside, &[v6], &MediaPeers::default())
                 .expect_err("family")
                 .status_code(),
             488
         );
         let a = m
             .allocate(
-                Leg::Inside,
+                Side::Inside,
                 &[StreamDesc::new(LO, 4000)],
                 &MediaPeers::default(),
             )
             .expect("offer");
         let two = [StreamDesc::new(LO, 5000), StreamDesc::new(LO, 5002)];
         assert_eq!(
-            m.commit(a.session, Leg::Outside, &two)
+            m.commit(a.session, Side::Outside, &two)
                 .expect_err("mismatch")
                 .status_code(),
             488
@@ -965,7 +969,7 @@ mod tests {
         let mut m = manager(41_200, 41_299);
         let a = m
             .allocate(
-                Leg::Inside,
+                Side::Inside,
                 &[StreamDesc::new(LO, 4000), StreamDesc::new(LO, 0)],
                 &MediaPeers::default(),
             )
@@ -974,7 +978,7 @@ mod tests {
         let committed = m
             .commit(
                 a.session,
-                Leg::Outside,
+                Side::Outside,
                 &[StreamDesc::new(LO, 6000), StreamDesc::new(LO, 0)],
             )
             .expect("answer");
@@ -983,7 +987,7 @@ mod tests {
         reoffer[0].rtcp_mux = true;
         reoffer.push(StreamDesc::new(LO, 4200));
         let updated = m
-            .update(a.session, Leg::Inside, &reoffer)
+            .update(a.session, Side::Inside, &reoffer)
             .expect("re-offer");
         assert_eq!(updated[0].inside.rtp_port, a.streams[0].inside.rtp_port);
         assert_eq!(
@@ -999,7 +1003,7 @@ mod tests {
         let mut m = manager(41_300, 41_399);
         let a = m
             .allocate(
-                Leg::Inside,
+                Side::Inside,
                 &[StreamDesc::new(LO, 4000)],
                 &MediaPeers::default(),
             )
@@ -1008,7 +1012,7 @@ mod tests {
         // Not committed yet: no timeout however long it rings.
         m.tick(t0 + Duration::from_secs(120));
         assert_eq!(m.poll_event(), None);
-        m.commit(a.session, Leg::Outside, &[StreamDesc::new(LO, 6000)])
+        m.commit(a.session, Side::Outside, &[StreamDesc::new(LO, 6000)])
             .expect("answer");
         let t1 = Instant::now();
         m.tick(t1 + Duration::from_secs(59));
@@ -1021,14 +1025,14 @@ mod tests {
         // On hold (sendonly), the hold timeout applies instead.
         let b = m
             .allocate(
-                Leg::Inside,
+                Side::Inside,
                 &[StreamDesc::new(LO, 4002)],
                 &MediaPeers::default(),
             )
             .expect("offer");
         let mut held = StreamDesc::new(LO, 6002);
         held.direction = sbc_proto::media::Direction::SendOnly;
-        m.commit(b.session, Leg::Outside, &[held]).expect("answer");
+        m.commit(b.session, Side::Outside, &[held]).expect("answer");
         let t2 = Instant::now();
         m.tick(t2 + Duration::from_secs(61));
         assert_eq!(m.poll_event(), None);
@@ -1048,7 +1052,7 @@ mod tests {
         // The PBX's SDP names a private address the relay cannot reach: only latching helps.
         let a = m
             .allocate(
-                Leg::Inside,
+                Side::Inside,
                 &[StreamDesc::new(LO, 9)],
                 &MediaPeers::default(),
             )
@@ -1056,7 +1060,7 @@ mod tests {
         let carrier_port = carrier.local_addr().expect("addr").port();
         m.commit(
             a.session,
-            Leg::Outside,
+            Side::Outside,
             &[StreamDesc::new(LO, carrier_port)],
         )
         .expect("answer");
@@ -1086,14 +1090,14 @@ mod tests {
 
         // A re-offer with the same SDP address keeps the latch and the ports...
         let again = m
-            .update(a.session, Leg::Inside, &[StreamDesc::new(LO, 9)])
+            .update(a.session, Side::Inside, &[StreamDesc::new(LO, 9)])
             .expect("re-offer");
         assert_eq!(again, a.streams);
         let v = m.session_view(a.session).expect("view");
         assert!(v.streams[0].inside.latched.is_some(), "kept: {v:?}");
         // ...a changed one drops it: the relay sends to the new SDP address until the peer's
         // next packet latches again.
-        m.update(a.session, Leg::Inside, &[StreamDesc::new(LO, 4444)])
+        m.update(a.session, Side::Inside, &[StreamDesc::new(LO, 4444)])
             .expect("re-offer");
         let v = m.session_view(a.session).expect("view");
         assert_eq!(v.streams[0].inside.latched, None);
@@ -1122,7 +1126,7 @@ mod tests {
             carrier.local_addr().expect("addr").port(),
         )];
         let a = m
-            .allocate(Leg::Inside, &offer, &MediaPeers::default())
+            .allocate(Side::Inside, &offer, &MediaPeers::default())
             .expect("offer");
         assert_eq!(m.inner.core.lock().exec.running(), 1, "one task, not four");
         m.release(a.session);
@@ -1140,7 +1144,7 @@ mod tests {
         pbx.send_to(&[0x80, 0, 0, 1], in_relay).expect("send");
         tokio::time::sleep(Duration::from_millis(20)).await;
         let b = m
-            .allocate(Leg::Inside, &offer, &MediaPeers::default())
+            .allocate(Side::Inside, &offer, &MediaPeers::default())
             .expect("offer");
         assert_eq!(m.overview().idle_sockets, 0, "parked sockets reused");
         let mut ports = [b.streams[0].inside.rtp_port, b.streams[0].outside.rtp_port];
@@ -1148,7 +1152,7 @@ mod tests {
         ports.sort_unstable();
         old.sort_unstable();
         assert_eq!(ports, old);
-        m.commit(b.session, Leg::Outside, &answer).expect("answer");
+        m.commit(b.session, Side::Outside, &answer).expect("answer");
         // ...and is not relayed to the next call's peer; the next call's own media is.
         let in_relay = SocketAddr::new(LO, b.streams[0].inside.rtp_port);
         let mut buf = [0u8; 64];

@@ -16,9 +16,10 @@ use std::{
 };
 
 use parking_lot::Mutex;
+use sbc_proto::net::Side;
 use sbc_proto::{
     media::{
-        Arrival, Leg, MediaTable, PacketAction, PacketDrop, RelayPort, StreamKey, crypto::HEADROOM,
+        Arrival, MediaTable, PacketAction, PacketDrop, RelayPort, StreamKey, crypto::HEADROOM,
         dtmf, table::leg_idx,
     },
     srtp::SrtpError,
@@ -140,10 +141,10 @@ pub(crate) async fn run(task: Task, sockets: Sockets) {
                 due = send_generated(&core, &metrics, stream, &sockets);
                 continue;
             }
-            r = sockets[0][0].readable() => (r.map(|()| Leg::Inside), RelayPort::Rtp),
-            r = sockets[0][1].readable() => (r.map(|()| Leg::Inside), RelayPort::Rtcp),
-            r = sockets[1][0].readable() => (r.map(|()| Leg::Outside), RelayPort::Rtp),
-            r = sockets[1][1].readable() => (r.map(|()| Leg::Outside), RelayPort::Rtcp),
+            r = sockets[0][0].readable() => (r.map(|()| Side::Inside), RelayPort::Rtp),
+            r = sockets[0][1].readable() => (r.map(|()| Side::Inside), RelayPort::Rtcp),
+            r = sockets[1][0].readable() => (r.map(|()| Side::Outside), RelayPort::Rtp),
+            r = sockets[1][1].readable() => (r.map(|()| Side::Outside), RelayPort::Rtcp),
         };
         let Ok(leg) = leg else { break };
         let mut drained = false;
@@ -193,7 +194,7 @@ fn relay_batch(
     metrics: &MediaMetrics,
     stream: StreamKey,
     sockets: &Sockets,
-    leg: Leg,
+    leg: Side,
     port: RelayPort,
 ) -> bool {
     BATCH.with_borrow_mut(|batch| {

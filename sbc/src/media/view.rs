@@ -4,10 +4,11 @@
 use std::{net::SocketAddr, time::Instant};
 
 use sbc_proto::media::{
-    Leg, SessionId,
+    SessionId,
     rtp::ReceptionReport,
     table::{Session, leg_idx},
 };
+use sbc_proto::net::Side;
 
 use super::xdp::XdpRelay;
 
@@ -150,7 +151,7 @@ fn millis(d: std::time::Duration) -> u64 {
 pub(crate) fn session_view(
     id: SessionId,
     s: &Session,
-    bind: impl Fn(Leg) -> std::net::IpAddr,
+    bind: impl Fn(Side) -> std::net::IpAddr,
     xdp: Option<&XdpRelay>,
     now: Instant,
 ) -> SessionView {
@@ -158,7 +159,7 @@ pub(crate) fn session_view(
         .streams
         .iter()
         .map(|st| {
-            let ep = |leg: Leg| {
+            let ep = |leg: Side| {
                 let r = st.relay.facing(leg);
                 let p = &st.peers[leg_idx(leg)];
                 let key = SocketAddr::new(bind(leg), r.rtp_port);
@@ -196,13 +197,13 @@ pub(crate) fn session_view(
                 }
             };
             StreamView {
-                inside: ep(Leg::Inside),
-                outside: ep(Leg::Outside),
+                inside: ep(Side::Inside),
+                outside: ep(Side::Outside),
                 xdp_mappings: st.fast_paths(),
                 socketless: st.kernel,
                 srtp: SrtpView {
-                    inside: st.srtp.suite(Leg::Inside),
-                    outside: st.srtp.suite(Leg::Outside),
+                    inside: st.srtp.suite(Side::Inside),
+                    outside: st.srtp.suite(Side::Outside),
                 },
             }
         })

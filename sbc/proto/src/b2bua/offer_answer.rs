@@ -107,7 +107,7 @@ impl B2bua {
             Refusal::NotAcceptableHere
         })?;
         let allocation = media
-            .allocate(sdp::leg(from), &desc.streams, peers)
+            .allocate(from, &desc.streams, peers)
             .map_err(|e| Refusal::from(&e))?;
         Ok((desc, allocation))
     }
@@ -146,11 +146,11 @@ impl B2bua {
         c.offers.reoffer(from, &desc.streams);
         let relays = match c.media {
             Some(s) => media
-                .update(s, sdp::leg(from), &desc.streams)
+                .update(s, from, &desc.streams)
                 .map_err(|e| Refusal::from(&e))?,
             None => {
                 let a = media
-                    .allocate(sdp::leg(from), &desc.streams, &peers)
+                    .allocate(from, &desc.streams, &peers)
                     .map_err(|e| Refusal::from(&e))?;
                 c.media = Some(a.session);
                 self.sessions.insert(a.session, call);
@@ -204,14 +204,12 @@ impl B2bua {
         let is_answer = c.codecs.is_answer_from(callee);
         desc.apply_codecs(&mut c.codecs, &self.cfg, c.trunk, callee, is_answer)?;
         let relays = match c.media {
-            Some(s) => media.commit(s, sdp::leg(callee), &desc.streams),
-            None => media
-                .allocate(sdp::leg(callee), &desc.streams, &peers)
-                .map(|a| {
-                    c.media = Some(a.session);
-                    self.sessions.insert(a.session, call);
-                    a.streams
-                }),
+            Some(s) => media.commit(s, callee, &desc.streams),
+            None => media.allocate(callee, &desc.streams, &peers).map(|a| {
+                c.media = Some(a.session);
+                self.sessions.insert(a.session, call);
+                a.streams
+            }),
         }
         .map_err(|_| SdpProblem::Unanchored {
             sections: desc.streams.len(),
@@ -261,7 +259,7 @@ impl B2bua {
             .map_err(|p| p.as_str())?;
         let relays = match c.media {
             Some(s) => media
-                .commit(s, sdp::leg(side), &desc.streams)
+                .commit(s, side, &desc.streams)
                 .map_err(|_| "sdp_unanchored")?,
             None => return Err("sdp_unanchored"),
         };

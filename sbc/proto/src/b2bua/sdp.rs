@@ -8,27 +8,10 @@ use std::net::IpAddr;
 
 use super::codec_policy::FormatEdit;
 use crate::{
-    media::{Direction, Leg, StreamDesc, StreamRelay},
+    media::{Direction, StreamDesc, StreamRelay},
     net::Side,
     sdp::{self, AddressRefusal, AddressUse, Sdp, SdpEditor, SdpPolicy, Section},
 };
-
-/// The media layer's name for a signaling side: the one place where the B2BUA's [`Side`]
-/// crosses into the media boundary's `Leg` (the `MediaControl` trait speaks of legs).
-pub(super) const fn leg(side: Side) -> Leg {
-    match side {
-        Side::Inside => Leg::Inside,
-        Side::Outside => Leg::Outside,
-    }
-}
-
-/// The signaling side of a media leg (the inverse of [`leg`]).
-pub(super) const fn side(leg: Leg) -> Side {
-    match leg {
-        Leg::Inside => Side::Inside,
-        Leg::Outside => Side::Outside,
-    }
-}
 
 /// Why an SDP body could not be used (the call gets 488).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -216,7 +199,7 @@ pub(super) fn rewrite(
     }
     origin.last_source = Some(source);
 
-    let facing = |r: &StreamRelay| r.facing(leg(to));
+    let facing = |r: &StreamRelay| r.facing(to);
     let addr_text = |a: IpAddr| (if a.is_ipv6() { "IP6" } else { "IP4" }, a.to_string());
     let (family, addr) = addr_text(facing(&relays[0]).addr);
     let mut ed = SdpEditor::new(parsed);

@@ -411,10 +411,9 @@ pub(super) fn negotiate(
         return Ok(());
     };
     for side in [Side::Inside, Side::Outside] {
-        let leg = super::sdp::leg(side);
         let done = match crossing.role {
-            SdpRole::Offer => media.expect_crypto(session, leg, &srtp.secure(side)),
-            SdpRole::Answer => media.set_crypto(session, leg, &srtp.keys(side)),
+            SdpRole::Offer => media.expect_crypto(session, side, &srtp.secure(side)),
+            SdpRole::Answer => media.set_crypto(session, side, &srtp.keys(side)),
         };
         done.map_err(|_| super::SdpProblem::Srtp("srtp_relay"))?;
     }

@@ -106,6 +106,6 @@ impl super::B2bua {
         };
         // The relay already runs the previous streams' ports; an error here means the session
         // is gone, which the call's teardown handles.
-        let _ = media.update(session, super::sdp::leg(caller), &before);
+        let _ = media.update(session, caller, &before);
     }
 }

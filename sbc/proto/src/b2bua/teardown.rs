@@ -176,8 +176,7 @@ impl B2bua {
                     digit,
                     duration_ms,
                 } => {
-                    let from = super::sdp::side(leg);
-                    self.dtmf_detected(now, session, from, digit, duration_ms, media);
+                    self.dtmf_detected(now, session, leg, digit, duration_ms, media);
                 }
             }
         }

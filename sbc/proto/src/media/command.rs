@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 
-use super::{Leg, fast_path::FastPath, table::StreamKey};
+use super::{Side, fast_path::FastPath, table::StreamKey};
 
 /// One action for the runtime.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,7 +17,7 @@ pub enum MediaCommand {
         /// The stream.
         stream: StreamKey,
         /// Its side.
-        leg: Leg,
+        leg: Side,
         /// Bind address and RTP port.
         addr: SocketAddr,
     },

@@ -12,7 +12,7 @@
 //!
 //! [`MediaTable::handle_packet`]: super::table::MediaTable::handle_packet
 
-use super::{Leg, table::leg_idx};
+use super::{Side, table::leg_idx};
 use crate::srtp::{KeySpec, SrtpContext, SrtpError, StreamKeys};
 
 /// Bytes the largest protect adds: SRTCP with GCM (16-byte tag + 4-byte index).
@@ -47,7 +47,7 @@ impl StreamSrtp {
     /// a new key in either direction gets a new context for that direction (re-key), which
     /// keeps each SSRC's rollover counter and sequence (RFC 3711 §3.3.1: never reset by a
     /// re-key; [`SrtpContext::rekeyed`]).
-    pub fn set(&mut self, leg: Leg, keys: Option<&StreamKeys>) {
+    pub fn set(&mut self, leg: Side, keys: Option<&StreamKeys>) {
         self.pending[leg_idx(leg)] = false;
         let slot = &mut self.legs[leg_idx(leg)];
         match (slot.as_mut(), keys) {
@@ -76,7 +76,7 @@ impl StreamSrtp {
     /// stream relays nothing: a plain packet forwarded to that leg would cross its link in
     /// clear, and an encrypted one from it cannot be authenticated. A leg that has keys keeps
     /// them (a re-offer does not interrupt the media it protects).
-    pub fn expect(&mut self, leg: Leg) {
+    pub fn expect(&mut self, leg: Side) {
         let i = leg_idx(leg);
         if self.legs[i].is_none() {
             self.pending[i] = true;
@@ -94,7 +94,7 @@ impl StreamSrtp {
     }
 
     /// The suite of `leg`, if encrypted (admin API; never the keys).
-    pub fn suite(&self, leg: Leg) -> Option<&'static str> {
+    pub fn suite(&self, leg: Side) -> Option<&'static str> {
         self.legs[leg_idx(leg)]
             .as_ref()
             .map(|l| l.keys.tx.suite.name())
@@ -104,7 +104,7 @@ impl StreamSrtp {
     /// encrypted. Returns the plain length.
     pub fn inbound(
         &mut self,
-        leg: Leg,
+        leg: Side,
         rtcp: bool,
         buf: &mut [u8],
         len: usize,
@@ -124,7 +124,7 @@ impl StreamSrtp {
     /// `buf` should have [`HEADROOM`] spare bytes. Returns the length to send.
     pub fn outbound(
         &mut self,
-        leg: Leg,
+        leg: Side,
         rtcp: bool,
         buf: &mut [u8],
         len: usize,
@@ -180,18 +180,18 @@ mod tests {
         let suite = Suite::AesCm128HmacSha1_80;
         let (pbx, carrier) = (keys(1, suite), keys(2, suite));
         let mut s = StreamSrtp::default();
-        s.set(Leg::Inside, Some(&pbx));
-        s.set(Leg::Outside, Some(&carrier));
+        s.set(Side::Inside, Some(&pbx));
+        s.set(Side::Outside, Some(&carrier));
         assert!(s.active());
         // The carrier protects with its key (our rx on the outside leg).
         let mut carrier_tx = context(&carrier.rx);
         let (mut b, n) = rtp(1);
         let n = carrier_tx.protect_rtp(&mut b, n).expect("protect");
         let n = s
-            .inbound(Leg::Outside, false, &mut b, n)
+            .inbound(Side::Outside, false, &mut b, n)
             .expect("authentic");
         assert_eq!(b[12..n], [0x55; 20]);
-        let n = s.outbound(Leg::Inside, false, &mut b, n).expect("protect");
+        let n = s.outbound(Side::Inside, false, &mut b, n).expect("protect");
         // The PBX unprotects with our inside tx key; the carrier's key fails.
         let mut copy = b;
         assert_eq!(
@@ -211,28 +211,28 @@ mod tests {
         let suite = Suite::AeadAes128Gcm;
         let old = keys(3, suite);
         let mut s = StreamSrtp::default();
-        s.set(Leg::Outside, Some(&old));
+        s.set(Side::Outside, Some(&old));
         let mut peer = context(&old.rx);
         let (mut b, n) = rtp(10);
         let n = peer.protect_rtp(&mut b, n).expect("protect");
         let packet = b;
-        s.inbound(Leg::Outside, false, &mut b, n).expect("first");
-        s.set(Leg::Outside, Some(&old));
+        s.inbound(Side::Outside, false, &mut b, n).expect("first");
+        s.set(Side::Outside, Some(&old));
         let mut again = packet;
         assert_eq!(
-            s.inbound(Leg::Outside, false, &mut again, n),
+            s.inbound(Side::Outside, false, &mut again, n),
             Err(SrtpError::Replayed),
             "same key: same context"
         );
         let new = keys(4, suite);
-        s.set(Leg::Outside, Some(&new));
+        s.set(Side::Outside, Some(&new));
         let mut again = packet;
         assert_eq!(
-            s.inbound(Leg::Outside, false, &mut again, n),
+            s.inbound(Side::Outside, false, &mut again, n),
             Err(SrtpError::AuthFailed),
             "new key: the old one no longer decrypts"
         );
-        s.set(Leg::Outside, None);
+        s.set(Side::Outside, None);
         assert!(!s.active());
     }
 
@@ -252,30 +252,34 @@ mod tests {
         for suite in [Suite::AesCm128HmacSha1_80, Suite::AeadAes128Gcm] {
             let (old, new) = (keys(5, suite), keys(6, suite));
             let mut s = StreamSrtp::default();
-            s.set(Leg::Outside, Some(&old));
+            s.set(Side::Outside, Some(&old));
             let (mut peer_tx, mut peer_rx) = (context(&old.rx), context(&old.tx));
             // Both directions wrap from 65,534 to 1 under the old key (ROC 0 → 1).
             for seq in [65_534, 65_535, 0, 1] {
                 let (mut b, n) = rtp(seq);
                 let n = peer_tx.protect_rtp(&mut b, n).expect("protect");
-                let n = s.inbound(Leg::Outside, false, &mut b, n).expect("old key");
-                let n = s.outbound(Leg::Outside, false, &mut b, n).expect("protect");
+                let n = s.inbound(Side::Outside, false, &mut b, n).expect("old key");
+                let n = s
+                    .outbound(Side::Outside, false, &mut b, n)
+                    .expect("protect");
                 peer_rx
                     .unprotect_rtp(&mut b[..n])
                     .expect("old key, our side");
             }
-            s.set(Leg::Outside, Some(&new));
+            s.set(Side::Outside, Some(&new));
             let to_us = Transform::derive(suite, &new.rx.key, Kind::Rtp);
             let to_peer = Transform::derive(suite, &new.tx.key, Kind::Rtp);
             // The peer goes on with sequence 2 at ROC 1 under its new key.
             let (mut b, n) = rtp(2);
             let n = to_us.protect_rtp(&mut b, 12, n, 7, 1, 2).expect("protect");
             let n = s
-                .inbound(Leg::Outside, false, &mut b, n)
+                .inbound(Side::Outside, false, &mut b, n)
                 .unwrap_or_else(|e| panic!("{suite}: ROC 1 after the re-key: {e}"));
             assert_eq!(b[12..n], [0x55; 20]);
             // What we send it under our new key carries ROC 1 as well.
-            let n = s.outbound(Leg::Outside, false, &mut b, n).expect("protect");
+            let n = s
+                .outbound(Side::Outside, false, &mut b, n)
+                .expect("protect");
             let m = to_peer
                 .unprotect_rtp(&mut b[..n], 12, 7, 1, 2)
                 .unwrap_or_else(|e| panic!("{suite}: we sent ROC 1 after the re-key: {e}"));
@@ -285,7 +289,7 @@ mod tests {
             let n = to_us
                 .protect_rtp(&mut b, 12, n, 9, 0, 100)
                 .expect("protect");
-            s.inbound(Leg::Outside, false, &mut b, n)
+            s.inbound(Side::Outside, false, &mut b, n)
                 .unwrap_or_else(|e| panic!("{suite}: new SSRC at ROC 0: {e}"));
         }
     }
@@ -298,25 +302,25 @@ mod tests {
         let suite = Suite::AesCm128HmacSha1_80;
         let (old, new) = (keys(7, suite), keys(8, suite));
         let mut s = StreamSrtp::default();
-        s.set(Leg::Outside, Some(&old));
+        s.set(Side::Outside, Some(&old));
         let mut peer = context(&old.rx);
         for seq in [65_535, 0, 1] {
             let (mut b, n) = rtp(seq);
             let n = peer.protect_rtp(&mut b, n).expect("protect");
-            s.inbound(Leg::Outside, false, &mut b, n).expect("old key");
+            s.inbound(Side::Outside, false, &mut b, n).expect("old key");
         }
-        s.set(Leg::Outside, Some(&new));
+        s.set(Side::Outside, Some(&new));
         // The peer's new context: ROC 0 from sequence 2 on, wrapping again later.
         let mut peer = context(&new.rx);
         for seq in [2, 3, 65_535, 0] {
             let (mut b, n) = rtp(seq);
             let n = peer.protect_rtp(&mut b, n).expect("protect");
             let packet = b;
-            s.inbound(Leg::Outside, false, &mut b, n)
+            s.inbound(Side::Outside, false, &mut b, n)
                 .unwrap_or_else(|e| panic!("restarted sender, seq {seq}: {e}"));
             let mut again = packet;
             assert_eq!(
-                s.inbound(Leg::Outside, false, &mut again, n),
+                s.inbound(Side::Outside, false, &mut again, n),
                 Err(SrtpError::Replayed)
             );
         }

@@ -5,7 +5,7 @@
 //!
 //! 1. **Offer** arrives from one leg: [`MediaControl::allocate`] reserves relay ports on both
 //!    sides and returns, per stream, the SBC's relay endpoints. The B2BUA writes the endpoint of
-//!    the *other* leg into the SDP it forwards (an offer from [`Leg::Inside`] goes to the carrier
+//!    the *other* leg into the SDP it forwards (an offer from [`Side::Inside`] goes to the carrier
 //!    with the [`StreamRelay::outside`] address and ports).
 //! 2. **Answer** arrives from the other leg: [`MediaControl::commit`] records the answerer's
 //!    addresses; media flows (and is latched, see below).
@@ -67,38 +67,14 @@ pub(crate) fn test_origin() -> std::time::Instant {
 }
 
 pub use command::MediaCommand;
+
+/// Media legs are named by the side of the SBC they face, as signaling is.
+use crate::net::Side;
 pub use crypto::StreamSrtp;
 pub use fast_path::FastPath;
 pub use payload::StreamPayloadMaps;
 pub use settings::{RelaySettings, SideAddress};
 pub use table::{Arrival, MediaTable, PacketAction, PacketDrop, RelayPort, StreamKey};
-
-/// Which side of the SBC a peer is on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Leg {
-    /// The PBX side (LAN).
-    Inside,
-    /// The carrier side.
-    Outside,
-}
-
-impl Leg {
-    /// The other leg.
-    pub const fn other(self) -> Self {
-        match self {
-            Leg::Inside => Leg::Outside,
-            Leg::Outside => Leg::Inside,
-        }
-    }
-
-    /// `"inside"` or `"outside"`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Leg::Inside => "inside",
-            Leg::Outside => "outside",
-        }
-    }
-}
 
 /// Media direction attribute of a stream (RFC 8866 §6.7), from the sender's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -183,10 +159,10 @@ pub struct StreamRelay {
 
 impl StreamRelay {
     /// The endpoint facing `leg`.
-    pub const fn facing(&self, leg: Leg) -> RelayEndpoint {
+    pub const fn facing(&self, leg: Side) -> RelayEndpoint {
         match leg {
-            Leg::Inside => self.inside,
-            Leg::Outside => self.outside,
+            Side::Inside => self.inside,
+            Side::Outside => self.outside,
         }
     }
 }
@@ -217,10 +193,10 @@ pub struct MediaPeers {
 
 impl MediaPeers {
     /// The signaling peer of `leg`.
-    pub const fn of(&self, leg: Leg) -> Option<IpAddr> {
+    pub const fn of(&self, leg: Side) -> Option<IpAddr> {
         match leg {
-            Leg::Inside => self.inside,
-            Leg::Outside => self.outside,
+            Side::Inside => self.inside,
+            Side::Outside => self.outside,
         }
     }
 }
@@ -240,7 +216,7 @@ pub struct Allocation {
 pub enum MediaError {
     /// No relay ports left on a side: 503 Service Unavailable.
     #[error("relay ports exhausted on the {} side", .0.as_str())]
-    PortsExhausted(Leg),
+    PortsExhausted(Side),
     /// The trunk's calls already hold its relay port quota: 503 Service Unavailable.
     #[error("relay port quota of trunk {0} exhausted")]
     QuotaExhausted(String),
@@ -251,7 +227,7 @@ pub enum MediaError {
     #[error("no {family} relay address on the {} side", leg.as_str())]
     AddressFamily {
         /// The side lacking the address.
-        leg: Leg,
+        leg: Side,
         /// `"IPv4"` or `"IPv6"`.
         family: &'static str,
     },
@@ -304,7 +280,7 @@ pub enum MediaEvent {
         /// The session.
         session: SessionId,
         /// The leg the events came from.
-        leg: Leg,
+        leg: Side,
         /// The digit.
         digit: crate::dtmf::Digit,
         /// Its duration in milliseconds.
@@ -318,7 +294,7 @@ pub trait MediaControl {
     /// `peers` names the call's signaling peers and trunk (latching policy, port quota).
     fn allocate(
         &mut self,
-        from: Leg,
+        from: Side,
         streams: &[StreamDesc],
         peers: &MediaPeers,
     ) -> Result<Allocation, MediaError>;
@@ -332,7 +308,7 @@ pub trait MediaControl {
     fn commit(
         &mut self,
         session: SessionId,
-        from: Leg,
+        from: Side,
         streams: &[StreamDesc],
     ) -> Result<Vec<StreamRelay>, MediaError>;
 
@@ -341,7 +317,7 @@ pub trait MediaControl {
     fn update(
         &mut self,
         session: SessionId,
-        from: Leg,
+        from: Side,
         streams: &[StreamDesc],
     ) -> Result<Vec<StreamRelay>, MediaError>;
 
@@ -358,7 +334,7 @@ pub trait MediaControl {
     fn expect_crypto(
         &mut self,
         session: SessionId,
-        leg: Leg,
+        leg: Side,
         secure: &[bool],
     ) -> Result<(), MediaError> {
         let _ = (session, leg);
@@ -376,7 +352,7 @@ pub trait MediaControl {
     fn set_crypto(
         &mut self,
         session: SessionId,
-        leg: Leg,
+        leg: Side,
         keys: &[Option<crate::srtp::StreamKeys>],
     ) -> Result<(), MediaError> {
         let _ = (session, leg);
@@ -526,9 +502,9 @@ impl FakeMedia {
 
     /// `leg` of the first stream latches to `src`, as a relay would on a packet (reported
     /// with [`MediaEvent::Latched`]).
-    pub fn latch(&mut self, session: SessionId, leg: Leg, src: std::net::SocketAddr) {
+    pub fn latch(&mut self, session: SessionId, leg: Side, src: std::net::SocketAddr) {
         if let Some(s) = self.sessions.get_mut(&session) {
-            s.latched[usize::from(leg == Leg::Outside)] = Some(src);
+            s.latched[usize::from(leg == Side::Outside)] = Some(src);
             self.version += 1;
             self.events.push_back(MediaEvent::Latched(session));
         }
@@ -564,10 +540,10 @@ impl FakeMedia {
         }
         let inside = self
             .take_pair()
-            .ok_or(MediaError::PortsExhausted(Leg::Inside))?;
+            .ok_or(MediaError::PortsExhausted(Side::Inside))?;
         let Some(outside) = self.take_pair() else {
             self.free.push(inside);
-            return Err(MediaError::PortsExhausted(Leg::Outside));
+            return Err(MediaError::PortsExhausted(Side::Outside));
         };
         Ok(StreamRelay {
             inside: endpoint(self.inside_addr, inside),
@@ -626,8 +602,8 @@ impl MediaControl for FakeMedia {
             id,
             FakeSession {
                 streams,
-                inside: descs(Leg::Inside),
-                outside: descs(Leg::Outside),
+                inside: descs(Side::Inside),
+                outside: descs(Side::Outside),
                 committed: true,
                 peers: snap.peers(),
                 crypto: [Vec::new(), Vec::new()],
@@ -674,34 +650,34 @@ impl MediaControl for FakeMedia {
     fn expect_crypto(
         &mut self,
         session: SessionId,
-        leg: Leg,
+        leg: Side,
         secure: &[bool],
     ) -> Result<(), MediaError> {
         let s = self
             .sessions
             .get_mut(&session)
             .ok_or(MediaError::UnknownSession(session))?;
-        s.expected[usize::from(leg == Leg::Outside)] = secure.to_vec();
+        s.expected[usize::from(leg == Side::Outside)] = secure.to_vec();
         Ok(())
     }
 
     fn set_crypto(
         &mut self,
         session: SessionId,
-        leg: Leg,
+        leg: Side,
         keys: &[Option<crate::srtp::StreamKeys>],
     ) -> Result<(), MediaError> {
         let s = self
             .sessions
             .get_mut(&session)
             .ok_or(MediaError::UnknownSession(session))?;
-        s.crypto[usize::from(leg == Leg::Outside)] = keys.to_vec();
+        s.crypto[usize::from(leg == Side::Outside)] = keys.to_vec();
         Ok(())
     }
 
     fn allocate(
         &mut self,
-        from: Leg,
+        from: Side,
         streams: &[StreamDesc],
         peers: &MediaPeers,
     ) -> Result<Allocation, MediaError> {
@@ -727,8 +703,8 @@ impl MediaControl for FakeMedia {
             ..FakeSession::default()
         };
         match from {
-            Leg::Inside => fs.inside = streams.to_vec(),
-            Leg::Outside => fs.outside = streams.to_vec(),
+            Side::Inside => fs.inside = streams.to_vec(),
+            Side::Outside => fs.outside = streams.to_vec(),
         }
         self.sessions.insert(session, fs);
         Ok(Allocation {
@@ -740,7 +716,7 @@ impl MediaControl for FakeMedia {
     fn commit(
         &mut self,
         session: SessionId,
-        from: Leg,
+        from: Side,
         streams: &[StreamDesc],
     ) -> Result<Vec<StreamRelay>, MediaError> {
         self.version += 1;
@@ -755,8 +731,8 @@ impl MediaControl for FakeMedia {
             });
         }
         match from {
-            Leg::Inside => s.inside = streams.to_vec(),
-            Leg::Outside => s.outside = streams.to_vec(),
+            Side::Inside => s.inside = streams.to_vec(),
+            Side::Outside => s.outside = streams.to_vec(),
         }
         s.committed = true;
         Ok(s.streams.clone())
@@ -765,7 +741,7 @@ impl MediaControl for FakeMedia {
     fn update(
         &mut self,
         session: SessionId,
-        from: Leg,
+        from: Side,
         streams: &[StreamDesc],
     ) -> Result<Vec<StreamRelay>, MediaError> {
         self.version += 1;
@@ -791,8 +767,8 @@ impl MediaControl for FakeMedia {
             .ok_or(MediaError::UnknownSession(session))?;
         s.streams.extend(extra);
         match from {
-            Leg::Inside => s.inside = streams.to_vec(),
-            Leg::Outside => s.outside = streams.to_vec(),
+            Side::Inside => s.inside = streams.to_vec(),
+            Side::Outside => s.outside = streams.to_vec(),
         }
         Ok(s.streams.clone())
     }
@@ -830,7 +806,7 @@ mod tests {
         let mut m = FakeMedia::new(ip(1), ip(2), 10_000, 10_007);
         let a = m
             .allocate(
-                Leg::Inside,
+                Side::Inside,
                 &[StreamDesc::new(ip(10), 4000)],
                 &MediaPeers::default(),
             )
@@ -838,21 +814,21 @@ mod tests {
         let r = a.streams[0];
         assert_eq!(r.inside.rtp_port % 2, 0);
         assert_eq!(r.outside.rtcp_port, r.outside.rtp_port + 1);
-        assert_eq!(r.facing(Leg::Outside).addr, ip(2));
-        m.commit(a.session, Leg::Outside, &[StreamDesc::new(ip(20), 5000)])
+        assert_eq!(r.facing(Side::Outside).addr, ip(2));
+        m.commit(a.session, Side::Outside, &[StreamDesc::new(ip(20), 5000)])
             .expect("commit");
         assert!(m.sessions[&a.session].committed);
         // Two pairs left: one more call fits, a third does not (503).
         let b = m
             .allocate(
-                Leg::Inside,
+                Side::Inside,
                 &[StreamDesc::new(ip(10), 4002)],
                 &MediaPeers::default(),
             )
             .expect("second call");
         let err = m
             .allocate(
-                Leg::Inside,
+                Side::Inside,
                 &[StreamDesc::new(ip(10), 4004)],
                 &MediaPeers::default(),
             )
@@ -860,7 +836,7 @@ mod tests {
         assert_eq!(err.status_code(), 503);
         m.release(b.session);
         m.allocate(
-            Leg::Inside,
+            Side::Inside,
             &[StreamDesc::new(ip(10), 4004)],
             &MediaPeers::default(),
         )
@@ -874,7 +850,7 @@ mod tests {
             MediaError::StreamMismatch { want: 1, got: 2 }.status_code(),
             488
         );
-        assert_eq!(MediaError::PortsExhausted(Leg::Outside).status_code(), 503);
+        assert_eq!(MediaError::PortsExhausted(Side::Outside).status_code(), 503);
         assert_eq!(MediaError::QuotaExhausted("c".into()).status_code(), 503);
     }
 

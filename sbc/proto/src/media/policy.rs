@@ -3,7 +3,7 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use super::{Leg, MediaPeers, latch::Allowed};
+use super::{MediaPeers, Side, latch::Allowed};
 use ipnet::IpNet;
 
 /// A trunk's media settings.
@@ -27,10 +27,10 @@ pub struct MediaPolicy {
 
 impl MediaPolicy {
     /// The sources allowed on `leg` of a call with `peers` (besides the leg's SDP address).
-    pub fn allowed(&self, leg: Leg, peers: &MediaPeers) -> Allowed {
+    pub fn allowed(&self, leg: Side, peers: &MediaPeers) -> Allowed {
         let networks = match leg {
-            Leg::Inside => self.pbx_networks.clone(),
-            Leg::Outside => peers
+            Side::Inside => self.pbx_networks.clone(),
+            Side::Outside => peers
                 .trunk
                 .as_ref()
                 .and_then(|t| self.trunks.get(t))
@@ -127,11 +127,11 @@ mod tests {
             outside: Some("198.51.100.1".parse().expect("ip")),
             trunk: Some("c".into()),
         };
-        let out = p.allowed(Leg::Outside, &peers);
+        let out = p.allowed(Side::Outside, &peers);
         assert!(out.permits("192.0.2.9".parse().expect("ip"), None));
         assert!(out.permits("198.51.100.1".parse().expect("ip"), None));
         assert!(!out.permits("10.1.1.1".parse().expect("ip"), None));
-        let inside = p.allowed(Leg::Inside, &peers);
+        let inside = p.allowed(Side::Inside, &peers);
         assert!(inside.permits("10.200.0.1".parse().expect("ip"), None));
         assert_eq!(p.quota("c", 100), 8);
         assert_eq!(p.quota("unknown", 100), 100);

@@ -3,7 +3,7 @@
 
 use std::{net::IpAddr, time::Duration};
 
-use super::{Leg, latch::Rules};
+use super::{Side, latch::Rules};
 
 /// One side's relay address: bound locally, and written into SDP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,17 +49,17 @@ impl RelaySettings {
     }
 
     /// The relay address of `leg`'s side.
-    pub fn side(&self, leg: Leg) -> SideAddress {
+    pub fn side(&self, leg: Side) -> SideAddress {
         match leg {
-            Leg::Inside => self.inside,
-            Leg::Outside => self.outside,
+            Side::Inside => self.inside,
+            Side::Outside => self.outside,
         }
     }
 
     /// Index of `leg`'s port pool: both sides share one when they bind the same address (as on
     /// the loopback default), since a port can only be bound once per address.
-    pub fn pool(&self, leg: Leg) -> usize {
-        if leg == Leg::Outside && self.outside.bind != self.inside.bind {
+    pub fn pool(&self, leg: Side) -> usize {
+        if leg == Side::Outside && self.outside.bind != self.inside.bind {
             1
         } else {
             0

@@ -11,7 +11,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
-use crate::media::{Direction, Leg, MediaPeers, RelayEndpoint, SessionId, StreamDesc, StreamRelay};
+use crate::media::{
+    Direction, MediaPeers, RelayEndpoint, SessionId, Side, StreamDesc, StreamRelay,
+};
 
 /// One media session, restorable.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -148,19 +150,19 @@ impl StreamSnapshot {
     }
 
     /// What `leg`'s SDP described.
-    pub fn sdp(&self, leg: Leg) -> Option<StreamDesc> {
+    pub fn sdp(&self, leg: Side) -> Option<StreamDesc> {
         match leg {
-            Leg::Inside => self.sdp_inside,
-            Leg::Outside => self.sdp_outside,
+            Side::Inside => self.sdp_inside,
+            Side::Outside => self.sdp_outside,
         }
         .map(StreamDesc::from)
     }
 
     /// Where `leg` was latched.
-    pub const fn latched(&self, leg: Leg) -> Option<SocketAddr> {
+    pub const fn latched(&self, leg: Side) -> Option<SocketAddr> {
         match leg {
-            Leg::Inside => self.latched_inside,
-            Leg::Outside => self.latched_outside,
+            Side::Inside => self.latched_inside,
+            Side::Outside => self.latched_outside,
         }
     }
 }

@@ -22,7 +22,7 @@ use std::{
 };
 
 use super::{
-    Allocation, Leg, MediaError, MediaEvent, MediaPeers, RelayEndpoint, SessionId, StreamDesc,
+    Allocation, MediaError, MediaEvent, MediaPeers, RelayEndpoint, SessionId, Side, StreamDesc,
     StreamRelay,
     activity::Activity,
     command::MediaCommand,
@@ -68,10 +68,10 @@ pub struct StreamKey {
 }
 
 /// Index of a leg in per-leg arrays.
-pub const fn leg_idx(leg: Leg) -> usize {
+pub const fn leg_idx(leg: Side) -> usize {
     match leg {
-        Leg::Inside => 0,
-        Leg::Outside => 1,
+        Side::Inside => 0,
+        Side::Outside => 1,
     }
 }
 
@@ -214,7 +214,7 @@ impl MediaTable {
     }
 
     /// Free port pairs on `leg`'s side.
-    pub fn ports_free(&self, leg: Leg) -> usize {
+    pub fn ports_free(&self, leg: Side) -> usize {
         self.pools[self.settings.pool(leg)].available()
     }
 
@@ -237,7 +237,7 @@ impl MediaTable {
     pub fn allocate(
         &mut self,
         now: Instant,
-        from: Leg,
+        from: Side,
         streams: &[StreamDesc],
         peers: &MediaPeers,
     ) -> Result<Allocation, MediaError> {
@@ -290,7 +290,7 @@ impl MediaTable {
         &mut self,
         now: Instant,
         id: SessionId,
-        from: Leg,
+        from: Side,
         streams: &[StreamDesc],
     ) -> Result<Vec<StreamRelay>, MediaError> {
         self.describe(now, id, from, streams, true)
@@ -302,7 +302,7 @@ impl MediaTable {
         &mut self,
         now: Instant,
         id: SessionId,
-        from: Leg,
+        from: Side,
         streams: &[StreamDesc],
     ) -> Result<Vec<StreamRelay>, MediaError> {
         self.describe(now, id, from, streams, false)
@@ -310,7 +310,7 @@ impl MediaTable {
 
     /// The call's peers changed (failover): new allowed sources; the quota moves along.
     pub fn set_peers(&mut self, id: SessionId, peers: &MediaPeers) {
-        let allowed = [Leg::Inside, Leg::Outside].map(|leg| self.policy.allowed(leg, peers));
+        let allowed = [Side::Inside, Side::Outside].map(|leg| self.policy.allowed(leg, peers));
         let Some(s) = self.sessions.get_mut(&id) else {
             return;
         };
@@ -337,7 +337,7 @@ impl MediaTable {
         &mut self,
         now: Instant,
         id: SessionId,
-        leg: Leg,
+        leg: Side,
         keys: &[Option<crate::srtp::StreamKeys>],
     ) -> Result<(), MediaError> {
         let s = self
@@ -384,7 +384,7 @@ impl MediaTable {
         &mut self,
         now: Instant,
         id: SessionId,
-        leg: Leg,
+        leg: Side,
         secure: &[bool],
     ) -> Result<(), MediaError> {
         let s = self
@@ -413,7 +413,7 @@ impl MediaTable {
         }
     }
 
-    fn endpoint(&self, leg: Leg, port: u16, mux: bool) -> RelayEndpoint {
+    fn endpoint(&self, leg: Side, port: u16, mux: bool) -> RelayEndpoint {
         RelayEndpoint {
             addr: self.settings.side(leg).advertised,
             rtp_port: port,
@@ -424,19 +424,19 @@ impl MediaTable {
     /// Reserves ports for one offered stream (no commands yet: see [`Self::bind_streams`]).
     fn open_stream(
         &mut self,
-        from: Leg,
+        from: Side,
         desc: &StreamDesc,
         call: &MediaPeers,
     ) -> Result<Stream, MediaError> {
         let mut peers: [PeerState; 2] = Default::default();
-        for leg in [Leg::Inside, Leg::Outside] {
+        for leg in [Side::Inside, Side::Outside] {
             peers[leg_idx(leg)].allowed = self.policy.allowed(leg, call);
         }
         if desc.rtp_port == 0 {
             return Ok(Stream {
                 relay: StreamRelay {
-                    inside: self.endpoint(Leg::Inside, 0, false),
-                    outside: self.endpoint(Leg::Outside, 0, false),
+                    inside: self.endpoint(Side::Inside, 0, false),
+                    outside: self.endpoint(Side::Outside, 0, false),
                 },
                 peers,
                 installed: Vec::new(),
@@ -455,25 +455,25 @@ impl MediaTable {
             });
         }
         let (pi, po) = (
-            self.settings.pool(Leg::Inside),
-            self.settings.pool(Leg::Outside),
+            self.settings.pool(Side::Inside),
+            self.settings.pool(Side::Outside),
         );
         let in_port = self.pools[pi]
             .allocate(&mut self.rng)
-            .ok_or(MediaError::PortsExhausted(Leg::Inside))?;
+            .ok_or(MediaError::PortsExhausted(Side::Inside))?;
         let Some(out_port) = self.pools[po].allocate(&mut self.rng) else {
             let _ = self.pools[pi].free(in_port);
-            return Err(MediaError::PortsExhausted(Leg::Outside));
+            return Err(MediaError::PortsExhausted(Side::Outside));
         };
         peers[leg_idx(from)].set_desc(desc);
-        let mux = |leg: Leg| peers[leg_idx(leg)].mux;
+        let mux = |leg: Side| peers[leg_idx(leg)].mux;
         let kernel = self.kernel_latch
             && self.settings.strict_source
             && fast_path::kernel_capable(&self.settings, &peers);
         Ok(Stream {
             relay: StreamRelay {
-                inside: self.endpoint(Leg::Inside, in_port, mux(Leg::Inside)),
-                outside: self.endpoint(Leg::Outside, out_port, mux(Leg::Outside)),
+                inside: self.endpoint(Side::Inside, in_port, mux(Side::Inside)),
+                outside: self.endpoint(Side::Outside, out_port, mux(Side::Outside)),
             },
             peers,
             installed: Vec::new(),
@@ -497,7 +497,7 @@ impl MediaTable {
                 session: id,
                 index: first + i,
             };
-            for (leg, port) in [Leg::Inside, Leg::Outside].into_iter().zip(st.ports()) {
+            for (leg, port) in [Side::Inside, Side::Outside].into_iter().zip(st.ports()) {
                 self.commands.push_back(MediaCommand::Bind {
                     stream,
                     leg,
@@ -512,7 +512,7 @@ impl MediaTable {
         if !st.enabled() {
             return;
         }
-        for (leg, port) in [Leg::Inside, Leg::Outside].into_iter().zip(st.ports()) {
+        for (leg, port) in [Side::Inside, Side::Outside].into_iter().zip(st.ports()) {
             // Only ports this table handed out reach here; an error would be a bookkeeping bug
             // (a double free), and the pool refuses it rather than hand a pair out twice.
             let _ = self.pools[self.settings.pool(leg)].free(port);
@@ -546,7 +546,7 @@ impl MediaTable {
         // RTP and RTCP port of each enabled stream.
         let ports = 2 * streams.iter().filter(|d| d.rtp_port != 0).count();
         // Default: half the range's ports, so one trunk cannot starve the others.
-        let default = self.pools[self.settings.pool(Leg::Outside)].capacity();
+        let default = self.pools[self.settings.pool(Side::Outside)].capacity();
         let limit = self.policy.quota(trunk, default);
         if self.quotas.take(trunk, ports, limit) {
             Ok(ports)
@@ -567,7 +567,7 @@ impl MediaTable {
         &mut self,
         now: Instant,
         id: SessionId,
-        from: Leg,
+        from: Side,
         streams: &[StreamDesc],
         answer: bool,
     ) -> Result<Vec<StreamRelay>, MediaError> {
@@ -616,8 +616,8 @@ impl MediaTable {
             }
             let mux = p.mux;
             let r = match from {
-                Leg::Inside => &mut st.relay.inside,
-                Leg::Outside => &mut st.relay.outside,
+                Side::Inside => &mut st.relay.inside,
+                Side::Outside => &mut st.relay.outside,
             };
             r.rtcp_port = if mux { r.rtp_port } else { r.rtp_port + 1 };
         }
@@ -692,7 +692,7 @@ impl MediaTable {
             // No longer something the program can carry alone: bind the stream's ports (the
             // latches learned in the kernel carry over) and relay it in userspace.
             st.kernel = false;
-            for (leg, port) in [Leg::Inside, Leg::Outside].into_iter().zip(st.ports()) {
+            for (leg, port) in [Side::Inside, Side::Outside].into_iter().zip(st.ports()) {
                 self.commands.push_back(MediaCommand::Bind {
                     stream: key,
                     leg,

@@ -5,9 +5,10 @@
 
 use std::time::Instant;
 
+use sbc_proto::net::Side;
 use sbc_proto::{
     dtmf::Digit,
-    media::{Leg, MediaError, SessionId, StreamKey, dtmf::GenerateRefusal, dtmf::StreamDtmf},
+    media::{MediaError, SessionId, StreamKey, dtmf::GenerateRefusal, dtmf::StreamDtmf},
 };
 
 use super::MediaManager;
@@ -36,7 +37,7 @@ impl MediaManager {
         &self,
         session: SessionId,
         stream: usize,
-        toward: Leg,
+        toward: Side,
         payload_type: u8,
         digit: Digit,
         duration_ms: u32,
@@ -138,14 +139,14 @@ mod tests {
         let port = |s: &UdpSocket| s.local_addr().expect("addr").port();
         let a = m
             .allocate(
-                Leg::Inside,
+                Side::Inside,
                 &[StreamDesc::new(LO, port(&pbx))],
                 &MediaPeers::default(),
             )
             .expect("offer");
         m.commit(
             a.session,
-            Leg::Outside,
+            Side::Outside,
             &[StreamDesc::new(LO, port(&carrier))],
         )
         .expect("answer");
@@ -156,24 +157,24 @@ mod tests {
             }],
         )
         .expect("dtmf");
-        let relay = |leg: Leg| {
+        let relay = |leg: Side| {
             let r = a.streams[0].facing(leg);
             SocketAddr::new(LO, r.rtp_port)
         };
         let mut buf = [0u8; 256];
         // Audio both ways (latches both legs).
-        pbx.send_to(&rtp(0, 500, 8000, &[0xff; 160]), relay(Leg::Inside))
+        pbx.send_to(&rtp(0, 500, 8000, &[0xff; 160]), relay(Side::Inside))
             .expect("send");
         let (n, _) = carrier.recv_from(&mut buf).expect("audio relayed");
         assert_eq!(&buf[2..4], &500u16.to_be_bytes());
         assert_eq!(n, 172);
         carrier
-            .send_to(&rtp(0, 7, 0, &[0xff; 160]), relay(Leg::Outside))
+            .send_to(&rtp(0, 7, 0, &[0xff; 160]), relay(Side::Outside))
             .expect("send");
         pbx.recv_from(&mut buf).expect("audio relayed");
 
         let digit = Digit::from_char('4').expect("digit");
-        m.generate_dtmf(a.session, 0, Leg::Outside, 96, digit, 100);
+        m.generate_dtmf(a.session, 0, Side::Outside, 96, digit, 100);
         let mut got = Vec::new();
         for _ in 0..5 {
             let (n, _) = carrier.recv_from(&mut buf).expect("generated packet");
@@ -211,7 +212,7 @@ mod tests {
             .collect();
         assert!(ts.iter().all(|t| *t == ts[0] && *t >= 8000), "{ts:?}");
         // The PBX's next audio follows the events without a gap.
-        pbx.send_to(&rtp(0, 501, 9600, &[0xff; 160]), relay(Leg::Inside))
+        pbx.send_to(&rtp(0, 501, 9600, &[0xff; 160]), relay(Side::Inside))
             .expect("send");
         carrier.recv_from(&mut buf).expect("audio relayed");
         assert_eq!(&buf[2..4], &506u16.to_be_bytes());
@@ -230,7 +231,7 @@ mod tests {
         let end = [9, 0x8a, 3, 32];
         for seq in 8..11 {
             carrier
-                .send_to(&rtp(96, seq, 160, &end), relay(Leg::Outside))
+                .send_to(&rtp(96, seq, 160, &end), relay(Side::Outside))
                 .expect("send");
         }
         let event = tokio::time::timeout(Duration::from_secs(2), async {
@@ -249,7 +250,7 @@ mod tests {
             event,
             MediaEvent::Dtmf {
                 session: a.session,
-                leg: Leg::Outside,
+                leg: Side::Outside,
                 digit: Digit::from_char('9').expect("digit"),
                 duration_ms: 100,
             }

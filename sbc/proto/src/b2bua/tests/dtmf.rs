@@ -276,7 +276,7 @@ fn a_digit_the_relay_reports_goes_out_as_info() {
     let session = *sim.media.sessions.keys().next().expect("session");
     sim.media.inject(crate::media::MediaEvent::Dtmf {
         session,
-        leg: crate::media::Leg::Inside,
+        leg: crate::net::Side::Inside,
         digit: Digit::from_char('7').expect("a digit"),
         duration_ms: 90,
     });

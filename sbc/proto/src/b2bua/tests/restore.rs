@@ -237,18 +237,18 @@ fn a_latch_without_a_sip_message_is_reported() {
     // The carrier's first RTP packet latches the outside leg: no SIP message, only the
     // relay's event, taken in on the next timer or tick.
     sim.media
-        .latch(session, crate::media::Leg::Outside, carrier_media);
+        .latch(session, crate::net::Side::Outside, carrier_media);
     sim.sbc.handle_timeout(sim.now, &mut sim.media);
     let (changed, _) = state_events(&mut sim);
     let changed = changed.expect("the latch is written");
     let media = changed.media.expect("media");
     assert_eq!(
-        media.streams[0].latched(crate::media::Leg::Outside),
+        media.streams[0].latched(crate::net::Side::Outside),
         Some(carrier_media)
     );
     // The same latch again changes nothing: nothing written.
     sim.media
-        .latch(session, crate::media::Leg::Outside, carrier_media);
+        .latch(session, crate::net::Side::Outside, carrier_media);
     sim.sbc.handle_timeout(sim.now, &mut sim.media);
     assert!(
         state_events(&mut sim).0.is_none(),
@@ -388,7 +388,7 @@ fn a_relay_that_cannot_restore_media_refuses_the_call() {
     impl MediaControl for NoRestore {
         fn allocate(
             &mut self,
-            from: crate::media::Leg,
+            from: crate::net::Side,
             streams: &[crate::media::StreamDesc],
             peers: &crate::media::MediaPeers,
         ) -> Result<crate::media::Allocation, crate::media::MediaError> {
@@ -400,7 +400,7 @@ fn a_relay_that_cannot_restore_media_refuses_the_call() {
         fn commit(
             &mut self,
             s: SessionId,
-            from: crate::media::Leg,
+            from: crate::net::Side,
             streams: &[crate::media::StreamDesc],
         ) -> Result<Vec<crate::media::StreamRelay>, crate::media::MediaError> {
             self.0.commit(s, from, streams)
@@ -408,7 +408,7 @@ fn a_relay_that_cannot_restore_media_refuses_the_call() {
         fn update(
             &mut self,
             s: SessionId,
-            from: crate::media::Leg,
+            from: crate::net::Side,
             streams: &[crate::media::StreamDesc],
         ) -> Result<Vec<crate::media::StreamRelay>, crate::media::MediaError> {
             self.0.update(s, from, streams)

@@ -43,8 +43,8 @@ impl MediaTable {
 
     fn adopt_pair(&mut self, now: Instant, f: FastPath, back: FastPath) -> Option<SessionId> {
         let (pi, po) = (
-            self.settings.pool(Leg::Inside),
-            self.settings.pool(Leg::Outside),
+            self.settings.pool(Side::Inside),
+            self.settings.pool(Side::Outside),
         );
         let (in_port, out_port) = (f.ingress.port(), back.ingress.port());
         if !self.slots.reserve(f.slot) {
@@ -73,8 +73,8 @@ impl MediaTable {
         }
         let st = Stream {
             relay: StreamRelay {
-                inside: self.endpoint(Leg::Inside, in_port, false),
-                outside: self.endpoint(Leg::Outside, out_port, false),
+                inside: self.endpoint(Side::Inside, in_port, false),
+                outside: self.endpoint(Side::Outside, out_port, false),
             },
             peers,
             installed: vec![f, back],

@@ -12,7 +12,7 @@ use crate::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Generated {
     /// The leg it goes to (its relay socket sends it).
-    pub toward: Leg,
+    pub toward: Side,
     /// The peer.
     pub to: SocketAddr,
     /// Bytes (SRTP-protected when the leg is encrypted).
@@ -48,7 +48,7 @@ impl MediaTable {
         &mut self,
         now: Instant,
         stream: StreamKey,
-        toward: Leg,
+        toward: Side,
         payload_type: u8,
         digit: Digit,
         duration_ms: u32,
@@ -100,7 +100,7 @@ impl MediaTable {
         let mut draw = || rng.next_u64() as u32;
         loop {
             let (i, len) = st.dtmf.poll(now, &mut draw, buf)?;
-            let toward = if i == 0 { Leg::Inside } else { Leg::Outside };
+            let toward = if i == 0 { Side::Inside } else { Side::Outside };
             let Some(to) = st.peers[i].latch[0].target() else {
                 st.peers[i].dropped += 1;
                 continue;
@@ -121,7 +121,7 @@ impl MediaTable {
                         &mut self.events,
                         MediaEvent::Dtmf {
                             session: *id,
-                            leg: if i == 0 { Leg::Inside } else { Leg::Outside },
+                            leg: if i == 0 { Side::Inside } else { Side::Outside },
                             digit: d.digit,
                             duration_ms: d.duration_ms,
                         },

@@ -24,7 +24,7 @@ impl MediaTable {
                         session: *id,
                         index,
                     };
-                    for (leg, port) in [Leg::Inside, Leg::Outside].into_iter().zip(st.ports()) {
+                    for (leg, port) in [Side::Inside, Side::Outside].into_iter().zip(st.ports()) {
                         self.commands.push_back(MediaCommand::Bind {
                             stream,
                             leg,
@@ -41,7 +41,7 @@ impl MediaTable {
     /// pair (the failed one goes to the back of the pool). Gives up after a few pairs, and for
     /// adopted streams, whose ports are fixed by their mappings; the caller then releases the
     /// session (or drops the new streams of a re-offer, [`MediaTable::drop_streams_from`]).
-    pub fn handle_bind_failed(&mut self, stream: StreamKey, leg: Leg) -> Result<(), MediaError> {
+    pub fn handle_bind_failed(&mut self, stream: StreamKey, leg: Side) -> Result<(), MediaError> {
         let pool = self.settings.pool(leg);
         let addr = self.settings.side(leg).bind;
         let Some(s) = self.sessions.get_mut(&stream.session) else {
@@ -67,8 +67,8 @@ impl MediaTable {
             return Err(MediaError::PortsExhausted(leg));
         };
         let endpoint = match leg {
-            Leg::Inside => &mut st.relay.inside,
-            Leg::Outside => &mut st.relay.outside,
+            Side::Inside => &mut st.relay.inside,
+            Side::Outside => &mut st.relay.outside,
         };
         let old = endpoint.rtp_port;
         let mux = endpoint.rtcp_port == old;

@@ -29,7 +29,7 @@ impl MediaTable {
             return false;
         };
         let ports = st.ports();
-        let Some(leg) = [Leg::Inside, Leg::Outside].into_iter().find(|l| {
+        let Some(leg) = [Side::Inside, Side::Outside].into_iter().find(|l| {
             self.settings.side(*l).bind == ingress.ip()
                 && (ingress.port() & !1) == ports[leg_idx(*l)]
         }) else {

@@ -29,10 +29,10 @@ fn kernel_of(m: &FastPath) -> KernelLatch {
     }
 }
 
-fn relay(a: &Allocation, leg: Leg, rtcp: bool) -> SocketAddr {
+fn relay(a: &Allocation, leg: Side, rtcp: bool) -> SocketAddr {
     let (bind, port) = match leg {
-        Leg::Inside => (IN_ADDR, a.streams[0].inside.rtp_port),
-        Leg::Outside => (OUT_ADDR, a.streams[0].outside.rtp_port),
+        Side::Inside => (IN_ADDR, a.streams[0].inside.rtp_port),
+        Side::Outside => (OUT_ADDR, a.streams[0].outside.rtp_port),
     };
     SocketAddr::new(bind, port + u16::from(rtcp))
 }
@@ -63,7 +63,7 @@ fn plain_stream_binds_nothing_and_awaits_its_latch_in_the_kernel() {
     ingresses.sort();
     ingresses.dedup();
     assert_eq!(ingresses.len(), 4, "{m:?}");
-    let pbx_rtp = last(relay(&a, Leg::Inside, false));
+    let pbx_rtp = last(relay(&a, Side::Inside, false));
     let k = kernel_of(&pbx_rtp);
     assert!(k.awaiting);
     assert_eq!(
@@ -71,13 +71,13 @@ fn plain_stream_binds_nothing_and_awaits_its_latch_in_the_kernel() {
         sa("198.51.100.7:5000"),
         "towards the answer's SDP"
     );
-    assert_eq!(k.reverse, relay(&a, Leg::Outside, false));
+    assert_eq!(k.reverse, relay(&a, Side::Outside, false));
     // The PBX: its SDP address and its signaling address; no inside media network.
     assert_eq!(
         k.sources,
         [Some((ip("10.0.0.5"), 32)), Some((ip("10.0.0.5"), 32)), None]
     );
-    let carrier_rtcp = last(relay(&a, Leg::Outside, true));
+    let carrier_rtcp = last(relay(&a, Side::Outside, true));
     let k = kernel_of(&carrier_rtcp);
     assert!(k.awaiting);
     assert_eq!(
@@ -120,7 +120,7 @@ fn kernel_latches_reach_the_table_without_rewriting_the_kernel() {
     drain(&mut t);
     let t1 = t0 + Duration::from_secs(5);
     // A NAT'd PBX latched from its public port.
-    assert!(t.handle_kernel_latch(t1, relay(&a, Leg::Inside, false), sa("10.0.0.5:4010")));
+    assert!(t.handle_kernel_latch(t1, relay(&a, Side::Inside, false), sa("10.0.0.5:4010")));
     let cmds = drain(&mut t);
     assert!(cmds.is_empty(), "the kernel already holds this: {cmds:?}");
     let st = &t.session(a.session).expect("session").streams[0];
@@ -129,7 +129,7 @@ fn kernel_latches_reach_the_table_without_rewriting_the_kernel() {
     let back = st
         .installed
         .iter()
-        .find(|m| m.ingress == relay(&a, Leg::Outside, false))
+        .find(|m| m.ingress == relay(&a, Side::Outside, false))
         .expect("reverse");
     assert_eq!(back.dst, sa("10.0.0.5:4010"), "the reverse mapping follows");
     assert_eq!(
@@ -149,7 +149,7 @@ fn provisional_kernel_latch_is_rearmed_when_the_sdp_names_another_address() {
     let mut t = kernel_table(true);
     let a = call(&mut t, t0, None);
     drain(&mut t);
-    let out = relay(&a, Leg::Outside, false);
+    let out = relay(&a, Side::Outside, false);
     // Early media from the trunk's proxy before the answer: latched, provisionally.
     assert!(t.handle_kernel_latch(t0, out, sa("198.51.100.1:6000")));
     assert!(drain(&mut t).is_empty());
@@ -157,7 +157,7 @@ fn provisional_kernel_latch_is_rearmed_when_the_sdp_names_another_address() {
     t.commit(
         t0,
         a.session,
-        Leg::Outside,
+        Side::Outside,
         &[StreamDesc::new(ip("198.51.100.7"), 5000)],
     )
     .expect("answer");
@@ -166,7 +166,7 @@ fn provisional_kernel_latch_is_rearmed_when_the_sdp_names_another_address() {
     assert!(kernel_of(rearmed).awaiting, "{m:?}");
     let towards = m
         .iter()
-        .find(|f| f.ingress == relay(&a, Leg::Inside, false))
+        .find(|f| f.ingress == relay(&a, Side::Inside, false))
         .expect("reverse");
     assert_eq!(towards.dst, sa("198.51.100.7:5000"));
     t.release(a.session);
@@ -180,8 +180,8 @@ fn stream_that_turns_encrypted_is_bound_and_passed_up() {
     let mut t = kernel_table(true);
     let a = call(&mut t, t0, Some("198.51.100.7:5000"));
     drain(&mut t);
-    assert!(t.handle_kernel_latch(t0, relay(&a, Leg::Inside, false), sa("10.0.0.5:4000")));
-    t.set_crypto(t0, a.session, Leg::Outside, &[Some(srtp_keys(1))])
+    assert!(t.handle_kernel_latch(t0, relay(&a, Side::Inside, false), sa("10.0.0.5:4000")));
+    t.set_crypto(t0, a.session, Side::Outside, &[Some(srtp_keys(1))])
         .expect("keys");
     let cmds = drain(&mut t);
     assert_eq!(binds(&cmds), 2, "{cmds:?}");
@@ -209,7 +209,7 @@ fn socket_bound_streams_get_pass_mappings_in_the_kernel_range() {
     let a = t
         .allocate(
             t0,
-            Leg::Inside,
+            Side::Inside,
             &[StreamDesc::new(ip("10.0.0.5"), 4000)],
             &peers(),
         )

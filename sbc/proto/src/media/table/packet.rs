@@ -21,7 +21,7 @@ pub struct Arrival {
     /// The stream the socket belongs to.
     pub stream: StreamKey,
     /// The side the socket faces.
-    pub leg: Leg,
+    pub leg: Side,
     /// RTP or RTCP socket.
     pub port: RelayPort,
     /// The sender.
@@ -221,7 +221,7 @@ impl MediaTable {
     }
 
     /// A packet from `stream`'s `leg` could not be sent on (counted against that peer).
-    pub fn count_drop(&mut self, stream: StreamKey, leg: Leg) {
+    pub fn count_drop(&mut self, stream: StreamKey, leg: Side) {
         if let Some(st) = self
             .sessions
             .get_mut(&stream.session)

@@ -14,7 +14,7 @@ impl MediaTable {
             .streams
             .iter()
             .map(|st| {
-                let desc = |leg: Leg| {
+                let desc = |leg: Side| {
                     let p = &st.peers[leg_idx(leg)];
                     let rtp = p.latch[0].sdp()?;
                     Some(StreamDesc {
@@ -25,7 +25,7 @@ impl MediaTable {
                         direction: p.direction,
                     })
                 };
-                let (i, o) = (desc(Leg::Inside), desc(Leg::Outside));
+                let (i, o) = (desc(Side::Inside), desc(Side::Outside));
                 let mut snap = StreamSnapshot::new(&st.relay, i.as_ref(), o.as_ref());
                 snap.latched_inside = st.peers[0].latch[0].latched();
                 snap.latched_outside = st.peers[1].latch[0].latched();
@@ -50,7 +50,7 @@ impl MediaTable {
             .iter()
             .find(|(_, s)| s.adopted && s.streams.len() == 1 && s.streams[0].ports() == ports)
             .map(|(id, _)| *id);
-        let allowed = [Leg::Inside, Leg::Outside].map(|leg| self.policy.allowed(leg, &peers));
+        let allowed = [Side::Inside, Side::Outside].map(|leg| self.policy.allowed(leg, &peers));
         let mut opened: Vec<Stream> = Vec::with_capacity(snap.streams.len());
         let taken_over = adopted.and_then(|id| self.sessions.remove(&id).map(|s| (id, s)));
         let skip = usize::from(taken_over.is_some());
@@ -72,7 +72,7 @@ impl MediaTable {
             Some((id, mut s)) => {
                 // The mappings' latches are the truth; the SDP and the policy come back.
                 let mut st = s.streams.remove(0);
-                for leg in [Leg::Inside, Leg::Outside] {
+                for leg in [Side::Inside, Side::Outside] {
                     let p = &mut st.peers[leg_idx(leg)];
                     let latched = p.latch[0].latched();
                     if let Some(d) = snap.streams[0].sdp(leg) {
@@ -129,7 +129,7 @@ impl MediaTable {
     ) -> Result<Stream, MediaError> {
         let relay = ss.relay();
         let mut peers: [PeerState; 2] = Default::default();
-        for leg in [Leg::Inside, Leg::Outside] {
+        for leg in [Side::Inside, Side::Outside] {
             let p = &mut peers[leg_idx(leg)];
             p.allowed = allowed[leg_idx(leg)].clone();
             if let Some(d) = ss.sdp(leg) {
@@ -141,8 +141,8 @@ impl MediaTable {
         }
         let st = Stream {
             relay: StreamRelay {
-                inside: self.endpoint(Leg::Inside, relay.inside.rtp_port, peers[0].mux),
-                outside: self.endpoint(Leg::Outside, relay.outside.rtp_port, peers[1].mux),
+                inside: self.endpoint(Side::Inside, relay.inside.rtp_port, peers[0].mux),
+                outside: self.endpoint(Side::Outside, relay.outside.rtp_port, peers[1].mux),
             },
             peers,
             installed: Vec::new(),
@@ -161,8 +161,8 @@ impl MediaTable {
             return Ok(st);
         }
         let (pi, po) = (
-            self.settings.pool(Leg::Inside),
-            self.settings.pool(Leg::Outside),
+            self.settings.pool(Side::Inside),
+            self.settings.pool(Side::Outside),
         );
         let [in_port, out_port] = st.ports();
         if !self.pools[pi].reserve(in_port) {

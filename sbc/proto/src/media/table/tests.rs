@@ -81,7 +81,7 @@ pub(super) fn call(t: &mut MediaTable, now: Instant, answer: Option<&str>) -> Al
     let a = t
         .allocate(
             now,
-            Leg::Inside,
+            Side::Inside,
             &[StreamDesc::new(ip("10.0.0.5"), 4000)],
             &peers(),
         )
@@ -91,7 +91,7 @@ pub(super) fn call(t: &mut MediaTable, now: Instant, answer: Option<&str>) -> Al
         t.commit(
             now,
             a.session,
-            Leg::Outside,
+            Side::Outside,
             &[StreamDesc::new(s.ip(), s.port())],
         )
         .expect("answer");
@@ -99,7 +99,7 @@ pub(super) fn call(t: &mut MediaTable, now: Instant, answer: Option<&str>) -> Al
     a
 }
 
-fn packet(t: &mut MediaTable, now: Instant, k: StreamKey, leg: Leg, src: &str) -> PacketAction {
+fn packet(t: &mut MediaTable, now: Instant, k: StreamKey, leg: Side, src: &str) -> PacketAction {
     let mut buf = [0u8; 64];
     buf[..RTP.len()].copy_from_slice(&RTP);
     let arrival = Arrival {
@@ -132,19 +132,19 @@ fn allocation_binds_both_sides_and_release_leaves_nothing() {
         [
             MediaCommand::Bind {
                 stream: key(&a),
-                leg: Leg::Inside,
+                leg: Side::Inside,
                 addr: SocketAddr::new(IN, r.inside.rtp_port),
             },
             MediaCommand::Bind {
                 stream: key(&a),
-                leg: Leg::Outside,
+                leg: Side::Outside,
                 addr: SocketAddr::new(OUT, r.outside.rtp_port),
             },
         ]
     );
     // Both peers latch: the fast path is asked for, with slots taken.
-    packet(&mut t, t0, key(&a), Leg::Inside, "10.0.0.5:4000");
-    packet(&mut t, t0, key(&a), Leg::Outside, "198.51.100.7:5000");
+    packet(&mut t, t0, key(&a), Side::Inside, "10.0.0.5:4000");
+    packet(&mut t, t0, key(&a), Side::Outside, "198.51.100.7:5000");
     assert_eq!(installs(&drain(&mut t)).len(), 2);
     assert_eq!(t.mappings(), 2);
     assert!(!t.holds_nothing());
@@ -173,11 +173,11 @@ fn provisional_latch_before_the_answer_gets_no_fast_path_until_confirmed() {
     let k = key(&a);
     drain(&mut t);
     assert!(matches!(
-        packet(&mut t, t0, k, Leg::Inside, "10.0.0.5:4000"),
+        packet(&mut t, t0, k, Side::Inside, "10.0.0.5:4000"),
         PacketAction::Forward { .. } | PacketAction::Drop(PacketDrop::NoDestination)
     ));
     // The carrier's media server (in its trunk network) sends before its answer: provisional.
-    let early = packet(&mut t, t0, k, Leg::Outside, "198.51.100.7:5000");
+    let early = packet(&mut t, t0, k, Side::Outside, "198.51.100.7:5000");
     assert!(matches!(early, PacketAction::Forward { to, .. } if to == sa("10.0.0.5:4000")));
     assert_eq!(
         installs(&drain(&mut t)),
@@ -194,7 +194,7 @@ fn provisional_latch_before_the_answer_gets_no_fast_path_until_confirmed() {
     t.commit(
         t0,
         a.session,
-        Leg::Outside,
+        Side::Outside,
         &[StreamDesc::new(ip("198.51.100.7"), 5000)],
     )
     .expect("answer");
@@ -215,12 +215,12 @@ fn provisional_latch_of_another_address_is_dropped_by_the_answer() {
     let mut t = table(true);
     let a = call(&mut t, t0, None);
     let k = key(&a);
-    packet(&mut t, t0, k, Leg::Inside, "10.0.0.5:4000");
-    packet(&mut t, t0, k, Leg::Outside, "198.51.100.7:5000");
+    packet(&mut t, t0, k, Side::Inside, "10.0.0.5:4000");
+    packet(&mut t, t0, k, Side::Outside, "198.51.100.7:5000");
     t.commit(
         t0,
         a.session,
-        Leg::Outside,
+        Side::Outside,
         &[StreamDesc::new(ip("198.51.100.9"), 6000)],
     )
     .expect("answer");
@@ -242,7 +242,7 @@ fn outsider_never_latches_and_gets_nothing() {
     let mut t = table(true);
     let a = call(&mut t, t0, None);
     let k = key(&a);
-    for leg in [Leg::Inside, Leg::Outside] {
+    for leg in [Side::Inside, Side::Outside] {
         assert_eq!(
             packet(&mut t, t0, k, leg, "203.0.113.66:4000"),
             PacketAction::Drop(PacketDrop::Refused(DropReason::NotAllowed))
@@ -266,12 +266,12 @@ fn relatch_window_lets_a_new_source_in_then_closes_and_the_fast_path_turns_stric
     let mut t = table(true);
     let a = call(&mut t, t0, Some("198.51.100.7:5000"));
     let k = key(&a);
-    packet(&mut t, t0, k, Leg::Inside, "10.0.0.5:4000");
-    packet(&mut t, t0, k, Leg::Outside, "198.51.100.7:5000");
+    packet(&mut t, t0, k, Side::Inside, "10.0.0.5:4000");
+    packet(&mut t, t0, k, Side::Outside, "198.51.100.7:5000");
     drain(&mut t);
     // Inside the window (2 s from the answer) the carrier's other media server takes over.
     let t1 = t0 + Duration::from_millis(500);
-    let moved = packet(&mut t, t1, k, Leg::Outside, "198.51.100.8:5000");
+    let moved = packet(&mut t, t1, k, Side::Outside, "198.51.100.8:5000");
     assert!(matches!(
         moved,
         PacketAction::Forward {
@@ -287,7 +287,7 @@ fn relatch_window_lets_a_new_source_in_then_closes_and_the_fast_path_turns_stric
     // After the window: strict source drops another allowed source.
     let t2 = t0 + Duration::from_secs(3);
     assert_eq!(
-        packet(&mut t, t2, k, Leg::Outside, "198.51.100.7:5000"),
+        packet(&mut t, t2, k, Side::Outside, "198.51.100.7:5000"),
         PacketAction::Drop(PacketDrop::Refused(DropReason::StrictSource))
     );
     // The tick makes the installed mappings strict, in place (counters kept).
@@ -320,7 +320,7 @@ fn media_timeout_fires_once_uses_the_hold_value_and_counts_fast_path_packets() {
     t.commit(
         t0 + s(120),
         a.session,
-        Leg::Outside,
+        Side::Outside,
         &[StreamDesc::new(ip("198.51.100.7"), 5000)],
     )
     .expect("answer");
@@ -335,7 +335,7 @@ fn media_timeout_fires_once_uses_the_hold_value_and_counts_fast_path_packets() {
     let b = call(&mut t, t1, None);
     let mut held = StreamDesc::new(ip("198.51.100.7"), 5002);
     held.direction = Direction::SendOnly;
-    t.commit(t1, b.session, Leg::Outside, &[held])
+    t.commit(t1, b.session, Side::Outside, &[held])
         .expect("answer");
     t.handle_timeout(t1 + s(61));
     assert_eq!(t.poll_event(), None);
@@ -346,8 +346,8 @@ fn media_timeout_fires_once_uses_the_hold_value_and_counts_fast_path_packets() {
     // timeout, and packets counted there keep the call up.
     let c = call(&mut t, t1, Some("198.51.100.7:5004"));
     let k = key(&c);
-    packet(&mut t, t1, k, Leg::Inside, "10.0.0.5:4000");
-    packet(&mut t, t1, k, Leg::Outside, "198.51.100.7:5004");
+    packet(&mut t, t1, k, Side::Inside, "10.0.0.5:4000");
+    packet(&mut t, t1, k, Side::Outside, "198.51.100.7:5004");
     drain(&mut t);
     assert_eq!(t.poll_event(), Some(MediaEvent::Latched(c.session)));
     let mut now = t1;
@@ -389,19 +389,20 @@ fn busy_ports_are_replaced_a_few_times_then_the_offer_fails() {
     let k = key(&a);
     drain(&mut t);
     let first = a.streams[0].outside.rtp_port;
-    t.handle_bind_failed(k, Leg::Outside).expect("another pair");
+    t.handle_bind_failed(k, Side::Outside)
+        .expect("another pair");
     let cmds = drain(&mut t);
     let [MediaCommand::Bind { leg, addr, .. }] = cmds.as_slice() else {
         panic!("one new bind: {cmds:?}");
     };
-    assert_eq!(*leg, Leg::Outside);
+    assert_eq!(*leg, Side::Outside);
     assert_ne!(addr.port(), first);
     let st = &t.session(a.session).expect("session").streams[0];
     assert_eq!(st.relay.outside.rtp_port, addr.port());
     assert_eq!(st.relay.outside.rtcp_port, addr.port() + 1);
     let mut err = None;
     for _ in 0..BIND_ATTEMPTS {
-        if let Err(e) = t.handle_bind_failed(k, Leg::Outside) {
+        if let Err(e) = t.handle_bind_failed(k, Side::Outside) {
             err = Some(e);
             break;
         }
@@ -417,26 +418,26 @@ fn refusals_leak_nothing() {
     let mut t = table(false);
     let five = [StreamDesc::new(ip("10.0.0.5"), 4000); 5];
     assert_eq!(
-        t.allocate(t0, Leg::Inside, &five, &peers())
+        t.allocate(t0, Side::Inside, &five, &peers())
             .map_err(|e| e.status_code()),
         Err(488)
     );
     let v6 = [StreamDesc::new(ip("2001:db8::1"), 4000)];
     assert_eq!(
-        t.allocate(t0, Leg::Inside, &v6, &peers())
+        t.allocate(t0, Side::Inside, &v6, &peers())
             .map_err(|e| e.status_code()),
         Err(488)
     );
     // The trunk's quota is 8 ports: two two-stream calls fit, a third is refused.
     let two = [StreamDesc::new(ip("10.0.0.5"), 4000); 2];
     let a = t
-        .allocate(t0, Leg::Inside, &two, &peers())
+        .allocate(t0, Side::Inside, &two, &peers())
         .expect("4 ports");
     let b = t
-        .allocate(t0, Leg::Inside, &two, &peers())
+        .allocate(t0, Side::Inside, &two, &peers())
         .expect("8 ports");
     assert_eq!(
-        t.allocate(t0, Leg::Inside, &two, &peers()),
+        t.allocate(t0, Side::Inside, &two, &peers()),
         Err(MediaError::QuotaExhausted("carrier".into()))
     );
     // A re-offer with a third stream is over the quota as well; an answer must match.
@@ -444,7 +445,7 @@ fn refusals_leak_nothing() {
         t.update(
             t0,
             a.session,
-            Leg::Inside,
+            Side::Inside,
             &[StreamDesc::new(ip("10.0.0.5"), 4000); 3]
         )
         .map_err(|e| e.status_code()),
@@ -454,7 +455,7 @@ fn refusals_leak_nothing() {
         t.commit(
             t0,
             b.session,
-            Leg::Outside,
+            Side::Outside,
             &[StreamDesc::new(ip("198.51.100.7"), 1)]
         )
         .map_err(|e| e.status_code()),
@@ -463,7 +464,7 @@ fn refusals_leak_nothing() {
     // Re-offer streams that cannot be bound are dropped again.
     t.set_peers(b.session, &MediaPeers::default());
     let three = [StreamDesc::new(ip("10.0.0.5"), 4000); 3];
-    t.update(t0, b.session, Leg::Inside, &three)
+    t.update(t0, b.session, Side::Inside, &three)
         .expect("no trunk, no quota");
     t.drop_streams_from(b.session, 2);
     assert_eq!(t.session(b.session).expect("b").streams.len(), 2);
@@ -516,7 +517,7 @@ fn adoption_pairs_mappings_and_removes_the_rest() {
     assert!(s.adopted && s.committed);
     assert_eq!(s.streams[0].installed, [fwd, back]);
     // Its ports cannot be bound any more: no other pair will do.
-    assert!(t.handle_bind_failed(key_of(ids[0]), Leg::Inside).is_err());
+    assert!(t.handle_bind_failed(key_of(ids[0]), Side::Inside).is_err());
     // Its media stops: the table releases it itself, no event for a call layer.
     t.handle_timeout(t0 + Duration::from_secs(61));
     assert_eq!(t.poll_event(), None);
@@ -542,11 +543,11 @@ fn failover_moves_quota_and_allowed_sources() {
     t.set_peers(a.session, &other);
     // The old trunk's network is no longer allowed; the new signaling peer is.
     assert_eq!(
-        packet(&mut t, t0, k, Leg::Outside, "198.51.100.7:5000"),
+        packet(&mut t, t0, k, Side::Outside, "198.51.100.7:5000"),
         PacketAction::Drop(PacketDrop::Refused(DropReason::NotAllowed))
     );
     assert!(matches!(
-        packet(&mut t, t0, k, Leg::Outside, "192.0.2.50:5000"),
+        packet(&mut t, t0, k, Side::Outside, "192.0.2.50:5000"),
         PacketAction::Forward { .. }
     ));
     t.release(a.session);
@@ -560,7 +561,7 @@ fn packets_of_a_released_stream_are_dropped() {
     let a = call(&mut t, t0, Some("198.51.100.7:5000"));
     t.release(a.session);
     assert_eq!(
-        packet(&mut t, t0, key(&a), Leg::Inside, "10.0.0.5:4000"),
+        packet(&mut t, t0, key(&a), Side::Inside, "10.0.0.5:4000"),
         PacketAction::Drop(PacketDrop::UnknownStream)
     );
 }
@@ -586,11 +587,11 @@ fn encrypted_stream_leaves_the_fast_path_and_plain_again_takes_it() {
     let mut t = table(true);
     let a = call(&mut t, t0, Some("198.51.100.7:5000"));
     let k = key(&a);
-    packet(&mut t, t0, k, Leg::Inside, "10.0.0.5:4000");
-    packet(&mut t, t0, k, Leg::Outside, "198.51.100.7:5000");
+    packet(&mut t, t0, k, Side::Inside, "10.0.0.5:4000");
+    packet(&mut t, t0, k, Side::Outside, "198.51.100.7:5000");
     assert_eq!(installs(&drain(&mut t)).len(), 2);
     // Keys on the carrier leg: both mappings go (XDP cannot run AES).
-    t.set_crypto(t0, a.session, Leg::Outside, &[Some(srtp_keys(1))])
+    t.set_crypto(t0, a.session, Side::Outside, &[Some(srtp_keys(1))])
         .expect("keys");
     let cmds = drain(&mut t);
     assert_eq!(
@@ -606,19 +607,19 @@ fn encrypted_stream_leaves_the_fast_path_and_plain_again_takes_it() {
     t.update(
         t1,
         a.session,
-        Leg::Inside,
+        Side::Inside,
         &[StreamDesc::new(ip("10.0.0.6"), 4002)],
     )
     .expect("re-offer");
     drain(&mut t);
     assert_eq!(t.mappings(), 0);
     // Plain again (a re-INVITE without crypto): the fast path comes back.
-    t.set_crypto(t1, a.session, Leg::Outside, &[None])
+    t.set_crypto(t1, a.session, Side::Outside, &[None])
         .expect("plain");
-    packet(&mut t, t1, k, Leg::Inside, "10.0.0.6:4002");
+    packet(&mut t, t1, k, Side::Inside, "10.0.0.6:4002");
     assert_eq!(installs(&drain(&mut t)).len(), 2);
     assert_eq!(
-        t.set_crypto(t1, SessionId(999), Leg::Inside, &[None]),
+        t.set_crypto(t1, SessionId(999), Side::Inside, &[None]),
         Err(MediaError::UnknownSession(SessionId(999)))
     );
     t.release(a.session);
@@ -633,12 +634,12 @@ fn srtp_is_authenticated_before_the_latch_and_transformed_in_place() {
     let a = call(&mut t, t0, Some("198.51.100.7:5000"));
     let k = key(&a);
     let keys = srtp_keys(2);
-    t.set_crypto(t0, a.session, Leg::Outside, &[Some(keys.clone())])
+    t.set_crypto(t0, a.session, Side::Outside, &[Some(keys.clone())])
         .expect("keys");
     let mut carrier = SrtpContext::new(keys.rx.suite, &keys.rx.key, None);
     let from_carrier = |src: &str| Arrival {
         stream: k,
-        leg: Leg::Outside,
+        leg: Side::Outside,
         port: RelayPort::Rtp,
         src: sa(src),
     };
@@ -680,7 +681,7 @@ fn srtp_is_authenticated_before_the_latch_and_transformed_in_place() {
     out[..RTP.len()].copy_from_slice(&RTP);
     let pbx = Arrival {
         stream: k,
-        leg: Leg::Inside,
+        leg: Side::Inside,
         port: RelayPort::Rtp,
         src: sa("10.0.0.5:4000"),
     };
@@ -699,8 +700,8 @@ fn restored_session_rebinds_its_recorded_ports_and_keeps_latches() {
     let t0 = crate::media::test_origin();
     let mut old = table(false);
     let a = call(&mut old, t0, Some("198.51.100.7:5000"));
-    packet(&mut old, t0, key(&a), Leg::Inside, "10.0.0.5:4000");
-    packet(&mut old, t0, key(&a), Leg::Outside, "198.51.100.9:5002");
+    packet(&mut old, t0, key(&a), Side::Inside, "10.0.0.5:4000");
+    packet(&mut old, t0, key(&a), Side::Outside, "198.51.100.9:5002");
     let snap = old.snapshot(a.session).expect("snapshot");
     assert_eq!(
         snap.streams[0].latched_outside,
@@ -716,12 +717,12 @@ fn restored_session_rebinds_its_recorded_ports_and_keeps_latches() {
         [
             MediaCommand::Bind {
                 stream: key_of(id),
-                leg: Leg::Inside,
+                leg: Side::Inside,
                 addr: SocketAddr::new(IN, r.inside.rtp_port),
             },
             MediaCommand::Bind {
                 stream: key_of(id),
-                leg: Leg::Outside,
+                leg: Side::Outside,
                 addr: SocketAddr::new(OUT, r.outside.rtp_port),
             },
         ],
@@ -736,7 +737,7 @@ fn restored_session_rebinds_its_recorded_ports_and_keeps_latches() {
         "media goes where it went before"
     );
     // Recorded ports cannot move: the peers would send elsewhere.
-    assert!(t.handle_bind_failed(key_of(id), Leg::Inside).is_err());
+    assert!(t.handle_bind_failed(key_of(id), Side::Inside).is_err());
     // A second restore of the same ports is refused without holding anything more.
     assert!(matches!(
         t.restore(t0, &snap),
@@ -752,8 +753,8 @@ fn restore_takes_over_the_session_adopted_from_the_fast_path() {
     let t0 = crate::media::test_origin();
     let mut old = table(true);
     let a = call(&mut old, t0, Some("198.51.100.7:5000"));
-    packet(&mut old, t0, key(&a), Leg::Inside, "10.0.0.5:4000");
-    packet(&mut old, t0, key(&a), Leg::Outside, "198.51.100.7:5000");
+    packet(&mut old, t0, key(&a), Side::Inside, "10.0.0.5:4000");
+    packet(&mut old, t0, key(&a), Side::Outside, "198.51.100.7:5000");
     let found = installs(&drain(&mut old));
     assert_eq!(found.len(), 2);
     let snap = old.snapshot(a.session).expect("snapshot");
@@ -791,19 +792,19 @@ fn a_leg_awaiting_srtp_keys_gets_no_plain_packet_and_no_fast_path() {
     let a = call(&mut t, t0, Some("198.51.100.7:5000"));
     let k = key(&a);
     // Both peers known and latched: a plain stream on the fast path.
-    packet(&mut t, t0, k, Leg::Inside, "10.0.0.5:4000");
-    packet(&mut t, t0, k, Leg::Outside, "198.51.100.7:5000");
+    packet(&mut t, t0, k, Side::Inside, "10.0.0.5:4000");
+    packet(&mut t, t0, k, Side::Outside, "198.51.100.7:5000");
     assert_eq!(installs(&drain(&mut t)).len(), 2);
     // The SBC offers SRTP to the carrier: until the answer settles the keys, the PBX's plain
     // RTP must not reach the carrier link, in userspace or in the kernel.
-    t.expect_crypto(t0, a.session, Leg::Outside, &[true])
+    t.expect_crypto(t0, a.session, Side::Outside, &[true])
         .expect("expect");
     assert_eq!(t.mappings(), 0, "the kernel would forward it in clear");
     let mut buf = [0u8; 64];
     buf[..RTP.len()].copy_from_slice(&RTP);
     let pbx = Arrival {
         stream: k,
-        leg: Leg::Inside,
+        leg: Side::Inside,
         port: RelayPort::Rtp,
         src: sa("10.0.0.5:4000"),
     };
@@ -814,9 +815,9 @@ fn a_leg_awaiting_srtp_keys_gets_no_plain_packet_and_no_fast_path() {
     assert_eq!(PacketDrop::SrtpPending.label(), "srtp_pending");
     // The answer's keys: protected from then on.
     let keys = srtp_keys(3);
-    t.set_crypto(t0, a.session, Leg::Inside, &[None])
+    t.set_crypto(t0, a.session, Side::Inside, &[None])
         .expect("plain inside");
-    t.set_crypto(t0, a.session, Leg::Outside, &[Some(keys.clone())])
+    t.set_crypto(t0, a.session, Side::Outside, &[Some(keys.clone())])
         .expect("keys");
     let PacketAction::Forward { len, .. } = t.handle_packet(t0, pbx, &mut buf, RTP.len()) else {
         panic!("not forwarded once keyed");
@@ -824,7 +825,7 @@ fn a_leg_awaiting_srtp_keys_gets_no_plain_packet_and_no_fast_path() {
     let mut carrier = SrtpContext::new(keys.tx.suite, &keys.tx.key, None);
     assert_eq!(carrier.unprotect_rtp(&mut buf[..len]), Ok(RTP.len()));
     // A re-offer of SRTP on a keyed leg keeps its media flowing (no gap for a re-key).
-    t.expect_crypto(t0, a.session, Leg::Outside, &[true])
+    t.expect_crypto(t0, a.session, Side::Outside, &[true])
         .expect("re-offer");
     buf[..RTP.len()].copy_from_slice(&RTP);
     buf[3] = 2; // next sequence number
@@ -855,7 +856,7 @@ fn event_maps() -> crate::media::StreamPayloadMaps {
     }
 }
 
-fn forward_pt(t: &mut MediaTable, now: Instant, k: StreamKey, leg: Leg, src: &str, pt: u8) -> u8 {
+fn forward_pt(t: &mut MediaTable, now: Instant, k: StreamKey, leg: Side, src: &str, pt: u8) -> u8 {
     let mut buf = [0u8; 64];
     buf[..RTP.len()].copy_from_slice(&RTP);
     buf[1] = 0x80 | pt;
@@ -880,16 +881,16 @@ fn payload_types_are_rewritten_per_direction_and_keep_the_stream_off_the_fast_pa
     t.set_payload_maps(t0, a.session, &[event_maps()])
         .expect("maps");
     assert_eq!(
-        forward_pt(&mut t, t0, k, Leg::Inside, "10.0.0.5:4000", 101),
+        forward_pt(&mut t, t0, k, Side::Inside, "10.0.0.5:4000", 101),
         0x80 | 96,
         "the carrier gets its 96, marker kept"
     );
     assert_eq!(
-        forward_pt(&mut t, t0, k, Leg::Outside, "198.51.100.7:5000", 96),
+        forward_pt(&mut t, t0, k, Side::Outside, "198.51.100.7:5000", 96),
         0x80 | 101
     );
     assert_eq!(
-        forward_pt(&mut t, t0, k, Leg::Inside, "10.0.0.5:4000", 0),
+        forward_pt(&mut t, t0, k, Side::Inside, "10.0.0.5:4000", 0),
         0x80,
         "PCMU is the same on both legs"
     );
@@ -914,7 +915,7 @@ fn rtp_from(
     t: &mut MediaTable,
     now: Instant,
     k: StreamKey,
-    leg: Leg,
+    leg: Side,
     src: &str,
     (pt, seq, payload): (u8, u16, &[u8]),
 ) -> (PacketAction, Vec<u8>) {
@@ -942,8 +943,8 @@ fn terminated_dtmf_is_generated_toward_and_detected_from_a_leg_in_userspace() {
     let a = call(&mut t, t0, Some("198.51.100.7:5000"));
     let k = key(&a);
     let (pbx, carrier) = ("10.0.0.5:4000", "198.51.100.7:5000");
-    rtp_from(&mut t, t0, k, Leg::Inside, pbx, (0, 1, &[0; 160]));
-    rtp_from(&mut t, t0, k, Leg::Outside, carrier, (0, 1, &[0; 160]));
+    rtp_from(&mut t, t0, k, Side::Inside, pbx, (0, 1, &[0; 160]));
+    rtp_from(&mut t, t0, k, Side::Outside, carrier, (0, 1, &[0; 160]));
     assert_eq!(installs(&drain(&mut t)).len(), 2, "both latched: XDP");
     // The carrier takes RFC 4733 (96), the PBX INFO.
     let dtmf = StreamDtmf {
@@ -959,42 +960,42 @@ fn terminated_dtmf_is_generated_toward_and_detected_from_a_leg_in_userspace() {
         "the stream leaves the fast path: {cmds:?}"
     );
     // Audio both ways: the PBX's is the stream the events join.
-    for (leg, src) in [(Leg::Inside, pbx), (Leg::Outside, carrier)] {
+    for (leg, src) in [(Side::Inside, pbx), (Side::Outside, carrier)] {
         let (action, _) = rtp_from(&mut t, t0, k, leg, src, (0, 2, &[0; 160]));
         assert!(matches!(action, PacketAction::Forward { .. }), "{action:?}");
     }
     // A digit from an INFO: the relay's task is woken and sends the first event at once.
     let digit = Digit::from_char('3').expect("digit");
-    t.generate_dtmf(t0, k, Leg::Outside, 96, digit, 100)
+    t.generate_dtmf(t0, k, Side::Outside, 96, digit, 100)
         .expect("queued");
     assert_eq!(drain(&mut t), [MediaCommand::Wake { stream: k }]);
     assert_eq!(t.generated_deadline(k), Some(t0));
     let mut buf = [0u8; 256];
     let g = t.poll_generated(t0, k, &mut buf).expect("first packet");
-    assert_eq!((g.toward, g.to, g.len), (Leg::Outside, sa(carrier), 16));
+    assert_eq!((g.toward, g.to, g.len), (Side::Outside, sa(carrier), 16));
     assert_eq!(buf[1], 0x80 | 96, "marker and the carrier's payload type");
     assert_eq!(&buf[2..4], &3u16.to_be_bytes(), "after the PBX's seq 2");
     assert_eq!(&buf[8..12], &RTP[8..12], "the PBX's SSRC");
     assert_eq!(&buf[12..16], &[3, 10, 1, 144]);
     assert_eq!(t.poll_generated(t0, k, &mut buf), None, "next one in 50 ms");
     // The PBX's audio waits while the event plays.
-    let (action, _) = rtp_from(&mut t, t0, k, Leg::Inside, pbx, (0, 3, &[0; 160]));
+    let (action, _) = rtp_from(&mut t, t0, k, Side::Inside, pbx, (0, 3, &[0; 160]));
     assert_eq!(action, PacketAction::Consumed);
     // The carrier's own digit: consumed, reported for an INFO toward the PBX.
     let end = [8, 0x8a, 3, 32];
-    let (action, _) = rtp_from(&mut t, t0, k, Leg::Outside, carrier, (96, 3, &end));
+    let (action, _) = rtp_from(&mut t, t0, k, Side::Outside, carrier, (96, 3, &end));
     assert_eq!(action, PacketAction::Consumed);
     assert_eq!(
         t.poll_event(),
         Some(MediaEvent::Dtmf {
             session: a.session,
-            leg: Leg::Outside,
+            leg: Side::Outside,
             digit: Digit::from_char('8').expect("digit"),
             duration_ms: 100,
         })
     );
     // Its audio still crosses, one sequence number lower (the gap is hidden).
-    let (action, out) = rtp_from(&mut t, t0, k, Leg::Outside, carrier, (0, 4, &[0; 160]));
+    let (action, out) = rtp_from(&mut t, t0, k, Side::Outside, carrier, (0, 4, &[0; 160]));
     assert!(matches!(action, PacketAction::Forward { .. }), "{action:?}");
     assert_eq!(&out[2..4], &3u16.to_be_bytes());
     // Nothing terminated any more (a re-INVITE): the fast path may take it again.
@@ -1002,7 +1003,7 @@ fn terminated_dtmf_is_generated_toward_and_detected_from_a_leg_in_userspace() {
     assert_eq!(installs(&drain(&mut t)).len(), 2);
     assert_eq!(t.generated_deadline(k), None, "queued digits dropped");
     assert_eq!(
-        t.generate_dtmf(t0, k, Leg::Outside, 96, digit, 100),
+        t.generate_dtmf(t0, k, Side::Outside, 96, digit, 100),
         Err(crate::media::dtmf::GenerateRefusal::NotTerminated)
     );
     t.release(a.session);
@@ -1035,7 +1036,7 @@ fn udptl_that_looks_like_rtcp_is_not_sent_to_the_rtcp_port_without_rtcp_mux() {
         t.handle_packet(t0, arrival, &mut buf, bytes.len())
     };
     for seq in [0x80c8, 0x80c9, 0x0001] {
-        match send(&mut t, Leg::Inside, "10.0.0.5:4000", &udptl(seq)) {
+        match send(&mut t, Side::Inside, "10.0.0.5:4000", &udptl(seq)) {
             PacketAction::Forward { port, to, .. } => {
                 assert_eq!(
                     (port, to),
@@ -1049,11 +1050,11 @@ fn udptl_that_looks_like_rtcp_is_not_sent_to_the_rtcp_port_without_rtcp_mux() {
     // A PBX that multiplexes RTCP: its RTCP on the RTP port goes to the carrier's RTCP port.
     let mut mux = StreamDesc::new(ip("10.0.0.5"), 4000);
     mux.rtcp_mux = true;
-    t.update(t0, a.session, Leg::Inside, &[mux])
+    t.update(t0, a.session, Side::Inside, &[mux])
         .expect("re-offer");
     let mut rr = [0u8; 32];
     rr[..4].copy_from_slice(&[0x81, 201, 0, 7]);
-    match send(&mut t, Leg::Inside, "10.0.0.5:4000", &rr) {
+    match send(&mut t, Side::Inside, "10.0.0.5:4000", &rr) {
         PacketAction::Forward { port, to, .. } => {
             assert_eq!((port, to), (RelayPort::Rtcp, sa("198.51.100.7:5001")));
         }
@@ -1070,13 +1071,13 @@ fn a_latch_is_reported_once_to_the_call_layer_and_a_steady_source_is_not() {
     let a = call(&mut t, t0, Some("198.51.100.7:5000"));
     let k = key(&a);
     assert_eq!(t.poll_event(), None);
-    packet(&mut t, t0, k, Leg::Inside, "10.0.0.5:4000");
-    packet(&mut t, t0, k, Leg::Outside, "198.51.100.7:5000");
+    packet(&mut t, t0, k, Side::Inside, "10.0.0.5:4000");
+    packet(&mut t, t0, k, Side::Outside, "198.51.100.7:5000");
     // Both legs latched: one event for the session (the record holds both latches).
     assert_eq!(t.poll_event(), Some(MediaEvent::Latched(a.session)));
     assert_eq!(t.poll_event(), None);
     for _ in 0..10 {
-        packet(&mut t, t0, k, Leg::Outside, "198.51.100.7:5000");
+        packet(&mut t, t0, k, Side::Outside, "198.51.100.7:5000");
     }
     assert_eq!(
         t.poll_event(),
@@ -1085,10 +1086,10 @@ fn a_latch_is_reported_once_to_the_call_layer_and_a_steady_source_is_not() {
     );
     // A re-latch inside the window moves it: reported again.
     let t1 = t0 + Duration::from_millis(500);
-    packet(&mut t, t1, k, Leg::Outside, "198.51.100.8:5000");
+    packet(&mut t, t1, k, Side::Outside, "198.51.100.8:5000");
     assert_eq!(t.poll_event(), Some(MediaEvent::Latched(a.session)));
     // A latch of a released session is not reported.
-    packet(&mut t, t1, k, Leg::Outside, "198.51.100.7:5000");
+    packet(&mut t, t1, k, Side::Outside, "198.51.100.7:5000");
     t.release(a.session);
     assert_eq!(t.poll_event(), None);
 }
