@@ -100,9 +100,9 @@ fn xdp_carries_latched_stream_and_drops_strict_source_intruders() {
         "{v}"
     );
 
-    // RTCP on the RTP port (as with rtcp-mux) is handed up by XDP, so userspace reads the
-    // receiver report (fraction lost 25/256, 42 lost, jitter 77) and relays it.
-    let pass_rtcp_before = lab.xdp_counter("pass_rtcp");
+    // The receiver report (fraction lost 25/256, 42 lost, jitter 77) on the RTCP port is read
+    // and relayed. (This stream does not multiplex, so RTCP-looking bytes on its RTP port are
+    // its own, RFC 5761 §4; XDP's hand-up of those is tested in `xdp_latch`.)
     let mut rr = vec![0x81, 201, 0, 7];
     rr.extend_from_slice(&0x1111u32.to_be_bytes());
     rr.extend_from_slice(&0x2222u32.to_be_bytes());
@@ -110,7 +110,8 @@ fn xdp_carries_latched_stream_and_drops_strict_source_intruders() {
     rr.extend_from_slice(&100u32.to_be_bytes());
     rr.extend_from_slice(&77u32.to_be_bytes());
     rr.extend_from_slice(&[0; 8]);
-    pbx.send_to(&rr, in_relay).expect("send RTCP");
+    let in_rtcp = std::net::SocketAddr::new(in_relay.ip(), in_relay.port() + 1);
+    pbx.send_to(&rr, in_rtcp).expect("send RTCP");
     let mut report = serde_json::Value::Null;
     for _ in 0..20 {
         report =
@@ -123,7 +124,6 @@ fn xdp_carries_latched_stream_and_drops_strict_source_intruders() {
     assert_eq!(report["fraction_lost"], 25, "{report}");
     assert_eq!(report["cumulative_lost"], 42, "{report}");
     assert_eq!(report["jitter"], 77, "{report}");
-    assert!(lab.xdp_counter("pass_rtcp") > pass_rtcp_before);
     let user_before = lab.userspace_packets();
 
     // Strict source: an intruder on the carrier side aims at the outside relay port.
