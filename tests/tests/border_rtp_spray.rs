@@ -29,7 +29,7 @@ use std::{
 use media_common::{MediaLab, receiver, send_rtp};
 use sbc_e2e::{
     netns::{self, Netns, ip},
-    sipp::{self, Step::*},
+    sipp,
 };
 
 const PORT_MIN: u16 = 20_000;
@@ -91,36 +91,8 @@ fn spray_during_call(prefix: &str, xdp: &str, fast_path: bool) {
 
     // The call: PBX → SBC → carrier, answered, BYE after the RTP phase.
     let callee_steps = sipp::answering_callee();
-    let caller_steps = vec![
-        Invite { sdp: true },
-        Recv {
-            code: 100,
-            optional: true,
-        },
-        Recv {
-            code: 180,
-            optional: true,
-        },
-        Recv {
-            code: 200,
-            optional: false,
-        },
-        Ack2xx {
-            sdp: false,
-            cseq: 1,
-        },
-        Pause { ms: 9_000 },
-        InDialog {
-            method: "BYE",
-            cseq: 2,
-            sdp: None,
-            uac: true,
-        },
-        Recv {
-            code: 200,
-            optional: false,
-        },
-    ];
+    let mut caller_steps = sipp::answered_caller();
+    caller_steps.extend(sipp::ending(true, Some(9_000)));
     // Fixed media ports in the SDP: the test's own RTP sockets listen there (SIPp's media
     // sockets go to -mp, out of the way).
     let port = |a: &str| a.rsplit_once(':').map(|(_, p)| p.to_owned()).expect("port");
@@ -149,7 +121,7 @@ fn spray_during_call(prefix: &str, xdp: &str, fast_path: bool) {
     );
 
     // The answered call's relay endpoints, from the admin API.
-    let (session, in_relay, out_relay) = answered_session(&lab);
+    let (session, in_relay, out_relay) = lab.answered_session();
     // Phones start talking a moment after the answer; the spray has hit the ports meanwhile.
     thread::sleep(Duration::from_millis(300));
     let at_pbx = receiver(
@@ -259,34 +231,6 @@ fn spray_during_call(prefix: &str, xdp: &str, fast_path: bool) {
         0,
         "no latch moved"
     );
-}
-
-/// Waits for the call's media session to be answered; returns (id, inside relay, outside
-/// relay) RTP addresses.
-fn answered_session(lab: &MediaLab) -> (u64, SocketAddr, SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        let ids = lab.json("GET", "/api/v1/media/sessions", None, 200);
-        if let Some(id) = ids
-            .as_array()
-            .and_then(|a| a.first())
-            .and_then(|v| v.as_u64())
-        {
-            let v = lab.json("GET", &format!("/api/v1/media/sessions/{id}"), None, 200);
-            if v["committed"] == true {
-                let ep = |side: &str| {
-                    let e = &v["streams"][0][side];
-                    SocketAddr::new(
-                        e["relay"].as_str().expect("relay").parse().expect("ip"),
-                        u16::try_from(e["rtp_port"].as_u64().expect("port")).expect("port"),
-                    )
-                };
-                return (id, ep("inside"), ep("outside"));
-            }
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-    panic!("no answered media session within 15 s");
 }
 
 fn metric(text: &str, name: &str) -> u64 {

@@ -18,14 +18,14 @@ use std::{
         atomic::{AtomicBool, Ordering},
     },
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use media_common::{MediaLab, receiver, rtp, send_rtp};
 use sbc_e2e::{
     netns::ip,
     process::Owned,
-    sipp::{self, Step::*, TempFile},
+    sipp::{self, TempFile},
 };
 
 const PORT_MIN: u16 = 20_000;
@@ -62,7 +62,7 @@ fn sipp_call_is_latched_and_relayed_in_xdp_without_relay_sockets() {
     let stranger = lab.socket(false, &format!("{STRANGER}:4000"));
 
     let (mut caller, mut callee, _scenarios) = start_call(&lab);
-    let (session, in_relay, out_relay) = answered_session(&lab);
+    let (session, in_relay, out_relay) = lab.answered_session();
     let view_path = format!("/api/v1/media/sessions/{session}");
     let view = lab.json("GET", &view_path, None, 200);
     assert_eq!(view["streams"][0]["socketless"], true, "{view}");
@@ -288,36 +288,8 @@ fn metric(text: &str, name: &str) -> u64 {
 /// hangs up after 6 s. Returns (caller, callee, scenario files to keep until they end).
 fn start_call(lab: &MediaLab) -> (Owned, Owned, [TempFile; 2]) {
     let callee_steps = sipp::answering_callee();
-    let caller_steps = vec![
-        Invite { sdp: true },
-        Recv {
-            code: 100,
-            optional: true,
-        },
-        Recv {
-            code: 180,
-            optional: true,
-        },
-        Recv {
-            code: 200,
-            optional: false,
-        },
-        Ack2xx {
-            sdp: false,
-            cseq: 1,
-        },
-        Pause { ms: 6_000 },
-        InDialog {
-            method: "BYE",
-            cseq: 2,
-            sdp: None,
-            uac: true,
-        },
-        Recv {
-            code: 200,
-            optional: false,
-        },
-    ];
+    let mut caller_steps = sipp::answered_caller();
+    caller_steps.extend(sipp::ending(true, Some(6_000)));
     let port = |a: &str| a.rsplit_once(':').map(|(_, p)| p.to_owned()).expect("port");
     let callee_xml = sipp::write_scenario(
         "socketless-callee",
@@ -343,32 +315,4 @@ fn start_call(lab: &MediaLab) -> (Owned, Owned, [TempFile; 2]) {
         &["-mp", "30000"],
     );
     (caller, callee, [callee_xml, caller_xml])
-}
-
-/// Waits for the call's media session to be answered; returns (id, inside relay, outside
-/// relay) RTP addresses.
-fn answered_session(lab: &MediaLab) -> (u64, SocketAddr, SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        let ids = lab.json("GET", "/api/v1/media/sessions", None, 200);
-        if let Some(id) = ids
-            .as_array()
-            .and_then(|a| a.first())
-            .and_then(|v| v.as_u64())
-        {
-            let v = lab.json("GET", &format!("/api/v1/media/sessions/{id}"), None, 200);
-            if v["committed"] == true {
-                let ep = |side: &str| {
-                    let e = &v["streams"][0][side];
-                    SocketAddr::new(
-                        e["relay"].as_str().expect("relay").parse().expect("ip"),
-                        u16::try_from(e["rtp_port"].as_u64().expect("port")).expect("port"),
-                    )
-                };
-                return (id, ep("inside"), ep("outside"));
-            }
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-    panic!("no answered media session within 15 s");
 }

@@ -261,6 +261,35 @@ listen = "{ADMIN}"
         serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("{path}: {e}: {}", r.body))
     }
 
+    /// The first media session the SBC lists once its answer is committed, waiting up to 15 s
+    /// (a call placed by SIPp through the signaling path): (id, inside relay, outside relay)
+    /// RTP addresses of its first stream.
+    pub fn answered_session(&self) -> (u64, SocketAddr, SocketAddr) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            let ids = self.json("GET", "/api/v1/media/sessions", None, 200);
+            if let Some(id) = ids
+                .as_array()
+                .and_then(|a| a.first())
+                .and_then(|v| v.as_u64())
+            {
+                let v = self.json("GET", &format!("/api/v1/media/sessions/{id}"), None, 200);
+                if v["committed"] == true {
+                    let ep = |side: &str| {
+                        let e = &v["streams"][0][side];
+                        SocketAddr::new(
+                            e["relay"].as_str().expect("relay").parse().expect("ip"),
+                            u16::try_from(e["rtp_port"].as_u64().expect("port")).expect("port"),
+                        )
+                    };
+                    return (id, ep("inside"), ep("outside"));
+                }
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        panic!("no answered media session within 15 s");
+    }
+
     /// `GET /api/v1/media`.
     pub fn media(&self) -> Value {
         self.json("GET", "/api/v1/media", None, 200)
