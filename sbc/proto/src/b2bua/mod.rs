@@ -106,7 +106,7 @@ pub use refusal::Refusal;
 pub use restore::RestoreError;
 pub use sdp::SdpProblem;
 pub use session_timer::SessionTimerConfig;
-pub use shared_calls::SharedCalls;
+pub use shared_calls::{SharedCalls, TrunkShare};
 pub use snapshot::{
     CallSnapshot, DialogSnapshot, SideName, SnapshotError, StateKey, TimerSnapshot, TransportName,
 };
@@ -209,7 +209,11 @@ impl B2bua {
         let trunk_cps = cfg.trunks.iter().map(|t| t.limits.bucket()).collect();
         let trunk_active = vec![0; cfg.trunks.len()];
         let shared = SharedCalls::default();
-        let trunk_slots = shared.slots(cfg.trunks.iter().map(|t| t.name.as_str()));
+        let trunk_slots = shared.slots(
+            cfg.trunks
+                .iter()
+                .map(|t| (t.name.as_str(), t.limits.max_calls)),
+        );
         let next_call = rng
             .shard()
             .map_or(0, |s| (s.index() as u64) << crate::shard::CALL_HANDLE_SHIFT);

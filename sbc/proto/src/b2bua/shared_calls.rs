@@ -16,6 +16,12 @@
 //! alone keeps its own token buckets, as before shards.
 //!
 //! One B2BUA alone gets a private `SharedCalls`; then the counts equal its own.
+//!
+//! Across SBC nodes (`[state.cluster]`, docs/scaling.md) a trunk's `max_calls` is split by
+//! grants from Redis: the driver's cluster task reads each trunk's calls and limit
+//! ([`SharedCalls::trunk_shares`]) and caps this node's calls on the trunk at its grant
+//! ([`SharedCalls::set_trunk_cap`]). Admission only reads the cap (one atomic load): the
+//! per-message path never waits for Redis.
 
 use std::{
     collections::HashMap,
@@ -43,14 +49,41 @@ struct Inner {
 }
 
 /// The shared state of one admission scope (a trunk, or the whole SBC).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Scope {
     calls: AtomicU32,
+    /// The configured `max_calls` (`u32::MAX`: none), for the cluster task.
+    limit: AtomicU32,
+    /// This node's cluster grant (`u32::MAX`: no cap): admission also stays below it.
+    cap: AtomicU32,
     /// The calls-per-second limit the arrival time below is for.
     rate: AtomicU32,
     /// When the next call conforms at the earliest, ns after the epoch, plus one interval
     /// per call taken since (GCRA's theoretical arrival time).
     tat: AtomicU64,
+}
+
+impl Default for Scope {
+    fn default() -> Self {
+        Self {
+            calls: AtomicU32::new(0),
+            limit: AtomicU32::new(u32::MAX),
+            cap: AtomicU32::new(u32::MAX),
+            rate: AtomicU32::new(0),
+            tat: AtomicU64::new(0),
+        }
+    }
+}
+
+/// One trunk's calls on this node and its limit, as the cluster task reads them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrunkShare {
+    /// The trunk's name (the cluster counts by name).
+    pub name: String,
+    /// Calls in progress on the trunk here (every shard).
+    pub calls: u32,
+    /// The trunk's configured `max_calls`; `None`: unlimited (nothing to share).
+    pub max_calls: Option<u32>,
 }
 
 impl Scope {
@@ -102,9 +135,46 @@ impl SharedCalls {
         Arc::clone(trunks.entry(name.to_owned()).or_default())
     }
 
-    /// Every configured trunk's count, in configuration order.
-    pub(super) fn slots<'a>(&self, names: impl Iterator<Item = &'a str>) -> Vec<Arc<Scope>> {
-        names.map(|n| self.slot(n)).collect()
+    /// Every configured trunk's count (name, `max_calls`), in configuration order; the
+    /// limits are recorded for the cluster task.
+    pub(super) fn slots<'a>(
+        &self,
+        trunks: impl Iterator<Item = (&'a str, Option<u32>)>,
+    ) -> Vec<Arc<Scope>> {
+        trunks
+            .map(|(n, max)| {
+                let s = self.slot(n);
+                s.limit.store(max.unwrap_or(u32::MAX), Ordering::Release);
+                s
+            })
+            .collect()
+    }
+
+    /// Every trunk ever configured: its calls here and its limit (takes the mutex: for the
+    /// cluster task, a few times a second, never for a message).
+    pub fn trunk_shares(&self) -> Vec<TrunkShare> {
+        let trunks = self
+            .0
+            .trunks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        trunks
+            .iter()
+            .map(|(name, s)| TrunkShare {
+                name: name.clone(),
+                calls: s.calls.load(Ordering::Acquire),
+                max_calls: Some(s.limit.load(Ordering::Acquire)).filter(|&m| m != u32::MAX),
+            })
+            .collect()
+    }
+
+    /// Caps this node's calls on trunk `name` at `cap` (the cluster's grant; `None`: only
+    /// the trunk's own `max_calls`). A cap below the calls in progress ends none of them; it
+    /// only refuses new ones until they drop below it.
+    pub fn set_trunk_cap(&self, name: &str, cap: Option<u32>) {
+        self.slot(name)
+            .cap
+            .store(cap.unwrap_or(u32::MAX), Ordering::Release);
     }
 }
 
@@ -134,7 +204,7 @@ impl B2bua {
         for &t in &calls {
             self.uncount_shared(t);
         }
-        self.trunk_slots = shared.slots(self.cfg.trunks.iter().map(|t| t.name.as_str()));
+        self.trunk_slots = shared.slots(self.trunk_limits());
         self.shared = shared;
         self.shared_rates = true;
         for &t in &calls {
@@ -190,7 +260,8 @@ impl B2bua {
             return true;
         };
         let slot = Arc::clone(slot);
-        self.take_held(slot, max)
+        let cap = slot.cap.load(Ordering::Acquire);
+        self.take_held(slot, max.min(cap))
     }
 
     fn take_held(&mut self, scope: Arc<Scope>, max: u32) -> bool {
@@ -252,6 +323,14 @@ impl B2bua {
         }
     }
 
+    /// Each configured trunk's name and `max_calls`.
+    pub(super) fn trunk_limits(&self) -> impl Iterator<Item = (&str, Option<u32>)> {
+        self.cfg
+            .trunks
+            .iter()
+            .map(|t| (t.name.as_str(), t.limits.max_calls))
+    }
+
     fn count_shared(&self, trunk: Option<TrunkId>) {
         add(&self.shared.0.total.calls);
         if let Some(slot) = trunk.and_then(|t| self.trunk_slots.get(t.index())) {
@@ -278,9 +357,7 @@ impl B2bua {
 
     /// After a new configuration: the trunks' counts by name, and the calls back in them.
     pub(super) fn recount_shared_trunks(&mut self) {
-        self.trunk_slots = self
-            .shared
-            .slots(self.cfg.trunks.iter().map(|t| t.name.as_str()));
+        self.trunk_slots = self.shared.slots(self.trunk_limits());
         for c in self.calls.values() {
             if let Some(slot) = c.trunk.and_then(|t| self.trunk_slots.get(t.index())) {
                 add(&slot.calls);

@@ -150,3 +150,38 @@ fn two_shards_share_the_calls_per_second_of_a_trunk_and_of_the_sbc() {
         assert_eq!(answered(&mut a), [503], "{label}");
     }
 }
+
+#[test]
+fn a_cluster_grant_caps_the_trunk_below_its_max_calls() {
+    let limited = CallLimits {
+        max_calls: Some(MAX),
+        max_cps: None,
+    };
+    let (mut a, mut b, shared) = two_shards(CallLimits::default(), limited);
+    assert_eq!(
+        shared.trunk_shares(),
+        [TrunkShare {
+            name: "carrier".into(),
+            calls: 0,
+            max_calls: Some(MAX),
+        }]
+    );
+    // The other nodes hold all but two places: this node takes two, whichever shard.
+    shared.set_trunk_cap("carrier", Some(2));
+    a.deliver(pbx(), &invite(0));
+    assert_eq!(answered(&mut a), [100]);
+    b.deliver(pbx(), &invite(1));
+    assert_eq!(answered(&mut b), [100]);
+    a.deliver(pbx(), &invite(2));
+    assert_eq!(answered(&mut a), [503], "over the grant, under max_calls");
+    assert_eq!(shared.trunk_shares()[0].calls, 2);
+    // A bigger grant (or none: Redis gone, the node's own limit) admits again.
+    shared.set_trunk_cap("carrier", Some(3));
+    b.deliver(pbx(), &invite(3));
+    assert_eq!(answered(&mut b), [100]);
+    shared.set_trunk_cap("carrier", None);
+    a.deliver(pbx(), &invite(4));
+    assert_eq!(answered(&mut a), [100]);
+    b.deliver(pbx(), &invite(5));
+    assert_eq!(answered(&mut b), [503], "max_calls still holds");
+}
