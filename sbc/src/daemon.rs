@@ -116,6 +116,7 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
         crate::state::start_from_config(&config, &metrics.registry).await?;
     let pair =
         crate::state::pair::Pair::start(&config, state.as_ref(), &signaling, &metrics.registry)?;
+    let cluster = crate::state::cluster::start(&config, &metrics.registry, stop_rx.clone())?;
     // Trunk proxies given by name: resolved by their own task, applied by the signaling task.
     signaling.set_dns_trunks(crate::dns::DnsTrunks::from_config(&config));
     tokio::spawn(crate::dns::run(
@@ -137,6 +138,7 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
         cdr,
         state,
         restore,
+        cluster,
     };
     // Turns true when the signaling task is over: a drain finished (from a signal or the admin
     // API), or it stopped for another reason; either way the process stops.

@@ -73,6 +73,9 @@ pub struct Wiring {
     pub state: Option<crate::state::StateSink>,
     /// Calls persisted by the previous process, restored before the first message.
     pub restore: crate::state::Loaded,
+    /// `[state.cluster]`: the counts the cluster task caps by its grants from Redis; every
+    /// shard shares them, even a single one. `None`: no cluster.
+    pub cluster: Option<SharedCalls>,
 }
 
 /// What one shard's task is wired to.
@@ -96,6 +99,8 @@ struct Lane {
     cdr: crate::cdr::CdrSink,
     state: Option<crate::state::StateSink>,
     restore: crate::state::Loaded,
+    /// The counts are capped by a cluster: shared even by a single shard.
+    cluster: bool,
 }
 
 impl Lane {
@@ -141,7 +146,8 @@ pub async fn run(config: SbcConfig, w: Wiring) {
     let count = u16::try_from(w.inbound.len())
         .unwrap_or(shard::MAX_SHARDS)
         .max(1);
-    let shared = SharedCalls::default();
+    let cluster = w.cluster.is_some();
+    let shared = w.cluster.unwrap_or_default();
     let mut root = crate::entropy::rng();
     let (report_tx, reports) = mpsc::unbounded_channel();
     // Each persisted call is restored on the shard its messages will be routed to.
@@ -184,6 +190,7 @@ pub async fn run(config: SbcConfig, w: Wiring) {
             cdr: w.cdr.clone(),
             state: w.state.clone(),
             restore,
+            cluster,
         };
         let cfg = shard::config_for(config.clone(), id, count);
         tasks.spawn(run_shard(cfg, rng, shared.clone(), lane));
@@ -206,8 +213,9 @@ async fn run_shard(
 ) -> mpsc::Receiver<Inbound> {
     let start = Instant::now();
     let mut sbc = Sbc::new(config, rng, start);
-    // One shard keeps its own counts and buckets, exactly as before there were shards.
-    if w.count > 1 {
+    // One shard keeps its own counts and buckets, exactly as before there were shards (unless
+    // a cluster caps them).
+    if w.count > 1 || w.cluster {
         sbc.share_calls(shared);
     }
     let mut tracker = CallTracker::default();

@@ -581,6 +581,7 @@ mod tests {
             load_timeout_s: 5,
             peer: None,
             lease_s: 15,
+            cluster: None,
         });
         let live = LiveConfig::new(c.clone(), None, EnvTokens::default());
         let shown = live.redacted_json();

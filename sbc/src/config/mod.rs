@@ -2,6 +2,7 @@
 //! semantic validation. The documented example is `config/sbc.toml`.
 
 mod cdr;
+mod cluster;
 mod dns;
 mod load;
 mod media_policy;
@@ -22,6 +23,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 pub use cdr::{Cdr, Fsync};
+pub use cluster::Cluster;
 pub use dns::Dns;
 pub use load::{LoadError, Problem, load_file, parse};
 pub use media_policy::{DtmfSetting, T38Setting};

@@ -38,6 +38,10 @@ pub struct State {
     /// of it): after a crash of the registering node, the other registers at most this late.
     #[serde(default = "State::default_lease_s")]
     pub lease_s: u64,
+    /// `[state.cluster]`: trunk `max_calls` counted with the other active nodes on this
+    /// Redis. `None`: this node's limits are its own.
+    #[serde(default)]
+    pub cluster: Option<super::Cluster>,
 }
 
 impl State {
@@ -91,6 +95,9 @@ impl State {
         }
         if !(3..=3600).contains(&self.lease_s) {
             bad("lease_s", "must be 3-3600");
+        }
+        if let Some(c) = &self.cluster {
+            out.extend(c.problems());
         }
         out
     }

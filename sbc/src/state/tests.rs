@@ -16,13 +16,13 @@ use super::*;
 const RECORD: &str = include_str!("../../proto/src/b2bua/tests/fixtures/call_state_v1.json");
 
 /// A `redis-server` child on a unix socket, killed by PID when dropped.
-struct RedisServer {
+pub(super) struct RedisServer {
     child: Child,
     socket: PathBuf,
 }
 
 impl RedisServer {
-    fn start(dir: &Path) -> Self {
+    pub(super) fn start(dir: &Path) -> Self {
         let socket = dir.join("redis.sock");
         let child = Command::new("redis-server")
             .args(["--port", "0", "--save", "", "--appendonly", "no"])
@@ -43,7 +43,7 @@ impl RedisServer {
         server
     }
 
-    fn url(&self) -> String {
+    pub(super) fn url(&self) -> String {
         format!("unix://{}", self.socket.display())
     }
 }

@@ -1,0 +1,107 @@
+//! The grant script against a real `redis-server`: three nodes' grants never add up to more
+//! than a trunk's `max_calls`, the free places are shared out, and a dead node's places
+//! come back after the grant TTL.
+
+use std::time::Duration;
+
+use super::*;
+use crate::state::tests::RedisServer;
+
+const MAX: u32 = 10;
+
+fn share(calls: u32) -> TrunkShare {
+    TrunkShare {
+        name: "carrier".into(),
+        calls,
+        max_calls: Some(MAX),
+    }
+}
+
+fn cfg(ttl_ms: u64) -> Cluster {
+    Cluster {
+        grant_ttl_ms: ttl_ms,
+        ..Cluster::default()
+    }
+}
+
+async fn grant<C: redis::aio::ConnectionLike>(c: &mut C, node: &str, ttl: u64, calls: u32) -> u32 {
+    let g = renew(c, node, &cfg(ttl), &[share(calls)])
+        .await
+        .expect("renew");
+    g[0]
+}
+
+#[tokio::test]
+async fn three_nodes_admitting_by_their_grants_never_pass_max_calls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redis = RedisServer::start(dir.path());
+    let client = redis::Client::open(redis.url()).expect("url");
+    let mut c = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let nodes = ["a", "b", "c"];
+    let mut calls = [0u32; 3];
+    let mut grants = [0u32; 3];
+    // Calls arrive at every node in turn, each node renews between arrivals; no node may
+    // pass its grant, and the grants together never pass MAX.
+    for round in 0..40 {
+        for (k, node) in nodes.iter().enumerate() {
+            grants[k] = grant(&mut c, node, 60_000, calls[k]).await;
+            assert!(
+                grants.iter().sum::<u32>() <= MAX.max(calls.iter().sum()),
+                "round {round}: grants {grants:?} with calls {calls:?}"
+            );
+            // Two new calls at this node: admitted while under its grant.
+            for _ in 0..2 {
+                if calls[k] < grants[k] {
+                    calls[k] += 1;
+                }
+            }
+            assert!(calls.iter().sum::<u32>() <= MAX, "calls {calls:?}");
+        }
+    }
+    assert_eq!(
+        calls.iter().sum::<u32>(),
+        MAX,
+        "every place used: {calls:?}"
+    );
+    // A call ends at a: only a may take its place back until the others renew.
+    calls[0] -= 1;
+    let g = grant(&mut c, "a", 60_000, calls[0]).await;
+    assert_eq!(
+        g,
+        calls[0] + 1,
+        "the freed place goes to the node that renews"
+    );
+}
+
+#[tokio::test]
+async fn a_dead_nodes_places_come_back_after_the_grant_ttl() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redis = RedisServer::start(dir.path());
+    let client = redis::Client::open(redis.url()).expect("url");
+    let mut c = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    // Node b holds 8 calls and then stops renewing (killed).
+    assert_eq!(grant(&mut c, "b", 300, 8).await, 10, "b's calls and its headroom");
+    assert_eq!(grant(&mut c, "a", 300, 0).await, 0, "b reserved every place");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let g = grant(&mut c, "a", 300, 0).await;
+    assert_eq!(g, 2, "headroom only, but no longer capped by b's 8");
+    let mut a_calls = 0;
+    for _ in 0..10 {
+        a_calls = grant(&mut c, "a", 300, a_calls).await;
+    }
+    assert_eq!(a_calls, MAX, "b's places came back");
+}
+
+#[test]
+fn the_local_share_rounds_up_and_is_never_zero() {
+    assert_eq!(local_share(10, 34), 4);
+    assert_eq!(local_share(10, 50), 5);
+    assert_eq!(local_share(1, 1), 1);
+    assert_eq!(local_share(100, 100), 100);
+}
