@@ -86,8 +86,16 @@ async fn a_dead_nodes_places_come_back_after_the_grant_ttl() {
         .await
         .expect("connect");
     // Node b holds 8 calls and then stops renewing (killed).
-    assert_eq!(grant(&mut c, "b", 300, 8).await, 10, "b's calls and its headroom");
-    assert_eq!(grant(&mut c, "a", 300, 0).await, 0, "b reserved every place");
+    assert_eq!(
+        grant(&mut c, "b", 300, 8).await,
+        10,
+        "b's calls and its headroom"
+    );
+    assert_eq!(
+        grant(&mut c, "a", 300, 0).await,
+        0,
+        "b reserved every place"
+    );
     tokio::time::sleep(Duration::from_millis(400)).await;
     let g = grant(&mut c, "a", 300, 0).await;
     assert_eq!(g, 2, "headroom only, but no longer capped by b's 8");
