@@ -10,10 +10,15 @@
 //! of the grants therefore never exceeds `max_calls`, and admission compares with the grant
 //! locally ([`SharedCalls::set_trunk_cap`], one atomic load): no message ever waits for Redis.
 //!
+//! **Calls per second.** A trunk's `max_cps` is counted in Redis per second of Redis's clock
+//! (`sbc:cluster:cps:<trunk>`): at each renewal a node asks for enough new calls to last
+//! until its next renewals ([`rate_want`]) and gets at most what the second has left; the
+//! allowance is taken call by call locally and dropped when the second changes.
+//!
 //! **Redis down or slow.** A renewal that fails or takes longer than `timeout_ms` is
 //! counted; once the last grant is older than half of `grant_ttl_ms` (before the other nodes
-//! drop it) the node admits `fallback_percent` of each trunk's `max_calls` on its own and
-//! `sbc_cluster_fallback` is 1 (alert `SbcClusterLimitsLocal`).
+//! drop it) the node admits `fallback_percent` of each trunk's `max_calls` and `max_cps` on
+//! its own and `sbc_cluster_fallback` is 1 (alert `SbcClusterLimitsLocal`).
 
 use std::time::{Duration, Instant};
 
@@ -24,45 +29,93 @@ use tokio::sync::watch;
 use super::Settings;
 use crate::config::Cluster;
 
-/// The Redis hash of trunk `name`'s grants.
+/// The Redis hash of trunk `name`'s call grants.
 pub fn trunk_key(name: &str) -> String {
     format!("sbc:cluster:calls:{name}")
 }
 
-/// Renews this node's grants. KEYS: one hash per trunk. ARGV: node, grant TTL (ms),
-/// headroom, then per trunk its calls here and its `max_calls`. Returns the grants in KEYS
-/// order. Time is Redis's own (`TIME`), so the nodes' clocks do not matter.
+/// The Redis hash of trunk `name`'s calls per second (the current second and its count).
+pub fn rate_key(name: &str) -> String {
+    format!("sbc:cluster:cps:{name}")
+}
+
+/// Renews this node's grants. KEYS: per trunk its call hash and its rate hash. ARGV: node,
+/// grant TTL (ms), headroom, then per trunk: its calls here, its `max_calls` (0: none), its
+/// `max_cps` (0: none) and how many new calls this node asks for in the current second.
+/// Returns per trunk the call grant (-1: none) and the calls granted this second, then the
+/// second (Redis's own clock: `TIME`, so the nodes' clocks do not matter).
 pub const GRANT: &str = r"
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local sec = tonumber(t[1])
+local now = sec * 1000 + math.floor(tonumber(t[2]) / 1000)
 local node, ttl, headroom = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local out = {}
-for i, key in ipairs(KEYS) do
-  local calls, max = tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i])
-  local reserved, used, nodes = 0, calls, 1
-  local h = redis.call('HGETALL', key)
-  for j = 1, #h, 2 do
-    if h[j] ~= node then
-      local r, c, e = string.match(h[j + 1], '^(%d+) (%d+) (%d+)$')
-      if r and tonumber(e) > now then
-        reserved = reserved + tonumber(r)
-        used = used + tonumber(c)
-        nodes = nodes + 1
-      else
-        redis.call('HDEL', key, h[j])
+for i = 1, #KEYS / 2 do
+  local key, rkey = KEYS[2 * i - 1], KEYS[2 * i]
+  local a = 4 * i
+  local calls, max = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local cps, want = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  local grant = -1
+  if max > 0 then
+    local reserved, used, nodes = 0, calls, 1
+    local h = redis.call('HGETALL', key)
+    for j = 1, #h, 2 do
+      if h[j] ~= node then
+        local r, c, e = string.match(h[j + 1], '^(%d+) (%d+) (%d+)$')
+        if r and tonumber(e) > now then
+          reserved = reserved + tonumber(r)
+          used = used + tonumber(c)
+          nodes = nodes + 1
+        else
+          redis.call('HDEL', key, h[j])
+        end
       end
     end
+    local free = max - used
+    local share = 0
+    if free > 0 then share = math.max(1, math.floor(free / nodes)) end
+    grant = math.min(calls + math.min(headroom, share), max - reserved)
+    if grant < 0 then grant = 0 end
+    redis.call('HSET', key, node, math.max(grant, calls) .. ' ' .. calls .. ' ' .. (now + ttl))
+    redis.call('PEXPIRE', key, ttl)
   end
-  local free = max - used
-  local share = 0
-  if free > 0 then share = math.max(1, math.floor(free / nodes)) end
-  local grant = math.min(calls + math.min(headroom, share), max - reserved)
-  if grant < 0 then grant = 0 end
-  redis.call('HSET', key, node, math.max(grant, calls) .. ' ' .. calls .. ' ' .. (now + ttl))
-  redis.call('PEXPIRE', key, ttl)
-  out[i] = grant
+  local rate = 0
+  if cps > 0 and want > 0 then
+    local taken = 0
+    if tonumber(redis.call('HGET', rkey, 'sec') or '-1') == sec then
+      taken = tonumber(redis.call('HGET', rkey, 'taken') or '0')
+    else
+      redis.call('HSET', rkey, 'sec', sec, 'taken', 0)
+    end
+    rate = math.max(0, math.min(want, cps - taken))
+    redis.call('HINCRBY', rkey, 'taken', rate)
+    redis.call('PEXPIRE', rkey, 2000)
+  end
+  out[2 * i - 1] = grant
+  out[2 * i] = rate
 end
+out[#out + 1] = sec
 return out";
+
+/// What one trunk got from one renewal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    /// Calls this node may have on the trunk (`None`: the trunk has no `max_calls`).
+    pub calls: Option<u32>,
+    /// New calls this node may admit in `second` (0 without `max_cps`).
+    pub rate: u32,
+    /// The cluster's current second (Redis time, Unix seconds).
+    pub second: i64,
+}
+
+/// How many new calls per second a node asks for at each renewal: enough for twice the
+/// time to the next renewal at the full rate, at least one, at most the rate.
+pub fn rate_want(max_cps: u32, sync_ms: u64) -> u32 {
+    let want = (u64::from(max_cps) * sync_ms * 2).div_ceil(1000);
+    u32::try_from(want)
+        .unwrap_or(max_cps)
+        .clamp(1, max_cps.max(1))
+}
 
 /// Cluster limit metrics.
 #[derive(Debug, Clone)]
@@ -127,23 +180,43 @@ pub fn local_share(max: u32, percent: u32) -> u32 {
     u32::try_from(share).unwrap_or(max).max(1)
 }
 
-/// One renewal: the grants of `shares` (limited trunks only), in order.
+/// One renewal: the grants of `shares` in order; `asks[i]` is the new calls asked for trunk
+/// `i` in the current second.
 pub async fn renew<C: redis::aio::ConnectionLike>(
     conn: &mut C,
     node: &str,
     cfg: &Cluster,
     shares: &[TrunkShare],
-) -> redis::RedisResult<Vec<u32>> {
+    asks: &[u32],
+) -> redis::RedisResult<Vec<Grant>> {
     let mut cmd = redis::cmd("EVAL");
-    cmd.arg(GRANT).arg(shares.len());
+    cmd.arg(GRANT).arg(shares.len() * 2);
     for s in shares {
-        cmd.arg(trunk_key(&s.name));
+        cmd.arg(trunk_key(&s.name)).arg(rate_key(&s.name));
     }
     cmd.arg(node).arg(cfg.grant_ttl_ms).arg(cfg.headroom);
-    for s in shares {
-        cmd.arg(s.calls).arg(s.max_calls.unwrap_or(u32::MAX));
+    for (s, ask) in shares.iter().zip(asks) {
+        cmd.arg(s.calls)
+            .arg(s.max_calls.unwrap_or(0))
+            .arg(s.max_cps.unwrap_or(0))
+            .arg(ask);
     }
-    cmd.query_async(conn).await
+    let out: Vec<i64> = cmd.query_async(conn).await?;
+    let (Some((&second, pairs)), true) = (out.split_last(), out.len() == shares.len() * 2 + 1)
+    else {
+        return Err(redis::RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "cluster grant script answered the wrong count",
+        )));
+    };
+    Ok(pairs
+        .chunks_exact(2)
+        .map(|g| Grant {
+            calls: u32::try_from(g[0]).ok(),
+            rate: u32::try_from(g[1]).unwrap_or(0),
+            second,
+        })
+        .collect())
 }
 
 /// At start: the metrics, and with `[state.cluster]` the renewal task and the counts the
@@ -181,10 +254,13 @@ pub async fn run(
     let trust = Duration::from_millis(cfg.grant_ttl_ms / 2);
     let mut tick = tokio::time::interval(Duration::from_millis(cfg.sync_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut conn = None;
+    let mut conn: Option<redis::aio::MultiplexedConnection> = None;
     // Until when the last grants are ours for sure (sent + half the TTL); None: fallback.
     let mut valid_until: Option<Instant> = None;
-    let mut fallback_logged = false;
+    // The cluster second the node's rate allowance is for (None: none held).
+    let mut second: Option<i64> = None;
+    // In fallback: when the local second of the local rate share started.
+    let mut local_second: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -193,42 +269,65 @@ pub async fn run(
         let shares: Vec<TrunkShare> = shared
             .trunk_shares()
             .into_iter()
-            .filter(|s| s.max_calls.is_some())
+            .filter(|s| s.max_calls.is_some() || s.max_cps.is_some())
             .collect();
         if shares.is_empty() {
             continue;
         }
+        // Top the allowance up to what lasts until the next renewals.
+        let asks: Vec<u32> = shares
+            .iter()
+            .map(|s| match s.max_cps {
+                Some(rate) => {
+                    let want = rate_want(rate, cfg.sync_ms);
+                    let left = if second.is_some() { s.cps_left } else { None };
+                    want.saturating_sub(left.unwrap_or(0))
+                }
+                None => 0,
+            })
+            .collect();
         let sent = Instant::now();
         let result = tokio::time::timeout(timeout, async {
-            if conn.is_none() {
-                conn = Some(settings.connect().await?);
-            }
-            match conn.as_mut() {
-                Some(c) => renew(c, &settings.node, &cfg, &shares).await,
-                None => unreachable!("connected just above"),
-            }
+            let mut c = match conn.clone() {
+                Some(c) => c,
+                None => settings.connect().await?,
+            };
+            let r = renew(&mut c, &settings.node, &cfg, &shares, &asks).await;
+            conn = Some(c);
+            r
         })
         .await;
         metrics.sync_seconds.observe(sent.elapsed().as_secs_f64());
         match result {
-            Ok(Ok(grants)) if grants.len() == shares.len() => {
+            Ok(Ok(grants)) => {
                 metrics.syncs.with_label_values(&["ok"]).inc();
-                for (s, g) in shares.iter().zip(grants) {
-                    shared.set_trunk_cap(&s.name, Some(g));
-                    metrics
-                        .grant
-                        .with_label_values(&[&s.name])
-                        .set(i64::from(g));
+                for (s, g) in shares.iter().zip(&grants) {
+                    if let Some(calls) = g.calls {
+                        shared.set_trunk_cap(&s.name, Some(calls));
+                        metrics
+                            .grant
+                            .with_label_values(&[&s.name])
+                            .set(i64::from(calls));
+                    }
+                    if s.max_cps.is_some() {
+                        // A new second: what was left of the last one is gone (Redis
+                        // counted it there).
+                        if second == Some(g.second) {
+                            shared.add_trunk_cps_left(&s.name, g.rate);
+                        } else {
+                            shared.set_trunk_cps_left(&s.name, Some(g.rate));
+                        }
+                    }
                 }
+                second = grants.first().map(|g| g.second);
                 valid_until = Some(sent + trust);
-                if fallback_logged {
+                local_second = None;
+                if metrics.fallback.get() == 1 {
                     tracing::info!(node = %settings.node, "trunk limits shared again");
-                    fallback_logged = false;
                 }
                 metrics.fallback.set(0);
                 continue;
             }
-            Ok(Ok(_)) => tracing::warn!("cluster grant script answered the wrong count"),
             Ok(Err(e)) => tracing::debug!(error = %e, "cluster grant renewal failed"),
             Err(_) => tracing::debug!("cluster grant renewal timed out"),
         }
@@ -237,22 +336,33 @@ pub async fn run(
         if valid_until.is_some_and(|u| Instant::now() < u) {
             continue;
         }
-        // No valid grant (Redis down or slow, or never answered since start).
+        // No valid grant (Redis down or slow, or never answered since start): the local
+        // share of each limit, the rate one in local seconds.
         valid_until = None;
+        second = None;
+        let new_second = local_second.is_none_or(|at| at.elapsed() >= Duration::from_secs(1));
+        if new_second {
+            local_second = Some(Instant::now());
+        }
         for s in &shares {
-            let share = local_share(s.max_calls.unwrap_or(u32::MAX), cfg.fallback_percent);
-            shared.set_trunk_cap(&s.name, Some(share));
-            metrics
-                .grant
-                .with_label_values(&[&s.name])
-                .set(i64::from(share));
+            if let Some(max) = s.max_calls {
+                let share = local_share(max, cfg.fallback_percent);
+                shared.set_trunk_cap(&s.name, Some(share));
+                metrics
+                    .grant
+                    .with_label_values(&[&s.name])
+                    .set(i64::from(share));
+            }
+            if let (Some(rate), true) = (s.max_cps, new_second) {
+                let share = local_share(rate, cfg.fallback_percent);
+                shared.set_trunk_cps_left(&s.name, Some(share));
+            }
+        }
+        if metrics.fallback.get() == 0 {
+            tracing::warn!(node = %settings.node, percent = cfg.fallback_percent,
+                "no trunk grant from Redis: admitting the local share of each trunk's limits");
         }
         metrics.fallback.set(1);
-        if !fallback_logged {
-            tracing::warn!(node = %settings.node, percent = cfg.fallback_percent,
-                "no trunk grant from Redis: admitting the local share of each trunk's max_calls");
-            fallback_logged = true;
-        }
     }
     give_back(&settings, &shared, conn).await;
 }

@@ -82,7 +82,8 @@ impl B2bua {
                 _ => true,
             },
         };
-        if !ok {
+        // Across nodes (`[state.cluster]`): one of this node's calls of the cluster's second.
+        if !ok || !self.take_cluster_rate(t) {
             self.release_trunk_place(t);
             return Some("trunk_max_cps");
         }

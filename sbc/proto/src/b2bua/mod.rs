@@ -209,11 +209,7 @@ impl B2bua {
         let trunk_cps = cfg.trunks.iter().map(|t| t.limits.bucket()).collect();
         let trunk_active = vec![0; cfg.trunks.len()];
         let shared = SharedCalls::default();
-        let trunk_slots = shared.slots(
-            cfg.trunks
-                .iter()
-                .map(|t| (t.name.as_str(), t.limits.max_calls)),
-        );
+        let trunk_slots = shared.slots(cfg.trunks.iter().map(|t| (t.name.as_str(), t.limits)));
         let next_call = rng
             .shard()
             .map_or(0, |s| (s.index() as u64) << crate::shard::CALL_HANDLE_SHIFT);

@@ -33,6 +33,7 @@ use std::{
 };
 
 use super::{B2bua, TrunkId};
+use crate::limit::CallLimits;
 
 /// Call counts shared by a set of B2BUAs (clone it into each).
 #[derive(Debug, Clone, Default)]
@@ -56,6 +57,11 @@ pub(super) struct Scope {
     limit: AtomicU32,
     /// This node's cluster grant (`u32::MAX`: no cap): admission also stays below it.
     cap: AtomicU32,
+    /// The configured `max_cps` (`u32::MAX`: none), for the cluster task.
+    cps_limit: AtomicU32,
+    /// New calls this node may still admit in the cluster's current second (`u32::MAX`: no
+    /// cluster rate); each admitted call takes one.
+    cps_left: AtomicU32,
     /// The calls-per-second limit the arrival time below is for.
     rate: AtomicU32,
     /// When the next call conforms at the earliest, ns after the epoch, plus one interval
@@ -69,6 +75,8 @@ impl Default for Scope {
             calls: AtomicU32::new(0),
             limit: AtomicU32::new(u32::MAX),
             cap: AtomicU32::new(u32::MAX),
+            cps_limit: AtomicU32::new(u32::MAX),
+            cps_left: AtomicU32::new(u32::MAX),
             rate: AtomicU32::new(0),
             tat: AtomicU64::new(0),
         }
@@ -84,6 +92,11 @@ pub struct TrunkShare {
     pub calls: u32,
     /// The trunk's configured `max_calls`; `None`: unlimited (nothing to share).
     pub max_calls: Option<u32>,
+    /// The trunk's configured `max_cps`; `None`: unlimited.
+    pub max_cps: Option<u32>,
+    /// Calls this node may still admit in the cluster's current second (`None`: no
+    /// cluster rate set).
+    pub cps_left: Option<u32>,
 }
 
 impl Scope {
@@ -139,12 +152,15 @@ impl SharedCalls {
     /// limits are recorded for the cluster task.
     pub(super) fn slots<'a>(
         &self,
-        trunks: impl Iterator<Item = (&'a str, Option<u32>)>,
+        trunks: impl Iterator<Item = (&'a str, CallLimits)>,
     ) -> Vec<Arc<Scope>> {
         trunks
-            .map(|(n, max)| {
+            .map(|(n, l)| {
                 let s = self.slot(n);
-                s.limit.store(max.unwrap_or(u32::MAX), Ordering::Release);
+                s.limit
+                    .store(l.max_calls.unwrap_or(u32::MAX), Ordering::Release);
+                s.cps_limit
+                    .store(l.max_cps.unwrap_or(u32::MAX), Ordering::Release);
                 s
             })
             .collect()
@@ -164,8 +180,29 @@ impl SharedCalls {
                 name: name.clone(),
                 calls: s.calls.load(Ordering::Acquire),
                 max_calls: Some(s.limit.load(Ordering::Acquire)).filter(|&m| m != u32::MAX),
+                max_cps: Some(s.cps_limit.load(Ordering::Acquire)).filter(|&m| m != u32::MAX),
+                cps_left: Some(s.cps_left.load(Ordering::Acquire)).filter(|&m| m != u32::MAX),
             })
             .collect()
+    }
+
+    /// Sets the new calls this node may admit on trunk `name` until the next grant (`None`:
+    /// no cluster rate, only the trunk's own `max_cps`).
+    pub fn set_trunk_cps_left(&self, name: &str, left: Option<u32>) {
+        self.slot(name)
+            .cps_left
+            .store(left.unwrap_or(u32::MAX), Ordering::Release);
+    }
+
+    /// Adds `more` to what this node may still admit on trunk `name` in the cluster's current
+    /// second (while admission takes from it); no-op while no cluster rate is set.
+    pub fn add_trunk_cps_left(&self, name: &str, more: u32) {
+        let _ = self
+            .slot(name)
+            .cps_left
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n != u32::MAX).then(|| n.saturating_add(more).min(u32::MAX - 1))
+            });
     }
 
     /// Caps this node's calls on trunk `name` at `cap` (the cluster's grant; `None`: only
@@ -264,6 +301,23 @@ impl B2bua {
         self.take_held(slot, max.min(cap))
     }
 
+    /// Takes one of the new calls the cluster lets this node admit on trunk `t` this second;
+    /// true without a cluster rate.
+    pub(super) fn take_cluster_rate(&self, t: TrunkId) -> bool {
+        let Some(slot) = self.trunk_slots.get(t.index()) else {
+            return true;
+        };
+        slot.cps_left
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                if n == u32::MAX {
+                    Some(n)
+                } else {
+                    n.checked_sub(1)
+                }
+            })
+            .is_ok()
+    }
+
     fn take_held(&mut self, scope: Arc<Scope>, max: u32) -> bool {
         if !try_take(&scope.calls, max) {
             return false;
@@ -323,12 +377,9 @@ impl B2bua {
         }
     }
 
-    /// Each configured trunk's name and `max_calls`.
-    pub(super) fn trunk_limits(&self) -> impl Iterator<Item = (&str, Option<u32>)> {
-        self.cfg
-            .trunks
-            .iter()
-            .map(|t| (t.name.as_str(), t.limits.max_calls))
+    /// Each configured trunk's name and limits.
+    pub(super) fn trunk_limits(&self) -> impl Iterator<Item = (&str, CallLimits)> {
+        self.cfg.trunks.iter().map(|t| (t.name.as_str(), t.limits))
     }
 
     fn count_shared(&self, trunk: Option<TrunkId>) {

@@ -14,6 +14,8 @@ fn share(calls: u32) -> TrunkShare {
         name: "carrier".into(),
         calls,
         max_calls: Some(MAX),
+        max_cps: None,
+        cps_left: None,
     }
 }
 
@@ -25,10 +27,10 @@ fn cfg(ttl_ms: u64) -> Cluster {
 }
 
 async fn grant<C: redis::aio::ConnectionLike>(c: &mut C, node: &str, ttl: u64, calls: u32) -> u32 {
-    let g = renew(c, node, &cfg(ttl), &[share(calls)])
+    let g = renew(c, node, &cfg(ttl), &[share(calls)], &[0])
         .await
         .expect("renew");
-    g[0]
+    g[0].calls.expect("a call grant")
 }
 
 #[tokio::test]
@@ -104,6 +106,59 @@ async fn a_dead_nodes_places_come_back_after_the_grant_ttl() {
         a_calls = grant(&mut c, "a", 300, a_calls).await;
     }
     assert_eq!(a_calls, MAX, "b's places came back");
+}
+
+#[tokio::test]
+async fn three_nodes_asking_for_calls_per_second_get_no_more_than_the_rate_in_a_second() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redis = RedisServer::start(dir.path());
+    let client = redis::Client::open(redis.url()).expect("url");
+    let mut c = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let rate = TrunkShare {
+        name: "carrier".into(),
+        calls: 0,
+        max_calls: None,
+        max_cps: Some(5),
+        cps_left: None,
+    };
+    // Each node asks for 2 at every renewal, many times within the same seconds.
+    let mut per_second = std::collections::BTreeMap::<i64, u32>::new();
+    for _ in 0..30 {
+        for node in ["a", "b", "c"] {
+            let g = renew(&mut c, node, &cfg(3000), std::slice::from_ref(&rate), &[2])
+                .await
+                .expect("renew");
+            assert_eq!(g[0].calls, None, "no max_calls: no call grant");
+            *per_second.entry(g[0].second).or_default() += g[0].rate;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        per_second.len() >= 2,
+        "the run spans seconds: {per_second:?}"
+    );
+    for (second, granted) in &per_second {
+        assert!(
+            *granted <= 5,
+            "second {second}: {granted} granted over max_cps 5"
+        );
+    }
+    // Whole seconds are used up (the first and last may be partial).
+    let whole: Vec<u32> = per_second.values().copied().collect();
+    assert!(
+        whole[1..whole.len() - 1].iter().all(|&g| g == 5),
+        "{per_second:?}"
+    );
+}
+
+#[test]
+fn rate_asks_last_two_renewals_and_stay_within_the_rate() {
+    assert_eq!(rate_want(10, 100), 2);
+    assert_eq!(rate_want(1, 100), 1);
+    assert_eq!(rate_want(100, 5000), 100);
 }
 
 #[test]

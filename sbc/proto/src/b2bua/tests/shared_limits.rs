@@ -164,6 +164,8 @@ fn a_cluster_grant_caps_the_trunk_below_its_max_calls() {
             name: "carrier".into(),
             calls: 0,
             max_calls: Some(MAX),
+            max_cps: None,
+            cps_left: None,
         }]
     );
     // The other nodes hold all but two places: this node takes two, whichever shard.
@@ -184,4 +186,46 @@ fn a_cluster_grant_caps_the_trunk_below_its_max_calls() {
     assert_eq!(answered(&mut a), [100]);
     b.deliver(pbx(), &invite(5));
     assert_eq!(answered(&mut b), [503], "max_calls still holds");
+}
+
+#[test]
+fn a_cluster_rate_grant_limits_new_calls_until_topped_up() {
+    let (mut a, mut b, shared) = two_shards(CallLimits::default(), CallLimits::default());
+    shared.set_trunk_cps_left("carrier", Some(2));
+    a.deliver(pbx(), &invite(0));
+    assert_eq!(answered(&mut a), [100]);
+    b.deliver(pbx(), &invite(1));
+    assert_eq!(answered(&mut b), [100]);
+    a.deliver(pbx(), &invite(2));
+    assert_eq!(
+        answered(&mut a),
+        [503],
+        "this node's calls of the second are used up"
+    );
+    let limits: Vec<_> = std::iter::from_fn(|| a.sbc.poll_event())
+        .filter_map(|e| match e {
+            Event::AdmissionRejected { limit, .. } => Some(limit),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(limits, ["trunk_max_cps"]);
+    assert_eq!(
+        shared.trunk("carrier"),
+        2,
+        "the refused call gave its place back"
+    );
+    shared.add_trunk_cps_left("carrier", 1);
+    assert_eq!(shared.trunk_shares()[0].cps_left, Some(1));
+    b.deliver(pbx(), &invite(3));
+    assert_eq!(answered(&mut b), [100]);
+    // No cluster rate (Redis gone and no local rate share): nothing more than the trunk's own.
+    shared.set_trunk_cps_left("carrier", None);
+    shared.add_trunk_cps_left("carrier", 5);
+    assert_eq!(
+        shared.trunk_shares()[0].cps_left,
+        None,
+        "adding to none stays none"
+    );
+    a.deliver(pbx(), &invite(4));
+    assert_eq!(answered(&mut a), [100]);
 }
