@@ -58,7 +58,7 @@ enum Role {
 
 /// Compares in time that depends only on the lengths, so a wrong guess learns nothing from
 /// how long the comparison took.
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = a.len() ^ b.len();
     for i in 0..a.len().max(b.len()) {
         let x = a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);

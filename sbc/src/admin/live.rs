@@ -127,9 +127,13 @@ impl LiveConfig {
         if let Some(p) = v.get_mut("cdr").and_then(|p| p.get_mut("postgres")) {
             *p = Value::String(REDACTED.into());
         }
-        // So does the call state store's URL.
-        if let Some(p) = v.get_mut("state").and_then(|p| p.get_mut("redis")) {
-            *p = Value::String(REDACTED.into());
+        // So does the call state store's URL; the takeover token is a secret.
+        for key in ["redis", "takeover_token"] {
+            if let Some(p) = v.get_mut("state").and_then(|p| p.get_mut(key))
+                && !p.is_null()
+            {
+                *p = Value::String(REDACTED.into());
+            }
         }
         v
     }
@@ -351,6 +355,15 @@ fn unredact(candidate: &mut Value, current: &Config) {
         && let Some(current) = &current.state
     {
         state.insert("redis".into(), Value::String(current.redis.0.clone()));
+    }
+    if let Some(state) = candidate.get_mut("state").and_then(Value::as_object_mut)
+        && state.get("takeover_token").and_then(Value::as_str) == Some(REDACTED)
+        && let Some(current) = &current.state
+    {
+        match &current.takeover_token {
+            Some(t) => state.insert("takeover_token".into(), Value::String(t.0.clone())),
+            None => state.remove("takeover_token"),
+        };
     }
     let Some(admin) = candidate.get_mut("admin").and_then(Value::as_object_mut) else {
         return;
@@ -579,14 +592,18 @@ mod tests {
             queue: 100,
             timeout_ms: 500,
             load_timeout_s: 5,
-            peer: None,
+            peer: Some("sbc-b".into()),
             lease_s: 15,
+            takeover_token: Some(crate::config::Password("t4keover-s3cret-0123".into())),
+            peer_alive_ms: 1000,
             cluster: None,
         });
         let live = LiveConfig::new(c.clone(), None, EnvTokens::default());
         let shown = live.redacted_json();
         assert_eq!(shown["state"]["redis"], REDACTED);
         assert!(!shown.to_string().contains("st4te-s3cret"), "{shown}");
+        assert_eq!(shown["state"]["takeover_token"], REDACTED);
+        assert!(!shown.to_string().contains("t4keover-s3cret"), "{shown}");
         assert!(!format!("{c:?}").contains("st4te-s3cret"), "Debug hides it");
         let mut candidate = shown;
         unredact(&mut candidate, &c);

@@ -283,7 +283,7 @@ pub const OPS: &[Op] = &[
     op(
         "POST",
         "/api/v1/state/takeover",
-        "Active/standby takeover (keepalived notify_master): the peer's call records ([state] peer) move to this node and its calls are restored here; this node then tries for the registration lease. 409 without [state] peer.",
+        "Active/standby takeover (keepalived notify_master): the peer's call records ([state] peer) move to this node and its calls are restored here; this node then tries for the registration lease. 409 without [state] peer, or while the peer still has calls and a fresh heartbeat (?force=true overrides); 403 without X-Takeover-Token when [state] takeover_token is set.",
         Access::Write,
         None,
         &[200, 409, 503],

@@ -38,6 +38,16 @@ pub struct State {
     /// of it): after a crash of the registering node, the other registers at most this late.
     #[serde(default = "State::default_lease_s")]
     pub lease_s: u64,
+    /// A secret `POST /api/v1/state/takeover` must carry in `X-Takeover-Token` besides the
+    /// admin token (keepalived's notify has it; an admin token alone cannot move a live
+    /// node's calls). `None`: the admin token suffices.
+    #[serde(default)]
+    pub takeover_token: Option<Password>,
+    /// Milliseconds a pair node's heartbeat (`sbc:alive:<node>`, renewed every quarter of
+    /// it) lives: a takeover waits at most this long for a peer with calls to go silent and
+    /// is refused (409) if it does not, unless forced (`?force=true`).
+    #[serde(default = "State::default_peer_alive_ms")]
+    pub peer_alive_ms: u64,
     /// `[state.cluster]`: trunk `max_calls` counted with the other active nodes on this
     /// Redis. `None`: this node's limits are its own.
     #[serde(default)]
@@ -59,6 +69,9 @@ impl State {
     }
     const fn default_lease_s() -> u64 {
         15
+    }
+    const fn default_peer_alive_ms() -> u64 {
+        1000
     }
 
     /// `(key path, reason)` for every value out of range.
@@ -95,6 +108,19 @@ impl State {
         }
         if !(3..=3600).contains(&self.lease_s) {
             bad("lease_s", "must be 3-3600");
+        }
+        if let Some(t) = &self.takeover_token {
+            if t.0.len() < 16 || t.0.bytes().any(|b| !b.is_ascii_graphic()) {
+                bad(
+                    "takeover_token",
+                    "must be at least 16 printable characters without spaces",
+                );
+            } else if self.peer.is_none() {
+                bad("takeover_token", "needs peer (only a pair node takes over)");
+            }
+        }
+        if !(200..=10_000).contains(&self.peer_alive_ms) {
+            bad("peer_alive_ms", "must be 200-10000");
         }
         if let Some(c) = &self.cluster {
             out.extend(c.problems());

@@ -30,6 +30,11 @@ use crate::signaling::SignalingHandle;
 /// The Redis key of the registration lease (one per Redis database: one registering node).
 pub const LEASE_KEY: &str = "sbc:lease:register";
 
+/// The Redis key of `node`'s heartbeat (present while the node runs).
+pub fn alive_key(node: &str) -> String {
+    format!("sbc:alive:{node}")
+}
+
 /// Takes or renews the lease for ARGV[1] with a TTL of ARGV[2] ms; 1 if this node holds it.
 const HOLD_LEASE: &str = r"
 local v = redis.call('GET', KEYS[1])
@@ -69,7 +74,8 @@ impl PairMetrics {
             takeovers: IntCounterVec::new(
                 Opts::new(
                     "sbc_state_takeovers_total",
-                    "Takeovers of the peer's calls (active/standby), by outcome (ok, failed).",
+                    "Takeovers of the peer's calls (active/standby), by outcome (ok, failed, \
+                     refused: the peer is alive, unauthorized: no takeover token).",
                 ),
                 &["outcome"],
             )?,
@@ -85,7 +91,7 @@ impl PairMetrics {
         registry.register(Box::new(m.takeovers.clone()))?;
         registry.register(Box::new(m.takeover_seconds.clone()))?;
         registry.register(Box::new(m.lease.clone()))?;
-        for o in ["ok", "failed"] {
+        for o in ["ok", "failed", "refused", "unauthorized"] {
             m.takeovers.with_label_values(&[o]);
         }
         Ok(m)
@@ -111,6 +117,10 @@ pub enum TakeoverError {
     /// Reading or moving the records failed.
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// The peer still runs with calls (its heartbeat did not stop): taking them would make
+    /// two nodes serve them. `?force=true` overrides.
+    #[error("peer {0} is alive and has {1} calls; not taken over (force=true overrides)")]
+    PeerAlive(String, usize),
     /// The signaling task is gone (stopping).
     #[error("the signaling task is not running")]
     SignalingGone,
@@ -124,6 +134,8 @@ pub struct Pair {
     signaling: SignalingHandle,
     /// True once this node took over (it is the active one): it tries for the lease.
     active: watch::Sender<bool>,
+    /// How long a heartbeat lives (the most a takeover waits for a dying peer's to go).
+    alive: Duration,
     metrics: PairMetrics,
     state_metrics: StateMetrics,
 }
@@ -148,6 +160,8 @@ impl Pair {
             return Ok(None);
         };
         let (active, active_rx) = watch::channel(false);
+        let alive = Duration::from_millis(cfg.peer_alive_ms);
+        tokio::spawn(heartbeat(settings.clone(), alive));
         tokio::spawn(hold_lease(
             settings.clone(),
             Duration::from_secs(cfg.lease_s),
@@ -160,15 +174,22 @@ impl Pair {
             peer,
             signaling: signaling.clone(),
             active,
+            alive,
             metrics,
             state_metrics: sink.metrics().clone(),
         }))
     }
 
     /// Moves the peer's records to this node and restores its calls here; this node is the
-    /// active one from now on (it tries for the registration lease).
-    pub async fn takeover(&self) -> Result<Takeover, TakeoverError> {
+    /// active one from now on (it tries for the registration lease). Unless `force`, a peer
+    /// that still has calls must have gone silent first: its heartbeat is given at most
+    /// `peer_alive_ms` to run out (a peer killed a moment ago), else the takeover is refused.
+    pub async fn takeover(&self, force: bool) -> Result<Takeover, TakeoverError> {
         let started = Instant::now();
+        if !force && let Err(e) = self.peer_silent().await {
+            self.metrics.takeovers.with_label_values(&["refused"]).inc();
+            return Err(e);
+        }
         self.active.send_replace(true);
         let result = self.claim_and_restore(started).await;
         let outcome = if result.is_ok() { "ok" } else { "failed" };
@@ -204,6 +225,42 @@ impl Pair {
         })
     }
 
+    /// Counts a takeover request refused for want of the takeover token.
+    pub fn count_unauthorized(&self) {
+        self.metrics
+            .takeovers
+            .with_label_values(&["unauthorized"])
+            .inc();
+    }
+
+    /// Ok once the peer has no calls or its heartbeat ran out (waiting at most one
+    /// heartbeat lifetime for that).
+    async fn peer_silent(&self) -> Result<(), TakeoverError> {
+        let mut conn = self.settings.connect().await.map_err(LoadError::from)?;
+        let key = alive_key(&self.peer);
+        let deadline = Instant::now() + self.alive;
+        loop {
+            let alive: bool = redis::cmd("EXISTS")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .map_err(LoadError::from)?;
+            if !alive {
+                return Ok(());
+            }
+            let calls = scan(&mut conn, &node_pattern(&self.peer)).await?.len();
+            if calls == 0 {
+                // A standby (or an active node with no calls): nothing to serve twice.
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(peer = %self.peer, calls, "takeover refused: the peer is alive");
+                return Err(TakeoverError::PeerAlive(self.peer.clone(), calls));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Renames every record of the peer into this node's keyspace and reads them.
     async fn claim(&self) -> Result<Loaded, LoadError> {
         let mut conn = self.settings.connect().await?;
@@ -230,6 +287,34 @@ impl Pair {
             }
         }
         read_records(&mut conn, &moved).await
+    }
+}
+
+/// Keeps this node's heartbeat (`sbc:alive:<node>`, TTL `alive`) alive, renewing it every
+/// quarter of it, so the peer's takeover can tell a live node from a dead one.
+async fn heartbeat(settings: Settings, alive: Duration) {
+    let ms = u64::try_from(alive.as_millis()).unwrap_or(u64::MAX);
+    let key = alive_key(&settings.node);
+    let mut tick = tokio::time::interval(alive / 4);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut conn = None;
+    loop {
+        tick.tick().await;
+        if conn.is_none() {
+            conn = settings.connect().await.ok();
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        let r: redis::RedisResult<()> = redis::cmd("SET")
+            .arg(&key)
+            .arg(1)
+            .arg("PX")
+            .arg(ms)
+            .query_async(c)
+            .await;
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "heartbeat not renewed");
+            conn = None;
+        }
     }
 }
 
