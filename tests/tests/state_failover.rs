@@ -40,6 +40,9 @@ const VIP_IN: &str = "198.18.1.1";
 const VIP_OUT: &str = "198.18.2.1";
 /// Calls up at each failover.
 const CALLS: usize = 6;
+/// `[state] takeover_token`: keepalived's notify carries it; the admin token alone does not
+/// move a live node's calls.
+const TAKEOVER_TOKEN: &str = "lab-takeover-token-0123";
 /// RTP packets sent per call (20 ms apart: ~11 s).
 const PACKETS: u16 = 550;
 
@@ -154,7 +157,7 @@ vrrp_instance {name} {{
     track_script {{
         {name}_sbc
     }}
-    notify_master "/usr/bin/curl -sf -m 10 -X POST http://{ADMIN}/api/v1/state/takeover"
+    notify_master "/usr/bin/curl -sf -m 10 -H X-Takeover-Token:{TAKEOVER_TOKEN} -X POST http://{ADMIN}/api/v1/state/takeover"
 }}
 "#,
             name = self.name,
@@ -195,6 +198,21 @@ vrrp_instance {name} {{
     fn request(&self, method: &str, path: &str) -> Option<http::Response> {
         let _in = netns::enter(&self.ns).expect("enter sbc netns");
         http::request(ADMIN.parse().expect("literal"), method, path, None)
+    }
+
+    /// `POST /api/v1/state/takeover` with `token` in `X-Takeover-Token`; the status.
+    fn post_takeover(&self, token: Option<&str>) -> u16 {
+        let _in = netns::enter(&self.ns).expect("enter sbc netns");
+        let headers: Vec<(&str, &str)> =
+            token.map(|t| ("X-Takeover-Token", t)).into_iter().collect();
+        http::request_with(
+            ADMIN.parse().expect("literal"),
+            "POST",
+            "/api/v1/state/takeover",
+            &headers,
+            None,
+        )
+        .map_or(0, |r| r.status)
     }
 
     fn json(&self, path: &str) -> Value {
@@ -328,6 +346,8 @@ listen = "{ADMIN}"
 redis = "unix://{}"
 node = "{node}"
 peer = "{peer}"
+takeover_token = "{TAKEOVER_TOKEN}"
+peer_alive_ms = 600
 "#,
         redis.display()
     );
@@ -506,6 +526,33 @@ fn failover(
             "USAGE",
             records.lines().next().unwrap_or_default(),
         ],
+    );
+    // The active node is alive: a takeover by the admin token alone is refused (403), and
+    // with the takeover token too (409: the peer has calls and a fresh heartbeat).
+    assert_eq!(
+        standby.post_takeover(None),
+        403,
+        "takeover without its token"
+    );
+    assert_eq!(
+        standby.post_takeover(Some(TAKEOVER_TOKEN)),
+        409,
+        "takeover of a live node with calls"
+    );
+    assert_eq!(active.calls_up(), CALLS, "the live node kept its calls");
+    assert_eq!(
+        redis_cli(
+            redis,
+            &[
+                "--scan",
+                "--pattern",
+                &format!("sbc:{}:call:*", active.name)
+            ]
+        )
+        .lines()
+        .count(),
+        CALLS,
+        "its records stayed in its keyspace"
     );
     let crashed = Instant::now();
     active.kill9();
