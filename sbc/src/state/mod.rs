@@ -13,6 +13,7 @@
 //!   takes its first message, and hangs up (BYE on both legs) what cannot be restored.
 
 pub mod cluster;
+pub mod fence;
 pub mod load;
 pub mod pair;
 pub mod writer;
@@ -145,6 +146,8 @@ pub enum Write {
 #[derive(Debug, Clone)]
 pub struct StateSink {
     tx: mpsc::Sender<Write>,
+    /// The writer's fence (a pair node), shared with the pair's takeover and lease.
+    fence: Option<fence::Fence>,
     /// Set when a write was dropped: the signaling task sends a [`Write::Resync`].
     resync: Arc<AtomicBool>,
     metrics: StateMetrics,
@@ -156,6 +159,7 @@ impl StateSink {
         let (tx, rx) = mpsc::channel(queue.max(1));
         let sink = Self {
             tx,
+            fence: None,
             resync: Arc::new(AtomicBool::new(false)),
             metrics,
         };
@@ -179,6 +183,11 @@ impl StateSink {
     pub fn metrics(&self) -> &StateMetrics {
         &self.metrics
     }
+
+    /// The writer's fence (a pair node).
+    pub fn fence(&self) -> Option<&fence::Fence> {
+        self.fence.as_ref()
+    }
 }
 
 /// The settings the writer and the loader use.
@@ -196,6 +205,8 @@ pub struct Settings {
     pub load_timeout: Duration,
     /// Queue length.
     pub queue: usize,
+    /// A pair node's epoch: its record writes are fenced by it (`None`: a single node).
+    pub fence: Option<fence::Fence>,
 }
 
 impl Settings {
@@ -208,6 +219,7 @@ impl Settings {
             timeout: Duration::from_millis(c.timeout_ms),
             load_timeout: Duration::from_secs(c.load_timeout_s),
             queue: c.queue,
+            fence: c.peer.is_some().then(fence::Fence::default),
         })
     }
 
@@ -224,7 +236,8 @@ impl Settings {
 
 /// Starts the writer task; returns the sink for the signaling task and the writer's handle.
 pub fn start(settings: Settings, metrics: StateMetrics) -> (StateSink, StateWriter) {
-    let (sink, rx) = StateSink::channel(settings.queue, metrics.clone());
+    let (mut sink, rx) = StateSink::channel(settings.queue, metrics.clone());
+    sink.fence = settings.fence.clone();
     let task = tokio::spawn(writer::run(settings, rx, metrics));
     (sink, StateWriter(Some(task)))
 }

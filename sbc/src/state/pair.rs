@@ -35,8 +35,12 @@ pub fn alive_key(node: &str) -> String {
     format!("sbc:alive:{node}")
 }
 
-/// Takes or renews the lease for ARGV[1] with a TTL of ARGV[2] ms; 1 if this node holds it.
-const HOLD_LEASE: &str = r"
+/// Takes or renews the lease for ARGV[1] with a TTL of ARGV[2] ms; 1 if this node holds it,
+/// -1 if the pair's epoch (KEYS[2]) is no longer ARGV[3] (another node took over since).
+pub(super) const HOLD_LEASE: &str = r"
+if (redis.call('HGET', KEYS[2], 'epoch') or '0') ~= ARGV[3] then
+  return -1
+end
 local v = redis.call('GET', KEYS[1])
 if v == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -65,6 +69,8 @@ pub struct PairMetrics {
     pub takeover_seconds: prometheus::Gauge,
     /// 1 while this node holds the registration lease.
     pub lease: IntGauge,
+    /// 1 while this node is fenced off (another node took over with a newer epoch).
+    pub fenced: IntGauge,
 }
 
 impl PairMetrics {
@@ -87,10 +93,15 @@ impl PairMetrics {
                 "sbc_state_registration_lease",
                 "1 while this node holds the registration lease and registers to the trunks.",
             )?,
+            fenced: IntGauge::new(
+                "sbc_state_fenced",
+                "1 while this pair node is fenced off: another node took over with a newer epoch.",
+            )?,
         };
         registry.register(Box::new(m.takeovers.clone()))?;
         registry.register(Box::new(m.takeover_seconds.clone()))?;
         registry.register(Box::new(m.lease.clone()))?;
+        registry.register(Box::new(m.fenced.clone()))?;
         for o in ["ok", "failed", "refused", "unauthorized"] {
             m.takeovers.with_label_values(&[o]);
         }
@@ -155,19 +166,23 @@ impl Pair {
         let Some(peer) = cfg.peer.clone() else {
             return Ok(None);
         };
-        let Ok(settings) = Settings::from_config(cfg) else {
+        let Ok(mut settings) = Settings::from_config(cfg) else {
             // Validated by the loader; `state::start_from_config` logs the same refusal.
             return Ok(None);
         };
+        // The writer's fence: the epoch the takeover takes is the one the writer writes with.
+        let fence = sink.fence().cloned().unwrap_or_default();
+        settings.fence = Some(fence.clone());
         let (active, active_rx) = watch::channel(false);
         let alive = Duration::from_millis(cfg.peer_alive_ms);
-        tokio::spawn(heartbeat(settings.clone(), alive));
+        tokio::spawn(heartbeat(settings.clone(), alive, fence.clone()));
         tokio::spawn(hold_lease(
             settings.clone(),
             Duration::from_secs(cfg.lease_s),
             active_rx,
             signaling.clone(),
-            metrics.lease.clone(),
+            metrics.clone(),
+            fence,
         ));
         Ok(Some(Self {
             settings,
@@ -188,6 +203,11 @@ impl Pair {
         let started = Instant::now();
         if !force && let Err(e) = self.peer_silent().await {
             self.metrics.takeovers.with_label_values(&["refused"]).inc();
+            return Err(e);
+        }
+        // A new epoch first: from now on the peer's writes and lease renewals are refused.
+        if let Err(e) = self.take_epoch().await {
+            self.metrics.takeovers.with_label_values(&["failed"]).inc();
             return Err(e);
         }
         self.active.send_replace(true);
@@ -223,6 +243,19 @@ impl Pair {
             hung_up,
             took_ms,
         })
+    }
+
+    async fn take_epoch(&self) -> Result<(), TakeoverError> {
+        let mut conn = self.settings.connect().await.map_err(LoadError::from)?;
+        let epoch = super::fence::take(&mut conn, &self.settings.node)
+            .await
+            .map_err(LoadError::from)?;
+        if let Some(f) = &self.settings.fence {
+            f.hold(epoch);
+        }
+        self.metrics.fenced.set(0);
+        tracing::info!(node = %self.settings.node, epoch, "took the pair's epoch");
+        Ok(())
     }
 
     /// Counts a takeover request refused for want of the takeover token.
@@ -292,28 +325,60 @@ impl Pair {
 
 /// Keeps this node's heartbeat (`sbc:alive:<node>`, TTL `alive`) alive, renewing it every
 /// quarter of it, so the peer's takeover can tell a live node from a dead one.
-async fn heartbeat(settings: Settings, alive: Duration) {
+/// It also reads the pair's epoch: a node that holds an older one than Redis's steps down
+/// (`fence.rs`) even when it has nothing to write.
+async fn heartbeat(settings: Settings, alive: Duration, fence: super::fence::Fence) {
     let ms = u64::try_from(alive.as_millis()).unwrap_or(u64::MAX);
     let key = alive_key(&settings.node);
     let mut tick = tokio::time::interval(alive / 4);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut conn = None;
+    let mut adopted = false;
     loop {
         tick.tick().await;
         if conn.is_none() {
             conn = settings.connect().await.ok();
         }
         let Some(c) = conn.as_mut() else { continue };
-        let r: redis::RedisResult<()> = redis::cmd("SET")
+        if !adopted {
+            // A restarted active node (nobody took over meanwhile) keeps writing its records.
+            match super::fence::adopt(c, &settings.node).await {
+                Ok(e) => {
+                    if e > 0 && fence.epoch() == 0 {
+                        fence.hold(e);
+                        tracing::info!(epoch = e, "still the pair's active node: epoch kept");
+                    }
+                    adopted = true;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "epoch not read");
+                    conn = None;
+                    continue;
+                }
+            }
+        }
+        let r: redis::RedisResult<((), Option<u64>)> = redis::pipe()
+            .cmd("SET")
             .arg(&key)
             .arg(1)
             .arg("PX")
             .arg(ms)
+            .cmd("HGET")
+            .arg(super::fence::EPOCH_KEY)
+            .arg("epoch")
             .query_async(c)
             .await;
-        if let Err(e) = r {
-            tracing::debug!(error = %e, "heartbeat not renewed");
-            conn = None;
+        match r {
+            Ok(((), current)) => {
+                let mine = fence.epoch();
+                if let Some(e) = current.filter(|&e| mine > 0 && e > mine) {
+                    fence.step_down(&format!("epoch {e}"));
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "heartbeat not renewed");
+                conn = None;
+            }
         }
     }
 }
@@ -325,8 +390,10 @@ async fn hold_lease(
     lease: Duration,
     mut active: watch::Receiver<bool>,
     signaling: SignalingHandle,
-    gauge: IntGauge,
+    metrics: PairMetrics,
+    fence: super::fence::Fence,
 ) {
+    let gauge = metrics.lease.clone();
     let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
     let mut tick = tokio::time::interval(lease / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -337,8 +404,11 @@ async fn hold_lease(
         tokio::select! {
             _ = tick.tick() => {}
             changed = active.changed() => if changed.is_err() { return },
+            () = fence.stepped_down(), if !fence.is_fenced() => {}
         }
-        let want = *active.borrow();
+        // A fenced node holds its registrations (the node with the newer epoch registers).
+        metrics.fenced.set(i64::from(fence.is_fenced()));
+        let want = *active.borrow() && !fence.is_fenced();
         let renewed = if want {
             if conn.is_none() {
                 conn = settings.connect().await.ok();
@@ -348,14 +418,20 @@ async fn hold_lease(
                     let at = Instant::now();
                     let r: redis::RedisResult<i64> = redis::cmd("EVAL")
                         .arg(HOLD_LEASE)
-                        .arg(1)
+                        .arg(2)
                         .arg(LEASE_KEY)
+                        .arg(super::fence::EPOCH_KEY)
                         .arg(&settings.node)
                         .arg(lease_ms)
+                        .arg(fence.epoch())
                         .query_async(c)
                         .await;
                     match r {
                         Ok(1) => Some(at),
+                        Ok(-1) => {
+                            fence.step_down("lease");
+                            None
+                        }
                         Ok(_) => None,
                         Err(e) => {
                             tracing::debug!(error = %e, "registration lease not renewed");

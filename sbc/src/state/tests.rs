@@ -56,7 +56,7 @@ impl Drop for RedisServer {
     }
 }
 
-fn settings(url: &str, node: &str) -> Settings {
+pub(super) fn settings(url: &str, node: &str) -> Settings {
     Settings {
         client: redis::Client::open(url).expect("url"),
         node: node.into(),
@@ -64,10 +64,11 @@ fn settings(url: &str, node: &str) -> Settings {
         timeout: Duration::from_millis(500),
         load_timeout: Duration::from_secs(5),
         queue: 100,
+        fence: None,
     }
 }
 
-fn record(n: u32) -> CallSnapshot {
+pub(super) fn record(n: u32) -> CallSnapshot {
     let mut s = CallSnapshot::decode(RECORD.as_bytes()).expect("fixture");
     // A distinct call: other tags (the key derives from them) and Call-IDs.
     let suffix = format!("x{n}");

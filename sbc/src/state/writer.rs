@@ -117,7 +117,26 @@ impl Writer {
         }
     }
 
+    /// Whether this node was fenced off (a pair node another one took over from): it
+    /// writes nothing more, and forgets what it would have written.
+    fn fenced(&mut self) -> bool {
+        let fenced = self.settings.fence.as_ref().is_some_and(|f| f.is_fenced());
+        if fenced {
+            self.live.clear();
+            self.gone.clear();
+            self.stale = false;
+        }
+        fenced
+    }
+
     fn failed(&mut self, e: Option<&redis::RedisError>) {
+        if let (Some(e), Some(f)) = (e, &self.settings.fence)
+            && super::fence::Fence::is_fenced_error(e)
+        {
+            f.step_down(&e.to_string());
+            self.fenced();
+            return;
+        }
         self.metrics.failures.inc();
         self.metrics.up.set(0);
         if !self.stale {
@@ -136,6 +155,20 @@ impl Writer {
             return;
         };
         let rkey = record_key(&self.settings.node, key);
+        if let Some(fence) = &self.settings.fence {
+            // A pair node: only with the epoch it took (`fence.rs`).
+            pipe.cmd("EVAL")
+                .arg(super::fence::FENCED_PUT)
+                .arg(2)
+                .arg(&rkey)
+                .arg(super::fence::EPOCH_KEY)
+                .arg(fence.epoch())
+                .arg(at)
+                .arg(bytes.as_slice())
+                .arg(self.settings.ttl.as_secs())
+                .ignore();
+            return;
+        }
         pipe.cmd("HSET")
             .arg(&rkey)
             .arg("at")
@@ -150,6 +183,9 @@ impl Writer {
     }
 
     async fn put(&mut self, key: &StateKey) {
+        if self.fenced() {
+            return;
+        }
         if self.stale {
             // Everything goes again (this record with it).
             self.refresh().await;
@@ -201,6 +237,9 @@ impl Writer {
     /// Refreshes every live record's TTL; after a failure, rewrites every record and deletes
     /// the ones that ended meanwhile.
     async fn refresh(&mut self) {
+        if self.fenced() {
+            return;
+        }
         if self.live.is_empty() && self.gone.is_empty() && !self.stale {
             return;
         }
