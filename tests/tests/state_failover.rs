@@ -202,13 +202,17 @@ vrrp_instance {name} {{
 
     /// `POST /api/v1/state/takeover` with `token` in `X-Takeover-Token`; the status.
     fn post_takeover(&self, token: Option<&str>) -> u16 {
+        self.post_takeover_to("/api/v1/state/takeover", token)
+    }
+
+    fn post_takeover_to(&self, path: &str, token: Option<&str>) -> u16 {
         let _in = netns::enter(&self.ns).expect("enter sbc netns");
         let headers: Vec<(&str, &str)> =
             token.map(|t| ("X-Takeover-Token", t)).into_iter().collect();
         http::request_with(
             ADMIN.parse().expect("literal"),
             "POST",
-            "/api/v1/state/takeover",
+            path,
             &headers,
             None,
         )
@@ -695,6 +699,25 @@ fn standby_takes_over_every_call_when_the_active_node_dies() {
         assert!(f.gap <= Duration::from_secs(2), "media gap {:?}", f.gap);
     }
     eprintln!("lease moved {lease_moved:?} after the first takeover");
+
+    // Split brain: B comes back and is made active by force while A still believes it is
+    // (both run, A keeps the address). B's takeover takes a newer epoch; A sees it and steps
+    // down: fenced, no registration lease.
+    b.start_sbc();
+    wait_until("node A holds the lease", Duration::from_secs(20), || {
+        a.metric("sbc_state_registration_lease") == Some(1.0)
+    });
+    assert_eq!(
+        b.post_takeover_to("/api/v1/state/takeover?force=true", Some(TAKEOVER_TOKEN)),
+        200,
+        "a forced takeover"
+    );
+    let fenced = wait_until("node A stepped down", Duration::from_secs(5), || {
+        a.metric("sbc_state_fenced") == Some(1.0)
+            && a.metric("sbc_state_registration_lease") == Some(0.0)
+    });
+    assert_eq!(b.metric("sbc_state_fenced"), Some(0.0));
+    eprintln!("split brain: the old active node stepped down {fenced:?} after the newer epoch");
     assert_eq!(
         redis_cli(&socket, &["--scan", "--pattern", "sbc:*:call:*"]),
         "",
