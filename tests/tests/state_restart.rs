@@ -94,6 +94,59 @@ fn answered_caller(then: &[Step]) -> Vec<Step> {
     s
 }
 
+/// The caller of an answered call that hangs up after `ms`.
+fn caller_hanging_up_after(ms: u32) -> Vec<Step> {
+    answered_caller(&sipp::ending(true, Some(ms)))
+}
+
+/// A re-INVITE by the caller (CSeq `cseq`) putting the call on hold, and its ACK.
+fn hold(cseq: u32) -> [Step; 4] {
+    [
+        Step::InDialog {
+            method: "INVITE",
+            cseq,
+            sdp: Some(Dir::SendOnly),
+            uac: true,
+        },
+        Step::Recv {
+            code: 100,
+            optional: true,
+        },
+        Step::Recv {
+            code: 200,
+            optional: false,
+        },
+        Step::Ack2xx { sdp: false, cseq },
+    ]
+}
+
+/// Calls PBX → carrier: the carrier's SIPp (`carrier_args`) answers, then the PBX's
+/// (`pbx_args`) calls through the SBC.
+fn outbound(
+    lab: &MediaLab,
+    carrier_xml: &sipp::TempFile,
+    pbx_xml: &sipp::TempFile,
+    carrier_args: &[&str],
+    pbx_args: &[&str],
+) -> (Owned, Owned) {
+    let carrier = sipp::run(
+        &lab.lab.carrier,
+        carrier_xml.path(),
+        "198.18.2.2:5060",
+        None,
+        carrier_args,
+    );
+    thread::sleep(Duration::from_millis(300));
+    let pbx = sipp::run(
+        &lab.lab.pbx,
+        pbx_xml.path(),
+        "198.18.1.2:5070",
+        Some("198.18.1.1:5060"),
+        pbx_args,
+    );
+    (carrier, pbx)
+}
+
 /// Waits until `n` calls are up (the admin API's list).
 fn wait_calls(lab: &MediaLab, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -137,13 +190,10 @@ fn answered_calls_survive_kill9_and_restart() {
                     sdp: Some(Dir::SendRecv),
                 },
                 Step::RecvRequest { method: "ACK" },
-                Step::RecvRequest { method: "BYE" },
-                Step::Respond {
-                    code: 200,
-                    reason: "OK",
-                    sdp: None,
-                },
-            ]),
+            ])
+            .into_iter()
+            .chain(sipp::answer_bye())
+            .collect::<Vec<_>>(),
         ),
     );
     let pbx_xml = sipp::write_scenario(
@@ -151,52 +201,32 @@ fn answered_calls_survive_kill9_and_restart() {
         &sipp::scenario(
             "pbx",
             true,
-            &answered_caller(&[
-                Step::Pause { ms: 9000 },
-                Step::InDialog {
-                    method: "INVITE",
-                    cseq: 2,
-                    sdp: Some(Dir::SendOnly),
-                    uac: true,
-                },
-                Step::Recv {
-                    code: 100,
-                    optional: true,
-                },
-                Step::Recv {
-                    code: 200,
-                    optional: false,
-                },
-                Step::Ack2xx {
-                    sdp: false,
-                    cseq: 2,
-                },
-                Step::InDialog {
-                    method: "BYE",
-                    cseq: 3,
-                    sdp: None,
-                    uac: true,
-                },
-                Step::Recv {
-                    code: 200,
-                    optional: false,
-                },
-            ]),
+            &answered_caller(
+                &[
+                    vec![Step::Pause { ms: 9000 }],
+                    hold(2).to_vec(),
+                    vec![
+                        Step::InDialog {
+                            method: "BYE",
+                            cseq: 3,
+                            sdp: None,
+                            uac: true,
+                        },
+                        Step::Recv {
+                            code: 200,
+                            optional: false,
+                        },
+                    ],
+                ]
+                .concat(),
+            ),
         ),
     );
-    let carrier = sipp::run(
-        &lab.lab.carrier,
-        carrier_xml.path(),
-        "198.18.2.2:5060",
-        None,
+    let (carrier, pbx) = outbound(
+        &lab,
+        &carrier_xml,
+        &pbx_xml,
         &["-m", CALLS],
-    );
-    thread::sleep(Duration::from_millis(300));
-    let pbx = sipp::run(
-        &lab.lab.pbx,
-        pbx_xml.path(),
-        "198.18.1.2:5070",
-        Some("198.18.1.1:5060"),
         &["-m", CALLS, "-r", "20"],
     );
     wait_calls(&lab, 10);
@@ -228,38 +258,11 @@ fn answered_calls_survive_kill9_and_restart() {
     // Phase 2: 10 calls carrier → PBX; after the restart the carrier hangs up.
     let pbx_xml = sipp::write_scenario(
         "srs-pbx-in",
-        &sipp::scenario(
-            "pbx-in",
-            false,
-            &answered_callee(&[
-                Step::RecvRequest { method: "BYE" },
-                Step::Respond {
-                    code: 200,
-                    reason: "OK",
-                    sdp: None,
-                },
-            ]),
-        ),
+        &sipp::scenario("pbx-in", false, &answered_callee(&sipp::answer_bye())),
     );
     let carrier_xml = sipp::write_scenario(
         "srs-carrier-in",
-        &sipp::scenario(
-            "carrier-in",
-            true,
-            &answered_caller(&[
-                Step::Pause { ms: 9000 },
-                Step::InDialog {
-                    method: "BYE",
-                    cseq: 2,
-                    sdp: None,
-                    uac: true,
-                },
-                Step::Recv {
-                    code: 200,
-                    optional: false,
-                },
-            ]),
-        ),
+        &sipp::scenario("carrier-in", true, &caller_hanging_up_after(9000)),
     );
     let pbx = sipp::run(
         &lab.lab.pbx,
@@ -306,37 +309,13 @@ fn calls_go_on_when_redis_is_gone_and_failures_are_counted() {
     );
     let pbx_xml = sipp::write_scenario(
         "srd-pbx",
-        &sipp::scenario(
-            "pbx",
-            true,
-            &answered_caller(&[
-                Step::Pause { ms: 3000 },
-                Step::InDialog {
-                    method: "BYE",
-                    cseq: 2,
-                    sdp: None,
-                    uac: true,
-                },
-                Step::Recv {
-                    code: 200,
-                    optional: false,
-                },
-            ]),
-        ),
+        &sipp::scenario("pbx", true, &caller_hanging_up_after(3000)),
     );
-    let carrier = sipp::run(
-        &lab.lab.carrier,
-        carrier_xml.path(),
-        "198.18.2.2:5060",
-        None,
+    let (carrier, pbx) = outbound(
+        &lab,
+        &carrier_xml,
+        &pbx_xml,
         &["-m", "3"],
-    );
-    thread::sleep(Duration::from_millis(300));
-    let pbx = sipp::run(
-        &lab.lab.pbx,
-        pbx_xml.path(),
-        "198.18.1.2:5070",
-        Some("198.18.1.1:5060"),
         &["-m", "3", "-r", "10"],
     );
     wait_calls(&lab, 3);
@@ -371,39 +350,9 @@ fn media_gap_through_kill9_on_the_xdp_path() {
     );
     let pbx_xml = sipp::write_scenario(
         "srm-pbx",
-        &sipp::scenario(
-            "pbx",
-            true,
-            &answered_caller(&[
-                Step::Pause { ms: 12_000 },
-                Step::InDialog {
-                    method: "BYE",
-                    cseq: 2,
-                    sdp: None,
-                    uac: true,
-                },
-                Step::Recv {
-                    code: 200,
-                    optional: false,
-                },
-            ]),
-        ),
+        &sipp::scenario("pbx", true, &caller_hanging_up_after(12_000)),
     );
-    let carrier = sipp::run(
-        &lab.lab.carrier,
-        carrier_xml.path(),
-        "198.18.2.2:5060",
-        None,
-        &[],
-    );
-    thread::sleep(Duration::from_millis(300));
-    let pbx = sipp::run(
-        &lab.lab.pbx,
-        pbx_xml.path(),
-        "198.18.1.2:5070",
-        Some("198.18.1.1:5060"),
-        &["-rtp_echo"],
-    );
+    let (carrier, pbx) = outbound(&lab, &carrier_xml, &pbx_xml, &[], &["-rtp_echo"]);
     wait_calls(&lab, 1);
     let ids = lab.json("GET", "/api/v1/media/sessions", None, 200);
     let id = ids[0].as_u64().expect("session id");
