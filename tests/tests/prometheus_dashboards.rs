@@ -307,7 +307,7 @@ fn dashboard_and_rules_evaluate_against_a_live_sbc() {
     // Every rule: valid, on exported metrics, loaded and evaluated by Prometheus.
     let text_rules = std::fs::read_to_string(&rules).expect("rules");
     let rule_exprs = rule_expressions(&text_rules);
-    assert_eq!(rule_exprs.len(), 15, "{rule_exprs:?}");
+    assert_eq!(rule_exprs.len(), 17, "{rule_exprs:?}");
     for e in &rule_exprs {
         for name in metric_names(e) {
             assert!(
