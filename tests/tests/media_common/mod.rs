@@ -6,6 +6,8 @@
     reason = "each test binary uses a different part of the harness"
 )]
 
+pub mod phone;
+
 use std::{
     net::{SocketAddr, UdpSocket},
     path::PathBuf,

@@ -74,15 +74,45 @@ fn strip_events(keep: Option<Vec<u8>>, all: &[crate::sdp::Codec<'_>]) -> Option<
     )
 }
 
-/// A dynamic payload type free in `m` for an added `telephone-event` (101 when free).
-fn free_dynamic(m: &Media<'_, '_>) -> Option<u8> {
-    let used: Vec<u8> = m
-        .desc()
+/// The payload types `m` lists.
+fn used_payload_types(m: &Media<'_, '_>) -> Vec<u8> {
+    m.desc()
         .map(|d| d.format_list().filter_map(|f| f.parse().ok()).collect())
-        .unwrap_or_default();
-    std::iter::once(101)
+        .unwrap_or_default()
+}
+
+/// A dynamic payload type free in `m` for an added `telephone-event`: the receiving side's
+/// `wanted` number, else 101, else the first free one.
+fn free_dynamic(m: &Media<'_, '_>, wanted: Option<u8>) -> Option<u8> {
+    let used = used_payload_types(m);
+    wanted
+        .into_iter()
+        .chain(std::iter::once(101))
         .chain(96..=127)
         .find(|pt| !used.contains(pt))
+}
+
+/// The renumbering of an offer's `telephone-event` to the receiving side's `wanted` number
+/// (`(offered, wanted)`), when the offer numbers it otherwise and `wanted` is free in the
+/// section (a number taken by another codec keeps the offer's; the relay maps either way).
+fn event_renumbering(
+    m: &Media<'_, '_>,
+    all: &[crate::sdp::Codec<'_>],
+    written: Option<&[u8]>,
+    wanted: Option<u8>,
+) -> Vec<(u8, u8)> {
+    let Some(wanted) = wanted else {
+        return Vec::new();
+    };
+    let used = used_payload_types(m);
+    if used.contains(&wanted) {
+        return Vec::new();
+    }
+    all.iter()
+        .filter(|c| is_event(c) && written.is_none_or(|w| w.contains(&c.payload_type)))
+        .map(|c| (c.payload_type, wanted))
+        .take(1)
+        .collect()
 }
 
 /// Why the codec policy refused a body: the section that was left without a codec.
@@ -171,6 +201,7 @@ impl CallCodecs {
     ) -> Result<Vec<FormatEdit>, NoCommonCodec> {
         let (sender, receiver) = policies(cfg, trunk, from);
         let step = dtmf_step(cfg, trunk, from);
+        let wanted_event = media_policy::of(cfg, from.other(), trunk).event_payload_type;
         let mut edits = Vec::with_capacity(parsed.media_count());
         let mut declared = Vec::with_capacity(parsed.media_count());
         for (index, m) in parsed.media().enumerate() {
@@ -196,7 +227,7 @@ impl CallCodecs {
                         None => all.iter().any(is_event),
                     };
                     if !has {
-                        add_event = free_dynamic(&m);
+                        add_event = free_dynamic(&m, wanted_event);
                     }
                 }
             }
@@ -208,9 +239,12 @@ impl CallCodecs {
                     .collect(),
                 None => all.iter().map(|c| c.to_spec()).collect(),
             };
+            // The receiving side's own number for telephone-event: its answer comes back in
+            // it, `answer` renumbers it to the offerer's and the relay maps the two.
+            let renumber = event_renumbering(&m, &all, written.as_deref(), wanted_event);
             edits.push(FormatEdit {
                 keep: written.map(|k| k.iter().map(u8::to_string).collect()),
-                renumber: Vec::new(),
+                renumber,
                 add_event,
             });
             declared.push(crossing);
