@@ -25,7 +25,7 @@ use crate::{
     sdp::{CodecPolicy, CodecRefusal, CodecSpec, Media, PayloadMap, Sdp, codecs},
 };
 
-use super::{B2buaConfig, media_policy};
+use super::{B2buaConfig, CodecRecord, CodecsSnapshot, media_policy};
 
 /// What the codec policy changes in one media section of a body.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -136,6 +136,8 @@ pub(super) struct CallCodecs {
     maps: Vec<StreamPayloadMaps>,
     /// Per `m=` line, the legs whose DTMF the relay terminates since the last answer.
     dtmf: Vec<StreamDtmf>,
+    /// The DTMF method of each side (`[inside, outside]`) the last answer was shaped for.
+    modes: Option<[super::DtmfMode; 2]>,
 }
 
 const fn idx(side: Side) -> usize {
@@ -310,8 +312,10 @@ impl CallCodecs {
         self.declared[idx(from)] = declared;
         self.awaiting = None;
         self.answered = Some(from);
+        self.modes =
+            Some([Side::Inside, Side::Outside].map(|s| media_policy::of(cfg, s, trunk).dtmf));
         self.maps = self.mappings();
-        self.dtmf = self.terminations(cfg, trunk);
+        self.dtmf = self.terminations();
         Ok(edits)
     }
 
@@ -330,9 +334,12 @@ impl CallCodecs {
 
     /// Per stream, the `telephone-event` of each side that takes RFC 4733 while the other
     /// takes INFO (`dtmf_interwork.rs`): the relay generates and detects events there.
-    fn terminations(&self, cfg: &B2buaConfig, trunk: Option<usize>) -> Vec<StreamDtmf> {
+    fn terminations(&self) -> Vec<StreamDtmf> {
         use super::DtmfMode::{Info, Rfc4733};
-        let mode = |side: Side| media_policy::of(cfg, side, trunk).dtmf;
+        let Some(modes) = self.modes else {
+            return Vec::new();
+        };
+        let mode = |side: Side| modes[idx(side)];
         let streams = self.declared[0].len().max(self.declared[1].len());
         (0..streams)
             .map(|i| {
@@ -372,6 +379,43 @@ impl CallCodecs {
     /// The relay's rewrites per `m=` line (empty before the first answer).
     pub(super) fn maps(&self) -> &[StreamPayloadMaps] {
         &self.maps
+    }
+
+    /// The DTMF method `side` was negotiated with (None before the first answer).
+    pub(super) fn dtmf_mode(&self, side: Side) -> Option<super::DtmfMode> {
+        self.modes.map(|m| m[idx(side)])
+    }
+
+    /// The persisted form (None before the first answer: nothing negotiated to keep).
+    pub(super) fn snapshot(&self) -> Option<CodecsSnapshot> {
+        let dtmf = self.modes?;
+        let record = |side: &Vec<Vec<CodecSpec>>| -> Vec<Vec<CodecRecord>> {
+            side.iter()
+                .map(|m| m.iter().map(CodecRecord::of).collect())
+                .collect()
+        };
+        Some(CodecsSnapshot {
+            declared: [record(&self.declared[0]), record(&self.declared[1])],
+            dtmf,
+        })
+    }
+
+    /// A restored call's codec state: the rewrites and DTMF terminations recomputed from what
+    /// the legs declared (the next offer from either side is negotiated as usual).
+    pub(super) fn restored(snap: &CodecsSnapshot) -> Self {
+        let spec = |side: &Vec<Vec<CodecRecord>>| -> Vec<Vec<CodecSpec>> {
+            side.iter()
+                .map(|m| m.iter().map(CodecRecord::spec).collect())
+                .collect()
+        };
+        let mut codecs = Self {
+            declared: [spec(&snap.declared[0]), spec(&snap.declared[1])],
+            modes: Some(snap.dtmf),
+            ..Self::default()
+        };
+        codecs.maps = codecs.mappings();
+        codecs.dtmf = codecs.terminations();
+        codecs
     }
 }
 

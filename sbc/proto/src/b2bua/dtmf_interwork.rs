@@ -26,8 +26,11 @@ use crate::{
     sip::{Method, StatusCode},
 };
 
-/// How a side sends and receives DTMF.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How a side sends and receives DTMF (persisted by name in a call's snapshot).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum DtmfMode {
     /// RFC 4733 telephone-events in the RTP stream (negotiated in SDP).
     #[default]
@@ -61,13 +64,16 @@ impl DtmfMethod {
 const DEFAULT_DURATION_MS: u32 = 160;
 
 impl B2bua {
+    /// The DTMF method of `side` on `call`: the one its SDP was negotiated with (kept across
+    /// configuration changes and restarts), else the configured one.
     fn dtmf_mode(&self, call: CallId, side: Side) -> DtmfMode {
-        let trunk = self
-            .calls
-            .get(&call)
-            .and_then(|c| c.trunk)
-            .map(super::admission::TrunkId::index);
-        media_policy::of(&self.cfg, side, trunk).dtmf
+        let Some(c) = self.calls.get(&call) else {
+            return media_policy::of(&self.cfg, side, None).dtmf;
+        };
+        c.codecs.dtmf_mode(side).unwrap_or_else(|| {
+            let trunk = c.trunk.map(super::admission::TrunkId::index);
+            media_policy::of(&self.cfg, side, trunk).dtmf
+        })
     }
 
     /// An in-dialog INFO from `from` on `call` (server transaction `key`) with a body of type
