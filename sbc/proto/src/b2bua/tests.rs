@@ -28,6 +28,7 @@ mod dtmf;
 mod dtmf_restore;
 mod extensions;
 mod failover;
+mod failover_srtp;
 mod fork;
 mod inbound_call;
 mod load;
