@@ -195,7 +195,9 @@ impl B2bua {
         )
     }
 
-    /// Sends a request of the SBC's own in `call`'s dialog on `side` (responses absorbed).
+    /// Sends a request of the SBC's own in `call`'s dialog on `side` (responses absorbed):
+    /// the confirmed dialog, or before the answer the early one (a 18x with a To tag; RFC
+    /// 6086 §4.2 allows INFO there: digits for an IVR played as early media).
     fn send_own_in_dialog(
         &mut self,
         now: Instant,
@@ -209,7 +211,8 @@ impl B2bua {
         let Some(c) = self.calls.get_mut(&call) else {
             return false;
         };
-        if c.state != super::CallState::Confirmed {
+        let early = c.state == super::CallState::Early && c.leg(side).remote_tag.is_some();
+        if c.state != super::CallState::Confirmed && !early {
             return false;
         }
         let local = c.leg(side).local;

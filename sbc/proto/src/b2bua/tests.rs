@@ -25,6 +25,7 @@ mod codec_filter;
 mod codec_refusal;
 mod drain;
 mod dtmf;
+mod dtmf_early;
 mod dtmf_restore;
 mod extensions;
 mod failover;
