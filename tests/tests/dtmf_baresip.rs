@@ -19,7 +19,7 @@ mod media_common;
 
 use std::{collections::BTreeMap, process::Command, thread, time::Duration};
 
-use media_common::{MediaLab, phone::Phone};
+use media_common::{MediaLab, phone::Phone, scripts::patch_trunk};
 use sbc_e2e::capture::Capture;
 
 /// The tests of this file run one at a time (two phones and the SBC each on a shared 2-core
@@ -38,14 +38,6 @@ const PBX_DIGITS: &str = "15#9*0";
 const CARRIER_DIGITS: &str = "73*2#8";
 /// Time between two key presses (baresip ends an event at the next key or its release timer).
 const KEY_GAP: Duration = Duration::from_millis(400);
-
-fn patch_trunk(lab: &MediaLab, extra: &str) {
-    let body = format!(r#"{{"trunk":[{{"name":"carrier","proxy":"198.18.2.2:5060"{extra}}}]}}"#);
-    let r = lab
-        .request("PATCH", "/api/v1/config", Some(&body))
-        .expect("admin API");
-    assert_eq!(r.status, 200, "{}", r.body);
-}
 
 /// The two phones of a call, with keyboards: the carrier's answers automatically, the PBX's
 /// dials it through the SBC; returns once both show the call established.

@@ -7,6 +7,7 @@
 )]
 
 pub mod phone;
+pub mod scripts;
 
 use std::{
     net::{SocketAddr, UdpSocket},
