@@ -12,15 +12,25 @@
 //! 2. `rfc4733_from_the_pbx_reaches_an_info_carrier_as_info`: the trunk on `dtmf = "info"`:
 //!    the PBX's phone's events are detected by the relay and reach the carrier's phone as SIP
 //!    INFO `application/dtmf-relay`, which it reports, in order; no event crosses the carrier
-//!    link. (baresip 1.0 cannot send INFO DTMF, so the INFO → RFC 4733 direction is proven
-//!    with SIPp as the PBX in `dtmf_interwork.rs`.)
+//!    link.
+//! 3. `info_from_a_sipp_pbx_reaches_a_baresip_carrier_as_rfc4733`: baresip 1.0 cannot send
+//!    INFO DTMF, so SIPp is the PBX (`[pbx] dtmf = "info"`, G.711 only): its INFO digits are
+//!    answered by the SBC, generated as RFC 4733 events by the relay, and the carrier's phone
+//!    reports each, in order.
 
 mod media_common;
 
 use std::{collections::BTreeMap, process::Command, thread, time::Duration};
 
-use media_common::{MediaLab, phone::Phone, scripts::patch_trunk};
-use sbc_e2e::capture::Capture;
+use media_common::{
+    MediaLab,
+    phone::Phone,
+    scripts::{
+        PBX_AUDIO, PBX_SIP, SBC_INSIDE_SIP, patch_trunk, pause, pbx_call, pbx_in_dialog, play,
+        sdp_audio,
+    },
+};
+use sbc_e2e::{capture::Capture, sipp};
 
 /// The tests of this file run one at a time (two phones and the SBC each on a shared 2-core
 /// machine; see `srtp_baresip.rs`).
@@ -165,4 +175,65 @@ fn rfc4733_from_the_pbx_reaches_an_info_carrier_as_info() {
     );
     pbx.wait(Duration::from_secs(20));
     carrier.wait(Duration::from_secs(10));
+}
+
+#[test]
+fn info_from_a_sipp_pbx_reaches_a_baresip_carrier_as_rfc4733() {
+    if !sbc_e2e::require_root("dtmf_baresip") {
+        return;
+    }
+    let _one_at_a_time = serial();
+    let lab = MediaLab::start("sdbs", "xdp = \"off\"\ntimeout_s = 30");
+    let r = lab
+        .request(
+            "PATCH",
+            "/api/v1/config",
+            Some(r#"{"pbx":{"dtmf":"info"}}"#),
+        )
+        .expect("admin API");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut carrier = Phone::new(
+        "bdscar",
+        "198.18.2.2:5060",
+        "<sip:15551234567@198.18.2.2>;regint=0;answermode=auto;audio_codecs=PCMA",
+        1000,
+    );
+    carrier.run(&lab.lab.carrier, 16, None);
+    thread::sleep(Duration::from_millis(700));
+    // The PBX offers no telephone-event: the SBC adds one toward the carrier's phone.
+    let pbx_sdp = sdp_audio(PBX_AUDIO, "8", "a=rtpmap:8 PCMA/8000\n");
+    let digits = [("5", 160), ("#", 200), ("0", 160), ("7", 240)];
+    let mut middle = vec![play("g711a.pcap"), pause(800)];
+    for (i, (signal, ms)) in digits.iter().enumerate() {
+        let cseq = u32::try_from(i).expect("few digits") + 2;
+        middle.push(pbx_in_dialog(
+            "INFO",
+            cseq,
+            Some((
+                "application/dtmf-relay",
+                &format!("Signal={signal}\nDuration={ms}\n"),
+            )),
+        ));
+        middle.push("<recv response=\"200\"/>\n".to_owned());
+        middle.push(pause(500));
+    }
+    middle.push(pause(800));
+    let scenario = pbx_call(&pbx_sdp, &middle.concat(), 6);
+    let xml = sipp::write_scenario("dtmf-bs-pbx", &scenario);
+    let pbx = sipp::run(
+        &lab.lab.pbx,
+        xml.path(),
+        PBX_SIP,
+        Some(SBC_INSIDE_SIP),
+        &["-mp", "30000"],
+    );
+    sipp::wait_ok(pbx, "PBX (SIPp)");
+    let want: String = digits.iter().map(|(d, _)| *d).collect();
+    assert_eq!(
+        carrier.digits_by_rtp(),
+        want,
+        "the carrier's phone receives the PBX's INFO digits as RFC 4733, in order; its log:\n{}",
+        carrier.log()
+    );
+    carrier.wait(Duration::from_secs(15));
 }
