@@ -14,129 +14,14 @@ mod media_common;
 
 use std::{process::Command, thread, time::Duration};
 
-use media_common::MediaLab;
-use sbc_e2e::{capture::Capture, sipp};
-
-const PBX_SIP: &str = "198.18.1.2:5060";
-const CARRIER_SIP: &str = "198.18.2.2:5060";
-const SBC_INSIDE_SIP: &str = "198.18.1.1:5060";
-/// The carrier's media port in its SDP (SIPp replays from its own `-mp` port; the relay
-/// sends to the SDP address).
-const CARRIER_MEDIA: u16 = 6000;
-const PBX_AUDIO: u16 = 4000;
-
-fn sdp_audio(port: u16, formats: &str, maps: &str) -> String {
-    format!(
-        "v=0\no=peer 1 [cseq] IN IP[local_ip_type] [local_ip]\ns=-\nc=IN IP[media_ip_type] [media_ip]\nt=0 0\nm=audio {port} RTP/AVP {formats}\n{maps}a=ptime:20\na=sendrecv\n"
-    )
-}
-
-fn scenario(name: &str, body: &str) -> String {
-    format!(
-        "<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n<scenario name=\"{name}\">\n{body}</scenario>\n"
-    )
-}
-
-fn pause(ms: u32) -> String {
-    format!("<pause milliseconds=\"{ms}\"/>\n")
-}
-
-fn play(pcap: &str) -> String {
-    format!(
-        "<nop><action><exec play_pcap_audio=\"/usr/share/sip-tester/{pcap}\"/></action></nop>\n"
-    )
-}
-
-/// The PBX's call: INVITE with `sdp`, 200 (its To kept for the dialog), ACK, then `middle`,
-/// then BYE.
-fn pbx_call(sdp: &str, middle: &str, last_cseq: u32) -> String {
-    scenario(
-        "pbx",
-        &[
-            format!("<send retrans=\"500\"><![CDATA[\nINVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\nFrom: pbx <sip:100@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]\nTo: <sip:[service]@[remote_ip]:[remote_port]>\nCall-ID: [call_id]\nCSeq: 1 INVITE\nContact: <sip:100@[local_ip]:[local_port]>\nMax-Forwards: 70\nContent-Type: application/sdp\nContent-Length: [len]\n\n{sdp}]]></send>\n"),
-            "<recv response=\"100\" optional=\"true\"/>\n<recv response=\"180\" optional=\"true\"/>\n".to_owned(),
-            "<recv response=\"200\" rrs=\"true\"><action><ereg regexp=\".*\" search_in=\"hdr\" header=\"To:\" check_it=\"true\" assign_to=\"remote_to\"/><log message=\"[$remote_to]\"/></action></recv>\n".to_owned(),
-            in_dialog("ACK", 1, None),
-            middle.to_owned(),
-            in_dialog("BYE", last_cseq, None),
-            "<recv response=\"200\"/>\n".to_owned(),
-        ]
-        .concat(),
-    )
-}
-
-/// A request in the PBX's dialog with CSeq `cseq` and an optional `(content type, body)`.
-fn in_dialog(method: &str, cseq: u32, body: Option<(&str, &str)>) -> String {
-    let (ct, body) = body.map_or((String::new(), ""), |(t, b)| {
-        (format!("Content-Type: {t}\n"), b)
-    });
-    let retrans = if method == "ACK" {
-        ""
-    } else {
-        " retrans=\"500\""
-    };
-    format!(
-        "<send{retrans}><![CDATA[\n{method} [next_url] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n[routes]\nFrom: pbx <sip:100@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]\nTo: [$remote_to]\nCall-ID: [call_id]\nCSeq: {cseq} {method}\nContact: <sip:100@[local_ip]:[local_port]>\nMax-Forwards: 70\n{ct}Content-Length: [len]\n\n{body}]]></send>\n"
-    )
-}
-
-/// The carrier: the INVITE checked against `checks`, answered with `sdp`, then ACK, BYE.
-fn carrier_call(checks: &[&str], sdp: &str) -> String {
-    let mut recv = "<recv request=\"INVITE\" rrs=\"true\"><action>".to_owned();
-    let mut vars = Vec::new();
-    for (i, re) in checks.iter().enumerate() {
-        recv.push_str(&format!(
-            "<ereg regexp=\"{re}\" search_in=\"msg\" check_it=\"true\" assign_to=\"c{i}\"/>"
-        ));
-        vars.push(format!("[$c{i}]"));
-    }
-    recv.push_str(&format!(
-        "<log message=\"{}\"/></action></recv>\n",
-        vars.join(" ")
-    ));
-    let respond = |code: &str, to: &str, ct: &str, body: &str| {
-        format!(
-            "<send><![CDATA[\nSIP/2.0 {code}\n[last_Via:]\n[last_From:]\n{to}\n[last_Call-ID:]\n[last_CSeq:]\nContact: <sip:peer@[local_ip]:[local_port]>\n{ct}Content-Length: [len]\n\n{body}]]></send>\n"
-        )
-    };
-    scenario(
-        "carrier",
-        &[
-            recv,
-            respond(
-                "200 OK",
-                "[last_To:];tag=[pid]SIPpTag01[call_number]",
-                "Content-Type: application/sdp\n",
-                sdp,
-            ),
-            "<recv request=\"ACK\"/>\n<recv request=\"BYE\"/>\n".to_owned(),
-            respond("200 OK", "[last_To:]", "", ""),
-        ]
-        .concat(),
-    )
-}
-
-fn run_pair(lab: &MediaLab, callee: &str, caller: &str) {
-    let callee_xml = sipp::write_scenario("dtmf-callee", callee);
-    let caller_xml = sipp::write_scenario("dtmf-caller", caller);
-    let callee = sipp::run(
-        &lab.lab.carrier,
-        callee_xml.path(),
-        CARRIER_SIP,
-        None,
-        &["-mp", "30000"],
-    );
-    thread::sleep(Duration::from_millis(300));
-    let caller = sipp::run(
-        &lab.lab.pbx,
-        caller_xml.path(),
-        PBX_SIP,
-        Some(SBC_INSIDE_SIP),
-        &["-mp", "30000"],
-    );
-    sipp::wait_ok(caller, "PBX (SIPp)");
-    sipp::wait_ok(callee, "carrier (SIPp)");
-}
+use media_common::{
+    MediaLab,
+    scripts::{
+        CARRIER_MEDIA, PBX_AUDIO, carrier_call, patch_trunk, pause, pbx_call, pbx_in_dialog, play,
+        run_pair, sdp_audio,
+    },
+};
+use sbc_e2e::capture::Capture;
 
 /// One RTP packet the relay sent to the carrier's media port, as tshark decodes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -293,7 +178,7 @@ fn info_digits_from_the_pbx_arrive_as_generated_rfc4733_events() {
     );
     let info = |cseq: u32, signal: &str, duration: u32| {
         [
-            in_dialog(
+            pbx_in_dialog(
                 "INFO",
                 cseq,
                 Some((
@@ -367,12 +252,7 @@ fn rfc4733_digits_from_the_pbx_arrive_at_an_info_carrier_as_info() {
         return;
     }
     let lab = MediaLab::start("sdtr", "xdp = \"off\"");
-    let body =
-        format!(r#"{{"trunk":[{{"name":"carrier","proxy":"{CARRIER_SIP}","dtmf":"info"}}]}}"#);
-    let r = lab
-        .request("PATCH", "/api/v1/config", Some(&body))
-        .expect("admin API");
-    assert_eq!(r.status, 200, "{}", r.body);
+    patch_trunk(&lab, r#","dtmf":"info""#);
     let cap = Capture::start_on(&lab.lab.carrier, &["car0"], "udp").expect("capture");
     let pbx_sdp = sdp_audio(
         PBX_AUDIO,

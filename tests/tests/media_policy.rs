@@ -17,32 +17,20 @@ use std::{
     time::{Duration, Instant},
 };
 
-use media_common::MediaLab;
-use sbc_e2e::{capture::Capture, sipp};
+use media_common::{
+    MediaLab,
+    scripts::{
+        CARRIER_MEDIA, PBX_AUDIO, carrier_call, patch_trunk, pause, pbx_answered,
+        pbx_call_checking, pbx_in_dialog, pbx_invite, recv_checked, respond, run_pair,
+        run_pair_with, scenario, sdp, sdp_audio,
+    },
+};
+use sbc_e2e::capture::Capture;
 
-const PBX_SIP: &str = "198.18.1.2:5060";
-const CARRIER_SIP: &str = "198.18.2.2:5060";
-const SBC_INSIDE_SIP: &str = "198.18.1.1:5060";
-/// Media ports written in the peers' SDP (SIPp's own media sockets are at `-mp`).
-const PBX_AUDIO: u16 = 4000;
+/// The PBX's fax port written in its T.38 SDP.
 const PBX_FAX: u16 = 4002;
-const CARRIER_MEDIA: u16 = 6000;
 /// UDPTL datagrams each side sends.
 const UDPTL_N: u16 = 20;
-
-fn patch_trunk(lab: &MediaLab, extra: &str) {
-    let body = format!(r#"{{"trunk":[{{"name":"carrier","proxy":"{CARRIER_SIP}"{extra}}}]}}"#);
-    let r = lab
-        .request("PATCH", "/api/v1/config", Some(&body))
-        .expect("admin API");
-    assert_eq!(r.status, 200, "{}", r.body);
-}
-
-fn sdp_audio(port: u16, formats: &str, maps: &str) -> String {
-    format!(
-        "v=0\no=peer 1 [cseq] IN IP[local_ip_type] [local_ip]\ns=-\nc=IN IP[media_ip_type] [media_ip]\nt=0 0\nm=audio {port} RTP/AVP {formats}\n{maps}a=ptime:20\na=sendrecv\n"
-    )
-}
 
 fn sdp_t38(port: u16) -> String {
     format!(
@@ -52,104 +40,6 @@ fn sdp_t38(port: u16) -> String {
 
 const PCMA_MAPS: &str =
     "a=rtpmap:8 PCMA/8000\na=rtpmap:101 telephone-event/8000\na=fmtp:101 0-16\n";
-
-/// The PBX's INVITE (UAC), with `sdp`.
-fn pbx_invite(sdp: &str) -> String {
-    format!(
-        "<send retrans=\"500\"><![CDATA[\nINVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\nFrom: pbx <sip:100@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]\nTo: <sip:[service]@[remote_ip]:[remote_port]>\nCall-ID: [call_id]\nCSeq: 1 INVITE\nContact: <sip:100@[local_ip]:[local_port]>\nMax-Forwards: 70\nContent-Type: application/sdp\nContent-Length: [len]\n\n{sdp}]]></send>\n<recv response=\"100\" optional=\"true\"/>\n<recv response=\"180\" optional=\"true\"/>\n"
-    )
-}
-
-/// A request in the PBX's dialog (UAC side) with CSeq `cseq` and an optional SDP body.
-fn pbx_in_dialog(method: &str, cseq: u32, sdp: Option<&str>) -> String {
-    let (ct, body) = sdp.map_or(("", ""), |s| ("Content-Type: application/sdp\n", s));
-    format!(
-        "<send retrans=\"500\"><![CDATA[\n{method} [next_url] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n[routes]\nFrom: pbx <sip:100@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]\nTo: [$remote_to]\nCall-ID: [call_id]\nCSeq: {cseq} {method}\nContact: <sip:100@[local_ip]:[local_port]>\nMax-Forwards: 70\n{ct}Content-Length: [len]\n\n{body}]]></send>\n"
-    )
-}
-
-/// A response to the last request received, with an optional SDP body (`first`: adds the
-/// UAS's To tag, on the first response to the initial INVITE).
-fn respond(code: u16, reason: &str, sdp: Option<&str>, first: bool) -> String {
-    let (ct, body) = sdp.map_or(("", ""), |s| ("Content-Type: application/sdp\n", s));
-    let to = if first {
-        "[last_To:];tag=[pid]SIPpTag01[call_number]"
-    } else {
-        "[last_To:]"
-    };
-    format!(
-        "<send><![CDATA[\nSIP/2.0 {code} {reason}\n[last_Via:]\n[last_From:]\n{to}\n[last_Call-ID:]\n[last_CSeq:]\nContact: <sip:peer@[local_ip]:[local_port]>\n{ct}Content-Length: [len]\n\n{body}]]></send>\n"
-    )
-}
-
-/// Expects a message and checks each regex against it (SIPp fails the call on a mismatch).
-fn recv_checked(what: &str, checks: &[&str]) -> String {
-    recv_with(what, checks, false)
-}
-
-/// The PBX's 200 to its INVITE: checked, and the SBC's To (with its tag) kept for every later
-/// request of the PBX's dialog (`[last_To:]` is the SBC's requests' once they arrive).
-fn pbx_answered(checks: &[&str]) -> String {
-    recv_with("response=\"200\"", checks, true)
-}
-
-fn recv_with(what: &str, checks: &[&str], capture_to: bool) -> String {
-    let mut x = format!("<recv {what} rrs=\"true\"><action>");
-    let mut vars = Vec::new();
-    if capture_to {
-        x.push_str("<ereg regexp=\".*\" search_in=\"hdr\" header=\"To:\" check_it=\"true\" assign_to=\"remote_to\"/>");
-    }
-    for (i, re) in checks.iter().enumerate() {
-        x.push_str(&format!(
-            "<ereg regexp=\"{re}\" search_in=\"msg\" check_it=\"true\" assign_to=\"c{i}\"/>"
-        ));
-        vars.push(format!("[$c{i}]"));
-    }
-    if !vars.is_empty() {
-        // SIPp refuses variables that are never read.
-        x.push_str(&format!("<log message=\"{}\"/>", vars.join(" ")));
-    }
-    x.push_str("</action></recv>\n");
-    x
-}
-
-fn scenario(name: &str, body: &str) -> String {
-    format!(
-        "<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n<scenario name=\"{name}\">\n{body}</scenario>\n"
-    )
-}
-
-fn pause(ms: u32) -> String {
-    format!("<pause milliseconds=\"{ms}\"/>\n")
-}
-
-fn run_pair(lab: &MediaLab, callee: &str, caller: &str) {
-    run_pair_with(lab, callee, caller, || {});
-}
-
-/// Runs the two SIPp scenarios, `during` on this thread while they run.
-fn run_pair_with(lab: &MediaLab, callee: &str, caller: &str, during: impl FnOnce()) {
-    let callee_xml = sipp::write_scenario("mp-callee", callee);
-    let caller_xml = sipp::write_scenario("mp-caller", caller);
-    let callee = sipp::run(
-        &lab.lab.carrier,
-        callee_xml.path(),
-        CARRIER_SIP,
-        None,
-        &["-mp", "30000"],
-    );
-    thread::sleep(Duration::from_millis(300));
-    let caller = sipp::run(
-        &lab.lab.pbx,
-        caller_xml.path(),
-        PBX_SIP,
-        Some(SBC_INSIDE_SIP),
-        &["-mp", "30000"],
-    );
-    during();
-    sipp::wait_ok(caller, "PBX (SIPp)");
-    sipp::wait_ok(callee, "carrier (SIPp)");
-}
 
 #[test]
 fn codec_filter_strips_g722_and_puts_pcma_first_toward_the_carrier() {
@@ -164,35 +54,10 @@ fn codec_filter_strips_g722_and_puts_pcma_first_toward_the_carrier() {
         "9 0 8 101",
         "a=rtpmap:9 G722/8000\na=rtpmap:0 PCMU/8000\na=rtpmap:8 PCMA/8000\na=rtpmap:101 telephone-event/8000\na=fmtp:101 0-16\n",
     );
-    let caller = scenario(
-        "pbx",
-        &[
-            pbx_invite(&wide),
-            pbx_answered(&["m=audio [0-9]+ RTP/AVP 8 101"]),
-            "<send><![CDATA[\nACK [next_url] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n[routes]\nFrom: pbx <sip:100@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]\n[last_To:]\nCall-ID: [call_id]\nCSeq: 1 ACK\nMax-Forwards: 70\nContent-Length: 0\n\n]]></send>\n".to_owned(),
-            pause(300),
-            pbx_in_dialog("BYE", 2, None),
-            "<recv response=\"200\"/>\n".to_owned(),
-        ]
-        .concat(),
-    );
-    let callee = scenario(
-        "carrier",
-        &[
-            recv_checked(
-                "request=\"INVITE\"",
-                &["m=audio [0-9]+ RTP/AVP 8 0 101[[:space:]]"],
-            ),
-            respond(
-                200,
-                "OK",
-                Some(&sdp_audio(CARRIER_MEDIA, "8 101", PCMA_MAPS)),
-                true,
-            ),
-            "<recv request=\"ACK\"/>\n<recv request=\"BYE\"/>\n".to_owned(),
-            respond(200, "OK", None, false),
-        ]
-        .concat(),
+    let caller = pbx_call_checking(&wide, &["m=audio [0-9]+ RTP/AVP 8 101"], &pause(300), 2);
+    let callee = carrier_call(
+        &["m=audio [0-9]+ RTP/AVP 8 0 101[[:space:]]"],
+        &sdp_audio(CARRIER_MEDIA, "8 101", PCMA_MAPS),
     );
     run_pair(&lab, &callee, &caller);
     thread::sleep(Duration::from_millis(300));
@@ -347,12 +212,12 @@ fn t38_both_ways_udptl_relayed_and_a_refused_switch_falls_back_to_g711() {
             // The test's sockets exchange UDPTL meanwhile (`fax_session`).
             pause(3000),
             // Back to audio.
-            pbx_in_dialog("INVITE", 2, Some(&audio_pbx)),
+            pbx_in_dialog("INVITE", 2, sdp(&audio_pbx)),
             "<recv response=\"100\" optional=\"true\"/>\n<recv response=\"200\"/>\n".to_owned(),
             ack(2),
             pause(300),
             // Fax again from the PBX side: the carrier refuses.
-            pbx_in_dialog("INVITE", 3, Some(&sdp_t38(PBX_FAX))),
+            pbx_in_dialog("INVITE", 3, sdp(&sdp_t38(PBX_FAX))),
             "<recv response=\"100\" optional=\"true\"/>\n<recv response=\"488\"/>\n".to_owned(),
             "<send><![CDATA[\nACK [next_url] SIP/2.0\n[last_Via:]\n[routes]\nFrom: pbx <sip:100@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]\n[last_To:]\nCall-ID: [call_id]\nCSeq: 3 ACK\nMax-Forwards: 70\nContent-Length: 0\n\n]]></send>\n".to_owned(),
             pause(2500),

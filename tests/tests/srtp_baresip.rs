@@ -26,7 +26,7 @@ mod media_common;
 
 use std::{
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Command,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -35,7 +35,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use media_common::MediaLab;
+use media_common::{MediaLab, phone::Phone};
 use sbc::proto::{
     sdp::Crypto,
     srtp::{MasterKey, SrtpContext, Suite},
@@ -50,105 +50,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
-use sbc_e2e::{capture::Capture, process::Owned};
-
-/// A baresip instance's configuration directory, removed on drop.
-struct Phone {
-    dir: PathBuf,
-    proc: Option<Owned>,
-}
-
-impl Phone {
-    /// Writes the config for a phone listening on `listen` with `account` (an accounts line)
-    /// that sends a `freq` Hz tone and records what it receives.
-    fn new(tag: &str, listen: &str, account: &str, freq: u32) -> Self {
-        let dir = std::env::temp_dir().join(sbc_e2e::netns::unique(tag));
-        std::fs::create_dir_all(dir.join("rec")).expect("phone dir");
-        // ausine produces 48 kHz stereo only; baresip resamples to PCMU's 8 kHz mono.
-        let config = format!(
-            "poll_method epoll
-sip_listen {listen}
-audio_player aubridge,play
-audio_source ausine,{freq}
-audio_alert aubridge,alert
-ausrc_srate 48000
-auplay_srate 48000
-ausrc_channels 2
-auplay_channels 2
-module_path /usr/lib/baresip/modules
-module g711.so
-module srtp.so
-module ausine.so
-module aubridge.so
-module sndfile.so
-module account.so
-module menu.so
-snd_path {}
-",
-            dir.join("rec").display()
-        );
-        std::fs::write(dir.join("config"), config).expect("config");
-        std::fs::write(dir.join("accounts"), format!("{account}\n")).expect("accounts");
-        Self { dir, proc: None }
-    }
-
-    /// Adds `line` to the phone's config (before it runs).
-    fn configure(&self, line: &str) {
-        use std::io::Write as _;
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(self.dir.join("config"))
-            .expect("config");
-        writeln!(f, "{line}").expect("config line");
-    }
-
-    /// Runs baresip in namespace `ns` for `secs`, executing `command` once ready.
-    fn run(&mut self, ns: &str, secs: u32, command: Option<&str>) {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", ns, "baresip", "-f"])
-            .arg(&self.dir)
-            .args(["-t", &secs.to_string()]);
-        if let Some(c) = command {
-            cmd.args(["-e", c]);
-        }
-        let log = std::fs::File::create(self.dir.join("log")).expect("log");
-        let child = cmd
-            .current_dir(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start baresip (cargo xtask setup installs baresip-core)");
-        self.proc = Some(Owned::new("baresip", child));
-    }
-
-    fn wait(&mut self, limit: Duration) {
-        if let Some(p) = &mut self.proc {
-            let _ = p.wait_timeout(limit);
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
-    }
-
-    /// The recording of decoded (received) audio.
-    fn received(&self) -> PathBuf {
-        std::fs::read_dir(self.dir.join("rec"))
-            .expect("rec dir")
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
-            .unwrap_or_else(|| panic!("no recording; log:\n{}", self.log()))
-    }
-}
-
-impl Drop for Phone {
-    fn drop(&mut self) {
-        drop(self.proc.take());
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use sbc_e2e::capture::Capture;
 
 /// Samples (first channel) and sample rate of a 16-bit PCM WAV file.
 fn wav(path: &Path) -> (Vec<f64>, f64) {

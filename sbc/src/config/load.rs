@@ -582,7 +582,7 @@ proxy = "127.0.0.1:5090"
         };
         let ok = parse(&with(
             "codecs_deny = [\"G729\"]\ndtmf = \"info\"",
-            "codecs = [\"PCMA\", \"PCMU\", \"telephone-event\"]\nt38 = \"reject\"\ndtmf = \"inband-passthrough\"",
+            "codecs = [\"PCMA\", \"PCMU\", \"telephone-event\"]\nt38 = \"reject\"\ndtmf = \"inband-passthrough\"\ntelephone_event_pt = 96",
         ))
         .unwrap_or_else(|p| panic!("{p:?}"));
         let pbx = ok.pbx.media_policy();
@@ -593,7 +593,15 @@ proxy = "127.0.0.1:5090"
         assert_eq!(t.codecs.allow, ["PCMA", "PCMU", "telephone-event"]);
         assert_eq!(t.t38, sbc_proto::b2bua::T38Mode::Reject);
         assert_eq!(t.dtmf, sbc_proto::b2bua::DtmfMode::InbandPassthrough);
+        assert_eq!(t.event_payload_type, Some(96));
+        assert_eq!(pbx.event_payload_type, None);
         for (pbx, trunk, path) in [
+            ("telephone_event_pt = 8", "", "pbx.telephone_event_pt"),
+            (
+                "",
+                "telephone_event_pt = 128",
+                "trunk[0].telephone_event_pt",
+            ),
             ("t38 = \"maybe\"", "", "pbx.t38"),
             ("", "dtmf = \"2833\"", "trunk[0].dtmf"),
             ("", "codecs = [\"PCMA\", \"pcma\"]", "trunk[0].codecs"),

@@ -41,6 +41,7 @@ pub fn policy(
     deny: Option<&[String]>,
     t38: T38Setting,
     dtmf: DtmfSetting,
+    telephone_event_pt: Option<u8>,
 ) -> MediaPolicy {
     MediaPolicy {
         codecs: CodecPolicy {
@@ -56,17 +57,28 @@ pub fn policy(
             DtmfSetting::Info => DtmfMode::Info,
             DtmfSetting::InbandPassthrough => DtmfMode::InbandPassthrough,
         },
+        event_payload_type: telephone_event_pt,
     }
 }
 
 /// Checks `codecs` and `codecs_deny` under `prefix` (e.g. `trunk[0]`): encoding names (RFC
-/// 4855 tokens), no repeats, not both lists, and an allow list naming at least one real codec.
+/// 4855 tokens), no repeats, not both lists, and an allow list naming at least one real codec;
+/// and `telephone_event_pt`: a dynamic payload type (RFC 3551 §6: 96-127).
 pub fn validate(
     prefix: &str,
     codecs: Option<&[String]>,
     deny: Option<&[String]>,
+    telephone_event_pt: Option<u8>,
     bad: &mut impl FnMut(&str, String),
 ) {
+    if let Some(pt) = telephone_event_pt
+        && !(96..=127).contains(&pt)
+    {
+        bad(
+            &format!("{prefix}.telephone_event_pt"),
+            format!("{pt} is not a dynamic payload type (96-127)"),
+        );
+    }
     for (key, list) in [("codecs", codecs), ("codecs_deny", deny)] {
         let Some(names) = list else { continue };
         let path = format!("{prefix}.{key}");

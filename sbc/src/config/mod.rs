@@ -474,6 +474,10 @@ pub struct Pbx {
     /// DTMF method of this side: `rfc4733` (default), `info` or `inband-passthrough`.
     #[serde(default, skip_serializing_if = "is_default")]
     pub dtmf: DtmfSetting,
+    /// The payload type (96-127) `telephone-event` gets in offers toward this side; absent:
+    /// as offered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telephone_event_pt: Option<u8>,
 }
 
 /// `[pbx] register`: what a REGISTER from the PBX gets.
@@ -516,6 +520,7 @@ impl Pbx {
             self.codecs_deny.as_deref(),
             self.t38,
             self.dtmf,
+            self.telephone_event_pt,
         )
     }
 
@@ -643,6 +648,10 @@ pub struct Trunk {
     /// DTMF method of this side: `rfc4733` (default), `info` or `inband-passthrough`.
     #[serde(default, skip_serializing_if = "is_default")]
     pub dtmf: DtmfSetting,
+    /// The payload type (96-127) `telephone-event` gets in offers toward this side; absent:
+    /// as offered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telephone_event_pt: Option<u8>,
     /// `[[trunk.number]]`: number normalisation rules of this trunk's calls.
     #[serde(default, rename = "number", skip_serializing_if = "Vec::is_empty")]
     pub numbers: Vec<NumberRule>,
@@ -664,6 +673,7 @@ impl Trunk {
             self.codecs_deny.as_deref(),
             self.t38,
             self.dtmf,
+            self.telephone_event_pt,
         )
     }
 }

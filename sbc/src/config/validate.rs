@@ -182,7 +182,7 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
     pbx_auth(&c.pbx, &mut bad);
     super::srtp::validate("pbx", c.pbx.srtp, c.pbx.srtp_suites.as_deref(), &mut bad);
     let (codecs, deny) = (c.pbx.codecs.as_deref(), c.pbx.codecs_deny.as_deref());
-    super::media_policy::validate("pbx", codecs, deny, &mut bad);
+    super::media_policy::validate("pbx", codecs, deny, c.pbx.telephone_event_pt, &mut bad);
 
     if c.trunks.is_empty() {
         bad("trunk", "at least one [[trunk]] is required".into());
@@ -192,7 +192,7 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
         let prefix = format!("trunk[{i}]");
         super::srtp::validate(&prefix, t.srtp, t.srtp_suites.as_deref(), &mut bad);
         let (codecs, deny) = (t.codecs.as_deref(), t.codecs_deny.as_deref());
-        super::media_policy::validate(&prefix, codecs, deny, &mut bad);
+        super::media_policy::validate(&prefix, codecs, deny, t.telephone_event_pt, &mut bad);
         if t.name.is_empty()
             || t.name.len() > 64
             || !t

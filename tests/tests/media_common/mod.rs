@@ -6,6 +6,9 @@
     reason = "each test binary uses a different part of the harness"
 )]
 
+pub mod phone;
+pub mod scripts;
+
 use std::{
     net::{SocketAddr, UdpSocket},
     path::PathBuf,

@@ -25,7 +25,7 @@ use crate::{
     sdp::{CodecPolicy, CodecRefusal, CodecSpec, Media, PayloadMap, Sdp, codecs},
 };
 
-use super::{B2buaConfig, media_policy};
+use super::{B2buaConfig, CodecRecord, CodecsSnapshot, media_policy};
 
 /// What the codec policy changes in one media section of a body.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -74,15 +74,45 @@ fn strip_events(keep: Option<Vec<u8>>, all: &[crate::sdp::Codec<'_>]) -> Option<
     )
 }
 
-/// A dynamic payload type free in `m` for an added `telephone-event` (101 when free).
-fn free_dynamic(m: &Media<'_, '_>) -> Option<u8> {
-    let used: Vec<u8> = m
-        .desc()
+/// The payload types `m` lists.
+fn used_payload_types(m: &Media<'_, '_>) -> Vec<u8> {
+    m.desc()
         .map(|d| d.format_list().filter_map(|f| f.parse().ok()).collect())
-        .unwrap_or_default();
-    std::iter::once(101)
+        .unwrap_or_default()
+}
+
+/// A dynamic payload type free in `m` for an added `telephone-event`: the receiving side's
+/// `wanted` number, else 101, else the first free one.
+fn free_dynamic(m: &Media<'_, '_>, wanted: Option<u8>) -> Option<u8> {
+    let used = used_payload_types(m);
+    wanted
+        .into_iter()
+        .chain(std::iter::once(101))
         .chain(96..=127)
         .find(|pt| !used.contains(pt))
+}
+
+/// The renumbering of an offer's `telephone-event` to the receiving side's `wanted` number
+/// (`(offered, wanted)`), when the offer numbers it otherwise and `wanted` is free in the
+/// section (a number taken by another codec keeps the offer's; the relay maps either way).
+fn event_renumbering(
+    m: &Media<'_, '_>,
+    all: &[crate::sdp::Codec<'_>],
+    written: Option<&[u8]>,
+    wanted: Option<u8>,
+) -> Vec<(u8, u8)> {
+    let Some(wanted) = wanted else {
+        return Vec::new();
+    };
+    let used = used_payload_types(m);
+    if used.contains(&wanted) {
+        return Vec::new();
+    }
+    all.iter()
+        .filter(|c| is_event(c) && written.is_none_or(|w| w.contains(&c.payload_type)))
+        .map(|c| (c.payload_type, wanted))
+        .take(1)
+        .collect()
 }
 
 /// Why the codec policy refused a body: the section that was left without a codec.
@@ -106,6 +136,8 @@ pub(super) struct CallCodecs {
     maps: Vec<StreamPayloadMaps>,
     /// Per `m=` line, the legs whose DTMF the relay terminates since the last answer.
     dtmf: Vec<StreamDtmf>,
+    /// The DTMF method of each side (`[inside, outside]`) the last answer was shaped for.
+    modes: Option<[super::DtmfMode; 2]>,
 }
 
 const fn idx(side: Side) -> usize {
@@ -171,6 +203,7 @@ impl CallCodecs {
     ) -> Result<Vec<FormatEdit>, NoCommonCodec> {
         let (sender, receiver) = policies(cfg, trunk, from);
         let step = dtmf_step(cfg, trunk, from);
+        let wanted_event = media_policy::of(cfg, from.other(), trunk).event_payload_type;
         let mut edits = Vec::with_capacity(parsed.media_count());
         let mut declared = Vec::with_capacity(parsed.media_count());
         for (index, m) in parsed.media().enumerate() {
@@ -196,7 +229,7 @@ impl CallCodecs {
                         None => all.iter().any(is_event),
                     };
                     if !has {
-                        add_event = free_dynamic(&m);
+                        add_event = free_dynamic(&m, wanted_event);
                     }
                 }
             }
@@ -208,9 +241,12 @@ impl CallCodecs {
                     .collect(),
                 None => all.iter().map(|c| c.to_spec()).collect(),
             };
+            // The receiving side's own number for telephone-event: its answer comes back in
+            // it, `answer` renumbers it to the offerer's and the relay maps the two.
+            let renumber = event_renumbering(&m, &all, written.as_deref(), wanted_event);
             edits.push(FormatEdit {
                 keep: written.map(|k| k.iter().map(u8::to_string).collect()),
-                renumber: Vec::new(),
+                renumber,
                 add_event,
             });
             declared.push(crossing);
@@ -276,8 +312,10 @@ impl CallCodecs {
         self.declared[idx(from)] = declared;
         self.awaiting = None;
         self.answered = Some(from);
+        self.modes =
+            Some([Side::Inside, Side::Outside].map(|s| media_policy::of(cfg, s, trunk).dtmf));
         self.maps = self.mappings();
-        self.dtmf = self.terminations(cfg, trunk);
+        self.dtmf = self.terminations();
         Ok(edits)
     }
 
@@ -296,9 +334,12 @@ impl CallCodecs {
 
     /// Per stream, the `telephone-event` of each side that takes RFC 4733 while the other
     /// takes INFO (`dtmf_interwork.rs`): the relay generates and detects events there.
-    fn terminations(&self, cfg: &B2buaConfig, trunk: Option<usize>) -> Vec<StreamDtmf> {
+    fn terminations(&self) -> Vec<StreamDtmf> {
         use super::DtmfMode::{Info, Rfc4733};
-        let mode = |side: Side| media_policy::of(cfg, side, trunk).dtmf;
+        let Some(modes) = self.modes else {
+            return Vec::new();
+        };
+        let mode = |side: Side| modes[idx(side)];
         let streams = self.declared[0].len().max(self.declared[1].len());
         (0..streams)
             .map(|i| {
@@ -338,6 +379,43 @@ impl CallCodecs {
     /// The relay's rewrites per `m=` line (empty before the first answer).
     pub(super) fn maps(&self) -> &[StreamPayloadMaps] {
         &self.maps
+    }
+
+    /// The DTMF method `side` was negotiated with (None before the first answer).
+    pub(super) fn dtmf_mode(&self, side: Side) -> Option<super::DtmfMode> {
+        self.modes.map(|m| m[idx(side)])
+    }
+
+    /// The persisted form (None before the first answer: nothing negotiated to keep).
+    pub(super) fn snapshot(&self) -> Option<CodecsSnapshot> {
+        let dtmf = self.modes?;
+        let record = |side: &Vec<Vec<CodecSpec>>| -> Vec<Vec<CodecRecord>> {
+            side.iter()
+                .map(|m| m.iter().map(CodecRecord::of).collect())
+                .collect()
+        };
+        Some(CodecsSnapshot {
+            declared: [record(&self.declared[0]), record(&self.declared[1])],
+            dtmf,
+        })
+    }
+
+    /// A restored call's codec state: the rewrites and DTMF terminations recomputed from what
+    /// the legs declared (the next offer from either side is negotiated as usual).
+    pub(super) fn restored(snap: &CodecsSnapshot) -> Self {
+        let spec = |side: &Vec<Vec<CodecRecord>>| -> Vec<Vec<CodecSpec>> {
+            side.iter()
+                .map(|m| m.iter().map(CodecRecord::spec).collect())
+                .collect()
+        };
+        let mut codecs = Self {
+            declared: [spec(&snap.declared[0]), spec(&snap.declared[1])],
+            modes: Some(snap.dtmf),
+            ..Self::default()
+        };
+        codecs.maps = codecs.mappings();
+        codecs.dtmf = codecs.terminations();
+        codecs
     }
 }
 

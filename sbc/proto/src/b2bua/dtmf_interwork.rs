@@ -26,8 +26,11 @@ use crate::{
     sip::{Method, StatusCode},
 };
 
-/// How a side sends and receives DTMF.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How a side sends and receives DTMF (persisted by name in a call's snapshot).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum DtmfMode {
     /// RFC 4733 telephone-events in the RTP stream (negotiated in SDP).
     #[default]
@@ -61,13 +64,16 @@ impl DtmfMethod {
 const DEFAULT_DURATION_MS: u32 = 160;
 
 impl B2bua {
+    /// The DTMF method of `side` on `call`: the one its SDP was negotiated with (kept across
+    /// configuration changes and restarts), else the configured one.
     fn dtmf_mode(&self, call: CallId, side: Side) -> DtmfMode {
-        let trunk = self
-            .calls
-            .get(&call)
-            .and_then(|c| c.trunk)
-            .map(super::admission::TrunkId::index);
-        media_policy::of(&self.cfg, side, trunk).dtmf
+        let Some(c) = self.calls.get(&call) else {
+            return media_policy::of(&self.cfg, side, None).dtmf;
+        };
+        c.codecs.dtmf_mode(side).unwrap_or_else(|| {
+            let trunk = c.trunk.map(super::admission::TrunkId::index);
+            media_policy::of(&self.cfg, side, trunk).dtmf
+        })
     }
 
     /// An in-dialog INFO from `from` on `call` (server transaction `key`) with a body of type
@@ -189,7 +195,9 @@ impl B2bua {
         )
     }
 
-    /// Sends a request of the SBC's own in `call`'s dialog on `side` (responses absorbed).
+    /// Sends a request of the SBC's own in `call`'s dialog on `side` (responses absorbed):
+    /// the confirmed dialog, or before the answer the early one (a 18x with a To tag; RFC
+    /// 6086 §4.2 allows INFO there: digits for an IVR played as early media).
     fn send_own_in_dialog(
         &mut self,
         now: Instant,
@@ -203,7 +211,8 @@ impl B2bua {
         let Some(c) = self.calls.get_mut(&call) else {
             return false;
         };
-        if c.state != super::CallState::Confirmed {
+        let early = c.state == super::CallState::Early && c.leg(side).remote_tag.is_some();
+        if c.state != super::CallState::Confirmed && !early {
             return false;
         }
         let local = c.leg(side).local;

@@ -82,7 +82,7 @@ impl B2bua {
                 }
                 // Another trunk, another codec policy: the caller's offer filtered for it; a
                 // trunk that takes none of its codecs is skipped.
-                let rebuilt = match self.offer_for_trunk(call, t, &orig) {
+                let rebuilt = match self.offer_for_trunk(call, t, &orig, media) {
                     Ok(o) => o.unwrap_or_else(|| offer.clone()),
                     Err(p) => {
                         self.border_refusal(p.as_str());
@@ -130,22 +130,22 @@ impl B2bua {
         self.restart_outside(now, call, &restart, media)
     }
 
-    /// The caller's offer (in `orig`) written for trunk `index`: its codec policy applied, the
-    /// call's relay endpoints and the carrier leg's origin. None when it cannot be rebuilt
-    /// that way (no body, or SRTP toward the carrier, whose keys belong to the offer already
-    /// sent): the offer sent before is reused.
+    /// The caller's offer (in `orig`) written for trunk `index`: its codec policy and SRTP
+    /// policy applied (RTP/AVP or RTP/SAVP with the SBC's fresh `a=crypto` lines for that
+    /// trunk, the relay told which streams await keys), the call's relay endpoints and the
+    /// carrier leg's origin. None when it cannot be rebuilt that way (no body, no relay yet):
+    /// the offer sent before is reused.
     fn offer_for_trunk(
         &mut self,
         call: CallId,
         index: TrunkId,
         orig: &Message,
+        media: &mut dyn MediaControl,
     ) -> Result<Option<Bytes>, SdpProblem> {
         let Some(c) = self.calls.get_mut(&call) else {
             return Ok(None);
         };
-        let sent = c.offer.as_deref().unwrap_or_default();
-        let has_crypto = sent.windows(9).any(|w| w == b"a=crypto:");
-        if orig.body().is_empty() || c.relays.is_empty() || has_crypto {
+        if orig.body().is_empty() || c.relays.is_empty() {
             return Ok(None);
         }
         let mut desc = super::offer_answer::Description::parse(orig.body(), &self.cfg.sdp)?;
@@ -159,6 +159,33 @@ impl B2bua {
             &self.cfg.sdp,
             &mut out,
         )?;
+        // The previous trunk's keys and transport belong to the offer it got: this trunk gets
+        // its own policy's (a trunk without SRTP gets plain RTP, a mandatory one SRTP).
+        c.srtp.reset(Side::Outside);
+        let crossing = srtp_policy::Crossing {
+            role: srtp_policy::SdpRole::Offer,
+            from: c.origin,
+            to: Side::Outside,
+            body: orig.body(),
+        };
+        srtp_policy::negotiate(
+            &self.cfg,
+            &mut self.rng,
+            &mut c.srtp,
+            Some(index),
+            crossing,
+            &mut out,
+            Some((&mut *media, c.media)),
+        )?;
+        // `negotiate` tells the relay nothing when neither side does SRTP: the carrier leg may
+        // still be held for the previous trunk's keys.
+        if let Some(session) = c.media {
+            let mut secure = c.srtp.secure(Side::Outside);
+            secure.resize(c.relays.len(), false);
+            media
+                .expect_crypto(session, Side::Outside, &secure)
+                .map_err(|_| SdpProblem::Srtp("srtp_relay"))?;
+        }
         c.leg_mut(Side::Outside).origin = origin;
         Ok(Some(Bytes::from(out)))
     }

@@ -24,6 +24,9 @@ pub struct MediaPolicy {
     pub t38: T38Mode,
     /// How this side sends and receives DTMF.
     pub dtmf: super::DtmfMode,
+    /// The payload type `telephone-event/8000` gets in offers toward this side (a carrier that
+    /// insists on its own number); None: as the offerer numbered it. The relay maps it.
+    pub event_payload_type: Option<u8>,
 }
 
 /// The policy of `side` on a call through `trunk` (index): `[pbx]` inside, the trunk's outside
@@ -36,6 +39,7 @@ pub(super) fn of(cfg: &B2buaConfig, side: Side, trunk: Option<usize>) -> &MediaP
         },
         t38: T38Mode::Passthrough,
         dtmf: super::DtmfMode::Rfc4733,
+        event_payload_type: None,
     };
     match side {
         Side::Inside => &cfg.pbx_media,

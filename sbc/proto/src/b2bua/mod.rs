@@ -37,6 +37,7 @@ mod border;
 mod call;
 mod caps;
 mod codec_policy;
+mod codec_snapshot;
 mod config;
 mod dispatch;
 mod drain;
@@ -87,6 +88,7 @@ use bytes::Bytes;
 use call::{Call, CallId, CallState, Leg, Pending2xx, PendingRel, side_index};
 pub use call::{CallInfo, LegInfo};
 pub use caps::Caps;
+pub use codec_snapshot::{CodecRecord, CodecsSnapshot};
 pub use config::{
     B2buaConfig, LocalAddr, Manipulation, RegisterPolicy, Target, TrunkAuth, TrunkConfig,
     TrunkLocal,

@@ -11,6 +11,7 @@
 use std::time::{Duration, Instant};
 
 use super::*;
+use codec_policy::CallCodecs;
 use snapshot::{CallSnapshot, DialogSnapshot, key_of};
 
 use crate::media::MediaError;
@@ -39,6 +40,9 @@ pub enum RestoreError {
     /// The relay refused to re-install the media session.
     #[error("media not restored: {0}")]
     Media(#[from] MediaError),
+    /// The relay refused the call's payload-type rewrites or DTMF terminations.
+    #[error("payload-type rewrites or DTMF terminations not restored")]
+    RelayPolicy,
 }
 
 /// A text field that goes into SIP messages as it is: no line breaks (no header injection).
@@ -128,7 +132,22 @@ impl B2bua {
             (Some(_), None) => return Err(RestoreError::MediaMissing),
             (Some(_), Some(m)) => Some(media.restore(m)?),
         };
-        Ok(self.install(now, snap, session).raw())
+        // Before schema v3 not in the record: such a call relays payload types unmapped and
+        // takes its DTMF methods from the configuration until its next offer.
+        let codecs = snap
+            .codecs
+            .as_ref()
+            .map(CallCodecs::restored)
+            .unwrap_or_default();
+        // The relay's session comes back without the call's payload-type rewrites and DTMF
+        // terminations: hand them over again.
+        if super::codec_policy::relay_maps(&codecs, media, session).is_err() {
+            if let Some(s) = session {
+                media.release(s);
+            }
+            return Err(RestoreError::RelayPolicy);
+        }
+        Ok(self.install(now, snap, session, codecs).raw())
     }
 
     /// Ends the call of a snapshot that [`B2bua::restore`] refused: its dialogs are restored
@@ -142,7 +161,7 @@ impl B2bua {
         if self.check_restorable(snap).is_err() {
             return false;
         }
-        let call = self.install(now, snap, None);
+        let call = self.install(now, snap, None, CallCodecs::default());
         self.terminate(now, call, EndReason::Bye, media);
         true
     }
@@ -161,7 +180,13 @@ impl B2bua {
     }
 
     /// Puts a checked snapshot's call into the tables.
-    fn install(&mut self, now: Instant, snap: &CallSnapshot, session: Option<SessionId>) -> CallId {
+    fn install(
+        &mut self,
+        now: Instant,
+        snap: &CallSnapshot,
+        session: Option<SessionId>,
+        codecs: CallCodecs,
+    ) -> CallId {
         let id = self.next_call;
         self.next_call = id.next();
         let trunk = snap
@@ -202,9 +227,7 @@ impl B2bua {
             redirects: redirect::Tried::default(),
             forks: fork::Forks::default(),
             srtp: srtp_policy::CallSrtp::default(),
-            // Not in the record (schema v2): a restored call relays payload types unmapped and
-            // negotiates its next offer afresh (docs/scaling.md, "What is not restored").
-            codecs: super::codec_policy::CallCodecs::default(),
+            codecs,
             offers: super::t38::Offers::default(),
             facts: record::Facts::restored(snap.called.clone(), session),
             persisted: None,

@@ -18,6 +18,10 @@
 //! - 1: the first schema.
 //! - 2: `called`, the called number of the caller's INVITE (for the call's detail record).
 //!   A version 1 record restores with it empty.
+//! - 3: `codecs` (`codec_snapshot.rs`), the codecs each leg declared and the DTMF method of
+//!   each side: the restored call's relay maps payload types and terminates DTMF again. An
+//!   older record restores without them (payload types unmapped, DTMF methods from the
+//!   configuration) until the call's next offer and answer.
 
 use std::{
     hash::{DefaultHasher, Hash, Hasher},
@@ -87,6 +91,10 @@ pub struct CallSnapshot {
     /// Version 2: the called number of the caller's INVITE.
     #[serde(default)]
     pub called: String,
+    /// Version 3: the negotiated codecs and DTMF methods (None before version 3, or a call
+    /// whose SDP was never answered through the codec policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codecs: Option<super::CodecsSnapshot>,
 }
 
 /// One leg's dialog (RFC 3261 §12) as persisted.
@@ -178,7 +186,7 @@ pub enum SnapshotError {
 
 impl CallSnapshot {
     /// The schema version written now.
-    pub const VERSION: u32 = 2;
+    pub const VERSION: u32 = 3;
 
     /// The record's bytes (JSON: self-describing, so older records stay readable).
     pub fn encode(&self) -> Vec<u8> {
@@ -406,6 +414,7 @@ impl B2bua {
             media: c.media.and_then(|s| media.snapshot(s)),
             srtp: c.srtp.keyed(),
             called: c.facts.called().to_owned(),
+            codecs: c.codecs.snapshot(),
         })
     }
 

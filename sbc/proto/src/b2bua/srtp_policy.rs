@@ -130,6 +130,13 @@ impl CallSrtp {
             .any(|s| s.rx.is_some() || s.tx.is_some() || !s.offered.is_empty())
     }
 
+    /// Forgets what was negotiated with `side`: its leg starts afresh (failover to another
+    /// trunk, whose keys are its own).
+    pub(super) fn reset(&mut self, side: Side) {
+        self.legs[idx(side)].clear();
+        self.awaiting[idx(side)] = false;
+    }
+
     /// Whether the SBC's last offer to `side` awaits its answer.
     pub(super) fn awaits_answer_from(&self, side: Side) -> bool {
         self.awaiting[idx(side)]

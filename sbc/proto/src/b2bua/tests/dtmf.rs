@@ -15,7 +15,7 @@ fn sim_with(pbx: DtmfMode, trunk: DtmfMode) -> Sim {
     sim
 }
 
-fn pbx_info(sim: &Sim, content_type: &str, body: &str) -> String {
+pub(super) fn pbx_info(sim: &Sim, content_type: &str, body: &str) -> String {
     let our_in_tag = sim
         .sbc
         .calls
@@ -39,7 +39,7 @@ Content-Length: {}
     )
 }
 
-fn drain(sim: &mut Sim) -> Vec<Event> {
+pub(super) fn drain(sim: &mut Sim) -> Vec<Event> {
     std::iter::from_fn(|| sim.sbc.poll_event())
         .filter(|e| matches!(e, Event::Dtmf { .. } | Event::GenerateDtmf { .. }))
         .collect()

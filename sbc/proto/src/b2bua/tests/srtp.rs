@@ -18,7 +18,7 @@ fn body_of(m: &Message) -> String {
     String::from_utf8_lossy(m.body()).replace("\r\n", "\n")
 }
 
-fn crypto_lines(body: &str) -> Vec<crate::sdp::Crypto> {
+pub(super) fn crypto_lines(body: &str) -> Vec<crate::sdp::Crypto> {
     body.lines()
         .filter_map(|l| l.strip_prefix("a=crypto:"))
         .map(|v| crate::sdp::Crypto::parse(v).expect("the SBC writes usable lines"))
@@ -26,7 +26,7 @@ fn crypto_lines(body: &str) -> Vec<crate::sdp::Crypto> {
 }
 
 /// The carrier's SRTP answer with its own key (tag `tag`, suite `suite`).
-fn carrier_srtp_sdp(tag: u32, suite: Suite, key: &MasterKey) -> String {
+pub(super) fn carrier_srtp_sdp(tag: u32, suite: Suite, key: &MasterKey) -> String {
     SDP_CARRIER.replace("RTP/AVP", "RTP/SAVP").replace(
         "a=sendrecv\n",
         &format!(

@@ -910,6 +910,71 @@ fn payload_types_are_rewritten_per_direction_and_keep_the_stream_off_the_fast_pa
     assert!(t.holds_nothing());
 }
 
+/// An RFC 4733 event relayed across a payload-type mapping (101 inside, 96 outside) arrives
+/// as it was sent but for the 7-bit payload type: the marker on its first packet only, every
+/// packet with the event's one timestamp, sequence numbers and SSRC unchanged, and the payload
+/// (event, E bit, volume, duration) untouched — including the end packet sent three times
+/// (RFC 4733 §2.5.1.4), each relayed, none merged or dropped; the next event's new timestamp
+/// and marker cross the same way.
+#[test]
+fn an_event_crosses_a_payload_type_mapping_with_its_timestamps_and_end_packets_intact() {
+    let t0 = crate::media::test_origin();
+    let mut t = table(true);
+    let a = call(&mut t, t0, Some("198.51.100.7:5000"));
+    let k = key(&a);
+    t.set_payload_maps(t0, a.session, &[event_maps()])
+        .expect("maps");
+    // (marker, seq, timestamp, payload): digit 5 for 400 samples then 3 end packets; digit #.
+    let event = |code: u8, end: bool, duration: u16| {
+        let d = duration.to_be_bytes();
+        [code, if end { 0x80 } else { 0 } | 10, d[0], d[1]]
+    };
+    let sent: Vec<(bool, u16, u32, [u8; 4])> = vec![
+        (true, 100, 8000, event(5, false, 160)),
+        (false, 101, 8000, event(5, false, 320)),
+        (false, 102, 8000, event(5, true, 400)),
+        (false, 103, 8000, event(5, true, 400)),
+        (false, 104, 8000, event(5, true, 400)),
+        (true, 105, 9600, event(11, false, 160)),
+        (false, 106, 9600, event(11, true, 240)),
+        (false, 107, 9600, event(11, true, 240)),
+        (false, 108, 9600, event(11, true, 240)),
+    ];
+    for (i, (marker, seq, ts, payload)) in sent.iter().enumerate() {
+        let mut buf = [0u8; 64];
+        buf[..RTP.len()].copy_from_slice(&RTP);
+        buf[1] = if *marker { 0x80 } else { 0 } | 101;
+        buf[2..4].copy_from_slice(&seq.to_be_bytes());
+        buf[4..8].copy_from_slice(&ts.to_be_bytes());
+        buf[12..16].copy_from_slice(payload);
+        let before = buf;
+        let arrival = Arrival {
+            stream: k,
+            leg: Side::Inside,
+            port: RelayPort::Rtp,
+            src: sa("10.0.0.5:4000"),
+        };
+        let action = t.handle_packet(t0, arrival, &mut buf, 16);
+        assert!(
+            matches!(action, PacketAction::Forward { len: 16, .. }),
+            "packet {i}: {action:?}"
+        );
+        assert_eq!(
+            buf[1],
+            if *marker { 0x80 } else { 0 } | 96,
+            "packet {i}: the carrier's number, marker as sent"
+        );
+        assert_eq!(buf[0], before[0], "packet {i}: version and flags");
+        assert_eq!(
+            &buf[2..16],
+            &before[2..16],
+            "packet {i}: sequence number, timestamp, SSRC and event payload unchanged"
+        );
+    }
+    t.release(a.session);
+    assert!(t.holds_nothing());
+}
+
 /// `payload` after an RTP header with `pt` and `seq` from `src` on `leg`.
 fn rtp_from(
     t: &mut MediaTable,
