@@ -11,7 +11,9 @@
 //! descriptors and RSS. With `SOCKETLESS_STRACE=1` the SBC runs under `strace -c -f` for the
 //! whole run and the syscall summary (total calls / calls placed) is printed. Every run is
 //! bounded by SIPp's 60 s timeout. `SBC_BIN=target/release/sbc` measures a release build;
-//! `SOCKETLESS_ONLY=1` skips the run with sockets.
+//! `SOCKETLESS_ONLY=1` skips the run with sockets. `SOCKETLESS_HEAPTRACK=/tmp/ht` attaches
+//! `heaptrack -p` to the SBC once it is up (read the result with
+//! `heaptrack_print --print-peaks /tmp/ht*.zst`; under heaptrack the SBC is several times slower).
 
 mod media_common;
 
@@ -83,6 +85,18 @@ fn measure(prefix: &str, socketless: bool) {
         thread::sleep(Duration::from_millis(500));
         Owned::new("strace", child)
     });
+    let heaptrack = std::env::var_os("SOCKETLESS_HEAPTRACK").map(|out| {
+        let child = Command::new("heaptrack")
+            .arg("-o")
+            .arg(out)
+            .args(["-p", &pid.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("heaptrack");
+        thread::sleep(Duration::from_secs(5));
+        Owned::new("heaptrack", child)
+    });
     let (calls_s, rate_s, hold_s) = (calls.to_string(), rate.to_string(), hold.to_string());
     let mut uas = sipp::run_args(
         &lab.lab.carrier,
@@ -125,13 +139,13 @@ fn measure(prefix: &str, socketless: bool) {
     let mut peak = (0u64, 0usize, 0u64);
     let mut unreachable_polls = 0u32;
     while Instant::now() < deadline && uac.running() {
-        // The session list, not `/api/v1/media`: that one walks the XDP map (a syscall per
-        // entry), which would swamp the syscall count.
+        // The sessions gauge, not a session list: `/api/v1/media` walks the XDP map (a syscall
+        // per entry), which would swamp the syscall count, and a list of thousands of sessions
+        // would itself grow the heap whose size is measured.
         // Unreachable (e.g. no descriptor left to accept with) counts as no answer.
         let Some(sessions) = lab
-            .request("GET", "/api/v1/media/sessions", None)
-            .and_then(|r| serde_json::from_str::<serde_json::Value>(&r.body).ok())
-            .and_then(|v| v.as_array().map(|a| a.len() as u64))
+            .request("GET", "/metrics", None)
+            .and_then(|r| gauge(&r.body, "sbc_media_sessions"))
         else {
             unreachable_polls += 1;
             thread::sleep(Duration::from_millis(250));
@@ -165,6 +179,11 @@ fn measure(prefix: &str, socketless: bool) {
         peak.2,
         fds(pid)
     );
+    if let Some(mut heaptrack) = heaptrack {
+        // heaptrack writes its file once the SBC is gone; the file holds the peak.
+        lab.kill9();
+        let _ = heaptrack.wait_timeout(Duration::from_secs(120));
+    }
     if let Some(text) = syscalls {
         let total = text
             .lines()
@@ -172,6 +191,14 @@ fn measure(prefix: &str, socketless: bool) {
             .unwrap_or("");
         eprintln!("strace -c -f total: {total}\n{text}");
     }
+}
+
+/// The value of an unlabelled gauge in a Prometheus text exposition.
+fn gauge(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
 }
 
 fn fds(pid: u32) -> usize {
