@@ -83,6 +83,8 @@ pub struct MediaMetrics {
     pub sessions: IntGauge,
     /// Fast-path mappings installed.
     pub xdp_mappings: IntGauge,
+    /// Fast-path mappings the XDP maps hold (sized from `[media]` port range).
+    pub xdp_mappings_capacity: IntGauge,
     /// Free relay port pairs, by side.
     pub ports_free: IntGaugeVec,
     /// Digits handed to the relay for RFC 4733 generation (SIP INFO converted), by result:
@@ -141,6 +143,10 @@ impl MediaMetrics {
                 "sbc_media_xdp_mappings",
                 "Mappings installed in the XDP fast path.",
             )?,
+            xdp_mappings_capacity: IntGauge::new(
+                "sbc_media_xdp_mappings_capacity",
+                "Mappings the XDP fast path's maps hold (one per relay port and media address).",
+            )?,
             ports_free: IntGaugeVec::new(
                 Opts::new("sbc_media_ports_free", "Free relay port pairs, by side."),
                 &["side"],
@@ -183,6 +189,7 @@ impl MediaMetrics {
         registry.register(Box::new(m.timeouts.clone()))?;
         registry.register(Box::new(m.sessions.clone()))?;
         registry.register(Box::new(m.xdp_mappings.clone()))?;
+        registry.register(Box::new(m.xdp_mappings_capacity.clone()))?;
         registry.register(Box::new(m.ports_free.clone()))?;
         registry.register(Box::new(m.dtmf_generated.clone()))?;
         registry.register(Box::new(m.dtmf_packets.clone()))?;

@@ -20,7 +20,8 @@ fn xdp_program_counts_udp_on_veth_and_stops_when_detached() {
     let (_tx_if, rx_if) =
         veth_pair(&tx, "198.18.7.1/24", &rx, "198.18.7.2/24").expect("create veth pair");
 
-    let mut relay = XdpRelay::load(None).expect("load the embedded XDP object");
+    let mut relay =
+        XdpRelay::load(None, sbc_ebpf_common::MAX_MAPPINGS).expect("load the embedded XDP object");
     {
         let _in_rx = rx.enter().expect("enter rx netns");
         let mode = relay

@@ -100,13 +100,15 @@ impl MediaManager {
             _ => None,
         };
         let events_ready = Arc::new(tokio::sync::Notify::new());
+        let mappings = settings.relay.fast_path_mappings();
+        metrics.xdp_mappings_capacity.set(i64::from(mappings));
         let core = Arc::new_cyclic(|weak| {
             Mutex::new(Core {
                 table: MediaTable::new(
                     settings.relay,
                     settings.policy,
                     xdp.is_some(),
-                    sbc_ebpf_common::MAX_MAPPINGS,
+                    mappings,
                     crate::entropy::rng(),
                 ),
                 exec: Executor::new(
