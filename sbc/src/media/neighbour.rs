@@ -265,7 +265,7 @@ fn attr(body: &mut Vec<u8>, kind: u16, value: &[u8]) {
     body.extend_from_slice(&len.to_ne_bytes());
     body.extend_from_slice(&kind.to_ne_bytes());
     body.extend_from_slice(value);
-    while body.len() % 4 != 0 {
+    while !body.len().is_multiple_of(4) {
         body.push(0);
     }
 }

@@ -65,7 +65,7 @@ impl RelaySettings {
         let max = u32::from(self.port_max);
         // Pairs (p, p + 1) with p even, p >= first, p + 1 <= max: two mappings each.
         let pairs = if max > first {
-            (max - first + 1) / 2
+            (max - first).div_ceil(2)
         } else {
             0
         };
