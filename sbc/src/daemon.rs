@@ -303,9 +303,12 @@ fn start_xdp(config: &Config) -> (Option<Arc<parking_lot::Mutex<XdpRelay>>>, Xdp
             },
         );
     }
-    let relay = XdpRelay::load(Some(&pin)).or_else(|e| {
+    let mappings = crate::media::manager::MediaSettings::from_config(config)
+        .relay
+        .fast_path_mappings();
+    let relay = XdpRelay::load(Some(&pin), mappings).or_else(|e| {
         tracing::warn!(error = %e, dir = %pin.display(), "pinned XDP load failed; trying unpinned");
-        XdpRelay::load(None)
+        XdpRelay::load(None, mappings)
     });
     let mut relay = match relay {
         Ok(r) => r,

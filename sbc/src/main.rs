@@ -111,7 +111,8 @@ fn main() -> ExitCode {
 }
 
 fn xdp_pass(interface: &str) -> ExitCode {
-    let mut relay = match sbc::media::xdp::XdpRelay::load(None) {
+    // No mappings: `xdp pass` only hands every packet up; the compiled-in size is plenty.
+    let mut relay = match sbc::media::xdp::XdpRelay::load(None, sbc_ebpf_common::MAX_MAPPINGS) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("sbc: cannot load the XDP program: {e}");

@@ -83,6 +83,11 @@ pub struct MediaMetrics {
     pub sessions: IntGauge,
     /// Fast-path mappings installed.
     pub xdp_mappings: IntGauge,
+    /// Neighbour priming requests for fast-path peers, by result (`resolving`, `not_needed`,
+    /// `recent`, `failed`; `media.xdp_prime_neighbours`).
+    pub neighbour_primes: IntCounterVec,
+    /// Fast-path mappings the XDP maps hold (sized from `[media]` port range).
+    pub xdp_mappings_capacity: IntGauge,
     /// Free relay port pairs, by side.
     pub ports_free: IntGaugeVec,
     /// Digits handed to the relay for RFC 4733 generation (SIP INFO converted), by result:
@@ -141,6 +146,17 @@ impl MediaMetrics {
                 "sbc_media_xdp_mappings",
                 "Mappings installed in the XDP fast path.",
             )?,
+            neighbour_primes: IntCounterVec::new(
+                Opts::new(
+                    "sbc_media_neighbour_primes_total",
+                    "Next-hop resolutions asked for fast-path peers as their mappings went in.",
+                ),
+                &["result"],
+            )?,
+            xdp_mappings_capacity: IntGauge::new(
+                "sbc_media_xdp_mappings_capacity",
+                "Mappings the XDP fast path's maps hold (one per relay port and media address).",
+            )?,
             ports_free: IntGaugeVec::new(
                 Opts::new("sbc_media_ports_free", "Free relay port pairs, by side."),
                 &["side"],
@@ -183,6 +199,11 @@ impl MediaMetrics {
         registry.register(Box::new(m.timeouts.clone()))?;
         registry.register(Box::new(m.sessions.clone()))?;
         registry.register(Box::new(m.xdp_mappings.clone()))?;
+        registry.register(Box::new(m.xdp_mappings_capacity.clone()))?;
+        registry.register(Box::new(m.neighbour_primes.clone()))?;
+        for result in ["resolving", "not_needed", "recent", "failed"] {
+            m.neighbour_primes.with_label_values(&[result]);
+        }
         registry.register(Box::new(m.ports_free.clone()))?;
         registry.register(Box::new(m.dtmf_generated.clone()))?;
         registry.register(Box::new(m.dtmf_packets.clone()))?;

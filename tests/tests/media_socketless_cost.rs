@@ -11,7 +11,12 @@
 //! descriptors and RSS. With `SOCKETLESS_STRACE=1` the SBC runs under `strace -c -f` for the
 //! whole run and the syscall summary (total calls / calls placed) is printed. Every run is
 //! bounded by SIPp's 60 s timeout. `SBC_BIN=target/release/sbc` measures a release build;
-//! `SOCKETLESS_ONLY=1` skips the run with sockets.
+//! `SOCKETLESS_ONLY=1` skips the run with sockets. `SOCKETLESS_PORT_MIN`/`SOCKETLESS_PORT_MAX`
+//! set the relay port range (default 10000-59998; the trunk's media port quota is lifted to
+//! the whole range) and `SOCKETLESS_TIMEOUT_S` SIPp's bound (default 60) for runs at the
+//! port range's limit. `SOCKETLESS_HEAPTRACK=/tmp/ht` attaches
+//! `heaptrack -p` to the SBC once it is up (read the result with
+//! `heaptrack_print --print-peaks /tmp/ht*.zst`; under heaptrack the SBC is several times slower).
 
 mod media_common;
 
@@ -49,11 +54,16 @@ fn measure(prefix: &str, socketless: bool) {
     let calls = env("SOCKETLESS_CALLS", 200);
     let rate = env("SOCKETLESS_RATE", 100);
     let hold = env("SOCKETLESS_HOLD_MS", 10_000);
+    let (port_min, port_max) = (
+        env("SOCKETLESS_PORT_MIN", 10_000),
+        env("SOCKETLESS_PORT_MAX", 59_998),
+    );
+    let timeout_s = env("SOCKETLESS_TIMEOUT_S", 60).min(600);
     let mut lab = MediaLab::start_with_sections(
         prefix,
         &format!(
-            "xdp = \"auto\"\nxdp_latch = {socketless}\nport_min = 10000\nport_max = 59998\n\
-             timeout_s = 0"
+            "xdp = \"auto\"\nxdp_latch = {socketless}\nport_min = {port_min}\n\
+             port_max = {port_max}\ntimeout_s = 0"
         ),
         "[limits]\nmax_transactions = 100000\nmax_calls = 60000\nmax_cps = 2000\n",
     );
@@ -62,13 +72,17 @@ fn measure(prefix: &str, socketless: bool) {
     let text = std::fs::read_to_string(&lab.config).expect("config");
     let text = text.replacen(
         "proxy = \"198.18.2.2:5060\"",
-        "proxy = \"198.18.2.2:5060\"\nmax_calls = 60000\nmax_cps = 2000",
+        &format!(
+            "proxy = \"198.18.2.2:5060\"\nmax_calls = 60000\nmax_cps = 2000\n\
+             max_media_ports = {}",
+            port_max.saturating_sub(port_min) + 1
+        ),
         1,
     );
     std::fs::write(&lab.config, text).expect("config");
     lab.start_sbc();
     let pid = lab.sbc.as_ref().expect("sbc").pid();
-    let fds_idle = fds(pid);
+    let (fds_idle, rss_idle) = (fds(pid), rss_kib(pid));
     let strace_out =
         std::env::temp_dir().join(format!("{prefix}-strace-{}.txt", std::process::id()));
     let strace = (env("SOCKETLESS_STRACE", 0) == 1).then(|| {
@@ -83,7 +97,20 @@ fn measure(prefix: &str, socketless: bool) {
         thread::sleep(Duration::from_millis(500));
         Owned::new("strace", child)
     });
+    let heaptrack = std::env::var_os("SOCKETLESS_HEAPTRACK").map(|out| {
+        let child = Command::new("heaptrack")
+            .arg("-o")
+            .arg(out)
+            .args(["-p", &pid.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("heaptrack");
+        thread::sleep(Duration::from_secs(5));
+        Owned::new("heaptrack", child)
+    });
     let (calls_s, rate_s, hold_s) = (calls.to_string(), rate.to_string(), hold.to_string());
+    let timeout_str = timeout_s.to_string();
     let mut uas = sipp::run_args(
         &lab.lab.carrier,
         &[
@@ -95,6 +122,8 @@ fn measure(prefix: &str, socketless: bool) {
             "5060",
             "-m",
             &calls_s,
+            "-timeout",
+            &timeout_str,
         ],
     );
     thread::sleep(Duration::from_millis(300));
@@ -117,21 +146,23 @@ fn measure(prefix: &str, socketless: bool) {
             &rate_s,
             "-d",
             &hold_s,
+            "-timeout",
+            &timeout_str,
             "198.18.1.1:5060",
         ],
     );
     // The peak: every call placed and not yet hung up.
-    let deadline = Instant::now() + Duration::from_secs(55);
+    let deadline = Instant::now() + Duration::from_secs(timeout_s.saturating_sub(5));
     let mut peak = (0u64, 0usize, 0u64);
     let mut unreachable_polls = 0u32;
     while Instant::now() < deadline && uac.running() {
-        // The session list, not `/api/v1/media`: that one walks the XDP map (a syscall per
-        // entry), which would swamp the syscall count.
+        // The sessions gauge, not a session list: `/api/v1/media` walks the XDP map (a syscall
+        // per entry), which would swamp the syscall count, and a list of thousands of sessions
+        // would itself grow the heap whose size is measured.
         // Unreachable (e.g. no descriptor left to accept with) counts as no answer.
         let Some(sessions) = lab
-            .request("GET", "/api/v1/media/sessions", None)
-            .and_then(|r| serde_json::from_str::<serde_json::Value>(&r.body).ok())
-            .and_then(|v| v.as_array().map(|a| a.len() as u64))
+            .request("GET", "/metrics", None)
+            .and_then(|r| gauge(&r.body, "sbc_media_sessions"))
         else {
             unreachable_polls += 1;
             thread::sleep(Duration::from_millis(250));
@@ -145,7 +176,19 @@ fn measure(prefix: &str, socketless: bool) {
         }
         thread::sleep(Duration::from_millis(250));
     }
-    let uac_status = uac.wait_timeout(Duration::from_secs(60));
+    let gauges = lab
+        .request("GET", "/metrics", None)
+        .map(|r| {
+            [
+                "sbc_media_xdp_mappings",
+                "sbc_media_xdp_mappings_capacity",
+                "sbc_media_ports_free{side=\"outside\"}",
+            ]
+            .map(|g| format!("{g} {}", gauge(&r.body, g).unwrap_or(0)))
+            .join(", ")
+        })
+        .unwrap_or_default();
+    let uac_status = uac.wait_timeout(Duration::from_secs(timeout_s));
     let _ = uas.wait_timeout(Duration::from_secs(10));
     let syscalls = strace.map(|s| {
         s.signal(nix::sys::signal::Signal::SIGINT);
@@ -157,7 +200,8 @@ fn measure(prefix: &str, socketless: bool) {
     });
     eprintln!(
         "== xdp_latch = {socketless}: {calls} calls at {rate}/s held {hold} ms; SIPp uac {uac_status:?}\n\
-         fds idle {fds_idle}; at peak {} media sessions: {} fds ({:.2} per call), RSS {} KiB; \
+         fds idle {fds_idle}, RSS idle {rss_idle} KiB; at peak {} media sessions: {} fds \
+         ({:.2} per call), RSS {} KiB; after the peak: {gauges}; \
          admin API unreachable in {unreachable_polls} polls; fds at the end {}",
         peak.0,
         peak.1,
@@ -165,6 +209,11 @@ fn measure(prefix: &str, socketless: bool) {
         peak.2,
         fds(pid)
     );
+    if let Some(mut heaptrack) = heaptrack {
+        // heaptrack writes its file once the SBC is gone; the file holds the peak.
+        lab.kill9();
+        let _ = heaptrack.wait_timeout(Duration::from_secs(120));
+    }
     if let Some(text) = syscalls {
         let total = text
             .lines()
@@ -172,6 +221,14 @@ fn measure(prefix: &str, socketless: bool) {
             .unwrap_or("");
         eprintln!("strace -c -f total: {total}\n{text}");
     }
+}
+
+/// The value of an unlabelled gauge in a Prometheus text exposition.
+fn gauge(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
 }
 
 fn fds(pid: u32) -> usize {
@@ -185,4 +242,106 @@ fn rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
+}
+
+/// The media plane alone at its port range's limit (ignored; run by hand as root):
+///
+/// ```text
+/// MEDIA_SCALE_SESSIONS=40000 MEDIA_SCALE_PORT_MIN=6000 MEDIA_SCALE_PORT_MAX=65535 \
+///   cargo test -p sbc-e2e --test media_socketless_cost media_plane -- --ignored --nocapture
+/// ```
+///
+/// Sessions are made through the admin API (offer from the PBX, answer from the carrier, as
+/// the call layer does for a call), not SIP: the count is bounded by the relay ports and the
+/// XDP maps, not by how fast SIPp and the signaling path go on this machine. It stops at
+/// `MEDIA_SCALE_SESSIONS` (default 1,000), at the first refusal (printed: ports exhausted
+/// is the expected end), or after 400 s, and prints sessions, descriptors, RSS and gauges.
+#[test]
+#[ignore = "measurement; run by hand (see the doc comment)"]
+fn media_plane_sessions_up_to_the_port_range() {
+    if !sbc_e2e::require_root("media_socketless_cost") {
+        return;
+    }
+    let want = env("MEDIA_SCALE_SESSIONS", 1_000);
+    let (port_min, port_max) = (
+        env("MEDIA_SCALE_PORT_MIN", 10_000),
+        env("MEDIA_SCALE_PORT_MAX", 59_998),
+    );
+    let mut lab = MediaLab::start(
+        "smp",
+        &format!("xdp = \"auto\"\nport_min = {port_min}\nport_max = {port_max}\ntimeout_s = 0"),
+    );
+    // The lab's trunk quota (half the range by default) lifted to the whole range.
+    lab.kill9();
+    let text = std::fs::read_to_string(&lab.config).expect("config");
+    let text = text.replacen(
+        "proxy = \"198.18.2.2:5060\"",
+        &format!(
+            "proxy = \"198.18.2.2:5060\"\nmax_media_ports = {}",
+            port_max.saturating_sub(port_min) + 1
+        ),
+        1,
+    );
+    std::fs::write(&lab.config, text).expect("config");
+    lab.start_sbc();
+    let pid = lab.sbc.as_ref().expect("sbc").pid();
+    let (fds_idle, rss_idle) = (fds(pid), rss_kib(pid));
+    let peers = r#"{"inside":"198.18.1.2","outside":"198.18.2.2","trunk":"carrier"}"#;
+    let started = Instant::now();
+    let mut made = 0u64;
+    let mut end = String::from("count reached");
+    while made < want {
+        if started.elapsed() > Duration::from_secs(400) {
+            end = "400 s bound".into();
+            break;
+        }
+        // Distinct peer ports per session, as distinct calls would have.
+        let port = 2 * (made % 30_000) + 2_000;
+        let offer = format!(
+            r#"{{"from":"inside","streams":[{{"addr":"198.18.1.2","rtp_port":{port}}}],"peers":{peers}}}"#
+        );
+        let Some(r) = lab.request("POST", "/api/v1/media/sessions", Some(&offer)) else {
+            end = "admin API unreachable".into();
+            break;
+        };
+        if r.status != 201 {
+            end = format!("refused: {} {}", r.status, r.body);
+            break;
+        }
+        let id = serde_json::from_str::<serde_json::Value>(&r.body)
+            .ok()
+            .and_then(|v| v["session"].as_u64())
+            .expect("session id");
+        let answer = format!(
+            r#"{{"from":"outside","streams":[{{"addr":"198.18.2.2","rtp_port":{port}}}]}}"#
+        );
+        lab.json(
+            "PUT",
+            &format!("/api/v1/media/sessions/{id}"),
+            Some(&answer),
+            200,
+        );
+        made += 1;
+    }
+    let gauges = lab
+        .request("GET", "/metrics", None)
+        .map(|r| {
+            [
+                "sbc_media_sessions",
+                "sbc_media_xdp_mappings",
+                "sbc_media_xdp_mappings_capacity",
+                "sbc_media_ports_free{side=\"inside\"}",
+                "sbc_media_ports_free{side=\"outside\"}",
+            ]
+            .map(|g| format!("{g} {}", gauge(&r.body, g).unwrap_or(0)))
+            .join(", ")
+        })
+        .unwrap_or_default();
+    eprintln!(
+        "== media plane, ports {port_min}-{port_max}: {made} sessions in {:.0} s ({end}); \
+         fds idle {fds_idle} -> {}; RSS idle {rss_idle} KiB -> {} KiB; {gauges}",
+        started.elapsed().as_secs_f64(),
+        fds(pid),
+        rss_kib(pid)
+    );
 }

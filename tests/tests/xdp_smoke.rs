@@ -20,7 +20,8 @@ fn xdp_program_counts_udp_on_veth_and_stops_when_detached() {
     let (_tx_if, rx_if) =
         veth_pair(&tx, "198.18.7.1/24", &rx, "198.18.7.2/24").expect("create veth pair");
 
-    let mut relay = XdpRelay::load(None).expect("load the embedded XDP object");
+    let mut relay =
+        XdpRelay::load(None, sbc_ebpf_common::MAX_MAPPINGS).expect("load the embedded XDP object");
     {
         let _in_rx = rx.enter().expect("enter rx netns");
         let mode = relay
@@ -85,4 +86,38 @@ fn wait_for(relay: &XdpRelay, before: &[u64], want: u64) -> [u64; Stat::COUNT as
         thread::sleep(Duration::from_millis(100));
     }
     relay.stats().expect("read counters")
+}
+
+/// Maps pinned by an instance with another port range (another size) are refused rather than
+/// reused: a smaller pinned map would run out of mappings before the ports do.
+#[test]
+fn pinned_maps_of_another_size_are_refused() {
+    if !sbc_e2e::require_root("xdp_smoke") {
+        return;
+    }
+    struct Pins(std::path::PathBuf);
+    impl Drop for Pins {
+        fn drop(&mut self) {
+            let _ = sbc::media::xdp::remove_pins(&self.0);
+        }
+    }
+    let pins = Pins(sbc::media::xdp::pin_dir(&format!(
+        "sxp-{}",
+        std::process::id()
+    )));
+    let first = XdpRelay::load(Some(&pins.0), 2_048).expect("load and pin");
+    drop(first);
+    XdpRelay::load(Some(&pins.0), 2_048).expect("the same size is reused");
+    let other = XdpRelay::load(Some(&pins.0), 4_096);
+    assert!(
+        matches!(
+            other,
+            Err(sbc::media::xdp::XdpError::PinnedSize {
+                pinned: 2_048,
+                wanted: 4_096,
+                ..
+            })
+        ),
+        "{other:?}"
+    );
 }

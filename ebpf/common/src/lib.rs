@@ -27,7 +27,9 @@ pub const MAP_LATCH_EVENTS: &str = "SBC_LATCH_EVENTS";
 pub const MAP_RELAY_RANGES: &str = "SBC_RELAY_RANGES";
 /// Name of the XDP program in the object file.
 pub const PROGRAM_NAME: &str = "sbc_relay";
-/// Maximum number of concurrent mappings (each RTP or RTCP direction of a stream is one).
+/// The object file's size of the mapping maps (each RTP or RTCP direction of a stream is one
+/// mapping). The SBC's loader resizes them to what its media port range needs (one mapping
+/// per relay port and media address), so this is only the default of the bare object.
 pub const MAX_MAPPINGS: u32 = 65_536;
 
 /// Mapping flag: drop packets whose source differs from the latched peer (`expect_*`).
@@ -91,7 +93,7 @@ pub struct Mapping {
     pub expect_port: u16,
     /// `FLAG_*` bits.
     pub flags: u16,
-    /// Index of this mapping's counters in [`MAP_MAPPING_STATS`] (`< MAX_MAPPINGS`), allocated
+    /// Index of this mapping's counters in [`MAP_MAPPING_STATS`] (below the map's size), allocated
     /// by the control plane, which zeroes the slot before installing the mapping.
     pub slot: u32,
 }

@@ -476,6 +476,23 @@ proxy = "127.0.0.1:5090"
     }
 
     #[test]
+    fn relay_range_must_not_hold_a_sip_port_on_the_media_address() {
+        // 5080 is the outside SIP port on 127.0.0.1, the outside media address.
+        let text = format!("{MINIMAL}\n[media]\nport_min = 5000\nport_max = 6000\n");
+        let problems = parse(&text).expect_err("SIP port in the relay range");
+        let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert!(paths.contains(&"media.port_min"), "{problems:#?}");
+        assert!(
+            problems.iter().any(|p| p.message.contains("outside.udp")),
+            "{problems:#?}"
+        );
+        parse(&format!(
+            "{MINIMAL}\n[media]\nport_min = 6000\nport_max = 7000\n"
+        ))
+        .expect("a range clear of SIP");
+    }
+
+    #[test]
     fn dtmf_queue_is_read_and_bounded() {
         let ok = parse(&format!("{MINIMAL}\n[media]\ndtmf_queue = 3\n")).expect("valid");
         assert_eq!(ok.media.dtmf_queue, 3);

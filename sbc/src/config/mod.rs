@@ -890,6 +890,9 @@ pub struct Media {
     /// With XDP attached, plain streams bind no socket: the XDP program latches them (by the
     /// same policy) and relays RTP and RTCP (`docs/media.md`, "Socketless streams").
     pub xdp_latch: bool,
+    /// With XDP attached, resolve a fast-path peer's next hop (ARP/ND) when its mapping goes
+    /// in, so that its first packets are not lost to a cold neighbour entry.
+    pub xdp_prime_neighbours: bool,
     /// Most DTMF digits waiting per stream and leg for the relay to generate them as RFC
     /// 4733 events (SIP INFO converted); more are refused and counted.
     pub dtmf_queue: usize,
@@ -908,6 +911,7 @@ impl Default for Media {
             relatch_window_ms: 2_000,
             max_streams: 4,
             xdp_latch: true,
+            xdp_prime_neighbours: true,
             dtmf_queue: 16,
         }
     }

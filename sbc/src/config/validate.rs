@@ -440,6 +440,23 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
     if !(1..=256).contains(&m.dtmf_queue) {
         bad("media.dtmf_queue", "must be 1-256".into());
     }
+    // A SIP port inside the relay range on the media address: the relay would hand it to a
+    // call, and with XDP the program drops UDP to relay ports no call holds — SIP included.
+    for (name, side) in [("inside", &c.inside), ("outside", &c.outside)] {
+        for sip in &side.udp {
+            let same_address = sip.ip() == side.media_address || sip.ip().is_unspecified();
+            if same_address && (m.port_min..=m.port_max).contains(&sip.port()) {
+                bad(
+                    "media.port_min",
+                    format!(
+                        "the relay port range {}-{} holds {name}.udp {sip} (SIP on the media \
+                         address): move the range or the SIP port",
+                        m.port_min, m.port_max
+                    ),
+                );
+            }
+        }
+    }
     if matches!(m.xdp, XdpMode::Native | XdpMode::Generic) && m.interfaces.is_empty() {
         bad(
             "media.interfaces",

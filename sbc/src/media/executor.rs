@@ -28,6 +28,7 @@ use tokio::{
 };
 
 use super::{
+    neighbour::{NeighbourPrimer, Primed},
     relay::{self, Sockets},
     xdp::XdpRelay,
 };
@@ -62,6 +63,9 @@ pub(crate) struct Executor {
     core: Weak<Mutex<Core>>,
     runtime: tokio::runtime::Handle,
     metrics: MediaMetrics,
+    /// Resolves the next hop toward a fast path's peer when its mapping goes in
+    /// (`media.xdp_prime_neighbours`; XDP only).
+    neighbours: Option<NeighbourPrimer>,
 }
 
 impl Executor {
@@ -71,8 +75,17 @@ impl Executor {
         runtime: tokio::runtime::Handle,
         metrics: MediaMetrics,
         events: Arc<Notify>,
+        prime_neighbours: bool,
     ) -> Self {
+        let neighbours = (xdp.is_some() && prime_neighbours)
+            .then(|| {
+                NeighbourPrimer::new()
+                    .inspect_err(|e| tracing::warn!(error = %e, "neighbour priming unavailable"))
+                    .ok()
+            })
+            .flatten();
         Self {
+            neighbours,
             events,
             xdp,
             idle: HashMap::new(),
@@ -160,6 +173,30 @@ impl Executor {
         self.running.insert(stream, (tx, wake));
     }
 
+    /// Resolves the next hop toward `m`'s peer before its first packet needs it (see
+    /// [`super::neighbour`]).
+    fn prime(&mut self, m: &FastPath) {
+        let Some(primer) = &mut self.neighbours else {
+            return;
+        };
+        if m.mode == PathMode::Pass || m.dst.port() == 0 || m.dst.ip().is_unspecified() {
+            return;
+        }
+        let result = match primer.prime(m.dst.ip(), Instant::now()) {
+            Ok(Primed::Resolving) => "resolving",
+            Ok(Primed::NotNeeded) => "not_needed",
+            Ok(Primed::Recent) => "recent",
+            Err(e) => {
+                tracing::debug!(peer = %m.dst, error = %e, "priming the neighbour failed");
+                "failed"
+            }
+        };
+        self.metrics
+            .neighbour_primes
+            .with_label_values(&[result])
+            .inc();
+    }
+
     fn close(&mut self, stream: StreamKey) {
         if let Some((_, pair)) = self.pending.remove(&stream)
             && let Ok(addr) = pair[0].local_addr()
@@ -212,9 +249,12 @@ pub(crate) fn execute(core: &mut Core, now: Instant) {
                     // The userspace relay keeps forwarding: a full map costs speed, not calls.
                     tracing::warn!(error = %e, "installing XDP mapping failed; stream stays in userspace");
                     core.table.handle_install_failed(m.ingress);
-                } else if m.mode == PathMode::Relay {
-                    tracing::info!(relay = %m.ingress, peer = %m.expect,
-                        "stream latched on both sides; XDP fast path installed");
+                } else {
+                    core.exec.prime(&m);
+                    if m.mode == PathMode::Relay {
+                        tracing::info!(relay = %m.ingress, peer = %m.expect,
+                            "stream latched on both sides; XDP fast path installed");
+                    }
                 }
             }
             MediaCommand::Update(m) => {
@@ -224,6 +264,8 @@ pub(crate) fn execute(core: &mut Core, now: Instant) {
                     .update_mapping(&mapping_key(m.ingress), &mapping(&m))
                 {
                     tracing::warn!(error = %e, "updating XDP mapping failed");
+                } else {
+                    core.exec.prime(&m);
                 }
             }
             MediaCommand::Remove { ingress } => {

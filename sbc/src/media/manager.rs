@@ -37,6 +37,9 @@ pub struct MediaSettings {
     pub policy: MediaPolicy,
     /// Socketless streams where XDP is attached (`media.xdp_latch`).
     pub kernel_latch: bool,
+    /// Resolve fast-path peers' next hops when their mappings go in
+    /// (`media.xdp_prime_neighbours`).
+    pub prime_neighbours: bool,
 }
 
 impl MediaSettings {
@@ -62,6 +65,7 @@ impl MediaSettings {
             },
             policy: policy::from_config(c),
             kernel_latch: c.media.xdp_latch,
+            prime_neighbours: c.media.xdp_prime_neighbours,
         }
     }
 }
@@ -100,13 +104,15 @@ impl MediaManager {
             _ => None,
         };
         let events_ready = Arc::new(tokio::sync::Notify::new());
+        let mappings = settings.relay.fast_path_mappings();
+        metrics.xdp_mappings_capacity.set(i64::from(mappings));
         let core = Arc::new_cyclic(|weak| {
             Mutex::new(Core {
                 table: MediaTable::new(
                     settings.relay,
                     settings.policy,
                     xdp.is_some(),
-                    sbc_ebpf_common::MAX_MAPPINGS,
+                    mappings,
                     crate::entropy::rng(),
                 ),
                 exec: Executor::new(
@@ -115,6 +121,7 @@ impl MediaManager {
                     runtime.clone(),
                     metrics.clone(),
                     events_ready.clone(),
+                    settings.prime_neighbours,
                 ),
             })
         });
@@ -567,6 +574,7 @@ mod tests {
             },
             policy: MediaPolicy::default(),
             kernel_latch: false,
+            prime_neighbours: false,
         }
     }
 

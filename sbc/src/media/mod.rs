@@ -10,6 +10,7 @@ pub(crate) mod executor;
 pub mod finals;
 pub(crate) mod latch_events;
 pub mod manager;
+pub mod neighbour;
 pub mod policy;
 pub(crate) mod relay;
 pub mod view;

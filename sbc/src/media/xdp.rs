@@ -8,7 +8,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues, RingBuf},
+    maps::{Array, HashMap, Map, MapData, PerCpuArray, PerCpuValues, RingBuf},
     programs::{
         ProgramError, Xdp,
         links::{FdLink, PinnedLink},
@@ -71,6 +71,20 @@ pub enum XdpError {
         path: PathBuf,
         /// What went wrong.
         reason: String,
+    },
+    /// A pinned map from a previous instance has another size than this configuration needs
+    /// (the media port range changed): `sbc xdp detach` drops the old pins.
+    #[error(
+        "pinned XDP map {map} holds {pinned} entries, the port range needs {wanted} \
+         (after changing [media] port_min/port_max run `sbc xdp detach`)"
+    )]
+    PinnedSize {
+        /// Map name.
+        map: &'static str,
+        /// Its size.
+        pinned: u32,
+        /// The size wanted.
+        wanted: u32,
     },
     /// The pin directory could not be created.
     #[error("creating bpffs pin directory {path}: {source}")]
@@ -160,10 +174,15 @@ impl fmt::Debug for XdpRelay {
 }
 
 impl XdpRelay {
-    /// Loads the embedded program. With `pin_dir`, maps are pinned there, or reused if a
-    /// previous instance pinned them (so established media survives a restart).
-    pub fn load(pin_dir: Option<&Path>) -> Result<Self, XdpError> {
+    /// Loads the embedded program with room for `mappings` fast-path mappings (see
+    /// [`sbc_proto::media::RelaySettings::fast_path_mappings`]). With `pin_dir`, maps are
+    /// pinned there, or reused if a previous instance pinned them (so established media
+    /// survives a restart) and they have that size.
+    pub fn load(pin_dir: Option<&Path>, mappings: u32) -> Result<Self, XdpError> {
         let mut loader = EbpfLoader::new();
+        for name in [MAP_MAPPINGS, MAP_MAPPING_STATS, MAP_LATCH_POLICIES] {
+            loader.map_max_entries(name, mappings);
+        }
         if let Some(dir) = pin_dir {
             std::fs::create_dir_all(dir).map_err(|source| XdpError::PinDir {
                 path: dir.to_owned(),
@@ -180,6 +199,26 @@ impl XdpRelay {
             .try_into()
             .map_err(XdpError::Program)?;
         program.load().map_err(XdpError::Program)?;
+        if pin_dir.is_some() {
+            // A reused pin keeps the size it was created with (the loader's size applies to
+            // new maps only).
+            for map in [MAP_MAPPINGS, MAP_MAPPING_STATS] {
+                let pinned = match ebpf.map(map) {
+                    Some(Map::HashMap(d) | Map::PerCpuArray(d)) => d
+                        .info()
+                        .map_err(|source| XdpError::Map { map, source })?
+                        .max_entries(),
+                    _ => return Err(XdpError::Missing(map)),
+                };
+                if pinned != mappings {
+                    return Err(XdpError::PinnedSize {
+                        map,
+                        pinned,
+                        wanted: mappings,
+                    });
+                }
+            }
+        }
         Ok(Self {
             ebpf,
             attachments: Vec::new(),

@@ -184,7 +184,7 @@ listen = "{ADMIN}"
     }
 
     fn peer_xdp(&mut self) {
-        let mut relay = XdpRelay::load(None).expect("load XDP for the peers");
+        let mut relay = XdpRelay::load(None, 1024).expect("load XDP for the peers");
         for (ns, ifname) in [(&self.lab.pbx, "pbx0"), (&self.lab.carrier, "car0")] {
             let _in = netns::enter(ns).expect("enter peer netns");
             relay

@@ -36,9 +36,13 @@ fn rekeyed(old: &SrtpContext, spec: &KeySpec) -> SrtpContext {
 
 /// The SRTP state of one stream: per leg, `None` for plain RTP; a leg may also await its keys
 /// (SRTP offered or accepted, answer not yet through), during which the stream relays nothing.
+///
+/// A leg's contexts are boxed: inline, two legs' worth of key schedules and per-SSRC replay
+/// state made every stream about 9 KB, plain RTP streams (nearly all of them) included —
+/// 90 MB of `None`s at 10,000 calls.
 #[derive(Debug, Default)]
 pub struct StreamSrtp {
-    legs: [Option<LegCrypto>; 2],
+    legs: [Option<Box<LegCrypto>>; 2],
     pending: [bool; 2],
 }
 
@@ -62,11 +66,11 @@ impl StreamSrtp {
                 cur.keys = k.clone();
             }
             (None, Some(k)) => {
-                *slot = Some(LegCrypto {
+                *slot = Some(Box::new(LegCrypto {
                     keys: k.clone(),
                     rx: context(&k.rx),
                     tx: context(&k.tx),
-                });
+                }));
             }
         }
     }

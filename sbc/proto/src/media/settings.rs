@@ -56,6 +56,27 @@ impl RelaySettings {
         }
     }
 
+    /// Fast-path mappings the port range can ever need: one per relay port (RTP and RTCP, each
+    /// direction's ingress) per media address. The XDP maps and their statistics slots are
+    /// sized to this, so a socketless stream can never find its ports but no mapping slot
+    /// (which would leave it with neither a socket nor a kernel path).
+    pub fn fast_path_mappings(&self) -> u32 {
+        let first = u32::from(self.port_min) + u32::from(self.port_min % 2);
+        let max = u32::from(self.port_max);
+        // Pairs (p, p + 1) with p even, p >= first, p + 1 <= max: two mappings each.
+        let pairs = if max > first {
+            (max - first).div_ceil(2)
+        } else {
+            0
+        };
+        let addresses = if self.outside.bind != self.inside.bind {
+            2
+        } else {
+            1
+        };
+        pairs * 2 * addresses
+    }
+
     /// Index of `leg`'s port pool: both sides share one when they bind the same address (as on
     /// the loopback default), since a port can only be bound once per address.
     pub fn pool(&self, leg: Side) -> usize {

@@ -132,6 +132,7 @@ mod tests {
             },
             policy: MediaPolicy::default(),
             kernel_latch: false,
+            prime_neighbours: false,
         };
         let metrics = Metrics::new().expect("metrics");
         let mut m = MediaManager::new(settings, None, metrics.media.clone());

@@ -237,3 +237,53 @@ fn without_kernel_latch_streams_bind_as_before() {
     drain(&mut t);
     assert!(t.holds_nothing());
 }
+
+/// Sized from the port range (as the runtime sizes the XDP maps), the statistics slots outlast
+/// the ports: every socketless stream the widest range admits (32,255 calls, more than the
+/// 16,384 that a fixed 65,536-mapping map held) gets its four kernel mappings, and the call
+/// after the last one is refused for ports, not left without a path.
+#[test]
+fn mapping_slots_sized_from_the_port_range_outlast_the_ports() {
+    let t0 = crate::media::test_origin();
+    let mut s = settings();
+    s.port_min = 1024;
+    s.port_max = 65_535;
+    let slots = s.fast_path_mappings();
+    assert_eq!(slots, 32_256 * 2 * 2);
+    // The trunk quota lifted: ports, not the quota (half the range by default), are the bound.
+    let mut p = policy();
+    if let Some(trunk) = p.trunks.get_mut("carrier") {
+        trunk.max_ports = Some(usize::MAX);
+    }
+    let mut t = MediaTable::new(s, p, true, slots, Rng::from_test_seed(3));
+    t.set_kernel_latch(true);
+    let mut calls = 0u32;
+    loop {
+        let offer = t.allocate(
+            t0,
+            Side::Inside,
+            &[StreamDesc::new(ip("10.0.0.5"), 4000)],
+            &peers(),
+        );
+        let Ok(a) = offer else {
+            assert!(
+                matches!(offer, Err(MediaError::PortsExhausted(_))),
+                "{offer:?}"
+            );
+            break;
+        };
+        calls += 1;
+        let cmds = drain(&mut t);
+        let kernel = installs(&cmds)
+            .iter()
+            .filter(|m| matches!(m.mode, PathMode::Kernel(_)))
+            .count();
+        assert_eq!(
+            kernel, 4,
+            "call {calls} ({:?}) has no full kernel path",
+            a.session
+        );
+    }
+    assert_eq!(calls, 32_256);
+    assert_eq!(t.mappings(), 4 * 32_256);
+}
