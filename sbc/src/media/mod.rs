@@ -13,6 +13,7 @@ pub mod manager;
 pub mod policy;
 pub(crate) mod relay;
 pub mod view;
+pub(crate) mod worker;
 pub mod xdp;
 
 pub use manager::{MediaManager, MediaSettings};
