@@ -121,8 +121,7 @@ impl Executor {
     fn sockets(&mut self, addr: SocketAddr) -> std::io::Result<[UdpSocket; 2]> {
         if let Some(pair) = self.idle.remove(&addr) {
             // Datagrams queued for the previous stream are not the new call's: discard them.
-            // (Later strays meet the latching policy, as on a freshly bound port.) Read the
-            // socket directly: tokio's readiness may not have seen them yet.
+            // (Later strays meet the latching policy, as on a freshly bound port.)
             let mut scratch = [MaybeUninit::<u8>::uninit(); 64];
             for s in &pair {
                 let s = socket2::SockRef::from(s);
@@ -159,10 +158,7 @@ impl Executor {
             return;
         };
         self.workers[w].streams += 1;
-        self.workers[w].send(Order::Add {
-            stream,
-            sockets: Box::new(sockets),
-        });
+        self.workers[w].send(Order::Add { stream, sockets });
         self.running.insert(stream, w);
     }
 

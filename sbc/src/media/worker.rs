@@ -55,7 +55,7 @@ pub(crate) enum Order {
         /// The stream.
         stream: StreamKey,
         /// Its sockets, `[leg][port]`.
-        sockets: Box<Sockets>,
+        sockets: Sockets,
     },
     /// The stream ended: stop watching its sockets and park them in the executor.
     Remove(StreamKey),
@@ -126,7 +126,7 @@ impl Drop for Worker {
 /// One stream a worker relays.
 struct Entry {
     stream: StreamKey,
-    sockets: Box<Sockets>,
+    sockets: Sockets,
     /// When its next generated packet is due.
     due: Option<Instant>,
 }
@@ -347,7 +347,7 @@ impl State {
         }
     }
 
-    fn add(&mut self, stream: StreamKey, sockets: Box<Sockets>) {
+    fn add(&mut self, stream: StreamKey, sockets: Sockets) {
         let slot = self.free.pop().unwrap_or(self.slots.len());
         let mut added = Vec::with_capacity(4);
         for leg in SIDES {
@@ -408,9 +408,9 @@ impl State {
     }
 
     /// Hands a stream's sockets back to the executor for the next stream that draws the ports.
-    fn park(&self, sockets: Box<Sockets>) {
+    fn park(&self, sockets: Sockets) {
         if let Some(core) = self.core.upgrade() {
-            core.lock().exec.park(*sockets);
+            core.lock().exec.park(sockets);
         }
     }
 }
@@ -429,6 +429,9 @@ mod tests {
             }
         }
         // Slots stay far below 2^62 (one per stream), so no socket's token is the bell's.
-        assert_ne!(token(u32::MAX as usize, Side::Outside, RelayPort::Rtcp), BELL);
+        assert_ne!(
+            token(u32::MAX as usize, Side::Outside, RelayPort::Rtcp),
+            BELL
+        );
     }
 }
