@@ -202,13 +202,19 @@ impl State {
                     return;
                 }
             };
+            let rang = self.events[..n].iter().any(|e| e.data() == BELL);
+            if rang {
+                // Reset the bell before taking the orders: an order sent after the reset rings
+                // again, so none waits for an unrelated wake-up.
+                let _ = self.bell.read();
+            }
             if !self.take_orders() {
                 return;
             }
             let Some(core) = self.core.upgrade() else {
                 return;
             };
-            if n > 0 {
+            if n > usize::from(rang) {
                 self.metrics.relay_wakeups.inc();
             }
             let mut i = 0;
@@ -220,8 +226,6 @@ impl State {
                     let t = self.events[i].data();
                     i += 1;
                     if t == BELL {
-                        // Orders were taken above; reset the counter.
-                        let _ = self.bell.read();
                         continue;
                     }
                     let (slot, leg, port) = untoken(t);
