@@ -30,8 +30,8 @@ use sbc_proto::{
 };
 
 use super::bench::{
-    ChildGuard, FWD_CPU, GEN_CPU, MAX_LOSS, PEER_PORT, PinDir, TRIAL, Trial, cmd_out, measure_with,
-    median, ng_call, port_off, rtp,
+    ChildGuard, FWD_CPU, GEN_CPU, LADDER_ONE_STREAM, MAX_LOSS, PEER_PORT, PinDir, TRIAL, Trial,
+    cmd_out, measure_with, median, ng_call, port_off, rtp,
 };
 
 /// Streams of the SRTP rows.
@@ -39,15 +39,6 @@ const STREAMS: [usize; 2] = [1, 100];
 /// Offered rates of the SRTP rows' no-loss search with many streams (the plain userspace rows
 /// top out at 20,000 pps on this machine; the generator precomputes each trial's SRTP packets).
 const LADDER: [u64; 3] = [10_000, 20_000, 40_000];
-/// The one rate of the single-stream rows, the same for both systems. rtpengine reads at most
-/// 50 datagrams per readiness event of a socket (its compile-time `MAX_RECV_ITERS`; Debian's
-/// 10.5 has no option for it); a longer queue is a strike, and after 5 strikes the socket
-/// discards everything for good. One stream at 10,000 pps (200 real streams' worth on one
-/// socket) queues 50 datagrams in any 5-ms scheduling stall of this shared 2-vCPU machine, so
-/// rtpengine lost 88-98 % there (`media-srtp-2026-12-04.md`): its burst guard, not its cost.
-/// At 2,000 pps a stall must last 25 ms to strike.
-const LADDER_ONE_STREAM: [u64; 1] = [2_000];
-
 /// The ladder for `streams` streams.
 fn ladder(streams: usize) -> &'static [u64] {
     if streams == 1 {
