@@ -152,8 +152,15 @@ pub fn media(root: &Path, quick: bool, srtp_only: bool) -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("the media benchmark needs root (namespaces, XDP)");
     }
-    let sbc = root.join("target/release/sbc");
-    crate::cargo(&["build", "--release", "--package", "sbc", "--bin", "sbc"])?;
+    // `SBC_BENCH_BINARY` measures another build (a before/after comparison on the same
+    // machine in the same hour) instead of building this tree's.
+    let sbc = match std::env::var_os("SBC_BENCH_BINARY") {
+        Some(path) => PathBuf::from(path),
+        None => {
+            crate::cargo(&["build", "--release", "--package", "sbc", "--bin", "sbc"])?;
+            root.join("target/release/sbc")
+        }
+    };
     let work = std::env::temp_dir().join(format!("sbc-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     let result = run_all(root, &sbc, &work, reps, quick, srtp_only);
