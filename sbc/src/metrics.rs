@@ -62,6 +62,9 @@ pub struct Metrics {
 pub struct MediaMetrics {
     /// Packets forwarded by the userspace relay.
     pub user_packets: IntCounter,
+    /// Wake-ups of the userspace relay's workers with sockets ready (packets per wake-up =
+    /// `user_packets` / this).
+    pub relay_wakeups: IntCounter,
     /// Bytes forwarded by the userspace relay.
     pub user_bytes: IntCounter,
     /// Media packets dropped, by reason: the userspace relay's (`not_allowed`,
@@ -106,6 +109,10 @@ impl MediaMetrics {
             user_packets: IntCounter::new(
                 "sbc_media_userspace_packets_total",
                 "RTP/RTCP packets forwarded by the userspace relay.",
+            )?,
+            relay_wakeups: IntCounter::new(
+                "sbc_media_relay_wakeups_total",
+                "Wake-ups of the userspace relay's workers that found sockets ready.",
             )?,
             user_bytes: IntCounter::new(
                 "sbc_media_userspace_bytes_total",
@@ -177,6 +184,7 @@ impl MediaMetrics {
             )?,
         };
         registry.register(Box::new(m.user_packets.clone()))?;
+        registry.register(Box::new(m.relay_wakeups.clone()))?;
         registry.register(Box::new(m.user_bytes.clone()))?;
         registry.register(Box::new(m.dropped.clone()))?;
         registry.register(Box::new(m.relatched.clone()))?;

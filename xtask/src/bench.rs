@@ -103,6 +103,14 @@ impl System {
 /// under overload (BENCHMARKING.md): the result is the highest rate forwarded with at most
 /// [`MAX_LOSS`] loss, and its cost.
 const LADDER: [u64; 6] = [10_000, 20_000, 40_000, 60_000, 80_000, 120_000];
+/// The one rate of the single-stream userspace rows (sbc and rtpengine alike). rtpengine reads
+/// at most 50 datagrams per readiness event of a socket (its compile-time `MAX_RECV_ITERS`;
+/// Debian's 10.5 has no option for it); a longer queue is a strike, and after 5 strikes the
+/// socket discards everything for good. One stream at 10,000 pps (200 real streams' worth on one
+/// socket) queues 50 datagrams in any 5-ms scheduling stall of this shared 2-vCPU machine, so
+/// rtpengine lost 88-99 % there (`media-2026-12-03-quick.md`, `media-srtp-2026-12-04.md`): its
+/// burst guard, not its cost. At 2,000 pps a stall must last 25 ms to strike.
+pub(crate) const LADDER_ONE_STREAM: [u64; 1] = [2_000];
 /// Loss accepted as "no loss" in the search (veth rings are small and bursty).
 pub(crate) const MAX_LOSS: f64 = 0.005;
 
@@ -144,8 +152,15 @@ pub fn media(root: &Path, quick: bool, srtp_only: bool) -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("the media benchmark needs root (namespaces, XDP)");
     }
-    let sbc = root.join("target/release/sbc");
-    crate::cargo(&["build", "--release", "--package", "sbc", "--bin", "sbc"])?;
+    // `SBC_BENCH_BINARY` measures another build (a before/after comparison on the same
+    // machine in the same hour) instead of building this tree's.
+    let sbc = match std::env::var_os("SBC_BENCH_BINARY") {
+        Some(path) => PathBuf::from(path),
+        None => {
+            crate::cargo(&["build", "--release", "--package", "sbc", "--bin", "sbc"])?;
+            root.join("target/release/sbc")
+        }
+    };
     let work = std::env::temp_dir().join(format!("sbc-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     let result = run_all(root, &sbc, &work, reps, quick, srtp_only);
@@ -201,7 +216,9 @@ fn run_all(
                     System::Bare => trial_bare(&lab, &napi, &bare, streams),
                     System::Xdp => trial_sbc(&lab, &napi, sbc, work, streams, true),
                     System::Userspace => trial_sbc(&lab, &napi, sbc, work, streams, false),
-                    System::Rtpengine => search(|rate| trial_rtpengine(&lab, &napi, streams, rate)),
+                    System::Rtpengine => {
+                        search(streams, |rate| trial_rtpengine(&lab, &napi, streams, rate))
+                    }
                 }
                 .with_context(|| format!("{} with {streams} streams", system.name()))?;
                 eprintln!(
@@ -353,7 +370,8 @@ fn render(results: &BTreeMap<(usize, System), Vec<Trial>>, reps: usize) -> Resul
          process, NAPI kthreads), exact even when other work shares the CPU. \
          Offered load: {}-s trials of 172-byte RTP packets, round-robin over the streams; \
          XDP paths flat out (forwarded rate and cost), userspace relays by a no-loss search \
-         (highest rate of {LADDER:?} pps with at most {}% loss, and its cost), since they \
+         (highest rate of {LADDER:?} pps with at most {}% loss, and its cost; {LADDER_ONE_STREAM:?} \
+         with one stream, see `LADDER_ONE_STREAM` in xtask/src/bench.rs), since they \
          collapse under overload. Medians of {reps} interleaved repetitions.\n",
         thread::available_parallelism().map_or(0, usize::from),
         kernel.trim(),
@@ -491,11 +509,16 @@ pub(crate) fn task_cpu_ns(pid: u32) -> u64 {
         .sum()
 }
 
-/// The no-loss search: climbs [`LADDER`] until loss exceeds [`MAX_LOSS`]; returns the last
+/// The no-loss search: climbs [`LADDER`] ([`LADDER_ONE_STREAM`] for one stream) until loss exceeds [`MAX_LOSS`]; returns the last
 /// rate that did not (or the lowest rate's trial if none did).
-fn search(mut trial: impl FnMut(u64) -> Result<Trial>) -> Result<Trial> {
+fn search(streams: usize, mut trial: impl FnMut(u64) -> Result<Trial>) -> Result<Trial> {
     let mut best = None;
-    for rate in LADDER {
+    let ladder: &[u64] = if streams == 1 {
+        &LADDER_ONE_STREAM
+    } else {
+        &LADDER
+    };
+    for &rate in ladder {
         let t = trial(rate)?;
         eprintln!(
             "bench:     offered {rate} pps: forwarded {} of {} ({:.2} µs/packet)",
@@ -662,7 +685,9 @@ listen = "127.0.0.1:8080"
     let t = if xdp {
         measure(lab, napi, relay, &targets, None)
     } else {
-        search(|rate| measure(lab, napi, relay, &targets, Some(rate)))
+        search(targets.len(), |rate| {
+            measure(lab, napi, relay, &targets, Some(rate))
+        })
     };
     guard.term();
     drop(pins);

@@ -505,6 +505,17 @@ proxy = "127.0.0.1:5090"
     }
 
     #[test]
+    fn relay_workers_are_read_and_bounded() {
+        assert_eq!(parse(MINIMAL).expect("valid").media.relay_workers, 0);
+        let ok = parse(&format!("{MINIMAL}\n[media]\nrelay_workers = 3\n")).expect("valid");
+        assert_eq!(ok.media.relay_workers, 3);
+        let text = format!("{MINIMAL}\n[media]\nrelay_workers = 257\n");
+        let problems = parse(&text).expect_err("out of range");
+        let paths: Vec<_> = problems.iter().map(|p| (p.path.as_str(), p.line)).collect();
+        assert_eq!(paths, [("media.relay_workers", Some(19))], "{problems:#?}");
+    }
+
+    #[test]
     fn missing_and_unknown_sections() {
         let problems = parse("[bogus]\nx = 1\n").expect_err("empty");
         let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();

@@ -896,6 +896,9 @@ pub struct Media {
     /// Most DTMF digits waiting per stream and leg for the relay to generate them as RFC
     /// 4733 events (SIP INFO converted); more are refused and counted.
     pub dtmf_queue: usize,
+    /// Threads of the userspace relay, each serving its share of the streams from one epoll
+    /// set (0: one per CPU core).
+    pub relay_workers: usize,
 }
 
 impl Default for Media {
@@ -913,6 +916,7 @@ impl Default for Media {
             xdp_latch: true,
             xdp_prime_neighbours: true,
             dtmf_queue: 16,
+            relay_workers: 0,
         }
     }
 }

@@ -4,6 +4,9 @@ use std::collections::HashSet;
 
 use super::{Config, Side, Transport, XdpMode};
 
+/// Most userspace relay worker threads (`media.relay_workers`).
+const MAX_RELAY_WORKERS: usize = 256;
+
 /// Every semantic problem in `c`, as `(key path, reason)`, in file order where possible.
 pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -456,6 +459,12 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
                 );
             }
         }
+    }
+    if m.relay_workers > MAX_RELAY_WORKERS {
+        bad(
+            "media.relay_workers",
+            format!("must be 0 (one per core) to {MAX_RELAY_WORKERS}"),
+        );
     }
     if matches!(m.xdp, XdpMode::Native | XdpMode::Generic) && m.interfaces.is_empty() {
         bad(

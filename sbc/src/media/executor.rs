@@ -1,11 +1,11 @@
 //! Executes the media table's commands: binds relay sockets (reusing those of ended streams),
-//! starts and stops the per-stream relay tasks, and applies fast-path mappings to the XDP maps.
-//! Failures go back to the table through its `handle_*` methods.
+//! hands streams to the relay workers and takes them back, and applies fast-path mappings to
+//! the XDP maps. Failures go back to the table through its `handle_*` methods.
 
 use std::{
     collections::HashMap,
     mem::MaybeUninit,
-    net::{IpAddr, SocketAddr},
+    net::{IpAddr, SocketAddr, UdpSocket},
     sync::{Arc, Weak},
     time::Instant,
 };
@@ -22,27 +22,25 @@ use sbc_proto::media::{
     table::leg_idx,
 };
 use sbc_proto::net::Side;
-use tokio::{
-    net::UdpSocket,
-    sync::{Notify, oneshot},
-};
+use tokio::sync::Notify;
 
 use super::{
     neighbour::{NeighbourPrimer, Primed},
     relay::{self, Sockets},
+    worker::{Order, Worker},
     xdp::XdpRelay,
 };
 use crate::metrics::MediaMetrics;
 
 /// The table and its executor, behind one lock shared by the call layer's adapter, the tick
-/// task and the relay tasks.
+/// task and the relay workers (which take it once per wake-up, not per packet).
 #[derive(Debug)]
 pub(crate) struct Core {
     pub table: MediaTable,
     pub exec: Executor,
 }
 
-/// The runtime side of the media table: sockets, tasks, XDP maps.
+/// The runtime side of the media table: sockets, relay workers, XDP maps.
 #[derive(Debug)]
 pub(crate) struct Executor {
     xdp: Option<Arc<Mutex<XdpRelay>>>,
@@ -52,16 +50,17 @@ pub(crate) struct Executor {
     idle: HashMap<SocketAddr, [UdpSocket; 2]>,
     /// Streams with one side bound so far.
     pending: HashMap<StreamKey, (Side, [UdpSocket; 2])>,
-    /// Relaying streams: the stop signal of their task, and its wake-up for packets of its
-    /// own (generated DTMF).
-    running: HashMap<StreamKey, (oneshot::Sender<()>, Arc<Notify>)>,
-    /// Signalled when the table has events for the call layer (digits a relay task detected).
+    /// Relaying streams: the index of their worker in `workers`.
+    running: HashMap<StreamKey, usize>,
+    /// The relay workers started so far (on demand, up to `max_workers`).
+    workers: Vec<Worker>,
+    max_workers: usize,
+    /// Signalled when the table has events for the call layer (digits a relay worker detected).
     pub events: Arc<Notify>,
     /// Bind failures the caller must act on (release the session or drop new streams).
     failed: Vec<(StreamKey, MediaError)>,
-    /// The core itself, for the tasks this executor spawns.
+    /// The core itself, for the workers this executor starts.
     core: Weak<Mutex<Core>>,
-    runtime: tokio::runtime::Handle,
     metrics: MediaMetrics,
     /// Resolves the next hop toward a fast path's peer when its mapping goes in
     /// (`media.xdp_prime_neighbours`; XDP only).
@@ -69,10 +68,11 @@ pub(crate) struct Executor {
 }
 
 impl Executor {
+    /// An executor relaying with at most `max_workers` (at least one) worker threads.
     pub fn new(
         xdp: Option<Arc<Mutex<XdpRelay>>>,
         core: Weak<Mutex<Core>>,
-        runtime: tokio::runtime::Handle,
+        max_workers: usize,
         metrics: MediaMetrics,
         events: Arc<Notify>,
         prime_neighbours: bool,
@@ -91,9 +91,10 @@ impl Executor {
             idle: HashMap::new(),
             pending: HashMap::new(),
             running: HashMap::new(),
+            workers: Vec::new(),
+            max_workers: max_workers.max(1),
             failed: Vec::new(),
             core,
-            runtime,
             metrics,
         }
     }
@@ -108,13 +109,19 @@ impl Executor {
         2 * self.idle.len()
     }
 
-    /// Streams relayed by a task.
+    /// Streams relayed by a worker.
     #[cfg(test)]
     pub fn running(&self) -> usize {
         self.running.len()
     }
 
-    /// A stream's task ended: its sockets become reusable.
+    /// Relay worker threads started.
+    #[cfg(test)]
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// A stream's worker let go of its sockets: they become reusable.
     pub fn park(&mut self, sockets: Sockets) {
         for pair in sockets {
             if let Ok(addr) = pair[0].local_addr() {
@@ -127,8 +134,7 @@ impl Executor {
     fn sockets(&mut self, addr: SocketAddr) -> std::io::Result<[UdpSocket; 2]> {
         if let Some(pair) = self.idle.remove(&addr) {
             // Datagrams queued for the previous stream are not the new call's: discard them.
-            // (Later strays meet the latching policy, as on a freshly bound port.) Read the
-            // socket directly: tokio's readiness may not have seen them yet.
+            // (Later strays meet the latching policy, as on a freshly bound port.)
             let mut scratch = [MaybeUninit::<u8>::uninit(); 64];
             for s in &pair {
                 let s = socket2::SockRef::from(s);
@@ -136,9 +142,8 @@ impl Executor {
             }
             return Ok(pair);
         }
-        let _rt = self.runtime.enter();
-        let rtp = UdpSocket::from_std(relay::bind(addr.ip(), addr.port())?)?;
-        let rtcp = UdpSocket::from_std(relay::bind(addr.ip(), addr.port() + 1)?)?;
+        let rtp = relay::bind(addr.ip(), addr.port())?;
+        let rtcp = relay::bind(addr.ip(), addr.port() + 1)?;
         Ok([rtp, rtcp])
     }
 
@@ -157,20 +162,36 @@ impl Executor {
         } else {
             [other, pair]
         };
-        let Some(core) = self.core.upgrade() else {
+        let Some(w) = self.worker() else {
+            self.park(sockets);
+            self.failed.push((
+                stream,
+                MediaError::Unavailable("no relay worker could be started".into()),
+            ));
             return;
         };
-        let (tx, rx) = oneshot::channel();
-        let wake = Arc::new(Notify::new());
-        let task = relay::Task {
-            core,
-            stream,
-            stop: rx,
-            wake: wake.clone(),
-            metrics: self.metrics.clone(),
-        };
-        self.runtime.spawn(relay::run(task, sockets));
-        self.running.insert(stream, (tx, wake));
+        self.workers[w].streams += 1;
+        self.workers[w].send(Order::Add { stream, sockets });
+        self.running.insert(stream, w);
+    }
+
+    /// The worker for a new stream: a new one while fewer than `max_workers` run, else the
+    /// one with the fewest streams. `None` when none runs and none can be started.
+    fn worker(&mut self) -> Option<usize> {
+        if self.workers.len() < self.max_workers {
+            match Worker::spawn(self.workers.len(), self.core.clone(), self.metrics.clone()) {
+                Ok(w) => {
+                    self.workers.push(w);
+                    return Some(self.workers.len() - 1);
+                }
+                Err(e) => tracing::error!(error = %e, "starting a relay worker failed"),
+            }
+        }
+        self.workers
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, w)| w.streams)
+            .map(|(i, _)| i)
     }
 
     /// Resolves the next hop toward `m`'s peer before its first packet needs it (see
@@ -203,9 +224,12 @@ impl Executor {
         {
             self.idle.insert(addr, pair);
         }
-        if let Some((stop, _)) = self.running.remove(&stream) {
-            // The task parks its sockets when it ends; a task already gone has done so.
-            let _ = stop.send(());
+        if let Some(w) = self.running.remove(&stream)
+            && let Some(worker) = self.workers.get_mut(w)
+        {
+            // The worker parks the sockets when it takes the order.
+            worker.streams = worker.streams.saturating_sub(1);
+            worker.send(Order::Remove(stream));
         }
     }
 }
@@ -226,9 +250,14 @@ pub(crate) fn execute(core: &mut Core, now: Instant) {
             },
             MediaCommand::Close { stream } => core.exec.close(stream),
             MediaCommand::Wake { stream } => {
-                // A stream still binding has no task yet: it reads its deadline when it starts.
-                if let Some((_, wake)) = core.exec.running.get(&stream) {
-                    wake.notify_one();
+                // A stream still binding has no worker yet: it reads its deadline when added.
+                if let Some(worker) = core
+                    .exec
+                    .running
+                    .get(&stream)
+                    .and_then(|&w| core.exec.workers.get(w))
+                {
+                    worker.send(Order::Wake(stream));
                 }
             }
             MediaCommand::Install(m) => {

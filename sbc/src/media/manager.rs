@@ -40,6 +40,8 @@ pub struct MediaSettings {
     /// Resolve fast-path peers' next hops when their mappings go in
     /// (`media.xdp_prime_neighbours`).
     pub prime_neighbours: bool,
+    /// Userspace relay worker threads (`media.relay_workers`, resolved: at least 1).
+    pub relay_workers: usize,
 }
 
 impl MediaSettings {
@@ -66,6 +68,10 @@ impl MediaSettings {
             policy: policy::from_config(c),
             kernel_latch: c.media.xdp_latch,
             prime_neighbours: c.media.xdp_prime_neighbours,
+            relay_workers: match c.media.relay_workers {
+                0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+                n => n,
+            },
         }
     }
 }
@@ -118,7 +124,7 @@ impl MediaManager {
                 exec: Executor::new(
                     xdp.clone(),
                     weak.clone(),
-                    runtime.clone(),
+                    settings.relay_workers,
                     metrics.clone(),
                     events_ready.clone(),
                     settings.prime_neighbours,
@@ -575,6 +581,7 @@ mod tests {
             policy: MediaPolicy::default(),
             kernel_latch: false,
             prime_neighbours: false,
+            relay_workers: 2,
         }
     }
 
@@ -1120,7 +1127,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn one_task_per_stream_and_sockets_reused_without_stale_packets() {
+    async fn one_worker_per_stream_and_sockets_reused_without_stale_packets() {
         // Two pairs in the shared loopback pool: every call gets the same two pairs back.
         let mut m = manager(41_010, 41_013);
         let pbx = std::net::UdpSocket::bind("127.0.0.1:0").expect("pbx");
@@ -1136,9 +1143,13 @@ mod tests {
         let a = m
             .allocate(Side::Inside, &offer, &MediaPeers::default())
             .expect("offer");
-        assert_eq!(m.inner.core.lock().exec.running(), 1, "one task, not four");
+        assert_eq!(
+            m.inner.core.lock().exec.running(),
+            1,
+            "one stream, not four"
+        );
         m.release(a.session);
-        // The task parks its four sockets for reuse.
+        // The worker parks its four sockets for reuse.
         for _ in 0..100 {
             if m.overview().idle_sockets == 4 {
                 break;
@@ -1169,5 +1180,70 @@ mod tests {
         pbx.send_to(&[0x80, 0, 0, 2], in_relay).expect("send");
         let (n, _) = carrier.recv_from(&mut buf).expect("relayed");
         assert_eq!(&buf[..n], &[0x80, 0, 0, 2]);
+    }
+
+    /// Streams whose packets arrive together are served by one wake-up of their worker: its
+    /// first wake-up takes what is ready and then waits for the table's lock (held here), so
+    /// the other streams' packets queue meanwhile and the next wake-up finds them all ready.
+    /// A relay that serves one socket per wake-up needs one per stream.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_wakeup_serves_many_streams() {
+        const STREAMS: usize = 20;
+        let mut s = settings(41_600, 41_699);
+        s.relay_workers = 1;
+        let metrics = Metrics::new().expect("metrics");
+        let mut m = MediaManager::new(s, None, metrics.media.clone());
+        let pbx = std::net::UdpSocket::bind("127.0.0.1:0").expect("pbx");
+        let carrier = std::net::UdpSocket::bind("127.0.0.1:0").expect("carrier");
+        carrier
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let offer = [StreamDesc::new(LO, pbx.local_addr().expect("addr").port())];
+        let answer = [StreamDesc::new(
+            LO,
+            carrier.local_addr().expect("addr").port(),
+        )];
+        let mut relays = Vec::new();
+        for _ in 0..STREAMS {
+            let a = m
+                .allocate(Side::Inside, &offer, &MediaPeers::default())
+                .expect("offer");
+            m.commit(a.session, Side::Outside, &answer).expect("answer");
+            relays.push(SocketAddr::new(LO, a.streams[0].inside.rtp_port));
+        }
+        assert_eq!(m.inner.core.lock().exec.workers(), 1);
+        // The worker takes its orders.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let before = metrics.media.relay_wakeups.get();
+        {
+            let held = m.inner.core.lock();
+            for r in &relays {
+                pbx.send_to(&[0x80, 0, 0, 1], r).expect("send");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            drop(held);
+        }
+        let mut buf = [0u8; 64];
+        let mut from = std::collections::HashSet::new();
+        for _ in 0..STREAMS {
+            let (n, src) = carrier.recv_from(&mut buf).expect("relayed");
+            assert_eq!(&buf[..n], &[0x80, 0, 0, 1]);
+            from.insert(src);
+        }
+        assert_eq!(from.len(), STREAMS, "each stream relayed from its own port");
+        let wakeups = metrics.media.relay_wakeups.get() - before;
+        assert!(
+            wakeups <= 3,
+            "{wakeups} wake-ups for {STREAMS} packets on {STREAMS} streams"
+        );
+        // The worker counts a run after sending it, so the last count may trail the last
+        // datagram the carrier read.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while metrics.media.user_packets.get() < STREAMS as u64
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(metrics.media.user_packets.get(), STREAMS as u64);
     }
 }

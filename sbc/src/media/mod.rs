@@ -1,9 +1,9 @@
 //! Media relay runtime: the media manager that implements the call layer's
 //! [`sbc_proto::media::MediaControl`] contract over the sans-I/O
 //! [`sbc_proto::media::MediaTable`] (which also holds each stream's SRTP contexts), the
-//! executor of the table's commands, the userspace relay, the XDP fast path loader, the
-//! one-way-audio diagnosis and the last views kept for call detail records. See
-//! `docs/media.md`.
+//! executor of the table's commands, the userspace relay (its packet path and worker threads),
+//! the XDP fast path loader, the one-way-audio diagnosis and the last views kept for call
+//! detail records. See `docs/media.md`.
 
 pub mod diagnosis;
 pub(crate) mod executor;
@@ -14,6 +14,7 @@ pub mod neighbour;
 pub mod policy;
 pub(crate) mod relay;
 pub mod view;
+pub(crate) mod worker;
 pub mod xdp;
 
 pub use manager::{MediaManager, MediaSettings};

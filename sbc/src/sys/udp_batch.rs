@@ -46,17 +46,22 @@ pub struct Batch {
     pub drained: bool,
 }
 
-impl Default for Batch {
+impl Default for Datagram {
     fn default() -> Self {
-        let blank = Datagram {
+        Self {
             buf: [0; MAX_DATAGRAM + HEADROOM],
             len: 0,
             src: SocketAddr::from(([0, 0, 0, 0], 0)),
             dst: None,
             out: 0,
-        };
+        }
+    }
+}
+
+impl Default for Batch {
+    fn default() -> Self {
         Self {
-            packets: Box::new([blank; BATCH]),
+            packets: Box::new([Datagram::default(); BATCH]),
             drained: false,
         }
     }
@@ -71,6 +76,18 @@ fn zeroed_storage() -> libc::sockaddr_storage {
 /// how many (an error of kind `WouldBlock` when none is queued) and sets
 /// [`Batch::drained`]. Truncated datagrams are skipped.
 pub fn recv(fd: RawFd, batch: &mut Batch) -> io::Result<usize> {
+    let (kept, drained) = recv_into(fd, &mut batch.packets[..])?;
+    batch.drained = drained;
+    Ok(kept)
+}
+
+/// Receives up to `packets.len()` (at most [`BATCH`]) datagrams from the non-blocking socket
+/// `fd` into `packets`; returns how many were kept (truncated datagrams are skipped) and
+/// whether the socket's queue was emptied (fewer came than asked for). An error of kind
+/// `WouldBlock` when none is queued. The relay workers fill one arena from many sockets this
+/// way, so one decision pass serves them all.
+pub fn recv_into(fd: RawFd, packets: &mut [Datagram]) -> io::Result<(usize, bool)> {
+    let want = packets.len().min(BATCH);
     let mut names = [zeroed_storage(); BATCH];
     let mut iovs: [libc::iovec; BATCH] = std::array::from_fn(|_| libc::iovec {
         iov_base: std::ptr::null_mut(),
@@ -78,7 +95,7 @@ pub fn recv(fd: RawFd, batch: &mut Batch) -> io::Result<usize> {
     });
     // SAFETY: mmsghdr is plain old data; zero is a valid initial value for every field.
     let mut msgs: [libc::mmsghdr; BATCH] = unsafe { MaybeUninit::zeroed().assume_init() };
-    for (i, p) in batch.packets.iter_mut().enumerate() {
+    for (i, p) in packets.iter_mut().enumerate().take(want) {
         iovs[i].iov_base = p.buf.as_mut_ptr().cast();
         iovs[i].iov_len = MAX_DATAGRAM;
         msgs[i].msg_hdr.msg_name = (&raw mut names[i]).cast();
@@ -86,13 +103,14 @@ pub fn recv(fd: RawFd, batch: &mut Batch) -> io::Result<usize> {
         msgs[i].msg_hdr.msg_iov = &raw mut iovs[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
     }
-    // SAFETY: every msghdr points at a live iovec over a MAX_DATAGRAM buffer of `batch` and at
-    // a live sockaddr_storage of `names`, all outliving the call; vlen is the array length.
+    // SAFETY: the first `want` msghdrs point at a live iovec over a MAX_DATAGRAM buffer of
+    // `packets` and at a live sockaddr_storage of `names`, all outliving the call; vlen is
+    // `want`, at most the arrays' length.
     let n = unsafe {
         libc::recvmmsg(
             fd,
             msgs.as_mut_ptr(),
-            BATCH as libc::c_uint,
+            want as libc::c_uint,
             libc::MSG_DONTWAIT,
             std::ptr::null_mut(),
         )
@@ -102,7 +120,7 @@ pub fn recv(fd: RawFd, batch: &mut Batch) -> io::Result<usize> {
     }
     let n = usize::try_from(n).unwrap_or(0);
     // Non-blocking, recvmmsg returns what is queued, up to the batch.
-    batch.drained = n < BATCH;
+    let drained = n < want;
     let mut kept = 0;
     for (i, (msg, name)) in msgs.iter().zip(&names).enumerate().take(n) {
         let truncated = msg.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
@@ -115,17 +133,17 @@ pub fn recv(fd: RawFd, batch: &mut Batch) -> io::Result<usize> {
         let len = msg.msg_len as usize;
         if kept != i {
             // Compact: a skipped datagram leaves a gap (rare; copies one buffer).
-            let (head, tail) = batch.packets.split_at_mut(i);
+            let (head, tail) = packets.split_at_mut(i);
             head[kept].buf[..len].copy_from_slice(&tail[0].buf[..len]);
         }
-        let p = &mut batch.packets[kept];
+        let p = &mut packets[kept];
         p.len = len;
         p.src = src;
         p.dst = None;
         p.out = 0;
         kept += 1;
     }
-    Ok(kept)
+    Ok((kept, drained))
 }
 
 /// Sends `packets` (each to its `dst`; those without one are skipped) from the non-blocking

@@ -133,6 +133,7 @@ mod tests {
             policy: MediaPolicy::default(),
             kernel_latch: false,
             prime_neighbours: false,
+            relay_workers: 1,
         };
         let metrics = Metrics::new().expect("metrics");
         let mut m = MediaManager::new(settings, None, metrics.media.clone());

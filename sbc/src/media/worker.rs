@@ -1,0 +1,441 @@
+//! The userspace relay's workers: a fixed number of threads (`media.relay_workers`), each with
+//! its own epoll set over the sockets of the streams the executor gives it. One wake-up serves
+//! every ready socket of the worker: each is drained with one `recvmmsg` into a shared arena,
+//! the whole arena is decided under one hold of the media table's lock, and each socket's
+//! share goes on with `sendmmsg` (`super::relay`). Per-stream tokio tasks used to wake once
+//! per packet at telephony rates (50 packets/s per stream); here the wake-up, the lock and the
+//! readiness bookkeeping are paid once for all streams that became ready together.
+//!
+//! The executor talks to a worker with [`Order`]s over a channel and rings the worker's
+//! eventfd; sockets of removed streams go back to the executor for reuse.
+
+use std::{
+    collections::HashMap,
+    io,
+    os::fd::AsFd as _,
+    sync::{Arc, Weak},
+    thread,
+    time::{Duration, Instant},
+};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use nix::{
+    errno::Errno,
+    sys::{
+        epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout},
+        eventfd::{EfdFlags, EventFd},
+    },
+};
+use parking_lot::Mutex;
+use sbc_proto::{
+    media::{RelayPort, StreamKey, table::leg_idx},
+    net::Side,
+};
+
+use super::{
+    executor::Core,
+    relay::{self, Received, Sockets},
+};
+use crate::{metrics::MediaMetrics, sys::udp_batch::Datagram};
+
+/// Datagrams one wake-up decides under one lock (the arena's size): enough for a full
+/// `recvmmsg` batch from each of several sockets; more ready sockets take further passes of
+/// the same wake-up.
+const ARENA: usize = 128;
+/// Readiness events fetched per `epoll_wait`.
+const EVENTS: usize = 256;
+/// The eventfd's token (socket tokens are `slot * 4 + leg * 2 + port`).
+const BELL: u64 = u64::MAX;
+
+/// What the executor asks of a worker.
+#[derive(Debug)]
+pub(crate) enum Order {
+    /// Relay `stream` on these sockets from now on.
+    Add {
+        /// The stream.
+        stream: StreamKey,
+        /// Its sockets, `[leg][port]`.
+        sockets: Sockets,
+    },
+    /// The stream ended: stop watching its sockets and park them in the executor.
+    Remove(StreamKey),
+    /// The stream has generated packets of its own: re-read when the next is due.
+    Wake(StreamKey),
+}
+
+/// The executor's handle on one worker thread. Dropping it ends the thread (after its
+/// current wake-up); the thread drops the sockets it still has.
+#[derive(Debug)]
+pub(crate) struct Worker {
+    orders: Option<Sender<Order>>,
+    bell: Arc<EventFd>,
+    /// Streams given to it and not removed (the executor balances on this).
+    pub streams: usize,
+}
+
+impl Worker {
+    /// Starts worker `index` relaying for `core`.
+    pub fn spawn(index: usize, core: Weak<Mutex<Core>>, metrics: MediaMetrics) -> io::Result<Self> {
+        let bell = Arc::new(EventFd::from_flags(
+            EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC,
+        )?);
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        epoll.add(bell.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, BELL))?;
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut state = State {
+            epoll,
+            bell: bell.clone(),
+            orders: rx,
+            core,
+            metrics,
+            slots: Vec::new(),
+            free: Vec::new(),
+            index: HashMap::new(),
+            next_due: None,
+            arena: vec![Datagram::default(); ARENA].into_boxed_slice(),
+            events: vec![EpollEvent::empty(); EVENTS],
+        };
+        thread::Builder::new()
+            .name(format!("sbc-relay-{index}"))
+            .spawn(move || state.run())?;
+        Ok(Self {
+            orders: Some(tx),
+            bell,
+            streams: 0,
+        })
+    }
+
+    /// Hands `order` to the worker and wakes it.
+    pub fn send(&self, order: Order) {
+        if let Some(tx) = &self.orders {
+            // A worker that is gone (its thread failed) has dropped its sockets already.
+            let _ = tx.send(order);
+            let _ = self.bell.write(1);
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // The thread sees the channel closed at its next wake-up, which the bell forces.
+        self.orders = None;
+        let _ = self.bell.write(1);
+    }
+}
+
+/// One stream a worker relays.
+struct Entry {
+    stream: StreamKey,
+    sockets: Sockets,
+    /// When its next generated packet is due.
+    due: Option<Instant>,
+}
+
+/// A worker thread's state.
+struct State {
+    epoll: Epoll,
+    bell: Arc<EventFd>,
+    orders: Receiver<Order>,
+    core: Weak<Mutex<Core>>,
+    metrics: MediaMetrics,
+    /// Streams by slot (a socket's token names its slot).
+    slots: Vec<Option<Entry>>,
+    free: Vec<usize>,
+    index: HashMap<StreamKey, usize>,
+    /// The earliest `due` of all entries.
+    next_due: Option<Instant>,
+    /// Datagram buffers shared by every socket of the worker, reused for each wake-up.
+    arena: Box<[Datagram]>,
+    events: Vec<EpollEvent>,
+}
+
+/// A ready socket's place in the arena during one pass.
+#[derive(Clone, Copy)]
+struct Run {
+    slot: usize,
+    leg: Side,
+    port: RelayPort,
+    start: usize,
+    len: usize,
+}
+
+fn token(slot: usize, leg: Side, port: RelayPort) -> u64 {
+    (slot as u64) * 4 + (leg_idx(leg) as u64) * 2 + port as u64
+}
+
+fn untoken(token: u64) -> (usize, Side, RelayPort) {
+    let slot = usize::try_from(token / 4).unwrap_or(usize::MAX);
+    let leg = if token & 2 == 0 {
+        Side::Inside
+    } else {
+        Side::Outside
+    };
+    let port = if token & 1 == 0 {
+        RelayPort::Rtp
+    } else {
+        RelayPort::Rtcp
+    };
+    (slot, leg, port)
+}
+
+const SIDES: [Side; 2] = [Side::Inside, Side::Outside];
+const PORTS: [RelayPort; 2] = [RelayPort::Rtp, RelayPort::Rtcp];
+
+impl State {
+    fn run(&mut self) {
+        let mut runs: Vec<Run> = Vec::with_capacity(ARENA);
+        loop {
+            let timeout = match self.next_due {
+                // Rounded up to the next millisecond: waking early would spin.
+                Some(at) => {
+                    let left = at.saturating_duration_since(Instant::now());
+                    EpollTimeout::try_from(left + Duration::from_micros(999))
+                        .unwrap_or(EpollTimeout::MAX)
+                }
+                None => EpollTimeout::NONE,
+            };
+            let n = match self.epoll.wait(&mut self.events, timeout) {
+                Ok(n) => n,
+                Err(Errno::EINTR) => 0,
+                Err(e) => {
+                    tracing::error!(error = %e, "relay worker: epoll_wait failed; worker ends");
+                    return;
+                }
+            };
+            let rang = self.events[..n].iter().any(|e| e.data() == BELL);
+            if rang {
+                // Reset the bell before taking the orders: an order sent after the reset rings
+                // again, so none waits for an unrelated wake-up.
+                let _ = self.bell.read();
+            }
+            if !self.take_orders() {
+                return;
+            }
+            let Some(core) = self.core.upgrade() else {
+                return;
+            };
+            if n > usize::from(rang) {
+                self.metrics.relay_wakeups.inc();
+            }
+            let mut i = 0;
+            while i < n {
+                // Fill the arena from as many ready sockets as fit, then decide it at once.
+                runs.clear();
+                let mut used = 0;
+                while i < n && used < ARENA {
+                    let t = self.events[i].data();
+                    i += 1;
+                    if t == BELL {
+                        continue;
+                    }
+                    let (slot, leg, port) = untoken(t);
+                    let Some(Some(entry)) = self.slots.get(slot) else {
+                        continue;
+                    };
+                    let socket = &entry.sockets[leg_idx(leg)][port as usize];
+                    let fd = std::os::fd::AsRawFd::as_raw_fd(socket);
+                    // WouldBlock (another reader cannot exist, but a spurious wake can) and
+                    // ICMP-induced errors of an earlier send leave nothing to relay. A socket
+                    // with more queued than fits stays ready (level-triggered) for the next
+                    // wait.
+                    let Ok((got, _)) =
+                        crate::sys::udp_batch::recv_into(fd, &mut self.arena[used..])
+                    else {
+                        continue;
+                    };
+                    if got > 0 {
+                        runs.push(Run {
+                            slot,
+                            leg,
+                            port,
+                            start: used,
+                            len: got,
+                        });
+                        used += got;
+                    }
+                }
+                if runs.is_empty() {
+                    continue;
+                }
+                self.relay(&core, &runs);
+            }
+            self.send_due(&core);
+        }
+    }
+
+    /// Decides and sends on the datagrams of `runs` (all in the arena).
+    fn relay(&mut self, core: &Mutex<Core>, runs: &[Run]) {
+        let now = Instant::now();
+        // The arena split into one slice per run (runs are consecutive and disjoint).
+        let mut rest: &mut [Datagram] = &mut self.arena[..];
+        let mut offset = 0;
+        let mut received: [Option<Received<'_>>; ARENA] = [const { None }; ARENA];
+        for (r, run) in received.iter_mut().zip(runs) {
+            let Some(Some(entry)) = self.slots.get(run.slot) else {
+                continue;
+            };
+            let (_, tail) = rest.split_at_mut(run.start - offset);
+            let (packets, tail) = tail.split_at_mut(run.len);
+            rest = tail;
+            offset = run.start + run.len;
+            *r = Some(Received {
+                stream: entry.stream,
+                leg: run.leg,
+                port: run.port,
+                sockets: &entry.sockets,
+                packets,
+            });
+        }
+        let received = &mut received[..runs.len()];
+        relay::decide(core, &self.metrics, now, received.iter_mut().flatten());
+        let mut failed = false;
+        let mut failures = [0u64; ARENA];
+        for (r, f) in received.iter().zip(failures.iter_mut()) {
+            if let Some(r) = r {
+                *f = relay::send_on(&self.metrics, r);
+                failed |= *f > 0;
+            }
+        }
+        if failed {
+            let mut core = core.lock();
+            for (r, &f) in received.iter().zip(&failures) {
+                if let Some(r) = r {
+                    for _ in 0..f {
+                        core.table.count_drop(r.stream, r.leg);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends the generated packets that are due.
+    fn send_due(&mut self, core: &Mutex<Core>) {
+        let Some(due) = self.next_due else { return };
+        let now = Instant::now();
+        if due > now {
+            return;
+        }
+        for entry in self.slots.iter_mut().flatten() {
+            if entry.due.is_some_and(|d| d <= now) {
+                entry.due =
+                    relay::send_generated(core, &self.metrics, now, entry.stream, &entry.sockets);
+            }
+        }
+        self.recompute_due();
+    }
+
+    fn recompute_due(&mut self) {
+        self.next_due = self.slots.iter().flatten().filter_map(|e| e.due).min();
+    }
+
+    /// Applies the executor's orders; false when the executor is gone (the worker ends).
+    fn take_orders(&mut self) -> bool {
+        loop {
+            match self.orders.try_recv() {
+                Ok(Order::Add { stream, sockets }) => self.add(stream, sockets),
+                Ok(Order::Remove(stream)) => self.remove(stream),
+                Ok(Order::Wake(stream)) => {
+                    if let (Some(&slot), Some(core)) =
+                        (self.index.get(&stream), self.core.upgrade())
+                    {
+                        let due = core.lock().table.generated_deadline(stream);
+                        if let Some(Some(e)) = self.slots.get_mut(slot) {
+                            e.due = due;
+                        }
+                        self.recompute_due();
+                    }
+                }
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => return false,
+            }
+        }
+    }
+
+    fn add(&mut self, stream: StreamKey, sockets: Sockets) {
+        let slot = self.free.pop().unwrap_or(self.slots.len());
+        let mut added = Vec::with_capacity(4);
+        for leg in SIDES {
+            for port in PORTS {
+                let s = &sockets[leg_idx(leg)][port as usize];
+                let ev = EpollEvent::new(EpollFlags::EPOLLIN, token(slot, leg, port));
+                match self.epoll.add(s.as_fd(), ev) {
+                    Ok(()) => added.push(s),
+                    Err(e) => {
+                        // Cannot happen short of memory exhaustion (a socket is added once).
+                        tracing::error!(error = %e, "relay worker: watching a socket failed");
+                        for s in added {
+                            let _ = self.epoll.delete(s.as_fd());
+                        }
+                        if slot < self.slots.len() {
+                            self.free.push(slot);
+                        }
+                        self.park(sockets);
+                        return;
+                    }
+                }
+            }
+        }
+        // A digit may have been queued while the sockets were bound.
+        let due = self
+            .core
+            .upgrade()
+            .and_then(|c| c.lock().table.generated_deadline(stream));
+        let entry = Entry {
+            stream,
+            sockets,
+            due,
+        };
+        if slot == self.slots.len() {
+            self.slots.push(Some(entry));
+        } else {
+            self.slots[slot] = Some(entry);
+        }
+        self.index.insert(stream, slot);
+        self.recompute_due();
+    }
+
+    fn remove(&mut self, stream: StreamKey) {
+        let Some(slot) = self.index.remove(&stream) else {
+            return;
+        };
+        let Some(entry) = self.slots.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
+        self.free.push(slot);
+        for pair in entry.sockets.iter() {
+            for s in pair {
+                let _ = self.epoll.delete(s.as_fd());
+            }
+        }
+        self.park(entry.sockets);
+        self.recompute_due();
+    }
+
+    /// Hands a stream's sockets back to the executor for the next stream that draws the ports.
+    fn park(&self, sockets: Sockets) {
+        if let Some(core) = self.core.upgrade() {
+            core.lock().exec.park(sockets);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip() {
+        for slot in [0, 1, 7, 1 << 20] {
+            for leg in SIDES {
+                for port in PORTS {
+                    assert_eq!(untoken(token(slot, leg, port)), (slot, leg, port));
+                }
+            }
+        }
+        // Slots stay far below 2^62 (one per stream), so no socket's token is the bell's.
+        assert_ne!(
+            token(u32::MAX as usize, Side::Outside, RelayPort::Rtcp),
+            BELL
+        );
+    }
+}
