@@ -39,7 +39,7 @@ use sbc_proto::{
 use tokio::sync::{mpsc, watch};
 
 pub use handle::{BanList, BanView, Command, RegView, SignalingHandle, StatusView};
-pub use router::{Router, shard_count};
+pub use router::{Inbox, Lanes, Router, shard_count};
 
 use crate::{
     media::MediaManager,
@@ -54,9 +54,9 @@ pub struct Wiring {
     pub media: MediaManager,
     /// SIP transports (sending, the ban and admission mirrors).
     pub transport: Transport,
-    /// Received messages, parsed by the transports: one channel per signaling shard, in shard
-    /// order ([`Router::channels`]).
-    pub inbound: Vec<mpsc::Receiver<Inbound>>,
+    /// Received messages, parsed by the transports: one inbox (two lanes) per signaling
+    /// shard, in shard order ([`Router::channels`]).
+    pub inbound: Vec<Inbox>,
     /// Admin commands ([`SignalingHandle`]).
     pub commands: mpsc::Receiver<Command>,
     /// Transport-level metrics (`sbc_sip_dropped_total`).
@@ -83,8 +83,8 @@ struct Lane {
     count: u16,
     media: MediaManager,
     transport: Transport,
-    /// This shard's received messages.
-    inbound: mpsc::Receiver<Inbound>,
+    /// This shard's received messages (follow-ups served first).
+    inbound: Inbox,
     /// From the coordinator.
     commands: mpsc::Receiver<ToShard>,
     /// To the coordinator.
@@ -196,14 +196,14 @@ pub async fn run(config: SbcConfig, w: Wiring) {
 }
 
 /// One shard: its core until the coordinator stops it, `shutdown` turns true or its inbound
-/// channel closes. Gives its inbound channel back, so messages routed to it while the others
-/// finish are dropped as "busy", not refused as closed (which ends a receive task).
+/// channels close. Gives its inbox back, so messages routed to it while the others finish are
+/// dropped as "busy", not refused as closed (which ends a receive task).
 async fn run_shard(
     config: SbcConfig,
     rng: sbc_proto::b2bua::Rng,
     shared: SharedCalls,
     mut w: Lane,
-) -> mpsc::Receiver<Inbound> {
+) -> Inbox {
     let start = Instant::now();
     let mut sbc = Sbc::new(config, rng, start);
     // One shard keeps its own counts and buckets, exactly as before there were shards.
@@ -229,26 +229,36 @@ async fn run_shard(
                 None => std::future::pending().await,
             }
         };
+        // Biased: stop, commands and the due timers first (each fires at most once per due
+        // time, so they cannot starve the lanes), then follow-ups (the calls in progress),
+        // and new requests last, so a flood of new requests waits (and overflows) in its own
+        // lane while everything else goes on (router.rs).
         let input = tokio::select! {
-            received = w.inbound.recv() => match received {
-                Some(m) => Input::Message(m),
-                None => break,
-            },
-            () = sleep => Input::Timeout,
+            biased;
+            // A dropped sender disables the branch (an `Err` would be ready on every turn).
+            Ok(()) = w.shutdown.changed() => {
+                if *w.shutdown.borrow() {
+                    break;
+                }
+                continue;
+            }
             Some(cmd) = w.commands.recv() => match cmd {
                 ToShard::Admin(cmd) => Input::Command(cmd),
                 ToShard::Ban(side, ip) => Input::Ban(side, ip),
                 ToShard::Health(trunk, state) => Input::Health(trunk, state),
                 ToShard::Stop => break,
             },
+            () = sleep => Input::Timeout,
             () = media_events.event_ready() => Input::Timeout,
             _ = tick.tick() => Input::Timeout,
-            _ = w.shutdown.changed() => {
-                if *w.shutdown.borrow() {
-                    break;
-                }
-                continue;
-            }
+            received = w.inbound.follow_ups.recv() => match received {
+                Some(m) => Input::Message(m),
+                None => break,
+            },
+            received = w.inbound.new.recv() => match received {
+                Some(m) => Input::Message(m),
+                None => break,
+            },
         };
         let now = Instant::now();
         // A message the policy dropped changed nothing in the call layer: its counters and
@@ -586,7 +596,12 @@ async fn deregister(sbc: &mut Sbc, w: &mut Lane, tracker: &mut CallTracker) {
     // Bounded by the deadline; every branch either handles one message or sleeps.
     while !sbc.deregistered() && tokio::time::Instant::now() < deadline {
         let input = tokio::select! {
-            received = w.inbound.recv() => match received {
+            biased;
+            received = w.inbound.follow_ups.recv() => match received {
+                Some(m) => Input::Message(m),
+                None => break,
+            },
+            received = w.inbound.new.recv() => match received {
                 Some(m) => Input::Message(m),
                 None => break,
             },

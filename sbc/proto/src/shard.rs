@@ -81,6 +81,28 @@ pub fn route(msg: &Message, count: u16) -> ShardId {
     }
 }
 
+/// Which of its shard's two inbound lanes a message waits in: the shard serves follow-ups
+/// first, so a flood of new requests cannot delay or crowd out the calls in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// A response, or a request with a To tag (in a dialog, or the ACK of a final answer):
+    /// work of something already admitted.
+    FollowUp,
+    /// A request without a To tag: a new INVITE, OPTIONS, REGISTER, MESSAGE, and CANCEL
+    /// (which must not overtake the INVITE it cancels).
+    New,
+}
+
+/// The lane of `msg` (see [`Lane`]). The same split decides what a configured peer's budget
+/// may shed (`protect::SourceGuard::check_follow_up`).
+pub fn lane(msg: &Message) -> Lane {
+    if msg.is_request() && msg.to_tag().is_none() {
+        Lane::New
+    } else {
+        Lane::FollowUp
+    }
+}
+
 /// The shard an identifier of ours names (a tag, a Call-ID or a branch without its cookie),
 /// if it carries a label; modulo `count`.
 pub fn of_token(token: &str, count: u16) -> Option<ShardId> {

@@ -111,10 +111,12 @@ impl MediaLab {
             ("", "", "")
         };
         let instance = format!("t{}", lab.id);
+        let shards = sbc_e2e::shards_toml(admin_toml.contains("[state]"));
         let config = std::env::temp_dir().join(format!("{instance}.toml"));
         let text = format!(
             r#"[general]
 instance = "{instance}"
+{shards}
 {general_toml}
 [inside]
 udp = ["198.18.1.1:5060"]
@@ -200,7 +202,7 @@ listen = "{ADMIN}"
             .arg(sbc_e2e::sbc_bin())
             .args(["run", "--config"])
             .arg(&self.config)
-            .env("SBC_LOG", "info,sbc::media=debug")
+            .env("SBC_LOG", "info,sbc::media=debug,sbc::signaling=debug")
             .stdout(Stdio::inherit())
             .stderr(Stdio::inherit())
             .spawn()

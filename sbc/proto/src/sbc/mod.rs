@@ -239,7 +239,14 @@ impl Sbc {
         // side: a ban on the outside never silences the same address inside.
         let side = peer.side;
         let known = self.acl.is_configured_peer(side, source);
-        match self.guard.check(now, side, source, known) {
+        // A peer's answers and in-dialog requests belong to calls already admitted: its
+        // budget sheds its new requests only (protect.rs).
+        let verdict = if crate::shard::lane(msg) == crate::shard::Lane::FollowUp {
+            self.guard.check_follow_up(now, side, source, known)
+        } else {
+            self.guard.check(now, side, source, known)
+        };
+        match verdict {
             Verdict::Pass => {}
             Verdict::OverBudget => return Err(PolicyDrop::PeerOverBudget),
             Verdict::Banned => return Err(PolicyDrop::Banned),

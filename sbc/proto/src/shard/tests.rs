@@ -190,3 +190,21 @@ fn each_shard_gets_its_share_of_the_source_budgets() {
         (2, 0)
     );
 }
+
+#[test]
+fn new_requests_and_cancel_wait_in_the_new_lane_the_rest_are_follow_ups() {
+    for (msg, want) in [
+        (request("INVITE", "c1", "f1", None), Lane::New),
+        (request("OPTIONS", "c1", "f1", None), Lane::New),
+        (request("REGISTER", "c1", "f1", None), Lane::New),
+        // CANCEL stays behind the INVITE it cancels.
+        (request("CANCEL", "c1", "f1", None), Lane::New),
+        (request("BYE", "c1", "f1", Some("s1-00")), Lane::FollowUp),
+        (request("ACK", "c1", "f1", Some("t9")), Lane::FollowUp),
+        (request("INVITE", "c1", "f1", Some("s0-aa")), Lane::FollowUp),
+        (response("z9hG4bKs1-00", "c1"), Lane::FollowUp),
+        (response("z9hG4bKforeign", "c1"), Lane::FollowUp),
+    ] {
+        assert_eq!(lane(&msg), want, "{}", String::from_utf8_lossy(msg.as_bytes()));
+    }
+}
