@@ -310,7 +310,14 @@ fn invite_flood_from_the_pbx_stays_bounded_and_a_second_trunks_calls_complete() 
         series(&lab, "sbc_sip_dropped_total"),
         String::from_utf8_lossy(
             &Command::new("ip")
-                .args(["netns", "exec", &lab.lab.sbc, "sh", "-c", "grep ^Udp: /proc/net/snmp"])
+                .args([
+                    "netns",
+                    "exec",
+                    &lab.lab.sbc,
+                    "sh",
+                    "-c",
+                    "grep ^Udp: /proc/net/snmp"
+                ])
                 .output()
                 .map(|o| o.stdout)
                 .unwrap_or_default()

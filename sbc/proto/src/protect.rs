@@ -516,10 +516,7 @@ mod tests {
             .map(|_| g.check_follow_up(t0, OUT, stranger, false))
             .collect();
         assert!(verdicts.contains(&Verdict::NewBan));
-        assert_eq!(
-            g.check_follow_up(t0, OUT, stranger, false),
-            Verdict::Banned
-        );
+        assert_eq!(g.check_follow_up(t0, OUT, stranger, false), Verdict::Banned);
     }
 
     #[test]

@@ -145,8 +145,19 @@ pub fn guard_share(cfg: crate::protect::GuardConfig, count: u16) -> crate::prote
     }
 }
 
-/// The core configuration of `shard` among `count`: the guard's budgets split evenly
-/// ([`guard_share`]), and the trunks' registrations and OPTIONS checks on shard 0 only (one
+/// The state caps of one of `count` shards: each shard holds its share of the transactions
+/// and stored bytes, so the SBC as a whole holds no more than `[limits] max_transactions` and
+/// `max_stored_mib` say, as with one shard (new calls spread evenly; at least 1 each).
+pub fn caps_share(caps: crate::b2bua::Caps, count: u16) -> crate::b2bua::Caps {
+    let n = usize::from(count.max(1));
+    crate::b2bua::Caps {
+        max_transactions: (caps.max_transactions / n).max(1),
+        max_stored_bytes: (caps.max_stored_bytes / n).max(1),
+    }
+}
+
+/// The core configuration of `shard` among `count`: the guard's budgets and the state caps
+/// split evenly ([`guard_share`], [`caps_share`]), and the trunks' registrations and OPTIONS checks on shard 0 only (one
 /// binding per trunk at the registrar; the other shards follow its health verdicts through
 /// `Sbc::apply_health`). Call and CPS limits are not split: the shards count and rate-limit
 /// their calls together (`b2bua::SharedCalls`).
@@ -159,6 +170,7 @@ pub fn config_for(
         return cfg;
     }
     cfg.guard = guard_share(cfg.guard, count);
+    cfg.b2bua.caps = caps_share(cfg.b2bua.caps, count);
     if shard.0 != 0 {
         cfg.registrations.clear();
         cfg.health.clear();

@@ -137,3 +137,94 @@ pub fn shard_count(config: &crate::config::Config) -> u16 {
         .unwrap_or(shard::MAX_SHARDS)
         .clamp(1, shard::MAX_SHARDS)
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use sbc_proto::{
+        net::{Peer, Side, TransportKind},
+        sip::{Limits, Message},
+    };
+
+    use super::*;
+
+    fn inbound(text: &str) -> Inbound {
+        let local = "10.0.0.1:5060".parse().expect("literal");
+        let message = Message::parse(Bytes::from(text.replace('\n', "\r\n")), &Limits::default())
+            .expect("test message parses");
+        Inbound {
+            peer: Peer {
+                side: Side::Inside,
+                transport: TransportKind::Udp,
+                addr: "10.0.0.2:5060".parse().expect("literal"),
+                conn: None,
+                local: Some(local),
+            },
+            local,
+            message,
+        }
+    }
+
+    fn invite(n: u32) -> Inbound {
+        inbound(&format!(
+            "INVITE sip:1@10.0.0.1 SIP/2.0\n\
+             Via: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKf{n}\n\
+             Max-Forwards: 70\n\
+             From: <sip:100@10.0.0.2>;tag=f{n}\n\
+             To: <sip:1@10.0.0.1>\n\
+             Call-ID: flood-{n}\n\
+             CSeq: 1 INVITE\n\
+             Content-Length: 0\n\n"
+        ))
+    }
+
+    fn answer() -> Inbound {
+        inbound(
+            "SIP/2.0 200 OK\n\
+             Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKs0-0011223344556677\n\
+             From: <sip:carrier@10.0.0.1>;tag=s0-aa\n\
+             To: <sip:100@10.0.0.2>;tag=pbx\n\
+             Call-ID: c1\n\
+             CSeq: 1 INVITE\n\
+             Content-Length: 0\n\n",
+        )
+    }
+
+    #[test]
+    fn a_full_new_lane_neither_drops_nor_delays_follow_ups() {
+        let (router, mut inboxes) = Router::channels(1, 4);
+        for n in 0..4 {
+            router.try_send(invite(n)).expect("room in the new lane");
+        }
+        assert!(matches!(
+            router.try_send(invite(4)),
+            Err(TrySendError::Full(()))
+        ));
+        // The answer of a call in progress still gets in, and waits in its own lane, not
+        // behind the four INVITEs.
+        router
+            .try_send(answer())
+            .expect("room in the follow-up lane");
+        let inbox = &mut inboxes[0];
+        let first = inbox.follow_ups.try_recv().expect("the answer");
+        assert!(!first.message.is_request());
+        assert_eq!(inbox.new.len(), 4);
+    }
+
+    #[test]
+    fn each_message_goes_to_its_shard_and_lane() {
+        let (router, mut inboxes) = Router::channels(2, 8);
+        router.try_send(answer()).expect("room");
+        // The answer's branch names shard 0.
+        assert_eq!(inboxes[0].follow_ups.len(), 1);
+        for n in 0..8 {
+            router.try_send(invite(n)).expect("room");
+        }
+        let new: usize = inboxes.iter_mut().map(|i| i.new.len()).sum();
+        assert_eq!(new, 8);
+        assert!(
+            inboxes.iter().all(|i| !i.new.is_empty()),
+            "spread over both"
+        );
+    }
+}

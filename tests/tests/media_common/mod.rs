@@ -202,7 +202,7 @@ listen = "{ADMIN}"
             .arg(sbc_e2e::sbc_bin())
             .args(["run", "--config"])
             .arg(&self.config)
-            .env("SBC_LOG", "info,sbc::media=debug,sbc::signaling=debug")
+            .env("SBC_LOG", "info,sbc::media=debug")
             .stdout(Stdio::inherit())
             .stderr(Stdio::inherit())
             .spawn()

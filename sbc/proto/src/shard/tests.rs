@@ -192,6 +192,20 @@ fn each_shard_gets_its_share_of_the_source_budgets() {
 }
 
 #[test]
+fn each_shard_holds_its_share_of_the_state_caps() {
+    let caps = crate::b2bua::Caps::default();
+    let half = caps_share(caps, 2);
+    assert_eq!(half.max_transactions, 10_000);
+    assert_eq!(half.max_stored_bytes, 32 << 20);
+    assert_eq!(caps_share(caps, 1), caps);
+    let tiny = crate::b2bua::Caps {
+        max_transactions: 1,
+        max_stored_bytes: 3,
+    };
+    assert_eq!(caps_share(tiny, 4).max_transactions, 1, "never 0");
+}
+
+#[test]
 fn new_requests_and_cancel_wait_in_the_new_lane_the_rest_are_follow_ups() {
     for (msg, want) in [
         (request("INVITE", "c1", "f1", None), Lane::New),
@@ -205,6 +219,11 @@ fn new_requests_and_cancel_wait_in_the_new_lane_the_rest_are_follow_ups() {
         (response("z9hG4bKs1-00", "c1"), Lane::FollowUp),
         (response("z9hG4bKforeign", "c1"), Lane::FollowUp),
     ] {
-        assert_eq!(lane(&msg), want, "{}", String::from_utf8_lossy(msg.as_bytes()));
+        assert_eq!(
+            lane(&msg),
+            want,
+            "{}",
+            String::from_utf8_lossy(msg.as_bytes())
+        );
     }
 }
