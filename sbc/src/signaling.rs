@@ -113,6 +113,8 @@ enum ToShard {
     Ban(Side, IpAddr),
     /// Shard 0's health check of this trunk changed.
     Health(String, Health),
+    /// Shard 0's binding of a PBX registration (AOR user, target and expiry; `None`: gone).
+    Binding(String, Option<(sbc_proto::b2bua::Target, Instant)>),
     /// Every shard has drained: stop.
     Stop,
 }
@@ -123,6 +125,7 @@ enum Report {
     Drained(ShardId),
     Banned(ShardId, Side, IpAddr),
     Health(String, Health),
+    Binding(String, Option<(sbc_proto::b2bua::Target, Instant)>),
 }
 
 /// One input of a loop turn.
@@ -132,6 +135,7 @@ enum Input {
     Command(Command),
     Ban(Side, IpAddr),
     Health(String, Health),
+    Binding(String, Option<(sbc_proto::b2bua::Target, Instant)>),
 }
 
 /// Runs the shards until a drain is over on all of them ([`Command::Drain`]), `shutdown` turns
@@ -246,6 +250,7 @@ async fn run_shard(
                 ToShard::Admin(cmd) => Input::Command(cmd),
                 ToShard::Ban(side, ip) => Input::Ban(side, ip),
                 ToShard::Health(trunk, state) => Input::Health(trunk, state),
+                ToShard::Binding(user, target) => Input::Binding(user, target),
                 ToShard::Stop => break,
             },
             () = sleep => Input::Timeout,
@@ -290,6 +295,10 @@ async fn run_shard(
                 calls_touched = false;
             }
             Input::Health(trunk, state) => sbc.apply_health(now, &trunk, state),
+            Input::Binding(user, target) => {
+                sbc.mirror_pbx_binding(&user, target);
+                calls_touched = false;
+            }
         }
         flush(&mut sbc, &w, &mut tracker, now);
         if calls_touched {
@@ -476,6 +485,11 @@ fn flush(sbc: &mut Sbc, w: &Lane, tracker: &mut CallTracker, now: Instant) {
             }) => {
                 w.media
                     .generate_dtmf(session, stream, toward, payload_type, digit, duration_ms);
+            }
+            Event::Call(sbc_proto::b2bua::Event::PbxBinding { user, target }) => {
+                if w.count > 1 {
+                    let _ = w.reports.send(Report::Binding(user, target));
+                }
             }
             Event::Call(sbc_proto::b2bua::Event::CallRecord(r)) => {
                 w.cdr

@@ -8,7 +8,9 @@
 //! - a request with a To tag (in-dialog requests, the ACK of a final answer): the To tag is
 //!   ours on both legs (the caller leg's To tag, and the callee leg's From tag, which the
 //!   callee puts in To when it sends requests) → shard `k`;
-//! - a request without a To tag (a new INVITE, OPTIONS, REGISTER, MESSAGE; CANCEL, whose To
+//! - a REGISTER without a To tag: shard 0, which owns the PBX's relayed registrations
+//!   (and the trunks' own) and mirrors their bindings to the others;
+//! - a request without a To tag (a new INVITE, OPTIONS, MESSAGE; CANCEL, whose To
 //!   has no tag): a hash of Call-ID and From tag. CANCEL and the retransmissions of a request,
 //!   and the retry of a challenged INVITE (same Call-ID and From tag, new CSeq and branch),
 //!   land on the shard of the first request;
@@ -23,7 +25,7 @@
 //! With one shard nothing is read and the SBC mints no labels, so its identifiers look as
 //! they always did.
 
-use crate::sip::Message;
+use crate::sip::{Message, Method};
 
 /// Most signaling shards (`[general] signaling_shards`).
 pub const MAX_SHARDS: u16 = 64;
@@ -62,6 +64,12 @@ impl ShardId {
 /// The shard that owns `msg` among `count` shards (see the [module documentation](self)).
 pub fn route(msg: &Message, count: u16) -> ShardId {
     if count <= 1 {
+        return ShardId(0);
+    }
+    // The PBX's REGISTERs (and anyone's) to shard 0, which owns the registrations relayed to
+    // the trunk (one per AOR, whatever Call-ID the PBX picks) and mirrors their bindings to
+    // the other shards; the registrar's answers carry shard 0's branch.
+    if msg.is_request() && msg.method() == Some(&Method::Register) && msg.to_tag().is_none() {
         return ShardId(0);
     }
     let minted = if msg.is_request() {

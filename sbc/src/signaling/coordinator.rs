@@ -43,6 +43,11 @@ pub(super) async fn run(
                         }
                     }
                 }
+                Report::Binding(user, target) => {
+                    for s in shards.iter().skip(1) {
+                        let _ = s.send(ToShard::Binding(user.clone(), target)).await;
+                    }
+                }
                 Report::Health(trunk, state) => {
                     for s in shards.iter().skip(1) {
                         let _ = s.send(ToShard::Health(trunk.clone(), state)).await;

@@ -387,6 +387,16 @@ impl Sbc {
         self.guard.ban(now, side, ip);
     }
 
+    /// A PBX registration binding shard 0 holds (its `b2bua::Event::PbxBinding`), mirrored
+    /// here so calls for the AOR reach the PBX's registered address on this shard too.
+    pub fn mirror_pbx_binding(
+        &mut self,
+        user: &str,
+        target: Option<(crate::b2bua::Target, Instant)>,
+    ) {
+        self.b2bua.mirror_pbx_binding(user, target);
+    }
+
     /// The OPTIONS health of `trunk` as the shard that runs the checks saw it (a core
     /// configured without health checks of its own): new calls skip the trunk while it is
     /// down, here too.

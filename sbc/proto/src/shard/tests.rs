@@ -227,3 +227,14 @@ fn new_requests_and_cancel_wait_in_the_new_lane_the_rest_are_follow_ups() {
         );
     }
 }
+
+#[test]
+fn every_register_goes_to_shard_0_which_owns_the_registrations() {
+    for n in 0..64 {
+        let reg = request("REGISTER", &format!("reg-{n}@pbx"), &format!("t{n}"), None);
+        assert_eq!(route(&reg, 4), ShardId(0), "REGISTER {n}");
+    }
+    // A REGISTER inside a dialog (none in practice) follows its tag like any request.
+    let tagged = request("REGISTER", "r", "t", Some("s3-00"));
+    assert_eq!(route(&tagged, 4), ShardId(3));
+}
