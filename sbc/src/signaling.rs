@@ -233,10 +233,10 @@ async fn run_shard(
                 None => std::future::pending().await,
             }
         };
-        // Biased: stop, commands and the due timers first (each fires at most once per due
-        // time, so they cannot starve the lanes), then follow-ups (the calls in progress),
-        // and new requests last, so a flood of new requests waits (and overflows) in its own
-        // lane while everything else goes on (router.rs).
+        // Biased: stop, commands and the core's due deadline first (each fires at most once
+        // per due time, so they cannot starve the lanes), then follow-ups (the calls in
+        // progress), then new requests, so a flood of new requests waits (and overflows) in
+        // its own lane while everything else goes on (router.rs).
         let input = tokio::select! {
             biased;
             // A dropped sender disables the branch (an `Err` would be ready on every turn).
@@ -254,8 +254,6 @@ async fn run_shard(
                 ToShard::Stop => break,
             },
             () = sleep => Input::Timeout,
-            () = media_events.event_ready() => Input::Timeout,
-            _ = tick.tick() => Input::Timeout,
             received = w.inbound.follow_ups.recv() => match received {
                 Some(m) => Input::Message(m),
                 None => break,
@@ -264,6 +262,10 @@ async fn run_shard(
                 Some(m) => Input::Message(m),
                 None => break,
             },
+            // After the lanes: the core's own deadline above runs the same `handle_timeout`,
+            // so media events and expired bans are handled whenever it fires.
+            () = media_events.event_ready() => Input::Timeout,
+            _ = tick.tick() => Input::Timeout,
         };
         let now = Instant::now();
         // A message the policy dropped changed nothing in the call layer: its counters and

@@ -27,8 +27,6 @@ const FLOOD_FROM: &str = "198.18.1.2:5062";
 const SECOND_TRUNK_IP: &str = "198.18.2.3";
 const FLOOD: u32 = 100_000;
 const SECOND_CALLS: &str = "20";
-/// Most flood INVITEs without an answer at any time (the flood's self-clocking).
-const WINDOW: u64 = 200;
 
 /// The second trunk, and a route sending the PBX's calls to the first trunk only (the flood
 /// exhausts that trunk's limits, not the other's).
@@ -65,13 +63,6 @@ fn invite(i: u32, media_lines: usize) -> String {
         "{head}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
         sdp.len()
     )
-}
-
-/// The `i` of the `flood-<i>@` Call-ID an answer carries.
-fn flood_index(answer: &[u8]) -> Option<usize> {
-    let text = std::str::from_utf8(answer).ok()?;
-    let rest = &text[text.find("Call-ID: flood-")? + "Call-ID: flood-".len()..];
-    rest[..rest.find('@')?].parse().ok()
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -143,7 +134,7 @@ fn invite_flood_from_the_pbx_stays_bounded_and_a_second_trunks_calls_complete() 
     let sampler = {
         let (stop, peak) = (stop.clone(), peak.clone());
         thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(240);
+            let deadline = Instant::now() + Duration::from_secs(180);
             while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                 peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
                 thread::sleep(Duration::from_millis(100));
@@ -188,57 +179,38 @@ fn invite_flood_from_the_pbx_stays_bounded_and_a_second_trunks_calls_complete() 
         ],
     );
 
-    // The flood: 100,000 distinct Call-IDs at up to 2,500/s, self-clocked: at most `WINDOW`
-    // INVITEs without any answer yet. So it runs at the rate the SBC drains its socket on this
-    // machine, however loaded: a faster flood only overflows the kernel's receive buffer of the
-    // SBC's inside socket, which drops the PBX's own answers to the second trunk's calls too
-    // (measured: 14,914 `RcvbufErrors` at load average 10, with 1 shard and with 2; fair
-    // queueing per source below the socket is the transport's part of issue 13). A lost answer
-    // cannot stall it: it waits at most 200 ms per burst of 100. Bounded in count and time.
+    // The flood: 100,000 distinct Call-IDs at about 2,500/s (what a debug build processes; a
+    // faster flood only overflows the transport's shared input queue, which drops the second
+    // trunk's messages too — fair queueing per source is the transport's part of issue 13),
+    // bounded in count and time.
     let refused = Arc::new(AtomicU64::new(0));
-    let answered = Arc::new(AtomicU64::new(0));
     let (sent, flood_time) = {
         let _in = netns::enter(&lab.lab.pbx).expect("enter pbx netns");
         let sock = UdpSocket::bind(FLOOD_FROM).expect("bind flood socket");
         sock.set_read_timeout(Some(Duration::from_millis(20)))
             .expect("timeout");
         let reader = {
-            let (sock, refused, answered, stop) = (
+            let (sock, refused, stop) = (
                 sock.try_clone().expect("clone socket"),
                 refused.clone(),
-                answered.clone(),
                 stop.clone(),
             );
             thread::spawn(move || {
-                let mut seen = vec![false; FLOOD as usize];
                 let mut buf = [0u8; 4096];
-                let deadline = Instant::now() + Duration::from_secs(240);
+                let deadline = Instant::now() + Duration::from_secs(180);
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                    let Ok(n) = sock.recv(&mut buf) else { continue };
-                    let answer = &buf[..n];
-                    if answer.starts_with(b"SIP/2.0 503") {
-                        refused.fetch_add(1, Ordering::Relaxed);
-                    }
-                    if let Some(i) = flood_index(answer)
-                        && let Some(s) = seen.get_mut(i)
-                        && !*s
+                    if let Ok(n) = sock.recv(&mut buf)
+                        && buf[..n].starts_with(b"SIP/2.0 503")
                     {
-                        *s = true;
-                        answered.fetch_add(1, Ordering::Relaxed);
+                        refused.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             })
         };
         let start = Instant::now();
-        let deadline = start + Duration::from_secs(150);
+        let deadline = start + Duration::from_secs(90);
         let mut sent = 0u32;
         while sent < FLOOD && Instant::now() < deadline {
-            let patience = Instant::now() + Duration::from_millis(200);
-            while u64::from(sent).saturating_sub(answered.load(Ordering::Relaxed)) > WINDOW
-                && Instant::now() < patience
-            {
-                thread::sleep(Duration::from_millis(2));
-            }
             for _ in 0..100 {
                 let media_lines = if sent < FLOOD / 2 { 0 } else { 12 };
                 // A full socket buffer drops the datagram; the flood goes on.
@@ -257,9 +229,8 @@ fn invite_flood_from_the_pbx_stays_bounded_and_a_second_trunks_calls_complete() 
     let _ = sampler.join();
     let peak = peak.load(Ordering::Relaxed);
     eprintln!(
-        "flood: {sent} INVITEs in {flood_time:?}; {} answered, {} with 503; RSS {baseline} kB \
-         before, {peak} kB at most",
-        answered.load(Ordering::Relaxed),
+        "flood: {sent} INVITEs in {flood_time:?}; {} answered 503; RSS {baseline} kB before, \
+         {peak} kB at most",
         refused.load(Ordering::Relaxed)
     );
     assert_eq!(sent, FLOOD);
@@ -306,8 +277,9 @@ fn invite_flood_from_the_pbx_stays_bounded_and_a_second_trunks_calls_complete() 
     let b = uas.wait_timeout(Duration::from_secs(30));
     assert!(
         a.is_some_and(|s| s.success()) && b.is_some_and(|s| s.success()),
-        "second trunk's calls: uac {a:?}, uas {b:?}; {}; kernel: {}; {}",
+        "second trunk's calls: uac {a:?}, uas {b:?}; {}; {}; kernel: {}",
         series(&lab, "sbc_sip_dropped_total"),
+        series(&lab, "sbc_calls_admission_rejected_total"),
         String::from_utf8_lossy(
             &Command::new("ip")
                 .args([
@@ -321,8 +293,7 @@ fn invite_flood_from_the_pbx_stays_bounded_and_a_second_trunks_calls_complete() 
                 .output()
                 .map(|o| o.stdout)
                 .unwrap_or_default()
-        ),
-        series(&lab, "sbc_calls_admission_rejected_total")
+        )
     );
     assert!(
         metric(&lab, "sbc_calls_answered_total{direction=\"inbound\"}") >= 20.0,
