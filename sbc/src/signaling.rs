@@ -39,7 +39,7 @@ use sbc_proto::{
 use tokio::sync::{mpsc, watch};
 
 pub use handle::{BanList, BanView, Command, RegView, SignalingHandle, StatusView};
-pub use router::{Router, shard_count};
+pub use router::{Inbox, Lanes, Router, shard_count};
 
 use crate::{
     media::MediaManager,
@@ -54,9 +54,9 @@ pub struct Wiring {
     pub media: MediaManager,
     /// SIP transports (sending, the ban and admission mirrors).
     pub transport: Transport,
-    /// Received messages, parsed by the transports: one channel per signaling shard, in shard
-    /// order ([`Router::channels`]).
-    pub inbound: Vec<mpsc::Receiver<Inbound>>,
+    /// Received messages, parsed by the transports: one inbox (two lanes) per signaling
+    /// shard, in shard order ([`Router::channels`]).
+    pub inbound: Vec<Inbox>,
     /// Admin commands ([`SignalingHandle`]).
     pub commands: mpsc::Receiver<Command>,
     /// Transport-level metrics (`sbc_sip_dropped_total`).
@@ -86,8 +86,8 @@ struct Lane {
     count: u16,
     media: MediaManager,
     transport: Transport,
-    /// This shard's received messages.
-    inbound: mpsc::Receiver<Inbound>,
+    /// This shard's received messages (follow-ups served first).
+    inbound: Inbox,
     /// From the coordinator.
     commands: mpsc::Receiver<ToShard>,
     /// To the coordinator.
@@ -118,6 +118,8 @@ enum ToShard {
     Ban(Side, IpAddr),
     /// Shard 0's health check of this trunk changed.
     Health(String, Health),
+    /// Shard 0's binding of a PBX registration (AOR user, target and expiry; `None`: gone).
+    Binding(String, Option<(sbc_proto::b2bua::Target, Instant)>),
     /// Every shard has drained: stop.
     Stop,
 }
@@ -128,6 +130,7 @@ enum Report {
     Drained(ShardId),
     Banned(ShardId, Side, IpAddr),
     Health(String, Health),
+    Binding(String, Option<(sbc_proto::b2bua::Target, Instant)>),
 }
 
 /// One input of a loop turn.
@@ -137,6 +140,7 @@ enum Input {
     Command(Command),
     Ban(Side, IpAddr),
     Health(String, Health),
+    Binding(String, Option<(sbc_proto::b2bua::Target, Instant)>),
 }
 
 /// Runs the shards until a drain is over on all of them ([`Command::Drain`]), `shutdown` turns
@@ -203,14 +207,14 @@ pub async fn run(config: SbcConfig, w: Wiring) {
 }
 
 /// One shard: its core until the coordinator stops it, `shutdown` turns true or its inbound
-/// channel closes. Gives its inbound channel back, so messages routed to it while the others
-/// finish are dropped as "busy", not refused as closed (which ends a receive task).
+/// channels close. Gives its inbox back, so messages routed to it while the others finish are
+/// dropped as "busy", not refused as closed (which ends a receive task).
 async fn run_shard(
     config: SbcConfig,
     rng: sbc_proto::b2bua::Rng,
     shared: SharedCalls,
     mut w: Lane,
-) -> mpsc::Receiver<Inbound> {
+) -> Inbox {
     let start = Instant::now();
     let mut sbc = Sbc::new(config, rng, start);
     // One shard keeps its own counts and buckets, exactly as before there were shards (unless
@@ -237,26 +241,39 @@ async fn run_shard(
                 None => std::future::pending().await,
             }
         };
+        // Biased: stop, commands and the core's due deadline first (each fires at most once
+        // per due time, so they cannot starve the lanes), then follow-ups (the calls in
+        // progress), then new requests, so a flood of new requests waits (and overflows) in
+        // its own lane while everything else goes on (router.rs).
         let input = tokio::select! {
-            received = w.inbound.recv() => match received {
-                Some(m) => Input::Message(m),
-                None => break,
-            },
-            () = sleep => Input::Timeout,
-            Some(cmd) = w.commands.recv() => match cmd {
-                ToShard::Admin(cmd) => Input::Command(cmd),
-                ToShard::Ban(side, ip) => Input::Ban(side, ip),
-                ToShard::Health(trunk, state) => Input::Health(trunk, state),
-                ToShard::Stop => break,
-            },
-            () = media_events.event_ready() => Input::Timeout,
-            _ = tick.tick() => Input::Timeout,
-            _ = w.shutdown.changed() => {
+            biased;
+            // A dropped sender disables the branch (an `Err` would be ready on every turn).
+            Ok(()) = w.shutdown.changed() => {
                 if *w.shutdown.borrow() {
                     break;
                 }
                 continue;
             }
+            Some(cmd) = w.commands.recv() => match cmd {
+                ToShard::Admin(cmd) => Input::Command(cmd),
+                ToShard::Ban(side, ip) => Input::Ban(side, ip),
+                ToShard::Health(trunk, state) => Input::Health(trunk, state),
+                ToShard::Binding(user, target) => Input::Binding(user, target),
+                ToShard::Stop => break,
+            },
+            () = sleep => Input::Timeout,
+            received = w.inbound.follow_ups.recv() => match received {
+                Some(m) => Input::Message(m),
+                None => break,
+            },
+            received = w.inbound.new.recv() => match received {
+                Some(m) => Input::Message(m),
+                None => break,
+            },
+            // After the lanes: the core's own deadline above runs the same `handle_timeout`,
+            // so media events and expired bans are handled whenever it fires.
+            () = media_events.event_ready() => Input::Timeout,
+            _ = tick.tick() => Input::Timeout,
         };
         let now = Instant::now();
         // A message the policy dropped changed nothing in the call layer: its counters and
@@ -288,6 +305,10 @@ async fn run_shard(
                 calls_touched = false;
             }
             Input::Health(trunk, state) => sbc.apply_health(now, &trunk, state),
+            Input::Binding(user, target) => {
+                sbc.mirror_pbx_binding(&user, target);
+                calls_touched = false;
+            }
         }
         flush(&mut sbc, &w, &mut tracker, now);
         if calls_touched {
@@ -475,6 +496,11 @@ fn flush(sbc: &mut Sbc, w: &Lane, tracker: &mut CallTracker, now: Instant) {
                 w.media
                     .generate_dtmf(session, stream, toward, payload_type, digit, duration_ms);
             }
+            Event::Call(sbc_proto::b2bua::Event::PbxBinding { user, target }) => {
+                if w.count > 1 {
+                    let _ = w.reports.send(Report::Binding(user, target));
+                }
+            }
             Event::Call(sbc_proto::b2bua::Event::CallRecord(r)) => {
                 w.cdr
                     .record(&r, r.trunk.map(|t| sbc.trunk_name(Some(t)).to_owned()));
@@ -594,7 +620,12 @@ async fn deregister(sbc: &mut Sbc, w: &mut Lane, tracker: &mut CallTracker) {
     // Bounded by the deadline; every branch either handles one message or sleeps.
     while !sbc.deregistered() && tokio::time::Instant::now() < deadline {
         let input = tokio::select! {
-            received = w.inbound.recv() => match received {
+            biased;
+            received = w.inbound.follow_ups.recv() => match received {
+                Some(m) => Input::Message(m),
+                None => break,
+            },
+            received = w.inbound.new.recv() => match received {
                 Some(m) => Input::Message(m),
                 None => break,
             },

@@ -21,6 +21,34 @@ pub fn require_root(test: &str) -> bool {
     false
 }
 
+/// The environment variable that runs the e2e tests' SBC with that many signaling shards
+/// (`[general] signaling_shards`); unset: the configuration's default. `cargo xtask test` runs
+/// the signaling suites a second time with 2 (docs/sharding.md).
+pub const SHARDS_ENV: &str = "SBC_E2E_SHARDS";
+
+/// The `[general]` line a test configuration gets from [`SHARDS_ENV`], or nothing. A
+/// configuration with `[state]` gets nothing: persisted calls need one shard (the loader
+/// refuses more), so those tests run as they are.
+///
+/// # Panics
+/// When the variable is set to something other than a shard count (a typo must not quietly
+/// run the single-shard tests again).
+pub fn shards_toml(config_has_state: bool) -> String {
+    let Some(v) = std::env::var_os(SHARDS_ENV) else {
+        return String::new();
+    };
+    let v = v.to_string_lossy();
+    let n: u16 = v
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{SHARDS_ENV}={v}: not a shard count"));
+    if config_has_state {
+        eprintln!("{SHARDS_ENV}={n} ignored: [state] runs one shard");
+        return String::new();
+    }
+    format!("signaling_shards = {n}")
+}
+
 /// The workspace root.
 pub fn workspace_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

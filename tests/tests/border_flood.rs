@@ -86,6 +86,19 @@ fn metric(lab: &MediaLab, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("metric {series} missing"))
 }
 
+/// Every series of metric `name` with a non-zero value, for a failure message.
+fn series(lab: &MediaLab, name: &str) -> String {
+    lab.request("GET", "/metrics", None)
+        .map(|r| {
+            r.body
+                .lines()
+                .filter(|l| l.starts_with(name) && !l.ends_with(" 0"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .unwrap_or_default()
+}
+
 #[test]
 fn invite_flood_from_the_pbx_stays_bounded_and_a_second_trunks_calls_complete() {
     if !sbc_e2e::require_root("border_flood") {
@@ -264,7 +277,23 @@ fn invite_flood_from_the_pbx_stays_bounded_and_a_second_trunks_calls_complete() 
     let b = uas.wait_timeout(Duration::from_secs(30));
     assert!(
         a.is_some_and(|s| s.success()) && b.is_some_and(|s| s.success()),
-        "second trunk's calls: uac {a:?}, uas {b:?}"
+        "second trunk's calls: uac {a:?}, uas {b:?}; {}; {}; kernel: {}",
+        series(&lab, "sbc_sip_dropped_total"),
+        series(&lab, "sbc_calls_admission_rejected_total"),
+        String::from_utf8_lossy(
+            &Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &lab.lab.sbc,
+                    "sh",
+                    "-c",
+                    "grep ^Udp: /proc/net/snmp"
+                ])
+                .output()
+                .map(|o| o.stdout)
+                .unwrap_or_default()
+        )
     );
     assert!(
         metric(&lab, "sbc_calls_answered_total{direction=\"inbound\"}") >= 20.0,

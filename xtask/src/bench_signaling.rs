@@ -146,7 +146,10 @@ pub fn signaling(root: &Path, quick: bool) -> Result<()> {
     if !left.is_empty() {
         bail!("the benchmark left files in the repository: {left:?}");
     }
-    let dir = root.join("bench/results");
+    // SBC_BENCH_OUT=<dir>: the report goes there instead (`bench signaling --shards` collects
+    // its runs so).
+    let dir =
+        std::env::var_os("SBC_BENCH_OUT").map_or_else(|| root.join("bench/results"), PathBuf::from);
     std::fs::create_dir_all(&dir)?;
     let shards = match sbc_shards() {
         (1, cpus) if cpus == "1" => String::new(),
@@ -430,10 +433,12 @@ fn trial(s: &Setup<'_>, system: System, rate: u64, length: Duration) -> Result<T
     let stat = s.work.join(format!("stat-{}.csv", std::process::id()));
     let _ = std::fs::remove_file(&stat);
     let cpu0 = cpu(&suts);
+    // SBC_BENCH_SIPP_CPUS=<list>: the UAC's CPU set (default 0).
+    let sipp_cpus = std::env::var("SBC_BENCH_SIPP_CPUS").unwrap_or_else(|_| "0".into());
     let mut uac_p = spawn(
         Command::new("ip")
             .args([
-                "netns", "exec", &lab.pbx, "taskset", "-c", "0", "sipp", "-nostdin", "-sf",
+                "netns", "exec", &lab.pbx, "taskset", "-c", &sipp_cpus, "sipp", "-nostdin", "-sf",
             ])
             .arg(&s.uac)
             .args([
@@ -1276,7 +1281,8 @@ failure_route[MEDIA_FAILED] {
 #!endif
 "#;
 
-fn date() -> String {
+/// Today's date (UTC), as the reports name it.
+pub(crate) fn date() -> String {
     Command::new("date")
         .args(["-u", "+%Y-%m-%d"])
         .output()

@@ -4,6 +4,7 @@
 mod bench;
 mod bench_check;
 mod bench_latency;
+mod bench_shards;
 mod bench_signaling;
 mod bench_srtp;
 mod demo;
@@ -97,7 +98,12 @@ enum BenchWhat {
     },
     /// Calls per second, CPU per 1,000 calls, memory per call and response time: sbc against
     /// Kamailio, Kamailio + rtpengine (the same job) and SIPp direct.
-    Signaling,
+    Signaling {
+        /// Instead: the SBC alone with each of these signaling shard counts (e.g. `1,2`),
+        /// repetitions interleaved, `clean_cps` per count (bench/results/signaling-shards-*).
+        #[arg(long, value_delimiter = ',')]
+        shards: Vec<u16>,
+    },
     /// One-way media latency through the relay: XDP fast path vs userspace.
     Latency,
     /// All of the above.
@@ -131,7 +137,10 @@ fn main() -> ExitCode {
         } => demo::run(duration, rate, call_seconds, !no_xdp, admin),
         Cmd::Bench { what, quick } => match what.unwrap_or(BenchWhat::All) {
             BenchWhat::Media { srtp } => bench::media(&root(), quick, srtp),
-            BenchWhat::Signaling => bench_signaling::signaling(&root(), quick),
+            BenchWhat::Signaling { shards } if !shards.is_empty() => {
+                bench_shards::shards(&root(), quick, &shards)
+            }
+            BenchWhat::Signaling { .. } => bench_signaling::signaling(&root(), quick),
             BenchWhat::Latency => bench_latency::latency(&root()),
             BenchWhat::Check { rebaseline } => bench_check::check(&root(), rebaseline),
             BenchWhat::All => bench_signaling::signaling(&root(), quick)
@@ -170,6 +179,39 @@ pub(crate) fn cargo(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// The end-to-end suites where signaling shards change what happens (limits, bans, the
+/// PBX's and the trunks' registrations, digest pass-through, drain), run a second time with
+/// two shards (`SBC_E2E_SHARDS`, read by the lab's configuration writer): the default is one.
+const SHARDED_E2E: &[&str] = &[
+    "sip_calls",
+    "border_flood",
+    "border_sipvicious",
+    "border_tcp",
+    "registration",
+    "register_relay",
+    "auth_passthrough",
+    "drain",
+];
+
+fn sharded_e2e() -> Result<()> {
+    let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut args = vec!["test", "--package", "sbc-e2e", "--no-fail-fast"];
+    for t in SHARDED_E2E {
+        args.extend(["--test", t]);
+    }
+    eprintln!("xtask: SBC_E2E_SHARDS=2 cargo {}", args.join(" "));
+    let status = Command::new(&cargo_bin)
+        .args(&args)
+        .env("SBC_E2E_SHARDS", "2")
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("running {cargo_bin}"))?;
+    if !status.success() {
+        bail!("the e2e suites with two signaling shards failed ({status})");
+    }
+    Ok(())
+}
+
 fn test() -> Result<()> {
     setup::run(false)?;
     let started = std::time::Instant::now();
@@ -187,6 +229,7 @@ fn test() -> Result<()> {
     // The end-to-end tests start the real `sbc` binary.
     cargo(&["build", "--package", "sbc", "--bin", "sbc"])?;
     cargo(&["test", "--workspace", "--all-targets", "--no-fail-fast"])?;
+    sharded_e2e()?;
     eprintln!("xtask: all checks passed in {:.0?}", started.elapsed());
     Ok(())
 }

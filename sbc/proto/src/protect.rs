@@ -3,9 +3,14 @@
 //! configured peers, plus the User-Agent denylist check.
 //!
 //! Configured peers (the PBX on the inside, the trunk proxies on the outside; the caller says so
-//! per message) get their own budget (`peer_rate`/`peer_burst`). Over it their messages are
-//! dropped but the peer is never banned: a misbehaving PBX is bounded without being cut off
-//! from its own SBC for `ban` seconds.
+//! per message) get their own budget (`peer_rate`/`peer_burst`). Over it their new requests
+//! are dropped but the peer is never banned: a misbehaving PBX is bounded without being cut off
+//! from its own SBC for `ban` seconds. A peer's follow-ups (responses and in-dialog requests,
+//! [`SourceGuard::check_follow_up`]) take from the same budget but are never dropped for it:
+//! a peer flooding new calls sheds its new calls first, and the answers of the calls already
+//! admitted (including the calls other peers place to it) still get through (the overload rule
+//! of RFC 6357 §5: refuse new work before the work in progress). What a follow-up can cost is
+//! bounded by the calls it belongs to, which the B2BUA's caps bound.
 //!
 //! Everything is keyed by (side, address). A source spoofing the PBX's address on the outside
 //! is banned on the outside only; the PBX keeps talking on the inside (ban poisoning).
@@ -172,17 +177,8 @@ impl SourceGuard {
     /// side (their own budget, never banned).
     pub fn check(&mut self, now: Instant, side: Side, ip: IpAddr, peer: bool) -> Verdict {
         let key = (side, ip.to_canonical());
-        if let Some(b) = self.bans.get_mut(&key) {
-            if now < b.info.until {
-                b.info.dropped += 1;
-                // Mark it recently used: a ban still being hit is the last one to evict.
-                self.clock += 1;
-                self.by_use.remove(&b.used);
-                b.used = self.clock;
-                self.by_use.insert(self.clock, key);
-                return Verdict::Banned;
-            }
-            self.remove_ban(&key);
+        if self.banned(now, key) {
+            return Verdict::Banned;
         }
         if peer {
             if self.cfg.peer_rate == 0 {
@@ -221,6 +217,53 @@ impl SourceGuard {
         self.sources.remove(&key);
         self.insert_ban(now, key);
         Verdict::NewBan
+    }
+
+    /// Judges one follow-up (a response, or a request inside a dialog) from `ip` on `side` at
+    /// `now`. From a configured peer (`peer`) it takes a token from the peer's budget when one
+    /// is left but always passes (unless banned): the budget sheds the peer's new requests,
+    /// never the answers of calls in progress. From anyone else it is [`Self::check`]: an
+    /// unknown source's every message counts toward its ban.
+    pub fn check_follow_up(&mut self, now: Instant, side: Side, ip: IpAddr, peer: bool) -> Verdict {
+        if !peer {
+            return self.check(now, side, ip, false);
+        }
+        let key = (side, ip.to_canonical());
+        if self.banned(now, key) {
+            return Verdict::Banned;
+        }
+        if self.cfg.peer_rate > 0 {
+            let (rate, burst) = (
+                self.cfg.peer_rate,
+                self.cfg.peer_rate.saturating_add(self.cfg.peer_burst),
+            );
+            // Charged, so the peer's new requests meet an emptier budget; the verdict is Pass
+            // whatever the bucket says.
+            let _ = self
+                .peers
+                .entry(key)
+                .or_insert_with(|| TokenBucket::new(rate, burst))
+                .try_take(now);
+        }
+        Verdict::Pass
+    }
+
+    /// Whether `key` is banned at `now` (counted against the ban, which is marked recently
+    /// used); an expired ban is lifted.
+    fn banned(&mut self, now: Instant, key: SourceKey) -> bool {
+        if let Some(b) = self.bans.get_mut(&key) {
+            if now < b.info.until {
+                b.info.dropped += 1;
+                // Mark it recently used: a ban still being hit is the last one to evict.
+                self.clock += 1;
+                self.by_use.remove(&b.used);
+                b.used = self.clock;
+                self.by_use.insert(self.clock, key);
+                return true;
+            }
+            self.remove_ban(&key);
+        }
+        false
     }
 
     /// Bans `ip` on `side` from `now` for the configured time because another signaling
@@ -443,6 +486,37 @@ mod tests {
             ..cfg()
         });
         assert!((0..10_000).all(|_| open.check(t0, IN, pbx, true) == Verdict::Pass));
+    }
+
+    #[test]
+    fn a_peer_over_budget_sheds_new_requests_but_its_follow_ups_pass() {
+        let t0 = t0();
+        let mut g = SourceGuard::new(cfg());
+        let pbx = ip("10.0.0.10");
+        // The PBX floods new requests: its 200 tokens go, the rest is shed.
+        let passed = (0..1000)
+            .filter(|_| g.check(t0, IN, pbx, true) == Verdict::Pass)
+            .count();
+        assert_eq!(passed, 200);
+        // Its answers and in-dialog requests of calls in progress still pass.
+        assert!((0..1000).all(|_| g.check_follow_up(t0, IN, pbx, true) == Verdict::Pass));
+        // They took from the budget: a second later the refill went to them first.
+        let later = t0 + Duration::from_secs(1);
+        for _ in 0..60 {
+            assert_eq!(g.check_follow_up(later, IN, pbx, true), Verdict::Pass);
+        }
+        let passed = (0..1000)
+            .filter(|_| g.check(later, IN, pbx, true) == Verdict::Pass)
+            .count();
+        assert_eq!(passed, 40, "100 refilled, 60 taken by follow-ups");
+        assert_eq!(g.bans_total(), 0);
+        // An unknown source's follow-ups count toward its ban like anything it sends.
+        let stranger = ip("192.0.2.77");
+        let verdicts: Vec<Verdict> = (0..40)
+            .map(|_| g.check_follow_up(t0, OUT, stranger, false))
+            .collect();
+        assert!(verdicts.contains(&Verdict::NewBan));
+        assert_eq!(g.check_follow_up(t0, OUT, stranger, false), Verdict::Banned);
     }
 
     #[test]

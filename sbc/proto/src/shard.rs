@@ -8,7 +8,9 @@
 //! - a request with a To tag (in-dialog requests, the ACK of a final answer): the To tag is
 //!   ours on both legs (the caller leg's To tag, and the callee leg's From tag, which the
 //!   callee puts in To when it sends requests) → shard `k`;
-//! - a request without a To tag (a new INVITE, OPTIONS, REGISTER, MESSAGE; CANCEL, whose To
+//! - a REGISTER without a To tag: shard 0, which owns the PBX's relayed registrations
+//!   (and the trunks' own) and mirrors their bindings to the others;
+//! - a request without a To tag (a new INVITE, OPTIONS, MESSAGE; CANCEL, whose To
 //!   has no tag): a hash of Call-ID and From tag. CANCEL and the retransmissions of a request,
 //!   and the retry of a challenged INVITE (same Call-ID and From tag, new CSeq and branch),
 //!   land on the shard of the first request;
@@ -23,7 +25,7 @@
 //! With one shard nothing is read and the SBC mints no labels, so its identifiers look as
 //! they always did.
 
-use crate::sip::Message;
+use crate::sip::{Message, Method};
 
 /// Most signaling shards (`[general] signaling_shards`).
 pub const MAX_SHARDS: u16 = 64;
@@ -64,6 +66,12 @@ pub fn route(msg: &Message, count: u16) -> ShardId {
     if count <= 1 {
         return ShardId(0);
     }
+    // The PBX's REGISTERs (and anyone's) to shard 0, which owns the registrations relayed to
+    // the trunk (one per AOR, whatever Call-ID the PBX picks) and mirrors their bindings to
+    // the other shards; the registrar's answers carry shard 0's branch.
+    if msg.is_request() && msg.method() == Some(&Method::Register) && msg.to_tag().is_none() {
+        return ShardId(0);
+    }
     let minted = if msg.is_request() {
         msg.to_tag()
     } else {
@@ -78,6 +86,28 @@ pub fn route(msg: &Message, count: u16) -> ShardId {
         Some(id) => {
             ShardId(label_of(id.strip_prefix(BRANCH_COOKIE).unwrap_or(id)).map_or(0, |k| k % count))
         }
+    }
+}
+
+/// Which of its shard's two inbound lanes a message waits in: the shard serves follow-ups
+/// first, so a flood of new requests cannot delay or crowd out the calls in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// A response, or a request with a To tag (in a dialog, or the ACK of a final answer):
+    /// work of something already admitted.
+    FollowUp,
+    /// A request without a To tag: a new INVITE, OPTIONS, REGISTER, MESSAGE, and CANCEL
+    /// (which must not overtake the INVITE it cancels).
+    New,
+}
+
+/// The lane of `msg` (see [`Lane`]). The same split decides what a configured peer's budget
+/// may shed (`protect::SourceGuard::check_follow_up`).
+pub fn lane(msg: &Message) -> Lane {
+    if msg.is_request() && msg.to_tag().is_none() {
+        Lane::New
+    } else {
+        Lane::FollowUp
     }
 }
 
@@ -123,8 +153,19 @@ pub fn guard_share(cfg: crate::protect::GuardConfig, count: u16) -> crate::prote
     }
 }
 
-/// The core configuration of `shard` among `count`: the guard's budgets split evenly
-/// ([`guard_share`]), and the trunks' registrations and OPTIONS checks on shard 0 only (one
+/// The state caps of one of `count` shards: each shard holds its share of the transactions
+/// and stored bytes, so the SBC as a whole holds no more than `[limits] max_transactions` and
+/// `max_stored_mib` say, as with one shard (new calls spread evenly; at least 1 each).
+pub fn caps_share(caps: crate::b2bua::Caps, count: u16) -> crate::b2bua::Caps {
+    let n = usize::from(count.max(1));
+    crate::b2bua::Caps {
+        max_transactions: (caps.max_transactions / n).max(1),
+        max_stored_bytes: (caps.max_stored_bytes / n).max(1),
+    }
+}
+
+/// The core configuration of `shard` among `count`: the guard's budgets and the state caps
+/// split evenly ([`guard_share`], [`caps_share`]), and the trunks' registrations and OPTIONS checks on shard 0 only (one
 /// binding per trunk at the registrar; the other shards follow its health verdicts through
 /// `Sbc::apply_health`). Call and CPS limits are not split: the shards count and rate-limit
 /// their calls together (`b2bua::SharedCalls`).
@@ -137,6 +178,7 @@ pub fn config_for(
         return cfg;
     }
     cfg.guard = guard_share(cfg.guard, count);
+    cfg.b2bua.caps = caps_share(cfg.b2bua.caps, count);
     if shard.0 != 0 {
         cfg.registrations.clear();
         cfg.health.clear();

@@ -683,6 +683,8 @@ impl CallMetrics {
             }
             // The media command is the relay's (`signaling.rs`).
             Event::GenerateDtmf { .. } => {}
+            // Mirrored to the other shards by the driver (`signaling.rs`).
+            Event::PbxBinding { .. } => {}
             Event::Dropped { reason } => {
                 sip_dropped.with_label_values(&["any", "any", reason]).inc();
             }

@@ -10,14 +10,13 @@ use tokio::{
 };
 
 use super::{BanList, BanView, Command, Report, StatusView, ToShard};
-use crate::transport::Inbound;
 
 /// Runs until every shard's task is over.
 pub(super) async fn run(
     mut commands: mpsc::Receiver<Command>,
     mut reports: mpsc::UnboundedReceiver<Report>,
     shards: Vec<mpsc::Sender<ToShard>>,
-    mut tasks: JoinSet<mpsc::Receiver<Inbound>>,
+    mut tasks: JoinSet<super::Inbox>,
 ) {
     let mut drained = vec![false; shards.len()];
     // Channels of shards that are over stay open until all are (see `run_shard`).
@@ -42,6 +41,11 @@ pub(super) async fn run(
                         if k != from.index() {
                             let _ = s.send(ToShard::Ban(side, ip)).await;
                         }
+                    }
+                }
+                Report::Binding(user, target) => {
+                    for s in shards.iter().skip(1) {
+                        let _ = s.send(ToShard::Binding(user.clone(), target)).await;
                     }
                 }
                 Report::Health(trunk, state) => {

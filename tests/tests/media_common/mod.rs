@@ -114,10 +114,12 @@ impl MediaLab {
             ("", "", "")
         };
         let instance = format!("t{}", lab.id);
+        let shards = sbc_e2e::shards_toml(admin_toml.contains("[state]"));
         let config = std::env::temp_dir().join(format!("{instance}.toml"));
         let text = format!(
             r#"[general]
 instance = "{instance}"
+{shards}
 {general_toml}
 [inside]
 udp = ["198.18.1.1:5060"]

@@ -166,6 +166,16 @@ pub enum Event {
         /// The record's key.
         key: super::StateKey,
     },
+    /// A relayed registration of the PBX bound AOR `user` to `target` until the instant
+    /// given, or (`None`) was removed: the other signaling shards mirror it
+    /// ([`B2bua::mirror_pbx_binding`](super::B2bua::mirror_pbx_binding)), so a call for the
+    /// AOR that lands on any shard reaches the PBX's registered address.
+    PbxBinding {
+        /// The AOR's user part.
+        user: String,
+        /// Where its calls go, and until when.
+        target: Option<(super::Target, std::time::Instant)>,
+    },
 }
 
 /// Counts of live state, for leak checks and metrics.

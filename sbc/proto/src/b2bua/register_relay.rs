@@ -67,17 +67,25 @@ struct Pending {
 #[derive(Debug, Default)]
 pub(super) struct Registrations {
     by_user: HashMap<String, Binding>,
+    /// Bindings another signaling shard holds (`Event::PbxBinding`): read for inbound calls
+    /// only. Bounded like `by_user` (the owning shard's `max_bindings`).
+    mirrored: HashMap<String, (Target, Instant)>,
 }
 
 impl Registrations {
     /// Where a call for `user` goes, while its binding holds.
     pub(super) fn target(&self, now: Instant, user: &str) -> Option<Target> {
-        let (target, until) = self.by_user.get(user)?.contact?;
+        let (target, until) = self
+            .by_user
+            .get(user)
+            .and_then(|b| b.contact)
+            .or_else(|| self.mirrored.get(user).copied())?;
         (until > now).then_some(target)
     }
 
     /// Forgets expired bindings and registrations idle (never bound) for `idle`.
     fn purge(&mut self, now: Instant, idle: std::time::Duration) {
+        self.mirrored.retain(|_, (_, until)| *until > now);
         self.by_user.retain(|_, b| {
             if b.contact.is_some_and(|(_, until)| until <= now) {
                 b.contact = None;
@@ -95,6 +103,21 @@ impl B2bua {
             .values()
             .filter(|b| b.contact.is_some_and(|(_, until)| until > now))
             .count()
+    }
+
+    /// Mirrors a binding another signaling shard holds (its `Event::PbxBinding`): calls for
+    /// `user` that land here go to `target` until it expires or is removed (`None`). The
+    /// PBX's REGISTERs all go to shard 0 (`crate::shard::route`), which owns the
+    /// registrations toward the trunk; the others only read.
+    pub fn mirror_pbx_binding(&mut self, user: &str, target: Option<(Target, Instant)>) {
+        match target {
+            Some(t) => {
+                self.registrations.mirrored.insert(user.to_owned(), t);
+            }
+            None => {
+                self.registrations.mirrored.remove(user);
+            }
+        }
     }
 
     /// Where a call from a trunk for `user` goes when the PBX registered that AOR.
@@ -351,11 +374,16 @@ impl B2bua {
                         now + std::time::Duration::from_secs(u64::from(granted)),
                     ));
                 }
-                let bound = self
+                let contact = self
                     .registrations
                     .by_user
                     .get(&user)
-                    .is_some_and(|b| b.contact.is_some());
+                    .and_then(|b| b.contact);
+                let bound = contact.is_some();
+                self.events.push_back(super::Event::PbxBinding {
+                    user: user.clone(),
+                    target: contact,
+                });
                 if bound {
                     for c in &p.contacts {
                         extra_owned.push(("Contact", format!("{c};expires={granted}")));

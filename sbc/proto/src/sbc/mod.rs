@@ -239,7 +239,14 @@ impl Sbc {
         // side: a ban on the outside never silences the same address inside.
         let side = peer.side;
         let known = self.acl.is_configured_peer(side, source);
-        match self.guard.check(now, side, source, known) {
+        // A peer's answers and in-dialog requests belong to calls already admitted: its
+        // budget sheds its new requests only (protect.rs).
+        let verdict = if crate::shard::lane(msg) == crate::shard::Lane::FollowUp {
+            self.guard.check_follow_up(now, side, source, known)
+        } else {
+            self.guard.check(now, side, source, known)
+        };
+        match verdict {
             Verdict::Pass => {}
             Verdict::OverBudget => return Err(PolicyDrop::PeerOverBudget),
             Verdict::Banned => return Err(PolicyDrop::Banned),
@@ -378,6 +385,16 @@ impl Sbc {
     /// [`SourceGuard::ban`](crate::protect::SourceGuard::ban)); no event.
     pub fn ban(&mut self, now: Instant, side: crate::net::Side, ip: IpAddr) {
         self.guard.ban(now, side, ip);
+    }
+
+    /// A PBX registration binding shard 0 holds (its `b2bua::Event::PbxBinding`), mirrored
+    /// here so calls for the AOR reach the PBX's registered address on this shard too.
+    pub fn mirror_pbx_binding(
+        &mut self,
+        user: &str,
+        target: Option<(crate::b2bua::Target, Instant)>,
+    ) {
+        self.b2bua.mirror_pbx_binding(user, target);
     }
 
     /// The OPTIONS health of `trunk` as the shard that runs the checks saw it (a core

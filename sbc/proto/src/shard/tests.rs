@@ -190,3 +190,51 @@ fn each_shard_gets_its_share_of_the_source_budgets() {
         (2, 0)
     );
 }
+
+#[test]
+fn each_shard_holds_its_share_of_the_state_caps() {
+    let caps = crate::b2bua::Caps::default();
+    let half = caps_share(caps, 2);
+    assert_eq!(half.max_transactions, 10_000);
+    assert_eq!(half.max_stored_bytes, 32 << 20);
+    assert_eq!(caps_share(caps, 1), caps);
+    let tiny = crate::b2bua::Caps {
+        max_transactions: 1,
+        max_stored_bytes: 3,
+    };
+    assert_eq!(caps_share(tiny, 4).max_transactions, 1, "never 0");
+}
+
+#[test]
+fn new_requests_and_cancel_wait_in_the_new_lane_the_rest_are_follow_ups() {
+    for (msg, want) in [
+        (request("INVITE", "c1", "f1", None), Lane::New),
+        (request("OPTIONS", "c1", "f1", None), Lane::New),
+        (request("REGISTER", "c1", "f1", None), Lane::New),
+        // CANCEL stays behind the INVITE it cancels.
+        (request("CANCEL", "c1", "f1", None), Lane::New),
+        (request("BYE", "c1", "f1", Some("s1-00")), Lane::FollowUp),
+        (request("ACK", "c1", "f1", Some("t9")), Lane::FollowUp),
+        (request("INVITE", "c1", "f1", Some("s0-aa")), Lane::FollowUp),
+        (response("z9hG4bKs1-00", "c1"), Lane::FollowUp),
+        (response("z9hG4bKforeign", "c1"), Lane::FollowUp),
+    ] {
+        assert_eq!(
+            lane(&msg),
+            want,
+            "{}",
+            String::from_utf8_lossy(msg.as_bytes())
+        );
+    }
+}
+
+#[test]
+fn every_register_goes_to_shard_0_which_owns_the_registrations() {
+    for n in 0..64 {
+        let reg = request("REGISTER", &format!("reg-{n}@pbx"), &format!("t{n}"), None);
+        assert_eq!(route(&reg, 4), ShardId(0), "REGISTER {n}");
+    }
+    // A REGISTER inside a dialog (none in practice) follows its tag like any request.
+    let tagged = request("REGISTER", "r", "t", Some("s3-00"));
+    assert_eq!(route(&tagged, 4), ShardId(3));
+}

@@ -142,6 +142,7 @@ fn first_provisional_is_reported_once_between_start_and_answer() {
             Event::CallRecord(_) => "record",
             Event::CallState(_) => "state",
             Event::CallStateEnded { .. } => "state_ended",
+            Event::PbxBinding { .. } => "pbx_binding",
         })
         .collect();
     assert_eq!(kinds, ["started", "progress", "answered", "state"]);

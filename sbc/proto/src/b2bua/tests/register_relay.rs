@@ -207,3 +207,41 @@ fn passthrough_register_challenge_reaches_the_pbx_and_its_retry_continues() {
     assert_eq!(status(&sim.take_pbx()[0]), 200);
     assert_eq!(sim.sbc.pbx_registrations(sim.now), 1);
 }
+
+#[test]
+fn a_binding_is_reported_for_the_other_shards_and_a_mirrored_one_routes_calls_here() {
+    // Shard 0 binds the AOR and says so (the driver mirrors it to the other shards).
+    let mut owner = relay_sim(TrunkAuth::Sbc);
+    owner.deliver(pbx_reg(), &register("100", "z9hG4bKr1", 1, 600, ""));
+    let out = owner.take_carrier().remove(0);
+    owner.deliver(carrier(), &registrar_ok(&out, 300));
+    let bound = std::iter::from_fn(|| owner.sbc.poll_event())
+        .find_map(|e| match e {
+            Event::PbxBinding { user, target } if user == "100" => Some(target),
+            _ => None,
+        })
+        .expect("the binding reported");
+    let (target, until) = bound.expect("bound");
+    assert_eq!(target.addr, addr(PBX_REG));
+    assert_eq!(until, owner.now + Duration::from_secs(300));
+
+    // Another shard, with no registration of its own, routes the AOR's calls there.
+    let mut other = relay_sim(TrunkAuth::Sbc);
+    other.sbc.mirror_pbx_binding("100", Some((target, until)));
+    other.deliver(carrier(), &inbound_invite("100", "z9hG4bKc1"));
+    let calls = other.sbc.calls();
+    assert_eq!(calls[0].legs[0].peer.addr, addr(PBX_REG));
+    // Removed on shard 0: here too.
+    other.sbc.mirror_pbx_binding("100", None);
+    other.deliver(carrier(), &inbound_invite("100", "z9hG4bKc2"));
+    let calls = other.sbc.calls();
+    assert_eq!(calls.last().expect("a call").legs[0].peer.addr, addr(PBX));
+    // A mirrored binding expires by itself.
+    other
+        .sbc
+        .mirror_pbx_binding("100", Some((target, other.now + Duration::from_secs(5))));
+    other.advance(Duration::from_secs(6));
+    other.deliver(carrier(), &inbound_invite("100", "z9hG4bKc3"));
+    let calls = other.sbc.calls();
+    assert_eq!(calls.last().expect("a call").legs[0].peer.addr, addr(PBX));
+}

@@ -71,3 +71,44 @@ fn the_pbx_over_its_budget_is_dropped_but_never_banned() {
     lab.advance(Duration::from_secs(1));
     assert_eq!(lab.deliver(from, &options(PBX, None)), Received::Call);
 }
+
+#[test]
+fn the_pbx_over_its_budget_still_gets_its_answers_and_in_dialog_requests_through() {
+    let mut cfg = config();
+    cfg.guard.peer_rate = 1;
+    cfg.guard.peer_burst = 0;
+    let mut lab = Lab::new(cfg);
+    let from = peer(Side::Inside, PBX);
+    assert_eq!(lab.deliver(from, &options(PBX, None)), Received::Call);
+    assert_eq!(
+        lab.deliver(from, &options(PBX, None)),
+        Received::Dropped(PolicyDrop::PeerOverBudget)
+    );
+    // Over budget, its answers (to the calls other peers place to it) and its in-dialog
+    // requests reach the call layer; only new requests are shed.
+    let answer = "SIP/2.0 180 Ringing\n\
+         Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKs0-00112233\n\
+         From: <sip:carrier@10.0.0.1>;tag=s0-aa\n\
+         To: <sip:100@10.0.0.2>;tag=pbx1\n\
+         Call-ID: c1@10.0.0.1\n\
+         CSeq: 1 INVITE\n\
+         Content-Length: 0\n\n";
+    let bye = format!(
+        "BYE sip:sbc@10.0.0.1 SIP/2.0\n\
+         Via: SIP/2.0/UDP {PBX};branch=z9hG4bKbye1\n\
+         Max-Forwards: 70\n\
+         From: <sip:100@{PBX}>;tag=pbx2\n\
+         To: <sip:carrier@10.0.0.1>;tag=s0-bb\n\
+         Call-ID: c2@{PBX}\n\
+         CSeq: 2 BYE\n\
+         Content-Length: 0\n\n"
+    );
+    for _ in 0..10 {
+        assert_eq!(lab.deliver(from, answer), Received::Call);
+        assert_eq!(lab.deliver(from, &bye), Received::Call);
+    }
+    assert_eq!(
+        lab.deliver(from, &options(PBX, None)),
+        Received::Dropped(PolicyDrop::PeerOverBudget)
+    );
+}

@@ -116,3 +116,11 @@ fn a_follower_shard_runs_no_checks_and_follows_shard_0s_health() {
     lab.sbc.apply_health(lab.now, "carrier", Health::Up);
     assert_eq!(routed_to(&mut lab, 4), addr(CARRIER), "up again");
 }
+
+#[test]
+fn each_of_two_shards_gets_half_the_state_caps() {
+    let whole = config().b2bua.caps;
+    let mine = follower_config().b2bua.caps;
+    assert_eq!(mine.max_transactions, whole.max_transactions / 2);
+    assert_eq!(mine.max_stored_bytes, whole.max_stored_bytes / 2);
+}
