@@ -191,7 +191,8 @@ pub fn sdp(data: &[u8]) {
     for i in 0..sdp.media_count() {
         let _ = e.set_port(i, 1234);
         let _ = e.set_rtcp(i, 1235, None);
-        let _ = e.filter_formats(i, &["0", "8"]);
+        let _ = e.filter_formats(i, &["0", "8", "100", "101"]);
+        let _ = e.renumber_formats(i, &[(100, 110), (101, 96)]);
         let _ = e.set_direction(Section::Media(i), Direction::SendOnly);
     }
     e.write(&mut out);
@@ -294,13 +295,37 @@ fn frames(chunks: &[&[u8]], limits: &Limits) -> (Vec<crate::sip::Frame>, bool) {
 }
 
 /// Reads the first report block of arbitrary RTCP; a report's loss count must be a 24-bit
-/// signed value.
+/// signed value. The same bytes as an RTP packet through the relay's payload-type rewrite
+/// with RFC 2198 redundancy mapped: the packet keeps its length, and only the RTP header's
+/// type byte and payload bytes (block headers) may change.
 pub fn rtcp(data: &[u8]) {
     let _ = crate::rtcp::is_rtcp(data);
     if let Some(r) = crate::rtcp::first_report(data) {
         assert!(
             (-(1 << 23)..(1 << 23)).contains(&r.cumulative_lost),
             "cumulative loss out of the 24-bit range: {r:?}"
+        );
+    }
+    let sender = b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nt=0 0\r\n\
+m=audio 1 RTP/AVP 0 100 101\r\na=rtpmap:100 red/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
+    let receiver = b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nt=0 0\r\n\
+m=audio 1 RTP/AVP 0 110 96\r\na=rtpmap:110 red/8000\r\na=rtpmap:96 telephone-event/8000\r\n";
+    let (Ok(a), Ok(b)) = (Sdp::parse(sender), Sdp::parse(receiver)) else {
+        unreachable!("constant SDP parses");
+    };
+    let (Some(a), Some(b)) = (a.media_at(0), b.media_at(0)) else {
+        unreachable!("constant SDP has a section");
+    };
+    let map = PayloadMap::between(&a, &b);
+    let mut packet = data.to_vec();
+    crate::media::payload::rewrite(&map, &mut packet);
+    assert_eq!(packet.len(), data.len());
+    if data.len() >= 12 {
+        assert_eq!(packet[0], data[0]);
+        assert_eq!(
+            packet[2..12],
+            data[2..12],
+            "sequence, timestamp and SSRC kept"
         );
     }
 }

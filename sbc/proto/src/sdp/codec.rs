@@ -235,6 +235,9 @@ impl CodecPolicy {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PayloadMap {
     entries: Vec<(u8, u8)>,
+    /// The sender's number for RFC 2198 redundancy (`red`) when both sides declare it: the
+    /// block headers inside such a packet name payload types too (RFC 2198 §3).
+    red: Option<u8>,
 }
 
 impl PayloadMap {
@@ -265,7 +268,14 @@ impl PayloadMap {
         I: Iterator<Item = Codec<'r>>,
     {
         let mut entries: Vec<(u8, u8)> = Vec::new();
+        let mut red = None;
         for ours in sender {
+            if red.is_none()
+                && ours.name.eq_ignore_ascii_case("red")
+                && theirs().any(|t| t.same_as(&ours))
+            {
+                red = Some(ours.payload_type);
+            }
             // The receiver's own number for this codec, preferring the sender's number when
             // the receiver lists the codec under it too (a codec may appear twice).
             let same = || theirs().filter(|t| t.same_as(&ours));
@@ -279,7 +289,11 @@ impl PayloadMap {
                 entries.push((ours.payload_type, t.payload_type));
             }
         }
-        Self { entries }
+        // Without a number to change, the blocks inside keep theirs as well.
+        if entries.is_empty() {
+            red = None;
+        }
+        Self { entries, red }
     }
 
     /// The payload type a packet with `pt` leaves with.
@@ -298,6 +312,12 @@ impl PayloadMap {
     /// The `(from, to)` pairs.
     pub fn entries(&self) -> &[(u8, u8)] {
         &self.entries
+    }
+
+    /// The payload type (as sent) whose packets are RFC 2198 redundancy, if both sides
+    /// declared `red`.
+    pub fn red(&self) -> Option<u8> {
+        self.red
     }
 }
 

@@ -268,7 +268,8 @@ impl<'s, 'a> SdpEditor<'s, 'a> {
     }
 
     /// Renumbers payload types of media section `index` (`(from, to)` pairs) on the `m=` line
-    /// and in its `a=rtpmap`, `a=fmtp` and `a=rtcp-fb` lines, after any
+    /// and in its `a=rtpmap`, `a=fmtp` and `a=rtcp-fb` lines (the block list of a `red` fmtp,
+    /// RFC 2198 §5, included), after any
     /// [`filter_formats`](Self::filter_formats). The caller keeps the result free of duplicate
     /// numbers.
     pub fn renumber_formats(
@@ -285,6 +286,11 @@ impl<'s, 'a> SdpEditor<'s, 'a> {
             let pt = f.parse::<u8>().ok()?;
             map.iter().find(|(from, _)| *from == pt).map(|(_, to)| *to)
         };
+        let red: Vec<u8> = super::codecs(&m)
+            .iter()
+            .filter(|c| c.name.eq_ignore_ascii_case("red"))
+            .map(|c| c.payload_type)
+            .collect();
         let current: Vec<String> = match &self.media[index].formats {
             Some(f) => f.clone(),
             None => desc.format_list().map(str::to_owned).collect(),
@@ -307,7 +313,19 @@ impl<'s, 'a> SdpEditor<'s, 'a> {
                 continue;
             }
             let (pt, rest) = value.split_once(' ').unwrap_or((value, ""));
-            if let Some(t) = target(pt) {
+            // `a=fmtp:<red> 101/101`: the redundant blocks' payload types.
+            let is_red = name == "fmtp" && pt.parse::<u8>().is_ok_and(|p| red.contains(&p));
+            let blocks = is_red
+                .then(|| {
+                    rest.split('/')
+                        .map(|b| target(b.trim()).map_or_else(|| b.to_owned(), |t| t.to_string()))
+                        .collect::<Vec<_>>()
+                        .join("/")
+                })
+                .filter(|b| b != rest);
+            if target(pt).is_some() || blocks.is_some() {
+                let t = target(pt).map_or_else(|| pt.to_owned(), |t| t.to_string());
+                let rest = blocks.as_deref().unwrap_or(rest);
                 let sep = if rest.is_empty() { "" } else { " " };
                 self.replace[i] = Some(Some(format!("a={name}:{t}{sep}{rest}")));
             }

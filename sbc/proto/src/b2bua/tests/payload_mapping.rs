@@ -121,3 +121,49 @@ fn a_telephone_event_number_in_use_keeps_the_offers_numbering() {
     assert!(offer.contains(" RTP/AVP 0 8 97 101\n"), "{offer}");
     assert!(offer.contains("a=rtpmap:97 iLBC/8000\n"), "{offer}");
 }
+
+/// RFC 4733 §2.5.1.3 redundancy: the PBX offers `red` 100 carrying `telephone-event` 101, the
+/// carrier answers `red` 110 carrying 96. The PBX's answer names its own numbers in the `red`
+/// block list too, and the relay's maps know which type holds blocks to renumber.
+#[test]
+fn redundant_events_are_renumbered_inside_the_red_format() {
+    let mut sim = Sim::new();
+    let offer = SDP_PBX
+        .replace("RTP/AVP 0 8 101", "RTP/AVP 0 8 100 101")
+        .replace(
+            "a=rtpmap:101 telephone-event/8000",
+            "a=rtpmap:100 red/8000\na=fmtp:100 101/101\na=rtpmap:101 telephone-event/8000",
+        );
+    sim.deliver(pbx(), &pbx_invite("z9hG4bKpbxred", Some(&offer)));
+    sim.take_pbx();
+    let invite = sim.take_carrier().remove(0);
+    let to_carrier = String::from_utf8_lossy(invite.body()).replace("\r\n", "\n");
+    assert!(to_carrier.contains("a=fmtp:100 101/101\n"), "{to_carrier}");
+    let answer = SDP_CARRIER
+        .replace("RTP/AVP 0 101", "RTP/AVP 0 110 96")
+        .replace(
+            "a=rtpmap:101 telephone-event/8000",
+            "a=rtpmap:110 red/8000\na=fmtp:110 96/96\na=rtpmap:96 telephone-event/8000",
+        );
+    sim.deliver(
+        carrier(),
+        &carrier_response(&invite, 200, "OK", Some("ctagred"), Some(&answer)),
+    );
+    let ok = sim.take_pbx().remove(0);
+    assert_eq!(status(&ok), 200);
+    let to_pbx = String::from_utf8_lossy(ok.body()).replace("\r\n", "\n");
+    assert!(to_pbx.contains(" RTP/AVP 0 100 101\n"), "{to_pbx}");
+    assert!(to_pbx.contains("a=rtpmap:100 red/8000\n"), "{to_pbx}");
+    assert!(
+        to_pbx.contains("a=fmtp:100 101/101\n"),
+        "the block list in the PBX's numbers: {to_pbx}"
+    );
+
+    let session = *sim.media.sessions.keys().next().expect("a media session");
+    let maps = sim.sbc.payload_maps(session).expect("the call's maps");
+    assert_eq!(maps[0].inside_to_outside.red(), Some(100));
+    assert_eq!(maps[0].inside_to_outside.map(100), 110);
+    assert_eq!(maps[0].inside_to_outside.map(101), 96);
+    assert_eq!(maps[0].outside_to_inside.red(), Some(110));
+    assert_eq!(maps[0].outside_to_inside.map(96), 101);
+}
