@@ -39,7 +39,7 @@ const ADMIN: &str = "127.0.0.1:8080";
 const VIP_IN: &str = "198.18.1.1";
 const VIP_OUT: &str = "198.18.2.1";
 /// Calls up at each failover.
-const CALLS: usize = 6;
+const CALLS: usize = 10;
 /// `[state] takeover_token`: keepalived's notify carries it; the admin token alone does not
 /// move a live node's calls.
 const TAKEOVER_TOKEN: &str = "lab-takeover-token-0123";
