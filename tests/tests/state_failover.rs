@@ -718,6 +718,20 @@ fn standby_takes_over_every_call_when_the_active_node_dies() {
     });
     assert_eq!(b.metric("sbc_state_fenced"), Some(0.0));
     eprintln!("split brain: the old active node stepped down {fenced:?} after the newer epoch");
+    // And gives the address up: its /healthz fails, so its keepalived enters FAULT and B's
+    // takes the address (B's own takeover then finds nothing left to claim).
+    assert_eq!(
+        a.request("GET", "/healthz").map(|r| r.status),
+        Some(503),
+        "a fenced node is not healthy"
+    );
+    let released = wait_until(
+        "the fenced node gave the address to B",
+        Duration::from_secs(10),
+        || !a.holds_vip() && b.holds_vip(),
+    );
+    eprintln!("split brain: the address moved to the new active node {released:?} after fencing");
+    assert_eq!(b.request("GET", "/healthz").map(|r| r.status), Some(200));
     assert_eq!(
         redis_cli(&socket, &["--scan", "--pattern", "sbc:*:call:*"]),
         "",

@@ -218,7 +218,7 @@ fn handler(method: &str, path: &str) -> Option<Handler> {
         _ => return None,
     };
     let h = match (method, path) {
-        ("GET", "/healthz") => on(filter, || async { "ok\n" }),
+        ("GET", "/healthz") => on(filter, healthz),
         ("GET", "/readyz") => on(filter, readyz),
         ("GET", "/metrics") => on(filter, metrics),
         ("GET", "/api/v1/openapi.json") => on(filter, || async { Json(openapi::document()) }),
@@ -288,6 +288,24 @@ pub fn router(state: Arc<AdminState>) -> Router {
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
+}
+
+/// Liveness, which keepalived's check reads in a pair: a node fenced off by a newer epoch
+/// (split brain) is not healthy, so its keepalived enters FAULT and gives the virtual address
+/// up instead of keeping it beside the new active node.
+async fn healthz(State(s): State<Arc<AdminState>>) -> Response {
+    if s.pair
+        .as_ref()
+        .is_some_and(crate::state::pair::Pair::is_fenced)
+    {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "fenced: another node took over; restart to rejoin as the standby\n",
+        )
+            .into_response()
+    } else {
+        (StatusCode::OK, "ok\n").into_response()
+    }
 }
 
 async fn readyz(State(s): State<Arc<AdminState>>) -> Response {

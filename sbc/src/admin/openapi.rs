@@ -60,10 +60,11 @@ pub const OPS: &[Op] = &[
         ..op(
             "GET",
             "/healthz",
-            "Liveness: always 200 while the process serves HTTP.",
+            "Liveness: 200 while the process serves HTTP; 503 on a pair node fenced off by a \
+             newer epoch (keepalived's check then gives the virtual address up).",
             Access::Open,
             None,
-            &[200],
+            &[200, 503],
         )
     },
     Op {

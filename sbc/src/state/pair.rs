@@ -195,6 +195,15 @@ impl Pair {
         }))
     }
 
+    /// Whether a newer epoch fenced this node off (`fence.rs`): `/healthz` then fails, so
+    /// keepalived's check gives the virtual address up (a restart rejoins as the standby).
+    pub fn is_fenced(&self) -> bool {
+        self.settings
+            .fence
+            .as_ref()
+            .is_some_and(super::fence::Fence::is_fenced)
+    }
+
     /// Moves the peer's records to this node and restores its calls here; this node is the
     /// active one from now on (it tries for the registration lease). Unless `force`, a peer
     /// that still has calls must have gone silent first: its heartbeat is given at most
