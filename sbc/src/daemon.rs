@@ -117,6 +117,7 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
     let pair =
         crate::state::pair::Pair::start(&config, state.as_ref(), &signaling, &metrics.registry)?;
     let cluster = crate::state::cluster::start(&config, &metrics.registry, stop_rx.clone())?;
+    let bans = crate::state::bans::start(&config, &metrics.registry, &signaling, stop_rx.clone())?;
     // Trunk proxies given by name: resolved by their own task, applied by the signaling task.
     signaling.set_dns_trunks(crate::dns::DnsTrunks::from_config(&config));
     tokio::spawn(crate::dns::run(
@@ -139,6 +140,7 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
         state,
         restore,
         cluster,
+        bans,
     };
     // Turns true when the signaling task is over: a drain finished (from a signal or the admin
     // API), or it stopped for another reason; either way the process stops.

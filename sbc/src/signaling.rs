@@ -76,6 +76,9 @@ pub struct Wiring {
     /// `[state.cluster]`: the counts the cluster task caps by its grants from Redis; every
     /// shard shares them, even a single one. `None`: no cluster.
     pub cluster: Option<SharedCalls>,
+    /// `[state.cluster] share_bans`: where this node's new bans go to be shared (`None`: they
+    /// stay here).
+    pub bans: Option<crate::state::bans::BanPublisher>,
 }
 
 /// What one shard's task is wired to.
@@ -98,6 +101,8 @@ struct Lane {
     shutdown: watch::Receiver<bool>,
     cdr: crate::cdr::CdrSink,
     state: Option<crate::state::StateSink>,
+    /// Shared bans (`[state.cluster] share_bans`).
+    bans: Option<crate::state::bans::BanPublisher>,
     restore: crate::state::Loaded,
     /// The counts are capped by a cluster: shared even by a single shard.
     cluster: bool,
@@ -193,6 +198,7 @@ pub async fn run(config: SbcConfig, w: Wiring) {
             shutdown: w.shutdown.clone(),
             cdr: w.cdr.clone(),
             state: w.state.clone(),
+            bans: w.bans.clone(),
             restore,
             cluster,
         };
@@ -385,6 +391,19 @@ fn command(sbc: &mut Sbc, w: &mut Lane, now: Instant, cmd: Command) {
         Command::Unban(ip, reply) => {
             let _ = reply.send(sbc.unban(ip));
         }
+        Command::ClusterBan(side, ip, left) => {
+            let installed = sbc.ban_from_cluster(now, side, ip, left);
+            // The transport (accept, open connections) and the counts are shared: once.
+            if w.first() {
+                if installed {
+                    w.transport.ban(side, ip, left);
+                }
+                if let Some(b) = &w.bans {
+                    let result = if installed { "installed" } else { "refused" };
+                    b.metrics().bans.with_label_values(&[result]).inc();
+                }
+            }
+        }
         Command::Health(reply) => {
             let states = sbc
                 .health()
@@ -522,6 +541,9 @@ fn flush(sbc: &mut Sbc, w: &Lane, tracker: &mut CallTracker, now: Instant) {
             Event::Banned { side, ip, duration } => {
                 if w.count > 1 {
                     let _ = w.reports.send(Report::Banned(w.shard, side, ip));
+                }
+                if let Some(b) = &w.bans {
+                    b.publish(side, ip, duration);
                 }
                 w.calls.banned(side, ip);
                 // The transport refuses its connections from now on and closes the open ones.

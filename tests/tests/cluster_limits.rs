@@ -3,7 +3,8 @@
 //! three nodes (its outbound-proxy list: one SIPp caller per node), each node alone stays
 //! under the limit, yet no more than `MAX` calls are up at once in all; the rest get the
 //! configured refusal (503) and are counted. Then Redis dies: every node falls back to its
-//! local share (`fallback_percent`), says so in `sbc_cluster_fallback`.
+//! local share (`fallback_percent`), says so in `sbc_cluster_fallback`. Before that, bans
+//! are shared (`share_bans`): a scanner banned by one node is dropped by the others.
 //!
 //! Lab: the usual pbx/sbc/carrier namespaces (node 0 is the lab's SBC, 198.18.x.1) plus two
 //! SBC namespaces (198.18.x.12, .13); the pbx and the carrier each get a bridge joining their
@@ -433,6 +434,51 @@ fn three_nodes_share_a_trunks_max_calls_through_redis() {
         redis_cli(&socket, &["MEMORY", "USAGE", "sbc:cluster:calls:carrier"])
     );
 
+    // Shared bans: a scanner (an unknown address on the PBX's LAN) floods node 0 and is
+    // banned there; nodes 1 and 2 install the ban from Redis and drop what it sends them.
+    ip(&[
+        "-n",
+        &lab.pbx,
+        "addr",
+        "add",
+        &format!("{SCANNER}/24"),
+        "dev",
+        "br0",
+    ]);
+    scan(&lab.pbx, &nodes[0].inside, 0..300);
+    wait_until("node 0 banned the scanner", Duration::from_secs(5), || {
+        nodes[0].metric_sum("sbc_bans_active", "") >= 1.0
+    });
+    let spread = wait_until(
+        "nodes 1 and 2 banned the scanner from Redis",
+        Duration::from_secs(5),
+        || {
+            nodes[1..].iter().all(|n| {
+                n.metric_sum("sbc_cluster_bans_total", "result=\"installed\"") >= 1.0
+                    && n.metric_sum("sbc_bans_active", "") >= 1.0
+            })
+        },
+    );
+    let banned = |n: &Node| n.metric_sum("sbc_sip_dropped_total", "reason=\"banned\"");
+    let before = banned(&nodes[1]);
+    scan(&lab.pbx, &nodes[1].inside, 300..305);
+    wait_until(
+        "node 1 drops the scanner's messages as banned",
+        Duration::from_secs(3),
+        || banned(&nodes[1]) >= before + 5.0,
+    );
+    assert_eq!(
+        nodes[0].metric_sum("sbc_cluster_bans_total", "result=\"published\""),
+        1.0,
+        "node 0 published its ban once"
+    );
+    assert_eq!(
+        nodes[0].metric_sum("sbc_cluster_bans_total", "result=\"installed\""),
+        0.0,
+        "node 0's own ban coming back from Redis is not installed again"
+    );
+    eprintln!("shared ban: on the other nodes {spread:?} after node 0's");
+
     // Redis dies: every node admits its local share alone and says so.
     redis.signal(Signal::SIGKILL);
     let _ = redis.wait_timeout(Duration::from_secs(5));
@@ -454,6 +500,31 @@ fn three_nodes_share_a_trunks_max_calls_through_redis() {
             n.sbc.as_mut().is_some_and(Owned::running),
             "sbc still running"
         );
+    }
+}
+
+/// An unknown source on the PBX's LAN (allowed by the ACL, no configured peer).
+const SCANNER: &str = "198.18.1.66";
+
+/// Sends OPTIONS numbered `range` from [`SCANNER`] in namespace `ns` to `to`, back to back.
+fn scan(ns: &str, to: &str, range: std::ops::Range<u32>) {
+    let _in = netns::enter(ns).expect("enter the scanner's netns");
+    let socket = std::net::UdpSocket::bind(format!("{SCANNER}:0")).expect("scanner socket");
+    let port = socket.local_addr().expect("local address").port();
+    for k in range {
+        let options = format!(
+            "OPTIONS sip:{to} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {SCANNER}:{port};branch=z9hG4bKscan{k}\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:scan@{SCANNER}>;tag=s{k}\r\n\
+             To: <sip:{to}>\r\n\
+             Call-ID: scan-{k}@{SCANNER}\r\n\
+             CSeq: 1 OPTIONS\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        socket
+            .send_to(options.as_bytes(), to)
+            .expect("send OPTIONS");
     }
 }
 

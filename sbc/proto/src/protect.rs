@@ -270,18 +270,29 @@ impl SourceGuard {
     /// shard banned it (`crate::shard`): its messages are dropped here too. No verdict, so the
     /// ban is reported once, by the shard that decided it.
     pub fn ban(&mut self, now: Instant, side: Side, ip: IpAddr) {
+        self.ban_for(now, side, ip, self.cfg.ban);
+    }
+
+    /// Bans `ip` on `side` from `now` for `length` because another node banned it (what is
+    /// left of that ban); like [`ban`](Self::ban), no verdict. A ban already running here is
+    /// left as it is.
+    pub fn ban_for(&mut self, now: Instant, side: Side, ip: IpAddr, length: Duration) {
         let key = (side, ip.to_canonical());
         if self.bans.get(&key).is_some_and(|b| now < b.info.until) {
             return;
         }
         self.remove_ban(&key);
         self.sources.remove(&key);
-        self.insert_ban(now, key);
+        self.insert_ban_for(now, key, length);
         // Evicted to make room: the deciding shard reports its own evictions.
         self.evicted.clear();
     }
 
     fn insert_ban(&mut self, now: Instant, key: SourceKey) {
+        self.insert_ban_for(now, key, self.cfg.ban);
+    }
+
+    fn insert_ban_for(&mut self, now: Instant, key: SourceKey, length: Duration) {
         if self.bans.len() >= self.cfg.max_bans.max(1) {
             self.expire(now);
         }
@@ -289,7 +300,7 @@ impl SourceGuard {
             self.evict_one();
         }
         self.clock += 1;
-        let until = now + self.cfg.ban;
+        let until = now + length;
         let ban = Ban {
             info: BanInfo {
                 side: key.0,

@@ -28,6 +28,11 @@ pub struct Cluster {
     /// Most milliseconds one renewal may wait for Redis before it counts as failed.
     #[serde(default = "Cluster::default_timeout_ms")]
     pub timeout_ms: u64,
+    /// Share bans among the nodes (`sbc/src/state/bans.rs`): a source one node bans is
+    /// banned on every node for the rest of its ban. Configured peers are never banned
+    /// from another node's word.
+    #[serde(default = "Cluster::default_share_bans")]
+    pub share_bans: bool,
 }
 
 impl Default for Cluster {
@@ -38,6 +43,7 @@ impl Default for Cluster {
             headroom: Self::default_headroom(),
             fallback_percent: Self::default_fallback_percent(),
             timeout_ms: Self::default_timeout_ms(),
+            share_bans: Self::default_share_bans(),
         }
     }
 }
@@ -57,6 +63,9 @@ impl Cluster {
     }
     const fn default_timeout_ms() -> u64 {
         200
+    }
+    const fn default_share_bans() -> bool {
+        true
     }
 
     /// `(key path, reason)` for every value out of range.

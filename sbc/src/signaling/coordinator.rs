@@ -108,6 +108,13 @@ async fn fan_out(cmd: Command, shards: &[mpsc::Sender<ToShard>]) {
         | Command::SetRegistering(..)) => {
             to_first(shards, cmd).await;
         }
+        Command::ClusterBan(side, ip, left) => {
+            for s in shards {
+                let _ = s
+                    .send(ToShard::Admin(Command::ClusterBan(side, ip, left)))
+                    .await;
+            }
+        }
         Command::EndCall(id, reply) => {
             // The handle says which shard made it.
             let k = shard::of_call_handle(id, count);

@@ -44,6 +44,9 @@ pub enum Command {
     ListBans(oneshot::Sender<BanList>),
     /// Lift the ban of one source; false if it was not banned.
     Unban(IpAddr, oneshot::Sender<bool>),
+    /// Ban a source another node banned, for what is left of its ban (`[state.cluster]
+    /// share_bans`); every shard applies it, a configured peer is refused.
+    ClusterBan(sbc_proto::net::Side, IpAddr, std::time::Duration),
     /// OPTIONS health of the checked trunks: (name, state).
     Health(oneshot::Sender<Vec<(String, &'static str)>>),
     /// Registration states of the registering trunks.
@@ -153,6 +156,17 @@ impl SignalingHandle {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Command::Unban(ip, tx)).await.ok()?;
         rx.await.ok()
+    }
+
+    /// Bans a source another node banned (`sbc/src/state/bans.rs`) on every shard; waits only
+    /// for room in the command queue.
+    pub async fn cluster_ban(
+        &self,
+        side: sbc_proto::net::Side,
+        ip: IpAddr,
+        left: std::time::Duration,
+    ) {
+        let _ = self.tx.send(Command::ClusterBan(side, ip, left)).await;
     }
 
     /// Trunk health states; `None` if the signaling task is gone.

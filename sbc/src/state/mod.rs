@@ -12,6 +12,7 @@
 //! - At start, [`load`] reads the node's records; the signaling task restores them before it
 //!   takes its first message, and hangs up (BYE on both legs) what cannot be restored.
 
+pub mod bans;
 pub mod cluster;
 pub mod fence;
 pub mod load;

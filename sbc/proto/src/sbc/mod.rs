@@ -387,6 +387,24 @@ impl Sbc {
         self.guard.ban(now, side, ip);
     }
 
+    /// Bans `ip` on `side` for `left` because another node banned it (`[state.cluster]
+    /// share_bans`); no event. Refused (false) for a configured peer of that side, whatever
+    /// the other node decided (a forged or misconfigured entry must not cut a trunk or the PBX
+    /// off), and when this node has bans off.
+    pub fn ban_from_cluster(
+        &mut self,
+        now: Instant,
+        side: crate::net::Side,
+        ip: IpAddr,
+        left: std::time::Duration,
+    ) -> bool {
+        if !self.bans_enabled() || self.acl.is_configured_peer(side, ip) {
+            return false;
+        }
+        self.guard.ban_for(now, side, ip, left);
+        true
+    }
+
     /// A PBX registration binding shard 0 holds (its `b2bua::Event::PbxBinding`), mirrored
     /// here so calls for the AOR reach the PBX's registered address on this shard too.
     pub fn mirror_pbx_binding(

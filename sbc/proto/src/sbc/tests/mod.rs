@@ -4,6 +4,7 @@
 
 mod acl;
 mod answers;
+mod cluster_bans;
 mod denylist;
 mod drain;
 mod flood;
