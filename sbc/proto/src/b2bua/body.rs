@@ -204,6 +204,24 @@ fn sipfrag_status(body: &[u8]) -> Option<Vec<u8>> {
     Some(format!("SIP/2.0 {status} {}\r\n", status.standard_phrase()).into_bytes())
 }
 
+/// Whether a request's `Accept` lets its answer carry SDP (RFC 3261 §20.1: an absent field
+/// means `application/sdp`; a present one lists every type the sender takes, so an empty one
+/// takes none). `sdp01` of RFC 4475 accepts only a type nobody knows.
+pub(super) fn accepts_sdp(msg: &Message) -> bool {
+    if msg.headers().all(HeaderName::Accept).next().is_none() {
+        return true;
+    }
+    msg.headers()
+        .values(HeaderName::Accept)
+        .filter_map(Result::ok)
+        .any(|range| {
+            let media = range.split(';').next().unwrap_or("").trim();
+            let (kind, sub) = media.split_once('/').unwrap_or((media, ""));
+            (kind == "*" || kind.eq_ignore_ascii_case("application"))
+                && (sub == "*" || sub.trim().eq_ignore_ascii_case("sdp"))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;

@@ -65,6 +65,11 @@ impl B2bua {
             self.final_on_server(now, key, Refusal::NotFound);
             return;
         }
+        // Every answer to an INVITE carries SDP (the relay's offer or answer).
+        if !body::accepts_sdp(&msg) {
+            self.final_on_server(now, key, Refusal::NotAcceptable);
+            return;
+        }
         let target = plan.target;
         let local_to = self.trunk_local(to, plan.trunk);
         let body = match body::classify(&msg, &Method::Invite) {

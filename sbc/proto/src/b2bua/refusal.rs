@@ -21,6 +21,9 @@ pub enum Refusal {
     NotFound,
     /// A method the SBC does not relay (RFC 3261 §21.4.6; sent with Allow).
     MethodNotAllowed,
+    /// An INVITE whose `Accept` excludes SDP: no answer the SBC relays could be read by the
+    /// caller (RFC 3261 §21.4.7; RFC 4475's `sdp01`).
+    NotAcceptable,
     /// The PBX must authenticate (sent with a challenge, `pbx_auth.rs`).
     ProxyAuthenticationRequired,
     /// No answer from the other leg in time (Timer B, C or F).
@@ -59,6 +62,7 @@ impl Refusal {
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             Self::ProxyAuthenticationRequired => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -118,6 +122,7 @@ mod tests {
             (Refusal::Forbidden, 403, "Forbidden"),
             (Refusal::NotFound, 404, "Not Found"),
             (Refusal::MethodNotAllowed, 405, "Method Not Allowed"),
+            (Refusal::NotAcceptable, 406, "Not Acceptable"),
             (
                 Refusal::ProxyAuthenticationRequired,
                 407,

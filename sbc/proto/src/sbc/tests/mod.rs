@@ -10,6 +10,7 @@ mod drain;
 mod flood;
 mod reconfigure;
 mod registration_lease;
+mod rfc4475;
 mod shards;
 mod user_agent;
 
