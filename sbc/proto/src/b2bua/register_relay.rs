@@ -28,7 +28,7 @@ use super::{
 use crate::{
     media::MediaControl,
     net::{Peer, Side, TransportKind},
-    sip::{Contact, HeaderName, Message, Method, Uri},
+    sip::{Contact, HeaderName, Message, Method, StatusCode, Uri},
     transaction::NonInviteServer,
 };
 
@@ -406,11 +406,13 @@ impl B2bua {
         };
         let extra: Vec<(&str, &str)> = extra_owned.iter().map(|(n, v)| (*n, v.as_str())).collect();
         let local = self.cfg.local(Side::Inside);
+        // The standard phrase: the registrar's own can name the carrier's systems.
+        let reason = StatusCode::new(status).map_or("", StatusCode::standard_phrase);
         let out = msg::response(
             &e.request,
             &ResponseSpec {
                 status,
-                reason: resp.reason_phrase().unwrap_or(""),
+                reason,
                 to_tag: e.to_tag.as_deref(),
                 contact: None,
                 user_agent: &self.cfg.user_agent,

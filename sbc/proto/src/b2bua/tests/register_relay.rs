@@ -245,3 +245,25 @@ fn a_binding_is_reported_for_the_other_shards_and_a_mirrored_one_routes_calls_he
     let calls = other.sbc.calls();
     assert_eq!(calls.last().expect("a call").legs[0].peer.addr, addr(PBX));
 }
+
+#[test]
+fn a_registrar_reason_phrase_reaches_the_pbx_as_the_standard_one() {
+    let mut sim = relay_sim(TrunkAuth::Sbc);
+    sim.deliver(pbx_reg(), &register("100", "z9hG4bKr1", 1, 600, ""));
+    let out = sim.take_carrier().remove(0);
+    // The carrier's own phrase names its systems; the PBX must not learn them through the SBC.
+    sim.deliver(
+        carrier(),
+        &carrier_response(
+            &out,
+            403,
+            "Forbidden by 10.1.2.3 (internal sbc-x)",
+            Some("reg1"),
+            None,
+        ),
+    );
+    let to_pbx = sim.take_pbx().remove(0);
+    assert_eq!(status(&to_pbx), 403);
+    assert_eq!(to_pbx.reason_phrase(), Some("Forbidden"));
+    assert_eq!(sim.sbc.pbx_registrations(sim.now), 0);
+}
