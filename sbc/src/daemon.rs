@@ -69,6 +69,7 @@ pub enum RunError {
 pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(), RunError> {
     // Before anything can make a tag, branch, Call-ID or key.
     crate::entropy::init()?;
+    config.warn_at_load();
     let env_tokens = admin::auth::EnvTokens::from_env();
     if !env_tokens.any(&config) {
         if !config.admin.listen.ip().is_loopback() {

@@ -109,7 +109,9 @@ fn routes_normalisation_header_rules_and_did_routing() {
     thread::sleep(Duration::from_millis(300));
 
     // Two trunks, routes by prefix, rules on the national trunk (German-style numbering: the
-    // PBX dials 0…, the carrier wants +49…; inbound the reverse).
+    // PBX dials 0…, the carrier wants +49…; inbound the reverse). The intl trunk says
+    // auth = "sbc": without credentials it would default to pass-through, whose Request-URI is
+    // the PBX's, not the one the SBC writes for the trunk.
     let r = lab
         .request(
             "PATCH",
@@ -122,7 +124,7 @@ fn routes_normalisation_header_rules_and_did_routing() {
                            {"direction":"inbound","number":"called","prefix":"+49","strip":3,"add":"0"}],
                  "header":[{"action":"add","name":"X-Account","value":"acct-${calling}"},
                            {"action":"remove","name":"Supported"}]},
-                {"name":"intl","proxy":"198.18.2.3:5060"}],
+                {"name":"intl","proxy":"198.18.2.3:5060","auth":"sbc"}],
              "route":[{"name":"intl","prefix":"00","trunks":["intl"]},
                       {"name":"national","match":"^0[1-9]","trunks":["national"]}],
              "inbound":[{"name":"sales","prefix":"030123","target":"198.18.1.2:5062"}]}"#,

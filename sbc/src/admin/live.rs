@@ -230,6 +230,7 @@ impl LiveConfig {
                 "the call layer is stopping",
             ));
         }
+        config.warn_at_load();
         *self.current.write() = Arc::new(config);
         let restart_required: Vec<String> = changed
             .iter()

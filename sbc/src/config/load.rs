@@ -824,6 +824,69 @@ proxy = "127.0.0.1:5090"
         );
     }
 
+    /// `MINIMAL`'s trunk with `extra` keys, and the digest mode it resolves to.
+    fn trunk_auth_with(extra: &str) -> (sbc_proto::b2bua::TrunkAuth, Option<String>) {
+        let text = MINIMAL.replace(
+            "proxy = \"127.0.0.1:5090\"",
+            &format!("proxy = \"127.0.0.1:5090\"\n{extra}"),
+        );
+        let c = parse(&text).unwrap_or_else(|p| panic!("{p:?}"));
+        (c.trunks[0].auth_mode(), c.trunks[0].auth_warning())
+    }
+
+    const CALLED_RULE: &str = "[[trunk.number]]\nnumber = \"called\"\nadd = \"+\"";
+
+    #[test]
+    fn absent_auth_resolves_from_credentials_and_number_rules() {
+        use sbc_proto::b2bua::TrunkAuth::{Passthrough, Sbc};
+        // No credentials: the PBX answers the carrier's challenges (no 403 for want of them).
+        assert_eq!(trunk_auth_with(""), (Passthrough, None));
+        // Calling-number rules leave the Request-URI alone.
+        assert_eq!(
+            trunk_auth_with("[[trunk.number]]\nnumber = \"calling\"\nadd = \"+\""),
+            (Passthrough, None)
+        );
+        // Credentials: the SBC answers.
+        assert_eq!(
+            trunk_auth_with("username = \"u\"\npassword = \"p\""),
+            (Sbc, None)
+        );
+        assert_eq!(
+            trunk_auth_with(&format!(
+                "username = \"u\"\npassword = \"p\"\n{CALLED_RULE}"
+            )),
+            (Sbc, None)
+        );
+        // A rewritten called number makes pass-through impossible: sbc, with a warning.
+        let (mode, warning) = trunk_auth_with(CALLED_RULE);
+        assert_eq!(mode, Sbc);
+        let warning = warning.expect("a warning for the 403s to come");
+        assert!(
+            warning.contains("carrier") && warning.contains("would not verify"),
+            "{warning}"
+        );
+    }
+
+    #[test]
+    fn explicit_auth_is_kept_and_round_trips() {
+        use sbc_proto::b2bua::TrunkAuth::{Passthrough, Sbc};
+        assert_eq!(trunk_auth_with("auth = \"sbc\""), (Sbc, None));
+        assert_eq!(
+            trunk_auth_with(&format!("auth = \"sbc\"\n{CALLED_RULE}")),
+            (Sbc, None)
+        );
+        assert_eq!(
+            trunk_auth_with("auth = \"passthrough\"\nusername = \"u\"\npassword = \"p\""),
+            (Passthrough, None)
+        );
+        // An absent `auth` stays absent when the configuration is written back.
+        let c = parse(MINIMAL).unwrap_or_else(|p| panic!("{p:?}"));
+        assert_eq!(c.trunks[0].auth, None);
+        let text = toml::to_string(&c).expect("serializable");
+        assert!(!text.contains("auth"), "{text}");
+        assert_eq!(parse(&text).expect("parse back"), c);
+    }
+
     #[test]
     fn passthrough_refuses_called_number_rules_and_register_keys_are_checked() {
         let text = MINIMAL

@@ -96,6 +96,16 @@ pub struct Config {
     pub state: Option<State>,
 }
 
+impl Config {
+    /// Logs what is valid but likely unintended (at start and after every reload), once the
+    /// log is set up: `parse` runs before it is.
+    pub fn warn_at_load(&self) {
+        for w in self.trunks.iter().filter_map(Trunk::auth_warning) {
+            tracing::warn!("{w}");
+        }
+    }
+}
+
 /// `[limits]`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -491,12 +501,12 @@ pub enum PbxRegister {
     Relay,
 }
 
-/// `[[trunk]] auth`: who answers the trunk's digest challenges.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// `[[trunk]] auth`: who answers the trunk's digest challenges. Absent, it resolves per trunk
+/// (see [`Trunk::auth_mode`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TrunkAuthMode {
     /// The SBC, with the trunk's credentials (403 toward the PBX without them).
-    #[default]
     Sbc,
     /// The PBX (or the carrier, inbound): challenges and credentials cross; the Request-URI
     /// crosses unchanged.
@@ -593,9 +603,10 @@ pub struct Trunk {
     /// Most new calls per second on this trunk (absent: [`Limits::DEFAULT_TRUNK_MAX_CPS`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_cps: Option<u32>,
-    /// Who answers the trunk's digest challenges: `sbc` (default) or `passthrough`.
-    #[serde(default, skip_serializing_if = "is_default")]
-    pub auth: TrunkAuthMode,
+    /// Who answers the trunk's digest challenges: `sbc` or `passthrough`. Absent: `sbc` with
+    /// credentials or called-number rules, `passthrough` otherwise ([`Trunk::auth_mode`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<TrunkAuthMode>,
     /// Register with the carrier (outbound REGISTER with `username`, refreshed before expiry).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub register: bool,
@@ -813,12 +824,46 @@ pub struct InboundRoute {
 }
 
 impl Trunk {
-    /// The B2BUA's digest mode for this trunk.
+    /// The B2BUA's digest mode for this trunk: `auth` when given; otherwise the SBC answers
+    /// when it has credentials, and the PBX does when the SBC has none — unless a called-number
+    /// rule rewrites the Request-URI the digest covers ([`Trunk::auth_warning`]).
     pub fn auth_mode(&self) -> sbc_proto::b2bua::TrunkAuth {
-        match self.auth {
+        let mode = self.auth.unwrap_or(
+            if self.credentials().is_some() || self.rewrites_called_number() {
+                TrunkAuthMode::Sbc
+            } else {
+                TrunkAuthMode::Passthrough
+            },
+        );
+        match mode {
             TrunkAuthMode::Sbc => sbc_proto::b2bua::TrunkAuth::Sbc,
             TrunkAuthMode::Passthrough => sbc_proto::b2bua::TrunkAuth::Passthrough,
         }
+    }
+
+    /// Whether a `[[trunk.number]]` rule rewrites the called number, which pass-through
+    /// digest cannot survive: the PBX signs the Request-URI it sent, the carrier checks the
+    /// rewritten one.
+    pub fn rewrites_called_number(&self) -> bool {
+        self.numbers.iter().any(|r| r.number == NumberKind::Called)
+    }
+
+    /// Why this trunk's resolved `auth` may refuse calls, for a warning at load: no `auth`,
+    /// no credentials, and called-number rules leave only `sbc`, whose challenges the PBX then
+    /// gets as 403.
+    pub fn auth_warning(&self) -> Option<String> {
+        (self.auth.is_none() && self.credentials().is_none() && self.rewrites_called_number()).then(
+            || {
+                format!(
+                    "trunk {:?} has no credentials and rewrites the called number, so auth \
+                     resolves to \"sbc\": pass-through is impossible because the PBX's answers \
+                     to the carrier's digest challenges would not verify against the rewritten \
+                     Request-URI; a challenged call gets 403 (set username/password, or drop the \
+                     called-number rules for auth = \"passthrough\")",
+                    self.name
+                )
+            },
+        )
     }
 
     /// The digest credentials, when the trunk has a user name and a password.

@@ -313,7 +313,7 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
         }
         // Pass-through credentials are computed over the Request-URI the challenger sees: a
         // rewritten called number would make every relayed digest wrong.
-        if t.auth == super::TrunkAuthMode::Passthrough {
+        if t.auth == Some(super::TrunkAuthMode::Passthrough) {
             for (j, r) in t.numbers.iter().enumerate() {
                 if r.number == super::NumberKind::Called {
                     bad(

@@ -14,7 +14,7 @@ use std::{
 use bytes::{Buf, Bytes, BytesMut};
 use sbc_proto::{
     net::Peer,
-    sip::{Frame, FrameError, Framer, Limits},
+    sip::{Frame, FrameError, Framer, HeaderName, Limits, Method, Problem},
 };
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
@@ -27,6 +27,7 @@ use super::{
     admission::Admission,
     counters::Counters,
     inbound::{Verdict, examine},
+    reject::rejection,
     settings::StreamLimits,
 };
 
@@ -217,7 +218,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
                         .windows(4)
                         .position(|w| w == b"\r\n\r\n")
                         .map_or(buf.len(), |i| i + 4);
-                    *last_words = answer_unfinished(ctx, &buf[..head]);
+                    let missing = e == FrameError::MissingContentLength;
+                    *last_words = answer_unfinished(ctx, &buf[..head], missing);
                     return Some(match e {
                         FrameError::MissingContentLength => DropReason::MissingContentLength,
                         FrameError::BadContentLength => DropReason::BadContentLength,
@@ -255,12 +257,12 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 if !proven && first_deadline.is_some_and(|t| now >= t) {
                     // An unfinished first request (RFC 4475 `baddn`) still gets its 400.
                     if message_start.is_some() {
-                        *last_words = answer_unfinished(ctx, &buf);
+                        *last_words = answer_unfinished(ctx, &buf, false);
                     }
                     return Some(DropReason::FirstMessageTimeout);
                 }
                 if message_start.is_some_and(|t| now >= t + ctx.stream.message_timeout) {
-                    *last_words = answer_unfinished(ctx, &buf);
+                    *last_words = answer_unfinished(ctx, &buf, false);
                     return Some(DropReason::MessageTimeout);
                 }
                 // Writes since the deadline was computed keep the connection alive.
@@ -275,14 +277,28 @@ async fn read_loop<R: AsyncRead + Unpin>(
 /// The stateless answer to a request the connection will never finish (cut by a deadline or
 /// unframeable), when the parser can answer it and the source may be answered (admitted and
 /// within the stateless-reply budget, like every stateless reply). Counted either way.
-fn answer_unfinished(ctx: &StreamCtx, partial: &[u8]) -> Option<Bytes> {
-    let Verdict::Reject(r) = examine(
+///
+/// `missing_length`: the framer found no Content-Length. The head alone may then parse (a
+/// datagram may omit it), but on a stream the request has no end (RFC 3261 §18.3, §20.14), so
+/// it gets the parser's 400 for a missing Content-Length (RFC 4475 `inv2543` over TCP) —
+/// except an ACK, which is never answered (§17.1.1.3).
+fn answer_unfinished(ctx: &StreamCtx, partial: &[u8], missing_length: bool) -> Option<Bytes> {
+    let r = match examine(
         Bytes::copy_from_slice(partial),
         ctx.peer,
         ctx.local,
         &ctx.limits,
-    ) else {
-        return None;
+    ) {
+        Verdict::Reject(r) => r,
+        Verdict::Deliver(m)
+            if missing_length
+                && m.message.is_request()
+                && m.message.method() != Some(&Method::Ack) =>
+        {
+            let (code, reason) = Problem::Missing(HeaderName::ContentLength).status();
+            rejection(m.message.headers(), code, reason, ctx.peer.addr)
+        }
+        Verdict::Deliver(_) | Verdict::Drop(_) => return None,
     };
     match ctx
         .admission

@@ -136,6 +136,9 @@ allow = ["198.18.1.0/24"]
 [[trunk]]
 name = "carrier"
 proxy = "198.18.2.2:5060"
+# Explicit: the scenarios check the Request-URI the SBC writes (topology hiding); without
+# credentials the default would be pass-through (auth_passthrough.rs covers it).
+auth = "sbc"
 {transport}
 [media]
 interfaces = ["in0", "out0"]

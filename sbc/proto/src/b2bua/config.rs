@@ -89,12 +89,12 @@ pub struct TrunkConfig {
     pub media: super::MediaPolicy,
 }
 
-/// Who answers a trunk's digest challenges (RFC 3261 §22).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Who answers a trunk's digest challenges (RFC 3261 §22). No default here: the
+/// configuration resolves an absent `auth` from the trunk's credentials and number rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TrunkAuth {
     /// The SBC answers with the trunk's credentials; without credentials a challenge becomes
     /// 403 toward the PBX (a 401/407 without its challenge would be invalid).
-    #[default]
     Sbc,
     /// Challenges and credentials cross: the 401/407 reaches the other side with its
     /// `WWW-Authenticate`/`Proxy-Authenticate` intact and the retry is relayed with its

@@ -108,6 +108,8 @@ impl B2bua {
         if let Some(c) = self.calls.get_mut(&call) {
             c.server = server;
             c.next_trunks = candidates;
+            // The redirect set's Contacts were the failed server's carrier's to give.
+            c.redirects.forget_set();
         }
         if let Some(c) = self.calls.get_mut(&call) {
             c.offer = Some(offer.clone());
@@ -502,11 +504,13 @@ impl B2bua {
                 c.leg_mut(side).invite_out = None;
                 let key = c.initial_server;
                 let (provisional, canceled) = (c.provisional_seen, c.canceled);
-                // No response at all (Timer B) or an unreachable trunk: try the next one.
+                // No response at all (Timer B) or an unreachable target: the redirect set's
+                // next Contact (redirect.rs), then the next server or trunk.
                 if !canceled
                     && side == Side::Outside
                     && timer != Some(Timer::C)
-                    && self.failover(now, call, status, media)
+                    && (self.recurse_after_failure(now, call, status, media)
+                        || self.failover(now, call, status, media))
                 {
                     return;
                 }

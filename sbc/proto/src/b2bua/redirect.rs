@@ -4,7 +4,13 @@
 //!   credentials, limits slot). Bounded by `max_redirects` per call and loop-safe: a target
 //!   (address and user) is never tried twice and the SBC's own addresses are never a target.
 //!   Only Contacts with an IP address are followed (the core has no resolver); when none is
-//!   left, the last 3xx reaches the PBX.
+//!   left, the last 3xx reaches the PBX. The Contacts not tried yet stay the call's redirect
+//!   set (RFC 3261 §16.5's target set, merged across 3xx, best `q` first): when a target it
+//!   sent the INVITE to fails with a 4xx/5xx (a timeout included), the next one is tried
+//!   (§8.1.3.4: a 3xx's Contacts are alternatives for the same request), before any trunk
+//!   failover. A 6xx ends the search (§16.7 item 5: "no other location will accept"), and a
+//!   401/407 goes to whoever answers challenges; only when the set is exhausted does the
+//!   failure reach failover or the PBX.
 //! - `Relay`: the 3xx reaches the PBX with its Contacts, rewritten to the SBC's inside address
 //!   (user and `q` kept) when the trunk hides them, so the carrier's topology stays outside.
 
@@ -27,13 +33,47 @@ pub enum Redirect {
     Relay,
 }
 
-/// The redirect targets one call has tried.
+/// Most Contacts a call's redirect set keeps: the 3xx it merges are each bounded by the
+/// parser's limits, but a chain of them (up to `max_redirects`) must not grow the call.
+const MAX_SET: usize = 32;
+
+/// The redirect targets one call has tried, and those it may still try.
 #[derive(Debug, Default)]
 pub(super) struct Tried {
     /// Redirects followed.
     count: u8,
     /// (address, user) of every INVITE sent for the call, the first one included.
     targets: Vec<(SocketAddr, Option<String>)>,
+    /// The Contacts of the 3xx received, best `q` first; the tried ones are skipped when the
+    /// next is chosen. Empty until a 3xx is followed, and again after a trunk failover (its
+    /// Contacts were the failed trunk's).
+    set: Vec<Candidate>,
+}
+
+impl Tried {
+    /// Forgets the redirect set: the call moved to another trunk or server.
+    pub(super) fn forget_set(&mut self) {
+        self.set.clear();
+    }
+
+    /// Adds the Contacts of a new 3xx to the set, keeping it in `q` order (the new ones first
+    /// among equals, as the latest answer) and free of duplicates.
+    fn merge(&mut self, fresh: Vec<Candidate>) {
+        let mut set = fresh;
+        set.append(&mut self.set);
+        set.sort_by_key(|c| std::cmp::Reverse(c.q));
+        let mut seen: Vec<(SocketAddr, Option<String>)> = Vec::new();
+        set.retain(|c| {
+            let key = (c.target.addr, c.user.clone());
+            let new = !seen.contains(&key);
+            if new {
+                seen.push(key);
+            }
+            new
+        });
+        set.truncate(MAX_SET);
+        self.set = set;
+    }
 }
 
 /// One Contact of a 3xx, usable as a target.
@@ -104,13 +144,69 @@ impl B2bua {
                 .any(|(bound, l)| *bound == addr || l.addr == addr)
     }
 
-    /// A carrier's 3xx to the INVITE of `call`: on a trunk that recurses, the INVITE goes to the
-    /// best Contact not tried yet. True when it did (the 3xx goes no further).
+    /// A carrier's 3xx to the INVITE of `call`: on a trunk that recurses, its Contacts join the
+    /// call's redirect set and the INVITE goes to the best one not tried yet. True when it did
+    /// (the 3xx goes no further).
     pub(super) fn recurse(
         &mut self,
         now: std::time::Instant,
         call: CallId,
         resp: &Message,
+        media: &mut dyn MediaControl,
+    ) -> bool {
+        if !self.recursing(call) {
+            return false;
+        }
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.redirects.merge(candidates(resp));
+        }
+        self.follow_next(now, call, true, media)
+    }
+
+    /// A target of `call`'s redirect set failed with final `status` (or timed out, as 408):
+    /// the next untried Contact of the set gets the INVITE. True when it did; false when the
+    /// call has no set left to try, or `status` ends the search.
+    pub(super) fn recurse_after_failure(
+        &mut self,
+        now: std::time::Instant,
+        call: CallId,
+        status: u16,
+        media: &mut dyn MediaControl,
+    ) -> bool {
+        // 6xx: the callee declined everywhere (§16.7 item 5). 401/407: a challenge for this
+        // target, answered by the SBC or the PBX on the same dialog (auth_passthrough.rs).
+        if !(400..600).contains(&status) || matches!(status, 401 | 407) {
+            return false;
+        }
+        let has_set = self
+            .calls
+            .get(&call)
+            .is_some_and(|c| !c.redirects.set.is_empty());
+        if !has_set || !self.recursing(call) {
+            return false;
+        }
+        self.follow_next(now, call, false, media)
+    }
+
+    /// Whether `call` is an outbound call, not cancelled, on a trunk that recurses.
+    fn recursing(&self, call: CallId) -> bool {
+        let Some(c) = self.calls.get(&call) else {
+            return false;
+        };
+        !c.canceled
+            && c.trunk
+                .and_then(|t| self.cfg.trunks.get(t.index()))
+                .is_some_and(|t| t.redirect == Redirect::Recurse)
+    }
+
+    /// Sends `call`'s INVITE to the best untried Contact of its redirect set, within
+    /// `max_redirects`. `report_none`: an empty choice is counted (`no_target`), as it is for
+    /// a 3xx; after a failure it is not, since no redirect was asked for.
+    fn follow_next(
+        &mut self,
+        now: std::time::Instant,
+        call: CallId,
+        report_none: bool,
         media: &mut dyn MediaControl,
     ) -> bool {
         let Some(c) = self.calls.get(&call) else {
@@ -119,14 +215,6 @@ impl B2bua {
         let Some(index) = c.trunk else {
             return false;
         };
-        let recurse = self
-            .cfg
-            .trunks
-            .get(index.index())
-            .is_some_and(|t| t.redirect == Redirect::Recurse);
-        if !recurse || c.canceled {
-            return false;
-        }
         let (Some(offer), Some(orig)) = (
             c.offer.clone(),
             c.initial_server
@@ -137,24 +225,30 @@ impl B2bua {
         };
         let leg = c.leg(Side::Outside);
         let current = (leg.peer.addr, user_of(&leg.remote_hdr));
-        let count = c.redirects.count;
-        if count >= self.cfg.max_redirects {
+        let tried = &c.redirects.targets;
+        let next = c
+            .redirects
+            .set
+            .iter()
+            .find(|cand| {
+                let key = (cand.target.addr, cand.user.clone());
+                key != current && !tried.contains(&key) && !self.is_own_address(cand.target.addr)
+            })
+            .cloned();
+        if c.redirects.count >= self.cfg.max_redirects && (report_none || next.is_some()) {
             self.events.push_back(Event::Redirect {
                 call: call.raw(),
                 outcome: "limit",
             });
             return false;
         }
-        let tried = &c.redirects.targets;
-        let next = candidates(resp).into_iter().find(|cand| {
-            let key = (cand.target.addr, cand.user.clone());
-            key != current && !tried.contains(&key) && !self.is_own_address(cand.target.addr)
-        });
         let Some(next) = next else {
-            self.events.push_back(Event::Redirect {
-                call: call.raw(),
-                outcome: "no_target",
-            });
+            if report_none {
+                self.events.push_back(Event::Redirect {
+                    call: call.raw(),
+                    outcome: "no_target",
+                });
+            }
             return false;
         };
         if let Some(c) = self.calls.get_mut(&call) {

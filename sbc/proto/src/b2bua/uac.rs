@@ -257,6 +257,15 @@ impl B2bua {
         {
             return;
         }
+        // A failed target of a followed 3xx: the redirect set's next Contact first
+        // (redirect.rs), then what any failure gets.
+        if !canceled
+            && (400..600).contains(&status)
+            && side == Side::Outside
+            && self.recurse_after_failure(now, call, status, media)
+        {
+            return;
+        }
         // RFC 3261 §16.7 item 6 style serial forking across trunks: a timeout or server
         // error of this carrier says nothing about the callee; 4xx (other than 408) and 6xx
         // do, and end the call.

@@ -9,7 +9,7 @@ use std::{path::PathBuf, time::Duration};
 use bytes::Bytes;
 use sbc_proto::{
     net::{Side, TransportKind},
-    sip::{Limits, Message, Reaction},
+    sip::{Limits, Message, Method, Reaction},
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -93,17 +93,35 @@ async fn every_torture_message_is_delivered_or_answered_over_udp_and_tcp() {
                 "{name}: a request must never go unanswered"
             );
         }
-        // Without Content-Length a message cannot be framed on a stream (RFC 3261 §18.3): the
-        // connection is closed and counted (known gap: no 400 is sent first).
-        let no_length = Message::parse(data.clone(), &Limits::default())
-            .is_ok_and(|m| m.content_length().is_none());
+        // Without Content-Length a message cannot be framed on a stream (RFC 3261 §18.3): a
+        // request (`inv2543`) gets 400 on the connection, which is then closed and counted.
+        let parsed = Message::parse(data.clone(), &Limits::default()).ok();
+        let no_length = parsed
+            .as_ref()
+            .is_some_and(|m| m.content_length().is_none());
+        let answerable = parsed
+            .as_ref()
+            .is_some_and(|m| m.is_request() && m.method() != Some(&Method::Ack));
         for kind in [TransportKind::Udp, TransportKind::Tcp] {
             if no_length && kind == TransportKind::Tcp {
                 let closed = h.dropped(Side::Inside, kind, "missing_content_length");
+                let answered = rejected(&h, kind, 400);
                 let mut s = TcpStream::connect(h.addr(Side::Inside, kind))
                     .await
                     .expect("connect");
                 s.write_all(&data).await.expect("write");
+                let got = read_to_close(&mut s).await;
+                if answerable {
+                    let text = String::from_utf8_lossy(&got);
+                    assert!(
+                        text.starts_with("SIP/2.0 400 Missing Content-Length Header\r\n"),
+                        "{name} over TCP: {text}"
+                    );
+                    assert_eq!(rejected(&h, kind, 400), answered + 1, "{name}");
+                    verdicts.push((name.clone(), kind, Expect::Respond(400)));
+                } else {
+                    assert!(got.is_empty(), "{name}: a response is never answered");
+                }
                 h.eventually(&format!("{name}: closed"), |h| {
                     h.dropped(Side::Inside, kind, "missing_content_length") > closed
                 })
@@ -176,6 +194,19 @@ async fn every_torture_message_is_delivered_or_answered_over_udp_and_tcp() {
         .filter(|(_, _, w)| matches!(w, Expect::Respond(_)))
         .count();
     assert!(answered >= 2 * 20, "{answered} answers: {verdicts:?}");
+}
+
+/// Reads until the SBC closes the connection (within 5 s); returns what it sent.
+async fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return out,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("connection not closed within 5 s"),
+        }
+    }
 }
 
 /// The count that proves `want` happened (rejections of that code).

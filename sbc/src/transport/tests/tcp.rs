@@ -169,11 +169,17 @@ async fn oversize_message_closes_the_connection_and_is_counted() {
         h.dropped(Side::Inside, TCP, "stream_too_large") == 2
     })
     .await;
-    // A missing Content-Length cannot be framed (RFC 3261 §18.3).
+    // A missing Content-Length cannot be framed (RFC 3261 §18.3): the request gets its 400
+    // before the close.
     let mut s = connect(&h).await;
     let no_len = options("n").replace("Content-Length: 0\r\n", "");
     s.write_all(no_len.as_bytes()).await.expect("write");
-    read_to_close(&mut s).await;
+    let answer = String::from_utf8(read_to_close(&mut s).await).expect("text");
+    assert!(
+        answer.starts_with("SIP/2.0 400 Missing Content-Length Header\r\n"),
+        "{answer}"
+    );
+    assert!(answer.contains("Call-ID: "), "{answer}");
     h.eventually("counter", |h| {
         h.dropped(Side::Inside, TCP, "missing_content_length") == 1
     })

@@ -180,7 +180,13 @@ fn a_retry_after_64_t1_starts_a_new_outside_dialog() {
 
 #[test]
 fn sbc_mode_without_credentials_answers_403_never_a_401_without_its_challenge() {
+    // Explicit: a configured trunk without credentials resolves to pass-through unless it says
+    // `auth = "sbc"` (or rewrites the called number), and this is what it then gets.
     let mut sim = Sim::new();
+    let mut cfg = config();
+    cfg.trunks[0].auth = TrunkAuth::Sbc;
+    cfg.trunks[0].credentials = None;
+    sim.sbc.set_config(cfg);
     sim.deliver(pbx(), &pbx_invite("z9hG4bKpbx1", Some(SDP_PBX)));
     sim.take_pbx();
     let first = sim.take_carrier().remove(0);

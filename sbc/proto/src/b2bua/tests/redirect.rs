@@ -187,3 +187,96 @@ fn a_relay_trunk_passes_the_3xx_to_the_pbx() {
     assert!(redirects(&mut sim).is_empty());
     sim.assert_clean();
 }
+
+/// A 302 with two Contacts (q=0.9 at ALT1, q=0.5 at ALT2); returns the INVITE to ALT1.
+fn redirected_to_the_best(sim: &mut Sim) -> Message {
+    let first = start(sim);
+    sim.deliver(
+        carrier(),
+        &redirect(
+            &first,
+            302,
+            &format!("<sip:0302222@{ALT2}>;q=0.5, <sip:0301111@{ALT1}>;q=0.9"),
+        ),
+    );
+    let (mut invites, _) = invites_and_acks(sim.take_carrier());
+    assert_eq!(invites.len(), 1);
+    let best = invites.remove(0);
+    assert_eq!(
+        best.request_uri_str(),
+        Some("sip:+49301111@198.51.100.8:5090")
+    );
+    best
+}
+
+#[test]
+fn a_busy_redirect_target_hands_the_call_to_the_next_contact_in_q_order() {
+    let mut sim = sim_with(|_| {});
+    let best = redirected_to_the_best(&mut sim);
+    sim.deliver(
+        carrier(),
+        &carrier_response(&best, 486, "Busy Here", Some("ctag486"), None),
+    );
+    assert!(sim.take_pbx().is_empty(), "the PBX sees no 486");
+    let (invites, acks) = invites_and_acks(sim.take_carrier());
+    assert_eq!(acks, 1, "the 486 is ACKed hop-by-hop");
+    assert_eq!(invites.len(), 1, "the lower-q Contact is tried");
+    let next = &invites[0];
+    assert_eq!(
+        next.request_uri_str(),
+        Some("sip:+49302222@198.51.100.9:5090")
+    );
+    assert_ne!(next.call_id(), best.call_id(), "a new carrier dialog");
+    sim.deliver(
+        carrier(),
+        &carrier_response(next, 200, "OK", Some("ctag1"), Some(SDP_CARRIER)),
+    );
+    assert_eq!(sim.take_pbx().iter().map(status).collect::<Vec<_>>(), [200]);
+    assert_eq!(redirects(&mut sim), ["followed", "followed"]);
+    let call = sim.sbc.calls().remove(0);
+    assert_eq!(call.legs[1].peer.addr, addr(ALT2));
+    assert_eq!(sim.sbc.trunk_calls(), [1], "still one call on the trunk");
+}
+
+#[test]
+fn the_last_failure_of_an_exhausted_redirect_set_reaches_the_pbx() {
+    let mut sim = sim_with(|_| {});
+    let best = redirected_to_the_best(&mut sim);
+    sim.deliver(
+        carrier(),
+        &carrier_response(&best, 404, "Not Found", Some("ctag404"), None),
+    );
+    let (invites, _) = invites_and_acks(sim.take_carrier());
+    assert_eq!(invites.len(), 1);
+    sim.deliver(
+        carrier(),
+        &carrier_response(&invites[0], 486, "Busy Here", Some("ctag486"), None),
+    );
+    let (invites, acks) = invites_and_acks(sim.take_carrier());
+    assert!(
+        invites.is_empty(),
+        "no Contact is left, none is tried twice"
+    );
+    assert_eq!(acks, 1);
+    let r = sim.take_pbx();
+    assert_eq!(r.iter().map(status).collect::<Vec<_>>(), [486]);
+    assert_eq!(redirects(&mut sim), ["followed", "followed"]);
+    sim.assert_clean();
+}
+
+#[test]
+fn a_6xx_from_a_redirect_target_ends_the_search() {
+    let mut sim = sim_with(|_| {});
+    let best = redirected_to_the_best(&mut sim);
+    sim.deliver(
+        carrier(),
+        &carrier_response(&best, 603, "Decline", Some("ctag603"), None),
+    );
+    let (invites, acks) = invites_and_acks(sim.take_carrier());
+    assert!(invites.is_empty(), "603: no other Contact is tried");
+    assert_eq!(acks, 1);
+    let r = sim.take_pbx();
+    assert_eq!(r.iter().map(status).collect::<Vec<_>>(), [603]);
+    assert_eq!(redirects(&mut sim), ["followed"]);
+    sim.assert_clean();
+}
