@@ -74,3 +74,37 @@ pub fn sbc_bin() -> std::path::PathBuf {
     );
     bin
 }
+
+/// Starts `sbc run --config <config>` (the binary under test, `SBC_LOG=<log>`) in network
+/// namespace `ns` and waits until `ready` says it is (polled every 100 ms, at most 10 s).
+/// `nsenter`, not `ip netns exec`: the latter also makes a private mount namespace with a fresh
+/// /sys, which hides bpffs, and pins made there would die with the process.
+///
+/// # Panics
+/// When the SBC cannot be started, exits during start-up, or is not ready within 10 s.
+pub fn start_sbc_in(
+    ns: &str,
+    config: &std::path::Path,
+    log: &str,
+    mut ready: impl FnMut() -> bool,
+) -> process::Owned {
+    let child = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{ns}"))
+        .arg(sbc_bin())
+        .args(["run", "--config"])
+        .arg(config)
+        .env("SBC_LOG", log)
+        .stdout(std::process::Stdio::inherit())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("start sbc");
+    let mut owned = process::Owned::new("sbc", child);
+    for _ in 0..100 {
+        if ready() {
+            return owned;
+        }
+        assert!(owned.running(), "sbc in {ns} exited during start-up");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("sbc in {ns} not ready within 10 s");
+}

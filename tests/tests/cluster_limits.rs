@@ -61,29 +61,11 @@ struct Node {
 
 impl Node {
     fn start(&mut self, config: &Path) {
-        let child = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", self.ns))
-            .arg(sbc_e2e::sbc_bin())
-            .args(["run", "--config"])
-            .arg(config)
-            .env("SBC_LOG", "info")
-            .stdout(Stdio::inherit())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start sbc");
-        let mut owned = Owned::new("sbc", child);
-        for _ in 0..100 {
-            if self
-                .request("GET", "/readyz")
+        let sbc = sbc_e2e::start_sbc_in(&self.ns, config, "info", || {
+            self.request("GET", "/readyz")
                 .is_some_and(|r| r.status == 200)
-            {
-                self.sbc = Some(owned);
-                return;
-            }
-            assert!(owned.running(), "sbc in {} exited during start-up", self.ns);
-            thread::sleep(Duration::from_millis(100));
-        }
-        panic!("sbc in {} not ready within 10 s", self.ns);
+        });
+        self.sbc = Some(sbc);
     }
 
     fn request(&self, method: &str, path: &str) -> Option<http::Response> {

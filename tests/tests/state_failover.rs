@@ -92,29 +92,11 @@ struct Node {
 
 impl Node {
     fn start_sbc(&mut self) {
-        let child = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", self.ns))
-            .arg(sbc_e2e::sbc_bin())
-            .args(["run", "--config"])
-            .arg(&self.config)
-            .env("SBC_LOG", "info")
-            .stdout(Stdio::inherit())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start sbc");
-        let mut owned = Owned::new("sbc", child);
-        for _ in 0..100 {
-            if self
-                .request("GET", "/readyz")
+        let sbc = sbc_e2e::start_sbc_in(&self.ns, &self.config, "info", || {
+            self.request("GET", "/readyz")
                 .is_some_and(|r| r.status == 200)
-            {
-                self.sbc = Some(owned);
-                return;
-            }
-            assert!(owned.running(), "sbc {} exited during start-up", self.name);
-            thread::sleep(Duration::from_millis(100));
-        }
-        panic!("sbc {} not ready within 10 s", self.name);
+        });
+        self.sbc = Some(sbc);
     }
 
     fn kill9(&mut self) {

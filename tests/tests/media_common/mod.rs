@@ -201,28 +201,11 @@ listen = "{ADMIN}"
 
     /// Starts (or restarts) the SBC and waits until it is ready.
     pub fn start_sbc(&mut self) {
-        // nsenter, not `ip netns exec`: the latter also makes a private mount namespace with a
-        // fresh /sys, which hides bpffs, and pins made there would die with the process.
-        let child = std::process::Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", self.lab.sbc))
-            .arg(sbc_e2e::sbc_bin())
-            .args(["run", "--config"])
-            .arg(&self.config)
-            .env("SBC_LOG", "info,sbc::media=debug")
-            .stdout(Stdio::inherit())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start sbc");
-        let mut owned = Owned::new("sbc", child);
-        for _ in 0..100 {
-            if self.get_opt("/readyz").is_some_and(|r| r.status == 200) {
-                self.sbc = Some(owned);
-                return;
-            }
-            assert!(owned.running(), "sbc exited during start-up");
-            thread::sleep(Duration::from_millis(100));
-        }
-        panic!("sbc not ready within 10 s");
+        let sbc =
+            sbc_e2e::start_sbc_in(&self.lab.sbc, &self.config, "info,sbc::media=debug", || {
+                self.get_opt("/readyz").is_some_and(|r| r.status == 200)
+            });
+        self.sbc = Some(sbc);
     }
 
     fn get_opt(&self, path: &str) -> Option<http::Response> {
