@@ -22,6 +22,7 @@ use std::sync::{
     Arc,
     atomic::{AtomicBool, Ordering},
 };
+use std::time::Instant;
 
 use axum::{
     Json, Router,
@@ -533,7 +534,8 @@ async fn create_session(
         outside: p.outside,
         trunk: p.trunk,
     };
-    match media.allocate(body.from.into(), &streams, &peers) {
+    // The admin API is a driver of its own: one clock read per request.
+    match media.allocate(Instant::now(), body.from.into(), &streams, &peers) {
         Ok(a) => (
             StatusCode::CREATED,
             Json(relays_json(a.session, &a.streams)),
@@ -555,8 +557,8 @@ async fn put_session(
     let streams: Vec<StreamDesc> = body.streams.iter().map(StreamDesc::from).collect();
     let mut media = s.media.clone();
     let result = match body.action.unwrap_or(ActionJson::Commit) {
-        ActionJson::Commit => media.commit(id, body.from.into(), &streams),
-        ActionJson::Update => media.update(id, body.from.into(), &streams),
+        ActionJson::Commit => media.commit(Instant::now(), id, body.from.into(), &streams),
+        ActionJson::Update => media.update(Instant::now(), id, body.from.into(), &streams),
     };
     match result {
         Ok(relays) => Json(relays_json(id, &relays)).into_response(),
@@ -593,7 +595,7 @@ async fn delete_session(
     if s.media.session_view(id).is_none() {
         return media_error(&MediaError::UnknownSession(id));
     }
-    s.media.clone().release(id);
+    s.media.clone().release(Instant::now(), id);
     StatusCode::NO_CONTENT.into_response()
 }
 

@@ -360,12 +360,12 @@ impl Inner {
     /// re-offer that cannot be bound are dropped again.
     fn describe(
         &self,
+        now: Instant,
         id: SessionId,
         from: Side,
         streams: &[StreamDesc],
         answer: bool,
     ) -> Result<Vec<StreamRelay>, MediaError> {
-        let now = Instant::now();
         let mut core = self.core.lock();
         let have = core.table.session(id).map_or(0, |s| s.streams.len());
         let result = if answer {
@@ -393,12 +393,12 @@ impl Inner {
 impl MediaControl for MediaManager {
     fn allocate(
         &mut self,
+        now: Instant,
         from: Side,
         streams: &[StreamDesc],
         peers: &MediaPeers,
     ) -> Result<Allocation, MediaError> {
         let inner = &self.inner;
-        let now = Instant::now();
         let mut core = inner.core.lock();
         let mut result = core.table.allocate(now, from, streams, peers);
         if let Some((stream, e)) = inner.run(&mut core, now).into_iter().next() {
@@ -426,20 +426,22 @@ impl MediaControl for MediaManager {
 
     fn commit(
         &mut self,
+        now: Instant,
         session: SessionId,
         from: Side,
         streams: &[StreamDesc],
     ) -> Result<Vec<StreamRelay>, MediaError> {
-        self.inner.describe(session, from, streams, true)
+        self.inner.describe(now, session, from, streams, true)
     }
 
     fn update(
         &mut self,
+        now: Instant,
         session: SessionId,
         from: Side,
         streams: &[StreamDesc],
     ) -> Result<Vec<StreamRelay>, MediaError> {
-        self.inner.describe(session, from, streams, false)
+        self.inner.describe(now, session, from, streams, false)
     }
 
     fn set_peers(&mut self, session: SessionId, peers: &MediaPeers) {
@@ -448,11 +450,11 @@ impl MediaControl for MediaManager {
 
     fn expect_crypto(
         &mut self,
+        now: Instant,
         session: SessionId,
         leg: Side,
         secure: &[bool],
     ) -> Result<(), MediaError> {
-        let now = Instant::now();
         let mut core = self.inner.core.lock();
         let result = core.table.expect_crypto(now, session, leg, secure);
         // A stream awaiting keys leaves the fast path (the kernel would forward it in clear).
@@ -463,11 +465,11 @@ impl MediaControl for MediaManager {
 
     fn set_crypto(
         &mut self,
+        now: Instant,
         session: SessionId,
         leg: Side,
         keys: &[Option<sbc_proto::srtp::StreamKeys>],
     ) -> Result<(), MediaError> {
-        let now = Instant::now();
         let mut core = self.inner.core.lock();
         let result = core.table.set_crypto(now, session, leg, keys);
         // A stream that became encrypted leaves the fast path (and a plain one may take it).
@@ -478,10 +480,10 @@ impl MediaControl for MediaManager {
 
     fn set_payload_maps(
         &mut self,
+        now: Instant,
         session: SessionId,
         maps: &[sbc_proto::media::StreamPayloadMaps],
     ) -> Result<(), MediaError> {
-        let now = Instant::now();
         let mut core = self.inner.core.lock();
         let result = core.table.set_payload_maps(now, session, maps);
         // A stream that rewrites payload types leaves the fast path.
@@ -492,14 +494,14 @@ impl MediaControl for MediaManager {
 
     fn set_dtmf(
         &mut self,
+        now: Instant,
         session: SessionId,
         dtmf: &[sbc_proto::media::dtmf::StreamDtmf],
     ) -> Result<(), MediaError> {
-        self.set_dtmf_now(session, dtmf)
+        self.set_dtmf_now(now, session, dtmf)
     }
 
-    fn release(&mut self, session: SessionId) {
-        let now = Instant::now();
+    fn release(&mut self, now: Instant, session: SessionId) {
         let mut core = self.inner.core.lock();
         // Its last statistics, before the mappings (and their counters) go.
         if let Some(last) = self.inner.view(&core, session, now) {
@@ -525,10 +527,10 @@ impl MediaControl for MediaManager {
 
     fn restore(
         &mut self,
+        now: Instant,
         snap: &sbc_proto::media::snapshot::MediaSnapshot,
     ) -> Result<SessionId, MediaError> {
         let inner = &self.inner;
-        let now = Instant::now();
         let mut core = inner.core.lock();
         let mut result = core.table.restore(now, snap);
         // A recorded port that cannot be bound fails the restore (the peers send there).
@@ -608,6 +610,7 @@ mod tests {
         let pbx_addr = pbx.local_addr().expect("addr");
         let a = m
             .allocate(
+                Instant::now(),
                 Side::Inside,
                 &[StreamDesc::new(LO, pbx_addr.port())],
                 &MediaPeers::default(),
@@ -615,6 +618,7 @@ mod tests {
             .expect("offer");
         let carrier_port = carrier.local_addr().expect("addr").port();
         m.commit(
+            Instant::now(),
             a.session,
             Side::Outside,
             &[StreamDesc::new(LO, carrier_port)],
@@ -696,20 +700,27 @@ mod tests {
         let carrier_port = carrier.local_addr().expect("addr").port();
         let a = m
             .allocate(
+                Instant::now(),
                 Side::Inside,
                 &[StreamDesc::new(LO, pbx_port)],
                 &MediaPeers::default(),
             )
             .expect("offer");
         m.commit(
+            Instant::now(),
             a.session,
             Side::Outside,
             &[StreamDesc::new(LO, carrier_port)],
         )
         .expect("answer");
         let outside = keys(11, Suite::AesCm128HmacSha1_80);
-        m.set_crypto(a.session, Side::Outside, &[Some(outside.clone())])
-            .expect("keys");
+        m.set_crypto(
+            Instant::now(),
+            a.session,
+            Side::Outside,
+            &[Some(outside.clone())],
+        )
+        .expect("keys");
         let in_relay = SocketAddr::new(LO, a.streams[0].inside.rtp_port);
         let out_relay = SocketAddr::new(LO, a.streams[0].outside.rtp_port);
         let mut buf = [0u8; 256];
@@ -760,7 +771,7 @@ mod tests {
         assert_eq!(v.streams[0].srtp.inside, None);
         assert_eq!(v.streams[0].outside.dropped, 1);
         assert!(!format!("{v:?}").contains(&outside.tx.key.to_inline()));
-        m.release(a.session);
+        m.release(Instant::now(), a.session);
         // The released session's last view is kept once for its call detail record.
         let last = m.take_final(a.session).expect("final view");
         assert_eq!(last.streams[0].inside.userspace_packets, 1);
@@ -785,6 +796,7 @@ mod tests {
         let pbx_addr = pbx.local_addr().expect("addr");
         let a = m
             .allocate(
+                Instant::now(),
                 Side::Inside,
                 &[StreamDesc::new(LO, pbx_addr.port())],
                 &MediaPeers::default(),
@@ -809,6 +821,7 @@ mod tests {
         // After the answer: the carrier is reached, the outsider still is not.
         let carrier_port = carrier.local_addr().expect("addr").port();
         m.commit(
+            Instant::now(),
             a.session,
             Side::Outside,
             &[StreamDesc::new(LO, carrier_port)],
@@ -849,11 +862,13 @@ mod tests {
         };
         let one = [StreamDesc::new(LO, 4000)];
         let a = m
-            .allocate(Side::Inside, &one, &peers)
+            .allocate(Instant::now(), Side::Inside, &one, &peers)
             .expect("2 of 4 ports");
-        m.allocate(Side::Inside, &one, &peers)
+        m.allocate(Instant::now(), Side::Inside, &one, &peers)
             .expect("4 of 4 ports");
-        let err = m.allocate(Side::Inside, &one, &peers).expect_err("quota");
+        let err = m
+            .allocate(Instant::now(), Side::Inside, &one, &peers)
+            .expect_err("quota");
         assert_eq!(err, MediaError::QuotaExhausted("carrier".into()));
         assert_eq!(err.status_code(), 503);
         assert_eq!(
@@ -865,10 +880,11 @@ mod tests {
             1
         );
         // Other calls are not affected; a released call gives its ports back.
-        m.allocate(Side::Inside, &one, &MediaPeers::default())
+        m.allocate(Instant::now(), Side::Inside, &one, &MediaPeers::default())
             .expect("no trunk, no quota");
-        m.release(a.session);
-        m.allocate(Side::Inside, &one, &peers).expect("freed");
+        m.release(Instant::now(), a.session);
+        m.allocate(Instant::now(), Side::Inside, &one, &peers)
+            .expect("freed");
     }
 
     #[tokio::test]
@@ -876,7 +892,7 @@ mod tests {
         let mut m = manager(41_900, 41_999);
         let five = [StreamDesc::new(LO, 4000); 5];
         let err = m
-            .allocate(Side::Inside, &five, &MediaPeers::default())
+            .allocate(Instant::now(), Side::Inside, &five, &MediaPeers::default())
             .expect_err("five streams");
         assert_eq!(err.status_code(), 488);
         assert_eq!(
@@ -887,8 +903,13 @@ mod tests {
                 .get(),
             1
         );
-        m.allocate(Side::Inside, &five[..4], &MediaPeers::default())
-            .expect("four streams");
+        m.allocate(
+            Instant::now(),
+            Side::Inside,
+            &five[..4],
+            &MediaPeers::default(),
+        )
+        .expect("four streams");
     }
 
     #[tokio::test]
@@ -896,13 +917,19 @@ mod tests {
         let mut m = manager(41_600, 41_699);
         let a = m
             .allocate(
+                Instant::now(),
                 Side::Inside,
                 &[StreamDesc::new(LO, 4000)],
                 &MediaPeers::default(),
             )
             .expect("offer");
-        m.commit(a.session, Side::Outside, &[StreamDesc::new(LO, 6000)])
-            .expect("answer");
+        m.commit(
+            Instant::now(),
+            a.session,
+            Side::Outside,
+            &[StreamDesc::new(LO, 6000)],
+        )
+        .expect("answer");
         m.tick(Instant::now() + Duration::from_secs(61));
         tokio::time::timeout(Duration::from_secs(1), m.event_ready())
             .await
@@ -916,13 +943,28 @@ mod tests {
         let mut m = manager(41_000, 41_007);
         let peer = StreamDesc::new(LO, 4000);
         let a = m
-            .allocate(Side::Inside, &[peer], &MediaPeers::default())
+            .allocate(
+                Instant::now(),
+                Side::Inside,
+                &[peer],
+                &MediaPeers::default(),
+            )
             .expect("first call");
         let b = m
-            .allocate(Side::Inside, &[peer], &MediaPeers::default())
+            .allocate(
+                Instant::now(),
+                Side::Inside,
+                &[peer],
+                &MediaPeers::default(),
+            )
             .expect("second call");
         let err = m
-            .allocate(Side::Inside, &[peer], &MediaPeers::default())
+            .allocate(
+                Instant::now(),
+                Side::Inside,
+                &[peer],
+                &MediaPeers::default(),
+            )
             .expect_err("no ports left");
         assert_eq!(err.status_code(), 503);
         assert_eq!(
@@ -933,13 +975,18 @@ mod tests {
                 .get(),
             1
         );
-        m.release(a.session);
-        m.release(b.session);
-        m.release(b.session); // idempotent
+        m.release(Instant::now(), a.session);
+        m.release(Instant::now(), b.session);
+        m.release(Instant::now(), b.session); // idempotent
         // Ports return once the sockets are closed (the aborted tasks are reaped).
         tokio::time::sleep(Duration::from_millis(50)).await;
         let c = m
-            .allocate(Side::Inside, &[peer], &MediaPeers::default())
+            .allocate(
+                Instant::now(),
+                Side::Inside,
+                &[peer],
+                &MediaPeers::default(),
+            )
             .expect("ports reused after release");
         assert_eq!(c.streams.len(), 1);
         assert_eq!(m.overview().sessions, 1);
@@ -949,20 +996,21 @@ mod tests {
     async fn bad_offers_get_488() {
         let mut m = manager(41_100, 41_199);
         assert_eq!(
-            m.allocate(Side::Inside, &[], &MediaPeers::default())
+            m.allocate(Instant::now(), Side::Inside, &[], &MediaPeers::default())
                 .expect_err("empty")
                 .status_code(),
             488
         );
         let v6 = StreamDesc::new("2001:db8::1".parse().expect("literal"), 4000);
         assert_eq!(
-            m.allocate(Side::Inside, &[v6], &MediaPeers::default())
+            m.allocate(Instant::now(), Side::Inside, &[v6], &MediaPeers::default())
                 .expect_err("family")
                 .status_code(),
             488
         );
         let a = m
             .allocate(
+                Instant::now(),
                 Side::Inside,
                 &[StreamDesc::new(LO, 4000)],
                 &MediaPeers::default(),
@@ -970,7 +1018,7 @@ mod tests {
             .expect("offer");
         let two = [StreamDesc::new(LO, 5000), StreamDesc::new(LO, 5002)];
         assert_eq!(
-            m.commit(a.session, Side::Outside, &two)
+            m.commit(Instant::now(), a.session, Side::Outside, &two)
                 .expect_err("mismatch")
                 .status_code(),
             488
@@ -984,6 +1032,7 @@ mod tests {
         let mut m = manager(41_200, 41_299);
         let a = m
             .allocate(
+                Instant::now(),
                 Side::Inside,
                 &[StreamDesc::new(LO, 4000), StreamDesc::new(LO, 0)],
                 &MediaPeers::default(),
@@ -992,6 +1041,7 @@ mod tests {
         assert_eq!(a.streams[1].outside.rtp_port, 0);
         let committed = m
             .commit(
+                Instant::now(),
                 a.session,
                 Side::Outside,
                 &[StreamDesc::new(LO, 6000), StreamDesc::new(LO, 0)],
@@ -1002,7 +1052,7 @@ mod tests {
         reoffer[0].rtcp_mux = true;
         reoffer.push(StreamDesc::new(LO, 4200));
         let updated = m
-            .update(a.session, Side::Inside, &reoffer)
+            .update(Instant::now(), a.session, Side::Inside, &reoffer)
             .expect("re-offer");
         assert_eq!(updated[0].inside.rtp_port, a.streams[0].inside.rtp_port);
         assert_eq!(
@@ -1018,6 +1068,7 @@ mod tests {
         let mut m = manager(41_300, 41_399);
         let a = m
             .allocate(
+                Instant::now(),
                 Side::Inside,
                 &[StreamDesc::new(LO, 4000)],
                 &MediaPeers::default(),
@@ -1027,8 +1078,13 @@ mod tests {
         // Not committed yet: no timeout however long it rings.
         m.tick(t0 + Duration::from_secs(120));
         assert_eq!(m.poll_event(), None);
-        m.commit(a.session, Side::Outside, &[StreamDesc::new(LO, 6000)])
-            .expect("answer");
+        m.commit(
+            Instant::now(),
+            a.session,
+            Side::Outside,
+            &[StreamDesc::new(LO, 6000)],
+        )
+        .expect("answer");
         let t1 = Instant::now();
         m.tick(t1 + Duration::from_secs(59));
         assert_eq!(m.poll_event(), None);
@@ -1040,6 +1096,7 @@ mod tests {
         // On hold (sendonly), the hold timeout applies instead.
         let b = m
             .allocate(
+                Instant::now(),
                 Side::Inside,
                 &[StreamDesc::new(LO, 4002)],
                 &MediaPeers::default(),
@@ -1047,7 +1104,8 @@ mod tests {
             .expect("offer");
         let mut held = StreamDesc::new(LO, 6002);
         held.direction = sbc_proto::media::Direction::SendOnly;
-        m.commit(b.session, Side::Outside, &[held]).expect("answer");
+        m.commit(Instant::now(), b.session, Side::Outside, &[held])
+            .expect("answer");
         let t2 = Instant::now();
         m.tick(t2 + Duration::from_secs(61));
         assert_eq!(m.poll_event(), None);
@@ -1067,6 +1125,7 @@ mod tests {
         // The PBX's SDP names a private address the relay cannot reach: only latching helps.
         let a = m
             .allocate(
+                Instant::now(),
                 Side::Inside,
                 &[StreamDesc::new(LO, 9)],
                 &MediaPeers::default(),
@@ -1074,6 +1133,7 @@ mod tests {
             .expect("offer");
         let carrier_port = carrier.local_addr().expect("addr").port();
         m.commit(
+            Instant::now(),
             a.session,
             Side::Outside,
             &[StreamDesc::new(LO, carrier_port)],
@@ -1105,15 +1165,25 @@ mod tests {
 
         // A re-offer with the same SDP address keeps the latch and the ports...
         let again = m
-            .update(a.session, Side::Inside, &[StreamDesc::new(LO, 9)])
+            .update(
+                Instant::now(),
+                a.session,
+                Side::Inside,
+                &[StreamDesc::new(LO, 9)],
+            )
             .expect("re-offer");
         assert_eq!(again, a.streams);
         let v = m.session_view(a.session).expect("view");
         assert!(v.streams[0].inside.latched.is_some(), "kept: {v:?}");
         // ...a changed one drops it: the relay sends to the new SDP address until the peer's
         // next packet latches again.
-        m.update(a.session, Side::Inside, &[StreamDesc::new(LO, 4444)])
-            .expect("re-offer");
+        m.update(
+            Instant::now(),
+            a.session,
+            Side::Inside,
+            &[StreamDesc::new(LO, 4444)],
+        )
+        .expect("re-offer");
         let v = m.session_view(a.session).expect("view");
         assert_eq!(v.streams[0].inside.latched, None);
         assert_eq!(
@@ -1141,14 +1211,14 @@ mod tests {
             carrier.local_addr().expect("addr").port(),
         )];
         let a = m
-            .allocate(Side::Inside, &offer, &MediaPeers::default())
+            .allocate(Instant::now(), Side::Inside, &offer, &MediaPeers::default())
             .expect("offer");
         assert_eq!(
             m.inner.core.lock().exec.running(),
             1,
             "one stream, not four"
         );
-        m.release(a.session);
+        m.release(Instant::now(), a.session);
         // The worker parks its four sockets for reuse.
         for _ in 0..100 {
             if m.overview().idle_sockets == 4 {
@@ -1163,7 +1233,7 @@ mod tests {
         pbx.send_to(&[0x80, 0, 0, 1], in_relay).expect("send");
         tokio::time::sleep(Duration::from_millis(20)).await;
         let b = m
-            .allocate(Side::Inside, &offer, &MediaPeers::default())
+            .allocate(Instant::now(), Side::Inside, &offer, &MediaPeers::default())
             .expect("offer");
         assert_eq!(m.overview().idle_sockets, 0, "parked sockets reused");
         let mut ports = [b.streams[0].inside.rtp_port, b.streams[0].outside.rtp_port];
@@ -1171,7 +1241,8 @@ mod tests {
         ports.sort_unstable();
         old.sort_unstable();
         assert_eq!(ports, old);
-        m.commit(b.session, Side::Outside, &answer).expect("answer");
+        m.commit(Instant::now(), b.session, Side::Outside, &answer)
+            .expect("answer");
         // ...and is not relayed to the next call's peer; the next call's own media is.
         let in_relay = SocketAddr::new(LO, b.streams[0].inside.rtp_port);
         let mut buf = [0u8; 64];
@@ -1206,9 +1277,10 @@ mod tests {
         let mut relays = Vec::new();
         for _ in 0..STREAMS {
             let a = m
-                .allocate(Side::Inside, &offer, &MediaPeers::default())
+                .allocate(Instant::now(), Side::Inside, &offer, &MediaPeers::default())
                 .expect("offer");
-            m.commit(a.session, Side::Outside, &answer).expect("answer");
+            m.commit(Instant::now(), a.session, Side::Outside, &answer)
+                .expect("answer");
             relays.push(SocketAddr::new(LO, a.streams[0].inside.rtp_port));
         }
         assert_eq!(m.inner.core.lock().exec.workers(), 1);

@@ -96,7 +96,7 @@ impl B2bua {
         self.final_on_server(now, key, Refusal::NotAcceptableHere);
         if initial {
             self.send_bye(now, call, callee, media);
-            self.finish_call(call, EndReason::Rejected(488), media);
+            self.finish_call(now, call, EndReason::Rejected(488), media);
         } else {
             self.terminate(now, call, EndReason::Rejected(488), media);
         }

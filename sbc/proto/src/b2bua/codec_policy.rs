@@ -458,6 +458,7 @@ impl super::B2bua {
 
 /// Hands the relay the payload-type rewrites settled by an answer.
 pub(super) fn relay_maps(
+    now: std::time::Instant,
     codecs: &CallCodecs,
     media: &mut dyn crate::media::MediaControl,
     session: Option<crate::media::SessionId>,
@@ -466,9 +467,9 @@ pub(super) fn relay_maps(
         return Ok(());
     };
     media
-        .set_payload_maps(session, codecs.maps())
+        .set_payload_maps(now, session, codecs.maps())
         .map_err(|_| super::SdpProblem::PayloadMaps)?;
     media
-        .set_dtmf(session, codecs.dtmf())
+        .set_dtmf(now, session, codecs.dtmf())
         .map_err(|_| super::SdpProblem::PayloadMaps)
 }

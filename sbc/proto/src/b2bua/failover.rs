@@ -82,7 +82,7 @@ impl B2bua {
                 }
                 // Another trunk, another codec policy: the caller's offer filtered for it; a
                 // trunk that takes none of its codecs is skipped.
-                let rebuilt = match self.offer_for_trunk(call, t, &orig, media) {
+                let rebuilt = match self.offer_for_trunk(now, call, t, &orig, media) {
                     Ok(o) => o.unwrap_or_else(|| offer.clone()),
                     Err(p) => {
                         self.border_refusal(p.as_str());
@@ -139,6 +139,7 @@ impl B2bua {
     /// the offer sent before is reused.
     fn offer_for_trunk(
         &mut self,
+        now: Instant,
         call: CallId,
         index: TrunkId,
         orig: &Message,
@@ -165,6 +166,7 @@ impl B2bua {
         // its own policy's (a trunk without SRTP gets plain RTP, a mandatory one SRTP).
         c.srtp.reset(Side::Outside);
         let crossing = srtp_policy::Crossing {
+            now,
             role: srtp_policy::SdpRole::Offer,
             from: c.origin,
             to: Side::Outside,
@@ -185,7 +187,7 @@ impl B2bua {
             let mut secure = c.srtp.secure(Side::Outside);
             secure.resize(c.relays.len(), false);
             media
-                .expect_crypto(session, Side::Outside, &secure)
+                .expect_crypto(now, session, Side::Outside, &secure)
                 .map_err(|_| SdpProblem::Srtp("srtp_relay"))?;
         }
         c.leg_mut(Side::Outside).origin = origin;
@@ -450,7 +452,7 @@ impl B2bua {
                 } else {
                     EndReason::Rejected(403)
                 };
-                self.finish_call(call, reason, media);
+                self.finish_call(now, call, reason, media);
             }
             Purpose::Relay { server } => {
                 if let Some(c) = call.and_then(|c| self.calls.get_mut(&c)) {
@@ -462,7 +464,7 @@ impl B2bua {
                     .server(server)
                     .is_some_and(|e| e.request.method() == Some(&Method::Bye));
                 if is_bye && let Some(call) = call {
-                    self.finish_call(call, EndReason::Bye, media);
+                    self.finish_call(now, call, EndReason::Bye, media);
                 }
             }
         }
@@ -525,6 +527,7 @@ impl B2bua {
                     self.final_on_server(now, key, refusal);
                 }
                 self.finish_call(
+                    now,
                     call,
                     if canceled { EndReason::Cancelled } else { end },
                     media,
@@ -540,7 +543,7 @@ impl B2bua {
                     .server(server)
                     .is_some_and(|e| e.request.method() == Some(&Method::Bye));
                 if is_bye && let Some(call) = call {
-                    self.finish_call(call, EndReason::Bye, media);
+                    self.finish_call(now, call, EndReason::Bye, media);
                 }
             }
         }

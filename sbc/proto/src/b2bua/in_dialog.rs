@@ -66,7 +66,7 @@ impl B2bua {
             if let Some(c) = self.calls.get_mut(&call_id) {
                 c.canceled = true;
             }
-            self.release_media(call_id, media);
+            self.release_media(now, call_id, media);
             let provisional = self.calls.get(&call_id).is_some_and(|c| c.provisional_seen);
             if provisional {
                 self.cancel_client(now, call_id, media);
@@ -160,7 +160,8 @@ impl B2bua {
                 Ok(_) => Err("sdp_missing_answer"),
                 Err(r) => Err(r.as_str()),
             };
-            let result = answer.and_then(|sdp| self.late_answer(call, side, sdp, media, &mut body));
+            let result =
+                answer.and_then(|sdp| self.late_answer(now, call, side, sdp, media, &mut body));
             self.send_ack(call, other, other_cseq, &body);
             if let Err(reason) = result {
                 self.border_refusal(reason);
@@ -302,7 +303,7 @@ impl B2bua {
         }
         peer_binding::repoint(c.leg_mut(from), &peer);
         if let Some(sdp_body) = offer {
-            if let Err(refusal) = self.reoffer(call, from, sdp_body, media, &mut body_out) {
+            if let Err(refusal) = self.reoffer(now, call, from, sdp_body, media, &mut body_out) {
                 self.final_on_server(now, key, refusal);
                 return;
             }
@@ -373,7 +374,7 @@ impl B2bua {
         if method == Method::Bye {
             self.note_hangup(call, from);
             // The call is over for both sides whatever the other leg answers.
-            self.release_media(call, media);
+            self.release_media(now, call, media);
             // RFC 3261 §15.1.2: a BYE on an early dialog leaves the INVITE pending; it gets
             // 487, else its server transaction (no timer in Proceeding) would stay forever.
             if let Some(c) = self.calls.get(&call)

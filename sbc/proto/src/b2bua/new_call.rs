@@ -88,7 +88,12 @@ impl B2bua {
         let mut described = None;
         if has_sdp {
             let peers = self.new_media_peers(origin, peer.addr.ip(), target.addr.ip(), plan.trunk);
-            match self.anchor_offer(body, origin, plan.trunk, &mut codecs, &peers, media) {
+            let anchored = self
+                .read_offer(body, origin, plan.trunk, &mut codecs)
+                .and_then(|desc| {
+                    Self::anchor_offer(now, origin, &desc, &peers, media).map(|a| (desc, a))
+                });
+            match anchored {
                 Ok((desc, a)) => {
                     offers.described(origin, desc.streams());
                     session = Some(a.session);
@@ -145,13 +150,14 @@ impl B2bua {
         {
             self.border_refusal(p.as_str());
             if let Some(s) = session {
-                media.release(s);
+                media.release(now, s);
             }
             self.final_on_server(now, key, Refusal::NotAcceptableHere);
             return;
         }
         let mut srtp = srtp_policy::CallSrtp::default();
         let crossing = srtp_policy::Crossing {
+            now,
             role: srtp_policy::SdpRole::Offer,
             from: origin,
             to,
@@ -170,7 +176,7 @@ impl B2bua {
         {
             self.border_refusal(p.as_str());
             if let Some(s) = session {
-                media.release(s);
+                media.release(now, s);
             }
             self.final_on_server(now, key, Refusal::NotAcceptableHere);
             return;

@@ -3,7 +3,8 @@
 //! the other leg gets that parse rewritten (relay addresses, the leg's own origin, only what
 //! the SDP policy allows, and the SBC's own `a=crypto` for that leg: `srtp_policy.rs`).
 //!
-//! 1. [`B2bua::anchor_offer`]: the offer in a new call's INVITE (allocate).
+//! 1. [`B2bua::read_offer`] and [`B2bua::anchor_offer`]: the offer in a new call's INVITE
+//!    (allocate).
 //! 2. [`B2bua::reoffer`]: an offer in a re-INVITE or UPDATE (update, or allocate when the call
 //!    had no media yet).
 //! 3. [`B2bua::answer`]: the answer in a response, or the offer in the 2xx to an offer-less
@@ -86,30 +87,38 @@ impl<'a> Description<'a> {
 }
 
 impl B2bua {
-    /// Path 1: the offer in a new call's INVITE from `from`, anchored at a new media session.
-    /// An unusable body is counted at the border and refused with 488; a refusal of the media
-    /// layer maps to its answer (503 when out of ports).
-    pub(super) fn anchor_offer<'a>(
+    /// Path 1: the offer in a new call's INVITE from `from`, read and run through the codec
+    /// policy (an unusable body is counted at the border and refused with 488), then anchored
+    /// at a new media session by [`anchor_offer`](Self::anchor_offer).
+    pub(super) fn read_offer<'a>(
         &mut self,
         body: &'a [u8],
         from: Side,
         trunk: Option<TrunkId>,
         codecs: &mut codec_policy::CallCodecs,
-        peers: &MediaPeers,
-        media: &mut dyn MediaControl,
-    ) -> Result<(Description<'a>, Allocation), Refusal> {
+    ) -> Result<Description<'a>, Refusal> {
         let desc = Description::parse(body, &self.cfg.sdp).and_then(|mut d| {
             d.apply_codecs(codecs, &self.cfg, trunk, from, false)?;
             Ok(d)
         });
-        let desc = desc.map_err(|p| {
+        desc.map_err(|p| {
             self.border_refusal(p.as_str());
             Refusal::NotAcceptableHere
-        })?;
-        let allocation = media
-            .allocate(from, &desc.streams, peers)
-            .map_err(|e| Refusal::from(&e))?;
-        Ok((desc, allocation))
+        })
+    }
+
+    /// Path 1, continued: the offer's streams get relay ports on both sides; a refusal of
+    /// the media layer maps to its answer (503 when out of ports).
+    pub(super) fn anchor_offer(
+        now: Instant,
+        from: Side,
+        desc: &Description<'_>,
+        peers: &MediaPeers,
+        media: &mut dyn MediaControl,
+    ) -> Result<Allocation, Refusal> {
+        media
+            .allocate(now, from, &desc.streams, peers)
+            .map_err(|e| Refusal::from(&e))
     }
 
     /// Path 2: an offer in a re-INVITE or UPDATE from `from` on `call`: the call's session is
@@ -117,6 +126,7 @@ impl B2bua {
     /// `out`.
     pub(super) fn reoffer(
         &mut self,
+        now: Instant,
         call: CallId,
         from: Side,
         body: &[u8],
@@ -146,11 +156,11 @@ impl B2bua {
         c.offers.reoffer(from, &desc.streams);
         let relays = match c.media {
             Some(s) => media
-                .update(s, from, &desc.streams)
+                .update(now, s, from, &desc.streams)
                 .map_err(|e| Refusal::from(&e))?,
             None => {
                 let a = media
-                    .allocate(from, &desc.streams, &peers)
+                    .allocate(now, from, &desc.streams, &peers)
                     .map_err(|e| Refusal::from(&e))?;
                 c.media = Some(a.session);
                 self.sessions.insert(a.session, call);
@@ -159,6 +169,7 @@ impl B2bua {
         };
         let leg = c.leg_mut(to);
         let crossing = srtp_policy::Crossing {
+            now,
             role: srtp_policy::SdpRole::Offer,
             from,
             to,
@@ -189,6 +200,7 @@ impl B2bua {
     /// and the body for the caller written to `out`.
     pub(super) fn answer(
         &mut self,
+        now: Instant,
         call: CallId,
         callee: Side,
         body: &[u8],
@@ -204,8 +216,8 @@ impl B2bua {
         let is_answer = c.codecs.is_answer_from(callee);
         desc.apply_codecs(&mut c.codecs, &self.cfg, c.trunk, callee, is_answer)?;
         let relays = match c.media {
-            Some(s) => media.commit(s, callee, &desc.streams),
-            None => media.allocate(callee, &desc.streams, &peers).map(|a| {
+            Some(s) => media.commit(now, s, callee, &desc.streams),
+            None => media.allocate(now, callee, &desc.streams, &peers).map(|a| {
                 c.media = Some(a.session);
                 self.sessions.insert(a.session, call);
                 a.streams
@@ -218,11 +230,12 @@ impl B2bua {
         c.offers.described(callee, &desc.streams);
         if is_answer {
             c.offers.answered();
-            codec_policy::relay_maps(&c.codecs, media, c.media)?;
+            codec_policy::relay_maps(now, &c.codecs, media, c.media)?;
         }
         let leg = c.leg_mut(caller);
         desc.rewrite(&relays, caller, &mut leg.origin, &self.cfg.sdp, out)?;
         let crossing = srtp_policy::Crossing {
+            now,
             role: srtp_policy::response_role(&c.srtp, callee),
             from: callee,
             to: caller,
@@ -244,6 +257,7 @@ impl B2bua {
     /// metric label of why it cannot be anchored.
     pub(super) fn late_answer(
         &mut self,
+        now: Instant,
         call: CallId,
         side: Side,
         body: &[u8],
@@ -259,15 +273,16 @@ impl B2bua {
             .map_err(|p| p.as_str())?;
         let relays = match c.media {
             Some(s) => media
-                .commit(s, side, &desc.streams)
+                .commit(now, s, side, &desc.streams)
                 .map_err(|_| "sdp_unanchored")?,
             None => return Err("sdp_unanchored"),
         };
         c.offers.described(side, &desc.streams);
         c.offers.answered();
-        codec_policy::relay_maps(&c.codecs, media, c.media).map_err(|p| p.as_str())?;
+        codec_policy::relay_maps(now, &c.codecs, media, c.media).map_err(|p| p.as_str())?;
         let leg = c.leg_mut(other);
         let crossing = srtp_policy::Crossing {
+            now,
             role: srtp_policy::SdpRole::Answer,
             from: side,
             to: other,

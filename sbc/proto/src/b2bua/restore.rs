@@ -130,7 +130,7 @@ impl B2bua {
         let session = match (&snap.media_session, &snap.media) {
             (None, _) => None,
             (Some(_), None) => return Err(RestoreError::MediaMissing),
-            (Some(_), Some(m)) => Some(media.restore(m)?),
+            (Some(_), Some(m)) => Some(media.restore(now, m)?),
         };
         // Before schema v3 not in the record: such a call relays payload types unmapped and
         // takes its DTMF methods from the configuration until its next offer.
@@ -141,9 +141,9 @@ impl B2bua {
             .unwrap_or_default();
         // The relay's session comes back without the call's payload-type rewrites and DTMF
         // terminations: hand them over again.
-        if super::codec_policy::relay_maps(&codecs, media, session).is_err() {
+        if super::codec_policy::relay_maps(now, &codecs, media, session).is_err() {
             if let Some(s) = session {
-                media.release(s);
+                media.release(now, s);
             }
             return Err(RestoreError::RelayPolicy);
         }

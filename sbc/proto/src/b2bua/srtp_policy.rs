@@ -157,6 +157,7 @@ impl CallSrtp {
             from,
             to,
             body,
+            ..
         } = crossing;
         let (pol_from, pol_to) = policies;
         let parsed = Sdp::parse(body)?;
@@ -372,6 +373,8 @@ fn answer_in(st: &mut StreamNeg, lines: &[&str], pol: &SrtpPolicy) -> Result<(),
 /// goes to, and the received bytes.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Crossing<'b> {
+    /// When it crosses (the relay's clock for what it is told).
+    pub(super) now: std::time::Instant,
     /// Offer or answer.
     pub(super) role: SdpRole,
     /// The leg that sent it.
@@ -419,8 +422,8 @@ pub(super) fn negotiate(
     };
     for side in [Side::Inside, Side::Outside] {
         let done = match crossing.role {
-            SdpRole::Offer => media.expect_crypto(session, side, &srtp.secure(side)),
-            SdpRole::Answer => media.set_crypto(session, side, &srtp.keys(side)),
+            SdpRole::Offer => media.expect_crypto(crossing.now, session, side, &srtp.secure(side)),
+            SdpRole::Answer => media.set_crypto(crossing.now, session, side, &srtp.keys(side)),
         };
         done.map_err(|_| super::SdpProblem::Srtp("srtp_relay"))?;
     }

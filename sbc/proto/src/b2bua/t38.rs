@@ -94,6 +94,7 @@ impl super::B2bua {
     /// UPDATE) on `call`: the relay gets the caller's previous streams back.
     pub(super) fn fall_back(
         &mut self,
+        now: std::time::Instant,
         call: super::call::CallId,
         caller: Side,
         media: &mut dyn crate::media::MediaControl,
@@ -106,6 +107,6 @@ impl super::B2bua {
         };
         // The relay already runs the previous streams' ports; an error here means the session
         // is gone, which the call's teardown handles.
-        let _ = media.update(session, caller, &before);
+        let _ = media.update(now, session, caller, &before);
     }
 }

@@ -118,27 +118,33 @@ impl B2bua {
                 self.send_bye(now, call, side, media);
             }
         }
-        self.finish_call(call, reason, media);
+        self.finish_call(now, call, reason, media);
     }
 
-    pub(super) fn release_media(&mut self, call: CallId, media: &mut dyn MediaControl) {
+    pub(super) fn release_media(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        media: &mut dyn MediaControl,
+    ) {
         if let Some(c) = self.calls.get_mut(&call)
             && let Some(s) = c.media.take()
         {
             self.sessions.remove(&s);
-            media.release(s);
+            media.release(now, s);
         }
     }
 
     /// Forgets a call: media released, dialogs unindexed. Transactions finish on their own.
     pub(super) fn finish_call(
         &mut self,
+        now: Instant,
         call: CallId,
         reason: EndReason,
         media: &mut dyn MediaControl,
     ) {
         self.record_call(call, reason);
-        self.release_media(call, media);
+        self.release_media(now, call, media);
         if let Some(c) = self.calls.remove(&call) {
             self.state_ended(&c);
             self.uncount_call(c.trunk);

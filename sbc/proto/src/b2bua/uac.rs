@@ -223,7 +223,7 @@ impl B2bua {
                 // CANCEL lost the race with the 2xx: the caller got 487; hang up the callee.
                 self.send_ack(call, side, cseq_callee, b"");
                 self.send_bye(now, call, side, media);
-                self.finish_call(call, EndReason::Cancelled, media);
+                self.finish_call(now, call, EndReason::Cancelled, media);
                 return;
             }
             self.events
@@ -299,7 +299,7 @@ impl B2bua {
             self.note_hangup(call, side);
             EndReason::Rejected(status)
         };
-        self.finish_call(call, reason, media);
+        self.finish_call(now, call, reason, media);
     }
 
     /// PRACKs a reliable provisional of the callee on the SBC's own behalf.
@@ -404,7 +404,7 @@ impl B2bua {
         );
         // A refused re-offer (a T.38 switch answered 488/606): the previous session stays.
         if matches!(method, Method::Invite | Method::Update) && status >= 300 {
-            self.fall_back(call, from, media);
+            self.fall_back(now, call, from, media);
         }
         if matches!(method, Method::Invite | Method::Update) && (200..300).contains(&status) {
             // The peer answered a request relayed on its leg: its session interval from now.
@@ -421,7 +421,7 @@ impl B2bua {
             self.set_leg_timer(call, side, timer);
         }
         match method {
-            Method::Bye if status >= 200 => self.finish_call(call, EndReason::Bye, media),
+            Method::Bye if status >= 200 => self.finish_call(now, call, EndReason::Bye, media),
             Method::Invite if (200..300).contains(&status) => {
                 // re-INVITE answered: ACK end-to-end on this leg now unless the offer comes
                 // in the ACK (late offer), and retransmit the 2xx to the other leg until ACKed.

@@ -346,7 +346,7 @@ impl B2bua {
             // Outside any call (a relayed MESSAGE) there is no media to anchor an SDP in.
             let call = call.filter(|c| self.calls.contains_key(c))?;
             // An answer (or an offer in a 2xx to an offer-less INVITE).
-            let result = self.answer(call, callee, sdp_body, media, &mut body);
+            let result = self.answer(now, call, callee, sdp_body, media, &mut body);
             match result {
                 Ok(()) => content_type = Some("application/sdp"),
                 Err(p) => {

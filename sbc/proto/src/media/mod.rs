@@ -289,11 +289,16 @@ pub enum MediaEvent {
 }
 
 /// The four verbs the call layer uses, plus the event drain. See the module docs for the order.
+///
+/// Every method that changes a session takes `now`, the core's time for the current turn
+/// (the driver reads the clock once per turn): latch windows, activity and timeouts are
+/// measured on the same clock as the signaling timers, and simulations drive both.
 pub trait MediaControl {
     /// Offer from `from` with `streams`: reserves relay ports on both sides for each stream.
     /// `peers` names the call's signaling peers and trunk (latching policy, port quota).
     fn allocate(
         &mut self,
+        now: std::time::Instant,
         from: Side,
         streams: &[StreamDesc],
         peers: &MediaPeers,
@@ -307,6 +312,7 @@ pub trait MediaControl {
     /// (unchanged) for convenience.
     fn commit(
         &mut self,
+        now: std::time::Instant,
         session: SessionId,
         from: Side,
         streams: &[StreamDesc],
@@ -316,6 +322,7 @@ pub trait MediaControl {
     /// records the new addresses and re-latches a peer whose SDP address or port changed.
     fn update(
         &mut self,
+        now: std::time::Instant,
         session: SessionId,
         from: Side,
         streams: &[StreamDesc],
@@ -323,7 +330,7 @@ pub trait MediaControl {
 
     /// Call ended: frees the ports and removes fast-path mappings. Unknown ids are ignored
     /// (release is idempotent).
-    fn release(&mut self, session: SessionId);
+    fn release(&mut self, now: std::time::Instant, session: SessionId);
 
     /// The next event for the call layer, if any.
     fn poll_event(&mut self) -> Option<MediaEvent>;
@@ -333,11 +340,12 @@ pub trait MediaControl {
     /// not reach an SRTP link in clear). A relay without SRTP accepts only `false`s.
     fn expect_crypto(
         &mut self,
+        now: std::time::Instant,
         session: SessionId,
         leg: Side,
         secure: &[bool],
     ) -> Result<(), MediaError> {
-        let _ = (session, leg);
+        let _ = (now, session, leg);
         if secure.iter().any(|s| *s) {
             Err(MediaError::Unavailable("no SRTP in this relay".into()))
         } else {
@@ -351,11 +359,12 @@ pub trait MediaControl {
     /// ROC). A relay without SRTP accepts only `None`s.
     fn set_crypto(
         &mut self,
+        now: std::time::Instant,
         session: SessionId,
         leg: Side,
         keys: &[Option<crate::srtp::StreamKeys>],
     ) -> Result<(), MediaError> {
-        let _ = (session, leg);
+        let _ = (now, session, leg);
         if keys.iter().all(Option::is_none) {
             Ok(())
         } else {
@@ -384,9 +393,10 @@ pub trait MediaControl {
     /// call is then ended on both legs.
     fn restore(
         &mut self,
+        now: std::time::Instant,
         snapshot: &crate::media::snapshot::MediaSnapshot,
     ) -> Result<SessionId, MediaError> {
-        let _ = snapshot;
+        let _ = (now, snapshot);
         Err(MediaError::Unavailable(
             "this relay restores no sessions".into(),
         ))
@@ -397,10 +407,11 @@ pub trait MediaControl {
     /// accepts only streams that terminate none.
     fn set_dtmf(
         &mut self,
+        now: std::time::Instant,
         session: SessionId,
         dtmf: &[dtmf::StreamDtmf],
     ) -> Result<(), MediaError> {
-        let _ = session;
+        let _ = (now, session);
         if dtmf.iter().all(dtmf::StreamDtmf::is_none) {
             Ok(())
         } else {
@@ -414,10 +425,11 @@ pub trait MediaControl {
     /// answer (`payload.rs`). A relay that cannot rewrite accepts only identity maps.
     fn set_payload_maps(
         &mut self,
+        now: std::time::Instant,
         session: SessionId,
         maps: &[StreamPayloadMaps],
     ) -> Result<(), MediaError> {
-        let _ = session;
+        let _ = (now, session);
         if maps.iter().all(StreamPayloadMaps::is_identity) {
             Ok(())
         } else {
@@ -589,6 +601,7 @@ impl MediaControl for FakeMedia {
 
     fn restore(
         &mut self,
+        _now: std::time::Instant,
         snap: &crate::media::snapshot::MediaSnapshot,
     ) -> Result<SessionId, MediaError> {
         self.version += 1;
@@ -623,6 +636,7 @@ impl MediaControl for FakeMedia {
 
     fn set_payload_maps(
         &mut self,
+        _now: std::time::Instant,
         session: SessionId,
         maps: &[StreamPayloadMaps],
     ) -> Result<(), MediaError> {
@@ -636,6 +650,7 @@ impl MediaControl for FakeMedia {
 
     fn set_dtmf(
         &mut self,
+        _now: std::time::Instant,
         session: SessionId,
         dtmf: &[dtmf::StreamDtmf],
     ) -> Result<(), MediaError> {
@@ -649,6 +664,7 @@ impl MediaControl for FakeMedia {
 
     fn expect_crypto(
         &mut self,
+        _now: std::time::Instant,
         session: SessionId,
         leg: Side,
         secure: &[bool],
@@ -663,6 +679,7 @@ impl MediaControl for FakeMedia {
 
     fn set_crypto(
         &mut self,
+        _now: std::time::Instant,
         session: SessionId,
         leg: Side,
         keys: &[Option<crate::srtp::StreamKeys>],
@@ -677,6 +694,7 @@ impl MediaControl for FakeMedia {
 
     fn allocate(
         &mut self,
+        _now: std::time::Instant,
         from: Side,
         streams: &[StreamDesc],
         peers: &MediaPeers,
@@ -715,6 +733,7 @@ impl MediaControl for FakeMedia {
 
     fn commit(
         &mut self,
+        _now: std::time::Instant,
         session: SessionId,
         from: Side,
         streams: &[StreamDesc],
@@ -740,6 +759,7 @@ impl MediaControl for FakeMedia {
 
     fn update(
         &mut self,
+        _now: std::time::Instant,
         session: SessionId,
         from: Side,
         streams: &[StreamDesc],
@@ -780,7 +800,7 @@ impl MediaControl for FakeMedia {
         }
     }
 
-    fn release(&mut self, session: SessionId) {
+    fn release(&mut self, _now: std::time::Instant, session: SessionId) {
         if let Some(s) = self.sessions.remove(&session) {
             self.give_back(&s.streams);
         }
@@ -804,8 +824,10 @@ mod tests {
     #[test]
     fn fake_allocates_commits_and_releases() {
         let mut m = FakeMedia::new(ip(1), ip(2), 10_000, 10_007);
+        let now = test_origin();
         let a = m
             .allocate(
+                now,
                 Side::Inside,
                 &[StreamDesc::new(ip(10), 4000)],
                 &MediaPeers::default(),
@@ -815,12 +837,18 @@ mod tests {
         assert_eq!(r.inside.rtp_port % 2, 0);
         assert_eq!(r.outside.rtcp_port, r.outside.rtp_port + 1);
         assert_eq!(r.facing(Side::Outside).addr, ip(2));
-        m.commit(a.session, Side::Outside, &[StreamDesc::new(ip(20), 5000)])
-            .expect("commit");
+        m.commit(
+            now,
+            a.session,
+            Side::Outside,
+            &[StreamDesc::new(ip(20), 5000)],
+        )
+        .expect("commit");
         assert!(m.sessions[&a.session].committed);
         // Two pairs left: one more call fits, a third does not (503).
         let b = m
             .allocate(
+                now,
                 Side::Inside,
                 &[StreamDesc::new(ip(10), 4002)],
                 &MediaPeers::default(),
@@ -828,14 +856,16 @@ mod tests {
             .expect("second call");
         let err = m
             .allocate(
+                now,
                 Side::Inside,
                 &[StreamDesc::new(ip(10), 4004)],
                 &MediaPeers::default(),
             )
             .expect_err("exhausted");
         assert_eq!(err.status_code(), 503);
-        m.release(b.session);
+        m.release(now, b.session);
         m.allocate(
+            now,
             Side::Inside,
             &[StreamDesc::new(ip(10), 4004)],
             &MediaPeers::default(),

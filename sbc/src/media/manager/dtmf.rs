@@ -18,10 +18,10 @@ impl MediaManager {
     /// in userspace).
     pub(super) fn set_dtmf_now(
         &self,
+        now: Instant,
         session: SessionId,
         dtmf: &[StreamDtmf],
     ) -> Result<(), MediaError> {
-        let now = Instant::now();
         let mut core = self.inner.core.lock();
         let result = core.table.set_dtmf(now, session, dtmf);
         // A stream that terminates DTMF leaves the fast path.
@@ -141,18 +141,21 @@ mod tests {
         let port = |s: &UdpSocket| s.local_addr().expect("addr").port();
         let a = m
             .allocate(
+                Instant::now(),
                 Side::Inside,
                 &[StreamDesc::new(LO, port(&pbx))],
                 &MediaPeers::default(),
             )
             .expect("offer");
         m.commit(
+            Instant::now(),
             a.session,
             Side::Outside,
             &[StreamDesc::new(LO, port(&carrier))],
         )
         .expect("answer");
         m.set_dtmf(
+            Instant::now(),
             a.session,
             &[StreamDtmf {
                 terminated: [None, Some(96)],
@@ -264,6 +267,6 @@ mod tests {
             "events reached the INFO side"
         );
         assert_eq!(m.poll_event(), None, "retransmitted ends are one digit");
-        m.release(a.session);
+        m.release(Instant::now(), a.session);
     }
 }

@@ -388,33 +388,36 @@ fn a_relay_that_cannot_restore_media_refuses_the_call() {
     impl MediaControl for NoRestore {
         fn allocate(
             &mut self,
+            now: std::time::Instant,
             from: crate::net::Side,
             streams: &[crate::media::StreamDesc],
             peers: &crate::media::MediaPeers,
         ) -> Result<crate::media::Allocation, crate::media::MediaError> {
-            self.0.allocate(from, streams, peers)
+            self.0.allocate(now, from, streams, peers)
         }
         fn set_peers(&mut self, s: SessionId, p: &crate::media::MediaPeers) {
             self.0.set_peers(s, p);
         }
         fn commit(
             &mut self,
+            now: std::time::Instant,
             s: SessionId,
             from: crate::net::Side,
             streams: &[crate::media::StreamDesc],
         ) -> Result<Vec<crate::media::StreamRelay>, crate::media::MediaError> {
-            self.0.commit(s, from, streams)
+            self.0.commit(now, s, from, streams)
         }
         fn update(
             &mut self,
+            now: std::time::Instant,
             s: SessionId,
             from: crate::net::Side,
             streams: &[crate::media::StreamDesc],
         ) -> Result<Vec<crate::media::StreamRelay>, crate::media::MediaError> {
-            self.0.update(s, from, streams)
+            self.0.update(now, s, from, streams)
         }
-        fn release(&mut self, s: SessionId) {
-            self.0.release(s);
+        fn release(&mut self, now: std::time::Instant, s: SessionId) {
+            self.0.release(now, s);
         }
         fn poll_event(&mut self) -> Option<MediaEvent> {
             self.0.poll_event()
