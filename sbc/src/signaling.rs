@@ -390,6 +390,21 @@ fn command(sbc: &mut Sbc, w: &mut Lane, now: Instant, cmd: Command) {
         }
         Command::Unban(ip, reply) => {
             let _ = reply.send(sbc.unban(ip));
+            // An operator's lift holds on every node (`state/bans.rs`), published once.
+            if w.first()
+                && let Some(b) = &w.bans
+            {
+                b.lift(ip);
+            }
+        }
+        Command::ClusterUnban(ip) => {
+            let removed = sbc.unban(ip);
+            if removed
+                && w.first()
+                && let Some(b) = &w.bans
+            {
+                b.metrics().bans.with_label_values(&["lifted"]).inc();
+            }
         }
         Command::ClusterBan(side, ip, left) => {
             let installed = sbc.ban_from_cluster(now, side, ip, left);

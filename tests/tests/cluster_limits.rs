@@ -461,6 +461,37 @@ fn three_nodes_share_a_trunks_max_calls_through_redis() {
     );
     eprintln!("shared ban: on the other nodes {spread:?} after node 0's");
 
+    // An operator lifts the ban on node 0: the other nodes lift their copies too, and node 1
+    // answers the scanner again instead of dropping it.
+    let lifted = nodes[0]
+        .request("DELETE", &format!("/api/v1/bans/{SCANNER}"))
+        .map(|r| r.status);
+    assert_eq!(lifted, Some(204), "node 0 lifts the ban");
+    let took = wait_until(
+        "nodes 1 and 2 lift the scanner's ban from Redis",
+        Duration::from_secs(5),
+        || {
+            nodes[1..].iter().all(|n| {
+                n.metric_sum("sbc_cluster_bans_total", "result=\"lifted\"") >= 1.0
+                    && n.metric_sum("sbc_bans_active", "") == 0.0
+            })
+        },
+    );
+    assert_eq!(
+        nodes[0].metric_sum("sbc_cluster_bans_total", "result=\"lift_published\""),
+        1.0,
+        "node 0 published the lift once"
+    );
+    let before = banned(&nodes[1]);
+    scan(&lab.pbx, &nodes[1].inside, 305..308);
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        banned(&nodes[1]),
+        before,
+        "node 1 no longer drops the scanner as banned"
+    );
+    eprintln!("lifted ban: on the other nodes {took:?} after the operator's DELETE");
+
     // Redis dies: every node admits its local share alone and says so.
     redis.signal(Signal::SIGKILL);
     let _ = redis.wait_timeout(Duration::from_secs(5));

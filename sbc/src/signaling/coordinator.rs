@@ -115,6 +115,11 @@ async fn fan_out(cmd: Command, shards: &[mpsc::Sender<ToShard>]) {
                     .await;
             }
         }
+        Command::ClusterUnban(ip) => {
+            for s in shards {
+                let _ = s.send(ToShard::Admin(Command::ClusterUnban(ip))).await;
+            }
+        }
         Command::EndCall(id, reply) => {
             // The handle says which shard made it.
             let k = shard::of_call_handle(id, count);

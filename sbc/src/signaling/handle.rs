@@ -47,6 +47,9 @@ pub enum Command {
     /// Ban a source another node banned, for what is left of its ban (`[state.cluster]
     /// share_bans`); every shard applies it, a configured peer is refused.
     ClusterBan(sbc_proto::net::Side, IpAddr, std::time::Duration),
+    /// Lift a ban because an operator lifted it on another node (`[state.cluster]
+    /// share_bans`); every shard applies it, nothing is published again.
+    ClusterUnban(IpAddr),
     /// OPTIONS health of the checked trunks: (name, state).
     Health(oneshot::Sender<Vec<(String, &'static str)>>),
     /// Registration states of the registering trunks.
@@ -167,6 +170,12 @@ impl SignalingHandle {
         left: std::time::Duration,
     ) {
         let _ = self.tx.send(Command::ClusterBan(side, ip, left)).await;
+    }
+
+    /// Lifts a ban another node's operator lifted (`sbc/src/state/bans.rs`) on every shard;
+    /// waits only for room in the command queue.
+    pub async fn cluster_unban(&self, ip: IpAddr) {
+        let _ = self.tx.send(Command::ClusterUnban(ip)).await;
     }
 
     /// Trunk health states; `None` if the signaling task is gone.
