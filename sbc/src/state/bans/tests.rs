@@ -41,9 +41,7 @@ async fn a_ban_one_node_publishes_reaches_the_others_once() {
     assert_eq!(seq_a, 1);
     // Node B, reading from the start, gets it with what is left.
     let Synced {
-        seq: seq_b,
-        bans: bans,
-        ..
+        seq: seq_b, bans, ..
     } = sync(&mut c, 0, 100, &[]).await.expect("read");
     assert_eq!(seq_b, 1);
     assert_eq!(bans.len(), 1, "{bans:?}");
