@@ -1,15 +1,19 @@
 //! Every RFC 4475 torture message over UDP and over TCP, judged strictly: a request is either
 //! delivered to the core (valid) or answered by the transport with the status the parser
 //! assigns it (the codes themselves are checked against the RFC in
-//! `sbc-proto/tests/rfc4475.rs`); a request silently dropped fails. Responses are never
-//! answered (RFC 3261 §18.1.2).
+//! `sbc-proto/tests/rfc4475.rs`), the answer read back over UDP and TCP; a request silently
+//! dropped fails. Responses are never answered (RFC 3261 §18.1.2).
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::PathBuf,
+    time::Duration,
+};
 
 use bytes::Bytes;
 use sbc_proto::{
     net::{Side, TransportKind},
-    sip::{Limits, Message, Method, Reaction},
+    sip::{Headers, Limits, Message, Method, ParseError, Reaction},
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -58,6 +62,30 @@ fn expect(data: &Bytes) -> Expect {
     }
 }
 
+/// The address this test sends its datagrams from (its own, so it can bind the ports the
+/// answers go to).
+const SENDER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 44, 75, 1));
+
+/// Where on [`SENDER`] a stateless UDP answer goes, read from the top Via independently of
+/// the transport: its sent-by port (5060 when absent), or `None` with `rport` (the source
+/// port).
+fn answer_port(data: &Bytes) -> Option<u16> {
+    let headers = match Message::parse(data.clone(), &Limits::default()) {
+        Ok(m) => return via_port(m.headers()),
+        Err(ParseError::Rejected { headers, .. }) => headers,
+        Err(_) => return Some(5060),
+    };
+    via_port(&headers)
+}
+
+fn via_port(headers: &Headers) -> Option<u16> {
+    match headers.top_via() {
+        Ok(v) if v.rport().is_some() => None,
+        Ok(v) => Some(v.port.unwrap_or(5060)),
+        Err(_) => Some(5060),
+    }
+}
+
 fn is_request(data: &Bytes) -> bool {
     !data.starts_with(b"SIP/")
 }
@@ -82,7 +110,6 @@ fn config() -> TransportConfig {
 #[tokio::test]
 async fn every_torture_message_is_delivered_or_answered_over_udp_and_tcp() {
     let mut h = Harness::start(config());
-    let udp = UdpSocket::bind(any_port("127.0.0.1")).await.expect("bind");
     let mut verdicts = Vec::new();
     for (name, data) in corpus() {
         let want = expect(&data);
@@ -130,11 +157,22 @@ async fn every_torture_message_is_delivered_or_answered_over_udp_and_tcp() {
             }
             let before = want_count(&h, kind, want);
             let mut stream = None;
+            let mut udp = None;
             match kind {
                 TransportKind::Udp => {
-                    udp.send_to(&data, h.addr(Side::Inside, kind))
+                    // A stateless answer goes to the source address and the Via's sent-by port
+                    // (RFC 3261 §18.2.2), or the source port with `rport` (RFC 3581 §4): send
+                    // from there, on an address of its own, to read it back.
+                    let from = match (want, answer_port(&data)) {
+                        (Expect::Respond(_), Some(port)) => SocketAddr::new(SENDER, port),
+                        _ => SocketAddr::new(SENDER, 0),
+                    };
+                    let sender = UdpSocket::bind(from).await.expect("bind the sender");
+                    sender
+                        .send_to(&data, h.addr(Side::Inside, kind))
                         .await
                         .expect("send");
+                    udp = Some(sender);
                 }
                 _ => {
                     let mut s = TcpStream::connect(h.addr(Side::Inside, kind))
@@ -164,6 +202,21 @@ async fn every_torture_message_is_delivered_or_answered_over_udp_and_tcp() {
                         rejected(h, kind, code) > before
                     })
                     .await;
+                    let head = format!("SIP/2.0 {code} ");
+                    if let Some(udp) = &udp {
+                        let mut buf = vec![0u8; 4096];
+                        let (n, from) =
+                            tokio::time::timeout(Duration::from_secs(5), udp.recv_from(&mut buf))
+                                .await
+                                .unwrap_or_else(|_| panic!("{name} over UDP: no {code} within 5 s"))
+                                .expect("recv");
+                        assert_eq!(from, h.addr(Side::Inside, kind), "{name}: answered from");
+                        assert!(
+                            buf[..n].starts_with(head.as_bytes()),
+                            "{name} over UDP: {}",
+                            String::from_utf8_lossy(&buf[..n])
+                        );
+                    }
                     if let Some(s) = stream.as_mut() {
                         // On a stream the answer comes back on the connection.
                         let mut buf = vec![0u8; 4096];
@@ -171,7 +224,6 @@ async fn every_torture_message_is_delivered_or_answered_over_udp_and_tcp() {
                             .await
                             .expect("answer within 5 s")
                             .expect("read");
-                        let head = format!("SIP/2.0 {code} ");
                         assert!(
                             buf[..n].starts_with(head.as_bytes()),
                             "{name} over TCP: {}",
@@ -189,6 +241,7 @@ async fn every_torture_message_is_delivered_or_answered_over_udp_and_tcp() {
     // Nothing else reached the core (a message delivered twice, or a dropped one delivered).
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(h.inbound.try_recv().is_err(), "unexpected extra message");
+
     let answered = verdicts
         .iter()
         .filter(|(_, _, w)| matches!(w, Expect::Respond(_)))
