@@ -6,6 +6,7 @@
 #[cfg(any(test, feature = "fake-media"))]
 mod b2bua;
 mod digest;
+mod media;
 mod srtp;
 
 use bytes::Bytes;
@@ -13,6 +14,7 @@ use bytes::Bytes;
 #[cfg(any(test, feature = "fake-media"))]
 pub use b2bua::b2bua;
 pub use digest::digest;
+pub use media::media;
 pub use srtp::srtp;
 
 use crate::sdp::{CodecPolicy, Direction, PayloadMap, Sdp, SdpEditor, Section};

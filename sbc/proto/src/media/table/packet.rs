@@ -164,29 +164,34 @@ impl MediaTable {
             (dst.latch[0].target(), RelayPort::Rtp)
         };
         let relatched = matches!(verdict, Verdict::Latched { previous: Some(_) });
-        // The receiving leg's payload-type numbers (before SRTP protects the header).
-        if !is_rtcp && target.is_some() {
-            payload::rewrite(st.payload.from_leg(from), &mut buf[..len]);
-        }
         // DTMF the relay terminates: a telephone-event of a leg that takes RFC 4733 toward an
-        // INFO side is read and consumed; audio toward a leg that gets generated events waits
-        // while one plays, and has its sequence numbers shifted past them.
+        // INFO side is read and consumed. Read in the sender's own payload-type numbers, so
+        // before the rewrite below (a leg's event type may have another number on the other
+        // leg: `fuzzing/media.rs` found events forwarded when both were on).
         let mut consumed = false;
-        if !is_rtcp && st.dtmf.active() {
-            if let Received::Consumed(found) = st.dtmf.receive(now, from, &buf[..len]) {
-                consumed = true;
-                for d in found.into_iter().flatten() {
-                    push_event(
-                        &mut self.events,
-                        MediaEvent::Dtmf {
-                            session: stream.session,
-                            leg,
-                            digit: d.digit,
-                            duration_ms: d.duration_ms,
-                        },
-                    );
-                }
-            } else if target.is_some() {
+        if !is_rtcp
+            && st.dtmf.active()
+            && let Received::Consumed(found) = st.dtmf.receive(now, from, &buf[..len])
+        {
+            consumed = true;
+            for d in found.into_iter().flatten() {
+                push_event(
+                    &mut self.events,
+                    MediaEvent::Dtmf {
+                        session: stream.session,
+                        leg,
+                        digit: d.digit,
+                        duration_ms: d.duration_ms,
+                    },
+                );
+            }
+        }
+        if !consumed && !is_rtcp && target.is_some() {
+            // The receiving leg's payload-type numbers (before SRTP protects the header).
+            payload::rewrite(st.payload.from_leg(from), &mut buf[..len]);
+            // Audio toward a leg that gets generated events waits while one plays, and has
+            // its sequence numbers shifted past them.
+            if st.dtmf.active() {
                 consumed = !st.dtmf.forward(now, to, &mut buf[..len]);
             }
         }

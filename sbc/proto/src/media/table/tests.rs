@@ -1001,6 +1001,42 @@ fn rtp_from(
 }
 
 #[test]
+fn a_terminated_event_is_read_in_its_senders_numbers_when_payload_types_are_rewritten() {
+    use crate::{dtmf::Digit, media::dtmf::StreamDtmf};
+    let t0 = crate::media::test_origin();
+    let mut t = table(false);
+    let a = call(&mut t, t0, Some("198.51.100.7:5000"));
+    let k = key(&a);
+    let carrier = "198.51.100.7:5000";
+    // telephone-event is 96 on the carrier's leg and 101 on the PBX's, and the relay
+    // terminates the carrier's events (maps first, then DTMF: the call layer's order).
+    t.set_payload_maps(t0, a.session, &[event_maps()])
+        .expect("maps");
+    let dtmf = StreamDtmf {
+        terminated: [None, Some(96)],
+    };
+    t.set_dtmf(t0, a.session, &[dtmf]).expect("dtmf");
+    let end = [8, 0x8a, 3, 32];
+    let (action, _) = rtp_from(&mut t, t0, k, Side::Outside, carrier, (96, 3, &end));
+    assert_eq!(
+        action,
+        PacketAction::Consumed,
+        "not forwarded as 101 to the PBX"
+    );
+    assert_eq!(
+        t.poll_event(),
+        Some(MediaEvent::Dtmf {
+            session: a.session,
+            leg: Side::Outside,
+            digit: Digit::from_char('8').expect("digit"),
+            duration_ms: 100,
+        })
+    );
+    t.release(a.session);
+    assert!(t.holds_nothing());
+}
+
+#[test]
 fn terminated_dtmf_is_generated_toward_and_detected_from_a_leg_in_userspace() {
     use crate::{dtmf::Digit, media::dtmf::StreamDtmf};
     let t0 = crate::media::test_origin();
