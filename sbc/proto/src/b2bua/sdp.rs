@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use super::codec_policy::FormatEdit;
 use crate::{
-    media::{Direction, StreamDesc, StreamRelay},
+    media::{StreamDesc, StreamRelay},
     net::Side,
     sdp::{self, AddressRefusal, AddressUse, Sdp, SdpEditor, SdpPolicy, Section},
 };
@@ -117,12 +117,7 @@ pub(super) fn streams(parsed: &Sdp<'_>, policy: &SdpPolicy) -> Result<Vec<Stream
             rtp_port: desc.port,
             rtcp_port,
             rtcp_mux: m.rtcp_mux(),
-            direction: match direction {
-                sdp::Direction::SendRecv => Direction::SendRecv,
-                sdp::Direction::SendOnly => Direction::SendOnly,
-                sdp::Direction::RecvOnly => Direction::RecvOnly,
-                sdp::Direction::Inactive => Direction::Inactive,
-            },
+            direction,
         });
     }
     Ok(out)

@@ -76,27 +76,9 @@ pub use payload::StreamPayloadMaps;
 pub use settings::{RelaySettings, SideAddress};
 pub use table::{Arrival, MediaTable, PacketAction, PacketDrop, RelayPort, StreamKey};
 
-/// Media direction attribute of a stream (RFC 8866 §6.7), from the sender's point of view.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Direction {
-    /// `a=sendrecv` (the default).
-    #[default]
-    SendRecv,
-    /// `a=sendonly`: the peer puts the call on hold (it sends, e.g. music on hold, but does not
-    /// expect media).
-    SendOnly,
-    /// `a=recvonly`.
-    RecvOnly,
-    /// `a=inactive`: nothing flows.
-    Inactive,
-}
-
-impl Direction {
-    /// Whether this direction means "on hold" for media-timeout purposes (RFC 3264 §8.4).
-    pub const fn is_hold(self) -> bool {
-        matches!(self, Direction::SendOnly | Direction::Inactive)
-    }
-}
+/// Media direction attribute of a stream (RFC 8866 §6.7), from the sender's point of view:
+/// the SDP layer's own type, so the relay and the offer/answer code speak of one thing.
+pub use crate::sdp::Direction;
 
 /// One `m=` line of a peer's SDP, as far as the relay cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

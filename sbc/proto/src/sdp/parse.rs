@@ -111,11 +111,13 @@ pub struct RtpMap<'a> {
 }
 
 /// Media direction attributes (RFC 3264 §5.1, §6.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Direction {
     /// `a=sendrecv` (the default)
+    #[default]
     SendRecv,
-    /// `a=sendonly`
+    /// `a=sendonly`: the peer puts the call on hold (it sends, e.g. music on hold, but does not
+    /// expect media).
     SendOnly,
     /// `a=recvonly`
     RecvOnly,
@@ -124,6 +126,11 @@ pub enum Direction {
 }
 
 impl Direction {
+    /// Whether this direction means "on hold" for media-timeout purposes (RFC 3264 §8.4).
+    pub const fn is_hold(self) -> bool {
+        matches!(self, Self::SendOnly | Self::Inactive)
+    }
+
     /// The attribute name.
     pub fn as_str(self) -> &'static str {
         match self {
