@@ -65,7 +65,7 @@ impl Default for GuardConfig {
 
 /// What to do with a message from a source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Screening {
     /// Within its budget: process it.
     Pass,
     /// The source is banned: drop the message without an answer.
@@ -175,14 +175,14 @@ impl SourceGuard {
 
     /// Judges one message from `ip` on `side` at `now`; `peer` for configured peers of that
     /// side (their own budget, never banned).
-    pub fn check(&mut self, now: Instant, side: Side, ip: IpAddr, peer: bool) -> Verdict {
+    pub fn check(&mut self, now: Instant, side: Side, ip: IpAddr, peer: bool) -> Screening {
         let key = (side, ip.to_canonical());
         if self.banned(now, key) {
-            return Verdict::Banned;
+            return Screening::Banned;
         }
         if peer {
             if self.cfg.peer_rate == 0 {
-                return Verdict::Pass;
+                return Screening::Pass;
             }
             let (rate, burst) = (
                 self.cfg.peer_rate,
@@ -194,13 +194,13 @@ impl SourceGuard {
                 .entry(key)
                 .or_insert_with(|| TokenBucket::new(rate, burst));
             return if bucket.try_take(now) {
-                Verdict::Pass
+                Screening::Pass
             } else {
-                Verdict::OverBudget
+                Screening::OverBudget
             };
         }
         if self.cfg.rate == 0 {
-            return Verdict::Pass;
+            return Screening::Pass;
         }
         if !self.sources.contains_key(&key) && self.sources.len() >= self.cfg.max_sources {
             self.evict_sources(now);
@@ -212,11 +212,11 @@ impl SourceGuard {
         });
         src.last_seen = now;
         if src.bucket.try_take(now) {
-            return Verdict::Pass;
+            return Screening::Pass;
         }
         self.sources.remove(&key);
         self.insert_ban(now, key);
-        Verdict::NewBan
+        Screening::NewBan
     }
 
     /// Judges one follow-up (a response, or a request inside a dialog) from `ip` on `side` at
@@ -224,13 +224,19 @@ impl SourceGuard {
     /// is left but always passes (unless banned): the budget sheds the peer's new requests,
     /// never the answers of calls in progress. From anyone else it is [`Self::check`]: an
     /// unknown source's every message counts toward its ban.
-    pub fn check_follow_up(&mut self, now: Instant, side: Side, ip: IpAddr, peer: bool) -> Verdict {
+    pub fn check_follow_up(
+        &mut self,
+        now: Instant,
+        side: Side,
+        ip: IpAddr,
+        peer: bool,
+    ) -> Screening {
         if !peer {
             return self.check(now, side, ip, false);
         }
         let key = (side, ip.to_canonical());
         if self.banned(now, key) {
-            return Verdict::Banned;
+            return Screening::Banned;
         }
         if self.cfg.peer_rate > 0 {
             let (rate, burst) = (
@@ -245,7 +251,7 @@ impl SourceGuard {
                 .or_insert_with(|| TokenBucket::new(rate, burst))
                 .try_take(now);
         }
-        Verdict::Pass
+        Screening::Pass
     }
 
     /// Whether `key` is banned at `now` (counted against the ban, which is marked recently
@@ -442,13 +448,13 @@ mod tests {
         let flood = ip("192.0.2.9");
         // rate + burst at once pass; the next one bans.
         let passed = (0..30)
-            .filter(|_| g.check(t0, OUT, flood, false) == Verdict::Pass)
+            .filter(|_| g.check(t0, OUT, flood, false) == Screening::Pass)
             .count();
         assert_eq!(passed, 30);
-        assert_eq!(g.check(t0, OUT, flood, false), Verdict::NewBan);
-        assert_eq!(g.check(t0, OUT, flood, false), Verdict::Banned);
+        assert_eq!(g.check(t0, OUT, flood, false), Screening::NewBan);
+        assert_eq!(g.check(t0, OUT, flood, false), Screening::Banned);
         let later = t0 + Duration::from_secs(59);
-        assert_eq!(g.check(later, OUT, flood, false), Verdict::Banned);
+        assert_eq!(g.check(later, OUT, flood, false), Screening::Banned);
         let bans = g.bans(later);
         assert_eq!(bans.len(), 1);
         assert_eq!((bans[0].side, bans[0].ip, bans[0].dropped), (OUT, flood, 3));
@@ -456,7 +462,7 @@ mod tests {
         // The ban expires; the source starts over with a full budget.
         let after = t0 + Duration::from_secs(60);
         assert_eq!(g.active_bans(after), 0);
-        assert_eq!(g.check(after, OUT, flood, false), Verdict::Pass);
+        assert_eq!(g.check(after, OUT, flood, false), Screening::Pass);
 
         // A sustained rate within the limit is never banned.
         let steady = ip("192.0.2.10");
@@ -464,7 +470,7 @@ mod tests {
             let at = t0 + Duration::from_millis(i * 100);
             assert_eq!(
                 g.check(at, OUT, steady, false),
-                Verdict::Pass,
+                Screening::Pass,
                 "message {i}"
             );
         }
@@ -476,19 +482,19 @@ mod tests {
         let mut g = SourceGuard::new(cfg());
         let pbx = ip("10.0.0.10");
         // peer_rate + peer_burst = 200 at once; the rest of a 10k flood is dropped.
-        let verdicts: Vec<Verdict> = (0..10_000).map(|_| g.check(t0, IN, pbx, true)).collect();
-        let passed = verdicts.iter().filter(|v| **v == Verdict::Pass).count();
+        let verdicts: Vec<Screening> = (0..10_000).map(|_| g.check(t0, IN, pbx, true)).collect();
+        let passed = verdicts.iter().filter(|v| **v == Screening::Pass).count();
         assert_eq!(passed, 200);
         assert!(
             verdicts
                 .iter()
-                .all(|v| matches!(v, Verdict::Pass | Verdict::OverBudget))
+                .all(|v| matches!(v, Screening::Pass | Screening::OverBudget))
         );
         assert_eq!(g.bans_total(), 0, "a configured peer is never banned");
         // One second later it has a second's worth of budget again.
         let later = t0 + Duration::from_secs(1);
         let passed = (0..1000)
-            .filter(|_| g.check(later, IN, pbx, true) == Verdict::Pass)
+            .filter(|_| g.check(later, IN, pbx, true) == Screening::Pass)
             .count();
         assert_eq!(passed, 100);
         // peer_rate 0: unlimited.
@@ -496,7 +502,7 @@ mod tests {
             peer_rate: 0,
             ..cfg()
         });
-        assert!((0..10_000).all(|_| open.check(t0, IN, pbx, true) == Verdict::Pass));
+        assert!((0..10_000).all(|_| open.check(t0, IN, pbx, true) == Screening::Pass));
     }
 
     #[test]
@@ -506,28 +512,31 @@ mod tests {
         let pbx = ip("10.0.0.10");
         // The PBX floods new requests: its 200 tokens go, the rest is shed.
         let passed = (0..1000)
-            .filter(|_| g.check(t0, IN, pbx, true) == Verdict::Pass)
+            .filter(|_| g.check(t0, IN, pbx, true) == Screening::Pass)
             .count();
         assert_eq!(passed, 200);
         // Its answers and in-dialog requests of calls in progress still pass.
-        assert!((0..1000).all(|_| g.check_follow_up(t0, IN, pbx, true) == Verdict::Pass));
+        assert!((0..1000).all(|_| g.check_follow_up(t0, IN, pbx, true) == Screening::Pass));
         // They took from the budget: a second later the refill went to them first.
         let later = t0 + Duration::from_secs(1);
         for _ in 0..60 {
-            assert_eq!(g.check_follow_up(later, IN, pbx, true), Verdict::Pass);
+            assert_eq!(g.check_follow_up(later, IN, pbx, true), Screening::Pass);
         }
         let passed = (0..1000)
-            .filter(|_| g.check(later, IN, pbx, true) == Verdict::Pass)
+            .filter(|_| g.check(later, IN, pbx, true) == Screening::Pass)
             .count();
         assert_eq!(passed, 40, "100 refilled, 60 taken by follow-ups");
         assert_eq!(g.bans_total(), 0);
         // An unknown source's follow-ups count toward its ban like anything it sends.
         let stranger = ip("192.0.2.77");
-        let verdicts: Vec<Verdict> = (0..40)
+        let verdicts: Vec<Screening> = (0..40)
             .map(|_| g.check_follow_up(t0, OUT, stranger, false))
             .collect();
-        assert!(verdicts.contains(&Verdict::NewBan));
-        assert_eq!(g.check_follow_up(t0, OUT, stranger, false), Verdict::Banned);
+        assert!(verdicts.contains(&Screening::NewBan));
+        assert_eq!(
+            g.check_follow_up(t0, OUT, stranger, false),
+            Screening::Banned
+        );
     }
 
     #[test]
@@ -540,9 +549,9 @@ mod tests {
             for _ in 0..40 {
                 g.check(t0, OUT, victim, false);
             }
-            assert_eq!(g.check(t0, OUT, victim, false), Verdict::Banned);
-            assert_eq!(g.check(t0, IN, victim, false), Verdict::Pass);
-            assert_eq!(g.check(t0, IN, victim, true), Verdict::Pass);
+            assert_eq!(g.check(t0, OUT, victim, false), Screening::Banned);
+            assert_eq!(g.check(t0, IN, victim, false), Screening::Pass);
+            assert_eq!(g.check(t0, IN, victim, true), Screening::Pass);
         }
         assert!(g.bans(t0).iter().all(|b| b.side == OUT));
         // Unban lifts it wherever it is.
@@ -559,19 +568,19 @@ mod tests {
             for _ in 0..10 {
                 g.check(at, OUT, a, false);
             }
-            assert_eq!(g.check(at, OUT, a, false), Verdict::NewBan);
+            assert_eq!(g.check(at, OUT, a, false), Screening::NewBan);
         };
         for i in 0..8 {
             ban(&mut g, addr(i), t0 + Duration::from_millis(u64::from(i)));
         }
         // Source 0 keeps hitting its ban: it is the most recently used.
-        assert_eq!(g.check(t0, OUT, addr(0), false), Verdict::Banned);
+        assert_eq!(g.check(t0, OUT, addr(0), false), Screening::Banned);
         for i in 8..1000 {
             ban(&mut g, addr(i), t0 + Duration::from_millis(u64::from(i)));
             assert!(g.active_bans(t0) <= 8);
             assert_eq!(
                 g.check(t0, OUT, addr(0), false),
-                Verdict::Banned,
+                Screening::Banned,
                 "the active flood stays banned"
             );
         }
@@ -604,14 +613,14 @@ mod tests {
         }
         assert_eq!(
             g.check(t0, OUT, v4, false),
-            Verdict::NewBan,
+            Screening::NewBan,
             "one source, two spellings"
         );
         assert_eq!(g.unban(mapped), vec![OUT]);
         assert!(g.unban(v4).is_empty());
         assert_eq!(
             g.check(t0, OUT, v4, false),
-            Verdict::Pass,
+            Screening::Pass,
             "a lifted ban starts afresh"
         );
     }
@@ -624,12 +633,12 @@ mod tests {
             let a = IpAddr::from(u32::to_be_bytes(0xc000_0200 + i));
             assert_eq!(
                 g.check(t0 + Duration::from_millis(u64::from(i)), OUT, a, false),
-                Verdict::Pass
+                Screening::Pass
             );
             assert!(g.sources.len() <= 4);
         }
         let mut off = SourceGuard::new(GuardConfig { rate: 0, ..cfg() });
-        assert!((0..1000).all(|_| off.check(t0, OUT, ip("192.0.2.1"), false) == Verdict::Pass));
+        assert!((0..1000).all(|_| off.check(t0, OUT, ip("192.0.2.1"), false) == Screening::Pass));
     }
 
     #[test]

@@ -39,10 +39,10 @@ pub fn since_monotonic_ns(ns: u64) -> Option<u64> {
     Some(now_ns.saturating_sub(ns) / 1_000_000)
 }
 
-/// The verdict on a stream or a call.
+/// How the audio of a stream or a call fares (its diagnosis's verdict).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Verdict {
+pub enum AudioState {
     /// Both peers send.
     Ok,
     /// Only one peer sends.
@@ -94,7 +94,7 @@ pub struct StreamDiagnosis {
     /// `xdp` when the fast path carries it, else `userspace`.
     pub path: &'static str,
     /// The verdict.
-    pub verdict: Verdict,
+    pub verdict: AudioState,
     /// The verdict in words.
     pub summary: String,
     /// The PBX side.
@@ -107,7 +107,7 @@ pub struct StreamDiagnosis {
 #[derive(Debug, Clone, Serialize)]
 pub struct Diagnosis {
     /// The worst verdict of its streams.
-    pub verdict: Verdict,
+    pub verdict: AudioState,
     /// In words.
     pub summary: String,
     /// Per stream.
@@ -244,13 +244,13 @@ pub fn diagnose(view: &SessionView, signaling: [Option<SocketAddr>; 2]) -> Diagn
         let inside = peer("PBX", &st.inside, signaling[0]);
         let outside = peer("carrier", &st.outside, signaling[1]);
         let (verdict, summary) = match (inside.sending, outside.sending) {
-            (true, true) => (Verdict::Ok, "audio flows both ways".to_owned()),
+            (true, true) => (AudioState::Ok, "audio flows both ways".to_owned()),
             (false, false) if held(&inside) || held(&outside) => (
-                Verdict::Held,
+                AudioState::Held,
                 "no audio, as the SDP asks (hold or inactive)".to_owned(),
             ),
             (false, false) => (
-                Verdict::NoAudio,
+                AudioState::NoAudio,
                 "no audio either way: neither the PBX nor the carrier sends".to_owned(),
             ),
             (true, false) | (false, true) => {
@@ -260,7 +260,7 @@ pub fn diagnose(view: &SessionView, signaling: [Option<SocketAddr>; 2]) -> Diagn
                     (&outside, &inside)
                 };
                 (
-                    Verdict::OneWay,
+                    AudioState::OneWay,
                     format!(
                         "one-way audio: the {} sends, the {} has sent {} ({})",
                         talker.who,
@@ -295,12 +295,12 @@ pub fn diagnose(view: &SessionView, signaling: [Option<SocketAddr>; 2]) -> Diagn
         .iter()
         .map(|s| s.verdict)
         .max_by_key(|v| match v {
-            Verdict::Ok => 0,
-            Verdict::Held => 1,
-            Verdict::OneWay => 2,
-            Verdict::NoAudio => 3,
+            AudioState::Ok => 0,
+            AudioState::Held => 1,
+            AudioState::OneWay => 2,
+            AudioState::NoAudio => 3,
         })
-        .unwrap_or(Verdict::NoAudio);
+        .unwrap_or(AudioState::NoAudio);
     let summary = streams
         .iter()
         .find(|s| s.verdict == worst)
@@ -318,7 +318,7 @@ pub fn diagnose(view: &SessionView, signaling: [Option<SocketAddr>; 2]) -> Diagn
 pub fn count_silent(view: &SessionView, counts: &mut [i64; 3]) {
     for s in diagnose(view, [None, None]).streams {
         let slot = match (s.inside.sending, s.outside.sending, s.verdict) {
-            (_, _, Verdict::Held) | (true, true, _) => continue,
+            (_, _, AudioState::Held) | (true, true, _) => continue,
             (false, true, _) => 0,
             (true, false, _) => 1,
             (false, false, _) => 2,
@@ -405,7 +405,7 @@ mod tests {
             ),
         );
         let d = diagnose(&v, sig());
-        assert_eq!(d.verdict, Verdict::Ok);
+        assert_eq!(d.verdict, AudioState::Ok);
         assert!(d.streams[0].inside.findings.is_empty());
         assert!(!d.streams[0].outside.nat_suspected);
     }
@@ -422,7 +422,7 @@ mod tests {
             ep(Some("198.51.100.9:30000"), None, 0, None),
         );
         let d = diagnose(&v, sig());
-        assert_eq!(d.verdict, Verdict::OneWay);
+        assert_eq!(d.verdict, AudioState::OneWay);
         assert!(
             d.summary
                 .contains("the PBX sends, the carrier has sent nothing"),
@@ -453,7 +453,7 @@ mod tests {
         );
         let d = diagnose(&v, sig());
         let c = &d.streams[0].outside;
-        assert_eq!(d.verdict, Verdict::OneWay);
+        assert_eq!(d.verdict, AudioState::OneWay);
         assert!(c.nat_suspected);
         assert!(
             c.findings[0].contains("from 203.0.113.77:30000"),
@@ -493,7 +493,7 @@ mod tests {
                 .iter()
                 .any(|f| f.contains("private address 10.0.0.5"))
         );
-        assert_eq!(d.verdict, Verdict::Ok);
+        assert_eq!(d.verdict, AudioState::Ok);
     }
 
     #[test]
@@ -513,7 +513,7 @@ mod tests {
             ),
         );
         let d = diagnose(&v, sig());
-        assert_eq!(d.verdict, Verdict::OneWay);
+        assert_eq!(d.verdict, AudioState::OneWay);
         assert!(d.streams[0].inside.findings[0].contains("stopped sending 9000 ms ago"));
         let mut a = ep(Some("192.0.2.10:4000"), None, 0, None);
         a.sdp_direction = "inactive";
@@ -521,7 +521,7 @@ mod tests {
             &view(a, ep(Some("198.51.100.9:30000"), None, 0, None)),
             sig(),
         );
-        assert_eq!(d.verdict, Verdict::Held);
+        assert_eq!(d.verdict, AudioState::Held);
         let d = diagnose(
             &view(
                 ep(Some("192.0.2.10:4000"), None, 0, None),
@@ -529,6 +529,6 @@ mod tests {
             ),
             sig(),
         );
-        assert_eq!(d.verdict, Verdict::NoAudio);
+        assert_eq!(d.verdict, AudioState::NoAudio);
     }
 }

@@ -32,7 +32,7 @@ pub struct Inbound {
     clippy::large_enum_variant,
     reason = "returned once per message and consumed at once; boxing the common variant would add an allocation per message"
 )]
-pub(crate) enum Verdict {
+pub(crate) enum Intake {
     /// A valid message for the core.
     Deliver(Inbound),
     /// A malformed request, answered with this response.
@@ -42,10 +42,10 @@ pub(crate) enum Verdict {
 }
 
 /// Parses `data` and decides what happens to it.
-pub(crate) fn examine(data: Bytes, peer: Peer, local: SocketAddr, limits: &Limits) -> Verdict {
+pub(crate) fn examine(data: Bytes, peer: Peer, local: SocketAddr, limits: &Limits) -> Intake {
     let error = match Message::parse(data, limits) {
         Ok(message) => {
-            return Verdict::Deliver(Inbound {
+            return Intake::Deliver(Inbound {
                 peer,
                 local,
                 message,
@@ -57,9 +57,9 @@ pub(crate) fn examine(data: Bytes, peer: Peer, local: SocketAddr, limits: &Limit
     tracing::debug!(%peer, error = %error, "bad SIP input");
     match (error.reaction(), &error) {
         (Reaction::Respond { code, reason }, ParseError::Rejected { headers, .. }) => {
-            Verdict::Reject(rejection(headers, code, reason, peer.addr))
+            Intake::Reject(rejection(headers, code, reason, peer.addr))
         }
-        (_, ParseError::NotSip) => Verdict::Drop(DropReason::NotSip),
-        _ => Verdict::Drop(DropReason::Unanswerable),
+        (_, ParseError::NotSip) => Intake::Drop(DropReason::NotSip),
+        _ => Intake::Drop(DropReason::Unanswerable),
     }
 }

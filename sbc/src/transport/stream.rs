@@ -26,7 +26,7 @@ use super::{
     DropReason,
     admission::Admission,
     counters::Counters,
-    inbound::{Verdict, examine},
+    inbound::{Intake, examine},
     reject::rejection,
     settings::StreamLimits,
 };
@@ -161,7 +161,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     ctx.counters.received.inc();
                     ctx.counters.received_bytes.inc_by(n as u64);
                     match examine(data.clone(), ctx.peer, ctx.local, &ctx.limits) {
-                        Verdict::Deliver(m) => {
+                        Intake::Deliver(m) => {
                             if !proven {
                                 // The ACL may have changed since accept.
                                 let now = std::time::Instant::now();
@@ -190,7 +190,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                                 return None;
                             }
                         }
-                        Verdict::Reject(r) => {
+                        Intake::Reject(r) => {
                             let now = std::time::Instant::now();
                             match ctx
                                 .admission
@@ -207,7 +207,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                                 Err(reason) => ctx.counters.dropped(reason),
                             }
                         }
-                        Verdict::Drop(reason) => ctx.counters.dropped(reason),
+                        Intake::Drop(reason) => ctx.counters.dropped(reason),
                     }
                 }
                 Ok(Frame::Incomplete) => break,
@@ -289,8 +289,8 @@ fn answer_unfinished(ctx: &StreamCtx, partial: &[u8], missing_length: bool) -> O
         ctx.local,
         &ctx.limits,
     ) {
-        Verdict::Reject(r) => r,
-        Verdict::Deliver(m)
+        Intake::Reject(r) => r,
+        Intake::Deliver(m)
             if missing_length
                 && m.message.is_request()
                 && m.message.method() != Some(&Method::Ack) =>
@@ -298,7 +298,7 @@ fn answer_unfinished(ctx: &StreamCtx, partial: &[u8], missing_length: bool) -> O
             let (code, reason) = Problem::Missing(HeaderName::ContentLength).status();
             rejection(m.message.headers(), code, reason, ctx.peer.addr)
         }
-        Verdict::Deliver(_) | Verdict::Drop(_) => return None,
+        Intake::Deliver(_) | Intake::Drop(_) => return None,
     };
     match ctx
         .admission

@@ -11,7 +11,7 @@ use tokio::{net::UdpSocket, sync::mpsc::error::TrySendError};
 
 use super::{
     DropReason,
-    inbound::{Verdict, examine},
+    inbound::{Intake, examine},
     shared::Shared,
 };
 
@@ -93,7 +93,7 @@ pub(crate) async fn receive_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, si
             };
             let data = Bytes::copy_from_slice(data);
             match examine(data.clone(), peer, local, &shared.config.limits) {
-                Verdict::Deliver(m) => {
+                Intake::Deliver(m) => {
                     shared.trace_in(&m, &data);
                     match shared.inbound.try_send(m) {
                         Ok(()) => {}
@@ -102,7 +102,7 @@ pub(crate) async fn receive_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, si
                         Err(TrySendError::Closed(_)) => return,
                     }
                 }
-                Verdict::Reject(r) => {
+                Intake::Reject(r) => {
                     // Only admitted sources get an answer, and only so many per second: an
                     // unknown source learns nothing, and spoofed sources cannot turn the SBC
                     // into a reflector.
@@ -117,7 +117,7 @@ pub(crate) async fn receive_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, si
                         Err(_) => counters.send_failure("would_block"),
                     }
                 }
-                Verdict::Drop(reason) => counters.dropped(reason),
+                Intake::Drop(reason) => counters.dropped(reason),
             }
         }
         tokio::task::yield_now().await;

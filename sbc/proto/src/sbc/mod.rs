@@ -52,7 +52,7 @@ use crate::{
     health::Health,
     media::MediaControl,
     net::Peer,
-    protect::{BanInfo, GuardConfig, SourceGuard, Verdict},
+    protect::{BanInfo, GuardConfig, Screening, SourceGuard},
     register::Registration,
     sip::{Message, Method},
 };
@@ -247,10 +247,10 @@ impl Sbc {
             self.guard.check(now, side, source, known)
         };
         match verdict {
-            Verdict::Pass => {}
-            Verdict::OverBudget => return Err(PolicyDrop::PeerOverBudget),
-            Verdict::Banned => return Err(PolicyDrop::Banned),
-            Verdict::NewBan => {
+            Screening::Pass => {}
+            Screening::OverBudget => return Err(PolicyDrop::PeerOverBudget),
+            Screening::Banned => return Err(PolicyDrop::Banned),
+            Screening::NewBan => {
                 self.events.push_back(Event::Banned {
                     side,
                     ip: source,
