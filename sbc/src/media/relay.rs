@@ -190,13 +190,28 @@ pub(crate) fn bind(addr: IpAddr, port: u16) -> io::Result<UdpSocket> {
     } else {
         Domain::IPV6
     };
-    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    // Non-blocking from its creation (SOCK_NONBLOCK): two `fcntl` calls fewer per socket, four
+    // sockets per userspace stream (`bench/results/socketless-2026-12-04.md` counted them).
+    let s = Socket::new(domain, Type::DGRAM.nonblocking(), Some(Protocol::UDP))?;
     if addr.is_ipv6() {
         s.set_only_v6(true)?;
     }
     // Bursts of many streams arrive between wake-ups; a larger queue avoids loss there.
     let _ = s.set_recv_buffer_size(1 << 20);
-    s.set_nonblocking(true)?;
     s.bind(&SocketAddr::new(addr, port).into())?;
     Ok(s.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    /// A relay socket never blocks the worker that drains it (non-blocking from creation).
+    #[test]
+    fn a_relay_socket_is_born_non_blocking() {
+        let s = super::bind(Ipv4Addr::LOCALHOST.into(), 0).expect("bind");
+        let mut buf = [0u8; 16];
+        let e = s.recv_from(&mut buf).expect_err("nothing queued");
+        assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
+    }
 }
