@@ -3,7 +3,9 @@
 mod calls;
 mod drain;
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 use sbc_ebpf_common::Stat;
 
 pub use calls::{CallMetrics, CallTracker, Incoming};
@@ -41,6 +43,10 @@ pub struct Metrics {
     pub sip_sent_bytes: IntCounterVec,
     /// Sends that failed, by side, transport and reason (see `transport::SendError`).
     pub sip_send_errors: IntCounterVec,
+    /// Time a SIP message spends in the SBC, by the side it came from: from the transport
+    /// having its bytes (before parsing) to the end of the signaling turn that handled it
+    /// (its answers and forwards handed to the transports), queueing for the shard included.
+    pub sip_handling: HistogramVec,
     /// RFC 5626 CRLF keep-alive pings answered with a pong, by side and transport.
     pub sip_keepalives: IntCounterVec,
     /// Open SIP stream connections, by side and transport.
@@ -317,6 +323,23 @@ impl Metrics {
         registry.register(Box::new(sip_sent.clone()))?;
         registry.register(Box::new(sip_sent_bytes.clone()))?;
         registry.register(Box::new(sip_send_errors.clone()))?;
+        let sip_handling = HistogramVec::new(
+            HistogramOpts::new(
+                "sbc_sip_handling_seconds",
+                "Time from a SIP message's receipt (before parsing) to the end of the signaling \
+                 turn that handled it (answers and forwards handed to the transports), by the \
+                 side it came from; queueing for the shard included, the kernel not.",
+            )
+            .buckets(vec![
+                50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3,
+                250e-3, 1.0,
+            ]),
+            &["side"],
+        )?;
+        registry.register(Box::new(sip_handling.clone()))?;
+        for side in ["inside", "outside"] {
+            sip_handling.with_label_values(&[side]);
+        }
         registry.register(Box::new(sip_keepalives.clone()))?;
         registry.register(Box::new(sip_connections.clone()))?;
         registry.register(Box::new(tls_reloads.clone()))?;
@@ -341,6 +364,7 @@ impl Metrics {
             sip_sent,
             sip_sent_bytes,
             sip_send_errors,
+            sip_handling,
             sip_keepalives,
             sip_connections,
             tls_reloads,

@@ -285,8 +285,12 @@ async fn run_shard(
         // A message the policy dropped changed nothing in the call layer: its counters and
         // gauges need no update (a flood of drops stays one hash lookup and a counter each).
         let mut calls_touched = true;
+        let mut handled = None;
         match input {
-            Input::Message(m) => calls_touched = receive(&mut sbc, &mut w, now, m),
+            Input::Message(m) => {
+                handled = Some((m.peer.side, m.received));
+                calls_touched = receive(&mut sbc, &mut w, now, m);
+            }
             Input::Timeout => {
                 sbc.handle_timeout(now, &mut w.media);
                 if let Some(state) = &w.state
@@ -317,6 +321,14 @@ async fn run_shard(
             }
         }
         flush(&mut sbc, &w, &mut tracker, now);
+        if let Some((side, received)) = handled {
+            // The one clock read a turn does besides `now`: after the sends, so the figure is
+            // what the SBC added to the message's way, queueing in its lane included.
+            w.metrics
+                .sip_handling
+                .with_label_values(&[side.as_str()])
+                .observe(received.elapsed().as_secs_f64());
+        }
         if calls_touched {
             observe(&sbc, &w, &mut tracker);
         }

@@ -170,6 +170,18 @@ fn sipp_calls_both_directions_with_nothing_from_inside_on_the_carrier_link() {
         "{metrics}"
     );
     assert!(metrics.contains("sbc_calls_active{direction=\"outbound\"} 0"));
+    // Every message the core handled is timed: 20 calls, each side sending at least the
+    // INVITE, ACK and BYE or their answers (3 × 20 per side at the least).
+    for side in ["inside", "outside"] {
+        let count = metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("sbc_sip_handling_seconds_count{{side=\"{side}\"}} "))
+            })
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        assert!(count >= 60, "{side}: {count} messages timed\n{metrics}");
+    }
 }
 
 /// RFC 3261 §17 retransmissions against real peers: the caller drops 10 % of what it sends and

@@ -160,8 +160,8 @@ mod tests {
                 conn: None,
                 local: Some(local),
             },
-            local,
             message,
+            received: std::time::Instant::now(),
         }
     }
 

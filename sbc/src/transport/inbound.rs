@@ -1,7 +1,7 @@
 //! What the transport delivers to the SIP core, and the decision taken for every received
 //! datagram or framed stream message: deliver, answer statelessly, or drop.
 
-use std::net::SocketAddr;
+use std::time::Instant;
 
 use bytes::Bytes;
 use sbc_proto::{
@@ -20,10 +20,11 @@ pub struct Inbound {
     /// Who sent it: side, transport, the observed source address (what RFC 3581 NAT handling
     /// trusts) and, on streams, the connection to answer on (RFC 3261 §18.2.2).
     pub peer: Peer,
-    /// The local address it arrived at (which of the SBC's addresses the peer used).
-    pub local: SocketAddr,
     /// The message.
     pub message: Message,
+    /// When the transport had its bytes (before parsing): the start of the time the SBC
+    /// spends on it (`sbc_sip_handling_seconds`).
+    pub received: Instant,
 }
 
 /// The decision for one received unit.
@@ -42,13 +43,14 @@ pub(crate) enum Intake {
 }
 
 /// Parses `data` and decides what happens to it.
-pub(crate) fn examine(data: Bytes, peer: Peer, local: SocketAddr, limits: &Limits) -> Intake {
+pub(crate) fn examine(data: Bytes, peer: Peer, limits: &Limits) -> Intake {
+    let received = Instant::now();
     let error = match Message::parse(data, limits) {
         Ok(message) => {
             return Intake::Deliver(Inbound {
                 peer,
-                local,
                 message,
+                received,
             });
         }
         Err(e) => e,

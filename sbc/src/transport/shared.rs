@@ -74,14 +74,14 @@ impl Shared {
     }
 
     /// Offers a received message to the tracer, if one is set.
-    pub(crate) fn trace_in(&self, m: &super::Inbound, data: &Bytes) {
+    pub(crate) fn trace_in(&self, m: &super::Inbound, local: std::net::SocketAddr, data: &Bytes) {
         if let Some(t) = self.tracer.get() {
             t.capture(
                 crate::trace::Direction::In,
                 m.peer.side,
                 m.peer.transport,
                 m.peer.addr,
-                m.local,
+                local,
                 data.clone(),
             );
         }

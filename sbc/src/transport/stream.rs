@@ -160,7 +160,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     buf.advance(n);
                     ctx.counters.received.inc();
                     ctx.counters.received_bytes.inc_by(n as u64);
-                    match examine(data.clone(), ctx.peer, ctx.local, &ctx.limits) {
+                    match examine(data.clone(), ctx.peer, &ctx.limits) {
                         Intake::Deliver(m) => {
                             if !proven {
                                 // The ACL may have changed since accept.
@@ -182,7 +182,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                                     m.peer.side,
                                     m.peer.transport,
                                     m.peer.addr,
-                                    m.local,
+                                    ctx.local,
                                     data,
                                 );
                             }
@@ -283,12 +283,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
 /// it gets the parser's 400 for a missing Content-Length (RFC 4475 `inv2543` over TCP) —
 /// except an ACK, which is never answered (§17.1.1.3).
 fn answer_unfinished(ctx: &StreamCtx, partial: &[u8], missing_length: bool) -> Option<Bytes> {
-    let r = match examine(
-        Bytes::copy_from_slice(partial),
-        ctx.peer,
-        ctx.local,
-        &ctx.limits,
-    ) {
+    let r = match examine(Bytes::copy_from_slice(partial), ctx.peer, &ctx.limits) {
         Intake::Reject(r) => r,
         Intake::Deliver(m)
             if missing_length

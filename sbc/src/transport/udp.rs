@@ -92,9 +92,9 @@ pub(crate) async fn receive_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, si
                 local: Some(local),
             };
             let data = Bytes::copy_from_slice(data);
-            match examine(data.clone(), peer, local, &shared.config.limits) {
+            match examine(data.clone(), peer, &shared.config.limits) {
                 Intake::Deliver(m) => {
-                    shared.trace_in(&m, &data);
+                    shared.trace_in(&m, local, &data);
                     match shared.inbound.try_send(m) {
                         Ok(()) => {}
                         // Dropping is right for UDP: the sender's transaction retransmits.
