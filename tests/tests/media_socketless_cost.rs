@@ -259,7 +259,8 @@ fn rss_kib(pid: u32) -> u64 {
 /// the call layer does for a call), not SIP: the count is bounded by the relay ports and the
 /// XDP maps, not by how fast SIPp and the signaling path go on this machine. It stops at
 /// `MEDIA_SCALE_SESSIONS` (default 1,000), at the first refusal (printed: ports exhausted
-/// is the expected end), or after 400 s (`MEDIA_SCALE_BOUND_S`), and prints sessions, descriptors, RSS and gauges.
+/// is the expected end), or after 400 s (`MEDIA_SCALE_BOUND_S`), and prints sessions,
+/// descriptors, RSS and gauges.
 #[test]
 #[ignore = "measurement; run by hand (see the doc comment)"]
 fn media_plane_sessions_up_to_the_port_range() {
