@@ -337,7 +337,7 @@ fn media_plane_sessions_up_to_the_port_range() {
     // Descriptors and RSS every 10,000 sessions: flat descriptors are the point.
     let mut samples = Vec::new();
     while made < want {
-        if made % 10_000 == 0 {
+        if made.is_multiple_of(10_000) {
             samples.push(format!("{made}: {} fds, {} KiB", fds(pid), rss_kib(pid)));
         }
         if started.elapsed() > Duration::from_secs(bound_s) {
