@@ -33,6 +33,15 @@ pub(crate) fn prepare(xdp: &mut XdpRelay, relay: &RelaySettings) -> Option<RingB
             ranges.push(r);
         }
     }
+    if ranges.len() > sbc_ebpf_common::MAX_RELAY_RANGES as usize {
+        // Validation allows at most that many; past it some addresses' unallocated ports would
+        // reach the stack instead of being dropped here (harmless: nothing listens there).
+        tracing::warn!(
+            addresses = ranges.len(),
+            max = sbc_ebpf_common::MAX_RELAY_RANGES,
+            "more relay addresses than XDP relay ranges; the rest are not dropped in XDP"
+        );
+    }
     let ring = xdp
         .set_relay_ranges(&ranges)
         .and_then(|()| xdp.take_latch_events());
