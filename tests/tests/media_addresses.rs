@@ -4,7 +4,8 @@
 //! endpoints name that address, its RTP is latched and relayed by the XDP program on it (no
 //! userspace packet) with the second address as the source the peers see, and the free-pair
 //! gauges count per address and per side. Filling every pair of both addresses refuses the
-//! next call, and releasing the calls leaves no mapping behind.
+//! next call, and releasing the calls leaves no mapping behind. Without XDP the userspace
+//! relay's sockets are bound to the second address and relay from it.
 
 mod media_common;
 
@@ -168,6 +169,60 @@ fn second_relay_address_carries_a_call_through_xdp() {
     let media = lab.media();
     assert_eq!(media["xdp_map_entries"], 0, "{media}");
     assert_eq!(media["relay"]["ports_free_outside"], 4, "{media}");
+}
+
+#[test]
+fn second_relay_address_relays_in_userspace_without_xdp() {
+    if !sbc_e2e::require_root("media_addresses") {
+        return;
+    }
+    let sides = [
+        format!("media_addresses = [\"{IN_1}\", \"{IN_2}\"]"),
+        format!("media_addresses = [\"{OUT_1}\", \"{OUT_2}\"]"),
+    ];
+    let lab = MediaLab::start_sides(
+        "smu",
+        &format!("xdp = \"off\"\nport_min = {PORT_MIN}\nport_max = {PORT_MAX}\ntimeout_s = 30"),
+        &sides,
+        add_second_addresses,
+    );
+    let sa = |s: &str| -> SocketAddr { s.parse().expect("literal") };
+    let (first, _, _) = lab.call(sa("198.18.1.2:4100"), sa("198.18.2.2:6100"));
+    let pbx = lab.socket(true, "198.18.1.2:4000");
+    let carrier = lab.socket(false, "198.18.2.2:6000");
+    let (id, in_relay, out_relay) = lab.call(sa("198.18.1.2:4000"), sa("198.18.2.2:6000"));
+    assert_eq!(
+        (in_relay.ip().to_string(), out_relay.ip().to_string()),
+        (IN_2.to_owned(), OUT_2.to_owned())
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let limit = Duration::from_secs(30);
+    let at_pbx = receiver(pbx.try_clone().expect("clone"), stop.clone(), limit);
+    let at_carrier = receiver(carrier.try_clone().expect("clone"), stop.clone(), limit);
+    let user_before = lab.userspace_packets();
+    let up = {
+        let pbx = pbx.try_clone().expect("clone");
+        thread::spawn(move || send_rtp(&pbx, in_relay, 0, 50, 0x1111_1111))
+    };
+    send_rtp(&carrier, out_relay, 0, 50, 0x2222_2222);
+    up.join().expect("PBX sender");
+    thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let got_pbx = at_pbx.join().expect("PBX receiver");
+    let got_carrier = at_carrier.join().expect("carrier receiver");
+    // The relay sockets are bound to the second address: that is the source the peers see.
+    // (A peer's first packet may arrive before its latch lets the other way through.)
+    for (who, got, relay) in [
+        ("carrier", &got_carrier, out_relay),
+        ("PBX", &got_pbx, in_relay),
+    ] {
+        assert!(got.seqs.len() >= 48, "{who}: {} of 50", got.seqs.len());
+        assert!(got.sources.iter().all(|s| *s == relay), "{who}: sources");
+    }
+    assert!(lab.userspace_packets() >= user_before + 96);
+    for id in [first, id] {
+        lab.json("DELETE", &format!("/api/v1/media/sessions/{id}"), None, 204);
+    }
 }
 
 /// The second relay address of each side on the SBC's interfaces (same subnets as the
