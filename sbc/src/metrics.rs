@@ -97,8 +97,11 @@ pub struct MediaMetrics {
     pub neighbour_primes: IntCounterVec,
     /// Fast-path mappings the XDP maps hold (sized from `[media]` port range).
     pub xdp_mappings_capacity: IntGauge,
-    /// Free relay port pairs, by side.
+    /// Free relay port pairs, by side (summed over the side's relay addresses).
     pub ports_free: IntGaugeVec,
+    /// Free relay port pairs, by relay bind address (`media_addresses`: one full address
+    /// refuses nothing while another has room, but shows here).
+    pub address_ports_free: IntGaugeVec,
     /// Digits handed to the relay for RFC 4733 generation (SIP INFO converted), by result:
     /// `queued`, `queue_full` (`[media] dtmf_queue`), `not_terminated` (no telephone-event
     /// negotiated on that stream).
@@ -171,8 +174,18 @@ impl MediaMetrics {
                 "Mappings the XDP fast path's maps hold (one per relay port and media address).",
             )?,
             ports_free: IntGaugeVec::new(
-                Opts::new("sbc_media_ports_free", "Free relay port pairs, by side."),
+                Opts::new(
+                    "sbc_media_ports_free",
+                    "Free relay port pairs, by side (over all its relay addresses).",
+                ),
                 &["side"],
+            )?,
+            address_ports_free: IntGaugeVec::new(
+                Opts::new(
+                    "sbc_media_address_ports_free",
+                    "Free relay port pairs, by relay bind address.",
+                ),
+                &["address"],
             )?,
             dtmf_generated: IntCounterVec::new(
                 Opts::new(
@@ -219,6 +232,7 @@ impl MediaMetrics {
             m.neighbour_primes.with_label_values(&[result]);
         }
         registry.register(Box::new(m.ports_free.clone()))?;
+        registry.register(Box::new(m.address_ports_free.clone()))?;
         registry.register(Box::new(m.dtmf_generated.clone()))?;
         registry.register(Box::new(m.dtmf_packets.clone()))?;
         for result in ["queued", "queue_full", "not_terminated"] {

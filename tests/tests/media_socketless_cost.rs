@@ -251,11 +251,16 @@ fn rss_kib(pid: u32) -> u64 {
 ///   cargo test -p sbc-e2e --test media_socketless_cost media_plane -- --ignored --nocapture
 /// ```
 ///
+/// `MEDIA_SCALE_ADDRESSES` (default 1, at most 8) relay addresses per side
+/// (`media_addresses`: 198.18.1.1, .11, .12, … inside and 198.18.2.x outside, added to the
+/// SBC's interfaces), each with the whole port range.
+///
 /// Sessions are made through the admin API (offer from the PBX, answer from the carrier, as
 /// the call layer does for a call), not SIP: the count is bounded by the relay ports and the
 /// XDP maps, not by how fast SIPp and the signaling path go on this machine. It stops at
 /// `MEDIA_SCALE_SESSIONS` (default 1,000), at the first refusal (printed: ports exhausted
-/// is the expected end), or after 400 s, and prints sessions, descriptors, RSS and gauges.
+/// is the expected end), or after 400 s (`MEDIA_SCALE_BOUND_S`), and prints sessions,
+/// descriptors, RSS and gauges.
 #[test]
 #[ignore = "measurement; run by hand (see the doc comment)"]
 fn media_plane_sessions_up_to_the_port_range() {
@@ -267,18 +272,57 @@ fn media_plane_sessions_up_to_the_port_range() {
         env("MEDIA_SCALE_PORT_MIN", 10_000),
         env("MEDIA_SCALE_PORT_MAX", 59_998),
     );
-    let mut lab = MediaLab::start(
+    let addresses = env("MEDIA_SCALE_ADDRESSES", 1).clamp(1, 8);
+    let bound_s = env("MEDIA_SCALE_BOUND_S", 400);
+    // 198.18.<side>.1 is the lab's own; the extra ones are .11, .12, ...
+    let list = |side: u8| -> Vec<String> {
+        (0..addresses)
+            .map(|i| match i {
+                0 => format!("198.18.{side}.1"),
+                i => format!("198.18.{side}.{}", 10 + i),
+            })
+            .collect()
+    };
+    let quoted = |side: u8| {
+        list(side)
+            .iter()
+            .map(|a| format!("\"{a}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let sides = [
+        format!("media_addresses = [{}]", quoted(1)),
+        format!("media_addresses = [{}]", quoted(2)),
+    ];
+    let mut lab = MediaLab::start_sides(
         "smp",
         &format!("xdp = \"auto\"\nport_min = {port_min}\nport_max = {port_max}\ntimeout_s = 0"),
+        &sides,
+        |lab| {
+            for (side, dev) in [(1, "in0"), (2, "out0")] {
+                for a in list(side).iter().skip(1) {
+                    sbc_e2e::netns::ip(&[
+                        "-n",
+                        &lab.sbc,
+                        "addr",
+                        "add",
+                        &format!("{a}/24"),
+                        "dev",
+                        dev,
+                    ])
+                    .unwrap_or_else(|e| panic!("add {a}: {e:?}"));
+                }
+            }
+        },
     );
-    // The lab's trunk quota (half the range by default) lifted to the whole range.
+    // The lab's trunk quota (half the outside ports by default) lifted to all of them.
     lab.kill9();
     let text = std::fs::read_to_string(&lab.config).expect("config");
     let text = text.replacen(
         "proxy = \"198.18.2.2:5060\"",
         &format!(
             "proxy = \"198.18.2.2:5060\"\nmax_media_ports = {}",
-            port_max.saturating_sub(port_min) + 1
+            (port_max.saturating_sub(port_min) + 1) * addresses
         ),
         1,
     );
@@ -290,9 +334,14 @@ fn media_plane_sessions_up_to_the_port_range() {
     let started = Instant::now();
     let mut made = 0u64;
     let mut end = String::from("count reached");
+    // Descriptors and RSS every 10,000 sessions: flat descriptors are the point.
+    let mut samples = Vec::new();
     while made < want {
-        if started.elapsed() > Duration::from_secs(400) {
-            end = "400 s bound".into();
+        if made.is_multiple_of(10_000) {
+            samples.push(format!("{made}: {} fds, {} KiB", fds(pid), rss_kib(pid)));
+        }
+        if started.elapsed() > Duration::from_secs(bound_s) {
+            end = format!("{bound_s} s bound");
             break;
         }
         // Distinct peer ports per session, as distinct calls would have.
@@ -338,10 +387,12 @@ fn media_plane_sessions_up_to_the_port_range() {
         })
         .unwrap_or_default();
     eprintln!(
-        "== media plane, ports {port_min}-{port_max}: {made} sessions in {:.0} s ({end}); \
-         fds idle {fds_idle} -> {}; RSS idle {rss_idle} KiB -> {} KiB; {gauges}",
+        "== media plane, ports {port_min}-{port_max}, {addresses} relay address(es) per side: \
+         {made} sessions in {:.0} s ({end}); fds idle {fds_idle} -> {}; RSS idle {rss_idle} KiB \
+         -> {} KiB; {gauges}; samples [{}]",
         started.elapsed().as_secs_f64(),
         fds(pid),
-        rss_kib(pid)
+        rss_kib(pid),
+        samples.join("; ")
     );
 }

@@ -57,8 +57,9 @@ pub const FLAG_FORWARD_RTCP: u16 = 16;
 pub const LATCH_SOURCES: usize = 3;
 /// [`LatchPolicy::flags`] bit: `reverse` names the mapping that sends towards this peer.
 pub const LATCH_HAS_REVERSE: u32 = 1;
-/// Maximum number of [`RelayRange`] entries (inside and outside, IPv4 and IPv6).
-pub const MAX_RELAY_RANGES: u32 = 4;
+/// Maximum number of [`RelayRange`] entries: one per relay address, up to eight per side
+/// (`media_addresses`). The program walks them only for packets that match no mapping.
+pub const MAX_RELAY_RANGES: u32 = 16;
 /// Size in bytes of the [`MAP_LATCH_EVENTS`] ring buffer (a power of two and a multiple of the
 /// page size): about 1,300 latches between two reads by the control plane.
 pub const LATCH_EVENTS_BYTES: u32 = 64 * 1024;

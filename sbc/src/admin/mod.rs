@@ -159,9 +159,13 @@ impl ScrapeGauges {
     /// Recomputes the gauges from `media`.
     fn refresh(&self, media: &MediaManager) {
         let overview = media.overview();
-        let total = i64::try_from(overview.ports_total).unwrap_or(i64::MAX);
-        self.port_pairs.with_label_values(&["inside"]).set(total);
-        self.port_pairs.with_label_values(&["outside"]).set(total);
+        let total = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.port_pairs
+            .with_label_values(&["inside"])
+            .set(total(overview.ports_total_inside));
+        self.port_pairs
+            .with_label_values(&["outside"])
+            .set(total(overview.ports_total_outside));
         let (mut xdp, mut user, mut lost) = (0i64, 0i64, 0i64);
         let (mut jmax, mut jsum, mut jn) = (0f64, 0f64, 0u32);
         let mut silent = [0i64; 3];

@@ -492,6 +492,126 @@ proxy = "127.0.0.1:5090"
         .expect("a range clear of SIP");
     }
 
+    /// `MINIMAL` with the outside side's media line replaced by `media`.
+    fn with_outside_media(media: &str) -> String {
+        MINIMAL.replacen(
+            "udp = [\"127.0.0.1:5080\"]\nmedia_address = \"127.0.0.1\"",
+            &format!("udp = [\"127.0.0.1:5080\"]\n{media}"),
+            1,
+        )
+    }
+
+    #[test]
+    fn several_media_addresses_per_side_load_with_their_advertised_addresses() {
+        let text = with_outside_media(
+            "advertised_address = \"203.0.113.1\"\n\
+             media_addresses = [\"127.0.0.2\", \
+             { address = \"127.0.0.3\", advertised = \"203.0.113.3\" }, \"127.0.0.4\"]",
+        );
+        let c = parse(&text).unwrap_or_else(|p| panic!("{p:#?}"));
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("literal");
+        assert_eq!(
+            c.outside.relay_addresses(),
+            [
+                // The side's advertised address names the first relay address, as it does
+                // `media_address`.
+                (ip("127.0.0.2"), ip("203.0.113.1")),
+                (ip("127.0.0.3"), ip("203.0.113.3")),
+                (ip("127.0.0.4"), ip("127.0.0.4")),
+            ]
+        );
+        let relay = crate::media::MediaSettings::from_config(&c).relay;
+        assert_eq!(relay.outside.iter().count(), 3);
+        assert_eq!(relay.inside.first().bind, ip("127.0.0.1"));
+        // Four relay addresses (127.0.0.1 inside, three outside), each with the whole range.
+        assert_eq!(relay.bind_addresses().len(), 4);
+        // The single form still loads, as the first and only relay address.
+        let one = parse(MINIMAL).expect("minimal");
+        assert_eq!(
+            one.inside.relay_addresses(),
+            [(ip("127.0.0.1"), ip("127.0.0.1"))]
+        );
+    }
+
+    #[test]
+    fn media_address_lists_are_validated_with_paths() {
+        let list = |entries: &str| with_outside_media(&format!("media_addresses = [{entries}]"));
+        for (text, path, want) in [
+            (
+                with_outside_media(""),
+                "outside.media_addresses",
+                "needs media_address",
+            ),
+            (
+                with_outside_media(
+                    "media_address = \"127.0.0.1\"\nmedia_addresses = [\"127.0.0.2\"]",
+                ),
+                "outside.media_addresses",
+                "not both",
+            ),
+            (
+                list("\"127.0.0.2\", \"127.0.0.2\""),
+                "outside.media_addresses[1]",
+                "listed twice",
+            ),
+            (
+                list("\"127.0.0.2\", { address = \"127.0.0.3\", advertised = \"127.0.0.2\" }"),
+                "outside.media_addresses[1]",
+                "already names another",
+            ),
+            (
+                list("\"127.0.0.2\", \"::1\""),
+                "outside.media_addresses[1]",
+                "one family per side",
+            ),
+            (
+                list("\"127.0.0.2\", \"0.0.0.0\""),
+                "outside.media_addresses[1]",
+                "overlap",
+            ),
+            (
+                list(
+                    &(2..=10)
+                        .map(|i| format!("\"127.0.0.{i}\""))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
+                "outside.media_addresses",
+                "at most 8",
+            ),
+        ] {
+            let problems = parse(&text).expect_err(&text);
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.path == path && p.message.contains(want) && p.line.is_some()),
+                "{text}\n{problems:#?}"
+            );
+        }
+        // A SIP port in the relay range is caught on every relay address, not just the first.
+        let text = format!(
+            "{}\n[media]\nport_min = 5000\nport_max = 6000\n",
+            MINIMAL.replacen(
+                "udp = [\"127.0.0.1:5080\"]\nmedia_address = \"127.0.0.1\"",
+                "udp = [\"127.0.0.9:5080\"]\nmedia_addresses = [\"127.0.0.8\", \"127.0.0.9\"]",
+                1,
+            )
+        );
+        let problems = parse(&text).expect_err("SIP port in the second address's range");
+        assert!(
+            problems.iter().any(|p| p.message.contains("outside.udp")),
+            "{problems:#?}"
+        );
+        // A bad entry is a type error with its path.
+        let problems = parse(&list("\"127.0.0.2\", \"nonsense\"")).expect_err("bad entry");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.path.starts_with("outside") && p.message.contains("invalid IP")),
+            "{problems:#?}"
+        );
+    }
+
     #[test]
     fn dtmf_queue_is_read_and_bounded() {
         let ok = parse(&format!("{MINIMAL}\n[media]\ndtmf_queue = 3\n")).expect("valid");

@@ -5,6 +5,7 @@ mod cdr;
 mod cluster;
 mod dns;
 mod load;
+mod media_address;
 mod media_policy;
 mod proxy;
 mod routing;
@@ -26,6 +27,7 @@ pub use cdr::{Cdr, Fsync};
 pub use cluster::Cluster;
 pub use dns::Dns;
 pub use load::{LoadError, Problem, load_file, parse};
+pub use media_address::{MAX_MEDIA_ADDRESSES, MediaAddress};
 pub use media_policy::{DtmfSetting, T38Setting};
 pub use proxy::{ProxyAddr, ProxyAddrError};
 pub use routing::{Compiled, compile};
@@ -357,11 +359,28 @@ pub struct Side {
     /// TLS listen addresses for SIP (certificate from `[tls]`).
     #[serde(default)]
     pub tls: Vec<SocketAddr>,
-    /// Address the SBC's media relay ports are bound to on this side.
-    pub media_address: IpAddr,
-    /// Address written into SIP/SDP on this side when it differs from the bound one (1:1 NAT).
+    /// Address the SBC's media relay ports are bound to on this side (one relay address;
+    /// `media_addresses` lists several). Exactly one of the two is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_address: Option<IpAddr>,
+    /// The side's relay addresses, each with the whole `[media]` port range (more concurrent
+    /// streams than one address's ~30,000 pairs); new streams go to the one with the most
+    /// free pairs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub media_addresses: Vec<MediaAddress>,
+    /// Address written into SIP/SDP on this side when it differs from the bound one (1:1 NAT);
+    /// for media it names the first relay address (an entry of `media_addresses` may give its
+    /// own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub advertised_address: Option<IpAddr>,
+}
+
+impl Side {
+    /// The side's relay addresses as (bind, advertised), in configuration order (empty only
+    /// in a configuration validation refuses).
+    pub fn relay_addresses(&self) -> Vec<(IpAddr, IpAddr)> {
+        media_address::resolve(self)
+    }
 }
 
 /// SIP transport protocol toward a peer.

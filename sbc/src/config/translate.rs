@@ -216,10 +216,8 @@ fn sdp_policy(c: &Config) -> sbc_proto::sdp::SdpPolicy {
     let mut own = Vec::new();
     for s in [&c.inside, &c.outside] {
         let listeners = s.udp.iter().chain(&s.tcp).chain(&s.tls).map(SocketAddr::ip);
-        for ip in listeners
-            .chain(std::iter::once(s.media_address))
-            .chain(s.advertised_address)
-        {
+        let relay = s.relay_addresses().into_iter().flat_map(|(b, a)| [b, a]);
+        for ip in listeners.chain(relay).chain(s.advertised_address) {
             // A wildcard bind names no address of its own; 0.0.0.0 in SDP is a hold anyway.
             if !ip.is_unspecified() && !own.contains(&ip) {
                 own.push(ip);

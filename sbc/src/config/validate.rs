@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use super::{Config, Side, Transport, XdpMode};
+use super::{Config, MAX_MEDIA_ADDRESSES, Side, Transport, XdpMode};
 
 /// Most userspace relay worker threads (`media.relay_workers`).
 const MAX_RELAY_WORKERS: usize = 256;
@@ -446,8 +446,10 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
     // A SIP port inside the relay range on the media address: the relay would hand it to a
     // call, and with XDP the program drops UDP to relay ports no call holds — SIP included.
     for (name, side) in [("inside", &c.inside), ("outside", &c.outside)] {
+        let relay = side.relay_addresses();
         for sip in &side.udp {
-            let same_address = sip.ip() == side.media_address || sip.ip().is_unspecified();
+            let same_address =
+                relay.iter().any(|(bind, _)| *bind == sip.ip()) || sip.ip().is_unspecified();
             if same_address && (m.port_min..=m.port_max).contains(&sip.port()) {
                 bad(
                     "media.port_min",
@@ -641,12 +643,6 @@ fn side(name: &str, s: &Side, bad: &mut impl FnMut(&str, String)) {
             }
         }
     }
-    if s.media_address.is_unspecified() && s.advertised_address.is_none() {
-        bad(
-            &format!("{name}.media_address"),
-            "an unspecified address needs advertised_address for SDP".into(),
-        );
-    }
     if let Some(a) = s.advertised_address
         && a.is_unspecified()
     {
@@ -654,5 +650,80 @@ fn side(name: &str, s: &Side, bad: &mut impl FnMut(&str, String)) {
             &format!("{name}.advertised_address"),
             "must be a concrete address".into(),
         );
+    }
+    media_addresses(name, s, bad);
+}
+
+/// `media_address` / `media_addresses`: one of the two; distinct binds and distinct advertised
+/// addresses (two relay addresses named alike in SDP would receive each other's media), one
+/// address family per side (a stream's family is checked against the side's), and at most
+/// [`MAX_MEDIA_ADDRESSES`].
+fn media_addresses(name: &str, s: &Side, bad: &mut impl FnMut(&str, String)) {
+    let key = if s.media_address.is_some() {
+        format!("{name}.media_address")
+    } else {
+        format!("{name}.media_addresses")
+    };
+    match (s.media_address, s.media_addresses.is_empty()) {
+        (None, true) => {
+            bad(
+                &key,
+                "a side needs media_address or media_addresses (its relay addresses)".into(),
+            );
+            return;
+        }
+        (Some(_), false) => bad(
+            &format!("{name}.media_addresses"),
+            "set media_address or media_addresses, not both".into(),
+        ),
+        _ => {}
+    }
+    if s.media_addresses.len() > MAX_MEDIA_ADDRESSES {
+        bad(
+            &key,
+            format!("at most {MAX_MEDIA_ADDRESSES} relay addresses per side"),
+        );
+    }
+    let list = s.relay_addresses();
+    let several = list.len() > 1;
+    let at = |i: usize| {
+        if s.media_address.is_some() {
+            key.clone()
+        } else {
+            format!("{key}[{i}]")
+        }
+    };
+    for (i, &(bind, advertised)) in list.iter().enumerate() {
+        if bind.is_unspecified() && several {
+            bad(
+                &at(i),
+                "an unspecified address would overlap the others' ports: list concrete ones".into(),
+            );
+        } else if bind.is_unspecified() && advertised == bind {
+            bad(
+                &at(i),
+                "an unspecified address needs advertised_address for SDP".into(),
+            );
+        }
+        if advertised.is_unspecified() && !bind.is_unspecified() {
+            bad(&at(i), "the advertised address must be concrete".into());
+        }
+        if bind.is_ipv4() != list[0].0.is_ipv4() {
+            bad(
+                &at(i),
+                format!(
+                    "{bind} is not of the family of {} (one family per side)",
+                    list[0].0
+                ),
+            );
+        }
+        if list[..i].iter().any(|(b, _)| *b == bind) {
+            bad(&at(i), format!("{bind} is listed twice"));
+        } else if list[..i].iter().any(|(_, a)| *a == advertised) {
+            bad(
+                &at(i),
+                format!("{advertised} already names another relay address in SDP"),
+            );
+        }
     }
 }

@@ -340,6 +340,7 @@ mod tests {
     ) -> EndpointView {
         EndpointView {
             relay: "203.0.113.1".into(),
+            bind: "203.0.113.1".into(),
             rtp_port: 10_000,
             rtcp_port: 10_001,
             latched: latched.map(str::to_owned),

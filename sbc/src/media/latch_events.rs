@@ -19,8 +19,10 @@ const BATCH: usize = 256;
 /// drops packets to ports no stream holds) and takes the latch event ring buffer. `None` (and
 /// the ranges cleared again) if either fails: streams then bind sockets as without it.
 pub(crate) fn prepare(xdp: &mut XdpRelay, relay: &RelaySettings) -> Option<RingBuf<MapData>> {
-    let mut ranges = Vec::with_capacity(2);
-    for bind in [relay.inside.bind, relay.outside.bind] {
+    let binds = relay.bind_addresses();
+    let mut ranges = Vec::with_capacity(binds.len());
+    // Every relay address of both sides (validation keeps them within the map's entries).
+    for bind in binds {
         let r = RelayRange {
             addr: executor::mapping_key(SocketAddr::new(bind, 0)).addr,
             port_min: relay.port_min,
@@ -30,6 +32,15 @@ pub(crate) fn prepare(xdp: &mut XdpRelay, relay: &RelaySettings) -> Option<RingB
         if !ranges.contains(&r) {
             ranges.push(r);
         }
+    }
+    if ranges.len() > sbc_ebpf_common::MAX_RELAY_RANGES as usize {
+        // Validation allows at most that many; past it some addresses' unallocated ports would
+        // reach the stack instead of being dropped here (harmless: nothing listens there).
+        tracing::warn!(
+            addresses = ranges.len(),
+            max = sbc_ebpf_common::MAX_RELAY_RANGES,
+            "more relay addresses than XDP relay ranges; the rest are not dropped in XDP"
+        );
     }
     let ring = xdp
         .set_relay_ranges(&ranges)

@@ -13,7 +13,7 @@ use std::{
 use parking_lot::Mutex;
 use sbc_proto::media::{
     Allocation, MediaControl, MediaError, MediaEvent, MediaPeers, MediaTable, RelaySettings,
-    SessionId, SideAddress, StreamDesc, StreamRelay, table::TICK,
+    SessionId, SideAddress, SideAddresses, StreamDesc, StreamRelay, table::TICK,
 };
 use sbc_proto::net::Side;
 
@@ -47,9 +47,21 @@ pub struct MediaSettings {
 impl MediaSettings {
     /// Settings from `[inside]`, `[outside]` and `[media]`.
     pub fn from_config(c: &Config) -> Self {
-        let side = |s: &crate::config::Side| SideAddress {
-            bind: s.media_address,
-            advertised: s.advertised_address.unwrap_or(s.media_address),
+        let side = |s: &crate::config::Side| {
+            let list = s
+                .relay_addresses()
+                .into_iter()
+                .map(|(bind, advertised)| SideAddress { bind, advertised })
+                .collect();
+            // Validation refuses a side without a relay address; loopback keeps a
+            // configuration that skipped it from panicking.
+            SideAddresses::new(list).unwrap_or_else(|| {
+                SideAddress {
+                    bind: std::net::Ipv4Addr::LOCALHOST.into(),
+                    advertised: std::net::Ipv4Addr::LOCALHOST.into(),
+                }
+                .into()
+            })
         };
         let secs = |s: u64| (s > 0).then(|| Duration::from_secs(s));
         Self {
@@ -218,7 +230,17 @@ impl MediaManager {
             xdp_mappings: t.mappings(),
             ports_free_inside: t.ports_free(Side::Inside),
             ports_free_outside: t.ports_free(Side::Outside),
-            ports_total: t.ports_total(),
+            ports_total: t.ports_total(Side::Inside),
+            ports_total_inside: t.ports_total(Side::Inside),
+            ports_total_outside: t.ports_total(Side::Outside),
+            addresses: t
+                .ports_per_address()
+                .map(|(ip, free, total)| super::view::AddressView {
+                    address: ip.to_string(),
+                    ports_free: free,
+                    ports_total: total,
+                })
+                .collect(),
             idle_sockets: core.exec.idle_sockets(),
             userspace_packets: self.inner.metrics.user_packets.get(),
             userspace_bytes: self.inner.metrics.user_bytes.get(),
@@ -266,15 +288,8 @@ impl Inner {
     /// The view of session `id` at `now` (locks the XDP relay for its counters).
     fn view(&self, core: &Core, id: SessionId, now: Instant) -> Option<SessionView> {
         let s = core.table.session(id)?;
-        let settings = core.table.settings();
         let xdp = self.xdp.as_ref().map(|x| x.lock());
-        Some(super::view::session_view(
-            id,
-            s,
-            |leg| settings.side(leg).bind,
-            xdp.as_deref(),
-            now,
-        ))
+        Some(super::view::session_view(id, s, xdp.as_deref(), now))
     }
 
     /// Executes the table's commands; returns the bind failures it could not repair.
@@ -293,6 +308,12 @@ impl Inner {
                 .ports_free
                 .with_label_values(&[leg.as_str()])
                 .set(gauge(t.ports_free(leg)));
+        }
+        for (ip, free, _) in t.ports_per_address() {
+            self.metrics
+                .address_ports_free
+                .with_label_values(&[&ip.to_string()])
+                .set(gauge(free));
         }
     }
 
@@ -569,8 +590,8 @@ mod tests {
         };
         MediaSettings {
             relay: RelaySettings {
-                inside: side,
-                outside: side,
+                inside: side.into(),
+                outside: side.into(),
                 port_min: min,
                 port_max: max,
                 strict_source: false,

@@ -12,6 +12,17 @@ use sbc_proto::net::Side;
 
 use super::xdp::XdpRelay;
 
+/// One relay bind address's port pairs, at `/api/v1/media`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AddressView {
+    /// The bind address.
+    pub address: String,
+    /// Free pairs.
+    pub ports_free: usize,
+    /// Pairs in total.
+    pub ports_total: usize,
+}
+
 /// Totals shown at `/api/v1/media`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Overview {
@@ -25,8 +36,15 @@ pub struct Overview {
     pub ports_free_inside: usize,
     /// Free port pairs outside.
     pub ports_free_outside: usize,
-    /// Pairs per side.
+    /// Pairs inside (all relay addresses; kept under its old name for readers of one
+    /// address per side, when both sides had the same count).
     pub ports_total: usize,
+    /// Pairs inside, over all inside relay addresses.
+    pub ports_total_inside: usize,
+    /// Pairs outside, over all outside relay addresses.
+    pub ports_total_outside: usize,
+    /// Free and total pairs per relay bind address.
+    pub addresses: Vec<AddressView>,
     /// Relay sockets of ended streams kept bound for reuse.
     pub idle_sockets: usize,
     /// Packets forwarded by the userspace relay.
@@ -83,6 +101,9 @@ pub struct SrtpView {
 pub struct EndpointView {
     /// Relay address (as advertised) and ports.
     pub relay: String,
+    /// The relay address the ports are bound to (one of the side's `media_addresses`; the
+    /// fast-path map key).
+    pub bind: String,
     /// RTP port.
     pub rtp_port: u16,
     /// RTCP port.
@@ -146,12 +167,10 @@ fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// The view of session `id` at `now`; `bind` gives each side's relay bind address (the XDP
-/// map key), `xdp` the fast path's per-mapping counters.
+/// The view of session `id` at `now`; `xdp` gives the fast path's per-mapping counters.
 pub(crate) fn session_view(
     id: SessionId,
     s: &Session,
-    bind: impl Fn(Side) -> std::net::IpAddr,
     xdp: Option<&XdpRelay>,
     now: Instant,
 ) -> SessionView {
@@ -162,7 +181,7 @@ pub(crate) fn session_view(
             let ep = |leg: Side| {
                 let r = st.relay.facing(leg);
                 let p = &st.peers[leg_idx(leg)];
-                let key = SocketAddr::new(bind(leg), r.rtp_port);
+                let key: SocketAddr = st.bound()[leg_idx(leg)];
                 let slot = st
                     .installed
                     .iter()
@@ -174,6 +193,7 @@ pub(crate) fn session_view(
                     .unwrap_or_default();
                 EndpointView {
                     relay: r.addr.to_string(),
+                    bind: key.ip().to_string(),
                     rtp_port: r.rtp_port,
                     rtcp_port: r.rtcp_port,
                     latched: p.latch[0].latched().map(|a| a.to_string()),

@@ -103,7 +103,47 @@ impl MediaLab {
         } else {
             ("198.18.1.1", "198.18.2.1")
         };
+        let sides = [
+            format!("media_address = \"{inside}\""),
+            format!("media_address = \"{outside}\""),
+        ];
         let lab = Lab::up(prefix).expect("lab up");
+        Self::start_lab(
+            lab,
+            general_toml,
+            media_toml,
+            admin_toml,
+            token,
+            &sides,
+            tcp,
+        )
+    }
+
+    /// Brings up a lab, lets `prepare` change it (e.g. add relay addresses to the SBC's
+    /// interfaces), then starts `sbc` with `[inside]` and `[outside]` relaying on
+    /// `sides` (each a `media_address` or `media_addresses` line) and `[media]` set to
+    /// `media_toml`, over IPv4.
+    pub fn start_sides(
+        prefix: &str,
+        media_toml: &str,
+        sides: &[String; 2],
+        prepare: impl FnOnce(&Lab),
+    ) -> Self {
+        let lab = Lab::up(prefix).expect("lab up");
+        prepare(&lab);
+        Self::start_lab(lab, "", media_toml, "", None, sides, false)
+    }
+
+    fn start_lab(
+        lab: Lab,
+        general_toml: &str,
+        media_toml: &str,
+        admin_toml: &str,
+        token: Option<&str>,
+        sides: &[String; 2],
+        tcp: bool,
+    ) -> Self {
+        let [inside_media, outside_media] = sides;
         let (tcp_in, tcp_out, transport) = if tcp {
             (
                 "tcp = [\"198.18.1.1:5060\"]",
@@ -124,11 +164,11 @@ instance = "{instance}"
 [inside]
 udp = ["198.18.1.1:5060"]
 {tcp_in}
-media_address = "{inside}"
+{inside_media}
 [outside]
 udp = ["198.18.2.1:5060"]
 {tcp_out}
-media_address = "{outside}"
+{outside_media}
 [pbx]
 address = "198.18.1.2:5060"
 allow = ["198.18.1.0/24"]

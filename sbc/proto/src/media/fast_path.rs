@@ -72,28 +72,27 @@ impl FastPath {
     }
 }
 
-/// The RTP mappings (inside → outside and back, slot 0) for a stream whose relay RTP ports are
-/// `ports` (inside, outside) and whose peers are `peers`, at `now`: none unless both peers are
+/// The RTP mappings (inside → outside and back, slot 0) for a stream whose relay RTP endpoints
+/// are `relay` (inside, outside: bind address and RTP port) and whose peers are `peers`, at `now`: none unless both peers are
 /// latched after their SDP was known (a provisional latch stays in userspace) and everything is
 /// one address family (XDP cannot change header sizes). RTCP stays in userspace for its
 /// reports.
 pub fn desired(
     settings: &RelaySettings,
-    ports: [u16; 2],
+    relay: [SocketAddr; 2],
     peers: &[PeerState; 2],
     now: Instant,
 ) -> Option<[FastPath; 2]> {
     let pbx = peers[0].latch[0].confirmed()?;
     let carrier = peers[1].latch[0].confirmed()?;
-    let v4 = settings.inside.bind.is_ipv4();
-    if settings.outside.bind.is_ipv4() != v4 || pbx.is_ipv4() != v4 || carrier.is_ipv4() != v4 {
+    let v4 = relay[0].is_ipv4();
+    if relay[1].is_ipv4() != v4 || pbx.is_ipv4() != v4 || carrier.is_ipv4() != v4 {
         return None;
     }
     // Inside the re-latch window other sources go up to userspace, which may re-latch (the
     // table's tick makes the mapping strict once the window has closed).
     let strict = |i: usize| settings.strict_source && !peers[i].latch[0].window_open(now);
-    let inside = SocketAddr::new(settings.inside.bind, ports[0]);
-    let outside = SocketAddr::new(settings.outside.bind, ports[1]);
+    let [inside, outside] = relay;
     Some([
         FastPath {
             ingress: inside,
@@ -121,9 +120,9 @@ pub fn desired(
 /// cannot split rtcp-mux from separate RTCP), and at most one configured media network per leg
 /// (the program's policy has one entry for it).
 pub fn kernel_capable(settings: &RelaySettings, peers: &[PeerState; 2]) -> bool {
-    let v4 = settings.inside.bind.is_ipv4();
+    let v4 = settings.inside.is_ipv4();
     let described = |p: &PeerState| p.latch[0].sdp().is_some();
-    settings.outside.bind.is_ipv4() == v4
+    settings.outside.is_ipv4() == v4
         && (!described(&peers[0]) || !described(&peers[1]) || peers[0].mux == peers[1].mux)
         && peers.iter().all(|p| p.allowed.networks.len() <= 1)
         && peers
@@ -133,15 +132,14 @@ pub fn kernel_capable(settings: &RelaySettings, peers: &[PeerState; 2]) -> bool 
             .all(|a| a.is_ipv4() == v4 || a.port() == 0)
 }
 
-/// The mappings of a socketless stream whose relay RTP ports are `ports` (inside, outside):
+/// The mappings of a socketless stream whose relay RTP endpoints are `relay` (inside, outside):
 /// RTP both ways, and RTCP both ways on the port above unless both peers use rtcp-mux. A peer
 /// not latched yet gets an awaiting mapping with its allowed sources; a latched one a strict
 /// mapping to its latch (the kernel makes every latch strict). A peer with neither latch nor
 /// SDP is a destination of port 0 (the program drops towards it).
-pub fn kernel(settings: &RelaySettings, ports: [u16; 2], peers: &[PeerState; 2]) -> Vec<FastPath> {
-    let binds = [settings.inside.bind, settings.outside.bind];
+pub fn kernel(relay: [SocketAddr; 2], peers: &[PeerState; 2]) -> Vec<FastPath> {
     let unspecified = SocketAddr::new(
-        if binds[0].is_ipv4() {
+        if relay[0].is_ipv4() {
             IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
         } else {
             IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
@@ -153,7 +151,8 @@ pub fn kernel(settings: &RelaySettings, ports: [u16; 2], peers: &[PeerState; 2])
     for kind in 0..kinds {
         for i in 0..2 {
             let j = 1 - i;
-            let relay = |leg: usize| SocketAddr::new(binds[leg], ports[leg] + kind as u16);
+            let relay =
+                |leg: usize| SocketAddr::new(relay[leg].ip(), relay[leg].port() + kind as u16);
             let latch = &peers[i].latch[kind];
             let full = |ip: IpAddr| if ip.is_ipv4() { 32 } else { 128 };
             let allowed = &peers[i].allowed;
@@ -181,11 +180,11 @@ pub fn kernel(settings: &RelaySettings, ports: [u16; 2], peers: &[PeerState; 2])
 }
 
 /// Pass-through mappings for every relay port (RTP and the port above, both sides) of a
-/// socket-bound stream, so that the program's relay-range drop spares them.
-pub fn pass(settings: &RelaySettings, ports: [u16; 2]) -> [FastPath; 4] {
-    let binds = [settings.inside.bind, settings.outside.bind];
+/// socket-bound stream whose relay RTP endpoints are `relay`, so that the program's relay-range
+/// drop spares them.
+pub fn pass(relay: [SocketAddr; 2]) -> [FastPath; 4] {
     let at = |leg: usize, k: u16| {
-        let a = SocketAddr::new(binds[leg], ports[leg] + k);
+        let a = SocketAddr::new(relay[leg].ip(), relay[leg].port() + k);
         FastPath {
             ingress: a,
             expect: a,

@@ -48,6 +48,7 @@ pub mod payload;
 pub mod peer;
 pub mod policy;
 pub mod pool;
+pub mod pools;
 pub mod rtp;
 pub mod settings;
 pub mod slots;
@@ -73,7 +74,7 @@ use crate::net::Side;
 pub use crypto::StreamSrtp;
 pub use fast_path::FastPath;
 pub use payload::StreamPayloadMaps;
-pub use settings::{RelaySettings, SideAddress};
+pub use settings::{RelaySettings, SideAddress, SideAddresses};
 pub use table::{Arrival, MediaTable, PacketAction, PacketDrop, RelayPort, StreamKey};
 
 /// Media direction attribute of a stream (RFC 8866 §6.7), from the sender's point of view:

@@ -60,6 +60,11 @@ pub struct StreamSnapshot {
 pub struct EndpointSnapshot {
     /// Address written into `c=`.
     pub addr: IpAddr,
+    /// The relay address the ports are bound to, one of the side's `media_addresses` (absent
+    /// in records written before a side could have several: the restore then finds it by
+    /// `addr`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind: Option<IpAddr>,
     /// RTP port.
     pub rtp: u16,
     /// RTCP port.
@@ -171,6 +176,7 @@ impl From<RelayEndpoint> for EndpointSnapshot {
     fn from(e: RelayEndpoint) -> Self {
         Self {
             addr: e.addr,
+            bind: None,
             rtp: e.rtp_port,
             rtcp: e.rtcp_port,
         }

@@ -17,7 +17,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     time::{Duration, Instant},
 };
 
@@ -31,7 +31,7 @@ use super::{
     latch::{DropReason, Verdict},
     peer::PeerState,
     policy::{MediaPolicy, Quotas},
-    pool::PortPool,
+    pools::RelayPools,
     rtp,
     settings::RelaySettings,
     slots::Slots,
@@ -87,7 +87,7 @@ pub struct MediaTable {
     kernel_latch: bool,
     /// Socketless streams by the relay endpoints of their mappings (latch events name those).
     kernel_ports: HashMap<SocketAddr, StreamKey>,
-    pools: [PortPool; 2],
+    pools: RelayPools,
     slots: Slots,
     quotas: Quotas,
     sessions: BTreeMap<SessionId, Session>,
@@ -111,9 +111,8 @@ impl MediaTable {
         slots: u32,
         rng: Rng,
     ) -> Self {
-        let pool = || PortPool::new(settings.port_min, settings.port_max);
         Self {
-            pools: [pool(), pool()],
+            pools: RelayPools::new(&settings),
             settings,
             policy,
             fast_path,
@@ -213,21 +212,26 @@ impl MediaTable {
             .sum()
     }
 
-    /// Free port pairs on `leg`'s side.
+    /// Free port pairs on `leg`'s side, over all its relay addresses.
     pub fn ports_free(&self, leg: Side) -> usize {
-        self.pools[self.settings.pool(leg)].available()
+        self.pools.available(self.settings.side(leg))
     }
 
-    /// Port pairs per side.
-    pub fn ports_total(&self) -> usize {
-        self.pools[0].capacity()
+    /// Port pairs on `leg`'s side, over all its relay addresses.
+    pub fn ports_total(&self, leg: Side) -> usize {
+        self.pools.capacity(self.settings.side(leg))
+    }
+
+    /// Free and total port pairs of every relay bind address.
+    pub fn ports_per_address(&self) -> impl Iterator<Item = (IpAddr, usize, usize)> + '_ {
+        self.pools.per_address()
     }
 
     /// Whether nothing is held: no session, every port pair and statistics slot free, no trunk
     /// quota used (a leak check for tests).
     pub fn holds_nothing(&self) -> bool {
         self.sessions.is_empty()
-            && self.pools.iter().all(|p| p.available() == p.capacity())
+            && self.pools.all_free()
             && self.slots.in_use() == 0
             && self.quotas.is_empty()
     }
@@ -413,9 +417,10 @@ impl MediaTable {
         }
     }
 
-    fn endpoint(&self, leg: Side, port: u16, mux: bool) -> RelayEndpoint {
+    /// The endpoint SDP names for `leg`'s ports bound to `bind`.
+    fn endpoint(&self, leg: Side, bind: IpAddr, port: u16, mux: bool) -> RelayEndpoint {
         RelayEndpoint {
-            addr: self.settings.side(leg).advertised,
+            addr: self.settings.side(leg).advertised(bind),
             rtp_port: port,
             rtcp_port: if mux || port == 0 { port } else { port + 1 },
         }
@@ -432,12 +437,14 @@ impl MediaTable {
         for leg in [Side::Inside, Side::Outside] {
             peers[leg_idx(leg)].allowed = self.policy.allowed(leg, call);
         }
+        let firsts = [self.settings.inside.first(), self.settings.outside.first()];
         if desc.rtp_port == 0 {
             return Ok(Stream {
                 relay: StreamRelay {
-                    inside: self.endpoint(Side::Inside, 0, false),
-                    outside: self.endpoint(Side::Outside, 0, false),
+                    inside: self.endpoint(Side::Inside, firsts[0].bind, 0, false),
+                    outside: self.endpoint(Side::Outside, firsts[1].bind, 0, false),
                 },
+                binds: firsts.map(|a| a.bind),
                 peers,
                 installed: Vec::new(),
                 xdp_packets: 0,
@@ -448,21 +455,19 @@ impl MediaTable {
                 kernel: false,
             });
         }
-        if self.settings.side(from).bind.is_ipv4() != desc.addr.is_ipv4() {
+        if self.settings.side(from).is_ipv4() != desc.addr.is_ipv4() {
             return Err(MediaError::AddressFamily {
                 leg: from,
                 family: family(desc),
             });
         }
-        let (pi, po) = (
-            self.settings.pool(Side::Inside),
-            self.settings.pool(Side::Outside),
-        );
-        let in_port = self.pools[pi]
-            .allocate(&mut self.rng)
+        let (in_bind, in_port) = self
+            .pools
+            .allocate(&self.settings.inside, &mut self.rng)
             .ok_or(MediaError::PortsExhausted(Side::Inside))?;
-        let Some(out_port) = self.pools[po].allocate(&mut self.rng) else {
-            let _ = self.pools[pi].free(in_port);
+        let Some((out_bind, out_port)) = self.pools.allocate(&self.settings.outside, &mut self.rng)
+        else {
+            let _ = self.pools.free(in_bind, in_port);
             return Err(MediaError::PortsExhausted(Side::Outside));
         };
         peers[leg_idx(from)].set_desc(desc);
@@ -472,9 +477,10 @@ impl MediaTable {
             && fast_path::kernel_capable(&self.settings, &peers);
         Ok(Stream {
             relay: StreamRelay {
-                inside: self.endpoint(Side::Inside, in_port, mux(Side::Inside)),
-                outside: self.endpoint(Side::Outside, out_port, mux(Side::Outside)),
+                inside: self.endpoint(Side::Inside, in_bind, in_port, mux(Side::Inside)),
+                outside: self.endpoint(Side::Outside, out_bind, out_port, mux(Side::Outside)),
             },
+            binds: [in_bind, out_bind],
             peers,
             installed: Vec::new(),
             xdp_packets: 0,
@@ -497,12 +503,9 @@ impl MediaTable {
                 session: id,
                 index: first + i,
             };
-            for (leg, port) in [Side::Inside, Side::Outside].into_iter().zip(st.ports()) {
-                self.commands.push_back(MediaCommand::Bind {
-                    stream,
-                    leg,
-                    addr: SocketAddr::new(self.settings.side(leg).bind, port),
-                });
+            for (leg, addr) in [Side::Inside, Side::Outside].into_iter().zip(st.bound()) {
+                self.commands
+                    .push_back(MediaCommand::Bind { stream, leg, addr });
             }
         }
     }
@@ -512,10 +515,10 @@ impl MediaTable {
         if !st.enabled() {
             return;
         }
-        for (leg, port) in [Side::Inside, Side::Outside].into_iter().zip(st.ports()) {
+        for addr in st.bound() {
             // Only ports this table handed out reach here; an error would be a bookkeeping bug
             // (a double free), and the pool refuses it rather than hand a pair out twice.
-            let _ = self.pools[self.settings.pool(leg)].free(port);
+            let _ = self.pools.free(addr.ip(), addr.port());
         }
     }
 
@@ -545,8 +548,9 @@ impl MediaTable {
         };
         // RTP and RTCP port of each enabled stream.
         let ports = 2 * streams.iter().filter(|d| d.rtp_port != 0).count();
-        // Default: half the range's ports, so one trunk cannot starve the others.
-        let default = self.pools[self.settings.pool(Side::Outside)].capacity();
+        // Default: half the outside relay ports (over all its addresses), so one trunk cannot
+        // starve the others.
+        let default = self.pools.capacity(&self.settings.outside);
         let limit = self.policy.quota(trunk, default);
         if self.quotas.take(trunk, ports, limit) {
             Ok(ports)
@@ -586,7 +590,7 @@ impl MediaTable {
         // An answer or re-offer opens the re-latch window on both legs (NAT rebinding, a media
         // server switch at answer time); the fast path relaxes meanwhile.
         let until = now + self.settings.relatch_window;
-        let bind = self.settings.side(from).bind;
+        let v4 = self.settings.side(from).is_ipv4();
         let mut result = Ok(());
         for (index, (st, desc)) in s.streams.iter_mut().zip(streams).enumerate() {
             if !st.enabled() {
@@ -601,10 +605,7 @@ impl MediaTable {
             }
             let p = &mut st.peers[leg_idx(from)];
             // First description from this leg: check its family like an offer.
-            if desc.rtp_port != 0
-                && p.latch[0].target().is_none()
-                && bind.is_ipv4() != desc.addr.is_ipv4()
-            {
+            if desc.rtp_port != 0 && p.latch[0].target().is_none() && v4 != desc.addr.is_ipv4() {
                 result = Err(MediaError::AddressFamily {
                     leg: from,
                     family: family(desc),
@@ -692,24 +693,24 @@ impl MediaTable {
             // No longer something the program can carry alone: bind the stream's ports (the
             // latches learned in the kernel carry over) and relay it in userspace.
             st.kernel = false;
-            for (leg, port) in [Side::Inside, Side::Outside].into_iter().zip(st.ports()) {
+            for (leg, addr) in [Side::Inside, Side::Outside].into_iter().zip(st.bound()) {
                 self.commands.push_back(MediaCommand::Bind {
                     stream: key,
                     leg,
-                    addr: SocketAddr::new(self.settings.side(leg).bind, port),
+                    addr,
                 });
             }
         }
         let mut want: Vec<FastPath> = if st.kernel {
-            fast_path::kernel(&self.settings, st.ports(), &st.peers)
+            fast_path::kernel(st.bound(), &st.peers)
         } else if plain {
-            fast_path::desired(&self.settings, st.ports(), &st.peers, now)
+            fast_path::desired(&self.settings, st.bound(), &st.peers, now)
                 .map_or_else(Vec::new, Vec::from)
         } else {
             Vec::new()
         };
         if self.kernel_latch && !st.kernel {
-            for p in fast_path::pass(&self.settings, st.ports()) {
+            for p in fast_path::pass(st.bound()) {
                 if !want.iter().any(|w| w.ingress == p.ingress) {
                     want.push(p);
                 }
@@ -771,6 +772,8 @@ fn family(desc: &StreamDesc) -> &'static str {
     if desc.addr.is_ipv4() { "IPv4" } else { "IPv6" }
 }
 
+#[cfg(test)]
+mod address_tests;
 #[cfg(test)]
 mod kernel_tests;
 #[cfg(test)]

@@ -119,8 +119,8 @@ mod tests {
         };
         let settings = MediaSettings {
             relay: RelaySettings {
-                inside: side,
-                outside: side,
+                inside: side.into(),
+                outside: side.into(),
                 port_min: 42_100,
                 port_max: 42_199,
                 strict_source: false,

@@ -9,17 +9,16 @@ impl MediaTable {
     /// ports and slots reserved and its latches restored. Mappings without a partner, or whose
     /// ports or slots are taken, are removed. Returns the adopted sessions.
     pub fn adopt(&mut self, now: Instant, found: &[FastPath]) -> Vec<SessionId> {
-        let (inside, outside) = (self.settings.inside.bind, self.settings.outside.bind);
         let mut used: Vec<SocketAddr> = Vec::new();
         let mut adopted = Vec::new();
         for f in found {
             // With one address on both sides, the partner also looks like an inside mapping.
-            if used.contains(&f.ingress) || f.ingress.ip() != inside {
+            if used.contains(&f.ingress) || !self.settings.inside.binds(f.ingress.ip()) {
                 continue;
             }
             let Some(back) = found
                 .iter()
-                .find(|b| b.ingress == f.egress && b.ingress.ip() == outside)
+                .find(|b| b.ingress == f.egress && self.settings.outside.binds(b.ingress.ip()))
             else {
                 continue;
             };
@@ -42,11 +41,8 @@ impl MediaTable {
     }
 
     fn adopt_pair(&mut self, now: Instant, f: FastPath, back: FastPath) -> Option<SessionId> {
-        let (pi, po) = (
-            self.settings.pool(Side::Inside),
-            self.settings.pool(Side::Outside),
-        );
         let (in_port, out_port) = (f.ingress.port(), back.ingress.port());
+        let binds = [f.ingress.ip(), back.ingress.ip()];
         if !self.slots.reserve(f.slot) {
             return None;
         }
@@ -54,13 +50,13 @@ impl MediaTable {
             self.slots.give(f.slot);
             return None;
         }
-        if !self.pools[pi].reserve(in_port) {
+        if !self.pools.reserve(binds[0], in_port) {
             self.slots.give(f.slot);
             self.slots.give(back.slot);
             return None;
         }
-        if !self.pools[po].reserve(out_port) {
-            let _ = self.pools[pi].free(in_port);
+        if !self.pools.reserve(binds[1], out_port) {
+            let _ = self.pools.free(binds[0], in_port);
             self.slots.give(f.slot);
             self.slots.give(back.slot);
             return None;
@@ -73,9 +69,10 @@ impl MediaTable {
         }
         let st = Stream {
             relay: StreamRelay {
-                inside: self.endpoint(Side::Inside, in_port, false),
-                outside: self.endpoint(Side::Outside, out_port, false),
+                inside: self.endpoint(Side::Inside, binds[0], in_port, false),
+                outside: self.endpoint(Side::Outside, binds[1], out_port, false),
             },
+            binds,
             peers,
             installed: vec![f, back],
             xdp_packets: 0,

@@ -24,12 +24,9 @@ impl MediaTable {
                         session: *id,
                         index,
                     };
-                    for (leg, port) in [Side::Inside, Side::Outside].into_iter().zip(st.ports()) {
-                        self.commands.push_back(MediaCommand::Bind {
-                            stream,
-                            leg,
-                            addr: SocketAddr::new(self.settings.side(leg).bind, port),
-                        });
+                    for (leg, addr) in [Side::Inside, Side::Outside].into_iter().zip(st.bound()) {
+                        self.commands
+                            .push_back(MediaCommand::Bind { stream, leg, addr });
                     }
                 }
                 return;
@@ -38,12 +35,11 @@ impl MediaTable {
     }
 
     /// `stream`'s `leg` ports could not be bound (another program holds one): tries another
-    /// pair (the failed one goes to the back of the pool). Gives up after a few pairs, and for
+    /// pair (the failed one goes to the back of its pool; the new one may be on another of the
+    /// side's relay addresses, and the SDP then names that one). Gives up after a few pairs, and for
     /// adopted streams, whose ports are fixed by their mappings; the caller then releases the
     /// session (or drops the new streams of a re-offer, [`MediaTable::drop_streams_from`]).
     pub fn handle_bind_failed(&mut self, stream: StreamKey, leg: Side) -> Result<(), MediaError> {
-        let pool = self.settings.pool(leg);
-        let addr = self.settings.side(leg).bind;
         let Some(s) = self.sessions.get_mut(&stream.session) else {
             return Ok(());
         };
@@ -57,29 +53,34 @@ impl MediaTable {
                 st.ports()[i]
             )));
         }
+        let old = st.bound()[i];
         st.bind_attempts[i] += 1;
         if st.bind_attempts[i] >= BIND_ATTEMPTS {
             return Err(MediaError::Unavailable(format!(
-                "no bindable relay port pair on {addr} after {BIND_ATTEMPTS} attempts"
+                "no bindable relay port pair on {} after {BIND_ATTEMPTS} attempts",
+                old.ip()
             )));
         }
-        let Some(port) = self.pools[pool].allocate(&mut self.rng) else {
+        let side = self.settings.side(leg);
+        let Some((bind, port)) = self.pools.allocate(side, &mut self.rng) else {
             return Err(MediaError::PortsExhausted(leg));
         };
+        let advertised = side.advertised(bind);
         let endpoint = match leg {
             Side::Inside => &mut st.relay.inside,
             Side::Outside => &mut st.relay.outside,
         };
-        let old = endpoint.rtp_port;
-        let mux = endpoint.rtcp_port == old;
+        let mux = endpoint.rtcp_port == endpoint.rtp_port;
+        endpoint.addr = advertised;
         endpoint.rtp_port = port;
         endpoint.rtcp_port = if mux { port } else { port + 1 };
+        st.binds[i] = bind;
         // Back of the queue: it may be free again later. Not ours otherwise: a bug, ignored.
-        let _ = self.pools[pool].free(old);
+        let _ = self.pools.free(old.ip(), old.port());
         self.commands.push_back(MediaCommand::Bind {
             stream,
             leg,
-            addr: SocketAddr::new(addr, port),
+            addr: SocketAddr::new(bind, port),
         });
         Ok(())
     }

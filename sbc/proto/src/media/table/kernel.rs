@@ -28,14 +28,14 @@ impl MediaTable {
         let Some(st) = s.streams.get_mut(key.index) else {
             return false;
         };
-        let ports = st.ports();
+        let bound = st.bound();
         let Some(leg) = [Side::Inside, Side::Outside].into_iter().find(|l| {
-            self.settings.side(*l).bind == ingress.ip()
-                && (ingress.port() & !1) == ports[leg_idx(*l)]
+            let relay = bound[leg_idx(*l)];
+            relay.ip() == ingress.ip() && (ingress.port() & !1) == relay.port()
         }) else {
             return false;
         };
-        let kind = usize::from(ingress.port() != ports[leg_idx(leg)]);
+        let kind = usize::from(ingress.port() != bound[leg_idx(leg)].port());
         let p = &mut st.peers[leg_idx(leg)];
         p.latch[kind].learn(peer, now);
         if kind == 0 {

@@ -27,6 +27,10 @@ impl MediaTable {
                 };
                 let (i, o) = (desc(Side::Inside), desc(Side::Outside));
                 let mut snap = StreamSnapshot::new(&st.relay, i.as_ref(), o.as_ref());
+                if st.enabled() {
+                    snap.relay_inside.bind = Some(st.binds[0]);
+                    snap.relay_outside.bind = Some(st.binds[1]);
+                }
                 snap.latched_inside = st.peers[0].latch[0].latched();
                 snap.latched_outside = st.peers[1].latch[0].latched();
                 snap
@@ -43,12 +47,11 @@ impl MediaTable {
             return Err(MediaError::StreamCount(snap.streams.len()));
         }
         let peers = snap.peers();
-        let first = snap.streams[0].relay();
-        let ports = [first.inside.rtp_port, first.outside.rtp_port];
+        let first = self.recorded(&snap.streams[0]);
         let adopted = self
             .sessions
             .iter()
-            .find(|(_, s)| s.adopted && s.streams.len() == 1 && s.streams[0].ports() == ports)
+            .find(|(_, s)| s.adopted && s.streams.len() == 1 && s.streams[0].bound() == first)
             .map(|(id, _)| *id);
         let allowed = [Side::Inside, Side::Outside].map(|leg| self.policy.allowed(leg, &peers));
         let mut opened: Vec<Stream> = Vec::with_capacity(snap.streams.len());
@@ -120,6 +123,26 @@ impl MediaTable {
         Ok(id)
     }
 
+    /// The relay RTP endpoints (bind address, port) `ss` recorded, inside and outside. A record
+    /// without the bind address (written before a side could have several) names it by its
+    /// advertised address; one whose address is no longer configured falls back to the side's
+    /// first (as when a side had only one).
+    fn recorded(&self, ss: &StreamSnapshot) -> [SocketAddr; 2] {
+        [
+            (Side::Inside, ss.relay_inside),
+            (Side::Outside, ss.relay_outside),
+        ]
+        .map(|(leg, ep)| {
+            let side = self.settings.side(leg);
+            let bind = ep
+                .bind
+                .filter(|b| side.binds(*b))
+                .or_else(|| side.by_advertised(ep.addr))
+                .unwrap_or(side.first().bind);
+            SocketAddr::new(bind, ep.rtp)
+        })
+    }
+
     /// A stream of a snapshot on its recorded ports (reserved, bind asked by the caller).
     fn reopen(
         &mut self,
@@ -127,7 +150,8 @@ impl MediaTable {
         ss: &StreamSnapshot,
         allowed: &[crate::media::latch::Allowed; 2],
     ) -> Result<Stream, MediaError> {
-        let relay = ss.relay();
+        let bound = self.recorded(ss);
+        let binds = bound.map(|a| a.ip());
         let mut peers: [PeerState; 2] = Default::default();
         for leg in [Side::Inside, Side::Outside] {
             let p = &mut peers[leg_idx(leg)];
@@ -141,9 +165,10 @@ impl MediaTable {
         }
         let st = Stream {
             relay: StreamRelay {
-                inside: self.endpoint(Side::Inside, relay.inside.rtp_port, peers[0].mux),
-                outside: self.endpoint(Side::Outside, relay.outside.rtp_port, peers[1].mux),
+                inside: self.endpoint(Side::Inside, binds[0], bound[0].port(), peers[0].mux),
+                outside: self.endpoint(Side::Outside, binds[1], bound[1].port(), peers[1].mux),
             },
+            binds,
             peers,
             installed: Vec::new(),
             xdp_packets: 0,
@@ -160,20 +185,16 @@ impl MediaTable {
         if !st.enabled() {
             return Ok(st);
         }
-        let (pi, po) = (
-            self.settings.pool(Side::Inside),
-            self.settings.pool(Side::Outside),
-        );
-        let [in_port, out_port] = st.ports();
-        if !self.pools[pi].reserve(in_port) {
+        let [inside, outside] = bound;
+        if !self.pools.reserve(inside.ip(), inside.port()) {
             return Err(MediaError::Unavailable(format!(
-                "relay port {in_port} taken"
+                "relay port {inside} taken"
             )));
         }
-        if !self.pools[po].reserve(out_port) {
-            let _ = self.pools[pi].free(in_port);
+        if !self.pools.reserve(outside.ip(), outside.port()) {
+            let _ = self.pools.free(inside.ip(), inside.port());
             return Err(MediaError::Unavailable(format!(
-                "relay port {out_port} taken"
+                "relay port {outside} taken"
             )));
         }
         Ok(st)

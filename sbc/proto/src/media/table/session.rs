@@ -29,6 +29,9 @@ pub struct Session {
 pub struct Stream {
     /// The relay endpoints (advertised address); port 0 for a disabled stream.
     pub relay: StreamRelay,
+    /// The relay address each leg's ports are bound to (one of its side's addresses; what
+    /// `relay` advertises maps to it), indexed by [`leg_idx`].
+    pub binds: [std::net::IpAddr; 2],
     /// The peers, indexed by [`leg_idx`].
     pub peers: [PeerState; 2],
     /// Fast-path mappings asked of the kernel.
@@ -64,6 +67,15 @@ impl Stream {
 
     pub(super) fn ports(&self) -> [u16; 2] {
         [self.relay.inside.rtp_port, self.relay.outside.rtp_port]
+    }
+
+    /// The relay RTP endpoints as bound (the fast-path map keys), inside and outside.
+    pub fn bound(&self) -> [SocketAddr; 2] {
+        let [i, o] = self.ports();
+        [
+            SocketAddr::new(self.binds[0], i),
+            SocketAddr::new(self.binds[1], o),
+        ]
     }
 }
 

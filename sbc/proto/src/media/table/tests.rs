@@ -23,11 +23,13 @@ pub(super) fn settings() -> RelaySettings {
         inside: crate::media::SideAddress {
             bind: IN,
             advertised: IN,
-        },
+        }
+        .into(),
         outside: crate::media::SideAddress {
             bind: OUT,
             advertised: OUT,
-        },
+        }
+        .into(),
         port_min: 20_000,
         port_max: 20_099,
         strict_source: true,
