@@ -176,7 +176,9 @@ fn sipp_calls_both_directions_with_nothing_from_inside_on_the_carrier_link() {
         let count = metrics
             .lines()
             .find_map(|l| {
-                l.strip_prefix(&format!("sbc_sip_handling_seconds_count{{side=\"{side}\"}} "))
+                l.strip_prefix(&format!(
+                    "sbc_sip_handling_seconds_count{{side=\"{side}\"}} "
+                ))
             })
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0);

@@ -24,7 +24,7 @@ use crate::{
     dtmf::Digit,
     media::{
         Allocation, MediaPeers, MediaTable, PacketAction, RelayPort, RelaySettings, SideAddress,
-        StreamDesc, StreamKey, StreamPayloadMaps,
+        SideAddresses, StreamDesc, StreamKey, StreamPayloadMaps,
         crypto::HEADROOM,
         dtmf::StreamDtmf,
         policy::{MediaPolicy, TrunkMedia},
@@ -60,9 +60,13 @@ fn settings(strict: bool) -> RelaySettings {
             advertised: ip,
         }
     };
+    // Two relay addresses on the outside, so re-offers and new calls move between pools.
+    let Some(outside) = SideAddresses::new(vec![side(2), side(3)]) else {
+        unreachable!("two addresses");
+    };
     RelaySettings {
-        inside: side(1),
-        outside: side(2),
+        inside: side(1).into(),
+        outside,
         port_min: 30_000,
         port_max: 30_015,
         strict_source: strict,
