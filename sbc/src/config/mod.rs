@@ -722,7 +722,7 @@ pub enum RedirectMode {
 /// Which way a trunk rule applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Direction {
+pub enum CallDirection {
     /// Calls from the PBX to this trunk.
     #[default]
     Outbound,
@@ -747,7 +747,7 @@ pub enum NumberKind {
 pub struct NumberRule {
     /// `outbound` (to the carrier, default) or `inbound` (to the PBX).
     #[serde(default)]
-    pub direction: Direction,
+    pub direction: CallDirection,
     /// `called` or `calling`.
     pub number: NumberKind,
     /// Numbers starting with this (absent, and no `match`: every number).
@@ -793,7 +793,7 @@ pub enum HeaderAction {
 pub struct HeaderRule {
     /// `outbound` (to the carrier, default) or `inbound` (to the PBX).
     #[serde(default)]
-    pub direction: Direction,
+    pub direction: CallDirection,
     /// `add`, `set` or `remove`.
     pub action: HeaderAction,
     /// Header name.

@@ -9,7 +9,7 @@ use sbc_proto::{
     routing::{self, HeaderAction, NumberMatch},
 };
 
-use super::{Config, Direction, HeaderRule, NumberKind, NumberRule};
+use super::{CallDirection, Config, HeaderRule, NumberKind, NumberRule};
 
 /// The routing sections, compiled.
 #[derive(Debug, Clone, Default)]
@@ -143,8 +143,8 @@ pub fn compile(c: &Config) -> (Compiled, Vec<(String, String)>) {
         for (j, r) in t.numbers.iter().enumerate() {
             let rule = number_rule(&format!("trunk[{i}].number[{j}]"), r, &mut bad);
             let m = match r.direction {
-                Direction::Outbound => &mut outbound,
-                Direction::Inbound => &mut inbound,
+                CallDirection::Outbound => &mut outbound,
+                CallDirection::Inbound => &mut inbound,
             };
             match r.number {
                 NumberKind::Called => m.called.push(rule),
@@ -154,8 +154,8 @@ pub fn compile(c: &Config) -> (Compiled, Vec<(String, String)>) {
         for (j, h) in t.headers.iter().enumerate() {
             if let Some(rule) = header_rule(&format!("trunk[{i}].header[{j}]"), h, &mut bad) {
                 match h.direction {
-                    Direction::Outbound => outbound.headers.push(rule),
-                    Direction::Inbound => inbound.headers.push(rule),
+                    CallDirection::Outbound => outbound.headers.push(rule),
+                    CallDirection::Inbound => inbound.headers.push(rule),
                 }
             }
         }
