@@ -297,3 +297,28 @@ Contact: <sip:gw@198.51.100.8:5090>
     }
     sim.assert_clean();
 }
+
+#[test]
+fn an_answered_call_keeps_no_whole_invite_until_timer_l_and_m() {
+    // RFC 6026: in Accepted the INVITE transactions only match retransmissions; their
+    // requests (both INVITEs, buffer and header index) went with the 2xx.
+    let mut sim = Sim::new();
+    let before = sim.sbc.stats().stored_bytes;
+    sim.deliver(pbx(), &pbx_invite("z9hG4bKpbx1", Some(SDP_PBX)));
+    let _ = (sim.take_pbx(), sim.take_carrier());
+    assert_eq!(sim.sbc.tx.whole_requests(), 2, "INVITE in, INVITE out");
+    let held_ringing = sim.sbc.stats().stored_bytes;
+    let mut sim = Sim::new();
+    let _ = establish_outbound(&mut sim);
+    assert_eq!(
+        transactions(&sim),
+        2,
+        "both INVITE transactions wait for Timer L/M"
+    );
+    assert_eq!(sim.sbc.tx.whole_requests(), 0);
+    let held_answered = sim.sbc.stats().stored_bytes;
+    assert!(
+        held_answered - before < held_ringing - before,
+        "{held_answered} < {held_ringing}"
+    );
+}
