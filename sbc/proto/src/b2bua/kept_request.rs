@@ -16,7 +16,9 @@ use crate::sip::{Message, Method};
 /// and whether it had a body.
 #[derive(Debug)]
 pub(super) struct KeptRequest {
-    msg: Option<Message>,
+    /// Boxed: released, it costs a pointer instead of an empty `Message` (168 bytes) for the
+    /// 32 s every answered call's two INVITE transactions wait in Accepted.
+    msg: Option<Box<Message>>,
     method: Method,
     cseq: u32,
     has_body: bool,
@@ -29,13 +31,13 @@ impl KeptRequest {
             method: msg.method().unwrap_or(&msg.cseq().method).clone(),
             cseq: msg.cseq().seq,
             has_body: !msg.body().is_empty(),
-            msg: Some(msg),
+            msg: Some(Box::new(msg)),
         }
     }
 
     /// The whole request, until the transaction had its final response.
     pub(super) fn message(&self) -> Option<&Message> {
-        self.msg.as_ref()
+        self.msg.as_deref()
     }
 
     /// The request's method.
@@ -85,6 +87,10 @@ mod tests {
         assert_eq!(
             (r.method(), r.cseq(), r.has_body()),
             (&Method::Invite, 7, false)
+        );
+        assert!(
+            std::mem::size_of::<KeptRequest>() <= 48,
+            "released, it is small"
         );
     }
 }
