@@ -101,7 +101,8 @@ impl TraceMetrics {
             legs: IntGauge::new("sbc_trace_legs", "Call legs with a SIP trace held.")?,
             stored_bytes: IntGauge::new(
                 "sbc_trace_stored_bytes",
-                "Bytes of SIP messages held in per-call traces.",
+                "Bytes held by per-call traces: messages and their entries, legs and links \
+                 (bounded by [trace] max_total_mib).",
             )?,
             hep_sent: IntCounterVec::new(
                 Opts::new(
