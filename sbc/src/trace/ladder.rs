@@ -30,7 +30,7 @@ fn clock(t: SystemTime) -> String {
     )
 }
 
-fn entry_json(e: &Entry) -> Value {
+fn entry_json(l: &Leg, e: &Entry) -> Value {
     json!({
         "time": format!("{} UTC", clock(e.at)),
         "time_unix_ms": unix_ms(e.at),
@@ -42,7 +42,7 @@ fn entry_json(e: &Entry) -> Value {
         "summary": e.summary(),
         "cseq": e.cseq(),
         "truncated": e.truncated,
-        "message": String::from_utf8_lossy(&e.data),
+        "message": String::from_utf8_lossy(&l.data(e)),
     })
 }
 
@@ -61,7 +61,7 @@ pub fn to_json(legs: &[&Leg]) -> Value {
                 "final_status": l.final_status,
                 "ended": l.ended(),
                 "messages_dropped": l.dropped,
-                "messages": l.messages.iter().map(entry_json).collect::<Vec<_>>(),
+                "messages": l.messages.iter().map(|e| entry_json(l, e)).collect::<Vec<_>>(),
             })
         })
         .collect();

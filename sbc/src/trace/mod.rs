@@ -9,6 +9,7 @@
 //! The capture points are in `transport/` (every datagram and framed message in and out); the
 //! signaling task only says which two Call-IDs form a call and when it ended ([`observe`]).
 
+mod compact;
 pub mod hep;
 pub mod ladder;
 pub mod redact;

@@ -14,10 +14,12 @@
 //! slot and strings, and the call links (see [`TraceStore::bytes`]). With message bytes alone,
 //! the default 32 MiB held ~30 MB at 4,096 legs although the messages were a fraction of it.
 //! Entries are kept compact for the same reason: summary and CSeq are derived from the stored
-//! message, not kept as two more strings, and a leg's ring grows a few slots at a time rather
-//! than doubling.
+//! message, not kept as two more strings, a message's header lines that repeat the leg's INVITE
+//! are references to it (`compact.rs`; the INVITE stays when the ring is full), and a leg's
+//! ring grows a few slots at a time rather than doubling.
 
 use std::{
+    borrow::Cow,
     collections::{HashMap, VecDeque},
     net::SocketAddr,
     time::{Duration, Instant, SystemTime},
@@ -28,7 +30,7 @@ use sbc_proto::{
     sip::{Message, Method, Uri},
 };
 
-use super::Captured;
+use super::{Captured, compact};
 
 /// Which way a message went, seen from the SBC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -109,10 +111,13 @@ pub struct Entry {
     pub src: SocketAddr,
     /// Destination address.
     pub dst: SocketAddr,
-    /// The message (cut at `max_message_bytes`).
-    pub data: Box<[u8]>,
-    /// Whether `data` was cut.
+    /// The message (cut at `max_message_bytes`), as stored: header lines that repeat the
+    /// leg's first message are references to it (`compact.rs`, [`Leg::data`]).
+    data: Box<[u8]>,
+    /// Whether the message was cut.
     pub truncated: bool,
+    /// Whether `data` refers to the leg's first message.
+    encoded: bool,
     /// The status code of a response, 0 for a request.
     status: u16,
     /// The CSeq number.
@@ -224,9 +229,22 @@ impl Leg {
         self.messages.push_back(entry);
     }
 
-    /// Drops the oldest message.
+    /// The message of `entry` (one of this leg's).
+    pub fn data<'a>(&'a self, entry: &'a Entry) -> Cow<'a, [u8]> {
+        match self.messages.front() {
+            Some(first) if entry.encoded => Cow::Owned(compact::decode(&first.data, &entry.data)),
+            _ => Cow::Borrowed(&entry.data),
+        }
+    }
+
+    /// Drops the oldest message but the first (the INVITE, which later ones refer to).
     fn pop(&mut self) -> bool {
-        let Some(old) = self.messages.pop_front() else {
+        let old = if self.messages.len() > 1 {
+            self.messages.remove(1)
+        } else {
+            self.messages.pop_front()
+        };
+        let Some(old) = old else {
             return false;
         };
         self.data_bytes -= heap(old.data.len());
@@ -347,6 +365,12 @@ impl TraceStore {
         let redacted = super::redact::credentials(msg.as_bytes());
         let raw: &[u8] = &redacted;
         let keep = raw.len().min(self.limits.message_bytes);
+        let cut = raw.get(..keep).unwrap_or(raw);
+        let first = self.legs.get(call_id).and_then(|l| l.messages.front());
+        let (data, encoded): (Box<[u8]>, bool) = match first {
+            Some(first) => (compact::encode(&first.data, cut).into(), true),
+            None => (cut.into(), false),
+        };
         // The message's allocation, the ring's next slots when it is full, and a new leg's
         // record: a leg whose first message does not fit is not created.
         let grows = new_leg.is_some()
@@ -360,7 +384,7 @@ impl TraceStore {
         };
         // (The new leg's map slot is already counted, spare.)
         let record = new_leg.as_ref().map_or(0, |l| l.cost() - LEG_SLOT);
-        if !self.make_room(heap(keep) + ring + record) {
+        if !self.make_room(heap(data.len()) + ring + record) {
             return;
         }
         if let Some(leg) = new_leg {
@@ -375,8 +399,9 @@ impl TraceStore {
             transport: c.transport,
             src: c.src,
             dst: c.dst,
-            data: raw.get(..keep).unwrap_or(raw).into(),
+            data,
             truncated: keep < raw.len(),
+            encoded,
             status: msg.status().map_or(0, |s| s.as_u16()),
             seq: cseq.seq,
             method: cseq.method.clone(),
@@ -840,7 +865,10 @@ mod tests {
             12,
             "grown 4 slots at a time, not to 16"
         );
-        let data = 9 * m.as_bytes().len();
+        // Eight of the nine refer to the first one's lines (`compact.rs`).
+        let data: usize = leg.messages.iter().map(|e| e.data.len()).sum();
+        assert!(data < 9 * m.as_bytes().len() / 3, "{data}");
+        let data = m.as_bytes().len() + 8 * heap(leg.messages[1].data.len());
         let records = size_of::<Leg>() + 12 * size_of::<Entry>() + 2 * "c1".len();
         assert!(
             s.bytes() >= data + records,
@@ -876,7 +904,10 @@ mod tests {
     #[test]
     fn summary_and_cseq_come_from_the_stored_message() {
         let t0 = Instant::now();
-        let mut s = TraceStore::new(limits());
+        let mut s = TraceStore::new(TraceLimits {
+            message_bytes: 4096,
+            ..limits()
+        });
         rec(&mut s, t0, Direction::In, &invite("c1"));
         rec(
             &mut s,
@@ -884,7 +915,15 @@ mod tests {
             Direction::Out,
             &response("c1", 180, "Ringing", "INVITE"),
         );
-        let got: Vec<(String, String)> = s.by_call_id("c1")[0]
+        let leg = s.by_call_id("c1")[0];
+        let ringing = response("c1", 180, "Ringing", "INVITE");
+        assert_eq!(
+            leg.data(&leg.messages[1]),
+            ringing.as_bytes(),
+            "stored compact"
+        );
+        assert!(leg.messages[1].data.len() < ringing.as_bytes().len() / 2);
+        let got: Vec<(String, String)> = leg
             .messages
             .iter()
             .map(|e| (e.summary(), e.cseq()))
@@ -896,5 +935,29 @@ mod tests {
                 ("180 Ringing".to_owned(), "1 INVITE".to_owned())
             ]
         );
+    }
+
+    #[test]
+    fn a_full_ring_keeps_the_invite_the_others_refer_to() {
+        let t0 = Instant::now();
+        let mut s = TraceStore::new(TraceLimits {
+            message_bytes: 4096,
+            ..limits()
+        });
+        rec(&mut s, t0, Direction::In, &invite("c1"));
+        for code in [180, 181, 182, 183, 200] {
+            rec(
+                &mut s,
+                t0,
+                Direction::Out,
+                &response("c1", code, "X", "INVITE"),
+            );
+        }
+        let leg = s.by_call_id("c1")[0];
+        let summaries: Vec<String> = leg.messages.iter().map(Entry::summary).collect();
+        assert_eq!(summaries, ["INVITE", "182 X", "183 X", "200 X"]);
+        assert_eq!(leg.dropped, 2);
+        let ok = response("c1", 200, "X", "INVITE");
+        assert_eq!(leg.data(&leg.messages[3]), ok.as_bytes());
     }
 }
