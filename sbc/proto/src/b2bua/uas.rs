@@ -305,13 +305,13 @@ impl B2bua {
         );
         if let (Some(bytes), Some(c)) = (sent, self.calls.get_mut(&call)) {
             let t1 = self.cfg.timers.t1;
-            c.pending_rel = Some(PendingRel {
+            c.pending_rel = Some(Box::new(PendingRel {
                 rseq: ours,
                 response: bytes,
                 next: now + t1,
                 interval: t1,
                 deadline: now + self.cfg.timers.timeout(),
-            });
+            }));
             self.timers.set_earliest(TimerRef::Call(call), now + t1);
             self.account_call(call);
         }
@@ -438,7 +438,7 @@ impl B2bua {
             .map_or(0, |e| e.request.cseq());
         let t1 = self.cfg.timers.t1;
         let reliable = c.leg(leg).peer.transport.is_reliable();
-        c.pending_2xx = Some(Pending2xx {
+        c.pending_2xx = Some(Box::new(Pending2xx {
             leg,
             cseq,
             response,
@@ -451,7 +451,7 @@ impl B2bua {
             interval: t1,
             deadline: now + self.cfg.timers.timeout(),
             ack_other_cseq,
-        });
+        }));
         self.timers.set_earliest(
             TimerRef::Call(call),
             now + t1.min(self.cfg.timers.timeout()),

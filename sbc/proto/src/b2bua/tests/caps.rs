@@ -322,3 +322,26 @@ fn an_answered_call_keeps_no_whole_invite_until_timer_l_and_m() {
         "{held_answered} < {held_ringing}"
     );
 }
+
+#[test]
+fn a_call_and_its_transactions_are_small() {
+    // Every concurrent call holds its `Call` and, for Timer L/M's 32 s after the 2xx, two
+    // INVITE transactions: state set for a moment only (a pending 2xx or reliable provisional,
+    // a request let go) is boxed, and timer tables have a few slots, not one per RFC timer.
+    let sizes = [
+        ("Call", std::mem::size_of::<call::Call>(), 1600),
+        (
+            "ServerEntry",
+            std::mem::size_of::<transactions::ServerEntry>(),
+            600,
+        ),
+        (
+            "ClientEntry",
+            std::mem::size_of::<transactions::ClientEntry>(),
+            512,
+        ),
+    ];
+    for (what, size, limit) in sizes {
+        assert!(size <= limit, "a {what} is {size} bytes");
+    }
+}
