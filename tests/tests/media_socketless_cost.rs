@@ -183,6 +183,11 @@ fn measure(prefix: &str, socketless: bool) {
                 "sbc_media_xdp_mappings",
                 "sbc_media_xdp_mappings_capacity",
                 "sbc_media_ports_free{side=\"outside\"}",
+                // Where the memory is: the traces (bounded by `[trace]`) and the B2BUA's
+                // stored messages.
+                "sbc_trace_stored_bytes",
+                "sbc_trace_legs",
+                "sbc_sip_stored_bytes",
             ]
             .map(|g| format!("{g} {}", gauge(&r.body, g).unwrap_or(0)))
             .join(", ")

@@ -63,7 +63,8 @@ pub struct Trace {
     pub max_message_bytes: usize,
     /// Call legs traced at once (live and recently ended).
     pub max_legs: usize,
-    /// Bytes of messages held in total, MiB.
+    /// Memory held by the traces in total, MiB: messages and their bookkeeping (entries, legs,
+    /// links; `trace/store.rs`).
     pub max_total_mib: usize,
     /// How long a trace stays after its call ended or failed, seconds.
     pub keep_s: u64,

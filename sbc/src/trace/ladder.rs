@@ -30,7 +30,7 @@ fn clock(t: SystemTime) -> String {
     )
 }
 
-fn entry_json(e: &Entry) -> Value {
+fn entry_json(l: &Leg, e: &Entry) -> Value {
     json!({
         "time": format!("{} UTC", clock(e.at)),
         "time_unix_ms": unix_ms(e.at),
@@ -39,10 +39,10 @@ fn entry_json(e: &Entry) -> Value {
         "transport": e.transport.as_str(),
         "src": e.src.to_string(),
         "dst": e.dst.to_string(),
-        "summary": e.summary,
-        "cseq": e.cseq,
+        "summary": e.summary(),
+        "cseq": e.cseq(),
         "truncated": e.truncated,
-        "message": String::from_utf8_lossy(&e.data),
+        "message": String::from_utf8_lossy(&l.data(e)),
     })
 }
 
@@ -61,7 +61,7 @@ pub fn to_json(legs: &[&Leg]) -> Value {
                 "final_status": l.final_status,
                 "ended": l.ended(),
                 "messages_dropped": l.dropped,
-                "messages": l.messages.iter().map(entry_json).collect::<Vec<_>>(),
+                "messages": l.messages.iter().map(|e| entry_json(l, e)).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -114,12 +114,11 @@ pub fn to_text(legs: &[&Leg]) -> String {
         w = WIDTH + 1
     );
     for e in all {
-        let label = if e.summary.chars().next().is_some_and(|c| c.is_ascii_digit()) {
+        let label = if e.is_response() {
             // Responses name their method: "180 Ringing (INVITE)".
-            let method = e.cseq.split(' ').nth(1).unwrap_or_default();
-            format!("{} ({method})", e.summary)
+            format!("{} ({})", e.summary(), e.method())
         } else {
-            e.summary.clone()
+            e.summary()
         };
         let (inside, outside) = match (e.side, e.dir) {
             (Side::Inside, Direction::In) => (arrow(&label, true), blank.clone()),

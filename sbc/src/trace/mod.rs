@@ -9,6 +9,7 @@
 //! The capture points are in `transport/` (every datagram and framed message in and out); the
 //! signaling task only says which two Call-IDs form a call and when it ended ([`observe`]).
 
+mod compact;
 pub mod hep;
 pub mod ladder;
 pub mod redact;
@@ -101,7 +102,8 @@ impl TraceMetrics {
             legs: IntGauge::new("sbc_trace_legs", "Call legs with a SIP trace held.")?,
             stored_bytes: IntGauge::new(
                 "sbc_trace_stored_bytes",
-                "Bytes of SIP messages held in per-call traces.",
+                "Bytes held by per-call traces: messages and their entries, legs and links \
+                 (bounded by [trace] max_total_mib).",
             )?,
             hep_sent: IntCounterVec::new(
                 Opts::new(

@@ -8,20 +8,29 @@
 //! 404 for an unrouted number, a 503 from admission, a challenge) is done at its final error
 //! response. Done legs stay for `keep` and then go; when a bound is reached, the leg done the
 //! longest goes first, and with none done the new message or leg is dropped (counted).
+//!
+//! The byte bound counts what the store really holds, not only the message bytes: each kept
+//! message's entry (its ring slot, capacity included) and allocation, each leg's record, map
+//! slot and strings, and the call links (see [`TraceStore::bytes`]). With message bytes alone,
+//! the default 32 MiB held ~30 MB at 4,096 legs although the messages were a fraction of it.
+//! Entries are kept compact for the same reason: summary and CSeq are derived from the stored
+//! message, not kept as two more strings, a message's header lines that repeat the leg's INVITE
+//! are references to it (`compact.rs`; the INVITE stays when the ring is full), and a leg's
+//! ring grows a few slots at a time rather than doubling.
 
 use std::{
+    borrow::Cow,
     collections::{HashMap, VecDeque},
     net::SocketAddr,
     time::{Duration, Instant, SystemTime},
 };
 
-use bytes::Bytes;
 use sbc_proto::{
     net::{Side, TransportKind},
     sip::{Message, Method, Uri},
 };
 
-use super::Captured;
+use super::{Captured, compact};
 
 /// Which way a message went, seen from the SBC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -42,7 +51,7 @@ pub struct TraceLimits {
     pub message_bytes: usize,
     /// Legs held at once.
     pub legs: usize,
-    /// Bytes of messages held in total.
+    /// Bytes held in total: messages and their bookkeeping ([`TraceStore::bytes`]).
     pub total_bytes: usize,
     /// How long a done leg stays.
     pub keep: Duration,
@@ -88,7 +97,7 @@ impl Dropped {
 }
 
 /// One message as kept.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// Wall-clock capture time.
     pub at: SystemTime,
@@ -102,14 +111,54 @@ pub struct Entry {
     pub src: SocketAddr,
     /// Destination address.
     pub dst: SocketAddr,
-    /// The start line's summary: `INVITE`, `180 Ringing`, …
-    pub summary: String,
-    /// The CSeq (`1 INVITE`).
-    pub cseq: String,
-    /// The message (cut at `max_message_bytes`).
-    pub data: Bytes,
-    /// Whether `data` was cut.
+    /// The message (cut at `max_message_bytes`), as stored: header lines that repeat the
+    /// leg's first message are references to it (`compact.rs`, [`Leg::data`]).
+    data: Box<[u8]>,
+    /// Whether the message was cut.
     pub truncated: bool,
+    /// Whether `data` refers to the leg's first message.
+    encoded: bool,
+    /// The status code of a response, 0 for a request.
+    status: u16,
+    /// The CSeq number.
+    seq: u32,
+    /// The CSeq method (a request's own: the parser checks they match).
+    method: Method,
+}
+
+impl Entry {
+    /// The start line's summary: `INVITE`, `180 Ringing`, …
+    pub fn summary(&self) -> String {
+        if self.status == 0 {
+            return self.method.to_string();
+        }
+        // The reason phrase is the start line's third part (`SIP/2.0 180 Ringing`); a start
+        // line cut by `max_message_bytes` (at least 256) loses at most its end.
+        let line = self
+            .data
+            .split(|&b| b == b'\r' || b == b'\n')
+            .next()
+            .unwrap_or_default();
+        let reason = line.splitn(3, |&b| b == b' ').nth(2).unwrap_or_default();
+        format!("{} {}", self.status, String::from_utf8_lossy(reason))
+            .trim_end()
+            .to_owned()
+    }
+
+    /// The CSeq (`1 INVITE`).
+    pub fn cseq(&self) -> String {
+        format!("{} {}", self.seq, self.method)
+    }
+
+    /// Whether it is a response.
+    pub fn is_response(&self) -> bool {
+        self.status != 0
+    }
+
+    /// The CSeq method.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
 }
 
 /// One traced leg (one Call-ID).
@@ -139,7 +188,8 @@ pub struct Leg {
     done: Option<Instant>,
     /// Last message, for legs that never finish (kept `keep` after going quiet).
     last: Instant,
-    bytes: usize,
+    /// Bytes of the kept messages' allocations.
+    data_bytes: usize,
 }
 
 impl Leg {
@@ -147,7 +197,79 @@ impl Leg {
     pub fn ended(&self) -> bool {
         self.done.is_some()
     }
+
+    /// What the leg holds: its map slot (key and record), its strings, its ring's slots
+    /// (capacity, not length) and its messages.
+    fn cost(&self) -> usize {
+        let strings = [
+            Some(&self.call_id),
+            self.other.as_ref(),
+            self.calling.as_ref(),
+            self.called.as_ref(),
+        ];
+        // The map's key is a second copy of the Call-ID.
+        LEG_SLOT
+            + heap(self.call_id.len())
+            + strings
+                .into_iter()
+                .flatten()
+                .map(|s| heap(s.len()))
+                .sum::<usize>()
+            + self.messages.capacity() * size_of::<Entry>()
+            + self.data_bytes
+    }
+
+    /// Appends `entry`, growing the ring by [`RING_STEP`] slots when full (a doubling ring
+    /// of 16 slots for 9 messages holds 7 entries' worth of nothing).
+    fn push(&mut self, entry: Entry) {
+        if self.messages.len() == self.messages.capacity() {
+            self.messages.reserve_exact(RING_STEP);
+        }
+        self.data_bytes += heap(entry.data.len());
+        self.messages.push_back(entry);
+    }
+
+    /// The message of `entry` (one of this leg's).
+    pub fn data<'a>(&'a self, entry: &'a Entry) -> Cow<'a, [u8]> {
+        match self.messages.front() {
+            Some(first) if entry.encoded => Cow::Owned(compact::decode(&first.data, &entry.data)),
+            _ => Cow::Borrowed(&entry.data),
+        }
+    }
+
+    /// Drops the oldest message but the first (the INVITE, which later ones refer to).
+    fn pop(&mut self) -> bool {
+        let old = if self.messages.len() > 1 {
+            self.messages.remove(1)
+        } else {
+            self.messages.pop_front()
+        };
+        let Some(old) = old else {
+            return false;
+        };
+        self.data_bytes -= heap(old.data.len());
+        true
+    }
 }
+
+/// Slots a leg's ring grows by.
+const RING_STEP: usize = 4;
+
+/// What the allocator takes for a block of `len` bytes: glibc's malloc adds an 8-byte header
+/// and rounds to 16 (an empty string allocates nothing).
+const fn heap(len: usize) -> usize {
+    if len == 0 {
+        0
+    } else {
+        (len + 8).div_ceil(16) * 16
+    }
+}
+
+/// A leg's map slot: key, record, and hashbrown's control byte.
+const LEG_SLOT: usize = size_of::<String>() + size_of::<Leg>() + 1;
+
+/// A link's map slot.
+const LINK_SLOT: usize = size_of::<String>() + size_of::<Link>() + 1;
 
 /// What the HEP export can say about a message's call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,13 +291,23 @@ struct Link {
     ended: Option<Instant>,
 }
 
+impl Link {
+    /// What the link of leg `id` holds besides its map slot: the two Call-IDs' allocations.
+    fn cost(&self, id: &str) -> usize {
+        heap(id.len()) + heap(self.other.len())
+    }
+}
+
 /// The traces.
 #[derive(Debug)]
 pub struct TraceStore {
     limits: TraceLimits,
     legs: HashMap<String, Leg>,
     links: HashMap<String, Link>,
+    /// The legs' [`Leg::cost`], summed.
     bytes: usize,
+    /// The links' strings (key and other Call-ID).
+    link_bytes: usize,
     /// Drops since the last [`TraceStore::take_drops`], by reason.
     drops: Vec<Dropped>,
 }
@@ -188,6 +320,7 @@ impl TraceStore {
             legs: HashMap::new(),
             links: HashMap::new(),
             bytes: 0,
+            link_bytes: 0,
             drops: Vec::new(),
         }
     }
@@ -199,6 +332,7 @@ impl TraceStore {
         self.expire(now);
         let call_id = msg.call_id();
         let starts = msg.is_request() && msg.method() == Some(&Method::Invite);
+        let mut new_leg = None;
         if !self.legs.contains_key(call_id) {
             if !starts {
                 return;
@@ -209,34 +343,55 @@ impl TraceStore {
             }
             let (calling, called) = numbers(msg);
             let link = self.links.get(call_id);
-            self.legs.insert(
-                call_id.to_owned(),
-                Leg {
-                    call_id: call_id.to_owned(),
-                    side,
-                    call: link.map(|l| l.call),
-                    other: link.map(|l| l.other.clone()),
-                    calling,
-                    called,
-                    final_status: None,
-                    started: at,
-                    messages: VecDeque::new(),
-                    dropped: 0,
-                    done: link.and_then(|l| l.ended),
-                    last: now,
-                    bytes: 0,
-                },
-            );
+            let leg = Leg {
+                call_id: call_id.to_owned(),
+                side,
+                call: link.map(|l| l.call),
+                other: link.map(|l| l.other.clone()),
+                calling,
+                called,
+                final_status: None,
+                started: at,
+                messages: VecDeque::new(),
+                dropped: 0,
+                done: link.and_then(|l| l.ended),
+                last: now,
+                data_bytes: 0,
+            };
+            // A growing map counts as grown (its new spare slots) before the room is made.
+            self.legs.reserve(1);
+            new_leg = Some(leg);
         }
         let redacted = super::redact::credentials(msg.as_bytes());
         let raw: &[u8] = &redacted;
         let keep = raw.len().min(self.limits.message_bytes);
-        while self.bytes + keep > self.limits.total_bytes {
-            if !self.evict_one() {
-                self.drops.push(Dropped::TotalBytes);
-                return;
-            }
+        let cut = raw.get(..keep).unwrap_or(raw);
+        let first = self.legs.get(call_id).and_then(|l| l.messages.front());
+        let (data, encoded): (Box<[u8]>, bool) = match first {
+            Some(first) => (compact::encode(&first.data, cut).into(), true),
+            None => (cut.into(), false),
+        };
+        // The message's allocation, the ring's next slots when it is full, and a new leg's
+        // record: a leg whose first message does not fit is not created.
+        let grows = new_leg.is_some()
+            || self.legs.get(call_id).is_some_and(|l| {
+                l.messages.len() == l.messages.capacity() && l.messages.len() < self.limits.per_leg
+            });
+        let ring = if grows {
+            RING_STEP * size_of::<Entry>()
+        } else {
+            0
+        };
+        // (The new leg's map slot is already counted, spare.)
+        let record = new_leg.as_ref().map_or(0, |l| l.cost() - LEG_SLOT);
+        if !self.make_room(heap(data.len()) + ring + record) {
+            return;
         }
+        if let Some(leg) = new_leg {
+            self.bytes += leg.cost();
+            self.legs.insert(call_id.to_owned(), leg);
+        }
+        let cseq = msg.cseq();
         let entry = Entry {
             at,
             dir: c.dir,
@@ -244,18 +399,21 @@ impl TraceStore {
             transport: c.transport,
             src: c.src,
             dst: c.dst,
-            summary: summary(msg),
-            cseq: format!("{} {}", msg.cseq().seq, msg.cseq().method),
-            data: Bytes::copy_from_slice(raw.get(..keep).unwrap_or(raw)),
+            data,
             truncated: keep < raw.len(),
+            encoded,
+            status: msg.status().map_or(0, |s| s.as_u16()),
+            seq: cseq.seq,
+            method: cseq.method.clone(),
         };
         let Some(leg) = self.legs.get_mut(call_id) else {
             // Evicting made room by removing done legs; a leg just touched may be one of them.
             return;
         };
+        let before = leg.cost();
         leg.last = now;
         if !msg.is_request()
-            && msg.cseq().method == Method::Invite
+            && cseq.method == Method::Invite
             && let Some(code) = msg.status().map(|s| s.as_u16())
             && code >= 200
         {
@@ -265,17 +423,24 @@ impl TraceStore {
                 leg.done.get_or_insert(now);
             }
         }
-        if leg.messages.len() >= self.limits.per_leg
-            && let Some(old) = leg.messages.pop_front()
-        {
-            leg.bytes -= old.data.len();
-            self.bytes -= old.data.len();
+        if leg.messages.len() >= self.limits.per_leg && leg.pop() {
             leg.dropped += 1;
             self.drops.push(Dropped::LegFull);
         }
-        leg.bytes += entry.data.len();
-        self.bytes += entry.data.len();
-        leg.messages.push_back(entry);
+        leg.push(entry);
+        self.bytes = self.bytes - before + leg.cost();
+    }
+
+    /// Evicts done legs until `need` more bytes fit under the bound; false (counted) if they
+    /// do not.
+    fn make_room(&mut self, need: usize) -> bool {
+        while self.bytes() + need > self.limits.total_bytes {
+            if !self.evict_one() {
+                self.drops.push(Dropped::TotalBytes);
+                return false;
+            }
+        }
+        true
     }
 
     /// Links the legs of `call` (Call-IDs on the inside and the outside), also before their
@@ -285,24 +450,34 @@ impl TraceStore {
         // own call limit. This keeps a flood of short calls from growing the table.
         if self.links.len() >= self.limits.legs.saturating_mul(2) {
             let legs = &self.legs;
-            self.links
-                .retain(|id, l| l.ended.is_none() || legs.contains_key(id));
+            let mut freed = 0;
+            self.links.retain(|id, l| {
+                let keep = l.ended.is_none() || legs.contains_key(id);
+                if !keep {
+                    freed += l.cost(id);
+                }
+                keep
+            });
+            self.link_bytes -= freed;
         }
         for (mine, other) in [(inside, outside), (outside, inside)] {
-            self.links.insert(
-                mine.to_owned(),
-                Link {
-                    call,
-                    other: other.to_owned(),
-                    ended: None,
-                },
-            );
+            let link = Link {
+                call,
+                other: other.to_owned(),
+                ended: None,
+            };
+            self.link_bytes += link.cost(mine);
+            if let Some(old) = self.links.insert(mine.to_owned(), link) {
+                self.link_bytes -= old.cost(mine);
+            }
             if let Some(leg) = self.legs.get_mut(mine) {
+                let before = leg.cost();
                 leg.call = Some(call);
                 leg.other = Some(other.to_owned());
                 // A leg that failed (e.g. a failover's first trunk) but belongs to a live call
                 // stays until the call ends.
                 leg.done = None;
+                self.bytes = self.bytes - before + leg.cost();
             }
         }
     }
@@ -378,9 +553,16 @@ impl TraceStore {
         self.legs.is_empty()
     }
 
-    /// Bytes of messages held now.
+    /// Bytes held now, what `[trace] max_total_mib` bounds: every leg's [`Leg::cost`]
+    /// (messages, entries, ring slots, strings, map slot), the spare slots of the legs' map,
+    /// and the links (map slots and Call-IDs). Allocations are counted as glibc's malloc
+    /// takes them ([`heap`]); the maps' spare capacity as their `capacity()`, which hashbrown
+    /// rounds up to a power of two of buckets (up to 8/7 more).
     pub fn bytes(&self) -> usize {
         self.bytes
+            + (self.legs.capacity() - self.legs.len()) * LEG_SLOT
+            + self.links.capacity() * LINK_SLOT
+            + self.link_bytes
     }
 
     /// Drops since the last call, for the metrics.
@@ -398,16 +580,23 @@ impl TraceStore {
             let quiet = now.saturating_duration_since(l.last);
             let gone = since_done.is_some_and(|d| d >= keep) || (l.call.is_none() && quiet >= keep);
             if gone {
-                freed += l.bytes;
+                freed += l.cost();
             }
             !gone
         });
         self.bytes -= freed;
         let legs = &self.legs;
+        let mut freed = 0;
         self.links.retain(|id, l| {
-            l.ended
-                .is_none_or(|e| now.saturating_duration_since(e) < keep || legs.contains_key(id))
+            let stays = l
+                .ended
+                .is_none_or(|e| now.saturating_duration_since(e) < keep || legs.contains_key(id));
+            if !stays {
+                freed += l.cost(id);
+            }
+            stays
         });
+        self.link_bytes -= freed;
     }
 
     /// Forgets the leg done the longest; `false` if none is done.
@@ -422,7 +611,7 @@ impl TraceStore {
             return false;
         };
         if let Some(l) = self.legs.remove(&key) {
-            self.bytes -= l.bytes;
+            self.bytes -= l.cost();
             self.drops.push(Dropped::Evicted);
         }
         true
@@ -443,16 +632,6 @@ fn numbers(msg: &Message) -> (Option<String>, Option<String>) {
     let calling = user(&msg.from().uri);
     let called = msg.request_uri().as_ref().and_then(user);
     (calling, called)
-}
-
-/// `INVITE` for requests, `486 Busy Here` for responses.
-fn summary(msg: &Message) -> String {
-    if let Some(m) = msg.method() {
-        return m.to_string();
-    }
-    let code = msg.status().map_or(0, |s| s.as_u16());
-    let reason = msg.reason_phrase().unwrap_or_default();
-    format!("{code} {reason}").trim_end().to_owned()
 }
 
 #[cfg(test)]
@@ -556,11 +735,7 @@ mod tests {
         assert_eq!(legs.len(), 1);
         assert_eq!(legs[0].final_status, Some(486));
         assert_eq!(legs[0].calling.as_deref(), Some("100"));
-        let summaries: Vec<&str> = legs[0]
-            .messages
-            .iter()
-            .map(|m| m.summary.as_str())
-            .collect();
+        let summaries: Vec<String> = legs[0].messages.iter().map(Entry::summary).collect();
         assert_eq!(summaries, ["INVITE", "486 Busy Here"]);
         assert!(legs[0].ended());
         assert!(legs[0].messages[0].truncated, "cut at 100 bytes");
@@ -569,7 +744,7 @@ mod tests {
         assert_eq!(s.len(), 1, "kept for keep_s");
         s.expire(t0 + Duration::from_secs(60));
         assert!(s.is_empty());
-        assert_eq!(s.bytes(), 0);
+        assert_eq!(s.bytes(), empty_maps(&s), "only the maps' slots are left");
     }
 
     #[test]
@@ -648,15 +823,141 @@ mod tests {
         let drops: Vec<&str> = s.take_drops().iter().map(|d| d.label()).collect();
         assert_eq!(drops, ["leg_full", "leg_full", "max_legs", "evicted"]);
         // Total bytes: with room for two messages only, the third is refused.
+        let mut probe = TraceStore::new(limits());
+        rec(&mut probe, t0, Direction::In, &invite("x"));
+        rec(&mut probe, t0, Direction::In, &invite("x"));
+        let two = probe.bytes();
         let mut s = TraceStore::new(TraceLimits {
-            total_bytes: 200,
+            total_bytes: two,
             ..limits()
         });
         rec(&mut s, t0, Direction::In, &invite("x"));
         rec(&mut s, t0, Direction::In, &invite("x"));
         rec(&mut s, t0, Direction::In, &invite("x"));
-        assert_eq!(s.bytes(), 200);
+        assert_eq!(s.bytes(), two);
         let drops: Vec<&str> = s.take_drops().iter().map(|d| d.label()).collect();
         assert_eq!(drops, ["total_bytes"]);
+    }
+
+    /// What an emptied store still holds: its maps' slots.
+    fn empty_maps(s: &TraceStore) -> usize {
+        s.legs.capacity() * LEG_SLOT + s.links.capacity() * LINK_SLOT
+    }
+
+    #[test]
+    fn the_bound_counts_what_a_leg_really_holds() {
+        // Message bytes alone were a fraction of a leg's memory: entries, ring slots, strings
+        // and map slots made the default 32 MiB hold ~30 MB at 4,096 legs.
+        let t0 = Instant::now();
+        let mut s = TraceStore::new(TraceLimits {
+            per_leg: 64,
+            message_bytes: 4096,
+            legs: 100,
+            ..limits()
+        });
+        let m = invite("c1");
+        for _ in 0..9 {
+            rec(&mut s, t0, Direction::In, &m);
+        }
+        let leg = &s.by_call_id("c1")[0];
+        assert_eq!(
+            leg.messages.capacity(),
+            12,
+            "grown 4 slots at a time, not to 16"
+        );
+        // Eight of the nine refer to the first one's lines (`compact.rs`).
+        let data: usize = leg.messages.iter().map(|e| e.data.len()).sum();
+        assert!(data < 9 * m.as_bytes().len() / 3, "{data}");
+        let data = m.as_bytes().len() + 8 * heap(leg.messages[1].data.len());
+        let records = size_of::<Leg>() + 12 * size_of::<Entry>() + 2 * "c1".len();
+        assert!(
+            s.bytes() >= data + records,
+            "{} < {}",
+            s.bytes(),
+            data + records
+        );
+        // 168 bytes and two heap strings (summary, CSeq) before.
+        assert!(
+            size_of::<Entry>() <= 136,
+            "an Entry is {} bytes",
+            size_of::<Entry>()
+        );
+        // And the bound holds it: legs stop being traced, not memory growing.
+        let bound = s.bytes() * 3;
+        let mut s = TraceStore::new(TraceLimits {
+            per_leg: 64,
+            message_bytes: 4096,
+            legs: 100,
+            total_bytes: bound,
+            ..limits()
+        });
+        for i in 0..10 {
+            for _ in 0..9 {
+                rec(&mut s, t0, Direction::In, &invite(&format!("c{i}")));
+            }
+        }
+        assert!(s.bytes() <= bound);
+        assert!(s.len() < 4, "{} legs", s.len());
+        assert!(s.take_drops().contains(&Dropped::TotalBytes));
+    }
+
+    #[test]
+    fn summary_and_cseq_come_from_the_stored_message() {
+        let t0 = Instant::now();
+        let mut s = TraceStore::new(TraceLimits {
+            message_bytes: 4096,
+            ..limits()
+        });
+        rec(&mut s, t0, Direction::In, &invite("c1"));
+        rec(
+            &mut s,
+            t0,
+            Direction::Out,
+            &response("c1", 180, "Ringing", "INVITE"),
+        );
+        let leg = s.by_call_id("c1")[0];
+        let ringing = response("c1", 180, "Ringing", "INVITE");
+        assert_eq!(
+            leg.data(&leg.messages[1]),
+            ringing.as_bytes(),
+            "stored compact"
+        );
+        assert!(leg.messages[1].data.len() < ringing.as_bytes().len() / 2);
+        let got: Vec<(String, String)> = leg
+            .messages
+            .iter()
+            .map(|e| (e.summary(), e.cseq()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("INVITE".to_owned(), "1 INVITE".to_owned()),
+                ("180 Ringing".to_owned(), "1 INVITE".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_full_ring_keeps_the_invite_the_others_refer_to() {
+        let t0 = Instant::now();
+        let mut s = TraceStore::new(TraceLimits {
+            message_bytes: 4096,
+            ..limits()
+        });
+        rec(&mut s, t0, Direction::In, &invite("c1"));
+        for code in [180, 181, 182, 183, 200] {
+            rec(
+                &mut s,
+                t0,
+                Direction::Out,
+                &response("c1", code, "X", "INVITE"),
+            );
+        }
+        let leg = s.by_call_id("c1")[0];
+        let summaries: Vec<String> = leg.messages.iter().map(Entry::summary).collect();
+        assert_eq!(summaries, ["INVITE", "182 X", "183 X", "200 X"]);
+        assert_eq!(leg.dropped, 2);
+        let ok = response("c1", 200, "X", "INVITE");
+        assert_eq!(leg.data(&leg.messages[3]), ok.as_bytes());
     }
 }

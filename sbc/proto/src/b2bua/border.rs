@@ -34,8 +34,12 @@ impl B2bua {
         let Some(e) = self.tx.server(key) else {
             return;
         };
+        // Gone with the final response: nothing more to answer.
+        let Some(request) = e.request.message() else {
+            return;
+        };
         let resp = msg::response(
-            &e.request,
+            request,
             &ResponseSpec {
                 status: Refusal::UnsupportedMediaType.code(),
                 reason: Refusal::UnsupportedMediaType.reason(),

@@ -191,9 +191,14 @@ impl B2bua {
         };
         let pass = match &mut e.tx {
             CTx::Invite(t) => {
-                let invite = &e.request;
+                let invite = e.request.message();
                 let buf = &mut self.buf;
-                t.handle_response(now, status, || msg::ack_for_non2xx(invite, &msg, buf))
+                // Called for a first final response only, while the request is still whole.
+                t.handle_response(now, status, || {
+                    invite
+                        .map(|i| msg::ack_for_non2xx(i, &msg, buf))
+                        .unwrap_or_default()
+                })
             }
             CTx::NonInvite(t) => t.handle_response(now, status),
         };
@@ -208,8 +213,10 @@ impl B2bua {
             .and_then(|t| self.cfg.trunks.get(t.index()))
             .is_none_or(|t| t.auth == TrunkAuth::Sbc);
         let challenged = (matches!(status, 401 | 407) && side == Side::Outside && sbc_answers)
-            .then(|| Challenged {
-                request: e.request.clone(),
+            .then(|| e.request.message().cloned())
+            .flatten()
+            .map(|request| Challenged {
+                request,
                 peer: e.peer,
                 attempts: e.auth_attempts,
                 trunk,

@@ -134,8 +134,12 @@ impl B2bua {
         let Some(e) = self.tx.server(key) else {
             return;
         };
+        // Gone with the final response: nothing more to answer.
+        let Some(request) = e.request.message() else {
+            return;
+        };
         let resp = msg::response(
-            &e.request,
+            request,
             &ResponseSpec {
                 status: StatusCode::OK.as_u16(),
                 reason: StatusCode::OK.standard_phrase(),

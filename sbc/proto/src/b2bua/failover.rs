@@ -58,7 +58,7 @@ impl B2bua {
         let Some(orig) = c
             .initial_server
             .and_then(|k| self.tx.server(k))
-            .map(|e| e.request.clone())
+            .and_then(|e| e.request.message().cloned())
         else {
             return false;
         };
@@ -462,7 +462,7 @@ impl B2bua {
                 let is_bye = self
                     .tx
                     .server(server)
-                    .is_some_and(|e| e.request.method() == Some(&Method::Bye));
+                    .is_some_and(|e| *e.request.method() == Method::Bye);
                 if is_bye && let Some(call) = call {
                     self.finish_call(now, call, EndReason::Bye, media);
                 }
@@ -541,7 +541,7 @@ impl B2bua {
                 let is_bye = self
                     .tx
                     .server(server)
-                    .is_some_and(|e| e.request.method() == Some(&Method::Bye));
+                    .is_some_and(|e| *e.request.method() == Method::Bye);
                 if is_bye && let Some(call) = call {
                     self.finish_call(now, call, EndReason::Bye, media);
                 }

@@ -47,7 +47,7 @@ impl B2bua {
             key,
             tx: STx::NonInvite(t),
             peer,
-            request: msg,
+            request: KeptRequest::new(msg),
             call,
             to_tag,
             relay: None,
@@ -76,8 +76,11 @@ impl B2bua {
             }
         } else if let Some(rk) = relay {
             // A cancelled re-INVITE: cancel the relayed one too.
-            if let Some(e) = self.tx.client(rk) {
-                let cancel = msg::cancel_for(&e.request, &mut self.buf);
+            // Without the request the relayed INVITE had its final response: too late (§9.1).
+            if let Some(e) = self.tx.client(rk)
+                && let Some(invite) = e.request.message()
+            {
+                let cancel = msg::cancel_for(invite, &mut self.buf);
                 let (peer, side) = (e.peer, e.side);
                 if let Some(CTx::Invite(t)) = self.tx.client_mut(rk).map(|e| &mut e.tx) {
                     t.cancel_sent(now);
@@ -199,7 +202,7 @@ impl B2bua {
                     c.pending_rel = None;
                 }
                 let invite = self.tx.client(c.initial_client?)?;
-                Some(format!("{theirs} {} INVITE", invite.request.cseq().seq))
+                Some(format!("{theirs} {} INVITE", invite.request.cseq()))
             });
             match mapped {
                 Some(v) => extra_owned.push(("RAck", v)),
@@ -260,7 +263,7 @@ impl B2bua {
             key,
             tx,
             peer,
-            request: msg.clone(),
+            request: KeptRequest::new(msg.clone()),
             call: Some(call),
             to_tag,
             relay: None,

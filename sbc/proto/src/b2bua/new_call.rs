@@ -52,7 +52,7 @@ impl B2bua {
             key,
             tx: STx::Invite(inv),
             peer,
-            request: msg.clone(),
+            request: KeptRequest::new(msg.clone()),
             call: None,
             to_tag: Some(caller_tag.clone()),
             relay: None,

@@ -219,7 +219,7 @@ impl B2bua {
             c.offer.clone(),
             c.initial_server
                 .and_then(|k| self.tx.server(k))
-                .map(|e| e.request.clone()),
+                .and_then(|e| e.request.message().cloned()),
         ) else {
             return false;
         };

@@ -286,7 +286,7 @@ impl B2bua {
             key,
             tx: STx::NonInvite(tx),
             peer,
-            request: msg,
+            request: super::KeptRequest::new(msg),
             call: None,
             to_tag: Some(to_tag),
             relay: None,
@@ -404,12 +404,16 @@ impl B2bua {
         let Some(e) = self.tx.server(server) else {
             return;
         };
+        // Gone with the final response: nothing more to answer.
+        let Some(request) = e.request.message() else {
+            return;
+        };
         let extra: Vec<(&str, &str)> = extra_owned.iter().map(|(n, v)| (*n, v.as_str())).collect();
         let local = self.cfg.local(Side::Inside);
         // The standard phrase: the registrar's own can name the carrier's systems.
         let reason = StatusCode::new(status).map_or("", StatusCode::standard_phrase);
         let out = msg::response(
-            &e.request,
+            request,
             &ResponseSpec {
                 status,
                 reason,

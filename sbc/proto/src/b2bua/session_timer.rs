@@ -409,7 +409,7 @@ impl B2bua {
             key,
             tx: STx::NonInvite(t),
             peer,
-            request: msg,
+            request: super::KeptRequest::new(msg),
             call: Some(call),
             to_tag: None,
             relay: None,

@@ -81,7 +81,7 @@ impl B2bua {
             key,
             tx: STx::NonInvite(tx),
             peer,
-            request: msg,
+            request: KeptRequest::new(msg),
             call: None,
             to_tag: Some(tag),
             relay: None,

@@ -20,6 +20,7 @@ use super::{
     admission::TrunkId,
     call::CallId,
     caps::Ledger,
+    kept_request::KeptRequest,
     slab::{Key, Slab},
     timers::{TimerQueue, TimerRef},
 };
@@ -122,7 +123,8 @@ pub(super) struct ServerEntry {
     pub(super) key: ServerKey,
     pub(super) tx: STx,
     pub(super) peer: Peer,
-    pub(super) request: Message,
+    /// Whole until the final response was sent (`kept_request.rs`).
+    pub(super) request: KeptRequest,
     pub(super) call: Option<CallId>,
     /// Our To tag for responses to this request.
     pub(super) to_tag: Option<String>,
@@ -158,7 +160,8 @@ pub(super) struct ClientEntry {
     pub(super) cancel: bool,
     pub(super) tx: CTx,
     pub(super) peer: Peer,
-    pub(super) request: Message,
+    /// Whole until the final response arrived (`kept_request.rs`).
+    pub(super) request: KeptRequest,
     /// The call it belongs to; None for relays outside any call (MESSAGE, REGISTER).
     pub(super) call: Option<CallId>,
     pub(super) side: Side,
@@ -295,6 +298,20 @@ impl Transactions {
         self.client.values_mut()
     }
 
+    /// Transactions that still hold their request whole (`kept_request.rs`).
+    #[cfg(test)]
+    pub(super) fn whole_requests(&self) -> usize {
+        self.server
+            .values()
+            .filter(|e| e.request.message().is_some())
+            .count()
+            + self
+                .client
+                .values()
+                .filter(|e| e.request.message().is_some())
+                .count()
+    }
+
     /// Live server and client transactions.
     pub(super) fn len(&self) -> (usize, usize) {
         (self.server.len(), self.client.len())
@@ -344,8 +361,11 @@ impl Transactions {
             _ => sink.timers.cancel(&owner),
         }
         if !terminated {
+            if e.tx.answered() {
+                e.request.release();
+            }
             sink.ledger
-                .set_server(id, e.request.as_bytes().len() + e.tx.held_bytes());
+                .set_server(id, e.request.held_bytes() + e.tx.held_bytes());
             return;
         }
         sink.ledger.remove_server(id);
@@ -385,7 +405,7 @@ impl Transactions {
             side: e.side,
             purpose: e.purpose,
             timer,
-            own_refresh: e.purpose == Purpose::Own && e.request.method() == Some(&Method::Update),
+            own_refresh: e.purpose == Purpose::Own && *e.request.method() == Method::Update,
         });
         match deadline {
             Some(at) if !terminated => sink.timers.set(owner, at),
@@ -405,7 +425,11 @@ impl Transactions {
                 }
             }
         } else {
-            // The request is shared between the entry and the machine: counted once.
+            if e.tx.answered() {
+                e.request.release();
+            }
+            // The request is shared between the entry and the machine (which lets it go with
+            // the final response too): counted once.
             sink.ledger.set_client(id, e.tx.held_bytes());
         }
         failure
@@ -424,6 +448,9 @@ fn unindex(index: &mut HashMap<Box<str>, Vec<TxId>>, key: &str, keep: impl Fn(&T
 
 /// The outputs every transaction machine has, whichever of the four it is.
 trait Machine {
+    /// Whether the transaction had its final response (sent or received), so that its
+    /// request is no longer needed whole.
+    fn answered(&self) -> bool;
     fn held_bytes(&self) -> usize;
     fn poll_transmit(&mut self) -> Option<Bytes>;
     fn poll_event(&mut self) -> Option<TxEvent>;
@@ -433,6 +460,12 @@ trait Machine {
 macro_rules! machine_for {
     ($ty:ident) => {
         impl Machine for $ty {
+            fn answered(&self) -> bool {
+                match self {
+                    Self::Invite(t) => t.answered(),
+                    Self::NonInvite(t) => t.answered(),
+                }
+            }
             fn held_bytes(&self) -> usize {
                 match self {
                     Self::Invite(t) => t.held_bytes(),

@@ -91,7 +91,7 @@ impl B2bua {
             cancel,
             tx,
             peer,
-            request,
+            request: KeptRequest::new(request),
             call,
             side,
             purpose,
@@ -115,7 +115,11 @@ impl B2bua {
         let Some(e) = c.initial_client.and_then(|k| self.tx.client_mut(k)) else {
             return;
         };
-        let cancel = msg::cancel_for(&e.request, &mut self.buf);
+        // Without the request the INVITE had its final response: too late to cancel (§9.1).
+        let Some(invite) = e.request.message() else {
+            return;
+        };
+        let cancel = msg::cancel_for(invite, &mut self.buf);
         if let CTx::Invite(t) = &mut e.tx {
             t.cancel_sent(now);
         }
@@ -206,7 +210,7 @@ impl B2bua {
             let late_offer = c
                 .initial_client
                 .and_then(|k| self.tx.client(k))
-                .is_some_and(|e| e.request.body().is_empty());
+                .is_some_and(|e| !e.request.has_body());
             (server_key, c.canceled, cancel_pending, late_offer)
         };
         if (101..200).contains(&status) {
@@ -428,13 +432,13 @@ impl B2bua {
                 let late = self
                     .tx
                     .server(server)
-                    .is_some_and(|e| e.request.body().is_empty());
+                    .is_some_and(|e| !e.request.has_body());
                 let cseq_here = resp.cseq().seq;
                 if !late {
                     self.send_ack(call, side, cseq_here, b"");
                 }
                 if let Some(bytes) = sent {
-                    let cseq_there = self.tx.server(server).map_or(0, |e| e.request.cseq().seq);
+                    let cseq_there = self.tx.server(server).map_or(0, |e| e.request.cseq());
                     self.start_2xx_retransmit(
                         now,
                         call,

@@ -94,7 +94,7 @@ impl B2bua {
             key,
             tx,
             peer,
-            request: msg,
+            request: KeptRequest::new(msg),
             call: None,
             to_tag: Some(tag),
             relay: None,
@@ -167,7 +167,7 @@ impl B2bua {
             key,
             tx: STx::NonInvite(t),
             peer,
-            request: msg,
+            request: KeptRequest::new(msg),
             call: None,
             to_tag: Some(tag),
             relay: None,
@@ -181,6 +181,10 @@ impl B2bua {
         let Some(e) = self.tx.server(key) else {
             return;
         };
+        // Gone with the final response: nothing more to answer.
+        let Some(request) = e.request.message() else {
+            return;
+        };
         let (status, reason) = (refusal.code(), refusal.reason());
         // RFC 3261 §21.5.4: a 503 (relay ports or a trunk's port quota exhausted) says when
         // to come back, like the admission limits' 503.
@@ -192,7 +196,7 @@ impl B2bua {
             &[]
         };
         let resp = msg::response(
-            &e.request,
+            request,
             &ResponseSpec {
                 status,
                 reason,
@@ -301,13 +305,13 @@ impl B2bua {
         );
         if let (Some(bytes), Some(c)) = (sent, self.calls.get_mut(&call)) {
             let t1 = self.cfg.timers.t1;
-            c.pending_rel = Some(PendingRel {
+            c.pending_rel = Some(Box::new(PendingRel {
                 rseq: ours,
                 response: bytes,
                 next: now + t1,
                 interval: t1,
                 deadline: now + self.cfg.timers.timeout(),
-            });
+            }));
             self.timers.set_earliest(TimerRef::Call(call), now + t1);
             self.account_call(call);
         }
@@ -361,6 +365,9 @@ impl B2bua {
             }
         }
         let e = self.tx.server(key)?;
+        // Gone with the final response: the caller has its answer (a callee's 2xx
+        // retransmission; our own 2xx is resent from `pending_2xx` until the ACK).
+        let request = e.request.message()?;
         // The standard phrase: the peer's own can name its systems.
         let reason =
             crate::sip::StatusCode::new(status).map_or("", crate::sip::StatusCode::standard_phrase);
@@ -388,10 +395,10 @@ impl B2bua {
             extra.push(("Require", "100rel"));
             extra.push(("RSeq", r.as_str()));
         }
-        let (own, leg_timer) = self.answer_extensions(now, &e.request, status, resp);
+        let (own, leg_timer) = self.answer_extensions(now, request, status, resp);
         extra.extend(own.iter().map(|(n, v)| (*n, v.as_str())));
         let out = msg::response(
-            &e.request,
+            request,
             &ResponseSpec {
                 status,
                 reason,
@@ -428,10 +435,10 @@ impl B2bua {
         let cseq = c
             .initial_server
             .and_then(|k| self.tx.server(k))
-            .map_or(0, |e| e.request.cseq().seq);
+            .map_or(0, |e| e.request.cseq());
         let t1 = self.cfg.timers.t1;
         let reliable = c.leg(leg).peer.transport.is_reliable();
-        c.pending_2xx = Some(Pending2xx {
+        c.pending_2xx = Some(Box::new(Pending2xx {
             leg,
             cseq,
             response,
@@ -444,7 +451,7 @@ impl B2bua {
             interval: t1,
             deadline: now + self.cfg.timers.timeout(),
             ack_other_cseq,
-        });
+        }));
         self.timers.set_earliest(
             TimerRef::Call(call),
             now + t1.min(self.cfg.timers.timeout()),

@@ -228,7 +228,11 @@ impl LegDtmf {
 #[derive(Debug, Clone, Default)]
 pub struct StreamDtmfState {
     config: StreamDtmf,
-    legs: [LegDtmf; 2],
+    /// Boxed, and only once the call layer first terminates DTMF on the stream: every
+    /// concurrent call holds its streams, and few of them ever interwork DTMF (inline, the
+    /// two legs were 376 of a stream's 1,360 bytes). Kept from then on, so that a leg's
+    /// sequence-number shift survives a re-INVITE that stops and restarts interworking.
+    legs: Option<Box<[LegDtmf; 2]>>,
 }
 
 /// What became of a packet received from a leg.
@@ -248,11 +252,15 @@ impl StreamDtmfState {
 
     /// New settings after an answer; digits waiting toward a leg no longer terminated go.
     pub fn set(&mut self, config: StreamDtmf) {
-        for (leg, pt) in self.legs.iter_mut().zip(config.terminated) {
-            if pt.is_none() {
-                leg.queue.clear();
-                leg.playing = None;
+        if let Some(legs) = &mut self.legs {
+            for (leg, pt) in legs.iter_mut().zip(config.terminated) {
+                if pt.is_none() {
+                    leg.queue.clear();
+                    leg.playing = None;
+                }
             }
+        } else if !config.is_none() {
+            self.legs = Some(Box::default());
         }
         self.config = config;
     }
@@ -274,7 +282,11 @@ impl StreamDtmfState {
         let (Some((_, ts, _)), Some(body)) = (header(packet), payload(packet)) else {
             return Received::Forward;
         };
-        let leg = &mut self.legs[from];
+        // Allocated by `set` with the terminating config checked above.
+        let Some(legs) = self.legs.as_deref_mut() else {
+            return Received::Forward;
+        };
+        let leg = &mut legs[from];
         leg.heard = Some(now);
         let mut out = [None, None];
         for (slot, d) in out
@@ -284,14 +296,14 @@ impl StreamDtmfState {
             *slot = Some(d);
         }
         // The other side's stream closes the gap this packet leaves.
-        self.legs[1 - from].out.hold_back(packet);
+        legs[1 - from].out.hold_back(packet);
         Received::Consumed(out)
     }
 
     /// Events of legs quiet for [`QUIET`] whose end packets never came: `(leg index, digit)`.
     pub fn flush(&mut self, now: Instant) -> Vec<(usize, Detected)> {
         let mut out = Vec::new();
-        for (i, leg) in self.legs.iter_mut().enumerate() {
+        for (i, leg) in self.legs.iter_mut().flat_map(|l| l.iter_mut()).enumerate() {
             if leg
                 .heard
                 .is_some_and(|t| now.saturating_duration_since(t) >= QUIET)
@@ -310,7 +322,7 @@ impl StreamDtmfState {
         if !self.active() {
             return true;
         }
-        let Some(leg) = self.legs.get_mut(toward) else {
+        let Some(leg) = self.legs.as_deref_mut().and_then(|l| l.get_mut(toward)) else {
             return true;
         };
         if leg.playing.is_some() {
@@ -342,7 +354,9 @@ impl StreamDtmfState {
         {
             return Err(GenerateRefusal::NotTerminated);
         }
-        let leg = &mut self.legs[toward];
+        let Some(leg) = self.legs.as_deref_mut().and_then(|l| l.get_mut(toward)) else {
+            return Err(GenerateRefusal::NotTerminated);
+        };
         if leg.queue.len() >= limit {
             return Err(GenerateRefusal::QueueFull(leg.queue.len()));
         }
@@ -357,7 +371,11 @@ impl StreamDtmfState {
 
     /// When the next generated packet is due (None: nothing to send).
     pub fn deadline(&self) -> Option<Instant> {
-        self.legs.iter().filter_map(LegDtmf::deadline).min()
+        self.legs
+            .iter()
+            .flat_map(|l| l.iter())
+            .filter_map(LegDtmf::deadline)
+            .min()
     }
 
     /// The next generated packet due at `now`, written to `buf` (at least [`PACKET_LEN`]
@@ -372,7 +390,7 @@ impl StreamDtmfState {
         if buf.len() < PACKET_LEN {
             return None;
         }
-        for (i, leg) in self.legs.iter_mut().enumerate() {
+        for (i, leg) in self.legs.iter_mut().flat_map(|l| l.iter_mut()).enumerate() {
             if leg.deadline().is_none_or(|d| d > now) {
                 continue;
             }

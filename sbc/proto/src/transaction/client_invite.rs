@@ -33,7 +33,8 @@ pub struct InviteClient {
     timers: TimerTable,
     cfg: TimerConfig,
     reliable: bool,
-    request: Bytes,
+    /// Retransmitted by Timer A; let go with the final response (nothing resends it then).
+    request: Option<Bytes>,
     ack: Option<Bytes>,
     interval_a: Duration,
     transmits: VecDeque<Bytes>,
@@ -49,7 +50,7 @@ impl InviteClient {
             timers: TimerTable::default(),
             cfg,
             reliable,
-            request: request.clone(),
+            request: Some(request.clone()),
             ack: None,
             interval_a: cfg.t1,
             transmits: VecDeque::from([request]),
@@ -66,6 +67,12 @@ impl InviteClient {
     /// Current state.
     pub fn state(&self) -> State {
         self.state
+    }
+
+    /// Whether the final response was received (or the transaction ended without one): the
+    /// request is no longer needed whole.
+    pub fn answered(&self) -> bool {
+        !matches!(self.state, State::Calling | State::Proceeding)
     }
 
     /// Handles a response matched to this transaction. `ack` builds the hop-by-hop ACK for a
@@ -90,6 +97,7 @@ impl InviteClient {
             }
             (State::Calling | State::Proceeding, 200..=299) => {
                 self.state = State::Accepted;
+                self.request = None;
                 self.timers.stop_all();
                 self.timers.set(Timer::M, now + self.cfg.timeout());
                 true
@@ -99,6 +107,7 @@ impl InviteClient {
                 self.transmits.push_back(ack.clone());
                 self.ack = Some(ack);
                 self.state = State::Completed;
+                self.request = None;
                 self.timers.stop_all();
                 // Timer D: at least 32 s on unreliable transports, zero on reliable ones
                 // (RFC 3261 §17.1.1.2).
@@ -145,7 +154,9 @@ impl InviteClient {
         while let Some(timer) = self.timers.pop_expired(now) {
             match timer {
                 Timer::A if self.state == State::Calling => {
-                    self.transmits.push_back(self.request.clone());
+                    if let Some(r) = &self.request {
+                        self.transmits.push_back(r.clone());
+                    }
                     self.interval_a = self.interval_a.saturating_mul(2);
                     self.timers.set(Timer::A, now + self.interval_a);
                 }
@@ -168,7 +179,7 @@ impl InviteClient {
     /// Bytes of SIP messages this machine keeps (to retransmit or to answer
     /// retransmissions with), for the B2BUA's memory cap.
     pub fn held_bytes(&self) -> usize {
-        self.request.len() + self.ack.as_ref().map_or(0, Bytes::len)
+        self.request.as_ref().map_or(0, Bytes::len) + self.ack.as_ref().map_or(0, Bytes::len)
     }
 
     /// The next deadline to call `handle_timeout` at.
@@ -188,6 +199,7 @@ impl InviteClient {
 
     fn terminate(&mut self) {
         self.state = State::Terminated;
+        self.request = None;
         self.timers.stop_all();
         self.events.push_back(TxEvent::Terminated);
     }

@@ -29,7 +29,8 @@ pub struct NonInviteClient {
     timers: TimerTable,
     cfg: TimerConfig,
     reliable: bool,
-    request: Bytes,
+    /// Retransmitted by Timer E; let go with the final response (nothing resends it then).
+    request: Option<Bytes>,
     interval_e: Duration,
     transmits: VecDeque<Bytes>,
     events: VecDeque<TxEvent>,
@@ -43,7 +44,7 @@ impl NonInviteClient {
             timers: TimerTable::default(),
             cfg,
             reliable,
-            request: request.clone(),
+            request: Some(request.clone()),
             interval_e: cfg.t1,
             transmits: VecDeque::from([request]),
             events: VecDeque::new(),
@@ -60,6 +61,12 @@ impl NonInviteClient {
         self.state
     }
 
+    /// Whether the final response was received (or the transaction ended without one): the
+    /// request is no longer needed whole.
+    pub fn answered(&self) -> bool {
+        !matches!(self.state, State::Trying | State::Proceeding)
+    }
+
     /// Handles a response; returns whether the TU must see it.
     pub fn handle_response(&mut self, now: Instant, status: u16) -> bool {
         match (self.state, status) {
@@ -69,6 +76,7 @@ impl NonInviteClient {
             }
             (State::Trying | State::Proceeding, 200..=699) => {
                 self.state = State::Completed;
+                self.request = None;
                 self.timers.stop_all();
                 let k = if self.reliable {
                     Duration::ZERO
@@ -95,7 +103,9 @@ impl NonInviteClient {
         while let Some(timer) = self.timers.pop_expired(now) {
             match timer {
                 Timer::E if matches!(self.state, State::Trying | State::Proceeding) => {
-                    self.transmits.push_back(self.request.clone());
+                    if let Some(r) = &self.request {
+                        self.transmits.push_back(r.clone());
+                    }
                     // Trying doubles up to T2; Proceeding retransmits every T2 (§17.1.2.2).
                     self.interval_e = if self.state == State::Trying {
                         self.interval_e.saturating_mul(2).min(self.cfg.t2)
@@ -117,7 +127,7 @@ impl NonInviteClient {
     /// Bytes of SIP messages this machine keeps (to retransmit or to answer
     /// retransmissions with), for the B2BUA's memory cap.
     pub fn held_bytes(&self) -> usize {
-        self.request.len()
+        self.request.as_ref().map_or(0, Bytes::len)
     }
 
     /// The next deadline to call `handle_timeout` at.
@@ -137,6 +147,7 @@ impl NonInviteClient {
 
     fn terminate(&mut self) {
         self.state = State::Terminated;
+        self.request = None;
         self.timers.stop_all();
         self.events.push_back(TxEvent::Terminated);
     }

@@ -70,6 +70,12 @@ impl InviteServer {
         self.state
     }
 
+    /// Whether the final response was sent (or the transaction ended without one): the
+    /// request is no longer needed whole.
+    pub fn answered(&self) -> bool {
+        !matches!(self.state, State::Proceeding)
+    }
+
     /// The TU sends a response with `status`; returns false if the state does not allow it
     /// (e.g. a second final response), in which case nothing is sent.
     pub fn send_response(&mut self, now: Instant, status: u16, response: Bytes) -> bool {

@@ -53,6 +53,12 @@ impl NonInviteServer {
         self.state
     }
 
+    /// Whether the final response was sent (or the transaction ended without one): the
+    /// request is no longer needed whole.
+    pub fn answered(&self) -> bool {
+        !matches!(self.state, State::Trying | State::Proceeding)
+    }
+
     /// The TU sends a response; false if the state does not allow it (nothing is sent).
     pub fn send_response(&mut self, now: Instant, status: u16, response: Bytes) -> bool {
         match (self.state, status) {

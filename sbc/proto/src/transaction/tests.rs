@@ -151,6 +151,29 @@ fn invite_client_2xx_goes_to_accepted_and_retransmissions_reach_tu_until_m() {
 }
 
 #[test]
+fn client_transactions_let_the_request_go_with_the_final_response() {
+    // RFC 6026 §7.2: Accepted (and Completed) resend nothing of the request, so it is not
+    // held for Timer M's (or D's, K's) 32 s.
+    let now = t0();
+    let invite = b("INVITE sip:x SIP/2.0");
+    let mut tx = InviteClient::new(now, invite.clone(), false, TimerConfig::default());
+    assert_eq!(tx.held_bytes(), invite.len());
+    assert!(tx.handle_response(now + MS(5), 180, || unreachable!()));
+    assert!(!tx.answered());
+    assert_eq!(tx.held_bytes(), invite.len(), "CANCEL may still follow");
+    assert!(tx.handle_response(now + MS(9), 200, || unreachable!()));
+    assert!(tx.answered());
+    assert_eq!(tx.held_bytes(), 0);
+    let mut tx = InviteClient::new(now, invite.clone(), false, TimerConfig::default());
+    assert!(tx.handle_response(now + MS(5), 486, || b("ACK")));
+    assert_eq!(tx.held_bytes(), 3, "only the ACK it resends");
+    let mut tx = NonInviteClient::new(now, b("BYE"), false, TimerConfig::default());
+    assert!(tx.handle_response(now + MS(5), 200));
+    assert!(tx.answered());
+    assert_eq!(tx.held_bytes(), 0);
+}
+
+#[test]
 fn invite_client_transport_error_terminates() {
     let now = t0();
     let mut tx = InviteClient::new(now, b("INVITE"), false, TimerConfig::default());

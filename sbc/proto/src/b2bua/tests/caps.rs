@@ -297,3 +297,51 @@ Contact: <sip:gw@198.51.100.8:5090>
     }
     sim.assert_clean();
 }
+
+#[test]
+fn an_answered_call_keeps_no_whole_invite_until_timer_l_and_m() {
+    // RFC 6026: in Accepted the INVITE transactions only match retransmissions; their
+    // requests (both INVITEs, buffer and header index) went with the 2xx.
+    let mut sim = Sim::new();
+    let before = sim.sbc.stats().stored_bytes;
+    sim.deliver(pbx(), &pbx_invite("z9hG4bKpbx1", Some(SDP_PBX)));
+    let _ = (sim.take_pbx(), sim.take_carrier());
+    assert_eq!(sim.sbc.tx.whole_requests(), 2, "INVITE in, INVITE out");
+    let held_ringing = sim.sbc.stats().stored_bytes;
+    let mut sim = Sim::new();
+    let _ = establish_outbound(&mut sim);
+    assert_eq!(
+        transactions(&sim),
+        2,
+        "both INVITE transactions wait for Timer L/M"
+    );
+    assert_eq!(sim.sbc.tx.whole_requests(), 0);
+    let held_answered = sim.sbc.stats().stored_bytes;
+    assert!(
+        held_answered - before < held_ringing - before,
+        "{held_answered} < {held_ringing}"
+    );
+}
+
+#[test]
+fn a_call_and_its_transactions_are_small() {
+    // Every concurrent call holds its `Call` and, for Timer L/M's 32 s after the 2xx, two
+    // INVITE transactions: state set for a moment only (a pending 2xx or reliable provisional,
+    // a request let go) is boxed, and timer tables have a few slots, not one per RFC timer.
+    let sizes = [
+        ("Call", std::mem::size_of::<call::Call>(), 1600),
+        (
+            "ServerEntry",
+            std::mem::size_of::<transactions::ServerEntry>(),
+            600,
+        ),
+        (
+            "ClientEntry",
+            std::mem::size_of::<transactions::ClientEntry>(),
+            512,
+        ),
+    ];
+    for (what, size, limit) in sizes {
+        assert!(size <= limit, "a {what} is {size} bytes");
+    }
+}
