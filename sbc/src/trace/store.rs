@@ -9,6 +9,11 @@
 //! response. Done legs stay for `keep` and then go; when a bound is reached, the leg done the
 //! longest goes first, and with none done the new message or leg is dropped (counted).
 //!
+//! No message pays for the size of the store: done legs wait in a queue in the order they
+//! became done (expiry and eviction take its front), a call's Call-IDs are indexed for its
+//! end, and the look over every leg and link for what expires without an event of its own
+//! (quiet legs that never became a call, links of ended calls) runs once per [`SWEEP`].
+//!
 //! The byte bound counts what the store really holds, not only the message bytes: each kept
 //! message's entry (its ring slot, capacity included) and allocation, each leg's record, map
 //! slot and strings, and the call links (see [`TraceStore::bytes`]). With message bytes alone,
@@ -308,9 +313,38 @@ pub struct TraceStore {
     bytes: usize,
     /// The links' strings (key and other Call-ID).
     link_bytes: usize,
+    /// Legs in the order they became done, with when: the next to expire or to evict is at
+    /// the front (entries of legs gone or active again are skipped when they come up).
+    done: VecDeque<(Instant, String)>,
+    /// The Call-IDs in [`Self::done`].
+    done_bytes: usize,
+    /// Live calls' Call-IDs (from [`Self::link`] to [`Self::call_ended`]; a failover links a
+    /// second outside leg to the same call).
+    calls: HashMap<u64, Vec<String>>,
+    /// The Call-IDs in [`Self::calls`].
+    call_bytes: usize,
+    /// When the next sweep for quiet legs and ended links is due ([`SWEEP`]).
+    next_sweep: Option<Instant>,
+    /// Sweeps done (each looks at every leg and link).
+    sweeps: u64,
+    /// [`Self::link`] looks over the links for ended ones at this many (or twice the legs).
+    links_checked: usize,
     /// Drops since the last [`TraceStore::take_drops`], by reason.
     drops: Vec<Dropped>,
 }
+
+/// How often the store looks over every leg and link for those that expire without an event
+/// of their own (legs that never became a call and went quiet, links of ended calls): not per
+/// message, where a scan of thousands of legs cost more than the call itself (`perf` of the
+/// signaling benchmark at 1,000 calls/s: half the SBC's samples in these scans).
+const SWEEP: Duration = Duration::from_secs(1);
+
+/// A done-queue entry's slot.
+const DONE_SLOT: usize = size_of::<(Instant, String)>();
+
+/// A live call's slot in the call index: key, its list of Call-IDs, control byte (the list's
+/// own slots are counted in `call_bytes`).
+const CALL_SLOT: usize = size_of::<u64>() + size_of::<Vec<String>>() + 1;
 
 impl TraceStore {
     /// An empty store.
@@ -321,8 +355,40 @@ impl TraceStore {
             links: HashMap::new(),
             bytes: 0,
             link_bytes: 0,
+            done: VecDeque::new(),
+            done_bytes: 0,
+            calls: HashMap::new(),
+            call_bytes: 0,
+            next_sweep: None,
+            sweeps: 0,
+            links_checked: 0,
             drops: Vec::new(),
         }
+    }
+
+    /// Queues leg `call_id`, done at `at`, for expiry and eviction.
+    fn mark_done(&mut self, at: Instant, call_id: &str) {
+        self.done_bytes += heap(call_id.len());
+        self.done.push_back((at, call_id.to_owned()));
+    }
+
+    /// Takes the front of the done queue.
+    fn pop_done(&mut self) -> Option<(Instant, String)> {
+        let front = self.done.pop_front()?;
+        self.done_bytes -= heap(front.1.len());
+        Some(front)
+    }
+
+    /// Removes leg `call_id` if the done-queue entry `(at, call_id)` is still its own (the
+    /// leg exists and is done since `at`); returns whether it did.
+    fn remove_done(&mut self, at: Instant, call_id: &str) -> bool {
+        if self.legs.get(call_id).is_none_or(|l| l.done != Some(at)) {
+            return false;
+        }
+        if let Some(l) = self.legs.remove(call_id) {
+            self.bytes -= l.cost();
+        }
+        true
     }
 
     /// Records one captured message, parsed as `msg` (retention runs on `c.now`, the ladder
@@ -389,6 +455,9 @@ impl TraceStore {
         }
         if let Some(leg) = new_leg {
             self.bytes += leg.cost();
+            if let Some(at) = leg.done {
+                self.mark_done(at, call_id);
+            }
             self.legs.insert(call_id.to_owned(), leg);
         }
         let cseq = msg.cseq();
@@ -412,6 +481,7 @@ impl TraceStore {
         };
         let before = leg.cost();
         leg.last = now;
+        let mut failed = false;
         if !msg.is_request()
             && cseq.method == Method::Invite
             && let Some(code) = msg.status().map(|s| s.as_u16())
@@ -419,8 +489,9 @@ impl TraceStore {
         {
             leg.final_status = Some(code);
             // A failed leg that is no call is done now; a call's end comes from signaling.
-            if code >= 300 && leg.call.is_none() {
-                leg.done.get_or_insert(now);
+            if code >= 300 && leg.call.is_none() && leg.done.is_none() {
+                leg.done = Some(now);
+                failed = true;
             }
         }
         if leg.messages.len() >= self.limits.per_leg && leg.pop() {
@@ -429,6 +500,9 @@ impl TraceStore {
         }
         leg.push(entry);
         self.bytes = self.bytes - before + leg.cost();
+        if failed {
+            self.mark_done(now, call_id);
+        }
     }
 
     /// Evicts done legs until `need` more bytes fit under the bound; false (counted) if they
@@ -448,7 +522,7 @@ impl TraceStore {
     pub fn link(&mut self, call: u64, inside: &str, outside: &str) {
         // Links of ended calls go with their legs; live ones are bounded by the call layer's
         // own call limit. This keeps a flood of short calls from growing the table.
-        if self.links.len() >= self.limits.legs.saturating_mul(2) {
+        if self.links.len() >= self.limits.legs.saturating_mul(2).max(self.links_checked) {
             let legs = &self.legs;
             let mut freed = 0;
             self.links.retain(|id, l| {
@@ -459,6 +533,16 @@ impl TraceStore {
                 keep
             });
             self.link_bytes -= freed;
+            // Live links stay: look again only when they doubled, not at every call (a scan
+            // per call once more calls are up than legs are kept).
+            self.links_checked = self.links.len().saturating_mul(2);
+        }
+        let ids = self.calls.entry(call).or_default();
+        for id in [inside, outside] {
+            if !ids.iter().any(|known| known == id) {
+                ids.push(id.to_owned());
+                self.call_bytes += heap(id.len()) + size_of::<String>();
+            }
         }
         for (mine, other) in [(inside, outside), (outside, inside)] {
             let link = Link {
@@ -484,11 +568,27 @@ impl TraceStore {
 
     /// The call ended at `now`: its legs are kept for `keep` from now.
     pub fn call_ended(&mut self, now: Instant, call: u64) {
-        for link in self.links.values_mut().filter(|l| l.call == call) {
-            link.ended.get_or_insert(now);
-        }
-        for leg in self.legs.values_mut().filter(|l| l.call == Some(call)) {
-            leg.done.get_or_insert(now);
+        let Some(ids) = self.calls.remove(&call) else {
+            return;
+        };
+        self.call_bytes -= ids
+            .iter()
+            .map(|id| heap(id.len()) + size_of::<String>())
+            .sum::<usize>();
+        for id in &ids {
+            if let Some(link) = self.links.get_mut(id.as_str())
+                && link.call == call
+            {
+                link.ended.get_or_insert(now);
+            }
+            let done = self
+                .legs
+                .get_mut(id.as_str())
+                .filter(|l| l.call == Some(call) && l.done.is_none());
+            if let Some(leg) = done {
+                leg.done = Some(now);
+                self.mark_done(now, id);
+            }
         }
     }
 
@@ -563,6 +663,10 @@ impl TraceStore {
             + (self.legs.capacity() - self.legs.len()) * LEG_SLOT
             + self.links.capacity() * LINK_SLOT
             + self.link_bytes
+            + self.done.capacity() * DONE_SLOT
+            + self.done_bytes
+            + self.calls.capacity() * CALL_SLOT
+            + self.call_bytes
     }
 
     /// Drops since the last call, for the metrics.
@@ -570,10 +674,24 @@ impl TraceStore {
         std::mem::take(&mut self.drops)
     }
 
-    /// Forgets done legs older than `keep`, and legs quiet for longer than `keep` that never
-    /// became a call (a lost final response, an INVITE nobody answered).
+    /// Forgets done legs older than `keep` (from the front of the done queue: what is due, no
+    /// more), and, once per [`SWEEP`], legs quiet for longer than `keep` that never became a
+    /// call (a lost final response, an INVITE nobody answered) and links of ended calls.
     pub fn expire(&mut self, now: Instant) {
         let keep = self.limits.keep;
+        while let Some((at, _)) = self.done.front() {
+            if now.saturating_duration_since(*at) < keep {
+                break;
+            }
+            if let Some((at, id)) = self.pop_done() {
+                self.remove_done(at, &id);
+            }
+        }
+        if self.next_sweep.is_some_and(|t| now < t) {
+            return;
+        }
+        self.next_sweep = Some(now + SWEEP);
+        self.sweeps += 1;
         let mut freed = 0;
         self.legs.retain(|_, l| {
             let since_done = l.done.map(|d| now.saturating_duration_since(d));
@@ -599,22 +717,16 @@ impl TraceStore {
         self.link_bytes -= freed;
     }
 
-    /// Forgets the leg done the longest; `false` if none is done.
+    /// Forgets the leg done the longest (the front of the done queue); `false` if none is
+    /// done.
     fn evict_one(&mut self) -> bool {
-        let Some(key) = self
-            .legs
-            .iter()
-            .filter_map(|(k, l)| l.done.map(|d| (d, k)))
-            .min()
-            .map(|(_, k)| k.clone())
-        else {
-            return false;
-        };
-        if let Some(l) = self.legs.remove(&key) {
-            self.bytes -= l.cost();
-            self.drops.push(Dropped::Evicted);
+        while let Some((at, id)) = self.pop_done() {
+            if self.remove_done(at, &id) {
+                self.drops.push(Dropped::Evicted);
+                return true;
+            }
         }
-        true
+        false
     }
 }
 
@@ -777,6 +889,64 @@ mod tests {
     }
 
     #[test]
+    fn a_message_costs_no_look_at_every_leg() {
+        // Recording used to look over every leg and link for expired ones, per message: at
+        // 4,096 legs that scan cost more than the call.
+        let t0 = Instant::now();
+        let mut s = TraceStore::new(TraceLimits {
+            legs: 1000,
+            total_bytes: 10 << 20,
+            ..limits()
+        });
+        for k in 0..500 {
+            let at = t0 + Duration::from_millis(k);
+            rec(&mut s, at, Direction::In, &invite(&format!("leg-{k}")));
+            rec(
+                &mut s,
+                at,
+                Direction::Out,
+                &response(&format!("leg-{k}"), 486, "Busy Here", "INVITE"),
+            );
+        }
+        assert_eq!(
+            s.sweeps, 1,
+            "one sweep in the first second, not one per message"
+        );
+        // The failed legs still go at keep_s, from the done queue, oldest first.
+        s.expire(t0 + Duration::from_millis(60_100));
+        assert_eq!(s.len(), 399, "the 101 done 60 s ago or more are gone");
+        assert!(s.by_call_id("leg-100").is_empty() && !s.by_call_id("leg-101").is_empty());
+        s.expire(t0 + Duration::from_secs(61));
+        assert!(s.is_empty());
+        assert_eq!(s.bytes(), empty_maps(&s));
+    }
+
+    #[test]
+    fn every_leg_of_a_failed_over_call_goes_when_the_call_ends() {
+        let t0 = Instant::now();
+        let mut s = TraceStore::new(limits());
+        // The first trunk's leg fails; the call goes on on a second outside leg.
+        s.link(5, "in-5", "out-5a");
+        rec(&mut s, t0, Direction::In, &invite("in-5"));
+        rec(&mut s, t0, Direction::Out, &invite("out-5a"));
+        rec(
+            &mut s,
+            t0,
+            Direction::In,
+            &response("out-5a", 503, "Service Unavailable", "INVITE"),
+        );
+        s.link(5, "in-5", "out-5b");
+        rec(&mut s, t0, Direction::Out, &invite("out-5b"));
+        assert_eq!(s.by_call(5).len(), 3);
+        s.expire(t0 + Duration::from_secs(3600));
+        assert_eq!(s.len(), 3, "a live call's legs stay");
+        s.call_ended(t0 + Duration::from_secs(3600), 5);
+        s.expire(t0 + Duration::from_secs(3660));
+        assert!(s.is_empty(), "{:?}", s.by_call(5).len());
+        assert_eq!(s.bytes(), empty_maps(&s));
+    }
+
+    #[test]
     fn a_link_given_before_the_messages_applies_to_them() {
         let t0 = Instant::now();
         let mut s = TraceStore::new(limits());
@@ -840,8 +1010,14 @@ mod tests {
     }
 
     /// What an emptied store still holds: its maps' slots.
+    /// What an empty store still holds: the maps' slots and the done queue's and call index's
+    /// capacity (no strings).
     fn empty_maps(s: &TraceStore) -> usize {
-        s.legs.capacity() * LEG_SLOT + s.links.capacity() * LINK_SLOT
+        assert_eq!((s.done_bytes, s.call_bytes), (0, 0), "strings left");
+        s.legs.capacity() * LEG_SLOT
+            + s.links.capacity() * LINK_SLOT
+            + s.done.capacity() * DONE_SLOT
+            + s.calls.capacity() * CALL_SLOT
     }
 
     #[test]
