@@ -88,8 +88,10 @@ mod tests {
     /// (inline SRTP contexts made a stream ~9 KB, 90 MB at 10,000 calls).
     #[test]
     fn a_stream_is_small() {
+        // 1,360 bytes with the DTMF state inline; 1,056 with it boxed and the two bind
+        // addresses several relay addresses per side need (32 bytes).
         let size = std::mem::size_of::<Stream>();
-        assert!(size <= 1024, "a Stream is {size} bytes");
+        assert!(size <= 1056, "a Stream is {size} bytes");
         assert!(std::mem::size_of::<StreamSrtp>() <= 32);
         // DTMF interworking state is boxed until used (376 bytes inline before).
         let dtmf = std::mem::size_of::<crate::media::dtmf::StreamDtmfState>();
