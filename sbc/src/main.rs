@@ -236,6 +236,11 @@ fn run(path: Option<PathBuf>, log_json: bool) -> ExitCode {
         Ok(n) => tracing::info!(limit = n, "file descriptor limit"),
         Err(e) => tracing::warn!(error = %e, "could not raise the file descriptor limit"),
     }
+    // Before the runtime starts any thread (see `reserve_descriptors`).
+    match sbc::sys::reserve_descriptors(config.descriptors_needed()) {
+        Ok(n) => tracing::debug!(descriptors = n, "descriptor table reserved"),
+        Err(e) => tracing::warn!(error = %e, "could not reserve the descriptor table"),
+    }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -339,6 +339,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn descriptors_needed_cover_every_relay_port_and_connection() {
+        let mut config = parse(super::super::SHIPPED_DEFAULT).unwrap_or_else(|p| panic!("{p:?}"));
+        config.media.port_min = 10_000;
+        config.media.port_max = 19_999;
+        config.sip.max_connections = 500;
+        let addresses =
+            (config.inside.relay_addresses().len() + config.outside.relay_addresses().len()) as u64;
+        assert_eq!(
+            config.descriptors_needed(),
+            10_000 * addresses + 500 + 1_024
+        );
+    }
+
+    #[test]
     fn shipped_default_is_valid() {
         let config = parse(super::super::SHIPPED_DEFAULT).unwrap_or_else(|p| panic!("{p:?}"));
         // The documented interface: tests and users rely on these addresses.

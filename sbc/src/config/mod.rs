@@ -383,6 +383,23 @@ impl Side {
     }
 }
 
+impl Config {
+    /// Descriptors this configuration can hold open at its limits: one relay socket per port
+    /// of the media range on every relay address of both sides (the userspace relay keeps
+    /// ended streams' sockets bound for reuse), every stream connection, and a margin for
+    /// listeners, the admin API, eventfds and files. The daemon sizes its descriptor table to
+    /// this at start (`sys::reserve_descriptors`).
+    pub fn descriptors_needed(&self) -> u64 {
+        let ports = u64::from(self.media.port_max.saturating_sub(self.media.port_min)) + 1;
+        let addresses =
+            (self.inside.relay_addresses().len() + self.outside.relay_addresses().len()) as u64;
+        ports
+            .saturating_mul(addresses)
+            .saturating_add(self.sip.max_connections as u64)
+            .saturating_add(1_024)
+    }
+}
+
 /// SIP transport protocol toward a peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
