@@ -25,7 +25,11 @@ use sbc_lab::{
 /// The systems under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum System {
+    /// Userspace media: the relay binds its sockets per call.
     Sbc,
+    /// The SBC's default media mode: XDP attached, streams latched in the kernel without a
+    /// socket per port (`media.xdp_latch`).
+    SbcXdp,
     Kamailio,
     /// Kamailio driving rtpengine (`rtpengine_offer`/`_answer`/`_delete`): media anchoring with
     /// SDP rewrite, the job the SBC does. Its CPU is both process trees together.
@@ -38,6 +42,7 @@ impl System {
     fn name(self) -> &'static str {
         match self {
             System::Sbc => "sbc (B2BUA, topology hiding, SDP rewrite, media ports)",
+            System::SbcXdp => "sbc, XDP media (as above; socketless kernel latching, the default)",
             System::Kamailio => "Kamailio 5.6 (stateful proxy, dialog, topoh, nathelper)",
             System::KamailioRtpengine => {
                 "Kamailio 5.6 + rtpengine (as above, media anchored, SDP rewritten)"
@@ -50,6 +55,7 @@ impl System {
     fn key(self) -> &'static str {
         match self {
             System::Sbc => "sbc",
+            System::SbcXdp => "sbc_xdp",
             System::Kamailio => "kamailio",
             System::KamailioRtpengine => "kamailio_rtpengine",
             System::Direct => "direct",
@@ -234,6 +240,8 @@ struct Setup<'a> {
     uac: PathBuf,
     sbc_bin: &'a Path,
     sbc_cfg: PathBuf,
+    /// The same SBC with XDP media ([`System::SbcXdp`]).
+    sbc_xdp_cfg: PathBuf,
     kam_cfg: PathBuf,
     rtpengine: Forwarding,
 }
@@ -275,6 +283,19 @@ fn run_all(plan: &Plan, sbc_bin: &Path, work: &Path, quick: bool) -> Result<(Str
             &format!("instance = \"benchsig\"\nsignaling_shards = {shards}"),
         ),
     )?;
+    let sbc_xdp_cfg = work.join("sbc-xdp.toml");
+    std::fs::write(
+        &sbc_xdp_cfg,
+        SBC_CFG
+            .replace(
+                "instance = \"benchsig\"",
+                &format!("instance = \"{XDP_INSTANCE}\"\nsignaling_shards = {shards}"),
+            )
+            .replace(
+                "xdp = \"off\"",
+                "xdp = \"native\"\ninterfaces = [\"in0\", \"out0\"]\nxdp_latch = true",
+            ),
+    )?;
     eprintln!("bench signaling: sbc with {shards} signaling shard(s) on CPU(s) {sbc_cpus}");
     let setup = Setup {
         lab,
@@ -282,6 +303,7 @@ fn run_all(plan: &Plan, sbc_bin: &Path, work: &Path, quick: bool) -> Result<(Str
         uac,
         sbc_bin,
         sbc_cfg,
+        sbc_xdp_cfg,
         kam_cfg,
         rtpengine: Forwarding::detect(),
     };
@@ -291,14 +313,17 @@ fn run_all(plan: &Plan, sbc_bin: &Path, work: &Path, quick: bool) -> Result<(Str
     // Step search per system, repetitions interleaved (A B C D A B C D …) against drift.
     let systems: Vec<System> = [
         System::Sbc,
+        System::SbcXdp,
         System::Kamailio,
         System::KamailioRtpengine,
         System::Direct,
     ]
     .into_iter()
-    // SBC_BENCH_ONLY=kamailio (or sbc, kamailio_rtpengine, direct) runs one system, for
-    // diagnosing it.
-    .filter(|s| std::env::var("SBC_BENCH_ONLY").map_or(true, |o| s.key() == o))
+    // SBC_BENCH_ONLY=kamailio (or sbc, kamailio_rtpengine, direct, or a comma-separated
+    // list of them) runs only those systems, for diagnosing them.
+    .filter(|s| {
+        std::env::var("SBC_BENCH_ONLY").map_or(true, |o| o.split(',').any(|k| k == s.key()))
+    })
     .collect();
     let mut best: Vec<(System, Vec<Trial>)> = systems.iter().map(|s| (*s, Vec::new())).collect();
     let mut fixed: Vec<(System, Vec<Trial>)> = systems.iter().map(|s| (*s, Vec::new())).collect();
@@ -329,15 +354,21 @@ fn run_all(plan: &Plan, sbc_bin: &Path, work: &Path, quick: bool) -> Result<(Str
         }
     }
     // Added delay at half the SBC's highest clean rate (the issue's operating point).
-    let sbc_max = best
+    // (The XDP SBC's when the userspace one did not run.)
+    let sbc_max = [System::Sbc, System::SbcXdp]
         .iter()
-        .find(|(s, _)| *s == System::Sbc)
+        .find_map(|want| best.iter().find(|(s, _)| s == want))
         .map_or(0.0, |(_, t)| {
             median(t.iter().map(|t| t.rate as f64).collect())
         });
     let half = ((sbc_max / 2.0 / 100.0).round() * 100.0).max(100.0) as u64;
     let mut delays: Vec<Delay> = Vec::new();
-    for system in [System::Sbc, System::Kamailio, System::KamailioRtpengine] {
+    for system in [
+        System::Sbc,
+        System::SbcXdp,
+        System::Kamailio,
+        System::KamailioRtpengine,
+    ] {
         if systems.contains(&system) {
             eprintln!(
                 "bench signaling: INVITE forwarding delay of {} at {half} calls/s",
@@ -366,7 +397,7 @@ fn run_all(plan: &Plan, sbc_bin: &Path, work: &Path, quick: bool) -> Result<(Str
     );
     let _ = writeln!(
         md,
-        "\n## Signaling added delay (INVITE in → INVITE out)\n\nBoth interfaces of the system's namespace captured with tshark during a {}-s step; the k-th INVITE (CSeq 1) arriving on the inside pairs with the k-th leaving on the outside (one signaling task keeps the order; the step has no retransmissions). Capture timestamps, so kernel receive and send are included. With rtpengine the delay includes Kamailio's round trip to it (the offer).\n\n| system | rate (calls/s) | INVITEs paired | p50 (µs) | p99 (µs) |\n| --- | ---: | ---: | ---: | ---: |",
+        "\n## Signaling added delay (INVITE in → INVITE out)\n\nBoth interfaces of the system's namespace captured with tshark (on the load generator's CPU, not the system's) during a {}-s step; the k-th INVITE (CSeq 1) arriving on the inside pairs with the k-th leaving on the outside (one signaling task keeps the order; the step has no retransmissions). Capture timestamps, so kernel receive and send are included. With rtpengine the delay includes Kamailio's round trip to it (the offer).\n\n| system | rate (calls/s) | INVITEs paired | p50 (µs) | p99 (µs) |\n| --- | ---: | ---: | ---: | ---: |",
         plan.trial.as_secs()
     );
     for (system, rate, (p50, p99, n)) in &delays {
@@ -390,12 +421,29 @@ impl Drop for KernelTable {
 
 fn trial(s: &Setup<'_>, system: System, rate: u64, length: Duration) -> Result<Trial> {
     let lab = &s.lab;
+    // Declared before the processes, so dropped after them: the XDP links and maps pinned
+    // for the instance go (and the program detaches) once the SBC has stopped.
+    let _pins = (system == System::SbcXdp)
+        .then(|| crate::bench::PinDir(PathBuf::from("/sys/fs/bpf/sbc").join(XDP_INSTANCE)));
     // The processes of the system under test; its CPU is theirs and their descendants'.
     let (suts, dest) = match system {
         System::Sbc => (
             vec![start_sbc(lab, s.sbc_bin, &s.sbc_cfg)?],
             "198.18.1.1:5060",
         ),
+        System::SbcXdp => {
+            let sbc = start_sbc(lab, s.sbc_bin, &s.sbc_xdp_cfg)?;
+            // A row that says XDP must have had it.
+            let attached = {
+                let _in = sbc_lab::netns::enter(&lab.sbc)?;
+                sbc_lab::http::request(([127, 0, 0, 1], 8080).into(), "GET", "/metrics", None)
+                    .is_some_and(|r| r.body.lines().any(|l| l == "sbc_xdp_attached 1"))
+            };
+            if !attached {
+                bail!("the XDP SBC started without XDP attached");
+            }
+            (vec![sbc], "198.18.1.1:5060")
+        }
         System::Kamailio => (
             vec![start_kamailio(lab, &s.kam_cfg, false)?],
             "198.18.1.1:5060",
@@ -503,8 +551,16 @@ fn forward_delay(
     rate: u64,
     length: Duration,
 ) -> Result<(f64, f64, usize)> {
-    let cap = sbc_lab::capture::Capture::start_on(&s.lab.sbc, &["in0", "out0"], "udp port 5060")
-        .map_err(|e| anyhow::anyhow!(e))?;
+    // The capture runs on the load generator's CPUs: on the system's own CPU its work would
+    // be added to the delays it measures.
+    let sipp_cpus = std::env::var("SBC_BENCH_SIPP_CPUS").unwrap_or_else(|_| "0".into());
+    let cap = sbc_lab::capture::Capture::start_pinned(
+        &s.lab.sbc,
+        &["in0", "out0"],
+        "udp port 5060",
+        Some(&sipp_cpus),
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
     let t = trial(s, system, rate, length)?;
     let bytes = cap.stop();
     let file = s.work.join("delay.pcap");
@@ -524,6 +580,10 @@ fn forward_delay(
         ])
         .output()
         .context("reading the capture with tshark")?;
+    // SBC_BENCH_KEEP_PCAP=<path> keeps the capture there, to look into the delays.
+    if let Some(keep) = std::env::var_os("SBC_BENCH_KEEP_PCAP") {
+        std::fs::copy(&file, keep).context("keeping the capture")?;
+    }
     let _ = std::fs::remove_file(&file);
     let (mut inside, mut outside) = (Vec::new(), Vec::new());
     for line in String::from_utf8_lossy(&out.stdout).lines() {
@@ -1005,8 +1065,9 @@ fn render(
         figures.push((*system, rate, cpu_fixed, cpu_knee));
     }
     let get = |s: System| figures.iter().find(|f| f.0 == s).copied();
-    let (sbc, kam, pair) = (
+    let (sbc, xdp, kam, pair) = (
         get(System::Sbc),
+        get(System::SbcXdp),
         get(System::Kamailio),
         get(System::KamailioRtpengine),
     );
@@ -1040,6 +1101,22 @@ fn render(
             "ratio_cps_sbc_over_kamailio_rtpengine",
             ratio(sbc.map(|f| f.1), pair.map(|f| f.1)),
         ),
+        (
+            "ratio_cpu_fixed_sbc_xdp_over_kamailio",
+            ratio(xdp.map(|f| f.2), kam.map(|f| f.2)),
+        ),
+        (
+            "ratio_cpu_knee_sbc_xdp_over_kamailio",
+            ratio(xdp.map(|f| f.3), kam.map(|f| f.3)),
+        ),
+        (
+            "ratio_cpu_sbc_xdp_over_kamailio_rtpengine",
+            ratio(xdp.map(|f| f.2), pair.map(|f| f.2)),
+        ),
+        (
+            "ratio_cpu_knee_sbc_xdp_over_kamailio_rtpengine",
+            ratio(xdp.map(|f| f.3), pair.map(|f| f.3)),
+        ),
     ];
     let r = |key: &str| {
         ratios
@@ -1062,6 +1139,15 @@ fn render(
         r("ratio_cpu_sbc_over_kamailio_rtpengine"),
         r("ratio_cpu_knee_sbc_over_kamailio_rtpengine"),
         r("ratio_cps_sbc_over_kamailio_rtpengine"),
+    );
+    let _ = writeln!(
+        md,
+        "\nThe same with the SBC in its default media mode (XDP, socketless latching): CPU per call at {} calls/s {:.2}× Kamailio's and {:.2}× Kamailio + rtpengine's; at the knee {:.2}× and {:.2}×.",
+        plan.fixed_rate,
+        r("ratio_cpu_fixed_sbc_xdp_over_kamailio"),
+        r("ratio_cpu_sbc_xdp_over_kamailio_rtpengine"),
+        r("ratio_cpu_knee_sbc_xdp_over_kamailio"),
+        r("ratio_cpu_knee_sbc_xdp_over_kamailio_rtpengine"),
     );
     let mut json = String::from("{\n");
     let _ = writeln!(json, "  \"machine\": {machine:?},");
@@ -1143,6 +1229,9 @@ fn num(x: f64) -> String {
         "null".into()
     }
 }
+
+/// The XDP SBC's instance name (its bpffs pin directory).
+const XDP_INSTANCE: &str = "benchsigx";
 
 const SBC_CFG: &str = r#"# sbc for the signaling benchmark: the lab's addresses, userspace media (no RTP is sent), a
 # port range large enough for the concurrency run.

@@ -29,9 +29,25 @@ impl Capture {
     /// Starts capturing on several interfaces of `ns` with a capture `filter`; in the file,
     /// `frame.interface_id` is the index into `ifnames`.
     pub fn start_on(ns: &str, ifnames: &[&str], filter: &str) -> Result<Self, String> {
+        Self::start_pinned(ns, ifnames, filter, None)
+    }
+
+    /// As [`start_on`](Self::start_on), with tshark and its dumpcap confined to the CPU list
+    /// `cpus` (taskset syntax): a benchmark keeps the capture off the CPU of the system it
+    /// measures, whose delays the capture's own work would otherwise add to.
+    pub fn start_pinned(
+        ns: &str,
+        ifnames: &[&str],
+        filter: &str,
+        cpus: Option<&str>,
+    ) -> Result<Self, String> {
         let file = std::env::temp_dir().join(format!("{}.pcap", crate::netns::unique("cap")));
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", ns, "tshark"]);
+        cmd.args(["netns", "exec", ns]);
+        if let Some(cpus) = cpus {
+            cmd.args(["taskset", "-c", cpus]);
+        }
+        cmd.arg("tshark");
         for i in ifnames {
             cmd.args(["-i", i]);
         }
