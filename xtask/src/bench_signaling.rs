@@ -276,26 +276,23 @@ fn run_all(plan: &Plan, sbc_bin: &Path, work: &Path, quick: bool) -> Result<(Str
     // SBC_BENCH_SHARDS=<n> runs the SBC with n signaling shards (default: 1, the SBC's CPU
     // set is one CPU); SBC_BENCH_SBC_CPUS=<list> is the SBC's CPU set (taskset -c; default 1).
     let (shards, sbc_cpus) = sbc_shards();
-    std::fs::write(
-        &sbc_cfg,
-        SBC_CFG.replace(
-            "instance = \"benchsig\"",
-            &format!("instance = \"benchsig\"\nsignaling_shards = {shards}"),
-        ),
-    )?;
+    let sbc_text = SBC_CFG.replace(
+        "instance = \"benchsig\"",
+        &format!("instance = \"benchsig\"\nsignaling_shards = {shards}"),
+    );
+    std::fs::write(&sbc_cfg, &sbc_text)?;
+    // The same SBC in its default media mode, under its own instance name (bpffs pins).
     let sbc_xdp_cfg = work.join("sbc-xdp.toml");
-    std::fs::write(
-        &sbc_xdp_cfg,
-        SBC_CFG
-            .replace(
-                "instance = \"benchsig\"",
-                &format!("instance = \"{XDP_INSTANCE}\"\nsignaling_shards = {shards}"),
-            )
-            .replace(
-                "xdp = \"off\"",
-                "xdp = \"native\"\ninterfaces = [\"in0\", \"out0\"]\nxdp_latch = true",
-            ),
-    )?;
+    let xdp_text = sbc_text
+        .replace(
+            "instance = \"benchsig\"",
+            &format!("instance = \"{XDP_INSTANCE}\""),
+        )
+        .replace(
+            "xdp = \"off\"",
+            "xdp = \"native\"\ninterfaces = [\"in0\", \"out0\"]\nxdp_latch = true",
+        );
+    std::fs::write(&sbc_xdp_cfg, xdp_text)?;
     eprintln!("bench signaling: sbc with {shards} signaling shard(s) on CPU(s) {sbc_cpus}");
     let setup = Setup {
         lab,
@@ -991,6 +988,82 @@ fn percentile(v: &[f64], p: f64) -> f64 {
     v[idx.min(v.len() - 1)]
 }
 
+/// A figure of a system's row.
+#[derive(Debug, Clone, Copy)]
+enum Figure {
+    /// Highest clean calls/s.
+    Cps,
+    /// CPU per 1,000 calls at the fixed rate.
+    CpuFixed,
+    /// CPU per 1,000 calls at the highest clean rate.
+    CpuKnee,
+}
+
+/// The ratios in the JSON report: key, system, reference system, figure. "Against the same
+/// job" is the SBC over Kamailio + rtpengine.
+const RATIOS: [(&str, System, System, Figure); 10] = [
+    (
+        "ratio_cps_sbc_over_kamailio",
+        System::Sbc,
+        System::Kamailio,
+        Figure::Cps,
+    ),
+    (
+        "ratio_cpu_fixed_sbc_over_kamailio",
+        System::Sbc,
+        System::Kamailio,
+        Figure::CpuFixed,
+    ),
+    (
+        "ratio_cpu_knee_sbc_over_kamailio",
+        System::Sbc,
+        System::Kamailio,
+        Figure::CpuKnee,
+    ),
+    (
+        "ratio_cpu_sbc_over_kamailio_rtpengine",
+        System::Sbc,
+        System::KamailioRtpengine,
+        Figure::CpuFixed,
+    ),
+    (
+        "ratio_cpu_knee_sbc_over_kamailio_rtpengine",
+        System::Sbc,
+        System::KamailioRtpengine,
+        Figure::CpuKnee,
+    ),
+    (
+        "ratio_cps_sbc_over_kamailio_rtpengine",
+        System::Sbc,
+        System::KamailioRtpengine,
+        Figure::Cps,
+    ),
+    (
+        "ratio_cpu_fixed_sbc_xdp_over_kamailio",
+        System::SbcXdp,
+        System::Kamailio,
+        Figure::CpuFixed,
+    ),
+    (
+        "ratio_cpu_knee_sbc_xdp_over_kamailio",
+        System::SbcXdp,
+        System::Kamailio,
+        Figure::CpuKnee,
+    ),
+    (
+        "ratio_cpu_sbc_xdp_over_kamailio_rtpengine",
+        System::SbcXdp,
+        System::KamailioRtpengine,
+        Figure::CpuFixed,
+    ),
+    (
+        "ratio_cpu_knee_sbc_xdp_over_kamailio_rtpengine",
+        System::SbcXdp,
+        System::KamailioRtpengine,
+        Figure::CpuKnee,
+    ),
+];
+
 /// The Markdown report (without the delay section) and the JSON next to it.
 fn render(
     plan: &Plan,
@@ -1065,59 +1138,23 @@ fn render(
         figures.push((*system, rate, cpu_fixed, cpu_knee));
     }
     let get = |s: System| figures.iter().find(|f| f.0 == s).copied();
-    let (sbc, xdp, kam, pair) = (
-        get(System::Sbc),
-        get(System::SbcXdp),
-        get(System::Kamailio),
-        get(System::KamailioRtpengine),
-    );
-    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-        (Some(a), Some(b)) => a / b,
-        _ => f64::NAN,
+    let figure = |s: System, which: Figure| {
+        get(s).map(|f| match which {
+            Figure::Cps => f.1,
+            Figure::CpuFixed => f.2,
+            Figure::CpuKnee => f.3,
+        })
     };
-    let ratios = [
-        (
-            "ratio_cps_sbc_over_kamailio",
-            ratio(sbc.map(|f| f.1), kam.map(|f| f.1)),
-        ),
-        (
-            "ratio_cpu_fixed_sbc_over_kamailio",
-            ratio(sbc.map(|f| f.2), kam.map(|f| f.2)),
-        ),
-        (
-            "ratio_cpu_knee_sbc_over_kamailio",
-            ratio(sbc.map(|f| f.3), kam.map(|f| f.3)),
-        ),
-        // The issue's "against the same job" figure, at the fixed rate.
-        (
-            "ratio_cpu_sbc_over_kamailio_rtpengine",
-            ratio(sbc.map(|f| f.2), pair.map(|f| f.2)),
-        ),
-        (
-            "ratio_cpu_knee_sbc_over_kamailio_rtpengine",
-            ratio(sbc.map(|f| f.3), pair.map(|f| f.3)),
-        ),
-        (
-            "ratio_cps_sbc_over_kamailio_rtpengine",
-            ratio(sbc.map(|f| f.1), pair.map(|f| f.1)),
-        ),
-        (
-            "ratio_cpu_fixed_sbc_xdp_over_kamailio",
-            ratio(xdp.map(|f| f.2), kam.map(|f| f.2)),
-        ),
-        (
-            "ratio_cpu_knee_sbc_xdp_over_kamailio",
-            ratio(xdp.map(|f| f.3), kam.map(|f| f.3)),
-        ),
-        (
-            "ratio_cpu_sbc_xdp_over_kamailio_rtpengine",
-            ratio(xdp.map(|f| f.2), pair.map(|f| f.2)),
-        ),
-        (
-            "ratio_cpu_knee_sbc_xdp_over_kamailio_rtpengine",
-            ratio(xdp.map(|f| f.3), pair.map(|f| f.3)),
-        ),
-    ];
+    let ratios: Vec<(&str, f64)> = RATIOS
+        .iter()
+        .map(|&(key, a, b, which)| {
+            let v = match (figure(a, which), figure(b, which)) {
+                (Some(a), Some(b)) => a / b,
+                _ => f64::NAN,
+            };
+            (key, v)
+        })
+        .collect();
     let r = |key: &str| {
         ratios
             .iter()
