@@ -47,6 +47,10 @@ pub struct Metrics {
     /// having its bytes (before parsing) to the end of the signaling turn that handled it
     /// (its answers and forwards handed to the transports), queueing for the shard included.
     pub sip_handling: HistogramVec,
+    /// Time a UDP SIP datagram waited in the kernel (from its arrival, the socket's
+    /// `SO_TIMESTAMPNS`) before the SBC read it, by side: the queueing ahead of
+    /// `sip_handling`, where a busy or stalled signaling thread shows first.
+    pub sip_receive_wait: HistogramVec,
     /// RFC 5626 CRLF keep-alive pings answered with a pong, by side and transport.
     pub sip_keepalives: IntCounterVec,
     /// Open SIP stream connections, by side and transport.
@@ -351,8 +355,22 @@ impl Metrics {
             &["side"],
         )?;
         registry.register(Box::new(sip_handling.clone()))?;
+        let sip_receive_wait = HistogramVec::new(
+            HistogramOpts::new(
+                "sbc_sip_receive_wait_seconds",
+                "Time a UDP SIP datagram waited in the kernel after its arrival (socket \
+                 timestamp) before the SBC read it, by side: the queueing ahead of \
+                 sbc_sip_handling_seconds.",
+            )
+            .buckets(vec![
+                20e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 100e-3, 1.0,
+            ]),
+            &["side"],
+        )?;
+        registry.register(Box::new(sip_receive_wait.clone()))?;
         for side in ["inside", "outside"] {
             sip_handling.with_label_values(&[side]);
+            sip_receive_wait.with_label_values(&[side]);
         }
         registry.register(Box::new(sip_keepalives.clone()))?;
         registry.register(Box::new(sip_connections.clone()))?;
@@ -379,6 +397,7 @@ impl Metrics {
             sip_sent_bytes,
             sip_send_errors,
             sip_handling,
+            sip_receive_wait,
             sip_keepalives,
             sip_connections,
             tls_reloads,

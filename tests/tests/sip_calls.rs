@@ -172,17 +172,20 @@ fn sipp_calls_both_directions_with_nothing_from_inside_on_the_carrier_link() {
     assert!(metrics.contains("sbc_calls_active{direction=\"outbound\"} 0"));
     // Every message the core handled is timed: 20 calls, each side sending at least the
     // INVITE, ACK and BYE or their answers (3 × 20 per side at the least).
-    for side in ["inside", "outside"] {
+    // And every datagram's wait in the kernel before the SBC read it.
+    for (histogram, side) in ["sbc_sip_handling_seconds", "sbc_sip_receive_wait_seconds"]
+        .into_iter()
+        .flat_map(|h| ["inside", "outside"].map(|s| (h, s)))
+    {
         let count = metrics
             .lines()
-            .find_map(|l| {
-                l.strip_prefix(&format!(
-                    "sbc_sip_handling_seconds_count{{side=\"{side}\"}} "
-                ))
-            })
+            .find_map(|l| l.strip_prefix(&format!("{histogram}_count{{side=\"{side}\"}} ")))
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0);
-        assert!(count >= 60, "{side}: {count} messages timed\n{metrics}");
+        assert!(
+            count >= 60,
+            "{histogram} {side}: {count} messages timed\n{metrics}"
+        );
     }
 }
 

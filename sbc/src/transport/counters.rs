@@ -1,7 +1,7 @@
 //! Metric handles of one (side, transport) pair, resolved once so the per-packet path does
 //! not look labels up.
 
-use prometheus::{IntCounter, IntGauge};
+use prometheus::{Histogram, IntCounter, IntGauge};
 use sbc_proto::net::{Side, TransportKind};
 
 use super::{DropReason, SendError};
@@ -19,6 +19,8 @@ pub(crate) struct Counters {
     pub(crate) sent_bytes: IntCounter,
     pub(crate) keepalives: IntCounter,
     pub(crate) connections: IntGauge,
+    /// Kernel arrival to read (UDP).
+    pub(crate) receive_wait: Histogram,
 }
 
 impl Counters {
@@ -33,6 +35,7 @@ impl Counters {
             sent_bytes: metrics.sip_sent_bytes.with_label_values(&labels),
             keepalives: metrics.sip_keepalives.with_label_values(&labels),
             connections: metrics.sip_connections.with_label_values(&labels),
+            receive_wait: metrics.sip_receive_wait.with_label_values(&[side.as_str()]),
             metrics: metrics.clone(),
         }
     }

@@ -2,12 +2,20 @@
 //! SO_REUSEPORT, a receive loop that drains the socket in batches, and stateless answers to
 //! malformed requests.
 
-use std::{io, net::SocketAddr, sync::Arc};
+use std::{
+    io,
+    net::SocketAddr,
+    os::fd::AsRawFd as _,
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, sockopt};
 
 use bytes::Bytes;
 use sbc_proto::net::{Peer, Side, TransportKind};
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::{net::UdpSocket, sync::mpsc::error::TrySendError};
+use tokio::{io::Interest, net::UdpSocket, sync::mpsc::error::TrySendError};
 
 use super::{
     DropReason,
@@ -34,8 +42,53 @@ pub(crate) fn bind(addr: SocketAddr, buffer: usize, reuse_port: bool) -> io::Res
     let _ = socket.set_recv_buffer_size(buffer);
     let _ = socket.set_send_buffer_size(buffer);
     socket.set_nonblocking(true)?;
+    // Best effort: arrival timestamps only feed `sbc_sip_receive_wait_seconds`.
+    let _ = nix::sys::socket::setsockopt(&socket, sockopt::ReceiveTimestampns, &true);
     socket.bind(&addr.into())?;
     UdpSocket::from_std(socket.into())
+}
+
+/// One datagram's length, source and kernel arrival time (`SO_TIMESTAMPNS`, `None` when the
+/// kernel gave none).
+type Stamped = (usize, SocketAddr, Option<SystemTime>);
+
+/// Receives one datagram into `buf` with its arrival timestamp; `cmsg` is the reused
+/// control-message buffer ([`stamp_space`]). `WouldBlock` when none is queued.
+fn recv_stamped(socket: &UdpSocket, buf: &mut [u8], cmsg: &mut Vec<u8>) -> io::Result<Stamped> {
+    socket.try_io(Interest::READABLE, || {
+        let mut iov = [io::IoSliceMut::new(buf)];
+        let msg =
+            recvmsg::<SockaddrStorage>(socket.as_raw_fd(), &mut iov, Some(cmsg), MsgFlags::empty())
+                .map_err(io::Error::from)?;
+        let source = msg
+            .address
+            .as_ref()
+            .and_then(socket_addr)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no source address"))?;
+        let arrival = msg.cmsgs().ok().and_then(|mut c| {
+            c.find_map(|m| match m {
+                ControlMessageOwned::ScmTimestampns(ts) => {
+                    let secs = u64::try_from(ts.tv_sec()).ok()?;
+                    let nanos = u32::try_from(ts.tv_nsec()).ok()?;
+                    UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
+                }
+                _ => None,
+            })
+        });
+        Ok((msg.bytes, source, arrival))
+    })
+}
+
+/// A control-message buffer that holds one arrival timestamp.
+fn stamp_space() -> Vec<u8> {
+    nix::cmsg_space!(nix::sys::time::TimeSpec)
+}
+
+fn socket_addr(a: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = a.as_sockaddr_in() {
+        return Some(SocketAddr::V4((*v4).into()));
+    }
+    a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
 }
 
 /// Receives until the task is aborted.
@@ -51,14 +104,22 @@ pub(crate) async fn receive_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, si
     // One byte more than the limit tells an oversize datagram from one that fits exactly.
     let mut buf = vec![0u8; max + 1];
     let counters = shared.counters(side, TransportKind::Udp);
+    let mut cmsg = stamp_space();
     loop {
         if let Err(e) = socket.readable().await {
             tracing::warn!(error = %e, %local, "UDP socket failed; not receiving");
             return;
         }
         for _ in 0..BATCH {
-            let (n, source) = match socket.try_recv_from(&mut buf) {
-                Ok(r) => r,
+            let (n, source) = match recv_stamped(&socket, &mut buf, &mut cmsg) {
+                Ok((n, source, arrival)) => {
+                    if let Some(wait) =
+                        arrival.and_then(|a| SystemTime::now().duration_since(a).ok())
+                    {
+                        counters.receive_wait.observe(wait.as_secs_f64());
+                    }
+                    (n, source)
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
                     // ICMP errors surface as ECONNREFUSED on Linux; none is fatal.

@@ -59,6 +59,12 @@ async fn receives_and_sends_on_both_sides_from_the_sides_own_address() {
         .with_label_values(&["outside", "udp"])
         .get();
     assert_eq!(sent, 1);
+    // Each datagram's kernel arrival time was read with it (SO_TIMESTAMPNS).
+    for side in ["inside", "outside"] {
+        let waits = h.metrics.sip_receive_wait.with_label_values(&[side]);
+        assert_eq!(waits.get_sample_count(), 1, "{side}");
+        assert!(waits.get_sample_sum() < 5.0, "{side}");
+    }
 }
 
 #[tokio::test]
