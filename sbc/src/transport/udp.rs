@@ -54,7 +54,7 @@ type Stamped = (usize, SocketAddr, Option<SystemTime>);
 
 /// Receives one datagram into `buf` with its arrival timestamp; `cmsg` is the reused
 /// control-message buffer ([`stamp_space`]). `WouldBlock` when none is queued.
-fn recv_stamped(socket: &UdpSocket, buf: &mut [u8], cmsg: &mut Vec<u8>) -> io::Result<Stamped> {
+fn recv_stamped(socket: &UdpSocket, buf: &mut [u8], cmsg: &mut [u8]) -> io::Result<Stamped> {
     socket.try_io(Interest::READABLE, || {
         let mut iov = [io::IoSliceMut::new(buf)];
         let msg =
