@@ -156,11 +156,14 @@ fn render(runs: &[Run], counts: &[u16], quick: bool, sipp_cpus: &str) -> (String
              command below.\n"
         );
     }
+    let ladder = std::env::var("SBC_BENCH_LADDER")
+        .map(|l| format!("SBC_BENCH_LADDER={l} "))
+        .unwrap_or_default();
     let _ = writeln!(
         md,
-        "Command: `SBC_BENCH_SIPP_CPUS={sipp_cpus} cargo xtask bench signaling --shards {}{}` \
-         (SIPp UAC on CPUs {sipp_cpus}; the SBC's CPU set per shard count below; the ladder and \
-         the clean rule of `bench signaling`).\n",
+        "Command: `{ladder}SBC_BENCH_SIPP_CPUS={sipp_cpus} cargo xtask bench signaling --shards {}{}` \
+         (SIPp UAC on CPUs {sipp_cpus}; the SBC's CPU set per shard count below; the ladder \
+         (`SBC_BENCH_LADDER` when given) and the clean rule of `bench signaling`).\n",
         counts
             .iter()
             .map(u16::to_string)

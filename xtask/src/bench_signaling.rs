@@ -75,7 +75,30 @@ pub struct Plan {
 
 impl Plan {
     /// The full run (about 15 minutes) or `--quick` (about 3 minutes).
+    /// `SBC_BENCH_LADDER=<calls/s,…>` replaces the step ladder (e.g. a finer one to place a
+    /// knee between two of the default steps); it must hold the fixed rate (500).
     pub fn new(quick: bool) -> Self {
+        let mut plan = Self::default_for(quick);
+        if let Ok(list) = std::env::var("SBC_BENCH_LADDER") {
+            let mut ladder: Vec<u64> = list
+                .split(',')
+                .filter_map(|r| r.trim().parse().ok())
+                .collect();
+            ladder.sort_unstable();
+            ladder.dedup();
+            if ladder.contains(&plan.fixed_rate) {
+                plan.ladder = ladder;
+            } else {
+                eprintln!(
+                    "bench signaling: SBC_BENCH_LADDER ignored: it must contain {} calls/s",
+                    plan.fixed_rate
+                );
+            }
+        }
+        plan
+    }
+
+    fn default_for(quick: bool) -> Self {
         if quick {
             Plan {
                 ladder: vec![500, 1000, 2000],
