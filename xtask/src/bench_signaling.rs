@@ -291,7 +291,8 @@ fn run_all(plan: &Plan, sbc_bin: &Path, work: &Path, quick: bool) -> Result<(Str
                 "<send retrans=\"500\">",
                 "<send retrans=\"500\" start_rtd=\"true\">",
                 1,
-            ),
+            )
+            .replacen("INVITE sip:[service]@", CALL_TAG, 1),
     )?;
     let kam_cfg = work.join("kamailio.cfg");
     std::fs::write(&kam_cfg, KAMAILIO_CFG)?;
@@ -417,7 +418,7 @@ fn run_all(plan: &Plan, sbc_bin: &Path, work: &Path, quick: bool) -> Result<(Str
     );
     let _ = writeln!(
         md,
-        "\n## Signaling added delay (INVITE in → INVITE out)\n\nBoth interfaces of the system's namespace captured with tshark (on the load generator's CPU, not the system's) during a {}-s step; the k-th INVITE (CSeq 1) arriving on the inside pairs with the k-th leaving on the outside (one signaling task keeps the order; the step has no retransmissions). Capture timestamps, so kernel receive and send are included. With rtpengine the delay includes Kamailio's round trip to it (the offer).\n\n| system | rate (calls/s) | INVITEs paired | p50 (µs) | p99 (µs) |\n| --- | ---: | ---: | ---: | ---: |",
+        "\n## Signaling added delay (INVITE in → INVITE out)\n\nBoth interfaces of the system's namespace captured with tshark (on the load generator's CPU, not the system's) during a {}-s step; each INVITE (CSeq 1, first sighting) arriving on the inside pairs with the one of the same call leaving on the outside (the call's number rides in the Request-URI user, which every system forwards unchanged). Capture timestamps, so kernel receive and send are included. With rtpengine the delay includes Kamailio's round trip to it (the offer).\n\n| system | rate (calls/s) | INVITEs paired | p50 (µs) | p99 (µs) |\n| --- | ---: | ---: | ---: | ---: |",
         plan.trial.as_secs()
     );
     for (system, rate, (p50, p99, n)) in &delays {
@@ -597,6 +598,8 @@ fn forward_delay(
             "frame.interface_id",
             "-e",
             "frame.time_epoch",
+            "-e",
+            "sip.r-uri.user",
         ])
         .output()
         .context("reading the capture with tshark")?;
@@ -605,25 +608,33 @@ fn forward_delay(
         std::fs::copy(&file, keep).context("keeping the capture")?;
     }
     let _ = std::fs::remove_file(&file);
-    let (mut inside, mut outside) = (Vec::new(), Vec::new());
+    // Each call's Request-URI user carries its number ([`CALL_TAG`]), which every system
+    // forwards unchanged: an INVITE pairs with the one that left for the same call, so a
+    // packet the capture missed costs one pair, not the order of all later ones.
+    let mut inside = std::collections::HashMap::new();
+    let mut outside = std::collections::HashMap::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let mut f = line.split_whitespace();
-        let (Some(iface), Some(ts)) = (f.next(), f.next().and_then(|t| t.parse::<f64>().ok()))
-        else {
+        let (Some(iface), Some(ts), Some(user)) = (
+            f.next(),
+            f.next().and_then(|t| t.parse::<f64>().ok()),
+            f.next(),
+        ) else {
             continue;
         };
-        if iface == "0" {
-            inside.push(ts)
+        let side = if iface == "0" {
+            &mut inside
         } else {
-            outside.push(ts)
-        }
+            &mut outside
+        };
+        // The first sighting: a retransmission is not the forwarding.
+        side.entry(user.to_owned()).or_insert(ts);
     }
-    let n = inside.len().min(outside.len());
     let delays: Vec<f64> = inside
         .iter()
-        .zip(&outside)
-        .map(|(i, o)| (o - i) * 1e6)
+        .filter_map(|(user, i)| outside.get(user).map(|o| (o - i) * 1e6))
         .collect();
+    let n = delays.len();
     if t.failed > 0 || n == 0 {
         bail!(
             "delay step at {rate}/s: {} failed calls, {n} INVITEs paired",
@@ -1289,6 +1300,10 @@ fn num(x: f64) -> String {
         "null".into()
     }
 }
+
+/// The caller's Request-URI with the call's number after the dialled one (`…4567x12`), so
+/// the delay step pairs each INVITE in with the same call's INVITE out.
+const CALL_TAG: &str = "INVITE sip:[service]x[call_number]@";
 
 /// The XDP SBC's instance name (its bpffs pin directory).
 const XDP_INSTANCE: &str = "benchsigx";
