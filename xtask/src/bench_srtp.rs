@@ -276,7 +276,9 @@ fn render(
          {}-s trials, no-loss search over {LADDER:?} pps, {LADDER_ONE_STREAM:?} with one \
          stream (rtpengine discards a socket for good after 5 wake-ups with over 50 datagrams \
          queued) (at most {}% loss), medians of \
-         {reps} repetition(s). The SBC's sessions come from SIP calls with its `srtp` \
+         {reps} repetition(s). The SBC runs with XDP attached and `media.xsk = \"auto\"`: its \
+         SRTP streams reach and leave the relay through AF_XDP sockets (copy mode) on the \
+         veths. The SBC's sessions come from SIP calls with its `srtp` \
          policies; rtpengine's from ng offer/answer (`transport-protocol` RTP/SAVP, SDES).\n",
         TRIAL.as_secs(),
         MAX_LOSS * 100.0
@@ -538,7 +540,8 @@ srtp = "mandatory"
 srtp_suites = ["{SUITE}"]
 max_cps = 1000
 [media]
-xdp = "off"
+xdp = "auto"
+xsk = "auto"
 interfaces = ["in0", "out0"]
 timeout_s = 0
 [limits]
@@ -596,6 +599,11 @@ listen = "127.0.0.1:8080"
     let want = if mode == Mode::SrtpToSrtp { 2 } else { 1 };
     if suites != want {
         bail!("session 1 is not {} with {SUITE}: {media}", mode.name());
+    }
+    // SRTP streams go through the AF_XDP relay (`media.xsk`), or the row says otherwise.
+    let metrics = req("GET", "/metrics").map(|r| r.body).unwrap_or_default();
+    if !metrics.lines().any(|l| l == "sbc_media_xsk_active 1") {
+        eprintln!("bench:   warning: the SBC's AF_XDP relay is not active (socket relay measured)");
     }
     drop((pbx, car));
     let relay = guard.0.id();

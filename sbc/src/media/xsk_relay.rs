@@ -137,7 +137,11 @@ impl XskRelay {
         }
         let neighbours = NeighbourPrimer::new().map_err(|e| format!("netlink: {e}"))?;
         let (tx, rx) = crossbeam_channel::unbounded();
+        let via_xsk = metrics.xsk_packets.with_label_values(&["xsk"]);
+        let via_socket = metrics.xsk_packets.with_label_values(&["socket"]);
         let mut state = State {
+            via_xsk,
+            via_socket,
             epoll,
             bell: bell.clone(),
             orders: rx,
@@ -220,6 +224,9 @@ struct State {
     arena: Box<[Datagram]>,
     meta: Vec<Meta>,
     events: Vec<EpollEvent>,
+    /// `xsk_packets` by path, resolved once.
+    via_xsk: prometheus::IntCounter,
+    via_socket: prometheus::IntCounter,
 }
 
 impl State {
@@ -416,14 +423,8 @@ impl State {
                 tracing::debug!(error = %e, "AF_XDP transmit kick failed");
             }
         }
-        self.metrics
-            .xsk_packets
-            .with_label_values(&["xsk"])
-            .inc_by(via_xsk);
-        self.metrics
-            .xsk_packets
-            .with_label_values(&["socket"])
-            .inc_by(via_socket);
+        self.via_xsk.inc_by(via_xsk);
+        self.via_socket.inc_by(via_socket);
         if !failed.is_empty() {
             self.metrics
                 .dropped

@@ -28,6 +28,8 @@ pub const FRAME_SIZE: u32 = 2048;
 pub const FRAMES: u32 = 4096;
 /// Entries of each ring (all four): the frames one direction owns.
 const RING: u32 = FRAMES / 2;
+/// Most `sendto` calls per kick (each sends up to 32 frames in copy mode).
+const KICKS: usize = 16;
 
 /// Entries ready to consume in a ring whose producer is at `prod` and consumer at `cons`
 /// (free-running indexes: the difference is right across the `u32` wrap).
@@ -449,26 +451,35 @@ impl Xsk {
             .producer()
             .store(prod.wrapping_add(self.tx_pending), Ordering::Release);
         self.tx_pending = 0;
-        // SAFETY: a zero-length send on our socket; no buffers are passed.
-        let rc = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                std::ptr::null(),
-                0,
-                libc::MSG_DONTWAIT,
-                std::ptr::null(),
-                0,
-            )
-        };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            // EAGAIN/EBUSY: the kernel is still sending an earlier batch and takes these with
-            // the next kick; ENOBUFS: likewise.
-            if !matches!(
-                e.raw_os_error(),
-                Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS)
-            ) {
-                return Err(e);
+        // Copy mode sends at most 32 frames per call (the kernel's TX batch) and says EAGAIN
+        // when more wait: call again until the ring is empty, bounded in case the device queue
+        // is full (then the frames go with the next kick).
+        for _ in 0..KICKS {
+            // SAFETY: a zero-length send on our socket; no buffers are passed.
+            let rc = unsafe {
+                libc::sendto(
+                    self.fd.as_raw_fd(),
+                    std::ptr::null(),
+                    0,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null(),
+                    0,
+                )
+            };
+            if rc < 0 {
+                let e = io::Error::last_os_error();
+                // EBUSY/ENOBUFS: the device is busy; the frames stay queued for the next kick.
+                if !matches!(
+                    e.raw_os_error(),
+                    Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS)
+                ) {
+                    return Err(e);
+                }
+            }
+            let cons = self.tx.consumer().load(Ordering::Acquire);
+            let prod = self.tx.producer().load(Ordering::Relaxed);
+            if ready(prod, cons) == 0 {
+                break;
             }
         }
         self.reclaim();
