@@ -199,15 +199,28 @@ fn srtp_call_goes_through_af_xdp_and_xsk_off_uses_the_sockets() {
     let (via_xsk, via_socket) = (metric(&lab, xsk_tx), metric(&lab, xsk_socket));
     // Two phones × 50 packets/s for several seconds; the first few may leave through the
     // socket while the carrier's neighbour entry resolves.
-    assert!(via_xsk > 300, "AF_XDP transmitted {via_xsk} (socket fallback {via_socket})");
-    assert_eq!(metric(&lab, user), 0, "the socket relay forwarded none of them");
-    assert!(lab.xdp_counter("to_xsk") > 300, "XDP redirected to the AF_XDP sockets");
+    assert!(
+        via_xsk > 300,
+        "AF_XDP transmitted {via_xsk} (socket fallback {via_socket})"
+    );
+    assert_eq!(
+        metric(&lab, user),
+        0,
+        "the socket relay forwarded none of them"
+    );
+    assert!(
+        lab.xdp_counter("to_xsk") > 300,
+        "XDP redirected to the AF_XDP sockets"
+    );
     drop(lab);
 
     let lab = call_in("ssy", false, "timeout_s = 30\nxsk = \"off\"");
     assert_eq!(metric(&lab, "sbc_media_xsk_active"), 0, "AF_XDP relay off");
     assert_eq!(metric(&lab, xsk_tx) + metric(&lab, xsk_socket), 0);
-    assert!(metric(&lab, user) > 300, "the socket relay carried the call");
+    assert!(
+        metric(&lab, user) > 300,
+        "the socket relay carried the call"
+    );
 }
 
 /// One call from the PBX's phone to the carrier's; the PBX's phone and leg use SRTP when

@@ -401,7 +401,10 @@ fn pass_flagged(ctx: &XdpContext, flags: u16) -> Result<u32, Stat> {
     };
     // The lower bits of the flags are the verdict when no socket sits at that index: XDP_PASS
     // keeps the socket relay as the fallback.
-    match SBC_XSKS.redirect(base.wrapping_add(ctx.rx_queue_index()), u64::from(xdp_action::XDP_PASS)) {
+    match SBC_XSKS.redirect(
+        base.wrapping_add(ctx.rx_queue_index()),
+        u64::from(xdp_action::XDP_PASS),
+    ) {
         Ok(action) => {
             count(Stat::ToXsk);
             Ok(action)

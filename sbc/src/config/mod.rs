@@ -978,6 +978,9 @@ pub struct Media {
     /// Relay the streams userspace transforms (SRTP) through AF_XDP sockets on the XDP
     /// interfaces instead of the relay sockets (`docs/media.md`, "AF_XDP relay").
     pub xsk: XskMode,
+    /// While media flows, the AF_XDP relay wakes every this many microseconds and takes what
+    /// arrived, instead of once per packet (0: once per packet; at most 5,000).
+    pub xsk_poll_us: u64,
 }
 
 impl Default for Media {
@@ -997,6 +1000,7 @@ impl Default for Media {
             dtmf_queue: 16,
             relay_workers: 0,
             xsk: XskMode::Auto,
+            xsk_poll_us: 1_000,
         }
     }
 }

@@ -13,8 +13,8 @@ use std::{
 use parking_lot::Mutex;
 use sbc_ebpf_common::{
     AllowedSource, FLAG_AWAITING_LATCH, FLAG_FORWARD_RTCP, FLAG_IPV4, FLAG_PASS,
-    FLAG_STRICT_SOURCE, FLAG_XSK, LATCH_HAS_REVERSE, LATCH_SOURCES, LatchPolicy, Mapping, MappingKey,
-    ipv4_mapped,
+    FLAG_STRICT_SOURCE, FLAG_XSK, LATCH_HAS_REVERSE, LATCH_SOURCES, LatchPolicy, Mapping,
+    MappingKey, ipv4_mapped,
 };
 use sbc_proto::media::{
     FastPath, MediaCommand, MediaError, MediaTable, StreamKey,

@@ -45,6 +45,8 @@ pub struct MediaSettings {
     /// The interfaces of the AF_XDP relay (`media.interfaces`), empty when `media.xsk` is
     /// off.
     pub xsk_interfaces: Vec<String>,
+    /// The AF_XDP relay's polling interval while media flows (`media.xsk_poll_us`).
+    pub xsk_poll: Duration,
 }
 
 impl MediaSettings {
@@ -91,6 +93,7 @@ impl MediaSettings {
                 crate::config::XskMode::Auto => c.media.interfaces.clone(),
                 crate::config::XskMode::Off => Vec::new(),
             },
+            xsk_poll: Duration::from_micros(c.media.xsk_poll_us),
         }
     }
 }
@@ -129,6 +132,7 @@ impl MediaManager {
             _ => None,
         };
         let xsk_interfaces = settings.xsk_interfaces.clone();
+        let xsk_poll = settings.xsk_poll;
         let kernel_latch = events.is_some();
         let events_ready = Arc::new(tokio::sync::Notify::new());
         let mappings = settings.relay.fast_path_mappings();
@@ -171,7 +175,7 @@ impl MediaManager {
             }));
             drop(spawned);
         }
-        inner.start_xsk(&xsk_interfaces, kernel_latch);
+        inner.start_xsk(&xsk_interfaces, xsk_poll, kernel_latch);
         inner.update_gauges(&inner.core.lock());
         let weak = Arc::downgrade(&inner);
         runtime.spawn(async move {
@@ -346,22 +350,27 @@ impl Inner {
     /// commands that follow executed.
     /// Starts the AF_XDP relay on `interfaces` (empty: `media.xsk = "off"`) if it can run,
     /// logging once why not otherwise.
-    fn start_xsk(&self, interfaces: &[String], kernel_latch: bool) {
+    fn start_xsk(&self, interfaces: &[String], poll: Duration, kernel_latch: bool) {
         if interfaces.is_empty() {
             return;
         }
         let Some(xdp) = &self.xdp else {
-            tracing::info!("AF_XDP relay off: XDP is not attached; SRTP streams use the relay sockets");
+            tracing::info!(
+                "AF_XDP relay off: XDP is not attached; SRTP streams use the relay sockets"
+            );
             return;
         };
         if !kernel_latch {
             // Without in-kernel latching the table installs no pass mappings for socket-bound
             // streams, so there is nothing to carry the AF_XDP flag.
-            tracing::info!("AF_XDP relay off: it needs media.xdp_latch; SRTP streams use the relay sockets");
+            tracing::info!(
+                "AF_XDP relay off: it needs media.xdp_latch; SRTP streams use the relay sockets"
+            );
             return;
         }
         match super::xsk_relay::XskRelay::start(
             interfaces,
+            poll,
             xdp,
             Arc::downgrade(&self.core),
             self.metrics.clone(),
@@ -369,7 +378,10 @@ impl Inner {
             Ok(relay) => {
                 self.core.lock().exec.set_xsk(relay);
                 self.metrics.xsk_active.set(1);
-                tracing::info!(?interfaces, "AF_XDP relay on: SRTP streams bypass the kernel's UDP path");
+                tracing::info!(
+                    ?interfaces,
+                    "AF_XDP relay on: SRTP streams bypass the kernel's UDP path"
+                );
             }
             Err(reason) => {
                 tracing::warn!(%reason, "AF_XDP relay unavailable; SRTP streams use the relay sockets");
@@ -649,6 +661,7 @@ mod tests {
             prime_neighbours: false,
             relay_workers: 2,
             xsk_interfaces: Vec::new(),
+            xsk_poll: Duration::ZERO,
         }
     }
 

@@ -57,6 +57,10 @@ use crate::{
 
 /// Frames taken off one socket's RX ring per pass (and decided under one lock).
 const BATCH: usize = 64;
+/// Batches per socket and wake-up: one RX ring's worth.
+const ROUNDS: usize = (xsk::FRAMES as usize / 2) / BATCH;
+/// Longest polling interval accepted (`media.xsk_poll_us`): more would be audible delay.
+pub(crate) const MAX_POLL: Duration = Duration::from_millis(5);
 /// How long a resolved next hop is used before it is looked up again.
 const HOP_TTL: Duration = Duration::from_secs(1);
 /// How long an unresolved next hop sends through the socket before it is looked up again.
@@ -91,10 +95,11 @@ pub(crate) struct XskRelay {
 
 impl XskRelay {
     /// Opens an AF_XDP socket on every RX queue of `interfaces`, registers them with the XDP
-    /// program and starts the relay thread. An error says why AF_XDP cannot be used (the socket
+    /// program and starts the relay thread, which polls every `poll` while frames flow. An error says why AF_XDP cannot be used (the socket
     /// relay then carries every userspace stream).
     pub fn start(
         interfaces: &[String],
+        poll: Duration,
         xdp: &Mutex<XdpRelay>,
         core: Weak<Mutex<Core>>,
         metrics: MediaMetrics,
@@ -107,8 +112,7 @@ impl XskRelay {
         let mut base = 0u32;
         let mut x = xdp.lock();
         for name in interfaces {
-            let ifindex = xsk::ifindex(name)
-                .map_err(|e| format!("interface {name}: {e}"))?;
+            let ifindex = xsk::ifindex(name).map_err(|e| format!("interface {name}: {e}"))?;
             let mac = xsk::hw_addr(ifindex).map_err(|e| format!("MAC of {name}: {e}"))?;
             macs.insert(ifindex, mac);
             let queues = xsk::rx_queues(name);
@@ -140,6 +144,7 @@ impl XskRelay {
         let via_xsk = metrics.xsk_packets.with_label_values(&["xsk"]);
         let via_socket = metrics.xsk_packets.with_label_values(&["socket"]);
         let mut state = State {
+            poll: poll.min(MAX_POLL),
             via_xsk,
             via_socket,
             epoll,
@@ -224,6 +229,8 @@ struct State {
     arena: Box<[Datagram]>,
     meta: Vec<Meta>,
     events: Vec<EpollEvent>,
+    /// Polling interval while frames keep arriving (0: a wake-up per ready ring).
+    poll: Duration,
     /// `xsk_packets` by path, resolved once.
     via_xsk: prometheus::IntCounter,
     via_socket: prometheus::IntCounter,
@@ -231,13 +238,25 @@ struct State {
 
 impl State {
     fn run(&mut self) {
+        // After a wake-up that found frames, the thread sleeps `poll` and then looks at every
+        // RX ring instead of waiting for the next frame's wake-up (interrupt moderation, as
+        // NAPI does): while media flows, one wake-up serves every frame of the interval, the
+        // kernel's data-ready callback finds no waiter to wake, and one TX kick carries them
+        // all. The cost is up to `poll` of added delay. An interval that finds nothing goes
+        // back to blocking in epoll, so an idle relay sleeps.
+        let mut polling = false;
         loop {
-            let n = match self.epoll.wait(&mut self.events, EpollTimeout::NONE) {
-                Ok(n) => n,
-                Err(Errno::EINTR) => 0,
-                Err(e) => {
-                    tracing::error!(error = %e, "AF_XDP relay: epoll_wait failed; relay ends");
-                    return;
+            let n = if polling {
+                thread::sleep(self.poll);
+                0
+            } else {
+                match self.epoll.wait(&mut self.events, EpollTimeout::NONE) {
+                    Ok(n) => n,
+                    Err(Errno::EINTR) => 0,
+                    Err(e) => {
+                        tracing::error!(error = %e, "AF_XDP relay: epoll_wait failed; relay ends");
+                        return;
+                    }
                 }
             };
             if self.events[..n].iter().any(|e| e.data() == BELL) {
@@ -249,14 +268,22 @@ impl State {
             let Some(core) = self.core.upgrade() else {
                 return;
             };
-            for e in 0..n {
-                let token = self.events[e].data();
-                if token != BELL
-                    && let Ok(i) = usize::try_from(token)
-                {
-                    self.drain(&core, i);
+            let mut got = 0;
+            if polling {
+                for i in 0..self.sockets.len() {
+                    got += self.drain(&core, i);
+                }
+            } else {
+                for e in 0..n {
+                    let token = self.events[e].data();
+                    if token != BELL
+                        && let Ok(i) = usize::try_from(token)
+                    {
+                        got += self.drain(&core, i);
+                    }
                 }
             }
+            polling = got > 0 && !self.poll.is_zero();
         }
     }
 
@@ -296,17 +323,17 @@ impl State {
 
     /// Relays what socket `i` has received, a batch at a time, until its RX ring is empty
     /// (bounded: at most one ring's worth per wake-up, then the others get their turn).
-    fn drain(&mut self, core: &Mutex<Core>, i: usize) {
-        let Some(rounds) = (xsk::FRAMES as usize / 2).checked_div(BATCH) else {
-            return;
-        };
-        for _ in 0..rounds {
+    /// Returns how many frames it took.
+    fn drain(&mut self, core: &Mutex<Core>, i: usize) -> usize {
+        let mut total = 0;
+        for _ in 0..ROUNDS {
             let Some(sock) = self.sockets.get_mut(i) else {
-                return;
+                return total;
             };
             let got = sock.receive(&mut self.rx);
+            total += got;
             if got == 0 {
-                return;
+                return total;
             }
             // Copy each payload out of the UMEM (the transform needs the headroom behind it
             // and the frame goes back to the kernel at once).
@@ -345,9 +372,10 @@ impl State {
                 self.relay(core);
             }
             if got < BATCH {
-                return;
+                return total;
             }
         }
+        total
     }
 
     /// Decides the batch in the arena under one lock, then sends it on.

@@ -112,16 +112,25 @@ impl<T: Copy> Ring<T> {
         unsafe { self.consumer.as_ref() }
     }
 
+    /// The address of entry `i`.
+    fn entry(&self, i: u32) -> NonNull<T> {
+        // SAFETY: `slot` is below `size`, and the mapping holds `size` entries at `entries`.
+        unsafe { self.entries.add(slot(i, self.size)) }
+    }
+
     /// Reads entry `i` (which the producer has published).
     fn read(&self, i: u32) -> T {
-        // SAFETY: `slot` is below `size`, and the mapping holds `size` entries at `entries`.
-        unsafe { self.entries.add(slot(i, self.size)).read() }
+        let p = self.entry(i);
+        // SAFETY: `p` is an aligned entry inside the mapping; the producer wrote it before
+        // publishing the index we read with acquire ordering.
+        unsafe { p.read() }
     }
 
     /// Writes entry `i` (not yet published, so the kernel does not read it).
     fn write(&mut self, i: u32, v: T) {
-        // SAFETY: as for `read`.
-        unsafe { self.entries.add(slot(i, self.size)).write(v) }
+        let p = self.entry(i);
+        // SAFETY: as for `read`; the slot is ours until the index is published.
+        unsafe { p.write(v) }
     }
 }
 
@@ -303,13 +312,7 @@ impl Xsk {
         let sa_len =
             libc::socklen_t::try_from(size_of::<libc::sockaddr_xdp>()).map_err(io::Error::other)?;
         // SAFETY: `sa` is a valid sockaddr_xdp of `sa_len` bytes.
-        let rc = unsafe {
-            libc::bind(
-                xsk.fd.as_raw_fd(),
-                std::ptr::from_ref(&sa).cast(),
-                sa_len,
-            )
-        };
+        let rc = unsafe { libc::bind(xsk.fd.as_raw_fd(), std::ptr::from_ref(&sa).cast(), sa_len) };
         if rc != 0 {
             return Err(io::Error::last_os_error());
         }
@@ -352,9 +355,11 @@ impl Xsk {
         let Some(range) = self.range(rx.addr, rx.len as usize) else {
             return &[];
         };
-        // SAFETY: `range` lies inside the UMEM; the frame is ours (taken off the RX ring and
-        // not yet recycled), so the kernel does not write it meanwhile.
-        unsafe { std::slice::from_raw_parts(self.umem.as_ptr().add(range.start), range.len()) }
+        let p = self.umem.as_ptr().wrapping_add(range.start);
+        // SAFETY: `range` lies inside the UMEM, so `p` and the `range.len()` bytes after it do;
+        // the frame is ours (taken off the RX ring and not yet recycled), so the kernel does
+        // not write it meanwhile.
+        unsafe { std::slice::from_raw_parts(p, range.len()) }
     }
 
     fn range(&self, addr: u64, len: usize) -> Option<std::ops::Range<usize>> {
@@ -416,11 +421,10 @@ impl Xsk {
         let Some(range) = self.range(addr, FRAME_SIZE as usize) else {
             return false;
         };
+        let p = self.umem.as_ptr().wrapping_add(range.start);
         // SAFETY: `range` lies inside the UMEM, and the frame is on no ring (taken off the free
         // list), so nothing else reads or writes it while the slice lives.
-        let buf = unsafe {
-            std::slice::from_raw_parts_mut(self.umem.as_ptr().add(range.start), range.len())
-        };
+        let buf = unsafe { std::slice::from_raw_parts_mut(p, range.len()) };
         let Some(len) = fill(buf).filter(|&l| l <= FRAME_SIZE as usize) else {
             self.tx_free.push(addr);
             return false;

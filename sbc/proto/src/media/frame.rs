@@ -232,7 +232,10 @@ mod tests {
         let got = parse_udp(&frame[..n]).expect("parses");
         assert_eq!((got.src, got.dst), (src, dst));
         assert_eq!(&frame[got.payload..got.payload + got.len], payload);
-        assert!(verifies(add_bytes(0, &frame[ETH_HLEN..ETH_HLEN + IPV4_HLEN])));
+        assert!(verifies(add_bytes(
+            0,
+            &frame[ETH_HLEN..ETH_HLEN + IPV4_HLEN]
+        )));
         let pseudo = add_bytes(
             add_bytes(0, &[198, 18, 2, 1, 198, 18, 2, 2]),
             &[0, IPPROTO_UDP],
@@ -251,10 +254,7 @@ mod tests {
         assert_eq!((got.src, got.dst, got.len), (src, dst, 3));
         let mut pseudo = add_bytes(0, &frame[ETH_HLEN + 8..ETH_HLEN + 40]);
         pseudo += u32::from(IPPROTO_UDP) + (UDP_HLEN + 3) as u32;
-        assert!(verifies(add_bytes(
-            pseudo,
-            &frame[ETH_HLEN + IPV6_HLEN..n]
-        )));
+        assert!(verifies(add_bytes(pseudo, &frame[ETH_HLEN + IPV6_HLEN..n])));
     }
 
     /// The checksum of a known packet (computed by hand with RFC 1071's method).
@@ -290,8 +290,7 @@ mod tests {
     #[test]
     fn malformed_frames_do_not_parse() {
         let mut frame = [0u8; 128];
-        let n = write_udp(&mut frame, MACS, sa("10.0.0.1:1"), sa("10.0.0.2:2"), 10)
-            .expect("fits");
+        let n = write_udp(&mut frame, MACS, sa("10.0.0.1:1"), sa("10.0.0.2:2"), 10).expect("fits");
         assert!(parse_udp(&frame[..n]).is_some());
         // Truncated anywhere in the headers or payload.
         for cut in [0, 13, 20, 40, n - 1] {
