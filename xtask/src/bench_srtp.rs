@@ -83,6 +83,10 @@ impl Mode {
 enum System {
     Sbc,
     Rtpengine,
+    /// The SBC with its AF_XDP relay polling every 1 ms while media flows
+    /// (`media.xsk_poll_us = 1000`), interleaved with the default (event-driven) to show what
+    /// the polling interval does.
+    SbcPoll,
 }
 
 impl System {
@@ -90,6 +94,7 @@ impl System {
         match self {
             System::Sbc => "sbc userspace relay",
             System::Rtpengine => "rtpengine (userspace)",
+            System::SbcPoll => "sbc, AF_XDP polling 1 ms",
         }
     }
 }
@@ -191,7 +196,7 @@ pub(crate) fn run(
     for rep in 0..reps {
         for mode in Mode::ALL {
             for &streams in &STREAMS {
-                for system in [System::Sbc, System::Rtpengine] {
+                for system in [System::Sbc, System::Rtpengine, System::SbcPoll] {
                     eprintln!(
                         "bench: rep {}/{reps}, {}, {streams} stream(s), {}",
                         rep + 1,
@@ -199,7 +204,8 @@ pub(crate) fn run(
                         system.name()
                     );
                     let trial = match system {
-                        System::Sbc => trial_sbc(lab, napi, sbc, work, streams, mode),
+                        System::Sbc => trial_sbc(lab, napi, sbc, work, streams, mode, 0),
+                        System::SbcPoll => trial_sbc(lab, napi, sbc, work, streams, mode, 1_000),
                         System::Rtpengine => trial_rtpengine(lab, napi, streams, mode),
                     }
                     .with_context(|| {
@@ -278,7 +284,9 @@ fn render(
          queued) (at most {}% loss), medians of \
          {reps} repetition(s). The SBC runs with XDP attached and `media.xsk = \"auto\"`: its \
          SRTP streams reach and leave the relay through AF_XDP sockets (copy mode) on the \
-         veths. The SBC's sessions come from SIP calls with its `srtp` \
+         veths, event-driven (`xsk_poll_us = 0`, the default); the rows \"sbc, AF_XDP \
+         polling 1 ms\" run the same relay polling its rings every 1 ms while media flows \
+         (`xsk_poll_us = 1000`). The SBC's sessions come from SIP calls with its `srtp` \
          policies; rtpengine's from ng offer/answer (`transport-protocol` RTP/SAVP, SDES).\n",
         TRIAL.as_secs(),
         MAX_LOSS * 100.0
@@ -315,6 +323,24 @@ fn render(
             mode.key(),
             system.name()
         ));
+    }
+    writeln!(
+        md,
+        "\nThe SBC's AF_XDP relay polling every 1 ms (`xsk_poll_us = 1000`) ÷ rtpengine:\n"
+    )?;
+    for mode in Mode::ALL {
+        for &streams in &STREAMS {
+            let us = |s| {
+                med.get(&(mode, streams, s))
+                    .map_or(f64::NAN, |m: &(f64, f64)| m.0)
+            };
+            writeln!(
+                md,
+                "- {} × {streams} stream(s): {:.2}",
+                mode.name(),
+                us(System::SbcPoll) / us(System::Rtpengine)
+            )?;
+        }
     }
     writeln!(md, "\nRatio SBC ÷ rtpengine by µs/packet (target ≤ 0.7):\n")?;
     let mut ratios = Vec::new();
@@ -508,6 +534,7 @@ fn trial_sbc(
     work: &Path,
     streams: usize,
     mode: Mode,
+    xsk_poll_us: u32,
 ) -> Result<Trial> {
     let instance = format!("benchsrtp{}", std::process::id());
     let config = work.join("sbc-srtp.toml");
@@ -542,6 +569,7 @@ max_cps = 1000
 [media]
 xdp = "auto"
 xsk = "auto"
+xsk_poll_us = {xsk_poll_us}
 interfaces = ["in0", "out0"]
 timeout_s = 0
 [limits]

@@ -640,7 +640,7 @@ proxy = "127.0.0.1:5090"
         let default = parse(MINIMAL).expect("valid").media;
         assert_eq!(
             (default.xsk, default.xsk_poll_us),
-            (crate::config::XskMode::Auto, 1_000)
+            (crate::config::XskMode::Auto, 0)
         );
         let off = parse(&format!(
             "{MINIMAL}\n[media]\nxsk = \"off\"\nxsk_poll_us = 0\n"
@@ -648,7 +648,7 @@ proxy = "127.0.0.1:5090"
         .expect("valid");
         assert_eq!(
             (off.media.xsk, off.media.xsk_poll_us),
-            (crate::config::XskMode::Off, 0)
+            (crate::config::XskMode::Off, 250)
         );
         let text = format!("{MINIMAL}\n[media]\nxsk_poll_us = 5001\n");
         let problems = parse(&text).expect_err("out of range");

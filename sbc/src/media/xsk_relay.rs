@@ -274,8 +274,11 @@ impl State {
                     got += self.drain(&core, i);
                 }
             } else {
-                for e in 0..n {
+                // By index: `drain` needs `self` mutably while the events are read.
+                let mut e = 0;
+                while e < n {
                     let token = self.events[e].data();
+                    e += 1;
                     if token != BELL
                         && let Ok(i) = usize::try_from(token)
                     {
