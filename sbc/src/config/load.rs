@@ -643,7 +643,7 @@ proxy = "127.0.0.1:5090"
             (crate::config::XskMode::Auto, 0)
         );
         let off = parse(&format!(
-            "{MINIMAL}\n[media]\nxsk = \"off\"\nxsk_poll_us = 0\n"
+            "{MINIMAL}\n[media]\nxsk = \"off\"\nxsk_poll_us = 250\n"
         ))
         .expect("valid");
         assert_eq!(
