@@ -87,6 +87,8 @@ enum System {
     /// (`media.xsk_poll_us = 1000`), interleaved with the default (event-driven) to show what
     /// the polling interval does.
     SbcPoll,
+    /// The SBC without XDP (`media.xdp = "off"`): the relay sockets, as before AF_XDP.
+    SbcSockets,
 }
 
 impl System {
@@ -95,6 +97,7 @@ impl System {
             System::Sbc => "sbc userspace relay",
             System::Rtpengine => "rtpengine (userspace)",
             System::SbcPoll => "sbc, AF_XDP polling 1 ms",
+            System::SbcSockets => "sbc, relay sockets (xdp off)",
         }
     }
 }
@@ -196,7 +199,12 @@ pub(crate) fn run(
     for rep in 0..reps {
         for mode in Mode::ALL {
             for &streams in &STREAMS {
-                for system in [System::Sbc, System::Rtpengine, System::SbcPoll] {
+                for system in [
+                    System::Sbc,
+                    System::Rtpengine,
+                    System::SbcPoll,
+                    System::SbcSockets,
+                ] {
                     eprintln!(
                         "bench: rep {}/{reps}, {}, {streams} stream(s), {}",
                         rep + 1,
@@ -204,8 +212,11 @@ pub(crate) fn run(
                         system.name()
                     );
                     let trial = match system {
-                        System::Sbc => trial_sbc(lab, napi, sbc, work, streams, mode, 0),
-                        System::SbcPoll => trial_sbc(lab, napi, sbc, work, streams, mode, 1_000),
+                        System::Sbc => trial_sbc(lab, napi, sbc, work, streams, mode, Some(0)),
+                        System::SbcPoll => {
+                            trial_sbc(lab, napi, sbc, work, streams, mode, Some(1_000))
+                        }
+                        System::SbcSockets => trial_sbc(lab, napi, sbc, work, streams, mode, None),
                         System::Rtpengine => trial_rtpengine(lab, napi, streams, mode),
                     }
                     .with_context(|| {
@@ -286,7 +297,8 @@ fn render(
          SRTP streams reach and leave the relay through AF_XDP sockets (copy mode) on the \
          veths, event-driven (`xsk_poll_us = 0`, the default); the rows \"sbc, AF_XDP \
          polling 1 ms\" run the same relay polling its rings every 1 ms while media flows \
-         (`xsk_poll_us = 1000`). The SBC's sessions come from SIP calls with its `srtp` \
+         (`xsk_poll_us = 1000`), and \"sbc, relay sockets\" the SBC without XDP (its relay \
+         sockets, as before AF_XDP). The SBC's sessions come from SIP calls with its `srtp` \
          policies; rtpengine's from ng offer/answer (`transport-protocol` RTP/SAVP, SDES).\n",
         TRIAL.as_secs(),
         MAX_LOSS * 100.0
@@ -339,6 +351,24 @@ fn render(
                 "- {} × {streams} stream(s): {:.2}",
                 mode.name(),
                 us(System::SbcPoll) / us(System::Rtpengine)
+            )?;
+        }
+    }
+    writeln!(
+        md,
+        "\nThe SBC's relay sockets (`xdp = \"off\"`, no AF_XDP) ÷ rtpengine:\n"
+    )?;
+    for mode in Mode::ALL {
+        for &streams in &STREAMS {
+            let us = |s| {
+                med.get(&(mode, streams, s))
+                    .map_or(f64::NAN, |m: &(f64, f64)| m.0)
+            };
+            writeln!(
+                md,
+                "- {} × {streams} stream(s): {:.2}",
+                mode.name(),
+                us(System::SbcSockets) / us(System::Rtpengine)
             )?;
         }
     }
@@ -534,8 +564,13 @@ fn trial_sbc(
     work: &Path,
     streams: usize,
     mode: Mode,
-    xsk_poll_us: u32,
+    xsk_poll_us: Option<u32>,
 ) -> Result<Trial> {
+    // `None`: no XDP at all, so the relay sockets carry the streams.
+    let (xdp, poll) = match xsk_poll_us {
+        Some(us) => ("auto", us),
+        None => ("off", 0),
+    };
     let instance = format!("benchsrtp{}", std::process::id());
     let config = work.join("sbc-srtp.toml");
     let pbx_srtp = match mode {
@@ -567,9 +602,9 @@ srtp = "mandatory"
 srtp_suites = ["{SUITE}"]
 max_cps = 1000
 [media]
-xdp = "auto"
+xdp = "{xdp}"
 xsk = "auto"
-xsk_poll_us = {xsk_poll_us}
+xsk_poll_us = {poll}
 interfaces = ["in0", "out0"]
 timeout_s = 0
 [limits]
@@ -630,7 +665,7 @@ listen = "127.0.0.1:8080"
     }
     // SRTP streams go through the AF_XDP relay (`media.xsk`), or the row says otherwise.
     let metrics = req("GET", "/metrics").map(|r| r.body).unwrap_or_default();
-    if !metrics.lines().any(|l| l == "sbc_media_xsk_active 1") {
+    if xsk_poll_us.is_some() && !metrics.lines().any(|l| l == "sbc_media_xsk_active 1") {
         eprintln!("bench:   warning: the SBC's AF_XDP relay is not active (socket relay measured)");
     }
     drop((pbx, car));
