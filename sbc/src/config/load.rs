@@ -640,7 +640,7 @@ proxy = "127.0.0.1:5090"
         let default = parse(MINIMAL).expect("valid").media;
         assert_eq!(
             (default.xsk, default.xsk_poll_us),
-            (crate::config::XskMode::Auto, 0)
+            (crate::config::XskMode::Auto, 1_000)
         );
         let off = parse(&format!(
             "{MINIMAL}\n[media]\nxsk = \"off\"\nxsk_poll_us = 250\n"

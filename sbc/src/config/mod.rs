@@ -979,7 +979,7 @@ pub struct Media {
     /// interfaces instead of the relay sockets (`docs/media.md`, "AF_XDP relay").
     pub xsk: XskMode,
     /// While media flows, the AF_XDP relay wakes every this many microseconds and takes what
-    /// arrived, instead of once per ready ring (0, the default: event-driven; at most 5,000).
+    /// arrived, instead of once per ready ring (0: event-driven; at most 5,000; default 1,000).
     pub xsk_poll_us: u64,
 }
 
@@ -1000,7 +1000,7 @@ impl Default for Media {
             dtmf_queue: 16,
             relay_workers: 0,
             xsk: XskMode::Auto,
-            xsk_poll_us: 0,
+            xsk_poll_us: 1_000,
         }
     }
 }
