@@ -114,6 +114,12 @@ pub struct MediaMetrics {
     /// `consumed` (received from an RFC 4733 leg whose digits leave as INFO, and audio held
     /// back while a generated event plays).
     pub dtmf_packets: IntCounterVec,
+    /// Packets the AF_XDP relay received and forwarded, by how they left: `xsk` (written to
+    /// the egress interface's AF_XDP socket) or `socket` (through the stream's relay socket:
+    /// next hop not resolved yet).
+    pub xsk_packets: IntCounterVec,
+    /// 1 while the AF_XDP relay runs (`media.xsk`), else 0.
+    pub xsk_active: IntGauge,
 }
 
 impl MediaMetrics {
@@ -205,8 +211,24 @@ impl MediaMetrics {
                 ),
                 &["kind"],
             )?,
+            xsk_packets: IntCounterVec::new(
+                Opts::new(
+                    "sbc_media_xsk_packets_total",
+                    "Packets relayed through AF_XDP (media.xsk), by how they left (xsk, socket).",
+                ),
+                &["path"],
+            )?,
+            xsk_active: IntGauge::new(
+                "sbc_media_xsk_active",
+                "1 while the AF_XDP relay for SRTP streams runs (media.xsk), else 0.",
+            )?,
         };
         registry.register(Box::new(m.user_packets.clone()))?;
+        registry.register(Box::new(m.xsk_packets.clone()))?;
+        registry.register(Box::new(m.xsk_active.clone()))?;
+        for path in ["xsk", "socket"] {
+            m.xsk_packets.with_label_values(&[path]);
+        }
         registry.register(Box::new(m.relay_wakeups.clone()))?;
         registry.register(Box::new(m.user_bytes.clone()))?;
         registry.register(Box::new(m.dropped.clone()))?;
@@ -219,6 +241,7 @@ impl MediaMetrics {
             "strict_source",
             "no_destination",
             "send_failed",
+            "xsk_unknown",
         ]
         .into_iter()
         .chain(XDP_DROP_REASONS.map(|(_, reason)| reason))

@@ -180,10 +180,59 @@ fn srtp_to_srtp_with_different_keys_per_leg() {
     call("ssd", true);
 }
 
+/// With XDP attached and `media.xsk` at its default ("auto"), the SRTP stream's packets reach
+/// the relay through its AF_XDP sockets and leave through them: the AF_XDP counter grows, the
+/// socket relay forwards none of them, and both phones still hear each other. With
+/// `xsk = "off"` the same call takes the relay sockets.
+#[test]
+fn srtp_call_goes_through_af_xdp_and_xsk_off_uses_the_sockets() {
+    if !sbc_e2e::require_root("srtp_baresip") {
+        return;
+    }
+    let _one_at_a_time = serial();
+    let xsk_tx = "sbc_media_xsk_packets_total{path=\"xsk\"}";
+    let xsk_socket = "sbc_media_xsk_packets_total{path=\"socket\"}";
+    let user = "sbc_media_userspace_packets_total";
+
+    let lab = call_in("ssx", false, "timeout_s = 30");
+    assert_eq!(metric(&lab, "sbc_media_xsk_active"), 1, "AF_XDP relay runs");
+    let (via_xsk, via_socket) = (metric(&lab, xsk_tx), metric(&lab, xsk_socket));
+    // Two phones × 50 packets/s for several seconds; the first few may leave through the
+    // socket while the carrier's neighbour entry resolves.
+    assert!(
+        via_xsk > 300,
+        "AF_XDP transmitted {via_xsk} (socket fallback {via_socket})"
+    );
+    assert_eq!(
+        metric(&lab, user),
+        0,
+        "the socket relay forwarded none of them"
+    );
+    assert!(
+        lab.xdp_counter("to_xsk") > 300,
+        "XDP redirected to the AF_XDP sockets"
+    );
+    drop(lab);
+
+    let lab = call_in("ssy", false, "timeout_s = 30\nxsk = \"off\"");
+    assert_eq!(metric(&lab, "sbc_media_xsk_active"), 0, "AF_XDP relay off");
+    assert_eq!(metric(&lab, xsk_tx) + metric(&lab, xsk_socket), 0);
+    assert!(
+        metric(&lab, user) > 300,
+        "the socket relay carried the call"
+    );
+}
+
 /// One call from the PBX's phone to the carrier's; the PBX's phone and leg use SRTP when
 /// `pbx_srtp`.
 fn call(prefix: &str, pbx_srtp: bool) {
-    let mut lab = MediaLab::start(prefix, "xdp = \"off\"\ntimeout_s = 30");
+    drop(call_in(prefix, pbx_srtp, "xdp = \"off\"\ntimeout_s = 30"));
+}
+
+/// [`call`] with `media_toml` in `[media]`; returns the lab (its SBC still running) for the
+/// caller's checks of its counters.
+fn call_in(prefix: &str, pbx_srtp: bool, media_toml: &str) -> MediaLab {
+    let mut lab = MediaLab::start(prefix, media_toml);
     mandatory_trunk(&mut lab, pbx_srtp);
     let car_cap = Capture::start(&lab.lab.carrier, "car0").expect("capture carrier link");
     let pbx_cap = Capture::start(&lab.lab.pbx, "pbx0").expect("capture pbx link");
@@ -243,6 +292,7 @@ fn call(prefix: &str, pbx_srtp: bool) {
     let failures = metric(&lab, "sbc_media_srtp_auth_failures_total") - before;
     assert!(failures >= 20, "forged packets counted: {failures}");
     assert_heard_and_encrypted(&pbx, &carrier, &pbx_pcap, &car_pcap, &suite);
+    lab
 }
 
 /// The id and outside RTP port of the call's media session once its carrier leg is SRTP

@@ -83,6 +83,11 @@ impl Mode {
 enum System {
     Sbc,
     Rtpengine,
+    /// The SBC with its AF_XDP relay woken per ready ring (`media.xsk_poll_us = 0`),
+    /// interleaved with the default (polling every 1 ms) to show what the interval does.
+    SbcEvent,
+    /// The SBC without XDP (`media.xdp = "off"`): the relay sockets, as before AF_XDP.
+    SbcSockets,
 }
 
 impl System {
@@ -90,6 +95,8 @@ impl System {
         match self {
             System::Sbc => "sbc userspace relay",
             System::Rtpengine => "rtpengine (userspace)",
+            System::SbcEvent => "sbc, AF_XDP event-driven",
+            System::SbcSockets => "sbc, relay sockets (xdp off)",
         }
     }
 }
@@ -191,7 +198,12 @@ pub(crate) fn run(
     for rep in 0..reps {
         for mode in Mode::ALL {
             for &streams in &STREAMS {
-                for system in [System::Sbc, System::Rtpengine] {
+                for system in [
+                    System::Sbc,
+                    System::Rtpengine,
+                    System::SbcEvent,
+                    System::SbcSockets,
+                ] {
                     eprintln!(
                         "bench: rep {}/{reps}, {}, {streams} stream(s), {}",
                         rep + 1,
@@ -199,7 +211,9 @@ pub(crate) fn run(
                         system.name()
                     );
                     let trial = match system {
-                        System::Sbc => trial_sbc(lab, napi, sbc, work, streams, mode),
+                        System::Sbc => trial_sbc(lab, napi, sbc, work, streams, mode, Some(1_000)),
+                        System::SbcEvent => trial_sbc(lab, napi, sbc, work, streams, mode, Some(0)),
+                        System::SbcSockets => trial_sbc(lab, napi, sbc, work, streams, mode, None),
                         System::Rtpengine => trial_rtpengine(lab, napi, streams, mode),
                     }
                     .with_context(|| {
@@ -276,7 +290,12 @@ fn render(
          {}-s trials, no-loss search over {LADDER:?} pps, {LADDER_ONE_STREAM:?} with one \
          stream (rtpengine discards a socket for good after 5 wake-ups with over 50 datagrams \
          queued) (at most {}% loss), medians of \
-         {reps} repetition(s). The SBC's sessions come from SIP calls with its `srtp` \
+         {reps} repetition(s). The SBC runs with XDP attached and `media.xsk = \"auto\"`: its \
+         SRTP streams reach and leave the relay through AF_XDP sockets (copy mode) on the \
+         veths, polling its rings every 1 ms while media flows (`xsk_poll_us = 1000`, the \
+         default); the rows \"sbc, AF_XDP event-driven\" run the same relay woken per ready \
+         ring (`xsk_poll_us = 0`), and \"sbc, relay sockets\" the SBC without XDP (its relay \
+         sockets, as before AF_XDP). The SBC's sessions come from SIP calls with its `srtp` \
          policies; rtpengine's from ng offer/answer (`transport-protocol` RTP/SAVP, SDES).\n",
         TRIAL.as_secs(),
         MAX_LOSS * 100.0
@@ -313,6 +332,42 @@ fn render(
             mode.key(),
             system.name()
         ));
+    }
+    writeln!(
+        md,
+        "\nThe SBC's AF_XDP relay event-driven (`xsk_poll_us = 0`) ÷ rtpengine:\n"
+    )?;
+    for mode in Mode::ALL {
+        for &streams in &STREAMS {
+            let us = |s| {
+                med.get(&(mode, streams, s))
+                    .map_or(f64::NAN, |m: &(f64, f64)| m.0)
+            };
+            writeln!(
+                md,
+                "- {} × {streams} stream(s): {:.2}",
+                mode.name(),
+                us(System::SbcEvent) / us(System::Rtpengine)
+            )?;
+        }
+    }
+    writeln!(
+        md,
+        "\nThe SBC's relay sockets (`xdp = \"off\"`, no AF_XDP) ÷ rtpengine:\n"
+    )?;
+    for mode in Mode::ALL {
+        for &streams in &STREAMS {
+            let us = |s| {
+                med.get(&(mode, streams, s))
+                    .map_or(f64::NAN, |m: &(f64, f64)| m.0)
+            };
+            writeln!(
+                md,
+                "- {} × {streams} stream(s): {:.2}",
+                mode.name(),
+                us(System::SbcSockets) / us(System::Rtpengine)
+            )?;
+        }
     }
     writeln!(md, "\nRatio SBC ÷ rtpengine by µs/packet (target ≤ 0.7):\n")?;
     let mut ratios = Vec::new();
@@ -506,7 +561,13 @@ fn trial_sbc(
     work: &Path,
     streams: usize,
     mode: Mode,
+    xsk_poll_us: Option<u32>,
 ) -> Result<Trial> {
+    // `None`: no XDP at all, so the relay sockets carry the streams.
+    let (xdp, poll) = match xsk_poll_us {
+        Some(us) => ("auto", us),
+        None => ("off", 0),
+    };
     let instance = format!("benchsrtp{}", std::process::id());
     let config = work.join("sbc-srtp.toml");
     let pbx_srtp = match mode {
@@ -538,7 +599,9 @@ srtp = "mandatory"
 srtp_suites = ["{SUITE}"]
 max_cps = 1000
 [media]
-xdp = "off"
+xdp = "{xdp}"
+xsk = "auto"
+xsk_poll_us = {poll}
 interfaces = ["in0", "out0"]
 timeout_s = 0
 [limits]
@@ -596,6 +659,11 @@ listen = "127.0.0.1:8080"
     let want = if mode == Mode::SrtpToSrtp { 2 } else { 1 };
     if suites != want {
         bail!("session 1 is not {} with {SUITE}: {media}", mode.name());
+    }
+    // SRTP streams go through the AF_XDP relay (`media.xsk`), or the row says otherwise.
+    let metrics = req("GET", "/metrics").map(|r| r.body).unwrap_or_default();
+    if xsk_poll_us.is_some() && !metrics.lines().any(|l| l == "sbc_media_xsk_active 1") {
+        eprintln!("bench:   warning: the SBC's AF_XDP relay is not active (socket relay measured)");
     }
     drop((pbx, car));
     let relay = guard.0.id();

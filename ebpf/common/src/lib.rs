@@ -25,6 +25,17 @@ pub const MAP_LATCH_EVENTS: &str = "SBC_LATCH_EVENTS";
 /// Name of the array of [`RelayRange`]s: the relay addresses and port ranges the SBC owns.
 /// A UDP packet to one of them with no mapping is dropped in XDP instead of passed.
 pub const MAP_RELAY_RANGES: &str = "SBC_RELAY_RANGES";
+/// Name of the `XSKMAP` of AF_XDP sockets that take the packets of [`FLAG_XSK`] mappings,
+/// indexed by an interface's base ([`MAP_XSK_IFACES`]) plus the packet's RX queue.
+pub const MAP_XSKS: &str = "SBC_XSKS";
+/// Name of the hash map from an ingress ifindex (`u32`) to its first index in [`MAP_XSKS`]
+/// (an XSKMAP is indexed by queue only, and a socket receives only from the interface and
+/// queue it is bound to, so each interface gets its own run of entries).
+pub const MAP_XSK_IFACES: &str = "SBC_XSK_IFACES";
+/// Entries of [`MAP_XSKS`]: interfaces × RX queues.
+pub const MAX_XSKS: u32 = 256;
+/// Entries of [`MAP_XSK_IFACES`].
+pub const MAX_XSK_IFACES: u32 = 64;
 /// Name of the XDP program in the object file.
 pub const PROGRAM_NAME: &str = "sbc_relay";
 /// The object file's size of the mapping maps (each RTP or RTCP direction of a stream is one
@@ -51,6 +62,12 @@ pub const FLAG_PASS: u16 = 8;
 /// passed to userspace, which reads the reports (the behaviour before in-kernel latching); a
 /// stream whose relay port has no socket sets it, or its RTCP would be lost.
 pub const FLAG_FORWARD_RTCP: u16 = 16;
+
+/// Mapping flag (with [`FLAG_PASS`]): the packets go to the SBC's AF_XDP socket on the
+/// ingress interface and queue (`bpf_redirect_map` on [`MAP_XSKS`]) instead of up the network
+/// stack to the relay socket; without a registered socket they still go up (`XDP_PASS`), so
+/// the socket relay stays the fallback. Used for streams userspace must transform (SRTP).
+pub const FLAG_XSK: u16 = 32;
 
 /// Number of [`AllowedSource`] entries in a [`LatchPolicy`]: the peer's SDP address and port,
 /// the leg's signaling peer, and one configured media network (issue 13's latching policy).
@@ -212,11 +229,13 @@ pub enum Stat {
     /// Dropped: the packet latched (or matched) a mapping whose destination is not known yet
     /// (the other side has neither SDP nor a latch).
     DropNoDestination = 16,
+    /// Redirected to the SBC's AF_XDP socket ([`FLAG_XSK`]).
+    ToXsk = 17,
 }
 
 impl Stat {
     /// Number of counters in [`MAP_STATS`].
-    pub const COUNT: u32 = 17;
+    pub const COUNT: u32 = 18;
     /// All counters in index order.
     pub const ALL: [Stat; Self::COUNT as usize] = [
         Stat::Rx,
@@ -236,6 +255,7 @@ impl Stat {
         Stat::PassFlagged,
         Stat::LatchEventLost,
         Stat::DropNoDestination,
+        Stat::ToXsk,
     ];
 
     /// Stable snake_case name used in metrics and logs.
@@ -258,6 +278,7 @@ impl Stat {
             Stat::PassFlagged => "pass_flagged",
             Stat::LatchEventLost => "latch_event_lost",
             Stat::DropNoDestination => "drop_no_destination",
+            Stat::ToXsk => "to_xsk",
         }
     }
 }
@@ -314,6 +335,7 @@ mod tests {
             FLAG_AWAITING_LATCH,
             FLAG_PASS,
             FLAG_FORWARD_RTCP,
+            FLAG_XSK,
         ];
         for (i, f) in all.iter().enumerate() {
             assert_eq!(f.count_ones(), 1);

@@ -17,13 +17,14 @@ use aya_ebpf::{
     bindings::{bpf_fib_lookup as FibParams, xdp_action},
     helpers::{bpf_fib_lookup, bpf_ktime_get_ns, bpf_redirect},
     macros::{map, xdp},
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf, XskMap},
     programs::XdpContext,
 };
 use sbc_ebpf_common::{
-    FLAG_AWAITING_LATCH, FLAG_FORWARD_RTCP, FLAG_IPV4, FLAG_PASS, FLAG_STRICT_SOURCE,
+    FLAG_AWAITING_LATCH, FLAG_FORWARD_RTCP, FLAG_IPV4, FLAG_PASS, FLAG_STRICT_SOURCE, FLAG_XSK,
     LATCH_EVENTS_BYTES, LATCH_HAS_REVERSE, LATCH_SOURCES, LatchEvent, LatchPolicy, MAX_MAPPINGS,
-    MAX_RELAY_RANGES, Mapping, MappingKey, MappingStats, RelayRange, Stat,
+    MAX_RELAY_RANGES, MAX_XSK_IFACES, MAX_XSKS, Mapping, MappingKey, MappingStats, RelayRange,
+    Stat,
 };
 
 /// (relay address, relay port) → rewrite. The loader pins it (by name, in the instance's bpffs
@@ -51,6 +52,14 @@ static SBC_RELAY_RANGES: Array<RelayRange> = Array::with_max_entries(MAX_RELAY_R
 /// Global counters indexed by `Stat`.
 #[map(name = "SBC_STATS")]
 static SBC_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Stat::COUNT, 0);
+
+/// The SBC's AF_XDP sockets (see `sbc_ebpf_common::MAP_XSKS`).
+#[map(name = "SBC_XSKS")]
+static SBC_XSKS: XskMap = XskMap::with_max_entries(MAX_XSKS, 0);
+
+/// Ingress ifindex to its first entry in `SBC_XSKS`.
+#[map(name = "SBC_XSK_IFACES")]
+static SBC_XSK_IFACES: HashMap<u32, u32> = HashMap::with_max_entries(MAX_XSK_IFACES, 0);
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -188,7 +197,7 @@ fn relay_v4(ctx: &XdpContext, eth: *mut u8) -> Result<u32, Stat> {
         None => return unmapped(&key),
     };
     if m.flags & FLAG_PASS != 0 {
-        return Err(Stat::PassFlagged);
+        return pass_flagged(ctx, m.flags);
     }
     if m.flags & FLAG_IPV4 == 0 {
         // Family translation changes header sizes: userspace does it.
@@ -301,7 +310,7 @@ fn relay_v6(ctx: &XdpContext, eth: *mut u8) -> Result<u32, Stat> {
         None => return unmapped(&key),
     };
     if m.flags & FLAG_PASS != 0 {
-        return Err(Stat::PassFlagged);
+        return pass_flagged(ctx, m.flags);
     }
     if m.flags & FLAG_IPV4 != 0 {
         return Err(Stat::PassUnsupported);
@@ -376,6 +385,32 @@ fn relay_v6(ctx: &XdpContext, eth: *mut u8) -> Result<u32, Stat> {
     let c = !csum_fold(udp_sum);
     write16(udp, 6, if c == 0 { 0xffff } else { c });
     finish(ctx, eth, m.slot, &fib, out_ifindex)
+}
+
+/// A packet of a [`FLAG_PASS`] mapping: to the SBC's AF_XDP socket on this interface and queue
+/// when the mapping asks for it and one is registered, else up the stack to the relay socket.
+#[inline(always)]
+fn pass_flagged(ctx: &XdpContext, flags: u16) -> Result<u32, Stat> {
+    if flags & FLAG_XSK == 0 {
+        return Err(Stat::PassFlagged);
+    }
+    let ifindex = ctx.ingress_ifindex() as u32;
+    // SAFETY: the value is copied out at once.
+    let Some(base) = (unsafe { SBC_XSK_IFACES.get(&ifindex) }).copied() else {
+        return Err(Stat::PassFlagged);
+    };
+    // The lower bits of the flags are the verdict when no socket sits at that index: XDP_PASS
+    // keeps the socket relay as the fallback.
+    match SBC_XSKS.redirect(
+        base.wrapping_add(ctx.rx_queue_index()),
+        u64::from(xdp_action::XDP_PASS),
+    ) {
+        Ok(action) => {
+            count(Stat::ToXsk);
+            Ok(action)
+        }
+        Err(_) => Err(Stat::PassFlagged),
+    }
 }
 
 /// A packet from someone other than the latched peer: dropped on a strict mapping; otherwise

@@ -650,6 +650,28 @@ proxy = "127.0.0.1:5090"
     }
 
     #[test]
+    fn xsk_switch_and_poll_interval_are_read_and_bounded() {
+        let default = parse(MINIMAL).expect("valid").media;
+        assert_eq!(
+            (default.xsk, default.xsk_poll_us),
+            (crate::config::XskMode::Auto, 1_000)
+        );
+        let off = parse(&format!(
+            "{MINIMAL}\n[media]\nxsk = \"off\"\nxsk_poll_us = 250\n"
+        ))
+        .expect("valid");
+        assert_eq!(
+            (off.media.xsk, off.media.xsk_poll_us),
+            (crate::config::XskMode::Off, 250)
+        );
+        let text = format!("{MINIMAL}\n[media]\nxsk_poll_us = 5001\n");
+        let problems = parse(&text).expect_err("out of range");
+        let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["media.xsk_poll_us"], "{problems:#?}");
+        assert!(parse(&format!("{MINIMAL}\n[media]\nxsk = \"on\"\n")).is_err());
+    }
+
+    #[test]
     fn missing_and_unknown_sections() {
         let problems = parse("[bogus]\nx = 1\n").expect_err("empty");
         let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();

@@ -942,6 +942,18 @@ pub enum XdpMode {
     Off,
 }
 
+/// Whether socket-bound streams (SRTP) are relayed through AF_XDP sockets (`media.xsk`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XskMode {
+    /// Where XDP is attached (with `xdp_latch`) and the sockets bind; otherwise the socket
+    /// relay, with the reason logged once at start.
+    #[default]
+    Auto,
+    /// Never: the relay sockets carry every userspace stream.
+    Off,
+}
+
 /// `[media]`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -980,6 +992,12 @@ pub struct Media {
     /// Threads of the userspace relay, each serving its share of the streams from one epoll
     /// set (0: one per CPU core).
     pub relay_workers: usize,
+    /// Relay the streams userspace transforms (SRTP) through AF_XDP sockets on the XDP
+    /// interfaces instead of the relay sockets (`docs/media.md`, "AF_XDP relay").
+    pub xsk: XskMode,
+    /// While media flows, the AF_XDP relay wakes every this many microseconds and takes what
+    /// arrived, instead of once per ready ring (0: event-driven; at most 5,000; default 1,000).
+    pub xsk_poll_us: u64,
 }
 
 impl Default for Media {
@@ -998,6 +1016,8 @@ impl Default for Media {
             xdp_prime_neighbours: true,
             dtmf_queue: 16,
             relay_workers: 0,
+            xsk: XskMode::Auto,
+            xsk_poll_us: 1_000,
         }
     }
 }

@@ -468,6 +468,14 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
             format!("must be 0 (one per core) to {MAX_RELAY_WORKERS}"),
         );
     }
+    if m.xsk_poll_us > 5_000 {
+        // Longer than 5 ms of added delay per packet would be audible next to the jitter
+        // buffers' own.
+        bad(
+            "media.xsk_poll_us",
+            "must be 0 (a wake-up per packet) to 5000".into(),
+        );
+    }
     if matches!(m.xdp, XdpMode::Native | XdpMode::Generic) && m.interfaces.is_empty() {
         bad(
             "media.interfaces",

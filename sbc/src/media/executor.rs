@@ -13,8 +13,8 @@ use std::{
 use parking_lot::Mutex;
 use sbc_ebpf_common::{
     AllowedSource, FLAG_AWAITING_LATCH, FLAG_FORWARD_RTCP, FLAG_IPV4, FLAG_PASS,
-    FLAG_STRICT_SOURCE, LATCH_HAS_REVERSE, LATCH_SOURCES, LatchPolicy, Mapping, MappingKey,
-    ipv4_mapped,
+    FLAG_STRICT_SOURCE, FLAG_XSK, LATCH_HAS_REVERSE, LATCH_SOURCES, LatchPolicy, Mapping,
+    MappingKey, ipv4_mapped,
 };
 use sbc_proto::media::{
     FastPath, MediaCommand, MediaError, MediaTable, StreamKey,
@@ -29,6 +29,7 @@ use super::{
     relay::{self, Sockets},
     worker::{Order, Worker},
     xdp::XdpRelay,
+    xsk_relay::{self, XskOrder, XskRelay},
 };
 use crate::metrics::MediaMetrics;
 
@@ -65,6 +66,9 @@ pub(crate) struct Executor {
     /// Resolves the next hop toward a fast path's peer when its mapping goes in
     /// (`media.xdp_prime_neighbours`; XDP only).
     neighbours: Option<NeighbourPrimer>,
+    /// The AF_XDP relay, when it runs: pass mappings then carry [`FLAG_XSK`] and it learns
+    /// every socket-bound stream.
+    xsk: Option<XskRelay>,
 }
 
 impl Executor {
@@ -96,7 +100,13 @@ impl Executor {
             failed: Vec::new(),
             core,
             metrics,
+            xsk: None,
         }
+    }
+
+    /// Hands socket-bound streams bound from now on to the AF_XDP relay.
+    pub fn set_xsk(&mut self, relay: XskRelay) {
+        self.xsk = Some(relay);
     }
 
     /// Takes the bind failures collected since the last call.
@@ -170,6 +180,19 @@ impl Executor {
             ));
             return;
         };
+        if let Some(x) = &self.xsk {
+            let bound = [&sockets[0][0], &sockets[1][0]].map(|s| s.local_addr());
+            match (bound, xsk_relay::dup_sockets(&sockets)) {
+                ([Ok(inside), Ok(outside)], Ok(dups)) => x.send(XskOrder::Add {
+                    stream,
+                    bound: [inside, outside],
+                    sockets: dups,
+                }),
+                // Out of descriptors: the stream's frames meet no entry in the AF_XDP relay
+                // and are counted there as dropped; the socket path still works for the rest.
+                _ => tracing::warn!("AF_XDP relay: cannot hand a stream over (descriptors)"),
+            }
+        }
         self.workers[w].streams += 1;
         self.workers[w].send(Order::Add { stream, sockets });
         self.running.insert(stream, w);
@@ -231,6 +254,9 @@ impl Executor {
             worker.streams = worker.streams.saturating_sub(1);
             worker.send(Order::Remove(stream));
         }
+        if let Some(x) = &self.xsk {
+            x.send(XskOrder::Remove(stream));
+        }
     }
 }
 
@@ -261,17 +287,18 @@ pub(crate) fn execute(core: &mut Core, now: Instant) {
                 }
             }
             MediaCommand::Install(m) => {
+                let xsk = core.exec.xsk.is_some();
                 let Some(xdp) = &core.exec.xdp else { continue };
                 let key = mapping_key(m.ingress);
                 let mut x = xdp.lock();
                 let result = match &m.mode {
                     // Nothing to count: its slot is not one.
-                    PathMode::Pass => x.update_mapping(&key, &mapping(&m)),
+                    PathMode::Pass => x.update_mapping(&key, &mapping(&m, xsk)),
                     // The policy first: an awaiting mapping without one drops everything.
                     PathMode::Kernel(k) => x
                         .insert_policy(&key, &latch_policy(k))
-                        .and_then(|()| x.insert_mapping(&key, &mapping(&m))),
-                    PathMode::Relay => x.insert_mapping(&key, &mapping(&m)),
+                        .and_then(|()| x.insert_mapping(&key, &mapping(&m, xsk))),
+                    PathMode::Relay => x.insert_mapping(&key, &mapping(&m, xsk)),
                 };
                 drop(x);
                 if let Err(e) = result {
@@ -287,10 +314,11 @@ pub(crate) fn execute(core: &mut Core, now: Instant) {
                 }
             }
             MediaCommand::Update(m) => {
+                let xsk = core.exec.xsk.is_some();
                 let Some(xdp) = &core.exec.xdp else { continue };
                 if let Err(e) = xdp
                     .lock()
-                    .update_mapping(&mapping_key(m.ingress), &mapping(&m))
+                    .update_mapping(&mapping_key(m.ingress), &mapping(&m, xsk))
                 {
                     tracing::warn!(error = %e, "updating XDP mapping failed");
                 } else {
@@ -354,15 +382,21 @@ pub fn mapping_key(relay: SocketAddr) -> MappingKey {
     }
 }
 
-/// The XDP map value of a fast path.
-pub(crate) fn mapping(m: &FastPath) -> Mapping {
+/// The XDP map value of a fast path; with `xsk` (the AF_XDP relay runs), pass mappings send
+/// their packets to it instead of up the stack.
+pub(crate) fn mapping(m: &FastPath, xsk: bool) -> Mapping {
     let mut flags = if m.ingress.is_ipv4() { FLAG_IPV4 } else { 0 };
     if m.strict {
         flags |= FLAG_STRICT_SOURCE;
     }
     match &m.mode {
         PathMode::Relay => {}
-        PathMode::Pass => flags |= FLAG_PASS,
+        PathMode::Pass => {
+            flags |= FLAG_PASS;
+            if xsk {
+                flags |= FLAG_XSK;
+            }
+        }
         PathMode::Kernel(k) => {
             flags |= FLAG_FORWARD_RTCP;
             if k.awaiting {
@@ -440,7 +474,7 @@ mod tests {
             slot: 9,
             mode: PathMode::Relay,
         };
-        let m = mapping(&f);
+        let m = mapping(&f, true);
         assert_eq!(m.flags, FLAG_IPV4 | FLAG_STRICT_SOURCE);
         assert_eq!(fast_path(&mapping_key(f.ingress), &m), f);
     }

@@ -42,6 +42,11 @@ pub struct MediaSettings {
     pub prime_neighbours: bool,
     /// Userspace relay worker threads (`media.relay_workers`, resolved: at least 1).
     pub relay_workers: usize,
+    /// The interfaces of the AF_XDP relay (`media.interfaces`), empty when `media.xsk` is
+    /// off.
+    pub xsk_interfaces: Vec<String>,
+    /// The AF_XDP relay's polling interval while media flows (`media.xsk_poll_us`).
+    pub xsk_poll: Duration,
 }
 
 impl MediaSettings {
@@ -84,6 +89,11 @@ impl MediaSettings {
                 0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
                 n => n,
             },
+            xsk_interfaces: match c.media.xsk {
+                crate::config::XskMode::Auto => c.media.interfaces.clone(),
+                crate::config::XskMode::Off => Vec::new(),
+            },
+            xsk_poll: Duration::from_micros(c.media.xsk_poll_us),
         }
     }
 }
@@ -121,6 +131,9 @@ impl MediaManager {
             (Some(x), true) => super::latch_events::prepare(&mut x.lock(), &settings.relay),
             _ => None,
         };
+        let xsk_interfaces = settings.xsk_interfaces.clone();
+        let xsk_poll = settings.xsk_poll;
+        let kernel_latch = events.is_some();
         let events_ready = Arc::new(tokio::sync::Notify::new());
         let mappings = settings.relay.fast_path_mappings();
         metrics.xdp_mappings_capacity.set(i64::from(mappings));
@@ -162,6 +175,7 @@ impl MediaManager {
             }));
             drop(spawned);
         }
+        inner.start_xsk(&xsk_interfaces, xsk_poll, kernel_latch);
         inner.update_gauges(&inner.core.lock());
         let weak = Arc::downgrade(&inner);
         runtime.spawn(async move {
@@ -334,6 +348,47 @@ impl Inner {
 
     /// Latches the XDP program made (from the ring buffer reader): into the table, and the
     /// commands that follow executed.
+    /// Starts the AF_XDP relay on `interfaces` (empty: `media.xsk = "off"`) if it can run,
+    /// logging once why not otherwise.
+    fn start_xsk(&self, interfaces: &[String], poll: Duration, kernel_latch: bool) {
+        if interfaces.is_empty() {
+            return;
+        }
+        let Some(xdp) = &self.xdp else {
+            tracing::info!(
+                "AF_XDP relay off: XDP is not attached; SRTP streams use the relay sockets"
+            );
+            return;
+        };
+        if !kernel_latch {
+            // Without in-kernel latching the table installs no pass mappings for socket-bound
+            // streams, so there is nothing to carry the AF_XDP flag.
+            tracing::info!(
+                "AF_XDP relay off: it needs media.xdp_latch; SRTP streams use the relay sockets"
+            );
+            return;
+        }
+        match super::xsk_relay::XskRelay::start(
+            interfaces,
+            poll,
+            xdp,
+            Arc::downgrade(&self.core),
+            self.metrics.clone(),
+        ) {
+            Ok(relay) => {
+                self.core.lock().exec.set_xsk(relay);
+                self.metrics.xsk_active.set(1);
+                tracing::info!(
+                    ?interfaces,
+                    "AF_XDP relay on: SRTP streams bypass the kernel's UDP path"
+                );
+            }
+            Err(reason) => {
+                tracing::warn!(%reason, "AF_XDP relay unavailable; SRTP streams use the relay sockets");
+            }
+        }
+    }
+
     fn kernel_latches(&self, latches: &[(std::net::SocketAddr, std::net::SocketAddr)]) {
         let now = Instant::now();
         let mut core = self.core.lock();
@@ -605,6 +660,8 @@ mod tests {
             kernel_latch: false,
             prime_neighbours: false,
             relay_workers: 2,
+            xsk_interfaces: Vec::new(),
+            xsk_poll: Duration::ZERO,
         }
     }
 

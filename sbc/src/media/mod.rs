@@ -16,5 +16,6 @@ pub(crate) mod relay;
 pub mod view;
 pub(crate) mod worker;
 pub mod xdp;
+pub(crate) mod xsk_relay;
 
 pub use manager::{MediaManager, MediaSettings};

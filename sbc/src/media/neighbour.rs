@@ -30,6 +30,11 @@ const NLMSG_ERROR: u16 = 2;
 const RTM_NEWROUTE: u16 = 24;
 const RTM_GETROUTE: u16 = 26;
 const RTM_NEWNEIGH: u16 = 28;
+const RTM_GETNEIGH: u16 = 30;
+const NDA_LLADDR: u16 = 2;
+/// Neighbour states whose link-layer address is usable: REACHABLE, STALE, DELAY, PROBE, NOARP,
+/// PERMANENT (`include/uapi/linux/neighbour.h`); not INCOMPLETE, FAILED or NONE.
+const NUD_USABLE: u16 = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
 const NLM_F_CREATE: u16 = 0x400;
@@ -124,6 +129,39 @@ impl NeighbourPrimer {
         }
         self.recent.push((peer, now));
         Ok(Primed::Resolving)
+    }
+
+    /// The egress interface and the next hop's link-layer address toward `peer`, if the
+    /// route is unicast and the neighbour entry holds a usable address (the AF_XDP relay
+    /// writes frames itself). `None` otherwise: the caller sends through a socket, which also
+    /// makes the kernel resolve the neighbour.
+    pub fn next_hop_mac(&mut self, peer: IpAddr) -> Result<Option<(u32, [u8; 6])>, PrimeError> {
+        let peer = peer.to_canonical();
+        let Some((ifindex, next_hop)) = self.route(peer)? else {
+            return Ok(None);
+        };
+        let (family, _) = family(next_hop);
+        let mut body = vec![0u8; NDMSG];
+        body[0] = family;
+        body[4..8].copy_from_slice(&ifindex.to_ne_bytes());
+        attr(&mut body, NDA_DST, &octets(next_hop));
+        let seq = self.request(RTM_GETNEIGH, NLM_F_REQUEST, &body)?;
+        let payload = match self.reply(seq)? {
+            Reply::Message(RTM_NEWNEIGH, payload) => payload,
+            // No entry (ENOENT) or another answer: not resolved.
+            _ => return Ok(None),
+        };
+        let state = payload
+            .get(8..10)
+            .map(|b| u16::from_ne_bytes([b[0], b[1]]))
+            .ok_or(PrimeError::Malformed)?;
+        if state & NUD_USABLE == 0 {
+            return Ok(None);
+        }
+        let mac = attrs(payload.get(NDMSG..).unwrap_or(&[]))
+            .find(|(kind, _)| *kind == NDA_LLADDR)
+            .and_then(|(_, v)| <[u8; 6]>::try_from(v).ok());
+        Ok(mac.map(|m| (ifindex, m)))
     }
 
     /// The egress interface and next hop (gateway or the peer itself) of a unicast route to

@@ -8,7 +8,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, Map, MapData, PerCpuArray, PerCpuValues, RingBuf},
+    maps::{Array, HashMap, Map, MapData, PerCpuArray, PerCpuValues, RingBuf, XskMap},
     programs::{
         ProgramError, Xdp,
         links::{FdLink, PinnedLink},
@@ -17,8 +17,8 @@ use aya::{
 };
 use sbc_ebpf_common::{
     LatchPolicy, MAP_LATCH_EVENTS, MAP_LATCH_POLICIES, MAP_MAPPING_STATS, MAP_MAPPINGS,
-    MAP_RELAY_RANGES, MAP_STATS, MAX_RELAY_RANGES, Mapping, MappingKey, MappingStats, PROGRAM_NAME,
-    RelayRange, Stat,
+    MAP_RELAY_RANGES, MAP_STATS, MAP_XSK_IFACES, MAP_XSKS, MAX_RELAY_RANGES, Mapping, MappingKey,
+    MappingStats, PROGRAM_NAME, RelayRange, Stat,
 };
 
 use crate::config::XdpMode;
@@ -546,6 +546,41 @@ impl XdpRelay {
             array.set(i, r, 0).map_err(map_err)?;
         }
         Ok(())
+    }
+
+    /// Registers the AF_XDP socket `fd` bound to `ifindex`'s RX `queue` at index `base + queue`
+    /// of the program's socket map, and `base` as the interface's first index.
+    pub fn register_xsk(
+        &mut self,
+        ifindex: u32,
+        base: u32,
+        queue: u32,
+        fd: impl std::os::fd::AsRawFd,
+    ) -> Result<(), XdpError> {
+        let map = self
+            .ebpf
+            .map_mut(MAP_XSKS)
+            .ok_or(XdpError::Missing("AF_XDP socket map"))?;
+        let mut xsks = XskMap::try_from(map).map_err(|source| XdpError::Map {
+            map: MAP_XSKS,
+            source,
+        })?;
+        xsks.set(base + queue, fd, 0)
+            .map_err(|source| XdpError::Map {
+                map: MAP_XSKS,
+                source,
+            })?;
+        let map_err = |source| XdpError::Map {
+            map: MAP_XSK_IFACES,
+            source,
+        };
+        let map = self
+            .ebpf
+            .map_mut(MAP_XSK_IFACES)
+            .ok_or(XdpError::Missing("AF_XDP interface map"))?;
+        let mut ifaces: HashMap<&mut MapData, u32, u32> =
+            HashMap::try_from(map).map_err(map_err)?;
+        ifaces.insert(ifindex, base, 0).map_err(map_err)
     }
 
     /// Takes the ring buffer of latch events out of the object, for the one task that reads

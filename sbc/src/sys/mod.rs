@@ -1,7 +1,8 @@
 //! Process-level set-up that talks to the OS, and the batched UDP system calls of the media
-//! relay ([`udp_batch`]).
+//! relay ([`udp_batch`]) and its AF_XDP sockets ([`xsk`]).
 
 pub mod udp_batch;
+pub mod xsk;
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 

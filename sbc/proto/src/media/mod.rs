@@ -43,6 +43,7 @@ pub mod command;
 pub mod crypto;
 pub mod dtmf;
 pub mod fast_path;
+pub mod frame;
 pub mod latch;
 pub mod payload;
 pub mod peer;

@@ -134,6 +134,8 @@ mod tests {
             kernel_latch: false,
             prime_neighbours: false,
             relay_workers: 1,
+            xsk_interfaces: Vec::new(),
+            xsk_poll: Duration::ZERO,
         };
         let metrics = Metrics::new().expect("metrics");
         let mut m = MediaManager::new(settings, None, metrics.media.clone());

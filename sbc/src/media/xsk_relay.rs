@@ -1,0 +1,499 @@
+//! The AF_XDP relay (`media.xsk`): streams userspace must transform (SRTP) without the kernel's
+//! UDP path. The XDP program redirects the frames of socket-bound streams' pass mappings
+//! (`FLAG_XSK`) to an AF_XDP socket per interface queue (`sys::xsk`); one thread here takes them
+//! off the RX rings, decides and transforms every payload of a batch with the same per-packet
+//! seam as the socket relay ([`relay::forward`], under one hold of the table's lock), writes
+//! the outgoing frame (headers, fresh checksums) into the egress interface's TX ring and kicks
+//! each socket once per batch. That skips, per packet, the veth's skb build, IP/UDP receive,
+//! socket queueing and wake-up on the way in, and routing, neighbour lookup and the UDP/IP
+//! output path on the way out.
+//!
+//! Next hops come from the kernel's route and neighbour tables over netlink, cached per peer
+//! address for [`HOP_TTL`]. A peer without a resolved neighbour gets its packets through the
+//! stream's relay socket instead (a duplicate descriptor of it), which also makes the kernel
+//! resolve the neighbour; so do frames toward an interface without an AF_XDP socket.
+
+use std::{
+    collections::HashMap,
+    io,
+    net::{IpAddr, SocketAddr, UdpSocket},
+    os::fd::AsFd as _,
+    sync::{Arc, Weak},
+    thread,
+    time::{Duration, Instant},
+};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use nix::{
+    errno::Errno,
+    sys::{
+        epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout},
+        eventfd::{EfdFlags, EventFd},
+    },
+};
+use parking_lot::Mutex;
+use sbc_proto::{
+    media::{
+        Arrival, RelayPort, StreamKey,
+        frame::{self, Macs},
+        table::leg_idx,
+    },
+    net::Side,
+};
+
+use super::{
+    executor::{Core, execute},
+    neighbour::NeighbourPrimer,
+    relay::{self, Sockets},
+    xdp::XdpRelay,
+};
+use crate::{
+    metrics::MediaMetrics,
+    sys::{
+        udp_batch::Datagram,
+        xsk::{self, Rx, Xsk},
+    },
+};
+
+/// Frames taken off one socket's RX ring per pass (and decided under one lock).
+const BATCH: usize = 64;
+/// Batches per socket and wake-up: one RX ring's worth.
+const ROUNDS: usize = (xsk::FRAMES as usize / 2) / BATCH;
+/// Longest polling interval accepted (`media.xsk_poll_us`): more would be audible delay.
+pub(crate) const MAX_POLL: Duration = Duration::from_millis(5);
+/// How long a resolved next hop is used before it is looked up again.
+const HOP_TTL: Duration = Duration::from_secs(1);
+/// How long an unresolved next hop sends through the socket before it is looked up again.
+const MISS_TTL: Duration = Duration::from_millis(100);
+/// The eventfd's token (sockets use their index).
+const BELL: u64 = u64::MAX;
+
+/// What the executor tells the AF_XDP relay.
+#[derive(Debug)]
+pub(crate) enum XskOrder {
+    /// `stream` is socket-bound on `bound` (inside, outside RTP endpoints); `sockets` are
+    /// duplicates of its relay sockets for packets toward unresolved next hops.
+    Add {
+        /// The stream.
+        stream: StreamKey,
+        /// Its relay RTP endpoints, inside and outside.
+        bound: [SocketAddr; 2],
+        /// Duplicates of its sockets.
+        sockets: Box<Sockets>,
+    },
+    /// The stream ended.
+    Remove(StreamKey),
+}
+
+/// The executor's handle on the AF_XDP relay thread; dropping it ends the thread (which closes
+/// the sockets; the XDP program then passes their streams up to the relay sockets again).
+#[derive(Debug)]
+pub(crate) struct XskRelay {
+    orders: Option<Sender<XskOrder>>,
+    bell: Arc<EventFd>,
+}
+
+impl XskRelay {
+    /// Opens an AF_XDP socket on every RX queue of `interfaces`, registers them with the XDP
+    /// program and starts the relay thread, which polls every `poll` while frames flow. An error says why AF_XDP cannot be used (the socket
+    /// relay then carries every userspace stream).
+    pub fn start(
+        interfaces: &[String],
+        poll: Duration,
+        xdp: &Mutex<XdpRelay>,
+        core: Weak<Mutex<Core>>,
+        metrics: MediaMetrics,
+    ) -> Result<Self, String> {
+        if interfaces.is_empty() {
+            return Err("media.interfaces is empty".into());
+        }
+        let mut sockets = Vec::new();
+        let mut macs = HashMap::new();
+        let mut base = 0u32;
+        let mut x = xdp.lock();
+        for name in interfaces {
+            let ifindex = xsk::ifindex(name).map_err(|e| format!("interface {name}: {e}"))?;
+            let mac = xsk::hw_addr(ifindex).map_err(|e| format!("MAC of {name}: {e}"))?;
+            macs.insert(ifindex, mac);
+            let queues = xsk::rx_queues(name);
+            for queue in 0..queues {
+                let s = Xsk::open(ifindex, queue)
+                    .map_err(|e| format!("AF_XDP socket on {name} queue {queue}: {e}"))?;
+                x.register_xsk(ifindex, base, queue, s.as_fd())
+                    .map_err(|e| format!("registering the AF_XDP socket of {name}: {e}"))?;
+                sockets.push(s);
+            }
+            base += queues;
+        }
+        drop(x);
+        let bell = Arc::new(
+            EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
+                .map_err(|e| e.to_string())?,
+        );
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|e| e.to_string())?;
+        epoll
+            .add(bell.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, BELL))
+            .map_err(|e| e.to_string())?;
+        for (i, s) in sockets.iter().enumerate() {
+            epoll
+                .add(s.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, i as u64))
+                .map_err(|e| e.to_string())?;
+        }
+        let neighbours = NeighbourPrimer::new().map_err(|e| format!("netlink: {e}"))?;
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let via_xsk = metrics.xsk_packets.with_label_values(&["xsk"]);
+        let via_socket = metrics.xsk_packets.with_label_values(&["socket"]);
+        let mut state = State {
+            poll: poll.min(MAX_POLL),
+            via_xsk,
+            via_socket,
+            epoll,
+            bell: bell.clone(),
+            orders: rx,
+            core,
+            metrics,
+            sockets,
+            macs,
+            streams: HashMap::new(),
+            by_addr: HashMap::new(),
+            hops: HashMap::new(),
+            neighbours,
+            rx: vec![Rx::default(); BATCH],
+            arena: vec![Datagram::default(); BATCH].into_boxed_slice(),
+            meta: Vec::with_capacity(BATCH),
+            events: vec![EpollEvent::empty(); 64],
+        };
+        thread::Builder::new()
+            .name("sbc-xsk".into())
+            .spawn(move || state.run())
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            orders: Some(tx),
+            bell,
+        })
+    }
+
+    /// Hands `order` to the thread and wakes it.
+    pub fn send(&self, order: XskOrder) {
+        if let Some(tx) = &self.orders {
+            // A thread that is gone has closed its sockets: the socket relay carries all.
+            let _ = tx.send(order);
+            let _ = self.bell.write(1);
+        }
+    }
+}
+
+impl Drop for XskRelay {
+    fn drop(&mut self) {
+        self.orders = None;
+        let _ = self.bell.write(1);
+    }
+}
+
+/// A stream the AF_XDP relay knows.
+struct Entry {
+    bound: [SocketAddr; 2],
+    sockets: Box<Sockets>,
+}
+
+/// A resolved (or not) next hop toward a peer address.
+#[derive(Clone, Copy)]
+struct Hop {
+    at: Instant,
+    /// Egress ifindex and the next hop's MAC.
+    found: Option<(u32, [u8; 6])>,
+}
+
+/// Where a frame of the batch came from.
+#[derive(Clone, Copy)]
+struct Meta {
+    stream: StreamKey,
+    leg: Side,
+}
+
+struct State {
+    epoll: Epoll,
+    bell: Arc<EventFd>,
+    orders: Receiver<XskOrder>,
+    core: Weak<Mutex<Core>>,
+    metrics: MediaMetrics,
+    sockets: Vec<Xsk>,
+    /// Our MAC per interface with a socket.
+    macs: HashMap<u32, [u8; 6]>,
+    streams: HashMap<StreamKey, Entry>,
+    /// Relay endpoint (RTP and RTCP port of each side) → stream, side, port.
+    by_addr: HashMap<SocketAddr, (StreamKey, Side, RelayPort)>,
+    hops: HashMap<IpAddr, Hop>,
+    neighbours: NeighbourPrimer,
+    rx: Vec<Rx>,
+    arena: Box<[Datagram]>,
+    meta: Vec<Meta>,
+    events: Vec<EpollEvent>,
+    /// Polling interval while frames keep arriving (0: a wake-up per ready ring).
+    poll: Duration,
+    /// `xsk_packets` by path, resolved once.
+    via_xsk: prometheus::IntCounter,
+    via_socket: prometheus::IntCounter,
+}
+
+impl State {
+    fn run(&mut self) {
+        // After a wake-up that found frames, the thread sleeps `poll` and then looks at every
+        // RX ring instead of waiting for the next frame's wake-up (interrupt moderation, as
+        // NAPI does): while media flows, one wake-up serves every frame of the interval, the
+        // kernel's data-ready callback finds no waiter to wake, and one TX kick carries them
+        // all. The cost is up to `poll` of added delay. An interval that finds nothing goes
+        // back to blocking in epoll, so an idle relay sleeps.
+        let mut polling = false;
+        loop {
+            let n = if polling {
+                thread::sleep(self.poll);
+                0
+            } else {
+                match self.epoll.wait(&mut self.events, EpollTimeout::NONE) {
+                    Ok(n) => n,
+                    Err(Errno::EINTR) => 0,
+                    Err(e) => {
+                        tracing::error!(error = %e, "AF_XDP relay: epoll_wait failed; relay ends");
+                        return;
+                    }
+                }
+            };
+            if self.events[..n].iter().any(|e| e.data() == BELL) {
+                let _ = self.bell.read();
+            }
+            if !self.take_orders() {
+                return;
+            }
+            let Some(core) = self.core.upgrade() else {
+                return;
+            };
+            let mut got = 0;
+            if polling {
+                for i in 0..self.sockets.len() {
+                    got += self.drain(&core, i);
+                }
+            } else {
+                // By index: `drain` needs `self` mutably while the events are read.
+                let mut e = 0;
+                while e < n {
+                    let token = self.events[e].data();
+                    e += 1;
+                    if token != BELL
+                        && let Ok(i) = usize::try_from(token)
+                    {
+                        got += self.drain(&core, i);
+                    }
+                }
+            }
+            polling = got > 0 && !self.poll.is_zero();
+        }
+    }
+
+    fn take_orders(&mut self) -> bool {
+        loop {
+            match self.orders.try_recv() {
+                Ok(XskOrder::Add {
+                    stream,
+                    bound,
+                    sockets,
+                }) => {
+                    for (leg, addr) in [Side::Inside, Side::Outside].into_iter().zip(bound) {
+                        for port in [RelayPort::Rtp, RelayPort::Rtcp] {
+                            let a = SocketAddr::new(addr.ip(), addr.port() + port as u16);
+                            self.by_addr.insert(a, (stream, leg, port));
+                        }
+                    }
+                    self.streams.insert(stream, Entry { bound, sockets });
+                }
+                Ok(XskOrder::Remove(stream)) => {
+                    if let Some(e) = self.streams.remove(&stream) {
+                        for addr in e.bound {
+                            for k in 0..2 {
+                                let a = SocketAddr::new(addr.ip(), addr.port() + k);
+                                if self.by_addr.get(&a).is_some_and(|(s, ..)| *s == stream) {
+                                    self.by_addr.remove(&a);
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => return false,
+            }
+        }
+    }
+
+    /// Relays what socket `i` has received, a batch at a time, until its RX ring is empty
+    /// (bounded: at most one ring's worth per wake-up, then the others get their turn).
+    /// Returns how many frames it took.
+    fn drain(&mut self, core: &Mutex<Core>, i: usize) -> usize {
+        let mut total = 0;
+        for _ in 0..ROUNDS {
+            let Some(sock) = self.sockets.get_mut(i) else {
+                return total;
+            };
+            let got = sock.receive(&mut self.rx);
+            total += got;
+            if got == 0 {
+                return total;
+            }
+            // Copy each payload out of the UMEM (the transform needs the headroom behind it
+            // and the frame goes back to the kernel at once).
+            self.meta.clear();
+            for rx in &self.rx[..got] {
+                let bytes = sock.frame(*rx);
+                let parsed = frame::parse_udp(bytes);
+                let known = parsed.and_then(|f| self.by_addr.get(&f.dst).map(|k| (f, *k)));
+                let Some((f, (stream, leg, port))) = known else {
+                    self.metrics
+                        .dropped
+                        .with_label_values(&["xsk_unknown"])
+                        .inc();
+                    continue;
+                };
+                let k = self.meta.len();
+                let pkt = &mut self.arena[k];
+                let Some(payload) = bytes.get(f.payload..f.payload + f.len) else {
+                    continue;
+                };
+                let Some(room) = pkt.buf.get_mut(..payload.len()) else {
+                    continue;
+                };
+                room.copy_from_slice(payload);
+                pkt.len = payload.len();
+                pkt.src = f.src;
+                pkt.out = port as usize;
+                self.meta.push(Meta { stream, leg });
+            }
+            // Copied out: the frames go back to the kernel.
+            for rx in &self.rx[..got] {
+                sock.recycle(*rx);
+            }
+            sock.refill();
+            if !self.meta.is_empty() {
+                self.relay(core);
+            }
+            if got < BATCH {
+                return total;
+            }
+        }
+        total
+    }
+
+    /// Decides the batch in the arena under one lock, then sends it on.
+    fn relay(&mut self, core: &Mutex<Core>) {
+        let now = Instant::now();
+        {
+            let mut guard = core.lock();
+            let c = &mut *guard;
+            for (pkt, m) in self.arena.iter_mut().zip(&self.meta) {
+                let port = if pkt.out == 0 {
+                    RelayPort::Rtp
+                } else {
+                    RelayPort::Rtcp
+                };
+                let arrival = Arrival {
+                    stream: m.stream,
+                    leg: m.leg,
+                    port,
+                    src: pkt.src,
+                };
+                relay::forward(&mut c.table, &self.metrics, now, arrival, pkt);
+            }
+            if c.table.has_commands() {
+                execute(c, now);
+            }
+            if c.table.has_events() {
+                c.exec.events.notify_one();
+            }
+        }
+        let mut failed: Vec<Meta> = Vec::new();
+        let (mut via_xsk, mut via_socket) = (0u64, 0u64);
+        for k in 0..self.meta.len() {
+            let m = self.meta[k];
+            let pkt = &self.arena[k];
+            let Some(to) = pkt.dst else { continue };
+            let Some(entry) = self.streams.get(&m.stream) else {
+                continue;
+            };
+            let out = leg_idx(m.leg.other());
+            let from = SocketAddr::new(
+                entry.bound[out].ip(),
+                entry.bound[out].port() + u16::from(pkt.out == 1),
+            );
+            let hop = hop(&mut self.hops, &mut self.neighbours, to.ip(), now);
+            let sent = match hop.and_then(|(ifindex, dst)| {
+                let src = *self.macs.get(&ifindex)?;
+                let s = self.sockets.iter().position(|s| s.ifindex() == ifindex)?;
+                Some((s, Macs { dst, src }))
+            }) {
+                Some((s, macs)) => {
+                    let payload = &pkt.buf[..pkt.len];
+                    let ok = self.sockets[s].transmit(|buf| {
+                        let h = frame::header_len(&from);
+                        buf.get_mut(h..h + payload.len())?.copy_from_slice(payload);
+                        frame::write_udp(buf, macs, from, to, payload.len())
+                    });
+                    via_xsk += u64::from(ok);
+                    ok
+                }
+                None => {
+                    let socket: &UdpSocket = &entry.sockets[out][pkt.out.min(1)];
+                    let ok = socket.send_to(&pkt.buf[..pkt.len], to).is_ok();
+                    via_socket += u64::from(ok);
+                    ok
+                }
+            };
+            if !sent {
+                failed.push(m);
+            }
+        }
+        for s in &mut self.sockets {
+            if let Err(e) = s.kick() {
+                tracing::debug!(error = %e, "AF_XDP transmit kick failed");
+            }
+        }
+        self.via_xsk.inc_by(via_xsk);
+        self.via_socket.inc_by(via_socket);
+        if !failed.is_empty() {
+            self.metrics
+                .dropped
+                .with_label_values(&["send_failed"])
+                .inc_by(failed.len() as u64);
+            let mut c = core.lock();
+            for m in failed {
+                c.table.count_drop(m.stream, m.leg);
+            }
+        }
+    }
+}
+
+/// The cached next hop toward `ip`, looked up again when stale.
+fn hop(
+    hops: &mut HashMap<IpAddr, Hop>,
+    neighbours: &mut NeighbourPrimer,
+    ip: IpAddr,
+    now: Instant,
+) -> Option<(u32, [u8; 6])> {
+    if let Some(h) = hops.get(&ip) {
+        let ttl = if h.found.is_some() { HOP_TTL } else { MISS_TTL };
+        if now.saturating_duration_since(h.at) < ttl {
+            return h.found;
+        }
+    }
+    let found = neighbours.next_hop_mac(ip).unwrap_or_else(|e| {
+        tracing::debug!(error = %e, "AF_XDP relay: next-hop lookup failed");
+        None
+    });
+    hops.insert(ip, Hop { at: now, found });
+    found
+}
+
+/// Duplicates a stream's sockets for the AF_XDP relay's fallback sends.
+pub(crate) fn dup_sockets(s: &Sockets) -> io::Result<Box<Sockets>> {
+    Ok(Box::new([
+        [s[0][0].try_clone()?, s[0][1].try_clone()?],
+        [s[1][0].try_clone()?, s[1][1].try_clone()?],
+    ]))
+}
