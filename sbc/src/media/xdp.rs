@@ -450,7 +450,8 @@ impl XdpRelay {
         let result = HashMap::<&mut MapData, MappingKey, Mapping>::try_from(map)
             .and_then(|mut h| h.remove(key));
         match result {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Ok(()) => Ok(()),
+            Err(e) if absent(&e) => Ok(()),
             Err(source) => Err(XdpError::Map {
                 map: MAP_MAPPINGS,
                 source,
@@ -520,7 +521,8 @@ impl XdpRelay {
         let result = HashMap::<&mut MapData, MappingKey, LatchPolicy>::try_from(map)
             .and_then(|mut h| h.remove(key));
         match result {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Ok(()) => Ok(()),
+            Err(e) if absent(&e) => Ok(()),
             Err(source) => Err(XdpError::Map {
                 map: MAP_LATCH_POLICIES,
                 source,
@@ -616,5 +618,36 @@ impl XdpRelay {
                 bytes: acc.bytes + s.bytes,
                 last_seen_ns: acc.last_seen_ns.max(s.last_seen_ns),
             }))
+    }
+}
+
+/// A delete of a key that is not there: aya 0.14 reports the kernel's ENOENT from
+/// `bpf_map_delete_elem` as a syscall error, not as `KeyNotFound`. Removing what is already
+/// gone is not a failure (a stream that never had a latch policy, a mapping removed twice).
+fn absent(e: &aya::maps::MapError) -> bool {
+    match e {
+        aya::maps::MapError::KeyNotFound => true,
+        aya::maps::MapError::SyscallError(s) => {
+            s.io_error.raw_os_error() == Some(nix::libc::ENOENT)
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::absent;
+
+    #[test]
+    fn deleting_an_absent_key_is_not_a_failure() {
+        let syscall = |errno| {
+            aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+                call: "bpf_map_delete_elem",
+                io_error: std::io::Error::from_raw_os_error(errno),
+            })
+        };
+        assert!(absent(&syscall(nix::libc::ENOENT)));
+        assert!(absent(&aya::maps::MapError::KeyNotFound));
+        assert!(!absent(&syscall(nix::libc::EPERM)));
     }
 }
