@@ -333,40 +333,30 @@ fn render(
             system.name()
         ));
     }
-    writeln!(
-        md,
-        "\nThe SBC's AF_XDP relay event-driven (`xsk_poll_us = 0`) ÷ rtpengine:\n"
-    )?;
-    for mode in Mode::ALL {
-        for &streams in &STREAMS {
-            let us = |s| {
-                med.get(&(mode, streams, s))
-                    .map_or(f64::NAN, |m: &(f64, f64)| m.0)
-            };
-            writeln!(
-                md,
-                "- {} × {streams} stream(s): {:.2}",
-                mode.name(),
-                us(System::SbcEvent) / us(System::Rtpengine)
-            )?;
-        }
-    }
-    writeln!(
-        md,
-        "\nThe SBC's relay sockets (`xdp = \"off\"`, no AF_XDP) ÷ rtpengine:\n"
-    )?;
-    for mode in Mode::ALL {
-        for &streams in &STREAMS {
-            let us = |s| {
-                med.get(&(mode, streams, s))
-                    .map_or(f64::NAN, |m: &(f64, f64)| m.0)
-            };
-            writeln!(
-                md,
-                "- {} × {streams} stream(s): {:.2}",
-                mode.name(),
-                us(System::SbcSockets) / us(System::Rtpengine)
-            )?;
+    for (variant, system) in [
+        (
+            "The SBC's AF_XDP relay event-driven (`xsk_poll_us = 0`)",
+            System::SbcEvent,
+        ),
+        (
+            "The SBC's relay sockets (`xdp = \"off\"`, no AF_XDP)",
+            System::SbcSockets,
+        ),
+    ] {
+        writeln!(md, "\n{variant} ÷ rtpengine:\n")?;
+        for mode in Mode::ALL {
+            for &streams in &STREAMS {
+                let us = |s| {
+                    med.get(&(mode, streams, s))
+                        .map_or(f64::NAN, |m: &(f64, f64)| m.0)
+                };
+                writeln!(
+                    md,
+                    "- {} × {streams} stream(s): {:.2}",
+                    mode.name(),
+                    us(system) / us(System::Rtpengine)
+                )?;
+            }
         }
     }
     writeln!(md, "\nRatio SBC ÷ rtpengine by µs/packet (target ≤ 0.7):\n")?;

@@ -9,6 +9,7 @@ pub mod diagnosis;
 pub(crate) mod executor;
 pub mod finals;
 pub(crate) mod latch_events;
+pub(crate) mod mailbox;
 pub mod manager;
 pub mod neighbour;
 pub mod policy;

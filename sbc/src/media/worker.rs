@@ -18,12 +18,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, TryRecvError};
 use nix::{
     errno::Errno,
     sys::{
         epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout},
-        eventfd::{EfdFlags, EventFd},
+        eventfd::EventFd,
     },
 };
 use parking_lot::Mutex;
@@ -34,6 +34,7 @@ use sbc_proto::{
 
 use super::{
     executor::Core,
+    mailbox::Mailbox,
     relay::{self, Received, Sockets},
 };
 use crate::{metrics::MediaMetrics, sys::udp_batch::Datagram};
@@ -67,8 +68,7 @@ pub(crate) enum Order {
 /// current wake-up); the thread drops the sockets it still has.
 #[derive(Debug)]
 pub(crate) struct Worker {
-    orders: Option<Sender<Order>>,
-    bell: Arc<EventFd>,
+    mailbox: Mailbox<Order>,
     /// Streams given to it and not removed (the executor balances on this).
     pub streams: usize,
 }
@@ -76,16 +76,16 @@ pub(crate) struct Worker {
 impl Worker {
     /// Starts worker `index` relaying for `core`.
     pub fn spawn(index: usize, core: Weak<Mutex<Core>>, metrics: MediaMetrics) -> io::Result<Self> {
-        let bell = Arc::new(EventFd::from_flags(
-            EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC,
-        )?);
+        let (mailbox, inbox) = Mailbox::new()?;
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-        epoll.add(bell.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, BELL))?;
-        let (tx, rx) = crossbeam_channel::unbounded();
+        epoll.add(
+            inbox.bell.as_fd(),
+            EpollEvent::new(EpollFlags::EPOLLIN, BELL),
+        )?;
         let mut state = State {
             epoll,
-            bell: bell.clone(),
-            orders: rx,
+            bell: inbox.bell,
+            orders: inbox.orders,
             core,
             metrics,
             slots: Vec::new(),
@@ -99,27 +99,15 @@ impl Worker {
             .name(format!("sbc-relay-{index}"))
             .spawn(move || state.run())?;
         Ok(Self {
-            orders: Some(tx),
-            bell,
+            mailbox,
             streams: 0,
         })
     }
 
-    /// Hands `order` to the worker and wakes it.
+    /// Hands `order` to the worker and wakes it. (Dropping the worker ends its thread after
+    /// the current wake-up; the thread drops the sockets it still has.)
     pub fn send(&self, order: Order) {
-        if let Some(tx) = &self.orders {
-            // A worker that is gone (its thread failed) has dropped its sockets already.
-            let _ = tx.send(order);
-            let _ = self.bell.write(1);
-        }
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        // The thread sees the channel closed at its next wake-up, which the bell forces.
-        self.orders = None;
-        let _ = self.bell.write(1);
+        self.mailbox.send(order);
     }
 }
 

@@ -23,12 +23,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, TryRecvError};
 use nix::{
     errno::Errno,
     sys::{
         epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout},
-        eventfd::{EfdFlags, EventFd},
+        eventfd::EventFd,
     },
 };
 use parking_lot::Mutex;
@@ -43,6 +43,7 @@ use sbc_proto::{
 
 use super::{
     executor::{Core, execute},
+    mailbox::Mailbox,
     neighbour::NeighbourPrimer,
     relay::{self, Sockets},
     xdp::XdpRelay,
@@ -89,8 +90,7 @@ pub(crate) enum XskOrder {
 /// the sockets; the XDP program then passes their streams up to the relay sockets again).
 #[derive(Debug)]
 pub(crate) struct XskRelay {
-    orders: Option<Sender<XskOrder>>,
-    bell: Arc<EventFd>,
+    mailbox: Mailbox<XskOrder>,
 }
 
 impl XskRelay {
@@ -126,13 +126,13 @@ impl XskRelay {
             base += queues;
         }
         drop(x);
-        let bell = Arc::new(
-            EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
-                .map_err(|e| e.to_string())?,
-        );
+        let (mailbox, inbox) = Mailbox::new().map_err(|e| e.to_string())?;
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|e| e.to_string())?;
         epoll
-            .add(bell.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, BELL))
+            .add(
+                inbox.bell.as_fd(),
+                EpollEvent::new(EpollFlags::EPOLLIN, BELL),
+            )
             .map_err(|e| e.to_string())?;
         for (i, s) in sockets.iter().enumerate() {
             epoll
@@ -140,7 +140,6 @@ impl XskRelay {
                 .map_err(|e| e.to_string())?;
         }
         let neighbours = NeighbourPrimer::new().map_err(|e| format!("netlink: {e}"))?;
-        let (tx, rx) = crossbeam_channel::unbounded();
         let via_xsk = metrics.xsk_packets.with_label_values(&["xsk"]);
         let via_socket = metrics.xsk_packets.with_label_values(&["socket"]);
         let mut state = State {
@@ -148,8 +147,8 @@ impl XskRelay {
             via_xsk,
             via_socket,
             epoll,
-            bell: bell.clone(),
-            orders: rx,
+            bell: inbox.bell,
+            orders: inbox.orders,
             core,
             metrics,
             sockets,
@@ -167,26 +166,13 @@ impl XskRelay {
             .name("sbc-xsk".into())
             .spawn(move || state.run())
             .map_err(|e| e.to_string())?;
-        Ok(Self {
-            orders: Some(tx),
-            bell,
-        })
+        Ok(Self { mailbox })
     }
 
-    /// Hands `order` to the thread and wakes it.
+    /// Hands `order` to the thread and wakes it. (A thread that is gone has closed its
+    /// sockets: the socket relay carries everything.)
     pub fn send(&self, order: XskOrder) {
-        if let Some(tx) = &self.orders {
-            // A thread that is gone has closed its sockets: the socket relay carries all.
-            let _ = tx.send(order);
-            let _ = self.bell.write(1);
-        }
-    }
-}
-
-impl Drop for XskRelay {
-    fn drop(&mut self) {
-        self.orders = None;
-        let _ = self.bell.write(1);
+        self.mailbox.send(order);
     }
 }
 
