@@ -503,15 +503,25 @@ impl Sbc {
 
     /// Moves the drain on: to [`DrainState::Drained`] once no call and no request of ours is
     /// left, or when the BYE wait is over.
+    ///
+    /// Runs after every input, so it asks whether the SBC is idle only while a drain is on:
+    /// counting the requests in flight walks every client transaction (tens of thousands
+    /// at a few hundred calls/s, as completed ones linger for Timer D/K), which per datagram
+    /// cost the signaling thread an eighth of its CPU and grew with the call rate.
     fn advance_drain(&mut self, now: Instant) {
-        let idle = self.b2bua.stats().calls == 0 && self.b2bua.requests_in_flight() == 0;
-        match self.drain.state {
-            DrainState::Waiting { .. } if idle => self.drain.state = DrainState::Drained,
-            DrainState::Ending { deadline } if idle || deadline <= now => {
-                self.drain.state = DrainState::Drained;
-            }
-            _ => {}
+        let timed_out = match self.drain.state {
+            DrainState::Running | DrainState::Drained => return,
+            DrainState::Waiting { .. } => false,
+            DrainState::Ending { deadline } => deadline <= now,
+        };
+        if timed_out || self.idle() {
+            self.drain.state = DrainState::Drained;
         }
+    }
+
+    /// No call and no request of ours without its final answer.
+    fn idle(&self) -> bool {
+        self.b2bua.stats().calls == 0 && self.b2bua.requests_in_flight() == 0
     }
 
     /// Starts the shutdown: removes every binding (RFC 3261 §10.2.2, `Expires: 0`) and from
