@@ -385,8 +385,8 @@ mod stranger {
         // RTP with PCMU (payload type 0, either marker bit), not the phone's RTCP.
         let last = udp_payloads_where(&pcap, "udp && !sip")
             .into_iter()
-            .filter(|p| p.starts_with("80") && p.len() >= 24 && matches!(&p[2..4], "00" | "80"))
-            .last()
+            .rev()
+            .find(|p| p.starts_with("80") && p.len() >= 24 && matches!(&p[2..4], "00" | "80"))
             .unwrap_or_else(|| panic!("no RTP from {phone} on {ifname}"));
         let seq = u16::from_str_radix(&last[4..8], 16).expect("seq");
         let ssrc = u32::from_str_radix(&last[16..24], 16).expect("ssrc");
