@@ -18,6 +18,12 @@
 //! with SRTP from `sbc_proto::srtp`, re-offering a new key after its sequence numbers wrapped;
 //! the PBX is baresip and must keep hearing it.
 //!
+//! Border (`strangers_spraying_an_af_xdp_srtp_stream_are_dropped_and_the_call_is_intact`,
+//! issue 17): during a call whose SRTP stream the AF_XDP relay carries, strangers inside the
+//! lab spray its relay ports with RTP, forged SRTP (also with the real SSRC) and forged SRTCP;
+//! the phones still hear each other, nothing of the strangers' reaches them, every stranger
+//! packet is counted as an SRTP authentication failure or a latch refusal, and no latch moves.
+//!
 //! The same call with both legs SRTP (`srtp_to_srtp_with_different_keys_per_leg`) shows the
 //! SBC re-encrypting with its own key per leg; and a carrier INVITE offering only suites the SBC
 //! does not implement gets 488.
@@ -117,12 +123,17 @@ fn assert_tone_in(path: &Path, want: f64, other: f64, part: (f64, f64), who: &st
 
 /// UDP payloads (hex) of non-SIP packets in a capture.
 fn udp_payloads(pcap: &[u8]) -> Vec<String> {
+    udp_payloads_where(pcap, "udp && !sip")
+}
+
+/// UDP payloads (hex) of the packets in a capture that match the display `filter`.
+fn udp_payloads_where(pcap: &[u8], filter: &str) -> Vec<String> {
     let file = std::env::temp_dir().join(format!("{}.pcap", sbc_e2e::netns::unique("srtpcap")));
     std::fs::write(&file, pcap).expect("pcap");
     let out = Command::new("tshark")
         .args(["-r"])
         .arg(&file)
-        .args(["-Y", "udp && !sip", "-T", "fields", "-e", "udp.payload"])
+        .args(["-Y", filter, "-T", "fields", "-e", "udp.payload"])
         .output()
         .expect("tshark -r");
     let _ = std::fs::remove_file(&file);
@@ -223,6 +234,380 @@ fn srtp_call_goes_through_af_xdp_and_xsk_off_uses_the_sockets() {
     );
 }
 
+/// The issue-17 border: during a call whose SRTP stream the AF_XDP relay carries (carrier leg
+/// SRTP, PBX leg plain), strangers spray its relay ports from addresses inside the lab's own
+/// namespaces — a second address on each peer link, and the phones' own addresses from other
+/// ports — with RTP-looking packets, SRTP-looking ones with forged tags (some with the real
+/// SSRC, sniffed off the link) and forged SRTCP. The call must not notice: both phones hear
+/// each other; every stranger packet is dropped (the carrier leg authenticates before it
+/// latches: `srtp_auth_failed`; the PBX leg's latch refuses them: `not_allowed` /
+/// `strict_source`), none reaches a phone or a stranger, and neither latch moves.
+#[test]
+fn strangers_spraying_an_af_xdp_srtp_stream_are_dropped_and_the_call_is_intact() {
+    if !sbc_e2e::require_root("srtp_baresip") {
+        return;
+    }
+    let _one_at_a_time = serial();
+    let (done, sprayed) = call_with("ssp", false, "timeout_s = 30", spray_the_stream);
+    assert_eq!(
+        metric(&done.lab, "sbc_media_xsk_active"),
+        1,
+        "AF_XDP relay ran"
+    );
+    // Nothing the SBC sent a phone is a stranger's packet: the RTP header crosses the relay
+    // unencrypted either way, so a forwarded one would show its stranger SSRC or its marked
+    // timestamp on the link.
+    for (link, pcap, sbc) in [
+        ("PBX", &done.pbx_pcap, "198.18.1.1"),
+        ("carrier", &done.car_pcap, "198.18.2.1"),
+    ] {
+        let from_sbc = udp_payloads_where(pcap, &format!("udp && !sip && ip.src == {sbc}"));
+        assert!(
+            from_sbc.len() > 100,
+            "{link} link: {} packets",
+            from_sbc.len()
+        );
+        let leaked = from_sbc.iter().filter(|p| stranger::marked(p)).count();
+        assert_eq!(
+            leaked, 0,
+            "{leaked} stranger packets reached the {link} phone ({sprayed:?})"
+        );
+    }
+}
+
+/// [`call_with`]'s `during` for the spray: see [`stranger`].
+fn spray_the_stream(lab: &MediaLab, session: u64) -> stranger::Sprayed {
+    stranger::spray(lab, session)
+}
+
+/// Strangers spraying a live call's relay ports, and what the SBC made of it.
+mod stranger {
+    use std::{
+        net::{SocketAddr, UdpSocket},
+        sync::{
+            Arc,
+            atomic::{AtomicBool, AtomicU64, Ordering},
+        },
+        thread,
+        time::{Duration, Instant},
+    };
+
+    use sbc_e2e::{capture::Capture, netns::ip};
+
+    use super::{MediaLab, metric, udp_payloads_where};
+
+    /// SSRC of the strangers' own streams.
+    const SSRC: u32 = 0x5eed_0bad;
+    /// Timestamps of the strangers' packets start here; they also set the marker bit, which
+    /// the phones set only on a talkspurt's first packet.
+    const MARK_TS: u32 = 0x5eed_0000;
+    /// Spray rounds, 20 ms apart (about 3 s), bounded in time too by [`LIMIT`].
+    const ROUNDS: u16 = 150;
+    const LIMIT: Duration = Duration::from_secs(10);
+    /// The re-latch window after the answer (`media.relatch_window_ms`'s default, 2 s) plus a
+    /// margin: inside it an allowed source may take the latch by design.
+    const AFTER_WINDOW: Duration = Duration::from_millis(2_500);
+
+    /// What was sprayed and what the SBC counted meanwhile.
+    #[derive(Debug, Default)]
+    pub struct Sprayed {
+        /// Packets sent at the carrier (SRTP) leg's RTP and RTCP ports.
+        pub at_srtp_leg: u64,
+        /// At the PBX (plain) leg's RTP port from the PBX's own address (another port).
+        pub at_plain_leg_same_ip: u64,
+        /// At the PBX leg's RTP port from another address on the PBX link.
+        pub at_plain_leg_other_ip: u64,
+    }
+
+    /// Whether an RTP payload (hex) is one of the strangers': their SSRC, or a marked
+    /// timestamp with the marker bit.
+    pub fn marked(hex: &str) -> bool {
+        let word = |at: usize| {
+            hex.get(2 * at..2 * at + 8)
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+        };
+        let marker = hex
+            .get(2..4)
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .is_some_and(|b| b & 0x80 != 0);
+        word(8) == Some(SSRC)
+            || (marker && word(4).is_some_and(|ts| ts.wrapping_sub(MARK_TS) < u32::from(ROUNDS)))
+    }
+
+    /// The latched source of each leg's RTP (inside, outside), once both are latched.
+    fn latched(lab: &MediaLab, session: u64) -> (String, String) {
+        let deadline = Instant::now() + Duration::from_secs(8);
+        loop {
+            let v = lab.json(
+                "GET",
+                &format!("/api/v1/media/sessions/{session}"),
+                None,
+                200,
+            );
+            let s = &v["streams"][0];
+            if let (Some(i), Some(o)) = (
+                s["inside"]["latched"].as_str(),
+                s["outside"]["latched"].as_str(),
+            ) {
+                return (i.to_owned(), o.to_owned());
+            }
+            assert!(Instant::now() < deadline, "legs not latched: {v}");
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The relay's RTP endpoint of `side`.
+    fn relay(lab: &MediaLab, session: u64, side: &str) -> SocketAddr {
+        let v = lab.json(
+            "GET",
+            &format!("/api/v1/media/sessions/{session}"),
+            None,
+            200,
+        );
+        let e = &v["streams"][0][side];
+        SocketAddr::new(
+            e["relay"].as_str().expect("relay").parse().expect("ip"),
+            u16::try_from(e["rtp_port"].as_u64().expect("port")).expect("port"),
+        )
+    }
+
+    /// The SSRC and last sequence number of the RTP a phone at `phone` sends the SBC, sniffed
+    /// off its link for a second (as anyone on the path could).
+    fn sniff(ns: &str, ifname: &str, phone: &str, sbc: &str) -> (u32, u16) {
+        let cap = Capture::start_on(
+            ns,
+            &[ifname],
+            &format!("udp and src host {phone} and dst host {sbc} and not port 5060"),
+        )
+        .expect("sniffer");
+        thread::sleep(Duration::from_millis(1_000));
+        let pcap = cap.stop();
+        // RTP with PCMU (payload type 0, either marker bit), not the phone's RTCP.
+        let last = udp_payloads_where(&pcap, "udp && !sip")
+            .into_iter()
+            .rev()
+            .find(|p| p.starts_with("80") && p.len() >= 24 && matches!(&p[2..4], "00" | "80"))
+            .unwrap_or_else(|| panic!("no RTP from {phone} on {ifname}"));
+        let seq = u16::from_str_radix(&last[4..8], 16).expect("seq");
+        let ssrc = u32::from_str_radix(&last[16..24], 16).expect("ssrc");
+        (ssrc, seq)
+    }
+
+    /// An RTP header (marker bit set, PCMU) with a 160-byte payload and `tag` forged bytes,
+    /// different for each `salt` (no two strangers send the same bytes: `call_with` looks for
+    /// PBX-link payloads on the carrier link).
+    fn rtp(seq: u16, ts: u32, ssrc: u32, tag: usize, salt: u32) -> Vec<u8> {
+        let mut p = vec![0u8; 12 + 160 + tag];
+        p[0] = 0x80;
+        p[1] = 0x80;
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p[4..8].copy_from_slice(&ts.to_be_bytes());
+        p[8..12].copy_from_slice(&ssrc.to_be_bytes());
+        for (k, b) in (0u32..).zip(&mut p[12..]) {
+            // Arbitrary bytes, different per packet and salt: a 32-bit integer hash (two
+            // xor-shift-multiply rounds) of the byte's position.
+            let mut x = ts ^ (salt << 24) ^ k.wrapping_mul(0x0100_0193);
+            x = (x ^ (x >> 16)).wrapping_mul(0x7feb_352d);
+            x = (x ^ (x >> 15)).wrapping_mul(0x846c_a68b);
+            *b = (x ^ (x >> 16)).to_be_bytes()[3];
+        }
+        p
+    }
+
+    /// A forged SRTCP sender report from `ssrc`: header, sender info, E flag and index, tag.
+    fn srtcp(ssrc: u32, index: u32) -> Vec<u8> {
+        let mut p = vec![0u8; 28 + 4 + 10];
+        p[0] = 0x80;
+        p[1] = 200;
+        p[2..4].copy_from_slice(&6u16.to_be_bytes());
+        p[4..8].copy_from_slice(&ssrc.to_be_bytes());
+        p[28..32].copy_from_slice(&(0x8000_0000 | index).to_be_bytes());
+        p[32..].fill(0xa5);
+        p
+    }
+
+    /// Stops the strangers' listeners when dropped (also when a check fails).
+    struct Stop(Arc<AtomicBool>);
+
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// A stranger's socket in `ns` and a thread counting what arrives on it (until `stop`, at
+    /// most [`LIMIT`] and a bit).
+    struct Stranger {
+        socket: UdpSocket,
+        listener: thread::JoinHandle<u64>,
+    }
+
+    impl Stranger {
+        fn bind(ns: &str, addr: &str, stop: &Stop) -> Self {
+            let socket = {
+                let _in = sbc_e2e::netns::enter(ns).expect("enter peer netns");
+                UdpSocket::bind(addr).expect("bind stranger")
+            };
+            socket
+                .set_read_timeout(Some(Duration::from_millis(100)))
+                .expect("timeout");
+            let listener = {
+                let socket = socket.try_clone().expect("clone");
+                let stop = stop.0.clone();
+                let got = Arc::new(AtomicU64::new(0));
+                thread::spawn(move || {
+                    let start = Instant::now();
+                    let mut buf = [0u8; 2048];
+                    while !stop.load(Ordering::Relaxed) && start.elapsed() < LIMIT * 2 {
+                        if socket.recv_from(&mut buf).is_ok() {
+                            got.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    got.load(Ordering::Relaxed)
+                })
+            };
+            Self { socket, listener }
+        }
+
+        fn send(&self, p: &[u8], to: SocketAddr, count: &mut u64) {
+            if self.socket.send_to(p, to).is_ok() {
+                *count += 1;
+            }
+        }
+    }
+
+    /// Sprays the call's relay ports (see the test) once both legs are latched and the
+    /// re-latch window has passed, then checks the SBC's counters and latches.
+    pub fn spray(lab: &MediaLab, session: u64) -> Sprayed {
+        let before_latch = latched(lab, session);
+        let started = Instant::now();
+        let (inside, outside) = (
+            relay(lab, session, "inside"),
+            relay(lab, session, "outside"),
+        );
+        // Both links at once: the phones talk for a few seconds only.
+        let (car_ns, pbx_ns) = (lab.lab.carrier.as_str(), lab.lab.pbx.as_str());
+        let ((car_ssrc, car_seq), (pbx_ssrc, pbx_seq)) = thread::scope(|s| {
+            let car = s.spawn(|| sniff(car_ns, "car0", "198.18.2.2", "198.18.2.1"));
+            let pbx = sniff(pbx_ns, "pbx0", "198.18.1.2", "198.18.1.1");
+            (car.join().expect("carrier sniffer"), pbx)
+        });
+        // Second addresses on the peer links (gone with the lab's namespaces).
+        for (ns, addr, dev) in [
+            (car_ns, "198.18.2.66/24", "car0"),
+            (pbx_ns, "198.18.1.66/24", "pbx0"),
+        ] {
+            ip(&["-n", ns, "addr", "add", addr, "dev", dev]).expect("stranger address");
+        }
+        let stop = Stop(Arc::new(AtomicBool::new(false)));
+        let car_other = Stranger::bind(car_ns, "198.18.2.66:0", &stop);
+        let car_same = Stranger::bind(car_ns, "198.18.2.2:0", &stop);
+        let pbx_other = Stranger::bind(pbx_ns, "198.18.1.66:0", &stop);
+        let pbx_same = Stranger::bind(pbx_ns, "198.18.1.2:0", &stop);
+        thread::sleep(AFTER_WINDOW.saturating_sub(started.elapsed()));
+
+        let series = [
+            "sbc_media_srtp_auth_failures_total",
+            "sbc_media_packets_dropped_total{reason=\"not_allowed\"}",
+            "sbc_media_packets_dropped_total{reason=\"strict_source\"}",
+            "sbc_media_xsk_packets_total{path=\"xsk\"}",
+            "sbc_media_relatched_total",
+        ];
+        let read = || series.map(|s| metric(lab, s));
+        let before = read();
+        let to_xsk = lab.xdp_counter("to_xsk");
+
+        let mut sent = Sprayed::default();
+        let out_rtcp = SocketAddr::new(outside.ip(), outside.port() + 1);
+        let spray_start = Instant::now();
+        for i in 0..ROUNDS {
+            if spray_start.elapsed() > LIMIT {
+                break;
+            }
+            let ts = MARK_TS + u32::from(i);
+            let seq = |real: u16| real.wrapping_add(3_000).wrapping_add(i);
+            for (s, salt) in [(&car_other, 0), (&car_same, 3)] {
+                let n = &mut sent.at_srtp_leg;
+                s.send(&rtp(i, ts, SSRC, 0, salt), outside, n);
+                s.send(&rtp(seq(car_seq), ts, car_ssrc, 10, salt + 1), outside, n);
+                s.send(&rtp(seq(car_seq), ts, SSRC, 16, salt + 2), outside, n);
+                s.send(&srtcp(car_ssrc, 1_000 + u32::from(i)), out_rtcp, n);
+            }
+            for (s, n, salt) in [
+                (&pbx_other, &mut sent.at_plain_leg_other_ip, 6),
+                (&pbx_same, &mut sent.at_plain_leg_same_ip, 8),
+            ] {
+                s.send(&rtp(i, ts, SSRC, 0, salt), inside, n);
+                s.send(&rtp(seq(pbx_seq), ts, pbx_ssrc, 10, salt + 1), inside, n);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        thread::sleep(Duration::from_millis(500));
+        let after = read();
+        let to_xsk = lab.xdp_counter("to_xsk") - to_xsk;
+        let after_latch = latched(lab, session);
+        drop(stop);
+        let mut received = 0;
+        for s in [car_other, car_same, pbx_other, pbx_same] {
+            received += s.listener.join().expect("stranger listener");
+        }
+
+        let d: Vec<u64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
+        let (auth, not_allowed, strict, via_xsk, relatched) = (d[0], d[1], d[2], d[3], d[4]);
+        let plain = sent.at_plain_leg_same_ip + sent.at_plain_leg_other_ip;
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, what: String| {
+            if !ok {
+                problems.push(what);
+            }
+        };
+        check(
+            received == 0,
+            format!("strangers received {received} packets"),
+        );
+        check(
+            after_latch == before_latch,
+            format!("latch moved: {before_latch:?} → {after_latch:?}"),
+        );
+        check(relatched == 0, format!("{relatched} re-latches"));
+        check(
+            auth >= sent.at_srtp_leg,
+            format!(
+                "{auth} SRTP auth failures for {} forged packets",
+                sent.at_srtp_leg
+            ),
+        );
+        check(
+            strict >= sent.at_plain_leg_same_ip,
+            format!(
+                "{strict} strict_source drops for {} packets",
+                sent.at_plain_leg_same_ip
+            ),
+        );
+        check(
+            strict + not_allowed >= plain,
+            format!("{strict} + {not_allowed} latch drops for {plain} packets"),
+        );
+        // Every stranger frame at an RTP port went to the AF_XDP socket (RTCP ports have no
+        // XDP mapping), and the call kept flowing through it.
+        let at_rtp = sent.at_srtp_leg / 4 * 3 + plain;
+        check(
+            to_xsk >= at_rtp,
+            format!("{to_xsk} frames to AF_XDP for {at_rtp}"),
+        );
+        check(
+            via_xsk > 100,
+            format!("{via_xsk} packets relayed by AF_XDP while sprayed"),
+        );
+        eprintln!(
+            "sprayed {sent:?}; counted: srtp auth {auth}, not_allowed {not_allowed}, \
+             strict_source {strict}, to_xsk {to_xsk}, relayed via AF_XDP {via_xsk}"
+        );
+        assert!(problems.is_empty(), "{problems:#?}");
+        sent
+    }
+}
+
 /// One call from the PBX's phone to the carrier's; the PBX's phone and leg use SRTP when
 /// `pbx_srtp`.
 fn call(prefix: &str, pbx_srtp: bool) {
@@ -232,6 +617,24 @@ fn call(prefix: &str, pbx_srtp: bool) {
 /// [`call`] with `media_toml` in `[media]`; returns the lab (its SBC still running) for the
 /// caller's checks of its counters.
 fn call_in(prefix: &str, pbx_srtp: bool, media_toml: &str) -> MediaLab {
+    call_with(prefix, pbx_srtp, media_toml, |_, _| ()).0.lab
+}
+
+/// A finished call: the lab (its SBC still running) and what both links carried.
+struct Finished {
+    lab: MediaLab,
+    pbx_pcap: Vec<u8>,
+    car_pcap: Vec<u8>,
+}
+
+/// [`call_in`], running `during` with the media session's id while the phones talk (after
+/// the carrier-address forgeries were sent); returns what `during` returned.
+fn call_with<R>(
+    prefix: &str,
+    pbx_srtp: bool,
+    media_toml: &str,
+    during: impl FnOnce(&MediaLab, u64) -> R,
+) -> (Finished, R) {
     let mut lab = MediaLab::start(prefix, media_toml);
     mandatory_trunk(&mut lab, pbx_srtp);
     let car_cap = Capture::start(&lab.lab.carrier, "car0").expect("capture carrier link");
@@ -283,6 +686,7 @@ fn call_in(prefix: &str, pbx_srtp: bool, media_toml: &str) -> MediaLab {
         p.extend_from_slice(&[0x5a; 16]);
         forger.send_to(&p, relay).expect("send forged");
     }
+    let during = during(&lab, id);
 
     pbx.wait(Duration::from_secs(20));
     carrier.wait(Duration::from_secs(10));
@@ -292,7 +696,12 @@ fn call_in(prefix: &str, pbx_srtp: bool, media_toml: &str) -> MediaLab {
     let failures = metric(&lab, "sbc_media_srtp_auth_failures_total") - before;
     assert!(failures >= 20, "forged packets counted: {failures}");
     assert_heard_and_encrypted(&pbx, &carrier, &pbx_pcap, &car_pcap, &suite);
-    lab
+    let finished = Finished {
+        lab,
+        pbx_pcap,
+        car_pcap,
+    };
+    (finished, during)
 }
 
 /// The id and outside RTP port of the call's media session once its carrier leg is SRTP
@@ -347,9 +756,10 @@ fn assert_heard_and_encrypted(
     let srtp: Vec<&String> = wire.iter().filter(|p| p.starts_with("80")).collect();
     assert!(srtp.len() > 100, "SRTP on the carrier link: {}", srtp.len());
     for p in &pbx_wire {
+        let crossed = wire.iter().find(|w| w.contains(p.as_str()));
         assert!(
-            !wire.iter().any(|w| w.contains(p.as_str())),
-            "a PBX-leg payload crossed the carrier link unchanged ({suite})"
+            crossed.is_none(),
+            "a PBX-leg payload crossed the carrier link unchanged ({suite}): {p} in {crossed:?}"
         );
     }
     // Every RTP packet the SBC sends the carrier carries the suite's tag.

@@ -6,6 +6,7 @@
 #[cfg(any(test, feature = "fake-media"))]
 mod b2bua;
 mod digest;
+mod frame;
 mod media;
 mod srtp;
 
@@ -14,6 +15,7 @@ use bytes::Bytes;
 #[cfg(any(test, feature = "fake-media"))]
 pub use b2bua::b2bua;
 pub use digest::digest;
+pub use frame::frame;
 pub use media::media;
 pub use srtp::srtp;
 

@@ -74,6 +74,13 @@ pub fn parse_udp(frame: &[u8]) -> Option<UdpFrame> {
         }
         _ => return None,
     };
+    // The IP packet the header declares must have arrived whole (Ethernet padding may follow):
+    // the kernel drops a shorter one before UDP sees it (`ip_rcv_core`, `ipv6_rcv`), and a
+    // datagram the AF_XDP relay takes must be one the socket relay could have received.
+    // (The IP packet spans `ETH_HLEN..udp_at + ip_payload`; both terms are at most 16 bits.)
+    if udp_at + ip_payload > frame.len() {
+        return None;
+    }
     let udp = frame.get(udp_at..udp_at + UDP_HLEN)?;
     let sport = u16::from_be_bytes([udp[0], udp[1]]);
     let dport = u16::from_be_bytes([udp[2], udp[3]]);
@@ -285,6 +292,27 @@ mod tests {
             write_udp(&mut frame, MACS, sa("10.0.0.1:1"), sa("10.0.0.2:2"), 60),
             None
         );
+    }
+
+    /// An IP header declaring more bytes than the frame holds is a truncated packet even when
+    /// the UDP length fits (`fuzzing::frame` found these accepted; the kernel drops them).
+    #[test]
+    fn an_ip_packet_longer_than_the_frame_does_not_parse() {
+        for (src, dst, len_at) in [
+            ("10.0.0.1:1", "10.0.0.2:2", ETH_HLEN + 2),
+            ("[2001:db8::1]:1", "[2001:db8::2]:2", ETH_HLEN + 4),
+        ] {
+            let mut frame = [0u8; 128];
+            let n = write_udp(&mut frame, MACS, sa(src), sa(dst), 10).expect("fits");
+            assert!(parse_udp(&frame[..n]).is_some());
+            // The IP length grows by one byte the frame does not have; the UDP length is kept.
+            let declared = u16::from_be_bytes([frame[len_at], frame[len_at + 1]]);
+            frame[len_at..len_at + 2].copy_from_slice(&(declared + 1).to_be_bytes());
+            assert_eq!(parse_udp(&frame[..n]), None, "{src}: truncated IP packet");
+            // With the byte there (and the UDP datagram shorter than the IP payload, which the
+            // kernel trims), it parses.
+            assert_eq!(parse_udp(&frame[..=n]).map(|f| f.len), Some(10), "{src}");
+        }
     }
 
     #[test]
