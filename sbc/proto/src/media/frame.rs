@@ -48,6 +48,11 @@ pub fn parse_udp(frame: &[u8]) -> Option<UdpFrame> {
             if *ip.get(9)? != IPPROTO_UDP {
                 return None;
             }
+            // The kernel drops an IPv4 header whose checksum fails (`ip_rcv_core`); so does
+            // this path, or a damaged or forged header would reach the relay here only.
+            if fold(add_bytes(0, ip.get(..ihl)?)) != 0xffff {
+                return None;
+            }
             let total = usize::from(u16::from_be_bytes([*ip.get(2)?, *ip.get(3)?]));
             let src: [u8; 4] = ip.get(12..16)?.try_into().ok()?;
             let dst: [u8; 4] = ip.get(16..20)?.try_into().ok()?;
@@ -308,11 +313,44 @@ mod tests {
             // The IP length grows by one byte the frame does not have; the UDP length is kept.
             let declared = u16::from_be_bytes([frame[len_at], frame[len_at + 1]]);
             frame[len_at..len_at + 2].copy_from_slice(&(declared + 1).to_be_bytes());
+            if len_at == ETH_HLEN + 2 {
+                reseal_ipv4(&mut frame);
+            }
             assert_eq!(parse_udp(&frame[..n]), None, "{src}: truncated IP packet");
             // With the byte there (and the UDP datagram shorter than the IP payload, which the
             // kernel trims), it parses.
             assert_eq!(parse_udp(&frame[..=n]).map(|f| f.len), Some(10), "{src}");
         }
+    }
+
+    /// Recomputes the IPv4 header checksum of `frame` after a test changed a header field.
+    fn reseal_ipv4(frame: &mut [u8]) {
+        let header = ETH_HLEN..ETH_HLEN + IPV4_HLEN;
+        frame[ETH_HLEN + 10..ETH_HLEN + 12].fill(0);
+        let sum = !fold(add_bytes(0, &frame[header]));
+        frame[ETH_HLEN + 10..ETH_HLEN + 12].copy_from_slice(&sum.to_be_bytes());
+    }
+
+    /// A damaged IPv4 header (any flipped bit, the checksum's own included) does not parse,
+    /// as the kernel's receive path drops it; resealed, the same change parses.
+    #[test]
+    fn an_ipv4_header_with_a_bad_checksum_does_not_parse() {
+        let mut frame = [0u8; 128];
+        let n = write_udp(&mut frame, MACS, sa("10.0.0.1:1"), sa("10.0.0.2:2"), 10).expect("fits");
+        for byte in ETH_HLEN..ETH_HLEN + IPV4_HLEN {
+            let mut bad = frame;
+            bad[byte] ^= 0x01;
+            assert_eq!(
+                parse_udp(&bad[..n]),
+                None,
+                "bit flipped in header byte {byte}"
+            );
+        }
+        // The TTL is free to change once the checksum follows it.
+        let mut ttl = frame;
+        ttl[ETH_HLEN + 8] = 3;
+        reseal_ipv4(&mut ttl);
+        assert!(parse_udp(&ttl[..n]).is_some());
     }
 
     #[test]
