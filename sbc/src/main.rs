@@ -2,13 +2,6 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
-/// mimalloc instead of the C library's allocator: per-thread heaps without arena locks or
-/// `mprotect` as a heap grows. Callgrind counts 6.4 % fewer instructions per call in the
-/// call core with it (`cargo xtask bench check`'s workload, 4,000 calls: 1,699 M against
-/// 1,815 M), and the allocator's own share halves.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use clap::{Parser, Subcommand};
 use sbc::config::{self, LogFormat};
 

@@ -5,7 +5,7 @@
 //! runs it with [`CALLS`] calls under `valgrind --tool=callgrind`, collecting only inside the
 //! workload's `measured` functions (the SBC's own work per message: copy, parse, handle, send,
 //! timers), and divides by the calls: instructions per call and heap allocations per call
-//! (calls to the allocator's entry points, [`ALLOCATORS`], counted by
+//! (calls to `malloc`, `calloc`, `realloc`, `posix_memalign`, `aligned_alloc`, counted by
 //! callgrind). Process start-up, the B2BUA's construction and the workload's own work (building
 //! the peers' messages, checking what the SBC sent) are left out. Both are compared with the committed
 //! baseline [`BASELINE`]; the check fails when either is more than the baseline's tolerance
@@ -35,13 +35,8 @@ const CALLS: u64 = 4000;
 const MEASURED: &str = "sbc_bench_workload::measured::*";
 /// Allowed increase over the baseline when the baseline file names none.
 const DEFAULT_TOLERANCE: f64 = 0.10;
-/// The allocation functions whose calls count as allocations: mimalloc's entry points for
-/// Rust's `GlobalAlloc` (the daemon's and the workload's allocator), and the C library's for
-/// anything that allocates beside it.
-const ALLOCATORS: [&str; 8] = [
-    "mi_malloc_aligned",
-    "mi_zalloc_aligned",
-    "mi_realloc_aligned",
+/// The allocation functions whose calls count as allocations.
+const ALLOCATORS: [&str; 5] = [
     "malloc",
     "calloc",
     "realloc",

@@ -19,10 +19,6 @@
 //! It uses as little of the API as it can (construction, `handle_datagram`, `handle_timeout`,
 //! `poll_*`, `stats`), so that it keeps working as the core is restructured.
 
-/// The daemon's allocator (`sbc/src/main.rs`), so that the counts are those of what ships.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::{
     net::SocketAddr,
     process::ExitCode,
