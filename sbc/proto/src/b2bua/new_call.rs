@@ -343,9 +343,10 @@ impl B2bua {
             _ => cfg.local(to),
         };
         let target_hp = msg::hostport(target.addr);
+        let own_host = msg::host(local_to.addr);
         let from_host = match (to, trunk_cfg.and_then(|t| t.from_domain.as_deref())) {
-            (Side::Outside, Some(d)) => d.to_owned(),
-            _ => msg::host(local_to.addr),
+            (Side::Outside, Some(d)) => d,
+            _ => own_host.as_str(),
         };
         // Digest pass-through: the challenger computes `uri=` over the Request-URI it sees, which
         // must be the one the authenticating side signed (auth_passthrough.rs).
@@ -382,7 +383,7 @@ impl B2bua {
             calling: &calling,
             called: &called,
             trunk: trunk_cfg.map_or("", |t| t.name.as_str()),
-            domain: &from_host,
+            domain: from_host,
         };
         for r in &rules.headers {
             if r.action != crate::routing::HeaderAction::Remove {

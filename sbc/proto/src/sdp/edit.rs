@@ -5,6 +5,7 @@ use std::io::Write as _;
 use super::error::SdpError;
 use super::parse::{Direction, Sdp};
 use super::policy::{Level, SdpPolicy};
+use crate::text::Text;
 
 /// Which part of the SDP an edit applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +71,7 @@ impl<'s, 'a> SdpEditor<'s, 'a> {
         address: &str,
     ) -> Result<&mut Self, SdpError> {
         let (start, end) = self.range(section)?;
-        let line = format!("c=IN {addrtype} {address}");
+        let line = concat(&["c=IN ", addrtype, " ", address]);
         match (start..end).find(|&i| self.sdp.lines[i].kind == b'c') {
             Some(i) => self.replace[i] = Some(Some(line)),
             None if matches!(section, Section::Media(_)) => self.inserts.push((start, line)),
@@ -118,9 +119,18 @@ impl<'s, 'a> SdpEditor<'s, 'a> {
         let i = (0..self.sdp.lines.len())
             .find(|&i| self.sdp.lines[i].kind == b'o')
             .ok_or(SdpError::BadOrigin)?;
-        self.replace[i] = Some(Some(format!(
-            "o={username} {session_id} {version} IN {addrtype} {address}"
-        )));
+        self.replace[i] = Some(Some(concat(&[
+            "o=",
+            username,
+            " ",
+            &Text::decimal(session_id),
+            " ",
+            &Text::decimal(version),
+            " IN ",
+            addrtype,
+            " ",
+            address,
+        ])));
         Ok(self)
     }
 
@@ -462,6 +472,15 @@ impl<'s, 'a> SdpEditor<'s, 'a> {
             }
         }
     }
+}
+
+/// The parts joined into one line, allocated once (no `core::fmt` on the per-call path).
+fn concat(parts: &[&str]) -> String {
+    let mut line = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for p in parts {
+        line.push_str(p);
+    }
+    line
 }
 
 #[cfg(test)]

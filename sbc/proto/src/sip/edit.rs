@@ -5,13 +5,13 @@
 //! received (names keep their compact forms and case, folds stay folded).
 
 use std::borrow::Cow;
-use std::io::Write as _;
 
 use super::headers::{Header, Headers};
 use super::message::Message;
 use super::method::Method;
 use super::name::HeaderName;
 use super::status::StatusCode;
+use crate::text::Text;
 
 #[derive(Debug, Clone)]
 enum Op<'m> {
@@ -170,7 +170,7 @@ impl<'m> Editor<'m> {
             if h.name == HeaderName::ContentLength {
                 has_length = true;
                 if self.body.is_some() {
-                    write_field(out, h.raw_name, format!("{}", body.len()).as_bytes());
+                    write_field(out, h.raw_name, Text::decimal(body.len() as u64).as_bytes());
                     continue;
                 }
             }
@@ -193,7 +193,11 @@ impl<'m> Editor<'m> {
             write_field(out, name.as_bytes(), v);
         }
         if !has_length {
-            let _ = write!(out, "Content-Length: {}\r\n", body.len());
+            write_field(
+                out,
+                b"Content-Length",
+                Text::decimal(body.len() as u64).as_bytes(),
+            );
         }
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(body);
@@ -285,14 +289,21 @@ impl<'b> MessageWriter<'b> {
     /// Starts a request (clears `out`).
     pub fn request(out: &'b mut Vec<u8>, method: &Method, uri: &str) -> Self {
         out.clear();
-        let _ = write!(out, "{method} {uri} SIP/2.0\r\n");
+        out.extend_from_slice(method.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(uri.as_bytes());
+        out.extend_from_slice(b" SIP/2.0\r\n");
         Self { out }
     }
 
     /// Starts a response (clears `out`).
     pub fn response(out: &'b mut Vec<u8>, status: StatusCode, reason: &str) -> Self {
         out.clear();
-        let _ = write!(out, "SIP/2.0 {status} {reason}\r\n");
+        out.extend_from_slice(b"SIP/2.0 ");
+        out.extend_from_slice(Text::decimal(u64::from(status.as_u16())).as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(reason.as_bytes());
+        out.extend_from_slice(b"\r\n");
         Self { out }
     }
 
@@ -324,8 +335,8 @@ impl<'b> MessageWriter<'b> {
                     }
                     if let Some(p) = opts.rport {
                         scratch.clear();
-                        let port = p.to_string();
-                        edit_param(&v, "rport", Some(Some(&port)), &mut scratch);
+                        let port = Text::decimal(u64::from(p));
+                        edit_param(&v, "rport", Some(Some(port.as_str())), &mut scratch);
                         v.clone_from(&scratch);
                     }
                     write_field(w.out, h.raw_name, &v);
@@ -364,9 +375,25 @@ impl<'b> MessageWriter<'b> {
         self
     }
 
+    /// Adds `CSeq: <seq> <method>`.
+    pub fn cseq(&mut self, seq: u32, method: &Method) -> &mut Self {
+        self.out.extend_from_slice(b"CSeq: ");
+        self.out
+            .extend_from_slice(Text::decimal(u64::from(seq)).as_bytes());
+        self.out.push(b' ');
+        self.out.extend_from_slice(method.as_str().as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+        self
+    }
+
     /// Adds Content-Length, the empty line and the body.
     pub fn finish(&mut self, body: &[u8]) {
-        let _ = write!(self.out, "Content-Length: {}\r\n\r\n", body.len());
+        write_field(
+            self.out,
+            b"Content-Length",
+            Text::decimal(body.len() as u64).as_bytes(),
+        );
+        self.out.extend_from_slice(b"\r\n");
         self.out.extend_from_slice(body);
     }
 }

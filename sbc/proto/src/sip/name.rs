@@ -24,6 +24,20 @@ macro_rules! header_names {
                 }
             }
 
+            /// The canonical name in lower case (how allowlists and header rules spell it);
+            /// empty for `Other`.
+            pub fn as_lower(self) -> &'static str {
+                match self {
+                    $( Self::$variant => const {
+                        match std::str::from_utf8($lower) {
+                            Ok(s) => s,
+                            Err(_) => panic!("header names are ASCII"),
+                        }
+                    }, )*
+                    Self::Other => "",
+                }
+            }
+
             /// The compact form (RFC 3261 §7.3.3 and extensions), if the header has one.
             pub fn compact(self) -> Option<&'static str> {
                 match self {
