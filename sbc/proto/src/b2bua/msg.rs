@@ -85,7 +85,6 @@ pub(super) fn copy_allowed(
 ) {
     for h in source.iter() {
         let name = h.name.as_str();
-        let Some(value) = h.value_str() else { continue };
         // Known names have a static lower-case spelling: no allocation per copied header.
         let lname: std::borrow::Cow<'_, str> = if name.is_empty() {
             String::from_utf8_lossy(h.raw_name)
@@ -101,6 +100,8 @@ pub(super) fn copy_allowed(
         {
             continue;
         }
+        // Checked after the allowlist: most fields are not copied, and need no decoding.
+        let Some(value) = h.value_str() else { continue };
         if IDENTITY_HEADERS.contains(&lname) {
             // Diversion names the redirecting party, not the caller: no calling-number rules.
             let rules = if lname == "diversion" {
@@ -337,7 +338,7 @@ pub(super) fn response(
         received: None,
         rport: None,
     };
-    let mut w = MessageWriter::response_to(out, request.headers(), status, spec.reason, &opts);
+    let mut w = MessageWriter::response_to_message(out, request, status, spec.reason, &opts);
     if let Some(local) = spec.contact {
         w.header("Contact", contact(local));
     }
@@ -374,7 +375,7 @@ pub(super) fn ack_for_non2xx(invite: &Message, resp: &Message, out: &mut Vec<u8>
         w.copy(h);
     }
     w.header("Call-ID", invite.call_id());
-    w.header("CSeq", format!("{} ACK", invite.cseq().seq));
+    w.cseq(invite.cseq().seq, &Method::Ack);
     w.finish(b"");
     Bytes::copy_from_slice(out)
 }
@@ -397,7 +398,7 @@ pub(super) fn cancel_for(invite: &Message, out: &mut Vec<u8>) -> Bytes {
         }
     }
     w.header("Call-ID", invite.call_id());
-    w.header("CSeq", format!("{} CANCEL", invite.cseq().seq));
+    w.cseq(invite.cseq().seq, &Method::Cancel);
     w.header("Reason", "SIP;cause=487;text=\"Request Terminated\"");
     w.finish(b"");
     Bytes::copy_from_slice(out)

@@ -318,6 +318,31 @@ impl<'b> MessageWriter<'b> {
         reason: &str,
         opts: &ResponseOptions<'_>,
     ) -> Self {
+        let to_untagged = || request.to().is_ok_and(|t| t.tag().is_none());
+        Self::response_with(out, request, to_untagged, status, reason, opts)
+    }
+
+    /// As [`MessageWriter::response_to`], for a parsed request: whether its To has a tag is
+    /// known from the parser, so To is not decoded again.
+    pub fn response_to_message(
+        out: &'b mut Vec<u8>,
+        request: &Message,
+        status: StatusCode,
+        reason: &str,
+        opts: &ResponseOptions<'_>,
+    ) -> Self {
+        let to_untagged = || request.to_tag().is_none();
+        Self::response_with(out, request.headers(), to_untagged, status, reason, opts)
+    }
+
+    fn response_with(
+        out: &'b mut Vec<u8>,
+        request: &Headers,
+        to_untagged: impl Fn() -> bool,
+        status: StatusCode,
+        reason: &str,
+        opts: &ResponseOptions<'_>,
+    ) -> Self {
         let mut w = Self::response(out, status, reason);
         let mut first_via = true;
         let mut scratch = Vec::new();
@@ -345,7 +370,7 @@ impl<'b> MessageWriter<'b> {
                     w.copy(h);
                 }
                 HeaderName::To => {
-                    let needs_tag = request.to().is_ok_and(|t| t.tag().is_none());
+                    let needs_tag = to_untagged();
                     match opts.to_tag {
                         Some(tag) if needs_tag => {
                             scratch.clear();

@@ -155,22 +155,35 @@ impl<'a> Host<'a> {
 /// octets of one to three digits, at most 255, no leading zero), without its generic parser
 /// machinery: hosts are on every Via, Contact and Route, so this is on the per-message path.
 fn parse_ipv4(b: &[u8]) -> Option<std::net::Ipv4Addr> {
+    // One pass, no iterator adapters: this runs for every host of every message.
     let mut octets = [0u8; 4];
-    let mut parts = b.split(|c| *c == b'.');
-    for o in &mut octets {
-        let part = parts.next()?;
-        let ok_len = matches!(part.len(), 1..=3) && (part.len() == 1 || part[0] != b'0');
-        if !ok_len || !part.iter().all(u8::is_ascii_digit) {
+    let mut k = 0;
+    let mut n = 0u16;
+    let mut digits = 0;
+    for &c in b {
+        if c == b'.' {
+            if digits == 0 || k == 3 {
+                return None;
+            }
+            octets[k] = u8::try_from(n).ok()?;
+            k += 1;
+            n = 0;
+            digits = 0;
+        } else if c.is_ascii_digit() {
+            // At most three digits, and no leading zero ("0" alone is fine).
+            if digits == 3 || (digits == 1 && n == 0) {
+                return None;
+            }
+            n = n * 10 + u16::from(c - b'0');
+            digits += 1;
+        } else {
             return None;
         }
-        let n = part
-            .iter()
-            .fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'));
-        *o = u8::try_from(n).ok()?;
     }
-    if parts.next().is_some() {
+    if digits == 0 || k != 3 {
         return None;
     }
+    octets[3] = u8::try_from(n).ok()?;
     Some(std::net::Ipv4Addr::from(octets))
 }
 
