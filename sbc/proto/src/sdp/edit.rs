@@ -1,7 +1,5 @@
 //! Rewriting SDP for the other leg: addresses, ports, RTCP, direction and payload types.
 
-use std::io::Write as _;
-
 use super::error::SdpError;
 use super::parse::{Direction, Sdp};
 use super::policy::{Level, SdpPolicy};
@@ -409,6 +407,8 @@ impl<'s, 'a> SdpEditor<'s, 'a> {
     /// Prints the edited SDP into `out` (cleared first).
     pub fn write(&self, out: &mut Vec<u8>) {
         out.clear();
+        // About the size of the original: one allocation instead of growing line by line.
+        out.reserve(self.sdp.lines.iter().map(|l| l.raw.len()).sum::<usize>() + 64);
         let mut media_index = 0;
         for (i, line) in self.sdp.lines.iter().enumerate() {
             let eol: &[u8] = if line.raw.ends_with(b"\r\n") {
@@ -432,17 +432,24 @@ impl<'s, 'a> SdpEditor<'s, 'a> {
                             || edit.proto.is_some() =>
                     {
                         let port = edit.port.unwrap_or(d.port);
-                        let _ = write!(out, "m={} {port}", d.media);
+                        out.extend_from_slice(b"m=");
+                        out.extend_from_slice(d.media.as_bytes());
+                        out.push(b' ');
+                        out.extend_from_slice(Text::decimal(u64::from(port)).as_bytes());
                         if let Some(n) = d.port_count {
-                            let _ = write!(out, "/{n}");
+                            out.push(b'/');
+                            out.extend_from_slice(Text::decimal(u64::from(n)).as_bytes());
                         }
-                        let _ = write!(out, " {}", edit.proto.as_deref().unwrap_or(d.proto));
+                        out.push(b' ');
+                        out.extend_from_slice(edit.proto.as_deref().unwrap_or(d.proto).as_bytes());
                         match &edit.formats {
                             Some(f) => f.iter().for_each(|f| {
-                                let _ = write!(out, " {f}");
+                                out.push(b' ');
+                                out.extend_from_slice(f.as_bytes());
                             }),
                             None if !d.formats.is_empty() => {
-                                let _ = write!(out, " {}", d.formats);
+                                out.push(b' ');
+                                out.extend_from_slice(d.formats.as_bytes());
                             }
                             None => {}
                         }

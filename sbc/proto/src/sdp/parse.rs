@@ -251,8 +251,7 @@ impl<'a> Sdp<'a> {
             .find(|(_, l)| l.kind == b'o')
             .ok_or(SdpError::BadOrigin)?;
         let text = line.1.text().ok_or(SdpError::NotUtf8 { line: line.0 })?;
-        let f: Vec<&str> = text.split(' ').collect();
-        let [username, session_id, version, nettype, addrtype, address] = f[..] else {
+        let Some([username, session_id, version, nettype, addrtype, address]) = fields(text) else {
             return Err(SdpError::BadOrigin);
         };
         let session_version = version.parse().map_err(|_| SdpError::BadOrigin)?;
@@ -314,10 +313,20 @@ impl<'a> Sdp<'a> {
     }
 }
 
+/// `text` split at every single space into exactly `N` fields (empty ones included, as
+/// `str::split` gives them), or None: without collecting into a `Vec` for each line read.
+fn fields<const N: usize>(text: &str) -> Option<[&str; N]> {
+    let mut out = [""; N];
+    let mut it = text.split(' ');
+    for f in &mut out {
+        *f = it.next()?;
+    }
+    it.next().is_none().then_some(out)
+}
+
 pub(crate) fn parse_connection<'a>(line: &SdpLine<'a>) -> Result<Connection<'a>, SdpError> {
     let text = line.text().ok_or(SdpError::BadConnection)?;
-    let f: Vec<&str> = text.split(' ').collect();
-    let [nettype, addrtype, address] = f[..] else {
+    let Some([nettype, addrtype, address]) = fields(text) else {
         return Err(SdpError::BadConnection);
     };
     if nettype.is_empty() || addrtype.is_empty() || address.is_empty() {
@@ -401,8 +410,7 @@ impl<'s, 'a> Media<'s, 'a> {
             let connection = match rest {
                 None => None,
                 Some(r) => {
-                    let f: Vec<&str> = r.split(' ').collect();
-                    let [nettype, addrtype, address] = f[..] else {
+                    let Some([nettype, addrtype, address]) = fields(r) else {
                         return Err(SdpError::BadAttribute("rtcp"));
                     };
                     Some(Connection {

@@ -60,7 +60,13 @@ fn find_lf(data: &[u8], from: usize) -> Option<usize> {
 }
 
 pub(crate) fn parse(buf: Bytes, limits: &Limits) -> Result<Message, ParseError> {
-    let data: &[u8] = &buf;
+    // The buffer goes into the headers now, not as a clone at the end: cloning a `Bytes` made
+    // from a `Vec` allocates its shared header (one allocation per message).
+    let mut headers = Headers {
+        buf,
+        entries: Vec::new(),
+    };
+    let data: &[u8] = &headers.buf;
     let max = limits.max_message.min(u32::MAX as usize - 4);
     // Implementations ignore CRLFs before the start line (RFC 3261 §7.5).
     let mut pos = 0;
@@ -182,10 +188,7 @@ pub(crate) fn parse(buf: Bytes, limits: &Limits) -> Result<Message, ParseError> 
             ""
         }
     };
-    let headers = Headers {
-        buf: buf.clone(),
-        entries,
-    };
+    headers.entries = entries;
 
     // ---- mandatory headers and body ----
     let (start, body_start) = match (start, body_start, problem) {
