@@ -109,24 +109,29 @@ impl<'a> Host<'a> {
         let rest = c.rest();
         let b = rest.as_bytes();
         let mut len = 0;
-        let mut numeric = true;
+        // The classes seen (a table lookup per byte: hosts are on every Via, Contact, From,
+        // To and Request-URI).
+        let mut seen = 0u8;
         let mut bad_label = false;
         let mut label_start = 0;
         // First byte of the label before the last dot (the top label if a dot ends the name).
         let mut prev_label_first = 0u8;
         while let Some(&ch) = b.get(len) {
-            if ch == b'.' {
+            let class = HOST_CLASS[usize::from(ch)];
+            if class == 0 {
+                break;
+            }
+            if class == HOST_DOT {
                 bad_label |= len == label_start || b[len - 1] == b'-';
                 prev_label_first = b[label_start];
                 label_start = len + 1;
-            } else if ch.is_ascii_alphabetic() || ch == b'-' {
-                numeric = false;
-                bad_label |= ch == b'-' && len == label_start;
-            } else if !ch.is_ascii_digit() {
-                break;
+            } else if class == HOST_DASH {
+                bad_label |= len == label_start;
             }
+            seen |= class;
             len += 1;
         }
+        let numeric = seen & (HOST_ALPHA | HOST_DASH) == 0;
         // Every byte counted is ASCII, so `len` is a character boundary.
         let name = rest.get(..len).unwrap_or_default();
         c.reset(c.pos() + len);
@@ -150,6 +155,33 @@ impl<'a> Host<'a> {
         Ok(Host::Domain(name))
     }
 }
+
+/// Host byte classes: digit, letter, `-`, `.`; 0 for a byte that ends the host.
+const HOST_DIGIT: u8 = 1;
+const HOST_ALPHA: u8 = 2;
+const HOST_DASH: u8 = 4;
+const HOST_DOT: u8 = 8;
+
+static HOST_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = if b.is_ascii_digit() {
+            HOST_DIGIT
+        } else if b.is_ascii_alphabetic() {
+            HOST_ALPHA
+        } else if b == b'-' {
+            HOST_DASH
+        } else if b == b'.' {
+            HOST_DOT
+        } else {
+            0
+        };
+        i += 1;
+    }
+    t
+};
 
 /// Parses a dotted-quad IPv4 address with the rules of `Ipv4Addr::from_str` (four decimal
 /// octets of one to three digits, at most 255, no leading zero), without its generic parser
@@ -196,7 +228,11 @@ pub(crate) fn parse_port(c: &mut Cursor<'_>) -> Result<Option<u16>, UriError> {
     if digits.is_empty() || digits.len() > 5 {
         return Err(UriError::BadPort);
     }
-    digits.parse().map(Some).map_err(|_| UriError::BadPort)
+    // At most five digits: no overflow in u32, and above u16::MAX is an error as `parse` says.
+    let n = digits
+        .bytes()
+        .fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'));
+    u16::try_from(n).map(Some).map_err(|_| UriError::BadPort)
 }
 
 impl<'a> Uri<'a> {
