@@ -2,6 +2,7 @@
 //! callee leg's INVITE is built by the trunk's rules.
 
 use super::*;
+use crate::text::concat;
 
 /// A callee-leg INVITE and the dialog values it set.
 #[derive(Debug)]
@@ -113,7 +114,7 @@ impl B2bua {
         let (out_call_id, out_tag) = match &plan.resume {
             Some(r) => (r.call_id.clone(), r.tag.clone()),
             None => (
-                format!("{}@{}", self.rng.token(), msg::host(local_to.addr)),
+                concat(&[&self.rng.token(), "@", &msg::host(local_to.addr)]),
                 self.rng.token(),
             ),
         };
@@ -353,16 +354,16 @@ impl B2bua {
         let passthrough = trunk_cfg.is_some_and(|t| t.auth == TrunkAuth::Passthrough);
         let ruri = match orig.request_uri_str() {
             Some(r) if passthrough => r.to_owned(),
-            _ => format!("sip:{called}@{target_hp}"),
+            _ => concat(&["sip:", &called, "@", &target_hp]),
         };
         let from_hdr = match orig.from().display_name {
-            Some(d) => format!("{d} <sip:{calling}@{from_host}>;tag={tag}"),
-            None => format!("<sip:{calling}@{from_host}>;tag={tag}"),
+            Some(d) => concat(&[d, " <sip:", &calling, "@", from_host, ">;tag=", tag]),
+            None => concat(&["<sip:", &calling, "@", from_host, ">;tag=", tag]),
         };
         let to_hdr = if passthrough {
-            format!("<{ruri}>")
+            concat(&["<", &ruri, ">"])
         } else {
-            format!("<sip:{called}@{target_hp}>")
+            concat(&["<sip:", &called, "@", &target_hp, ">"])
         };
 
         let requires_100rel = extensions::requires(orig, "100rel");

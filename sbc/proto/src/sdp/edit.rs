@@ -3,7 +3,7 @@
 use super::error::SdpError;
 use super::parse::{Direction, Sdp};
 use super::policy::{Level, SdpPolicy};
-use crate::text::Text;
+use crate::text::{Text, concat};
 
 /// Which part of the SDP an edit applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -479,15 +479,6 @@ impl<'s, 'a> SdpEditor<'s, 'a> {
             }
         }
     }
-}
-
-/// The parts joined into one line, allocated once (no `core::fmt` on the per-call path).
-fn concat(parts: &[&str]) -> String {
-    let mut line = String::with_capacity(parts.iter().map(|p| p.len()).sum());
-    for p in parts {
-        line.push_str(p);
-    }
-    line
 }
 
 #[cfg(test)]
