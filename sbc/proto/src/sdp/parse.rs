@@ -27,7 +27,7 @@ impl<'a> SdpLine<'a> {
             return None;
         }
         let t = self.text()?;
-        Some(match t.split_once(':') {
+        Some(match split_at_byte(t, b':') {
             Some((n, v)) => (n, Some(v)),
             None => (t, None),
         })
@@ -311,6 +311,14 @@ impl<'a> Sdp<'a> {
     pub fn media_count(&self) -> usize {
         self.media_starts.len()
     }
+}
+
+/// `s` split at the first `sep` (ASCII), as `str::split_once` with a char but by a plain
+/// byte loop: attribute lines are short, and are split again by every accessor that looks for
+/// one, where the generic char searcher cost more than the scan.
+fn split_at_byte(s: &str, sep: u8) -> Option<(&str, &str)> {
+    let i = s.bytes().position(|b| b == sep)?;
+    Some((s.get(..i)?, s.get(i + 1..)?))
 }
 
 /// `text` split at every single space into exactly `N` fields (empty ones included, as
