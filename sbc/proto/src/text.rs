@@ -69,10 +69,17 @@ impl Text {
     /// Appends ASCII bytes; what does not fit is cut off (never the case for the texts built
     /// here, which [`CAP`] bounds).
     fn push(&mut self, bytes: &[u8]) {
-        let end = (self.len + bytes.len()).min(CAP);
-        let n = end - self.len;
-        self.buf[self.len..end].copy_from_slice(&bytes[..n]);
-        self.len = end;
+        // Byte by byte: these pieces are one to a few bytes, where a `memcpy` call cost more.
+        for &b in bytes {
+            self.push_byte(b);
+        }
+    }
+
+    fn push_byte(&mut self, b: u8) {
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            *slot = b;
+            self.len += 1;
+        }
     }
 
     fn push_decimal(&mut self, mut n: u64) {
@@ -92,9 +99,16 @@ impl Text {
     fn push_ipv4(&mut self, ip: Ipv4Addr) {
         for (i, o) in ip.octets().into_iter().enumerate() {
             if i > 0 {
-                self.push(b".");
+                self.push_byte(b'.');
             }
-            self.push_decimal(u64::from(o));
+            // One to three digits, without the general loop.
+            if o >= 100 {
+                self.push_byte(b'0' + o / 100);
+            }
+            if o >= 10 {
+                self.push_byte(b'0' + o / 10 % 10);
+            }
+            self.push_byte(b'0' + o % 10);
         }
     }
 

@@ -462,12 +462,15 @@ fn first_contact(msg: &Message) -> Option<String> {
     })
 }
 
-fn request_user(msg: &Message) -> Option<String> {
-    let from_uri = |u: crate::sip::Uri<'_>| match u {
-        crate::sip::Uri::Sip(s) => s.user.map(str::to_owned),
-        crate::sip::Uri::Tel(t) => Some(t.raw.trim_start_matches("tel:").to_owned()),
-        crate::sip::Uri::Other(_) => None,
-    };
+fn request_user(msg: &Message) -> Option<&str> {
+    // Borrowed from the message: most callers only read it.
+    fn from_uri(u: crate::sip::Uri<'_>) -> Option<&str> {
+        match u {
+            crate::sip::Uri::Sip(s) => s.user,
+            crate::sip::Uri::Tel(t) => Some(t.raw.trim_start_matches("tel:")),
+            crate::sip::Uri::Other(_) => None,
+        }
+    }
     msg.request_uri()
         .and_then(from_uri)
         .or_else(|| from_uri(msg.to().uri))

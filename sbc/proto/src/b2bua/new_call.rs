@@ -331,7 +331,7 @@ impl B2bua {
             Side::Outside => &t.outbound,
             Side::Inside => &t.inbound,
         });
-        let user = called.map_or_else(|| request_user(orig).unwrap_or_default(), str::to_owned);
+        let user = called.or_else(|| request_user(orig)).unwrap_or_default();
         let from_user = match orig.from().uri {
             crate::sip::Uri::Sip(u) => u.user.unwrap_or("anonymous").to_owned(),
             crate::sip::Uri::Tel(t) => t.raw.trim_start_matches("tel:").to_owned(),
