@@ -325,11 +325,21 @@ fn split_at_byte(s: &str, sep: u8) -> Option<(&str, &str)> {
 /// `str::split` gives them), or None: without collecting into a `Vec` for each line read.
 fn fields<const N: usize>(text: &str) -> Option<[&str; N]> {
     let mut out = [""; N];
-    let mut it = text.split(' ');
-    for f in &mut out {
-        *f = it.next()?;
+    let mut rest = text;
+    for (k, f) in out.iter_mut().enumerate() {
+        if k + 1 == N {
+            // The last field is the rest, which must hold no further space.
+            if rest.bytes().any(|b| b == b' ') {
+                return None;
+            }
+            *f = rest;
+        } else {
+            let (field, after) = split_at_byte(rest, b' ')?;
+            *f = field;
+            rest = after;
+        }
     }
-    it.next().is_none().then_some(out)
+    Some(out)
 }
 
 pub(crate) fn parse_connection<'a>(line: &SdpLine<'a>) -> Result<Connection<'a>, SdpError> {
@@ -363,12 +373,11 @@ impl<'s, 'a> Media<'s, 'a> {
         let text = self.sdp.lines[self.start]
             .text()
             .ok_or(SdpError::BadMedia)?;
-        let mut it = text.splitn(4, ' ');
-        let (Some(media), Some(port), Some(proto)) = (it.next(), it.next(), it.next()) else {
-            return Err(SdpError::BadMedia);
-        };
-        let formats = it.next().unwrap_or("");
-        let (port, port_count) = match port.split_once('/') {
+        // As `splitn(4, ' ')`: media, port and proto are required, the formats are the rest.
+        let (media, rest) = split_at_byte(text, b' ').ok_or(SdpError::BadMedia)?;
+        let (port, rest) = split_at_byte(rest, b' ').ok_or(SdpError::BadMedia)?;
+        let (proto, formats) = split_at_byte(rest, b' ').unwrap_or((rest, ""));
+        let (port, port_count) = match split_at_byte(port, b'/') {
             Some((p, n)) => (p, Some(n.parse().map_err(|_| SdpError::BadMedia)?)),
             None => (port, None),
         };
@@ -478,6 +487,27 @@ impl<'s, 'a> Media<'s, 'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_split_like_str_split() {
+        for text in [
+            "a b c", "a  b", " a b", "a b ", "abc", "", "a b c d", "  ", "a/b c d",
+        ] {
+            let want: Vec<&str> = text.split(' ').collect();
+            let three: Option<[&str; 3]> = fields(text);
+            assert_eq!(
+                three.map(Vec::from),
+                (want.len() == 3).then(|| want.clone()),
+                "{text:?}"
+            );
+            let one: Option<[&str; 1]> = fields(text);
+            assert_eq!(
+                one.map(Vec::from),
+                (want.len() == 1).then(|| want.clone()),
+                "{text:?}"
+            );
+        }
+    }
 
     pub(crate) const OFFER: &[u8] = b"v=0\r\n\
 o=- 20518 0 IN IP4 192.168.1.10\r\n\
