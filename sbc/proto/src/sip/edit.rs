@@ -214,6 +214,8 @@ fn write_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 /// Rewrites `value` with parameter `name` set to `new` (`Some(None)`: value-less; `None`:
 /// removed) on its first comma-separated element. Everything else is copied verbatim.
 pub fn edit_param(value: &[u8], name: &str, new: Option<Option<&str>>, out: &mut Vec<u8>) {
+    // The result is at most the value plus `;name=new`: one allocation, not several.
+    out.reserve(value.len() + name.len() + 2 + new.flatten().map_or(0, str::len));
     // First element: up to the first top-level comma (outside quotes and `<>`).
     let elem_end = scan_until(value, 0, |b| b == b',');
     let mut trimmed_end = elem_end;
