@@ -332,7 +332,9 @@ impl B2bua {
             Side::Inside => &t.inbound,
         });
         let user = called.or_else(|| request_user(orig)).unwrap_or_default();
-        let from_user = match orig.from().uri {
+        // From decoded once for both its user and its display name.
+        let orig_from = orig.from();
+        let from_user = match orig_from.uri {
             crate::sip::Uri::Sip(u) => u.user.unwrap_or("anonymous").to_owned(),
             crate::sip::Uri::Tel(t) => t.raw.trim_start_matches("tel:").to_owned(),
             crate::sip::Uri::Other(_) => "anonymous".to_owned(),
@@ -356,7 +358,7 @@ impl B2bua {
             Some(r) if passthrough => r.to_owned(),
             _ => concat(&["sip:", &called, "@", &target_hp]),
         };
-        let from_hdr = match orig.from().display_name {
+        let from_hdr = match orig_from.display_name {
             Some(d) => concat(&[d, " <sip:", &calling, "@", from_host, ">;tag=", tag]),
             None => concat(&["<sip:", &calling, "@", from_host, ">;tag=", tag]),
         };
