@@ -8,8 +8,9 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-/// Room for `[` + the longest IPv6 text (45, with an embedded IPv4) + `]:` + 5 port digits.
-const CAP: usize = 56;
+/// Room for the longest text built here, a Contact: `<sip:sbc@` + `[` + the longest IPv6 text
+/// (45, with an embedded IPv4) + `]:` + 5 port digits + `;transport=tls>` (80 bytes).
+const CAP: usize = 80;
 
 /// ASCII text of at most [`CAP`] bytes, built in place.
 #[derive(Clone, Copy)]
@@ -52,6 +53,19 @@ impl Text {
         let mut t = Self::host(addr);
         t.push(b":");
         t.push_decimal(u64::from(addr.port()));
+        t
+    }
+
+    /// The SBC's own Contact URI in brackets: `<sip:sbc@host:port` + `params` + `>`, where
+    /// `params` is one of the short `;transport=` parameters.
+    pub fn contact(addr: SocketAddr, params: &str) -> Self {
+        let mut t = Self::empty();
+        t.push(b"<sip:sbc@");
+        t.push_ip(addr.ip(), true);
+        t.push(b":");
+        t.push_decimal(u64::from(addr.port()));
+        t.push(params.as_bytes());
+        t.push(b">");
         t
     }
 
@@ -199,6 +213,10 @@ mod tests {
             };
             assert_eq!(Text::host(addr).as_str(), host);
             assert_eq!(Text::ip(addr.ip()).as_str(), addr.ip().to_string());
+            assert_eq!(
+                Text::contact(addr, ";transport=tls").as_str(),
+                format!("<sip:sbc@{a};transport=tls>")
+            );
         }
     }
 }
