@@ -339,7 +339,7 @@ impl B2bua {
             crate::sip::Uri::Tel(t) => t.raw.trim_start_matches("tel:").to_owned(),
             crate::sip::Uri::Other(_) => "anonymous".to_owned(),
         };
-        let called = crate::routing::normalize(&rules.called, &user);
+        let called = crate::routing::normalize(&rules.called, user);
         let calling = crate::routing::normalize(&rules.calling, &from_user);
         let local_to = match (to, trunk_cfg.and_then(|t| t.local)) {
             (Side::Outside, Some(l)) => l.advertised,
