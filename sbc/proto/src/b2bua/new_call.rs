@@ -234,8 +234,12 @@ impl B2bua {
             Side::Inside => [caller_leg, callee_leg],
             Side::Outside => [callee_leg, caller_leg],
         };
-        // Kept for failover and redirect recursion (`redirect.rs`).
-        let offer = (to == Side::Outside).then(|| Bytes::from(sdp_out));
+        // Kept for failover and redirect recursion (`redirect.rs`), for the whole call: without
+        // the spare room the SDP writer reserved (a `Bytes` from a `Vec` keeps its capacity).
+        let offer = (to == Side::Outside).then(|| {
+            sdp_out.shrink_to_fit();
+            Bytes::from(sdp_out)
+        });
         let call = Call {
             origin,
             started: now,
