@@ -42,6 +42,7 @@ pub mod sdp;
 pub mod shard;
 pub mod sip;
 pub mod srtp;
+pub(crate) mod text;
 pub mod transaction;
 
 #[doc(hidden)]

@@ -18,7 +18,7 @@
 //! - Requests the SBC makes itself to end calls (BYE, CANCEL) are never refused: ending calls
 //!   is how state drains.
 
-use std::collections::HashMap;
+use super::id_map::IdMap;
 
 use super::{B2bua, Event, Refusal, ResponseSpec, Transmit, call::CallId, msg, transactions::TxId};
 use crate::{
@@ -68,15 +68,15 @@ impl Full {
 /// owner is drained, and removed with it, so the sum cannot drift.
 #[derive(Debug, Default)]
 pub(super) struct Ledger {
-    server: HashMap<TxId, usize>,
-    client: HashMap<TxId, usize>,
-    calls: HashMap<CallId, usize>,
+    server: IdMap<TxId, usize>,
+    client: IdMap<TxId, usize>,
+    calls: IdMap<CallId, usize>,
     total: usize,
 }
 
 impl Ledger {
     fn put<K: std::hash::Hash + Eq>(
-        map: &mut HashMap<K, usize>,
+        map: &mut IdMap<K, usize>,
         total: &mut usize,
         key: K,
         bytes: usize,
@@ -85,7 +85,7 @@ impl Ledger {
         *total = total.saturating_sub(old).saturating_add(bytes);
     }
 
-    fn take<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, total: &mut usize, key: &K) {
+    fn take<K: std::hash::Hash + Eq>(map: &mut IdMap<K, usize>, total: &mut usize, key: &K) {
         if let Some(old) = map.remove(key) {
             *total = total.saturating_sub(old);
         }

@@ -163,8 +163,8 @@ impl B2bua {
         let Some(status) = msg.status().map(|s| s.as_u16()) else {
             return;
         };
-        let via = msg.top_via();
-        let Some(branch) = via.branch() else {
+        // The parser kept where the top Via's branch is: no second decoding of the Via.
+        let Some(branch) = msg.top_branch() else {
             self.events.push_back(Event::Dropped {
                 reason: "stray_response",
             });

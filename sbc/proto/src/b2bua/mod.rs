@@ -46,6 +46,7 @@ mod events;
 mod extensions;
 mod failover;
 mod fork;
+mod id_map;
 mod ids;
 mod in_dialog;
 mod kept_request;
@@ -97,6 +98,7 @@ pub use config::{
 pub use dtmf_interwork::{DtmfMethod, DtmfMode};
 pub use events::{Counters, EndReason, Event, Stats};
 use failover::{Challenged, Restart};
+use id_map::IdMap;
 pub use ids::Rng;
 use kept_request::KeptRequest;
 pub use media_policy::{MediaPolicy, T38Mode};
@@ -151,10 +153,10 @@ pub struct B2bua {
     parse_limits: Limits,
     /// Calls boxed: a `Call` is about a kilobyte, and the table keeps up to twice its entries'
     /// worth of empty buckets (and a copy during each resize), which inline calls would fill.
-    calls: HashMap<CallId, Box<Call>>,
+    calls: IdMap<CallId, Box<Call>>,
     next_call: CallId,
     dialogs: HashMap<(String, String), (CallId, Side)>,
-    sessions: HashMap<SessionId, CallId>,
+    sessions: IdMap<SessionId, CallId>,
     /// Server and client transactions.
     tx: Transactions,
     timers: TimerQueue,
@@ -221,12 +223,12 @@ impl B2bua {
             cfg,
             rng,
             parse_limits: Limits::default(),
-            calls: HashMap::new(),
+            calls: IdMap::default(),
             // A shard's call handles carry its index in the high bits (the admin API finds
             // the shard of a handle without asking every shard).
             next_call: CallId::from_raw(next_call + 1),
             dialogs: HashMap::new(),
-            sessions: HashMap::new(),
+            sessions: IdMap::default(),
             tx: Transactions::default(),
             timers: TimerQueue::default(),
             ledger: caps::Ledger::default(),
@@ -460,12 +462,15 @@ fn first_contact(msg: &Message) -> Option<String> {
     })
 }
 
-fn request_user(msg: &Message) -> Option<String> {
-    let from_uri = |u: crate::sip::Uri<'_>| match u {
-        crate::sip::Uri::Sip(s) => s.user.map(str::to_owned),
-        crate::sip::Uri::Tel(t) => Some(t.raw.trim_start_matches("tel:").to_owned()),
-        crate::sip::Uri::Other(_) => None,
-    };
+fn request_user(msg: &Message) -> Option<&str> {
+    // Borrowed from the message: most callers only read it.
+    fn from_uri(u: crate::sip::Uri<'_>) -> Option<&str> {
+        match u {
+            crate::sip::Uri::Sip(s) => s.user,
+            crate::sip::Uri::Tel(t) => Some(t.raw.trim_start_matches("tel:")),
+            crate::sip::Uri::Other(_) => None,
+        }
+    }
     msg.request_uri()
         .and_then(from_uri)
         .or_else(|| from_uri(msg.to().uri))

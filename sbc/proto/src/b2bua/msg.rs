@@ -12,40 +12,39 @@ use crate::sip::{
     HeaderName, Headers, Message, MessageWriter, Method, NameAddr, StatusCode, Uri,
     edit::ResponseOptions,
 };
+use crate::text::Text;
 
-/// Formats `host:port` for a Via/Contact (IPv6 in brackets).
-pub(super) fn hostport(addr: std::net::SocketAddr) -> String {
-    match addr {
-        std::net::SocketAddr::V4(a) => a.to_string(),
-        std::net::SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
-    }
+/// `host:port` for a Via/Contact (IPv6 in brackets).
+pub(super) fn hostport(addr: std::net::SocketAddr) -> Text {
+    Text::hostport(addr)
 }
 
-/// Formats just the host (IPv6 in brackets).
-pub(super) fn host(addr: std::net::SocketAddr) -> String {
-    match addr {
-        std::net::SocketAddr::V4(a) => a.ip().to_string(),
-        std::net::SocketAddr::V6(a) => format!("[{}]", a.ip()),
-    }
+/// Just the host (IPv6 in brackets).
+pub(super) fn host(addr: std::net::SocketAddr) -> Text {
+    Text::host(addr)
 }
 
 /// Our Via value on a side.
 pub(super) fn via(local: LocalAddr, branch: &str) -> String {
-    format!(
-        "SIP/2.0/{} {};branch={branch};rport",
-        local.transport.via_token(),
-        hostport(local.addr)
-    )
+    let hp = hostport(local.addr);
+    let transport = local.transport.via_token();
+    let mut v = String::with_capacity(16 + transport.len() + hp.len() + branch.len());
+    for part in [
+        "SIP/2.0/", transport, " ", &hp, ";branch=", branch, ";rport",
+    ] {
+        v.push_str(part);
+    }
+    v
 }
 
-/// Our Contact value on a side.
-pub(super) fn contact(local: LocalAddr) -> String {
+/// Our Contact value on a side, on the stack (at most 71 bytes: it fits a [`Text`]).
+pub(super) fn contact(local: LocalAddr) -> Text {
     let transport = match local.transport {
         crate::net::TransportKind::Udp => "",
         crate::net::TransportKind::Tcp => ";transport=tcp",
         crate::net::TransportKind::Tls => ";transport=tls",
     };
-    format!("<sip:sbc@{}{transport}>", hostport(local.addr))
+    Text::contact(local.addr, transport)
 }
 
 /// Headers that identify a party by URI: copied, but with the URI host replaced by the SBC's
@@ -81,19 +80,24 @@ pub(super) fn copy_allowed(
 ) {
     for h in source.iter() {
         let name = h.name.as_str();
-        let Some(value) = h.value_str() else { continue };
-        let lname = if name.is_empty() {
-            String::from_utf8_lossy(h.raw_name).to_ascii_lowercase()
+        // Known names have a static lower-case spelling: no allocation per copied header.
+        let lname: std::borrow::Cow<'_, str> = if name.is_empty() {
+            String::from_utf8_lossy(h.raw_name)
+                .to_ascii_lowercase()
+                .into()
         } else {
-            name.to_ascii_lowercase()
+            h.name.as_lower().into()
         };
-        if !pass.contains(&lname)
-            || PER_LEG.contains(&lname.as_str())
-            || shaping.headers.iter().any(|r| r.suppresses(&lname))
+        let lname: &str = &lname;
+        if !pass.iter().any(|p| p == lname)
+            || PER_LEG.contains(&lname)
+            || shaping.headers.iter().any(|r| r.suppresses(lname))
         {
             continue;
         }
-        if IDENTITY_HEADERS.contains(&lname.as_str()) {
+        // Checked after the allowlist: most fields are not copied, and need no decoding.
+        let Some(value) = h.value_str() else { continue };
+        if IDENTITY_HEADERS.contains(&lname) {
             // Diversion names the redirecting party, not the caller: no calling-number rules.
             let rules = if lname == "diversion" {
                 &[][..]
@@ -108,11 +112,11 @@ pub(super) fn copy_allowed(
                 }
             }
             if !rewritten.is_empty() {
-                w.header(canonical(&lname), rewritten.join(", "));
+                w.header(canonical(lname), rewritten.join(", "));
             }
             continue;
         }
-        w.header(canonical(&lname), value);
+        w.header(canonical(lname), value);
     }
 }
 
@@ -265,14 +269,14 @@ pub(super) fn request(
 ) -> Bytes {
     let mut w = MessageWriter::request(out, spec.method, spec.ruri);
     w.header("Via", via(spec.local, spec.branch));
-    w.header("Max-Forwards", spec.max_forwards.to_string());
+    w.header("Max-Forwards", Text::decimal(u64::from(spec.max_forwards)));
     for r in spec.routes {
         w.header("Route", r);
     }
     w.header("From", spec.from);
     w.header("To", spec.to);
     w.header("Call-ID", spec.call_id);
-    w.header("CSeq", format!("{} {}", spec.cseq, spec.method));
+    w.cseq(spec.cseq, spec.method);
     if spec.contact {
         w.header("Contact", contact(spec.local));
     }
@@ -329,7 +333,7 @@ pub(super) fn response(
         received: None,
         rport: None,
     };
-    let mut w = MessageWriter::response_to(out, request.headers(), status, spec.reason, &opts);
+    let mut w = MessageWriter::response_to_message(out, request, status, spec.reason, &opts);
     if let Some(local) = spec.contact {
         w.header("Contact", contact(local));
     }
@@ -366,7 +370,7 @@ pub(super) fn ack_for_non2xx(invite: &Message, resp: &Message, out: &mut Vec<u8>
         w.copy(h);
     }
     w.header("Call-ID", invite.call_id());
-    w.header("CSeq", format!("{} ACK", invite.cseq().seq));
+    w.cseq(invite.cseq().seq, &Method::Ack);
     w.finish(b"");
     Bytes::copy_from_slice(out)
 }
@@ -389,7 +393,7 @@ pub(super) fn cancel_for(invite: &Message, out: &mut Vec<u8>) -> Bytes {
         }
     }
     w.header("Call-ID", invite.call_id());
-    w.header("CSeq", format!("{} CANCEL", invite.cseq().seq));
+    w.cseq(invite.cseq().seq, &Method::Cancel);
     w.header("Reason", "SIP;cause=487;text=\"Request Terminated\"");
     w.finish(b"");
     Bytes::copy_from_slice(out)

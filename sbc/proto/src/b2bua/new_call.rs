@@ -2,6 +2,7 @@
 //! callee leg's INVITE is built by the trunk's rules.
 
 use super::*;
+use crate::text::concat;
 
 /// A callee-leg INVITE and the dialog values it set.
 #[derive(Debug)]
@@ -113,7 +114,7 @@ impl B2bua {
         let (out_call_id, out_tag) = match &plan.resume {
             Some(r) => (r.call_id.clone(), r.tag.clone()),
             None => (
-                format!("{}@{}", self.rng.token(), msg::host(local_to.addr)),
+                concat(&[&self.rng.token(), "@", &msg::host(local_to.addr)]),
                 self.rng.token(),
             ),
         };
@@ -233,8 +234,12 @@ impl B2bua {
             Side::Inside => [caller_leg, callee_leg],
             Side::Outside => [callee_leg, caller_leg],
         };
-        // Kept for failover and redirect recursion (`redirect.rs`).
-        let offer = (to == Side::Outside).then(|| Bytes::from(sdp_out));
+        // Kept for failover and redirect recursion (`redirect.rs`), for the whole call: without
+        // the spare room the SDP writer reserved (a `Bytes` from a `Vec` keeps its capacity).
+        let offer = (to == Side::Outside).then(|| {
+            sdp_out.shrink_to_fit();
+            Bytes::from(sdp_out)
+        });
         let call = Call {
             origin,
             started: now,
@@ -330,38 +335,41 @@ impl B2bua {
             Side::Outside => &t.outbound,
             Side::Inside => &t.inbound,
         });
-        let user = called.map_or_else(|| request_user(orig).unwrap_or_default(), str::to_owned);
-        let from_user = match orig.from().uri {
+        let user = called.or_else(|| request_user(orig)).unwrap_or_default();
+        // From decoded once for both its user and its display name.
+        let orig_from = orig.from();
+        let from_user = match orig_from.uri {
             crate::sip::Uri::Sip(u) => u.user.unwrap_or("anonymous").to_owned(),
             crate::sip::Uri::Tel(t) => t.raw.trim_start_matches("tel:").to_owned(),
             crate::sip::Uri::Other(_) => "anonymous".to_owned(),
         };
-        let called = crate::routing::normalize(&rules.called, &user);
+        let called = crate::routing::normalize(&rules.called, user);
         let calling = crate::routing::normalize(&rules.calling, &from_user);
         let local_to = match (to, trunk_cfg.and_then(|t| t.local)) {
             (Side::Outside, Some(l)) => l.advertised,
             _ => cfg.local(to),
         };
         let target_hp = msg::hostport(target.addr);
+        let own_host = msg::host(local_to.addr);
         let from_host = match (to, trunk_cfg.and_then(|t| t.from_domain.as_deref())) {
-            (Side::Outside, Some(d)) => d.to_owned(),
-            _ => msg::host(local_to.addr),
+            (Side::Outside, Some(d)) => d,
+            _ => own_host.as_str(),
         };
         // Digest pass-through: the challenger computes `uri=` over the Request-URI it sees, which
         // must be the one the authenticating side signed (auth_passthrough.rs).
         let passthrough = trunk_cfg.is_some_and(|t| t.auth == TrunkAuth::Passthrough);
         let ruri = match orig.request_uri_str() {
             Some(r) if passthrough => r.to_owned(),
-            _ => format!("sip:{called}@{target_hp}"),
+            _ => concat(&["sip:", &called, "@", &target_hp]),
         };
-        let from_hdr = match orig.from().display_name {
-            Some(d) => format!("{d} <sip:{calling}@{from_host}>;tag={tag}"),
-            None => format!("<sip:{calling}@{from_host}>;tag={tag}"),
+        let from_hdr = match orig_from.display_name {
+            Some(d) => concat(&[d, " <sip:", &calling, "@", from_host, ">;tag=", tag]),
+            None => concat(&["<sip:", &calling, "@", from_host, ">;tag=", tag]),
         };
         let to_hdr = if passthrough {
-            format!("<{ruri}>")
+            concat(&["<", &ruri, ">"])
         } else {
-            format!("<sip:{called}@{target_hp}>")
+            concat(&["<sip:", &called, "@", &target_hp, ">"])
         };
 
         let requires_100rel = extensions::requires(orig, "100rel");
@@ -382,7 +390,7 @@ impl B2bua {
             calling: &calling,
             called: &called,
             trunk: trunk_cfg.map_or("", |t| t.name.as_str()),
-            domain: &from_host,
+            domain: from_host,
         };
         for r in &rules.headers {
             if r.action != crate::routing::HeaderAction::Remove {

@@ -168,7 +168,7 @@ impl B2bua {
         let domain = tcfg
             .from_domain
             .clone()
-            .unwrap_or_else(|| msg::host(target.addr));
+            .unwrap_or_else(|| msg::host(target.addr).to_string());
         self.registrations.purge(now, self.cfg.timers.timeout());
         if !self.registrations.by_user.contains_key(&user)
             && self.registrations.by_user.len() >= max_bindings

@@ -7,6 +7,7 @@
 use std::net::IpAddr;
 
 use super::codec_policy::FormatEdit;
+use crate::text::Text;
 use crate::{
     media::{StreamDesc, StreamRelay},
     net::Side,
@@ -195,7 +196,7 @@ pub(super) fn rewrite(
     origin.last_source = Some(source);
 
     let facing = |r: &StreamRelay| r.facing(to);
-    let addr_text = |a: IpAddr| (if a.is_ipv6() { "IP6" } else { "IP4" }, a.to_string());
+    let addr_text = |a: IpAddr| (if a.is_ipv6() { "IP6" } else { "IP4" }, Text::ip(a));
     let (family, addr) = addr_text(facing(&relays[0]).addr);
     let mut ed = SdpEditor::new(parsed);
     ed.apply_policy(policy);

@@ -28,6 +28,7 @@ use crate::{
     media::MediaControl,
     net::{Peer, Side},
     sip::{Message, Method, StatusCode},
+    text::{Text, concat},
     transaction::NonInviteServer,
 };
 
@@ -105,7 +106,7 @@ impl LegTimer {
             Refresher::Sbc => "uac",
             Refresher::Peer => "uas",
         };
-        format!("{};refresher={who}", self.interval.as_secs())
+        concat(&[&Text::decimal(self.interval.as_secs()), ";refresher=", who])
     }
 }
 
@@ -136,12 +137,19 @@ impl SessionTimerConfig {
             return Vec::new();
         }
         let se = current.map_or_else(
-            || self.session_expires.max(self.floor()).as_secs().to_string(),
+            || {
+                Text::decimal(self.session_expires.max(self.floor()).as_secs())
+                    .as_str()
+                    .to_owned()
+            },
             LegTimer::request_value,
         );
         vec![
             ("Session-Expires", se),
-            ("Min-SE", self.floor().as_secs().to_string()),
+            (
+                "Min-SE",
+                Text::decimal(self.floor().as_secs()).as_str().to_owned(),
+            ),
         ]
     }
 
@@ -182,7 +190,7 @@ impl SessionTimerConfig {
         };
         let mut headers = vec![(
             "Session-Expires",
-            format!("{};refresher={who}", interval.as_secs()),
+            concat(&[&Text::decimal(interval.as_secs()), ";refresher=", who]),
         )];
         if peer_timer {
             // §9: Require: timer only toward a peer that supports it.

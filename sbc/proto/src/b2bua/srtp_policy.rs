@@ -385,6 +385,12 @@ pub(super) struct Crossing<'b> {
     pub(super) body: &'b [u8],
 }
 
+/// Searchers for the SRTP markers, built once (`memmem::find` builds one per call).
+static SAVP: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"SAVP"));
+static CRYPTO: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"a=crypto"));
+
 /// The call-site entry point: runs [`CallSrtp::on_sdp`] with both sides' policies (`trunk` is
 /// the call's trunk); when the body is an offer, tells the relay which streams await keys (it
 /// holds their media meanwhile), and when it is an answer, hands both legs' keys to it.
@@ -410,8 +416,8 @@ pub(super) fn negotiate(
     let plain = |p: &SrtpPolicy| p.mode == SrtpMode::Off;
     if plain(policies.0)
         && plain(policies.1)
-        && memchr::memmem::find(crossing.body, b"SAVP").is_none()
-        && memchr::memmem::find(crossing.body, b"a=crypto").is_none()
+        && SAVP.find(crossing.body).is_none()
+        && CRYPTO.find(crossing.body).is_none()
     {
         return Ok(());
     }

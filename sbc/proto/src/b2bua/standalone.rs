@@ -30,7 +30,7 @@ impl B2bua {
             return;
         };
         let to_side = peer.side.other();
-        let Some((target, trunk)) = self.standalone_target(&peer, &user) else {
+        let Some((target, trunk)) = self.standalone_target(&peer, user) else {
             self.events.push_back(Event::NoRoute);
             self.reject(now, peer, key, msg, Refusal::NotFound);
             return;

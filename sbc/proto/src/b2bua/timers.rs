@@ -6,12 +6,9 @@
 //! every call that ended by BYE): memory an INVITE flood can fill. Here each owner has one
 //! slot; re-arming moves it, and [`TimerQueue::cancel`] frees it with its owner.
 
-use std::{
-    collections::{BTreeSet, HashMap},
-    time::Instant,
-};
+use std::{collections::BTreeSet, time::Instant};
 
-use super::{call::CallId, transactions::TxId};
+use super::{call::CallId, id_map::IdMap, transactions::TxId};
 
 /// What a deadline belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -28,7 +25,7 @@ pub(super) enum TimerRef {
 #[derive(Debug, Default)]
 pub(super) struct TimerQueue {
     by_time: BTreeSet<(Instant, TimerRef)>,
-    by_owner: HashMap<TimerRef, Instant>,
+    by_owner: IdMap<TimerRef, Instant>,
 }
 
 impl TimerQueue {

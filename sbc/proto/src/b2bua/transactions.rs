@@ -26,7 +26,7 @@ use super::{
 };
 use crate::{
     net::{Peer, Side},
-    sip::{Host, Message, Method},
+    sip::{Host, MAGIC_COOKIE, Message, Method},
     transaction::{InviteClient, InviteServer, NonInviteClient, NonInviteServer, Timer, TxEvent},
 };
 
@@ -55,7 +55,7 @@ pub(super) struct ServerKey {
 impl ServerKey {
     /// The key of request `msg`.
     pub(super) fn of(msg: &Message) -> Self {
-        let via = msg.top_via();
+        let via = msg.top_sent_by();
         Self {
             id: match_id(msg).into(),
             host: SentBy::of(&via.host),
@@ -94,8 +94,7 @@ impl SentBy {
 
 /// The branch, or the RFC 2543 fallback key (rare: allocated only for such peers).
 fn match_id(msg: &Message) -> std::borrow::Cow<'_, str> {
-    let via = msg.top_via();
-    if let Some(branch) = via.branch().filter(|_| via.has_rfc3261_branch()) {
+    if let Some(branch) = msg.top_branch().filter(|b| b.starts_with(MAGIC_COOKIE)) {
         return branch.into();
     }
     let mut id = String::from("2543|");
@@ -214,7 +213,7 @@ impl Transactions {
     /// The server transaction request `msg` belongs to (a retransmission, or the INVITE of
     /// an ACK).
     pub(super) fn find_server(&self, msg: &Message) -> Option<TxId> {
-        let via = msg.top_via();
+        let via = msg.top_sent_by();
         let method = match msg.method() {
             Some(Method::Ack) | None => &Method::Invite,
             Some(m) => m,

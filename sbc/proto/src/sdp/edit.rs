@@ -1,10 +1,9 @@
 //! Rewriting SDP for the other leg: addresses, ports, RTCP, direction and payload types.
 
-use std::io::Write as _;
-
 use super::error::SdpError;
 use super::parse::{Direction, Sdp};
 use super::policy::{Level, SdpPolicy};
+use crate::text::{Text, concat};
 
 /// Which part of the SDP an edit applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +69,7 @@ impl<'s, 'a> SdpEditor<'s, 'a> {
         address: &str,
     ) -> Result<&mut Self, SdpError> {
         let (start, end) = self.range(section)?;
-        let line = format!("c=IN {addrtype} {address}");
+        let line = concat(&["c=IN ", addrtype, " ", address]);
         match (start..end).find(|&i| self.sdp.lines[i].kind == b'c') {
             Some(i) => self.replace[i] = Some(Some(line)),
             None if matches!(section, Section::Media(_)) => self.inserts.push((start, line)),
@@ -118,9 +117,18 @@ impl<'s, 'a> SdpEditor<'s, 'a> {
         let i = (0..self.sdp.lines.len())
             .find(|&i| self.sdp.lines[i].kind == b'o')
             .ok_or(SdpError::BadOrigin)?;
-        self.replace[i] = Some(Some(format!(
-            "o={username} {session_id} {version} IN {addrtype} {address}"
-        )));
+        self.replace[i] = Some(Some(concat(&[
+            "o=",
+            username,
+            " ",
+            &Text::decimal(session_id),
+            " ",
+            &Text::decimal(version),
+            " IN ",
+            addrtype,
+            " ",
+            address,
+        ])));
         Ok(self)
     }
 
@@ -399,6 +407,8 @@ impl<'s, 'a> SdpEditor<'s, 'a> {
     /// Prints the edited SDP into `out` (cleared first).
     pub fn write(&self, out: &mut Vec<u8>) {
         out.clear();
+        // About the size of the original: one allocation instead of growing line by line.
+        out.reserve(self.sdp.lines.iter().map(|l| l.raw.len()).sum::<usize>() + 64);
         let mut media_index = 0;
         for (i, line) in self.sdp.lines.iter().enumerate() {
             let eol: &[u8] = if line.raw.ends_with(b"\r\n") {
@@ -422,17 +432,24 @@ impl<'s, 'a> SdpEditor<'s, 'a> {
                             || edit.proto.is_some() =>
                     {
                         let port = edit.port.unwrap_or(d.port);
-                        let _ = write!(out, "m={} {port}", d.media);
+                        out.extend_from_slice(b"m=");
+                        out.extend_from_slice(d.media.as_bytes());
+                        out.push(b' ');
+                        out.extend_from_slice(Text::decimal(u64::from(port)).as_bytes());
                         if let Some(n) = d.port_count {
-                            let _ = write!(out, "/{n}");
+                            out.push(b'/');
+                            out.extend_from_slice(Text::decimal(u64::from(n)).as_bytes());
                         }
-                        let _ = write!(out, " {}", edit.proto.as_deref().unwrap_or(d.proto));
+                        out.push(b' ');
+                        out.extend_from_slice(edit.proto.as_deref().unwrap_or(d.proto).as_bytes());
                         match &edit.formats {
                             Some(f) => f.iter().for_each(|f| {
-                                let _ = write!(out, " {f}");
+                                out.push(b' ');
+                                out.extend_from_slice(f.as_bytes());
                             }),
                             None if !d.formats.is_empty() => {
-                                let _ = write!(out, " {}", d.formats);
+                                out.push(b' ');
+                                out.extend_from_slice(d.formats.as_bytes());
                             }
                             None => {}
                         }

@@ -27,7 +27,7 @@ impl<'a> SdpLine<'a> {
             return None;
         }
         let t = self.text()?;
-        Some(match t.split_once(':') {
+        Some(match split_at_byte(t, b':') {
             Some((n, v)) => (n, Some(v)),
             None => (t, None),
         })
@@ -251,8 +251,7 @@ impl<'a> Sdp<'a> {
             .find(|(_, l)| l.kind == b'o')
             .ok_or(SdpError::BadOrigin)?;
         let text = line.1.text().ok_or(SdpError::NotUtf8 { line: line.0 })?;
-        let f: Vec<&str> = text.split(' ').collect();
-        let [username, session_id, version, nettype, addrtype, address] = f[..] else {
+        let Some([username, session_id, version, nettype, addrtype, address]) = fields(text) else {
             return Err(SdpError::BadOrigin);
         };
         let session_version = version.parse().map_err(|_| SdpError::BadOrigin)?;
@@ -314,10 +313,38 @@ impl<'a> Sdp<'a> {
     }
 }
 
+/// `s` split at the first `sep` (ASCII), as `str::split_once` with a char but by a plain
+/// byte loop: attribute lines are short, and are split again by every accessor that looks for
+/// one, where the generic char searcher cost more than the scan.
+fn split_at_byte(s: &str, sep: u8) -> Option<(&str, &str)> {
+    let i = s.bytes().position(|b| b == sep)?;
+    Some((s.get(..i)?, s.get(i + 1..)?))
+}
+
+/// `text` split at every single space into exactly `N` fields (empty ones included, as
+/// `str::split` gives them), or None: without collecting into a `Vec` for each line read.
+fn fields<const N: usize>(text: &str) -> Option<[&str; N]> {
+    let mut out = [""; N];
+    let mut rest = text;
+    for (k, f) in out.iter_mut().enumerate() {
+        if k + 1 == N {
+            // The last field is the rest, which must hold no further space.
+            if rest.bytes().any(|b| b == b' ') {
+                return None;
+            }
+            *f = rest;
+        } else {
+            let (field, after) = split_at_byte(rest, b' ')?;
+            *f = field;
+            rest = after;
+        }
+    }
+    Some(out)
+}
+
 pub(crate) fn parse_connection<'a>(line: &SdpLine<'a>) -> Result<Connection<'a>, SdpError> {
     let text = line.text().ok_or(SdpError::BadConnection)?;
-    let f: Vec<&str> = text.split(' ').collect();
-    let [nettype, addrtype, address] = f[..] else {
+    let Some([nettype, addrtype, address]) = fields(text) else {
         return Err(SdpError::BadConnection);
     };
     if nettype.is_empty() || addrtype.is_empty() || address.is_empty() {
@@ -346,12 +373,11 @@ impl<'s, 'a> Media<'s, 'a> {
         let text = self.sdp.lines[self.start]
             .text()
             .ok_or(SdpError::BadMedia)?;
-        let mut it = text.splitn(4, ' ');
-        let (Some(media), Some(port), Some(proto)) = (it.next(), it.next(), it.next()) else {
-            return Err(SdpError::BadMedia);
-        };
-        let formats = it.next().unwrap_or("");
-        let (port, port_count) = match port.split_once('/') {
+        // As `splitn(4, ' ')`: media, port and proto are required, the formats are the rest.
+        let (media, rest) = split_at_byte(text, b' ').ok_or(SdpError::BadMedia)?;
+        let (port, rest) = split_at_byte(rest, b' ').ok_or(SdpError::BadMedia)?;
+        let (proto, formats) = split_at_byte(rest, b' ').unwrap_or((rest, ""));
+        let (port, port_count) = match split_at_byte(port, b'/') {
             Some((p, n)) => (p, Some(n.parse().map_err(|_| SdpError::BadMedia)?)),
             None => (port, None),
         };
@@ -401,8 +427,7 @@ impl<'s, 'a> Media<'s, 'a> {
             let connection = match rest {
                 None => None,
                 Some(r) => {
-                    let f: Vec<&str> = r.split(' ').collect();
-                    let [nettype, addrtype, address] = f[..] else {
+                    let Some([nettype, addrtype, address]) = fields(r) else {
                         return Err(SdpError::BadAttribute("rtcp"));
                     };
                     Some(Connection {
@@ -462,6 +487,27 @@ impl<'s, 'a> Media<'s, 'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_split_like_str_split() {
+        for text in [
+            "a b c", "a  b", " a b", "a b ", "abc", "", "a b c d", "  ", "a/b c d",
+        ] {
+            let want: Vec<&str> = text.split(' ').collect();
+            let three: Option<[&str; 3]> = fields(text);
+            assert_eq!(
+                three.map(Vec::from),
+                (want.len() == 3).then(|| want.clone()),
+                "{text:?}"
+            );
+            let one: Option<[&str; 1]> = fields(text);
+            assert_eq!(
+                one.map(Vec::from),
+                (want.len() == 1).then(|| want.clone()),
+                "{text:?}"
+            );
+        }
+    }
 
     pub(crate) const OFFER: &[u8] = b"v=0\r\n\
 o=- 20518 0 IN IP4 192.168.1.10\r\n\

@@ -5,13 +5,13 @@
 //! received (names keep their compact forms and case, folds stay folded).
 
 use std::borrow::Cow;
-use std::io::Write as _;
 
 use super::headers::{Header, Headers};
 use super::message::Message;
 use super::method::Method;
 use super::name::HeaderName;
 use super::status::StatusCode;
+use crate::text::Text;
 
 #[derive(Debug, Clone)]
 enum Op<'m> {
@@ -170,7 +170,7 @@ impl<'m> Editor<'m> {
             if h.name == HeaderName::ContentLength {
                 has_length = true;
                 if self.body.is_some() {
-                    write_field(out, h.raw_name, format!("{}", body.len()).as_bytes());
+                    write_field(out, h.raw_name, Text::decimal(body.len() as u64).as_bytes());
                     continue;
                 }
             }
@@ -193,7 +193,11 @@ impl<'m> Editor<'m> {
             write_field(out, name.as_bytes(), v);
         }
         if !has_length {
-            let _ = write!(out, "Content-Length: {}\r\n", body.len());
+            write_field(
+                out,
+                b"Content-Length",
+                Text::decimal(body.len() as u64).as_bytes(),
+            );
         }
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(body);
@@ -210,6 +214,8 @@ fn write_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 /// Rewrites `value` with parameter `name` set to `new` (`Some(None)`: value-less; `None`:
 /// removed) on its first comma-separated element. Everything else is copied verbatim.
 pub fn edit_param(value: &[u8], name: &str, new: Option<Option<&str>>, out: &mut Vec<u8>) {
+    // The result is at most the value plus `;name=new`: one allocation, not several.
+    out.reserve(value.len() + name.len() + 2 + new.flatten().map_or(0, str::len));
     // First element: up to the first top-level comma (outside quotes and `<>`).
     let elem_end = scan_until(value, 0, |b| b == b',');
     let mut trimmed_end = elem_end;
@@ -285,14 +291,21 @@ impl<'b> MessageWriter<'b> {
     /// Starts a request (clears `out`).
     pub fn request(out: &'b mut Vec<u8>, method: &Method, uri: &str) -> Self {
         out.clear();
-        let _ = write!(out, "{method} {uri} SIP/2.0\r\n");
+        out.extend_from_slice(method.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(uri.as_bytes());
+        out.extend_from_slice(b" SIP/2.0\r\n");
         Self { out }
     }
 
     /// Starts a response (clears `out`).
     pub fn response(out: &'b mut Vec<u8>, status: StatusCode, reason: &str) -> Self {
         out.clear();
-        let _ = write!(out, "SIP/2.0 {status} {reason}\r\n");
+        out.extend_from_slice(b"SIP/2.0 ");
+        out.extend_from_slice(Text::decimal(u64::from(status.as_u16())).as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(reason.as_bytes());
+        out.extend_from_slice(b"\r\n");
         Self { out }
     }
 
@@ -303,6 +316,31 @@ impl<'b> MessageWriter<'b> {
     pub fn response_to(
         out: &'b mut Vec<u8>,
         request: &Headers,
+        status: StatusCode,
+        reason: &str,
+        opts: &ResponseOptions<'_>,
+    ) -> Self {
+        let to_untagged = || request.to().is_ok_and(|t| t.tag().is_none());
+        Self::response_with(out, request, to_untagged, status, reason, opts)
+    }
+
+    /// As [`MessageWriter::response_to`], for a parsed request: whether its To has a tag is
+    /// known from the parser, so To is not decoded again.
+    pub fn response_to_message(
+        out: &'b mut Vec<u8>,
+        request: &Message,
+        status: StatusCode,
+        reason: &str,
+        opts: &ResponseOptions<'_>,
+    ) -> Self {
+        let to_untagged = || request.to_tag().is_none();
+        Self::response_with(out, request.headers(), to_untagged, status, reason, opts)
+    }
+
+    fn response_with(
+        out: &'b mut Vec<u8>,
+        request: &Headers,
+        to_untagged: impl Fn() -> bool,
         status: StatusCode,
         reason: &str,
         opts: &ResponseOptions<'_>,
@@ -324,8 +362,8 @@ impl<'b> MessageWriter<'b> {
                     }
                     if let Some(p) = opts.rport {
                         scratch.clear();
-                        let port = p.to_string();
-                        edit_param(&v, "rport", Some(Some(&port)), &mut scratch);
+                        let port = Text::decimal(u64::from(p));
+                        edit_param(&v, "rport", Some(Some(port.as_str())), &mut scratch);
                         v.clone_from(&scratch);
                     }
                     write_field(w.out, h.raw_name, &v);
@@ -334,7 +372,7 @@ impl<'b> MessageWriter<'b> {
                     w.copy(h);
                 }
                 HeaderName::To => {
-                    let needs_tag = request.to().is_ok_and(|t| t.tag().is_none());
+                    let needs_tag = to_untagged();
                     match opts.to_tag {
                         Some(tag) if needs_tag => {
                             scratch.clear();
@@ -364,9 +402,25 @@ impl<'b> MessageWriter<'b> {
         self
     }
 
+    /// Adds `CSeq: <seq> <method>`.
+    pub fn cseq(&mut self, seq: u32, method: &Method) -> &mut Self {
+        self.out.extend_from_slice(b"CSeq: ");
+        self.out
+            .extend_from_slice(Text::decimal(u64::from(seq)).as_bytes());
+        self.out.push(b' ');
+        self.out.extend_from_slice(method.as_str().as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+        self
+    }
+
     /// Adds Content-Length, the empty line and the body.
     pub fn finish(&mut self, body: &[u8]) {
-        let _ = write!(self.out, "Content-Length: {}\r\n\r\n", body.len());
+        write_field(
+            self.out,
+            b"Content-Length",
+            Text::decimal(body.len() as u64).as_bytes(),
+        );
+        self.out.extend_from_slice(b"\r\n");
         self.out.extend_from_slice(body);
     }
 }

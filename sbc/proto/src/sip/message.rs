@@ -142,6 +142,15 @@ impl Message {
             .expect("Message::parse validated the Via headers")
     }
 
+    /// The top Via's sent-protocol and sent-by only (its `params` are left empty): what a
+    /// transaction is matched by besides the branch, without decoding the parameters again.
+    pub fn top_sent_by(&self) -> Via<'_> {
+        // Invariant: `parse::validate` rejected the message unless every Via value parses.
+        self.headers
+            .top_sent_by()
+            .expect("Message::parse validated the Via headers")
+    }
+
     /// From (validated by the parser).
     pub fn from(&self) -> NameAddr<'_> {
         // Invariant: `parse::validate` rejected the message unless From parses.

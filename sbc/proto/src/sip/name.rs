@@ -24,6 +24,20 @@ macro_rules! header_names {
                 }
             }
 
+            /// The canonical name in lower case (how allowlists and header rules spell it);
+            /// empty for `Other`.
+            pub fn as_lower(self) -> &'static str {
+                match self {
+                    $( Self::$variant => const {
+                        match std::str::from_utf8($lower) {
+                            Ok(s) => s,
+                            Err(_) => panic!("header names are ASCII"),
+                        }
+                    }, )*
+                    Self::Other => "",
+                }
+            }
+
             /// The compact form (RFC 3261 §7.3.3 and extensions), if the header has one.
             pub fn compact(self) -> Option<&'static str> {
                 match self {
@@ -101,6 +115,19 @@ header_names! {
 impl HeaderName {
     /// Classifies a name as received; names are case-insensitive (RFC 3261 §7.3.1).
     pub fn from_bytes(name: &[u8]) -> Self {
+        // Most names arrive in their canonical spelling: those need no lower-casing.
+        match name {
+            b"Via" => return Self::Via,
+            b"From" => return Self::From,
+            b"To" => return Self::To,
+            b"Call-ID" => return Self::CallId,
+            b"CSeq" => return Self::CSeq,
+            b"Contact" => return Self::Contact,
+            b"Max-Forwards" => return Self::MaxForwards,
+            b"Content-Length" => return Self::ContentLength,
+            b"Content-Type" => return Self::ContentType,
+            _ => {}
+        }
         if name.is_empty() || name.len() > 32 {
             return Self::Other;
         }

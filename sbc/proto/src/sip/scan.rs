@@ -206,19 +206,22 @@ impl<'a> Cursor<'a> {
     /// Skips LWS; returns whether anything was skipped.
     pub(crate) fn skip_lws(&mut self) -> bool {
         let start = self.pos;
-        while self.peek().is_some_and(is_lws) {
-            self.pos += 1;
-        }
+        self.pos += self.run_len(is_lws);
         self.pos != start
     }
 
     /// Takes ASCII bytes while `f` holds. `f` must be false for non-ASCII bytes.
     pub(crate) fn take_while(&mut self, f: impl Fn(u8) -> bool) -> &'a str {
         let start = self.pos;
-        while self.peek().is_some_and(|b| b.is_ascii() && f(b)) {
-            self.pos += 1;
-        }
+        self.pos += self.run_len(|b| b.is_ascii() && f(b));
         self.since(start)
+    }
+
+    /// How many bytes from the position on `f` holds for: one scan over the remaining bytes,
+    /// not a bounds-checked `peek` per byte (every header value is walked this way).
+    fn run_len(&self, f: impl Fn(u8) -> bool) -> usize {
+        let rest = self.s.as_bytes().get(self.pos..).unwrap_or_default();
+        rest.iter().position(|&b| !f(b)).unwrap_or(rest.len())
     }
 
     pub(crate) fn take_class(&mut self, class: u8) -> &'a str {

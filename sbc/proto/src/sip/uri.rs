@@ -109,24 +109,29 @@ impl<'a> Host<'a> {
         let rest = c.rest();
         let b = rest.as_bytes();
         let mut len = 0;
-        let mut numeric = true;
+        // The classes seen (a table lookup per byte: hosts are on every Via, Contact, From,
+        // To and Request-URI).
+        let mut seen = 0u8;
         let mut bad_label = false;
         let mut label_start = 0;
         // First byte of the label before the last dot (the top label if a dot ends the name).
         let mut prev_label_first = 0u8;
         while let Some(&ch) = b.get(len) {
-            if ch == b'.' {
+            let class = HOST_CLASS[usize::from(ch)];
+            if class == 0 {
+                break;
+            }
+            if class == HOST_DOT {
                 bad_label |= len == label_start || b[len - 1] == b'-';
                 prev_label_first = b[label_start];
                 label_start = len + 1;
-            } else if ch.is_ascii_alphabetic() || ch == b'-' {
-                numeric = false;
-                bad_label |= ch == b'-' && len == label_start;
-            } else if !ch.is_ascii_digit() {
-                break;
+            } else if class == HOST_DASH {
+                bad_label |= len == label_start;
             }
+            seen |= class;
             len += 1;
         }
+        let numeric = seen & (HOST_ALPHA | HOST_DASH) == 0;
         // Every byte counted is ASCII, so `len` is a character boundary.
         let name = rest.get(..len).unwrap_or_default();
         c.reset(c.pos() + len);
@@ -151,26 +156,66 @@ impl<'a> Host<'a> {
     }
 }
 
+/// Host byte classes: digit, letter, `-`, `.`; 0 for a byte that ends the host.
+const HOST_DIGIT: u8 = 1;
+const HOST_ALPHA: u8 = 2;
+const HOST_DASH: u8 = 4;
+const HOST_DOT: u8 = 8;
+
+static HOST_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = if b.is_ascii_digit() {
+            HOST_DIGIT
+        } else if b.is_ascii_alphabetic() {
+            HOST_ALPHA
+        } else if b == b'-' {
+            HOST_DASH
+        } else if b == b'.' {
+            HOST_DOT
+        } else {
+            0
+        };
+        i += 1;
+    }
+    t
+};
+
 /// Parses a dotted-quad IPv4 address with the rules of `Ipv4Addr::from_str` (four decimal
 /// octets of one to three digits, at most 255, no leading zero), without its generic parser
 /// machinery: hosts are on every Via, Contact and Route, so this is on the per-message path.
 fn parse_ipv4(b: &[u8]) -> Option<std::net::Ipv4Addr> {
+    // One pass, no iterator adapters: this runs for every host of every message.
     let mut octets = [0u8; 4];
-    let mut parts = b.split(|c| *c == b'.');
-    for o in &mut octets {
-        let part = parts.next()?;
-        let ok_len = matches!(part.len(), 1..=3) && (part.len() == 1 || part[0] != b'0');
-        if !ok_len || !part.iter().all(u8::is_ascii_digit) {
+    let mut k = 0;
+    let mut n = 0u16;
+    let mut digits = 0;
+    for &c in b {
+        if c == b'.' {
+            if digits == 0 || k == 3 {
+                return None;
+            }
+            octets[k] = u8::try_from(n).ok()?;
+            k += 1;
+            n = 0;
+            digits = 0;
+        } else if c.is_ascii_digit() {
+            // At most three digits, and no leading zero ("0" alone is fine).
+            if digits == 3 || (digits == 1 && n == 0) {
+                return None;
+            }
+            n = n * 10 + u16::from(c - b'0');
+            digits += 1;
+        } else {
             return None;
         }
-        let n = part
-            .iter()
-            .fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'));
-        *o = u8::try_from(n).ok()?;
     }
-    if parts.next().is_some() {
+    if digits == 0 || k != 3 {
         return None;
     }
+    octets[3] = u8::try_from(n).ok()?;
     Some(std::net::Ipv4Addr::from(octets))
 }
 
@@ -183,7 +228,11 @@ pub(crate) fn parse_port(c: &mut Cursor<'_>) -> Result<Option<u16>, UriError> {
     if digits.is_empty() || digits.len() > 5 {
         return Err(UriError::BadPort);
     }
-    digits.parse().map(Some).map_err(|_| UriError::BadPort)
+    // At most five digits: no overflow in u32, and above u16::MAX is an error as `parse` says.
+    let n = digits
+        .bytes()
+        .fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'));
+    u16::try_from(n).map(Some).map_err(|_| UriError::BadPort)
 }
 
 impl<'a> Uri<'a> {

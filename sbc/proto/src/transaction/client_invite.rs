@@ -8,6 +8,7 @@ use std::{
 
 use bytes::Bytes;
 
+use super::outbox::Outbox;
 use super::{Timer, TimerConfig, TimerTable, TxEvent};
 
 /// States of the INVITE client transaction.
@@ -38,7 +39,7 @@ pub struct InviteClient {
     ack: Option<Bytes>,
     interval_a: Duration,
     transmits: VecDeque<Bytes>,
-    events: VecDeque<TxEvent>,
+    events: Outbox<TxEvent>,
 }
 
 impl InviteClient {
@@ -54,7 +55,7 @@ impl InviteClient {
             ack: None,
             interval_a: cfg.t1,
             transmits: VecDeque::from([request]),
-            events: VecDeque::new(),
+            events: Outbox::default(),
         };
         if !reliable {
             tx.timers.set(Timer::A, now + cfg.t1);

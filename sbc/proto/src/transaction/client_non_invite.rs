@@ -7,6 +7,7 @@ use std::{
 
 use bytes::Bytes;
 
+use super::outbox::Outbox;
 use super::{Timer, TimerConfig, TimerTable, TxEvent};
 
 /// States of the non-INVITE client transaction.
@@ -33,7 +34,7 @@ pub struct NonInviteClient {
     request: Option<Bytes>,
     interval_e: Duration,
     transmits: VecDeque<Bytes>,
-    events: VecDeque<TxEvent>,
+    events: Outbox<TxEvent>,
 }
 
 impl NonInviteClient {
@@ -47,7 +48,7 @@ impl NonInviteClient {
             request: Some(request.clone()),
             interval_e: cfg.t1,
             transmits: VecDeque::from([request]),
-            events: VecDeque::new(),
+            events: Outbox::default(),
         };
         if !reliable {
             tx.timers.set(Timer::E, now + cfg.t1);

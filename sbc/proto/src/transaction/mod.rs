@@ -15,6 +15,7 @@
 
 mod client_invite;
 mod client_non_invite;
+mod outbox;
 mod server_invite;
 mod server_non_invite;
 mod timer;

@@ -9,6 +9,7 @@ use std::{
 
 use bytes::Bytes;
 
+use super::outbox::Outbox;
 use super::{Timer, TimerConfig, TimerTable, TxEvent};
 
 /// States of the INVITE server transaction.
@@ -45,7 +46,7 @@ pub struct InviteServer {
     last_response: Option<Bytes>,
     interval_g: Duration,
     transmits: VecDeque<Bytes>,
-    events: VecDeque<TxEvent>,
+    events: Outbox<TxEvent>,
 }
 
 impl InviteServer {
@@ -61,7 +62,7 @@ impl InviteServer {
             last_response: Some(trying.clone()),
             interval_g: cfg.t1,
             transmits: VecDeque::from([trying]),
-            events: VecDeque::new(),
+            events: Outbox::default(),
         }
     }
 

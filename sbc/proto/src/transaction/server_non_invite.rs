@@ -7,6 +7,7 @@ use std::{
 
 use bytes::Bytes;
 
+use super::outbox::Outbox;
 use super::{Timer, TimerConfig, TimerTable, TxEvent};
 
 /// States of the non-INVITE server transaction.
@@ -31,7 +32,7 @@ pub struct NonInviteServer {
     reliable: bool,
     last_response: Option<Bytes>,
     transmits: VecDeque<Bytes>,
-    events: VecDeque<TxEvent>,
+    events: Outbox<TxEvent>,
 }
 
 impl NonInviteServer {
@@ -44,7 +45,7 @@ impl NonInviteServer {
             reliable,
             last_response: None,
             transmits: VecDeque::new(),
-            events: VecDeque::new(),
+            events: Outbox::default(),
         }
     }
 
