@@ -167,7 +167,9 @@ pub struct Tracer {
 struct Inner {
     tx: mpsc::Sender<Captured>,
     store: Mutex<TraceStore>,
-    live: Mutex<HashMap<u64, LiveCall>>,
+    /// Only with a HEP collector (`[hep] collector`): nothing else reads it, and a copy of
+    /// both Call-IDs for every live call is memory the traces alone do not need.
+    live: Option<Mutex<HashMap<u64, LiveCall>>>,
     metrics: TraceMetrics,
     /// Whether `GET …/trace` answers (`[trace] enabled`); the store also serves HEP
     /// correlation when only `[hep]` is on.
@@ -185,7 +187,7 @@ impl Tracer {
         let inner = Arc::new(Inner {
             tx,
             store: Mutex::new(TraceStore::new(TraceLimits::from_config(&config.trace))),
-            live: Mutex::new(HashMap::new()),
+            live: config.hep.collector.map(|_| Mutex::new(HashMap::new())),
             metrics: metrics.clone(),
             api: config.trace.enabled,
         });
@@ -248,8 +250,8 @@ impl Tracer {
                     .store
                     .lock()
                     .link(call, &inside.call_id, &outside.call_id);
-                if let Some(media) = info.media {
-                    self.inner.live.lock().insert(
+                if let (Some(media), Some(live)) = (info.media, &self.inner.live) {
+                    live.lock().insert(
                         call,
                         LiveCall {
                             media,
@@ -261,7 +263,9 @@ impl Tracer {
             }
             Event::CallEnded { call, .. } => {
                 self.inner.store.lock().call_ended(Instant::now(), call);
-                self.inner.live.lock().remove(&call);
+                if let Some(live) = &self.inner.live {
+                    live.lock().remove(&call);
+                }
             }
             _ => {}
         }
@@ -406,7 +410,8 @@ impl Task {
     /// Call-ID.
     fn rtcp_reports(&mut self, inner: &Inner) {
         let Some(hep) = &mut self.hep else { return };
-        let live: Vec<LiveCall> = inner.live.lock().values().cloned().collect();
+        let Some(live) = &inner.live else { return };
+        let live: Vec<LiveCall> = live.lock().values().cloned().collect();
         for call in live {
             let Some(view) = self.media.session_view(call.media) else {
                 continue;
@@ -435,7 +440,7 @@ mod tests {
             inner: Arc::new(Inner {
                 tx,
                 store: Mutex::new(TraceStore::new(limits)),
-                live: Mutex::new(HashMap::new()),
+                live: None,
                 metrics: metrics.clone(),
                 api: true,
             }),
