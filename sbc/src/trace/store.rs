@@ -27,6 +27,7 @@ use std::{
     borrow::Cow,
     collections::{HashMap, VecDeque},
     net::SocketAddr,
+    sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
 
@@ -289,17 +290,32 @@ pub enum Correlation<'a> {
 
 /// A call's link as the signaling task gave it, by leg Call-ID. Kept apart from the legs: the
 /// signaling task may link a call before the capture task has seen its messages.
+///
+/// Every live call has two (traced or not: HEP correlation needs them), so a Call-ID is one
+/// shared allocation ([`CallIdRc`]): the key of its leg's link, the other link's `other` and
+/// the call index's entry, rather than three copies.
 #[derive(Debug, Clone)]
 struct Link {
     call: u64,
-    other: String,
+    other: CallIdRc,
     ended: Option<Instant>,
 }
 
-impl Link {
-    /// What the link of leg `id` holds besides its map slot: the two Call-IDs' allocations.
-    fn cost(&self, id: &str) -> usize {
-        heap(id.len()) + heap(self.other.len())
+/// A Call-ID shared by the links and the call index.
+type CallIdRc = Arc<str>;
+
+/// What the allocator takes for a shared Call-ID: the counts and the text.
+const fn shared_heap(id: &str) -> usize {
+    heap(2 * size_of::<usize>() + id.len())
+}
+
+/// `id`'s allocation if the holder about to drop it is the last one (else 0): a shared Call-ID
+/// is counted once, from its first holder to its last.
+fn last_holder(id: &CallIdRc) -> usize {
+    if Arc::strong_count(id) == 1 {
+        shared_heap(id)
+    } else {
+        0
     }
 }
 
@@ -308,10 +324,10 @@ impl Link {
 pub struct TraceStore {
     limits: TraceLimits,
     legs: HashMap<String, Leg>,
-    links: HashMap<String, Link>,
+    links: HashMap<CallIdRc, Link>,
     /// The legs' [`Leg::cost`], summed.
     bytes: usize,
-    /// The links' strings (key and other Call-ID).
+    /// The shared Call-IDs of the links and the call index, each counted once.
     link_bytes: usize,
     /// Legs in the order they became done, with when: the next to expire or to evict is at
     /// the front (entries of legs gone or active again are skipped when they come up).
@@ -320,8 +336,8 @@ pub struct TraceStore {
     done_bytes: usize,
     /// Live calls' Call-IDs (from [`Self::link`] to [`Self::call_ended`]; a failover links a
     /// second outside leg to the same call).
-    calls: HashMap<u64, Vec<String>>,
-    /// The Call-IDs in [`Self::calls`].
+    calls: HashMap<u64, Vec<CallIdRc>>,
+    /// The lists' slots in [`Self::calls`] (their Call-IDs are in `link_bytes`).
     call_bytes: usize,
     /// When the next sweep for quiet legs and ended links is due ([`SWEEP`]).
     next_sweep: Option<Instant>,
@@ -344,7 +360,7 @@ const DONE_SLOT: usize = size_of::<(Instant, String)>();
 
 /// A live call's slot in the call index: key, its list of Call-IDs, control byte (the list's
 /// own slots are counted in `call_bytes`).
-const CALL_SLOT: usize = size_of::<u64>() + size_of::<Vec<String>>() + 1;
+const CALL_SLOT: usize = size_of::<u64>() + size_of::<Vec<CallIdRc>>() + 1;
 
 impl TraceStore {
     /// An empty store.
@@ -413,7 +429,7 @@ impl TraceStore {
                 call_id: call_id.to_owned(),
                 side,
                 call: link.map(|l| l.call),
-                other: link.map(|l| l.other.clone()),
+                other: link.map(|l| l.other.to_string()),
                 calling,
                 called,
                 final_status: None,
@@ -526,9 +542,9 @@ impl TraceStore {
             let legs = &self.legs;
             let mut freed = 0;
             self.links.retain(|id, l| {
-                let keep = l.ended.is_none() || legs.contains_key(id);
+                let keep = l.ended.is_none() || legs.contains_key(&**id);
                 if !keep {
-                    freed += l.cost(id);
+                    freed += last_holder(id) + last_holder(&l.other);
                 }
                 keep
             });
@@ -538,26 +554,39 @@ impl TraceStore {
             self.links_checked = self.links.len().saturating_mul(2);
         }
         let ids = self.calls.entry(call).or_default();
-        for id in [inside, outside] {
-            if !ids.iter().any(|known| known == id) {
-                ids.push(id.to_owned());
-                self.call_bytes += heap(id.len()) + size_of::<String>();
-            }
+        if ids.is_empty() {
+            // Two legs, as a rule: not the four slots a first push reserves.
+            ids.reserve_exact(2);
         }
-        for (mine, other) in [(inside, outside), (outside, inside)] {
+        let [inside, outside] = [inside, outside].map(|id| {
+            if let Some(known) = ids.iter().find(|known| &***known == id) {
+                return known.clone();
+            }
+            // A leg relinked to another call (not seen) keeps its link's Call-ID.
+            let shared = match self.links.get_key_value(id) {
+                Some((known, _)) => known.clone(),
+                None => {
+                    self.link_bytes += shared_heap(id);
+                    CallIdRc::from(id)
+                }
+            };
+            ids.push(shared.clone());
+            self.call_bytes += size_of::<CallIdRc>();
+            shared
+        });
+        for (mine, other) in [(&inside, &outside), (&outside, &inside)] {
             let link = Link {
                 call,
-                other: other.to_owned(),
+                other: other.clone(),
                 ended: None,
             };
-            self.link_bytes += link.cost(mine);
-            if let Some(old) = self.links.insert(mine.to_owned(), link) {
-                self.link_bytes -= old.cost(mine);
+            if let Some(old) = self.links.insert(mine.clone(), link) {
+                self.link_bytes -= last_holder(&old.other);
             }
-            if let Some(leg) = self.legs.get_mut(mine) {
+            if let Some(leg) = self.legs.get_mut(&**mine) {
                 let before = leg.cost();
                 leg.call = Some(call);
-                leg.other = Some(other.to_owned());
+                leg.other = Some(other.to_string());
                 // A leg that failed (e.g. a failover's first trunk) but belongs to a live call
                 // stays until the call ends.
                 leg.done = None;
@@ -571,19 +600,18 @@ impl TraceStore {
         let Some(ids) = self.calls.remove(&call) else {
             return;
         };
-        self.call_bytes -= ids
-            .iter()
-            .map(|id| heap(id.len()) + size_of::<String>())
-            .sum::<usize>();
+        self.call_bytes -= ids.len() * size_of::<CallIdRc>();
+        // The links normally still hold them (until their legs go), but not always.
+        self.link_bytes -= ids.iter().map(last_holder).sum::<usize>();
         for id in &ids {
-            if let Some(link) = self.links.get_mut(id.as_str())
+            if let Some(link) = self.links.get_mut(&**id)
                 && link.call == call
             {
                 link.ended.get_or_insert(now);
             }
             let done = self
                 .legs
-                .get_mut(id.as_str())
+                .get_mut(&**id)
                 .filter(|l| l.call == Some(call) && l.done.is_none());
             if let Some(leg) = done {
                 leg.done = Some(now);
@@ -706,11 +734,11 @@ impl TraceStore {
         let legs = &self.legs;
         let mut freed = 0;
         self.links.retain(|id, l| {
-            let stays = l
-                .ended
-                .is_none_or(|e| now.saturating_duration_since(e) < keep || legs.contains_key(id));
+            let stays = l.ended.is_none_or(|e| {
+                now.saturating_duration_since(e) < keep || legs.contains_key(&**id)
+            });
             if !stays {
-                freed += l.cost(id);
+                freed += last_holder(id) + last_holder(&l.other);
             }
             stays
         });
@@ -944,6 +972,35 @@ mod tests {
         s.expire(t0 + Duration::from_secs(3660));
         assert!(s.is_empty(), "{:?}", s.by_call(5).len());
         assert_eq!(s.bytes(), empty_maps(&s));
+    }
+
+    #[test]
+    fn a_call_id_is_held_once_by_the_links_and_the_call_index() {
+        // Two links per live call, traced or not: the key of one is the other's `other` and
+        // the call index's entry, one allocation counted once (three copies before).
+        let t0 = Instant::now();
+        let mut s = TraceStore::new(limits());
+        s.link(3, "in-3", "out-3");
+        let (key, link) = s.links.get_key_value("in-3").expect("linked");
+        assert_eq!(
+            Arc::strong_count(key),
+            3,
+            "key, the other link, the call index"
+        );
+        assert!(Arc::ptr_eq(key, &s.links["out-3"].other));
+        assert!(Arc::ptr_eq(&link.other, &s.calls[&3][1]));
+        assert_eq!(s.calls[&3].capacity(), 2);
+        assert_eq!(s.link_bytes, shared_heap("in-3") + shared_heap("out-3"));
+        // Linked again (a failover): the inside Call-ID is not copied, the new one is added.
+        s.link(3, "in-3", "out-3b");
+        assert_eq!(
+            s.link_bytes,
+            shared_heap("in-3") + shared_heap("out-3") + shared_heap("out-3b")
+        );
+        s.call_ended(t0, 3);
+        s.expire(t0 + Duration::from_secs(60));
+        assert!(s.links.is_empty() && s.calls.is_empty());
+        assert_eq!((s.link_bytes, s.call_bytes), (0, 0));
     }
 
     #[test]
