@@ -71,9 +71,16 @@ struct StreamNeg {
     peer_proto: Option<String>,
 }
 
-/// The SRTP state of a call: per leg (`[inside, outside]`), per `m=` line.
+/// The SRTP state of a call. Boxed, made by the first body that negotiates SRTP: a plain call
+/// never does, and every concurrent call holds its `Call` (a pointer inline instead of 56
+/// bytes).
 #[derive(Debug, Clone, Default)]
-pub(super) struct CallSrtp {
+pub(super) struct CallSrtp(Option<Box<Negotiation>>);
+
+/// What [`CallSrtp`] holds once SRTP is negotiated: per leg (`[inside, outside]`), per `m=`
+/// line.
+#[derive(Debug, Clone, Default)]
+struct Negotiation {
     legs: [Vec<StreamNeg>; 2],
     /// A leg the SBC sent an offer to and whose answer is still to come.
     awaiting: [bool; 2],
@@ -121,9 +128,51 @@ fn proto(secure: bool, feedback: bool) -> &'static str {
 }
 
 impl CallSrtp {
+    /// Whether any stream of the call has SRTP keys the SBC holds (see [`Negotiation::keyed`]).
+    pub(super) fn keyed(&self) -> bool {
+        self.0.as_ref().is_some_and(|n| n.keyed())
+    }
+
+    /// Forgets what was negotiated with `side` (see [`Negotiation::reset`]).
+    pub(super) fn reset(&mut self, side: Side) {
+        if let Some(n) = &mut self.0 {
+            n.reset(side);
+        }
+    }
+
+    /// Whether the SBC's last offer to `side` awaits its answer.
+    pub(super) fn awaits_answer_from(&self, side: Side) -> bool {
+        self.0.as_ref().is_some_and(|n| n.awaiting[idx(side)])
+    }
+
+    /// Handles an SDP body (see [`Negotiation::on_sdp`]), making the state on first use.
+    pub(super) fn on_sdp(
+        &mut self,
+        crossing: Crossing<'_>,
+        out: &mut Vec<u8>,
+        policies: (&SrtpPolicy, &SrtpPolicy),
+        rng: &mut super::Rng,
+    ) -> Result<(), SrtpRefusal> {
+        self.0
+            .get_or_insert_default()
+            .on_sdp(crossing, out, policies, rng)
+    }
+
+    /// Which of `side`'s streams negotiate SRTP (none before any SRTP negotiation).
+    pub(super) fn secure(&self, side: Side) -> Vec<bool> {
+        self.0.as_ref().map_or_else(Vec::new, |n| n.secure(side))
+    }
+
+    /// The keys of `side`'s streams for the relay (none before any SRTP negotiation).
+    pub(super) fn keys(&self, side: Side) -> Vec<Option<StreamKeys>> {
+        self.0.as_ref().map_or_else(Vec::new, |n| n.keys(side))
+    }
+}
+
+impl Negotiation {
     /// Whether any stream of the call has SRTP keys the SBC holds (such a call's state is not
     /// restorable: keys are never persisted).
-    pub(super) fn keyed(&self) -> bool {
+    fn keyed(&self) -> bool {
         self.legs
             .iter()
             .flatten()
@@ -132,20 +181,15 @@ impl CallSrtp {
 
     /// Forgets what was negotiated with `side`: its leg starts afresh (failover to another
     /// trunk, whose keys are its own).
-    pub(super) fn reset(&mut self, side: Side) {
+    fn reset(&mut self, side: Side) {
         self.legs[idx(side)].clear();
         self.awaiting[idx(side)] = false;
-    }
-
-    /// Whether the SBC's last offer to `side` awaits its answer.
-    pub(super) fn awaits_answer_from(&self, side: Side) -> bool {
-        self.awaiting[idx(side)]
     }
 
     /// Handles an SDP body `body` from `from` whose rewritten form for `to` is `out`: reads
     /// `from`'s crypto against its policy and sets the transport and `a=crypto` lines of `out`
     /// for `to`'s policy (new keys from `rng` where the SBC offers or answers).
-    pub(super) fn on_sdp(
+    fn on_sdp(
         &mut self,
         crossing: Crossing<'_>,
         out: &mut Vec<u8>,
@@ -263,7 +307,7 @@ impl CallSrtp {
 
     /// Which of `side`'s streams negotiate SRTP (the SBC offered or accepted a key on them):
     /// the relay holds their media until the answer settles the keys.
-    pub(super) fn secure(&self, side: Side) -> Vec<bool> {
+    fn secure(&self, side: Side) -> Vec<bool> {
         self.legs[idx(side)]
             .iter()
             .map(|st| st.rx.is_some() || st.tx.is_some() || !st.offered.is_empty())
@@ -271,7 +315,7 @@ impl CallSrtp {
     }
 
     /// The keys of `side`'s streams for the relay.
-    pub(super) fn keys(&self, side: Side) -> Vec<Option<StreamKeys>> {
+    fn keys(&self, side: Side) -> Vec<Option<StreamKeys>> {
         let spec = |c: &Crypto| KeySpec {
             suite: c.suite,
             key: c.key.clone(),
