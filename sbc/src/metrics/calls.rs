@@ -3,7 +3,7 @@
 //! registrations and trunk health. The signaling driver feeds them from the core's events
 //! ([`CallMetrics::on_event`]) and counters ([`CallMetrics::observe`]); labels are bounded.
 
-use std::{collections::HashMap, net::IpAddr, time::Instant};
+use std::{collections::HashMap, net::IpAddr, sync::Arc, time::Instant};
 
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
@@ -483,11 +483,14 @@ fn result_label(answered: bool, reason: EndReason) -> &'static str {
     }
 }
 
-/// What the driver remembers about a live call for its metrics.
+/// What the driver remembers about a live call for its metrics (one per concurrent call:
+/// 56 bytes, the trunk's name shared).
 #[derive(Debug)]
 struct CallMeta {
-    direction: &'static str,
-    trunk: String,
+    /// The caller's side, whence the direction.
+    from: Side,
+    /// The trunk's name, one allocation for every call on it ([`CallTracker::trunk`]).
+    trunk: Arc<str>,
     started: Instant,
     answered: Option<Instant>,
 }
@@ -497,10 +500,26 @@ struct CallMeta {
 #[derive(Debug, Default)]
 pub struct CallTracker {
     live: HashMap<u64, CallMeta>,
+    /// The trunk names live calls refer to.
+    trunks: Vec<Arc<str>>,
     retransmissions_seen: (u64, u64),
     auth_seen: [u64; 6],
     /// This shard's share of the transaction and stored-bytes gauges last reported.
     gauges_seen: [i64; 3],
+}
+
+impl CallTracker {
+    /// `name`, shared with the live calls already on that trunk. Names no call holds any more
+    /// (a trunk renamed by a reload) go when a new one comes.
+    fn trunk(&mut self, name: &str) -> Arc<str> {
+        if let Some(t) = self.trunks.iter().find(|t| &***t == name) {
+            return t.clone();
+        }
+        self.trunks.retain(|t| Arc::strong_count(t) > 1);
+        let t = Arc::<str>::from(name);
+        self.trunks.push(t.clone());
+        t
+    }
 }
 
 const fn direction(from: Side) -> &'static str {
@@ -582,14 +601,14 @@ impl CallMetrics {
         match ev {
             Event::CallStarted { call, from, trunk } => {
                 let d = direction(from);
-                let trunk = sbc.trunk_name(trunk).to_owned();
+                let trunk = tracker.trunk(sbc.trunk_name(trunk));
                 self.started.with_label_values(&[d]).inc();
                 self.active.with_label_values(&[d]).inc();
                 self.trunk_active.with_label_values(&[&trunk, d]).inc();
                 tracker.live.insert(
                     call,
                     CallMeta {
-                        direction: d,
+                        from,
                         trunk,
                         started: now,
                         answered: None,
@@ -599,15 +618,16 @@ impl CallMetrics {
             Event::CallProgress { call } => {
                 if let Some(c) = tracker.live.get(&call) {
                     self.post_dial_delay
-                        .with_label_values(&[c.direction])
+                        .with_label_values(&[direction(c.from)])
                         .observe(now.saturating_duration_since(c.started).as_secs_f64());
                 }
             }
             Event::CallAnswered { call } => {
                 if let Some(c) = tracker.live.get_mut(&call) {
-                    self.answered.with_label_values(&[c.direction]).inc();
+                    let d = direction(c.from);
+                    self.answered.with_label_values(&[d]).inc();
                     self.answer_delay
-                        .with_label_values(&[c.direction])
+                        .with_label_values(&[d])
                         .observe(now.saturating_duration_since(c.started).as_secs_f64());
                     c.answered = Some(now);
                 }
@@ -616,7 +636,7 @@ impl CallMetrics {
                 let Some(c) = tracker.live.remove(&call) else {
                     return;
                 };
-                let d = c.direction;
+                let d = direction(c.from);
                 self.ended.with_label_values(&[d, reason.as_str()]).inc();
                 self.active.with_label_values(&[d]).dec();
                 self.trunk_active.with_label_values(&[&c.trunk, d]).dec();
@@ -641,17 +661,15 @@ impl CallMetrics {
                 let failed = sbc.trunk_name(Some(from));
                 self.failovers.with_label_values(&[failed]).inc();
                 tracing::info!(call, status, from = %failed, "call moved to the next trunk");
-                if let Some(next) = sbc.trunk_names().nth(to)
+                let next = sbc.trunk_names().nth(to).map(|n| tracker.trunk(n));
+                if let Some(next) = next
                     && let Some(c) = tracker.live.get_mut(&call)
                 {
                     // The call now counts on the trunk that carries it.
-                    self.trunk_active
-                        .with_label_values(&[&c.trunk, c.direction])
-                        .dec();
-                    next.clone_into(&mut c.trunk);
-                    self.trunk_active
-                        .with_label_values(&[&c.trunk, c.direction])
-                        .inc();
+                    let d = direction(c.from);
+                    self.trunk_active.with_label_values(&[&c.trunk, d]).dec();
+                    c.trunk = next;
+                    self.trunk_active.with_label_values(&[&c.trunk, d]).inc();
                 }
             }
             Event::AdmissionRejected { from, limit } => {
