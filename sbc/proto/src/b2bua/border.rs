@@ -96,7 +96,7 @@ impl B2bua {
         };
         let initial = c.initial_server == Some(key);
         let callee = caller.other();
-        self.send_ack(call, callee, resp.cseq().seq, b"");
+        self.send_ack(now, call, callee, resp.cseq().seq, b"");
         self.final_on_server(now, key, Refusal::NotAcceptableHere);
         if initial {
             self.send_bye(now, call, callee, media);

@@ -104,6 +104,18 @@ pub(super) struct Pending2xx {
     pub(super) ack_other_cseq: Option<u32>,
 }
 
+/// The ACK sent for a leg's 2xx, resent when that leg retransmits the 2xx (RFC 3261
+/// §13.2.2.4). Kept until `until`, 64·T1 after it was sent: the 2xx retransmissions reach the
+/// call only through the INVITE client transaction, whose Timer M (64·T1 from the 2xx, RFC
+/// 6026 §7.2) ends no later; after that they are strays. Boxed: a call holds it for its first
+/// 32 s only, and every concurrent call holds its `Call`.
+#[derive(Debug)]
+pub(super) struct KeptAck {
+    pub(super) cseq: u32,
+    pub(super) ack: Bytes,
+    pub(super) until: Instant,
+}
+
 /// A reliable provisional retransmitted to the caller until PRACKed (RFC 3262 §3).
 #[derive(Debug)]
 pub(super) struct PendingRel {
@@ -143,8 +155,8 @@ pub(super) struct Call {
     pub(super) rseq_map: Vec<(u32, u32)>,
     /// Last callee RSeq seen (its retransmissions are not relayed again).
     pub(super) last_callee_rseq: Option<u32>,
-    /// Last 2xx-ACK sent on each leg, resent when that leg retransmits its 2xx.
-    pub(super) acks: [Option<(u32, Bytes)>; 2],
+    /// Last 2xx-ACK sent on each leg, resent when that leg retransmits its 2xx, for 64·T1.
+    pub(super) acks: [Option<Box<KeptAck>>; 2],
     pub(super) ends_at: Option<Instant>,
     /// The trunk of the carrier leg (index into `cfg.trunks`); None when the carrier is no
     /// configured trunk.

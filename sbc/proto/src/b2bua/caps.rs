@@ -206,7 +206,7 @@ impl B2bua {
         };
         let held = c.pending_2xx.as_ref().map_or(0, |p| p.response.len())
             + c.pending_rel.as_ref().map_or(0, |p| p.response.len())
-            + c.acks.iter().flatten().map(|(_, b)| b.len()).sum::<usize>()
+            + c.acks.iter().flatten().map(|k| k.ack.len()).sum::<usize>()
             + c.offer.as_ref().map_or(0, bytes::Bytes::len);
         self.ledger.set_call(id, held);
     }

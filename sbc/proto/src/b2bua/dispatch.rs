@@ -254,13 +254,13 @@ impl B2bua {
         if is_invite && (200..300).contains(&status) {
             // A 2xx retransmission after we ACKed: ACK again (§13.2.2.4).
             if let Some(c) = self.calls.get(&call)
-                && let Some((cseq, ack)) = &c.acks[side_index(side)]
-                && *cseq == msg.cseq().seq
+                && let Some(kept) = &c.acks[side_index(side)]
+                && kept.cseq == msg.cseq().seq
             {
                 let to = c.leg(side).peer;
                 self.transmits.push_back(Transmit {
                     to,
-                    data: ack.clone(),
+                    data: kept.ack.clone(),
                 });
                 return;
             }

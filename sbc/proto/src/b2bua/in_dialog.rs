@@ -165,7 +165,7 @@ impl B2bua {
             };
             let result =
                 answer.and_then(|sdp| self.late_answer(now, call, side, sdp, media, &mut body));
-            self.send_ack(call, other, other_cseq, &body);
+            self.send_ack(now, call, other, other_cseq, &body);
             if let Err(reason) = result {
                 self.border_refusal(reason);
                 self.terminate(now, call, EndReason::Rejected(488), media);

@@ -21,10 +21,17 @@ impl B2bua {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        let mut next = match (c.ends_at, session_next) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        // 2xx ACKs past 64·T1: no retransmission of their 2xx can reach the call any more.
+        for kept in &mut c.acks {
+            if kept.as_ref().is_some_and(|k| k.until <= now) {
+                *kept = None;
+            }
+        }
+        let acks_next = c.acks.iter().flatten().map(|k| k.until).min();
+        let mut next = [c.ends_at, session_next, acks_next]
+            .into_iter()
+            .flatten()
+            .min();
         let mut give_up = false;
         let mut unacked_rel = false;
         let caller_peer = c.legs[side_index(c.leg_side_of_caller())].peer;

@@ -137,8 +137,16 @@ impl B2bua {
         );
     }
 
-    /// Sends the ACK for the 2xx of INVITE `cseq` on `side` (end-to-end, new branch).
-    pub(super) fn send_ack(&mut self, call: CallId, side: Side, cseq: u32, body: &[u8]) {
+    /// Sends the ACK for the 2xx of INVITE `cseq` on `side` (end-to-end, new branch), kept for
+    /// the 2xx's retransmissions for 64·T1 ([`call::KeptAck`]).
+    pub(super) fn send_ack(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        side: Side,
+        cseq: u32,
+        body: &[u8],
+    ) {
         let branch = self.rng.branch();
         let Some(c) = self.calls.get_mut(&call) else {
             return;
@@ -156,11 +164,17 @@ impl B2bua {
             &mut self.buf,
         );
         let peer = leg.peer;
-        c.acks[side_index(side)] = Some((cseq, ack.clone()));
+        let until = now + self.cfg.timers.timeout();
+        c.acks[side_index(side)] = Some(Box::new(call::KeptAck {
+            cseq,
+            ack: ack.clone(),
+            until,
+        }));
         self.transmits.push_back(Transmit {
             to: peer,
             data: ack,
         });
+        self.timers.set_earliest(TimerRef::Call(call), until);
         self.account_call(call);
     }
 
@@ -225,7 +239,7 @@ impl B2bua {
             let cseq_callee = resp.cseq().seq;
             if canceled {
                 // CANCEL lost the race with the 2xx: the caller got 487; hang up the callee.
-                self.send_ack(call, side, cseq_callee, b"");
+                self.send_ack(now, call, side, cseq_callee, b"");
                 self.send_bye(now, call, side, media);
                 self.finish_call(now, call, EndReason::Cancelled, media);
                 return;
@@ -246,7 +260,7 @@ impl B2bua {
                 media,
             );
             if !late_offer {
-                self.send_ack(call, side, cseq_callee, b"");
+                self.send_ack(now, call, side, cseq_callee, b"");
             }
             if let Some(resp_bytes) = sent {
                 let ack_other = late_offer.then_some(cseq_callee);
@@ -435,7 +449,7 @@ impl B2bua {
                     .is_some_and(|e| !e.request.has_body());
                 let cseq_here = resp.cseq().seq;
                 if !late {
-                    self.send_ack(call, side, cseq_here, b"");
+                    self.send_ack(now, call, side, cseq_here, b"");
                 }
                 if let Some(bytes) = sent {
                     let cseq_there = self.tx.server(server).map_or(0, |e| e.request.cseq());

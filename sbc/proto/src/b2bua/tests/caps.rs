@@ -324,11 +324,53 @@ fn an_answered_call_keeps_no_whole_invite_until_timer_l_and_m() {
 }
 
 #[test]
+fn the_2xx_ack_is_kept_for_64_t1_then_let_go() {
+    // The ACK answers the callee's 2xx retransmissions (RFC 3261 §13.2.2.4); they reach the
+    // call only while the INVITE client transaction is in Accepted (Timer M, 64·T1 from the
+    // 2xx): kept any longer, it would be held for the call's whole life.
+    let mut sim = Sim::new();
+    let invite = establish_outbound(&mut sim);
+    let held = |sim: &Sim| {
+        sim.sbc
+            .calls
+            .values()
+            .map(|c| c.acks.iter().flatten().count())
+            .sum::<usize>()
+    };
+    assert_eq!(held(&sim), 1, "the carrier leg's ACK");
+    let with_ack = sim.sbc.stats().stored_bytes;
+    sim.advance(Duration::from_secs(31));
+    let ok = carrier_response(&invite, 200, "OK", Some("ctag1"), Some(SDP_CARRIER));
+    sim.deliver(carrier(), &ok);
+    let acks = sim.take_carrier();
+    assert_eq!(
+        acks.len(),
+        1,
+        "a 2xx retransmission within 64·T1 is ACKed again"
+    );
+    assert_eq!(acks[0].method(), Some(&Method::Ack));
+    sim.advance(Duration::from_secs(2));
+    assert_eq!(held(&sim), 0, "64·T1 after it was sent");
+    assert_eq!(
+        transactions(&sim),
+        0,
+        "Timer M ended the INVITE client transaction too"
+    );
+    assert!(sim.sbc.stats().stored_bytes < with_ack);
+    sim.deliver(carrier(), &ok);
+    assert!(
+        sim.take_carrier().is_empty(),
+        "a 2xx after Timer M is a stray"
+    );
+    assert_eq!(sim.sbc.calls.len(), 1, "the call goes on");
+}
+
+#[test]
 fn a_call_and_its_transactions_are_small() {
     // Every concurrent call holds its `Call` and, for Timer L/M's 32 s after the 2xx, two
     // INVITE transactions: state set for a moment only (a pending 2xx or reliable provisional,
-    // a request let go) is boxed, so is state few calls ever have (redirects followed, SRTP),
-    // and timer tables have a few slots, not one per RFC timer.
+    // a request let go, the 2xx ACK kept for 64·T1) is boxed, so is state few calls ever have
+    // (redirects followed, SRTP), and timer tables have a few slots, not one per RFC timer.
     let sizes = [
         (
             "redirect::Tried",
@@ -340,7 +382,7 @@ fn a_call_and_its_transactions_are_small() {
             std::mem::size_of::<super::super::srtp_policy::CallSrtp>(),
             8,
         ),
-        ("Call", std::mem::size_of::<call::Call>(), 1464),
+        ("Call", std::mem::size_of::<call::Call>(), 1400),
         (
             "ServerEntry",
             std::mem::size_of::<transactions::ServerEntry>(),
