@@ -239,6 +239,9 @@ async fn run_shard(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut drained = false;
+    // Resolved once: this is observed for every message.
+    let handling = [Side::Inside, Side::Outside]
+        .map(|side| w.metrics.sip_handling.with_label_values(&[side.as_str()]));
     loop {
         let deadline = sbc.poll_timeout().map(tokio::time::Instant::from_std);
         let sleep = async {
@@ -324,10 +327,7 @@ async fn run_shard(
         if let Some((side, received)) = handled {
             // The one clock read a turn does besides `now`: after the sends, so the figure is
             // what the SBC added to the message's way, queueing in its lane included.
-            w.metrics
-                .sip_handling
-                .with_label_values(&[side.as_str()])
-                .observe(received.elapsed().as_secs_f64());
+            handling[side.index()].observe(received.elapsed().as_secs_f64());
         }
         if calls_touched {
             observe(&sbc, &w, &mut tracker);

@@ -21,6 +21,14 @@ impl Side {
         }
     }
 
+    /// 0 inside, 1 outside: the index of per-side arrays.
+    pub const fn index(self) -> usize {
+        match self {
+            Side::Inside => 0,
+            Side::Outside => 1,
+        }
+    }
+
     /// The other side.
     pub const fn other(self) -> Side {
         match self {

@@ -163,9 +163,15 @@ pub struct Tracer {
     inner: Arc<Inner>,
 }
 
+/// What the capture queue carries: the capture, and the transport's parse of a received
+/// message when it has one, so the trace task does not parse it a second time.
+type Queued = (Captured, Option<Message>);
+
 #[derive(Debug)]
 struct Inner {
-    tx: mpsc::Sender<Captured>,
+    tx: mpsc::Sender<Queued>,
+    /// `captured` by direction (in, out), resolved once: this is counted for every message.
+    captured: [prometheus::IntCounter; 2],
     store: Mutex<TraceStore>,
     /// Only with a HEP collector (`[hep] collector`): nothing else reads it, and a copy of
     /// both Call-IDs for every live call is memory the traces alone do not need.
@@ -186,6 +192,8 @@ impl Tracer {
         let (tx, rx) = mpsc::channel(config.trace.queue.max(1));
         let inner = Arc::new(Inner {
             tx,
+            captured: [Direction::In, Direction::Out]
+                .map(|d| metrics.captured.with_label_values(&[dir_label(d)])),
             store: Mutex::new(TraceStore::new(TraceLimits::from_config(&config.trace))),
             live: config.hep.collector.map(|_| Mutex::new(HashMap::new())),
             metrics: metrics.clone(),
@@ -218,8 +226,37 @@ impl Tracer {
         dst: SocketAddr,
         data: Bytes,
     ) {
-        let m = &self.inner.metrics;
-        m.captured.with_label_values(&[dir_label(dir)]).inc();
+        self.offer(dir, side, transport, (src, dst), data, None);
+    }
+
+    /// Offers a received message the transport has parsed (`data` is its buffer): the trace
+    /// task uses that parse instead of parsing the bytes again, which was half of its cost.
+    pub fn capture_received(
+        &self,
+        side: Side,
+        transport: TransportKind,
+        (src, dst): (SocketAddr, SocketAddr),
+        message: &Message,
+        data: Bytes,
+    ) {
+        let parsed = Some(message.clone());
+        self.offer(Direction::In, side, transport, (src, dst), data, parsed);
+    }
+
+    fn offer(
+        &self,
+        dir: Direction,
+        side: Side,
+        transport: TransportKind,
+        (src, dst): (SocketAddr, SocketAddr),
+        data: Bytes,
+        parsed: Option<Message>,
+    ) {
+        let i = match dir {
+            Direction::In => 0,
+            Direction::Out => 1,
+        };
+        self.inner.captured[i].inc();
         let c = Captured {
             at: SystemTime::now(),
             now: Instant::now(),
@@ -230,8 +267,12 @@ impl Tracer {
             dst,
             data,
         };
-        if self.inner.tx.try_send(c).is_err() {
-            m.dropped.with_label_values(&["queue_full"]).inc();
+        if self.inner.tx.try_send((c, parsed)).is_err() {
+            self.inner
+                .metrics
+                .dropped
+                .with_label_values(&["queue_full"])
+                .inc();
         }
     }
 
@@ -316,20 +357,20 @@ struct Task {
 }
 
 impl Task {
-    async fn run(mut self, mut rx: mpsc::Receiver<Captured>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Queued>) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_rtcp = Instant::now();
         loop {
             tokio::select! {
                 c = rx.recv() => {
-                    let Some(c) = c else { return };
+                    let Some((c, parsed)) = c else { return };
                     let Some(inner) = self.inner.upgrade() else { return };
-                    self.handle(&inner, c);
+                    self.handle(&inner, c, parsed);
                     // Drain what queued meanwhile without another wake-up each.
                     for _ in 0..256 {
-                        let Ok(c) = rx.try_recv() else { break };
-                        self.handle(&inner, c);
+                        let Ok((c, parsed)) = rx.try_recv() else { break };
+                        self.handle(&inner, c, parsed);
                     }
                     self.flush(&inner, Instant::now());
                 }
@@ -356,10 +397,10 @@ impl Task {
         }
     }
 
-    fn handle(&mut self, inner: &Inner, c: Captured) {
-        // Our own messages and ones the transport already parsed: a failure here is rare
-        // (a message cut by a limit); it is still exported, just not traced.
-        let parsed = Message::parse(c.data.clone(), &Limits::default()).ok();
+    fn handle(&mut self, inner: &Inner, c: Captured, parsed: Option<Message>) {
+        // Received messages come parsed by the transport. Our own are parsed here: a failure
+        // is rare (a message cut by a limit); it is still exported, just not traced.
+        let parsed = parsed.or_else(|| Message::parse(c.data.clone(), &Limits::default()).ok());
         let call_id = parsed.as_ref().map(|m| m.call_id().to_owned());
         if let Some(m) = &parsed {
             inner.store.lock().record(&c, m);
@@ -431,20 +472,27 @@ impl Task {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_full_capture_queue_drops_and_counts_without_blocking() {
+    fn tracer(queue: usize) -> (Tracer, TraceMetrics, mpsc::Receiver<Queued>) {
         let metrics = TraceMetrics::register(&Registry::new()).expect("metrics");
-        let (tx, _rx) = mpsc::channel(1);
+        let (tx, rx) = mpsc::channel(queue);
         let limits = TraceLimits::from_config(&crate::config::Trace::default());
         let tracer = Tracer {
             inner: Arc::new(Inner {
                 tx,
+                captured: [Direction::In, Direction::Out]
+                    .map(|d| metrics.captured.with_label_values(&[dir_label(d)])),
                 store: Mutex::new(TraceStore::new(limits)),
                 live: None,
                 metrics: metrics.clone(),
                 api: true,
             }),
         };
+        (tracer, metrics, rx)
+    }
+
+    #[test]
+    fn a_full_capture_queue_drops_and_counts_without_blocking() {
+        let (tracer, metrics, _rx) = tracer(1);
         let a: SocketAddr = "192.0.2.1:5060".parse().expect("literal");
         for _ in 0..3 {
             tracer.capture(
@@ -458,5 +506,22 @@ mod tests {
         }
         assert_eq!(metrics.captured.with_label_values(&["out"]).get(), 3);
         assert_eq!(metrics.dropped.with_label_values(&["queue_full"]).get(), 2);
+    }
+
+    #[test]
+    fn a_received_message_reaches_the_task_with_the_transports_parse() {
+        let (tracer, metrics, mut rx) = tracer(4);
+        let a: SocketAddr = "192.0.2.1:5060".parse().expect("literal");
+        let raw = Bytes::from_static(
+            b"OPTIONS sip:sbc SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK1\r\n\
+              From: <sip:100@pbx>;tag=a\r\nTo: <sip:sbc>\r\nCall-ID: handed-over\r\n\
+              CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        );
+        let m = Message::parse(raw.clone(), &Limits::default()).expect("parses");
+        tracer.capture_received(Side::Inside, TransportKind::Udp, (a, a), &m, raw);
+        let (c, parsed) = rx.try_recv().expect("queued");
+        assert_eq!(c.dir, Direction::In);
+        assert_eq!(parsed.as_ref().map(Message::call_id), Some("handed-over"));
+        assert_eq!(metrics.captured.with_label_values(&["in"]).get(), 1);
     }
 }

@@ -76,12 +76,11 @@ impl Shared {
     /// Offers a received message to the tracer, if one is set.
     pub(crate) fn trace_in(&self, m: &super::Inbound, local: std::net::SocketAddr, data: &Bytes) {
         if let Some(t) = self.tracer.get() {
-            t.capture(
-                crate::trace::Direction::In,
+            t.capture_received(
                 m.peer.side,
                 m.peer.transport,
-                m.peer.addr,
-                local,
+                (m.peer.addr, local),
+                &m.message,
                 data.clone(),
             );
         }

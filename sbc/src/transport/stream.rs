@@ -177,12 +177,11 @@ async fn read_loop<R: AsyncRead + Unpin>(
                             // would repair it), so wait for room: that stops reading and lets
                             // TCP flow control push back on the peer.
                             if let Some(t) = &ctx.tracer {
-                                t.capture(
-                                    crate::trace::Direction::In,
+                                t.capture_received(
                                     m.peer.side,
                                     m.peer.transport,
-                                    m.peer.addr,
-                                    ctx.local,
+                                    (m.peer.addr, ctx.local),
+                                    &m.message,
                                     data,
                                 );
                             }
