@@ -295,10 +295,13 @@ pub(crate) fn execute(core: &mut Core, now: Instant) {
                     // Nothing to count: its slot is not one.
                     PathMode::Pass => x.update_mapping(&key, &mapping(&m, xsk)),
                     // The policy first: an awaiting mapping without one drops everything.
-                    PathMode::Kernel(k) => x
+                    // A latched one consults none.
+                    PathMode::Kernel(k) if k.awaiting => x
                         .insert_policy(&key, &latch_policy(k))
                         .and_then(|()| x.insert_mapping(&key, &mapping(&m, xsk))),
-                    PathMode::Relay => x.insert_mapping(&key, &mapping(&m, xsk)),
+                    PathMode::Kernel(_) | PathMode::Relay => {
+                        x.insert_mapping(&key, &mapping(&m, xsk))
+                    }
                 };
                 drop(x);
                 if let Err(e) = result {
@@ -323,6 +326,21 @@ pub(crate) fn execute(core: &mut Core, now: Instant) {
                     tracing::warn!(error = %e, "updating XDP mapping failed");
                 } else {
                     core.exec.prime(&m);
+                }
+            }
+            MediaCommand::Policy(m) => {
+                let Some(xdp) = &core.exec.xdp else { continue };
+                let PathMode::Kernel(k) = &m.mode else {
+                    continue;
+                };
+                let result = xdp
+                    .lock()
+                    .insert_policy(&mapping_key(m.ingress), &latch_policy(k));
+                if let Err(e) = result {
+                    // Never leave the mapping awaiting on sources the call no longer allows:
+                    // as for a failed install, it goes and the stream is relayed in userspace.
+                    tracing::warn!(error = %e, "updating an XDP latch policy failed");
+                    core.table.handle_install_failed(m.ingress);
                 }
             }
             MediaCommand::Remove { ingress } => {

@@ -27,11 +27,18 @@ pub enum MediaCommand {
         /// The stream.
         stream: StreamKey,
     },
-    /// Insert (or replace) a fast-path mapping; its counters start from zero. On failure call
+    /// Insert (or replace) a fast-path mapping on a statistics slot it did not have; its
+    /// counters start from zero. A socketless mapping awaiting its latch gets its latch policy
+    /// first. On failure call
     /// [`MediaTable::handle_install_failed`](super::table::MediaTable::handle_install_failed).
     Install(FastPath),
-    /// Change an installed mapping's flags in place, keeping its counters.
+    /// Rewrite an installed mapping's entry in place (its flags, peers or destination change;
+    /// not its latch policy), keeping its statistics slot and counters.
     Update(FastPath),
+    /// Rewrite the latch policy of an installed socketless mapping awaiting its latch (its
+    /// allowed sources changed, or it is re-armed). Comes before the [`MediaCommand::Update`]
+    /// that re-arms the mapping, so the kernel never sees it await with the old policy.
+    Policy(FastPath),
     /// Remove the mapping of packets arriving at `ingress`.
     Remove {
         /// The relay endpoint of the mapping.

@@ -62,13 +62,26 @@ pub struct FastPath {
 }
 
 impl FastPath {
-    /// Whether `other` differs from `self` at most in [`FastPath::strict`] (an in-place update
-    /// that keeps the mapping's counters).
-    pub fn same_route(&self, other: &FastPath) -> bool {
-        FastPath {
-            strict: other.strict,
-            ..*self
-        } == *other
+    /// Whether the kernel's value of `other` (the mapping map's entry) is the one of `self`:
+    /// they differ at most in the latch policy, which lives in a map of its own.
+    pub fn same_mapping(&self, other: &FastPath) -> bool {
+        let kind = |m: &FastPath| match m.mode {
+            PathMode::Relay => (0, false),
+            PathMode::Kernel(k) => (1, k.awaiting),
+            PathMode::Pass => (2, false),
+        };
+        (self.ingress, self.expect, self.egress, self.dst)
+            == (other.ingress, other.expect, other.egress, other.dst)
+            && (self.strict, self.slot, kind(self)) == (other.strict, other.slot, kind(other))
+    }
+
+    /// The latch policy the kernel reads for this mapping: that of a socketless mapping
+    /// awaiting its latch (the program consults no policy once a mapping has latched).
+    pub fn awaiting_policy(&self) -> Option<([Option<(IpAddr, u8)>; 3], SocketAddr)> {
+        match self.mode {
+            PathMode::Kernel(k) if k.awaiting => Some((k.sources, k.reverse)),
+            _ => None,
+        }
     }
 }
 

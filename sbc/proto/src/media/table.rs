@@ -747,8 +747,21 @@ impl MediaTable {
             let m = FastPath { slot, ..*w };
             match existing {
                 Some(o) if *o == m => {}
-                Some(o) if o.same_route(&m) => self.commands.push_back(MediaCommand::Update(m)),
-                _ => self.commands.push_back(MediaCommand::Install(m)),
+                // The same slot: changed in place, only in the map(s) whose entry differs (an
+                // answer changes the offerer's mappings' destination and the answerer's
+                // policies, not both of each), and the counters stay the stream's.
+                Some(o) => {
+                    // The policy first: it must be in place before a mapping awaits on it.
+                    if let Some(p) = m.awaiting_policy()
+                        && o.awaiting_policy() != Some(p)
+                    {
+                        self.commands.push_back(MediaCommand::Policy(m));
+                    }
+                    if !o.same_mapping(&m) {
+                        self.commands.push_back(MediaCommand::Update(m));
+                    }
+                }
+                None => self.commands.push_back(MediaCommand::Install(m)),
             }
             if matches!(m.mode, PathMode::Kernel(_)) {
                 self.kernel_ports.insert(m.ingress, key);

@@ -112,6 +112,67 @@ fn plain_stream_binds_nothing_and_awaits_its_latch_in_the_kernel() {
     assert!(t.holds_nothing());
 }
 
+/// What one socketless call costs in map writes (issue 16): each command is one or two `bpf`
+/// syscalls, so the answer must change only what it changes. Offer: four awaiting mappings
+/// (RTP and RTCP, both ways). Answer: the offerer's two mappings learn their destination (the
+/// answer's SDP), the answerer's two their policy (its SDP address may latch); nothing is
+/// installed again. Release: four removals.
+#[test]
+fn one_call_writes_each_map_entry_only_where_it_changes() {
+    let t0 = crate::media::test_origin();
+    let mut t = kernel_table(true);
+    let count = |cmds: &[MediaCommand]| {
+        let mut n = [0usize; 4];
+        for c in cmds {
+            match c {
+                MediaCommand::Install(_) => n[0] += 1,
+                MediaCommand::Update(_) => n[1] += 1,
+                MediaCommand::Policy(_) => n[2] += 1,
+                MediaCommand::Remove { .. } => n[3] += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        n
+    };
+    let a = call(&mut t, t0, None);
+    let offer = drain(&mut t);
+    assert_eq!(count(&offer), [4, 0, 0, 0], "{offer:?}");
+    t.commit(
+        t0,
+        a.session,
+        Side::Outside,
+        &[StreamDesc::new(ip("198.51.100.7"), 5000)],
+    )
+    .expect("answer");
+    let answer = drain(&mut t);
+    assert_eq!(count(&answer), [0, 2, 2, 0], "{answer:?}");
+    for c in &answer {
+        match c {
+            MediaCommand::Update(m) => {
+                assert_eq!(m.egress.ip(), OUT_ADDR, "towards the answerer: {m:?}");
+                assert_eq!(m.dst.ip(), ip("198.51.100.7"));
+            }
+            MediaCommand::Policy(m) => {
+                assert_eq!(m.ingress.ip(), OUT_ADDR, "the answerer's: {m:?}");
+                assert_eq!(kernel_of(m).sources[0], Some((ip("198.51.100.7"), 32)));
+            }
+            _ => {}
+        }
+    }
+    // The same answer again (a 200 after a 183 with the same SDP): nothing to write.
+    t.commit(
+        t0,
+        a.session,
+        Side::Outside,
+        &[StreamDesc::new(ip("198.51.100.7"), 5000)],
+    )
+    .expect("answer again");
+    assert_eq!(drain(&mut t), []);
+    t.release(a.session);
+    assert_eq!(count(&drain(&mut t)), [0, 0, 0, 4]);
+    assert!(t.holds_nothing());
+}
+
 #[test]
 fn kernel_latches_reach_the_table_without_rewriting_the_kernel() {
     let t0 = crate::media::test_origin();
@@ -161,9 +222,21 @@ fn provisional_kernel_latch_is_rearmed_when_the_sdp_names_another_address() {
         &[StreamDesc::new(ip("198.51.100.7"), 5000)],
     )
     .expect("answer");
-    let m = installs(&drain(&mut t));
+    let cmds = drain(&mut t);
+    let m = installs(&cmds);
     let rearmed = m.iter().find(|f| f.ingress == out).expect("re-armed");
     assert!(kernel_of(rearmed).awaiting, "{m:?}");
+    // The new policy before the mapping awaits on it.
+    let policy = cmds
+        .iter()
+        .position(|c| matches!(c, MediaCommand::Policy(f) if f.ingress == out));
+    let rearm = cmds
+        .iter()
+        .position(|c| matches!(c, MediaCommand::Update(f) if f.ingress == out));
+    assert!(
+        matches!((policy, rearm), (Some(p), Some(u)) if p < u),
+        "{cmds:?}"
+    );
     let towards = m
         .iter()
         .find(|f| f.ingress == relay(&a, Side::Inside, false))

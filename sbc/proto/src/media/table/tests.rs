@@ -116,7 +116,9 @@ fn packet(t: &mut MediaTable, now: Instant, k: StreamKey, leg: Side, src: &str) 
 pub(super) fn installs(cmds: &[MediaCommand]) -> Vec<FastPath> {
     cmds.iter()
         .filter_map(|c| match c {
-            MediaCommand::Install(m) | MediaCommand::Update(m) => Some(*m),
+            MediaCommand::Install(m) | MediaCommand::Update(m) | MediaCommand::Policy(m) => {
+                Some(*m)
+            }
             _ => None,
         })
         .collect()
