@@ -298,9 +298,10 @@ pub(crate) fn execute(core: &mut Core, now: Instant) {
                     // A latched one consults none.
                     PathMode::Kernel(k) if k.awaiting => x
                         .insert_policy(&key, &latch_policy(k))
-                        .and_then(|()| x.insert_mapping(&key, &mapping(&m, xsk))),
+                        .and_then(|()| x.update_mapping(&key, &mapping(&m, xsk))),
+                    // A reused statistics slot is not zeroed: the new generation is enough.
                     PathMode::Kernel(_) | PathMode::Relay => {
-                        x.insert_mapping(&key, &mapping(&m, xsk))
+                        x.update_mapping(&key, &mapping(&m, xsk))
                     }
                 };
                 drop(x);
@@ -357,7 +358,7 @@ pub(crate) fn execute(core: &mut Core, now: Instant) {
                 let total: u64 = slots
                     .iter()
                     .flatten()
-                    .filter_map(|s| x.mapping_stats(*s).ok())
+                    .filter_map(|s| x.mapping_stats(s.slot, s.generation).ok())
                     .map(|m| m.packets)
                     .sum();
                 drop(x);
@@ -431,6 +432,7 @@ pub(crate) fn mapping(m: &FastPath, xsk: bool) -> Mapping {
         expect_port: port_be(m.expect.port()),
         flags,
         slot: m.slot,
+        generation: m.generation,
     }
 }
 
@@ -444,6 +446,7 @@ pub(crate) fn fast_path(key: &MappingKey, m: &Mapping) -> FastPath {
         dst: sock(&m.dst_addr, m.dst_port),
         strict: m.flags & FLAG_STRICT_SOURCE != 0,
         slot: m.slot,
+        generation: m.generation,
         mode: PathMode::Relay,
     }
 }
@@ -490,6 +493,7 @@ mod tests {
             dst: "198.18.2.2:5000".parse().expect("literal"),
             strict: true,
             slot: 9,
+            generation: 4,
             mode: PathMode::Relay,
         };
         let m = mapping(&f, true);

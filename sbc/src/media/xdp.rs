@@ -8,7 +8,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, Map, MapData, PerCpuArray, PerCpuValues, RingBuf, XskMap},
+    maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf, XskMap},
     programs::{
         ProgramError, Xdp,
         links::{FdLink, PinnedLink},
@@ -84,6 +84,21 @@ pub enum XdpError {
         /// Its size.
         pinned: u32,
         /// The size wanted.
+        wanted: u32,
+    },
+    /// A pinned map from a previous instance holds values of another layout (a build whose
+    /// map types differ, e.g. before the mappings' statistics generation): `sbc xdp detach`
+    /// drops the old pins (and the media they carry).
+    #[error(
+        "pinned XDP map {map} holds {pinned}-byte values, this build's are {wanted} bytes \
+         (an SBC of another version pinned it: run `sbc xdp detach`)"
+    )]
+    PinnedLayout {
+        /// Map name.
+        map: &'static str,
+        /// Its value size.
+        pinned: u32,
+        /// The value size of this build.
         wanted: u32,
     },
     /// The pin directory could not be created.
@@ -193,32 +208,44 @@ impl XdpRelay {
             }
         }
         let mut ebpf = loader.load(OBJECT)?;
+        if pin_dir.is_some() {
+            // A reused pin keeps the size and layout it was created with (the loader's size
+            // applies to new maps only). Checked before the program loads: the verifier
+            // would refuse a program reading past a smaller pinned value.
+            let layouts = [
+                (MAP_MAPPINGS, std::mem::size_of::<Mapping>()),
+                (MAP_MAPPING_STATS, std::mem::size_of::<MappingStats>()),
+            ];
+            for (map, value) in layouts {
+                let info = match ebpf.map(map) {
+                    Some(Map::HashMap(d) | Map::PerCpuArray(d)) => {
+                        d.info().map_err(|source| XdpError::Map { map, source })?
+                    }
+                    _ => return Err(XdpError::Missing(map)),
+                };
+                if info.max_entries() != mappings {
+                    return Err(XdpError::PinnedSize {
+                        map,
+                        pinned: info.max_entries(),
+                        wanted: mappings,
+                    });
+                }
+                let wanted = u32::try_from(value).unwrap_or(u32::MAX);
+                if info.value_size() != wanted {
+                    return Err(XdpError::PinnedLayout {
+                        map,
+                        pinned: info.value_size(),
+                        wanted,
+                    });
+                }
+            }
+        }
         let program: &mut Xdp = ebpf
             .program_mut(PROGRAM_NAME)
             .ok_or(XdpError::Missing("sbc_relay program"))?
             .try_into()
             .map_err(XdpError::Program)?;
         program.load().map_err(XdpError::Program)?;
-        if pin_dir.is_some() {
-            // A reused pin keeps the size it was created with (the loader's size applies to
-            // new maps only).
-            for map in [MAP_MAPPINGS, MAP_MAPPING_STATS] {
-                let pinned = match ebpf.map(map) {
-                    Some(Map::HashMap(d) | Map::PerCpuArray(d)) => d
-                        .info()
-                        .map_err(|source| XdpError::Map { map, source })?
-                        .max_entries(),
-                    _ => return Err(XdpError::Missing(map)),
-                };
-                if pinned != mappings {
-                    return Err(XdpError::PinnedSize {
-                        map,
-                        pinned,
-                        wanted: mappings,
-                    });
-                }
-            }
-        }
         Ok(Self {
             ebpf,
             attachments: Vec::new(),
@@ -396,15 +423,9 @@ impl XdpRelay {
         Ok(out)
     }
 
-    /// Installs or replaces a mapping, zeroing its statistics slot first (a slot is reused
-    /// after its previous mapping was removed).
-    pub fn insert_mapping(&mut self, key: &MappingKey, m: &Mapping) -> Result<(), XdpError> {
-        self.reset_slot(m.slot)?;
-        self.update_mapping(key, m)
-    }
-
-    /// Replaces an installed mapping's value without zeroing its statistics slot (the same
-    /// peers, only its flags change, e.g. strict once a re-latch window has closed).
+    /// Installs a mapping or replaces its value. Its statistics slot needs no zeroing when it is
+    /// reused: the mapping's generation tells its counters from a former mapping's
+    /// ([`Mapping::generation`]).
     pub fn update_mapping(&mut self, key: &MappingKey, m: &Mapping) -> Result<(), XdpError> {
         let map = self
             .ebpf
@@ -421,27 +442,8 @@ impl XdpRelay {
         })
     }
 
-    /// Zeroes one statistics slot on every CPU.
-    fn reset_slot(&mut self, slot: u32) -> Result<(), XdpError> {
-        let map_err = |source| XdpError::Map {
-            map: MAP_MAPPING_STATS,
-            source,
-        };
-        let map = self
-            .ebpf
-            .map_mut(MAP_MAPPING_STATS)
-            .ok_or(XdpError::Missing("stats slots map"))?;
-        let mut array: PerCpuArray<&mut MapData, MappingStats> =
-            PerCpuArray::try_from(map).map_err(map_err)?;
-        let cpus =
-            aya::util::nr_cpus().map_err(|(_, e)| map_err(aya::maps::MapError::IoError(e)))?;
-        let zeros = PerCpuValues::try_from(vec![MappingStats::default(); cpus])
-            .map_err(|e| map_err(aya::maps::MapError::IoError(e)))?;
-        array.set(slot, zeros, 0).map_err(map_err)
-    }
-
-    /// Removes a mapping; a missing mapping is not an error. (Its statistics slot is reset
-    /// when reused.)
+    /// Removes a mapping; a missing mapping is not an error. (Its statistics slot's counters
+    /// are left behind for the next mapping on it to ignore.)
     pub fn remove_mapping(&mut self, key: &MappingKey) -> Result<(), XdpError> {
         let map = self
             .ebpf
@@ -598,8 +600,10 @@ impl XdpRelay {
         })
     }
 
-    /// Forwarding statistics of one statistics slot, summed over CPUs.
-    pub fn mapping_stats(&self, slot: u32) -> Result<MappingStats, XdpError> {
+    /// Forwarding statistics of the mapping of `generation` on statistics slot `slot`, summed
+    /// over the CPUs whose counters are that mapping's (another generation's are a former
+    /// mapping's, which the program replaces at this mapping's first packet on that CPU).
+    pub fn mapping_stats(&self, slot: u32, generation: u32) -> Result<MappingStats, XdpError> {
         let map_err = |source| XdpError::Map {
             map: MAP_MAPPING_STATS,
             source,
@@ -611,13 +615,18 @@ impl XdpRelay {
         let array: PerCpuArray<&MapData, MappingStats> =
             PerCpuArray::try_from(map).map_err(map_err)?;
         let per_cpu = array.get(&slot, 0).map_err(map_err)?;
-        Ok(per_cpu
-            .iter()
-            .fold(MappingStats::default(), |acc, s| MappingStats {
+        Ok(per_cpu.iter().filter(|s| s.generation == generation).fold(
+            MappingStats {
+                generation,
+                ..MappingStats::default()
+            },
+            |acc, s| MappingStats {
                 packets: acc.packets + s.packets,
                 bytes: acc.bytes + s.bytes,
                 last_seen_ns: acc.last_seen_ns.max(s.last_seen_ns),
-            }))
+                ..acc
+            },
+        ))
     }
 }
 

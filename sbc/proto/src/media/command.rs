@@ -5,7 +5,11 @@
 
 use std::net::SocketAddr;
 
-use super::{Side, fast_path::FastPath, table::StreamKey};
+use super::{
+    Side,
+    fast_path::{FastPath, StatsSlot},
+    table::StreamKey,
+};
 
 /// One action for the runtime.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,13 +56,13 @@ pub enum MediaCommand {
         /// The stream.
         stream: StreamKey,
     },
-    /// Read the packet counters of `stream`'s mappings (statistics `slots`) and report their
-    /// sum with
+    /// Read the packet counters of `stream`'s mappings (their statistics `slots`, each counted
+    /// only on the CPUs whose counters carry its generation) and report their sum with
     /// [`MediaTable::handle_fast_path_packets`](super::table::MediaTable::handle_fast_path_packets).
     ReadCounters {
         /// The stream.
         stream: StreamKey,
         /// Its mappings' statistics slots.
-        slots: [Option<u32>; 2],
+        slots: [Option<StatsSlot>; 2],
     },
 }

@@ -95,6 +95,10 @@ pub struct MediaTable {
     rng: Rng,
     commands: VecDeque<MediaCommand>,
     events: VecDeque<MediaEvent>,
+    /// The generation of the next installed mapping ([`FastPath::generation`]). Starts at a
+    /// random value: the statistics slots may be pinned counters of a previous process,
+    /// whose generations a count from zero would meet again.
+    generation: u32,
     /// Sessions whose RTP latch moved since the call layer last polled: reported as
     /// [`MediaEvent::Latched`] once each, after the timeouts (a set, so a source that keeps
     /// re-latching costs one event and can never crowd a timeout out of `events`).
@@ -109,9 +113,10 @@ impl MediaTable {
         policy: MediaPolicy,
         fast_path: bool,
         slots: u32,
-        rng: Rng,
+        mut rng: Rng,
     ) -> Self {
         Self {
+            generation: u32::try_from(rng.next_u64() >> 32).unwrap_or(0),
             pools: RelayPools::new(&settings),
             settings,
             policy,
@@ -744,7 +749,13 @@ impl MediaTable {
                 // Out of statistics slots: this direction stays in userspace.
                 continue;
             };
-            let m = FastPath { slot, ..*w };
+            // A new install is a new use of its slot (see `FastPath::generation`).
+            let generation = existing.map_or_else(|| next(&mut self.generation), |o| o.generation);
+            let m = FastPath {
+                slot,
+                generation,
+                ..*w
+            };
             match existing {
                 Some(o) if *o == m => {}
                 // The same slot: changed in place, only in the map(s) whose entry differs (an
@@ -771,6 +782,13 @@ impl MediaTable {
             st.installed.push(m);
         }
     }
+}
+
+/// A mapping generation no installed mapping has had lately (`counter` is the table's; they
+/// wrap after 2³² installs).
+fn next(counter: &mut u32) -> u32 {
+    *counter = counter.wrapping_add(1);
+    *counter
 }
 
 /// Queues an event for the call layer; the oldest goes when it does not drain them.

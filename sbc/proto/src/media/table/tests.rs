@@ -489,6 +489,7 @@ fn adoption_pairs_mappings_and_removes_the_rest() {
         dst: sa("198.51.100.7:5000"),
         strict: true,
         slot: 3,
+        generation: 7,
         mode: PathMode::Relay,
     };
     let back = FastPath {
@@ -498,6 +499,7 @@ fn adoption_pairs_mappings_and_removes_the_rest() {
         dst: fwd.expect,
         strict: true,
         slot: 4,
+        generation: 8,
         mode: PathMode::Relay,
     };
     let stray = FastPath {
