@@ -101,9 +101,9 @@ impl FastPath {
 
     /// The latch policy the kernel reads for this mapping: that of a socketless mapping
     /// awaiting its latch (the program consults no policy once a mapping has latched).
-    pub fn awaiting_policy(&self) -> Option<([Option<(IpAddr, u8)>; 3], SocketAddr)> {
+    pub fn awaiting_policy(&self) -> Option<KernelLatch> {
         match self.mode {
-            PathMode::Kernel(k) if k.awaiting => Some((k.sources, k.reverse)),
+            PathMode::Kernel(k) if k.awaiting => Some(k),
             _ => None,
         }
     }
