@@ -178,6 +178,8 @@ pub struct XdpRelay {
     /// Parallel to `attachments`: the link and, when pinned, its bpffs path.
     links: Vec<(XdpLinkId, Option<PathBuf>)>,
     pin_dir: Option<PathBuf>,
+    /// Whether the kernel takes batched map writes (until it refuses the first one).
+    batch: bool,
 }
 
 impl fmt::Debug for XdpRelay {
@@ -251,6 +253,7 @@ impl XdpRelay {
             attachments: Vec::new(),
             links: Vec::new(),
             pin_dir: pin_dir.map(Path::to_owned),
+            batch: true,
         })
     }
 
@@ -423,41 +426,128 @@ impl XdpRelay {
         Ok(out)
     }
 
-    /// Installs a mapping or replaces its value. Its statistics slot needs no zeroing when it is
-    /// reused: the mapping's generation tells its counters from a former mapping's
-    /// ([`Mapping::generation`]).
-    pub fn update_mapping(&mut self, key: &MappingKey, m: &Mapping) -> Result<(), XdpError> {
-        let map = self
-            .ebpf
-            .map_mut(MAP_MAPPINGS)
-            .ok_or(XdpError::Missing("mappings map"))?;
-        let mut hash: HashMap<&mut MapData, MappingKey, Mapping> =
-            HashMap::try_from(map).map_err(|source| XdpError::Map {
-                map: MAP_MAPPINGS,
-                source,
-            })?;
-        hash.insert(key, m, 0).map_err(|source| XdpError::Map {
-            map: MAP_MAPPINGS,
-            source,
-        })
+    /// Installs or replaces `keys[i]` → `mappings[i]`, in order, in as few system calls as the
+    /// kernel allows ([`crate::sys::bpf_batch`]). An entry the kernel refuses is reported to
+    /// `refused` (its index) and the rest still go in.
+    pub fn update_mappings(
+        &mut self,
+        keys: &[MappingKey],
+        mappings: &[Mapping],
+        refused: &mut dyn FnMut(usize, XdpError),
+    ) {
+        self.write_all(MAP_MAPPINGS, keys, mappings, refused);
     }
 
-    /// Removes a mapping; a missing mapping is not an error. (Its statistics slot's counters
-    /// are left behind for the next mapping on it to ignore.)
-    pub fn remove_mapping(&mut self, key: &MappingKey) -> Result<(), XdpError> {
-        let map = self
-            .ebpf
-            .map_mut(MAP_MAPPINGS)
-            .ok_or(XdpError::Missing("mappings map"))?;
-        let result = HashMap::<&mut MapData, MappingKey, Mapping>::try_from(map)
-            .and_then(|mut h| h.remove(key));
-        match result {
-            Ok(()) => Ok(()),
-            Err(e) if absent(&e) => Ok(()),
-            Err(source) => Err(XdpError::Map {
-                map: MAP_MAPPINGS,
-                source,
-            }),
+    /// Sets the latch policies `keys[i]` → `policies[i]`, as [`Self::update_mappings`].
+    pub fn insert_policies(
+        &mut self,
+        keys: &[MappingKey],
+        policies: &[LatchPolicy],
+        refused: &mut dyn FnMut(usize, XdpError),
+    ) {
+        self.write_all(MAP_LATCH_POLICIES, keys, policies, refused);
+    }
+
+    /// Removes the mappings of `keys` and then their latch policies (a mapping awaiting its
+    /// latch without a policy drops everything, so never the policy first), batched as
+    /// [`Self::update_mappings`]. Keys already gone are not failures; other failures are
+    /// logged.
+    pub fn remove_all(&mut self, keys: &[MappingKey]) {
+        self.delete_all::<Mapping>(MAP_MAPPINGS, keys);
+        self.delete_all::<LatchPolicy>(MAP_LATCH_POLICIES, keys);
+    }
+
+    fn write_all<V: aya::Pod>(
+        &mut self,
+        map: &'static str,
+        keys: &[MappingKey],
+        values: &[V],
+        refused: &mut dyn FnMut(usize, XdpError),
+    ) {
+        let batch = self.batch;
+        let Some(data) = self.ebpf.map_mut(map) else {
+            for i in 0..keys.len() {
+                refused(i, XdpError::Missing(map));
+            }
+            return;
+        };
+        let mut hash: HashMap<&mut MapData, MappingKey, V> = match HashMap::try_from(data) {
+            Ok(h) => h,
+            Err(source) => {
+                // A build mismatch (types of another layout): no entry can go in.
+                tracing::warn!(map, error = %source, "XDP map of an unexpected type");
+                for i in 0..keys.len() {
+                    refused(i, XdpError::Missing(map));
+                }
+                return;
+            }
+        };
+        let mut from = 0;
+        while batch && from < keys.len() {
+            match crate::sys::bpf_batch::update(&hash, &keys[from..], &values[from..]) {
+                Ok(()) => return,
+                Err(p) if p.unsupported() && from == 0 => {
+                    self.batch = false;
+                    tracing::info!(error = %p.error, "batched XDP map writes unavailable; one call per entry");
+                    break;
+                }
+                Err(p) => {
+                    let source = aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+                        call: "bpf_map_update_batch",
+                        io_error: p.error,
+                    });
+                    refused(from + p.done, XdpError::Map { map, source });
+                    from += p.done + 1;
+                }
+            }
+        }
+        if from >= keys.len() {
+            return;
+        }
+        for (i, (k, v)) in keys.iter().zip(values).enumerate().skip(from) {
+            if let Err(source) = hash.insert(k, v, 0) {
+                refused(i, XdpError::Map { map, source });
+            }
+        }
+    }
+
+    fn delete_all<V: aya::Pod>(&mut self, map: &'static str, keys: &[MappingKey]) {
+        let batch = self.batch;
+        let Some(data) = self.ebpf.map_mut(map) else {
+            return;
+        };
+        let mut hash: HashMap<&mut MapData, MappingKey, V> = match HashMap::try_from(data) {
+            Ok(h) => h,
+            Err(source) => {
+                tracing::warn!(map, error = %source, "removing XDP map entries failed");
+                return;
+            }
+        };
+        let mut from = 0;
+        while batch && from < keys.len() {
+            match crate::sys::bpf_batch::delete(&hash, &keys[from..]) {
+                Ok(()) => return,
+                Err(p) if p.unsupported() && from == 0 => {
+                    self.batch = false;
+                    break;
+                }
+                Err(p) => {
+                    // A key already gone (ENOENT: a stream that never had a latch policy, a
+                    // mapping removed twice) is not a failure; the rest still go.
+                    if p.error.raw_os_error() != Some(nix::libc::ENOENT) {
+                        tracing::warn!(map, error = %p.error, "removing an XDP map entry failed");
+                    }
+                    from += p.done + 1;
+                }
+            }
+        }
+        for k in keys.iter().skip(from) {
+            match hash.remove(k) {
+                Err(e) if !absent(&e) => {
+                    tracing::warn!(map, error = %e, "removing an XDP map entry failed");
+                }
+                _ => {}
+            }
         }
     }
 
@@ -497,39 +587,6 @@ impl XdpRelay {
                 map: MAP_MAPPINGS,
                 source,
             })
-    }
-
-    /// Sets who may latch the awaiting mapping `key` in the kernel.
-    pub fn insert_policy(&mut self, key: &MappingKey, p: &LatchPolicy) -> Result<(), XdpError> {
-        let map_err = |source| XdpError::Map {
-            map: MAP_LATCH_POLICIES,
-            source,
-        };
-        let map = self
-            .ebpf
-            .map_mut(MAP_LATCH_POLICIES)
-            .ok_or(XdpError::Missing("latch policies map"))?;
-        let mut hash: HashMap<&mut MapData, MappingKey, LatchPolicy> =
-            HashMap::try_from(map).map_err(map_err)?;
-        hash.insert(key, p, 0).map_err(map_err)
-    }
-
-    /// Removes a latch policy; a missing one is not an error.
-    pub fn remove_policy(&mut self, key: &MappingKey) -> Result<(), XdpError> {
-        let map = self
-            .ebpf
-            .map_mut(MAP_LATCH_POLICIES)
-            .ok_or(XdpError::Missing("latch policies map"))?;
-        let result = HashMap::<&mut MapData, MappingKey, LatchPolicy>::try_from(map)
-            .and_then(|mut h| h.remove(key));
-        match result {
-            Ok(()) => Ok(()),
-            Err(e) if absent(&e) => Ok(()),
-            Err(source) => Err(XdpError::Map {
-                map: MAP_LATCH_POLICIES,
-                source,
-            }),
-        }
     }
 
     /// Declares the relay port ranges the SBC owns (at most [`MAX_RELAY_RANGES`]; the rest
@@ -645,7 +702,75 @@ fn absent(e: &aya::maps::MapError) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::absent;
+    use sbc_ebpf_common::{LatchPolicy, Mapping, MappingKey};
+
+    use super::{XdpRelay, absent};
+
+    fn key(port: u16) -> MappingKey {
+        MappingKey {
+            addr: sbc_ebpf_common::ipv4_mapped([198, 18, 1, 1]),
+            port: port.to_be(),
+            pad: 0,
+        }
+    }
+
+    /// The batched writes of `executor::flush_writes` on the real maps (needs CAP_BPF: skipped
+    /// without it): entries go in and come out in one call per map, a key already gone in the
+    /// middle of a removal does not stop the others, and both maps drain.
+    #[test]
+    fn batched_map_writes_insert_replace_and_drain() {
+        let mut x = match XdpRelay::load(None, 64) {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("skipped: cannot load the XDP object here ({e})");
+                return;
+            }
+        };
+        let keys = [key(20_000), key(20_002), key(20_004)];
+        let values: Vec<Mapping> = (0..3u32)
+            .map(|i| Mapping {
+                slot: i,
+                generation: 9,
+                ..Mapping::default()
+            })
+            .collect();
+        let mut refused = Vec::new();
+        x.insert_policies(&keys, &[LatchPolicy::default(); 3], &mut |i, e| {
+            refused.push((i, e.to_string()));
+        });
+        x.update_mappings(&keys, &values, &mut |i, e| refused.push((i, e.to_string())));
+        // Replaced in place.
+        let again = Mapping {
+            slot: 7,
+            ..values[1]
+        };
+        x.update_mappings(&keys[1..2], &[again], &mut |i, e| {
+            refused.push((i, e.to_string()));
+        });
+        assert_eq!(refused, []);
+        let mut got = x.mappings().expect("read back");
+        got.sort_by_key(|(k, _)| u16::from_be(k.port));
+        assert_eq!(
+            got,
+            [(keys[0], values[0]), (keys[1], again), (keys[2], values[2])]
+        );
+        // The middle key removed already: the batch goes on past it.
+        x.remove_all(&keys[1..2]);
+        x.remove_all(&keys);
+        assert_eq!(x.mapping_keys().expect("read back"), []);
+        let policies = x.ebpf.map(sbc_ebpf_common::MAP_LATCH_POLICIES).map(|m| {
+            aya::maps::HashMap::<_, MappingKey, LatchPolicy>::try_from(m)
+                .expect("hash")
+                .keys()
+                .count()
+        });
+        assert_eq!(
+            policies,
+            Some(0),
+            "the latch policies drain with the mappings"
+        );
+        assert!(x.batch, "this kernel takes batched map writes");
+    }
 
     #[test]
     fn deleting_an_absent_key_is_not_a_failure() {
