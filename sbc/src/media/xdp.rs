@@ -570,6 +570,23 @@ impl XdpRelay {
             })
     }
 
+    /// How many latch policies the policies map holds.
+    pub fn latch_policies(&self) -> Result<usize, XdpError> {
+        let map_err = |source| XdpError::Map {
+            map: MAP_LATCH_POLICIES,
+            source,
+        };
+        let map = self
+            .ebpf
+            .map(MAP_LATCH_POLICIES)
+            .ok_or(XdpError::Missing("latch policies map"))?;
+        let hash: HashMap<&MapData, MappingKey, LatchPolicy> =
+            HashMap::try_from(map).map_err(map_err)?;
+        hash.keys()
+            .try_fold(0, |n, k| k.map(|_| n + 1))
+            .map_err(map_err)
+    }
+
     /// Every installed mapping with its value (adoption after a restart).
     pub fn mappings(&self) -> Result<Vec<(MappingKey, Mapping)>, XdpError> {
         let map = self
@@ -758,15 +775,9 @@ mod tests {
         x.remove_all(&keys[1..2]);
         x.remove_all(&keys);
         assert_eq!(x.mapping_keys().expect("read back"), []);
-        let policies = x.ebpf.map(sbc_ebpf_common::MAP_LATCH_POLICIES).map(|m| {
-            aya::maps::HashMap::<_, MappingKey, LatchPolicy>::try_from(m)
-                .expect("hash")
-                .keys()
-                .count()
-        });
         assert_eq!(
-            policies,
-            Some(0),
+            x.latch_policies().expect("read back"),
+            0,
             "the latch policies drain with the mappings"
         );
         assert!(x.batch, "this kernel takes batched map writes");
