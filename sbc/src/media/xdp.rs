@@ -214,11 +214,17 @@ impl XdpRelay {
             // A reused pin keeps the size and layout it was created with (the loader's size
             // applies to new maps only). Checked before the program loads: the verifier
             // would refuse a program reading past a smaller pinned value.
+            // (Key and value sizes: the map writes, batched ones included, pass buffers of
+            // this build's types, which the kernel reads with the map's sizes.)
             let layouts = [
-                (MAP_MAPPINGS, std::mem::size_of::<Mapping>()),
-                (MAP_MAPPING_STATS, std::mem::size_of::<MappingStats>()),
+                (MAP_MAPPINGS, size_of::<MappingKey>(), size_of::<Mapping>()),
+                (
+                    MAP_MAPPING_STATS,
+                    size_of::<u32>(),
+                    size_of::<MappingStats>(),
+                ),
             ];
-            for (map, value) in layouts {
+            for (map, key, value) in layouts {
                 let info = match ebpf.map(map) {
                     Some(Map::HashMap(d) | Map::PerCpuArray(d)) => {
                         d.info().map_err(|source| XdpError::Map { map, source })?
@@ -232,12 +238,12 @@ impl XdpRelay {
                         wanted: mappings,
                     });
                 }
-                let wanted = u32::try_from(value).unwrap_or(u32::MAX);
-                if info.value_size() != wanted {
+                let size = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+                if (info.key_size(), info.value_size()) != (size(key), size(value)) {
                     return Err(XdpError::PinnedLayout {
                         map,
                         pinned: info.value_size(),
-                        wanted,
+                        wanted: size(value),
                     });
                 }
             }

@@ -107,7 +107,8 @@ fn batch<K: Pod, V: Pod>(
     // SAFETY: `attr` is a valid `bpf_attr` prefix of the size passed. The kernel reads `count`
     // keys (and values) of the map's key (value) size from the pointers: the slices hold
     // `count` elements of `K` (`V`), whose sizes aya's `HashMap::try_from` checked against
-    // the map's definition, and both outlive the call; it writes only `attr.count`.
+    // the map's definition (and `XdpRelay::load` those of a pinned map it reused), and both
+    // outlive the call; the kernel writes only `attr.count`.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_bpf,
