@@ -314,7 +314,7 @@ fn run_commands(core: &mut Core, now: Instant) {
             MediaCommand::Install(m) => core.exec.writes.install(m, xsk),
             MediaCommand::Update(m) => core.exec.writes.update(m, xsk),
             MediaCommand::Policy(m) => core.exec.writes.policy(m),
-            MediaCommand::Remove { ingress } => core.exec.writes.remove(ingress),
+            MediaCommand::Remove { ingress, policy } => core.exec.writes.remove(ingress, policy),
             MediaCommand::ReadCounters { stream, slots } => {
                 let Some(xdp) = &core.exec.xdp else { continue };
                 let x = xdp.lock();
@@ -346,6 +346,8 @@ pub(crate) struct Writes {
     /// The fast path of each mapping and whether it is new (`Install`) or rewritten.
     mapping_of: Vec<(FastPath, bool)>,
     removes: Vec<MappingKey>,
+    /// The removed keys that may have a latch policy (a subset of `removes`).
+    policy_removes: Vec<MappingKey>,
 }
 
 impl Writes {
@@ -355,7 +357,7 @@ impl Writes {
             MediaCommand::Install(m) | MediaCommand::Update(m) | MediaCommand::Policy(m) => {
                 Some(m.ingress)
             }
-            MediaCommand::Remove { ingress } => Some(*ingress),
+            MediaCommand::Remove { ingress, .. } => Some(*ingress),
             _ => None,
         }
     }
@@ -386,6 +388,7 @@ impl Writes {
         self.mappings.clear();
         self.mapping_of.clear();
         self.removes.clear();
+        self.policy_removes.clear();
     }
 
     /// A new mapping: its latch policy first if it awaits its latch (an awaiting mapping
@@ -419,8 +422,14 @@ impl Writes {
         self.policy_of.push(m.ingress);
     }
 
-    fn remove(&mut self, ingress: SocketAddr) {
-        self.removes.push(mapping_key(ingress));
+    /// A mapping to remove, with its latch policy if it may have one (a key without one would
+    /// stop the batch at `ENOENT` and cost a call of its own).
+    fn remove(&mut self, ingress: SocketAddr, policy: bool) {
+        let key = mapping_key(ingress);
+        self.removes.push(key);
+        if policy {
+            self.policy_removes.push(key);
+        }
     }
 }
 
@@ -461,7 +470,7 @@ fn flush_writes(core: &mut Core) {
         }
         refused.push(i);
     });
-    x.remove_all(&w.removes);
+    x.remove_all(&w.removes, &w.policy_removes);
     drop(x);
     for (i, (m, new)) in w.mapping_of.iter().enumerate() {
         if refused.contains(&i) {

@@ -454,13 +454,13 @@ impl XdpRelay {
         self.write_all(MAP_LATCH_POLICIES, keys, policies, refused);
     }
 
-    /// Removes the mappings of `keys` and then their latch policies (a mapping awaiting its
-    /// latch without a policy drops everything, so never the policy first), batched as
-    /// [`Self::update_mappings`]. Keys already gone are not failures; other failures are
-    /// logged.
-    pub fn remove_all(&mut self, keys: &[MappingKey]) {
-        self.delete_all::<Mapping>(MAP_MAPPINGS, keys);
-        self.delete_all::<LatchPolicy>(MAP_LATCH_POLICIES, keys);
+    /// Removes the mappings of `mappings` and then the latch policies of `policies` (a mapping
+    /// awaiting its latch without a policy drops everything, so never the policy first),
+    /// batched as [`Self::update_mappings`]. Keys already gone are not failures (though each
+    /// costs a call: the kernel stops a batch there); other failures are logged.
+    pub fn remove_all(&mut self, mappings: &[MappingKey], policies: &[MappingKey]) {
+        self.delete_all::<Mapping>(MAP_MAPPINGS, mappings);
+        self.delete_all::<LatchPolicy>(MAP_LATCH_POLICIES, policies);
     }
 
     fn write_all<V: aya::Pod>(
@@ -778,8 +778,8 @@ mod tests {
             [(keys[0], values[0]), (keys[1], again), (keys[2], values[2])]
         );
         // The middle key removed already: the batch goes on past it.
-        x.remove_all(&keys[1..2]);
-        x.remove_all(&keys);
+        x.remove_all(&keys[1..2], &keys[1..2]);
+        x.remove_all(&keys, &keys);
         assert_eq!(x.mapping_keys().expect("read back"), []);
         assert_eq!(
             x.latch_policies().expect("read back"),

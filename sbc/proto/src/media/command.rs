@@ -43,10 +43,13 @@ pub enum MediaCommand {
     /// allowed sources changed, or it is re-armed). Comes before the [`MediaCommand::Update`]
     /// that re-arms the mapping, so the kernel never sees it await with the old policy.
     Policy(FastPath),
-    /// Remove the mapping of packets arriving at `ingress`.
+    /// Remove the mapping of packets arriving at `ingress` (and then its latch policy).
     Remove {
         /// The relay endpoint of the mapping.
         ingress: SocketAddr,
+        /// A latch policy may be installed under the same key (the stream was socketless):
+        /// remove it too. Without, there is none to remove.
+        policy: bool,
     },
     /// `stream`'s relay has packets of its own to send (generated DTMF): wake its task, which
     /// then sends what [`MediaTable::poll_generated`](super::table::MediaTable::poll_generated)

@@ -458,6 +458,7 @@ impl MediaTable {
                 dtmf: Default::default(),
                 bind_attempts: [0; 2],
                 kernel: false,
+                policies: false,
             });
         }
         if self.settings.side(from).is_ipv4() != desc.addr.is_ipv4() {
@@ -494,6 +495,7 @@ impl MediaTable {
             dtmf: Default::default(),
             bind_attempts: [0; 2],
             kernel,
+            policies: kernel,
         })
     }
 
@@ -530,8 +532,10 @@ impl MediaTable {
     /// Asks to remove the stream's mappings and close its sockets; frees slots and ports.
     fn close_stream(&mut self, key: StreamKey, st: &Stream) {
         for m in &st.installed {
-            self.commands
-                .push_back(MediaCommand::Remove { ingress: m.ingress });
+            self.commands.push_back(MediaCommand::Remove {
+                ingress: m.ingress,
+                policy: st.policies,
+            });
             self.slots.give(m.slot);
             self.kernel_ports.remove(&m.ingress);
         }
@@ -724,8 +728,10 @@ impl MediaTable {
         let old = std::mem::take(&mut st.installed);
         for o in &old {
             if !want.iter().any(|w| w.ingress == o.ingress) {
-                self.commands
-                    .push_back(MediaCommand::Remove { ingress: o.ingress });
+                self.commands.push_back(MediaCommand::Remove {
+                    ingress: o.ingress,
+                    policy: st.policies,
+                });
                 self.slots.give(o.slot);
                 self.kernel_ports.remove(&o.ingress);
             }

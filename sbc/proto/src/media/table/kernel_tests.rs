@@ -169,7 +169,13 @@ fn one_call_writes_each_map_entry_only_where_it_changes() {
     .expect("answer again");
     assert_eq!(drain(&mut t), []);
     t.release(a.session);
-    assert_eq!(count(&drain(&mut t)), [0, 0, 0, 4]);
+    let end = drain(&mut t);
+    assert_eq!(count(&end), [0, 0, 0, 4]);
+    assert!(
+        end.iter()
+            .all(|c| matches!(c, MediaCommand::Remove { policy: true, .. })),
+        "the policies go with the mappings: {end:?}"
+    );
     assert!(t.holds_nothing());
 }
 
@@ -271,6 +277,12 @@ fn stream_that_turns_encrypted_is_bound_and_passed_up() {
     t.release(a.session);
     let cmds = drain(&mut t);
     assert!(cmds.contains(&MediaCommand::Close { stream: key(&a) }));
+    // Its pass mappings replaced the socketless ones, whose policies go with them.
+    assert!(
+        cmds.iter()
+            .all(|c| !matches!(c, MediaCommand::Remove { policy: false, .. })),
+        "{cmds:?}"
+    );
     assert!(t.holds_nothing());
 }
 
@@ -294,7 +306,18 @@ fn socket_bound_streams_get_pass_mappings_in_the_kernel_range() {
     assert!(m.iter().all(|f| f.mode == PathMode::Pass));
     assert_eq!(t.mappings(), 0, "pass-through mappings forward nothing");
     t.release(a.session);
-    drain(&mut t);
+    let cmds = drain(&mut t);
+    let removes: Vec<bool> = cmds
+        .iter()
+        .filter_map(|c| match c {
+            MediaCommand::Remove { policy, .. } => Some(*policy),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        removes, [false; 4],
+        "a stream never socketless has no policies: {cmds:?}"
+    );
     assert!(t.holds_nothing());
 }
 

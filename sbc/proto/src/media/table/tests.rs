@@ -511,7 +511,8 @@ fn adoption_pairs_mappings_and_removes_the_rest() {
     assert_eq!(ids.len(), 1);
     let cmds = drain(&mut t);
     assert!(cmds.contains(&MediaCommand::Remove {
-        ingress: stray.ingress
+        ingress: stray.ingress,
+        policy: false,
     }));
     assert_eq!(
         cmds.iter()
