@@ -331,6 +331,10 @@ fn run_commands(core: &mut Core, now: Instant) {
     }
 }
 
+/// Entries of each [`Writes`] vector kept allocated between batches: a few calls' worth (a
+/// socketless call writes at most four mappings and four policies at a time).
+const KEPT_WRITES: usize = 64;
+
 /// XDP map writes collected while the table's commands run, made in one batch per map and
 /// kind ([`XdpRelay::update_mappings`] …): a socketless call's four mappings and their latch
 /// policies cost one `bpf(2)` call per map instead of one per entry. The vectors are kept
@@ -380,15 +384,21 @@ impl Writes {
         }
     }
 
+    /// Empties the batch. Room for [`KEPT_WRITES`] entries per vector is kept for the next
+    /// one; a larger batch's (adoption of every pinned mapping at start) is given back.
     fn clear(&mut self) {
-        self.policy_keys.clear();
-        self.policies.clear();
-        self.policy_of.clear();
-        self.mapping_keys.clear();
-        self.mappings.clear();
-        self.mapping_of.clear();
-        self.removes.clear();
-        self.policy_removes.clear();
+        fn reset<T>(v: &mut Vec<T>) {
+            v.clear();
+            v.shrink_to(KEPT_WRITES);
+        }
+        reset(&mut self.policy_keys);
+        reset(&mut self.policies);
+        reset(&mut self.policy_of);
+        reset(&mut self.mapping_keys);
+        reset(&mut self.mappings);
+        reset(&mut self.mapping_of);
+        reset(&mut self.removes);
+        reset(&mut self.policy_removes);
     }
 
     /// A new mapping: its latch policy first if it awaits its latch (an awaiting mapping
