@@ -170,6 +170,7 @@ fn mapping(via_port: u16, to: ([u8; 4], u16), flags: u16) -> Mapping {
         expect_port: 0,
         flags,
         slot: 0,
+        generation: 0,
     }
 }
 

@@ -9,8 +9,9 @@ use aya::{
     programs::{TestRun, TestRunOptions, Xdp},
 };
 use sbc_ebpf_common::{
-    LatchEvent, LatchPolicy, MAP_LATCH_EVENTS, MAP_LATCH_POLICIES, MAP_MAPPINGS, MAP_RELAY_RANGES,
-    MAP_STATS, Mapping, MappingKey, PROGRAM_NAME, RelayRange, Stat, ipv4_mapped,
+    LatchEvent, LatchPolicy, MAP_LATCH_EVENTS, MAP_LATCH_POLICIES, MAP_MAPPING_STATS, MAP_MAPPINGS,
+    MAP_RELAY_RANGES, MAP_STATS, Mapping, MappingKey, MappingStats, PROGRAM_NAME, RelayRange, Stat,
+    ipv4_mapped,
 };
 
 use crate::netns::{EnterGuard, Netns, veth_pair};
@@ -189,6 +190,32 @@ impl TestRelay {
             out.push(e);
         }
         out
+    }
+
+    fn slots(&mut self) -> PerCpuArray<&mut MapData, MappingStats> {
+        let map = self
+            .ebpf
+            .map_mut(MAP_MAPPING_STATS)
+            .expect("slot stats map");
+        PerCpuArray::try_from(map).expect("per-cpu array")
+    }
+
+    /// Statistics slot `slot` as each CPU holds it.
+    pub fn slot_stats(&mut self, slot: u32) -> Vec<MappingStats> {
+        self.slots()
+            .get(&slot, 0)
+            .expect("slot")
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    /// Writes `value` into statistics slot `slot` on every CPU.
+    pub fn put_slot_stats(&mut self, slot: u32, value: MappingStats) {
+        let cpus = aya::util::nr_cpus().expect("possible CPUs");
+        let values =
+            aya::maps::PerCpuValues::try_from(vec![value; cpus]).expect("one value per CPU");
+        self.slots().set(slot, values, 0).expect("set slot");
     }
 
     /// The global counters, summed over CPUs, indexed like [`Stat::ALL`].

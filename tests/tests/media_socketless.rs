@@ -187,9 +187,11 @@ fn sipp_call_is_latched_and_relayed_in_xdp_without_relay_sockets() {
         );
         assert!(got.sources.iter().all(|s| *s == relay), "{who}: sources");
     }
-    // The BYE released the session: its mappings are gone, its port is unallocated again.
+    // The BYE released the session: its mappings and their latch policies are gone from the
+    // kernel's maps, its port is unallocated again.
     let media = lab.media();
     assert_eq!(media["xdp_map_entries"], 0, "{media}");
+    assert_eq!(media["xdp_latch_policies"], 0, "{media}");
     let before = counters(&lab);
     stranger.send_to(&rtp(1, 0xbad), out_relay).expect("send");
     thread::sleep(Duration::from_millis(100));

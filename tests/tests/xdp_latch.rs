@@ -14,8 +14,8 @@ use sbc_e2e::{
 };
 use sbc_ebpf_common::{
     AllowedSource, FLAG_AWAITING_LATCH, FLAG_FORWARD_RTCP, FLAG_IPV4, FLAG_PASS,
-    FLAG_STRICT_SOURCE, LATCH_HAS_REVERSE, LatchEvent, LatchPolicy, Mapping, MappingKey, Stat,
-    ipv4_mapped,
+    FLAG_STRICT_SOURCE, LATCH_HAS_REVERSE, LatchEvent, LatchPolicy, Mapping, MappingKey,
+    MappingStats, Stat, ipv4_mapped,
 };
 
 const XDP_DROP: u32 = 1;
@@ -217,6 +217,69 @@ fn pass_flag_rtcp_and_unknown_destination() {
     );
 }
 
+/// A statistics slot is reused without zeroing it (issue 16: one `bpf` syscall less per
+/// mapping installed): the program starts the counters of a mapping of a new generation from
+/// zero on each CPU where it counts, and the other CPUs' counters stay the former mapping's,
+/// which userspace leaves out by their generation.
+#[test]
+fn reused_stats_slot_counts_from_zero_for_a_new_generation() {
+    if !sbc_e2e::require_root("xdp_latch") {
+        return;
+    }
+    let _lab = lab("sxg");
+    let mut x = TestRelay::load();
+    let k = key(RELAY, IN_PORT);
+    let latched = |generation: u32| Mapping {
+        expect_addr: ipv4_mapped(PBX_SDP.0),
+        expect_port: PBX_SDP.1.to_be(),
+        slot: 3,
+        generation,
+        ..mapping((RELAY, OUT_PORT), CARRIER, FLAG_IPV4 | FLAG_STRICT_SOURCE)
+    };
+    // A former mapping's counters on every CPU.
+    let former = MappingStats {
+        packets: 1000,
+        bytes: 90_000,
+        last_seen_ns: 1,
+        generation: 6,
+        pad: 0,
+    };
+    x.put_slot_stats(3, former);
+    x.put_mapping(k, latched(7));
+    let frame = udp(PBX_SDP, (RELAY, IN_PORT), 0);
+    // (Summed over the CPUs of generation 7: the test thread may move between runs.)
+    for n in 1..=2 {
+        assert_eq!(x.run(&frame).0, XDP_REDIRECT);
+        let cpus = x.slot_stats(3);
+        let mine = cpus.iter().filter(|s| s.generation == 7);
+        let (packets, bytes) = mine.fold((0, 0), |(p, b), s| (p + s.packets, b + s.bytes));
+        assert_eq!((packets, bytes), (n, n * frame.len() as u64), "{cpus:?}");
+        assert!(
+            cpus.iter().all(|s| s.generation == 7 || *s == former),
+            "the CPUs that did not count keep the former counters: {cpus:?}"
+        );
+    }
+    // Rewritten in place (same generation): the counters go on.
+    x.put_mapping(k, latched(7));
+    assert_eq!(x.run(&frame).0, XDP_REDIRECT);
+    let packets = |x: &mut TestRelay, g: u32| -> u64 {
+        x.slot_stats(3)
+            .iter()
+            .filter(|s| s.generation == g)
+            .map(|s| s.packets)
+            .sum()
+    };
+    assert_eq!(packets(&mut x, 7), 3);
+    // A new mapping on the slot: from zero again.
+    x.put_mapping(k, latched(8));
+    assert_eq!(x.run(&frame).0, XDP_REDIRECT);
+    assert_eq!(packets(&mut x, 8), 1);
+    assert!(
+        packets(&mut x, 7) < 3,
+        "the CPU that counted 8 dropped its count of 7"
+    );
+}
+
 /// The SBC's namespace, with next hops for the PBX and carrier addresses. 198.18.0.0/15
 /// (benchmarking range) exists only inside the namespaces this creates.
 fn lab(prefix: &str) -> FibLab {
@@ -251,6 +314,7 @@ fn mapping(via: ([u8; 4], u16), to: ([u8; 4], u16), flags: u16) -> Mapping {
         expect_port: 0,
         flags,
         slot: 0,
+        generation: 0,
     }
 }
 

@@ -121,3 +121,52 @@ fn pinned_maps_of_another_size_are_refused() {
         "{other:?}"
     );
 }
+
+/// Pinned maps an SBC of another version left, with values of another layout (before the
+/// statistics generation: 60-byte mappings), are refused with a message naming `sbc xdp
+/// detach` before the program loads, rather than the verifier refusing the program.
+#[test]
+fn pinned_maps_of_another_layout_are_refused() {
+    if !sbc_e2e::require_root("xdp_smoke") {
+        return;
+    }
+    struct Pins(std::path::PathBuf);
+    impl Drop for Pins {
+        fn drop(&mut self) {
+            let _ = sbc::media::xdp::remove_pins(&self.0);
+        }
+    }
+    let pins = Pins(sbc::media::xdp::pin_dir(&format!(
+        "sxl-{}",
+        std::process::id()
+    )));
+    std::fs::create_dir_all(&pins.0).expect("pin directory");
+    // The mappings map as the SBC before this layout created it.
+    let old = pins.0.join(sbc_ebpf_common::MAP_MAPPINGS);
+    let created = std::process::Command::new("bpftool")
+        .args(["map", "create"])
+        .arg(&old)
+        .args([
+            "type", "hash", "key", "20", "value", "60", "entries", "2048",
+        ])
+        .args(["name", "SBC_MAPPINGS"])
+        .status()
+        .expect("bpftool");
+    assert!(created.success(), "bpftool map create: {created}");
+    let loaded = XdpRelay::load(Some(&pins.0), 2_048);
+    let Err(e) = loaded else {
+        panic!("an old layout was reused");
+    };
+    assert!(
+        matches!(
+            e,
+            sbc::media::xdp::XdpError::PinnedLayout {
+                pinned: 60,
+                wanted: 64,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("sbc xdp detach"), "{e}");
+}

@@ -111,9 +111,15 @@ pub struct Mapping {
     pub expect_port: u16,
     /// `FLAG_*` bits.
     pub flags: u16,
-    /// Index of this mapping's counters in [`MAP_MAPPING_STATS`] (below the map's size), allocated
-    /// by the control plane, which zeroes the slot before installing the mapping.
+    /// Index of this mapping's counters in [`MAP_MAPPING_STATS`] (below the map's size),
+    /// allocated by the control plane. A slot is reused once its mapping is gone.
     pub slot: u32,
+    /// Which use of the slot this mapping is ([`MappingStats::generation`]): the control plane
+    /// gives every newly installed mapping a new one and keeps it while it rewrites that
+    /// mapping in place. The program starts the slot's counters from zero on a CPU whose
+    /// counters carry another generation, and userspace sums only those carrying this one,
+    /// so reusing a slot needs no map write to zero it.
+    pub generation: u32,
 }
 
 /// One source allowed to latch an awaiting mapping: an address prefix and an optional port.
@@ -173,7 +179,7 @@ pub struct RelayRange {
 }
 
 /// Per-CPU counters of one mapping. Userspace sums packets and bytes and takes the maximum
-/// `last_seen_ns` over CPUs.
+/// `last_seen_ns` over the CPUs whose `generation` is the mapping's.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct MappingStats {
@@ -183,6 +189,11 @@ pub struct MappingStats {
     pub bytes: u64,
     /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) of the last forwarded packet.
     pub last_seen_ns: u64,
+    /// The [`Mapping::generation`] these counters belong to; counters of another generation
+    /// are a former mapping's on this slot.
+    pub generation: u32,
+    /// Always zero; keeps the value free of implicit padding.
+    pub pad: u32,
 }
 
 /// Indexes of the global per-CPU counters in [`MAP_STATS`].
@@ -295,9 +306,9 @@ mod user {
     // SAFETY: MappingKey is repr(C), made only of integers and integer arrays, with an explicit
     // padding field, so every bit pattern is valid and there are no uninitialised bytes.
     unsafe impl aya::Pod for super::MappingKey {}
-    // SAFETY: as above; 3×16 + 4×2 + 4 bytes, no implicit padding.
+    // SAFETY: as above; 3×16 + 4×2 + 2×4 bytes, no implicit padding.
     unsafe impl aya::Pod for super::Mapping {}
-    // SAFETY: three u64, no padding, every bit pattern valid.
+    // SAFETY: three u64 and two u32, no implicit padding, every bit pattern valid.
     unsafe impl aya::Pod for super::MappingStats {}
     // SAFETY: 16 + 2 + 2 bytes of integers, alignment 2, no implicit padding.
     unsafe impl aya::Pod for super::AllowedSource {}
@@ -317,8 +328,9 @@ mod tests {
     #[test]
     fn layouts_have_no_implicit_padding() {
         assert_eq!(core::mem::size_of::<MappingKey>(), 20);
-        assert_eq!(core::mem::size_of::<Mapping>(), 60);
-        assert_eq!(core::mem::size_of::<MappingStats>(), 24);
+        assert_eq!(core::mem::size_of::<Mapping>(), 64);
+        assert_eq!(core::mem::offset_of!(Mapping, generation), 60);
+        assert_eq!(core::mem::size_of::<MappingStats>(), 32);
         assert_eq!(core::mem::size_of::<AllowedSource>(), 20);
         assert_eq!(core::mem::size_of::<LatchPolicy>(), 84);
         assert_eq!(core::mem::offset_of!(LatchPolicy, reverse), 60);

@@ -283,7 +283,7 @@ fn relay_v4(ctx: &XdpContext, eth: *mut u8) -> Result<u32, Stat> {
         let c = !csum_fold(udp_sum);
         write16(udp, 6, if c == 0 { 0xffff } else { c });
     }
-    finish(ctx, eth, m.slot, &fib, out_ifindex)
+    finish(ctx, eth, &m, &fib, out_ifindex)
 }
 
 #[inline(never)]
@@ -384,7 +384,7 @@ fn relay_v6(ctx: &XdpContext, eth: *mut u8) -> Result<u32, Stat> {
     write16(udp, 2, m.dst_port);
     let c = !csum_fold(udp_sum);
     write16(udp, 6, if c == 0 { 0xffff } else { c });
-    finish(ctx, eth, m.slot, &fib, out_ifindex)
+    finish(ctx, eth, &m, &fib, out_ifindex)
 }
 
 /// A packet of a [`FLAG_PASS`] mapping: to the SBC's AF_XDP socket on this interface and queue
@@ -665,12 +665,13 @@ fn fib_next_hop(ctx: &XdpContext, fib: &mut FibParams) -> Result<u32, Stat> {
     Ok(fib.ifindex)
 }
 
-/// Writes the next-hop MAC addresses, counts the packet and hands it to the egress interface.
+/// Writes the next-hop MAC addresses, counts the packet in `m`'s statistics slot and hands it
+/// to the egress interface.
 #[inline(always)]
 fn finish(
     ctx: &XdpContext,
     eth: *mut u8,
-    slot: u32,
+    m: &Mapping,
     fib: &FibParams,
     out_ifindex: u32,
 ) -> Result<u32, Stat> {
@@ -685,10 +686,23 @@ fn finish(
     }
     let len = (ctx.data_end() - ctx.data()) as u64;
     // An out-of-range slot (a control-plane bug) only loses statistics, never the packet.
-    if let Some(s) = SBC_SLOT_STATS.get_ptr_mut(slot) {
+    if let Some(s) = SBC_SLOT_STATS.get_ptr_mut(m.slot) {
         // SAFETY: reading the monotonic clock has no preconditions.
         let now = unsafe { bpf_ktime_get_ns() };
         // SAFETY: per-CPU value pointer from a successful lookup; only this CPU writes it.
+        let stale = unsafe { (*s).generation } != m.generation;
+        if stale {
+            // A former mapping's counters on this slot (the control plane does not zero a
+            // reused slot): this mapping's start from zero on this CPU.
+            // SAFETY: as above.
+            unsafe {
+                *s = MappingStats {
+                    generation: m.generation,
+                    ..MappingStats::default()
+                };
+            }
+        }
+        // SAFETY: as above.
         unsafe {
             (*s).packets += 1;
         }

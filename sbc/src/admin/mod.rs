@@ -351,6 +351,9 @@ struct MediaView {
     xdp_counters: Option<std::collections::BTreeMap<&'static str, u64>>,
     /// Mappings present in the (pinned) map, whoever installed them.
     xdp_map_entries: Option<usize>,
+    /// Latch policies present in their map (one per socketless mapping awaiting its latch, or
+    /// latched since; removed with it).
+    xdp_latch_policies: Option<usize>,
     relay: Overview,
 }
 
@@ -370,10 +373,12 @@ async fn media(State(s): State<Arc<AdminState>>) -> Json<MediaView> {
         .as_ref()
         .and_then(|x| x.lock().mapping_keys().ok())
         .map(|k| k.len());
+    let policies = s.xdp.as_ref().and_then(|x| x.lock().latch_policies().ok());
     Json(MediaView {
         xdp: s.xdp_status.clone(),
         xdp_counters: counters,
         xdp_map_entries: entries,
+        xdp_latch_policies: policies,
         relay: s.media.overview(),
     })
 }

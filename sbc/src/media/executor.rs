@@ -69,6 +69,8 @@ pub(crate) struct Executor {
     /// The AF_XDP relay, when it runs: pass mappings then carry [`FLAG_XSK`] and it learns
     /// every socket-bound stream.
     xsk: Option<XskRelay>,
+    /// XDP map writes of the commands being executed, made in batches.
+    writes: Writes,
 }
 
 impl Executor {
@@ -101,6 +103,7 @@ impl Executor {
             core,
             metrics,
             xsk: None,
+            writes: Writes::default(),
         }
     }
 
@@ -263,7 +266,29 @@ impl Executor {
 /// Drains `core`'s table of commands and executes them, at `now`. Bind failures the table
 /// cannot repair are collected in [`Executor::take_failures`].
 pub(crate) fn execute(core: &mut Core, now: Instant) {
+    loop {
+        run_commands(core, now);
+        if core.exec.writes.is_empty() {
+            return;
+        }
+        // Their failures go back to the table, which may answer with more commands.
+        flush_writes(core);
+    }
+}
+
+/// Executes the commands queued in the table; XDP map writes are collected in
+/// [`Executor::writes`] for [`flush_writes`].
+fn run_commands(core: &mut Core, now: Instant) {
+    let xsk = core.exec.xsk.is_some();
     while let Some(cmd) = core.table.poll_command() {
+        if core.exec.xdp.is_none() && Writes::of(&cmd).is_some() {
+            continue;
+        }
+        // Each key's writes keep their order: a remove after a pending write of its key, or a
+        // write after its pending remove, waits for the batch before it.
+        if core.exec.writes.conflicts(&cmd) {
+            flush_writes(core);
+        }
         match cmd {
             MediaCommand::Bind { stream, leg, addr } => match core.exec.sockets(addr) {
                 Ok(pair) => core.exec.bound(stream, leg, pair),
@@ -286,66 +311,194 @@ pub(crate) fn execute(core: &mut Core, now: Instant) {
                     worker.send(Order::Wake(stream));
                 }
             }
-            MediaCommand::Install(m) => {
-                let xsk = core.exec.xsk.is_some();
-                let Some(xdp) = &core.exec.xdp else { continue };
-                let key = mapping_key(m.ingress);
-                let mut x = xdp.lock();
-                let result = match &m.mode {
-                    // Nothing to count: its slot is not one.
-                    PathMode::Pass => x.update_mapping(&key, &mapping(&m, xsk)),
-                    // The policy first: an awaiting mapping without one drops everything.
-                    PathMode::Kernel(k) => x
-                        .insert_policy(&key, &latch_policy(k))
-                        .and_then(|()| x.insert_mapping(&key, &mapping(&m, xsk))),
-                    PathMode::Relay => x.insert_mapping(&key, &mapping(&m, xsk)),
-                };
-                drop(x);
-                if let Err(e) = result {
-                    // The userspace relay keeps forwarding: a full map costs speed, not calls.
-                    tracing::warn!(error = %e, "installing XDP mapping failed; stream stays in userspace");
-                    core.table.handle_install_failed(m.ingress);
-                } else {
-                    core.exec.prime(&m);
-                    if m.mode == PathMode::Relay {
-                        tracing::info!(relay = %m.ingress, peer = %m.expect,
-                            "stream latched on both sides; XDP fast path installed");
-                    }
-                }
-            }
-            MediaCommand::Update(m) => {
-                let xsk = core.exec.xsk.is_some();
-                let Some(xdp) = &core.exec.xdp else { continue };
-                if let Err(e) = xdp
-                    .lock()
-                    .update_mapping(&mapping_key(m.ingress), &mapping(&m, xsk))
-                {
-                    tracing::warn!(error = %e, "updating XDP mapping failed");
-                } else {
-                    core.exec.prime(&m);
-                }
-            }
-            MediaCommand::Remove { ingress } => {
-                let Some(xdp) = &core.exec.xdp else { continue };
-                let key = mapping_key(ingress);
-                let mut x = xdp.lock();
-                if let Err(e) = x.remove_mapping(&key).and_then(|()| x.remove_policy(&key)) {
-                    tracing::warn!(error = %e, "removing XDP mapping failed");
-                }
-            }
+            MediaCommand::Install(m) => core.exec.writes.install(m, xsk),
+            MediaCommand::Update(m) => core.exec.writes.update(m, xsk),
+            MediaCommand::Policy(m) => core.exec.writes.policy(m),
+            MediaCommand::Remove { ingress, policy } => core.exec.writes.remove(ingress, policy),
             MediaCommand::ReadCounters { stream, slots } => {
                 let Some(xdp) = &core.exec.xdp else { continue };
                 let x = xdp.lock();
                 let total: u64 = slots
                     .iter()
                     .flatten()
-                    .filter_map(|s| x.mapping_stats(*s).ok())
+                    .filter_map(|s| x.mapping_stats(s.slot, s.generation).ok())
                     .map(|m| m.packets)
                     .sum();
                 drop(x);
                 core.table.handle_fast_path_packets(now, stream, total);
             }
         }
+    }
+}
+
+/// Entries of each [`Writes`] vector kept allocated between batches: a few calls' worth (a
+/// socketless call writes at most four mappings and four policies at a time).
+const KEPT_WRITES: usize = 64;
+
+/// XDP map writes collected while the table's commands run, made in one batch per map and
+/// kind ([`XdpRelay::update_mappings`] …): a socketless call's four mappings and their latch
+/// policies cost one `bpf(2)` call per map instead of one per entry. The vectors are kept
+/// between batches (no allocation per call).
+#[derive(Debug, Default)]
+pub(crate) struct Writes {
+    policy_keys: Vec<MappingKey>,
+    policies: Vec<LatchPolicy>,
+    /// The relay endpoint of each policy (for the table's feedback).
+    policy_of: Vec<SocketAddr>,
+    mapping_keys: Vec<MappingKey>,
+    mappings: Vec<Mapping>,
+    /// The fast path of each mapping and whether it is new (`Install`) or rewritten.
+    mapping_of: Vec<(FastPath, bool)>,
+    removes: Vec<MappingKey>,
+    /// The removed keys that may have a latch policy (a subset of `removes`).
+    policy_removes: Vec<MappingKey>,
+}
+
+impl Writes {
+    /// The map key a command writes, if it writes one.
+    fn of(cmd: &MediaCommand) -> Option<SocketAddr> {
+        match cmd {
+            MediaCommand::Install(m) | MediaCommand::Update(m) | MediaCommand::Policy(m) => {
+                Some(m.ingress)
+            }
+            MediaCommand::Remove { ingress, .. } => Some(*ingress),
+            _ => None,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.policy_keys.is_empty() && self.mapping_keys.is_empty() && self.removes.is_empty()
+    }
+
+    /// Whether `cmd` must wait for the pending writes: it removes a key they write, or writes
+    /// a key they remove.
+    fn conflicts(&self, cmd: &MediaCommand) -> bool {
+        let Some(ingress) = Self::of(cmd) else {
+            return false;
+        };
+        let key = mapping_key(ingress);
+        if matches!(cmd, MediaCommand::Remove { .. }) {
+            self.policy_keys.contains(&key) || self.mapping_keys.contains(&key)
+        } else {
+            self.removes.contains(&key)
+        }
+    }
+
+    /// Empties the batch. Room for [`KEPT_WRITES`] entries per vector is kept for the next
+    /// one; a larger batch's (adoption of every pinned mapping at start) is given back.
+    fn clear(&mut self) {
+        fn reset<T>(v: &mut Vec<T>) {
+            v.clear();
+            v.shrink_to(KEPT_WRITES);
+        }
+        reset(&mut self.policy_keys);
+        reset(&mut self.policies);
+        reset(&mut self.policy_of);
+        reset(&mut self.mapping_keys);
+        reset(&mut self.mappings);
+        reset(&mut self.mapping_of);
+        reset(&mut self.removes);
+        reset(&mut self.policy_removes);
+    }
+
+    /// A new mapping: its latch policy first if it awaits its latch (an awaiting mapping
+    /// without one drops everything; a latched one consults none). A reused statistics slot
+    /// needs no zeroing: the mapping's generation is new.
+    fn install(&mut self, m: FastPath, xsk: bool) {
+        if m.awaiting_policy().is_some() {
+            self.policy(m);
+        }
+        self.put(m, xsk, true);
+    }
+
+    /// An installed mapping rewritten in place (counters kept).
+    fn update(&mut self, m: FastPath, xsk: bool) {
+        self.put(m, xsk, false);
+    }
+
+    fn put(&mut self, m: FastPath, xsk: bool, new: bool) {
+        self.mapping_keys.push(mapping_key(m.ingress));
+        self.mappings.push(mapping(&m, xsk));
+        self.mapping_of.push((m, new));
+    }
+
+    /// The latch policy of a socketless mapping (written before any mapping of the batch).
+    fn policy(&mut self, m: FastPath) {
+        let PathMode::Kernel(k) = &m.mode else {
+            return;
+        };
+        self.policy_keys.push(mapping_key(m.ingress));
+        self.policies.push(latch_policy(k));
+        self.policy_of.push(m.ingress);
+    }
+
+    /// A mapping to remove, with its latch policy if it may have one (a key without one would
+    /// stop the batch at `ENOENT` and cost a call of its own).
+    fn remove(&mut self, ingress: SocketAddr, policy: bool) {
+        let key = mapping_key(ingress);
+        self.removes.push(key);
+        if policy {
+            self.policy_removes.push(key);
+        }
+    }
+}
+
+/// Makes the collected map writes: latch policies, then mappings (a mapping whose policy the
+/// kernel refused stays out: it must not await on another policy), then removals (mapping
+/// before policy). Refused entries go back to the table (`handle_install_failed`: the stream
+/// stays in or returns to userspace); installed paths get their neighbour primed.
+fn flush_writes(core: &mut Core) {
+    let mut w = std::mem::take(&mut core.exec.writes);
+    let Some(xdp) = core.exec.xdp.clone() else {
+        w.clear();
+        core.exec.writes = w;
+        return;
+    };
+    // Rare: allocated only when the kernel refuses something.
+    let mut failed: Vec<SocketAddr> = Vec::new();
+    let mut x = xdp.lock();
+    x.insert_policies(&w.policy_keys, &w.policies, &mut |i, e| {
+        tracing::warn!(error = %e, "setting an XDP latch policy failed; stream goes to userspace");
+        failed.push(w.policy_of[i]);
+    });
+    if !failed.is_empty() {
+        // Keep the others in their order; drop those whose policy is not in place.
+        let kept: Vec<usize> = (0..w.mapping_of.len())
+            .filter(|&i| !failed.contains(&w.mapping_of[i].0.ingress))
+            .collect();
+        w.mapping_keys = kept.iter().map(|&i| w.mapping_keys[i]).collect();
+        w.mappings = kept.iter().map(|&i| w.mappings[i]).collect();
+        w.mapping_of = kept.iter().map(|&i| w.mapping_of[i]).collect();
+    }
+    let mut refused: Vec<usize> = Vec::new();
+    x.update_mappings(&w.mapping_keys, &w.mappings, &mut |i, e| {
+        if w.mapping_of[i].1 {
+            // The userspace relay keeps forwarding: a full map costs speed, not calls.
+            tracing::warn!(error = %e, "installing XDP mapping failed; stream stays in userspace");
+        } else {
+            tracing::warn!(error = %e, "updating XDP mapping failed");
+        }
+        refused.push(i);
+    });
+    x.remove_all(&w.removes, &w.policy_removes);
+    drop(x);
+    for (i, (m, new)) in w.mapping_of.iter().enumerate() {
+        if refused.contains(&i) {
+            if *new {
+                failed.push(m.ingress);
+            }
+            continue;
+        }
+        core.exec.prime(m);
+        if *new && m.mode == PathMode::Relay {
+            tracing::info!(relay = %m.ingress, peer = %m.expect,
+                "stream latched on both sides; XDP fast path installed");
+        }
+    }
+    w.clear();
+    core.exec.writes = w;
+    for ingress in failed {
+        core.table.handle_install_failed(ingress);
     }
 }
 
@@ -413,6 +566,7 @@ pub(crate) fn mapping(m: &FastPath, xsk: bool) -> Mapping {
         expect_port: port_be(m.expect.port()),
         flags,
         slot: m.slot,
+        generation: m.generation,
     }
 }
 
@@ -426,6 +580,7 @@ pub(crate) fn fast_path(key: &MappingKey, m: &Mapping) -> FastPath {
         dst: sock(&m.dst_addr, m.dst_port),
         strict: m.flags & FLAG_STRICT_SOURCE != 0,
         slot: m.slot,
+        generation: m.generation,
         mode: PathMode::Relay,
     }
 }
@@ -472,6 +627,7 @@ mod tests {
             dst: "198.18.2.2:5000".parse().expect("literal"),
             strict: true,
             slot: 9,
+            generation: 4,
             mode: PathMode::Relay,
         };
         let m = mapping(&f, true);

@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, time::Instant};
 
 use sbc_proto::media::{
-    SessionId,
+    FastPath, SessionId,
     rtp::ReceptionReport,
     table::{Session, leg_idx},
 };
@@ -186,10 +186,10 @@ pub(crate) fn session_view(
                     .installed
                     .iter()
                     .find(|m| m.ingress == key)
-                    .map(|m| m.slot);
+                    .and_then(FastPath::stats);
                 let xs = xdp
                     .zip(slot)
-                    .and_then(|(x, slot)| x.mapping_stats(slot).ok())
+                    .and_then(|(x, s)| x.mapping_stats(s.slot, s.generation).ok())
                     .unwrap_or_default();
                 EndpointView {
                     relay: r.addr.to_string(),

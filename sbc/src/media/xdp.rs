@@ -8,7 +8,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, Map, MapData, PerCpuArray, PerCpuValues, RingBuf, XskMap},
+    maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf, XskMap},
     programs::{
         ProgramError, Xdp,
         links::{FdLink, PinnedLink},
@@ -84,6 +84,21 @@ pub enum XdpError {
         /// Its size.
         pinned: u32,
         /// The size wanted.
+        wanted: u32,
+    },
+    /// A pinned map from a previous instance holds values of another layout (a build whose
+    /// map types differ, e.g. before the mappings' statistics generation): `sbc xdp detach`
+    /// drops the old pins (and the media they carry).
+    #[error(
+        "pinned XDP map {map} holds {pinned}-byte values, this build's are {wanted} bytes \
+         (an SBC of another version pinned it: run `sbc xdp detach`)"
+    )]
+    PinnedLayout {
+        /// Map name.
+        map: &'static str,
+        /// Its value size.
+        pinned: u32,
+        /// The value size of this build.
         wanted: u32,
     },
     /// The pin directory could not be created.
@@ -163,6 +178,8 @@ pub struct XdpRelay {
     /// Parallel to `attachments`: the link and, when pinned, its bpffs path.
     links: Vec<(XdpLinkId, Option<PathBuf>)>,
     pin_dir: Option<PathBuf>,
+    /// Whether the kernel takes batched map writes (until it refuses the first one).
+    batch: bool,
 }
 
 impl fmt::Debug for XdpRelay {
@@ -193,37 +210,56 @@ impl XdpRelay {
             }
         }
         let mut ebpf = loader.load(OBJECT)?;
+        if pin_dir.is_some() {
+            // A reused pin keeps the size and layout it was created with (the loader's size
+            // applies to new maps only). Checked before the program loads: the verifier
+            // would refuse a program reading past a smaller pinned value.
+            // (Key and value sizes: the map writes, batched ones included, pass buffers of
+            // this build's types, which the kernel reads with the map's sizes.)
+            let layouts = [
+                (MAP_MAPPINGS, size_of::<MappingKey>(), size_of::<Mapping>()),
+                (
+                    MAP_MAPPING_STATS,
+                    size_of::<u32>(),
+                    size_of::<MappingStats>(),
+                ),
+            ];
+            for (map, key, value) in layouts {
+                let info = match ebpf.map(map) {
+                    Some(Map::HashMap(d) | Map::PerCpuArray(d)) => {
+                        d.info().map_err(|source| XdpError::Map { map, source })?
+                    }
+                    _ => return Err(XdpError::Missing(map)),
+                };
+                if info.max_entries() != mappings {
+                    return Err(XdpError::PinnedSize {
+                        map,
+                        pinned: info.max_entries(),
+                        wanted: mappings,
+                    });
+                }
+                let size = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+                if (info.key_size(), info.value_size()) != (size(key), size(value)) {
+                    return Err(XdpError::PinnedLayout {
+                        map,
+                        pinned: info.value_size(),
+                        wanted: size(value),
+                    });
+                }
+            }
+        }
         let program: &mut Xdp = ebpf
             .program_mut(PROGRAM_NAME)
             .ok_or(XdpError::Missing("sbc_relay program"))?
             .try_into()
             .map_err(XdpError::Program)?;
         program.load().map_err(XdpError::Program)?;
-        if pin_dir.is_some() {
-            // A reused pin keeps the size it was created with (the loader's size applies to
-            // new maps only).
-            for map in [MAP_MAPPINGS, MAP_MAPPING_STATS] {
-                let pinned = match ebpf.map(map) {
-                    Some(Map::HashMap(d) | Map::PerCpuArray(d)) => d
-                        .info()
-                        .map_err(|source| XdpError::Map { map, source })?
-                        .max_entries(),
-                    _ => return Err(XdpError::Missing(map)),
-                };
-                if pinned != mappings {
-                    return Err(XdpError::PinnedSize {
-                        map,
-                        pinned,
-                        wanted: mappings,
-                    });
-                }
-            }
-        }
         Ok(Self {
             ebpf,
             attachments: Vec::new(),
             links: Vec::new(),
             pin_dir: pin_dir.map(Path::to_owned),
+            batch: true,
         })
     }
 
@@ -396,66 +432,128 @@ impl XdpRelay {
         Ok(out)
     }
 
-    /// Installs or replaces a mapping, zeroing its statistics slot first (a slot is reused
-    /// after its previous mapping was removed).
-    pub fn insert_mapping(&mut self, key: &MappingKey, m: &Mapping) -> Result<(), XdpError> {
-        self.reset_slot(m.slot)?;
-        self.update_mapping(key, m)
+    /// Installs or replaces `keys[i]` → `mappings[i]`, in order, in as few system calls as the
+    /// kernel allows ([`crate::sys::bpf_batch`]). An entry the kernel refuses is reported to
+    /// `refused` (its index) and the rest still go in.
+    pub fn update_mappings(
+        &mut self,
+        keys: &[MappingKey],
+        mappings: &[Mapping],
+        refused: &mut dyn FnMut(usize, XdpError),
+    ) {
+        self.write_all(MAP_MAPPINGS, keys, mappings, refused);
     }
 
-    /// Replaces an installed mapping's value without zeroing its statistics slot (the same
-    /// peers, only its flags change, e.g. strict once a re-latch window has closed).
-    pub fn update_mapping(&mut self, key: &MappingKey, m: &Mapping) -> Result<(), XdpError> {
-        let map = self
-            .ebpf
-            .map_mut(MAP_MAPPINGS)
-            .ok_or(XdpError::Missing("mappings map"))?;
-        let mut hash: HashMap<&mut MapData, MappingKey, Mapping> =
-            HashMap::try_from(map).map_err(|source| XdpError::Map {
-                map: MAP_MAPPINGS,
-                source,
-            })?;
-        hash.insert(key, m, 0).map_err(|source| XdpError::Map {
-            map: MAP_MAPPINGS,
-            source,
-        })
+    /// Sets the latch policies `keys[i]` → `policies[i]`, as [`Self::update_mappings`].
+    pub fn insert_policies(
+        &mut self,
+        keys: &[MappingKey],
+        policies: &[LatchPolicy],
+        refused: &mut dyn FnMut(usize, XdpError),
+    ) {
+        self.write_all(MAP_LATCH_POLICIES, keys, policies, refused);
     }
 
-    /// Zeroes one statistics slot on every CPU.
-    fn reset_slot(&mut self, slot: u32) -> Result<(), XdpError> {
-        let map_err = |source| XdpError::Map {
-            map: MAP_MAPPING_STATS,
-            source,
+    /// Removes the mappings of `mappings` and then the latch policies of `policies` (a mapping
+    /// awaiting its latch without a policy drops everything, so never the policy first),
+    /// batched as [`Self::update_mappings`]. Keys already gone are not failures (though each
+    /// costs a call: the kernel stops a batch there); other failures are logged.
+    pub fn remove_all(&mut self, mappings: &[MappingKey], policies: &[MappingKey]) {
+        self.delete_all::<Mapping>(MAP_MAPPINGS, mappings);
+        self.delete_all::<LatchPolicy>(MAP_LATCH_POLICIES, policies);
+    }
+
+    fn write_all<V: aya::Pod>(
+        &mut self,
+        map: &'static str,
+        keys: &[MappingKey],
+        values: &[V],
+        refused: &mut dyn FnMut(usize, XdpError),
+    ) {
+        let batch = self.batch;
+        let Some(data) = self.ebpf.map_mut(map) else {
+            for i in 0..keys.len() {
+                refused(i, XdpError::Missing(map));
+            }
+            return;
         };
-        let map = self
-            .ebpf
-            .map_mut(MAP_MAPPING_STATS)
-            .ok_or(XdpError::Missing("stats slots map"))?;
-        let mut array: PerCpuArray<&mut MapData, MappingStats> =
-            PerCpuArray::try_from(map).map_err(map_err)?;
-        let cpus =
-            aya::util::nr_cpus().map_err(|(_, e)| map_err(aya::maps::MapError::IoError(e)))?;
-        let zeros = PerCpuValues::try_from(vec![MappingStats::default(); cpus])
-            .map_err(|e| map_err(aya::maps::MapError::IoError(e)))?;
-        array.set(slot, zeros, 0).map_err(map_err)
+        let mut hash: HashMap<&mut MapData, MappingKey, V> = match HashMap::try_from(data) {
+            Ok(h) => h,
+            Err(source) => {
+                // A build mismatch (types of another layout): no entry can go in.
+                tracing::warn!(map, error = %source, "XDP map of an unexpected type");
+                for i in 0..keys.len() {
+                    refused(i, XdpError::Missing(map));
+                }
+                return;
+            }
+        };
+        let mut from = 0;
+        while batch && from < keys.len() {
+            match crate::sys::bpf_batch::update(&hash, &keys[from..], &values[from..]) {
+                Ok(()) => return,
+                Err(p) if p.unsupported() && from == 0 => {
+                    self.batch = false;
+                    tracing::info!(error = %p.error, "batched XDP map writes unavailable; one call per entry");
+                    break;
+                }
+                Err(p) => {
+                    let source = aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+                        call: "bpf_map_update_batch",
+                        io_error: p.error,
+                    });
+                    refused(from + p.done, XdpError::Map { map, source });
+                    from += p.done + 1;
+                }
+            }
+        }
+        if from >= keys.len() {
+            return;
+        }
+        for (i, (k, v)) in keys.iter().zip(values).enumerate().skip(from) {
+            if let Err(source) = hash.insert(k, v, 0) {
+                refused(i, XdpError::Map { map, source });
+            }
+        }
     }
 
-    /// Removes a mapping; a missing mapping is not an error. (Its statistics slot is reset
-    /// when reused.)
-    pub fn remove_mapping(&mut self, key: &MappingKey) -> Result<(), XdpError> {
-        let map = self
-            .ebpf
-            .map_mut(MAP_MAPPINGS)
-            .ok_or(XdpError::Missing("mappings map"))?;
-        let result = HashMap::<&mut MapData, MappingKey, Mapping>::try_from(map)
-            .and_then(|mut h| h.remove(key));
-        match result {
-            Ok(()) => Ok(()),
-            Err(e) if absent(&e) => Ok(()),
-            Err(source) => Err(XdpError::Map {
-                map: MAP_MAPPINGS,
-                source,
-            }),
+    fn delete_all<V: aya::Pod>(&mut self, map: &'static str, keys: &[MappingKey]) {
+        let batch = self.batch;
+        let Some(data) = self.ebpf.map_mut(map) else {
+            return;
+        };
+        let mut hash: HashMap<&mut MapData, MappingKey, V> = match HashMap::try_from(data) {
+            Ok(h) => h,
+            Err(source) => {
+                tracing::warn!(map, error = %source, "removing XDP map entries failed");
+                return;
+            }
+        };
+        let mut from = 0;
+        while batch && from < keys.len() {
+            match crate::sys::bpf_batch::delete(&hash, &keys[from..]) {
+                Ok(()) => return,
+                Err(p) if p.unsupported() && from == 0 => {
+                    self.batch = false;
+                    break;
+                }
+                Err(p) => {
+                    // A key already gone (ENOENT: a stream that never had a latch policy, a
+                    // mapping removed twice) is not a failure; the rest still go.
+                    if p.error.raw_os_error() != Some(nix::libc::ENOENT) {
+                        tracing::warn!(map, error = %p.error, "removing an XDP map entry failed");
+                    }
+                    from += p.done + 1;
+                }
+            }
+        }
+        for k in keys.iter().skip(from) {
+            match hash.remove(k) {
+                Err(e) if !absent(&e) => {
+                    tracing::warn!(map, error = %e, "removing an XDP map entry failed");
+                }
+                _ => {}
+            }
         }
     }
 
@@ -478,6 +576,23 @@ impl XdpRelay {
             })
     }
 
+    /// How many latch policies the policies map holds.
+    pub fn latch_policies(&self) -> Result<usize, XdpError> {
+        let map_err = |source| XdpError::Map {
+            map: MAP_LATCH_POLICIES,
+            source,
+        };
+        let map = self
+            .ebpf
+            .map(MAP_LATCH_POLICIES)
+            .ok_or(XdpError::Missing("latch policies map"))?;
+        let hash: HashMap<&MapData, MappingKey, LatchPolicy> =
+            HashMap::try_from(map).map_err(map_err)?;
+        hash.keys()
+            .try_fold(0, |n, k| k.map(|_| n + 1))
+            .map_err(map_err)
+    }
+
     /// Every installed mapping with its value (adoption after a restart).
     pub fn mappings(&self) -> Result<Vec<(MappingKey, Mapping)>, XdpError> {
         let map = self
@@ -495,39 +610,6 @@ impl XdpRelay {
                 map: MAP_MAPPINGS,
                 source,
             })
-    }
-
-    /// Sets who may latch the awaiting mapping `key` in the kernel.
-    pub fn insert_policy(&mut self, key: &MappingKey, p: &LatchPolicy) -> Result<(), XdpError> {
-        let map_err = |source| XdpError::Map {
-            map: MAP_LATCH_POLICIES,
-            source,
-        };
-        let map = self
-            .ebpf
-            .map_mut(MAP_LATCH_POLICIES)
-            .ok_or(XdpError::Missing("latch policies map"))?;
-        let mut hash: HashMap<&mut MapData, MappingKey, LatchPolicy> =
-            HashMap::try_from(map).map_err(map_err)?;
-        hash.insert(key, p, 0).map_err(map_err)
-    }
-
-    /// Removes a latch policy; a missing one is not an error.
-    pub fn remove_policy(&mut self, key: &MappingKey) -> Result<(), XdpError> {
-        let map = self
-            .ebpf
-            .map_mut(MAP_LATCH_POLICIES)
-            .ok_or(XdpError::Missing("latch policies map"))?;
-        let result = HashMap::<&mut MapData, MappingKey, LatchPolicy>::try_from(map)
-            .and_then(|mut h| h.remove(key));
-        match result {
-            Ok(()) => Ok(()),
-            Err(e) if absent(&e) => Ok(()),
-            Err(source) => Err(XdpError::Map {
-                map: MAP_LATCH_POLICIES,
-                source,
-            }),
-        }
     }
 
     /// Declares the relay port ranges the SBC owns (at most [`MAX_RELAY_RANGES`]; the rest
@@ -598,8 +680,10 @@ impl XdpRelay {
         })
     }
 
-    /// Forwarding statistics of one statistics slot, summed over CPUs.
-    pub fn mapping_stats(&self, slot: u32) -> Result<MappingStats, XdpError> {
+    /// Forwarding statistics of the mapping of `generation` on statistics slot `slot`, summed
+    /// over the CPUs whose counters are that mapping's (another generation's are a former
+    /// mapping's, which the program replaces at this mapping's first packet on that CPU).
+    pub fn mapping_stats(&self, slot: u32, generation: u32) -> Result<MappingStats, XdpError> {
         let map_err = |source| XdpError::Map {
             map: MAP_MAPPING_STATS,
             source,
@@ -611,13 +695,18 @@ impl XdpRelay {
         let array: PerCpuArray<&MapData, MappingStats> =
             PerCpuArray::try_from(map).map_err(map_err)?;
         let per_cpu = array.get(&slot, 0).map_err(map_err)?;
-        Ok(per_cpu
-            .iter()
-            .fold(MappingStats::default(), |acc, s| MappingStats {
+        Ok(per_cpu.iter().filter(|s| s.generation == generation).fold(
+            MappingStats {
+                generation,
+                ..MappingStats::default()
+            },
+            |acc, s| MappingStats {
                 packets: acc.packets + s.packets,
                 bytes: acc.bytes + s.bytes,
                 last_seen_ns: acc.last_seen_ns.max(s.last_seen_ns),
-            }))
+                ..acc
+            },
+        ))
     }
 }
 
@@ -636,7 +725,69 @@ fn absent(e: &aya::maps::MapError) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::absent;
+    use sbc_ebpf_common::{LatchPolicy, Mapping, MappingKey};
+
+    use super::{XdpRelay, absent};
+
+    fn key(port: u16) -> MappingKey {
+        MappingKey {
+            addr: sbc_ebpf_common::ipv4_mapped([198, 18, 1, 1]),
+            port: port.to_be(),
+            pad: 0,
+        }
+    }
+
+    /// The batched writes of `executor::flush_writes` on the real maps (needs CAP_BPF: skipped
+    /// without it): entries go in and come out in one call per map, a key already gone in the
+    /// middle of a removal does not stop the others, and both maps drain.
+    #[test]
+    fn batched_map_writes_insert_replace_and_drain() {
+        let mut x = match XdpRelay::load(None, 64) {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("skipped: cannot load the XDP object here ({e})");
+                return;
+            }
+        };
+        let keys = [key(20_000), key(20_002), key(20_004)];
+        let values: Vec<Mapping> = (0..3u32)
+            .map(|i| Mapping {
+                slot: i,
+                generation: 9,
+                ..Mapping::default()
+            })
+            .collect();
+        let mut refused = Vec::new();
+        x.insert_policies(&keys, &[LatchPolicy::default(); 3], &mut |i, e| {
+            refused.push((i, e.to_string()));
+        });
+        x.update_mappings(&keys, &values, &mut |i, e| refused.push((i, e.to_string())));
+        // Replaced in place.
+        let again = Mapping {
+            slot: 7,
+            ..values[1]
+        };
+        x.update_mappings(&keys[1..2], &[again], &mut |i, e| {
+            refused.push((i, e.to_string()));
+        });
+        assert_eq!(refused, []);
+        let mut got = x.mappings().expect("read back");
+        got.sort_by_key(|(k, _)| u16::from_be(k.port));
+        assert_eq!(
+            got,
+            [(keys[0], values[0]), (keys[1], again), (keys[2], values[2])]
+        );
+        // The middle key removed already: the batch goes on past it.
+        x.remove_all(&keys[1..2], &keys[1..2]);
+        x.remove_all(&keys, &keys);
+        assert_eq!(x.mapping_keys().expect("read back"), []);
+        assert_eq!(
+            x.latch_policies().expect("read back"),
+            0,
+            "the latch policies drain with the mappings"
+        );
+        assert!(x.batch, "this kernel takes batched map writes");
+    }
 
     #[test]
     fn deleting_an_absent_key_is_not_a_failure() {

@@ -1,6 +1,8 @@
-//! Process-level set-up that talks to the OS, and the batched UDP system calls of the media
-//! relay ([`udp_batch`]) and its AF_XDP sockets ([`xsk`]).
+//! Process-level set-up that talks to the OS, the batched UDP system calls of the media
+//! relay ([`udp_batch`]) and its AF_XDP sockets ([`xsk`]), and batched XDP map writes
+//! ([`bpf_batch`]).
 
+pub mod bpf_batch;
 pub mod udp_batch;
 pub mod xsk;
 

@@ -5,7 +5,11 @@
 
 use std::net::SocketAddr;
 
-use super::{Side, fast_path::FastPath, table::StreamKey};
+use super::{
+    Side,
+    fast_path::{FastPath, StatsSlot},
+    table::StreamKey,
+};
 
 /// One action for the runtime.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,15 +31,25 @@ pub enum MediaCommand {
         /// The stream.
         stream: StreamKey,
     },
-    /// Insert (or replace) a fast-path mapping; its counters start from zero. On failure call
+    /// Insert (or replace) a fast-path mapping on a statistics slot it did not have; its
+    /// counters start from zero. A socketless mapping awaiting its latch gets its latch policy
+    /// first. On failure call
     /// [`MediaTable::handle_install_failed`](super::table::MediaTable::handle_install_failed).
     Install(FastPath),
-    /// Change an installed mapping's flags in place, keeping its counters.
+    /// Rewrite an installed mapping's entry in place (its flags, peers or destination change;
+    /// not its latch policy), keeping its statistics slot and counters.
     Update(FastPath),
-    /// Remove the mapping of packets arriving at `ingress`.
+    /// Rewrite the latch policy of an installed socketless mapping awaiting its latch (its
+    /// allowed sources changed, or it is re-armed). Comes before the [`MediaCommand::Update`]
+    /// that re-arms the mapping, so the kernel never sees it await with the old policy.
+    Policy(FastPath),
+    /// Remove the mapping of packets arriving at `ingress` (and then its latch policy).
     Remove {
         /// The relay endpoint of the mapping.
         ingress: SocketAddr,
+        /// A latch policy may be installed under the same key (the stream was socketless):
+        /// remove it too. Without, there is none to remove.
+        policy: bool,
     },
     /// `stream`'s relay has packets of its own to send (generated DTMF): wake its task, which
     /// then sends what [`MediaTable::poll_generated`](super::table::MediaTable::poll_generated)
@@ -45,13 +59,13 @@ pub enum MediaCommand {
         /// The stream.
         stream: StreamKey,
     },
-    /// Read the packet counters of `stream`'s mappings (statistics `slots`) and report their
-    /// sum with
+    /// Read the packet counters of `stream`'s mappings (their statistics `slots`, each counted
+    /// only on the CPUs whose counters carry its generation) and report their sum with
     /// [`MediaTable::handle_fast_path_packets`](super::table::MediaTable::handle_fast_path_packets).
     ReadCounters {
         /// The stream.
         stream: StreamKey,
         /// Its mappings' statistics slots.
-        slots: [Option<u32>; 2],
+        slots: [Option<StatsSlot>; 2],
     },
 }

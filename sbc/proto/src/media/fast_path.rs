@@ -40,6 +40,16 @@ pub struct KernelLatch {
     pub reverse: SocketAddr,
 }
 
+/// A mapping's counters in the program's statistics slots: the slot and the generation of its
+/// counters there ([`FastPath::generation`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatsSlot {
+    /// Index in the program's per-CPU statistics array.
+    pub slot: u32,
+    /// The mapping's generation: the counters of other generations on the slot are not its.
+    pub generation: u32,
+}
+
 /// One mapping: packets arriving at the relay endpoint `ingress` from `expect` leave from the
 /// other side's relay endpoint `egress` to `dst`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,18 +67,45 @@ pub struct FastPath {
     pub strict: bool,
     /// The program's statistics slot of this mapping ([`NO_SLOT`] for [`PathMode::Pass`]).
     pub slot: u32,
+    /// Which use of `slot` this mapping is: new at every install, kept while the mapping is
+    /// rewritten in place. The program counts a packet into the slot's counters of this
+    /// generation (starting them from zero when they are a former mapping's), so a reused
+    /// slot needs no zeroing. Given by the table; 0 in the mappings it is computed from.
+    pub generation: u32,
     /// Forward-only, latching in the kernel, or pass-through.
     pub mode: PathMode,
 }
 
 impl FastPath {
-    /// Whether `other` differs from `self` at most in [`FastPath::strict`] (an in-place update
-    /// that keeps the mapping's counters).
-    pub fn same_route(&self, other: &FastPath) -> bool {
-        FastPath {
-            strict: other.strict,
-            ..*self
-        } == *other
+    /// Whether the kernel's value of `other` (the mapping map's entry) is the one of `self`:
+    /// they differ at most in the latch policy, which lives in a map of its own.
+    pub fn same_mapping(&self, other: &FastPath) -> bool {
+        let kind = |m: &FastPath| match m.mode {
+            PathMode::Relay => (0, false),
+            PathMode::Kernel(k) => (1, k.awaiting),
+            PathMode::Pass => (2, false),
+        };
+        (self.ingress, self.expect, self.egress, self.dst)
+            == (other.ingress, other.expect, other.egress, other.dst)
+            && (self.strict, self.slot, self.generation, kind(self))
+                == (other.strict, other.slot, other.generation, kind(other))
+    }
+
+    /// Where the program counts this mapping's packets; `None` for one that counts nothing.
+    pub fn stats(&self) -> Option<StatsSlot> {
+        (self.slot != NO_SLOT).then_some(StatsSlot {
+            slot: self.slot,
+            generation: self.generation,
+        })
+    }
+
+    /// The latch policy the kernel reads for this mapping: that of a socketless mapping
+    /// awaiting its latch (the program consults no policy once a mapping has latched).
+    pub fn awaiting_policy(&self) -> Option<KernelLatch> {
+        match self.mode {
+            PathMode::Kernel(k) if k.awaiting => Some(k),
+            _ => None,
+        }
     }
 }
 
@@ -101,6 +138,7 @@ pub fn desired(
             dst: carrier,
             strict: strict(0),
             slot: 0,
+            generation: 0,
             mode: PathMode::Relay,
         },
         FastPath {
@@ -110,6 +148,7 @@ pub fn desired(
             dst: pbx,
             strict: strict(1),
             slot: 0,
+            generation: 0,
             mode: PathMode::Relay,
         },
     ])
@@ -168,6 +207,7 @@ pub fn kernel(relay: [SocketAddr; 2], peers: &[PeerState; 2]) -> Vec<FastPath> {
                 dst: peers[j].latch[kind].target().unwrap_or(unspecified),
                 strict: true,
                 slot: 0,
+                generation: 0,
                 mode: PathMode::Kernel(KernelLatch {
                     awaiting: latch.latched().is_none(),
                     sources,
@@ -192,6 +232,7 @@ pub fn pass(relay: [SocketAddr; 2]) -> [FastPath; 4] {
             dst: a,
             strict: false,
             slot: NO_SLOT,
+            generation: 0,
             mode: PathMode::Pass,
         }
     };

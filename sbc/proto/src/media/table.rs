@@ -95,6 +95,10 @@ pub struct MediaTable {
     rng: Rng,
     commands: VecDeque<MediaCommand>,
     events: VecDeque<MediaEvent>,
+    /// The generation of the next installed mapping ([`FastPath::generation`]). Starts at a
+    /// random value: the statistics slots may be pinned counters of a previous process,
+    /// whose generations a count from zero would meet again.
+    generation: u32,
     /// Sessions whose RTP latch moved since the call layer last polled: reported as
     /// [`MediaEvent::Latched`] once each, after the timeouts (a set, so a source that keeps
     /// re-latching costs one event and can never crowd a timeout out of `events`).
@@ -109,9 +113,10 @@ impl MediaTable {
         policy: MediaPolicy,
         fast_path: bool,
         slots: u32,
-        rng: Rng,
+        mut rng: Rng,
     ) -> Self {
         Self {
+            generation: u32::try_from(rng.next_u64() >> 32).unwrap_or(0),
             pools: RelayPools::new(&settings),
             settings,
             policy,
@@ -453,6 +458,7 @@ impl MediaTable {
                 dtmf: Default::default(),
                 bind_attempts: [0; 2],
                 kernel: false,
+                policies: false,
             });
         }
         if self.settings.side(from).is_ipv4() != desc.addr.is_ipv4() {
@@ -489,6 +495,7 @@ impl MediaTable {
             dtmf: Default::default(),
             bind_attempts: [0; 2],
             kernel,
+            policies: kernel,
         })
     }
 
@@ -525,8 +532,10 @@ impl MediaTable {
     /// Asks to remove the stream's mappings and close its sockets; frees slots and ports.
     fn close_stream(&mut self, key: StreamKey, st: &Stream) {
         for m in &st.installed {
-            self.commands
-                .push_back(MediaCommand::Remove { ingress: m.ingress });
+            self.commands.push_back(MediaCommand::Remove {
+                ingress: m.ingress,
+                policy: st.policies,
+            });
             self.slots.give(m.slot);
             self.kernel_ports.remove(&m.ingress);
         }
@@ -719,8 +728,10 @@ impl MediaTable {
         let old = std::mem::take(&mut st.installed);
         for o in &old {
             if !want.iter().any(|w| w.ingress == o.ingress) {
-                self.commands
-                    .push_back(MediaCommand::Remove { ingress: o.ingress });
+                self.commands.push_back(MediaCommand::Remove {
+                    ingress: o.ingress,
+                    policy: st.policies,
+                });
                 self.slots.give(o.slot);
                 self.kernel_ports.remove(&o.ingress);
             }
@@ -744,11 +755,30 @@ impl MediaTable {
                 // Out of statistics slots: this direction stays in userspace.
                 continue;
             };
-            let m = FastPath { slot, ..*w };
+            // A new install is a new use of its slot (see `FastPath::generation`).
+            let generation = existing.map_or_else(|| next(&mut self.generation), |o| o.generation);
+            let m = FastPath {
+                slot,
+                generation,
+                ..*w
+            };
             match existing {
                 Some(o) if *o == m => {}
-                Some(o) if o.same_route(&m) => self.commands.push_back(MediaCommand::Update(m)),
-                _ => self.commands.push_back(MediaCommand::Install(m)),
+                // The same slot: changed in place, only in the map(s) whose entry differs (an
+                // answer changes the offerer's mappings' destination and the answerer's
+                // policies, not both of each), and the counters stay the stream's.
+                Some(o) => {
+                    // The policy first: it must be in place before a mapping awaits on it.
+                    if let Some(p) = m.awaiting_policy()
+                        && o.awaiting_policy() != Some(p)
+                    {
+                        self.commands.push_back(MediaCommand::Policy(m));
+                    }
+                    if !o.same_mapping(&m) {
+                        self.commands.push_back(MediaCommand::Update(m));
+                    }
+                }
+                None => self.commands.push_back(MediaCommand::Install(m)),
             }
             if matches!(m.mode, PathMode::Kernel(_)) {
                 self.kernel_ports.insert(m.ingress, key);
@@ -758,6 +788,13 @@ impl MediaTable {
             st.installed.push(m);
         }
     }
+}
+
+/// A mapping generation no installed mapping has had lately (`counter` is the table's; they
+/// wrap after 2³² installs).
+fn next(counter: &mut u32) -> u32 {
+    *counter = counter.wrapping_add(1);
+    *counter
 }
 
 /// Queues an event for the call layer; the oldest goes when it does not drain them.

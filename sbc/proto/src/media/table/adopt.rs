@@ -33,8 +33,10 @@ impl MediaTable {
         }
         for f in found {
             if !used.contains(&f.ingress) {
-                self.commands
-                    .push_back(MediaCommand::Remove { ingress: f.ingress });
+                self.commands.push_back(MediaCommand::Remove {
+                    ingress: f.ingress,
+                    policy: false,
+                });
             }
         }
         adopted
@@ -81,6 +83,8 @@ impl MediaTable {
             dtmf: Default::default(),
             bind_attempts: [0; 2],
             kernel: false,
+            // Latch policies are not pinned: a new process has none.
+            policies: false,
         };
         let id = SessionId(self.next_id);
         self.next_id += 1;

@@ -17,7 +17,10 @@ impl MediaTable {
                 let m = st.installed.remove(i);
                 self.slots.give(m.slot);
                 self.kernel_ports.remove(&ingress);
-                self.commands.push_back(MediaCommand::Remove { ingress });
+                self.commands.push_back(MediaCommand::Remove {
+                    ingress,
+                    policy: st.policies,
+                });
                 if st.kernel {
                     st.kernel = false;
                     let stream = StreamKey {

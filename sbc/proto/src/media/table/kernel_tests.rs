@@ -112,6 +112,73 @@ fn plain_stream_binds_nothing_and_awaits_its_latch_in_the_kernel() {
     assert!(t.holds_nothing());
 }
 
+/// What one socketless call costs in map writes (issue 16): each command is one or two `bpf`
+/// syscalls, so the answer must change only what it changes. Offer: four awaiting mappings
+/// (RTP and RTCP, both ways). Answer: the offerer's two mappings learn their destination (the
+/// answer's SDP), the answerer's two their policy (its SDP address may latch); nothing is
+/// installed again. Release: four removals.
+#[test]
+fn one_call_writes_each_map_entry_only_where_it_changes() {
+    let t0 = crate::media::test_origin();
+    let mut t = kernel_table(true);
+    let count = |cmds: &[MediaCommand]| {
+        let mut n = [0usize; 4];
+        for c in cmds {
+            match c {
+                MediaCommand::Install(_) => n[0] += 1,
+                MediaCommand::Update(_) => n[1] += 1,
+                MediaCommand::Policy(_) => n[2] += 1,
+                MediaCommand::Remove { .. } => n[3] += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        n
+    };
+    let a = call(&mut t, t0, None);
+    let offer = drain(&mut t);
+    assert_eq!(count(&offer), [4, 0, 0, 0], "{offer:?}");
+    t.commit(
+        t0,
+        a.session,
+        Side::Outside,
+        &[StreamDesc::new(ip("198.51.100.7"), 5000)],
+    )
+    .expect("answer");
+    let answer = drain(&mut t);
+    assert_eq!(count(&answer), [0, 2, 2, 0], "{answer:?}");
+    for c in &answer {
+        match c {
+            MediaCommand::Update(m) => {
+                assert_eq!(m.egress.ip(), OUT_ADDR, "towards the answerer: {m:?}");
+                assert_eq!(m.dst.ip(), ip("198.51.100.7"));
+            }
+            MediaCommand::Policy(m) => {
+                assert_eq!(m.ingress.ip(), OUT_ADDR, "the answerer's: {m:?}");
+                assert_eq!(kernel_of(m).sources[0], Some((ip("198.51.100.7"), 32)));
+            }
+            _ => {}
+        }
+    }
+    // The same answer again (a 200 after a 183 with the same SDP): nothing to write.
+    t.commit(
+        t0,
+        a.session,
+        Side::Outside,
+        &[StreamDesc::new(ip("198.51.100.7"), 5000)],
+    )
+    .expect("answer again");
+    assert_eq!(drain(&mut t), []);
+    t.release(a.session);
+    let end = drain(&mut t);
+    assert_eq!(count(&end), [0, 0, 0, 4]);
+    assert!(
+        end.iter()
+            .all(|c| matches!(c, MediaCommand::Remove { policy: true, .. })),
+        "the policies go with the mappings: {end:?}"
+    );
+    assert!(t.holds_nothing());
+}
+
 #[test]
 fn kernel_latches_reach_the_table_without_rewriting_the_kernel() {
     let t0 = crate::media::test_origin();
@@ -161,9 +228,21 @@ fn provisional_kernel_latch_is_rearmed_when_the_sdp_names_another_address() {
         &[StreamDesc::new(ip("198.51.100.7"), 5000)],
     )
     .expect("answer");
-    let m = installs(&drain(&mut t));
+    let cmds = drain(&mut t);
+    let m = installs(&cmds);
     let rearmed = m.iter().find(|f| f.ingress == out).expect("re-armed");
     assert!(kernel_of(rearmed).awaiting, "{m:?}");
+    // The new policy before the mapping awaits on it.
+    let policy = cmds
+        .iter()
+        .position(|c| matches!(c, MediaCommand::Policy(f) if f.ingress == out));
+    let rearm = cmds
+        .iter()
+        .position(|c| matches!(c, MediaCommand::Update(f) if f.ingress == out));
+    assert!(
+        matches!((policy, rearm), (Some(p), Some(u)) if p < u),
+        "{cmds:?}"
+    );
     let towards = m
         .iter()
         .find(|f| f.ingress == relay(&a, Side::Inside, false))
@@ -198,6 +277,12 @@ fn stream_that_turns_encrypted_is_bound_and_passed_up() {
     t.release(a.session);
     let cmds = drain(&mut t);
     assert!(cmds.contains(&MediaCommand::Close { stream: key(&a) }));
+    // Its pass mappings replaced the socketless ones, whose policies go with them.
+    assert!(
+        cmds.iter()
+            .all(|c| !matches!(c, MediaCommand::Remove { policy: false, .. })),
+        "{cmds:?}"
+    );
     assert!(t.holds_nothing());
 }
 
@@ -221,7 +306,18 @@ fn socket_bound_streams_get_pass_mappings_in_the_kernel_range() {
     assert!(m.iter().all(|f| f.mode == PathMode::Pass));
     assert_eq!(t.mappings(), 0, "pass-through mappings forward nothing");
     t.release(a.session);
-    drain(&mut t);
+    let cmds = drain(&mut t);
+    let removes: Vec<bool> = cmds
+        .iter()
+        .filter_map(|c| match c {
+            MediaCommand::Remove { policy, .. } => Some(*policy),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        removes, [false; 4],
+        "a stream never socketless has no policies: {cmds:?}"
+    );
     assert!(t.holds_nothing());
 }
 

@@ -181,6 +181,7 @@ impl MediaTable {
             // so its first bind failure is final.
             bind_attempts: [BIND_ATTEMPTS - 1; 2],
             kernel: false,
+            policies: false,
         };
         if !st.enabled() {
             return Ok(st);

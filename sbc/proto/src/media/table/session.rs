@@ -48,6 +48,10 @@ pub struct Stream {
     /// Socketless: no relay socket is bound, the XDP program latches and relays the stream
     /// ([`MediaTable::set_kernel_latch`]).
     pub kernel: bool,
+    /// The stream was socketless at some point, so latch policies may be in the kernel under
+    /// its relay ports (a mapping that left the kernel mode leaves its policy there until
+    /// the mapping's removal, which takes the policy along).
+    pub(super) policies: bool,
 }
 
 impl Stream {

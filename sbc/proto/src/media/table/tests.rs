@@ -116,7 +116,9 @@ fn packet(t: &mut MediaTable, now: Instant, k: StreamKey, leg: Side, src: &str) 
 pub(super) fn installs(cmds: &[MediaCommand]) -> Vec<FastPath> {
     cmds.iter()
         .filter_map(|c| match c {
-            MediaCommand::Install(m) | MediaCommand::Update(m) => Some(*m),
+            MediaCommand::Install(m) | MediaCommand::Update(m) | MediaCommand::Policy(m) => {
+                Some(*m)
+            }
             _ => None,
         })
         .collect()
@@ -487,6 +489,7 @@ fn adoption_pairs_mappings_and_removes_the_rest() {
         dst: sa("198.51.100.7:5000"),
         strict: true,
         slot: 3,
+        generation: 7,
         mode: PathMode::Relay,
     };
     let back = FastPath {
@@ -496,6 +499,7 @@ fn adoption_pairs_mappings_and_removes_the_rest() {
         dst: fwd.expect,
         strict: true,
         slot: 4,
+        generation: 8,
         mode: PathMode::Relay,
     };
     let stray = FastPath {
@@ -507,7 +511,8 @@ fn adoption_pairs_mappings_and_removes_the_rest() {
     assert_eq!(ids.len(), 1);
     let cmds = drain(&mut t);
     assert!(cmds.contains(&MediaCommand::Remove {
-        ingress: stray.ingress
+        ingress: stray.ingress,
+        policy: false,
     }));
     assert_eq!(
         cmds.iter()
