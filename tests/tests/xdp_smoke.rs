@@ -88,18 +88,22 @@ fn wait_for(relay: &XdpRelay, before: &[u64], want: u64) -> [u64; Stat::COUNT as
     relay.stats().expect("read counters")
 }
 
+/// A test's pin directory, removed with whatever is pinned in it when the test ends, also
+/// when it fails.
+struct Pins(std::path::PathBuf);
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        let _ = sbc::media::xdp::remove_pins(&self.0);
+    }
+}
+
 /// Maps pinned by an instance with another port range (another size) are refused rather than
 /// reused: a smaller pinned map would run out of mappings before the ports do.
 #[test]
 fn pinned_maps_of_another_size_are_refused() {
     if !sbc_e2e::require_root("xdp_smoke") {
         return;
-    }
-    struct Pins(std::path::PathBuf);
-    impl Drop for Pins {
-        fn drop(&mut self) {
-            let _ = sbc::media::xdp::remove_pins(&self.0);
-        }
     }
     let pins = Pins(sbc::media::xdp::pin_dir(&format!(
         "sxp-{}",
@@ -129,12 +133,6 @@ fn pinned_maps_of_another_size_are_refused() {
 fn pinned_maps_of_another_layout_are_refused() {
     if !sbc_e2e::require_root("xdp_smoke") {
         return;
-    }
-    struct Pins(std::path::PathBuf);
-    impl Drop for Pins {
-        fn drop(&mut self) {
-            let _ = sbc::media::xdp::remove_pins(&self.0);
-        }
     }
     let pins = Pins(sbc::media::xdp::pin_dir(&format!(
         "sxl-{}",
