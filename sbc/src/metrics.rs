@@ -120,6 +120,12 @@ pub struct MediaMetrics {
     pub xsk_packets: IntCounterVec,
     /// 1 while the AF_XDP relay runs (`media.xsk`), else 0.
     pub xsk_active: IntGauge,
+    /// Relay sockets of ended streams kept bound for reuse (`media.relay_idle_sockets`).
+    pub idle_sockets: IntGauge,
+    /// Relay sockets of ended streams closed instead of kept, by reason: `full` (the cache
+    /// holds `media.relay_idle_sockets`) or `descriptors` (closed to free descriptors when a
+    /// new relay socket could not be opened).
+    pub idle_closed: IntCounterVec,
 }
 
 impl MediaMetrics {
@@ -168,6 +174,19 @@ impl MediaMetrics {
                 "Media sessions that timed out (no packets in either direction).",
             )?,
             sessions: IntGauge::new("sbc_media_sessions", "Live media sessions.")?,
+            idle_sockets: IntGauge::new(
+                "sbc_media_relay_idle_sockets",
+                "Relay sockets of ended streams kept bound for reuse (media.relay_idle_sockets).",
+            )?,
+            idle_closed: IntCounterVec::new(
+                Opts::new(
+                    "sbc_media_relay_idle_sockets_closed_total",
+                    "Relay sockets of ended streams closed instead of kept, by reason (full: \
+                     the cache is at media.relay_idle_sockets; descriptors: closed so that a \
+                     new relay socket could open).",
+                ),
+                &["reason"],
+            )?,
             xdp_mappings: IntGauge::new(
                 "sbc_media_xdp_mappings",
                 "Mappings installed in the XDP fast path.",
@@ -252,6 +271,11 @@ impl MediaMetrics {
         registry.register(Box::new(m.rejected.clone()))?;
         registry.register(Box::new(m.timeouts.clone()))?;
         registry.register(Box::new(m.sessions.clone()))?;
+        registry.register(Box::new(m.idle_sockets.clone()))?;
+        registry.register(Box::new(m.idle_closed.clone()))?;
+        for reason in ["full", "descriptors"] {
+            m.idle_closed.with_label_values(&[reason]);
+        }
         registry.register(Box::new(m.xdp_mappings.clone()))?;
         registry.register(Box::new(m.xdp_mappings_capacity.clone()))?;
         registry.register(Box::new(m.neighbour_primes.clone()))?;

@@ -992,6 +992,12 @@ pub struct Media {
     /// Threads of the userspace relay, each serving its share of the streams from one epoll
     /// set (0: one per CPU core).
     pub relay_workers: usize,
+    /// Most relay sockets (RTP and RTCP count one each) of ended streams kept bound for the
+    /// next stream that draws their port, which then skips the socket set-up; beyond it they
+    /// are closed. Each is an open file descriptor, so this bounds what the cache may take
+    /// from the descriptor limit (it also gives them back when a new socket cannot open).
+    /// 0 keeps none.
+    pub relay_idle_sockets: usize,
     /// Relay the streams userspace transforms (SRTP) through AF_XDP sockets on the XDP
     /// interfaces instead of the relay sockets (`docs/media.md`, "AF_XDP relay").
     pub xsk: XskMode,
@@ -1016,6 +1022,7 @@ impl Default for Media {
             xdp_prime_neighbours: true,
             dtmf_queue: 16,
             relay_workers: 0,
+            relay_idle_sockets: 4_096,
             xsk: XskMode::Auto,
             xsk_poll_us: 1_000,
         }

@@ -47,8 +47,13 @@ pub(crate) struct Executor {
     xdp: Option<Arc<Mutex<XdpRelay>>>,
     /// Sockets (RTP, RTCP) of ended streams, by the RTP socket's local address, kept bound for
     /// the next stream that draws the port (their ports are free in the table's pool). At most
-    /// one entry per pair of the port range.
+    /// one entry per pair of the port range, and at most `idle_limit` entries.
     idle: HashMap<SocketAddr, [UdpSocket; 2]>,
+    /// Most pairs in `idle` (`media.relay_idle_sockets` / 2). Each socket is a descriptor:
+    /// without a bound, every port pair ever used stays open, and a port range larger than
+    /// the descriptor limit exhausts it (new streams then fail to bind, and so does every
+    /// other descriptor the process needs, the admin API's connections included).
+    idle_limit: usize,
     /// Streams with one side bound so far.
     pending: HashMap<StreamKey, (Side, [UdpSocket; 2])>,
     /// Relaying streams: the index of their worker in `workers`.
@@ -79,6 +84,7 @@ impl Executor {
         xdp: Option<Arc<Mutex<XdpRelay>>>,
         core: Weak<Mutex<Core>>,
         max_workers: usize,
+        idle_sockets: usize,
         metrics: MediaMetrics,
         events: Arc<Notify>,
         prime_neighbours: bool,
@@ -95,6 +101,7 @@ impl Executor {
             events,
             xdp,
             idle: HashMap::new(),
+            idle_limit: idle_sockets / 2,
             pending: HashMap::new(),
             running: HashMap::new(),
             workers: Vec::new(),
@@ -137,15 +144,58 @@ impl Executor {
     /// A stream's worker let go of its sockets: they become reusable.
     pub fn park(&mut self, sockets: Sockets) {
         for pair in sockets {
-            if let Ok(addr) = pair[0].local_addr() {
-                self.idle.insert(addr, pair);
-            }
+            self.keep_idle(pair);
         }
     }
 
-    /// The RTP and RTCP sockets of `addr` (RTP port): a parked pair, else freshly bound.
+    /// Keeps an ended stream's pair bound for reuse, or closes it when the cache is full.
+    ///
+    /// When full, the arriving pair is the one closed, not an older one: the port pool hands
+    /// out pairs from the older half of its free list, so the pairs freed longest ago are the
+    /// ones the next streams are likely to draw, and the one just freed is the least likely.
+    fn keep_idle(&mut self, pair: [UdpSocket; 2]) {
+        let Ok(addr) = pair[0].local_addr() else {
+            return;
+        };
+        if self.idle.len() >= self.idle_limit && !self.idle.contains_key(&addr) {
+            self.metrics
+                .idle_closed
+                .with_label_values(&["full"])
+                .inc_by(2);
+            return;
+        }
+        self.idle.insert(addr, pair);
+        self.metrics.idle_sockets.set(gauge(2 * self.idle.len()));
+    }
+
+    /// Closes every idle pair (descriptors are short); returns how many sockets closed.
+    fn shed_idle(&mut self) -> usize {
+        let n = 2 * self.idle.len();
+        self.idle.clear();
+        self.metrics.idle_sockets.set(0);
+        self.metrics
+            .idle_closed
+            .with_label_values(&["descriptors"])
+            .inc_by(n as u64);
+        n
+    }
+
+    /// The RTP and RTCP sockets of `addr` (RTP port): a parked pair, else freshly bound. Out
+    /// of descriptors, the idle pairs are closed and the bind is tried once more: a cache
+    /// must never cost a call its media.
     fn sockets(&mut self, addr: SocketAddr) -> std::io::Result<[UdpSocket; 2]> {
+        match self.take_or_bind(addr) {
+            Err(e) if out_of_descriptors(&e) && self.shed_idle() > 0 => {
+                tracing::warn!(error = %e, "out of descriptors: closed the idle relay sockets");
+                self.take_or_bind(addr)
+            }
+            r => r,
+        }
+    }
+
+    fn take_or_bind(&mut self, addr: SocketAddr) -> std::io::Result<[UdpSocket; 2]> {
         if let Some(pair) = self.idle.remove(&addr) {
+            self.metrics.idle_sockets.set(gauge(2 * self.idle.len()));
             // Datagrams queued for the previous stream are not the new call's: discard them.
             // (Later strays meet the latching policy, as on a freshly bound port.)
             let mut scratch = [MaybeUninit::<u8>::uninit(); 64];
@@ -245,10 +295,8 @@ impl Executor {
     }
 
     fn close(&mut self, stream: StreamKey) {
-        if let Some((_, pair)) = self.pending.remove(&stream)
-            && let Ok(addr) = pair[0].local_addr()
-        {
-            self.idle.insert(addr, pair);
+        if let Some((_, pair)) = self.pending.remove(&stream) {
+            self.keep_idle(pair);
         }
         if let Some(w) = self.running.remove(&stream)
             && let Some(worker) = self.workers.get_mut(w)
@@ -261,6 +309,16 @@ impl Executor {
             x.send(XskOrder::Remove(stream));
         }
     }
+}
+
+/// Whether `e` says the process or the system has no descriptor left.
+fn out_of_descriptors(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// A count as a gauge value.
+fn gauge(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// Drains `core`'s table of commands and executes them, at `now`. Bind failures the table

@@ -42,6 +42,8 @@ pub struct MediaSettings {
     pub prime_neighbours: bool,
     /// Userspace relay worker threads (`media.relay_workers`, resolved: at least 1).
     pub relay_workers: usize,
+    /// Most relay sockets of ended streams kept bound for reuse (`media.relay_idle_sockets`).
+    pub relay_idle_sockets: usize,
     /// The interfaces of the AF_XDP relay (`media.interfaces`), empty when `media.xsk` is
     /// off.
     pub xsk_interfaces: Vec<String>,
@@ -89,6 +91,11 @@ impl MediaSettings {
                 0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
                 n => n,
             },
+            relay_idle_sockets: idle_socket_budget(
+                c.media.relay_idle_sockets,
+                crate::sys::descriptor_limit(),
+                c.sip.max_connections,
+            ),
             xsk_interfaces: match c.media.xsk {
                 crate::config::XskMode::Auto => c.media.interfaces.clone(),
                 crate::config::XskMode::Off => Vec::new(),
@@ -96,6 +103,31 @@ impl MediaSettings {
             xsk_poll: Duration::from_micros(c.media.xsk_poll_us),
         }
     }
+}
+
+/// Descriptors the idle relay sockets never take: the process's own (listeners, the admin
+/// API's connections, logs, the XDP objects) on top of the SIP connections.
+const DESCRIPTOR_RESERVE: u64 = 1_024;
+
+/// `media.relay_idle_sockets`, lowered to half of the descriptors left under `limit` (the
+/// soft RLIMIT_NOFILE) after `DESCRIPTOR_RESERVE` and `sip_connections`: the other half stays
+/// for live streams. A cache that may take every descriptor starves what must not fail (new
+/// calls' sockets, the admin API); see `Executor::keep_idle`.
+fn idle_socket_budget(configured: usize, limit: Option<u64>, sip_connections: usize) -> usize {
+    let Some(limit) = limit else {
+        return configured;
+    };
+    let reserve = DESCRIPTOR_RESERVE.saturating_add(sip_connections as u64);
+    let budget = usize::try_from(limit.saturating_sub(reserve) / 2).unwrap_or(usize::MAX);
+    if budget < configured {
+        tracing::warn!(
+            configured,
+            kept = budget,
+            descriptor_limit = limit,
+            "media.relay_idle_sockets lowered to half the descriptors left for media"
+        );
+    }
+    configured.min(budget)
 }
 
 /// A handle to the media manager; cheap to clone, shared by the call layer and the admin API.
@@ -150,6 +182,7 @@ impl MediaManager {
                     xdp.clone(),
                     weak.clone(),
                     settings.relay_workers,
+                    settings.relay_idle_sockets,
                     metrics.clone(),
                     events_ready.clone(),
                     settings.prime_neighbours,
@@ -660,6 +693,7 @@ mod tests {
             kernel_latch: false,
             prime_neighbours: false,
             relay_workers: 2,
+            relay_idle_sockets: 4_096,
             xsk_interfaces: Vec::new(),
             xsk_poll: Duration::ZERO,
         }
@@ -1329,6 +1363,44 @@ mod tests {
         pbx.send_to(&[0x80, 0, 0, 2], in_relay).expect("send");
         let (n, _) = carrier.recv_from(&mut buf).expect("relayed");
         assert_eq!(&buf[..n], &[0x80, 0, 0, 2]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_sockets_are_capped_and_the_excess_closed() {
+        // Room for one idle pair (RTP + RTCP); a call's stream holds two pairs (one per side).
+        let mut s = settings(41_020, 41_099);
+        s.relay_idle_sockets = 2;
+        let metrics = Metrics::new().expect("metrics");
+        let closed = metrics.media.idle_closed.with_label_values(&["full"]);
+        let mut m = MediaManager::new(s, None, metrics.media.clone());
+        let offer = [StreamDesc::new(LO, 4_000)];
+        for _ in 0..3 {
+            let a = m
+                .allocate(Instant::now(), Side::Inside, &offer, &MediaPeers::default())
+                .expect("offer");
+            m.release(Instant::now(), a.session);
+        }
+        // The workers hand the sockets back asynchronously.
+        for _ in 0..100 {
+            if m.inner.core.lock().exec.running() == 0 && closed.get() >= 8 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(m.overview().idle_sockets, 2, "one pair kept");
+        assert_eq!(metrics.media.idle_sockets.get(), 2);
+        // Three calls parked 12 sockets (fewer when one reused the kept pair): all but the
+        // kept pair were closed, none kept beyond the cap.
+        assert!(closed.get() >= 8, "closed: {}", closed.get());
+    }
+
+    #[test]
+    fn the_idle_socket_budget_leaves_half_the_descriptors_to_live_streams() {
+        assert_eq!(idle_socket_budget(4_096, Some(1 << 20), 1_000), 4_096);
+        // 20,000 descriptors, 1,024 + 1,000 reserved: half of the 17,976 left.
+        assert_eq!(idle_socket_budget(100_000, Some(20_000), 1_000), 8_988);
+        assert_eq!(idle_socket_budget(4_096, Some(1_024), 1_000), 0);
+        assert_eq!(idle_socket_budget(4_096, None, 1_000), 4_096);
     }
 
     /// Streams whose packets arrive together are served by one wake-up of their worker: its

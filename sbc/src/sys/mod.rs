@@ -32,6 +32,14 @@ pub fn raise_fd_limit() -> Result<u64, nix::Error> {
     Ok(soft)
 }
 
+/// The soft RLIMIT_NOFILE (`None` when it cannot be read or is unlimited).
+pub fn descriptor_limit() -> Option<u64> {
+    getrlimit(Resource::RLIMIT_NOFILE)
+        .ok()
+        .map(|(soft, _)| soft)
+        .filter(|s| *s != nix::sys::resource::RLIM_INFINITY)
+}
+
 /// Grows the descriptor table to hold `wanted` descriptors (capped at the soft
 /// RLIMIT_NOFILE), before any other thread exists. Returns the size reserved.
 ///
