@@ -28,11 +28,21 @@ fn lines(first: &[u8]) -> impl Iterator<Item = &[u8]> {
     .take(usize::from(u8::MAX))
 }
 
-/// `msg` with every complete header line equal to a header line of `first` replaced by a
-/// reference.
-pub fn encode(first: &[u8], msg: &[u8]) -> Vec<u8> {
+/// [`encode_into`] a new buffer.
+#[cfg(test)]
+pub fn encode(first: &[u8], msg: &[u8]) -> Box<[u8]> {
+    let mut out = Vec::new();
+    encode_into(first, msg, &mut out);
+    Box::from(out.as_slice())
+}
+
+/// Writes into `out` (cleared first) `msg` with every complete header line equal to a header
+/// line of `first` replaced by a reference. A caller storing many messages reuses one `out`
+/// and allocates each stored copy once, at its size.
+pub fn encode_into(first: &[u8], msg: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.reserve(msg.len());
     let dict: Vec<&[u8]> = lines(first).collect();
-    let mut out = Vec::with_capacity(msg.len());
     let head = msg.len() - after_start_line(msg).len();
     out.extend_from_slice(&msg[..head]);
     let mut rest = &msg[head..];
@@ -48,8 +58,6 @@ pub fn encode(first: &[u8], msg: &[u8]) -> Vec<u8> {
         rest = &rest[end + 2..];
     }
     out.extend_from_slice(rest);
-    out.shrink_to_fit();
-    out
 }
 
 /// The message `stored` was encoded from, with `first` the leg's first message.
@@ -86,7 +94,7 @@ fn after_start_line(msg: &[u8]) -> &[u8] {
 }
 
 fn find_crlf(s: &[u8]) -> Option<usize> {
-    s.windows(2).position(|w| w == b"\r\n")
+    memchr::memmem::find(s, b"\r\n")
 }
 
 #[cfg(test)]
