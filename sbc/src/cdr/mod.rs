@@ -161,6 +161,10 @@ impl CdrSink {
             ));
             tx
         });
+        if file.is_some() || postgres.is_some() {
+            // Each record carries its call's last media statistics.
+            media.keep_final_views();
+        }
         let sink = Self {
             instance: config.general.instance.clone(),
             file,

@@ -16,6 +16,9 @@ pub const KEPT: usize = 4_096;
 /// Released sessions' last views, oldest first.
 #[derive(Debug, Default)]
 pub struct Finals {
+    /// The last [`KEPT`] sessions put, oldest first, taken ones included: a take leaves its
+    /// entry here (removing it would scan the queue on every call's record), and the bound
+    /// counts puts, so the views kept are those of the last [`KEPT`] sessions released.
     order: VecDeque<SessionId>,
     views: HashMap<SessionId, SessionView>,
 }
@@ -35,9 +38,7 @@ impl Finals {
 
     /// Takes the view of `id`, if it is still remembered.
     pub fn take(&mut self, id: SessionId) -> Option<SessionView> {
-        let v = self.views.remove(&id)?;
-        self.order.retain(|x| *x != id);
-        Some(v)
+        self.views.remove(&id)
     }
 }
 
@@ -66,6 +67,15 @@ mod tests {
         assert!(f.take(SessionId(9)).is_none(), "among the oldest");
         assert_eq!(f.take(SessionId(10)).map(|v| v.id), Some(10));
         assert!(f.take(SessionId(10)).is_none(), "taken once");
-        assert_eq!(f.order.len(), KEPT - 1);
+        assert_eq!(f.views.len(), KEPT - 1);
+        // A take leaves the order alone; the next puts still keep the last KEPT sessions.
+        for i in 0..10 {
+            f.put(SessionId(100_000 + i), view(i));
+        }
+        assert_eq!(f.order.len(), KEPT);
+        // 10 (taken) to 19 went: 9 views, so KEPT again.
+        assert_eq!(f.views.len(), KEPT);
+        assert!(f.take(SessionId(19)).is_none(), "pushed out");
+        assert!(f.take(SessionId(20)).is_some());
     }
 }

@@ -142,6 +142,10 @@ struct Inner {
     xdp: Option<Arc<Mutex<XdpRelay>>>,
     /// Last views of released sessions, for the call detail records.
     finals: Mutex<super::finals::Finals>,
+    /// Whether anyone takes [`Self::finals`] ([`MediaManager::keep_final_views`]): a view
+    /// reads the call's XDP counters (two `bpf()` calls per call) and allocates, which is
+    /// wasted on every call when no call detail record is written.
+    keep_finals: std::sync::atomic::AtomicBool,
     /// Signalled when an event is queued, so the call layer's driver can wait for events
     /// (shared with the relay tasks, which queue detected digits).
     events_ready: Arc<tokio::sync::Notify>,
@@ -193,6 +197,7 @@ impl MediaManager {
             core,
             xdp,
             finals: Mutex::new(super::finals::Finals::default()),
+            keep_finals: std::sync::atomic::AtomicBool::new(false),
             events_ready,
             metrics,
         });
@@ -249,6 +254,14 @@ impl MediaManager {
     pub fn session_view(&self, id: SessionId) -> Option<SessionView> {
         let core = self.inner.core.lock();
         self.inner.view(&core, id, Instant::now())
+    }
+
+    /// Keeps each released session's last view for [`Self::take_final`] from now on (the
+    /// call detail records' media statistics); without it none is made.
+    pub fn keep_final_views(&self) {
+        self.inner
+            .keep_finals
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The last view of a released session (once; see `finals.rs`).
@@ -613,7 +626,12 @@ impl MediaControl for MediaManager {
     fn release(&mut self, now: Instant, session: SessionId) {
         let mut core = self.inner.core.lock();
         // Its last statistics, before the mappings (and their counters) go.
-        if let Some(last) = self.inner.view(&core, session, now) {
+        if self
+            .inner
+            .keep_finals
+            .load(std::sync::atomic::Ordering::Relaxed)
+            && let Some(last) = self.inner.view(&core, session, now)
+        {
             self.inner.finals.lock().put(session, last);
         }
         core.table.release(session);
@@ -883,6 +901,7 @@ mod tests {
         assert_eq!(v.streams[0].srtp.inside, None);
         assert_eq!(v.streams[0].outside.dropped, 1);
         assert!(!format!("{v:?}").contains(&outside.tx.key.to_inline()));
+        m.keep_final_views();
         m.release(Instant::now(), a.session);
         // The released session's last view is kept once for its call detail record.
         let last = m.take_final(a.session).expect("final view");
@@ -1392,6 +1411,23 @@ mod tests {
         // Three calls parked 12 sockets (fewer when one reused the kept pair): all but the
         // kept pair were closed, none kept beyond the cap.
         assert!(closed.get() >= 8, "closed: {}", closed.get());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn last_views_are_made_only_for_a_taker() {
+        let mut m = manager(41_100, 41_199);
+        let offer = [StreamDesc::new(LO, 4_000)];
+        let a = m
+            .allocate(Instant::now(), Side::Inside, &offer, &MediaPeers::default())
+            .expect("offer");
+        m.release(Instant::now(), a.session);
+        assert!(m.take_final(a.session).is_none(), "no CDR sink, no view");
+        m.keep_final_views();
+        let b = m
+            .allocate(Instant::now(), Side::Inside, &offer, &MediaPeers::default())
+            .expect("offer");
+        m.release(Instant::now(), b.session);
+        assert!(m.take_final(b.session).is_some());
     }
 
     #[test]

@@ -271,7 +271,11 @@ mod tests {
             pbx.recv_from(&mut buf).is_err(),
             "events reached the INFO side"
         );
-        assert_eq!(m.poll_event(), None, "retransmitted ends are one digit");
+        // (A latch reported late, under load, may still be queued: only digits count here.)
+        let digits = std::iter::from_fn(|| m.poll_event())
+            .filter(|e| !matches!(e, MediaEvent::Latched(_)))
+            .count();
+        assert_eq!(digits, 0, "retransmitted ends are one digit");
         m.release(Instant::now(), a.session);
     }
 }
