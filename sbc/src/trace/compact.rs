@@ -93,8 +93,17 @@ fn after_start_line(msg: &[u8]) -> &[u8] {
     find_crlf(msg).map_or(&[], |i| &msg[i + 2..])
 }
 
-fn find_crlf(s: &[u8]) -> Option<usize> {
-    memchr::memmem::find(s, b"\r\n")
+/// Where the first CRLF in `s` starts. By its LF (`memchr`): a substring searcher would be
+/// built anew for each of the dozen lines of every stored message.
+pub(super) fn find_crlf(s: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    loop {
+        let lf = from + memchr::memchr(b'\n', s.get(from..)?)?;
+        if lf > 0 && s[lf - 1] == b'\r' {
+            return Some(lf - 1);
+        }
+        from = lf + 1;
+    }
 }
 
 #[cfg(test)]
@@ -105,6 +114,14 @@ mod tests {
         b"INVITE sip:1@sbc SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK1\r\n\
         From: <sip:100@pbx>;tag=a\r\nTo: <sip:1@sbc>\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\n\
         Content-Length: 4\r\n\r\nv=0\n";
+
+    #[test]
+    fn a_crlf_is_found_past_lone_line_feeds() {
+        assert_eq!(find_crlf(b"a\nb\r\nc"), Some(3));
+        assert_eq!(find_crlf(b"\r\n"), Some(0));
+        assert_eq!(find_crlf(b"\n\r"), None);
+        assert_eq!(find_crlf(b""), None);
+    }
 
     #[test]
     fn repeated_lines_become_references_and_come_back() {

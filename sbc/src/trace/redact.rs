@@ -15,13 +15,16 @@ pub const REDACTED: &[u8] = b"\"redacted\"";
 /// `raw` with the `response=` value of every `Authorization`/`Proxy-Authorization` header
 /// replaced by [`REDACTED`]; borrowed unchanged when there is none (the common case).
 pub fn credentials(raw: &[u8]) -> Cow<'_, [u8]> {
-    let head_end = find(raw, b"\r\n\r\n").map_or(raw.len(), |i| i + 2);
     let mut out: Option<Vec<u8>> = None;
     let mut copied = 0;
     let mut line_start = 0;
-    while line_start < head_end {
+    // Line by line up to the blank line (or the end of a message cut before it).
+    while line_start < raw.len() {
         let line_end =
-            find(&raw[line_start..head_end], b"\r\n").map_or(head_end, |i| line_start + i);
+            super::compact::find_crlf(&raw[line_start..]).map_or(raw.len(), |i| line_start + i);
+        if line_end == line_start {
+            break;
+        }
         let line = &raw[line_start..line_end];
         if let Some(value) = credential_value(line) {
             let value_start = line_start + value;
@@ -77,7 +80,7 @@ fn response_span(value: &[u8]) -> Option<(usize, usize)> {
                 }
                 let start = j;
                 let end = if value.get(j) == Some(&b'"') {
-                    find(&value[j + 1..], b"\"").map_or(value.len(), |k| j + 1 + k + 1)
+                    memchr::memchr(b'"', &value[j + 1..]).map_or(value.len(), |k| j + 1 + k + 1)
                 } else {
                     value[j..]
                         .iter()
@@ -89,16 +92,12 @@ fn response_span(value: &[u8]) -> Option<(usize, usize)> {
         }
         // Skip quoted strings: a realm may contain "response=".
         if value[i] == b'"' {
-            i = find(&value[i + 1..], b"\"").map_or(value.len(), |k| i + 1 + k + 1);
+            i = memchr::memchr(b'"', &value[i + 1..]).map_or(value.len(), |k| i + 1 + k + 1);
         } else {
             i += 1;
         }
     }
     None
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    memchr::memmem::find(hay, needle)
 }
 
 #[cfg(test)]
