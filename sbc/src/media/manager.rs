@@ -6,6 +6,7 @@
 //! Locking order: the core (table + executor) → the XDP relay.
 
 use std::{
+    net::IpAddr,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -150,6 +151,36 @@ struct Inner {
     /// (shared with the relay tasks, which queue detected digits).
     events_ready: Arc<tokio::sync::Notify>,
     metrics: MediaMetrics,
+    /// The port gauges' children, resolved once: [`Inner::update_gauges`] runs three times
+    /// per call, and each `with_label_values` hashes its labels under the family's lock (and
+    /// the address label was a new `String` each time).
+    port_gauges: PortGauges,
+}
+
+/// `sbc_media_ports_free` by side and `sbc_media_address_ports_free` by relay address.
+#[derive(Debug)]
+struct PortGauges {
+    sides: [prometheus::IntGauge; 2],
+    /// The relay addresses the pools had at start; others (none today) resolve per update.
+    addresses: Vec<(IpAddr, prometheus::IntGauge)>,
+}
+
+impl PortGauges {
+    fn new(metrics: &MediaMetrics, table: &MediaTable) -> Self {
+        let side = |s: Side| metrics.ports_free.with_label_values(&[s.as_str()]);
+        Self {
+            sides: [side(Side::Inside), side(Side::Outside)],
+            addresses: table
+                .ports_per_address()
+                .map(|(ip, _, _)| {
+                    let g = metrics
+                        .address_ports_free
+                        .with_label_values(&[&ip.to_string()]);
+                    (ip, g)
+                })
+                .collect(),
+        }
+    }
 }
 
 impl MediaManager {
@@ -193,7 +224,9 @@ impl MediaManager {
                 ),
             })
         });
+        let port_gauges = PortGauges::new(&metrics, &core.lock().table);
         let inner = Arc::new(Inner {
+            port_gauges,
             core,
             xdp,
             finals: Mutex::new(super::finals::Finals::default()),
@@ -364,16 +397,17 @@ impl Inner {
         self.metrics.sessions.set(gauge(t.len()));
         self.metrics.xdp_mappings.set(gauge(t.mappings()));
         for leg in [Side::Inside, Side::Outside] {
-            self.metrics
-                .ports_free
-                .with_label_values(&[leg.as_str()])
-                .set(gauge(t.ports_free(leg)));
+            self.port_gauges.sides[leg.index()].set(gauge(t.ports_free(leg)));
         }
         for (ip, free, _) in t.ports_per_address() {
-            self.metrics
-                .address_ports_free
-                .with_label_values(&[&ip.to_string()])
-                .set(gauge(free));
+            match self.port_gauges.addresses.iter().find(|(a, _)| *a == ip) {
+                Some((_, g)) => g.set(gauge(free)),
+                None => self
+                    .metrics
+                    .address_ports_free
+                    .with_label_values(&[&ip.to_string()])
+                    .set(gauge(free)),
+            }
         }
     }
 
