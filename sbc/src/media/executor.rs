@@ -71,6 +71,8 @@ pub(crate) struct Executor {
     /// Resolves the next hop toward a fast path's peer when its mapping goes in
     /// (`media.xdp_prime_neighbours`; XDP only).
     neighbours: Option<NeighbourPrimer>,
+    /// `neighbour_primes` by result (resolving, not_needed, recent, failed), on first use.
+    prime_counters: Option<[prometheus::IntCounter; 4]>,
     /// The AF_XDP relay, when it runs: pass mappings then carry [`FLAG_XSK`] and it learns
     /// every socket-bound stream.
     xsk: Option<XskRelay>,
@@ -98,6 +100,7 @@ impl Executor {
             .flatten();
         Self {
             neighbours,
+            prime_counters: None,
             events,
             xdp,
             idle: HashMap::new(),
@@ -280,18 +283,20 @@ impl Executor {
             return;
         }
         let result = match primer.prime(m.dst.ip(), Instant::now()) {
-            Ok(Primed::Resolving) => "resolving",
-            Ok(Primed::NotNeeded) => "not_needed",
-            Ok(Primed::Recent) => "recent",
+            Ok(Primed::Resolving) => 0,
+            Ok(Primed::NotNeeded) => 1,
+            Ok(Primed::Recent) => 2,
             Err(e) => {
                 tracing::debug!(peer = %m.dst, error = %e, "priming the neighbour failed");
-                "failed"
+                3
             }
         };
-        self.metrics
-            .neighbour_primes
-            .with_label_values(&[result])
-            .inc();
+        // Resolved once: this runs for every fast path installed.
+        let counters = self.prime_counters.get_or_insert_with(|| {
+            ["resolving", "not_needed", "recent", "failed"]
+                .map(|r| self.metrics.neighbour_primes.with_label_values(&[r]))
+        });
+        counters[result].inc();
     }
 
     fn close(&mut self, stream: StreamKey) {
