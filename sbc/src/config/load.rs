@@ -639,6 +639,27 @@ proxy = "127.0.0.1:5090"
     }
 
     #[test]
+    fn a_peer_budget_below_the_call_rate_is_warned_about() {
+        let ok = parse(MINIMAL).expect("valid");
+        assert_eq!(ok.limits.peer_budget_warning(), None, "the defaults fit");
+        let fast = parse(&format!("{MINIMAL}\n[limits]\nmax_cps = 1000\n")).expect("valid");
+        let w = fast.limits.peer_budget_warning().expect("warned");
+        assert!(
+            w.contains("limits.peer_rate = 2000") && w.contains("3000/s"),
+            "{w}"
+        );
+        let off = parse(&format!(
+            "{MINIMAL}\n[limits]\nmax_cps = 1000\npeer_rate = 0\n"
+        ))
+        .expect("valid");
+        assert_eq!(
+            off.limits.peer_budget_warning(),
+            None,
+            "no limit, no warning"
+        );
+    }
+
+    #[test]
     fn relay_workers_are_read_and_bounded() {
         assert_eq!(parse(MINIMAL).expect("valid").media.relay_workers, 0);
         let ok = parse(&format!("{MINIMAL}\n[media]\nrelay_workers = 3\n")).expect("valid");

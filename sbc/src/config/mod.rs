@@ -105,6 +105,9 @@ impl Config {
         for w in self.trunks.iter().filter_map(Trunk::auth_warning) {
             tracing::warn!("{w}");
         }
+        if let Some(w) = self.limits.peer_budget_warning() {
+            tracing::warn!("{w}");
+        }
     }
 }
 
@@ -157,6 +160,28 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// Messages a configured peer sends per call at least: a PBX placing a call sends its
+    /// INVITE, ACK and BYE (or answers the other side's BYE).
+    pub const PEER_MESSAGES_PER_CALL: u32 = 3;
+
+    /// Why `peer_rate` may drop calls that `max_cps` admits, for a warning at load: over its
+    /// budget a peer's new INVITEs are dropped (`sbc_sip_dropped_total{reason=
+    /// "peer_over_budget"}`), and its retransmissions then make every call slow. Found by the
+    /// signaling benchmark, whose steps from 2,000 calls/s up failed on the default budget.
+    pub fn peer_budget_warning(&self) -> Option<String> {
+        let cps = self.max_cps.unwrap_or(Self::DEFAULT_MAX_CPS);
+        let needs = cps.saturating_mul(Self::PEER_MESSAGES_PER_CALL);
+        (self.peer_rate > 0 && needs > self.peer_rate).then(|| {
+            format!(
+                "limits.peer_rate = {} messages/s is below what limits.max_cps = {cps} needs from \
+                 one peer (about {} per call, {needs}/s): a PBX or trunk placing calls that fast \
+                 has new calls dropped; raise peer_rate (0: no limit)",
+                self.peer_rate,
+                Self::PEER_MESSAGES_PER_CALL
+            )
+        })
+    }
+
     /// Concurrent calls of the whole SBC when `max_calls` is not set.
     pub const DEFAULT_MAX_CALLS: u32 = 1000;
     /// New calls per second of the whole SBC when `max_cps` is not set.
