@@ -186,6 +186,7 @@ pub(crate) fn session_view(
                     .installed
                     .iter()
                     .find(|m| m.ingress == key)
+                    .as_ref()
                     .and_then(FastPath::stats);
                 let xs = xdp
                     .zip(slot)

@@ -34,8 +34,8 @@ pub struct Stream {
     pub binds: [std::net::IpAddr; 2],
     /// The peers, indexed by [`leg_idx`].
     pub peers: [PeerState; 2],
-    /// Fast-path mappings asked of the kernel.
-    pub installed: Vec<FastPath>,
+    /// Fast-path mappings asked of the kernel (stored compactly).
+    pub installed: crate::media::installed::Installed,
     /// Fast-path packets of this stream at the last counter read.
     pub xdp_packets: u64,
     /// SRTP contexts per leg (plain RTP when none is set, see [`MediaTable::set_crypto`]).

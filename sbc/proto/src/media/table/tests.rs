@@ -522,7 +522,10 @@ fn adoption_pairs_mappings_and_removes_the_rest() {
     );
     let s = t.session(ids[0]).expect("adopted");
     assert!(s.adopted && s.committed);
-    assert_eq!(s.streams[0].installed, [fwd, back]);
+    assert_eq!(
+        s.streams[0].installed.iter().collect::<Vec<_>>(),
+        [fwd, back]
+    );
     // Its ports cannot be bound any more: no other pair will do.
     assert!(t.handle_bind_failed(key_of(ids[0]), Side::Inside).is_err());
     // Its media stops: the table releases it itself, no event for a call layer.
