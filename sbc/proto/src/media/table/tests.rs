@@ -257,7 +257,7 @@ fn outsider_never_latches_and_gets_nothing() {
     assert_eq!(st.peers[1].dropped, 1);
     // The last refusal is kept for the one-way-audio diagnosis.
     assert_eq!(
-        st.peers[1].refused,
+        st.peers[1].refused(),
         Some((sa("203.0.113.66:4000"), DropReason::NotAllowed))
     );
     t.release(a.session);
