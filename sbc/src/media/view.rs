@@ -5,7 +5,7 @@ use std::{net::SocketAddr, time::Instant};
 
 use sbc_proto::media::{
     FastPath, SessionId,
-    rtp::ReceptionReport,
+    rtp::{ReceptionReport, RtpStats},
     table::{Session, leg_idx},
 };
 use sbc_proto::net::Side;
@@ -186,6 +186,7 @@ pub(crate) fn session_view(
                     .installed
                     .iter()
                     .find(|m| m.ingress == key)
+                    .as_ref()
                     .and_then(FastPath::stats);
                 let xs = xdp
                     .zip(slot)
@@ -206,13 +207,13 @@ pub(crate) fn session_view(
                     last_seen_ms: p
                         .last_seen
                         .map(|t| millis(now.saturating_duration_since(t))),
-                    rtp_lost: p.rtp.lost(),
-                    rtp_jitter_ms: p.rtp.jitter_ms(),
-                    rtcp_report: p.report.map(ReportView::from),
+                    rtp_lost: p.rtp().map_or(0, RtpStats::lost),
+                    rtp_jitter_ms: p.rtp().and_then(RtpStats::jitter_ms),
+                    rtcp_report: p.report().map(ReportView::from),
                     sdp: p.latch[0].sdp().map(|a| a.to_string()),
                     sdp_direction: super::diagnosis::direction_str(p.direction),
-                    refused_from: p.refused.map(|(a, _)| a.to_string()),
-                    refused_reason: p.refused.map(|(_, r)| r.label()),
+                    refused_from: p.refused().map(|(a, _)| a.to_string()),
+                    refused_reason: p.refused().map(|(_, r)| r.label()),
                     xdp_idle_ms: super::diagnosis::since_monotonic_ns(xs.last_seen_ns),
                 }
             };

@@ -63,10 +63,11 @@ impl B2bua {
             );
             return;
         }
-        let to_tag = msg.to_tag().map(str::to_owned);
-        if let Some(tag) = to_tag {
-            let dialog = (msg.call_id().to_owned(), tag);
-            match self.dialogs.get(&dialog).copied() {
+        let dialog = msg
+            .to_tag()
+            .map(|tag| self.dialogs.get(msg.call_id(), tag, &self.calls));
+        if let Some(dialog) = dialog {
+            match dialog {
                 Some((call, side))
                     if side == peer.side
                         && self.check_in_dialog(&peer, &msg, call, side).is_ok() =>

@@ -241,7 +241,8 @@ impl B2bua {
             return false;
         };
         let leg = c.leg_mut(Side::Outside);
-        let old_dialog = (leg.call_id.clone(), leg.local_tag.clone());
+        self.dialogs
+            .remove(&leg.call_id, &leg.local_tag, call, Side::Outside);
         leg.peer = peer;
         leg.local = local;
         leg.call_id = call_id.clone();
@@ -257,8 +258,7 @@ impl B2bua {
         c.initial_client = None;
         c.acks[side_index(Side::Outside)] = None;
         self.move_call(from, index);
-        self.dialogs.remove(&old_dialog);
-        self.dialogs.insert((call_id, tag), (call, Side::Outside));
+        self.dialogs.insert(&call_id, &tag, call, Side::Outside);
         // The media layer follows: the new server's address, the new trunk's networks and quota.
         if let Some(s) = self.calls.get(&call).and_then(|c| c.media) {
             let peers = self.call_media_peers(call);

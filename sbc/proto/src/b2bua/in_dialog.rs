@@ -125,10 +125,7 @@ impl B2bua {
             });
             return;
         };
-        let Some(&(call, side)) = self
-            .dialogs
-            .get(&(msg.call_id().to_owned(), tag.to_owned()))
-        else {
+        let Some((call, side)) = self.dialogs.get(msg.call_id(), tag, &self.calls) else {
             self.events.push_back(Event::Dropped {
                 reason: "stray_ack",
             });

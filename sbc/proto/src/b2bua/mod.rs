@@ -39,6 +39,7 @@ mod caps;
 mod codec_policy;
 mod codec_snapshot;
 mod config;
+mod dialogs;
 mod dispatch;
 mod drain;
 mod dtmf_interwork;
@@ -80,7 +81,7 @@ mod uas;
 mod tests;
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::VecDeque,
     time::{Duration, Instant},
 };
 
@@ -155,7 +156,7 @@ pub struct B2bua {
     /// worth of empty buckets (and a copy during each resize), which inline calls would fill.
     calls: IdMap<CallId, Box<Call>>,
     next_call: CallId,
-    dialogs: HashMap<(String, String), (CallId, Side)>,
+    dialogs: dialogs::Dialogs,
     sessions: IdMap<SessionId, CallId>,
     /// Server and client transactions.
     tx: Transactions,
@@ -227,7 +228,7 @@ impl B2bua {
             // A shard's call handles carry its index in the high bits (the admin API finds
             // the shard of a handle without asking every shard).
             next_call: CallId::from_raw(next_call + 1),
-            dialogs: HashMap::new(),
+            dialogs: dialogs::Dialogs::default(),
             sessions: IdMap::default(),
             tx: Transactions::default(),
             timers: TimerQueue::default(),

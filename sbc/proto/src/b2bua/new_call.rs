@@ -276,10 +276,10 @@ impl B2bua {
         };
         self.count_call(plan.trunk);
         self.dialogs
-            .insert((call.leg(origin).call_id.clone(), caller_tag), (id, origin));
+            .insert(&call.leg(origin).call_id, &caller_tag, id, origin);
         let callee = call.leg(to);
         self.dialogs
-            .insert((callee.call_id.clone(), callee.local_tag.clone()), (id, to));
+            .insert(&callee.call_id, &callee.local_tag, id, to);
         if let Some(s) = session {
             self.sessions.insert(s, id);
         }

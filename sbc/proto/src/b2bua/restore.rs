@@ -171,7 +171,8 @@ impl B2bua {
             check(d)?;
             if self
                 .dialogs
-                .contains_key(&(d.call_id.clone(), d.local_tag.clone()))
+                .get(&d.call_id, &d.local_tag, &self.calls)
+                .is_some()
             {
                 return Err(RestoreError::DialogInUse(d.call_id.clone()));
             }
@@ -237,8 +238,7 @@ impl B2bua {
         self.count_call(trunk);
         for side in [Side::Inside, Side::Outside] {
             let l = call.leg(side);
-            self.dialogs
-                .insert((l.call_id.clone(), l.local_tag.clone()), (id, side));
+            self.dialogs.insert(&l.call_id, &l.local_tag, id, side);
         }
         if let Some(s) = session {
             self.sessions.insert(s, id);

@@ -155,9 +155,10 @@ impl B2bua {
         if let Some(c) = self.calls.remove(&call) {
             self.state_ended(&c);
             self.uncount_call(c.trunk);
-            for leg in &c.legs {
+            for side in [Side::Inside, Side::Outside] {
+                let leg = c.leg(side);
                 self.dialogs
-                    .remove(&(leg.call_id.clone(), leg.local_tag.clone()));
+                    .remove(&leg.call_id, &leg.local_tag, call, side);
             }
             self.timers.cancel(&TimerRef::Call(call));
             self.ledger.remove_call(call);

@@ -220,6 +220,13 @@ impl B2bua {
             if (200..300).contains(&status) && !c.canceled {
                 c.state = CallState::Confirmed;
                 c.answered_at.get_or_insert(now);
+                // Failover and redirect recursion, the only readers of the carrier offer, the
+                // relays it was written for and the trunks left, end with the answer (they
+                // also need the caller's INVITE, let go with the final response): a call held
+                // for minutes need not keep them (issue 16, ~0.4 KB a call).
+                c.offer = None;
+                c.relays = Vec::new();
+                c.next_trunks = Vec::new();
             }
             let late_offer = c
                 .initial_client
@@ -236,6 +243,8 @@ impl B2bua {
             return;
         }
         if (200..300).contains(&status) {
+            // The offer let go above no longer counts as held.
+            self.account_call(call);
             let cseq_callee = resp.cseq().seq;
             if canceled {
                 // CANCEL lost the race with the 2xx: the caller got 487; hang up the callee.

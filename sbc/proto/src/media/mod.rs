@@ -44,6 +44,7 @@ pub mod crypto;
 pub mod dtmf;
 pub mod fast_path;
 pub mod frame;
+pub mod installed;
 pub mod latch;
 pub mod payload;
 pub mod peer;

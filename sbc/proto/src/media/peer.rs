@@ -28,15 +28,59 @@ pub struct PeerState {
     pub dropped: u64,
     /// When the last packet from this peer reached userspace.
     pub last_seen: Option<Instant>,
+    /// What userspace made of this peer's packets; boxed on the first one, so that a
+    /// socketless stream (whose packets userspace never sees) does not carry 128 bytes per peer
+    /// for nothing (issue 16).
+    seen: Option<Box<Seen>>,
+}
+
+/// What userspace saw of a peer's packets, once it saw one.
+#[derive(Debug, Clone, Default)]
+struct Seen {
     /// RTP sequence/jitter statistics of what this peer sends.
-    pub rtp: RtpStats,
+    rtp: RtpStats,
     /// The last RTCP reception report this peer sent (about the stream it receives).
-    pub report: Option<ReceptionReport>,
+    report: Option<ReceptionReport>,
     /// The last packet the latch refused: its source and why (one-way-audio diagnosis).
-    pub refused: Option<(SocketAddr, DropReason)>,
+    refused: Option<(SocketAddr, DropReason)>,
 }
 
 impl PeerState {
+    /// RTP sequence/jitter statistics of what this peer sends; `None` before userspace saw
+    /// any of its packets.
+    pub fn rtp(&self) -> Option<&RtpStats> {
+        self.seen.as_ref().map(|s| &s.rtp)
+    }
+
+    /// The last RTCP reception report this peer sent (about the stream it receives).
+    pub fn report(&self) -> Option<ReceptionReport> {
+        self.seen.as_ref().and_then(|s| s.report)
+    }
+
+    /// The last packet the latch refused: its source and why (one-way-audio diagnosis).
+    pub fn refused(&self) -> Option<(SocketAddr, DropReason)> {
+        self.seen.as_ref().and_then(|s| s.refused)
+    }
+
+    /// Records a packet the latch refused.
+    pub fn note_refused(&mut self, src: SocketAddr, reason: DropReason) {
+        self.seen_mut().refused = Some((src, reason));
+    }
+
+    /// Records an RTCP reception report the peer sent.
+    pub fn note_report(&mut self, report: ReceptionReport) {
+        self.seen_mut().report = Some(report);
+    }
+
+    /// Accounts an RTP packet from the peer in its statistics.
+    pub fn note_rtp(&mut self, packet: &[u8], now: Instant) {
+        self.seen_mut().rtp.on_packet(packet, now);
+    }
+
+    fn seen_mut(&mut self) -> &mut Seen {
+        self.seen.get_or_insert_with(Box::default)
+    }
+
     /// Records the peer's SDP; returns whether a latch was dropped (re-latch needed).
     pub fn set_desc(&mut self, desc: &StreamDesc) -> bool {
         self.mux = desc.rtcp_mux;
@@ -79,5 +123,19 @@ mod tests {
             40_000,
         ));
         assert_eq!(p.latch[0].target().map(|a| a.port()), Some(40_000));
+    }
+
+    /// Every concurrent call holds two peers per stream: what only userspace-relayed packets
+    /// fill in is boxed (416 bytes a peer with it inline).
+    #[test]
+    fn a_peer_is_small_until_userspace_sees_its_packets() {
+        let size = std::mem::size_of::<PeerState>();
+        assert!(size <= 304, "a PeerState is {size} bytes");
+        let mut p = PeerState::default();
+        assert!(p.rtp().is_none() && p.report().is_none() && p.refused().is_none());
+        let src = "192.0.2.1:4000".parse().expect("literal");
+        p.note_refused(src, DropReason::NotAllowed);
+        assert_eq!(p.refused(), Some((src, DropReason::NotAllowed)));
+        assert_eq!(p.rtp().map(RtpStats::lost), Some(0));
     }
 }

@@ -67,6 +67,25 @@ pub struct StreamKey {
     pub index: usize,
 }
 
+/// A relay leg's RTP endpoint (bind address, even port) as a map key: 20 bytes where a
+/// `SocketAddr` is 32, and one key for the leg's RTP and RTCP ports (the pools hand out even
+/// RTP ports with RTCP on the odd one above), so a socketless call costs two entries, not four.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct LegKey {
+    ip: IpAddr,
+    port: u16,
+}
+
+impl LegKey {
+    /// The leg of relay endpoint `addr` (its RTP or RTCP port).
+    fn of(addr: SocketAddr) -> Self {
+        Self {
+            ip: addr.ip(),
+            port: addr.port() & !1,
+        }
+    }
+}
+
 /// Index of a leg in per-leg arrays.
 pub const fn leg_idx(leg: Side) -> usize {
     match leg {
@@ -85,8 +104,9 @@ pub struct MediaTable {
     /// Whether plain streams go socketless: latched and relayed in the kernel, no relay socket
     /// (XDP attached with in-kernel latching; see [`MediaTable::set_kernel_latch`]).
     kernel_latch: bool,
-    /// Socketless streams by the relay endpoints of their mappings (latch events name those).
-    kernel_ports: HashMap<SocketAddr, StreamKey>,
+    /// Socketless streams by their legs' relay RTP endpoints: one entry per leg with a kernel
+    /// mapping, which a latch event names by its RTP or RTCP port ([`LegKey::of`]).
+    kernel_ports: HashMap<LegKey, StreamKey>,
     pools: RelayPools,
     slots: Slots,
     quotas: Quotas,
@@ -451,7 +471,7 @@ impl MediaTable {
                 },
                 binds: firsts.map(|a| a.bind),
                 peers,
-                installed: Vec::new(),
+                installed: Default::default(),
                 xdp_packets: 0,
                 srtp: StreamSrtp::default(),
                 payload: crate::media::StreamPayloadMaps::default(),
@@ -488,7 +508,7 @@ impl MediaTable {
             },
             binds: [in_bind, out_bind],
             peers,
-            installed: Vec::new(),
+            installed: Default::default(),
             xdp_packets: 0,
             srtp: StreamSrtp::default(),
             payload: crate::media::StreamPayloadMaps::default(),
@@ -531,13 +551,13 @@ impl MediaTable {
 
     /// Asks to remove the stream's mappings and close its sockets; frees slots and ports.
     fn close_stream(&mut self, key: StreamKey, st: &Stream) {
-        for m in &st.installed {
+        for m in st.installed.iter() {
             self.commands.push_back(MediaCommand::Remove {
                 ingress: m.ingress,
                 policy: st.policies,
             });
             self.slots.give(m.slot);
-            self.kernel_ports.remove(&m.ingress);
+            self.kernel_ports.remove(&LegKey::of(m.ingress));
         }
         if st.enabled() && !st.kernel {
             self.commands.push_back(MediaCommand::Close { stream: key });
@@ -726,14 +746,13 @@ impl MediaTable {
             }
         }
         let old = std::mem::take(&mut st.installed);
-        for o in &old {
+        for o in old.iter() {
             if !want.iter().any(|w| w.ingress == o.ingress) {
                 self.commands.push_back(MediaCommand::Remove {
                     ingress: o.ingress,
                     policy: st.policies,
                 });
                 self.slots.give(o.slot);
-                self.kernel_ports.remove(&o.ingress);
             }
         }
         for w in &want {
@@ -763,7 +782,7 @@ impl MediaTable {
                 ..*w
             };
             match existing {
-                Some(o) if *o == m => {}
+                Some(o) if o == m => {}
                 // The same slot: changed in place, only in the map(s) whose entry differs (an
                 // answer changes the offerer's mappings' destination and the answerer's
                 // policies, not both of each), and the counters stay the stream's.
@@ -780,12 +799,25 @@ impl MediaTable {
                 }
                 None => self.commands.push_back(MediaCommand::Install(m)),
             }
-            if matches!(m.mode, PathMode::Kernel(_)) {
-                self.kernel_ports.insert(m.ingress, key);
-            } else {
-                self.kernel_ports.remove(&m.ingress);
-            }
             st.installed.push(m);
+        }
+        index_kernel_legs(&mut self.kernel_ports, key, st);
+    }
+}
+
+/// Keeps `ports` naming `st` (the stream `key`) under exactly those of its legs that have a
+/// kernel mapping.
+fn index_kernel_legs(ports: &mut HashMap<LegKey, StreamKey>, key: StreamKey, st: &Stream) {
+    for relay in st.bound() {
+        let leg = LegKey::of(relay);
+        let kernel = st
+            .installed
+            .iter()
+            .any(|m| matches!(m.mode, PathMode::Kernel(_)) && LegKey::of(m.ingress) == leg);
+        if kernel {
+            ports.insert(leg, key);
+        } else {
+            ports.remove(&leg);
         }
     }
 }

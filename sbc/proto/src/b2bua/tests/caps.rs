@@ -324,6 +324,33 @@ fn an_answered_call_keeps_no_whole_invite_until_timer_l_and_m() {
 }
 
 #[test]
+fn the_carrier_offer_is_let_go_once_the_call_is_answered() {
+    // Failover and redirect recursion resend the offer to another trunk or target until the
+    // call is answered; after that, a call held for minutes must not keep it (issue 16).
+    let mut sim = Sim::new();
+    sim.deliver(pbx(), &pbx_invite("z9hG4bKpbx1", Some(SDP_PBX)));
+    let invite = sim
+        .take_carrier()
+        .into_iter()
+        .next()
+        .expect("the INVITE to the carrier");
+    let kept = |sim: &Sim| {
+        sim.sbc
+            .calls
+            .values()
+            .map(|c| (c.offer.is_some(), c.relays.len()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(kept(&sim), [(true, 1)], "kept for failover while ringing");
+    sim.deliver(
+        carrier(),
+        &carrier_response(&invite, 200, "OK", Some("ctag1"), Some(SDP_CARRIER)),
+    );
+    assert_eq!(kept(&sim), [(false, 0)], "let go with the answer");
+    assert_eq!(sim.sbc.calls.len(), 1, "the call goes on");
+}
+
+#[test]
 fn the_2xx_ack_is_kept_for_64_t1_then_let_go() {
     // The ACK answers the callee's 2xx retransmissions (RFC 3261 §13.2.2.4); they reach the
     // call only while the INVITE client transaction is in Accepted (Timer M, 64·T1 from the

@@ -76,7 +76,7 @@ impl MediaTable {
             },
             binds,
             peers,
-            installed: vec![f, back],
+            installed: vec![f, back].into(),
             xdp_packets: 0,
             srtp: StreamSrtp::default(),
             payload: crate::media::StreamPayloadMaps::default(),

@@ -14,9 +14,18 @@ impl MediaTable {
                 let Some(i) = st.installed.iter().position(|m| m.ingress == ingress) else {
                     continue;
                 };
-                let m = st.installed.remove(i);
+                let Some(m) = st.installed.remove(i) else {
+                    continue;
+                };
                 self.slots.give(m.slot);
-                self.kernel_ports.remove(&ingress);
+                index_kernel_legs(
+                    &mut self.kernel_ports,
+                    StreamKey {
+                        session: *id,
+                        index,
+                    },
+                    st,
+                );
                 self.commands.push_back(MediaCommand::Remove {
                     ingress,
                     policy: st.policies,

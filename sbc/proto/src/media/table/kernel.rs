@@ -19,7 +19,7 @@ impl MediaTable {
         ingress: SocketAddr,
         peer: SocketAddr,
     ) -> bool {
-        let Some(key) = self.kernel_ports.get(&ingress).copied() else {
+        let Some(key) = self.kernel_ports.get(&LegKey::of(ingress)).copied() else {
             return false;
         };
         let Some(s) = self.sessions.get_mut(&key.session) else {
@@ -28,6 +28,15 @@ impl MediaTable {
         let Some(st) = s.streams.get_mut(key.index) else {
             return false;
         };
+        // The key is the leg's: the port itself must have a kernel mapping (an event can
+        // trail the removal of the RTCP one, when a peer turned to rtcp-mux).
+        if !st
+            .installed
+            .iter()
+            .any(|m| m.ingress == ingress && matches!(m.mode, PathMode::Kernel(_)))
+        {
+            return false;
+        }
         let bound = st.bound();
         let Some(leg) = [Side::Inside, Side::Outside].into_iter().find(|l| {
             let relay = bound[leg_idx(*l)];
@@ -44,9 +53,9 @@ impl MediaTable {
         }
         p.last_seen = Some(now);
         s.activity.observe(now);
-        for m in &mut st.installed {
+        st.installed.update(|m| {
             let PathMode::Kernel(k) = &mut m.mode else {
-                continue;
+                return;
             };
             if m.ingress == ingress {
                 k.awaiting = false;
@@ -55,7 +64,7 @@ impl MediaTable {
             } else if k.reverse == ingress {
                 m.dst = peer;
             }
-        }
+        });
         self.sync_fast_path(now, key);
         true
     }

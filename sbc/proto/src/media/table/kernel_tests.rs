@@ -112,6 +112,31 @@ fn plain_stream_binds_nothing_and_awaits_its_latch_in_the_kernel() {
     assert!(t.holds_nothing());
 }
 
+/// A socketless call is indexed once per leg (issue 16: 10,000 calls held 40,000 `SocketAddr`
+/// keys, one per mapping): a latch on the RTCP port finds its stream by its leg's RTP key.
+#[test]
+fn a_socketless_call_is_indexed_once_per_leg() {
+    assert!(std::mem::size_of::<LegKey>() <= 20);
+    let t0 = crate::media::test_origin();
+    let mut t = kernel_table(true);
+    let a = call(&mut t, t0, Some("198.51.100.7:5000"));
+    drain(&mut t);
+    assert_eq!(t.kernel_ports.len(), 2);
+    let t1 = t0 + Duration::from_millis(20);
+    assert!(t.handle_kernel_latch(t1, relay(&a, Side::Outside, true), sa("198.51.100.7:5001")));
+    let st = &t.session(a.session).expect("session").streams[0];
+    assert_eq!(
+        st.peers[1].latch[1].latched(),
+        Some(sa("198.51.100.7:5001"))
+    );
+    // A port of no leg is no stream's.
+    let other = SocketAddr::new(OUT_ADDR, relay(&a, Side::Outside, false).port() + 2);
+    assert!(!t.handle_kernel_latch(t1, other, sa("198.51.100.7:5001")));
+    t.release(a.session);
+    drain(&mut t);
+    assert!(t.kernel_ports.is_empty());
+}
+
 /// What one socketless call costs in map writes (issue 16): each command is one or two `bpf`
 /// syscalls, so the answer must change only what it changes. Offer: four awaiting mappings
 /// (RTP and RTCP, both ways). Answer: the offerer's two mappings learn their destination (the

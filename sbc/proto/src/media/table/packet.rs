@@ -142,7 +142,7 @@ impl MediaTable {
         let verdict = p.latch[port as usize].on_packet(src, now, &p.allowed, rules);
         if let Verdict::Drop(reason) = verdict {
             p.dropped += 1;
-            p.refused = Some((src, reason));
+            p.note_refused(src, reason);
             return PacketAction::Drop(PacketDrop::Refused(reason));
         }
         let packet = &buf[..len];
@@ -151,10 +151,10 @@ impl MediaTable {
         p.last_seen = Some(now);
         if is_rtcp {
             if let Some(r) = rtp::parse_report(packet) {
-                p.report = Some(r);
+                p.note_report(r);
             }
         } else {
-            p.rtp.on_packet(packet, now);
+            p.note_rtp(packet, now);
         }
         let dst = &st.peers[to];
         // RTCP goes to the peer's RTCP port, or its RTP port when it multiplexes.

@@ -170,7 +170,7 @@ impl MediaTable {
             },
             binds,
             peers,
-            installed: Vec::new(),
+            installed: Default::default(),
             xdp_packets: 0,
             srtp: StreamSrtp::default(),
             // Not in the record: a restored stream relays payload types as they come.

@@ -257,7 +257,7 @@ fn outsider_never_latches_and_gets_nothing() {
     assert_eq!(st.peers[1].dropped, 1);
     // The last refusal is kept for the one-way-audio diagnosis.
     assert_eq!(
-        st.peers[1].refused,
+        st.peers[1].refused(),
         Some((sa("203.0.113.66:4000"), DropReason::NotAllowed))
     );
     t.release(a.session);
@@ -522,7 +522,10 @@ fn adoption_pairs_mappings_and_removes_the_rest() {
     );
     let s = t.session(ids[0]).expect("adopted");
     assert!(s.adopted && s.committed);
-    assert_eq!(s.streams[0].installed, [fwd, back]);
+    assert_eq!(
+        s.streams[0].installed.iter().collect::<Vec<_>>(),
+        [fwd, back]
+    );
     // Its ports cannot be bound any more: no other pair will do.
     assert!(t.handle_bind_failed(key_of(ids[0]), Side::Inside).is_err());
     // Its media stops: the table releases it itself, no event for a call layer.

@@ -56,7 +56,7 @@ impl MediaTable {
                 for (index, st) in s.streams.iter().enumerate() {
                     // RTP first: `fast_path::desired` and `fast_path::kernel` put the RTP
                     // mappings at 0 and 1 (RTCP follows).
-                    let slot = |i: usize| st.installed.get(i).and_then(FastPath::stats);
+                    let slot = |i: usize| st.installed.get(i).as_ref().and_then(FastPath::stats);
                     if slot(0).is_none() && slot(1).is_none() {
                         continue;
                     }
