@@ -138,6 +138,7 @@ mod tests {
             relay_workers: 1,
             xsk_interfaces: Vec::new(),
             xsk_poll: Duration::ZERO,
+            xsk_busy_poll: None,
         };
         let metrics = Metrics::new().expect("metrics");
         let mut m = MediaManager::new(settings, None, metrics.media.clone());
