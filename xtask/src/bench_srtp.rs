@@ -10,6 +10,11 @@
 //! both: plain PCMU-sized RTP, or SRTP protected with the PBX's key (precomputed before each
 //! trial, indices continuing across trials so no packet is a replay). The carrier's XDP sink
 //! counts what arrives; the cost is the forwarding path's CPU time as in the other rows.
+//!
+//! Environment: `SBC_BENCH_SRTP_SYSTEMS` picks the rows ([`System::selected`]),
+//! `SBC_BENCH_OUT` the report's directory (default `bench/results`), `SBC_BENCH_NAPI_DEFER`
+//! and `SBC_BENCH_GRO_FLUSH_NS` the veths' NAPI knobs of the deferral and busy-poll rows
+//! ([`NapiKnobs`]); `SBC_BENCH_BINARY` (bench.rs) measures a prebuilt `sbc`.
 
 use std::{
     collections::BTreeMap,
