@@ -126,6 +126,13 @@ pub struct MediaMetrics {
     /// holds `media.relay_idle_sockets`) or `descriptors` (closed to free descriptors when a
     /// new relay socket could not be opened).
     pub idle_closed: IntCounterVec,
+    /// Per AF_XDP socket (`interface`, `queue`): 1 when the kernel reads preferred busy
+    /// polling back as set on it (`media.xsk_busy_poll`), else 0.
+    pub xsk_busy_poll: IntGaugeVec,
+    /// Per AF_XDP socket (`interface`, `queue`): the NAPI id the kernel reports for it after
+    /// its first frame (`SO_INCOMING_NAPI_ID`), read with busy polling on. 0: none, so busy
+    /// polling cannot engage (veth on Linux 6.18 reports none).
+    pub xsk_napi_id: IntGaugeVec,
 }
 
 impl MediaMetrics {
@@ -241,10 +248,26 @@ impl MediaMetrics {
                 "sbc_media_xsk_active",
                 "1 while the AF_XDP relay for SRTP streams runs (media.xsk), else 0.",
             )?,
+            xsk_busy_poll: IntGaugeVec::new(
+                Opts::new(
+                    "sbc_media_xsk_busy_poll",
+                    "1 per AF_XDP socket the kernel reports preferred busy polling set on (media.xsk_busy_poll), else 0.",
+                ),
+                &["interface", "queue"],
+            )?,
+            xsk_napi_id: IntGaugeVec::new(
+                Opts::new(
+                    "sbc_media_xsk_napi_id",
+                    "NAPI id the kernel reports for an AF_XDP socket after its first frame (busy polling on); 0: none, busy polling cannot engage.",
+                ),
+                &["interface", "queue"],
+            )?,
         };
         registry.register(Box::new(m.user_packets.clone()))?;
         registry.register(Box::new(m.xsk_packets.clone()))?;
         registry.register(Box::new(m.xsk_active.clone()))?;
+        registry.register(Box::new(m.xsk_busy_poll.clone()))?;
+        registry.register(Box::new(m.xsk_napi_id.clone()))?;
         for path in ["xsk", "socket"] {
             m.xsk_packets.with_label_values(&[path]);
         }

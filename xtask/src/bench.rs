@@ -1004,7 +1004,7 @@ fn json_u64(body: &str, key: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-fn sh_ns(ns: &str, script: &str) -> Result<()> {
+pub(crate) fn sh_ns(ns: &str, script: &str) -> Result<()> {
     run("ip", &["netns", "exec", ns, "sh", "-c", script])
 }
 

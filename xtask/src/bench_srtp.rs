@@ -10,6 +10,11 @@
 //! both: plain PCMU-sized RTP, or SRTP protected with the PBX's key (precomputed before each
 //! trial, indices continuing across trials so no packet is a replay). The carrier's XDP sink
 //! counts what arrives; the cost is the forwarding path's CPU time as in the other rows.
+//!
+//! Environment: `SBC_BENCH_SRTP_SYSTEMS` picks the rows ([`System::selected`]),
+//! `SBC_BENCH_OUT` the report's directory (default `bench/results`), `SBC_BENCH_NAPI_DEFER`
+//! and `SBC_BENCH_GRO_FLUSH_NS` the veths' NAPI knobs of the deferral and busy-poll rows
+//! ([`NapiKnobs`]); `SBC_BENCH_BINARY` (bench.rs) measures a prebuilt `sbc`.
 
 use std::{
     collections::BTreeMap,
@@ -31,7 +36,7 @@ use sbc_proto::{
 
 use super::bench::{
     ChildGuard, FWD_CPU, GEN_CPU, LADDER_ONE_STREAM, MAX_LOSS, PEER_PORT, PinDir, TRIAL, Trial,
-    cmd_out, measure_with, median, ng_call, port_off, rtp,
+    cmd_out, measure_with, median, ng_call, port_off, rtp, task_cpu_ns,
 };
 
 /// Streams of the SRTP rows.
@@ -88,18 +93,129 @@ enum System {
     SbcEvent,
     /// The SBC without XDP (`media.xdp = "off"`): the relay sockets, as before AF_XDP.
     SbcSockets,
+    /// The default SBC plus preferred busy polling (`media.xsk_busy_poll = "on"`) and the
+    /// veths' NAPI deferral knobs set for the trial ([`NapiKnobs`]).
+    SbcBusy,
+    /// The default SBC with only the NAPI deferral knobs set (no busy polling): what the
+    /// knobs alone do (interrupt moderation of the veths' NAPI by the kernel's timer).
+    SbcDefer,
+    /// rtpengine with the same NAPI deferral knobs: host tuning helps both relays, so the
+    /// fair comparison for [`System::SbcDefer`] and [`System::SbcBusy`].
+    RtpengineDefer,
 }
 
 impl System {
+    const ALL: [System; 7] = [
+        System::Sbc,
+        System::Rtpengine,
+        System::SbcEvent,
+        System::SbcSockets,
+        System::SbcBusy,
+        System::SbcDefer,
+        System::RtpengineDefer,
+    ];
+
     fn name(self) -> &'static str {
         match self {
             System::Sbc => "sbc userspace relay",
             System::Rtpengine => "rtpengine (userspace)",
             System::SbcEvent => "sbc, AF_XDP event-driven",
             System::SbcSockets => "sbc, relay sockets (xdp off)",
+            System::SbcBusy => "sbc, AF_XDP polling 1 ms + busy poll",
+            System::SbcDefer => "sbc, AF_XDP polling 1 ms + NAPI deferral only",
+            System::RtpengineDefer => "rtpengine + NAPI deferral",
+        }
+    }
+
+    /// The system's key in `SBC_BENCH_SRTP_SYSTEMS`.
+    fn key(self) -> &'static str {
+        match self {
+            System::Sbc => "sbc",
+            System::Rtpengine => "rtpengine",
+            System::SbcEvent => "sbc_event",
+            System::SbcSockets => "sbc_sockets",
+            System::SbcBusy => "sbc_busy",
+            System::SbcDefer => "sbc_defer",
+            System::RtpengineDefer => "rtpengine_defer",
+        }
+    }
+
+    /// The systems to run: `SBC_BENCH_SRTP_SYSTEMS=<key,…>` (e.g. `sbc,sbc_busy,rtpengine`
+    /// for the busy-polling A/B), by default the four of the AF_XDP comparison.
+    fn selected() -> Result<Vec<System>> {
+        let Ok(list) = std::env::var("SBC_BENCH_SRTP_SYSTEMS") else {
+            return Ok(vec![
+                System::Sbc,
+                System::Rtpengine,
+                System::SbcEvent,
+                System::SbcSockets,
+            ]);
+        };
+        list.split(',')
+            .map(|k| {
+                System::ALL
+                    .into_iter()
+                    .find(|s| s.key() == k.trim())
+                    .with_context(|| format!("SBC_BENCH_SRTP_SYSTEMS: unknown system {k:?}"))
+            })
+            .collect()
+    }
+}
+
+/// The veths' NAPI deferral knobs for [`System::SbcBusy`] and [`System::SbcDefer`]:
+/// `napi_defer_hard_irqs` (`SBC_BENCH_NAPI_DEFER`, default 2) and `gro_flush_timeout`
+/// (`SBC_BENCH_GRO_FLUSH_NS`, default 2,000,000 ns: twice the relay's polling interval, so
+/// the kernel's timer does not fire while the relay keeps polling). Set on the SBC's veths for
+/// the trial and back to 0 (the veth default) when dropped.
+struct NapiKnobs<'l> {
+    lab: &'l Lab,
+}
+
+impl<'l> NapiKnobs<'l> {
+    fn values() -> (u64, u64) {
+        let env = |k: &str, d: u64| {
+            std::env::var(k)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(d)
+        };
+        (
+            env("SBC_BENCH_NAPI_DEFER", 2),
+            env("SBC_BENCH_GRO_FLUSH_NS", 2_000_000),
+        )
+    }
+
+    fn set(lab: &'l Lab) -> Result<Self> {
+        let (defer, flush) = Self::values();
+        Self::write(lab, defer, flush)?;
+        Ok(Self { lab })
+    }
+
+    fn write(lab: &Lab, defer: u64, flush: u64) -> Result<()> {
+        for ifname in ["in0", "out0"] {
+            // `ip netns exec` mounts the namespace's own sysfs, where the veths are.
+            super::bench::sh_ns(
+                &lab.sbc,
+                &format!(
+                    "echo {defer} > /sys/class/net/{ifname}/napi_defer_hard_irqs && \
+                     echo {flush} > /sys/class/net/{ifname}/gro_flush_timeout"
+                ),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for NapiKnobs<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = Self::write(self.lab, 0, 0) {
+            eprintln!("bench: warning: resetting the NAPI knobs failed: {e:#}");
         }
     }
 }
+
+/// How long the idle cost is measured after a trial (the relay's calls up, no packets).
+const IDLE: Duration = Duration::from_secs(3);
 
 /// The PBX's key (what it protects its SRTP with). Fixed bench keys, not secrets: the lab's
 /// traffic never leaves its namespaces.
@@ -194,31 +310,48 @@ pub(crate) fn run(
     reps: usize,
     quick: bool,
 ) -> Result<()> {
+    let systems = System::selected()?;
     let mut results: BTreeMap<(Mode, usize, System), Vec<Trial>> = BTreeMap::new();
+    let mut idle: BTreeMap<(Mode, usize, System), Vec<f64>> = BTreeMap::new();
     for rep in 0..reps {
         for mode in Mode::ALL {
             for &streams in &STREAMS {
-                for system in [
-                    System::Sbc,
-                    System::Rtpengine,
-                    System::SbcEvent,
-                    System::SbcSockets,
-                ] {
+                for &system in &systems {
                     eprintln!(
                         "bench: rep {}/{reps}, {}, {streams} stream(s), {}",
                         rep + 1,
                         mode.name(),
                         system.name()
                     );
+                    let run = |variant| trial_sbc(lab, napi, sbc, work, streams, mode, variant);
                     let trial = match system {
-                        System::Sbc => trial_sbc(lab, napi, sbc, work, streams, mode, Some(1_000)),
-                        System::SbcEvent => trial_sbc(lab, napi, sbc, work, streams, mode, Some(0)),
-                        System::SbcSockets => trial_sbc(lab, napi, sbc, work, streams, mode, None),
-                        System::Rtpengine => trial_rtpengine(lab, napi, streams, mode),
+                        System::Sbc => run(Variant::Poll(1_000, false)),
+                        System::SbcEvent => run(Variant::Poll(0, false)),
+                        System::SbcSockets => run(Variant::Sockets),
+                        System::SbcBusy => {
+                            let _knobs = NapiKnobs::set(lab)?;
+                            run(Variant::Poll(1_000, true))
+                        }
+                        System::SbcDefer => {
+                            let _knobs = NapiKnobs::set(lab)?;
+                            run(Variant::Poll(1_000, false))
+                        }
+                        System::Rtpengine => {
+                            trial_rtpengine(lab, napi, streams, mode).map(|t| (t, None))
+                        }
+                        System::RtpengineDefer => {
+                            let _knobs = NapiKnobs::set(lab)?;
+                            trial_rtpengine(lab, napi, streams, mode).map(|t| (t, None))
+                        }
                     }
                     .with_context(|| {
                         format!("{} {} with {streams} streams", system.name(), mode.name())
                     })?;
+                    let (trial, idle_cpu) = trial;
+                    if let Some(cpu) = idle_cpu {
+                        eprintln!("bench:   idle afterwards: {:.2} ms CPU/s", cpu * 1e3);
+                        idle.entry((mode, streams, system)).or_default().push(cpu);
+                    }
                     eprintln!(
                         "bench:   sent {} forwarded {} ({:.0} pps, {:.2} µs/packet, loss {:.1}%)",
                         trial.sent,
@@ -235,9 +368,11 @@ pub(crate) fn run(
             }
         }
     }
-    let (md, json) = render(&results, reps, quick)?;
+    let (md, json) = render(&results, &idle, reps, quick)?;
     println!("{md}");
-    let dir = root.join("bench/results");
+    // SBC_BENCH_OUT=<dir>: the report goes there instead of bench/results (A/B runs).
+    let dir = std::env::var_os("SBC_BENCH_OUT")
+        .map_or_else(|| root.join("bench/results"), std::path::PathBuf::from);
     std::fs::create_dir_all(&dir)?;
     let date = cmd_out("date", &["-u", "+%Y-%m-%d"])?;
     let suffix = if quick { "-quick" } else { "" };
@@ -251,6 +386,7 @@ pub(crate) fn run(
 
 fn render(
     results: &BTreeMap<(Mode, usize, System), Vec<Trial>>,
+    idle: &BTreeMap<(Mode, usize, System), Vec<f64>>,
     reps: usize,
     quick: bool,
 ) -> Result<(String, String)> {
@@ -333,6 +469,15 @@ fn render(
             system.name()
         ));
     }
+    let (defer, flush) = NapiKnobs::values();
+    let busy = format!(
+        "The SBC with busy polling (`xsk_busy_poll = \"on\"`, budget 64; the veths' \
+         napi_defer_hard_irqs = {defer}, gro_flush_timeout = {flush} ns)"
+    );
+    let deferral = format!(
+        "The SBC with the veths' NAPI deferral only (napi_defer_hard_irqs = {defer}, \
+         gro_flush_timeout = {flush} ns; no busy polling)"
+    );
     for (variant, system) in [
         (
             "The SBC's AF_XDP relay event-driven (`xsk_poll_us = 0`)",
@@ -342,7 +487,16 @@ fn render(
             "The SBC's relay sockets (`xdp = \"off\"`, no AF_XDP)",
             System::SbcSockets,
         ),
+        (busy.as_str(), System::SbcBusy),
+        (deferral.as_str(), System::SbcDefer),
+        (
+            "rtpengine with the same NAPI deferral",
+            System::RtpengineDefer,
+        ),
     ] {
+        if !results.keys().any(|k| k.2 == system) {
+            continue;
+        }
         writeln!(md, "\n{variant} ÷ rtpengine:\n")?;
         for mode in Mode::ALL {
             for &streams in &STREAMS {
@@ -356,6 +510,34 @@ fn render(
                     mode.name(),
                     us(system) / us(System::Rtpengine)
                 )?;
+            }
+        }
+    }
+    // Host tuning applies to both relays: with the NAPI knobs on both, SBC ÷ rtpengine.
+    if results.keys().any(|k| k.2 == System::RtpengineDefer) {
+        for system in [System::SbcBusy, System::SbcDefer] {
+            if !results.keys().any(|k| k.2 == system) {
+                continue;
+            }
+            writeln!(
+                md,
+                "\n\"{}\" ÷ \"{}\" (both with the NAPI knobs):\n",
+                system.name(),
+                System::RtpengineDefer.name()
+            )?;
+            for mode in Mode::ALL {
+                for &streams in &STREAMS {
+                    let us = |s| {
+                        med.get(&(mode, streams, s))
+                            .map_or(f64::NAN, |m: &(f64, f64)| m.0)
+                    };
+                    writeln!(
+                        md,
+                        "- {} × {streams} stream(s): {:.2}",
+                        mode.name(),
+                        us(system) / us(System::RtpengineDefer)
+                    )?;
+                }
             }
         }
     }
@@ -398,6 +580,24 @@ fn render(
                 "    {{\"mode\": \"{}\", \"streams\": {streams}, \"sbc_over_rtpengine\": {value}}}",
                 mode.key()
             ));
+        }
+    }
+    if !idle.is_empty() {
+        writeln!(
+            md,
+            "\nIdle cost ({} s after the last trial, calls up, no packets): forwarding-path CPU \
+             ms per second, each repetition:\n",
+            IDLE.as_secs()
+        )?;
+        for ((mode, streams, system), v) in idle {
+            let v: Vec<String> = v.iter().map(|c| format!("{:.2}", c * 1e3)).collect();
+            writeln!(
+                md,
+                "- {} × {streams} × {}: {}",
+                mode.name(),
+                system.name(),
+                v.join(", ")
+            )?;
         }
     }
     writeln!(
@@ -544,6 +744,17 @@ fn sbc_call(pbx: &UdpSocket, car: &UdpSocket, i: usize, mode: Mode) -> Result<u1
     Ok(relay_port)
 }
 
+/// How the SBC of a row runs.
+#[derive(Debug, Clone, Copy)]
+enum Variant {
+    /// XDP and AF_XDP, polling every so many µs (0: event-driven), with busy polling or not.
+    Poll(u32, bool),
+    /// No XDP at all, so the relay sockets carry the streams.
+    Sockets,
+}
+
+/// One SBC row; returns the trial and the forwarding path's idle CPU (seconds per second)
+/// measured afterwards.
 fn trial_sbc(
     lab: &Lab,
     napi: &[u32],
@@ -551,12 +762,11 @@ fn trial_sbc(
     work: &Path,
     streams: usize,
     mode: Mode,
-    xsk_poll_us: Option<u32>,
-) -> Result<Trial> {
-    // `None`: no XDP at all, so the relay sockets carry the streams.
-    let (xdp, poll) = match xsk_poll_us {
-        Some(us) => ("auto", us),
-        None => ("off", 0),
+    variant: Variant,
+) -> Result<(Trial, Option<f64>)> {
+    let (xdp, poll, busy) = match variant {
+        Variant::Poll(us, busy) => ("auto", us, if busy { "on" } else { "off" }),
+        Variant::Sockets => ("off", 0, "off"),
     };
     let instance = format!("benchsrtp{}", std::process::id());
     let config = work.join("sbc-srtp.toml");
@@ -592,6 +802,7 @@ max_cps = 1000
 xdp = "{xdp}"
 xsk = "auto"
 xsk_poll_us = {poll}
+xsk_busy_poll = "{busy}"
 interfaces = ["in0", "out0"]
 timeout_s = 0
 [limits]
@@ -652,7 +863,9 @@ listen = "127.0.0.1:8080"
     }
     // SRTP streams go through the AF_XDP relay (`media.xsk`), or the row says otherwise.
     let metrics = req("GET", "/metrics").map(|r| r.body).unwrap_or_default();
-    if xsk_poll_us.is_some() && !metrics.lines().any(|l| l == "sbc_media_xsk_active 1") {
+    if matches!(variant, Variant::Poll(..))
+        && !metrics.lines().any(|l| l == "sbc_media_xsk_active 1")
+    {
         eprintln!("bench:   warning: the SBC's AF_XDP relay is not active (socket relay measured)");
     }
     drop((pbx, car));
@@ -661,9 +874,26 @@ listen = "127.0.0.1:8080"
     let t = search(streams, |rate| {
         trial_at(lab, napi, relay, &targets, &mut packets, rate)
     });
+    // Whether busy polling engaged (options set, and a NAPI id for the sockets that
+    // received); and what the forwarding path costs once the packets stop.
+    if matches!(variant, Variant::Poll(_, true)) {
+        let metrics = req("GET", "/metrics").map(|r| r.body).unwrap_or_default();
+        let gauge: Vec<&str> = metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("sbc_media_xsk_busy_poll{") || l.starts_with("sbc_media_xsk_napi_id{")
+            })
+            .collect();
+        eprintln!("bench:   busy polling: {gauge:?}");
+    }
+    thread::sleep(Duration::from_secs(1));
+    let cpu = |p| -> u64 { napi.iter().map(|&n| task_cpu_ns(n)).sum::<u64>() + task_cpu_ns(p) };
+    let idle0 = cpu(relay);
+    thread::sleep(IDLE);
+    let idle = cpu(relay).saturating_sub(idle0) as f64 / 1e9 / IDLE.as_secs_f64();
     guard.term();
     drop(pins);
-    t
+    t.map(|t| (t, Some(idle)))
 }
 
 fn trial_rtpengine(lab: &Lab, napi: &[u32], streams: usize, mode: Mode) -> Result<Trial> {

@@ -693,6 +693,40 @@ proxy = "127.0.0.1:5090"
     }
 
     #[test]
+    fn xsk_busy_poll_is_off_by_default_and_needs_polling() {
+        use crate::config::XskBusyPoll;
+        let default = parse(MINIMAL).expect("valid").media;
+        assert_eq!(
+            (default.xsk_busy_poll, default.xsk_busy_poll_budget),
+            (XskBusyPoll::Off, 64)
+        );
+        let on = parse(&format!(
+            "{MINIMAL}\n[media]\nxsk_busy_poll = \"on\"\nxsk_busy_poll_budget = 128\n"
+        ))
+        .expect("valid");
+        assert_eq!(
+            (on.media.xsk_busy_poll, on.media.xsk_busy_poll_budget),
+            (XskBusyPoll::On, 128)
+        );
+        for (text, path) in [
+            (
+                "xsk_busy_poll = \"on\"\nxsk_poll_us = 0\n",
+                "media.xsk_busy_poll",
+            ),
+            ("xsk_busy_poll_budget = 0\n", "media.xsk_busy_poll_budget"),
+            (
+                "xsk_busy_poll_budget = 1025\n",
+                "media.xsk_busy_poll_budget",
+            ),
+        ] {
+            let problems = parse(&format!("{MINIMAL}\n[media]\n{text}")).expect_err(text);
+            let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
+            assert_eq!(paths, [path], "{problems:#?}");
+        }
+        assert!(parse(&format!("{MINIMAL}\n[media]\nxsk_busy_poll = \"yes\"\n")).is_err());
+    }
+
+    #[test]
     fn missing_and_unknown_sections() {
         let problems = parse("[bogus]\nx = 1\n").expect_err("empty");
         let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();

@@ -979,6 +979,19 @@ pub enum XskMode {
     Off,
 }
 
+/// Preferred busy polling of the AF_XDP sockets (`media.xsk_busy_poll`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XskBusyPoll {
+    /// The relay runs each socket's NAPI poll itself when it looks at the rings
+    /// (`SO_PREFER_BUSY_POLL`); needs the interfaces' `napi_defer_hard_irqs` and
+    /// `gro_flush_timeout` set, and `xsk_poll_us` > 0.
+    On,
+    /// NAPI runs in softirq or its kernel thread, as without AF_XDP.
+    #[default]
+    Off,
+}
+
 /// `[media]`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -1029,6 +1042,12 @@ pub struct Media {
     /// While media flows, the AF_XDP relay wakes every this many microseconds and takes what
     /// arrived, instead of once per ready ring (0: event-driven; at most 5,000; default 1,000).
     pub xsk_poll_us: u64,
+    /// Preferred busy polling of the AF_XDP sockets' NAPI contexts (`docs/media.md`, "Busy
+    /// polling"); default off.
+    pub xsk_busy_poll: XskBusyPoll,
+    /// Most frames one busy poll takes from the device (`SO_BUSY_POLL_BUDGET`), 1-1024;
+    /// default 64.
+    pub xsk_busy_poll_budget: u16,
 }
 
 impl Default for Media {
@@ -1050,6 +1069,8 @@ impl Default for Media {
             relay_idle_sockets: 4_096,
             xsk: XskMode::Auto,
             xsk_poll_us: 1_000,
+            xsk_busy_poll: XskBusyPoll::Off,
+            xsk_busy_poll_budget: 64,
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use super::{Config, MAX_MEDIA_ADDRESSES, Side, Transport, XdpMode};
+use super::{Config, MAX_MEDIA_ADDRESSES, Side, Transport, XdpMode, XskBusyPoll};
 
 /// Most userspace relay worker threads (`media.relay_workers`).
 const MAX_RELAY_WORKERS: usize = 256;
@@ -474,6 +474,21 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
         bad(
             "media.xsk_poll_us",
             "must be 0 (a wake-up per packet) to 5000".into(),
+        );
+    }
+    if !(1..=1024).contains(&m.xsk_busy_poll_budget) {
+        bad(
+            "media.xsk_busy_poll_budget",
+            "must be 1 to 1024 (frames per NAPI poll)".into(),
+        );
+    }
+    if m.xsk_busy_poll == XskBusyPoll::On && m.xsk_poll_us == 0 {
+        // Busy polling leaves the NAPI context to the relay's polls; an event-driven relay
+        // blocks in epoll instead of polling, so each packet would wait for the kernel's
+        // gro_flush_timeout timer.
+        bad(
+            "media.xsk_busy_poll",
+            "\"on\" needs media.xsk_poll_us > 0 (the relay polls the rings)".into(),
         );
     }
     if matches!(m.xdp, XdpMode::Native | XdpMode::Generic) && m.interfaces.is_empty() {

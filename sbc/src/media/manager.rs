@@ -50,6 +50,8 @@ pub struct MediaSettings {
     pub xsk_interfaces: Vec<String>,
     /// The AF_XDP relay's polling interval while media flows (`media.xsk_poll_us`).
     pub xsk_poll: Duration,
+    /// The AF_XDP sockets' busy-poll budget when `media.xsk_busy_poll` is on.
+    pub xsk_busy_poll: Option<u16>,
 }
 
 impl MediaSettings {
@@ -102,6 +104,8 @@ impl MediaSettings {
                 crate::config::XskMode::Off => Vec::new(),
             },
             xsk_poll: Duration::from_micros(c.media.xsk_poll_us),
+            xsk_busy_poll: (c.media.xsk_busy_poll == crate::config::XskBusyPoll::On)
+                .then_some(c.media.xsk_busy_poll_budget),
         }
     }
 }
@@ -200,6 +204,7 @@ impl MediaManager {
         };
         let xsk_interfaces = settings.xsk_interfaces.clone();
         let xsk_poll = settings.xsk_poll;
+        let xsk_busy_poll = settings.xsk_busy_poll;
         let kernel_latch = events.is_some();
         let events_ready = Arc::new(tokio::sync::Notify::new());
         let mappings = settings.relay.fast_path_mappings();
@@ -246,7 +251,7 @@ impl MediaManager {
             }));
             drop(spawned);
         }
-        inner.start_xsk(&xsk_interfaces, xsk_poll, kernel_latch);
+        inner.start_xsk(&xsk_interfaces, xsk_poll, xsk_busy_poll, kernel_latch);
         inner.update_gauges(&inner.core.lock());
         let weak = Arc::downgrade(&inner);
         runtime.spawn(async move {
@@ -430,7 +435,13 @@ impl Inner {
     /// commands that follow executed.
     /// Starts the AF_XDP relay on `interfaces` (empty: `media.xsk = "off"`) if it can run,
     /// logging once why not otherwise.
-    fn start_xsk(&self, interfaces: &[String], poll: Duration, kernel_latch: bool) {
+    fn start_xsk(
+        &self,
+        interfaces: &[String],
+        poll: Duration,
+        busy_poll: Option<u16>,
+        kernel_latch: bool,
+    ) {
         if interfaces.is_empty() {
             return;
         }
@@ -451,6 +462,7 @@ impl Inner {
         match super::xsk_relay::XskRelay::start(
             interfaces,
             poll,
+            busy_poll,
             xdp,
             Arc::downgrade(&self.core),
             self.metrics.clone(),
@@ -748,6 +760,7 @@ mod tests {
             relay_idle_sockets: 4_096,
             xsk_interfaces: Vec::new(),
             xsk_poll: Duration::ZERO,
+            xsk_busy_poll: None,
         }
     }
 

@@ -95,11 +95,14 @@ pub(crate) struct XskRelay {
 
 impl XskRelay {
     /// Opens an AF_XDP socket on every RX queue of `interfaces`, registers them with the XDP
-    /// program and starts the relay thread, which polls every `poll` while frames flow. An error says why AF_XDP cannot be used (the socket
-    /// relay then carries every userspace stream).
+    /// program and starts the relay thread, which polls every `poll` while frames flow, with
+    /// preferred busy polling of NAPI budget `busy_poll` when given (`media.xsk_busy_poll`).
+    /// An error says why AF_XDP cannot be used (the socket relay then carries every userspace
+    /// stream).
     pub fn start(
         interfaces: &[String],
         poll: Duration,
+        busy_poll: Option<u16>,
         xdp: &Mutex<XdpRelay>,
         core: Weak<Mutex<Core>>,
         metrics: MediaMetrics,
@@ -108,6 +111,7 @@ impl XskRelay {
             return Err("media.interfaces is empty".into());
         }
         let mut sockets = Vec::new();
+        let mut busy = Vec::new();
         let mut macs = HashMap::new();
         let mut base = 0u32;
         let mut x = xdp.lock();
@@ -119,6 +123,24 @@ impl XskRelay {
             for queue in 0..queues {
                 let s = Xsk::open(ifindex, queue)
                     .map_err(|e| format!("AF_XDP socket on {name} queue {queue}: {e}"))?;
+                let labels = [name.as_str(), &queue.to_string()];
+                let gauge = metrics.xsk_busy_poll.with_label_values(&labels);
+                let napi_id = metrics.xsk_napi_id.with_label_values(&labels);
+                if let Some(budget) = busy_poll {
+                    // Without it the relay still works, woken as without busy polling; the
+                    // gauge stays 0 and says so.
+                    if let Err(e) = s.set_busy_poll(budget) {
+                        tracing::warn!(interface = %name, queue, error = %e,
+                            "AF_XDP busy polling unavailable on this socket");
+                    }
+                }
+                let set = s.busy_poll().is_ok_and(|b| b.prefer && b.usecs > 0);
+                gauge.set(i64::from(set));
+                busy.push(Busy {
+                    on: busy_poll.is_some(),
+                    checked: false,
+                    napi_id,
+                });
                 x.register_xsk(ifindex, base, queue, s.as_fd())
                     .map_err(|e| format!("registering the AF_XDP socket of {name}: {e}"))?;
                 sockets.push(s);
@@ -126,6 +148,9 @@ impl XskRelay {
             base += queues;
         }
         drop(x);
+        if busy_poll.is_some() {
+            log_napi_knobs(interfaces);
+        }
         let (mailbox, inbox) = Mailbox::new().map_err(|e| e.to_string())?;
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|e| e.to_string())?;
         epoll
@@ -152,6 +177,7 @@ impl XskRelay {
             core,
             metrics,
             sockets,
+            busy,
             macs,
             streams: HashMap::new(),
             by_addr: HashMap::new(),
@@ -182,6 +208,17 @@ struct Entry {
     sockets: Box<Sockets>,
 }
 
+/// A socket's preferred busy polling (`media.xsk_busy_poll`).
+struct Busy {
+    /// Configured on: the relay polls the socket's NAPI context before reading its ring.
+    on: bool,
+    /// The kernel's view was read after frames arrived (the NAPI id comes with the first
+    /// frame, so that reading is final).
+    checked: bool,
+    /// `sbc_media_xsk_napi_id{interface, queue}`.
+    napi_id: prometheus::IntGauge,
+}
+
 /// A resolved (or not) next hop toward a peer address.
 #[derive(Clone, Copy)]
 struct Hop {
@@ -204,6 +241,8 @@ struct State {
     core: Weak<Mutex<Core>>,
     metrics: MediaMetrics,
     sockets: Vec<Xsk>,
+    /// Busy-polling state per socket (same index).
+    busy: Vec<Busy>,
     /// Our MAC per interface with a socket.
     macs: HashMap<u32, [u8; 6]>,
     streams: HashMap<StreamKey, Entry>,
@@ -257,7 +296,12 @@ impl State {
             let mut got = 0;
             if polling {
                 for i in 0..self.sockets.len() {
-                    got += self.drain(&core, i);
+                    self.poll_napi(i);
+                    let n = self.drain(&core, i);
+                    if n > 0 {
+                        self.check_busy(i);
+                    }
+                    got += n;
                 }
             } else {
                 // By index: `drain` needs `self` mutably while the events are read.
@@ -268,11 +312,65 @@ impl State {
                     if token != BELL
                         && let Ok(i) = usize::try_from(token)
                     {
-                        got += self.drain(&core, i);
+                        let n = self.drain(&core, i);
+                        if n > 0 {
+                            self.check_busy(i);
+                        }
+                        got += n;
                     }
                 }
             }
             polling = got > 0 && !self.poll.is_zero();
+        }
+    }
+
+    /// With busy polling on socket `i`, runs its NAPI poll here (the frames waiting in the
+    /// device reach the RX ring without a NAPI thread's wake-up). Only in polling mode: a relay
+    /// that then blocks in epoll leaves the queue to the kernel's `gro_flush_timeout` timer
+    /// (validation requires `xsk_poll_us` > 0).
+    fn poll_napi(&self, i: usize) {
+        let (Some(sock), Some(busy)) = (self.sockets.get(i), self.busy.get(i)) else {
+            return;
+        };
+        if !busy.on {
+            return;
+        }
+        if let Err(e) = sock.poll_napi() {
+            tracing::debug!(error = %e, "AF_XDP busy poll failed");
+        }
+    }
+
+    /// Sets socket `i`'s NAPI id gauge from the kernel's view, once frames have arrived on it
+    /// (before the first frame the socket has no NAPI id).
+    fn check_busy(&mut self, i: usize) {
+        let (Some(sock), Some(busy)) = (self.sockets.get(i), self.busy.get_mut(i)) else {
+            return;
+        };
+        if !busy.on || busy.checked {
+            return;
+        }
+        busy.checked = true;
+        match sock.busy_poll() {
+            Ok(state) => {
+                busy.napi_id.set(i64::from(state.napi_id));
+                if state.engaged() {
+                    tracing::info!(
+                        ifindex = sock.ifindex(),
+                        queue = sock.queue(),
+                        ?state,
+                        "AF_XDP busy polling engaged"
+                    );
+                } else {
+                    tracing::warn!(
+                        ifindex = sock.ifindex(),
+                        queue = sock.queue(),
+                        ?state,
+                        "AF_XDP busy polling cannot engage: the kernel reports no NAPI id for \
+                         this socket (veth does not, as of Linux 6.18)"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading AF_XDP busy-poll options failed"),
         }
     }
 
@@ -474,6 +572,34 @@ fn hop(
     });
     hops.insert(ip, Hop { at: now, found });
     found
+}
+
+/// Logs the NAPI knobs of `interfaces` that preferred busy polling relies on, warning when
+/// they are off (then every packet still schedules NAPI, and busy polling only adds polls).
+/// sysfs shows the interfaces of the namespace it was mounted in, so they may not be visible.
+fn log_napi_knobs(interfaces: &[String]) {
+    for name in interfaces {
+        let read = |knob: &str| {
+            std::fs::read_to_string(format!("/sys/class/net/{name}/{knob}"))
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        match (read("napi_defer_hard_irqs"), read("gro_flush_timeout")) {
+            (Some(defer), Some(timeout)) if defer > 0 && timeout > 0 => {
+                tracing::info!(interface = %name, napi_defer_hard_irqs = defer,
+                    gro_flush_timeout_ns = timeout, "AF_XDP busy polling: NAPI deferral set");
+            }
+            (Some(defer), Some(timeout)) => {
+                tracing::warn!(interface = %name, napi_defer_hard_irqs = defer,
+                    gro_flush_timeout_ns = timeout,
+                    "AF_XDP busy polling needs napi_defer_hard_irqs and gro_flush_timeout set \
+                     on the interface (docs/media.md); without them NAPI still runs per packet");
+            }
+            _ => tracing::info!(interface = %name,
+                "AF_XDP busy polling: the interface's NAPI knobs are not visible here \
+                 (sysfs of another network namespace)"),
+        }
+    }
 }
 
 /// Duplicates a stream's sockets for the AF_XDP relay's fallback sends.

@@ -139,6 +139,7 @@ mod tests {
             relay_idle_sockets: 4_096,
             xsk_interfaces: Vec::new(),
             xsk_poll: Duration::ZERO,
+            xsk_busy_poll: None,
         };
         let metrics = Metrics::new().expect("metrics");
         let mut m = MediaManager::new(settings, None, metrics.media.clone());
