@@ -51,6 +51,8 @@ pub struct Metrics {
     /// `SO_TIMESTAMPNS`) before the SBC read it, by side: the queueing ahead of
     /// `sip_handling`, where a busy or stalled signaling thread shows first.
     pub sip_receive_wait: HistogramVec,
+    /// Signaling shards refusing new calls for overload right now (`sbc_proto::overload`).
+    pub sip_overload_shards: IntGauge,
     /// RFC 5626 CRLF keep-alive pings answered with a pong, by side and transport.
     pub sip_keepalives: IntCounterVec,
     /// Open SIP stream connections, by side and transport.
@@ -438,6 +440,12 @@ impl Metrics {
             &["side"],
         )?;
         registry.register(Box::new(sip_receive_wait.clone()))?;
+        let sip_overload_shards = IntGauge::new(
+            "sbc_sip_overload_shards",
+            "Signaling shards refusing new calls with 503 right now because their new \
+             requests wait behind a standing queue ([limits] queue_delay_target_ms).",
+        )?;
+        registry.register(Box::new(sip_overload_shards.clone()))?;
         for side in ["inside", "outside"] {
             sip_handling.with_label_values(&[side]);
             sip_receive_wait.with_label_values(&[side]);
@@ -468,6 +476,7 @@ impl Metrics {
             sip_send_errors,
             sip_handling,
             sip_receive_wait,
+            sip_overload_shards,
             sip_keepalives,
             sip_connections,
             tls_reloads,

@@ -343,6 +343,9 @@ async fn run_shard(
             let _ = w.reports.send(Report::Drained(w.shard));
         }
     }
+    if sbc.shedding() {
+        w.metrics.sip_overload_shards.dec();
+    }
     deregister(&mut sbc, &mut w, &mut tracker).await;
     tracing::info!(
         shard = w.shard.index(),
@@ -357,7 +360,28 @@ async fn run_shard(
 fn receive(sbc: &mut Sbc, w: &mut Lane, now: Instant, m: Inbound) -> bool {
     let (side, transport) = (m.peer.side, m.peer.transport);
     let incoming = Incoming::of(&m.message);
-    match sbc.handle_datagram(now, m.peer, m.message, &mut w.media) {
+    let waited = now.saturating_duration_since(m.received);
+    let shedding = sbc.shedding();
+    let received = sbc.handle_datagram(now, m.peer, m.message, waited, &mut w.media);
+    if sbc.shedding() != shedding {
+        // The gauge moves on a change only: it is shared by the shards.
+        if shedding {
+            w.metrics.sip_overload_shards.dec();
+            tracing::info!(
+                shard = w.shard.index(),
+                "overload over: new calls admitted again"
+            );
+        } else {
+            w.metrics.sip_overload_shards.inc();
+            tracing::warn!(
+                shard = w.shard.index(),
+                waited_ms = waited.as_millis(),
+                "overload: new requests wait behind a standing queue; refusing new calls with 503"
+            );
+        }
+    }
+    match received {
+        Received::Shed => true,
         Received::Call => {
             if let Some(i) = incoming {
                 w.calls.received(side, i);
@@ -683,7 +707,8 @@ async fn deregister(sbc: &mut Sbc, w: &mut Lane, tracker: &mut CallTracker) {
         let now = Instant::now();
         match input {
             Input::Message(m) => {
-                sbc.handle_datagram(now, m.peer, m.message, &mut w.media);
+                // Stopping: only answers to our REGISTERs are taken, no new call.
+                sbc.handle_datagram(now, m.peer, m.message, Duration::ZERO, &mut w.media);
             }
             _ => sbc.handle_timeout(now, &mut w.media),
         }

@@ -29,6 +29,7 @@ use sbc_proto::{
     b2bua::{B2buaConfig, LocalAddr, Rng, Stats, Target, Transmit, TrunkConfig},
     media::FakeMedia,
     net::{Peer, Side, TransportKind},
+    overload::OverloadConfig,
     protect::GuardConfig,
     sbc::{AclConfig, Sbc, SbcConfig, TrunkProxy},
     sip::{HeaderName, Limits, Message, StatusCode},
@@ -171,6 +172,7 @@ fn config() -> SbcConfig {
             deny: Vec::new(),
         },
         guard: GuardConfig::default(),
+        overload: OverloadConfig::default(),
         trunks: vec![TrunkProxy {
             name: "carrier".into(),
             proxy: CARRIER.into(),
@@ -208,7 +210,7 @@ mod measured {
         datagram: &[u8],
     ) -> Result<(), ParseError> {
         let msg = Message::parse(Bytes::copy_from_slice(datagram), &Limits::default())?;
-        sbc.handle_datagram(now, from, msg, media);
+        sbc.handle_datagram(now, from, msg, std::time::Duration::ZERO, media);
         Ok(())
     }
 

@@ -33,6 +33,7 @@ pub mod hep;
 pub mod limit;
 pub mod media;
 pub mod net;
+pub mod overload;
 pub mod protect;
 pub mod register;
 pub mod routing;

@@ -157,6 +157,13 @@ pub struct Limits {
     /// Most relayed digest challenges remembered at once while the challenged side's retry is
     /// awaited (each for 64·T1); beyond it the oldest is forgotten.
     pub max_pending_challenges: usize,
+    /// Overload control: a new request that waited this many milliseconds or more in its
+    /// shard's queue counts as waiting behind a standing queue (0: off).
+    pub queue_delay_target_ms: u32,
+    /// Waits at or above the target for this many milliseconds without a break: new calls
+    /// are refused with 503 (no Retry-After) until a request waits less again
+    /// (`sbc_calls_admission_rejected_total{limit="queue_delay"}`).
+    pub queue_delay_interval_ms: u32,
 }
 
 impl Limits {
@@ -221,6 +228,8 @@ impl Default for Limits {
             stateless_reply_rate: 20,
             stateless_reply_burst: 40,
             max_pending_challenges: 10_000,
+            queue_delay_target_ms: 50,
+            queue_delay_interval_ms: 100,
         }
     }
 }

@@ -12,6 +12,7 @@ use sbc_proto::{
     health::HealthConfig,
     limit::CallLimits,
     net::{Peer, Side, TransportKind},
+    overload::OverloadConfig,
     protect::GuardConfig,
     register::RegConfig,
     sbc::{AclConfig, DrainConfig, SbcConfig, TrunkHealth, TrunkProxy, TrunkRegistration},
@@ -31,6 +32,10 @@ pub fn sbc_config(c: &Config) -> SbcConfig {
         b2bua,
         acl: acl_config(c),
         guard: guard_config(c),
+        overload: OverloadConfig {
+            target: Duration::from_millis(u64::from(c.limits.queue_delay_target_ms)),
+            interval: Duration::from_millis(u64::from(c.limits.queue_delay_interval_ms)),
+        },
         trunks: c
             .trunks
             .iter()

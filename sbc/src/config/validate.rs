@@ -397,6 +397,14 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
     if c.limits.retry_after_s > 86_400 {
         bad("limits.retry_after_s", "must be 0-86400".into());
     }
+    // Beyond ten seconds every INVITE has been retransmitted several times (T1 = 500 ms):
+    // a bound that high protects nothing.
+    if c.limits.queue_delay_target_ms > 10_000 {
+        bad("limits.queue_delay_target_ms", "must be 0-10000".into());
+    }
+    if c.limits.queue_delay_interval_ms > 10_000 {
+        bad("limits.queue_delay_interval_ms", "must be 0-10000".into());
+    }
     if c.limits.source_rate > 0 && !(1..=86_400).contains(&c.limits.ban_s) {
         bad("limits.ban_s", "must be 1-86400".into());
     }

@@ -172,13 +172,35 @@ impl B2bua {
     /// allows a stateless answer): a flood of refused INVITEs costs no memory. A retransmitted
     /// INVITE (the 503 was lost) is judged again like a new one; its ACK is a stray ACK.
     pub(super) fn refuse_statelessly(&mut self, peer: Peer, msg: &Message) {
-        self.stateless_503(peer, msg, self.cfg.retry_after_s);
+        self.stateless_503(peer, msg, Some(self.cfg.retry_after_s));
     }
 
-    /// A stateless 503 to `msg` with `Retry-After: retry_after_s`.
-    pub(super) fn stateless_503(&mut self, peer: Peer, msg: &Message, retry_after_s: u32) {
+    /// Refuses `msg` if it is a new call (an INVITE without To tag that is not a
+    /// retransmission of one already taken up) while the shard is overloaded (`overload.rs`):
+    /// a stateless 503 without Retry-After, counted as [`Event::AdmissionRejected`] with limit
+    /// `queue_delay` and recorded for the CDRs. False for anything else, which goes on as
+    /// usual: a retransmission is absorbed by its transaction, a CANCEL reaches its INVITE.
+    pub fn shed_new_call(&mut self, peer: Peer, msg: &Message) -> bool {
+        if msg.method() != Some(&Method::Invite)
+            || msg.to_tag().is_some()
+            || self.tx.find_server(msg).is_some()
+        {
+            return false;
+        }
+        self.events.push_back(Event::AdmissionRejected {
+            from: peer.side,
+            limit: "queue_delay",
+        });
+        self.record_refusal(msg, peer.side, Refusal::ServiceUnavailable.code());
+        self.stateless_503(peer, msg, None);
+        true
+    }
+
+    /// A stateless 503 to `msg`, with `Retry-After: retry_after_s` when given.
+    pub(super) fn stateless_503(&mut self, peer: Peer, msg: &Message, retry_after_s: Option<u32>) {
         let tag = self.rng.token();
-        let retry = retry_after_s.to_string();
+        let retry = retry_after_s.map(|s| s.to_string());
+        let retry_header = retry.as_deref().map(|r| ("Retry-After", r));
         let data = msg::response(
             msg,
             &ResponseSpec {
@@ -189,7 +211,7 @@ impl B2bua {
                 user_agent: &self.cfg.user_agent,
                 content_type: None,
                 body: b"",
-                extra: &[("Retry-After", &retry)],
+                extra: retry_header.as_slice(),
             },
             None,
             &[],

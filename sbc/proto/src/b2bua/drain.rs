@@ -49,7 +49,7 @@ impl B2bua {
             limit: "draining",
         });
         self.record_refusal(msg, peer.side, Refusal::ServiceUnavailable.code());
-        self.stateless_503(peer, msg, retry);
+        self.stateless_503(peer, msg, Some(retry));
         true
     }
 }

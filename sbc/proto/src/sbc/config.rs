@@ -8,6 +8,7 @@ use crate::{
     b2bua::B2buaConfig,
     health::HealthConfig,
     net::{Peer, TransportKind},
+    overload::OverloadConfig,
     protect::GuardConfig,
     register::RegConfig,
 };
@@ -27,6 +28,8 @@ pub struct SbcConfig {
     pub acl: AclConfig,
     /// Per-source rate limits and bans.
     pub guard: GuardConfig,
+    /// Overload control by queueing delay.
+    pub overload: OverloadConfig,
     /// The trunks in order of preference (position = the B2BUA's trunk index).
     pub trunks: Vec<TrunkProxy>,
     /// Outbound registrations (trunks with `register = true`).

@@ -16,6 +16,9 @@ pub enum Received {
     RegistrationAnswer,
     /// Handed to the call layer (the B2BUA).
     Call,
+    /// A new call refused with a stateless 503 for overload (`overload.rs`); counted by the
+    /// B2BUA's admission event with limit `queue_delay`.
+    Shed,
     /// Ignored while shutting down (only answers to the final REGISTERs are wanted then).
     ShuttingDown,
 }

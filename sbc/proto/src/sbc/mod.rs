@@ -7,7 +7,9 @@
 //!   receive-path policy in this order: the operator's denylist, the per-source rate limit and
 //!   bans, the ACL of the side it arrived on, the User-Agent denylist (requests); answers to
 //!   our own OPTIONS pings go to the health checks and answers to our own REGISTERs to the
-//!   registrations; everything else to the B2BUA. The return value says which ([`Received`]).
+//!   registrations; while a standing queue of new requests waits, new calls are refused with
+//!   a stateless 503 (overload control, [`crate::overload`]); everything else to the B2BUA.
+//!   The return value says which ([`Received`]).
 //! - [`Sbc::handle_timeout`]: time passed (at least at [`Sbc::poll_timeout`]).
 //! - [`Sbc::handle_dns`]: a trunk proxy name resolved.
 //! - Admin commands: [`Sbc::reconfigure`], [`Sbc::end_call`], [`Sbc::unban`],
@@ -39,7 +41,11 @@ mod trunks;
 #[cfg(test)]
 mod tests;
 
-use std::{collections::VecDeque, net::IpAddr, time::Instant};
+use std::{
+    collections::VecDeque,
+    net::IpAddr,
+    time::{Duration, Instant},
+};
 
 pub use acl::{Acl, AclConfig};
 pub use config::{SbcConfig, TrunkHealth, TrunkProxy, TrunkRegistration, UNRESOLVED};
@@ -52,6 +58,7 @@ use crate::{
     health::Health,
     media::MediaControl,
     net::Peer,
+    overload::Overload,
     protect::{BanInfo, GuardConfig, Screening, SourceGuard},
     register::Registration,
     sip::{Message, Method},
@@ -80,6 +87,8 @@ pub struct Sbc {
     stopping: bool,
     /// Graceful drain ([`Sbc::drain`]).
     drain: drain::Drain,
+    /// Overload control: refuses new calls while a standing queue waits (`overload.rs`).
+    overload: Overload,
     /// Trunk health as the shard running the checks reported it ([`Sbc::apply_health`]).
     remote_health: Vec<(String, Health)>,
 }
@@ -105,6 +114,7 @@ impl Sbc {
             active_bans: 0,
             stopping: false,
             drain: drain::Drain::default(),
+            overload: Overload::new(cfg.overload),
             remote_health: Vec::new(),
         };
         sbc.apply_trunks(now);
@@ -160,6 +170,11 @@ impl Sbc {
         self.active_bans
     }
 
+    /// Whether new calls are being refused for overload (`overload.rs`).
+    pub fn shedding(&self) -> bool {
+        self.overload.shedding()
+    }
+
     /// The OPTIONS health of every checked trunk.
     pub fn health(&self) -> impl Iterator<Item = (&str, Health)> {
         self.checks
@@ -180,14 +195,17 @@ impl Sbc {
 
     /// Handles one received SIP message from `peer` (parsed by the transport): the receive-path
     /// policy, then the health checks, the registrations or the B2BUA.
+    /// `waited` is how long it waited between its arrival and now (in the shard's lane):
+    /// the overload rule's signal (`overload.rs`).
     pub fn handle_datagram(
         &mut self,
         now: Instant,
         peer: Peer,
         msg: Message,
+        waited: Duration,
         media: &mut dyn MediaControl,
     ) -> Received {
-        let received = self.receive(now, peer, msg, media);
+        let received = self.receive(now, peer, msg, waited, media);
         self.advance_drain(now);
         self.flush();
         received
@@ -198,6 +216,7 @@ impl Sbc {
         now: Instant,
         peer: Peer,
         msg: Message,
+        waited: Duration,
         media: &mut dyn MediaControl,
     ) -> Received {
         if self.stopping {
@@ -222,6 +241,13 @@ impl Sbc {
                 self.regs.handle_response(now, &msg);
                 return Received::RegistrationAnswer;
             }
+        } else if msg.to_tag().is_none()
+            && self.overload.observe(now, waited)
+            && self.b2bua.shed_new_call(peer, &msg)
+        {
+            // Requests without To tag are those of the lane for new work: their wait is
+            // the queue's. Only a new call is refused; the rest is cheap or ends something.
+            return Received::Shed;
         }
         self.b2bua.handle_message(now, peer, msg, media);
         Received::Call
@@ -326,6 +352,7 @@ impl Sbc {
             .reconfigure(cfg.registrations, &mut self.rng, now, &mut self.transmits);
         self.guard.set_config(cfg.guard);
         self.guard_cfg = cfg.guard;
+        self.overload.set_config(cfg.overload);
         self.b2bua.set_config(cfg.b2bua);
         self.checks.apply(&mut self.b2bua, &mut self.events, true);
         self.acl = Acl::new(cfg.acl);

@@ -12,13 +12,13 @@ const DRAIN: DrainConfig = DrainConfig {
 };
 
 /// The lab with the default per-source budgets (a call's few messages never hit them).
-fn lab() -> Lab {
+pub(super) fn lab() -> Lab {
     let mut cfg = config();
     cfg.guard = GuardConfig::default();
     Lab::new(cfg)
 }
 
-fn invite(n: u32) -> String {
+pub(super) fn invite(n: u32) -> String {
     let sdp = "v=0\r\no=pbx 1 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\n\
                m=audio 40000 RTP/AVP 0\r\n";
     format!(
@@ -38,7 +38,7 @@ fn invite(n: u32) -> String {
 }
 
 /// A response to `req` with `status`, a To tag, and an SDP answer on a 200 to an INVITE.
-fn answer(req: &Message, status: u16) -> String {
+pub(super) fn answer(req: &Message, status: u16) -> String {
     let text = String::from_utf8_lossy(req.as_bytes()).to_string();
     let mut out = format!("SIP/2.0 {status} Whatever\n");
     for line in text.split("\r\n").skip(1) {
@@ -70,7 +70,7 @@ fn answer(req: &Message, status: u16) -> String {
     out
 }
 
-fn header(m: &Message, name: &str) -> String {
+pub(super) fn header(m: &Message, name: &str) -> String {
     m.headers()
         .all_named(name)
         .find_map(|h| h.value_str().map(str::to_owned))
@@ -78,7 +78,7 @@ fn header(m: &Message, name: &str) -> String {
 }
 
 /// A PBX → carrier call, answered and ACKed. Returns the To the PBX got (with our tag).
-fn establish(lab: &mut Lab, n: u32) -> String {
+pub(super) fn establish(lab: &mut Lab, n: u32) -> String {
     let pbx = peer(Side::Inside, PBX);
     let carrier = peer(Side::Outside, CARRIER);
     assert_eq!(lab.deliver(pbx, &invite(n)), Received::Call);

@@ -8,6 +8,7 @@ mod cluster_bans;
 mod denylist;
 mod drain;
 mod flood;
+mod overload;
 mod reconfigure;
 mod registration_lease;
 mod rfc4475;
@@ -111,6 +112,7 @@ fn config() -> SbcConfig {
             ban: Duration::from_secs(60),
             ..GuardConfig::default()
         },
+        overload: crate::overload::OverloadConfig::default(),
         trunks: vec![TrunkProxy {
             name: "carrier".into(),
             proxy: CARRIER.into(),
@@ -185,10 +187,15 @@ impl Lab {
 
     /// Delivers `text` (LF line ends) from `from`.
     fn deliver(&mut self, from: Peer, text: &str) -> Received {
+        self.deliver_waited(from, text, Duration::ZERO)
+    }
+
+    /// Delivers `text` from `from` after it `waited` in the shard's queue.
+    fn deliver_waited(&mut self, from: Peer, text: &str, waited: Duration) -> Received {
         let msg = Message::parse(Bytes::from(text.replace('\n', "\r\n")), &Limits::default())
             .unwrap_or_else(|e| panic!("test message does not parse: {e}\n{text}"));
         self.sbc
-            .handle_datagram(self.now, from, msg, &mut self.media)
+            .handle_datagram(self.now, from, msg, waited, &mut self.media)
     }
 
     fn advance(&mut self, by: Duration) {
