@@ -228,7 +228,8 @@ impl MediaTable {
         self.sessions.is_empty()
     }
 
-    /// Fast-path mappings asked of the kernel, over all streams.
+    /// Fast-path mappings asked of the kernel, over all streams. Visits every stream: for
+    /// a periodic gauge or an admin request, not for every call.
     pub fn mappings(&self) -> usize {
         self.sessions
             .values()

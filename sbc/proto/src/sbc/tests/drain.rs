@@ -111,6 +111,20 @@ pub(super) fn establish(lab: &mut Lab, n: u32) -> String {
     header(&ok, "To")
 }
 
+/// The PBX's BYE of call `n`, whose To (with our tag) is `to`.
+pub(super) fn pbx_bye(n: u32, to: &str) -> String {
+    format!(
+        "BYE sip:15551234567@10.0.0.1:5060 SIP/2.0\n\
+         Via: SIP/2.0/UDP {PBX};branch=z9hG4bKbye{n}\n\
+         Max-Forwards: 70\n\
+         From: <sip:100@10.0.0.2>;tag=f{n}\n\
+         To: {to}\n\
+         Call-ID: call-{n}@10.0.0.2\n\
+         CSeq: 2 BYE\n\
+         Content-Length: 0\n\n"
+    )
+}
+
 fn byes(sent: &[(Peer, Message)]) -> Vec<(Side, Message)> {
     sent.iter()
         .filter(|(_, m)| m.method() == Some(&Method::Bye))
@@ -148,17 +162,7 @@ fn calls_that_end_by_themselves_end_the_drain_without_a_bye_of_ours() {
     lab.advance(Duration::from_secs(10));
     assert!(byes(&lab.sent()).is_empty());
     // The PBX hangs up; the carrier answers the relayed BYE.
-    let bye = format!(
-        "BYE sip:15551234567@10.0.0.1:5060 SIP/2.0\n\
-         Via: SIP/2.0/UDP {PBX};branch=z9hG4bKbye1\n\
-         Max-Forwards: 70\n\
-         From: <sip:100@10.0.0.2>;tag=f1\n\
-         To: {to}\n\
-         Call-ID: call-1@10.0.0.2\n\
-         CSeq: 2 BYE\n\
-         Content-Length: 0\n\n"
-    );
-    lab.deliver(peer(Side::Inside, PBX), &bye);
+    lab.deliver(peer(Side::Inside, PBX), &pbx_bye(1, &to));
     let relayed = byes(&lab.sent());
     assert_eq!(relayed.len(), 1);
     assert!(

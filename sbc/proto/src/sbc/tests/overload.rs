@@ -2,7 +2,7 @@
 //! calls get a stateless 503 without Retry-After; retransmissions, CANCELs and the calls
 //! already up go on; a short wait admits calls again.
 
-use super::drain::{answer, establish, header, invite, lab};
+use super::drain::{answer, establish, header, invite, lab, pbx_bye};
 use super::*;
 use crate::{b2bua, sip::Method};
 
@@ -124,18 +124,8 @@ fn retransmissions_cancels_and_calls_up_are_not_refused() {
     assert!(statuses.contains(&200), "CANCEL answered: {statuses:?}");
     assert!(lab.sbc.shedding(), "still overloaded");
     // The established call's BYE (To tag: the other lane) goes through whatever it waited.
-    let bye = format!(
-        "BYE sip:15551234567@10.0.0.1:5060 SIP/2.0\n\
-         Via: SIP/2.0/UDP {PBX};branch=z9hG4bKbye1\n\
-         Max-Forwards: 70\n\
-         From: <sip:100@10.0.0.2>;tag=f1\n\
-         To: {to}\n\
-         Call-ID: call-1@10.0.0.2\n\
-         CSeq: 2 BYE\n\
-         Content-Length: 0\n\n"
-    );
     assert_eq!(
-        lab.deliver_waited(pbx(), &bye, Duration::from_secs(1)),
+        lab.deliver_waited(pbx(), &pbx_bye(1, &to), Duration::from_secs(1)),
         Received::Call
     );
     let relayed: Vec<_> = lab
