@@ -360,7 +360,9 @@ async fn run_shard(
 fn receive(sbc: &mut Sbc, w: &mut Lane, now: Instant, m: Inbound) -> bool {
     let (side, transport) = (m.peer.side, m.peer.transport);
     let incoming = Incoming::of(&m.message);
-    let waited = now.saturating_duration_since(m.received);
+    // In the kernel's queue and in the shard's lane: when the SBC falls behind, the backlog
+    // may build up in either.
+    let waited = now.saturating_duration_since(m.arrived);
     let shedding = sbc.shedding();
     let received = sbc.handle_datagram(now, m.peer, m.message, waited, &mut w.media);
     if sbc.shedding() != shedding {

@@ -984,6 +984,38 @@ proxy = "127.0.0.1:5090"
         );
     }
 
+    #[test]
+    fn overload_keys_are_validated_and_reach_the_core() {
+        for (section, path) in [
+            (
+                "[limits]\nqueue_delay_target_ms = 10001",
+                "limits.queue_delay_target_ms",
+            ),
+            (
+                "[limits]\nqueue_delay_interval_ms = 10001",
+                "limits.queue_delay_interval_ms",
+            ),
+        ] {
+            let problems = parse(&format!("{MINIMAL}\n{section}\n")).expect_err(section);
+            assert!(
+                problems.iter().any(|p| p.path == path && p.line.is_some()),
+                "{section}: {problems:#?}"
+            );
+        }
+        let default =
+            crate::config::sbc_config(&parse(MINIMAL).unwrap_or_else(|p| panic!("{p:?}")));
+        assert_eq!(
+            default.overload,
+            sbc_proto::overload::OverloadConfig::default()
+        );
+        let off = parse(&format!(
+            "{MINIMAL}\n[limits]\nqueue_delay_target_ms = 0\nqueue_delay_interval_ms = 250\n"
+        ))
+        .unwrap_or_else(|p| panic!("{p:?}"));
+        let o = crate::config::sbc_config(&off).overload;
+        assert_eq!((o.target.as_millis(), o.interval.as_millis()), (0, 250));
+    }
+
     /// systemd kills what outlasts TimeoutStopSec: the shipped unit must leave the default
     /// drain (timeout, BYE wait, 2 s of de-registration) time to finish.
     #[test]

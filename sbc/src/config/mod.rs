@@ -228,8 +228,8 @@ impl Default for Limits {
             stateless_reply_rate: 20,
             stateless_reply_burst: 40,
             max_pending_challenges: 10_000,
-            queue_delay_target_ms: 50,
-            queue_delay_interval_ms: 100,
+            queue_delay_target_ms: 200,
+            queue_delay_interval_ms: 500,
         }
     }
 }

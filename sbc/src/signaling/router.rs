@@ -162,6 +162,7 @@ mod tests {
             },
             message,
             received: std::time::Instant::now(),
+            arrived: std::time::Instant::now(),
         }
     }
 

@@ -25,6 +25,11 @@ pub struct Inbound {
     /// When the transport had its bytes (before parsing): the start of the time the SBC
     /// spends on it (`sbc_sip_handling_seconds`).
     pub received: Instant,
+    /// When it arrived: the kernel's arrival time where the socket gives one (UDP), else
+    /// `received`. The wait since then, in the kernel's queue and in the shard's, is the
+    /// overload signal (`sbc_proto::overload`): when the SBC falls behind, the backlog may
+    /// build up in either.
+    pub arrived: Instant,
 }
 
 /// The decision for one received unit.
@@ -51,6 +56,7 @@ pub(crate) fn examine(data: Bytes, peer: Peer, limits: &Limits) -> Intake {
                 peer,
                 message,
                 received,
+                arrived: received,
             });
         }
         Err(e) => e,

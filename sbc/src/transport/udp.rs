@@ -111,14 +111,13 @@ pub(crate) async fn receive_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, si
             return;
         }
         for _ in 0..BATCH {
-            let (n, source) = match recv_stamped(&socket, &mut buf, &mut cmsg) {
+            let (n, source, kernel_wait) = match recv_stamped(&socket, &mut buf, &mut cmsg) {
                 Ok((n, source, arrival)) => {
-                    if let Some(wait) =
-                        arrival.and_then(|a| SystemTime::now().duration_since(a).ok())
-                    {
+                    let wait = arrival.and_then(|a| SystemTime::now().duration_since(a).ok());
+                    if let Some(wait) = wait {
                         counters.receive_wait.observe(wait.as_secs_f64());
                     }
-                    (n, source)
+                    (n, source, wait)
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
@@ -154,7 +153,10 @@ pub(crate) async fn receive_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, si
             };
             let data = Bytes::copy_from_slice(data);
             match examine(data.clone(), peer, &shared.config.limits) {
-                Intake::Deliver(m) => {
+                Intake::Deliver(mut m) => {
+                    if let Some(at) = kernel_wait.and_then(|w| m.received.checked_sub(w)) {
+                        m.arrived = at;
+                    }
                     shared.trace_in(&m, local, &data);
                     match shared.inbound.try_send(m) {
                         Ok(()) => {}

@@ -112,7 +112,11 @@ fn config() -> SbcConfig {
             ban: Duration::from_secs(60),
             ..GuardConfig::default()
         },
-        overload: crate::overload::OverloadConfig::default(),
+        // Short, so the tests' waits stay readable (the rule is the same at any scale).
+        overload: crate::overload::OverloadConfig {
+            target: Duration::from_millis(50),
+            interval: Duration::from_millis(100),
+        },
         trunks: vec![TrunkProxy {
             name: "carrier".into(),
             proxy: CARRIER.into(),
