@@ -4,7 +4,7 @@
 //! off the RX rings, decides and transforms every payload of a batch with the same per-packet
 //! seam as the socket relay ([`relay::forward`], under one hold of the table's lock), writes
 //! the outgoing frame (headers, fresh checksums) into the egress interface's TX ring and kicks
-//! each socket once per batch. That skips, per packet, the veth's skb build, IP/UDP receive,
+//! each socket once per batch (while polling, the sleep that follows sends the last batch). That skips, per packet, the veth's skb build, IP/UDP receive,
 //! socket queueing and wake-up on the way in, and routing, neighbour lookup and the UDP/IP
 //! output path on the way out.
 //!
@@ -169,6 +169,7 @@ impl XskRelay {
         let via_socket = metrics.xsk_packets.with_label_values(&["socket"]);
         let mut state = State {
             poll: poll.min(MAX_POLL),
+            noted_kicks: false,
             via_xsk,
             via_socket,
             epoll,
@@ -256,6 +257,9 @@ struct State {
     events: Vec<EpollEvent>,
     /// Polling interval while frames keep arriving (0: a wake-up per ready ring).
     poll: Duration,
+    /// A sleep's poll has left frames behind once (logged once: the kernel's TX batch is
+    /// smaller than [`xsk::POLL_SENDS`], or its poll does not send).
+    noted_kicks: bool,
     /// `xsk_packets` by path, resolved once.
     via_xsk: prometheus::IntCounter,
     via_socket: prometheus::IntCounter,
@@ -266,13 +270,27 @@ impl State {
         // After a wake-up that found frames, the thread sleeps `poll` and then looks at every
         // RX ring instead of waiting for the next frame's wake-up (interrupt moderation, as
         // NAPI does): while media flows, one wake-up serves every frame of the interval, the
-        // kernel's data-ready callback finds no waiter to wake, and one TX kick carries them
-        // all. The cost is up to `poll` of added delay. An interval that finds nothing goes
+        // kernel's data-ready callback finds no waiter to wake, and the sleep's own `ppoll`
+        // sends them all (`xsk::sleep_sending`: no `sendto`, and the NAPI thread the send
+        // wakes does not preempt this one). The cost is up to `poll` of added delay. An interval that finds nothing goes
         // back to blocking in epoll, so an idle relay sleeps.
         let mut polling = false;
         loop {
             let n = if polling {
-                thread::sleep(self.poll);
+                // The frames the last pass queued leave on the way into the sleep.
+                match xsk::sleep_sending(&mut self.sockets, self.poll) {
+                    Ok(0) => {}
+                    Ok(kicked) => {
+                        if !self.noted_kicks {
+                            self.noted_kicks = true;
+                            tracing::debug!(
+                                kicked,
+                                "AF_XDP relay: frames left after the sleep's poll were kicked"
+                            );
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "AF_XDP transmit kick failed"),
+                }
                 0
             } else {
                 match self.epoll.wait(&mut self.events, EpollTimeout::NONE) {
@@ -533,8 +551,15 @@ impl State {
                 failed.push(m);
             }
         }
+        // While polling, the next pass of `run` sleeps in `xsk::sleep_sending`, which sends
+        // the last batch of each socket; without polling everything goes now.
+        let keep = if self.poll.is_zero() {
+            0
+        } else {
+            xsk::POLL_SENDS
+        };
         for s in &mut self.sockets {
-            if let Err(e) = s.kick() {
+            if let Err(e) = s.kick_beyond(keep) {
                 tracing::debug!(error = %e, "AF_XDP transmit kick failed");
             }
         }

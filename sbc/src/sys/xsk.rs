@@ -2,7 +2,8 @@
 //! per interface and RX queue, each with its own UMEM, bound in copy mode (`XDP_COPY`, which
 //! every driver supports, veth included). The XDP program redirects such streams' frames into
 //! the RX ring; the relay writes frames to send into the TX ring and kicks the kernel with one
-//! `sendto` per batch.
+//! `sendto` per batch, or, while it polls, lets the `ppoll` it sleeps in send them
+//! ([`sleep_sending`]).
 //!
 //! UMEM layout: [`FRAMES`] frames of [`FRAME_SIZE`] bytes; the first half is lent to the kernel
 //! for receiving (fill ring → RX ring → back to the fill ring once read), the second half is
@@ -33,6 +34,11 @@ pub const FRAMES: u32 = 2048;
 const RING: u32 = FRAMES / 2;
 /// Most `sendto` calls per kick (each sends up to 32 frames in copy mode).
 const KICKS: usize = 16;
+/// Frames the kernel sends per `sendto` or poll of a copy-mode socket (`TX_BATCH_SIZE` in
+/// `net/xdp/xsk.c`): what [`Xsk::kick_beyond`] may leave for [`sleep_sending`].
+pub const POLL_SENDS: u32 = 32;
+/// Sockets [`sleep_sending`] polls at once (frames usually leave through one per interface).
+const POLL_FDS: usize = 16;
 
 /// Entries ready to consume in a ring whose producer is at `prod` and consumer at `cons`
 /// (free-running indexes: the difference is right across the `u32` wrap).
@@ -556,10 +562,26 @@ impl Xsk {
         true
     }
 
+    /// Frames on the TX ring that the kernel has not taken yet (published, not consumed).
+    pub fn tx_queued(&self) -> u32 {
+        let cons = self.tx.consumer().load(Ordering::Acquire);
+        let prod = self.tx.producer().load(Ordering::Relaxed);
+        ready(prod, cons)
+    }
+
     /// Publishes the queued TX descriptors and asks the kernel to send them (copy mode sends
     /// only on a system call). Returns whether there was anything to send.
     pub fn kick(&mut self) -> io::Result<bool> {
-        if self.tx_pending == 0 {
+        self.kick_beyond(0)
+    }
+
+    /// Publishes the queued TX descriptors and asks the kernel to send all but the last
+    /// `keep` of them, which [`sleep_sending`] sends on the way into the relay's sleep: the
+    /// NAPI thread that the send wakes then runs while the relay sleeps instead of preempting
+    /// it on the way out of `sendto` (`bench/results/media-srtp-2026-12-05-wakeups.md`).
+    /// Returns whether there was anything to send.
+    pub fn kick_beyond(&mut self, keep: u32) -> io::Result<bool> {
+        if self.tx_pending == 0 && self.tx_queued() <= keep {
             return Ok(false);
         }
         let prod = self.tx.producer().load(Ordering::Relaxed);
@@ -568,9 +590,12 @@ impl Xsk {
             .store(prod.wrapping_add(self.tx_pending), Ordering::Release);
         self.tx_pending = 0;
         // Copy mode sends at most 32 frames per call (the kernel's TX batch) and says EAGAIN
-        // when more wait: call again until the ring is empty, bounded in case the device queue
-        // is full (then the frames go with the next kick).
+        // when more wait: call again until at most `keep` are left, bounded in case the device
+        // queue is full (then the frames go with the next kick).
         for _ in 0..KICKS {
+            if self.tx_queued() <= keep {
+                break;
+            }
             // SAFETY: a zero-length send on our socket; no buffers are passed.
             let rc = unsafe {
                 libc::sendto(
@@ -592,15 +617,66 @@ impl Xsk {
                     return Err(e);
                 }
             }
-            let cons = self.tx.consumer().load(Ordering::Acquire);
-            let prod = self.tx.producer().load(Ordering::Relaxed);
-            if ready(prod, cons) == 0 {
-                break;
-            }
         }
         self.reclaim();
         Ok(true)
     }
+}
+
+/// Sleeps `timeout` in one `ppoll` on the sockets of `socks` that have frames on their TX
+/// ring: in copy mode the kernel's poll sends up to one TX batch ([`POLL_SENDS`]) of each
+/// before the thread sleeps (`xsk_poll`: "Poll needs to drive Tx also in copy mode"). That
+/// replaces a `sendto` per wake-up, and the NAPI thread the send wakes runs while this thread
+/// sleeps rather than preempting it on the way out of `sendto` and switching back. No events
+/// are asked for, so received frames do not cut the sleep short (the relay's polling interval
+/// stays what it was). Whatever is still queued afterwards (more than a batch, or a kernel
+/// whose poll does not send) is kicked with `sendto`; returns how many sockets needed that.
+pub fn sleep_sending(socks: &mut [Xsk], timeout: std::time::Duration) -> io::Result<usize> {
+    let mut fds = [libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    }; POLL_FDS];
+    let mut n = 0;
+    for s in socks.iter_mut() {
+        if s.tx_queued() == 0 {
+            continue;
+        }
+        match fds.get_mut(n) {
+            Some(p) => {
+                p.fd = s.fd.as_raw_fd();
+                n += 1;
+            }
+            // More sockets with frames than the poll set holds: those go now.
+            None => {
+                s.kick()?;
+            }
+        }
+    }
+    let ts = libc::timespec {
+        tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos()),
+    };
+    // `n <= POLL_FDS`, a small constant.
+    let nfds = n as libc::nfds_t;
+    // SAFETY: `fds` holds `POLL_FDS >= n` initialised entries that the kernel may write
+    // (`revents`) during the call; `ts` lives across it; a null signal mask leaves it as is.
+    let rc = unsafe { libc::ppoll(fds.as_mut_ptr(), nfds, &raw const ts, std::ptr::null()) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        // A signal cut the sleep short: the relay looks at its rings early, no harm.
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    let mut kicked = 0;
+    for s in socks.iter_mut() {
+        if s.tx_queued() > 0 {
+            s.kick()?;
+            kicked += 1;
+        }
+    }
+    Ok(kicked)
 }
 
 impl AsFd for Xsk {
