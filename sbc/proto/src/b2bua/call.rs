@@ -211,6 +211,28 @@ impl TagAt {
 
     /// Where the `tag` parameter of the From/To value `hdr` is, if it is exactly `tag`.
     fn find(hdr: &str, tag: &str) -> Option<Self> {
+        // The usual value ends with its only `;tag=` (the values the SBC builds always do):
+        // found without parsing the value (four parses a call were ~2 % of its instructions).
+        // Anything else (LWS around `;`, a second `tag=`, in the URI or a display name) is
+        // parsed.
+        if let Some(rest) = hdr.strip_suffix(tag)
+            && rest.ends_with(";tag=")
+            && !tag.is_empty()
+            && tag_params(hdr) == 1
+        {
+            let at = Self {
+                start: u32::try_from(rest.len()).ok()?,
+                len: u32::try_from(tag.len()).ok()?,
+            };
+            // The parser agrees (a value it refuses has its tag where `place` would put it).
+            debug_assert!(Self::parsed(hdr, tag).is_none_or(|p| p == at), "{hdr}");
+            return Some(at);
+        }
+        Self::parsed(hdr, tag)
+    }
+
+    /// [`TagAt::find`] by the name-addr parser.
+    fn parsed(hdr: &str, tag: &str) -> Option<Self> {
         let at = crate::sip::NameAddr::parse(hdr).ok()?.params.get("tag")??;
         if at != tag {
             return None;
@@ -248,6 +270,14 @@ impl TagAt {
         hdr.get(start..start.saturating_add(self.len as usize))
             .unwrap_or_default()
     }
+}
+
+/// How many times `;tag=` (any case) occurs in `hdr`.
+fn tag_params(hdr: &str) -> usize {
+    hdr.as_bytes()
+        .windows(5)
+        .filter(|w| w.eq_ignore_ascii_case(b";tag="))
+        .count()
 }
 
 impl Leg {
@@ -383,6 +413,17 @@ mod tests {
         let (hdr, at) = TagAt::place("<sip:b@y>;tag=old".into(), "new");
         assert_eq!(at.of(&hdr), "new");
         assert!(!hdr.contains("old"), "{hdr}");
+        // The parser decides whenever the value's end could mislead: a tag in the URI too,
+        // or a second tag parameter (the parser's is the first).
+        let (hdr, at) = TagAt::place("<sip:a@x;tag=abc>;tag=abc".into(), "abc");
+        assert_eq!(at.start as usize, hdr.len() - 3);
+        let (hdr, at) = TagAt::place("<sip:a@x>;tag=one;Tag=two".into(), "two");
+        assert_eq!(at.of(&hdr), "two");
+        assert_eq!(
+            TagAt::parsed(&hdr, "two"),
+            Some(at),
+            "the first tag is it: {hdr}"
+        );
         // A value the parser refuses still keeps the tag.
         let (hdr, at) = TagAt::place("<<bad".into(), "t2");
         assert_eq!(at.of(&hdr), "t2");
