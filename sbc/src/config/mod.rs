@@ -981,7 +981,8 @@ pub enum XdpMode {
 #[serde(rename_all = "lowercase")]
 pub enum XskMode {
     /// Where XDP is attached (with `xdp_latch`) and the sockets bind; otherwise the socket
-    /// relay, with the reason logged once at start.
+    /// relay, with the reason logged once. The sockets open with the first socket-bound stream
+    /// (their UMEMs are pinned memory), not at start-up.
     #[default]
     Auto,
     /// Never: the relay sockets carry every userspace stream.

@@ -29,7 +29,7 @@ use super::{
     relay::{self, Sockets},
     worker::{Order, Worker},
     xdp::XdpRelay,
-    xsk_relay::{self, XskOrder, XskRelay},
+    xsk_relay::{self, XskOrder, XskPlan, XskRelay},
 };
 use crate::metrics::MediaMetrics;
 
@@ -73,9 +73,9 @@ pub(crate) struct Executor {
     neighbours: Option<NeighbourPrimer>,
     /// `neighbour_primes` by result (resolving, not_needed, recent, failed), on first use.
     prime_counters: Option<[prometheus::IntCounter; 4]>,
-    /// The AF_XDP relay, when it runs: pass mappings then carry [`FLAG_XSK`] and it learns
-    /// every socket-bound stream.
-    xsk: Option<XskRelay>,
+    /// The AF_XDP relay: when it runs, pass mappings carry [`FLAG_XSK`] and it learns every
+    /// socket-bound stream.
+    xsk: Xsk,
     /// XDP map writes of the commands being executed, made in batches.
     writes: Writes,
 }
@@ -112,14 +112,50 @@ impl Executor {
             failed: Vec::new(),
             core,
             metrics,
-            xsk: None,
+            xsk: Xsk::Off,
             writes: Writes::default(),
         }
     }
 
-    /// Hands socket-bound streams bound from now on to the AF_XDP relay.
-    pub fn set_xsk(&mut self, relay: XskRelay) {
-        self.xsk = Some(relay);
+    /// Starts the AF_XDP relay from `plan` when the first stream needs its sockets bound
+    /// (see [`XskPlan`]), and hands it every socket-bound stream from then on.
+    pub fn set_xsk(&mut self, plan: XskPlan) {
+        self.xsk = Xsk::Planned(plan);
+    }
+
+    /// The AF_XDP relay, started now if it is planned and not yet running (a stream is about
+    /// to be bound). A relay that cannot start is not tried again: the reason is logged once
+    /// and the relay sockets carry every userspace stream, as with `media.xsk = "off"`.
+    fn start_xsk(&mut self) {
+        let Xsk::Planned(plan) = &self.xsk else {
+            return;
+        };
+        let Some(xdp) = &self.xdp else {
+            self.xsk = Xsk::Off;
+            return;
+        };
+        match plan.start(xdp, self.core.clone(), self.metrics.clone()) {
+            Ok(relay) => {
+                self.metrics.xsk_active.set(1);
+                tracing::info!(
+                    interfaces = ?plan.interfaces,
+                    "AF_XDP relay on: SRTP streams bypass the kernel's UDP path"
+                );
+                self.xsk = Xsk::Running(relay);
+            }
+            Err(reason) => {
+                tracing::warn!(%reason, "AF_XDP relay unavailable; SRTP streams use the relay sockets");
+                self.xsk = Xsk::Off;
+            }
+        }
+    }
+
+    /// The AF_XDP relay, if it runs.
+    fn xsk(&self) -> Option<&XskRelay> {
+        match &self.xsk {
+            Xsk::Running(relay) => Some(relay),
+            Xsk::Off | Xsk::Planned(_) => None,
+        }
     }
 
     /// Takes the bind failures collected since the last call.
@@ -236,7 +272,7 @@ impl Executor {
             ));
             return;
         };
-        if let Some(x) = &self.xsk {
+        if let Some(x) = self.xsk() {
             let bound = [&sockets[0][0], &sockets[1][0]].map(|s| s.local_addr());
             match (bound, xsk_relay::dup_sockets(&sockets)) {
                 ([Ok(inside), Ok(outside)], Ok(dups)) => x.send(XskOrder::Add {
@@ -310,10 +346,20 @@ impl Executor {
             worker.streams = worker.streams.saturating_sub(1);
             worker.send(Order::Remove(stream));
         }
-        if let Some(x) = &self.xsk {
+        if let Some(x) = self.xsk() {
             x.send(XskOrder::Remove(stream));
         }
     }
+}
+
+/// Where the AF_XDP relay stands (`media.xsk`).
+#[derive(Debug)]
+enum Xsk {
+    /// Off, or it could not start: the relay sockets carry every userspace stream.
+    Off,
+    /// Configured, and started when a stream is first bound.
+    Planned(XskPlan),
+    Running(XskRelay),
 }
 
 /// Whether `e` says the process or the system has no descriptor left.
@@ -342,7 +388,7 @@ pub(crate) fn execute(core: &mut Core, now: Instant) {
 /// Executes the commands queued in the table; XDP map writes are collected in
 /// [`Executor::writes`] for [`flush_writes`].
 fn run_commands(core: &mut Core, now: Instant) {
-    let xsk = core.exec.xsk.is_some();
+    let mut xsk = core.exec.xsk().is_some();
     while let Some(cmd) = core.table.poll_command() {
         if core.exec.xdp.is_none() && Writes::of(&cmd).is_some() {
             continue;
@@ -353,15 +399,23 @@ fn run_commands(core: &mut Core, now: Instant) {
             flush_writes(core);
         }
         match cmd {
-            MediaCommand::Bind { stream, leg, addr } => match core.exec.sockets(addr) {
-                Ok(pair) => core.exec.bound(stream, leg, pair),
-                Err(e) => {
-                    tracing::debug!(%addr, error = %e, "relay port busy; trying another");
-                    if let Err(e) = core.table.handle_bind_failed(stream, leg) {
-                        core.exec.failed.push((stream, e));
+            MediaCommand::Bind { stream, leg, addr } => {
+                // The stream's pass mappings come after its binds (the table queues them in
+                // that order), so they carry the flag of a relay started here.
+                if !xsk {
+                    core.exec.start_xsk();
+                    xsk = core.exec.xsk().is_some();
+                }
+                match core.exec.sockets(addr) {
+                    Ok(pair) => core.exec.bound(stream, leg, pair),
+                    Err(e) => {
+                        tracing::debug!(%addr, error = %e, "relay port busy; trying another");
+                        if let Err(e) = core.table.handle_bind_failed(stream, leg) {
+                            core.exec.failed.push((stream, e));
+                        }
                     }
                 }
-            },
+            }
             MediaCommand::Close { stream } => core.exec.close(stream),
             MediaCommand::Wake { stream } => {
                 // A stream still binding has no worker yet: it reads its deadline when added.

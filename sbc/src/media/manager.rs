@@ -431,10 +431,8 @@ impl Inner {
         e
     }
 
-    /// Latches the XDP program made (from the ring buffer reader): into the table, and the
-    /// commands that follow executed.
-    /// Starts the AF_XDP relay on `interfaces` (empty: `media.xsk = "off"`) if it can run,
-    /// logging once why not otherwise.
+    /// Plans the AF_XDP relay on `interfaces` (empty: `media.xsk = "off"`) if it can run,
+    /// logging once why not otherwise; the executor starts it with the first stream bound.
     fn start_xsk(
         &self,
         interfaces: &[String],
@@ -445,12 +443,12 @@ impl Inner {
         if interfaces.is_empty() {
             return;
         }
-        let Some(xdp) = &self.xdp else {
+        if self.xdp.is_none() {
             tracing::info!(
                 "AF_XDP relay off: XDP is not attached; SRTP streams use the relay sockets"
             );
             return;
-        };
+        }
         if !kernel_latch {
             // Without in-kernel latching the table installs no pass mappings for socket-bound
             // streams, so there is nothing to carry the AF_XDP flag.
@@ -459,20 +457,19 @@ impl Inner {
             );
             return;
         }
-        match super::xsk_relay::XskRelay::start(
-            interfaces,
+        // Its sockets open with the first stream bound (`XskPlan`): until an SRTP call comes,
+        // the UMEMs would be pinned memory for nothing.
+        let plan = super::xsk_relay::XskPlan {
+            interfaces: interfaces.to_vec(),
             poll,
             busy_poll,
-            xdp,
-            Arc::downgrade(&self.core),
-            self.metrics.clone(),
-        ) {
-            Ok(relay) => {
-                self.core.lock().exec.set_xsk(relay);
-                self.metrics.xsk_active.set(1);
+        };
+        match plan.check() {
+            Ok(()) => {
+                self.core.lock().exec.set_xsk(plan);
                 tracing::info!(
                     ?interfaces,
-                    "AF_XDP relay on: SRTP streams bypass the kernel's UDP path"
+                    "AF_XDP relay ready: its sockets open with the first SRTP stream"
                 );
             }
             Err(reason) => {
@@ -481,6 +478,8 @@ impl Inner {
         }
     }
 
+    /// Latches the XDP program made (from the ring buffer reader): into the table, and the
+    /// commands that follow executed.
     fn kernel_latches(&self, latches: &[(std::net::SocketAddr, std::net::SocketAddr)]) {
         let now = Instant::now();
         let mut core = self.core.lock();

@@ -93,6 +93,55 @@ pub(crate) struct XskRelay {
     mailbox: Mailbox<XskOrder>,
 }
 
+/// An AF_XDP relay configured but not started. Each socket's UMEM is pinned as soon as it is
+/// registered (4 MiB per interface and RX queue, resident whether a frame ever arrives or
+/// not), and only socket-bound streams (SRTP, payload rewrites, DTMF interworking) use it: a
+/// daemon whose calls all stay in the kernel's fast path would hold it for nothing. So the
+/// executor starts the relay when the first stream needs its sockets bound
+/// ([`super::executor::Executor`]).
+#[derive(Debug, Clone)]
+pub(crate) struct XskPlan {
+    /// `media.interfaces` (not empty).
+    pub interfaces: Vec<String>,
+    /// `media.xsk_poll_us`.
+    pub poll: Duration,
+    /// `media.xsk_busy_poll_budget` when busy polling is on.
+    pub busy_poll: Option<u16>,
+}
+
+impl XskPlan {
+    /// Checks what can be checked without opening a socket (each interface exists and has a
+    /// MAC), so that a wrong `media.interfaces` is reported at start-up, not at the first SRTP
+    /// call.
+    pub fn check(&self) -> Result<(), String> {
+        if self.interfaces.is_empty() {
+            return Err("media.interfaces is empty".into());
+        }
+        for name in &self.interfaces {
+            let ifindex = xsk::ifindex(name).map_err(|e| format!("interface {name}: {e}"))?;
+            xsk::hw_addr(ifindex).map_err(|e| format!("MAC of {name}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Opens the sockets and starts the relay thread ([`XskRelay::start`]).
+    pub fn start(
+        &self,
+        xdp: &Mutex<XdpRelay>,
+        core: Weak<Mutex<Core>>,
+        metrics: MediaMetrics,
+    ) -> Result<XskRelay, String> {
+        XskRelay::start(
+            &self.interfaces,
+            self.poll,
+            self.busy_poll,
+            xdp,
+            core,
+            metrics,
+        )
+    }
+}
+
 impl XskRelay {
     /// Opens an AF_XDP socket on every RX queue of `interfaces`, registers them with the XDP
     /// program and starts the relay thread, which polls every `poll` while frames flow, with

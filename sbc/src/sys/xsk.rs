@@ -26,7 +26,8 @@ use std::{
 /// Bytes per UMEM frame (a frame holds one packet: RTP is far below it).
 pub const FRAME_SIZE: u32 = 2048;
 /// Frames per socket: half for RX, half for TX. The UMEM is registered, so the kernel pins
-/// all of it at start-up, whether SRTP ever flows or not: 2,048 × 2 KiB = 4 MiB per socket
+/// all of it once the socket is opened (by the first socket-bound stream, see
+/// `media::xsk_relay::XskPlan`), whether SRTP flows then or not: 2,048 × 2 KiB = 4 MiB per socket
 /// (one per interface and RX queue). Its RX half, 1,024 frames, holds 25 ms at 40,000 packets/s
 /// (the SRTP benchmark's most) between two passes of the relay.
 pub const FRAMES: u32 = 2048;

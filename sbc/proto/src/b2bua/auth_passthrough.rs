@@ -133,14 +133,14 @@ impl B2bua {
             return;
         }
         let caller = c.leg(callee.other());
-        let Some(caller_tag) = caller.remote_tag.clone() else {
+        let Some(caller_tag) = caller.remote_tag().map(str::to_owned) else {
             return;
         };
         let leg = c.leg(callee);
         let realms = challenge_realms(resp);
         let resume = Resume {
             call_id: leg.call_id.clone(),
-            tag: leg.local_tag.clone(),
+            tag: leg.local_tag().to_owned(),
             cseq: resp.cseq().seq,
             trunk: c.trunk,
             target: Target {

@@ -54,7 +54,7 @@ impl Dialogs {
                 e.hash == hash
                     && calls.get(&e.call).is_some_and(|c| {
                         let leg = c.leg(e.side);
-                        leg.call_id == call_id && leg.local_tag == tag
+                        leg.call_id == call_id && leg.local_tag() == tag
                     })
             })
             .map(|e| (e.call, e.side))

@@ -99,8 +99,11 @@ impl B2bua {
                     );
                     return;
                 }
-                if let Some(m) = merged_key(&msg)
-                    && self.tx.merged_with(&m).is_some()
+                if let Some(tag) = msg.from_tag()
+                    && self
+                        .tx
+                        .merged_with(msg.call_id(), tag, msg.cseq().seq)
+                        .is_some()
                 {
                     self.reject(now, peer, key, msg, Refusal::LoopDetected);
                     return;

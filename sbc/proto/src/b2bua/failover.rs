@@ -242,14 +242,12 @@ impl B2bua {
         };
         let leg = c.leg_mut(Side::Outside);
         self.dialogs
-            .remove(&leg.call_id, &leg.local_tag, call, Side::Outside);
+            .remove(&leg.call_id, leg.local_tag(), call, Side::Outside);
         leg.peer = peer;
         leg.local = local;
         leg.call_id = call_id.clone();
-        leg.local_tag = tag.clone();
-        leg.local_hdr = out.from_hdr;
-        leg.remote_tag = None;
-        leg.remote_hdr = out.to_hdr;
+        leg.set_local(out.from_hdr, &tag);
+        leg.set_remote(out.to_hdr, None);
         leg.local_cseq = 1;
         leg.remote_target = out.ruri;
         leg.route_set = Vec::new();

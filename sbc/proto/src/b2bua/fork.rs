@@ -46,12 +46,10 @@ impl Call {
             self.forks.tags.push(tag.to_owned());
         }
         let leg = self.leg_mut(side);
-        let switched = leg.remote_tag.as_deref() != Some(tag);
+        let switched = leg.remote_tag() != Some(tag);
         if switched {
-            leg.remote_tag = Some(tag.to_owned());
-            leg.remote_hdr = msg::first_value(resp.headers(), HeaderName::To)
-                .unwrap_or("")
-                .to_owned();
+            let to = msg::first_value(resp.headers(), HeaderName::To).unwrap_or("");
+            leg.set_remote(to.to_owned(), Some(tag));
         }
         if let Some(ct) = first_contact(resp) {
             leg.remote_target = ct;
@@ -90,8 +88,7 @@ impl B2bua {
         let Some(c) = self.calls.get(&call) else {
             return false;
         };
-        if c.state != super::CallState::Confirmed || c.leg(side).remote_tag.as_deref() == Some(tag)
-        {
+        if c.state != super::CallState::Confirmed || c.leg(side).remote_tag() == Some(tag) {
             return false;
         }
         if let Some((_, ack)) = c.forks.released.iter().find(|(t, _)| t == tag) {

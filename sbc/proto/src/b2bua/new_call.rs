@@ -119,19 +119,14 @@ impl B2bua {
             ),
         };
 
-        let caller_leg = Leg {
+        let mut caller_leg = Leg {
             peer,
             local: self.local_of(&peer),
             call_id: msg.call_id().to_owned(),
-            local_tag: caller_tag.clone(),
-            remote_tag: msg.from_tag().map(str::to_owned),
-            local_hdr: msg::with_tag(
-                msg::first_value(msg.headers(), HeaderName::To).unwrap_or(""),
-                Some(&caller_tag),
-            ),
-            remote_hdr: msg::first_value(msg.headers(), HeaderName::From)
-                .unwrap_or("")
-                .to_owned(),
+            local_tag: super::call::TagAt::UNSET,
+            remote_tag: None,
+            local_hdr: String::new(),
+            remote_hdr: String::new(),
             local_cseq: self.rng.next_u64() as u32 % 10_000 + 1,
             remote_target: first_contact(&msg).unwrap_or_else(|| msg.from().uri_str.to_owned()),
             route_set: msg
@@ -215,14 +210,14 @@ impl B2bua {
             conn: None,
             local: self.trunk_bound(to, plan.trunk),
         };
-        let callee_leg = Leg {
+        let mut callee_leg = Leg {
             peer: callee_peer,
             local: local_to,
             call_id: out_call_id,
-            local_tag: out_tag,
+            local_tag: super::call::TagAt::UNSET,
             remote_tag: None,
-            local_hdr: out.from_hdr,
-            remote_hdr: out.to_hdr,
+            local_hdr: String::new(),
+            remote_hdr: String::new(),
             local_cseq: out_cseq,
             remote_target: out.ruri,
             route_set: Vec::new(),
@@ -230,6 +225,20 @@ impl B2bua {
             invite_out: None,
             session: None,
         };
+        caller_leg.set_local(
+            msg::first_value(msg.headers(), HeaderName::To)
+                .unwrap_or("")
+                .to_owned(),
+            &caller_tag,
+        );
+        caller_leg.set_remote(
+            msg::first_value(msg.headers(), HeaderName::From)
+                .unwrap_or("")
+                .to_owned(),
+            msg.from_tag(),
+        );
+        callee_leg.set_local(out.from_hdr, &out_tag);
+        callee_leg.set_remote(out.to_hdr, None);
         let legs = match origin {
             Side::Inside => [caller_leg, callee_leg],
             Side::Outside => [callee_leg, caller_leg],
@@ -279,7 +288,7 @@ impl B2bua {
             .insert(&call.leg(origin).call_id, &caller_tag, id, origin);
         let callee = call.leg(to);
         self.dialogs
-            .insert(&callee.call_id, &callee.local_tag, id, to);
+            .insert(&callee.call_id, callee.local_tag(), id, to);
         if let Some(s) = session {
             self.sessions.insert(s, id);
         }

@@ -79,9 +79,7 @@ impl B2bua {
             Some(c) if !self.leg_peer_is(c, side, peer.addr.ip()) => {
                 Err(PeerMismatch::RequestSource)
             }
-            Some(c) if c.leg(side).remote_tag.as_deref() != msg.from_tag() => {
-                Err(PeerMismatch::RequestTag)
-            }
+            Some(c) if c.leg(side).remote_tag() != msg.from_tag() => Err(PeerMismatch::RequestTag),
             Some(_) => Ok(()),
         };
         if let Err(kind) = verdict {

@@ -78,7 +78,7 @@ fn before(now: Instant, ms: u64) -> Instant {
 }
 
 fn leg(d: &DialogSnapshot, side: Side, now: Instant) -> Leg {
-    Leg {
+    let mut leg = Leg {
         peer: Peer {
             side,
             transport: d.transport.into(),
@@ -92,10 +92,10 @@ fn leg(d: &DialogSnapshot, side: Side, now: Instant) -> Leg {
             transport: d.local_transport.into(),
         },
         call_id: d.call_id.clone(),
-        local_tag: d.local_tag.clone(),
-        remote_tag: d.remote_tag.clone(),
-        local_hdr: d.local_hdr.clone(),
-        remote_hdr: d.remote_hdr.clone(),
+        local_tag: super::call::TagAt::UNSET,
+        remote_tag: None,
+        local_hdr: String::new(),
+        remote_hdr: String::new(),
         local_cseq: d.local_cseq.saturating_add(CSEQ_GAP),
         remote_target: d.remote_target.clone(),
         route_set: d.route_set.clone(),
@@ -111,7 +111,10 @@ fn leg(d: &DialogSnapshot, side: Side, now: Instant) -> Leg {
             last: before(now, t.since_refresh_ms),
             refreshing: false,
         }),
-    }
+    };
+    leg.set_local(d.local_hdr.clone(), &d.local_tag);
+    leg.set_remote(d.remote_hdr.clone(), d.remote_tag.as_deref());
+    leg
 }
 
 impl B2bua {
@@ -238,7 +241,7 @@ impl B2bua {
         self.count_call(trunk);
         for side in [Side::Inside, Side::Outside] {
             let l = call.leg(side);
-            self.dialogs.insert(&l.call_id, &l.local_tag, id, side);
+            self.dialogs.insert(&l.call_id, l.local_tag(), id, side);
         }
         if let Some(s) = session {
             self.sessions.insert(s, id);

@@ -296,7 +296,7 @@ fn ms(d: Duration) -> u64 {
 /// The persistent name of `c`.
 pub(super) fn key_of(c: &Call) -> StateKey {
     let [i, o] = &c.legs;
-    StateKey(format!("{}.{}", i.local_tag, o.local_tag))
+    StateKey(format!("{}.{}", i.local_tag(), o.local_tag()))
 }
 
 /// Everything `c`'s record is built from, hashed where it lies (no snapshot, no allocation):
@@ -324,8 +324,8 @@ fn fingerprint(c: &Call, media: &dyn MediaControl) -> Option<u64> {
         l.local.addr.hash(&mut h);
         l.local.transport.hash(&mut h);
         l.call_id.hash(&mut h);
-        l.local_tag.hash(&mut h);
-        l.remote_tag.hash(&mut h);
+        l.local_tag().hash(&mut h);
+        l.remote_tag().hash(&mut h);
         l.local_hdr.hash(&mut h);
         l.remote_hdr.hash(&mut h);
         l.local_cseq.hash(&mut h);
@@ -354,8 +354,8 @@ fn dialog(l: &Leg, now: Instant) -> DialogSnapshot {
         local: l.local.addr,
         local_transport: l.local.transport.into(),
         call_id: l.call_id.clone(),
-        local_tag: l.local_tag.clone(),
-        remote_tag: l.remote_tag.clone(),
+        local_tag: l.local_tag().to_owned(),
+        remote_tag: l.remote_tag().map(str::to_owned),
         local_hdr: l.local_hdr.clone(),
         remote_hdr: l.remote_hdr.clone(),
         local_cseq: l.local_cseq,

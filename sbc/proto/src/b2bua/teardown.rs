@@ -158,7 +158,7 @@ impl B2bua {
             for side in [Side::Inside, Side::Outside] {
                 let leg = c.leg(side);
                 self.dialogs
-                    .remove(&leg.call_id, &leg.local_tag, call, side);
+                    .remove(&leg.call_id, leg.local_tag(), call, side);
             }
             self.timers.cancel(&TimerRef::Call(call));
             self.ledger.remove_call(call);

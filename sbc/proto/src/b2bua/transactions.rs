@@ -10,10 +10,12 @@
 
 use std::{
     collections::{HashMap, VecDeque},
+    hash::{BuildHasher, RandomState},
     time::Instant,
 };
 
 use bytes::Bytes;
+use hashbrown::HashTable;
 
 use super::{
     Transmit,
@@ -200,7 +202,7 @@ pub(super) struct Transactions {
     /// Server transactions by branch (or RFC 2543 key); the rest of the key is compared on
     /// the few entries found.
     server_index: HashMap<Box<str>, Vec<TxId>>,
-    merged: HashMap<MergedKey, TxId>,
+    merged: MergedIndex,
     client: Slab<ClientEntry>,
     /// Client transactions by our branch: the request's, then its CANCEL's.
     client_index: HashMap<Box<str>, [Option<TxId>; 2]>,
@@ -248,19 +250,33 @@ impl Transactions {
     /// Adds a server transaction (and its merged-request entry).
     pub(super) fn insert_server(&mut self, entry: ServerEntry) -> TxId {
         let index = entry.key.id.clone();
-        let merged = entry.merged.clone();
+        let merged = entry
+            .merged
+            .as_ref()
+            .map(|(call_id, tag, seq)| self.merged.hash(call_id, tag, *seq));
         let id = TxId(self.server.insert(entry));
         self.server_index.entry(index).or_default().push(id);
-        if let Some(m) = merged {
-            self.merged.insert(m, id);
+        if let Some(hash) = merged {
+            self.merged.insert(hash, id, &self.server);
         }
         id
     }
 
     /// The server transaction of an earlier request merged with `key` (same Call-ID, From
     /// tag and CSeq, another branch: RFC 3261 §8.2.2.2).
-    pub(super) fn merged_with(&self, key: &MergedKey) -> Option<TxId> {
-        self.merged.get(key).copied()
+    pub(super) fn merged_with(&self, call_id: &str, from_tag: &str, seq: u32) -> Option<TxId> {
+        let hash = self.merged.hash(call_id, from_tag, seq);
+        self.merged
+            .table
+            .find(hash, |e| {
+                e.hash == hash
+                    && self.server.get(e.tx.0).is_some_and(|s| {
+                        s.merged
+                            .as_ref()
+                            .is_some_and(|(c, t, n)| c == call_id && t == from_tag && *n == seq)
+                    })
+            })
+            .map(|e| e.tx)
     }
 
     pub(super) fn server(&self, id: TxId) -> Option<&ServerEntry> {
@@ -370,10 +386,15 @@ impl Transactions {
         sink.ledger.remove_server(id);
         if let Some(e) = self.server.remove(id.0) {
             unindex(&mut self.server_index, &e.key.id, |t| *t != id);
-            if let Some(m) = e.merged
-                && self.merged.get(&m) == Some(&id)
-            {
-                self.merged.remove(&m);
+            if let Some((call_id, tag, seq)) = &e.merged {
+                let hash = self.merged.hash(call_id, tag, *seq);
+                if let Ok(found) = self
+                    .merged
+                    .table
+                    .find_entry(hash, |m| m.hash == hash && m.tx == id)
+                {
+                    found.remove();
+                }
             }
         }
     }
@@ -526,6 +547,47 @@ fn drain(
     tx.poll_timeout()
 }
 
+/// The merged-request index: the server transaction of each INVITE's (Call-ID, From tag, CSeq
+/// number), without a second copy of the strings. An entry is the key's hash and the
+/// transaction, whose entry holds the key ([`ServerEntry::merged`]); a hash match is confirmed
+/// against it. (Owned keys were two more strings per INVITE server transaction, held for its
+/// 32 s after the 2xx, and every new INVITE built a key to look up.) The hash is `std`'s keyed
+/// SipHash: the strings come from the wire.
+#[derive(Debug, Default)]
+struct MergedIndex {
+    hasher: RandomState,
+    table: HashTable<Merged>,
+}
+
+/// One entry of [`MergedIndex`]: the hash is kept for the table to grow without the strings.
+#[derive(Debug, Clone, Copy)]
+struct Merged {
+    hash: u64,
+    tx: TxId,
+}
+
+impl MergedIndex {
+    fn hash(&self, call_id: &str, from_tag: &str, seq: u32) -> u64 {
+        self.hasher.hash_one((call_id, from_tag, seq))
+    }
+
+    /// Indexes `tx` (in `server`) under its key's `hash`. A transaction already indexed under
+    /// the same key is replaced, as a map insert would.
+    fn insert(&mut self, hash: u64, tx: TxId, server: &Slab<ServerEntry>) {
+        let key = |t: TxId| server.get(t.0).and_then(|e| e.merged.as_ref());
+        let mine = key(tx);
+        match self.table.find_mut(hash, |e| {
+            e.hash == hash && mine.is_some() && key(e.tx) == mine
+        }) {
+            Some(e) => e.tx = tx,
+            None => {
+                self.table
+                    .insert_unique(hash, Merged { hash, tx }, |e| e.hash);
+            }
+        }
+    }
+}
+
 /// (Call-ID, From tag, CSeq number) of an initial request, for merged-request detection.
 pub(super) fn merged_key(msg: &Message) -> Option<MergedKey> {
     Some((
@@ -533,4 +595,21 @@ pub(super) fn merged_key(msg: &Message) -> Option<MergedKey> {
         msg.from_tag()?.to_owned(),
         msg.cseq().seq,
     ))
+}
+
+#[cfg(test)]
+mod merged_tests {
+    use super::{Merged, MergedIndex};
+
+    #[test]
+    fn a_merged_entry_is_a_hash_and_a_handle() {
+        // The strings stay in the transaction's entry: the index adds 16 bytes a transaction.
+        assert!(std::mem::size_of::<Merged>() <= 16);
+        // The key's parts are hashed as a whole: another CSeq or tag is another hash (as a
+        // rule: SipHash collisions are confirmed against the entry anyway).
+        let m = MergedIndex::default();
+        assert_eq!(m.hash("c@h", "t", 1), m.hash("c@h", "t", 1));
+        assert_ne!(m.hash("c@h", "t", 1), m.hash("c@h", "t", 2));
+        assert_ne!(m.hash("c@h", "t", 1), m.hash("c@h", "u", 1));
+    }
 }

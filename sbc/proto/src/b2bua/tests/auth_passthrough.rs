@@ -311,7 +311,7 @@ fn in_dialog_options_with_max_forwards_zero_gets_483_not_relayed() {
         .calls
         .values()
         .next()
-        .map(|c| c.leg(Side::Inside).local_tag.clone())
+        .map(|c| c.leg(Side::Inside).local_tag().to_owned())
         .unwrap_or_default();
     sim.deliver(
         pbx(),

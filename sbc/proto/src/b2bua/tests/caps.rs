@@ -409,7 +409,7 @@ fn a_call_and_its_transactions_are_small() {
             std::mem::size_of::<super::super::srtp_policy::CallSrtp>(),
             8,
         ),
-        ("Call", std::mem::size_of::<call::Call>(), 1400),
+        ("Call", std::mem::size_of::<call::Call>(), 1336),
         (
             "ServerEntry",
             std::mem::size_of::<transactions::ServerEntry>(),

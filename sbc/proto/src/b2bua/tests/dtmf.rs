@@ -21,7 +21,7 @@ pub(super) fn pbx_info(sim: &Sim, content_type: &str, body: &str) -> String {
         .calls
         .values()
         .next()
-        .map(|c| c.leg(Side::Inside).local_tag.clone())
+        .map(|c| c.leg(Side::Inside).local_tag().to_owned())
         .unwrap_or_default();
     format!(
         "INFO sip:sbc@10.0.0.1:5060 SIP/2.0

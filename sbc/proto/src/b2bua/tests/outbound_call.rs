@@ -80,7 +80,7 @@ fn outbound_call_connects_and_bye_from_pbx_ends_it_cleanly() {
         .calls
         .values()
         .next()
-        .map(|c| c.leg(Side::Inside).local_tag.clone())
+        .map(|c| c.leg(Side::Inside).local_tag().to_owned())
         .unwrap_or_default();
     sim.deliver(
         pbx(),

@@ -119,7 +119,7 @@ fn reinvite_glare_gets_491() {
         .calls
         .values()
         .next()
-        .map(|c| c.leg(Side::Inside).local_tag.clone())
+        .map(|c| c.leg(Side::Inside).local_tag().to_owned())
         .unwrap_or_default();
     let our_out_tag = invite.from().tag().unwrap_or("").to_owned();
     // The carrier re-INVITEs; the SBC relays it to the PBX and waits.

@@ -182,7 +182,7 @@ fn t38_refused_by_the_far_side_falls_back_to_the_audio_streams() {
         .calls
         .values()
         .next()
-        .map(|c| c.leg(Side::Inside).local_tag.clone())
+        .map(|c| c.leg(Side::Inside).local_tag().to_owned())
         .unwrap_or_default();
     // The PBX switches to fax on a new port; the carrier refuses with 488.
     sim.deliver(

@@ -212,7 +212,7 @@ Content-Length: 0
         .calls
         .values()
         .next()
-        .map(|c| c.leg(Side::Inside).local_tag.clone())
+        .map(|c| c.leg(Side::Inside).local_tag().to_owned())
         .unwrap_or_default();
     assert!(inside_tag.starts_with("s5-"), "{inside_tag}");
 }
