@@ -945,6 +945,16 @@ proxy = "127.0.0.1:5090"
         );
     }
 
+    /// `section` added to the minimal configuration is refused with a problem at `path`,
+    /// located on its line.
+    fn assert_refused_at(section: &str, path: &str) {
+        let problems = parse(&format!("{MINIMAL}\n{section}\n")).expect_err(section);
+        assert!(
+            problems.iter().any(|p| p.path == path && p.line.is_some()),
+            "{section}: {problems:#?}"
+        );
+    }
+
     #[test]
     fn drain_keys_are_validated_with_paths() {
         for (section, path) in [
@@ -966,11 +976,7 @@ proxy = "127.0.0.1:5090"
                 "general.drain_bye_wait_ms",
             ),
         ] {
-            let problems = parse(&format!("{MINIMAL}\n{section}\n")).expect_err(section);
-            assert!(
-                problems.iter().any(|p| p.path == path && p.line.is_some()),
-                "{section}: {problems:#?}"
-            );
+            assert_refused_at(section, path);
         }
         let ok = parse(&format!(
             "{MINIMAL}\n[general]\ndrain_timeout_s = 5\ndrain_retry_after_s = 9\n\
@@ -996,11 +1002,7 @@ proxy = "127.0.0.1:5090"
                 "limits.queue_delay_interval_ms",
             ),
         ] {
-            let problems = parse(&format!("{MINIMAL}\n{section}\n")).expect_err(section);
-            assert!(
-                problems.iter().any(|p| p.path == path && p.line.is_some()),
-                "{section}: {problems:#?}"
-            );
+            assert_refused_at(section, path);
         }
         let default =
             crate::config::sbc_config(&parse(MINIMAL).unwrap_or_else(|p| panic!("{p:?}")));
