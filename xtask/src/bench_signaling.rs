@@ -77,6 +77,7 @@ impl Plan {
     /// The full run (about 15 minutes) or `--quick` (about 3 minutes).
     /// `SBC_BENCH_LADDER=<calls/s,…>` replaces the step ladder (e.g. a finer one to place a
     /// knee between two of the default steps); it must hold the fixed rate (500).
+    /// `SBC_BENCH_STEP_S` replaces the step length.
     pub fn new(quick: bool) -> Self {
         let mut plan = Self::default_for(quick);
         if let Ok(list) = std::env::var("SBC_BENCH_LADDER") {
@@ -94,6 +95,15 @@ impl Plan {
                     plan.fixed_rate
                 );
             }
+        }
+        // SBC_BENCH_STEP_S=<seconds>: each step's length (a sustained overload needs more
+        // than the 3-5 s that find the clean rate).
+        if let Some(secs) = std::env::var("SBC_BENCH_STEP_S")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|s| (1..=120).contains(s))
+        {
+            plan.trial = Duration::from_secs(secs);
         }
         plan
     }
@@ -184,7 +194,10 @@ pub fn signaling(root: &Path, quick: bool) -> Result<()> {
         (1, cpus) if cpus == "1" => String::new(),
         (n, cpus) => format!("-shards{n}-cpus{}", cpus.replace(',', "_")),
     };
-    let suffix = format!("{shards}{}", if quick { "-quick" } else { "" });
+    let quota = std::env::var("SBC_BENCH_SBC_CPU_QUOTA")
+        .map(|q| format!("-quota{q}"))
+        .unwrap_or_default();
+    let suffix = format!("{shards}{quota}{}", if quick { "-quick" } else { "" });
     let date = date();
     std::fs::write(dir.join(format!("signaling-{date}{suffix}.md")), &md)?;
     std::fs::write(dir.join(format!("signaling-{date}{suffix}.json")), &json)?;
@@ -329,6 +342,7 @@ fn run_all(plan: &Plan, sbc_bin: &Path, work: &Path, quick: bool) -> Result<(Str
         rtpengine: Forwarding::detect(),
     };
     eprintln!("bench signaling: rtpengine: {}", setup.rtpengine.describe());
+    let _quota = CpuQuota::from_env()?;
     let _table = (setup.rtpengine == Forwarding::Kernel).then(|| KernelTable(RTPENGINE_TABLE));
 
     // Step search per system, repetitions interleaved (A B C D A B C D …) against drift.
@@ -348,6 +362,9 @@ fn run_all(plan: &Plan, sbc_bin: &Path, work: &Path, quick: bool) -> Result<(Str
     .collect();
     let mut best: Vec<(System, Vec<Trial>)> = systems.iter().map(|s| (*s, Vec::new())).collect();
     let mut fixed: Vec<(System, Vec<Trial>)> = systems.iter().map(|s| (*s, Vec::new())).collect();
+    // The first step that was not clean, per system and repetition: how each system fares
+    // past its capacity (completed, failed, retransmitted).
+    let mut past: Vec<(System, Vec<Trial>)> = systems.iter().map(|s| (*s, Vec::new())).collect();
     for rep in 0..plan.reps {
         for (i, system) in systems.iter().enumerate() {
             eprintln!(
@@ -367,6 +384,7 @@ fn run_all(plan: &Plan, sbc_bin: &Path, work: &Path, quick: bool) -> Result<(Str
                     fixed[i].1.push(t.clone());
                 }
                 if !t.clean() {
+                    past[i].1.push(t);
                     break;
                 }
                 last_clean = Some(t);
@@ -428,6 +446,7 @@ fn run_all(plan: &Plan, sbc_bin: &Path, work: &Path, quick: bool) -> Result<(Str
             system.name()
         );
     }
+    let json = with_past_steps(&mut md, json, &past);
     Ok((md, json))
 }
 
@@ -791,7 +810,75 @@ fn start_sbc(lab: &Lab, bin: &Path, cfg: &Path) -> Result<Owned> {
             .env("SBC_LOG", "error"),
     )?;
     wait_port(&lab.sbc, 5060, &mut p)?;
+    if let Some(quota) = CpuQuota::path() {
+        // `ip netns exec` and `taskset` exec: the child is the SBC itself, and its threads
+        // (those to come too) follow the process.
+        std::fs::write(quota.join("cgroup.procs"), p.pid().to_string())
+            .with_context(|| format!("moving the SBC into {}", quota.display()))?;
+    }
     Ok(p)
+}
+
+/// `SBC_BENCH_SBC_CPU_QUOTA=<percent of one CPU>`: the SBC runs in a CPU cgroup with that
+/// quota (cgroup v1 `cpu` controller or v2), so that a load the generator can still produce
+/// overloads it (SIPp's own ceiling here is about 4,000 calls/s, below the SBC's clean rate):
+/// how it behaves past its capacity becomes measurable. The cgroup is removed on drop.
+struct CpuQuota(PathBuf);
+
+impl CpuQuota {
+    /// Period of the quota: short, so the SBC is throttled in small slices rather than
+    /// stopped for most of a long period.
+    const PERIOD_US: u64 = 10_000;
+
+    /// The cgroup asked for by the environment, created; `None` without the variable.
+    fn from_env() -> Result<Option<Self>> {
+        let Some(percent) = std::env::var("SBC_BENCH_SBC_CPU_QUOTA")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|p| (1..=100).contains(p))
+        else {
+            return Ok(None);
+        };
+        let name = format!("sbc-bench-{}", std::process::id());
+        let quota = Self::PERIOD_US * percent / 100;
+        let v1 = Path::new("/sys/fs/cgroup/cpu");
+        let dir = if v1.join("cpu.cfs_quota_us").exists() {
+            let dir = v1.join(&name);
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(dir.join("cpu.cfs_period_us"), Self::PERIOD_US.to_string())?;
+            std::fs::write(dir.join("cpu.cfs_quota_us"), quota.to_string())?;
+            dir
+        } else {
+            let dir = Path::new("/sys/fs/cgroup").join(&name);
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(dir.join("cpu.max"), format!("{quota} {}", Self::PERIOD_US))?;
+            dir
+        };
+        eprintln!(
+            "bench signaling: the SBC runs with {percent} % of one CPU ({})",
+            dir.display()
+        );
+        Ok(Some(Self(dir)))
+    }
+
+    /// The cgroup of this run, if it has one.
+    fn path() -> Option<PathBuf> {
+        std::env::var_os("SBC_BENCH_SBC_CPU_QUOTA")?;
+        let name = format!("sbc-bench-{}", std::process::id());
+        [
+            Path::new("/sys/fs/cgroup/cpu").join(&name),
+            Path::new("/sys/fs/cgroup").join(&name),
+        ]
+        .into_iter()
+        .find(|d| d.is_dir())
+    }
+}
+
+impl Drop for CpuQuota {
+    fn drop(&mut self) {
+        // Empty by now (every SBC of the run has stopped); a cgroup dir goes with rmdir.
+        let _ = std::fs::remove_dir(&self.0);
+    }
 }
 
 fn start_kamailio(lab: &Lab, cfg: &Path, rtpengine: bool) -> Result<Owned> {
@@ -1291,6 +1378,48 @@ fn render(
         "\nResponse time is SIPp's INVITE → 200 OK per call (`-trace_rtt`, millisecond resolution), so it includes the callee and both hops; the added delay of a system is its figure minus the direct row's.\n"
     );
     (md, json)
+}
+
+/// The first step past each system's clean rate, per repetition, into the Markdown and as
+/// `past_clean_step` in the JSON (added before its closing brace).
+fn with_past_steps(md: &mut String, json: String, past: &[(System, Vec<Trial>)]) -> String {
+    let _ = writeln!(
+        md,
+        "\n## The first step past the clean rate\n\nPer repetition: calls offered, completed, failed (for the SBC this includes the 503s of its overload control) and the caller's retransmissions. Past its capacity a system should keep completing about its capacity and refuse or fail the rest quickly, not slow every call down.\n\n| system | rate (calls/s) | offered | completed | failed | retransmissions |\n| --- | ---: | ---: | ---: | ---: | ---: |"
+    );
+    let mut entries = Vec::new();
+    for (system, trials) in past {
+        for t in trials {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} |",
+                system.name(),
+                t.rate,
+                t.calls,
+                t.ok,
+                t.failed,
+                t.retrans
+            );
+            entries.push(format!(
+                "{{\"system\": {:?}, \"rate_cps\": {}, \"offered\": {}, \"completed\": {}, \"failed\": {}, \"retransmissions\": {}}}",
+                system.key(),
+                t.rate,
+                t.calls,
+                t.ok,
+                t.failed,
+                t.retrans
+            ));
+        }
+    }
+    let quota = std::env::var("SBC_BENCH_SBC_CPU_QUOTA").unwrap_or_default();
+    let body = json.trim_end().trim_end_matches('}').trim_end();
+    format!(
+        "{body},\n  \"sbc_cpu_quota_percent\": {},\n  \"past_clean_step\": [{}]\n}}\n",
+        quota
+            .parse::<u64>()
+            .map_or("null".into(), |q| q.to_string()),
+        entries.join(", ")
+    )
 }
 
 fn num(x: f64) -> String {
