@@ -498,20 +498,7 @@ fn render(
             continue;
         }
         writeln!(md, "\n{variant} ÷ rtpengine:\n")?;
-        for mode in Mode::ALL {
-            for &streams in &STREAMS {
-                let us = |s| {
-                    med.get(&(mode, streams, s))
-                        .map_or(f64::NAN, |m: &(f64, f64)| m.0)
-                };
-                writeln!(
-                    md,
-                    "- {} × {streams} stream(s): {:.2}",
-                    mode.name(),
-                    us(system) / us(System::Rtpengine)
-                )?;
-            }
-        }
+        ratio_lines(&mut md, &med, system, System::Rtpengine)?;
     }
     // Host tuning applies to both relays: with the NAPI knobs on both, SBC ÷ rtpengine.
     if results.keys().any(|k| k.2 == System::RtpengineDefer) {
@@ -525,20 +512,7 @@ fn render(
                 system.name(),
                 System::RtpengineDefer.name()
             )?;
-            for mode in Mode::ALL {
-                for &streams in &STREAMS {
-                    let us = |s| {
-                        med.get(&(mode, streams, s))
-                            .map_or(f64::NAN, |m: &(f64, f64)| m.0)
-                    };
-                    writeln!(
-                        md,
-                        "- {} × {streams} stream(s): {:.2}",
-                        mode.name(),
-                        us(system) / us(System::RtpengineDefer)
-                    )?;
-                }
-            }
+            ratio_lines(&mut md, &med, system, System::RtpengineDefer)?;
         }
     }
     writeln!(md, "\nRatio SBC ÷ rtpengine by µs/packet (target ≤ 0.7):\n")?;
@@ -639,6 +613,27 @@ fn render(
 }
 
 /// A SIP message's header value (first occurrence).
+/// One line per mode and stream count: `system`'s median µs/packet ÷ `reference`'s.
+fn ratio_lines(
+    md: &mut String,
+    med: &BTreeMap<(Mode, usize, System), (f64, f64)>,
+    system: System,
+    reference: System,
+) -> Result<()> {
+    for mode in Mode::ALL {
+        for &streams in &STREAMS {
+            let us = |s| med.get(&(mode, streams, s)).map_or(f64::NAN, |m| m.0);
+            writeln!(
+                md,
+                "- {} × {streams} stream(s): {:.2}",
+                mode.name(),
+                us(system) / us(reference)
+            )?;
+        }
+    }
+    Ok(())
+}
+
 fn header<'m>(msg: &'m str, name: &str) -> Option<&'m str> {
     msg.lines()
         .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
