@@ -702,6 +702,11 @@ fn rtpengine_pidfile() -> PathBuf {
 /// Starts rtpengine (userspace, one thread, pinned to the forwarding CPU) in the lab's SBC
 /// namespace and waits until it answers ng pings; the guard stops it, the socket talks ng.
 pub(crate) fn start_rtpengine(lab: &Lab) -> Result<(ChildGuard, UdpSocket)> {
+    start_rtpengine_with(lab, &[])
+}
+
+/// [`start_rtpengine`] with `extra` command-line options.
+pub(crate) fn start_rtpengine_with(lab: &Lab, extra: &[&str]) -> Result<(ChildGuard, UdpSocket)> {
     let child = Command::new("taskset")
         .args(["-c", &FWD_CPU.to_string(), "nsenter"])
         .arg(format!("--net=/run/netns/{}", lab.sbc))
@@ -719,6 +724,7 @@ pub(crate) fn start_rtpengine(lab: &Lab) -> Result<(ChildGuard, UdpSocket)> {
             "--port-min=10000",
             "--port-max=20000",
         ])
+        .args(extra)
         // rtpengine writes a pidfile; keep it out of the repository (it used to land at the
         // root as `none`).
         .arg(format!("--pidfile={}", rtpengine_pidfile().display()))
@@ -931,7 +937,7 @@ pub(crate) fn measure_with(
 }
 
 /// Packets the carrier's sink dropped (= received relayed packets), from veth's stats.
-fn sink_drops(ns: &str) -> Result<u64> {
+pub(crate) fn sink_drops(ns: &str) -> Result<u64> {
     let out = cmd_out("ip", &["netns", "exec", ns, "ethtool", "-S", "car0"])?;
     Ok(out
         .lines()

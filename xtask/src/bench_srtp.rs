@@ -3,7 +3,10 @@
 //! the SBC's userspace relay against rtpengine in userspace doing the same job.
 //!
 //! Both systems terminate SDES on each leg with AES_CM_128_HMAC_SHA1_80 (the suite both
-//! implement and carriers use most). The SBC's sessions come from real calls (SIP over UDP from
+//! implement and carriers use most): each decrypts and authenticates what the PBX sends, and
+//! a check before every SRTP→SRTP trial proves it (forged packets must not arrive,
+//! [`check_forgeries_dropped`]). rtpengine would by default pass SRTP→SRTP through with the
+//! PBX's key on both legs; see [`trial_rtpengine`] for how it is made to re-encrypt. The SBC's sessions come from real calls (SIP over UDP from
 //! sockets in the pbx and carrier namespaces, its `srtp` policies doing the keying); rtpengine's
 //! from its ng protocol (`transport-protocol` `RTP/SAVP` toward the carrier; for SRTP→SRTP the
 //! PBX's offer is `RTP/SAVP` with its own `a=crypto`). The generator sends the same packets to
@@ -36,7 +39,7 @@ use sbc_proto::{
 
 use super::bench::{
     ChildGuard, FWD_CPU, GEN_CPU, LADDER_ONE_STREAM, MAX_LOSS, PEER_PORT, PinDir, TRIAL, Trial,
-    cmd_out, measure_with, median, ng_call, port_off, rtp, task_cpu_ns,
+    cmd_out, measure_with, median, ng_call, port_off, rtp, sink_drops, task_cpu_ns,
 };
 
 /// Streams of the SRTP rows.
@@ -102,10 +105,15 @@ enum System {
     /// rtpengine with the same NAPI deferral knobs: host tuning helps both relays, so the
     /// fair comparison for [`System::SbcDefer`] and [`System::SbcBusy`].
     RtpengineDefer,
+    /// rtpengine as it runs by default in SRTP→SRTP: it offers the PBX's own key to the
+    /// carrier (and the carrier's to the PBX), so it forwards the PBX's packets as they are
+    /// and never decrypts them. Not the same job (the SBC keys each leg itself, and drops what
+    /// fails authentication), shown for reference only: its rows never enter a ratio.
+    RtpenginePassthrough,
 }
 
 impl System {
-    const ALL: [System; 7] = [
+    const ALL: [System; 8] = [
         System::Sbc,
         System::Rtpengine,
         System::SbcEvent,
@@ -113,6 +121,7 @@ impl System {
         System::SbcBusy,
         System::SbcDefer,
         System::RtpengineDefer,
+        System::RtpenginePassthrough,
     ];
 
     fn name(self) -> &'static str {
@@ -124,6 +133,7 @@ impl System {
             System::SbcBusy => "sbc, AF_XDP polling 1 ms + busy poll",
             System::SbcDefer => "sbc, AF_XDP polling 1 ms + NAPI deferral only",
             System::RtpengineDefer => "rtpengine + NAPI deferral",
+            System::RtpenginePassthrough => "rtpengine, SDES pass-through (not the same job)",
         }
     }
 
@@ -137,6 +147,7 @@ impl System {
             System::SbcBusy => "sbc_busy",
             System::SbcDefer => "sbc_defer",
             System::RtpengineDefer => "rtpengine_defer",
+            System::RtpenginePassthrough => "rtpengine_passthrough",
         }
     }
 
@@ -285,7 +296,23 @@ fn search(streams: usize, mut trial: impl FnMut(u64) -> Result<Trial>) -> Result
     best.context("empty ladder")
 }
 
-/// One trial at `rate` with fresh packets from `packets`.
+/// How a relay keys the SRTP→SRTP legs, and so whether it must decrypt what it forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keying {
+    /// It decrypts every packet from the PBX and encrypts it again for the carrier (the SBC
+    /// always: its own key per leg). Checked before every SRTP→SRTP trial
+    /// ([`check_forgeries_dropped`]).
+    Recrypt,
+    /// It may forward the PBX's packets untouched (rtpengine's SDES pass-through): not
+    /// checked.
+    PassThrough,
+}
+
+/// Packets with a forged authentication tag sent before each checked SRTP→SRTP trial.
+const FORGED: usize = 20;
+
+/// One trial at `rate` with fresh packets from `packets`; with [`Keying::Recrypt`] in
+/// SRTP→SRTP, first [`check_forgeries_dropped`].
 fn trial_at(
     lab: &Lab,
     napi: &[u32],
@@ -293,10 +320,61 @@ fn trial_at(
     targets: &[SocketAddr],
     packets: &mut Packets,
     rate: u64,
+    keying: Keying,
 ) -> Result<Trial> {
+    if packets.mode == Mode::SrtpToSrtp && keying == Keying::Recrypt {
+        check_forgeries_dropped(lab, targets, packets)?;
+    }
     let rounds = (rate as f64 * TRIAL.as_secs_f64() * 1.1 / targets.len() as f64) as usize + 1;
     let pkts = packets.next(rounds)?;
     measure_with(lab, napi, Some(relay), targets, Some(rate), Some(pkts))
+}
+
+/// Proves the relay authenticates what it forwards, so that its cost is that of the job (a
+/// relay that passes the PBX's SRTP through untouched does no crypto at all): [`FORGED`]
+/// packets per stream with their authentication tag's last byte flipped must not reach the
+/// carrier's sink. They use fresh indices from `packets`, so the trial's packets that follow
+/// are no replays.
+fn check_forgeries_dropped(lab: &Lab, targets: &[SocketAddr], packets: &mut Packets) -> Result<()> {
+    let forged: Vec<Vec<u8>> = packets
+        .next(FORGED)?
+        .iter()
+        .map(|p| {
+            let mut p = p.clone();
+            if let Some(last) = p.last_mut() {
+                *last ^= 0x01;
+            }
+            p
+        })
+        .collect();
+    let sockets: Vec<UdpSocket> = {
+        let _in = netns::enter(&lab.pbx)?;
+        (0..targets.len())
+            .map(|i| UdpSocket::bind(SocketAddr::from(([198, 18, 1, 2], PEER_PORT + port_off(i)))))
+            .collect::<std::io::Result<_>>()?
+    };
+    let before = sink_drops(&lab.carrier)?;
+    let mut sent = 0u64;
+    for p in &forged {
+        for (s, t) in sockets.iter().zip(targets) {
+            if s.send_to(p, t).is_ok() {
+                sent += 1;
+            }
+        }
+        // Paced like a stream (1 ms apart) so that no queue overflows.
+        thread::sleep(Duration::from_millis(1));
+    }
+    thread::sleep(Duration::from_millis(300));
+    let through = sink_drops(&lab.carrier)?.saturating_sub(before);
+    if through > 0 {
+        bail!(
+            "{through} of {sent} SRTP packets with a forged authentication tag reached the \
+             carrier: the relay forwards without authenticating (SRTP pass-through), which is \
+             not the job measured"
+        );
+    }
+    eprintln!("bench:     {sent} forged packets: none reached the carrier");
+    Ok(())
 }
 
 /// Runs the SRTP rows (`reps` interleaved repetitions) and writes
@@ -337,11 +415,17 @@ pub(crate) fn run(
                             run(Variant::Poll(1_000, false))
                         }
                         System::Rtpengine => {
-                            trial_rtpengine(lab, napi, streams, mode).map(|t| (t, None))
+                            trial_rtpengine(lab, napi, streams, mode, Keying::Recrypt)
+                                .map(|t| (t, None))
                         }
                         System::RtpengineDefer => {
                             let _knobs = NapiKnobs::set(lab)?;
-                            trial_rtpengine(lab, napi, streams, mode).map(|t| (t, None))
+                            trial_rtpengine(lab, napi, streams, mode, Keying::Recrypt)
+                                .map(|t| (t, None))
+                        }
+                        System::RtpenginePassthrough => {
+                            trial_rtpengine(lab, napi, streams, mode, Keying::PassThrough)
+                                .map(|t| (t, None))
                         }
                     }
                     .with_context(|| {
@@ -432,7 +516,15 @@ fn render(
          default); the rows \"sbc, AF_XDP event-driven\" run the same relay woken per ready \
          ring (`xsk_poll_us = 0`), and \"sbc, relay sockets\" the SBC without XDP (its relay \
          sockets, as before AF_XDP). The SBC's sessions come from SIP calls with its `srtp` \
-         policies; rtpengine's from ng offer/answer (`transport-protocol` RTP/SAVP, SDES).\n",
+         policies; rtpengine's from ng offer/answer (`transport-protocol` RTP/SAVP, SDES). \
+         In SRTP→SRTP rtpengine by default offers the PBX's own key to the carrier and \
+         forwards the packets untouched (no crypto at all; the SBC never does that, it keys \
+         each leg itself); the \"rtpengine\" rows therefore run it with `--dtmf-log-dest`, \
+         which makes rtpengine 10.5 decrypt and re-encrypt every packet (13.4's ng flag \
+         `recrypt`), and \"SDES pass-through\" rows, where present, show its default for \
+         reference and enter no ratio. Before every SRTP→SRTP trial of a re-encrypting system, \
+         {FORGED} packets per stream with a forged authentication tag are sent: the trial \
+         fails if any reaches the carrier.\n",
         TRIAL.as_secs(),
         MAX_LOSS * 100.0
     )?;
@@ -867,7 +959,15 @@ listen = "127.0.0.1:8080"
     let relay = guard.0.id();
     let mut packets = Packets::new(mode)?;
     let t = search(streams, |rate| {
-        trial_at(lab, napi, relay, &targets, &mut packets, rate)
+        trial_at(
+            lab,
+            napi,
+            relay,
+            &targets,
+            &mut packets,
+            rate,
+            Keying::Recrypt,
+        )
     });
     // Whether busy polling engaged (options set, and a NAPI id for the sockets that
     // received); and what the forwarding path costs once the packets stop.
@@ -891,12 +991,30 @@ listen = "127.0.0.1:8080"
     t.map(|t| (t, Some(idle)))
 }
 
-fn trial_rtpengine(lab: &Lab, napi: &[u32], streams: usize, mode: Mode) -> Result<Trial> {
+/// rtpengine's trials. With [`Keying::Recrypt`], rtpengine runs with `--dtmf-log-dest` (to
+/// the discard port of the namespace's loopback, where no DTMF event is ever sent: the
+/// packets carry none): rtpengine 10.5 (Debian 12) then decrypts and re-encrypts SRTP→SRTP
+/// (its stream handler choice forces re-encryption whenever DTMF logging is on; from 13.4
+/// on, the ng flag `recrypt` does the same), where by default it offers the PBX's key to
+/// the carrier and forwards the packets untouched. It has no option to key the carrier leg
+/// itself, so both legs keep the PBX's key; the per-packet work (authenticate, decrypt,
+/// encrypt, tag) is the SBC's. RTP→SRTP is the same either way (it always encrypts).
+fn trial_rtpengine(
+    lab: &Lab,
+    napi: &[u32],
+    streams: usize,
+    mode: Mode,
+    keying: Keying,
+) -> Result<Trial> {
     let mut packets = Packets::new(mode)?;
+    let extra: &[&str] = match keying {
+        Keying::Recrypt => &["--dtmf-log-dest=127.0.0.1:9"],
+        Keying::PassThrough => &[],
+    };
     search(streams, |rate| {
         // Restarted before each trial, as in the plain rows (it drops a stream for good after
         // queue overflows).
-        let (mut guard, ng) = super::bench::start_rtpengine(lab)?;
+        let (mut guard, ng) = super::bench::start_rtpengine_with(lab, extra)?;
         // A fresh rtpengine has fresh contexts: the packets start again at index 0.
         packets = Packets::new(mode)?;
         let mut targets = Vec::with_capacity(streams);
@@ -959,7 +1077,15 @@ fn trial_rtpengine(lab: &Lab, napi: &[u32], streams: usize, mode: Mode) -> Resul
                 .with_context(|| format!("rtpengine answer without m=audio port: {answer}"))?;
             targets.push(SocketAddr::from(([198, 18, 1, 1], port)));
         }
-        let t = trial_at(lab, napi, guard.0.id(), &targets, &mut packets, rate);
+        let t = trial_at(
+            lab,
+            napi,
+            guard.0.id(),
+            &targets,
+            &mut packets,
+            rate,
+            keying,
+        );
         guard.term();
         t
     })
