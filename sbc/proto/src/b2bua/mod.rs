@@ -74,6 +74,7 @@ mod t38;
 mod teardown;
 mod timers;
 mod transactions;
+mod tx_index;
 mod uac;
 mod uas;
 

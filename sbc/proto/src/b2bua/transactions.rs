@@ -9,13 +9,12 @@
 //! module calls back into call handling.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::VecDeque,
     hash::{BuildHasher, RandomState},
     time::Instant,
 };
 
 use bytes::Bytes;
-use hashbrown::HashTable;
 
 use super::{
     Transmit,
@@ -25,6 +24,7 @@ use super::{
     kept_request::KeptRequest,
     slab::{Key, Slab},
     timers::{TimerQueue, TimerRef},
+    tx_index::TxIndex,
 };
 use crate::{
     net::{Peer, Side},
@@ -36,6 +36,14 @@ use crate::{
 /// handle is only ever looked up in the one it came from).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(super) struct TxId(Key);
+
+impl TxId {
+    /// The handle of slab key `key` (the index's tests make their own).
+    #[cfg(test)]
+    pub(super) fn of(key: Key) -> Self {
+        Self(key)
+    }
+}
 
 #[derive(Debug)]
 pub(super) enum STx {
@@ -201,11 +209,18 @@ pub(super) struct Transactions {
     server: Slab<ServerEntry>,
     /// Server transactions by branch (or RFC 2543 key); the rest of the key is compared on
     /// the few entries found.
-    server_index: HashMap<Box<str>, Vec<TxId>>,
-    merged: MergedIndex,
+    server_index: TxIndex,
+    /// The server transaction of each INVITE's (Call-ID, From tag, CSeq number), for
+    /// merged requests (RFC 3261 §8.2.2.2); the key stays in the entry
+    /// ([`ServerEntry::merged`]).
+    merged: TxIndex,
     client: Slab<ClientEntry>,
-    /// Client transactions by our branch: the request's, then its CANCEL's.
-    client_index: HashMap<Box<str>, [Option<TxId>; 2]>,
+    /// Client transactions by our branch (a CANCEL shares its request's); one per branch and
+    /// kind (request or CANCEL).
+    client_index: TxIndex,
+    /// `std`'s keyed SipHash for the three indexes: their keys come from the wire, so an
+    /// outsider must not be able to aim them at one bucket.
+    hasher: RandomState,
     /// The transaction whose output is a retransmission (set while its timer fires or while
     /// it answers an absorbed retransmission), for `retransmissions_sent`.
     resending: Option<TimerRef>,
@@ -240,24 +255,33 @@ impl Transactions {
         port: u16,
         method: &Method,
     ) -> Option<TxId> {
-        self.server_index.get(id)?.iter().copied().find(|t| {
-            self.server
-                .get(t.0)
-                .is_some_and(|e| host(&e.key.host) && e.key.port == port && e.key.method == *method)
+        self.server_index.find(self.hasher.hash_one(id), |t| {
+            self.server.get(t.0).is_some_and(|e| {
+                &*e.key.id == id
+                    && host(&e.key.host)
+                    && e.key.port == port
+                    && e.key.method == *method
+            })
         })
     }
 
     /// Adds a server transaction (and its merged-request entry).
     pub(super) fn insert_server(&mut self, entry: ServerEntry) -> TxId {
-        let index = entry.key.id.clone();
+        let index = self.hasher.hash_one(&*entry.key.id);
         let merged = entry
             .merged
             .as_ref()
-            .map(|(call_id, tag, seq)| self.merged.hash(call_id, tag, *seq));
+            .map(|(call_id, tag, seq)| self.merged_hash(call_id, tag, *seq));
         let id = TxId(self.server.insert(entry));
-        self.server_index.entry(index).or_default().push(id);
+        self.server_index.insert(index, id);
         if let Some(hash) = merged {
-            self.merged.insert(hash, id, &self.server);
+            // A transaction already indexed under the same key is replaced, as a map insert
+            // would.
+            let server = &self.server;
+            let key = |t: TxId| server.get(t.0).and_then(|e| e.merged.as_ref());
+            let mine = key(id);
+            self.merged
+                .replace(hash, id, |t| t != id && mine.is_some() && key(t) == mine);
         }
         id
     }
@@ -265,18 +289,14 @@ impl Transactions {
     /// The server transaction of an earlier request merged with `key` (same Call-ID, From
     /// tag and CSeq, another branch: RFC 3261 §8.2.2.2).
     pub(super) fn merged_with(&self, call_id: &str, from_tag: &str, seq: u32) -> Option<TxId> {
-        let hash = self.merged.hash(call_id, from_tag, seq);
-        self.merged
-            .table
-            .find(hash, |e| {
-                e.hash == hash
-                    && self.server.get(e.tx.0).is_some_and(|s| {
-                        s.merged
-                            .as_ref()
-                            .is_some_and(|(c, t, n)| c == call_id && t == from_tag && *n == seq)
-                    })
+        let hash = self.merged_hash(call_id, from_tag, seq);
+        self.merged.find(hash, |tx| {
+            self.server.get(tx.0).is_some_and(|s| {
+                s.merged
+                    .as_ref()
+                    .is_some_and(|(c, t, n)| c == call_id && t == from_tag && *n == seq)
             })
-            .map(|e| e.tx)
+        })
     }
 
     pub(super) fn server(&self, id: TxId) -> Option<&ServerEntry> {
@@ -289,15 +309,30 @@ impl Transactions {
 
     /// The client transaction a response with top-Via `branch` answers.
     pub(super) fn find_client(&self, branch: &str, cancel: bool) -> Option<TxId> {
-        self.client_index.get(branch)?[usize::from(cancel)]
+        let client = &self.client;
+        self.client_index.find(self.hasher.hash_one(branch), |t| {
+            client
+                .get(t.0)
+                .is_some_and(|e| &*e.branch == branch && e.cancel == cancel)
+        })
     }
 
-    /// Adds a client transaction.
+    /// Adds a client transaction; one already indexed with its branch and kind is no longer
+    /// found by responses (the newer one answers for that branch).
     pub(super) fn insert_client(&mut self, entry: ClientEntry) -> TxId {
-        let (branch, cancel) = (entry.branch.clone(), entry.cancel);
+        let hash = self.hasher.hash_one(&*entry.branch);
         let id = TxId(self.client.insert(entry));
-        self.client_index.entry(branch).or_default()[usize::from(cancel)] = Some(id);
+        let client = &self.client;
+        let mine = client.get(id.0).map(|e| (&e.branch, e.cancel));
+        self.client_index.replace(hash, id, |t| {
+            t != id && mine.is_some() && client.get(t.0).map(|e| (&e.branch, e.cancel)) == mine
+        });
         id
+    }
+
+    /// The merged-request index's hash of (Call-ID, From tag, CSeq number), as a whole.
+    fn merged_hash(&self, call_id: &str, from_tag: &str, seq: u32) -> u64 {
+        self.hasher.hash_one((call_id, from_tag, seq))
     }
 
     pub(super) fn client(&self, id: TxId) -> Option<&ClientEntry> {
@@ -385,16 +420,11 @@ impl Transactions {
         }
         sink.ledger.remove_server(id);
         if let Some(e) = self.server.remove(id.0) {
-            unindex(&mut self.server_index, &e.key.id, |t| *t != id);
+            self.server_index
+                .remove(self.hasher.hash_one(&*e.key.id), id);
             if let Some((call_id, tag, seq)) = &e.merged {
-                let hash = self.merged.hash(call_id, tag, *seq);
-                if let Ok(found) = self
-                    .merged
-                    .table
-                    .find_entry(hash, |m| m.hash == hash && m.tx == id)
-                {
-                    found.remove();
-                }
+                let hash = self.merged_hash(call_id, tag, *seq);
+                self.merged.remove(hash, id);
             }
         }
     }
@@ -433,16 +463,9 @@ impl Transactions {
         }
         if terminated {
             sink.ledger.remove_client(id);
-            if let Some(e) = self.client.remove(id.0)
-                && let Some(slots) = self.client_index.get_mut(&e.branch)
-            {
-                let slot = &mut slots[usize::from(e.cancel)];
-                if *slot == Some(id) {
-                    *slot = None;
-                }
-                if *slots == [None, None] {
-                    self.client_index.remove(&e.branch);
-                }
+            if let Some(e) = self.client.remove(id.0) {
+                self.client_index
+                    .remove(self.hasher.hash_one(&*e.branch), id);
             }
         } else {
             if e.tx.answered() {
@@ -453,16 +476,6 @@ impl Transactions {
             sink.ledger.set_client(id, e.tx.held_bytes());
         }
         failure
-    }
-}
-
-/// Drops `key`'s entries that `keep` refuses, and the key once none is left.
-fn unindex(index: &mut HashMap<Box<str>, Vec<TxId>>, key: &str, keep: impl Fn(&TxId) -> bool) {
-    if let Some(ids) = index.get_mut(key) {
-        ids.retain(keep);
-        if ids.is_empty() {
-            index.remove(key);
-        }
     }
 }
 
@@ -547,47 +560,6 @@ fn drain(
     tx.poll_timeout()
 }
 
-/// The merged-request index: the server transaction of each INVITE's (Call-ID, From tag, CSeq
-/// number), without a second copy of the strings. An entry is the key's hash and the
-/// transaction, whose entry holds the key ([`ServerEntry::merged`]); a hash match is confirmed
-/// against it. (Owned keys were two more strings per INVITE server transaction, held for its
-/// 32 s after the 2xx, and every new INVITE built a key to look up.) The hash is `std`'s keyed
-/// SipHash: the strings come from the wire.
-#[derive(Debug, Default)]
-struct MergedIndex {
-    hasher: RandomState,
-    table: HashTable<Merged>,
-}
-
-/// One entry of [`MergedIndex`]: the hash is kept for the table to grow without the strings.
-#[derive(Debug, Clone, Copy)]
-struct Merged {
-    hash: u64,
-    tx: TxId,
-}
-
-impl MergedIndex {
-    fn hash(&self, call_id: &str, from_tag: &str, seq: u32) -> u64 {
-        self.hasher.hash_one((call_id, from_tag, seq))
-    }
-
-    /// Indexes `tx` (in `server`) under its key's `hash`. A transaction already indexed under
-    /// the same key is replaced, as a map insert would.
-    fn insert(&mut self, hash: u64, tx: TxId, server: &Slab<ServerEntry>) {
-        let key = |t: TxId| server.get(t.0).and_then(|e| e.merged.as_ref());
-        let mine = key(tx);
-        match self.table.find_mut(hash, |e| {
-            e.hash == hash && mine.is_some() && key(e.tx) == mine
-        }) {
-            Some(e) => e.tx = tx,
-            None => {
-                self.table
-                    .insert_unique(hash, Merged { hash, tx }, |e| e.hash);
-            }
-        }
-    }
-}
-
 /// (Call-ID, From tag, CSeq number) of an initial request, for merged-request detection.
 pub(super) fn merged_key(msg: &Message) -> Option<MergedKey> {
     Some((
@@ -599,17 +571,15 @@ pub(super) fn merged_key(msg: &Message) -> Option<MergedKey> {
 
 #[cfg(test)]
 mod merged_tests {
-    use super::{Merged, MergedIndex};
+    use super::Transactions;
 
     #[test]
-    fn a_merged_entry_is_a_hash_and_a_handle() {
-        // The strings stay in the transaction's entry: the index adds 16 bytes a transaction.
-        assert!(std::mem::size_of::<Merged>() <= 16);
-        // The key's parts are hashed as a whole: another CSeq or tag is another hash (as a
-        // rule: SipHash collisions are confirmed against the entry anyway).
-        let m = MergedIndex::default();
-        assert_eq!(m.hash("c@h", "t", 1), m.hash("c@h", "t", 1));
-        assert_ne!(m.hash("c@h", "t", 1), m.hash("c@h", "t", 2));
-        assert_ne!(m.hash("c@h", "t", 1), m.hash("c@h", "u", 1));
+    fn a_merged_key_is_hashed_as_a_whole() {
+        // Another CSeq or tag is another hash (as a rule: SipHash collisions are confirmed
+        // against the entry anyway).
+        let t = Transactions::default();
+        assert_eq!(t.merged_hash("c@h", "t", 1), t.merged_hash("c@h", "t", 1));
+        assert_ne!(t.merged_hash("c@h", "t", 1), t.merged_hash("c@h", "t", 2));
+        assert_ne!(t.merged_hash("c@h", "t", 1), t.merged_hash("c@h", "u", 1));
     }
 }
