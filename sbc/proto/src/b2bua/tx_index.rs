@@ -29,6 +29,13 @@ struct Indexed {
 }
 
 impl TxIndex {
+    /// An index with room for `n` entries before it first grows.
+    pub(super) fn with_capacity(n: usize) -> Self {
+        Self {
+            table: HashTable::with_capacity(n),
+        }
+    }
+
     /// Adds `tx` under `hash` (beside any others there).
     pub(super) fn insert(&mut self, hash: u64, tx: TxId) {
         self.table
@@ -67,6 +74,12 @@ impl TxIndex {
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.table.len()
+    }
+
+    /// Entries it holds before it grows.
+    #[cfg(test)]
+    pub(super) fn capacity(&self) -> usize {
+        self.table.capacity()
     }
 }
 
@@ -115,6 +128,22 @@ mod tests {
         // Not the same key: a second entry beside it.
         index.replace(5, t[2], |_| false);
         assert_eq!(index.len(), 2);
+    }
+
+    #[test]
+    fn a_presized_index_takes_its_size_without_growing() {
+        let t = ids(3_000);
+        let mut index = TxIndex::with_capacity(3_000);
+        let room = index.capacity();
+        assert!(room >= 3_000);
+        for (i, tx) in t.iter().enumerate() {
+            index.insert(i as u64, *tx);
+        }
+        assert_eq!(
+            index.capacity(),
+            room,
+            "no growth within the size asked for"
+        );
     }
 
     #[test]

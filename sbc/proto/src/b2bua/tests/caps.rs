@@ -425,3 +425,19 @@ fn a_call_and_its_transactions_are_small() {
         assert!(size <= limit, "a {what} is {size} bytes");
     }
 }
+
+#[test]
+fn the_transaction_maps_start_at_the_cap_up_to_their_presize() {
+    // Sized at start, the maps do not grow (moving every entry within one message's turn)
+    // while the first half minute of a new load fills them.
+    let rng = || Rng::from_test_seed(7);
+    let mut cfg = config();
+    cfg.caps.max_transactions = 20_000;
+    let small = B2bua::new(cfg.clone(), rng());
+    assert!(small.tx.index_capacity() >= 20_000);
+    assert!(small.tx.index_capacity() < PRESIZED_TRANSACTIONS);
+    cfg.caps.max_transactions = 10_000_000;
+    let large = B2bua::new(cfg, rng());
+    assert!(large.tx.index_capacity() >= PRESIZED_TRANSACTIONS);
+    assert!(large.tx.index_capacity() < 2 * PRESIZED_TRANSACTIONS);
+}
