@@ -1,6 +1,7 @@
 //! The transaction table: the server and client transactions of one B2BUA in slabs behind
 //! `Copy` handles ([`TxId`]), matched by borrowed keys (RFC 3261 §17.1.3, §17.2.3) without
-//! building a string per message.
+//! building a string per message. The indexes hold a key's hash and the handle, not a copy of
+//! the key: the entry the handle leads to has it, and a hash match is confirmed against it.
 //!
 //! The table is bookkeeping only: it drains a transaction's output into the transmit queue,
 //! arms or cancels its timer, accounts its bytes and removes it when it terminates. What a
@@ -9,7 +10,7 @@
 //! module calls back into call handling.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::VecDeque,
     hash::{BuildHasher, RandomState},
     time::Instant,
 };
@@ -199,13 +200,19 @@ pub(super) struct Sink<'a> {
 #[derive(Debug, Default)]
 pub(super) struct Transactions {
     server: Slab<ServerEntry>,
-    /// Server transactions by branch (or RFC 2543 key); the rest of the key is compared on
-    /// the few entries found.
-    server_index: HashMap<Box<str>, Vec<TxId>>,
+    /// Hashes the branches for the two indexes: `std`'s keyed SipHash (received branches come
+    /// from the wire).
+    hasher: RandomState,
+    /// Server transactions by branch (or RFC 2543 key): the branch and the rest of the key
+    /// are compared on the few entries of its hash. A map owning the branch (and a list per
+    /// branch) was two more allocations and ~130 bytes per server transaction, an INVITE's
+    /// held for Timer L's 32 s after the 2xx.
+    server_index: HashTable<Indexed>,
     merged: MergedIndex,
     client: Slab<ClientEntry>,
-    /// Client transactions by our branch: the request's, then its CANCEL's.
-    client_index: HashMap<Box<str>, [Option<TxId>; 2]>,
+    /// Client transactions by our branch, a request's and its CANCEL's (one each: a later
+    /// one replaces the one indexed), confirmed against the entry's branch and kind.
+    client_index: HashTable<Indexed>,
     /// The transaction whose output is a retransmission (set while its timer fires or while
     /// it answers an absorbed retransmission), for `retransmissions_sent`.
     resending: Option<TimerRef>,
@@ -240,22 +247,31 @@ impl Transactions {
         port: u16,
         method: &Method,
     ) -> Option<TxId> {
-        self.server_index.get(id)?.iter().copied().find(|t| {
-            self.server
-                .get(t.0)
-                .is_some_and(|e| host(&e.key.host) && e.key.port == port && e.key.method == *method)
-        })
+        let hash = self.hasher.hash_one(id);
+        self.server_index
+            .iter_hash(hash)
+            .filter(|e| e.hash == hash)
+            .map(|e| e.tx)
+            .find(|t| {
+                self.server.get(t.0).is_some_and(|e| {
+                    *e.key.id == *id
+                        && host(&e.key.host)
+                        && e.key.port == port
+                        && e.key.method == *method
+                })
+            })
     }
 
     /// Adds a server transaction (and its merged-request entry).
     pub(super) fn insert_server(&mut self, entry: ServerEntry) -> TxId {
-        let index = entry.key.id.clone();
+        let hash = self.hasher.hash_one(&*entry.key.id);
         let merged = entry
             .merged
             .as_ref()
             .map(|(call_id, tag, seq)| self.merged.hash(call_id, tag, *seq));
         let id = TxId(self.server.insert(entry));
-        self.server_index.entry(index).or_default().push(id);
+        self.server_index
+            .insert_unique(hash, Indexed { hash, tx: id }, |e| e.hash);
         if let Some(hash) = merged {
             self.merged.insert(hash, id, &self.server);
         }
@@ -289,14 +305,31 @@ impl Transactions {
 
     /// The client transaction a response with top-Via `branch` answers.
     pub(super) fn find_client(&self, branch: &str, cancel: bool) -> Option<TxId> {
-        self.client_index.get(branch)?[usize::from(cancel)]
+        let hash = self.hasher.hash_one(branch);
+        let client = &self.client;
+        self.client_index
+            .find(hash, |e| e.hash == hash && is_client(client, e.tx, branch, cancel))
+            .map(|e| e.tx)
     }
 
-    /// Adds a client transaction.
+    /// Adds a client transaction. It replaces an indexed one with the same branch and kind,
+    /// which stays in the table unindexed until it ends.
     pub(super) fn insert_client(&mut self, entry: ClientEntry) -> TxId {
-        let (branch, cancel) = (entry.branch.clone(), entry.cancel);
+        let hash = self.hasher.hash_one(&*entry.branch);
+        let cancel = entry.cancel;
         let id = TxId(self.client.insert(entry));
-        self.client_index.entry(branch).or_default()[usize::from(cancel)] = Some(id);
+        let client = &self.client;
+        let Some(branch) = client.get(id.0).map(|e| &*e.branch) else {
+            return id;
+        };
+        let same = |e: &Indexed| e.hash == hash && is_client(client, e.tx, branch, cancel);
+        match self.client_index.find_mut(hash, same) {
+            Some(e) => e.tx = id,
+            None => {
+                self.client_index
+                    .insert_unique(hash, Indexed { hash, tx: id }, |e| e.hash);
+            }
+        }
         id
     }
 
@@ -325,6 +358,12 @@ impl Transactions {
                 .values()
                 .filter(|e| e.request.message().is_some())
                 .count()
+    }
+
+    /// Bytes the two branch indexes allocated (their tables; they own nothing else).
+    #[cfg(test)]
+    pub(super) fn index_bytes(&self) -> usize {
+        self.server_index.allocation_size() + self.client_index.allocation_size()
     }
 
     /// Live server and client transactions.
@@ -385,7 +424,7 @@ impl Transactions {
         }
         sink.ledger.remove_server(id);
         if let Some(e) = self.server.remove(id.0) {
-            unindex(&mut self.server_index, &e.key.id, |t| *t != id);
+            unindex(&mut self.server_index, self.hasher.hash_one(&*e.key.id), id);
             if let Some((call_id, tag, seq)) = &e.merged {
                 let hash = self.merged.hash(call_id, tag, *seq);
                 if let Ok(found) = self
@@ -433,16 +472,9 @@ impl Transactions {
         }
         if terminated {
             sink.ledger.remove_client(id);
-            if let Some(e) = self.client.remove(id.0)
-                && let Some(slots) = self.client_index.get_mut(&e.branch)
-            {
-                let slot = &mut slots[usize::from(e.cancel)];
-                if *slot == Some(id) {
-                    *slot = None;
-                }
-                if *slots == [None, None] {
-                    self.client_index.remove(&e.branch);
-                }
+            if let Some(e) = self.client.remove(id.0) {
+                // Not found if a later transaction with its branch replaced it in the index.
+                unindex(&mut self.client_index, self.hasher.hash_one(&*e.branch), id);
             }
         } else {
             if e.tx.answered() {
@@ -456,13 +488,25 @@ impl Transactions {
     }
 }
 
-/// Drops `key`'s entries that `keep` refuses, and the key once none is left.
-fn unindex(index: &mut HashMap<Box<str>, Vec<TxId>>, key: &str, keep: impl Fn(&TxId) -> bool) {
-    if let Some(ids) = index.get_mut(key) {
-        ids.retain(keep);
-        if ids.is_empty() {
-            index.remove(key);
-        }
+/// An index entry: the hash of a transaction's key and the transaction, whose entry holds the
+/// key. The hash is kept for the table to grow without the entries.
+#[derive(Debug, Clone, Copy)]
+struct Indexed {
+    hash: u64,
+    tx: TxId,
+}
+
+/// Whether client transaction `tx` is the one for `branch` (its CANCEL's when `cancel`).
+fn is_client(client: &Slab<ClientEntry>, tx: TxId, branch: &str, cancel: bool) -> bool {
+    client
+        .get(tx.0)
+        .is_some_and(|e| *e.branch == *branch && e.cancel == cancel)
+}
+
+/// Drops `tx`'s entry, indexed under `hash`, from `index` (if it is there).
+fn unindex(index: &mut HashTable<Indexed>, hash: u64, tx: TxId) {
+    if let Ok(found) = index.find_entry(hash, |e| e.tx == tx) {
+        found.remove();
     }
 }
 
@@ -556,14 +600,7 @@ fn drain(
 #[derive(Debug, Default)]
 struct MergedIndex {
     hasher: RandomState,
-    table: HashTable<Merged>,
-}
-
-/// One entry of [`MergedIndex`]: the hash is kept for the table to grow without the strings.
-#[derive(Debug, Clone, Copy)]
-struct Merged {
-    hash: u64,
-    tx: TxId,
+    table: HashTable<Indexed>,
 }
 
 impl MergedIndex {
@@ -582,7 +619,7 @@ impl MergedIndex {
             Some(e) => e.tx = tx,
             None => {
                 self.table
-                    .insert_unique(hash, Merged { hash, tx }, |e| e.hash);
+                    .insert_unique(hash, Indexed { hash, tx }, |e| e.hash);
             }
         }
     }
@@ -599,12 +636,12 @@ pub(super) fn merged_key(msg: &Message) -> Option<MergedKey> {
 
 #[cfg(test)]
 mod merged_tests {
-    use super::{Merged, MergedIndex};
+    use super::{Indexed, MergedIndex};
 
     #[test]
     fn a_merged_entry_is_a_hash_and_a_handle() {
         // The strings stay in the transaction's entry: the index adds 16 bytes a transaction.
-        assert!(std::mem::size_of::<Merged>() <= 16);
+        assert!(std::mem::size_of::<Indexed>() <= 16);
         // The key's parts are hashed as a whole: another CSeq or tag is another hash (as a
         // rule: SipHash collisions are confirmed against the entry anyway).
         let m = MergedIndex::default();

@@ -393,6 +393,26 @@ fn the_2xx_ack_is_kept_for_64_t1_then_let_go() {
 }
 
 #[test]
+fn the_branch_indexes_hold_a_hash_and_a_handle_per_transaction() {
+    // They owned every branch a second time, the server index a list per branch as well:
+    // ~130 bytes and two allocations per server transaction, ~70 and one per client one.
+    let mut sim = sim_with_caps(1000, usize::MAX);
+    for i in 0..200 {
+        sim.deliver(pbx(), &invite(i, Some(SDP_PBX)));
+        // A retransmission still finds its transaction (answered again, no new call).
+        if i % 50 == 0 {
+            sim.deliver(pbx(), &invite(i, Some(SDP_PBX)));
+        }
+    }
+    assert_eq!(sim.sbc.stats().calls, 200);
+    assert_eq!(sim.sbc.tx.len(), (200, 200));
+    // 16 bytes and a control byte per slot, at most half the slots empty (hashbrown's
+    // power-of-two tables, 7/8 full at most), plus a group of control bytes each.
+    let bytes = sim.sbc.tx.index_bytes();
+    assert!(bytes <= 400 * 2 * 17 + 2 * 16, "{bytes} bytes for 400 transactions");
+}
+
+#[test]
 fn a_call_and_its_transactions_are_small() {
     // Every concurrent call holds its `Call` and, for Timer L/M's 32 s after the 2xx, two
     // INVITE transactions: state set for a moment only (a pending 2xx or reliable provisional,
