@@ -178,8 +178,10 @@ pub struct Tracer {
 #[derive(Debug)]
 enum Queued {
     /// A capture, and the transport's parse of a received message when it has one, so the
-    /// trace task does not parse it a second time.
-    Message(Captured, Option<Message>),
+    /// trace task does not parse it a second time. Boxed: a queue slot is as large as its
+    /// largest item, and inline a parse made every slot 304 bytes where a link needs 56 (the
+    /// box is one allocation per received message; cloning the parse allocates already).
+    Message(Captured, Option<Box<Message>>),
     /// A call's legs by Call-ID, inside and outside. Queued rather than given to the store at
     /// once: the store sees it after the call's INVITEs (captured before the B2BUA reports the
     /// call), so it can tell whether it holds a leg of the call and need not link the others.
@@ -224,8 +226,9 @@ impl Inner {
                 // Received messages come parsed by the transport. Our own are parsed here: a
                 // failure is rare (a message cut by a limit); it is still exported, just not
                 // traced.
-                let parsed =
-                    parsed.or_else(|| Message::parse(c.data.clone(), &Limits::default()).ok());
+                let parsed = parsed
+                    .map(|m| *m)
+                    .or_else(|| Message::parse(c.data.clone(), &Limits::default()).ok());
                 if let Some(m) = &parsed {
                     self.store.lock().record(&c, m);
                 }
@@ -313,7 +316,7 @@ impl Tracer {
         message: &Message,
         data: Bytes,
     ) {
-        let parsed = Some(message.clone());
+        let parsed = Some(Box::new(message.clone()));
         self.offer(Direction::In, side, transport, (src, dst), data, parsed);
     }
 
@@ -324,7 +327,7 @@ impl Tracer {
         transport: TransportKind,
         (src, dst): (SocketAddr, SocketAddr),
         data: Bytes,
-        parsed: Option<Message>,
+        parsed: Option<Box<Message>>,
     ) {
         let i = match dir {
             Direction::In => 0,
@@ -347,7 +350,11 @@ impl Tracer {
         let full = inner.queued.fetch_add(1, Ordering::Relaxed) >= inner.queue_max;
         if full || inner.tx.send(Queued::Message(c, parsed)).is_err() {
             inner.queued.fetch_sub(1, Ordering::Relaxed);
-            inner.metrics.dropped.with_label_values(&["queue_full"]).inc();
+            inner
+                .metrics
+                .dropped
+                .with_label_values(&["queue_full"])
+                .inc();
         }
     }
 
@@ -616,7 +623,7 @@ mod tests {
             panic!("a message queued")
         };
         assert_eq!(c.dir, Direction::In);
-        assert_eq!(parsed.as_ref().map(Message::call_id), Some("handed-over"));
+        assert_eq!(parsed.as_deref().map(Message::call_id), Some("handed-over"));
         assert_eq!(metrics.captured.with_label_values(&["in"]).get(), 1);
     }
 
@@ -651,7 +658,10 @@ mod tests {
         assert!(!linked("in-1"), "the link waits behind the INVITE");
         drain(&tracer, &mut rx);
         assert!(linked("in-1") && linked("out-1"), "a traced call is linked");
-        assert!(!linked("in-2") && !linked("out-2"), "no leg of call 2 is held");
+        assert!(
+            !linked("in-2") && !linked("out-2"),
+            "no leg of call 2 is held"
+        );
         let bytes = tracer.with_store(TraceStore::bytes);
         tracer.call_ended(2, Instant::now());
         drain(&tracer, &mut rx);
@@ -669,7 +679,8 @@ mod tests {
         tracer.link(1, "in-1", "out-1");
         tracer.call_ended(1, Instant::now());
         drain(&tracer, &mut rx);
-        let legs = tracer.with_store(|s| s.by_call(1).iter().map(|l| l.ended()).collect::<Vec<_>>());
+        let legs =
+            tracer.with_store(|s| s.by_call(1).iter().map(|l| l.ended()).collect::<Vec<_>>());
         assert_eq!(legs, [true], "linked, then ended");
         // The slot the message took is free again.
         invite(&tracer, "in-3");

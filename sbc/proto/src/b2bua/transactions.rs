@@ -308,7 +308,9 @@ impl Transactions {
         let hash = self.hasher.hash_one(branch);
         let client = &self.client;
         self.client_index
-            .find(hash, |e| e.hash == hash && is_client(client, e.tx, branch, cancel))
+            .find(hash, |e| {
+                e.hash == hash && is_client(client, e.tx, branch, cancel)
+            })
             .map(|e| e.tx)
     }
 

@@ -409,7 +409,10 @@ fn the_branch_indexes_hold_a_hash_and_a_handle_per_transaction() {
     // 16 bytes and a control byte per slot, at most half the slots empty (hashbrown's
     // power-of-two tables, 7/8 full at most), plus a group of control bytes each.
     let bytes = sim.sbc.tx.index_bytes();
-    assert!(bytes <= 400 * 2 * 17 + 2 * 16, "{bytes} bytes for 400 transactions");
+    assert!(
+        bytes <= 400 * 2 * 17 + 2 * 16,
+        "{bytes} bytes for 400 transactions"
+    );
 }
 
 #[test]
@@ -447,4 +450,3 @@ fn a_call_and_its_transactions_are_small() {
         assert!(size <= limit, "a {what} is {size} bytes");
     }
 }
-
