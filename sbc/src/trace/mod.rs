@@ -7,7 +7,9 @@
 //!   correlation id, plus RTCP-derived quality reports per stream (HEP type 5, JSON).
 //!
 //! The capture points are in `transport/` (every datagram and framed message in and out); the
-//! signaling task only says which two Call-IDs form a call and when it ended ([`observe`]).
+//! signaling task only says which two Call-IDs form a call and when it ended ([`observe`]),
+//! through the same queue, so the trace task sees a call's link after the INVITEs captured
+//! before it and links only calls it holds a leg of.
 
 mod compact;
 pub mod hep;
@@ -18,7 +20,10 @@ pub mod store;
 use std::{
     collections::{HashMap, VecDeque},
     net::SocketAddr,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant, SystemTime},
 };
 
@@ -169,13 +174,36 @@ pub struct Tracer {
     inner: Arc<Inner>,
 }
 
-/// What the capture queue carries: the capture, and the transport's parse of a received
-/// message when it has one, so the trace task does not parse it a second time.
-type Queued = (Captured, Option<Message>);
+/// What the capture queue carries, in the order it was offered.
+#[derive(Debug)]
+enum Queued {
+    /// A capture, and the transport's parse of a received message when it has one, so the
+    /// trace task does not parse it a second time. Boxed: a queue slot is as large as its
+    /// largest item, and inline a parse made every slot 304 bytes where a link needs 56 (the
+    /// box is one allocation per received message; cloning the parse allocates already).
+    Message(Captured, Option<Box<Message>>),
+    /// A call's legs by Call-ID, inside and outside. Queued rather than given to the store at
+    /// once: the store sees it after the call's INVITEs (captured before the B2BUA reports the
+    /// call), so it can tell whether it holds a leg of the call and need not link the others.
+    Link {
+        call: u64,
+        inside: String,
+        outside: String,
+    },
+    /// A call ended at `at` (after its link, in the same queue).
+    Ended { call: u64, at: Instant },
+}
 
 #[derive(Debug)]
 struct Inner {
-    tx: mpsc::Sender<Queued>,
+    /// Unbounded: links and ends are never dropped (a lost end would keep the call's legs
+    /// until the process ends, a lost link would let a live call's legs expire). They are one
+    /// or two per call; messages are bounded by `queue_max`.
+    tx: mpsc::UnboundedSender<Queued>,
+    /// Messages in the queue (links and ends not counted).
+    queued: AtomicUsize,
+    /// `[trace] queue`: messages beyond it are dropped, counted.
+    queue_max: usize,
     /// `captured` by direction (in, out), resolved once: this is counted for every message.
     captured: [prometheus::IntCounter; 2],
     store: Mutex<TraceStore>,
@@ -188,6 +216,41 @@ struct Inner {
     api: bool,
 }
 
+impl Inner {
+    /// Applies one queued item to the store. A message comes back for the HEP export, with its
+    /// Call-ID when `call_id` is asked for.
+    fn apply(&self, q: Queued, call_id: bool) -> Option<(Captured, Option<String>)> {
+        match q {
+            Queued::Message(c, parsed) => {
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+                // Received messages come parsed by the transport. Our own are parsed here: a
+                // failure is rare (a message cut by a limit); it is still exported, just not
+                // traced.
+                let parsed = parsed
+                    .map(|m| *m)
+                    .or_else(|| Message::parse(c.data.clone(), &Limits::default()).ok());
+                if let Some(m) = &parsed {
+                    self.store.lock().record(&c, m);
+                }
+                let id = parsed.filter(|_| call_id).map(|m| m.call_id().to_owned());
+                Some((c, id))
+            }
+            Queued::Link {
+                call,
+                inside,
+                outside,
+            } => {
+                self.store.lock().link(call, &inside, &outside);
+                None
+            }
+            Queued::Ended { call, at } => {
+                self.store.lock().call_ended(at, call);
+                None
+            }
+        }
+    }
+}
+
 impl Tracer {
     /// Starts the trace task (and the HEP sender when `[hep] collector` is set) on the current
     /// runtime. `None` when neither traces nor HEP are wanted: then nothing is captured.
@@ -195,12 +258,20 @@ impl Tracer {
         if !config.trace.enabled && config.hep.collector.is_none() {
             return None;
         }
-        let (tx, rx) = mpsc::channel(config.trace.queue.max(1));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let store = TraceStore::new(TraceLimits::from_config(&config.trace));
+        let store = if config.hep.collector.is_some() {
+            store.linking_every_call()
+        } else {
+            store
+        };
         let inner = Arc::new(Inner {
             tx,
+            queued: AtomicUsize::new(0),
+            queue_max: config.trace.queue.max(1),
             captured: [Direction::In, Direction::Out]
                 .map(|d| metrics.captured.with_label_values(&[dir_label(d)])),
-            store: Mutex::new(TraceStore::new(TraceLimits::from_config(&config.trace))),
+            store: Mutex::new(store),
             live: config.hep.collector.map(|_| Mutex::new(HashMap::new())),
             metrics: metrics.clone(),
             api: config.trace.enabled,
@@ -245,7 +316,7 @@ impl Tracer {
         message: &Message,
         data: Bytes,
     ) {
-        let parsed = Some(message.clone());
+        let parsed = Some(Box::new(message.clone()));
         self.offer(Direction::In, side, transport, (src, dst), data, parsed);
     }
 
@@ -256,7 +327,7 @@ impl Tracer {
         transport: TransportKind,
         (src, dst): (SocketAddr, SocketAddr),
         data: Bytes,
-        parsed: Option<Message>,
+        parsed: Option<Box<Message>>,
     ) {
         let i = match dir {
             Direction::In => 0,
@@ -273,13 +344,34 @@ impl Tracer {
             dst,
             data,
         };
-        if self.inner.tx.try_send((c, parsed)).is_err() {
-            self.inner
+        let inner = &self.inner;
+        // A slot is taken before the send and given back by the trace task when it takes the
+        // message (`Inner::apply`), so at most `queue_max` messages wait.
+        let full = inner.queued.fetch_add(1, Ordering::Relaxed) >= inner.queue_max;
+        if full || inner.tx.send(Queued::Message(c, parsed)).is_err() {
+            inner.queued.fetch_sub(1, Ordering::Relaxed);
+            inner
                 .metrics
                 .dropped
                 .with_label_values(&["queue_full"])
                 .inc();
         }
+    }
+
+    /// Queues the link of `call`'s legs (Call-IDs `inside` and `outside`) behind the messages
+    /// captured so far.
+    fn link(&self, call: u64, inside: &str, outside: &str) {
+        // Fails only once the trace task is gone, and then nothing is traced any more.
+        let _ = self.inner.tx.send(Queued::Link {
+            call,
+            inside: inside.to_owned(),
+            outside: outside.to_owned(),
+        });
+    }
+
+    /// Queues the end of `call` behind its link.
+    fn call_ended(&self, call: u64, at: Instant) {
+        let _ = self.inner.tx.send(Queued::Ended { call, at });
     }
 
     /// Links calls and marks their end from a B2BUA event (called by the signaling task for
@@ -293,10 +385,7 @@ impl Tracer {
                     return;
                 };
                 let [inside, outside] = &info.legs;
-                self.inner
-                    .store
-                    .lock()
-                    .link(call, &inside.call_id, &outside.call_id);
+                self.link(call, &inside.call_id, &outside.call_id);
                 if let (Some(media), Some(live)) = (info.media, &self.inner.live) {
                     live.lock().insert(
                         call,
@@ -309,7 +398,7 @@ impl Tracer {
                 }
             }
             Event::CallEnded { call, .. } => {
-                self.inner.store.lock().call_ended(Instant::now(), call);
+                self.call_ended(call, Instant::now());
                 if let Some(live) = &self.inner.live {
                     live.lock().remove(&call);
                 }
@@ -363,20 +452,20 @@ struct Task {
 }
 
 impl Task {
-    async fn run(mut self, mut rx: mpsc::Receiver<Queued>) {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Queued>) {
         let tick = tokio::time::sleep(IDLE_TICK);
         tokio::pin!(tick);
         let mut last_rtcp = Instant::now();
         loop {
             tokio::select! {
-                c = rx.recv() => {
-                    let Some((c, parsed)) = c else { return };
+                q = rx.recv() => {
+                    let Some(q) = q else { return };
                     let Some(inner) = self.inner.upgrade() else { return };
-                    self.handle(&inner, c, parsed);
+                    self.handle(&inner, q);
                     // Drain what queued meanwhile without another wake-up each.
                     for _ in 0..256 {
-                        let Ok((c, parsed)) = rx.try_recv() else { break };
-                        self.handle(&inner, c, parsed);
+                        let Ok(q) = rx.try_recv() else { break };
+                        self.handle(&inner, q);
                     }
                     self.flush(&inner, Instant::now());
                     // A packet now waits for its correlation: look again soon.
@@ -410,14 +499,10 @@ impl Task {
         }
     }
 
-    fn handle(&mut self, inner: &Inner, c: Captured, parsed: Option<Message>) {
-        // Received messages come parsed by the transport. Our own are parsed here: a failure
-        // is rare (a message cut by a limit); it is still exported, just not traced.
-        let parsed = parsed.or_else(|| Message::parse(c.data.clone(), &Limits::default()).ok());
-        let call_id = parsed.as_ref().map(|m| m.call_id().to_owned());
-        if let Some(m) = &parsed {
-            inner.store.lock().record(&c, m);
-        }
+    fn handle(&mut self, inner: &Inner, q: Queued) {
+        let Some((c, call_id)) = inner.apply(q, self.hep.is_some()) else {
+            return;
+        };
         if self.hep.is_none() {
             return;
         }
@@ -485,13 +570,15 @@ impl Task {
 mod tests {
     use super::*;
 
-    fn tracer(queue: usize) -> (Tracer, TraceMetrics, mpsc::Receiver<Queued>) {
+    fn tracer(queue: usize) -> (Tracer, TraceMetrics, mpsc::UnboundedReceiver<Queued>) {
         let metrics = TraceMetrics::register(&Registry::new()).expect("metrics");
-        let (tx, rx) = mpsc::channel(queue);
+        let (tx, rx) = mpsc::unbounded_channel();
         let limits = TraceLimits::from_config(&crate::config::Trace::default());
         let tracer = Tracer {
             inner: Arc::new(Inner {
                 tx,
+                queued: AtomicUsize::new(0),
+                queue_max: queue,
                 captured: [Direction::In, Direction::Out]
                     .map(|d| metrics.captured.with_label_values(&[dir_label(d)])),
                 store: Mutex::new(TraceStore::new(limits)),
@@ -532,9 +619,71 @@ mod tests {
         );
         let m = Message::parse(raw.clone(), &Limits::default()).expect("parses");
         tracer.capture_received(Side::Inside, TransportKind::Udp, (a, a), &m, raw);
-        let (c, parsed) = rx.try_recv().expect("queued");
+        let Ok(Queued::Message(c, parsed)) = rx.try_recv() else {
+            panic!("a message queued")
+        };
         assert_eq!(c.dir, Direction::In);
-        assert_eq!(parsed.as_ref().map(Message::call_id), Some("handed-over"));
+        assert_eq!(parsed.as_deref().map(Message::call_id), Some("handed-over"));
         assert_eq!(metrics.captured.with_label_values(&["in"]).get(), 1);
+    }
+
+    /// An INVITE of Call-ID `call_id`, as a transport captures it.
+    fn invite(tracer: &Tracer, call_id: &str) {
+        let a: SocketAddr = "192.0.2.1:5060".parse().expect("literal");
+        let raw = Bytes::from(format!(
+            "INVITE sip:4930111@sbc SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK1\r\n\
+             From: <sip:100@pbx>;tag=a\r\nTo: <sip:4930111@sbc>\r\nCall-ID: {call_id}\r\n\
+             CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        ));
+        let m = Message::parse(raw.clone(), &Limits::default()).expect("parses");
+        tracer.capture_received(Side::Inside, TransportKind::Udp, (a, a), &m, raw);
+    }
+
+    /// Runs the trace task's part on everything queued.
+    fn drain(tracer: &Tracer, rx: &mut mpsc::UnboundedReceiver<Queued>) {
+        while let Ok(q) = rx.try_recv() {
+            tracer.inner.apply(q, false);
+        }
+    }
+
+    #[test]
+    fn a_call_is_linked_after_its_invites_and_only_if_a_leg_is_held() {
+        // The link used to reach the store at once, before the INVITEs queued ahead of it, so
+        // the store could not tell a traced call from another and linked every live call.
+        let (tracer, _metrics, mut rx) = tracer(16);
+        invite(&tracer, "in-1");
+        tracer.link(1, "in-1", "out-1");
+        tracer.link(2, "in-2", "out-2");
+        let linked = |id: &str| tracer.with_store(|s| s.correlation(id) != Correlation::None);
+        assert!(!linked("in-1"), "the link waits behind the INVITE");
+        drain(&tracer, &mut rx);
+        assert!(linked("in-1") && linked("out-1"), "a traced call is linked");
+        assert!(
+            !linked("in-2") && !linked("out-2"),
+            "no leg of call 2 is held"
+        );
+        let bytes = tracer.with_store(TraceStore::bytes);
+        tracer.call_ended(2, Instant::now());
+        drain(&tracer, &mut rx);
+        assert_eq!(tracer.with_store(TraceStore::bytes), bytes);
+    }
+
+    #[test]
+    fn links_and_ends_pass_a_full_queue() {
+        // Messages beyond `[trace] queue` are dropped; a dropped end would keep its call's legs
+        // (live, never evicted) for good.
+        let (tracer, metrics, mut rx) = tracer(1);
+        invite(&tracer, "in-1");
+        invite(&tracer, "in-9");
+        assert_eq!(metrics.dropped.with_label_values(&["queue_full"]).get(), 1);
+        tracer.link(1, "in-1", "out-1");
+        tracer.call_ended(1, Instant::now());
+        drain(&tracer, &mut rx);
+        let legs =
+            tracer.with_store(|s| s.by_call(1).iter().map(|l| l.ended()).collect::<Vec<_>>());
+        assert_eq!(legs, [true], "linked, then ended");
+        // The slot the message took is free again.
+        invite(&tracer, "in-3");
+        assert_eq!(metrics.dropped.with_label_values(&["queue_full"]).get(), 1);
     }
 }

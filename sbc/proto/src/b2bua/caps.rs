@@ -75,15 +75,6 @@ pub(super) struct Ledger {
 }
 
 impl Ledger {
-    /// A ledger with room for `n` transactions of each kind before its maps first grow.
-    pub(super) fn with_capacity(n: usize) -> Self {
-        Self {
-            server: IdMap::with_capacity_and_hasher(n, Default::default()),
-            client: IdMap::with_capacity_and_hasher(n, Default::default()),
-            ..Self::default()
-        }
-    }
-
     fn put<K: std::hash::Hash + Eq>(
         map: &mut IdMap<K, usize>,
         total: &mut usize,

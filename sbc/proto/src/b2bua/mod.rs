@@ -146,12 +146,6 @@ pub struct Transmit {
     pub data: Bytes,
 }
 
-/// Most transactions the per-transaction maps are sized for at start (with
-/// `[limits] max_transactions` below it, that cap): 64 Ki entries cost each index ~2 MiB of
-/// address space, of which only the control bytes (128 KiB) are touched before use. Beyond
-/// it a map grows as usual, at ~1 ms per doubling for the 16-byte index entries.
-const PRESIZED_TRANSACTIONS: usize = 1 << 16;
-
 /// The B2BUA. One instance owns a set of calls (a shard); it is not shared between threads.
 #[derive(Debug)]
 pub struct B2bua {
@@ -224,11 +218,6 @@ impl B2bua {
         let trunk_active = vec![0; cfg.trunks.len()];
         let shared = SharedCalls::default();
         let trunk_slots = shared.slots(cfg.trunks.iter().map(|t| (t.name.as_str(), t.limits)));
-        // The per-transaction maps start at the size the caps allow (up to
-        // `PRESIZED_TRANSACTIONS`): a map grows by moving every entry within the turn of the
-        // message that filled it, and the transactions kept for their 32 s after the final
-        // response make them grow all through the first half minute of any new load.
-        let presized = cfg.caps.max_transactions.min(PRESIZED_TRANSACTIONS);
         let next_call = rng
             .shard()
             .map_or(0, |s| (s.index() as u64) << crate::shard::CALL_HANDLE_SHIFT);
@@ -242,9 +231,9 @@ impl B2bua {
             next_call: CallId::from_raw(next_call + 1),
             dialogs: dialogs::Dialogs::default(),
             sessions: IdMap::default(),
-            tx: Transactions::with_capacity(presized),
-            timers: TimerQueue::with_capacity(presized),
-            ledger: caps::Ledger::with_capacity(presized),
+            tx: Transactions::default(),
+            timers: TimerQueue::default(),
+            ledger: caps::Ledger::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             retransmissions_received: 0,

@@ -29,14 +29,6 @@ pub(super) struct TimerQueue {
 }
 
 impl TimerQueue {
-    /// A queue with room for `n` owners before its owner map first grows.
-    pub(super) fn with_capacity(n: usize) -> Self {
-        Self {
-            by_time: BTreeSet::new(),
-            by_owner: IdMap::with_capacity_and_hasher(n, Default::default()),
-        }
-    }
-
     /// Arms `owner` for `at`, replacing its previous deadline (a transaction machine's
     /// `poll_timeout` is the whole truth about when it next needs a kick).
     pub(super) fn set(&mut self, owner: TimerRef, at: Instant) {

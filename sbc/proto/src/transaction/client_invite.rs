@@ -9,7 +9,7 @@ use std::{
 use bytes::Bytes;
 
 use super::outbox::Outbox;
-use super::{Timer, TimerConfig, TimerTable, TxEvent};
+use super::{Timer, TimerConfig, TimerTable, Timings, TxEvent};
 
 /// States of the INVITE client transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +32,7 @@ pub enum State {
 pub struct InviteClient {
     state: State,
     timers: TimerTable,
-    cfg: TimerConfig,
+    cfg: Timings,
     reliable: bool,
     /// Retransmitted by Timer A; let go with the final response (nothing resends it then).
     request: Option<Bytes>,
@@ -46,6 +46,7 @@ impl InviteClient {
     /// Starts the transaction: the INVITE is queued for transmission at once. `reliable` is
     /// true for TCP/TLS, where nothing is retransmitted and the wait timers are zero.
     pub fn new(now: Instant, request: Bytes, reliable: bool, cfg: TimerConfig) -> Self {
+        let cfg = Timings::from(cfg);
         let mut tx = Self {
             state: State::Calling,
             timers: TimerTable::default(),
@@ -53,15 +54,15 @@ impl InviteClient {
             reliable,
             request: Some(request.clone()),
             ack: None,
-            interval_a: cfg.t1,
+            interval_a: cfg.t1(),
             transmits: VecDeque::from([request]),
             events: Outbox::default(),
         };
         if !reliable {
-            tx.timers.set(Timer::A, now + cfg.t1);
+            tx.timers.set(Timer::A, now + cfg.t1());
         }
         tx.timers.set(Timer::B, now + cfg.timeout());
-        tx.timers.set(Timer::C, now + cfg.timer_c);
+        tx.timers.set(Timer::C, now + cfg.timer_c());
         tx
     }
 
@@ -93,7 +94,7 @@ impl InviteClient {
                     self.timers.stop(Timer::B);
                 }
                 // Each provisional restarts Timer C (RFC 3261 §16.7 item 2).
-                self.timers.set(Timer::C, now + self.cfg.timer_c);
+                self.timers.set(Timer::C, now + self.cfg.timer_c());
                 true
             }
             (State::Calling | State::Proceeding, 200..=299) => {

@@ -8,7 +8,7 @@ use std::{
 use bytes::Bytes;
 
 use super::outbox::Outbox;
-use super::{Timer, TimerConfig, TimerTable, TxEvent};
+use super::{Timer, TimerConfig, TimerTable, Timings, TxEvent};
 
 /// States of the non-INVITE client transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +28,7 @@ pub enum State {
 pub struct NonInviteClient {
     state: State,
     timers: TimerTable,
-    cfg: TimerConfig,
+    cfg: Timings,
     reliable: bool,
     /// Retransmitted by Timer E; let go with the final response (nothing resends it then).
     request: Option<Bytes>,
@@ -40,18 +40,19 @@ pub struct NonInviteClient {
 impl NonInviteClient {
     /// Starts the transaction; the request is queued for transmission at once.
     pub fn new(now: Instant, request: Bytes, reliable: bool, cfg: TimerConfig) -> Self {
+        let cfg = Timings::from(cfg);
         let mut tx = Self {
             state: State::Trying,
             timers: TimerTable::default(),
             cfg,
             reliable,
             request: Some(request.clone()),
-            interval_e: cfg.t1,
+            interval_e: cfg.t1(),
             transmits: VecDeque::from([request]),
             events: Outbox::default(),
         };
         if !reliable {
-            tx.timers.set(Timer::E, now + cfg.t1);
+            tx.timers.set(Timer::E, now + cfg.t1());
         }
         tx.timers.set(Timer::F, now + cfg.timeout());
         tx
@@ -82,7 +83,7 @@ impl NonInviteClient {
                 let k = if self.reliable {
                     Duration::ZERO
                 } else {
-                    self.cfg.t4
+                    self.cfg.t4()
                 };
                 self.timers.set(Timer::K, now + k);
                 true
@@ -109,9 +110,9 @@ impl NonInviteClient {
                     }
                     // Trying doubles up to T2; Proceeding retransmits every T2 (§17.1.2.2).
                     self.interval_e = if self.state == State::Trying {
-                        self.interval_e.saturating_mul(2).min(self.cfg.t2)
+                        self.interval_e.saturating_mul(2).min(self.cfg.t2())
                     } else {
-                        self.cfg.t2
+                        self.cfg.t2()
                     };
                     self.timers.set(Timer::E, now + self.interval_e);
                 }

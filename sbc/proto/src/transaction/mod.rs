@@ -27,6 +27,7 @@ pub use client_invite::{InviteClient, State as InviteClientState};
 pub use client_non_invite::{NonInviteClient, State as NonInviteClientState};
 pub use server_invite::{Absorbed, InviteServer, State as InviteServerState};
 pub use server_non_invite::{NonInviteServer, State as NonInviteServerState};
+pub(crate) use timer::Timings;
 pub use timer::{Timer, TimerConfig, TimerTable};
 
 /// What a transaction tells its TU, besides passing responses up.

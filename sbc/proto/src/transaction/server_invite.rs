@@ -10,7 +10,7 @@ use std::{
 use bytes::Bytes;
 
 use super::outbox::Outbox;
-use super::{Timer, TimerConfig, TimerTable, TxEvent};
+use super::{Timer, TimerConfig, TimerTable, Timings, TxEvent};
 
 /// States of the INVITE server transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +41,7 @@ pub enum Absorbed {
 pub struct InviteServer {
     state: State,
     timers: TimerTable,
-    cfg: TimerConfig,
+    cfg: Timings,
     reliable: bool,
     last_response: Option<Bytes>,
     interval_g: Duration,
@@ -54,13 +54,14 @@ impl InviteServer {
     /// RFC 3261 §17.2.1 requires it within 200 ms unless the TU answers sooner, and a B2BUA
     /// waits on the other leg, so it never can promise that.
     pub fn new(trying: Bytes, reliable: bool, cfg: TimerConfig) -> Self {
+        let cfg = Timings::from(cfg);
         Self {
             state: State::Proceeding,
             timers: TimerTable::default(),
             cfg,
             reliable,
             last_response: Some(trying.clone()),
-            interval_g: cfg.t1,
+            interval_g: cfg.t1(),
             transmits: VecDeque::from([trying]),
             events: Outbox::default(),
         }
@@ -103,8 +104,8 @@ impl InviteServer {
                 self.transmits.push_back(response);
                 self.state = State::Completed;
                 if !self.reliable {
-                    self.interval_g = self.cfg.t1;
-                    self.timers.set(Timer::G, now + self.cfg.t1);
+                    self.interval_g = self.cfg.t1();
+                    self.timers.set(Timer::G, now + self.cfg.t1());
                 }
                 self.timers.set(Timer::H, now + self.cfg.timeout());
                 true
@@ -133,7 +134,7 @@ impl InviteServer {
                 let i = if self.reliable {
                     Duration::ZERO
                 } else {
-                    self.cfg.t4
+                    self.cfg.t4()
                 };
                 self.timers.set(Timer::I, now + i);
                 Absorbed::Yes
@@ -159,7 +160,7 @@ impl InviteServer {
                     if let Some(r) = &self.last_response {
                         self.transmits.push_back(r.clone());
                     }
-                    self.interval_g = self.interval_g.saturating_mul(2).min(self.cfg.t2);
+                    self.interval_g = self.interval_g.saturating_mul(2).min(self.cfg.t2());
                     self.timers.set(Timer::G, now + self.interval_g);
                 }
                 Timer::H => {

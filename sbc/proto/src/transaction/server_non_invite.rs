@@ -8,7 +8,7 @@ use std::{
 use bytes::Bytes;
 
 use super::outbox::Outbox;
-use super::{Timer, TimerConfig, TimerTable, TxEvent};
+use super::{Timer, TimerConfig, TimerTable, Timings, TxEvent};
 
 /// States of the non-INVITE server transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +28,7 @@ pub enum State {
 pub struct NonInviteServer {
     state: State,
     timers: TimerTable,
-    cfg: TimerConfig,
+    cfg: Timings,
     reliable: bool,
     last_response: Option<Bytes>,
     transmits: VecDeque<Bytes>,
@@ -38,6 +38,7 @@ pub struct NonInviteServer {
 impl NonInviteServer {
     /// Creates the transaction for a received request.
     pub fn new(reliable: bool, cfg: TimerConfig) -> Self {
+        let cfg = Timings::from(cfg);
         Self {
             state: State::Trying,
             timers: TimerTable::default(),

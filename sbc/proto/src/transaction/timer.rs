@@ -33,6 +33,58 @@ impl TimerConfig {
     }
 }
 
+/// A transaction's copy of its [`TimerConfig`]: whole milliseconds in 16 bytes rather than
+/// four `Duration`s in 64. Every live transaction keeps one, an answered call's two INVITE
+/// transactions for Timer L/M's 32 s. The configuration sets these in whole milliseconds
+/// (`[sip] t1_ms`, `t2_ms`, `t4_ms`, `timer_c_s`), so nothing is lost; a finer part is dropped,
+/// and a value beyond `u32` milliseconds (49 days) is kept as that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Timings {
+    t1: u32,
+    t2: u32,
+    t4: u32,
+    timer_c: u32,
+}
+
+impl From<TimerConfig> for Timings {
+    fn from(c: TimerConfig) -> Self {
+        let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+        Self {
+            t1: ms(c.t1),
+            t2: ms(c.t2),
+            t4: ms(c.t4),
+            timer_c: ms(c.timer_c),
+        }
+    }
+}
+
+impl Timings {
+    /// T1.
+    pub(crate) fn t1(self) -> Duration {
+        Duration::from_millis(self.t1.into())
+    }
+
+    /// T2.
+    pub(crate) fn t2(self) -> Duration {
+        Duration::from_millis(self.t2.into())
+    }
+
+    /// T4.
+    pub(crate) fn t4(self) -> Duration {
+        Duration::from_millis(self.t4.into())
+    }
+
+    /// Timer C.
+    pub(crate) fn timer_c(self) -> Duration {
+        Duration::from_millis(self.timer_c.into())
+    }
+
+    /// 64·T1 ([`TimerConfig::timeout`]).
+    pub(crate) fn timeout(self) -> Duration {
+        self.t1().saturating_mul(64)
+    }
+}
+
 /// The timers of the four transaction state machines (RFC 3261 §17, RFC 6026 for L and M).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Timer {
@@ -171,6 +223,28 @@ impl TimerTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_transactions_timings_are_the_configured_ones_in_16_bytes() {
+        // Each transaction kept the whole `TimerConfig`, 64 bytes.
+        let c = TimerConfig {
+            t1: Duration::from_millis(250),
+            t2: Duration::from_millis(4_000),
+            t4: Duration::from_secs(5),
+            timer_c: Duration::from_secs(180),
+        };
+        let t = Timings::from(c);
+        assert_eq!(
+            (t.t1(), t.t2(), t.t4(), t.timer_c(), t.timeout()),
+            (c.t1, c.t2, c.t4, c.timer_c, c.timeout())
+        );
+        assert_eq!(std::mem::size_of::<Timings>(), 16);
+        let long = Timings::from(TimerConfig {
+            timer_c: Duration::MAX,
+            ..c
+        });
+        assert_eq!(long.timer_c(), Duration::from_millis(u32::MAX.into()));
+    }
 
     #[test]
     fn pops_in_deadline_order_and_disarms() {
