@@ -55,6 +55,9 @@ fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("--hold") {
         return hold_main();
     }
+    if std::env::args().nth(1).as_deref() == Some("--turns") {
+        return turns_main();
+    }
     let calls = match std::env::args().nth(1).map(|a| a.parse::<u64>()) {
         None => CALLS,
         Some(Ok(n)) => n,
@@ -109,6 +112,57 @@ fn hold_main() -> ExitCode {
     std::process::exit(0)
 }
 
+/// `sbc-bench-workload --turns N`: N short calls at 1,000 calls/s of simulated time (the
+/// transactions of the last 32 s pile up to ~64,000 as under that load), timing each message's
+/// handling by the wall clock; prints the distribution of those turn times. Not part of the
+/// check (wall-clock figures vary from run to run): it shows the stalls a growing map puts
+/// into single turns (`bench/results/signaling-growth-2026-12-05.md`).
+fn turns_main() -> ExitCode {
+    let calls = match std::env::args().nth(2).map(|a| a.parse::<u64>()) {
+        Some(Ok(n)) => n,
+        _ => {
+            eprintln!("usage: sbc-bench-workload --turns CALLS");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut sim = new_sim(Rng::from_test_seed(0x5eed));
+    let mut cfg = config();
+    cfg.b2bua.caps.max_transactions = usize::try_from(calls * 4).unwrap_or(usize::MAX);
+    sim.sbc = Sbc::new(cfg, Rng::from_test_seed(0x5eed), sim.now);
+    sim.turns = Some(Vec::with_capacity(usize::try_from(calls * 7).unwrap_or(0)));
+    for i in 0..calls {
+        if let Err(e) = call(&mut sim, i).and_then(|_| sim.advance(CALL_GAP / 2)) {
+            eprintln!("sbc-bench-workload: call {i}: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let mut turns = sim.turns.take().unwrap_or_default();
+    turns.sort_unstable();
+    let at = |q: f64| {
+        let i = ((turns.len() as f64 * q) as usize).min(turns.len().saturating_sub(1));
+        turns.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e6)
+    };
+    let over = |us: u64| {
+        turns
+            .iter()
+            .filter(|d| **d > Duration::from_micros(us))
+            .count()
+    };
+    println!(
+        "{calls} calls, {} turns: p50 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs, p99.99 {:.1} µs, \
+         max {:.1} µs; over 250 µs: {}, over 1 ms: {}",
+        turns.len(),
+        at(0.5),
+        at(0.99),
+        at(0.999),
+        at(0.9999),
+        at(1.0),
+        over(250),
+        over(1000)
+    );
+    ExitCode::SUCCESS
+}
+
 fn new_sim(rng: Rng) -> Sim {
     // An origin for simulated time; nothing reads the clock afterwards.
     let now = Instant::now();
@@ -125,6 +179,7 @@ fn new_sim(rng: Rng) -> Sim {
         last_response: [None, None],
         handled: 0,
         sent: Vec::new(),
+        turns: None,
     }
 }
 
@@ -247,10 +302,14 @@ struct Sim {
     handled: u64,
     /// What the SBC sent since the last collect (reused).
     sent: Vec<Transmit>,
+    /// Wall-clock time of each message's handling, kept by `--turns` only.
+    turns: Option<Vec<Duration>>,
 }
 
 impl Sim {
     fn deliver(&mut self, from: Peer, text: &str) -> Result<(), String> {
+        // Wall-clock timing around the core (which never reads the clock), for `--turns`.
+        let started = self.turns.is_some().then(Instant::now);
         measured::receive(
             &mut self.sbc,
             &mut self.media,
@@ -259,6 +318,9 @@ impl Sim {
             text.as_bytes(),
         )
         .map_err(|e| format!("workload message does not parse ({e}):\n{text}"))?;
+        if let (Some(turns), Some(started)) = (&mut self.turns, started) {
+            turns.push(started.elapsed());
+        }
         self.handled += 1;
         self.collect()
     }
