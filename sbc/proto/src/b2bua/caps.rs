@@ -18,7 +18,7 @@
 //! - Requests the SBC makes itself to end calls (BYE, CANCEL) are never refused: ending calls
 //!   is how state drains.
 
-use super::id_map::IdMap;
+use super::step_table::IdStepMap;
 
 use super::{B2bua, Event, Refusal, ResponseSpec, Transmit, call::CallId, msg, transactions::TxId};
 use crate::{
@@ -68,15 +68,16 @@ impl Full {
 /// owner is drained, and removed with it, so the sum cannot drift.
 #[derive(Debug, Default)]
 pub(super) struct Ledger {
-    server: IdMap<TxId, usize>,
-    client: IdMap<TxId, usize>,
-    calls: IdMap<CallId, usize>,
+    // They grow in steps (`step_table.rs`): an entry per live transaction.
+    server: IdStepMap<TxId, usize>,
+    client: IdStepMap<TxId, usize>,
+    calls: IdStepMap<CallId, usize>,
     total: usize,
 }
 
 impl Ledger {
     fn put<K: std::hash::Hash + Eq>(
-        map: &mut IdMap<K, usize>,
+        map: &mut IdStepMap<K, usize>,
         total: &mut usize,
         key: K,
         bytes: usize,
@@ -85,7 +86,7 @@ impl Ledger {
         *total = total.saturating_sub(old).saturating_add(bytes);
     }
 
-    fn take<K: std::hash::Hash + Eq>(map: &mut IdMap<K, usize>, total: &mut usize, key: &K) {
+    fn take<K: std::hash::Hash + Eq>(map: &mut IdStepMap<K, usize>, total: &mut usize, key: &K) {
         if let Some(old) = map.remove(key) {
             *total = total.saturating_sub(old);
         }

@@ -70,6 +70,7 @@ mod slab;
 mod snapshot;
 mod srtp_policy;
 mod standalone;
+mod step_table;
 mod t38;
 mod teardown;
 mod timers;

@@ -8,7 +8,7 @@
 
 use std::{collections::BTreeSet, time::Instant};
 
-use super::{call::CallId, id_map::IdMap, transactions::TxId};
+use super::{call::CallId, step_table::IdStepMap, transactions::TxId};
 
 /// What a deadline belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -25,7 +25,9 @@ pub(super) enum TimerRef {
 #[derive(Debug, Default)]
 pub(super) struct TimerQueue {
     by_time: BTreeSet<(Instant, TimerRef)>,
-    by_owner: IdMap<TimerRef, Instant>,
+    /// Each owner's deadline; it grows in steps (`step_table.rs`): one entry per live
+    /// transaction, ~130,000 at 2,000 calls/s.
+    by_owner: IdStepMap<TimerRef, Instant>,
 }
 
 impl TimerQueue {
