@@ -860,6 +860,15 @@ fn measure(
     measure_with(lab, napi, relay, targets, rate, None)
 }
 
+/// The PBX's `n` stream sockets, bound in its namespace (stream `i` on
+/// `PEER_PORT + port_off(i)`), as every media trial sends from them.
+pub(crate) fn pbx_sockets(lab: &Lab, n: usize) -> Result<Vec<UdpSocket>> {
+    let _in = netns::enter(&lab.pbx)?;
+    Ok((0..n)
+        .map(|i| UdpSocket::bind(SocketAddr::from(([198, 18, 1, 2], PEER_PORT + port_off(i)))))
+        .collect::<std::io::Result<_>>()?)
+}
+
 /// [`measure`] sending `packets` (one per round, to every stream; the trial ends when they
 /// run out) instead of generated plain RTP.
 pub(crate) fn measure_with(
@@ -870,12 +879,7 @@ pub(crate) fn measure_with(
     rate: Option<u64>,
     packets: Option<std::sync::Arc<Vec<Vec<u8>>>>,
 ) -> Result<Trial> {
-    let sockets: Vec<UdpSocket> = {
-        let _in = netns::enter(&lab.pbx)?;
-        (0..targets.len())
-            .map(|i| UdpSocket::bind(SocketAddr::from(([198, 18, 1, 2], PEER_PORT + port_off(i)))))
-            .collect::<std::io::Result<_>>()?
-    };
+    let sockets = pbx_sockets(lab, targets.len())?;
     let targets = targets.to_vec();
     thread::sleep(Duration::from_millis(300));
     let drops0 = sink_drops(&lab.carrier)?;

@@ -347,12 +347,7 @@ fn check_forgeries_dropped(lab: &Lab, targets: &[SocketAddr], packets: &mut Pack
             p
         })
         .collect();
-    let sockets: Vec<UdpSocket> = {
-        let _in = netns::enter(&lab.pbx)?;
-        (0..targets.len())
-            .map(|i| UdpSocket::bind(SocketAddr::from(([198, 18, 1, 2], PEER_PORT + port_off(i)))))
-            .collect::<std::io::Result<_>>()?
-    };
+    let sockets = crate::bench::pbx_sockets(lab, targets.len())?;
     let before = sink_drops(&lab.carrier)?;
     let mut sent = 0u64;
     for p in &forged {

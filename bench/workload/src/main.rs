@@ -83,19 +83,10 @@ fn main() -> ExitCode {
 /// RSS) and exits with them all up: run under `heaptrack`, its "leaked" figure is the B2BUA's
 /// heap with N established calls (issue 16, memory per concurrent call).
 fn hold_main() -> ExitCode {
-    let calls = match std::env::args().nth(2).map(|a| a.parse::<u64>()) {
-        Some(Ok(n)) => n,
-        _ => {
-            eprintln!("usage: sbc-bench-workload --hold CALLS");
-            return ExitCode::FAILURE;
-        }
+    let Some(calls) = calls_arg("--hold") else {
+        return ExitCode::FAILURE;
     };
-    let mut sim = new_sim(Rng::from_test_seed(0x5eed));
-    // Room for every call's transactions: the default cap (20,000) is what a deployment
-    // configures, not what this measurement is about.
-    let mut cfg = config();
-    cfg.b2bua.caps.max_transactions = usize::try_from(calls * 4).unwrap_or(usize::MAX);
-    sim.sbc = Sbc::new(cfg, Rng::from_test_seed(0x5eed), sim.now);
+    let mut sim = sim_for(calls);
     for i in 0..calls {
         if let Err(e) = establish(&mut sim, i).and_then(|_| sim.advance(CALL_GAP)) {
             eprintln!("sbc-bench-workload: call {i}: {e}");
@@ -118,17 +109,10 @@ fn hold_main() -> ExitCode {
 /// check (wall-clock figures vary from run to run): it shows the stalls a growing map puts
 /// into single turns (`bench/results/signaling-growth-2026-12-05.md`).
 fn turns_main() -> ExitCode {
-    let calls = match std::env::args().nth(2).map(|a| a.parse::<u64>()) {
-        Some(Ok(n)) => n,
-        _ => {
-            eprintln!("usage: sbc-bench-workload --turns CALLS");
-            return ExitCode::FAILURE;
-        }
+    let Some(calls) = calls_arg("--turns") else {
+        return ExitCode::FAILURE;
     };
-    let mut sim = new_sim(Rng::from_test_seed(0x5eed));
-    let mut cfg = config();
-    cfg.b2bua.caps.max_transactions = usize::try_from(calls * 4).unwrap_or(usize::MAX);
-    sim.sbc = Sbc::new(cfg, Rng::from_test_seed(0x5eed), sim.now);
+    let mut sim = sim_for(calls);
     sim.turns = Some(Vec::with_capacity(usize::try_from(calls * 7).unwrap_or(0)));
     for i in 0..calls {
         if let Err(e) = call(&mut sim, i).and_then(|_| sim.advance(CALL_GAP / 2)) {
@@ -161,6 +145,26 @@ fn turns_main() -> ExitCode {
         over(1000)
     );
     ExitCode::SUCCESS
+}
+
+/// The call count after `flag` (the second argument); `None`, with the usage printed, when
+/// it is missing or not a number.
+fn calls_arg(flag: &str) -> Option<u64> {
+    let calls = std::env::args().nth(2).and_then(|a| a.parse::<u64>().ok());
+    if calls.is_none() {
+        eprintln!("usage: sbc-bench-workload {flag} CALLS");
+    }
+    calls
+}
+
+/// A simulation with room for `calls` calls' transactions: the default cap (20,000) is what a
+/// deployment configures, not what `--hold` and `--turns` measure.
+fn sim_for(calls: u64) -> Sim {
+    let mut sim = new_sim(Rng::from_test_seed(0x5eed));
+    let mut cfg = config();
+    cfg.b2bua.caps.max_transactions = usize::try_from(calls * 4).unwrap_or(usize::MAX);
+    sim.sbc = Sbc::new(cfg, Rng::from_test_seed(0x5eed), sim.now);
+    sim
 }
 
 fn new_sim(rng: Rng) -> Sim {

@@ -12,6 +12,7 @@
 //! before it and links only calls it holds a leg of.
 
 mod compact;
+mod facts;
 pub mod hep;
 pub mod ladder;
 pub mod redact;
@@ -34,11 +35,13 @@ use sbc_proto::{
     b2bua::{B2bua, Event},
     media::SessionId,
     net::{Side, TransportKind},
-    sip::{Limits, Message},
+    sip::{Limits, Message, Method},
 };
 use tokio::sync::mpsc;
 
 pub use store::{Correlation, Direction, Leg, TraceLimits, TraceStore};
+
+use facts::Facts;
 
 use crate::{config::Config, media::MediaManager};
 
@@ -177,10 +180,10 @@ pub struct Tracer {
 /// What the capture queue carries, in the order it was offered.
 #[derive(Debug)]
 enum Queued {
-    /// A capture, and the transport's parse of a received message when it has one, so the
-    /// trace task does not parse it a second time. Boxed: a queue slot is as large as its
-    /// largest item, and inline a parse made every slot 304 bytes where a link needs 56 (the
-    /// box is one allocation per received message; cloning the parse allocates already).
+    /// A capture, and the transport's parse of a received new INVITE, so the trace task does
+    /// not parse it a second time. Boxed: a queue slot is as large as its largest item, and
+    /// inline a parse made every slot 304 bytes where a link needs 56 (the box is one
+    /// allocation per received new INVITE; cloning the parse allocates already).
     Message(Captured, Option<Box<Message>>),
     /// A call's legs by Call-ID, inside and outside. Queued rather than given to the store at
     /// once: the store sees it after the call's INVITEs (captured before the B2BUA reports the
@@ -223,16 +226,27 @@ impl Inner {
         match q {
             Queued::Message(c, parsed) => {
                 self.queued.fetch_sub(1, Ordering::Relaxed);
-                // Received messages come parsed by the transport. Our own are parsed here: a
-                // failure is rare (a message cut by a limit); it is still exported, just not
-                // traced.
-                let parsed = parsed
-                    .map(|m| *m)
-                    .or_else(|| Message::parse(c.data.clone(), &Limits::default()).ok());
-                if let Some(m) = &parsed {
-                    self.store.lock().record(&c, m);
-                }
-                let id = parsed.filter(|_| call_id).map(|m| m.call_id().to_owned());
+                let parse = |data: &Bytes| Message::parse(data.clone(), &Limits::default()).ok();
+                // A received new INVITE comes with the transport's parse (its leg's numbers);
+                // every other message is scanned for what the store needs (`facts.rs`) and
+                // parsed only when the scan cannot tell. A message that does not parse (one
+                // cut by a limit) is still exported, just not traced.
+                let id = match (parsed, Facts::scan(&c.data)) {
+                    (Some(m), _) => {
+                        self.store.lock().record(&c, &m);
+                        call_id.then(|| m.call_id().to_owned())
+                    }
+                    (None, Some(f)) => {
+                        self.store.lock().record_facts(&c, &f, &c.data, || {
+                            parse(&c.data).map_or_else(Default::default, |m| store::numbers(&m))
+                        });
+                        call_id.then(|| f.call_id.to_owned())
+                    }
+                    (None, None) => parse(&c.data).and_then(|m| {
+                        self.store.lock().record(&c, &m);
+                        call_id.then(|| m.call_id().to_owned())
+                    }),
+                };
                 Some((c, id))
             }
             Queued::Link {
@@ -306,8 +320,9 @@ impl Tracer {
         self.offer(dir, side, transport, (src, dst), data, None);
     }
 
-    /// Offers a received message the transport has parsed (`data` is its buffer): the trace
-    /// task uses that parse instead of parsing the bytes again, which was half of its cost.
+    /// Offers a received message the transport has parsed (`data` is its buffer). A new
+    /// INVITE's parse goes along (the trace task would otherwise parse it again for its leg's
+    /// numbers); the task scans the others.
     pub fn capture_received(
         &self,
         side: Side,
@@ -316,7 +331,10 @@ impl Tracer {
         message: &Message,
         data: Bytes,
     ) {
-        let parsed = Some(Box::new(message.clone()));
+        // Only a new INVITE's parse is worth its copy: it may start a leg, whose calling and
+        // called numbers need it. The rest are scanned (`facts.rs`).
+        let parsed = (message.method() == Some(&Method::Invite) && message.to_tag().is_none())
+            .then(|| Box::new(message.clone()));
         self.offer(Direction::In, side, transport, (src, dst), data, parsed);
     }
 
@@ -609,22 +627,85 @@ mod tests {
     }
 
     #[test]
-    fn a_received_message_reaches_the_task_with_the_transports_parse() {
+    fn only_a_received_new_invite_brings_the_transports_parse() {
         let (tracer, metrics, mut rx) = tracer(4);
         let a: SocketAddr = "192.0.2.1:5060".parse().expect("literal");
-        let raw = Bytes::from_static(
+        let options = Bytes::from_static(
             b"OPTIONS sip:sbc SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK1\r\n\
-              From: <sip:100@pbx>;tag=a\r\nTo: <sip:sbc>\r\nCall-ID: handed-over\r\n\
+              From: <sip:100@pbx>;tag=a\r\nTo: <sip:sbc>\r\nCall-ID: scanned\r\n\
               CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
         );
-        let m = Message::parse(raw.clone(), &Limits::default()).expect("parses");
-        tracer.capture_received(Side::Inside, TransportKind::Udp, (a, a), &m, raw);
+        let m = Message::parse(options.clone(), &Limits::default()).expect("parses");
+        tracer.capture_received(Side::Inside, TransportKind::Udp, (a, a), &m, options);
         let Ok(Queued::Message(c, parsed)) = rx.try_recv() else {
             panic!("a message queued")
         };
         assert_eq!(c.dir, Direction::In);
+        assert!(parsed.is_none(), "scanned by the task, not copied");
+        invite(&tracer, "handed-over");
+        let Ok(Queued::Message(_, parsed)) = rx.try_recv() else {
+            panic!("a message queued")
+        };
         assert_eq!(parsed.as_deref().map(Message::call_id), Some("handed-over"));
-        assert_eq!(metrics.captured.with_label_values(&["in"]).get(), 1);
+        assert_eq!(metrics.captured.with_label_values(&["in"]).get(), 2);
+    }
+
+    #[test]
+    fn scanned_messages_join_their_leg_as_parsed_ones_did() {
+        let (tracer, _metrics, mut rx) = tracer(16);
+        let a: SocketAddr = "192.0.2.1:5060".parse().expect("literal");
+        invite(&tracer, "in-1");
+        // The SBC's own answer, scanned: it ends the leg that is no call.
+        tracer.capture(
+            Direction::Out,
+            Side::Inside,
+            TransportKind::Udp,
+            a,
+            a,
+            Bytes::from_static(
+                b"SIP/2.0 486 Busy Here\r\nVia: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK1\r\n\
+                  From: <sip:100@pbx>;tag=a\r\nTo: <sip:4930111@sbc>;tag=s1\r\n\
+                  Call-ID: in-1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+            ),
+        );
+        // An INVITE the SBC sends (a new leg): scanned, then parsed once for its numbers.
+        tracer.capture(
+            Direction::Out,
+            Side::Outside,
+            TransportKind::Udp,
+            a,
+            a,
+            Bytes::from_static(
+                b"INVITE sip:4930222@carrier SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKs\r\n\
+                  From: <sip:200@sbc>;tag=s2\r\nTo: <sip:4930222@carrier>\r\nCall-ID: out-1\r\n\
+                  CSeq: 7 INVITE\r\nMax-Forwards: 69\r\nContent-Length: 0\r\n\r\n",
+            ),
+        );
+        drain(&tracer, &mut rx);
+        tracer.with_store(|s| {
+            let leg = s.by_call_id("in-1");
+            let [leg] = leg.as_slice() else {
+                panic!("one leg in-1")
+            };
+            assert_eq!(leg.messages.len(), 2);
+            assert_eq!(leg.final_status, Some(486));
+            assert!(leg.ended(), "a failed leg that is no call is done");
+            let [last] = leg.messages.iter().skip(1).collect::<Vec<_>>()[..] else {
+                panic!("the answer")
+            };
+            assert_eq!(
+                (last.summary().as_str(), last.cseq().as_str()),
+                ("486 Busy Here", "1 INVITE")
+            );
+            let out = s.by_call_id("out-1");
+            let [out] = out.as_slice() else {
+                panic!("one leg out-1")
+            };
+            assert_eq!(
+                (out.calling.as_deref(), out.called.as_deref()),
+                (Some("200"), Some("4930222"))
+            );
+        });
     }
 
     /// An INVITE of Call-ID `call_id`, as a transport captures it.

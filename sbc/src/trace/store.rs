@@ -39,7 +39,7 @@ use sbc_proto::{
     sip::{Message, Method, Uri},
 };
 
-use super::{Captured, compact};
+use super::{Captured, compact, facts::Facts};
 
 /// Which way a message went, seen from the SBC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -427,10 +427,22 @@ impl TraceStore {
     /// Records one captured message, parsed as `msg` (retention runs on `c.now`, the ladder
     /// shows `c.at`).
     pub fn record(&mut self, c: &Captured, msg: &Message) {
+        self.record_facts(c, &Facts::of(msg), msg.as_bytes(), || numbers(msg));
+    }
+
+    /// Records one captured message, `raw`, by its `facts`; `numbers` gives the calling and
+    /// called numbers of a message that starts a leg (the one full parse a leg needs).
+    pub fn record_facts(
+        &mut self,
+        c: &Captured,
+        facts: &Facts<'_>,
+        raw: &[u8],
+        numbers: impl FnOnce() -> (Option<String>, Option<String>),
+    ) {
         let (now, at, side) = (c.now, c.at, c.side);
         self.expire(now);
-        let call_id = msg.call_id();
-        let starts = msg.is_request() && msg.method() == Some(&Method::Invite);
+        let call_id = facts.call_id;
+        let starts = facts.is_invite_request();
         let mut new_leg = None;
         if !self.legs.contains_key(call_id) {
             if !starts {
@@ -440,7 +452,7 @@ impl TraceStore {
                 self.drops.push(Dropped::MaxLegs);
                 return;
             }
-            let (calling, called) = numbers(msg);
+            let (calling, called) = numbers();
             let link = self.links.get(call_id);
             let leg = Leg {
                 call_id: call_id.to_owned(),
@@ -461,7 +473,7 @@ impl TraceStore {
             self.legs.reserve(1);
             new_leg = Some(leg);
         }
-        let redacted = super::redact::credentials(msg.as_bytes());
+        let redacted = super::redact::credentials(raw);
         let raw: &[u8] = &redacted;
         let keep = raw.len().min(self.limits.message_bytes);
         let cut = raw.get(..keep).unwrap_or(raw);
@@ -496,7 +508,7 @@ impl TraceStore {
             }
             self.legs.insert(call_id.to_owned(), leg);
         }
-        let cseq = msg.cseq();
+        let cseq = &facts.cseq;
         let entry = Entry {
             at,
             dir: c.dir,
@@ -507,7 +519,7 @@ impl TraceStore {
             data,
             truncated: keep < raw.len(),
             encoded,
-            status: msg.status().map_or(0, |s| s.as_u16()),
+            status: facts.status.unwrap_or(0),
             seq: cseq.seq,
             method: cseq.method.clone(),
         };
@@ -518,9 +530,9 @@ impl TraceStore {
         let before = leg.cost();
         leg.last = now;
         let mut failed = false;
-        if !msg.is_request()
+        if facts.request.is_none()
             && cseq.method == Method::Invite
-            && let Some(code) = msg.status().map(|s| s.as_u16())
+            && let Some(code) = facts.status
             && code >= 200
         {
             leg.final_status = Some(code);
@@ -799,7 +811,7 @@ fn user(uri: &Uri<'_>) -> Option<String> {
 }
 
 /// Calling (From) and called (Request-URI) numbers of an INVITE.
-fn numbers(msg: &Message) -> (Option<String>, Option<String>) {
+pub(super) fn numbers(msg: &Message) -> (Option<String>, Option<String>) {
     let calling = user(&msg.from().uri);
     let called = msg.request_uri().as_ref().and_then(user);
     (calling, called)

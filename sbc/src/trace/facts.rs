@@ -1,0 +1,193 @@
+//! What the trace store reads of a message: its start line, Call-ID and CSeq.
+//!
+//! Every captured message used to be parsed in full for these (the SBC's own, once more after
+//! the B2BUA wrote them; received ones as a copy of the transport's parse), and tracing cost a
+//! quarter of the SBC's CPU per call (`bench/results/signaling-trace-2026-12-05.md`). A
+//! message that reaches the trace is already known to be well-formed (the transport parsed a
+//! received one; the B2BUA wrote a sent one), so a scan of its header lines finds the three
+//! values. A message the scan cannot read plainly (a folded or repeated Call-ID or CSeq, a
+//! missing one) returns `None` and is parsed in full as before; the tests hold the scan to the
+//! parser's answer on the RFC 4475 torture messages.
+
+use sbc_proto::sip::{CSeq, Message, Method};
+
+use super::compact::find_crlf;
+
+/// The values the trace store keeps or keys by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Facts<'a> {
+    /// The Call-ID (the leg's key).
+    pub call_id: &'a str,
+    /// The request's method; `None` for a response.
+    pub request: Option<Method>,
+    /// The response's status code; `None` for a request.
+    pub status: Option<u16>,
+    /// The CSeq.
+    pub cseq: CSeq,
+}
+
+impl<'a> Facts<'a> {
+    /// The facts of a parsed message.
+    pub fn of(msg: &'a Message) -> Self {
+        Self {
+            call_id: msg.call_id(),
+            request: msg.method().cloned(),
+            status: msg.status().map(|s| s.as_u16()),
+            cseq: msg.cseq().clone(),
+        }
+    }
+
+    /// The facts of a well-formed message by a scan of its lines; `None` when the scan cannot
+    /// tell them plainly (the caller then parses).
+    pub fn scan(data: &'a [u8]) -> Option<Self> {
+        let end = find_crlf(data)?;
+        let start = data.get(..end)?;
+        let (request, status) = match start.strip_prefix(b"SIP/2.0 ") {
+            Some(rest) => {
+                let code = rest.get(..3)?;
+                if !code.iter().all(u8::is_ascii_digit) || rest.get(3).is_some_and(|b| *b != b' ') {
+                    return None;
+                }
+                let code: u16 = std::str::from_utf8(code).ok()?.parse().ok()?;
+                (None, Some(code))
+            }
+            None => {
+                let sp = memchr::memchr(b' ', start)?;
+                let token = std::str::from_utf8(start.get(..sp)?).ok()?;
+                (Some(Method::from_token(token)?), None)
+            }
+        };
+        let mut rest = data.get(end + 2..)?;
+        let (mut call_id, mut cseq) = (None, None);
+        loop {
+            let end = find_crlf(rest)?;
+            let line = rest.get(..end)?;
+            if line.is_empty() {
+                break;
+            }
+            let next = rest.get(end + 2..)?;
+            // A folded line goes on in the next one (RFC 3261 §7.3.1).
+            let folded = matches!(next.first(), Some(b' ' | b'\t'));
+            if let Some(colon) = memchr::memchr(b':', line) {
+                let name = trim(line.get(..colon)?);
+                let value = || std::str::from_utf8(trim(line.get(colon + 1..)?)).ok();
+                if name.eq_ignore_ascii_case(b"call-id") || name.eq_ignore_ascii_case(b"i") {
+                    if folded || call_id.is_some() {
+                        return None;
+                    }
+                    call_id = Some(value()?);
+                } else if name.eq_ignore_ascii_case(b"cseq") {
+                    if folded || cseq.is_some() {
+                        return None;
+                    }
+                    cseq = Some(CSeq::parse(value()?).ok()?);
+                }
+            }
+            rest = next;
+        }
+        let call_id = call_id.filter(|c| !c.is_empty())?;
+        Some(Self {
+            call_id,
+            request,
+            status,
+            cseq: cseq?,
+        })
+    }
+
+    /// An INVITE request: it may start a leg (whose numbers need the full parse).
+    pub fn is_invite_request(&self) -> bool {
+        self.request == Some(Method::Invite)
+    }
+}
+
+/// `s` without leading and trailing spaces and tabs.
+fn trim(s: &[u8]) -> &[u8] {
+    let lws = |b: &u8| *b == b' ' || *b == b'\t';
+    let from = s.iter().position(|b| !lws(b)).unwrap_or(s.len());
+    let to = s.iter().rposition(|b| !lws(b)).map_or(from, |i| i + 1);
+    s.get(from..to).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use bytes::Bytes;
+    use sbc_proto::sip::Limits;
+
+    use super::*;
+
+    #[test]
+    fn the_sbcs_own_messages_scan_as_they_parse() {
+        let invite = b"INVITE sip:4930111@carrier SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKs1\r\n\
+            From: <sip:100@sbc>;tag=s1\r\nTo: <sip:4930111@carrier>\r\nCall-ID: 0f3a9c@sbc\r\n\
+            CSeq: 1 INVITE\r\nMax-Forwards: 69\r\nContent-Length: 0\r\n\r\n";
+        let ok = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK1\r\n\
+            From: <sip:100@pbx>;tag=a\r\nTo: <sip:4930111@sbc>;tag=s2\r\ni:  abc-1 \r\n\
+            cseq:\t2 BYE\r\nContent-Length: 0\r\n\r\n";
+        for raw in [&invite[..], &ok[..]] {
+            let m =
+                Message::parse(Bytes::copy_from_slice(raw), &Limits::default()).expect("parses");
+            assert_eq!(Facts::scan(raw), Some(Facts::of(&m)));
+        }
+        let f = Facts::scan(ok).expect("scans");
+        assert_eq!(
+            (f.call_id, f.status, f.cseq.method),
+            ("abc-1", Some(200), Method::Bye)
+        );
+        assert!(Facts::scan(invite).is_some_and(|f| f.is_invite_request()));
+    }
+
+    #[test]
+    fn what_the_scan_cannot_tell_plainly_is_left_to_the_parser() {
+        for raw in [
+            // Folded Call-ID.
+            &b"BYE sip:a@b SIP/2.0\r\nCall-ID: x\r\n y\r\nCSeq: 2 BYE\r\n\r\n"[..],
+            // Two Call-IDs.
+            b"BYE sip:a@b SIP/2.0\r\nCall-ID: x\r\ni: y\r\nCSeq: 2 BYE\r\n\r\n",
+            // No CSeq; no end of headers; a bad status.
+            b"BYE sip:a@b SIP/2.0\r\nCall-ID: x\r\n\r\n",
+            b"BYE sip:a@b SIP/2.0\r\nCall-ID: x\r\nCSeq: 2 BYE\r\n",
+            b"SIP/2.0 2000 OK\r\nCall-ID: x\r\nCSeq: 2 BYE\r\n\r\n",
+        ] {
+            assert_eq!(Facts::scan(raw), None, "{}", String::from_utf8_lossy(raw));
+        }
+    }
+
+    #[test]
+    fn the_scan_agrees_with_the_parser_on_the_torture_messages() {
+        // RFC 4475's messages (folding, compact forms, odd spacing, escapes): wherever both
+        // answer, they agree; the scan may decline, never differ.
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("proto/testdata/rfc4475");
+        let mut files: Vec<PathBuf> = Vec::new();
+        for sub in [dir.join("valid"), dir.join("invalid"), dir.clone()] {
+            if let Ok(entries) = std::fs::read_dir(&sub) {
+                files.extend(
+                    entries
+                        .filter_map(Result::ok)
+                        .map(|e| e.path())
+                        .filter(|p| p.extension().is_some_and(|x| x == "dat")),
+                );
+            }
+        }
+        assert!(files.len() >= 40, "the torture messages are there");
+        let (mut agreed, mut declined) = (0, 0);
+        for path in &files {
+            let raw = std::fs::read(path).expect("readable");
+            let Ok(m) = Message::parse(Bytes::from(raw.clone()), &Limits::default()) else {
+                continue;
+            };
+            match Facts::scan(&raw) {
+                Some(f) => {
+                    assert_eq!(f, Facts::of(&m), "{}", path.display());
+                    agreed += 1;
+                }
+                None => declined += 1,
+            }
+        }
+        assert!(
+            agreed >= 10 && agreed > declined,
+            "the scan reads most well-formed messages ({agreed} read, {declined} declined)"
+        );
+    }
+}
