@@ -28,36 +28,58 @@ fn lines(first: &[u8]) -> impl Iterator<Item = &[u8]> {
     .take(usize::from(u8::MAX))
 }
 
-/// [`encode_into`] a new buffer.
+/// [`Encoder::encode`] into a new buffer.
 #[cfg(test)]
 pub fn encode(first: &[u8], msg: &[u8]) -> Box<[u8]> {
-    let mut out = Vec::new();
-    encode_into(first, msg, &mut out);
-    Box::from(out.as_slice())
+    Box::from(Encoder::default().encode(first, msg))
 }
 
-/// Writes into `out` (cleared first) `msg` with every complete header line equal to a header
-/// line of `first` replaced by a reference. A caller storing many messages reuses one `out`
-/// and allocates each stored copy once, at its size.
-pub fn encode_into(first: &[u8], msg: &[u8], out: &mut Vec<u8>) {
-    out.clear();
-    out.reserve(msg.len());
-    let dict: Vec<&[u8]> = lines(first).collect();
-    let head = msg.len() - after_start_line(msg).len();
-    out.extend_from_slice(&msg[..head]);
-    let mut rest = &msg[head..];
-    while let Some(end) = find_crlf(rest) {
-        let line = &rest[..end];
-        if line.is_empty() {
-            break;
+/// Encodes messages against their leg's first one. Its buffers are reused from message to
+/// message (the trace encodes every message it keeps): each stored copy is then the one
+/// allocation, at its size.
+#[derive(Debug, Default)]
+pub struct Encoder {
+    out: Vec<u8>,
+    /// The first message's header lines as (offset, length).
+    dict: Vec<(usize, usize)>,
+}
+
+impl Encoder {
+    /// `msg` with every complete header line equal to a header line of `first` replaced by a
+    /// reference.
+    pub fn encode(&mut self, first: &[u8], msg: &[u8]) -> &[u8] {
+        let out = &mut self.out;
+        out.clear();
+        out.reserve(msg.len());
+        self.dict.clear();
+        let base = first.len() - after_start_line(first).len();
+        let mut at = base;
+        self.dict.extend(lines(first).map(|line| {
+            let span = (at, line.len());
+            at += line.len() + 2;
+            span
+        }));
+        let head = msg.len() - after_start_line(msg).len();
+        out.extend_from_slice(&msg[..head]);
+        let mut rest = &msg[head..];
+        while let Some(end) = find_crlf(rest) {
+            let line = &rest[..end];
+            if line.is_empty() {
+                break;
+            }
+            let known = self
+                .dict
+                .iter()
+                .position(|&(at, len)| first.get(at..at + len) == Some(line));
+            match known {
+                Some(i) => out.extend_from_slice(&[REF, u8::try_from(i).unwrap_or(u8::MAX)]),
+                None => out.extend_from_slice(&rest[..end + 2]),
+            }
+            rest = &rest[end + 2..];
         }
-        match dict.iter().position(|d| *d == line) {
-            Some(i) => out.extend_from_slice(&[REF, u8::try_from(i).unwrap_or(u8::MAX)]),
-            None => out.extend_from_slice(&rest[..end + 2]),
-        }
-        rest = &rest[end + 2..];
+        out.extend_from_slice(rest);
+        out
     }
-    out.extend_from_slice(rest);
 }
 
 /// The message `stored` was encoded from, with `first` the leg's first message.

@@ -5,9 +5,9 @@
 //! quarter of the SBC's CPU per call (`bench/results/signaling-trace-2026-12-05.md`). A
 //! message that reaches the trace is already known to be well-formed (the transport parsed a
 //! received one; the B2BUA wrote a sent one), so a scan of its header lines finds the three
-//! values. A message the scan cannot read plainly (a folded or repeated Call-ID or CSeq, a
-//! missing one) returns `None` and is parsed in full as before; the tests hold the scan to the
-//! parser's answer on the RFC 4475 torture messages.
+//! values, and stops there. A message the scan cannot read plainly (a folded or repeated
+//! Call-ID or CSeq ahead of the other, a missing one) returns `None` and is parsed in full as
+//! before; the tests hold the scan to the parser's answer on the RFC 4475 torture messages.
 
 use sbc_proto::sip::{CSeq, Message, Method};
 
@@ -68,7 +68,10 @@ impl<'a> Facts<'a> {
             let next = rest.get(end + 2..)?;
             // A folded line goes on in the next one (RFC 3261 §7.3.1).
             let folded = matches!(next.first(), Some(b' ' | b'\t'));
-            if let Some(colon) = memchr::memchr(b':', line) {
+            // Only `Call-ID`, `i` and `CSeq` are read: skip the others on their first byte.
+            if matches!(line.first(), Some(b'c' | b'C' | b'i' | b'I'))
+                && let Some(colon) = memchr::memchr(b':', line)
+            {
                 let name = trim(line.get(..colon)?);
                 let value = || std::str::from_utf8(trim(line.get(colon + 1..)?)).ok();
                 if name.eq_ignore_ascii_case(b"call-id") || name.eq_ignore_ascii_case(b"i") {
@@ -82,6 +85,11 @@ impl<'a> Facts<'a> {
                     }
                     cseq = Some(CSeq::parse(value()?).ok()?);
                 }
+            }
+            // Both found: the parser admits each once (a received message passed it, a sent
+            // one is the B2BUA's), so the rest of the lines cannot change the answer.
+            if call_id.is_some() && cseq.is_some() {
+                break;
             }
             rest = next;
         }
@@ -143,11 +151,11 @@ mod tests {
         for raw in [
             // Folded Call-ID.
             &b"BYE sip:a@b SIP/2.0\r\nCall-ID: x\r\n y\r\nCSeq: 2 BYE\r\n\r\n"[..],
-            // Two Call-IDs.
+            // Two Call-IDs before the CSeq.
             b"BYE sip:a@b SIP/2.0\r\nCall-ID: x\r\ni: y\r\nCSeq: 2 BYE\r\n\r\n",
-            // No CSeq; no end of headers; a bad status.
+            // No CSeq; no end of a cut header; a bad status.
             b"BYE sip:a@b SIP/2.0\r\nCall-ID: x\r\n\r\n",
-            b"BYE sip:a@b SIP/2.0\r\nCall-ID: x\r\nCSeq: 2 BYE\r\n",
+            b"BYE sip:a@b SIP/2.0\r\nCall-ID: x",
             b"SIP/2.0 2000 OK\r\nCall-ID: x\r\nCSeq: 2 BYE\r\n\r\n",
         ] {
             assert_eq!(Facts::scan(raw), None, "{}", String::from_utf8_lossy(raw));

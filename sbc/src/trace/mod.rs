@@ -12,6 +12,8 @@
 //! before it and links only calls it holds a leg of.
 
 mod compact;
+#[cfg(test)]
+mod cost_tests;
 mod facts;
 pub mod hep;
 pub mod ladder;
@@ -588,7 +590,7 @@ impl Task {
 mod tests {
     use super::*;
 
-    fn tracer(queue: usize) -> (Tracer, TraceMetrics, mpsc::UnboundedReceiver<Queued>) {
+    pub(super) fn tracer(queue: usize) -> (Tracer, TraceMetrics, mpsc::UnboundedReceiver<Queued>) {
         let metrics = TraceMetrics::register(&Registry::new()).expect("metrics");
         let (tx, rx) = mpsc::unbounded_channel();
         let limits = TraceLimits::from_config(&crate::config::Trace::default());

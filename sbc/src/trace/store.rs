@@ -348,8 +348,8 @@ pub struct TraceStore {
     sweeps: u64,
     /// [`Self::link`] looks over the links for ended ones at this many (or twice the legs).
     links_checked: usize,
-    /// Reused by [`compact::encode_into`]: each stored message is then one allocation.
-    scratch: Vec<u8>,
+    /// Reused for every kept message: each is then one allocation.
+    encoder: compact::Encoder,
     /// Link every call, traced or not (HEP correlation); else only calls with a leg held.
     every_call: bool,
     /// Drops since the last [`TraceStore::take_drops`], by reason.
@@ -385,7 +385,7 @@ impl TraceStore {
             next_sweep: None,
             sweeps: 0,
             links_checked: 0,
-            scratch: Vec::new(),
+            encoder: compact::Encoder::default(),
             drops: Vec::new(),
             every_call: false,
         }
@@ -479,10 +479,7 @@ impl TraceStore {
         let cut = raw.get(..keep).unwrap_or(raw);
         let first = self.legs.get(call_id).and_then(|l| l.messages.front());
         let (data, encoded): (Box<[u8]>, bool) = match first {
-            Some(first) => {
-                compact::encode_into(&first.data, cut, &mut self.scratch);
-                (Box::from(self.scratch.as_slice()), true)
-            }
+            Some(first) => (Box::from(self.encoder.encode(&first.data, cut)), true),
             None => (cut.into(), false),
         };
         // The message's allocation, the ring's next slots when it is full, and a new leg's
