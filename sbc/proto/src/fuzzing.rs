@@ -22,6 +22,22 @@ pub use srtp::srtp;
 use crate::sdp::{CodecPolicy, Direction, PayloadMap, Sdp, SdpEditor, Section};
 use crate::sip::{Editor, Limits, Message, MessageWriter, ParseError, StatusCode, Uri};
 
+/// A glance at a message ([`crate::sip::Headline::scan`]) never differs from the parser's
+/// answer: where the parser accepts the message, the scan gives the same start line, Call-ID
+/// and CSeq, or declines.
+pub fn headline(data: &[u8]) {
+    let scanned = crate::sip::Headline::scan(data);
+    if let Ok(m) = Message::parse(Bytes::copy_from_slice(data), &Limits::default())
+        && let Some(h) = scanned
+    {
+        assert_eq!(
+            h,
+            crate::sip::Headline::of(&m),
+            "the scan and the parser differ"
+        );
+    }
+}
+
 /// Parses a message and exercises every typed view; checks that an untouched message prints
 /// back to the same bytes (plus a Content-Length when it had none).
 pub fn message(data: &[u8]) {

@@ -115,18 +115,7 @@ fn after_start_line(msg: &[u8]) -> &[u8] {
     find_crlf(msg).map_or(&[], |i| &msg[i + 2..])
 }
 
-/// Where the first CRLF in `s` starts. By its LF (`memchr`): a substring searcher would be
-/// built anew for each of the dozen lines of every stored message.
-pub(super) fn find_crlf(s: &[u8]) -> Option<usize> {
-    let mut from = 0;
-    loop {
-        let lf = from + memchr::memchr(b'\n', s.get(from..)?)?;
-        if lf > 0 && s[lf - 1] == b'\r' {
-            return Some(lf - 1);
-        }
-        from = lf + 1;
-    }
-}
+pub(super) use sbc_proto::sip::find_crlf;
 
 #[cfg(test)]
 mod tests {

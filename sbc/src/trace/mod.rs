@@ -14,7 +14,6 @@
 mod compact;
 #[cfg(test)]
 mod cost_tests;
-mod facts;
 pub mod hep;
 pub mod ladder;
 pub mod redact;
@@ -37,13 +36,11 @@ use sbc_proto::{
     b2bua::{B2bua, Event},
     media::SessionId,
     net::{Side, TransportKind},
-    sip::{Limits, Message, Method},
+    sip::{Headline, Limits, Message, Method},
 };
 use tokio::sync::mpsc;
 
 pub use store::{Correlation, Direction, Leg, TraceLimits, TraceStore};
-
-use facts::Facts;
 
 use crate::{config::Config, media::MediaManager};
 
@@ -230,10 +227,10 @@ impl Inner {
                 self.queued.fetch_sub(1, Ordering::Relaxed);
                 let parse = |data: &Bytes| Message::parse(data.clone(), &Limits::default()).ok();
                 // A received new INVITE comes with the transport's parse (its leg's numbers);
-                // every other message is scanned for what the store needs (`facts.rs`) and
+                // every other message is scanned for what the store needs (`sip::Headline`) and
                 // parsed only when the scan cannot tell. A message that does not parse (one
                 // cut by a limit) is still exported, just not traced.
-                let id = match (parsed, Facts::scan(&c.data)) {
+                let id = match (parsed, Headline::scan(&c.data)) {
                     (Some(m), _) => {
                         self.store.lock().record(&c, &m);
                         call_id.then(|| m.call_id().to_owned())
@@ -334,7 +331,7 @@ impl Tracer {
         data: Bytes,
     ) {
         // Only a new INVITE's parse is worth its copy: it may start a leg, whose calling and
-        // called numbers need it. The rest are scanned (`facts.rs`).
+        // called numbers need it. The rest are scanned (`sip::Headline`).
         let parsed = (message.method() == Some(&Method::Invite) && message.to_tag().is_none())
             .then(|| Box::new(message.clone()));
         self.offer(Direction::In, side, transport, (src, dst), data, parsed);

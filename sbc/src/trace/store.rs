@@ -36,10 +36,10 @@ use std::{
 
 use sbc_proto::{
     net::{Side, TransportKind},
-    sip::{Message, Method, Uri},
+    sip::{Headline, Message, Method, Uri},
 };
 
-use super::{Captured, compact, facts::Facts};
+use super::{Captured, compact};
 
 /// Which way a message went, seen from the SBC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -427,7 +427,7 @@ impl TraceStore {
     /// Records one captured message, parsed as `msg` (retention runs on `c.now`, the ladder
     /// shows `c.at`).
     pub fn record(&mut self, c: &Captured, msg: &Message) {
-        self.record_facts(c, &Facts::of(msg), msg.as_bytes(), || numbers(msg));
+        self.record_facts(c, &Headline::of(msg), msg.as_bytes(), || numbers(msg));
     }
 
     /// Records one captured message, `raw`, by its `facts`; `numbers` gives the calling and
@@ -435,7 +435,7 @@ impl TraceStore {
     pub fn record_facts(
         &mut self,
         c: &Captured,
-        facts: &Facts<'_>,
+        facts: &Headline<'_>,
         raw: &[u8],
         numbers: impl FnOnce() -> (Option<String>, Option<String>),
     ) {

@@ -287,6 +287,19 @@ pub fn unquote(s: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// Where the first CRLF in `s` starts; a bare LF is part of its line. By the LF (`memchr`): a
+/// substring searcher would be built anew for each line of a message.
+pub fn find_crlf(s: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    loop {
+        let lf = from + memchr::memchr(b'\n', s.get(from..)?)?;
+        if lf > 0 && s.get(lf - 1) == Some(&b'\r') {
+            return Some(lf - 1);
+        }
+        from = lf + 1;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
