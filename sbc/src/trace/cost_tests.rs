@@ -35,13 +35,17 @@ struct Offered {
     parsed: Option<Message>,
 }
 
-fn request(method: &str, call_id: &str, seq: u32, to_tag: &str, sdp: bool) -> String {
-    let body = if sdp { SDP } else { "" };
-    let kind = if sdp {
-        "Content-Type: application/sdp\r\n"
+/// The Content-Type line and the body of a message with or without SDP.
+fn body(sdp: bool) -> (&'static str, &'static str) {
+    if sdp {
+        ("Content-Type: application/sdp\r\n", SDP)
     } else {
-        ""
-    };
+        ("", "")
+    }
+}
+
+fn request(method: &str, call_id: &str, seq: u32, to_tag: &str, sdp: bool) -> String {
+    let (kind, body) = body(sdp);
     format!(
         "{method} sip:4930111@192.0.2.20:5060 SIP/2.0\r\n\
          Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-{call_id}-{seq}-{method}\r\n\
@@ -54,12 +58,7 @@ fn request(method: &str, call_id: &str, seq: u32, to_tag: &str, sdp: bool) -> St
 }
 
 fn response(status: &str, method: &str, call_id: &str, seq: u32, sdp: bool) -> String {
-    let body = if sdp { SDP } else { "" };
-    let kind = if sdp {
-        "Content-Type: application/sdp\r\n"
-    } else {
-        ""
-    };
+    let (kind, body) = body(sdp);
     format!(
         "SIP/2.0 {status}\r\n\
          Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-{call_id}-{seq}-{method}\r\n\

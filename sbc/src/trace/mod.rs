@@ -230,21 +230,19 @@ impl Inner {
                 // every other message is scanned for what the store needs (`sip::Headline`) and
                 // parsed only when the scan cannot tell. A message that does not parse (one
                 // cut by a limit) is still exported, just not traced.
-                let id = match (parsed, Headline::scan(&c.data)) {
-                    (Some(m), _) => {
+                let id = if let Some(m) = parsed {
+                    self.store.lock().record(&c, &m);
+                    call_id.then(|| m.call_id().to_owned())
+                } else if let Some(f) = Headline::scan(&c.data) {
+                    self.store.lock().record_facts(&c, &f, &c.data, || {
+                        parse(&c.data).map_or_else(Default::default, |m| store::numbers(&m))
+                    });
+                    call_id.then(|| f.call_id.to_owned())
+                } else {
+                    parse(&c.data).and_then(|m| {
                         self.store.lock().record(&c, &m);
                         call_id.then(|| m.call_id().to_owned())
-                    }
-                    (None, Some(f)) => {
-                        self.store.lock().record_facts(&c, &f, &c.data, || {
-                            parse(&c.data).map_or_else(Default::default, |m| store::numbers(&m))
-                        });
-                        call_id.then(|| f.call_id.to_owned())
-                    }
-                    (None, None) => parse(&c.data).and_then(|m| {
-                        self.store.lock().record(&c, &m);
-                        call_id.then(|| m.call_id().to_owned())
-                    }),
+                    })
                 };
                 Some((c, id))
             }
