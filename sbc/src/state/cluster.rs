@@ -41,7 +41,10 @@ pub fn rate_key(name: &str) -> String {
 
 /// Renews this node's grants. KEYS: per trunk its call hash and its rate hash. ARGV: node,
 /// grant TTL (ms), headroom, then per trunk: its calls here, its `max_calls` (0: none), its
-/// `max_cps` (0: none) and how many new calls this node asks for in the current second.
+/// `max_cps` (0: none), how many new calls this node wants until its next renewals, and what
+/// it still holds of its last rate grant with the second that grant was for (-1: none). What
+/// it holds counts against what it wants only in that second: in a new second it is void
+/// (the node drops it on the answer), so the node is granted its whole want again.
 /// Returns per trunk the call grant (-1: none) and the calls granted this second, then the
 /// second (Redis's own clock: `TIME`, so the nodes' clocks do not matter).
 pub const GRANT: &str = r"
@@ -52,9 +55,10 @@ local node, ttl, headroom = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local out = {}
 for i = 1, #KEYS / 2 do
   local key, rkey = KEYS[2 * i - 1], KEYS[2 * i]
-  local a = 4 * i
+  local a = 6 * i - 2
   local calls, max = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
   local cps, want = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  local held_sec, held = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
   local grant = -1
   if max > 0 then
     local reserved, used, nodes = 0, calls, 1
@@ -80,14 +84,16 @@ for i = 1, #KEYS / 2 do
     redis.call('PEXPIRE', key, ttl)
   end
   local rate = 0
-  if cps > 0 and want > 0 then
+  local ask = want
+  if held_sec == sec then ask = math.max(0, want - held) end
+  if cps > 0 and ask > 0 then
     local taken = 0
     if tonumber(redis.call('HGET', rkey, 'sec') or '-1') == sec then
       taken = tonumber(redis.call('HGET', rkey, 'taken') or '0')
     else
       redis.call('HSET', rkey, 'sec', sec, 'taken', 0)
     end
-    rate = math.max(0, math.min(want, cps - taken))
+    rate = math.max(0, math.min(ask, cps - taken))
     redis.call('HINCRBY', rkey, 'taken', rate)
     redis.call('PEXPIRE', rkey, 2000)
   end
@@ -106,6 +112,17 @@ pub struct Grant {
     pub rate: u32,
     /// The cluster's current second (Redis time, Unix seconds).
     pub second: i64,
+}
+
+/// What a node asks of one trunk's calls per second at a renewal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateAsk {
+    /// New calls wanted until the next renewals ([`rate_want`]; 0: the trunk has no
+    /// `max_cps`).
+    pub want: u32,
+    /// What the node still holds of its last rate grant, and the second (Redis's) that grant
+    /// was for.
+    pub held: Option<(i64, u32)>,
 }
 
 /// How many new calls per second a node asks for at each renewal: enough for twice the
@@ -180,14 +197,14 @@ pub fn local_share(max: u32, percent: u32) -> u32 {
     u32::try_from(share).unwrap_or(max).max(1)
 }
 
-/// One renewal: the grants of `shares` in order; `asks[i]` is the new calls asked for trunk
-/// `i` in the current second.
+/// One renewal: the grants of `shares` in order; `asks[i]` is what this node asks of trunk
+/// `i`'s calls per second.
 pub async fn renew<C: redis::aio::ConnectionLike>(
     conn: &mut C,
     node: &str,
     cfg: &Cluster,
     shares: &[TrunkShare],
-    asks: &[u32],
+    asks: &[RateAsk],
 ) -> redis::RedisResult<Vec<Grant>> {
     let mut cmd = redis::cmd("EVAL");
     cmd.arg(GRANT).arg(shares.len() * 2);
@@ -199,7 +216,11 @@ pub async fn renew<C: redis::aio::ConnectionLike>(
         cmd.arg(s.calls)
             .arg(s.max_calls.unwrap_or(0))
             .arg(s.max_cps.unwrap_or(0))
-            .arg(ask);
+            .arg(ask.want);
+        match ask.held {
+            Some((second, left)) => cmd.arg(second).arg(left),
+            None => cmd.arg(-1).arg(0),
+        };
     }
     let out: Vec<i64> = cmd.query_async(conn).await?;
     let (Some((&second, pairs)), true) = (out.split_last(), out.len() == shares.len() * 2 + 1)
@@ -275,15 +296,11 @@ pub async fn run(
             continue;
         }
         // Top the allowance up to what lasts until the next renewals.
-        let asks: Vec<u32> = shares
+        let asks: Vec<RateAsk> = shares
             .iter()
-            .map(|s| match s.max_cps {
-                Some(rate) => {
-                    let want = rate_want(rate, cfg.sync_ms);
-                    let left = if second.is_some() { s.cps_left } else { None };
-                    want.saturating_sub(left.unwrap_or(0))
-                }
-                None => 0,
+            .map(|s| RateAsk {
+                want: s.max_cps.map_or(0, |rate| rate_want(rate, cfg.sync_ms)),
+                held: second.zip(s.cps_left),
             })
             .collect();
         let sent = Instant::now();

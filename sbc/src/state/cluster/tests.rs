@@ -27,7 +27,7 @@ fn cfg(ttl_ms: u64) -> Cluster {
 }
 
 async fn grant<C: redis::aio::ConnectionLike>(c: &mut C, node: &str, ttl: u64, calls: u32) -> u32 {
-    let g = renew(c, node, &cfg(ttl), &[share(calls)], &[0])
+    let g = renew(c, node, &cfg(ttl), &[share(calls)], &[RateAsk::default()])
         .await
         .expect("renew");
     g[0].calls.expect("a call grant")
@@ -132,9 +132,19 @@ async fn three_nodes_asking_for_calls_per_second_get_no_more_than_the_rate_in_a_
     let mut per_second = std::collections::BTreeMap::<i64, u32>::new();
     for _ in 0..30 {
         for node in ["a", "b", "c"] {
-            let g = renew(&mut c, node, &cfg(3000), std::slice::from_ref(&rate), &[2])
-                .await
-                .expect("renew");
+            let ask = RateAsk {
+                want: 2,
+                held: None,
+            };
+            let g = renew(
+                &mut c,
+                node,
+                &cfg(3000),
+                std::slice::from_ref(&rate),
+                &[ask],
+            )
+            .await
+            .expect("renew");
             assert_eq!(g[0].calls, None, "no max_calls: no call grant");
             *per_second.entry(g[0].second).or_default() += g[0].rate;
         }
@@ -156,6 +166,47 @@ async fn three_nodes_asking_for_calls_per_second_get_no_more_than_the_rate_in_a_
         whole[1..whole.len() - 1].iter().all(|&g| g == 5),
         "{per_second:?}"
     );
+}
+
+/// Seen in the three-node e2e test as calls refused under `trunk_max_cps` at 30 calls/s on a
+/// trunk of 50 (the default `max_cps`):
+/// a node that still held its whole allowance asked for nothing, and when the answer came
+/// from a new second it dropped what it held and was left with nothing until its next renewal.
+#[tokio::test]
+async fn what_a_node_holds_from_an_earlier_second_does_not_reduce_its_grant() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redis = RedisServer::start(dir.path());
+    let client = redis::Client::open(redis.url()).expect("url");
+    let mut c = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let rate = TrunkShare {
+        name: "carrier".into(),
+        calls: 0,
+        max_calls: None,
+        max_cps: Some(100),
+        cps_left: None,
+    };
+    let ask = |held| RateAsk { want: 5, held };
+    let renew_one = async |c: &mut redis::aio::MultiplexedConnection, a: RateAsk| {
+        renew(c, "a", &cfg(3000), std::slice::from_ref(&rate), &[a])
+            .await
+            .expect("renew")[0]
+    };
+    let first = renew_one(&mut c, ask(None)).await;
+    assert_eq!(first.rate, 5);
+    // The same second: what it holds counts, it wants no more.
+    let mut again = renew_one(&mut c, ask(Some((first.second, 5)))).await;
+    if again.second == first.second {
+        assert_eq!(again.rate, 0, "holding its want in the same second");
+    }
+    // A later second: what it holds is void there, so it is granted its whole want.
+    while again.second == first.second {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        again = renew_one(&mut c, ask(Some((first.second, 5)))).await;
+    }
+    assert_eq!(again.rate, 5, "a new second: {again:?}");
 }
 
 #[test]
