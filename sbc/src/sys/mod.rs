@@ -1,8 +1,9 @@
 //! Process-level set-up that talks to the OS, the batched UDP system calls of the media
-//! relay ([`udp_batch`]) and its AF_XDP sockets ([`xsk`]), and batched XDP map writes
-//! ([`bpf_batch`]).
+//! relay ([`udp_batch`]) and its AF_XDP sockets ([`xsk`]), the batched receive of the SIP
+//! sockets ([`stamped_batch`]), and batched XDP map writes ([`bpf_batch`]).
 
 pub mod bpf_batch;
+pub mod stamped_batch;
 pub mod udp_batch;
 pub mod xsk;
 

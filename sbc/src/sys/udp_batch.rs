@@ -67,7 +67,8 @@ impl Default for Batch {
     }
 }
 
-fn zeroed_storage() -> libc::sockaddr_storage {
+/// An all-zero socket address buffer for the kernel to fill.
+pub(crate) fn zeroed_storage() -> libc::sockaddr_storage {
     // SAFETY: sockaddr_storage is plain old data; all-zero bytes are a valid (AF_UNSPEC) value.
     unsafe { MaybeUninit::<libc::sockaddr_storage>::zeroed().assume_init() }
 }
@@ -195,7 +196,8 @@ pub fn send<'a>(fd: RawFd, packets: impl Iterator<Item = &'a Datagram>) -> io::R
     Ok(sent)
 }
 
-fn socket_addr(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
+/// The IP address and port the kernel wrote into `s` (`None`: not IPv4 or IPv6).
+pub(crate) fn socket_addr(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match i32::from(s.ss_family) {
         libc::AF_INET => {
             // SAFETY: the kernel wrote a sockaddr_in (family AF_INET) into this storage, which

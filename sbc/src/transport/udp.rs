@@ -1,24 +1,21 @@
 //! UDP SIP sockets (RFC 3261 §18.1/§18.2 over UDP): socket2 for buffer sizes and
-//! SO_REUSEPORT, a receive loop that drains the socket in batches, and stateless answers to
-//! malformed requests.
+//! SO_REUSEPORT, a receive loop that drains the socket in batches (`recvmmsg`, one system
+//! call per burst), and stateless answers to malformed requests.
 
-use std::{
-    io,
-    net::SocketAddr,
-    os::fd::AsRawFd as _,
-    sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{io, net::SocketAddr, os::fd::AsRawFd as _, sync::Arc, time::SystemTime};
 
-use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, sockopt};
+use nix::sys::socket::sockopt;
 
 use bytes::Bytes;
 use sbc_proto::net::{Peer, Side, TransportKind};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::{io::Interest, net::UdpSocket, sync::mpsc::error::TrySendError};
 
+use crate::sys::stamped_batch::{self, Stamped, StampedBatch};
+
 use super::{
     DropReason,
+    counters::Counters,
     inbound::{Intake, examine},
     shared::Shared,
 };
@@ -48,49 +45,6 @@ pub(crate) fn bind(addr: SocketAddr, buffer: usize, reuse_port: bool) -> io::Res
     UdpSocket::from_std(socket.into())
 }
 
-/// One datagram's length, source and kernel arrival time (`SO_TIMESTAMPNS`, `None` when the
-/// kernel gave none).
-type Stamped = (usize, SocketAddr, Option<SystemTime>);
-
-/// Receives one datagram into `buf` with its arrival timestamp; `cmsg` is the reused
-/// control-message buffer ([`stamp_space`]). `WouldBlock` when none is queued.
-fn recv_stamped(socket: &UdpSocket, buf: &mut [u8], cmsg: &mut [u8]) -> io::Result<Stamped> {
-    socket.try_io(Interest::READABLE, || {
-        let mut iov = [io::IoSliceMut::new(buf)];
-        let msg =
-            recvmsg::<SockaddrStorage>(socket.as_raw_fd(), &mut iov, Some(cmsg), MsgFlags::empty())
-                .map_err(io::Error::from)?;
-        let source = msg
-            .address
-            .as_ref()
-            .and_then(socket_addr)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no source address"))?;
-        let arrival = msg.cmsgs().ok().and_then(|mut c| {
-            c.find_map(|m| match m {
-                ControlMessageOwned::ScmTimestampns(ts) => {
-                    let secs = u64::try_from(ts.tv_sec()).ok()?;
-                    let nanos = u32::try_from(ts.tv_nsec()).ok()?;
-                    UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
-                }
-                _ => None,
-            })
-        });
-        Ok((msg.bytes, source, arrival))
-    })
-}
-
-/// A control-message buffer that holds one arrival timestamp.
-fn stamp_space() -> Vec<u8> {
-    nix::cmsg_space!(nix::sys::time::TimeSpec)
-}
-
-fn socket_addr(a: &SockaddrStorage) -> Option<SocketAddr> {
-    if let Some(v4) = a.as_sockaddr_in() {
-        return Some(SocketAddr::V4((*v4).into()));
-    }
-    a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
-}
-
 /// Receives until the task is aborted.
 pub(crate) async fn receive_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, side: Side) {
     let local = match socket.local_addr() {
@@ -102,87 +56,125 @@ pub(crate) async fn receive_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, si
     };
     let max = shared.config.limits.max_message;
     // One byte more than the limit tells an oversize datagram from one that fits exactly.
-    let mut buf = vec![0u8; max + 1];
+    let mut batch = StampedBatch::new(max + 1);
     let counters = shared.counters(side, TransportKind::Udp);
-    let mut cmsg = stamp_space();
+    let fd = socket.as_raw_fd();
     loop {
         if let Err(e) = socket.readable().await {
             tracing::warn!(error = %e, %local, "UDP socket failed; not receiving");
             return;
         }
-        for _ in 0..BATCH {
-            let (n, source, kernel_wait) = match recv_stamped(&socket, &mut buf, &mut cmsg) {
-                Ok((n, source, arrival)) => {
-                    let wait = arrival.and_then(|a| SystemTime::now().duration_since(a).ok());
-                    if let Some(wait) = wait {
-                        counters.receive_wait.observe(wait.as_secs_f64());
-                    }
-                    (n, source, wait)
+        let mut taken = 0;
+        while taken < BATCH {
+            // Not called when tokio saw no readiness: nothing of an earlier batch may remain.
+            batch.clear();
+            // A batch that emptied the queue reports `WouldBlock`, so tokio clears the
+            // readiness it saw before the call (a datagram that arrived meanwhile sets it
+            // anew) and the next wait is for new datagrams: no system call only to find the
+            // queue empty.
+            let more = match socket.try_io(Interest::READABLE, || {
+                stamped_batch::recv(fd, &mut batch)?;
+                if batch.drained {
+                    Err(io::ErrorKind::WouldBlock.into())
+                } else {
+                    Ok(())
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            }) {
+                Ok(()) => true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
                 Err(e) => {
                     // ICMP errors surface as ECONNREFUSED on Linux; none is fatal.
                     tracing::debug!(error = %e, %local, "UDP receive error");
-                    continue;
+                    true
                 }
             };
-            counters.received.inc();
-            counters.received_bytes.inc_by(n as u64);
-            let Some(data) = buf.get(..n) else { continue };
-            if n > max {
-                counters.dropped(DropReason::Oversize);
-                continue;
-            }
-            if data
-                .iter()
-                .all(|b| matches!(b, b'\r' | b'\n' | b' ' | b'\t' | 0))
-            {
-                // CRLF (or NUL) keep-alives that UAs send over UDP to keep NAT bindings
-                // open: nothing to answer (RFC 5626 uses STUN on UDP).
-                counters.keepalives.inc();
-                continue;
-            }
-            let peer = Peer {
-                side,
-                transport: TransportKind::Udp,
-                addr: source,
-                conn: None,
-                // Answers and requests in the dialogs it starts leave from this same socket
-                // (a multi-homed SBC must not answer from another address).
-                local: Some(local),
-            };
-            let data = Bytes::copy_from_slice(data);
-            match examine(data.clone(), peer, &shared.config.limits) {
-                Intake::Deliver(mut m) => {
-                    if let Some(at) = kernel_wait.and_then(|w| m.received.checked_sub(w)) {
-                        m.arrived = at;
-                    }
-                    shared.trace_in(&m, local, &data);
-                    match shared.inbound.try_send(m) {
-                        Ok(()) => {}
-                        // Dropping is right for UDP: the sender's transaction retransmits.
-                        Err(TrySendError::Full(_)) => counters.dropped(DropReason::CoreBusy),
-                        Err(TrySendError::Closed(_)) => return,
-                    }
+            for i in 0..batch.len() {
+                let Some((d, data)) = batch.get(i) else { break };
+                if !take(&shared, &socket, side, local, counters, d, data) {
+                    return;
                 }
-                Intake::Reject(r) => {
-                    // Only admitted sources get an answer, and only so many per second: an
-                    // unknown source learns nothing, and spoofed sources cannot turn the SBC
-                    // into a reflector.
-                    let now = std::time::Instant::now();
-                    if let Err(reason) = shared.admission.may_reply(side, source.ip(), now) {
-                        counters.dropped(reason);
-                        continue;
-                    }
-                    counters.rejected(r.code);
-                    match socket.try_send_to(&r.bytes, r.to) {
-                        Ok(_) => counters.sent(r.bytes.len()),
-                        Err(_) => counters.send_failure("would_block"),
-                    }
-                }
-                Intake::Drop(reason) => counters.dropped(reason),
+            }
+            taken += batch.len().max(1);
+            if !more {
+                break;
             }
         }
         tokio::task::yield_now().await;
     }
+}
+
+/// Handles one received datagram: delivered to the core, answered statelessly or dropped.
+/// False when the core is gone (the loop ends).
+fn take(
+    shared: &Shared,
+    socket: &UdpSocket,
+    side: Side,
+    local: SocketAddr,
+    counters: &Counters,
+    d: Stamped,
+    data: &[u8],
+) -> bool {
+    let max = shared.config.limits.max_message;
+    let kernel_wait = d
+        .arrival
+        .and_then(|a| SystemTime::now().duration_since(a).ok());
+    if let Some(wait) = kernel_wait {
+        counters.receive_wait.observe(wait.as_secs_f64());
+    }
+    counters.received.inc();
+    counters.received_bytes.inc_by(d.len as u64);
+    if d.len > max {
+        counters.dropped(DropReason::Oversize);
+        return true;
+    }
+    if data
+        .iter()
+        .all(|b| matches!(b, b'\r' | b'\n' | b' ' | b'\t' | 0))
+    {
+        // CRLF (or NUL) keep-alives that UAs send over UDP to keep NAT bindings open: nothing
+        // to answer (RFC 5626 uses STUN on UDP).
+        counters.keepalives.inc();
+        return true;
+    }
+    let source = d.source;
+    let peer = Peer {
+        side,
+        transport: TransportKind::Udp,
+        addr: source,
+        conn: None,
+        // Answers and requests in the dialogs it starts leave from this same socket (a
+        // multi-homed SBC must not answer from another address).
+        local: Some(local),
+    };
+    let data = Bytes::copy_from_slice(data);
+    match examine(data.clone(), peer, &shared.config.limits) {
+        Intake::Deliver(mut m) => {
+            if let Some(at) = kernel_wait.and_then(|w| m.received.checked_sub(w)) {
+                m.arrived = at;
+            }
+            shared.trace_in(&m, local, &data);
+            match shared.inbound.try_send(m) {
+                Ok(()) => {}
+                // Dropping is right for UDP: the sender's transaction retransmits.
+                Err(TrySendError::Full(_)) => counters.dropped(DropReason::CoreBusy),
+                Err(TrySendError::Closed(_)) => return false,
+            }
+        }
+        Intake::Reject(r) => {
+            // Only admitted sources get an answer, and only so many per second: an unknown
+            // source learns nothing, and spoofed sources cannot turn the SBC into a reflector.
+            let now = std::time::Instant::now();
+            if let Err(reason) = shared.admission.may_reply(side, source.ip(), now) {
+                counters.dropped(reason);
+                return true;
+            }
+            counters.rejected(r.code);
+            match socket.try_send_to(&r.bytes, r.to) {
+                Ok(_) => counters.sent(r.bytes.len()),
+                Err(_) => counters.send_failure("would_block"),
+            }
+        }
+        Intake::Drop(reason) => counters.dropped(reason),
+    }
+    true
 }
