@@ -199,6 +199,8 @@ pub struct Leg {
     last: Instant,
     /// Bytes of the kept messages' allocations.
     data_bytes: usize,
+    /// Where the first message's header lines are (what later messages refer to).
+    dict: compact::Dict,
 }
 
 impl Leg {
@@ -226,6 +228,7 @@ impl Leg {
                 .sum::<usize>()
             + self.messages.capacity() * size_of::<Entry>()
             + self.data_bytes
+            + self.dict.heap_bytes()
     }
 
     /// Appends `entry`, growing the ring by [`RING_STEP`] slots when full (a doubling ring
@@ -235,6 +238,9 @@ impl Leg {
             self.messages.reserve_exact(RING_STEP);
         }
         self.data_bytes += heap(entry.data.len());
+        if self.messages.is_empty() && self.dict.is_empty() {
+            self.dict = compact::Dict::of(&entry.data);
+        }
         self.messages.push_back(entry);
     }
 
@@ -251,6 +257,7 @@ impl Leg {
         let old = if self.messages.len() > 1 {
             self.messages.remove(1)
         } else {
+            self.dict = compact::Dict::default();
             self.messages.pop_front()
         };
         let Some(old) = old else {
@@ -468,6 +475,7 @@ impl TraceStore {
                 done: link.and_then(|l| l.ended),
                 last: now,
                 data_bytes: 0,
+                dict: compact::Dict::default(),
             };
             // A growing map counts as grown (its new spare slots) before the room is made.
             self.legs.reserve(1);
@@ -477,23 +485,35 @@ impl TraceStore {
         let raw: &[u8] = &redacted;
         let keep = raw.len().min(self.limits.message_bytes);
         let cut = raw.get(..keep).unwrap_or(raw);
-        let first = self.legs.get(call_id).and_then(|l| l.messages.front());
-        let (data, encoded): (Box<[u8]>, bool) = match first {
-            Some(first) => (Box::from(self.encoder.encode(&first.data, cut)), true),
-            None => (cut.into(), false),
+        // One lookup for both: the first message to encode against, and whether the ring is
+        // full (the Call-ID's hash is a tenth of the trace's work per call).
+        let (data, encoded, full) = match self.legs.get(call_id) {
+            Some(l) => {
+                let full = l.messages.len() == l.messages.capacity()
+                    && l.messages.len() < self.limits.per_leg;
+                match l.messages.front() {
+                    Some(first) => {
+                        let data = Box::from(self.encoder.encode(&first.data, &l.dict, cut));
+                        (data, true, full)
+                    }
+                    None => (Box::from(cut), false, full),
+                }
+            }
+            None => (Box::from(cut), false, false),
         };
         // The message's allocation, the ring's next slots when it is full, and a new leg's
         // record: a leg whose first message does not fit is not created.
-        let grows = new_leg.is_some()
-            || self.legs.get(call_id).is_some_and(|l| {
-                l.messages.len() == l.messages.capacity() && l.messages.len() < self.limits.per_leg
-            });
+        let grows = new_leg.is_some() || full;
         let ring = if grows {
             RING_STEP * size_of::<Entry>()
         } else {
             0
         };
-        // (The new leg's map slot is already counted, spare.)
+        // (The new leg's map slot is already counted, spare.) Its record includes where its
+        // first message's header lines are.
+        if let Some(leg) = new_leg.as_mut() {
+            leg.dict = compact::Dict::of(&data);
+        }
         let record = new_leg.as_ref().map_or(0, |l| l.cost() - LEG_SLOT);
         if !self.make_room(heap(data.len()) + ring + record) {
             return;
