@@ -33,15 +33,26 @@ async fn grant<C: redis::aio::ConnectionLike>(c: &mut C, node: &str, ttl: u64, c
     g[0].calls.expect("a call grant")
 }
 
-#[tokio::test]
-async fn three_nodes_admitting_by_their_grants_never_pass_max_calls() {
+/// A real `redis-server` in a temporary directory and a connection to it (dropped in
+/// reverse: the connection, the server, the directory).
+async fn redis_server() -> (
+    tempfile::TempDir,
+    RedisServer,
+    redis::aio::MultiplexedConnection,
+) {
     let dir = tempfile::tempdir().expect("tempdir");
     let redis = RedisServer::start(dir.path());
     let client = redis::Client::open(redis.url()).expect("url");
-    let mut c = client
+    let c = client
         .get_multiplexed_async_connection()
         .await
         .expect("connect");
+    (dir, redis, c)
+}
+
+#[tokio::test]
+async fn three_nodes_admitting_by_their_grants_never_pass_max_calls() {
+    let (_dir, _redis, mut c) = redis_server().await;
     let nodes = ["a", "b", "c"];
     let mut calls = [0u32; 3];
     let mut grants = [0u32; 3];
@@ -80,13 +91,7 @@ async fn three_nodes_admitting_by_their_grants_never_pass_max_calls() {
 
 #[tokio::test]
 async fn a_dead_nodes_places_come_back_after_the_grant_ttl() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let redis = RedisServer::start(dir.path());
-    let client = redis::Client::open(redis.url()).expect("url");
-    let mut c = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect");
+    let (_dir, _redis, mut c) = redis_server().await;
     // Node b holds 8 calls and then stops renewing (killed).
     assert_eq!(
         grant(&mut c, "b", 300, 8).await,
@@ -114,13 +119,7 @@ async fn a_dead_nodes_places_come_back_after_the_grant_ttl() {
 
 #[tokio::test]
 async fn three_nodes_asking_for_calls_per_second_get_no_more_than_the_rate_in_a_second() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let redis = RedisServer::start(dir.path());
-    let client = redis::Client::open(redis.url()).expect("url");
-    let mut c = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect");
+    let (_dir, _redis, mut c) = redis_server().await;
     let rate = TrunkShare {
         name: "carrier".into(),
         calls: 0,
@@ -174,13 +173,7 @@ async fn three_nodes_asking_for_calls_per_second_get_no_more_than_the_rate_in_a_
 /// from a new second it dropped what it held and was left with nothing until its next renewal.
 #[tokio::test]
 async fn what_a_node_holds_from_an_earlier_second_does_not_reduce_its_grant() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let redis = RedisServer::start(dir.path());
-    let client = redis::Client::open(redis.url()).expect("url");
-    let mut c = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect");
+    let (_dir, _redis, mut c) = redis_server().await;
     let rate = TrunkShare {
         name: "carrier".into(),
         calls: 0,
