@@ -180,7 +180,7 @@ pub(crate) fn session_view(
         .map(|st| {
             let ep = |leg: Side| {
                 let r = st.relay.facing(leg);
-                let p = &st.peers[leg_idx(leg)];
+                let p = &st.path.peers[leg_idx(leg)];
                 let key: SocketAddr = st.bound()[leg_idx(leg)];
                 let slot = st
                     .installed
@@ -223,8 +223,8 @@ pub(crate) fn session_view(
                 xdp_mappings: st.fast_paths(),
                 socketless: st.kernel,
                 srtp: SrtpView {
-                    inside: st.srtp.suite(Side::Inside),
-                    outside: st.srtp.suite(Side::Outside),
+                    inside: st.path.srtp.suite(Side::Inside),
+                    outside: st.path.srtp.suite(Side::Outside),
                 },
             }
         })

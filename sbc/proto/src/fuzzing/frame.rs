@@ -16,7 +16,7 @@ const MACS: Macs = Macs {
 };
 
 /// Input: the whole of it is a received frame, and it is also read as the description of a
-/// frame to send (see [`written`]).
+/// frame to send (see `written`).
 ///
 /// Properties of a received frame that parses (see [`received`]): its payload lies inside the
 /// frame after the headers; addresses, ports and lengths are the header's; the parser needs

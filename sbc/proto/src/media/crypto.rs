@@ -4,13 +4,13 @@
 //! steps: unprotect on the way in if the ingress leg is encrypted, protect on the way out if the
 //! egress leg is.
 //!
-//! The table applies them in its packet path ([`MediaTable::handle_packet`]), in place in the
+//! A stream's packet path applies them ([`StreamPath::handle`]), in place in the
 //! runtime's receive buffer, which has [`HEADROOM`] spare bytes behind the datagram for the
 //! trailer: nothing is allocated per packet. A packet from an encrypted leg is authenticated
 //! before the latch sees it (a forged packet from an allowed address cannot move the latch),
 //! and a stream with any encrypted leg never gets a fast-path mapping (XDP cannot run AES).
 //!
-//! [`MediaTable::handle_packet`]: super::table::MediaTable::handle_packet
+//! [`StreamPath::handle`]: super::path::StreamPath::handle
 
 use super::{Side, table::leg_idx};
 use crate::srtp::{KeySpec, SrtpContext, SrtpError, StreamKeys};

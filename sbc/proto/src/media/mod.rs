@@ -32,8 +32,10 @@
 //!
 //! **The relay's state** lives here too, without I/O: [`MediaTable`] (in [`table`]) holds the
 //! sessions, the port pools ([`pool`]), the latching policy ([`latch`], [`policy`]), the fast-path
-//! statistics slots ([`slots`]), the media timeout ([`activity`]), the XDP mappings each stream
-//! should have ([`fast_path`]) and each stream's SRTP contexts ([`crypto`]). It takes `now` as an argument everywhere and emits
+//! statistics slots ([`slots`]), the media timeout ([`activity`]) and the XDP mappings each
+//! stream should have ([`fast_path`]). What every packet touches is each stream's
+//! [`path::StreamPath`]: the peers' latches and counters, the SRTP contexts ([`crypto`]), the
+//! payload-type rewrites and terminated DTMF. It takes `now` as an argument everywhere and emits
 //! [`MediaCommand`]s that the runtime (`sbc::media::manager`) executes: bind or close relay
 //! sockets, install, update or remove mappings, read counters. The runtime's `MediaManager`
 //! implements [`MediaControl`] over it, so the call layer is unchanged.
@@ -46,6 +48,7 @@ pub mod fast_path;
 pub mod frame;
 pub mod installed;
 pub mod latch;
+pub mod path;
 pub mod payload;
 pub mod peer;
 pub mod policy;

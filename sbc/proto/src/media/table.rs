@@ -26,13 +26,11 @@ use super::{
     StreamRelay,
     activity::Activity,
     command::MediaCommand,
-    crypto::StreamSrtp,
     fast_path::{self, FastPath, NO_SLOT, PathMode},
-    latch::{DropReason, Verdict},
+    path::StreamPath,
     peer::PeerState,
     policy::{MediaPolicy, Quotas},
     pools::RelayPools,
-    rtp,
     settings::RelaySettings,
     slots::Slots,
 };
@@ -47,8 +45,9 @@ mod restore;
 mod session;
 mod timers;
 
-pub use dtmf::Generated;
-pub use packet::{Arrival, PacketAction, PacketDrop, RelayPort, SRTP_DROP_LABELS};
+pub use crate::media::path::{
+    Arrival, Generated, PacketAction, PacketDrop, RelayPort, SRTP_DROP_LABELS,
+};
 pub use session::{Session, Stream};
 
 /// How often the runtime should call [`MediaTable::handle_timeout`].
@@ -351,8 +350,8 @@ impl MediaTable {
             self.quotas.force(t, s.quota_ports);
         }
         for st in &mut s.streams {
-            st.peers[0].allowed = allowed[0].clone();
-            st.peers[1].allowed = allowed[1].clone();
+            st.path.peers[0].allowed = allowed[0].clone();
+            st.path.peers[1].allowed = allowed[1].clone();
         }
         s.peers = peers.clone();
         s.version += 1;
@@ -375,7 +374,7 @@ impl MediaTable {
             .get_mut(&id)
             .ok_or(MediaError::UnknownSession(id))?;
         for (i, st) in s.streams.iter_mut().enumerate() {
-            st.srtp.set(leg, keys.get(i).and_then(Option::as_ref));
+            st.path.srtp.set(leg, keys.get(i).and_then(Option::as_ref));
         }
         for index in 0..s.streams.len() {
             self.sync_fast_path(now, StreamKey { session: id, index });
@@ -397,7 +396,7 @@ impl MediaTable {
             .get_mut(&id)
             .ok_or(MediaError::UnknownSession(id))?;
         for (i, st) in s.streams.iter_mut().enumerate() {
-            st.payload = maps.get(i).cloned().unwrap_or_default();
+            st.path.payload = maps.get(i).cloned().unwrap_or_default();
         }
         for index in 0..s.streams.len() {
             self.sync_fast_path(now, StreamKey { session: id, index });
@@ -422,7 +421,7 @@ impl MediaTable {
             .get_mut(&id)
             .ok_or(MediaError::UnknownSession(id))?;
         for (st, _) in s.streams.iter_mut().zip(secure).filter(|(_, s)| **s) {
-            st.srtp.expect(leg);
+            st.path.srtp.expect(leg);
         }
         for index in 0..s.streams.len() {
             self.sync_fast_path(now, StreamKey { session: id, index });
@@ -471,12 +470,12 @@ impl MediaTable {
                     outside: self.endpoint(Side::Outside, firsts[1].bind, 0, false),
                 },
                 binds: firsts.map(|a| a.bind),
-                peers,
+                path: StreamPath {
+                    peers,
+                    ..StreamPath::default()
+                },
                 installed: Default::default(),
                 xdp_packets: 0,
-                srtp: StreamSrtp::default(),
-                payload: crate::media::StreamPayloadMaps::default(),
-                dtmf: Default::default(),
                 bind_attempts: [0; 2],
                 kernel: false,
                 policies: false,
@@ -508,12 +507,12 @@ impl MediaTable {
                 outside: self.endpoint(Side::Outside, out_bind, out_port, mux(Side::Outside)),
             },
             binds: [in_bind, out_bind],
-            peers,
+            path: StreamPath {
+                peers,
+                ..StreamPath::default()
+            },
             installed: Default::default(),
             xdp_packets: 0,
-            srtp: StreamSrtp::default(),
-            payload: crate::media::StreamPayloadMaps::default(),
-            dtmf: Default::default(),
             bind_attempts: [0; 2],
             kernel,
             policies: kernel,
@@ -626,14 +625,14 @@ impl MediaTable {
             if !st.enabled() {
                 continue;
             }
-            for p in &mut st.peers {
+            for p in &mut st.path.peers {
                 p.open_window(until);
             }
             let key = StreamKey { session: id, index };
             if !self.settings.relatch_window.is_zero() {
                 resync.push(key);
             }
-            let p = &mut st.peers[leg_idx(from)];
+            let p = &mut st.path.peers[leg_idx(from)];
             // First description from this leg: check its family like an offer.
             if desc.rtp_port != 0 && p.latch[0].target().is_none() && v4 != desc.addr.is_ipv4() {
                 result = Err(MediaError::AddressFamily {
@@ -718,8 +717,8 @@ impl MediaTable {
         }
         // Encrypted streams stay in userspace: XDP cannot run AES; nor can it rewrite payload
         // types (no per-mapping table in the program), nor inject or consume DTMF events.
-        let plain = !st.srtp.active() && st.payload.is_identity() && !st.dtmf.active();
-        if st.kernel && !(plain && fast_path::kernel_capable(&self.settings, &st.peers)) {
+        let plain = st.path.plain();
+        if st.kernel && !(plain && fast_path::kernel_capable(&self.settings, &st.path.peers)) {
             // No longer something the program can carry alone: bind the stream's ports (the
             // latches learned in the kernel carry over) and relay it in userspace.
             st.kernel = false;
@@ -732,9 +731,9 @@ impl MediaTable {
             }
         }
         let mut want: Vec<FastPath> = if st.kernel {
-            fast_path::kernel(st.bound(), &st.peers)
+            fast_path::kernel(st.bound(), &st.path.peers)
         } else if plain {
-            fast_path::desired(&self.settings, st.bound(), &st.peers, now)
+            fast_path::desired(&self.settings, st.bound(), &st.path.peers, now)
                 .map_or_else(Vec::new, Vec::from)
         } else {
             Vec::new()

@@ -75,12 +75,12 @@ impl MediaTable {
                 outside: self.endpoint(Side::Outside, binds[1], out_port, false),
             },
             binds,
-            peers,
+            path: StreamPath {
+                peers,
+                ..StreamPath::default()
+            },
             installed: vec![f, back].into(),
             xdp_packets: 0,
-            srtp: StreamSrtp::default(),
-            payload: crate::media::StreamPayloadMaps::default(),
-            dtmf: Default::default(),
             bind_attempts: [0; 2],
             kernel: false,
             // Latch policies are not pinned: a new process has none.

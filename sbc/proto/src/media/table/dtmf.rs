@@ -1,23 +1,12 @@
 //! DTMF the relay terminates (`media/dtmf.rs`): the call layer's settings per stream, digits
-//! to generate, the generated packets, and digits detected as [`MediaEvent::Dtmf`].
+//! to generate, the generated packets (made by the stream's path), and digits flushed as
+//! [`MediaEvent::Dtmf`].
 
 use super::*;
 use crate::{
     dtmf::Digit,
     media::dtmf::{GenerateRefusal, StreamDtmf},
 };
-
-/// A generated packet, in the caller's buffer: send its first `len` bytes from the RTP socket
-/// facing `toward` to `to`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Generated {
-    /// The leg it goes to (its relay socket sends it).
-    pub toward: Side,
-    /// The peer.
-    pub to: SocketAddr,
-    /// Bytes (SRTP-protected when the leg is encrypted).
-    pub len: usize,
-}
 
 impl MediaTable {
     /// The legs whose DTMF the relay terminates, per stream (by `m=` index; missing entries
@@ -33,7 +22,7 @@ impl MediaTable {
             .get_mut(&id)
             .ok_or(MediaError::UnknownSession(id))?;
         for (i, st) in s.streams.iter_mut().enumerate() {
-            st.dtmf.set(dtmf.get(i).copied().unwrap_or_default());
+            st.path.dtmf.set(dtmf.get(i).copied().unwrap_or_default());
         }
         for index in 0..s.streams.len() {
             self.sync_fast_path(now, StreamKey { session: id, index });
@@ -59,7 +48,7 @@ impl MediaTable {
             .get_mut(&stream.session)
             .and_then(|s| s.streams.get_mut(stream.index))
             .ok_or(GenerateRefusal::NotTerminated)?;
-        st.dtmf.generate(
+        st.path.dtmf.generate(
             now,
             leg_idx(toward),
             payload_type,
@@ -77,6 +66,7 @@ impl MediaTable {
             .get(&stream.session)?
             .streams
             .get(stream.index)?
+            .path
             .dtmf
             .deadline()
     }
@@ -97,26 +87,15 @@ impl MediaTable {
             .get_mut(&stream.session)?
             .streams
             .get_mut(stream.index)?;
-        let mut draw = || rng.next_u64() as u32;
-        loop {
-            let (i, len) = st.dtmf.poll(now, &mut draw, buf)?;
-            let toward = if i == 0 { Side::Inside } else { Side::Outside };
-            let Some(to) = st.peers[i].latch[0].target() else {
-                st.peers[i].dropped += 1;
-                continue;
-            };
-            match st.srtp.outbound(toward, false, buf, len) {
-                Ok(len) => return Some(Generated { toward, to, len }),
-                Err(_) => st.peers[i].dropped += 1,
-            }
-        }
+        st.path
+            .poll_generated(now, &mut || rng.next_u64() as u32, buf)
     }
 
     /// Digits of events whose end packets never came, once their leg is quiet.
     pub(super) fn flush_dtmf(&mut self, now: Instant) {
         for (id, s) in &mut self.sessions {
             for st in &mut s.streams {
-                for (i, d) in st.dtmf.flush(now) {
+                for (i, d) in st.path.dtmf.flush(now) {
                     push_event(
                         &mut self.events,
                         MediaEvent::Dtmf {

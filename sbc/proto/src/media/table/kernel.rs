@@ -45,7 +45,7 @@ impl MediaTable {
             return false;
         };
         let kind = usize::from(ingress.port() != bound[leg_idx(leg)].port());
-        let p = &mut st.peers[leg_idx(leg)];
+        let p = &mut st.path.peers[leg_idx(leg)];
         p.latch[kind].learn(peer, now);
         if kind == 0 {
             // Where the relay sends is part of the call's persisted state.

@@ -15,7 +15,7 @@ impl MediaTable {
             .iter()
             .map(|st| {
                 let desc = |leg: Side| {
-                    let p = &st.peers[leg_idx(leg)];
+                    let p = &st.path.peers[leg_idx(leg)];
                     let rtp = p.latch[0].sdp()?;
                     Some(StreamDesc {
                         addr: rtp.ip(),
@@ -31,8 +31,8 @@ impl MediaTable {
                     snap.relay_inside.bind = Some(st.binds[0]);
                     snap.relay_outside.bind = Some(st.binds[1]);
                 }
-                snap.latched_inside = st.peers[0].latch[0].latched();
-                snap.latched_outside = st.peers[1].latch[0].latched();
+                snap.latched_inside = st.path.peers[0].latch[0].latched();
+                snap.latched_outside = st.path.peers[1].latch[0].latched();
                 snap
             })
             .collect();
@@ -76,7 +76,7 @@ impl MediaTable {
                 // The mappings' latches are the truth; the SDP and the policy come back.
                 let mut st = s.streams.remove(0);
                 for leg in [Side::Inside, Side::Outside] {
-                    let p = &mut st.peers[leg_idx(leg)];
+                    let p = &mut st.path.peers[leg_idx(leg)];
                     let latched = p.latch[0].latched();
                     if let Some(d) = snap.streams[0].sdp(leg) {
                         p.set_desc(&d);
@@ -169,14 +169,14 @@ impl MediaTable {
                 outside: self.endpoint(Side::Outside, binds[1], bound[1].port(), peers[1].mux),
             },
             binds,
-            peers,
+            // Only the peers are in the record: a restored stream has no SRTP until the call
+            // layer sets it again, relays payload types and telephone-events as they come.
+            path: StreamPath {
+                peers,
+                ..StreamPath::default()
+            },
             installed: Default::default(),
             xdp_packets: 0,
-            srtp: StreamSrtp::default(),
-            // Not in the record: a restored stream relays payload types as they come.
-            payload: crate::media::StreamPayloadMaps::default(),
-            // Nor DTMF termination: restored calls relay telephone-events as they come.
-            dtmf: Default::default(),
             // The peers' SDP names these ports: a restored stream cannot move to another pair,
             // so its first bind failure is final.
             bind_attempts: [BIND_ATTEMPTS - 1; 2],

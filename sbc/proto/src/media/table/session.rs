@@ -32,18 +32,12 @@ pub struct Stream {
     /// The relay address each leg's ports are bound to (one of its side's addresses; what
     /// `relay` advertises maps to it), indexed by [`leg_idx`].
     pub binds: [std::net::IpAddr; 2],
-    /// The peers, indexed by [`leg_idx`].
-    pub peers: [PeerState; 2],
+    /// The per-packet half: peers (latches, counters), SRTP, payload maps, DTMF.
+    pub path: crate::media::path::StreamPath,
     /// Fast-path mappings asked of the kernel (stored compactly).
     pub installed: crate::media::installed::Installed,
     /// Fast-path packets of this stream at the last counter read.
     pub xdp_packets: u64,
-    /// SRTP contexts per leg (plain RTP when none is set, see [`MediaTable::set_crypto`]).
-    pub srtp: StreamSrtp,
-    /// Payload-type rewrites per direction (`payload.rs`, [`MediaTable::set_payload_maps`]).
-    pub payload: crate::media::StreamPayloadMaps,
-    /// DTMF the relay generates and detects on this stream (`media/dtmf.rs`).
-    pub dtmf: crate::media::dtmf::StreamDtmfState,
     pub(super) bind_attempts: [u8; 2],
     /// Socketless: no relay socket is bound, the XDP program latches and relays the stream
     /// ([`MediaTable::set_kernel_latch`]).
@@ -97,7 +91,7 @@ mod tests {
         // userspace statistics boxed (`PeerState::seen`).
         let size = std::mem::size_of::<Stream>();
         assert!(size <= 832, "a Stream is {size} bytes");
-        assert!(std::mem::size_of::<StreamSrtp>() <= 32);
+        assert!(std::mem::size_of::<crate::media::crypto::StreamSrtp>() <= 32);
         // DTMF interworking state is boxed until used (376 bytes inline before).
         let dtmf = std::mem::size_of::<crate::media::dtmf::StreamDtmfState>();
         assert!(dtmf <= 32, "a stream's DTMF state is {dtmf} bytes");
