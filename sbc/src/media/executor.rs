@@ -19,6 +19,8 @@ use sbc_ebpf_common::{
 use sbc_proto::media::{
     FastPath, MediaCommand, MediaError, MediaTable, StreamKey,
     fast_path::{KernelLatch, PathMode},
+    latch::Rules,
+    path::PathHandle,
     table::leg_idx,
 };
 use sbc_proto::net::Side;
@@ -34,7 +36,8 @@ use super::{
 use crate::metrics::MediaMetrics;
 
 /// The table and its executor, behind one lock shared by the call layer's adapter, the tick
-/// task and the relay workers (which take it once per wake-up, not per packet).
+/// task and the relay threads (which decide packets on the streams' paths and take this lock
+/// only for the news a batch brings: latches, digits; and to park sockets).
 #[derive(Debug)]
 pub(crate) struct Core {
     pub table: MediaTable,
@@ -78,19 +81,36 @@ pub(crate) struct Executor {
     xsk: Xsk,
     /// XDP map writes of the commands being executed, made in batches.
     writes: Writes,
+    /// The latching policy's rules, for the relay threads (fixed at start).
+    rules: Rules,
+}
+
+/// How the executor's relay threads run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RelayThreads {
+    /// Most relay worker threads (`media.relay_workers`; at least one runs).
+    pub workers: usize,
+    /// Most relay sockets of ended streams kept bound (`media.relay_idle_sockets`).
+    pub idle_sockets: usize,
+    /// The latching policy's rules, which every stream's packet path applies.
+    pub rules: Rules,
 }
 
 impl Executor {
-    /// An executor relaying with at most `max_workers` (at least one) worker threads.
+    /// An executor relaying with the relay threads `threads` describes.
     pub fn new(
         xdp: Option<Arc<Mutex<XdpRelay>>>,
         core: Weak<Mutex<Core>>,
-        max_workers: usize,
-        idle_sockets: usize,
+        threads: RelayThreads,
         metrics: MediaMetrics,
         events: Arc<Notify>,
         prime_neighbours: bool,
     ) -> Self {
+        let RelayThreads {
+            workers: max_workers,
+            idle_sockets,
+            rules,
+        } = threads;
         let neighbours = (xdp.is_some() && prime_neighbours)
             .then(|| {
                 NeighbourPrimer::new()
@@ -114,6 +134,7 @@ impl Executor {
             metrics,
             xsk: Xsk::Off,
             writes: Writes::default(),
+            rules,
         }
     }
 
@@ -134,7 +155,7 @@ impl Executor {
             self.xsk = Xsk::Off;
             return;
         };
-        match plan.start(xdp, self.core.clone(), self.metrics.clone()) {
+        match plan.start(xdp, self.core.clone(), self.rules, self.metrics.clone()) {
             Ok(relay) => {
                 self.metrics.xsk_active.set(1);
                 tracing::info!(
@@ -249,7 +270,7 @@ impl Executor {
         Ok([rtp, rtcp])
     }
 
-    fn bound(&mut self, stream: StreamKey, leg: Side, pair: [UdpSocket; 2]) {
+    fn bound(&mut self, stream: StreamKey, leg: Side, pair: [UdpSocket; 2], path: PathHandle) {
         let Some((other_leg, other)) = self.pending.remove(&stream) else {
             self.pending.insert(stream, (leg, pair));
             return;
@@ -277,6 +298,7 @@ impl Executor {
             match (bound, xsk_relay::dup_sockets(&sockets)) {
                 ([Ok(inside), Ok(outside)], Ok(dups)) => x.send(XskOrder::Add {
                     stream,
+                    path: path.clone(),
                     bound: [inside, outside],
                     sockets: dups,
                 }),
@@ -286,7 +308,11 @@ impl Executor {
             }
         }
         self.workers[w].streams += 1;
-        self.workers[w].send(Order::Add { stream, sockets });
+        self.workers[w].send(Order::Add {
+            stream,
+            path,
+            sockets,
+        });
         self.running.insert(stream, w);
     }
 
@@ -294,7 +320,12 @@ impl Executor {
     /// one with the fewest streams. `None` when none runs and none can be started.
     fn worker(&mut self) -> Option<usize> {
         if self.workers.len() < self.max_workers {
-            match Worker::spawn(self.workers.len(), self.core.clone(), self.metrics.clone()) {
+            match Worker::spawn(
+                self.workers.len(),
+                self.core.clone(),
+                self.rules,
+                self.metrics.clone(),
+            ) {
                 Ok(w) => {
                     self.workers.push(w);
                     return Some(self.workers.len() - 1);
@@ -406,9 +437,11 @@ fn run_commands(core: &mut Core, now: Instant) {
                     core.exec.start_xsk();
                     xsk = core.exec.xsk().is_some();
                 }
-                match core.exec.sockets(addr) {
-                    Ok(pair) => core.exec.bound(stream, leg, pair),
-                    Err(e) => {
+                match (core.exec.sockets(addr), core.table.path(stream)) {
+                    (Ok(pair), Some(path)) => core.exec.bound(stream, leg, pair, path),
+                    // Released before its bind ran: nothing to relay.
+                    (Ok(pair), None) => core.exec.keep_idle(pair),
+                    (Err(e), _) => {
                         tracing::debug!(%addr, error = %e, "relay port busy; trying another");
                         if let Err(e) = core.table.handle_bind_failed(stream, leg) {
                             core.exec.failed.push((stream, e));

@@ -3,7 +3,9 @@
 //! passing `now` to the table and executing the commands the table emits
 //! ([`super::executor`]); a background task ticks the table's timers.
 //!
-//! Locking order: the core (table + executor) → the XDP relay.
+//! Locking order: the core (table + executor) → the XDP relay. A stream's packet path is a
+//! leaf: nothing else is taken while one is held (a relay thread lets go of its path before
+//! it takes the core).
 
 use std::{
     net::IpAddr,
@@ -208,6 +210,7 @@ impl MediaManager {
         let kernel_latch = events.is_some();
         let events_ready = Arc::new(tokio::sync::Notify::new());
         let mappings = settings.relay.fast_path_mappings();
+        let rules = settings.relay.rules();
         metrics.xdp_mappings_capacity.set(i64::from(mappings));
         let core = Arc::new_cyclic(|weak| {
             Mutex::new(Core {
@@ -221,8 +224,11 @@ impl MediaManager {
                 exec: Executor::new(
                     xdp.clone(),
                     weak.clone(),
-                    settings.relay_workers,
-                    settings.relay_idle_sockets,
+                    executor::RelayThreads {
+                        workers: settings.relay_workers,
+                        idle_sockets: settings.relay_idle_sockets,
+                        rules,
+                    },
                     metrics.clone(),
                     events_ready.clone(),
                     settings.prime_neighbours,
@@ -1295,6 +1301,69 @@ mod tests {
         assert_eq!(m.poll_event(), None);
         m.tick(t2 + Duration::from_secs(3601));
         assert_eq!(m.poll_event(), Some(MediaEvent::Timeout(b.session)));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    /// The data plane decides an established stream's packets holding only its packet path:
+    /// media keeps flowing while the table is held (by the call layer, the tick, an admin
+    /// view). Before the split, every relay wake-up took the table's lock.
+    async fn an_established_stream_relays_while_the_table_is_held() {
+        let mut m = manager(41_500, 41_599);
+        let pbx = std::net::UdpSocket::bind("127.0.0.1:0").expect("pbx");
+        let carrier = std::net::UdpSocket::bind("127.0.0.1:0").expect("carrier");
+        for s in [&pbx, &carrier] {
+            s.set_read_timeout(Some(Duration::from_secs(2)))
+                .expect("timeout");
+        }
+        let pbx_port = pbx.local_addr().expect("addr").port();
+        let carrier_port = carrier.local_addr().expect("addr").port();
+        let a = m
+            .allocate(
+                Instant::now(),
+                Side::Inside,
+                &[StreamDesc::new(LO, pbx_port)],
+                &MediaPeers::default(),
+            )
+            .expect("offer");
+        m.commit(
+            Instant::now(),
+            a.session,
+            Side::Outside,
+            &[StreamDesc::new(LO, carrier_port)],
+        )
+        .expect("answer");
+        let r = a.streams[0];
+        let (in_relay, out_relay) = (
+            SocketAddr::new(LO, r.inside.rtp_port),
+            SocketAddr::new(LO, r.outside.rtp_port),
+        );
+        let mut buf = [0u8; 256];
+        let mut pkt = [0u8; 172];
+        pkt[0] = 0x80;
+        // Both legs latch first: a latch is news the table must learn (under its lock).
+        pbx.send_to(&pkt, in_relay).expect("send");
+        carrier.recv_from(&mut buf).expect("carrier receives");
+        carrier.send_to(&pkt, out_relay).expect("send");
+        pbx.recv_from(&mut buf).expect("pbx receives");
+        let held = m.inner.core.lock();
+        for seq in 2u16..12 {
+            pkt[2..4].copy_from_slice(&seq.to_be_bytes());
+            pbx.send_to(&pkt, in_relay).expect("send");
+            let (n, from) = carrier
+                .recv_from(&mut buf)
+                .expect("relayed while the table is held");
+            assert_eq!(
+                (n, from, &buf[2..4]),
+                (172, out_relay, &seq.to_be_bytes()[..])
+            );
+            carrier.send_to(&pkt, out_relay).expect("send");
+            pbx.recv_from(&mut buf)
+                .expect("relayed back while the table is held");
+        }
+        drop(held);
+        let v = m.session_view(a.session).expect("view");
+        assert_eq!(v.streams[0].inside.userspace_packets, 11);
+        assert_eq!(v.streams[0].outside.userspace_packets, 11);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

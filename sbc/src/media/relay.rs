@@ -1,8 +1,9 @@
 //! The userspace relay's packet path. The relay workers (`super::worker`) receive datagrams
 //! from many streams' sockets with `recvmmsg` into one arena, [`decide`] every one of them
-//! under a single hold of the media table's lock ([`forward`], the per-packet seam), and
-//! [`send_on`] sends each socket's share with `sendmmsg`. SRTP is terminated on the way, in
-//! place in those buffers (the table holds the contexts). Buffers belong to the worker, not
+//! holding only its stream's packet path ([`forward`], the per-packet seam), and [`send_on`]
+//! sends each socket's share with `sendmmsg`. The media table's lock is taken only when a
+//! packet changed something the table must learn ([`News`]). SRTP is terminated on the way,
+//! in place in those buffers (the path holds the contexts). Buffers belong to the worker, not
 //! the stream, and nothing is allocated per packet. It is a complete relay on its own; the XDP
 //! fast path only takes over established (latched) RTP and hands everything else up to it.
 
@@ -16,9 +17,14 @@ use std::{
 use parking_lot::Mutex;
 use sbc_proto::net::Side;
 use sbc_proto::{
+    b2bua::Rng,
     media::{
-        Arrival, MediaTable, PacketAction, PacketDrop, RelayPort, StreamKey, crypto::HEADROOM,
-        dtmf, table::leg_idx,
+        PacketAction, PacketDrop, RelayPort, StreamKey,
+        crypto::HEADROOM,
+        dtmf,
+        latch::Rules,
+        path::{PathHandle, PathVerdict, StreamPath},
+        table::leg_idx,
     },
     srtp::SrtpError,
 };
@@ -33,22 +39,25 @@ use crate::{
 /// A stream's sockets: `[leg][port]`, indexed by [`leg_idx`] and [`RelayPort`].
 pub(crate) type Sockets = [[UdpSocket; 2]; 2];
 
-/// Forwards one packet that arrived on `leg`'s `port` socket of `stream` towards the other
-/// leg: the table unprotects it (SRTP from an encrypted leg), applies the latching policy and
-/// counts it, and protects it (SRTP toward an encrypted leg), rewriting `pkt.buf` in place
-/// (its headroom takes the trailer); this sets `pkt.len`, and `pkt.dst` and `pkt.out` to where
-/// it goes and from which socket.
+/// Forwards one packet that arrived on `leg`'s `port` socket of a stream towards the other
+/// leg: the stream's path unprotects it (SRTP from an encrypted leg), applies the latching
+/// policy under `rules` and counts it, and protects it (SRTP toward an encrypted leg),
+/// rewriting `pkt.buf` in place (its headroom takes the trailer); this sets `pkt.len`, and
+/// `pkt.dst` and `pkt.out` to where it goes and from which socket. Returns the path's verdict,
+/// whose news (a moved latch, ended digits) the caller hands to the table.
 ///
 /// This is the one place a packet passes between the legs.
 pub(crate) fn forward(
-    table: &mut MediaTable,
+    path: &mut StreamPath,
+    rules: Rules,
     metrics: &MediaMetrics,
     now: Instant,
-    arrival: Arrival,
+    (stream, leg, port): (StreamKey, Side, RelayPort),
     pkt: &mut Datagram,
-) {
+) -> PathVerdict {
     pkt.dst = None;
-    match table.handle_packet(now, arrival, &mut pkt.buf, pkt.len) {
+    let verdict = path.handle(now, rules, (leg, port, pkt.src), &mut pkt.buf, pkt.len);
+    match verdict.action {
         PacketAction::Forward {
             port: out,
             to,
@@ -57,8 +66,8 @@ pub(crate) fn forward(
         } => {
             if relatched {
                 metrics.relatched.inc();
-                tracing::debug!(session = %arrival.stream.session, stream = arrival.stream.index,
-                    side = arrival.leg.as_str(), latched = %pkt.src, "re-latched peer");
+                tracing::debug!(session = %stream.session, stream = stream.index,
+                    side = leg.as_str(), latched = %pkt.src, "re-latched peer");
             }
             pkt.len = len;
             pkt.dst = Some(to);
@@ -74,32 +83,69 @@ pub(crate) fn forward(
             metrics.dropped.with_label_values(&[why.label()]).inc();
         }
     }
+    verdict
 }
 
-/// Sends `stream`'s generated packets that are due at `now` from its `sockets`; returns when
-/// the next one is.
+/// What a batch's packets changed that the table must learn ([`MediaTable::learn`]): rare
+/// (a stream's first packets, re-latches, ended digits), so the table's lock is taken only
+/// when there is some.
+#[derive(Default)]
+pub(crate) struct News(Vec<(StreamKey, Side, PathVerdict)>);
+
+impl News {
+    /// Keeps `verdict` if it changed something.
+    pub fn note(&mut self, stream: StreamKey, leg: Side, verdict: PathVerdict) {
+        if verdict.latched || verdict.digits.iter().any(Option::is_some) {
+            self.0.push((stream, leg, verdict));
+        }
+    }
+
+    /// Hands the news to the table under one hold of the core's lock, executes the commands
+    /// they produced (a latch may change the fast path) and wakes the call layer for the
+    /// events (latches to persist, digits to send as INFO).
+    pub fn deliver(&mut self, core: &Mutex<Core>, now: Instant) {
+        if self.0.is_empty() {
+            return;
+        }
+        let mut core = core.lock();
+        let core = &mut *core;
+        for (stream, leg, verdict) in self.0.drain(..) {
+            core.table.learn(now, stream, leg, verdict);
+        }
+        if core.table.has_commands() {
+            execute(core, now);
+        }
+        if core.table.has_events() {
+            core.exec.events.notify_one();
+        }
+    }
+}
+
+/// Sends `path`'s generated packets that are due at `now` from its stream's `sockets`
+/// (drawing random numbers from `rng`); returns when the next one is.
 pub(crate) fn send_generated(
-    core: &Mutex<Core>,
+    path: &PathHandle,
+    rng: &mut Rng,
     metrics: &MediaMetrics,
     now: Instant,
-    stream: StreamKey,
     sockets: &Sockets,
 ) -> Option<Instant> {
-    let mut core = core.lock();
+    let mut path = path.lock();
     let mut buf = [0u8; dtmf::PACKET_LEN + HEADROOM];
+    let mut draw = || rng.next_u64() as u32;
     // Bounded: a stream has at most two events playing, each a handful of packets due.
-    while let Some(g) = core.table.poll_generated(now, stream, &mut buf) {
+    while let Some(g) = path.poll_generated(now, &mut draw, &mut buf) {
         let socket = &sockets[leg_idx(g.toward)][RelayPort::Rtp as usize];
         // Non-blocking, like the relayed packets: a full send buffer drops it.
         match socket.send_to(&buf[..g.len], g.to) {
             Ok(_) => metrics.dtmf_packets.with_label_values(&["generated"]).inc(),
             Err(_) => {
                 metrics.dropped.with_label_values(&["send_failed"]).inc();
-                core.table.count_drop(stream, g.toward.other());
+                path.count_drop(g.toward.other());
             }
         }
     }
-    core.table.generated_deadline(stream)
+    path.dtmf.deadline()
 }
 
 /// Datagrams received on one socket in a worker's wake-up: `packets` of the arena, from
@@ -107,6 +153,8 @@ pub(crate) fn send_generated(
 pub(crate) struct Received<'a> {
     /// The stream.
     pub stream: StreamKey,
+    /// Its packet path.
+    pub path: &'a PathHandle,
     /// The side the receiving socket faces.
     pub leg: Side,
     /// Its RTP or RTCP socket.
@@ -117,35 +165,31 @@ pub(crate) struct Received<'a> {
     pub packets: &'a mut [Datagram],
 }
 
-/// Decides every datagram of `runs` under one hold of the core's lock (the table's per-packet
-/// decisions, then the commands a latch produced and the events for the call layer).
+/// Decides every datagram of `runs`, each run holding only its stream's path (never the
+/// table), then hands what the packets changed to the table ([`News`]).
 pub(crate) fn decide<'r, 'a: 'r>(
     core: &Mutex<Core>,
+    rules: Rules,
     metrics: &MediaMetrics,
     now: Instant,
     runs: impl Iterator<Item = &'r mut Received<'a>>,
 ) {
-    let mut core = core.lock();
-    let core = &mut *core;
+    let mut news = News::default();
     for run in runs {
+        let mut path = run.path.lock();
         for pkt in run.packets.iter_mut() {
-            let arrival = Arrival {
-                stream: run.stream,
-                leg: run.leg,
-                port: run.port,
-                src: pkt.src,
-            };
-            forward(&mut core.table, metrics, now, arrival, pkt);
+            let v = forward(
+                &mut path,
+                rules,
+                metrics,
+                now,
+                (run.stream, run.leg, run.port),
+                pkt,
+            );
+            news.note(run.stream, run.leg, v);
         }
     }
-    // A latch may have changed the fast path the stream should have.
-    if core.table.has_commands() {
-        execute(core, now);
-    }
-    // A detected DTMF digit waits for the call layer.
-    if core.table.has_events() {
-        core.exec.events.notify_one();
-    }
+    news.deliver(core, now);
 }
 
 /// Sends the decided datagrams of `run` on from the other leg's sockets; returns how many

@@ -178,9 +178,11 @@ pub(crate) fn session_view(
         .streams
         .iter()
         .map(|st| {
+            // One hold of the path for the whole view (its relay thread waits meanwhile).
+            let path = st.path.lock();
             let ep = |leg: Side| {
                 let r = st.relay.facing(leg);
-                let p = &st.path.peers[leg_idx(leg)];
+                let p = &path.peers[leg_idx(leg)];
                 let key: SocketAddr = st.bound()[leg_idx(leg)];
                 let slot = st
                     .installed
@@ -223,8 +225,8 @@ pub(crate) fn session_view(
                 xdp_mappings: st.fast_paths(),
                 socketless: st.kernel,
                 srtp: SrtpView {
-                    inside: st.path.srtp.suite(Side::Inside),
-                    outside: st.path.srtp.suite(Side::Outside),
+                    inside: path.srtp.suite(Side::Inside),
+                    outside: path.srtp.suite(Side::Outside),
                 },
             }
         })

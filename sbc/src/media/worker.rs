@@ -1,7 +1,8 @@
 //! The userspace relay's workers: a fixed number of threads (`media.relay_workers`), each with
 //! its own epoll set over the sockets of the streams the executor gives it. One wake-up serves
 //! every ready socket of the worker: each is drained with one `recvmmsg` into a shared arena,
-//! the whole arena is decided under one hold of the media table's lock, and each socket's
+//! each socket's packets are decided holding only their stream's packet path (the media
+//! table's lock is taken only for what a packet changed: a latch, a digit), and each socket's
 //! share goes on with `sendmmsg` (`super::relay`). Per-stream tokio tasks used to wake once
 //! per packet at telephony rates (50 packets/s per stream); here the wake-up, the lock and the
 //! readiness bookkeeping are paid once for all streams that became ready together.
@@ -28,7 +29,8 @@ use nix::{
 };
 use parking_lot::Mutex;
 use sbc_proto::{
-    media::{RelayPort, StreamKey, table::leg_idx},
+    b2bua::Rng,
+    media::{RelayPort, StreamKey, latch::Rules, path::PathHandle, table::leg_idx},
     net::Side,
 };
 
@@ -55,6 +57,8 @@ pub(crate) enum Order {
     Add {
         /// The stream.
         stream: StreamKey,
+        /// Its packet path, shared with the table.
+        path: PathHandle,
         /// Its sockets, `[leg][port]`.
         sockets: Sockets,
     },
@@ -74,8 +78,13 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    /// Starts worker `index` relaying for `core`.
-    pub fn spawn(index: usize, core: Weak<Mutex<Core>>, metrics: MediaMetrics) -> io::Result<Self> {
+    /// Starts worker `index` relaying for `core` under the latching `rules`.
+    pub fn spawn(
+        index: usize,
+        core: Weak<Mutex<Core>>,
+        rules: Rules,
+        metrics: MediaMetrics,
+    ) -> io::Result<Self> {
         let (mailbox, inbox) = Mailbox::new()?;
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         epoll.add(
@@ -87,6 +96,8 @@ impl Worker {
             bell: inbox.bell,
             orders: inbox.orders,
             core,
+            rules,
+            rng: crate::entropy::rng(),
             metrics,
             slots: Vec::new(),
             free: Vec::new(),
@@ -114,6 +125,7 @@ impl Worker {
 /// One stream a worker relays.
 struct Entry {
     stream: StreamKey,
+    path: PathHandle,
     sockets: Sockets,
     /// When its next generated packet is due.
     due: Option<Instant>,
@@ -125,6 +137,10 @@ struct State {
     bell: Arc<EventFd>,
     orders: Receiver<Order>,
     core: Weak<Mutex<Core>>,
+    /// The latching policy's rules (fixed at start).
+    rules: Rules,
+    /// Random numbers of generated DTMF events (the worker's own: no lock to share one).
+    rng: Rng,
     metrics: MediaMetrics,
     /// Streams by slot (a socket's token names its slot).
     slots: Vec<Option<Entry>>,
@@ -247,7 +263,7 @@ impl State {
                 }
                 self.relay(&core, &runs);
             }
-            self.send_due(&core);
+            self.send_due();
         }
     }
 
@@ -268,6 +284,7 @@ impl State {
             offset = run.start + run.len;
             *r = Some(Received {
                 stream: entry.stream,
+                path: &entry.path,
                 leg: run.leg,
                 port: run.port,
                 sockets: &entry.sockets,
@@ -275,7 +292,13 @@ impl State {
             });
         }
         let received = &mut received[..runs.len()];
-        relay::decide(core, &self.metrics, now, received.iter_mut().flatten());
+        relay::decide(
+            core,
+            self.rules,
+            &self.metrics,
+            now,
+            received.iter_mut().flatten(),
+        );
         let mut failed = false;
         let mut failures = [0u64; ARENA];
         for (r, f) in received.iter().zip(failures.iter_mut()) {
@@ -285,19 +308,18 @@ impl State {
             }
         }
         if failed {
-            let mut core = core.lock();
             for (r, &f) in received.iter().zip(&failures) {
-                if let Some(r) = r {
-                    for _ in 0..f {
-                        core.table.count_drop(r.stream, r.leg);
-                    }
+                if let Some(r) = r
+                    && f > 0
+                {
+                    r.path.lock().peers[leg_idx(r.leg)].dropped += f;
                 }
             }
         }
     }
 
     /// Sends the generated packets that are due.
-    fn send_due(&mut self, core: &Mutex<Core>) {
+    fn send_due(&mut self) {
         let Some(due) = self.next_due else { return };
         let now = Instant::now();
         if due > now {
@@ -305,8 +327,13 @@ impl State {
         }
         for entry in self.slots.iter_mut().flatten() {
             if entry.due.is_some_and(|d| d <= now) {
-                entry.due =
-                    relay::send_generated(core, &self.metrics, now, entry.stream, &entry.sockets);
+                entry.due = relay::send_generated(
+                    &entry.path,
+                    &mut self.rng,
+                    &self.metrics,
+                    now,
+                    &entry.sockets,
+                );
             }
         }
         self.recompute_due();
@@ -320,16 +347,17 @@ impl State {
     fn take_orders(&mut self) -> bool {
         loop {
             match self.orders.try_recv() {
-                Ok(Order::Add { stream, sockets }) => self.add(stream, sockets),
+                Ok(Order::Add {
+                    stream,
+                    path,
+                    sockets,
+                }) => self.add(stream, path, sockets),
                 Ok(Order::Remove(stream)) => self.remove(stream),
                 Ok(Order::Wake(stream)) => {
-                    if let (Some(&slot), Some(core)) =
-                        (self.index.get(&stream), self.core.upgrade())
+                    if let Some(&slot) = self.index.get(&stream)
+                        && let Some(Some(e)) = self.slots.get_mut(slot)
                     {
-                        let due = core.lock().table.generated_deadline(stream);
-                        if let Some(Some(e)) = self.slots.get_mut(slot) {
-                            e.due = due;
-                        }
+                        e.due = e.path.lock().dtmf.deadline();
                         self.recompute_due();
                     }
                 }
@@ -339,7 +367,7 @@ impl State {
         }
     }
 
-    fn add(&mut self, stream: StreamKey, sockets: Sockets) {
+    fn add(&mut self, stream: StreamKey, path: PathHandle, sockets: Sockets) {
         let slot = self.free.pop().unwrap_or(self.slots.len());
         let mut added = Vec::with_capacity(4);
         for leg in SIDES {
@@ -364,12 +392,10 @@ impl State {
             }
         }
         // A digit may have been queued while the sockets were bound.
-        let due = self
-            .core
-            .upgrade()
-            .and_then(|c| c.lock().table.generated_deadline(stream));
+        let due = path.lock().dtmf.deadline();
         let entry = Entry {
             stream,
+            path,
             sockets,
             due,
         };

@@ -34,15 +34,17 @@ use nix::{
 use parking_lot::Mutex;
 use sbc_proto::{
     media::{
-        Arrival, RelayPort, StreamKey,
+        RelayPort, StreamKey,
         frame::{self, Macs},
+        latch::Rules,
+        path::PathHandle,
         table::leg_idx,
     },
     net::Side,
 };
 
 use super::{
-    executor::{Core, execute},
+    executor::Core,
     mailbox::Mailbox,
     neighbour::NeighbourPrimer,
     relay::{self, Sockets},
@@ -77,6 +79,8 @@ pub(crate) enum XskOrder {
     Add {
         /// The stream.
         stream: StreamKey,
+        /// Its packet path, shared with the table and the socket relay's worker.
+        path: PathHandle,
         /// Its relay RTP endpoints, inside and outside.
         bound: [SocketAddr; 2],
         /// Duplicates of its sockets.
@@ -129,14 +133,14 @@ impl XskPlan {
         &self,
         xdp: &Mutex<XdpRelay>,
         core: Weak<Mutex<Core>>,
+        rules: Rules,
         metrics: MediaMetrics,
     ) -> Result<XskRelay, String> {
         XskRelay::start(
             &self.interfaces,
-            self.poll,
-            self.busy_poll,
+            (self.poll, self.busy_poll),
             xdp,
-            core,
+            (core, rules),
             metrics,
         )
     }
@@ -150,10 +154,9 @@ impl XskRelay {
     /// stream).
     pub fn start(
         interfaces: &[String],
-        poll: Duration,
-        busy_poll: Option<u16>,
+        (poll, busy_poll): (Duration, Option<u16>),
         xdp: &Mutex<XdpRelay>,
-        core: Weak<Mutex<Core>>,
+        (core, rules): (Weak<Mutex<Core>>, Rules),
         metrics: MediaMetrics,
     ) -> Result<Self, String> {
         if interfaces.is_empty() {
@@ -225,6 +228,7 @@ impl XskRelay {
             bell: inbox.bell,
             orders: inbox.orders,
             core,
+            rules,
             metrics,
             sockets,
             busy,
@@ -254,6 +258,7 @@ impl XskRelay {
 
 /// A stream the AF_XDP relay knows.
 struct Entry {
+    path: PathHandle,
     bound: [SocketAddr; 2],
     sockets: Box<Sockets>,
 }
@@ -289,6 +294,8 @@ struct State {
     bell: Arc<EventFd>,
     orders: Receiver<XskOrder>,
     core: Weak<Mutex<Core>>,
+    /// The latching policy's rules (fixed at start).
+    rules: Rules,
     metrics: MediaMetrics,
     sockets: Vec<Xsk>,
     /// Busy-polling state per socket (same index).
@@ -446,6 +453,7 @@ impl State {
             match self.orders.try_recv() {
                 Ok(XskOrder::Add {
                     stream,
+                    path,
                     bound,
                     sockets,
                 }) => {
@@ -455,7 +463,14 @@ impl State {
                             self.by_addr.insert(a, (stream, leg, port));
                         }
                     }
-                    self.streams.insert(stream, Entry { bound, sockets });
+                    self.streams.insert(
+                        stream,
+                        Entry {
+                            path,
+                            bound,
+                            sockets,
+                        },
+                    );
                 }
                 Ok(XskOrder::Remove(stream)) => {
                     if let Some(e) = self.streams.remove(&stream) {
@@ -535,30 +550,28 @@ impl State {
     /// Decides the batch in the arena under one lock, then sends it on.
     fn relay(&mut self, core: &Mutex<Core>) {
         let now = Instant::now();
-        {
-            let mut guard = core.lock();
-            let c = &mut *guard;
-            for (pkt, m) in self.arena.iter_mut().zip(&self.meta) {
-                let port = if pkt.out == 0 {
-                    RelayPort::Rtp
-                } else {
-                    RelayPort::Rtcp
-                };
-                let arrival = Arrival {
-                    stream: m.stream,
-                    leg: m.leg,
-                    port,
-                    src: pkt.src,
-                };
-                relay::forward(&mut c.table, &self.metrics, now, arrival, pkt);
-            }
-            if c.table.has_commands() {
-                execute(c, now);
-            }
-            if c.table.has_events() {
-                c.exec.events.notify_one();
-            }
+        let mut news = relay::News::default();
+        for (pkt, m) in self.arena.iter_mut().zip(&self.meta) {
+            let port = if pkt.out == 0 {
+                RelayPort::Rtp
+            } else {
+                RelayPort::Rtcp
+            };
+            let Some(entry) = self.streams.get(&m.stream) else {
+                pkt.dst = None;
+                continue;
+            };
+            let v = relay::forward(
+                &mut entry.path.lock(),
+                self.rules,
+                &self.metrics,
+                now,
+                (m.stream, m.leg, port),
+                pkt,
+            );
+            news.note(m.stream, m.leg, v);
         }
+        news.deliver(core, now);
         let mut failed: Vec<Meta> = Vec::new();
         let (mut via_xsk, mut via_socket) = (0u64, 0u64);
         for k in 0..self.meta.len() {
@@ -619,9 +632,10 @@ impl State {
                 .dropped
                 .with_label_values(&["send_failed"])
                 .inc_by(failed.len() as u64);
-            let mut c = core.lock();
             for m in failed {
-                c.table.count_drop(m.stream, m.leg);
+                if let Some(e) = self.streams.get(&m.stream) {
+                    e.path.lock().count_drop(m.leg);
+                }
             }
         }
     }

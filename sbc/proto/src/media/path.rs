@@ -7,7 +7,7 @@
 //! configures a path through its setters and learns what a packet changed from the
 //! [`PathVerdict`] it returns: a latch that moved (the fast path follows it, the call layer
 //! persists it) and digits that ended (SIP INFO). Nothing here knows other streams, so a relay
-//! worker can decide a stream's packets holding that stream alone.
+//! worker decides a stream's packets holding that stream alone ([`PathHandle`]).
 
 use std::{net::SocketAddr, time::Instant};
 
@@ -143,6 +143,26 @@ pub struct Generated {
     pub len: usize,
 }
 
+/// A stream's path as the control half and the data plane share it: the table configures it
+/// and reads its latches and counters; the relay thread that holds the stream's sockets
+/// decides its packets, taking the lock once per batch of that stream, never the table's.
+/// Lock order: the table's holder first, then a path (a relay thread never takes the table
+/// while it holds a path).
+#[derive(Debug, Clone, Default)]
+pub struct PathHandle(std::sync::Arc<parking_lot::Mutex<StreamPath>>);
+
+impl PathHandle {
+    /// A handle on a new path.
+    pub fn new(path: StreamPath) -> Self {
+        Self(std::sync::Arc::new(parking_lot::Mutex::new(path)))
+    }
+
+    /// The path, locked.
+    pub fn lock(&self) -> parking_lot::MutexGuard<'_, StreamPath> {
+        self.0.lock()
+    }
+}
+
 /// The per-packet state of one stream. See the module docs.
 #[derive(Debug, Default)]
 pub struct StreamPath {
@@ -154,6 +174,9 @@ pub struct StreamPath {
     pub payload: super::StreamPayloadMaps,
     /// DTMF the relay generates and detects on this stream (`media/dtmf.rs`).
     pub dtmf: super::dtmf::StreamDtmfState,
+    /// The table released the stream: a relay thread that has not yet taken its sockets
+    /// away drops what still arrives (its ports are back in the pool).
+    pub released: bool,
 }
 
 impl StreamPath {
@@ -178,6 +201,9 @@ impl StreamPath {
         buf: &mut [u8],
         len: usize,
     ) -> PathVerdict {
+        if self.released {
+            return PathVerdict::only(PacketAction::Drop(PacketDrop::UnknownStream));
+        }
         let len = len.min(buf.len());
         let (from, to) = (leg_idx(leg), leg_idx(leg.other()));
         // The port tells RTCP from RTP; the bytes only when the sender multiplexes both on one
@@ -287,6 +313,9 @@ impl StreamPath {
         draw: &mut dyn FnMut() -> u32,
         buf: &mut [u8],
     ) -> Option<Generated> {
+        if self.released {
+            return None;
+        }
         loop {
             let (i, len) = self.dtmf.poll(now, draw, buf)?;
             let toward = if i == 0 { Side::Inside } else { Side::Outside };

@@ -27,7 +27,7 @@ use super::{
     activity::Activity,
     command::MediaCommand,
     fast_path::{self, FastPath, NO_SLOT, PathMode},
-    path::StreamPath,
+    path::{PathHandle, StreamPath},
     peer::PeerState,
     policy::{MediaPolicy, Quotas},
     pools::RelayPools,
@@ -350,8 +350,8 @@ impl MediaTable {
             self.quotas.force(t, s.quota_ports);
         }
         for st in &mut s.streams {
-            st.path.peers[0].allowed = allowed[0].clone();
-            st.path.peers[1].allowed = allowed[1].clone();
+            st.path.lock().peers[0].allowed = allowed[0].clone();
+            st.path.lock().peers[1].allowed = allowed[1].clone();
         }
         s.peers = peers.clone();
         s.version += 1;
@@ -374,7 +374,10 @@ impl MediaTable {
             .get_mut(&id)
             .ok_or(MediaError::UnknownSession(id))?;
         for (i, st) in s.streams.iter_mut().enumerate() {
-            st.path.srtp.set(leg, keys.get(i).and_then(Option::as_ref));
+            st.path
+                .lock()
+                .srtp
+                .set(leg, keys.get(i).and_then(Option::as_ref));
         }
         for index in 0..s.streams.len() {
             self.sync_fast_path(now, StreamKey { session: id, index });
@@ -396,7 +399,7 @@ impl MediaTable {
             .get_mut(&id)
             .ok_or(MediaError::UnknownSession(id))?;
         for (i, st) in s.streams.iter_mut().enumerate() {
-            st.path.payload = maps.get(i).cloned().unwrap_or_default();
+            st.path.lock().payload = maps.get(i).cloned().unwrap_or_default();
         }
         for index in 0..s.streams.len() {
             self.sync_fast_path(now, StreamKey { session: id, index });
@@ -421,7 +424,7 @@ impl MediaTable {
             .get_mut(&id)
             .ok_or(MediaError::UnknownSession(id))?;
         for (st, _) in s.streams.iter_mut().zip(secure).filter(|(_, s)| **s) {
-            st.path.srtp.expect(leg);
+            st.path.lock().srtp.expect(leg);
         }
         for index in 0..s.streams.len() {
             self.sync_fast_path(now, StreamKey { session: id, index });
@@ -470,10 +473,10 @@ impl MediaTable {
                     outside: self.endpoint(Side::Outside, firsts[1].bind, 0, false),
                 },
                 binds: firsts.map(|a| a.bind),
-                path: StreamPath {
+                path: PathHandle::new(StreamPath {
                     peers,
                     ..StreamPath::default()
-                },
+                }),
                 installed: Default::default(),
                 xdp_packets: 0,
                 bind_attempts: [0; 2],
@@ -507,10 +510,10 @@ impl MediaTable {
                 outside: self.endpoint(Side::Outside, out_bind, out_port, mux(Side::Outside)),
             },
             binds: [in_bind, out_bind],
-            path: StreamPath {
+            path: PathHandle::new(StreamPath {
                 peers,
                 ..StreamPath::default()
-            },
+            }),
             installed: Default::default(),
             xdp_packets: 0,
             bind_attempts: [0; 2],
@@ -551,6 +554,7 @@ impl MediaTable {
 
     /// Asks to remove the stream's mappings and close its sockets; frees slots and ports.
     fn close_stream(&mut self, key: StreamKey, st: &Stream) {
+        st.path.lock().released = true;
         for m in st.installed.iter() {
             self.commands.push_back(MediaCommand::Remove {
                 ingress: m.ingress,
@@ -625,14 +629,14 @@ impl MediaTable {
             if !st.enabled() {
                 continue;
             }
-            for p in &mut st.path.peers {
+            for p in &mut st.path.lock().peers {
                 p.open_window(until);
             }
             let key = StreamKey { session: id, index };
             if !self.settings.relatch_window.is_zero() {
                 resync.push(key);
             }
-            let p = &mut st.path.peers[leg_idx(from)];
+            let p = &mut st.path.lock().peers[leg_idx(from)];
             // First description from this leg: check its family like an offer.
             if desc.rtp_port != 0 && p.latch[0].target().is_none() && v4 != desc.addr.is_ipv4() {
                 result = Err(MediaError::AddressFamily {
@@ -717,8 +721,9 @@ impl MediaTable {
         }
         // Encrypted streams stay in userspace: XDP cannot run AES; nor can it rewrite payload
         // types (no per-mapping table in the program), nor inject or consume DTMF events.
-        let plain = st.path.plain();
-        if st.kernel && !(plain && fast_path::kernel_capable(&self.settings, &st.path.peers)) {
+        let plain = st.path.lock().plain();
+        if st.kernel && !(plain && fast_path::kernel_capable(&self.settings, &st.path.lock().peers))
+        {
             // No longer something the program can carry alone: bind the stream's ports (the
             // latches learned in the kernel carry over) and relay it in userspace.
             st.kernel = false;
@@ -731,9 +736,9 @@ impl MediaTable {
             }
         }
         let mut want: Vec<FastPath> = if st.kernel {
-            fast_path::kernel(st.bound(), &st.path.peers)
+            fast_path::kernel(st.bound(), &st.path.lock().peers)
         } else if plain {
-            fast_path::desired(&self.settings, st.bound(), &st.path.peers, now)
+            fast_path::desired(&self.settings, st.bound(), &st.path.lock().peers, now)
                 .map_or_else(Vec::new, Vec::from)
         } else {
             Vec::new()

@@ -161,7 +161,12 @@ fn the_fast_path_keys_on_the_chosen_address() {
     let ingress = SocketAddr::new(OUT2, bound[1].port());
     assert!(t.handle_kernel_latch(t0, ingress, sa("198.51.100.7:5000")));
     assert_eq!(
-        t.session(a.session).expect("s").streams[0].path.peers[1].latch[0].latched(),
+        t.session(a.session).expect("s").streams[0]
+            .path
+            .lock()
+            .peers[1]
+            .latch[0]
+            .latched(),
         Some(sa("198.51.100.7:5000"))
     );
 }

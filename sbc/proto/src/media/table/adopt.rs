@@ -75,10 +75,10 @@ impl MediaTable {
                 outside: self.endpoint(Side::Outside, binds[1], out_port, false),
             },
             binds,
-            path: StreamPath {
+            path: PathHandle::new(StreamPath {
                 peers,
                 ..StreamPath::default()
-            },
+            }),
             installed: vec![f, back].into(),
             xdp_packets: 0,
             bind_attempts: [0; 2],

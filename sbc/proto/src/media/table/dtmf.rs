@@ -22,7 +22,10 @@ impl MediaTable {
             .get_mut(&id)
             .ok_or(MediaError::UnknownSession(id))?;
         for (i, st) in s.streams.iter_mut().enumerate() {
-            st.path.dtmf.set(dtmf.get(i).copied().unwrap_or_default());
+            st.path
+                .lock()
+                .dtmf
+                .set(dtmf.get(i).copied().unwrap_or_default());
         }
         for index in 0..s.streams.len() {
             self.sync_fast_path(now, StreamKey { session: id, index });
@@ -48,7 +51,7 @@ impl MediaTable {
             .get_mut(&stream.session)
             .and_then(|s| s.streams.get_mut(stream.index))
             .ok_or(GenerateRefusal::NotTerminated)?;
-        st.path.dtmf.generate(
+        st.path.lock().dtmf.generate(
             now,
             leg_idx(toward),
             payload_type,
@@ -67,6 +70,7 @@ impl MediaTable {
             .streams
             .get(stream.index)?
             .path
+            .lock()
             .dtmf
             .deadline()
     }
@@ -88,6 +92,7 @@ impl MediaTable {
             .streams
             .get_mut(stream.index)?;
         st.path
+            .lock()
             .poll_generated(now, &mut || rng.next_u64() as u32, buf)
     }
 
@@ -95,7 +100,7 @@ impl MediaTable {
     pub(super) fn flush_dtmf(&mut self, now: Instant) {
         for (id, s) in &mut self.sessions {
             for st in &mut s.streams {
-                for (i, d) in st.path.dtmf.flush(now) {
+                for (i, d) in st.path.lock().dtmf.flush(now) {
                     push_event(
                         &mut self.events,
                         MediaEvent::Dtmf {

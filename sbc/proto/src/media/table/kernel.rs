@@ -45,13 +45,16 @@ impl MediaTable {
             return false;
         };
         let kind = usize::from(ingress.port() != bound[leg_idx(leg)].port());
-        let p = &mut st.path.peers[leg_idx(leg)];
-        p.latch[kind].learn(peer, now);
+        {
+            let mut path = st.path.lock();
+            let p = &mut path.peers[leg_idx(leg)];
+            p.latch[kind].learn(peer, now);
+            p.last_seen = Some(now);
+        }
         if kind == 0 {
             // Where the relay sends is part of the call's persisted state.
             self.latched.insert(key.session);
         }
-        p.last_seen = Some(now);
         s.activity.observe(now);
         st.installed.update(|m| {
             let PathMode::Kernel(k) = &mut m.mode else {

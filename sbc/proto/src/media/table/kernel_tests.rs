@@ -126,7 +126,7 @@ fn a_socketless_call_is_indexed_once_per_leg() {
     assert!(t.handle_kernel_latch(t1, relay(&a, Side::Outside, true), sa("198.51.100.7:5001")));
     let st = &t.session(a.session).expect("session").streams[0];
     assert_eq!(
-        st.path.peers[1].latch[1].latched(),
+        st.path.lock().peers[1].latch[1].latched(),
         Some(sa("198.51.100.7:5001"))
     );
     // A port of no leg is no stream's.
@@ -217,10 +217,14 @@ fn kernel_latches_reach_the_table_without_rewriting_the_kernel() {
     assert!(cmds.is_empty(), "the kernel already holds this: {cmds:?}");
     let st = &t.session(a.session).expect("session").streams[0];
     assert_eq!(
-        st.path.peers[0].latch[0].latched(),
+        st.path.lock().peers[0].latch[0].latched(),
         Some(sa("10.0.0.5:4010"))
     );
-    assert_eq!(st.path.peers[0].last_seen, Some(t1), "a latch is activity");
+    assert_eq!(
+        st.path.lock().peers[0].last_seen,
+        Some(t1),
+        "a latch is activity"
+    );
     let back = st
         .installed
         .iter()
@@ -298,7 +302,7 @@ fn stream_that_turns_encrypted_is_bound_and_passed_up() {
     let st = &t.session(a.session).expect("session").streams[0];
     assert!(!st.kernel);
     assert_eq!(
-        st.path.peers[0].latch[0].latched(),
+        st.path.lock().peers[0].latch[0].latched(),
         Some(sa("10.0.0.5:4000")),
         "the kernel's latch carries over to userspace"
     );

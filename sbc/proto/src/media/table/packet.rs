@@ -31,20 +31,29 @@ impl MediaTable {
         else {
             return PacketAction::Drop(PacketDrop::UnknownStream);
         };
-        let verdict = st.path.handle(now, rules, (leg, port, src), buf, len);
+        let verdict = st
+            .path
+            .lock()
+            .handle(now, rules, (leg, port, src), buf, len);
         self.learn(now, stream, leg, verdict);
         verdict.action
     }
 
-    /// What a packet of `stream`'s `leg` changed: a moved RTP latch (fast path, call state)
-    /// and ended digits.
-    pub(crate) fn learn(
-        &mut self,
-        now: Instant,
-        stream: StreamKey,
-        leg: Side,
-        verdict: PathVerdict,
-    ) {
+    /// What a packet of `stream`'s `leg` changed, as its path said ([`PathVerdict`]): a
+    /// moved RTP latch (the fast path follows, the call layer persists it) and ended digits
+    /// (events). A relay thread that decided the packet on the stream's [`PathHandle`] reports
+    /// here; a verdict for a stream released meanwhile is ignored.
+    pub fn learn(&mut self, now: Instant, stream: StreamKey, leg: Side, verdict: PathVerdict) {
+        if !verdict.latched && verdict.digits.iter().all(Option::is_none) {
+            return;
+        }
+        let known = self
+            .sessions
+            .get(&stream.session)
+            .is_some_and(|s| s.streams.len() > stream.index);
+        if !known {
+            return;
+        }
         for d in verdict.digits.into_iter().flatten() {
             push_event(
                 &mut self.events,
@@ -65,6 +74,12 @@ impl MediaTable {
         }
     }
 
+    /// The packet path of `stream`, for the relay thread that will decide its packets.
+    pub fn path(&self, stream: StreamKey) -> Option<PathHandle> {
+        let s = self.sessions.get(&stream.session)?;
+        Some(s.streams.get(stream.index)?.path.clone())
+    }
+
     /// A packet from `stream`'s `leg` could not be sent on (counted against that peer).
     pub fn count_drop(&mut self, stream: StreamKey, leg: Side) {
         if let Some(st) = self
@@ -72,7 +87,7 @@ impl MediaTable {
             .get_mut(&stream.session)
             .and_then(|s| s.streams.get_mut(stream.index))
         {
-            st.path.count_drop(leg);
+            st.path.lock().count_drop(leg);
         }
     }
 }

@@ -15,7 +15,7 @@ impl MediaTable {
             .iter()
             .map(|st| {
                 let desc = |leg: Side| {
-                    let p = &st.path.peers[leg_idx(leg)];
+                    let p = &st.path.lock().peers[leg_idx(leg)];
                     let rtp = p.latch[0].sdp()?;
                     Some(StreamDesc {
                         addr: rtp.ip(),
@@ -31,8 +31,8 @@ impl MediaTable {
                     snap.relay_inside.bind = Some(st.binds[0]);
                     snap.relay_outside.bind = Some(st.binds[1]);
                 }
-                snap.latched_inside = st.path.peers[0].latch[0].latched();
-                snap.latched_outside = st.path.peers[1].latch[0].latched();
+                snap.latched_inside = st.path.lock().peers[0].latch[0].latched();
+                snap.latched_outside = st.path.lock().peers[1].latch[0].latched();
                 snap
             })
             .collect();
@@ -74,9 +74,10 @@ impl MediaTable {
         let (id, mut streams) = match taken_over {
             Some((id, mut s)) => {
                 // The mappings' latches are the truth; the SDP and the policy come back.
-                let mut st = s.streams.remove(0);
+                let st = s.streams.remove(0);
                 for leg in [Side::Inside, Side::Outside] {
-                    let p = &mut st.path.peers[leg_idx(leg)];
+                    let mut path = st.path.lock();
+                    let p = &mut path.peers[leg_idx(leg)];
                     let latched = p.latch[0].latched();
                     if let Some(d) = snap.streams[0].sdp(leg) {
                         p.set_desc(&d);
@@ -171,10 +172,10 @@ impl MediaTable {
             binds,
             // Only the peers are in the record: a restored stream has no SRTP until the call
             // layer sets it again, relays payload types and telephone-events as they come.
-            path: StreamPath {
+            path: PathHandle::new(StreamPath {
                 peers,
                 ..StreamPath::default()
-            },
+            }),
             installed: Default::default(),
             xdp_packets: 0,
             // The peers' SDP names these ports: a restored stream cannot move to another pair,

@@ -33,7 +33,7 @@ pub struct Stream {
     /// `relay` advertises maps to it), indexed by [`leg_idx`].
     pub binds: [std::net::IpAddr; 2],
     /// The per-packet half: peers (latches, counters), SRTP, payload maps, DTMF.
-    pub path: crate::media::path::StreamPath,
+    pub path: crate::media::path::PathHandle,
     /// Fast-path mappings asked of the kernel (stored compactly).
     pub installed: crate::media::installed::Installed,
     /// Fast-path packets of this stream at the last counter read.

@@ -190,10 +190,10 @@ fn provisional_latch_before_the_answer_gets_no_fast_path_until_confirmed() {
     );
     let st = &t.session(a.session).expect("session").streams[0];
     assert_eq!(
-        st.path.peers[1].latch[0].latched(),
+        st.path.lock().peers[1].latch[0].latched(),
         Some(sa("198.51.100.7:5000"))
     );
-    assert_eq!(st.path.peers[1].latch[0].confirmed(), None);
+    assert_eq!(st.path.lock().peers[1].latch[0].confirmed(), None);
     // The answer names the same address: confirmed, and the fast path follows at once.
     t.commit(
         t0,
@@ -230,12 +230,12 @@ fn provisional_latch_of_another_address_is_dropped_by_the_answer() {
     .expect("answer");
     let st = &t.session(a.session).expect("session").streams[0];
     assert_eq!(
-        st.path.peers[1].latch[0].latched(),
+        st.path.lock().peers[1].latch[0].latched(),
         None,
         "unconfirmed latch dropped"
     );
     assert_eq!(
-        st.path.peers[1].latch[0].target(),
+        st.path.lock().peers[1].latch[0].target(),
         Some(sa("198.51.100.9:6000"))
     );
     assert_eq!(installs(&drain(&mut t)), []);
@@ -256,11 +256,11 @@ fn outsider_never_latches_and_gets_nothing() {
         );
     }
     let st = &t.session(a.session).expect("session").streams[0];
-    assert_eq!(st.path.peers[1].latch[0].latched(), None);
-    assert_eq!(st.path.peers[1].dropped, 1);
+    assert_eq!(st.path.lock().peers[1].latch[0].latched(), None);
+    assert_eq!(st.path.lock().peers[1].dropped, 1);
     // The last refusal is kept for the one-way-audio diagnosis.
     assert_eq!(
-        st.path.peers[1].refused(),
+        st.path.lock().peers[1].refused(),
         Some((sa("203.0.113.66:4000"), DropReason::NotAllowed))
     );
     t.release(a.session);
@@ -669,11 +669,11 @@ fn srtp_is_authenticated_before_the_latch_and_transformed_in_place() {
     );
     let st = &t.session(a.session).expect("session").streams[0];
     assert_eq!(
-        st.path.peers[1].latch[0].latched(),
+        st.path.lock().peers[1].latch[0].latched(),
         None,
         "forgery did not latch"
     );
-    assert_eq!(st.path.peers[1].dropped, 1);
+    assert_eq!(st.path.lock().peers[1].dropped, 1);
     assert_eq!(
         PacketDrop::Srtp(SrtpError::AuthFailed).label(),
         "srtp_auth_failed"
@@ -745,7 +745,7 @@ fn restored_session_rebinds_its_recorded_ports_and_keeps_latches() {
     assert!(s.committed && !s.adopted);
     assert_eq!(s.streams[0].relay, r);
     assert_eq!(
-        s.streams[0].path.peers[1].latch[0].target(),
+        s.streams[0].path.lock().peers[1].latch[0].target(),
         Some(sa("198.51.100.9:5002")),
         "media goes where it went before"
     );

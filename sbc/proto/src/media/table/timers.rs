@@ -18,7 +18,12 @@ impl MediaTable {
                         .installed
                         .iter()
                         .any(|m| !m.strict && m.mode == PathMode::Relay);
-                    let open = st.path.peers.iter().any(|p| p.latch[0].window_open(now));
+                    let open = st
+                        .path
+                        .lock()
+                        .peers
+                        .iter()
+                        .any(|p| p.latch[0].window_open(now));
                     if lax && !open {
                         resync.push(StreamKey {
                             session: *id,
@@ -31,10 +36,12 @@ impl MediaTable {
                 continue;
             }
             let mut hold = false;
-            for p in s.streams.iter().flat_map(|st| &st.path.peers) {
-                hold |= p.direction.is_hold();
-                if let Some(t) = p.last_seen {
-                    s.activity.observe(t);
+            for st in &s.streams {
+                for p in &st.path.lock().peers {
+                    hold |= p.direction.is_hold();
+                    if let Some(t) = p.last_seen {
+                        s.activity.observe(t);
+                    }
                 }
             }
             let limit = if hold {
