@@ -18,6 +18,8 @@ pub enum EndReason {
     NoAck,
     /// No media flowed for the configured time.
     MediaTimeout,
+    /// The relay lost the call's media (its advertised ports could not be bound).
+    MediaFailure,
     /// The maximum call duration was reached.
     MaxDuration,
     /// A transport failure.
@@ -39,6 +41,7 @@ impl EndReason {
             EndReason::Timeout => "timeout",
             EndReason::NoAck => "no_ack",
             EndReason::MediaTimeout => "media_timeout",
+            EndReason::MediaFailure => "media_failure",
             EndReason::MaxDuration => "max_duration",
             EndReason::TransportError => "transport_error",
             EndReason::SessionExpired => "session_expired",

@@ -177,6 +177,11 @@ impl B2bua {
                         self.terminate(now, call, EndReason::MediaTimeout, media);
                     }
                 }
+                MediaEvent::Failed(s) => {
+                    if let Some(call) = self.sessions.get(&s).copied() {
+                        self.terminate(now, call, EndReason::MediaFailure, media);
+                    }
+                }
                 // The record holds the latches: compared (and written if changed) at the
                 // end of this input.
                 MediaEvent::Latched(s) => {

@@ -261,6 +261,11 @@ pub enum MediaEvent {
     /// A leg's RTP latch moved (its first packet, or a re-latch): where the relay sends is
     /// part of the call's persisted state, which changed without a SIP message.
     Latched(SessionId),
+    /// The relay lost a stream of the session: ports the peers were already told could not be
+    /// bound (another program took one while the stream was socketless, or after a restart).
+    /// Media to them goes nowhere: end the call (BYE both legs), then
+    /// [`MediaControl::release`] it.
+    Failed(SessionId),
     /// A DTMF digit ended in the telephone-events `leg` sent on a stream whose DTMF the relay
     /// terminates (`dtmf.rs`): the call layer sends it as SIP INFO to the other side
     /// (`B2bua::dtmf_detected`). `Digit`'s `Debug` hides the value.

@@ -480,6 +480,7 @@ impl MediaTable {
                 installed: Default::default(),
                 xdp_packets: 0,
                 bind_attempts: [0; 2],
+                fixed_ports: false,
                 kernel: false,
                 policies: false,
             });
@@ -517,6 +518,7 @@ impl MediaTable {
             installed: Default::default(),
             xdp_packets: 0,
             bind_attempts: [0; 2],
+            fixed_ports: false,
             kernel,
             policies: kernel,
         })
@@ -725,8 +727,10 @@ impl MediaTable {
         if st.kernel && !(plain && fast_path::kernel_capable(&self.settings, &st.path.lock().peers))
         {
             // No longer something the program can carry alone: bind the stream's ports (the
-            // latches learned in the kernel carry over) and relay it in userspace.
+            // latches learned in the kernel carry over) and relay it in userspace. The peers
+            // already send to these ports: they cannot move.
             st.kernel = false;
+            st.fixed_ports = true;
             for (leg, addr) in [Side::Inside, Side::Outside].into_iter().zip(st.bound()) {
                 self.commands.push_back(MediaCommand::Bind {
                     stream: key,

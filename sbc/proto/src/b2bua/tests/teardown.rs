@@ -64,6 +64,30 @@ fn end_call_from_the_api_sends_bye_on_both_legs() {
     sim.assert_clean();
 }
 
+/// The relay lost the call's media (its advertised ports could not be bound): the call ends
+/// like a media timeout, with its own reason.
+#[test]
+fn media_failure_sends_bye_both_ways() {
+    let mut sim = Sim::new();
+    establish_outbound(&mut sim);
+    let session = *sim.media.sessions.keys().next().expect("session");
+    sim.media.inject(MediaEvent::Failed(session));
+    sim.advance(Duration::from_millis(1));
+    sim.sbc.handle_timeout(sim.now, &mut sim.media);
+    sim.collect();
+    for msgs in [sim.take_pbx(), sim.take_carrier()] {
+        assert!(msgs.iter().any(|m| m.method() == Some(&Method::Bye)));
+    }
+    let ended: Vec<EndReason> = std::iter::from_fn(|| sim.sbc.poll_event())
+        .filter_map(|e| match e {
+            Event::CallEnded { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ended, [EndReason::MediaFailure]);
+    sim.assert_clean();
+}
+
 #[test]
 fn media_timeout_sends_bye_both_ways() {
     let mut sim = Sim::new();

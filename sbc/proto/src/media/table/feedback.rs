@@ -32,6 +32,7 @@ impl MediaTable {
                 });
                 if st.kernel {
                     st.kernel = false;
+                    st.fixed_ports = true;
                     let stream = StreamKey {
                         session: *id,
                         index,
@@ -48,9 +49,12 @@ impl MediaTable {
 
     /// `stream`'s `leg` ports could not be bound (another program holds one): tries another
     /// pair (the failed one goes to the back of its pool; the new one may be on another of the
-    /// side's relay addresses, and the SDP then names that one). Gives up after a few pairs, and for
-    /// adopted streams, whose ports are fixed by their mappings; the caller then releases the
-    /// session (or drops the new streams of a re-offer, [`MediaTable::drop_streams_from`]).
+    /// side's relay addresses, and the SDP then names that one). Gives up after a few pairs; the
+    /// caller then releases the session (or drops the new streams of a re-offer,
+    /// [`MediaTable::drop_streams_from`]). A stream whose peers were already told its ports
+    /// (socketless until now, restored, adopted) cannot move: it fails at once, and the call
+    /// layer is told to end the call ([`MediaEvent::Failed`]), since media to those ports
+    /// would go nowhere.
     pub fn handle_bind_failed(&mut self, stream: StreamKey, leg: Side) -> Result<(), MediaError> {
         let Some(s) = self.sessions.get_mut(&stream.session) else {
             return Ok(());
@@ -59,10 +63,14 @@ impl MediaTable {
             return Ok(());
         };
         let i = leg_idx(leg);
-        if s.adopted {
+        if st.fixed_ports {
+            let port = st.ports()[i];
+            // An adopted session has no call layer to tell: the caller releases it.
+            if !s.adopted {
+                push_event(&mut self.events, MediaEvent::Failed(stream.session));
+            }
             return Err(MediaError::Unavailable(format!(
-                "adopted relay port {} cannot be bound",
-                st.ports()[i]
+                "relay port {port} the peers were told cannot be bound"
             )));
         }
         let old = st.bound()[i];

@@ -318,6 +318,38 @@ fn stream_that_turns_encrypted_is_bound_and_passed_up() {
     assert!(t.holds_nothing());
 }
 
+/// A socketless stream holds no socket on its ports, so another program may bind one of them;
+/// when the stream later needs its sockets (it turned encrypted), the peers already send there:
+/// it must not move to another pair behind their back. The bind fails for good and the call
+/// layer is told to end the call.
+#[test]
+fn a_socketless_stream_whose_ports_were_taken_ends_the_call_instead_of_moving() {
+    let t0 = crate::media::test_origin();
+    let mut t = kernel_table(true);
+    let a = call(&mut t, t0, Some("198.51.100.7:5000"));
+    drain(&mut t);
+    t.set_crypto(t0, a.session, Side::Outside, &[Some(srtp_keys(1))])
+        .expect("keys");
+    let cmds = drain(&mut t);
+    assert_eq!(binds(&cmds), 2, "{cmds:?}");
+    let err = t
+        .handle_bind_failed(key(&a), Side::Inside)
+        .expect_err("the advertised port cannot move");
+    assert_eq!(err.status_code(), 503);
+    let st = &t.session(a.session).expect("session").streams[0];
+    assert_eq!(st.relay, a.streams[0], "the ports the peers were told stay");
+    assert!(
+        drain(&mut t)
+            .iter()
+            .all(|c| !matches!(c, MediaCommand::Bind { .. })),
+        "no other pair is tried"
+    );
+    assert_eq!(t.poll_event(), Some(MediaEvent::Failed(a.session)));
+    t.release(a.session);
+    drain(&mut t);
+    assert!(t.holds_nothing());
+}
+
 #[test]
 fn socket_bound_streams_get_pass_mappings_in_the_kernel_range() {
     let t0 = crate::media::test_origin();

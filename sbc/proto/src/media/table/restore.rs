@@ -178,9 +178,10 @@ impl MediaTable {
             }),
             installed: Default::default(),
             xdp_packets: 0,
+            bind_attempts: [0; 2],
             // The peers' SDP names these ports: a restored stream cannot move to another pair,
             // so its first bind failure is final.
-            bind_attempts: [BIND_ATTEMPTS - 1; 2],
+            fixed_ports: true,
             kernel: false,
             policies: false,
         };
