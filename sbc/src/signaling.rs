@@ -202,7 +202,7 @@ pub async fn run(config: SbcConfig, w: Wiring) {
             restore,
             cluster,
         };
-        let cfg = shard::config_for(config.clone(), id, count);
+        let cfg = sbc_proto::sbc::shard_config::config_for(config.clone(), id, count);
         tasks.spawn(run_shard(cfg, rng, shared.clone(), lane));
     }
     drop(report_tx);
@@ -529,7 +529,10 @@ fn command(sbc: &mut Sbc, w: &mut Lane, now: Instant, cmd: Command) {
                 w.calls.health.reset();
                 w.calls.registration_state.reset();
             }
-            sbc.reconfigure(now, shard::config_for(*core, w.shard, w.count));
+            sbc.reconfigure(
+                now,
+                sbc_proto::sbc::shard_config::config_for(*core, w.shard, w.count),
+            );
             w.calls.seed_trunks(sbc.trunk_names());
             let _ = done.send(());
         }

@@ -12,7 +12,7 @@ use std::{
 use bytes::Bytes;
 
 use crate::{
-    b2bua::Rng,
+    ids::Rng,
     net::TransportKind,
     sip::Message,
     transaction::{NonInviteClient, TimerConfig},

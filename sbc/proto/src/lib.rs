@@ -30,6 +30,7 @@ pub mod b2bua;
 pub mod dtmf;
 pub mod health;
 pub mod hep;
+pub mod ids;
 pub mod limit;
 pub mod media;
 pub mod net;

@@ -19,7 +19,7 @@ use bytes::Bytes;
 
 use crate::{
     auth::{Challenge, Credentials},
-    b2bua::Rng,
+    ids::Rng,
     net::TransportKind,
     sip::{Contact, HeaderName, Message},
     transaction::{NonInviteClient, TimerConfig, TxEvent},

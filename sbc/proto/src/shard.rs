@@ -1,7 +1,7 @@
 //! Signaling shards: which call shard a received message belongs to, decided from the
 //! message alone, without a lock or a table.
 //!
-//! Every identifier a shard mints (tags, Call-IDs, branches; `b2bua/ids.rs`) starts with its
+//! Every identifier a shard mints (tags, Call-IDs, branches; `ids.rs`) starts with its
 //! shard's label, `s<k>-`, in front of the 64 random bits, so whatever comes back carrying one
 //! of them names its owner:
 //! - a response: the top Via branch is ours (`z9hG4bKs<k>-…`) → shard `k`;
@@ -135,55 +135,6 @@ fn label_of(token: &str) -> Option<u16> {
 /// messages will be routed to.
 pub fn of_state_key(key: &str, count: u16) -> ShardId {
     of_token(key, count).unwrap_or(ShardId(0))
-}
-
-/// The guard's budgets for one of `count` shards: new requests spread evenly over the shards,
-/// so each gets its share of a source's rate and burst (rounded up), and a source over its
-/// budget is banned on every shard (the driver mirrors the ban). Ban length and table sizes
-/// are the same.
-pub fn guard_share(cfg: crate::protect::GuardConfig, count: u16) -> crate::protect::GuardConfig {
-    let n = u32::from(count.max(1));
-    let share = |v: u32| v.div_ceil(n);
-    crate::protect::GuardConfig {
-        rate: share(cfg.rate),
-        burst: share(cfg.burst),
-        peer_rate: share(cfg.peer_rate),
-        peer_burst: share(cfg.peer_burst),
-        ..cfg
-    }
-}
-
-/// The state caps of one of `count` shards: each shard holds its share of the transactions
-/// and stored bytes, so the SBC as a whole holds no more than `[limits] max_transactions` and
-/// `max_stored_mib` say, as with one shard (new calls spread evenly; at least 1 each).
-pub fn caps_share(caps: crate::b2bua::Caps, count: u16) -> crate::b2bua::Caps {
-    let n = usize::from(count.max(1));
-    crate::b2bua::Caps {
-        max_transactions: (caps.max_transactions / n).max(1),
-        max_stored_bytes: (caps.max_stored_bytes / n).max(1),
-    }
-}
-
-/// The core configuration of `shard` among `count`: the guard's budgets and the state caps
-/// split evenly ([`guard_share`], [`caps_share`]), and the trunks' registrations and OPTIONS checks on shard 0 only (one
-/// binding per trunk at the registrar; the other shards follow its health verdicts through
-/// `Sbc::apply_health`). Call and CPS limits are not split: the shards count and rate-limit
-/// their calls together (`b2bua::SharedCalls`).
-pub fn config_for(
-    mut cfg: crate::sbc::SbcConfig,
-    shard: ShardId,
-    count: u16,
-) -> crate::sbc::SbcConfig {
-    if count <= 1 {
-        return cfg;
-    }
-    cfg.guard = guard_share(cfg.guard, count);
-    cfg.b2bua.caps = caps_share(cfg.b2bua.caps, count);
-    if shard.0 != 0 {
-        cfg.registrations.clear();
-        cfg.health.clear();
-    }
-    cfg
 }
 
 /// FNV-1a over Call-ID and From tag, reduced to `0..count`. Not keyed: a sender choosing its

@@ -21,7 +21,6 @@ use sbc_proto::media::{
     fast_path::{KernelLatch, PathMode},
     latch::Rules,
     path::PathHandle,
-    table::leg_idx,
 };
 use sbc_proto::net::Side;
 use tokio::sync::Notify;
@@ -280,7 +279,7 @@ impl Executor {
             self.pending.insert(stream, (leg, pair));
             return;
         }
-        let sockets = if leg_idx(leg) == 0 {
+        let sockets = if leg.index() == 0 {
             [pair, other]
         } else {
             [other, pair]

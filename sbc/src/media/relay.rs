@@ -24,7 +24,6 @@ use sbc_proto::{
         dtmf,
         latch::Rules,
         path::{PathHandle, PathVerdict, StreamPath},
-        table::leg_idx,
     },
     srtp::SrtpError,
 };
@@ -36,7 +35,7 @@ use crate::{
     sys::udp_batch::{self, Datagram},
 };
 
-/// A stream's sockets: `[leg][port]`, indexed by [`leg_idx`] and [`RelayPort`].
+/// A stream's sockets: `[leg][port]`, indexed by [`Side::index`] and [`RelayPort`].
 pub(crate) type Sockets = [[UdpSocket; 2]; 2];
 
 /// Forwards one packet that arrived on `leg`'s `port` socket of a stream towards the other
@@ -135,7 +134,7 @@ pub(crate) fn send_generated(
     let mut draw = || rng.next_u64() as u32;
     // Bounded: a stream has at most two events playing, each a handful of packets due.
     while let Some(g) = path.poll_generated(now, &mut draw, &mut buf) {
-        let socket = &sockets[leg_idx(g.toward)][RelayPort::Rtp as usize];
+        let socket = &sockets[g.toward.index()][RelayPort::Rtp as usize];
         // Non-blocking, like the relayed packets: a full send buffer drops it.
         match socket.send_to(&buf[..g.len], g.to) {
             Ok(_) => metrics.dtmf_packets.with_label_values(&["generated"]).inc(),
@@ -195,7 +194,7 @@ pub(crate) fn decide<'r, 'a: 'r>(
 /// Sends the decided datagrams of `run` on from the other leg's sockets; returns how many
 /// could not be sent (the caller counts them against the stream under the lock).
 pub(crate) fn send_on(metrics: &MediaMetrics, run: &Received<'_>) -> u64 {
-    let out = &run.sockets[leg_idx(run.leg.other())];
+    let out = &run.sockets[run.leg.other().index()];
     let mut forwarded = 0usize;
     let mut bytes = 0u64;
     let mut failed = 0u64;

@@ -6,7 +6,7 @@ use std::{net::SocketAddr, time::Instant};
 use sbc_proto::media::{
     FastPath, SessionId,
     rtp::{ReceptionReport, RtpStats},
-    table::{Session, leg_idx},
+    table::Session,
 };
 use sbc_proto::net::Side;
 
@@ -182,8 +182,8 @@ pub(crate) fn session_view(
             let path = st.path.lock();
             let ep = |leg: Side| {
                 let r = st.relay.facing(leg);
-                let p = &path.peers[leg_idx(leg)];
-                let key: SocketAddr = st.bound()[leg_idx(leg)];
+                let p = &path.peers[leg.index()];
+                let key: SocketAddr = st.bound()[leg.index()];
                 let slot = st
                     .installed
                     .iter()

@@ -30,7 +30,7 @@ use nix::{
 use parking_lot::Mutex;
 use sbc_proto::{
     b2bua::Rng,
-    media::{RelayPort, StreamKey, latch::Rules, path::PathHandle, table::leg_idx},
+    media::{RelayPort, StreamKey, latch::Rules, path::PathHandle},
     net::Side,
 };
 
@@ -164,7 +164,7 @@ struct Run {
 }
 
 fn token(slot: usize, leg: Side, port: RelayPort) -> u64 {
-    (slot as u64) * 4 + (leg_idx(leg) as u64) * 2 + port as u64
+    (slot as u64) * 4 + (leg.index() as u64) * 2 + port as u64
 }
 
 fn untoken(token: u64) -> (usize, Side, RelayPort) {
@@ -236,7 +236,7 @@ impl State {
                     let Some(Some(entry)) = self.slots.get(slot) else {
                         continue;
                     };
-                    let socket = &entry.sockets[leg_idx(leg)][port as usize];
+                    let socket = &entry.sockets[leg.index()][port as usize];
                     let fd = std::os::fd::AsRawFd::as_raw_fd(socket);
                     // WouldBlock (another reader cannot exist, but a spurious wake can) and
                     // ICMP-induced errors of an earlier send leave nothing to relay. A socket
@@ -312,7 +312,7 @@ impl State {
                 if let Some(r) = r
                     && f > 0
                 {
-                    r.path.lock().peers[leg_idx(r.leg)].dropped += f;
+                    r.path.lock().peers[r.leg.index()].dropped += f;
                 }
             }
         }
@@ -372,7 +372,7 @@ impl State {
         let mut added = Vec::with_capacity(4);
         for leg in SIDES {
             for port in PORTS {
-                let s = &sockets[leg_idx(leg)][port as usize];
+                let s = &sockets[leg.index()][port as usize];
                 let ev = EpollEvent::new(EpollFlags::EPOLLIN, token(slot, leg, port));
                 match self.epoll.add(s.as_fd(), ev) {
                     Ok(()) => added.push(s),

@@ -38,7 +38,6 @@ use sbc_proto::{
         frame::{self, Macs},
         latch::Rules,
         path::PathHandle,
-        table::leg_idx,
     },
     net::Side,
 };
@@ -581,7 +580,7 @@ impl State {
             let Some(entry) = self.streams.get(&m.stream) else {
                 continue;
             };
-            let out = leg_idx(m.leg.other());
+            let out = m.leg.other().index();
             let from = SocketAddr::new(
                 entry.bound[out].ip(),
                 entry.bound[out].port() + u16::from(pkt.out == 1),

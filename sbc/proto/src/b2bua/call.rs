@@ -184,7 +184,7 @@ pub(super) struct Call {
     pub(super) codecs: super::codec_policy::CallCodecs,
     /// The streams each side last described, and those to fall back to while a re-offer is
     /// unanswered (`t38.rs`).
-    pub(super) offers: super::t38::Offers,
+    pub(super) offers: super::offers::Offers,
     /// What the call's detail record needs beyond the dialogs (`record.rs`).
     pub(super) facts: super::record::Facts,
     /// Digest of the state last reported for persistence (`snapshot.rs`); `None`: never

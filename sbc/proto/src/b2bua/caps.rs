@@ -20,7 +20,7 @@
 
 use super::step_table::IdStepMap;
 
-use super::{B2bua, Event, Refusal, ResponseSpec, Transmit, call::CallId, msg, transactions::TxId};
+use super::{B2bua, Event, Refusal, ResponseSpec, Transmit, call::CallId, msg, tx_id::TxId};
 use crate::{
     net::Peer,
     sip::{Message, Method},

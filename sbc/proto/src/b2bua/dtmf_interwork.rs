@@ -18,7 +18,7 @@
 
 use std::time::Instant;
 
-use super::{B2bua, Event, ResponseSpec, call::CallId, media_policy, msg, transactions::TxId};
+use super::{B2bua, Event, ResponseSpec, call::CallId, media_policy, msg, tx_id::TxId};
 use crate::{
     dtmf::{Digit, InfoFormat, MAX_DURATION_MS},
     media::{MediaControl, SessionId},

@@ -9,9 +9,6 @@
 //! - `timer` (RFC 4028), when session timers are enabled: each leg is refreshed and supervised
 //!   on its own (`session_timer.rs`).
 
-use std::time::Instant;
-
-use super::{B2bua, session_timer::LegTimer};
 use crate::sip::{Message, Method};
 
 /// The option tags the SBC supports on a leg, for `Supported` and the 420 check.
@@ -68,38 +65,6 @@ pub(super) fn requires(msg: &Message, tag: &str) -> bool {
         .require()
         .filter_map(Result::ok)
         .any(|t| t.trim().eq_ignore_ascii_case(tag))
-}
-
-impl B2bua {
-    /// The SBC's own extension headers on a response it sends for `request` (relayed or
-    /// answered): `Supported` and the leg's session timer on a 2xx to INVITE/UPDATE (with the
-    /// timer the leg gets from it), `Min-SE` on a 422 (mandatory, RFC 4028 §6: the larger of
-    /// the callee's and the SBC's own).
-    pub(super) fn answer_extensions(
-        &self,
-        now: Instant,
-        request: &Message,
-        status: u16,
-        resp: &Message,
-    ) -> (Vec<(&'static str, String)>, Option<LegTimer>) {
-        let st = &self.cfg.session_timer;
-        let mut out = Vec::new();
-        let mut timer = None;
-        let session = matches!(request.method(), Some(Method::Invite | Method::Update));
-        if (200..300).contains(&status) && session {
-            out.push(("Supported", supported_value(st.enabled)));
-            if let Some((t, headers)) = st.answer(now, request) {
-                out.extend(headers);
-                timer = Some(t);
-            }
-        }
-        if status == 422 {
-            let theirs = resp.headers().min_se().ok().flatten().unwrap_or(0);
-            let ours = st.min_se.as_secs();
-            out.push(("Min-SE", u64::from(theirs).max(ours).to_string()));
-        }
-        (out, timer)
-    }
 }
 
 #[cfg(test)]

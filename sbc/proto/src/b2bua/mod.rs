@@ -48,7 +48,7 @@ mod extensions;
 mod failover;
 mod fork;
 mod id_map;
-mod ids;
+
 mod in_dialog;
 mod kept_request;
 mod media_peers;
@@ -56,6 +56,7 @@ mod media_policy;
 mod msg;
 mod new_call;
 mod offer_answer;
+mod offers;
 mod pbx_auth;
 mod peer_binding;
 mod record;
@@ -75,6 +76,7 @@ mod t38;
 mod teardown;
 mod timers;
 mod transactions;
+mod tx_id;
 mod tx_index;
 mod uac;
 mod uas;
@@ -87,6 +89,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub use crate::ids::Rng;
 pub use crate::media::StreamPayloadMaps;
 use admission::{NO_RULES, NotAdmitted, Plan, TrunkId};
 use bytes::Bytes;
@@ -102,7 +105,6 @@ pub use dtmf_interwork::{DtmfMethod, DtmfMode};
 pub use events::{Counters, EndReason, Event, Stats};
 use failover::{Challenged, Restart};
 use id_map::IdMap;
-pub use ids::Rng;
 use kept_request::KeptRequest;
 pub use media_policy::{MediaPolicy, T38Mode};
 use msg::{RequestSpec, ResponseSpec};

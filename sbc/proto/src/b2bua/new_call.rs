@@ -83,7 +83,7 @@ impl B2bua {
         };
         let has_sdp = !body.is_empty();
         let mut codecs = codec_policy::CallCodecs::default();
-        let mut offers = t38::Offers::default();
+        let mut offers = super::offers::Offers::default();
         let mut session = None;
         let mut relays = Vec::new();
         let mut described = None;

@@ -232,7 +232,7 @@ impl B2bua {
             forks: fork::Forks::default(),
             srtp: srtp_policy::CallSrtp::default(),
             codecs,
-            offers: super::t38::Offers::default(),
+            offers: super::offers::Offers::default(),
             facts: record::Facts::restored(snap.called.clone(), session),
             persisted: None,
             state_fp: None,

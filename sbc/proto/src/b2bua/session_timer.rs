@@ -430,6 +430,38 @@ impl B2bua {
     }
 }
 
+impl B2bua {
+    /// The SBC's own extension headers on a response it sends for `request` (relayed or
+    /// answered): `Supported` and the leg's session timer on a 2xx to INVITE/UPDATE (with the
+    /// timer the leg gets from it), `Min-SE` on a 422 (mandatory, RFC 4028 §6: the larger of
+    /// the callee's and the SBC's own).
+    pub(super) fn answer_extensions(
+        &self,
+        now: Instant,
+        request: &Message,
+        status: u16,
+        resp: &Message,
+    ) -> (Vec<(&'static str, String)>, Option<LegTimer>) {
+        let st = &self.cfg.session_timer;
+        let mut out = Vec::new();
+        let mut timer = None;
+        let session = matches!(request.method(), Some(Method::Invite | Method::Update));
+        if (200..300).contains(&status) && session {
+            out.push(("Supported", extensions::supported_value(st.enabled)));
+            if let Some((t, headers)) = st.answer(now, request) {
+                out.extend(headers);
+                timer = Some(t);
+            }
+        }
+        if status == 422 {
+            let theirs = resp.headers().min_se().ok().flatten().unwrap_or(0);
+            let ours = st.min_se.as_secs();
+            out.push(("Min-SE", u64::from(theirs).max(ours).to_string()));
+        }
+        (out, timer)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;

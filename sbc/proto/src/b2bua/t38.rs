@@ -14,7 +14,6 @@
 
 use super::{B2buaConfig, admission::TrunkId, media_policy, media_policy::T38Mode};
 use crate::{
-    media::StreamDesc,
     net::Side,
     sdp::{Media, Sdp},
 };
@@ -36,57 +35,6 @@ pub(super) fn refused(cfg: &B2buaConfig, trunk: Option<TrunkId>, offer: &Sdp<'_>
         .iter()
         .any(|s| media_policy::of(cfg, *s, trunk).t38 == T38Mode::Reject);
     reject && offer.media().any(|m| is_t38(&m))
-}
-
-/// The streams of a call's two sides as last given to the relay, and the state to restore
-/// while a re-offer awaits its answer.
-#[derive(Debug, Clone, Default)]
-pub(super) struct Offers {
-    /// Per side (`[inside, outside]`), the streams of its last offer or answer.
-    described: [Vec<StreamDesc>; 2],
-    /// The side with a re-offer in flight and its streams before it.
-    pending: Option<(Side, Vec<StreamDesc>)>,
-}
-
-const fn idx(side: Side) -> usize {
-    match side {
-        Side::Inside => 0,
-        Side::Outside => 1,
-    }
-}
-
-impl Offers {
-    /// `side` described `streams` (an offer or answer the relay was given).
-    pub(super) fn described(&mut self, side: Side, streams: &[StreamDesc]) {
-        self.described[idx(side)] = streams.to_vec();
-    }
-
-    /// `side` re-offers `streams`: what it had before is kept until the answer.
-    pub(super) fn reoffer(&mut self, side: Side, streams: &[StreamDesc]) {
-        let before = std::mem::replace(&mut self.described[idx(side)], streams.to_vec());
-        self.pending = Some((side, before));
-    }
-
-    /// The re-offer was answered (2xx with SDP, or the ACK's): nothing to fall back to.
-    pub(super) fn answered(&mut self) {
-        self.pending = None;
-    }
-
-    /// The re-offer of `offerer` was refused: the streams the relay must get back, if they
-    /// differ from the refused offer's.
-    pub(super) fn refused(&mut self, offerer: Side) -> Option<Vec<StreamDesc>> {
-        match self.pending.take() {
-            Some((side, before)) if side == offerer => {
-                let changed = self.described[idx(side)] != before;
-                self.described[idx(side)].clone_from(&before);
-                changed.then_some(before)
-            }
-            other => {
-                self.pending = other;
-                None
-            }
-        }
-    }
 }
 
 impl super::B2bua {

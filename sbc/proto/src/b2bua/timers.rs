@@ -8,7 +8,7 @@
 
 use std::{collections::BTreeSet, time::Instant};
 
-use super::{call::CallId, step_table::IdStepMap, transactions::TxId};
+use super::{call::CallId, step_table::IdStepMap, tx_id::TxId};
 
 /// What a deadline belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

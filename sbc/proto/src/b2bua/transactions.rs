@@ -16,13 +16,14 @@ use std::{
 
 use bytes::Bytes;
 
+pub(super) use super::tx_id::TxId;
 use super::{
     Transmit,
     admission::TrunkId,
     call::CallId,
     caps::Ledger,
     kept_request::KeptRequest,
-    slab::{Key, Slab},
+    slab::Slab,
     timers::{TimerQueue, TimerRef},
     tx_index::TxIndex,
 };
@@ -31,19 +32,6 @@ use crate::{
     sip::{Host, MAGIC_COOKIE, Message, Method},
     transaction::{InviteClient, InviteServer, NonInviteClient, NonInviteServer, Timer, TxEvent},
 };
-
-/// A transaction in the table (server and client transactions live in separate slabs; a
-/// handle is only ever looked up in the one it came from).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(super) struct TxId(Key);
-
-impl TxId {
-    /// The handle of slab key `key` (the index's tests make their own).
-    #[cfg(test)]
-    pub(super) fn of(key: Key) -> Self {
-        Self(key)
-    }
-}
 
 #[derive(Debug)]
 pub(super) enum STx {

@@ -12,7 +12,7 @@
 //!
 //! It grows in steps (`step_table.rs`): no insert moves more than a few buckets.
 
-use super::{step_table::StepTable, transactions::TxId};
+use super::{step_table::StepTable, tx_id::TxId};
 
 /// Transactions by the hash of a key their entries hold.
 #[derive(Debug, Default)]
@@ -72,7 +72,7 @@ impl TxIndex {
 #[cfg(test)]
 mod tests {
     use super::{Indexed, TxIndex};
-    use crate::b2bua::{slab::Slab, transactions::TxId};
+    use crate::b2bua::{slab::Slab, tx_id::TxId};
 
     fn ids(n: usize) -> Vec<TxId> {
         let mut slab = Slab::default();

@@ -20,15 +20,15 @@ use std::{
 };
 
 use crate::{
-    b2bua::Rng,
     dtmf::Digit,
+    ids::Rng,
     media::{
         Allocation, MediaPeers, MediaTable, PacketAction, RelayPort, RelaySettings, SideAddress,
         SideAddresses, StreamDesc, StreamKey, StreamPayloadMaps,
         crypto::HEADROOM,
         dtmf::StreamDtmf,
         policy::{MediaPolicy, TrunkMedia},
-        table::{Arrival, leg_idx},
+        table::Arrival,
     },
     net::Side,
     sdp::{PayloadMap, Sdp},
@@ -201,7 +201,7 @@ fn open(t: &mut MediaTable, now: Instant, f: Features, key_seed: u64) -> Option<
 /// New keys on the encrypted legs (a re-INVITE that re-keys).
 fn rekey(t: &mut MediaTable, now: Instant, f: Features, call: &mut Call) {
     for leg in [Side::Inside, Side::Outside] {
-        let i = leg_idx(leg);
+        let i = leg.index();
         call.key_seed = call.key_seed.wrapping_add(1);
         let k = f.srtp[i].then(|| keys(call.key_seed));
         call.senders[i] = k
@@ -321,7 +321,7 @@ fn run(data: &[u8]) -> Seen {
                 };
                 buf[..take].copy_from_slice(bytes);
                 let mut len = take;
-                let i = leg_idx(leg);
+                let i = leg.index();
                 let genuine = op == 1;
                 if genuine {
                     if len < 12 {

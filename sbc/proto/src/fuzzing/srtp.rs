@@ -1,7 +1,7 @@
 //! SDES and SRTP as an attacker meets them: arbitrary `a=crypto` values through the parser, and
 //! arbitrary datagrams through unprotect under a key the input does not know.
 
-use crate::b2bua::Rng;
+use crate::ids::Rng;
 use crate::sdp::Crypto;
 use crate::srtp::{MasterKey, SrtpContext, Suite};
 

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use super::{
     Side,
     fast_path::{FastPath, StatsSlot},
-    table::StreamKey,
+    stream_key::StreamKey,
 };
 
 /// One action for the runtime.

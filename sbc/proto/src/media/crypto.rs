@@ -12,7 +12,7 @@
 //!
 //! [`StreamPath::handle`]: super::path::StreamPath::handle
 
-use super::{Side, table::leg_idx};
+use super::Side;
 use crate::srtp::{KeySpec, SrtpContext, SrtpError, StreamKeys};
 
 /// Bytes the largest protect adds: SRTCP with GCM (16-byte tag + 4-byte index).
@@ -52,8 +52,8 @@ impl StreamSrtp {
     /// keeps each SSRC's rollover counter and sequence (RFC 3711 §3.3.1: never reset by a
     /// re-key; [`SrtpContext::rekeyed`]).
     pub fn set(&mut self, leg: Side, keys: Option<&StreamKeys>) {
-        self.pending[leg_idx(leg)] = false;
-        let slot = &mut self.legs[leg_idx(leg)];
+        self.pending[leg.index()] = false;
+        let slot = &mut self.legs[leg.index()];
         match (slot.as_mut(), keys) {
             (_, None) => *slot = None,
             (Some(cur), Some(k)) => {
@@ -81,7 +81,7 @@ impl StreamSrtp {
     /// clear, and an encrypted one from it cannot be authenticated. A leg that has keys keeps
     /// them (a re-offer does not interrupt the media it protects).
     pub fn expect(&mut self, leg: Side) {
-        let i = leg_idx(leg);
+        let i = leg.index();
         if self.legs[i].is_none() {
             self.pending[i] = true;
         }
@@ -99,7 +99,7 @@ impl StreamSrtp {
 
     /// The suite of `leg`, if encrypted (admin API; never the keys).
     pub fn suite(&self, leg: Side) -> Option<&'static str> {
-        self.legs[leg_idx(leg)]
+        self.legs[leg.index()]
             .as_ref()
             .map(|l| l.keys.tx.suite.name())
     }
@@ -113,7 +113,7 @@ impl StreamSrtp {
         buf: &mut [u8],
         len: usize,
     ) -> Result<usize, SrtpError> {
-        let Some(l) = &mut self.legs[leg_idx(leg)] else {
+        let Some(l) = &mut self.legs[leg.index()] else {
             return Ok(len);
         };
         let packet = buf.get_mut(..len).ok_or(SrtpError::Malformed)?;
@@ -133,7 +133,7 @@ impl StreamSrtp {
         buf: &mut [u8],
         len: usize,
     ) -> Result<usize, SrtpError> {
-        let Some(l) = &mut self.legs[leg_idx(leg)] else {
+        let Some(l) = &mut self.legs[leg.index()] else {
             return Ok(len);
         };
         if rtcp {
@@ -148,7 +148,7 @@ impl StreamSrtp {
 mod tests {
     use super::*;
     use crate::{
-        b2bua::Rng,
+        ids::Rng,
         srtp::{
             MasterKey, Suite,
             cipher::{Kind, Transform},

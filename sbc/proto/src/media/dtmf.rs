@@ -42,7 +42,7 @@ pub const PACKET_LEN: usize = 12 + dtmf::EVENT_LEN;
 /// answer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct StreamDtmf {
-    /// Per leg (`[inside, outside]`, see `table::leg_idx`): the `telephone-event` payload type
+    /// Per leg (`[inside, outside]`, see `Side::index`): the `telephone-event` payload type
     /// of a leg that takes RFC 4733 while the other side takes SIP INFO. Its events are
     /// detected and consumed; events toward it are generated with this number.
     pub terminated: [Option<u8>; 2],

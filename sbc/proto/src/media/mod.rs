@@ -58,6 +58,7 @@ pub mod rtp;
 pub mod settings;
 pub mod slots;
 pub mod snapshot;
+pub mod stream_key;
 pub mod table;
 
 use std::net::IpAddr;
@@ -80,7 +81,8 @@ pub use crypto::StreamSrtp;
 pub use fast_path::FastPath;
 pub use payload::StreamPayloadMaps;
 pub use settings::{RelaySettings, SideAddress, SideAddresses};
-pub use table::{Arrival, MediaTable, PacketAction, PacketDrop, RelayPort, StreamKey};
+pub use stream_key::StreamKey;
+pub use table::{Arrival, MediaTable, PacketAction, PacketDrop, RelayPort};
 
 /// Media direction attribute of a stream (RFC 8866 §6.7), from the sender's point of view:
 /// the SDP layer's own type, so the relay and the offer/answer code speak of one thing.

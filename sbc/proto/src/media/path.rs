@@ -19,7 +19,6 @@ use super::{
     payload,
     peer::PeerState,
     rtp,
-    table::leg_idx,
 };
 use crate::{dtmf::Detected, srtp::SrtpError};
 
@@ -36,7 +35,7 @@ pub enum RelayPort {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Arrival {
     /// The stream the socket belongs to.
-    pub stream: super::StreamKey,
+    pub stream: super::stream_key::StreamKey,
     /// The side the socket faces.
     pub leg: Side,
     /// RTP or RTCP socket.
@@ -166,7 +165,7 @@ impl PathHandle {
 /// The per-packet state of one stream. See the module docs.
 #[derive(Debug, Default)]
 pub struct StreamPath {
-    /// The peers, indexed by [`leg_idx`].
+    /// The peers, indexed by [`Side::index`].
     pub peers: [PeerState; 2],
     /// SRTP contexts per leg (plain RTP when none is set).
     pub srtp: StreamSrtp,
@@ -205,7 +204,7 @@ impl StreamPath {
             return PathVerdict::only(PacketAction::Drop(PacketDrop::UnknownStream));
         }
         let len = len.min(buf.len());
-        let (from, to) = (leg_idx(leg), leg_idx(leg.other()));
+        let (from, to) = (leg.index(), leg.other().index());
         // The port tells RTCP from RTP; the bytes only when the sender multiplexes both on one
         // port (RFC 5761 §4). Without rtcp-mux a datagram on the RTP port is the stream's own,
         // whatever it looks like: a UDPTL sequence number of 0x80C8 reads as an RTCP header.
@@ -300,7 +299,7 @@ impl StreamPath {
 
     /// A packet from `leg` could not be sent on (counted against that peer).
     pub fn count_drop(&mut self, leg: Side) {
-        self.peers[leg_idx(leg)].dropped += 1;
+        self.peers[leg.index()].dropped += 1;
     }
 
     /// The next generated packet due at `now`, written to `buf` (with

@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 
-use crate::b2bua::Rng;
+use crate::ids::Rng;
 
 /// A pool of even/odd port pairs in `[min, max]`.
 #[derive(Debug, Clone)]

@@ -12,7 +12,7 @@ use super::{
     pool::{PoolError, PortPool},
     settings::{RelaySettings, SideAddresses},
 };
-use crate::b2bua::Rng;
+use crate::ids::Rng;
 
 /// The pools, one per distinct bind address of both sides.
 #[derive(Debug, Clone)]

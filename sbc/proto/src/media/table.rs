@@ -34,7 +34,7 @@ use super::{
     settings::RelaySettings,
     slots::Slots,
 };
-use crate::b2bua::Rng;
+use crate::ids::Rng;
 
 mod adopt;
 mod dtmf;
@@ -48,6 +48,7 @@ mod timers;
 pub use crate::media::path::{
     Arrival, Generated, PacketAction, PacketDrop, RelayPort, SRTP_DROP_LABELS,
 };
+pub use crate::media::stream_key::StreamKey;
 pub use session::{Session, Stream};
 
 /// How often the runtime should call [`MediaTable::handle_timeout`].
@@ -56,15 +57,6 @@ pub const TICK: Duration = Duration::from_millis(500);
 const MAX_EVENTS: usize = 4096;
 /// Pairs tried per stream side when ports turn out to be held by another program.
 const BIND_ATTEMPTS: u8 = 8;
-
-/// One stream of one session (the `index`-th `m=` line).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct StreamKey {
-    /// The session.
-    pub session: SessionId,
-    /// The stream's `m=` index.
-    pub index: usize,
-}
 
 /// A relay leg's RTP endpoint (bind address, even port) as a map key: 20 bytes where a
 /// `SocketAddr` is 32, and one key for the leg's RTP and RTCP ports (the pools hand out even
@@ -82,14 +74,6 @@ impl LegKey {
             ip: addr.ip(),
             port: addr.port() & !1,
         }
-    }
-}
-
-/// Index of a leg in per-leg arrays.
-pub const fn leg_idx(leg: Side) -> usize {
-    match leg {
-        Side::Inside => 0,
-        Side::Outside => 1,
     }
 }
 
@@ -463,7 +447,7 @@ impl MediaTable {
     ) -> Result<Stream, MediaError> {
         let mut peers: [PeerState; 2] = Default::default();
         for leg in [Side::Inside, Side::Outside] {
-            peers[leg_idx(leg)].allowed = self.policy.allowed(leg, call);
+            peers[leg.index()].allowed = self.policy.allowed(leg, call);
         }
         let firsts = [self.settings.inside.first(), self.settings.outside.first()];
         if desc.rtp_port == 0 {
@@ -500,8 +484,8 @@ impl MediaTable {
             let _ = self.pools.free(in_bind, in_port);
             return Err(MediaError::PortsExhausted(Side::Outside));
         };
-        peers[leg_idx(from)].set_desc(desc);
-        let mux = |leg: Side| peers[leg_idx(leg)].mux;
+        peers[from.index()].set_desc(desc);
+        let mux = |leg: Side| peers[leg.index()].mux;
         let kernel = self.kernel_latch
             && self.settings.strict_source
             && fast_path::kernel_capable(&self.settings, &peers);
@@ -638,7 +622,7 @@ impl MediaTable {
             if !self.settings.relatch_window.is_zero() {
                 resync.push(key);
             }
-            let p = &mut st.path.lock().peers[leg_idx(from)];
+            let p = &mut st.path.lock().peers[from.index()];
             // First description from this leg: check its family like an offer.
             if desc.rtp_port != 0 && p.latch[0].target().is_none() && v4 != desc.addr.is_ipv4() {
                 result = Err(MediaError::AddressFamily {

@@ -1,7 +1,7 @@
 //! Outbound routes (called number → trunks) and inbound routes (DID → PBX target).
 
 use super::NumberMatch;
-use crate::b2bua::{Rng, Target};
+use crate::{b2bua::Target, ids::Rng};
 
 /// Calls from the PBX whose called number `matcher` selects use `trunks`, in order (or in a
 /// weighted random order with `weights`); the next one is tried when a trunk fails (timeout,

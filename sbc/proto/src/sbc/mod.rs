@@ -36,6 +36,7 @@ mod drain;
 mod event;
 mod health_checks;
 mod registrations;
+pub mod shard_config;
 mod trunks;
 
 #[cfg(test)]

@@ -268,7 +268,7 @@ mod tests {
 
     #[test]
     fn written_lines_parse_back() {
-        let mut rng = crate::b2bua::Rng::from_test_seed(9);
+        let mut rng = crate::ids::Rng::from_test_seed(9);
         for suite in Suite::ALL {
             let c = Crypto {
                 tag: 7,

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::*;
-use crate::{b2bua::Rng, sip::Limits};
+use crate::{ids::Rng, sip::Limits};
 
 fn parse(text: &str) -> Message {
     Message::parse(Bytes::from(text.replace('\n', "\r\n")), &Limits::default())
@@ -169,40 +169,6 @@ fn a_persisted_call_is_restored_where_its_messages_go() {
         of_state_key("0123456789abcdef.fedcba9876543210", 4),
         ShardId::new(0)
     );
-}
-
-#[test]
-fn each_shard_gets_its_share_of_the_source_budgets() {
-    let cfg = crate::protect::GuardConfig::default();
-    let half = guard_share(cfg, 2);
-    assert_eq!((half.rate, half.burst), (25, 50));
-    assert_eq!((half.peer_rate, half.peer_burst), (1_000, 2_000));
-    assert_eq!(half.ban, cfg.ban);
-    assert_eq!(guard_share(cfg, 1), cfg);
-    // Rounded up, and off stays off.
-    let odd = crate::protect::GuardConfig {
-        rate: 5,
-        peer_rate: 0,
-        ..cfg
-    };
-    assert_eq!(
-        (guard_share(odd, 4).rate, guard_share(odd, 4).peer_rate),
-        (2, 0)
-    );
-}
-
-#[test]
-fn each_shard_holds_its_share_of_the_state_caps() {
-    let caps = crate::b2bua::Caps::default();
-    let half = caps_share(caps, 2);
-    assert_eq!(half.max_transactions, 10_000);
-    assert_eq!(half.max_stored_bytes, 32 << 20);
-    assert_eq!(caps_share(caps, 1), caps);
-    let tiny = crate::b2bua::Caps {
-        max_transactions: 1,
-        max_stored_bytes: 3,
-    };
-    assert_eq!(caps_share(tiny, 4).max_transactions, 1, "never 0");
 }
 
 #[test]

@@ -1,10 +1,10 @@
 //! name-addr / addr-spec values with header parameters: From, To, Contact, Route,
 //! Record-Route (RFC 3261 §20.10, §20.20, §20.30, §20.34, §20.39, §25.1).
 
-use super::error::HeaderError;
 use super::params::Params;
 use super::scan::{self, Cursor};
 use super::uri::Uri;
+use super::value_error::HeaderError;
 
 /// A `(name-addr / addr-spec) *( SEMI param )` value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,8 +1,8 @@
 //! Authorization, Proxy-Authorization, WWW-Authenticate and Proxy-Authenticate
 //! (RFC 3261 §20.7, §20.27, §20.28, §20.44, §25.1; RFC 7616 for SHA-256 digest).
 
-use super::error::HeaderError;
 use super::scan::{self, Cursor};
+use super::value_error::HeaderError;
 
 /// A challenge or credentials: `auth-scheme LWS auth-param *(COMMA auth-param)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,8 +1,8 @@
 //! The CSeq header (RFC 3261 §20.16).
 
-use super::error::HeaderError;
 use super::method::Method;
 use super::scan::{self, Cursor};
+use super::value_error::HeaderError;
 
 /// `CSeq: 1*DIGIT LWS Method`.
 #[derive(Debug, Clone, PartialEq, Eq)]

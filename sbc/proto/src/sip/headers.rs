@@ -9,9 +9,9 @@ use bytes::Bytes;
 use super::addr::{Contact, NameAddr};
 use super::auth::Auth;
 use super::cseq::CSeq;
-use super::error::HeaderError;
 use super::name::HeaderName;
 use super::scan;
+use super::value_error::HeaderError;
 use super::values::{self, MediaType, RAck, Reason, RetryAfter, SessionExpires};
 use super::via::Via;
 

@@ -7,12 +7,13 @@ use bytes::Bytes;
 
 use super::addr::{Contact, NameAddr};
 use super::cseq::CSeq;
-use super::error::{HeaderError, ParseError};
+use super::error::ParseError;
 use super::headers::{Headers, Span};
 use super::method::Method;
 use super::parse::{self, Limits};
 use super::status::StatusCode;
 use super::uri::Uri;
+use super::value_error::HeaderError;
 use super::via::Via;
 
 /// The first line of a message.

@@ -1,8 +1,8 @@
 //! `;name[=value]` parameter lists, for URIs (RFC 3261 §19.1.1 uri-parameters) and headers
 //! (generic-param, RFC 3261 §25.1). Parameters are kept as the raw text and iterated on demand.
 
-use super::error::HeaderError;
 use super::scan::{self, Cursor};
+use super::value_error::HeaderError;
 
 /// A parameter list as on the wire, starting at its first `;` (or empty).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

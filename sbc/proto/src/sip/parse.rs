@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::addr::{Contact, NameAddr};
 use super::cseq::CSeq;
-use super::error::{HeaderError, ParseError, Problem};
+use super::error::{ParseError, Problem};
 use super::headers::{Entry, Headers, Span, check_call_id, split_commas};
 use super::message::{Message, StartLine};
 use super::method::Method;
@@ -17,6 +17,7 @@ use super::name::HeaderName;
 use super::scan::{self, Cursor};
 use super::status::StatusCode;
 use super::uri::Uri;
+use super::value_error::HeaderError;
 use super::values;
 use super::via::Via;
 

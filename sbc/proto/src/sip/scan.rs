@@ -4,7 +4,7 @@
 //! The cursor only ever stops on ASCII bytes, so every slice it hands out falls on a character
 //! boundary; it still uses `str::get` so that a logic slip cannot turn into a panic.
 
-use super::error::HeaderError;
+use super::value_error::HeaderError;
 
 /// `alphanum`.
 pub(crate) const ALPHANUM: u8 = 1;

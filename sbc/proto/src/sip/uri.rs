@@ -4,9 +4,9 @@
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::error::UriError;
 use super::params::Params;
 use super::scan::{self, Cursor};
+use super::value_error::UriError;
 
 /// A URI as found in a Request-URI or a name-addr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,9 +1,9 @@
 //! Small typed header values: Content-Type, RAck, Retry-After, Session-Expires, Reason.
 
-use super::error::HeaderError;
 use super::method::Method;
 use super::params::Params;
 use super::scan::{self, Cursor};
+use super::value_error::HeaderError;
 
 /// `Content-Type: type "/" subtype *( SEMI m-parameter )` (RFC 3261 §20.15).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

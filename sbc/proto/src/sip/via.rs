@@ -1,9 +1,9 @@
 //! The Via header (RFC 3261 §20.42, §18.2.2; RFC 3581 rport).
 
-use super::error::{HeaderError, UriError};
 use super::params::Params;
 use super::scan::Cursor;
 use super::uri::Host;
+use super::value_error::{HeaderError, UriError};
 
 /// One Via value: `sent-protocol LWS sent-by *( SEMI via-params )`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 
 use super::suite::Suite;
-use crate::b2bua::Rng;
+use crate::ids::Rng;
 
 /// Longest salt of any supported suite (AES-CM: 112 bits).
 const MAX_SALT: usize = 14;

@@ -180,7 +180,7 @@ fn rfc7714_17_gcm_srtcp() {
 #[test]
 fn auth_failure_changes_no_state() {
     for suite in Suite::ALL {
-        let key = MasterKey::generate(suite, &mut crate::b2bua::Rng::from_test_seed(7));
+        let key = MasterKey::generate(suite, &mut crate::ids::Rng::from_test_seed(7));
         let mut tx = SrtpContext::new(suite, &key, None);
         let mut rx = SrtpContext::new(suite, &key, None);
         let mut good = Vec::new();
@@ -233,7 +233,7 @@ fn rtp(seq: u16, ssrc: u32, payload: &[u8]) -> Vec<u8> {
 #[test]
 fn roc_advances_across_the_wrap() {
     for suite in Suite::ALL {
-        let key = MasterKey::generate(suite, &mut crate::b2bua::Rng::from_test_seed(3));
+        let key = MasterKey::generate(suite, &mut crate::ids::Rng::from_test_seed(3));
         let mut tx = SrtpContext::new(suite, &key, None);
         let mut rx = SrtpContext::new(suite, &key, None);
         let reference = Transform::derive(suite, &key, Kind::Rtp);
@@ -274,7 +274,7 @@ proptest! {
         ext_words in prop::option::of(0usize..3),
         payload in prop::collection::vec(any::<u8>(), 0..300),
     ) {
-        let key = MasterKey::generate(suite, &mut crate::b2bua::Rng::from_test_seed(seed));
+        let key = MasterKey::generate(suite, &mut crate::ids::Rng::from_test_seed(seed));
         let mut tx = SrtpContext::new(suite, &key, None);
         let mut rx = SrtpContext::new(suite, &key, None);
         let mut p = vec![0x80 | csrcs as u8, 0];
@@ -320,7 +320,7 @@ proptest! {
         suite in prop::sample::select(Suite::ALL.to_vec()),
         mut data in prop::collection::vec(any::<u8>(), 0..200),
     ) {
-        let key = MasterKey::generate(suite, &mut crate::b2bua::Rng::from_test_seed(1));
+        let key = MasterKey::generate(suite, &mut crate::ids::Rng::from_test_seed(1));
         let mut rx = SrtpContext::new(suite, &key, None);
         let mut copy = data.clone();
         prop_assert!(rx.unprotect_rtp(&mut data).is_err());
@@ -332,7 +332,7 @@ proptest! {
 #[test]
 fn lifetime_is_enforced() {
     let suite = Suite::AesCm128HmacSha1_80;
-    let key = MasterKey::generate(suite, &mut crate::b2bua::Rng::from_test_seed(5));
+    let key = MasterKey::generate(suite, &mut crate::ids::Rng::from_test_seed(5));
     let mut tx = SrtpContext::new(suite, &key, Some(2));
     for seq in 0..2 {
         let mut p = rtp(seq, 1, &[0; 10]);

@@ -53,7 +53,7 @@ impl MediaTable {
             .ok_or(GenerateRefusal::NotTerminated)?;
         st.path.lock().dtmf.generate(
             now,
-            leg_idx(toward),
+            toward.index(),
             payload_type,
             digit,
             duration_ms,

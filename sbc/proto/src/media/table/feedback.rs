@@ -62,7 +62,7 @@ impl MediaTable {
         let Some(st) = s.streams.get_mut(stream.index) else {
             return Ok(());
         };
-        let i = leg_idx(leg);
+        let i = leg.index();
         if st.fixed_ports {
             let port = st.ports()[i];
             // An adopted session has no call layer to tell: the caller releases it.

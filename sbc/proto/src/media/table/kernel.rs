@@ -39,15 +39,15 @@ impl MediaTable {
         }
         let bound = st.bound();
         let Some(leg) = [Side::Inside, Side::Outside].into_iter().find(|l| {
-            let relay = bound[leg_idx(*l)];
+            let relay = bound[(*l).index()];
             relay.ip() == ingress.ip() && (ingress.port() & !1) == relay.port()
         }) else {
             return false;
         };
-        let kind = usize::from(ingress.port() != bound[leg_idx(leg)].port());
+        let kind = usize::from(ingress.port() != bound[leg.index()].port());
         {
             let mut path = st.path.lock();
-            let p = &mut path.peers[leg_idx(leg)];
+            let p = &mut path.peers[leg.index()];
             p.latch[kind].learn(peer, now);
             p.last_seen = Some(now);
         }

@@ -15,7 +15,7 @@ impl MediaTable {
             .iter()
             .map(|st| {
                 let desc = |leg: Side| {
-                    let p = &st.path.lock().peers[leg_idx(leg)];
+                    let p = &st.path.lock().peers[leg.index()];
                     let rtp = p.latch[0].sdp()?;
                     Some(StreamDesc {
                         addr: rtp.ip(),
@@ -77,7 +77,7 @@ impl MediaTable {
                 let st = s.streams.remove(0);
                 for leg in [Side::Inside, Side::Outside] {
                     let mut path = st.path.lock();
-                    let p = &mut path.peers[leg_idx(leg)];
+                    let p = &mut path.peers[leg.index()];
                     let latched = p.latch[0].latched();
                     if let Some(d) = snap.streams[0].sdp(leg) {
                         p.set_desc(&d);
@@ -85,7 +85,7 @@ impl MediaTable {
                     if let Some(l) = latched {
                         p.latch[0].adopt(l, now);
                     }
-                    p.allowed = allowed[leg_idx(leg)].clone();
+                    p.allowed = allowed[leg.index()].clone();
                 }
                 (id, vec![st])
             }
@@ -155,8 +155,8 @@ impl MediaTable {
         let binds = bound.map(|a| a.ip());
         let mut peers: [PeerState; 2] = Default::default();
         for leg in [Side::Inside, Side::Outside] {
-            let p = &mut peers[leg_idx(leg)];
-            p.allowed = allowed[leg_idx(leg)].clone();
+            let p = &mut peers[leg.index()];
+            p.allowed = allowed[leg.index()].clone();
             if let Some(d) = ss.sdp(leg) {
                 p.set_desc(&d);
             }

@@ -30,7 +30,7 @@ pub struct Stream {
     /// The relay endpoints (advertised address); port 0 for a disabled stream.
     pub relay: StreamRelay,
     /// The relay address each leg's ports are bound to (one of its side's addresses; what
-    /// `relay` advertises maps to it), indexed by [`leg_idx`].
+    /// `relay` advertises maps to it), indexed by [`Side::index`].
     pub binds: [std::net::IpAddr; 2],
     /// The per-packet half: peers (latches, counters), SRTP, payload maps, DTMF.
     pub path: crate::media::path::PathHandle,

@@ -54,7 +54,7 @@ fn follower_config() -> SbcConfig {
         static_addr: Some(addr(BACKUP)),
         transport: TransportKind::Udp,
     });
-    crate::shard::config_for(
+    crate::sbc::shard_config::config_for(
         with_registration_and_health(cfg),
         crate::shard::ShardId::new(1),
         2,
