@@ -21,7 +21,7 @@
 //! admin commands fan out (`coordinator.rs`): a drain is over when every shard has drained.
 
 mod coordinator;
-mod handle;
+pub(crate) mod handle;
 mod router;
 
 use std::{

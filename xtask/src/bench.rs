@@ -147,7 +147,13 @@ impl Trial {
 
 /// Runs the media benchmark and writes `bench/results/media-<date>.{md,json}`, then the SRTP
 /// rows (`media-srtp-<date>.{md,json}`); only the latter with `srtp_only`.
-pub fn media(root: &Path, quick: bool, srtp_only: bool) -> Result<()> {
+/// The SRTP rows run in the media benchmark's lab (`bench_srtp::run`), given by the caller so
+/// that this module, whose harness they share, does not depend on theirs.
+pub type SrtpRows = fn(&Path, &Lab, &[u32], &Path, &Path, usize, bool) -> Result<()>;
+
+/// The media benchmark: the plain rows, then the SRTP rows (`srtp`); only those with
+/// `srtp_only`.
+pub fn media(root: &Path, quick: bool, srtp_only: bool, srtp: SrtpRows) -> Result<()> {
     let reps = if quick { 1 } else { REPS };
     if !nix::unistd::geteuid().is_root() {
         bail!("the media benchmark needs root (namespaces, XDP)");
@@ -163,7 +169,7 @@ pub fn media(root: &Path, quick: bool, srtp_only: bool) -> Result<()> {
     };
     let work = std::env::temp_dir().join(format!("sbc-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
-    let result = run_all(root, &sbc, &work, reps, quick, srtp_only);
+    let result = run_all(root, &sbc, &work, (reps, quick), (srtp_only, srtp));
     let _ = std::fs::remove_dir_all(&work);
     let _ = std::fs::remove_file(rtpengine_pidfile());
     result
@@ -173,9 +179,8 @@ fn run_all(
     root: &Path,
     sbc: &Path,
     work: &Path,
-    reps: usize,
-    quick: bool,
-    srtp_only: bool,
+    (reps, quick): (usize, bool),
+    (srtp_only, srtp): (bool, SrtpRows),
 ) -> Result<()> {
     let lab = Lab::up("bm").context("lab up")?;
     let _backlog = Sysctl::set("net.core.netdev_max_backlog", "10000")?;
@@ -201,7 +206,7 @@ fn run_all(
     )?;
 
     if srtp_only {
-        return crate::bench_srtp::run(root, &lab, &napi, sbc, work, reps, quick);
+        return srtp(root, &lab, &napi, sbc, work, reps, quick);
     }
     let mut results: BTreeMap<(usize, System), Vec<Trial>> = BTreeMap::new();
     for rep in 0..reps {
@@ -246,7 +251,7 @@ fn run_all(
     let path = path.with_extension("json");
     std::fs::write(&path, json)?;
     eprintln!("bench: written {}", path.display());
-    crate::bench_srtp::run(root, &lab, &napi, sbc, work, reps, quick)
+    srtp(root, &lab, &napi, sbc, work, reps, quick)
 }
 
 impl System {

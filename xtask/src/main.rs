@@ -136,7 +136,7 @@ fn main() -> ExitCode {
             admin,
         } => demo::run(duration, rate, call_seconds, !no_xdp, admin),
         Cmd::Bench { what, quick } => match what.unwrap_or(BenchWhat::All) {
-            BenchWhat::Media { srtp } => bench::media(&root(), quick, srtp),
+            BenchWhat::Media { srtp } => bench::media(&root(), quick, srtp, bench_srtp::run),
             BenchWhat::Signaling { shards } if !shards.is_empty() => {
                 bench_shards::shards(&root(), quick, &shards)
             }
@@ -144,7 +144,7 @@ fn main() -> ExitCode {
             BenchWhat::Latency => bench_latency::latency(&root()),
             BenchWhat::Check { rebaseline } => bench_check::check(&root(), rebaseline),
             BenchWhat::All => bench_signaling::signaling(&root(), quick)
-                .and_then(|()| bench::media(&root(), quick, false))
+                .and_then(|()| bench::media(&root(), quick, false, bench_srtp::run))
                 .and_then(|()| bench_latency::latency(&root())),
         },
     };

@@ -6,7 +6,6 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use sbc_proto::media::Direction;
 use serde::Serialize;
 
 use super::view::{EndpointView, SessionView};
@@ -14,30 +13,6 @@ use super::view::{EndpointView, SessionView};
 /// A peer that sent nothing for this long counts as silent now, milliseconds (RTP voice sends
 /// every 20 ms; comfort noise at least every few hundred).
 pub const SILENT_AFTER_MS: u64 = 3_000;
-
-/// The SDP direction attribute as written in SDP.
-pub const fn direction_str(d: Direction) -> &'static str {
-    match d {
-        Direction::SendRecv => "sendrecv",
-        Direction::SendOnly => "sendonly",
-        Direction::RecvOnly => "recvonly",
-        Direction::Inactive => "inactive",
-    }
-}
-
-/// Milliseconds since `ns` on CLOCK_MONOTONIC (the XDP program's `bpf_ktime_get_ns`); `None`
-/// for 0 (never) or an unreadable clock.
-pub fn since_monotonic_ns(ns: u64) -> Option<u64> {
-    if ns == 0 {
-        return None;
-    }
-    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).ok()?;
-    let now_ns = u64::try_from(now.tv_sec())
-        .ok()?
-        .saturating_mul(1_000_000_000)
-        .saturating_add(u64::try_from(now.tv_nsec()).ok()?);
-    Some(now_ns.saturating_sub(ns) / 1_000_000)
-}
 
 /// How the audio of a stream or a call fares (its diagnosis's verdict).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -43,6 +43,29 @@ pub(crate) struct Core {
     pub exec: Executor,
 }
 
+impl relay::Control for Mutex<Core> {
+    /// Under one hold of the core's lock: the table learns each verdict, the commands they
+    /// produced run (a latch may change the fast path) and the call layer is woken for the
+    /// events (latches to persist, digits to send as INFO).
+    fn learn(&self, news: &mut relay::News, now: Instant) {
+        let mut core = self.lock();
+        let core = &mut *core;
+        for (stream, leg, verdict) in news.drain() {
+            core.table.learn(now, stream, leg, verdict);
+        }
+        if core.table.has_commands() {
+            execute(core, now);
+        }
+        if core.table.has_events() {
+            core.exec.events.notify_one();
+        }
+    }
+
+    fn park(&self, sockets: Sockets) {
+        self.lock().exec.park(sockets);
+    }
+}
+
 /// The runtime side of the media table: sockets, relay workers, XDP maps.
 #[derive(Debug)]
 pub(crate) struct Executor {

@@ -14,7 +14,6 @@ use std::{
     time::Instant,
 };
 
-use parking_lot::Mutex;
 use sbc_proto::net::Side;
 use sbc_proto::{
     b2bua::Rng,
@@ -29,7 +28,6 @@ use sbc_proto::{
 };
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::executor::{Core, execute};
 use crate::{
     metrics::MediaMetrics,
     sys::udp_batch::{self, Datagram},
@@ -85,8 +83,19 @@ pub(crate) fn forward(
     verdict
 }
 
-/// What a batch's packets changed that the table must learn ([`MediaTable::learn`]): rare
-/// (a stream's first packets, re-latches, ended digits), so the table's lock is taken only
+/// The control plane as the relay threads see it: where what their packets changed goes,
+/// and where the sockets of removed streams go back. The executor implements it over the
+/// media table; the relay threads know nothing else of it.
+pub(crate) trait Control: Send + Sync {
+    /// Hands `news` to the table (emptying it), executes the commands it produced and wakes
+    /// the call layer for the events.
+    fn learn(&self, news: &mut News, now: Instant);
+    /// Takes back the sockets of a removed stream (kept bound for reuse, or closed).
+    fn park(&self, sockets: Sockets);
+}
+
+/// What a batch's packets changed that the table must learn (`MediaTable::learn`): rare
+/// (a stream's first packets, re-latches, ended digits), so the control plane is called only
 /// when there is some.
 #[derive(Default)]
 pub(crate) struct News(Vec<(StreamKey, Side, PathVerdict)>);
@@ -99,23 +108,15 @@ impl News {
         }
     }
 
-    /// Hands the news to the table under one hold of the core's lock, executes the commands
-    /// they produced (a latch may change the fast path) and wakes the call layer for the
-    /// events (latches to persist, digits to send as INFO).
-    pub fn deliver(&mut self, core: &Mutex<Core>, now: Instant) {
-        if self.0.is_empty() {
-            return;
-        }
-        let mut core = core.lock();
-        let core = &mut *core;
-        for (stream, leg, verdict) in self.0.drain(..) {
-            core.table.learn(now, stream, leg, verdict);
-        }
-        if core.table.has_commands() {
-            execute(core, now);
-        }
-        if core.table.has_events() {
-            core.exec.events.notify_one();
+    /// Takes the news out, oldest first.
+    pub fn drain(&mut self) -> impl Iterator<Item = (StreamKey, Side, PathVerdict)> + '_ {
+        self.0.drain(..)
+    }
+
+    /// Hands the news, if any, to `control`.
+    pub fn deliver(&mut self, control: &dyn Control, now: Instant) {
+        if !self.0.is_empty() {
+            control.learn(self, now);
         }
     }
 }
@@ -167,7 +168,7 @@ pub(crate) struct Received<'a> {
 /// Decides every datagram of `runs`, each run holding only its stream's path (never the
 /// table), then hands what the packets changed to the table ([`News`]).
 pub(crate) fn decide<'r, 'a: 'r>(
-    core: &Mutex<Core>,
+    control: &dyn Control,
     rules: Rules,
     metrics: &MediaMetrics,
     now: Instant,
@@ -188,7 +189,7 @@ pub(crate) fn decide<'r, 'a: 'r>(
             news.note(run.stream, run.leg, v);
         }
     }
-    news.deliver(core, now);
+    news.deliver(control, now);
 }
 
 /// Sends the decided datagrams of `run` on from the other leg's sockets; returns how many

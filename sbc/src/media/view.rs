@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, time::Instant};
 
 use sbc_proto::media::{
-    FastPath, SessionId,
+    Direction, FastPath, SessionId,
     rtp::{ReceptionReport, RtpStats},
     table::Session,
 };
@@ -213,10 +213,10 @@ pub(crate) fn session_view(
                     rtp_jitter_ms: p.rtp().and_then(RtpStats::jitter_ms),
                     rtcp_report: p.report().map(ReportView::from),
                     sdp: p.latch[0].sdp().map(|a| a.to_string()),
-                    sdp_direction: super::diagnosis::direction_str(p.direction),
+                    sdp_direction: direction_str(p.direction),
                     refused_from: p.refused().map(|(a, _)| a.to_string()),
                     refused_reason: p.refused().map(|(_, r)| r.label()),
-                    xdp_idle_ms: super::diagnosis::since_monotonic_ns(xs.last_seen_ns),
+                    xdp_idle_ms: since_monotonic_ns(xs.last_seen_ns),
                 }
             };
             StreamView {
@@ -239,4 +239,28 @@ pub(crate) fn session_view(
         idle_ms: millis(s.activity.idle(now)),
         streams,
     }
+}
+
+/// The SDP direction attribute as written in SDP.
+pub const fn direction_str(d: Direction) -> &'static str {
+    match d {
+        Direction::SendRecv => "sendrecv",
+        Direction::SendOnly => "sendonly",
+        Direction::RecvOnly => "recvonly",
+        Direction::Inactive => "inactive",
+    }
+}
+
+/// Milliseconds since `ns` on CLOCK_MONOTONIC (the XDP program's `bpf_ktime_get_ns`); `None`
+/// for 0 (never) or an unreadable clock.
+pub fn since_monotonic_ns(ns: u64) -> Option<u64> {
+    if ns == 0 {
+        return None;
+    }
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).ok()?;
+    let now_ns = u64::try_from(now.tv_sec())
+        .ok()?
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::try_from(now.tv_nsec()).ok()?);
+    Some(now_ns.saturating_sub(ns) / 1_000_000)
 }

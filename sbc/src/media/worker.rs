@@ -27,7 +27,6 @@ use nix::{
         eventfd::EventFd,
     },
 };
-use parking_lot::Mutex;
 use sbc_proto::{
     b2bua::Rng,
     media::{RelayPort, StreamKey, latch::Rules, path::PathHandle},
@@ -35,9 +34,8 @@ use sbc_proto::{
 };
 
 use super::{
-    executor::Core,
     mailbox::Mailbox,
-    relay::{self, Received, Sockets},
+    relay::{self, Control, Received, Sockets},
 };
 use crate::{metrics::MediaMetrics, sys::udp_batch::Datagram};
 
@@ -81,7 +79,7 @@ impl Worker {
     /// Starts worker `index` relaying for `core` under the latching `rules`.
     pub fn spawn(
         index: usize,
-        core: Weak<Mutex<Core>>,
+        core: Weak<dyn Control>,
         rules: Rules,
         metrics: MediaMetrics,
     ) -> io::Result<Self> {
@@ -136,7 +134,7 @@ struct State {
     epoll: Epoll,
     bell: Arc<EventFd>,
     orders: Receiver<Order>,
-    core: Weak<Mutex<Core>>,
+    core: Weak<dyn Control>,
     /// The latching policy's rules (fixed at start).
     rules: Rules,
     /// Random numbers of generated DTMF events (the worker's own: no lock to share one).
@@ -261,14 +259,14 @@ impl State {
                 if runs.is_empty() {
                     continue;
                 }
-                self.relay(&core, &runs);
+                self.relay(&*core, &runs);
             }
             self.send_due();
         }
     }
 
     /// Decides and sends on the datagrams of `runs` (all in the arena).
-    fn relay(&mut self, core: &Mutex<Core>, runs: &[Run]) {
+    fn relay(&mut self, core: &dyn Control, runs: &[Run]) {
         let now = Instant::now();
         // The arena split into one slice per run (runs are consecutive and disjoint).
         let mut rest: &mut [Datagram] = &mut self.arena[..];
@@ -428,7 +426,7 @@ impl State {
     /// Hands a stream's sockets back to the executor for the next stream that draws the ports.
     fn park(&self, sockets: Sockets) {
         if let Some(core) = self.core.upgrade() {
-            core.lock().exec.park(sockets);
+            core.park(sockets);
         }
     }
 }

@@ -43,10 +43,9 @@ use sbc_proto::{
 };
 
 use super::{
-    executor::Core,
     mailbox::Mailbox,
     neighbour::NeighbourPrimer,
-    relay::{self, Sockets},
+    relay::{self, Control, Sockets},
     xdp::XdpRelay,
 };
 use crate::{
@@ -131,7 +130,7 @@ impl XskPlan {
     pub fn start(
         &self,
         xdp: &Mutex<XdpRelay>,
-        core: Weak<Mutex<Core>>,
+        core: Weak<dyn Control>,
         rules: Rules,
         metrics: MediaMetrics,
     ) -> Result<XskRelay, String> {
@@ -155,7 +154,7 @@ impl XskRelay {
         interfaces: &[String],
         (poll, busy_poll): (Duration, Option<u16>),
         xdp: &Mutex<XdpRelay>,
-        (core, rules): (Weak<Mutex<Core>>, Rules),
+        (core, rules): (Weak<dyn Control>, Rules),
         metrics: MediaMetrics,
     ) -> Result<Self, String> {
         if interfaces.is_empty() {
@@ -292,7 +291,7 @@ struct State {
     epoll: Epoll,
     bell: Arc<EventFd>,
     orders: Receiver<XskOrder>,
-    core: Weak<Mutex<Core>>,
+    core: Weak<dyn Control>,
     /// The latching policy's rules (fixed at start).
     rules: Rules,
     metrics: MediaMetrics,
@@ -370,7 +369,7 @@ impl State {
             if polling {
                 for i in 0..self.sockets.len() {
                     self.poll_napi(i);
-                    let n = self.drain(&core, i);
+                    let n = self.drain(&*core, i);
                     if n > 0 {
                         self.check_busy(i);
                     }
@@ -385,7 +384,7 @@ impl State {
                     if token != BELL
                         && let Ok(i) = usize::try_from(token)
                     {
-                        let n = self.drain(&core, i);
+                        let n = self.drain(&*core, i);
                         if n > 0 {
                             self.check_busy(i);
                         }
@@ -492,7 +491,7 @@ impl State {
     /// Relays what socket `i` has received, a batch at a time, until its RX ring is empty
     /// (bounded: at most one ring's worth per wake-up, then the others get their turn).
     /// Returns how many frames it took.
-    fn drain(&mut self, core: &Mutex<Core>, i: usize) -> usize {
+    fn drain(&mut self, core: &dyn Control, i: usize) -> usize {
         let mut total = 0;
         for _ in 0..ROUNDS {
             let Some(sock) = self.sockets.get_mut(i) else {
@@ -547,7 +546,7 @@ impl State {
     }
 
     /// Decides the batch in the arena under one lock, then sends it on.
-    fn relay(&mut self, core: &Mutex<Core>) {
+    fn relay(&mut self, core: &dyn Control) {
         let now = Instant::now();
         let mut news = relay::News::default();
         for (pkt, m) in self.arena.iter_mut().zip(&self.meta) {

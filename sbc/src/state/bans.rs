@@ -33,7 +33,7 @@ use sbc_proto::net::Side;
 use tokio::sync::{mpsc, watch};
 
 use super::Settings;
-use crate::signaling::SignalingHandle;
+use crate::signaling::handle::SignalingHandle;
 
 /// Bans by their end (Redis milliseconds).
 pub const BANS_KEY: &str = "sbc:bans";

@@ -7,10 +7,8 @@ use bytes::Bytes;
 
 use super::addr::{Contact, NameAddr};
 use super::cseq::CSeq;
-use super::error::ParseError;
 use super::headers::{Headers, Span};
 use super::method::Method;
-use super::parse::{self, Limits};
 use super::status::StatusCode;
 use super::uri::Uri;
 use super::value_error::HeaderError;
@@ -48,16 +46,6 @@ pub struct Message {
 }
 
 impl Message {
-    /// Parses one message from a datagram or from a frame the [stream
-    /// framer](super::framer) delimited. Header values and the body stay slices of `buf`.
-    ///
-    /// Without a Content-Length the body is the rest of the buffer (RFC 3261 §18.3, datagrams);
-    /// with one, octets beyond it are ignored (RFC 4475 §3.1.1.8) and a shorter body is an
-    /// error.
-    pub fn parse(buf: Bytes, limits: &Limits) -> Result<Self, ParseError> {
-        parse::parse(buf, limits)
-    }
-
     /// Whether this is a request.
     pub fn is_request(&self) -> bool {
         matches!(self.start, StartLine::Request { .. })

@@ -21,33 +21,7 @@ use super::value_error::HeaderError;
 use super::values;
 use super::via::Via;
 
-/// Resource limits applied while parsing. Exceeding one is an error, never a truncation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limits {
-    /// Largest message (start line + headers + body), default 65,535 bytes: the largest UDP
-    /// payload, and far above any legitimate trunk message.
-    pub max_message: usize,
-    /// Most header fields, default 128 (a large INVITE carries about 30).
-    pub max_headers: usize,
-    /// Longest header field including its folded lines, and longest start line; default
-    /// 8,192 bytes.
-    pub max_header_len: usize,
-    /// Most Via values, default 70: each hop adds one Via and decrements Max-Forwards, whose
-    /// recommended initial value is 70 (RFC 3261 §8.1.1.6), so more Vias than that cannot come
-    /// from a well-behaved path. (RFC 4475 §3.1.1.7 `longreq` carries 34.)
-    pub max_vias: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_message: 65_535,
-            max_headers: 128,
-            max_header_len: 8_192,
-            max_vias: 70,
-        }
-    }
-}
+use super::limits::Limits;
 
 /// The empty line that ends the header section, searched with one searcher built once
 /// (`memmem::find` builds a new one on every call: ~400 instructions per message).
@@ -58,6 +32,18 @@ static END_OF_HEADERS: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
 /// caller can reject it.
 fn find_lf(data: &[u8], from: usize) -> Option<usize> {
     memchr::memchr(b'\n', data.get(from..)?).map(|i| from + i)
+}
+
+impl Message {
+    /// Parses one message from a datagram or from a frame the [stream
+    /// framer](super::framer) delimited. Header values and the body stay slices of `buf`.
+    ///
+    /// Without a Content-Length the body is the rest of the buffer (RFC 3261 §18.3, datagrams);
+    /// with one, octets beyond it are ignored (RFC 4475 §3.1.1.8) and a shorter body is an
+    /// error.
+    pub fn parse(buf: Bytes, limits: &Limits) -> Result<Self, ParseError> {
+        parse(buf, limits)
+    }
 }
 
 pub(crate) fn parse(buf: Bytes, limits: &Limits) -> Result<Message, ParseError> {
