@@ -776,6 +776,37 @@ mod tests {
         }
     }
 
+    /// A PBX and a carrier socket on loopback (reads time out after `timeout`) and a session
+    /// offered from the PBX's address and answered from the carrier's.
+    fn answered_call(
+        m: &mut MediaManager,
+        timeout: Duration,
+    ) -> (std::net::UdpSocket, std::net::UdpSocket, Allocation) {
+        let pbx = std::net::UdpSocket::bind("127.0.0.1:0").expect("pbx");
+        let carrier = std::net::UdpSocket::bind("127.0.0.1:0").expect("carrier");
+        for s in [&pbx, &carrier] {
+            s.set_read_timeout(Some(timeout)).expect("timeout");
+        }
+        let pbx_port = pbx.local_addr().expect("addr").port();
+        let carrier_port = carrier.local_addr().expect("addr").port();
+        let a = m
+            .allocate(
+                Instant::now(),
+                Side::Inside,
+                &[StreamDesc::new(LO, pbx_port)],
+                &MediaPeers::default(),
+            )
+            .expect("offer");
+        m.commit(
+            Instant::now(),
+            a.session,
+            Side::Outside,
+            &[StreamDesc::new(LO, carrier_port)],
+        )
+        .expect("answer");
+        (pbx, carrier, a)
+    }
+
     fn manager(min: u16, max: u16) -> MediaManager {
         let m = Metrics::new().expect("metrics");
         MediaManager::new(settings(min, max), None, m.media)
@@ -879,29 +910,7 @@ mod tests {
         };
         let metrics = Metrics::new().expect("metrics");
         let mut m = MediaManager::new(settings(42_000, 42_099), None, metrics.media.clone());
-        let pbx = std::net::UdpSocket::bind("127.0.0.1:0").expect("pbx");
-        let carrier = std::net::UdpSocket::bind("127.0.0.1:0").expect("carrier");
-        for s in [&pbx, &carrier] {
-            s.set_read_timeout(Some(Duration::from_millis(500)))
-                .expect("timeout");
-        }
-        let pbx_port = pbx.local_addr().expect("addr").port();
-        let carrier_port = carrier.local_addr().expect("addr").port();
-        let a = m
-            .allocate(
-                Instant::now(),
-                Side::Inside,
-                &[StreamDesc::new(LO, pbx_port)],
-                &MediaPeers::default(),
-            )
-            .expect("offer");
-        m.commit(
-            Instant::now(),
-            a.session,
-            Side::Outside,
-            &[StreamDesc::new(LO, carrier_port)],
-        )
-        .expect("answer");
+        let (pbx, carrier, a) = answered_call(&mut m, Duration::from_millis(500));
         let outside = keys(11, Suite::AesCm128HmacSha1_80);
         m.set_crypto(
             Instant::now(),
@@ -1309,29 +1318,7 @@ mod tests {
     /// view). Before the split, every relay wake-up took the table's lock.
     async fn an_established_stream_relays_while_the_table_is_held() {
         let mut m = manager(41_500, 41_599);
-        let pbx = std::net::UdpSocket::bind("127.0.0.1:0").expect("pbx");
-        let carrier = std::net::UdpSocket::bind("127.0.0.1:0").expect("carrier");
-        for s in [&pbx, &carrier] {
-            s.set_read_timeout(Some(Duration::from_secs(2)))
-                .expect("timeout");
-        }
-        let pbx_port = pbx.local_addr().expect("addr").port();
-        let carrier_port = carrier.local_addr().expect("addr").port();
-        let a = m
-            .allocate(
-                Instant::now(),
-                Side::Inside,
-                &[StreamDesc::new(LO, pbx_port)],
-                &MediaPeers::default(),
-            )
-            .expect("offer");
-        m.commit(
-            Instant::now(),
-            a.session,
-            Side::Outside,
-            &[StreamDesc::new(LO, carrier_port)],
-        )
-        .expect("answer");
+        let (pbx, carrier, a) = answered_call(&mut m, Duration::from_secs(2));
         let r = a.streams[0];
         let (in_relay, out_relay) = (
             SocketAddr::new(LO, r.inside.rtp_port),

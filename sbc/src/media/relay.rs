@@ -103,7 +103,7 @@ pub(crate) struct News(Vec<(StreamKey, Side, PathVerdict)>);
 impl News {
     /// Keeps `verdict` if it changed something.
     pub fn note(&mut self, stream: StreamKey, leg: Side, verdict: PathVerdict) {
-        if verdict.latched || verdict.digits.iter().any(Option::is_some) {
+        if verdict.has_news() {
             self.0.push((stream, leg, verdict));
         }
     }

@@ -178,11 +178,19 @@ pub(crate) fn session_view(
         .streams
         .iter()
         .map(|st| {
-            // One hold of the path for the whole view (its relay thread waits meanwhile).
-            let path = st.path.lock();
+            // A copy of what the view shows, so the stream's relay thread does not wait on the
+            // XDP counter reads below.
+            let (peers, suites) = {
+                let path = st.path.lock();
+                let suite = |leg| path.srtp.suite(leg);
+                (
+                    path.peers.clone(),
+                    [suite(Side::Inside), suite(Side::Outside)],
+                )
+            };
             let ep = |leg: Side| {
                 let r = st.relay.facing(leg);
-                let p = &path.peers[leg.index()];
+                let p = &peers[leg.index()];
                 let key: SocketAddr = st.bound()[leg.index()];
                 let slot = st
                     .installed
@@ -225,8 +233,8 @@ pub(crate) fn session_view(
                 xdp_mappings: st.fast_paths(),
                 socketless: st.kernel,
                 srtp: SrtpView {
-                    inside: path.srtp.suite(Side::Inside),
-                    outside: path.srtp.suite(Side::Outside),
+                    inside: suites[0],
+                    outside: suites[1],
                 },
             }
         })

@@ -121,6 +121,11 @@ pub struct PathVerdict {
 }
 
 impl PathVerdict {
+    /// Whether the table must learn something from this packet (a moved latch, digits).
+    pub fn has_news(&self) -> bool {
+        self.latched || self.digits.iter().any(Option::is_some)
+    }
+
     const fn only(action: PacketAction) -> Self {
         Self {
             action,

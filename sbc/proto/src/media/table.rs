@@ -713,15 +713,7 @@ impl MediaTable {
             // No longer something the program can carry alone: bind the stream's ports (the
             // latches learned in the kernel carry over) and relay it in userspace. The peers
             // already send to these ports: they cannot move.
-            st.kernel = false;
-            st.fixed_ports = true;
-            for (leg, addr) in [Side::Inside, Side::Outside].into_iter().zip(st.bound()) {
-                self.commands.push_back(MediaCommand::Bind {
-                    stream: key,
-                    leg,
-                    addr,
-                });
-            }
+            leave_kernel(&mut self.commands, key, st);
         }
         let mut want: Vec<FastPath> = if st.kernel {
             fast_path::kernel(st.bound(), &st.path.lock().peers)
@@ -795,6 +787,20 @@ impl MediaTable {
             st.installed.push(m);
         }
         index_kernel_legs(&mut self.kernel_ports, key, st);
+    }
+}
+
+/// Turns socketless stream `st` (the stream `key`) into a socket-bound one: its ports are
+/// bound where the peers already send (they cannot move: `Stream::fixed_ports`).
+fn leave_kernel(commands: &mut VecDeque<MediaCommand>, key: StreamKey, st: &mut Stream) {
+    st.kernel = false;
+    st.fixed_ports = true;
+    for (leg, addr) in [Side::Inside, Side::Outside].into_iter().zip(st.bound()) {
+        commands.push_back(MediaCommand::Bind {
+            stream: key,
+            leg,
+            addr,
+        });
     }
 }
 

@@ -64,17 +64,23 @@ fn end_call_from_the_api_sends_bye_on_both_legs() {
     sim.assert_clean();
 }
 
+/// An established outbound call whose relay then reports `event` for its session.
+fn relay_reports(event: fn(SessionId) -> MediaEvent) -> Sim {
+    let mut sim = Sim::new();
+    establish_outbound(&mut sim);
+    let session = *sim.media.sessions.keys().next().expect("session");
+    sim.media.inject(event(session));
+    sim.advance(Duration::from_millis(1));
+    sim.sbc.handle_timeout(sim.now, &mut sim.media);
+    sim.collect();
+    sim
+}
+
 /// The relay lost the call's media (its advertised ports could not be bound): the call ends
 /// like a media timeout, with its own reason.
 #[test]
 fn media_failure_sends_bye_both_ways() {
-    let mut sim = Sim::new();
-    establish_outbound(&mut sim);
-    let session = *sim.media.sessions.keys().next().expect("session");
-    sim.media.inject(MediaEvent::Failed(session));
-    sim.advance(Duration::from_millis(1));
-    sim.sbc.handle_timeout(sim.now, &mut sim.media);
-    sim.collect();
+    let mut sim = relay_reports(MediaEvent::Failed);
     for msgs in [sim.take_pbx(), sim.take_carrier()] {
         assert!(msgs.iter().any(|m| m.method() == Some(&Method::Bye)));
     }
@@ -90,13 +96,7 @@ fn media_failure_sends_bye_both_ways() {
 
 #[test]
 fn media_timeout_sends_bye_both_ways() {
-    let mut sim = Sim::new();
-    establish_outbound(&mut sim);
-    let session = *sim.media.sessions.keys().next().expect("session");
-    sim.media.inject(MediaEvent::Timeout(session));
-    sim.advance(Duration::from_millis(1));
-    sim.sbc.handle_timeout(sim.now, &mut sim.media);
-    sim.collect();
+    let mut sim = relay_reports(MediaEvent::Timeout);
     assert!(
         sim.take_pbx()
             .iter()

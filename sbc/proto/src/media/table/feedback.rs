@@ -31,16 +31,11 @@ impl MediaTable {
                     policy: st.policies,
                 });
                 if st.kernel {
-                    st.kernel = false;
-                    st.fixed_ports = true;
                     let stream = StreamKey {
                         session: *id,
                         index,
                     };
-                    for (leg, addr) in [Side::Inside, Side::Outside].into_iter().zip(st.bound()) {
-                        self.commands
-                            .push_back(MediaCommand::Bind { stream, leg, addr });
-                    }
+                    leave_kernel(&mut self.commands, stream, st);
                 }
                 return;
             }

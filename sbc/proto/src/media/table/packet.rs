@@ -44,7 +44,7 @@ impl MediaTable {
     /// (events). A relay thread that decided the packet on the stream's [`PathHandle`] reports
     /// here; a verdict for a stream released meanwhile is ignored.
     pub fn learn(&mut self, now: Instant, stream: StreamKey, leg: Side, verdict: PathVerdict) {
-        if !verdict.latched && verdict.digits.iter().all(Option::is_none) {
+        if !verdict.has_news() {
             return;
         }
         let known = self
