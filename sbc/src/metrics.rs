@@ -124,6 +124,14 @@ pub struct MediaMetrics {
     pub xsk_active: IntGauge,
     /// Relay sockets of ended streams kept bound for reuse (`media.relay_idle_sockets`).
     pub idle_sockets: IntGauge,
+    /// Relay port pairs bound ahead and waiting for a new userspace stream
+    /// (`media.warm_pairs` per relay address).
+    pub warm_pairs: IntGauge,
+    /// Userspace streams that found no warm pair on a side and were bound when their offer
+    /// arrived (a warm pool too small for the call rate).
+    pub warm_misses: IntCounter,
+    /// Warm pairs that could not be bound (another program holds a port of the range).
+    pub warm_failures: IntCounter,
     /// Relay sockets of ended streams closed instead of kept, by reason: `full` (the cache
     /// holds `media.relay_idle_sockets`) or `descriptors` (closed to free descriptors when a
     /// new relay socket could not be opened).
@@ -186,6 +194,21 @@ impl MediaMetrics {
             idle_sockets: IntGauge::new(
                 "sbc_media_relay_idle_sockets",
                 "Relay sockets of ended streams kept bound for reuse (media.relay_idle_sockets).",
+            )?,
+            warm_pairs: IntGauge::new(
+                "sbc_media_relay_warm_pairs",
+                "Relay port pairs bound ahead and waiting for a new userspace stream \
+                 (media.warm_pairs per relay address).",
+            )?,
+            warm_misses: IntCounter::new(
+                "sbc_media_relay_warm_misses_total",
+                "Userspace streams that found no warm pair on a side and were bound when their \
+                 offer arrived.",
+            )?,
+            warm_failures: IntCounter::new(
+                "sbc_media_relay_warm_bind_failures_total",
+                "Relay port pairs that could not be bound ahead (a port of the range is held \
+                 by another program).",
             )?,
             idle_closed: IntCounterVec::new(
                 Opts::new(
@@ -298,6 +321,9 @@ impl MediaMetrics {
         registry.register(Box::new(m.sessions.clone()))?;
         registry.register(Box::new(m.idle_sockets.clone()))?;
         registry.register(Box::new(m.idle_closed.clone()))?;
+        registry.register(Box::new(m.warm_pairs.clone()))?;
+        registry.register(Box::new(m.warm_misses.clone()))?;
+        registry.register(Box::new(m.warm_failures.clone()))?;
         for reason in ["full", "descriptors"] {
             m.idle_closed.with_label_values(&[reason]);
         }

@@ -1046,6 +1046,11 @@ pub struct Media {
     /// from the descriptor limit (it also gives them back when a new socket cannot open).
     /// 0 keeps none.
     pub relay_idle_sockets: usize,
+    /// Port pairs per relay address kept bound ahead for new streams relayed in userspace,
+    /// so that a new call's relay ports are bound before its SDP is written and no bind runs
+    /// on its path (0: bind each stream's ports when its offer arrives). At most a quarter of
+    /// the range is held. Each pair is two open descriptors.
+    pub warm_pairs: usize,
     /// Relay the streams userspace transforms (SRTP) through AF_XDP sockets on the XDP
     /// interfaces instead of the relay sockets (`docs/media.md`, "AF_XDP relay").
     pub xsk: XskMode,
@@ -1077,6 +1082,7 @@ impl Default for Media {
             dtmf_queue: 16,
             relay_workers: 0,
             relay_idle_sockets: 4_096,
+            warm_pairs: 8,
             xsk: XskMode::Auto,
             xsk_poll_us: 1_000,
             xsk_busy_poll: XskBusyPoll::Off,

@@ -7,6 +7,10 @@ use super::{Config, MAX_MEDIA_ADDRESSES, Side, Transport, XdpMode, XskBusyPoll};
 /// Most userspace relay worker threads (`media.relay_workers`).
 const MAX_RELAY_WORKERS: usize = 256;
 
+/// Most warm pairs per relay address (`media.warm_pairs`): enough for bursts far beyond what
+/// one allocation's top-up refills, few enough descriptors to never matter.
+const MAX_WARM_PAIRS: usize = 1_024;
+
 /// Every semantic problem in `c`, as `(key path, reason)`, in file order where possible.
 pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -474,6 +478,12 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
         bad(
             "media.relay_workers",
             format!("must be 0 (one per core) to {MAX_RELAY_WORKERS}"),
+        );
+    }
+    if m.warm_pairs > MAX_WARM_PAIRS {
+        bad(
+            "media.warm_pairs",
+            format!("must be 0 (bind on the call's path) to {MAX_WARM_PAIRS}"),
         );
     }
     if m.xsk_poll_us > 5_000 {

@@ -79,6 +79,9 @@ pub(crate) struct Executor {
     /// the descriptor limit exhausts it (new streams then fail to bind, and so does every
     /// other descriptor the process needs, the admin API's connections included).
     idle_limit: usize,
+    /// Pairs bound ahead for the table's next userspace streams (`MediaCommand::Prebind`),
+    /// by RTP address. Never shed for descriptors: the table counts on them being bound.
+    warm: HashMap<SocketAddr, [UdpSocket; 2]>,
     /// Streams with one side bound so far.
     pending: HashMap<StreamKey, (Side, [UdpSocket; 2])>,
     /// Relaying streams: the index of their worker in `workers`.
@@ -147,6 +150,7 @@ impl Executor {
             xdp,
             idle: HashMap::new(),
             idle_limit: idle_sockets / 2,
+            warm: HashMap::new(),
             pending: HashMap::new(),
             running: HashMap::new(),
             workers: Vec::new(),
@@ -276,6 +280,11 @@ impl Executor {
     }
 
     fn take_or_bind(&mut self, addr: SocketAddr) -> std::io::Result<[UdpSocket; 2]> {
+        // Bound ahead and never used: nothing of another call can be queued on it (strays
+        // from before it was drawn meet the latching policy like any others).
+        if let Some(pair) = self.warm.remove(&addr) {
+            return Ok(pair);
+        }
         if let Some(pair) = self.idle.remove(&addr) {
             self.metrics.idle_sockets.set(gauge(2 * self.idle.len()));
             // Datagrams queued for the previous stream are not the new call's: discard them.
@@ -471,6 +480,22 @@ fn run_commands(core: &mut Core, now: Instant) {
                     }
                 }
             }
+            MediaCommand::Prebind { addr } => {
+                // Already held (a pair the table gave back while its sockets stayed here).
+                let bound = core.exec.warm.contains_key(&addr)
+                    || match core.exec.sockets(addr) {
+                        Ok(pair) => {
+                            core.exec.warm.insert(addr, pair);
+                            true
+                        }
+                        Err(e) => {
+                            tracing::debug!(%addr, error = %e, "relay port busy; not bound ahead");
+                            false
+                        }
+                    };
+                core.table.handle_prebound(addr, bound);
+            }
+            MediaCommand::Unbind { addr } => drop(core.exec.warm.remove(&addr)),
             MediaCommand::Close { stream } => core.exec.close(stream),
             MediaCommand::Wake { stream } => {
                 // A stream still binding has no worker yet: it reads its deadline when added.

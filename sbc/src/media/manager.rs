@@ -47,6 +47,9 @@ pub struct MediaSettings {
     pub relay_workers: usize,
     /// Most relay sockets of ended streams kept bound for reuse (`media.relay_idle_sockets`).
     pub relay_idle_sockets: usize,
+    /// Port pairs per relay address bound ahead for new userspace streams
+    /// (`media.warm_pairs`).
+    pub warm_pairs: usize,
     /// The interfaces of the AF_XDP relay (`media.interfaces`), empty when `media.xsk` is
     /// off.
     pub xsk_interfaces: Vec<String>,
@@ -101,6 +104,7 @@ impl MediaSettings {
                 crate::sys::descriptor_limit(),
                 c.sip.max_connections,
             ),
+            warm_pairs: c.media.warm_pairs,
             xsk_interfaces: match c.media.xsk {
                 crate::config::XskMode::Auto => c.media.interfaces.clone(),
                 crate::config::XskMode::Off => Vec::new(),
@@ -258,7 +262,12 @@ impl MediaManager {
             drop(spawned);
         }
         inner.start_xsk(&xsk_interfaces, xsk_poll, xsk_busy_poll, kernel_latch);
-        inner.update_gauges(&inner.core.lock());
+        {
+            let mut core = inner.core.lock();
+            core.table.set_warm_pairs(settings.warm_pairs);
+            inner.run(&mut core, Instant::now());
+            inner.update_gauges(&core);
+        }
         let weak = Arc::downgrade(&inner);
         runtime.spawn(async move {
             let mut tick = tokio::time::interval(TICK);
@@ -346,6 +355,7 @@ impl MediaManager {
                 })
                 .collect(),
             idle_sockets: core.exec.idle_sockets(),
+            warm_pairs: t.warm_ready(),
             userspace_packets: self.inner.metrics.user_packets.get(),
             userspace_bytes: self.inner.metrics.user_bytes.get(),
             timeouts: self.inner.metrics.timeouts.get(),
@@ -407,6 +417,14 @@ impl Inner {
         let t = &core.table;
         let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         self.metrics.sessions.set(gauge(t.len()));
+        self.metrics.warm_pairs.set(gauge(t.warm_ready()));
+        // The table counts; the counters follow it (only this adds to them).
+        let (misses, failures) = t.warm_misses_and_failures();
+        let m = &self.metrics;
+        m.warm_misses
+            .inc_by(misses.saturating_sub(m.warm_misses.get()));
+        m.warm_failures
+            .inc_by(failures.saturating_sub(m.warm_failures.get()));
         for leg in [Side::Inside, Side::Outside] {
             self.port_gauges.sides[leg.index()].set(gauge(t.ports_free(leg)));
         }
@@ -770,6 +788,7 @@ mod tests {
             prime_neighbours: false,
             relay_workers: 2,
             relay_idle_sockets: 4_096,
+            warm_pairs: 2,
             xsk_interfaces: Vec::new(),
             xsk_poll: Duration::ZERO,
             xsk_busy_poll: None,
@@ -1189,6 +1208,62 @@ mod tests {
             .expect("ports reused after release");
         assert_eq!(c.streams.len(), 1);
         assert_eq!(m.overview().sessions, 1);
+    }
+
+    /// Ports another program holds are found while binding ahead, not when a call's SDP is
+    /// written: every call takes a pair already bound (no miss), none of the held ports
+    /// reaches an SDP, and the failures are counted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn busy_ports_are_found_ahead_and_calls_take_bound_pairs() {
+        // Eight pairs, one pool for both sides (loopback): at most two held warm.
+        let (min, max) = (41_700, 41_715);
+        let held: Vec<std::net::UdpSocket> = (min..max)
+            .step_by(4)
+            .map(|p| std::net::UdpSocket::bind((LO, p)).expect("hold a relay port"))
+            .collect();
+        let busy: Vec<u16> = held
+            .iter()
+            .map(|s| s.local_addr().expect("addr").port())
+            .collect();
+        let metrics = Metrics::new().expect("metrics");
+        let mut m = MediaManager::new(settings(min, max), None, metrics.media.clone());
+        let warm = || metrics.media.warm_pairs.get();
+        let settle = |m: &MediaManager| {
+            for _ in 0..64 {
+                if warm() == 2 {
+                    break;
+                }
+                m.tick(Instant::now());
+            }
+        };
+        let mut sdp_ports = Vec::new();
+        for n in 0..2 {
+            settle(&m);
+            assert_eq!(warm(), 2, "call {n}: two pairs bound ahead");
+            let a = m
+                .allocate(
+                    Instant::now(),
+                    Side::Inside,
+                    &[StreamDesc::new(LO, 9)],
+                    &MediaPeers::default(),
+                )
+                .expect("offer");
+            let r = a.streams[0];
+            sdp_ports.extend([r.inside.rtp_port, r.outside.rtp_port]);
+        }
+        assert_eq!(
+            metrics.media.warm_misses.get(),
+            0,
+            "no bind on a call's path"
+        );
+        assert!(
+            sdp_ports.iter().all(|p| !busy.contains(p)),
+            "{sdp_ports:?} {busy:?}"
+        );
+        // The four free pairs are in calls: topping up met only the held ports.
+        assert!(metrics.media.warm_failures.get() >= 2);
+        assert_eq!(warm(), 0);
+        drop(held);
     }
 
     #[tokio::test]

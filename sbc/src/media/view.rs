@@ -47,6 +47,8 @@ pub struct Overview {
     pub addresses: Vec<AddressView>,
     /// Relay sockets of ended streams kept bound for reuse.
     pub idle_sockets: usize,
+    /// Relay port pairs bound ahead and waiting for a new userspace stream.
+    pub warm_pairs: usize,
     /// Packets forwarded by the userspace relay.
     pub userspace_packets: u64,
     /// Bytes forwarded by the userspace relay.

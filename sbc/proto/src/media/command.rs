@@ -25,6 +25,20 @@ pub enum MediaCommand {
         /// Bind address and RTP port.
         addr: SocketAddr,
     },
+    /// Bind the sockets of `addr`'s port (RTP) and the port above (RTCP) ahead of any stream
+    /// (a warm pair, see [`super::warm`]) and keep them; a later [`MediaCommand::Bind`] of
+    /// `addr` takes them. Answer with
+    /// [`MediaTable::handle_prebound`](super::table::MediaTable::handle_prebound), bound or not.
+    Prebind {
+        /// Bind address and RTP port.
+        addr: SocketAddr,
+    },
+    /// Give up the warm pair of `addr` bound by [`MediaCommand::Prebind`] (a socketless
+    /// stream took its ports and needs no sockets).
+    Unbind {
+        /// Bind address and RTP port.
+        addr: SocketAddr,
+    },
     /// Stop relaying `stream` in userspace and give its sockets up (they may be kept bound for
     /// reuse: their ports are back in the pool).
     Close {

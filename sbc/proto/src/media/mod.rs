@@ -60,6 +60,7 @@ pub mod slots;
 pub mod snapshot;
 pub mod stream_key;
 pub mod table;
+pub mod warm;
 
 use std::net::IpAddr;
 

@@ -50,6 +50,28 @@ impl RelayPools {
         pool.allocate(rng).map(|port| (*ip, port))
     }
 
+    /// Takes a free pair on the relay address `bind`; returns its RTP port, or `None` when
+    /// that address is full or not a relay address.
+    pub fn allocate_on(&mut self, bind: IpAddr, rng: &mut Rng) -> Option<u16> {
+        let i = self.index(bind)?;
+        self.pools[i].1.allocate(rng)
+    }
+
+    /// Free pairs on `bind` (0 for an address that is not a relay address).
+    pub fn available_on(&self, bind: IpAddr) -> usize {
+        self.index(bind).map_or(0, |i| self.pools[i].1.available())
+    }
+
+    /// Pairs in total on `bind` (0 for an address that is not a relay address).
+    pub fn capacity_on(&self, bind: IpAddr) -> usize {
+        self.index(bind).map_or(0, |i| self.pools[i].1.capacity())
+    }
+
+    /// The relay bind addresses, one pool each.
+    pub fn addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.pools.iter().map(|(ip, _)| *ip)
+    }
+
     /// Returns the pair of `rtp_port` on `bind` to its pool.
     pub fn free(&mut self, bind: IpAddr, rtp_port: u16) -> Result<(), PoolError> {
         let i = self.index(bind).ok_or(PoolError::Foreign(rtp_port))?;

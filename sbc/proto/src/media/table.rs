@@ -33,6 +33,7 @@ use super::{
     pools::RelayPools,
     settings::RelaySettings,
     slots::Slots,
+    warm::WarmPairs,
 };
 use crate::ids::Rng;
 
@@ -44,6 +45,7 @@ mod packet;
 mod restore;
 mod session;
 mod timers;
+mod warm;
 
 pub use crate::media::path::{
     Arrival, Generated, PacketAction, PacketDrop, RelayPort, SRTP_DROP_LABELS,
@@ -91,6 +93,8 @@ pub struct MediaTable {
     /// mapping, which a latch event names by its RTP or RTCP port ([`LegKey::of`]).
     kernel_ports: HashMap<LegKey, StreamKey>,
     pools: RelayPools,
+    /// Pairs bound ahead for new userspace streams (out of `pools` while held).
+    warm: WarmPairs,
     slots: Slots,
     quotas: Quotas,
     sessions: BTreeMap<SessionId, Session>,
@@ -121,6 +125,7 @@ impl MediaTable {
         Self {
             generation: u32::try_from(rng.next_u64() >> 32).unwrap_or(0),
             pools: RelayPools::new(&settings),
+            warm: WarmPairs::new(settings.bind_addresses()),
             settings,
             policy,
             fast_path,
@@ -221,9 +226,10 @@ impl MediaTable {
             .sum()
     }
 
-    /// Free port pairs on `leg`'s side, over all its relay addresses.
+    /// Free port pairs on `leg`'s side, over all its relay addresses (warm pairs waiting for
+    /// a stream included).
     pub fn ports_free(&self, leg: Side) -> usize {
-        self.pools.available(self.settings.side(leg))
+        self.pools.available(self.settings.side(leg)) + self.warm_on(leg)
     }
 
     /// Port pairs on `leg`'s side, over all its relay addresses.
@@ -231,16 +237,18 @@ impl MediaTable {
         self.pools.capacity(self.settings.side(leg))
     }
 
-    /// Free and total port pairs of every relay bind address.
+    /// Free (warm ones included) and total port pairs of every relay bind address.
     pub fn ports_per_address(&self) -> impl Iterator<Item = (IpAddr, usize, usize)> + '_ {
-        self.pools.per_address()
+        self.pools
+            .per_address()
+            .map(|(ip, free, total)| (ip, free + self.warm.ready(ip), total))
     }
 
-    /// Whether nothing is held: no session, every port pair and statistics slot free, no trunk
-    /// quota used (a leak check for tests).
+    /// Whether nothing is held: no session, every port pair free (in the pool or held warm),
+    /// every statistics slot free, no trunk quota used (a leak check for tests).
     pub fn holds_nothing(&self) -> bool {
         self.sessions.is_empty()
-            && self.pools.all_free()
+            && self.ports_all_back()
             && self.slots.in_use() == 0
             && self.quotas.is_empty()
     }
@@ -291,6 +299,8 @@ impl MediaTable {
         for index in 0..relays.len() {
             self.sync_fast_path(now, StreamKey { session: id, index });
         }
+        // After the streams' own commands: the runtime binds them first.
+        self.top_up();
         Ok(Allocation {
             session: id,
             streams: relays,
@@ -427,6 +437,8 @@ impl MediaTable {
         for (index, st) in s.streams.iter().enumerate() {
             self.close_stream(StreamKey { session: id, index }, st);
         }
+        // Warm pairs an empty pool could not refill get their ports back now.
+        self.top_up();
     }
 
     /// The endpoint SDP names for `leg`'s ports bound to `bind`.
@@ -475,20 +487,18 @@ impl MediaTable {
                 family: family(desc),
             });
         }
-        let (in_bind, in_port) = self
-            .pools
-            .allocate(&self.settings.inside, &mut self.rng)
-            .ok_or(MediaError::PortsExhausted(Side::Inside))?;
-        let Some((out_bind, out_port)) = self.pools.allocate(&self.settings.outside, &mut self.rng)
-        else {
-            let _ = self.pools.free(in_bind, in_port);
-            return Err(MediaError::PortsExhausted(Side::Outside));
-        };
         peers[from.index()].set_desc(desc);
-        let mux = |leg: Side| peers[leg.index()].mux;
         let kernel = self.kernel_latch
             && self.settings.strict_source
             && fast_path::kernel_capable(&self.settings, &peers);
+        let (in_bind, in_port) = self
+            .draw(Side::Inside, !kernel)
+            .ok_or(MediaError::PortsExhausted(Side::Inside))?;
+        let Some((out_bind, out_port)) = self.draw(Side::Outside, !kernel) else {
+            let _ = self.pools.free(in_bind, in_port);
+            return Err(MediaError::PortsExhausted(Side::Outside));
+        };
+        let mux = |leg: Side| peers[leg.index()].mux;
         Ok(Stream {
             relay: StreamRelay {
                 inside: self.endpoint(Side::Inside, in_bind, in_port, mux(Side::Inside)),
@@ -681,6 +691,7 @@ impl MediaTable {
             for index in have..have + added {
                 self.sync_fast_path(now, StreamKey { session: id, index });
             }
+            self.top_up();
         }
         let s = self
             .sessions
@@ -846,3 +857,5 @@ mod address_tests;
 mod kernel_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod warm_tests;

@@ -137,6 +137,7 @@ mod tests {
             prime_neighbours: false,
             relay_workers: 1,
             relay_idle_sockets: 4_096,
+            warm_pairs: 2,
             xsk_interfaces: Vec::new(),
             xsk_poll: Duration::ZERO,
             xsk_busy_poll: None,

@@ -52,13 +52,13 @@ impl MediaTable {
             self.slots.give(f.slot);
             return None;
         }
-        if !self.pools.reserve(binds[0], in_port) {
+        let Some(first) = self.claim(binds[0], in_port) else {
             self.slots.give(f.slot);
             self.slots.give(back.slot);
             return None;
-        }
-        if !self.pools.reserve(binds[1], out_port) {
-            let _ = self.pools.free(binds[0], in_port);
+        };
+        if self.claim(binds[1], out_port).is_none() {
+            self.unclaim(binds[0], in_port, first);
             self.slots.give(f.slot);
             self.slots.give(back.slot);
             return None;

@@ -76,11 +76,19 @@ impl MediaTable {
                 old.ip()
             )));
         }
-        let side = self.settings.side(leg);
-        let Some((bind, port)) = self.pools.allocate(side, &mut self.rng) else {
+        // A warm pair if there is one: its bind cannot fail again.
+        let Some((bind, port)) = self.draw(leg, true) else {
             return Err(MediaError::PortsExhausted(leg));
         };
-        let advertised = side.advertised(bind);
+        let advertised = self.settings.side(leg).advertised(bind);
+        let Some(st) = self
+            .sessions
+            .get_mut(&stream.session)
+            .and_then(|s| s.streams.get_mut(stream.index))
+        else {
+            let _ = self.pools.free(bind, port);
+            return Ok(());
+        };
         let endpoint = match leg {
             Side::Inside => &mut st.relay.inside,
             Side::Outside => &mut st.relay.outside,

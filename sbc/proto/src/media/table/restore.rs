@@ -189,13 +189,13 @@ impl MediaTable {
             return Ok(st);
         }
         let [inside, outside] = bound;
-        if !self.pools.reserve(inside.ip(), inside.port()) {
+        let Some(first) = self.claim(inside.ip(), inside.port()) else {
             return Err(MediaError::Unavailable(format!(
                 "relay port {inside} taken"
             )));
-        }
-        if !self.pools.reserve(outside.ip(), outside.port()) {
-            let _ = self.pools.free(inside.ip(), inside.port());
+        };
+        if self.claim(outside.ip(), outside.port()).is_none() {
+            self.unclaim(inside.ip(), inside.port(), first);
             return Err(MediaError::Unavailable(format!(
                 "relay port {outside} taken"
             )));

@@ -9,6 +9,8 @@ impl MediaTable {
     /// adopted sessions, which no call layer knows, are released here). Returns the number of
     /// sessions that timed out.
     pub fn handle_timeout(&mut self, now: Instant) -> usize {
+        // Warm pairs that could not be bound since the last tick are asked for again.
+        self.top_up();
         let mut fired = Vec::new();
         let mut resync = Vec::new();
         for (id, s) in &mut self.sessions {
