@@ -7,7 +7,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::*;
-use crate::{media::FakeMedia, net::TransportKind, transaction::TimerConfig};
+use crate::{
+    media::{FakeMedia, SimMedia},
+    net::TransportKind,
+    transaction::TimerConfig,
+};
 
 mod agents;
 mod net;

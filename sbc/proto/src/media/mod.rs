@@ -439,6 +439,10 @@ pub trait MediaControl {
 mod fake;
 #[cfg(any(test, feature = "fake-media"))]
 pub use fake::{FakeMedia, FakeSession};
+#[cfg(any(test, feature = "fake-media"))]
+mod sim;
+#[cfg(any(test, feature = "fake-media"))]
+pub use sim::{SimMedia, SimSession};
 
 #[cfg(test)]
 mod tests {
