@@ -50,6 +50,7 @@ mod refusals;
 mod register_relay;
 mod reinvite;
 mod rejected_call;
+mod relay_ports;
 mod reliable_provisional;
 mod restore;
 mod retransmission;
