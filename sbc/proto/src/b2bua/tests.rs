@@ -1,6 +1,7 @@
 //! Call flows through the B2BUA with simulated time, one behaviour per file: the scripted
 //! harness (`sim.rs`, the test plays PBX and carrier) and a two-sided lossy network with
-//! endpoint agents (`net.rs`, seeded drops, duplicates and reordering).
+//! endpoint agents (`net.rs`, seeded drops, duplicates and reordering). Both run the real media
+//! table ([`SimMedia`]); one test still needs [`FakeMedia`] (see `sim.rs`).
 
 use std::time::{Duration, Instant};
 
