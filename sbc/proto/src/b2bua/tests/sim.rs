@@ -139,41 +139,19 @@ impl Sim<FakeMedia> {
     }
 }
 
-/// What [`Sim::assert_clean`] asks of the media relay once every call ended.
-pub(super) trait HoldsNothing {
-    /// Whether the relay holds no session (and, for the real table, no port, socket, slot or
-    /// mapping); the `Err` says what is left.
-    fn check_empty(&self) -> Result<(), String>;
-}
-
-impl HoldsNothing for SimMedia {
-    fn check_empty(&self) -> Result<(), String> {
-        if self.holds_nothing() {
-            Ok(())
-        } else {
-            Err(format!("media table holds state: {self:?}"))
-        }
-    }
-}
-
-impl HoldsNothing for FakeMedia {
-    fn check_empty(&self) -> Result<(), String> {
-        if self.sessions.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("media sessions left: {:?}", self.sessions))
-        }
-    }
-}
-
-/// A media relay the simulations drive: it reports events as simulated time passes.
-pub(super) trait SimRelay: MediaControl + HoldsNothing {
+/// A media relay the simulations drive: it reports events as simulated time passes, and
+/// [`Sim::assert_clean`] asks it whether it holds anything once every call ended.
+pub(super) trait SimRelay: MediaControl {
     /// Time passed to `now` (the real table's timers; nothing for the fake).
     fn tick(&mut self, now: Instant);
 
     /// Whether the timers reported something for the call layer (the fake's injected events
     /// are handed over by the test that injects them).
     fn has_events(&self) -> bool;
+
+    /// Whether the relay holds no session (and, for the real table, no port pair, socket,
+    /// statistics slot, quota or mapping); the `Err` says what is left.
+    fn check_empty(&self) -> Result<(), String>;
 }
 
 impl SimRelay for SimMedia {
@@ -184,6 +162,14 @@ impl SimRelay for SimMedia {
     fn has_events(&self) -> bool {
         self.table().has_events()
     }
+
+    fn check_empty(&self) -> Result<(), String> {
+        if self.holds_nothing() {
+            Ok(())
+        } else {
+            Err(format!("media table holds state: {self:?}"))
+        }
+    }
 }
 
 impl SimRelay for FakeMedia {
@@ -191,6 +177,14 @@ impl SimRelay for FakeMedia {
 
     fn has_events(&self) -> bool {
         false
+    }
+
+    fn check_empty(&self) -> Result<(), String> {
+        if self.sessions.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("media sessions left: {:?}", self.sessions))
+        }
     }
 }
 
