@@ -1049,7 +1049,8 @@ pub struct Media {
     /// Port pairs per relay address kept bound ahead for new streams relayed in userspace,
     /// so that a new call's relay ports are bound before its SDP is written and no bind runs
     /// on its path (0: bind each stream's ports when its offer arrives). At most a quarter of
-    /// the range is held. Each pair is two open descriptors.
+    /// the range is held; none while XDP carries streams socketless (`xdp_latch`). Each pair
+    /// is two open descriptors.
     pub warm_pairs: usize,
     /// Relay the streams userspace transforms (SRTP) through AF_XDP sockets on the XDP
     /// interfaces instead of the relay sockets (`docs/media.md`, "AF_XDP relay").

@@ -264,7 +264,14 @@ impl MediaManager {
         inner.start_xsk(&xsk_interfaces, xsk_poll, xsk_busy_poll, kernel_latch);
         {
             let mut core = inner.core.lock();
-            core.table.set_warm_pairs(settings.warm_pairs);
+            // Socketless streams leave the relay range unbound; the few that turn
+            // socket-bound (SRTP, a rewrite) bind then, without a warm pool.
+            let warm = if core.table.kernel_latch() {
+                0
+            } else {
+                settings.warm_pairs
+            };
+            core.table.set_warm_pairs(warm);
             inner.run(&mut core, Instant::now());
             inner.update_gauges(&core);
         }
@@ -578,7 +585,12 @@ impl Inner {
                 self.run(&mut core, now);
                 Err(e)
             }
-            None => result,
+            // A new stream's replaced port changed the endpoints the call layer writes.
+            None => result.map(|relays| {
+                core.table
+                    .session(id)
+                    .map_or(relays, |s| s.streams.iter().map(|st| st.relay).collect())
+            }),
         };
         self.update_gauges(&core);
         result.map_err(|e| match e {

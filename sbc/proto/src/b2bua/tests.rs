@@ -1,13 +1,18 @@
 //! Call flows through the B2BUA with simulated time, one behaviour per file: the scripted
 //! harness (`sim.rs`, the test plays PBX and carrier) and a two-sided lossy network with
-//! endpoint agents (`net.rs`, seeded drops, duplicates and reordering).
+//! endpoint agents (`net.rs`, seeded drops, duplicates and reordering). Both run the real media
+//! table ([`SimMedia`]); one test still needs [`FakeMedia`] (see `sim.rs`).
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use super::*;
-use crate::{media::FakeMedia, net::TransportKind, transaction::TimerConfig};
+use crate::{
+    media::{FakeMedia, SimMedia},
+    net::TransportKind,
+    transaction::TimerConfig,
+};
 
 mod agents;
 mod net;
@@ -46,6 +51,7 @@ mod refusals;
 mod register_relay;
 mod reinvite;
 mod rejected_call;
+mod relay_ports;
 mod reliable_provisional;
 mod restore;
 mod retransmission;

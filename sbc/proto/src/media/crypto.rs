@@ -87,6 +87,13 @@ impl StreamSrtp {
         }
     }
 
+    /// `leg` no longer awaits keys: SRTP is not negotiated on it any more (a failover from a
+    /// trunk that required it to one that does not). Keys in force stay until
+    /// [`set`](Self::set).
+    pub fn unexpect(&mut self, leg: Side) {
+        self.pending[leg.index()] = false;
+    }
+
     /// Whether a leg awaits its keys (the stream then relays nothing).
     pub fn awaiting_keys(&self) -> bool {
         self.pending.iter().any(|p| *p)
@@ -95,6 +102,17 @@ impl StreamSrtp {
     /// Whether any leg is encrypted or awaits keys (the stream then stays in userspace).
     pub fn active(&self) -> bool {
         self.legs.iter().any(Option::is_some) || self.awaiting_keys()
+    }
+
+    /// Whether `leg` awaits its keys ([`expect`](Self::expect) without [`set`](Self::set)).
+    pub fn awaiting(&self, leg: Side) -> bool {
+        self.pending[leg.index()]
+    }
+
+    /// The keys `leg` was last [`set`](Self::set) to (`None`: plain RTP). For simulations
+    /// that check what the call layer negotiated; the admin API shows only the suite.
+    pub fn keys(&self, leg: Side) -> Option<&StreamKeys> {
+        self.legs[leg.index()].as_ref().map(|l| &l.keys)
     }
 
     /// The suite of `leg`, if encrypted (admin API; never the keys).

@@ -39,6 +39,11 @@
 //! [`MediaCommand`]s that the runtime (`sbc::media::manager`) executes: bind or close relay
 //! sockets, install, update or remove mappings, read counters. The runtime's `MediaManager`
 //! implements [`MediaControl`] over it, so the call layer is unchanged.
+//!
+//! **For tests** (`cfg(test)` or the `fake-media` feature): `SimMedia` (`sim.rs`) is the real
+//! table behind [`MediaControl`] with its commands executed in memory and `MediaManager`'s
+//! failure handling, which the B2BUA simulations run on; `FakeMedia` (`fake.rs`) only records
+//! what it is told and reports what the test injects (the fuzz target, benchmarks).
 
 pub mod activity;
 pub mod command;
@@ -440,6 +445,10 @@ pub trait MediaControl {
 mod fake;
 #[cfg(any(test, feature = "fake-media"))]
 pub use fake::{FakeMedia, FakeSession};
+#[cfg(any(test, feature = "fake-media"))]
+mod sim;
+#[cfg(any(test, feature = "fake-media"))]
+pub use sim::{SimMedia, SimSession};
 
 #[cfg(test)]
 mod tests {

@@ -403,7 +403,9 @@ impl MediaTable {
 
     /// `leg`'s streams (by `m=` index) whose SDP just offered or accepted SRTP: until
     /// [`set_crypto`](Self::set_crypto) settles their keys, such a stream relays nothing and
-    /// stays off the fast path (see [`StreamSrtp::expect`]).
+    /// stays off the fast path (see [`StreamSrtp::expect`]). A `false` releases a stream an
+    /// earlier offer left awaiting keys (the call layer's failover to a plain trunk relies on
+    /// it); streams beyond `secure` are left as they are.
     ///
     /// [`StreamSrtp::expect`]: crate::media::crypto::StreamSrtp::expect
     pub fn expect_crypto(
@@ -417,8 +419,13 @@ impl MediaTable {
             .sessions
             .get_mut(&id)
             .ok_or(MediaError::UnknownSession(id))?;
-        for (st, _) in s.streams.iter_mut().zip(secure).filter(|(_, s)| **s) {
-            st.path.lock().srtp.expect(leg);
+        for (st, secure) in s.streams.iter_mut().zip(secure) {
+            let srtp = &mut st.path.lock().srtp;
+            if *secure {
+                srtp.expect(leg);
+            } else {
+                srtp.unexpect(leg);
+            }
         }
         for index in 0..s.streams.len() {
             self.sync_fast_path(now, StreamKey { session: id, index });

@@ -39,7 +39,7 @@ Content-Length: 0
         invite.top_via().branch(),
         "CANCEL shares the INVITE's branch"
     );
-    assert!(sim.media.sessions.is_empty(), "media released");
+    assert!(sim.media.is_empty(), "media released");
     sim.deliver(
         carrier(),
         &carrier_response(&cancel, 200, "OK", Some("ctag1"), None),

@@ -50,7 +50,7 @@ fn info_from_an_info_pbx_becomes_a_media_command_toward_an_rfc4733_carrier() {
     let mut sim = sim_with(DtmfMode::Info, DtmfMode::Rfc4733);
     establish_outbound(&mut sim);
     let _ = drain(&mut sim);
-    let session = *sim.media.sessions.keys().next().expect("session");
+    let session = sim.media.first_id().expect("session");
     let info = pbx_info(&sim, "application/dtmf-relay", "Signal=5\nDuration=160\n");
     sim.deliver(pbx(), &info);
     let r = sim.take_pbx();
@@ -117,7 +117,7 @@ fn a_detected_rfc4733_digit_becomes_an_info_toward_an_info_carrier() {
     let mut sim = sim_with(DtmfMode::Rfc4733, DtmfMode::Info);
     establish_outbound(&mut sim);
     let _ = drain(&mut sim);
-    let session = *sim.media.sessions.keys().next().expect("session");
+    let session = sim.media.first_id().expect("session");
     let digit = Digit::from_char('#').expect("a digit");
     let now = sim.now;
     assert!(
@@ -148,7 +148,7 @@ fn a_detected_digit_toward_an_rfc4733_side_is_only_counted() {
     let mut sim = sim_with(DtmfMode::Rfc4733, DtmfMode::Rfc4733);
     establish_outbound(&mut sim);
     let _ = drain(&mut sim);
-    let session = *sim.media.sessions.keys().next().expect("session");
+    let session = sim.media.first_id().expect("session");
     let digit = Digit::from_char('1').expect("a digit");
     let now = sim.now;
     assert!(
@@ -253,7 +253,7 @@ fn the_relay_is_told_which_legs_dtmf_it_terminates() {
     // PBX on INFO, carrier on RFC 4733 (101 in both SDPs of the outbound call).
     let mut sim = sim_with(DtmfMode::Info, DtmfMode::Rfc4733);
     establish_outbound(&mut sim);
-    let s = sim.media.sessions.values().next().expect("session");
+    let s = sim.media.first().expect("session");
     assert_eq!(
         s.dtmf,
         [StreamDtmf {
@@ -264,7 +264,7 @@ fn the_relay_is_told_which_legs_dtmf_it_terminates() {
     // Without conversion the relay terminates nothing (streams may take the fast path).
     let mut sim = sim_with(DtmfMode::Rfc4733, DtmfMode::Rfc4733);
     establish_outbound(&mut sim);
-    let s = sim.media.sessions.values().next().expect("session");
+    let s = sim.media.first().expect("session");
     assert!(s.dtmf.iter().all(StreamDtmf::is_none), "{:?}", s.dtmf);
 }
 
@@ -273,13 +273,22 @@ fn a_digit_the_relay_reports_goes_out_as_info() {
     let mut sim = sim_with(DtmfMode::Rfc4733, DtmfMode::Info);
     establish_outbound(&mut sim);
     let _ = drain(&mut sim);
-    let session = *sim.media.sessions.keys().next().expect("session");
-    sim.media.inject(crate::media::MediaEvent::Dtmf {
-        session,
-        leg: crate::net::Side::Inside,
-        digit: Digit::from_char('7').expect("a digit"),
-        duration_ms: 90,
-    });
+    let session = sim.media.first_id().expect("session");
+    // The PBX's telephone-event ends (90 ms at 8 kHz): the relay detects the digit.
+    let action = sim.media.send_event(
+        sim.now,
+        crate::media::StreamKey { session, index: 0 },
+        crate::net::Side::Inside,
+        "10.0.0.10:40000".parse().expect("literal"),
+        101,
+        crate::dtmf::Event {
+            code: Digit::from_char('7').expect("a digit").event(),
+            end: true,
+            volume: 10,
+            duration: 720,
+        },
+    );
+    assert_eq!(action, crate::media::PacketAction::Consumed, "not relayed");
     sim.advance(Duration::from_millis(1));
     sim.sbc.handle_timeout(sim.now, &mut sim.media);
     sim.collect();

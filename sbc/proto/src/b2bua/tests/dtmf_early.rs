@@ -64,7 +64,7 @@ Content-Length: {}
 fn info_in_the_early_dialog_becomes_events_toward_the_carrier() {
     let mut sim = sim_with(DtmfMode::Info, DtmfMode::Rfc4733);
     let (_, tag) = early(&mut sim);
-    let s = sim.media.sessions.values().next().expect("session");
+    let s = sim.media.first().expect("session");
     assert_eq!(
         s.dtmf,
         [StreamDtmf {
@@ -93,13 +93,22 @@ fn a_detected_digit_reaches_an_info_carrier_in_the_early_dialog() {
     let mut sim = sim_with(DtmfMode::Rfc4733, DtmfMode::Info);
     let (invite, _) = early(&mut sim);
     let _ = drain(&mut sim);
-    let session = *sim.media.sessions.keys().next().expect("session");
-    sim.media.inject(crate::media::MediaEvent::Dtmf {
-        session,
-        leg: Side::Inside,
-        digit: Digit::from_char('2').expect("a digit"),
-        duration_ms: 100,
-    });
+    let session = sim.media.first_id().expect("session");
+    // The PBX's telephone-event ends (100 ms at 8 kHz): the relay detects the digit.
+    let action = sim.media.send_event(
+        sim.now,
+        crate::media::StreamKey { session, index: 0 },
+        Side::Inside,
+        "10.0.0.10:40000".parse().expect("literal"),
+        101,
+        crate::dtmf::Event {
+            code: Digit::from_char('2').expect("a digit").event(),
+            end: true,
+            volume: 10,
+            duration: 800,
+        },
+    );
+    assert_eq!(action, crate::media::PacketAction::Consumed, "not relayed");
     sim.advance(Duration::from_millis(1));
     sim.sbc.handle_timeout(sim.now, &mut sim.media);
     sim.collect();

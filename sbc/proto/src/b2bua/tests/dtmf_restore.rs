@@ -69,12 +69,7 @@ fn info_digit(sim: &mut Sim) -> (Option<u8>, bool) {
 fn a_restored_call_keeps_its_dtmf_methods_and_relay_terminations() {
     let cfg = config_with(DtmfMode::Info, DtmfMode::Rfc4733);
     let mut sim = restarted(cfg.clone(), cfg, |_| {});
-    let s = sim
-        .media
-        .sessions
-        .values()
-        .next()
-        .expect("restored session");
+    let s = sim.media.first().expect("restored session");
     assert_eq!(
         s.dtmf,
         [StreamDtmf {
@@ -105,12 +100,7 @@ fn a_version_2_record_without_codecs_still_restores() {
         assert!(map.remove("codecs").is_some(), "version 3 writes codecs");
         map.insert("v".into(), 2.into());
     });
-    let s = sim
-        .media
-        .sessions
-        .values()
-        .next()
-        .expect("restored session");
+    let s = sim.media.first().expect("restored session");
     assert!(s.dtmf.iter().all(StreamDtmf::is_none), "{:?}", s.dtmf);
     // Nothing tells the call the carrier's telephone-event until the next offer: the INFO
     // crosses as it came (docs/media-policy.md, "DTMF").

@@ -60,7 +60,7 @@ fn invite_requiring_an_unknown_extension_is_refused_before_any_call() {
     assert_eq!(r.iter().map(status).collect::<Vec<_>>(), [420]);
     assert_eq!(unsupported(&r[0]), "replaces, x-secret-feature");
     assert!(sim.take_carrier().is_empty(), "nothing reaches the carrier");
-    assert!(sim.media.sessions.is_empty(), "no media allocated");
+    assert!(sim.media.is_empty(), "no media allocated");
     // Session timers off: `timer` is not supported either.
     let mut cfg = config();
     cfg.session_timer.enabled = false;

@@ -69,7 +69,7 @@ fn a_plain_trunk_after_a_mandatory_one_gets_plain_rtp() {
         !offer.contains("a=crypto"),
         "no keys toward a plain trunk: {offer}"
     );
-    let pending = sim.media.sessions.values().next().expect("a media session");
+    let pending = sim.media.first().expect("a media session");
     assert_eq!(
         pending.expected[1],
         vec![false],
@@ -81,7 +81,7 @@ fn a_plain_trunk_after_a_mandatory_one_gets_plain_rtp() {
     );
     let ok = sim.take_pbx().remove(0);
     assert_eq!(status(&ok), 200, "{}", body_of(&ok));
-    let session = sim.media.sessions.values().next().expect("a media session");
+    let session = sim.media.first().expect("a media session");
     assert!(
         session.crypto[1].iter().all(Option::is_none) && session.expected[1] == vec![false],
         "outside plain RTP, not held for keys"
@@ -100,7 +100,7 @@ fn a_mandatory_trunk_after_a_plain_one_gets_srtp_with_fresh_keys() {
         !offered.is_empty(),
         "the SBC's keys for this trunk: {offer}"
     );
-    let pending = sim.media.sessions.values().next().expect("a media session");
+    let pending = sim.media.first().expect("a media session");
     assert_eq!(pending.expected[1], vec![true], "carrier leg awaits keys");
     let line = offered
         .iter()
@@ -115,6 +115,6 @@ fn a_mandatory_trunk_after_a_plain_one_gets_srtp_with_fresh_keys() {
     let ok = sim.take_pbx().remove(0);
     assert_eq!(status(&ok), 200, "{}", body_of(&ok));
     assert!(!body_of(&ok).contains("a=crypto"), "the PBX stays plain");
-    let session = sim.media.sessions.values().next().expect("a media session");
+    let session = sim.media.first().expect("a media session");
     assert!(session.crypto[1][0].is_some(), "outside keyed");
 }

@@ -37,11 +37,9 @@ fn sdp_version(m: &Message) -> String {
 
 fn outside_addr(sim: &Sim) -> String {
     sim.media
-        .sessions
-        .values()
-        .next()
-        .and_then(|s| s.outside.first())
-        .map(|d| format!("{}:{}", d.addr, d.rtp_port))
+        .first()
+        .and_then(|s| s.outside.first().and_then(|p| p.sdp))
+        .map(|d| d.to_string())
         .unwrap_or_default()
 }
 

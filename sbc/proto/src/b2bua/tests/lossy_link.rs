@@ -50,7 +50,7 @@ fn calls_complete_with_ten_percent_loss_both_ways_across_seeds() {
         net.drive_bounded(until, 200_000)
             .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         assert_eq!(net.sbc.stats(), Stats::default(), "seed {seed}: state left");
-        assert!(net.media.sessions.is_empty(), "seed {seed}: media left");
+        assert!(net.media.holds_nothing(), "seed {seed}: media left");
     }
 }
 

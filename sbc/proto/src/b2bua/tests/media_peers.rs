@@ -10,7 +10,12 @@ const SECOND: &str = "198.51.100.8:5090";
 fn allocate_names_the_pbx_source_the_trunk_proxy_and_the_trunk() {
     let mut sim = Sim::new();
     sim.deliver(pbx(), &pbx_invite("z9hG4bKpbx1", Some(SDP_PBX)));
-    let (_, s) = sim.media.sessions.iter().next().expect("a media session");
+    let (_, s) = sim
+        .media
+        .sessions()
+        .into_iter()
+        .next()
+        .expect("a media session");
     assert_eq!(
         s.peers,
         MediaPeers {
@@ -39,21 +44,22 @@ fn failover_moves_the_media_peers_to_the_next_trunk() {
         carrier(),
         &carrier_response(&first, 503, "Service Unavailable", Some("t1"), None),
     );
-    let (_, s) = sim.media.sessions.iter().next().expect("a media session");
+    let (_, s) = sim
+        .media
+        .sessions()
+        .into_iter()
+        .next()
+        .expect("a media session");
     assert_eq!(s.peers.trunk.as_deref(), Some("second"));
     assert_eq!(s.peers.outside, Some(addr(SECOND).ip()));
 }
 
 #[test]
 fn relay_ports_exhausted_gives_503_with_retry_after() {
-    let mut sim = Sim::new();
-    // One pair per side's worth: a stream needs two.
-    sim.media = FakeMedia::new(
-        addr("10.0.0.1:0").ip(),
-        addr("203.0.113.1:0").ip(),
-        10_000,
-        10_001,
-    );
+    // A port range without a single pair: nothing to relay with.
+    let mut relay = relay_settings();
+    relay.port_max = relay.port_min;
+    let mut sim = Sim::with_relay(relay);
     sim.deliver(pbx(), &pbx_invite("z9hG4bKpbx1", Some(SDP_PBX)));
     assert!(sim.take_carrier().is_empty());
     let r = sim.take_pbx();

@@ -108,7 +108,7 @@ impl Link {
 #[derive(Debug)]
 pub(super) struct Net {
     pub(super) sbc: B2bua,
-    pub(super) media: FakeMedia,
+    pub(super) media: SimMedia,
     pub(super) now: Instant,
     pub(super) pbx: PbxAgent,
     pub(super) carrier: CarrierAgent,

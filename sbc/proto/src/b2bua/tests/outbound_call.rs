@@ -47,7 +47,12 @@ fn outbound_call_rewrites_everything_and_hides_the_inside() {
     );
     let body = String::from_utf8_lossy(inv.body()).to_string();
     assert!(body.contains("c=IN IP4 203.0.113.1\r\n"), "{body}");
-    assert!(body.contains("m=audio 10002 RTP/AVP 0 8 101\r\n"), "{body}");
+    // The relay's outside port, the one the media table drew for the call.
+    let relay = sim.media.first().expect("a media session").streams[0].outside;
+    assert!(
+        body.contains(&format!("m=audio {} RTP/AVP 0 8 101\r\n", relay.rtp_port)),
+        "{body}"
+    );
     assert!(
         body.contains("a=rtpmap:101 telephone-event/8000\r\n"),
         "other lines kept: {body}"
@@ -66,8 +71,8 @@ fn outbound_call_connects_and_bye_from_pbx_ends_it_cleanly() {
     assert_eq!(info[0].legs[0].call_id, "pbx-call-1");
     assert_eq!(info[0].legs[1].call_id, invite.call_id());
     assert_eq!(info[0].legs[1].remote_tag.as_deref(), Some("ctag1"));
-    assert_eq!(sim.media.sessions.len(), 1);
-    let session = sim.media.sessions.values().next().expect("one session");
+    assert_eq!(sim.media.len(), 1);
+    let session = sim.media.first().expect("one session");
     assert!(session.committed, "answer committed to the relay");
     sim.advance(Duration::from_secs(2));
     assert!(
@@ -108,7 +113,7 @@ Content-Length: 0
     assert_eq!(bye.cseq().seq, 2, "outside CSeq space");
     assert_eq!(bye.from().tag(), invite.from().tag());
     assert_eq!(bye.to().tag(), Some("ctag1"));
-    assert!(sim.media.sessions.is_empty(), "media released on BYE");
+    assert!(sim.media.is_empty(), "media released on BYE");
     sim.deliver(carrier(), &carrier_response(&bye, 200, "OK", None, None));
     let ok = sim.take_pbx();
     assert_eq!(status(&ok[0]), 200);

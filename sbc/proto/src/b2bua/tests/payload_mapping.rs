@@ -33,7 +33,7 @@ fn telephone_event_101_inside_96_outside_is_mapped_both_ways() {
     assert!(to_pbx.contains("a=fmtp:101 0-15\n"), "{to_pbx}");
     assert!(!to_pbx.contains(" 96"), "{to_pbx}");
 
-    let session = *sim.media.sessions.keys().next().expect("a media session");
+    let session = sim.media.first_id().expect("a media session");
     let maps = sim.sbc.payload_maps(session).expect("the call's maps");
     assert_eq!(maps.len(), 1);
     assert_eq!(maps[0].inside_to_outside.entries(), &[(101, 96)]);
@@ -49,7 +49,7 @@ fn telephone_event_101_inside_96_outside_is_mapped_both_ways() {
 fn same_numbers_on_both_legs_need_no_rewrite() {
     let mut sim = Sim::new();
     establish_outbound(&mut sim);
-    let session = *sim.media.sessions.keys().next().expect("a media session");
+    let session = sim.media.first_id().expect("a media session");
     let maps = sim.sbc.payload_maps(session).expect("the call's maps");
     assert_eq!(maps.len(), 1);
     assert!(maps[0].is_identity(), "{maps:?}");
@@ -94,7 +94,7 @@ fn a_trunks_telephone_event_number_renumbers_the_offer_toward_it() {
         to_pbx.contains("a=rtpmap:101 telephone-event/8000\n"),
         "{to_pbx}"
     );
-    let session = *sim.media.sessions.keys().next().expect("a media session");
+    let session = sim.media.first_id().expect("a media session");
     let maps = sim.sbc.payload_maps(session).expect("the call's maps");
     assert_eq!(maps[0].inside_to_outside.entries(), &[(101, 96)]);
     assert_eq!(maps[0].outside_to_inside.entries(), &[(96, 101)]);
@@ -159,7 +159,7 @@ fn redundant_events_are_renumbered_inside_the_red_format() {
         "the block list in the PBX's numbers: {to_pbx}"
     );
 
-    let session = *sim.media.sessions.keys().next().expect("a media session");
+    let session = sim.media.first_id().expect("a media session");
     let maps = sim.sbc.payload_maps(session).expect("the call's maps");
     assert_eq!(maps[0].inside_to_outside.red(), Some(100));
     assert_eq!(maps[0].inside_to_outside.map(100), 110);

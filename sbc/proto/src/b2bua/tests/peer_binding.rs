@@ -99,7 +99,7 @@ fn bye_from_another_trunks_address_gets_481_and_the_call_stays_up() {
     let mut sim = sim_two_trunks();
     let invite = establish_outbound(&mut sim);
     let _ = mismatches(&mut sim);
-    let media_before = sim.media.sessions.clone();
+    let media_before = sim.media.sessions();
 
     // Right Call-ID, right tags, wrong sender.
     let forged = from(OTHER_TRUNK, Side::Outside);
@@ -116,7 +116,7 @@ fn bye_from_another_trunks_address_gets_481_and_the_call_stays_up() {
         addr(CARRIER),
         "leg not re-pointed"
     );
-    assert_eq!(sim.media.sessions, media_before, "media untouched");
+    assert_eq!(sim.media.sessions(), media_before, "media untouched");
     assert_eq!(
         mismatches(&mut sim),
         vec![(Side::Outside, PeerMismatch::RequestSource)]
@@ -130,7 +130,7 @@ fn reinvite_from_another_trunks_address_cannot_redirect_media() {
     let mut sim = sim_two_trunks();
     let invite = establish_outbound(&mut sim);
     let _ = mismatches(&mut sim);
-    let media_before = sim.media.sessions.clone();
+    let media_before = sim.media.sessions();
 
     let evil_sdp = SDP_CARRIER.replace("198.51.100.20", "198.51.100.66");
     let forged = from(OTHER_TRUNK, Side::Outside);
@@ -142,7 +142,8 @@ fn reinvite_from_another_trunks_address_cannot_redirect_media() {
     assert_eq!(answer.iter().map(status).collect::<Vec<_>>(), vec![481]);
     assert!(sim.take_pbx().is_empty(), "no re-INVITE toward the PBX");
     assert_eq!(
-        sim.media.sessions, media_before,
+        sim.media.sessions(),
+        media_before,
         "the relay still sends where it did"
     );
     assert_eq!(sim.sbc.calls()[0].legs[1].peer.addr, addr(CARRIER));
@@ -213,7 +214,7 @@ fn responses_from_another_source_are_dropped() {
     let _ = sim.take_pbx();
     let invite = sim.take_carrier().remove(0);
     let _ = mismatches(&mut sim);
-    let media_before = sim.media.sessions.clone();
+    let media_before = sim.media.sessions();
 
     // The branch is right; the sender is the other trunk, then the inside.
     let forged = from(OTHER_TRUNK, Side::Outside);
@@ -237,7 +238,7 @@ fn responses_from_another_source_are_dropped() {
     );
     assert!(sim.take_pbx().is_empty(), "nothing relayed to the PBX");
     assert!(sim.take_carrier().is_empty(), "no ACK for a forged 2xx");
-    assert_eq!(sim.media.sessions, media_before, "no answer committed");
+    assert_eq!(sim.media.sessions(), media_before, "no answer committed");
     let calls = sim.sbc.calls();
     assert!(!calls[0].answered);
     assert_eq!(calls[0].legs[1].remote_tag, None);

@@ -37,7 +37,7 @@ fn busy_and_unavailable_are_relayed_with_retry_after_and_acked_hop_by_hop() {
                 Some("120")
             );
         }
-        assert!(sim.media.sessions.is_empty());
+        assert!(sim.media.is_empty());
         assert_eq!(sim.sbc.stats().calls, 0);
         // No ACK from the PBX: Timer G retransmits, Timer H gives up; nothing is leaked.
         sim.advance(Duration::from_secs(1));

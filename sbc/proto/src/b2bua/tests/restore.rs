@@ -233,11 +233,13 @@ fn a_latch_without_a_sip_message_is_reported() {
     let (snap, _) = state_events(&mut sim);
     let snap = snap.expect("the answer's record");
     let session = crate::media::SessionId(snap.media_session.expect("media"));
-    let carrier_media: std::net::SocketAddr = "198.51.100.77:40000".parse().expect("literal");
+    // From the trunk's signaling address, not the SDP's (a NAT'd media gateway): allowed.
+    let carrier_media: std::net::SocketAddr = "198.51.100.7:40000".parse().expect("literal");
+    let stream = crate::media::StreamKey { session, index: 0 };
     // The carrier's first RTP packet latches the outside leg: no SIP message, only the
     // relay's event, taken in on the next timer or tick.
     sim.media
-        .latch(session, crate::net::Side::Outside, carrier_media);
+        .send_rtp(sim.now, stream, crate::net::Side::Outside, carrier_media, 1);
     sim.sbc.handle_timeout(sim.now, &mut sim.media);
     let (changed, _) = state_events(&mut sim);
     let changed = changed.expect("the latch is written");
@@ -248,7 +250,7 @@ fn a_latch_without_a_sip_message_is_reported() {
     );
     // The same latch again changes nothing: nothing written.
     sim.media
-        .latch(session, crate::net::Side::Outside, carrier_media);
+        .send_rtp(sim.now, stream, crate::net::Side::Outside, carrier_media, 2);
     sim.sbc.handle_timeout(sim.now, &mut sim.media);
     assert!(
         state_events(&mut sim).0.is_none(),
@@ -263,14 +265,14 @@ fn a_message_that_changes_nothing_builds_no_record() {
     let snap = state_events(&mut sim).0.expect("the answer's record");
     sim.take_pbx();
     sim.take_carrier();
-    let built = sim.media.snapshots.get();
+    let built = sim.media.snapshots();
     // The PBX's INFO is relayed: the SBC's CSeq on the carrier leg moves, the record is
     // written once.
     let info = pbx_bye(&snap, 20).replace("BYE", "INFO");
     sim.deliver(pbx(), &info);
     let relayed = sim.take_carrier().remove(0);
     assert_eq!(
-        sim.media.snapshots.get(),
+        sim.media.snapshots(),
         built + 1,
         "changed: one record built"
     );
@@ -283,7 +285,7 @@ fn a_message_that_changes_nothing_builds_no_record() {
     );
     assert_eq!(sim.take_pbx().len(), 1, "the 200 relayed");
     assert_eq!(
-        sim.media.snapshots.get(),
+        sim.media.snapshots(),
         built + 1,
         "unchanged: no record built"
     );
@@ -359,7 +361,7 @@ fn unrestorable_call_is_hung_up_on_both_legs() {
         sim.sbc.restore(sim.now, &snap, &mut sim.media),
         Err(RestoreError::Srtp)
     );
-    assert!(sim.media.sessions.is_empty(), "no media installed");
+    assert!(sim.media.is_empty(), "no media installed");
     assert!(sim.sbc.hang_up(sim.now, &snap, &mut sim.media));
     sim.collect();
     let to_pbx = sim.take_pbx();
@@ -384,7 +386,7 @@ fn unrestorable_call_is_hung_up_on_both_legs() {
 #[test]
 fn a_relay_that_cannot_restore_media_refuses_the_call() {
     /// A relay with the trait's defaults: no snapshots, no restore.
-    struct NoRestore(FakeMedia);
+    struct NoRestore(SimMedia);
     impl MediaControl for NoRestore {
         fn allocate(
             &mut self,
@@ -425,7 +427,7 @@ fn a_relay_that_cannot_restore_media_refuses_the_call() {
     }
     let (_, snap) = restarted();
     let mut sim = Sim::new();
-    let mut media = NoRestore(sim.media.clone());
+    let mut media = NoRestore(SimMedia::with_settings(relay_settings()));
     assert!(matches!(
         sim.sbc.restore(sim.now, &snap, &mut media),
         Err(RestoreError::Media(_))

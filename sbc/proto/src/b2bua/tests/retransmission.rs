@@ -15,7 +15,7 @@ fn retransmitted_invite_is_absorbed_not_relayed_twice() {
         "100 resent"
     );
     assert!(sim.take_carrier().is_empty());
-    assert_eq!(sim.media.sessions.len(), 1, "one allocation");
+    assert_eq!(sim.media.len(), 1, "one allocation");
 }
 
 #[test]

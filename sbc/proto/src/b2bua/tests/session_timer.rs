@@ -260,7 +260,7 @@ fn no_refresh_from_the_refresher_ends_the_call_with_bye_on_both_legs() {
         [&Method::Bye]
     );
     assert_eq!(ended(&mut sim), [EndReason::SessionExpired]);
-    assert!(sim.media.sessions.is_empty(), "media released");
+    assert!(sim.media.is_empty(), "media released");
     sim.assert_clean();
 }
 

@@ -1,7 +1,12 @@
-//! The scripted simulation harness: the B2BUA with simulated time and a fake media relay
-//! between a PBX and a carrier played by the test, which checks what each side receives —
-//! rewritten headers, consistent tags and CSeqs, and no leak across sides. Every simulation
-//! ends with [`Sim::assert_clean`]: no call, transaction, timer or stored byte left.
+//! The scripted simulation harness: the B2BUA with simulated time and the real media table
+//! ([`SimMedia`]: its commands executed in memory) between a PBX and a carrier played by the
+//! test, which checks what each side receives — rewritten headers, consistent tags and CSeqs,
+//! and no leak across sides. Every simulation ends with [`Sim::assert_clean`]: no call,
+//! transaction, timer or stored byte left, and the media table holds nothing (no session, every
+//! relay port back in its pool, no socket or fast-path mapping left).
+//!
+//! A simulation that needs what the real table cannot produce on its own runs on
+//! [`FakeMedia`] instead ([`Sim::fake`]), which reports whatever event the test injects.
 use std::{
     net::SocketAddr,
     time::{Duration, Instant},
@@ -10,7 +15,10 @@ use std::{
 use bytes::Bytes;
 
 use super::*;
-use crate::{media::FakeMedia, net::TransportKind};
+use crate::{
+    media::{FakeMedia, MediaControl, SimMedia},
+    net::TransportKind,
+};
 
 pub(super) const PBX: &str = "10.0.0.10:5070";
 pub(super) const CARRIER: &str = "198.51.100.7:5090";
@@ -58,9 +66,9 @@ pub(super) fn config() -> B2buaConfig {
     }
 }
 
-pub(super) struct Sim {
+pub(super) struct Sim<M = SimMedia> {
     pub(super) sbc: B2bua,
-    pub(super) media: FakeMedia,
+    pub(super) media: M,
     pub(super) now: Instant,
     pub(super) t0: Instant,
     pub(super) to_pbx: Vec<Message>,
@@ -89,6 +97,17 @@ pub(super) fn carrier() -> Peer {
     }
 }
 
+/// The relay settings of [`Sim::new`]: the SBC's signaling addresses relay media, ports
+/// 10000-20000 on each.
+pub(super) fn relay_settings() -> crate::media::RelaySettings {
+    SimMedia::settings(
+        addr("10.0.0.1:0").ip(),
+        addr("203.0.113.1:0").ip(),
+        10_000,
+        20_000,
+    )
+}
+
 impl Sim {
     pub(super) fn new() -> Self {
         Self::with_rng(Rng::from_test_seed(7))
@@ -96,6 +115,82 @@ impl Sim {
 
     /// A simulation whose B2BUA draws its identifiers from `rng` (a shard's generator).
     pub(super) fn with_rng(rng: Rng) -> Self {
+        Self::on(rng, SimMedia::with_settings(relay_settings()))
+    }
+
+    /// A simulation on a media table with `settings` (a media timeout, a small port range).
+    pub(super) fn with_relay(settings: crate::media::RelaySettings) -> Self {
+        Self::on(Rng::from_test_seed(7), SimMedia::with_settings(settings))
+    }
+}
+
+impl Sim<FakeMedia> {
+    /// A simulation on [`FakeMedia`], for an event the real table cannot be made to report.
+    pub(super) fn fake() -> Self {
+        Self::on(
+            Rng::from_test_seed(7),
+            FakeMedia::new(
+                addr("10.0.0.1:0").ip(),
+                addr("203.0.113.1:0").ip(),
+                10_000,
+                20_000,
+            ),
+        )
+    }
+}
+
+/// A media relay the simulations drive: it reports events as simulated time passes, and
+/// [`Sim::assert_clean`] asks it whether it holds anything once every call ended.
+pub(super) trait SimRelay: MediaControl {
+    /// Time passed to `now` (the real table's timers; nothing for the fake).
+    fn tick(&mut self, now: Instant);
+
+    /// Whether the timers reported something for the call layer (the fake's injected events
+    /// are handed over by the test that injects them).
+    fn has_events(&self) -> bool;
+
+    /// Whether the relay holds no session (and, for the real table, no port pair, socket,
+    /// statistics slot, quota or mapping); the `Err` says what is left.
+    fn check_empty(&self) -> Result<(), String>;
+}
+
+impl SimRelay for SimMedia {
+    fn tick(&mut self, now: Instant) {
+        SimMedia::tick(self, now);
+    }
+
+    fn has_events(&self) -> bool {
+        self.table().has_events()
+    }
+
+    fn check_empty(&self) -> Result<(), String> {
+        if self.holds_nothing() {
+            Ok(())
+        } else {
+            Err(format!("media table holds state: {self:?}"))
+        }
+    }
+}
+
+impl SimRelay for FakeMedia {
+    fn tick(&mut self, _now: Instant) {}
+
+    fn has_events(&self) -> bool {
+        false
+    }
+
+    fn check_empty(&self) -> Result<(), String> {
+        if self.sessions.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("media sessions left: {:?}", self.sessions))
+        }
+    }
+}
+
+impl<M: SimRelay> Sim<M> {
+    /// A simulation whose B2BUA draws from `rng`, on `media`.
+    pub(super) fn on(rng: Rng, media: M) -> Self {
         #[allow(
             clippy::disallowed_methods,
             reason = "test origin only; time is simulated"
@@ -106,12 +201,7 @@ impl Sim {
         sbc.report_call_state(true);
         Self {
             sbc,
-            media: FakeMedia::new(
-                addr("10.0.0.1:0").ip(),
-                addr("203.0.113.1:0").ip(),
-                10_000,
-                20_000,
-            ),
+            media,
             now: t0,
             t0,
             to_pbx: Vec::new(),
@@ -138,7 +228,8 @@ impl Sim {
         }
     }
 
-    /// Advances virtual time to `at`, firing every timer on the way.
+    /// Advances virtual time to `at`, firing every timer on the way; the media relay's timers
+    /// run at each step and at `until`, and the B2BUA handles what they reported.
     pub(super) fn advance(&mut self, by: Duration) {
         let until = self.now + by;
         while let Some(at) = self.sbc.poll_timeout() {
@@ -146,10 +237,16 @@ impl Sim {
                 break;
             }
             self.now = self.now.max(at);
+            self.media.tick(self.now);
             self.sbc.handle_timeout(self.now, &mut self.media);
             self.collect();
         }
         self.now = until;
+        self.media.tick(self.now);
+        if self.media.has_events() {
+            self.sbc.handle_timeout(self.now, &mut self.media);
+            self.collect();
+        }
     }
 
     pub(super) fn take_pbx(&mut self) -> Vec<Message> {
@@ -168,11 +265,9 @@ impl Sim {
             Stats::default(),
             "state left after the call"
         );
-        assert!(
-            self.media.sessions.is_empty(),
-            "media sessions left: {:?}",
-            self.media.sessions
-        );
+        if let Err(left) = self.media.check_empty() {
+            panic!("{left}");
+        }
         let _ = self.t0;
     }
 }
@@ -299,7 +394,7 @@ pub(super) fn carrier_response(
 }
 
 /// PBX → carrier call up to the confirmed state. Returns the INVITE the carrier saw.
-pub(super) fn establish_outbound(sim: &mut Sim) -> Message {
+pub(super) fn establish_outbound<M: SimRelay>(sim: &mut Sim<M>) -> Message {
     sim.deliver(pbx(), &pbx_invite("z9hG4bKpbx1", Some(SDP_PBX)));
     let pbx_msgs = sim.take_pbx();
     assert_eq!(pbx_msgs.len(), 1);

@@ -54,7 +54,7 @@ fn plain_pbx_to_mandatory_carrier_gets_its_own_keys_per_leg() {
     );
     // Until the carrier answers, the relay is told the carrier leg will be SRTP (it holds
     // the PBX's plain RTP instead of sending it to the carrier in clear).
-    let pending = sim.media.sessions.values().next().expect("a media session");
+    let pending = sim.media.first().expect("a media session");
     assert_eq!(pending.expected[1], vec![true], "carrier leg awaits keys");
     assert_eq!(pending.expected[0], vec![false], "the PBX leg stays plain");
 
@@ -74,7 +74,7 @@ fn plain_pbx_to_mandatory_carrier_gets_its_own_keys_per_leg() {
     assert!(!to_pbx.contains("crypto"), "{to_pbx}");
     assert!(!to_pbx.contains(&carrier_key.to_inline()));
 
-    let session = sim.media.sessions.values().next().expect("a media session");
+    let session = sim.media.first().expect("a media session");
     assert_eq!(session.crypto[0], vec![None], "inside stays RTP");
     let outside = session.crypto[1][0].as_ref().expect("outside keys");
     assert_eq!(
@@ -128,7 +128,7 @@ fn srtp_to_srtp_answers_each_side_with_a_different_key() {
     );
     assert!(to_pbx.contains(" RTP/SAVP "));
 
-    let s = sim.media.sessions.values().next().expect("session");
+    let s = sim.media.first().expect("session");
     let inside = s.crypto[0][0].as_ref().expect("inside keys");
     let outside = s.crypto[1][0].as_ref().expect("outside keys");
     assert_eq!(inside.rx.key, pbx_key);
@@ -224,7 +224,7 @@ fn optional_offers_avp_with_crypto_and_accepts_a_plain_answer() {
         &carrier_response(&invite, 200, "OK", Some("ctag1"), Some(SDP_CARRIER)),
     );
     assert_eq!(status(&sim.take_pbx()[0]), 200);
-    let s = sim.media.sessions.values().next().expect("session");
+    let s = sim.media.first().expect("session");
     assert_eq!(s.crypto, [vec![None], vec![None]], "plain RTP both ways");
 }
 
@@ -262,8 +262,8 @@ Content-Length: 0
     );
     sim.deliver(pbx(), &ack);
     sim.take_carrier();
-    let session = *sim.media.sessions.keys().next().expect("session");
-    let before = sim.media.sessions[&session].crypto[1][0]
+    let session = sim.media.first_id().expect("session");
+    let before = sim.media.session(session).expect("live").crypto[1][0]
         .clone()
         .expect("outside keys");
 
@@ -319,7 +319,7 @@ Contact: <sip:100@10.0.0.10:5070>
     assert_eq!(answered.len(), 1);
     assert_eq!(answered[0].tag, 5, "answers the re-offer's tag");
     assert_eq!(answered[0].key, before.tx.key, "the SBC's own key is kept");
-    let after = sim.media.sessions[&session].crypto[1][0]
+    let after = sim.media.session(session).expect("live").crypto[1][0]
         .clone()
         .expect("outside keys");
     assert_eq!(after.rx.key, second, "the carrier's new key is used");
@@ -364,8 +364,8 @@ Contact: <sip:100@10.0.0.10:5070>
         .find(|m| status(m) == 200)
         .expect("200 to the carrier");
     let ours = crypto_lines(&body_of(&answered)).remove(0);
-    let session = *sim.media.sessions.keys().next().expect("session");
-    let before = sim.media.sessions[&session].crypto[1][0]
+    let session = sim.media.first_id().expect("session");
+    let before = sim.media.session(session).expect("live").crypto[1][0]
         .clone()
         .expect("outside keys");
     assert_eq!(before.tx.key, ours.key);
@@ -419,7 +419,7 @@ Contact: <sip:100@10.0.0.10:5070>
             Some(&carrier_srtp_sdp(same_suite.tag, suite, &second).replace("777 1", "777 2")),
         ),
     );
-    let after = sim.media.sessions[&session].crypto[1][0]
+    let after = sim.media.session(session).expect("live").crypto[1][0]
         .clone()
         .expect("outside keys");
     assert_eq!(after.tx, before.tx, "the SBC's direction keeps its context");

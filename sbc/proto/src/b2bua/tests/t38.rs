@@ -99,7 +99,7 @@ fn t38_reinvite_crosses_with_its_attributes_and_udptl_is_anchored() {
     assert_eq!(status(&sim.take_carrier()[0]), 100);
     let to_pbx = sim.take_pbx().remove(0);
     let offer = body_of(&to_pbx);
-    let session = sim.media.sessions.values().next().expect("a media session");
+    let session = sim.media.first().expect("a media session");
     let port = session.streams[0].inside.rtp_port;
     assert!(
         offer.contains(&format!("m=image {port} udptl t38\n")),
@@ -109,7 +109,8 @@ fn t38_reinvite_crosses_with_its_attributes_and_udptl_is_anchored() {
         assert!(offer.contains(&format!("{a}\n")), "{a} missing: {offer}");
     }
     assert_eq!(
-        session.outside[0].rtp_port, 30010,
+        session.outside[0].sdp.map(|a| a.port()),
+        Some(30010),
         "the relay sends UDPTL there"
     );
     sim.deliver(
@@ -123,8 +124,8 @@ fn t38_reinvite_crosses_with_its_attributes_and_udptl_is_anchored() {
     for a in T38_ATTRS {
         assert!(answer.contains(&format!("{a}\n")), "{a} missing: {answer}");
     }
-    let session = sim.media.sessions.values().next().expect("a media session");
-    assert_eq!(session.inside[0].rtp_port, 40010);
+    let session = sim.media.first().expect("a media session");
+    assert_eq!(session.inside[0].sdp.map(|a| a.port()), Some(40010));
     assert_eq!(sim.sbc.stats().calls, 1);
 }
 
@@ -135,13 +136,7 @@ fn t38_reject_answers_488_at_the_sbc_and_keeps_the_call() {
     cfg.trunks[0].media.t38 = T38Mode::Reject;
     sim.sbc.set_config(cfg);
     let invite = establish_outbound(&mut sim);
-    let before = sim
-        .media
-        .sessions
-        .values()
-        .next()
-        .cloned()
-        .expect("session");
+    let before = sim.media.first().expect("session");
     while sim.sbc.poll_event().is_some() {}
     sim.deliver(carrier(), &carrier_reinvite(&invite, &carrier_t38(30010)));
     let r = sim.take_carrier();
@@ -158,8 +153,8 @@ fn t38_reject_answers_488_at_the_sbc_and_keeps_the_call() {
         .collect();
     assert_eq!(reasons, ["t38_rejected"]);
     assert_eq!(
-        sim.media.sessions.values().next(),
-        Some(&before),
+        sim.media.first(),
+        Some(before),
         "the relay still runs G.711"
     );
     assert_eq!(sim.sbc.stats().calls, 1);
@@ -169,14 +164,8 @@ fn t38_reject_answers_488_at_the_sbc_and_keeps_the_call() {
 fn t38_refused_by_the_far_side_falls_back_to_the_audio_streams() {
     let mut sim = Sim::new();
     establish_outbound(&mut sim);
-    let before = sim
-        .media
-        .sessions
-        .values()
-        .next()
-        .cloned()
-        .expect("session");
-    assert_eq!(before.inside[0].rtp_port, 40000);
+    let before = sim.media.first().expect("session");
+    assert_eq!(before.inside[0].sdp.map(|a| a.port()), Some(40000));
     let our_in_tag = sim
         .sbc
         .calls
@@ -205,15 +194,10 @@ Contact: <sip:100@10.0.0.10:5070>
     sim.take_pbx();
     let reinvite = sim.take_carrier().remove(0);
     assert!(body_of(&reinvite).contains(" udptl t38\n"));
-    let during = sim
-        .media
-        .sessions
-        .values()
-        .next()
-        .cloned()
-        .expect("session");
+    let during = sim.media.first().expect("session");
     assert_eq!(
-        during.inside[0].rtp_port, 40010,
+        during.inside[0].sdp.map(|a| a.port()),
+        Some(40010),
         "the offer reached the relay"
     );
     sim.deliver(
@@ -222,13 +206,7 @@ Contact: <sip:100@10.0.0.10:5070>
     );
     let r = sim.take_pbx();
     assert_eq!(r.iter().map(status).collect::<Vec<_>>(), [488]);
-    let after = sim
-        .media
-        .sessions
-        .values()
-        .next()
-        .cloned()
-        .expect("session");
+    let after = sim.media.first().expect("session");
     assert_eq!(
         after.inside, before.inside,
         "the relay is back on the PBX's G.711 stream"

@@ -850,6 +850,41 @@ fn a_leg_awaiting_srtp_keys_gets_no_plain_packet_and_no_fast_path() {
     assert!(t.holds_nothing());
 }
 
+/// The call layer fails over from a trunk that required SRTP to a plain one: its `false` for
+/// the carrier leg releases the stream the first offer left awaiting keys (before, only a
+/// `true` was heard, and the stream relayed nothing and stayed off the fast path until the
+/// new trunk's answer).
+#[test]
+fn a_false_releases_a_leg_an_earlier_offer_left_awaiting_keys() {
+    let t0 = crate::media::test_origin();
+    let mut t = table(true);
+    let a = call(&mut t, t0, Some("198.51.100.7:5000"));
+    let k = key(&a);
+    t.expect_crypto(t0, a.session, Side::Outside, &[true])
+        .expect("SRTP offered");
+    assert!(
+        t.path(k)
+            .expect("stream")
+            .lock()
+            .srtp
+            .awaiting(Side::Outside)
+    );
+    t.expect_crypto(t0, a.session, Side::Outside, &[false])
+        .expect("plain offered");
+    assert!(
+        !t.path(k)
+            .expect("stream")
+            .lock()
+            .srtp
+            .awaiting(Side::Outside)
+    );
+    packet(&mut t, t0, k, Side::Inside, "10.0.0.5:4000");
+    packet(&mut t, t0, k, Side::Outside, "198.51.100.7:5000");
+    assert_eq!(installs(&drain(&mut t)).len(), 2, "plain again: fast path");
+    t.release(a.session);
+    assert!(t.holds_nothing());
+}
+
 /// `telephone-event` 101 inside, 96 outside (as `b2bua/codec_policy.rs` computes it).
 fn event_maps() -> crate::media::StreamPayloadMaps {
     let sdp = |pt: u8| {

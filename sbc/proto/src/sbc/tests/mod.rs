@@ -28,7 +28,7 @@ use crate::{
         B2buaConfig, Caps, LocalAddr, RegisterPolicy, SessionTimerConfig, Target, TrunkConfig,
     },
     health::HealthConfig,
-    media::FakeMedia,
+    media::SimMedia,
     net::{Side, TransportKind},
     register::RegConfig,
     sip::Limits,
@@ -167,10 +167,10 @@ fn with_registration_and_health(mut c: SbcConfig) -> SbcConfig {
     c
 }
 
-/// The core, its media stand-in and the simulated clock.
+/// The core, the real media table (its commands executed in memory) and the simulated clock.
 struct Lab {
     sbc: Sbc,
-    media: FakeMedia,
+    media: SimMedia,
     now: Instant,
 }
 
@@ -179,7 +179,7 @@ impl Lab {
         let now = crate::test_origin();
         Self {
             sbc: Sbc::new(cfg, Rng::from_test_seed(11), now),
-            media: FakeMedia::new(
+            media: SimMedia::new(
                 addr("10.0.0.1:0").ip(),
                 addr("203.0.113.1:0").ip(),
                 10_000,
@@ -204,6 +204,7 @@ impl Lab {
 
     fn advance(&mut self, by: Duration) {
         self.now += by;
+        self.media.tick(self.now);
         self.sbc.handle_timeout(self.now, &mut self.media);
     }
 

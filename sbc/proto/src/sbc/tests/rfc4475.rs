@@ -1,5 +1,5 @@
 //! Every RFC 4475 torture request that parses, from the PBX through the whole core (policy,
-//! B2BUA, media stand-in), judged by the answer it gets: the RFC's preferred handling where
+//! B2BUA, the real media table), judged by the answer it gets: the RFC's preferred handling where
 //! it names one (`sdp01` → 406, `invut` → 415, `bext01` → 420, unknown methods → 501, an
 //! unknown dialog → 481), and otherwise what the SBC's configuration says (REGISTER from the
 //! PBX is refused with 405 by default, OPTIONS to the SBC answered 200, valid INVITEs relayed
