@@ -463,7 +463,7 @@ impl SimMedia {
             return Err(e);
         }
         // A new stream's replaced port changed the endpoints the table returned before its
-        // commands ran. (The runtime's `Inner::describe` returns the table's first answer.)
+        // commands ran (the runtime's `Inner::describe` reads them again too).
         result.map(|r| self.relays(id).unwrap_or(r))
     }
 }
