@@ -338,12 +338,17 @@ impl Executor {
                 _ => tracing::warn!("AF_XDP relay: cannot hand a stream over (descriptors)"),
             }
         }
+        // A worker the executor already gave streams takes this one at its next wake-up.
+        let busy = self.workers[w].streams > 0;
         self.workers[w].streams += 1;
-        self.workers[w].send(Order::Add {
-            stream,
-            path,
-            sockets,
-        });
+        self.workers[w].add(
+            Order::Add {
+                stream,
+                path,
+                sockets,
+            },
+            busy,
+        );
         self.running.insert(stream, w);
     }
 

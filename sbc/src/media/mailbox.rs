@@ -49,6 +49,17 @@ impl<T> Mailbox<T> {
     }
 }
 
+impl<T> Mailbox<T> {
+    /// Queues `order` without waking the thread: it takes the order at its next wake-up,
+    /// which the caller must know comes soon (the thread wakes at least every
+    /// [`QUIET_WITHIN`](super::worker::QUIET_WITHIN) while it may have quiet orders).
+    pub fn send_quiet(&self, order: T) {
+        if let Some(tx) = &self.orders {
+            let _ = tx.send(order);
+        }
+    }
+}
+
 impl<T> Drop for Mailbox<T> {
     fn drop(&mut self) {
         self.orders = None;

@@ -1278,6 +1278,36 @@ mod tests {
         drop(held);
     }
 
+    /// A worker that already relays a stream is handed the next one without a wake-up; it
+    /// takes it at its next bounded sleep, so the new call's first packet still crosses (and
+    /// quickly: within the worker's longest sleep, not at some unrelated wake-up).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stream_handed_to_a_busy_worker_quietly_relays_within_its_longest_sleep() {
+        let mut s = settings(41_800, 41_899);
+        s.relay_workers = 1;
+        let metrics = Metrics::new().expect("metrics");
+        let mut m = MediaManager::new(s, None, metrics.media.clone());
+        let (_pbx1, _carrier1, first) = answered_call(&mut m, Duration::from_secs(2));
+        let (pbx, carrier, second) = answered_call(&mut m, Duration::from_secs(2));
+        assert_eq!(m.inner.core.lock().exec.workers(), 1, "one worker for both");
+        let mut p = [0u8; 172];
+        p[0] = 0x80;
+        let in_relay = SocketAddr::new(LO, second.streams[0].inside.rtp_port);
+        let sent = Instant::now();
+        pbx.send_to(&p, in_relay).expect("send");
+        let mut buf = [0u8; 256];
+        let (n, _) = carrier.recv_from(&mut buf).expect("relayed");
+        assert_eq!(n, 172);
+        // Scheduling noise aside, within the longest sleep; without it, never.
+        assert!(
+            sent.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            sent.elapsed()
+        );
+        m.release(Instant::now(), first.session);
+        m.release(Instant::now(), second.session);
+    }
+
     #[tokio::test]
     async fn bad_offers_get_488() {
         let mut m = manager(41_100, 41_199);

@@ -118,6 +118,20 @@ impl Worker {
     pub fn send(&self, order: Order) {
         self.mailbox.send(order);
     }
+
+    /// Hands a new stream to the worker without waking it, when it already relays streams
+    /// (`busy`): it takes the stream within [`QUIET_WITHIN`], at its next wake-up. A new
+    /// stream's first packets come after its SDP reached the peers, and until the worker takes
+    /// it they wait in the sockets' queues; a wake-up per call set-up would instead cost two
+    /// context switches on the CPU the signaling runs on. An idle worker may sleep without a
+    /// deadline, so its first stream wakes it.
+    pub fn add(&self, order: Order, busy: bool) {
+        if busy {
+            self.mailbox.send_quiet(order);
+        } else {
+            self.mailbox.send(order);
+        }
+    }
 }
 
 /// One stream a worker relays.
@@ -180,6 +194,10 @@ fn untoken(token: u64) -> (usize, Side, RelayPort) {
     (slot, leg, port)
 }
 
+/// Longest a worker that relays streams sleeps: it takes a stream handed over quietly
+/// ([`Worker::add`]) within this.
+pub(crate) const QUIET_WITHIN: Duration = Duration::from_millis(10);
+
 const SIDES: [Side; 2] = [Side::Inside, Side::Outside];
 const PORTS: [RelayPort; 2] = [RelayPort::Rtp, RelayPort::Rtcp];
 
@@ -187,7 +205,9 @@ impl State {
     fn run(&mut self) {
         let mut runs: Vec<Run> = Vec::with_capacity(ARENA);
         loop {
-            let timeout = match self.next_due {
+            // With streams, new ones may be handed over quietly: wake within QUIET_WITHIN.
+            let quiet = (!self.index.is_empty()).then(|| Instant::now() + QUIET_WITHIN);
+            let timeout = match self.next_due.into_iter().chain(quiet).min() {
                 // Rounded up to the next millisecond: waking early would spin.
                 Some(at) => {
                     let left = at.saturating_duration_since(Instant::now());
