@@ -1,5 +1,6 @@
 //! The B2BUA driven from both sides by a fuzzed sequence of datagrams, with simulated time and
-//! the fake media relay; afterwards every timer runs out and nothing may be left behind.
+//! the real media table (`SimMedia`: its commands executed in memory, warm pairs on);
+//! afterwards every timer runs out and nothing may be left behind.
 //!
 //! # Input
 //! A sequence of at most [`MAX_OPS`] operations, each three bytes and a datagram ended by a NUL
@@ -18,7 +19,8 @@
 //! # Properties
 //! No panic; everything the SBC sends parses; and after the sequence, once simulated time has
 //! run two hours past the end (calls are limited to one hour), no call, dialog, transaction,
-//! timer or media session is left.
+//! timer or media session is left, and the media table holds no port pair, statistics slot,
+//! trunk quota, socket or fast-path mapping.
 
 use std::{
     net::SocketAddr,
@@ -29,7 +31,7 @@ use bytes::Bytes;
 
 use crate::{
     b2bua::{B2bua, B2buaConfig, LocalAddr, Rng, Stats, Target, TrunkConfig},
-    media::FakeMedia,
+    media::SimMedia,
     net::{ConnId, Peer, Side, TransportKind},
     sip::{HeaderName, Limits, Message},
 };
@@ -155,7 +157,7 @@ struct Outcome {
 
 struct Harness {
     sbc: B2bua,
-    media: FakeMedia,
+    media: SimMedia,
     now: Instant,
     seen: [Seen; 2],
     outcome: Outcome,
@@ -182,7 +184,7 @@ impl Harness {
         while self.sbc.poll_event().is_some() {}
         let stats = self.sbc.stats();
         self.outcome.max_calls = self.outcome.max_calls.max(stats.calls);
-        self.outcome.max_sessions = self.outcome.max_sessions.max(self.media.sessions.len());
+        self.outcome.max_sessions = self.outcome.max_sessions.max(self.media.len());
     }
 
     fn advance(&mut self, by: Duration) {
@@ -199,6 +201,9 @@ impl Harness {
             self.collect();
         }
         self.now = until;
+        // The media table's own timers, as the daemon's tick task runs them.
+        self.media.tick(self.now);
+        self.collect();
     }
 }
 
@@ -214,12 +219,14 @@ fn run(data: &[u8]) -> Outcome {
         reason = "fuzzing entry point: an origin for simulated time"
     )]
     let now = Instant::now();
-    let media = FakeMedia::new(
+    let mut media = SimMedia::new(
         addr("10.0.0.1:0").ip(),
         addr("203.0.113.1:0").ip(),
         10_000,
         20_000,
     );
+    // As the daemon runs a userspace relay: new streams take pairs bound ahead.
+    media.set_warm_pairs(now, 2);
     let mut h = Harness {
         sbc: B2bua::new(config(), Rng::from_test_seed(0x5eed)),
         media,
@@ -257,9 +264,13 @@ fn run(data: &[u8]) -> Outcome {
         "state left after every timer ran out"
     );
     assert!(
-        h.media.sessions.is_empty(),
+        h.media.is_empty(),
         "media sessions left: {:?}",
-        h.media.sessions.keys()
+        h.media.ids()
+    );
+    assert!(
+        h.media.holds_nothing(),
+        "the media table holds ports, slots, quotas, sockets or mappings after every call ended"
     );
     assert_eq!(
         h.sbc.poll_timeout(),
