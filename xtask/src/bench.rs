@@ -664,7 +664,10 @@ listen = "127.0.0.1:8080"
     }
     if xdp {
         // Latch both sides of every stream (again, if a latching packet was lost in a veth
-        // ring), then wait for the mappings.
+        // ring), then wait for the mappings: two forwarding mappings per stream once the relay
+        // latched in userspace, or, with socketless streams (the default `xdp_latch`), the
+        // kernel's latch of both RTP legs (their four mappings, RTCP included, are installed
+        // at the answer and await that latch).
         let want = 2 * streams as u64;
         let installed = (0..10).any(|_| {
             if send_once(&lab.pbx, [198, 18, 1, 2], &targets).is_err()
@@ -673,9 +676,11 @@ listen = "127.0.0.1:8080"
                 return false;
             }
             (0..10).any(|_| {
-                let n = req("GET", "/api/v1/media", None)
-                    .and_then(|r| json_u64(&r.body, "\"xdp_mappings\":"));
-                if n == Some(want) {
+                let body = req("GET", "/api/v1/media", None).map(|r| r.body);
+                let field = |name: &str| body.as_deref().and_then(|b| json_u64(b, name));
+                if field("\"xdp_mappings\":") == Some(want)
+                    || field("\"latched\":").is_some_and(|n| n >= want)
+                {
                     return true;
                 }
                 thread::sleep(Duration::from_millis(100));
@@ -683,7 +688,8 @@ listen = "127.0.0.1:8080"
             })
         });
         if !installed {
-            bail!("XDP mappings not installed");
+            let n = req("GET", "/api/v1/media", None).map(|r| r.body);
+            bail!("XDP mappings not installed: want {want}, /api/v1/media says {n:?}");
         }
     }
     let relay = Some(guard.0.id());
