@@ -80,7 +80,8 @@ pub struct MediaMetrics {
     /// Bytes forwarded by the userspace relay.
     pub user_bytes: IntCounter,
     /// Media packets dropped, by reason: the userspace relay's (`not_allowed`,
-    /// `strict_source`, `no_destination`, `send_failed`) and the XDP program's
+    /// `strict_source`, `no_destination`, `send_failed`, `unallocated`: queued on a relay
+    /// port before its stream had it) and the XDP program's
     /// (`xdp_strict_source`, `xdp_not_allowed`, `xdp_unallocated`, `xdp_no_destination`,
     /// folded in at scrape time).
     pub dropped: IntCounterVec,
@@ -309,6 +310,7 @@ impl MediaMetrics {
             "no_destination",
             "send_failed",
             "xsk_unknown",
+            crate::media::executor::UNALLOCATED,
         ]
         .into_iter()
         .chain(XDP_DROP_REASONS.map(|(_, reason)| reason))

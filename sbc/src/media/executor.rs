@@ -280,19 +280,23 @@ impl Executor {
     }
 
     fn take_or_bind(&mut self, addr: SocketAddr) -> std::io::Result<[UdpSocket; 2]> {
-        // Bound ahead and never used: nothing of another call can be queued on it (strays
-        // from before it was drawn meet the latching policy like any others).
-        if let Some(pair) = self.warm.remove(&addr) {
-            return Ok(pair);
-        }
-        if let Some(pair) = self.idle.remove(&addr) {
-            self.metrics.idle_sockets.set(gauge(2 * self.idle.len()));
-            // Datagrams queued for the previous stream are not the new call's: discard them.
-            // (Later strays meet the latching policy, as on a freshly bound port.)
-            let mut scratch = [MaybeUninit::<u8>::uninit(); 64];
-            for s in &pair {
-                let s = socket2::SockRef::from(s);
-                while s.recv(&mut scratch).is_ok() {}
+        // A pair bound ahead has listened since then, a parked one since its last call:
+        // whatever is queued reached the port before this stream had it (a spray of the
+        // range, the previous call's peer), and would otherwise be the first packet the
+        // latching policy sees. Discarded, so that the pair starts as empty as one bound now.
+        let taken = match self.warm.remove(&addr) {
+            Some(pair) => Some(pair),
+            None => self.idle.remove(&addr).inspect(|_| {
+                self.metrics.idle_sockets.set(gauge(2 * self.idle.len()));
+            }),
+        };
+        if let Some(pair) = taken {
+            let stale = discard_queued(&pair);
+            if stale > 0 {
+                self.metrics
+                    .dropped
+                    .with_label_values(&[UNALLOCATED])
+                    .inc_by(stale);
             }
             return Ok(pair);
         }
@@ -430,6 +434,23 @@ enum Xsk {
 }
 
 /// Whether `e` says the process or the system has no descriptor left.
+/// `sbc_media_packets_dropped_total` reason of datagrams that reached a relay port before
+/// its stream had it (queued on a pair bound ahead or parked).
+pub const UNALLOCATED: &str = "unallocated";
+
+/// Reads and drops every datagram queued on `pair` (without blocking); how many there were.
+fn discard_queued(pair: &[UdpSocket; 2]) -> u64 {
+    let mut scratch = [MaybeUninit::<u8>::uninit(); 64];
+    let mut n = 0;
+    for s in pair {
+        let s = socket2::SockRef::from(s);
+        while s.recv(&mut scratch).is_ok() {
+            n += 1;
+        }
+    }
+    n
+}
+
 fn out_of_descriptors(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }

@@ -1278,6 +1278,69 @@ mod tests {
         drop(held);
     }
 
+    /// A pair bound ahead listens before any call has it. Whoever sprays the relay range then
+    /// (here from the very address both peers' SDP will name, so the latching policy allows
+    /// it) must find nothing queued for the call that takes the pair: its datagrams neither
+    /// latch a leg nor draw the call's audio, as on a port bound at the offer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn datagrams_sprayed_at_warm_pairs_before_the_call_are_not_its_media() {
+        let (min, max) = (42_200, 42_215);
+        let metrics = Metrics::new().expect("metrics");
+        let mut s = settings(min, max);
+        s.relay.strict_source = true;
+        s.relay.relatch_window = Duration::ZERO;
+        let mut m = MediaManager::new(s, None, metrics.media.clone());
+        for _ in 0..64 {
+            if metrics.media.warm_pairs.get() == 2 {
+                break;
+            }
+            m.tick(Instant::now());
+        }
+        assert_eq!(metrics.media.warm_pairs.get(), 2, "two pairs bound ahead");
+        let sprayer = std::net::UdpSocket::bind("127.0.0.1:0").expect("sprayer");
+        sprayer
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .expect("timeout");
+        for port in min..=max {
+            for _ in 0..3 {
+                sprayer.send_to(&[0x80; 20], (LO, port)).expect("spray");
+            }
+        }
+        let (pbx, carrier, a) = answered_call(&mut m, Duration::from_millis(500));
+        assert_eq!(
+            metrics.media.warm_misses.get(),
+            0,
+            "the call took warm pairs"
+        );
+        let in_relay = SocketAddr::new(LO, a.streams[0].inside.rtp_port);
+        let out_relay = SocketAddr::new(LO, a.streams[0].outside.rtp_port);
+        let mut buf = [0u8; 64];
+        pbx.send_to(&[0x80; 20], in_relay).expect("send");
+        carrier
+            .recv_from(&mut buf)
+            .expect("the carrier hears the PBX");
+        carrier.send_to(&[0x80; 20], out_relay).expect("send");
+        pbx.recv_from(&mut buf).expect("the PBX hears the carrier");
+        assert!(
+            sprayer.recv_from(&mut buf).is_err(),
+            "the sprayer got the call's audio"
+        );
+        let v = m.session_view(a.session).expect("view");
+        let latched = |s: &std::net::UdpSocket| Some(s.local_addr().expect("addr").to_string());
+        assert_eq!(v.streams[0].inside.latched, latched(&pbx), "{v:?}");
+        assert_eq!(v.streams[0].outside.latched, latched(&carrier), "{v:?}");
+        // The four sockets held 3 datagrams each (RTP and RTCP), all discarded and counted.
+        assert_eq!(
+            metrics
+                .media
+                .dropped
+                .with_label_values(&["unallocated"])
+                .get(),
+            12
+        );
+        m.release(Instant::now(), a.session);
+    }
+
     /// A worker that already relays a stream is handed the next one without a wake-up; it
     /// takes it at its next bounded sleep, so the new call's first packet still crosses (and
     /// quickly: within the worker's longest sleep, not at some unrelated wake-up).
