@@ -208,10 +208,31 @@ fn run_all(
     if srtp_only {
         return srtp(root, &lab, &napi, sbc, work, reps, quick);
     }
+    // SBC_BENCH_ONLY=sbc_userspace (or bare_xdp, sbc_xdp, rtpengine, or a comma-separated
+    // list) and SBC_BENCH_STREAMS=1000 (or 1) run only those rows, for an A/B of two builds or
+    // a profile of one row; such a partial run prints its trials and writes no report.
+    let only = std::env::var("SBC_BENCH_ONLY").ok();
+    let only_streams = std::env::var("SBC_BENCH_STREAMS").ok();
+    let partial = only.is_some() || only_streams.is_some();
+    let systems: Vec<System> = System::ALL
+        .into_iter()
+        .filter(|s| {
+            only.as_ref()
+                .is_none_or(|o| o.split(',').any(|k| k == s.key()))
+        })
+        .collect();
+    let streams_run: Vec<usize> = STREAMS
+        .into_iter()
+        .filter(|n| {
+            only_streams
+                .as_ref()
+                .is_none_or(|o| o.split(',').any(|k| k == n.to_string()))
+        })
+        .collect();
     let mut results: BTreeMap<(usize, System), Vec<Trial>> = BTreeMap::new();
     for rep in 0..reps {
-        for &streams in &STREAMS {
-            for system in System::ALL {
+        for &streams in &streams_run {
+            for &system in &systems {
                 eprintln!(
                     "bench: rep {}/{reps}, {streams} stream(s), {}",
                     rep + 1,
@@ -237,6 +258,10 @@ fn run_all(
                 results.entry((streams, system)).or_default().push(trial);
             }
         }
+    }
+    if partial {
+        eprintln!("bench: partial run (SBC_BENCH_ONLY / SBC_BENCH_STREAMS): no report written");
+        return Ok(());
     }
     let report = render(&results, reps)?;
     println!("{report}");

@@ -671,6 +671,17 @@ proxy = "127.0.0.1:5090"
     }
 
     #[test]
+    fn relay_poll_interval_is_read_and_bounded() {
+        assert_eq!(parse(MINIMAL).expect("valid").media.relay_poll_us, 0);
+        let ok = parse(&format!("{MINIMAL}\n[media]\nrelay_poll_us = 250\n")).expect("valid");
+        assert_eq!(ok.media.relay_poll_us, 250);
+        let text = format!("{MINIMAL}\n[media]\nrelay_poll_us = 5001\n");
+        let problems = parse(&text).expect_err("out of range");
+        let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["media.relay_poll_us"], "{problems:#?}");
+    }
+
+    #[test]
     fn warm_pairs_are_read_and_bounded() {
         assert_eq!(parse(MINIMAL).expect("valid").media.warm_pairs, 8);
         let ok = parse(&format!("{MINIMAL}\n[media]\nwarm_pairs = 0\n")).expect("valid");

@@ -486,6 +486,13 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
             format!("must be 0 (bind on the call's path) to {MAX_WARM_PAIRS}"),
         );
     }
+    if m.relay_poll_us > 5_000 {
+        // As for the AF_XDP relay: more added delay would be audible.
+        bad(
+            "media.relay_poll_us",
+            "must be 0 (a wake-up per packet) to 5000".into(),
+        );
+    }
     if m.xsk_poll_us > 5_000 {
         // Longer than 5 ms of added delay per packet would be audible next to the jitter
         // buffers' own.

@@ -7,7 +7,7 @@ use std::{
     mem::MaybeUninit,
     net::{IpAddr, SocketAddr, UdpSocket},
     sync::{Arc, Weak},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use parking_lot::Mutex;
@@ -108,6 +108,8 @@ pub(crate) struct Executor {
     writes: Writes,
     /// The latching policy's rules, for the relay threads (fixed at start).
     rules: Rules,
+    /// The relay workers' interrupt moderation (`media.relay_poll_us`).
+    poll: Duration,
 }
 
 /// How the executor's relay threads run.
@@ -119,6 +121,9 @@ pub(crate) struct RelayThreads {
     pub idle_sockets: usize,
     /// The latching policy's rules, which every stream's packet path applies.
     pub rules: Rules,
+    /// While media flows, a worker takes what arrived every this often instead of waking
+    /// per packet (`media.relay_poll_us`; zero: event-driven).
+    pub poll: Duration,
 }
 
 impl Executor {
@@ -135,6 +140,7 @@ impl Executor {
             workers: max_workers,
             idle_sockets,
             rules,
+            poll,
         } = threads;
         let neighbours = (xdp.is_some() && prime_neighbours)
             .then(|| {
@@ -161,6 +167,7 @@ impl Executor {
             xsk: Xsk::Off,
             writes: Writes::default(),
             rules,
+            poll,
         }
     }
 
@@ -364,6 +371,7 @@ impl Executor {
                 self.workers.len(),
                 self.core.clone(),
                 self.rules,
+                self.poll,
                 self.metrics.clone(),
             ) {
                 Ok(w) => {

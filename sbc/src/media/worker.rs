@@ -81,6 +81,7 @@ impl Worker {
         index: usize,
         core: Weak<dyn Control>,
         rules: Rules,
+        poll: Duration,
         metrics: MediaMetrics,
     ) -> io::Result<Self> {
         let (mailbox, inbox) = Mailbox::new()?;
@@ -95,6 +96,8 @@ impl Worker {
             orders: inbox.orders,
             core,
             rules,
+            poll,
+            last_found: None,
             rng: crate::entropy::rng(),
             metrics,
             slots: Vec::new(),
@@ -151,6 +154,10 @@ struct State {
     core: Weak<dyn Control>,
     /// The latching policy's rules (fixed at start).
     rules: Rules,
+    /// Interrupt moderation (`media.relay_poll_us`; zero: a wake-up per ready socket).
+    poll: Duration,
+    /// When the last wake-up that found datagrams began.
+    last_found: Option<Instant>,
     /// Random numbers of generated DTMF events (the worker's own: no lock to share one).
     rng: Rng,
     metrics: MediaMetrics,
@@ -239,6 +246,8 @@ impl State {
             if n > usize::from(rang) {
                 self.metrics.relay_wakeups.inc();
             }
+            let woke = Instant::now();
+            let mut found = false;
             let mut i = 0;
             while i < n {
                 // Fill the arena from as many ready sockets as fit, then decide it at once.
@@ -279,9 +288,30 @@ impl State {
                 if runs.is_empty() {
                     continue;
                 }
+                found = true;
                 self.relay(&*core, &runs);
             }
             self.send_due();
+            drop(core);
+            if found {
+                self.moderate(woke);
+            }
+        }
+    }
+
+    /// Interrupt moderation, as NAPI does for a device: while datagrams arrive faster than
+    /// `poll`, the worker sleeps that long after each wake-up that found some, and the next
+    /// `epoll_wait` returns every socket that became ready meanwhile. One wake-up (two
+    /// context switches) then serves the whole interval instead of each packet, for at most
+    /// `poll` of added delay. Wake-ups further apart than twice the interval are a quiet
+    /// relay's: it keeps blocking in epoll, so a lone stream is not relayed by a timer.
+    fn moderate(&mut self, woke: Instant) {
+        let busy = self
+            .last_found
+            .is_some_and(|last| woke.saturating_duration_since(last) < 2 * self.poll);
+        self.last_found = Some(woke);
+        if busy {
+            thread::sleep(self.poll);
         }
     }
 

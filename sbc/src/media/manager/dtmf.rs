@@ -136,6 +136,7 @@ mod tests {
             kernel_latch: false,
             prime_neighbours: false,
             relay_workers: 1,
+            relay_poll: Duration::ZERO,
             relay_idle_sockets: 4_096,
             warm_pairs: 2,
             xsk_interfaces: Vec::new(),
