@@ -7,6 +7,10 @@
 //!
 //! A simulation that needs what the real table cannot produce on its own runs on
 //! [`FakeMedia`] instead ([`Sim::fake`]), which reports whatever event the test injects.
+//!
+//! Besides the harness, what several test files need lives here (the carrier's re-INVITE, the
+//! PBX's response to the SBC's request, a message's body, why calls ended), so that each test
+//! file states only what is particular to it.
 use std::{
     net::SocketAddr,
     time::{Duration, Instant},
@@ -391,6 +395,66 @@ pub(super) fn carrier_response(
         Some(s) => with_body(&head, s),
         None => format!("{head}Content-Length: 0\n\n"),
     }
+}
+
+/// A response from the PBX to the SBC's request `req` on the inside leg (its To as the SBC
+/// sent it: a request within the dialog already carries the PBX's tag).
+pub(super) fn pbx_response(req: &Message, code: u16, reason: &str, sdp: Option<&str>) -> String {
+    let head = format!(
+        "SIP/2.0 {code} {reason}
+Via: {}
+From: {}
+To: {}
+Call-ID: {}
+CSeq: {}
+Contact: <sip:100@10.0.0.10:5070>
+",
+        hdr(req, HeaderName::Via),
+        hdr(req, HeaderName::From),
+        hdr(req, HeaderName::To),
+        req.call_id(),
+        hdr(req, HeaderName::CSeq)
+    );
+    match sdp {
+        Some(s) => with_body(&head, s),
+        None => format!("{head}Content-Length: 0\n\n"),
+    }
+}
+
+/// The carrier's re-INVITE (`branch`, CSeq `cseq`) carrying `sdp`, in the call whose INVITE
+/// the carrier saw as `invite` (see [`establish_outbound`]).
+pub(super) fn carrier_reinvite(invite: &Message, branch: &str, cseq: u32, sdp: &str) -> String {
+    let our_out_tag = invite.from().tag().unwrap_or("");
+    with_body(
+        &format!(
+            "INVITE sip:sbc@203.0.113.1:5080 SIP/2.0
+Via: SIP/2.0/UDP 198.51.100.7:5090;branch={branch};rport
+Max-Forwards: 70
+From: <sip:15551234567@198.51.100.7:5090>;tag=ctag1
+To: <sip:100@203.0.113.1>;tag={our_out_tag}
+Call-ID: {}
+CSeq: {cseq} INVITE
+Contact: <sip:gw@198.51.100.20:5060>
+",
+            invite.call_id()
+        ),
+        sdp,
+    )
+}
+
+/// Why the calls that ended since the last look ended (the other events are dropped).
+pub(super) fn ended(sim: &mut Sim) -> Vec<EndReason> {
+    std::iter::from_fn(|| sim.sbc.poll_event())
+        .filter_map(|e| match e {
+            Event::CallEnded { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The body of `m` with LF line ends, as the tests' SDP constants are written.
+pub(super) fn body_of(m: &Message) -> String {
+    String::from_utf8_lossy(m.body()).replace("\r\n", "\n")
 }
 
 /// PBX → carrier call up to the confirmed state. Returns the INVITE the carrier saw.
