@@ -213,7 +213,7 @@ fn baseline_json(c: Counts) -> String {
     let mut s = String::from("{\n");
     let _ = writeln!(
         s,
-        "  \"workload\": \"bench/workload: {CALLS} outbound calls (INVITE/100/180/200/ACK/BYE/200 on both legs) at 500 calls/s of simulated time through sbc_proto::sbc::Sbc (ACL, guard, drain, B2BUA), then the timers drained; counted inside the SBC's work only ({MEASURED}), divided by {CALLS}\","
+        "  \"workload\": \"bench/workload: {CALLS} outbound calls (INVITE/100/180/200/ACK/BYE/200 on both legs) at 500 calls/s of simulated time through sbc_proto::sbc::Sbc (ACL, guard, drain, B2BUA) with the real media table (SimMedia), then the timers drained; counted inside the SBC's work only ({MEASURED}), divided by {CALLS}\","
     );
     let _ = writeln!(s, "  \"instructions_per_call\": {:.0},", c.instructions);
     let _ = writeln!(s, "  \"allocations_per_call\": {:.2},", c.allocations);

@@ -3,7 +3,7 @@
 //! Each function must never panic for any input except through its own assertions, which
 //! state properties the parser promises.
 
-#[cfg(any(test, feature = "fake-media"))]
+#[cfg(any(test, feature = "sim-media"))]
 mod b2bua;
 mod digest;
 mod frame;
@@ -12,7 +12,7 @@ mod srtp;
 
 use bytes::Bytes;
 
-#[cfg(any(test, feature = "fake-media"))]
+#[cfg(any(test, feature = "sim-media"))]
 pub use b2bua::b2bua;
 pub use digest::digest;
 pub use frame::frame;

@@ -1,18 +1,14 @@
 //! Call flows through the B2BUA with simulated time, one behaviour per file: the scripted
 //! harness (`sim.rs`, the test plays PBX and carrier) and a two-sided lossy network with
 //! endpoint agents (`net.rs`, seeded drops, duplicates and reordering). Both run the real media
-//! table ([`SimMedia`]); one test still needs [`FakeMedia`] (see `sim.rs`).
+//! table ([`SimMedia`]).
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use super::*;
-use crate::{
-    media::{FakeMedia, SimMedia},
-    net::TransportKind,
-    transaction::TimerConfig,
-};
+use crate::{media::SimMedia, net::TransportKind, transaction::TimerConfig};
 
 mod agents;
 mod net;

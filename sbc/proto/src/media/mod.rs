@@ -40,10 +40,10 @@
 //! sockets, install, update or remove mappings, read counters. The runtime's `MediaManager`
 //! implements [`MediaControl`] over it, so the call layer is unchanged.
 //!
-//! **For tests** (`cfg(test)` or the `fake-media` feature): `SimMedia` (`sim.rs`) is the real
+//! **For tests** (`cfg(test)` or the `sim-media` feature): `SimMedia` (`sim.rs`) is the real
 //! table behind [`MediaControl`] with its commands executed in memory and `MediaManager`'s
-//! failure handling, which the B2BUA simulations run on; `FakeMedia` (`fake.rs`) only records
-//! what it is told and reports what the test injects (the fuzz target, benchmarks).
+//! failure handling, which the B2BUA simulations, the B2BUA fuzz target and the workload
+//! benchmark run on.
 
 pub mod activity;
 pub mod command;
@@ -441,13 +441,9 @@ pub trait MediaControl {
     }
 }
 
-#[cfg(any(test, feature = "fake-media"))]
-mod fake;
-#[cfg(any(test, feature = "fake-media"))]
-pub use fake::{FakeMedia, FakeSession};
-#[cfg(any(test, feature = "fake-media"))]
+#[cfg(any(test, feature = "sim-media"))]
 mod sim;
-#[cfg(any(test, feature = "fake-media"))]
+#[cfg(any(test, feature = "sim-media"))]
 pub use sim::{SimMedia, SimSession};
 
 #[cfg(test)]

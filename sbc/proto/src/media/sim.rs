@@ -1,13 +1,13 @@
-//! The real [`MediaTable`] behind [`MediaControl`], without I/O, for simulations (behind
-//! `cfg(test)` or the `fake-media` feature): what the daemon's `MediaManager` does around the
-//! table, with the table's commands executed in memory.
+//! The real [`MediaTable`] behind [`MediaControl`], without I/O, for simulations, the B2BUA
+//! fuzz target and the workload benchmark (behind `cfg(test)` or the `sim-media` feature): what
+//! the daemon's `MediaManager` does around the table, with the table's commands executed in
+//! memory.
 //!
-//! Unlike [`FakeMedia`](super::FakeMedia), which records what it was told, [`SimMedia`] runs
-//! the table the daemon runs: port pools drawn with a seeded [`Rng`] (runs are reproducible),
-//! quotas, latching, SRTP contexts, payload maps, DTMF termination, fast-path mappings and
-//! the media timeout. After each verb it executes the table's commands the way the runtime's
-//! executor does (`sbc/src/media/executor.rs`, `run_commands`), except that nothing touches
-//! a socket or a map:
+//! [`SimMedia`] runs the table the daemon runs: port pools drawn with a seeded [`Rng`] (runs
+//! are reproducible), quotas, latching, SRTP contexts, payload maps, DTMF termination,
+//! fast-path mappings and the media timeout. After each verb it executes the table's commands
+//! the way the runtime's executor does (`sbc/src/media/executor.rs`, `run_commands`), except
+//! that nothing touches a socket or a map:
 //!
 //! - [`MediaCommand::Bind`] succeeds unless the test [`occupy`](SimMedia::occupy)'d the port
 //!   (another program holds it); then the table is told

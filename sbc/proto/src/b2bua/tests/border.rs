@@ -56,10 +56,6 @@ fn refusals(sim: &mut Sim) -> Vec<&'static str> {
         .collect()
 }
 
-fn body_text(m: &Message) -> String {
-    String::from_utf8_lossy(m.body()).replace("\r\n", "\n")
-}
-
 /// The INVITE from the PBX with `body` of `content_type` (None: no Content-Type header).
 fn pbx_invite_with(content_type: Option<&str>, body: &str) -> String {
     let head = pbx_invite("z9hG4bKpbx1", None);
@@ -146,7 +142,7 @@ fn sdp_topology_probes_never_reach_the_carrier() {
     sim.deliver(pbx(), &pbx_invite("z9hG4bKpbx1", Some(SDP_PROBES)));
     let inv = sim.take_carrier().remove(0);
     assert_eq!(hdr(&inv, HeaderName::ContentType), "application/sdp");
-    let body = body_text(&inv);
+    let body = body_of(&inv);
     for gone in [
         "i=",
         "u=",
@@ -195,7 +191,7 @@ fn sdp_topology_probes_never_reach_the_pbx() {
         .replace("10.0.0.", "198.51.100.")
         .replace("pbx.lan", "Carrier-Switch-3");
     let to_pbx = inbound(&mut sim, &carrier_probes);
-    let body = body_text(&to_pbx);
+    let body = body_of(&to_pbx);
     assert!(
         !body.contains("a=candidate") && !body.contains("a=tool"),
         "{body}"
@@ -218,7 +214,7 @@ Content-Disposition: session\r\n\r\n{sdp}\r\n--sep--\r\n"
     );
     let inv = sim.take_carrier().remove(0);
     assert_eq!(hdr(&inv, HeaderName::ContentType), "application/sdp");
-    let text = body_text(&inv);
+    let text = body_of(&inv);
     assert!(
         text.starts_with("v=0\n") && text.contains("c=IN IP4 203.0.113.1\n"),
         "{text}"
@@ -272,7 +268,7 @@ fn in_dialog_bodies_follow_the_method_allowlist() {
         hdr(&info, HeaderName::ContentType),
         "application/dtmf-relay"
     );
-    assert_eq!(body_text(&info), "Signal=5\nDuration=160\n");
+    assert_eq!(body_of(&info), "Signal=5\nDuration=160\n");
     // SDP in INFO (no offer/answer there) and unknown types do not.
     for (cseq, ct, body) in [
         (8, "application/sdp", SDP_CARRIER),
@@ -312,7 +308,7 @@ fn in_dialog_bodies_follow_the_method_allowlist() {
         ),
     );
     let notify = sim.take_pbx().remove(0);
-    assert_eq!(body_text(&notify), "SIP/2.0 180 Ringing\n");
+    assert_eq!(body_of(&notify), "SIP/2.0 180 Ringing\n");
     assert_eq!(
         refusals(&mut sim),
         ["body_type", "body_type"],
@@ -379,7 +375,7 @@ fn unspecified_address_is_a_hold_not_a_target() {
     let sdp = SDP_PBX.replace("c=IN IP4 10.0.0.10", "c=IN IP4 0.0.0.0");
     sim.deliver(pbx(), &pbx_invite("z9hG4bKpbx1", Some(&sdp)));
     let inv = sim.take_carrier().remove(0);
-    let body = body_text(&inv);
+    let body = body_of(&inv);
     assert!(body.contains("c=IN IP4 203.0.113.1\n"), "{body}");
     assert!(
         body.contains("a=sendonly\n") && !body.contains("a=sendrecv"),

@@ -33,10 +33,6 @@ pub(super) fn sim_with(pbx: CodecPolicy, trunk: CodecPolicy) -> Sim {
     sim
 }
 
-fn body_of(m: &Message) -> String {
-    String::from_utf8_lossy(m.body()).replace("\r\n", "\n")
-}
-
 #[test]
 fn trunk_allow_list_strips_g722_and_puts_pcma_first() {
     let mut sim = sim_with(

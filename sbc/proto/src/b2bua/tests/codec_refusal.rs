@@ -64,27 +64,12 @@ fn reoffer_without_a_common_codec_gets_488_and_the_call_stays() {
     let mut sim = sim_with(CodecPolicy::default(), allow(&["PCMU", "telephone-event"]));
     let invite = establish_outbound(&mut sim);
     let _ = refusals(&mut sim);
-    let our_out_tag = invite.from().tag().unwrap_or("").to_owned();
     let g729 = SDP_CARRIER
         .replace("RTP/AVP 0 101", "RTP/AVP 18 101")
         .replace("777 1", "777 2");
     sim.deliver(
         carrier(),
-        &with_body(
-            &format!(
-                "INVITE sip:sbc@203.0.113.1:5080 SIP/2.0
-Via: SIP/2.0/UDP 198.51.100.7:5090;branch=z9hG4bKcarre1;rport
-Max-Forwards: 70
-From: <sip:15551234567@198.51.100.7:5090>;tag=ctag1
-To: <sip:100@203.0.113.1>;tag={our_out_tag}
-Call-ID: {}
-CSeq: 5 INVITE
-Contact: <sip:gw@198.51.100.20:5060>
-",
-                invite.call_id()
-            ),
-            &g729,
-        ),
+        &carrier_reinvite(&invite, "z9hG4bKcarre1", 5, &g729),
     );
     let r = sim.take_carrier();
     assert_eq!(r.iter().map(status).collect::<Vec<_>>(), [100, 488]);

@@ -66,15 +66,6 @@ fn retry_after(m: &Message) -> Option<String> {
         .and_then(|h| h.value_str().map(str::to_owned))
 }
 
-fn ended(sim: &mut Sim) -> Vec<EndReason> {
-    std::iter::from_fn(|| sim.sbc.poll_event())
-        .filter_map(|e| match e {
-            Event::CallEnded { reason, .. } => Some(reason),
-            _ => None,
-        })
-        .collect()
-}
-
 #[test]
 fn draining_refuses_new_calls_both_ways_and_options_with_503_but_keeps_the_call_up() {
     let mut sim = Sim::new();

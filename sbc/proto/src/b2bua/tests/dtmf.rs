@@ -160,10 +160,6 @@ fn a_detected_digit_toward_an_rfc4733_side_is_only_counted() {
     assert_eq!(drain(&mut sim).len(), 1);
 }
 
-fn body_of(m: &Message) -> String {
-    String::from_utf8_lossy(m.body()).replace("\r\n", "\n")
-}
-
 #[test]
 fn telephone_event_is_added_toward_rfc4733_and_removed_toward_info() {
     let mut sim = sim_with(DtmfMode::Info, DtmfMode::Rfc4733);

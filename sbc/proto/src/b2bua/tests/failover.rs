@@ -305,18 +305,17 @@ fn failover_applies_the_next_trunks_codec_policy_to_the_callers_offer() {
     sim.deliver(pbx(), &pbx_invite("z9hG4bKpbx1", Some(SDP_PBX)));
     sim.take_pbx();
     let first = sim.take_carrier().remove(0);
-    let body = |m: &Message| String::from_utf8_lossy(m.body()).replace("\r\n", "\n");
     assert!(
-        body(&first).contains(" RTP/AVP 0 101\n"),
+        body_of(&first).contains(" RTP/AVP 0 101\n"),
         "{}",
-        body(&first)
+        body_of(&first)
     );
     sim.deliver(
         carrier(),
         &carrier_response(&first, 503, "Service Unavailable", Some("t1"), None),
     );
     let second = sim.take_carrier().remove(1);
-    let offer = body(&second);
+    let offer = body_of(&second);
     assert!(
         offer.contains(" RTP/AVP 8 0 101\n"),
         "the second trunk's order over the PBX's codecs: {offer}"
@@ -327,7 +326,7 @@ fn failover_applies_the_next_trunks_codec_policy_to_the_callers_offer() {
             .find(|l| l.starts_with("m=audio "))
             .map(|l| l.split(' ').nth(1).unwrap_or("").to_owned())
     };
-    assert_eq!(port(&offer), port(&body(&first)));
+    assert_eq!(port(&offer), port(&body_of(&first)));
     assert!(offer.contains("c=IN IP4 203.0.113.1\n"), "{offer}");
     // Its answer (PCMA) crosses to the PBX.
     let answer = SDP_CARRIER.replace("RTP/AVP 0 101", "RTP/AVP 8 101");
@@ -337,7 +336,11 @@ fn failover_applies_the_next_trunks_codec_policy_to_the_callers_offer() {
     );
     let ok = sim.take_pbx().remove(0);
     assert_eq!(status(&ok), 200);
-    assert!(body(&ok).contains(" RTP/AVP 8 101\n"), "{}", body(&ok));
+    assert!(
+        body_of(&ok).contains(" RTP/AVP 8 101\n"),
+        "{}",
+        body_of(&ok)
+    );
 }
 
 /// A trunk whose codec list takes none of the caller's codecs is skipped on failover (counted

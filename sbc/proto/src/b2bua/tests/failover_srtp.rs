@@ -33,10 +33,6 @@ fn second_trunk() -> Peer {
     }
 }
 
-fn body_of(m: &Message) -> String {
-    String::from_utf8_lossy(m.body()).replace("\r\n", "\n")
-}
-
 /// The PBX's call: the first trunk's INVITE answered 503, the INVITE to the second trunk.
 fn failed_over(sim: &mut Sim) -> (Message, Message) {
     sim.deliver(pbx(), &pbx_invite("z9hG4bKpbx1", Some(SDP_PBX)));

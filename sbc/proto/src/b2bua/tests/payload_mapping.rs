@@ -24,7 +24,7 @@ fn telephone_event_101_inside_96_outside_is_mapped_both_ways() {
     );
     let ok = sim.take_pbx().remove(0);
     assert_eq!(status(&ok), 200);
-    let to_pbx = String::from_utf8_lossy(ok.body()).replace("\r\n", "\n");
+    let to_pbx = body_of(&ok);
     assert!(to_pbx.contains(" RTP/AVP 0 101\n"), "{to_pbx}");
     assert!(
         to_pbx.contains("a=rtpmap:101 telephone-event/8000\n"),
@@ -68,7 +68,7 @@ fn a_trunks_telephone_event_number_renumbers_the_offer_toward_it() {
     sim.deliver(pbx(), &pbx_invite("z9hG4bKpbx1", Some(SDP_PBX)));
     sim.take_pbx();
     let invite = sim.take_carrier().remove(0);
-    let offer = String::from_utf8_lossy(invite.body()).replace("\r\n", "\n");
+    let offer = body_of(&invite);
     assert!(offer.contains(" RTP/AVP 0 8 96\n"), "{offer}");
     assert!(
         offer.contains("a=rtpmap:96 telephone-event/8000\n"),
@@ -88,7 +88,7 @@ fn a_trunks_telephone_event_number_renumbers_the_offer_toward_it() {
     );
     let ok = sim.take_pbx().remove(0);
     assert_eq!(status(&ok), 200);
-    let to_pbx = String::from_utf8_lossy(ok.body()).replace("\r\n", "\n");
+    let to_pbx = body_of(&ok);
     assert!(to_pbx.contains(" RTP/AVP 0 101\n"), "{to_pbx}");
     assert!(
         to_pbx.contains("a=rtpmap:101 telephone-event/8000\n"),
@@ -117,7 +117,7 @@ fn a_telephone_event_number_in_use_keeps_the_offers_numbering() {
     sim.deliver(pbx(), &pbx_invite("z9hG4bKpbx1", Some(&sdp)));
     sim.take_pbx();
     let invite = sim.take_carrier().remove(0);
-    let offer = String::from_utf8_lossy(invite.body()).replace("\r\n", "\n");
+    let offer = body_of(&invite);
     assert!(offer.contains(" RTP/AVP 0 8 97 101\n"), "{offer}");
     assert!(offer.contains("a=rtpmap:97 iLBC/8000\n"), "{offer}");
 }
@@ -137,7 +137,7 @@ fn redundant_events_are_renumbered_inside_the_red_format() {
     sim.deliver(pbx(), &pbx_invite("z9hG4bKpbxred", Some(&offer)));
     sim.take_pbx();
     let invite = sim.take_carrier().remove(0);
-    let to_carrier = String::from_utf8_lossy(invite.body()).replace("\r\n", "\n");
+    let to_carrier = body_of(&invite);
     assert!(to_carrier.contains("a=fmtp:100 101/101\n"), "{to_carrier}");
     let answer = SDP_CARRIER
         .replace("RTP/AVP 0 101", "RTP/AVP 0 110 96")
@@ -151,7 +151,7 @@ fn redundant_events_are_renumbered_inside_the_red_format() {
     );
     let ok = sim.take_pbx().remove(0);
     assert_eq!(status(&ok), 200);
-    let to_pbx = String::from_utf8_lossy(ok.body()).replace("\r\n", "\n");
+    let to_pbx = body_of(&ok);
     assert!(to_pbx.contains(" RTP/AVP 0 100 101\n"), "{to_pbx}");
     assert!(to_pbx.contains("a=rtpmap:100 red/8000\n"), "{to_pbx}");
     assert!(

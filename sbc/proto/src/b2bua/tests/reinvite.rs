@@ -6,27 +6,10 @@ use super::*;
 fn reinvite_hold_from_carrier_is_relayed_and_rejected_reinvite_keeps_the_call() {
     let mut sim = Sim::new();
     let invite = establish_outbound(&mut sim);
-    let our_out_tag = invite.from().tag().unwrap_or("").to_owned();
     let hold = SDP_CARRIER
         .replace("a=sendrecv", "a=sendonly")
         .replace("777 1", "777 2");
-    let reinvite = |branch: &str, cseq: u32| {
-        with_body(
-            &format!(
-                "INVITE sip:sbc@203.0.113.1:5080 SIP/2.0
-Via: SIP/2.0/UDP 198.51.100.7:5090;branch={branch};rport
-Max-Forwards: 70
-From: <sip:15551234567@198.51.100.7:5090>;tag=ctag1
-To: <sip:100@203.0.113.1>;tag={our_out_tag}
-Call-ID: {}
-CSeq: {cseq} INVITE
-Contact: <sip:gw@198.51.100.20:5060>
-",
-                invite.call_id()
-            ),
-            &hold,
-        )
-    };
+    let reinvite = |branch: &str, cseq: u32| carrier_reinvite(&invite, branch, cseq, &hold);
     sim.deliver(carrier(), &reinvite("z9hG4bKcarre1", 5));
     assert_eq!(status(&sim.take_carrier()[0]), 100);
     let to_pbx = sim.take_pbx().remove(0);
@@ -74,29 +57,10 @@ Content-Length: 0
     sim.deliver(carrier(), &reinvite("z9hG4bKcarre2", 6));
     sim.take_carrier();
     let to_pbx = sim.take_pbx().remove(0);
-    let ok = format!(
-        "SIP/2.0 200 OK
-Via: {}
-From: {}
-To: {}
-Call-ID: pbx-call-1
-CSeq: {}
-Contact: <sip:100@10.0.0.10:5070>
-",
-        hdr(&to_pbx, HeaderName::Via),
-        hdr(&to_pbx, HeaderName::From),
-        hdr(&to_pbx, HeaderName::To),
-        hdr(&to_pbx, HeaderName::CSeq)
-    );
-    sim.deliver(
-        pbx(),
-        &with_body(
-            &ok,
-            &SDP_PBX
-                .replace("a=sendrecv", "a=recvonly")
-                .replace("1234 1", "1234 2"),
-        ),
-    );
+    let recvonly = SDP_PBX
+        .replace("a=sendrecv", "a=recvonly")
+        .replace("1234 1", "1234 2");
+    sim.deliver(pbx(), &pbx_response(&to_pbx, 200, "OK", Some(&recvonly)));
     let r = sim.take_carrier().remove(0);
     assert_eq!(status(&r), 200);
     assert!(String::from_utf8_lossy(r.body()).contains("a=recvonly"));

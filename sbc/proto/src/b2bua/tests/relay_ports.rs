@@ -36,58 +36,12 @@ a=rtpmap:96 H264/90000
 a=sendrecv
 ";
 
-fn body_of(m: &Message) -> String {
-    String::from_utf8_lossy(m.body()).replace("\r\n", "\n")
-}
-
 /// The `m=` ports of an SDP body, in order.
 fn media_ports(body: &str) -> Vec<u16> {
     body.lines()
         .filter_map(|l| l.strip_prefix("m="))
         .filter_map(|l| l.split(' ').nth(1)?.parse().ok())
         .collect()
-}
-
-/// The carrier's re-INVITE in the call `invite` set up, carrying `sdp`.
-fn carrier_reinvite(invite: &Message, sdp: &str) -> String {
-    let our_out_tag = invite.from().tag().unwrap_or("");
-    with_body(
-        &format!(
-            "INVITE sip:sbc@203.0.113.1:5080 SIP/2.0
-Via: SIP/2.0/UDP 198.51.100.7:5090;branch=z9hG4bKcarvid1;rport
-Max-Forwards: 70
-From: <sip:15551234567@198.51.100.7:5090>;tag=ctag1
-To: <sip:100@203.0.113.1>;tag={our_out_tag}
-Call-ID: {}
-CSeq: 5 INVITE
-Contact: <sip:gw@198.51.100.20:5060>
-",
-            invite.call_id()
-        ),
-        sdp,
-    )
-}
-
-/// The PBX's 200 to the SBC's re-INVITE `req`, carrying `sdp`.
-fn pbx_ok(req: &Message, sdp: &str) -> String {
-    with_body(
-        &format!(
-            "SIP/2.0 200 OK
-Via: {}
-From: {}
-To: {}
-Call-ID: {}
-CSeq: {}
-Contact: <sip:100@10.0.0.10:5070>
-",
-            hdr(req, HeaderName::Via),
-            hdr(req, HeaderName::From),
-            hdr(req, HeaderName::To),
-            req.call_id(),
-            hdr(req, HeaderName::CSeq)
-        ),
-        sdp,
-    )
 }
 
 /// Ends the established call from the API and answers both BYEs.
@@ -110,10 +64,16 @@ fn pairs_used(sim: &Sim, leg: Side) -> usize {
 /// The carrier re-offers with a video stream added and the PBX accepts: returns the
 /// re-INVITE the PBX got and the 200 the carrier got.
 fn add_video(sim: &mut Sim, invite: &Message) -> (Message, Message) {
-    sim.deliver(carrier(), &carrier_reinvite(invite, SDP_CARRIER_VIDEO));
+    sim.deliver(
+        carrier(),
+        &carrier_reinvite(invite, "z9hG4bKcarvid1", 5, SDP_CARRIER_VIDEO),
+    );
     assert_eq!(status(&sim.take_carrier()[0]), 100);
     let to_pbx = sim.take_pbx().remove(0);
-    sim.deliver(pbx(), &pbx_ok(&to_pbx, SDP_PBX_VIDEO));
+    sim.deliver(
+        pbx(),
+        &pbx_response(&to_pbx, 200, "OK", Some(SDP_PBX_VIDEO)),
+    );
     let ok = sim
         .take_carrier()
         .into_iter()

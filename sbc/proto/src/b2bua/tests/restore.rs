@@ -72,29 +72,6 @@ Contact: <sip:gw@198.51.100.20:5060>
     }
 }
 
-/// The PBX's answer to a request the SBC sent it.
-fn pbx_response(req: &Message, code: u16, sdp: Option<&str>) -> String {
-    let head = format!(
-        "SIP/2.0 {code} OK
-Via: {}
-From: {}
-To: {}
-Call-ID: {}
-CSeq: {}
-Contact: <sip:100@10.0.0.10:5070>
-",
-        hdr(req, HeaderName::Via),
-        hdr(req, HeaderName::From),
-        hdr(req, HeaderName::To),
-        req.call_id(),
-        hdr(req, HeaderName::CSeq)
-    );
-    match sdp {
-        Some(s) => with_body(&head, s),
-        None => format!("{head}Content-Length: 0\n\n"),
-    }
-}
-
 fn methods(msgs: &[Message]) -> Vec<Option<Method>> {
     msgs.iter().map(|m| m.method().cloned()).collect()
 }
@@ -140,7 +117,7 @@ fn restored_call_bye_from_the_carrier_ends_the_pbx_leg() {
     assert_eq!(bye.call_id(), "pbx-call-1");
     assert_eq!(bye.to().tag(), Some("ptag1"));
     assert_eq!(bye.request_uri_str(), Some("sip:100@10.0.0.10:5070"));
-    sim.deliver(pbx(), &pbx_response(bye, 200, None));
+    sim.deliver(pbx(), &pbx_response(bye, 200, "OK", None));
     assert_eq!(
         sim.take_carrier().iter().map(status).collect::<Vec<_>>(),
         [200]
@@ -180,7 +157,7 @@ fn restored_call_reinvite_keeps_the_relay_ports_and_is_persisted_again() {
     let answer = SDP_PBX
         .replace("a=sendrecv", "a=recvonly")
         .replace("1234 1", "1234 2");
-    sim.deliver(pbx(), &pbx_response(&reinvite, 200, Some(&answer)));
+    sim.deliver(pbx(), &pbx_response(&reinvite, 200, "OK", Some(&answer)));
     let ok = sim.take_carrier().remove(0);
     assert_eq!(status(&ok), 200);
     assert!(String::from_utf8_lossy(ok.body()).contains("a=recvonly"));
@@ -313,7 +290,7 @@ fn version_1_record_restores() {
     sim.deliver(carrier(), &carrier_request(&snap, "BYE", 3, None));
     let bye = sim.take_pbx().remove(0);
     assert_eq!(bye.method(), Some(&Method::Bye));
-    sim.deliver(pbx(), &pbx_response(&bye, 200, None));
+    sim.deliver(pbx(), &pbx_response(&bye, 200, "OK", None));
     sim.assert_clean();
 }
 
@@ -369,7 +346,7 @@ fn unrestorable_call_is_hung_up_on_both_legs() {
     assert_eq!(methods(&to_pbx), [Some(Method::Bye)]);
     assert_eq!(methods(&to_carrier), [Some(Method::Bye)]);
     assert_eq!(to_carrier[0].call_id(), snap.leg(Side::Outside).call_id);
-    sim.deliver(pbx(), &pbx_response(&to_pbx[0], 200, None));
+    sim.deliver(pbx(), &pbx_response(&to_pbx[0], 200, "OK", None));
     sim.deliver(
         carrier(),
         &carrier_response(&to_carrier[0], 200, "OK", None, None),

@@ -80,15 +80,6 @@ Content-Length: 0
     )
 }
 
-fn ended(sim: &mut Sim) -> Vec<EndReason> {
-    std::iter::from_fn(|| sim.sbc.poll_event())
-        .filter_map(|e| match e {
-            Event::CallEnded { reason, .. } => Some(reason),
-            _ => None,
-        })
-        .collect()
-}
-
 /// `msgs` without UDP retransmissions (byte-identical repeats).
 fn distinct(msgs: Vec<Message>) -> Vec<Message> {
     let mut out: Vec<Message> = Vec::new();

@@ -5,8 +5,9 @@
 //! transaction, timer or stored byte left, and the media table holds nothing (no session, every
 //! relay port back in its pool, no socket or fast-path mapping left).
 //!
-//! A simulation that needs what the real table cannot produce on its own runs on
-//! [`FakeMedia`] instead ([`Sim::fake`]), which reports whatever event the test injects.
+//! Besides the harness, what several test files need lives here (the carrier's re-INVITE, the
+//! PBX's response to the SBC's request, a message's body, why calls ended), so that each test
+//! file states only what is particular to it.
 use std::{
     net::SocketAddr,
     time::{Duration, Instant},
@@ -15,10 +16,7 @@ use std::{
 use bytes::Bytes;
 
 use super::*;
-use crate::{
-    media::{FakeMedia, MediaControl, SimMedia},
-    net::TransportKind,
-};
+use crate::{media::SimMedia, net::TransportKind};
 
 pub(super) const PBX: &str = "10.0.0.10:5070";
 pub(super) const CARRIER: &str = "198.51.100.7:5090";
@@ -66,9 +64,9 @@ pub(super) fn config() -> B2buaConfig {
     }
 }
 
-pub(super) struct Sim<M = SimMedia> {
+pub(super) struct Sim {
     pub(super) sbc: B2bua,
-    pub(super) media: M,
+    pub(super) media: SimMedia,
     pub(super) now: Instant,
     pub(super) t0: Instant,
     pub(super) to_pbx: Vec<Message>,
@@ -122,75 +120,9 @@ impl Sim {
     pub(super) fn with_relay(settings: crate::media::RelaySettings) -> Self {
         Self::on(Rng::from_test_seed(7), SimMedia::with_settings(settings))
     }
-}
 
-impl Sim<FakeMedia> {
-    /// A simulation on [`FakeMedia`], for an event the real table cannot be made to report.
-    pub(super) fn fake() -> Self {
-        Self::on(
-            Rng::from_test_seed(7),
-            FakeMedia::new(
-                addr("10.0.0.1:0").ip(),
-                addr("203.0.113.1:0").ip(),
-                10_000,
-                20_000,
-            ),
-        )
-    }
-}
-
-/// A media relay the simulations drive: it reports events as simulated time passes, and
-/// [`Sim::assert_clean`] asks it whether it holds anything once every call ended.
-pub(super) trait SimRelay: MediaControl {
-    /// Time passed to `now` (the real table's timers; nothing for the fake).
-    fn tick(&mut self, now: Instant);
-
-    /// Whether the timers reported something for the call layer (the fake's injected events
-    /// are handed over by the test that injects them).
-    fn has_events(&self) -> bool;
-
-    /// Whether the relay holds no session (and, for the real table, no port pair, socket,
-    /// statistics slot, quota or mapping); the `Err` says what is left.
-    fn check_empty(&self) -> Result<(), String>;
-}
-
-impl SimRelay for SimMedia {
-    fn tick(&mut self, now: Instant) {
-        SimMedia::tick(self, now);
-    }
-
-    fn has_events(&self) -> bool {
-        self.table().has_events()
-    }
-
-    fn check_empty(&self) -> Result<(), String> {
-        if self.holds_nothing() {
-            Ok(())
-        } else {
-            Err(format!("media table holds state: {self:?}"))
-        }
-    }
-}
-
-impl SimRelay for FakeMedia {
-    fn tick(&mut self, _now: Instant) {}
-
-    fn has_events(&self) -> bool {
-        false
-    }
-
-    fn check_empty(&self) -> Result<(), String> {
-        if self.sessions.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("media sessions left: {:?}", self.sessions))
-        }
-    }
-}
-
-impl<M: SimRelay> Sim<M> {
     /// A simulation whose B2BUA draws from `rng`, on `media`.
-    pub(super) fn on(rng: Rng, media: M) -> Self {
+    fn on(rng: Rng, media: SimMedia) -> Self {
         #[allow(
             clippy::disallowed_methods,
             reason = "test origin only; time is simulated"
@@ -243,7 +175,7 @@ impl<M: SimRelay> Sim<M> {
         }
         self.now = until;
         self.media.tick(self.now);
-        if self.media.has_events() {
+        if self.media.table().has_events() {
             self.sbc.handle_timeout(self.now, &mut self.media);
             self.collect();
         }
@@ -265,9 +197,11 @@ impl<M: SimRelay> Sim<M> {
             Stats::default(),
             "state left after the call"
         );
-        if let Err(left) = self.media.check_empty() {
-            panic!("{left}");
-        }
+        assert!(
+            self.media.holds_nothing(),
+            "media table holds state: {:?}",
+            self.media
+        );
         let _ = self.t0;
     }
 }
@@ -393,8 +327,68 @@ pub(super) fn carrier_response(
     }
 }
 
+/// A response from the PBX to the SBC's request `req` on the inside leg (its To as the SBC
+/// sent it: a request within the dialog already carries the PBX's tag).
+pub(super) fn pbx_response(req: &Message, code: u16, reason: &str, sdp: Option<&str>) -> String {
+    let head = format!(
+        "SIP/2.0 {code} {reason}
+Via: {}
+From: {}
+To: {}
+Call-ID: {}
+CSeq: {}
+Contact: <sip:100@10.0.0.10:5070>
+",
+        hdr(req, HeaderName::Via),
+        hdr(req, HeaderName::From),
+        hdr(req, HeaderName::To),
+        req.call_id(),
+        hdr(req, HeaderName::CSeq)
+    );
+    match sdp {
+        Some(s) => with_body(&head, s),
+        None => format!("{head}Content-Length: 0\n\n"),
+    }
+}
+
+/// The carrier's re-INVITE (`branch`, CSeq `cseq`) carrying `sdp`, in the call whose INVITE
+/// the carrier saw as `invite` (see [`establish_outbound`]).
+pub(super) fn carrier_reinvite(invite: &Message, branch: &str, cseq: u32, sdp: &str) -> String {
+    let our_out_tag = invite.from().tag().unwrap_or("");
+    with_body(
+        &format!(
+            "INVITE sip:sbc@203.0.113.1:5080 SIP/2.0
+Via: SIP/2.0/UDP 198.51.100.7:5090;branch={branch};rport
+Max-Forwards: 70
+From: <sip:15551234567@198.51.100.7:5090>;tag=ctag1
+To: <sip:100@203.0.113.1>;tag={our_out_tag}
+Call-ID: {}
+CSeq: {cseq} INVITE
+Contact: <sip:gw@198.51.100.20:5060>
+",
+            invite.call_id()
+        ),
+        sdp,
+    )
+}
+
+/// Why the calls that ended since the last look ended (the other events are dropped).
+pub(super) fn ended(sim: &mut Sim) -> Vec<EndReason> {
+    std::iter::from_fn(|| sim.sbc.poll_event())
+        .filter_map(|e| match e {
+            Event::CallEnded { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The body of `m` with LF line ends, as the tests' SDP constants are written.
+pub(super) fn body_of(m: &Message) -> String {
+    String::from_utf8_lossy(m.body()).replace("\r\n", "\n")
+}
+
 /// PBX → carrier call up to the confirmed state. Returns the INVITE the carrier saw.
-pub(super) fn establish_outbound<M: SimRelay>(sim: &mut Sim<M>) -> Message {
+pub(super) fn establish_outbound(sim: &mut Sim) -> Message {
     sim.deliver(pbx(), &pbx_invite("z9hG4bKpbx1", Some(SDP_PBX)));
     let pbx_msgs = sim.take_pbx();
     assert_eq!(pbx_msgs.len(), 1);

@@ -14,10 +14,6 @@ fn sim_with(pbx: SrtpMode, trunk: SrtpMode) -> Sim {
     sim
 }
 
-fn body_of(m: &Message) -> String {
-    String::from_utf8_lossy(m.body()).replace("\r\n", "\n")
-}
-
 pub(super) fn crypto_lines(body: &str) -> Vec<crate::sdp::Crypto> {
     body.lines()
         .filter_map(|l| l.strip_prefix("a=crypto:"))
@@ -269,24 +265,9 @@ Content-Length: 0
 
     let second = MasterKey::generate(suite, &mut Rng::from_test_seed(22));
     let reoffer = carrier_srtp_sdp(5, suite, &second).replace("777 1", "777 2");
-    let our_out_tag = invite.from().tag().unwrap_or("").to_owned();
     sim.deliver(
         carrier(),
-        &with_body(
-            &format!(
-                "INVITE sip:sbc@203.0.113.1:5080 SIP/2.0
-Via: SIP/2.0/UDP 198.51.100.7:5090;branch=z9hG4bKcarre1;rport
-Max-Forwards: 70
-From: <sip:15551234567@198.51.100.7:5090>;tag=ctag1
-To: <sip:100@203.0.113.1>;tag={our_out_tag}
-Call-ID: {}
-CSeq: 5 INVITE
-Contact: <sip:gw@198.51.100.20:5060>
-",
-                invite.call_id()
-            ),
-            &reoffer,
-        ),
+        &carrier_reinvite(&invite, "z9hG4bKcarre1", 5, &reoffer),
     );
     sim.take_carrier();
     let to_pbx = sim.take_pbx().remove(0);
@@ -295,21 +276,7 @@ Contact: <sip:gw@198.51.100.20:5060>
         !pbx_body.contains("crypto") && pbx_body.contains(" RTP/AVP "),
         "{pbx_body}"
     );
-    let ok = format!(
-        "SIP/2.0 200 OK
-Via: {}
-From: {}
-To: {}
-Call-ID: pbx-call-1
-CSeq: {}
-Contact: <sip:100@10.0.0.10:5070>
-",
-        hdr(&to_pbx, HeaderName::Via),
-        hdr(&to_pbx, HeaderName::From),
-        hdr(&to_pbx, HeaderName::To),
-        hdr(&to_pbx, HeaderName::CSeq)
-    );
-    sim.deliver(pbx(), &with_body(&ok, SDP_PBX));
+    sim.deliver(pbx(), &pbx_response(&to_pbx, 200, "OK", Some(SDP_PBX)));
     let to_carrier = sim.take_carrier();
     let ok = to_carrier
         .iter()

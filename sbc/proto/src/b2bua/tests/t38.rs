@@ -45,57 +45,14 @@ m=image {port} udptl t38
     )
 }
 
-fn carrier_reinvite(invite: &Message, sdp: &str) -> String {
-    let our_out_tag = invite.from().tag().unwrap_or("");
-    with_body(
-        &format!(
-            "INVITE sip:sbc@203.0.113.1:5080 SIP/2.0
-Via: SIP/2.0/UDP 198.51.100.7:5090;branch=z9hG4bKcarfax1;rport
-Max-Forwards: 70
-From: <sip:15551234567@198.51.100.7:5090>;tag=ctag1
-To: <sip:100@203.0.113.1>;tag={our_out_tag}
-Call-ID: {}
-CSeq: 5 INVITE
-Contact: <sip:gw@198.51.100.20:5060>
-",
-            invite.call_id()
-        ),
-        sdp,
-    )
-}
-
-/// A response from the PBX to the SBC's request `req`.
-fn pbx_response(req: &Message, code: u16, reason: &str, sdp: Option<&str>) -> String {
-    let head = format!(
-        "SIP/2.0 {code} {reason}
-Via: {}
-From: {}
-To: {}
-Call-ID: {}
-CSeq: {}
-Contact: <sip:100@10.0.0.10:5070>
-",
-        hdr(req, HeaderName::Via),
-        hdr(req, HeaderName::From),
-        hdr(req, HeaderName::To),
-        req.call_id(),
-        hdr(req, HeaderName::CSeq)
-    );
-    match sdp {
-        Some(s) => with_body(&head, s),
-        None => format!("{head}Content-Length: 0\n\n"),
-    }
-}
-
-fn body_of(m: &Message) -> String {
-    String::from_utf8_lossy(m.body()).replace("\r\n", "\n")
-}
-
 #[test]
 fn t38_reinvite_crosses_with_its_attributes_and_udptl_is_anchored() {
     let mut sim = Sim::new();
     let invite = establish_outbound(&mut sim);
-    sim.deliver(carrier(), &carrier_reinvite(&invite, &carrier_t38(30010)));
+    sim.deliver(
+        carrier(),
+        &carrier_reinvite(&invite, "z9hG4bKcarfax1", 5, &carrier_t38(30010)),
+    );
     assert_eq!(status(&sim.take_carrier()[0]), 100);
     let to_pbx = sim.take_pbx().remove(0);
     let offer = body_of(&to_pbx);
@@ -138,7 +95,10 @@ fn t38_reject_answers_488_at_the_sbc_and_keeps_the_call() {
     let invite = establish_outbound(&mut sim);
     let before = sim.media.first().expect("session");
     while sim.sbc.poll_event().is_some() {}
-    sim.deliver(carrier(), &carrier_reinvite(&invite, &carrier_t38(30010)));
+    sim.deliver(
+        carrier(),
+        &carrier_reinvite(&invite, "z9hG4bKcarfax1", 5, &carrier_t38(30010)),
+    );
     let r = sim.take_carrier();
     assert_eq!(r.iter().map(status).collect::<Vec<_>>(), [100, 488]);
     assert!(

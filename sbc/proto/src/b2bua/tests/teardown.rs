@@ -1,4 +1,4 @@
-//! Calls ended by the SBC: a missing ACK, the admin API, a media timeout.
+//! Calls ended by the SBC: a missing ACK, the admin API, a media timeout, a media failure.
 
 use super::*;
 
@@ -64,37 +64,65 @@ fn end_call_from_the_api_sends_bye_on_both_legs() {
     sim.assert_clean();
 }
 
-/// An established outbound call whose relay then reports `event` for its session, on
-/// [`FakeMedia`]: the real table reports a failure only when a stream whose ports the peers
-/// were told must bind them and cannot, which takes a call-layer verb or a restore (see
-/// `a_socketless_streams_port_taken_before_it_needs_a_socket_ends_the_call`), not an event
-/// out of nowhere on an established call.
-fn relay_reports(event: fn(SessionId) -> MediaEvent) -> Sim<FakeMedia> {
-    let mut sim = Sim::fake();
-    establish_outbound(&mut sim);
-    let session = *sim.media.sessions.keys().next().expect("session");
-    sim.media.inject(event(session));
-    sim.advance(Duration::from_millis(1));
-    sim.sbc.handle_timeout(sim.now, &mut sim.media);
-    sim.collect();
-    sim
+/// Takes what both peers were sent and checks that each got a BYE (saying what came instead).
+fn assert_byes(sim: &mut Sim) {
+    for msgs in [sim.take_pbx(), sim.take_carrier()] {
+        assert!(
+            msgs.iter().any(|m| m.method() == Some(&Method::Bye)),
+            "{:?}",
+            msgs.iter()
+                .map(|m| (m.method().cloned(), status(m)))
+                .collect::<Vec<_>>()
+        );
+    }
 }
 
-/// The relay lost the call's media (its advertised ports could not be bound): the call ends
-/// like a media timeout, with its own reason.
+/// Checks that the call's stream is relayed in the kernel without a socket, then lets another
+/// program take its inside relay port (the one the PBX was told).
+fn take_socketless_inside_port(sim: &mut Sim) {
+    let session = sim.media.first_id().expect("session");
+    let key = crate::media::StreamKey { session, index: 0 };
+    assert_eq!(sim.media.bound(key), [None, None], "socketless");
+    assert!(!sim.media.mappings().is_empty(), "relayed in the kernel");
+    let relay = sim.media.first().expect("session").streams[0].inside;
+    sim.media
+        .occupy(std::net::SocketAddr::new(relay.addr, relay.rtp_port));
+}
+
+/// The relay loses an established call's media: the call ends like a media timeout, with its
+/// own reason. The loss is the one the daemon reports on an established call: its stream is
+/// relayed in the kernel (socketless: its ports are in both SDPs, no socket is bound), a
+/// re-INVITE's answer numbers telephone-event differently, so the relay must rewrite payload
+/// types, which only userspace can, and the stream's ports must be bound where the peers
+/// already send — but another program took the inside one meanwhile. The failed bind goes back
+/// to the table as the daemon's executor sends it (`handle_bind_failed`), and the table, which
+/// cannot move ports the peers were told, reports the stream lost (`MediaEvent::Failed`).
 #[test]
 fn media_failure_sends_bye_both_ways() {
-    let mut sim = relay_reports(MediaEvent::Failed);
-    for msgs in [sim.take_pbx(), sim.take_carrier()] {
-        assert!(msgs.iter().any(|m| m.method() == Some(&Method::Bye)));
-    }
-    let ended: Vec<EndReason> = std::iter::from_fn(|| sim.sbc.poll_event())
-        .filter_map(|e| match e {
-            Event::CallEnded { reason, .. } => Some(reason),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(ended, [EndReason::MediaFailure]);
+    let mut sim = Sim::new();
+    sim.media.table_mut().set_kernel_latch(true);
+    let invite = establish_outbound(&mut sim);
+    take_socketless_inside_port(&mut sim);
+    let reoffer = SDP_CARRIER.replace("777 1", "777 2");
+    sim.deliver(
+        carrier(),
+        &carrier_reinvite(&invite, "z9hG4bKcarre1", 5, &reoffer),
+    );
+    assert_eq!(status(&sim.take_carrier()[0]), 100);
+    let to_pbx = sim.take_pbx().remove(0);
+    assert_eq!(sim.media.busy_binds(), 0, "still in the kernel");
+    let answer = SDP_PBX
+        .replace("1234 1", "1234 2")
+        .replace("RTP/AVP 0 8 101", "RTP/AVP 0 96")
+        .replace("a=rtpmap:101", "a=rtpmap:96");
+    sim.deliver(pbx(), &pbx_response(&to_pbx, 200, "OK", Some(&answer)));
+    assert_eq!(
+        sim.media.busy_binds(),
+        1,
+        "the held port could not be bound"
+    );
+    assert_byes(&mut sim);
+    assert_eq!(ended(&mut sim), [EndReason::MediaFailure]);
     sim.assert_clean();
 }
 
@@ -121,7 +149,7 @@ fn media_timeout_sends_bye_both_ways() {
     sim.assert_clean();
 }
 
-/// The same failure on the real table: with in-kernel latching the call's stream starts
+/// The same failure at the first answer: with in-kernel latching the call's stream starts
 /// socketless (its ports are in the SDP, no socket bound); the answer asks the relay to
 /// terminate the PBX's DTMF, which only userspace can, so the ports are bound then — and
 /// another program took the inside one meanwhile. The peers were told that port: the table
@@ -137,37 +165,15 @@ fn a_socketless_streams_port_taken_before_it_needs_a_socket_ends_the_call() {
     sim.sbc.set_config(cfg);
     sim.deliver(pbx(), &pbx_invite("z9hG4bKpbx1", Some(SDP_PBX)));
     let invite = sim.take_carrier().remove(0);
-    let session = sim.media.first_id().expect("session");
-    let key = crate::media::StreamKey { session, index: 0 };
-    assert_eq!(sim.media.bound(key), [None, None], "socketless");
-    assert!(!sim.media.mappings().is_empty(), "relayed in the kernel");
-    let relay = sim.media.first().expect("session").streams[0].inside;
-    sim.media
-        .occupy(std::net::SocketAddr::new(relay.addr, relay.rtp_port));
+    take_socketless_inside_port(&mut sim);
     sim.take_pbx();
     sim.deliver(
         carrier(),
         &carrier_response(&invite, 200, "OK", Some("ctag1"), Some(SDP_CARRIER)),
     );
     assert_eq!(sim.media.busy_binds(), 1);
-    let to_pbx = sim.take_pbx();
-    let to_carrier = sim.take_carrier();
-    for msgs in [&to_pbx, &to_carrier] {
-        assert!(
-            msgs.iter().any(|m| m.method() == Some(&Method::Bye)),
-            "{:?}",
-            msgs.iter()
-                .map(|m| (m.method().cloned(), status(m)))
-                .collect::<Vec<_>>()
-        );
-    }
-    let ended: Vec<EndReason> = std::iter::from_fn(|| sim.sbc.poll_event())
-        .filter_map(|e| match e {
-            Event::CallEnded { reason, .. } => Some(reason),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(ended, [EndReason::MediaFailure]);
+    assert_byes(&mut sim);
+    assert_eq!(ended(&mut sim), [EndReason::MediaFailure]);
     assert!(sim.media.holds_nothing(), "{:?}", sim.media);
     sim.assert_clean();
 }
