@@ -551,10 +551,15 @@ fn search(streams: usize, mut trial: impl FnMut(u64) -> Result<Trial>) -> Result
     for &rate in ladder {
         let t = trial(rate)?;
         eprintln!(
-            "bench:     offered {rate} pps: forwarded {} of {} ({:.2} µs/packet)",
+            "bench:     offered {rate} pps: forwarded {} of {} ({:.2} µs/packet, of which the relay process {:.2})",
             t.forwarded,
             t.sent,
-            t.us_per_packet()
+            t.us_per_packet(),
+            if t.forwarded == 0 {
+                f64::INFINITY
+            } else {
+                t.relay_secs * 1e6 / t.forwarded as f64
+            }
         );
         if t.loss() > MAX_LOSS {
             return Ok(best.unwrap_or(t));

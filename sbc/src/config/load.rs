@@ -672,7 +672,7 @@ proxy = "127.0.0.1:5090"
 
     #[test]
     fn relay_poll_interval_is_read_and_bounded() {
-        assert_eq!(parse(MINIMAL).expect("valid").media.relay_poll_us, 0);
+        assert_eq!(parse(MINIMAL).expect("valid").media.relay_poll_us, 1_000);
         let ok = parse(&format!("{MINIMAL}\n[media]\nrelay_poll_us = 250\n")).expect("valid");
         assert_eq!(ok.media.relay_poll_us, 250);
         let text = format!("{MINIMAL}\n[media]\nrelay_poll_us = 5001\n");

@@ -1042,7 +1042,7 @@ pub struct Media {
     pub relay_workers: usize,
     /// While media flows, each relay worker takes what arrived every this many microseconds
     /// instead of waking once per packet (interrupt moderation, as `xsk_poll_us` for the
-    /// AF_XDP relay; 0, the default: event-driven; at most 5,000). It engages only while a worker's
+    /// AF_XDP relay; 0: event-driven; at most 5,000; default 1,000). It engages only while a worker's
     /// wake-ups come closer than twice the interval, so a quiet relay still sleeps in epoll.
     pub relay_poll_us: u64,
     /// Most relay sockets (RTP and RTCP count one each) of ended streams kept bound for the
@@ -1087,7 +1087,7 @@ impl Default for Media {
             xdp_prime_neighbours: true,
             dtmf_queue: 16,
             relay_workers: 0,
-            relay_poll_us: 0,
+            relay_poll_us: 1_000,
             relay_idle_sockets: 4_096,
             warm_pairs: 8,
             xsk: XskMode::Auto,
