@@ -312,15 +312,23 @@ impl Executor {
         Ok([rtp, rtcp])
     }
 
-    fn bound(&mut self, stream: StreamKey, leg: Side, pair: [UdpSocket; 2], path: PathHandle) {
+    /// `stream`'s `leg` sockets are bound; with both legs', hands the stream to a worker.
+    /// `Err`: no worker runs and none could be started (the sockets are parked).
+    fn bound(
+        &mut self,
+        stream: StreamKey,
+        leg: Side,
+        pair: [UdpSocket; 2],
+        path: PathHandle,
+    ) -> Result<(), &'static str> {
         let Some((other_leg, other)) = self.pending.remove(&stream) else {
             self.pending.insert(stream, (leg, pair));
-            return;
+            return Ok(());
         };
         if other_leg == leg {
             // A re-bind of the same side (cannot happen: a failed bind leaves nothing behind).
             self.pending.insert(stream, (leg, pair));
-            return;
+            return Ok(());
         }
         let sockets = if leg.index() == 0 {
             [pair, other]
@@ -329,11 +337,7 @@ impl Executor {
         };
         let Some(w) = self.worker() else {
             self.park(sockets);
-            self.failed.push((
-                stream,
-                MediaError::Unavailable("no relay worker could be started".into()),
-            ));
-            return;
+            return Err("no relay worker could be started");
         };
         if let Some(x) = self.xsk() {
             let bound = [&sockets[0][0], &sockets[1][0]].map(|s| s.local_addr());
@@ -361,6 +365,7 @@ impl Executor {
             busy,
         );
         self.running.insert(stream, w);
+        Ok(())
     }
 
     /// The worker for a new stream: a new one while fewer than `max_workers` run, else the
@@ -503,7 +508,12 @@ fn run_commands(core: &mut Core, now: Instant) {
                     xsk = core.exec.xsk().is_some();
                 }
                 match (core.exec.sockets(addr), core.table.path(stream)) {
-                    (Ok(pair), Some(path)) => core.exec.bound(stream, leg, pair, path),
+                    (Ok(pair), Some(path)) => {
+                        if let Err(why) = core.exec.bound(stream, leg, pair, path) {
+                            let e = core.table.handle_unrelayable(stream, why);
+                            core.exec.failed.push((stream, e));
+                        }
+                    }
                     // Released before its bind ran: nothing to relay.
                     (Ok(pair), None) => core.exec.keep_idle(pair),
                     (Err(e), _) => {

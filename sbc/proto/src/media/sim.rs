@@ -12,6 +12,8 @@
 //! - [`MediaCommand::Bind`] succeeds unless the test [`occupy`](SimMedia::occupy)'d the port
 //!   (another program holds it); then the table is told
 //!   ([`MediaTable::handle_bind_failed`]) and tries another pair, as in the runtime;
+//!   With [`lose_relay_threads`](SimMedia::lose_relay_threads) a stream whose two legs are
+//!   bound finds no relay thread, and the table is told ([`MediaTable::handle_unrelayable`]);
 //! - [`MediaCommand::Prebind`] binds a warm pair ahead ([`SimMedia::set_warm_pairs`]; none
 //!   by default) unless the port is occupied, and answers the table; a `Bind` of it takes it,
 //!   [`MediaCommand::Unbind`] gives it up;
@@ -71,6 +73,8 @@ pub struct SimMedia {
     counters: HashMap<StreamKey, u64>,
     /// Binds that failed because the port was occupied.
     busy_binds: usize,
+    /// No relay thread runs or can be started ([`SimMedia::lose_relay_threads`]).
+    no_relay_threads: bool,
     /// `Wake` commands seen.
     wakes: usize,
     /// Snapshots taken so far (how often the call layer built a call's record).
@@ -170,6 +174,7 @@ impl SimMedia {
             policies: HashMap::new(),
             counters: HashMap::new(),
             busy_binds: 0,
+            no_relay_threads: false,
             wakes: 0,
             snapshots: Cell::new(0),
         }
@@ -188,6 +193,13 @@ impl SimMedia {
     /// Another program holds relay port `addr` (RTP or RTCP): binding its pair fails.
     pub fn occupy(&mut self, addr: SocketAddr) {
         self.occupied.insert(addr);
+    }
+
+    /// From now on no relay thread can be started, as when the daemon's executor fails to
+    /// spawn one (out of threads or descriptors): a stream whose sockets are bound cannot be
+    /// relayed, and the table is told ([`MediaTable::handle_unrelayable`]).
+    pub fn lose_relay_threads(&mut self) {
+        self.no_relay_threads = true;
     }
 
     /// Keeps `pairs` pairs per relay address bound ahead, as the daemon does with
@@ -396,6 +408,16 @@ impl SimMedia {
                         // A warm pair's sockets are taken, as the runtime's executor does.
                         self.warm.remove(&addr);
                         self.bound.insert((stream, leg), addr);
+                        // With both legs bound the runtime hands the stream to a relay thread.
+                        let both = self.bound.contains_key(&(stream, leg.other()));
+                        if both && self.no_relay_threads {
+                            // Its sockets go back to the idle cache (nothing of the table's).
+                            self.bound.retain(|(s, _), _| *s != stream);
+                            let e = self
+                                .table
+                                .handle_unrelayable(stream, "no relay worker could be started");
+                            failed.push((stream, e));
+                        }
                     }
                     // Released before its bind ran: the runtime keeps the sockets idle, which
                     // holds nothing of the table's.

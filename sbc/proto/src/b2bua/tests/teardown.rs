@@ -89,20 +89,20 @@ fn take_socketless_inside_port(sim: &mut Sim) {
         .occupy(std::net::SocketAddr::new(relay.addr, relay.rtp_port));
 }
 
-/// The relay loses an established call's media: the call ends like a media timeout, with its
-/// own reason. The loss is the one the daemon reports on an established call: its stream is
-/// relayed in the kernel (socketless: its ports are in both SDPs, no socket is bound), a
+/// An established call whose stream is relayed in the kernel (socketless: its ports are in
+/// both SDPs, no socket is bound) after `lose` took something the relay needs; then a
 /// re-INVITE's answer numbers telephone-event differently, so the relay must rewrite payload
 /// types, which only userspace can, and the stream's ports must be bound where the peers
-/// already send — but another program took the inside one meanwhile. The failed bind goes back
-/// to the table as the daemon's executor sends it (`handle_bind_failed`), and the table, which
-/// cannot move ports the peers were told, reports the stream lost (`MediaEvent::Failed`).
-#[test]
-fn media_failure_sends_bye_both_ways() {
+/// already send.
+fn reinvite_after(lose: impl FnOnce(&mut Sim)) -> Sim {
     let mut sim = Sim::new();
     sim.media.table_mut().set_kernel_latch(true);
     let invite = establish_outbound(&mut sim);
-    take_socketless_inside_port(&mut sim);
+    let session = sim.media.first_id().expect("session");
+    let key = crate::media::StreamKey { session, index: 0 };
+    assert_eq!(sim.media.bound(key), [None, None], "socketless");
+    assert!(!sim.media.mappings().is_empty(), "relayed in the kernel");
+    lose(&mut sim);
     let reoffer = SDP_CARRIER.replace("777 1", "777 2");
     sim.deliver(
         carrier(),
@@ -110,17 +110,40 @@ fn media_failure_sends_bye_both_ways() {
     );
     assert_eq!(status(&sim.take_carrier()[0]), 100);
     let to_pbx = sim.take_pbx().remove(0);
-    assert_eq!(sim.media.busy_binds(), 0, "still in the kernel");
     let answer = SDP_PBX
         .replace("1234 1", "1234 2")
         .replace("RTP/AVP 0 8 101", "RTP/AVP 0 96")
         .replace("a=rtpmap:101", "a=rtpmap:96");
     sim.deliver(pbx(), &pbx_response(&to_pbx, 200, "OK", Some(&answer)));
+    sim
+}
+
+/// The relay loses an established call's media: the call ends like a media timeout, with its
+/// own reason. The loss is the one the daemon reports on an established call: another program
+/// took the inside relay port (the one the PBX was told) while the stream was in the kernel,
+/// so the bind the re-INVITE's answer needs fails. It goes back to the table as the daemon's
+/// executor sends it (`handle_bind_failed`), and the table, which cannot move ports the peers
+/// were told, reports the stream lost (`MediaEvent::Failed`).
+#[test]
+fn media_failure_sends_bye_both_ways() {
+    let mut sim = reinvite_after(take_socketless_inside_port);
     assert_eq!(
         sim.media.busy_binds(),
         1,
         "the held port could not be bound"
     );
+    assert_byes(&mut sim);
+    assert_eq!(ended(&mut sim), [EndReason::MediaFailure]);
+    sim.assert_clean();
+}
+
+/// The same stream's ports bind, but no relay thread can be started to carry it (the
+/// daemon's executor failed to spawn one): its media would go nowhere, so the call ends as
+/// for a lost port instead of staying up silent.
+#[test]
+fn no_relay_thread_for_a_stream_leaving_the_kernel_ends_the_call() {
+    let mut sim = reinvite_after(|sim| sim.media.lose_relay_threads());
+    assert_eq!(sim.media.busy_binds(), 0, "the ports were free");
     assert_byes(&mut sim);
     assert_eq!(ended(&mut sim), [EndReason::MediaFailure]);
     sim.assert_clean();

@@ -42,6 +42,21 @@ impl MediaTable {
         }
     }
 
+    /// `stream` is bound but nothing can relay it (the executor has no relay thread and
+    /// cannot start one). A stream whose peers were already told its ports (socketless until
+    /// a verb made it need sockets, restored) fails as a bind of those ports does: the call
+    /// layer is told to end the call ([`MediaEvent::Failed`]), since its media would go
+    /// nowhere. For a new stream the verb that allocated it fails with the error returned.
+    pub fn handle_unrelayable(&mut self, stream: StreamKey, why: &str) -> MediaError {
+        if let Some(s) = self.sessions.get(&stream.session)
+            && !s.adopted
+            && s.streams.get(stream.index).is_some_and(|st| st.fixed_ports)
+        {
+            push_event(&mut self.events, MediaEvent::Failed(stream.session));
+        }
+        MediaError::Unavailable(why.to_owned())
+    }
+
     /// `stream`'s `leg` ports could not be bound (another program holds one): tries another
     /// pair (the failed one goes to the back of its pool; the new one may be on another of the
     /// side's relay addresses, and the SDP then names that one). Gives up after a few pairs; the
