@@ -11,6 +11,9 @@ use sbc_ebpf_common::Stat;
 pub use calls::{CallMetrics, CallTracker, Incoming};
 pub use drain::DrainMetrics;
 
+/// `sbc_media_packets_dropped_total` reason of datagrams that reached a relay port before
+/// its stream had it (queued on a pair bound ahead or parked; the executor drops them).
+pub const DROP_UNALLOCATED: &str = "unallocated";
 /// `sbc_media_packets_dropped_total` reason of the XDP program's strict-source drops.
 const XDP_STRICT_SOURCE: &str = "xdp_strict_source";
 
@@ -310,7 +313,7 @@ impl MediaMetrics {
             "no_destination",
             "send_failed",
             "xsk_unknown",
-            crate::media::executor::UNALLOCATED,
+            DROP_UNALLOCATED,
         ]
         .into_iter()
         .chain(XDP_DROP_REASONS.map(|(_, reason)| reason))

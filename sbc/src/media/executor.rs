@@ -302,7 +302,7 @@ impl Executor {
             if stale > 0 {
                 self.metrics
                     .dropped
-                    .with_label_values(&[UNALLOCATED])
+                    .with_label_values(&[crate::metrics::DROP_UNALLOCATED])
                     .inc_by(stale);
             }
             return Ok(pair);
@@ -447,10 +447,6 @@ enum Xsk {
 }
 
 /// Whether `e` says the process or the system has no descriptor left.
-/// `sbc_media_packets_dropped_total` reason of datagrams that reached a relay port before
-/// its stream had it (queued on a pair bound ahead or parked).
-pub const UNALLOCATED: &str = "unallocated";
-
 /// Reads and drops every datagram queued on `pair` (without blocking); how many there were.
 fn discard_queued(pair: &[UdpSocket; 2]) -> u64 {
     let mut scratch = [MaybeUninit::<u8>::uninit(); 64];
