@@ -295,13 +295,13 @@ async fn run_shard(
                 calls_touched = receive(&mut sbc, &mut w, now, m);
             }
             Input::Timeout => {
-                sbc.handle_timeout(now, &mut w.media);
+                w.media.drive(now, |t| sbc.handle_timeout(now, t));
                 if let Some(state) = &w.state
                     && state.take_resync()
                 {
                     // Writes were dropped: the writer gets every call's state again.
                     state.offer(crate::state::Write::Resync(
-                        sbc.call_snapshots(now, &w.media),
+                        w.media.read(|t| sbc.call_snapshots(now, t)),
                     ));
                 }
                 // Every shard holds every ban (mirrored): one reports the gauge.
@@ -364,7 +364,9 @@ fn receive(sbc: &mut Sbc, w: &mut Lane, now: Instant, m: Inbound) -> bool {
     // may build up in either.
     let waited = now.saturating_duration_since(m.arrived);
     let shedding = sbc.shedding();
-    let received = sbc.handle_datagram(now, m.peer, m.message, waited, &mut w.media);
+    let received = w.media.drive(now, |t| {
+        sbc.handle_datagram(now, m.peer, m.message, waited, t)
+    });
     if sbc.shedding() != shedding {
         // The gauge moves on a change only: it is shared by the shards.
         if shedding {
@@ -409,7 +411,7 @@ fn command(sbc: &mut Sbc, w: &mut Lane, now: Instant, cmd: Command) {
             let _ = reply.send(sbc.calls());
         }
         Command::EndCall(id, reply) => {
-            let _ = reply.send(sbc.end_call(now, id, &mut w.media));
+            let _ = reply.send(w.media.drive(now, |t| sbc.end_call(now, id, t)));
         }
         Command::ListBans(reply) => {
             let bans = sbc
@@ -496,7 +498,7 @@ fn command(sbc: &mut Sbc, w: &mut Lane, now: Instant, cmd: Command) {
         }
         Command::EndNow(reply) => {
             let calls = sbc.b2bua().stats().calls;
-            let ended = sbc.end_now(now, &mut w.media);
+            let ended = w.media.drive(now, |t| sbc.end_now(now, t));
             if ended && w.first() {
                 tracing::info!(calls, "drain: ending the calls left now");
             }
@@ -648,11 +650,11 @@ fn restore(sbc: &mut Sbc, w: &mut Lane, now: Instant) -> (usize, usize) {
     count("unreadable", loaded.unreadable.len());
     let (mut restored, mut hung_up) = (0, 0);
     for snap in &loaded.calls {
-        match sbc.restore_call(now, snap, &mut w.media) {
+        match w.media.drive(now, |t| sbc.restore_call(now, snap, t)) {
             Ok(_) => restored += 1,
             Err(e) => {
                 tracing::warn!(key = %snap.key, error = %e, "call not restorable; hanging up both legs");
-                if !sbc.hang_up_call(now, snap, &mut w.media) {
+                if !w.media.drive(now, |t| sbc.hang_up_call(now, snap, t)) {
                     // Not even its dialogs are usable: only the record can go.
                     state.offer(crate::state::Write::Delete(snap.key.clone()));
                 }
@@ -673,7 +675,7 @@ fn restore(sbc: &mut Sbc, w: &mut Lane, now: Instant) -> (usize, usize) {
     }
     // The restored calls are the writer's to keep from now on.
     state.offer(crate::state::Write::Resync(
-        sbc.call_snapshots(now, &w.media),
+        w.media.read(|t| sbc.call_snapshots(now, t)),
     ));
     (restored, hung_up)
 }
@@ -713,9 +715,11 @@ async fn deregister(sbc: &mut Sbc, w: &mut Lane, tracker: &mut CallTracker) {
         match input {
             Input::Message(m) => {
                 // Stopping: only answers to our REGISTERs are taken, no new call.
-                sbc.handle_datagram(now, m.peer, m.message, Duration::ZERO, &mut w.media);
+                w.media.drive(now, |t| {
+                    sbc.handle_datagram(now, m.peer, m.message, Duration::ZERO, t)
+                });
             }
-            _ => sbc.handle_timeout(now, &mut w.media),
+            _ => w.media.drive(now, |t| sbc.handle_timeout(now, t)),
         }
         flush(sbc, w, tracker, now);
     }

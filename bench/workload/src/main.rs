@@ -282,14 +282,16 @@ mod measured {
         datagram: &[u8],
     ) -> Result<(), ParseError> {
         let msg = Message::parse(Bytes::copy_from_slice(datagram), &Limits::default())?;
-        sbc.handle_datagram(now, from, msg, std::time::Duration::ZERO, media);
+        media.drive(now, |t| {
+            sbc.handle_datagram(now, from, msg, std::time::Duration::ZERO, t)
+        });
         Ok(())
     }
 
     /// The timers due at `now`.
     #[inline(never)]
     pub fn timeout(sbc: &mut Sbc, media: &mut SimMedia, now: Instant) {
-        sbc.handle_timeout(now, media);
+        media.drive(now, |t| sbc.handle_timeout(now, t));
     }
 
     /// When the next timer is due (the driver asks after every message).

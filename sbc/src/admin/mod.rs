@@ -1,6 +1,6 @@
 //! The HTTP admin API (axum): health, readiness, Prometheus metrics, the media view, and the
-//! media control plane (`/api/v1/media/sessions`), which drives the same [`MediaControl`]
-//! contract the call layer uses: for operators, test harnesses, and until the B2BUA exists;
+//! media control plane (`/api/v1/media/sessions`), which drives the media table verbs the
+//! call layer uses (through [`MediaManager`]'s admin verbs): for operators and test harnesses;
 //! calls, trunks, routes, ACLs, bans and live configuration (`api`, `live`), bearer-token
 //! authentication (`auth`), and the OpenAPI document generated from the route table
 //! (`openapi`), from which the router itself is built.
@@ -31,7 +31,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{MethodFilter, MethodRouter, on},
 };
-use sbc_proto::media::{Direction, MediaControl, MediaError, SessionId, StreamDesc, StreamRelay};
+use sbc_proto::media::{Direction, MediaError, SessionId, StreamDesc, StreamRelay};
 use sbc_proto::net::Side;
 use serde::{Deserialize, Serialize};
 
@@ -536,7 +536,7 @@ async fn create_session(
     ApiJson(body): ApiJson<DescribeJson>,
 ) -> Response {
     let streams: Vec<StreamDesc> = body.streams.iter().map(StreamDesc::from).collect();
-    let mut media = s.media.clone();
+    let media = s.media.clone();
     let p = body.peers.unwrap_or_default();
     let peers = sbc_proto::media::MediaPeers {
         inside: p.inside,
@@ -564,7 +564,7 @@ async fn put_session(
         Err(e) => return e.into_response(),
     };
     let streams: Vec<StreamDesc> = body.streams.iter().map(StreamDesc::from).collect();
-    let mut media = s.media.clone();
+    let media = s.media.clone();
     let result = match body.action.unwrap_or(ActionJson::Commit) {
         ActionJson::Commit => media.commit(Instant::now(), id, body.from.into(), &streams),
         ActionJson::Update => media.update(Instant::now(), id, body.from.into(), &streams),

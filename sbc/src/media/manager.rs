@@ -1,7 +1,7 @@
-//! The media manager: the runtime adapter between the call layer (and the admin API) and the
-//! sans-I/O [`MediaTable`]. It implements [`MediaControl`] by reading the clock once per call,
-//! passing `now` to the table and executing the commands the table emits
-//! ([`super::executor`]); a background task ticks the table's timers.
+//! The media manager: the runtime around the sans-I/O [`MediaTable`]. The signaling driver
+//! hands the table to the core for each input ([`MediaManager::drive`], `now` read once per
+//! turn), and the manager executes the commands the turn queued ([`super::executor`]); the
+//! admin API's verbs do the same one at a time; a background task ticks the table's timers.
 //!
 //! Locking order: the core (table + executor) → the XDP relay. A stream's packet path is a
 //! leaf: nothing else is taken while one is held (a relay thread lets go of its path before
@@ -15,8 +15,8 @@ use std::{
 
 use parking_lot::Mutex;
 use sbc_proto::media::{
-    Allocation, MediaControl, MediaError, MediaEvent, MediaPeers, MediaTable, RelaySettings,
-    SessionId, SideAddress, SideAddresses, StreamDesc, StreamRelay, table::TICK,
+    Allocation, MediaError, MediaPeers, MediaTable, RelaySettings, SessionId, SideAddress,
+    SideAddresses, StreamDesc, StreamRelay, rejections::REASONS, table::TICK,
 };
 use sbc_proto::net::Side;
 
@@ -154,12 +154,12 @@ pub struct MediaManager {
 struct Inner {
     core: Arc<Mutex<Core>>,
     xdp: Option<Arc<Mutex<XdpRelay>>>,
-    /// Last views of released sessions, for the call detail records.
+    /// Last views of released sessions, for the call detail records (made only once
+    /// [`MediaManager::keep_final_views`] asked the table to keep released sessions: a view
+    /// reads the call's XDP counters, two `bpf()` calls per call, and allocates).
     finals: Mutex<super::finals::Finals>,
-    /// Whether anyone takes [`Self::finals`] ([`MediaManager::keep_final_views`]): a view
-    /// reads the call's XDP counters (two `bpf()` calls per call) and allocates, which is
-    /// wasted on every call when no call detail record is written.
-    keep_finals: std::sync::atomic::AtomicBool,
+    /// The refusals the table had counted when the metric last followed it.
+    rejections_seen: std::sync::atomic::AtomicU64,
     /// Signalled when an event is queued, so the call layer's driver can wait for events
     /// (shared with the relay tasks, which queue detected digits).
     events_ready: Arc<tokio::sync::Notify>,
@@ -249,7 +249,7 @@ impl MediaManager {
             core,
             xdp,
             finals: Mutex::new(super::finals::Finals::default()),
-            keep_finals: std::sync::atomic::AtomicBool::new(false),
+            rejections_seen: std::sync::atomic::AtomicU64::new(0),
             events_ready,
             metrics,
         });
@@ -292,7 +292,7 @@ impl MediaManager {
         Self { inner }
     }
 
-    /// Completes when an event may be waiting for [`MediaControl::poll_event`] (the call
+    /// Completes when an event may be waiting for [`MediaTable::poll_event`] (the call
     /// layer's driver selects on this, then drains `poll_event`).
     pub async fn event_ready(&self) {
         self.inner.events_ready.notified().await;
@@ -323,9 +323,7 @@ impl MediaManager {
     /// Keeps each released session's last view for [`Self::take_final`] from now on (the
     /// call detail records' media statistics); without it none is made.
     pub fn keep_final_views(&self) {
-        self.inner
-            .keep_finals
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.inner.core.lock().table.keep_released();
     }
 
     /// The last view of a released session (once; see `finals.rs`).
@@ -423,6 +421,38 @@ impl Inner {
         core.exec.take_failures()
     }
 
+    /// After a turn of the table: the last views of the sessions it released (before their
+    /// mappings and counters go), then its commands executed and the gauges set. `ran`: the
+    /// caller executed commands of the turn already (the gauges are due even if none is
+    /// left).
+    fn settle(&self, core: &mut Core, now: Instant, ran: bool) {
+        let released = core.table.take_released();
+        if !released.is_empty() {
+            let xdp = self.xdp.as_ref().map(|x| x.lock());
+            let mut finals = self.finals.lock();
+            for (id, s) in &released {
+                finals.put(*id, super::view::session_view(*id, s, xdp.as_deref(), now));
+            }
+        }
+        // Most inputs (a provisional, an ACK, a BYE's answer) change nothing of the table's:
+        // nothing to execute, no gauge to set.
+        let refused = core.table.rejections().total();
+        if !ran
+            && !core.table.has_commands()
+            && refused
+                == self
+                    .rejections_seen
+                    .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
+        // A failure here is in the table's events already (`MediaEvent::Failed`).
+        for (stream, e) in self.run(core, now) {
+            tracing::warn!(error = %e, session = %stream.session, "relay socket failure");
+        }
+        self.update_gauges(core);
+    }
+
     /// The gauges that cost little to set (after every change to the table).
     fn update_gauges(&self, core: &Core) {
         let t = &core.table;
@@ -436,6 +466,15 @@ impl Inner {
             .inc_by(misses.saturating_sub(m.warm_misses.get()));
         m.warm_failures
             .inc_by(failures.saturating_sub(m.warm_failures.get()));
+        let refused = t.rejections();
+        let seen = &self.rejections_seen;
+        if refused.total() != seen.load(std::sync::atomic::Ordering::Relaxed) {
+            seen.store(refused.total(), std::sync::atomic::Ordering::Relaxed);
+            for (reason, n) in REASONS.iter().zip(refused.counts()) {
+                let c = m.rejected.with_label_values(&[reason]);
+                c.inc_by(n.saturating_sub(c.get()));
+            }
+        }
         for leg in [Side::Inside, Side::Outside] {
             self.port_gauges.sides[leg.index()].set(gauge(t.ports_free(leg)));
         }
@@ -449,21 +488,6 @@ impl Inner {
                     .set(gauge(free)),
             }
         }
-    }
-
-    fn reject(&self, e: MediaError) -> MediaError {
-        let reason = match &e {
-            MediaError::PortsExhausted(_) => "ports_exhausted",
-            MediaError::QuotaExhausted(_) => "trunk_quota",
-            MediaError::StreamCount(_) => "stream_count",
-            MediaError::AddressFamily { .. } => "address_family",
-            MediaError::StreamMismatch { .. } => "stream_mismatch",
-            MediaError::UnknownSession(_) => "unknown_session",
-            _ => "unavailable",
-        };
-        self.metrics.rejected.with_label_values(&[reason]).inc();
-        tracing::info!(error = %e, sip_status = e.status_code(), "media offer rejected");
-        e
     }
 
     /// Plans the AF_XDP relay on `interfaces` (empty: `media.xsk = "off"`) if it can run,
@@ -564,49 +588,35 @@ impl Inner {
             self.events_ready.notify_one();
         }
     }
-
-    /// Records descriptions on an existing session (answer or re-offer); new streams of a
-    /// re-offer that cannot be bound are dropped again.
-    fn describe(
-        &self,
-        now: Instant,
-        id: SessionId,
-        from: Side,
-        streams: &[StreamDesc],
-        answer: bool,
-    ) -> Result<Vec<StreamRelay>, MediaError> {
-        let mut core = self.core.lock();
-        let have = core.table.session(id).map_or(0, |s| s.streams.len());
-        let result = if answer {
-            core.table.commit(now, id, from, streams)
-        } else {
-            core.table.update(now, id, from, streams)
-        };
-        let failed = self.run(&mut core, now);
-        let result = match failed.into_iter().next() {
-            Some((_, e)) => {
-                core.table.drop_streams_from(id, have);
-                self.run(&mut core, now);
-                Err(e)
-            }
-            // A new stream's replaced port changed the endpoints the call layer writes.
-            None => result.map(|relays| {
-                core.table
-                    .session(id)
-                    .map_or(relays, |s| s.streams.iter().map(|st| st.relay).collect())
-            }),
-        };
-        self.update_gauges(&core);
-        result.map_err(|e| match e {
-            MediaError::UnknownSession(_) => e,
-            e => self.reject(e),
-        })
-    }
 }
 
-impl MediaControl for MediaManager {
-    fn allocate(
-        &mut self,
+impl MediaManager {
+    /// Hands the table to `f` (the signaling core's turn at `now`: one input, or the timers),
+    /// then executes the commands it queued, before anything the turn produced is sent: the
+    /// sockets and mappings its SDP names exist by then. What went wrong executing them the
+    /// table reports as events ([`MediaEvent::Failed`]); the driver is woken for them.
+    pub fn drive<R>(&self, now: Instant, f: impl FnOnce(&mut MediaTable) -> R) -> R {
+        let inner = &self.inner;
+        let mut core = inner.core.lock();
+        let r = f(&mut core.table);
+        inner.settle(&mut core, now, false);
+        let events = core.table.has_events();
+        drop(core);
+        if events {
+            inner.events_ready.notify_one();
+        }
+        r
+    }
+
+    /// Reads the table (the call records' media snapshots).
+    pub fn read<R>(&self, f: impl FnOnce(&MediaTable) -> R) -> R {
+        f(&self.inner.core.lock().table)
+    }
+
+    /// [`MediaTable::allocate`] for the admin API: a session of its own, refused whole when
+    /// a port cannot be bound (there is no call layer to end it later).
+    pub fn allocate(
+        &self,
         now: Instant,
         from: Side,
         streams: &[StreamDesc],
@@ -615,160 +625,78 @@ impl MediaControl for MediaManager {
         let inner = &self.inner;
         let mut core = inner.core.lock();
         let mut result = core.table.allocate(now, from, streams, peers);
-        if let Some((stream, e)) = inner.run(&mut core, now).into_iter().next() {
-            core.table.release(stream.session);
-            inner.run(&mut core, now);
-            result = Err(e);
-        }
-        // A replaced port changed the relay endpoints the call layer gets.
-        if let Ok(a) = &mut result
-            && let Some(s) = core.table.session(a.session)
-        {
-            a.streams = s.streams.iter().map(|st| st.relay).collect();
-        }
-        inner.update_gauges(&core);
-        drop(core);
-        match result {
-            Ok(a) => {
-                tracing::debug!(session = %a.session, side = from.as_str(),
-                    streams = a.streams.len(), "media allocated");
-                Ok(a)
-            }
-            Err(e) => Err(inner.reject(e)),
-        }
-    }
-
-    fn commit(
-        &mut self,
-        now: Instant,
-        session: SessionId,
-        from: Side,
-        streams: &[StreamDesc],
-    ) -> Result<Vec<StreamRelay>, MediaError> {
-        self.inner.describe(now, session, from, streams, true)
-    }
-
-    fn update(
-        &mut self,
-        now: Instant,
-        session: SessionId,
-        from: Side,
-        streams: &[StreamDesc],
-    ) -> Result<Vec<StreamRelay>, MediaError> {
-        self.inner.describe(now, session, from, streams, false)
-    }
-
-    fn set_peers(&mut self, session: SessionId, peers: &MediaPeers) {
-        self.inner.core.lock().table.set_peers(session, peers);
-    }
-
-    fn expect_crypto(
-        &mut self,
-        now: Instant,
-        session: SessionId,
-        leg: Side,
-        secure: &[bool],
-    ) -> Result<(), MediaError> {
-        let mut core = self.inner.core.lock();
-        let result = core.table.expect_crypto(now, session, leg, secure);
-        // A stream awaiting keys leaves the fast path (the kernel would forward it in clear).
-        self.inner.run(&mut core, now);
-        self.inner.update_gauges(&core);
-        result
-    }
-
-    fn set_crypto(
-        &mut self,
-        now: Instant,
-        session: SessionId,
-        leg: Side,
-        keys: &[Option<sbc_proto::srtp::StreamKeys>],
-    ) -> Result<(), MediaError> {
-        let mut core = self.inner.core.lock();
-        let result = core.table.set_crypto(now, session, leg, keys);
-        // A stream that became encrypted leaves the fast path (and a plain one may take it).
-        self.inner.run(&mut core, now);
-        self.inner.update_gauges(&core);
-        result
-    }
-
-    fn set_payload_maps(
-        &mut self,
-        now: Instant,
-        session: SessionId,
-        maps: &[sbc_proto::media::StreamPayloadMaps],
-    ) -> Result<(), MediaError> {
-        let mut core = self.inner.core.lock();
-        let result = core.table.set_payload_maps(now, session, maps);
-        // A stream that rewrites payload types leaves the fast path.
-        self.inner.run(&mut core, now);
-        self.inner.update_gauges(&core);
-        result
-    }
-
-    fn set_dtmf(
-        &mut self,
-        now: Instant,
-        session: SessionId,
-        dtmf: &[sbc_proto::media::dtmf::StreamDtmf],
-    ) -> Result<(), MediaError> {
-        self.set_dtmf_now(now, session, dtmf)
-    }
-
-    fn release(&mut self, now: Instant, session: SessionId) {
-        let mut core = self.inner.core.lock();
-        // Its last statistics, before the mappings (and their counters) go.
-        if self
-            .inner
-            .keep_finals
-            .load(std::sync::atomic::Ordering::Relaxed)
-            && let Some(last) = self.inner.view(&core, session, now)
-        {
-            self.inner.finals.lock().put(session, last);
-        }
-        core.table.release(session);
-        self.inner.run(&mut core, now);
-        self.inner.update_gauges(&core);
-        tracing::debug!(session = %session, "media session released");
-    }
-
-    fn poll_event(&mut self) -> Option<MediaEvent> {
-        self.inner.core.lock().table.poll_event()
-    }
-
-    fn state_version(&self, session: SessionId) -> Option<u64> {
-        self.inner.core.lock().table.state_version(session)
-    }
-
-    fn snapshot(&self, session: SessionId) -> Option<sbc_proto::media::snapshot::MediaSnapshot> {
-        self.inner.core.lock().table.snapshot(session)
-    }
-
-    fn restore(
-        &mut self,
-        now: Instant,
-        snap: &sbc_proto::media::snapshot::MediaSnapshot,
-    ) -> Result<SessionId, MediaError> {
-        let inner = &self.inner;
-        let mut core = inner.core.lock();
-        let mut result = core.table.restore(now, snap);
-        // A recorded port that cannot be bound fails the restore (the peers send there).
-        if let Ok(id) = result
+        if let Ok(a) = &result
             && let Some((_, e)) = inner
                 .run(&mut core, now)
                 .into_iter()
-                .find(|(s, _)| s.session == id)
+                .find(|(s, _)| s.session == a.session)
         {
-            core.table.release(id);
-            inner.run(&mut core, now);
+            core.table.release(a.session);
             result = Err(e);
         }
-        inner.update_gauges(&core);
+        inner.settle(&mut core, now, true);
         drop(core);
-        if let Ok(id) = result {
-            tracing::debug!(session = %id, streams = snap.streams.len(), "media session restored");
+        match &result {
+            Ok(a) => tracing::debug!(session = %a.session, side = from.as_str(),
+                streams = a.streams.len(), "media allocated"),
+            Err(e) => tracing::info!(error = %e, sip_status = e.status_code(),
+                "media offer rejected"),
         }
         result
+    }
+
+    /// [`MediaTable::commit`] for the admin API.
+    pub fn commit(
+        &self,
+        now: Instant,
+        id: SessionId,
+        from: Side,
+        streams: &[StreamDesc],
+    ) -> Result<Vec<StreamRelay>, MediaError> {
+        self.describe(now, id, from, streams, true)
+    }
+
+    /// [`MediaTable::update`] for the admin API.
+    pub fn update(
+        &self,
+        now: Instant,
+        id: SessionId,
+        from: Side,
+        streams: &[StreamDesc],
+    ) -> Result<Vec<StreamRelay>, MediaError> {
+        self.describe(now, id, from, streams, false)
+    }
+
+    /// [`MediaTable::commit`] (`answer`) or [`MediaTable::update`] for the admin API; new
+    /// streams of a re-offer that cannot be bound are dropped again and the verb refused.
+    fn describe(
+        &self,
+        now: Instant,
+        id: SessionId,
+        from: Side,
+        streams: &[StreamDesc],
+        answer: bool,
+    ) -> Result<Vec<StreamRelay>, MediaError> {
+        let inner = &self.inner;
+        let mut core = inner.core.lock();
+        let have = core.table.session(id).map_or(0, |s| s.streams.len());
+        let mut result = if answer {
+            core.table.commit(now, id, from, streams)
+        } else {
+            core.table.update(now, id, from, streams)
+        };
+        if let Some((_, e)) = inner.run(&mut core, now).into_iter().next() {
+            core.table.drop_streams_from(id, have);
+            result = Err(e);
+        }
+        inner.settle(&mut core, now, true);
+        result
+    }
+
+    /// [`MediaTable::release`] for the admin API.
+    pub fn release(&self, now: Instant, id: SessionId) {
+        self.drive(now, |t| t.release(id));
+        tracing::debug!(session = %id, "media session released");
     }
 }
 
@@ -778,6 +706,7 @@ mod tests {
 
     use super::*;
     use crate::metrics::Metrics;
+    use sbc_proto::media::MediaEvent;
 
     const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -856,7 +785,7 @@ mod tests {
         // after the answer, when a window would let it take the latch.
         s.relay.relatch_window = Duration::ZERO;
         let metrics = Metrics::new().expect("metrics");
-        let mut m = MediaManager::new(s, None, metrics.media.clone());
+        let m = MediaManager::new(s, None, metrics.media.clone());
         let pbx = std::net::UdpSocket::bind("127.0.0.1:0").expect("pbx");
         let stranger = std::net::UdpSocket::bind("127.0.0.1:0").expect("stranger");
         let carrier = std::net::UdpSocket::bind("127.0.0.1:0").expect("carrier");
@@ -948,12 +877,10 @@ mod tests {
         let mut m = MediaManager::new(settings(42_000, 42_099), None, metrics.media.clone());
         let (pbx, carrier, a) = answered_call(&mut m, Duration::from_millis(500));
         let outside = keys(11, Suite::AesCm128HmacSha1_80);
-        m.set_crypto(
-            Instant::now(),
-            a.session,
-            Side::Outside,
-            &[Some(outside.clone())],
-        )
+        let now = Instant::now();
+        m.drive(now, |t| {
+            t.set_crypto(now, a.session, Side::Outside, &[Some(outside.clone())])
+        })
         .expect("keys");
         let in_relay = SocketAddr::new(LO, a.streams[0].inside.rtp_port);
         let out_relay = SocketAddr::new(LO, a.streams[0].outside.rtp_port);
@@ -1019,7 +946,7 @@ mod tests {
         let mut s = settings(41_700, 41_799);
         s.relay.strict_source = true;
         let metrics = Metrics::new().expect("metrics");
-        let mut m = MediaManager::new(s, None, metrics.media.clone());
+        let m = MediaManager::new(s, None, metrics.media.clone());
         let pbx = std::net::UdpSocket::bind("127.0.0.1:0").expect("pbx");
         let carrier = std::net::UdpSocket::bind("127.0.0.1:0").expect("carrier");
         // Another loopback address: neither SDP names it nor is it a signaling peer.
@@ -1090,7 +1017,7 @@ mod tests {
             },
         );
         let metrics = Metrics::new().expect("metrics");
-        let mut m = MediaManager::new(s, None, metrics.media.clone());
+        let m = MediaManager::new(s, None, metrics.media.clone());
         let peers = MediaPeers {
             trunk: Some("carrier".into()),
             ..MediaPeers::default()
@@ -1122,9 +1049,61 @@ mod tests {
             .expect("freed");
     }
 
+    /// The call layer's turn: the endpoints `allocate` returns are in the SDP before the
+    /// binds run, so a pair another program holds is not swapped behind the call's back: the
+    /// table reports the session failed and the driver is woken to end the call.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_busy_port_after_the_turn_fails_the_session_and_wakes_the_driver() {
+        // Two pairs on one address, no warm pairs: the call's two legs take both, and another
+        // program holds the RTCP port of one.
+        let mut s = settings(43_310, 43_313);
+        s.warm_pairs = 0;
+        let metrics = Metrics::new().expect("metrics");
+        let m = MediaManager::new(s, None, metrics.media.clone());
+        let _other = std::net::UdpSocket::bind((LO, 43_313)).expect("another program's port");
+        let now = Instant::now();
+        let one = [StreamDesc::new(LO, 4000)];
+        let a = m
+            .drive(now, |t| {
+                t.allocate(now, Side::Inside, &one, &MediaPeers::default())
+            })
+            .expect("the endpoints are returned before any bind");
+        let told = [a.streams[0].inside.rtp_port, a.streams[0].outside.rtp_port];
+        assert!(told.contains(&43_312), "both pairs are told: {told:?}");
+        tokio::time::timeout(Duration::from_secs(2), m.event_ready())
+            .await
+            .expect("the driver is woken");
+        assert_eq!(
+            m.drive(now, MediaTable::poll_event),
+            Some(MediaEvent::Failed(a.session))
+        );
+        let view = m.session_view(a.session).expect("live until the call ends");
+        assert_eq!(view.streams.len(), 1);
+        m.release(now, a.session);
+        assert!(m.drive(now, |t| t.holds_nothing()));
+    }
+
+    /// Offers the call layer's turn refuses count like the admin API's.
+    #[tokio::test]
+    async fn refusals_in_a_turn_are_counted_by_reason() {
+        let metrics = Metrics::new().expect("metrics");
+        let m = MediaManager::new(settings(43_320, 43_329), None, metrics.media.clone());
+        let now = Instant::now();
+        let five = [StreamDesc::new(LO, 4000); 5];
+        let e = m
+            .drive(now, |t| {
+                t.allocate(now, Side::Inside, &five, &MediaPeers::default())
+            })
+            .expect_err("more streams than max_streams");
+        assert_eq!(e.status_code(), 488);
+        let counted = |reason: &str| metrics.media.rejected.with_label_values(&[reason]).get();
+        assert_eq!(counted("stream_count"), 1);
+        assert_eq!(counted("ports_exhausted"), 0);
+    }
+
     #[tokio::test]
     async fn more_m_lines_than_max_streams_get_488() {
-        let mut m = manager(41_900, 41_999);
+        let m = manager(41_900, 41_999);
         let five = [StreamDesc::new(LO, 4000); 5];
         let err = m
             .allocate(Instant::now(), Side::Inside, &five, &MediaPeers::default())
@@ -1149,7 +1128,7 @@ mod tests {
 
     #[tokio::test]
     async fn event_ready_wakes_on_timeout() {
-        let mut m = manager(41_600, 41_699);
+        let m = manager(41_600, 41_699);
         let a = m
             .allocate(
                 Instant::now(),
@@ -1169,13 +1148,16 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(1), m.event_ready())
             .await
             .expect("woken");
-        assert_eq!(m.poll_event(), Some(MediaEvent::Timeout(a.session)));
+        assert_eq!(
+            m.drive(Instant::now(), MediaTable::poll_event),
+            Some(MediaEvent::Timeout(a.session))
+        );
     }
 
     #[tokio::test]
     async fn exhaustion_rejects_with_503_and_release_frees() {
         // Both sides share 127.0.0.1 and so one pool: a stream takes two of its four pairs.
-        let mut m = manager(41_000, 41_007);
+        let m = manager(41_000, 41_007);
         let peer = StreamDesc::new(LO, 4000);
         let a = m
             .allocate(
@@ -1243,7 +1225,7 @@ mod tests {
             .map(|s| s.local_addr().expect("addr").port())
             .collect();
         let metrics = Metrics::new().expect("metrics");
-        let mut m = MediaManager::new(settings(min, max), None, metrics.media.clone());
+        let m = MediaManager::new(settings(min, max), None, metrics.media.clone());
         let warm = || metrics.media.warm_pairs.get();
         let settle = |m: &MediaManager| {
             for _ in 0..64 {
@@ -1411,7 +1393,7 @@ mod tests {
 
     #[tokio::test]
     async fn bad_offers_get_488() {
-        let mut m = manager(41_100, 41_199);
+        let m = manager(41_100, 41_199);
         assert_eq!(
             m.allocate(Instant::now(), Side::Inside, &[], &MediaPeers::default())
                 .expect_err("empty")
@@ -1446,7 +1428,7 @@ mod tests {
 
     #[tokio::test]
     async fn disabled_stream_gets_port_zero_and_update_keeps_ports() {
-        let mut m = manager(41_200, 41_299);
+        let m = manager(41_200, 41_299);
         let a = m
             .allocate(
                 Instant::now(),
@@ -1482,7 +1464,7 @@ mod tests {
 
     #[tokio::test]
     async fn media_timeout_fires_once_and_uses_hold_value() {
-        let mut m = manager(41_300, 41_399);
+        let m = manager(41_300, 41_399);
         let a = m
             .allocate(
                 Instant::now(),
@@ -1494,7 +1476,7 @@ mod tests {
         let t0 = Instant::now();
         // Not committed yet: no timeout however long it rings.
         m.tick(t0 + Duration::from_secs(120));
-        assert_eq!(m.poll_event(), None);
+        assert_eq!(m.drive(Instant::now(), MediaTable::poll_event), None);
         m.commit(
             Instant::now(),
             a.session,
@@ -1504,11 +1486,18 @@ mod tests {
         .expect("answer");
         let t1 = Instant::now();
         m.tick(t1 + Duration::from_secs(59));
-        assert_eq!(m.poll_event(), None);
+        assert_eq!(m.drive(Instant::now(), MediaTable::poll_event), None);
         m.tick(t1 + Duration::from_secs(61));
-        assert_eq!(m.poll_event(), Some(MediaEvent::Timeout(a.session)));
+        assert_eq!(
+            m.drive(Instant::now(), MediaTable::poll_event),
+            Some(MediaEvent::Timeout(a.session))
+        );
         m.tick(t1 + Duration::from_secs(62));
-        assert_eq!(m.poll_event(), None, "reported once");
+        assert_eq!(
+            m.drive(Instant::now(), MediaTable::poll_event),
+            None,
+            "reported once"
+        );
 
         // On hold (sendonly), the hold timeout applies instead.
         let b = m
@@ -1525,9 +1514,12 @@ mod tests {
             .expect("answer");
         let t2 = Instant::now();
         m.tick(t2 + Duration::from_secs(61));
-        assert_eq!(m.poll_event(), None);
+        assert_eq!(m.drive(Instant::now(), MediaTable::poll_event), None);
         m.tick(t2 + Duration::from_secs(3601));
-        assert_eq!(m.poll_event(), Some(MediaEvent::Timeout(b.session)));
+        assert_eq!(
+            m.drive(Instant::now(), MediaTable::poll_event),
+            Some(MediaEvent::Timeout(b.session))
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1573,7 +1565,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn relays_both_directions_and_latches_nat_source() {
-        let mut m = manager(41_400, 41_499);
+        let m = manager(41_400, 41_499);
         let pbx = std::net::UdpSocket::bind("127.0.0.1:0").expect("pbx");
         let carrier = std::net::UdpSocket::bind("127.0.0.1:0").expect("carrier");
         for s in [&pbx, &carrier] {
@@ -1657,7 +1649,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one_worker_per_stream_and_sockets_reused_without_stale_packets() {
         // Two pairs in the shared loopback pool: every call gets the same two pairs back.
-        let mut m = manager(41_010, 41_013);
+        let m = manager(41_010, 41_013);
         let pbx = std::net::UdpSocket::bind("127.0.0.1:0").expect("pbx");
         let carrier = std::net::UdpSocket::bind("127.0.0.1:0").expect("carrier");
         carrier
@@ -1718,7 +1710,7 @@ mod tests {
         s.relay_idle_sockets = 2;
         let metrics = Metrics::new().expect("metrics");
         let closed = metrics.media.idle_closed.with_label_values(&["full"]);
-        let mut m = MediaManager::new(s, None, metrics.media.clone());
+        let m = MediaManager::new(s, None, metrics.media.clone());
         let offer = [StreamDesc::new(LO, 4_000)];
         for _ in 0..3 {
             let a = m
@@ -1742,7 +1734,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn last_views_are_made_only_for_a_taker() {
-        let mut m = manager(41_100, 41_199);
+        let m = manager(41_100, 41_199);
         let offer = [StreamDesc::new(LO, 4_000)];
         let a = m
             .allocate(Instant::now(), Side::Inside, &offer, &MediaPeers::default())
@@ -1776,7 +1768,7 @@ mod tests {
         let mut s = settings(41_600, 41_699);
         s.relay_workers = 1;
         let metrics = Metrics::new().expect("metrics");
-        let mut m = MediaManager::new(s, None, metrics.media.clone());
+        let m = MediaManager::new(s, None, metrics.media.clone());
         let pbx = std::net::UdpSocket::bind("127.0.0.1:0").expect("pbx");
         let carrier = std::net::UdpSocket::bind("127.0.0.1:0").expect("carrier");
         carrier

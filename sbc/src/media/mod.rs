@@ -1,6 +1,6 @@
-//! Media relay runtime: the media manager that implements the call layer's
-//! [`sbc_proto::media::MediaControl`] contract over the sans-I/O
-//! [`sbc_proto::media::MediaTable`] (which also holds each stream's SRTP contexts), the
+//! Media relay runtime: the media manager that runs the sans-I/O
+//! [`sbc_proto::media::MediaTable`] (which also holds each stream's SRTP contexts) for the call
+//! layer's turns and the admin API, the
 //! executor of the table's commands, the userspace relay (its packet path and worker threads),
 //! the XDP fast path loader, the one-way-audio diagnosis and the last views kept for call
 //! detail records. See `docs/media.md`.

@@ -10,7 +10,7 @@ use super::{
     transactions::{ServerKey, TxId},
 };
 use crate::{
-    media::MediaControl,
+    media::MediaTable,
     net::{Peer, Side},
     sip::{Message, Method},
 };
@@ -89,7 +89,7 @@ impl B2bua {
         caller: Side,
         key: TxId,
         resp: &Message,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) {
         let Some(c) = self.calls.get(&call) else {
             return;
@@ -100,7 +100,7 @@ impl B2bua {
         self.final_on_server(now, key, Refusal::NotAcceptableHere);
         if initial {
             self.send_bye(now, call, callee, media);
-            self.finish_call(now, call, EndReason::Rejected(488), media);
+            self.finish_call(call, EndReason::Rejected(488), media);
         } else {
             self.terminate(now, call, EndReason::Rejected(488), media);
         }

@@ -460,7 +460,7 @@ impl super::B2bua {
 pub(super) fn relay_maps(
     now: std::time::Instant,
     codecs: &CallCodecs,
-    media: &mut dyn crate::media::MediaControl,
+    media: &mut crate::media::MediaTable,
     session: Option<crate::media::SessionId>,
 ) -> Result<(), super::SdpProblem> {
     let Some(session) = session else {

@@ -8,7 +8,7 @@ impl B2bua {
         now: Instant,
         peer: Peer,
         msg: Message,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) {
         let Some(method) = msg.method().cloned() else {
             return;
@@ -162,7 +162,7 @@ impl B2bua {
         now: Instant,
         peer: Peer,
         msg: Message,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) {
         let Some(status) = msg.status().map(|s| s.as_u16()) else {
             return;

@@ -20,7 +20,7 @@ impl B2bua {
 
     /// Ends every call (BYE on both legs once answered, CANCEL/487 before, like
     /// [`B2bua::end_call`]) with [`EndReason::Drain`]. Returns how many calls it ended.
-    pub fn end_all(&mut self, now: Instant, media: &mut dyn MediaControl) -> usize {
+    pub fn end_all(&mut self, now: Instant, media: &mut MediaTable) -> usize {
         let mut ids: Vec<CallId> = self.calls.keys().copied().collect();
         // Oldest first, so the order on the wire does not depend on the hash map.
         ids.sort_unstable();

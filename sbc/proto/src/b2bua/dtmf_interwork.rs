@@ -21,7 +21,7 @@ use std::time::Instant;
 use super::{B2bua, Event, ResponseSpec, call::CallId, media_policy, msg, tx_id::TxId};
 use crate::{
     dtmf::{Digit, InfoFormat, MAX_DURATION_MS},
-    media::{MediaControl, SessionId},
+    media::{MediaTable, SessionId},
     net::Side,
     sip::{Method, StatusCode},
 };
@@ -167,7 +167,7 @@ impl B2bua {
         from: Side,
         digit: Digit,
         duration_ms: u32,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) -> bool {
         let Some(&call) = self.sessions.get(&session) else {
             return false;
@@ -209,7 +209,7 @@ impl B2bua {
         side: Side,
         method: &Method,
         body: Option<(&str, &[u8])>,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) -> bool {
         let branch = self.rng.branch();
         let Some(c) = self.calls.get_mut(&call) else {

@@ -47,7 +47,7 @@ impl B2bua {
         now: Instant,
         call: CallId,
         status: u16,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) -> bool {
         let Some(c) = self.calls.get(&call) else {
             return false;
@@ -143,7 +143,7 @@ impl B2bua {
         call: CallId,
         index: TrunkId,
         orig: &Message,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) -> Result<Option<Bytes>, SdpProblem> {
         let Some(c) = self.calls.get_mut(&call) else {
             return Ok(None);
@@ -203,7 +203,7 @@ impl B2bua {
         now: Instant,
         call: CallId,
         restart: &Restart<'_>,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) -> bool {
         let Restart {
             index,
@@ -288,7 +288,7 @@ impl B2bua {
         challenged: &Challenged,
         status: u16,
         resp: &Message,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) -> bool {
         let Challenged {
             ref request,
@@ -430,7 +430,7 @@ impl B2bua {
         call: Option<CallId>,
         side: Side,
         purpose: Purpose,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) {
         self.auth_failures += 1;
         match purpose {
@@ -450,7 +450,7 @@ impl B2bua {
                 } else {
                     EndReason::Rejected(403)
                 };
-                self.finish_call(now, call, reason, media);
+                self.finish_call(call, reason, media);
             }
             Purpose::Relay { server } => {
                 if let Some(c) = call.and_then(|c| self.calls.get_mut(&c)) {
@@ -462,7 +462,7 @@ impl B2bua {
                     .server(server)
                     .is_some_and(|e| *e.request.method() == Method::Bye);
                 if is_bye && let Some(call) = call {
-                    self.finish_call(now, call, EndReason::Bye, media);
+                    self.finish_call(call, EndReason::Bye, media);
                 }
             }
         }
@@ -473,7 +473,7 @@ impl B2bua {
         &mut self,
         now: Instant,
         failure: ClientFailure,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) {
         let ClientFailure {
             call,
@@ -525,7 +525,6 @@ impl B2bua {
                     self.final_on_server(now, key, refusal);
                 }
                 self.finish_call(
-                    now,
                     call,
                     if canceled { EndReason::Cancelled } else { end },
                     media,
@@ -541,7 +540,7 @@ impl B2bua {
                     .server(server)
                     .is_some_and(|e| *e.request.method() == Method::Bye);
                 if is_bye && let Some(call) = call {
-                    self.finish_call(now, call, EndReason::Bye, media);
+                    self.finish_call(call, EndReason::Bye, media);
                 }
             }
         }

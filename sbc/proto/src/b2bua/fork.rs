@@ -16,7 +16,7 @@ use super::{
     B2bua, Call, Outgoing, Purpose, Transmit, call::CallId, first_contact, msg, msg::RequestSpec,
 };
 use crate::{
-    media::MediaControl,
+    media::MediaTable,
     net::Side,
     sip::{HeaderName, Message, Method},
 };
@@ -80,7 +80,7 @@ impl B2bua {
         call: CallId,
         side: Side,
         resp: &Message,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) -> bool {
         let Some(tag) = resp.to_tag() else {
             return false;

@@ -9,7 +9,7 @@ impl B2bua {
         peer: Peer,
         key: ServerKey,
         msg: Message,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) {
         // The CANCEL matches the INVITE server transaction with the same branch (§9.2).
         let target = self.tx.find_invite_of(&key).and_then(|id| {
@@ -66,7 +66,7 @@ impl B2bua {
             if let Some(c) = self.calls.get_mut(&call_id) {
                 c.canceled = true;
             }
-            self.release_media(now, call_id, media);
+            self.release_media(call_id, media);
             let provisional = self.calls.get(&call_id).is_some_and(|c| c.provisional_seen);
             if provisional {
                 self.cancel_client(now, call_id, media);
@@ -106,7 +106,7 @@ impl B2bua {
         peer: Peer,
         invite: Option<TxId>,
         msg: Message,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) {
         if let Some(key) = invite
             && let Some(e) = self.tx.server_mut(key)
@@ -178,7 +178,7 @@ impl B2bua {
         key: ServerKey,
         msg: Message,
         call: CallId,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) {
         let Some(method) = msg.method().cloned() else {
             return;
@@ -374,7 +374,7 @@ impl B2bua {
         if method == Method::Bye {
             self.note_hangup(call, from);
             // The call is over for both sides whatever the other leg answers.
-            self.release_media(now, call, media);
+            self.release_media(call, media);
             // RFC 3261 §15.1.2: a BYE on an early dialog leaves the INVITE pending; it gets
             // 487, else its server transaction (no timer in Proceeding) would stay forever.
             if let Some(c) = self.calls.get(&call)

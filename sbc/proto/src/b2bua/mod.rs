@@ -7,9 +7,9 @@
 //!
 //! Sans-I/O like the rest of the core: feed [`B2bua::handle_message`] with parsed messages and
 //! the time, [`B2bua::handle_timeout`] when [`B2bua::poll_timeout`] is due, then drain
-//! [`B2bua::poll_transmit`] and [`B2bua::poll_event`]. Media goes through the
-//! [`MediaControl`] the caller passes in (allocate on offer, commit on answer, update on
-//! re-offer, release on end).
+//! [`B2bua::poll_transmit`] and [`B2bua::poll_event`]. Media goes through the [`MediaTable`]
+//! the caller passes in for the input (allocate on offer, commit on answer, update on
+//! re-offer, release on end); the caller executes the commands it queued afterwards.
 //!
 //! Flows handled: INVITE with or without SDP (late offer: the answer travels in the ACK);
 //! 100 Trying hop-by-hop; 18x with and without SDP; 2xx with end-to-end ACK per leg and 2xx
@@ -131,7 +131,7 @@ use uas::ToCaller;
 
 use crate::{
     limit::TokenBucket,
-    media::{MediaControl, MediaEvent, SessionId},
+    media::{MediaEvent, MediaTable, SessionId},
     net::{Peer, Side},
     sip::{HeaderName, Limits, Message, Method, StatusCode},
     transaction::{
@@ -384,7 +384,7 @@ impl B2bua {
         now: Instant,
         peer: Peer,
         msg: Message,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) {
         if msg.is_request() {
             self.on_request(now, peer, msg, media);
@@ -396,7 +396,7 @@ impl B2bua {
     }
 
     /// Fires every timer due at `now`, and handles media events.
-    pub fn handle_timeout(&mut self, now: Instant, media: &mut dyn MediaControl) {
+    pub fn handle_timeout(&mut self, now: Instant, media: &mut MediaTable) {
         while let Some(which) = self.timers.pop_due(now) {
             match which {
                 TimerRef::Server(id) => {
@@ -438,7 +438,7 @@ impl B2bua {
     }
 
     /// Ends a call from outside (admin API): BYE on both legs once answered, CANCEL/487 before.
-    pub fn end_call(&mut self, now: Instant, call: u64, media: &mut dyn MediaControl) -> bool {
+    pub fn end_call(&mut self, now: Instant, call: u64, media: &mut MediaTable) -> bool {
         let call = CallId::from_raw(call);
         if !self.calls.contains_key(&call) {
             return false;

@@ -41,7 +41,7 @@ impl B2bua {
         key: ServerKey,
         msg: Message,
         plan: Plan,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) {
         let origin = peer.side;
         let to = origin.other();
@@ -146,7 +146,7 @@ impl B2bua {
         {
             self.border_refusal(p.as_str());
             if let Some(s) = session {
-                media.release(now, s);
+                media.release(s);
             }
             self.final_on_server(now, key, Refusal::NotAcceptableHere);
             return;
@@ -172,7 +172,7 @@ impl B2bua {
         {
             self.border_refusal(p.as_str());
             if let Some(s) = session {
-                media.release(now, s);
+                media.release(s);
             }
             self.final_on_server(now, key, Refusal::NotAcceptableHere);
             return;

@@ -114,7 +114,7 @@ impl B2bua {
         from: Side,
         desc: &Description<'_>,
         peers: &MediaPeers,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) -> Result<Allocation, Refusal> {
         media
             .allocate(now, from, &desc.streams, peers)
@@ -130,7 +130,7 @@ impl B2bua {
         call: CallId,
         from: Side,
         body: &[u8],
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
         out: &mut Vec<u8>,
     ) -> Result<(), Refusal> {
         let to = from.other();
@@ -204,7 +204,7 @@ impl B2bua {
         call: CallId,
         callee: Side,
         body: &[u8],
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
         out: &mut Vec<u8>,
     ) -> Result<(), SdpProblem> {
         let caller = callee.other();
@@ -261,7 +261,7 @@ impl B2bua {
         call: CallId,
         side: Side,
         body: &[u8],
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
         out: &mut Vec<u8>,
     ) -> Result<(), &'static str> {
         let other = side.other();

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 
 use super::{B2bua, Event, LocalAddr, Restart, Target, call::CallId, msg};
 use crate::{
-    media::MediaControl,
+    media::MediaTable,
     net::{Side, TransportKind},
     sip::{Contact, Host, Message, NameAddr, Uri},
 };
@@ -182,7 +182,7 @@ impl B2bua {
         now: std::time::Instant,
         call: CallId,
         resp: &Message,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) -> bool {
         if !self.recursing(call) {
             return false;
@@ -201,7 +201,7 @@ impl B2bua {
         now: std::time::Instant,
         call: CallId,
         status: u16,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) -> bool {
         // 6xx: the callee declined everywhere (§16.7 item 5). 401/407: a challenge for this
         // target, answered by the SBC or the PBX on the same dialog (auth_passthrough.rs).
@@ -237,7 +237,7 @@ impl B2bua {
         now: std::time::Instant,
         call: CallId,
         report_none: bool,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) -> bool {
         let Some(c) = self.calls.get(&call) else {
             return false;

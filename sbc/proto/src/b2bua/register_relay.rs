@@ -26,7 +26,7 @@ use super::{
     msg::{self, RequestSpec, ResponseSpec},
 };
 use crate::{
-    media::MediaControl,
+    media::MediaTable,
     net::{Peer, Side, TransportKind},
     sip::{Contact, HeaderName, Message, Method, StatusCode, Uri},
     transaction::NonInviteServer,
@@ -132,7 +132,7 @@ impl B2bua {
         peer: Peer,
         key: ServerKey,
         msg: Message,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) {
         let RegisterPolicy::Relay {
             trunk: index,

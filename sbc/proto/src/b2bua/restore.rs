@@ -1,6 +1,6 @@
 //! Restoring an answered call from its [`CallSnapshot`] after a restart (issue 19): the call
 //! gets a new handle, both dialogs are indexed again so in-dialog requests and responses from
-//! either side find it, its media session is re-installed through [`MediaControl::restore`],
+//! either side find it, its media session is re-installed through [`MediaTable::restore`],
 //! and its call timer (max duration, session timers) is armed.
 //!
 //! A call that cannot be restored (SRTP keys are not persisted, the relay cannot re-install
@@ -124,7 +124,7 @@ impl B2bua {
         &mut self,
         now: Instant,
         snap: &CallSnapshot,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) -> Result<u64, RestoreError> {
         self.check_restorable(snap)?;
         if snap.srtp {
@@ -146,7 +146,7 @@ impl B2bua {
         // terminations: hand them over again.
         if super::codec_policy::relay_maps(now, &codecs, media, session).is_err() {
             if let Some(s) = session {
-                media.release(now, s);
+                media.release(s);
             }
             return Err(RestoreError::RelayPolicy);
         }
@@ -155,12 +155,7 @@ impl B2bua {
 
     /// Ends the call of a snapshot that [`B2bua::restore`] refused: its dialogs are restored
     /// without media and get BYE on both legs. False when even its dialogs are unusable.
-    pub fn hang_up(
-        &mut self,
-        now: Instant,
-        snap: &CallSnapshot,
-        media: &mut dyn MediaControl,
-    ) -> bool {
+    pub fn hang_up(&mut self, now: Instant, snap: &CallSnapshot, media: &mut MediaTable) -> bool {
         if self.check_restorable(snap).is_err() {
             return false;
         }

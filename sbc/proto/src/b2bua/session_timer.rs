@@ -25,7 +25,7 @@ use super::{
     msg::{self, RequestSpec, ResponseSpec},
 };
 use crate::{
-    media::MediaControl,
+    media::MediaTable,
     net::{Peer, Side},
     sip::{Message, Method, StatusCode},
     text::{Text, concat},
@@ -248,7 +248,7 @@ impl B2bua {
         &mut self,
         now: Instant,
         call: CallId,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) -> Result<Option<Instant>, Expired> {
         let Some(c) = self.calls.get(&call) else {
             return Ok(None);
@@ -281,13 +281,7 @@ impl B2bua {
     /// Refreshes the session on `side` (the SBC is its refresher): a body-less UPDATE (RFC
     /// 4028 §7.4 recommends UPDATE: no offer/answer, so no media change), keeping the SBC the
     /// refresher.
-    fn send_refresh(
-        &mut self,
-        now: Instant,
-        call: CallId,
-        side: Side,
-        media: &mut dyn MediaControl,
-    ) {
+    fn send_refresh(&mut self, now: Instant, call: CallId, side: Side, media: &mut MediaTable) {
         let branch = self.rng.branch();
         let st = self.cfg.session_timer;
         let Some(c) = self.calls.get_mut(&call) else {
@@ -344,7 +338,7 @@ impl B2bua {
         side: Side,
         status: u16,
         resp: &Message,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) {
         if status < 200 {
             return;

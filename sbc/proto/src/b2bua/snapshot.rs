@@ -302,7 +302,7 @@ pub(super) fn key_of(c: &Call) -> StateKey {
 /// Everything `c`'s record is built from, hashed where it lies (no snapshot, no allocation):
 /// the call's and its legs' fields, and the relay's version of its media session. `None` when
 /// the relay keeps no versions (the record is then built and compared every time).
-fn fingerprint(c: &Call, media: &dyn MediaControl) -> Option<u64> {
+fn fingerprint(c: &Call, media: &MediaTable) -> Option<u64> {
     let media_version = match c.media {
         Some(s) => Some(media.state_version(s)?),
         None => None,
@@ -382,12 +382,7 @@ impl B2bua {
     }
 
     /// The snapshot of `call` at `now`; `None` before the answer.
-    fn snapshot_of(
-        &self,
-        call: CallId,
-        now: Instant,
-        media: &dyn MediaControl,
-    ) -> Option<CallSnapshot> {
+    fn snapshot_of(&self, call: CallId, now: Instant, media: &MediaTable) -> Option<CallSnapshot> {
         let c = self.calls.get(&call)?;
         if c.state != CallState::Confirmed {
             return None;
@@ -444,7 +439,7 @@ impl B2bua {
     /// fingerprint is what it was when its record was last built is not dirty: no snapshot
     /// is built for it (most messages of a call — provisional answers, answers to relayed
     /// requests, retransmitted timers — change nothing the record holds).
-    pub(super) fn flush_state(&mut self, now: Instant, media: &dyn MediaControl) {
+    pub(super) fn flush_state(&mut self, now: Instant, media: &MediaTable) {
         for call in std::mem::take(&mut self.touched) {
             let Some(fp) = self.calls.get(&call).map(|c| fingerprint(c, media)) else {
                 continue;
@@ -468,7 +463,7 @@ impl B2bua {
     }
 
     /// The snapshots of every answered call at `now` (a full resync after the store was lost).
-    pub fn snapshots(&self, now: Instant, media: &dyn MediaControl) -> Vec<CallSnapshot> {
+    pub fn snapshots(&self, now: Instant, media: &MediaTable) -> Vec<CallSnapshot> {
         let mut ids: Vec<CallId> = self.calls.keys().copied().collect();
         ids.sort();
         ids.into_iter()

@@ -446,7 +446,7 @@ pub(super) fn negotiate(
     crossing: Crossing<'_>,
     out: &mut Vec<u8>,
     media: Option<(
-        &mut dyn crate::media::MediaControl,
+        &mut crate::media::MediaTable,
         Option<crate::media::SessionId>,
     )>,
 ) -> Result<(), super::SdpProblem> {

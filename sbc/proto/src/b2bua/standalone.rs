@@ -12,7 +12,7 @@ impl B2bua {
         peer: Peer,
         key: ServerKey,
         msg: Message,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) {
         let Some(method) = msg.method().cloned() else {
             return;

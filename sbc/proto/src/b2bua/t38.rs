@@ -45,7 +45,7 @@ impl super::B2bua {
         now: std::time::Instant,
         call: super::call::CallId,
         caller: Side,
-        media: &mut dyn crate::media::MediaControl,
+        media: &mut crate::media::MediaTable,
     ) {
         let Some(c) = self.calls.get_mut(&call) else {
             return;

@@ -4,7 +4,7 @@
 use super::*;
 
 impl B2bua {
-    pub(super) fn call_timer(&mut self, now: Instant, call: CallId, media: &mut dyn MediaControl) {
+    pub(super) fn call_timer(&mut self, now: Instant, call: CallId, media: &mut MediaTable) {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
@@ -102,7 +102,7 @@ impl B2bua {
         now: Instant,
         call: CallId,
         reason: EndReason,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
@@ -111,8 +111,14 @@ impl B2bua {
             let key = c.initial_server;
             c.canceled = true;
             let provisional = c.provisional_seen;
+            // The caller may try elsewhere when the relay failed; anything else ending an
+            // unanswered call is a termination of its request.
+            let answer = match reason {
+                EndReason::MediaFailure => Refusal::ServiceUnavailable,
+                _ => Refusal::RequestTerminated,
+            };
             if let Some(key) = key {
-                self.final_on_server(now, key, Refusal::RequestTerminated);
+                self.final_on_server(now, key, answer);
             }
             if provisional {
                 self.cancel_client(now, call, media);
@@ -125,33 +131,22 @@ impl B2bua {
                 self.send_bye(now, call, side, media);
             }
         }
-        self.finish_call(now, call, reason, media);
+        self.finish_call(call, reason, media);
     }
 
-    pub(super) fn release_media(
-        &mut self,
-        now: Instant,
-        call: CallId,
-        media: &mut dyn MediaControl,
-    ) {
+    pub(super) fn release_media(&mut self, call: CallId, media: &mut MediaTable) {
         if let Some(c) = self.calls.get_mut(&call)
             && let Some(s) = c.media.take()
         {
             self.sessions.remove(&s);
-            media.release(now, s);
+            media.release(s);
         }
     }
 
     /// Forgets a call: media released, dialogs unindexed. Transactions finish on their own.
-    pub(super) fn finish_call(
-        &mut self,
-        now: Instant,
-        call: CallId,
-        reason: EndReason,
-        media: &mut dyn MediaControl,
-    ) {
+    pub(super) fn finish_call(&mut self, call: CallId, reason: EndReason, media: &mut MediaTable) {
         self.record_call(call, reason);
-        self.release_media(now, call, media);
+        self.release_media(call, media);
         if let Some(c) = self.calls.remove(&call) {
             self.state_ended(&c);
             self.uncount_call(c.trunk);
@@ -169,7 +164,7 @@ impl B2bua {
         }
     }
 
-    pub(super) fn drain_media(&mut self, now: Instant, media: &mut dyn MediaControl) {
+    pub(super) fn drain_media(&mut self, now: Instant, media: &mut MediaTable) {
         while let Some(ev) = media.poll_event() {
             match ev {
                 MediaEvent::Timeout(s) => {

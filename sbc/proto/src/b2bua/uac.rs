@@ -19,7 +19,7 @@ pub(super) struct Outgoing {
 impl B2bua {
     /// Drains client transaction `id` into the outputs; a failure it reports goes to call
     /// policy (`failover.rs`).
-    pub(super) fn after_client(&mut self, now: Instant, id: TxId, media: &mut dyn MediaControl) {
+    pub(super) fn after_client(&mut self, now: Instant, id: TxId, media: &mut MediaTable) {
         let failure = self.tx.drain_client(
             id,
             Sink {
@@ -54,7 +54,7 @@ impl B2bua {
         &mut self,
         now: Instant,
         out: Outgoing,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) -> Option<TxId> {
         let Outgoing {
             bytes,
@@ -103,12 +103,7 @@ impl B2bua {
     }
 
     /// Sends CANCEL for the call's initial INVITE on the callee leg.
-    pub(super) fn cancel_client(
-        &mut self,
-        now: Instant,
-        call: CallId,
-        media: &mut dyn MediaControl,
-    ) {
+    pub(super) fn cancel_client(&mut self, now: Instant, call: CallId, media: &mut MediaTable) {
         let Some(c) = self.calls.get(&call) else {
             return;
         };
@@ -185,7 +180,7 @@ impl B2bua {
         side: Side,
         status: u16,
         resp: &Message,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) {
         if status == 100 {
             return; // hop-by-hop
@@ -250,7 +245,7 @@ impl B2bua {
                 // CANCEL lost the race with the 2xx: the caller got 487; hang up the callee.
                 self.send_ack(now, call, side, cseq_callee, b"");
                 self.send_bye(now, call, side, media);
-                self.finish_call(now, call, EndReason::Cancelled, media);
+                self.finish_call(call, EndReason::Cancelled, media);
                 return;
             }
             self.events
@@ -326,7 +321,7 @@ impl B2bua {
             self.note_hangup(call, side);
             EndReason::Rejected(status)
         };
-        self.finish_call(now, call, reason, media);
+        self.finish_call(call, reason, media);
     }
 
     /// PRACKs a reliable provisional of the callee on the SBC's own behalf.
@@ -337,7 +332,7 @@ impl B2bua {
         side: Side,
         rseq: u32,
         invite_cseq: u32,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) {
         let branch = self.rng.branch();
         let Some(c) = self.calls.get_mut(&call) else {
@@ -386,7 +381,7 @@ impl B2bua {
         side: Side,
         server: TxId,
         resp: &Message,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) {
         let status = resp.status().map_or(0, |s| s.as_u16());
         if status == 100 {
@@ -448,7 +443,7 @@ impl B2bua {
             self.set_leg_timer(call, side, timer);
         }
         match method {
-            Method::Bye if status >= 200 => self.finish_call(now, call, EndReason::Bye, media),
+            Method::Bye if status >= 200 => self.finish_call(call, EndReason::Bye, media),
             Method::Invite if (200..300).contains(&status) => {
                 // re-INVITE answered: ACK end-to-end on this leg now unless the offer comes
                 // in the ACK (late offer), and retransmit the 2xx to the other leg until ACKed.
@@ -486,7 +481,7 @@ impl B2bua {
         now: Instant,
         call: CallId,
         side: Side,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) {
         let branch = self.rng.branch();
         let Some(c) = self.calls.get_mut(&call) else {

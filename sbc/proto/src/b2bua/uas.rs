@@ -243,7 +243,7 @@ impl B2bua {
         side: Side,
         server_key: TxId,
         resp: &Message,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) {
         let caller = side.other();
         let reliable = resp
@@ -326,7 +326,7 @@ impl B2bua {
         to: ToCaller,
         resp: &Message,
         rseq: Option<u32>,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) -> Option<Bytes> {
         let ToCaller {
             call,

@@ -1,49 +1,53 @@
 //! The contract between the call layer (B2BUA) and the media relay.
 //!
-//! The B2BUA drives media through [`MediaControl`], one session per call, one stream per SDP
-//! `m=` line (in order):
+//! The B2BUA drives media through the sans-I/O [`MediaTable`] it is handed for each input
+//! (one session per call, one stream per SDP `m=` line, in order). Its verbs change the table
+//! and return values; what they need done outside (bind or close relay sockets, write XDP
+//! mappings, read counters) they queue as [`MediaCommand`]s, which the driver executes after
+//! the input, before anything the input produced is sent. No callback reaches out of the core.
 //!
-//! 1. **Offer** arrives from one leg: [`MediaControl::allocate`] reserves relay ports on both
+//! 1. **Offer** arrives from one leg: [`MediaTable::allocate`] reserves relay ports on both
 //!    sides and returns, per stream, the SBC's relay endpoints. The B2BUA writes the endpoint of
 //!    the *other* leg into the SDP it forwards (an offer from [`Side::Inside`] goes to the carrier
 //!    with the [`StreamRelay::outside`] address and ports).
-//! 2. **Answer** arrives from the other leg: [`MediaControl::commit`] records the answerer's
+//! 2. **Answer** arrives from the other leg: [`MediaTable::commit`] records the answerer's
 //!    addresses; media flows (and is latched, see below).
-//! 3. **Re-offer** (re-INVITE / UPDATE): [`MediaControl::update`] keeps the allocated ports,
+//! 3. **Re-offer** (re-INVITE / UPDATE): [`MediaTable::update`] keeps the allocated ports,
 //!    records the new addresses, and drops a latch when the peer's SDP address changed.
-//!    The answer to a re-offer is committed with [`MediaControl::commit`] again. Extra `m=`
+//!    The answer to a re-offer is committed with [`MediaTable::commit`] again. Extra `m=`
 //!    lines in a re-offer get new ports.
-//! 4. **End** (BYE, CANCEL, failure): [`MediaControl::release`] frees the ports.
+//! 4. **End** (BYE, CANCEL, failure): [`MediaTable::release`] frees the ports.
 //!
 //! Errors carry the SIP reaction ([`MediaError::status_code`]): the call (or the re-offer) is
-//! rejected with that status, never panicked on.
+//! rejected with that status, never panicked on. The endpoints a verb returns are final: the
+//! peers are told them before the commands run. A port that then cannot be bound (another
+//! program holds it) cannot move, so the table reports [`MediaEvent::Failed`] and the call
+//! ends; warm pairs ([`warm`]) are how a userspace stream gets ports already known to be bound.
 //!
 //! **Latching** (symmetric RTP): SDP addresses of NAT'd peers are often private, so the relay
 //! sends to the SDP address only until the peer's first packet arrives; from then on it sends to
 //! the address that packet came from. Only an *allowed* source may latch a leg: the address the
 //! leg's SDP names, the leg's signaling peer ([`MediaPeers`], e.g. a NAT'd PBX's public
 //! address), or a network the media layer has configured for the side or trunk. The call layer
-//! therefore tells [`MediaControl::allocate`] who the call's peers are, and
-//! [`MediaControl::set_peers`] when that changes (failover to another trunk).
+//! therefore tells [`MediaTable::allocate`] who the call's peers are, and
+//! [`MediaTable::set_peers`] when that changes (failover to another trunk).
 //!
-//! The media layer reports back through [`MediaControl::poll_event`] (drain it after every call
+//! The media layer reports back through [`MediaTable::poll_event`] (drain it after every input
 //! and whenever the runtime signals new events): [`MediaEvent::Timeout`] means no media flowed in
 //! either direction for the configured time, and the B2BUA should end the call (BYE both legs).
 //!
-//! **The relay's state** lives here too, without I/O: [`MediaTable`] (in [`table`]) holds the
-//! sessions, the port pools ([`pool`]), the latching policy ([`latch`], [`policy`]), the fast-path
-//! statistics slots ([`slots`]), the media timeout ([`activity`]) and the XDP mappings each
-//! stream should have ([`fast_path`]). What every packet touches is each stream's
-//! [`path::StreamPath`]: the peers' latches and counters, the SRTP contexts ([`crypto`]), the
-//! payload-type rewrites and terminated DTMF. It takes `now` as an argument everywhere and emits
-//! [`MediaCommand`]s that the runtime (`sbc::media::manager`) executes: bind or close relay
-//! sockets, install, update or remove mappings, read counters. The runtime's `MediaManager`
-//! implements [`MediaControl`] over it, so the call layer is unchanged.
+//! **The relay's state** lives in [`MediaTable`] (in [`table`]), without I/O: the sessions, the
+//! port pools ([`pool`]), the latching policy ([`latch`], [`policy`]), the fast-path statistics
+//! slots ([`slots`]), the media timeout ([`activity`]) and the XDP mappings each stream should
+//! have ([`fast_path`]). What every packet touches is each stream's [`path::StreamPath`]: the
+//! peers' latches and counters, the SRTP contexts ([`crypto`]), the payload-type rewrites and
+//! terminated DTMF. It takes `now` as an argument everywhere. The runtime
+//! (`sbc::media::manager`) hands the table to the signaling core for each input and executes
+//! the commands afterwards, feeding failures back through the table's `handle_*` methods.
 //!
-//! **For tests** (`cfg(test)` or the `sim-media` feature): `SimMedia` (`sim.rs`) is the real
-//! table behind [`MediaControl`] with its commands executed in memory and `MediaManager`'s
-//! failure handling, which the B2BUA simulations, the B2BUA fuzz target and the workload
-//! benchmark run on.
+//! **For tests** (`cfg(test)` or the `sim-media` feature): `SimMedia` (`sim.rs`) holds the real
+//! table and executes its commands in memory the way the runtime's executor does; the B2BUA
+//! simulations, the B2BUA fuzz target and the workload benchmark run on it.
 
 pub mod activity;
 pub mod command;
@@ -59,6 +63,7 @@ pub mod peer;
 pub mod policy;
 pub mod pool;
 pub mod pools;
+pub mod rejections;
 pub mod rtp;
 pub mod settings;
 pub mod slots;
@@ -197,7 +202,7 @@ impl MediaPeers {
     }
 }
 
-/// The result of [`MediaControl::allocate`].
+/// The result of [`MediaTable::allocate`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allocation {
     /// The new session.
@@ -264,7 +269,7 @@ impl MediaError {
 #[non_exhaustive]
 pub enum MediaEvent {
     /// No media in either direction for the configured time (the hold value while on hold):
-    /// end the call (BYE both legs), then [`MediaControl::release`] it.
+    /// end the call (BYE both legs), then [`MediaTable::release`] it.
     Timeout(SessionId),
     /// A leg's RTP latch moved (its first packet, or a re-latch): where the relay sends is
     /// part of the call's persisted state, which changed without a SIP message.
@@ -272,7 +277,7 @@ pub enum MediaEvent {
     /// The relay lost a stream of the session: ports the peers were already told could not be
     /// bound (another program took one while the stream was socketless, or after a restart).
     /// Media to them goes nowhere: end the call (BYE both legs), then
-    /// [`MediaControl::release`] it.
+    /// [`MediaTable::release`] it.
     Failed(SessionId),
     /// A DTMF digit ended in the telephone-events `leg` sent on a stream whose DTMF the relay
     /// terminates (`dtmf.rs`): the call layer sends it as SIP INFO to the other side
@@ -287,158 +292,6 @@ pub enum MediaEvent {
         /// Its duration in milliseconds.
         duration_ms: u32,
     },
-}
-
-/// The four verbs the call layer uses, plus the event drain. See the module docs for the order.
-///
-/// Every method that changes a session takes `now`, the core's time for the current turn
-/// (the driver reads the clock once per turn): latch windows, activity and timeouts are
-/// measured on the same clock as the signaling timers, and simulations drive both.
-pub trait MediaControl {
-    /// Offer from `from` with `streams`: reserves relay ports on both sides for each stream.
-    /// `peers` names the call's signaling peers and trunk (latching policy, port quota).
-    fn allocate(
-        &mut self,
-        now: std::time::Instant,
-        from: Side,
-        streams: &[StreamDesc],
-        peers: &MediaPeers,
-    ) -> Result<Allocation, MediaError>;
-
-    /// The call's peers changed (failover to another trunk or server): later latches follow
-    /// the new peers, and the ports count against the new trunk's quota from now on.
-    fn set_peers(&mut self, session: SessionId, peers: &MediaPeers);
-
-    /// Answer from `from`: records the answerer's addresses. Returns the relay endpoints again
-    /// (unchanged) for convenience.
-    fn commit(
-        &mut self,
-        now: std::time::Instant,
-        session: SessionId,
-        from: Side,
-        streams: &[StreamDesc],
-    ) -> Result<Vec<StreamRelay>, MediaError>;
-
-    /// Re-offer from `from`: keeps the ports of existing streams, allocates for new ones,
-    /// records the new addresses and re-latches a peer whose SDP address or port changed.
-    fn update(
-        &mut self,
-        now: std::time::Instant,
-        session: SessionId,
-        from: Side,
-        streams: &[StreamDesc],
-    ) -> Result<Vec<StreamRelay>, MediaError>;
-
-    /// Call ended: frees the ports and removes fast-path mappings. Unknown ids are ignored
-    /// (release is idempotent).
-    fn release(&mut self, now: std::time::Instant, session: SessionId);
-
-    /// The next event for the call layer, if any.
-    fn poll_event(&mut self) -> Option<MediaEvent>;
-
-    /// `leg`'s streams (by `m=` index) for which SRTP was just offered or accepted: they relay
-    /// nothing until [`set_crypto`](Self::set_crypto) settles their keys (a plain packet must
-    /// not reach an SRTP link in clear). A relay without SRTP accepts only `false`s.
-    fn expect_crypto(
-        &mut self,
-        now: std::time::Instant,
-        session: SessionId,
-        leg: Side,
-        secure: &[bool],
-    ) -> Result<(), MediaError> {
-        let _ = (now, session, leg);
-        if secure.iter().any(|s| *s) {
-            Err(MediaError::Unavailable("no SRTP in this relay".into()))
-        } else {
-            Ok(())
-        }
-    }
-
-    /// The SRTP keys of `leg`'s streams (by `m=` index; `None`: plain RTP on that leg), set
-    /// once an answer settled them and again after every re-negotiation: a key that differs
-    /// from the current one gets a new crypto context (re-key), an equal one keeps it (and its
-    /// ROC). A relay without SRTP accepts only `None`s.
-    fn set_crypto(
-        &mut self,
-        now: std::time::Instant,
-        session: SessionId,
-        leg: Side,
-        keys: &[Option<crate::srtp::StreamKeys>],
-    ) -> Result<(), MediaError> {
-        let _ = (now, session, leg);
-        if keys.iter().all(Option::is_none) {
-            Ok(())
-        } else {
-            Err(MediaError::Unavailable("no SRTP in this relay".into()))
-        }
-    }
-
-    /// A number that changes whenever [`snapshot`](Self::snapshot) of `session` would: the
-    /// call layer skips building the snapshot of a call whose state did not change. `None`:
-    /// not tracked (the snapshot is built and compared every time).
-    fn state_version(&self, session: SessionId) -> Option<u64> {
-        let _ = session;
-        None
-    }
-
-    /// The session as it would be restored after a restart (`media/snapshot.rs`); `None`: this
-    /// relay cannot restore sessions (the call is then not restorable).
-    fn snapshot(&self, session: SessionId) -> Option<crate::media::snapshot::MediaSnapshot> {
-        let _ = session;
-        None
-    }
-
-    /// Re-installs a session from its snapshot with the same relay ports (after a restart);
-    /// returns its id now (a relay may give it another, e.g. that of the session it adopted
-    /// from the fast path). Refused when this relay cannot restore or a port is taken: the
-    /// call is then ended on both legs.
-    fn restore(
-        &mut self,
-        now: std::time::Instant,
-        snapshot: &crate::media::snapshot::MediaSnapshot,
-    ) -> Result<SessionId, MediaError> {
-        let _ = (now, snapshot);
-        Err(MediaError::Unavailable(
-            "this relay restores no sessions".into(),
-        ))
-    }
-
-    /// The legs whose DTMF the relay terminates, per stream (by `m=` index), set after every
-    /// answer (`dtmf.rs`: generated toward them, detected from them). A relay that cannot
-    /// accepts only streams that terminate none.
-    fn set_dtmf(
-        &mut self,
-        now: std::time::Instant,
-        session: SessionId,
-        dtmf: &[dtmf::StreamDtmf],
-    ) -> Result<(), MediaError> {
-        let _ = (now, session);
-        if dtmf.iter().all(dtmf::StreamDtmf::is_none) {
-            Ok(())
-        } else {
-            Err(MediaError::Unavailable(
-                "no DTMF interworking in this relay".into(),
-            ))
-        }
-    }
-
-    /// The payload-type rewrites of the session's streams (by `m=` index), set after every
-    /// answer (`payload.rs`). A relay that cannot rewrite accepts only identity maps.
-    fn set_payload_maps(
-        &mut self,
-        now: std::time::Instant,
-        session: SessionId,
-        maps: &[StreamPayloadMaps],
-    ) -> Result<(), MediaError> {
-        let _ = (now, session);
-        if maps.iter().all(StreamPayloadMaps::is_identity) {
-            Ok(())
-        } else {
-            Err(MediaError::Unavailable(
-                "no payload-type rewriting in this relay".into(),
-            ))
-        }
-    }
 }
 
 #[cfg(any(test, feature = "sim-media"))]

@@ -1,4 +1,4 @@
-//! The real [`MediaTable`] behind [`MediaControl`], without I/O, for simulations, the B2BUA
+//! The real [`MediaTable`] with its commands executed without I/O, for simulations, the B2BUA
 //! fuzz target and the workload benchmark (behind `cfg(test)` or the `sim-media` feature): what
 //! the daemon's `MediaManager` does around the table, with the table's commands executed in
 //! memory.
@@ -24,38 +24,36 @@
 //!   [`set`](SimMedia::set_counter) (zero otherwise);
 //! - [`MediaCommand::Wake`] is counted (nothing relays generated packets here).
 //!
-//! Failures are handled as `MediaManager` handles them (`sbc/src/media/manager.rs`): a new
-//! session whose ports cannot be bound is released and the offer refused; new streams of a
-//! re-offer that cannot be bound are dropped ([`MediaTable::drop_streams_from`]); a restored
-//! session whose recorded ports cannot be bound is released. The relay endpoints returned
-//! after a replaced port are read again from the table.
+//! Failures go back to the table as in the runtime: a bind of a port the call layer was told
+//! that fails ends the call ([`MediaEvent::Failed`]), since the endpoints a verb returns are
+//! final.
+//!
+//! The call layer gets the table for each input through [`SimMedia::drive`], which executes
+//! the commands the input caused afterwards, as the daemon's driver does.
 //!
 //! Time: [`SimMedia::tick`] runs the table's timers (media timeout, strict fast paths, DTMF
 //! flush); a simulation calls it as its clock advances. Media reaches the table through
 //! [`SimMedia::receive`], a datagram arriving at a relay socket.
 
 use std::{
-    cell::Cell,
     collections::{BTreeMap, HashMap, HashSet},
     net::{IpAddr, SocketAddr},
     time::{Duration, Instant},
 };
 
 use super::{
-    Allocation, FastPath, MediaCommand, MediaControl, MediaError, MediaEvent, MediaPeers,
-    MediaTable, PacketAction, RelaySettings, SessionId, Side, SideAddress, StreamDesc, StreamKey,
+    Allocation, FastPath, MediaCommand, MediaError, MediaEvent, MediaPeers, MediaTable,
+    PacketAction, RelaySettings, SessionId, Side, SideAddress, StreamDesc, StreamKey,
     StreamPayloadMaps, StreamRelay, dtmf,
     path::{Arrival, RelayPort},
     policy::MediaPolicy,
-    snapshot::MediaSnapshot,
 };
 use crate::{ids::Rng, srtp::StreamKeys};
 
 /// The seed of the table's port draws: every simulation draws the same ports.
 const SEED: u64 = 0x5eed;
 
-/// The real media table as a [`MediaControl`], its commands executed in memory. See the
-/// module docs.
+/// The real media table, its commands executed in memory. See the module docs.
 #[derive(Debug)]
 pub struct SimMedia {
     table: MediaTable,
@@ -77,8 +75,6 @@ pub struct SimMedia {
     no_relay_threads: bool,
     /// `Wake` commands seen.
     wakes: usize,
-    /// Snapshots taken so far (how often the call layer built a call's record).
-    snapshots: Cell<u64>,
 }
 
 /// What a simulation can check of one session, read from the table.
@@ -176,7 +172,6 @@ impl SimMedia {
             busy_binds: 0,
             no_relay_threads: false,
             wakes: 0,
-            snapshots: Cell::new(0),
         }
     }
 
@@ -206,7 +201,7 @@ impl SimMedia {
     /// `media.warm_pairs` (none by default here).
     pub fn set_warm_pairs(&mut self, now: Instant, pairs: usize) {
         self.table.set_warm_pairs(pairs);
-        let _ = self.run(now);
+        self.run(now);
     }
 
     /// The pairs bound ahead and not taken yet (RTP addresses, sorted).
@@ -246,9 +241,22 @@ impl SimMedia {
         [Side::Inside, Side::Outside].map(|leg| self.bound.get(&(stream, leg)).copied())
     }
 
-    /// Snapshots taken so far.
+    /// Snapshots the call layer took so far (how often it built a call's record).
     pub fn snapshots(&self) -> u64 {
-        self.snapshots.get()
+        self.table.snapshots_taken()
+    }
+
+    /// Hands the table to `f` (the call layer's turn at `now`), then executes the commands it
+    /// queued, as the daemon's driver does after each input.
+    pub fn drive<R>(&mut self, now: Instant, f: impl FnOnce(&mut MediaTable) -> R) -> R {
+        let r = f(&mut self.table);
+        self.run(now);
+        r
+    }
+
+    /// Executes the commands queued in the table (a test that called the table directly).
+    pub fn settle(&mut self, now: Instant) {
+        self.run(now);
     }
 
     /// Live session ids, in order.
@@ -331,9 +339,7 @@ impl SimMedia {
     /// [`TICK`](super::table::TICK)).
     pub fn tick(&mut self, now: Instant) {
         self.table.handle_timeout(now);
-        // The runtime only logs bind failures here: the table told the call layer
-        // (`MediaEvent::Failed`) where it matters.
-        let _ = self.run(now);
+        self.run(now);
     }
 
     /// A datagram of `len` bytes of `buf` from `src` arrives at `stream`'s `leg` relay socket
@@ -355,7 +361,7 @@ impl SimMedia {
             src,
         };
         let action = self.table.handle_packet(now, arrival, buf, len);
-        let _ = self.run(now);
+        self.run(now);
         action
     }
 
@@ -391,19 +397,16 @@ impl SimMedia {
         self.receive(now, stream, leg, RelayPort::Rtp, src, &mut packet)
     }
 
-    /// Executes the table's commands; returns the bind failures the table could not repair
-    /// (the runtime's `Inner::run`).
-    fn run(&mut self, now: Instant) -> Vec<(StreamKey, MediaError)> {
-        let mut failed = Vec::new();
+    /// Executes the table's commands (the runtime's `executor::execute`). Failures go back
+    /// to the table, which tells the call layer (`MediaEvent::Failed`).
+    fn run(&mut self, now: Instant) {
         while let Some(cmd) = self.table.poll_command() {
             match cmd {
                 MediaCommand::Bind { stream, leg, addr } => {
                     let rtcp = SocketAddr::new(addr.ip(), addr.port().wrapping_add(1));
                     if self.occupied.contains(&addr) || self.occupied.contains(&rtcp) {
                         self.busy_binds += 1;
-                        if let Err(e) = self.table.handle_bind_failed(stream, leg) {
-                            failed.push((stream, e));
-                        }
+                        let _ = self.table.handle_bind_failed(stream, leg);
                     } else if self.table.path(stream).is_some() {
                         // A warm pair's sockets are taken, as the runtime's executor does.
                         self.warm.remove(&addr);
@@ -413,10 +416,9 @@ impl SimMedia {
                         if both && self.no_relay_threads {
                             // Its sockets go back to the idle cache (nothing of the table's).
                             self.bound.retain(|(s, _), _| *s != stream);
-                            let e = self
+                            let _ = self
                                 .table
                                 .handle_unrelayable(stream, "no relay worker could be started");
-                            failed.push((stream, e));
                         }
                     }
                     // Released before its bind ran: the runtime keeps the sockets idle, which
@@ -455,38 +457,6 @@ impl SimMedia {
                 }
             }
         }
-        failed
-    }
-
-    /// The relay endpoints of session `id` as the table has them now (after replaced ports).
-    fn relays(&self, id: SessionId) -> Option<Vec<StreamRelay>> {
-        let s = self.table.session(id)?;
-        Some(s.streams.iter().map(|st| st.relay).collect())
-    }
-
-    /// An answer or re-offer (`MediaManager`'s `Inner::describe`).
-    fn describe(
-        &mut self,
-        now: Instant,
-        id: SessionId,
-        from: Side,
-        streams: &[StreamDesc],
-        answer: bool,
-    ) -> Result<Vec<StreamRelay>, MediaError> {
-        let have = self.table.session(id).map_or(0, |s| s.streams.len());
-        let result = if answer {
-            self.table.commit(now, id, from, streams)
-        } else {
-            self.table.update(now, id, from, streams)
-        };
-        if let Some((_, e)) = self.run(now).into_iter().next() {
-            self.table.drop_streams_from(id, have);
-            let _ = self.run(now);
-            return Err(e);
-        }
-        // A new stream's replaced port changed the endpoints the table returned before its
-        // commands ran (the runtime's `Inner::describe` reads them again too).
-        result.map(|r| self.relays(id).unwrap_or(r))
     }
 }
 
@@ -500,131 +470,49 @@ fn rtp_header(payload_type: u8, seq: u16, timestamp: u32) -> Vec<u8> {
     h
 }
 
-impl MediaControl for SimMedia {
-    fn allocate(
+/// The verbs one at a time, each executed at once (for tests of the table's own behaviour).
+impl SimMedia {
+    /// [`MediaTable::allocate`], executed.
+    pub fn allocate(
         &mut self,
         now: Instant,
         from: Side,
         streams: &[StreamDesc],
         peers: &MediaPeers,
     ) -> Result<Allocation, MediaError> {
-        let mut result = self.table.allocate(now, from, streams, peers);
-        if let Some((stream, e)) = self.run(now).into_iter().next() {
-            self.table.release(stream.session);
-            let _ = self.run(now);
-            result = Err(e);
-        }
-        // A replaced port changed the relay endpoints the call layer gets.
-        if let Ok(a) = &mut result
-            && let Some(relays) = self.relays(a.session)
-        {
-            a.streams = relays;
-        }
-        result
+        self.drive(now, |t| t.allocate(now, from, streams, peers))
     }
 
-    fn set_peers(&mut self, session: SessionId, peers: &MediaPeers) {
-        self.table.set_peers(session, peers);
-    }
-
-    fn commit(
+    /// [`MediaTable::commit`], executed.
+    pub fn commit(
         &mut self,
         now: Instant,
         session: SessionId,
         from: Side,
         streams: &[StreamDesc],
     ) -> Result<Vec<StreamRelay>, MediaError> {
-        self.describe(now, session, from, streams, true)
+        self.drive(now, |t| t.commit(now, session, from, streams))
     }
 
-    fn update(
+    /// [`MediaTable::update`], executed.
+    pub fn update(
         &mut self,
         now: Instant,
         session: SessionId,
         from: Side,
         streams: &[StreamDesc],
     ) -> Result<Vec<StreamRelay>, MediaError> {
-        self.describe(now, session, from, streams, false)
+        self.drive(now, |t| t.update(now, session, from, streams))
     }
 
-    fn release(&mut self, now: Instant, session: SessionId) {
-        self.table.release(session);
-        let _ = self.run(now);
+    /// [`MediaTable::release`], executed.
+    pub fn release(&mut self, now: Instant, session: SessionId) {
+        self.drive(now, |t| t.release(session));
     }
 
-    fn poll_event(&mut self) -> Option<MediaEvent> {
+    /// [`MediaTable::poll_event`].
+    pub fn poll_event(&mut self) -> Option<MediaEvent> {
         self.table.poll_event()
-    }
-
-    // The setters below may move a stream off the fast path, or bind a socketless one; a bind
-    // failure there is told to the call layer by the table (`MediaEvent::Failed`), so the
-    // runtime ignores what its run returns, and so does this.
-    fn expect_crypto(
-        &mut self,
-        now: Instant,
-        session: SessionId,
-        leg: Side,
-        secure: &[bool],
-    ) -> Result<(), MediaError> {
-        let result = self.table.expect_crypto(now, session, leg, secure);
-        let _ = self.run(now);
-        result
-    }
-
-    fn set_crypto(
-        &mut self,
-        now: Instant,
-        session: SessionId,
-        leg: Side,
-        keys: &[Option<StreamKeys>],
-    ) -> Result<(), MediaError> {
-        let result = self.table.set_crypto(now, session, leg, keys);
-        let _ = self.run(now);
-        result
-    }
-
-    fn state_version(&self, session: SessionId) -> Option<u64> {
-        self.table.state_version(session)
-    }
-
-    fn snapshot(&self, session: SessionId) -> Option<MediaSnapshot> {
-        self.snapshots.set(self.snapshots.get() + 1);
-        self.table.snapshot(session)
-    }
-
-    fn restore(&mut self, now: Instant, snap: &MediaSnapshot) -> Result<SessionId, MediaError> {
-        let mut result = self.table.restore(now, snap);
-        // A recorded port that cannot be bound fails the restore (the peers send there).
-        if let Ok(id) = result
-            && let Some((_, e)) = self.run(now).into_iter().find(|(s, _)| s.session == id)
-        {
-            self.table.release(id);
-            let _ = self.run(now);
-            result = Err(e);
-        }
-        result
-    }
-
-    fn set_dtmf(
-        &mut self,
-        now: Instant,
-        session: SessionId,
-        dtmf: &[dtmf::StreamDtmf],
-    ) -> Result<(), MediaError> {
-        let result = self.table.set_dtmf(now, session, dtmf);
-        let _ = self.run(now);
-        result
-    }
-
-    fn set_payload_maps(
-        &mut self,
-        now: Instant,
-        session: SessionId,
-        maps: &[StreamPayloadMaps],
-    ) -> Result<(), MediaError> {
-        let result = self.table.set_payload_maps(now, session, maps);
-        let _ = self.run(now);
-        result
     }
 }
 
@@ -695,27 +583,16 @@ mod tests {
     }
 
     #[test]
-    fn a_busy_port_is_replaced_before_the_call_layer_sees_it() {
+    fn a_busy_port_is_reported_to_the_call_layer() {
         let mut m = SimMedia::new(ip(1), ip(2), 10_000, 10_003);
         let now = test_origin();
-        // The pool's first draw out of two pairs is the older one: 10000.
+        // The pool's first draw out of two pairs is the older one: 10000 (RTCP 10001).
         m.occupy(SocketAddr::new(ip(1), 10_001));
-        let a = offer(&mut m, now, 4000).expect("another pair");
+        let a = offer(&mut m, now, 4000).expect("the endpoints are returned at once");
+        assert_eq!(a.streams[0].inside.rtp_port, 10_000);
         assert_eq!(m.busy_binds(), 1);
-        assert_eq!(a.streams[0].inside.rtp_port, 10_002);
-        assert_eq!(a.streams[0].inside.rtcp_port, 10_003);
+        assert_eq!(m.poll_event(), Some(MediaEvent::Failed(a.session)));
         m.release(now, a.session);
-        assert!(m.holds_nothing());
-    }
-
-    #[test]
-    fn a_session_whose_ports_cannot_be_bound_is_refused_and_released() {
-        // One pair per side, taken by another program: no pair to move to.
-        let mut m = SimMedia::new(ip(1), ip(2), 10_000, 10_001);
-        let now = test_origin();
-        m.occupy(SocketAddr::new(ip(2), 10_000));
-        let e = offer(&mut m, now, 4000).expect_err("nothing bindable");
-        assert_eq!(e.status_code(), 503);
         assert!(m.holds_nothing(), "{m:?}");
     }
 

@@ -1,11 +1,11 @@
 //! A media session as persisted with its call (restart recovery, issue 19): the relay
 //! endpoints of every stream on both legs, what each leg's SDP described, and where each leg
-//! was latched. The call layer takes it from [`MediaControl::snapshot`] and hands it back to
-//! [`MediaControl::restore`] after a restart, so the relay re-installs the same ports and
+//! was latched. The call layer takes it from [`MediaTable::snapshot`] and hands it back to
+//! [`MediaTable::restore`] after a restart, so the relay re-installs the same ports and
 //! addresses and the SDP both peers already hold stays true.
 //!
-//! [`MediaControl::snapshot`]: crate::media::MediaControl::snapshot
-//! [`MediaControl::restore`]: crate::media::MediaControl::restore
+//! [`MediaTable::snapshot`]: crate::media::MediaTable::snapshot
+//! [`MediaTable::restore`]: crate::media::MediaTable::restore
 
 use std::net::{IpAddr, SocketAddr};
 

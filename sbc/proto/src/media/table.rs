@@ -57,8 +57,6 @@ pub use session::{Session, Stream};
 pub const TICK: Duration = Duration::from_millis(500);
 /// Events kept for the call layer before the oldest are dropped (it should drain them).
 const MAX_EVENTS: usize = 4096;
-/// Pairs tried per stream side when ports turn out to be held by another program.
-const BIND_ATTEMPTS: u8 = 8;
 
 /// A relay leg's RTP endpoint (bind address, even port) as a map key: 20 bytes where a
 /// `SocketAddr` is 32, and one key for the leg's RTP and RTCP ports (the pools hand out even
@@ -110,6 +108,13 @@ pub struct MediaTable {
     /// [`MediaEvent::Latched`] once each, after the timeouts (a set, so a source that keeps
     /// re-latching costs one event and can never crowd a timeout out of `events`).
     latched: std::collections::BTreeSet<SessionId>,
+    /// Offers and descriptions refused, by reason (the runtime's metric reads them).
+    rejections: super::rejections::Rejections,
+    /// Released sessions kept for [`MediaTable::take_released`] (the call detail records'
+    /// last statistics); `None`: nobody takes them, so none are kept.
+    released: Option<Vec<(SessionId, Session)>>,
+    /// [`MediaTable::snapshot`]s taken (a diagnostic: see [`MediaTable::snapshots_taken`]).
+    snapshots_taken: std::cell::Cell<u64>,
 }
 
 impl MediaTable {
@@ -139,7 +144,31 @@ impl MediaTable {
             commands: VecDeque::new(),
             events: VecDeque::new(),
             latched: std::collections::BTreeSet::new(),
+            rejections: super::rejections::Rejections::default(),
+            released: None,
+            snapshots_taken: std::cell::Cell::new(0),
         }
+    }
+
+    /// Refusals so far, by reason.
+    pub fn rejections(&self) -> &super::rejections::Rejections {
+        &self.rejections
+    }
+
+    /// Keeps every session [`MediaTable::release`] removes until the runtime takes it
+    /// ([`MediaTable::take_released`]), so the call's last statistics can be read before its
+    /// mappings go: the runtime takes them after each input, before it executes the
+    /// commands.
+    pub fn keep_released(&mut self) {
+        self.released.get_or_insert_with(Vec::new);
+    }
+
+    /// The sessions released since the last call (with [`MediaTable::keep_released`]).
+    pub fn take_released(&mut self) -> Vec<(SessionId, Session)> {
+        self.released
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Turns socketless streams on (the runtime attached XDP with in-kernel latching and owns
@@ -190,8 +219,8 @@ impl MediaTable {
             .or_else(|| self.latched.pop_first().map(MediaEvent::Latched))
     }
 
-    /// A number that changes whenever [`Self::snapshot`] of `id` would (see
-    /// [`crate::media::MediaControl::state_version`]).
+    /// A number that changes whenever [`Self::snapshot`] of `id` would: the call layer skips
+    /// building the snapshot of a call whose state did not change.
     pub fn state_version(&self, id: SessionId) -> Option<u64> {
         self.sessions.get(&id).map(|s| s.version)
     }
@@ -262,6 +291,20 @@ impl MediaTable {
         streams: &[StreamDesc],
         peers: &MediaPeers,
     ) -> Result<Allocation, MediaError> {
+        let result = self.open_session(now, from, streams, peers);
+        if let Err(e) = &result {
+            self.rejections.count(e);
+        }
+        result
+    }
+
+    fn open_session(
+        &mut self,
+        now: Instant,
+        from: Side,
+        streams: &[StreamDesc],
+        peers: &MediaPeers,
+    ) -> Result<Allocation, MediaError> {
         if streams.is_empty() || streams.len() > self.settings.max_streams {
             return Err(MediaError::StreamCount(streams.len()));
         }
@@ -316,7 +359,14 @@ impl MediaTable {
         from: Side,
         streams: &[StreamDesc],
     ) -> Result<Vec<StreamRelay>, MediaError> {
-        self.describe(now, id, from, streams, true)
+        let result = self.describe(now, id, from, streams, true);
+        // A session ended meanwhile is no refusal of the offer (the call is gone too).
+        if let Err(e) = &result
+            && !matches!(e, MediaError::UnknownSession(_))
+        {
+            self.rejections.count(e);
+        }
+        result
     }
 
     /// Re-offer from `from`: keeps existing ports, re-latches peers whose SDP address changed,
@@ -328,7 +378,14 @@ impl MediaTable {
         from: Side,
         streams: &[StreamDesc],
     ) -> Result<Vec<StreamRelay>, MediaError> {
-        self.describe(now, id, from, streams, false)
+        let result = self.describe(now, id, from, streams, false);
+        // A session ended meanwhile is no refusal of the offer (the call is gone too).
+        if let Err(e) = &result
+            && !matches!(e, MediaError::UnknownSession(_))
+        {
+            self.rejections.count(e);
+        }
+        result
     }
 
     /// The call's peers changed (failover): new allowed sources; the quota moves along.
@@ -444,6 +501,9 @@ impl MediaTable {
         for (index, st) in s.streams.iter().enumerate() {
             self.close_stream(StreamKey { session: id, index }, st);
         }
+        if let Some(kept) = &mut self.released {
+            kept.push((id, s));
+        }
         // Warm pairs an empty pool could not refill get their ports back now.
         self.top_up();
     }
@@ -482,8 +542,6 @@ impl MediaTable {
                 }),
                 installed: Default::default(),
                 xdp_packets: 0,
-                bind_attempts: [0; 2],
-                fixed_ports: false,
                 kernel: false,
                 policies: false,
             });
@@ -518,8 +576,6 @@ impl MediaTable {
             }),
             installed: Default::default(),
             xdp_packets: 0,
-            bind_attempts: [0; 2],
-            fixed_ports: false,
             kernel,
             policies: kernel,
         })
@@ -809,10 +865,9 @@ impl MediaTable {
 }
 
 /// Turns socketless stream `st` (the stream `key`) into a socket-bound one: its ports are
-/// bound where the peers already send (they cannot move: `Stream::fixed_ports`).
+/// bound where the peers already send (they cannot move).
 fn leave_kernel(commands: &mut VecDeque<MediaCommand>, key: StreamKey, st: &mut Stream) {
     st.kernel = false;
-    st.fixed_ports = true;
     for (leg, addr) in [Side::Inside, Side::Outside].into_iter().zip(st.bound()) {
         commands.push_back(MediaCommand::Bind {
             stream: key,

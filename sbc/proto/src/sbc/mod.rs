@@ -57,7 +57,7 @@ pub use trunks::DnsAnswer;
 use crate::{
     b2bua::{B2bua, CallInfo, Rng, Transmit},
     health::Health,
-    media::MediaControl,
+    media::MediaTable,
     net::Peer,
     overload::Overload,
     protect::{BanInfo, GuardConfig, Screening, SourceGuard},
@@ -204,7 +204,7 @@ impl Sbc {
         peer: Peer,
         msg: Message,
         waited: Duration,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) -> Received {
         let received = self.receive(now, peer, msg, waited, media);
         self.advance_drain(now);
@@ -218,7 +218,7 @@ impl Sbc {
         peer: Peer,
         msg: Message,
         waited: Duration,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) -> Received {
         if self.stopping {
             if !msg.is_request() && msg.cseq().method == Method::Register {
@@ -311,7 +311,7 @@ impl Sbc {
 
     /// Fires everything due at `now`: transaction and call timers, media events,
     /// registration refreshes, health pings; expired bans leave the table.
-    pub fn handle_timeout(&mut self, now: Instant, media: &mut dyn MediaControl) {
+    pub fn handle_timeout(&mut self, now: Instant, media: &mut MediaTable) {
         if !self.stopping {
             self.b2bua.handle_timeout(now, media);
             self.checks.handle_timeout(now);
@@ -362,7 +362,7 @@ impl Sbc {
     }
 
     /// Ends a call (BYE both legs, or CANCEL/487 before the answer); false if unknown.
-    pub fn end_call(&mut self, now: Instant, call: u64, media: &mut dyn MediaControl) -> bool {
+    pub fn end_call(&mut self, now: Instant, call: u64, media: &mut MediaTable) -> bool {
         let ended = self.b2bua.end_call(now, call, media);
         self.flush();
         ended
@@ -373,7 +373,7 @@ impl Sbc {
         &mut self,
         now: Instant,
         snap: &crate::b2bua::CallSnapshot,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) -> Result<u64, crate::b2bua::RestoreError> {
         self.b2bua.restore(now, snap, media)
     }
@@ -383,7 +383,7 @@ impl Sbc {
         &mut self,
         now: Instant,
         snap: &crate::b2bua::CallSnapshot,
-        media: &mut dyn MediaControl,
+        media: &mut MediaTable,
     ) -> bool {
         self.b2bua.hang_up(now, snap, media)
     }
@@ -398,7 +398,7 @@ impl Sbc {
     pub fn call_snapshots(
         &self,
         now: Instant,
-        media: &dyn MediaControl,
+        media: &MediaTable,
     ) -> Vec<crate::b2bua::CallSnapshot> {
         self.b2bua.snapshots(now, media)
     }
@@ -506,7 +506,7 @@ impl Sbc {
 
     /// Ends the drain's wait now (a second SIGTERM): every call left gets its BYE at once.
     /// False if no drain is waiting for calls.
-    pub fn end_now(&mut self, now: Instant, media: &mut dyn MediaControl) -> bool {
+    pub fn end_now(&mut self, now: Instant, media: &mut MediaTable) -> bool {
         if !matches!(self.drain.state, DrainState::Waiting { .. }) {
             return false;
         }
@@ -522,7 +522,7 @@ impl Sbc {
     }
 
     /// Ends every call left with BYE and starts the wait for the answers.
-    fn end_remaining(&mut self, now: Instant, media: &mut dyn MediaControl) {
+    fn end_remaining(&mut self, now: Instant, media: &mut MediaTable) {
         self.b2bua.end_all(now, media);
         self.drain.state = DrainState::Ending {
             deadline: now + self.drain.bye_wait,

@@ -8,28 +8,12 @@ use std::time::Instant;
 use sbc_proto::net::Side;
 use sbc_proto::{
     dtmf::Digit,
-    media::{MediaError, SessionId, StreamKey, dtmf::GenerateRefusal, dtmf::StreamDtmf},
+    media::{SessionId, StreamKey, dtmf::GenerateRefusal},
 };
 
 use super::MediaManager;
 
 impl MediaManager {
-    /// The legs of `session`'s streams whose DTMF the relay terminates (streams that do stay
-    /// in userspace).
-    pub(super) fn set_dtmf_now(
-        &self,
-        now: Instant,
-        session: SessionId,
-        dtmf: &[StreamDtmf],
-    ) -> Result<(), MediaError> {
-        let mut core = self.inner.core.lock();
-        let result = core.table.set_dtmf(now, session, dtmf);
-        // A stream that terminates DTMF leaves the fast path.
-        self.inner.run(&mut core, now);
-        self.inner.update_gauges(&core);
-        result
-    }
-
     /// Sends `digit` (held `duration_ms`) as RFC 4733 telephone-events with `payload_type`
     /// toward `toward` on stream `stream` of `session`. Refusals are counted
     /// (`sbc_media_dtmf_generated_total`) and logged without the digit.
@@ -79,7 +63,8 @@ mod tests {
     };
 
     use sbc_proto::media::{
-        MediaControl, MediaEvent, MediaPeers, RelaySettings, SideAddress, StreamDesc,
+        MediaEvent, MediaPeers, MediaTable, RelaySettings, SideAddress, StreamDesc,
+        dtmf::StreamDtmf,
     };
 
     use super::*;
@@ -144,7 +129,7 @@ mod tests {
             xsk_busy_poll: None,
         };
         let metrics = Metrics::new().expect("metrics");
-        let mut m = MediaManager::new(settings, None, metrics.media.clone());
+        let m = MediaManager::new(settings, None, metrics.media.clone());
         let (pbx, carrier) = (peer(), peer());
         let port = |s: &UdpSocket| s.local_addr().expect("addr").port();
         let a = m
@@ -162,13 +147,16 @@ mod tests {
             &[StreamDesc::new(LO, port(&carrier))],
         )
         .expect("answer");
-        m.set_dtmf(
-            Instant::now(),
-            a.session,
-            &[StreamDtmf {
-                terminated: [None, Some(96)],
-            }],
-        )
+        let now = Instant::now();
+        m.drive(now, |t| {
+            t.set_dtmf(
+                now,
+                a.session,
+                &[StreamDtmf {
+                    terminated: [None, Some(96)],
+                }],
+            )
+        })
         .expect("dtmf");
         let relay = |leg: Side| {
             let r = a.streams[0].facing(leg);
@@ -249,7 +237,7 @@ mod tests {
         }
         let event = tokio::time::timeout(Duration::from_secs(2), async {
             loop {
-                match m.poll_event() {
+                match m.drive(Instant::now(), MediaTable::poll_event) {
                     // The first packets' latches are reported too; this test is about digits.
                     Some(MediaEvent::Latched(_)) => {}
                     Some(e) => return e,
@@ -275,7 +263,7 @@ mod tests {
             "events reached the INFO side"
         );
         // (A latch reported late, under load, may still be queued: only digits count here.)
-        let digits = std::iter::from_fn(|| m.poll_event())
+        let digits = std::iter::from_fn(|| m.drive(Instant::now(), MediaTable::poll_event))
             .filter(|e| !matches!(e, MediaEvent::Latched(_)))
             .count();
         assert_eq!(digits, 0, "retransmitted ends are one digit");

@@ -293,9 +293,7 @@ fn max_forwards_is_decremented_to_zero_and_the_next_b2bua_answers_483() {
     assert_eq!(out.max_forwards(), Some(0));
     // SBC 2 (same software, its outside facing SBC 1) receives it: 483, the loop ends.
     let mut second = Sim::new();
-    second
-        .sbc
-        .handle_message(second.now, carrier(), out, &mut second.media);
+    second.with_media(|b, now, m| b.handle_message(now, carrier(), out, m));
     second.collect();
     let answers = second.take_carrier();
     assert_eq!(answers.iter().map(status).collect::<Vec<_>>(), [483]);

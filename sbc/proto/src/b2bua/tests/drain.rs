@@ -168,7 +168,7 @@ fn end_all_byes_both_legs_of_answered_calls_and_cancels_ringing_ones() {
     sim.take_pbx();
     let _ = ended(&mut sim);
 
-    assert_eq!(sim.sbc.end_all(sim.now, &mut sim.media), 2);
+    assert_eq!(sim.with_media(|b, now, m| b.end_all(now, m)), 2);
     sim.collect();
     let to_pbx = sim.take_pbx();
     let to_carrier = sim.take_carrier();

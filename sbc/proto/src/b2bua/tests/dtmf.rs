@@ -119,11 +119,7 @@ fn a_detected_rfc4733_digit_becomes_an_info_toward_an_info_carrier() {
     let _ = drain(&mut sim);
     let session = sim.media.first_id().expect("session");
     let digit = Digit::from_char('#').expect("a digit");
-    let now = sim.now;
-    assert!(
-        sim.sbc
-            .dtmf_detected(now, session, Side::Inside, digit, 120, &mut sim.media)
-    );
+    assert!(sim.with_media(|b, now, m| b.dtmf_detected(now, session, Side::Inside, digit, 120, m)));
     sim.collect();
     let info = sim.take_carrier().remove(0);
     assert_eq!(info.method(), Some(&Method::Info));
@@ -150,11 +146,14 @@ fn a_detected_digit_toward_an_rfc4733_side_is_only_counted() {
     let _ = drain(&mut sim);
     let session = sim.media.first_id().expect("session");
     let digit = Digit::from_char('1').expect("a digit");
-    let now = sim.now;
-    assert!(
-        !sim.sbc
-            .dtmf_detected(now, session, Side::Outside, digit, 100, &mut sim.media)
-    );
+    assert!(!sim.with_media(|b, now, m| b.dtmf_detected(
+        now,
+        session,
+        Side::Outside,
+        digit,
+        100,
+        m
+    )));
     sim.collect();
     assert!(sim.take_pbx().is_empty() && sim.take_carrier().is_empty());
     assert_eq!(drain(&mut sim).len(), 1);
@@ -286,7 +285,7 @@ fn a_digit_the_relay_reports_goes_out_as_info() {
     );
     assert_eq!(action, crate::media::PacketAction::Consumed, "not relayed");
     sim.advance(Duration::from_millis(1));
-    sim.sbc.handle_timeout(sim.now, &mut sim.media);
+    sim.with_media(|b, now, m| b.handle_timeout(now, m));
     sim.collect();
     let to_carrier = sim.take_carrier();
     assert_eq!(to_carrier.len(), 1, "one INFO");

@@ -110,7 +110,7 @@ fn a_detected_digit_reaches_an_info_carrier_in_the_early_dialog() {
     );
     assert_eq!(action, crate::media::PacketAction::Consumed, "not relayed");
     sim.advance(Duration::from_millis(1));
-    sim.sbc.handle_timeout(sim.now, &mut sim.media);
+    sim.with_media(|b, now, m| b.handle_timeout(now, m));
     sim.collect();
     let out = sim.take_carrier();
     let info = out

@@ -41,8 +41,7 @@ fn restarted(
     let snap = CallSnapshot::decode(&bytes)
         .expect("record decodes")
         .aged(Duration::from_secs(2));
-    sim.sbc
-        .restore(sim.now, &snap, &mut sim.media)
+    sim.with_media(|b, now, m| b.restore(now, &snap, m))
         .expect("restorable");
     sim
 }

@@ -198,13 +198,15 @@ impl Net {
         let now = self.now;
         while let Some(d) = self.pbx_to_sbc.pop_due(now) {
             if let Some(m) = parse(&d) {
-                self.sbc.handle_message(now, pbx(), m, &mut self.media);
+                self.media
+                    .drive(now, |t| self.sbc.handle_message(now, pbx(), m, t));
             }
             self.flush();
         }
         while let Some(d) = self.carrier_to_sbc.pop_due(now) {
             if let Some(m) = parse(&d) {
-                self.sbc.handle_message(now, carrier(), m, &mut self.media);
+                self.media
+                    .drive(now, |t| self.sbc.handle_message(now, carrier(), m, t));
             }
             self.flush();
         }
@@ -221,7 +223,7 @@ impl Net {
             self.flush();
         }
         if self.sbc.poll_timeout().is_some_and(|t| t <= now) {
-            self.sbc.handle_timeout(now, &mut self.media);
+            self.media.drive(now, |t| self.sbc.handle_timeout(now, t));
         }
         self.pbx.handle_timeout(now);
         self.carrier.handle_timeout(now);

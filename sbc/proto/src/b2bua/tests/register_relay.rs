@@ -118,7 +118,7 @@ fn relayed_register_binds_the_aor_and_inbound_calls_reach_the_pbx_contact() {
     assert_eq!(sent[0].legs[0].peer.addr, addr(PBX_REG));
     let inv = sim.take_pbx().remove(0);
     assert_eq!(inv.request_uri_str(), Some("sip:100@10.0.0.11:5072"));
-    sim.sbc.end_call(sim.now, sent[0].id, &mut sim.media);
+    sim.with_media(|b, now, m| b.end_call(now, sent[0].id, m));
     sim.collect();
     sim.take_pbx();
     sim.take_carrier();

@@ -29,8 +29,7 @@ fn restarted() -> (Sim, CallSnapshot) {
     let snap = CallSnapshot::decode(&bytes)
         .expect("own record decodes")
         .aged(Duration::from_secs(2));
-    sim.sbc
-        .restore(sim.now, &snap, &mut sim.media)
+    sim.with_media(|b, now, m| b.restore(now, &snap, m))
         .expect("restorable");
     (sim, snap)
 }
@@ -217,7 +216,7 @@ fn a_latch_without_a_sip_message_is_reported() {
     // relay's event, taken in on the next timer or tick.
     sim.media
         .send_rtp(sim.now, stream, crate::net::Side::Outside, carrier_media, 1);
-    sim.sbc.handle_timeout(sim.now, &mut sim.media);
+    sim.with_media(|b, now, m| b.handle_timeout(now, m));
     let (changed, _) = state_events(&mut sim);
     let changed = changed.expect("the latch is written");
     let media = changed.media.expect("media");
@@ -228,7 +227,7 @@ fn a_latch_without_a_sip_message_is_reported() {
     // The same latch again changes nothing: nothing written.
     sim.media
         .send_rtp(sim.now, stream, crate::net::Side::Outside, carrier_media, 2);
-    sim.sbc.handle_timeout(sim.now, &mut sim.media);
+    sim.with_media(|b, now, m| b.handle_timeout(now, m));
     assert!(
         state_events(&mut sim).0.is_none(),
         "unchanged: not re-written"
@@ -284,8 +283,7 @@ fn version_1_record_restores() {
         "the field version 2 added takes its default"
     );
     let mut sim = Sim::new();
-    sim.sbc
-        .restore(sim.now, &snap, &mut sim.media)
+    sim.with_media(|b, now, m| b.restore(now, &snap, m))
         .expect("v1 restores");
     sim.deliver(carrier(), &carrier_request(&snap, "BYE", 3, None));
     let bye = sim.take_pbx().remove(0);
@@ -309,10 +307,10 @@ fn newer_or_broken_records_are_refused() {
     snap.legs[0].remote_hdr.push_str("\r\nX-Injected: 1");
     let mut sim = Sim::new();
     assert_eq!(
-        sim.sbc.restore(sim.now, &snap, &mut sim.media),
+        sim.with_media(|b, now, m| b.restore(now, &snap, m)),
         Err(RestoreError::Invalid("remote_hdr"))
     );
-    assert!(!sim.sbc.hang_up(sim.now, &snap, &mut sim.media));
+    assert!(!sim.with_media(|b, now, m| b.hang_up(now, &snap, m)));
     sim.assert_clean();
 }
 
@@ -320,7 +318,7 @@ fn newer_or_broken_records_are_refused() {
 fn restoring_twice_is_refused() {
     let (mut sim, snap) = restarted();
     assert!(matches!(
-        sim.sbc.restore(sim.now, &snap, &mut sim.media),
+        sim.with_media(|b, now, m| b.restore(now, &snap, m)),
         Err(RestoreError::DialogInUse(_))
     ));
     assert_eq!(sim.sbc.stats().calls, 1);
@@ -335,11 +333,11 @@ fn unrestorable_call_is_hung_up_on_both_legs() {
     snap.srtp = true;
     let mut sim = Sim::new();
     assert_eq!(
-        sim.sbc.restore(sim.now, &snap, &mut sim.media),
+        sim.with_media(|b, now, m| b.restore(now, &snap, m)),
         Err(RestoreError::Srtp)
     );
     assert!(sim.media.is_empty(), "no media installed");
-    assert!(sim.sbc.hang_up(sim.now, &snap, &mut sim.media));
+    assert!(sim.with_media(|b, now, m| b.hang_up(now, &snap, m)));
     sim.collect();
     let to_pbx = sim.take_pbx();
     let to_carrier = sim.take_carrier();
@@ -362,60 +360,28 @@ fn unrestorable_call_is_hung_up_on_both_legs() {
 
 #[test]
 fn a_relay_that_cannot_restore_media_refuses_the_call() {
-    /// A relay with the trait's defaults: no snapshots, no restore.
-    struct NoRestore(SimMedia);
-    impl MediaControl for NoRestore {
-        fn allocate(
-            &mut self,
-            now: std::time::Instant,
-            from: crate::net::Side,
-            streams: &[crate::media::StreamDesc],
-            peers: &crate::media::MediaPeers,
-        ) -> Result<crate::media::Allocation, crate::media::MediaError> {
-            self.0.allocate(now, from, streams, peers)
-        }
-        fn set_peers(&mut self, s: SessionId, p: &crate::media::MediaPeers) {
-            self.0.set_peers(s, p);
-        }
-        fn commit(
-            &mut self,
-            now: std::time::Instant,
-            s: SessionId,
-            from: crate::net::Side,
-            streams: &[crate::media::StreamDesc],
-        ) -> Result<Vec<crate::media::StreamRelay>, crate::media::MediaError> {
-            self.0.commit(now, s, from, streams)
-        }
-        fn update(
-            &mut self,
-            now: std::time::Instant,
-            s: SessionId,
-            from: crate::net::Side,
-            streams: &[crate::media::StreamDesc],
-        ) -> Result<Vec<crate::media::StreamRelay>, crate::media::MediaError> {
-            self.0.update(now, s, from, streams)
-        }
-        fn release(&mut self, now: std::time::Instant, s: SessionId) {
-            self.0.release(now, s);
-        }
-        fn poll_event(&mut self) -> Option<MediaEvent> {
-            self.0.poll_event()
-        }
-    }
+    // The relay's port range changed across the restart: the recorded ports are not its to
+    // give, so the media cannot be re-installed where the peers send.
     let (_, snap) = restarted();
-    let mut sim = Sim::new();
-    let mut media = NoRestore(SimMedia::with_settings(relay_settings()));
+    let moved = SimMedia::settings(
+        addr("10.0.0.1:0").ip(),
+        addr("203.0.113.1:0").ip(),
+        30_000,
+        30_099,
+    );
+    let mut sim = Sim::with_relay(moved);
     assert!(matches!(
-        sim.sbc.restore(sim.now, &snap, &mut media),
+        sim.with_media(|b, now, m| b.restore(now, &snap, m)),
         Err(RestoreError::Media(_))
     ));
     assert_eq!(sim.sbc.stats().calls, 0);
     let mut without = snap;
     without.media = None;
     assert_eq!(
-        sim.sbc.restore(sim.now, &without, &mut media),
+        sim.with_media(|b, now, m| b.restore(now, &without, m)),
         Err(RestoreError::MediaMissing)
     );
+    sim.assert_clean();
 }
 
 /// Without a store asking for it (`report_call_state(false)`, the default of a new B2BUA) no

@@ -407,7 +407,7 @@ fn a_trunk_with_its_own_local_address_uses_it_in_via_contact_and_as_source() {
         &Limits::default(),
     )
     .expect("parses");
-    sim.sbc.handle_message(sim.now, pbx(), msg, &mut sim.media);
+    sim.with_media(|b, now, m| b.handle_message(now, pbx(), msg, m));
     let out: Vec<Transmit> = std::iter::from_fn(|| sim.sbc.poll_transmit()).collect();
     let invite = out
         .iter()
@@ -444,7 +444,7 @@ fn a_trunk_with_its_own_local_address_uses_it_in_via_contact_and_as_source() {
         &Limits::default(),
     )
     .expect("parses");
-    sim.sbc.handle_message(sim.now, from_b, msg, &mut sim.media);
+    sim.with_media(|b, now, m| b.handle_message(now, from_b, msg, m));
     let out: Vec<Transmit> = std::iter::from_fn(|| sim.sbc.poll_transmit()).collect();
     let trying = out
         .iter()
@@ -456,18 +456,14 @@ fn a_trunk_with_its_own_local_address_uses_it_in_via_contact_and_as_source() {
         .find(|t| t.to.side == Side::Inside)
         .expect("INVITE to the PBX");
     let inv = Message::parse(to_pbx.data.clone(), &Limits::default()).expect("parses");
-    sim.sbc.handle_message(
-        sim.now,
-        pbx(),
-        Message::parse(
-            Bytes::from(
-                carrier_response(&inv, 200, "OK", Some("p1"), Some(SDP_PBX)).replace('\n', "\r\n"),
-            ),
-            &Limits::default(),
-        )
-        .expect("parses"),
-        &mut sim.media,
-    );
+    let answer = Message::parse(
+        Bytes::from(
+            carrier_response(&inv, 200, "OK", Some("p1"), Some(SDP_PBX)).replace('\n', "\r\n"),
+        ),
+        &Limits::default(),
+    )
+    .expect("parses");
+    sim.with_media(|b, now, m| b.handle_message(now, pbx(), answer, m));
     let ok = std::iter::from_fn(|| sim.sbc.poll_transmit())
         .find(|t| t.to.side == Side::Outside)
         .expect("200 to the carrier");

@@ -145,9 +145,33 @@ impl Sim {
     pub(super) fn deliver(&mut self, from: Peer, text: &str) {
         let msg = Message::parse(Bytes::from(text.replace('\n', "\r\n")), &Limits::default())
             .unwrap_or_else(|e| panic!("test message does not parse: {e}\n{text}"));
-        self.sbc
-            .handle_message(self.now, from, msg, &mut self.media);
+        let now = self.now;
+        self.media
+            .drive(now, |t| self.sbc.handle_message(now, from, msg, t));
+        self.media_events();
         self.collect();
+    }
+
+    /// Runs `f` on the B2BUA with the media table at the current time, then executes what it
+    /// asked of the relay and handles what the relay reported (as the daemon's driver does
+    /// after each input).
+    pub(super) fn with_media<R>(
+        &mut self,
+        f: impl FnOnce(&mut B2bua, Instant, &mut crate::media::MediaTable) -> R,
+    ) -> R {
+        let now = self.now;
+        let r = self.media.drive(now, |t| f(&mut self.sbc, now, t));
+        self.media_events();
+        r
+    }
+
+    /// The relay reported something (a stream that could not be bound ends its call): the
+    /// daemon's driver wakes for it at once.
+    fn media_events(&mut self) {
+        if self.media.table().has_events() {
+            let now = self.now;
+            self.media.drive(now, |t| self.sbc.handle_timeout(now, t));
+        }
     }
 
     pub(super) fn collect(&mut self) {
@@ -170,15 +194,14 @@ impl Sim {
             }
             self.now = self.now.max(at);
             self.media.tick(self.now);
-            self.sbc.handle_timeout(self.now, &mut self.media);
+            let now = self.now;
+            self.media.drive(now, |t| self.sbc.handle_timeout(now, t));
             self.collect();
         }
         self.now = until;
         self.media.tick(self.now);
-        if self.media.table().has_events() {
-            self.sbc.handle_timeout(self.now, &mut self.media);
-            self.collect();
-        }
+        self.media_events();
+        self.collect();
     }
 
     pub(super) fn take_pbx(&mut self) -> Vec<Message> {

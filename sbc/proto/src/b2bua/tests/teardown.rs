@@ -45,9 +45,9 @@ fn end_call_from_the_api_sends_bye_on_both_legs() {
     let mut sim = Sim::new();
     establish_outbound(&mut sim);
     let id = sim.sbc.calls()[0].id;
-    assert!(sim.sbc.end_call(sim.now, id, &mut sim.media));
+    assert!(sim.with_media(|b, now, m| b.end_call(now, id, m)));
     assert!(
-        !sim.sbc.end_call(sim.now, id, &mut sim.media),
+        !sim.with_media(|b, now, m| b.end_call(now, id, m)),
         "already gone"
     );
     sim.collect();

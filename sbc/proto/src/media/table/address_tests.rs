@@ -210,38 +210,3 @@ fn a_snapshot_restores_the_stream_on_its_address() {
         assert!(t.holds_nothing());
     }
 }
-
-#[test]
-fn a_busy_pair_may_move_the_stream_to_another_address() {
-    let t0 = crate::media::test_origin();
-    let mut t = table(false);
-    let a = offer(&mut t, t0, &no_trunk()).expect("offer");
-    drain(&mut t);
-    let k = StreamKey {
-        session: a.session,
-        index: 0,
-    };
-    assert_eq!(t.session(a.session).expect("s").streams[0].binds[1], OUT);
-    // Another program holds the outside pair: the emptier second address takes the stream,
-    // and what SDP will name moves with it.
-    t.handle_bind_failed(k, Side::Outside)
-        .expect("another pair");
-    let st = &t.session(a.session).expect("s").streams[0];
-    assert_eq!(st.binds[1], OUT2);
-    assert_eq!(st.relay.outside.addr, OUT2_PUBLIC);
-    let bound = st.bound()[1];
-    assert_eq!(
-        drain(&mut t),
-        [MediaCommand::Bind {
-            stream: k,
-            leg: Side::Outside,
-            addr: bound,
-        }]
-    );
-    t.release(a.session);
-    drain(&mut t);
-    assert!(
-        t.holds_nothing(),
-        "the busy pair went back to its own address's pool"
-    );
-}

@@ -81,8 +81,6 @@ impl MediaTable {
             }),
             installed: vec![f, back].into(),
             xdp_packets: 0,
-            bind_attempts: [0; 2],
-            fixed_ports: true,
             kernel: false,
             // Latch policies are not pinned: a new process has none.
             policies: false,

@@ -7,9 +7,17 @@ use super::*;
 use crate::media::snapshot::{MediaSnapshot, StreamSnapshot};
 
 impl MediaTable {
+    /// Snapshots taken so far: how often the call layer built a call's record (it skips the
+    /// calls whose [`MediaTable::state_version`] did not move).
+    pub fn snapshots_taken(&self) -> u64 {
+        self.snapshots_taken.get()
+    }
+
     /// The restorable state of session `id`.
     pub fn snapshot(&self, id: SessionId) -> Option<MediaSnapshot> {
         let s = self.sessions.get(&id)?;
+        self.snapshots_taken
+            .set(self.snapshots_taken.get().wrapping_add(1));
         let streams = s
             .streams
             .iter()
@@ -178,10 +186,8 @@ impl MediaTable {
             }),
             installed: Default::default(),
             xdp_packets: 0,
-            bind_attempts: [0; 2],
             // The peers' SDP names these ports: a restored stream cannot move to another pair,
             // so its first bind failure is final.
-            fixed_ports: true,
             kernel: false,
             policies: false,
         };

@@ -38,11 +38,6 @@ pub struct Stream {
     pub installed: crate::media::installed::Installed,
     /// Fast-path packets of this stream at the last counter read.
     pub xdp_packets: u64,
-    pub(super) bind_attempts: [u8; 2],
-    /// The peers were told these ports (an SDP carried them before the stream needed its
-    /// sockets: a socketless stream that turned userspace, a restored one): a bind failure
-    /// cannot move the stream to another pair, it ends the call ([`MediaEvent::Failed`]).
-    pub(super) fixed_ports: bool,
     /// Socketless: no relay socket is bound, the XDP program latches and relays the stream
     /// ([`MediaTable::set_kernel_latch`]).
     pub kernel: bool,

@@ -110,32 +110,6 @@ fn pairs_that_cannot_be_bound_go_back_and_are_asked_again_on_the_tick_only() {
 }
 
 #[test]
-fn a_bind_failure_moves_the_stream_to_a_warm_pair() {
-    let t0 = crate::media::test_origin();
-    let mut t = table(false);
-    t.set_warm_pairs(1);
-    let asked = prebinds(&drain(&mut t));
-    // The call arrives before the warm pairs are bound: a miss, bound on its path.
-    let a = call(&mut t, t0, None);
-    for addr in &asked {
-        t.handle_prebound(*addr, true);
-    }
-    drain(&mut t);
-    let stream = StreamKey {
-        session: a.session,
-        index: 0,
-    };
-    t.handle_bind_failed(stream, Side::Inside).expect("moved");
-    let moved = t.session(a.session).expect("live").streams[0].relay.inside;
-    let to = SocketAddr::new(IN, moved.rtp_port);
-    assert!(asked.contains(&to), "{to} not among {asked:?}");
-    assert_eq!(binds(&drain(&mut t)), [to]);
-    t.release(a.session);
-    drain(&mut t);
-    assert!(t.holds_nothing());
-}
-
-#[test]
 fn a_restored_stream_claims_its_pair_from_the_warm_pairs() {
     let t0 = crate::media::test_origin();
     // The same seed draws the same pairs: the first call's ports on one table are the

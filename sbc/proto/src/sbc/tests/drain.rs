@@ -239,13 +239,16 @@ fn unanswered_byes_are_retransmitted_until_the_bye_wait_ends_the_drain() {
 fn end_now_byes_at_once_and_does_nothing_without_a_drain() {
     let mut lab = lab();
     establish(&mut lab, 1);
-    assert!(!lab.sbc.end_now(lab.now, &mut lab.media), "not draining");
+    assert!(
+        !lab.with_media(|s, now, m| s.end_now(now, m)),
+        "not draining"
+    );
     assert!(byes(&lab.sent()).is_empty());
     lab.sbc.drain(lab.now, DRAIN);
     lab.advance(Duration::from_secs(1));
-    assert!(lab.sbc.end_now(lab.now, &mut lab.media));
+    assert!(lab.with_media(|s, now, m| s.end_now(now, m)));
     assert_eq!(byes(&lab.sent()).len(), 2, "BYE on both legs at once");
-    assert!(!lab.sbc.end_now(lab.now, &mut lab.media), "once");
+    assert!(!lab.with_media(|s, now, m| s.end_now(now, m)), "once");
 }
 
 #[test]

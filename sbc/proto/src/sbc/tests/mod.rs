@@ -194,18 +194,30 @@ impl Lab {
         self.deliver_waited(from, text, Duration::ZERO)
     }
 
+    /// Runs `f` on the core with the media table at the current time, then executes what it
+    /// asked of the relay (as the daemon's driver does after each input).
+    fn with_media<R>(
+        &mut self,
+        f: impl FnOnce(&mut Sbc, Instant, &mut crate::media::MediaTable) -> R,
+    ) -> R {
+        let now = self.now;
+        self.media.drive(now, |t| f(&mut self.sbc, now, t))
+    }
+
     /// Delivers `text` from `from` after it `waited` in the shard's queue.
     fn deliver_waited(&mut self, from: Peer, text: &str, waited: Duration) -> Received {
         let msg = Message::parse(Bytes::from(text.replace('\n', "\r\n")), &Limits::default())
             .unwrap_or_else(|e| panic!("test message does not parse: {e}\n{text}"));
-        self.sbc
-            .handle_datagram(self.now, from, msg, waited, &mut self.media)
+        let now = self.now;
+        self.media
+            .drive(now, |t| self.sbc.handle_datagram(now, from, msg, waited, t))
     }
 
     fn advance(&mut self, by: Duration) {
         self.now += by;
         self.media.tick(self.now);
-        self.sbc.handle_timeout(self.now, &mut self.media);
+        let now = self.now;
+        self.media.drive(now, |t| self.sbc.handle_timeout(now, t));
     }
 
     /// Everything sent since the last call.

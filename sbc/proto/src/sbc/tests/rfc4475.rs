@@ -95,13 +95,9 @@ fn every_torture_request_gets_its_answer_through_the_core() {
         let mut cfg = config();
         cfg.guard = GuardConfig::default();
         let mut lab = Lab::new(cfg);
-        lab.sbc.handle_datagram(
-            lab.now,
-            peer(Side::Inside, PBX),
-            msg,
-            Duration::ZERO,
-            &mut lab.media,
-        );
+        lab.with_media(|s, now, m| {
+            s.handle_datagram(now, peer(Side::Inside, PBX), msg, Duration::ZERO, m)
+        });
         let sent = lab.sent();
         let finals: Vec<&Message> = sent
             .iter()
