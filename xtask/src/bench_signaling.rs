@@ -71,13 +71,17 @@ pub struct Plan {
     reps: usize,
     fixed_rate: u64,
     concurrent: u64,
+    /// The rate of the INVITE forwarding delay step; `None`: half the SBC's clean rate.
+    delay_rate: Option<u64>,
 }
 
 impl Plan {
     /// The full run (about 15 minutes) or `--quick` (about 3 minutes).
     /// `SBC_BENCH_LADDER=<calls/s,…>` replaces the step ladder (e.g. a finer one to place a
     /// knee between two of the default steps); it must hold the fixed rate (500).
-    /// `SBC_BENCH_STEP_S` replaces the step length.
+    /// `SBC_BENCH_STEP_S` replaces the step length. `SBC_BENCH_DELAY_RATE=<calls/s>` measures
+    /// the INVITE forwarding delay at that rate instead of half the SBC's clean rate (to
+    /// compare two builds at the same rate).
     pub fn new(quick: bool) -> Self {
         let mut plan = Self::default_for(quick);
         if let Ok(list) = std::env::var("SBC_BENCH_LADDER") {
@@ -105,6 +109,10 @@ impl Plan {
         {
             plan.trial = Duration::from_secs(secs);
         }
+        plan.delay_rate = std::env::var("SBC_BENCH_DELAY_RATE")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|r| (100..=20_000).contains(r));
         plan
     }
 
@@ -116,6 +124,7 @@ impl Plan {
                 reps: 1,
                 fixed_rate: 500,
                 concurrent: 2000,
+                delay_rate: None,
             }
         } else {
             Plan {
@@ -124,6 +133,7 @@ impl Plan {
                 reps: 3,
                 fixed_rate: 500,
                 concurrent: 10_000,
+                delay_rate: None,
             }
         }
     }
@@ -400,7 +410,9 @@ fn run_all(plan: &Plan, sbc_bin: &Path, work: &Path, quick: bool) -> Result<(Str
         .map_or(0.0, |(_, t)| {
             median(t.iter().map(|t| t.rate as f64).collect())
         });
-    let half = ((sbc_max / 2.0 / 100.0).round() * 100.0).max(100.0) as u64;
+    let half = plan
+        .delay_rate
+        .unwrap_or(((sbc_max / 2.0 / 100.0).round() * 100.0).max(100.0) as u64);
     let mut delays: Vec<Delay> = Vec::new();
     for system in [
         System::Sbc,

@@ -110,7 +110,7 @@ pub struct MediaTable {
     latched: std::collections::BTreeSet<SessionId>,
     /// Offers and descriptions refused, by reason (the runtime's metric reads them).
     rejections: super::rejections::Rejections,
-    /// Released sessions kept for [`MediaTable::take_released`] (the call detail records'
+    /// Released sessions kept for [`MediaTable::drain_released`] (the call detail records'
     /// last statistics); `None`: nobody takes them, so none are kept.
     released: Option<Vec<(SessionId, Session)>>,
     /// [`MediaTable::snapshot`]s taken (a diagnostic: see [`MediaTable::snapshots_taken`]).
@@ -156,19 +156,18 @@ impl MediaTable {
     }
 
     /// Keeps every session [`MediaTable::release`] removes until the runtime takes it
-    /// ([`MediaTable::take_released`]), so the call's last statistics can be read before its
+    /// ([`MediaTable::drain_released`]), so the call's last statistics can be read before its
     /// mappings go: the runtime takes them after each input, before it executes the
     /// commands.
     pub fn keep_released(&mut self) {
         self.released.get_or_insert_with(Vec::new);
     }
 
-    /// The sessions released since the last call (with [`MediaTable::keep_released`]).
-    pub fn take_released(&mut self) -> Vec<(SessionId, Session)> {
-        self.released
-            .as_mut()
-            .map(std::mem::take)
-            .unwrap_or_default()
+    /// The sessions released since the last call (with [`MediaTable::keep_released`]), taken
+    /// out in place: the kept list keeps its room for the next ones (no allocation per
+    /// released call).
+    pub fn drain_released(&mut self) -> impl Iterator<Item = (SessionId, Session)> + '_ {
+        self.released.iter_mut().flat_map(|kept| kept.drain(..))
     }
 
     /// Turns socketless streams on (the runtime attached XDP with in-kernel latching and owns
