@@ -273,12 +273,14 @@ impl MediaTable {
     }
 
     /// Whether nothing is held: no session, every port pair free (in the pool or held warm),
-    /// every statistics slot free, no trunk quota used (a leak check for tests).
+    /// every statistics slot free, no trunk quota used, no released session kept and not yet
+    /// handed over (a leak check for tests).
     pub fn holds_nothing(&self) -> bool {
         self.sessions.is_empty()
             && self.ports_all_back()
             && self.slots.in_use() == 0
             && self.quotas.is_empty()
+            && self.released.as_ref().is_none_or(Vec::is_empty)
     }
 
     /// Offer from `from` with `streams` at `now`: reserves a port pair per enabled stream on

@@ -409,6 +409,29 @@ fn a_busy_port_the_call_was_told_ends_the_call() {
     assert!(t.holds_nothing());
 }
 
+/// The call records read a released session's last statistics once, in the same turn: the
+/// table keeps released sessions only when asked to, hands each over once, and a session
+/// kept but never handed over counts as held (the leak check sees it).
+#[test]
+fn released_sessions_are_handed_over_once_and_only_when_kept() {
+    let t0 = crate::media::test_origin();
+    let mut t = table(false);
+    let a = call(&mut t, t0, None);
+    t.release(a.session);
+    assert_eq!(t.drain_released().count(), 0, "nobody asked to keep them");
+    t.keep_released();
+    let b = call(&mut t, t0, None);
+    let c = call(&mut t, t0, None);
+    t.release(c.session);
+    t.release(b.session);
+    drain(&mut t);
+    assert!(!t.holds_nothing(), "kept until handed over");
+    let kept: Vec<SessionId> = t.drain_released().map(|(id, _)| id).collect();
+    assert_eq!(kept, [c.session, b.session]);
+    assert_eq!(t.drain_released().count(), 0, "handed over once");
+    assert!(t.holds_nothing());
+}
+
 #[test]
 fn refusals_leak_nothing() {
     let t0 = crate::media::test_origin();
