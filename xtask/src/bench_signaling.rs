@@ -75,6 +75,24 @@ pub struct Plan {
     delay_rate: Option<u64>,
 }
 
+/// A numeric benchmark knob from the environment: `None` when unset, and also when it does
+/// not parse or lies outside `range`, which is then said on stderr (a run with a silently
+/// ignored knob would measure something other than what was asked).
+fn knob(name: &str, range: std::ops::RangeInclusive<u64>) -> Option<u64> {
+    let raw = std::env::var(name).ok()?;
+    match raw.trim().parse::<u64>() {
+        Ok(v) if range.contains(&v) => Some(v),
+        _ => {
+            eprintln!(
+                "bench signaling: {name}={raw:?} ignored: it must be a whole number in {}..={}",
+                range.start(),
+                range.end()
+            );
+            None
+        }
+    }
+}
+
 impl Plan {
     /// The full run (about 15 minutes) or `--quick` (about 3 minutes).
     /// `SBC_BENCH_LADDER=<calls/s,…>` replaces the step ladder (e.g. a finer one to place a
@@ -102,17 +120,10 @@ impl Plan {
         }
         // SBC_BENCH_STEP_S=<seconds>: each step's length (a sustained overload needs more
         // than the 3-5 s that find the clean rate).
-        if let Some(secs) = std::env::var("SBC_BENCH_STEP_S")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .filter(|s| (1..=120).contains(s))
-        {
+        if let Some(secs) = knob("SBC_BENCH_STEP_S", 1..=120) {
             plan.trial = Duration::from_secs(secs);
         }
-        plan.delay_rate = std::env::var("SBC_BENCH_DELAY_RATE")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .filter(|r| (100..=20_000).contains(r));
+        plan.delay_rate = knob("SBC_BENCH_DELAY_RATE", 100..=20_000);
         plan
     }
 
@@ -402,7 +413,8 @@ fn run_all(plan: &Plan, sbc_bin: &Path, work: &Path, quick: bool) -> Result<(Str
             best[i].1.push(last_clean.unwrap_or_default());
         }
     }
-    // Added delay at half the SBC's highest clean rate (the operating point).
+    // Added delay at half the SBC's highest clean rate (the operating point), or at
+    // SBC_BENCH_DELAY_RATE.
     // (The XDP SBC's when the userspace one did not run.)
     let sbc_max = [System::Sbc, System::SbcXdp]
         .iter()
@@ -410,7 +422,7 @@ fn run_all(plan: &Plan, sbc_bin: &Path, work: &Path, quick: bool) -> Result<(Str
         .map_or(0.0, |(_, t)| {
             median(t.iter().map(|t| t.rate as f64).collect())
         });
-    let half = plan
+    let delay_rate = plan
         .delay_rate
         .unwrap_or(((sbc_max / 2.0 / 100.0).round() * 100.0).max(100.0) as u64);
     let mut delays: Vec<Delay> = Vec::new();
@@ -422,13 +434,13 @@ fn run_all(plan: &Plan, sbc_bin: &Path, work: &Path, quick: bool) -> Result<(Str
     ] {
         if systems.contains(&system) {
             eprintln!(
-                "bench signaling: INVITE forwarding delay of {} at {half} calls/s",
+                "bench signaling: INVITE forwarding delay of {} at {delay_rate} calls/s",
                 system.name()
             );
             delays.push((
                 system,
-                half,
-                forward_delay(&setup, system, half, plan.trial)?,
+                delay_rate,
+                forward_delay(&setup, system, delay_rate, plan.trial)?,
             ));
         }
     }

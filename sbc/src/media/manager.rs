@@ -426,14 +426,11 @@ impl Inner {
     /// caller executed commands of the turn already (the gauges are due even if none is
     /// left).
     fn settle(&self, core: &mut Core, now: Instant, ran: bool) {
-        {
-            let mut released = core.table.drain_released().peekable();
-            if released.peek().is_some() {
-                let xdp = self.xdp.as_ref().map(|x| x.lock());
-                let mut finals = self.finals.lock();
-                for (id, s) in released {
-                    finals.put(id, super::view::session_view(id, &s, xdp.as_deref(), now));
-                }
+        if core.table.has_released() {
+            let xdp = self.xdp.as_ref().map(|x| x.lock());
+            let mut finals = self.finals.lock();
+            for (id, s) in core.table.drain_released() {
+                finals.put(id, super::view::session_view(id, &s, xdp.as_deref(), now));
             }
         }
         // Most inputs (a provisional, an ACK, a BYE's answer) change nothing of the table's:

@@ -163,6 +163,12 @@ impl MediaTable {
         self.released.get_or_insert_with(Vec::new);
     }
 
+    /// Whether released sessions wait for [`MediaTable::drain_released`] (so the runtime takes
+    /// the locks their views need only when there is something to view).
+    pub fn has_released(&self) -> bool {
+        self.released.as_ref().is_some_and(|kept| !kept.is_empty())
+    }
+
     /// The sessions released since the last call (with [`MediaTable::keep_released`]), taken
     /// out in place: the kept list keeps its room for the next ones (no allocation per
     /// released call).

@@ -418,17 +418,21 @@ fn released_sessions_are_handed_over_once_and_only_when_kept() {
     let mut t = table(false);
     let a = call(&mut t, t0, None);
     t.release(a.session);
+    assert!(!t.has_released(), "nobody asked to keep them");
     assert_eq!(t.drain_released().count(), 0, "nobody asked to keep them");
     t.keep_released();
+    assert!(!t.has_released(), "kept, none released yet");
     let b = call(&mut t, t0, None);
     let c = call(&mut t, t0, None);
     t.release(c.session);
     t.release(b.session);
     drain(&mut t);
     assert!(!t.holds_nothing(), "kept until handed over");
+    assert!(t.has_released());
     let kept: Vec<SessionId> = t.drain_released().map(|(id, _)| id).collect();
     assert_eq!(kept, [c.session, b.session]);
     assert_eq!(t.drain_released().count(), 0, "handed over once");
+    assert!(!t.has_released(), "handed over once");
     assert!(t.holds_nothing());
 }
 
