@@ -304,7 +304,23 @@ struct Setup<'a> {
 }
 
 /// INVITE forwarding delay of one system: rate, (p50 µs, p99 µs, INVITEs paired).
-type Delay = (System, u64, (f64, f64, usize));
+/// One system's INVITE forwarding delay step.
+#[derive(Debug, Clone)]
+struct DelayStep {
+    /// Median delay (µs); NaN when nothing paired.
+    p50: f64,
+    /// 99th percentile (µs); NaN when nothing paired.
+    p99: f64,
+    /// INVITEs seen on both interfaces.
+    paired: usize,
+    /// Calls of the step that failed: above 0, the system was over its capacity at this rate
+    /// and its figures are an overloaded system's (said in the report, not hidden).
+    failed: u64,
+    /// Why the step could not be measured at all (the capture or the load failed).
+    error: Option<String>,
+}
+
+type Delay = (System, u64, DelayStep);
 
 fn run_all(plan: &Plan, sbc_bin: &Path, work: &Path, quick: bool) -> Result<(String, String)> {
     let lab = Lab::up("bsig").context("lab up (needs root)")?;
@@ -437,11 +453,32 @@ fn run_all(plan: &Plan, sbc_bin: &Path, work: &Path, quick: bool) -> Result<(Str
                 "bench signaling: INVITE forwarding delay of {} at {delay_rate} calls/s",
                 system.name()
             );
-            delays.push((
-                system,
-                delay_rate,
-                forward_delay(&setup, system, delay_rate, plan.trial)?,
-            ));
+            // A system that fails calls at this rate (a reference system past its
+            // capacity) is reported as such; it does not throw away the other systems'
+            // figures measured before it.
+            let step = forward_delay(&setup, system, delay_rate, plan.trial).unwrap_or_else(|e| {
+                eprintln!(
+                    "bench signaling: INVITE forwarding delay of {} not measured: {e:#}",
+                    system.name()
+                );
+                DelayStep {
+                    p50: f64::NAN,
+                    p99: f64::NAN,
+                    paired: 0,
+                    failed: 0,
+                    error: Some(format!("{e:#}")),
+                }
+            });
+            if step.failed > 0 {
+                eprintln!(
+                    "bench signaling: {} failed {} calls in the delay step at {delay_rate}/s \
+                     ({} INVITEs paired): over its capacity there",
+                    system.name(),
+                    step.failed,
+                    step.paired
+                );
+            }
+            delays.push((system, delay_rate, step));
         }
     }
     eprintln!(
@@ -460,14 +497,22 @@ fn run_all(plan: &Plan, sbc_bin: &Path, work: &Path, quick: bool) -> Result<(Str
     );
     let _ = writeln!(
         md,
-        "\n## Signaling added delay (INVITE in → INVITE out)\n\nBoth interfaces of the system's namespace captured with tshark (on the load generator's CPU, not the system's) during a {}-s step; each INVITE (CSeq 1, first sighting) arriving on the inside pairs with the one of the same call leaving on the outside (the call's number rides in the Request-URI user, which every system forwards unchanged). Capture timestamps, so kernel receive and send are included. With rtpengine the delay includes Kamailio's round trip to it (the offer).\n\n| system | rate (calls/s) | INVITEs paired | p50 (µs) | p99 (µs) |\n| --- | ---: | ---: | ---: | ---: |",
+        "\n## Signaling added delay (INVITE in → INVITE out)\n\nBoth interfaces of the system's namespace captured with tshark (on the load generator's CPU, not the system's) during a {}-s step; each INVITE (CSeq 1, first sighting) arriving on the inside pairs with the one of the same call leaving on the outside (the call's number rides in the Request-URI user, which every system forwards unchanged). Capture timestamps, so kernel receive and send are included. With rtpengine the delay includes Kamailio's round trip to it (the offer). A system with failed calls in its step was over its capacity at this rate: its delays are an overloaded system's.\n\n| system | rate (calls/s) | INVITEs paired | p50 (µs) | p99 (µs) | failed calls |\n| --- | ---: | ---: | ---: | ---: | --- |",
         plan.trial.as_secs()
     );
-    for (system, rate, (p50, p99, n)) in &delays {
+    for (system, rate, d) in &delays {
+        let failed = match &d.error {
+            Some(e) => format!("not measured: {e}"),
+            None if d.failed > 0 => format!("{} (over capacity)", d.failed),
+            None => "0".to_owned(),
+        };
         let _ = writeln!(
             md,
-            "| {} | {rate} | {n} | {p50:.0} | {p99:.0} |",
-            system.name()
+            "| {} | {rate} | {} | {:.0} | {:.0} | {failed} |",
+            system.name(),
+            d.paired,
+            d.p50,
+            d.p99
         );
     }
     let json = with_past_steps(&mut md, json, &past);
@@ -607,14 +652,9 @@ fn trial(s: &Setup<'_>, system: System, rate: u64, length: Duration) -> Result<T
     })
 }
 
-/// INVITE forwarding delay (µs p50, p99, pairs) of `system` at `rate`, from a capture of both
-/// of its interfaces.
-fn forward_delay(
-    s: &Setup<'_>,
-    system: System,
-    rate: u64,
-    length: Duration,
-) -> Result<(f64, f64, usize)> {
+/// INVITE forwarding delay of `system` at `rate`, from a capture of both of its interfaces,
+/// with the step's failed calls.
+fn forward_delay(s: &Setup<'_>, system: System, rate: u64, length: Duration) -> Result<DelayStep> {
     // The capture runs on the load generator's CPUs: on the system's own CPU its work would
     // be added to the delays it measures.
     let sipp_cpus = std::env::var("SBC_BENCH_SIPP_CPUS").unwrap_or_else(|_| "0".into());
@@ -677,14 +717,19 @@ fn forward_delay(
         .iter()
         .filter_map(|(user, i)| outside.get(user).map(|o| (o - i) * 1e6))
         .collect();
-    let n = delays.len();
-    if t.failed > 0 || n == 0 {
-        bail!(
-            "delay step at {rate}/s: {} failed calls, {n} INVITEs paired",
-            t.failed
-        );
-    }
-    Ok((percentile(&delays, 0.5), percentile(&delays, 0.99), n))
+    let paired = delays.len();
+    let (p50, p99) = if paired == 0 {
+        (f64::NAN, f64::NAN)
+    } else {
+        (percentile(&delays, 0.5), percentile(&delays, 0.99))
+    };
+    Ok(DelayStep {
+        p50,
+        p99,
+        paired,
+        failed: t.failed,
+        error: None,
+    })
 }
 
 /// Holds `n` calls open on the SBC and reads its RSS before and at the peak.
@@ -1275,8 +1320,8 @@ fn render(
             system.key(),
             num(cpu_fixed),
             num(cpu_knee),
-            num(delay.map_or(f64::NAN, |d| d.2.0)),
-            num(delay.map_or(f64::NAN, |d| d.2.1)),
+            num(delay.map_or(f64::NAN, |d| d.2.p50)),
+            num(delay.map_or(f64::NAN, |d| d.2.p99)),
             num(p50),
             num(p99)
         ));
@@ -1376,7 +1421,16 @@ fn render(
         "  \"invite_delay_p99_us\": {{{}}},",
         delays
             .iter()
-            .map(|d| format!("{:?}: {}", d.0.key(), num(d.2.1)))
+            .map(|d| format!("{:?}: {}", d.0.key(), num(d.2.p99)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(
+        json,
+        "  \"invite_delay_failed_calls\": {{{}}},",
+        delays
+            .iter()
+            .map(|d| format!("{:?}: {}", d.0.key(), d.2.failed))
             .collect::<Vec<_>>()
             .join(", ")
     );
