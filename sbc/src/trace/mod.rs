@@ -36,7 +36,7 @@ use sbc_proto::{
     b2bua::{B2bua, Event},
     media::SessionId,
     net::{Side, TransportKind},
-    sip::{Headline, Limits, Message, Method},
+    sip::{CSeq, Headline, Limits, Message, Method},
 };
 use tokio::sync::mpsc;
 
@@ -176,14 +176,57 @@ pub struct Tracer {
     inner: Arc<Inner>,
 }
 
+/// What the transport's parse of a received message tells the trace task, so that it reads
+/// the message neither a second time nor at all.
+#[derive(Debug)]
+enum Known {
+    /// Nothing: a sent message (the task scans it, `sip::Headline`).
+    Nothing,
+    /// A received new INVITE's parse: it may start a leg, whose calling and called numbers
+    /// need it. Boxed: a queue slot is as large as its largest item, and inline a parse made
+    /// every slot 304 bytes where a link needs 56 (the box is one allocation per received new
+    /// INVITE; cloning the parse allocates already).
+    Invite(Box<Message>),
+    /// Any other received message: where its Call-ID lies in the captured bytes, and what its
+    /// start line and CSeq say (the scan's answer, taken from the parse).
+    Facts {
+        call_id: std::ops::Range<usize>,
+        request: Option<Method>,
+        status: Option<u16>,
+        cseq: CSeq,
+    },
+}
+
+impl Known {
+    /// What a received `message`, parsed from `data`, tells.
+    fn of(message: &Message, data: &[u8]) -> Self {
+        if message.method() == Some(&Method::Invite) && message.to_tag().is_none() {
+            return Self::Invite(Box::new(message.clone()));
+        }
+        // The parse's Call-ID is a slice of the buffer it parsed; that buffer is `data`
+        // (checked: the same bytes at the same place), else the task scans.
+        let id = message.call_id();
+        let Some(at) = (id.as_ptr() as usize).checked_sub(data.as_ptr() as usize) else {
+            return Self::Nothing;
+        };
+        let range = at..at + id.len();
+        if data.get(range.clone()) != Some(id.as_bytes()) {
+            return Self::Nothing;
+        }
+        Self::Facts {
+            call_id: range,
+            request: message.method().cloned(),
+            status: message.status().map(|s| s.as_u16()),
+            cseq: message.cseq().clone(),
+        }
+    }
+}
+
 /// What the capture queue carries, in the order it was offered.
 #[derive(Debug)]
 enum Queued {
-    /// A capture, and the transport's parse of a received new INVITE, so the trace task does
-    /// not parse it a second time. Boxed: a queue slot is as large as its largest item, and
-    /// inline a parse made every slot 304 bytes where a link needs 56 (the box is one
-    /// allocation per received new INVITE; cloning the parse allocates already).
-    Message(Captured, Option<Box<Message>>),
+    /// A capture, and what the transport's parse of a received message tells.
+    Message(Captured, Known),
     /// A call's legs by Call-ID, inside and outside. Queued rather than given to the store at
     /// once: the store sees it after the call's INVITEs (captured before the B2BUA reports the
     /// call), so it can tell whether it holds a leg of the call and need not link the others.
@@ -223,20 +266,51 @@ impl Inner {
     /// Call-ID when `call_id` is asked for.
     fn apply(&self, q: Queued, call_id: bool) -> Option<(Captured, Option<String>)> {
         match q {
-            Queued::Message(c, parsed) => {
+            Queued::Message(c, known) => {
                 self.queued.fetch_sub(1, Ordering::Relaxed);
                 let parse = |data: &Bytes| Message::parse(data.clone(), &Limits::default()).ok();
-                // A received new INVITE comes with the transport's parse (its leg's numbers);
-                // every other message is scanned for what the store needs (`sip::Headline`) and
-                // parsed only when the scan cannot tell. A message that does not parse (one
-                // cut by a limit) is still exported, just not traced.
+                let numbers = |data: &Bytes| {
+                    parse(data).map_or_else(Default::default, |m| store::numbers(&m))
+                };
+                // A received new INVITE comes with the transport's parse (its leg's numbers),
+                // another received message with the facts the store needs; a sent message is
+                // scanned for them (`sip::Headline`) and parsed only when the scan cannot
+                // tell. A message that does not parse (one cut by a limit) is still
+                // exported, just not traced.
+                let (parsed, facts) = match known {
+                    Known::Nothing => (None, None),
+                    Known::Invite(m) => (Some(m), None),
+                    Known::Facts {
+                        call_id,
+                        request,
+                        status,
+                        cseq,
+                    } => {
+                        let facts = c
+                            .data
+                            .get(call_id)
+                            .and_then(|b| std::str::from_utf8(b).ok())
+                            .map(|call_id| Headline {
+                                call_id,
+                                request,
+                                status,
+                                cseq,
+                            });
+                        (None, facts)
+                    }
+                };
                 let id = if let Some(m) = parsed {
                     self.store.lock().record(&c, &m);
                     call_id.then(|| m.call_id().to_owned())
+                } else if let Some(f) = facts {
+                    self.store
+                        .lock()
+                        .record_facts(&c, &f, &c.data, || numbers(&c.data));
+                    call_id.then(|| f.call_id.to_owned())
                 } else if let Some(f) = Headline::scan(&c.data) {
-                    self.store.lock().record_facts(&c, &f, &c.data, || {
-                        parse(&c.data).map_or_else(Default::default, |m| store::numbers(&m))
-                    });
+                    self.store
+                        .lock()
+                        .record_facts(&c, &f, &c.data, || numbers(&c.data));
                     call_id.then(|| f.call_id.to_owned())
                 } else {
                     parse(&c.data).and_then(|m| {
@@ -314,12 +388,13 @@ impl Tracer {
         dst: SocketAddr,
         data: Bytes,
     ) {
-        self.offer(dir, side, transport, (src, dst), data, None);
+        self.offer(dir, side, transport, (src, dst), data, Known::Nothing);
     }
 
     /// Offers a received message the transport has parsed (`data` is its buffer). A new
     /// INVITE's parse goes along (the trace task would otherwise parse it again for its leg's
-    /// numbers); the task scans the others.
+    /// numbers); for the others, what the store needs of them (their Call-ID's place, start
+    /// line and CSeq), so the task does not scan them.
     pub fn capture_received(
         &self,
         side: Side,
@@ -328,11 +403,8 @@ impl Tracer {
         message: &Message,
         data: Bytes,
     ) {
-        // Only a new INVITE's parse is worth its copy: it may start a leg, whose calling and
-        // called numbers need it. The rest are scanned (`sip::Headline`).
-        let parsed = (message.method() == Some(&Method::Invite) && message.to_tag().is_none())
-            .then(|| Box::new(message.clone()));
-        self.offer(Direction::In, side, transport, (src, dst), data, parsed);
+        let known = Known::of(message, &data);
+        self.offer(Direction::In, side, transport, (src, dst), data, known);
     }
 
     fn offer(
@@ -342,7 +414,7 @@ impl Tracer {
         transport: TransportKind,
         (src, dst): (SocketAddr, SocketAddr),
         data: Bytes,
-        parsed: Option<Box<Message>>,
+        known: Known,
     ) {
         let i = match dir {
             Direction::In => 0,
@@ -363,7 +435,7 @@ impl Tracer {
         // A slot is taken before the send and given back by the trace task when it takes the
         // message (`Inner::apply`), so at most `queue_max` messages wait.
         let full = inner.queued.fetch_add(1, Ordering::Relaxed) >= inner.queue_max;
-        if full || inner.tx.send(Queued::Message(c, parsed)).is_err() {
+        if full || inner.tx.send(Queued::Message(c, known)).is_err() {
             inner.queued.fetch_sub(1, Ordering::Relaxed);
             inner
                 .metrics
@@ -624,7 +696,7 @@ mod tests {
     }
 
     #[test]
-    fn only_a_received_new_invite_brings_the_transports_parse() {
+    fn a_received_new_invite_brings_the_parse_and_other_messages_its_facts() {
         let (tracer, metrics, mut rx) = tracer(4);
         let a: SocketAddr = "192.0.2.1:5060".parse().expect("literal");
         let options = Bytes::from_static(
@@ -633,18 +705,45 @@ mod tests {
               CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
         );
         let m = Message::parse(options.clone(), &Limits::default()).expect("parses");
-        tracer.capture_received(Side::Inside, TransportKind::Udp, (a, a), &m, options);
-        let Ok(Queued::Message(c, parsed)) = rx.try_recv() else {
+        tracer.capture_received(
+            Side::Inside,
+            TransportKind::Udp,
+            (a, a),
+            &m,
+            options.clone(),
+        );
+        let Ok(Queued::Message(c, known)) = rx.try_recv() else {
             panic!("a message queued")
         };
         assert_eq!(c.dir, Direction::In);
-        assert!(parsed.is_none(), "scanned by the task, not copied");
-        invite(&tracer, "handed-over");
-        let Ok(Queued::Message(_, parsed)) = rx.try_recv() else {
-            panic!("a message queued")
+        // Not copied: what the store needs of it comes along, read off the parse.
+        let Known::Facts {
+            call_id,
+            request,
+            status,
+            cseq,
+        } = known
+        else {
+            panic!("the parse's facts come along, not the parse: {known:?}")
         };
-        assert_eq!(parsed.as_deref().map(Message::call_id), Some("handed-over"));
-        assert_eq!(metrics.captured.with_label_values(&["in"]).get(), 2);
+        assert_eq!(c.data.get(call_id), Some(&b"scanned"[..]));
+        assert_eq!(
+            (request, status, cseq.seq, cseq.method),
+            (Some(Method::Options), None, 1, Method::Options)
+        );
+        invite(&tracer, "handed-over");
+        let Ok(Queued::Message(_, Known::Invite(parsed))) = rx.try_recv() else {
+            panic!("a new INVITE's parse queued")
+        };
+        assert_eq!(parsed.call_id(), "handed-over");
+        // A parse of other bytes than the captured ones (none of the transports does this)
+        // tells nothing: the task scans the captured bytes.
+        let other = Bytes::from(options.to_vec());
+        tracer.capture_received(Side::Inside, TransportKind::Udp, (a, a), &m, other);
+        let Ok(Queued::Message(_, Known::Nothing)) = rx.try_recv() else {
+            panic!("nothing known of bytes the parse is not of")
+        };
+        assert_eq!(metrics.captured.with_label_values(&["in"]).get(), 3);
     }
 
     #[test]
