@@ -38,6 +38,28 @@ pub fn headline(data: &[u8]) {
     }
 }
 
+/// The scan of a request the SBC sends ([`crate::b2bua::sent_request`]) never differs from the
+/// parser's answer: where the parser accepts the message, the scan gives the same method, CSeq
+/// number, body presence and top Via branch, or declines.
+pub fn sent_request(data: &[u8]) {
+    let scanned = crate::b2bua::sent_request::SentRequest::scan(data);
+    if let Ok(m) = Message::parse(Bytes::copy_from_slice(data), &Limits::default())
+        && let Some(s) = scanned
+    {
+        let parsed = (
+            m.method().cloned(),
+            m.cseq().seq,
+            !m.body().is_empty(),
+            m.top_branch(),
+        );
+        assert_eq!(
+            (Some(s.method), s.cseq, s.has_body, Some(&*s.branch)),
+            parsed,
+            "the scan and the parser differ"
+        );
+    }
+}
+
 /// Parses a message and exercises every typed view; checks that an untouched message prints
 /// back to the same bytes (plus a Content-Length when it had none).
 pub fn message(data: &[u8]) {

@@ -195,11 +195,13 @@ impl B2bua {
         };
         let pass = match &mut e.tx {
             CTx::Invite(t) => {
-                let invite = e.request.message();
+                let request = &e.request;
                 let buf = &mut self.buf;
-                // Called for a first final response only, while the request is still whole.
+                // Called for a first final response only, while the request is still whole;
+                // only then is a request the SBC sent parsed (`KeptRequest::sent`).
                 t.handle_response(now, status, || {
-                    invite
+                    request
+                        .message()
                         .map(|i| msg::ack_for_non2xx(i, &msg, buf))
                         .unwrap_or_default()
                 })

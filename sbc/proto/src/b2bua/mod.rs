@@ -65,6 +65,7 @@ mod refusal;
 mod register_relay;
 mod restore;
 mod sdp;
+pub(crate) mod sent_request;
 mod session_timer;
 mod shared_calls;
 mod slab;
@@ -116,6 +117,7 @@ pub use redirect::Redirect;
 pub use refusal::Refusal;
 pub use restore::RestoreError;
 pub use sdp::SdpProblem;
+use sent_request::SentRequest;
 pub use session_timer::SessionTimerConfig;
 pub use shared_calls::{SharedCalls, TrunkShare};
 pub use snapshot::{

@@ -63,11 +63,26 @@ impl B2bua {
             side,
             purpose,
         } = out;
-        let parsed = Message::parse(bytes.clone(), &self.parse_limits);
-        let Some((request, branch)) = parsed.ok().and_then(|m| {
-            let branch: Box<str> = m.top_branch()?.into();
-            Some((m, branch))
-        }) else {
+        // What the transaction needs now is read off the bytes; the request is parsed only
+        // if a later step needs it whole (`KeptRequest::sent`). A request the scan cannot
+        // read plainly is parsed at once, as every request was before.
+        let request = match SentRequest::scan(&bytes) {
+            Some(facts) => {
+                debug_assert!(
+                    Message::parse(bytes.clone(), &self.parse_limits).is_ok(),
+                    "a request the scan reads parses too"
+                );
+                let branch = facts.branch.clone();
+                Some((KeptRequest::sent(bytes.clone(), facts), branch))
+            }
+            None => Message::parse(bytes.clone(), &self.parse_limits)
+                .ok()
+                .and_then(|m| {
+                    let branch: Box<str> = m.top_branch()?.into();
+                    Some((KeptRequest::new(m), branch))
+                }),
+        };
+        let Some((request, branch)) = request else {
             // Our own message failed to parse: a bug in a builder. Do not send garbage.
             self.events.push_back(Event::Dropped {
                 reason: "internal_build_error",
@@ -76,8 +91,8 @@ impl B2bua {
         };
         let reliable = peer.transport.is_reliable();
         let method = request.method();
-        let cancel = method == Some(&Method::Cancel);
-        let tx = if method == Some(&Method::Invite) {
+        let cancel = *method == Method::Cancel;
+        let tx = if *method == Method::Invite {
             CTx::Invite(InviteClient::new(now, bytes, reliable, self.cfg.timers))
         } else {
             CTx::NonInvite(NonInviteClient::new(now, bytes, reliable, self.cfg.timers))
@@ -91,7 +106,7 @@ impl B2bua {
             cancel,
             tx,
             peer,
-            request: KeptRequest::new(request),
+            request,
             call,
             side,
             purpose,

@@ -17,7 +17,7 @@ mod method;
 mod name;
 mod params;
 mod parse;
-mod scan;
+pub(crate) mod scan;
 mod status;
 mod uri;
 mod value_error;

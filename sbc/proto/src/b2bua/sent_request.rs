@@ -1,0 +1,250 @@
+//! What a client transaction needs at once of a request the SBC is about to send (its method,
+//! CSeq number, whether it has a body, the top Via's branch), read off the bytes by a scan of
+//! the header lines instead of a parse.
+//!
+//! The request is the B2BUA's own, so the scan only has to read what the builders write; it
+//! declines anything it cannot read plainly (a folded or repeated line, a Via with more than
+//! one value, no branch, a body shorter than its Content-Length), and the caller then parses
+//! as before. The tests hold it to the parser's answer on the RFC 4475 torture messages.
+
+use crate::sip::{CSeq, Method, scan::find_crlf};
+
+/// The facts of a request the SBC sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SentRequest {
+    /// The request's method.
+    pub method: Method,
+    /// The CSeq number.
+    pub cseq: u32,
+    /// Whether the body is not empty.
+    pub has_body: bool,
+    /// The top Via's `branch` (the client transaction's key).
+    pub branch: Box<str>,
+}
+
+impl SentRequest {
+    /// The facts of a request by one pass over its lines; `None` when the scan cannot tell
+    /// them plainly (the caller then parses).
+    pub(crate) fn scan(data: &[u8]) -> Option<Self> {
+        let end = find_crlf(data)?;
+        let start = data.get(..end)?;
+        if start.starts_with(b"SIP/2.0 ") {
+            return None;
+        }
+        let sp = memchr::memchr(b' ', start)?;
+        let method = Method::from_token(std::str::from_utf8(start.get(..sp)?).ok()?)?;
+        let mut rest = data.get(end + 2..)?;
+        let (mut branch, mut length, mut cseq) = (None, None, None);
+        let mut via_seen = false;
+        loop {
+            let end = find_crlf(rest)?;
+            let line = rest.get(..end)?;
+            let next = rest.get(end + 2..)?;
+            if line.is_empty() {
+                rest = next;
+                break;
+            }
+            // Only Via, CSeq and Content-Length are read: skip the others on their first
+            // byte.
+            if matches!(line.first(), Some(b'v' | b'V' | b'c' | b'C' | b'l' | b'L'))
+                && let Some(colon) = memchr::memchr(b':', line)
+            {
+                let name = trim(line.get(..colon)?);
+                let value = trim(line.get(colon + 1..)?);
+                // A folded line goes on in the next one (RFC 3261 §7.3.1); a control
+                // character is the parser's to judge.
+                let plain = !matches!(next.first(), Some(b' ' | b'\t'))
+                    && !value.iter().any(u8::is_ascii_control);
+                if name.eq_ignore_ascii_case(b"via") || name.eq_ignore_ascii_case(b"v") {
+                    // Only the first Via value is the top one.
+                    if !via_seen {
+                        if !plain || value.contains(&b',') {
+                            return None;
+                        }
+                        branch = Some(top_branch(value)?);
+                    }
+                    via_seen = true;
+                } else if name.eq_ignore_ascii_case(b"cseq") {
+                    if !plain || cseq.is_some() {
+                        return None;
+                    }
+                    cseq = Some(CSeq::parse(std::str::from_utf8(value).ok()?).ok()?);
+                } else if name.eq_ignore_ascii_case(b"content-length")
+                    || name.eq_ignore_ascii_case(b"l")
+                {
+                    if !plain || length.is_some() {
+                        return None;
+                    }
+                    length = Some(std::str::from_utf8(value).ok()?.parse::<u32>().ok()?);
+                }
+            }
+            rest = next;
+        }
+        let cseq = cseq?;
+        // The parser refuses a CSeq whose method is not the request's.
+        if cseq.method != method {
+            return None;
+        }
+        let available = rest.len();
+        let has_body = match length {
+            Some(n) if n as usize > available => return None,
+            Some(n) => n > 0,
+            None => available > 0,
+        };
+        Some(Self {
+            method,
+            cseq: cseq.seq,
+            has_body,
+            branch: branch?,
+        })
+    }
+}
+
+/// The `branch` parameter of one Via value (`SIP/2.0/UDP host;…;branch=…`).
+fn top_branch(via: &[u8]) -> Option<Box<str>> {
+    let mut params = via.split(|b| *b == b';').skip(1);
+    let value = params.find_map(|p| {
+        let (name, value) = match memchr::memchr(b'=', p) {
+            Some(eq) => (trim(p.get(..eq)?), trim(p.get(eq + 1..)?)),
+            None => (trim(p), &b""[..]),
+        };
+        name.eq_ignore_ascii_case(b"branch").then_some(value)
+    })?;
+    // A token (RFC 3261 §25.1); anything else is the parser's to judge.
+    let token = |b: &u8| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(b);
+    if value.is_empty() || !value.iter().all(token) {
+        return None;
+    }
+    Some(std::str::from_utf8(value).ok()?.into())
+}
+
+/// `s` without leading and trailing spaces and tabs.
+fn trim(s: &[u8]) -> &[u8] {
+    let lws = |b: &u8| *b == b' ' || *b == b'\t';
+    let from = s.iter().position(|b| !lws(b)).unwrap_or(s.len());
+    let to = s.iter().rposition(|b| !lws(b)).map_or(from, |i| i + 1);
+    s.get(from..to).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::sip::{Limits, Message};
+
+    /// The parser's answer to the same questions.
+    fn parsed(m: &Message) -> Option<SentRequest> {
+        Some(SentRequest {
+            method: m.method()?.clone(),
+            cseq: m.cseq().seq,
+            has_body: !m.body().is_empty(),
+            branch: m.top_branch()?.into(),
+        })
+    }
+
+    #[test]
+    fn the_sbcs_own_requests_scan_as_they_parse() {
+        let invite = "INVITE sip:4930111@carrier SIP/2.0\r\n\
+            Via: SIP/2.0/UDP 192.0.2.1:5060;rport;branch=z9hG4bKs1-0f3a9c\r\n\
+            Max-Forwards: 69\r\nFrom: <sip:100@sbc>;tag=s1\r\nTo: <sip:4930111@carrier>\r\n\
+            Call-ID: 0f3a9c@sbc\r\nCSeq: 1 INVITE\r\nContent-Type: application/sdp\r\n\
+            Content-Length: 4\r\n\r\nv=0\n";
+        let bye = "BYE sip:4930111@192.0.2.20 SIP/2.0\r\nv: SIP/2.0/TCP sbc;BRANCH=z9hG4bK2\r\n\
+            From: <sip:100@sbc>;tag=s1\r\nTo: <sip:4930111@carrier>;tag=c\r\ni: x\r\n\
+            CSeq: 2 BYE\r\nl: 0\r\n\r\n";
+        for raw in [invite, bye] {
+            let m = Message::parse(Bytes::from(raw), &Limits::default()).expect("parses");
+            let scanned = SentRequest::scan(raw.as_bytes());
+            assert_eq!(scanned, parsed(&m), "{raw}");
+            assert!(scanned.is_some(), "read plainly: {raw}");
+        }
+        let s = SentRequest::scan(invite.as_bytes()).expect("scans");
+        assert_eq!(
+            (s.method, s.cseq, s.has_body, &*s.branch),
+            (Method::Invite, 1, true, "z9hG4bKs1-0f3a9c")
+        );
+    }
+
+    #[test]
+    fn what_the_scan_cannot_tell_plainly_is_left_to_the_parser() {
+        for raw in [
+            // Two Via values on one line; a folded Via; no branch; a response.
+            "BYE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1, SIP/2.0/UDP g;branch=z9hG4bK2\r\nCall-ID: x\r\nCSeq: 2 BYE\r\n\r\n",
+            "BYE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n ;branch=z9hG4bK1\r\nCall-ID: x\r\nCSeq: 2 BYE\r\n\r\n",
+            "BYE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nCall-ID: x\r\nCSeq: 2 BYE\r\n\r\n",
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nCall-ID: x\r\nCSeq: 2 BYE\r\n\r\n",
+            // A body shorter than its Content-Length; two Content-Lengths; a cut header.
+            "BYE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nCall-ID: x\r\nCSeq: 2 BYE\r\nContent-Length: 9\r\n\r\nab",
+            "BYE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nCall-ID: x\r\nCSeq: 2 BYE\r\nl: 0\r\nl: 0\r\n\r\n",
+            "BYE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nCall-ID: x\r\nCSeq: 2 BYE",
+        ] {
+            assert_eq!(SentRequest::scan(raw.as_bytes()), None, "{raw}");
+        }
+    }
+
+    #[test]
+    fn the_scan_agrees_with_the_parser_on_the_torture_messages() {
+        // RFC 4475's requests: wherever both answer, they agree; the scan may decline, never
+        // differ (cut and altered copies too).
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/rfc4475");
+        let mut files: Vec<PathBuf> = Vec::new();
+        for sub in [dir.join("valid"), dir.join("invalid"), dir.clone()] {
+            if let Ok(entries) = std::fs::read_dir(&sub) {
+                files.extend(
+                    entries
+                        .filter_map(Result::ok)
+                        .map(|e| e.path())
+                        .filter(|p| p.extension().is_some_and(|x| x == "dat")),
+                );
+            }
+        }
+        assert!(files.len() >= 40, "the torture messages are there");
+        let mut agreed = 0;
+        let mut seed = 0x2545_f491_u32;
+        for path in &files {
+            let raw = std::fs::read(path).expect("readable");
+            let mut copies = vec![raw.clone()];
+            for cut in (0..raw.len()).step_by(11) {
+                copies.push(raw.get(..cut).unwrap_or_default().to_vec());
+            }
+            for _ in 0..32 {
+                let mut copy = raw.clone();
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                let at = usize::try_from(seed).unwrap_or(0) % copy.len().max(1);
+                if let Some(b) = copy.get_mut(at) {
+                    *b = [b' ', b'\t', b'\r', b'\n', b';', b',', b'=', b'0']
+                        [(seed >> 24) as usize % 8];
+                }
+                copies.push(copy);
+            }
+            for copy in copies {
+                crate::fuzzing::sent_request(&copy);
+                let Some(scanned) = SentRequest::scan(&copy) else {
+                    continue;
+                };
+                let Ok(m) = Message::parse(Bytes::from(copy.clone()), &Limits::default()) else {
+                    // The scan reads only what the builders write: a message the parser
+                    // refuses never reaches it (the caller parses on first use).
+                    continue;
+                };
+                assert_eq!(
+                    Some(scanned),
+                    parsed(&m),
+                    "{}: {}",
+                    path.display(),
+                    String::from_utf8_lossy(&copy)
+                );
+                agreed += 1;
+            }
+        }
+        assert!(
+            agreed >= 10,
+            "the scan reads well-formed requests ({agreed} read)"
+        );
+    }
+}
