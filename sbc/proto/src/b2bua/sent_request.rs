@@ -7,7 +7,10 @@
 //! one value, no branch, a body shorter than its Content-Length), and the caller then parses
 //! as before. The tests hold it to the parser's answer on the RFC 4475 torture messages.
 
-use crate::sip::{CSeq, Method, scan::find_crlf};
+use crate::sip::{
+    CSeq, Method,
+    scan::{find_crlf, trim_sp},
+};
 
 /// The facts of a request the SBC sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,8 +52,8 @@ impl SentRequest {
             if matches!(line.first(), Some(b'v' | b'V' | b'c' | b'C' | b'l' | b'L'))
                 && let Some(colon) = memchr::memchr(b':', line)
             {
-                let name = trim(line.get(..colon)?);
-                let value = trim(line.get(colon + 1..)?);
+                let name = trim_sp(line.get(..colon)?);
+                let value = trim_sp(line.get(colon + 1..)?);
                 // A folded line goes on in the next one (RFC 3261 §7.3.1); a control
                 // character is the parser's to judge.
                 let plain = !matches!(next.first(), Some(b' ' | b'\t'))
@@ -105,8 +108,8 @@ fn top_branch(via: &[u8]) -> Option<Box<str>> {
     let mut params = via.split(|b| *b == b';').skip(1);
     let value = params.find_map(|p| {
         let (name, value) = match memchr::memchr(b'=', p) {
-            Some(eq) => (trim(p.get(..eq)?), trim(p.get(eq + 1..)?)),
-            None => (trim(p), &b""[..]),
+            Some(eq) => (trim_sp(p.get(..eq)?), trim_sp(p.get(eq + 1..)?)),
+            None => (trim_sp(p), &b""[..]),
         };
         name.eq_ignore_ascii_case(b"branch").then_some(value)
     })?;
@@ -116,14 +119,6 @@ fn top_branch(via: &[u8]) -> Option<Box<str>> {
         return None;
     }
     Some(std::str::from_utf8(value).ok()?.into())
-}
-
-/// `s` without leading and trailing spaces and tabs.
-fn trim(s: &[u8]) -> &[u8] {
-    let lws = |b: &u8| *b == b' ' || *b == b'\t';
-    let from = s.iter().position(|b| !lws(b)).unwrap_or(s.len());
-    let to = s.iter().rposition(|b| !lws(b)).map_or(from, |i| i + 1);
-    s.get(from..to).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -8,7 +8,10 @@
 //! Call-ID or CSeq ahead of the other, a missing one) returns `None` and is parsed in full as
 //! before; the tests hold the scan to the parser's answer on the RFC 4475 torture messages.
 
-use super::{CSeq, Message, Method, scan::find_crlf};
+use super::{
+    CSeq, Message, Method,
+    scan::{find_crlf, trim_sp},
+};
 
 /// What the start line, Call-ID and CSeq say.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,10 +72,10 @@ impl<'a> Headline<'a> {
             if matches!(line.first(), Some(b'c' | b'C' | b'i' | b'I'))
                 && let Some(colon) = memchr::memchr(b':', line)
             {
-                let name = trim(line.get(..colon)?);
+                let name = trim_sp(line.get(..colon)?);
                 // A control character (a stray CR) is the parser's to judge: decline.
                 let value = || {
-                    let v = trim(line.get(colon + 1..)?);
+                    let v = trim_sp(line.get(colon + 1..)?);
                     if v.iter().any(u8::is_ascii_control) {
                         return None;
                     }
@@ -110,14 +113,6 @@ impl<'a> Headline<'a> {
     pub fn is_invite_request(&self) -> bool {
         self.request == Some(Method::Invite)
     }
-}
-
-/// `s` without leading and trailing spaces and tabs.
-fn trim(s: &[u8]) -> &[u8] {
-    let lws = |b: &u8| *b == b' ' || *b == b'\t';
-    let from = s.iter().position(|b| !lws(b)).unwrap_or(s.len());
-    let to = s.iter().rposition(|b| !lws(b)).map_or(from, |i| i + 1);
-    s.get(from..to).unwrap_or_default()
 }
 
 #[cfg(test)]

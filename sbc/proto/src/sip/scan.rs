@@ -132,6 +132,15 @@ pub(crate) fn trim_lws(s: &str) -> &str {
     s.trim_matches(|c: char| c.is_ascii() && is_lws(c as u8))
 }
 
+/// `s` without leading and trailing spaces and tabs (a header line's name or value, which
+/// the line scans read without a parse).
+pub(crate) fn trim_sp(s: &[u8]) -> &[u8] {
+    let sp = |b: &u8| *b == b' ' || *b == b'\t';
+    let from = s.iter().position(|b| !sp(b)).unwrap_or(s.len());
+    let to = s.iter().rposition(|b| !sp(b)).map_or(from, |i| i + 1);
+    s.get(from..to).unwrap_or_default()
+}
+
 /// Parses a decimal number of at most `u32` range; no sign, at least one digit.
 pub(crate) fn parse_u32(s: &str) -> Result<u32, HeaderError> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
