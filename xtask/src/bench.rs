@@ -375,6 +375,19 @@ pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// A JSON object of already rendered values, `{"key": value, …}` in the given order: the
+/// per-system and per-shard-count maps of the reports.
+pub(crate) fn json_map<K: std::fmt::Display>(
+    entries: impl IntoIterator<Item = (K, String)>,
+) -> String {
+    let body = entries
+        .into_iter()
+        .map(|(k, v)| format!("{:?}: {v}", k.to_string()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("{{{body}}}")
+}
+
 fn render(results: &BTreeMap<(usize, System), Vec<Trial>>, reps: usize) -> Result<String> {
     let mut out = String::new();
     let kernel = cmd_out("uname", &["-r"])?;

@@ -208,21 +208,17 @@ fn render(runs: &[Run], counts: &[u16], quick: bool, sipp_cpus: &str) -> (String
     let _ = writeln!(json, "  \"sipp_cpus\": {sipp_cpus:?},");
     let _ = writeln!(
         json,
-        "  \"clean_cps\": {{{}}},",
-        clean
-            .iter()
-            .map(|(n, c)| format!("\"{n}\": {}", num(*c)))
-            .collect::<Vec<_>>()
-            .join(", ")
+        "  \"clean_cps\": {},",
+        crate::bench::json_map(clean.iter().map(|(n, c)| (n, num(*c))))
     );
     let _ = writeln!(
         json,
-        "  \"cpu_s_per_1000_fixed\": {{{}}},",
-        counts
-            .iter()
-            .map(|&n| format!("\"{n}\": {}", num(per(n, |r| r.cpu_per_1000_fixed))))
-            .collect::<Vec<_>>()
-            .join(", ")
+        "  \"cpu_s_per_1000_fixed\": {},",
+        crate::bench::json_map(
+            counts
+                .iter()
+                .map(|&n| (n, num(per(n, |r| r.cpu_per_1000_fixed))))
+        )
     );
     let ratio = clean.get(1).and_then(|c| c.1).zip(base).map(|(c, b)| c / b);
     let _ = writeln!(json, "  \"ratio_clean_cps_2_over_1\": {},", num(ratio));

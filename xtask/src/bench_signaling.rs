@@ -1404,35 +1404,24 @@ fn render(
         let _ = writeln!(json, "  {k:?}: {},", num(v));
     }
     // Per-system maps of the figures other tools read most.
-    let map = |f: &dyn Fn(System) -> f64| {
-        figures
-            .iter()
-            .map(|x| format!("{:?}: {}", x.0.key(), num(f(x.0))))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     let _ = writeln!(
         json,
-        "  \"clean_cps\": {{{}}},",
-        map(&|s| get(s).map_or(f64::NAN, |f| f.1))
+        "  \"clean_cps\": {},",
+        crate::bench::json_map(
+            figures
+                .iter()
+                .map(|x| (x.0.key(), num(get(x.0).map_or(f64::NAN, |f| f.1))))
+        )
     );
     let _ = writeln!(
         json,
-        "  \"invite_delay_p99_us\": {{{}}},",
-        delays
-            .iter()
-            .map(|d| format!("{:?}: {}", d.0.key(), num(d.2.p99)))
-            .collect::<Vec<_>>()
-            .join(", ")
+        "  \"invite_delay_p99_us\": {},",
+        crate::bench::json_map(delays.iter().map(|d| (d.0.key(), num(d.2.p99))))
     );
     let _ = writeln!(
         json,
-        "  \"invite_delay_failed_calls\": {{{}}},",
-        delays
-            .iter()
-            .map(|d| format!("{:?}: {}", d.0.key(), d.2.failed))
-            .collect::<Vec<_>>()
-            .join(", ")
+        "  \"invite_delay_failed_calls\": {},",
+        crate::bench::json_map(delays.iter().map(|d| (d.0.key(), d.2.failed.to_string())))
     );
     let _ = writeln!(json, "  \"systems\": [\n{}\n  ],", rows.join(",\n"));
     let (n, idle, peak, steady) = *memory;

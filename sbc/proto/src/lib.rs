@@ -49,6 +49,8 @@ pub mod transaction;
 
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(test)]
+mod testdata;
 
 /// The origin of simulated time in unit tests: the one clock read, so that `now` values are
 /// real `Instant`s; everything after it is simulated.

@@ -123,8 +123,6 @@ fn top_branch(via: &[u8]) -> Option<Box<str>> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use bytes::Bytes;
 
     use super::*;
@@ -184,38 +182,18 @@ mod tests {
     fn the_scan_agrees_with_the_parser_on_the_torture_messages() {
         // RFC 4475's requests: wherever both answer, they agree; the scan may decline, never
         // differ (cut and altered copies too).
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/rfc4475");
-        let mut files: Vec<PathBuf> = Vec::new();
-        for sub in [dir.join("valid"), dir.join("invalid"), dir.clone()] {
-            if let Ok(entries) = std::fs::read_dir(&sub) {
-                files.extend(
-                    entries
-                        .filter_map(Result::ok)
-                        .map(|e| e.path())
-                        .filter(|p| p.extension().is_some_and(|x| x == "dat")),
-                );
-            }
-        }
-        assert!(files.len() >= 40, "the torture messages are there");
+        let files = crate::testdata::rfc4475_files();
         let mut agreed = 0;
-        let mut seed = 0x2545_f491_u32;
+        let mut alter = crate::testdata::Alter::new(
+            0x2545_f491,
+            [b' ', b'\t', b'\r', b'\n', b';', b',', b'=', b'0'],
+        );
         for path in &files {
             let raw = std::fs::read(path).expect("readable");
             let mut copies = vec![raw.clone()];
-            for cut in (0..raw.len()).step_by(11) {
-                copies.push(raw.get(..cut).unwrap_or_default().to_vec());
-            }
+            copies.extend(crate::testdata::cuts(&raw, 11).map(<[u8]>::to_vec));
             for _ in 0..32 {
-                let mut copy = raw.clone();
-                seed ^= seed << 13;
-                seed ^= seed >> 17;
-                seed ^= seed << 5;
-                let at = usize::try_from(seed).unwrap_or(0) % copy.len().max(1);
-                if let Some(b) = copy.get_mut(at) {
-                    *b = [b' ', b'\t', b'\r', b'\n', b';', b',', b'=', b'0']
-                        [(seed >> 24) as usize % 8];
-                }
-                copies.push(copy);
+                copies.push(alter.copy(&raw));
             }
             for copy in copies {
                 crate::fuzzing::sent_request(&copy);

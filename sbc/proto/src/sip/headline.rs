@@ -117,8 +117,6 @@ impl<'a> Headline<'a> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use bytes::Bytes;
 
     use crate::sip::Limits;
@@ -171,19 +169,7 @@ mod tests {
     fn the_scan_agrees_with_the_parser_on_the_torture_messages() {
         // RFC 4475's messages (folding, compact forms, odd spacing, escapes): wherever both
         // answer, they agree; the scan may decline, never differ.
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/rfc4475");
-        let mut files: Vec<PathBuf> = Vec::new();
-        for sub in [dir.join("valid"), dir.join("invalid"), dir.clone()] {
-            if let Ok(entries) = std::fs::read_dir(&sub) {
-                files.extend(
-                    entries
-                        .filter_map(Result::ok)
-                        .map(|e| e.path())
-                        .filter(|p| p.extension().is_some_and(|x| x == "dat")),
-                );
-            }
-        }
-        assert!(files.len() >= 40, "the torture messages are there");
+        let files = crate::testdata::rfc4475_files();
         let (mut agreed, mut declined) = (0, 0);
         for path in &files {
             let raw = std::fs::read(path).expect("readable");
@@ -201,23 +187,17 @@ mod tests {
         }
         // The fuzz target's property on cut and altered copies of them too (the fuzz target
         // runs it on any input).
-        let mut seed = 0x9e37_79b9_u32;
+        let mut alter = crate::testdata::Alter::new(
+            0x9e37_79b9,
+            [b' ', b'\t', b'\r', b'\n', b':', b'i', b'C', b'x'],
+        );
         for path in &files {
             let raw = std::fs::read(path).expect("readable");
-            for cut in (0..raw.len()).step_by(7) {
-                crate::fuzzing::headline(raw.get(..cut).unwrap_or_default());
+            for cut in crate::testdata::cuts(&raw, 7) {
+                crate::fuzzing::headline(cut);
             }
             for _ in 0..64 {
-                let mut copy = raw.clone();
-                seed ^= seed << 13;
-                seed ^= seed >> 17;
-                seed ^= seed << 5;
-                let at = usize::try_from(seed).unwrap_or(0) % copy.len().max(1);
-                if let Some(b) = copy.get_mut(at) {
-                    *b = [b' ', b'\t', b'\r', b'\n', b':', b'i', b'C', b'x']
-                        [(seed >> 24) as usize % 8];
-                }
-                crate::fuzzing::headline(&copy);
+                crate::fuzzing::headline(&alter.copy(&raw));
             }
         }
         assert!(
