@@ -38,6 +38,22 @@ pub fn headline(data: &[u8]) {
     }
 }
 
+/// A request's numbers read by a scan ([`crate::sip::Parties::scan`]) never differ from the
+/// parser's answer: where the parser accepts the message, the scan gives the same calling and
+/// called numbers, or declines.
+pub fn parties(data: &[u8]) {
+    let scanned = crate::sip::Parties::scan(data);
+    if let Ok(m) = Message::parse(Bytes::copy_from_slice(data), &Limits::default())
+        && let Some(p) = scanned
+    {
+        assert_eq!(
+            p,
+            crate::sip::Parties::of(&m),
+            "the scan and the parser differ"
+        );
+    }
+}
+
 /// The scan of a request the SBC sends ([`crate::b2bua::sent_request`]) never differs from the
 /// parser's answer: where the parser accepts the message, the scan gives the same method, CSeq
 /// number, body presence and top Via branch, or declines.

@@ -36,7 +36,7 @@ use sbc_proto::{
     b2bua::{B2bua, Event},
     media::SessionId,
     net::{Side, TransportKind},
-    sip::{CSeq, Headline, Limits, Message, Method},
+    sip::{CSeq, Headline, Limits, Message, Method, Parties},
 };
 use tokio::sync::mpsc;
 
@@ -270,8 +270,13 @@ impl Inner {
             Queued::Message(c, known) => {
                 self.queued.fetch_sub(1, Ordering::Relaxed);
                 let parse = |data: &Bytes| Message::parse(data.clone(), &Limits::default()).ok();
-                let numbers = |data: &Bytes| {
-                    parse(data).map_or_else(Default::default, |m| store::numbers(&m))
+                // A leg's numbers: read by a scan of the start line and From, parsed only
+                // when the scan cannot tell them plainly.
+                let numbers = |data: &Bytes| match Parties::scan(data) {
+                    Some(p) => store::owned(p),
+                    None => {
+                        parse(data).map_or_else(Default::default, |m| store::owned(Parties::of(&m)))
+                    }
                 };
                 // A received new INVITE comes with the transport's parse (its leg's numbers),
                 // another received message with the facts the store needs; a sent message is
@@ -769,7 +774,7 @@ mod tests {
                   Call-ID: in-1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
             ),
         );
-        // An INVITE the SBC sends (a new leg): scanned, then parsed once for its numbers.
+        // An INVITE the SBC sends (a new leg): scanned, its numbers too.
         tracer.capture(
             Direction::Out,
             Side::Outside,

@@ -36,7 +36,7 @@ use std::{
 
 use sbc_proto::{
     net::{Side, TransportKind},
-    sip::{Headline, Message, Method, Uri},
+    sip::{Headline, Message, Method, Parties},
 };
 
 use super::{Captured, compact};
@@ -434,11 +434,13 @@ impl TraceStore {
     /// Records one captured message, parsed as `msg` (retention runs on `c.now`, the ladder
     /// shows `c.at`).
     pub fn record(&mut self, c: &Captured, msg: &Message) {
-        self.record_facts(c, &Headline::of(msg), msg.as_bytes(), || numbers(msg));
+        self.record_facts(c, &Headline::of(msg), msg.as_bytes(), || {
+            owned(Parties::scan(msg.as_bytes()).unwrap_or_else(|| Parties::of(msg)))
+        });
     }
 
     /// Records one captured message, `raw`, by its `facts`; `numbers` gives the calling and
-    /// called numbers of a message that starts a leg (the one full parse a leg needs).
+    /// called numbers of a message that starts a leg (a scan, or a parse where it declines).
     pub fn record_facts(
         &mut self,
         c: &Captured,
@@ -449,45 +451,18 @@ impl TraceStore {
         let (now, at, side) = (c.now, c.at, c.side);
         self.expire(now);
         let call_id = facts.call_id;
-        let starts = facts.is_invite_request();
-        let mut new_leg = None;
-        if !self.legs.contains_key(call_id) {
-            if !starts {
-                return;
-            }
-            if self.legs.len() >= self.limits.legs && !self.evict_one() {
-                self.drops.push(Dropped::MaxLegs);
-                return;
-            }
-            let (calling, called) = numbers();
-            let link = self.links.get(call_id);
-            let leg = Leg {
-                call_id: call_id.to_owned(),
-                side,
-                call: link.map(|l| l.call),
-                other: link.map(|l| l.other.to_string()),
-                calling,
-                called,
-                final_status: None,
-                started: at,
-                messages: VecDeque::new(),
-                dropped: 0,
-                done: link.and_then(|l| l.ended),
-                last: now,
-                data_bytes: 0,
-                dict: compact::Dict::default(),
-            };
-            // A growing map counts as grown (its new spare slots) before the room is made.
-            self.legs.reserve(1);
-            new_leg = Some(leg);
+        // One lookup for the leg's first message to encode against and whether its ring is
+        // full (the Call-ID's hash was a tenth of the trace's work per call).
+        let held = self.legs.get(call_id);
+        if held.is_none() && !facts.is_invite_request() {
+            return;
         }
         let redacted = super::redact::credentials(raw);
         let raw: &[u8] = &redacted;
         let keep = raw.len().min(self.limits.message_bytes);
         let cut = raw.get(..keep).unwrap_or(raw);
-        // One lookup for both: the first message to encode against, and whether the ring is
-        // full (the Call-ID's hash is a tenth of the trace's work per call).
-        let (data, encoded, full) = match self.legs.get(call_id) {
+        let mut new_leg = None;
+        let (data, encoded, full) = match held {
             Some(l) => {
                 let full = l.messages.len() == l.messages.capacity()
                     && l.messages.len() < self.limits.per_leg;
@@ -499,7 +474,33 @@ impl TraceStore {
                     None => (Box::from(cut), false, full),
                 }
             }
-            None => (Box::from(cut), false, false),
+            None => {
+                if self.legs.len() >= self.limits.legs && !self.evict_one() {
+                    self.drops.push(Dropped::MaxLegs);
+                    return;
+                }
+                let (calling, called) = numbers();
+                let link = self.links.get(call_id);
+                new_leg = Some(Leg {
+                    call_id: call_id.to_owned(),
+                    side,
+                    call: link.map(|l| l.call),
+                    other: link.map(|l| l.other.to_string()),
+                    calling,
+                    called,
+                    final_status: None,
+                    started: at,
+                    messages: VecDeque::new(),
+                    dropped: 0,
+                    done: link.and_then(|l| l.ended),
+                    last: now,
+                    data_bytes: 0,
+                    dict: compact::Dict::default(),
+                });
+                // A growing map counts as grown (its new spare slots) before the room is made.
+                self.legs.reserve(1);
+                (Box::from(cut), false, false)
+            }
         };
         // The message's allocation, the ring's next slots when it is full, and a new leg's
         // record: a leg whose first message does not fit is not created.
@@ -818,20 +819,9 @@ impl TraceStore {
     }
 }
 
-/// The user part of a SIP URI or the number of a tel URI.
-fn user(uri: &Uri<'_>) -> Option<String> {
-    match uri {
-        Uri::Sip(u) => u.user.map(str::to_owned),
-        Uri::Tel(t) => Some(t.number.to_owned()),
-        Uri::Other(_) => None,
-    }
-}
-
-/// Calling (From) and called (Request-URI) numbers of an INVITE.
-pub(super) fn numbers(msg: &Message) -> (Option<String>, Option<String>) {
-    let calling = user(&msg.from().uri);
-    let called = msg.request_uri().as_ref().and_then(user);
-    (calling, called)
+/// The calling and called numbers a leg keeps.
+pub(super) fn owned(p: Parties<'_>) -> (Option<String>, Option<String>) {
+    (p.calling.map(str::to_owned), p.called.map(str::to_owned))
 }
 
 #[cfg(test)]
