@@ -55,27 +55,30 @@ impl SentRequest {
                 let name = trim_sp(line.get(..colon)?);
                 let value = trim_sp(line.get(colon + 1..)?);
                 // A folded line goes on in the next one (RFC 3261 §7.3.1); a control
-                // character is the parser's to judge.
-                let plain = !matches!(next.first(), Some(b' ' | b'\t'))
-                    && !value.iter().any(u8::is_ascii_control);
+                // character is the parser's to judge. Looked at for the three headers read
+                // only (Call-ID, Contact and Content-Type start with a C too).
+                let plain = || {
+                    !matches!(next.first(), Some(b' ' | b'\t'))
+                        && !value.iter().any(u8::is_ascii_control)
+                };
                 if name.eq_ignore_ascii_case(b"via") || name.eq_ignore_ascii_case(b"v") {
                     // Only the first Via value is the top one.
                     if !via_seen {
-                        if !plain || value.contains(&b',') {
+                        if !plain() || value.contains(&b',') {
                             return None;
                         }
                         branch = Some(top_branch(value)?);
                     }
                     via_seen = true;
                 } else if name.eq_ignore_ascii_case(b"cseq") {
-                    if !plain || cseq.is_some() {
+                    if !plain() || cseq.is_some() {
                         return None;
                     }
                     cseq = Some(CSeq::parse(std::str::from_utf8(value).ok()?).ok()?);
                 } else if name.eq_ignore_ascii_case(b"content-length")
                     || name.eq_ignore_ascii_case(b"l")
                 {
-                    if !plain || length.is_some() {
+                    if !plain() || length.is_some() {
                         return None;
                     }
                     length = Some(std::str::from_utf8(value).ok()?.parse::<u32>().ok()?);
