@@ -322,6 +322,37 @@ struct DelayStep {
 
 type Delay = (System, u64, DelayStep);
 
+impl DelayStep {
+    /// The repetitions of one system's step in one figure: medians of the measured ones'
+    /// p50, p99 and INVITEs paired, the sum of their failed calls; not measured when none was.
+    fn median(steps: &[DelayStep]) -> DelayStep {
+        let measured: Vec<&DelayStep> = steps.iter().filter(|s| s.error.is_none()).collect();
+        let of = |f: fn(&DelayStep) -> f64| median(measured.iter().map(|s| f(s)).collect());
+        DelayStep {
+            p50: of(|s| s.p50),
+            p99: of(|s| s.p99),
+            paired: of(|s| s.paired as f64).max(0.0) as usize,
+            failed: measured.iter().map(|s| s.failed).sum(),
+            error: if measured.is_empty() {
+                steps.iter().find_map(|s| s.error.clone())
+            } else {
+                None
+            },
+        }
+    }
+}
+
+/// `json` with every repetition's p99 INVITE forwarding delay per system
+/// (`invite_delay_p99_us_runs`, null for a repetition not measured).
+fn with_delay_runs(json: String, runs: &[(System, Vec<DelayStep>)]) -> String {
+    let body = json.trim_end().trim_end_matches('}').trim_end();
+    let map = crate::bench::json_map(runs.iter().map(|(system, steps)| {
+        let each = steps.iter().map(|s| num(s.p99)).collect::<Vec<_>>();
+        (system.key(), format!("[{}]", each.join(", ")))
+    }));
+    format!("{body},\n  \"invite_delay_p99_us_runs\": {map}\n}}\n")
+}
+
 fn run_all(plan: &Plan, sbc_bin: &Path, work: &Path, quick: bool) -> Result<(String, String)> {
     let lab = Lab::up("bsig").context("lab up (needs root)")?;
     let caller = sipp::scenario(
@@ -441,17 +472,27 @@ fn run_all(plan: &Plan, sbc_bin: &Path, work: &Path, quick: bool) -> Result<(Str
     let delay_rate = plan
         .delay_rate
         .unwrap_or(((sbc_max / 2.0 / 100.0).round() * 100.0).max(100.0) as u64);
-    let mut delays: Vec<Delay> = Vec::new();
-    for system in [
+    // One delay step per system and repetition, interleaved like the ladder (A B C D A B C D
+    // …); the report takes the medians, and shows every run.
+    let mut runs: Vec<(System, Vec<DelayStep>)> = [
         System::Sbc,
         System::SbcXdp,
         System::Kamailio,
         System::KamailioRtpengine,
-    ] {
-        if systems.contains(&system) {
+    ]
+    .into_iter()
+    .filter(|s| systems.contains(s))
+    .map(|s| (s, Vec::new()))
+    .collect();
+    for rep in 0..plan.reps {
+        for (system, steps) in &mut runs {
+            let system = *system;
             eprintln!(
-                "bench signaling: INVITE forwarding delay of {} at {delay_rate} calls/s",
-                system.name()
+                "bench signaling: INVITE forwarding delay of {} at {delay_rate} calls/s, \
+                 repetition {}/{}",
+                system.name(),
+                rep + 1,
+                plan.reps
             );
             // A system that fails calls at this rate (a reference system past its
             // capacity) is reported as such; it does not throw away the other systems'
@@ -478,9 +519,13 @@ fn run_all(plan: &Plan, sbc_bin: &Path, work: &Path, quick: bool) -> Result<(Str
                     step.paired
                 );
             }
-            delays.push((system, delay_rate, step));
+            steps.push(step);
         }
     }
+    let delays: Vec<Delay> = runs
+        .iter()
+        .map(|(system, steps)| (*system, delay_rate, DelayStep::median(steps)))
+        .collect();
     eprintln!(
         "bench signaling: {} concurrent calls held open on the sbc",
         plan.concurrent
@@ -497,18 +542,26 @@ fn run_all(plan: &Plan, sbc_bin: &Path, work: &Path, quick: bool) -> Result<(Str
     );
     let _ = writeln!(
         md,
-        "\n## Signaling added delay (INVITE in → INVITE out)\n\nBoth interfaces of the system's namespace captured with tshark (on the load generator's CPU, not the system's) during a {}-s step; each INVITE (CSeq 1, first sighting) arriving on the inside pairs with the one of the same call leaving on the outside (the call's number rides in the Request-URI user, which every system forwards unchanged). Capture timestamps, so kernel receive and send are included. With rtpengine the delay includes Kamailio's round trip to it (the offer). A system with failed calls in its step was over its capacity at this rate: its delays are an overloaded system's.\n\n| system | rate (calls/s) | INVITEs paired | p50 (µs) | p99 (µs) | failed calls |\n| --- | ---: | ---: | ---: | ---: | --- |",
+        "\n## Signaling added delay (INVITE in → INVITE out)\n\nBoth interfaces of the system's namespace captured with tshark (on the load generator's CPU, not the system's) during a {}-s step; each INVITE (CSeq 1, first sighting) arriving on the inside pairs with the one of the same call leaving on the outside (the call's number rides in the Request-URI user, which every system forwards unchanged). Capture timestamps, so kernel receive and send are included. With rtpengine the delay includes Kamailio's round trip to it (the offer). A system with failed calls in its step was over its capacity at this rate: its delays are an overloaded system's.\n\nOne step per system and repetition, interleaved; p50, p99 and INVITEs paired are the medians of the repetitions measured, failed calls their sum, and the last column every repetition's p99.\n\n| system | rate (calls/s) | INVITEs paired | p50 (µs) | p99 (µs) | failed calls | p99 per repetition (µs) |\n| --- | ---: | ---: | ---: | ---: | --- | --- |",
         plan.trial.as_secs()
     );
-    for (system, rate, d) in &delays {
+    for ((system, rate, d), (_, steps)) in delays.iter().zip(&runs) {
         let failed = match &d.error {
             Some(e) => format!("not measured: {e}"),
             None if d.failed > 0 => format!("{} (over capacity)", d.failed),
             None => "0".to_owned(),
         };
+        let each = steps
+            .iter()
+            .map(|s| match &s.error {
+                Some(_) => "not measured".to_owned(),
+                None => format!("{:.0}", s.p99),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
         let _ = writeln!(
             md,
-            "| {} | {rate} | {} | {:.0} | {:.0} | {failed} |",
+            "| {} | {rate} | {} | {:.0} | {:.0} | {failed} | {each} |",
             system.name(),
             d.paired,
             d.p50,
@@ -516,6 +569,7 @@ fn run_all(plan: &Plan, sbc_bin: &Path, work: &Path, quick: bool) -> Result<(Str
         );
     }
     let json = with_past_steps(&mut md, json, &past);
+    let json = with_delay_runs(json, &runs);
     Ok((md, json))
 }
 
@@ -1686,4 +1740,48 @@ fn machine_line() -> String {
         ),
         out("dpkg-query", &["-W", "-f", "${Version}", "sip-tester"]),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(p99: f64, failed: u64, error: bool) -> DelayStep {
+        DelayStep {
+            p50: p99 / 2.0,
+            p99,
+            paired: 100,
+            failed,
+            error: error.then(|| "capture failed".to_owned()),
+        }
+    }
+
+    #[test]
+    fn the_delay_figure_is_the_median_of_the_repetitions_measured() {
+        let steps = [
+            step(100.0, 0, false),
+            step(f64::NAN, 0, true),
+            step(300.0, 2, false),
+            step(200.0, 1, false),
+        ];
+        let d = DelayStep::median(&steps);
+        assert_eq!((d.p50, d.p99, d.paired, d.failed), (100.0, 200.0, 100, 3));
+        assert!(d.error.is_none());
+        // None measured: not measured, with the reason.
+        let d = DelayStep::median(&[step(f64::NAN, 0, true)]);
+        assert!(d.p99.is_nan());
+        assert_eq!(d.error.as_deref(), Some("capture failed"));
+        // Every repetition's p99 goes into the JSON, null where not measured.
+        let json = with_delay_runs(
+            "{\n  \"a\": 1\n}\n".to_owned(),
+            &[(System::Sbc, steps.to_vec())],
+        );
+        assert!(
+            json.contains(
+                "\"invite_delay_p99_us_runs\": {\"sbc\": [100.0000, null, 300.0000, 200.0000]}"
+            ),
+            "{json}"
+        );
+        assert!(json.trim_end().ends_with('}'));
+    }
 }
