@@ -94,7 +94,7 @@ fn knob(name: &str, range: std::ops::RangeInclusive<u64>) -> Option<u64> {
 }
 
 impl Plan {
-    /// The full run (about 15 minutes) or `--quick` (about 3 minutes).
+    /// The full run (about 33 minutes) or `--quick` (about 7 minutes).
     /// `SBC_BENCH_LADDER=<calls/s,…>` replaces the step ladder (e.g. a finer one to place a
     /// knee between two of the default steps); it must hold the fixed rate (500).
     /// `SBC_BENCH_STEP_S` replaces the step length. `SBC_BENCH_DELAY_RATE=<calls/s>` measures
@@ -1361,19 +1361,29 @@ fn render(
                 format!("{x:.3}")
             }
         };
+        // SIPp direct has no system under test to measure: no figure, not zero.
+        let cpu_json = |x: f64| {
+            if *system == System::Direct {
+                "null".to_owned()
+            } else {
+                num(x)
+            }
+        };
         let _ = writeln!(
             md,
-            "| {} | {rate:.0} | {} | {} | {p50:.2} / {p99:.2} |",
+            "| {} | {rate:.0} | {} | {} | {} / {} |",
             system.name(),
             cpu(cpu_fixed),
-            cpu(cpu_knee)
+            cpu(cpu_knee),
+            rtt(p50),
+            rtt(p99)
         );
         let delay = delays.iter().find(|d| d.0 == *system);
         rows.push(format!(
             "    {{\"system\": {:?}, \"clean_cps\": {rate}, \"cpu_s_per_1000_fixed\": {}, \"cpu_s_per_1000_knee\": {}, \"invite_delay_p50_us\": {}, \"invite_delay_p99_us\": {}, \"rtt_p50_ms\": {}, \"rtt_p99_ms\": {}}}",
             system.key(),
-            num(cpu_fixed),
-            num(cpu_knee),
+            cpu_json(cpu_fixed),
+            cpu_json(cpu_knee),
             num(delay.map_or(f64::NAN, |d| d.2.p50)),
             num(delay.map_or(f64::NAN, |d| d.2.p99)),
             num(p50),
@@ -1541,6 +1551,15 @@ fn with_past_steps(md: &mut String, json: String, past: &[(System, Vec<Trial>)])
             .map_or("null".into(), |q| q.to_string()),
         entries.join(", ")
     )
+}
+
+/// A response time of SIPp's (whole milliseconds): 0 is below its resolution, "< 1".
+fn rtt(ms: f64) -> String {
+    if ms == 0.0 {
+        "< 1".to_owned()
+    } else {
+        format!("{ms:.2}")
+    }
 }
 
 fn num(x: f64) -> String {
@@ -1783,5 +1802,57 @@ mod tests {
             "{json}"
         );
         assert!(json.trim_end().ends_with('}'));
+    }
+
+    #[test]
+    fn sipp_direct_has_no_cpu_figure_in_the_json() {
+        let plan = Plan {
+            ladder: vec![500],
+            trial: Duration::from_secs(5),
+            reps: 1,
+            fixed_rate: 500,
+            concurrent: 10,
+            delay_rate: None,
+        };
+        let trial = Trial {
+            rate: 500,
+            calls: 2500,
+            ok: 2500,
+            failed: 0,
+            retrans: 0,
+            cpu_s: 0.5,
+            rtt_ms: vec![0.0, 0.0],
+        };
+        let trials = vec![
+            (System::Sbc, vec![trial.clone()]),
+            (System::Direct, vec![trial]),
+        ];
+        let (md, json) = render(
+            &plan,
+            &trials,
+            &trials,
+            &[],
+            &(10, 1000, 2000, 0.0),
+            Forwarding::Userspace,
+            true,
+        );
+        assert!(
+            json.contains("{\"system\": \"direct\", \"clean_cps\": 500, \"cpu_s_per_1000_fixed\": null, \"cpu_s_per_1000_knee\": null,"),
+            "{json}"
+        );
+        assert!(
+            json.contains(
+                "{\"system\": \"sbc\", \"clean_cps\": 500, \"cpu_s_per_1000_fixed\": 0.2000,"
+            ),
+            "{json}"
+        );
+        assert!(md.contains("| < 1 / < 1 |"), "{md}");
+    }
+
+    #[test]
+    fn a_response_time_below_sipp_s_millisecond_is_said_so() {
+        assert_eq!(rtt(0.0), "< 1");
+        assert_eq!(rtt(2.0), "2.00");
+        assert_eq!(rtt(f64::NAN), "NaN");
     }
 }
