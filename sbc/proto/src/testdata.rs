@@ -30,6 +30,20 @@ pub(crate) fn cuts(raw: &[u8], step: usize) -> impl Iterator<Item = &[u8]> {
         .map(move |cut| raw.get(..cut).unwrap_or_default())
 }
 
+/// `raw` itself, its cuts every `cut_step` bytes and `altered` altered copies: what an
+/// agreement test holds a scan to the parser on.
+pub(crate) fn variants(
+    raw: &[u8],
+    cut_step: usize,
+    alter: &mut Alter,
+    altered: usize,
+) -> Vec<Vec<u8>> {
+    let mut copies = vec![raw.to_vec()];
+    copies.extend(cuts(raw, cut_step).map(<[u8]>::to_vec));
+    copies.extend((0..altered).map(|_| alter.copy(raw)));
+    copies
+}
+
 /// Altered copies: one byte at a time replaced by one of eight bytes the scans treat specially,
 /// both chosen by a xorshift generator, so a failure is reproduced by the same seed.
 pub(crate) struct Alter {

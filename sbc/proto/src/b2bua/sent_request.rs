@@ -9,7 +9,7 @@
 
 use crate::sip::{
     CSeq, Method,
-    scan::{find_crlf, trim_sp},
+    scan::{HeaderLines, trim_sp},
 };
 
 /// The facts of a request the SBC sends.
@@ -29,38 +29,26 @@ impl SentRequest {
     /// The facts of a request by one pass over its lines; `None` when the scan cannot tell
     /// them plainly (the caller then parses).
     pub(crate) fn scan(data: &[u8]) -> Option<Self> {
-        let end = find_crlf(data)?;
-        let start = data.get(..end)?;
+        let (start, mut lines) = HeaderLines::of(data)?;
         if start.starts_with(b"SIP/2.0 ") {
             return None;
         }
         let sp = memchr::memchr(b' ', start)?;
         let method = Method::from_token(std::str::from_utf8(start.get(..sp)?).ok()?)?;
-        let mut rest = data.get(end + 2..)?;
         let (mut branch, mut length, mut cseq) = (None, None, None);
         let mut via_seen = false;
-        loop {
-            let end = find_crlf(rest)?;
-            let line = rest.get(..end)?;
-            let next = rest.get(end + 2..)?;
-            if line.is_empty() {
-                rest = next;
-                break;
-            }
+        for h in lines.by_ref() {
             // Only Via, CSeq and Content-Length are read: skip the others on their first
             // byte.
-            if matches!(line.first(), Some(b'v' | b'V' | b'c' | b'C' | b'l' | b'L'))
-                && let Some(colon) = memchr::memchr(b':', line)
+            if matches!(
+                h.line.first(),
+                Some(b'v' | b'V' | b'c' | b'C' | b'l' | b'L')
+            ) && let Some((name, value)) = h.split()
             {
-                let name = trim_sp(line.get(..colon)?);
-                let value = trim_sp(line.get(colon + 1..)?);
                 // A folded line goes on in the next one (RFC 3261 §7.3.1); a control
                 // character is the parser's to judge. Looked at for the three headers read
                 // only (Call-ID, Contact and Content-Type start with a C too).
-                let plain = || {
-                    !matches!(next.first(), Some(b' ' | b'\t'))
-                        && !value.iter().any(u8::is_ascii_control)
-                };
+                let plain = || !h.folded && !value.iter().any(u8::is_ascii_control);
                 if name.eq_ignore_ascii_case(b"via") || name.eq_ignore_ascii_case(b"v") {
                     // Only the first Via value is the top one.
                     if !via_seen {
@@ -84,8 +72,9 @@ impl SentRequest {
                     length = Some(std::str::from_utf8(value).ok()?.parse::<u32>().ok()?);
                 }
             }
-            rest = next;
         }
+        // A message cut before its blank line is the parser's to refuse.
+        let rest = lines.body()?;
         let cseq = cseq?;
         // The parser refuses a CSeq whose method is not the request's.
         if cseq.method != method {
@@ -193,12 +182,7 @@ mod tests {
         );
         for path in &files {
             let raw = std::fs::read(path).expect("readable");
-            let mut copies = vec![raw.clone()];
-            copies.extend(crate::testdata::cuts(&raw, 11).map(<[u8]>::to_vec));
-            for _ in 0..32 {
-                copies.push(alter.copy(&raw));
-            }
-            for copy in copies {
+            for copy in crate::testdata::variants(&raw, 11, &mut alter, 32) {
                 crate::fuzzing::sent_request(&copy);
                 let Some(scanned) = SentRequest::scan(&copy) else {
                     continue;

@@ -8,10 +8,7 @@
 //! Call-ID or CSeq ahead of the other, a missing one) returns `None` and is parsed in full as
 //! before; the tests hold the scan to the parser's answer on the RFC 4475 torture messages.
 
-use super::{
-    CSeq, Message, Method,
-    scan::{find_crlf, trim_sp},
-};
+use super::{CSeq, Message, Method, scan::HeaderLines};
 
 /// What the start line, Call-ID and CSeq say.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,8 +37,7 @@ impl<'a> Headline<'a> {
     /// The facts of a well-formed message by a scan of its lines; `None` when the scan cannot
     /// tell them plainly (the caller then parses).
     pub fn scan(data: &'a [u8]) -> Option<Self> {
-        let end = find_crlf(data)?;
-        let start = data.get(..end)?;
+        let (start, mut lines) = HeaderLines::of(data)?;
         let (request, status) = match start.strip_prefix(b"SIP/2.0 ") {
             Some(rest) => {
                 let code = rest.get(..3)?;
@@ -57,37 +53,26 @@ impl<'a> Headline<'a> {
                 (Some(Method::from_token(token)?), None)
             }
         };
-        let mut rest = data.get(end + 2..)?;
         let (mut call_id, mut cseq) = (None, None);
-        loop {
-            let end = find_crlf(rest)?;
-            let line = rest.get(..end)?;
-            if line.is_empty() {
-                break;
-            }
-            let next = rest.get(end + 2..)?;
-            // A folded line goes on in the next one (RFC 3261 §7.3.1).
-            let folded = matches!(next.first(), Some(b' ' | b'\t'));
+        for h in lines.by_ref() {
             // Only `Call-ID`, `i` and `CSeq` are read: skip the others on their first byte.
-            if matches!(line.first(), Some(b'c' | b'C' | b'i' | b'I'))
-                && let Some(colon) = memchr::memchr(b':', line)
+            if matches!(h.line.first(), Some(b'c' | b'C' | b'i' | b'I'))
+                && let Some((name, value)) = h.split()
             {
-                let name = trim_sp(line.get(..colon)?);
                 // A control character (a stray CR) is the parser's to judge: decline.
                 let value = || {
-                    let v = trim_sp(line.get(colon + 1..)?);
-                    if v.iter().any(u8::is_ascii_control) {
+                    if value.iter().any(u8::is_ascii_control) {
                         return None;
                     }
-                    std::str::from_utf8(v).ok()
+                    std::str::from_utf8(value).ok()
                 };
                 if name.eq_ignore_ascii_case(b"call-id") || name.eq_ignore_ascii_case(b"i") {
-                    if folded || call_id.is_some() {
+                    if h.folded || call_id.is_some() {
                         return None;
                     }
                     call_id = Some(value()?);
                 } else if name.eq_ignore_ascii_case(b"cseq") {
-                    if folded || cseq.is_some() {
+                    if h.folded || cseq.is_some() {
                         return None;
                     }
                     cseq = Some(CSeq::parse(value()?).ok()?);
@@ -98,7 +83,9 @@ impl<'a> Headline<'a> {
             if call_id.is_some() && cseq.is_some() {
                 break;
             }
-            rest = next;
+        }
+        if lines.cut() {
+            return None;
         }
         let call_id = call_id.filter(|c| !c.is_empty())?;
         Some(Self {

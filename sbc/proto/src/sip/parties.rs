@@ -12,7 +12,7 @@
 
 use super::{
     Message, Uri,
-    scan::{find_crlf, trim_sp},
+    scan::{HeaderLines, trim_sp},
 };
 
 /// The calling and called numbers of a request.
@@ -36,8 +36,7 @@ impl<'a> Parties<'a> {
     /// The numbers of a well-formed request by a scan of its start line and From line;
     /// `None` when the scan cannot tell them plainly (the caller then parses).
     pub fn scan(data: &'a [u8]) -> Option<Self> {
-        let end = find_crlf(data)?;
-        let start = data.get(..end)?;
+        let (start, lines) = HeaderLines::of(data)?;
         // `Method SP Request-URI SP SIP-Version`: a response starts with the version.
         if start.starts_with(b"SIP/") {
             return None;
@@ -48,31 +47,21 @@ impl<'a> Parties<'a> {
             return None;
         }
         let called = plain_user(uri)?;
-        let mut rest = data.get(end + 2..)?;
         let mut calling = None;
-        loop {
-            let end = find_crlf(rest)?;
-            let line = rest.get(..end)?;
-            if line.is_empty() {
+        for h in lines {
+            if matches!(h.line.first(), Some(b'f' | b'F'))
+                && let Some((name, value)) = h.split()
+                && (name.eq_ignore_ascii_case(b"from") || name.eq_ignore_ascii_case(b"f"))
+            {
+                // A folded From goes on in the next line (RFC 3261 §7.3.1).
+                if h.folded {
+                    return None;
+                }
+                // The parser admits one From (a received request passed it, a sent one is
+                // the B2BUA's), so the rest of the lines cannot change the answer.
+                calling = Some(from_user(value)?);
                 break;
             }
-            let next = rest.get(end + 2..)?;
-            if matches!(line.first(), Some(b'f' | b'F'))
-                && let Some(colon) = memchr::memchr(b':', line)
-            {
-                let name = trim_sp(line.get(..colon)?);
-                if name.eq_ignore_ascii_case(b"from") || name.eq_ignore_ascii_case(b"f") {
-                    // A folded From goes on in the next line (RFC 3261 §7.3.1).
-                    if matches!(next.first(), Some(b' ' | b'\t')) {
-                        return None;
-                    }
-                    // The parser admits one From (a received request passed it, a sent one
-                    // is the B2BUA's), so the rest of the lines cannot change the answer.
-                    calling = Some(from_user(trim_sp(line.get(colon + 1..)?))?);
-                    break;
-                }
-            }
-            rest = next;
         }
         Some(Self {
             calling: Some(calling?),
@@ -224,12 +213,7 @@ mod tests {
         let mut agreed = 0;
         for path in &files {
             let raw = std::fs::read(path).expect("readable");
-            let mut copies = vec![raw.clone()];
-            copies.extend(crate::testdata::cuts(&raw, 13).map(<[u8]>::to_vec));
-            for _ in 0..32 {
-                copies.push(alter.copy(&raw));
-            }
-            for copy in copies {
+            for copy in crate::testdata::variants(&raw, 13, &mut alter, 32) {
                 crate::fuzzing::parties(&copy);
                 if Parties::scan(&copy).is_some()
                     && Message::parse(Bytes::from(copy), &Limits::default()).is_ok()

@@ -141,6 +141,93 @@ pub(crate) fn trim_sp(s: &[u8]) -> &[u8] {
     s.get(from..to).unwrap_or_default()
 }
 
+/// One header line as the line scans (`Headline`, `Parties`, the B2BUA's sent-request scan)
+/// read it, without a parse.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeaderLine<'a> {
+    /// The line without its CRLF.
+    pub line: &'a [u8],
+    /// Whether the next line goes on with this one (RFC 3261 §7.3.1 folding).
+    pub folded: bool,
+}
+
+impl<'a> HeaderLine<'a> {
+    /// Name and value around the first colon, without surrounding spaces and tabs.
+    pub fn split(&self) -> Option<(&'a [u8], &'a [u8])> {
+        let colon = memchr::memchr(b':', self.line)?;
+        Some((
+            trim_sp(self.line.get(..colon)?),
+            trim_sp(self.line.get(colon + 1..)?),
+        ))
+    }
+}
+
+/// The header lines of a message, from after its start line up to the blank line.
+/// A message cut before the blank line ends the lines early and says so
+/// ([`HeaderLines::cut`]): the scans then decline.
+#[derive(Debug, Clone)]
+pub(crate) struct HeaderLines<'a> {
+    rest: &'a [u8],
+    state: LinesState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinesState {
+    Open,
+    Ended,
+    Cut,
+}
+
+impl<'a> HeaderLines<'a> {
+    /// The start line of `data` (without its CRLF) and the header lines after it; `None`
+    /// when there is no CRLF at all.
+    pub fn of(data: &'a [u8]) -> Option<(&'a [u8], Self)> {
+        let end = find_crlf(data)?;
+        let lines = Self {
+            rest: data.get(end + 2..)?,
+            state: LinesState::Open,
+        };
+        Some((data.get(..end)?, lines))
+    }
+
+    /// Whether the message ended before its blank line.
+    pub fn cut(&self) -> bool {
+        self.state == LinesState::Cut
+    }
+
+    /// What follows the blank line, once the lines have reached it.
+    pub fn body(&self) -> Option<&'a [u8]> {
+        (self.state == LinesState::Ended).then_some(self.rest)
+    }
+}
+
+impl<'a> Iterator for HeaderLines<'a> {
+    type Item = HeaderLine<'a>;
+
+    fn next(&mut self) -> Option<HeaderLine<'a>> {
+        if self.state != LinesState::Open {
+            return None;
+        }
+        let Some(end) = find_crlf(self.rest) else {
+            self.state = LinesState::Cut;
+            return None;
+        };
+        let (line, next) = (
+            self.rest.get(..end).unwrap_or_default(),
+            self.rest.get(end + 2..).unwrap_or_default(),
+        );
+        self.rest = next;
+        if line.is_empty() {
+            self.state = LinesState::Ended;
+            return None;
+        }
+        Some(HeaderLine {
+            line,
+            folded: matches!(next.first(), Some(b' ' | b'\t')),
+        })
+    }
+}
+
 /// Parses a decimal number of at most `u32` range; no sign, at least one digit.
 pub(crate) fn parse_u32(s: &str) -> Result<u32, HeaderError> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
