@@ -66,6 +66,7 @@ pub mod pools;
 pub mod rejections;
 pub mod rtp;
 pub mod settings;
+pub mod share;
 pub mod slots;
 pub mod snapshot;
 pub mod stream_key;
@@ -92,6 +93,7 @@ pub use crypto::StreamSrtp;
 pub use fast_path::FastPath;
 pub use payload::StreamPayloadMaps;
 pub use settings::{RelaySettings, SideAddress, SideAddresses};
+pub use share::{MediaShare, SharedQuotas};
 pub use stream_key::StreamKey;
 pub use table::{Arrival, MediaTable, PacketAction, PacketDrop, RelayPort};
 

@@ -51,39 +51,59 @@ impl MediaPolicy {
     }
 }
 
-/// Relay ports held per trunk.
+/// Relay ports held per trunk: by this table's calls, and (with signaling shards) in the
+/// ledger every shard's table takes from, against which the limit is checked.
 #[derive(Debug, Default)]
 pub struct Quotas {
     held: HashMap<String, usize>,
+    shared: Option<super::share::SharedQuotas>,
 }
 
 impl Quotas {
+    /// Quotas checked against `shared`, the ledger of every shard's table.
+    pub fn shared(shared: super::share::SharedQuotas) -> Self {
+        Self {
+            held: HashMap::new(),
+            shared: Some(shared),
+        }
+    }
+
     /// Takes `ports` for `trunk` if that keeps it within `limit`; returns whether it did.
     pub fn take(&mut self, trunk: &str, ports: usize, limit: usize) -> bool {
         let held = self.held.get(trunk).copied().unwrap_or(0);
-        if held.saturating_add(ports) > limit {
-            return false;
+        let fits = match &self.shared {
+            Some(all) => all.take(trunk, ports, limit),
+            None => held.saturating_add(ports) <= limit,
+        };
+        if fits {
+            self.held.insert(trunk.to_owned(), held + ports);
         }
-        self.held.insert(trunk.to_owned(), held + ports);
-        true
+        fits
     }
 
     /// Takes `ports` for `trunk` whatever its limit (a failover moving an existing call).
     pub fn force(&mut self, trunk: &str, ports: usize) {
         *self.held.entry(trunk.to_owned()).or_default() += ports;
+        if let Some(all) = &self.shared {
+            all.force(trunk, ports);
+        }
     }
 
-    /// Gives `ports` of `trunk` back.
+    /// Gives `ports` of `trunk` back (no more than this table's calls hold).
     pub fn give(&mut self, trunk: &str, ports: usize) {
         if let Some(h) = self.held.get_mut(trunk) {
-            *h = h.saturating_sub(ports);
+            let given = ports.min(*h);
+            *h -= given;
             if *h == 0 {
                 self.held.remove(trunk);
+            }
+            if let Some(all) = &self.shared {
+                all.give(trunk, given);
             }
         }
     }
 
-    /// Whether no trunk holds ports.
+    /// Whether no trunk holds ports (of this table's calls).
     pub fn is_empty(&self) -> bool {
         self.held.is_empty()
     }

@@ -32,6 +32,7 @@ use super::{
     policy::{MediaPolicy, Quotas},
     pools::RelayPools,
     settings::RelaySettings,
+    share::{MediaShare, SharedQuotas},
     slots::Slots,
     warm::WarmPairs,
 };
@@ -95,6 +96,9 @@ pub struct MediaTable {
     warm: WarmPairs,
     slots: Slots,
     quotas: Quotas,
+    /// A trunk's port quota when none is configured: half the outside relay ports of the
+    /// whole range (of every shard's table together), in pairs.
+    default_quota: usize,
     sessions: BTreeMap<SessionId, Session>,
     next_id: u64,
     rng: Rng,
@@ -125,18 +129,50 @@ impl MediaTable {
         policy: MediaPolicy,
         fast_path: bool,
         slots: u32,
+        rng: Rng,
+    ) -> Self {
+        let slots = Slots::new(slots);
+        Self::build(settings, policy, fast_path, slots, rng)
+    }
+
+    /// An empty table of one signaling shard's `share` of the relay (`share.rs`): its part of
+    /// `whole`'s port range and of the `slots` statistics slots, session ids labelled with the
+    /// shard, and trunk quotas checked against `quotas`, the ledger every shard takes from.
+    pub fn for_share(
+        whole: &RelaySettings,
+        policy: MediaPolicy,
+        (fast_path, slots): (bool, u32),
+        rng: Rng,
+        (share, quotas): (MediaShare, SharedQuotas),
+    ) -> Self {
+        let default_quota = RelayPools::new(whole).capacity(&whole.outside);
+        let own = Slots::range(share.slots(whole, slots));
+        let mut t = Self::build(share.ports(whole), policy, fast_path, own, rng);
+        t.next_id = share.first_session();
+        t.quotas = Quotas::shared(quotas);
+        t.default_quota = default_quota;
+        t
+    }
+
+    fn build(
+        settings: RelaySettings,
+        policy: MediaPolicy,
+        fast_path: bool,
+        slots: Slots,
         mut rng: Rng,
     ) -> Self {
+        let pools = RelayPools::new(&settings);
         Self {
             generation: u32::try_from(rng.next_u64() >> 32).unwrap_or(0),
-            pools: RelayPools::new(&settings),
+            default_quota: pools.capacity(&settings.outside),
+            pools,
             warm: WarmPairs::new(settings.bind_addresses()),
             settings,
             policy,
             fast_path,
             kernel_latch: false,
             kernel_ports: HashMap::new(),
-            slots: Slots::new(slots),
+            slots,
             quotas: Quotas::default(),
             sessions: BTreeMap::new(),
             next_id: 1,
@@ -649,8 +685,7 @@ impl MediaTable {
         let ports = 2 * streams.iter().filter(|d| d.rtp_port != 0).count();
         // Default: half the outside relay ports (over all its addresses), so one trunk cannot
         // starve the others.
-        let default = self.pools.capacity(&self.settings.outside);
-        let limit = self.policy.quota(trunk, default);
+        let limit = self.policy.quota(trunk, self.default_quota);
         if self.quotas.take(trunk, ports, limit) {
             Ok(ports)
         } else {
@@ -924,6 +959,8 @@ fn family(desc: &StreamDesc) -> &'static str {
 mod address_tests;
 #[cfg(test)]
 mod kernel_tests;
+#[cfg(test)]
+mod share_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
