@@ -85,10 +85,13 @@ pub async fn run(config: Config, path: Option<std::path::PathBuf>) -> Result<(),
     metrics
         .xdp_attached
         .set(i64::from(matches!(xdp_status, XdpStatus::Attached { .. })));
-    let media = MediaManager::new(
+    // One media table per signaling shard, so that no shard locks another's on its
+    // per-message path (`media::tables`).
+    let media = MediaManager::with_shards(
         MediaSettings::from_config(&config),
         xdp.clone(),
         metrics.media.clone(),
+        crate::signaling::shard_count(&config),
     );
     let adopted = media.adopt();
     if !adopted.is_empty() {

@@ -187,7 +187,8 @@ pub async fn run(config: SbcConfig, w: Wiring) {
         let lane = Lane {
             shard: id,
             count,
-            media: w.media.clone(),
+            // Its own media table when the manager has one per shard (`media::tables`).
+            media: w.media.for_shard(usize::from(k)),
             transport: w.transport.clone(),
             inbound,
             commands,

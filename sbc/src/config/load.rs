@@ -506,6 +506,24 @@ proxy = "127.0.0.1:5090"
         .expect("a range clear of SIP");
     }
 
+    #[test]
+    fn every_signaling_shard_needs_a_port_pair_of_its_own() {
+        // 6000-6007: four pairs.
+        let with = |shards: u16| {
+            format!(
+                "[general]\nsignaling_shards = {shards}\n{MINIMAL}\n[media]\nport_min = 6000\nport_max = 6007\n"
+            )
+        };
+        parse(&with(4)).expect("a pair each");
+        let problems = parse(&with(5)).expect_err("a shard without a pair");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.path == "media.port_max" && p.message.contains("5 signaling shards")),
+            "{problems:#?}"
+        );
+    }
+
     /// `MINIMAL` with the outside side's media line replaced by `media`.
     fn with_outside_media(media: &str) -> String {
         MINIMAL.replacen(

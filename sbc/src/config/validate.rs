@@ -442,6 +442,23 @@ pub(super) fn validate(c: &Config) -> Vec<(String, String)> {
             format!("must exceed port_min ({}) by at least 3", m.port_min),
         );
     }
+    // Each signaling shard relays from its own part of the range (`media::share`): a shard
+    // without a pair could not anchor any call's media.
+    let shards = match c.general.signaling_shards {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        n => usize::from(n),
+    };
+    let pairs = usize::from(m.port_max.saturating_sub(m.port_min).saturating_add(1)) / 2;
+    if m.port_max > m.port_min && pairs < shards {
+        bad(
+            "media.port_max",
+            format!(
+                "the range {}-{} has {pairs} port pairs; each of the {shards} signaling shards \
+                 needs at least one",
+                m.port_min, m.port_max
+            ),
+        );
+    }
     if m.relatch_window_ms > 60_000 {
         bad(
             "media.relatch_window_ms",

@@ -30,17 +30,22 @@ use super::{
     relay::{self, Sockets},
     worker::{Order, Worker},
     xdp::XdpRelay,
-    xsk_relay::{self, XskOrder, XskPlan, XskRelay},
+    xsk_relay::{self, XskHub, XskOrder},
 };
 use crate::metrics::MediaMetrics;
 
-/// The table and its executor, behind one lock shared by the call layer's adapter, the tick
-/// task and the relay threads (which decide packets on the streams' paths and take this lock
-/// only for the news a batch brings: latches, digits; and to park sockets).
+/// One signaling shard's table and its executor, behind one lock shared by that shard's call
+/// layer, the tick task and the shard's relay threads (which decide packets on the streams'
+/// paths and take this lock only for the news a batch brings: latches, digits; and to park
+/// sockets). No other shard takes it on its per-message path.
 #[derive(Debug)]
 pub(crate) struct Core {
     pub table: MediaTable,
     pub exec: Executor,
+    /// Last views of the sessions this table released, for the call detail records.
+    pub finals: super::finals::Finals,
+    /// What this table last added to the shared gauges and counters.
+    pub reported: super::reported::Reported,
 }
 
 impl relay::Control for Mutex<Core> {
@@ -101,15 +106,19 @@ pub(crate) struct Executor {
     neighbours: Option<NeighbourPrimer>,
     /// `neighbour_primes` by result (resolving, not_needed, recent, failed), on first use.
     prime_counters: Option<[prometheus::IntCounter; 4]>,
-    /// The AF_XDP relay: when it runs, pass mappings carry [`FLAG_XSK`] and it learns every
-    /// socket-bound stream.
-    xsk: Xsk,
+    /// The AF_XDP relay, one for every shard's executor (`None`: off): when it runs, pass
+    /// mappings carry [`FLAG_XSK`] and it learns every socket-bound stream.
+    xsk: Option<Arc<XskHub>>,
     /// XDP map writes of the commands being executed, made in batches.
     writes: Writes,
     /// The latching policy's rules, for the relay threads (fixed at start).
     rules: Rules,
     /// The relay workers' interrupt moderation (`media.relay_poll_us`).
     poll: Duration,
+    /// The signaling shard this executor serves (its relay threads' names).
+    shard: u16,
+    /// The idle sockets this executor last added to the shared gauge.
+    idle_reported: i64,
 }
 
 /// How the executor's relay threads run.
@@ -124,6 +133,8 @@ pub(crate) struct RelayThreads {
     /// While media flows, a worker takes what arrived every this often instead of waking
     /// per packet (`media.relay_poll_us`; zero: event-driven).
     pub poll: Duration,
+    /// The signaling shard served.
+    pub shard: u16,
 }
 
 impl Executor {
@@ -141,6 +152,7 @@ impl Executor {
             idle_sockets,
             rules,
             poll,
+            shard,
         } = threads;
         let neighbours = (xdp.is_some() && prime_neighbours)
             .then(|| {
@@ -164,51 +176,41 @@ impl Executor {
             failed: Vec::new(),
             core,
             metrics,
-            xsk: Xsk::Off,
+            xsk: None,
             writes: Writes::default(),
             rules,
             poll,
+            shard,
+            idle_reported: 0,
         }
     }
 
-    /// Starts the AF_XDP relay from `plan` when the first stream needs its sockets bound
-    /// (see [`XskPlan`]), and hands it every socket-bound stream from then on.
-    pub fn set_xsk(&mut self, plan: XskPlan) {
-        self.xsk = Xsk::Planned(plan);
+    /// Hands every socket-bound stream to the AF_XDP relay `hub` from now on (started when
+    /// the first stream needs its sockets bound, see [`xsk_relay::XskPlan`]).
+    pub fn set_xsk(&mut self, hub: Arc<XskHub>) {
+        self.xsk = Some(hub);
     }
 
-    /// The AF_XDP relay, started now if it is planned and not yet running (a stream is about
-    /// to be bound). A relay that cannot start is not tried again: the reason is logged once
-    /// and the relay sockets carry every userspace stream, as with `media.xsk = "off"`.
-    fn start_xsk(&mut self) {
-        let Xsk::Planned(plan) = &self.xsk else {
-            return;
-        };
-        let Some(xdp) = &self.xdp else {
-            self.xsk = Xsk::Off;
-            return;
-        };
-        match plan.start(xdp, self.core.clone(), self.rules, self.metrics.clone()) {
-            Ok(relay) => {
-                self.metrics.xsk_active.set(1);
-                tracing::info!(
-                    interfaces = ?plan.interfaces,
-                    "AF_XDP relay on: SRTP streams bypass the kernel's UDP path"
-                );
-                self.xsk = Xsk::Running(relay);
-            }
-            Err(reason) => {
-                tracing::warn!(%reason, "AF_XDP relay unavailable; SRTP streams use the relay sockets");
-                self.xsk = Xsk::Off;
-            }
+    /// Whether the AF_XDP relay runs, started now if it is planned and not yet running (a
+    /// stream is about to be bound). A relay that cannot start is not tried again: the
+    /// reason is logged once and the relay sockets carry every userspace stream, as with
+    /// `media.xsk = "off"`.
+    fn start_xsk(&mut self) -> bool {
+        match (&self.xsk, &self.xdp) {
+            (Some(hub), Some(xdp)) => hub.start(xdp, self.rules),
+            _ => false,
         }
     }
 
-    /// The AF_XDP relay, if it runs.
-    fn xsk(&self) -> Option<&XskRelay> {
-        match &self.xsk {
-            Xsk::Running(relay) => Some(relay),
-            Xsk::Off | Xsk::Planned(_) => None,
+    /// Whether the AF_XDP relay runs.
+    fn xsk_running(&self) -> bool {
+        self.xsk.as_ref().is_some_and(|h| h.running())
+    }
+
+    /// Hands `order` to the AF_XDP relay if it runs.
+    fn xsk_send(&self, order: XskOrder) {
+        if let Some(hub) = &self.xsk {
+            hub.send(order);
         }
     }
 
@@ -258,14 +260,22 @@ impl Executor {
             return;
         }
         self.idle.insert(addr, pair);
-        self.metrics.idle_sockets.set(gauge(2 * self.idle.len()));
+        self.report_idle();
+    }
+
+    /// Adds what the idle sockets changed since the last report to the gauge every shard's
+    /// executor adds to.
+    fn report_idle(&mut self) {
+        let now = gauge(2 * self.idle.len());
+        self.metrics.idle_sockets.add(now - self.idle_reported);
+        self.idle_reported = now;
     }
 
     /// Closes every idle pair (descriptors are short); returns how many sockets closed.
     fn shed_idle(&mut self) -> usize {
         let n = 2 * self.idle.len();
         self.idle.clear();
-        self.metrics.idle_sockets.set(0);
+        self.report_idle();
         self.metrics
             .idle_closed
             .with_label_values(&["descriptors"])
@@ -293,9 +303,13 @@ impl Executor {
         // latching policy sees. Discarded, so that the pair starts as empty as one bound now.
         let taken = match self.warm.remove(&addr) {
             Some(pair) => Some(pair),
-            None => self.idle.remove(&addr).inspect(|_| {
-                self.metrics.idle_sockets.set(gauge(2 * self.idle.len()));
-            }),
+            None => {
+                let parked = self.idle.remove(&addr);
+                if parked.is_some() {
+                    self.report_idle();
+                }
+                parked
+            }
         };
         if let Some(pair) = taken {
             let stale = discard_queued(&pair);
@@ -339,10 +353,10 @@ impl Executor {
             self.park(sockets);
             return Err("no relay worker could be started");
         };
-        if let Some(x) = self.xsk() {
+        if self.xsk_running() {
             let bound = [&sockets[0][0], &sockets[1][0]].map(|s| s.local_addr());
             match (bound, xsk_relay::dup_sockets(&sockets)) {
-                ([Ok(inside), Ok(outside)], Ok(dups)) => x.send(XskOrder::Add {
+                ([Ok(inside), Ok(outside)], Ok(dups)) => self.xsk_send(XskOrder::Add {
                     stream,
                     path: path.clone(),
                     bound: [inside, outside],
@@ -373,7 +387,7 @@ impl Executor {
     fn worker(&mut self) -> Option<usize> {
         if self.workers.len() < self.max_workers {
             match Worker::spawn(
-                self.workers.len(),
+                (self.shard, self.workers.len()),
                 self.core.clone(),
                 self.rules,
                 self.poll,
@@ -430,20 +444,8 @@ impl Executor {
             worker.streams = worker.streams.saturating_sub(1);
             worker.send(Order::Remove(stream));
         }
-        if let Some(x) = self.xsk() {
-            x.send(XskOrder::Remove(stream));
-        }
+        self.xsk_send(XskOrder::Remove(stream));
     }
-}
-
-/// Where the AF_XDP relay stands (`media.xsk`).
-#[derive(Debug)]
-enum Xsk {
-    /// Off, or it could not start: the relay sockets carry every userspace stream.
-    Off,
-    /// Configured, and started when a stream is first bound.
-    Planned(XskPlan),
-    Running(XskRelay),
 }
 
 /// Whether `e` says the process or the system has no descriptor left.
@@ -485,7 +487,7 @@ pub(crate) fn execute(core: &mut Core, now: Instant) {
 /// Executes the commands queued in the table; XDP map writes are collected in
 /// [`Executor::writes`] for [`flush_writes`].
 fn run_commands(core: &mut Core, now: Instant) {
-    let mut xsk = core.exec.xsk().is_some();
+    let mut xsk = core.exec.xsk_running();
     while let Some(cmd) = core.table.poll_command() {
         if core.exec.xdp.is_none() && Writes::of(&cmd).is_some() {
             continue;
@@ -500,8 +502,7 @@ fn run_commands(core: &mut Core, now: Instant) {
                 // The stream's pass mappings come after its binds (the table queues them in
                 // that order), so they carry the flag of a relay started here.
                 if !xsk {
-                    core.exec.start_xsk();
-                    xsk = core.exec.xsk().is_some();
+                    xsk = core.exec.start_xsk();
                 }
                 match (core.exec.sockets(addr), core.table.path(stream)) {
                     (Ok(pair), Some(path)) => {

@@ -15,16 +15,20 @@ use std::{
 
 use parking_lot::Mutex;
 use sbc_proto::media::{
-    Allocation, MediaError, MediaPeers, MediaTable, RelaySettings, SessionId, SideAddress,
-    SideAddresses, StreamDesc, StreamRelay, rejections::REASONS, table::TICK,
+    Allocation, MediaError, MediaPeers, MediaShare, MediaTable, RelaySettings, SessionId,
+    SharedQuotas, SideAddress, SideAddresses, StreamDesc, StreamRelay, rejections::REASONS,
+    table::TICK,
 };
 use sbc_proto::net::Side;
 
 use super::{
     executor::{self, Core, Executor},
     policy::{self, MediaPolicy},
+    reported,
+    tables::Tables,
     view::{Overview, SessionView},
     xdp::XdpRelay,
+    xsk_relay::XskHub,
 };
 use crate::{config::Config, metrics::MediaMetrics};
 
@@ -145,24 +149,20 @@ fn idle_socket_budget(configured: usize, limit: Option<u64>, sip_connections: us
 }
 
 /// A handle to the media manager; cheap to clone, shared by the call layer and the admin API.
+/// With signaling shards, each shard's handle ([`MediaManager::for_shard`]) drives its own
+/// table; the admin API's handle reaches every table (sessions by the shard in their id).
 #[derive(Debug, Clone)]
 pub struct MediaManager {
     inner: Arc<Inner>,
+    /// The shard whose table this handle drives.
+    home: usize,
 }
 
 #[derive(Debug)]
 struct Inner {
-    core: Arc<Mutex<Core>>,
+    /// One table (and executor) per signaling shard.
+    tables: Arc<Tables>,
     xdp: Option<Arc<Mutex<XdpRelay>>>,
-    /// Last views of released sessions, for the call detail records (made only once
-    /// [`MediaManager::keep_final_views`] asked the table to keep released sessions: a view
-    /// reads the call's XDP counters, two `bpf()` calls per call, and allocates).
-    finals: Mutex<super::finals::Finals>,
-    /// The refusals the table had counted when the metric last followed it.
-    rejections_seen: std::sync::atomic::AtomicU64,
-    /// Signalled when an event is queued, so the call layer's driver can wait for events
-    /// (shared with the relay tasks, which queue detected digits).
-    events_ready: Arc<tokio::sync::Notify>,
     metrics: MediaMetrics,
     /// The port gauges' children, resolved once: [`Inner::update_gauges`] runs three times
     /// per call, and each `with_label_values` hashes its labels under the family's lock (and
@@ -197,7 +197,8 @@ impl PortGauges {
 }
 
 impl MediaManager {
-    /// Creates the manager and spawns its timer task on the current tokio runtime.
+    /// Creates the manager with one table and spawns its timer task on the current tokio
+    /// runtime.
     ///
     /// # Panics
     /// Outside a tokio runtime.
@@ -206,55 +207,92 @@ impl MediaManager {
         xdp: Option<Arc<Mutex<XdpRelay>>>,
         metrics: MediaMetrics,
     ) -> Self {
+        Self::with_shards(settings, xdp, metrics, 1)
+    }
+
+    /// Creates the manager with one table per signaling shard (`shards`, at least one), each
+    /// over its share of the relay ports and statistics slots, and spawns their timer task
+    /// on the current tokio runtime. The relay worker threads are split between the shards
+    /// (at least one each, started on demand).
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn with_shards(
+        settings: MediaSettings,
+        xdp: Option<Arc<Mutex<XdpRelay>>>,
+        metrics: MediaMetrics,
+        shards: u16,
+    ) -> Self {
+        let shards = shards.max(1);
         let runtime = tokio::runtime::Handle::current();
         let events = match (&xdp, settings.kernel_latch) {
             (Some(x), true) => super::latch_events::prepare(&mut x.lock(), &settings.relay),
             _ => None,
         };
-        let xsk_interfaces = settings.xsk_interfaces.clone();
-        let xsk_poll = settings.xsk_poll;
-        let xsk_busy_poll = settings.xsk_busy_poll;
         let kernel_latch = events.is_some();
-        let events_ready = Arc::new(tokio::sync::Notify::new());
         let mappings = settings.relay.fast_path_mappings();
         let rules = settings.relay.rules();
         metrics.xdp_mappings_capacity.set(i64::from(mappings));
-        let core = Arc::new_cyclic(|weak| {
-            Mutex::new(Core {
-                table: MediaTable::new(
-                    settings.relay,
-                    settings.policy,
-                    xdp.is_some(),
-                    mappings,
-                    crate::entropy::rng(),
-                ),
-                exec: Executor::new(
-                    xdp.clone(),
-                    weak.clone(),
-                    executor::RelayThreads {
-                        workers: settings.relay_workers,
-                        idle_sockets: settings.relay_idle_sockets,
-                        rules,
-                        poll: settings.relay_poll,
-                    },
-                    metrics.clone(),
-                    events_ready.clone(),
-                    settings.prime_neighbours,
-                ),
+        let quotas = SharedQuotas::default();
+        let mut root = crate::entropy::rng();
+        let workers = settings.relay_workers.div_ceil(usize::from(shards)).max(1);
+        let cores = (0..shards)
+            .map(|k| {
+                let share = MediaShare::new(k, shards).unwrap_or(MediaShare::WHOLE);
+                let table = if shards == 1 {
+                    MediaTable::new(
+                        settings.relay.clone(),
+                        settings.policy.clone(),
+                        xdp.is_some(),
+                        mappings,
+                        root.fork(),
+                    )
+                } else {
+                    MediaTable::for_share(
+                        &settings.relay,
+                        settings.policy.clone(),
+                        (xdp.is_some(), mappings),
+                        root.fork(),
+                        (share, quotas.clone()),
+                    )
+                };
+                let ready = Arc::new(tokio::sync::Notify::new());
+                let core = Arc::new_cyclic(|weak| {
+                    Mutex::new(Core {
+                        table,
+                        exec: Executor::new(
+                            xdp.clone(),
+                            weak.clone(),
+                            executor::RelayThreads {
+                                workers,
+                                idle_sockets: settings.relay_idle_sockets,
+                                rules,
+                                poll: settings.relay_poll,
+                                shard: k,
+                            },
+                            metrics.clone(),
+                            ready.clone(),
+                            settings.prime_neighbours,
+                        ),
+                        finals: super::finals::Finals::default(),
+                        reported: super::reported::Reported::default(),
+                    })
+                });
+                (core, ready)
             })
-        });
-        let port_gauges = PortGauges::new(&metrics, &core.lock().table);
+            .collect();
+        let tables = Arc::new(Tables::new(cores, settings.relay.clone()));
+        let port_gauges = PortGauges::new(&metrics, &tables.core(0).lock().table);
         let inner = Arc::new(Inner {
             port_gauges,
-            core,
+            tables,
             xdp,
-            finals: Mutex::new(super::finals::Finals::default()),
-            rejections_seen: std::sync::atomic::AtomicU64::new(0),
-            events_ready,
             metrics,
         });
         if let Some(ring) = events {
-            inner.core.lock().table.set_kernel_latch(true);
+            for (_, core) in inner.tables.all() {
+                core.lock().table.set_kernel_latch(true);
+            }
             let weak = Arc::downgrade(&inner);
             let spawned = runtime.spawn(super::latch_events::run(ring, move |latches| {
                 let Some(inner) = weak.upgrade() else {
@@ -265,9 +303,9 @@ impl MediaManager {
             }));
             drop(spawned);
         }
-        inner.start_xsk(&xsk_interfaces, xsk_poll, xsk_busy_poll, kernel_latch);
-        {
-            let mut core = inner.core.lock();
+        inner.start_xsk(&settings, kernel_latch);
+        for (_, core) in inner.tables.all() {
+            let mut core = core.lock();
             // Socketless streams leave the relay range unbound; the few that turn
             // socket-bound (SRTP, a rewrite) bind then, without a warm pool.
             let warm = if core.table.kernel_latch() {
@@ -277,7 +315,7 @@ impl MediaManager {
             };
             core.table.set_warm_pairs(warm);
             inner.run(&mut core, Instant::now());
-            inner.update_gauges(&core);
+            inner.update_gauges(&mut core);
         }
         let weak = Arc::downgrade(&inner);
         runtime.spawn(async move {
@@ -289,26 +327,51 @@ impl MediaManager {
                 inner.tick(Instant::now());
             }
         });
-        Self { inner }
+        Self { inner, home: 0 }
     }
 
-    /// Completes when an event may be waiting for [`MediaTable::poll_event`] (the call
-    /// layer's driver selects on this, then drains `poll_event`).
+    /// The handle of signaling shard `shard`: its [`Self::drive`], [`Self::read`] and
+    /// [`Self::event_ready`] are of that shard's table.
+    pub fn for_shard(&self, shard: usize) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            home: shard.min(usize::from(self.inner.tables.count()) - 1),
+        }
+    }
+
+    /// The tables (one per signaling shard).
+    pub fn shards(&self) -> usize {
+        usize::from(self.inner.tables.count())
+    }
+
+    /// This handle's table.
+    fn home(&self) -> &Arc<Mutex<Core>> {
+        self.inner.tables.core(self.home)
+    }
+
+    /// The table of session `id`.
+    fn owner(&self, id: SessionId) -> &Arc<Mutex<Core>> {
+        self.inner.tables.core(self.inner.tables.of_session(id))
+    }
+
+    /// Completes when an event may be waiting for [`MediaTable::poll_event`] in this handle's
+    /// table (its shard's driver selects on this, then drains `poll_event`).
     pub async fn event_ready(&self) {
-        self.inner.events_ready.notified().await;
+        self.inner.tables.events(self.home).notified().await;
     }
 
-    /// The relay settings in force.
+    /// The relay settings in force (the whole port range).
     pub fn settings(&self) -> RelaySettings {
-        self.inner.core.lock().table.settings().clone()
+        self.inner.tables.whole().clone()
     }
 
-    /// Replaces the media networks and trunk quotas for new calls (live configuration).
+    /// Replaces the media networks and trunk quotas for new calls in this handle's table (live
+    /// configuration: every shard is told).
     pub fn set_policy(&self, policy: MediaPolicy) {
-        self.inner.core.lock().table.set_policy(policy);
+        self.home().lock().table.set_policy(policy);
     }
 
-    /// Runs the table's timers for `now` (the background task does this every [`TICK`];
+    /// Runs the tables' timers for `now` (the background task does this every [`TICK`];
     /// tests call it with a simulated time).
     pub fn tick(&self, now: Instant) {
         self.inner.tick(now);
@@ -316,64 +379,75 @@ impl MediaManager {
 
     /// A snapshot of one session for the admin API.
     pub fn session_view(&self, id: SessionId) -> Option<SessionView> {
-        let core = self.inner.core.lock();
+        let core = self.owner(id).lock();
         self.inner.view(&core, id, Instant::now())
     }
 
     /// Keeps each released session's last view for [`Self::take_final`] from now on (the
     /// call detail records' media statistics); without it none is made.
     pub fn keep_final_views(&self) {
-        self.inner.core.lock().table.keep_released();
+        for (_, core) in self.inner.tables.all() {
+            core.lock().table.keep_released();
+        }
     }
 
     /// The last view of a released session (once; see `finals.rs`).
     pub fn take_final(&self, id: SessionId) -> Option<SessionView> {
-        self.inner.finals.lock().take(id)
+        self.owner(id).lock().finals.take(id)
     }
 
     /// Ids of every live session.
     pub fn session_ids(&self) -> Vec<SessionId> {
-        self.inner
-            .core
-            .lock()
-            .table
-            .sessions()
-            .map(|(id, _)| id)
-            .collect()
+        let mut ids = Vec::new();
+        for (_, core) in self.inner.tables.all() {
+            ids.extend(core.lock().table.sessions().map(|(id, _)| id));
+        }
+        ids
     }
 
-    /// Totals for `/api/v1/media`.
+    /// Totals for `/api/v1/media`, over every shard's table.
     pub fn overview(&self) -> Overview {
-        let core = self.inner.core.lock();
-        let t = &core.table;
-        Overview {
-            sessions: t.len(),
-            streams: t.sessions().map(|(_, s)| s.streams.len()).sum(),
-            xdp_mappings: t.mappings(),
-            ports_free_inside: t.ports_free(Side::Inside),
-            ports_free_outside: t.ports_free(Side::Outside),
-            ports_total: t.ports_total(Side::Inside),
-            ports_total_inside: t.ports_total(Side::Inside),
-            ports_total_outside: t.ports_total(Side::Outside),
-            addresses: t
-                .ports_per_address()
-                .map(|(ip, free, total)| super::view::AddressView {
-                    address: ip.to_string(),
-                    ports_free: free,
-                    ports_total: total,
-                })
-                .collect(),
-            idle_sockets: core.exec.idle_sockets(),
-            warm_pairs: t.warm_ready(),
+        let mut o = Overview {
             userspace_packets: self.inner.metrics.user_packets.get(),
             userspace_bytes: self.inner.metrics.user_bytes.get(),
             timeouts: self.inner.metrics.timeouts.get(),
+            ..Overview::default()
+        };
+        for (_, core) in self.inner.tables.all() {
+            let core = core.lock();
+            let t = &core.table;
+            o.sessions += t.len();
+            o.streams += t.sessions().map(|(_, s)| s.streams.len()).sum::<usize>();
+            o.xdp_mappings += t.mappings();
+            o.ports_free_inside += t.ports_free(Side::Inside);
+            o.ports_free_outside += t.ports_free(Side::Outside);
+            o.ports_total_inside += t.ports_total(Side::Inside);
+            o.ports_total_outside += t.ports_total(Side::Outside);
+            for (ip, free, total) in t.ports_per_address() {
+                let address = ip.to_string();
+                match o.addresses.iter_mut().find(|a| a.address == address) {
+                    Some(a) => {
+                        a.ports_free += free;
+                        a.ports_total += total;
+                    }
+                    None => o.addresses.push(super::view::AddressView {
+                        address,
+                        ports_free: free,
+                        ports_total: total,
+                    }),
+                }
+            }
+            o.idle_sockets += core.exec.idle_sockets();
+            o.warm_pairs += t.warm_ready();
         }
+        o.ports_total = o.ports_total_inside;
+        o
     }
 
     /// Recreates sessions from mappings a previous process left in the pinned XDP maps, so
     /// established media keeps its ports and its fast path (see
-    /// [`MediaTable::adopt`]). Returns the adopted session ids.
+    /// [`MediaTable::adopt`]); each mapping goes to the shard that owns its port. Returns
+    /// the adopted session ids.
     pub fn adopt(&self) -> Vec<SessionId> {
         let Some(xdp) = &self.inner.xdp else {
             return Vec::new();
@@ -385,24 +459,34 @@ impl MediaManager {
                 return Vec::new();
             }
         };
-        let found: Vec<_> = found
-            .iter()
-            .map(|(k, m)| executor::fast_path(k, m))
-            .collect();
-        let now = Instant::now();
-        let mut core = self.inner.core.lock();
-        let mut ids = core.table.adopt(now, &found);
-        let failed = self.inner.run(&mut core, now);
-        for (stream, e) in failed {
-            tracing::warn!(error = %e, session = %stream.session, "cannot adopt mapping");
-            core.table.release(stream.session);
-            ids.retain(|id| *id != stream.session);
+        let tables = &self.inner.tables;
+        let mut per_shard: Vec<Vec<_>> = tables.all().map(|_| Vec::new()).collect();
+        for (k, m) in &found {
+            let f = executor::fast_path(k, m);
+            // Outside the range (another configuration's): shard 0 removes it.
+            let shard = tables.of_port(f.ingress.port()).unwrap_or(0);
+            if let Some(list) = per_shard.get_mut(shard) {
+                list.push(f);
+            }
         }
-        self.inner.run(&mut core, now);
+        let now = Instant::now();
+        let mut ids = Vec::new();
+        for ((_, core), found) in tables.all().zip(per_shard) {
+            let mut core = core.lock();
+            let mut adopted = core.table.adopt(now, &found);
+            let failed = self.inner.run(&mut core, now);
+            for (stream, e) in failed {
+                tracing::warn!(error = %e, session = %stream.session, "cannot adopt mapping");
+                core.table.release(stream.session);
+                adopted.retain(|id| *id != stream.session);
+            }
+            self.inner.run(&mut core, now);
+            self.inner.update_gauges(&mut core);
+            ids.extend(adopted);
+        }
         for id in &ids {
             tracing::info!(session = %id, "adopted pinned XDP mappings");
         }
-        self.inner.update_gauges(&core);
         ids
     }
 }
@@ -428,21 +512,15 @@ impl Inner {
     fn settle(&self, core: &mut Core, now: Instant, ran: bool) {
         if core.table.has_released() {
             let xdp = self.xdp.as_ref().map(|x| x.lock());
-            let mut finals = self.finals.lock();
-            for (id, s) in core.table.drain_released() {
+            let Core { table, finals, .. } = core;
+            for (id, s) in table.drain_released() {
                 finals.put(id, super::view::session_view(id, &s, xdp.as_deref(), now));
             }
         }
         // Most inputs (a provisional, an ACK, a BYE's answer) change nothing of the table's:
         // nothing to execute, no gauge to set.
         let refused = core.table.rejections().total();
-        if !ran
-            && !core.table.has_commands()
-            && refused
-                == self
-                    .rejections_seen
-                    .load(std::sync::atomic::Ordering::Relaxed)
-        {
+        if !ran && !core.table.has_commands() && refused == core.reported.rejections_total {
             return;
         }
         // A failure here is in the table's events already (`MediaEvent::Failed`).
@@ -452,52 +530,55 @@ impl Inner {
         self.update_gauges(core);
     }
 
-    /// The gauges that cost little to set (after every change to the table).
-    fn update_gauges(&self, core: &Core) {
-        let t = &core.table;
+    /// The gauges that cost little to set (after every change to the table): this table's
+    /// change since its last report is added to each ([`super::reported`]).
+    fn update_gauges(&self, core: &mut Core) {
+        let Core {
+            table: t,
+            reported: r,
+            ..
+        } = core;
         let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-        self.metrics.sessions.set(gauge(t.len()));
-        self.metrics.warm_pairs.set(gauge(t.warm_ready()));
+        let m = &self.metrics;
+        reported::gauge(&m.sessions, &mut r.sessions, gauge(t.len()));
+        reported::gauge(&m.warm_pairs, &mut r.warm_pairs, gauge(t.warm_ready()));
         // The table counts; the counters follow it (only this adds to them).
         let (misses, failures) = t.warm_misses_and_failures();
-        let m = &self.metrics;
-        m.warm_misses
-            .inc_by(misses.saturating_sub(m.warm_misses.get()));
-        m.warm_failures
-            .inc_by(failures.saturating_sub(m.warm_failures.get()));
+        reported::counter(&m.warm_misses, &mut r.warm_misses, misses);
+        reported::counter(&m.warm_failures, &mut r.warm_failures, failures);
         let refused = t.rejections();
-        let seen = &self.rejections_seen;
-        if refused.total() != seen.load(std::sync::atomic::Ordering::Relaxed) {
-            seen.store(refused.total(), std::sync::atomic::Ordering::Relaxed);
-            for (reason, n) in REASONS.iter().zip(refused.counts()) {
-                let c = m.rejected.with_label_values(&[reason]);
-                c.inc_by(n.saturating_sub(c.get()));
+        if refused.total() != r.rejections_total {
+            r.rejections_total = refused.total();
+            r.rejections.resize(REASONS.len(), 0);
+            for ((reason, n), last) in REASONS
+                .iter()
+                .zip(refused.counts())
+                .zip(r.rejections.iter_mut())
+            {
+                reported::counter(&m.rejected.with_label_values(&[reason]), last, n);
             }
         }
         for leg in [Side::Inside, Side::Outside] {
-            self.port_gauges.sides[leg.index()].set(gauge(t.ports_free(leg)));
+            let g = &self.port_gauges.sides[leg.index()];
+            reported::gauge(g, &mut r.ports_free[leg.index()], gauge(t.ports_free(leg)));
         }
         for (ip, free, _) in t.ports_per_address() {
+            let last = reported::address(&mut r.addresses, ip);
             match self.port_gauges.addresses.iter().find(|(a, _)| *a == ip) {
-                Some((_, g)) => g.set(gauge(free)),
-                None => self
-                    .metrics
-                    .address_ports_free
-                    .with_label_values(&[&ip.to_string()])
-                    .set(gauge(free)),
+                Some((_, g)) => reported::gauge(g, last, gauge(free)),
+                None => {
+                    let g = m.address_ports_free.with_label_values(&[&ip.to_string()]);
+                    reported::gauge(&g, last, gauge(free));
+                }
             }
         }
     }
 
-    /// Plans the AF_XDP relay on `interfaces` (empty: `media.xsk = "off"`) if it can run,
-    /// logging once why not otherwise; the executor starts it with the first stream bound.
-    fn start_xsk(
-        &self,
-        interfaces: &[String],
-        poll: Duration,
-        busy_poll: Option<u16>,
-        kernel_latch: bool,
-    ) {
+    /// Plans the AF_XDP relay on `media.interfaces` (empty: `media.xsk = "off"`) if it can
+    /// run, logging once why not otherwise; the first executor to bind a stream starts it,
+    /// and every shard's executor hands it their socket-bound streams.
+    fn start_xsk(&self, settings: &MediaSettings, kernel_latch: bool) {
+        let interfaces = &settings.xsk_interfaces;
         if interfaces.is_empty() {
             return;
         }
@@ -518,13 +599,17 @@ impl Inner {
         // Its sockets open with the first stream bound (`XskPlan`): until an SRTP call comes,
         // the UMEMs would be pinned memory for nothing.
         let plan = super::xsk_relay::XskPlan {
-            interfaces: interfaces.to_vec(),
-            poll,
-            busy_poll,
+            interfaces: interfaces.clone(),
+            poll: settings.xsk_poll,
+            busy_poll: settings.xsk_busy_poll,
         };
         match plan.check() {
             Ok(()) => {
-                self.core.lock().exec.set_xsk(plan);
+                let tables = Arc::downgrade(&self.tables);
+                let hub = Arc::new(XskHub::new(plan, tables, self.metrics.clone()));
+                for (_, core) in self.tables.all() {
+                    core.lock().exec.set_xsk(hub.clone());
+                }
                 tracing::info!(
                     ?interfaces,
                     "AF_XDP relay ready: its sockets open with the first SRTP stream"
@@ -536,84 +621,101 @@ impl Inner {
         }
     }
 
-    /// Latches the XDP program made (from the ring buffer reader): into the table, and the
-    /// commands that follow executed.
+    /// Latches the XDP program made (from the ring buffer reader): into the table of the
+    /// shard that owns each relay port, and the commands that follow executed.
     fn kernel_latches(&self, latches: &[(std::net::SocketAddr, std::net::SocketAddr)]) {
         let now = Instant::now();
-        let mut core = self.core.lock();
-        for (ingress, peer) in latches {
-            if core.table.handle_kernel_latch(now, *ingress, *peer) {
-                self.metrics.xdp_latches.inc();
-                tracing::debug!(relay = %ingress, %peer, "latched in XDP");
-            } else {
-                // A stream released meanwhile: its mapping is gone or going.
-                tracing::debug!(relay = %ingress, %peer, "XDP latch for no stream");
+        for (k, core) in self.tables.all() {
+            // A port outside the range (none the program reports) goes to shard 0, which
+            // finds no stream for it.
+            let mut mine = latches
+                .iter()
+                .filter(|(ingress, _)| self.tables.of_port(ingress.port()).unwrap_or(0) == k)
+                .peekable();
+            if mine.peek().is_none() {
+                continue;
             }
+            let mut core = core.lock();
+            for (ingress, peer) in mine {
+                if core.table.handle_kernel_latch(now, *ingress, *peer) {
+                    self.metrics.xdp_latches.inc();
+                    tracing::debug!(relay = %ingress, %peer, shard = k, "latched in XDP");
+                } else {
+                    // A stream released meanwhile: its mapping is gone or going.
+                    tracing::debug!(relay = %ingress, %peer, "XDP latch for no stream");
+                }
+            }
+            for (stream, e) in self.run(&mut core, now) {
+                tracing::warn!(error = %e, session = %stream.session, "relay socket failure");
+            }
+            drop(core);
+            // The call layer persists latches (`MediaEvent::Latched`).
+            self.tables.events(k).notify_one();
         }
-        for (stream, e) in self.run(&mut core, now) {
-            tracing::warn!(error = %e, session = %stream.session, "relay socket failure");
-        }
-        drop(core);
-        // The call layer persists latches (`MediaEvent::Latched`).
-        self.events_ready.notify_one();
     }
 
     fn tick(&self, now: Instant) {
-        let mut core = self.core.lock();
-        let fired = core.table.handle_timeout(now);
-        for (stream, e) in self.run(&mut core, now) {
-            tracing::warn!(error = %e, session = %stream.session, "relay socket failure");
+        let mut mappings = 0usize;
+        for (k, core) in self.tables.all() {
+            let mut core = core.lock();
+            let fired = core.table.handle_timeout(now);
+            for (stream, e) in self.run(&mut core, now) {
+                tracing::warn!(error = %e, session = %stream.session, "relay socket failure");
+            }
+            self.update_gauges(&mut core);
+            // Counting the mappings visits every stream: on the tick, not per call. Per call
+            // (three times) it made the SBC's work per call grow with the calls up: at 5,000
+            // calls/s with 7,000 up, counting took 75 % of the signaling thread and the SBC
+            // fell to a tenth of its rate (the "overload collapse" of the signaling benchmark).
+            mappings += core.table.mappings();
+            // Timeouts, and digits of events whose end never came (`flush_dtmf`).
+            let events = core.table.has_events();
+            drop(core);
+            if events || fired > 0 {
+                self.tables.events(k).notify_one();
+            }
+            if fired > 0 {
+                self.metrics.timeouts.inc_by(fired as u64);
+                tracing::info!(
+                    sessions = fired,
+                    shard = k,
+                    "media timeout; asking the call layer to end the calls"
+                );
+            }
         }
-        self.update_gauges(&core);
-        // Counting the mappings visits every stream: on the tick, not per call. Per call
-        // (three times) it made the SBC's work per call grow with the calls up: at 5,000
-        // calls/s with 7,000 up, counting took 75 % of the signaling thread and the SBC fell
-        // to a tenth of its rate (the "overload collapse" of the signaling benchmark).
         self.metrics
             .xdp_mappings
-            .set(i64::try_from(core.table.mappings()).unwrap_or(i64::MAX));
-        // Timeouts, and digits of events whose end never came (`flush_dtmf`).
-        let events = core.table.has_events();
-        drop(core);
-        if events && fired == 0 {
-            self.events_ready.notify_one();
-        }
-        if fired > 0 {
-            self.metrics.timeouts.inc_by(fired as u64);
-            tracing::info!(
-                sessions = fired,
-                "media timeout; asking the call layer to end the calls"
-            );
-            self.events_ready.notify_one();
-        }
+            .set(i64::try_from(mappings).unwrap_or(i64::MAX));
     }
 }
 
 impl MediaManager {
-    /// Hands the table to `f` (the signaling core's turn at `now`: one input, or the timers),
-    /// then executes the commands it queued, before anything the turn produced is sent: the
-    /// sockets and mappings its SDP names exist by then. What went wrong executing them the
-    /// table reports as events ([`MediaEvent::Failed`]); the driver is woken for them.
+    /// Hands this handle's table to `f` (the signaling core's turn at `now`: one input, or
+    /// the timers), then executes the commands it queued, before anything the turn produced
+    /// is sent: the sockets and mappings its SDP names exist by then. What went wrong
+    /// executing them the table reports as events ([`MediaEvent::Failed`]); the driver is
+    /// woken for them.
     pub fn drive<R>(&self, now: Instant, f: impl FnOnce(&mut MediaTable) -> R) -> R {
         let inner = &self.inner;
-        let mut core = inner.core.lock();
+        let mut core = self.home().lock();
         let r = f(&mut core.table);
         inner.settle(&mut core, now, false);
         let events = core.table.has_events();
         drop(core);
         if events {
-            inner.events_ready.notify_one();
+            inner.tables.events(self.home).notify_one();
         }
         r
     }
 
-    /// Reads the table (the call records' media snapshots).
+    /// Reads this handle's table (the call records' media snapshots).
     pub fn read<R>(&self, f: impl FnOnce(&MediaTable) -> R) -> R {
-        f(&self.inner.core.lock().table)
+        f(&self.home().lock().table)
     }
 
-    /// [`MediaTable::allocate`] for the admin API: a session of its own, refused whole when
-    /// a port cannot be bound (there is no call layer to end it later).
+    /// [`MediaTable::allocate`] for the admin API, in this handle's table: a session of its
+    /// own, refused whole when a port cannot be bound (there is no call layer to end it
+    /// later).
     pub fn allocate(
         &self,
         now: Instant,
@@ -622,7 +724,7 @@ impl MediaManager {
         peers: &MediaPeers,
     ) -> Result<Allocation, MediaError> {
         let inner = &self.inner;
-        let mut core = inner.core.lock();
+        let mut core = self.home().lock();
         let mut result = core.table.allocate(now, from, streams, peers);
         if let Ok(a) = &result
             && let Some((_, e)) = inner
@@ -666,8 +768,9 @@ impl MediaManager {
         self.describe(now, id, from, streams, false)
     }
 
-    /// [`MediaTable::commit`] (`answer`) or [`MediaTable::update`] for the admin API; new
-    /// streams of a re-offer that cannot be bound are dropped again and the verb refused.
+    /// [`MediaTable::commit`] (`answer`) or [`MediaTable::update`] for the admin API, in the
+    /// session's table; new streams of a re-offer that cannot be bound are dropped again and
+    /// the verb refused.
     fn describe(
         &self,
         now: Instant,
@@ -677,7 +780,7 @@ impl MediaManager {
         answer: bool,
     ) -> Result<Vec<StreamRelay>, MediaError> {
         let inner = &self.inner;
-        let mut core = inner.core.lock();
+        let mut core = self.owner(id).lock();
         let have = core.table.session(id).map_or(0, |s| s.streams.len());
         let mut result = if answer {
             core.table.commit(now, id, from, streams)
@@ -692,13 +795,16 @@ impl MediaManager {
         result
     }
 
-    /// [`MediaTable::release`] for the admin API.
+    /// [`MediaTable::release`] for the admin API, in the session's table.
     pub fn release(&self, now: Instant, id: SessionId) {
-        self.drive(now, |t| t.release(id));
+        self.for_shard(self.inner.tables.of_session(id))
+            .drive(now, |t| t.release(id));
         tracing::debug!(session = %id, "media session released");
     }
 }
 
+#[cfg(test)]
+mod shard_tests;
 #[cfg(test)]
 mod tests {
     use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -707,9 +813,9 @@ mod tests {
     use crate::metrics::Metrics;
     use sbc_proto::media::MediaEvent;
 
-    const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    pub(super) const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-    fn settings(min: u16, max: u16) -> MediaSettings {
+    pub(super) fn settings(min: u16, max: u16) -> MediaSettings {
         let side = SideAddress {
             bind: LO,
             advertised: LO,
@@ -742,7 +848,7 @@ mod tests {
 
     /// A PBX and a carrier socket on loopback (reads time out after `timeout`) and a session
     /// offered from the PBX's address and answered from the carrier's.
-    fn answered_call(
+    pub(super) fn answered_call(
         m: &mut MediaManager,
         timeout: Duration,
     ) -> (std::net::UdpSocket, std::net::UdpSocket, Allocation) {
@@ -1338,7 +1444,7 @@ mod tests {
         let mut m = MediaManager::new(s, None, metrics.media.clone());
         let (_pbx1, _carrier1, first) = answered_call(&mut m, Duration::from_secs(2));
         let (pbx, carrier, second) = answered_call(&mut m, Duration::from_secs(2));
-        assert_eq!(m.inner.core.lock().exec.workers(), 1, "one worker for both");
+        assert_eq!(m.home().lock().exec.workers(), 1, "one worker for both");
         let mut p = [0u8; 172];
         p[0] = 0x80;
         let in_relay = SocketAddr::new(LO, second.streams[0].inside.rtp_port);
@@ -1541,7 +1647,7 @@ mod tests {
         carrier.recv_from(&mut buf).expect("carrier receives");
         carrier.send_to(&pkt, out_relay).expect("send");
         pbx.recv_from(&mut buf).expect("pbx receives");
-        let held = m.inner.core.lock();
+        let held = m.home().lock();
         for seq in 2u16..12 {
             pkt[2..4].copy_from_slice(&seq.to_be_bytes());
             pbx.send_to(&pkt, in_relay).expect("send");
@@ -1662,11 +1768,7 @@ mod tests {
         let a = m
             .allocate(Instant::now(), Side::Inside, &offer, &MediaPeers::default())
             .expect("offer");
-        assert_eq!(
-            m.inner.core.lock().exec.running(),
-            1,
-            "one stream, not four"
-        );
+        assert_eq!(m.home().lock().exec.running(), 1, "one stream, not four");
         m.release(Instant::now(), a.session);
         // The worker parks its four sockets for reuse.
         for _ in 0..100 {
@@ -1676,7 +1778,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(m.overview().idle_sockets, 4);
-        assert_eq!(m.inner.core.lock().exec.running(), 0);
+        assert_eq!(m.home().lock().exec.running(), 0);
         // A stray packet of the ended call waits in a parked socket...
         let in_relay = SocketAddr::new(LO, a.streams[0].inside.rtp_port);
         pbx.send_to(&[0x80, 0, 0, 1], in_relay).expect("send");
@@ -1719,7 +1821,7 @@ mod tests {
         }
         // The workers hand the sockets back asynchronously.
         for _ in 0..100 {
-            if m.inner.core.lock().exec.running() == 0 && closed.get() >= 8 {
+            if m.home().lock().exec.running() == 0 && closed.get() >= 8 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -1787,12 +1889,12 @@ mod tests {
                 .expect("answer");
             relays.push(SocketAddr::new(LO, a.streams[0].inside.rtp_port));
         }
-        assert_eq!(m.inner.core.lock().exec.workers(), 1);
+        assert_eq!(m.home().lock().exec.workers(), 1);
         // The worker takes its orders.
         tokio::time::sleep(Duration::from_millis(50)).await;
         let before = metrics.media.relay_wakeups.get();
         {
-            let held = m.inner.core.lock();
+            let held = m.home().lock();
             for r in &relays {
                 pbx.send_to(&[0x80, 0, 0, 1], r).expect("send");
             }

@@ -14,6 +14,8 @@ pub mod manager;
 pub mod neighbour;
 pub mod policy;
 pub(crate) mod relay;
+pub(crate) mod reported;
+pub(crate) mod tables;
 pub mod view;
 pub(crate) mod worker;
 pub mod xdp;

@@ -24,7 +24,7 @@ pub struct AddressView {
 }
 
 /// Totals shown at `/api/v1/media`.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Overview {
     /// Live sessions.
     pub sessions: usize,

@@ -76,9 +76,10 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    /// Starts worker `index` relaying for `core` under the latching `rules`.
+    /// Starts worker `index` of signaling shard `shard` relaying for `core` under the latching
+    /// `rules`.
     pub fn spawn(
-        index: usize,
+        (shard, index): (u16, usize),
         core: Weak<dyn Control>,
         rules: Rules,
         poll: Duration,
@@ -108,7 +109,11 @@ impl Worker {
             events: vec![EpollEvent::empty(); EVENTS],
         };
         thread::Builder::new()
-            .name(format!("sbc-relay-{index}"))
+            .name(if shard == 0 {
+                format!("sbc-relay-{index}")
+            } else {
+                format!("sbc-relay-{shard}.{index}")
+            })
             .spawn(move || state.run())?;
         Ok(Self {
             mailbox,

@@ -95,6 +95,75 @@ pub(crate) struct XskRelay {
     mailbox: Mailbox<XskOrder>,
 }
 
+/// The one AF_XDP relay of every signaling shard's executor: its sockets are per interface
+/// and RX queue, so it cannot be per shard. The first executor to bind a stream starts it;
+/// the news its packets bring goes to the stream's own table through `control` (the shards'
+/// tables, `super::tables`). Its lock is a leaf taken on media changes, never per packet.
+#[derive(Debug)]
+pub(crate) struct XskHub {
+    state: Mutex<HubState>,
+    control: Weak<dyn Control>,
+    metrics: MediaMetrics,
+}
+
+/// Where the AF_XDP relay stands (`media.xsk`).
+#[derive(Debug)]
+enum HubState {
+    /// It could not start: the relay sockets carry every userspace stream.
+    Off,
+    /// Configured, and started when a stream is first bound.
+    Planned(XskPlan),
+    Running(XskRelay),
+}
+
+impl XskHub {
+    /// A relay planned from `plan`, handing what its packets change to `control`.
+    pub fn new(plan: XskPlan, control: Weak<dyn Control>, metrics: MediaMetrics) -> Self {
+        Self {
+            state: Mutex::new(HubState::Planned(plan)),
+            control,
+            metrics,
+        }
+    }
+
+    /// Whether the relay runs, started now if it is planned (a stream is about to be bound).
+    /// A relay that cannot start is not tried again: the reason is logged once.
+    pub fn start(&self, xdp: &Mutex<XdpRelay>, rules: Rules) -> bool {
+        let mut state = self.state.lock();
+        let HubState::Planned(plan) = &*state else {
+            return matches!(*state, HubState::Running(_));
+        };
+        match plan.start(xdp, self.control.clone(), rules, self.metrics.clone()) {
+            Ok(relay) => {
+                self.metrics.xsk_active.set(1);
+                tracing::info!(
+                    interfaces = ?plan.interfaces,
+                    "AF_XDP relay on: SRTP streams bypass the kernel's UDP path"
+                );
+                *state = HubState::Running(relay);
+                true
+            }
+            Err(reason) => {
+                tracing::warn!(%reason, "AF_XDP relay unavailable; SRTP streams use the relay sockets");
+                *state = HubState::Off;
+                false
+            }
+        }
+    }
+
+    /// Whether the relay runs.
+    pub fn running(&self) -> bool {
+        matches!(*self.state.lock(), HubState::Running(_))
+    }
+
+    /// Hands `order` to the relay if it runs.
+    pub fn send(&self, order: XskOrder) {
+        if let HubState::Running(relay) = &*self.state.lock() {
+            relay.send(order);
+        }
+    }
+}
+
 /// An AF_XDP relay configured but not started. Each socket's UMEM is pinned as soon as it is
 /// registered (4 MiB per interface and RX queue, resident whether a frame ever arrives or
 /// not), and only socket-bound streams (SRTP, payload rewrites, DTMF interworking) use it: a

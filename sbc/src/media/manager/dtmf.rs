@@ -31,7 +31,7 @@ impl MediaManager {
             session,
             index: stream,
         };
-        let mut core = self.inner.core.lock();
+        let mut core = self.owner(session).lock();
         let result = core
             .table
             .generate_dtmf(now, key, toward, payload_type, digit, duration_ms);

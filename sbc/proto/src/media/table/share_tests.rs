@@ -122,4 +122,10 @@ fn a_trunk_port_quota_holds_for_both_shards_together() {
         2,
         "the call on shard 1 still holds its two"
     );
+    tables[1].release(fifth.session);
+    assert_eq!(quotas.held("carrier"), 0);
+    for t in &mut tables {
+        drain(t);
+        assert!(t.holds_nothing(), "ports, slots, quota and sessions all back");
+    }
 }
