@@ -180,8 +180,10 @@ pub(crate) fn cargo(args: &[&str]) -> Result<()> {
 }
 
 /// The end-to-end suites where signaling shards change what happens (limits, bans, the
-/// PBX's and the trunks' registrations, digest pass-through, drain), run a second time with
-/// two shards (`SBC_E2E_SHARDS`, read by the lab's configuration writer): the default is one.
+/// PBX's and the trunks' registrations, digest pass-through, drain; and each shard's own media
+/// table: kernel latches by port, adoption after a restart, media timeouts, trunk port quotas,
+/// the call records' last media views), run a second time with two shards (`SBC_E2E_SHARDS`,
+/// read by the lab's configuration writer): the default is one.
 const SHARDED_E2E: &[&str] = &[
     "sip_calls",
     "border_flood",
@@ -191,6 +193,11 @@ const SHARDED_E2E: &[&str] = &[
     "register_relay",
     "auth_passthrough",
     "drain",
+    "media_socketless",
+    "media_restart",
+    "media_timeout",
+    "media_policy",
+    "cdr",
 ];
 
 fn sharded_e2e() -> Result<()> {

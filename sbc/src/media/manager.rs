@@ -235,7 +235,12 @@ impl MediaManager {
         metrics.xdp_mappings_capacity.set(i64::from(mappings));
         let quotas = SharedQuotas::default();
         let mut root = crate::entropy::rng();
-        let workers = settings.relay_workers.div_ceil(usize::from(shards)).max(1);
+        // The relay threads, the idle-socket cache and the warm pairs are the whole SBC's
+        // figures: each shard's executor and table takes its part (threads at least one).
+        let n = usize::from(shards);
+        let workers = settings.relay_workers.div_ceil(n).max(1);
+        let idle_sockets = settings.relay_idle_sockets / n;
+        let warm_pairs = settings.warm_pairs.div_ceil(n);
         let cores = (0..shards)
             .map(|k| {
                 let share = MediaShare::new(k, shards).unwrap_or(MediaShare::WHOLE);
@@ -265,7 +270,7 @@ impl MediaManager {
                             weak.clone(),
                             executor::RelayThreads {
                                 workers,
-                                idle_sockets: settings.relay_idle_sockets,
+                                idle_sockets,
                                 rules,
                                 poll: settings.relay_poll,
                                 shard: k,
@@ -311,7 +316,7 @@ impl MediaManager {
             let warm = if core.table.kernel_latch() {
                 0
             } else {
-                settings.warm_pairs
+                warm_pairs
             };
             core.table.set_warm_pairs(warm);
             inner.run(&mut core, Instant::now());

@@ -126,6 +126,9 @@ fn a_trunk_port_quota_holds_for_both_shards_together() {
     assert_eq!(quotas.held("carrier"), 0);
     for t in &mut tables {
         drain(t);
-        assert!(t.holds_nothing(), "ports, slots, quota and sessions all back");
+        assert!(
+            t.holds_nothing(),
+            "ports, slots, quota and sessions all back"
+        );
     }
 }
