@@ -30,6 +30,7 @@ use super::{
     relay::{self, Sockets},
     worker::{Order, Worker},
     xdp::XdpRelay,
+    xdp_maps::XdpMaps,
     xsk_relay::{self, XskHub, XskOrder},
 };
 use crate::metrics::MediaMetrics;
@@ -74,7 +75,11 @@ impl relay::Control for Mutex<Core> {
 /// The runtime side of the media table: sockets, relay workers, XDP maps.
 #[derive(Debug)]
 pub(crate) struct Executor {
+    /// The XDP program (to start the AF_XDP relay on it); `None`: not attached.
     xdp: Option<Arc<Mutex<XdpRelay>>>,
+    /// This shard's own handles on the program's per-call maps, written and read without the
+    /// relay's lock (`Some` exactly when `xdp` is).
+    maps: Option<XdpMaps>,
     /// Sockets (RTP, RTCP) of ended streams, by the RTP socket's local address, kept bound for
     /// the next stream that draws the port (their ports are free in the table's pool). At most
     /// one entry per pair of the port range, and at most `idle_limit` entries.
@@ -140,7 +145,7 @@ pub(crate) struct RelayThreads {
 impl Executor {
     /// An executor relaying with the relay threads `threads` describes.
     pub fn new(
-        xdp: Option<Arc<Mutex<XdpRelay>>>,
+        (xdp, maps): (Option<Arc<Mutex<XdpRelay>>>, Option<XdpMaps>),
         core: Weak<Mutex<Core>>,
         threads: RelayThreads,
         metrics: MediaMetrics,
@@ -154,6 +159,7 @@ impl Executor {
             poll,
             shard,
         } = threads;
+        let xdp_is_some = xdp.is_some();
         let neighbours = (xdp.is_some() && prime_neighbours)
             .then(|| {
                 NeighbourPrimer::new()
@@ -165,7 +171,10 @@ impl Executor {
             neighbours,
             prime_counters: None,
             events,
-            xdp,
+            // Map handles without the program (or the reverse) would leave the table's fast
+            // paths half done: both or neither.
+            xdp: if maps.is_some() { xdp } else { None },
+            maps: if xdp_is_some { maps } else { None },
             idle: HashMap::new(),
             idle_limit: idle_sockets / 2,
             warm: HashMap::new(),
@@ -212,6 +221,11 @@ impl Executor {
         if let Some(hub) = &self.xsk {
             hub.send(order);
         }
+    }
+
+    /// This shard's handles on the XDP per-call maps (views read the counters there).
+    pub fn maps(&self) -> Option<&XdpMaps> {
+        self.maps.as_ref()
     }
 
     /// Takes the bind failures collected since the last call.
@@ -554,15 +568,13 @@ fn run_commands(core: &mut Core, now: Instant) {
             MediaCommand::Policy(m) => core.exec.writes.policy(m),
             MediaCommand::Remove { ingress, policy } => core.exec.writes.remove(ingress, policy),
             MediaCommand::ReadCounters { stream, slots } => {
-                let Some(xdp) = &core.exec.xdp else { continue };
-                let x = xdp.lock();
+                let Some(x) = &core.exec.maps else { continue };
                 let total: u64 = slots
                     .iter()
                     .flatten()
                     .filter_map(|s| x.mapping_stats(s.slot, s.generation).ok())
                     .map(|m| m.packets)
                     .sum();
-                drop(x);
                 core.table.handle_fast_path_packets(now, stream, total);
             }
         }
@@ -687,14 +699,13 @@ impl Writes {
 /// stays in or returns to userspace); installed paths get their neighbour primed.
 fn flush_writes(core: &mut Core) {
     let mut w = std::mem::take(&mut core.exec.writes);
-    let Some(xdp) = core.exec.xdp.clone() else {
+    let Some(x) = core.exec.maps.as_mut() else {
         w.clear();
         core.exec.writes = w;
         return;
     };
     // Rare: allocated only when the kernel refuses something.
     let mut failed: Vec<SocketAddr> = Vec::new();
-    let mut x = xdp.lock();
     x.insert_policies(&w.policy_keys, &w.policies, &mut |i, e| {
         tracing::warn!(error = %e, "setting an XDP latch policy failed; stream goes to userspace");
         failed.push(w.policy_of[i]);
@@ -719,7 +730,6 @@ fn flush_writes(core: &mut Core) {
         refused.push(i);
     });
     x.remove_all(&w.removes, &w.policy_removes);
-    drop(x);
     for (i, (m, new)) in w.mapping_of.iter().enumerate() {
         if refused.contains(&i) {
             if *new {

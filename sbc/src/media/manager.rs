@@ -148,6 +148,31 @@ fn idle_socket_budget(configured: usize, limit: Option<u64>, sip_connections: us
     configured.min(budget)
 }
 
+/// The XDP relay and `shards` sets of handles on its per-call maps, one per shard's executor
+/// (all `None` without XDP). If a set cannot be made (out of descriptors at start), the
+/// media runs without the fast path rather than with a shard that cannot install one.
+fn shard_maps(
+    xdp: Option<Arc<Mutex<XdpRelay>>>,
+    shards: u16,
+) -> (
+    Option<Arc<Mutex<XdpRelay>>>,
+    impl Iterator<Item = Option<super::xdp_maps::XdpMaps>>,
+) {
+    let none = || (0..shards).map(|_| None).collect::<Vec<_>>();
+    let Some(x) = xdp else {
+        return (None, none().into_iter());
+    };
+    let made: Result<Vec<_>, _> = (0..shards).map(|_| x.lock().maps().map(Some)).collect();
+    match made {
+        Ok(m) => (Some(x), m.into_iter()),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the XDP maps for the media tables; \
+                media is relayed without the fast path");
+            (None, none().into_iter())
+        }
+    }
+}
+
 /// A handle to the media manager; cheap to clone, shared by the call layer and the admin API.
 /// With signaling shards, each shard's handle ([`MediaManager::for_shard`]) drives its own
 /// table; the admin API's handle reaches every table (sessions by the shard in their id).
@@ -225,6 +250,10 @@ impl MediaManager {
     ) -> Self {
         let shards = shards.max(1);
         let runtime = tokio::runtime::Handle::current();
+        // Each shard's own handles on the per-call maps, so no shard takes the relay's lock
+        // to install a call's fast path (`xdp_maps.rs`). Without them for every shard the
+        // media runs without XDP, which then passes every packet up as if detached.
+        let (xdp, mut maps) = shard_maps(xdp, shards);
         let events = match (&xdp, settings.kernel_latch) {
             (Some(x), true) => super::latch_events::prepare(&mut x.lock(), &settings.relay),
             _ => None,
@@ -266,7 +295,7 @@ impl MediaManager {
                     Mutex::new(Core {
                         table,
                         exec: Executor::new(
-                            xdp.clone(),
+                            (xdp.clone(), maps.next().flatten()),
                             weak.clone(),
                             executor::RelayThreads {
                                 workers,
@@ -497,11 +526,11 @@ impl MediaManager {
 }
 
 impl Inner {
-    /// The view of session `id` at `now` (locks the XDP relay for its counters).
+    /// The view of session `id` at `now` (its fast-path counters read through the shard's
+    /// own map handles).
     fn view(&self, core: &Core, id: SessionId, now: Instant) -> Option<SessionView> {
         let s = core.table.session(id)?;
-        let xdp = self.xdp.as_ref().map(|x| x.lock());
-        Some(super::view::session_view(id, s, xdp.as_deref(), now))
+        Some(super::view::session_view(id, s, core.exec.maps(), now))
     }
 
     /// Executes the table's commands; returns the bind failures it could not repair.
@@ -516,10 +545,14 @@ impl Inner {
     /// left).
     fn settle(&self, core: &mut Core, now: Instant, ran: bool) {
         if core.table.has_released() {
-            let xdp = self.xdp.as_ref().map(|x| x.lock());
-            let Core { table, finals, .. } = core;
+            let Core {
+                table,
+                finals,
+                exec,
+                ..
+            } = core;
             for (id, s) in table.drain_released() {
-                finals.put(id, super::view::session_view(id, &s, xdp.as_deref(), now));
+                finals.put(id, super::view::session_view(id, &s, exec.maps(), now));
             }
         }
         // Most inputs (a provisional, an ACK, a BYE's answer) change nothing of the table's:

@@ -19,6 +19,7 @@ pub(crate) mod tables;
 pub mod view;
 pub(crate) mod worker;
 pub mod xdp;
+pub mod xdp_maps;
 pub(crate) mod xsk_relay;
 
 pub use manager::{MediaManager, MediaSettings};

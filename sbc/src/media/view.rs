@@ -10,7 +10,7 @@ use sbc_proto::media::{
 };
 use sbc_proto::net::Side;
 
-use super::xdp::XdpRelay;
+use super::xdp_maps::XdpMaps;
 
 /// One relay bind address's port pairs, at `/api/v1/media`.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -173,7 +173,7 @@ fn millis(d: std::time::Duration) -> u64 {
 pub(crate) fn session_view(
     id: SessionId,
     s: &Session,
-    xdp: Option<&XdpRelay>,
+    xdp: Option<&XdpMaps>,
     now: Instant,
 ) -> SessionView {
     let streams = s
