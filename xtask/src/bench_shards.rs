@@ -34,7 +34,13 @@ pub fn shards(root: &Path, quick: bool, counts: &[u16]) -> Result<()> {
     if counts.is_empty() {
         bail!("--shards needs at least one shard count");
     }
-    let reps = if quick { 1 } else { 3 };
+    // SBC_BENCH_SHARD_REPS=<n> interleaves n repetitions of the ladder per count, also with
+    // --quick (quick children: one repetition each, the short ladder unless SBC_BENCH_LADDER).
+    let reps = std::env::var("SBC_BENCH_SHARD_REPS")
+        .ok()
+        .and_then(|r| r.parse::<usize>().ok())
+        .filter(|r| (1..=9).contains(r))
+        .unwrap_or(if quick { 1 } else { 3 });
     let sipp_cpus = std::env::var("SBC_BENCH_SIPP_CPUS").unwrap_or_else(|_| "0".into());
     let exe = std::env::current_exe().context("the xtask binary")?;
     let out = std::env::temp_dir().join(format!("sbc-bench-shards-{}", std::process::id()));
@@ -156,9 +162,12 @@ fn render(runs: &[Run], counts: &[u16], quick: bool, sipp_cpus: &str) -> (String
              command below.\n"
         );
     }
-    let ladder = std::env::var("SBC_BENCH_LADDER")
+    let mut ladder = std::env::var("SBC_BENCH_LADDER")
         .map(|l| format!("SBC_BENCH_LADDER={l} "))
         .unwrap_or_default();
+    if let Ok(r) = std::env::var("SBC_BENCH_SHARD_REPS") {
+        ladder.push_str(&format!("SBC_BENCH_SHARD_REPS={r} "));
+    }
     let _ = writeln!(
         md,
         "Command: `{ladder}SBC_BENCH_SIPP_CPUS={sipp_cpus} cargo xtask bench signaling --shards {}{}` \
@@ -187,6 +196,14 @@ fn render(runs: &[Run], counts: &[u16], quick: bool, sipp_cpus: &str) -> (String
                 .map_or("—".into(), |c| format!("{c:.3}")),
             r.load_before,
             r.load_after
+        );
+    }
+    for &n in counts {
+        let _ = writeln!(
+            md,
+            "\nMedians with {n} shard(s): clean {} calls/s, {} CPU-s per 1,000 calls at 500/s.",
+            per(n, |r| r.clean_cps).map_or("none".into(), |c| format!("{c:.0}")),
+            per(n, |r| r.cpu_per_1000_fixed).map_or("—".into(), |c| format!("{c:.3}"))
         );
     }
     for &(n, c) in clean.iter().skip(1) {
