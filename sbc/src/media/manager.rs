@@ -162,7 +162,9 @@ fn shard_maps(
     let Some(x) = xdp else {
         return (None, none().into_iter());
     };
-    let made: Result<Vec<_>, _> = (0..shards).map(|_| x.lock().maps().map(Some)).collect();
+    let made: Result<Vec<_>, _> = (0..shards)
+        .map(|_| super::xdp_maps::XdpMaps::of(&x.lock()).map(Some))
+        .collect();
     match made {
         Ok(m) => (Some(x), m.into_iter()),
         Err(e) => {

@@ -3,7 +3,6 @@
 
 use std::{
     fmt,
-    os::fd::AsFd as _,
     path::{Path, PathBuf},
 };
 
@@ -22,7 +21,6 @@ use sbc_ebpf_common::{
     MappingStats, PROGRAM_NAME, RelayRange, Stat,
 };
 
-use super::xdp_maps::XdpMaps;
 use crate::config::XdpMode;
 
 /// The compiled XDP program, exactly as `build.rs` produced it for this binary.
@@ -431,34 +429,9 @@ impl XdpRelay {
         Ok(out)
     }
 
-    /// Handles of their own on the program's per-call maps (mappings, latch policies,
-    /// per-mapping statistics) for one signaling shard's executor: duplicates of the maps'
-    /// descriptors, so that shards write and read their calls' entries without sharing this
-    /// relay's lock ([`XdpMaps`]).
-    pub fn maps(&self) -> Result<XdpMaps, XdpError> {
-        let dup = |name: &'static str| -> Result<MapData, XdpError> {
-            let data = match self.ebpf.map(name) {
-                Some(Map::HashMap(d) | Map::PerCpuArray(d)) => d,
-                _ => return Err(XdpError::Missing(name)),
-            };
-            let fd = data
-                .fd()
-                .as_fd()
-                .try_clone_to_owned()
-                .map_err(|e| XdpError::Map {
-                    map: name,
-                    source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
-                        call: "dup",
-                        io_error: e,
-                    }),
-                })?;
-            MapData::from_fd(fd).map_err(|source| XdpError::Map { map: name, source })
-        };
-        Ok(XdpMaps::new(
-            dup(MAP_MAPPINGS)?,
-            dup(MAP_LATCH_POLICIES)?,
-            dup(MAP_MAPPING_STATS)?,
-        ))
+    /// The program's map `name` (for [`super::xdp_maps::XdpMaps::of`]).
+    pub(crate) fn map(&self, name: &str) -> Option<&Map> {
+        self.ebpf.map(name)
     }
 
     /// Keys of every installed mapping (e.g. to adopt them after a restart).

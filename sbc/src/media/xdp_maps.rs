@@ -1,6 +1,6 @@
 //! One signaling shard's handles on the XDP program's per-call maps: the mappings, the latch
 //! policies and the per-mapping statistics. They are duplicates of the program's map
-//! descriptors ([`super::xdp::XdpRelay::maps`]), so each shard's executor writes its calls'
+//! descriptors ([`XdpMaps::of`]), so each shard's executor writes its calls'
 //! entries and reads their counters without a lock shared with the other shards: the kernel
 //! serializes per entry, and two shards never write the same key (a key is a relay port, and
 //! each shard owns its ports, `sbc_proto::media::share`). The program object and what is
@@ -13,7 +13,9 @@ use sbc_ebpf_common::{
     MappingStats,
 };
 
-use super::xdp::XdpError;
+use std::os::fd::AsFd as _;
+
+use super::xdp::{XdpError, XdpRelay};
 
 /// Handles on the per-call maps; see the module docs.
 pub struct XdpMaps {
@@ -33,9 +35,38 @@ impl std::fmt::Debug for XdpMaps {
 }
 
 impl XdpMaps {
+    /// Handles of their own on `relay`'s per-call maps for one signaling shard's executor:
+    /// duplicates of the maps' descriptors, so that shards write and read their calls'
+    /// entries without sharing the relay's lock.
+    pub fn of(relay: &XdpRelay) -> Result<Self, XdpError> {
+        let dup = |name: &'static str| -> Result<MapData, XdpError> {
+            let data = match relay.map(name) {
+                Some(Map::HashMap(d) | Map::PerCpuArray(d)) => d,
+                _ => return Err(XdpError::Missing(name)),
+            };
+            let fd = data
+                .fd()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| XdpError::Map {
+                    map: name,
+                    source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+                        call: "dup",
+                        io_error: e,
+                    }),
+                })?;
+            MapData::from_fd(fd).map_err(|source| XdpError::Map { map: name, source })
+        };
+        Ok(Self::new(
+            dup(MAP_MAPPINGS)?,
+            dup(MAP_LATCH_POLICIES)?,
+            dup(MAP_MAPPING_STATS)?,
+        ))
+    }
+
     /// The maps of these descriptors: the mappings and latch policies (hash maps) and the
     /// statistics slots (a per-CPU array).
-    pub(crate) fn new(mappings: MapData, policies: MapData, stats: MapData) -> Self {
+    fn new(mappings: MapData, policies: MapData, stats: MapData) -> Self {
         Self {
             mappings: Map::HashMap(mappings),
             policies: Map::HashMap(policies),
@@ -262,8 +293,8 @@ mod tests {
                 return;
             }
         };
-        let mut m = x.maps().expect("a shard's handles");
-        let other = x.maps().expect("another shard's handles");
+        let mut m = super::XdpMaps::of(&x).expect("a shard's handles");
+        let other = super::XdpMaps::of(&x).expect("another shard's handles");
         let keys = [key(20_000), key(20_002), key(20_004)];
         let values: Vec<Mapping> = (0..3u32)
             .map(|i| Mapping {
