@@ -183,12 +183,17 @@ pub struct MediaManager {
     inner: Arc<Inner>,
     /// The shard whose table this handle drives.
     home: usize,
+    /// The handle is not a shard's (the admin API's): its own sessions
+    /// ([`Self::allocate`]) go to the tables in turn.
+    spread: bool,
 }
 
 #[derive(Debug)]
 struct Inner {
     /// One table (and executor) per signaling shard.
     tables: Arc<Tables>,
+    /// The table the admin API's next session goes to (in turn).
+    next_admin: std::sync::atomic::AtomicUsize,
     xdp: Option<Arc<Mutex<XdpRelay>>>,
     metrics: MediaMetrics,
     /// The port gauges' children, resolved once: [`Inner::update_gauges`] runs three times
@@ -322,6 +327,7 @@ impl MediaManager {
         let inner = Arc::new(Inner {
             port_gauges,
             tables,
+            next_admin: std::sync::atomic::AtomicUsize::new(0),
             xdp,
             metrics,
         });
@@ -363,7 +369,11 @@ impl MediaManager {
                 inner.tick(Instant::now());
             }
         });
-        Self { inner, home: 0 }
+        Self {
+            inner,
+            home: 0,
+            spread: true,
+        }
     }
 
     /// The handle of signaling shard `shard`: its [`Self::drive`], [`Self::read`] and
@@ -372,12 +382,8 @@ impl MediaManager {
         Self {
             inner: self.inner.clone(),
             home: shard.min(usize::from(self.inner.tables.count()) - 1),
+            spread: false,
         }
-    }
-
-    /// The tables (one per signaling shard).
-    pub fn shards(&self) -> usize {
-        usize::from(self.inner.tables.count())
     }
 
     /// This handle's table.
@@ -753,9 +759,10 @@ impl MediaManager {
         f(&self.home().lock().table)
     }
 
-    /// [`MediaTable::allocate`] for the admin API, in this handle's table: a session of its
-    /// own, refused whole when a port cannot be bound (there is no call layer to end it
-    /// later).
+    /// [`MediaTable::allocate`] for the admin API: a session of its own, refused whole when a
+    /// port cannot be bound (there is no call layer to end it later). A shard's handle
+    /// allocates in its table; the admin API's handle in each table in turn, so that its
+    /// sessions spread as calls do.
     pub fn allocate(
         &self,
         now: Instant,
@@ -764,7 +771,15 @@ impl MediaManager {
         peers: &MediaPeers,
     ) -> Result<Allocation, MediaError> {
         let inner = &self.inner;
-        let mut core = self.home().lock();
+        let table = if self.spread {
+            let turn = inner
+                .next_admin
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            inner.tables.core(turn % usize::from(inner.tables.count()))
+        } else {
+            self.home()
+        };
+        let mut core = table.lock();
         let mut result = core.table.allocate(now, from, streams, peers);
         if let Ok(a) = &result
             && let Some((_, e)) = inner

@@ -152,3 +152,22 @@ async fn a_kernel_latch_reaches_the_table_that_owns_the_port() {
     });
     assert_eq!(latched, Some(Some(pbx)));
 }
+
+#[tokio::test]
+async fn the_admin_apis_sessions_go_to_the_tables_in_turn() {
+    let (_metrics, m, _shards) = two_shards(42_700, 42_799);
+    let offer = |port| {
+        m.allocate(
+            Instant::now(),
+            Side::Inside,
+            &[StreamDesc::new(LO, port)],
+            &MediaPeers::default(),
+        )
+        .expect("offer")
+        .session
+    };
+    let owners: Vec<u16> = (0..4)
+        .map(|i| owner_of_session(offer(4000 + 2 * i), 2))
+        .collect();
+    assert_eq!(owners, [0, 1, 0, 1]);
+}
