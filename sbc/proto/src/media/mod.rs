@@ -93,7 +93,7 @@ pub use crypto::StreamSrtp;
 pub use fast_path::FastPath;
 pub use payload::StreamPayloadMaps;
 pub use settings::{RelaySettings, SideAddress, SideAddresses};
-pub use share::{MediaShare, SharedQuotas};
+pub use share::{MediaShare, SharedQuotas, TrunkPorts};
 pub use stream_key::StreamKey;
 pub use table::{Arrival, MediaTable, PacketAction, PacketDrop, RelayPort};
 

@@ -52,11 +52,16 @@ impl MediaPolicy {
 }
 
 /// Relay ports held per trunk: by this table's calls, and (with signaling shards) in the
-/// ledger every shard's table takes from, against which the limit is checked.
+/// count every shard's table takes from, against which the limit is checked.
 #[derive(Debug, Default)]
 pub struct Quotas {
     held: HashMap<String, usize>,
-    shared: Option<super::share::SharedQuotas>,
+    /// The ledger of every shard's table, and the counts of the trunks this table has met
+    /// (found once per trunk: then no lock).
+    shared: Option<(
+        super::share::SharedQuotas,
+        HashMap<String, super::share::TrunkPorts>,
+    )>,
 }
 
 impl Quotas {
@@ -64,15 +69,25 @@ impl Quotas {
     pub fn shared(shared: super::share::SharedQuotas) -> Self {
         Self {
             held: HashMap::new(),
-            shared: Some(shared),
+            shared: Some((shared, HashMap::new())),
         }
+    }
+
+    /// The shared count of `trunk`, found in the ledger the first time.
+    fn counter(&mut self, trunk: &str) -> Option<&super::share::TrunkPorts> {
+        let (ledger, known) = self.shared.as_mut()?;
+        if !known.contains_key(trunk) {
+            let c = super::share::TrunkPorts::new(ledger.counter(trunk));
+            known.insert(trunk.to_owned(), c);
+        }
+        known.get(trunk)
     }
 
     /// Takes `ports` for `trunk` if that keeps it within `limit`; returns whether it did.
     pub fn take(&mut self, trunk: &str, ports: usize, limit: usize) -> bool {
         let held = self.held.get(trunk).copied().unwrap_or(0);
-        let fits = match &self.shared {
-            Some(all) => all.take(trunk, ports, limit),
+        let fits = match self.counter(trunk) {
+            Some(all) => all.take(ports, limit),
             None => held.saturating_add(ports) <= limit,
         };
         if fits {
@@ -84,22 +99,23 @@ impl Quotas {
     /// Takes `ports` for `trunk` whatever its limit (a failover moving an existing call).
     pub fn force(&mut self, trunk: &str, ports: usize) {
         *self.held.entry(trunk.to_owned()).or_default() += ports;
-        if let Some(all) = &self.shared {
-            all.force(trunk, ports);
+        if let Some(all) = self.counter(trunk) {
+            all.force(ports);
         }
     }
 
     /// Gives `ports` of `trunk` back (no more than this table's calls hold).
     pub fn give(&mut self, trunk: &str, ports: usize) {
-        if let Some(h) = self.held.get_mut(trunk) {
-            let given = ports.min(*h);
-            *h -= given;
-            if *h == 0 {
-                self.held.remove(trunk);
-            }
-            if let Some(all) = &self.shared {
-                all.give(trunk, given);
-            }
+        let Some(h) = self.held.get_mut(trunk) else {
+            return;
+        };
+        let given = ports.min(*h);
+        *h -= given;
+        if *h == 0 {
+            self.held.remove(trunk);
+        }
+        if let Some(all) = self.counter(trunk) {
+            all.give(given);
         }
     }
 

@@ -10,15 +10,18 @@
 //!   ([`MediaShare::slots`]), so the sub-ranges never meet;
 //! - session ids, which carry the shard in their top 16 bits ([`MediaShare::first_session`],
 //!   [`owner_of_session`]), as call handles do;
-//! - the trunks' port quotas, which stay whole: one ledger all shards take from
-//!   ([`SharedQuotas`]).
+//! - the trunks' port quotas, which stay whole: one atomic count per trunk all shards take
+//!   from ([`SharedQuotas`]).
 //!
 //! One shard ([`MediaShare::WHOLE`]) owns everything, exactly as before there were shards.
 
 use std::{
     collections::HashMap,
     ops::Range,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicUsize, Ordering},
+    },
 };
 
 use super::{SessionId, settings::RelaySettings};
@@ -145,44 +148,58 @@ pub fn owner_of_session(id: SessionId, count: u16) -> u16 {
 }
 
 /// The relay ports every trunk's calls hold, over all shards' tables: a trunk's
-/// `max_ports` is one limit for the whole SBC, not one per shard. Taken and given once per
-/// call offer and end (not per message), under a lock no packet path takes.
+/// `max_ports` is one limit for the whole SBC, not one per shard. Each trunk's count is an
+/// atomic that a table finds by the trunk's name once (under this ledger's lock, off the
+/// per-message path: [`TrunkPorts`] keeps it) and then takes from and gives back to with a
+/// compare-and-swap, so two shards can never both take the last ports.
 #[derive(Debug, Clone, Default)]
-pub struct SharedQuotas(Arc<Mutex<HashMap<String, usize>>>);
+pub struct SharedQuotas(Arc<Mutex<HashMap<String, Arc<AtomicUsize>>>>);
 
 impl SharedQuotas {
-    /// Takes `ports` for `trunk` if that keeps the whole SBC within `limit`.
-    pub fn take(&self, trunk: &str, ports: usize, limit: usize) -> bool {
-        let mut held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = held.get(trunk).copied().unwrap_or(0);
-        if now.saturating_add(ports) > limit {
-            return false;
-        }
-        held.insert(trunk.to_owned(), now + ports);
-        true
-    }
-
-    /// Takes `ports` for `trunk` whatever its limit.
-    pub fn force(&self, trunk: &str, ports: usize) {
-        let mut held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        *held.entry(trunk.to_owned()).or_default() += ports;
-    }
-
-    /// Gives `ports` of `trunk` back.
-    pub fn give(&self, trunk: &str, ports: usize) {
-        let mut held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(h) = held.get_mut(trunk) {
-            *h = h.saturating_sub(ports);
-            if *h == 0 {
-                held.remove(trunk);
-            }
-        }
+    /// The count of `trunk` (made at zero on first use; entries are never removed: a handful
+    /// of trunk names).
+    pub fn counter(&self, trunk: &str) -> Arc<AtomicUsize> {
+        let mut all = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        all.entry(trunk.to_owned()).or_default().clone()
     }
 
     /// Ports `trunk`'s calls hold over every shard.
     pub fn held(&self, trunk: &str) -> usize {
-        let held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        held.get(trunk).copied().unwrap_or(0)
+        self.counter(trunk).load(Ordering::Acquire)
+    }
+}
+
+/// One trunk's shared port count as a table holds it.
+#[derive(Debug, Clone)]
+pub struct TrunkPorts(Arc<AtomicUsize>);
+
+impl TrunkPorts {
+    /// The count `counter` ([`SharedQuotas::counter`]).
+    pub fn new(counter: Arc<AtomicUsize>) -> Self {
+        Self(counter)
+    }
+
+    /// Takes `ports` if that keeps the whole SBC within `limit`.
+    pub fn take(&self, ports: usize, limit: usize) -> bool {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(ports).filter(|&n| n <= limit)
+            })
+            .is_ok()
+    }
+
+    /// Takes `ports` whatever the limit (a failover moving an existing call).
+    pub fn force(&self, ports: usize) {
+        self.0.fetch_add(ports, Ordering::AcqRel);
+    }
+
+    /// Gives `ports` back.
+    pub fn give(&self, ports: usize) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                Some(held.saturating_sub(ports))
+            });
     }
 }
 

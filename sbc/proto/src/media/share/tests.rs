@@ -95,9 +95,32 @@ fn session_ids_name_their_shard_and_one_shard_keeps_plain_ids() {
 #[test]
 fn the_shared_ledger_holds_one_limit_for_all_takers() {
     let all = SharedQuotas::default();
-    assert!(all.take("t", 4, 6));
-    assert!(!all.take("t", 4, 6));
-    all.give("t", 4);
-    assert!(all.take("t", 6, 6));
+    // Two tables find the same count by the trunk's name.
+    let (a, b) = (
+        TrunkPorts::new(all.counter("t")),
+        TrunkPorts::new(all.counter("t")),
+    );
+    assert!(a.take(4, 6));
+    assert!(!b.take(4, 6), "8 > 6 over both");
+    assert!(b.take(2, 6));
+    a.give(4);
+    assert!(b.take(4, 6));
     assert_eq!(all.held("t"), 6);
+    assert_eq!(all.held("other"), 0, "per trunk");
+}
+
+#[test]
+fn racing_takers_never_pass_the_limit_together() {
+    let all = SharedQuotas::default();
+    let taken: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let t = TrunkPorts::new(all.counter("t"));
+                s.spawn(move || (0..1_000).filter(|_| t.take(2, 1_000)).count())
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("taker")).sum()
+    });
+    assert_eq!(taken, 500, "exactly the limit's worth of takes succeeded");
+    assert_eq!(all.held("t"), 1_000);
 }
