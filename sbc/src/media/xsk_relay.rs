@@ -98,29 +98,26 @@ pub(crate) struct XskRelay {
 /// The one AF_XDP relay of every signaling shard's executor: its sockets are per interface
 /// and RX queue, so it cannot be per shard. The first executor to bind a stream starts it;
 /// the news its packets bring goes to the stream's own table through `control` (the shards'
-/// tables, `super::tables`). Its lock is a leaf taken on media changes, never per packet.
+/// tables, `super::tables`). Once it runs, handing it a stream takes no lock: the relay is
+/// set once and its mailbox is a channel; the plan's lock is taken only to start it.
 #[derive(Debug)]
 pub(crate) struct XskHub {
-    state: Mutex<HubState>,
+    /// The plan until the relay starts or fails to (`None` then).
+    plan: Mutex<Option<XskPlan>>,
+    relay: std::sync::OnceLock<XskRelay>,
+    /// It could not start: not tried again.
+    failed: std::sync::atomic::AtomicBool,
     control: Weak<dyn Control>,
     metrics: MediaMetrics,
-}
-
-/// Where the AF_XDP relay stands (`media.xsk`).
-#[derive(Debug)]
-enum HubState {
-    /// It could not start: the relay sockets carry every userspace stream.
-    Off,
-    /// Configured, and started when a stream is first bound.
-    Planned(XskPlan),
-    Running(XskRelay),
 }
 
 impl XskHub {
     /// A relay planned from `plan`, handing what its packets change to `control`.
     pub fn new(plan: XskPlan, control: Weak<dyn Control>, metrics: MediaMetrics) -> Self {
         Self {
-            state: Mutex::new(HubState::Planned(plan)),
+            plan: Mutex::new(Some(plan)),
+            relay: std::sync::OnceLock::new(),
+            failed: std::sync::atomic::AtomicBool::new(false),
             control,
             metrics,
         }
@@ -129,23 +126,31 @@ impl XskHub {
     /// Whether the relay runs, started now if it is planned (a stream is about to be bound).
     /// A relay that cannot start is not tried again: the reason is logged once.
     pub fn start(&self, xdp: &Mutex<XdpRelay>, rules: Rules) -> bool {
-        let mut state = self.state.lock();
-        let HubState::Planned(plan) = &*state else {
-            return matches!(*state, HubState::Running(_));
+        if self.running() {
+            return true;
+        }
+        if self.failed.load(std::sync::atomic::Ordering::Acquire) {
+            return false;
+        }
+        let mut plan = self.plan.lock();
+        // Another shard's executor may have started it meanwhile.
+        let Some(p) = plan.take() else {
+            return self.running();
         };
-        match plan.start(xdp, self.control.clone(), rules, self.metrics.clone()) {
+        match p.start(xdp, self.control.clone(), rules, self.metrics.clone()) {
             Ok(relay) => {
                 self.metrics.xsk_active.set(1);
                 tracing::info!(
-                    interfaces = ?plan.interfaces,
+                    interfaces = ?p.interfaces,
                     "AF_XDP relay on: SRTP streams bypass the kernel's UDP path"
                 );
-                *state = HubState::Running(relay);
+                let _ = self.relay.set(relay);
                 true
             }
             Err(reason) => {
                 tracing::warn!(%reason, "AF_XDP relay unavailable; SRTP streams use the relay sockets");
-                *state = HubState::Off;
+                self.failed
+                    .store(true, std::sync::atomic::Ordering::Release);
                 false
             }
         }
@@ -153,12 +158,12 @@ impl XskHub {
 
     /// Whether the relay runs.
     pub fn running(&self) -> bool {
-        matches!(*self.state.lock(), HubState::Running(_))
+        self.relay.get().is_some()
     }
 
     /// Hands `order` to the relay if it runs.
     pub fn send(&self, order: XskOrder) {
-        if let HubState::Running(relay) = &*self.state.lock() {
+        if let Some(relay) = self.relay.get() {
             relay.send(order);
         }
     }
